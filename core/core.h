@@ -1,0 +1,362 @@
+/* core.h: internal interfaces between the files of the core (never seen by plugins). */
+#ifndef ZT_CORE_H
+#define ZT_CORE_H
+
+#include "zt.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Internal names are zt__*; `static` functions need no prefix. Errors are ZT_E* codes.
+ * A function that fails with a message for a person writes it into (err, errlen). */
+
+typedef struct zt_server zt_server;
+typedef struct zt_conn zt_conn;
+typedef struct zt_store zt_store;
+typedef struct zt_router zt_router;
+typedef struct zt_conf zt_conf;
+typedef struct zt_lua_host zt_lua_host;
+
+#define ZT_ERRLEN 512
+
+/* ---- util.c: arena, strings, ids, time ------------------------------------------- */
+
+/* A bump allocator: many small allocations, freed at once. The first block lives inline
+ * so that most requests never call malloc for it. */
+typedef struct zt_arena_block {
+    struct zt_arena_block *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+} zt_arena_block;
+typedef struct zt_arena {
+    zt_arena_block *head; /* the current block; chain of older ones behind it */
+    zt_arena_block *first;
+} zt_arena;
+void zt__arena_init(zt_arena *a, void *first_block, size_t first_size);
+void *zt__arena_alloc(zt_arena *a, size_t size);
+char *zt__arena_strndup(zt_arena *a, const char *s, size_t n);
+char *zt__arena_vprintf(zt_arena *a, const char *fmt, va_list ap);
+/* Frees every block but the inline first one, and empties it. */
+void zt__arena_reset(zt_arena *a);
+
+/* Percent-decode src[0..n) into dst (at least n+1 bytes); plus_space: '+' means ' '.
+ * Returns the decoded length, or -1 for a bad escape or a decoded NUL byte. */
+long zt__pct_decode(char *dst, const char *src, size_t n, bool plus_space);
+
+/* Monotonic milliseconds (for timeouts and latency), independent of the wall clock. */
+uint64_t zt__mono_ms(void);
+/* The wall clock behind zt_now_ms. A test mode can move it (see clock in issue 5). */
+void zt__clock_set_offset_ms(int64_t offset);
+
+/* Append JSON-escaped s to a growable buffer. */
+typedef struct zt_buf {
+    char *data;
+    size_t len, cap;
+} zt_buf;
+int zt__buf_reserve(zt_buf *b, size_t extra);
+int zt__buf_append(zt_buf *b, const void *p, size_t n);
+int zt__buf_puts(zt_buf *b, const char *s);
+int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
+void zt__buf_free(zt_buf *b);
+
+/* ---- log.c --------------------------------------------------------------------- */
+
+extern int zt__log_level;
+/* One JSON line on stderr; plugin and reqid may be NULL. */
+void zt__log(int level, const char *plugin, const char *reqid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void zt__vlog(int level, const char *plugin, const char *reqid, const char *fmt, va_list ap);
+int zt__log_level_parse(const char *s); /* "debug".."error" → level, -1 if unknown */
+
+/* ---- config.c ------------------------------------------------------------------ */
+
+/* A plugin option value after validation. */
+typedef struct zt_optval {
+    const char *name;
+    int type; /* enum zt_opt_type */
+    bool set; /* false: no value and no default */
+    char *s;
+    int64_t i;
+    double n;
+    bool b;
+    char **list;
+    size_t nlist;
+} zt_optval;
+
+typedef struct zt_conf_plugin {
+    char *name;
+    int line; /* where it is listed in `plugins` (the line of the assignment) */
+} zt_conf_plugin;
+
+struct zt_conf {
+    char *file;        /* the path it was read from */
+    char *node_name;   /* node_name = "demo-county" */
+    char *region_code; /* region_code = "330100" (6 digits, GB/T 2260) */
+    char **listen;     /* listen = { "127.0.0.1:8080" } */
+    size_t nlisten;
+    char *data_dir;   /* data_dir = "data" (relative to the config file's folder) */
+    size_t map_size;  /* map_size = 1073741824 (bytes) */
+    int log_level;    /* log_level = "info" */
+    char *plugin_dir; /* where C plugins (<name>.so) are found */
+    char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
+    char *web_dir;    /* static files served at / ; NULL: none */
+    /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
+     *            max_connections= } (timeouts in seconds, may be fractional) */
+    size_t header_bytes;
+    size_t body_bytes;
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t shutdown_timeout_ms;
+    unsigned max_connections;
+    /* lua = { instructions = per-call budget, memory = bytes per plugin state } */
+    uint64_t lua_instructions;
+    size_t lua_memory;
+    zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
+    size_t nplugins;
+    void *L; /* the config's Lua state: keeps the raw plugin option tables */
+};
+
+/* Read and check a config file. Core keys are validated here; a top-level key that is
+ * neither a core key nor the name of a plugin is reported. Plugin option tables are kept
+ * for zt__conf_plugin_options. On error: ZT_EINVAL and "file:line: what is wrong". */
+int zt__conf_load(const char *path, zt_conf *c, char *err, size_t errlen);
+/* Check the option table of `plugin` against its declarations and produce the values
+ * (defaults filled in). *out is an array of as many entries as decl has (malloc'd). */
+int zt__conf_plugin_options(zt_conf *c, const char *plugin, const zt_option *decl, zt_optval **out,
+                            size_t *nout, char *err, size_t errlen);
+/* Parse a config text from memory (for the fuzzer and unit tests). */
+int zt__conf_load_buffer(const char *name, const char *text, size_t len, zt_conf *c, char *err,
+                         size_t errlen);
+void zt__conf_free(zt_conf *c);
+void zt__optvals_free(zt_optval *v, size_t n);
+
+/* ---- store.c (LMDB) ------------------------------------------------------------ */
+
+typedef struct zt_store_stats {
+    uint64_t commits;       /* batch commits that succeeded */
+    uint64_t commit_errors; /* batch commits that failed */
+    uint64_t nested;        /* nested write transactions begun */
+    uint64_t map_size;      /* bytes */
+    uint64_t used_bytes;    /* pages in use * page size */
+    uint64_t last_commit_us;
+} zt_store_stats;
+
+int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen);
+void zt__store_close(zt_store *s);
+/* Open/create the named database "<plugin>/<name>" (in its own write transaction; not
+ * while a batch is open). */
+int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out);
+/* A read transaction from a pool (reset/renewed, not reopened). */
+int zt__store_read_begin(zt_store *s, zt_txn **out);
+/* A transaction that may read what the open batch wrote but never writes: a nested
+ * transaction of the batch, aborted at its end. Used by reads while a batch is open. */
+int zt__store_batch_read_begin(zt_store *s, zt_txn **out);
+/* A write transaction nested in the current batch (the batch begins if none is open). */
+int zt__store_write_begin(zt_store *s, zt_txn **out);
+/* End any of the above. commit: a nested write is merged into the batch; otherwise it is
+ * aborted. Read transactions return to the pool. Open cursors are closed. */
+int zt__store_end(zt_store *s, zt_txn *t, bool commit);
+/* 1 if the transaction belongs to the open batch (its request must wait for the commit). */
+bool zt__store_in_batch(const zt_txn *t);
+bool zt__store_batch_open(const zt_store *s);
+/* Commit the batch (one fsync). ZT_OK if none was open. On failure everything the batch
+ * held is lost and the error is returned (ZT_EFULL, ZT_EIO). */
+int zt__store_batch_commit(zt_store *s);
+void zt__store_stats(zt_store *s, zt_store_stats *st);
+/* Hot, compacted copy of the environment in `dir` into the empty or new folder `dest`,
+ * safe while a server runs on it. */
+int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen);
+int zt__store_errno(int mdb_rc); /* LMDB code → ZT_E* */
+
+/* ---- router.c ------------------------------------------------------------------ */
+
+#define ZT_MAX_PARAMS 8
+
+typedef struct zt__route {
+    char *method;  /* "GET", ... */
+    char *pattern; /* as declared */
+    zt_handler handler;
+    void *ud;
+    char *role;
+    size_t body_limit;
+    char *summary;
+    zt_plugin *plugin; /* the owner; NULL for the core's own routes */
+    unsigned idx;      /* index in the router's table, for metrics */
+} zt__route;
+
+typedef struct zt_match {
+    const zt__route *route;
+    unsigned nparams;
+    const char *pname[ZT_MAX_PARAMS];
+    const char *pval[ZT_MAX_PARAMS]; /* point into a copy made by the caller's arena */
+    size_t plen[ZT_MAX_PARAMS];
+    char allow[64]; /* for 405: "GET, HEAD, POST" */
+} zt_match;
+
+int zt__router_new(zt_router **out);
+void zt__router_free(zt_router *r);
+/* Add a route; ZT_ECONFLICT with "… already claimed by plugin X" in err. */
+int zt__router_add(zt_router *r, zt_plugin *owner, const zt_route *def, char *err, size_t errlen);
+/* Match a decoded path. ZT_OK (m->route set), ZT_ENOTFOUND, or ZT_EPERM meaning the path
+ * exists for other methods (m->allow lists them). Params point into `path`, which the
+ * router does not modify: m->plen gives each length. */
+int zt__router_match(const zt_router *r, const char *method, const char *path, zt_match *m);
+size_t zt__router_count(const zt_router *r);
+const zt__route *zt__router_at(const zt_router *r, size_t i);
+
+/* ---- plugin.c (C plugin host and the plugin list) ------------------------------ */
+
+enum { ZT_PLUGIN_C = 1, ZT_PLUGIN_LUA = 2 };
+enum { ZT_PSTATE_LOADED = 0, ZT_PSTATE_RUNNING, ZT_PSTATE_FAILED, ZT_PSTATE_STOPPED };
+
+struct zt_plugin {
+    char *name;
+    int kind;
+    int state;
+    char *version;
+    char *description;
+    char **requires;
+    size_t nrequires;
+    zt_option *options; /* declarations (for C: the descriptor's; for Lua: built) */
+    size_t noptions;
+    zt_optval *opts; /* validated values, parallel to options */
+    size_t nopts;
+    const zt_plugin_def *def; /* C */
+    void *dl;                 /* C: dlopen handle */
+    char *path;               /* the .so or the Lua plugin folder */
+    void *data;               /* zt_plugin_set_data */
+    zt_server *srv;
+    bool in_init;
+    struct zt_lua_plugin *lua; /* Lua: its state (lua_host.c) */
+};
+
+/* Find, load and order the plugins the config lists: for each name, a C plugin
+ * <plugin_dir>/<name>.so or a Lua plugin <lua_dir>/plugins/<name>/ (manifest.lua +
+ * init.lua). Checks ABI, requires and options; orders by dependencies. Nothing is
+ * initialised yet. */
+int zt__plugins_load(zt_server *srv, char *err, size_t errlen);
+/* init every plugin in order; on failure fini those already started, in reverse. */
+int zt__plugins_init(zt_server *srv, char *err, size_t errlen);
+void zt__plugins_fini(zt_server *srv);
+void zt__plugins_free(zt_server *srv);
+
+/* ---- lua_host.c ---------------------------------------------------------------- */
+
+/* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,
+ * description, requires, options. */
+int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
+/* Create the plugin's sandboxed state and run its init.lua (which declares routes and
+ * databases through the zt module). */
+int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
+void zt__lua_fini(zt_plugin *p);
+/* Bytes the plugin's Lua state holds. */
+size_t zt__lua_memory(const zt_plugin *p);
+
+/* ---- http.c (connections, parsing, responses) ---------------------------------- */
+
+typedef struct zt_hdr {
+    const char *name, *value;
+    size_t nlen, vlen;
+} zt_hdr;
+
+struct zt_req {
+    zt_conn *conn;
+    zt_server *srv;
+    struct zt_req *next; /* in the connection's queue, oldest first */
+    zt_arena arena;
+    uint64_t t_start_ns; /* uv_hrtime at first byte */
+    char id[27];
+
+    /* parsed */
+    const char *method; /* static string */
+    char *target;       /* raw request target */
+    char *path;         /* decoded path */
+    char *query;        /* raw query string (after '?') or NULL */
+    zt_hdr *hdrs;
+    size_t nhdrs, caphdrs;
+    zt_buf body;
+    bool keepalive;
+    bool head;
+    zt_match match;
+    int route_rc; /* result of zt__router_match */
+    cJSON *json;
+
+    /* the handling */
+    zt_txn *txn;
+    bool used_batch; /* its answer waits for the batch commit */
+
+    /* the response */
+    bool responded;
+    bool ready; /* may be sent (after the batch commit if used_batch) */
+    int status;
+    zt_buf res_hdrs; /* "Name: value\r\n" lines added by the handler */
+    char *res_body;  /* malloc'd */
+    size_t res_len;
+    const char *res_ctype;
+    bool close_after; /* send then close the connection (parse errors, shutdown) */
+};
+
+/* Start listening on one address ("127.0.0.1:8080", "[::1]:8080"). */
+int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen);
+/* Stop accepting; close idle connections; connections in flight close after their
+ * responses. */
+void zt__http_stop_accepting(zt_server *srv);
+/* Send every ready response of every connection, in request order (called after the
+ * batch commit, once per loop iteration). */
+void zt__http_flush(zt_server *srv);
+/* Connections open / requests in flight. */
+unsigned zt__http_connections(const zt_server *srv);
+unsigned zt__http_inflight(const zt_server *srv);
+
+/* ---- static.c ------------------------------------------------------------------ */
+
+/* Serve a file under web_dir for GET/HEAD of path (index.html for folders). Returns
+ * ZT_ENOTFOUND if there is no such file (the caller then answers 404). */
+int zt__static_serve(zt_server *srv, zt_req *req);
+
+/* ---- server.c ------------------------------------------------------------------ */
+
+typedef struct zt_metrics zt_metrics;
+
+struct zt_server {
+    uv_loop_t *loop;
+    zt_conf *conf;
+    zt_store *store;
+    zt_router *router;
+    zt_plugin **plugins; /* in dependency (init) order */
+    size_t nplugins;
+    zt_lua_host *lua;
+    zt_metrics *metrics;
+    uint64_t started_ns;
+    bool stopping;
+    bool check_only; /* `zhengtong check`: init without serving */
+    uv_check_t commit_check;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
+    void *http; /* http.c's state: listeners, connection list */
+};
+
+/* http.c calls these. */
+/* After the request line and headers: route the request (fills req->match, route_rc).
+ * Returns the body limit for it. */
+size_t zt__server_route(zt_server *srv, zt_req *req);
+/* After the whole request: run it (answering at once or later). */
+void zt__server_handle(zt_server *srv, zt_req *req);
+/* When the response has been written or the connection died: metrics, log. */
+void zt__server_done(zt_server *srv, zt_req *req);
+
+/* Answer with a problem, for the core's own errors. */
+void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* metrics.c */
+int zt__metrics_new(zt_metrics **out, size_t nroutes);
+void zt__metrics_free(zt_metrics *m);
+void zt__metrics_request(zt_metrics *m, int route_idx, int status, uint64_t ns);
+/* Prometheus text exposition of everything. */
+int zt__metrics_render(zt_server *srv, zt_buf *out);
+
+#endif /* ZT_CORE_H */

@@ -1,0 +1,272 @@
+/* zt.h: the one header a Zhengtong C plugin includes (plugin ABI and platform API). */
+#ifndef ZT_H
+#define ZT_H
+
+/*
+ * Conventions, for every function below unless its comment says otherwise:
+ *
+ * - Errors are returned as a negative ZT_E* code; 0 (ZT_OK) is success. There is no
+ *   hidden global error state. zt_strerror() names a code.
+ * - Every function runs on the event loop thread. None is thread-safe.
+ * - "During init" means from the plugin's init() until it returns. Routes and databases
+ *   can be declared only then (ZT_ESTATE otherwise).
+ * - Memory returned as `const char *` or `const void *` is owned by the core: by the
+ *   request (freed when its response has been sent), by the transaction (valid until the
+ *   transaction ends or the next write in it), or by the plugin (valid until fini), as
+ *   each function says. Never free it.
+ * - JSON is cJSON (libcjson). Objects the core returns are owned by the core; objects
+ *   passed to the core are only read.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI this header describes. A plugin built against another ABI is refused at load. */
+#define ZT_ABI_VERSION 1
+
+/* ---- errors -------------------------------------------------------------------- */
+
+#define ZT_OK        0
+#define ZT_ERROR     (-1)  /* unspecified failure; the log says more */
+#define ZT_ENOMEM    (-2)  /* out of memory */
+#define ZT_EINVAL    (-3)  /* invalid argument or malformed input */
+#define ZT_ENOTFOUND (-4)  /* no such key, route, option, record */
+#define ZT_EEXIST    (-5)  /* already exists */
+#define ZT_EREADONLY (-6)  /* write attempted in a read-only transaction */
+#define ZT_EFULL     (-7)  /* storage map full */
+#define ZT_ETOOBIG   (-8)  /* key or value too large */
+#define ZT_ECONFLICT (-9)  /* conflicting declaration (route claimed twice, ...) */
+#define ZT_EPERM     (-10) /* not allowed (another plugin's database, ...) */
+#define ZT_EIO       (-11) /* storage or system I/O failure */
+#define ZT_ESTATE    (-12) /* called at the wrong time (route added after init, ...) */
+#define ZT_EBUSY     (-13) /* resource busy or exhausted (too many cursors, readers) */
+
+/* A short English description of an error code. Static storage. */
+const char *zt_strerror(int err);
+
+/* ---- plugins ------------------------------------------------------------------- */
+
+typedef struct zt_plugin zt_plugin;
+typedef struct zt_req zt_req;
+
+/* Option types a plugin can declare. */
+enum zt_opt_type {
+    ZT_OPT_STRING = 1, /* Lua string */
+    ZT_OPT_INT,        /* Lua integer (a float with an integral value is accepted) */
+    ZT_OPT_NUMBER,     /* Lua number */
+    ZT_OPT_BOOL,       /* Lua boolean */
+    ZT_OPT_LIST,       /* Lua sequence of strings */
+};
+
+/* One option a plugin takes. The config table named after the plugin may hold only
+ * declared options; each value is checked against its type before anything starts. */
+typedef struct zt_option {
+    const char *name;
+    int type;                /* enum zt_opt_type */
+    const char *def;         /* default, written as text ("100", "true", "a,b" for lists);
+                                NULL: no default (then the option is required if .required) */
+    int required;            /* 1: the config must set it (when def is NULL) */
+    const char *description; /* one line, shown by `zhengtong check` and GET /api */
+} zt_option;
+
+/* The descriptor a C plugin exports as `zt_plugin_descriptor` (use ZT_PLUGIN()).
+ * `abi` must stay the first member: the core reads it before anything else. */
+typedef struct zt_plugin_def {
+    int abi;                     /* ZT_ABI_VERSION */
+    const char *name;            /* must equal the .so file name without ".so" */
+    const char *version;         /* the plugin's own version, e.g. "1.2.0" */
+    const char *description;     /* one line */
+    const char *const *requires; /* NULL-terminated names of required plugins, or NULL */
+    const zt_option *options;    /* terminated by an entry with name == NULL, or NULL */
+    /* Called once, in dependency order, before the node serves. Declare routes and
+     * databases here. Return ZT_OK, or an error code after zt_log()ging why: the node
+     * then refuses to start, naming the plugin. */
+    int (*init)(zt_plugin *p);
+    /* Called once at shutdown, in reverse order, only if init succeeded. May be NULL. */
+    void (*fini)(zt_plugin *p);
+} zt_plugin_def;
+
+#define ZT_PLUGIN(...)                                                                             \
+    __attribute__((visibility("default")))                                                         \
+    const zt_plugin_def zt_plugin_descriptor = {ZT_ABI_VERSION, __VA_ARGS__}
+
+/* The plugin's name. Owned by the core. */
+const char *zt_plugin_name(const zt_plugin *p);
+/* A pointer the plugin keeps for itself; the core never reads it. */
+void zt_plugin_set_data(zt_plugin *p, void *data);
+void *zt_plugin_data(const zt_plugin *p);
+
+/* Declared options, after defaults. Asking for an undeclared option, or with the wrong
+ * type, is a bug in the plugin: it returns NULL / 0 / 0.0 / 0 and logs an error. */
+const char *zt_opt_string(const zt_plugin *p, const char *name); /* NULL if unset */
+int64_t zt_opt_int(const zt_plugin *p, const char *name);
+double zt_opt_number(const zt_plugin *p, const char *name);
+int zt_opt_bool(const zt_plugin *p, const char *name);
+/* Lists: the number of items, and item i (0-based; NULL past the end). */
+size_t zt_opt_list_len(const zt_plugin *p, const char *name);
+const char *zt_opt_list_item(const zt_plugin *p, const char *name, size_t i);
+
+/* ---- logging ------------------------------------------------------------------- */
+
+enum zt_log_level { ZT_LOG_DEBUG = 0, ZT_LOG_INFO, ZT_LOG_WARN, ZT_LOG_ERROR };
+
+/* One JSON object per line on stderr: time, level, plugin, message. Messages below the
+ * configured level are dropped before formatting. */
+void zt_log(const zt_plugin *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, also naming the request id. */
+void zt_req_log(zt_req *req, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- routes -------------------------------------------------------------------- */
+
+/* Who may call a route. Any other string is a role name (issue: identity layer). */
+#define ZT_ROLE_PUBLIC "public" /* anyone, no token */
+#define ZT_ROLE_USER   "user"   /* any signed-in caller */
+
+/* A request handler. It must respond (zt_respond*, zt_problem) before returning ZT_OK.
+ * Returning an error code without responding makes the core answer 500 (or 507 for
+ * ZT_EFULL, 503 for ZT_EBUSY). Whatever the handler wrote is kept only if it returns
+ * ZT_OK with a status below 400; otherwise its transaction is aborted. */
+typedef int (*zt_handler)(zt_req *req, void *ud);
+
+typedef struct zt_route {
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE"; GET also answers HEAD */
+    const char *path;   /* "/notices", "/notices/:id"; a last segment "*" matches the rest
+                           of the path, read as the parameter "*" */
+    zt_handler handler;
+    void *ud;            /* passed to the handler */
+    const char *role;    /* ZT_ROLE_PUBLIC, ZT_ROLE_USER or a role name; NULL = ZT_ROLE_USER */
+    size_t body_limit;   /* largest request body in bytes; 0 = the server's limit */
+    const char *summary; /* one line for GET /api; may be NULL */
+} zt_route;
+
+/* Declare a route. During init only (ZT_ESTATE). The core copies everything it needs.
+ * Errors: ZT_EINVAL (bad method or pattern), ZT_ECONFLICT (the same method and path
+ * shape is claimed already; the log names both plugins, and the node will not start). */
+int zt_route_add(zt_plugin *p, const zt_route *r);
+
+/* ---- requests ------------------------------------------------------------------ */
+
+/* All strings below are NUL-terminated and owned by the request. */
+const char *zt_req_method(const zt_req *req); /* "GET", "HEAD", "POST", ... */
+const char *zt_req_path(const zt_req *req);   /* percent-decoded path, without the query */
+/* A route parameter (":id" is asked for as "id"; the trailing * as "*"); NULL if none. */
+const char *zt_req_param(const zt_req *req, const char *name);
+/* A query-string parameter, percent-decoded (+ is a space); the first if repeated. */
+const char *zt_req_query(const zt_req *req, const char *name);
+/* A request header, case-insensitive; NULL if absent. */
+const char *zt_req_header(const zt_req *req, const char *name);
+/* The request body (after chunked decoding); *len gets its length. Never NULL. */
+const char *zt_req_body(const zt_req *req, size_t *len);
+/* The request id (also sent as X-Request-Id and written in logs and audit records). */
+const char *zt_req_id(const zt_req *req);
+/* The client address as text ("127.0.0.1"). */
+const char *zt_req_client(const zt_req *req);
+/* The body parsed as JSON. ZT_EINVAL if it is not JSON (the handler usually answers
+ * zt_problem(req, 400, "invalid-json", ...)). The object is owned by the request. */
+int zt_req_json(zt_req *req, cJSON **out);
+/* Memory that lives until the request is done; NULL when out of memory. */
+void *zt_req_alloc(zt_req *req, size_t size);
+/* printf into request memory. */
+char *zt_req_printf(zt_req *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- responses ----------------------------------------------------------------- */
+
+/* Add a response header (copied). Content-Length, Connection, Date and X-Request-Id are
+ * the core's. Errors: ZT_EINVAL for a name or value with CR or LF. */
+int zt_res_header(zt_req *req, const char *name, const char *value);
+/* Respond with a body (copied). ctype NULL means no Content-Type. Responding twice is
+ * ZT_ESTATE. */
+int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len);
+/* Respond with JSON (application/json). */
+int zt_respond_json(zt_req *req, int status, const cJSON *json);
+/* Respond with an RFC 9457 problem (application/problem+json):
+ *   type   a stable slug ("not-found", "invalid-json"); sent as "/problems/<slug>"
+ *   title  a short, fixed summary of the type
+ *   detail what went wrong with this request, for a person to act on (printf format)
+ * The body also carries "status" and "request_id". */
+int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ---- storage (LMDB) ------------------------------------------------------------ */
+
+/*
+ * One LMDB environment per node. A plugin opens its own named databases during init;
+ * they are stored as "<plugin>/<name>", and no plugin can open another's. Keys are
+ * ordered bytewise (encode integers big-endian to scan them in order); a key is 1..511
+ * bytes.
+ *
+ * A handler reaches storage through its request's transaction:
+ *   - GET and HEAD requests read a consistent snapshot and cannot write (ZT_EREADONLY);
+ *   - other methods write in a transaction nested in the current batch: the batch of all
+ *     requests of one loop iteration commits once (one fsync, group commit), and only then
+ *     do their responses go out. A response that says a change was made means the change
+ *     is on disk. A handler that fails (error return, or a status >= 400) has its nested
+ *     transaction aborted; the other requests of the batch are unaffected.
+ * Memory returned by reads is valid until the transaction ends or the next write in it.
+ */
+typedef struct zt_db zt_db;
+typedef struct zt_txn zt_txn;
+typedef struct zt_cursor zt_cursor;
+
+/* Open (creating if needed) the plugin's database `name` (1..64 of [A-Za-z0-9_.-]).
+ * During init only. The handle is valid until the node stops; do not free it. */
+int zt_db_open(zt_plugin *p, const char *name, zt_db **out);
+
+/* The request's transaction (see above), begun on first use. NULL only on storage
+ * failure (then respond 503). Ends with the request; never end it yourself. */
+zt_txn *zt_req_txn(zt_req *req);
+/* 1 if the transaction can write. */
+int zt_txn_writable(const zt_txn *txn);
+
+/* Read one key. ZT_ENOTFOUND if absent. */
+int zt_get(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void **val, size_t *vlen);
+/* Write one key (replacing any value). ZT_EREADONLY, ZT_EFULL, ZT_ETOOBIG, ZT_EINVAL. */
+int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val, size_t vlen);
+/* Delete one key. ZT_ENOTFOUND if absent; ZT_EREADONLY. */
+int zt_del(zt_txn *txn, zt_db *db, const void *key, size_t klen);
+
+/* Ordered iteration. A cursor belongs to its transaction; close it when done (the core
+ * closes any left open when the transaction ends). */
+enum zt_seek {
+    ZT_FIRST = 0, /* the smallest key */
+    ZT_LAST,      /* the largest key */
+    ZT_GE,        /* the smallest key >= the given key */
+    ZT_NEXT,      /* the key after the current one */
+    ZT_PREV,      /* the key before the current one */
+    ZT_CURRENT,   /* the current key again */
+};
+typedef struct zt_kv {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+} zt_kv;
+int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out);
+/* Move the cursor and read where it lands. `key` is read only for ZT_GE. ZT_ENOTFOUND
+ * when there is no such key (past either end). */
+int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *out);
+/* Delete the key under the cursor; the cursor then stands before the next key
+ * (ZT_NEXT reads it). ZT_EREADONLY in a read transaction. */
+int zt_cursor_del(zt_cursor *c);
+void zt_cursor_close(zt_cursor *c);
+
+/* ---- time and ids -------------------------------------------------------------- */
+
+/* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. */
+int64_t zt_now_ms(void);
+
+/* A unique, time-ordered id: 26 characters of Crockford base32 (48 bits of milliseconds,
+ * 80 bits from a per-node random start and a counter), NUL-terminated into out[27]. Ids
+ * made later in the same node sort after earlier ones, byte by byte. */
+void zt_id(char out[27]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZT_H */

@@ -1,0 +1,308 @@
+/* util.c: arena allocator, growable buffers, percent-decoding, clocks and ids. */
+#include "core.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sodium.h>
+
+/* ---- arena ----------------------------------------------------------------------- */
+
+void zt__arena_init(zt_arena *a, void *first_block, size_t first_size)
+{
+    zt_arena_block *b = first_block;
+    b->next = NULL;
+    b->used = 0;
+    b->size = first_size - sizeof(*b);
+    a->head = a->first = b;
+}
+
+void *zt__arena_alloc(zt_arena *a, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    zt_arena_block *b = a->head;
+    if (b->size - b->used < size) {
+        size_t bsize = size > 8192 ? size : 8192;
+        zt_arena_block *nb = malloc(sizeof(*nb) + bsize);
+        if (!nb) return NULL;
+        nb->next = b;
+        nb->used = 0;
+        nb->size = bsize;
+        a->head = b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    return p;
+}
+
+char *zt__arena_strndup(zt_arena *a, const char *s, size_t n)
+{
+    char *p = zt__arena_alloc(a, n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+char *zt__arena_vprintf(zt_arena *a, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return NULL;
+    char *p = zt__arena_alloc(a, (size_t)n + 1);
+    if (p) vsnprintf(p, (size_t)n + 1, fmt, ap);
+    return p;
+}
+
+void zt__arena_reset(zt_arena *a)
+{
+    zt_arena_block *b = a->head;
+    while (b != a->first) {
+        zt_arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->head = a->first;
+    a->first->used = 0;
+}
+
+/* ---- buffers --------------------------------------------------------------------- */
+
+int zt__buf_reserve(zt_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra + 1) return ZT_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra + 1) {
+        if (cap > SIZE_MAX / 2) return ZT_ENOMEM;
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (!d) return ZT_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return ZT_OK;
+}
+
+int zt__buf_append(zt_buf *b, const void *p, size_t n)
+{
+    if (zt__buf_reserve(b, n)) return ZT_ENOMEM;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return ZT_OK;
+}
+
+int zt__buf_puts(zt_buf *b, const char *s)
+{
+    return zt__buf_append(b, s, strlen(s));
+}
+
+int zt__buf_printf(zt_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap2);
+    va_end(ap2);
+    int rc = ZT_OK;
+    if (n < 0) {
+        rc = ZT_EINVAL;
+    } else if ((size_t)n < sizeof tmp) {
+        rc = zt__buf_append(b, tmp, (size_t)n);
+    } else if ((rc = zt__buf_reserve(b, (size_t)n)) == ZT_OK) {
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        b->len += (size_t)n;
+    }
+    va_end(ap);
+    return rc;
+}
+
+int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (zt__buf_reserve(b, n + 2)) return ZT_ENOMEM;
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t elen = 0;
+        switch (c) {
+        case '"':
+            memcpy(esc, "\\\"", elen = 2);
+            break;
+        case '\\':
+            memcpy(esc, "\\\\", elen = 2);
+            break;
+        case '\n':
+            memcpy(esc, "\\n", elen = 2);
+            break;
+        case '\r':
+            memcpy(esc, "\\r", elen = 2);
+            break;
+        case '\t':
+            memcpy(esc, "\\t", elen = 2);
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                elen = 6;
+            }
+        }
+        if (elen) {
+            if (zt__buf_append(b, esc, elen)) return ZT_ENOMEM;
+        } else {
+            if (zt__buf_reserve(b, 1)) return ZT_ENOMEM;
+            b->data[b->len++] = (char)c;
+        }
+    }
+    if (zt__buf_reserve(b, 1)) return ZT_ENOMEM;
+    b->data[b->len++] = '"';
+    b->data[b->len] = 0;
+    return ZT_OK;
+}
+
+void zt__buf_free(zt_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- percent-decoding ------------------------------------------------------------ */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+long zt__pct_decode(char *dst, const char *src, size_t n, bool plus_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (n - i < 3) return -1;
+            int h = hexval((unsigned char)src[i + 1]), l = hexval((unsigned char)src[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            c = (char)(h * 16 + l);
+            if (c == 0) return -1;
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        } else if (c == 0) {
+            return -1;
+        }
+        dst[o++] = c;
+    }
+    dst[o] = 0;
+    return (long)o;
+}
+
+/* ---- clocks and ids -------------------------------------------------------------- */
+
+static int64_t clock_offset_ms;
+
+uint64_t zt__mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+void zt__clock_set_offset_ms(int64_t offset)
+{
+    clock_offset_ms = offset;
+}
+
+int64_t zt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset_ms;
+}
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+void zt_id(char out[27])
+{
+    /* 48-bit time, then an 80-bit counter seeded at random: monotonic within the
+     * process even when the clock stands still or steps back. */
+    static int64_t last_ms;
+    static unsigned char ctr[10];
+    static bool seeded;
+    if (!seeded) {
+        randombytes_buf(ctr, sizeof ctr);
+        ctr[0] &= 0x7f; /* leave room to count */
+        seeded = true;
+    }
+    int64_t ms = zt_now_ms();
+    if (ms > last_ms) {
+        last_ms = ms;
+    }
+    for (int i = 9; i >= 0; i--)
+        if (++ctr[i] != 0) break;
+    unsigned char bytes[16];
+    uint64_t t = (uint64_t)last_ms;
+    for (int i = 5; i >= 0; i--) {
+        bytes[i] = (unsigned char)(t & 0xff);
+        t >>= 8;
+    }
+    memcpy(bytes + 6, ctr, 10);
+    /* 128 bits → 26 base32 digits (the first carries 3 bits). */
+    int bit = -2; /* 130 bits of output: two leading zero bits */
+    for (int i = 0; i < 26; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 5; j++, bit++) {
+            unsigned b = 0;
+            if (bit >= 0) b = (bytes[bit / 8] >> (7 - bit % 8)) & 1;
+            v = v << 1 | b;
+        }
+        out[i] = crockford[v];
+    }
+    out[26] = 0;
+}
+
+const char *zt_strerror(int err)
+{
+    switch (err) {
+    case ZT_OK:
+        return "success";
+    case ZT_ERROR:
+        return "failure";
+    case ZT_ENOMEM:
+        return "out of memory";
+    case ZT_EINVAL:
+        return "invalid argument";
+    case ZT_ENOTFOUND:
+        return "not found";
+    case ZT_EEXIST:
+        return "already exists";
+    case ZT_EREADONLY:
+        return "read-only transaction";
+    case ZT_EFULL:
+        return "storage full";
+    case ZT_ETOOBIG:
+        return "too large";
+    case ZT_ECONFLICT:
+        return "conflict";
+    case ZT_EPERM:
+        return "not permitted";
+    case ZT_EIO:
+        return "input/output error";
+    case ZT_ESTATE:
+        return "called at the wrong time";
+    case ZT_EBUSY:
+        return "busy";
+    default:
+        return "unknown error";
+    }
+}
