@@ -307,6 +307,12 @@ void zt__http_stop_accepting(zt_server *srv);
 /* Send every ready response of every connection, in request order (called after the
  * batch commit, once per loop iteration). */
 void zt__http_flush(zt_server *srv);
+/* Close every connection now, whatever it is doing (the end of a shutdown whose grace
+ * period ran out); requests not answered are dropped (zt__server_done with status 0). */
+void zt__http_close_all(zt_server *srv);
+/* A request answered later than from zt__server_handle (an asynchronous handler): mark
+ * its connection for the next zt__http_flush. */
+void zt__http_ready(zt_req *req);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
@@ -337,6 +343,9 @@ struct zt_server {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     void *http; /* http.c's state: listeners, connection list */
+    char route_error[ZT_ERRLEN]; /* set by zt_route_add on a conflict: start refused */
+    zt_req **batch_reqs;         /* requests whose answers wait for the batch commit */
+    size_t nbatch, capbatch;
 };
 
 /* http.c calls these. */

@@ -64,6 +64,8 @@ W size_t zt__lua_memory(const zt_plugin *p) { return 0; }
 W int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen) { return ZT_ERROR; }
 W void zt__http_stop_accepting(zt_server *srv) {}
 W void zt__http_flush(zt_server *srv) {}
+W void zt__http_close_all(zt_server *srv) {}
+W void zt__http_ready(zt_req *req) {}
 W unsigned zt__http_connections(const zt_server *srv) { return 0; }
 W unsigned zt__http_inflight(const zt_server *srv) { return 0; }
 W int zt__static_serve(zt_server *srv, zt_req *req) { return ZT_ENOTFOUND; }
