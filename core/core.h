@@ -288,6 +288,7 @@ struct zt_req {
     /* the handling */
     zt_txn *txn;
     bool used_batch; /* its answer waits for the batch commit */
+    bool async;      /* work is running off the loop (zt_work); the answer comes later */
 
     /* the response */
     bool responded;

@@ -52,10 +52,11 @@ static void batch_add(zt_server *srv, zt_req *req)
     srv->batch_reqs[srv->nbatch++] = req;
 }
 
-static void run_handler(zt_server *srv, zt_req *req)
+/* After a handler (or its asynchronous continuation) has run: check it answered, end its
+ * transaction (kept only on success), and let the answer go out after the commit. */
+static void complete(zt_server *srv, zt_req *req, int rc)
 {
     const zt__route *rt = req->match.route;
-    int rc = rt->handler(req, rt->ud);
     if (rc != ZT_OK && !req->responded) {
         zt_req_log(req, ZT_LOG_ERROR, "handler of %s %s failed: %s", rt->method, rt->pattern,
                    zt_strerror(rc));
@@ -85,6 +86,27 @@ static void run_handler(zt_server *srv, zt_req *req)
             batch_add(srv, req);
         }
     }
+    if (srv->stopping) req->close_after = true;
+    req->ready = true;
+}
+
+static void run_handler(zt_server *srv, zt_req *req)
+{
+    const zt__route *rt = req->match.route;
+    int rc = rt->handler(req, rt->ud);
+    if (rc == ZT_ASYNC && req->async) {
+        /* A transaction never spans the wait: whatever it read is stale by then. */
+        if (req->txn) {
+            zt__store_end(srv->store, req->txn, false);
+            req->txn = NULL;
+        }
+        return;
+    }
+    if (rc == ZT_ASYNC) {
+        zt_req_log(req, ZT_LOG_ERROR, "handler returned ZT_ASYNC without zt_work()");
+        rc = ZT_ERROR;
+    }
+    complete(srv, req, rc);
 }
 
 void zt__server_handle(zt_server *srv, zt_req *req)
@@ -92,6 +114,7 @@ void zt__server_handle(zt_server *srv, zt_req *req)
     if (!req->responded) {
         if (req->route_rc == ZT_OK) {
             run_handler(srv, req);
+            return;
         } else if (req->route_rc == ZT_EPERM) {
             zt__problem(req, 405, "method-not-allowed", NULL, "%s is not allowed on %s; use %s",
                         req->method, req->path, req->match.allow);
@@ -105,6 +128,54 @@ void zt__server_handle(zt_server *srv, zt_req *req)
     }
     if (srv->stopping) req->close_after = true;
     req->ready = true;
+}
+
+/* ---- work off the event loop ----------------------------------------------------- */
+
+typedef struct work {
+    uv_work_t w;
+    zt_req *req;
+    void (*fn)(void *arg);
+    int (*done)(zt_req *req, void *arg);
+    void *arg;
+} work;
+
+static void on_work(uv_work_t *w)
+{
+    work *k = w->data;
+    k->fn(k->arg);
+}
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    work *k = w->data;
+    zt_req *req = k->req;
+    zt_server *srv = req->srv;
+    req->async = false;
+    int rc = status == 0 ? k->done(req, k->arg) : ZT_ERROR;
+    free(k);
+    if (rc == ZT_ASYNC) rc = ZT_ERROR; /* one hop off the loop per handler */
+    complete(srv, req, rc);
+    zt__http_ready(req);
+}
+
+int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg)
+{
+    if (req->async || req->responded) return ZT_ESTATE;
+    work *k = calloc(1, sizeof(*k));
+    if (!k) return ZT_ENOMEM;
+    k->w.data = k;
+    k->req = req;
+    k->fn = fn;
+    k->done = done;
+    k->arg = arg;
+    int rc = uv_queue_work(req->srv->loop, &k->w, on_work, on_work_done);
+    if (rc != 0) {
+        free(k);
+        return ZT_ERROR;
+    }
+    req->async = true;
+    return ZT_OK;
 }
 
 void zt__server_done(zt_server *srv, zt_req *req)
