@@ -18,6 +18,7 @@ typedef struct zt_store zt_store;
 typedef struct zt_router zt_router;
 typedef struct zt_conf zt_conf;
 typedef struct zt_lua_host zt_lua_host;
+typedef struct zt_auth zt_auth;
 
 #define ZT_ERRLEN 512
 
@@ -114,6 +115,14 @@ struct zt_conf {
     /* lua = { instructions = per-call budget, memory = bytes per plugin state } */
     uint64_t lua_instructions;
     size_t lua_memory;
+    /* auth = { session_ttl = 28800, idle_timeout = 1800 (s), max_failures = 5,
+     *          lock_seconds = 900, password_ops = 2, password_memory = 67108864 } */
+    int64_t auth_session_ms;
+    int64_t auth_idle_ms;
+    unsigned auth_max_failures;
+    unsigned auth_lock_seconds;
+    unsigned long long auth_pw_ops;
+    size_t auth_pw_mem;
     zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */
@@ -287,8 +296,13 @@ struct zt_req {
 
     /* the handling */
     zt_txn *txn;
-    bool used_batch; /* its answer waits for the batch commit */
-    bool async;      /* work is running off the loop (zt_work); the answer comes later */
+    bool used_batch;  /* its answer waits for the batch commit */
+    bool async;       /* work is running off the loop (zt_work); the answer comes later */
+    bool waits_batch; /* the core read the open batch for it: answer after the commit */
+    zt_caller *caller;
+    bool must_change_password;
+    unsigned char token_hash[32];
+    int64_t session_last_seen;
 
     /* the response */
     bool responded;
@@ -319,6 +333,16 @@ void zt__http_ready(zt_req *req);
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
 
+/* ---- auth.c -------------------------------------------------------------------- */
+
+/* Open the identity databases, create the first account on first start, declare the
+ * /auth and /admin routes. */
+int zt__auth_open(zt_server *srv, char *err, size_t errlen);
+void zt__auth_close(zt_server *srv);
+/* Before a handler: resolve the bearer token and check the route's role. ZT_OK to go on;
+ * otherwise the request has been answered (401, 403). */
+int zt__auth_check(zt_server *srv, zt_req *req);
+
 /* ---- static.c ------------------------------------------------------------------ */
 
 /* Serve a file under web_dir for GET/HEAD of path (index.html for folders). Returns
@@ -338,6 +362,8 @@ struct zt_server {
     size_t nplugins;
     zt_lua_host *lua;
     zt_metrics *metrics;
+    zt_auth *auth;
+    bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;
     uint64_t stop_began_ms;

@@ -86,6 +86,10 @@ static void complete(zt_server *srv, zt_req *req, int rc)
             batch_add(srv, req);
         }
     }
+    if (req->waits_batch && !req->used_batch) {
+        req->used_batch = true;
+        batch_add(srv, req);
+    }
     if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
@@ -93,6 +97,10 @@ static void complete(zt_server *srv, zt_req *req, int rc)
 static void run_handler(zt_server *srv, zt_req *req)
 {
     const zt__route *rt = req->match.route;
+    if (zt__auth_check(srv, req) != ZT_OK) {
+        complete(srv, req, ZT_OK);
+        return;
+    }
     int rc = rt->handler(req, rt->ud);
     if (rc == ZT_ASYNC && req->async) {
         /* A transaction never spans the wait: whatever it read is stale by then. */
@@ -291,6 +299,35 @@ static int h_api(zt_req *req, void *ud)
     return rc;
 }
 
+/* Tests move the clock (token expiry, deadlines) through this route, which exists only
+ * when the environment variable ZT_TEST_CLOCK is set: never in production. */
+static int h_test_clock(zt_req *req, void *ud)
+{
+    cJSON *j, *adv;
+    if (zt_req_json(req, &j) != ZT_OK ||
+        !cJSON_IsNumber(adv = cJSON_GetObjectItemCaseSensitive(j, "offset_ms")))
+        return zt_problem(req, 400, "invalid-json", NULL, "send {\"offset_ms\": N}");
+    zt__clock_set_offset_ms((int64_t)adv->valuedouble);
+    zt__log(ZT_LOG_WARN, NULL, req->id, "test clock: offset now %lld ms",
+            (long long)adv->valuedouble);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "now", (double)zt_now_ms());
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int add_test_clock(zt_server *srv, char *err, size_t errlen)
+{
+    zt_route r = {.method = "POST",
+                  .path = "/_test/clock",
+                  .handler = h_test_clock,
+                  .role = ZT_ROLE_PUBLIC,
+                  .summary = "TEST MODE: move the clock"};
+    zt__log(ZT_LOG_WARN, NULL, NULL, "ZT_TEST_CLOCK is set: the clock can be moved over HTTP");
+    return zt__router_add(srv->router, NULL, &r, err, errlen);
+}
+
 static int add_builtin(zt_server *srv, const char *path, zt_handler h, const char *summary,
                        char *err, size_t errlen)
 {
@@ -317,6 +354,8 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
         (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
         return rc;
+    if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
+    if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {
@@ -403,6 +442,7 @@ void zt__server_close(zt_server *srv)
 {
     zt__plugins_fini(srv);
     zt__plugins_free(srv);
+    zt__auth_close(srv);
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);

@@ -269,6 +269,34 @@ int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *ou
 int zt_cursor_del(zt_cursor *c);
 void zt_cursor_close(zt_cursor *c);
 
+/* ---- identity (统一身份认证) ----------------------------------------------------- */
+
+/* Who is calling. The core checks the route's role before the handler runs (no or bad
+ * token → 401, a missing role → 403), so a handler of a non-public route always has a
+ * caller. All strings are owned by the request. */
+typedef struct zt_caller {
+    const char *id;         /* the account's id (a zt_id) */
+    const char *kind;       /* "staff", "citizen" or "enterprise" */
+    const char *login;      /* the login name */
+    const char *name;       /* the person's or enterprise's name */
+    const char *department; /* staff: the department code; NULL otherwise */
+    const char *const *roles;
+    size_t nroles;
+} zt_caller;
+
+/* The caller, or NULL on a public route called without a (valid) token. */
+const zt_caller *zt_req_caller(zt_req *req);
+/* 1 if the caller holds the role. */
+int zt_caller_has_role(const zt_caller *c, const char *role);
+/* 1 if department code `dept` is the caller's department or below it in the department
+ * tree (county → bureau → section): the scope of what a staff member may see. 0 for
+ * callers with no department and for unknown codes. Reads the request's transaction. */
+int zt_req_in_scope(zt_req *req, const char *dept);
+
+/* 1 if s is an 18-character unified social credit code with a valid check character
+ * (GB 32100-2015). */
+int zt_valid_credit_code(const char *s);
+
 /* ---- time and ids -------------------------------------------------------------- */
 
 /* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. */
