@@ -19,6 +19,7 @@ typedef struct zt_router zt_router;
 typedef struct zt_conf zt_conf;
 typedef struct zt_lua_host zt_lua_host;
 typedef struct zt_auth zt_auth;
+typedef struct zt_audit zt_audit;
 
 #define ZT_ERRLEN 512
 
@@ -303,6 +304,8 @@ struct zt_req {
     bool must_change_password;
     unsigned char token_hash[32];
     int64_t session_last_seen;
+    const char *audit_action; /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
+    const char *audit_object; /* NULL: the path */
 
     /* the response */
     bool responded;
@@ -343,6 +346,41 @@ void zt__auth_close(zt_server *srv);
  * otherwise the request has been answered (401, 403). */
 int zt__auth_check(zt_server *srv, zt_req *req);
 
+/* ---- audit.c ------------------------------------------------------------------- */
+
+typedef struct zt_audit_entry {
+    const char *actor, *actor_login, *plugin, *action, *object, *request_id, *client;
+    int status;
+} zt_audit_entry;
+typedef struct zt_audit_mark {
+    uint64_t seq;
+    unsigned char hash[32];
+} zt_audit_mark;
+typedef struct zt_audit_report {
+    uint64_t records;   /* records that verified */
+    uint64_t first_bad; /* 0 if none */
+    char reason[128];
+    uint64_t last_seq;
+    unsigned char last_hash[32];
+} zt_audit_report;
+
+int zt__audit_open(zt_server *srv, char *err, size_t errlen);
+void zt__audit_close(zt_server *srv);
+int zt__audit_routes(zt_server *srv, char *err, size_t errlen);
+/* Append one record in t (a write transaction of the batch), chained to the pending head. */
+int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e);
+/* The record of a request that changed something (in its own transaction). */
+int zt__audit_request(zt_server *srv, zt_req *req, zt_txn *t);
+/* Before an append whose transaction may still abort: mark, and rewind on abort. */
+void zt__audit_mark(zt_server *srv, zt_audit_mark *m);
+void zt__audit_rewind(zt_server *srv, const zt_audit_mark *m);
+/* After the batch commit: ok → the pending head is the head; otherwise it goes back. */
+void zt__audit_batch_end(zt_server *srv, bool ok);
+uint64_t zt__audit_head(zt_server *srv, unsigned char hash[32]);
+zt_db *zt__audit_db(zt_server *srv);
+/* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
+int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
+
 /* ---- static.c ------------------------------------------------------------------ */
 
 /* Serve a file under web_dir for GET/HEAD of path (index.html for folders). Returns
@@ -363,6 +401,7 @@ struct zt_server {
     zt_lua_host *lua;
     zt_metrics *metrics;
     zt_auth *auth;
+    zt_audit *audit;
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;

@@ -70,11 +70,29 @@ static void complete(zt_server *srv, zt_req *req, int rc)
                     "the handler gave no answer; nothing of the request was saved");
         rc = ZT_ERROR;
     }
+    bool commit = rc == ZT_OK && req->status < 400;
+    bool reading = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    zt_audit_mark mark;
+    zt__audit_mark(srv, &mark);
+    if (commit && !reading) {
+        /* A change and its audit record commit together, or neither does. */
+        zt_txn *t = zt_req_txn(req);
+        int arc = t ? zt__audit_request(srv, req, t) : ZT_EIO;
+        if (arc != ZT_OK) {
+            zt__audit_rewind(srv, &mark);
+            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record the change: %s", zt_strerror(arc));
+            zt__problem(req, status_for(arc), "storage-failure", NULL,
+                        "the change could not be recorded in the audit log (%s); nothing of "
+                        "it was written",
+                        zt_strerror(arc));
+            commit = false;
+        }
+    }
     if (req->txn) {
         bool in_batch = zt__store_in_batch(req->txn);
-        bool commit = rc == ZT_OK && req->status < 400;
         int erc = zt__store_end(srv->store, req->txn, commit);
         req->txn = NULL;
+        if (erc != ZT_OK || !commit) zt__audit_rewind(srv, &mark);
         if (erc != ZT_OK && commit) {
             zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
                        zt_strerror(erc));
@@ -209,6 +227,7 @@ static void on_check(uv_check_t *h)
     zt_server *srv = h->data;
     if (srv->store && zt__store_batch_open(srv->store)) {
         int rc = zt__store_batch_commit(srv->store);
+        zt__audit_batch_end(srv, rc == ZT_OK);
         if (rc != ZT_OK) {
             zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
                     zt_strerror(rc), srv->nbatch);
@@ -354,6 +373,8 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
         (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
         return rc;
+    if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
     if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
@@ -443,6 +464,7 @@ void zt__server_close(zt_server *srv)
     zt__plugins_fini(srv);
     zt__plugins_free(srv);
     zt__auth_close(srv);
+    zt__audit_close(srv);
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);

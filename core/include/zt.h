@@ -293,6 +293,14 @@ int zt_caller_has_role(const zt_caller *c, const char *role);
  * callers with no department and for unknown codes. Reads the request's transaction. */
 int zt_req_in_scope(zt_req *req, const char *dept);
 
+/* ---- audit --------------------------------------------------------------------- */
+
+/* Every successful request other than GET/HEAD is recorded in the audit log, in the same
+ * transaction as its change: actor, plugin, action, object, request id, client address,
+ * chained by hash. By default the action is "<METHOD> <route pattern>" and the object
+ * the path; a handler names them better with this (copied). */
+void zt_audit_note(zt_req *req, const char *action, const char *object);
+
 /* 1 if s is an 18-character unified social credit code with a valid check character
  * (GB 32100-2015). */
 int zt_valid_credit_code(const char *s);
