@@ -162,12 +162,16 @@ int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
 /* A read transaction from a pool (reset/renewed, not reopened). */
 int zt__store_read_begin(zt_store *s, zt_txn **out);
 /* A transaction that may read what the open batch wrote but never writes: a nested
- * transaction of the batch, aborted at its end. Used by reads while a batch is open. */
+ * transaction of the batch, aborted at its end. Used by reads while a batch is open.
+ * With no batch open it is an ordinary pooled read transaction (zt__store_in_batch says
+ * which; ask before zt__store_end, which may free it). */
 int zt__store_batch_read_begin(zt_store *s, zt_txn **out);
 /* A write transaction nested in the current batch (the batch begins if none is open). */
 int zt__store_write_begin(zt_store *s, zt_txn **out);
 /* End any of the above. commit: a nested write is merged into the batch; otherwise it is
- * aborted. Read transactions return to the pool. Open cursors are closed. */
+ * aborted. Read transactions return to the pool. Open cursors are closed. A nested write
+ * in which a write failed is aborted even with commit (its error is returned): merging it
+ * would fail the whole batch. */
 int zt__store_end(zt_store *s, zt_txn *t, bool commit);
 /* 1 if the transaction belongs to the open batch (its request must wait for the commit). */
 bool zt__store_in_batch(const zt_txn *t);

@@ -264,8 +264,12 @@ int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out);
 /* Move the cursor and read where it lands. `key` is read only for ZT_GE. ZT_ENOTFOUND
  * when there is no such key (past either end). */
 int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *out);
+/* On a new cursor ZT_NEXT reads the first key and ZT_PREV the last. A move that finds
+ * nothing leaves the cursor where it was (ZT_GE past the end leaves it after the last key,
+ * so ZT_PREV then reads the last). A transaction holds at most 256 cursors (ZT_EBUSY). */
 /* Delete the key under the cursor; the cursor then stands before the next key
- * (ZT_NEXT reads it). ZT_EREADONLY in a read transaction. */
+ * (ZT_NEXT reads it; ZT_CURRENT is then ZT_ENOTFOUND). ZT_EREADONLY in a read
+ * transaction. */
 int zt_cursor_del(zt_cursor *c);
 void zt_cursor_close(zt_cursor *c);
 
