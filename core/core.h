@@ -391,6 +391,56 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
  * ZT_ENOTFOUND if there is no such file (the caller then answers 404). */
 int zt__static_serve(zt_server *srv, zt_req *req);
 
+/* ---- crypto.c (node keys, seal key material, encodings) ----------------------- */
+
+/* The node's keys: a master key from the key file and one sub-key per purpose derived
+ * from it. Held in locked, read-only memory (sodium_malloc); never copied elsewhere. Once
+ * open, the keys never change, so any thread may use them. */
+typedef struct zt_keys zt_keys;
+
+/* Open the master key file at `path`; when there is none, create it: 32 random bytes,
+ * mode 0600, in a folder created 0700 if missing, published atomically (a temporary file,
+ * fsync, link to the final name, fsync of the folder), so processes starting together
+ * all end up with the one key that won. Refused, with the reason and the fix in err:
+ * a file that group or others may access (ZT_EPERM), that is not a regular file or is
+ * not 32 bytes long (ZT_EINVAL); I/O failures are ZT_EIO. Initialises libsodium. */
+int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen);
+/* Wipe and free; NULL is ignored. */
+void zt__keys_close(zt_keys *k);
+/* Derive a key for a purpose of the caller's own: ctx is 8 characters naming it (not one
+ * of crypto.c's: "ztfield_", "ztindex_", "ztseal__"), id a version; 16 <= len <= 64.
+ * The caller keeps the result secret and wipes it (sodium_memzero) when done. */
+int zt__keys_derive(const zt_keys *k, const char ctx[8], uint64_t id, unsigned char *out,
+                    size_t len);
+
+/* Seal (Ed25519) key material. A sealed secret key is, byte by byte:
+ *   version (1) | public key (32) | nonce (24) | XChaCha20-Poly1305(seed) (32 + 16)
+ * encrypted under the seal sub-key, with version and public key as associated data; the
+ * public key can be read from bytes 1..32. It may be stored anywhere (LMDB): without the
+ * key file it reveals nothing. */
+#define ZT__SEALED_SK_BYTES 105
+/* Make a key pair. *sealed_len: in, the room in sealed_sk (at least ZT__SEALED_SK_BYTES);
+ * out, the bytes written. ZT_ETOOBIG if the room is short. The secret key exists in clear
+ * only in locked memory inside this call. */
+int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, size_t *sealed_len);
+/* Sign msg with a sealed secret key (decrypted into locked memory, wiped before return).
+ * ZT_EINVAL if the sealed key is malformed, tampered with, or sealed under another
+ * master key. */
+int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
+                  size_t len, unsigned char sig[64]);
+
+/* Hex (lower case) and base64url (RFC 4648 section 5, no padding), in constant time
+ * (they carry tokens and keys). Encoders write a NUL-terminated string into `out`, which
+ * holds 2*len+1 or ZT__B64URL_LEN(len) bytes. Decoders read exactly slen characters
+ * (upper- or lower-case hex; the base64url alphabet without padding, whitespace or
+ * stray bits) into out, which holds cap bytes, and set *outlen: ZT_EINVAL for anything
+ * else, ZT_ETOOBIG when cap is short. */
+#define ZT__B64URL_LEN(n) ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0) + 1)
+void zt__hex(char *out, const void *bin, size_t len);
+int zt__hex_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen);
+void zt__b64url_encode(char *out, const void *bin, size_t len);
+int zt__b64url_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen);
+
 /* ---- server.c ------------------------------------------------------------------ */
 
 typedef struct zt_metrics zt_metrics;
@@ -403,6 +453,7 @@ struct zt_server {
     zt_plugin **plugins; /* in dependency (init) order */
     size_t nplugins;
     zt_lua_host *lua;
+    struct zt_keys *keys; /* the node's keys (crypto.c); plugins reach them through srv */
     zt_metrics *metrics;
     zt_auth *auth;
     zt_audit *audit;

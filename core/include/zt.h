@@ -319,6 +319,83 @@ int64_t zt_now_ms(void);
  * made later in the same node sort after earlier ones, byte by byte. */
 void zt_id(char out[27]);
 
+/* ---- crypto and personal data ------------------------------------------------- */
+
+/*
+ * Personal data (citizen ID numbers, phone numbers, addresses, ...) is never stored in
+ * clear. A plugin encrypts each such field with zt_field_encrypt before zt_put, and
+ * decrypts it after zt_get; to find a record by such a value, it also stores a blind index
+ * (zt_field_index) as a key that points to the record. Keys come from the node's key file:
+ * a plugin never sees them, and each plugin and field has its own binding, so a value
+ * copied from one field or plugin into another does not decrypt there.
+ *
+ * Unlike the rest of this header, the functions of this section keep no state of their
+ * own and may be called from any thread, once the node has started (from init on).
+ */
+
+/* Bytes zt_field_encrypt adds to a value: a version byte, a 24-byte random nonce and a
+ * 16-byte authentication tag. */
+#define ZT_FIELD_OVERHEAD 41
+
+/* Encrypt `len` bytes of plain for the field named `field` (a non-empty string: the
+ * plugin's own name for the field, e.g. "id_number") of plugin p, with
+ * XChaCha20-Poly1305 under the node's field key. Two encryptions of one value differ.
+ *   out     receives len + ZT_FIELD_OVERHEAD bytes; must not overlap plain
+ *   outlen  in: the room in out; out: the bytes written (or, on ZT_ETOOBIG, needed)
+ * Errors: ZT_EINVAL (no field name), ZT_ETOOBIG (out is short), ZT_ESTATE (the node has
+ * no keys: called before start). */
+int zt_field_encrypt(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                     void *out, size_t *outlen);
+/* Decrypt what zt_field_encrypt wrote for the same plugin and field.
+ *   out     receives len - ZT_FIELD_OVERHEAD bytes; must not overlap cipher
+ *   outlen  in: the room in out; out: the bytes written (or, on ZT_ETOOBIG, needed)
+ * Errors: ZT_EINVAL when the value is not one: too short, altered, encrypted for another
+ * field or plugin, or under another node's key (out then holds nothing of it);
+ * ZT_ETOOBIG, ZT_ESTATE as above. */
+int zt_field_decrypt(const zt_plugin *p, const char *field, const void *cipher, size_t len,
+                     void *out, size_t *outlen);
+
+/* Bytes of a blind index. */
+#define ZT_INDEX_BYTES 32
+/* A blind index of a value: keyed BLAKE2b-256 of the plugin's name, the field's name and
+ * the value, under the node's index key. Equal inputs give equal indexes, on this node,
+ * for as long as its key file lives; the same value in another field or plugin gives an
+ * unrelated index. Without the key file nobody can compute it, so it does not reveal the
+ * value (yet it shows which records share one). Lookup is exact, byte for byte: the caller
+ * normalises first (trim, one letter case; for citizen ID numbers use
+ * zt_citizen_id_canon). Errors: ZT_EINVAL (no field name), ZT_ESTATE. */
+int zt_field_index(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                   unsigned char out[ZT_INDEX_BYTES]);
+
+/* 1 if s is a valid 18-character citizen identity number (公民身份号码, GB 11643-1999):
+ * 17 digits, then the ISO 7064 MOD 11-2 check character (a digit or X; x is accepted),
+ * with a birth date (digits 7-14, YYYYMMDD) that exists, is not before 1800 and is not
+ * after today in Beijing time (by zt_now_ms). 0 otherwise, and for NULL. The address
+ * part is not checked against GB/T 2260; the older 15-digit numbers are not accepted. */
+int zt_valid_citizen_id(const char *s);
+/* Check s as zt_valid_citizen_id does and write its canonical form (upper-case X) to out.
+ * ZT_EINVAL if it is not valid (out is then an empty string). */
+int zt_citizen_id_canon(const char *s, char out[19]);
+/* 1 if s is a valid 18-character unified social credit code (统一社会信用代码,
+ * GB 32100-2015): every character from "0123456789ABCDEFGHJKLMNPQRTUWXY" (upper case; no
+ * I, O, Z, S, V), characters 3-8 (the registering authority's division code) digits, and
+ * the last the check character of the MOD 31 scheme. 0 otherwise, and for NULL. Whether
+ * the code was ever issued is not knowable here. Callers accepting typed input may
+ * upper-case it first. */
+int zt_valid_credit_code(const char *s);
+
+/* 0 if sig is a valid Ed25519 signature of msg by the public key pk (an electronic seal:
+ * the core makes seals, anyone can check them); ZT_EINVAL otherwise. */
+int zt_seal_verify(const unsigned char pk[32], const void *msg, size_t len,
+                   const unsigned char sig[64]);
+
+/* Fill buf with len bytes from the system's cryptographic random source. Never fails (a
+ * system without one stops the process rather than hand out guessable bytes). */
+void zt_random(void *buf, size_t len);
+/* BLAKE2b-256 of in (unkeyed: for fingerprints and token hashes, not for secrets that
+ * could be guessed; those get zt_field_index). */
+void zt_hash(const void *in, size_t len, unsigned char out[32]);
+
 #ifdef __cplusplus
 }
 #endif
