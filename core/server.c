@@ -373,6 +373,13 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
         (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
         return rc;
+    char scratch_key[4096];
+    const char *key_file = conf->key_file;
+    if (srv->check_only || !key_file) { /* check never creates the live key */
+        snprintf(scratch_key, sizeof scratch_key, "%s/master.key", data_dir);
+        key_file = scratch_key;
+    }
+    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
@@ -468,6 +475,8 @@ void zt__server_close(zt_server *srv)
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);
+    if (srv->keys) zt__keys_close(srv->keys);
+    srv->keys = NULL;
     free(srv->batch_reqs);
     srv->metrics = NULL;
     srv->router = NULL;

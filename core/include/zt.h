@@ -305,10 +305,6 @@ int zt_req_in_scope(zt_req *req, const char *dept);
  * the path; a handler names them better with this (copied). */
 void zt_audit_note(zt_req *req, const char *action, const char *object);
 
-/* 1 if s is an 18-character unified social credit code with a valid check character
- * (GB 32100-2015). */
-int zt_valid_credit_code(const char *s);
-
 /* ---- time and ids -------------------------------------------------------------- */
 
 /* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. */
