@@ -105,6 +105,9 @@ struct zt_conf {
     char *plugin_dir; /* where C plugins (<name>.so) are found */
     char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
     char *web_dir;    /* static files served at / ; NULL: none */
+    char *key_file;   /* the master key (created 0600 on first start); default
+                         <config folder>/keys/master.key: outside data_dir, so that a backup
+                         of the data does not carry the key that opens it */
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
      *            max_connections= } (timeouts in seconds, may be fractional) */
     size_t header_bytes;
