@@ -228,6 +228,7 @@ static void on_check(uv_check_t *h)
     if (srv->store && zt__store_batch_open(srv->store)) {
         int rc = zt__store_batch_commit(srv->store);
         zt__audit_batch_end(srv, rc == ZT_OK);
+        if (rc == ZT_OK) zt__audit_after_commit(srv);
         if (rc != ZT_OK) {
             zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
                     zt_strerror(rc), srv->nbatch);
@@ -380,6 +381,9 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         key_file = scratch_key;
     }
     if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
+    if (!conf->audit_checkpoint_every) conf->audit_checkpoint_every = 1000;
+    if (!conf->audit_checkpoint_ms) conf->audit_checkpoint_ms = 300 * 1000;
+    if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
@@ -403,6 +407,7 @@ static void finish_shutdown(zt_server *srv)
     zt__http_close_all(srv);
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
+    zt__audit_checkpoint(srv);
     uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
@@ -443,6 +448,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
+    zt__audit_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
@@ -472,6 +478,7 @@ void zt__server_close(zt_server *srv)
     zt__plugins_free(srv);
     zt__auth_close(srv);
     zt__audit_close(srv);
+    zt__seals_close(srv);
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);
