@@ -44,7 +44,7 @@ struct zt_lua_plugin {
     bool oom;           /* the allocator refused something during this call */
     zt_req *req;        /* the request whose handler runs now, or NULL */
     uint64_t serial;    /* counts handler calls, so that stale iterators are caught */
-    int store_err;      /* ZT_EFULL/ZT_EBUSY/ZT_EIO met by zt.db in this call */
+    int store_err;      /* storage full (ZT_EFULL) or unavailable (ZT_EBUSY) in this call */
     struct lua_route *routes;
     struct db_iter *iters; /* cursors open in the current request */
     char warn[256];        /* a warning being assembled from its pieces */
@@ -377,13 +377,16 @@ static int table_kind(lua_State *L, int idx, lua_Integer *n)
             ints = strs = false;
         }
     }
+    *n = count;
     if (count == 0) return 'o';
-    if (ints && max == count) {
-        *n = count;
-        return 'a';
-    }
+    if (ints && max == count) return 'a';
     if (strs) return 'o';
     return 0;
+}
+
+static int strptrcmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static void json_encode_into(lua_State *L, int idx, cJSON *parent, const char *key, int depth)
@@ -451,16 +454,28 @@ static void json_encode_into(lua_State *L, int idx, cJSON *parent, const char *k
         }
         return;
     }
+    /* Keys in byte order: the same table always gives the same text (Lua's own order
+     * changes from state to state). The table keeps the key strings alive. */
     cJSON *obj = json_attach(L, parent, key, cJSON_CreateObject());
+    const char **keys = lua_newuserdatauv(L, (size_t)n * sizeof *keys, 0);
+    size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         size_t klen;
         const char *k = lua_tolstring(L, -2, &klen); /* a string: table_kind checked */
         if (!utf8_ok((const unsigned char *)k, klen))
             luaL_error(L, "zt.json.encode: a key is not valid UTF-8 (or holds a NUL byte)");
-        json_encode_into(L, lua_gettop(L), obj, k, depth + 1);
+        keys[nk++] = k;
         lua_pop(L, 1);
     }
+    qsort(keys, nk, sizeof *keys, strptrcmp);
+    for (size_t i = 0; i < nk; i++) {
+        lua_pushstring(L, keys[i]);
+        lua_rawget(L, idx);
+        json_encode_into(L, lua_gettop(L), obj, keys[i], depth + 1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 /* Encode the value at idx into a box (pushed on the stack); box->json is the tree. */
@@ -764,7 +779,7 @@ static zt_txn *db_txn(lua_State *L, const char *fn)
 
 static int db_fail(lua_State *L, const char *fn, int rc)
 {
-    if (rc == ZT_EFULL || rc == ZT_EBUSY || rc == ZT_EIO) plugin_of(L)->store_err = rc;
+    if (rc == ZT_EFULL) plugin_of(L)->store_err = rc; /* then the core answers 507 */
     return luaL_error(L, "%s: %s", fn, zt_strerror(rc));
 }
 
@@ -815,11 +830,14 @@ static int l_db_get(lua_State *L)
     size_t klen;
     const char *k = check_key(L, 2, &klen);
     zt_txn *t = db_txn(L, "db:get");
-    if (klen == 0 || klen > KEY_MAX) return 0; /* no such key can exist */
     const void *v;
     size_t vlen;
-    int rc = zt_get(t, d->db, k, klen, &v, &vlen);
-    if (rc == ZT_ENOTFOUND) return 0;
+    int rc = klen == 0 || klen > KEY_MAX ? ZT_ENOTFOUND /* no such key can exist */
+                                         : zt_get(t, d->db, k, klen, &v, &vlen);
+    if (rc == ZT_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
     if (rc) return db_fail(L, "db:get", rc);
     push_stored(L, v, vlen);
     return 1;
@@ -1037,9 +1055,7 @@ static int req_header(lua_State *L)
 {
     zt_req *req = current_req(L, 1, "req:header");
     const char *name = luaL_checkstring(L, 2);
-    const char *v = zt_req_header(req, name);
-    if (!v) return 0;
-    lua_pushstring(L, v);
+    lua_pushstring(L, zt_req_header(req, name)); /* nil if absent */
     return 1;
 }
 
@@ -1173,8 +1189,8 @@ static int respond(lua_State *L, struct hcall *hc)
     zt_req *req = hc->req;
     int isint;
     lua_Integer status = lua_tointegerx(L, 1, &isint);
-    if (!isint || status < 100 || status > 599)
-        return luaL_error(L, "the handler returned %s as status (expected an integer 100..599)",
+    if (!isint || status < 200 || status > 599)
+        return luaL_error(L, "the handler returned %s as status (expected an integer 200..599)",
                           luaL_tolstring(L, 1, NULL));
     const char *ctype = NULL;
     int ht = lua_type(L, 3);
@@ -1477,6 +1493,39 @@ static int l_collectgarbage(lua_State *L)
     return 1;
 }
 
+/* Lua calls a message handler from where the error was raised; for the budget's error that
+ * is inside the hook, where hooks are off, so a looping handler would never be stopped.
+ * Once the budget is spent, the script's handler is skipped and the error goes as it is. */
+static int xpcall_handler(lua_State *L)
+{
+    if (plugin_of(L)->exhausted) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, msgh, ...): the base library's, with msgh wrapped. Called as a C function,
+ * not through lua_call, so that it keeps its continuation (yields across it still work). */
+static int l_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks off, outside any budget. */
+static int l_setmetatable(lua_State *L)
+{
+    lua_pushliteral(L, "__gc");
+    if (lua_type(L, 2) == LUA_TTABLE && lua_rawget(L, 2) != LUA_TNIL)
+        return luaL_error(L, "setmetatable: __gc is not allowed in the sandbox");
+    lua_settop(L, 2);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
 /* load(chunk [, name [, mode [, env]]]): text only, whatever mode says. */
 static int l_load(lua_State *L)
 {
@@ -1546,7 +1595,12 @@ static int l_require(lua_State *L)
     lua_rawset(L, 2);
     lua_pushvalue(L, 1);
     lua_pushstring(L, path);
-    lua_call(L, 2, 1);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* forget the attempt, so a retry says why again */
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        lua_rawset(L, 2);
+        return lua_error(L);
+    }
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_pushboolean(L, 1);
@@ -1677,6 +1731,12 @@ static int setup_sandbox(lua_State *L)
     lua_getglobal(L, "load");
     lua_pushcclosure(L, l_load, 1);
     lua_setglobal(L, "load");
+    lua_getglobal(L, "xpcall");
+    lua_pushcclosure(L, l_xpcall, 1);
+    lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
     lua_pushcfunction(L, l_collectgarbage);
     lua_setglobal(L, "collectgarbage");
     lua_pushcfunction(L, l_print);
@@ -2068,11 +2128,9 @@ static int mf_strings(lua_State *L, struct manifest *m, int idx, const char *whe
     if (count != len) return mf_bad(m, where, "%s must be a list of strings", where);
     if (len > max) return mf_bad(m, where, "%s has more than %zu items", where, max);
     for (size_t i = 0; i < len; i++) {
-        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING) {
-            lua_pop(L, 1);
+        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
             return mf_bad(m, where, "%s: item %zu is a %s, not a string", where, i + 1,
                           luaL_typename(L, -1));
-        }
         out[i] = lua_tostring(L, -1);
         lua_pop(L, 1); /* the table keeps it alive */
     }
@@ -2089,23 +2147,20 @@ static const char *mf_anchor(lua_State *L)
 }
 
 static const char *const opt_types[] = {NULL, "string", "integer", "number", "boolean", "list"};
+static const char *const opt_phrases[] = {NULL,       "a string",  "an integer",
+                                          "a number", "a boolean", "a list of strings"};
 
 static int mf_default(lua_State *L, struct manifest *m, struct mopt *o, const char *key)
 {
     int idx = lua_gettop(L);
-    const char *tn = opt_types[o->type];
     switch (o->type) {
     case ZT_OPT_STRING:
         if (lua_type(L, idx) != LUA_TSTRING) break;
         o->def = lua_tostring(L, idx);
         return 0;
     case ZT_OPT_INT: {
-        lua_Integer i = 0;
-        bool isint = lua_isinteger(L, idx);
-        if (isint)
-            i = lua_tointeger(L, idx);
-        else if (lua_type(L, idx) == LUA_TNUMBER)
-            isint = lua_numbertointeger(lua_tonumber(L, idx), &i);
+        int isint = 0; /* a float with an integral value is accepted, as zt.h says */
+        lua_Integer i = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
         if (!isint) break;
         lua_pushfstring(L, "%I", (LUAI_UACINT)i);
         o->def = mf_anchor(L);
@@ -2145,7 +2200,8 @@ static int mf_default(lua_State *L, struct manifest *m, struct mopt *o, const ch
         return 0;
     }
     }
-    return mf_bad(m, key, "%s must be a %s, not a %s", key, tn, luaL_typename(L, idx));
+    return mf_bad(m, key, "%s must be %s, not a %s", key, opt_phrases[o->type],
+                  luaL_typename(L, idx));
 }
 
 static int mf_option(lua_State *L, struct manifest *m, struct mopt *o)
