@@ -1136,9 +1136,37 @@ static void push_query(lua_State *L, const char *q)
     lua_settop(L, t);
 }
 
+/* req.caller: who is calling (nil on a public route called without a token). */
+static void push_caller(lua_State *L, const zt_caller *c)
+{
+    if (!c) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 6);
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {{"id", offsetof(zt_caller, id)},
+                  {"kind", offsetof(zt_caller, kind)},
+                  {"login", offsetof(zt_caller, login)},
+                  {"name", offsetof(zt_caller, name)},
+                  {"department", offsetof(zt_caller, department)}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        lua_pushstring(L, *(const char *const *)((const char *)c + fields[i].off));
+        lua_setfield(L, -2, fields[i].name);
+    }
+    lua_createtable(L, (int)c->nroles, 0);
+    for (size_t i = 0; i < c->nroles; i++) {
+        lua_pushstring(L, c->roles[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "roles");
+}
+
 static void push_req(lua_State *L, const struct lua_route *lr, zt_req *req)
 {
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 9);
     lua_pushstring(L, zt_req_method(req));
     lua_setfield(L, -2, "method");
     lua_pushstring(L, zt_req_path(req));
@@ -1155,6 +1183,8 @@ static void push_req(lua_State *L, const struct lua_route *lr, zt_req *req)
     lua_setfield(L, -2, "params");
     push_query(L, req->query);
     lua_setfield(L, -2, "query");
+    push_caller(L, zt_req_caller(req));
+    lua_setfield(L, -2, "caller");
     set_meta(L, &K_REQ);
 }
 

@@ -26,6 +26,7 @@ typedef struct fx {
     zt_conf conf;
     zt_server srv;
     zt_plugin p;
+    zt_caller *caller; /* who the requests made by call() come from */
     char err[ZT_ERRLEN];
 } fx;
 
@@ -138,6 +139,7 @@ static treq *call(fx *f, const char *method, const char *target, const char *bod
     zt__arena_init(&r->arena, t->first, sizeof t->first);
     zt_id(r->id);
     strcpy(r->client, "192.0.2.7");
+    r->caller = f->caller;
     r->method = method;
     const char *q = strchr(target, '?');
     snprintf(t->path, sizeof t->path, "%.*s", q ? (int)(q - target) : (int)strlen(target), target);
@@ -500,6 +502,45 @@ static void memory_cap_stops_a_bomb(void **state)
     assert_true(zt__lua_memory(&f->p) <= MEMORY_CAP);
 }
 
+/* ---- zt.log, print, warn -------------------------------------------------------------- */
+
+static void logs_go_to_the_node_log(void **state)
+{
+    fx *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/stderr", f->root);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *cap = fopen(path, "w+");
+    assert_non_null(cap);
+    dup2(fileno(cap), 2);
+    int level = zt__log_level;
+    zt__log_level = ZT_LOG_INFO;
+    int rc = init_plugin(f, "zt.log.info('%d notices, %s', 3, 'ok')\n"
+                            "zt.log.warn('100% literal')\n"
+                            "zt.log.debug('below the level')\n"
+                            "zt.log.error({})\n"
+                            "print('a', 1, nil)\n"
+                            "warn('careful', ' now')\n"
+                            "assert(not pcall(zt.log.info, '%d', 'x'))\n");
+    zt__log_level = level;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    char buf[4096] = {0};
+    rewind(cap);
+    size_t n = fread(buf, 1, sizeof buf - 1, cap);
+    fclose(cap);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\"level\":\"info\",\"plugin\":\"t\",\"msg\":\"3 notices, ok\""));
+    assert_non_null(strstr(buf, "\"level\":\"warn\",\"plugin\":\"t\",\"msg\":\"100% literal\""));
+    assert_null(strstr(buf, "below the level"));
+    assert_non_null(strstr(buf, "\"level\":\"error\",\"plugin\":\"t\",\"msg\":\"table: "));
+    assert_non_null(strstr(buf, "\"msg\":\"a\\t1\\tnil\""));
+    assert_non_null(strstr(buf, "\"msg\":\"Lua warning: careful now\""));
+}
+
 /* ---- zt.json --------------------------------------------------------------------------- */
 
 static const char *json_lua =
@@ -653,6 +694,12 @@ static const char *handlers_lua =
     "    req.client, #req.id }, '|')\n"
     "end)\n"
     "zt.route('GET', '/files/*', function(req) return 200, req.params['*'] end)\n"
+    "zt.route('GET', '/whoami', function(req)\n"
+    "  local c = req.caller\n"
+    "  if not c then return 200, 'nobody' end\n"
+    "  return 200, table.concat({ c.id, c.kind, c.login, c.name, tostring(c.department),\n"
+    "    table.concat(c.roles, '+') }, '|')\n"
+    "end)\n"
     "zt.route('POST', '/body', { body_limit = 100 }, function(req)\n"
     "  local j = req:json()\n"
     "  return 201, { got = j, raw = req.body }, { ['X-Made'] = 'yes' }\n"
@@ -702,6 +749,13 @@ static void handler_request_and_response(void **state)
                         "GET|/echo/one/政|one|政|a=x y!&b=2&flag=|hello|nil|192.0.2.7|26");
     done(t);
     expect(f, "GET", "/files/a/b/c.txt", NULL, 200, "a/b/c.txt");
+    expect(f, "GET", "/whoami", NULL, 200, "nobody");
+    const char *roles[] = {"clerk", "notice_editor"};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2};
+    f->caller = &who; /* the core resolves the caller before the handler runs */
+    expect(f, "GET", "/whoami", NULL, 200,
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor");
+    f->caller = NULL;
 
     t = call(f, "POST", "/body", "{\"n\": [1, 2, {\"x\": null}]}", NULL, NULL);
     assert_int_equal(t->r.status, 201);
@@ -1028,6 +1082,7 @@ int main(void)
         T(manifest_errors_name_the_line),
         T(budget_stops_endless_loops),
         T(memory_cap_stops_a_bomb),
+        T(logs_go_to_the_node_log),
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
         T(config_is_a_read_only_view),
