@@ -1546,6 +1546,35 @@ static int l_xpcall(lua_State *L)
     return lua_tocfunction(L, lua_upvalueindex(1))(L);
 }
 
+/* A coroutine's body runs inside a (yieldable) pcall of its own. The budget's error is
+ * raised in the hook, where Lua has switched hooks off for that thread; only a pcall's
+ * recovery switches them back on. Without one inside the coroutine, it would die with hooks
+ * off, and closing it (coroutine.close, or coroutine.wrap after an error) would run its
+ * <close> handlers beyond any budget. Here the error is caught and raised again, with
+ * hooks on. */
+static int guard_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int guard(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    return guard_k(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, 0, guard_k), 0);
+}
+
+/* coroutine.create(f) and coroutine.wrap(f) (the library's, as upvalue), with f guarded. */
+static int l_coroutine_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, guard, 1);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
 /* setmetatable without __gc: Lua runs finalizers with hooks off, outside any budget. */
 static int l_setmetatable(lua_State *L)
 {
@@ -1790,11 +1819,18 @@ static int setup_sandbox(lua_State *L)
                 {"coroutine", luaopen_coroutine}};
     for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
         open_lib(L, libs[i].open);
-        if (i == 0) {
+        if (strcmp(libs[i].name, "string") == 0) {
             lua_pushnil(L); /* nothing could load what it makes */
             lua_setfield(L, -2, "dump");
             lua_getfield(L, -1, "format");
             lua_rawsetp(L, LUA_REGISTRYINDEX, &K_FORMAT);
+        } else if (strcmp(libs[i].name, "coroutine") == 0) {
+            static const char *const makers[] = {"create", "wrap"};
+            for (int k = 0; k < 2; k++) {
+                lua_getfield(L, -1, makers[k]);
+                lua_pushcclosure(L, l_coroutine_new, 1);
+                lua_setfield(L, -2, makers[k]);
+            }
         }
         lua_pushvalue(L, -1);
         lua_setfield(L, loaded, libs[i].name);

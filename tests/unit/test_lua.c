@@ -478,6 +478,23 @@ static void budget_stops_endless_loops(void **state)
                "local t = setmetatable({}, { __index = function(t, k) return t[k + 1] end })\n"
                "while true do pcall(function() return t[1] end) end\n",
                "instruction budget exceeded");
+    /* a coroutine stopped by the budget has its <close> handlers run under the budget too */
+    init_fails(
+        f,
+        "local f = coroutine.wrap(function()\n"
+        "  local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+        "  while true do end\n"
+        "end)\n"
+        "f()\n",
+        "instruction budget exceeded");
+    init_fails(
+        f,
+        "local co = coroutine.create(function()\n"
+        "  local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+        "  table.sort({ 3, 2, 1 }, function(a, b) while true do end end)\n"
+        "end)\n"
+        "while true do pcall(coroutine.resume, co) pcall(coroutine.close, co) end\n",
+        "instruction budget exceeded");
     /* a finite loop within the budget runs to its end */
     init_ok(f, "local n = 0\nfor i = 1, 10000 do n = n + i end\nassert(n == 50005000)\n");
 }
@@ -728,6 +745,15 @@ static const char *handlers_lua =
     "  for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end\n"
     "end)\n"
     "zt.route('GET', '/late', function() zt.route('GET', '/later', print) end)\n"
+    "local dead\n"
+    "zt.route('GET', '/co1', function()\n"
+    "  dead = coroutine.create(function()\n"
+    "    local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+    "    while true do end\n"
+    "  end)\n"
+    "  coroutine.resume(dead)\n"
+    "end)\n"
+    "zt.route('GET', '/co2', function() coroutine.close(dead) return 200, 'closed' end)\n"
     "local kept\n"
     "zt.route('GET', '/keep', function(req) kept = req return 200, 'kept' end)\n"
     "zt.route('GET', '/stale', function() return 200, tostring(select(2, pcall(kept.header, kept, "
@@ -799,13 +825,16 @@ static void handler_errors_fail_only_their_request(void **state)
     fx *f = *state;
     init_ok(f, handlers_lua);
     const char *bad[] = {"/error", "/badstatus", "/badbody", "/badheader",
-                         "/loop",  "/bomb",      "/late"};
+                         "/loop",  "/bomb",      "/late",    "/co1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         expect_problem(f, "GET", bad[i], NULL, 500, "lua-error", "see the log with request id");
         /* the state keeps serving, and what a failed call left behind is collected */
         expect(f, "GET", "/ok", NULL, 200, "ok");
         assert_true(zt__lua_memory(&f->p) < MEMORY_CAP / 4);
     }
+    /* the coroutine /co1 left stopped by the budget had its <close> handler cut short there:
+     * closing it in a later request has nothing left to run */
+    expect(f, "GET", "/co2", NULL, 200, "closed");
     treq *t = call(f, "GET", "/badheader", NULL, NULL, NULL);
     assert_true(t->r.res_hdrs.len == 0); /* nothing of a failed answer leaks out */
     done(t);
