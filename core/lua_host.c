@@ -168,11 +168,11 @@ static void lp_after(struct zt_lua_plugin *lp)
 }
 
 /* The first line of an error message, for err buffers (the log gets the traceback). */
-static void first_part(char *err, size_t errlen, const char *prefix, const char *msg)
+static void first_part(char *err, size_t errlen, const char *msg)
 {
     const char *tb = strstr(msg, "\nstack traceback:");
     int n = tb ? (int)(tb - msg) : (int)strlen(msg);
-    snprintf(err, errlen, "%s%.*s", prefix, n, msg);
+    snprintf(err, errlen, "%.*s", n, msg);
 }
 
 static int l_panic(lua_State *L)
@@ -1339,6 +1339,14 @@ static int lua_route_handler(zt_req *req, void *ud)
     return rc;
 }
 
+static void route_free(struct lua_route *r)
+{
+    if (!r) return;
+    free(r->method);
+    free(r->pattern);
+    free(r);
+}
+
 /* zt.route(method, path, [opts,] handler) */
 static int l_route(lua_State *L)
 {
@@ -1383,8 +1391,7 @@ static int l_route(lua_State *L)
         lr->pattern = strdup(path);
     }
     if (!lr || !lr->method || !lr->pattern) {
-        if (lr) free(lr->method), free(lr->pattern);
-        free(lr);
+        route_free(lr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "not enough memory");
     }
@@ -1393,9 +1400,7 @@ static int l_route(lua_State *L)
     r.ud = lr;
     int rc = zt_route_add(lp->p, &r);
     if (rc) {
-        free(lr->method);
-        free(lr->pattern);
-        free(lr);
+        route_free(lr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "zt.route %s %s: %s", method, path, zt_strerror(rc));
     }
@@ -1879,9 +1884,7 @@ static void lp_free(struct zt_lua_plugin *lp)
     while (lp->routes) {
         struct lua_route *r = lp->routes;
         lp->routes = r->next;
-        free(r->method);
-        free(r->pattern);
-        free(r);
+        route_free(r);
     }
     free(lp);
 }
@@ -1929,7 +1932,7 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
             msg = pmsg;
         }
         zt_log(p, ZT_LOG_ERROR, "init.lua failed: %s", msg);
-        first_part(err, errlen, "", msg);
+        first_part(err, errlen, msg);
         rc = ZT_ERROR;
     }
     if (rc) {
