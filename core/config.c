@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,19 +55,14 @@ enum {
     K_WEB_DIR,
     K_LIMITS,
     K_LUA,
+    K_AUTH,
     K_PLUGINS,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
     "node_name", "region_code", "listen", "data_dir", "map_size", "log_level", "plugin_dir",
-    "lua_dir",   "web_dir",     "limits", "lua",      "plugins",  NULL,
+    "lua_dir",   "web_dir",     "limits", "lua",      "auth",     "plugins",   NULL,
 };
-static const char *const limits_keys[] = {
-    "header_bytes",    "body_bytes", "header_timeout", "idle_timeout", "shutdown_timeout",
-    "max_connections", NULL,
-};
-static const char *const lua_keys[] = {"instructions", "memory", NULL};
-
 static conf_state *state_of(lua_State *L)
 {
     void *ud;
@@ -366,14 +362,15 @@ static int64_t want_int(lua_State *L, int line, const char *what, const char *un
     return v;
 }
 
-static uint64_t want_seconds_ms(lua_State *L, int line, const char *what)
+static int64_t want_seconds_ms(lua_State *L, int line, const char *what, int64_t max_seconds)
 {
     if (lua_type(L, -1) != LUA_TNUMBER)
         fail(L, line, "%s must be a number (seconds), got %s", what, luaL_typename(L, -1));
     double v = (double)lua_tonumber(L, -1);
-    if (!(v >= 0.001 && v <= 86400))
-        fail(L, line, "%s must be between 0.001 and 86400 (seconds), got %.14g", what, v);
-    return (uint64_t)llround(v * 1000);
+    if (!(v >= 0.001 && v <= (double)max_seconds))
+        fail(L, line, "%s must be between 0.001 and %lld (seconds), got %.14g", what,
+             (long long)max_seconds, v);
+    return (int64_t)llround(v * 1000);
 }
 
 /* A sequence of strings (1..n, nothing else); returns n. */
@@ -578,19 +575,61 @@ static int key_index(const char *const *names, const char *key)
     return -1;
 }
 
-__attribute__((noreturn)) static void fail_unknown_key(lua_State *L, int line, const char *key,
-                                                       const char *const *names, const char *within)
+/* The fields of the tables limits, lua and auth: each number lands in a zt_conf member. */
+typedef struct field {
+    const char *name;
+    bool seconds;     /* a number of seconds, stored as milliseconds; else an integer */
+    const char *unit; /* for messages */
+    int64_t lo, hi;   /* the range (for seconds: hi only) */
+    size_t off, size; /* the member */
+} field;
+
+#define FIELD(name, seconds, unit, lo, hi, member)                                                 \
+    {                                                                                              \
+        name, seconds, unit, lo, hi, offsetof(zt_conf, member), sizeof(((zt_conf *)0)->member)     \
+    }
+#define DAY (24 * 3600)
+
+static const field limits_fields[] = {
+    FIELD("header_bytes", false, "bytes", 1024, MIB, header_bytes),
+    FIELD("body_bytes", false, "bytes", 0, INT64_C(1) << 40, body_bytes),
+    FIELD("header_timeout", true, "seconds", 0, DAY, header_timeout_ms),
+    FIELD("idle_timeout", true, "seconds", 0, DAY, idle_timeout_ms),
+    FIELD("shutdown_timeout", true, "seconds", 0, DAY, shutdown_timeout_ms),
+    FIELD("max_connections", false, "connections", 1, 1000000, max_connections),
+    {0},
+};
+static const field lua_fields[] = {
+    FIELD("instructions", false, "instructions per call", 1000, INT64_C(1) << 50, lua_instructions),
+    FIELD("memory", false, "bytes", MIB, INT64_C(1) << 40, lua_memory),
+    {0},
+};
+static const field auth_fields[] = {
+    FIELD("session_ttl", true, "seconds", 0, 366 * DAY, auth_session_ms),
+    FIELD("idle_timeout", true, "seconds", 0, 366 * DAY, auth_idle_ms),
+    FIELD("max_failures", false, "failed logins", 1, 1000, auth_max_failures),
+    FIELD("lock_seconds", false, "seconds", 1, 366 * DAY, auth_lock_seconds),
+    FIELD("password_ops", false, "Argon2id passes", 1, UINT32_MAX, auth_pw_ops),
+    FIELD("password_memory", false, "bytes", 8192, INT64_C(1) << 40, auth_pw_mem),
+    {0},
+};
+
+static void store_field(zt_conf *c, const field *f, int64_t v)
 {
-    suggest s = {.key = key};
-    for (int i = 0; names[i]; i++) suggest_try(&s, names[i]);
-    char hint[96];
-    fail(L, line, "unknown key '%s'%s%s%s", key, within ? " in " : "", within ? within : "",
-         suggest_text(&s, hint, sizeof hint));
+    unsigned char *p = (unsigned char *)c + f->off;
+    if (f->size == sizeof(uint32_t)) {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, sizeof x);
+    } else {
+        assert(f->size == sizeof(uint64_t));
+        uint64_t x = (uint64_t)v;
+        memcpy(p, &x, sizeof x);
+    }
 }
 
-/* limits = { ... } or lua = { ... }: value on the top of the stack. */
+/* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
 static void check_section(lua_State *L, zt_conf *c, int line, const char *section,
-                          const char *const *names)
+                          const field *fields)
 {
     if (!lua_istable(L, -1))
         fail(L, line, "%s must be a table ({ name = value, ... }), got %s", section,
@@ -599,39 +638,21 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
     keyline *keys = sorted_keys(L, line, section, &n);
     for (size_t i = 0; i < n; i++) {
         int kl = keys[i].line;
-        int k = key_index(names, keys[i].key);
-        if (k < 0) fail_unknown_key(L, kl, keys[i].key, names, section);
-        char what[64];
-        snprintf(what, sizeof what, "%s.%s", section, keys[i].key);
-        lua_getfield(L, -2, keys[i].key);
-        if (names == lua_keys) {
-            if (k == 0)
-                c->lua_instructions = (uint64_t)want_int(L, kl, what, "instructions per call", 1000,
-                                                         INT64_C(1) << 50);
-            else
-                c->lua_memory = (size_t)want_int(L, kl, what, "bytes", MIB, (int64_t)1 << 40);
-        } else {
-            switch (k) {
-            case 0:
-                c->header_bytes = (size_t)want_int(L, kl, what, "bytes", 1024, MIB);
-                break;
-            case 1:
-                c->body_bytes = (size_t)want_int(L, kl, what, "bytes", 0, (int64_t)1 << 40);
-                break;
-            case 2:
-                c->header_timeout_ms = want_seconds_ms(L, kl, what);
-                break;
-            case 3:
-                c->idle_timeout_ms = want_seconds_ms(L, kl, what);
-                break;
-            case 4:
-                c->shutdown_timeout_ms = want_seconds_ms(L, kl, what);
-                break;
-            default:
-                c->max_connections = (unsigned)want_int(L, kl, what, "connections", 1, 1000000);
-                break;
-            }
+        const field *f = fields;
+        while (f->name && strcmp(f->name, keys[i].key) != 0) f++;
+        if (!f->name) {
+            suggest s = {.key = keys[i].key};
+            for (f = fields; f->name; f++) suggest_try(&s, f->name);
+            char hint[96];
+            fail(L, kl, "unknown key '%s' in %s%s", keys[i].key, section,
+                 suggest_text(&s, hint, sizeof hint));
         }
+        char what[64];
+        snprintf(what, sizeof what, "%s.%s", section, f->name);
+        lua_getfield(L, -2, f->name);
+        store_field(c, f,
+                    f->seconds ? want_seconds_ms(L, kl, what, f->hi)
+                               : want_int(L, kl, what, f->unit, f->lo, f->hi));
         lua_pop(L, 1);
     }
     lua_pop(L, 1); /* the keys */
@@ -758,10 +779,13 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         }
         break;
     case K_LIMITS:
-        check_section(L, c, line, "limits", limits_keys);
+        check_section(L, c, line, "limits", limits_fields);
         break;
     case K_LUA:
-        check_section(L, c, line, "lua", lua_keys);
+        check_section(L, c, line, "lua", lua_fields);
+        break;
+    case K_AUTH:
+        check_section(L, c, line, "auth", auth_fields);
         break;
     default: /* plugins: checked first */
         break;
@@ -792,6 +816,12 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->max_connections = 1024;
     c->lua_instructions = 10000000;
     c->lua_memory = 64 * MIB;
+    c->auth_session_ms = 8 * 3600 * 1000;
+    c->auth_idle_ms = 30 * 60 * 1000;
+    c->auth_max_failures = 5;
+    c->auth_lock_seconds = 900;
+    c->auth_pw_ops = 2; /* libsodium's "interactive" Argon2id cost */
+    c->auth_pw_mem = 64 * MIB;
 }
 
 /* Run the text, then check every top-level key, in the order of the file. */

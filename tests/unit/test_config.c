@@ -55,6 +55,12 @@ static void defaults(void **state)
     assert_int_equal(c.max_connections, 1024);
     assert_int_equal(c.lua_instructions, 10000000);
     assert_int_equal(c.lua_memory, 64 << 20);
+    assert_int_equal(c.auth_session_ms, 8 * 3600 * 1000);
+    assert_int_equal(c.auth_idle_ms, 1800 * 1000);
+    assert_int_equal(c.auth_max_failures, 5);
+    assert_int_equal(c.auth_lock_seconds, 900);
+    assert_int_equal(c.auth_pw_ops, 2);
+    assert_int_equal(c.auth_pw_mem, 64 << 20);
     assert_int_equal(c.nplugins, 0);
     zt__conf_free(&c);
     assert_null(c.L);
@@ -76,6 +82,8 @@ static void every_key_set(void **state)
         "limits = { header_bytes = 8192, body_bytes = 0, header_timeout = 2.5,\n"
         "           idle_timeout = 30, shutdown_timeout = 0.25, max_connections = 7 }\n"
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
+        "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
+        "         lock_seconds = 10, password_ops = 1, password_memory = 8192 }\n"
         "plugins = { 'b', 'a' }\n";
     zt_conf c;
     char err[ZT_ERRLEN];
@@ -99,10 +107,16 @@ static void every_key_set(void **state)
     assert_int_equal(c.max_connections, 7);
     assert_int_equal(c.lua_instructions, 1000000);
     assert_int_equal(c.lua_memory, 8 << 20);
+    assert_int_equal(c.auth_session_ms, 60000);
+    assert_int_equal(c.auth_idle_ms, 500);
+    assert_int_equal(c.auth_max_failures, 3);
+    assert_int_equal(c.auth_lock_seconds, 10);
+    assert_int_equal(c.auth_pw_ops, 1);
+    assert_int_equal(c.auth_pw_mem, 8192);
     assert_int_equal(c.nplugins, 2);
     assert_string_equal(c.plugins[0].name, "b");
     assert_string_equal(c.plugins[1].name, "a");
-    assert_int_equal(c.plugins[0].line, 13);
+    assert_int_equal(c.plugins[0].line, 15);
     zt__conf_free(&c);
 }
 
@@ -160,6 +174,11 @@ static void type_errors_name_key_and_line(void **state)
     refused("lua = {\n\n  memory = '64M' }\n",
             NAME ":3: lua.memory must be an integer (bytes), got string");
     refused("lua = { instructions = 10 }\n", "lua.instructions must be between 1000");
+    refused("auth = {\n  max_failures = 'five' }\n",
+            NAME ":2: auth.max_failures must be an integer (failed logins), got string");
+    refused("auth = { password_memory = 1024 }\n", "auth.password_memory must be between 8192");
+    refused("auth = { session_ttl = -1 }\n", "auth.session_ttl must be between 0.001");
+    refused("auth = { sesion_ttl = 1 }\n", "unknown key 'sesion_ttl' in auth (did you mean");
     refused("plugins = 'hello'\n", NAME ":1: plugins must be a list of strings");
     refused("plugins = { 'a', 1 }\n", "plugins must be a list of strings: item 2 is a number");
     refused("plugins = {\n 'hello',\n 'hello' }\n", NAME ":2: plugin 'hello' is listed twice");
