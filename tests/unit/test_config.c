@@ -533,6 +533,48 @@ static void plugin_lines(void **state)
     zt__conf_free(&c);
 }
 
+/* The configs the project ships: each loads, and its plugin options check against what
+ * hello declares and what notice's manifest declares. */
+static void shipped_configs_load(void **state)
+{
+    static const zt_option hello[] = {{"greeting", ZT_OPT_STRING, "你好", 0, NULL}, {0}};
+    static const zt_option notice[] = {{"page_size", ZT_OPT_INT, "20", 0, NULL}, {0}};
+    static const struct {
+        const char *file, *plugins, *greeting;
+        int64_t page_size;
+    } confs[] = {
+        {"conf/zhengtong.conf", "hello notice ", "你好", 20},
+        {"conf/examples/rural-county.conf", "notice ", NULL, 10},
+        {"conf/examples/district.conf", "hello notice ", "您好", 50},
+    };
+    const char *src = getenv("ZT_SRC");
+    if (!src) fail_msg("ZT_SRC is not set (run through ctest)");
+    for (size_t i = 0; i < sizeof confs / sizeof confs[0]; i++) {
+        char path[1024], err[ZT_ERRLEN], names[256] = "";
+        snprintf(path, sizeof path, "%s/%s", src, confs[i].file);
+        zt_conf c;
+        if (zt__conf_load(path, &c, err, sizeof err) != ZT_OK) fail_msg("%s", err);
+        for (size_t j = 0; j < c.nplugins; j++) {
+            strcat(names, c.plugins[j].name);
+            strcat(names, " ");
+        }
+        assert_string_equal(names, confs[i].plugins);
+        zt_optval *v;
+        size_t n;
+        if (confs[i].greeting) {
+            assert_int_equal(zt__conf_plugin_options(&c, "hello", hello, &v, &n, err, sizeof err),
+                             ZT_OK);
+            assert_string_equal(v[0].s, confs[i].greeting);
+            zt__optvals_free(v, n);
+        }
+        assert_int_equal(zt__conf_plugin_options(&c, "notice", notice, &v, &n, err, sizeof err),
+                         ZT_OK);
+        assert_int_equal(v[0].i, confs[i].page_size);
+        zt__optvals_free(v, n);
+        zt__conf_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +597,7 @@ int main(void)
         cmocka_unit_test(required_options),
         cmocka_unit_test(bad_declarations),
         cmocka_unit_test(plugin_lines),
+        cmocka_unit_test(shipped_configs_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
