@@ -19,6 +19,9 @@
 #define CONF_INSTRUCTIONS 1000000
 #define CONF_HOOK_STEP    1000
 #define CONF_MAX_FILE     (4u << 20)
+#define CONF_SCAN_BYTES   (64u << 20)
+#define CONF_MAX_LISTEN   64
+#define CONF_MAX_PLUGINS  256
 #define MIB               (1024 * 1024)
 
 #define REG_VALUES "zt.conf.values" /* top-level key → value */
@@ -34,7 +37,9 @@ typedef struct conf_state {
     size_t srclen;
     size_t *line_off; /* line_off[l - 1]: offset of line l; line_off[nlines] = srclen */
     int nlines;
-    char *base; /* the config file's folder, absolute */
+    char *base;       /* the config file's folder, absolute */
+    size_t scan_left; /* bytes that finding lines may still read (a huge generated file
+                         must not make it quadratic) */
 } conf_state;
 
 /* A key of a table with the line it is written on. */
@@ -226,6 +231,20 @@ static bool quoted_at(const char *p, const char *end, const char *text, size_t t
     return (size_t)(end - p) >= tlen + 2 && memcmp(p + 1, text, tlen) == 0 && p[tlen + 1] == *p;
 }
 
+/* Is `key = ` (or, if quoted, "key") written on line l? */
+static bool on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
+{
+    const char *line = st->src + st->line_off[l - 1];
+    const char *end = st->src + st->line_off[l];
+    size_t len = (size_t)(end - line);
+    if (st->scan_left < len) return false;
+    st->scan_left -= len;
+    for (const char *p = line; p < end; p++)
+        if (quoted ? quoted_at(p, end, key, klen) : key_assigned_at(line, p, end, key, klen))
+            return true;
+    return false;
+}
+
 /* The first line in [from, to] where `key = ` (or, if quoted, "key") is written;
  * `from` if none. Lua keeps no lines for the fields of a table constructor. */
 static int find_line(conf_state *st, int from, int to, const char *key, bool quoted)
@@ -233,14 +252,8 @@ static int find_line(conf_state *st, int from, int to, const char *key, bool quo
     if (!st->line_off || from < 1 || from > st->nlines) return from;
     if (to > st->nlines || to < from) to = st->nlines;
     size_t klen = strlen(key);
-    for (int l = from; l <= to; l++) {
-        const char *line = st->src + st->line_off[l - 1];
-        const char *end = st->src + st->line_off[l];
-        for (const char *p = line; p < end; p++) {
-            if (quoted ? quoted_at(p, end, key, klen) : key_assigned_at(line, p, end, key, klen))
-                return l;
-        }
-    }
+    for (int l = from; l <= to; l++)
+        if (on_line(st, l, key, klen, quoted)) return l;
     return from;
 }
 
@@ -250,12 +263,8 @@ static int start_line(conf_state *st, int line, const char *key)
 {
     if (!st->line_off || line < 1 || line > st->nlines) return line;
     size_t klen = strlen(key);
-    for (int l = line; l >= 1; l--) {
-        const char *begin = st->src + st->line_off[l - 1];
-        const char *end = st->src + st->line_off[l];
-        for (const char *p = begin; p < end; p++)
-            if (key_assigned_at(begin, p, end, key, klen)) return l;
-    }
+    for (int l = line; l >= 1; l--)
+        if (on_line(st, l, key, klen, false)) return l;
     return line;
 }
 
@@ -383,7 +392,7 @@ static size_t want_list(lua_State *L, int line, const char *what)
     while (lua_next(L, -2)) {
         int64_t i;
         if (lua_type(L, -2) != LUA_TNUMBER || !to_integer(L, -2, &i) || i < 1 || (size_t)i > n)
-            fail(L, line, "%s must be a list of strings, not a table with named keys", what);
+            fail(L, line, "%s must be a list of strings, without names or holes", what);
         if (lua_type(L, -1) != LUA_TSTRING)
             fail(L, line, "%s must be a list of strings: item %lld is a %s", what, (long long)i,
                  luaL_typename(L, -1));
@@ -504,6 +513,8 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
                  luaL_typename(L, -1));
         n = want_list(L, line, "listen");
         if (n == 0) fail(L, line, "listen must name at least one address");
+        if (n > CONF_MAX_LISTEN)
+            fail(L, line, "listen may name at most %d addresses", CONF_MAX_LISTEN);
     }
     char **list = calloc(n, sizeof *list);
     if (!list) fail_nomem(L);
@@ -522,6 +533,13 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
         c->nlisten++;
         if (!single) lua_pop(L, 1);
     }
+}
+
+static int by_line(const void *a, const void *b)
+{
+    const keyline *x = a, *y = b;
+    if (x->line != y->line) return x->line < y->line ? -1 : 1;
+    return strcmp(x->key, y->key);
 }
 
 /* The keys of the table on the top of the stack, sorted by the line each is written on,
@@ -554,16 +572,7 @@ static keyline *sorted_keys(lua_State *L, int table_line, const char *what, size
         i++;
         lua_pop(L, 1);
     }
-    for (size_t a = 1; a < count; a++) { /* insertion sort: a handful of keys */
-        keyline k = keys[a];
-        size_t b = a;
-        while (b > 0 && (keys[b - 1].line > k.line ||
-                         (keys[b - 1].line == k.line && strcmp(keys[b - 1].key, k.key) > 0))) {
-            keys[b] = keys[b - 1];
-            b--;
-        }
-        keys[b] = k;
-    }
+    qsort(keys, count, sizeof *keys, by_line);
     *n = count;
     return keys;
 }
@@ -674,6 +683,7 @@ static void check_plugins(lua_State *L, zt_conf *c, int line)
         fail(L, line, "plugins must be a list of strings ({ \"name\", ... }), got %s",
              luaL_typename(L, -1));
     size_t n = want_list(L, line, "plugins");
+    if (n > CONF_MAX_PLUGINS) fail(L, line, "plugins may list at most %d", CONF_MAX_PLUGINS);
     c->plugins = calloc(n ? n : 1, sizeof *c->plugins);
     if (!c->plugins) fail_nomem(L);
     int to = assignment_end(L, line);
@@ -953,6 +963,7 @@ int zt__conf_load_buffer(const char *name, const char *text, size_t len, zt_conf
     conf_state *st = calloc(1, sizeof *st);
     if (!st) goto nomem;
     st->c = c;
+    st->scan_left = CONF_SCAN_BYTES;
     st->srclen = len;
     st->src = malloc(len + 1);
     if (!st->src) goto nomem;

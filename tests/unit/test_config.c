@@ -145,7 +145,8 @@ static void type_errors_name_key_and_line(void **state)
             NAME ":4: listen must be a string or a list of strings (\"host:port\"), got number");
     refused("listen = { '127.0.0.1:80', 80 }\n",
             NAME ":1: listen must be a list of strings: item 2 is a number");
-    refused("listen = { a = '127.0.0.1:80' }\n", "listen must be a list of strings, not a table");
+    refused("listen = { a = '127.0.0.1:80' }\n",
+            "listen must be a list of strings, without names or holes");
     refused("listen = {}\n", "listen must name at least one address");
     refused("\nlisten = '127.0.0.1:0'\n", NAME ":2: listen: '127.0.0.1:0' is not");
     refused("listen = '127.0.0.1:65536'\n", "the port must be between 1 and 65535");
@@ -179,6 +180,10 @@ static void type_errors_name_key_and_line(void **state)
     refused("auth = { password_memory = 1024 }\n", "auth.password_memory must be between 8192");
     refused("auth = { session_ttl = -1 }\n", "auth.session_ttl must be between 0.001");
     refused("auth = { sesion_ttl = 1 }\n", "unknown key 'sesion_ttl' in auth (did you mean");
+    refused("local t = {}\nfor i = 1, 65 do t[i] = '127.0.0.1:' .. i end\nlisten = t\n",
+            NAME ":3: listen may name at most 64 addresses");
+    refused("local t = {}\nfor i = 1, 257 do t[i] = 'p' .. i end\nplugins = t\n",
+            NAME ":3: plugins may list at most 256");
     refused("plugins = 'hello'\n", NAME ":1: plugins must be a list of strings");
     refused("plugins = { 'a', 1 }\n", "plugins must be a list of strings: item 2 is a number");
     refused("plugins = {\n 'hello',\n 'hello' }\n", NAME ":2: plugin 'hello' is listed twice");
