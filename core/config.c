@@ -58,15 +58,18 @@ enum {
     K_PLUGIN_DIR,
     K_LUA_DIR,
     K_WEB_DIR,
+    K_KEY_FILE,
     K_LIMITS,
     K_LUA,
     K_AUTH,
+    K_AUDIT,
     K_PLUGINS,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
-    "node_name", "region_code", "listen", "data_dir", "map_size", "log_level", "plugin_dir",
-    "lua_dir",   "web_dir",     "limits", "lua",      "auth",     "plugins",   NULL,
+    "node_name",  "region_code", "listen",  "data_dir", "map_size", "log_level",
+    "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",   "lua",
+    "auth",       "audit",       "plugins", NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -451,9 +454,11 @@ static char *join_path(const char *base, const char *path)
     return r;
 }
 
-static char *want_path(lua_State *L, int line, const char *what)
+#define FOLDER "a string (a folder)"
+
+static char *want_path(lua_State *L, int line, const char *what, const char *expect)
 {
-    const char *s = want_string(L, line, what, "a string (a folder)");
+    const char *s = want_string(L, line, what, expect);
     if (!*s) fail(L, line, "%s must not be empty", what);
     char *p = join_path(state_of(L)->base, s);
     if (!p) fail_nomem(L);
@@ -623,6 +628,12 @@ static const field auth_fields[] = {
     {0},
 };
 
+static const field audit_fields[] = {
+    FIELD("checkpoint_every", false, "records", 1, INT64_C(1) << 40, audit_checkpoint_every),
+    FIELD("checkpoint_interval", true, "seconds", 0, 366 * DAY, audit_checkpoint_ms),
+    {0},
+};
+
 static void store_field(zt_conf *c, const field *f, int64_t v)
 {
     unsigned char *p = (unsigned char *)c + f->off;
@@ -761,7 +772,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         check_listen(L, c, line);
         break;
     case K_DATA_DIR:
-        set_str(&c->data_dir, want_path(L, line, "data_dir"));
+        set_str(&c->data_dir, want_path(L, line, "data_dir", FOLDER));
         break;
     case K_MAP_SIZE:
         c->map_size = (size_t)want_int(L, line, "map_size", "bytes", MIB, (int64_t)1 << 50);
@@ -773,10 +784,10 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
                  "log_level must be \"debug\", \"info\", \"warn\" or \"error\", got \"%s\"", s);
         break;
     case K_PLUGIN_DIR:
-        set_str(&c->plugin_dir, want_path(L, line, "plugin_dir"));
+        set_str(&c->plugin_dir, want_path(L, line, "plugin_dir", FOLDER));
         break;
     case K_LUA_DIR:
-        set_str(&c->lua_dir, want_path(L, line, "lua_dir"));
+        set_str(&c->lua_dir, want_path(L, line, "lua_dir", FOLDER));
         break;
     case K_WEB_DIR:
         if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
@@ -785,7 +796,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
             if (lua_type(L, -1) != LUA_TSTRING)
                 fail(L, line, "web_dir must be a string (a folder) or false, got %s",
                      lua_type(L, -1) == LUA_TBOOLEAN ? "true" : luaL_typename(L, -1));
-            set_str(&c->web_dir, want_path(L, line, "web_dir"));
+            set_str(&c->web_dir, want_path(L, line, "web_dir", FOLDER));
         }
         break;
     case K_LIMITS:
@@ -796,6 +807,12 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_AUTH:
         check_section(L, c, line, "auth", auth_fields);
+        break;
+    case K_AUDIT:
+        check_section(L, c, line, "audit", audit_fields);
+        break;
+    case K_KEY_FILE:
+        set_str(&c->key_file, want_path(L, line, "key_file", "a string (a file)"));
         break;
     default: /* plugins: checked first */
         break;
@@ -816,6 +833,8 @@ static void set_defaults(lua_State *L, zt_conf *c)
     if (!(c->plugin_dir = join_path(base, ZT_DEFAULT_PLUGIN_DIR))) fail_nomem(L);
     if (!(c->lua_dir = join_path(base, ZT_DEFAULT_LUA_DIR))) fail_nomem(L);
     if (!(c->web_dir = join_path(base, ZT_DEFAULT_WEB_DIR))) fail_nomem(L);
+    /* beside the config, not in data_dir: a backup of the data must not carry its key */
+    if (!(c->key_file = join_path(base, "keys/master.key"))) fail_nomem(L);
     c->map_size = (size_t)4 << 30;
     c->log_level = ZT_LOG_INFO;
     c->header_bytes = 16384;
@@ -832,6 +851,8 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_lock_seconds = 900;
     c->auth_pw_ops = 2; /* libsodium's "interactive" Argon2id cost */
     c->auth_pw_mem = 64 * MIB;
+    c->audit_checkpoint_every = 1000;
+    c->audit_checkpoint_ms = 300 * 1000;
 }
 
 /* Run the text, then check every top-level key, in the order of the file. */
@@ -1058,6 +1079,7 @@ void zt__conf_free(zt_conf *c)
     free(c->plugin_dir);
     free(c->lua_dir);
     free(c->web_dir);
+    free(c->key_file);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);
     free(c->plugins);
     memset(c, 0, sizeof *c);

@@ -47,6 +47,7 @@ static void defaults(void **state)
     assert_string_equal(c.plugin_dir, ZT_DEFAULT_PLUGIN_DIR);
     assert_string_equal(c.lua_dir, ZT_DEFAULT_LUA_DIR);
     assert_string_equal(c.web_dir, ZT_DEFAULT_WEB_DIR);
+    assert_string_equal(c.key_file, "/srv/zt/conf/keys/master.key");
     assert_int_equal(c.header_bytes, 16384);
     assert_int_equal(c.body_bytes, 1048576);
     assert_int_equal(c.header_timeout_ms, 10000);
@@ -61,6 +62,8 @@ static void defaults(void **state)
     assert_int_equal(c.auth_lock_seconds, 900);
     assert_int_equal(c.auth_pw_ops, 2);
     assert_int_equal(c.auth_pw_mem, 64 << 20);
+    assert_int_equal(c.audit_checkpoint_every, 1000);
+    assert_int_equal(c.audit_checkpoint_ms, 300000);
     assert_int_equal(c.nplugins, 0);
     zt__conf_free(&c);
     assert_null(c.L);
@@ -84,6 +87,8 @@ static void every_key_set(void **state)
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
         "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
         "         lock_seconds = 10, password_ops = 1, password_memory = 8192 }\n"
+        "audit = { checkpoint_every = 10, checkpoint_interval = 1.5 }\n"
+        "key_file = '/etc/zt/master.key'\n"
         "plugins = { 'b', 'a' }\n";
     zt_conf c;
     char err[ZT_ERRLEN];
@@ -113,10 +118,13 @@ static void every_key_set(void **state)
     assert_int_equal(c.auth_lock_seconds, 10);
     assert_int_equal(c.auth_pw_ops, 1);
     assert_int_equal(c.auth_pw_mem, 8192);
+    assert_int_equal(c.audit_checkpoint_every, 10);
+    assert_int_equal(c.audit_checkpoint_ms, 1500);
+    assert_string_equal(c.key_file, "/etc/zt/master.key");
     assert_int_equal(c.nplugins, 2);
     assert_string_equal(c.plugins[0].name, "b");
     assert_string_equal(c.plugins[1].name, "a");
-    assert_int_equal(c.plugins[0].line, 15);
+    assert_int_equal(c.plugins[0].line, 17);
     zt__conf_free(&c);
 }
 
@@ -179,6 +187,8 @@ static void type_errors_name_key_and_line(void **state)
             NAME ":2: auth.max_failures must be an integer (failed logins), got string");
     refused("auth = { password_memory = 1024 }\n", "auth.password_memory must be between 8192");
     refused("auth = { session_ttl = -1 }\n", "auth.session_ttl must be between 0.001");
+    refused("audit = { checkpoint_every = 0 }\n", "audit.checkpoint_every must be between 1");
+    refused("\nkey_file = false\n", NAME ":2: key_file must be a string (a file), got boolean");
     refused("auth = { sesion_ttl = 1 }\n", "unknown key 'sesion_ttl' in auth (did you mean");
     refused("local t = {}\nfor i = 1, 65 do t[i] = '127.0.0.1:' .. i end\nlisten = t\n",
             NAME ":3: listen may name at most 64 addresses");
