@@ -23,7 +23,10 @@ struct zt_audit {
     unsigned char hash[32]; /* and its hash */
     uint64_t pseq;          /* pending head, with the open batch's records */
     unsigned char phash[32];
-    uint64_t batch_commits; /* the store's commit count when pending was last synced */
+    zt_db *cps;       /* checkpoints: seq → {seq, hash, time, signature} */
+    uint64_t cp_seq;  /* the last checkpoint's sequence number */
+    uv_timer_t timer; /* checkpoints the head every interval if it moved */
+    zt_server *srv;
 };
 
 static void be64(unsigned char out[8], uint64_t v)
@@ -53,7 +56,9 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     zt_audit *a = calloc(1, sizeof(*a));
     if (!a) return ZT_ENOMEM;
     srv->audit = a;
+    a->srv = srv;
     int rc = zt__store_db(srv->store, "_core", "audit", &a->log);
+    if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "audit_checkpoints", &a->cps);
     if (rc != ZT_OK) {
         snprintf(err, errlen, "cannot open the audit log: %s", zt_strerror(rc));
         return rc;
@@ -71,16 +76,107 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
         rc = rc == ZT_ENOTFOUND ? ZT_OK : rc;
         zt_cursor_close(c);
     }
+    if (rc == ZT_OK && (rc = zt_cursor_open(t, a->cps, &c)) == ZT_OK) {
+        rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
+        if (rc == ZT_OK && kv.klen == 8) a->cp_seq = rd64(kv.key);
+        rc = rc == ZT_ENOTFOUND ? ZT_OK : rc;
+        zt_cursor_close(c);
+    }
     zt__store_end(srv->store, t, false);
     a->pseq = a->seq;
     memcpy(a->phash, a->hash, 32);
     return rc;
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void zt__audit_close(zt_server *srv)
 {
-    free(srv->audit);
+    zt_audit *a = srv->audit;
+    if (!a) return;
     srv->audit = NULL;
+    if (a->timer.loop) {
+        a->timer.data = a;
+        uv_close((uv_handle_t *)&a->timer, on_timer_closed);
+    } else {
+        free(a);
+    }
+}
+
+static int checkpoint_message(char *out, size_t cap, uint64_t seq, const unsigned char hash[32],
+                              int64_t time)
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, hash, 32);
+    int n = snprintf(out, cap, "zhengtong-audit-checkpoint-v1\n%llu\n%s\n%lld",
+                     (unsigned long long)seq, hex, (long long)time);
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+/* Sign the committed head in a batch of its own (called between batches). */
+int zt__audit_checkpoint(zt_server *srv)
+{
+    zt_audit *a = srv->audit;
+    if (!a || a->seq == a->cp_seq || zt__store_batch_open(srv->store)) return ZT_OK;
+    zt_txn *t;
+    int rc = zt__store_write_begin(srv->store, &t);
+    if (rc != ZT_OK) return rc;
+    int64_t now = zt_now_ms();
+    char msg[256], hex[65], sigb[ZT__B64URL_LEN(64)];
+    unsigned char sig[64], key[8];
+    checkpoint_message(msg, sizeof msg, a->seq, a->hash, now);
+    rc = zt__node_sign(srv, t, msg, strlen(msg), sig);
+    if (rc == ZT_OK) {
+        sodium_bin2hex(hex, sizeof hex, a->hash, 32);
+        zt__b64url_encode(sigb, sig, 64);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "seq", (double)a->seq);
+        cJSON_AddStringToObject(o, "hash", hex);
+        cJSON_AddNumberToObject(o, "time", (double)now);
+        cJSON_AddStringToObject(o, "signature", sigb);
+        char *text = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        be64(key, a->seq);
+        rc = text ? zt_put(t, a->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
+        cJSON_free(text);
+    }
+    int erc = zt__store_end(srv->store, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    if (rc == ZT_OK)
+        rc = zt__store_batch_commit(srv->store);
+    else if (zt__store_batch_open(srv->store))
+        zt__store_batch_commit(srv->store);
+    if (rc == ZT_OK)
+        a->cp_seq = a->seq;
+    else
+        zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot write a checkpoint: %s", zt_strerror(rc));
+    return rc;
+}
+
+void zt__audit_after_commit(zt_server *srv)
+{
+    zt_audit *a = srv->audit;
+    if (a && a->seq - a->cp_seq >= srv->conf->audit_checkpoint_every) zt__audit_checkpoint(srv);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    zt_audit *a = t->data;
+    zt__audit_checkpoint(a->srv);
+}
+
+void zt__audit_start(zt_server *srv)
+{
+    zt_audit *a = srv->audit;
+    if (!srv->conf->audit_checkpoint_ms) return; /* 0: by count only */
+    uv_timer_init(srv->loop, &a->timer);
+    a->timer.data = a;
+    uv_timer_start(&a->timer, on_timer, srv->conf->audit_checkpoint_ms,
+                   srv->conf->audit_checkpoint_ms);
+    uv_unref((uv_handle_t *)&a->timer);
 }
 
 /* The batch committed (ok) or was lost: the pending head becomes the head, or goes back. */
@@ -200,6 +296,57 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
     return rc == ZT_ENOTFOUND || rc == ZT_OK ? ZT_OK : rc;
 }
 
+int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
+{
+    zt_audit *a = srv->audit;
+    unsigned char pk[32];
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, a->cps, &c);
+    if (rc != ZT_OK) return rc;
+    zt_kv kv;
+    bool have_pk = false;
+    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        if (!have_pk) {
+            if (zt__node_pubkey(srv, t, pk) != ZT_OK) break;
+            have_pk = true;
+        }
+        uint64_t seq = kv.klen == 8 ? rd64(kv.key) : 0;
+        cJSON *o = cJSON_ParseWithLength(kv.val, kv.vlen);
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
+        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
+        const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signature");
+        unsigned char hash[32], sig[64], key[8];
+        size_t n = 0, m = 0;
+        char msg[256];
+        const char *why = NULL;
+        const void *rv;
+        size_t rvl;
+        be64(key, seq);
+        if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
+            zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
+            n != 32 ||
+            zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
+            m != 64)
+            why = "a checkpoint is damaged";
+        else if (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble) < 0 ||
+                 zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK)
+            why = "a checkpoint's signature is not the node's";
+        else if (zt_get(t, a->log, key, 8, &rv, &rvl) != ZT_OK || rvl < HDR ||
+                 sodium_memcmp(rv, hash, 32) != 0)
+            why = "the log does not match its signed checkpoint here";
+        cJSON_Delete(o);
+        if (why && (!r->first_bad || seq < r->first_bad)) {
+            r->first_bad = seq;
+            snprintf(r->reason, sizeof r->reason, "%s", why);
+        }
+        if (why) break;
+        r->checkpoints++;
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND || rc == ZT_OK ? ZT_OK : rc;
+}
+
 zt_db *zt__audit_db(zt_server *srv)
 {
     return srv->audit->log;
@@ -237,10 +384,12 @@ static int h_verify(zt_req *req, void *ud)
     if (!t) return ZT_EIO;
     zt_audit_report r;
     int rc = zt__audit_verify(t, srv->audit->log, &r);
+    if (rc == ZT_OK) rc = zt__audit_verify_checkpoints(srv, t, &r);
     if (rc != ZT_OK) return rc;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "ok", r.first_bad == 0);
     cJSON_AddNumberToObject(o, "records", (double)r.records);
+    cJSON_AddNumberToObject(o, "checkpoints", (double)r.checkpoints);
     if (r.first_bad) {
         cJSON_AddNumberToObject(o, "first_bad", (double)r.first_bad);
         cJSON_AddStringToObject(o, "reason", r.reason);

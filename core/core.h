@@ -20,6 +20,7 @@ typedef struct zt_conf zt_conf;
 typedef struct zt_lua_host zt_lua_host;
 typedef struct zt_auth zt_auth;
 typedef struct zt_audit zt_audit;
+typedef struct zt_seals zt_seals;
 
 #define ZT_ERRLEN 512
 
@@ -105,6 +106,9 @@ struct zt_conf {
     char *plugin_dir; /* where C plugins (<name>.so) are found */
     char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
     char *web_dir;    /* static files served at / ; NULL: none */
+    char *key_file;   /* the master key (created 0600 on first start); default
+                         <config folder>/keys/master.key: outside data_dir, so that a backup
+                         of the data does not carry the key that opens it */
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
      *            max_connections= } (timeouts in seconds, may be fractional) */
     size_t header_bytes;
@@ -124,6 +128,9 @@ struct zt_conf {
     unsigned auth_lock_seconds;
     unsigned long long auth_pw_ops;
     size_t auth_pw_mem;
+    /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
+    uint64_t audit_checkpoint_every;
+    uint64_t audit_checkpoint_ms;
     zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */
@@ -260,7 +267,9 @@ void zt__plugins_free(zt_server *srv);
 /* ---- lua_host.c ---------------------------------------------------------------- */
 
 /* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,
- * description, requires, options. */
+ * description, requires (nrequires), options (noptions; no terminator needed). All of it
+ * malloc'd, the strings inside each zt_option too: zt__plugins_free frees it. p->name,
+ * p->path (the plugin's folder) and p->kind are set before the call. */
 int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
 /* Create the plugin's sandboxed state and run its init.lua (which declares routes and
  * databases through the zt module). */
@@ -366,6 +375,7 @@ typedef struct zt_audit_report {
     char reason[128];
     uint64_t last_seq;
     unsigned char last_hash[32];
+    uint64_t checkpoints; /* signed checkpoints that verified */
 } zt_audit_report;
 
 int zt__audit_open(zt_server *srv, char *err, size_t errlen);
@@ -384,6 +394,27 @@ uint64_t zt__audit_head(zt_server *srv, unsigned char hash[32]);
 zt_db *zt__audit_db(zt_server *srv);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
+/* Then check every signed checkpoint against the log (lowers r->first_bad if need be). */
+int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
+/* Sign the committed head now if it moved (its own batch; not while one is open). */
+int zt__audit_checkpoint(zt_server *srv);
+/* After each batch commit: a checkpoint every audit_checkpoint_every records. */
+void zt__audit_after_commit(zt_server *srv);
+/* Start the interval timer (audit_checkpoint_ms). */
+void zt__audit_start(zt_server *srv);
+
+/* ---- seal.c -------------------------------------------------------------------- */
+
+int zt__seals_open(zt_server *srv, char *err, size_t errlen);
+void zt__seals_close(zt_server *srv);
+/* Check a seal against doc in t. ZT_OK, or ZT_EINVAL / ZT_ENOTFOUND with *why for a
+ * person (ZT_EIO for a damaged key record). */
+int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const cJSON *seal,
+                   const char **why);
+/* Sign with the node's own key (made on first use, kept sealed in _core/meta); its public
+ * key. t must be writable the first time. */
+int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsigned char sig[64]);
+int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32]);
 
 /* ---- static.c ------------------------------------------------------------------ */
 
@@ -457,6 +488,7 @@ struct zt_server {
     zt_metrics *metrics;
     zt_auth *auth;
     zt_audit *audit;
+    zt_seals *seals;
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;

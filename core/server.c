@@ -228,6 +228,7 @@ static void on_check(uv_check_t *h)
     if (srv->store && zt__store_batch_open(srv->store)) {
         int rc = zt__store_batch_commit(srv->store);
         zt__audit_batch_end(srv, rc == ZT_OK);
+        if (rc == ZT_OK) zt__audit_after_commit(srv);
         if (rc != ZT_OK) {
             zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
                     zt_strerror(rc), srv->nbatch);
@@ -373,6 +374,14 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
         (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
         return rc;
+    char scratch_key[4096];
+    const char *key_file = conf->key_file;
+    if (srv->check_only || !key_file) { /* check never creates the live key */
+        snprintf(scratch_key, sizeof scratch_key, "%s/master.key", data_dir);
+        key_file = scratch_key;
+    }
+    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
@@ -396,6 +405,7 @@ static void finish_shutdown(zt_server *srv)
     zt__http_close_all(srv);
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
+    zt__audit_checkpoint(srv);
     uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
@@ -436,6 +446,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
+    zt__audit_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
@@ -465,9 +476,12 @@ void zt__server_close(zt_server *srv)
     zt__plugins_free(srv);
     zt__auth_close(srv);
     zt__audit_close(srv);
+    zt__seals_close(srv);
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);
+    if (srv->keys) zt__keys_close(srv->keys);
+    srv->keys = NULL;
     free(srv->batch_reqs);
     srv->metrics = NULL;
     srv->router = NULL;

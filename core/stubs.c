@@ -64,4 +64,3 @@ W unsigned zt__http_inflight(const zt_server *srv) { return 0; }
 W int zt__static_serve(zt_server *srv, zt_req *req) { return ZT_ENOTFOUND; }
 /* server.c, request API */
 
-W int zt_valid_credit_code(const char *s) { return 0; }

@@ -305,10 +305,6 @@ int zt_req_in_scope(zt_req *req, const char *dept);
  * the path; a handler names them better with this (copied). */
 void zt_audit_note(zt_req *req, const char *action, const char *object);
 
-/* 1 if s is an 18-character unified social credit code with a valid check character
- * (GB 32100-2015). */
-int zt_valid_credit_code(const char *s);
-
 /* ---- time and ids -------------------------------------------------------------- */
 
 /* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. */
@@ -383,6 +379,21 @@ int zt_citizen_id_canon(const char *s, char out[19]);
  * the code was ever issued is not knowable here. Callers accepting typed input may
  * upper-case it first. */
 int zt_valid_credit_code(const char *s);
+
+/* Electronic seals (电子印章). Seal a document for department `dept` with its current
+ * Ed25519 key (made on first use; private keys are stored only encrypted under the node's
+ * master key). The seal is a JSON object {v, algorithm, department, key_id, time, digest,
+ * signature} (*seal: new, the caller deletes it) that anyone can check with
+ * POST /seal/verify against the public keys of GET /seal/keys. Inside a writing request
+ * only (ZT_EREADONLY in GET). zt_seal_json seals the canonical form of a JSON value
+ * (zt_json_canonical). Errors: ZT_EINVAL, ZT_EREADONLY, ZT_EIO. */
+int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJSON **seal);
+int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal);
+/* The canonical text of a JSON value, for signing and hashing: no whitespace, object keys
+ * sorted by their UTF-8 bytes, integers (|n| < 2^53) without a fraction, other numbers as
+ * %.17g. *out is malloc'd (free it). ZT_EINVAL for NaN, infinities, duplicate keys, or
+ * nesting deeper than 64. */
+int zt_json_canonical(const cJSON *v, char **out, size_t *len);
 
 /* 0 if sig is a valid Ed25519 signature of msg by the public key pk (an electronic seal:
  * the core makes seals, anyone can check them); ZT_EINVAL otherwise. */
