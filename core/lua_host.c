@@ -1065,7 +1065,8 @@ static int req_json(lua_State *L)
     cJSON *j;
     int rc = zt_req_json(req, &j);
     if (rc == ZT_EINVAL)
-        return raise_problem(L, 400, "invalid-json", "the request body is not valid JSON", NULL);
+        return raise_problem(L, 400, "invalid-json", "the request body is not valid JSON",
+                             "Invalid JSON");
     if (rc) return luaL_error(L, "req:json: %s", zt_strerror(rc));
     json_push(L, j, 0);
     return 1;
@@ -2381,48 +2382,51 @@ static int mopt_cmp(const void *a, const void *b)
     return strcmp(((const struct mopt *)a)->name, ((const struct mopt *)b)->name);
 }
 
-static size_t slen(const char *s)
+static void strings_free(char **v, size_t n)
 {
-    return s ? strlen(s) + 1 : 0;
+    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    free(v);
 }
 
-static char *pack(char **at, const char *s)
+static void options_free(zt_option *o, size_t n)
 {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = memcpy(*at, s, n);
-    *at += n;
-    return d;
+    for (size_t i = 0; o && i < n; i++) {
+        free((char *)o[i].name);
+        free((char *)o[i].def);
+        free((char *)o[i].description);
+    }
+    free(o);
 }
 
-/* Copy what the manifest said into p: each of options and requires is one allocation (the
- * array, then its strings), so that free() of the pointer releases it all. */
+static bool dup_ok(const char **dst, const char *s)
+{
+    *dst = s ? strdup(s) : NULL;
+    return !s || *dst;
+}
+
+/* Copy what the manifest said into p, every string malloc'd on its own, as plugin.c frees
+ * them; options sorted by name and terminated by an entry with a NULL name. */
 static int mf_store(zt_plugin *p, struct manifest *m)
 {
     qsort(m->opts, m->nopts, sizeof m->opts[0], mopt_cmp);
-    size_t osize = (m->nopts + 1) * sizeof(zt_option), rsize = (m->nrequires + 1) * sizeof(char *);
-    for (size_t i = 0; i < m->nopts; i++)
-        osize += slen(m->opts[i].name) + slen(m->opts[i].def) + slen(m->opts[i].description);
-    for (size_t i = 0; i < m->nrequires; i++) rsize += slen(m->requires[i]);
-    zt_option *opts = malloc(osize);
-    char **reqs = malloc(rsize);
+    zt_option *opts = calloc(m->nopts + 1, sizeof *opts);
+    char **reqs = calloc(m->nrequires + 1, sizeof *reqs);
     char *version = strdup(m->version), *desc = strdup(m->description);
-    if (!opts || !reqs || !version || !desc) {
-        free(opts), free(reqs), free(version), free(desc);
+    bool ok = opts && reqs && version && desc;
+    for (size_t i = 0; ok && i < m->nopts; i++) {
+        opts[i].type = m->opts[i].type;
+        opts[i].required = m->opts[i].required;
+        ok = dup_ok(&opts[i].name, m->opts[i].name) && dup_ok(&opts[i].def, m->opts[i].def) &&
+             dup_ok(&opts[i].description, m->opts[i].description);
+    }
+    for (size_t i = 0; ok && i < m->nrequires; i++) ok = (reqs[i] = strdup(m->requires[i]));
+    if (!ok) {
+        options_free(opts, m->nopts);
+        strings_free(reqs, m->nrequires);
+        free(version);
+        free(desc);
         return ZT_ENOMEM;
     }
-    char *at = (char *)(opts + m->nopts + 1);
-    for (size_t i = 0; i < m->nopts; i++) {
-        opts[i].name = pack(&at, m->opts[i].name);
-        opts[i].type = m->opts[i].type;
-        opts[i].def = pack(&at, m->opts[i].def);
-        opts[i].required = m->opts[i].required;
-        opts[i].description = pack(&at, m->opts[i].description);
-    }
-    memset(&opts[m->nopts], 0, sizeof opts[0]);
-    at = (char *)(reqs + m->nrequires + 1);
-    for (size_t i = 0; i < m->nrequires; i++) reqs[i] = pack(&at, m->requires[i]);
-    reqs[m->nrequires] = NULL;
     p->version = version;
     p->description = desc;
     p->requires = reqs;

@@ -59,15 +59,31 @@ static int setup(void **state)
     return 0;
 }
 
+/* What manifest.lua filled in, freed as plugin.c frees it: every string on its own. */
+static void manifest_free(zt_plugin *p)
+{
+    for (size_t i = 0; p->options && i < p->noptions; i++) {
+        free((char *)p->options[i].name);
+        free((char *)p->options[i].def);
+        free((char *)p->options[i].description);
+    }
+    for (size_t i = 0; i < p->nrequires; i++) free(p->requires[i]);
+    free(p->options);
+    free(p->requires);
+    free(p->version);
+    free(p->description);
+    p->version = p->description = NULL;
+    p->requires = NULL;
+    p->options = NULL;
+    p->noptions = p->nrequires = 0;
+}
+
 static int teardown(void **state)
 {
     fx *f = *state;
     zt__lua_fini(&f->p);
     assert_null(f->p.lua);
-    free(f->p.version);
-    free(f->p.description);
-    free(f->p.requires);
-    free(f->p.options);
+    manifest_free(&f->p);
     zt__router_free(f->srv.router);
     zt__store_close(f->srv.store);
     nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -305,14 +321,7 @@ static void require_only_inside_lua(void **state)
 static int manifest(fx *f, const char *text)
 {
     write_file(f, "plugins/t/manifest.lua", text);
-    free(f->p.version);
-    free(f->p.description);
-    free(f->p.requires);
-    free(f->p.options);
-    f->p.version = f->p.description = NULL;
-    f->p.requires = NULL;
-    f->p.options = NULL;
-    f->p.noptions = f->p.nrequires = 0;
+    manifest_free(&f->p);
     f->err[0] = 0;
     return zt__lua_manifest(&f->srv, &f->p, f->err, sizeof f->err);
 }
@@ -818,6 +827,10 @@ static void handler_request_and_response(void **state)
     done(t);
     expect(f, "GET", "/caught", NULL, 200, "teapot 418 short and stout");
     expect_problem(f, "POST", "/body", "{not json", 400, "invalid-json", "not valid JSON");
+    t = call(f, "POST", "/body", "", NULL, NULL);
+    assert_int_equal(t->r.status, 400);
+    assert_non_null(strstr(body_of(t), "\"title\":\"Invalid JSON\""));
+    done(t);
 }
 
 static void handler_errors_fail_only_their_request(void **state)
