@@ -182,11 +182,15 @@ def _on_signal(signum, frame):
 # ---- HTTP checks -------------------------------------------------------------------
 
 
-def request(port, method, path, body=None, timeout=5):
+def request(port, method, path, body=None, timeout=5, headers=None):
     c = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        c.request(method, path, body=body, headers=headers)
+        h = dict(headers or {})
+        if body is not None:
+            h["Content-Type"] = "application/json"
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+        c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         data = r.read()
         return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
@@ -194,12 +198,12 @@ def request(port, method, path, body=None, timeout=5):
         c.close()
 
 
-def expect(server, method, path, check, body=None):
+def expect(server, method, path, check, body=None, headers=None):
     """One request that must answer 200 and a body that `check` accepts (returns the
     parsed body). Fails loudly otherwise: a benchmark of a wrong answer means nothing."""
     server.check_alive()
     try:
-        st, hdrs, data = request(server.port, method, path, body=body)
+        st, hdrs, data = request(server.port, method, path, body=body, headers=headers)
     except (OSError, http.client.HTTPException) as e:
         raise BenchError("%s: %s %s failed: %r" % (server.name, method, path, e))
     if st != 200:
@@ -307,6 +311,35 @@ def start_zhengtong(build, name="zhengtong"):
     return srv
 
 
+ADMIN_PASSWORD = "Bench-admin-password-1"
+
+
+def sign_in(srv):
+    """Sign in as the first start's 'admin' (its one-time password is on stderr), set a
+    password of our own (a one-time password opens only /auth/), and return the bearer
+    token: POST /hello/counter needs a signed-in caller."""
+    with open(srv.log_path, errors="replace") as f:
+        m = re.search(r"one-time password\s*\n\s*(\S+)", f.read())
+    if not m:
+        raise BenchError("%s printed no one-time password for 'admin'; its log ends:\n%s"
+                         % (srv.name, srv.log_tail()))
+    pw = m.group(1)
+    st, _, data = request(srv.port, "POST", "/auth/login", {"login": "admin", "password": pw},
+                          timeout=30)
+    if st != 200:
+        raise BenchError("%s: POST /auth/login answered %d: %s" % (srv.name, st, data[:300]))
+    d = json.loads(data)
+    token = d["token"]
+    auth = {"Authorization": "Bearer " + token}
+    if d.get("user", {}).get("must_change_password"):
+        st, _, data = request(srv.port, "POST", "/auth/password",
+                              {"old_password": pw, "new_password": ADMIN_PASSWORD},
+                              timeout=30, headers=auth)
+        if st not in (200, 204):
+            raise BenchError("%s: POST /auth/password answered %d: %s" % (srv.name, st, data[:300]))
+    return token
+
+
 def nginx_prefix():
     out = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
     m = re.search(r"--prefix=(\S+)", out)
@@ -396,15 +429,16 @@ def _ms(text):
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url, conns, duration, script=None):
-    argv = ["wrk", "-t1", "-c%d" % conns, "-d%gs" % duration, "--latency", "--timeout", "10s"]
+def wrk(url, conns, duration, script=None, env=None):
+    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "10s"]
     if script:
         argv += ["-s", script]
     argv.append(url)
     if CLIENT_CPU is not None:
         argv = ["taskset", "-c", str(CLIENT_CPU)] + argv
     p = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=_client_child
+        argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=_client_child,
+        env=dict(os.environ, **(env or {})),
     )
     out = p.stdout
     if p.returncode != 0:
@@ -437,7 +471,8 @@ def wrk(url, conns, duration, script=None):
 class Target:
     """Something wrk hits: a server, a path, a concurrency, maybe a wrk script."""
 
-    def __init__(self, label, server, path, conns, script=None):
+    def __init__(self, label, server, path, conns, script=None, env=None):
+        self.env = env
         self.label = label
         self.server = server
         self.path = path
@@ -452,7 +487,7 @@ class Target:
 
     def run(self, duration, keep=True):
         self.server.check_alive()
-        r = wrk(self.url, self.conns, duration, self.script)
+        r = wrk(self.url, self.conns, duration, self.script, self.env)
         self.server.check_alive()
         if keep:
             self.runs.append(r)
@@ -498,13 +533,14 @@ def bench_pair(name, title, a, b, target, opts, note):
     )
 
 
-def bench_writes(zt, opts):
+def bench_writes(zt, token, opts):
     """Group commit (50 connections: many writes per loop iteration share one commit) vs
     one commit per request (one connection: each request alone in its batch)."""
     script = os.path.join(BENCH, "post.lua")
+    env = {"ZT_BENCH_TOKEN": token}
     group = Target("zhengtong POST /hello/counter -c%d" % opts.conns, zt, "/hello/counter",
-                   opts.conns, script)
-    single = Target("zhengtong POST /hello/counter -c1", zt, "/hello/counter", 1, script)
+                   opts.conns, script, env)
+    single = Target("zhengtong POST /hello/counter -c1", zt, "/hello/counter", 1, script, env)
 
     def counters(t, before):
         m = metrics(zt)
@@ -546,32 +582,40 @@ commit among every write that arrived in the same loop iteration (the writes-per
 column for that row)."""
 
 
-def bench_memory_start(build, opts):
-    """Start a fresh node (new data folder) `opts.starts` times: time from spawn to the
-    first 200 from GET /healthz (polled without sleeping, from the other core), then the
-    idle RSS."""
-    times, rss, hwm = [], [], []
-    for i in range(opts.starts):
-        workdir = mkdtemp("zt-start-")
-        port = free_port()
-        conf = zt_config(build, workdir, port)
-        srv = Server("zhengtong (start %d)" % (i + 1), [zhengtong_bin(build), "serve", "-c", conf],
+def bench_memory_start(build, opts, loaded):
+    """One node, started `opts.starts + 1` times on the same config and data folder: time
+    from spawn to the first 200 from GET /healthz (polled without sleeping, from the other
+    core), then the idle memory. The first start is reported apart: it also creates the LMDB
+    environment, the node key and the 'admin' account (an Argon2id hash), once per install;
+    the medians are over the restarts that follow."""
+    workdir = mkdtemp("zt-start-")
+    port = free_port()
+    conf = zt_config(build, workdir, port)
+    first, times, sts = None, [], []
+    for i in range(opts.starts + 1):
+        srv = Server("zhengtong (start %d)" % i, [zhengtong_bin(build), "serve", "-c", conf],
                      port, workdir)
         t0 = time.perf_counter()
         srv.start()
         ms = first_healthz(srv, t0)
-        times.append(ms)
-        time.sleep(0.3)  # let it settle: idle means after start, nothing in flight
+        time.sleep(0.3)  # idle: after the start, nothing in flight
         st = proc_status(srv.proc.pid)
-        rss.append(st["VmRSS"])
-        hwm.append(st["VmHWM"])
         rc = srv.stop()
         if rc != 0:
             raise BenchError("%s exited with %s after SIGTERM, not 0; log:\n%s"
                              % (srv.name, rc, srv.log_tail()))
-        log("start %d/%d: %.1f ms to the first 200, VmRSS %.1f MB" % (
-            i + 1, opts.starts, ms, st["VmRSS"] / 1024))
-    return times, rss, hwm
+        log("%s: %.1f ms to the first 200, VmRSS %.1f MB" % (
+            "first start" if i == 0 else "restart %d/%d" % (i, opts.starts), ms,
+            st["VmRSS"] / 1024))
+        if i == 0:
+            first = dict(ms=ms, st=st)
+        else:
+            times.append(ms)
+            sts.append(st)
+    start_ms = statistics.median(times)
+    rss_mb = statistics.median(st["VmRSS"] for st in sts) / 1024
+    return dict(first=first, times=times, sts=sts, loaded=loaded, start_ms=start_ms,
+                rss_mb=rss_mb, start_ok=start_ms <= 100, rss_ok=rss_mb <= 20)
 
 
 def first_healthz(srv, t0, timeout=10.0):
@@ -608,7 +652,7 @@ def proc_status(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
                 out[k] = int(v.split()[0])  # kB
     return out
 
@@ -664,6 +708,49 @@ def git_commit():
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def memory_section(n, mem):
+    first, sts = mem["first"], mem["sts"]
+
+    def mb(kb):
+        return "%.1f MB" % (kb / 1024)
+
+    def spread(key):
+        v = [st[key] for st in sts]
+        return "%s | %s | %s" % (mb(statistics.median(v)), mb(min(v)), mb(max(v)))
+
+    def parts(st):
+        return "anonymous %s, file-backed %s (the binary, libraries and LMDB pages), shared %s" % (
+            mb(st.get("RssAnon", 0)), mb(st.get("RssFile", 0)), mb(st.get("RssShmem", 0)))
+
+    L = ["## %d. Idle memory and start time" % n, ""]
+    L.append(
+        "One node with plugins `hello` and `benchlua`, started %d times on the same config and "
+        "data folder (SIGTERM between starts; each exited 0). Start time: from just before "
+        "`Popen` (fork + exec included) to the first `200` from `GET /healthz`, polled on a new "
+        "connection in a tight loop from the other core. Memory: `/proc/PID/status` 0.3 s "
+        "after that first answer. The first start is not in the medians: it also creates the "
+        "LMDB environment, the node key and the `admin` account (one Argon2id hash at the "
+        "default cost, 64 MiB), once per install; it took %.1f ms (VmRSS %s, VmHWM %s)."
+        % (len(sts) + 1, first["ms"], mb(first["st"]["VmRSS"]), mb(first["st"]["VmHWM"])))
+    L.append("")
+    L.append("| | median | min | max | target | |")
+    L.append("| --- | ---: | ---: | ---: | --- | --- |")
+    L.append("| start to first request (restarts) | %.1f ms | %.1f ms | %.1f ms | ≤ 100 ms | %s |"
+             % (mem["start_ms"], min(mem["times"]), max(mem["times"]), pf(mem["start_ok"])))
+    L.append("| idle VmRSS | %s | ≤ 20 MB | %s |" % (spread("VmRSS"), pf(mem["rss_ok"])))
+    L.append("| VmHWM (peak RSS) | %s | | |" % spread("VmHWM"))
+    L.append("")
+    L.append("Idle VmRSS of the last restart: %s." % parts(sts[-1]))
+    if mem.get("loaded"):
+        L.append("")
+        L.append("For comparison, the node that served every load benchmark above held VmRSS "
+                 "%s at their end (VmHWM %s): %s." % (
+                     mb(mem["loaded"]["VmRSS"]), mb(mem["loaded"]["VmHWM"]),
+                     parts(mem["loaded"])))
+    L.append("")
+    return L
 
 
 def fmt_rounds(t):
@@ -753,28 +840,7 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
             L.append(r["note"])
         L.append("")
     if mem:
-        L.append("## %d. Idle memory and start time" % (len(results) + 1))
-        L.append("")
-        L.append("%d starts of a fresh node (new temp data folder each time, so the LMDB files "
-                 "are created too), plugins `hello` and `benchlua`. Start time: from just before "
-                 "`Popen` (fork + exec included) to the first `200` from `GET /healthz`, polled "
-                 "on a new connection in a tight loop from the other core. Memory: `VmRSS` from "
-                 "`/proc/PID/status` 0.3 s after that first answer." % len(mem["times"]))
-        L.append("")
-        L.append("| | median | min | max | target | |")
-        L.append("| --- | ---: | ---: | ---: | --- | --- |")
-        L.append("| start to first request | %.1f ms | %.1f ms | %.1f ms | ≤ 100 ms | %s |" % (
-            mem["start_ms"], min(mem["times"]), max(mem["times"]), pf(mem["start_ok"])))
-        L.append("| idle VmRSS | %.1f MB | %.1f MB | %.1f MB | ≤ 20 MB | %s |" % (
-            mem["rss_mb"], min(mem["rss"]) / 1024, max(mem["rss"]) / 1024, pf(mem["rss_ok"])))
-        L.append("| VmHWM (peak RSS) | %.1f MB | %.1f MB | %.1f MB | | |" % (
-            statistics.median(mem["hwm"]) / 1024, min(mem["hwm"]) / 1024,
-            max(mem["hwm"]) / 1024))
-        if mem.get("loaded_rss") is not None:
-            L.append("")
-            L.append("For comparison, the node that served every load benchmark above held "
-                     "%.1f MB (VmRSS) at the end of them." % (mem["loaded_rss"] / 1024))
-        L.append("")
+        L += memory_section(len(results) + 1, mem)
     L.append("## Notes")
     L.append("")
     L.append("- MB here is 2^20 bytes (VmRSS is in kB).")
@@ -791,40 +857,75 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
 # ---- profiling ---------------------------------------------------------------------
 
 
-def profile(build, opts):
-    """perf record of the node serving the tiny C route under wrk → bench/PROFILE.md."""
+def perf_report(data, sort, limit):
+    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "--sort", sort,
+                          "--percent-limit", str(limit)], capture_output=True, text=True)
+    if rep.returncode != 0:
+        raise BenchError("perf report failed: " + rep.stderr)
+    return "\n".join(ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#"))
+
+
+def profile(build, opts, which):
+    """perf record (self time, no call graphs) of the node while wrk runs one route, for
+    each route named in `which` → bench/PROFILE.md."""
     if not shutil.which("perf"):
         raise BenchError("perf is not installed (Debian: linux-perf)")
     zt = start_zhengtong(build)
     expect(zt, "GET", "/hello", json_object)
-    t = Target("zhengtong GET /hello", zt, "/hello", opts.conns)
-    t.run(opts.warmup, keep=False)
-    data = os.path.join(mkdtemp("zt-perf-"), "perf.data")
-    rec = subprocess.Popen(["perf", "record", "-F", "4999", "-g", "-o", data, "-p",
-                            str(zt.proc.pid)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, preexec_fn=_client_child)
-    time.sleep(0.5)
-    r = t.run(opts.duration)
-    rec.send_signal(signal.SIGINT)
-    _, err = rec.communicate(timeout=60)
-    if rec.returncode not in (0, -signal.SIGINT):
-        raise BenchError("perf record failed: " + err.decode(errors="replace"))
-    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
-                          "--sort", "symbol,dso", "-g", "none", "--percent-limit", "0.5"],
-                         capture_output=True, text=True)
-    if rep.returncode != 0:
-        raise BenchError("perf report failed: " + rep.stderr)
-    lines = [ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    token = sign_in(zt)
+    env = {"ZT_BENCH_TOKEN": token}
+    post = os.path.join(BENCH, "post.lua")
+    targets = dict(
+        c=Target("GET /hello (tiny C route)", zt, "/hello", opts.conns),
+        lua=Target("GET /bench/lua (tiny Lua route)", zt, "/bench/lua", opts.conns),
+        read=Target("GET /hello/counter (one LMDB read)", zt, "/hello/counter", opts.conns),
+        writes=Target("POST /hello/counter, group commit (-c%d)" % opts.conns, zt,
+                      "/hello/counter", opts.conns, post, env),
+    )
+    out = ["# Profiles of the node under wrk", ""]
+    out.append("Written by `bench/run --profile %s` on %s, commit `%s`, the Release build. For "
+               "each route: `perf record -F 4999 -p PID` (self time, no call graphs) of the node "
+               "while `wrk -t1 -c%d -d%ds` ran against it, after a warm-up; the node on CPU %s, "
+               "wrk on CPU %s. Then `perf report --no-children --sort dso` and `--sort symbol`."
+               % (",".join(which), datetime.datetime.now().astimezone().strftime(
+                   "%Y-%m-%d %H:%M %Z"), git_commit(), opts.conns, opts.duration,
+                  SERVER_CPU, CLIENT_CPU))
+    out.append("")
+    for w in which:
+        t = targets[w]
+        t.run(opts.warmup, keep=False)
+        data = os.path.join(mkdtemp("zt-perf-"), "perf.data")
+        rec = subprocess.Popen(["perf", "record", "-F", "4999", "-o", data, "-p",
+                                str(zt.proc.pid)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, preexec_fn=_client_child)
+        time.sleep(0.5)
+        r = t.run(opts.duration)
+        rec.send_signal(signal.SIGINT)
+        _, err = rec.communicate(timeout=60)
+        if rec.returncode not in (0, -signal.SIGINT):
+            raise BenchError("perf record failed: " + err.decode(errors="replace"))
+        out.append("## %s" % t.label)
+        out.append("")
+        out.append("%.0f requests/s under perf (p50 %.3f ms, p99 %.3f ms)." % (
+            r["rps"], r["p50"], r["p99"]))
+        out.append("")
+        out.append("By object:")
+        out.append("")
+        out.append("```")
+        out.append(perf_report(data, "dso", 0.5))
+        out.append("```")
+        out.append("")
+        out.append("By function (0.4 % and more):")
+        out.append("")
+        out.append("```")
+        out.append(perf_report(data, "symbol,dso", 0.4))
+        out.append("```")
+        out.append("")
+        log("profiled %s" % t.label)
     zt.stop()
     path = os.path.join(BENCH, "PROFILE.md")
     with open(path, "w") as f:
-        f.write("# Profile of the tiny C route (`GET /hello`)\n\n")
-        f.write("Written by `bench/run --profile` on %s, commit `%s`. `perf record -F 4999 -g` "
-                "of the node while `wrk -t1 -c%d -d%gs` ran against it (%.0f req/s under "
-                "perf). Self time per function (`perf report --no-children --sort symbol,dso`), "
-                "functions at 0.5 %% or more.\n\n```\n%s\n```\n"
-                % (datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-                   git_commit(), opts.conns, opts.duration, r["rps"], "\n".join(lines)))
+        f.write("\n".join(out))
     log("wrote %s" % os.path.relpath(path, ROOT))
 
 
@@ -835,18 +936,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds (wrk takes whole seconds)")
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--starts", type=int, default=10)
     ap.add_argument("--only", default="", help="comma list of: c,lua,read,writes,memory")
     ap.add_argument("--quick", action="store_true", help="one 2 s round: a smoke run")
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", nargs="?", const="c", default=None, metavar="ROUTES",
+                    help="perf profiles instead of the suite: comma list of c,lua,read,writes "
+                    "(default c) → bench/PROFILE.md")
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
     opts = ap.parse_args()
     opts.build = os.path.abspath(opts.build)
     if opts.quick:
-        opts.rounds, opts.duration, opts.warmup, opts.starts = 1, 2.0, 0.5, 3
+        opts.rounds, opts.duration, opts.warmup, opts.starts = 1, 2, 1, 3
     only = set(x for x in opts.only.split(",") if x) or {"c", "lua", "read", "writes", "memory"}
     unknown = only - {"c", "lua", "read", "writes", "memory"}
     if unknown:
@@ -862,8 +965,12 @@ def main():
     if not os.access(zhengtong_bin(opts.build), os.X_OK):
         raise BenchError("no daemon at %s: build it first" % zhengtong_bin(opts.build))
 
-    if opts.profile:
-        profile(opts.build, opts)
+    if opts.profile is not None:
+        which = [x for x in opts.profile.split(",") if x]
+        bad = set(which) - {"c", "lua", "read", "writes"}
+        if bad or not which:
+            ap.error("--profile takes a comma list of c, lua, read, writes")
+        profile(opts.build, opts, which)
         return 0
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -895,8 +1002,10 @@ def main():
         ngx_lua.stop()
     if "read" in only or "writes" in only:
         # The counter record must exist for the read to find it; the write must change it.
+        token = sign_in(zt)
         c0 = number_in(expect(zt, "GET", "/hello/counter", json_object))
-        expect(zt, "POST", "/hello/counter", json_object, body=b"{}")
+        expect(zt, "POST", "/hello/counter", json_object, body=b"{}",
+               headers={"Authorization": "Bearer " + token})
         c1 = number_in(expect(zt, "GET", "/hello/counter", json_object))
         if c1 == c0:
             raise BenchError("POST /hello/counter did not change GET /hello/counter (%r)" % c1)
@@ -910,18 +1019,15 @@ def main():
             "request's read transaction (begun on first use, a reset-and-renewed LMDB read "
             "transaction), the second touches no storage."))
     if "writes" in only:
-        results.append(bench_writes(zt, opts))
-    loaded_rss = None
+        results.append(bench_writes(zt, token, opts))
+    loaded = None
     if zt:
-        loaded_rss = proc_status(zt.proc.pid)["VmRSS"]
-        zt.stop()
-    mem = None
-    if "memory" in only:
-        times, rss, hwm = bench_memory_start(opts.build, opts)
-        mem = dict(times=times, rss=rss, hwm=hwm, loaded_rss=loaded_rss,
-                   start_ms=statistics.median(times), rss_mb=statistics.median(rss) / 1024)
-        mem["start_ok"] = mem["start_ms"] <= 100
-        mem["rss_ok"] = mem["rss_mb"] <= 20
+        loaded = proc_status(zt.proc.pid)
+        rc = zt.stop()
+        if rc != 0:
+            raise BenchError("zhengtong exited with %s after SIGTERM, not 0; log:\n%s"
+                             % (rc, zt.log_tail()))
+    mem = bench_memory_start(opts.build, opts, loaded) if "memory" in only else None
     load1 = loadavg()
     write_results(opts.out, opts, info, results, mem, started, load0, load1)
     log("wrote %s" % os.path.relpath(opts.out, ROOT))
