@@ -65,11 +65,24 @@ def _client_child():
 
 _live = set()
 _tmpdirs = []
+_state_dir = None  # bench/run's: where it finds what to clean up if this script is killed
+
+
+def _save_state():
+    """Write the live servers' process groups for bench/run's trap, which stops them even
+    when a SIGKILL left this script no chance to (the temp folders are inside its folder)."""
+    if not _state_dir:
+        return
+    tmp = os.path.join(_state_dir, "pgids.new")
+    with open(tmp, "w") as f:
+        f.write("".join("%d\n" % s.proc.pid for s in _live))
+    os.replace(tmp, os.path.join(_state_dir, "pgids"))
 
 
 def mkdtemp(prefix):
-    d = tempfile.mkdtemp(prefix=prefix)
+    d = tempfile.mkdtemp(prefix=prefix, dir=_state_dir)
     _tmpdirs.append(d)
+    _save_state()
     return d
 
 
@@ -105,6 +118,7 @@ class Server:
         finally:
             logf.close()
         _live.add(self)
+        _save_state()
         return self
 
     def log_tail(self, n=30):
@@ -161,10 +175,13 @@ class Server:
         if rc is None:
             self.proc.wait()
         _live.discard(self)
+        _save_state()
         return rc
 
 
 def kill_all():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
     for s in list(_live):
         try:
             s.stop(timeout=5)
@@ -173,9 +190,11 @@ def kill_all():
     for d in _tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
     _tmpdirs.clear()
+    _save_state()
 
 
 def _on_signal(signum, frame):
+    log("stopped by signal %d: stopping the servers" % signum)
     raise SystemExit(128 + signum)
 
 
@@ -946,7 +965,10 @@ def main():
                     help="perf profiles instead of the suite: comma list of c,lua,read,writes "
                     "(default c) → bench/PROFILE.md")
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
+    ap.add_argument("--state", help=argparse.SUPPRESS)  # bench/run's clean-up folder
     opts = ap.parse_args()
+    global _state_dir
+    _state_dir = opts.state
     opts.build = os.path.abspath(opts.build)
     if opts.quick:
         opts.rounds, opts.duration, opts.warmup, opts.starts = 1, 2, 1, 3
