@@ -318,6 +318,11 @@ void zt__http_ready(zt_req *req);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
+/* For the fuzzer: run data through the request path (the same parser callbacks, routing
+ * and handlers) on a connection without a socket, as if a client sent it and then closed
+ * its side; answers are serialized and discarded. Returns the number of answers, or
+ * ZT_ENOMEM. srv needs conf and router; loop and store may be NULL. */
+int zt__http_fuzz_feed(zt_server *srv, const char *data, size_t len);
 
 /* ---- static.c ------------------------------------------------------------------ */
 
