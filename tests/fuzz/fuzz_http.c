@@ -30,6 +30,7 @@ static int h_item(zt_req *req, void *ud)
 }
 
 static char data_dir[] = "/tmp/zt-fuzz-http-XXXXXX";
+static zt_router *identity_routes; /* kept reachable: not a leak */
 
 static void remove_data_dir(void)
 {
@@ -50,7 +51,6 @@ static zt_server *server(void)
 {
     static zt_server srv;
     static zt_conf conf;
-    static zt_router *identity_routes; /* kept: not a leak */
     static bool ready;
     if (ready) return &srv;
     zt__log_level = ZT_LOG_ERROR + 1; /* quiet: every dropped request would log */
