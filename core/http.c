@@ -192,7 +192,7 @@ static void date_update(http_state *hs)
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = time(NULL);
+    time_t t = (time_t)(zt_now_ms() / 1000); /* the node's clock, which tests may move */
     if (t == hs->date_sec && hs->date_len) return;
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -1262,9 +1262,9 @@ static void on_sink_closed(uv_handle_t *handle)
 {
     (void)handle;
     sink.busy = false;
-    uv_stream_t *ls = sink.stalled;
+    uv_stream_t *ls = sink.stalled; /* close_listeners forgets a listener it closes */
     sink.stalled = NULL;
-    if (ls && !uv_is_closing((uv_handle_t *)ls)) on_connection(ls, 0);
+    if (ls) on_connection(ls, 0);
 }
 
 static void drop_connection(http_state *hs, uv_stream_t *ls)
@@ -1441,8 +1441,10 @@ static void on_sweep(uv_timer_t *t)
 
 static void close_listeners(http_state *hs)
 {
-    for (size_t i = 0; i < hs->nlisteners; i++)
+    for (size_t i = 0; i < hs->nlisteners; i++) {
+        if (sink.stalled == (uv_stream_t *)hs->listeners[i]) sink.stalled = NULL;
         uv_close((uv_handle_t *)hs->listeners[i], on_listener_closed);
+    }
     hs->nlisteners = 0;
 }
 
