@@ -351,7 +351,8 @@ unsigned zt__http_inflight(const zt_server *srv);
 /* For the fuzzer: run data through the request path (the same parser callbacks, routing
  * and handlers) on a connection without a socket, as if a client sent it and then closed
  * its side; answers are serialized and discarded. Returns the number of answers, or
- * ZT_ENOMEM. srv needs conf and router; loop and store may be NULL. */
+ * ZT_ENOMEM. srv needs what zt__server_handle reads (conf, router; for a matched route
+ * also the store, audit and identity state); loop may be NULL (nothing runs off it). */
 int zt__http_fuzz_feed(zt_server *srv, const char *data, size_t len);
 
 /* ---- auth.c -------------------------------------------------------------------- */
