@@ -1321,6 +1321,232 @@ static int h_key_delete(zt_req *req, void *ud)
     return zt_respond(req, 204, NULL, NULL, 0);
 }
 
+/* ---- offline administration: zhengtong admin ... ---------------------------------- */
+
+static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u)
+{
+    const void *idv;
+    size_t idl;
+    if (zt_get(t, a->logins, login, strlen(login), &idv, &idl) != ZT_OK) return ZT_ENOTFOUND;
+    *u = get_json(t, a->users, idv, idl);
+    return *u ? ZT_OK : ZT_EIO;
+}
+
+static cJSON *roles_from_csv(const char *csv)
+{
+    cJSON *roles = cJSON_CreateArray();
+    if (!csv || strcmp(csv, "-") == 0) return roles;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", csv);
+    for (char *save = NULL, *r = strtok_r(buf, ",", &save); r; r = strtok_r(NULL, ",", &save))
+        cJSON_AddItemToArray(roles, cJSON_CreateString(r));
+    return roles;
+}
+
+static int cli_users(zt_auth *a, zt_txn *t, FILE *out)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, a->users, &c);
+    zt_kv kv;
+    for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+        cJSON *roles = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
+        char *r = roles ? cJSON_PrintUnformatted(roles) : NULL;
+        if (u)
+            fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", jstr(u, "id"), jstr(u, "login"),
+                    jstr(u, "kind"), jstr(u, "department") ? jstr(u, "department") : "-",
+                    r ? r : "[]", jtrue(u, "disabled") ? " (disabled)" : "", jstr(u, "name"));
+        cJSON_free(r);
+        cJSON_Delete(u);
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+static int cli_depts(zt_auth *a, zt_txn *t, FILE *out)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, a->depts, &c);
+    zt_kv kv;
+    for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (d)
+            fprintf(out, "%-16s %-16s %s\n", jstr(d, "code"),
+                    jstr(d, "parent") ? jstr(d, "parent") : "-", jstr(d, "name"));
+        cJSON_Delete(d);
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+/* One change: its own transaction, with its audit record (actor "cli"). */
+static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, size_t errlen,
+                      zt_txn *t, char *object, size_t olen)
+{
+#define NEED(n, usage)                                                                             \
+    do {                                                                                           \
+        if (argc != (n) && !(argc == (n) + 1 && strstr(usage, "["))) {                             \
+            snprintf(err, errlen, "usage: zhengtong admin %s", usage);                             \
+            return ZT_EINVAL;                                                                      \
+        }                                                                                          \
+    } while (0)
+    const zt_conf *conf = a->srv->conf;
+    const char *what = argv[0], *verb = argc > 1 ? argv[1] : "";
+    cJSON *u = NULL;
+    int rc;
+    if (strcmp(what, "user") == 0 && strcmp(verb, "add") == 0) {
+        NEED(5, "user add LOGIN NAME DEPT [ROLE,ROLE...]");
+        const void *v;
+        size_t vl;
+        if (!login_ok(argv[2])) {
+            snprintf(err, errlen, "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+            return ZT_EINVAL;
+        }
+        if (zt_get(t, a->depts, argv[4], strlen(argv[4]), &v, &vl) != ZT_OK) {
+            snprintf(err, errlen, "no department %s (zhengtong admin dept add)", argv[4]);
+            return ZT_ENOTFOUND;
+        }
+        char pw[17], hash[crypto_pwhash_STRBYTES];
+        random_password(pw);
+        cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
+        rc = hash_password(conf, pw, hash);
+        if (rc == ZT_OK)
+            rc = create_user(a, t, argv[2], argv[3], "staff", argv[4], roles, hash, true, NULL, &u);
+        cJSON_Delete(roles);
+        if (rc == ZT_EEXIST) snprintf(err, errlen, "the login '%s' is taken", argv[2]);
+        if (rc == ZT_OK) fprintf(out, "created %s; one-time password: %s\n", argv[2], pw);
+        sodium_memzero(pw, sizeof pw);
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "passwd") == 0) {
+        NEED(3, "user passwd LOGIN");
+        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no account %s", argv[2]);
+        char pw[17], hash[crypto_pwhash_STRBYTES];
+        random_password(pw);
+        if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+            rc = put_json(t, a->users, jstr(u, "id"), 26, u);
+            if (rc == ZT_OK) rc = revoke_all(a, t, jstr(u, "id"));
+            if (rc == ZT_OK)
+                fprintf(out, "%s: one-time password: %s (every session ended)\n", argv[2], pw);
+        }
+        sodium_memzero(pw, sizeof pw);
+    } else if (strcmp(what, "user") == 0 &&
+               (strcmp(verb, "roles") == 0 || strcmp(verb, "disable") == 0 ||
+                strcmp(verb, "enable") == 0)) {
+        bool roles = strcmp(verb, "roles") == 0;
+        if (roles)
+            NEED(4, "user roles LOGIN ROLE,ROLE...|-");
+        else
+            NEED(3, "user disable|enable LOGIN");
+        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no account %s", argv[2]);
+        if (rc == ZT_OK) {
+            if (roles)
+                cJSON_ReplaceItemInObjectCaseSensitive(u, "roles", roles_from_csv(argv[3]));
+            else
+                cJSON_ReplaceItemInObjectCaseSensitive(
+                    u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
+            rc = put_json(t, a->users, jstr(u, "id"), 26, u);
+            if (rc == ZT_OK && strcmp(verb, "disable") == 0) rc = revoke_all(a, t, jstr(u, "id"));
+            if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
+        }
+    } else if (strcmp(what, "dept") == 0 && strcmp(verb, "add") == 0) {
+        NEED(4, "dept add CODE NAME [PARENT]");
+        const void *v;
+        size_t vl;
+        const char *parent = argc > 4 ? argv[4] : "root";
+        if (!dept_code_ok(argv[2])) {
+            snprintf(err, errlen, "code: 1 to 64 letters, digits, - or _");
+            return ZT_EINVAL;
+        }
+        if (zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK) {
+            snprintf(err, errlen, "no parent department %s", parent);
+            return ZT_ENOTFOUND;
+        }
+        if (zt_get(t, a->depts, argv[2], strlen(argv[2]), &v, &vl) == ZT_OK) {
+            snprintf(err, errlen, "department %s exists", argv[2]);
+            return ZT_EEXIST;
+        }
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "code", argv[2]);
+        cJSON_AddStringToObject(d, "name", argv[3]);
+        cJSON_AddStringToObject(d, "parent", parent);
+        rc = put_json(t, a->depts, argv[2], strlen(argv[2]), d);
+        cJSON_Delete(d);
+        if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
+    } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
+        NEED(5, "key add NAME PLUGIN ROLE");
+        unsigned char raw[32], hash[32];
+        randombytes_buf(raw, sizeof raw);
+        char key[4 + ZT__B64URL_LEN(32)], id[27];
+        memcpy(key, KEY_PREFIX, 4);
+        zt__b64url_encode(key + 4, raw, sizeof raw);
+        token_hash(key, strlen(key), hash);
+        zt_id(id);
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddStringToObject(k, "id", id);
+        cJSON_AddStringToObject(k, "name", argv[2]);
+        cJSON_AddStringToObject(k, "plugin", argv[3]);
+        cJSON_AddStringToObject(k, "role", argv[4]);
+        cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
+        rc = put_json(t, a->keys, hash, 32, k);
+        cJSON_Delete(k);
+        if (rc == ZT_OK)
+            fprintf(out, "key %s for plugin %s, role %s:\n%s\n", id, argv[3], argv[4], key);
+        sodium_memzero(key, sizeof key);
+    } else {
+        snprintf(err, errlen,
+                 "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|list, "
+                 "dept add|list, key add");
+        return ZT_EINVAL;
+    }
+    snprintf(object, olen, "%s", argc > 2 ? argv[2] : "");
+    cJSON_Delete(u);
+    return rc;
+#undef NEED
+}
+
+int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen)
+{
+    zt_auth *a = srv->auth;
+    if (argc < 1) {
+        snprintf(err, errlen, "usage: zhengtong admin user|dept|key ...");
+        return ZT_EINVAL;
+    }
+    zt_txn *t;
+    int rc;
+    bool list = argc == 2 && strcmp(argv[1], "list") == 0;
+    if (list) {
+        if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
+        rc = strcmp(argv[0], "user") == 0   ? cli_users(a, t, out)
+             : strcmp(argv[0], "dept") == 0 ? cli_depts(a, t, out)
+                                            : ZT_EINVAL;
+        zt__store_end(srv->store, t, false);
+        if (rc == ZT_EINVAL) snprintf(err, errlen, "usage: zhengtong admin user|dept list");
+        return rc;
+    }
+    if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
+    char object[128], action[64];
+    rc = cli_change(a, argc, argv, out, err, errlen, t, object, sizeof object);
+    if (rc == ZT_OK) {
+        snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
+        const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
+        char actor[80];
+        snprintf(actor, sizeof actor, "cli:%s", who ? who : "?");
+        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
+        rc = zt__audit_append(srv, t, &e);
+    }
+    int erc = zt__store_end(srv->store, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    int crc = zt__store_batch_commit(srv->store);
+    if (rc == ZT_OK) rc = crc;
+    if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));
+    return rc;
+}
+
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static int add(zt_server *srv, const char *method, const char *path, zt_handler h, const char *role,
