@@ -537,14 +537,22 @@ def alternate(targets, rounds, duration, warmup, after_run=None):
 # ---- the benchmarks ----------------------------------------------------------------
 
 
+def paired_ratios(a, b):
+    """a/b requests/s of each round: the two runs of a round are back to back, so they
+    share whatever else the machine was doing then."""
+    return [x["rps"] / y["rps"] for x, y in zip(a.runs, b.runs)]
+
+
 def bench_pair(name, title, a, b, target, opts, note):
     alternate([a, b], opts.rounds, opts.duration, opts.warmup)
-    ratio = a.median("rps") / b.median("rps")
+    ratios = paired_ratios(a, b)
+    ratio = statistics.median(ratios)
     return dict(
         name=name,
         title=title,
         targets=[a, b],
         ratio=ratio,
+        ratios=ratios,
         ratio_text="%.2f×" % ratio,
         target_text="≥ %.1f×" % target,
         passed=ratio >= target,
@@ -572,12 +580,14 @@ def bench_writes(zt, token, opts):
         return None
 
     alternate([group, single], opts.rounds, opts.duration, opts.warmup, after_run=counters)
-    ratio = group.median("rps") / single.median("rps")
+    ratios = paired_ratios(group, single)
+    ratio = statistics.median(ratios)
     return dict(
         name="writes",
         title="Durable writes: group commit vs one commit per request",
         targets=[group, single],
         ratio=ratio,
+        ratios=ratios,
         ratio_text="%.1f×" % ratio,
         target_text="≥ 20×",
         passed=ratio >= 20,
@@ -825,7 +835,9 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
     L.append("- `wrk -t1 -c%d -d%gs --latency` (one connection where the table says -c1), "
              "keep-alive; a %gs warm-up per target first; then %d round%s, each running every "
              "target of the benchmark once, alternating the order, so drift on a shared machine "
-             "hits both sides. Requests/s and the latency percentiles are medians over the rounds."
+             "hits both sides. Requests/s and the latency percentiles are medians over the rounds; "
+             "a ratio is the median of the per-round ratios (the two runs of a round are back to "
+             "back, so they share whatever else the machine did then)."
              % (opts.conns, opts.duration, opts.warmup, opts.rounds,
                 "" if opts.rounds == 1 else "s"))
     L.append("- Before measuring, each target answered one request with a 200 and the expected "
@@ -852,8 +864,11 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
                 row += " %s |" % ", ".join("%.1f" % x for x in t.extra)
             L.append(row)
         L.append("")
-        L.append("Ratio (first row / second row, median requests/s): **%s**, target %s: %s."
-                 % (r["ratio_text"], r["target_text"], pf(r["passed"])))
+        a, b = r["targets"]
+        L.append("Ratio, first row / second row: **%s** (the median of the per-round ratios "
+                 "%s), target %s: %s. The ratio of the two medians above is %.2f×."
+                 % (r["ratio_text"], ", ".join("%.2f" % x for x in r["ratios"]),
+                    r["target_text"], pf(r["passed"]), a.median("rps") / b.median("rps")))
         if r.get("note"):
             L.append("")
             L.append(r["note"])
@@ -948,14 +963,110 @@ def profile(build, opts, which):
     log("wrote %s" % os.path.relpath(path, ROOT))
 
 
+def callgrind(build, opts, which):
+    """Instructions per request, by function, user space only: the node under valgrind's
+    callgrind while wrk runs one route; counters zeroed after a warm-up and dumped after
+    the run, so start-up is not in them. → bench/CALLGRIND.md"""
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if not shutil.which(tool):
+            raise BenchError("%s is not installed (Debian: valgrind)" % tool)
+    routes = dict(
+        c=("GET /hello (tiny C route)", "/hello", False),
+        lua=("GET /bench/lua (tiny Lua route)", "/bench/lua", False),
+        read=("GET /hello/counter (one LMDB read)", "/hello/counter", False),
+        writes=("POST /hello/counter, group commit (-c%d)" % opts.conns, "/hello/counter", True),
+    )
+    out = ["# Instructions per request (callgrind)", ""]
+    out.append("Written by `bench/run --callgrind %s` on %s, commit `%s`, the Release build. For "
+               "each route the node runs under `valgrind --tool=callgrind`; after a warm-up its "
+               "counters are zeroed (`callgrind_control -z`), `wrk -t1 -c%d -d%ds` runs, and "
+               "they are dumped (`callgrind_control -d`). User space only (the kernel's share, "
+               "most of the time for the small routes, is in PROFILE.md). Percentages are of "
+               "the instructions of the run; Ir/request divides by wrk's request count."
+               % (",".join(which), datetime.datetime.now().astimezone().strftime(
+                   "%Y-%m-%d %H:%M %Z"), git_commit(), opts.conns, opts.duration))
+    out.append("")
+    for w in which:
+        label, path, post = routes[w]
+        workdir = mkdtemp("zt-cg-")
+        port = free_port()
+        conf = zt_config(build, workdir, port)
+        dump = os.path.join(workdir, "callgrind.out")
+        srv = Server("zhengtong (callgrind)", ["valgrind", "--tool=callgrind",
+                     "--callgrind-out-file=" + dump, zhengtong_bin(build), "serve", "-c", conf],
+                     port, workdir).start()
+        srv.wait_ready("/healthz", timeout=120)
+        script = env = None
+        if post:
+            env = {"ZT_BENCH_TOKEN": sign_in(srv)}
+            script = os.path.join(BENCH, "post.lua")
+        url = "http://%s:%d%s" % (HOST, port, path)
+        wrk(url, opts.conns, opts.warmup, script, env)
+        subprocess.run(["callgrind_control", "-z", str(srv.proc.pid)], check=True,
+                       capture_output=True)
+        r = wrk(url, opts.conns, opts.duration, script, env)
+        subprocess.run(["callgrind_control", "-d", str(srv.proc.pid)], check=True,
+                       capture_output=True)
+        srv.stop(timeout=60)
+        dumps = sorted(f for f in os.listdir(workdir) if f.startswith("callgrind.out."))
+        if not dumps:
+            raise BenchError("callgrind wrote no dump in " + workdir)
+        data = os.path.join(workdir, dumps[0])  # the -d dump; the exit dump comes later
+        total = None
+        sections = []
+        for inclusive in (False, True):
+            argv = ["callgrind_annotate", "--threshold=100"]
+            if inclusive:
+                argv.append("--inclusive=yes")
+            rep = subprocess.run(argv + [data], capture_output=True, text=True)
+            if rep.returncode != 0:
+                raise BenchError("callgrind_annotate failed: " + rep.stderr)
+            rows = []
+            for line in rep.stdout.splitlines():
+                m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*)$", line)
+                if not m:
+                    continue
+                ir = int(m.group(1).replace(",", ""))
+                what = m.group(3)
+                if what == "PROGRAM TOTALS":
+                    total = ir
+                    continue
+                fn = re.sub(r"^\S*?:", "", what.split(" [")[0], count=1)
+                obj = os.path.basename(what.split(" [")[-1].rstrip("]")) if " [" in what else ""
+                if fn in ("main", "(below main)", "__libc_start_main@@GLIBC_2.34", "uv_run") or \
+                        fn.startswith("0x000000000001ab70"):
+                    continue
+                rows.append((ir, float(m.group(2)), fn, obj))
+            sections.append(rows[:25])
+        n = max(r["requests"], 1)
+        out.append("## %s" % label)
+        out.append("")
+        out.append("%d requests under callgrind; %.0f user-space instructions per request."
+                   % (r["requests"], (total or 0) / n))
+        for title, rows in (("Self", sections[0]), ("Inclusive (with callees)", sections[1])):
+            out.append("")
+            out.append("%s:" % title)
+            out.append("")
+            out.append("| Ir/request | % | function | object |")
+            out.append("| ---: | ---: | --- | --- |")
+            for ir, pct, fn, obj in rows:
+                out.append("| %.0f | %.2f | `%s` | %s |" % (ir / n, pct, fn, obj))
+        out.append("")
+        log("callgrind: %s done" % label)
+    path = os.path.join(BENCH, "CALLGRIND.md")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    log("wrote %s" % os.path.relpath(path, ROOT))
+
+
 # ---- main --------------------------------------------------------------------------
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     ap.add_argument("--warmup", type=int, default=1, help="seconds (wrk takes whole seconds)")
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--starts", type=int, default=10)
@@ -964,6 +1075,9 @@ def main():
     ap.add_argument("--profile", nargs="?", const="c", default=None, metavar="ROUTES",
                     help="perf profiles instead of the suite: comma list of c,lua,read,writes "
                     "(default c) → bench/PROFILE.md")
+    ap.add_argument("--callgrind", metavar="ROUTES",
+                    help="instructions per request under callgrind instead of the suite: comma "
+                    "list of c,lua,read,writes → bench/CALLGRIND.md")
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
     ap.add_argument("--state", help=argparse.SUPPRESS)  # bench/run's clean-up folder
     opts = ap.parse_args()
@@ -993,6 +1107,13 @@ def main():
         if bad or not which:
             ap.error("--profile takes a comma list of c, lua, read, writes")
         profile(opts.build, opts, which)
+        return 0
+    if opts.callgrind is not None:
+        which = [x for x in opts.callgrind.split(",") if x]
+        bad = set(which) - {"c", "lua", "read", "writes"}
+        if bad or not which:
+            ap.error("--callgrind takes a comma list of c, lua, read, writes")
+        callgrind(opts.build, opts, which)
         return 0
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
