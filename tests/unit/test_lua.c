@@ -1,5 +1,5 @@
-/* test_lua.c: the Lua plugin host: sandbox, manifest, budget, memory cap, zt.json, handlers, zt.db.
- */
+/* test_lua.c: the Lua plugin host: sandbox, manifest, budget, memory cap, zt.json, handlers, zt.db,
+ * and the budgeted pattern matcher. */
 #define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 
 #include "core.h"
 
@@ -995,6 +999,496 @@ static void db_iteration(void **state)
     expect(f, "GET", "/list?limit=1", NULL, 200, "a");
 }
 
+/* ---- patterns: the budgeted matcher ------------------------------------------------------ */
+
+/* Runs a list of cases { op, subject, pattern, arg3, arg4 } and describes each result on a
+ * line of its own. The same text runs in the sandbox (the host's matcher) and in a plain
+ * Lua state (the standard library's), so it uses no pattern itself. */
+static const char *pattern_runner =
+    "local function show(v)\n"
+    "  if type(v) == 'string' then\n"
+    "    local o = {}\n"
+    "    for i = 1, #v do\n"
+    "      local b = v:byte(i)\n"
+    "      o[i] = (b >= 32 and b < 127 and b ~= 92) and string.char(b) or ('\\\\%03d'):format(b)\n"
+    "    end\n"
+    "    return '\"' .. table.concat(o) .. '\"'\n"
+    "  elseif type(v) == 'number' then\n"
+    "    return math.type(v) .. ':' .. tostring(v)\n"
+    "  end\n"
+    "  return tostring(v)\n"
+    "end\n"
+    "local function all(...)\n"
+    "  local o = {}\n"
+    "  for i = 1, select('#', ...) do o[i] = show((select(i, ...))) end\n"
+    "  return table.concat(o, ',')\n"
+    "end\n"
+    "local function repl_f(...)\n"
+    "  local first = ...\n"
+    "  if first == '' then return false end\n"
+    "  if select('#', ...) == 2 then return nil end\n"
+    "  local o = {}\n"
+    "  for i = 1, select('#', ...) do o[i] = tostring((select(i, ...))) end\n"
+    "  return '<' .. table.concat(o, '|') .. '>'\n"
+    "end\n"
+    "local repl_t = { a = 'A', b = false, [''] = 'E', ['('] = 7, [1] = 'one', [2] = 'two' }\n"
+    "local function one(c)\n"
+    "  local op, s, p, x, y = c[1], c[2], c[3], c[4], c[5]\n"
+    "  if op == 'gmatch' then\n"
+    "    local it, o = string.gmatch(s, p, x), {}\n"
+    "    for k = 1, 60 do\n"
+    "      local r = table.pack(it())\n"
+    "      if r[1] == nil then break end\n"
+    "      o[k] = '{' .. all(table.unpack(r, 1, r.n)) .. '}'\n"
+    "    end\n"
+    "    return table.concat(o)\n"
+    "  elseif op == 'gsubf' then return all(string.gsub(s, p, repl_f, y))\n"
+    "  elseif op == 'gsubt' then return all(string.gsub(s, p, repl_t, y))\n"
+    "  elseif op == 'method' then return all(s:find(p, x)) .. ';' .. all(s:match(p, x))\n"
+    "  end\n"
+    "  return all(string[op](s, p, x, y))\n"
+    "end\n"
+    "function run_cases(cases)\n"
+    "  local out = {}\n"
+    "  for i, c in ipairs(cases) do\n"
+    "    local ok, r = pcall(one, c)\n"
+    "    out[i] = ok and r or 'error'\n"
+    "  end\n"
+    "  return table.concat(out, '\\n')\n"
+    "end\n";
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+typedef struct pgen {
+    char p[512];
+    size_t n;
+    unsigned ncap;
+    unsigned closed[32]; /* indexes (1-based) of captures closed so far */
+    unsigned nclosed;
+} pgen;
+
+static void put(pgen *g, char c)
+{
+    assert_true(g->n + 1 < sizeof g->p);
+    g->p[g->n++] = c;
+}
+
+/* Bytes subjects are made of: few, so that patterns find things. */
+static const char subject_bytes[] = "aaabbc()%.- []^$1_A\n\0\xe4\xff";
+
+static char any_byte(void)
+{
+    return subject_bytes[rnd(sizeof subject_bytes - 1)];
+}
+
+static void gen_set(pgen *g)
+{
+    put(g, '[');
+    if (rnd(4) == 0) put(g, '^');
+    if (rnd(6) == 0) put(g, ']'); /* first: a member */
+    for (unsigned k = 1 + rnd(4); k > 0; k--) {
+        switch (rnd(6)) {
+        case 0:
+            put(g, 'a' + rnd(3));
+            put(g, '-');
+            put(g, 'a' + rnd(4));
+            break;
+        case 1:
+            put(g, '%');
+            put(g, "adswpxAS]%-^"[rnd(12)]);
+            break;
+        case 2:
+            put(g, '-');
+            break;
+        default: {
+            char c = any_byte();
+            if (c == ']' || c == '%' || c == '^' || c == '\0') c = 'b'; /* "[^" negates */
+            put(g, c);
+        }
+        }
+    }
+    put(g, ']');
+}
+
+/* One character class, then perhaps a quantifier. */
+static void gen_class(pgen *g)
+{
+    switch (rnd(8)) {
+    case 0:
+        put(g, '.');
+        break;
+    case 1:
+    case 2:
+        put(g, '%');
+        put(g, "acdglpsuwxzACDGLPSUWXZ"[rnd(22)]);
+        break;
+    case 3:
+        gen_set(g);
+        break;
+    case 4: /* an escaped magic character */
+        put(g, '%');
+        put(g, "^$*+?.([%-)]"[rnd(12)]);
+        break;
+    default: {
+        char c = any_byte();
+        if (strchr("^$*+?.([%-)", c) && c) { /* escape it, or pick a plain one */
+            put(g, '%');
+        }
+        put(g, c);
+    }
+    }
+    unsigned q = rnd(10);
+    if (q < 6) put(g, "*+-?"[q % 4]);
+}
+
+static void gen_items(pgen *g, unsigned count, int depth)
+{
+    for (unsigned k = 0; k < count; k++) {
+        unsigned r = rnd(100);
+        if (r < 58 || g->n > 150) {
+            gen_class(g);
+        } else if (r < 70 && depth < 2 && g->ncap < 30) {
+            unsigned idx = ++g->ncap;
+            put(g, '(');
+            gen_items(g, 1 + rnd(3), depth + 1);
+            put(g, ')');
+            g->closed[g->nclosed++] = idx;
+        } else if (r < 74 && g->ncap < 30) {
+            put(g, '(');
+            put(g, ')');
+            g->closed[g->nclosed++] = ++g->ncap;
+        } else if (r < 80) {
+            put(g, '%');
+            put(g, 'b');
+            put(g, "()[]ab"[rnd(6)]);
+            put(g, "()[]ab"[rnd(6)]);
+        } else if (r < 86) {
+            put(g, '%');
+            put(g, 'f');
+            gen_set(g);
+        } else if (r < 93 && g->nclosed && g->closed[0] <= 9) {
+            unsigned c;
+            do c = g->closed[rnd(g->nclosed)];
+            while (c > 9);
+            put(g, '%');
+            put(g, (char)('0' + c));
+        } else if (g->n > 0 && r < 97) { /* "^" and "$" in the middle stand for themselves */
+            put(g, r & 1 ? '^' : '$');
+            put(g, 'a');
+        } else {
+            gen_class(g);
+        }
+    }
+}
+
+static void gen_pattern(pgen *g)
+{
+    memset(g, 0, sizeof *g);
+    if (rnd(4) == 0) put(g, '^');
+    if (rnd(12) == 0) put(g, "*+-?"[rnd(4)]); /* a quantifier first is a plain character */
+    gen_items(g, 1 + rnd(5), 0);
+    if (rnd(5) == 0) put(g, '$');
+}
+
+/* s[0..n) as a Lua string literal, every byte but letters and digits escaped. */
+static void lua_literal(zt_buf *b, const char *s, size_t n)
+{
+    assert_int_equal(zt__buf_puts(b, "\""), ZT_OK);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            assert_int_equal(zt__buf_append(b, &s[i], 1), ZT_OK);
+        else
+            assert_int_equal(zt__buf_printf(b, "\\%03u", c), ZT_OK);
+    }
+    assert_int_equal(zt__buf_puts(b, "\""), ZT_OK);
+}
+
+/* `n` cases as a Lua chunk that returns them. */
+static void gen_cases(zt_buf *b, unsigned n)
+{
+    static const char *const ops[] = {"find", "find",  "match", "match", "gmatch",
+                                      "gsub", "gsubf", "gsubt", "method"};
+    assert_int_equal(zt__buf_puts(b, "return {\n"), ZT_OK);
+    for (unsigned i = 0; i < n; i++) {
+        const char *op = ops[rnd(sizeof ops / sizeof ops[0])];
+        char subject[64];
+        size_t sl = rnd(5) == 0 ? rnd(40) : rnd(12);
+        for (size_t k = 0; k < sl; k++) subject[k] = any_byte();
+        pgen g;
+        gen_pattern(&g);
+        assert_int_equal(zt__buf_printf(b, "{'%s',", op), ZT_OK);
+        lua_literal(b, subject, sl);
+        assert_int_equal(zt__buf_puts(b, ","), ZT_OK);
+        lua_literal(b, g.p, g.n);
+        if (strcmp(op, "gsub") == 0) { /* a replacement string */
+            static const char *const parts[] = {"x", "%0", "%1", "%2", "%%", "<", "%"};
+            char r[32] = "";
+            for (unsigned k = rnd(4); k > 0; k--) strcat(r, parts[rnd(7)]);
+            assert_int_equal(zt__buf_puts(b, ","), ZT_OK);
+            lua_literal(b, r, strlen(r));
+        } else {
+            static const long inits[] = {1, 2, 0, -1, -2, -30, 3, 100};
+            if (rnd(2))
+                assert_int_equal(zt__buf_puts(b, ",nil"), ZT_OK);
+            else
+                assert_int_equal(zt__buf_printf(b, ",%ld", inits[rnd(8)]), ZT_OK);
+        }
+        if (op[0] == 'g' && op[1] == 's' && rnd(3) == 0)
+            assert_int_equal(zt__buf_printf(b, ",%u", rnd(3)), ZT_OK); /* at most n */
+        else if (strcmp(op, "find") == 0 && rnd(6) == 0)
+            assert_int_equal(zt__buf_puts(b, ",true"), ZT_OK); /* plain */
+        assert_int_equal(zt__buf_puts(b, "},\n"), ZT_OK);
+    }
+    assert_int_equal(zt__buf_puts(b, "}\n"), ZT_OK);
+}
+
+/* What the standard library makes of the cases, from a plain Lua state of the test's own. */
+static char *reference_results(lua_State *ref, const zt_buf *cases)
+{
+    lua_getglobal(ref, "run_cases");
+    if (luaL_loadbuffer(ref, cases->data, strlen(cases->data), "=cases") != LUA_OK ||
+        lua_pcall(ref, 0, 1, 0) != LUA_OK || lua_pcall(ref, 1, 1, 0) != LUA_OK)
+        fail_msg("reference: %s", lua_tostring(ref, -1));
+    char *out = strdup(lua_tostring(ref, -1));
+    lua_pop(ref, 1);
+    return out;
+}
+
+/* Line `i` (0-based) of text, into out. */
+static void line_of(const char *text, unsigned i, char *out, size_t outlen)
+{
+    while (i-- && text) {
+        text = strchr(text, '\n');
+        if (text) text++;
+    }
+    if (!text) text = "(none)";
+    size_t n = strcspn(text, "\n");
+    snprintf(out, outlen, "%.*s", (int)(n < outlen ? n : outlen - 1), text);
+}
+
+/* Corners the generator seldom reaches, as a chunk of cases. */
+static const char *const fixed_cases =
+    "return {\n"
+    "{'find', 'a-b(x)', '%b()-'}, {'match', '(x)-y', '%)-'}, {'gsub', 'hello world', '(o)(.-)',"
+    " '%2%1'},\n"
+    "{'match', '[[x]]', '[]]+'}, {'match', 'a]b', '[^]]+'}, {'gsub', 'abc', '%f[%w]', '<'},\n"
+    "{'gsub', 'THE (quick) fox', '%f[%a]%a+%f[%A]', 'W'}, {'find', 'x', 'x$$'},\n"
+    "{'match', 'a$$', '$$'}, {'match', 'a^b', 'a^b'}, {'gmatch', 'abc', '^.'},\n"
+    "{'match', 'aaa', 'a-$'}, {'match', 'aaab', 'a-b'}, {'gsub', 'abc', '', '-'},\n"
+    "{'gsub', 'abc', '.-', '-'}, {'gsub', 'a b  c', '%s*', '_'}, {'gmatch', 'a b  c', '%s*'},\n"
+    "{'find', 'abc', 'b', -1}, {'find', 'abc', '', 10}, {'find', 'abc', '', 4},\n"
+    "{'find', 'abc', '', -10}, {'match', 'abc', '()', 4}, {'gmatch', 'abc', '()', 3},\n"
+    "{'gmatch', 'abc', '.', 9}, {'gsub', 'abc', '%w', '%%%0'}, {'gsub', 'abc', '%w', '%1'},\n"
+    "{'match', '  trim me  ', '^%s*(.-)%s*$'}, {'find', 'a.b', '.'}, {'find', 'a+b', '+', 1,"
+    " true},\n"
+    "{'match', 'x((a))y', '%b()'}, {'match', \"'q' 'r'\", \"%b''\"},\n"
+    "{'match', 'a\\nb', 'a.b'}, {'find', 'x\\228\\255', '[\\128-\\255]+'},\n"
+    "{'match', '-', '[a-]'}, {'match', '-', '[%a-z]'}, {'match', 'z', '[%a-z]'},\n"
+    "{'match', 'b', '[a-%]]'}, {'match', ']', '[a-%%]'}, {'match', '%', '[%%-a]'},\n"
+    "{'match', 'aXb', '%u'}, {'match', 'a\\0b', '%Z+'}, {'match', 'a\\0b', '[%z]'},\n"
+    "{'match', 'a\\0b', '\\0'}, {'gsub', 'a\\0b\\0', '%c', '.'},\n"
+    "{'match', 'aaa', '(a*(.)%2)'}, {'match', 'xyzzy', '(z)%1'}, {'match', 'abab', '()(b)%2'},\n"
+    "{'match', 'ab', '()%1'}, {'gsubf', 'hello world', '()(%w+)()'}, {'gsubt', 'abc', '()'},\n"
+    "{'gsubt', 'a b', '%w'}, {'gsubf', 'abc', '%w', 2}, {'gsub', 'abc', '^%w', 'X'},\n"
+    "{'gsub', 'abc', 'x*', '-', 2}, {'gsub', 'abc', '$', '!'}, {'gsub', '', '', 'e'},\n"
+    "{'method', 'key = value', '(%w+)%s*=%s*(%w+)'}, {'find', '**', '*+'},\n"
+    "{'match', '-a', '-a'}, {'match', '?', '?"
+    "?'}, {'match', '++', '++'},\n"
+    "{'match', 'x', '[^%s]'}, {'match', ' ', '[^%S]'}, {'match', '^', '[%^]'},\n"
+    "}\n";
+
+/* Run a chunk of cases in the sandbox (POST /cases) and in ref; every line must agree.
+ * Returns how many results are something other than nil or an error. */
+static unsigned compare_cases(fx *f, lua_State *ref, const char *chunk, unsigned n)
+{
+    zt_buf cases = {0};
+    assert_int_equal(zt__buf_append(&cases, chunk, strlen(chunk) + 1), ZT_OK);
+    char *want = reference_results(ref, &cases);
+    treq *t = call(f, "POST", "/cases", cases.data, NULL, NULL);
+    if (t->r.status != 200) fail_msg("status %d: %s", t->r.status, body_of(t));
+    const char *got = body_of(t);
+    unsigned found = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char a[2048], b[2048], c[2048];
+        line_of(got, i, a, sizeof a);
+        line_of(want, i, b, sizeof b);
+        if (strcmp(a, b) != 0) {
+            line_of(cases.data, i + 1, c, sizeof c); /* a case a line, when generated */
+            fail_msg("case %u (%s)\n  host:    %s\n  library: %s", i + 1, c, a, b);
+        }
+        found += strcmp(b, "nil") != 0 && strcmp(b, "error") != 0 && b[0];
+    }
+    assert_string_equal(got, want); /* and nothing more */
+    free(want);
+    done(t);
+    zt__buf_free(&cases);
+    return found;
+}
+
+static void patterns_agree_with_the_string_library(void **state)
+{
+    fx *f = *state;
+    f->conf.lua_instructions = 200000000; /* thousands of cases in a call: the budget is on */
+    char init[8192];
+    snprintf(init, sizeof init,
+             "%s\n"
+             "zt.route('POST', '/cases', function(req)\n"
+             "  return 200, run_cases(load(req.body)())\n"
+             "end)\n",
+             pattern_runner);
+    init_ok(f, init);
+    lua_State *ref = luaL_newstate();
+    assert_non_null(ref);
+    luaL_openlibs(ref);
+    assert_int_equal(luaL_dostring(ref, pattern_runner), LUA_OK);
+
+    unsigned nfixed = 0;
+    for (const char *c = fixed_cases; *c; c++) nfixed += c[0] == '}' && c[1] == ',';
+    assert_true(nfixed >= 60);
+    assert_true(compare_cases(f, ref, fixed_cases, nfixed) > nfixed / 2);
+    unsigned total = 0, matched = 0;
+    for (int batch = 0; batch < 20; batch++) {
+        zt_buf cases = {0};
+        gen_cases(&cases, 200);
+        assert_int_equal(zt__buf_append(&cases, "", 1), ZT_OK);
+        matched += compare_cases(f, ref, cases.data, 200);
+        total += 200;
+        zt__buf_free(&cases);
+    }
+    lua_close(ref);
+    assert_int_equal(total, 4000);
+    assert_true(matched > total / 4); /* the cases do find things, not only nil */
+}
+
+static void patterns_cover_the_syntax(void **state)
+{
+    fx *f = *state;
+    init_ok(
+        f, "local function same(a, b) assert(a == b, tostring(a) .. ' ~= ' .. tostring(b)) end\n"
+           "same(('hello world'):find('o w'), 5)\n"
+           "same(select(2, ('hello world'):find('o w')), 7)\n"
+           "same(('x = 42'):match('^(%w+)%s*=%s*(%d+)$'), 'x')\n"
+           "same(select(2, ('x = 42'):match('^(%w+)%s*=%s*(%d+)$')), '42')\n"
+           "same(('THE (quick) fox'):find('%((%a+)%)'), 5)\n"
+           "same(('f(a(b)c)d'):match('%b()'), '(a(b)c)')\n"
+           "same(('THE (quick) fox'):gsub('%f[%a]%a+', string.lower), 'the (quick) fox')\n"
+           "same(('hello'):match('()ll()'), 3)\n"
+           "same(select(2, ('hello'):match('()ll()')), 5)\n"
+           "same(('say \"hi\" now'):match('([\"\\'])(.-)%1'), '\"')\n"
+           "same(('abc'):gsub('%w', '%0%0'), 'aabbcc')\n"
+           "same(('abc'):gsub('', '-'), '-a-b-c-')\n"
+           "same(('hello world'):gsub('o', { o = '0' }), 'hell0 w0rld')\n"
+           "same(('abc'):gsub('b', '%%'), 'a%c')\n"
+           "same(select(2, ('a,b,,c'):gsub(',', ';', 2)), 2)\n"
+           "local words = {}\n"
+           "for k, v in ('a=1, b=2, c=3'):gmatch('(%w+)=(%w+)') do words[#words + 1] = k .. v end\n"
+           "same(table.concat(words, ' '), 'a1 b2 c3')\n"
+           "local n = 0 for w in ('one two three'):gmatch('%a+', 5) do n = n + 1 end\n"
+           "same(n, 2)\n"
+           "same(string.gmatch('^a^a', '^a')(), '^a') -- no anchor in gmatch\n"
+           "same(('a.b'):find('.', 1, true), 2)\n"
+           "same(('a+b'):find('+', 1), 2) -- no specials: a plain search\n"
+           "same(('[x]'):match('[]x[]+'), '[x]')\n"
+           "same(('a-b'):match('[a-]+'), 'a-')\n"
+           "same(('x%y'):match('[%%]'), '%')\n"
+           "same(('\\0a\\0'):find('a%z'), 2) -- %z, the NUL byte, is still there in 5.4\n"
+           "same(('a\\0b'):find('\\0', 1, true), 2)\n"
+           "same(('a\\0b'):match('.%z?(.)'), 'b')\n"
+           "same(('end$'):match('d%$$'), 'd$')\n"
+           "same(('a$b'):match('a$b'), 'a$b')\n"
+           "same(('caret^'):match('t^'), 't^')\n"
+           "-- deeper than the standard library's limit of 200 nested items\n"
+           "same(#(('a'):rep(300):match(('a?'):rep(250))), 250)\n"
+           "same(#(('a'):rep(40):match(('(a)'):rep(32))), 1)\n"
+           "-- arguments are checked as the standard library checks them\n"
+           "local function err(f, want)\n"
+           "  local ok, e = pcall(f)\n"
+           "  assert(not ok and e:find(want, 1, true), want .. ': ' .. tostring(e))\n"
+           "end\n"
+           "err(function() ('x'):find('x%') end, \"malformed pattern (ends with '%')\")\n"
+           "err(function() ('abc'):find('z%') end, 'ends with') -- even where not reached\n"
+           "err(function() ('a'):find('[a') end, \"malformed pattern (missing ']')\")\n"
+           "err(function() ('a'):find('[]') end, \"missing ']'\")\n"
+           "err(function() ('a'):find('(a)%2') end, 'invalid capture index %2')\n"
+           "err(function() ('a'):find('(a%1)') end, 'invalid capture index %1')\n"
+           "err(function() ('a'):find('%0') end, 'invalid capture index %0')\n"
+           "err(function() ('a'):match('a)') end, 'invalid pattern capture')\n"
+           "err(function() ('a'):find('(a') end, 'unfinished capture')\n"
+           "err(function() ('a'):find('%fa') end, \"missing '[' after '%f' in pattern\")\n"
+           "err(function() ('a'):find('%bx') end, \"missing arguments to '%b'\")\n"
+           "err(function() ('a'):find(('()'):rep(33)) end, 'too many captures')\n"
+           "err(function() ('a'):gsub('a', '%2') end, 'invalid capture index %2')\n"
+           "err(function() ('a'):gsub('a', '%x') end, \"invalid use of '%' in replacement\")\n"
+           "err(function() ('a'):gsub('a', {a = {}}) end, 'invalid replacement value (a table)')\n"
+           "err(function() ('a'):gsub('a') end, 'string/function/table expected')\n"
+           "err(function() ('a'):find({}) end, 'string expected')\n"
+           "err(function() ('a'):find('a', 'x') end, 'number expected')\n"
+           "err(function() string.gmatch(nil, 'a') end, 'string expected')\n"
+           "same(('a'):gsub('x', '%2'), 'a') -- a replacement is read only for a match\n"
+           "assert(getmetatable('').__index == string and ('').find == string.find)\n");
+}
+
+static void patterns_run_within_the_budget(void **state)
+{
+    fx *f = *state;
+    /* each of these would take seconds to forever inside one C call */
+    static const char *const slow[] = {
+        "local s = ('a'):rep(20000)\nlocal x = s:find('a*b')\n",
+        "local s = ('a'):rep(20000)\nlocal x = string.match(s, '.-b')\n",
+        "local s = ('a'):rep(20000)\nlocal x = s:gsub('a*b', 'x')\n",
+        "local s = ('a'):rep(20000)\nfor m in s:gmatch('a*b') do end\n",
+        "local s = ('a'):rep(40)\nlocal x = s:match(('a*'):rep(25) .. 'b')\n",
+        "local s = ('a'):rep(5000)\nlocal x = s:find('(a*)%1b')\n",
+        "local s = ('('):rep(20000)\nlocal x = s:find('%b()')\n",
+        "local s = ('ab'):rep(10000)\nlocal x = s:find('[ab]-[ab]-c')\n",
+        "local s = ('a'):rep(1000000)\nfor i = 1, 1e7 do s:find('b', 1, true) end\n",
+        "local p = ('a?'):rep(5000)\nfor i = 1, 1e7 do ('b'):match(p) end\n",
+        "local s = ('a'):rep(20000)\nlocal x = s:gsub('a*b', function() end)\n",
+    };
+    for (size_t i = 0; i < sizeof slow / sizeof slow[0]; i++)
+        init_fails(f, slow[i], "init.lua:2: instruction budget exceeded");
+    /* caught, the error comes back at once: the script cannot go on matching */
+    init_fails(f,
+               "local s = ('a'):rep(20000)\n"
+               "while true do pcall(string.find, s, 'a*b') end\n",
+               "instruction budget exceeded");
+    init_fails(f,
+               "local ok, e = pcall(string.find, ('a'):rep(20000), 'a*b')\n"
+               "error('went on after: ' .. tostring(e))\n",
+               "init.lua:2: instruction budget exceeded");
+    /* many small matches cost what they do: this fits the test's 2 000 000 */
+    init_ok(f, "local n = 0\n"
+               "for i = 1, 20000 do\n"
+               "  local k, v = ('key=value'):match('^(%w+)=(%w+)$')\n"
+               "  if k == 'key' and ('abc'):find('b', 1, true) == 2 then n = n + 1 end\n"
+               "end\n"
+               "assert(n == 20000)\n");
+}
+
+static void patterns_in_a_handler(void **state)
+{
+    fx *f = *state;
+    init_ok(f, "zt.route('GET', '/slow', function()\n"
+               "  return 200, tostring(('a'):rep(30000):find('a*b'))\n"
+               "end)\n"
+               "zt.route('GET', '/fast', function(req)\n"
+               "  return 200, (req.path:gsub('/', '#'))\n"
+               "end)\n");
+    for (int i = 0; i < 3; i++) {
+        expect_problem(f, "GET", "/slow", NULL, 500, "lua-error", "see the log");
+        expect(f, "GET", "/fast", NULL, 200, "#fast");
+    }
+}
+
 /* ---- the example plugin ---------------------------------------------------------------- */
 
 static void notice_plugin(void **state)
@@ -1132,6 +1626,10 @@ int main(void)
         T(handler_errors_fail_only_their_request),
         T(db_values_and_their_encoding),
         T(db_iteration),
+        T(patterns_agree_with_the_string_library),
+        T(patterns_cover_the_syntax),
+        T(patterns_run_within_the_budget),
+        T(patterns_in_a_handler),
         T(notice_plugin),
     };
     if (getenv("ZT_TEST_FILTER")) cmocka_set_test_filter(getenv("ZT_TEST_FILTER"));
