@@ -55,8 +55,8 @@ struct zt_lua_plugin {
 
 /* Registry keys: the addresses of these are unique light userdata, so looking one up never
  * creates a string (and so never allocates, which matters outside protected calls). */
-static char K_NULL, K_ARRAY, K_PROBLEM, K_DB, K_ITER, K_BOX, K_REQ, K_CURREQ, K_LOADED, K_LOADING,
-    K_FORMAT, K_ANCHOR;
+static char K_NULL, K_ARRAY, K_PROBLEM, K_DB, K_ITER, K_BOX, K_REQ, K_CURREQ, K_CALLER, K_LOADED,
+    K_LOADING, K_FORMAT, K_ANCHOR;
 
 static struct zt_lua_plugin *plugin_of(lua_State *L)
 {
@@ -1197,6 +1197,11 @@ static void push_req(lua_State *L, const struct lua_route *lr, zt_req *req)
     push_query(L, req->query);
     lua_setfield(L, -2, "query");
     push_caller(L, zt_req_caller(req));
+    if (lua_isnil(L, -1))
+        lua_pushboolean(L, 0); /* false, not nil: the registry slot stays */
+    else
+        lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER); /* for zt.auth.caller */
     lua_setfield(L, -2, "caller");
     set_meta(L, &K_REQ);
 }
@@ -1327,8 +1332,10 @@ static int lua_route_handler(zt_req *req, void *ud)
     int st = lp_pcall(lp, run_handler, &hc);
     iters_close_all(lp);
     lp->req = NULL;
-    lua_pushboolean(L, 0); /* the slot exists already, so this cannot allocate */
+    lua_pushboolean(L, 0); /* the slots exist already, so this cannot allocate */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+    lua_pushboolean(L, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
 
     int rc = hc.rc;
     if (st != LUA_OK) {
@@ -1420,6 +1427,288 @@ static int l_route(lua_State *L)
     lr->next = lp->routes;
     lp->routes = lr;
     return 0;
+}
+
+/* ---- zt.auth, zt.audit: the caller and the audit record of a request ----------------- */
+
+/* The request being handled, from a handler's req argument. */
+static zt_req *check_req(lua_State *L, int idx, const char *fn)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !has_meta(L, idx, &K_REQ))
+        luaL_error(L, "%s: the first argument must be the handler's req, not %s", fn,
+                   luaL_typename(L, idx));
+    return current_req(L, idx, fn);
+}
+
+/* A string argument, strictly (numbers are not taken for strings). */
+static const char *check_str(lua_State *L, int idx, const char *fn, const char *what, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "%s: %s must be a string, not %s", fn, what, luaL_typename(L, idx));
+    return lua_tolstring(L, idx, len);
+}
+
+/* A string the core reads up to its NUL: a NUL inside would cut it short unseen. */
+static const char *check_cstr(lua_State *L, int idx, const char *fn, const char *what,
+                              size_t maxlen)
+{
+    size_t len;
+    const char *s = check_str(L, idx, fn, what, &len);
+    if (len == 0 || len > maxlen || strlen(s) != len)
+        luaL_error(L, "%s: %s must be 1..%d bytes without NUL", fn, what, (int)maxlen);
+    return s;
+}
+
+static int l_auth_caller(lua_State *L)
+{
+    check_req(L, 1, "zt.auth.caller");
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CALLER) != LUA_TTABLE) lua_pushnil(L);
+    return 1;
+}
+
+static int l_auth_has_role(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.has_role");
+    size_t len;
+    const char *role = check_str(L, 2, "zt.auth.has_role", "role", &len);
+    lua_pushboolean(L, strlen(role) == len && zt_caller_has_role(zt_req_caller(req), role));
+    return 1;
+}
+
+static int l_auth_in_scope(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.in_scope");
+    size_t len;
+    const char *dept = check_str(L, 2, "zt.auth.in_scope", "department", &len);
+    assert(plugin_of(L)->srv->auth); /* the core opens identity before any plugin starts */
+    /* A code with a NUL byte, or longer than the 64 bytes codes have (the core would cut
+     * it to a caller's code), names no department: the answer is no. */
+    bool ok = len > 0 && len <= 64 && strlen(dept) == len;
+    lua_pushboolean(L, ok && zt_req_in_scope(req, dept));
+    return 1;
+}
+
+/* zt.audit.note(req, action, object): either may be nil (the default stays). */
+static int l_audit_note(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.audit.note");
+    const char *what[2] = {NULL, NULL};
+    static const char *const names[2] = {"action", "object"};
+    for (int k = 0; k < 2; k++) {
+        if (lua_isnoneornil(L, 2 + k)) continue;
+        size_t len;
+        what[k] = check_str(L, 2 + k, "zt.audit.note", names[k], &len);
+        if (strlen(what[k]) != len)
+            return luaL_error(L, "zt.audit.note: %s holds a NUL byte", names[k]);
+    }
+    zt_audit_note(req, what[0], what[1]);
+    return 0;
+}
+
+/* ---- zt.crypto, zt.valid: personal data ------------------------------------------- */
+
+#define FIELD_NAME_MAX 64
+
+static int crypto_fail(lua_State *L, const char *fn, int rc)
+{
+    if (rc == ZT_ESTATE) return luaL_error(L, "%s: the node has no keys (not started?)", fn);
+    return luaL_error(L, "%s: %s", fn, zt_strerror(rc));
+}
+
+static int l_crypto_encrypt(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *field = check_cstr(L, 1, "zt.crypto.encrypt", "field", FIELD_NAME_MAX);
+    size_t len;
+    const char *plain = check_str(L, 2, "zt.crypto.encrypt", "plaintext", &len);
+    if (len > SIZE_MAX / 2) return luaL_error(L, "zt.crypto.encrypt: plaintext too long");
+    luaL_Buffer b;
+    size_t outlen = len + ZT_FIELD_OVERHEAD;
+    char *out = luaL_buffinitsize(L, &b, outlen);
+    int rc = zt_field_encrypt(lp->p, field, plain, len, out, &outlen);
+    if (rc) return crypto_fail(L, "zt.crypto.encrypt", rc);
+    luaL_pushresultsize(&b, outlen);
+    return 1;
+}
+
+/* → plaintext, or nil and why (never an error for a value that is not one of ours). */
+static int l_crypto_decrypt(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *field = check_cstr(L, 1, "zt.crypto.decrypt", "field", FIELD_NAME_MAX);
+    size_t len;
+    const char *cipher = check_str(L, 2, "zt.crypto.decrypt", "ciphertext", &len);
+    int rc = ZT_EINVAL;
+    if (len >= ZT_FIELD_OVERHEAD) {
+        luaL_Buffer b;
+        size_t outlen = len - ZT_FIELD_OVERHEAD;
+        char *out = luaL_buffinitsize(L, &b, outlen);
+        rc = zt_field_decrypt(lp->p, field, cipher, len, out, &outlen);
+        if (rc == ZT_OK) {
+            luaL_pushresultsize(&b, outlen);
+            return 1;
+        }
+    }
+    if (rc != ZT_EINVAL) return crypto_fail(L, "zt.crypto.decrypt", rc);
+    luaL_pushfail(L);
+    lua_pushfstring(L,
+                    "zt.crypto.decrypt: not a value encrypted for field '%s' of this plugin "
+                    "(altered, cut short, or from another field, plugin or node)",
+                    field);
+    return 2;
+}
+
+static int l_crypto_index(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *field = check_cstr(L, 1, "zt.crypto.index", "field", FIELD_NAME_MAX);
+    size_t len;
+    const char *value = check_str(L, 2, "zt.crypto.index", "value", &len);
+    unsigned char out[ZT_INDEX_BYTES];
+    int rc = zt_field_index(lp->p, field, value, len, out);
+    if (rc) return crypto_fail(L, "zt.crypto.index", rc);
+    lua_pushlstring(L, (const char *)out, sizeof out);
+    return 1;
+}
+
+#define RANDOM_MAX 1024
+
+static int l_crypto_random(lua_State *L)
+{
+    int isint = 0;
+    lua_Integer n = lua_type(L, 1) == LUA_TNUMBER ? lua_tointegerx(L, 1, &isint) : 0;
+    if (!isint || n < 1 || n > RANDOM_MAX)
+        return luaL_error(L, "zt.crypto.random: n must be an integer 1..%d", RANDOM_MAX);
+    unsigned char buf[RANDOM_MAX];
+    zt_random(buf, (size_t)n);
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+static int l_crypto_hash(lua_State *L)
+{
+    size_t len;
+    const char *s = check_str(L, 1, "zt.crypto.hash", "the argument", &len);
+    unsigned char out[32];
+    zt_hash(s, len, out);
+    lua_pushlstring(L, (const char *)out, sizeof out);
+    return 1;
+}
+
+static int l_crypto_hex(lua_State *L)
+{
+    size_t len;
+    const char *s = check_str(L, 1, "zt.crypto.hex", "the argument", &len);
+    if (len > (SIZE_MAX - 1) / 2) return luaL_error(L, "zt.crypto.hex: too long");
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, 2 * len + 1);
+    zt__hex(out, s, len);
+    luaL_pushresultsize(&b, 2 * len);
+    return 1;
+}
+
+/* The validators answer false for anything that is not a candidate string of theirs. */
+static const char *valid_arg(lua_State *L, const char *fn)
+{
+    size_t len;
+    const char *s = check_str(L, 1, fn, "the argument", &len);
+    return strlen(s) == len ? s : NULL;
+}
+
+static int l_valid_citizen_id(lua_State *L)
+{
+    const char *s = valid_arg(L, "zt.valid.citizen_id");
+    lua_pushboolean(L, s && zt_valid_citizen_id(s));
+    return 1;
+}
+
+static int l_valid_citizen_id_canon(lua_State *L)
+{
+    const char *s = valid_arg(L, "zt.valid.citizen_id_canon");
+    char out[19];
+    if (s && zt_citizen_id_canon(s, out) == ZT_OK)
+        lua_pushstring(L, out);
+    else
+        luaL_pushfail(L);
+    return 1;
+}
+
+static int l_valid_credit_code(lua_State *L)
+{
+    const char *s = valid_arg(L, "zt.valid.credit_code");
+    lua_pushboolean(L, s && zt_valid_credit_code(s));
+    return 1;
+}
+
+/* ---- zt.json.canonical, zt.seal: electronic seals --------------------------------- */
+
+#define CANON_WHY "has no canonical JSON form (nested deeper than 64, or an integer beyond 2^53)"
+
+static int l_json_canonical(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    jbox *b = json_encode_boxed(L, 1);
+    size_t len;
+    int rc = zt_json_canonical(b->json, &b->text, &len);
+    if (rc == ZT_EINVAL) return luaL_error(L, "zt.json.canonical: the value " CANON_WHY);
+    if (rc) return luaL_error(L, "zt.json.canonical: %s", zt_strerror(rc));
+    lua_pushlstring(L, b->text, len);
+    box_clear(b);
+    return 1;
+}
+
+/* Sealing writes (the department's first key), so only a request that may write can. */
+static zt_req *seal_req(lua_State *L, const char *fn)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    zt_req *req = check_req(L, 1, fn);
+    if (!lp->srv->seals || !lp->srv->keys)
+        luaL_error(L, "%s: this node has no seal keys (not started?)", fn);
+    zt_txn *t = zt_req_txn(req);
+    if (!t) {
+        lp->store_err = ZT_EBUSY;
+        luaL_error(L, "%s: storage unavailable", fn);
+    }
+    if (!zt_txn_writable(t))
+        luaL_error(L, "%s: only in a handler that may write (POST, PUT, PATCH, DELETE), not in %s",
+                   fn, zt_req_method(req));
+    return req;
+}
+
+/* Hand the seal (held by the box) to Lua as a table. */
+static int seal_done(lua_State *L, const char *fn, jbox *b, cJSON *seal, int rc)
+{
+    if (rc == ZT_EINVAL) return luaL_error(L, "%s: the document %s", fn, CANON_WHY);
+    if (rc == ZT_EFULL) plugin_of(L)->store_err = rc;
+    if (rc) return luaL_error(L, "%s: %s", fn, zt_strerror(rc));
+    cJSON_Delete(b->json);
+    b->json = seal;
+    json_push(L, seal, 0);
+    box_clear(b);
+    return 1;
+}
+
+static int l_seal_json(lua_State *L)
+{
+    zt_req *req = seal_req(L, "zt.seal.json");
+    const char *dept = check_cstr(L, 2, "zt.seal.json", "department", 64);
+    luaL_checkany(L, 3);
+    jbox *b = json_encode_boxed(L, 3);
+    cJSON *seal = NULL;
+    int rc = zt_seal_json(req, dept, b->json, &seal);
+    return seal_done(L, "zt.seal.json", b, seal, rc);
+}
+
+static int l_seal_bytes(lua_State *L)
+{
+    zt_req *req = seal_req(L, "zt.seal.bytes");
+    const char *dept = check_cstr(L, 2, "zt.seal.bytes", "department", 64);
+    size_t len;
+    const char *doc = check_str(L, 3, "zt.seal.bytes", "the document", &len);
+    jbox *b = box_new(L);
+    cJSON *seal = NULL;
+    int rc = zt_seal_bytes(req, dept, doc, len, &seal);
+    return seal_done(L, "zt.seal.bytes", b, seal, rc);
 }
 
 /* ---- zt.config --------------------------------------------------------------------- */
@@ -2460,7 +2749,7 @@ static void setup_metatables(lua_State *L)
 
 static void push_zt(lua_State *L, zt_plugin *p)
 {
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 16);
     set_funcs(L, (const luaL_Reg[]){{"route", l_route},
                                     {"problem", l_problem},
                                     {"id", l_id},
@@ -2473,10 +2762,11 @@ static void push_zt(lua_State *L, zt_plugin *p)
     set_funcs(L, (const luaL_Reg[]){{"open", l_db_open}, {NULL, NULL}});
     lua_setfield(L, -2, "db");
 
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     set_funcs(L, (const luaL_Reg[]){{"encode", l_json_encode},
                                     {"decode", l_json_decode},
                                     {"array", l_json_array},
+                                    {"canonical", l_json_canonical},
                                     {NULL, NULL}});
     lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
     lua_setfield(L, -2, "null");
@@ -2493,6 +2783,34 @@ static void push_zt(lua_State *L, zt_plugin *p)
 
     push_config(L, p);
     lua_setfield(L, -2, "config");
+
+    const struct {
+        const char *name;
+        const luaL_Reg *funcs;
+    } groups[] = {
+        {"auth", (const luaL_Reg[]){{"caller", l_auth_caller},
+                                    {"has_role", l_auth_has_role},
+                                    {"in_scope", l_auth_in_scope},
+                                    {NULL, NULL}}},
+        {"audit", (const luaL_Reg[]){{"note", l_audit_note}, {NULL, NULL}}},
+        {"crypto", (const luaL_Reg[]){{"encrypt", l_crypto_encrypt},
+                                      {"decrypt", l_crypto_decrypt},
+                                      {"index", l_crypto_index},
+                                      {"random", l_crypto_random},
+                                      {"hash", l_crypto_hash},
+                                      {"hex", l_crypto_hex},
+                                      {NULL, NULL}}},
+        {"valid", (const luaL_Reg[]){{"citizen_id", l_valid_citizen_id},
+                                     {"citizen_id_canon", l_valid_citizen_id_canon},
+                                     {"credit_code", l_valid_credit_code},
+                                     {NULL, NULL}}},
+        {"seal", (const luaL_Reg[]){{"json", l_seal_json}, {"bytes", l_seal_bytes}, {NULL, NULL}}},
+    };
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        lua_newtable(L);
+        set_funcs(L, groups[i].funcs);
+        lua_setfield(L, -2, groups[i].name);
+    }
 }
 
 static int setup_sandbox(lua_State *L)
@@ -2502,6 +2820,8 @@ static int setup_sandbox(lua_State *L)
     setup_metatables(L);
     lua_pushboolean(L, 0);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+    lua_pushboolean(L, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
     class_sets_init();
 
     open_lib(L, luaopen_base); /* fills the global table: the sandbox */
