@@ -806,7 +806,7 @@ static void handler_request_and_response(void **state)
     expect(f, "GET", "/files/a/b/c.txt", NULL, 200, "a/b/c.txt");
     expect(f, "GET", "/whoami", NULL, 200, "nobody");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2, NULL};
     f->caller = &who; /* the core resolves the caller before the handler runs */
     expect(f, "GET", "/whoami", NULL, 200,
            "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor");
