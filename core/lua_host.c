@@ -1156,7 +1156,7 @@ static void push_caller(lua_State *L, const zt_caller *c)
         lua_pushnil(L);
         return;
     }
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     static const struct {
         const char *name;
         size_t off;
@@ -1164,7 +1164,8 @@ static void push_caller(lua_State *L, const zt_caller *c)
                   {"kind", offsetof(zt_caller, kind)},
                   {"login", offsetof(zt_caller, login)},
                   {"name", offsetof(zt_caller, name)},
-                  {"department", offsetof(zt_caller, department)}};
+                  {"department", offsetof(zt_caller, department)},
+                  {"plugin", offsetof(zt_caller, plugin)}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         lua_pushstring(L, *(const char *const *)((const char *)c + fields[i].off));
         lua_setfield(L, -2, fields[i].name);

@@ -1044,7 +1044,8 @@ static const char *auth_lua =
     "local kept\n"
     "zt.route('GET', '/who', { role = 'public' }, function(req)\n"
     "  local c = zt.auth.caller(req)\n"
-    "  local out = { tostring(c == req.caller), c and c.login or 'nobody' }\n"
+    "  local out = { tostring(c == req.caller), c and c.login or 'nobody',\n"
+    "                c and tostring(c.plugin) }\n"
     "  for _, r in ipairs{ 'clerk', 'notice_editor', 'admin', 'clerk\\0x', '' } do\n"
     "    out[#out + 1] = r:gsub('\\0', '0') .. '=' .. tostring(zt.auth.has_role(req, r))\n"
     "  end\n"
@@ -1094,16 +1095,17 @@ static void auth_answers_from_the_core(void **state)
            "true nobody clerk=false notice_editor=false admin=false clerk0x=false =false "
            "D0=false D1=false D2=false X0=false D9=false D10=false DDD=false =false false false");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", "D1", roles, 2};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", "D1", roles, 2, NULL};
     f->caller = &who;
     expect(f, "GET", "/who", NULL, 200,
-           "true li clerk=true notice_editor=true admin=false clerk0x=false =false "
+           "true li nil clerk=true notice_editor=true admin=false clerk0x=false =false "
            "D0=false D1=true D2=true X0=false D9=false D10=false DDD=false =false false false");
     assert_string_equal(roles[0], "clerk"); /* the Lua table was a copy */
-    who.department = NULL;                  /* a citizen: no scope at all */
-    who.kind = "citizen";
+    who.department = NULL;                  /* a device's key: bound to a plugin, no scope at all */
+    who.kind = "device";
+    who.plugin = "t";
     expect(f, "GET", "/who", NULL, 200,
-           "true li clerk=true notice_editor=true admin=false clerk0x=false =false "
+           "true li t clerk=true notice_editor=true admin=false clerk0x=false =false "
            "D0=false D1=false D2=false X0=false D9=false D10=false DDD=false =false false false");
     expect(f, "GET", "/bad", NULL, 200,
            "role must be a string, not number|role must be a string, not no value"
