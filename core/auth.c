@@ -457,7 +457,7 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
 int zt_req_in_scope(zt_req *req, const char *dept)
 {
     const zt_caller *c = req->caller;
-    if (!c || !c->department || !dept) return 0;
+    if (!c || !c->department || !dept || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
     zt_txn *t = zt_req_txn(req);
     if (!t) return 0;
     char code[65];
