@@ -1598,13 +1598,15 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the first account: %s", zt_strerror(rc));
         return rc;
     }
-    fprintf(stderr,
+    /* On stdout, not in the log (stderr): a password has no place in log files. */
+    fprintf(stdout,
             "\n  First start: created the account 'admin' with the one-time password\n"
             "      %s\n"
             "  Sign in (POST /auth/login) and set your own (POST /auth/password).\n\n",
             pw);
+    fflush(stdout);
     zt__log(ZT_LOG_WARN, NULL, NULL,
-            "first start: created account 'admin' (one-time password printed on stderr)");
+            "first start: created account 'admin' (one-time password printed on stdout)");
     sodium_memzero(pw, sizeof pw);
     return ZT_OK;
 }
