@@ -87,29 +87,6 @@ static void fail_clear(zt_auth *a, const char *key)
 
 /* ---- records --------------------------------------------------------------------- */
 
-static cJSON *get_json(zt_txn *t, zt_db *db, const void *key, size_t klen)
-{
-    const void *v;
-    size_t vlen;
-    if (zt_get(t, db, key, klen, &v, &vlen) != ZT_OK) return NULL;
-    return cJSON_ParseWithLength(v, vlen);
-}
-
-static int put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j)
-{
-    char *text = cJSON_PrintUnformatted(j);
-    if (!text) return ZT_ENOMEM;
-    int rc = zt_put(t, db, key, klen, text, strlen(text));
-    cJSON_free(text);
-    return rc;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static double jnum(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -197,7 +174,7 @@ static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *nam
     cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
     for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
         cJSON_AddItemToObject(u, e->string, cJSON_Duplicate(e, 1));
-    int rc = put_json(t, a->users, id, 26, u);
+    int rc = zt__db_put_json(t, a->users, id, 26, u);
     if (rc == ZT_OK) rc = zt_put(t, a->logins, login, strlen(login), id, 26);
     if (rc == ZT_OK && out)
         *out = u;
@@ -255,7 +232,7 @@ static zt_caller *caller_from(zt_req *req, const cJSON *u)
     zt_arena *ar = &req->arena;
 #define DUP(f, k)                                                                                  \
     do {                                                                                           \
-        const char *s_ = jstr(u, k);                                                               \
+        const char *s_ = zt__jstr(u, k);                                                           \
         c->f = s_ ? zt__arena_strndup(ar, s_, strlen(s_)) : NULL;                                  \
     } while (0)
     DUP(id, "id");
@@ -297,7 +274,7 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
         zt__problem(req, 503, "storage-failure", NULL, "cannot read keys: %s", zt_strerror(rc));
         return ZT_EPERM;
     }
-    cJSON *k = get_json(t, srv->auth->keys, hash, 32);
+    cJSON *k = zt__db_get_json(t, srv->auth->keys, hash, 32);
     zt__store_end(srv->store, t, false);
     if (!k || jtrue(k, "disabled")) {
         cJSON_Delete(k);
@@ -311,8 +288,9 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     }
     memset(c, 0, sizeof(*c));
     zt_arena *ar = &req->arena;
-    const char *id = jstr(k, "id"), *name = jstr(k, "name"), *plugin = jstr(k, "plugin");
-    const char *role = jstr(k, "role");
+    const char *id = zt__jstr(k, "id"), *name = zt__jstr(k, "name"),
+               *plugin = zt__jstr(k, "plugin");
+    const char *role = zt__jstr(k, "role");
     c->id = zt__arena_strndup(ar, id, strlen(id));
     c->kind = "device";
     c->login = c->name = zt__arena_strndup(ar, name, strlen(name));
@@ -353,7 +331,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                             zt_strerror(rc));
                 return ZT_EPERM;
             }
-            cJSON *s = get_json(t, srv->auth->sessions, hash, 32);
+            cJSON *s = zt__db_get_json(t, srv->auth->sessions, hash, 32);
             cJSON *u = NULL;
             int64_t now = zt_now_ms();
             if (!s) {
@@ -363,8 +341,8 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             } else if ((double)now - jnum(s, "last_seen") > (double)srv->conf->auth_idle_ms) {
                 why = "the session was idle too long: sign in again";
             } else {
-                const char *uid = jstr(s, "user");
-                u = uid ? get_json(t, srv->auth->users, uid, strlen(uid)) : NULL;
+                const char *uid = zt__jstr(s, "user");
+                u = uid ? zt__db_get_json(t, srv->auth->users, uid, strlen(uid)) : NULL;
                 if (!u || jtrue(u, "disabled")) {
                     why = "the account is disabled";
                 } else {
@@ -394,11 +372,11 @@ static void touch_session(zt_server *srv, zt_req *req)
     if (req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000) return;
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
-    cJSON *s = get_json(t, srv->auth->sessions, req->token_hash, 32);
+    cJSON *s = zt__db_get_json(t, srv->auth->sessions, req->token_hash, 32);
     bool ok = false;
     if (s) {
         cJSON_ReplaceItemInObjectCaseSensitive(s, "last_seen", cJSON_CreateNumber((double)now));
-        ok = put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
+        ok = zt__db_put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
         cJSON_Delete(s);
     }
     zt__store_end(srv->store, t, ok);
@@ -457,15 +435,15 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
 int zt_req_in_scope(zt_req *req, const char *dept)
 {
     const zt_caller *c = req->caller;
-    if (!c || !c->department || !dept) return 0;
+    if (!c || !c->department || !dept || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
     zt_txn *t = zt_req_txn(req);
     if (!t) return 0;
     char code[65];
     snprintf(code, sizeof code, "%s", dept);
     for (int depth = 0; depth < 32; depth++) { /* walk up to the root; bounded on cycles */
         if (strcmp(code, c->department) == 0) return 1;
-        cJSON *d = get_json(t, req->srv->auth->depts, code, strlen(code));
-        const char *parent = d ? jstr(d, "parent") : NULL;
+        cJSON *d = zt__db_get_json(t, req->srv->auth->depts, code, strlen(code));
+        const char *parent = d ? zt__jstr(d, "parent") : NULL;
         if (!parent || !parent[0]) {
             cJSON_Delete(d);
             return 0;
@@ -557,7 +535,7 @@ static int login_done(zt_req *req, void *arg)
     size_t idlen;
     cJSON *u = NULL;
     if (!t || zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) != ZT_OK ||
-        !(u = get_json(t, a->users, idv, idlen))) {
+        !(u = zt__db_get_json(t, a->users, idv, idlen))) {
         login_work_free(w);
         return t ? ZT_ENOTFOUND : ZT_EIO;
     }
@@ -578,13 +556,14 @@ static int login_done(zt_req *req, void *arg)
     int64_t expires = now + c->auth_session_ms;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "id", sid);
-    cJSON_AddStringToObject(s, "user", jstr(u, "id"));
+    cJSON_AddStringToObject(s, "user", zt__jstr(u, "id"));
     cJSON_AddNumberToObject(s, "created_at", (double)now);
     cJSON_AddNumberToObject(s, "last_seen", (double)now);
     cJSON_AddNumberToObject(s, "expires_at", (double)expires);
     cJSON_AddStringToObject(s, "client", w->client);
-    rc = put_json(t, a->sessions, hash, 32, s);
-    if (rc == ZT_OK) rc = zt_put(t, a->user_sessions, k, us_key(k, jstr(u, "id"), sid), hash, 32);
+    rc = zt__db_put_json(t, a->sessions, hash, 32, s);
+    if (rc == ZT_OK)
+        rc = zt_put(t, a->user_sessions, k, us_key(k, zt__jstr(u, "id"), sid), hash, 32);
     cJSON_Delete(s);
     if (rc == ZT_OK) {
         cJSON *o = cJSON_CreateObject();
@@ -610,8 +589,9 @@ static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
         zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
         return NULL;
     }
-    const char *login = jstr(j, "login"), *pw = jstr(j, with_new ? "old_password" : "password");
-    const char *npw = with_new ? jstr(j, "new_password") : NULL;
+    const char *login = zt__jstr(j, "login"),
+               *pw = zt__jstr(j, with_new ? "old_password" : "password");
+    const char *npw = with_new ? zt__jstr(j, "new_password") : NULL;
     if (with_new) login = req->caller->login;
     if (!login || !pw || (with_new && !npw)) {
         zt_problem(req, 422, "invalid-credentials-shape", NULL,
@@ -645,8 +625,8 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
     const void *idv;
     size_t idlen;
     if (zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) == ZT_OK) {
-        cJSON *u = get_json(t, a->users, idv, idlen);
-        const char *h = u ? jstr(u, "pw") : NULL;
+        cJSON *u = zt__db_get_json(t, a->users, idv, idlen);
+        const char *h = u ? zt__jstr(u, "pw") : NULL;
         if (h && strlen(h) < sizeof w->hash) {
             snprintf(w->hash, sizeof w->hash, "%s", h);
             w->known = true;
@@ -696,13 +676,13 @@ static int password_done(zt_req *req, void *arg)
         rc = ZT_ENOMEM;
     } else {
         zt_txn *t = zt_req_txn(req);
-        cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+        cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
         if (!u) {
             rc = ZT_EIO;
         } else {
             cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(w->new_hash));
             cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateFalse());
-            rc = put_json(t, a->users, req->caller->id, 26, u);
+            rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
             if (rc == ZT_OK) rc = zt_respond(req, 204, NULL, NULL, 0);
         }
@@ -738,7 +718,7 @@ static int h_me(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     zt_txn *t = zt_req_txn(req);
-    cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+    cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
     if (!u) return ZT_EIO;
     cJSON *o = user_public(u);
     int rc = zt_respond_json(req, 200, o);
@@ -761,10 +741,10 @@ static int h_sessions(zt_req *req, void *ud)
     for (int rc = zt_cursor_seek(cur, ZT_GE, req->caller->id, 26, &kv);
          rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, req->caller->id, 26) == 0;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *s = get_json(t, a->sessions, kv.val, kv.vlen);
+        cJSON *s = zt__db_get_json(t, a->sessions, kv.val, kv.vlen);
         if (!s) continue;
         cJSON_AddBoolToObject(s, "current",
-                              strcmp(jstr(s, "id") ? jstr(s, "id") : "", cur_sid) == 0);
+                              strcmp(zt__jstr(s, "id") ? zt__jstr(s, "id") : "", cur_sid) == 0);
         cJSON_DeleteItemFromObjectCaseSensitive(s, "user");
         cJSON_AddItemToArray(items, s);
     }
@@ -871,17 +851,17 @@ static int user_create_then(zt_req *req, hash_job *j)
 {
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    const char *login = jstr(j->args, "login");
+    const char *login = zt__jstr(j->args, "login");
     cJSON *u = NULL;
-    int rc =
-        create_user(j->a, t, login, jstr(j->args, "name"), "staff", jstr(j->args, "department"),
-                    cJSON_GetObjectItemCaseSensitive(j->args, "roles"), j->hash, true, NULL, &u);
+    int rc = create_user(
+        j->a, t, login, zt__jstr(j->args, "name"), "staff", zt__jstr(j->args, "department"),
+        cJSON_GetObjectItemCaseSensitive(j->args, "roles"), j->hash, true, NULL, &u);
     if (rc == ZT_EEXIST)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
     if (rc != ZT_OK) return rc;
     cJSON *o = user_public(u);
     cJSON_AddStringToObject(o, "one_time_password", j->one_time);
-    zt_audit_note(req, "create account", jstr(u, "id"));
+    zt_audit_note(req, "create account", zt__jstr(u, "id"));
     rc = zt_respond_json(req, 201, o);
     cJSON_Delete(o);
     cJSON_Delete(u);
@@ -894,7 +874,8 @@ static int h_user_create(zt_req *req, void *ud)
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *login = jstr(j, "login"), *name = jstr(j, "name"), *dept = jstr(j, "department");
+    const char *login = zt__jstr(j, "login"), *name = zt__jstr(j, "name"),
+               *dept = zt__jstr(j, "department");
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(j, "roles");
     if (!login || !login_ok(login))
         return zt_problem(req, 422, "invalid-user", NULL,
@@ -957,7 +938,7 @@ static int h_user_get(zt_req *req, void *ud)
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, a->users, id, strlen(id));
+    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     cJSON *o = user_public(u);
     int rc = zt_respond_json(req, 200, o);
@@ -993,7 +974,7 @@ static int h_user_patch(zt_req *req, void *ud)
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, a->users, id, strlen(id));
+    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     int rc = ZT_OK;
     for (const cJSON *e = j->child; e; e = e->next) {
@@ -1020,7 +1001,7 @@ static int h_user_patch(zt_req *req, void *ud)
         cJSON_DeleteItemFromObjectCaseSensitive(u, k);
         cJSON_AddItemToObject(u, k, cJSON_Duplicate(e, 1));
     }
-    rc = put_json(t, a->users, id, strlen(id), u);
+    rc = zt__db_put_json(t, a->users, id, strlen(id), u);
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
         cJSON *o = user_public(u);
@@ -1036,11 +1017,11 @@ static int user_reset_then(zt_req *req, hash_job *j)
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, j->a->users, id, strlen(id));
+    cJSON *u = zt__db_get_json(t, j->a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(j->hash));
     cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
-    int rc = put_json(t, j->a->users, id, strlen(id), u);
+    int rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
     if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
     if (rc != ZT_OK) return rc;
@@ -1076,22 +1057,7 @@ static int h_user_revoke(zt_req *req, void *ud)
 
 static int h_dept_list(zt_req *req, void *ud)
 {
-    zt_auth *a = ud;
-    zt_txn *t = zt_req_txn(req);
-    zt_cursor *cur;
-    if (!t || zt_cursor_open(t, a->depts, &cur) != ZT_OK) return ZT_EIO;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(o, "items");
-    zt_kv kv;
-    for (int rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (d) cJSON_AddItemToArray(items, d);
-    }
-    zt_cursor_close(cur);
-    int rc = zt_respond_json(req, 200, o);
-    cJSON_Delete(o);
-    return rc;
+    return zt__respond_db_list(req, ((zt_auth *)ud)->depts, NULL, NULL, NULL);
 }
 
 static bool dept_code_ok(const char *s)
@@ -1109,7 +1075,8 @@ static int h_dept_create(zt_req *req, void *ud)
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *code = jstr(j, "code"), *name = jstr(j, "name"), *parent = jstr(j, "parent");
+    const char *code = zt__jstr(j, "code"), *name = zt__jstr(j, "name"),
+               *parent = zt__jstr(j, "parent");
     if (!code || !dept_code_ok(code))
         return zt_problem(req, 422, "invalid-department", NULL,
                           "code: 1 to 64 letters, digits, - or _");
@@ -1128,7 +1095,7 @@ static int h_dept_create(zt_req *req, void *ud)
     cJSON_AddStringToObject(d, "code", code);
     cJSON_AddStringToObject(d, "name", name);
     if (parent) cJSON_AddStringToObject(d, "parent", parent);
-    int rc = put_json(t, a->depts, code, strlen(code), d);
+    int rc = zt__db_put_json(t, a->depts, code, strlen(code), d);
     if (rc == ZT_OK) rc = zt_respond_json(req, 201, d);
     cJSON_Delete(d);
     return rc;
@@ -1142,7 +1109,7 @@ static int register_then(zt_req *req, hash_job *j)
     zt_auth *a = j->a;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    const char *login = jstr(j->args, "login"), *idx = jstr(j->args, "id_index");
+    const char *login = zt__jstr(j->args, "login"), *idx = zt__jstr(j->args, "id_index");
     cJSON *extra = cJSON_GetObjectItemCaseSensitive(j->args, "extra");
     const void *v;
     size_t vl;
@@ -1157,11 +1124,11 @@ static int register_then(zt_req *req, hash_job *j)
                               "service desk to recover it");
     }
     cJSON *u = NULL;
-    int rc = create_user(a, t, login, jstr(j->args, "name"), jstr(j->args, "kind"), NULL, NULL,
-                         j->hash, false, extra, &u);
+    int rc = create_user(a, t, login, zt__jstr(j->args, "name"), zt__jstr(j->args, "kind"), NULL,
+                         NULL, j->hash, false, extra, &u);
     if (rc == ZT_EEXIST)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
-    const char *uid = u ? jstr(u, "id") : NULL;
+    const char *uid = u ? zt__jstr(u, "id") : NULL;
     if (rc == ZT_OK && idx) rc = zt_put(t, a->citizen_ids, index, n, uid, strlen(uid));
     if (rc == ZT_OK) {
         cJSON *o = user_public(u);
@@ -1179,9 +1146,10 @@ static int h_register(zt_req *req, void *ud)
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *kind = jstr(j, "kind"), *login = jstr(j, "login"), *name = jstr(j, "name");
-    const char *pw = jstr(j, "password"), *code = jstr(j, "credit_code");
-    const char *idn = jstr(j, "id_number");
+    const char *kind = zt__jstr(j, "kind"), *login = zt__jstr(j, "login"),
+               *name = zt__jstr(j, "name");
+    const char *pw = zt__jstr(j, "password"), *code = zt__jstr(j, "credit_code");
+    const char *idn = zt__jstr(j, "id_number");
     if (!kind || (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0))
         return zt_problem(req, 422, "invalid-registration", NULL,
                           "kind: \"citizen\" or \"enterprise\"");
@@ -1234,13 +1202,41 @@ static int h_register(zt_req *req, void *ud)
 
 /* ---- HTTP: API keys for devices and other nodes ------------------------------------ */
 
+/* A new API key: its record is stored under the hash of the key, which goes to key[] and
+ * is shown once. */
+static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, const char *role,
+                   char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
+{
+    unsigned char raw[32], hash[32];
+    randombytes_buf(raw, sizeof raw);
+    char id[27];
+    memcpy(key, KEY_PREFIX, 4);
+    zt__b64url_encode(key + 4, raw, sizeof raw);
+    sodium_memzero(raw, sizeof raw);
+    token_hash(key, strlen(key), hash);
+    zt_id(id);
+    cJSON *k = cJSON_CreateObject();
+    cJSON_AddStringToObject(k, "id", id);
+    cJSON_AddStringToObject(k, "name", name);
+    cJSON_AddStringToObject(k, "plugin", plugin);
+    cJSON_AddStringToObject(k, "role", role);
+    cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
+    int rc = zt__db_put_json(t, a->keys, hash, 32, k);
+    if (rc == ZT_OK)
+        *rec = k;
+    else
+        cJSON_Delete(k);
+    return rc;
+}
+
 static int h_key_create(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *name = jstr(j, "name"), *plugin = jstr(j, "plugin"), *role = jstr(j, "role");
+    const char *name = zt__jstr(j, "name"), *plugin = zt__jstr(j, "plugin"),
+               *role = zt__jstr(j, "role");
     if (!name || !name[0] || strlen(name) > 200 || !plugin || !plugin[0] || strlen(plugin) > 64 ||
         !role || !role[0] || strlen(role) > 64 || strcmp(role, ZT_ROLE_PUBLIC) == 0)
         return zt_problem(req, 422, "invalid-key", NULL,
@@ -1253,23 +1249,12 @@ static int h_key_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    unsigned char raw[32], hash[32];
-    randombytes_buf(raw, sizeof raw);
-    char key[4 + ZT__B64URL_LEN(32)], id[27];
-    memcpy(key, KEY_PREFIX, 4);
-    zt__b64url_encode(key + 4, raw, sizeof raw);
-    token_hash(key, strlen(key), hash);
-    zt_id(id);
-    cJSON *k = cJSON_CreateObject();
-    cJSON_AddStringToObject(k, "id", id);
-    cJSON_AddStringToObject(k, "name", name);
-    cJSON_AddStringToObject(k, "plugin", plugin);
-    cJSON_AddStringToObject(k, "role", role);
-    cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
-    int rc = put_json(t, a->keys, hash, 32, k);
+    char key[4 + ZT__B64URL_LEN(32)];
+    cJSON *k = NULL;
+    int rc = key_new(a, t, name, plugin, role, key, &k);
     if (rc == ZT_OK) {
         cJSON_AddStringToObject(k, "key", key);
-        zt_audit_note(req, "create API key", id);
+        zt_audit_note(req, "create API key", zt__jstr(k, "id"));
         rc = zt_respond_json(req, 201, k);
     }
     sodium_memzero(key, sizeof key);
@@ -1279,22 +1264,7 @@ static int h_key_create(zt_req *req, void *ud)
 
 static int h_key_list(zt_req *req, void *ud)
 {
-    zt_auth *a = ud;
-    zt_txn *t = zt_req_txn(req);
-    zt_cursor *cur;
-    if (!t || zt_cursor_open(t, a->keys, &cur) != ZT_OK) return ZT_EIO;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(o, "items");
-    zt_kv kv;
-    for (int rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *k = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (k) cJSON_AddItemToArray(items, k);
-    }
-    zt_cursor_close(cur);
-    int rc = zt_respond_json(req, 200, o);
-    cJSON_Delete(o);
-    return rc;
+    return zt__respond_db_list(req, ((zt_auth *)ud)->keys, NULL, NULL, NULL);
 }
 
 static int h_key_delete(zt_req *req, void *ud)
@@ -1310,7 +1280,7 @@ static int h_key_delete(zt_req *req, void *ud)
     for (rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !found;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *k = cJSON_ParseWithLength(kv.val, kv.vlen);
-        found = k && jstr(k, "id") && strcmp(jstr(k, "id"), id) == 0;
+        found = k && zt__jstr(k, "id") && strcmp(zt__jstr(k, "id"), id) == 0;
         cJSON_Delete(k);
         if (found) rc = zt_cursor_del(cur);
     }
@@ -1328,7 +1298,7 @@ static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u)
     const void *idv;
     size_t idl;
     if (zt_get(t, a->logins, login, strlen(login), &idv, &idl) != ZT_OK) return ZT_ENOTFOUND;
-    *u = get_json(t, a->users, idv, idl);
+    *u = zt__db_get_json(t, a->users, idv, idl);
     return *u ? ZT_OK : ZT_EIO;
 }
 
@@ -1354,9 +1324,10 @@ static int cli_users(zt_auth *a, zt_txn *t, FILE *out)
         cJSON *roles = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
         char *r = roles ? cJSON_PrintUnformatted(roles) : NULL;
         if (u)
-            fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", jstr(u, "id"), jstr(u, "login"),
-                    jstr(u, "kind"), jstr(u, "department") ? jstr(u, "department") : "-",
-                    r ? r : "[]", jtrue(u, "disabled") ? " (disabled)" : "", jstr(u, "name"));
+            fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", zt__jstr(u, "id"),
+                    zt__jstr(u, "login"), zt__jstr(u, "kind"),
+                    zt__jstr(u, "department") ? zt__jstr(u, "department") : "-", r ? r : "[]",
+                    jtrue(u, "disabled") ? " (disabled)" : "", zt__jstr(u, "name"));
         cJSON_free(r);
         cJSON_Delete(u);
     }
@@ -1373,8 +1344,8 @@ static int cli_depts(zt_auth *a, zt_txn *t, FILE *out)
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
         if (d)
-            fprintf(out, "%-16s %-16s %s\n", jstr(d, "code"),
-                    jstr(d, "parent") ? jstr(d, "parent") : "-", jstr(d, "name"));
+            fprintf(out, "%-16s %-16s %s\n", zt__jstr(d, "code"),
+                    zt__jstr(d, "parent") ? zt__jstr(d, "parent") : "-", zt__jstr(d, "name"));
         cJSON_Delete(d);
     }
     zt_cursor_close(c);
@@ -1427,8 +1398,8 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
             cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
             cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
-            rc = put_json(t, a->users, jstr(u, "id"), 26, u);
-            if (rc == ZT_OK) rc = revoke_all(a, t, jstr(u, "id"));
+            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            if (rc == ZT_OK) rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK)
                 fprintf(out, "%s: one-time password: %s (every session ended)\n", argv[2], pw);
         }
@@ -1449,8 +1420,9 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             else
                 cJSON_ReplaceItemInObjectCaseSensitive(
                     u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
-            rc = put_json(t, a->users, jstr(u, "id"), 26, u);
-            if (rc == ZT_OK && strcmp(verb, "disable") == 0) rc = revoke_all(a, t, jstr(u, "id"));
+            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            if (rc == ZT_OK && strcmp(verb, "disable") == 0)
+                rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
         }
     } else if (strcmp(what, "dept") == 0 && strcmp(verb, "add") == 0) {
@@ -1474,28 +1446,18 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         cJSON_AddStringToObject(d, "code", argv[2]);
         cJSON_AddStringToObject(d, "name", argv[3]);
         cJSON_AddStringToObject(d, "parent", parent);
-        rc = put_json(t, a->depts, argv[2], strlen(argv[2]), d);
+        rc = zt__db_put_json(t, a->depts, argv[2], strlen(argv[2]), d);
         cJSON_Delete(d);
         if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
         NEED(5, "key add NAME PLUGIN ROLE");
-        unsigned char raw[32], hash[32];
-        randombytes_buf(raw, sizeof raw);
-        char key[4 + ZT__B64URL_LEN(32)], id[27];
-        memcpy(key, KEY_PREFIX, 4);
-        zt__b64url_encode(key + 4, raw, sizeof raw);
-        token_hash(key, strlen(key), hash);
-        zt_id(id);
-        cJSON *k = cJSON_CreateObject();
-        cJSON_AddStringToObject(k, "id", id);
-        cJSON_AddStringToObject(k, "name", argv[2]);
-        cJSON_AddStringToObject(k, "plugin", argv[3]);
-        cJSON_AddStringToObject(k, "role", argv[4]);
-        cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
-        rc = put_json(t, a->keys, hash, 32, k);
-        cJSON_Delete(k);
+        char key[4 + ZT__B64URL_LEN(32)];
+        cJSON *k = NULL;
+        rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
         if (rc == ZT_OK)
-            fprintf(out, "key %s for plugin %s, role %s:\n%s\n", id, argv[3], argv[4], key);
+            fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
+                    argv[4], key);
+        cJSON_Delete(k);
         sodium_memzero(key, sizeof key);
     } else {
         snprintf(err, errlen,
@@ -1583,7 +1545,7 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "code", "root");
     cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
-    rc = put_json(t, a->depts, "root", 4, d);
+    rc = zt__db_put_json(t, a->depts, "root", 4, d);
     cJSON_Delete(d);
     cJSON *roles = cJSON_CreateArray();
     cJSON_AddItemToArray(roles, cJSON_CreateString("admin"));
@@ -1598,13 +1560,15 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the first account: %s", zt_strerror(rc));
         return rc;
     }
-    fprintf(stderr,
+    /* On stdout, not in the log (stderr): a password has no place in log files. */
+    fprintf(stdout,
             "\n  First start: created the account 'admin' with the one-time password\n"
             "      %s\n"
             "  Sign in (POST /auth/login) and set your own (POST /auth/password).\n\n",
             pw);
+    fflush(stdout);
     zt__log(ZT_LOG_WARN, NULL, NULL,
-            "first start: created account 'admin' (one-time password printed on stderr)");
+            "first start: created account 'admin' (one-time password printed on stdout)");
     sodium_memzero(pw, sizeof pw);
     return ZT_OK;
 }

@@ -66,6 +66,15 @@ int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf
 int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
 void zt__buf_free(zt_buf *b);
 
+/* JSON records in the store (the core's own databases hold JSON values). */
+cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
+int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j);
+const char *zt__jstr(const cJSON *o, const char *k); /* a string member, or NULL */
+/* Answer 200 {"items": [every record of db]} (in key order), those keep() accepts (NULL:
+ * all), each without its member `strip` (NULL: none). */
+int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, void *arg),
+                        void *arg, const char *strip);
+
 /* ---- log.c --------------------------------------------------------------------- */
 
 extern int zt__log_level;

@@ -104,7 +104,6 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         req->used_batch = true;
         batch_add(srv, req);
     }
-    if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
 
@@ -148,7 +147,6 @@ void zt__server_handle(zt_server *srv, zt_req *req)
                 zt__problem(req, 404, "not-found", NULL, "there is nothing at %s", req->path);
         }
     }
-    if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
 
