@@ -1117,48 +1117,44 @@ def main():
     if not os.access(zhengtong_bin(opts.build), os.X_OK):
         raise BenchError("no daemon at %s: build it first" % zhengtong_bin(opts.build))
 
-    if opts.profile is not None:
-        which = [x for x in opts.profile.split(",") if x]
-        bad = set(which) - {"c", "lua", "read", "writes"}
-        if bad or not which:
-            ap.error("--profile takes a comma list of c, lua, read, writes")
-        profile(opts.build, opts, which)
-        return 0
-    if opts.callgrind is not None:
-        which = [x for x in opts.callgrind.split(",") if x]
-        bad = set(which) - {"c", "lua", "read", "writes"}
-        if bad or not which:
-            ap.error("--callgrind takes a comma list of c, lua, read, writes")
-        callgrind(opts.build, opts, which)
+    for flag, run in (("profile", profile), ("callgrind", callgrind)):
+        arg = getattr(opts, flag)
+        if arg is None:
+            continue
+        which = [x for x in arg.split(",") if x]
+        if not which or set(which) - {"c", "lua", "read", "writes"}:
+            ap.error("--%s takes a comma list of c, lua, read, writes" % flag)
+        run(opts.build, opts, which)
         return 0
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load0 = loadavg()
     info = dict(machine=machine(), versions=versions(opts.build), commit=git_commit())
     results = []
-    zt = ngx = ngx_lua = None
+    zt = None
     if only & {"c", "lua", "read", "writes"}:
         zt = start_zhengtong(opts.build)
         expect(zt, "GET", "/hello", json_object)
-    if "c" in only:
-        ngx = start_nginx(lua=False)
-        expect(ngx, "GET", "/hello", body_equals(NGINX_BODY))
-        results.append(bench_pair(
-            "c", "Tiny C route vs nginx `return 200`",
-            Target("zhengtong GET /hello (C plugin)", zt, "/hello", opts.conns),
-            Target("nginx `return 200` (one worker)", ngx, "/hello", opts.conns),
-            1.0, opts, None))
+    # The two routes measured against nginx: (key, title, zhengtong's path and label and
+    # expected body, nginx with Lua or not, its path and label and expected body).
+    peers = (
+        ("c", "Tiny C route vs nginx `return 200`",
+         "/hello", "zhengtong GET /hello (C plugin)", json_object,
+         False, "/hello", "nginx `return 200` (one worker)", body_equals(NGINX_BODY)),
+        ("lua", "Tiny Lua route vs nginx `content_by_lua_block`",
+         "/bench/lua", "zhengtong GET /bench/lua (Lua plugin)", json_equals({"ok": True}),
+         True, "/lua", "nginx + Lua module `ngx.say` (one worker)",
+         body_equals(NGINX_LUA_BODY)),
+    )
+    for key, title, zpath, zlabel, zcheck, lua, npath, nlabel, ncheck in peers:
+        if key not in only:
+            continue
+        ngx = start_nginx(lua=lua)
+        expect(zt, "GET", zpath, zcheck)
+        expect(ngx, "GET", npath, ncheck)
+        results.append(bench_pair(key, title, Target(zlabel, zt, zpath, opts.conns),
+                                  Target(nlabel, ngx, npath, opts.conns), 1.0, opts, None))
         ngx.stop()
-    if "lua" in only:
-        ngx_lua = start_nginx(lua=True)
-        expect(zt, "GET", "/bench/lua", json_equals({"ok": True}))
-        expect(ngx_lua, "GET", "/lua", body_equals(NGINX_LUA_BODY))
-        results.append(bench_pair(
-            "lua", "Tiny Lua route vs nginx `content_by_lua_block`",
-            Target("zhengtong GET /bench/lua (Lua plugin)", zt, "/bench/lua", opts.conns),
-            Target("nginx + Lua module `ngx.say` (one worker)", ngx_lua, "/lua", opts.conns),
-            1.0, opts, None))
-        ngx_lua.stop()
     if "read" in only or "writes" in only:
         # The counter record must exist for the read to find it; the write must change it.
         token = sign_in(zt)
