@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -154,6 +155,19 @@ class Server:
             % (self.name, path, timeout, last, self.log_tail())
         )
 
+    def cpu_seconds(self):
+        """User + system CPU time of the server and its children (nginx's worker)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in [self.proc.pid] + children(self.proc.pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / tick
+
     def stop(self, timeout=10.0):
         """SIGTERM the session, wait, then SIGKILL whatever is left. The exit code."""
         if self.proc is None:
@@ -177,6 +191,19 @@ class Server:
         _live.discard(self)
         _save_state()
         return rc
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
 
 
 def kill_all():
@@ -455,14 +482,17 @@ def wrk(url, conns, duration, script=None, env=None):
     argv.append(url)
     if CLIENT_CPU is not None:
         argv = ["taskset", "-c", str(CLIENT_CPU)] + argv
+    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     p = subprocess.run(
         argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=_client_child,
         env=dict(os.environ, **(env or {})),
     )
+    ru1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     out = p.stdout
     if p.returncode != 0:
         raise BenchError("%s failed (%d):\n%s%s" % (" ".join(argv), p.returncode, out, p.stderr))
-    r = {"raw": out}
+    r = {"raw": out, "client_cpu": (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
+         / (t1 - t0)}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:
         raise BenchError("wrk printed no Requests/sec:\n" + out)
@@ -506,7 +536,9 @@ class Target:
 
     def run(self, duration, keep=True):
         self.server.check_alive()
+        cpu0, t0 = self.server.cpu_seconds(), time.monotonic()
         r = wrk(self.url, self.conns, duration, self.script, self.env)
+        r["cpu"] = (self.server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
         self.server.check_alive()
         if keep:
             self.runs.append(r)
@@ -856,6 +888,11 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
              "back, so they share whatever else the machine did then)."
              % (opts.conns, opts.duration, opts.warmup, opts.rounds,
                 "" if opts.rounds == 1 else "s"))
+    L.append("- *Server CPU*, *wrk CPU*: the user + system CPU time of the server (for nginx, "
+             "master and worker) and of wrk during a run, over the run's wall time; 100 % is a "
+             "whole core. Over loopback each side's kernel also does some of the other's TCP "
+             "work. When wrk is near 100 % and the server is not, the client limits the run and "
+             "a ratio near 1 says less than it seems.")
     L.append("- Before measuring, each target answered one request with a 200 and the expected "
              "body; a run with any non-2xx answer or socket error fails the suite.")
     L.append("- zhengtong runs from a temp config: its own port and data folder (under /tmp, "
@@ -866,16 +903,18 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
         L.append("## %d. %s" % (i, r["title"]))
         L.append("")
         per_commit = r.get("per_commit")
-        head = "| target | requests/s | p50 latency | p99 latency | rounds (req/s) |"
-        sep = "| --- | ---: | ---: | ---: | --- |"
+        head = ("| target | requests/s | p50 latency | p99 latency | server CPU | wrk CPU | "
+                "rounds (req/s) |")
+        sep = "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
         if per_commit:
             head += " writes per commit |"
             sep += " ---: |"
         L.append(head)
         L.append(sep)
         for t in r["targets"]:
-            row = "| %s | %.0f | %.3f ms | %.3f ms | %s |" % (
-                t.label, t.median("rps"), t.median("p50"), t.median("p99"), fmt_rounds(t))
+            row = "| %s | %.0f | %.3f ms | %.3f ms | %.0f %% | %.0f %% | %s |" % (
+                t.label, t.median("rps"), t.median("p50"), t.median("p99"),
+                100 * t.median("cpu"), 100 * t.median("client_cpu"), fmt_rounds(t))
             if per_commit:
                 row += " %s |" % ", ".join("%.1f" % x for x in t.extra)
             L.append(row)
