@@ -269,6 +269,7 @@ struct zt_req {
     zt_arena arena;
     uint64_t t_start_ns; /* uv_hrtime at first byte */
     char id[27];
+    char client[46]; /* the peer's address as text, filled at accept */
 
     /* parsed */
     const char *method; /* static string */
@@ -287,6 +288,7 @@ struct zt_req {
     /* the handling */
     zt_txn *txn;
     bool used_batch; /* its answer waits for the batch commit */
+    bool async;      /* work is running off the loop (zt_work); the answer comes later */
 
     /* the response */
     bool responded;
@@ -307,6 +309,12 @@ void zt__http_stop_accepting(zt_server *srv);
 /* Send every ready response of every connection, in request order (called after the
  * batch commit, once per loop iteration). */
 void zt__http_flush(zt_server *srv);
+/* Close every connection now, whatever it is doing (the end of a shutdown whose grace
+ * period ran out); requests not answered are dropped (zt__server_done with status 0). */
+void zt__http_close_all(zt_server *srv);
+/* A request answered later than from zt__server_handle (an asynchronous handler): mark
+ * its connection for the next zt__http_flush. */
+void zt__http_ready(zt_req *req);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
@@ -332,12 +340,24 @@ struct zt_server {
     zt_metrics *metrics;
     uint64_t started_ns;
     bool stopping;
-    bool check_only; /* `zhengtong check`: init without serving */
+    uint64_t stop_began_ms;
     uv_check_t commit_check;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
-    void *http; /* http.c's state: listeners, connection list */
+    void *http;                  /* http.c's state: listeners, connection list */
+    char route_error[ZT_ERRLEN]; /* set by zt_route_add on a conflict: start refused */
+    zt_req **batch_reqs;         /* requests whose answers wait for the batch commit */
+    size_t nbatch, capbatch;
 };
+
+/* Open the store in data_dir, declare the built-in routes, load and init the plugins.
+ * srv->loop must be set. On failure, err says why; call zt__server_close either way. */
+int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen);
+/* Listen on every configured address, handle SIGINT/SIGTERM, start the commit check.
+ * Then uv_run(srv->loop) serves until a signal has stopped everything. */
+int zt__server_listen(zt_server *srv, char *err, size_t errlen);
+/* fini the plugins (reverse order), close the store, free what open made. */
+void zt__server_close(zt_server *srv);
 
 /* http.c calls these. */
 /* After the request line and headers: route the request (fills req->match, route_rc).

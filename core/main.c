@@ -2,14 +2,136 @@
 #include "core.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: zhengtong <command> [-c FILE] [args]\n"
+    "  serve  [-c FILE]        run the node (default config: conf/zhengtong.conf)\n"
+    "  check  [-c FILE]        check the config and start every plugin without serving\n"
+    "  backup [-c FILE] DEST   hot, compacted copy of the data into the new folder DEST\n"
+    "  version                 print the version and the plugin ABI\n";
+
+static int cmd_serve(zt_conf *conf)
+{
+    zt_server srv = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    char err[ZT_ERRLEN] = "";
+    int rc = zt__server_open(&srv, conf, conf->data_dir, err, sizeof err);
+    if (rc == ZT_OK) rc = zt__server_listen(&srv, err, sizeof err);
+    if (rc != ZT_OK) {
+        fprintf(stderr, "zhengtong: %s\n", err[0] ? err : zt_strerror(rc));
+        zt__server_close(&srv);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    zt__log(ZT_LOG_INFO, NULL, NULL, "node %s serving on %s with %zu plugins and %zu routes",
+            conf->node_name, conf->listen[0], srv.nplugins, zt__router_count(srv.router));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    zt__server_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of anything the plugins closed */
+    if (uv_loop_close(&loop) != 0) zt__log(ZT_LOG_WARN, NULL, NULL, "handles left open at exit");
+    zt__log(ZT_LOG_INFO, NULL, NULL, "stopped");
+    return 0;
+}
+
+/* `check` starts every plugin against a scratch store, so it never touches live data. */
+static int cmd_check(zt_conf *conf)
+{
+    char dir[] = "/tmp/zhengtong-check-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("zhengtong check: mkdtemp");
+        return 1;
+    }
+    zt_server srv = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    char err[ZT_ERRLEN] = "";
+    int rc = zt__server_open(&srv, conf, dir, err, sizeof err);
+    size_t nroutes = srv.router ? zt__router_count(srv.router) : 0;
+    size_t nplugins = srv.nplugins;
+    zt__server_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    char path[sizeof dir + 16];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
+    rmdir(dir);
+    if (rc != ZT_OK) {
+        fprintf(stderr, "%s\n", err[0] ? err : zt_strerror(rc));
+        return 1;
+    }
+    printf("%s: OK: node %s, %zu plugins, %zu routes\n", conf->file, conf->node_name, nplugins,
+           nroutes);
+    return 0;
+}
+
+static int cmd_backup(zt_conf *conf, const char *dest)
+{
+    char err[ZT_ERRLEN] = "";
+    int rc = zt__store_backup(conf->data_dir, dest, err, sizeof err);
+    if (rc != ZT_OK) {
+        fprintf(stderr, "zhengtong backup: %s\n", err[0] ? err : zt_strerror(rc));
+        return 1;
+    }
+    printf("backed up %s to %s\n", conf->data_dir, dest);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("zhengtong %s (plugin ABI %d)\n", ZT_VERSION, ZT_ABI_VERSION);
         return 0;
     }
-    fprintf(stderr, "usage: zhengtong serve|check|backup|version [-c FILE]\n");
-    return 2;
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    const char *file = "conf/zhengtong.conf";
+    const char *args[4];
+    int nargs = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else if (argv[i][0] == '-' || nargs == 4) {
+            fprintf(stderr, "zhengtong: unexpected argument '%s'\n%s", argv[i], usage);
+            return 2;
+        } else {
+            args[nargs++] = argv[i];
+        }
+    }
+    bool serve = strcmp(cmd, "serve") == 0, check = strcmp(cmd, "check") == 0,
+         backup = strcmp(cmd, "backup") == 0;
+    if (!serve && !check && !backup) {
+        fprintf(stderr, "zhengtong: unknown command '%s'\n%s", cmd, usage);
+        return 2;
+    }
+    if ((backup && nargs != 1) || (!backup && nargs != 0)) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    zt_conf conf = {0};
+    char err[ZT_ERRLEN] = "";
+    if (zt__conf_load(file, &conf, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "%s\n", err[0] ? err : "cannot read the config");
+        zt__conf_free(&conf);
+        return 1;
+    }
+    zt__log_level = conf.log_level;
+    int rc = serve ? cmd_serve(&conf) : check ? cmd_check(&conf) : cmd_backup(&conf, args[0]);
+    zt__conf_free(&conf);
+    return rc;
 }

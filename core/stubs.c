@@ -34,13 +34,6 @@ W int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *
 W int zt_cursor_del(zt_cursor *c) { return ZT_ERROR; }
 W void zt_cursor_close(zt_cursor *c) {}
 /* router.c */
-W int zt__router_new(zt_router **out) { return ZT_ERROR; }
-W void zt__router_free(zt_router *r) {}
-W int zt__router_add(zt_router *r, zt_plugin *owner, const zt_route *def, char *err, size_t errlen) { return ZT_ERROR; }
-W int zt__router_match(const zt_router *r, const char *method, const char *path, zt_match *m) { return ZT_ENOTFOUND; }
-W size_t zt__router_count(const zt_router *r) { return 0; }
-W const zt__route *zt__router_at(const zt_router *r, size_t i) { return NULL; }
-W int zt_route_add(zt_plugin *p, const zt_route *r) { return ZT_ERROR; }
 /* plugin.c */
 W int zt__plugins_load(zt_server *srv, char *err, size_t errlen) { return ZT_ERROR; }
 W int zt__plugins_init(zt_server *srv, char *err, size_t errlen) { return ZT_ERROR; }
@@ -64,31 +57,9 @@ W size_t zt__lua_memory(const zt_plugin *p) { return 0; }
 W int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen) { return ZT_ERROR; }
 W void zt__http_stop_accepting(zt_server *srv) {}
 W void zt__http_flush(zt_server *srv) {}
+W void zt__http_close_all(zt_server *srv) {}
+W void zt__http_ready(zt_req *req) {}
 W unsigned zt__http_connections(const zt_server *srv) { return 0; }
 W unsigned zt__http_inflight(const zt_server *srv) { return 0; }
 W int zt__static_serve(zt_server *srv, zt_req *req) { return ZT_ENOTFOUND; }
 /* server.c, request API */
-W size_t zt__server_route(zt_server *srv, zt_req *req) { return 0; }
-W void zt__server_handle(zt_server *srv, zt_req *req) {}
-W void zt__server_done(zt_server *srv, zt_req *req) {}
-W void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...) {}
-W int zt__metrics_new(zt_metrics **out, size_t nroutes) { return ZT_ERROR; }
-W void zt__metrics_free(zt_metrics *m) {}
-W void zt__metrics_request(zt_metrics *m, int route_idx, int status, uint64_t ns) {}
-W int zt__metrics_render(zt_server *srv, zt_buf *out) { return ZT_ERROR; }
-W const char *zt_req_method(const zt_req *req) { return req->method; }
-W const char *zt_req_path(const zt_req *req) { return req->path; }
-W const char *zt_req_param(const zt_req *req, const char *name) { return NULL; }
-W const char *zt_req_query(const zt_req *req, const char *name) { return NULL; }
-W const char *zt_req_header(const zt_req *req, const char *name) { return NULL; }
-W const char *zt_req_body(const zt_req *req, size_t *len) { *len = req->body.len; return req->body.data ? req->body.data : ""; }
-W const char *zt_req_id(const zt_req *req) { return req->id; }
-W const char *zt_req_client(const zt_req *req) { return "127.0.0.1"; }
-W int zt_req_json(zt_req *req, cJSON **out) { return ZT_ERROR; }
-W void *zt_req_alloc(zt_req *req, size_t size) { return zt__arena_alloc(&req->arena, size); }
-W char *zt_req_printf(zt_req *req, const char *fmt, ...) { return NULL; }
-W int zt_res_header(zt_req *req, const char *name, const char *value) { return ZT_ERROR; }
-W int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len) { return ZT_ERROR; }
-W int zt_respond_json(zt_req *req, int status, const cJSON *json) { return ZT_ERROR; }
-W int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...) { return ZT_ERROR; }
-W zt_txn *zt_req_txn(zt_req *req) { return NULL; }

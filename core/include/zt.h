@@ -128,6 +128,9 @@ void zt_req_log(zt_req *req, int level, const char *fmt, ...) __attribute__((for
 #define ZT_ROLE_PUBLIC "public" /* anyone, no token */
 #define ZT_ROLE_USER   "user"   /* any signed-in caller */
 
+/* Returned by a handler that called zt_work(): the answer comes from its `done`. */
+#define ZT_ASYNC 1
+
 /* A request handler. It must respond (zt_respond*, zt_problem) before returning ZT_OK.
  * Returning an error code without responding makes the core answer 500 (or 507 for
  * ZT_EFULL, 503 for ZT_EBUSY). Whatever the handler wrote is kept only if it returns
@@ -174,6 +177,16 @@ int zt_req_json(zt_req *req, cJSON **out);
 void *zt_req_alloc(zt_req *req, size_t size);
 /* printf into request memory. */
 char *zt_req_printf(zt_req *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Run fn(arg) on a thread of the worker pool, then done(req, arg) back on the event loop;
+ * the handler returns ZT_ASYNC right after a successful call. Use it for slow CPU work
+ * (password hashing, image processing) so the loop keeps serving. fn must not call any
+ * zt_ function. done answers like a handler (it may use zt_req_txn: a fresh transaction,
+ * since none is held across the wait) and returns ZT_OK or an error code; it is called
+ * even if the client has gone away (its answer is then dropped), so it can free arg.
+ * Errors: ZT_ESTATE (called twice, or after responding), ZT_ENOMEM; then neither fn nor
+ * done is ever called. */
+int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg);
 
 /* ---- responses ----------------------------------------------------------------- */
 

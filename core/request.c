@@ -1,0 +1,274 @@
+/* request.c: the request and response API that handlers use (zt_req_*, zt_respond*). */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *zt_req_method(const zt_req *req)
+{
+    return req->method;
+}
+
+const char *zt_req_path(const zt_req *req)
+{
+    return req->path;
+}
+
+const char *zt_req_param(const zt_req *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < req->match.nparams; i++) {
+        const char *p = req->match.pname[i];
+        if (strncmp(p, name, n) == 0 && (p[n] == 0 || p[n] == '/')) return req->match.pval[i];
+    }
+    return NULL;
+}
+
+const char *zt_req_query(const zt_req *req, const char *name)
+{
+    const char *q = req->query;
+    if (!q) return NULL;
+    size_t nlen = strlen(name);
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        /* Keys are compared decoded, so "a%5Fb" finds "a_b". */
+        char *key = zt_req_alloc((zt_req *)req, klen + 1);
+        if (!key) return NULL;
+        long kl = zt__pct_decode(key, q, klen, true);
+        if (kl == (long)nlen && memcmp(key, name, nlen) == 0) {
+            size_t vlen = eq ? len - klen - 1 : 0;
+            char *val = zt_req_alloc((zt_req *)req, vlen + 1);
+            if (!val) return NULL;
+            if (zt__pct_decode(val, eq ? eq + 1 : q + len, vlen, true) < 0) return NULL;
+            return val;
+        }
+        if (!amp) break;
+        q = amp + 1;
+    }
+    return NULL;
+}
+
+const char *zt_req_header(const zt_req *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->nhdrs; i++)
+        if (req->hdrs[i].nlen == n && strncasecmp(req->hdrs[i].name, name, n) == 0)
+            return req->hdrs[i].value;
+    return NULL;
+}
+
+const char *zt_req_body(const zt_req *req, size_t *len)
+{
+    *len = req->body.len;
+    return req->body.data ? req->body.data : "";
+}
+
+const char *zt_req_id(const zt_req *req)
+{
+    return req->id;
+}
+
+const char *zt_req_client(const zt_req *req)
+{
+    return req->client[0] ? req->client : "unknown";
+}
+
+int zt_req_json(zt_req *req, cJSON **out)
+{
+    if (!req->json) {
+        size_t len;
+        const char *body = zt_req_body(req, &len);
+        const char *end = NULL;
+        req->json = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+        if (!req->json) return ZT_EINVAL;
+        /* Only whitespace may follow the value. */
+        while (end && end < body + len && strchr(" \t\r\n", *end)) end++;
+        if (end != body + len) {
+            cJSON_Delete(req->json);
+            req->json = NULL;
+            return ZT_EINVAL;
+        }
+    }
+    *out = req->json;
+    return ZT_OK;
+}
+
+void *zt_req_alloc(zt_req *req, size_t size)
+{
+    return zt__arena_alloc(&req->arena, size);
+}
+
+char *zt_req_printf(zt_req *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = zt__arena_vprintf(&req->arena, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ---- responses ------------------------------------------------------------------- */
+
+static bool header_text_ok(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\r' || *s == '\n') return false;
+    return true;
+}
+
+int zt_res_header(zt_req *req, const char *name, const char *value)
+{
+    if (!name[0] || !header_text_ok(name) || !header_text_ok(value) || strchr(name, ':'))
+        return ZT_EINVAL;
+    if (zt__buf_printf(&req->res_hdrs, "%s: %s\r\n", name, value)) return ZT_ENOMEM;
+    return ZT_OK;
+}
+
+int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len)
+{
+    if (req->responded) return ZT_ESTATE;
+    if (status < 200 || status > 599) return ZT_EINVAL;
+    char *copy = NULL;
+    if (len) {
+        if (!(copy = malloc(len))) return ZT_ENOMEM;
+        memcpy(copy, body, len);
+    }
+    free(req->res_body);
+    req->res_body = copy;
+    req->res_len = len;
+    req->res_ctype = ctype ? zt__arena_strndup(&req->arena, ctype, strlen(ctype)) : NULL;
+    req->status = status;
+    req->responded = true;
+    return ZT_OK;
+}
+
+int zt_respond_json(zt_req *req, int status, const cJSON *json)
+{
+    if (req->responded) return ZT_ESTATE;
+    char *text = cJSON_PrintUnformatted(json);
+    if (!text) return ZT_ENOMEM;
+    int rc = zt_respond(req, status, "application/json", text, strlen(text));
+    cJSON_free(text);
+    return rc;
+}
+
+static const char *status_title(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        return "Error";
+    }
+}
+
+static int vproblem(zt_req *req, int status, const char *type, const char *title, const char *fmt,
+                    va_list ap)
+{
+    char detail[1024];
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    if (!title) title = status_title(status);
+    zt_buf b = {0};
+    int rc = zt__buf_puts(&b, "{\"type\":\"/problems/");
+    rc |= zt__buf_puts(&b, type);
+    rc |= zt__buf_puts(&b, "\",\"title\":");
+    rc |= zt__buf_json_str(&b, title, strlen(title));
+    rc |= zt__buf_printf(&b, ",\"status\":%d,\"detail\":", status);
+    rc |= zt__buf_json_str(&b, detail, strlen(detail));
+    rc |= zt__buf_puts(&b, ",\"request_id\":\"");
+    rc |= zt__buf_puts(&b, req->id);
+    rc |= zt__buf_puts(&b, "\"}");
+    if (rc) {
+        zt__buf_free(&b);
+        return ZT_ENOMEM;
+    }
+    free(req->res_body);
+    req->res_body = b.data;
+    req->res_len = b.len;
+    req->res_ctype = "application/problem+json";
+    req->status = status;
+    req->responded = true;
+    return ZT_OK;
+}
+
+int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
+{
+    if (req->responded) return ZT_ESTATE;
+    if (status < 400 || status > 599) return ZT_EINVAL;
+    for (const char *t = type; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') || *t == '-')) return ZT_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vproblem(req, status, type, title, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
+{
+    /* The core's own errors replace whatever the handler answered. */
+    zt__buf_free(&req->res_hdrs);
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(req, status, type, title, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- storage --------------------------------------------------------------------- */
+
+zt_txn *zt_req_txn(zt_req *req)
+{
+    if (req->txn) return req->txn;
+    zt_store *s = req->srv->store;
+    bool reading = req->method[0] == 'G' || req->method[0] == 'H';
+    int rc;
+    if (!reading)
+        rc = zt__store_write_begin(s, &req->txn);
+    else if (zt__store_batch_open(s)) /* read what this iteration wrote, answer after it */
+        rc = zt__store_batch_read_begin(s, &req->txn);
+    else
+        rc = zt__store_read_begin(s, &req->txn);
+    if (rc != ZT_OK) {
+        zt_req_log(req, ZT_LOG_ERROR, "storage: cannot begin a transaction: %s", zt_strerror(rc));
+        req->txn = NULL;
+        return NULL;
+    }
+    return req->txn;
+}

@@ -1,0 +1,413 @@
+/* server.c: the node: start-up, request dispatch, group commit, built-in routes, shutdown. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- dispatch -------------------------------------------------------------------- */
+
+size_t zt__server_route(zt_server *srv, zt_req *req)
+{
+    req->route_rc = zt__router_match(srv->router, req->method, req->path, &req->match);
+    if (req->route_rc == ZT_OK) {
+        /* Parameters point into the path; give each its own NUL-terminated copy. */
+        for (unsigned i = 0; i < req->match.nparams; i++) {
+            char *v = zt__arena_strndup(&req->arena, req->match.pval[i], req->match.plen[i]);
+            if (v) req->match.pval[i] = v;
+        }
+        if (req->match.route->body_limit) return req->match.route->body_limit;
+    }
+    return srv->conf->body_bytes;
+}
+
+static int status_for(int rc)
+{
+    switch (rc) {
+    case ZT_EFULL:
+        return 507;
+    case ZT_EBUSY:
+        return 503;
+    case ZT_EIO:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void batch_add(zt_server *srv, zt_req *req)
+{
+    if (srv->nbatch == srv->capbatch) {
+        size_t cap = srv->capbatch ? srv->capbatch * 2 : 64;
+        zt_req **a = realloc(srv->batch_reqs, cap * sizeof(*a));
+        if (!a) {
+            /* Cannot track it: it still waits for the commit (used_batch), but a failed
+             * commit could not rewrite its answer. Refuse it rather than risk a lie. */
+            zt__problem(req, 503, "overloaded", NULL, "the node is out of memory; try again");
+            return;
+        }
+        srv->batch_reqs = a;
+        srv->capbatch = cap;
+    }
+    srv->batch_reqs[srv->nbatch++] = req;
+}
+
+/* After a handler (or its asynchronous continuation) has run: check it answered, end its
+ * transaction (kept only on success), and let the answer go out after the commit. */
+static void complete(zt_server *srv, zt_req *req, int rc)
+{
+    const zt__route *rt = req->match.route;
+    if (rc != ZT_OK && !req->responded) {
+        zt_req_log(req, ZT_LOG_ERROR, "handler of %s %s failed: %s", rt->method, rt->pattern,
+                   zt_strerror(rc));
+        zt__problem(req, status_for(rc), rc == ZT_EFULL ? "storage-full" : "internal-error", NULL,
+                    "the request failed (%s); nothing of it was saved; the log has request id %s",
+                    zt_strerror(rc), req->id);
+    } else if (!req->responded) {
+        zt_req_log(req, ZT_LOG_ERROR, "handler of %s %s returned without responding", rt->method,
+                   rt->pattern);
+        zt__problem(req, 500, "internal-error", NULL,
+                    "the handler gave no answer; nothing of the request was saved");
+        rc = ZT_ERROR;
+    }
+    if (req->txn) {
+        bool in_batch = zt__store_in_batch(req->txn);
+        bool commit = rc == ZT_OK && req->status < 400;
+        int erc = zt__store_end(srv->store, req->txn, commit);
+        req->txn = NULL;
+        if (erc != ZT_OK && commit) {
+            zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
+                       zt_strerror(erc));
+            zt__problem(req, status_for(erc), "storage-failure", NULL,
+                        "the change could not be saved (%s); nothing of it was written",
+                        zt_strerror(erc));
+        } else if (in_batch) {
+            req->used_batch = true;
+            batch_add(srv, req);
+        }
+    }
+    if (srv->stopping) req->close_after = true;
+    req->ready = true;
+}
+
+static void run_handler(zt_server *srv, zt_req *req)
+{
+    const zt__route *rt = req->match.route;
+    int rc = rt->handler(req, rt->ud);
+    if (rc == ZT_ASYNC && req->async) {
+        /* A transaction never spans the wait: whatever it read is stale by then. */
+        if (req->txn) {
+            zt__store_end(srv->store, req->txn, false);
+            req->txn = NULL;
+        }
+        return;
+    }
+    if (rc == ZT_ASYNC) {
+        zt_req_log(req, ZT_LOG_ERROR, "handler returned ZT_ASYNC without zt_work()");
+        rc = ZT_ERROR;
+    }
+    complete(srv, req, rc);
+}
+
+void zt__server_handle(zt_server *srv, zt_req *req)
+{
+    if (!req->responded) {
+        if (req->route_rc == ZT_OK) {
+            run_handler(srv, req);
+            return;
+        } else if (req->route_rc == ZT_EPERM) {
+            zt__problem(req, 405, "method-not-allowed", NULL, "%s is not allowed on %s; use %s",
+                        req->method, req->path, req->match.allow);
+            zt_res_header(req, "Allow", req->match.allow);
+        } else {
+            bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+            int rc = get ? zt__static_serve(srv, req) : ZT_ENOTFOUND;
+            if (rc != ZT_OK && !req->responded)
+                zt__problem(req, 404, "not-found", NULL, "there is nothing at %s", req->path);
+        }
+    }
+    if (srv->stopping) req->close_after = true;
+    req->ready = true;
+}
+
+/* ---- work off the event loop ----------------------------------------------------- */
+
+typedef struct work {
+    uv_work_t w;
+    zt_req *req;
+    void (*fn)(void *arg);
+    int (*done)(zt_req *req, void *arg);
+    void *arg;
+} work;
+
+static void on_work(uv_work_t *w)
+{
+    work *k = w->data;
+    k->fn(k->arg);
+}
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    work *k = w->data;
+    zt_req *req = k->req;
+    zt_server *srv = req->srv;
+    req->async = false;
+    int rc = status == 0 ? k->done(req, k->arg) : ZT_ERROR;
+    free(k);
+    if (rc == ZT_ASYNC) rc = ZT_ERROR; /* one hop off the loop per handler */
+    complete(srv, req, rc);
+    zt__http_ready(req);
+}
+
+int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg)
+{
+    if (req->async || req->responded) return ZT_ESTATE;
+    work *k = calloc(1, sizeof(*k));
+    if (!k) return ZT_ENOMEM;
+    k->w.data = k;
+    k->req = req;
+    k->fn = fn;
+    k->done = done;
+    k->arg = arg;
+    int rc = uv_queue_work(req->srv->loop, &k->w, on_work, on_work_done);
+    if (rc != 0) {
+        free(k);
+        return ZT_ERROR;
+    }
+    req->async = true;
+    return ZT_OK;
+}
+
+void zt__server_done(zt_server *srv, zt_req *req)
+{
+    uint64_t ns = uv_hrtime() - req->t_start_ns;
+    int idx = req->match.route ? (int)req->match.route->idx : -1;
+    zt__metrics_request(srv->metrics, idx, req->status, ns);
+    if (req->used_batch)
+        for (size_t i = 0; i < srv->nbatch; i++)
+            if (srv->batch_reqs[i] == req) srv->batch_reqs[i] = NULL;
+    if (req->status >= 500 || req->status == 0)
+        zt__log(ZT_LOG_WARN, NULL, req->id, "%s %s → %d in %.3f ms", req->method,
+                req->path ? req->path : "?", req->status, (double)ns / 1e6);
+    else if (zt__log_level <= ZT_LOG_DEBUG)
+        zt__log(ZT_LOG_DEBUG, NULL, req->id, "%s %s → %d in %.3f ms", req->method,
+                req->path ? req->path : "?", req->status, (double)ns / 1e6);
+}
+
+/* Once per loop iteration, after the I/O callbacks: commit what the iteration wrote, then
+ * send the answers. This is the group commit: one fsync for every request of the batch. */
+static void on_check(uv_check_t *h)
+{
+    zt_server *srv = h->data;
+    if (srv->store && zt__store_batch_open(srv->store)) {
+        int rc = zt__store_batch_commit(srv->store);
+        if (rc != ZT_OK) {
+            zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
+                    zt_strerror(rc), srv->nbatch);
+            for (size_t i = 0; i < srv->nbatch; i++)
+                if (srv->batch_reqs[i])
+                    zt__problem(srv->batch_reqs[i], status_for(rc), "storage-failure", NULL,
+                                "the change could not be saved (%s); nothing of it was written",
+                                zt_strerror(rc));
+        }
+    }
+    srv->nbatch = 0;
+    zt__http_flush(srv);
+}
+
+/* ---- built-in routes ------------------------------------------------------------- */
+
+static const char *state_name(int st)
+{
+    switch (st) {
+    case ZT_PSTATE_LOADED:
+        return "loaded";
+    case ZT_PSTATE_RUNNING:
+        return "running";
+    case ZT_PSTATE_FAILED:
+        return "failed";
+    default:
+        return "stopped";
+    }
+}
+
+static int h_healthz(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    cJSON *o = cJSON_CreateObject();
+    bool ok = !srv->stopping;
+    cJSON_AddStringToObject(o, "node", srv->conf->node_name);
+    cJSON_AddStringToObject(o, "region_code", srv->conf->region_code);
+    cJSON_AddStringToObject(o, "version", ZT_VERSION);
+    cJSON_AddNumberToObject(o, "uptime_seconds", (double)(uv_hrtime() - srv->started_ns) / 1e9);
+    cJSON *ps = cJSON_AddArrayToObject(o, "plugins");
+    for (size_t i = 0; i < srv->nplugins; i++) {
+        zt_plugin *p = srv->plugins[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", p->name);
+        cJSON_AddStringToObject(e, "kind", p->kind == ZT_PLUGIN_C ? "c" : "lua");
+        cJSON_AddStringToObject(e, "version", p->version ? p->version : "");
+        cJSON_AddStringToObject(e, "state", state_name(p->state));
+        cJSON_AddItemToArray(ps, e);
+        if (p->state != ZT_PSTATE_RUNNING) ok = false;
+    }
+    cJSON_AddStringToObject(o, "status", ok ? "ok" : srv->stopping ? "stopping" : "degraded");
+    int rc = zt_respond_json(req, ok ? 200 : 503, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int h_metrics(zt_req *req, void *ud)
+{
+    zt_buf b = {0};
+    int rc = zt__metrics_render(ud, &b);
+    if (rc == ZT_OK)
+        rc = zt_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    zt__buf_free(&b);
+    return rc;
+}
+
+static int h_api(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "node", srv->conf->node_name);
+    cJSON *rs = cJSON_AddArrayToObject(o, "routes");
+    size_t n = zt__router_count(srv->router);
+    for (size_t i = 0; i < n; i++) {
+        const zt__route *rt = zt__router_at(srv->router, i);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "method", rt->method);
+        cJSON_AddStringToObject(e, "path", rt->pattern);
+        cJSON_AddStringToObject(e, "plugin", rt->plugin ? rt->plugin->name : "core");
+        cJSON_AddStringToObject(e, "role", rt->role);
+        cJSON_AddNumberToObject(e, "body_limit",
+                                (double)(rt->body_limit ? rt->body_limit : srv->conf->body_bytes));
+        if (rt->summary) cJSON_AddStringToObject(e, "summary", rt->summary);
+        cJSON_AddItemToArray(rs, e);
+    }
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int add_builtin(zt_server *srv, const char *path, zt_handler h, const char *summary,
+                       char *err, size_t errlen)
+{
+    zt_route r = {.method = "GET",
+                  .path = path,
+                  .handler = h,
+                  .ud = srv,
+                  .role = ZT_ROLE_PUBLIC,
+                  .summary = summary};
+    return zt__router_add(srv->router, NULL, &r, err, errlen);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen)
+{
+    srv->conf = conf;
+    srv->started_ns = uv_hrtime();
+    zt__log_level = conf->log_level;
+    int rc = zt__store_open(&srv->store, data_dir, conf->map_size, err, errlen);
+    if (rc != ZT_OK) return rc;
+    if ((rc = zt__router_new(&srv->router)) != ZT_OK) return rc;
+    if ((rc = add_builtin(srv, "/healthz", h_healthz, "Node and plugin health", err, errlen)) ||
+        (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
+        (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
+        return rc;
+    if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
+    if (srv->route_error[0]) {
+        snprintf(err, errlen, "%s", srv->route_error);
+        return ZT_ECONFLICT;
+    }
+    return zt__metrics_new(&srv->metrics, zt__router_count(srv->router));
+}
+
+static void on_close_free_nothing(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void finish_shutdown(zt_server *srv)
+{
+    zt__http_close_all(srv);
+    /* What the last iteration wrote is committed and answered before the loop ends. */
+    on_check(&srv->commit_check);
+    uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
+    uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
+    uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
+    uv_close((uv_handle_t *)&srv->shutdown_timer, on_close_free_nothing);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    zt_server *srv = t->data;
+    uint64_t waited = uv_now(srv->loop) - srv->stop_began_ms;
+    if (zt__http_connections(srv) == 0) {
+        zt__log(ZT_LOG_INFO, NULL, NULL, "all connections closed; stopping");
+        finish_shutdown(srv);
+    } else if (waited >= srv->conf->shutdown_timeout_ms) {
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "shutdown grace period over: closing %u connections (%u requests unanswered)",
+                zt__http_connections(srv), zt__http_inflight(srv));
+        finish_shutdown(srv);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    zt_server *srv = s->data;
+    if (srv->stopping) {
+        zt__log(ZT_LOG_WARN, NULL, NULL, "second signal: stopping now");
+        uv_timer_stop(&srv->shutdown_timer);
+        finish_shutdown(srv);
+        return;
+    }
+    srv->stopping = true;
+    srv->stop_began_ms = uv_now(srv->loop);
+    zt__log(ZT_LOG_INFO, NULL, NULL, "%s: no new connections; finishing %u requests in flight",
+            signum == SIGINT ? "SIGINT" : "SIGTERM", zt__http_inflight(srv));
+    zt__http_stop_accepting(srv);
+    uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 20);
+}
+
+int zt__server_listen(zt_server *srv, char *err, size_t errlen)
+{
+    uv_check_init(srv->loop, &srv->commit_check);
+    srv->commit_check.data = srv;
+    uv_check_start(&srv->commit_check, on_check);
+    uv_signal_init(srv->loop, &srv->sigint);
+    uv_signal_init(srv->loop, &srv->sigterm);
+    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_timer_init(srv->loop, &srv->shutdown_timer);
+    srv->shutdown_timer.data = srv;
+    for (size_t i = 0; i < srv->conf->nlisten; i++) {
+        int rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
+        if (rc != ZT_OK) {
+            srv->stopping = true;
+            zt__http_stop_accepting(srv);
+            finish_shutdown(srv);
+            uv_run(srv->loop, UV_RUN_DEFAULT);
+            return rc;
+        }
+    }
+    return ZT_OK;
+}
+
+void zt__server_close(zt_server *srv)
+{
+    zt__plugins_fini(srv);
+    zt__plugins_free(srv);
+    zt__metrics_free(srv->metrics);
+    zt__router_free(srv->router);
+    if (srv->store) zt__store_close(srv->store);
+    free(srv->batch_reqs);
+    srv->metrics = NULL;
+    srv->router = NULL;
+    srv->store = NULL;
+}
