@@ -350,9 +350,6 @@ class Limits(NodeTest):
         rs = parse_responses(data)
         self.assertEqual(len(rs), 1, data)
         self.assertProblem(rs[0].status, rs[0].headers, rs[0].body, 408)
-        # a connection that sends nothing at all is closed too
-        with n.rawconn() as c:
-            self.assertTrue(c.closed_by_peer(timeout=8))
         self.assertEqual(n.request("GET", "/hello")[0], 200)
 
     def test_slow_but_steady_headers_still_time_out(self):
