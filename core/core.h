@@ -18,6 +18,9 @@ typedef struct zt_store zt_store;
 typedef struct zt_router zt_router;
 typedef struct zt_conf zt_conf;
 typedef struct zt_lua_host zt_lua_host;
+typedef struct zt_auth zt_auth;
+typedef struct zt_audit zt_audit;
+typedef struct zt_seals zt_seals;
 
 #define ZT_ERRLEN 512
 
@@ -103,6 +106,9 @@ struct zt_conf {
     char *plugin_dir; /* where C plugins (<name>.so) are found */
     char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
     char *web_dir;    /* static files served at / ; NULL: none */
+    char *key_file;   /* the master key (created 0600 on first start); default
+                         <config folder>/keys/master.key: outside data_dir, so that a backup
+                         of the data does not carry the key that opens it */
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
      *            max_connections= } (timeouts in seconds, may be fractional) */
     size_t header_bytes;
@@ -114,6 +120,17 @@ struct zt_conf {
     /* lua = { instructions = per-call budget, memory = bytes per plugin state } */
     uint64_t lua_instructions;
     size_t lua_memory;
+    /* auth = { session_ttl = 28800, idle_timeout = 1800 (s), max_failures = 5,
+     *          lock_seconds = 900, password_ops = 2, password_memory = 67108864 } */
+    int64_t auth_session_ms;
+    int64_t auth_idle_ms;
+    unsigned auth_max_failures;
+    unsigned auth_lock_seconds;
+    unsigned long long auth_pw_ops;
+    size_t auth_pw_mem;
+    /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
+    uint64_t audit_checkpoint_every;
+    uint64_t audit_checkpoint_ms;
     zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */
@@ -152,12 +169,16 @@ int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
 /* A read transaction from a pool (reset/renewed, not reopened). */
 int zt__store_read_begin(zt_store *s, zt_txn **out);
 /* A transaction that may read what the open batch wrote but never writes: a nested
- * transaction of the batch, aborted at its end. Used by reads while a batch is open. */
+ * transaction of the batch, aborted at its end. Used by reads while a batch is open.
+ * With no batch open it is an ordinary pooled read transaction (zt__store_in_batch says
+ * which; ask before zt__store_end, which may free it). */
 int zt__store_batch_read_begin(zt_store *s, zt_txn **out);
 /* A write transaction nested in the current batch (the batch begins if none is open). */
 int zt__store_write_begin(zt_store *s, zt_txn **out);
 /* End any of the above. commit: a nested write is merged into the batch; otherwise it is
- * aborted. Read transactions return to the pool. Open cursors are closed. */
+ * aborted. Read transactions return to the pool. Open cursors are closed. A nested write
+ * in which a write failed is aborted even with commit (its error is returned): merging it
+ * would fail the whole batch. */
 int zt__store_end(zt_store *s, zt_txn *t, bool commit);
 /* 1 if the transaction belongs to the open batch (its request must wait for the commit). */
 bool zt__store_in_batch(const zt_txn *t);
@@ -287,8 +308,15 @@ struct zt_req {
 
     /* the handling */
     zt_txn *txn;
-    bool used_batch; /* its answer waits for the batch commit */
-    bool async;      /* work is running off the loop (zt_work); the answer comes later */
+    bool used_batch;  /* its answer waits for the batch commit */
+    bool async;       /* work is running off the loop (zt_work); the answer comes later */
+    bool waits_batch; /* the core read the open batch for it: answer after the commit */
+    zt_caller *caller;
+    bool must_change_password;
+    unsigned char token_hash[32];
+    int64_t session_last_seen;
+    const char *audit_action; /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
+    const char *audit_object; /* NULL: the path */
 
     /* the response */
     bool responded;
@@ -319,11 +347,128 @@ void zt__http_ready(zt_req *req);
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
 
+/* ---- auth.c -------------------------------------------------------------------- */
+
+/* Open the identity databases, create the first account on first start, declare the
+ * /auth and /admin routes. */
+int zt__auth_open(zt_server *srv, char *err, size_t errlen);
+void zt__auth_close(zt_server *srv);
+/* Before a handler: resolve the bearer token and check the route's role. ZT_OK to go on;
+ * otherwise the request has been answered (401, 403). */
+int zt__auth_check(zt_server *srv, zt_req *req);
+
+/* ---- audit.c ------------------------------------------------------------------- */
+
+typedef struct zt_audit_entry {
+    const char *actor, *actor_login, *plugin, *action, *object, *request_id, *client;
+    int status;
+} zt_audit_entry;
+typedef struct zt_audit_mark {
+    uint64_t seq;
+    unsigned char hash[32];
+} zt_audit_mark;
+typedef struct zt_audit_report {
+    uint64_t records;   /* records that verified */
+    uint64_t first_bad; /* 0 if none */
+    char reason[128];
+    uint64_t last_seq;
+    unsigned char last_hash[32];
+    uint64_t checkpoints; /* signed checkpoints that verified */
+} zt_audit_report;
+
+int zt__audit_open(zt_server *srv, char *err, size_t errlen);
+void zt__audit_close(zt_server *srv);
+int zt__audit_routes(zt_server *srv, char *err, size_t errlen);
+/* Append one record in t (a write transaction of the batch), chained to the pending head. */
+int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e);
+/* The record of a request that changed something (in its own transaction). */
+int zt__audit_request(zt_server *srv, zt_req *req, zt_txn *t);
+/* Before an append whose transaction may still abort: mark, and rewind on abort. */
+void zt__audit_mark(zt_server *srv, zt_audit_mark *m);
+void zt__audit_rewind(zt_server *srv, const zt_audit_mark *m);
+/* After the batch commit: ok → the pending head is the head; otherwise it goes back. */
+void zt__audit_batch_end(zt_server *srv, bool ok);
+uint64_t zt__audit_head(zt_server *srv, unsigned char hash[32]);
+zt_db *zt__audit_db(zt_server *srv);
+/* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
+int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
+/* Then check every signed checkpoint against the log (lowers r->first_bad if need be). */
+int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
+/* Sign the committed head now if it moved (its own batch; not while one is open). */
+int zt__audit_checkpoint(zt_server *srv);
+/* After each batch commit: a checkpoint every audit_checkpoint_every records. */
+void zt__audit_after_commit(zt_server *srv);
+/* Start the interval timer (audit_checkpoint_ms). */
+void zt__audit_start(zt_server *srv);
+
+/* ---- seal.c -------------------------------------------------------------------- */
+
+int zt__seals_open(zt_server *srv, char *err, size_t errlen);
+void zt__seals_close(zt_server *srv);
+/* Check a seal against doc in t. ZT_OK, or ZT_EINVAL / ZT_ENOTFOUND with *why for a
+ * person (ZT_EIO for a damaged key record). */
+int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const cJSON *seal,
+                   const char **why);
+/* Sign with the node's own key (made on first use, kept sealed in _core/meta); its public
+ * key. t must be writable the first time. */
+int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsigned char sig[64]);
+int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32]);
+
 /* ---- static.c ------------------------------------------------------------------ */
 
 /* Serve a file under web_dir for GET/HEAD of path (index.html for folders). Returns
  * ZT_ENOTFOUND if there is no such file (the caller then answers 404). */
 int zt__static_serve(zt_server *srv, zt_req *req);
+
+/* ---- crypto.c (node keys, seal key material, encodings) ----------------------- */
+
+/* The node's keys: a master key from the key file and one sub-key per purpose derived
+ * from it. Held in locked, read-only memory (sodium_malloc); never copied elsewhere. Once
+ * open, the keys never change, so any thread may use them. */
+typedef struct zt_keys zt_keys;
+
+/* Open the master key file at `path`; when there is none, create it: 32 random bytes,
+ * mode 0600, in a folder created 0700 if missing, published atomically (a temporary file,
+ * fsync, link to the final name, fsync of the folder), so processes starting together
+ * all end up with the one key that won. Refused, with the reason and the fix in err:
+ * a file that group or others may access (ZT_EPERM), that is not a regular file or is
+ * not 32 bytes long (ZT_EINVAL); I/O failures are ZT_EIO. Initialises libsodium. */
+int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen);
+/* Wipe and free; NULL is ignored. */
+void zt__keys_close(zt_keys *k);
+/* Derive a key for a purpose of the caller's own: ctx is 8 characters naming it (not one
+ * of crypto.c's: "ztfield_", "ztindex_", "ztseal__"), id a version; 16 <= len <= 64.
+ * The caller keeps the result secret and wipes it (sodium_memzero) when done. */
+int zt__keys_derive(const zt_keys *k, const char ctx[8], uint64_t id, unsigned char *out,
+                    size_t len);
+
+/* Seal (Ed25519) key material. A sealed secret key is, byte by byte:
+ *   version (1) | public key (32) | nonce (24) | XChaCha20-Poly1305(seed) (32 + 16)
+ * encrypted under the seal sub-key, with version and public key as associated data; the
+ * public key can be read from bytes 1..32. It may be stored anywhere (LMDB): without the
+ * key file it reveals nothing. */
+#define ZT__SEALED_SK_BYTES 105
+/* Make a key pair. *sealed_len: in, the room in sealed_sk (at least ZT__SEALED_SK_BYTES);
+ * out, the bytes written. ZT_ETOOBIG if the room is short. The secret key exists in clear
+ * only in locked memory inside this call. */
+int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, size_t *sealed_len);
+/* Sign msg with a sealed secret key (decrypted into locked memory, wiped before return).
+ * ZT_EINVAL if the sealed key is malformed, tampered with, or sealed under another
+ * master key. */
+int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
+                  size_t len, unsigned char sig[64]);
+
+/* Hex (lower case) and base64url (RFC 4648 section 5, no padding), in constant time
+ * (they carry tokens and keys). Encoders write a NUL-terminated string into `out`, which
+ * holds 2*len+1 or ZT__B64URL_LEN(len) bytes. Decoders read exactly slen characters
+ * (upper- or lower-case hex; the base64url alphabet without padding, whitespace or
+ * stray bits) into out, which holds cap bytes, and set *outlen: ZT_EINVAL for anything
+ * else, ZT_ETOOBIG when cap is short. */
+#define ZT__B64URL_LEN(n) ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0) + 1)
+void zt__hex(char *out, const void *bin, size_t len);
+int zt__hex_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen);
+void zt__b64url_encode(char *out, const void *bin, size_t len);
+int zt__b64url_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen);
 
 /* ---- server.c ------------------------------------------------------------------ */
 
@@ -337,7 +482,12 @@ struct zt_server {
     zt_plugin **plugins; /* in dependency (init) order */
     size_t nplugins;
     zt_lua_host *lua;
+    struct zt_keys *keys; /* the node's keys (crypto.c); plugins reach them through srv */
     zt_metrics *metrics;
+    zt_auth *auth;
+    zt_audit *audit;
+    zt_seals *seals;
+    bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;
     uint64_t stop_began_ms;

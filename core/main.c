@@ -51,6 +51,7 @@ static int cmd_check(zt_conf *conf)
     uv_loop_t loop;
     uv_loop_init(&loop);
     srv.loop = &loop;
+    srv.check_only = true;
     char err[ZT_ERRLEN] = "";
     int rc = zt__server_open(&srv, conf, dir, err, sizeof err);
     size_t nroutes = srv.router ? zt__router_count(srv.router) : 0;

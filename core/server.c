@@ -70,11 +70,29 @@ static void complete(zt_server *srv, zt_req *req, int rc)
                     "the handler gave no answer; nothing of the request was saved");
         rc = ZT_ERROR;
     }
+    bool commit = rc == ZT_OK && req->status < 400;
+    bool reading = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    zt_audit_mark mark;
+    zt__audit_mark(srv, &mark);
+    if (commit && !reading) {
+        /* A change and its audit record commit together, or neither does. */
+        zt_txn *t = zt_req_txn(req);
+        int arc = t ? zt__audit_request(srv, req, t) : ZT_EIO;
+        if (arc != ZT_OK) {
+            zt__audit_rewind(srv, &mark);
+            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record the change: %s", zt_strerror(arc));
+            zt__problem(req, status_for(arc), "storage-failure", NULL,
+                        "the change could not be recorded in the audit log (%s); nothing of "
+                        "it was written",
+                        zt_strerror(arc));
+            commit = false;
+        }
+    }
     if (req->txn) {
         bool in_batch = zt__store_in_batch(req->txn);
-        bool commit = rc == ZT_OK && req->status < 400;
         int erc = zt__store_end(srv->store, req->txn, commit);
         req->txn = NULL;
+        if (erc != ZT_OK || !commit) zt__audit_rewind(srv, &mark);
         if (erc != ZT_OK && commit) {
             zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
                        zt_strerror(erc));
@@ -86,6 +104,10 @@ static void complete(zt_server *srv, zt_req *req, int rc)
             batch_add(srv, req);
         }
     }
+    if (req->waits_batch && !req->used_batch) {
+        req->used_batch = true;
+        batch_add(srv, req);
+    }
     if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
@@ -93,6 +115,10 @@ static void complete(zt_server *srv, zt_req *req, int rc)
 static void run_handler(zt_server *srv, zt_req *req)
 {
     const zt__route *rt = req->match.route;
+    if (zt__auth_check(srv, req) != ZT_OK) {
+        complete(srv, req, ZT_OK);
+        return;
+    }
     int rc = rt->handler(req, rt->ud);
     if (rc == ZT_ASYNC && req->async) {
         /* A transaction never spans the wait: whatever it read is stale by then. */
@@ -201,6 +227,8 @@ static void on_check(uv_check_t *h)
     zt_server *srv = h->data;
     if (srv->store && zt__store_batch_open(srv->store)) {
         int rc = zt__store_batch_commit(srv->store);
+        zt__audit_batch_end(srv, rc == ZT_OK);
+        if (rc == ZT_OK) zt__audit_after_commit(srv);
         if (rc != ZT_OK) {
             zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
                     zt_strerror(rc), srv->nbatch);
@@ -291,6 +319,35 @@ static int h_api(zt_req *req, void *ud)
     return rc;
 }
 
+/* Tests move the clock (token expiry, deadlines) through this route, which exists only
+ * when the environment variable ZT_TEST_CLOCK is set: never in production. */
+static int h_test_clock(zt_req *req, void *ud)
+{
+    cJSON *j, *adv;
+    if (zt_req_json(req, &j) != ZT_OK ||
+        !cJSON_IsNumber(adv = cJSON_GetObjectItemCaseSensitive(j, "offset_ms")))
+        return zt_problem(req, 400, "invalid-json", NULL, "send {\"offset_ms\": N}");
+    zt__clock_set_offset_ms((int64_t)adv->valuedouble);
+    zt__log(ZT_LOG_WARN, NULL, req->id, "test clock: offset now %lld ms",
+            (long long)adv->valuedouble);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "now", (double)zt_now_ms());
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int add_test_clock(zt_server *srv, char *err, size_t errlen)
+{
+    zt_route r = {.method = "POST",
+                  .path = "/_test/clock",
+                  .handler = h_test_clock,
+                  .role = ZT_ROLE_PUBLIC,
+                  .summary = "TEST MODE: move the clock"};
+    zt__log(ZT_LOG_WARN, NULL, NULL, "ZT_TEST_CLOCK is set: the clock can be moved over HTTP");
+    return zt__router_add(srv->router, NULL, &r, err, errlen);
+}
+
 static int add_builtin(zt_server *srv, const char *path, zt_handler h, const char *summary,
                        char *err, size_t errlen)
 {
@@ -317,6 +374,20 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||
         (rc = add_builtin(srv, "/api", h_api, "Every route, its plugin and role", err, errlen)))
         return rc;
+    char scratch_key[4096];
+    const char *key_file = conf->key_file;
+    if (srv->check_only || !key_file) { /* check never creates the live key */
+        snprintf(scratch_key, sizeof scratch_key, "%s/master.key", data_dir);
+        key_file = scratch_key;
+    }
+    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
+    if (!conf->audit_checkpoint_every) conf->audit_checkpoint_every = 1000;
+    if (!conf->audit_checkpoint_ms) conf->audit_checkpoint_ms = 300 * 1000;
+    if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
+    if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {
@@ -336,6 +407,7 @@ static void finish_shutdown(zt_server *srv)
     zt__http_close_all(srv);
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
+    zt__audit_checkpoint(srv);
     uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
@@ -376,6 +448,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
+    zt__audit_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
@@ -403,9 +476,14 @@ void zt__server_close(zt_server *srv)
 {
     zt__plugins_fini(srv);
     zt__plugins_free(srv);
+    zt__auth_close(srv);
+    zt__audit_close(srv);
+    zt__seals_close(srv);
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);
+    if (srv->keys) zt__keys_close(srv->keys);
+    srv->keys = NULL;
     free(srv->batch_reqs);
     srv->metrics = NULL;
     srv->router = NULL;

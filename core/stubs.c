@@ -63,3 +63,4 @@ W unsigned zt__http_connections(const zt_server *srv) { return 0; }
 W unsigned zt__http_inflight(const zt_server *srv) { return 0; }
 W int zt__static_serve(zt_server *srv, zt_req *req) { return ZT_ENOTFOUND; }
 /* server.c, request API */
+

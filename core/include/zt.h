@@ -264,10 +264,46 @@ int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out);
 /* Move the cursor and read where it lands. `key` is read only for ZT_GE. ZT_ENOTFOUND
  * when there is no such key (past either end). */
 int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *out);
+/* On a new cursor ZT_NEXT reads the first key and ZT_PREV the last. A move that finds
+ * nothing leaves the cursor where it was (ZT_GE past the end leaves it after the last key,
+ * so ZT_PREV then reads the last). A transaction holds at most 256 cursors (ZT_EBUSY). */
 /* Delete the key under the cursor; the cursor then stands before the next key
- * (ZT_NEXT reads it). ZT_EREADONLY in a read transaction. */
+ * (ZT_NEXT reads it; ZT_CURRENT is then ZT_ENOTFOUND). ZT_EREADONLY in a read
+ * transaction. */
 int zt_cursor_del(zt_cursor *c);
 void zt_cursor_close(zt_cursor *c);
+
+/* ---- identity (统一身份认证) ----------------------------------------------------- */
+
+/* Who is calling. The core checks the route's role before the handler runs (no or bad
+ * token → 401, a missing role → 403), so a handler of a non-public route always has a
+ * caller. All strings are owned by the request. */
+typedef struct zt_caller {
+    const char *id;         /* the account's id (a zt_id) */
+    const char *kind;       /* "staff", "citizen" or "enterprise" */
+    const char *login;      /* the login name */
+    const char *name;       /* the person's or enterprise's name */
+    const char *department; /* staff: the department code; NULL otherwise */
+    const char *const *roles;
+    size_t nroles;
+} zt_caller;
+
+/* The caller, or NULL on a public route called without a (valid) token. */
+const zt_caller *zt_req_caller(zt_req *req);
+/* 1 if the caller holds the role. */
+int zt_caller_has_role(const zt_caller *c, const char *role);
+/* 1 if department code `dept` is the caller's department or below it in the department
+ * tree (county → bureau → section): the scope of what a staff member may see. 0 for
+ * callers with no department and for unknown codes. Reads the request's transaction. */
+int zt_req_in_scope(zt_req *req, const char *dept);
+
+/* ---- audit --------------------------------------------------------------------- */
+
+/* Every successful request other than GET/HEAD is recorded in the audit log, in the same
+ * transaction as its change: actor, plugin, action, object, request id, client address,
+ * chained by hash. By default the action is "<METHOD> <route pattern>" and the object
+ * the path; a handler names them better with this (copied). */
+void zt_audit_note(zt_req *req, const char *action, const char *object);
 
 /* ---- time and ids -------------------------------------------------------------- */
 
@@ -278,6 +314,98 @@ int64_t zt_now_ms(void);
  * 80 bits from a per-node random start and a counter), NUL-terminated into out[27]. Ids
  * made later in the same node sort after earlier ones, byte by byte. */
 void zt_id(char out[27]);
+
+/* ---- crypto and personal data ------------------------------------------------- */
+
+/*
+ * Personal data (citizen ID numbers, phone numbers, addresses, ...) is never stored in
+ * clear. A plugin encrypts each such field with zt_field_encrypt before zt_put, and
+ * decrypts it after zt_get; to find a record by such a value, it also stores a blind index
+ * (zt_field_index) as a key that points to the record. Keys come from the node's key file:
+ * a plugin never sees them, and each plugin and field has its own binding, so a value
+ * copied from one field or plugin into another does not decrypt there.
+ *
+ * Unlike the rest of this header, the functions of this section keep no state of their
+ * own and may be called from any thread, once the node has started (from init on).
+ */
+
+/* Bytes zt_field_encrypt adds to a value: a version byte, a 24-byte random nonce and a
+ * 16-byte authentication tag. */
+#define ZT_FIELD_OVERHEAD 41
+
+/* Encrypt `len` bytes of plain for the field named `field` (a non-empty string: the
+ * plugin's own name for the field, e.g. "id_number") of plugin p, with
+ * XChaCha20-Poly1305 under the node's field key. Two encryptions of one value differ.
+ *   out     receives len + ZT_FIELD_OVERHEAD bytes; must not overlap plain
+ *   outlen  in: the room in out; out: the bytes written (or, on ZT_ETOOBIG, needed)
+ * Errors: ZT_EINVAL (no field name), ZT_ETOOBIG (out is short), ZT_ESTATE (the node has
+ * no keys: called before start). */
+int zt_field_encrypt(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                     void *out, size_t *outlen);
+/* Decrypt what zt_field_encrypt wrote for the same plugin and field.
+ *   out     receives len - ZT_FIELD_OVERHEAD bytes; must not overlap cipher
+ *   outlen  in: the room in out; out: the bytes written (or, on ZT_ETOOBIG, needed)
+ * Errors: ZT_EINVAL when the value is not one: too short, altered, encrypted for another
+ * field or plugin, or under another node's key (out then holds nothing of it);
+ * ZT_ETOOBIG, ZT_ESTATE as above. */
+int zt_field_decrypt(const zt_plugin *p, const char *field, const void *cipher, size_t len,
+                     void *out, size_t *outlen);
+
+/* Bytes of a blind index. */
+#define ZT_INDEX_BYTES 32
+/* A blind index of a value: keyed BLAKE2b-256 of the plugin's name, the field's name and
+ * the value, under the node's index key. Equal inputs give equal indexes, on this node,
+ * for as long as its key file lives; the same value in another field or plugin gives an
+ * unrelated index. Without the key file nobody can compute it, so it does not reveal the
+ * value (yet it shows which records share one). Lookup is exact, byte for byte: the caller
+ * normalises first (trim, one letter case; for citizen ID numbers use
+ * zt_citizen_id_canon). Errors: ZT_EINVAL (no field name), ZT_ESTATE. */
+int zt_field_index(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                   unsigned char out[ZT_INDEX_BYTES]);
+
+/* 1 if s is a valid 18-character citizen identity number (公民身份号码, GB 11643-1999):
+ * 17 digits, then the ISO 7064 MOD 11-2 check character (a digit or X; x is accepted),
+ * with a birth date (digits 7-14, YYYYMMDD) that exists, is not before 1800 and is not
+ * after today in Beijing time (by zt_now_ms). 0 otherwise, and for NULL. The address
+ * part is not checked against GB/T 2260; the older 15-digit numbers are not accepted. */
+int zt_valid_citizen_id(const char *s);
+/* Check s as zt_valid_citizen_id does and write its canonical form (upper-case X) to out.
+ * ZT_EINVAL if it is not valid (out is then an empty string). */
+int zt_citizen_id_canon(const char *s, char out[19]);
+/* 1 if s is a valid 18-character unified social credit code (统一社会信用代码,
+ * GB 32100-2015): every character from "0123456789ABCDEFGHJKLMNPQRTUWXY" (upper case; no
+ * I, O, Z, S, V), characters 3-8 (the registering authority's division code) digits, and
+ * the last the check character of the MOD 31 scheme. 0 otherwise, and for NULL. Whether
+ * the code was ever issued is not knowable here. Callers accepting typed input may
+ * upper-case it first. */
+int zt_valid_credit_code(const char *s);
+
+/* Electronic seals (电子印章). Seal a document for department `dept` with its current
+ * Ed25519 key (made on first use; private keys are stored only encrypted under the node's
+ * master key). The seal is a JSON object {v, algorithm, department, key_id, time, digest,
+ * signature} (*seal: new, the caller deletes it) that anyone can check with
+ * POST /seal/verify against the public keys of GET /seal/keys. Inside a writing request
+ * only (ZT_EREADONLY in GET). zt_seal_json seals the canonical form of a JSON value
+ * (zt_json_canonical). Errors: ZT_EINVAL, ZT_EREADONLY, ZT_EIO. */
+int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJSON **seal);
+int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal);
+/* The canonical text of a JSON value, for signing and hashing: no whitespace, object keys
+ * sorted by their UTF-8 bytes, integers (|n| < 2^53) without a fraction, other numbers as
+ * %.17g. *out is malloc'd (free it). ZT_EINVAL for NaN, infinities, duplicate keys, or
+ * nesting deeper than 64. */
+int zt_json_canonical(const cJSON *v, char **out, size_t *len);
+
+/* 0 if sig is a valid Ed25519 signature of msg by the public key pk (an electronic seal:
+ * the core makes seals, anyone can check them); ZT_EINVAL otherwise. */
+int zt_seal_verify(const unsigned char pk[32], const void *msg, size_t len,
+                   const unsigned char sig[64]);
+
+/* Fill buf with len bytes from the system's cryptographic random source. Never fails (a
+ * system without one stops the process rather than hand out guessable bytes). */
+void zt_random(void *buf, size_t len);
+/* BLAKE2b-256 of in (unkeyed: for fingerprints and token hashes, not for secrets that
+ * could be guessed; those get zt_field_index). */
+void zt_hash(const void *in, size_t len, unsigned char out[32]);
 
 #ifdef __cplusplus
 }

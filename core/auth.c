@@ -1,0 +1,1179 @@
+/* auth.c: accounts, departments, sessions, the role check before every handler. */
+#include "core.h"
+
+#include <ctype.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#define TOKEN_PREFIX "zts_"
+#define SID_HEX      16 /* a session's public id: the first 8 bytes of its token hash */
+
+struct zt_auth {
+    zt_server *srv;
+    zt_db *users, *logins, *depts, *sessions, *user_sessions;
+    struct failure *fail[1024]; /* brute-force counters, in memory */
+    size_t nfail;
+};
+
+/* ---- brute force: per account and per client address ----------------------------- */
+
+typedef struct failure {
+    struct failure *next;
+    char key[80];
+    unsigned count;
+    int64_t last_ms;
+} failure;
+
+#define FAIL_WINDOW_MS   (15 * 60 * 1000)
+#define FAIL_MAX_ENTRIES 65536
+
+static failure **fail_slot(zt_auth *a, const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *s = key; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    failure **p = &a->fail[h % (sizeof a->fail / sizeof a->fail[0])];
+    while (*p && strcmp((*p)->key, key) != 0) p = &(*p)->next;
+    return p;
+}
+
+/* Seconds the key must still wait, or 0. Three failures in the window start a backoff
+ * (1, 2, 4 … s); max_failures lock it for lock_seconds. */
+static int64_t fail_wait_s(zt_auth *a, const char *key, int64_t now)
+{
+    failure *f = *fail_slot(a, key);
+    if (!f || now - f->last_ms > FAIL_WINDOW_MS) return 0;
+    const zt_conf *c = a->srv->conf;
+    int64_t until;
+    if (f->count >= c->auth_max_failures)
+        until = f->last_ms + (int64_t)c->auth_lock_seconds * 1000;
+    else if (f->count >= 3)
+        until = f->last_ms + ((int64_t)1000 << (f->count - 3 < 10 ? f->count - 3 : 10));
+    else
+        return 0;
+    return until > now ? (until - now + 999) / 1000 : 0;
+}
+
+static void fail_note(zt_auth *a, const char *key, int64_t now)
+{
+    failure **p = fail_slot(a, key);
+    failure *f = *p;
+    if (!f) {
+        if (a->nfail >= FAIL_MAX_ENTRIES || !(f = calloc(1, sizeof(*f)))) return;
+        snprintf(f->key, sizeof f->key, "%s", key);
+        *p = f;
+        a->nfail++;
+    } else if (now - f->last_ms > FAIL_WINDOW_MS) {
+        f->count = 0;
+    }
+    f->count++;
+    f->last_ms = now;
+}
+
+static void fail_clear(zt_auth *a, const char *key)
+{
+    failure **p = fail_slot(a, key);
+    if (*p) {
+        failure *f = *p;
+        *p = f->next;
+        free(f);
+        a->nfail--;
+    }
+}
+
+/* ---- records --------------------------------------------------------------------- */
+
+static cJSON *get_json(zt_txn *t, zt_db *db, const void *key, size_t klen)
+{
+    const void *v;
+    size_t vlen;
+    if (zt_get(t, db, key, klen, &v, &vlen) != ZT_OK) return NULL;
+    return cJSON_ParseWithLength(v, vlen);
+}
+
+static int put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j)
+{
+    char *text = cJSON_PrintUnformatted(j);
+    if (!text) return ZT_ENOMEM;
+    int rc = zt_put(t, db, key, klen, text, strlen(text));
+    cJSON_free(text);
+    return rc;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static bool jtrue(const cJSON *o, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* The account as others may see it: never the password hash. */
+static cJSON *user_public(const cJSON *u)
+{
+    cJSON *o = cJSON_Duplicate(u, 1);
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "pw");
+    return o;
+}
+
+static bool login_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 3 || n > 64) return false;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || strchr("_.@-", *s)))
+            return false;
+    return true;
+}
+
+/* At least 10 characters and two kinds of letters, digits, others. */
+static const char *password_problem(const char *pw)
+{
+    size_t n = strlen(pw);
+    if (n < 10) return "a password needs at least 10 characters";
+    if (n > 1024) return "a password has at most 1024 characters";
+    int alpha = 0, digit = 0, other = 0;
+    for (const char *s = pw; *s; s++) {
+        if (isalpha((unsigned char)*s))
+            alpha = 1;
+        else if (isdigit((unsigned char)*s))
+            digit = 1;
+        else
+            other = 1;
+    }
+    if (alpha + digit + other < 2)
+        return "a password needs two kinds of characters: letters, digits, others";
+    return NULL;
+}
+
+static int hash_password(const zt_conf *c, const char *pw, char out[crypto_pwhash_STRBYTES])
+{
+    if (crypto_pwhash_str(out, pw, strlen(pw), c->auth_pw_ops, c->auth_pw_mem) != 0)
+        return ZT_ENOMEM;
+    return ZT_OK;
+}
+
+/* A one-time password: 16 characters a person can type. */
+static void random_password(char out[17])
+{
+    static const char alphabet[] = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479";
+    for (int i = 0; i < 16; i++) out[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+    out[16] = 0;
+}
+
+static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *name, const char *kind,
+                       const char *dept, const cJSON *roles, const char *pwhash, bool must_change,
+                       const cJSON *extra, cJSON **out)
+{
+    const void *v;
+    size_t vlen;
+    if (zt_get(t, a->logins, login, strlen(login), &v, &vlen) == ZT_OK) return ZT_EEXIST;
+    char id[27];
+    zt_id(id);
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddStringToObject(u, "id", id);
+    cJSON_AddStringToObject(u, "login", login);
+    cJSON_AddStringToObject(u, "name", name);
+    cJSON_AddStringToObject(u, "kind", kind);
+    if (dept) cJSON_AddStringToObject(u, "department", dept);
+    cJSON_AddItemToObject(u, "roles", roles ? cJSON_Duplicate(roles, 1) : cJSON_CreateArray());
+    cJSON_AddStringToObject(u, "pw", pwhash);
+    cJSON_AddBoolToObject(u, "must_change_password", must_change);
+    cJSON_AddBoolToObject(u, "disabled", false);
+    cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
+    for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
+        cJSON_AddItemToObject(u, e->string, cJSON_Duplicate(e, 1));
+    int rc = put_json(t, a->users, id, 26, u);
+    if (rc == ZT_OK) rc = zt_put(t, a->logins, login, strlen(login), id, 26);
+    if (rc == ZT_OK && out)
+        *out = u;
+    else
+        cJSON_Delete(u);
+    return rc;
+}
+
+/* ---- sessions -------------------------------------------------------------------- */
+
+static void token_hash(const char *token, size_t len, unsigned char out[32])
+{
+    crypto_generichash(out, 32, (const unsigned char *)token, len, NULL, 0);
+}
+
+static void sid_of(const unsigned char hash[32], char out[SID_HEX + 1])
+{
+    sodium_bin2hex(out, SID_HEX + 1, hash, SID_HEX / 2);
+}
+
+/* The user-sessions index key: user id then session id. */
+static size_t us_key(char out[26 + SID_HEX], const char *uid, const char *sid)
+{
+    memcpy(out, uid, 26);
+    memcpy(out + 26, sid, SID_HEX);
+    return 26 + SID_HEX;
+}
+
+static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], const char *uid)
+{
+    char sid[SID_HEX + 1], k[26 + SID_HEX];
+    sid_of(hash, sid);
+    int rc = zt_del(t, a->sessions, hash, 32);
+    if (rc == ZT_OK || rc == ZT_ENOTFOUND) rc = zt_del(t, a->user_sessions, k, us_key(k, uid, sid));
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+/* A transaction for the core's own reads before a handler: it must see the open batch
+ * (a session revoked earlier in this iteration is gone) and then the request waits. */
+static int core_read(zt_server *srv, zt_req *req, zt_txn **t)
+{
+    if (zt__store_batch_open(srv->store)) {
+        int rc = zt__store_batch_read_begin(srv->store, t);
+        if (rc == ZT_OK) req->waits_batch = true;
+        return rc;
+    }
+    return zt__store_read_begin(srv->store, t);
+}
+
+static zt_caller *caller_from(zt_req *req, const cJSON *u)
+{
+    zt_caller *c = zt_req_alloc(req, sizeof(*c));
+    if (!c) return NULL;
+    memset(c, 0, sizeof(*c));
+    zt_arena *ar = &req->arena;
+#define DUP(f, k)                                                                                  \
+    do {                                                                                           \
+        const char *s_ = jstr(u, k);                                                               \
+        c->f = s_ ? zt__arena_strndup(ar, s_, strlen(s_)) : NULL;                                  \
+    } while (0)
+    DUP(id, "id");
+    DUP(kind, "kind");
+    DUP(login, "login");
+    DUP(name, "name");
+    DUP(department, "department");
+#undef DUP
+    const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
+    size_t n = (size_t)cJSON_GetArraySize(roles);
+    const char **rs = zt_req_alloc(req, (n + 1) * sizeof(*rs));
+    if (!rs) return NULL;
+    size_t k = 0;
+    for (const cJSON *r = roles ? roles->child : NULL; r; r = r->next)
+        if (cJSON_IsString(r))
+            rs[k++] = zt__arena_strndup(ar, r->valuestring, strlen(r->valuestring));
+    rs[k] = NULL;
+    c->roles = rs;
+    c->nroles = k;
+    return c;
+}
+
+/* Resolve the bearer token into req->caller. Returns ZT_OK (caller set), ZT_ENOTFOUND (no
+ * token) or an answer already given (ZT_EPERM: 401). */
+static int resolve(zt_server *srv, zt_req *req, bool answer)
+{
+    const char *h = zt_req_header(req, "Authorization");
+    if (!h) return ZT_ENOTFOUND;
+    const char *why = NULL;
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        why = "the Authorization header must be 'Bearer <token>'";
+    } else {
+        const char *tok = h + 7;
+        while (*tok == ' ') tok++;
+        if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0) {
+            why = "the token is not a Zhengtong session token";
+        } else {
+            unsigned char hash[32];
+            token_hash(tok, strlen(tok), hash);
+            zt_txn *t;
+            int rc = core_read(srv, req, &t);
+            if (rc != ZT_OK) {
+                zt__problem(req, 503, "storage-failure", NULL, "cannot read sessions: %s",
+                            zt_strerror(rc));
+                return ZT_EPERM;
+            }
+            cJSON *s = get_json(t, srv->auth->sessions, hash, 32);
+            cJSON *u = NULL;
+            int64_t now = zt_now_ms();
+            if (!s) {
+                why = "the token is unknown, revoked or expired: sign in again";
+            } else if (jnum(s, "expires_at") <= (double)now) {
+                why = "the session has expired: sign in again";
+            } else if ((double)now - jnum(s, "last_seen") > (double)srv->conf->auth_idle_ms) {
+                why = "the session was idle too long: sign in again";
+            } else {
+                const char *uid = jstr(s, "user");
+                u = uid ? get_json(t, srv->auth->users, uid, strlen(uid)) : NULL;
+                if (!u || jtrue(u, "disabled")) {
+                    why = "the account is disabled";
+                } else {
+                    req->caller = caller_from(req, u);
+                    req->must_change_password = jtrue(u, "must_change_password");
+                    memcpy(req->token_hash, hash, 32);
+                    req->session_last_seen = (int64_t)jnum(s, "last_seen");
+                }
+            }
+            cJSON_Delete(u);
+            cJSON_Delete(s);
+            zt__store_end(srv->store, t, false);
+            if (!why) return req->caller ? ZT_OK : ZT_ENOMEM;
+        }
+    }
+    if (!answer) return ZT_ENOTFOUND;
+    zt__problem(req, 401, "unauthenticated", NULL, "%s", why);
+    zt_res_header(req, "WWW-Authenticate", "Bearer realm=\"zhengtong\"");
+    return ZT_EPERM;
+}
+
+/* Idle expiry needs last_seen; writing it on every request would turn reads into
+ * writes, so it is refreshed at most once a minute per session. */
+static void touch_session(zt_server *srv, zt_req *req)
+{
+    int64_t now = zt_now_ms();
+    if (now - req->session_last_seen < 60000) return;
+    zt_txn *t;
+    if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
+    cJSON *s = get_json(t, srv->auth->sessions, req->token_hash, 32);
+    bool ok = false;
+    if (s) {
+        cJSON_ReplaceItemInObjectCaseSensitive(s, "last_seen", cJSON_CreateNumber((double)now));
+        ok = put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
+        cJSON_Delete(s);
+    }
+    zt__store_end(srv->store, t, ok);
+}
+
+int zt__auth_check(zt_server *srv, zt_req *req)
+{
+    const zt__route *rt = req->match.route;
+    bool public = strcmp(rt->role, ZT_ROLE_PUBLIC) == 0;
+    int rc = resolve(srv, req, !public);
+    if (public) return ZT_OK; /* a bad token on a public route is ignored */
+    if (rc == ZT_EPERM) return rc;
+    if (rc != ZT_OK) {
+        zt__problem(req, 401, "unauthenticated", NULL,
+                    "%s %s needs a signed-in caller: send 'Authorization: Bearer <token>' "
+                    "(POST /auth/login gives one)",
+                    rt->method, rt->pattern);
+        zt_res_header(req, "WWW-Authenticate", "Bearer realm=\"zhengtong\"");
+        return ZT_EPERM;
+    }
+    touch_session(srv, req);
+    if (req->must_change_password &&
+        !(rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0)) {
+        zt__problem(req, 403, "password-change-required", NULL,
+                    "this account has a one-time password: set your own with POST "
+                    "/auth/password first");
+        return ZT_EPERM;
+    }
+    if (strcmp(rt->role, ZT_ROLE_USER) != 0 && !zt_caller_has_role(req->caller, rt->role)) {
+        zt__problem(req, 403, "forbidden", NULL, "%s %s needs the role '%s'", rt->method,
+                    rt->pattern, rt->role);
+        return ZT_EPERM;
+    }
+    return ZT_OK;
+}
+
+const zt_caller *zt_req_caller(zt_req *req)
+{
+    return req->caller;
+}
+
+int zt_caller_has_role(const zt_caller *c, const char *role)
+{
+    if (!c) return 0;
+    for (size_t i = 0; i < c->nroles; i++)
+        if (strcmp(c->roles[i], role) == 0) return 1;
+    return 0;
+}
+
+int zt_req_in_scope(zt_req *req, const char *dept)
+{
+    const zt_caller *c = req->caller;
+    if (!c || !c->department || !dept) return 0;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return 0;
+    char code[65];
+    snprintf(code, sizeof code, "%s", dept);
+    for (int depth = 0; depth < 32; depth++) { /* walk up to the root; bounded on cycles */
+        if (strcmp(code, c->department) == 0) return 1;
+        cJSON *d = get_json(t, req->srv->auth->depts, code, strlen(code));
+        const char *parent = d ? jstr(d, "parent") : NULL;
+        if (!parent || !parent[0]) {
+            cJSON_Delete(d);
+            return 0;
+        }
+        snprintf(code, sizeof code, "%s", parent);
+        cJSON_Delete(d);
+    }
+    return 0;
+}
+
+/* ---- HTTP: sign in and out --------------------------------------------------------- */
+
+typedef struct login_work {
+    zt_auth *a;
+    char login[65];
+    char client[46];
+    char hash[crypto_pwhash_STRBYTES];
+    char *password; /* sodium_malloc'd, wiped */
+    char *new_password;
+    char new_hash[crypto_pwhash_STRBYTES];
+    bool known, ok, hashed;
+} login_work;
+
+static void login_work_free(login_work *w)
+{
+    if (w->password) sodium_free(w->password);
+    if (w->new_password) sodium_free(w->new_password);
+    sodium_memzero(w, sizeof(*w));
+    free(w);
+}
+
+static char *secret_dup(const char *s)
+{
+    size_t n = strlen(s);
+    char *p = sodium_malloc(n + 1);
+    if (p) memcpy(p, s, n + 1);
+    return p;
+}
+
+static void login_verify(void *arg)
+{
+    login_work *w = arg;
+    if (!w->known) { /* spend what a verification costs, so timing does not tell */
+        char h[crypto_pwhash_STRBYTES];
+        if (crypto_pwhash_str(h, w->password, strlen(w->password), w->a->srv->conf->auth_pw_ops,
+                              w->a->srv->conf->auth_pw_mem) == 0)
+            sodium_memzero(h, sizeof h);
+        w->ok = false;
+        return;
+    }
+    w->ok = crypto_pwhash_str_verify(w->hash, w->password, strlen(w->password)) == 0;
+    if (w->ok && w->new_password)
+        w->hashed =
+            crypto_pwhash_str(w->new_hash, w->new_password, strlen(w->new_password),
+                              w->a->srv->conf->auth_pw_ops, w->a->srv->conf->auth_pw_mem) == 0;
+}
+
+static int too_many(zt_req *req, int64_t wait)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%lld", (long long)wait);
+    zt__problem(req, 429, "too-many-attempts", NULL,
+                "too many failed sign-ins from this account or address: try again in %lld s",
+                (long long)wait);
+    zt_res_header(req, "Retry-After", s);
+    return ZT_OK;
+}
+
+static int login_done(zt_req *req, void *arg)
+{
+    login_work *w = arg;
+    zt_auth *a = w->a;
+    int64_t now = zt_now_ms();
+    char akey[80], ckey[80];
+    snprintf(akey, sizeof akey, "acct:%s", w->login);
+    snprintf(ckey, sizeof ckey, "addr:%s", w->client);
+    int rc = ZT_OK;
+    if (!w->ok) {
+        fail_note(a, akey, now);
+        fail_note(a, ckey, now);
+        zt_req_log(req, ZT_LOG_WARN, "failed sign-in for '%s' from %s", w->login, w->client);
+        zt_problem(req, 401, "bad-credentials", NULL, "the login or the password is wrong");
+        login_work_free(w);
+        return ZT_OK;
+    }
+    fail_clear(a, akey);
+    zt_txn *t = zt_req_txn(req);
+    const void *idv;
+    size_t idlen;
+    cJSON *u = NULL;
+    if (!t || zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) != ZT_OK ||
+        !(u = get_json(t, a->users, idv, idlen))) {
+        login_work_free(w);
+        return t ? ZT_ENOTFOUND : ZT_EIO;
+    }
+    if (jtrue(u, "disabled")) {
+        zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
+        goto out;
+    }
+    unsigned char raw[32], hash[32];
+    randombytes_buf(raw, sizeof raw);
+    char token[4 + sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    memcpy(token, TOKEN_PREFIX, 4);
+    sodium_bin2base64(token + 4, sizeof token - 4, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    token_hash(token, strlen(token), hash);
+    char sid[SID_HEX + 1], k[26 + SID_HEX];
+    sid_of(hash, sid);
+    const zt_conf *c = a->srv->conf;
+    int64_t expires = now + c->auth_session_ms;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "id", sid);
+    cJSON_AddStringToObject(s, "user", jstr(u, "id"));
+    cJSON_AddNumberToObject(s, "created_at", (double)now);
+    cJSON_AddNumberToObject(s, "last_seen", (double)now);
+    cJSON_AddNumberToObject(s, "expires_at", (double)expires);
+    cJSON_AddStringToObject(s, "client", w->client);
+    rc = put_json(t, a->sessions, hash, 32, s);
+    if (rc == ZT_OK) rc = zt_put(t, a->user_sessions, k, us_key(k, jstr(u, "id"), sid), hash, 32);
+    cJSON_Delete(s);
+    if (rc == ZT_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "token", token);
+        cJSON_AddStringToObject(o, "session", sid);
+        cJSON_AddNumberToObject(o, "expires_at", (double)expires);
+        cJSON_AddItemToObject(o, "user", user_public(u));
+        rc = zt_respond_json(req, 200, o);
+        cJSON_Delete(o);
+    }
+    sodium_memzero(token, sizeof token);
+out:
+    cJSON_Delete(u);
+    login_work_free(w);
+    return rc;
+}
+
+/* Parses {login, password[, new_password]}; answers and returns NULL on bad input. */
+static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
+{
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j)) {
+        zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+        return NULL;
+    }
+    const char *login = jstr(j, "login"), *pw = jstr(j, with_new ? "old_password" : "password");
+    const char *npw = with_new ? jstr(j, "new_password") : NULL;
+    if (with_new) login = req->caller->login;
+    if (!login || !pw || (with_new && !npw)) {
+        zt_problem(req, 422, "invalid-credentials-shape", NULL,
+                   with_new ? "send {\"old_password\": …, \"new_password\": …}"
+                            : "send {\"login\": …, \"password\": …}");
+        return NULL;
+    }
+    if (with_new && password_problem(npw)) {
+        zt_problem(req, 422, "weak-password", NULL, "%s", password_problem(npw));
+        return NULL;
+    }
+    login_work *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    w->a = a;
+    size_t n = strlen(login) < 64 ? strlen(login) : 64;
+    for (size_t i = 0; i < n; i++) w->login[i] = (char)tolower((unsigned char)login[i]);
+    snprintf(w->client, sizeof w->client, "%s", zt_req_client(req));
+    w->password = secret_dup(pw);
+    w->new_password = npw ? secret_dup(npw) : NULL;
+    if (!w->password || (npw && !w->new_password)) {
+        login_work_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
+{
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    const void *idv;
+    size_t idlen;
+    if (zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) == ZT_OK) {
+        cJSON *u = get_json(t, a->users, idv, idlen);
+        const char *h = u ? jstr(u, "pw") : NULL;
+        if (h && strlen(h) < sizeof w->hash) {
+            snprintf(w->hash, sizeof w->hash, "%s", h);
+            w->known = true;
+        }
+        cJSON_Delete(u);
+    }
+    /* The transaction does not span the hashing (zt_work ends it). */
+    return ZT_OK;
+}
+
+static int h_login(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    login_work *w = login_parse(a, req, false);
+    if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
+    int64_t now = zt_now_ms(), wait;
+    char key[80];
+    snprintf(key, sizeof key, "acct:%s", w->login);
+    wait = fail_wait_s(a, key, now);
+    snprintf(key, sizeof key, "addr:%s", w->client);
+    int64_t wait2 = fail_wait_s(a, key, now);
+    if (wait2 > wait) wait = wait2;
+    if (wait > 0) {
+        login_work_free(w);
+        return too_many(req, wait);
+    }
+    int rc = lookup_hash(a, req, w);
+    if (rc == ZT_OK) rc = zt_work(req, login_verify, login_done, w);
+    if (rc != ZT_OK) {
+        login_work_free(w);
+        return rc;
+    }
+    return ZT_ASYNC;
+}
+
+static int password_done(zt_req *req, void *arg)
+{
+    login_work *w = arg;
+    zt_auth *a = w->a;
+    int rc = ZT_OK;
+    if (!w->ok) {
+        char key[80];
+        snprintf(key, sizeof key, "acct:%s", w->login);
+        fail_note(a, key, zt_now_ms());
+        zt_problem(req, 403, "bad-credentials", NULL, "the old password is wrong");
+    } else if (!w->hashed) {
+        rc = ZT_ENOMEM;
+    } else {
+        zt_txn *t = zt_req_txn(req);
+        cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+        if (!u) {
+            rc = ZT_EIO;
+        } else {
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(w->new_hash));
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateFalse());
+            rc = put_json(t, a->users, req->caller->id, 26, u);
+            cJSON_Delete(u);
+            if (rc == ZT_OK) rc = zt_respond(req, 204, NULL, NULL, 0);
+        }
+    }
+    login_work_free(w);
+    return rc;
+}
+
+static int h_password(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    login_work *w = login_parse(a, req, true);
+    if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
+    int rc = lookup_hash(a, req, w);
+    if (rc == ZT_OK) rc = zt_work(req, login_verify, password_done, w);
+    if (rc != ZT_OK) {
+        login_work_free(w);
+        return rc;
+    }
+    return ZT_ASYNC;
+}
+
+static int h_logout(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    int rc = session_delete(a, t, req->token_hash, req->caller->id);
+    return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
+}
+
+static int h_me(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+    if (!u) return ZT_EIO;
+    cJSON *o = user_public(u);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    return rc;
+}
+
+static int h_sessions(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *cur;
+    if (!t || zt_cursor_open(t, a->user_sessions, &cur) != ZT_OK) return ZT_EIO;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    char cur_sid[SID_HEX + 1];
+    sid_of(req->token_hash, cur_sid);
+    zt_kv kv;
+    for (int rc = zt_cursor_seek(cur, ZT_GE, req->caller->id, 26, &kv);
+         rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, req->caller->id, 26) == 0;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *s = get_json(t, a->sessions, kv.val, kv.vlen);
+        if (!s) continue;
+        cJSON_AddBoolToObject(s, "current",
+                              strcmp(jstr(s, "id") ? jstr(s, "id") : "", cur_sid) == 0);
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "user");
+        cJSON_AddItemToArray(items, s);
+    }
+    zt_cursor_close(cur);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int h_session_delete(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *sid = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    char k[26 + SID_HEX];
+    const void *hash;
+    size_t hlen;
+    if (strlen(sid) != SID_HEX ||
+        zt_get(t, a->user_sessions, k, us_key(k, req->caller->id, sid), &hash, &hlen) != ZT_OK ||
+        hlen != 32)
+        return zt_problem(req, 404, "not-found", NULL, "you have no session %s", sid);
+    unsigned char h[32];
+    memcpy(h, hash, 32);
+    int rc = session_delete(a, t, h, req->caller->id);
+    return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
+}
+
+/* ---- HTTP: administration ---------------------------------------------------------- */
+
+static bool roles_ok(const cJSON *roles)
+{
+    if (!cJSON_IsArray(roles)) return false;
+    for (const cJSON *r = roles->child; r; r = r->next) {
+        if (!cJSON_IsString(r) || !r->valuestring[0] || strlen(r->valuestring) > 64) return false;
+        if (strcmp(r->valuestring, ZT_ROLE_PUBLIC) == 0 ||
+            strcmp(r->valuestring, ZT_ROLE_USER) == 0)
+            return false;
+    }
+    return true;
+}
+
+static int h_user_create(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const char *login = jstr(j, "login"), *name = jstr(j, "name"), *dept = jstr(j, "department");
+    const cJSON *roles = cJSON_GetObjectItemCaseSensitive(j, "roles");
+    if (!login || !login_ok(login))
+        return zt_problem(req, 422, "invalid-user", NULL,
+                          "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+    if (!name || !name[0] || strlen(name) > 200)
+        return zt_problem(req, 422, "invalid-user", NULL, "name: 1 to 200 characters");
+    if (roles && !roles_ok(roles))
+        return zt_problem(req, 422, "invalid-user", NULL,
+                          "roles: a list of role names (not 'public' or 'user')");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    const void *v;
+    size_t vlen;
+    if (!dept || zt_get(t, a->depts, dept, strlen(dept), &v, &vlen) != ZT_OK)
+        return zt_problem(req, 422, "invalid-user", NULL,
+                          "department: the code of an existing department (POST "
+                          "/admin/departments creates one)");
+    char pw[17], hash[crypto_pwhash_STRBYTES];
+    random_password(pw);
+    if (hash_password(a->srv->conf, pw, hash) != ZT_OK) return ZT_ENOMEM;
+    cJSON *u = NULL;
+    int rc = create_user(a, t, login, name, "staff", dept, roles, hash, true, NULL, &u);
+    if (rc == ZT_EEXIST)
+        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
+    if (rc != ZT_OK) return rc;
+    cJSON *o = user_public(u);
+    cJSON_AddStringToObject(o, "one_time_password", pw);
+    rc = zt_respond_json(req, 201, o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    sodium_memzero(pw, sizeof pw);
+    return rc;
+}
+
+static int h_user_list(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *cur;
+    if (!t || zt_cursor_open(t, a->users, &cur) != ZT_OK) return ZT_EIO;
+    const char *lim = zt_req_query(req, "limit"), *after = zt_req_query(req, "after");
+    long limit = lim ? strtol(lim, NULL, 10) : 50;
+    if (limit < 1 || limit > 500)
+        return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 500");
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    zt_kv kv;
+    int rc = after ? zt_cursor_seek(cur, ZT_GE, after, strlen(after), &kv)
+                   : zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv);
+    if (rc == ZT_OK && after && kv.klen == strlen(after) && memcmp(kv.key, after, kv.klen) == 0)
+        rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv);
+    long n = 0;
+    char last[27] = "";
+    for (; rc == ZT_OK && n < limit; rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv), n++) {
+        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (!u) continue;
+        cJSON_AddItemToArray(items, user_public(u));
+        cJSON_Delete(u);
+        snprintf(last, sizeof last, "%.*s", (int)kv.klen, (const char *)kv.key);
+    }
+    if (rc == ZT_OK && last[0])
+        cJSON_AddStringToObject(o, "next", last);
+    else
+        cJSON_AddNullToObject(o, "next");
+    zt_cursor_close(cur);
+    rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int h_user_get(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    cJSON *u = get_json(t, a->users, id, strlen(id));
+    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    cJSON *o = user_public(u);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    return rc;
+}
+
+static int revoke_all(zt_auth *a, zt_txn *t, const char *uid)
+{
+    zt_cursor *cur;
+    int rc = zt_cursor_open(t, a->user_sessions, &cur);
+    if (rc != ZT_OK) return rc;
+    zt_kv kv;
+    for (rc = zt_cursor_seek(cur, ZT_GE, uid, 26, &kv);
+         rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, uid, 26) == 0;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        if (kv.vlen == 32 && (rc = zt_del(t, a->sessions, kv.val, 32)) != ZT_OK &&
+            rc != ZT_ENOTFOUND)
+            break;
+        if ((rc = zt_cursor_del(cur)) != ZT_OK) break;
+    }
+    zt_cursor_close(cur);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+static int h_user_patch(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    cJSON *u = get_json(t, a->users, id, strlen(id));
+    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    int rc = ZT_OK;
+    for (const cJSON *e = j->child; e; e = e->next) {
+        const char *k = e->string, *bad = NULL;
+        if (strcmp(k, "name") == 0) {
+            if (!cJSON_IsString(e) || !e->valuestring[0]) bad = "name: a non-empty string";
+        } else if (strcmp(k, "department") == 0) {
+            const void *v;
+            size_t vl;
+            if (!cJSON_IsString(e) ||
+                zt_get(t, a->depts, e->valuestring, strlen(e->valuestring), &v, &vl) != ZT_OK)
+                bad = "department: the code of an existing department";
+        } else if (strcmp(k, "roles") == 0) {
+            if (!roles_ok(e)) bad = "roles: a list of role names";
+        } else if (strcmp(k, "disabled") == 0) {
+            if (!cJSON_IsBool(e)) bad = "disabled: true or false";
+        } else {
+            bad = "only name, department, roles and disabled can be changed";
+        }
+        if (bad) {
+            cJSON_Delete(u);
+            return zt_problem(req, 422, "invalid-user", NULL, "%s", bad);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(u, k);
+        cJSON_AddItemToObject(u, k, cJSON_Duplicate(e, 1));
+    }
+    rc = put_json(t, a->users, id, strlen(id), u);
+    if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
+    if (rc == ZT_OK) {
+        cJSON *o = user_public(u);
+        rc = zt_respond_json(req, 200, o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(u);
+    return rc;
+}
+
+static int h_user_reset(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    cJSON *u = get_json(t, a->users, id, strlen(id));
+    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    char pw[17], hash[crypto_pwhash_STRBYTES];
+    random_password(pw);
+    int rc = hash_password(a->srv->conf, pw, hash);
+    if (rc == ZT_OK) {
+        cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
+        cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+        rc = put_json(t, a->users, id, strlen(id), u);
+    }
+    if (rc == ZT_OK) rc = revoke_all(a, t, id);
+    if (rc == ZT_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "one_time_password", pw);
+        rc = zt_respond_json(req, 200, o);
+        cJSON_Delete(o);
+    }
+    sodium_memzero(pw, sizeof pw);
+    cJSON_Delete(u);
+    return rc;
+}
+
+static int h_user_revoke(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    int rc = revoke_all(a, t, zt_req_param(req, "id"));
+    return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
+}
+
+static int h_dept_list(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *cur;
+    if (!t || zt_cursor_open(t, a->depts, &cur) != ZT_OK) return ZT_EIO;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    zt_kv kv;
+    for (int rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (d) cJSON_AddItemToArray(items, d);
+    }
+    zt_cursor_close(cur);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static bool dept_code_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_') return false;
+    return true;
+}
+
+static int h_dept_create(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const char *code = jstr(j, "code"), *name = jstr(j, "name"), *parent = jstr(j, "parent");
+    if (!code || !dept_code_ok(code))
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "code: 1 to 64 letters, digits, - or _");
+    if (!name || !name[0] || strlen(name) > 200)
+        return zt_problem(req, 422, "invalid-department", NULL, "name: 1 to 200 characters");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    const void *v;
+    size_t vl;
+    if (parent && zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK)
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "parent: '%s' is not an existing department", parent);
+    if (zt_get(t, a->depts, code, strlen(code), &v, &vl) == ZT_OK)
+        return zt_problem(req, 409, "department-exists", NULL, "department %s exists", code);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "code", code);
+    cJSON_AddStringToObject(d, "name", name);
+    if (parent) cJSON_AddStringToObject(d, "parent", parent);
+    int rc = put_json(t, a->depts, code, strlen(code), d);
+    if (rc == ZT_OK) rc = zt_respond_json(req, 201, d);
+    cJSON_Delete(d);
+    return rc;
+}
+
+/* Citizens and enterprises register themselves; they reach only their own data. */
+static int h_register(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const char *kind = jstr(j, "kind"), *login = jstr(j, "login"), *name = jstr(j, "name");
+    const char *pw = jstr(j, "password"), *code = jstr(j, "credit_code");
+    if (!kind || (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0))
+        return zt_problem(req, 422, "invalid-registration", NULL,
+                          "kind: \"citizen\" or \"enterprise\"");
+    if (!login || !login_ok(login))
+        return zt_problem(req, 422, "invalid-registration", NULL,
+                          "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+    if (!name || !name[0] || strlen(name) > 200)
+        return zt_problem(req, 422, "invalid-registration", NULL, "name: 1 to 200 characters");
+    if (!pw || password_problem(pw))
+        return zt_problem(req, 422, "weak-password", NULL, "%s",
+                          pw ? password_problem(pw) : "password: required");
+    cJSON *extra = cJSON_CreateObject();
+    if (strcmp(kind, "enterprise") == 0) {
+        if (!code || !zt_valid_credit_code(code)) {
+            cJSON_Delete(extra);
+            return zt_problem(req, 422, "invalid-credit-code", NULL,
+                              "credit_code: an 18-character unified social credit code with "
+                              "a valid check character (GB 32100-2015)");
+        }
+        cJSON_AddStringToObject(extra, "credit_code", code);
+    }
+    zt_txn *t = zt_req_txn(req);
+    char hash[crypto_pwhash_STRBYTES];
+    int rc = t ? hash_password(a->srv->conf, pw, hash) : ZT_EIO;
+    cJSON *u = NULL;
+    if (rc == ZT_OK) rc = create_user(a, t, login, name, kind, NULL, NULL, hash, false, extra, &u);
+    cJSON_Delete(extra);
+    if (rc == ZT_EEXIST)
+        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
+    if (rc != ZT_OK) return rc;
+    cJSON *o = user_public(u);
+    rc = zt_respond_json(req, 201, o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    return rc;
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static int add(zt_server *srv, const char *method, const char *path, zt_handler h, const char *role,
+               const char *summary, char *err, size_t errlen)
+{
+    zt_route r = {.method = method,
+                  .path = path,
+                  .handler = h,
+                  .ud = srv->auth,
+                  .role = role,
+                  .body_limit = 16384,
+                  .summary = summary};
+    return zt__router_add(srv->router, NULL, &r, err, errlen);
+}
+
+/* The first start creates the department "root" and the account "admin" with a one-time
+ * password, printed once. */
+static int bootstrap(zt_auth *a, char *err, size_t errlen)
+{
+    zt_store *st = a->srv->store;
+    zt_txn *t;
+    int rc = zt__store_read_begin(st, &t);
+    if (rc != ZT_OK) return rc;
+    zt_cursor *cur;
+    zt_kv kv;
+    bool empty = zt_cursor_open(t, a->users, &cur) == ZT_OK &&
+                 zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) == ZT_ENOTFOUND;
+    zt__store_end(st, t, false);
+    if (!empty) return ZT_OK;
+    char pw[17], hash[crypto_pwhash_STRBYTES];
+    random_password(pw);
+    if ((rc = hash_password(a->srv->conf, pw, hash)) != ZT_OK) return rc;
+    if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "code", "root");
+    cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
+    rc = put_json(t, a->depts, "root", 4, d);
+    cJSON_Delete(d);
+    cJSON *roles = cJSON_CreateArray();
+    cJSON_AddItemToArray(roles, cJSON_CreateString("admin"));
+    if (rc == ZT_OK)
+        rc = create_user(a, t, "admin", "Administrator", "staff", "root", roles, hash, true, NULL,
+                         NULL);
+    cJSON_Delete(roles);
+    int erc = zt__store_end(st, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    if (rc == ZT_OK) rc = zt__store_batch_commit(st);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot create the first account: %s", zt_strerror(rc));
+        return rc;
+    }
+    fprintf(stderr,
+            "\n  First start: created the account 'admin' with the one-time password\n"
+            "      %s\n"
+            "  Sign in (POST /auth/login) and set your own (POST /auth/password).\n\n",
+            pw);
+    zt__log(ZT_LOG_WARN, NULL, NULL,
+            "first start: created account 'admin' (one-time password printed on stderr)");
+    sodium_memzero(pw, sizeof pw);
+    return ZT_OK;
+}
+
+int zt__auth_open(zt_server *srv, char *err, size_t errlen)
+{
+    zt_conf *c = srv->conf; /* defaults until the config reader knows the auth table */
+    if (!c->auth_session_ms) c->auth_session_ms = 8 * 3600 * 1000;
+    if (!c->auth_idle_ms) c->auth_idle_ms = 30 * 60 * 1000;
+    if (!c->auth_max_failures) c->auth_max_failures = 5;
+    if (!c->auth_lock_seconds) c->auth_lock_seconds = 900;
+    if (!c->auth_pw_ops) c->auth_pw_ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    if (!c->auth_pw_mem) c->auth_pw_mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return ZT_ERROR;
+    }
+    zt_auth *a = calloc(1, sizeof(*a));
+    if (!a) return ZT_ENOMEM;
+    a->srv = srv;
+    srv->auth = a;
+    int rc;
+    if ((rc = zt__store_db(srv->store, "_core", "users", &a->users)) ||
+        (rc = zt__store_db(srv->store, "_core", "logins", &a->logins)) ||
+        (rc = zt__store_db(srv->store, "_core", "departments", &a->depts)) ||
+        (rc = zt__store_db(srv->store, "_core", "sessions", &a->sessions)) ||
+        (rc = zt__store_db(srv->store, "_core", "user_sessions", &a->user_sessions))) {
+        snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
+        return rc;
+    }
+    if (!srv->check_only && (rc = bootstrap(a, err, errlen)) != ZT_OK) return rc;
+    const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
+    if ((rc =
+             add(srv, "POST", "/auth/login", h_login, P, "Sign in: a bearer token", err, errlen)) ||
+        (rc = add(srv, "POST", "/auth/logout", h_logout, U, "End this session", err, errlen)) ||
+        (rc = add(srv, "POST", "/auth/password", h_password, U, "Change your password", err,
+                  errlen)) ||
+        (rc = add(srv, "POST", "/auth/register", h_register, P,
+                  "Register as a citizen or an enterprise", err, errlen)) ||
+        (rc = add(srv, "GET", "/auth/me", h_me, U, "Your account", err, errlen)) ||
+        (rc = add(srv, "GET", "/auth/sessions", h_sessions, U, "Your sessions", err, errlen)) ||
+        (rc = add(srv, "DELETE", "/auth/sessions/:id", h_session_delete, U,
+                  "End one of your sessions", err, errlen)) ||
+        (rc = add(srv, "GET", "/admin/users", h_user_list, A, "Accounts", err, errlen)) ||
+        (rc = add(srv, "POST", "/admin/users", h_user_create, A, "Create a staff account", err,
+                  errlen)) ||
+        (rc = add(srv, "GET", "/admin/users/:id", h_user_get, A, "An account", err, errlen)) ||
+        (rc = add(srv, "PATCH", "/admin/users/:id", h_user_patch, A,
+                  "Change name, department, roles, disabled", err, errlen)) ||
+        (rc = add(srv, "POST", "/admin/users/:id/password", h_user_reset, A,
+                  "Reset to a one-time password", err, errlen)) ||
+        (rc = add(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke, A,
+                  "Revoke every session of an account", err, errlen)) ||
+        (rc = add(srv, "GET", "/admin/departments", h_dept_list, A, "Departments", err, errlen)) ||
+        (rc = add(srv, "POST", "/admin/departments", h_dept_create, A, "Create a department", err,
+                  errlen)))
+        return rc;
+    return ZT_OK;
+}
+
+void zt__auth_close(zt_server *srv)
+{
+    zt_auth *a = srv->auth;
+    if (!a) return;
+    for (size_t i = 0; i < sizeof a->fail / sizeof a->fail[0]; i++)
+        for (failure *f = a->fail[i], *n; f; f = n) {
+            n = f->next;
+            free(f);
+        }
+    free(a);
+    srv->auth = NULL;
+}

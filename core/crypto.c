@@ -1,0 +1,547 @@
+/* crypto.c: the node's keys, personal-data fields, blind indexes, ID validators, seal keys. */
+#include "core.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#define KEY_BYTES     32
+#define FIELD_VERSION 1
+#define SEAL_VERSION  1
+#define NONCE_BYTES   crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_BYTES     crypto_aead_xchacha20poly1305_ietf_ABYTES
+
+/* Sub-key contexts are part of the data at rest: changing one loses every value under it. */
+#define CTX_FIELD "ztfield_"
+#define CTX_INDEX "ztindex_"
+#define CTX_SEAL  "ztseal__"
+#define SUBKEY_ID 1
+
+_Static_assert(ZT_FIELD_OVERHEAD == 1 + NONCE_BYTES + TAG_BYTES, "ZT_FIELD_OVERHEAD");
+_Static_assert(ZT__SEALED_SK_BYTES ==
+                   1 + crypto_sign_PUBLICKEYBYTES + NONCE_BYTES + crypto_sign_SEEDBYTES + TAG_BYTES,
+               "ZT__SEALED_SK_BYTES");
+_Static_assert(ZT_INDEX_BYTES == crypto_generichash_BYTES, "ZT_INDEX_BYTES");
+_Static_assert(KEY_BYTES == crypto_kdf_KEYBYTES && KEY_BYTES == crypto_generichash_KEYBYTES &&
+                   KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
+               "key sizes");
+_Static_assert(sizeof CTX_FIELD - 1 == crypto_kdf_CONTEXTBYTES, "context size");
+
+struct zt_keys {
+    unsigned char master[KEY_BYTES];
+    unsigned char field[KEY_BYTES];
+    unsigned char index[KEY_BYTES];
+    unsigned char seal[KEY_BYTES];
+};
+
+static atomic_bool sodium_ready;
+
+/* sodium_init is itself idempotent and thread-safe; the flag only spares its lock. */
+static int crypto_init(void)
+{
+    if (atomic_load_explicit(&sodium_ready, memory_order_acquire)) return ZT_OK;
+    if (sodium_init() < 0) return ZT_ERROR;
+    atomic_store_explicit(&sodium_ready, true, memory_order_release);
+    return ZT_OK;
+}
+
+/* ---- the key file ---------------------------------------------------------------- */
+
+static int errno_code(int e)
+{
+    return e == ENOMEM ? ZT_ENOMEM : ZT_EIO;
+}
+
+/* ZT_ENOTFOUND (no message) when there is no file: the caller then creates one. */
+static int read_key(const char *path, unsigned char key[KEY_BYTES], char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ENOENT) return ZT_ENOTFOUND;
+        snprintf(err, errlen, "key file %s: cannot open: %s", path, strerror(errno));
+        return errno_code(errno);
+    }
+    int rc = ZT_OK;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        rc = ZT_EIO;
+    } else if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "key file %s is not a regular file", path);
+        rc = ZT_EINVAL;
+    } else if (st.st_mode & 077) {
+        snprintf(err, errlen,
+                 "key file %s may be accessed by group or others (mode %04o): it holds the "
+                 "node's master key; run `chmod 600 %s` and check that no one copied it",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        rc = ZT_EPERM;
+    } else if (st.st_size != KEY_BYTES) {
+        snprintf(err, errlen,
+                 "key file %s has %lld bytes, not %d: it is not a Zhengtong key file (or it "
+                 "was damaged: restore it from the backup; a new key cannot read old data)",
+                 path, (long long)st.st_size, KEY_BYTES);
+        rc = ZT_EINVAL;
+    }
+    for (size_t got = 0; rc == ZT_OK && got < KEY_BYTES;) {
+        ssize_t n = read(fd, key + got, KEY_BYTES - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "key file %s: cannot read: %s", path,
+                     n < 0 ? strerror(errno) : "it became shorter");
+            rc = ZT_EIO;
+        } else {
+            got += (size_t)n;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/* The folder part of path ("." when there is none), in a malloc'd string. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* mkdir -p, each folder it makes private to the node's user. */
+static int make_dirs(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return ZT_OK;
+        snprintf(err, errlen, "key folder %s is not a folder", dir);
+        return ZT_EINVAL;
+    }
+    char *parent = dir_of(dir);
+    if (!parent) return ZT_ENOMEM;
+    int rc = strcmp(parent, dir) == 0 ? ZT_OK : make_dirs(parent, err, errlen);
+    free(parent);
+    if (rc == ZT_OK && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create key folder %s: %s", dir, strerror(errno));
+        rc = errno_code(errno);
+    }
+    return rc;
+}
+
+static int fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "key folder %s: cannot sync: %s", dir, strerror(errno));
+        if (fd >= 0) close(fd);
+        return ZT_EIO;
+    }
+    close(fd);
+    return ZT_OK;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Publish a new random key at path. link(), unlike rename(), never replaces a file: when
+ * another process published its key first, that one is read back and ours is dropped. */
+static int create_key(const char *path, unsigned char key[KEY_BYTES], char *err, size_t errlen)
+{
+    char *dir = dir_of(path);
+    char *tmp = malloc(strlen(path) + sizeof ".tmp.XXXXXX");
+    int rc = dir && tmp ? make_dirs(dir, err, errlen) : ZT_ENOMEM;
+    if (rc != ZT_OK) goto out;
+    strcpy(tmp, path);
+    strcat(tmp, ".tmp.XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create key file %s: %s", tmp, strerror(errno));
+        rc = errno_code(errno);
+        goto out;
+    }
+    randombytes_buf(key, KEY_BYTES);
+    if (fchmod(fd, 0600) != 0 || write_all(fd, key, KEY_BYTES) != 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
+        rc = ZT_EIO;
+    }
+    if (close(fd) != 0 && rc == ZT_OK) {
+        snprintf(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
+        rc = ZT_EIO;
+    }
+    if (rc == ZT_OK && link(tmp, path) != 0) {
+        if (errno == EEXIST) {
+            rc = ZT_EEXIST;
+        } else {
+            snprintf(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+            rc = errno_code(errno);
+        }
+    }
+    unlink(tmp);
+    if (rc == ZT_EEXIST) {
+        sodium_memzero(key, KEY_BYTES);
+        rc = read_key(path, key, err, errlen);
+        if (rc == ZT_ENOTFOUND) {
+            snprintf(err, errlen, "key file %s vanished while it was being created", path);
+            rc = ZT_EIO;
+        }
+    } else if (rc == ZT_OK) {
+        rc = fsync_dir(dir, err, errlen);
+    }
+out:
+    free(dir);
+    free(tmp);
+    return rc;
+}
+
+int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (errlen) err[0] = 0;
+    if (crypto_init() != ZT_OK) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return ZT_ERROR;
+    }
+    zt_keys *k = sodium_malloc(sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "key file %s: out of locked memory", path);
+        return ZT_ENOMEM;
+    }
+    int rc = read_key(path, k->master, err, errlen);
+    if (rc == ZT_ENOTFOUND) rc = create_key(path, k->master, err, errlen);
+    if (rc == ZT_OK &&
+        (crypto_kdf_derive_from_key(k->field, KEY_BYTES, SUBKEY_ID, CTX_FIELD, k->master) != 0 ||
+         crypto_kdf_derive_from_key(k->index, KEY_BYTES, SUBKEY_ID, CTX_INDEX, k->master) != 0 ||
+         crypto_kdf_derive_from_key(k->seal, KEY_BYTES, SUBKEY_ID, CTX_SEAL, k->master) != 0)) {
+        snprintf(err, errlen, "key file %s: cannot derive the sub-keys", path);
+        rc = ZT_ERROR;
+    }
+    if (rc != ZT_OK) {
+        sodium_free(k);
+        return rc;
+    }
+    /* A stray write into the keys faults at once instead of silently changing them. */
+    sodium_mprotect_readonly(k);
+    *out = k;
+    return ZT_OK;
+}
+
+void zt__keys_close(zt_keys *k)
+{
+    if (k) sodium_free(k); /* wipes */
+}
+
+int zt__keys_derive(const zt_keys *k, const char ctx[8], uint64_t id, unsigned char *out,
+                    size_t len)
+{
+    if (!k || len < crypto_kdf_BYTES_MIN || len > crypto_kdf_BYTES_MAX) return ZT_EINVAL;
+    return crypto_kdf_derive_from_key(out, len, id, ctx, k->master) == 0 ? ZT_OK : ZT_ERROR;
+}
+
+/* ---- fields and blind indexes ---------------------------------------------------- */
+
+static const zt_keys *plugin_keys(const zt_plugin *p)
+{
+    return p && p->srv ? p->srv->keys : NULL;
+}
+
+/* Names are NUL-terminated in the hash input so that ("ab", "c") and ("a", "bc") differ. */
+static void hash_names(crypto_generichash_state *st, const char *plugin, const char *field)
+{
+    crypto_generichash_update(st, (const unsigned char *)plugin, strlen(plugin) + 1);
+    crypto_generichash_update(st, (const unsigned char *)field, strlen(field) + 1);
+}
+
+/* The associated data: binds a value to its format version, plugin and field. */
+static void field_ad(unsigned char ad[32], unsigned char version, const char *plugin,
+                     const char *field)
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, &version, 1);
+    hash_names(&st, plugin, field);
+    crypto_generichash_final(&st, ad, 32);
+}
+
+static int field_check(const zt_plugin *p, const char *field, const zt_keys **k)
+{
+    if (!field || !field[0] || !p || !p->name) return ZT_EINVAL;
+    *k = plugin_keys(p);
+    return *k ? ZT_OK : ZT_ESTATE;
+}
+
+int zt_field_encrypt(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                     void *out, size_t *outlen)
+{
+    const zt_keys *k;
+    int rc = field_check(p, field, &k);
+    if (rc != ZT_OK) return rc;
+    if (len > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX ||
+        len > SIZE_MAX - ZT_FIELD_OVERHEAD)
+        return ZT_ETOOBIG;
+    size_t need = len + ZT_FIELD_OVERHEAD;
+    if (*outlen < need) {
+        *outlen = need;
+        return ZT_ETOOBIG;
+    }
+    unsigned char *o = out, ad[32];
+    o[0] = FIELD_VERSION;
+    randombytes_buf(o + 1, NONCE_BYTES);
+    field_ad(ad, FIELD_VERSION, p->name, field);
+    unsigned long long clen;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(o + 1 + NONCE_BYTES, &clen, plain, len, ad,
+                                               sizeof ad, NULL, o + 1, k->field);
+    assert(clen == len + TAG_BYTES);
+    *outlen = need;
+    return ZT_OK;
+}
+
+int zt_field_decrypt(const zt_plugin *p, const char *field, const void *cipher, size_t len,
+                     void *out, size_t *outlen)
+{
+    const zt_keys *k;
+    int rc = field_check(p, field, &k);
+    if (rc != ZT_OK) return rc;
+    const unsigned char *c = cipher;
+    if (len < ZT_FIELD_OVERHEAD || c[0] != FIELD_VERSION) return ZT_EINVAL;
+    size_t need = len - ZT_FIELD_OVERHEAD;
+    if (*outlen < need) {
+        *outlen = need;
+        return ZT_ETOOBIG;
+    }
+    unsigned char ad[32];
+    field_ad(ad, c[0], p->name, field);
+    unsigned long long mlen;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL, c + 1 + NONCE_BYTES,
+                                                   len - 1 - NONCE_BYTES, ad, sizeof ad, c + 1,
+                                                   k->field) != 0)
+        return ZT_EINVAL;
+    assert(mlen == need);
+    *outlen = need;
+    return ZT_OK;
+}
+
+int zt_field_index(const zt_plugin *p, const char *field, const void *plain, size_t len,
+                   unsigned char out[ZT_INDEX_BYTES])
+{
+    const zt_keys *k;
+    int rc = field_check(p, field, &k);
+    if (rc != ZT_OK) return rc;
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, k->index, KEY_BYTES, ZT_INDEX_BYTES);
+    hash_names(&st, p->name, field);
+    crypto_generichash_update(&st, plain, len);
+    crypto_generichash_final(&st, out, ZT_INDEX_BYTES);
+    sodium_memzero(&st, sizeof st); /* it holds the keyed state */
+    return ZT_OK;
+}
+
+/* ---- validators ------------------------------------------------------------------ */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool leap_year(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Today as YYYYMMDD in China Standard Time (UTC+8, no daylight saving): the dates in
+ * ID numbers are Beijing dates, whatever the server's time zone. */
+static long today_beijing(void)
+{
+    time_t t = (time_t)(zt_now_ms() / 1000 + 8 * 3600);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) return 0;
+    return (tm.tm_year + 1900L) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+}
+
+static bool birth_date_ok(const char *d)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    long v = 0;
+    for (int i = 0; i < 8; i++) v = v * 10 + (d[i] - '0');
+    int y = (int)(v / 10000), m = (int)(v / 100 % 100), day = (int)(v % 100);
+    if (y < 1800 || m < 1 || m > 12 || day < 1) return false;
+    int last = mdays[m - 1] + (m == 2 && leap_year(y));
+    return day <= last && v <= today_beijing();
+}
+
+int zt_valid_citizen_id(const char *s)
+{
+    static const int weight[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+    static const char check[] = "10X98765432";
+    if (!s || strlen(s) != 18) return 0;
+    int sum = 0;
+    for (int i = 0; i < 17; i++) {
+        if (!is_digit(s[i])) return 0;
+        sum += (s[i] - '0') * weight[i];
+    }
+    char last = s[17] == 'x' ? 'X' : s[17];
+    if (last != check[sum % 11]) return 0;
+    return birth_date_ok(s + 6);
+}
+
+int zt_citizen_id_canon(const char *s, char out[19])
+{
+    out[0] = 0;
+    if (!zt_valid_citizen_id(s)) return ZT_EINVAL;
+    memcpy(out, s, 19);
+    if (out[17] == 'x') out[17] = 'X';
+    return ZT_OK;
+}
+
+/* The value of a character of the credit code alphabet, -1 for any other. */
+static int credit_value(char c)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    const char *at = c ? strchr(alphabet, c) : NULL;
+    return at ? (int)(at - alphabet) : -1;
+}
+
+int zt_valid_credit_code(const char *s)
+{
+    static const int weight[17] = {1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28};
+    if (!s || strlen(s) != 18) return 0;
+    int sum = 0;
+    for (int i = 0; i < 17; i++) {
+        int v = credit_value(s[i]);
+        if (v < 0 || (i >= 2 && i < 8 && !is_digit(s[i]))) return 0;
+        sum += v * weight[i];
+    }
+    return credit_value(s[17]) == (31 - sum % 31) % 31;
+}
+
+/* ---- seal keys ------------------------------------------------------------------- */
+
+enum { SEAL_PK = 1, SEAL_NONCE = SEAL_PK + crypto_sign_PUBLICKEYBYTES };
+enum { SEAL_CT = SEAL_NONCE + NONCE_BYTES };
+
+/* Secrets in clear live only here, in locked memory wiped by sodium_free. */
+typedef struct seal_secret {
+    unsigned char seed[crypto_sign_SEEDBYTES];
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+} seal_secret;
+
+int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, size_t *sealed_len)
+{
+    if (!k) return ZT_ESTATE;
+    if (*sealed_len < ZT__SEALED_SK_BYTES) {
+        *sealed_len = ZT__SEALED_SK_BYTES;
+        return ZT_ETOOBIG;
+    }
+    seal_secret *s = sodium_malloc(sizeof *s);
+    if (!s) return ZT_ENOMEM;
+    randombytes_buf(s->seed, sizeof s->seed);
+    crypto_sign_seed_keypair(pk, s->sk, s->seed);
+    sealed_sk[0] = SEAL_VERSION;
+    memcpy(sealed_sk + SEAL_PK, pk, crypto_sign_PUBLICKEYBYTES);
+    randombytes_buf(sealed_sk + SEAL_NONCE, NONCE_BYTES);
+    unsigned long long clen;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(sealed_sk + SEAL_CT, &clen, s->seed, sizeof s->seed,
+                                               sealed_sk, SEAL_NONCE, NULL, sealed_sk + SEAL_NONCE,
+                                               k->seal);
+    assert(SEAL_CT + clen == ZT__SEALED_SK_BYTES);
+    sodium_free(s);
+    *sealed_len = ZT__SEALED_SK_BYTES;
+    return ZT_OK;
+}
+
+int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
+                  size_t len, unsigned char sig[64])
+{
+    if (!k) return ZT_ESTATE;
+    if (sealed_len != ZT__SEALED_SK_BYTES || sealed_sk[0] != SEAL_VERSION) return ZT_EINVAL;
+    seal_secret *s = sodium_malloc(sizeof *s);
+    if (!s) return ZT_ENOMEM;
+    int rc = ZT_OK;
+    unsigned long long slen;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            s->seed, &slen, NULL, sealed_sk + SEAL_CT, ZT__SEALED_SK_BYTES - SEAL_CT, sealed_sk,
+            SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0) {
+        rc = ZT_EINVAL;
+    } else {
+        crypto_sign_seed_keypair(s->pk, s->sk, s->seed);
+        /* The AEAD binds the stored public key to the seed, so only a bug gets here. */
+        if (sodium_memcmp(s->pk, sealed_sk + SEAL_PK, sizeof s->pk) != 0)
+            rc = ZT_ERROR;
+        else
+            crypto_sign_detached(sig, NULL, msg, len, s->sk);
+    }
+    sodium_free(s);
+    return rc;
+}
+
+int zt_seal_verify(const unsigned char pk[32], const void *msg, size_t len,
+                   const unsigned char sig[64])
+{
+    return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? ZT_OK : ZT_EINVAL;
+}
+
+/* ---- random, hashing, encodings -------------------------------------------------- */
+
+void zt_random(void *buf, size_t len)
+{
+    /* Without libsodium there is no safe randomness to hand out: stop. */
+    if (crypto_init() != ZT_OK) abort();
+    randombytes_buf(buf, len);
+}
+
+void zt_hash(const void *in, size_t len, unsigned char out[32])
+{
+    crypto_generichash(out, 32, in, len, NULL, 0);
+}
+
+void zt__hex(char *out, const void *bin, size_t len)
+{
+    sodium_bin2hex(out, 2 * len + 1, bin, len);
+}
+
+int zt__hex_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen)
+{
+    if (slen % 2) return ZT_EINVAL;
+    if (cap < slen / 2) return ZT_ETOOBIG;
+    const char *end;
+    size_t n;
+    if (sodium_hex2bin(out, cap, s, slen, NULL, &n, &end) != 0 || end != s + slen) return ZT_EINVAL;
+    assert(n == slen / 2);
+    *outlen = n;
+    return ZT_OK;
+}
+
+void zt__b64url_encode(char *out, const void *bin, size_t len)
+{
+    sodium_bin2base64(out, ZT__B64URL_LEN(len), bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int zt__b64url_decode(void *out, size_t cap, const char *s, size_t slen, size_t *outlen)
+{
+    /* Every 4 characters carry 3 bytes; a lone trailing character carries none. */
+    if (slen % 4 == 1) return ZT_EINVAL;
+    if (cap < slen / 4 * 3 + (slen % 4 ? slen % 4 - 1 : 0)) return ZT_ETOOBIG;
+    const char *end;
+    size_t n;
+    if (sodium_base642bin(out, cap, s, slen, NULL, &n, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        end != s + slen)
+        return ZT_EINVAL;
+    *outlen = n;
+    return ZT_OK;
+}

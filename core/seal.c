@@ -1,0 +1,476 @@
+/* seal.c: electronic seals (电子印章): department Ed25519 keys, sealing, verification. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+/*
+ * A seal signs, with the department's current key, the message
+ *     "zhengtong-seal-v1\n" department "\n" key_id "\n" time "\n" hex(BLAKE2b-256(doc))
+ * and is handed out as JSON: {v, algorithm, department, key_id, time, digest, signature}.
+ * Keys rotate: a new key becomes current, the old one is retired at that time and still
+ * verifies the seals it made before.
+ */
+
+struct zt_seals {
+    zt_db *keys; /* key_id → {key_id, department, public_key, sealed, created_at, retired_at} */
+    zt_db *current; /* department → key_id */
+    zt_db *meta;    /* "node_key" → the node's sealed signing key */
+};
+
+static cJSON *get_json(zt_txn *t, zt_db *db, const void *k, size_t kl)
+{
+    const void *v;
+    size_t vl;
+    return zt_get(t, db, k, kl, &v, &vl) == ZT_OK ? cJSON_ParseWithLength(v, vl) : NULL;
+}
+
+static int put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    if (!s) return ZT_ENOMEM;
+    int rc = zt_put(t, db, k, kl, s, strlen(s));
+    cJSON_free(s);
+    return rc;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- canonical JSON -------------------------------------------------------------- */
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static int canon(const cJSON *v, zt_buf *b, int depth)
+{
+    if (depth > 64) return ZT_EINVAL;
+    if (cJSON_IsObject(v)) {
+        size_t n = 0;
+        for (const cJSON *c = v->child; c; c = c->next) n++;
+        const cJSON **kids = malloc((n ? n : 1) * sizeof(*kids));
+        if (!kids) return ZT_ENOMEM;
+        n = 0;
+        for (const cJSON *c = v->child; c; c = c->next) kids[n++] = c;
+        qsort(kids, n, sizeof(*kids), cmp_keys);
+        int rc = zt__buf_puts(b, "{");
+        for (size_t i = 0; i < n && rc == ZT_OK; i++) {
+            if (i && kids[i - 1] && strcmp(kids[i - 1]->string, kids[i]->string) == 0)
+                rc = ZT_EINVAL; /* duplicate keys have no canonical form */
+            if (rc == ZT_OK && i) rc = zt__buf_puts(b, ",");
+            if (rc == ZT_OK) rc = zt__buf_json_str(b, kids[i]->string, strlen(kids[i]->string));
+            if (rc == ZT_OK) rc = zt__buf_puts(b, ":");
+            if (rc == ZT_OK) rc = canon(kids[i], b, depth + 1);
+        }
+        free(kids);
+        return rc ? rc : zt__buf_puts(b, "}");
+    }
+    if (cJSON_IsArray(v)) {
+        int rc = zt__buf_puts(b, "[");
+        for (const cJSON *c = v->child; c && rc == ZT_OK; c = c->next) {
+            if (c != v->child) rc = zt__buf_puts(b, ",");
+            if (rc == ZT_OK) rc = canon(c, b, depth + 1);
+        }
+        return rc ? rc : zt__buf_puts(b, "]");
+    }
+    if (cJSON_IsString(v)) return zt__buf_json_str(b, v->valuestring, strlen(v->valuestring));
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d != d || d - d != 0) return ZT_EINVAL; /* NaN, infinities */
+        if (d == (double)(int64_t)d && d < 9007199254740992.0 && d > -9007199254740992.0)
+            return zt__buf_printf(b, "%lld", (long long)d);
+        return zt__buf_printf(b, "%.17g", d);
+    }
+    if (cJSON_IsTrue(v)) return zt__buf_puts(b, "true");
+    if (cJSON_IsFalse(v)) return zt__buf_puts(b, "false");
+    if (cJSON_IsNull(v)) return zt__buf_puts(b, "null");
+    return ZT_EINVAL;
+}
+
+int zt_json_canonical(const cJSON *v, char **out, size_t *len)
+{
+    zt_buf b = {0};
+    int rc = canon(v, &b, 0);
+    if (rc != ZT_OK || !b.data) {
+        zt__buf_free(&b);
+        return rc ? rc : ZT_ENOMEM;
+    }
+    *out = b.data;
+    *len = b.len;
+    return ZT_OK;
+}
+
+/* ---- keys ------------------------------------------------------------------------ */
+
+static int seal_message(char *out, size_t cap, const char *dept, const char *key_id, int64_t time,
+                        const void *doc, size_t len, char digest_hex[65])
+{
+    unsigned char d[32];
+    crypto_generichash(d, 32, doc, len, NULL, 0);
+    sodium_bin2hex(digest_hex, 65, d, 32);
+    int n = snprintf(out, cap, "zhengtong-seal-v1\n%s\n%s\n%lld\n%s", dept, key_id, (long long)time,
+                     digest_hex);
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+/* A new key for the department; the current one (if any) retires now. */
+static int rotate(zt_server *srv, zt_txn *t, const char *dept, cJSON **out)
+{
+    zt_seals *s = srv->seals;
+    unsigned char pk[32], sealed[ZT__SEALED_SK_BYTES];
+    size_t slen = sizeof sealed;
+    int rc = zt__seal_keygen(srv->keys, pk, sealed, &slen);
+    if (rc != ZT_OK) return rc;
+    int64_t now = zt_now_ms();
+    const void *v;
+    size_t vl;
+    if (zt_get(t, s->current, dept, strlen(dept), &v, &vl) == ZT_OK && vl == 26) {
+        char old_id[27];
+        memcpy(old_id, v, 26);
+        old_id[26] = 0;
+        cJSON *old = get_json(t, s->keys, old_id, 26);
+        if (old) {
+            cJSON_AddNumberToObject(old, "retired_at", (double)now);
+            rc = put_json(t, s->keys, old_id, 26, old);
+            cJSON_Delete(old);
+            if (rc != ZT_OK) return rc;
+        }
+    }
+    char id[27], pkhex[65], sb[ZT__B64URL_LEN(ZT__SEALED_SK_BYTES)];
+    zt_id(id);
+    sodium_bin2hex(pkhex, sizeof pkhex, pk, 32);
+    zt__b64url_encode(sb, sealed, slen);
+    cJSON *k = cJSON_CreateObject();
+    cJSON_AddStringToObject(k, "key_id", id);
+    cJSON_AddStringToObject(k, "department", dept);
+    cJSON_AddStringToObject(k, "algorithm", "Ed25519");
+    cJSON_AddStringToObject(k, "public_key", pkhex);
+    cJSON_AddStringToObject(k, "sealed", sb);
+    cJSON_AddNumberToObject(k, "created_at", (double)now);
+    rc = put_json(t, s->keys, id, 26, k);
+    if (rc == ZT_OK) rc = zt_put(t, s->current, dept, strlen(dept), id, 26);
+    if (rc == ZT_OK && out)
+        *out = k;
+    else
+        cJSON_Delete(k);
+    return rc;
+}
+
+static cJSON *public_key(const cJSON *k)
+{
+    cJSON *o = cJSON_Duplicate(k, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "sealed");
+    return o;
+}
+
+int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJSON **seal)
+{
+    zt_server *srv = req->srv;
+    zt_seals *s = srv->seals;
+    if (!dept || !dept[0] || strlen(dept) > 64) return ZT_EINVAL;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    if (!zt_txn_writable(t)) return ZT_EREADONLY;
+    const void *v;
+    size_t vl;
+    cJSON *k = NULL;
+    int rc = ZT_OK;
+    if (zt_get(t, s->current, dept, strlen(dept), &v, &vl) == ZT_OK && vl == 26)
+        k = get_json(t, s->keys, v, 26);
+    if (!k && (rc = rotate(srv, t, dept, &k)) != ZT_OK) return rc;
+    const char *id = jstr(k, "key_id"), *sb = jstr(k, "sealed");
+    unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
+    size_t slen = 0;
+    int64_t now = zt_now_ms();
+    char msg[512], digest[65];
+    if (!id || !sb || zt__b64url_decode(sealed, sizeof sealed, sb, strlen(sb), &slen) != ZT_OK ||
+        seal_message(msg, sizeof msg, dept, id, now, doc, len, digest) < 0) {
+        cJSON_Delete(k);
+        return ZT_EIO;
+    }
+    rc = zt__seal_sign(srv->keys, sealed, slen, msg, strlen(msg), sig);
+    if (rc == ZT_OK) {
+        char sigb[ZT__B64URL_LEN(64)];
+        zt__b64url_encode(sigb, sig, 64);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "v", 1);
+        cJSON_AddStringToObject(o, "algorithm", "Ed25519");
+        cJSON_AddStringToObject(o, "department", dept);
+        cJSON_AddStringToObject(o, "key_id", id);
+        cJSON_AddNumberToObject(o, "time", (double)now);
+        cJSON_AddStringToObject(o, "digest", digest);
+        cJSON_AddStringToObject(o, "signature", sigb);
+        *seal = o;
+    }
+    cJSON_Delete(k);
+    return rc;
+}
+
+int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal)
+{
+    char *c;
+    size_t len;
+    int rc = zt_json_canonical(doc, &c, &len);
+    if (rc != ZT_OK) return rc;
+    rc = zt_seal_bytes(req, dept, c, len, seal);
+    free(c);
+    return rc;
+}
+
+int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const cJSON *seal,
+                   const char **why)
+{
+    zt_seals *s = srv->seals;
+    const char *dept = jstr(seal, "department"), *id = jstr(seal, "key_id");
+    const char *sigb = jstr(seal, "signature");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(seal, "time");
+    if (!dept || !id || !sigb || !cJSON_IsNumber(tm) || strlen(id) != 26) {
+        *why = "the seal lacks department, key_id, time or signature";
+        return ZT_EINVAL;
+    }
+    cJSON *k = get_json(t, s->keys, id, 26);
+    if (!k) {
+        *why = "no such seal key on this node";
+        return ZT_ENOTFOUND;
+    }
+    int rc = ZT_EINVAL;
+    unsigned char pk[32], sig[64];
+    size_t n = 0;
+    const char *pkhex = jstr(k, "public_key"), *kdept = jstr(k, "department");
+    const cJSON *retired = cJSON_GetObjectItemCaseSensitive(k, "retired_at");
+    char msg[512], digest[65];
+    int64_t time = (int64_t)tm->valuedouble;
+    if (!kdept || strcmp(kdept, dept) != 0) {
+        *why = "the key belongs to another department";
+    } else if (cJSON_IsNumber(retired) && (double)time > retired->valuedouble) {
+        *why = "the seal is dated after its key was retired";
+    } else if (!pkhex || zt__hex_decode(pk, 32, pkhex, strlen(pkhex), &n) != ZT_OK || n != 32) {
+        *why = "the stored key is damaged";
+        rc = ZT_EIO;
+    } else if (zt__b64url_decode(sig, 64, sigb, strlen(sigb), &n) != ZT_OK || n != 64) {
+        *why = "the signature is not 64 bytes of base64url";
+    } else if (seal_message(msg, sizeof msg, dept, id, time, doc, len, digest) < 0) {
+        *why = "the seal's fields are too long";
+    } else if (jstr(seal, "digest") && strcmp(jstr(seal, "digest"), digest) != 0) {
+        *why = "the document is not the one that was sealed";
+    } else if (zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK) {
+        *why = "the signature does not match the document and the seal";
+    } else {
+        *why = NULL;
+        rc = ZT_OK;
+    }
+    cJSON_Delete(k);
+    return rc;
+}
+
+/* ---- the node's own key (audit checkpoints) ---------------------------------------- */
+
+static int node_key(zt_server *srv, zt_txn *t, unsigned char *sealed, size_t *slen)
+{
+    const void *v;
+    size_t vl;
+    int rc = zt_get(t, srv->seals->meta, "node_key", 8, &v, &vl);
+    if (rc == ZT_OK) {
+        if (vl > *slen) return ZT_EIO;
+        memcpy(sealed, v, vl);
+        *slen = vl;
+        return ZT_OK;
+    }
+    if (rc != ZT_ENOTFOUND || !zt_txn_writable(t)) return rc;
+    unsigned char pk[32];
+    if ((rc = zt__seal_keygen(srv->keys, pk, sealed, slen)) != ZT_OK) return rc;
+    return zt_put(t, srv->seals->meta, "node_key", 8, sealed, *slen);
+}
+
+int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsigned char sig[64])
+{
+    unsigned char sealed[ZT__SEALED_SK_BYTES + 8];
+    size_t slen = sizeof sealed;
+    int rc = node_key(srv, t, sealed, &slen);
+    return rc ? rc : zt__seal_sign(srv->keys, sealed, slen, msg, len, sig);
+}
+
+int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
+{
+    unsigned char sealed[ZT__SEALED_SK_BYTES + 8];
+    size_t slen = sizeof sealed;
+    int rc = node_key(srv, t, sealed, &slen);
+    if (rc != ZT_OK) return rc;
+    if (slen < 33) return ZT_EIO;
+    memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, public key */
+    return ZT_OK;
+}
+
+/* ---- HTTP ------------------------------------------------------------------------ */
+
+/* The document of a sign or verify request: "document" (JSON, sealed in canonical form)
+ * or "document_base64" (bytes, base64url). */
+static int body_document(zt_req *req, cJSON *j, char **doc, size_t *len)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "document");
+    const char *b = jstr(j, "document_base64");
+    if (d && !b) return zt_json_canonical(d, doc, len) == ZT_OK ? ZT_OK : ZT_EINVAL;
+    if (b && !d) {
+        size_t cap = strlen(b) + 4;
+        *doc = malloc(cap);
+        if (!*doc) return ZT_ENOMEM;
+        if (zt__b64url_decode(*doc, cap, b, strlen(b), len) != ZT_OK) {
+            free(*doc);
+            return ZT_EINVAL;
+        }
+        return ZT_OK;
+    }
+    return ZT_EINVAL;
+}
+
+static int h_keys(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *c;
+    if (!t || zt_cursor_open(t, srv->seals->keys, &c) != ZT_OK) return ZT_EIO;
+    const char *dept = zt_req_query(req, "department");
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    zt_kv kv;
+    for (int rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *k = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (k && (!dept || (jstr(k, "department") && strcmp(jstr(k, "department"), dept) == 0)))
+            cJSON_AddItemToArray(items, public_key(k));
+        cJSON_Delete(k);
+    }
+    zt_cursor_close(c);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int h_verify(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const cJSON *seal = cJSON_GetObjectItemCaseSensitive(j, "seal");
+    char *doc = NULL;
+    size_t len = 0;
+    if (!cJSON_IsObject(seal) || body_document(req, j, &doc, &len) != ZT_OK)
+        return zt_problem(req, 422, "invalid-seal-request", NULL,
+                          "send {\"seal\": {...}, and \"document\": <JSON> or "
+                          "\"document_base64\": <base64url bytes>}");
+    zt_txn *t = zt_req_txn(req);
+    const char *why = "storage failure";
+    int rc = t ? zt__seal_check(srv, t, doc, len, seal, &why) : ZT_EIO;
+    free(doc);
+    if (rc == ZT_EIO) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "valid", rc == ZT_OK);
+    if (why) cJSON_AddStringToObject(o, "reason", why);
+    const char *dept = jstr(seal, "department");
+    if (dept) cJSON_AddStringToObject(o, "department", dept);
+    rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int h_sign(zt_req *req, void *ud)
+{
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const char *dept = jstr(j, "department");
+    if (!dept) dept = req->caller->department;
+    if (!dept || !zt_req_in_scope(req, dept))
+        return zt_problem(req, 403, "forbidden", NULL,
+                          "you may seal only for your department or one below it");
+    char *doc = NULL;
+    size_t len = 0;
+    if (body_document(req, j, &doc, &len) != ZT_OK)
+        return zt_problem(req, 422, "invalid-seal-request", NULL,
+                          "send \"document\": <JSON> or \"document_base64\": <base64url>");
+    cJSON *seal = NULL;
+    int rc = zt_seal_bytes(req, dept, doc, len, &seal);
+    free(doc);
+    if (rc != ZT_OK) return rc;
+    zt_audit_note(req, "seal", dept);
+    rc = zt_respond_json(req, 201, seal);
+    cJSON_Delete(seal);
+    return rc;
+}
+
+static int h_rotate(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    cJSON *j;
+    const char *dept;
+    if (zt_req_json(req, &j) != ZT_OK || !(dept = jstr(j, "department")) || !dept[0] ||
+        strlen(dept) > 64)
+        return zt_problem(req, 422, "invalid-seal-request", NULL,
+                          "send {\"department\": \"<code>\"}");
+    zt_txn *t = zt_req_txn(req);
+    cJSON *k = NULL;
+    int rc = t ? rotate(srv, t, dept, &k) : ZT_EIO;
+    if (rc != ZT_OK) return rc;
+    cJSON *o = public_key(k);
+    zt_audit_note(req, "seal key rotation", dept);
+    rc = zt_respond_json(req, 201, o);
+    cJSON_Delete(o);
+    cJSON_Delete(k);
+    return rc;
+}
+
+int zt__seals_open(zt_server *srv, char *err, size_t errlen)
+{
+    zt_seals *s = calloc(1, sizeof(*s));
+    if (!s) return ZT_ENOMEM;
+    srv->seals = s;
+    int rc;
+    if ((rc = zt__store_db(srv->store, "_core", "seal_keys", &s->keys)) ||
+        (rc = zt__store_db(srv->store, "_core", "seal_current", &s->current)) ||
+        (rc = zt__store_db(srv->store, "_core", "meta", &s->meta))) {
+        snprintf(err, errlen, "cannot open the seal databases: %s", zt_strerror(rc));
+        return rc;
+    }
+    zt_route routes[] = {
+        {.method = "GET",
+         .path = "/seal/keys",
+         .handler = h_keys,
+         .role = ZT_ROLE_PUBLIC,
+         .summary = "Public keys of every department's seals (?department=)"},
+        {.method = "POST",
+         .path = "/seal/verify",
+         .handler = h_verify,
+         .role = ZT_ROLE_PUBLIC,
+         .summary = "Check a document against its seal"},
+        {.method = "POST",
+         .path = "/seal/sign",
+         .handler = h_sign,
+         .role = "seal_officer",
+         .body_limit = 16 << 20,
+         .summary = "Seal a document for your department"},
+        {.method = "POST",
+         .path = "/admin/seal/keys",
+         .handler = h_rotate,
+         .role = "admin",
+         .summary = "A new seal key for a department (the old one retires)"},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        routes[i].ud = srv;
+        if ((rc = zt__router_add(srv->router, NULL, &routes[i], err, errlen)) != ZT_OK) return rc;
+    }
+    return ZT_OK;
+}
+
+void zt__seals_close(zt_server *srv)
+{
+    free(srv->seals);
+    srv->seals = NULL;
+}

@@ -1,0 +1,841 @@
+/* store.c: the LMDB storage layer: environment, named databases, pooled read transactions,
+ * the group-commit batch with its nested transactions, cursors, backup. */
+#include "core.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_MAXDBS 512
+/* Reset read transactions keep their reader slot (MDB_NOTLS), so the pools of every
+ * worker process sharing the environment count against this; LMDB's default (126) would
+ * be exhausted by two pools alone. */
+#define STORE_MAXREADERS 1024
+#define STORE_POOL_MAX   64
+#define STORE_MIN_MAP    (64u * 1024)
+#define STORE_NAME_MAX   64
+#define TXN_CURSORS_MAX  256 /* a handler that opens more is leaking them */
+
+enum txn_kind { TXN_READ = 1, TXN_BATCH_READ, TXN_WRITE };
+
+struct zt_db {
+    MDB_dbi dbi;
+    char *name; /* "<plugin>/<name>" */
+    struct zt_db *next;
+};
+
+struct zt_cursor {
+    MDB_cursor *mc;
+    zt_txn *txn;
+    struct zt_cursor *prev, *next;
+    bool deleted; /* the key under it was deleted by zt_cursor_del: no current key */
+};
+
+struct zt_txn {
+    MDB_txn *txn;
+    zt_store *s;
+    int kind;
+    bool active;
+    /* The first error of a write that LMDB may have left the transaction unusable after
+     * (it then refuses to commit, and a failed nested commit poisons the batch). */
+    int failed;
+    zt_cursor *cursors;
+    unsigned ncursors;
+    struct zt_txn *prev, *next; /* READ: in the store's live list or its pool */
+};
+
+struct zt_store {
+    MDB_env *env;
+    char *dir;
+    size_t maxkey;
+    zt_db *dbs;
+    zt_txn *pool; /* reset read transactions, ready to renew */
+    unsigned npool;
+    zt_txn *live; /* read transactions handed out */
+    MDB_txn *batch;
+    zt_txn child; /* the one nested transaction of the batch (WRITE or BATCH_READ) */
+    uint64_t commits, commit_errors, nested, last_commit_us;
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int zt__store_errno(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return ZT_OK;
+    case MDB_NOTFOUND:
+        return ZT_ENOTFOUND;
+    case MDB_KEYEXIST:
+        return ZT_EEXIST;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT:
+        return ZT_EFULL;
+    case MDB_BAD_VALSIZE:
+        return ZT_ETOOBIG;
+    case EACCES:
+        return ZT_EREADONLY;
+    case MDB_READERS_FULL:
+    case MDB_TXN_FULL:
+    case MDB_DBS_FULL:
+    case MDB_TLS_FULL:
+        return ZT_EBUSY;
+    case ENOMEM:
+        return ZT_ENOMEM;
+    case EINVAL:
+        return ZT_EINVAL;
+    default:
+        return ZT_EIO;
+    }
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* mkdir -p with mode 0700 for every folder it creates. */
+static int mkdir_p(const char *path)
+{
+    size_t n = strlen(path);
+    if (n == 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    char *p = strdup(path);
+    if (!p) return -1;
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        if (p[i - 1] == '/') continue; /* "a//b" */
+        char c = p[i];
+        p[i] = '\0';
+        int rc = mkdir(p, 0700);
+        int e = errno;
+        p[i] = c;
+        if (rc != 0 && e != EEXIST) {
+            free(p);
+            errno = e;
+            return -1;
+        }
+    }
+    free(p);
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok || n >= STORE_NAME_MAX) return false;
+    }
+    return n > 0;
+}
+
+/* ---- environment ------------------------------------------------------------------ */
+
+static int open_error(int rc, const char *dir, size_t map_size, char *err, size_t errlen)
+{
+    switch (rc) {
+    case EACCES:
+    case EPERM:
+        seterr(err, errlen, "data_dir %s: permission denied", dir);
+        return ZT_EPERM;
+    case MDB_INVALID:
+        seterr(err, errlen, "data_dir %s: data.mdb is not an LMDB environment", dir);
+        return ZT_EINVAL;
+    case MDB_VERSION_MISMATCH:
+        seterr(err, errlen, "data_dir %s: data.mdb was written by an incompatible LMDB version",
+               dir);
+        return ZT_EINVAL;
+    case ENOMEM:
+        if (map_size)
+            seterr(err, errlen, "data_dir %s: cannot map %zu bytes (map_size too large?)", dir,
+                   map_size);
+        else
+            seterr(err, errlen, "data_dir %s: cannot map the environment: out of memory", dir);
+        return ZT_ENOMEM;
+    default:
+        seterr(err, errlen, "data_dir %s: cannot open the LMDB environment: %s", dir,
+               mdb_strerror(rc));
+        return zt__store_errno(rc) == ZT_EFULL ? ZT_EFULL : ZT_EIO;
+    }
+}
+
+int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen)
+{
+    assert(out && dir);
+    *out = NULL;
+    if (map_size < STORE_MIN_MAP) {
+        seterr(err, errlen, "map_size %zu is too small: at least %u bytes", map_size,
+               STORE_MIN_MAP);
+        return ZT_EINVAL;
+    }
+    if (mkdir_p(dir) != 0) {
+        int e = errno;
+        if (e == EACCES || e == EPERM) {
+            seterr(err, errlen, "data_dir %s: permission denied", dir);
+            return ZT_EPERM;
+        }
+        if (e == ENOTDIR) {
+            seterr(err, errlen, "data_dir %s: not a folder", dir);
+            return ZT_EINVAL;
+        }
+        seterr(err, errlen, "data_dir %s: cannot create it: %s", dir, strerror(e));
+        return ZT_EIO;
+    }
+
+    zt_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(dir))) {
+        free(s);
+        seterr(err, errlen, "data_dir %s: out of memory", dir);
+        return ZT_ENOMEM;
+    }
+    int rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        free(s->dir);
+        free(s);
+        seterr(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
+        return zt__store_errno(rc);
+    }
+    if ((rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS)) != 0 ||
+        (rc = mdb_env_set_maxreaders(s->env, STORE_MAXREADERS)) != 0 ||
+        (rc = mdb_env_set_mapsize(s->env, map_size)) != 0 ||
+        (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0) {
+        int zrc = open_error(rc, dir, map_size, err, errlen);
+        mdb_env_close(s->env); /* also right after a failed mdb_env_open */
+        free(s->dir);
+        free(s);
+        return zrc;
+    }
+
+    /* LMDB silently grows the map to hold the data already there; a map that is full from
+     * the start would fail every write, so say so now. */
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if (used > map_size) {
+        seterr(err, errlen, "data_dir %s holds %llu bytes, more than map_size %zu: raise map_size",
+               dir, (unsigned long long)used, map_size);
+        zt__store_close(s);
+        return ZT_EINVAL;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead); /* slots left by crashed processes */
+    s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
+    *out = s;
+    return ZT_OK;
+}
+
+static void close_cursors(zt_txn *t)
+{
+    while (t->cursors) zt_cursor_close(t->cursors);
+    assert(t->ncursors == 0);
+}
+
+static void list_remove(zt_txn **head, zt_txn *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        *head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+static void list_push(zt_txn **head, zt_txn *t)
+{
+    t->prev = NULL;
+    t->next = *head;
+    if (*head) (*head)->prev = t;
+    *head = t;
+}
+
+void zt__store_close(zt_store *s)
+{
+    if (!s) return;
+    unsigned leftover = 0;
+    if (s->child.active) {
+        close_cursors(&s->child);
+        mdb_txn_abort(s->child.txn);
+        s->child.active = false;
+        leftover++;
+    }
+    if (s->batch) {
+        mdb_txn_abort(s->batch); /* the server commits before closing: this is a bug */
+        s->batch = NULL;
+        leftover++;
+    }
+    while (s->live) {
+        zt_txn *t = s->live;
+        list_remove(&s->live, t);
+        close_cursors(t);
+        mdb_txn_abort(t->txn);
+        free(t);
+        leftover++;
+    }
+    while (s->pool) {
+        zt_txn *t = s->pool;
+        list_remove(&s->pool, t);
+        mdb_txn_abort(t->txn);
+        free(t);
+    }
+    if (leftover)
+        zt__log(ZT_LOG_WARN, NULL, NULL, "store closed with %u transactions still open (aborted)",
+                leftover);
+    while (s->dbs) {
+        zt_db *d = s->dbs;
+        s->dbs = d->next;
+        free(d->name);
+        free(d);
+    }
+    mdb_env_close(s->env);
+    free(s->dir);
+    free(s);
+}
+
+/* ---- named databases -------------------------------------------------------------- */
+
+int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
+{
+    if (!s || !plugin || !name || !out) return ZT_EINVAL;
+    *out = NULL;
+    /* The plugin part cannot hold '/', so "<plugin>/<name>" names one plugin only. */
+    if (!valid_name(plugin) || !valid_name(name)) return ZT_EINVAL;
+    if (s->batch) return ZT_ESTATE;
+
+    char full[2 * STORE_NAME_MAX + 2];
+    snprintf(full, sizeof full, "%s/%s", plugin, name);
+    for (zt_db *d = s->dbs; d; d = d->next) {
+        if (strcmp(d->name, full) == 0) {
+            *out = d;
+            return ZT_OK;
+        }
+    }
+
+    /* Allocate first: once the dbi is committed nothing may fail. */
+    zt_db *d = calloc(1, sizeof *d);
+    if (!d || !(d->name = strdup(full))) {
+        free(d);
+        return ZT_ENOMEM;
+    }
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, full, MDB_CREATE, &d->dbi);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        free(d->name);
+        free(d);
+        return zt__store_errno(rc);
+    }
+    d->next = s->dbs;
+    s->dbs = d;
+    *out = d;
+    return ZT_OK;
+}
+
+int zt_db_open(zt_plugin *p, const char *name, zt_db **out)
+{
+    if (!p || !name || !out) return ZT_EINVAL;
+    *out = NULL;
+    if (!p->in_init || !p->srv || !p->srv->store) return ZT_ESTATE;
+    return zt__store_db(p->srv->store, p->name, name, out);
+}
+
+/* ---- transactions ----------------------------------------------------------------- */
+
+static int read_begin(zt_store *s, zt_txn **out)
+{
+    zt_txn *t = s->pool;
+    if (t) {
+        list_remove(&s->pool, t);
+        s->npool--;
+        int rc = mdb_txn_renew(t->txn);
+        if (rc != 0) {
+            mdb_txn_abort(t->txn);
+            free(t);
+            return zt__store_errno(rc);
+        }
+    } else {
+        if (!(t = calloc(1, sizeof *t))) return ZT_ENOMEM;
+        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+        if (rc == MDB_READERS_FULL) {
+            /* Slots of crashed processes are only reclaimed when someone checks. */
+            int dead = 0;
+            if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
+                rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+        }
+        if (rc != 0) {
+            free(t);
+            return zt__store_errno(rc);
+        }
+        t->s = s;
+        t->kind = TXN_READ;
+    }
+    t->active = true;
+    t->failed = 0;
+    list_push(&s->live, t);
+    *out = t;
+    return ZT_OK;
+}
+
+int zt__store_read_begin(zt_store *s, zt_txn **out)
+{
+    assert(s && out);
+    *out = NULL;
+    return read_begin(s, out);
+}
+
+static int child_begin(zt_store *s, int kind, zt_txn **out)
+{
+    assert(!s->child.active && "one nested transaction at a time");
+    if (s->child.active) return ZT_ESTATE;
+    bool began = false;
+    if (!s->batch) {
+        int rc = mdb_txn_begin(s->env, NULL, 0, &s->batch);
+        if (rc != 0) {
+            s->batch = NULL;
+            return zt__store_errno(rc);
+        }
+        began = true;
+    }
+    MDB_txn *child;
+    int rc = mdb_txn_begin(s->env, s->batch, 0, &child);
+    if (rc != 0) {
+        if (began) { /* nothing in it yet */
+            mdb_txn_abort(s->batch);
+            s->batch = NULL;
+        }
+        return zt__store_errno(rc);
+    }
+    zt_txn *t = &s->child;
+    memset(t, 0, sizeof *t);
+    t->txn = child;
+    t->s = s;
+    t->kind = kind;
+    t->active = true;
+    if (kind == TXN_WRITE) s->nested++;
+    *out = t;
+    return ZT_OK;
+}
+
+int zt__store_write_begin(zt_store *s, zt_txn **out)
+{
+    assert(s && out);
+    *out = NULL;
+    return child_begin(s, TXN_WRITE, out);
+}
+
+int zt__store_batch_read_begin(zt_store *s, zt_txn **out)
+{
+    assert(s && out);
+    *out = NULL;
+    /* Without a batch there is nothing uncommitted to see: a pooled snapshot does the
+     * same without taking the environment's write lock. */
+    if (!s->batch) return read_begin(s, out);
+    return child_begin(s, TXN_BATCH_READ, out);
+}
+
+int zt__store_end(zt_store *s, zt_txn *t, bool commit)
+{
+    assert(s && t && t->s == s && t->active);
+    if (!t->active) return ZT_ESTATE;
+    close_cursors(t);
+    if (t->kind == TXN_READ) {
+        t->active = false;
+        list_remove(&s->live, t);
+        if (s->npool < STORE_POOL_MAX) {
+            mdb_txn_reset(t->txn);
+            list_push(&s->pool, t);
+            s->npool++;
+        } else {
+            mdb_txn_abort(t->txn);
+            free(t);
+        }
+        return ZT_OK;
+    }
+
+    assert(t == &s->child && s->batch);
+    int rc = ZT_OK;
+    if (t->kind == TXN_WRITE && commit) {
+        if (t->failed) {
+            /* LMDB would refuse it and mark the whole batch failed. */
+            mdb_txn_abort(t->txn);
+            rc = t->failed;
+        } else {
+            int mrc = mdb_txn_commit(t->txn); /* frees the child even when it fails */
+            rc = zt__store_errno(mrc);
+        }
+    } else {
+        mdb_txn_abort(t->txn);
+    }
+    t->txn = NULL;
+    t->active = false;
+    return rc;
+}
+
+bool zt__store_in_batch(const zt_txn *t)
+{
+    return t && (t->kind == TXN_WRITE || t->kind == TXN_BATCH_READ);
+}
+
+bool zt__store_batch_open(const zt_store *s)
+{
+    return s && s->batch != NULL;
+}
+
+int zt__store_batch_commit(zt_store *s)
+{
+    assert(s);
+    if (!s->batch) return ZT_OK;
+    assert(!s->child.active && "commit with a nested transaction open");
+    if (s->child.active) return ZT_ESTATE;
+    uint64_t t0 = mono_us();
+    int rc = mdb_txn_commit(s->batch); /* frees the batch even when it fails */
+    s->batch = NULL;
+    s->last_commit_us = mono_us() - t0;
+    if (rc != 0) {
+        s->commit_errors++;
+        return zt__store_errno(rc);
+    }
+    s->commits++;
+    return ZT_OK;
+}
+
+void zt__store_stats(zt_store *s, zt_store_stats *st)
+{
+    assert(s && st);
+    memset(st, 0, sizeof *st);
+    st->commits = s->commits;
+    st->commit_errors = s->commit_errors;
+    st->nested = s->nested;
+    st->last_commit_us = s->last_commit_us;
+    MDB_envinfo info;
+    MDB_stat ms;
+    if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &ms) == 0) {
+        st->map_size = info.me_mapsize;
+        st->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    }
+}
+
+int zt_txn_writable(const zt_txn *txn)
+{
+    return txn && txn->active && txn->kind == TXN_WRITE;
+}
+
+/* ---- reads and writes ------------------------------------------------------------- */
+
+static int check_key(const zt_txn *t, const void *key, size_t klen)
+{
+    if (!key || klen == 0) return ZT_EINVAL;
+    if (klen > t->s->maxkey) return ZT_ETOOBIG;
+    return ZT_OK;
+}
+
+/* Map an LMDB failure, remembering in a writable transaction that it may be unusable. */
+static int txn_fail(zt_txn *t, int mrc)
+{
+    int rc = zt__store_errno(mrc);
+    if (mrc != MDB_NOTFOUND && t->kind != TXN_READ && !t->failed) t->failed = rc;
+    return rc;
+}
+
+int zt_get(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+    if (!txn || !db || !txn->active) return ZT_EINVAL;
+    int rc = check_key(txn, key, klen);
+    if (rc) return rc;
+    MDB_val k = {klen, (void *)key}, v;
+    int mrc = mdb_get(txn->txn, db->dbi, &k, &v);
+    if (mrc) return txn_fail(txn, mrc);
+    if (val) *val = v.mv_data;
+    if (vlen) *vlen = v.mv_size;
+    return ZT_OK;
+}
+
+int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if (!txn || !db || !txn->active) return ZT_EINVAL;
+    if (txn->kind != TXN_WRITE) return ZT_EREADONLY;
+    int rc = check_key(txn, key, klen);
+    if (rc) return rc;
+    if (!val && vlen) return ZT_EINVAL;
+    if (vlen > UINT32_MAX) return ZT_ETOOBIG; /* LMDB stores a value's size in 32 bits */
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)(val ? val : "")};
+    int mrc = mdb_put(txn->txn, db->dbi, &k, &v, 0);
+    return mrc ? txn_fail(txn, mrc) : ZT_OK;
+}
+
+int zt_del(zt_txn *txn, zt_db *db, const void *key, size_t klen)
+{
+    if (!txn || !db || !txn->active) return ZT_EINVAL;
+    if (txn->kind != TXN_WRITE) return ZT_EREADONLY;
+    int rc = check_key(txn, key, klen);
+    if (rc) return rc;
+    MDB_val k = {klen, (void *)key};
+    int mrc = mdb_del(txn->txn, db->dbi, &k, NULL);
+    return mrc ? txn_fail(txn, mrc) : ZT_OK;
+}
+
+/* ---- cursors ---------------------------------------------------------------------- */
+
+int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out)
+{
+    if (!out) return ZT_EINVAL;
+    *out = NULL;
+    if (!txn || !db || !txn->active) return ZT_EINVAL;
+    if (txn->ncursors >= TXN_CURSORS_MAX) return ZT_EBUSY;
+    zt_cursor *c = calloc(1, sizeof *c);
+    if (!c) return ZT_ENOMEM;
+    int mrc = mdb_cursor_open(txn->txn, db->dbi, &c->mc);
+    if (mrc) {
+        free(c);
+        return zt__store_errno(mrc);
+    }
+    c->txn = txn;
+    c->next = txn->cursors;
+    if (txn->cursors) txn->cursors->prev = c;
+    txn->cursors = c;
+    txn->ncursors++;
+    *out = c;
+    return ZT_OK;
+}
+
+/* Positions follow LMDB: a move that finds nothing leaves the cursor where it was (past
+ * the end for ZT_GE), and after mdb_cursor_del LMDB leaves it on the next key with a flag
+ * that makes MDB_NEXT read that key rather than skip it, and MDB_PREV read the one before
+ * the deleted key. */
+int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *out)
+{
+    if (!c) return ZT_EINVAL;
+    zt_txn *t = c->txn;
+    assert(t && t->active);
+    MDB_val k = {0, NULL}, v = {0, NULL};
+    MDB_cursor_op mop;
+    switch (op) {
+    case ZT_FIRST:
+        mop = MDB_FIRST;
+        break;
+    case ZT_LAST:
+        mop = MDB_LAST;
+        break;
+    case ZT_GE: {
+        int rc = check_key(t, key, klen);
+        if (rc) return rc;
+        k.mv_size = klen;
+        k.mv_data = (void *)key;
+        mop = MDB_SET_RANGE;
+        break;
+    }
+    case ZT_NEXT:
+        mop = MDB_NEXT;
+        break;
+    case ZT_PREV:
+        mop = MDB_PREV;
+        break;
+    case ZT_CURRENT:
+        /* After a delete LMDB would answer with the next key: there is no current one. */
+        if (c->deleted) return ZT_ENOTFOUND;
+        mop = MDB_GET_CURRENT;
+        break;
+    default:
+        return ZT_EINVAL;
+    }
+    int mrc = mdb_cursor_get(c->mc, &k, &v, mop);
+    if (op != ZT_CURRENT) c->deleted = false;
+    if (mrc == EINVAL && op == ZT_CURRENT) return ZT_ENOTFOUND; /* never positioned */
+    if (mrc) return txn_fail(t, mrc);
+    if (out) {
+        out->key = k.mv_data;
+        out->klen = k.mv_size;
+        out->val = v.mv_data;
+        out->vlen = v.mv_size;
+    }
+    return ZT_OK;
+}
+
+int zt_cursor_del(zt_cursor *c)
+{
+    if (!c) return ZT_EINVAL;
+    zt_txn *t = c->txn;
+    assert(t && t->active);
+    if (t->kind != TXN_WRITE) return ZT_EREADONLY;
+    if (c->deleted) return ZT_ENOTFOUND;
+    int mrc = mdb_cursor_del(c->mc, 0);
+    if (mrc == EINVAL) return ZT_ENOTFOUND; /* never positioned */
+    if (mrc) return txn_fail(t, mrc);
+    c->deleted = true;
+    return ZT_OK;
+}
+
+void zt_cursor_close(zt_cursor *c)
+{
+    if (!c) return;
+    zt_txn *t = c->txn;
+    mdb_cursor_close(c->mc);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->cursors = c->next;
+    if (c->next) c->next->prev = c->prev;
+    assert(t->ncursors > 0);
+    t->ncursors--;
+    free(c);
+}
+
+/* ---- backup ----------------------------------------------------------------------- */
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* dest must be new (its parent existing) or an empty folder; *created: we made it. */
+static int backup_dest(const char *dest, bool *created, char *err, size_t errlen)
+{
+    *created = false;
+    struct stat st;
+    if (stat(dest, &st) != 0) {
+        if (errno != ENOENT) {
+            seterr(err, errlen, "backup destination %s: %s", dest, strerror(errno));
+            return ZT_EIO;
+        }
+        /* Only the folder itself: on failure nothing we made is left behind. */
+        if (mkdir(dest, 0700) != 0) {
+            int e = errno;
+            seterr(err, errlen, "backup destination %s: cannot create it: %s", dest, strerror(e));
+            return e == EACCES || e == EPERM ? ZT_EPERM : ZT_EIO;
+        }
+        *created = true;
+        return ZT_OK;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        seterr(err, errlen, "backup destination %s exists and is not a folder", dest);
+        return ZT_EEXIST;
+    }
+    DIR *d = opendir(dest);
+    if (!d) {
+        seterr(err, errlen, "backup destination %s: %s", dest, strerror(errno));
+        return errno == EACCES ? ZT_EPERM : ZT_EIO;
+    }
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = false;
+    closedir(d);
+    if (!empty) {
+        seterr(err, errlen, "backup destination %s is not empty", dest);
+        return ZT_EEXIST;
+    }
+    return ZT_OK;
+}
+
+/* Opens its own read-only handle: never call it in a process that has `dir` open, since
+ * closing a second handle drops that process's POSIX locks on the lock file (lmdb.h,
+ * caveats). `zhengtong backup` is a process of its own. */
+int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen)
+{
+    assert(dir && dest);
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path) {
+        seterr(err, errlen, "data_dir %s: path too long", dir);
+        return ZT_EINVAL;
+    }
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            seterr(err, errlen, "data_dir %s holds no LMDB environment (no data.mdb)", dir);
+        else
+            seterr(err, errlen, "data_dir %s: %s", dir, strerror(errno));
+        return errno == EACCES ? ZT_EPERM : ZT_ENOTFOUND;
+    }
+
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc != 0) {
+        seterr(err, errlen, "data_dir %s: %s", dir, mdb_strerror(rc));
+        return zt__store_errno(rc);
+    }
+    /* No map size: LMDB uses the one the writer recorded, so the map covers its data. */
+    if ((rc = mdb_env_set_maxdbs(env, STORE_MAXDBS)) != 0 ||
+        (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
+        int zrc = open_error(rc, dir, 0, err, errlen);
+        mdb_env_close(env);
+        return zrc;
+    }
+
+    bool created;
+    int zrc = backup_dest(dest, &created, err, errlen);
+    if (zrc) {
+        mdb_env_close(env);
+        return zrc;
+    }
+    char copy[4096];
+    if (snprintf(copy, sizeof copy, "%s/data.mdb", dest) >= (int)sizeof copy) {
+        seterr(err, errlen, "backup destination %s: path too long", dest);
+        zrc = ZT_EINVAL;
+        goto fail;
+    }
+    rc = mdb_env_copy2(env, dest, MDB_CP_COMPACT);
+    if (rc != 0) {
+        seterr(err, errlen, "backup of %s into %s failed: %s", dir, dest, mdb_strerror(rc));
+        zrc = zt__store_errno(rc) == ZT_EFULL ? ZT_EFULL : ZT_EIO;
+        unlink(copy); /* a partial copy is worse than none */
+        goto fail;
+    }
+    /* LMDB does not sync the copy; a backup is only one once it is on disk. */
+    if (fsync_path(copy, O_RDONLY) != 0 || fsync_path(dest, O_RDONLY | O_DIRECTORY) != 0) {
+        seterr(err, errlen, "backup of %s into %s: cannot sync it: %s", dir, dest, strerror(errno));
+        unlink(copy);
+        zrc = ZT_EIO;
+        goto fail;
+    }
+    mdb_env_close(env);
+    return ZT_OK;
+
+fail:
+    if (created) rmdir(dest);
+    mdb_env_close(env);
+    return zrc;
+}
