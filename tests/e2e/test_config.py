@@ -159,8 +159,8 @@ class Bad(ConfTest):
         lua_dir = self.lua_dir_with(
             (
                 "needy",
-                lua_manifest("needy", requires=["absent_helper"]),
-                lua_route("GET", "/needy", "return { ok = true }"),
+                lua_manifest(requires=["absent_helper"]),
+                lua_route("GET", "/needy", "return 200, { ok = true }"),
             )
         )
         lines = self.base(plugins=("needy",), lua_dir=lua_dir)
@@ -168,9 +168,9 @@ class Bad(ConfTest):
 
     def test_dependency_present_is_fine(self):
         lua_dir = self.lua_dir_with(
-            ("needy", lua_manifest("needy", requires=["helper"]),
-             lua_route("GET", "/needy", "return { ok = true }")),
-            ("helper", lua_manifest("helper"), lua_route("GET", "/helper", "return { ok = true }")),
+            ("needy", lua_manifest(requires=["helper"]),
+             lua_route("GET", "/needy", "return 200, { ok = true }")),
+            ("helper", lua_manifest(), lua_route("GET", "/helper", "return 200, { ok = true }")),
         )
         # listed before its dependency: the core orders them
         path, r = self.check(self.base(plugins=("needy", "helper"), lua_dir=lua_dir))
@@ -178,8 +178,8 @@ class Bad(ConfTest):
 
     def test_dependency_cycle(self):
         lua_dir = self.lua_dir_with(
-            ("ping", lua_manifest("ping", requires=["pong"]), ""),
-            ("pong", lua_manifest("pong", requires=["ping"]), ""),
+            ("ping", lua_manifest(requires=["pong"]), ""),
+            ("pong", lua_manifest(requires=["ping"]), ""),
         )
         path, r = self.check(self.base(plugins=("ping", "pong"), lua_dir=lua_dir))
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -216,8 +216,8 @@ class Bad(ConfTest):
 
     def test_routes_claimed_twice(self):
         lua_dir = self.lua_dir_with(
-            ("first", lua_manifest("first"), lua_route("GET", "/same/:x", "return {}")),
-            ("second", lua_manifest("second"), lua_route("GET", "/same/:y", "return {}")),
+            ("first", lua_manifest(), lua_route("GET", "/same/:x", "return 200, {}")),
+            ("second", lua_manifest(), lua_route("GET", "/same/:y", "return 200, {}")),
         )
         path, r = self.check(self.base(plugins=("first", "second"), lua_dir=lua_dir))
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -226,7 +226,7 @@ class Bad(ConfTest):
 
     def test_failing_lua_init_names_the_plugin(self):
         lua_dir = self.lua_dir_with(
-            ("broken", lua_manifest("broken"), 'error("init went wrong on purpose")\n'),
+            ("broken", lua_manifest(), 'error("init went wrong on purpose")\n'),
         )
         path, r = self.check(self.base(plugins=("broken",), lua_dir=lua_dir))
         self.assertEqual(r.returncode, 1, r.stderr)

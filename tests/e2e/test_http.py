@@ -16,7 +16,7 @@ def req(method, path, headers=(), body=b"", close=False):
         names.add(h.split(":")[0].strip().lower())
     if body and "content-length" not in names and "transfer-encoding" not in names:
         lines.append("Content-Length: %d" % len(body))
-    if method == "POST" and not body and "content-length" not in names:
+    if method == "POST" and not body and not names & {"content-length", "transfer-encoding"}:
         lines.append("Content-Length: 0")
     if close:
         lines.append("Connection: close")
@@ -313,34 +313,52 @@ class Limits(NodeTest):
             c.send(req("GET", "/hello", ["X-Pad: " + "a" * 17000]))
             self.assertEqual(c.response().status, 431)
 
+    def counter(self, n):
+        st, _, b = n.request("GET", "/hello/counter")
+        self.assertEqual(st, 200, b)
+        return json.loads(b)["count"]
+
     def test_body_over_the_limit_is_413(self):
         n = self.node(limits={"body_bytes": 1024})
-        under = json.dumps({"title": "under", "body": "u" * 500}).encode()
-        st, h, b = n.request("POST", "/notices", under, {"Content-Type": "application/json"})
-        self.assertEqual(st, 201, b)
-        over = json.dumps({"title": "over", "body": "o" * 2000}).encode()
+        # POST /hello/counter takes the server's limit (its route sets none)
+        st, h, b = n.request("POST", "/hello/counter", b"u" * 1000)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(self.counter(n), 1)
+        over = b"o" * 2000
         # announced by Content-Length: refused without reading it
         with n.rawconn() as c:
-            c.send(req("POST", "/notices", ["Content-Type: application/json"], over))
+            c.send(req("POST", "/hello/counter", [], over))
             r = c.response()
         self.assertProblem(r.status, r.headers, r.body, 413)
         # found while reading chunks
         with n.rawconn() as c:
             parts = [over[i : i + 200] for i in range(0, len(over), 200)]
-            c.send(
-                req(
-                    "POST",
-                    "/notices",
-                    ["Content-Type: application/json", "Transfer-Encoding: chunked"],
-                    chunked(*parts),
-                )
-            )
+            c.send(req("POST", "/hello/counter", ["Transfer-Encoding: chunked"], chunked(*parts)))
             r = c.response()
         self.assertProblem(r.status, r.headers, r.body, 413)
-        # neither was stored
-        st, _, lst = n.json("GET", "/notices")
-        self.assertEqual(st, 200)
-        self.assertEqual([x["title"] for x in lst["items"]], ["under"])
+        # neither ran
+        self.assertEqual(self.counter(n), 1)
+        # exactly the limit is fine
+        self.assertEqual(n.request("POST", "/hello/counter", b"e" * 1024)[0], 200)
+
+    def test_route_body_limit(self):
+        # POST /notices sets its own limit (well under the server's default 1 MiB)
+        n = self.node()
+        st, _, api = n.json("GET", "/api")
+        limit = [r for r in api["routes"] if (r["method"], r["path"]) == ("POST", "/notices")][0][
+            "body_limit"
+        ]
+        self.assertLess(limit, 1048576)
+        doc = json.dumps({"title": "too long", "body": "z" * limit}).encode()
+        self.assertGreater(len(doc), limit)
+        with n.rawconn() as c:
+            # the head alone: the announced length is enough to refuse it
+            c.send(req("POST", "/notices", ["Content-Type: application/json",
+                                            "Content-Length: %d" % len(doc)]))
+            r = c.response()
+        self.assertProblem(r.status, r.headers, r.body, 413)
+        st, _, page = n.json("GET", "/notices")
+        self.assertEqual(page["items"], [])
 
     def test_header_read_timeout_is_408_and_close(self):
         n = self.node(limits={"header_timeout": 1})

@@ -9,35 +9,52 @@ from ztnode import NodeTest, copy_lua_tree, lua_manifest, lua_route, write_lua_p
 
 MARKER = "e2e-raised-this-7f3a"
 
-# The test plugin: one route per way a handler can go wrong, and a well-behaved one.
+# The test plugin: one route per way a handler can go wrong, and well-behaved ones.
 E2E_INIT = "".join(
     [
         "local calls = 0\n",
-        lua_route("GET", "/e2e/ok", "calls = calls + 1\nreturn { ok = true, calls = calls }"),
+        'local kv = zt.db.open("kv")\n',
+        lua_route("GET", "/e2e/ok", "calls = calls + 1\nreturn 200, { ok = true, calls = calls }"),
         lua_route("GET", "/e2e/error", 'error("%s")' % MARKER),
-        lua_route("GET", "/e2e/error-table", 'error({ code = 42 })'),
+        lua_route("GET", "/e2e/error-table", "error({ code = 42 })"),
         lua_route("GET", "/e2e/loop", "local n = 0\nwhile true do n = n + 1 end"),
-        lua_route("GET", "/e2e/recurse", "local function f(n) return f(n + 1) + 1 end\nreturn f(1)"),
+        lua_route("GET", "/e2e/recurse", "local function f(n) return f(n + 1) + 1 end\nreturn 200, { f(1) }"),
         lua_route(
             "GET",
             "/e2e/bomb",
             "local t = {}\nlocal i = 0\nwhile true do i = i + 1\n"
             't[i] = string.rep("x", 1 << 20) .. i end',
         ),
-        lua_route("GET", "/e2e/bigstring", 'local s = string.rep("y", 1 << 30)\nreturn { n = #s }'),
-        lua_route("GET", "/e2e/table", 'return { name = "zhengtong", list = { 1, 2, 3 }, nested = { a = "b" } }'),
+        lua_route("GET", "/e2e/bigstring", 'local s = string.rep("y", 1 << 30)\nreturn 200, { n = #s }'),
+        lua_route("GET", "/e2e/bad-return", 'return "not a status"'),
         lua_route(
-            "GET", "/e2e/teapot", 'return zt.problem(418, "teapot", "I am a teapot", "short and stout")'
+            "GET", "/e2e/table", 'return 200, { name = "zhengtong", list = { 1, 2, 3 }, nested = { a = "b" } }'
         ),
+        lua_route(
+            "GET", "/e2e/text", 'return 200, "plain words", { ["Content-Type"] = "text/plain", ["X-E2e"] = "yes" }'
+        ),
+        lua_route("GET", "/e2e/teapot", 'zt.problem(418, "teapot", "short and stout", "I am a teapot")'),
         lua_route(
             "GET",
             "/e2e/sandbox",
-            "return {\n"
+            "return 200, {\n"
             "  io = type(io), os_execute = type(os and os.execute), loadfile = type(loadfile),\n"
             "  dofile = type(dofile), debug = type(debug),\n"
             '  require_outside = (pcall(require, "../../../../etc/passwd")),\n'
             "}",
         ),
+        lua_route("PUT", "/e2e/kv/:k", "kv:put(req.params.k, req.body)\nreturn 204"),
+        lua_route(
+            "GET",
+            "/e2e/kv/:k",
+            'local v = kv:get(req.params.k)\nif v == nil then zt.problem(404, "not-found", "no such key") end\n'
+            "return 200, { value = v }",
+        ),
+        lua_route("PUT", "/e2e/kv-fail/:k", 'kv:put(req.params.k, req.body)\nerror("failed after writing")'),
+        lua_route(
+            "PUT", "/e2e/kv-problem/:k", 'kv:put(req.params.k, req.body)\nzt.problem(409, "conflict", "refused after writing")'
+        ),
+        lua_route("PUT", "/e2e/kv-loop/:k", "kv:put(req.params.k, req.body)\nwhile true do end"),
     ]
 )
 
@@ -48,12 +65,13 @@ FAILURES = {
     "/e2e/recurse": None,
     "/e2e/bomb": None,
     "/e2e/bigstring": None,
+    "/e2e/bad-return": "lua-error",
 }
 
 
 def lua_tree_with_e2e(root):
     d = copy_lua_tree(os.path.join(root, "lua"))
-    write_lua_plugin(d, "e2e", lua_manifest("e2e"), E2E_INIT)
+    write_lua_plugin(d, "e2e", lua_manifest(), E2E_INIT)
     return d
 
 
@@ -84,6 +102,45 @@ class LuaFailures(NodeTest):
         self.assertEqual(
             json.loads(b), {"name": "zhengtong", "list": [1, 2, 3], "nested": {"a": "b"}}
         )
+
+    def test_string_body_and_headers(self):
+        st, h, b = self.shared.request("GET", "/e2e/text")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b, b"plain words")
+        self.assertTrue(h["content-type"].startswith("text/plain"), h)
+        self.assertEqual(h.get("x-e2e"), "yes")
+
+    def kv_get(self, k):
+        st, h, b = self.shared.request("GET", "/e2e/kv/" + k)
+        return st, (json.loads(b).get("value") if st == 200 else None)
+
+    def test_storage_write_and_read(self):
+        st, _, b = self.shared.request("PUT", "/e2e/kv/alpha", b"first value")
+        self.assertEqual(st, 204, b)
+        self.assertEqual(self.kv_get("alpha"), (200, "first value"))
+        self.assertEqual(self.kv_get("never-written")[0], 404)
+
+    def test_failed_handler_keeps_nothing(self):
+        for route, status in (("kv-fail", 500), ("kv-problem", 409), ("kv-loop", 500)):
+            with self.subTest(route=route):
+                key = "lost-" + route
+                st, h, b = self.shared.request("PUT", "/e2e/%s/%s" % (route, key), b"must not stay",
+                                               timeout=20)
+                self.assertProblem(st, h, b, status)
+                self.assertEqual(self.kv_get(key)[0], 404, "the failed handler's write was kept")
+
+    def test_failure_in_a_batch_leaves_the_others(self):
+        # three writes pipelined: they share a batch; the middle one fails
+        wire = b""
+        for path, body in (("/e2e/kv/b1", b"one"), ("/e2e/kv-fail/b2", b"two"), ("/e2e/kv/b3", b"three")):
+            wire += b"PUT %s HTTP/1.1\r\nHost: e2e\r\nContent-Length: %d\r\n\r\n%s" % (
+                path.encode(), len(body), body)
+        with self.shared.rawconn() as c:
+            rs = c.exchange(wire, 3)
+        self.assertEqual([r.status for r in rs], [204, 500, 204])
+        self.assertEqual(self.kv_get("b1"), (200, "one"))
+        self.assertEqual(self.kv_get("b2")[0], 404)
+        self.assertEqual(self.kv_get("b3"), (200, "three"))
 
     def test_problem_from_lua(self):
         st, h, b = self.shared.request("GET", "/e2e/teapot")
@@ -169,6 +226,21 @@ class Notice(NodeTest):
         self.assertProblem(st, h, b, 404)
         st, h, b = self.shared.request("DELETE", "/notices/" + d["id"])
         self.assertProblem(st, h, b, 404)
+
+    def test_writes_need_the_editor_role(self):
+        st, _, before = self.shared.json("GET", "/notices?limit=100")
+        doc = {"title": "not allowed", "body": "b"}
+        st, h, b = self.shared.request("POST", "/notices", doc, auth=False)
+        self.assertProblem(st, h, b, 401)
+        reader = self.shared.new_user("reader%d" % id(self), roles=["some_other_role"])
+        st, h, b = self.shared.request("POST", "/notices", doc, reader)
+        self.assertProblem(st, h, b, 403)
+        st, h, b = self.shared.request("DELETE", "/notices/" + self.create(title="t", body="b")["id"], None, reader)
+        self.assertProblem(st, h, b, 403)
+        # reading is public
+        st, _, after = self.shared.json("GET", "/notices?limit=100", auth=False)
+        self.assertEqual(st, 200)
+        self.assertNotIn("not allowed", [x["title"] for x in after["items"]])
 
     def test_department_is_optional(self):
         d = self.create(title="t", body="b")

@@ -20,9 +20,10 @@ class Writer(threading.Thread):
     Counts acknowledged writes and remembers what each acknowledgement said; `pending`
     is 1 while a request is sent (or being sent) and not yet answered."""
 
-    def __init__(self, port, make_request, stop):
+    def __init__(self, node, make_request, stop):
         super().__init__(daemon=True)
-        self.port = port
+        self.port = node.port
+        self.headers = dict(node.auth, **{"Content-Type": "application/json"})
         self.make_request = make_request  # i -> (method, path, body)
         self.stop_ev = stop
         self.acked = []  # (request, parsed response) of each 2xx answer
@@ -39,7 +40,7 @@ class Writer(threading.Thread):
                 i += 1
                 with self.lock:
                     self.pending = 1
-                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                conn.request(method, path, body=body, headers=self.headers)
                 r = conn.getresponse()
                 data = r.read()
                 with self.lock:
@@ -56,7 +57,7 @@ class Writer(threading.Thread):
 
 def stream_then_kill9(testcase, node, make_request):
     stop = threading.Event()
-    ws = [Writer(node.port, make_request, stop) for _ in range(WRITERS)]
+    ws = [Writer(node, make_request, stop) for _ in range(WRITERS)]
     for w in ws:
         w.start()
     deadline = time.monotonic() + MAX_WAIT
@@ -193,7 +194,7 @@ class Backup(NodeTest):
             ids.append(d["id"])
         # keep writing while the backup runs
         stop = threading.Event()
-        w = Writer(n.port, lambda i: ("POST", "/hello/counter", None), stop)
+        w = Writer(n, lambda i: ("POST", "/hello/counter", None), stop)
         w.start()
         dest = os.path.join(self.tmp, "dest")
         try:

@@ -30,6 +30,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds until GET /healthz must answer
 STOP_TIMEOUT = 15.0  # seconds until the process must exit after SIGTERM
 IO_TIMEOUT = 5.0  # seconds for one HTTP exchange
+ADMIN_PASSWORD = "E2e-admin-password-1"  # what sign_in() sets for the account 'admin'
 
 _live = set()  # Nodes not yet closed, killed at interpreter exit whatever happens
 
@@ -221,16 +222,29 @@ def parse_responses(buf, heads=None):
     return out
 
 
-class RawConn:
-    """A plain socket to the node, for what http.client will not send."""
+AUTH_HOST = b"Host: e2e\r\n"
 
-    def __init__(self, port, timeout=IO_TIMEOUT):
+
+class RawConn:
+    """A plain socket to the node, for what http.client will not send.
+
+    Every request line block that holds exactly "Host: e2e\\r\\n" gets the node's
+    Authorization header added after it (so raw writes are signed in); use another Host
+    to send a request without a token."""
+
+    def __init__(self, port, timeout=IO_TIMEOUT, auth_line=b""):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         self.buf = b""
         self.eof = False
+        self.auth_line = auth_line
+
+    def _signed(self, data):
+        if self.auth_line:
+            data = data.replace(AUTH_HOST, AUTH_HOST + self.auth_line)
+        return data
 
     def send(self, data):
-        self.sock.sendall(data)
+        self.sock.sendall(self._signed(data))
 
     def _fill(self, deadline):
         left = deadline - time.monotonic()
@@ -292,6 +306,8 @@ class RawConn:
         so that neither side blocks on full socket buffers; returns `count` responses."""
         err = []
 
+        wire = self._signed(wire)
+
         def send():
             try:
                 self.sock.sendall(wire)
@@ -348,11 +364,18 @@ class Node:
         start=True,
         port=None,
         data_dir=None,
+        auth=None,
+        sign_in=True,
+        roles=("notice_editor",),
     ):
         self.dir = tempfile.mkdtemp(prefix="zt-e2e-")
         _live.add(self)
         self.proc = None
         self._conn = None
+        self.auth = {}  # headers request() adds: the admin's bearer token once signed in
+        self._admin_pw = None
+        self._sign_in = sign_in
+        self._roles = tuple(roles)
         self.port = port or free_port()
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "zhengtong.conf")
@@ -376,6 +399,10 @@ class Node:
             lines.append("limits = %s" % lua_value(limits))
         if lua:
             lines.append("lua = %s" % lua_value(lua))
+        if auth is None:
+            auth = {"password_ops": 1, "password_memory": 8192}
+        if auth:
+            lines.append("auth = %s" % lua_value(auth))
         lines.append("plugins = %s" % lua_value(list(plugins)))
         text = "\n".join(lines) + "\n" + options + "\n"
         with open(self.conf, "w") as f:
@@ -416,6 +443,8 @@ class Node:
                 r.read()
                 c.close()
                 if r.status == 200:
+                    if self._sign_in and not self.auth:
+                        self.sign_in(self._roles)
                     return
                 last = "GET /healthz answered %d" % r.status
             except (OSError, http.client.HTTPException) as e:
@@ -512,13 +541,20 @@ class Node:
             self._conn.close()
             self._conn = None
 
-    def request(self, method, path, body=None, headers=None, keep=False, timeout=IO_TIMEOUT):
+    def request(
+        self, method, path, body=None, headers=None, keep=False, timeout=IO_TIMEOUT, auth=True
+    ):
         """One request; (status, headers with lower-cased names, body bytes).
 
-        keep=True reuses one kept-alive connection across calls."""
+        keep=True reuses one kept-alive connection across calls. auth=False leaves out the
+        token that sign_in() set."""
+        headers = dict(headers or {})
+        if auth:
+            for k, v in self.auth.items():
+                if k.lower() not in (h.lower() for h in headers):
+                    headers[k] = v
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
-            headers = dict(headers or {})
             headers.setdefault("Content-Type", "application/json")
         elif isinstance(body, str):
             body = body.encode()
@@ -529,7 +565,7 @@ class Node:
         else:
             c = self.connection(timeout)
         try:
-            c.request(method, path, body=body, headers=headers or {})
+            c.request(method, path, body=body, headers=headers)
             r = c.getresponse()
             data = r.read()
             hdrs = {k.lower(): v for k, v in r.getheaders()}
@@ -542,15 +578,80 @@ class Node:
             if not keep:
                 c.close()
 
-    def json(self, method, path, body=None, headers=None, keep=False):
+    def json(self, method, path, body=None, headers=None, keep=False, auth=True):
         """(status, headers, parsed JSON body or None when the body is empty)."""
-        st, h, b = self.request(method, path, body, headers, keep)
+        st, h, b = self.request(method, path, body, headers, keep, auth=auth)
         return st, h, (json.loads(b.decode("utf-8")) if b else None)
+
+    # ---- identity ----------------------------------------------------------------
+
+    def first_start_password(self):
+        """The one-time password of 'admin' that the first start printed on stderr."""
+        m = re.search(r"one-time password\s*\n\s*(\S+)", self.log())
+        return m.group(1) if m else None
+
+    def sign_in(self, roles=()):
+        """Sign in as 'admin' (replacing the first start's one-time password by
+        ADMIN_PASSWORD), give the account `roles` besides admin, and make request() send
+        its bearer token. Returns the headers."""
+        pw = self._admin_pw or self.first_start_password() or ADMIN_PASSWORD
+        st, _, d = self.json("POST", "/auth/login", {"login": "admin", "password": pw}, auth=False)
+        if st != 200:
+            raise AssertionError("admin sign-in failed: %d %r; log:\n%s" % (st, d, self.log()))
+        token = {"Authorization": "Bearer " + d["token"]}
+        if d["user"].get("must_change_password"):
+            st, _, b = self.request(
+                "POST",
+                "/auth/password",
+                {"old_password": pw, "new_password": ADMIN_PASSWORD},
+                token,
+                auth=False,
+            )
+            if st != 204:
+                raise AssertionError("admin password change failed: %d %r" % (st, b))
+        self._admin_pw = ADMIN_PASSWORD
+        have = list(d["user"].get("roles") or [])
+        want = have + [r for r in roles if r not in have]
+        if want != have:
+            st, _, b = self.request(
+                "PATCH", "/admin/users/" + d["user"]["id"], {"roles": want}, token, auth=False
+            )
+            if st != 200:
+                raise AssertionError("granting %r failed: %d %r" % (roles, st, b))
+        self.auth = token
+        return token
+
+    def new_user(self, login, roles=()):
+        """Create a staff account (as the signed-in admin) with roles, sign it in and set
+        its password; the headers that carry its token."""
+        st, _, d = self.json(
+            "POST",
+            "/admin/users",
+            {"login": login, "name": login, "department": "root", "roles": list(roles)},
+        )
+        if st != 201:
+            raise AssertionError("creating user %s failed: %d %r" % (login, st, d))
+        otp = d["one_time_password"]
+        st, _, d = self.json("POST", "/auth/login", {"login": login, "password": otp}, auth=False)
+        if st != 200:
+            raise AssertionError("sign-in of %s failed: %d %r" % (login, st, d))
+        h = {"Authorization": "Bearer " + d["token"]}
+        st, _, b = self.request(
+            "POST", "/auth/password", {"old_password": otp, "new_password": ADMIN_PASSWORD},
+            h, auth=False,
+        )
+        if st != 204:
+            raise AssertionError("password change of %s failed: %d %r" % (login, st, b))
+        return h
+
+    def auth_line(self):
+        """The Authorization header line for raw requests ("" before sign_in)."""
+        return "".join("%s: %s\r\n" % kv for kv in self.auth.items())
 
     def raw(self, data, read_timeout=2.0):
         """Send bytes on a new connection; everything read until the server closes or
         read_timeout passes without it closing."""
-        with RawConn(self.port) as c:
+        with self.rawconn() as c:
             c.send(data)
             deadline = time.monotonic() + read_timeout
             while not c.eof:
@@ -562,8 +663,9 @@ class Node:
                     break
             return c.buf
 
-    def rawconn(self, timeout=IO_TIMEOUT):
-        return RawConn(self.port, timeout)
+    def rawconn(self, timeout=IO_TIMEOUT, auth=True):
+        """A raw connection; with auth, requests with "Host: e2e" carry the token."""
+        return RawConn(self.port, timeout, self.auth_line().encode() if auth else b"")
 
 
 class NodeTest(unittest.TestCase):
@@ -628,22 +730,25 @@ class NodeTest(unittest.TestCase):
 # contract is fixed in one place.
 
 
-def lua_manifest(name, requires=(), options=(), version="1.0.0", description="e2e test plugin"):
-    """manifest.lua text. options: dicts with name, type, default (text), description."""
-    opts = ", ".join(lua_value(dict(o)) for o in options)
-    return (
-        "name = %s\nversion = %s\ndescription = %s\nrequires = %s\noptions = { %s }\n"
-        % (lua_str(name), lua_str(version), lua_str(description), lua_value(list(requires)), opts)
-    )
+def lua_manifest(requires=(), options=None, version="1.0.0", description="e2e test plugin"):
+    """manifest.lua text: it returns a table. options: {name: {type=, default=, description=}}."""
+    t = {"version": version, "description": description}
+    if requires:
+        t["requires"] = list(requires)
+    if options:
+        t["options"] = options
+    return "return " + lua_value(t) + "\n"
 
 
-def lua_route(method, path, body, role="public"):
-    """An init.lua statement declaring a route whose handler is `function(req) body end`."""
-    return "zt.route(%s, %s, function(req)\n%s\nend, { role = %s })\n" % (
+def lua_route(method, path, body, role="public", **opts):
+    """An init.lua statement declaring a route whose handler is `function(req) body end`
+    (the handler returns status, body, headers)."""
+    o = dict(role=role, **opts)
+    return "zt.route(%s, %s, %s, function(req)\n%s\nend)\n" % (
         lua_str(method),
         lua_str(path),
+        lua_value(o),
         body,
-        lua_str(role),
     )
 
 
