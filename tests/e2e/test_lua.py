@@ -5,7 +5,7 @@ import shutil
 import tempfile
 import unittest
 
-from ztnode import NodeTest, copy_lua_tree, lua_manifest, lua_route, write_lua_plugin
+from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with
 
 MARKER = "e2e-raised-this-7f3a"
 
@@ -70,9 +70,7 @@ FAILURES = {
 
 
 def lua_tree_with_e2e(root):
-    d = copy_lua_tree(os.path.join(root, "lua"))
-    write_lua_plugin(d, "e2e", lua_manifest(), E2E_INIT)
-    return d
+    return lua_tree_with(os.path.join(root, "lua"), {"e2e": (lua_manifest(), E2E_INIT)})
 
 
 class LuaFailures(NodeTest):

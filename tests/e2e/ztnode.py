@@ -129,6 +129,14 @@ def copy_lua_tree(dest):
     return dest
 
 
+def lua_tree_with(dest, plugins):
+    """A lua_dir at dest: a copy of $ZT_SRC/lua plus plugins {name: (manifest, init)}."""
+    copy_lua_tree(dest)
+    for name, (manifest, init) in plugins.items():
+        write_lua_plugin(dest, name, manifest, init)
+    return dest
+
+
 class Response:
     def __init__(self, status, reason, headers, body, raw_headers):
         self.status = status
