@@ -171,6 +171,7 @@ static void on_timer(uv_timer_t *t)
 void zt__audit_start(zt_server *srv)
 {
     zt_audit *a = srv->audit;
+    if (!srv->conf->audit_checkpoint_ms) return; /* 0: by count only */
     uv_timer_init(srv->loop, &a->timer);
     a->timer.data = a;
     uv_timer_start(&a->timer, on_timer, srv->conf->audit_checkpoint_ms,

@@ -1111,13 +1111,6 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
 
 int zt__auth_open(zt_server *srv, char *err, size_t errlen)
 {
-    zt_conf *c = srv->conf; /* defaults until the config reader knows the auth table */
-    if (!c->auth_session_ms) c->auth_session_ms = 8 * 3600 * 1000;
-    if (!c->auth_idle_ms) c->auth_idle_ms = 30 * 60 * 1000;
-    if (!c->auth_max_failures) c->auth_max_failures = 5;
-    if (!c->auth_lock_seconds) c->auth_lock_seconds = 900;
-    if (!c->auth_pw_ops) c->auth_pw_ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-    if (!c->auth_pw_mem) c->auth_pw_mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
     if (sodium_init() < 0) {
         snprintf(err, errlen, "libsodium failed to initialise");
         return ZT_ERROR;

@@ -267,7 +267,9 @@ void zt__plugins_free(zt_server *srv);
 /* ---- lua_host.c ---------------------------------------------------------------- */
 
 /* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,
- * description, requires, options. */
+ * description, requires (nrequires), options (noptions; no terminator needed). All of it
+ * malloc'd, the strings inside each zt_option too: zt__plugins_free frees it. p->name,
+ * p->path (the plugin's folder) and p->kind are set before the call. */
 int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
 /* Create the plugin's sandboxed state and run its init.lua (which declares routes and
  * databases through the zt module). */

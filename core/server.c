@@ -381,8 +381,6 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         key_file = scratch_key;
     }
     if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
-    if (!conf->audit_checkpoint_every) conf->audit_checkpoint_every = 1000;
-    if (!conf->audit_checkpoint_ms) conf->audit_checkpoint_ms = 300 * 1000;
     if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
