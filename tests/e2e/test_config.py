@@ -278,11 +278,6 @@ class Bad(ConfTest):
 
 
 class Commands(unittest.TestCase):
-    def test_version(self):
-        r = run(["version"])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, r"^zhengtong \d+\.\d+\.\d+")
-
     def test_unknown_command(self):
         r = run(["frobnicate"])
         self.assertNotEqual(r.returncode, 0)

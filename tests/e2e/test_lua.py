@@ -152,9 +152,16 @@ class LuaFailures(NodeTest):
                 st, h, b = self.shared.request("GET", path, timeout=20)
                 p = self.assertProblem(st, h, b, 500, slug)
                 # the log has the error raised on purpose, with the request id
+                # the log says why, under the request's id
+                why = [r for r in self.shared.log_records() if r.get("request_id") == p["request_id"]]
+                text = json.dumps(why, ensure_ascii=False)
+                self.assertTrue(why, "no log line with request id %s" % p["request_id"])
                 if path == "/e2e/error":
-                    self.assertIn(MARKER, self.shared.log())
-                    self.assertIn(p["request_id"], self.shared.log())
+                    self.assertIn(MARKER, text)
+                if path == "/e2e/loop":
+                    self.assertIn("instruction", text)
+                if path in ("/e2e/bomb", "/e2e/bigstring"):
+                    self.assertIn("memory", text)
                 self.ok()
                 self.assertEqual(self.shared.request("GET", "/hello")[0], 200)
 
