@@ -1,0 +1,2501 @@
+/* lua_host.c: the Lua plugin host: one sandboxed, budgeted state per plugin, and the zt module. */
+#include "core.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#define HOOK_STEP    1000       /* instructions between two budget checks */
+#define JSON_DEPTH   200        /* deepest table zt.json.encode follows (cycles end here) */
+#define MAX_FILE     (8u << 20) /* largest Lua source file the host reads */
+#define KEY_MAX      511        /* LMDB's key limit, as zt.h states it */
+#define INT53        9007199254740992.0
+#define DEFAULT_TYPE "text/plain; charset=utf-8"
+
+/* ---- the plugin's state ------------------------------------------------------------ */
+
+/* A route a plugin declared: the router's ud for the trampoline. */
+struct lua_route {
+    struct lua_route *next;
+    struct zt_lua_plugin *lp;
+    int ref; /* the handler function, in the registry */
+    char *method;
+    char *pattern;
+};
+
+struct db_iter;
+
+struct zt_lua_plugin {
+    lua_State *L;
+    zt_plugin *p;
+    zt_server *srv;
+    size_t used, limit; /* bytes the state holds, and its cap (0: none) */
+    uint64_t budget;    /* instructions per call into Lua (0: none) */
+    uint64_t left;      /* of the budget, in the current call */
+    bool exhausted;     /* the budget is spent: every instruction raises */
+    bool oom;           /* the allocator refused something during this call */
+    zt_req *req;        /* the request whose handler runs now, or NULL */
+    uint64_t serial;    /* counts handler calls, so that stale iterators are caught */
+    int store_err;      /* storage full (ZT_EFULL) or unavailable (ZT_EBUSY) in this call */
+    struct lua_route *routes;
+    struct db_iter *iters; /* cursors open in the current request */
+    char warn[256];        /* a warning being assembled from its pieces */
+    size_t nwarn;
+};
+
+/* Registry keys: the addresses of these are unique light userdata, so looking one up never
+ * creates a string (and so never allocates, which matters outside protected calls). */
+static char K_NULL, K_ARRAY, K_PROBLEM, K_DB, K_ITER, K_BOX, K_REQ, K_CURREQ, K_LOADED, K_LOADING,
+    K_FORMAT, K_ANCHOR;
+
+static struct zt_lua_plugin *plugin_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* The allocator: the cap counts every byte the state holds. Shrinking never fails. */
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct zt_lua_plugin *lp = ud;
+    if (!ptr) osize = 0; /* then osize only says what kind of object is made */
+    if (nsize == 0) {
+        free(ptr);
+        lp->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && lp->limit &&
+        (lp->used > lp->limit || nsize - osize > lp->limit - lp->used)) {
+        lp->oom = true;
+        return NULL;
+    }
+    void *np = realloc(ptr, nsize);
+    if (!np) {
+        lp->oom = true;
+        return NULL;
+    }
+    lp->used = lp->used - osize + nsize;
+    return np;
+}
+
+/* The instruction budget. Once spent, the hook fires on every instruction and raises each
+ * time, so that a script catching the error with pcall cannot go on: the error comes back
+ * at its next instruction until control is back in C. */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->exhausted) {
+        uint64_t step = (uint64_t)lua_gethookcount(L);
+        if (lp->left > step) {
+            lp->left -= step;
+            /* a coroutine made in an earlier, exhausted call may still count by one */
+            if (step == 1 && lp->budget > 1) {
+                int s = lp->budget < HOOK_STEP ? (int)lp->budget : HOOK_STEP;
+                lua_sethook(L, budget_hook, LUA_MASKCOUNT, s);
+            }
+            return;
+        }
+        lp->left = 0;
+        lp->exhausted = true;
+    }
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_where(L, 0);
+    lua_pushliteral(L, "instruction budget exceeded");
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+static void budget_reset(struct zt_lua_plugin *lp)
+{
+    lp->left = lp->budget;
+    lp->exhausted = false;
+    lp->oom = false;
+    if (lp->budget) {
+        int step = lp->budget < HOOK_STEP ? (int)lp->budget : HOOK_STEP;
+        lua_sethook(lp->L, budget_hook, LUA_MASKCOUNT, step);
+    }
+}
+
+/* Errors become "message\nstack traceback: ..."; problems (zt.problem) pass unchanged. */
+static int msgh(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_PROBLEM);
+        bool problem = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (problem) return 1;
+    }
+    const char *msg = luaL_tolstring(L, 1, NULL);
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Every entry into Lua goes through here: fn(ud) runs protected, with a fresh budget and
+ * the traceback handler. On error the error value is left on the stack (the caller pops
+ * it, restoring its top). */
+static int lp_pcall(struct zt_lua_plugin *lp, lua_CFunction fn, void *ud)
+{
+    lua_State *L = lp->L;
+    budget_reset(lp);
+    lua_pushcfunction(L, msgh);
+    int h = lua_gettop(L);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    int st = lua_pcall(L, 1, 0, h);
+    if (st == LUA_OK) {
+        lua_pop(L, 1);
+    } else {
+        lua_remove(L, h);
+    }
+    return st;
+}
+
+/* After a call: a refused allocation leaves garbage that the next call should not meet. */
+static void lp_after(struct zt_lua_plugin *lp)
+{
+    if (lp->oom) lua_gc(lp->L, LUA_GCCOLLECT);
+    lp->oom = false;
+}
+
+/* The first line of an error message, for err buffers (the log gets the traceback). */
+static void first_part(char *err, size_t errlen, const char *msg)
+{
+    const char *tb = strstr(msg, "\nstack traceback:");
+    int n = tb ? (int)(tb - msg) : (int)strlen(msg);
+    snprintf(err, errlen, "%.*s", n, msg);
+}
+
+static int l_panic(lua_State *L)
+{
+    const char *m = lua_tostring(L, -1);
+    struct zt_lua_plugin *lp = plugin_of(L);
+    zt__log(ZT_LOG_ERROR, lp->p ? lp->p->name : NULL, NULL, "Lua panic: %s", m ? m : "?");
+    return 0; /* Lua aborts */
+}
+
+static void l_warn(void *ud, const char *msg, int tocont)
+{
+    struct zt_lua_plugin *lp = ud;
+    if (lp->nwarn == 0 && !tocont && msg[0] == '@') return; /* a control message */
+    size_t n = strlen(msg), room = sizeof lp->warn - 1 - lp->nwarn;
+    if (n > room) n = room;
+    memcpy(lp->warn + lp->nwarn, msg, n);
+    lp->nwarn += n;
+    if (tocont) return;
+    lp->warn[lp->nwarn] = 0;
+    if (lp->req)
+        zt_req_log(lp->req, ZT_LOG_WARN, "Lua warning: %s", lp->warn);
+    else
+        zt_log(lp->p, ZT_LOG_WARN, "Lua warning: %s", lp->warn);
+    lp->nwarn = 0;
+}
+
+/* ---- files ------------------------------------------------------------------------- */
+
+static int read_file(const char *path, zt_buf *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return errno == ENOENT ? ZT_ENOTFOUND : ZT_EIO;
+    }
+    int rc = ZT_OK;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (out->len + n > MAX_FILE) {
+            snprintf(err, errlen, "%s: larger than %u bytes", path, MAX_FILE);
+            rc = ZT_ETOOBIG;
+            break;
+        }
+        if (zt__buf_append(out, chunk, n)) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = ZT_ENOMEM;
+            break;
+        }
+    }
+    if (rc == ZT_OK && ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        rc = ZT_EIO;
+    }
+    fclose(f);
+    if (rc) zt__buf_free(out);
+    return rc;
+}
+
+static int plugin_file(char *out, size_t n, const zt_server *srv, const char *plugin,
+                       const char *file)
+{
+    int k = snprintf(out, n, "%s/plugins/%s/%s", srv->conf->lua_dir, plugin, file);
+    return k < 0 || (size_t)k >= n ? ZT_ETOOBIG : ZT_OK;
+}
+
+/* ---- small helpers on Lua values --------------------------------------------------- */
+
+static bool has_meta(lua_State *L, int idx, const void *key)
+{
+    if (!lua_getmetatable(L, idx)) return false;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    bool eq = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return eq;
+}
+
+static void set_meta(lua_State *L, const void *key)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    lua_setmetatable(L, -2);
+}
+
+static void *check_ud(lua_State *L, int idx, const void *key, const char *what)
+{
+    if (lua_type(L, idx) != LUA_TUSERDATA || !has_meta(L, idx, key)) luaL_typeerror(L, idx, what);
+    return lua_touserdata(L, idx);
+}
+
+/* A metatable under a registry key; its fields are filled by the caller (left on top). */
+static void new_meta(lua_State *L, const void *key, const char *name)
+{
+    lua_newtable(L);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable"); /* scripts can neither read nor replace it */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* C memory that a Lua error could strand (a cJSON tree, printed text) is held by a box: a
+ * userdata whose __gc frees it, so every error path is leak-free. */
+typedef struct jbox {
+    cJSON *json;
+    char *text;
+    char *aux;
+} jbox;
+
+static void box_clear(jbox *b)
+{
+    cJSON_Delete(b->json);
+    free(b->text);
+    free(b->aux);
+    b->json = NULL;
+    b->text = b->aux = NULL;
+}
+
+static int box_gc(lua_State *L)
+{
+    box_clear(lua_touserdata(L, 1));
+    return 0;
+}
+
+static jbox *box_new(lua_State *L)
+{
+    jbox *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->json = NULL;
+    b->text = b->aux = NULL;
+    set_meta(L, &K_BOX);
+    return b;
+}
+
+/* Strict UTF-8, without NUL (cJSON strings are C strings). */
+static bool utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c == 0) return false;
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp, min;
+        if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i < len) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
+}
+
+/* ---- JSON -------------------------------------------------------------------------- */
+
+static cJSON *json_attach(lua_State *L, cJSON *parent, const char *key, cJSON *item)
+{
+    if (!item) luaL_error(L, "not enough memory");
+    cJSON_bool ok =
+        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
+    if (!ok) {
+        cJSON_Delete(item);
+        luaL_error(L, "not enough memory");
+    }
+    return item;
+}
+
+/* A table is a JSON array when it is marked by zt.json.array, or when its keys are exactly
+ * 1..n (n > 0); an object when all its keys are strings (an empty table is {}). */
+static int table_kind(lua_State *L, int idx, lua_Integer *n)
+{
+    if (has_meta(L, idx, &K_ARRAY)) {
+        *n = (lua_Integer)lua_rawlen(L, idx);
+        return 'a';
+    }
+    lua_Integer count = 0, max = 0;
+    bool ints = true, strs = true;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        count++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            ints = false;
+        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            strs = false;
+            if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
+        } else {
+            ints = strs = false;
+        }
+    }
+    *n = count;
+    if (count == 0) return 'o';
+    if (ints && max == count) return 'a';
+    if (strs) return 'o';
+    return 0;
+}
+
+static int strptrcmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void json_encode_into(lua_State *L, int idx, cJSON *parent, const char *key, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        json_attach(L, parent, key, cJSON_CreateNull());
+        return;
+    case LUA_TBOOLEAN:
+        json_attach(L, parent, key, cJSON_CreateBool(lua_toboolean(L, idx)));
+        return;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            lua_Integer i = lua_tointeger(L, idx);
+            /* cJSON holds numbers as doubles; print larger integers exactly */
+            if (i >= -(lua_Integer)INT53 && i <= (lua_Integer)INT53) {
+                json_attach(L, parent, key, cJSON_CreateNumber((double)i));
+            } else {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%lld", (long long)i);
+                json_attach(L, parent, key, cJSON_CreateRaw(buf));
+            }
+        } else {
+            double d = lua_tonumber(L, idx);
+            if (!isfinite(d)) luaL_error(L, "zt.json.encode: cannot encode NaN or infinity");
+            json_attach(L, parent, key, cJSON_CreateNumber(d));
+        }
+        return;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (!utf8_ok((const unsigned char *)s, len))
+            luaL_error(L, "zt.json.encode: a string is not valid UTF-8 (or holds a NUL byte)");
+        json_attach(L, parent, key, cJSON_CreateString(s));
+        return;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        luaL_error(L, "zt.json.encode: cannot encode a %s", luaL_typename(L, idx));
+        return;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
+    bool null = lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
+    if (null) {
+        json_attach(L, parent, key, cJSON_CreateNull());
+        return;
+    }
+    if (depth >= JSON_DEPTH)
+        luaL_error(L, "zt.json.encode: tables nested deeper than %d (a table inside itself?)",
+                   JSON_DEPTH);
+    luaL_checkstack(L, 4, "zt.json.encode: nested too deep");
+    lua_Integer n = 0;
+    int kind = table_kind(L, idx, &n);
+    if (!kind)
+        luaL_error(L, "zt.json.encode: a table mixes keys: use only 1..n (an array) or only "
+                      "strings (an object)");
+    if (kind == 'a') {
+        cJSON *arr = json_attach(L, parent, key, cJSON_CreateArray());
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            json_encode_into(L, lua_gettop(L), arr, NULL, depth + 1);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    /* Keys in byte order: the same table always gives the same text (Lua's own order
+     * changes from state to state). The table keeps the key strings alive. */
+    cJSON *obj = json_attach(L, parent, key, cJSON_CreateObject());
+    const char **keys = lua_newuserdatauv(L, (size_t)n * sizeof *keys, 0);
+    size_t nk = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen); /* a string: table_kind checked */
+        if (!utf8_ok((const unsigned char *)k, klen))
+            luaL_error(L, "zt.json.encode: a key is not valid UTF-8 (or holds a NUL byte)");
+        keys[nk++] = k;
+        lua_pop(L, 1);
+    }
+    qsort(keys, nk, sizeof *keys, strptrcmp);
+    for (size_t i = 0; i < nk; i++) {
+        lua_pushstring(L, keys[i]);
+        lua_rawget(L, idx);
+        json_encode_into(L, lua_gettop(L), obj, keys[i], depth + 1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Encode the value at idx into a box (pushed on the stack); box->json is the tree. */
+static jbox *json_encode_boxed(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    jbox *b = box_new(L);
+    b->json = cJSON_CreateArray(); /* a holder, so that the root is freed with it */
+    if (!b->json) luaL_error(L, "not enough memory");
+    json_encode_into(L, idx, b->json, NULL, 0);
+    cJSON *root = cJSON_DetachItemFromArray(b->json, 0);
+    cJSON_Delete(b->json);
+    b->json = root;
+    return b;
+}
+
+static void json_push(lua_State *L, const cJSON *item, int depth)
+{
+    luaL_checkstack(L, 3, "zt.json: nested too deep");
+    if (cJSON_IsNull(item)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
+    } else if (cJSON_IsBool(item)) {
+        lua_pushboolean(L, cJSON_IsTrue(item));
+    } else if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        if (d == floor(d) && d >= -INT53 && d <= INT53)
+            lua_pushinteger(L, (lua_Integer)d);
+        else
+            lua_pushnumber(L, d);
+    } else if (cJSON_IsString(item) || cJSON_IsRaw(item)) {
+        lua_pushstring(L, item->valuestring);
+    } else if (cJSON_IsArray(item)) {
+        lua_createtable(L, cJSON_GetArraySize(item), 0);
+        lua_Integer i = 1;
+        for (const cJSON *c = item->child; c; c = c->next) {
+            json_push(L, c, depth + 1);
+            lua_rawseti(L, -2, i++);
+        }
+        set_meta(L, &K_ARRAY);
+    } else if (cJSON_IsObject(item)) {
+        lua_createtable(L, 0, cJSON_GetArraySize(item));
+        for (const cJSON *c = item->child; c; c = c->next) {
+            json_push(L, c, depth + 1);
+            lua_setfield(L, -2, c->string);
+        }
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    jbox *b = json_encode_boxed(L, 1);
+    b->text = cJSON_PrintUnformatted(b->json);
+    if (!b->text) return luaL_error(L, "not enough memory");
+    lua_pushstring(L, b->text);
+    box_clear(b);
+    return 1;
+}
+
+/* Parse text strictly (nothing but white space after the value). */
+static cJSON *json_parse(const char *s, size_t len)
+{
+    /* s is a Lua string, so s[len] is its terminating NUL, which strict parsing wants */
+    return cJSON_ParseWithLengthOpts(s, len + 1, NULL, 1);
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    jbox *b = box_new(L);
+    b->json = json_parse(s, len);
+    if (!b->json) return luaL_error(L, "zt.json.decode: not valid JSON");
+    json_push(L, b->json, 0);
+    box_clear(b);
+    return 1;
+}
+
+static int l_json_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getmetatable(L, 1)) {
+        lua_pop(L, 1);
+        if (!has_meta(L, 1, &K_ARRAY))
+            return luaL_error(L, "zt.json.array: the table has a metatable already");
+        return 1;
+    }
+    set_meta(L, &K_ARRAY);
+    return 1;
+}
+
+static int null_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "null");
+    return 1;
+}
+
+static int l_readonly(lua_State *L)
+{
+    return luaL_error(L, "this table is read-only");
+}
+
+/* ---- problems (zt.problem) --------------------------------------------------------- */
+
+typedef struct problem {
+    int status;
+    char type[65];
+    char title[129];
+    size_t dlen;
+    char detail[]; /* NUL-terminated */
+} problem;
+
+static bool slug_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int raise_problem(lua_State *L, lua_Integer status, const char *type, const char *detail,
+                         const char *title)
+{
+    if (status < 400 || status > 599)
+        return luaL_error(L, "zt.problem: status %I is not 400..599", (LUAI_UACINT)status);
+    if (!slug_ok(type))
+        return luaL_error(L, "zt.problem: type '%s' is not a slug (1..64 of a-z, 0-9, -)", type);
+    if (title && strlen(title) > 128) return luaL_error(L, "zt.problem: title over 128 bytes");
+    size_t dlen = strlen(detail);
+    problem *pb = lua_newuserdatauv(L, sizeof *pb + dlen + 1, 0);
+    pb->status = (int)status;
+    strcpy(pb->type, type);
+    if (title) {
+        strcpy(pb->title, title);
+    } else { /* "invalid-notice" → "Invalid notice" */
+        strcpy(pb->title, type);
+        for (char *c = pb->title; *c; c++)
+            if (*c == '-') *c = ' ';
+        if (pb->title[0] >= 'a' && pb->title[0] <= 'z') pb->title[0] = (char)(pb->title[0] - 32);
+    }
+    pb->dlen = dlen;
+    memcpy(pb->detail, detail, dlen + 1);
+    set_meta(L, &K_PROBLEM);
+    return lua_error(L);
+}
+
+static int l_problem(lua_State *L)
+{
+    lua_Integer status = luaL_checkinteger(L, 1);
+    const char *type = luaL_checkstring(L, 2);
+    const char *detail = luaL_optstring(L, 3, "");
+    const char *title = luaL_optstring(L, 4, NULL);
+    return raise_problem(L, status, type, detail, title);
+}
+
+static int problem_tostring(lua_State *L)
+{
+    problem *pb = lua_touserdata(L, 1);
+    lua_pushfstring(L, "problem %d %s: %s", pb->status, pb->type, pb->detail);
+    return 1;
+}
+
+static int problem_index(lua_State *L)
+{
+    problem *pb = lua_touserdata(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "status") == 0)
+        lua_pushinteger(L, pb->status);
+    else if (strcmp(k, "type") == 0)
+        lua_pushstring(L, pb->type);
+    else if (strcmp(k, "title") == 0)
+        lua_pushstring(L, pb->title);
+    else if (strcmp(k, "detail") == 0)
+        lua_pushlstring(L, pb->detail, pb->dlen);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* ---- zt.log, zt.id, zt.now, print -------------------------------------------------- */
+
+static void log_text(struct zt_lua_plugin *lp, int level, const char *msg)
+{
+    if (lp->req)
+        zt_req_log(lp->req, level, "%s", msg);
+    else
+        zt_log(lp->p, level, "%s", msg);
+}
+
+/* zt.log.<level>(fmt, ...): string.format; one argument is logged as it is. */
+static int l_log(lua_State *L)
+{
+    int level = (int)lua_tointeger(L, lua_upvalueindex(1));
+    if (level < zt__log_level) return 0;
+    int n = lua_gettop(L);
+    const char *msg;
+    if (n <= 1) {
+        msg = luaL_tolstring(L, 1, NULL);
+    } else {
+        luaL_checktype(L, 1, LUA_TSTRING);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_FORMAT);
+        lua_insert(L, 1);
+        lua_call(L, n, 1);
+        msg = lua_tostring(L, -1);
+    }
+    log_text(plugin_of(L), level, msg);
+    return 0;
+}
+
+static int l_print(lua_State *L)
+{
+    if (ZT_LOG_INFO < zt__log_level) return 0;
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    log_text(plugin_of(L), ZT_LOG_INFO, lua_tostring(L, -1));
+    return 0;
+}
+
+static int l_id(lua_State *L)
+{
+    char id[27];
+    zt_id(id);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)zt_now_ms());
+    return 1;
+}
+
+/* ---- zt.db ------------------------------------------------------------------------- */
+
+typedef struct ldb {
+    zt_db *db;
+    char name[65];
+} ldb;
+
+struct db_iter {
+    struct zt_lua_plugin *lp;
+    struct db_iter *prev, *next; /* in lp->iters while its cursor is open */
+    zt_cursor *cur;
+    uint64_t serial; /* the handler call it belongs to */
+    bool started, reverse, done, has_from;
+    lua_Integer left; /* items still allowed; < 0: no limit */
+    size_t flen, plen;
+    char keys[]; /* from (flen bytes), then prefix (plen bytes) */
+};
+
+static void iter_unlink(struct db_iter *it)
+{
+    if (it->cur) zt_cursor_close(it->cur);
+    it->cur = NULL;
+    if (it->prev) it->prev->next = it->next;
+    if (it->next) it->next->prev = it->prev;
+    if (it->lp->iters == it) it->lp->iters = it->next;
+    it->prev = it->next = NULL;
+}
+
+/* The request is over: its cursors die with its transaction. */
+static void iters_close_all(struct zt_lua_plugin *lp)
+{
+    while (lp->iters) iter_unlink(lp->iters);
+}
+
+static int iter_gc(lua_State *L)
+{
+    struct db_iter *it = lua_touserdata(L, 1);
+    if (it->cur) iter_unlink(it);
+    return 0;
+}
+
+static zt_txn *db_txn(lua_State *L, const char *fn)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->req) luaL_error(L, "zt.db: no transaction here (only inside a handler)");
+    zt_txn *t = zt_req_txn(lp->req);
+    if (!t) {
+        lp->store_err = ZT_EBUSY;
+        luaL_error(L, "%s: storage unavailable", fn);
+    }
+    return t;
+}
+
+static int db_fail(lua_State *L, const char *fn, int rc)
+{
+    if (rc == ZT_EFULL) plugin_of(L)->store_err = rc; /* then the core answers 507 */
+    return luaL_error(L, "%s: %s", fn, zt_strerror(rc));
+}
+
+static const char *check_key(lua_State *L, int idx, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+    return lua_tolstring(L, idx, len);
+}
+
+/* Push a stored value: 's' + bytes is a string, 'j' + JSON a table (or number, boolean). */
+static void push_stored(lua_State *L, const char *v, size_t vlen)
+{
+    if (vlen >= 1 && v[0] == 's') {
+        lua_pushlstring(L, v + 1, vlen - 1);
+        return;
+    }
+    if (vlen >= 1 && v[0] == 'j') {
+        jbox *b = box_new(L);
+        b->json = cJSON_ParseWithLength(v + 1, vlen - 1);
+        if (b->json) {
+            json_push(L, b->json, 0);
+            box_clear(b);
+            lua_remove(L, -2);
+            return;
+        }
+    }
+    luaL_error(L, "zt.db: a stored value is not in the zt.db encoding");
+}
+
+static int l_db_open(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    if (!lp->p->in_init) return luaL_error(L, "zt.db.open: only during init");
+    if (strlen(name) > 64) return luaL_error(L, "zt.db.open: name '%s' is too long", name);
+    ldb *d = lua_newuserdatauv(L, sizeof *d, 0);
+    d->db = NULL;
+    strcpy(d->name, name);
+    set_meta(L, &K_DB);
+    int rc = zt_db_open(lp->p, name, &d->db);
+    if (rc) return luaL_error(L, "zt.db.open('%s'): %s", name, zt_strerror(rc));
+    return 1;
+}
+
+static int l_db_get(lua_State *L)
+{
+    ldb *d = check_ud(L, 1, &K_DB, "zt.db");
+    size_t klen;
+    const char *k = check_key(L, 2, &klen);
+    zt_txn *t = db_txn(L, "db:get");
+    const void *v;
+    size_t vlen;
+    int rc = klen == 0 || klen > KEY_MAX ? ZT_ENOTFOUND /* no such key can exist */
+                                         : zt_get(t, d->db, k, klen, &v, &vlen);
+    if (rc == ZT_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc) return db_fail(L, "db:get", rc);
+    push_stored(L, v, vlen);
+    return 1;
+}
+
+static int l_db_put(lua_State *L)
+{
+    ldb *d = check_ud(L, 1, &K_DB, "zt.db");
+    size_t klen;
+    const char *k = check_key(L, 2, &klen);
+    if (klen == 0 || klen > KEY_MAX) return luaL_error(L, "db:put: a key is 1..%d bytes", KEY_MAX);
+    int vt = lua_type(L, 3);
+    if (vt == LUA_TNONE || vt == LUA_TNIL)
+        return luaL_error(L, "db:put: no value (to remove a key use db:delete)");
+    if (vt != LUA_TSTRING && vt != LUA_TTABLE && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
+        return luaL_error(L, "db:put: cannot store a %s", luaL_typename(L, 3));
+    zt_txn *t = db_txn(L, "db:put");
+    jbox *b;
+    size_t len;
+    if (vt == LUA_TSTRING) {
+        const char *s = lua_tolstring(L, 3, &len);
+        b = box_new(L);
+        b->aux = malloc(len + 1);
+        if (!b->aux) return luaL_error(L, "not enough memory");
+        b->aux[0] = 's';
+        memcpy(b->aux + 1, s, len);
+    } else {
+        b = json_encode_boxed(L, 3);
+        b->text = cJSON_PrintUnformatted(b->json);
+        if (!b->text) return luaL_error(L, "not enough memory");
+        len = strlen(b->text);
+        b->aux = malloc(len + 1);
+        if (!b->aux) return luaL_error(L, "not enough memory");
+        b->aux[0] = 'j';
+        memcpy(b->aux + 1, b->text, len);
+    }
+    int rc = zt_put(t, d->db, k, klen, b->aux, len + 1);
+    box_clear(b);
+    if (rc) return db_fail(L, "db:put", rc);
+    return 0;
+}
+
+static int l_db_delete(lua_State *L)
+{
+    ldb *d = check_ud(L, 1, &K_DB, "zt.db");
+    size_t klen;
+    const char *k = check_key(L, 2, &klen);
+    zt_txn *t = db_txn(L, "db:delete");
+    if (klen == 0 || klen > KEY_MAX) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int rc = zt_del(t, d->db, k, klen);
+    if (rc && rc != ZT_ENOTFOUND) return db_fail(L, "db:delete", rc);
+    lua_pushboolean(L, rc == ZT_OK);
+    return 1;
+}
+
+static int keycmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+/* Land on the first key of the iteration. Forward: the smallest key >= from and >= prefix.
+ * Reverse: the largest key <= from and below every key that has the prefix after it. */
+static int iter_first(struct db_iter *it, zt_kv *kv)
+{
+    const char *from = it->has_from ? it->keys : NULL, *prefix = it->keys + it->flen;
+    if (!it->reverse) {
+        const char *s = from;
+        size_t sl = it->flen;
+        if (it->plen && (!s || keycmp(prefix, it->plen, s, sl) > 0)) s = prefix, sl = it->plen;
+        return s ? zt_cursor_seek(it->cur, ZT_GE, s, sl, kv)
+                 : zt_cursor_seek(it->cur, ZT_FIRST, NULL, 0, kv);
+    }
+    char succ[KEY_MAX];
+    size_t sl = it->plen;
+    memcpy(succ, prefix, sl);
+    while (sl && (unsigned char)succ[sl - 1] == 0xff) sl--;
+    if (sl) succ[sl - 1]++;
+    const char *bound = sl ? succ : NULL;
+    bool inclusive = false;
+    if (from && (!bound || keycmp(from, it->flen, succ, sl) < 0)) {
+        bound = from, sl = it->flen;
+        inclusive = true;
+    }
+    if (!bound) return zt_cursor_seek(it->cur, ZT_LAST, NULL, 0, kv);
+    int rc = zt_cursor_seek(it->cur, ZT_GE, bound, sl, kv);
+    if (rc == ZT_ENOTFOUND) return zt_cursor_seek(it->cur, ZT_LAST, NULL, 0, kv);
+    if (rc) return rc;
+    if (inclusive && keycmp(kv->key, kv->klen, bound, sl) == 0) return ZT_OK;
+    return zt_cursor_seek(it->cur, ZT_PREV, NULL, 0, kv);
+}
+
+static int iter_step(lua_State *L)
+{
+    struct db_iter *it = lua_touserdata(L, lua_upvalueindex(1));
+    struct zt_lua_plugin *lp = it->lp;
+    if (it->done) return 0;
+    if (!it->cur || it->serial != lp->serial || !lp->req)
+        return luaL_error(L, "zt.db: iterator used after its request ended");
+    zt_kv kv;
+    int rc = ZT_ENOTFOUND;
+    if (it->left != 0) {
+        if (!it->started)
+            rc = iter_first(it, &kv);
+        else
+            rc = zt_cursor_seek(it->cur, it->reverse ? ZT_PREV : ZT_NEXT, NULL, 0, &kv);
+        it->started = true;
+    }
+    if (rc == ZT_OK && it->plen &&
+        (kv.klen < it->plen || memcmp(kv.key, it->keys + it->flen, it->plen) != 0))
+        rc = ZT_ENOTFOUND;
+    if (rc == ZT_ENOTFOUND) {
+        it->done = true;
+        iter_unlink(it);
+        return 0;
+    }
+    if (rc) return db_fail(L, "db:iter", rc);
+    if (it->left > 0) it->left--;
+    lua_pushlstring(L, kv.key, kv.klen);
+    push_stored(L, kv.val, kv.vlen);
+    return 2;
+}
+
+static const char *iter_opt_key(lua_State *L, const char *field, size_t *len)
+{
+    const char *s = NULL;
+    *len = 0;
+    if (lua_getfield(L, 2, field) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "db:iter: %s must be a string", field);
+        s = lua_tolstring(L, -1, len);
+        if (*len > KEY_MAX) luaL_error(L, "db:iter: %s is longer than a key can be", field);
+    }
+    return s; /* anchored by the options table */
+}
+
+/* db:iter{ from=, prefix=, reverse=, limit= } → an iterator function of key, value. */
+static int l_db_iter(lua_State *L)
+{
+    ldb *d = check_ud(L, 1, &K_DB, "zt.db");
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "from") && strcmp(k, "prefix") && strcmp(k, "reverse") && strcmp(k, "limit"))
+            return luaL_error(L, "db:iter: unknown option '%s' (from, prefix, reverse, limit)", k);
+        lua_pop(L, 1);
+    }
+    size_t flen, plen;
+    const char *from = iter_opt_key(L, "from", &flen);
+    const char *prefix = iter_opt_key(L, "prefix", &plen);
+    lua_getfield(L, 2, "reverse");
+    bool reverse = lua_toboolean(L, -1);
+    lua_Integer limit = -1;
+    if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
+        int isint;
+        limit = lua_tointegerx(L, -1, &isint);
+        if (!isint || limit < 0) return luaL_error(L, "db:iter: limit must be an integer >= 0");
+    }
+    zt_txn *t = db_txn(L, "db:iter");
+    struct zt_lua_plugin *lp = plugin_of(L);
+
+    struct db_iter *it = lua_newuserdatauv(L, sizeof *it + flen + plen, 0);
+    memset(it, 0, sizeof *it);
+    it->lp = lp;
+    it->serial = lp->serial;
+    it->reverse = reverse;
+    it->left = limit;
+    it->has_from = from && flen > 0;
+    it->flen = it->has_from ? flen : 0;
+    it->plen = plen;
+    if (it->has_from) memcpy(it->keys, from, flen);
+    if (plen) memcpy(it->keys + it->flen, prefix, plen);
+    set_meta(L, &K_ITER);
+    int rc = zt_cursor_open(t, d->db, &it->cur);
+    if (rc) {
+        it->cur = NULL;
+        return db_fail(L, "db:iter", rc);
+    }
+    it->next = lp->iters;
+    if (lp->iters) lp->iters->prev = it;
+    lp->iters = it;
+    lua_pushcclosure(L, iter_step, 1);
+    return 1;
+}
+
+static int db_tostring(lua_State *L)
+{
+    ldb *d = lua_touserdata(L, 1);
+    lua_pushfstring(L, "zt.db(%s)", d->name);
+    return 1;
+}
+
+/* ---- the request (inside a handler) ------------------------------------------------ */
+
+/* The zt_req behind a req table, if that table is the request being handled now. */
+static zt_req *current_req(lua_State *L, int idx, const char *fn)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+    bool cur = lp->req && lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
+    if (!cur) luaL_error(L, "%s: this request is over (use it only inside its handler)", fn);
+    return lp->req;
+}
+
+static int req_header(lua_State *L)
+{
+    zt_req *req = current_req(L, 1, "req:header");
+    const char *name = luaL_checkstring(L, 2);
+    lua_pushstring(L, zt_req_header(req, name)); /* nil if absent */
+    return 1;
+}
+
+static int req_json(lua_State *L)
+{
+    zt_req *req = current_req(L, 1, "req:json");
+    cJSON *j;
+    int rc = zt_req_json(req, &j);
+    if (rc == ZT_EINVAL)
+        return raise_problem(L, 400, "invalid-json", "the request body is not valid JSON",
+                             "Invalid JSON");
+    if (rc) return luaL_error(L, "req:json: %s", zt_strerror(rc));
+    json_push(L, j, 0);
+    return 1;
+}
+
+/* The route's parameter names come from its own pattern: ":id" segments and a last "*". */
+static void push_params(lua_State *L, const char *pattern, zt_req *req)
+{
+    lua_newtable(L);
+    for (const char *s = pattern; *s;) {
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        char name[128];
+        const char *nm = NULL;
+        if (n > 1 && s[0] == ':' && n - 1 < sizeof name) {
+            memcpy(name, s + 1, n - 1);
+            name[n - 1] = 0;
+            nm = name;
+        } else if (n == 1 && s[0] == '*') {
+            nm = "*";
+        }
+        if (nm) {
+            const char *v = zt_req_param(req, nm);
+            if (v) {
+                lua_pushstring(L, v);
+                lua_setfield(L, -2, nm);
+            }
+        }
+        s += n;
+        if (*s == '/') s++;
+    }
+}
+
+/* Query parameters, percent-decoded ('+' is a space), the first value of each name. Pairs
+ * that do not decode are left out. */
+static void push_query(lua_State *L, const char *q)
+{
+    lua_newtable(L);
+    if (!q || !*q) return;
+    int t = lua_gettop(L);
+    size_t n = strlen(q);
+    char *buf = lua_newuserdatauv(L, n + 1, 0);
+    for (const char *p = q, *end = q + n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp) amp = end;
+        const char *eq = memchr(p, '=', (size_t)(amp - p));
+        const char *kend = eq ? eq : amp;
+        long kl = kend > p ? zt__pct_decode(buf, p, (size_t)(kend - p), true) : -1;
+        if (kl > 0) {
+            lua_pushlstring(L, buf, (size_t)kl);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, t) == LUA_TNIL) {
+                lua_pop(L, 1);
+                const char *v = eq ? eq + 1 : amp;
+                long vl = zt__pct_decode(buf, v, (size_t)(amp - v), true);
+                if (vl >= 0) {
+                    lua_pushlstring(L, buf, (size_t)vl);
+                    lua_rawset(L, t);
+                } else {
+                    lua_pop(L, 1);
+                }
+            } else {
+                lua_pop(L, 2);
+            }
+        }
+        p = amp + 1;
+    }
+    lua_settop(L, t);
+}
+
+/* req.caller: who is calling (nil on a public route called without a token). */
+static void push_caller(lua_State *L, const zt_caller *c)
+{
+    if (!c) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 6);
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {{"id", offsetof(zt_caller, id)},
+                  {"kind", offsetof(zt_caller, kind)},
+                  {"login", offsetof(zt_caller, login)},
+                  {"name", offsetof(zt_caller, name)},
+                  {"department", offsetof(zt_caller, department)}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        lua_pushstring(L, *(const char *const *)((const char *)c + fields[i].off));
+        lua_setfield(L, -2, fields[i].name);
+    }
+    lua_createtable(L, (int)c->nroles, 0);
+    for (size_t i = 0; i < c->nroles; i++) {
+        lua_pushstring(L, c->roles[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "roles");
+}
+
+static void push_req(lua_State *L, const struct lua_route *lr, zt_req *req)
+{
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, zt_req_method(req));
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, zt_req_path(req));
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, zt_req_id(req));
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, zt_req_client(req));
+    lua_setfield(L, -2, "client");
+    size_t blen;
+    const char *body = zt_req_body(req, &blen);
+    lua_pushlstring(L, body, blen);
+    lua_setfield(L, -2, "body");
+    push_params(L, lr->pattern, req);
+    lua_setfield(L, -2, "params");
+    push_query(L, req->query);
+    lua_setfield(L, -2, "query");
+    push_caller(L, zt_req_caller(req));
+    lua_setfield(L, -2, "caller");
+    set_meta(L, &K_REQ);
+}
+
+static bool header_ok(const char *name, const char *value)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!*name) return false;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(tchar, *c)))
+            return false;
+    return strpbrk(value, "\r\n") == NULL;
+}
+
+struct hcall {
+    struct lua_route *lr;
+    zt_req *req;
+    int rc; /* what the trampoline returns when the handler ran to its end */
+};
+
+static char *req_strdup(zt_req *req, const char *s)
+{
+    size_t n = strlen(s);
+    char *c = zt_req_alloc(req, n + 1);
+    if (c) memcpy(c, s, n + 1);
+    return c;
+}
+
+/* Turn handler(req)'s results (status, body, headers) into the response. */
+static int respond(lua_State *L, struct hcall *hc)
+{
+    zt_req *req = hc->req;
+    int isint;
+    lua_Integer status = lua_tointegerx(L, 1, &isint);
+    if (!isint || status < 200 || status > 599)
+        return luaL_error(L, "the handler returned %s as status (expected an integer 200..599)",
+                          luaL_tolstring(L, 1, NULL));
+    const char *ctype = NULL;
+    int ht = lua_type(L, 3);
+    if (ht != LUA_TNIL && ht != LUA_TTABLE)
+        return luaL_error(L, "the handler returned a %s as headers (expected a table)",
+                          luaL_typename(L, 3));
+    if (ht == LUA_TTABLE) { /* check them all before adding any */
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "response headers must be strings keyed by strings");
+            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            if (!header_ok(k, v)) return luaL_error(L, "bad response header '%s'", k);
+            if (strcasecmp(k, "content-type") == 0) ctype = v;
+            lua_pop(L, 1);
+        }
+    }
+    int bt = lua_type(L, 2);
+    jbox *b = NULL;
+    if (bt == LUA_TTABLE) {
+        b = json_encode_boxed(L, 2);
+        if (ctype) {
+            b->text = cJSON_PrintUnformatted(b->json);
+            if (!b->text) return luaL_error(L, "not enough memory");
+        }
+    } else if (bt != LUA_TNIL && bt != LUA_TSTRING) {
+        return luaL_error(L,
+                          "the handler returned a %s as body (expected a string, a table or nil)",
+                          luaL_typename(L, 2));
+    }
+    /* From here on nothing raises: the response is being written. */
+    int rc = ZT_OK;
+    if (ht == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (rc == ZT_OK && lua_next(L, 3)) {
+            const char *k = lua_tostring(L, -2);
+            if (strcasecmp(k, "content-type") != 0) rc = zt_res_header(req, k, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        if (rc) lua_pop(L, 1);
+    }
+    char *ct = NULL;
+    if (rc == ZT_OK && ctype && bt != LUA_TNIL && !(ct = req_strdup(req, ctype))) rc = ZT_ENOMEM;
+    if (rc == ZT_OK) {
+        if (bt == LUA_TNIL) {
+            rc = zt_respond(req, (int)status, NULL, NULL, 0);
+        } else if (bt == LUA_TSTRING) {
+            size_t len;
+            const char *s = lua_tolstring(L, 2, &len);
+            rc = zt_respond(req, (int)status, ct ? ct : DEFAULT_TYPE, s, len);
+        } else if (ct) {
+            rc = zt_respond(req, (int)status, ct, b->text, strlen(b->text));
+        } else {
+            rc = zt_respond_json(req, (int)status, b->json);
+        }
+    }
+    if (b) box_clear(b);
+    hc->rc = rc;
+    return 0;
+}
+
+static int run_handler(lua_State *L)
+{
+    struct hcall *hc = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
+    push_req(L, hc->lr, hc->req);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+    lua_call(L, 1, 3);
+    return respond(L, hc);
+}
+
+/* The zt_handler of every Lua route. */
+static int lua_route_handler(zt_req *req, void *ud)
+{
+    struct lua_route *lr = ud;
+    struct zt_lua_plugin *lp = lr->lp;
+    assert(lp && lp->L);
+    if (lp->req) { /* nothing calls a handler from inside one; if it ever does, refuse */
+        zt_req_log(req, ZT_LOG_ERROR, "Lua state of %s is busy with request %s", lp->p->name,
+                   zt_req_id(lp->req));
+        return ZT_EBUSY;
+    }
+    lua_State *L = lp->L;
+    int top = lua_gettop(L);
+    struct hcall hc = {.lr = lr, .req = req, .rc = ZT_OK};
+    lp->req = req;
+    lp->serial++;
+    lp->store_err = 0;
+    int st = lp_pcall(lp, run_handler, &hc);
+    iters_close_all(lp);
+    lp->req = NULL;
+    lua_pushboolean(L, 0); /* the slot exists already, so this cannot allocate */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+
+    int rc = hc.rc;
+    if (st != LUA_OK) {
+        if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
+            const problem *pb = lua_touserdata(L, -1);
+            rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
+        } else {
+            const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
+            zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern,
+                       msg);
+            if (lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY)
+                rc = lp->store_err; /* the core answers 507 or 503 */
+            else
+                rc = zt_problem(req, 500, "lua-error", "Lua handler failed",
+                                "the handler failed; see the log with request id %s",
+                                zt_req_id(req));
+        }
+    }
+    lua_settop(L, top);
+    lp_after(lp);
+    return rc;
+}
+
+static void route_free(struct lua_route *r)
+{
+    if (!r) return;
+    free(r->method);
+    free(r->pattern);
+    free(r);
+}
+
+/* zt.route(method, path, [opts,] handler) */
+static int l_route(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *method = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    if (!lp->p->in_init) return luaL_error(L, "zt.route: only during init");
+    zt_route r = {.method = method, .path = path, .handler = lua_route_handler};
+    int fidx = 3;
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        fidx = 4;
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "role") == 0 || strcmp(k, "summary") == 0) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    return luaL_error(L, "zt.route %s %s: %s must be a string", method, path, k);
+                if (k[0] == 'r')
+                    r.role = lua_tostring(L, -1);
+                else
+                    r.summary = lua_tostring(L, -1);
+            } else if (strcmp(k, "body_limit") == 0) {
+                int isint;
+                lua_Integer n = lua_tointegerx(L, -1, &isint);
+                if (!isint || n < 0)
+                    return luaL_error(L, "zt.route %s %s: body_limit must be an integer >= 0",
+                                      method, path);
+                r.body_limit = (size_t)n;
+            } else {
+                return luaL_error(L,
+                                  "zt.route %s %s: unknown option '%s' (role, body_limit, summary)",
+                                  method, path, k);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    luaL_checktype(L, fidx, LUA_TFUNCTION);
+    lua_pushvalue(L, fidx);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct lua_route *lr = calloc(1, sizeof *lr);
+    if (lr) {
+        lr->method = strdup(method);
+        lr->pattern = strdup(path);
+    }
+    if (!lr || !lr->method || !lr->pattern) {
+        route_free(lr);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "not enough memory");
+    }
+    lr->lp = lp;
+    lr->ref = ref;
+    r.ud = lr;
+    int rc = zt_route_add(lp->p, &r);
+    if (rc) {
+        route_free(lr);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "zt.route %s %s: %s", method, path, zt_strerror(rc));
+    }
+    lr->next = lp->routes;
+    lp->routes = lr;
+    return 0;
+}
+
+/* ---- zt.config --------------------------------------------------------------------- */
+
+/* __index of the proxy: upvalues are the values and the set of declared names. */
+static int config_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 0; /* declared, unset */
+    return luaL_error(L, "zt.config: no option '%s' (declare it in manifest.lua)",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+/* next() of the C API: scripts may replace the global one. */
+static int l_next(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int proxy_pairs(lua_State *L)
+{
+    lua_pushcfunction(L, l_next);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushnil(L);
+    return 3;
+}
+
+static int proxy_len(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
+    return 1;
+}
+
+/* Replace the table on top with a read-only proxy of it. With strict, reading an
+ * undeclared key is an error (the set of declared names is just below the table). */
+static void make_readonly(lua_State *L, bool strict)
+{
+    int t = lua_gettop(L);
+    lua_newtable(L); /* the proxy */
+    lua_createtable(L, 0, 5);
+    lua_pushvalue(L, t);
+    if (strict) {
+        lua_pushvalue(L, t - 1);
+        lua_pushcclosure(L, config_index, 2);
+    }
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, t);
+    lua_pushcclosure(L, proxy_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushvalue(L, t);
+    lua_pushcclosure(L, proxy_len, 1);
+    lua_setfield(L, -2, "__len");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_replace(L, t);
+}
+
+static void push_config(lua_State *L, const zt_plugin *p)
+{
+    lua_newtable(L); /* declared names */
+    for (size_t i = 0; i < p->noptions && p->options && p->options[i].name; i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, p->options[i].name);
+    }
+    lua_newtable(L); /* values */
+    for (size_t i = 0; i < p->nopts; i++) {
+        const zt_optval *o = &p->opts[i];
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -3, o->name);
+        if (!o->set) continue;
+        switch (o->type) {
+        case ZT_OPT_STRING:
+            lua_pushstring(L, o->s);
+            break;
+        case ZT_OPT_INT:
+            lua_pushinteger(L, (lua_Integer)o->i);
+            break;
+        case ZT_OPT_NUMBER:
+            lua_pushnumber(L, o->n);
+            break;
+        case ZT_OPT_BOOL:
+            lua_pushboolean(L, o->b);
+            break;
+        case ZT_OPT_LIST:
+            lua_createtable(L, (int)o->nlist, 0);
+            for (size_t j = 0; j < o->nlist; j++) {
+                lua_pushstring(L, o->list[j]);
+                lua_rawseti(L, -2, (lua_Integer)j + 1);
+            }
+            make_readonly(L, false);
+            break;
+        default:
+            continue;
+        }
+        lua_setfield(L, -2, o->name);
+    }
+    make_readonly(L, true);
+    lua_remove(L, -2);
+}
+
+/* ---- the sandbox ------------------------------------------------------------------- */
+
+/* collectgarbage("count") only: scripts must not steer the collector the node relies on. */
+static int l_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") != 0)
+        return luaL_error(L, "collectgarbage: only \"count\" is allowed in the sandbox");
+    lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT) + lua_gc(L, LUA_GCCOUNTB) / 1024.0);
+    return 1;
+}
+
+/* Lua calls a message handler from where the error was raised; for the budget's error that
+ * is inside the hook, where hooks are off, so a looping handler would never be stopped.
+ * Once the budget is spent, the script's handler is skipped and the error goes as it is. */
+static int xpcall_handler(lua_State *L)
+{
+    if (plugin_of(L)->exhausted) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, msgh, ...): the base library's, with msgh wrapped. Called as a C function,
+ * not through lua_call, so that it keeps its continuation (yields across it still work). */
+static int l_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+/* A coroutine's body runs inside a (yieldable) pcall of its own. The budget's error is
+ * raised in the hook, where Lua has switched hooks off for that thread; only a pcall's
+ * recovery switches them back on. Without one inside the coroutine, it would die with hooks
+ * off, and closing it (coroutine.close, or coroutine.wrap after an error) would run its
+ * <close> handlers beyond any budget. Here the error is caught and raised again, with
+ * hooks on. */
+static int guard_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int guard(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    return guard_k(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, 0, guard_k), 0);
+}
+
+/* coroutine.create(f) and coroutine.wrap(f) (the library's, as upvalue), with f guarded. */
+static int l_coroutine_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, guard, 1);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks off, outside any budget. */
+static int l_setmetatable(lua_State *L)
+{
+    lua_pushliteral(L, "__gc");
+    if (lua_type(L, 2) == LUA_TTABLE && lua_rawget(L, 2) != LUA_TNIL)
+        return luaL_error(L, "setmetatable: __gc is not allowed in the sandbox");
+    lua_settop(L, 2);
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+/* load(chunk [, name [, mode [, env]]]): text only, whatever mode says. */
+static int l_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n > 4) lua_settop(L, n = 4);
+    if (n < 3) lua_settop(L, 3);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n < 3 ? 3 : n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+}
+
+/* require(name): "zt" and the standard libraries; "zt.x.y" is <lua_dir>/zt/x/y.lua and
+ * "<plugin>.x" is <lua_dir>/plugins/<plugin>/x.lua. Nothing else, and nothing outside lua/. */
+static int l_require(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_settop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_LOADED); /* 2 */
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+        if (lua_touserdata(L, -1) == &K_LOADING)
+            return luaL_error(L, "require '%s': it requires itself (a loop)", name);
+        return 1;
+    }
+    lua_pop(L, 1);
+    const char *dot = strchr(name, '.');
+    bool ok = dot && len <= 200 && dot != name;
+    for (size_t i = 0; ok && i < len; i++)
+        if (name[i] == '.' ? (i + 1 == len || name[i + 1] == '.') : !name_char(name[i])) ok = false;
+    if (!ok)
+        return luaL_error(L,
+                          "require '%s': no such module (modules are zt.<name> or "
+                          "<plugin>.<name>, under lua/)",
+                          name);
+    char rel[256], path[PATH_MAX];
+    size_t head = (size_t)(dot - name);
+    if (head == 2 && memcmp(name, "zt", 2) == 0)
+        snprintf(rel, sizeof rel, "zt/%s", dot + 1);
+    else
+        snprintf(rel, sizeof rel, "plugins/%.*s/%s", (int)head, name, dot + 1);
+    for (char *c = strchr(rel, '/') + 1; *c; c++)
+        if (*c == '.') *c = '/';
+    int k = snprintf(path, sizeof path, "%s/%s.lua", lp->srv->conf->lua_dir, rel);
+    if (k < 0 || (size_t)k >= sizeof path)
+        return luaL_error(L, "require '%s': path too long", name);
+
+    zt_buf src = {0};
+    char err[ZT_ERRLEN];
+    if (read_file(path, &src, err, sizeof err)) return luaL_error(L, "require '%s': %s", name, err);
+    lua_pushfstring(L, "@%s", path);
+    int st = luaL_loadbufferx(L, src.data ? src.data : "", src.len, lua_tostring(L, -1), "t");
+    zt__buf_free(&src);
+    if (st != LUA_OK) return lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, (void *)&K_LOADING);
+    lua_rawset(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushstring(L, path);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* forget the attempt, so a retry says why again */
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        lua_rawset(L, 2);
+        return lua_error(L);
+    }
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 2);
+    return 1;
+}
+
+static void set_funcs(lua_State *L, const luaL_Reg *r)
+{
+    for (; r->name; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
+}
+
+/* A standard library, opened without registering it anywhere a script could reach. */
+static void open_lib(lua_State *L, lua_CFunction open)
+{
+    lua_pushcfunction(L, open);
+    lua_call(L, 0, 1);
+}
+
+static void setup_metatables(lua_State *L)
+{
+    new_meta(L, &K_BOX, "zt.box");
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    new_meta(L, &K_ARRAY, "zt.json.array");
+    lua_pop(L, 1);
+
+    new_meta(L, &K_PROBLEM, "zt.problem");
+    lua_pushcfunction(L, problem_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, problem_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    new_meta(L, &K_DB, "zt.db");
+    lua_pushcfunction(L, db_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_createtable(L, 0, 4);
+    set_funcs(L, (const luaL_Reg[]){{"get", l_db_get},
+                                    {"put", l_db_put},
+                                    {"delete", l_db_delete},
+                                    {"iter", l_db_iter},
+                                    {NULL, NULL}});
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    new_meta(L, &K_ITER, "zt.db.iterator");
+    lua_pushcfunction(L, iter_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    new_meta(L, &K_REQ, "zt.request");
+    lua_createtable(L, 0, 2);
+    set_funcs(L, (const luaL_Reg[]){{"header", req_header}, {"json", req_json}, {NULL, NULL}});
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    /* zt.json.null: a unique, frozen table */
+    lua_newtable(L);
+    new_meta(L, &K_NULL, "zt.json.null"); /* K_NULL holds the metatable for a moment */
+    lua_pushcfunction(L, null_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_readonly);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_NULL); /* and now the sentinel itself */
+}
+
+static void push_zt(lua_State *L, zt_plugin *p)
+{
+    lua_createtable(L, 0, 12);
+    set_funcs(L, (const luaL_Reg[]){{"route", l_route},
+                                    {"problem", l_problem},
+                                    {"id", l_id},
+                                    {"now", l_now},
+                                    {NULL, NULL}});
+    lua_pushstring(L, p->name);
+    lua_setfield(L, -2, "plugin");
+
+    lua_createtable(L, 0, 1);
+    set_funcs(L, (const luaL_Reg[]){{"open", l_db_open}, {NULL, NULL}});
+    lua_setfield(L, -2, "db");
+
+    lua_createtable(L, 0, 4);
+    set_funcs(L, (const luaL_Reg[]){{"encode", l_json_encode},
+                                    {"decode", l_json_decode},
+                                    {"array", l_json_array},
+                                    {NULL, NULL}});
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
+    lua_setfield(L, -2, "null");
+    lua_setfield(L, -2, "json");
+
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    lua_createtable(L, 0, 4);
+    for (int i = ZT_LOG_DEBUG; i <= ZT_LOG_ERROR; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, l_log, 1);
+        lua_setfield(L, -2, levels[i]);
+    }
+    lua_setfield(L, -2, "log");
+
+    push_config(L, p);
+    lua_setfield(L, -2, "config");
+}
+
+static int setup_sandbox(lua_State *L)
+{
+    struct zt_lua_plugin *lp = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    setup_metatables(L);
+    lua_pushboolean(L, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+
+    open_lib(L, luaopen_base); /* fills the global table: the sandbox */
+    static const char *const gone[] = {"dofile", "loadfile", "require", NULL};
+    for (const char *const *g = gone; *g; g++) {
+        lua_pushnil(L);
+        lua_setglobal(L, *g);
+    }
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, l_load, 1);
+    lua_setglobal(L, "load");
+    lua_getglobal(L, "xpcall");
+    lua_pushcclosure(L, l_xpcall, 1);
+    lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+    lua_pushcfunction(L, l_collectgarbage);
+    lua_setglobal(L, "collectgarbage");
+    lua_pushcfunction(L, l_print);
+    lua_setglobal(L, "print");
+    lua_pushcfunction(L, l_require);
+    lua_setglobal(L, "require");
+    lua_pop(L, 1);
+
+    lua_newtable(L); /* the require cache */
+    int loaded = lua_gettop(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_LOADED);
+
+    static const struct {
+        const char *name;
+        lua_CFunction open;
+    } libs[] = {{"string", luaopen_string},
+                {"table", luaopen_table},
+                {"math", luaopen_math},
+                {"utf8", luaopen_utf8},
+                {"coroutine", luaopen_coroutine}};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        open_lib(L, libs[i].open);
+        if (strcmp(libs[i].name, "string") == 0) {
+            lua_pushnil(L); /* nothing could load what it makes */
+            lua_setfield(L, -2, "dump");
+            lua_getfield(L, -1, "format");
+            lua_rawsetp(L, LUA_REGISTRYINDEX, &K_FORMAT);
+        } else if (strcmp(libs[i].name, "coroutine") == 0) {
+            static const char *const makers[] = {"create", "wrap"};
+            for (int k = 0; k < 2; k++) {
+                lua_getfield(L, -1, makers[k]);
+                lua_pushcclosure(L, l_coroutine_new, 1);
+                lua_setfield(L, -2, makers[k]);
+            }
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, loaded, libs[i].name);
+        lua_setglobal(L, libs[i].name);
+    }
+    open_lib(L, luaopen_os);
+    lua_createtable(L, 0, 4);
+    static const char *const os_keep[] = {"time", "clock", "date", "difftime", NULL};
+    for (const char *const *k = os_keep; *k; k++) {
+        lua_getfield(L, -2, *k);
+        lua_setfield(L, -2, *k);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, "os");
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+
+    push_zt(L, lp->p);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, "zt");
+    lua_setglobal(L, "zt");
+    return 0;
+}
+
+static int run_file(lua_State *L)
+{
+    const char *path = lua_touserdata(L, 1);
+    zt_buf src = {0};
+    char err[ZT_ERRLEN];
+    if (read_file(path, &src, err, sizeof err)) return luaL_error(L, "%s", err);
+    lua_pushfstring(L, "@%s", path);
+    int st = luaL_loadbufferx(L, src.data ? src.data : "", src.len, lua_tostring(L, -1), "t");
+    zt__buf_free(&src);
+    if (st != LUA_OK) return lua_error(L);
+    lua_call(L, 0, 0);
+    return 0;
+}
+
+static void lp_free(struct zt_lua_plugin *lp)
+{
+    if (lp->L) {
+        iters_close_all(lp);
+        budget_reset(lp); /* finalizers run at close: they get one budget */
+        lua_close(lp->L);
+    }
+    while (lp->routes) {
+        struct lua_route *r = lp->routes;
+        lp->routes = r->next;
+        route_free(r);
+    }
+    free(lp);
+}
+
+int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
+{
+    assert(srv && srv->conf && srv->conf->lua_dir && p && !p->lua);
+    char path[PATH_MAX];
+    if (plugin_file(path, sizeof path, srv, p->name, "init.lua")) {
+        snprintf(err, errlen, "plugin %s: path too long", p->name);
+        return ZT_EINVAL;
+    }
+    struct zt_lua_plugin *lp = calloc(1, sizeof *lp);
+    if (!lp) {
+        snprintf(err, errlen, "plugin %s: out of memory", p->name);
+        return ZT_ENOMEM;
+    }
+    lp->p = p;
+    lp->srv = srv;
+    lp->limit = srv->conf->lua_memory;
+    lp->budget = srv->conf->lua_instructions;
+    lp->L = lua_newstate(l_alloc, lp);
+    if (!lp->L) {
+        snprintf(err, errlen, "plugin %s: not enough memory for a Lua state (lua.memory = %zu)",
+                 p->name, lp->limit);
+        free(lp);
+        return ZT_ENOMEM;
+    }
+    lua_atpanic(lp->L, l_panic);
+    lua_setwarnf(lp->L, l_warn, lp);
+
+    int rc = ZT_OK;
+    if (lp_pcall(lp, setup_sandbox, lp) != LUA_OK) {
+        const char *msg = lua_tostring(lp->L, -1);
+        snprintf(err, errlen, "plugin %s: cannot set up its Lua state: %s", p->name,
+                 msg ? msg : "?");
+        rc = ZT_ENOMEM;
+    } else if (lp_pcall(lp, run_file, path) != LUA_OK) {
+        char pmsg[PATH_MAX + ZT_ERRLEN];
+        const char *msg = lua_tostring(lp->L, -1) ? lua_tostring(lp->L, -1) : "(no message)";
+        if (lua_type(lp->L, -1) == LUA_TUSERDATA && has_meta(lp->L, -1, &K_PROBLEM)) {
+            const problem *pb = lua_touserdata(lp->L, -1);
+            snprintf(pmsg, sizeof pmsg, "%s: zt.problem %d %s outside a handler: %s", path,
+                     pb->status, pb->type, pb->detail);
+            msg = pmsg;
+        }
+        zt_log(p, ZT_LOG_ERROR, "init.lua failed: %s", msg);
+        first_part(err, errlen, msg);
+        rc = ZT_ERROR;
+    }
+    if (rc) {
+        lp_free(lp);
+        return rc;
+    }
+    lua_settop(lp->L, 0);
+    lp_after(lp);
+    p->lua = lp;
+    return ZT_OK;
+}
+
+void zt__lua_fini(zt_plugin *p)
+{
+    if (!p->lua) return;
+    lp_free(p->lua);
+    p->lua = NULL;
+}
+
+size_t zt__lua_memory(const zt_plugin *p)
+{
+    return p->lua ? p->lua->used : 0;
+}
+
+/* ---- manifest.lua ------------------------------------------------------------------ */
+
+/* A minimal Lua lexer, enough to know on which line a key of a table constructor is
+ * written, so that "options.page_size.type is wrong" can name that line. */
+enum { T_EOF, T_NAME, T_STR, T_LBRACE, T_RBRACE, T_SEP, T_ASSIGN, T_OTHER };
+struct lex {
+    const char *s, *e;
+    int line;
+};
+
+static int long_level(const char *s, const char *e)
+{
+    if (s >= e || *s != '[') return -1;
+    int lvl = 0;
+    for (s++; s < e && *s == '='; s++) lvl++;
+    return s < e && *s == '[' ? lvl : -1;
+}
+
+static void skip_long(struct lex *x, int lvl)
+{
+    x->s += lvl + 2;
+    for (; x->s < x->e; x->s++) {
+        if (*x->s == '\n') x->line++;
+        if (*x->s != ']') continue;
+        const char *q = x->s + 1;
+        int n = 0;
+        while (q < x->e && *q == '=') q++, n++;
+        if (n == lvl && q < x->e && *q == ']') {
+            x->s = q + 1;
+            return;
+        }
+    }
+}
+
+static int lex_next(struct lex *x, const char **tok, size_t *tlen, int *tline)
+{
+    for (;;) {
+        while (x->s < x->e && (*x->s == ' ' || *x->s == '\t' || *x->s == '\r' || *x->s == '\n')) {
+            if (*x->s == '\n') x->line++;
+            x->s++;
+        }
+        if (x->s >= x->e) return T_EOF;
+        if (x->e - x->s >= 2 && x->s[0] == '-' && x->s[1] == '-') {
+            x->s += 2;
+            int lvl = long_level(x->s, x->e);
+            if (lvl >= 0) {
+                skip_long(x, lvl);
+            } else {
+                while (x->s < x->e && *x->s != '\n') x->s++;
+            }
+            continue;
+        }
+        break;
+    }
+    const char *s = x->s;
+    *tok = s;
+    *tline = x->line;
+    char c = *s;
+    int lvl = long_level(s, x->e);
+    if (lvl >= 0) {
+        skip_long(x, lvl);
+        return T_STR;
+    }
+    if (c == '"' || c == '\'') {
+        for (x->s++; x->s < x->e && *x->s != c; x->s++) {
+            if (*x->s == '\\' && x->s + 1 < x->e) x->s++;
+            if (*x->s == '\n') x->line++;
+        }
+        if (x->s < x->e) x->s++;
+        return T_STR;
+    }
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') {
+        while (x->s < x->e && (name_char(*x->s) && *x->s != '-')) x->s++;
+        *tlen = (size_t)(x->s - s);
+        return T_NAME;
+    }
+    x->s++;
+    if (c == '{') return T_LBRACE;
+    if (c == '}') return T_RBRACE;
+    if (c == ',' || c == ';') return T_SEP;
+    if (c == '=' || c == '<' || c == '>' || c == '~') {
+        if (x->s < x->e && *x->s == '=') {
+            x->s++;
+            return T_OTHER;
+        }
+        return c == '=' ? T_ASSIGN : T_OTHER;
+    }
+    return T_OTHER;
+}
+
+/* The line of `key` ("options.page_size.type") in the constructors of src, or 0; *ret gets
+ * the line of the last top-level `return`. */
+static int key_line(const char *src, size_t len, const char *key, int *ret)
+{
+    struct lex x = {src, src + len, 1};
+    char paths[16][160];
+    int depth = 0, prev = T_SEP, t, line;
+    const char *tok;
+    size_t tlen = 0;
+    char pending[160] = ""; /* the key just assigned, if its value is a table */
+    paths[0][0] = 0;
+    while ((t = lex_next(&x, &tok, &tlen, &line)) != T_EOF) {
+        if (t == T_NAME && depth == 0 && tlen == 6 && memcmp(tok, "return", 6) == 0) *ret = line;
+        if (t == T_NAME && depth > 0 && (prev == T_LBRACE || prev == T_SEP)) {
+            struct lex peek = x;
+            const char *ptok;
+            size_t plen;
+            int pline;
+            if (lex_next(&peek, &ptok, &plen, &pline) == T_ASSIGN) {
+                const char *parent = paths[depth < 16 ? depth : 15];
+                snprintf(pending, sizeof pending, "%s%s%.*s", parent, *parent ? "." : "", (int)tlen,
+                         tok);
+                if (strcmp(pending, key) == 0) return line;
+                x = peek;
+                prev = T_ASSIGN;
+                continue;
+            }
+        }
+        if (t == T_LBRACE) {
+            depth++;
+            if (depth < 16) {
+                if (depth == 1)
+                    paths[depth][0] = 0;
+                else if (prev == T_ASSIGN && *pending)
+                    snprintf(paths[depth], sizeof paths[depth], "%s", pending);
+                else
+                    memcpy(paths[depth], "[]", 3); /* a table in a list: no key leads here */
+            }
+        } else if (t == T_RBRACE && depth > 0) {
+            depth--;
+        }
+        if (t != T_ASSIGN) pending[0] = 0;
+        prev = t;
+    }
+    return 0;
+}
+
+/* The line to blame for key: the key itself, else the nearest enclosing key, else the
+ * return statement. */
+static int blame_line(const char *src, size_t len, const char *key)
+{
+    char k[160];
+    int ret = 0;
+    snprintf(k, sizeof k, "%s", key);
+    for (;;) {
+        int line = *k ? key_line(src, len, k, &ret) : 0;
+        if (line) return line;
+        char *dot = strrchr(k, '.');
+        if (!dot) break;
+        *dot = 0;
+    }
+    if (!ret) key_line(src, len, "", &ret);
+    return ret ? ret : 1;
+}
+
+#define MF_MAX_OPTS 128
+#define MF_MAX_REQS 64
+
+struct mopt {
+    const char *name, *def, *description;
+    int type, required;
+};
+
+/* What manifest.lua says, as pointers into Lua strings (alive until the state closes). */
+struct manifest {
+    const char *version, *description;
+    const char *requires[MF_MAX_REQS];
+    size_t nrequires;
+    struct mopt opts[MF_MAX_OPTS];
+    size_t nopts;
+    bool bad;
+    char key[160];  /* what the error is about */
+    char what[256]; /* what is wrong */
+};
+
+static int mf_bad(struct manifest *m, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int mf_bad(struct manifest *m, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->what, sizeof m->what, fmt, ap);
+    va_end(ap);
+    snprintf(m->key, sizeof m->key, "%s", key);
+    m->bad = true;
+    return -1;
+}
+
+static bool ident_ok(const char *s, bool dash)
+{
+    if (!*s || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9')) return false;
+    for (; *s; s++)
+        if (!name_char(*s) || (*s == '-' && !dash)) return false;
+    return true;
+}
+
+/* The keys of the table at idx must all be strings among `allowed`. */
+static int mf_keys(lua_State *L, struct manifest *m, int idx, const char *where,
+                   const char *const *allowed, const char *list)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        char key[160];
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return mf_bad(m, where, "%s%shas a key that is not a name (expected %s)", where,
+                          *where ? " " : "", list);
+        }
+        const char *k = lua_tostring(L, -1);
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, k)) a++;
+        if (!*a) {
+            snprintf(key, sizeof key, "%s%s%s", where, *where ? "." : "", k);
+            lua_pop(L, 1);
+            return mf_bad(m, key, "unknown key '%s'%s%s (expected %s)", k, *where ? " in " : "",
+                          where, list);
+        }
+    }
+    return 0;
+}
+
+/* The sequence at idx: its strings, pushed into `out` (its length in *n). */
+static int mf_strings(lua_State *L, struct manifest *m, int idx, const char *where,
+                      const char **out, size_t max, size_t *n)
+{
+    size_t len = lua_rawlen(L, idx), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        count++;
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+            (size_t)lua_tointeger(L, -1) > len) {
+            lua_pop(L, 1);
+            return mf_bad(m, where, "%s must be a list of strings", where);
+        }
+    }
+    if (count != len) return mf_bad(m, where, "%s must be a list of strings", where);
+    if (len > max) return mf_bad(m, where, "%s has more than %zu items", where, max);
+    for (size_t i = 0; i < len; i++) {
+        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
+            return mf_bad(m, where, "%s: item %zu is a %s, not a string", where, i + 1,
+                          luaL_typename(L, -1));
+        out[i] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the table keeps it alive */
+    }
+    *n = len;
+    return 0;
+}
+
+/* Keep a string alive as long as the state, in the anchor table at index 2. */
+static const char *mf_anchor(lua_State *L)
+{
+    const char *s = lua_tostring(L, -1);
+    lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+    return s;
+}
+
+static const char *const opt_types[] = {NULL, "string", "integer", "number", "boolean", "list"};
+static const char *const opt_phrases[] = {NULL,       "a string",  "an integer",
+                                          "a number", "a boolean", "a list of strings"};
+
+static int mf_default(lua_State *L, struct manifest *m, struct mopt *o, const char *key)
+{
+    int idx = lua_gettop(L);
+    switch (o->type) {
+    case ZT_OPT_STRING:
+        if (lua_type(L, idx) != LUA_TSTRING) break;
+        o->def = lua_tostring(L, idx);
+        return 0;
+    case ZT_OPT_INT: {
+        int isint = 0; /* a float with an integral value is accepted, as zt.h says */
+        lua_Integer i = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+        if (!isint) break;
+        lua_pushfstring(L, "%I", (LUAI_UACINT)i);
+        o->def = mf_anchor(L);
+        return 0;
+    }
+    case ZT_OPT_NUMBER: {
+        if (lua_type(L, idx) != LUA_TNUMBER) break;
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d)) return mf_bad(m, key, "%s must be a finite number", key);
+        char buf[40];
+        snprintf(buf, sizeof buf, "%.15g", d);
+        if (strtod(buf, NULL) != d) snprintf(buf, sizeof buf, "%.17g", d);
+        lua_pushstring(L, buf);
+        o->def = mf_anchor(L);
+        return 0;
+    }
+    case ZT_OPT_BOOL:
+        if (lua_type(L, idx) != LUA_TBOOLEAN) break;
+        o->def = lua_toboolean(L, idx) ? "true" : "false";
+        return 0;
+    case ZT_OPT_LIST: {
+        if (lua_type(L, idx) != LUA_TTABLE) break;
+        const char *items[256];
+        size_t n;
+        if (mf_strings(L, m, idx, key, items, 256, &n)) return -1;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t i = 0; i < n; i++) {
+            if (strchr(items[i], ','))
+                return mf_bad(m, key, "%s: item %zu has a comma, which a list default cannot hold",
+                              key, i + 1);
+            if (i) luaL_addchar(&b, ',');
+            luaL_addstring(&b, items[i]);
+        }
+        luaL_pushresult(&b);
+        o->def = mf_anchor(L);
+        return 0;
+    }
+    }
+    return mf_bad(m, key, "%s must be %s, not a %s", key, opt_phrases[o->type],
+                  luaL_typename(L, idx));
+}
+
+static int mf_option(lua_State *L, struct manifest *m, struct mopt *o)
+{
+    int idx = lua_gettop(L);
+    char key[160], sub[200];
+    snprintf(key, sizeof key, "options.%s", o->name);
+    if (!ident_ok(o->name, false))
+        return mf_bad(m, key, "option name '%s' is not a name (letters, digits, _)", o->name);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return mf_bad(m, key, "%s must be a table { type = ..., default = ..., description = ... }",
+                      key);
+    static const char *const fields[] = {"type", "default", "description", "required", NULL};
+    if (mf_keys(L, m, idx, key, fields, "type, default, description, required")) return -1;
+
+    snprintf(sub, sizeof sub, "%s.type", key);
+    if (lua_getfield(L, idx, "type") != LUA_TSTRING)
+        return mf_bad(
+            m, lua_isnil(L, -1) ? key : sub,
+            "%s needs a type: \"string\", \"integer\", \"number\", \"boolean\" or \"list\"", key);
+    const char *tn = lua_tostring(L, -1);
+    for (int t = ZT_OPT_STRING; t <= ZT_OPT_LIST; t++)
+        if (strcmp(tn, opt_types[t]) == 0) o->type = t;
+    if (!o->type)
+        return mf_bad(m, sub, "%s: unknown type '%s' (string, integer, number, boolean or list)",
+                      key, tn);
+    lua_pop(L, 1);
+
+    snprintf(sub, sizeof sub, "%s.description", key);
+    int t = lua_getfield(L, idx, "description");
+    if (t != LUA_TNIL && t != LUA_TSTRING) return mf_bad(m, sub, "%s must be a string", sub);
+    o->description = lua_tostring(L, -1);
+    lua_pop(L, 1);
+
+    snprintf(sub, sizeof sub, "%s.required", key);
+    t = lua_getfield(L, idx, "required");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN) return mf_bad(m, sub, "%s must be true or false", sub);
+    o->required = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    snprintf(sub, sizeof sub, "%s.default", key);
+    if (lua_getfield(L, idx, "default") != LUA_TNIL) {
+        if (o->required)
+            return mf_bad(m, sub, "%s: an option with a default cannot be required", key);
+        if (mf_default(L, m, o, sub)) return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Protected: check the table manifest.lua returned (index 1) into the struct. */
+static int mf_parse(lua_State *L)
+{
+    struct manifest *m = lua_touserdata(L, 2);
+    lua_settop(L, 1);
+    lua_newtable(L); /* 2: anchors for strings made here, kept until the state closes */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_ANCHOR);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return mf_bad(m, "", "manifest.lua must return a table (it returned %s)",
+                      lua_isnil(L, 1) ? "nothing" : luaL_typename(L, 1)),
+               0;
+    static const char *const top[] = {"version", "description", "requires", "options", NULL};
+    if (mf_keys(L, m, 1, "", top, "version, description, requires, options")) return 0;
+
+    if (lua_getfield(L, 1, "version") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+        return mf_bad(m, "version", "version must be a non-empty string, such as \"1.0.0\""), 0;
+    m->version = lua_tostring(L, -1);
+    int t = lua_getfield(L, 1, "description");
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+        return mf_bad(m, "description", "description must be a string"), 0;
+    m->description = t == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    lua_settop(L, 2);
+
+    t = lua_getfield(L, 1, "requires");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TTABLE)
+            return mf_bad(m, "requires", "requires must be a list of plugin names"), 0;
+        if (mf_strings(L, m, 3, "requires", m->requires, MF_MAX_REQS, &m->nrequires)) return 0;
+        for (size_t i = 0; i < m->nrequires; i++)
+            if (!ident_ok(m->requires[i], true))
+                return mf_bad(m, "requires", "requires: '%s' is not a plugin name", m->requires[i]),
+                       0;
+    }
+    lua_settop(L, 2);
+
+    t = lua_getfield(L, 1, "options");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TTABLE)
+            return mf_bad(m, "options", "options must be a table of option declarations"), 0;
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return mf_bad(m, "options", "options: every option needs a name as its key"), 0;
+            if (m->nopts == MF_MAX_OPTS)
+                return mf_bad(m, "options", "more than %d options", MF_MAX_OPTS), 0;
+            struct mopt *o = &m->opts[m->nopts++];
+            o->name = lua_tostring(L, -2);
+            if (mf_option(L, m, o)) return 0;
+            lua_settop(L, 4);
+        }
+    }
+    return 0;
+}
+
+static int mopt_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct mopt *)a)->name, ((const struct mopt *)b)->name);
+}
+
+static void strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    free(v);
+}
+
+static void options_free(zt_option *o, size_t n)
+{
+    for (size_t i = 0; o && i < n; i++) {
+        free((char *)o[i].name);
+        free((char *)o[i].def);
+        free((char *)o[i].description);
+    }
+    free(o);
+}
+
+static bool dup_ok(const char **dst, const char *s)
+{
+    *dst = s ? strdup(s) : NULL;
+    return !s || *dst;
+}
+
+/* Copy what the manifest said into p, every string malloc'd on its own, as plugin.c frees
+ * them; options sorted by name and terminated by an entry with a NULL name. */
+static int mf_store(zt_plugin *p, struct manifest *m)
+{
+    qsort(m->opts, m->nopts, sizeof m->opts[0], mopt_cmp);
+    zt_option *opts = calloc(m->nopts + 1, sizeof *opts);
+    char **reqs = calloc(m->nrequires + 1, sizeof *reqs);
+    char *version = strdup(m->version), *desc = strdup(m->description);
+    bool ok = opts && reqs && version && desc;
+    for (size_t i = 0; ok && i < m->nopts; i++) {
+        opts[i].type = m->opts[i].type;
+        opts[i].required = m->opts[i].required;
+        ok = dup_ok(&opts[i].name, m->opts[i].name) && dup_ok(&opts[i].def, m->opts[i].def) &&
+             dup_ok(&opts[i].description, m->opts[i].description);
+    }
+    for (size_t i = 0; ok && i < m->nrequires; i++) ok = (reqs[i] = strdup(m->requires[i]));
+    if (!ok) {
+        options_free(opts, m->nopts);
+        strings_free(reqs, m->nrequires);
+        free(version);
+        free(desc);
+        return ZT_ENOMEM;
+    }
+    p->version = version;
+    p->description = desc;
+    p->requires = reqs;
+    p->nrequires = m->nrequires;
+    p->options = opts;
+    p->noptions = m->nopts;
+    return ZT_OK;
+}
+
+/* "?:12: msg" (the chunk is named "?") → "path:12: msg". */
+static void mf_error(char *err, size_t errlen, const char *path, const char *msg)
+{
+    if (strncmp(msg, "?:", 2) == 0)
+        snprintf(err, errlen, "%s:%s", path, msg + 2);
+    else
+        snprintf(err, errlen, "%s: %s", path, msg);
+}
+
+int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
+{
+    assert(srv && srv->conf && srv->conf->lua_dir && p && p->name);
+    char path[PATH_MAX];
+    if (plugin_file(path, sizeof path, srv, p->name, "manifest.lua")) {
+        snprintf(err, errlen, "plugin %s: path too long", p->name);
+        return ZT_EINVAL;
+    }
+    zt_buf src = {0};
+    int rc = read_file(path, &src, err, errlen);
+    if (rc) return rc == ZT_ENOTFOUND ? ZT_ENOTFOUND : rc;
+
+    struct zt_lua_plugin lp = {.p = p, .srv = srv};
+    lp.limit = srv->conf->lua_memory;
+    lp.budget = srv->conf->lua_instructions;
+    struct manifest *m = calloc(1, sizeof *m);
+    lp.L = m ? lua_newstate(l_alloc, &lp) : NULL;
+    if (!lp.L) {
+        snprintf(err, errlen, "%s: not enough memory", path);
+        free(m);
+        zt__buf_free(&src);
+        return ZT_ENOMEM;
+    }
+    lua_State *L = lp.L;
+    lua_atpanic(L, l_panic);
+    /* no libraries: the chunk sees an empty global table; "?" is replaced by the path */
+    rc = ZT_EINVAL;
+    int st = luaL_loadbufferx(L, src.data ? src.data : "", src.len, "=?", "t");
+    if (st == LUA_OK) {
+        budget_reset(&lp);
+        st = lua_pcall(L, 0, 1, 0);
+    }
+    if (st != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        mf_error(err, errlen, path, msg ? msg : "(error object is not a string)");
+    } else {
+        lua_sethook(L, NULL, 0, 0);
+        lua_pushcfunction(L, mf_parse);
+        lua_pushvalue(L, 1); /* the table stays at 1: m points into its strings */
+        lua_pushlightuserdata(L, m);
+        if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+            snprintf(err, errlen, "%s: %s", path, lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        } else if (m->bad) {
+            snprintf(err, errlen, "%s:%d: %s", path, blame_line(src.data, src.len, m->key),
+                     m->what);
+        } else if ((rc = mf_store(p, m)) != ZT_OK) {
+            snprintf(err, errlen, "%s: out of memory", path);
+        }
+    }
+    lua_close(L);
+    free(m);
+    zt__buf_free(&src);
+    return rc;
+}

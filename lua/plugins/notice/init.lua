@@ -1,0 +1,84 @@
+-- The notice board: everyone reads notices; editors publish and withdraw them.
+local page_size = zt.config.page_size
+local max_body = zt.config.max_body
+assert(page_size >= 1 and page_size <= 100, "notice: page_size must be 1..100")
+assert(max_body >= 1, "notice: max_body must be at least 1")
+
+-- Keyed by zt.id(): ids sort by time, so the newest notice is the last key.
+local notices = zt.db.open("notices")
+
+local function invalid(detail)
+  zt.problem(422, "invalid-notice", detail)
+end
+
+local function not_found(id)
+  zt.problem(404, "not-found", "there is no notice " .. id)
+end
+
+-- GET /notices?limit=&before=: newest first; `next` is the `before` of the next page.
+zt.route("GET", "/notices", { role = "public", summary = "List notices, newest first" },
+  function(req)
+    local limit = page_size
+    if req.query.limit then
+      limit = math.tointeger(tonumber(req.query.limit))
+      if not limit or limit < 1 or limit > 100 then
+        zt.problem(400, "invalid-query", "limit must be an integer from 1 to 100")
+      end
+    end
+    local before = req.query.before
+    local items, next = zt.json.array(), zt.json.null
+    for id, notice in notices:iter{ from = before, reverse = true } do
+      if id ~= before then
+        if #items == limit then
+          next = items[#items].id
+          break
+        end
+        items[#items + 1] = notice
+      end
+    end
+    return 200, { items = items, next = next }
+  end)
+
+zt.route("GET", "/notices/:id", { role = "public", summary = "One notice" },
+  function(req)
+    local notice = notices:get(req.params.id)
+    if not notice then not_found(req.params.id) end
+    return 200, notice
+  end)
+
+-- A JSON body may escape every character as \uXXXX (6 bytes): room for that.
+zt.route("POST", "/notices",
+  { role = "notice_editor", body_limit = 6 * max_body + 1024, summary = "Publish a notice" },
+  function(req)
+    local input = req:json()
+    if type(input) ~= "table" then invalid("the body must be a JSON object") end
+    local title, body, department = input.title, input.body, input.department
+    local chars = type(title) == "string" and utf8.len(title)
+    if not chars or chars < 1 or chars > 200 then
+      invalid("title must be text of 1 to 200 characters")
+    end
+    if type(body) ~= "string" or #body > max_body or not utf8.len(body) then
+      invalid(("body must be text of at most %d bytes"):format(max_body))
+    end
+    if department == zt.json.null then department = nil end
+    if department ~= nil and (type(department) ~= "string" or not utf8.len(department)) then
+      invalid("department, if given, must be text")
+    end
+    local notice = {
+      id = zt.id(),
+      title = title,
+      body = body,
+      department = department or zt.json.null,
+      created_at = zt.now(),
+    }
+    notices:put(notice.id, notice)
+    zt.log.info("notice %s published: %s", notice.id, title)
+    return 201, notice, { Location = "/notices/" .. notice.id }
+  end)
+
+zt.route("DELETE", "/notices/:id", { role = "notice_editor", summary = "Withdraw a notice" },
+  function(req)
+    if not notices:delete(req.params.id) then not_found(req.params.id) end
+    zt.log.info("notice %s withdrawn", req.params.id)
+    return 204
+  end)

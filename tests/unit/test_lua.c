@@ -1,0 +1,1139 @@
+/* test_lua.c: the Lua plugin host: sandbox, manifest, budget, memory cap, zt.json, handlers, zt.db.
+ */
+#define _GNU_SOURCE /* nftw */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define MIB         (1024u * 1024u)
+#define MEMORY_CAP  4194304 /* as written in the Lua below */
+#define INSTRUCTION 2000000
+
+typedef struct fx {
+    char root[64];
+    char lua[128]; /* lua_dir: plugin files are written here */
+    zt_conf conf;
+    zt_server srv;
+    zt_plugin p;
+    zt_caller *caller; /* who the requests made by call() come from */
+    char err[ZT_ERRLEN];
+} fx;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    strcpy(f->root, "/tmp/zt-lua-XXXXXX");
+    assert_non_null(mkdtemp(f->root));
+    snprintf(f->lua, sizeof f->lua, "%s/lua", f->root);
+    assert_int_equal(mkdir(f->lua, 0700), 0);
+    f->conf.lua_dir = f->lua;
+    f->conf.lua_instructions = INSTRUCTION;
+    f->conf.lua_memory = MEMORY_CAP;
+    f->srv.conf = &f->conf;
+    assert_int_equal(zt__router_new(&f->srv.router), ZT_OK);
+    char data[128];
+    snprintf(data, sizeof data, "%s/data", f->root);
+    if (zt__store_open(&f->srv.store, data, 16 * MIB, f->err, sizeof f->err) != ZT_OK)
+        fail_msg("store: %s", f->err);
+    f->p.name = "t";
+    f->p.kind = ZT_PLUGIN_LUA;
+    f->p.srv = &f->srv;
+    *state = f;
+    return 0;
+}
+
+/* What manifest.lua filled in, freed as plugin.c frees it: every string on its own. */
+static void manifest_free(zt_plugin *p)
+{
+    for (size_t i = 0; p->options && i < p->noptions; i++) {
+        free((char *)p->options[i].name);
+        free((char *)p->options[i].def);
+        free((char *)p->options[i].description);
+    }
+    for (size_t i = 0; i < p->nrequires; i++) free(p->requires[i]);
+    free(p->options);
+    free(p->requires);
+    free(p->version);
+    free(p->description);
+    p->version = p->description = NULL;
+    p->requires = NULL;
+    p->options = NULL;
+    p->noptions = p->nrequires = 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    zt__lua_fini(&f->p);
+    assert_null(f->p.lua);
+    manifest_free(&f->p);
+    zt__router_free(f->srv.router);
+    zt__store_close(f->srv.store);
+    nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Write text to <lua_dir>/rel, making its folders. */
+static void write_file(fx *f, const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", f->lua, rel);
+    for (char *s = strchr(path + strlen(f->lua) + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        mkdir(path, 0700);
+        *s = '/';
+    }
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static int init_plugin(fx *f, const char *init_lua)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "plugins/%s/init.lua", f->p.name);
+    write_file(f, rel, init_lua);
+    f->err[0] = 0;
+    f->p.in_init = true;
+    int rc = zt__lua_init(&f->srv, &f->p, f->err, sizeof f->err);
+    f->p.in_init = false;
+    return rc;
+}
+
+static void init_ok(fx *f, const char *init_lua)
+{
+    int rc = init_plugin(f, init_lua);
+    if (rc != ZT_OK) fail_msg("init.lua failed: %s", f->err);
+    assert_non_null(f->p.lua);
+}
+
+static void init_fails(fx *f, const char *init_lua, const char *want)
+{
+    assert_int_not_equal(init_plugin(f, init_lua), ZT_OK);
+    assert_null(f->p.lua);
+    if (!strstr(f->err, want)) fail_msg("error \"%s\" does not say \"%s\"", f->err, want);
+}
+
+/* ---- requests, made by hand as http.c and server.c would ------------------------------- */
+
+typedef struct treq {
+    zt_req r;
+    zt_hdr hdrs[4];
+    char path[256];
+    char query[256];
+    _Alignas(16) unsigned char first[4096];
+    int rc; /* what the handler returned */
+} treq;
+
+/* Route method + target, run the handler, end its transaction as the server does. */
+static treq *call(fx *f, const char *method, const char *target, const char *body,
+                  const char *hname, const char *hvalue)
+{
+    treq *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    zt_req *r = &t->r;
+    r->srv = &f->srv;
+    zt__arena_init(&r->arena, t->first, sizeof t->first);
+    zt_id(r->id);
+    strcpy(r->client, "192.0.2.7");
+    r->caller = f->caller;
+    r->method = method;
+    const char *q = strchr(target, '?');
+    snprintf(t->path, sizeof t->path, "%.*s", q ? (int)(q - target) : (int)strlen(target), target);
+    r->path = t->path;
+    if (q) {
+        snprintf(t->query, sizeof t->query, "%s", q + 1);
+        r->query = t->query;
+    }
+    if (hname) {
+        t->hdrs[0] = (zt_hdr){hname, hvalue, strlen(hname), strlen(hvalue)};
+        r->hdrs = t->hdrs;
+        r->nhdrs = 1;
+    }
+    if (body) assert_int_equal(zt__buf_append(&r->body, body, strlen(body)), ZT_OK);
+    if (zt__router_match(f->srv.router, method, r->path, &r->match) != ZT_OK)
+        fail_msg("no route for %s %s", method, r->path);
+    for (unsigned i = 0; i < r->match.nparams; i++)
+        r->match.pval[i] = zt__arena_strndup(&r->arena, r->match.pval[i], r->match.plen[i]);
+    t->rc = r->match.route->handler(r, r->match.route->ud);
+    if (r->txn) {
+        bool commit = t->rc == ZT_OK && r->responded && r->status < 400;
+        assert_int_equal(zt__store_end(f->srv.store, r->txn, commit), ZT_OK);
+        r->txn = NULL;
+    }
+    assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+    return t;
+}
+
+static void done(treq *t)
+{
+    free(t->r.res_body);
+    zt__buf_free(&t->r.res_hdrs);
+    zt__buf_free(&t->r.body);
+    cJSON_Delete(t->r.json);
+    zt__arena_reset(&t->r.arena);
+    free(t);
+}
+
+/* The response body as a NUL-terminated string (request memory). */
+static const char *body_of(treq *t)
+{
+    char *s = zt_req_alloc(&t->r, t->r.res_len + 1);
+    assert_non_null(s);
+    if (t->r.res_len) memcpy(s, t->r.res_body, t->r.res_len);
+    s[t->r.res_len] = 0;
+    return s;
+}
+
+/* Expect a status and a body equal to want (NULL: any). */
+static void expect(fx *f, const char *method, const char *target, const char *body, int status,
+                   const char *want)
+{
+    treq *t = call(f, method, target, body, NULL, NULL);
+    assert_int_equal(t->rc, ZT_OK);
+    assert_true(t->r.responded);
+    if (t->r.status != status)
+        fail_msg("%s %s: status %d, not %d: %s", method, target, t->r.status, status, body_of(t));
+    if (want) assert_string_equal(body_of(t), want);
+    done(t);
+}
+
+/* Expect a problem: status, application/problem+json, "/problems/<type>", a detail that
+ * holds `detail`. */
+static void expect_problem(fx *f, const char *method, const char *target, const char *body,
+                           int status, const char *type, const char *detail)
+{
+    treq *t = call(f, method, target, body, NULL, NULL);
+    assert_int_equal(t->rc, ZT_OK);
+    if (t->r.status != status)
+        fail_msg("%s %s: status %d, not %d: %s", method, target, t->r.status, status, body_of(t));
+    assert_string_equal(t->r.res_ctype, "application/problem+json");
+    cJSON *j = cJSON_Parse(body_of(t));
+    assert_non_null(j);
+    char want[96];
+    snprintf(want, sizeof want, "/problems/%s", type);
+    assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, want);
+    const char *d = cJSON_GetObjectItem(j, "detail")->valuestring;
+    if (detail && !strstr(d, detail)) fail_msg("detail \"%s\" does not say \"%s\"", d, detail);
+    cJSON_Delete(j);
+    done(t);
+}
+
+/* ---- the sandbox ----------------------------------------------------------------------- */
+
+static void sandbox_has_no_way_out(void **state)
+{
+    fx *f = *state;
+    init_ok(f,
+            "for _, name in ipairs{ 'io', 'debug', 'package', 'dofile', 'loadfile', 'module',\n"
+            "                       'setfenv', 'getfenv', 'loadstring' } do\n"
+            "  assert(_G[name] == nil, name .. ' is reachable')\n"
+            "end\n"
+            "for _, name in ipairs{ 'execute', 'getenv', 'remove', 'rename', 'exit', 'tmpname',\n"
+            "                       'setlocale' } do\n"
+            "  assert(os[name] == nil, 'os.' .. name .. ' is reachable')\n"
+            "end\n"
+            "assert(string.dump == nil)\n"
+            "assert(not pcall(function() return io.open('/etc/passwd') end))\n"
+            "assert(not pcall(function() os.execute('true') end))\n"
+            "assert(type(os.time()) == 'number' and type(os.clock()) == 'number')\n"
+            "assert(os.date('!%Y', 0) == '1970' and os.difftime(2, 1) == 1)\n"
+            "assert(type(string.format) == 'function' and type(table.concat) == 'function')\n"
+            "assert(type(math.floor) == 'function' and utf8.len('政通') == 2)\n"
+            "assert(coroutine.wrap(function() coroutine.yield(7) end)() == 7)\n"
+            "-- finalizers would run outside the budget: refused\n"
+            "local ok, e = pcall(setmetatable, {}, { __gc = function() end })\n"
+            "assert(not ok and e:find('__gc'), e)\n"
+            "assert(getmetatable(setmetatable({}, { __index = { x = 1 } })).__index.x == 1)\n"
+            "-- xpcall's handler works as usual within the budget\n"
+            "local ok2, e2 = xpcall(error, function(m) return 'handled ' .. m end, 'x', 0)\n"
+            "assert(not ok2 and e2 == 'handled x', e2)\n"
+            "assert(select('#', xpcall(function(...) return ... end, print, 1, 2)) == 3)\n"
+            "local co = coroutine.wrap(function() return xpcall(coroutine.yield, print, 5) end)\n"
+            "assert(co() == 5 and co() == true)\n"
+            "-- the collector is the node's: only 'count' is allowed\n"
+            "assert(type(collectgarbage('count')) == 'number')\n"
+            "assert(not pcall(collectgarbage))\n"
+            "assert(not pcall(collectgarbage, 'stop'))\n"
+            "-- load: text only, with the sandbox as its default environment\n"
+            "local f, e = load('\\27Lua\\84\\0\\25\\147\\13\\10\\26\\10')\n"
+            "assert(f == nil and e:find('binary'), e)\n"
+            "f, e = load('\\27Lua', 'x', 'b')\n"
+            "assert(f == nil and e:find('binary'), e)\n"
+            "local parts = { '\\27', 'Lua' }\n"
+            "f, e = load(function() return table.remove(parts, 1) end)\n"
+            "assert(f == nil and e:find('binary'), e)\n"
+            "assert(load('return zt')() == zt)\n"
+            "assert(load('return x', 'c', 't', { x = 5 })() == 5)\n"
+            "assert(load('return io')() == nil)\n");
+}
+
+static void require_only_inside_lua(void **state)
+{
+    fx *f = *state;
+    write_file(f, "zt/util.lua", "local n = ... ; return { x = 1, name = n, io = io }\n");
+    write_file(f, "zt/deep/mod.lua", "return 'deep'\n");
+    write_file(f, "plugins/t/helper.lua", "return function() return zt.plugin end\n");
+    write_file(f, "plugins/other/mod.lua", "return 'other'\n");
+    write_file(f, "plugins/t/loop.lua", "return require 't.loop'\n");
+    write_file(f, "plugins/t/broken.lua", "return {\n");
+    write_file(f, "secret.lua", "return 'secret'\n");
+    init_ok(f, "local u = require 'zt.util'\n"
+               "assert(u.x == 1 and u.name == 'zt.util' and u.io == nil)\n"
+               "assert(require 'zt.util' == u, 'modules are cached')\n"
+               "assert(require 'zt.deep.mod' == 'deep')\n"
+               "assert(require 't.helper'() == 't')\n"
+               "assert(require 'other.mod' == 'other')\n"
+               "assert(require 'zt' == zt and require 'string' == string)\n"
+               "for _, n in ipairs{ 'secret', '../secret', 'zt/../secret', 'zt..secret',\n"
+               "    'zt.../secret', '/etc/passwd', 'zt./etc/passwd', 'zt.', '.zt', 'io', 'os.x',\n"
+               "    'debug', 'package', 't.nope', 'zt.util/../../secret', 'zt.a b', '' } do\n"
+               "  local ok, e = pcall(require, n)\n"
+               "  assert(not ok, 'require ' .. n .. ' worked')\n"
+               "end\n"
+               "local ok, e = pcall(require, 't.loop')\n"
+               "assert(not ok and e:find('loop'), e)\n"
+               "ok, e = pcall(require, 't.broken')\n"
+               "assert(not ok and e:find('broken.lua:2'), e)\n");
+}
+
+/* ---- manifest.lua ---------------------------------------------------------------------- */
+
+static int manifest(fx *f, const char *text)
+{
+    write_file(f, "plugins/t/manifest.lua", text);
+    manifest_free(&f->p);
+    f->err[0] = 0;
+    return zt__lua_manifest(&f->srv, &f->p, f->err, sizeof f->err);
+}
+
+static const zt_option *opt(fx *f, const char *name)
+{
+    for (size_t i = 0; i < f->p.noptions; i++)
+        if (strcmp(f->p.options[i].name, name) == 0) return &f->p.options[i];
+    fail_msg("no option %s", name);
+    return NULL;
+}
+
+static void manifest_reads_every_type(void **state)
+{
+    fx *f = *state;
+    int rc =
+        manifest(f, "-- a manifest\n"
+                    "return {\n"
+                    "  version = '2.1.0',\n"
+                    "  description = 'a test plugin',\n"
+                    "  requires = { 'workflow', 'credit' },\n"
+                    "  options = {\n"
+                    "    page_size = { type = 'integer', default = 20, description = 'rows' },\n"
+                    "    whole = { type = 'integer', default = 3.0 },\n"
+                    "    ratio = { type = 'number', default = 0.1 },\n"
+                    "    big = { type = 'number', default = 1e300 },\n"
+                    "    greeting = { type = 'string', default = '你好' },\n"
+                    "    on = { type = 'boolean', default = false },\n"
+                    "    roles = { type = 'list', default = { 'a', 'b', 'c' } },\n"
+                    "    none = { type = 'list', default = {} },\n"
+                    "    secret = { type = 'string', required = true },\n"
+                    "    maybe = { type = 'number' },\n"
+                    "  },\n"
+                    "}\n");
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    assert_string_equal(f->p.version, "2.1.0");
+    assert_string_equal(f->p.description, "a test plugin");
+    assert_int_equal(f->p.nrequires, 2);
+    assert_string_equal(f->p.requires[0], "workflow");
+    assert_string_equal(f->p.requires[1], "credit");
+    assert_null(f->p.requires[2]);
+    assert_int_equal(f->p.noptions, 10);
+    assert_null(f->p.options[10].name);        /* terminated */
+    for (size_t i = 1; i < f->p.noptions; i++) /* sorted by name */
+        assert_true(strcmp(f->p.options[i - 1].name, f->p.options[i].name) < 0);
+    assert_int_equal(opt(f, "page_size")->type, ZT_OPT_INT);
+    assert_string_equal(opt(f, "page_size")->def, "20");
+    assert_string_equal(opt(f, "page_size")->description, "rows");
+    assert_string_equal(opt(f, "whole")->def, "3");
+    assert_int_equal(opt(f, "ratio")->type, ZT_OPT_NUMBER);
+    assert_true(strtod(opt(f, "ratio")->def, NULL) == 0.1);
+    assert_true(strtod(opt(f, "big")->def, NULL) == 1e300);
+    assert_int_equal(opt(f, "greeting")->type, ZT_OPT_STRING);
+    assert_string_equal(opt(f, "greeting")->def, "你好");
+    assert_int_equal(opt(f, "on")->type, ZT_OPT_BOOL);
+    assert_string_equal(opt(f, "on")->def, "false");
+    assert_int_equal(opt(f, "roles")->type, ZT_OPT_LIST);
+    assert_string_equal(opt(f, "roles")->def, "a,b,c");
+    assert_string_equal(opt(f, "none")->def, "");
+    assert_null(opt(f, "secret")->def);
+    assert_int_equal(opt(f, "secret")->required, 1);
+    assert_int_equal(opt(f, "page_size")->required, 0);
+    assert_null(opt(f, "maybe")->def);
+    assert_null(opt(f, "maybe")->description);
+
+    /* the least a manifest says */
+    rc = manifest(f, "return { version = '0.1' }");
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    assert_int_equal(f->p.noptions, 0);
+    assert_null(f->p.options[0].name);
+    assert_int_equal(f->p.nrequires, 0);
+    assert_string_equal(f->p.description, "");
+}
+
+static void manifest_errors_name_the_line(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        const char *text;
+        const char *want; /* after "<path>" */
+    } cases[] = {
+        {"return {\n  version = '1',\n  options = {\n    a = { type = 'integr' },\n  },\n}\n",
+         ":4: options.a: unknown type 'integr'"},
+        {"return {\n  version = '1',\n  options = {\n    a = {\n      type = 'integer',\n"
+         "      default = 'x',\n    },\n  },\n}\n",
+         ":6: options.a.default must be an integer, not a string"},
+        {"return {\n  version = '1',\n  options = { n = { type = 'integer', default = 1.5 } "
+         "},\n}\n",
+         ":3: options.n.default must be an integer, not a number"},
+        {"return {\n  version = '1',\n  colour = 'red',\n}\n", ":3: unknown key 'colour'"},
+        {"-- no version\n\nreturn {\n  description = 'x',\n}\n", ":3: version must be"},
+        {"return {\n  version = '1',\n  requires = 'workflow',\n}\n",
+         ":3: requires must be a list"},
+        {"return {\n  version = '1',\n  requires = { 'a', 7 },\n}\n", ":3: requires: item 2"},
+        {"return {\n  version = '1',\n  requires = { '../x' },\n}\n", ":3: requires: '../x'"},
+        {"return {\n  version = '1',\n  options = {\n    a = 5,\n  },\n}\n",
+         ":4: options.a must be a table"},
+        {"return {\n  version = '1',\n  options = {\n    a = { type = 'list', default = { 1 } },\n"
+         "  },\n}\n",
+         ":4: options.a.default: item 1 is a number"},
+        {"return {\n  version = '1',\n  options = {\n    a = { type = 'list', default = { 'x,y' } "
+         "},\n"
+         "  },\n}\n",
+         ":4: options.a.default: item 1 has a comma"},
+        {"return {\n  version = '1',\n  options = {\n    a = {\n      type = 'string',\n"
+         "      required = true,\n      default = 'x',\n    },\n  },\n}\n",
+         ":7: options.a: an option with a default cannot be required"},
+        {"return {\n  version = '1',\n  options = { a = { type = 'string', colour = 1 } },\n}\n",
+         ":3: unknown key 'colour' in options.a"},
+        {"return {\n  version = '1',\n  options = {\n    ['bad name'] = { type = 'string' },\n"
+         "  },\n}\n",
+         ":3: option name 'bad name' is not a name"},
+        {"\n\nreturn 'nope'\n", ":3: manifest.lua must return a table"},
+        {"local x = 1\n", ":1: manifest.lua must return a table (it returned nothing)"},
+        {"return {\n  version = '1',\n  x = = 2,\n}\n", ":3: unexpected symbol"},
+        {"local t = {}\nreturn { version = t.a.b }\n", ":2: attempt to index a nil value"},
+        {"-- the manifest sandbox is empty\nreturn { version = os.getenv('HOME') }\n",
+         ":2: attempt to index a nil value (global 'os')"},
+        {"local s = 'x'\nwhile true do s = s end\n", ":2: instruction budget exceeded"},
+        {"local t = {}\nfor i = 1, 1e9 do t[i] = i end\n", "not enough memory"},
+    };
+    char path[256];
+    snprintf(path, sizeof path, "%s/plugins/t/manifest.lua", f->lua);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (manifest(f, cases[i].text) == ZT_OK) fail_msg("case %zu was accepted", i);
+        assert_null(f->p.options);
+        assert_null(f->p.version);
+        if (strncmp(f->err, path, strlen(path)) != 0 || !strstr(f->err, cases[i].want))
+            fail_msg("case %zu: \"%s\" is not \"%s%s…\"", i, f->err, path, cases[i].want);
+    }
+    /* no manifest at all */
+    f->p.name = "absent";
+    assert_int_equal(zt__lua_manifest(&f->srv, &f->p, f->err, sizeof f->err), ZT_ENOTFOUND);
+    assert_non_null(strstr(f->err, "absent/manifest.lua"));
+    f->p.name = "t";
+}
+
+/* ---- limits ---------------------------------------------------------------------------- */
+
+static void budget_stops_endless_loops(void **state)
+{
+    fx *f = *state;
+    init_fails(f, "local n = 0\nwhile true do n = n + 1 end\n",
+               "init.lua:2: instruction budget exceeded");
+    /* catching the error does not help: it comes back at the next instruction */
+    init_fails(f,
+               "while true do\n"
+               "  pcall(function() while true do end end)\n"
+               "end\n",
+               "instruction budget exceeded");
+    init_fails(f, "while true do pcall(error, 'x') end\n", "instruction budget exceeded");
+    init_fails(f,
+               "local function h() while true do end end\n"
+               "while true do xpcall(function() while true do end end, h) end\n",
+               "instruction budget exceeded");
+    init_fails(f,
+               "local co = coroutine.wrap(function()\n"
+               "  while true do pcall(function() while true do end end) end\n"
+               "end)\n"
+               "while true do pcall(co) end\n",
+               "instruction budget exceeded");
+    init_fails(f,
+               "local t = setmetatable({}, { __index = function(t, k) return t[k + 1] end })\n"
+               "while true do pcall(function() return t[1] end) end\n",
+               "instruction budget exceeded");
+    /* a coroutine stopped by the budget has its <close> handlers run under the budget too */
+    init_fails(
+        f,
+        "local f = coroutine.wrap(function()\n"
+        "  local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+        "  while true do end\n"
+        "end)\n"
+        "f()\n",
+        "instruction budget exceeded");
+    init_fails(
+        f,
+        "local co = coroutine.create(function()\n"
+        "  local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+        "  table.sort({ 3, 2, 1 }, function(a, b) while true do end end)\n"
+        "end)\n"
+        "while true do pcall(coroutine.resume, co) pcall(coroutine.close, co) end\n",
+        "instruction budget exceeded");
+    /* a finite loop within the budget runs to its end */
+    init_ok(f, "local n = 0\nfor i = 1, 10000 do n = n + i end\nassert(n == 50005000)\n");
+}
+
+static void memory_cap_stops_a_bomb(void **state)
+{
+    fx *f = *state;
+    init_fails(f, "local t = {}\nfor i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end\n",
+               "not enough memory");
+    init_fails(f, "local s = ('x'):rep(64 * 1024 * 1024)\n", "not enough memory");
+    /* caught, the bomb's garbage is collected and the state works on */
+    init_ok(f, "local ok, e = pcall(function()\n"
+               "  local t = {}\n"
+               "  for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end\n"
+               "end)\n"
+               "assert(not ok and tostring(e):find('not enough memory'), tostring(e))\n"
+               "local after = {}\n"
+               "for i = 1, 10000 do after[i] = tostring(i) end\n"
+               "assert(#after == 10000 and after[10000] == '10000')\n"
+               "assert(collectgarbage('count') * 1024 <= 4194304)\n");
+    assert_true(zt__lua_memory(&f->p) > 0);
+    assert_true(zt__lua_memory(&f->p) <= MEMORY_CAP);
+}
+
+/* ---- zt.log, print, warn -------------------------------------------------------------- */
+
+static void logs_go_to_the_node_log(void **state)
+{
+    fx *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/stderr", f->root);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *cap = fopen(path, "w+");
+    assert_non_null(cap);
+    dup2(fileno(cap), 2);
+    int level = zt__log_level;
+    zt__log_level = ZT_LOG_INFO;
+    int rc = init_plugin(f, "zt.log.info('%d notices, %s', 3, 'ok')\n"
+                            "zt.log.warn('100% literal')\n"
+                            "zt.log.debug('below the level')\n"
+                            "zt.log.error({})\n"
+                            "print('a', 1, nil)\n"
+                            "warn('careful', ' now')\n"
+                            "assert(not pcall(zt.log.info, '%d', 'x'))\n");
+    zt__log_level = level;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    char buf[4096] = {0};
+    rewind(cap);
+    size_t n = fread(buf, 1, sizeof buf - 1, cap);
+    fclose(cap);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\"level\":\"info\",\"plugin\":\"t\",\"msg\":\"3 notices, ok\""));
+    assert_non_null(strstr(buf, "\"level\":\"warn\",\"plugin\":\"t\",\"msg\":\"100% literal\""));
+    assert_null(strstr(buf, "below the level"));
+    assert_non_null(strstr(buf, "\"level\":\"error\",\"plugin\":\"t\",\"msg\":\"table: "));
+    assert_non_null(strstr(buf, "\"msg\":\"a\\t1\\tnil\""));
+    assert_non_null(strstr(buf, "\"msg\":\"Lua warning: careful now\""));
+}
+
+/* ---- zt.json --------------------------------------------------------------------------- */
+
+static const char *json_lua =
+    "local function same(a, b, path)\n"
+    "  path = path or 'v'\n"
+    "  if type(a) ~= type(b) then error(path .. ': ' .. type(a) .. ' vs ' .. type(b)) end\n"
+    "  if type(a) ~= 'table' then\n"
+    "    if a ~= b or math.type(a) ~= math.type(b) then\n"
+    "      error(path .. ': ' .. tostring(a) .. ' vs ' .. tostring(b))\n"
+    "    end\n"
+    "    return\n"
+    "  end\n"
+    "  if a == zt.json.null or b == zt.json.null then assert(a == b, path) return end\n"
+    "  for k, v in pairs(a) do same(v, b[k], path .. '.' .. tostring(k)) end\n"
+    "  for k in pairs(b) do assert(a[k] ~= nil, path .. '.' .. tostring(k) .. ' extra') end\n"
+    "end\n"
+    "local v = {\n"
+    "  s = '政通人和 😀 \"quoted\" \\\\ \\n tab\\t',\n"
+    "  i = 42, neg = -7, f = 1.5, tiny = 1e-300, ms = 1700000000123,\n"
+    "  big = math.maxinteger,\n"
+    "  yes = true, no = false, nothing = zt.json.null,\n"
+    "  arr = { 1, 'two', { three = 3 }, zt.json.null, { 5, { 6 } } },\n"
+    "  empty_obj = {}, empty_arr = zt.json.array(),\n"
+    "  nested = { a = { b = { c = { d = { 'deep' } } } } },\n"
+    "  ['key with 空格'] = 'k',\n"
+    "}\n"
+    "local text = zt.json.encode(v)\n"
+    "local back = zt.json.decode(text)\n"
+    "-- integers beyond 2^53 come back as floats; everything else as it went\n"
+    "assert(back.big == math.maxinteger * 1.0 and math.type(back.big) == 'float')\n"
+    "back.big, v.big = nil, nil\n"
+    "same(v, back)\n"
+    "assert(zt.json.encode(back) == zt.json.encode(v), 'the same table, the same text')\n"
+    "assert(zt.json.encode({ b = 1, a = 2, c = { z = 1, y = 2 } }) ==\n"
+    "       '{\"a\":2,\"b\":1,\"c\":{\"y\":2,\"z\":1}}')\n"
+    "assert(getmetatable(back.arr) == false, 'arrays are marked')\n"
+    "assert(zt.json.encode(back.empty_arr) == '[]' and zt.json.encode(back.empty_obj) == '{}')\n"
+    "assert(zt.json.encode({}) == '{}')\n"
+    "assert(zt.json.encode(zt.json.array()) == '[]')\n"
+    "assert(zt.json.encode({ 1, 2, 3 }) == '[1,2,3]')\n"
+    "assert(zt.json.encode(zt.json.array({ 'a' })) == '[\"a\"]')\n"
+    "assert(zt.json.encode(zt.json.null) == 'null' and zt.json.encode(nil) == 'null')\n"
+    "assert(zt.json.encode(math.maxinteger) == '9223372036854775807')\n"
+    "assert(zt.json.encode(1700000000123) == '1700000000123')\n"
+    "assert(zt.json.encode('政') == '\"政\"')\n"
+    "assert(zt.json.decode('\"\\\\u6b63\\\\ud83d\\\\ude00\"') == '正😀')\n"
+    "local a = zt.json.decode('[1, null, 3]')\n"
+    "assert(#a == 3 and a[2] == zt.json.null and a[3] == 3)\n"
+    "assert(math.type(zt.json.decode('2.0')) == 'integer')\n"
+    "assert(zt.json.decode('2.5') == 2.5)\n"
+    "assert(zt.json.decode(' {\"a\": [true, false]} ').a[2] == false)\n"
+    "assert(tostring(zt.json.null) == 'null')\n"
+    "assert(not pcall(function() zt.json.null.x = 1 end))\n";
+
+static void json_round_trip(void **state)
+{
+    fx *f = *state;
+    init_ok(f, json_lua);
+}
+
+static void json_refuses_what_is_not_json(void **state)
+{
+    fx *f = *state;
+    init_ok(f,
+            "local function bad(f, want)\n"
+            "  local ok, e = pcall(f)\n"
+            "  assert(not ok and e:find(want, 1, true), tostring(e))\n"
+            "end\n"
+            "local enc, dec = zt.json.encode, zt.json.decode\n"
+            "bad(function() enc({ 1, nil, 3 }) end, 'mixes keys')\n"
+            "bad(function() enc({ 1, x = 2 }) end, 'mixes keys')\n"
+            "bad(function() enc({ [true] = 1 }) end, 'mixes keys')\n"
+            "bad(function() enc({ [1.5] = 1 }) end, 'mixes keys')\n"
+            "bad(function() enc(print) end, 'cannot encode a function')\n"
+            "bad(function() enc({ f = coroutine.create(print) }) end, 'cannot encode a thread')\n"
+            "bad(function() enc(0/0) end, 'NaN')\n"
+            "bad(function() enc(math.huge) end, 'infinity')\n"
+            "bad(function() enc('\\255') end, 'UTF-8')\n"
+            "bad(function() enc('a\\0b') end, 'NUL')\n"
+            "bad(function() enc({ ['\\192'] = 1 }) end, 'UTF-8')\n"
+            "local t = {} t.self = t\n"
+            "bad(function() enc(t) end, 'nested deeper')\n"
+            "for _, s in ipairs{ '', '{', '[1,', '{} x', 'nul', \"{'a':1}\", '[1]]' } do\n"
+            "  bad(function() dec(s) end, 'not valid JSON')\n"
+            "end\n"
+            "bad(function() zt.json.array(setmetatable({}, {})) end, 'metatable')\n");
+}
+
+/* ---- zt.config ------------------------------------------------------------------------- */
+
+static void config_is_a_read_only_view(void **state)
+{
+    fx *f = *state;
+    static zt_option decl[] = {
+        {"size", ZT_OPT_INT, "3", 0, NULL},       {"name", ZT_OPT_STRING, NULL, 0, NULL},
+        {"ratio", ZT_OPT_NUMBER, "0.5", 0, NULL}, {"on", ZT_OPT_BOOL, "true", 0, NULL},
+        {"roles", ZT_OPT_LIST, "a,b", 0, NULL},   {NULL, 0, NULL, 0, NULL}};
+    char *roles[] = {"clerk", "chief"};
+    zt_optval vals[] = {
+        {.name = "size", .type = ZT_OPT_INT, .set = true, .i = 7},
+        {.name = "name", .type = ZT_OPT_STRING, .set = false},
+        {.name = "ratio", .type = ZT_OPT_NUMBER, .set = true, .n = 0.25},
+        {.name = "on", .type = ZT_OPT_BOOL, .set = true, .b = false},
+        {.name = "roles", .type = ZT_OPT_LIST, .set = true, .list = roles, .nlist = 2},
+    };
+    zt_option *saved = f->p.options;
+    f->p.options = decl;
+    f->p.noptions = 5;
+    f->p.opts = vals;
+    f->p.nopts = 5;
+    int rc =
+        init_plugin(f, "local c = zt.config\n"
+                       "assert(c.size == 7 and math.type(c.size) == 'integer')\n"
+                       "assert(c.name == nil)\n"
+                       "assert(c.ratio == 0.25 and c.on == false)\n"
+                       "assert(#c.roles == 2 and c.roles[1] == 'clerk' and c.roles[2] == 'chief')\n"
+                       "local seen = 0\n"
+                       "for k, v in pairs(c) do seen = seen + 1 end\n"
+                       "assert(seen == 4, seen)\n"
+                       "local n = 0 for _, r in ipairs(c.roles) do n = n + 1 end\n"
+                       "assert(n == 2)\n"
+                       "local ok, e = pcall(function() c.size = 8 end)\n"
+                       "assert(not ok and e:find('read%-only'), e)\n"
+                       "assert(not pcall(function() c.roles[1] = 'x' end))\n"
+                       "ok, e = pcall(function() return c.nope end)\n"
+                       "assert(not ok and e:find(\"no option 'nope'\"), e)\n"
+                       "assert(getmetatable(c) == false)\n"
+                       "assert(zt.plugin == 't')\n");
+    f->p.options = saved;
+    f->p.noptions = 0;
+    f->p.opts = NULL;
+    f->p.nopts = 0;
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+}
+
+/* ---- handlers -------------------------------------------------------------------------- */
+
+static const char *handlers_lua =
+    "local items = zt.db.open('items')\n"
+    "assert(tostring(items) == 'zt.db(items)')\n"
+    "local ok, e = pcall(items.get, items, 'k')\n"
+    "assert(not ok and e:find('no transaction here', 1, true), e)\n"
+    "ok, e = pcall(zt.route, 'GET', '/x', { colour = 'red' }, print)\n"
+    "assert(not ok and e:find(\"unknown option 'colour'\"), e)\n"
+    "zt.route('GET', '/echo/:a/:b', { role = 'public' }, function(req)\n"
+    "  local q = {}\n"
+    "  for k, v in pairs(req.query) do q[#q + 1] = k .. '=' .. v end\n"
+    "  table.sort(q)\n"
+    "  return 200, table.concat({ req.method, req.path, req.params.a, req.params.b,\n"
+    "    table.concat(q, '&'), tostring(req:header('x-test')), tostring(req:header('nope')),\n"
+    "    req.client, #req.id }, '|')\n"
+    "end)\n"
+    "zt.route('GET', '/files/*', function(req) return 200, req.params['*'] end)\n"
+    "zt.route('GET', '/whoami', function(req)\n"
+    "  local c = req.caller\n"
+    "  if not c then return 200, 'nobody' end\n"
+    "  return 200, table.concat({ c.id, c.kind, c.login, c.name, tostring(c.department),\n"
+    "    table.concat(c.roles, '+') }, '|')\n"
+    "end)\n"
+    "zt.route('POST', '/body', { body_limit = 100 }, function(req)\n"
+    "  local j = req:json()\n"
+    "  return 201, { got = j, raw = req.body }, { ['X-Made'] = 'yes' }\n"
+    "end)\n"
+    "zt.route('GET', '/html', function() return 200, '<p>hi</p>', { ['Content-Type'] = 'text/html' "
+    "} end)\n"
+    "zt.route('GET', '/geo', function()\n"
+    "  return 200, { type = 'Point' }, { ['content-type'] = 'application/geo+json' }\n"
+    "end)\n"
+    "zt.route('GET', '/empty', function() return 204 end)\n"
+    "zt.route('GET', '/error', function() error('boom') end)\n"
+    "zt.route('GET', '/badstatus', function() return 'ok' end)\n"
+    "zt.route('GET', '/badbody', function() return 200, print end)\n"
+    "zt.route('GET', '/badheader', function() return 200, 'x', { ['X-A'] = 'a\\r\\nb' } end)\n"
+    "zt.route('GET', '/problem', function()\n"
+    "  zt.problem(409, 'already-there', 'the thing exists', 'Exists')\n"
+    "end)\n"
+    "zt.route('GET', '/caught', function()\n"
+    "  local ok, p = pcall(zt.problem, 418, 'teapot', 'short and stout')\n"
+    "  return 200, p.type .. ' ' .. p.status .. ' ' .. p.detail\n"
+    "end)\n"
+    "zt.route('GET', '/loop', function() while true do pcall(function() while true do end end) end "
+    "end)\n"
+    "zt.route('GET', '/bomb', function()\n"
+    "  local t = {}\n"
+    "  for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end\n"
+    "end)\n"
+    "zt.route('GET', '/late', function() zt.route('GET', '/later', print) end)\n"
+    "local dead\n"
+    "zt.route('GET', '/co1', function()\n"
+    "  dead = coroutine.create(function()\n"
+    "    local x <close> = setmetatable({}, { __close = function() while true do end end })\n"
+    "    while true do end\n"
+    "  end)\n"
+    "  coroutine.resume(dead)\n"
+    "end)\n"
+    "zt.route('GET', '/co2', function() coroutine.close(dead) return 200, 'closed' end)\n"
+    "local kept\n"
+    "zt.route('GET', '/keep', function(req) kept = req return 200, 'kept' end)\n"
+    "zt.route('GET', '/stale', function() return 200, tostring(select(2, pcall(kept.header, kept, "
+    "'x'))) end)\n"
+    "zt.route('GET', '/ok', function() return 200, 'ok' end)\n";
+
+static void handler_request_and_response(void **state)
+{
+    fx *f = *state;
+    init_ok(f, handlers_lua);
+
+    /* http.c decodes the path before routing; the query comes raw */
+    treq *t = call(f, "GET", "/echo/one/政?b=2&a=x+y%21&a=ignored&flag&bad=%zz&%zz=1", NULL,
+                   "X-Test", "hello");
+    assert_int_equal(t->rc, ZT_OK);
+    assert_int_equal(t->r.status, 200);
+    assert_string_equal(t->r.res_ctype, "text/plain; charset=utf-8");
+    assert_string_equal(body_of(t),
+                        "GET|/echo/one/政|one|政|a=x y!&b=2&flag=|hello|nil|192.0.2.7|26");
+    done(t);
+    expect(f, "GET", "/files/a/b/c.txt", NULL, 200, "a/b/c.txt");
+    expect(f, "GET", "/whoami", NULL, 200, "nobody");
+    const char *roles[] = {"clerk", "notice_editor"};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2};
+    f->caller = &who; /* the core resolves the caller before the handler runs */
+    expect(f, "GET", "/whoami", NULL, 200,
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor");
+    f->caller = NULL;
+
+    t = call(f, "POST", "/body", "{\"n\": [1, 2, {\"x\": null}]}", NULL, NULL);
+    assert_int_equal(t->r.status, 201);
+    assert_string_equal(t->r.res_ctype, "application/json");
+    cJSON *j = cJSON_Parse(body_of(t));
+    assert_non_null(j);
+    char *got = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "got"));
+    assert_string_equal(got, "{\"n\":[1,2,{\"x\":null}]}");
+    assert_string_equal(cJSON_GetObjectItem(j, "raw")->valuestring,
+                        "{\"n\": [1, 2, {\"x\": null}]}");
+    free(got);
+    cJSON_Delete(j);
+    assert_non_null(strstr(t->r.res_hdrs.data, "X-Made: yes\r\n"));
+    done(t);
+
+    t = call(f, "GET", "/html", NULL, NULL, NULL);
+    assert_string_equal(t->r.res_ctype, "text/html");
+    assert_string_equal(body_of(t), "<p>hi</p>");
+    assert_true(t->r.res_hdrs.len == 0); /* Content-Type is not repeated as a header */
+    done(t);
+    t = call(f, "GET", "/geo", NULL, NULL, NULL);
+    assert_string_equal(t->r.res_ctype, "application/geo+json");
+    assert_string_equal(body_of(t), "{\"type\":\"Point\"}");
+    done(t);
+    t = call(f, "GET", "/empty", NULL, NULL, NULL);
+    assert_int_equal(t->r.status, 204);
+    assert_int_equal(t->r.res_len, 0);
+    assert_null(t->r.res_ctype);
+    done(t);
+
+    expect_problem(f, "GET", "/problem", NULL, 409, "already-there", "the thing exists");
+    t = call(f, "GET", "/problem", NULL, NULL, NULL);
+    assert_non_null(strstr(body_of(t), "\"title\":\"Exists\""));
+    done(t);
+    expect(f, "GET", "/caught", NULL, 200, "teapot 418 short and stout");
+    expect_problem(f, "POST", "/body", "{not json", 400, "invalid-json", "not valid JSON");
+    t = call(f, "POST", "/body", "", NULL, NULL);
+    assert_int_equal(t->r.status, 400);
+    assert_non_null(strstr(body_of(t), "\"title\":\"Invalid JSON\""));
+    done(t);
+}
+
+static void handler_errors_fail_only_their_request(void **state)
+{
+    fx *f = *state;
+    init_ok(f, handlers_lua);
+    const char *bad[] = {"/error", "/badstatus", "/badbody", "/badheader",
+                         "/loop",  "/bomb",      "/late",    "/co1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect_problem(f, "GET", bad[i], NULL, 500, "lua-error", "see the log with request id");
+        /* the state keeps serving, and what a failed call left behind is collected */
+        expect(f, "GET", "/ok", NULL, 200, "ok");
+        assert_true(zt__lua_memory(&f->p) < MEMORY_CAP / 4);
+    }
+    /* the coroutine /co1 left stopped by the budget had its <close> handler cut short there:
+     * closing it in a later request has nothing left to run */
+    expect(f, "GET", "/co2", NULL, 200, "closed");
+    treq *t = call(f, "GET", "/badheader", NULL, NULL, NULL);
+    assert_true(t->r.res_hdrs.len == 0); /* nothing of a failed answer leaks out */
+    done(t);
+    /* the id in the detail is this request's */
+    t = call(f, "GET", "/error", NULL, NULL, NULL);
+    assert_non_null(strstr(body_of(t), t->r.id));
+    done(t);
+    /* a request table kept past its handler is dead */
+    expect(f, "GET", "/keep", NULL, 200, "kept");
+    t = call(f, "GET", "/stale", NULL, NULL, NULL);
+    assert_non_null(strstr(body_of(t), "this request is over"));
+    done(t);
+    /* the route declared outside init was refused */
+    zt_match m;
+    assert_int_equal(zt__router_match(f->srv.router, "GET", "/later", &m), ZT_ENOTFOUND);
+}
+
+/* ---- zt.db ----------------------------------------------------------------------------- */
+
+static const char *db_lua =
+    "local kv = zt.db.open('kv')\n"
+    "zt.route('PUT', '/kv/:k', function(req)\n"
+    "  local v = req.query.json and zt.json.decode(req.body) or req.body\n"
+    "  kv:put(req.params.k, v)\n"
+    "  return 204\n"
+    "end)\n"
+    "zt.route('GET', '/kv/:k', function(req)\n"
+    "  local v = kv:get(req.params.k)\n"
+    "  if v == nil then zt.problem(404, 'not-found', req.params.k) end\n"
+    "  if type(v) == 'table' then return 200, v end\n"
+    "  return 200, type(v) .. ':' .. tostring(v)\n"
+    "end)\n"
+    "zt.route('DELETE', '/kv/:k', function(req)\n"
+    "  return 200, tostring(kv:delete(req.params.k))\n"
+    "end)\n"
+    "zt.route('GET', '/write-in-get', function(req)\n"
+    "  local ok, e = pcall(kv.put, kv, 'x', 'y')\n"
+    "  return 200, tostring(e)\n"
+    "end)\n"
+    "zt.route('POST', '/odd', function(req)\n"
+    "  local out = {}\n"
+    "  for _, f in ipairs{\n"
+    "    function() kv:put('', 'x') end,\n"
+    "    function() kv:put(('k'):rep(512), 'x') end,\n"
+    "    function() kv:put('k', nil) end,\n"
+    "    function() kv:put('k', print) end,\n"
+    "    function() kv:put(1, 'x') end,\n"
+    "    function() kv:iter{ colour = 1 } end,\n"
+    "    function() kv:iter{ limit = -1 } end,\n"
+    "  } do out[#out + 1] = (pcall(f)) and 'ok' or 'err' end\n"
+    "  out[#out + 1] = tostring(kv:get(('k'):rep(600)))\n"
+    "  out[#out + 1] = tostring(kv:delete(''))\n"
+    "  kv:put('n', 5)  kv:put('b', true)\n"
+    "  out[#out + 1] = math.type(kv:get('n')) .. ' ' .. tostring(kv:get('b'))\n"
+    "  return 200, table.concat(out, ' ')\n"
+    "end)\n"
+    "-- GET /list?from=&prefix=&reverse=&limit=: the keys, comma-separated\n"
+    "local stale\n"
+    "zt.route('GET', '/list', function(req)\n"
+    "  local q = req.query\n"
+    "  local keys = {}\n"
+    "  for k, v in kv:iter{ from = q.from, prefix = q.prefix, reverse = q.reverse == '1',\n"
+    "                       limit = tonumber(q.limit) } do\n"
+    "    assert(v == 'v' .. k, k)\n"
+    "    keys[#keys + 1] = k\n"
+    "  end\n"
+    "  stale = kv:iter()\n"
+    "  return 200, table.concat(keys, ',')\n"
+    "end)\n"
+    "zt.route('GET', '/stale', function()\n"
+    "  return 200, tostring(select(2, pcall(stale)))\n"
+    "end)\n";
+
+static void raw_value(fx *f, const char *key, const char *want, size_t wlen)
+{
+    zt_db *db;
+    zt_txn *t;
+    assert_int_equal(zt__store_db(f->srv.store, "t", "kv", &db), ZT_OK);
+    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
+    const void *v;
+    size_t n;
+    assert_int_equal(zt_get(t, db, key, strlen(key), &v, &n), ZT_OK);
+    assert_int_equal(n, wlen);
+    assert_memory_equal(v, want, wlen);
+    assert_int_equal(zt__store_end(f->srv.store, t, false), ZT_OK);
+}
+
+static void db_values_and_their_encoding(void **state)
+{
+    fx *f = *state;
+    init_ok(f, db_lua);
+    expect(f, "PUT", "/kv/greeting", "hello 你好", 204, "");
+    expect(f, "GET", "/kv/greeting", NULL, 200, "string:hello 你好");
+    raw_value(f, "greeting", "shello 你好", strlen("shello 你好"));
+    expect(f, "PUT", "/kv/doc?json=1", "{\"a\":[1,2]}", 204, "");
+    expect(f, "GET", "/kv/doc", NULL, 200, "{\"a\":[1,2]}");
+    raw_value(f, "doc", "j{\"a\":[1,2]}", 12);
+    expect(f, "PUT", "/kv/bin", "a\x01\x7f", 204, "");
+    raw_value(f, "bin", "sa\x01\x7f", 4);
+    expect(f, "PUT", "/kv/empty", "", 204, "");
+    expect(f, "GET", "/kv/empty", NULL, 200, "string:");
+    raw_value(f, "empty", "s", 1);
+    expect(f, "DELETE", "/kv/greeting", NULL, 200, "true");
+    expect(f, "DELETE", "/kv/greeting", NULL, 200, "false");
+    expect_problem(f, "GET", "/kv/greeting", NULL, 404, "not-found", "greeting");
+    expect(f, "GET", "/write-in-get", NULL, 200, "db:put: read-only transaction");
+    expect(f, "POST", "/odd", NULL, 200, "err err err err err err err nil false integer true");
+}
+
+static void db_iteration(void **state)
+{
+    fx *f = *state;
+    init_ok(f, db_lua);
+    const char *keys[] = {"a", "b1", "b2", "b3", "c", "c\xff", "d"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char target[64], body[16];
+        snprintf(target, sizeof target, "/kv/%s", keys[i]);
+        snprintf(body, sizeof body, "v%s", keys[i]);
+        expect(f, "PUT", target, body, 204, "");
+    }
+    expect(f, "GET", "/list", NULL, 200, "a,b1,b2,b3,c,c\xff,d");
+    expect(f, "GET", "/list?reverse=1", NULL, 200, "d,c\xff,c,b3,b2,b1,a");
+    expect(f, "GET", "/list?limit=2", NULL, 200, "a,b1");
+    expect(f, "GET", "/list?limit=0", NULL, 200, "");
+    expect(f, "GET", "/list?from=b2", NULL, 200, "b2,b3,c,c\xff,d");
+    expect(f, "GET", "/list?from=bb", NULL, 200, "c,c\xff,d");
+    expect(f, "GET", "/list?from=b2&reverse=1", NULL, 200, "b2,b1,a");
+    expect(f, "GET", "/list?from=bb&reverse=1", NULL, 200, "b3,b2,b1,a");
+    expect(f, "GET", "/list?from=z&reverse=1&limit=1", NULL, 200, "d");
+    expect(f, "GET", "/list?from=0&reverse=1", NULL, 200, "");
+    expect(f, "GET", "/list?prefix=b", NULL, 200, "b1,b2,b3");
+    expect(f, "GET", "/list?prefix=b&reverse=1", NULL, 200, "b3,b2,b1");
+    expect(f, "GET", "/list?prefix=b&from=b2", NULL, 200, "b2,b3");
+    expect(f, "GET", "/list?prefix=b&from=b2&reverse=1", NULL, 200, "b2,b1");
+    expect(f, "GET", "/list?prefix=b&from=a", NULL, 200, "b1,b2,b3");
+    expect(f, "GET", "/list?prefix=b&from=z&reverse=1", NULL, 200, "b3,b2,b1");
+    expect(f, "GET", "/list?prefix=c&reverse=1", NULL, 200, "c\xff,c");
+    expect(f, "GET", "/list?prefix=c%FF&reverse=1", NULL, 200, "c\xff");
+    expect(f, "GET", "/list?prefix=x", NULL, 200, "");
+    expect(f, "GET", "/list?prefix=x&reverse=1", NULL, 200, "");
+    /* an iterator kept past its request is refused, not a dangling cursor */
+    treq *t = call(f, "GET", "/stale", NULL, NULL, NULL);
+    assert_non_null(strstr(body_of(t), "iterator used after its request ended"));
+    done(t);
+    expect(f, "GET", "/list?limit=1", NULL, 200, "a");
+}
+
+/* ---- the example plugin ---------------------------------------------------------------- */
+
+static void notice_plugin(void **state)
+{
+    fx *f = *state;
+    const char *src = getenv("ZT_SRC");
+    if (!src) skip();
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s/lua", src);
+    f->conf.lua_dir = dir;
+    f->p.name = "notice";
+    if (zt__lua_manifest(&f->srv, &f->p, f->err, sizeof f->err) != ZT_OK) fail_msg("%s", f->err);
+    assert_int_equal(f->p.noptions, 2);
+    assert_string_equal(f->p.options[0].name, "max_body");
+    assert_string_equal(f->p.options[0].def, "20000");
+    assert_string_equal(f->p.options[1].name, "page_size");
+    assert_string_equal(f->p.options[1].def, "20");
+    /* what config.c would make of a county's notice = { page_size = 2, max_body = 50 } */
+    zt_optval vals[] = {{.name = "max_body", .type = ZT_OPT_INT, .set = true, .i = 50},
+                        {.name = "page_size", .type = ZT_OPT_INT, .set = true, .i = 2}};
+    f->p.opts = vals;
+    f->p.nopts = 2;
+    f->p.in_init = true;
+    int rc = zt__lua_init(&f->srv, &f->p, f->err, sizeof f->err);
+    f->p.in_init = false;
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+
+    expect(f, "GET", "/notices", NULL, 200, "{\"items\":[],\"next\":null}");
+    char ids[3][27];
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"title\":\"通知 %d\",\"body\":\"text %d\"%s}", i, i,
+                 i == 1 ? ",\"department\":\"民政局\"" : "");
+        treq *t = call(f, "POST", "/notices", body, NULL, NULL);
+        if (t->r.status != 201) fail_msg("POST: %d %s", t->r.status, body_of(t));
+        cJSON *j = cJSON_Parse(body_of(t));
+        assert_non_null(j);
+        snprintf(ids[i], sizeof ids[i], "%s", cJSON_GetObjectItem(j, "id")->valuestring);
+        assert_int_equal(strlen(ids[i]), 26);
+        char title[32];
+        snprintf(title, sizeof title, "通知 %d", i);
+        assert_string_equal(cJSON_GetObjectItem(j, "title")->valuestring, title);
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, "created_at")));
+        assert_true(i == 1 ? cJSON_IsString(cJSON_GetObjectItem(j, "department"))
+                           : cJSON_IsNull(cJSON_GetObjectItem(j, "department")));
+        char loc[64];
+        snprintf(loc, sizeof loc, "Location: /notices/%s\r\n", ids[i]);
+        assert_non_null(strstr(t->r.res_hdrs.data, loc));
+        cJSON_Delete(j);
+        done(t);
+    }
+    /* newest first, two a page (page_size), then the rest */
+    char target[128];
+    treq *t = call(f, "GET", "/notices", NULL, NULL, NULL);
+    cJSON *j = cJSON_Parse(body_of(t));
+    cJSON *items = cJSON_GetObjectItem(j, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 0), "id")->valuestring,
+                        ids[2]);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 1), "id")->valuestring,
+                        ids[1]);
+    assert_string_equal(cJSON_GetObjectItem(j, "next")->valuestring, ids[1]);
+    cJSON_Delete(j);
+    done(t);
+    snprintf(target, sizeof target, "/notices?before=%s", ids[1]);
+    t = call(f, "GET", target, NULL, NULL, NULL);
+    j = cJSON_Parse(body_of(t));
+    items = cJSON_GetObjectItem(j, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 0), "id")->valuestring,
+                        ids[0]);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "next")));
+    cJSON_Delete(j);
+    done(t);
+    t = call(f, "GET", "/notices?limit=3", NULL, NULL, NULL);
+    j = cJSON_Parse(body_of(t));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 3);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "next")));
+    cJSON_Delete(j);
+    done(t);
+    expect_problem(f, "GET", "/notices?limit=0", NULL, 400, "invalid-query", "limit");
+    expect_problem(f, "GET", "/notices?limit=101", NULL, 400, "invalid-query", "limit");
+    expect_problem(f, "GET", "/notices?limit=x", NULL, 400, "invalid-query", "limit");
+
+    snprintf(target, sizeof target, "/notices/%s", ids[1]);
+    t = call(f, "GET", target, NULL, NULL, NULL);
+    assert_int_equal(t->r.status, 200);
+    assert_non_null(strstr(body_of(t), "\"department\":\"民政局\""));
+    done(t);
+    expect_problem(f, "GET", "/notices/NOPE", NULL, 404, "not-found", "NOPE");
+
+    /* validation: each failure names its field */
+    expect_problem(f, "POST", "/notices", "5", 422, "invalid-notice", "JSON object");
+    expect_problem(f, "POST", "/notices", "[1]", 422, "invalid-notice", "title");
+    expect_problem(f, "POST", "/notices", "{\"body\":\"x\"}", 422, "invalid-notice", "title");
+    expect_problem(f, "POST", "/notices", "{\"title\":\"\",\"body\":\"x\"}", 422, "invalid-notice",
+                   "title");
+    char long_title[1024] = "{\"title\":\"";
+    for (int i = 0; i < 201; i++) strcat(long_title, "政");
+    strcat(long_title, "\",\"body\":\"x\"}");
+    expect_problem(f, "POST", "/notices", long_title, 422, "invalid-notice", "title");
+    expect_problem(f, "POST", "/notices", "{\"title\":\"t\"}", 422, "invalid-notice", "body");
+    expect_problem(
+        f, "POST", "/notices",
+        "{\"title\":\"t\",\"body\":\"0123456789012345678901234567890123456789012345678901\"}", 422,
+        "invalid-notice", "body must be text of at most 50 bytes");
+    expect_problem(f, "POST", "/notices", "{\"title\":\"t\",\"body\":\"x\",\"department\":5}", 422,
+                   "invalid-notice", "department");
+    expect_problem(f, "POST", "/notices", "{\"title\":", 400, "invalid-json", NULL);
+
+    expect(f, "DELETE", target, NULL, 204, "");
+    expect_problem(f, "DELETE", target, NULL, 404, "not-found", ids[1]);
+    expect_problem(f, "GET", target, NULL, 404, "not-found", ids[1]);
+    f->p.opts = NULL;
+    f->p.nopts = 0;
+}
+
+int main(void)
+{
+    /* the failures these tests provoke are logged; ZT_TEST_LOG=1 shows them */
+    zt__log_level = getenv("ZT_TEST_LOG") ? ZT_LOG_DEBUG : ZT_LOG_ERROR + 1;
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(sandbox_has_no_way_out),
+        T(require_only_inside_lua),
+        T(manifest_reads_every_type),
+        T(manifest_errors_name_the_line),
+        T(budget_stops_endless_loops),
+        T(memory_cap_stops_a_bomb),
+        T(logs_go_to_the_node_log),
+        T(json_round_trip),
+        T(json_refuses_what_is_not_json),
+        T(config_is_a_read_only_view),
+        T(handler_request_and_response),
+        T(handler_errors_fail_only_their_request),
+        T(db_values_and_their_encoding),
+        T(db_iteration),
+        T(notice_plugin),
+    };
+    if (getenv("ZT_TEST_FILTER")) cmocka_set_test_filter(getenv("ZT_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
