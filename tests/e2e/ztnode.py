@@ -46,7 +46,7 @@ atexit.register(_kill_all)
 def env(name):
     v = os.environ.get(name)
     if not v:
-        raise unittest.SkipTest("%s is not set (run the e2e tests through ctest)" % name)
+        raise AssertionError("%s is not set: run the e2e tests through ctest" % name)
     return v
 
 
@@ -349,6 +349,10 @@ class RawConn:
         self.close()
 
 
+class PortTaken(Exception):
+    pass
+
+
 class Node:
     """One zhengtong server in a temporary folder.
 
@@ -357,6 +361,10 @@ class Node:
     lua_dir, web_dir, plugin_dir  override the build's defaults when given
     data_dir  default: "data" inside the node's temporary folder
     limits   dict for `limits = {...}`; lua: dict for `lua = {...}`
+    auth     dict for `auth = {...}` (default: the cheapest password hashing, for speed)
+    sign_in  after the first start, sign in as the first-start admin, set a password,
+             grant `roles`, and send that token with every request() (see sign_in())
+    port     default: a free port (picked again if another process takes it first)
     """
 
     def __init__(
@@ -384,6 +392,7 @@ class Node:
         self._admin_pw = None
         self._sign_in = sign_in
         self._roles = tuple(roles)
+        self._own_port = port is None
         self.port = port or free_port()
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "zhengtong.conf")
@@ -392,7 +401,7 @@ class Node:
         lines = [
             'node_name = "e2e-test"',
             'region_code = "330100"',
-            "listen = { %s }" % lua_str("%s:%d" % (HOST, self.port)),
+            "listen = { @LISTEN@ }",  # filled in by _write_conf
             "data_dir = %s" % lua_str(self.data_dir),
             "map_size = %d" % (64 << 20),
             "log_level = %s" % lua_str(log_level),
@@ -412,9 +421,8 @@ class Node:
         if auth:
             lines.append("auth = %s" % lua_value(auth))
         lines.append("plugins = %s" % lua_value(list(plugins)))
-        text = "\n".join(lines) + "\n" + options + "\n"
-        with open(self.conf, "w") as f:
-            f.write(text)
+        self._conf_text = "\n".join(lines) + "\n" + options + "\n"
+        self._write_conf()
         try:
             if start:
                 self.start()
@@ -422,9 +430,25 @@ class Node:
             self.close()
             raise
 
+    def _write_conf(self):
+        with open(self.conf, "w") as f:
+            f.write(self._conf_text.replace("@LISTEN@", lua_str("%s:%d" % (HOST, self.port))))
+
     # ---- process ---------------------------------------------------------------
 
     def start(self):
+        """Start the process and wait until GET /healthz answers 200. A port picked here
+        that another process took in the meantime is replaced, a few times at most."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if not self._own_port or attempt == 2:
+                    raise AssertionError("port %d is taken; log:\n%s" % (self.port, self.log()))
+                self.port = free_port()
+                self._write_conf()
+
+    def _start(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         if self._logf:
             self._logf.close()
@@ -441,6 +465,8 @@ class Node:
         while time.monotonic() < deadline:
             rc = self.proc.poll()
             if rc is not None:
+                if "address already in use" in self.log().lower():
+                    raise PortTaken()
                 raise AssertionError(
                     "zhengtong exited with %d before serving; log:\n%s" % (rc, self.log())
                 )
