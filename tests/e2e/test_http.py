@@ -4,7 +4,7 @@ import socket
 import time
 import unittest
 
-from ztnode import Node, NodeTest, parse_responses
+from ztnode import NodeTest, parse_responses
 
 
 def req(method, path, headers=(), body=b"", close=False):

@@ -303,7 +303,7 @@ class Notice(NodeTest):
             with self.subTest(doc=doc):
                 st, h, b = self.shared.request("POST", "/notices", json.dumps(doc).encode(),
                                                {"Content-Type": "application/json"})
-                p = self.assertProblem(st, h, b, 422, "invalid-notice")
+                self.assertProblem(st, h, b, 422, "invalid-notice")
         st, _, after = self.shared.json("GET", "/notices?limit=100")
         self.assertEqual(before["items"], after["items"], "an invalid notice was stored")
 

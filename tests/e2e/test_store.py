@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from ztnode import HOST, IO_TIMEOUT, Node, NodeTest, parse_responses, run, scrape
+from ztnode import HOST, IO_TIMEOUT, NodeTest, run, scrape
 
 WRITERS = 4  # client connections writing at once (so that batches hold several writes)
 TARGET_ACKS = 300  # kill -9 once this many writes were acknowledged
