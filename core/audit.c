@@ -7,6 +7,10 @@
 #include <sodium.h>
 
 /*
+ * The head of the chain is always read from the writing transaction itself (the last
+ * key), never from memory: so a rolled-back request, a lost batch, or another process
+ * appending (the offline `zhengtong admin`) can never fork the chain.
+ *
  * A record is stored under its sequence number (8 bytes, big-endian) as
  *     hash[32] | prev[32] | json
  * where hash = BLAKE2b-256(prev | json) and prev is the hash of the record before (zeros
@@ -19,13 +23,10 @@
 
 struct zt_audit {
     zt_db *log;
-    uint64_t seq;           /* committed head: the last record's sequence number */
-    unsigned char hash[32]; /* and its hash */
-    uint64_t pseq;          /* pending head, with the open batch's records */
-    unsigned char phash[32];
-    zt_db *cps;       /* checkpoints: seq → {seq, hash, time, signature} */
-    uint64_t cp_seq;  /* the last checkpoint's sequence number */
-    uv_timer_t timer; /* checkpoints the head every interval if it moved */
+    zt_db *cps;        /* checkpoints: seq → {seq, hash, time, signature} */
+    uint64_t cp_seq;   /* the last checkpoint's sequence number */
+    uint64_t since_cp; /* records appended by this process since (a hint for when) */
+    uv_timer_t timer;  /* checkpoints the head every interval if it moved */
     zt_server *srv;
 };
 
@@ -67,15 +68,6 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
     zt_cursor *c;
     zt_kv kv;
-    if ((rc = zt_cursor_open(t, a->log, &c)) == ZT_OK) {
-        rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
-        if (rc == ZT_OK && kv.klen == 8 && kv.vlen > HDR) {
-            a->seq = rd64(kv.key);
-            memcpy(a->hash, kv.val, 32);
-        }
-        rc = rc == ZT_ENOTFOUND ? ZT_OK : rc;
-        zt_cursor_close(c);
-    }
     if (rc == ZT_OK && (rc = zt_cursor_open(t, a->cps, &c)) == ZT_OK) {
         rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
         if (rc == ZT_OK && kv.klen == 8) a->cp_seq = rd64(kv.key);
@@ -83,9 +75,29 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
         zt_cursor_close(c);
     }
     zt__store_end(srv->store, t, false);
-    a->pseq = a->seq;
-    memcpy(a->phash, a->hash, 32);
     return rc;
+}
+
+/* The last record in t: its sequence number and hash (0 and zeros for an empty log). */
+static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
+{
+    zt_cursor *c;
+    zt_kv kv;
+    int rc = zt_cursor_open(t, a->log, &c);
+    if (rc != ZT_OK) return rc;
+    *seq = 0;
+    memset(hash, 0, 32);
+    rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
+    if (rc == ZT_OK) {
+        if (kv.klen != 8 || kv.vlen <= HDR) {
+            rc = ZT_EIO;
+        } else {
+            *seq = rd64(kv.key);
+            memcpy(hash, kv.val, 32);
+        }
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -120,26 +132,33 @@ static int checkpoint_message(char *out, size_t cap, uint64_t seq, const unsigne
 int zt__audit_checkpoint(zt_server *srv)
 {
     zt_audit *a = srv->audit;
-    if (!a || a->seq == a->cp_seq || zt__store_batch_open(srv->store)) return ZT_OK;
+    if (!a || zt__store_batch_open(srv->store)) return ZT_OK;
     zt_txn *t;
     int rc = zt__store_write_begin(srv->store, &t);
     if (rc != ZT_OK) return rc;
+    uint64_t seq;
+    unsigned char hash[32];
+    if ((rc = head_in(a, t, &seq, hash)) != ZT_OK || seq == a->cp_seq) {
+        zt__store_end(srv->store, t, false);
+        zt__store_batch_commit(srv->store); /* nothing was written: an empty commit */
+        return rc;
+    }
     int64_t now = zt_now_ms();
     char msg[256], hex[65], sigb[ZT__B64URL_LEN(64)];
     unsigned char sig[64], key[8];
-    checkpoint_message(msg, sizeof msg, a->seq, a->hash, now);
+    checkpoint_message(msg, sizeof msg, seq, hash, now);
     rc = zt__node_sign(srv, t, msg, strlen(msg), sig);
     if (rc == ZT_OK) {
-        sodium_bin2hex(hex, sizeof hex, a->hash, 32);
+        sodium_bin2hex(hex, sizeof hex, hash, 32);
         zt__b64url_encode(sigb, sig, 64);
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "seq", (double)a->seq);
+        cJSON_AddNumberToObject(o, "seq", (double)seq);
         cJSON_AddStringToObject(o, "hash", hex);
         cJSON_AddNumberToObject(o, "time", (double)now);
         cJSON_AddStringToObject(o, "signature", sigb);
         char *text = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        be64(key, a->seq);
+        be64(key, seq);
         rc = text ? zt_put(t, a->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
         cJSON_free(text);
     }
@@ -149,9 +168,10 @@ int zt__audit_checkpoint(zt_server *srv)
         rc = zt__store_batch_commit(srv->store);
     else if (zt__store_batch_open(srv->store))
         zt__store_batch_commit(srv->store);
-    if (rc == ZT_OK)
-        a->cp_seq = a->seq;
-    else
+    if (rc == ZT_OK) {
+        a->cp_seq = seq;
+        a->since_cp = 0;
+    } else
         zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot write a checkpoint: %s", zt_strerror(rc));
     return rc;
 }
@@ -159,7 +179,7 @@ int zt__audit_checkpoint(zt_server *srv)
 void zt__audit_after_commit(zt_server *srv)
 {
     zt_audit *a = srv->audit;
-    if (a && a->seq - a->cp_seq >= srv->conf->audit_checkpoint_every) zt__audit_checkpoint(srv);
+    if (a && a->since_cp >= srv->conf->audit_checkpoint_every) zt__audit_checkpoint(srv);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -179,36 +199,14 @@ void zt__audit_start(zt_server *srv)
     uv_unref((uv_handle_t *)&a->timer);
 }
 
-/* The batch committed (ok) or was lost: the pending head becomes the head, or goes back. */
-void zt__audit_batch_end(zt_server *srv, bool ok)
-{
-    zt_audit *a = srv->audit;
-    if (!a) return;
-    if (ok) {
-        a->seq = a->pseq;
-        memcpy(a->hash, a->phash, 32);
-    } else {
-        a->pseq = a->seq;
-        memcpy(a->phash, a->hash, 32);
-    }
-}
-
-void zt__audit_mark(zt_server *srv, zt_audit_mark *m)
-{
-    m->seq = srv->audit->pseq;
-    memcpy(m->hash, srv->audit->phash, 32);
-}
-
-void zt__audit_rewind(zt_server *srv, const zt_audit_mark *m)
-{
-    srv->audit->pseq = m->seq;
-    memcpy(srv->audit->phash, m->hash, 32);
-}
-
 int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
 {
     zt_audit *a = srv->audit;
-    uint64_t seq = a->pseq + 1;
+    uint64_t seq;
+    unsigned char prev[32];
+    int rc = head_in(a, t, &seq, prev);
+    if (rc != ZT_OK) return rc;
+    seq++;
     cJSON *o = cJSON_CreateObject();
     if (!o) return ZT_ENOMEM;
     cJSON_AddNumberToObject(o, "seq", (double)seq);
@@ -230,25 +228,16 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
         cJSON_free(json);
         return ZT_ENOMEM;
     }
-    chain_hash(a->phash, json, jlen, val);
-    memcpy(val + 32, a->phash, 32);
+    chain_hash(prev, json, jlen, val);
+    memcpy(val + 32, prev, 32);
     memcpy(val + HDR, json, jlen);
     cJSON_free(json);
     unsigned char key[8];
     be64(key, seq);
-    int rc = zt_put(t, a->log, key, 8, val, HDR + jlen);
-    if (rc == ZT_OK) {
-        a->pseq = seq;
-        memcpy(a->phash, val, 32);
-    }
+    rc = zt_put(t, a->log, key, 8, val, HDR + jlen);
+    if (rc == ZT_OK) a->since_cp++;
     free(val);
     return rc;
-}
-
-uint64_t zt__audit_head(zt_server *srv, unsigned char hash[32])
-{
-    if (hash) memcpy(hash, srv->audit->hash, 32);
-    return srv->audit->seq;
 }
 
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)

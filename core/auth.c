@@ -9,11 +9,13 @@
 #include <sodium.h>
 
 #define TOKEN_PREFIX "zts_"
+#define KEY_PREFIX   "ztk_"
 #define SID_HEX      16 /* a session's public id: the first 8 bytes of its token hash */
 
 struct zt_auth {
     zt_server *srv;
-    zt_db *users, *logins, *depts, *sessions, *user_sessions;
+    zt_db *users, *logins, *depts, *sessions, *user_sessions, *citizen_ids, *keys;
+    zt_plugin core;             /* the core's binding for its own encrypted fields */
     struct failure *fail[1024]; /* brute-force counters, in memory */
     size_t nfail;
 };
@@ -85,29 +87,6 @@ static void fail_clear(zt_auth *a, const char *key)
 
 /* ---- records --------------------------------------------------------------------- */
 
-static cJSON *get_json(zt_txn *t, zt_db *db, const void *key, size_t klen)
-{
-    const void *v;
-    size_t vlen;
-    if (zt_get(t, db, key, klen, &v, &vlen) != ZT_OK) return NULL;
-    return cJSON_ParseWithLength(v, vlen);
-}
-
-static int put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j)
-{
-    char *text = cJSON_PrintUnformatted(j);
-    if (!text) return ZT_ENOMEM;
-    int rc = zt_put(t, db, key, klen, text, strlen(text));
-    cJSON_free(text);
-    return rc;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static double jnum(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -124,6 +103,7 @@ static cJSON *user_public(const cJSON *u)
 {
     cJSON *o = cJSON_Duplicate(u, 1);
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "pw");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "id_number_enc");
     return o;
 }
 
@@ -194,7 +174,7 @@ static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *nam
     cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
     for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
         cJSON_AddItemToObject(u, e->string, cJSON_Duplicate(e, 1));
-    int rc = put_json(t, a->users, id, 26, u);
+    int rc = zt__db_put_json(t, a->users, id, 26, u);
     if (rc == ZT_OK) rc = zt_put(t, a->logins, login, strlen(login), id, 26);
     if (rc == ZT_OK && out)
         *out = u;
@@ -252,7 +232,7 @@ static zt_caller *caller_from(zt_req *req, const cJSON *u)
     zt_arena *ar = &req->arena;
 #define DUP(f, k)                                                                                  \
     do {                                                                                           \
-        const char *s_ = jstr(u, k);                                                               \
+        const char *s_ = zt__jstr(u, k);                                                           \
         c->f = s_ ? zt__arena_strndup(ar, s_, strlen(s_)) : NULL;                                  \
     } while (0)
     DUP(id, "id");
@@ -275,6 +255,56 @@ static zt_caller *caller_from(zt_req *req, const cJSON *u)
     return c;
 }
 
+static int unauthenticated(zt_req *req, const char *why)
+{
+    zt__problem(req, 401, "unauthenticated", NULL, "%s", why);
+    zt_res_header(req, "WWW-Authenticate", "Bearer realm=\"zhengtong\"");
+    return ZT_EPERM;
+}
+
+/* A device's or another node's API key: a caller of kind "device" with one role, bound to
+ * one plugin's routes. */
+static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer)
+{
+    unsigned char hash[32];
+    token_hash(tok, strlen(tok), hash);
+    zt_txn *t;
+    int rc = core_read(srv, req, &t);
+    if (rc != ZT_OK) {
+        zt__problem(req, 503, "storage-failure", NULL, "cannot read keys: %s", zt_strerror(rc));
+        return ZT_EPERM;
+    }
+    cJSON *k = zt__db_get_json(t, srv->auth->keys, hash, 32);
+    zt__store_end(srv->store, t, false);
+    if (!k || jtrue(k, "disabled")) {
+        cJSON_Delete(k);
+        return answer ? unauthenticated(req, "the API key is unknown or revoked") : ZT_ENOTFOUND;
+    }
+    zt_caller *c = zt_req_alloc(req, sizeof(*c));
+    const char **roles = zt_req_alloc(req, 2 * sizeof(*roles));
+    if (!c || !roles) {
+        cJSON_Delete(k);
+        return ZT_ENOMEM;
+    }
+    memset(c, 0, sizeof(*c));
+    zt_arena *ar = &req->arena;
+    const char *id = zt__jstr(k, "id"), *name = zt__jstr(k, "name"),
+               *plugin = zt__jstr(k, "plugin");
+    const char *role = zt__jstr(k, "role");
+    c->id = zt__arena_strndup(ar, id, strlen(id));
+    c->kind = "device";
+    c->login = c->name = zt__arena_strndup(ar, name, strlen(name));
+    c->plugin = zt__arena_strndup(ar, plugin, strlen(plugin));
+    roles[0] = zt__arena_strndup(ar, role, strlen(role));
+    roles[1] = NULL;
+    c->roles = roles;
+    c->nroles = 1;
+    req->caller = c;
+    req->session_last_seen = INT64_MAX; /* keys have no session to refresh */
+    cJSON_Delete(k);
+    return ZT_OK;
+}
+
 /* Resolve the bearer token into req->caller. Returns ZT_OK (caller set), ZT_ENOTFOUND (no
  * token) or an answer already given (ZT_EPERM: 401). */
 static int resolve(zt_server *srv, zt_req *req, bool answer)
@@ -287,8 +317,10 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
     } else {
         const char *tok = h + 7;
         while (*tok == ' ') tok++;
-        if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0) {
-            why = "the token is not a Zhengtong session token";
+        if (strncmp(tok, KEY_PREFIX, strlen(KEY_PREFIX)) == 0) {
+            return resolve_key(srv, req, tok, answer);
+        } else if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0) {
+            why = "the token is not a Zhengtong session token or API key";
         } else {
             unsigned char hash[32];
             token_hash(tok, strlen(tok), hash);
@@ -299,7 +331,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                             zt_strerror(rc));
                 return ZT_EPERM;
             }
-            cJSON *s = get_json(t, srv->auth->sessions, hash, 32);
+            cJSON *s = zt__db_get_json(t, srv->auth->sessions, hash, 32);
             cJSON *u = NULL;
             int64_t now = zt_now_ms();
             if (!s) {
@@ -309,8 +341,8 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             } else if ((double)now - jnum(s, "last_seen") > (double)srv->conf->auth_idle_ms) {
                 why = "the session was idle too long: sign in again";
             } else {
-                const char *uid = jstr(s, "user");
-                u = uid ? get_json(t, srv->auth->users, uid, strlen(uid)) : NULL;
+                const char *uid = zt__jstr(s, "user");
+                u = uid ? zt__db_get_json(t, srv->auth->users, uid, strlen(uid)) : NULL;
                 if (!u || jtrue(u, "disabled")) {
                     why = "the account is disabled";
                 } else {
@@ -337,14 +369,14 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
 static void touch_session(zt_server *srv, zt_req *req)
 {
     int64_t now = zt_now_ms();
-    if (now - req->session_last_seen < 60000) return;
+    if (req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000) return;
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
-    cJSON *s = get_json(t, srv->auth->sessions, req->token_hash, 32);
+    cJSON *s = zt__db_get_json(t, srv->auth->sessions, req->token_hash, 32);
     bool ok = false;
     if (s) {
         cJSON_ReplaceItemInObjectCaseSensitive(s, "last_seen", cJSON_CreateNumber((double)now));
-        ok = put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
+        ok = zt__db_put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
         cJSON_Delete(s);
     }
     zt__store_end(srv->store, t, ok);
@@ -366,6 +398,12 @@ int zt__auth_check(zt_server *srv, zt_req *req)
         return ZT_EPERM;
     }
     touch_session(srv, req);
+    const char *owner = rt->plugin ? rt->plugin->name : "core";
+    if (req->caller->plugin && strcmp(req->caller->plugin, owner) != 0) {
+        zt__problem(req, 403, "forbidden", NULL,
+                    "this API key may call only the routes of plugin '%s'", req->caller->plugin);
+        return ZT_EPERM;
+    }
     if (req->must_change_password &&
         !(rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0)) {
         zt__problem(req, 403, "password-change-required", NULL,
@@ -397,15 +435,15 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
 int zt_req_in_scope(zt_req *req, const char *dept)
 {
     const zt_caller *c = req->caller;
-    if (!c || !c->department || !dept) return 0;
+    if (!c || !c->department || !dept || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
     zt_txn *t = zt_req_txn(req);
     if (!t) return 0;
     char code[65];
     snprintf(code, sizeof code, "%s", dept);
     for (int depth = 0; depth < 32; depth++) { /* walk up to the root; bounded on cycles */
         if (strcmp(code, c->department) == 0) return 1;
-        cJSON *d = get_json(t, req->srv->auth->depts, code, strlen(code));
-        const char *parent = d ? jstr(d, "parent") : NULL;
+        cJSON *d = zt__db_get_json(t, req->srv->auth->depts, code, strlen(code));
+        const char *parent = d ? zt__jstr(d, "parent") : NULL;
         if (!parent || !parent[0]) {
             cJSON_Delete(d);
             return 0;
@@ -497,7 +535,7 @@ static int login_done(zt_req *req, void *arg)
     size_t idlen;
     cJSON *u = NULL;
     if (!t || zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) != ZT_OK ||
-        !(u = get_json(t, a->users, idv, idlen))) {
+        !(u = zt__db_get_json(t, a->users, idv, idlen))) {
         login_work_free(w);
         return t ? ZT_ENOTFOUND : ZT_EIO;
     }
@@ -518,13 +556,14 @@ static int login_done(zt_req *req, void *arg)
     int64_t expires = now + c->auth_session_ms;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "id", sid);
-    cJSON_AddStringToObject(s, "user", jstr(u, "id"));
+    cJSON_AddStringToObject(s, "user", zt__jstr(u, "id"));
     cJSON_AddNumberToObject(s, "created_at", (double)now);
     cJSON_AddNumberToObject(s, "last_seen", (double)now);
     cJSON_AddNumberToObject(s, "expires_at", (double)expires);
     cJSON_AddStringToObject(s, "client", w->client);
-    rc = put_json(t, a->sessions, hash, 32, s);
-    if (rc == ZT_OK) rc = zt_put(t, a->user_sessions, k, us_key(k, jstr(u, "id"), sid), hash, 32);
+    rc = zt__db_put_json(t, a->sessions, hash, 32, s);
+    if (rc == ZT_OK)
+        rc = zt_put(t, a->user_sessions, k, us_key(k, zt__jstr(u, "id"), sid), hash, 32);
     cJSON_Delete(s);
     if (rc == ZT_OK) {
         cJSON *o = cJSON_CreateObject();
@@ -550,8 +589,9 @@ static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
         zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
         return NULL;
     }
-    const char *login = jstr(j, "login"), *pw = jstr(j, with_new ? "old_password" : "password");
-    const char *npw = with_new ? jstr(j, "new_password") : NULL;
+    const char *login = zt__jstr(j, "login"),
+               *pw = zt__jstr(j, with_new ? "old_password" : "password");
+    const char *npw = with_new ? zt__jstr(j, "new_password") : NULL;
     if (with_new) login = req->caller->login;
     if (!login || !pw || (with_new && !npw)) {
         zt_problem(req, 422, "invalid-credentials-shape", NULL,
@@ -585,8 +625,8 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
     const void *idv;
     size_t idlen;
     if (zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) == ZT_OK) {
-        cJSON *u = get_json(t, a->users, idv, idlen);
-        const char *h = u ? jstr(u, "pw") : NULL;
+        cJSON *u = zt__db_get_json(t, a->users, idv, idlen);
+        const char *h = u ? zt__jstr(u, "pw") : NULL;
         if (h && strlen(h) < sizeof w->hash) {
             snprintf(w->hash, sizeof w->hash, "%s", h);
             w->known = true;
@@ -636,13 +676,13 @@ static int password_done(zt_req *req, void *arg)
         rc = ZT_ENOMEM;
     } else {
         zt_txn *t = zt_req_txn(req);
-        cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+        cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
         if (!u) {
             rc = ZT_EIO;
         } else {
             cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(w->new_hash));
             cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateFalse());
-            rc = put_json(t, a->users, req->caller->id, 26, u);
+            rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
             if (rc == ZT_OK) rc = zt_respond(req, 204, NULL, NULL, 0);
         }
@@ -678,7 +718,7 @@ static int h_me(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     zt_txn *t = zt_req_txn(req);
-    cJSON *u = t ? get_json(t, a->users, req->caller->id, 26) : NULL;
+    cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
     if (!u) return ZT_EIO;
     cJSON *o = user_public(u);
     int rc = zt_respond_json(req, 200, o);
@@ -701,10 +741,10 @@ static int h_sessions(zt_req *req, void *ud)
     for (int rc = zt_cursor_seek(cur, ZT_GE, req->caller->id, 26, &kv);
          rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, req->caller->id, 26) == 0;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *s = get_json(t, a->sessions, kv.val, kv.vlen);
+        cJSON *s = zt__db_get_json(t, a->sessions, kv.val, kv.vlen);
         if (!s) continue;
         cJSON_AddBoolToObject(s, "current",
-                              strcmp(jstr(s, "id") ? jstr(s, "id") : "", cur_sid) == 0);
+                              strcmp(zt__jstr(s, "id") ? zt__jstr(s, "id") : "", cur_sid) == 0);
         cJSON_DeleteItemFromObjectCaseSensitive(s, "user");
         cJSON_AddItemToArray(items, s);
     }
@@ -735,6 +775,66 @@ static int h_session_delete(zt_req *req, void *ud)
 
 /* ---- HTTP: administration ---------------------------------------------------------- */
 
+/* Hashing a password costs tens of milliseconds: it runs off the loop. A handler checks
+ * its input, then hands the password and what to do next to hash_then(); `then` runs back
+ * on the loop with a fresh transaction and answers. */
+typedef struct hash_job {
+    zt_auth *a;
+    char *pw; /* sodium_malloc'd, wiped */
+    char hash[crypto_pwhash_STRBYTES];
+    bool ok;
+    int (*then)(zt_req *req, struct hash_job *j);
+    cJSON *args;       /* what the handler checked, for `then` */
+    char one_time[17]; /* a generated password, shown once */
+} hash_job;
+
+static void hash_job_run(void *arg)
+{
+    hash_job *j = arg;
+    j->ok = crypto_pwhash_str(j->hash, j->pw, strlen(j->pw), j->a->srv->conf->auth_pw_ops,
+                              j->a->srv->conf->auth_pw_mem) == 0;
+}
+
+static void hash_job_free(hash_job *j)
+{
+    if (j->pw) sodium_free(j->pw);
+    cJSON_Delete(j->args);
+    sodium_memzero(j, sizeof(*j));
+    free(j);
+}
+
+static int hash_job_done(zt_req *req, void *arg)
+{
+    hash_job *j = arg;
+    int rc = j->ok ? j->then(req, j) : ZT_ENOMEM;
+    hash_job_free(j);
+    return rc;
+}
+
+/* pw NULL: generate a one-time password. Takes args. Returns ZT_ASYNC or an error. */
+static int hash_then(zt_req *req, zt_auth *a, const char *pw, cJSON *args,
+                     int (*then)(zt_req *req, hash_job *j))
+{
+    hash_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        cJSON_Delete(args);
+        return ZT_ENOMEM;
+    }
+    j->a = a;
+    j->args = args;
+    j->then = then;
+    if (!pw) {
+        random_password(j->one_time);
+        pw = j->one_time;
+    }
+    int rc = (j->pw = secret_dup(pw)) ? zt_work(req, hash_job_run, hash_job_done, j) : ZT_ENOMEM;
+    if (rc != ZT_OK) {
+        hash_job_free(j);
+        return rc;
+    }
+    return ZT_ASYNC;
+}
+
 static bool roles_ok(const cJSON *roles)
 {
     if (!cJSON_IsArray(roles)) return false;
@@ -747,13 +847,35 @@ static bool roles_ok(const cJSON *roles)
     return true;
 }
 
+static int user_create_then(zt_req *req, hash_job *j)
+{
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    const char *login = zt__jstr(j->args, "login");
+    cJSON *u = NULL;
+    int rc = create_user(
+        j->a, t, login, zt__jstr(j->args, "name"), "staff", zt__jstr(j->args, "department"),
+        cJSON_GetObjectItemCaseSensitive(j->args, "roles"), j->hash, true, NULL, &u);
+    if (rc == ZT_EEXIST)
+        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
+    if (rc != ZT_OK) return rc;
+    cJSON *o = user_public(u);
+    cJSON_AddStringToObject(o, "one_time_password", j->one_time);
+    zt_audit_note(req, "create account", zt__jstr(u, "id"));
+    rc = zt_respond_json(req, 201, o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    return rc;
+}
+
 static int h_user_create(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *login = jstr(j, "login"), *name = jstr(j, "name"), *dept = jstr(j, "department");
+    const char *login = zt__jstr(j, "login"), *name = zt__jstr(j, "name"),
+               *dept = zt__jstr(j, "department");
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(j, "roles");
     if (!login || !login_ok(login))
         return zt_problem(req, 422, "invalid-user", NULL,
@@ -771,21 +893,7 @@ static int h_user_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-user", NULL,
                           "department: the code of an existing department (POST "
                           "/admin/departments creates one)");
-    char pw[17], hash[crypto_pwhash_STRBYTES];
-    random_password(pw);
-    if (hash_password(a->srv->conf, pw, hash) != ZT_OK) return ZT_ENOMEM;
-    cJSON *u = NULL;
-    int rc = create_user(a, t, login, name, "staff", dept, roles, hash, true, NULL, &u);
-    if (rc == ZT_EEXIST)
-        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
-    if (rc != ZT_OK) return rc;
-    cJSON *o = user_public(u);
-    cJSON_AddStringToObject(o, "one_time_password", pw);
-    rc = zt_respond_json(req, 201, o);
-    cJSON_Delete(o);
-    cJSON_Delete(u);
-    sodium_memzero(pw, sizeof pw);
-    return rc;
+    return hash_then(req, a, NULL, cJSON_Duplicate(j, 1), user_create_then);
 }
 
 static int h_user_list(zt_req *req, void *ud)
@@ -830,7 +938,7 @@ static int h_user_get(zt_req *req, void *ud)
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, a->users, id, strlen(id));
+    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     cJSON *o = user_public(u);
     int rc = zt_respond_json(req, 200, o);
@@ -866,7 +974,7 @@ static int h_user_patch(zt_req *req, void *ud)
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, a->users, id, strlen(id));
+    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     int rc = ZT_OK;
     for (const cJSON *e = j->child; e; e = e->next) {
@@ -893,7 +1001,7 @@ static int h_user_patch(zt_req *req, void *ud)
         cJSON_DeleteItemFromObjectCaseSensitive(u, k);
         cJSON_AddItemToObject(u, k, cJSON_Duplicate(e, 1));
     }
-    rc = put_json(t, a->users, id, strlen(id), u);
+    rc = zt__db_put_json(t, a->users, id, strlen(id), u);
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
         cJSON *o = user_public(u);
@@ -904,32 +1012,38 @@ static int h_user_patch(zt_req *req, void *ud)
     return rc;
 }
 
+static int user_reset_then(zt_req *req, hash_job *j)
+{
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    cJSON *u = zt__db_get_json(t, j->a->users, id, strlen(id));
+    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(j->hash));
+    cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+    int rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
+    cJSON_Delete(u);
+    if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
+    if (rc != ZT_OK) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "one_time_password", j->one_time);
+    zt_audit_note(req, "reset password", id);
+    rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int h_user_reset(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *u = get_json(t, a->users, id, strlen(id));
-    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
-    char pw[17], hash[crypto_pwhash_STRBYTES];
-    random_password(pw);
-    int rc = hash_password(a->srv->conf, pw, hash);
-    if (rc == ZT_OK) {
-        cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
-        cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
-        rc = put_json(t, a->users, id, strlen(id), u);
-    }
-    if (rc == ZT_OK) rc = revoke_all(a, t, id);
-    if (rc == ZT_OK) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "one_time_password", pw);
-        rc = zt_respond_json(req, 200, o);
-        cJSON_Delete(o);
-    }
-    sodium_memzero(pw, sizeof pw);
-    cJSON_Delete(u);
-    return rc;
+    const void *v;
+    size_t vl;
+    if (zt_get(t, a->users, id, strlen(id), &v, &vl) != ZT_OK)
+        return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    return hash_then(req, a, NULL, NULL, user_reset_then);
 }
 
 static int h_user_revoke(zt_req *req, void *ud)
@@ -943,22 +1057,7 @@ static int h_user_revoke(zt_req *req, void *ud)
 
 static int h_dept_list(zt_req *req, void *ud)
 {
-    zt_auth *a = ud;
-    zt_txn *t = zt_req_txn(req);
-    zt_cursor *cur;
-    if (!t || zt_cursor_open(t, a->depts, &cur) != ZT_OK) return ZT_EIO;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(o, "items");
-    zt_kv kv;
-    for (int rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (d) cJSON_AddItemToArray(items, d);
-    }
-    zt_cursor_close(cur);
-    int rc = zt_respond_json(req, 200, o);
-    cJSON_Delete(o);
-    return rc;
+    return zt__respond_db_list(req, ((zt_auth *)ud)->depts, NULL, NULL, NULL);
 }
 
 static bool dept_code_ok(const char *s)
@@ -976,7 +1075,8 @@ static int h_dept_create(zt_req *req, void *ud)
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *code = jstr(j, "code"), *name = jstr(j, "name"), *parent = jstr(j, "parent");
+    const char *code = zt__jstr(j, "code"), *name = zt__jstr(j, "name"),
+               *parent = zt__jstr(j, "parent");
     if (!code || !dept_code_ok(code))
         return zt_problem(req, 422, "invalid-department", NULL,
                           "code: 1 to 64 letters, digits, - or _");
@@ -995,21 +1095,61 @@ static int h_dept_create(zt_req *req, void *ud)
     cJSON_AddStringToObject(d, "code", code);
     cJSON_AddStringToObject(d, "name", name);
     if (parent) cJSON_AddStringToObject(d, "parent", parent);
-    int rc = put_json(t, a->depts, code, strlen(code), d);
+    int rc = zt__db_put_json(t, a->depts, code, strlen(code), d);
     if (rc == ZT_OK) rc = zt_respond_json(req, 201, d);
     cJSON_Delete(d);
     return rc;
 }
 
-/* Citizens and enterprises register themselves; they reach only their own data. */
+/* Citizens and enterprises register themselves; they reach only their own data. A
+ * citizen's ID number is kept only encrypted, with a blind index so that one person
+ * cannot hold two accounts. */
+static int register_then(zt_req *req, hash_job *j)
+{
+    zt_auth *a = j->a;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    const char *login = zt__jstr(j->args, "login"), *idx = zt__jstr(j->args, "id_index");
+    cJSON *extra = cJSON_GetObjectItemCaseSensitive(j->args, "extra");
+    const void *v;
+    size_t vl;
+    unsigned char index[ZT_INDEX_BYTES];
+    size_t n = 0;
+    if (idx) {
+        if (zt__b64url_decode(index, sizeof index, idx, strlen(idx), &n) != ZT_OK || n != 32)
+            return ZT_EINVAL;
+        if (zt_get(t, a->citizen_ids, index, n, &v, &vl) == ZT_OK)
+            return zt_problem(req, 409, "already-registered", NULL,
+                              "an account with this ID number exists; sign in, or ask the "
+                              "service desk to recover it");
+    }
+    cJSON *u = NULL;
+    int rc = create_user(a, t, login, zt__jstr(j->args, "name"), zt__jstr(j->args, "kind"), NULL,
+                         NULL, j->hash, false, extra, &u);
+    if (rc == ZT_EEXIST)
+        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
+    const char *uid = u ? zt__jstr(u, "id") : NULL;
+    if (rc == ZT_OK && idx) rc = zt_put(t, a->citizen_ids, index, n, uid, strlen(uid));
+    if (rc == ZT_OK) {
+        cJSON *o = user_public(u);
+        zt_audit_note(req, "register", uid);
+        rc = zt_respond_json(req, 201, o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(u);
+    return rc;
+}
+
 static int h_register(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *kind = jstr(j, "kind"), *login = jstr(j, "login"), *name = jstr(j, "name");
-    const char *pw = jstr(j, "password"), *code = jstr(j, "credit_code");
+    const char *kind = zt__jstr(j, "kind"), *login = zt__jstr(j, "login"),
+               *name = zt__jstr(j, "name");
+    const char *pw = zt__jstr(j, "password"), *code = zt__jstr(j, "credit_code");
+    const char *idn = zt__jstr(j, "id_number");
     if (!kind || (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0))
         return zt_problem(req, 422, "invalid-registration", NULL,
                           "kind: \"citizen\" or \"enterprise\"");
@@ -1021,29 +1161,351 @@ static int h_register(zt_req *req, void *ud)
     if (!pw || password_problem(pw))
         return zt_problem(req, 422, "weak-password", NULL, "%s",
                           pw ? password_problem(pw) : "password: required");
-    cJSON *extra = cJSON_CreateObject();
+    cJSON *args = cJSON_CreateObject(), *extra = cJSON_AddObjectToObject(args, "extra");
+    cJSON_AddStringToObject(args, "kind", kind);
+    cJSON_AddStringToObject(args, "login", login);
+    cJSON_AddStringToObject(args, "name", name);
     if (strcmp(kind, "enterprise") == 0) {
         if (!code || !zt_valid_credit_code(code)) {
-            cJSON_Delete(extra);
+            cJSON_Delete(args);
             return zt_problem(req, 422, "invalid-credit-code", NULL,
                               "credit_code: an 18-character unified social credit code with "
                               "a valid check character (GB 32100-2015)");
         }
         cJSON_AddStringToObject(extra, "credit_code", code);
+    } else if (idn) {
+        char canon[19], masked[19];
+        unsigned char index[ZT_INDEX_BYTES], enc[18 + ZT_FIELD_OVERHEAD];
+        size_t elen = sizeof enc;
+        if (zt_citizen_id_canon(idn, canon) != ZT_OK) {
+            cJSON_Delete(args);
+            return zt_problem(req, 422, "invalid-id-number", NULL,
+                              "id_number: an 18-character citizen ID number with a valid "
+                              "birth date and check character (GB 11643-1999)");
+        }
+        char b64[ZT__B64URL_LEN(sizeof enc)];
+        if (zt_field_index(&a->core, "id_number", canon, 18, index) != ZT_OK ||
+            zt_field_encrypt(&a->core, "id_number", canon, 18, enc, &elen) != ZT_OK) {
+            cJSON_Delete(args);
+            return ZT_ESTATE;
+        }
+        zt__b64url_encode(b64, enc, elen);
+        cJSON_AddStringToObject(extra, "id_number_enc", b64);
+        snprintf(masked, sizeof masked, "%.4s**********%.4s", canon, canon + 14);
+        cJSON_AddStringToObject(extra, "id_number_masked", masked);
+        zt__b64url_encode(b64, index, sizeof index);
+        cJSON_AddStringToObject(args, "id_index", b64);
+        sodium_memzero(canon, sizeof canon);
     }
+    return hash_then(req, a, pw, args, register_then);
+}
+
+/* ---- HTTP: API keys for devices and other nodes ------------------------------------ */
+
+/* A new API key: its record is stored under the hash of the key, which goes to key[] and
+ * is shown once. */
+static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, const char *role,
+                   char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
+{
+    unsigned char raw[32], hash[32];
+    randombytes_buf(raw, sizeof raw);
+    char id[27];
+    memcpy(key, KEY_PREFIX, 4);
+    zt__b64url_encode(key + 4, raw, sizeof raw);
+    sodium_memzero(raw, sizeof raw);
+    token_hash(key, strlen(key), hash);
+    zt_id(id);
+    cJSON *k = cJSON_CreateObject();
+    cJSON_AddStringToObject(k, "id", id);
+    cJSON_AddStringToObject(k, "name", name);
+    cJSON_AddStringToObject(k, "plugin", plugin);
+    cJSON_AddStringToObject(k, "role", role);
+    cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
+    int rc = zt__db_put_json(t, a->keys, hash, 32, k);
+    if (rc == ZT_OK)
+        *rec = k;
+    else
+        cJSON_Delete(k);
+    return rc;
+}
+
+static int h_key_create(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    cJSON *j;
+    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
+        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    const char *name = zt__jstr(j, "name"), *plugin = zt__jstr(j, "plugin"),
+               *role = zt__jstr(j, "role");
+    if (!name || !name[0] || strlen(name) > 200 || !plugin || !plugin[0] || strlen(plugin) > 64 ||
+        !role || !role[0] || strlen(role) > 64 || strcmp(role, ZT_ROLE_PUBLIC) == 0)
+        return zt_problem(req, 422, "invalid-key", NULL,
+                          "send {\"name\": …, \"plugin\": <the plugin it may call>, "
+                          "\"role\": <its role>}");
+    bool known = strcmp(plugin, "core") == 0;
+    for (size_t i = 0; i < a->srv->nplugins && !known; i++)
+        known = strcmp(a->srv->plugins[i]->name, plugin) == 0;
+    if (!known)
+        return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
     zt_txn *t = zt_req_txn(req);
-    char hash[crypto_pwhash_STRBYTES];
-    int rc = t ? hash_password(a->srv->conf, pw, hash) : ZT_EIO;
+    if (!t) return ZT_EIO;
+    char key[4 + ZT__B64URL_LEN(32)];
+    cJSON *k = NULL;
+    int rc = key_new(a, t, name, plugin, role, key, &k);
+    if (rc == ZT_OK) {
+        cJSON_AddStringToObject(k, "key", key);
+        zt_audit_note(req, "create API key", zt__jstr(k, "id"));
+        rc = zt_respond_json(req, 201, k);
+    }
+    sodium_memzero(key, sizeof key);
+    cJSON_Delete(k);
+    return rc;
+}
+
+static int h_key_list(zt_req *req, void *ud)
+{
+    return zt__respond_db_list(req, ((zt_auth *)ud)->keys, NULL, NULL, NULL);
+}
+
+static int h_key_delete(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *cur;
+    if (!t || zt_cursor_open(t, a->keys, &cur) != ZT_OK) return ZT_EIO;
+    zt_kv kv;
+    int rc;
+    bool found = false;
+    for (rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !found;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *k = cJSON_ParseWithLength(kv.val, kv.vlen);
+        found = k && zt__jstr(k, "id") && strcmp(zt__jstr(k, "id"), id) == 0;
+        cJSON_Delete(k);
+        if (found) rc = zt_cursor_del(cur);
+    }
+    zt_cursor_close(cur);
+    if (!found) return zt_problem(req, 404, "not-found", NULL, "there is no API key %s", id);
+    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    zt_audit_note(req, "revoke API key", id);
+    return zt_respond(req, 204, NULL, NULL, 0);
+}
+
+/* ---- offline administration: zhengtong admin ... ---------------------------------- */
+
+static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u)
+{
+    const void *idv;
+    size_t idl;
+    if (zt_get(t, a->logins, login, strlen(login), &idv, &idl) != ZT_OK) return ZT_ENOTFOUND;
+    *u = zt__db_get_json(t, a->users, idv, idl);
+    return *u ? ZT_OK : ZT_EIO;
+}
+
+static cJSON *roles_from_csv(const char *csv)
+{
+    cJSON *roles = cJSON_CreateArray();
+    if (!csv || strcmp(csv, "-") == 0) return roles;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", csv);
+    for (char *save = NULL, *r = strtok_r(buf, ",", &save); r; r = strtok_r(NULL, ",", &save))
+        cJSON_AddItemToArray(roles, cJSON_CreateString(r));
+    return roles;
+}
+
+static int cli_users(zt_auth *a, zt_txn *t, FILE *out)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, a->users, &c);
+    zt_kv kv;
+    for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+        cJSON *roles = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
+        char *r = roles ? cJSON_PrintUnformatted(roles) : NULL;
+        if (u)
+            fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", zt__jstr(u, "id"),
+                    zt__jstr(u, "login"), zt__jstr(u, "kind"),
+                    zt__jstr(u, "department") ? zt__jstr(u, "department") : "-", r ? r : "[]",
+                    jtrue(u, "disabled") ? " (disabled)" : "", zt__jstr(u, "name"));
+        cJSON_free(r);
+        cJSON_Delete(u);
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+static int cli_depts(zt_auth *a, zt_txn *t, FILE *out)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, a->depts, &c);
+    zt_kv kv;
+    for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (d)
+            fprintf(out, "%-16s %-16s %s\n", zt__jstr(d, "code"),
+                    zt__jstr(d, "parent") ? zt__jstr(d, "parent") : "-", zt__jstr(d, "name"));
+        cJSON_Delete(d);
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+/* One change: its own transaction, with its audit record (actor "cli"). */
+static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, size_t errlen,
+                      zt_txn *t, char *object, size_t olen)
+{
+#define NEED(n, usage)                                                                             \
+    do {                                                                                           \
+        if (argc != (n) && !(argc == (n) + 1 && strstr(usage, "["))) {                             \
+            snprintf(err, errlen, "usage: zhengtong admin %s", usage);                             \
+            return ZT_EINVAL;                                                                      \
+        }                                                                                          \
+    } while (0)
+    const zt_conf *conf = a->srv->conf;
+    const char *what = argv[0], *verb = argc > 1 ? argv[1] : "";
     cJSON *u = NULL;
-    if (rc == ZT_OK) rc = create_user(a, t, login, name, kind, NULL, NULL, hash, false, extra, &u);
-    cJSON_Delete(extra);
-    if (rc == ZT_EEXIST)
-        return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
-    if (rc != ZT_OK) return rc;
-    cJSON *o = user_public(u);
-    rc = zt_respond_json(req, 201, o);
-    cJSON_Delete(o);
+    int rc;
+    if (strcmp(what, "user") == 0 && strcmp(verb, "add") == 0) {
+        NEED(5, "user add LOGIN NAME DEPT [ROLE,ROLE...]");
+        const void *v;
+        size_t vl;
+        if (!login_ok(argv[2])) {
+            snprintf(err, errlen, "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+            return ZT_EINVAL;
+        }
+        if (zt_get(t, a->depts, argv[4], strlen(argv[4]), &v, &vl) != ZT_OK) {
+            snprintf(err, errlen, "no department %s (zhengtong admin dept add)", argv[4]);
+            return ZT_ENOTFOUND;
+        }
+        char pw[17], hash[crypto_pwhash_STRBYTES];
+        random_password(pw);
+        cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
+        rc = hash_password(conf, pw, hash);
+        if (rc == ZT_OK)
+            rc = create_user(a, t, argv[2], argv[3], "staff", argv[4], roles, hash, true, NULL, &u);
+        cJSON_Delete(roles);
+        if (rc == ZT_EEXIST) snprintf(err, errlen, "the login '%s' is taken", argv[2]);
+        if (rc == ZT_OK) fprintf(out, "created %s; one-time password: %s\n", argv[2], pw);
+        sodium_memzero(pw, sizeof pw);
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "passwd") == 0) {
+        NEED(3, "user passwd LOGIN");
+        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no account %s", argv[2]);
+        char pw[17], hash[crypto_pwhash_STRBYTES];
+        random_password(pw);
+        if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            if (rc == ZT_OK) rc = revoke_all(a, t, zt__jstr(u, "id"));
+            if (rc == ZT_OK)
+                fprintf(out, "%s: one-time password: %s (every session ended)\n", argv[2], pw);
+        }
+        sodium_memzero(pw, sizeof pw);
+    } else if (strcmp(what, "user") == 0 &&
+               (strcmp(verb, "roles") == 0 || strcmp(verb, "disable") == 0 ||
+                strcmp(verb, "enable") == 0)) {
+        bool roles = strcmp(verb, "roles") == 0;
+        if (roles)
+            NEED(4, "user roles LOGIN ROLE,ROLE...|-");
+        else
+            NEED(3, "user disable|enable LOGIN");
+        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no account %s", argv[2]);
+        if (rc == ZT_OK) {
+            if (roles)
+                cJSON_ReplaceItemInObjectCaseSensitive(u, "roles", roles_from_csv(argv[3]));
+            else
+                cJSON_ReplaceItemInObjectCaseSensitive(
+                    u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
+            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            if (rc == ZT_OK && strcmp(verb, "disable") == 0)
+                rc = revoke_all(a, t, zt__jstr(u, "id"));
+            if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
+        }
+    } else if (strcmp(what, "dept") == 0 && strcmp(verb, "add") == 0) {
+        NEED(4, "dept add CODE NAME [PARENT]");
+        const void *v;
+        size_t vl;
+        const char *parent = argc > 4 ? argv[4] : "root";
+        if (!dept_code_ok(argv[2])) {
+            snprintf(err, errlen, "code: 1 to 64 letters, digits, - or _");
+            return ZT_EINVAL;
+        }
+        if (zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK) {
+            snprintf(err, errlen, "no parent department %s", parent);
+            return ZT_ENOTFOUND;
+        }
+        if (zt_get(t, a->depts, argv[2], strlen(argv[2]), &v, &vl) == ZT_OK) {
+            snprintf(err, errlen, "department %s exists", argv[2]);
+            return ZT_EEXIST;
+        }
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "code", argv[2]);
+        cJSON_AddStringToObject(d, "name", argv[3]);
+        cJSON_AddStringToObject(d, "parent", parent);
+        rc = zt__db_put_json(t, a->depts, argv[2], strlen(argv[2]), d);
+        cJSON_Delete(d);
+        if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
+    } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
+        NEED(5, "key add NAME PLUGIN ROLE");
+        char key[4 + ZT__B64URL_LEN(32)];
+        cJSON *k = NULL;
+        rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
+        if (rc == ZT_OK)
+            fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
+                    argv[4], key);
+        cJSON_Delete(k);
+        sodium_memzero(key, sizeof key);
+    } else {
+        snprintf(err, errlen,
+                 "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|list, "
+                 "dept add|list, key add");
+        return ZT_EINVAL;
+    }
+    snprintf(object, olen, "%s", argc > 2 ? argv[2] : "");
     cJSON_Delete(u);
+    return rc;
+#undef NEED
+}
+
+int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen)
+{
+    zt_auth *a = srv->auth;
+    if (argc < 1) {
+        snprintf(err, errlen, "usage: zhengtong admin user|dept|key ...");
+        return ZT_EINVAL;
+    }
+    zt_txn *t;
+    int rc;
+    bool list = argc == 2 && strcmp(argv[1], "list") == 0;
+    if (list) {
+        if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
+        rc = strcmp(argv[0], "user") == 0   ? cli_users(a, t, out)
+             : strcmp(argv[0], "dept") == 0 ? cli_depts(a, t, out)
+                                            : ZT_EINVAL;
+        zt__store_end(srv->store, t, false);
+        if (rc == ZT_EINVAL) snprintf(err, errlen, "usage: zhengtong admin user|dept list");
+        return rc;
+    }
+    if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
+    char object[128], action[64];
+    rc = cli_change(a, argc, argv, out, err, errlen, t, object, sizeof object);
+    if (rc == ZT_OK) {
+        snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
+        const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
+        char actor[80];
+        snprintf(actor, sizeof actor, "cli:%s", who ? who : "?");
+        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
+        rc = zt__audit_append(srv, t, &e);
+    }
+    int erc = zt__store_end(srv->store, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    int crc = zt__store_batch_commit(srv->store);
+    if (rc == ZT_OK) rc = crc;
+    if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));
     return rc;
 }
 
@@ -1083,7 +1545,7 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "code", "root");
     cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
-    rc = put_json(t, a->depts, "root", 4, d);
+    rc = zt__db_put_json(t, a->depts, "root", 4, d);
     cJSON_Delete(d);
     cJSON *roles = cJSON_CreateArray();
     cJSON_AddItemToArray(roles, cJSON_CreateString("admin"));
@@ -1098,13 +1560,15 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the first account: %s", zt_strerror(rc));
         return rc;
     }
-    fprintf(stderr,
+    /* On stdout, not in the log (stderr): a password has no place in log files. */
+    fprintf(stdout,
             "\n  First start: created the account 'admin' with the one-time password\n"
             "      %s\n"
             "  Sign in (POST /auth/login) and set your own (POST /auth/password).\n\n",
             pw);
+    fflush(stdout);
     zt__log(ZT_LOG_WARN, NULL, NULL,
-            "first start: created account 'admin' (one-time password printed on stderr)");
+            "first start: created account 'admin' (one-time password printed on stdout)");
     sodium_memzero(pw, sizeof pw);
     return ZT_OK;
 }
@@ -1118,13 +1582,17 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     zt_auth *a = calloc(1, sizeof(*a));
     if (!a) return ZT_ENOMEM;
     a->srv = srv;
+    a->core.name = "_core";
+    a->core.srv = srv;
     srv->auth = a;
     int rc;
     if ((rc = zt__store_db(srv->store, "_core", "users", &a->users)) ||
         (rc = zt__store_db(srv->store, "_core", "logins", &a->logins)) ||
         (rc = zt__store_db(srv->store, "_core", "departments", &a->depts)) ||
         (rc = zt__store_db(srv->store, "_core", "sessions", &a->sessions)) ||
-        (rc = zt__store_db(srv->store, "_core", "user_sessions", &a->user_sessions))) {
+        (rc = zt__store_db(srv->store, "_core", "user_sessions", &a->user_sessions)) ||
+        (rc = zt__store_db(srv->store, "_core", "citizen_ids", &a->citizen_ids)) ||
+        (rc = zt__store_db(srv->store, "_core", "api_keys", &a->keys))) {
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }
@@ -1153,6 +1621,12 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   "Revoke every session of an account", err, errlen)) ||
         (rc = add(srv, "GET", "/admin/departments", h_dept_list, A, "Departments", err, errlen)) ||
         (rc = add(srv, "POST", "/admin/departments", h_dept_create, A, "Create a department", err,
+                  errlen)) ||
+        (rc = add(srv, "GET", "/admin/keys", h_key_list, A, "API keys of devices and nodes", err,
+                  errlen)) ||
+        (rc = add(srv, "POST", "/admin/keys", h_key_create, A,
+                  "A new API key bound to a plugin and a role (shown once)", err, errlen)) ||
+        (rc = add(srv, "DELETE", "/admin/keys/:id", h_key_delete, A, "Revoke an API key", err,
                   errlen)))
         return rc;
     return ZT_OK;

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 /* Internal names are zt__*; `static` functions need no prefix. Errors are ZT_E* codes.
@@ -64,6 +65,15 @@ int zt__buf_puts(zt_buf *b, const char *s);
 int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
 void zt__buf_free(zt_buf *b);
+
+/* JSON records in the store (the core's own databases hold JSON values). */
+cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
+int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j);
+const char *zt__jstr(const cJSON *o, const char *k); /* a string member, or NULL */
+/* Answer 200 {"items": [every record of db]} (in key order), those keep() accepts (NULL:
+ * all), each without its member `strip` (NULL: none). */
+int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, void *arg),
+                        void *arg, const char *strip);
 
 /* ---- log.c --------------------------------------------------------------------- */
 
@@ -348,6 +358,12 @@ void zt__http_ready(zt_req *req);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
+/* For the fuzzer: run data through the request path (the same parser callbacks, routing
+ * and handlers) on a connection without a socket, as if a client sent it and then closed
+ * its side; answers are serialized and discarded. Returns the number of answers, or
+ * ZT_ENOMEM. srv needs what zt__server_handle reads (conf, router; for a matched route
+ * also the store, audit and identity state); loop may be NULL (nothing runs off it). */
+int zt__http_fuzz_feed(zt_server *srv, const char *data, size_t len);
 
 /* ---- auth.c -------------------------------------------------------------------- */
 
@@ -358,6 +374,9 @@ void zt__auth_close(zt_server *srv);
 /* Before a handler: resolve the bearer token and check the route's role. ZT_OK to go on;
  * otherwise the request has been answered (401, 403). */
 int zt__auth_check(zt_server *srv, zt_req *req);
+/* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
+ * transaction with its audit record, committed before it returns. Output on out. */
+int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);
 
 /* ---- audit.c ------------------------------------------------------------------- */
 
@@ -365,10 +384,6 @@ typedef struct zt_audit_entry {
     const char *actor, *actor_login, *plugin, *action, *object, *request_id, *client;
     int status;
 } zt_audit_entry;
-typedef struct zt_audit_mark {
-    uint64_t seq;
-    unsigned char hash[32];
-} zt_audit_mark;
 typedef struct zt_audit_report {
     uint64_t records;   /* records that verified */
     uint64_t first_bad; /* 0 if none */
@@ -381,16 +396,10 @@ typedef struct zt_audit_report {
 int zt__audit_open(zt_server *srv, char *err, size_t errlen);
 void zt__audit_close(zt_server *srv);
 int zt__audit_routes(zt_server *srv, char *err, size_t errlen);
-/* Append one record in t (a write transaction of the batch), chained to the pending head. */
+/* Append one record in t (a write transaction), chained to the last record in t. */
 int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e);
 /* The record of a request that changed something (in its own transaction). */
 int zt__audit_request(zt_server *srv, zt_req *req, zt_txn *t);
-/* Before an append whose transaction may still abort: mark, and rewind on abort. */
-void zt__audit_mark(zt_server *srv, zt_audit_mark *m);
-void zt__audit_rewind(zt_server *srv, const zt_audit_mark *m);
-/* After the batch commit: ok → the pending head is the head; otherwise it goes back. */
-void zt__audit_batch_end(zt_server *srv, bool ok);
-uint64_t zt__audit_head(zt_server *srv, unsigned char hash[32]);
 zt_db *zt__audit_db(zt_server *srv);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
@@ -505,6 +514,10 @@ struct zt_server {
 /* Open the store in data_dir, declare the built-in routes, load and init the plugins.
  * srv->loop must be set. On failure, err says why; call zt__server_close either way. */
 int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen);
+/* Only the core's own services (keys, store, seals, audit, identity): for the offline
+ * commands (admin, audit verify). */
+int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
+                         size_t errlen);
 /* Listen on every configured address, handle SIGINT/SIGTERM, start the commit check.
  * Then uv_run(srv->loop) serves until a signal has stopped everything. */
 int zt__server_listen(zt_server *srv, char *err, size_t errlen);

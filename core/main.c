@@ -11,6 +11,13 @@ static const char usage[] =
     "  serve  [-c FILE]        run the node (default config: conf/zhengtong.conf)\n"
     "  check  [-c FILE]        check the config and start every plugin without serving\n"
     "  backup [-c FILE] DEST   hot, compacted copy of the data into the new folder DEST\n"
+    "  admin  [-c FILE] user add LOGIN NAME DEPT [ROLE,ROLE...]   (prints a one-time password)\n"
+    "                   user passwd|disable|enable LOGIN\n"
+    "                   user roles LOGIN ROLE,ROLE...|-\n"
+    "                   user list | dept list\n"
+    "                   dept add CODE NAME [PARENT]\n"
+    "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
+    "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
     "  version                 print the version and the plugin ABI\n";
 
 static int cmd_serve(zt_conf *conf)
@@ -74,6 +81,49 @@ static int cmd_check(zt_conf *conf)
     return 0;
 }
 
+/* Offline commands open the core's own services on the live data (LMDB is safe to share
+ * with a running node: writes take turns). */
+static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
+{
+    zt_server srv = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    char err[ZT_ERRLEN] = "";
+    int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
+    if (rc == ZT_OK && admin) {
+        rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
+    } else if (rc == ZT_OK) {
+        if (argc != 1 || strcmp(argv[0], "verify") != 0) {
+            snprintf(err, sizeof err, "usage: zhengtong audit [-c FILE] verify");
+            rc = ZT_EINVAL;
+        } else {
+            zt_txn *t;
+            zt_audit_report r;
+            rc = zt__store_read_begin(srv.store, &t);
+            if (rc == ZT_OK) {
+                rc = zt__audit_verify(t, zt__audit_db(&srv), &r);
+                if (rc == ZT_OK) rc = zt__audit_verify_checkpoints(&srv, t, &r);
+                zt__store_end(srv.store, t, false);
+            }
+            if (rc == ZT_OK && r.first_bad) {
+                printf("audit log BROKEN at record %llu: %s (%llu records verified before it)\n",
+                       (unsigned long long)r.first_bad, r.reason, (unsigned long long)r.records);
+                rc = ZT_EINVAL;
+                err[0] = 0;
+            } else if (rc == ZT_OK) {
+                printf("audit log OK: %llu records, %llu signed checkpoints\n",
+                       (unsigned long long)r.records, (unsigned long long)r.checkpoints);
+            }
+        }
+    }
+    zt__server_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (rc != ZT_OK && err[0]) fprintf(stderr, "zhengtong: %s\n", err);
+    return rc == ZT_OK ? 0 : 1;
+}
+
 static int cmd_backup(zt_conf *conf, const char *dest)
 {
     char err[ZT_ERRLEN] = "";
@@ -102,12 +152,12 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *file = "conf/zhengtong.conf";
-    const char *args[4];
+    char *args[16];
     int nargs = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             file = argv[++i];
-        } else if (argv[i][0] == '-' || nargs == 4) {
+        } else if ((argv[i][0] == '-' && argv[i][1]) || nargs == 16) {
             fprintf(stderr, "zhengtong: unexpected argument '%s'\n%s", argv[i], usage);
             return 2;
         } else {
@@ -115,12 +165,14 @@ int main(int argc, char **argv)
         }
     }
     bool serve = strcmp(cmd, "serve") == 0, check = strcmp(cmd, "check") == 0,
-         backup = strcmp(cmd, "backup") == 0;
-    if (!serve && !check && !backup) {
+         backup = strcmp(cmd, "backup") == 0, admin = strcmp(cmd, "admin") == 0,
+         audit = strcmp(cmd, "audit") == 0;
+    if (!serve && !check && !backup && !admin && !audit) {
         fprintf(stderr, "zhengtong: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
-    if ((backup && nargs != 1) || (!backup && nargs != 0)) {
+    if ((backup && nargs != 1) || ((serve || check) && nargs != 0) ||
+        ((admin || audit) && nargs == 0)) {
         fputs(usage, stderr);
         return 2;
     }
@@ -132,7 +184,10 @@ int main(int argc, char **argv)
         return 1;
     }
     zt__log_level = conf.log_level;
-    int rc = serve ? cmd_serve(&conf) : check ? cmd_check(&conf) : cmd_backup(&conf, args[0]);
+    int rc = serve    ? cmd_serve(&conf)
+             : check  ? cmd_check(&conf)
+             : backup ? cmd_backup(&conf, args[0])
+                      : cmd_offline(&conf, admin, nargs, args);
     zt__conf_free(&conf);
     return rc;
 }

@@ -20,28 +20,6 @@ struct zt_seals {
     zt_db *meta;    /* "node_key" → the node's sealed signing key */
 };
 
-static cJSON *get_json(zt_txn *t, zt_db *db, const void *k, size_t kl)
-{
-    const void *v;
-    size_t vl;
-    return zt_get(t, db, k, kl, &v, &vl) == ZT_OK ? cJSON_ParseWithLength(v, vl) : NULL;
-}
-
-static int put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
-{
-    char *s = cJSON_PrintUnformatted(j);
-    if (!s) return ZT_ENOMEM;
-    int rc = zt_put(t, db, k, kl, s, strlen(s));
-    cJSON_free(s);
-    return rc;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* ---- canonical JSON -------------------------------------------------------------- */
 
 static int cmp_keys(const void *a, const void *b)
@@ -135,10 +113,10 @@ static int rotate(zt_server *srv, zt_txn *t, const char *dept, cJSON **out)
         char old_id[27];
         memcpy(old_id, v, 26);
         old_id[26] = 0;
-        cJSON *old = get_json(t, s->keys, old_id, 26);
+        cJSON *old = zt__db_get_json(t, s->keys, old_id, 26);
         if (old) {
             cJSON_AddNumberToObject(old, "retired_at", (double)now);
-            rc = put_json(t, s->keys, old_id, 26, old);
+            rc = zt__db_put_json(t, s->keys, old_id, 26, old);
             cJSON_Delete(old);
             if (rc != ZT_OK) return rc;
         }
@@ -154,7 +132,7 @@ static int rotate(zt_server *srv, zt_txn *t, const char *dept, cJSON **out)
     cJSON_AddStringToObject(k, "public_key", pkhex);
     cJSON_AddStringToObject(k, "sealed", sb);
     cJSON_AddNumberToObject(k, "created_at", (double)now);
-    rc = put_json(t, s->keys, id, 26, k);
+    rc = zt__db_put_json(t, s->keys, id, 26, k);
     if (rc == ZT_OK) rc = zt_put(t, s->current, dept, strlen(dept), id, 26);
     if (rc == ZT_OK && out)
         *out = k;
@@ -183,9 +161,9 @@ int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJ
     cJSON *k = NULL;
     int rc = ZT_OK;
     if (zt_get(t, s->current, dept, strlen(dept), &v, &vl) == ZT_OK && vl == 26)
-        k = get_json(t, s->keys, v, 26);
+        k = zt__db_get_json(t, s->keys, v, 26);
     if (!k && (rc = rotate(srv, t, dept, &k)) != ZT_OK) return rc;
-    const char *id = jstr(k, "key_id"), *sb = jstr(k, "sealed");
+    const char *id = zt__jstr(k, "key_id"), *sb = zt__jstr(k, "sealed");
     unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
     size_t slen = 0;
     int64_t now = zt_now_ms();
@@ -228,14 +206,14 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
                    const char **why)
 {
     zt_seals *s = srv->seals;
-    const char *dept = jstr(seal, "department"), *id = jstr(seal, "key_id");
-    const char *sigb = jstr(seal, "signature");
+    const char *dept = zt__jstr(seal, "department"), *id = zt__jstr(seal, "key_id");
+    const char *sigb = zt__jstr(seal, "signature");
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(seal, "time");
     if (!dept || !id || !sigb || !cJSON_IsNumber(tm) || strlen(id) != 26) {
         *why = "the seal lacks department, key_id, time or signature";
         return ZT_EINVAL;
     }
-    cJSON *k = get_json(t, s->keys, id, 26);
+    cJSON *k = zt__db_get_json(t, s->keys, id, 26);
     if (!k) {
         *why = "no such seal key on this node";
         return ZT_ENOTFOUND;
@@ -243,7 +221,7 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
     int rc = ZT_EINVAL;
     unsigned char pk[32], sig[64];
     size_t n = 0;
-    const char *pkhex = jstr(k, "public_key"), *kdept = jstr(k, "department");
+    const char *pkhex = zt__jstr(k, "public_key"), *kdept = zt__jstr(k, "department");
     const cJSON *retired = cJSON_GetObjectItemCaseSensitive(k, "retired_at");
     char msg[512], digest[65];
     int64_t time = (int64_t)tm->valuedouble;
@@ -258,7 +236,7 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
         *why = "the signature is not 64 bytes of base64url";
     } else if (seal_message(msg, sizeof msg, dept, id, time, doc, len, digest) < 0) {
         *why = "the seal's fields are too long";
-    } else if (jstr(seal, "digest") && strcmp(jstr(seal, "digest"), digest) != 0) {
+    } else if (zt__jstr(seal, "digest") && strcmp(zt__jstr(seal, "digest"), digest) != 0) {
         *why = "the document is not the one that was sealed";
     } else if (zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK) {
         *why = "the signature does not match the document and the seal";
@@ -315,7 +293,7 @@ int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
 static int body_document(zt_req *req, cJSON *j, char **doc, size_t *len)
 {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "document");
-    const char *b = jstr(j, "document_base64");
+    const char *b = zt__jstr(j, "document_base64");
     if (d && !b) return zt_json_canonical(d, doc, len) == ZT_OK ? ZT_OK : ZT_EINVAL;
     if (b && !d) {
         size_t cap = strlen(b) + 4;
@@ -330,27 +308,17 @@ static int body_document(zt_req *req, cJSON *j, char **doc, size_t *len)
     return ZT_EINVAL;
 }
 
+static bool of_department(const cJSON *k, void *dept)
+{
+    const char *d = zt__jstr(k, "department");
+    return !dept || (d && strcmp(d, dept) == 0);
+}
+
 static int h_keys(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
-    zt_txn *t = zt_req_txn(req);
-    zt_cursor *c;
-    if (!t || zt_cursor_open(t, srv->seals->keys, &c) != ZT_OK) return ZT_EIO;
     const char *dept = zt_req_query(req, "department");
-    cJSON *o = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(o, "items");
-    zt_kv kv;
-    for (int rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *k = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (k && (!dept || (jstr(k, "department") && strcmp(jstr(k, "department"), dept) == 0)))
-            cJSON_AddItemToArray(items, public_key(k));
-        cJSON_Delete(k);
-    }
-    zt_cursor_close(c);
-    int rc = zt_respond_json(req, 200, o);
-    cJSON_Delete(o);
-    return rc;
+    return zt__respond_db_list(req, srv->seals->keys, of_department, (void *)dept, "sealed");
 }
 
 static int h_verify(zt_req *req, void *ud)
@@ -374,7 +342,7 @@ static int h_verify(zt_req *req, void *ud)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "valid", rc == ZT_OK);
     if (why) cJSON_AddStringToObject(o, "reason", why);
-    const char *dept = jstr(seal, "department");
+    const char *dept = zt__jstr(seal, "department");
     if (dept) cJSON_AddStringToObject(o, "department", dept);
     rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
@@ -386,7 +354,7 @@ static int h_sign(zt_req *req, void *ud)
     cJSON *j;
     if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
         return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-    const char *dept = jstr(j, "department");
+    const char *dept = zt__jstr(j, "department");
     if (!dept) dept = req->caller->department;
     if (!dept || !zt_req_in_scope(req, dept))
         return zt_problem(req, 403, "forbidden", NULL,
@@ -411,7 +379,7 @@ static int h_rotate(zt_req *req, void *ud)
     zt_server *srv = ud;
     cJSON *j;
     const char *dept;
-    if (zt_req_json(req, &j) != ZT_OK || !(dept = jstr(j, "department")) || !dept[0] ||
+    if (zt_req_json(req, &j) != ZT_OK || !(dept = zt__jstr(j, "department")) || !dept[0] ||
         strlen(dept) > 64)
         return zt_problem(req, 422, "invalid-seal-request", NULL,
                           "send {\"department\": \"<code>\"}");

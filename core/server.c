@@ -72,14 +72,11 @@ static void complete(zt_server *srv, zt_req *req, int rc)
     }
     bool commit = rc == ZT_OK && req->status < 400;
     bool reading = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-    zt_audit_mark mark;
-    zt__audit_mark(srv, &mark);
     if (commit && !reading) {
         /* A change and its audit record commit together, or neither does. */
         zt_txn *t = zt_req_txn(req);
         int arc = t ? zt__audit_request(srv, req, t) : ZT_EIO;
         if (arc != ZT_OK) {
-            zt__audit_rewind(srv, &mark);
             zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record the change: %s", zt_strerror(arc));
             zt__problem(req, status_for(arc), "storage-failure", NULL,
                         "the change could not be recorded in the audit log (%s); nothing of "
@@ -92,7 +89,6 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         bool in_batch = zt__store_in_batch(req->txn);
         int erc = zt__store_end(srv->store, req->txn, commit);
         req->txn = NULL;
-        if (erc != ZT_OK || !commit) zt__audit_rewind(srv, &mark);
         if (erc != ZT_OK && commit) {
             zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
                        zt_strerror(erc));
@@ -108,7 +104,6 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         req->used_batch = true;
         batch_add(srv, req);
     }
-    if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
 
@@ -152,7 +147,6 @@ void zt__server_handle(zt_server *srv, zt_req *req)
                 zt__problem(req, 404, "not-found", NULL, "there is nothing at %s", req->path);
         }
     }
-    if (srv->stopping) req->close_after = true;
     req->ready = true;
 }
 
@@ -227,7 +221,6 @@ static void on_check(uv_check_t *h)
     zt_server *srv = h->data;
     if (srv->store && zt__store_batch_open(srv->store)) {
         int rc = zt__store_batch_commit(srv->store);
-        zt__audit_batch_end(srv, rc == ZT_OK);
         if (rc == ZT_OK) zt__audit_after_commit(srv);
         if (rc != ZT_OK) {
             zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
@@ -362,7 +355,8 @@ static int add_builtin(zt_server *srv, const char *path, zt_handler h, const cha
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen)
+int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
+                         size_t errlen)
 {
     srv->conf = conf;
     srv->started_ns = uv_hrtime();
@@ -386,6 +380,13 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
     if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
+    return ZT_OK;
+}
+
+int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen)
+{
+    int rc = zt__server_open_core(srv, conf, data_dir, err, errlen);
+    if (rc != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {

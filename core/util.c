@@ -306,3 +306,53 @@ const char *zt_strerror(int err)
         return "unknown error";
     }
 }
+
+/* ---- JSON records in the store ---------------------------------------------------- */
+
+cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen)
+{
+    const void *v;
+    size_t vlen;
+    if (zt_get(t, db, key, klen, &v, &vlen) != ZT_OK) return NULL;
+    return cJSON_ParseWithLength(v, vlen);
+}
+
+int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j)
+{
+    char *text = cJSON_PrintUnformatted(j);
+    if (!text) return ZT_ENOMEM;
+    int rc = zt_put(t, db, key, klen, text, strlen(text));
+    cJSON_free(text);
+    return rc;
+}
+
+const char *zt__jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, void *arg),
+                        void *arg, const char *strip)
+{
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *cur;
+    if (!t || zt_cursor_open(t, db, &cur) != ZT_OK) return ZT_EIO;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    zt_kv kv;
+    for (int rc = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *r = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (!r || (keep && !keep(r, arg))) {
+            cJSON_Delete(r);
+            continue;
+        }
+        if (strip) cJSON_DeleteItemFromObjectCaseSensitive(r, strip);
+        cJSON_AddItemToArray(items, r);
+    }
+    zt_cursor_close(cur);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}

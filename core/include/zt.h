@@ -280,12 +280,13 @@ void zt_cursor_close(zt_cursor *c);
  * caller. All strings are owned by the request. */
 typedef struct zt_caller {
     const char *id;         /* the account's id (a zt_id) */
-    const char *kind;       /* "staff", "citizen" or "enterprise" */
+    const char *kind;       /* "staff", "citizen", "enterprise" or "device" (an API key) */
     const char *login;      /* the login name */
     const char *name;       /* the person's or enterprise's name */
     const char *department; /* staff: the department code; NULL otherwise */
     const char *const *roles;
     size_t nroles;
+    const char *plugin; /* a device's key is bound to one plugin's routes; NULL otherwise */
 } zt_caller;
 
 /* The caller, or NULL on a public route called without a (valid) token. */
