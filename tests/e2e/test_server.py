@@ -167,6 +167,12 @@ class Logs(NodeTest):
             self.assertIn("time", rec)
             self.assertIn(rec.get("level"), ("debug", "info", "warn", "error"), rec)
 
+    def test_first_start_password_is_not_logged(self):
+        n = self.node(plugins=("hello",))
+        pw = n.first_start_password()
+        self.assertTrue(pw, "no one-time password on stdout")
+        self.assertNotIn(pw, n.log())
+
     def test_log_level_filters(self):
         n = self.node(plugins=("hello",), log_level="error")
         n.request("GET", "/hello")

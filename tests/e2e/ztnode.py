@@ -396,8 +396,9 @@ class Node:
         self.port = port or free_port()
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "zhengtong.conf")
-        self.log_path = os.path.join(self.dir, "zhengtong.log")
-        self._logf = None
+        self.log_path = os.path.join(self.dir, "zhengtong.log")  # stderr: the JSON log
+        self.out_path = os.path.join(self.dir, "stdout.txt")
+        self._logf = self._outf = None
         lines = [
             'node_name = "e2e-test"',
             'region_code = "330100"',
@@ -452,11 +453,13 @@ class Node:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         if self._logf:
             self._logf.close()
+            self._outf.close()
         self._logf = open(self.log_path, "ab")
+        self._outf = open(self.out_path, "ab")
         self.proc = subprocess.Popen(
             [zt_bin(), "serve", "-c", self.conf],
             stdin=subprocess.DEVNULL,
-            stdout=self._logf,
+            stdout=self._outf,
             stderr=self._logf,
             cwd=self.dir,
         )
@@ -538,7 +541,8 @@ class Node:
                 pass
         if self._logf:
             self._logf.close()
-            self._logf = None
+            self._outf.close()
+            self._logf = self._outf = None
         shutil.rmtree(self.dir, ignore_errors=True)
         _live.discard(self)
 
@@ -549,8 +553,15 @@ class Node:
         self.close()
 
     def log(self):
+        """What the node wrote on stderr (its JSON log)."""
+        return self._read(self.log_path)
+
+    def stdout(self):
+        return self._read(self.out_path)
+
+    def _read(self, path):
         try:
-            with open(self.log_path, "rb") as f:
+            with open(path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
@@ -620,8 +631,8 @@ class Node:
     # ---- identity ----------------------------------------------------------------
 
     def first_start_password(self):
-        """The one-time password of 'admin' that the first start printed on stderr."""
-        m = re.search(r"one-time password\s*\n\s*(\S+)", self.log())
+        """The one-time password of 'admin' that the first start printed (on stdout)."""
+        m = re.search(r"one-time password\s*\n\s*(\S+)", self.stdout())
         return m.group(1) if m else None
 
     def sign_in(self, roles=()):
