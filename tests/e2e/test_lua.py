@@ -55,6 +55,18 @@ E2E_INIT = "".join(
             "PUT", "/e2e/kv-problem/:k", 'kv:put(req.params.k, req.body)\nzt.problem(409, "conflict", "refused after writing")'
         ),
         lua_route("PUT", "/e2e/kv-loop/:k", "kv:put(req.params.k, req.body)\nwhile true do end"),
+        lua_route(
+            "GET",
+            "/e2e/spin",
+            "local n = math.tointeger(tonumber(req.query.n))\nlocal x = 0\n"
+            "for i = 1, n do x = x + i end\nreturn 200, { n = n }",
+        ),
+        lua_route(
+            "GET",
+            "/e2e/alloc",
+            "local mb = math.tointeger(tonumber(req.query.mb))\n"
+            'local s = string.rep("m", mb << 20)\nreturn 200, { bytes = #s }',
+        ),
     ]
 )
 
@@ -200,6 +212,29 @@ class LuaFailures(NodeTest):
             self.assertEqual(st, 200, (path, b))
         st, _, body = self.shared.json("GET", "/healthz")
         self.assertEqual(st, 200)
+
+
+class LuaLimitsFromConfig(NodeTest):
+    """lua.instructions and lua.memory are the config's, not fixed numbers."""
+
+    def test_limits_follow_the_config(self):
+        root = tempfile.mkdtemp(prefix="zt-e2e-lua-")
+        self.addCleanup(shutil.rmtree, root, True)
+        lua_dir = lua_tree_with_e2e(root)
+        roomy = self.node(plugins=("e2e",), lua_dir=lua_dir)  # the defaults: 10^7, 64 MiB
+        tight = self.node(
+            plugins=("e2e",), lua_dir=lua_dir, lua={"instructions": 100000, "memory": 4 << 20}
+        )
+        # a loop of 10^6 steps (a few million instructions) and an 8 MiB string
+        for path in ("/e2e/spin?n=1000000", "/e2e/alloc?mb=8"):
+            with self.subTest(path=path):
+                st, h, b = roomy.request("GET", path)
+                self.assertEqual(st, 200, b)
+                st, h, b = tight.request("GET", path)
+                self.assertProblem(st, h, b, 500)
+        # small work passes under the tight limits too
+        self.assertEqual(tight.request("GET", "/e2e/spin?n=1000")[0], 200)
+        self.assertEqual(tight.request("GET", "/e2e/alloc?mb=1")[0], 200)
 
 
 class Notice(NodeTest):
