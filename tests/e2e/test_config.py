@@ -83,6 +83,22 @@ class Good(ConfTest):
         with self.assertRaises(OSError):
             socket.create_connection((HOST, self.port), timeout=1).close()
 
+    def test_check_leaves_nothing_behind(self):
+        # check starts the plugins against a scratch store: it must remove all of it
+        # (it may hold a freshly made master key). Other processes on the machine could
+        # run check at the same time, so only folders that stay are counted.
+        def scratch():
+            found = set()
+            for tmp in {"/tmp", tempfile.gettempdir()}:
+                found |= set(glob.glob(os.path.join(tmp, "zhengtong-check-*")))
+            return found
+
+        before = scratch()
+        path, r = self.check(self.base())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        left = sorted(scratch() - before)
+        self.assertEqual(left, [], "left behind: %s" % [(d, os.listdir(d)) for d in left if os.path.isdir(d)])
+
     def test_shipped_configs_pass(self):
         src = zt_src()
         confs = sorted(glob.glob(os.path.join(src, "conf", "*.conf")))
