@@ -3112,8 +3112,9 @@ static int key_line(const char *src, size_t len, const char *key, int *ret)
             int pline;
             if (lex_next(&peek, &ptok, &plen, &pline) == T_ASSIGN) {
                 const char *parent = paths[depth < 16 ? depth : 15];
-                snprintf(pending, sizeof pending, "%s%s%.*s", parent, *parent ? "." : "", (int)tlen,
-                         tok);
+                int n = snprintf(pending, sizeof pending, "%s%s%.*s", parent, *parent ? "." : "",
+                                 (int)tlen, tok);
+                if (n < 0 || (size_t)n >= sizeof pending) pending[0] = 0; /* too deep to name */
                 if (strcmp(pending, key) == 0) return line;
                 x = peek;
                 prev = T_ASSIGN;

@@ -71,6 +71,8 @@ static int cmd_check(zt_conf *conf)
     unlink(path);
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
     unlink(path);
+    snprintf(path, sizeof path, "%s/master.key", dir);
+    unlink(path);
     rmdir(dir);
     if (rc != ZT_OK) {
         fprintf(stderr, "%s\n", err[0] ? err : zt_strerror(rc));

@@ -1,0 +1,304 @@
+# test_config.py: `zhengtong check` and `serve` on good and bad configs (file:line reasons).
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import unittest
+
+from ztnode import (
+    HOST,
+    free_port,
+    lua_manifest,
+    lua_route,
+    lua_str,
+    run,
+    write_lua_plugin,
+    zt_bin,
+    zt_src,
+)
+
+
+class ConfTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="zt-e2e-conf-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.port = free_port()
+
+    def base(self, plugins=("hello", "notice"), lua_dir=None):
+        """Config lines that are valid on their own (one assignment per line)."""
+        lines = [
+            'node_name = "conf-test"',
+            'region_code = "330100"',
+            'listen = { "%s:%d" }' % (HOST, self.port),
+            "data_dir = %s" % lua_str(os.path.join(self.dir, "data")),
+            "map_size = 16777216",
+            'log_level = "info"',
+        ]
+        if lua_dir:
+            lines.append("lua_dir = %s" % lua_str(lua_dir))
+        lines.append("plugins = { %s }" % ", ".join(lua_str(p) for p in plugins))
+        return lines
+
+    def write(self, lines, name="zhengtong.conf"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def check(self, lines):
+        path = self.write(lines)
+        return path, run(["check", "-c", path])
+
+    def assertRejected(self, lines, line_no, *words):
+        """check exits 1; stderr has "<path>:<line_no>:" and each of words."""
+        path, r = self.check(lines)
+        self.assertEqual(r.returncode, 1, "stdout:\n%s\nstderr:\n%s" % (r.stdout, r.stderr))
+        self.assertIn("%s:%d:" % (path, line_no), r.stderr)
+        for w in words:
+            self.assertIn(w, r.stderr)
+        return r
+
+    def lua_dir_with(self, *plugins):
+        """A lua_dir holding the zt library and the given (name, manifest, init) plugins."""
+        d = os.path.join(self.dir, "lua")
+        src = os.path.join(zt_src(), "lua")
+        if os.path.isdir(src):
+            shutil.copytree(src, d, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("plugins"))
+        for name, manifest, init in plugins:
+            write_lua_plugin(d, name, manifest, init)
+        return d
+
+
+class Good(ConfTest):
+    def test_base_config_passes(self):
+        path, r = self.check(self.base())
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_check_does_not_serve(self):
+        path, r = self.check(self.base())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(OSError):
+            socket.create_connection((HOST, self.port), timeout=1).close()
+
+    def test_check_leaves_nothing_behind(self):
+        # check starts the plugins against a scratch store: it must remove all of it
+        # (it may hold a freshly made master key). Other processes on the machine could
+        # run check at the same time, so only folders that stay are counted.
+        def scratch():
+            found = set()
+            for tmp in {"/tmp", tempfile.gettempdir()}:
+                found |= set(glob.glob(os.path.join(tmp, "zhengtong-check-*")))
+            return found
+
+        before = scratch()
+        path, r = self.check(self.base())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        left = sorted(scratch() - before)
+        self.assertEqual(left, [], "left behind: %s" % [(d, os.listdir(d)) for d in left if os.path.isdir(d)])
+
+    def test_shipped_configs_pass(self):
+        src = zt_src()
+        confs = sorted(glob.glob(os.path.join(src, "conf", "*.conf")))
+        examples = sorted(glob.glob(os.path.join(src, "conf", "examples", "*.conf")))
+        self.assertTrue(confs, "no conf/*.conf")
+        self.assertGreaterEqual(len(examples), 2, "conf/examples/ needs two county configs")
+        # Check copies laid out like the source tree (so relative paths resolve the same
+        # way) and so that nothing is written into the source tree.
+        for name in ("lua", "web", "plugins"):
+            if os.path.exists(os.path.join(src, name)):
+                os.symlink(os.path.join(src, name), os.path.join(self.dir, name))
+        for conf in confs + examples:
+            rel = os.path.relpath(conf, src)
+            with self.subTest(conf=rel):
+                dest = os.path.join(self.dir, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy(conf, dest)
+                r = run(["check", "-c", dest])
+                self.assertEqual(r.returncode, 0, "%s:\n%s" % (rel, r.stderr))
+
+    def test_example_configs_differ_in_plugins(self):
+        examples = sorted(glob.glob(os.path.join(zt_src(), "conf", "examples", "*.conf")))
+        sets = set()
+        for conf in examples:
+            with open(conf) as f:
+                text = f.read()
+            self.assertIn("plugins", text)
+            sets.add(text[text.index("plugins") :].split("}")[0])
+        self.assertGreaterEqual(len(sets), 2, "the example counties have the same plugin list")
+
+
+class Bad(ConfTest):
+    def test_unknown_key_with_suggestion(self):
+        lines = self.base()
+        lines.insert(3, 'node_nmae = "typo"')
+        r = self.assertRejected(lines, 4, "node_nmae")
+        self.assertIn("node_name", r.stderr.replace("node_nmae", ""))
+
+    def test_unknown_key_without_likeness(self):
+        lines = self.base()
+        lines.append("completely_unrelated_setting = 1")
+        self.assertRejected(lines, len(lines), "completely_unrelated_setting")
+
+    def test_wrong_type(self):
+        lines = self.base()
+        lines[4] = 'map_size = "big"'
+        self.assertRejected(lines, 5, "map_size")
+
+    def test_wrong_type_in_limits(self):
+        lines = self.base()
+        lines.insert(2, 'limits = { header_bytes = "lots" }')
+        self.assertRejected(lines, 3, "header_bytes")
+
+    def test_unknown_limit(self):
+        lines = self.base()
+        lines.insert(2, "limits = { header_bites = 100 }")
+        self.assertRejected(lines, 3, "header_bites")
+
+    def test_bad_log_level(self):
+        lines = self.base()
+        lines[5] = 'log_level = "chatty"'
+        self.assertRejected(lines, 6, "log_level")
+
+    def test_listen_not_a_list_of_addresses(self):
+        lines = self.base()
+        lines[2] = "listen = 8080"
+        self.assertRejected(lines, 3, "listen")
+
+    def test_unknown_plugin(self):
+        lines = self.base(plugins=("hello", "no_such_plugin"))
+        self.assertRejected(lines, len(lines), "no_such_plugin")
+
+    def test_missing_dependency(self):
+        lua_dir = self.lua_dir_with(
+            (
+                "needy",
+                lua_manifest(requires=["absent_helper"]),
+                lua_route("GET", "/needy", "return 200, { ok = true }"),
+            )
+        )
+        lines = self.base(plugins=("needy",), lua_dir=lua_dir)
+        self.assertRejected(lines, len(lines), "needy", "absent_helper")
+
+    def test_dependency_present_is_fine(self):
+        lua_dir = self.lua_dir_with(
+            ("needy", lua_manifest(requires=["helper"]),
+             lua_route("GET", "/needy", "return 200, { ok = true }")),
+            ("helper", lua_manifest(), lua_route("GET", "/helper", "return 200, { ok = true }")),
+        )
+        # listed before its dependency: the core orders them
+        path, r = self.check(self.base(plugins=("needy", "helper"), lua_dir=lua_dir))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_dependency_cycle(self):
+        lua_dir = self.lua_dir_with(
+            ("ping", lua_manifest(requires=["pong"]), ""),
+            ("pong", lua_manifest(requires=["ping"]), ""),
+        )
+        path, r = self.check(self.base(plugins=("ping", "pong"), lua_dir=lua_dir))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("ping", r.stderr)
+        self.assertIn("pong", r.stderr)
+
+    def test_unknown_plugin_option(self):
+        lines = self.base()
+        lines.append("notice = { page_sise = 20 }")
+        self.assertRejected(lines, len(lines), "page_sise")
+
+    def test_wrong_type_of_plugin_option(self):
+        lines = self.base()
+        lines.append('notice = { page_size = "twenty" }')
+        self.assertRejected(lines, len(lines), "page_size")
+
+    def test_syntax_error(self):
+        lines = self.base()
+        lines.insert(3, 'region_code = "330100')  # unfinished string
+        self.assertRejected(lines, 4)
+
+    def test_syntax_error_later_line(self):
+        lines = self.base()
+        lines.append("limits = { header_bytes = 1024,, }")
+        self.assertRejected(lines, len(lines))
+
+    def test_config_cannot_run_code(self):
+        lines = self.base()
+        lines.insert(1, 'os.execute("touch %s")' % os.path.join(self.dir, "pwned"))
+        path, r = self.check(lines)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:2:" % path, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "pwned")))
+
+    def test_routes_claimed_twice(self):
+        lua_dir = self.lua_dir_with(
+            ("first", lua_manifest(), lua_route("GET", "/same/:x", "return 200, {}")),
+            ("second", lua_manifest(), lua_route("GET", "/same/:y", "return 200, {}")),
+        )
+        path, r = self.check(self.base(plugins=("first", "second"), lua_dir=lua_dir))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("first", r.stderr)
+        self.assertIn("second", r.stderr)
+
+    def test_failing_lua_init_names_the_plugin(self):
+        lua_dir = self.lua_dir_with(
+            ("broken", lua_manifest(), 'error("init went wrong on purpose")\n'),
+        )
+        path, r = self.check(self.base(plugins=("broken",), lua_dir=lua_dir))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("broken", r.stderr)
+        self.assertIn("init went wrong on purpose", r.stderr)
+
+    def test_missing_config_file(self):
+        r = run(["check", "-c", os.path.join(self.dir, "absent.conf")])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("absent.conf", r.stderr)
+
+    def test_serve_with_bad_config_exits_before_listening(self):
+        lines = self.base()
+        lines.append('notice = { page_size = "twenty" }')
+        path = self.write(lines)
+        p = subprocess.Popen(
+            [zt_bin(), "serve", "-c", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            self.fail("serve kept running with a bad config")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("%s:%d:" % (path, len(lines)), err)
+        with self.assertRaises(OSError):
+            socket.create_connection((HOST, self.port), timeout=1).close()
+
+    def test_serve_with_port_in_use_fails(self):
+        s = socket.socket()
+        s.bind((HOST, self.port))
+        s.listen(1)
+        self.addCleanup(s.close)
+        path = self.write(self.base())
+        p = subprocess.run(
+            [zt_bin(), "serve", "-c", path],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(str(self.port), p.stderr)
+
+
+class Commands(unittest.TestCase):
+    def test_unknown_command(self):
+        r = run(["frobnicate"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip())
+
+
+if __name__ == "__main__":
+    unittest.main()

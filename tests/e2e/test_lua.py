@@ -1,0 +1,380 @@
+# test_lua.py: Lua plugins: failures stay in their request; the notice plugin's CRUD and checks.
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with
+
+MARKER = "e2e-raised-this-7f3a"
+
+# The test plugin: one route per way a handler can go wrong, and well-behaved ones.
+E2E_INIT = "".join(
+    [
+        "local calls = 0\n",
+        'local kv = zt.db.open("kv")\n',
+        lua_route("GET", "/e2e/ok", "calls = calls + 1\nreturn 200, { ok = true, calls = calls }"),
+        lua_route("GET", "/e2e/error", 'error("%s")' % MARKER),
+        lua_route("GET", "/e2e/error-table", "error({ code = 42 })"),
+        lua_route("GET", "/e2e/loop", "local n = 0\nwhile true do n = n + 1 end"),
+        lua_route("GET", "/e2e/recurse", "local function f(n) return f(n + 1) + 1 end\nreturn 200, { f(1) }"),
+        lua_route(
+            "GET",
+            "/e2e/bomb",
+            "local t = {}\nlocal i = 0\nwhile true do i = i + 1\n"
+            't[i] = string.rep("x", 1 << 20) .. i end',
+        ),
+        lua_route("GET", "/e2e/bigstring", 'local s = string.rep("y", 1 << 30)\nreturn 200, { n = #s }'),
+        lua_route("GET", "/e2e/bad-return", 'return "not a status"'),
+        lua_route(
+            "GET", "/e2e/table", 'return 200, { name = "zhengtong", list = { 1, 2, 3 }, nested = { a = "b" } }'
+        ),
+        lua_route(
+            "GET", "/e2e/text", 'return 200, "plain words", { ["Content-Type"] = "text/plain", ["X-E2e"] = "yes" }'
+        ),
+        lua_route("GET", "/e2e/teapot", 'zt.problem(418, "teapot", "short and stout", "I am a teapot")'),
+        lua_route(
+            "GET",
+            "/e2e/sandbox",
+            "return 200, {\n"
+            "  io = type(io), os_execute = type(os and os.execute), loadfile = type(loadfile),\n"
+            "  dofile = type(dofile), debug = type(debug),\n"
+            '  require_outside = (pcall(require, "../../../../etc/passwd")),\n'
+            "}",
+        ),
+        lua_route("PUT", "/e2e/kv/:k", "kv:put(req.params.k, req.body)\nreturn 204"),
+        lua_route(
+            "GET",
+            "/e2e/kv/:k",
+            'local v = kv:get(req.params.k)\nif v == nil then zt.problem(404, "not-found", "no such key") end\n'
+            "return 200, { value = v }",
+        ),
+        lua_route("PUT", "/e2e/kv-fail/:k", 'kv:put(req.params.k, req.body)\nerror("failed after writing")'),
+        lua_route(
+            "PUT", "/e2e/kv-problem/:k", 'kv:put(req.params.k, req.body)\nzt.problem(409, "conflict", "refused after writing")'
+        ),
+        lua_route("PUT", "/e2e/kv-loop/:k", "kv:put(req.params.k, req.body)\nwhile true do end"),
+        lua_route(
+            "GET",
+            "/e2e/spin",
+            "local n = math.tointeger(tonumber(req.query.n))\nlocal x = 0\n"
+            "for i = 1, n do x = x + i end\nreturn 200, { n = n }",
+        ),
+        lua_route(
+            "GET",
+            "/e2e/alloc",
+            "local mb = math.tointeger(tonumber(req.query.mb))\n"
+            'local s = string.rep("m", mb << 20)\nreturn 200, { bytes = #s }',
+        ),
+    ]
+)
+
+FAILURES = {
+    "/e2e/error": "lua-error",
+    "/e2e/error-table": "lua-error",
+    "/e2e/loop": None,
+    "/e2e/recurse": None,
+    "/e2e/bomb": None,
+    "/e2e/bigstring": None,
+    "/e2e/bad-return": "lua-error",
+}
+
+
+def lua_tree_with_e2e(root):
+    return lua_tree_with(os.path.join(root, "lua"), {"e2e": (lua_manifest(), E2E_INIT)})
+
+
+class LuaFailures(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="zt-e2e-lua-")
+        cls.addClassCleanup(shutil.rmtree, cls.root, True)
+        lua_dir = lua_tree_with_e2e(cls.root)
+        # a smaller memory cap than the default keeps the bomb quick
+        cls.shared_node(
+            plugins=("hello", "notice", "e2e"),
+            lua_dir=lua_dir,
+            lua={"instructions": 10000000, "memory": 32 << 20},
+        )
+
+    def ok(self):
+        st, h, b = self.shared.request("GET", "/e2e/ok")
+        self.assertEqual(st, 200, b)
+        d = json.loads(b)
+        self.assertIs(d["ok"], True)
+        return d["calls"]
+
+    def test_returning_a_table_is_json(self):
+        st, h, b = self.shared.request("GET", "/e2e/table")
+        self.assertEqual(st, 200, b)
+        self.assertTrue(h["content-type"].startswith("application/json"), h)
+        self.assertEqual(
+            json.loads(b), {"name": "zhengtong", "list": [1, 2, 3], "nested": {"a": "b"}}
+        )
+
+    def test_string_body_and_headers(self):
+        st, h, b = self.shared.request("GET", "/e2e/text")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b, b"plain words")
+        self.assertTrue(h["content-type"].startswith("text/plain"), h)
+        self.assertEqual(h.get("x-e2e"), "yes")
+
+    def kv_get(self, k):
+        st, h, b = self.shared.request("GET", "/e2e/kv/" + k)
+        return st, (json.loads(b).get("value") if st == 200 else None)
+
+    def test_storage_write_and_read(self):
+        st, _, b = self.shared.request("PUT", "/e2e/kv/alpha", b"first value")
+        self.assertEqual(st, 204, b)
+        self.assertEqual(self.kv_get("alpha"), (200, "first value"))
+        self.assertEqual(self.kv_get("never-written")[0], 404)
+
+    def test_failed_handler_keeps_nothing(self):
+        for route, status in (("kv-fail", 500), ("kv-problem", 409), ("kv-loop", 500)):
+            with self.subTest(route=route):
+                key = "lost-" + route
+                st, h, b = self.shared.request("PUT", "/e2e/%s/%s" % (route, key), b"must not stay",
+                                               timeout=20)
+                self.assertProblem(st, h, b, status)
+                self.assertEqual(self.kv_get(key)[0], 404, "the failed handler's write was kept")
+
+    def test_failure_in_a_batch_leaves_the_others(self):
+        # three writes pipelined: they share a batch; the middle one fails
+        wire = b""
+        for path, body in (("/e2e/kv/b1", b"one"), ("/e2e/kv-fail/b2", b"two"), ("/e2e/kv/b3", b"three")):
+            wire += b"PUT %s HTTP/1.1\r\nHost: e2e\r\nContent-Length: %d\r\n\r\n%s" % (
+                path.encode(), len(body), body)
+        with self.shared.rawconn() as c:
+            rs = c.exchange(wire, 3)
+        self.assertEqual([r.status for r in rs], [204, 500, 204])
+        self.assertEqual(self.kv_get("b1"), (200, "one"))
+        self.assertEqual(self.kv_get("b2")[0], 404)
+        self.assertEqual(self.kv_get("b3"), (200, "three"))
+
+    def test_problem_from_lua(self):
+        st, h, b = self.shared.request("GET", "/e2e/teapot")
+        p = self.assertProblem(st, h, b, 418, "teapot")
+        self.assertEqual(p["title"], "I am a teapot")
+        self.assertEqual(p["detail"], "short and stout")
+
+    def test_failures_are_500_and_the_next_request_is_served(self):
+        for path, slug in FAILURES.items():
+            with self.subTest(path=path):
+                st, h, b = self.shared.request("GET", path, timeout=20)
+                p = self.assertProblem(st, h, b, 500, slug)
+                # the log has the error raised on purpose, with the request id
+                # the log says why, under the request's id
+                why = [r for r in self.shared.log_records() if r.get("request_id") == p["request_id"]]
+                text = json.dumps(why, ensure_ascii=False)
+                self.assertTrue(why, "no log line with request id %s" % p["request_id"])
+                if path == "/e2e/error":
+                    self.assertIn(MARKER, text)
+                if path == "/e2e/loop":
+                    self.assertIn("instruction", text)
+                if path in ("/e2e/bomb", "/e2e/bigstring"):
+                    self.assertIn("memory", text)
+                self.ok()
+                self.assertEqual(self.shared.request("GET", "/hello")[0], 200)
+
+    def test_state_persists_between_requests(self):
+        a = self.ok()
+        b = self.ok()
+        self.assertEqual(b, a + 1)
+
+    def test_error_is_logged_with_traceback(self):
+        st, h, b = self.shared.request("GET", "/e2e/error")
+        self.assertEqual(st, 500)
+        rid = h["x-request-id"]
+        recs = [r for r in self.shared.log_records() if MARKER in json.dumps(r, ensure_ascii=False)]
+        self.assertTrue(recs, self.shared.log()[-3000:])
+        text = json.dumps(recs, ensure_ascii=False)
+        self.assertIn(rid, text)
+        self.assertIn("traceback", text)
+        self.assertTrue(any(r.get("level") == "error" for r in recs), recs)
+
+    def test_sandbox(self):
+        st, h, b = self.shared.request("GET", "/e2e/sandbox")
+        self.assertEqual(st, 200, b)
+        d = json.loads(b)
+        self.assertEqual(d["io"], "nil")
+        self.assertEqual(d["os_execute"], "nil")
+        self.assertEqual(d["loadfile"], "nil")
+        self.assertEqual(d["dofile"], "nil")
+        self.assertEqual(d["debug"], "nil")
+        self.assertIs(d["require_outside"], False)
+
+    def test_failures_do_not_stop_other_plugins_or_requests_on_one_connection(self):
+        for path in FAILURES:
+            st, h, b = self.shared.request("GET", path, keep=True, timeout=20)
+            self.assertEqual(st, 500, (path, b))
+            st, h, b = self.shared.request("GET", "/e2e/ok", keep=True)
+            self.assertEqual(st, 200, (path, b))
+        st, _, body = self.shared.json("GET", "/healthz")
+        self.assertEqual(st, 200)
+
+
+class LuaLimitsFromConfig(NodeTest):
+    """lua.instructions and lua.memory are the config's, not fixed numbers."""
+
+    def test_limits_follow_the_config(self):
+        root = tempfile.mkdtemp(prefix="zt-e2e-lua-")
+        self.addCleanup(shutil.rmtree, root, True)
+        lua_dir = lua_tree_with_e2e(root)
+        roomy = self.node(plugins=("e2e",), lua_dir=lua_dir)  # the defaults: 10^7, 64 MiB
+        tight = self.node(
+            plugins=("e2e",), lua_dir=lua_dir, lua={"instructions": 100000, "memory": 4 << 20}
+        )
+        # a loop of 10^6 steps (a few million instructions) and an 8 MiB string
+        for path in ("/e2e/spin?n=1000000", "/e2e/alloc?mb=8"):
+            with self.subTest(path=path):
+                st, h, b = roomy.request("GET", path)
+                self.assertEqual(st, 200, b)
+                st, h, b = tight.request("GET", path)
+                self.assertProblem(st, h, b, 500)
+        # small work passes under the tight limits too
+        self.assertEqual(tight.request("GET", "/e2e/spin?n=1000")[0], 200)
+        self.assertEqual(tight.request("GET", "/e2e/alloc?mb=1")[0], 200)
+
+
+class Notice(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("hello", "notice"))
+
+    def create(self, **fields):
+        st, h, d = self.shared.json("POST", "/notices", fields)
+        self.assertEqual(st, 201, d)
+        self.assertTrue(d.get("id"), d)
+        return d
+
+    def test_create_get_delete(self):
+        d = self.create(title="停水通知", body="明日 8:00-12:00 停水", department="水务局")
+        self.assertEqual(d["title"], "停水通知")
+        self.assertEqual(d["body"], "明日 8:00-12:00 停水")
+        self.assertEqual(d["department"], "水务局")
+        st, h, got = self.shared.json("GET", "/notices/" + d["id"])
+        self.assertEqual(st, 200, got)
+        self.assertEqual(got["id"], d["id"])
+        self.assertEqual(got["title"], "停水通知")
+        self.assertEqual(got["body"], "明日 8:00-12:00 停水")
+        self.assertEqual(got["department"], "水务局")
+        st, h, b = self.shared.request("DELETE", "/notices/" + d["id"])
+        self.assertEqual(st, 204, b)
+        self.assertEqual(b, b"")
+        st, h, b = self.shared.request("GET", "/notices/" + d["id"])
+        self.assertProblem(st, h, b, 404)
+        st, h, b = self.shared.request("DELETE", "/notices/" + d["id"])
+        self.assertProblem(st, h, b, 404)
+
+    def test_writes_need_the_editor_role(self):
+        st, _, before = self.shared.json("GET", "/notices?limit=100")
+        doc = {"title": "not allowed", "body": "b"}
+        st, h, b = self.shared.request("POST", "/notices", doc, auth=False)
+        self.assertProblem(st, h, b, 401)
+        reader = self.shared.new_user("reader%d" % id(self), roles=["some_other_role"])
+        st, h, b = self.shared.request("POST", "/notices", doc, reader)
+        self.assertProblem(st, h, b, 403)
+        st, h, b = self.shared.request("DELETE", "/notices/" + self.create(title="t", body="b")["id"], None, reader)
+        self.assertProblem(st, h, b, 403)
+        # reading is public
+        st, _, after = self.shared.json("GET", "/notices?limit=100", auth=False)
+        self.assertEqual(st, 200)
+        self.assertNotIn("not allowed", [x["title"] for x in after["items"]])
+
+    def test_department_is_optional(self):
+        d = self.create(title="t", body="b")
+        st, _, got = self.shared.json("GET", "/notices/" + d["id"])
+        self.assertEqual(st, 200)
+        self.assertEqual(got["title"], "t")
+
+    def test_ids_are_unique_and_time_ordered(self):
+        ids = [self.create(title="order %d" % i, body="b")["id"] for i in range(5)]
+        self.assertEqual(len(set(ids)), 5)
+        self.assertEqual(ids, sorted(ids))
+
+    def test_list_pages_newest_first(self):
+        made = [self.create(title="page %d" % i, body="b")["id"] for i in range(7)]
+        seen = []
+        st, _, page = self.shared.json("GET", "/notices?limit=3")
+        self.assertEqual(st, 200, page)
+        pages = 0
+        while True:
+            pages += 1
+            self.assertLessEqual(len(page["items"]), 3)
+            seen += [x["id"] for x in page["items"]]
+            nxt = page.get("next")
+            if not nxt or pages > 50:
+                break
+            st, _, page = self.shared.json("GET", "/notices?limit=3&before=%s" % nxt)
+            self.assertEqual(st, 200, page)
+        self.assertEqual(len(seen), len(set(seen)), "an item on two pages")
+        self.assertEqual(seen, sorted(seen, reverse=True), "not newest first")
+        # everything made here is listed, in reverse order of creation
+        mine = [i for i in seen if i in made]
+        self.assertEqual(mine, list(reversed(made)))
+        # the first page holds the newest ones
+        st, _, first = self.shared.json("GET", "/notices?limit=2")
+        self.assertEqual([x["id"] for x in first["items"]], seen[:2])
+
+    def test_deleted_notice_is_not_listed(self):
+        d = self.create(title="to delete", body="b")
+        self.assertEqual(self.shared.request("DELETE", "/notices/" + d["id"])[0], 204)
+        st, _, page = self.shared.json("GET", "/notices?limit=100")
+        self.assertNotIn(d["id"], [x["id"] for x in page["items"]])
+
+    def test_invalid_notices(self):
+        bad = [
+            {"body": "no title"},
+            {"title": "no body"},
+            {"title": 12, "body": "title not a string"},
+            {"title": "t", "body": ["not", "a", "string"]},
+            {"title": "t", "body": "b", "department": 7},
+            [],
+            "just a string",
+        ]
+        st, _, before = self.shared.json("GET", "/notices?limit=100")
+        for doc in bad:
+            with self.subTest(doc=doc):
+                st, h, b = self.shared.request("POST", "/notices", json.dumps(doc).encode(),
+                                               {"Content-Type": "application/json"})
+                self.assertProblem(st, h, b, 422, "invalid-notice")
+        st, _, after = self.shared.json("GET", "/notices?limit=100")
+        self.assertEqual(before["items"], after["items"], "an invalid notice was stored")
+
+    def test_not_json(self):
+        st, h, b = self.shared.request("POST", "/notices", b"{title: oops", {"Content-Type": "application/json"})
+        self.assertIn(st, (400, 422), b)
+        self.assertProblem(st, h, b, st)
+
+    def test_unknown_id(self):
+        st, h, b = self.shared.request("GET", "/notices/00000000000000000000000000")
+        self.assertProblem(st, h, b, 404)
+
+    def test_bad_limit(self):
+        for q in ("limit=0", "limit=-1", "limit=abc", "limit=100000"):
+            with self.subTest(q=q):
+                st, h, b = self.shared.request("GET", "/notices?" + q)
+                if st == 200:  # clamped: then never more than a sane page
+                    self.assertLessEqual(len(json.loads(b)["items"]), 1000)
+                else:
+                    self.assertProblem(st, h, b, st)
+                    self.assertIn(st, (400, 422))
+
+
+class NoticeOptions(NodeTest):
+    def test_page_size_option(self):
+        n = self.node(plugins=("hello", "notice"), options="notice = { page_size = 2 }")
+        for i in range(3):
+            st, _, d = n.json("POST", "/notices", {"title": "n%d" % i, "body": "b"})
+            self.assertEqual(st, 201, d)
+        st, _, page = n.json("GET", "/notices")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(page["items"]), 2)
+        self.assertTrue(page.get("next"))
+        st, _, rest = n.json("GET", "/notices?before=" + page["next"])
+        self.assertEqual([x["title"] for x in rest["items"]], ["n0"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,264 @@
+# test_store.py: durability across kill -9, group commit, and hot backup.
+import http.client
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import unittest
+
+from ztnode import HOST, IO_TIMEOUT, NodeTest, run, scrape
+
+WRITERS = 4  # client connections writing at once (so that batches hold several writes)
+TARGET_ACKS = 300  # kill -9 once this many writes were acknowledged
+MAX_WAIT = 30.0  # give up waiting for TARGET_ACKS after this long
+
+
+class Writer(threading.Thread):
+    """Sends one write after another on a kept-alive connection until the server dies.
+    Counts acknowledged writes and remembers what each acknowledgement said; `pending`
+    is 1 while a request is sent (or being sent) and not yet answered."""
+
+    def __init__(self, node, make_request, stop):
+        super().__init__(daemon=True)
+        self.port = node.port
+        self.headers = dict(node.auth, **{"Content-Type": "application/json"})
+        self.make_request = make_request  # i -> (method, path, body)
+        self.stop_ev = stop
+        self.acked = []  # (request, parsed response) of each 2xx answer
+        self.pending = 0
+        self.failures = []  # non-2xx answers: a bug, reported by the test
+        self.lock = threading.Lock()
+
+    def run(self):
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=IO_TIMEOUT)
+        i = 0
+        try:
+            while not self.stop_ev.is_set():
+                method, path, body = self.make_request(i)
+                i += 1
+                with self.lock:
+                    self.pending = 1
+                conn.request(method, path, body=body, headers=self.headers)
+                r = conn.getresponse()
+                data = r.read()
+                with self.lock:
+                    if 200 <= r.status < 300:
+                        self.acked.append((body, json.loads(data) if data else None))
+                    else:
+                        self.failures.append((r.status, data[:300]))
+                    self.pending = 0
+        except (OSError, http.client.HTTPException):
+            pass  # the server was killed: whatever was pending stays pending
+        finally:
+            conn.close()
+
+
+def stream_then_kill9(testcase, node, make_request):
+    stop = threading.Event()
+    ws = [Writer(node, make_request, stop) for _ in range(WRITERS)]
+    for w in ws:
+        w.start()
+    deadline = time.monotonic() + MAX_WAIT
+    while time.monotonic() < deadline:
+        if sum(len(w.acked) for w in ws) >= TARGET_ACKS:
+            break
+        if not any(w.is_alive() for w in ws):
+            break
+        time.sleep(0.005)
+    node.kill9()  # mid-stream: the writers are still sending
+    stop.set()
+    for w in ws:
+        w.join(10)
+        testcase.assertFalse(w.is_alive(), "a writer hangs after the server died")
+    failures = [f for w in ws for f in w.failures]
+    testcase.assertEqual(failures, [], "writes answered with errors")
+    acked = [a for w in ws for a in w.acked]
+    pending = sum(w.pending for w in ws)
+    testcase.assertGreater(len(acked), 0, "no write was acknowledged; log:\n" + node.log()[-3000:])
+    return acked, pending
+
+
+class Durability(NodeTest):
+    def test_counter_survives_kill9(self):
+        n = self.node(plugins=("hello",))
+        acked, pending = stream_then_kill9(self, n, lambda i: ("POST", "/hello/counter", None))
+        counts = [r["count"] for _, r in acked]
+        self.assertEqual(len(counts), len(set(counts)), "two writes acknowledged the same count")
+        n.start()
+        st, _, d = n.json("GET", "/hello/counter")
+        self.assertEqual(st, 200, d)
+        # every acknowledged increment is there; at most the unanswered ones on top
+        self.assertGreaterEqual(d["count"], len(acked))
+        self.assertGreaterEqual(d["count"], max(counts))
+        self.assertLessEqual(d["count"], len(acked) + pending)
+        # and the node goes on counting from there
+        st, _, d2 = n.json("POST", "/hello/counter")
+        self.assertEqual(d2["count"], d["count"] + 1)
+
+    def test_notices_survive_kill9(self):
+        n = self.node(plugins=("hello", "notice"))
+
+        def make(i):
+            t = "durable %d %s" % (i, threading.current_thread().name)
+            return "POST", "/notices", json.dumps({"title": t, "body": "body of " + t}).encode()
+
+        acked, pending = stream_then_kill9(self, n, make)
+        n.start()
+        for sent, resp in acked:
+            doc = json.loads(sent)
+            st, _, got = n.json("GET", "/notices/" + resp["id"])
+            self.assertEqual(st, 200, (resp, got))
+            self.assertEqual(got["title"], doc["title"])
+            self.assertEqual(got["body"], doc["body"])
+        # the list holds the acknowledged ones, at most the pending ones more, and
+        # nothing half-written
+        listed = []
+        nxt = None
+        for _ in range(1000):
+            st, _, page = n.json("GET", "/notices?limit=100" + ("&before=" + nxt if nxt else ""))
+            self.assertEqual(st, 200, page)
+            listed += page["items"]
+            nxt = page.get("next")
+            if not nxt:
+                break
+        ids = [x["id"] for x in listed]
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertTrue({r["id"] for _, r in acked} <= set(ids))
+        self.assertLessEqual(len(listed), len(acked) + pending)
+        for x in listed:
+            self.assertTrue(x["title"].startswith("durable "), x)
+            st, _, full = n.json("GET", "/notices/" + x["id"])
+            self.assertEqual(full["body"], "body of " + x["title"], full)
+
+    def test_restart_after_graceful_stop_keeps_data(self):
+        n = self.node(plugins=("hello",))
+        for _ in range(5):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        self.assertEqual(n.stop(), 0)
+        n.start()
+        st, _, d = n.json("GET", "/hello/counter")
+        self.assertEqual(d["count"], 5)
+
+
+class GroupCommit(NodeTest):
+    def test_concurrent_writes_share_commits(self):
+        n = self.node(plugins=("hello",))
+        m0 = scrape(n)
+        name = "zt_lmdb_commits_total"
+        self.assertIn(name, m0.names())
+        before = m0.total(name)
+        conns, per_conn = 10, 5
+        writes = conns * per_conn
+        post = b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 0\r\n\r\n"
+        wire = post * per_conn
+        cs = [n.rawconn() for _ in range(conns)]
+        try:
+            # everything but the last byte first, then the last bytes together: the
+            # server gets the writes of all connections at about the same time
+            for c in cs:
+                c.send(wire[:-1])
+            for c in cs:
+                c.send(wire[-1:])
+            counts = []
+            for c in cs:
+                for _ in range(per_conn):
+                    r = c.response()
+                    self.assertEqual(r.status, 200, r)
+                    counts.append(r.json()["count"])
+        finally:
+            for c in cs:
+                c.close()
+        self.assertEqual(sorted(counts), list(range(1, writes + 1)))
+        self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], writes)
+        used = scrape(n).total(name) - before
+        self.assertGreaterEqual(used, 1)
+        self.assertLess(used, writes / 2, "%s grew by %d for %d writes" % (name, used, writes))
+
+
+class Backup(NodeTest):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="zt-e2e-backup-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_hot_backup_while_serving(self):
+        n = self.node(plugins=("hello", "notice"))
+        for _ in range(7):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        ids = []
+        for i in range(5):
+            st, _, d = n.json("POST", "/notices", {"title": "backed up %d" % i, "body": "b%d" % i})
+            self.assertEqual(st, 201, d)
+            ids.append(d["id"])
+        # keep writing while the backup runs
+        stop = threading.Event()
+        w = Writer(n, lambda i: ("POST", "/hello/counter", None), stop)
+        w.start()
+        dest = os.path.join(self.tmp, "dest")
+        try:
+            r = run(["backup", "-c", n.conf, dest], timeout=60)
+        finally:
+            stop.set()
+            w.join(10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(n.running(), "the server stopped during the backup")
+        self.assertEqual(n.request("GET", "/hello/counter")[0], 200)
+        self.assertTrue(os.listdir(dest))
+        total = 7 + len(w.acked)
+        # a node on a copy of the backup has the data as of some moment of the backup
+        copy = os.path.join(self.tmp, "copy")
+        shutil.copytree(dest, copy)
+        m = self.node(plugins=("hello", "notice"), data_dir=copy)
+        st, _, d = m.json("GET", "/hello/counter")
+        self.assertEqual(st, 200)
+        self.assertGreaterEqual(d["count"], 7)
+        self.assertLessEqual(d["count"], total + w.pending)
+        for i, nid in enumerate(ids):
+            st, _, got = m.json("GET", "/notices/" + nid)
+            self.assertEqual(st, 200, got)
+            self.assertEqual(got["title"], "backed up %d" % i)
+        # the copy is its own: writing to it leaves the original alone
+        st, _, d2 = m.json("POST", "/hello/counter")
+        self.assertEqual(d2["count"], d["count"] + 1)
+        st, _, orig = n.json("GET", "/hello/counter")
+        self.assertEqual(orig["count"], total)
+
+    def test_backup_is_compacted(self):
+        n = self.node(plugins=("hello", "notice"))
+        body = "x" * 2000
+        wire = b""
+        for i in range(300):
+            doc = json.dumps({"title": "bulk %d" % i, "body": body}).encode()
+            wire += b"POST /notices HTTP/1.1\r\nHost: e2e\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(doc), doc)
+        with n.rawconn(timeout=30) as c:
+            rs = c.exchange(wire, 300)
+        self.assertEqual([r.status for r in rs], [201] * 300)
+        made = [r.json()["id"] for r in rs[:300]]
+        wire = b"".join(b"DELETE /notices/%s HTTP/1.1\r\nHost: e2e\r\n\r\n" % i.encode() for i in made)
+        with n.rawconn(timeout=30) as c:
+            rs = c.exchange(wire, 300)
+        self.assertEqual([r.status for r in rs], [204] * 300)
+        src_size = os.path.getsize(os.path.join(n.data_dir, "data.mdb"))
+        dest = os.path.join(self.tmp, "dest")
+        r = run(["backup", "-c", n.conf, dest], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        dst_size = os.path.getsize(os.path.join(dest, "data.mdb"))
+        self.assertLess(dst_size, src_size / 2, (dst_size, src_size))
+
+    def test_backup_refuses_a_folder_with_data(self):
+        n = self.node(plugins=("hello",))
+        dest = os.path.join(self.tmp, "full")
+        os.makedirs(dest)
+        with open(os.path.join(dest, "data.mdb"), "wb") as f:
+            f.write(b"precious")
+        r = run(["backup", "-c", n.conf, dest], timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip())
+        with open(os.path.join(dest, "data.mdb"), "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+
+
+if __name__ == "__main__":
+    unittest.main()
