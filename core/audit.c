@@ -207,36 +207,40 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
     int rc = head_in(a, t, &seq, prev);
     if (rc != ZT_OK) return rc;
     seq++;
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return ZT_ENOMEM;
-    cJSON_AddNumberToObject(o, "seq", (double)seq);
-    cJSON_AddNumberToObject(o, "time", (double)zt_now_ms());
-    cJSON_AddStringToObject(o, "actor", e->actor ? e->actor : "anonymous");
-    if (e->actor_login) cJSON_AddStringToObject(o, "actor_login", e->actor_login);
-    cJSON_AddStringToObject(o, "plugin", e->plugin ? e->plugin : "core");
-    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
-    cJSON_AddStringToObject(o, "object", e->object ? e->object : "");
-    if (e->request_id) cJSON_AddStringToObject(o, "request_id", e->request_id);
-    if (e->client) cJSON_AddStringToObject(o, "client", e->client);
-    if (e->status) cJSON_AddNumberToObject(o, "status", e->status);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!json) return ZT_ENOMEM;
-    size_t jlen = strlen(json);
-    unsigned char *val = malloc(HDR + jlen);
-    if (!val) {
-        cJSON_free(json);
+    /* hash | prev | json, built in one buffer (this runs for every write request) */
+    zt_buf b = {0};
+    rc = zt__buf_append(&b, prev, 32); /* room for the hash, filled below */
+    rc |= zt__buf_append(&b, prev, 32);
+    rc |= zt__buf_printf(&b, "{\"seq\":%llu,\"time\":%lld", (unsigned long long)seq,
+                         (long long)zt_now_ms());
+    const char *names[] = {"actor",  "actor_login", "plugin", "action",
+                           "object", "request_id",  "client"};
+    const char *vals[] = {e->actor ? e->actor : "anonymous",
+                          e->actor_login,
+                          e->plugin ? e->plugin : "core",
+                          e->action ? e->action : "",
+                          e->object ? e->object : "",
+                          e->request_id,
+                          e->client};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!vals[i]) continue;
+        rc |= zt__buf_printf(&b, ",\"%s\":", names[i]);
+        rc |= zt__buf_json_str(&b, vals[i], strlen(vals[i]));
+    }
+    if (e->status) rc |= zt__buf_printf(&b, ",\"status\":%d", e->status);
+    rc |= zt__buf_puts(&b, "}");
+    if (rc != ZT_OK) {
+        zt__buf_free(&b);
         return ZT_ENOMEM;
     }
-    chain_hash(prev, json, jlen, val);
-    memcpy(val + 32, prev, 32);
-    memcpy(val + HDR, json, jlen);
-    cJSON_free(json);
+    unsigned char *val = (unsigned char *)b.data;
+    size_t jlen = b.len - HDR;
+    chain_hash(prev, val + HDR, jlen, val);
     unsigned char key[8];
     be64(key, seq);
     rc = zt_put(t, a->log, key, 8, val, HDR + jlen);
     if (rc == ZT_OK) a->since_cp++;
-    free(val);
+    zt__buf_free(&b);
     return rc;
 }
 

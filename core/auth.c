@@ -212,16 +212,13 @@ static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], c
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
-/* A transaction for the core's own reads before a handler: it must see the open batch
- * (a session revoked earlier in this iteration is gone) and then the request waits. */
-static int core_read(zt_server *srv, zt_req *req, zt_txn **t)
+/* The core reads sessions and keys in the request's own transaction, which the handler
+ * then goes on using: one transaction per request, and a read in an iteration that has
+ * written sees the batch (a session revoked earlier in it is gone). */
+static int core_read(zt_req *req, zt_txn **t)
 {
-    if (zt__store_batch_open(srv->store)) {
-        int rc = zt__store_batch_read_begin(srv->store, t);
-        if (rc == ZT_OK) req->waits_batch = true;
-        return rc;
-    }
-    return zt__store_read_begin(srv->store, t);
+    *t = zt_req_txn(req);
+    return *t ? ZT_OK : ZT_EIO;
 }
 
 static zt_caller *caller_from(zt_req *req, const cJSON *u)
@@ -269,13 +266,12 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     unsigned char hash[32];
     token_hash(tok, strlen(tok), hash);
     zt_txn *t;
-    int rc = core_read(srv, req, &t);
+    int rc = core_read(req, &t);
     if (rc != ZT_OK) {
         zt__problem(req, 503, "storage-failure", NULL, "cannot read keys: %s", zt_strerror(rc));
         return ZT_EPERM;
     }
     cJSON *k = zt__db_get_json(t, srv->auth->keys, hash, 32);
-    zt__store_end(srv->store, t, false);
     if (!k || jtrue(k, "disabled")) {
         cJSON_Delete(k);
         return answer ? unauthenticated(req, "the API key is unknown or revoked") : ZT_ENOTFOUND;
@@ -325,7 +321,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             unsigned char hash[32];
             token_hash(tok, strlen(tok), hash);
             zt_txn *t;
-            int rc = core_read(srv, req, &t);
+            int rc = core_read(req, &t);
             if (rc != ZT_OK) {
                 zt__problem(req, 503, "storage-failure", NULL, "cannot read sessions: %s",
                             zt_strerror(rc));
@@ -354,7 +350,6 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             }
             cJSON_Delete(u);
             cJSON_Delete(s);
-            zt__store_end(srv->store, t, false);
             if (!why) return req->caller ? ZT_OK : ZT_ENOMEM;
         }
     }
@@ -365,11 +360,13 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
 }
 
 /* Idle expiry needs last_seen; writing it on every request would turn reads into
- * writes, so it is refreshed at most once a minute per session. */
-static void touch_session(zt_server *srv, zt_req *req)
+ * writes, so it is refreshed at most once a minute per session, after the request (whose
+ * own transaction may be read-only), in a transaction of its own. */
+void zt__auth_after(zt_server *srv, zt_req *req)
 {
     int64_t now = zt_now_ms();
-    if (req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000) return;
+    if (!req->caller || req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000)
+        return;
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
     cJSON *s = zt__db_get_json(t, srv->auth->sessions, req->token_hash, 32);
@@ -380,6 +377,7 @@ static void touch_session(zt_server *srv, zt_req *req)
         cJSON_Delete(s);
     }
     zt__store_end(srv->store, t, ok);
+    req->session_last_seen = now;
 }
 
 int zt__auth_check(zt_server *srv, zt_req *req)
@@ -397,7 +395,6 @@ int zt__auth_check(zt_server *srv, zt_req *req)
         zt_res_header(req, "WWW-Authenticate", "Bearer realm=\"zhengtong\"");
         return ZT_EPERM;
     }
-    touch_session(srv, req);
     const char *owner = rt->plugin ? rt->plugin->name : "core";
     if (req->caller->plugin && strcmp(req->caller->plugin, owner) != 0) {
         zt__problem(req, 403, "forbidden", NULL,

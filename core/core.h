@@ -320,9 +320,8 @@ struct zt_req {
 
     /* the handling */
     zt_txn *txn;
-    bool used_batch;  /* its answer waits for the batch commit */
-    bool async;       /* work is running off the loop (zt_work); the answer comes later */
-    bool waits_batch; /* the core read the open batch for it: answer after the commit */
+    bool used_batch; /* its answer waits for the batch commit */
+    bool async;      /* work is running off the loop (zt_work); the answer comes later */
     zt_caller *caller;
     bool must_change_password;
     unsigned char token_hash[32];
@@ -374,6 +373,8 @@ void zt__auth_close(zt_server *srv);
 /* Before a handler: resolve the bearer token and check the route's role. ZT_OK to go on;
  * otherwise the request has been answered (401, 403). */
 int zt__auth_check(zt_server *srv, zt_req *req);
+/* After the request's transaction ended: refresh its session's last use (once a minute). */
+void zt__auth_after(zt_server *srv, zt_req *req);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
  * transaction with its audit record, committed before it returns. Output on out. */
 int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);

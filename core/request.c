@@ -147,14 +147,25 @@ int zt_respond(zt_req *req, int status, const char *ctype, const void *body, siz
     return ZT_OK;
 }
 
+/* Take a malloc'd body as the response's, without copying it. */
+static int respond_owned(zt_req *req, int status, const char *ctype, char *body, size_t len)
+{
+    free(req->res_body);
+    req->res_body = body;
+    req->res_len = len;
+    req->res_ctype = ctype;
+    req->status = status;
+    req->responded = true;
+    return ZT_OK;
+}
+
 int zt_respond_json(zt_req *req, int status, const cJSON *json)
 {
     if (req->responded) return ZT_ESTATE;
-    char *text = cJSON_PrintUnformatted(json);
+    if (status < 200 || status > 599) return ZT_EINVAL;
+    char *text = cJSON_PrintUnformatted(json); /* cJSON allocates with malloc */
     if (!text) return ZT_ENOMEM;
-    int rc = zt_respond(req, status, "application/json", text, strlen(text));
-    cJSON_free(text);
-    return rc;
+    return respond_owned(req, status, "application/json", text, strlen(text));
 }
 
 static const char *status_title(int status)
@@ -219,13 +230,7 @@ static int vproblem(zt_req *req, int status, const char *type, const char *title
         zt__buf_free(&b);
         return ZT_ENOMEM;
     }
-    free(req->res_body);
-    req->res_body = b.data;
-    req->res_len = b.len;
-    req->res_ctype = "application/problem+json";
-    req->status = status;
-    req->responded = true;
-    return ZT_OK;
+    return respond_owned(req, status, "application/problem+json", b.data, b.len);
 }
 
 int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)

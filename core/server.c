@@ -100,10 +100,7 @@ static void complete(zt_server *srv, zt_req *req, int rc)
             batch_add(srv, req);
         }
     }
-    if (req->waits_batch && !req->used_batch) {
-        req->used_batch = true;
-        batch_add(srv, req);
-    }
+    zt__auth_after(srv, req);
     req->ready = true;
 }
 

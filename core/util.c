@@ -250,23 +250,14 @@ void zt_id(char out[27])
     }
     for (int i = 9; i >= 0; i--)
         if (++ctr[i] != 0) break;
-    unsigned char bytes[16];
-    uint64_t t = (uint64_t)last_ms;
-    for (int i = 5; i >= 0; i--) {
-        bytes[i] = (unsigned char)(t & 0xff);
-        t >>= 8;
-    }
-    memcpy(bytes + 6, ctr, 10);
-    /* 128 bits → 26 base32 digits (the first carries 3 bits). */
-    int bit = -2; /* 130 bits of output: two leading zero bits */
-    for (int i = 0; i < 26; i++) {
-        unsigned v = 0;
-        for (int j = 0; j < 5; j++, bit++) {
-            unsigned b = 0;
-            if (bit >= 0) b = (bytes[bit / 8] >> (7 - bit % 8)) & 1;
-            v = v << 1 | b;
-        }
-        out[i] = crockford[v];
+    /* 128 bits as two words: 48 of time and 16 of counter, then 64 of counter; written as
+     * 26 digits of 5 bits, the first holding the top 3 (130 bits, two leading zeros). */
+    uint64_t hi = (uint64_t)last_ms << 16 | (uint64_t)ctr[0] << 8 | ctr[1], lo = 0;
+    for (int i = 2; i < 10; i++) lo = lo << 8 | ctr[i];
+    for (int i = 25; i >= 0; i--) {
+        out[i] = crockford[lo & 31];
+        lo = lo >> 5 | hi << 59;
+        hi >>= 5;
     }
     out[26] = 0;
 }
