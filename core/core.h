@@ -288,6 +288,24 @@ void zt__lua_fini(zt_plugin *p);
 /* Bytes the plugin's Lua state holds. */
 size_t zt__lua_memory(const zt_plugin *p);
 
+/* ---- lua_pattern.c ------------------------------------------------------------- */
+
+/* The only use of Lua's types in this header: lua_host.c and lua_pattern.c include lua.h,
+ * whose typedef is the same. */
+typedef struct lua_State lua_State;
+
+/* Set find, match, gmatch and gsub into the table at idx: Lua's patterns, matched in steps
+ * that are charged to the instruction budget of the plugin call running on L. */
+void zt__lua_patterns_install(lua_State *L, int idx);
+/* (lua_host.c) Take at least `least` and at most `most` steps (as many as are left) from
+ * the budget of the call running on L; returns how many were taken, or UINT64_MAX when
+ * calls have no budget (the steps are free). When fewer than `least` are left, or the
+ * budget is already spent, raises "instruction budget exceeded" as a Lua error. Call it
+ * only from a C function that Lua called. */
+uint64_t zt__lua_budget_take(lua_State *L, uint64_t least, uint64_t most);
+/* (lua_host.c) Give back n steps taken and not spent (nothing when there is no budget). */
+void zt__lua_budget_give(lua_State *L, uint64_t n);
+
 /* ---- http.c (connections, parsing, responses) ---------------------------------- */
 
 typedef struct zt_hdr {
