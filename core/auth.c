@@ -365,11 +365,13 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
 }
 
 /* Idle expiry needs last_seen; writing it on every request would turn reads into
- * writes, so it is refreshed at most once a minute per session. */
+ * writes, so it is refreshed at most once a minute per session, and at least twice per
+ * idle timeout (else a session in use would end as idle under a timeout below a minute). */
 static void touch_session(zt_server *srv, zt_req *req)
 {
-    int64_t now = zt_now_ms();
-    if (req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000) return;
+    int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
+    if (every > 60000) every = 60000;
+    if (req->session_last_seen == INT64_MAX || now - req->session_last_seen < every) return;
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
     cJSON *s = zt__db_get_json(t, srv->auth->sessions, req->token_hash, 32);
