@@ -639,18 +639,24 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
     return ZT_OK;
 }
 
+/* Seconds the account or the client address of w must still wait, or 0. */
+static int64_t locked_s(zt_auth *a, const login_work *w)
+{
+    int64_t now = zt_now_ms(), wait, wait2;
+    char key[80];
+    snprintf(key, sizeof key, "acct:%s", w->login);
+    wait = fail_wait_s(a, key, now);
+    snprintf(key, sizeof key, "addr:%s", w->client);
+    wait2 = fail_wait_s(a, key, now);
+    return wait2 > wait ? wait2 : wait;
+}
+
 static int h_login(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     login_work *w = login_parse(a, req, false);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
-    int64_t now = zt_now_ms(), wait;
-    char key[80];
-    snprintf(key, sizeof key, "acct:%s", w->login);
-    wait = fail_wait_s(a, key, now);
-    snprintf(key, sizeof key, "addr:%s", w->client);
-    int64_t wait2 = fail_wait_s(a, key, now);
-    if (wait2 > wait) wait = wait2;
+    int64_t wait = locked_s(a, w);
     if (wait > 0) {
         login_work_free(w);
         return too_many(req, wait);
@@ -698,6 +704,12 @@ static int h_password(zt_req *req, void *ud)
     zt_auth *a = ud;
     login_work *w = login_parse(a, req, true);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
+    /* The old password is a guess like a sign-in's: a locked account takes none. */
+    int64_t wait = locked_s(a, w);
+    if (wait > 0) {
+        login_work_free(w);
+        return too_many(req, wait);
+    }
     int rc = lookup_hash(a, req, w);
     if (rc == ZT_OK) rc = zt_work(req, login_verify, password_done, w);
     if (rc != ZT_OK) {
