@@ -223,6 +223,30 @@ class BruteForce(NodeTest):
             st, _, d = n.login(name, otps[name], source="127.0.0.7")
             self.assertEqual(st, 200, (name, d))
 
+    def test_old_password_guesses_lock_too(self):
+        # a stolen session must not guess the password through POST /auth/password
+        n = self.start()
+        h = n.new_user("holder")
+        for i in range(3):
+            st, _, d = n.json(
+                "POST", "/auth/password",
+                {"old_password": "guess-number-%d" % i, "new_password": STRONG_PW}, h,
+                auth=False,
+            )
+            self.assertEqual((st, d["type"]), (403, "/problems/bad-credentials"), d)
+        # now the right old password is refused as well, here and at sign-in
+        self.assertLocked(*n.json(
+            "POST", "/auth/password",
+            {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW}, h, auth=False,
+        ))
+        self.assertLocked(*n.login("holder", ADMIN_PASSWORD, source="127.0.0.8"))
+        n.set_clock(61_000)
+        st, _, b = n.request(
+            "POST", "/auth/password",
+            {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW}, h, auth=False,
+        )
+        self.assertEqual(st, 204, b)
+
 
 # ---- sessions: expiry and revocation --------------------------------------------------
 
