@@ -360,12 +360,14 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
 }
 
 /* Idle expiry needs last_seen; writing it on every request would turn reads into
- * writes, so it is refreshed at most once a minute per session, after the request (whose
- * own transaction may be read-only), in a transaction of its own. */
+ * writes, so it is refreshed at most once a minute per session, and at least twice per
+ * idle timeout (else a session in use would end as idle under a timeout below a minute);
+ * after the request (whose own transaction may be read-only), in a transaction of its own. */
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
-    int64_t now = zt_now_ms();
-    if (!req->caller || req->session_last_seen == INT64_MAX || now - req->session_last_seen < 60000)
+    int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
+    if (every > 60000) every = 60000;
+    if (!req->caller || req->session_last_seen == INT64_MAX || now - req->session_last_seen < every)
         return;
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
@@ -634,18 +636,24 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
     return ZT_OK;
 }
 
+/* Seconds the account or the client address of w must still wait, or 0. */
+static int64_t locked_s(zt_auth *a, const login_work *w)
+{
+    int64_t now = zt_now_ms(), wait, wait2;
+    char key[80];
+    snprintf(key, sizeof key, "acct:%s", w->login);
+    wait = fail_wait_s(a, key, now);
+    snprintf(key, sizeof key, "addr:%s", w->client);
+    wait2 = fail_wait_s(a, key, now);
+    return wait2 > wait ? wait2 : wait;
+}
+
 static int h_login(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     login_work *w = login_parse(a, req, false);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
-    int64_t now = zt_now_ms(), wait;
-    char key[80];
-    snprintf(key, sizeof key, "acct:%s", w->login);
-    wait = fail_wait_s(a, key, now);
-    snprintf(key, sizeof key, "addr:%s", w->client);
-    int64_t wait2 = fail_wait_s(a, key, now);
-    if (wait2 > wait) wait = wait2;
+    int64_t wait = locked_s(a, w);
     if (wait > 0) {
         login_work_free(w);
         return too_many(req, wait);
@@ -693,6 +701,12 @@ static int h_password(zt_req *req, void *ud)
     zt_auth *a = ud;
     login_work *w = login_parse(a, req, true);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
+    /* The old password is a guess like a sign-in's: a locked account takes none. */
+    int64_t wait = locked_s(a, w);
+    if (wait > 0) {
+        login_work_free(w);
+        return too_many(req, wait);
+    }
     int rc = lookup_hash(a, req, w);
     if (rc == ZT_OK) rc = zt_work(req, login_verify, password_done, w);
     if (rc != ZT_OK) {

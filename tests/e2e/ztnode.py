@@ -365,6 +365,7 @@ class Node:
     sign_in  after the first start, sign in as the first-start admin, set a password,
              grant `roles`, and send that token with every request() (see sign_in())
     port     default: a free port (picked again if another process takes it first)
+    env      extra environment variables for the process (e.g. {"ZT_TEST_CLOCK": "1"})
     """
 
     def __init__(
@@ -383,6 +384,7 @@ class Node:
         auth=None,
         sign_in=True,
         roles=("notice_editor",),
+        env=None,
     ):
         self.dir = tempfile.mkdtemp(prefix="zt-e2e-")
         _live.add(self)
@@ -392,6 +394,7 @@ class Node:
         self._admin_pw = None
         self._sign_in = sign_in
         self._roles = tuple(roles)
+        self._env = dict(os.environ, **(env or {})) if env else None
         self._own_port = port is None
         self.port = port or free_port()
         self.data_dir = data_dir or os.path.join(self.dir, "data")
@@ -462,6 +465,7 @@ class Node:
             stdout=self._outf,
             stderr=self._logf,
             cwd=self.dir,
+            env=self._env,
         )
         deadline = time.monotonic() + START_TIMEOUT
         last = None
@@ -578,8 +582,11 @@ class Node:
 
     # ---- HTTP ------------------------------------------------------------------
 
-    def connection(self, timeout=IO_TIMEOUT):
-        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+    def connection(self, timeout=IO_TIMEOUT, source=None):
+        """source: the local address to connect from (any of 127.0.0.0/8 reaches the node
+        on Linux), so that a test can show the node several clients."""
+        src = (source, 0) if source else None
+        return http.client.HTTPConnection(HOST, self.port, timeout=timeout, source_address=src)
 
     def drop_conn(self):
         if self._conn is not None:
@@ -587,12 +594,22 @@ class Node:
             self._conn = None
 
     def request(
-        self, method, path, body=None, headers=None, keep=False, timeout=IO_TIMEOUT, auth=True
+        self,
+        method,
+        path,
+        body=None,
+        headers=None,
+        keep=False,
+        timeout=IO_TIMEOUT,
+        auth=True,
+        source=None,
     ):
         """One request; (status, headers with lower-cased names, body bytes).
 
         keep=True reuses one kept-alive connection across calls. auth=False leaves out the
-        token that sign_in() set."""
+        token that sign_in() set. source: the client address to connect from (not with
+        keep)."""
+        assert not (keep and source), "a kept-alive connection has one source"
         headers = dict(headers or {})
         if auth:
             for k, v in self.auth.items():
@@ -608,7 +625,7 @@ class Node:
                 self._conn = self.connection(timeout)
             c = self._conn
         else:
-            c = self.connection(timeout)
+            c = self.connection(timeout, source)
         try:
             c.request(method, path, body=body, headers=headers)
             r = c.getresponse()
@@ -623,9 +640,9 @@ class Node:
             if not keep:
                 c.close()
 
-    def json(self, method, path, body=None, headers=None, keep=False, auth=True):
+    def json(self, method, path, body=None, headers=None, keep=False, auth=True, source=None):
         """(status, headers, parsed JSON body or None when the body is empty)."""
-        st, h, b = self.request(method, path, body, headers, keep, auth=auth)
+        st, h, b = self.request(method, path, body, headers, keep, auth=auth, source=source)
         return st, h, (json.loads(b.decode("utf-8")) if b else None)
 
     # ---- identity ----------------------------------------------------------------
@@ -666,13 +683,13 @@ class Node:
         self.auth = token
         return token
 
-    def new_user(self, login, roles=()):
+    def new_user(self, login, roles=(), department="root"):
         """Create a staff account (as the signed-in admin) with roles, sign it in and set
-        its password; the headers that carry its token."""
+        its password (ADMIN_PASSWORD); the headers that carry its token."""
         st, _, d = self.json(
             "POST",
             "/admin/users",
-            {"login": login, "name": login, "department": "root", "roles": list(roles)},
+            {"login": login, "name": login, "department": department, "roles": list(roles)},
         )
         if st != 201:
             raise AssertionError("creating user %s failed: %d %r" % (login, st, d))
@@ -688,6 +705,24 @@ class Node:
         if st != 204:
             raise AssertionError("password change of %s failed: %d %r" % (login, st, b))
         return h
+
+    def login(self, login, password, source=None):
+        """POST /auth/login without any token: (status, headers, parsed body)."""
+        return self.json(
+            "POST", "/auth/login", {"login": login, "password": password}, auth=False,
+            source=source,
+        )
+
+    def set_clock(self, offset_ms):
+        """Move the node's clock to real time + offset_ms (needs env ZT_TEST_CLOCK=1)."""
+        st, _, d = self.json("POST", "/_test/clock", {"offset_ms": offset_ms}, auth=False)
+        if st != 200:
+            raise AssertionError("POST /_test/clock answered %d %r (ZT_TEST_CLOCK set?)" % (st, d))
+        return d
+
+    def admin_cli(self, *args, timeout=30):
+        """`zhengtong admin -c CONF args...` on this node's data (it may be running)."""
+        return run(["admin", "-c", self.conf] + list(args), timeout=timeout)
 
     def auth_line(self):
         """The Authorization header line for raw requests ("" before sign_in)."""

@@ -1,0 +1,356 @@
+# test_audit.py: audit records of writes, none of rollbacks, filters, tampering, checkpoints.
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+import unittest
+
+from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run
+
+HDR = 64  # a stored record: hash[32] | prev[32] | json
+NOTICE = {"title": "Road works", "body": "Closed on Monday."}
+
+
+def all_records(node, query=""):
+    st, _, d = node.json("GET", "/audit?limit=1000" + query)
+    if st != 200:
+        raise AssertionError("GET /audit answered %d %r" % (st, d))
+    if d["next"] is not None:
+        raise AssertionError("more than 1000 audit records: the test expects fewer")
+    return d["items"]
+
+
+def verify_cli(node):
+    return run(["audit", "-c", node.conf, "verify"])
+
+
+class Records(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        n = cls.shared_node(roles=("auditor", "notice_editor"), env={"ZT_TEST_CLOCK": "1"})
+        cls.admin_id = n.json("GET", "/auth/me")[2]["id"]
+
+    def test_a_write_makes_a_record(self):
+        n = self.shared
+        st, h, d = n.json("POST", "/notices", NOTICE)
+        self.assertEqual(st, 201, d)
+        rid = h["x-request-id"]
+        st, h2, b = n.request("POST", "/hello/counter", source="127.0.0.9")
+        self.assertEqual(st, 200, b)
+        rid2 = h2["x-request-id"]
+        by_rid = {r.get("request_id"): r for r in all_records(n)}
+        r = by_rid[rid]
+        self.assertEqual(r["actor"], self.admin_id)
+        self.assertEqual(r["actor_login"], "admin")
+        self.assertEqual(r["plugin"], "notice")
+        self.assertEqual(r["action"], "POST /notices")
+        self.assertEqual(r["object"], "/notices")
+        self.assertEqual(r["client"], "127.0.0.1")
+        self.assertEqual(r["status"], 201)
+        self.assertTrue(re.fullmatch(r"[0-9a-f]{64}", r["hash"]), r)
+        r2 = by_rid[rid2]
+        self.assertEqual((r2["plugin"], r2["action"], r2["client"]),
+                         ("hello", "POST /hello/counter", "127.0.0.9"))
+        self.assertGreater(r2["seq"], r["seq"])
+        # reads leave nothing
+        before = len(all_records(n))
+        for path in ("/notices", "/hello/counter", "/auth/me", "/audit/verify"):
+            self.assertEqual(n.request("GET", path)[0], 200, path)
+        self.assertEqual(len(all_records(n)), before)
+
+    def test_a_rolled_back_request_leaves_no_record(self):
+        n = self.shared
+        before = all_records(n)
+        failed = []
+        for method, path, body, want in (
+            ("POST", "/notices", {"title": ""}, 422),  # the handler refused its input
+            ("POST", "/notices", "not json", 400),
+            ("DELETE", "/notices/01NOSUCHNOTICE0000000000000", None, 404),
+            ("PATCH", "/admin/users/nosuchuser", {"name": "x"}, 404),
+            ("POST", "/admin/departments", {"code": "bad code!", "name": "x"}, 422),
+        ):
+            st, h, b = n.request(method, path, body,
+                                 {"Content-Type": "application/json"} if body else None)
+            self.assertEqual(st, want, (path, b))
+            failed.append(h["x-request-id"])
+        after = all_records(n)
+        self.assertEqual([r["seq"] for r in after], [r["seq"] for r in before])
+        self.assertFalse({r.get("request_id") for r in after} & set(failed))
+        # and the chain is whole
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertEqual((st, v["ok"], v["records"]), (200, True, len(after)), v)
+
+    def test_filters_and_pages(self):
+        n = self.shared
+        editor = n.new_user("editor2", roles=("notice_editor",))
+        editor_id = n.json("GET", "/auth/me", headers=editor, auth=False)[2]["id"]
+        # three phases, 100 s apart on the node's clock (far less than the idle timeout), so
+        # that a time range can pick the second one exactly
+        t1 = n.set_clock(100_000)["now"]
+        mine = []
+        for i in range(3):
+            st, h, _ = n.json("POST", "/notices", dict(NOTICE, title="admin %d" % i))
+            self.assertEqual(st, 201)
+            mine.append(h["x-request-id"])
+        t2 = n.set_clock(200_000)["now"]
+        theirs = []
+        for i in range(2):
+            st, h, _ = n.request("POST", "/notices", dict(NOTICE, title="editor %d" % i),
+                                 editor, auth=False)
+            self.assertEqual(st, 201)
+            theirs.append(h["x-request-id"])
+        t3 = n.set_clock(300_000)["now"]
+        for _ in range(2):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        full = all_records(n)
+        seqs = [r["seq"] for r in full]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+
+        def query(q):
+            return [r["seq"] for r in all_records(n, q)]
+
+        def expect(pred):
+            return [r["seq"] for r in full if pred(r)]
+
+        got = all_records(n, "&actor=" + editor_id)
+        self.assertEqual([r.get("request_id") for r in got][-2:], theirs)
+        self.assertEqual([r["seq"] for r in got], expect(lambda r: r["actor"] == editor_id))
+        self.assertTrue(set(mine).isdisjoint(r.get("request_id") for r in got))
+        self.assertEqual(query("&plugin=hello"), expect(lambda r: r["plugin"] == "hello"))
+        self.assertGreaterEqual(len(query("&plugin=hello")), 2)
+        self.assertEqual(query("&plugin=notice&actor=" + self.admin_id),
+                         expect(lambda r: r["plugin"] == "notice" and r["actor"] == self.admin_id))
+        self.assertEqual(query("&object=/hello/counter"),
+                         expect(lambda r: r["object"] == "/hello/counter"))
+        self.assertEqual(query("&actor=nobody-at-all"), [])
+        # a time range: from is inclusive, to exclusive
+        phase2 = all_records(n, "&from=%d&to=%d" % (t2, t3))
+        self.assertEqual([r["seq"] for r in phase2], expect(lambda r: t2 <= r["time"] < t3))
+        self.assertEqual([r.get("request_id") for r in phase2 if r["actor"] == editor_id], theirs)
+        self.assertTrue(set(mine).isdisjoint(r.get("request_id") for r in phase2))
+        self.assertTrue(all(r["plugin"] != "hello" for r in phase2))
+        got = all_records(n, "&from=%d" % t1)
+        self.assertTrue(set(mine) <= {r.get("request_id") for r in got})
+        self.assertEqual(query("&to=%d" % t1), expect(lambda r: r["time"] < t1))
+        self.assertEqual(query("&from=%d" % (full[-1]["time"] + 1)), [])
+        # after and limit
+        mid = seqs[len(seqs) // 2]
+        self.assertEqual(query("&after=%d" % mid), [s for s in seqs if s > mid])
+        # pages of 2, following next, give the whole log once, in order
+        paged, after, pages = [], None, 0
+        while True:
+            q = "/audit?limit=2" + ("&after=%s" % after if after is not None else "")
+            st, _, d = n.json("GET", q)
+            self.assertEqual(st, 200, d)
+            self.assertLessEqual(len(d["items"]), 2)
+            paged += [r["seq"] for r in d["items"]]
+            pages += 1
+            self.assertLess(pages, len(seqs) + 2, "pagination does not end")
+            if d["next"] is None:
+                break
+            after = d["next"]
+        self.assertEqual(paged, seqs)
+        # pages of a filtered query
+        st, _, d = n.json("GET", "/audit?limit=1&plugin=hello")
+        self.assertEqual(len(d["items"]), 1)
+        st, _, d2 = n.json("GET", "/audit?limit=1000&plugin=hello&after=" + d["next"])
+        self.assertEqual([d["items"][0]["seq"]] + [r["seq"] for r in d2["items"]],
+                         expect(lambda r: r["plugin"] == "hello"))
+        for bad in ("0", "-1", "abc", "1001"):
+            with self.subTest(limit=bad):
+                st, h, b = n.request("GET", "/audit?limit=" + bad)
+                self.assertProblem(st, h, b, 400)
+
+    def test_verify_reports_a_whole_chain(self):
+        n = self.shared
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200)
+        self.assertTrue(v["ok"], v)
+        self.assertIsNone(v["first_bad"])
+        full = all_records(n)
+        self.assertEqual(v["records"], len(full))
+        self.assertEqual(v["head"], full[-1]["hash"])
+
+
+# A plugin whose handlers write and then fail: the write and the audit record go together.
+WRITER_INIT = "".join(
+    [
+        'local kv = zt.db.open("kv")\n',
+        lua_route("PUT", "/writer/:k", "kv:put(req.params.k, req.body)\nreturn 204", role="user"),
+        lua_route(
+            "PUT", "/writer/:k/refused",
+            'kv:put(req.params.k, req.body)\nzt.problem(409, "conflict", "refused after writing")',
+            role="user",
+        ),
+        lua_route("PUT", "/writer/:k/raises", 'kv:put(req.params.k, req.body)\nerror("boom")',
+                  role="user"),
+        lua_route(
+            "GET", "/writer/:k",
+            'local v = kv:get(req.params.k)\n'
+            'if v == nil then zt.problem(404, "not-found", "no such key") end\n'
+            "return 200, { value = v }",
+        ),
+    ]
+)
+
+
+class RollbackAfterWriting(NodeTest):
+    def test_a_failed_handler_leaves_neither_its_write_nor_a_record(self):
+        lua_dir = lua_tree_with(
+            os.path.join(self.tmpdir(), "lua"), {"writer": (lua_manifest(), WRITER_INIT)}
+        )
+        n = self.node(plugins=("writer",), lua_dir=lua_dir, roles=("auditor",))
+        st, h, b = n.request("PUT", "/writer/kept", "v1")
+        self.assertEqual(st, 204, b)
+        kept = h["x-request-id"]
+        before = all_records(n)
+        for path, want in (("/writer/gone1/refused", 409), ("/writer/gone2/raises", 500)):
+            st, h, b = n.request("PUT", path, "v2")
+            self.assertEqual(st, want, b)
+            self.assertEqual(n.request("GET", path.rsplit("/", 1)[0])[0], 404, path)
+        self.assertEqual(n.request("GET", "/writer/kept")[0], 200)
+        after = all_records(n)
+        self.assertEqual([r["seq"] for r in after], [r["seq"] for r in before])
+        self.assertEqual(after[-1]["request_id"], kept)
+        self.assertEqual(after[-1]["plugin"], "writer")
+
+    def tmpdir(self):
+        d = tempfile.mkdtemp(prefix="zt-e2e-lua-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+
+class Checkpoints(NodeTest):
+    def test_checkpoint_every_5(self):
+        n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 5 }")
+        st, _, v0 = n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200)
+        for _ in range(12):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertTrue(v["ok"], v)
+        self.assertGreaterEqual(v["checkpoints"], 2)
+        self.assertGreaterEqual(v["checkpoints"] - v0["checkpoints"], 2, (v0, v))
+        r = verify_cli(n)  # also while the node runs
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("%d records" % v["records"], r.stdout)
+
+
+class Tampering(NodeTest):
+    """Stop the node, change its LMDB file behind its back, and ask both verifiers."""
+
+    WRITES = 10
+
+    def setUp(self):
+        super().setUp()
+        try:
+            import lmdb  # python3-lmdb (scripts/setup installs it)
+        except ImportError:
+            self.fail("python3-lmdb is missing: run scripts/setup")
+        self.lmdb = lmdb
+        n = self.node(roles=("auditor",))
+        for _ in range(self.WRITES):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        self.records = all_records(n)
+        self.assertGreaterEqual(len(self.records), self.WRITES)
+        r = verify_cli(n)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # whole before tampering
+        self.assertEqual(n.stop(), 0)
+        self.n = n
+
+    def tamper(self, dbname, change):
+        env = self.lmdb.open(self.n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
+        try:
+            db = env.open_db(dbname.encode(), create=False)
+            with env.begin(write=True, db=db) as txn:
+                change(txn)
+        finally:
+            env.close()
+
+    def key(self, seq):
+        return seq.to_bytes(8, "big")
+
+    def assertBrokenAt(self, seq, reason_words=()):
+        r = verify_cli(self.n)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        m = re.search(r"BROKEN at record (\d+)", r.stdout)
+        self.assertTrue(m, r.stdout)
+        self.assertEqual(int(m.group(1)), seq, r.stdout)
+        self.n.start()
+        st, _, v = self.n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200, v)
+        self.assertFalse(v["ok"], v)
+        self.assertEqual(v["first_bad"], seq, v)
+        for w in reason_words:
+            self.assertIn(w, v["reason"])
+        return v
+
+    def victim(self):
+        """A record in the middle of the log (not the head, not the first)."""
+        return self.records[len(self.records) // 2]["seq"]
+
+    def test_flipped_byte(self):
+        k = self.victim()
+
+        def flip(txn):
+            v = bytearray(txn.get(self.key(k)))
+            body = v[HDR:]
+            at = HDR + body.index(b'"action"') + 3  # inside a field name: still JSON-ish
+            v[at] ^= 0x01
+            txn.put(self.key(k), bytes(v))
+
+        self.tamper("_core/audit", flip)
+        self.assertBrokenAt(k, ["hash"])
+
+    def test_flipped_byte_of_the_stored_hash(self):
+        k = self.victim() + 1
+
+        def flip(txn):
+            v = bytearray(txn.get(self.key(k)))
+            v[5] ^= 0x80
+            txn.put(self.key(k), bytes(v))
+
+        self.tamper("_core/audit", flip)
+        self.assertBrokenAt(k)
+
+    def test_deleted_record(self):
+        k = self.victim()
+        self.tamper("_core/audit", lambda txn: self.assertTrue(txn.delete(self.key(k))))
+        self.assertBrokenAt(k, ["missing"])
+
+    def test_swapped_records(self):
+        k = self.victim()
+
+        def swap(txn):
+            a, b = txn.get(self.key(k)), txn.get(self.key(k + 2))
+            txn.put(self.key(k), b)
+            txn.put(self.key(k + 2), a)
+
+        self.tamper("_core/audit", swap)
+        self.assertBrokenAt(k)
+
+    def test_forged_checkpoint(self):
+        # the shutdown signed the head: forge that checkpoint's signature
+        cps = {}
+
+        def read(txn):
+            for key, val in txn.cursor():
+                cps[int.from_bytes(key, "big")] = json.loads(val)
+
+        self.tamper("_core/audit_checkpoints", read)
+        self.assertTrue(cps, "no checkpoint after a graceful stop")
+        last = max(cps)
+        cp = cps[last]
+        sig = bytearray(base64.urlsafe_b64decode(cp["signature"] + "=="))
+        sig[10] ^= 0x01
+        cp["signature"] = base64.urlsafe_b64encode(bytes(sig)).rstrip(b"=").decode()
+        self.tamper("_core/audit_checkpoints",
+                    lambda txn: txn.put(self.key(last), json.dumps(cp).encode()))
+        self.assertBrokenAt(last, ["signature"])
+
+
+if __name__ == "__main__":
+    unittest.main()

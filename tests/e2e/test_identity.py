@@ -1,0 +1,763 @@
+# test_identity.py: access control from GET /api, sign-in, lock-out, sessions, sign-up, keys.
+import json
+import os
+import re
+import select
+import threading
+import unittest
+import uuid
+
+from ztnode import ADMIN_PASSWORD, NodeTest, scrape
+
+CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
+STRONG_PW = "Another-strong-pw-2"
+TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def fill_params(path):
+    """A concrete path for a route pattern: each :param becomes a dummy value."""
+    return re.sub(r":[A-Za-z_][A-Za-z0-9_]*", "e2e0dummy0value", path)
+
+
+def create_account(node, login, roles=(), department="root"):
+    """POST /admin/users as the node's admin: (account id, one-time password)."""
+    st, _, d = node.json(
+        "POST",
+        "/admin/users",
+        {"login": login, "name": login.title(), "department": department, "roles": list(roles)},
+    )
+    if st != 201:
+        raise AssertionError("creating %s: %d %r" % (login, st, d))
+    return d["id"], d["one_time_password"]
+
+
+# ---- the check digits, computed here independently of the product ------------------
+
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_check(first17):
+    """GB 11643-1999: the check character of an 18-character citizen ID number."""
+    return "10X98765432"[sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS)) % 11]
+
+
+CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_check(first17):
+    """GB 32100-2015: the check character of a unified social credit code."""
+    s = sum(CREDIT_ALPHABET.index(c) * w for c, w in zip(first17, CREDIT_WEIGHTS))
+    return CREDIT_ALPHABET[(31 - s % 31) % 31]
+
+
+PUBLISHED_ID = "11010519491231002X"  # the standard's own example
+PUBLISHED_CREDIT = "91350100M000100Y43"
+
+
+def wrong_check(number, check, alphabet):
+    """number with its last character replaced by a wrong check character."""
+    good = check(number[:17])
+    return number[:17] + next(c for c in alphabet if c != good)
+
+
+def citizen_ids(count, want_x):
+    """Valid ID numbers (distinct birth dates in 1980), with or without an X check."""
+    out = []
+    day = 0
+    while len(out) < count:
+        day += 1
+        month, dom = 1 + day // 28 % 12, 1 + day % 28
+        first = "330106" + "1980%02d%02d" % (month, dom) + "%03d" % (day % 1000)
+        c = id_check(first)
+        if (c == "X") == want_x:
+            out.append(first + c)
+    return out
+
+
+class CheckDigitsOfThisFile(unittest.TestCase):
+    """The test's own validators agree with the published examples (else every other
+    registration test would prove nothing)."""
+
+    def test_published_examples(self):
+        self.assertEqual(id_check(PUBLISHED_ID[:17]), PUBLISHED_ID[17])
+        self.assertEqual(credit_check(PUBLISHED_CREDIT[:17]), PUBLISHED_CREDIT[17])
+
+
+# ---- the authorization matrix ---------------------------------------------------------
+
+
+class AuthorizationMatrix(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        n = cls.shared_node(plugins=("hello", "notice"))
+        cls.nobody = n.new_user("nobody", roles=())  # a staff account without any role
+        st, _, d = n.json("GET", "/api", auth=False)
+        assert st == 200, (st, d)
+        cls.routes = d["routes"]
+
+    def call(self, route, headers):
+        body = b"{}" if route["method"] in ("POST", "PUT", "PATCH") else None
+        h = dict(headers)
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        return self.shared.request(
+            route["method"], fill_params(route["path"]), body, h, auth=False
+        )
+
+    def test_api_lists_every_plugin_and_the_core(self):
+        plugins = {r["plugin"] for r in self.routes}
+        self.assertTrue({"core", "hello", "notice"} <= plugins, plugins)
+        for r in self.routes:
+            self.assertTrue(r["role"], r)
+
+    def test_no_token_is_401_on_every_non_public_route(self):
+        checked = set()
+        bad_headers = [
+            {},
+            {"Authorization": "Bearer zts_" + "A" * 43},  # well-formed, unknown
+            {"Authorization": "Bearer ztk_" + "B" * 43},  # an unknown API key
+            {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        ]
+        for r in self.routes:
+            if r["role"] == "public":
+                continue
+            for h in bad_headers:
+                with self.subTest(route="%s %s" % (r["method"], r["path"]), headers=h):
+                    st, hdrs, b = self.call(r, h)
+                    self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+                    self.assertTrue(
+                        hdrs.get("www-authenticate", "").startswith("Bearer"), hdrs
+                    )
+            checked.add((r["plugin"], r["method"], r["path"]))
+        # the matrix reaches the core, both plugins, and every kind of role
+        self.assertIn(("hello", "POST", "/hello/counter"), checked)
+        self.assertIn(("notice", "POST", "/notices"), checked)
+        self.assertIn(("notice", "DELETE", "/notices/:id"), checked)
+        for core in ("/auth/me", "/admin/users", "/audit", "/seal/sign", "/admin/keys/:id"):
+            self.assertTrue(any(p == "core" and path == core for p, _, path in checked), core)
+
+    def test_a_caller_without_the_role_is_403_on_every_role_route(self):
+        # the token itself is good: routes open to any signed-in user let it through
+        st, _, me = self.shared.json("GET", "/auth/me", headers=self.nobody, auth=False)
+        self.assertEqual(st, 200, me)
+        self.assertEqual(me["roles"], [])
+        checked = []
+        for r in self.routes:
+            if r["role"] in ("public", "user"):
+                continue
+            with self.subTest(route="%s %s" % (r["method"], r["path"]), role=r["role"]):
+                st, hdrs, b = self.call(r, self.nobody)
+                p = self.assertProblem(st, hdrs, b, 403, "forbidden")
+                self.assertIn(r["role"], p["detail"])
+            checked.append((r["plugin"], r["role"]))
+        self.assertIn(("notice", "notice_editor"), checked)
+        for role in ("admin", "auditor", "seal_officer"):
+            self.assertIn(("core", role), checked)
+
+    def test_the_holder_of_the_role_is_let_through(self):
+        # the same routes answer the admin (who holds 'admin') with something else than
+        # 401/403: so the 403s above come from the role, not from the route
+        for r in self.routes:
+            if r["role"] != "admin" or r["method"] != "GET" or ":" in r["path"]:
+                continue
+            with self.subTest(route=r["path"]):
+                st, _, b = self.shared.request("GET", r["path"])
+                self.assertEqual(st, 200, b[:300])
+
+
+# ---- brute force ------------------------------------------------------------------------
+
+
+class BruteForce(NodeTest):
+    """auth.max_failures = 3: the third failure locks for lock_seconds, per account and
+    per client address. Each client address is a loopback address of its own."""
+
+    def start(self):
+        auth = dict(CHEAP, max_failures=3, lock_seconds=60)
+        return self.node(auth=auth, env=TEST_CLOCK)
+
+    def assertLocked(self, st, h, d):
+        self.assertEqual(st, 429, d)
+        self.assertEqual(d["type"], "/problems/too-many-attempts", d)
+        self.assertIn("retry-after", h)
+        wait = int(h["retry-after"])
+        self.assertTrue(1 <= wait <= 60, wait)
+
+    def test_an_account_locks_after_the_configured_failures(self):
+        n = self.start()
+        _, otp = create_account(n, "victim")
+        for i, src in enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4")):
+            st, _, d = n.login("victim", "wrong-password-%d" % i, source=src)
+            self.assertEqual(st, 401, d)  # not locked before the third failure
+            self.assertEqual(d["type"], "/problems/bad-credentials")
+        # from a fresh address: the account is locked, even with the right password
+        self.assertLocked(*n.login("victim", otp, source="127.0.0.5"))
+        self.assertLocked(*n.login("victim", "wrong-again-1", source="127.0.0.5"))
+        # that address itself is not locked
+        _, otp2 = create_account(n, "bystander")
+        st, _, d = n.login("bystander", otp2, source="127.0.0.5")
+        self.assertEqual(st, 200, d)
+        # past lock_seconds the right password works again
+        n.set_clock(61_000)
+        st, _, d = n.login("victim", otp, source="127.0.0.5")
+        self.assertEqual(st, 200, d)
+        self.assertEqual(d["user"]["login"], "victim")
+
+    def test_an_address_locks_after_the_configured_failures(self):
+        n = self.start()
+        otps = {name: create_account(n, name)[1] for name in ("acc1", "acc2", "acc3", "acc4")}
+        attacker = "127.0.0.6"
+        for name in ("acc1", "acc2", "no-such-login"):  # one failure per account
+            st, _, d = n.login(name, "wrong-password-x", source=attacker)
+            self.assertEqual(st, 401, d)
+        # the address is locked, for any account and the right password too
+        self.assertLocked(*n.login("acc4", otps["acc4"], source=attacker))
+        self.assertLocked(*n.login("acc3", otps["acc3"], source=attacker))
+        # the accounts themselves are not: from elsewhere they sign in
+        for name in ("acc1", "acc4"):
+            st, _, d = n.login(name, otps[name], source="127.0.0.7")
+            self.assertEqual(st, 200, (name, d))
+
+    def test_old_password_guesses_lock_too(self):
+        # a stolen session must not guess the password through POST /auth/password
+        n = self.start()
+        h = n.new_user("holder")
+        for i in range(3):
+            st, _, d = n.json(
+                "POST", "/auth/password",
+                {"old_password": "guess-number-%d" % i, "new_password": STRONG_PW}, h,
+                auth=False,
+            )
+            self.assertEqual((st, d["type"]), (403, "/problems/bad-credentials"), d)
+        # now the right old password is refused as well, here and at sign-in
+        self.assertLocked(*n.json(
+            "POST", "/auth/password",
+            {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW}, h, auth=False,
+        ))
+        self.assertLocked(*n.login("holder", ADMIN_PASSWORD, source="127.0.0.8"))
+        n.set_clock(61_000)
+        st, _, b = n.request(
+            "POST", "/auth/password",
+            {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW}, h, auth=False,
+        )
+        self.assertEqual(st, 204, b)
+
+
+# ---- sessions: expiry and revocation --------------------------------------------------
+
+
+class Expiry(NodeTest):
+    """With the controllable clock: idle_timeout 120 s, session_ttl 300 s. last_seen is
+    refreshed at most once a minute, so the steps below are chosen around that."""
+
+    def start(self):
+        auth = dict(CHEAP, idle_timeout=120, session_ttl=300)
+        n = self.node(auth=auth, env=TEST_CLOCK)
+        return n, n.new_user("walker")
+
+    def me(self, n, h):
+        return n.request("GET", "/auth/me", headers=h, auth=False)
+
+    def test_idle_session_ends(self):
+        n, h = self.start()
+        self.assertEqual(self.me(n, h)[0], 200)
+        n.set_clock(50_000)  # idle 50 s: fine (and too soon to refresh last_seen)
+        self.assertEqual(self.me(n, h)[0], 200)
+        n.set_clock(121_000)  # idle 121 s > 120 s
+        st, hdrs, b = self.me(n, h)
+        p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertIn("idle", p["detail"])
+        self.assertIn("www-authenticate", hdrs)
+        # signing in again gives a working session
+        st, _, d = n.login("walker", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)
+        self.assertEqual(self.me(n, bearer(d["token"]))[0], 200)
+
+    def test_active_session_expires_at_its_ttl(self):
+        n, h = self.start()
+        for offset in (100_000, 200_000):  # never idle for 120 s
+            n.set_clock(offset)
+            st, _, b = self.me(n, h)
+            self.assertEqual(st, 200, b)
+        n.set_clock(301_000)  # 301 s after sign-in, only 101 s after the last request
+        st, hdrs, b = self.me(n, h)
+        p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertIn("expired", p["detail"])
+
+
+    def test_a_session_in_use_does_not_go_idle(self):
+        # with an idle timeout shorter than a minute, a session used every 20 s lives on
+        n = self.node(auth=dict(CHEAP, idle_timeout=30, session_ttl=300), env=TEST_CLOCK)
+        h = n.new_user("busy")
+        for offset in (20_000, 40_000, 60_000, 80_000):
+            n.set_clock(offset)
+            st, _, b = self.me(n, h)
+            self.assertEqual(st, 200, (offset, b))
+        n.set_clock(111_000)  # 31 s after the last request
+        st, hdrs, b = self.me(n, h)
+        p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertIn("idle", p["detail"])
+
+
+class Revocation(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node()
+        cls.addr = 20  # a fresh loopback address per failing sign-in: no lock-out here
+
+    def fresh_source(self):
+        type(self).addr += 1
+        return "127.0.1.%d" % type(self).addr
+
+    def sign_in(self, login, password=ADMIN_PASSWORD):
+        st, _, d = self.shared.login(login, password)
+        self.assertEqual(st, 200, d)
+        return bearer(d["token"]), d
+
+    def assertEnded(self, h):
+        st, hdrs, b = self.shared.request("GET", "/auth/me", headers=h, auth=False)
+        self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+
+    def assertAlive(self, h):
+        st, _, b = self.shared.request("GET", "/auth/me", headers=h, auth=False)
+        self.assertEqual(st, 200, b)
+
+    def uid(self, h):
+        return self.shared.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+
+    def test_logout(self):
+        h = self.shared.new_user("rv-logout")
+        other, _ = self.sign_in("rv-logout")
+        st, _, b = self.shared.request("POST", "/auth/logout", headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        self.assertEnded(h)
+        self.assertAlive(other)  # only this session ended
+
+    def test_end_one_of_your_sessions(self):
+        h1 = self.shared.new_user("rv-sessions")
+        h2, d2 = self.sign_in("rv-sessions")
+        st, _, lst = self.shared.json("GET", "/auth/sessions", headers=h1, auth=False)
+        self.assertEqual(st, 200)
+        ids = {s["id"]: s for s in lst["items"]}
+        self.assertIn(d2["session"], ids)
+        self.assertEqual(sum(1 for s in lst["items"] if s["current"]), 1)
+        self.assertFalse(ids[d2["session"]]["current"])
+        # someone else cannot end it
+        h3 = self.shared.new_user("rv-stranger")
+        st, _, _ = self.shared.request(
+            "DELETE", "/auth/sessions/" + d2["session"], headers=h3, auth=False
+        )
+        self.assertEqual(st, 404)
+        self.assertAlive(h2)
+        st, _, b = self.shared.request(
+            "DELETE", "/auth/sessions/" + d2["session"], headers=h1, auth=False
+        )
+        self.assertEqual(st, 204, b)
+        self.assertEnded(h2)
+        self.assertAlive(h1)
+        st, _, lst = self.shared.json("GET", "/auth/sessions", headers=h1, auth=False)
+        self.assertNotIn(d2["session"], [s["id"] for s in lst["items"]])
+
+    def test_admin_disables_an_account(self):
+        h = self.shared.new_user("rv-disabled")
+        h2, _ = self.sign_in("rv-disabled")
+        uid = self.uid(h)
+        st, _, d = self.shared.json("PATCH", "/admin/users/" + uid, {"disabled": True})
+        self.assertEqual(st, 200, d)
+        self.assertEnded(h)
+        self.assertEnded(h2)
+        st, _, d = self.shared.login("rv-disabled", ADMIN_PASSWORD, source=self.fresh_source())
+        self.assertEqual(st, 401, d)
+        st, _, d = self.shared.json("PATCH", "/admin/users/" + uid, {"disabled": False})
+        self.assertEqual(st, 200, d)
+        h3, _ = self.sign_in("rv-disabled")
+        self.assertAlive(h3)
+
+    def test_admin_resets_a_password(self):
+        h = self.shared.new_user("rv-reset")
+        uid = self.uid(h)
+        st, _, d = self.shared.json("POST", "/admin/users/%s/password" % uid, {})
+        self.assertEqual(st, 200, d)
+        otp = d["one_time_password"]
+        self.assertEnded(h)
+        st, _, _ = self.shared.login("rv-reset", ADMIN_PASSWORD, source=self.fresh_source())
+        self.assertEqual(st, 401)  # the old password is gone
+        h2, d2 = self.sign_in("rv-reset", otp)
+        self.assertTrue(d2["user"]["must_change_password"])
+
+    def test_admin_revokes_every_session(self):
+        h = self.shared.new_user("rv-revoke")
+        h2, _ = self.sign_in("rv-revoke")
+        st, _, b = self.shared.request("DELETE", "/admin/users/%s/sessions" % self.uid(h))
+        self.assertEqual(st, 204, b)
+        self.assertEnded(h)
+        self.assertEnded(h2)
+        self.assertAlive(self.sign_in("rv-revoke")[0])  # the account itself still works
+
+
+# ---- one-time passwords ---------------------------------------------------------------
+
+
+class OneTimePassword(NodeTest):
+    def change(self, n, h, old, new):
+        return n.request(
+            "POST", "/auth/password", {"old_password": old, "new_password": new}, h, auth=False
+        )
+
+    def test_first_start_admin(self):
+        n = self.node(sign_in=False)
+        otp = n.first_start_password()
+        self.assertTrue(otp and len(otp) >= 10, n.stdout())
+        self.assertNotIn(otp, n.log())  # printed once, on stdout, never logged
+        st, _, d = n.login("admin", otp)
+        self.assertEqual(st, 200, d)
+        self.assertTrue(d["user"]["must_change_password"])
+        self.assertIn("admin", d["user"]["roles"])
+        h = bearer(d["token"])
+        st, hdrs, b = n.request("GET", "/admin/users", headers=h, auth=False)
+        self.assertProblem(st, hdrs, b, 403, "password-change-required")
+        self.assertEqual(n.request("GET", "/auth/me", headers=h, auth=False)[0], 200)
+        st, hdrs, b = self.change(n, h, "not-the-otp-1", STRONG_PW)
+        self.assertEqual(st, 403, b)
+        st, hdrs, b = self.change(n, h, otp, "short-1")
+        self.assertProblem(st, hdrs, b, 422, "weak-password")
+        st, _, b = self.change(n, h, otp, STRONG_PW)
+        self.assertEqual(st, 204, b)
+        self.assertEqual(n.request("GET", "/admin/users", headers=h, auth=False)[0], 200)
+        self.assertEqual(n.login("admin", otp, source="127.0.2.1")[0], 401)
+        st, _, d = n.login("admin", STRONG_PW)
+        self.assertEqual(st, 200)
+        self.assertFalse(d["user"]["must_change_password"])
+
+    def test_new_staff_account_must_change_its_password(self):
+        n = self.node()
+        _, otp = create_account(n, "newcomer", roles=("notice_editor",))
+        st, _, d = n.login("newcomer", otp)
+        self.assertEqual(st, 200, d)
+        self.assertTrue(d["user"]["must_change_password"])
+        h = bearer(d["token"])
+        for method, path, body in (
+            ("POST", "/hello/counter", None),  # any signed-in user, another plugin
+            ("POST", "/notices", {"title": "t", "body": "b"}),  # a role the account holds
+            ("GET", "/admin/users", None),
+        ):
+            with self.subTest(path=path):
+                st, hdrs, b = n.request(method, path, body, h, auth=False)
+                self.assertProblem(st, hdrs, b, 403, "password-change-required")
+        for weak in ("Short-1", "abcdefghijklmnop", "12345678901234567", "", otp[:9]):
+            with self.subTest(weak=weak):
+                st, hdrs, b = self.change(n, h, otp, weak)
+                self.assertProblem(st, hdrs, b, 422, "weak-password")
+        st, _, b = self.change(n, h, otp, STRONG_PW)
+        self.assertEqual(st, 204, b)
+        self.assertEqual(n.request("POST", "/hello/counter", None, h, auth=False)[0], 200)
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b"}, h, auth=False)
+        self.assertEqual(st, 201, b)
+
+
+# ---- registration and personal data -------------------------------------------------
+
+
+def register(node, **fields):
+    body = dict({"password": STRONG_PW}, **fields)
+    return node.json("POST", "/auth/register", body, auth=False)
+
+
+class Registration(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("hello",))
+
+    def test_citizen(self):
+        n = self.shared
+        st, _, d = register(
+            n, kind="citizen", login="zhang.san", name="Zhang San", id_number=PUBLISHED_ID
+        )
+        self.assertEqual(st, 201, d)
+        self.assertEqual(d["kind"], "citizen")
+        self.assertNotIn(PUBLISHED_ID, json.dumps(d))
+        # the same person again, also spelled with a lower-case x
+        for login, idn in (("zhang.san2", PUBLISHED_ID), ("zhang.san3", PUBLISHED_ID.lower())):
+            with self.subTest(id_number=idn):
+                st, h, b = n.request(
+                    "POST",
+                    "/auth/register",
+                    {"kind": "citizen", "login": login, "name": "Zhang", "password": STRONG_PW,
+                     "id_number": idn},
+                    auth=False,
+                )
+                self.assertProblem(st, h, b, 409, "already-registered")
+        bad = wrong_check(PUBLISHED_ID, id_check, "0123456789X")
+        st, h, b = n.request(
+            "POST",
+            "/auth/register",
+            {"kind": "citizen", "login": "li.si", "name": "Li Si", "password": STRONG_PW,
+             "id_number": bad},
+            auth=False,
+        )
+        self.assertProblem(st, h, b, 422, "invalid-id-number")
+        self.assertEqual(n.login("li.si", STRONG_PW, source="127.0.3.1")[0], 401)  # not created
+        # the citizen signs in (no one-time password) and reaches no staff route
+        st, _, d = n.login("zhang.san", STRONG_PW)
+        self.assertEqual(st, 200, d)
+        self.assertFalse(d["user"]["must_change_password"])
+        h = bearer(d["token"])
+        st, _, me = n.json("GET", "/auth/me", headers=h, auth=False)
+        self.assertEqual((st, me["kind"]), (200, "citizen"))
+        self.assertNotIn(PUBLISHED_ID, json.dumps(me))
+        self.assertEqual(n.request("GET", "/admin/users", headers=h, auth=False)[0], 403)
+
+    def test_enterprise(self):
+        n = self.shared
+        st, _, d = register(
+            n, kind="enterprise", login="acme", name="Acme Ltd", credit_code=PUBLISHED_CREDIT
+        )
+        self.assertEqual(st, 201, d)
+        self.assertEqual(d["kind"], "enterprise")
+        bad = wrong_check(PUBLISHED_CREDIT, credit_check, CREDIT_ALPHABET)
+        for code in (bad, PUBLISHED_CREDIT[:17], PUBLISHED_CREDIT + "0", "", None):
+            with self.subTest(code=code):
+                body = {"kind": "enterprise", "login": "acme2", "name": "Acme 2",
+                        "password": STRONG_PW}
+                if code is not None:
+                    body["credit_code"] = code
+                st, h, b = n.request("POST", "/auth/register", body, auth=False)
+                self.assertProblem(st, h, b, 422, "invalid-credit-code")
+
+    def test_one_person_registering_many_times_at_once(self):
+        # every attempt passes the checks, then hashes off the loop at the same time: the
+        # ID number's index is taken by exactly one of them
+        idn = citizen_ids(1, want_x=False)[0]
+        results = [None] * 6
+
+        def attempt(i):
+            results[i] = register(
+                self.shared, kind="citizen", login="racer%d" % i, name="Racer", id_number=idn
+            )[0]
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(sorted(results), [201] + [409] * (len(results) - 1))
+
+    def test_weak_password_and_bad_kind(self):
+        st, h, b = self.shared.request(
+            "POST", "/auth/register",
+            {"kind": "citizen", "login": "weakling", "name": "W", "password": "password"},
+            auth=False,
+        )
+        self.assertProblem(st, h, b, 422, "weak-password")
+        st, h, b = self.shared.request(
+            "POST", "/auth/register",
+            {"kind": "staff", "login": "sneaky", "name": "S", "password": STRONG_PW},
+            auth=False,
+        )
+        self.assertProblem(st, h, b, 422, "invalid-registration")
+
+
+class PersonalData(NodeTest):
+    def test_id_numbers_are_not_in_the_data_file(self):
+        n = self.node(plugins=("hello",))
+        ids = [PUBLISHED_ID] + citizen_ids(4, want_x=True) + citizen_ids(4, want_x=False)
+        names = []
+        for i, idn in enumerate(ids):
+            name = "Marker-%s" % uuid.uuid4().hex  # stored in clear: the search's control
+            names.append(name)
+            st, _, d = register(
+                n, kind="citizen", login="citizen%d" % i, name=name,
+                id_number=idn.lower() if i % 2 else idn,
+            )
+            self.assertEqual(st, 201, (idn, d))
+        self.assertEqual(n.stop(), 0)
+        with open(os.path.join(n.data_dir, "data.mdb"), "rb") as f:
+            data = f.read()
+        for name in names:
+            self.assertIn(name.encode(), data, "the search cannot see clear text at all")
+        log = n.log().encode() + n.stdout().encode()
+        for idn in ids:
+            forms = {idn, idn.lower(), idn.upper(), idn[:17]}
+            for form in forms:
+                for enc in ("ascii", "utf-16-le", "utf-16-be"):
+                    with self.subTest(id_number=idn, form=form, encoding=enc):
+                        needle = form.encode(enc)
+                        self.assertNotIn(needle, data)
+                        self.assertNotIn(needle, log)
+
+
+# ---- API keys ------------------------------------------------------------------------
+
+
+class ApiKeys(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("hello", "notice"))
+
+    def check_bound_to_hello(self, key):
+        n, h = self.shared, bearer(key)
+        st, _, b = n.request("POST", "/hello/counter", None, h, auth=False)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(n.request("GET", "/hello/counter", headers=h, auth=False)[0], 200)
+        for method, path, body in (
+            ("POST", "/notices", {"title": "t", "body": "b"}),  # another plugin
+            ("DELETE", "/notices/x", None),
+            ("GET", "/auth/me", None),  # the core
+            ("GET", "/admin/users", None),
+            ("POST", "/admin/keys", {"name": "k", "plugin": "hello", "role": "admin"}),
+        ):
+            with self.subTest(key=key[:8], route=path):
+                st, hdrs, b = n.request(method, path, body, h, auth=False)
+                self.assertProblem(st, hdrs, b, 403, "forbidden")
+
+    def test_key_bound_to_a_plugin_and_a_role(self):
+        n = self.shared
+        st, _, k = n.json("POST", "/admin/keys", {"name": "sensor-1", "plugin": "hello",
+                                                   "role": "user"})
+        self.assertEqual(st, 201, k)
+        self.assertTrue(k["key"].startswith("ztk_"), k)
+        self.check_bound_to_hello(k["key"])
+        # the list shows the key's record, never the key
+        st, _, b = n.request("GET", "/admin/keys")
+        self.assertEqual(st, 200)
+        self.assertIn(k["id"].encode(), b)
+        self.assertNotIn(k["key"].encode(), b)
+        st, _, b = n.request("DELETE", "/admin/keys/" + k["id"])
+        self.assertEqual(st, 204, b)
+        st, hdrs, b = n.request("POST", "/hello/counter", None, bearer(k["key"]), auth=False)
+        self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+
+    def test_key_for_an_unknown_plugin_is_refused(self):
+        st, _, d = self.shared.json(
+            "POST", "/admin/keys", {"name": "x", "plugin": "nosuchplugin", "role": "user"}
+        )
+        self.assertEqual(st, 422, d)
+
+    def test_cli_adds_a_key_while_the_node_runs(self):
+        r = self.shared.admin_cli("key", "add", "gauge-7", "hello", "user")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        key = r.stdout.strip().splitlines()[-1].strip()
+        self.assertTrue(key.startswith("ztk_"), r.stdout)
+        self.check_bound_to_hello(key)
+
+
+# ---- the event loop while passwords hash -------------------------------------------
+
+
+class LoopWhileHashing(NodeTest):
+    LOGINS = 4  # one per thread of libuv's default pool
+    ENOUGH = 20  # /healthz answers that must come back before the first sign-in does
+
+    def test_healthz_answers_while_logins_hash(self):
+        n = self.node(auth={"password_ops": 4, "password_memory": 128 << 20}, plugins=())
+        base = scrape(n).get("zt_lmdb_nested_txns_total")
+        body = json.dumps({"login": "admin", "password": ADMIN_PASSWORD}).encode()
+        wire = (
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        ) + body
+        logins = [n.rawconn(auth=False, timeout=30) for _ in range(self.LOGINS)]
+        for c in logins:
+            self.addCleanup(c.close)
+            c.send(wire)
+
+        def finished():
+            r, _, _ = select.select([c.sock for c in logins], [], [], 0)
+            return bool(r)
+
+        # Each login handler opens a write transaction before it hands the hashing to
+        # the pool: once the counter shows all of them, every login is in flight.
+        started = False
+        answers_while_hashing = 0
+        probes = 0
+        while not finished() and answers_while_hashing < 200 and probes < 20000:
+            probes += 1
+            if not started:
+                started = scrape(n).get("zt_lmdb_nested_txns_total") >= base + self.LOGINS
+                continue
+            st, _, _ = n.request("GET", "/healthz", keep=True)
+            self.assertEqual(st, 200)
+            if not finished():
+                answers_while_hashing += 1
+        self.assertTrue(started, "the logins never reached their handler")
+        self.assertGreaterEqual(answers_while_hashing, self.ENOUGH)
+        for c in logins:
+            r = c.response(timeout=30)
+            self.assertEqual(r.status, 200, r.body[:300])
+            self.assertTrue(r.json()["token"].startswith("zts_"))
+
+
+# ---- offline administration ---------------------------------------------------------
+
+
+class OfflineAdmin(NodeTest):
+    def test_admin_commands_work_and_are_audited(self):
+        n = self.node(roles=("auditor",))
+        r = n.admin_cli("dept", "add", "bureau7", "Bureau 7")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st, _, d = n.json("GET", "/admin/departments")
+        self.assertIn(
+            ("bureau7", "root"), [(x["code"], x.get("parent")) for x in d["items"]], d
+        )
+        r = n.admin_cli("user", "add", "clerk", "Clerk Li", "bureau7", "notice_editor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"one-time password:\s*(\S+)", r.stdout)
+        self.assertTrue(m, r.stdout)
+        otp = m.group(1)
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual(st, 200, d)
+        self.assertTrue(d["user"]["must_change_password"])
+        self.assertEqual((d["user"]["department"], d["user"]["roles"]), ("bureau7",
+                                                                          ["notice_editor"]))
+        h = bearer(d["token"])
+        st, _, b = n.request(
+            "POST", "/auth/password", {"old_password": otp, "new_password": STRONG_PW}, h,
+            auth=False,
+        )
+        self.assertEqual(st, 204, b)
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b"}, h, auth=False)
+        self.assertEqual(st, 201, b)
+        # a login that exists: refused, and not audited
+        r = n.admin_cli("user", "add", "clerk", "Other", "bureau7")
+        self.assertNotEqual(r.returncode, 0)
+        r = n.admin_cli("user", "roles", "clerk", "auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(n.request("GET", "/audit", headers=h, auth=False)[0], 200)
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b"}, h, auth=False)
+        self.assertEqual(st, 403, b)
+        r = n.admin_cli("user", "passwd", "clerk")  # a new one-time password; sessions end
+        self.assertEqual(r.returncode, 0, r.stderr)
+        otp = re.search(r"one-time password:\s*(\S+)", r.stdout).group(1)
+        self.assertEqual(n.request("GET", "/auth/me", headers=h, auth=False)[0], 401)
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual(st, 200, d)
+        self.assertTrue(d["user"]["must_change_password"])
+        h = bearer(d["token"])
+        self.assertEqual(n.request("GET", "/auth/me", headers=h, auth=False)[0], 200)
+        r = n.admin_cli("user", "disable", "clerk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st, hdrs, b = n.request("GET", "/auth/me", headers=h, auth=False)
+        self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertEqual(n.login("clerk", STRONG_PW, source="127.0.4.1")[0], 401)
+        st, _, d = n.json("GET", "/audit?plugin=core&limit=1000")
+        self.assertEqual(st, 200)
+        cli = [(x["action"], x["object"]) for x in d["items"] if x["actor"].startswith("cli:")]
+        self.assertEqual(
+            cli,
+            [
+                ("admin dept add", "bureau7"),
+                ("admin user add", "clerk"),
+                ("admin user roles", "clerk"),
+                ("admin user passwd", "clerk"),
+                ("admin user disable", "clerk"),
+            ],
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()

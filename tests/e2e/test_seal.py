@@ -1,0 +1,192 @@
+# test_seal.py: electronic seals: sign, verify, tampering, bytes, rotation, scope, keys.
+import base64
+import copy
+import json
+import os
+import stat
+import unittest
+
+from ztnode import NodeTest
+
+DOC = {"permit": "B-2024-001", "holder": "张三", "items": [1, 2.5, True, None], "note": "ok"}
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def flip_signature(seal):
+    """The seal with one byte of its signature changed."""
+    s = copy.deepcopy(seal)
+    sig = bytearray(unb64url(s["signature"]))
+    sig[17] ^= 0x04
+    s["signature"] = b64url(bytes(sig))
+    return s
+
+
+class Seals(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        n = cls.shared_node(plugins=("hello",))
+        # root ─┬─ bureau1 ── section1
+        #       └─ bureau2
+        for code, parent in (("bureau1", "root"), ("section1", "bureau1"), ("bureau2", "root")):
+            st, _, d = n.json("POST", "/admin/departments",
+                              {"code": code, "name": code.title(), "parent": parent})
+            assert st == 201, (st, d)
+        cls.officer = n.new_user("officer1", roles=("seal_officer",), department="bureau1")
+        cls.officer2 = n.new_user("officer2", roles=("seal_officer",), department="bureau2")
+
+    def sign(self, body, who=None):
+        return self.shared.json("POST", "/seal/sign", body, who or self.officer, auth=False)
+
+    def sealed(self, body, who=None):
+        st, _, seal = self.sign(body, who)
+        self.assertEqual(st, 201, seal)
+        return seal
+
+    def verify(self, body):
+        st, _, d = self.shared.json("POST", "/seal/verify", body, auth=False)  # anyone may
+        self.assertEqual(st, 200, d)
+        self.assertIsInstance(d["valid"], bool)
+        return d
+
+    def assertValid(self, body):
+        d = self.verify(body)
+        self.assertTrue(d["valid"], d)
+
+    def assertInvalid(self, body):
+        d = self.verify(body)
+        self.assertFalse(d["valid"], d)
+        self.assertTrue(d.get("reason"), d)
+        return d
+
+    def test_json_document(self):
+        seal = self.sealed({"document": DOC})
+        self.assertEqual(seal["department"], "bureau1")  # the officer's own by default
+        self.assertEqual(seal["algorithm"], "Ed25519")
+        for k in ("key_id", "time", "signature"):
+            self.assertIn(k, seal)
+        self.assertValid({"document": DOC, "seal": seal})
+        # canonical JSON: the same document with its keys in another order
+        reordered = dict(reversed(list(DOC.items())))
+        self.assertValid({"document": reordered, "seal": seal})
+        # one changed byte in the document
+        changed = dict(DOC, permit="B-2024-002")
+        self.assertInvalid({"document": changed, "seal": seal})
+        self.assertInvalid({"document": dict(DOC, extra=1), "seal": seal})
+        # one changed byte in the signature
+        self.assertInvalid({"document": DOC, "seal": flip_signature(seal)})
+        # without its digest the seal still binds the document through the signature
+        forged = dict(seal)
+        forged.pop("digest", None)
+        self.assertInvalid({"document": changed, "seal": forged})
+
+    def test_bytes_document(self):
+        doc = bytes(range(256)) + "印章".encode() + os.urandom(64)
+        seal = self.sealed({"document_base64": b64url(doc), "department": "bureau1"})
+        self.assertValid({"document_base64": b64url(doc), "seal": seal})
+        for i in (0, 100, len(doc) - 1):
+            with self.subTest(byte=i):
+                bad = bytearray(doc)
+                bad[i] ^= 0x01
+                self.assertInvalid({"document_base64": b64url(bytes(bad)), "seal": seal})
+        self.assertInvalid({"document_base64": b64url(doc[:-1]), "seal": seal})
+        self.assertInvalid({"document_base64": b64url(doc), "seal": flip_signature(seal)})
+
+    def test_seal_of_another_time_or_key_fails(self):
+        seal = self.sealed({"document": DOC})
+        self.assertInvalid({"document": DOC, "seal": dict(seal, time=seal["time"] + 1)})
+        self.assertInvalid({"document": DOC, "seal": dict(seal, key_id="0" * 26)})
+
+    def test_officer_seals_only_in_their_subtree(self):
+        seal = self.sealed({"document": DOC, "department": "section1"})
+        self.assertEqual(seal["department"], "section1")
+        self.assertValid({"document": DOC, "seal": seal})
+        for dept in ("bureau2", "root", "nosuchdept"):
+            with self.subTest(department=dept):
+                st, h, b = self.shared.request(
+                    "POST", "/seal/sign", {"document": DOC, "department": dept},
+                    self.officer, auth=False,
+                )
+                self.assertProblem(st, h, b, 403, "forbidden")
+        # the admin holds no seal_officer role
+        st, h, b = self.shared.request("POST", "/seal/sign", {"document": DOC})
+        self.assertProblem(st, h, b, 403, "forbidden")
+
+    def test_forged_department(self):
+        seal = self.sealed({"document": DOC})  # bureau1
+        other = self.sealed({"document": {"x": 1}}, self.officer2)  # bureau2 has a key now
+        self.assertEqual(other["department"], "bureau2")
+        # claim bureau2 with bureau1's key, or with bureau2's key and bureau1's signature
+        self.assertInvalid({"document": DOC, "seal": dict(seal, department="bureau2")})
+        self.assertInvalid(
+            {"document": DOC, "seal": dict(seal, department="bureau2", key_id=other["key_id"])}
+        )
+        self.assertInvalid({"document": DOC, "seal": dict(other, signature=seal["signature"])})
+        # and the genuine ones still verify
+        self.assertValid({"document": DOC, "seal": seal})
+        self.assertValid({"document": {"x": 1}, "seal": other})
+
+    def test_rotation_keeps_old_seals_valid(self):
+        n = self.shared
+        old = self.sealed({"document": DOC, "department": "section1"})
+        st, _, k2 = n.json("POST", "/admin/seal/keys", {"department": "section1"})
+        self.assertEqual(st, 201, k2)
+        self.assertNotEqual(k2["key_id"], old["key_id"])
+        self.assertNotIn("sealed", k2)
+        self.assertValid({"document": DOC, "seal": old})
+        new = self.sealed({"document": DOC, "department": "section1"})
+        self.assertEqual(new["key_id"], k2["key_id"])
+        self.assertValid({"document": DOC, "seal": new})
+        self.assertInvalid({"document": DOC, "seal": flip_signature(old)})
+        st, _, keys = n.json("GET", "/seal/keys?department=section1", auth=False)
+        self.assertEqual(st, 200)
+        by_id = {k["key_id"]: k for k in keys["items"]}
+        self.assertEqual(set(by_id), {old["key_id"], k2["key_id"]})
+        self.assertIn("retired_at", by_id[old["key_id"]])
+        self.assertGreaterEqual(by_id[old["key_id"]]["retired_at"], old["time"])
+        self.assertNotIn("retired_at", by_id[k2["key_id"]])
+        for k in keys["items"]:
+            self.assertEqual(k["department"], "section1")
+            self.assertEqual(len(bytes.fromhex(k["public_key"])), 32)
+        # a seal dated after its key retired is refused (even before the signature check)
+        late = dict(old, time=by_id[old["key_id"]]["retired_at"] + 1000)
+        d = self.assertInvalid({"document": DOC, "seal": late})
+        self.assertIn("retired", d["reason"])
+
+    def test_published_keys_hold_no_private_part(self):
+        self.sealed({"document": DOC})
+        st, _, b = self.shared.request("GET", "/seal/keys", auth=False)
+        self.assertEqual(st, 200)
+        keys = json.loads(b)["items"]
+        self.assertTrue(keys)
+        for k in keys:
+            self.assertEqual(set(k) - {"key_id", "department", "algorithm", "public_key",
+                                       "created_at", "retired_at"}, set(), k)
+
+    def test_master_key_file_is_private(self):
+        path = os.path.join(os.path.dirname(self.shared.conf), "keys", "master.key")
+        st = os.stat(path)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+
+    def test_bad_requests(self):
+        for body, want in (
+            ({"seal": {}}, 422),
+            ({"document": DOC}, 422),
+            ({"document": DOC, "document_base64": "AA", "seal": {}}, 422),
+        ):
+            with self.subTest(body=body):
+                st, h, b = self.shared.request("POST", "/seal/verify", body, auth=False)
+                self.assertProblem(st, h, b, want)
+        st, h, b = self.shared.request("POST", "/seal/sign", {"department": "bureau1"},
+                                       self.officer, auth=False)
+        self.assertProblem(st, h, b, 422)
+
+
+if __name__ == "__main__":
+    unittest.main()
