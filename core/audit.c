@@ -1,6 +1,7 @@
 /* audit.c: the append-only, hash-chained audit log of every change, and its verification. */
 #include "core.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ struct zt_audit {
     uint64_t since_cp; /* records appended by this process since (a hint for when) */
     uv_timer_t timer;  /* checkpoints the head every interval if it moved */
     zt_server *srv;
+    zt_buf queue; /* records of the open batch, each its fields NUL-terminated in a row */
+    size_t nqueued;
+    size_t last_at; /* where the last queued record begins */
 };
 
 static void be64(unsigned char out[8], uint64_t v)
@@ -110,6 +114,7 @@ void zt__audit_close(zt_server *srv)
     zt_audit *a = srv->audit;
     if (!a) return;
     srv->audit = NULL;
+    zt__buf_free(&a->queue);
     if (a->timer.loop) {
         a->timer.data = a;
         uv_close((uv_handle_t *)&a->timer, on_timer_closed);
@@ -351,21 +356,83 @@ void zt_audit_note(zt_req *req, const char *action, const char *object)
     if (object) req->audit_object = zt__arena_strndup(&req->arena, object, strlen(object));
 }
 
-int zt__audit_request(zt_server *srv, zt_req *req, zt_txn *t)
+/* A queued record is its fields one after the other, each NUL-terminated, in the order
+ * of zt_audit_entry (a missing one empty), then the status as text. */
+#define NFIELDS 7
+
+int zt__audit_queue(zt_server *srv, zt_req *req)
 {
+    zt_audit *a = srv->audit;
     const zt__route *rt = req->match.route;
-    zt_audit_entry e = {0};
-    e.actor = req->caller ? req->caller->id : NULL;
-    e.actor_login = req->caller ? req->caller->login : NULL;
-    e.plugin = rt && rt->plugin ? rt->plugin->name : "core";
-    char action[160];
+    char action[160], status[16];
     snprintf(action, sizeof action, "%s %s", req->method, rt ? rt->pattern : req->path);
-    e.action = req->audit_action ? req->audit_action : action;
-    e.object = req->audit_object ? req->audit_object : req->path;
-    e.request_id = req->id;
-    e.client = zt_req_client(req);
-    e.status = req->status;
-    return zt__audit_append(srv, t, &e);
+    snprintf(status, sizeof status, "%d", req->status);
+    const char *f[NFIELDS + 1] = {
+        req->caller ? req->caller->id : "",
+        req->caller && req->caller->login ? req->caller->login : "",
+        rt && rt->plugin ? rt->plugin->name : "core",
+        req->audit_action ? req->audit_action : action,
+        req->audit_object ? req->audit_object : req->path,
+        req->id,
+        zt_req_client(req),
+        status,
+    };
+    size_t at = a->queue.len;
+    int rc = ZT_OK;
+    for (size_t i = 0; i <= NFIELDS && rc == ZT_OK; i++)
+        rc = zt__buf_append(&a->queue, f[i], strlen(f[i]) + 1);
+    if (rc != ZT_OK) {
+        a->queue.len = at;
+        return rc;
+    }
+    a->last_at = at;
+    a->nqueued++;
+    return ZT_OK;
+}
+
+void zt__audit_unqueue_last(zt_server *srv)
+{
+    zt_audit *a = srv->audit;
+    assert(a->nqueued > 0);
+    a->queue.len = a->last_at;
+    a->nqueued--;
+}
+
+size_t zt__audit_queued(const zt_server *srv)
+{
+    return srv->audit ? srv->audit->nqueued : 0;
+}
+
+int zt__audit_flush(zt_server *srv)
+{
+    zt_audit *a = srv->audit;
+    if (!a->nqueued) return ZT_OK;
+    zt_txn *t;
+    int rc = zt__store_write_begin(srv->store, &t);
+    const char *p = a->queue.data;
+    for (size_t n = 0; rc == ZT_OK && n < a->nqueued; n++) {
+        const char *f[NFIELDS + 1];
+        for (size_t i = 0; i <= NFIELDS; i++) {
+            f[i] = p;
+            p += strlen(p) + 1;
+        }
+        zt_audit_entry e = {.actor = f[0][0] ? f[0] : NULL,
+                            .actor_login = f[1][0] ? f[1] : NULL,
+                            .plugin = f[2],
+                            .action = f[3],
+                            .object = f[4],
+                            .request_id = f[5],
+                            .client = f[6],
+                            .status = atoi(f[7])};
+        rc = zt__audit_append(srv, t, &e);
+    }
+    if (t) {
+        int erc = zt__store_end(srv->store, t, rc == ZT_OK);
+        if (rc == ZT_OK) rc = erc;
+    }
+    a->queue.len = 0;
+    a->nqueued = 0;
+    return rc;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------ */

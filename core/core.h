@@ -196,6 +196,8 @@ bool zt__store_batch_open(const zt_store *s);
 /* Commit the batch (one fsync). ZT_OK if none was open. On failure everything the batch
  * held is lost and the error is returned (ZT_EFULL, ZT_EIO). */
 int zt__store_batch_commit(zt_store *s);
+/* Drop the open batch and everything in it (no nested transaction may be open). */
+void zt__store_batch_abort(zt_store *s);
 void zt__store_stats(zt_store *s, zt_store_stats *st);
 /* Hot, compacted copy of the environment in `dir` into the empty or new folder `dest`,
  * safe while a server runs on it. */
@@ -417,8 +419,16 @@ void zt__audit_close(zt_server *srv);
 int zt__audit_routes(zt_server *srv, char *err, size_t errlen);
 /* Append one record in t (a write transaction), chained to the last record in t. */
 int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e);
-/* The record of a request that changed something (in its own transaction). */
-int zt__audit_request(zt_server *srv, zt_req *req, zt_txn *t);
+/* The record of a request that changed something, queued for its batch: the records of
+ * a batch are appended together just before it commits (zt__audit_flush), so each change
+ * and its record still commit together or not at all, while the log's pages are copied
+ * once per batch instead of once per request. Unqueue the last one if the request's own
+ * transaction then fails. */
+int zt__audit_queue(zt_server *srv, zt_req *req);
+void zt__audit_unqueue_last(zt_server *srv);
+/* Append the queued records in the open batch. On failure the caller aborts the batch. */
+int zt__audit_flush(zt_server *srv);
+size_t zt__audit_queued(const zt_server *srv);
 zt_db *zt__audit_db(zt_server *srv);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);

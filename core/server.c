@@ -72,33 +72,36 @@ static void complete(zt_server *srv, zt_req *req, int rc)
     }
     bool commit = rc == ZT_OK && req->status < 400;
     bool reading = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    bool queued = false;
     if (commit && !reading) {
-        /* A change and its audit record commit together, or neither does. */
-        zt_txn *t = zt_req_txn(req);
-        int arc = t ? zt__audit_request(srv, req, t) : ZT_EIO;
-        if (arc != ZT_OK) {
-            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record the change: %s", zt_strerror(arc));
-            zt__problem(req, status_for(arc), "storage-failure", NULL,
-                        "the change could not be recorded in the audit log (%s); nothing of "
-                        "it was written",
-                        zt_strerror(arc));
+        /* A change and its audit record commit together (in the batch), or neither does. */
+        if (zt__audit_queue(srv, req) == ZT_OK) {
+            queued = true;
+        } else {
+            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot queue the record: out of memory");
+            zt__problem(req, 503, "storage-failure", NULL,
+                        "the change could not be recorded in the audit log; nothing of it "
+                        "was written");
             commit = false;
         }
     }
+    bool in_batch = queued; /* its record is written with the batch: wait for the commit */
     if (req->txn) {
-        bool in_batch = zt__store_in_batch(req->txn);
+        in_batch = in_batch || zt__store_in_batch(req->txn);
         int erc = zt__store_end(srv->store, req->txn, commit);
         req->txn = NULL;
+        if (queued && (erc != ZT_OK || !commit)) zt__audit_unqueue_last(srv);
         if (erc != ZT_OK && commit) {
             zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
                        zt_strerror(erc));
             zt__problem(req, status_for(erc), "storage-failure", NULL,
                         "the change could not be saved (%s); nothing of it was written",
                         zt_strerror(erc));
-        } else if (in_batch) {
-            req->used_batch = true;
-            batch_add(srv, req);
         }
+    }
+    if (in_batch) {
+        req->used_batch = true;
+        batch_add(srv, req);
     }
     zt__auth_after(srv, req);
     req->ready = true;
@@ -216,18 +219,24 @@ void zt__server_done(zt_server *srv, zt_req *req)
 static void on_check(uv_check_t *h)
 {
     zt_server *srv = h->data;
-    if (srv->store && zt__store_batch_open(srv->store)) {
-        int rc = zt__store_batch_commit(srv->store);
+    int rc = ZT_OK;
+    if (srv->store && zt__audit_queued(srv)) rc = zt__audit_flush(srv);
+    if (rc != ZT_OK) {
+        zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot append the batch's records: %s",
+                zt_strerror(rc));
+        zt__store_batch_abort(srv->store); /* no change without its record */
+    } else if (srv->store && zt__store_batch_open(srv->store)) {
+        rc = zt__store_batch_commit(srv->store);
         if (rc == ZT_OK) zt__audit_after_commit(srv);
-        if (rc != ZT_OK) {
-            zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch commit failed: %s (%zu requests)",
-                    zt_strerror(rc), srv->nbatch);
-            for (size_t i = 0; i < srv->nbatch; i++)
-                if (srv->batch_reqs[i])
-                    zt__problem(srv->batch_reqs[i], status_for(rc), "storage-failure", NULL,
-                                "the change could not be saved (%s); nothing of it was written",
-                                zt_strerror(rc));
-        }
+    }
+    if (rc != ZT_OK) {
+        zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch lost: %s (%zu requests)", zt_strerror(rc),
+                srv->nbatch);
+        for (size_t i = 0; i < srv->nbatch; i++)
+            if (srv->batch_reqs[i])
+                zt__problem(srv->batch_reqs[i], status_for(rc), "storage-failure", NULL,
+                            "the change could not be saved (%s); nothing of it was written",
+                            zt_strerror(rc));
     }
     srv->nbatch = 0;
     zt__http_flush(srv);

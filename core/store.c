@@ -539,6 +539,15 @@ int zt__store_batch_commit(zt_store *s)
     return ZT_OK;
 }
 
+void zt__store_batch_abort(zt_store *s)
+{
+    assert(s && !s->child.active);
+    if (!s->batch || s->child.active) return;
+    mdb_txn_abort(s->batch);
+    s->batch = NULL;
+    s->commit_errors++;
+}
+
 void zt__store_stats(zt_store *s, zt_store_stats *st)
 {
     assert(s && st);
