@@ -509,6 +509,14 @@ int zt__auth_check(zt_server *srv, zt_req *req)
     return ZT_OK;
 }
 
+bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code)
+{
+    const void *v;
+    size_t vl;
+    return code && strlen(code) <= 64 &&
+           zt_get(t, srv->auth->depts, code, strlen(code), &v, &vl) == ZT_OK;
+}
+
 const zt_caller *zt_req_caller(zt_req *req)
 {
     return req->caller;

@@ -393,6 +393,8 @@ void zt__auth_close(zt_server *srv);
 /* Before a handler: resolve the bearer token and check the route's role. ZT_OK to go on;
  * otherwise the request has been answered (401, 403). */
 int zt__auth_check(zt_server *srv, zt_req *req);
+/* 1 if the department code exists (read in t). */
+bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
 /* After the request's transaction ended: refresh its session's last use (once a minute). */
 void zt__auth_after(zt_server *srv, zt_req *req);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own

@@ -384,8 +384,12 @@ static int h_rotate(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-seal-request", NULL,
                           "send {\"department\": \"<code>\"}");
     zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    if (!zt__auth_dept_exists(srv, t, dept))
+        return zt_problem(req, 422, "invalid-seal-request", NULL,
+                          "there is no department '%s' (GET /admin/departments)", dept);
     cJSON *k = NULL;
-    int rc = t ? rotate(srv, t, dept, &k) : ZT_EIO;
+    int rc = rotate(srv, t, dept, &k);
     if (rc != ZT_OK) return rc;
     cJSON *o = public_key(k);
     zt_audit_note(req, "seal key rotation", dept);

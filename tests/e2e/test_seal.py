@@ -186,6 +186,11 @@ class Seals(NodeTest):
         st, h, b = self.shared.request("POST", "/seal/sign", {"department": "bureau1"},
                                        self.officer, auth=False)
         self.assertProblem(st, h, b, 422)
+        # no seal key for a department that does not exist
+        st, h, b = self.shared.request("POST", "/admin/seal/keys", {"department": "nosuch"})
+        self.assertProblem(st, h, b, 422, "invalid-seal-request")
+        st, _, keys = self.shared.json("GET", "/seal/keys?department=nosuch")
+        self.assertEqual((st, keys["items"]), (200, []))
 
 
 if __name__ == "__main__":
