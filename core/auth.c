@@ -747,23 +747,29 @@ static int64_t locked_s(zt_auth *a, const login_work *w)
     return wait2 > wait ? wait2 : wait;
 }
 
-static int h_login(zt_req *req, void *ud)
+/* Sign-in and password change both verify a password off the loop, then `done` acts. */
+static int verify_then(zt_req *req, zt_auth *a, bool change, int (*done)(zt_req *, void *))
 {
-    zt_auth *a = ud;
-    login_work *w = login_parse(a, req, false);
+    login_work *w = login_parse(a, req, change);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
+    /* A password is a guess like any other: a locked account or address takes none. */
     int64_t wait = locked_s(a, w);
     if (wait > 0) {
         login_work_free(w);
         return too_many(req, wait);
     }
     int rc = lookup_hash(a, req, w);
-    if (rc == ZT_OK) rc = zt_work(req, login_verify, login_done, w);
+    if (rc == ZT_OK) rc = zt_work(req, login_verify, done, w);
     if (rc != ZT_OK) {
         login_work_free(w);
         return rc;
     }
     return ZT_ASYNC;
+}
+
+static int h_login(zt_req *req, void *ud)
+{
+    return verify_then(req, ud, false, login_done);
 }
 
 static int password_done(zt_req *req, void *arg)
@@ -798,22 +804,7 @@ static int password_done(zt_req *req, void *arg)
 
 static int h_password(zt_req *req, void *ud)
 {
-    zt_auth *a = ud;
-    login_work *w = login_parse(a, req, true);
-    if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
-    /* The old password is a guess like a sign-in's: a locked account takes none. */
-    int64_t wait = locked_s(a, w);
-    if (wait > 0) {
-        login_work_free(w);
-        return too_many(req, wait);
-    }
-    int rc = lookup_hash(a, req, w);
-    if (rc == ZT_OK) rc = zt_work(req, login_verify, password_done, w);
-    if (rc != ZT_OK) {
-        login_work_free(w);
-        return rc;
-    }
-    return ZT_ASYNC;
+    return verify_then(req, ud, true, password_done);
 }
 
 static int h_logout(zt_req *req, void *ud)
