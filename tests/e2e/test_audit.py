@@ -60,6 +60,23 @@ class Records(NodeTest):
             self.assertEqual(n.request("GET", path)[0], 200, path)
         self.assertEqual(len(all_records(n)), before)
 
+    def test_refused_sign_ins_are_recorded(self):
+        # A failed sign-in changes nothing, yet it is a security event: it has a record.
+        n = self.shared
+        bad = {"login": "admin", "password": "not-the-password-1"}
+        st, h, b = n.request("POST", "/auth/login", bad, auth=False, source="127.0.0.7")
+        self.assertEqual(st, 401, b)
+        rid = h["x-request-id"]
+        n.request("GET", "/healthz")  # one more iteration: the record's batch has committed
+        by_rid = {r.get("request_id"): r for r in all_records(n)}
+        self.assertIn(rid, by_rid)
+        r = by_rid[rid]
+        self.assertEqual((r["action"], r["object"], r["status"], r["client"]),
+                         ("sign-in failed", "admin", 401, "127.0.0.7"))
+        self.assertEqual(r["actor"], "anonymous")
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertEqual((st, v["ok"]), (200, True), v)
+
     def test_a_rolled_back_request_leaves_no_record(self):
         n = self.shared
         before = all_records(n)
