@@ -793,6 +793,12 @@ def bench_auth(zt, token, opts):
             L.append("")
             L.append("By instructions alone (steadier on a shared machine than requests/s): "
                      "%.2f %% together." % (100 * both))
+        L.append("")
+        L.append("Instruction shares are of user-space instructions only; much of the tiny "
+                 "route's time is in the kernel (PROFILE.md), so they overstate what the same "
+                 "work would take off its throughput. Where the audit append's instructions "
+                 "go is in CALLGRIND.md, the durable-write run (`zt__audit_append`'s callees: "
+                 "the record's formatting, `mdb_put`, BLAKE2b).")
     return dict(
         name="auth",
         title="Token check and one audit append vs the tiny route",
