@@ -204,22 +204,21 @@ void zt__audit_start(zt_server *srv)
     uv_unref((uv_handle_t *)&a->timer);
 }
 
-int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
+/* Append one record after (*seq, prev), which then become the new head. b is a scratch
+ * buffer reused across the records of a batch. This runs for every change: no printf. */
+static int append_after(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char prev[32],
+                        const zt_audit_entry *e, zt_buf *b)
 {
-    zt_audit *a = srv->audit;
-    uint64_t seq;
-    unsigned char prev[32];
-    int rc = head_in(a, t, &seq, prev);
-    if (rc != ZT_OK) return rc;
-    seq++;
-    /* hash | prev | json, built in one buffer (this runs for every write request) */
-    zt_buf b = {0};
-    rc = zt__buf_append(&b, prev, 32); /* room for the hash, filled below */
-    rc |= zt__buf_append(&b, prev, 32);
-    rc |= zt__buf_printf(&b, "{\"seq\":%llu,\"time\":%lld", (unsigned long long)seq,
-                         (long long)zt_now_ms());
-    const char *names[] = {"actor",  "actor_login", "plugin", "action",
-                           "object", "request_id",  "client"};
+    b->len = 0;
+    int rc = zt__buf_append(b, prev, 32); /* room for the hash, filled below */
+    rc |= zt__buf_append(b, prev, 32);
+    rc |= zt__buf_puts(b, "{\"seq\":");
+    rc |= zt__buf_u64(b, *seq + 1);
+    rc |= zt__buf_puts(b, ",\"time\":");
+    rc |= zt__buf_u64(b, (uint64_t)zt_now_ms());
+    static const char *const names[] = {
+        ",\"actor\":",  ",\"actor_login\":", ",\"plugin\":", ",\"action\":",
+        ",\"object\":", ",\"request_id\":",  ",\"client\":"};
     const char *vals[] = {e->actor ? e->actor : "anonymous",
                           e->actor_login,
                           e->plugin ? e->plugin : "core",
@@ -229,22 +228,36 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
                           e->client};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!vals[i]) continue;
-        rc |= zt__buf_printf(&b, ",\"%s\":", names[i]);
-        rc |= zt__buf_json_str(&b, vals[i], strlen(vals[i]));
+        rc |= zt__buf_puts(b, names[i]);
+        rc |= zt__buf_json_str(b, vals[i], strlen(vals[i]));
     }
-    if (e->status) rc |= zt__buf_printf(&b, ",\"status\":%d", e->status);
-    rc |= zt__buf_puts(&b, "}");
-    if (rc != ZT_OK) {
-        zt__buf_free(&b);
-        return ZT_ENOMEM;
+    if (e->status > 0) {
+        rc |= zt__buf_puts(b, ",\"status\":");
+        rc |= zt__buf_u64(b, (uint64_t)e->status);
     }
-    unsigned char *val = (unsigned char *)b.data;
-    size_t jlen = b.len - HDR;
-    chain_hash(prev, val + HDR, jlen, val);
+    rc |= zt__buf_puts(b, "}");
+    if (rc != ZT_OK) return ZT_ENOMEM;
+    unsigned char *val = (unsigned char *)b->data;
+    chain_hash(prev, val + HDR, b->len - HDR, val);
     unsigned char key[8];
-    be64(key, seq);
-    rc = zt_put(t, a->log, key, 8, val, HDR + jlen);
-    if (rc == ZT_OK) a->since_cp++;
+    be64(key, *seq + 1);
+    /* The log only grows at its end: LMDB's append path, no search. */
+    if ((rc = zt__store_append(t, a->log, key, 8, val, b->len)) != ZT_OK) return rc;
+    (*seq)++;
+    memcpy(prev, val, 32);
+    a->since_cp++;
+    return ZT_OK;
+}
+
+int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
+{
+    zt_audit *a = srv->audit;
+    uint64_t seq;
+    unsigned char prev[32];
+    int rc = head_in(a, t, &seq, prev);
+    if (rc != ZT_OK) return rc;
+    zt_buf b = {0};
+    rc = append_after(a, t, &seq, prev, e, &b);
     zt__buf_free(&b);
     return rc;
 }
@@ -407,8 +420,12 @@ int zt__audit_flush(zt_server *srv)
 {
     zt_audit *a = srv->audit;
     if (!a->nqueued) return ZT_OK;
-    zt_txn *t;
+    zt_txn *t = NULL;
+    uint64_t seq = 0;
+    unsigned char prev[32];
+    zt_buf b = {0};
     int rc = zt__store_write_begin(srv->store, &t);
+    if (rc == ZT_OK) rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
     const char *p = a->queue.data;
     for (size_t n = 0; rc == ZT_OK && n < a->nqueued; n++) {
         const char *f[NFIELDS + 1];
@@ -424,8 +441,9 @@ int zt__audit_flush(zt_server *srv)
                             .request_id = f[5],
                             .client = f[6],
                             .status = atoi(f[7])};
-        rc = zt__audit_append(srv, t, &e);
+        rc = append_after(a, t, &seq, prev, &e, &b);
     }
+    zt__buf_free(&b);
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);
         if (rc == ZT_OK) rc = erc;

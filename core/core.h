@@ -64,6 +64,7 @@ int zt__buf_append(zt_buf *b, const void *p, size_t n);
 int zt__buf_puts(zt_buf *b, const char *s);
 int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
+int zt__buf_u64(zt_buf *b, uint64_t v);                   /* decimal, no printf */
 void zt__buf_free(zt_buf *b);
 
 /* JSON records in the store (the core's own databases hold JSON values). */
@@ -196,6 +197,10 @@ bool zt__store_batch_open(const zt_store *s);
 /* Commit the batch (one fsync). ZT_OK if none was open. On failure everything the batch
  * held is lost and the error is returned (ZT_EFULL, ZT_EIO). */
 int zt__store_batch_commit(zt_store *s);
+/* zt_put of a key greater than every key of db (LMDB's append fast path, no search);
+ * ZT_EEXIST if it is not. */
+int zt__store_append(zt_txn *t, zt_db *db, const void *key, size_t klen, const void *val,
+                     size_t vlen);
 /* Drop the open batch and everything in it (no nested transaction may be open). */
 void zt__store_batch_abort(zt_store *s);
 void zt__store_stats(zt_store *s, zt_store_stats *st);

@@ -599,7 +599,8 @@ int zt_get(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void **va
     return ZT_OK;
 }
 
-int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val, size_t vlen)
+static int put_flags(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val,
+                     size_t vlen, unsigned flags)
 {
     if (!txn || !db || !txn->active) return ZT_EINVAL;
     if (txn->kind != TXN_WRITE) return ZT_EREADONLY;
@@ -608,8 +609,19 @@ int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val
     if (!val && vlen) return ZT_EINVAL;
     if (vlen > UINT32_MAX) return ZT_ETOOBIG; /* LMDB stores a value's size in 32 bits */
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)(val ? val : "")};
-    int mrc = mdb_put(txn->txn, db->dbi, &k, &v, 0);
+    int mrc = mdb_put(txn->txn, db->dbi, &k, &v, flags);
     return mrc ? txn_fail(txn, mrc) : ZT_OK;
+}
+
+int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    return put_flags(txn, db, key, klen, val, vlen, 0);
+}
+
+int zt__store_append(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val,
+                     size_t vlen)
+{
+    return put_flags(txn, db, key, klen, val, vlen, MDB_APPEND);
 }
 
 int zt_del(zt_txn *txn, zt_db *db, const void *key, size_t klen)

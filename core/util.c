@@ -128,45 +128,54 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     if (zt__buf_reserve(b, n + 2)) return ZT_ENOMEM;
     b->data[b->len++] = '"';
+    size_t run = 0; /* bytes before i that need no escape, copied in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t elen = 0;
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+            run++;
+            continue;
+        }
+        if (zt__buf_append(b, s + i - run, run)) return ZT_ENOMEM;
+        run = 0;
+        char esc[7] = {'\\', 0};
+        size_t elen = 2;
         switch (c) {
         case '"':
-            memcpy(esc, "\\\"", elen = 2);
+            esc[1] = '"';
             break;
         case '\\':
-            memcpy(esc, "\\\\", elen = 2);
+            esc[1] = '\\';
             break;
         case '\n':
-            memcpy(esc, "\\n", elen = 2);
+            esc[1] = 'n';
             break;
         case '\r':
-            memcpy(esc, "\\r", elen = 2);
+            esc[1] = 'r';
             break;
         case '\t':
-            memcpy(esc, "\\t", elen = 2);
+            esc[1] = 't';
             break;
         default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                elen = 6;
-            }
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
         }
-        if (elen) {
-            if (zt__buf_append(b, esc, elen)) return ZT_ENOMEM;
-        } else {
-            if (zt__buf_reserve(b, 1)) return ZT_ENOMEM;
-            b->data[b->len++] = (char)c;
-        }
+        if (zt__buf_append(b, esc, elen)) return ZT_ENOMEM;
     }
-    if (zt__buf_reserve(b, 1)) return ZT_ENOMEM;
-    b->data[b->len++] = '"';
-    b->data[b->len] = 0;
+    if (zt__buf_append(b, s + n - run, run) || zt__buf_append(b, "\"", 1)) return ZT_ENOMEM;
     return ZT_OK;
+}
+
+int zt__buf_u64(zt_buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return zt__buf_append(b, tmp + sizeof tmp - n, n);
 }
 
 void zt__buf_free(zt_buf *b)
