@@ -21,6 +21,8 @@
 #define INT53        9007199254740992.0
 #define DEFAULT_TYPE "text/plain; charset=utf-8"
 #define SCRATCH_KEEP (64u << 10) /* a scratch buffer larger than this is freed after use */
+#define POOL_STEP    16          /* size classes of the small blocks a state reuses */
+#define POOL_MAX     256         /* (see block_free) */
 
 /* ---- the plugin's state ------------------------------------------------------------ */
 
@@ -57,6 +59,10 @@ struct zt_lua_plugin {
     const void *curreq;
     const struct lua_route *route;
     bool caller_made;
+    int req_meta; /* the metatable of req tables (also at K_REQ), as a registry ref */
+
+    void *pool[POOL_MAX / POOL_STEP + 1]; /* free blocks by size class (block_free) */
+    size_t pooled;                        /* bytes in them */
 
     zt_buf scratch;    /* JSON text being written (json_encode_text) */
     const void *null;  /* zt.json.null, and the metatable of zt.json.array's tables */
@@ -75,13 +81,80 @@ static struct zt_lua_plugin *plugin_of(lua_State *L)
     return ud;
 }
 
-/* The allocator: the cap counts every byte the state holds. Shrinking never fails. */
+/* Small blocks freed by a state are kept for its next allocations of the same size class:
+ * a handler's few tables are then made and collected without malloc and free, which cost
+ * more than the rest of a small handler. A block of size s <= POOL_MAX always has room
+ * for its whole class (POOL_STEP * pool_class(s) bytes), so it can serve any size of that
+ * class. At most POOL_KEEP bytes wait (what a burst of garbage frees beyond that goes back
+ * to malloc). Under AddressSanitizer there is no pool, so that it sees every use of a
+ * freed Lua object; valgrind checks the pool itself (its blocks are malloc's). */
+#ifdef __SANITIZE_ADDRESS__
+#define POOL_KEEP 0
+#else
+#define POOL_KEEP (256u << 10)
+#endif
+
+static inline size_t pool_class(size_t n)
+{
+    return (n + POOL_STEP - 1) / POOL_STEP;
+}
+
+static void block_free(struct zt_lua_plugin *lp, void *p, size_t size)
+{
+    if (!p) return;
+    size_t c = size <= POOL_MAX ? pool_class(size) : 0;
+    if (c && lp->pooled + c * POOL_STEP <= POOL_KEEP) {
+        *(void **)p = lp->pool[c];
+        lp->pool[c] = p;
+        lp->pooled += c * POOL_STEP;
+        return;
+    }
+    free(p);
+}
+
+/* A block for nsize > 0 bytes with the contents of p (osize bytes; p may be NULL).
+ * NULL when memory is short, but never when shrinking. */
+static void *block_resize(struct zt_lua_plugin *lp, void *p, size_t osize, size_t nsize)
+{
+    size_t oc = p && osize <= POOL_MAX ? pool_class(osize) : 0;
+    size_t nc = nsize <= POOL_MAX ? pool_class(nsize) : 0;
+    if (nc && nc == oc) return p;
+    if (!nc && !oc) return realloc(p, nsize);
+    void *np;
+    if (nc && lp->pool[nc]) {
+        np = lp->pool[nc];
+        lp->pool[nc] = *(void **)np;
+        lp->pooled -= nc * POOL_STEP;
+    } else {
+        np = malloc(nc ? nc * POOL_STEP : nsize);
+        if (!np) return nsize <= osize ? p : NULL; /* the old block is large enough */
+    }
+    if (p) {
+        memcpy(np, p, osize < nsize ? osize : nsize);
+        block_free(lp, p, osize);
+    }
+    return np;
+}
+
+static void pool_drain(struct zt_lua_plugin *lp)
+{
+    for (size_t c = 0; c < sizeof lp->pool / sizeof lp->pool[0]; c++)
+        while (lp->pool[c]) {
+            void *p = lp->pool[c];
+            lp->pool[c] = *(void **)p;
+            free(p);
+        }
+    lp->pooled = 0;
+}
+
+/* The allocator: the cap counts every byte the state holds (not the pool, which it no
+ * longer holds). Shrinking never fails. */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct zt_lua_plugin *lp = ud;
     if (!ptr) osize = 0; /* then osize only says what kind of object is made */
     if (nsize == 0) {
-        free(ptr);
+        block_free(lp, ptr, osize);
         lp->used -= osize;
         return NULL;
     }
@@ -90,7 +163,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         lp->oom = true;
         return NULL;
     }
-    void *np = realloc(ptr, nsize);
+    void *np = block_resize(lp, ptr, osize, nsize);
     if (!np) {
         lp->oom = true;
         return NULL;
@@ -1528,10 +1601,11 @@ static int req_pairs(lua_State *L)
 }
 
 /* The request table: empty, with req_index to fill it. */
-static void push_req(lua_State *L)
+static void push_req(lua_State *L, const struct zt_lua_plugin *lp)
 {
     lua_createtable(L, 0, 0);
-    set_meta(L, &K_REQ);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->req_meta); /* K_REQ's table, by a quicker key */
+    lua_setmetatable(L, -2);
 }
 
 static bool header_ok(const char *name, const char *value)
@@ -1557,6 +1631,24 @@ static char *req_strdup(zt_req *req, const char *s)
     char *c = zt_req_alloc(req, n + 1);
     if (c) memcpy(c, s, n + 1);
     return c;
+}
+
+/* Answer with the scratch buffer's text. A small text is copied into a block of its size
+ * (cheaper than a fresh buffer, and the scratch one stays for the next answer); a large
+ * one, which scratch_done would free anyway, is handed over as it is. */
+static int respond_text(zt_req *req, int status, const char *ctype, zt_buf *text)
+{
+    char *body;
+    size_t len = text->len;
+    if (text->cap > SCRATCH_KEEP) {
+        body = text->data;
+        *text = (zt_buf){0};
+    } else if (!(body = malloc(len))) {
+        return ZT_ENOMEM;
+    } else {
+        memcpy(body, text->data, len);
+    }
+    return zt__respond_take(req, status, ctype, body, len);
 }
 
 /* Turn handler(req)'s results (status, body, headers, at S, S+1, S+2) into the response. */
@@ -1614,10 +1706,8 @@ static int respond(lua_State *L, struct hcall *hc, int S)
             size_t len;
             const char *s = lua_tolstring(L, B, &len);
             rc = zt_respond(req, (int)status, ct ? ct : DEFAULT_TYPE, s, len);
-        } else { /* the text is the response's now, not copied */
-            rc = zt__respond_take(req, (int)status, ct ? ct : "application/json", text->data,
-                                  text->len);
-            *text = (zt_buf){0};
+        } else {
+            rc = respond_text(req, (int)status, ct ? ct : "application/json", text);
         }
     }
     hc->rc = rc;
@@ -1631,7 +1721,7 @@ static int run_handler(lua_State *L)
     struct hcall *hc = lua_touserdata(L, 1);
     struct zt_lua_plugin *lp = plugin_of(L);
     lua_settop(L, 0);
-    push_req(L);
+    push_req(L, lp);
     lp->curreq = lua_topointer(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
     lua_pushvalue(L, 1);
@@ -2365,7 +2455,7 @@ static void setup_metatables(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_pairs);
     lua_setfield(L, -2, "__pairs");
-    lua_pop(L, 1);
+    plugin_of(L)->req_meta = luaL_ref(L, LUA_REGISTRYINDEX);
 
     /* zt.json.null: a unique, frozen table */
     lua_newtable(L);
@@ -2550,6 +2640,7 @@ static void lp_free(struct zt_lua_plugin *lp)
         budget_reset(lp); /* finalizers run at close: they get one budget */
         lua_close(lp->L);
     }
+    pool_drain(lp);
     zt__buf_free(&lp->scratch);
     while (lp->routes) {
         struct lua_route *r = lp->routes;
@@ -2580,6 +2671,7 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     if (!lp->L) {
         snprintf(err, errlen, "plugin %s: not enough memory for a Lua state (lua.memory = %zu)",
                  p->name, lp->limit);
+        pool_drain(lp);
         free(lp);
         return ZT_ENOMEM;
     }
@@ -3134,6 +3226,7 @@ int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     lp.L = m ? lua_newstate(l_alloc, &lp) : NULL;
     if (!lp.L) {
         snprintf(err, errlen, "%s: not enough memory", path);
+        pool_drain(&lp);
         free(m);
         zt__buf_free(&src);
         return ZT_ENOMEM;
@@ -3165,6 +3258,7 @@ int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
         }
     }
     lua_close(L);
+    pool_drain(&lp);
     free(m);
     zt__buf_free(&src);
     return rc;
