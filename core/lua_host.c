@@ -59,7 +59,8 @@ struct zt_lua_plugin {
     const void *curreq;
     const struct lua_route *route;
     bool caller_made;
-    int req_meta; /* the metatable of req tables (also at K_REQ), as a registry ref */
+    int req_meta;       /* the metatable of req tables (also at K_REQ), as a registry ref */
+    const void *req_mt; /* and its address */
 
     void *pool[POOL_MAX / POOL_STEP + 1]; /* free blocks by size class (block_free) */
     size_t pooled;                        /* bytes in them */
@@ -563,7 +564,10 @@ struct jenc {
     zt_buf *text;      /* text is appended here; NULL: a cJSON tree is built */
     const void *null;  /* zt.json.null (lua_topointer) */
     const void *array; /* the metatable of zt.json.array's tables */
+    const void *req;   /* the metatable of req tables */
 };
+
+static void req_fill_all(lua_State *L, int t);
 
 /* An object's key, and where its value waits on the stack (0: not there). */
 struct jkey {
@@ -603,8 +607,10 @@ static void json_table(struct jenc *e, int idx, cJSON *parent, const char *key, 
      * {}). */
     bool marked = false;
     if (lua_getmetatable(L, idx)) {
-        marked = lua_topointer(L, -1) == e->array;
+        const void *mt = lua_topointer(L, -1);
         lua_pop(L, 1);
+        marked = mt == e->array;
+        if (mt == e->req) req_fill_all(L, idx); /* a req is all its fields, made or not */
     }
     struct jkey few[JKEYS_FEW];
     size_t nk = 0;
@@ -792,7 +798,7 @@ static void json_encode(struct jenc *e, int idx, cJSON *parent, const char *key,
 static jbox *json_encode_tree(lua_State *L, int idx)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    struct jenc e = {L, NULL, lp->null, lp->array};
+    struct jenc e = {L, NULL, lp->null, lp->array, lp->req_mt};
     idx = lua_absindex(L, idx);
     jbox *b = box_new(L);
     b->json = cJSON_CreateArray(); /* a holder, so that the root is freed with it */
@@ -810,7 +816,7 @@ static jbox *json_encode_tree(lua_State *L, int idx)
 static zt_buf *json_encode_text(lua_State *L, int idx, const char *prefix, size_t plen)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    struct jenc e = {L, &lp->scratch, lp->null, lp->array};
+    struct jenc e = {L, &lp->scratch, lp->null, lp->array, lp->req_mt};
     idx = lua_absindex(L, idx);
     lp->scratch.len = 0;
     text_put(L, &lp->scratch, prefix, plen);
@@ -1586,14 +1592,20 @@ static int req_index(lua_State *L)
 
 static int l_next(lua_State *L);
 
+/* Make every field of the req table at t that is not made yet. */
+static void req_fill_all(lua_State *L, int t)
+{
+    for (size_t f = 0; f < REQ_NFIELDS; f++) { /* each read fills a missing field */
+        lua_getfield(L, t, req_fields[f]);
+        lua_pop(L, 1);
+    }
+}
+
 /* __pairs of req: every field, as if they had all been made at the start. */
 static int req_pairs(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    for (size_t f = 0; f < REQ_NFIELDS; f++) { /* each read fills a missing field */
-        lua_getfield(L, 1, req_fields[f]);
-        lua_pop(L, 1);
-    }
+    req_fill_all(L, 1);
     lua_pushcfunction(L, l_next);
     lua_pushvalue(L, 1);
     lua_pushnil(L);
@@ -2455,6 +2467,7 @@ static void setup_metatables(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_pairs);
     lua_setfield(L, -2, "__pairs");
+    plugin_of(L)->req_mt = lua_topointer(L, -1);
     plugin_of(L)->req_meta = luaL_ref(L, LUA_REGISTRYINDEX);
 
     /* zt.json.null: a unique, frozen table */

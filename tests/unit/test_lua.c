@@ -1083,6 +1083,13 @@ static const char *handlers_lua =
     "  table.sort(seen)\n"
     "  return 200, table.concat(seen, ' ')\n"
     "end)\n"
+    "zt.route('GET', '/asjson/:x', function(req)\n"
+    "  local j = zt.json.decode(zt.json.encode(req))\n"
+    "  local n = 0\n"
+    "  for _ in pairs(j) do n = n + 1 end\n"
+    "  return 200, table.concat({ n, j.method, j.path, j.params.x, tostring(j.id == req.id),\n"
+    "    j.client, '[' .. j.body .. ']', tostring(j.caller) }, ' ')\n"
+    "end)\n"
     "local kept, kept2\n"
     "zt.route('GET', '/keep', function(req) kept = req return 200, 'kept' end)\n"
     "zt.route('GET', '/keep2', function(req) kept2 = req return 200, req.method end)\n"
@@ -1113,7 +1120,8 @@ static void handler_request_and_response(void **state)
                         "GET|/echo/one/政|one|政|a=x y!&b=2&flag=|hello|nil|192.0.2.7|26");
     done(t);
     expect(f, "GET", "/files/a/b/c.txt", NULL, 200, "a/b/c.txt");
-    /* pairs(req) sees every field, as if all had been there from the start */
+    /* as JSON and to pairs(req), req is every field, as if all had been there from the start */
+    expect(f, "GET", "/asjson/y", NULL, 200, "7 GET /asjson/y y true 192.0.2.7 [] nil");
     expect(f, "GET", "/fields/one?q=2", NULL, 200,
            "body= client=192.0.2.7 id=26 method=GET params=x path=/fields/one query=q");
     expect(f, "GET", "/whoami", NULL, 200, "nobody");
