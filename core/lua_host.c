@@ -515,6 +515,7 @@ static void text_double(lua_State *L, zt_buf *b, double d)
 
 /* A string, escaped as cJSON escapes: the two-character escapes, \u00xx for the other
  * control characters, everything else as it is (s is checked UTF-8 without NUL). */
+#define TWO_ESC "\"\"\\\\\bb\ff\nn\rr\tt" /* each such character, then its escape letter */
 static void text_str(lua_State *L, zt_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -525,32 +526,12 @@ static void text_str(lua_State *L, zt_buf *b, const char *s, size_t n)
         if (c >= 32 && c != '"' && c != '\\') continue;
         text_put(L, b, s + run, i - run);
         run = i + 1;
-        char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t elen = 6;
+        const char *two = memchr(TWO_ESC, c, sizeof TWO_ESC - 1);
+        if (two) {
+            esc[1] = two[1];
+            elen = 2;
         }
         text_put(L, b, esc, elen);
     }
@@ -558,7 +539,7 @@ static void text_str(lua_State *L, zt_buf *b, const char *s, size_t n)
     text_char(L, b, '"');
 }
 
-/* One encoding: where it goes and the two values it must recognise. */
+/* One encoding: where it goes, and the tables it must recognise by their address. */
 struct jenc {
     lua_State *L;
     zt_buf *text;      /* text is appended here; NULL: a cJSON tree is built */
