@@ -569,6 +569,11 @@ void zt__server_handle(zt_server *srv, zt_req *req);
 /* When the response has been written or the connection died: metrics, log. */
 void zt__server_done(zt_server *srv, zt_req *req);
 
+/* (request.c) zt_respond without the copy: body (malloc'd; NULL when len is 0) becomes the
+ * response's, and is freed on an error too (ZT_ESTATE, ZT_EINVAL as zt_respond). ctype must
+ * outlive the request (a literal, or request memory). */
+int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, size_t len);
+
 /* Answer with a problem, for the core's own errors. */
 void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,9 @@
 #define KEY_MAX      511        /* LMDB's key limit, as zt.h states it */
 #define INT53        9007199254740992.0
 #define DEFAULT_TYPE "text/plain; charset=utf-8"
+#define SCRATCH_KEEP (64u << 10) /* a scratch buffer larger than this is freed after use */
+#define POOL_STEP    16          /* size classes of the small blocks a state reuses */
+#define POOL_MAX     256         /* (see block_free) */
 
 /* ---- the plugin's state ------------------------------------------------------------ */
 
@@ -49,12 +53,27 @@ struct zt_lua_plugin {
     struct db_iter *iters; /* cursors open in the current request */
     char warn[256];        /* a warning being assembled from its pieces */
     size_t nwarn;
+
+    /* while req is set: its req table (lua_topointer), its route, and whether its caller
+     * table is made (in the registry at K_CALLER) */
+    const void *curreq;
+    const struct lua_route *route;
+    bool caller_made;
+    int req_meta;       /* the metatable of req tables (also at K_REQ), as a registry ref */
+    const void *req_mt; /* and its address */
+
+    void *pool[POOL_MAX / POOL_STEP + 1]; /* free blocks by size class (block_free) */
+    size_t pooled;                        /* bytes in them */
+
+    zt_buf scratch;    /* JSON text being written (json_encode_text) */
+    const void *null;  /* zt.json.null, and the metatable of zt.json.array's tables */
+    const void *array; /* (lua_topointer: anchored in the registry for good) */
 };
 
 /* Registry keys: the addresses of these are unique light userdata, so looking one up never
  * creates a string (and so never allocates, which matters outside protected calls). */
-static char K_NULL, K_ARRAY, K_PROBLEM, K_DB, K_ITER, K_BOX, K_REQ, K_CURREQ, K_CALLER, K_LOADED,
-    K_LOADING, K_FORMAT, K_ANCHOR;
+static char K_NULL, K_ARRAY, K_PROBLEM, K_DB, K_ITER, K_BOX, K_REQ, K_CALLER, K_LOADED, K_LOADING,
+    K_FORMAT, K_ANCHOR;
 
 static struct zt_lua_plugin *plugin_of(lua_State *L)
 {
@@ -63,13 +82,80 @@ static struct zt_lua_plugin *plugin_of(lua_State *L)
     return ud;
 }
 
-/* The allocator: the cap counts every byte the state holds. Shrinking never fails. */
+/* Small blocks freed by a state are kept for its next allocations of the same size class:
+ * a handler's few tables are then made and collected without malloc and free, which cost
+ * more than the rest of a small handler. A block of size s <= POOL_MAX always has room
+ * for its whole class (POOL_STEP * pool_class(s) bytes), so it can serve any size of that
+ * class. At most POOL_KEEP bytes wait (what a burst of garbage frees beyond that goes back
+ * to malloc). Under AddressSanitizer there is no pool, so that it sees every use of a
+ * freed Lua object; valgrind checks the pool itself (its blocks are malloc's). */
+#ifdef __SANITIZE_ADDRESS__
+#define POOL_KEEP 0
+#else
+#define POOL_KEEP (256u << 10)
+#endif
+
+static inline size_t pool_class(size_t n)
+{
+    return (n + POOL_STEP - 1) / POOL_STEP;
+}
+
+static void block_free(struct zt_lua_plugin *lp, void *p, size_t size)
+{
+    if (!p) return;
+    size_t c = size <= POOL_MAX ? pool_class(size) : 0;
+    if (c && lp->pooled + c * POOL_STEP <= POOL_KEEP) {
+        *(void **)p = lp->pool[c];
+        lp->pool[c] = p;
+        lp->pooled += c * POOL_STEP;
+        return;
+    }
+    free(p);
+}
+
+/* A block for nsize > 0 bytes with the contents of p (osize bytes; p may be NULL).
+ * NULL when memory is short, but never when shrinking. */
+static void *block_resize(struct zt_lua_plugin *lp, void *p, size_t osize, size_t nsize)
+{
+    size_t oc = p && osize <= POOL_MAX ? pool_class(osize) : 0;
+    size_t nc = nsize <= POOL_MAX ? pool_class(nsize) : 0;
+    if (nc && nc == oc) return p;
+    if (!nc && !oc) return realloc(p, nsize);
+    void *np;
+    if (nc && lp->pool[nc]) {
+        np = lp->pool[nc];
+        lp->pool[nc] = *(void **)np;
+        lp->pooled -= nc * POOL_STEP;
+    } else {
+        np = malloc(nc ? nc * POOL_STEP : nsize);
+        if (!np) return nsize <= osize ? p : NULL; /* the old block is large enough */
+    }
+    if (p) {
+        memcpy(np, p, osize < nsize ? osize : nsize);
+        block_free(lp, p, osize);
+    }
+    return np;
+}
+
+static void pool_drain(struct zt_lua_plugin *lp)
+{
+    for (size_t c = 0; c < sizeof lp->pool / sizeof lp->pool[0]; c++)
+        while (lp->pool[c]) {
+            void *p = lp->pool[c];
+            lp->pool[c] = *(void **)p;
+            free(p);
+        }
+    lp->pooled = 0;
+}
+
+/* The allocator: the cap counts every byte the state holds (not the pool, which it no
+ * longer holds). Shrinking never fails. */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct zt_lua_plugin *lp = ud;
     if (!ptr) osize = 0; /* then osize only says what kind of object is made */
     if (nsize == 0) {
-        free(ptr);
+        block_free(lp, ptr, osize);
         lp->used -= osize;
         return NULL;
     }
@@ -78,7 +164,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         lp->oom = true;
         return NULL;
     }
-    void *np = realloc(ptr, nsize);
+    void *np = block_resize(lp, ptr, osize, nsize);
     if (!np) {
         lp->oom = true;
         return NULL;
@@ -381,65 +467,286 @@ static cJSON *json_attach(lua_State *L, cJSON *parent, const char *key, cJSON *i
     return item;
 }
 
-/* A table is a JSON array when it is marked by zt.json.array, or when its keys are exactly
- * 1..n (n > 0); an object when all its keys are strings (an empty table is {}). */
-static int table_kind(lua_State *L, int idx, lua_Integer *n)
+/* JSON text is written exactly as cJSON_PrintUnformatted prints the tree the same value
+ * makes (json_encode_tree), so that a value gives one text whichever way it went. */
+static inline void text_put(lua_State *L, zt_buf *b, const char *s, size_t n)
 {
-    if (has_meta(L, idx, &K_ARRAY)) {
-        *n = (lua_Integer)lua_rawlen(L, idx);
-        return 'a';
+    if (b->cap - b->len <= n && zt__buf_reserve(b, n)) luaL_error(L, "not enough memory");
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static inline void text_char(lua_State *L, zt_buf *b, char c)
+{
+    if (b->cap - b->len <= 1 && zt__buf_reserve(b, 1)) luaL_error(L, "not enough memory");
+    b->data[b->len++] = c;
+}
+
+static void text_int(lua_State *L, zt_buf *b, long long i)
+{
+    char tmp[24], *e = tmp + sizeof tmp, *p = e;
+    unsigned long long u = i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0) *--p = '-';
+    text_put(L, b, p, (size_t)(e - p));
+}
+
+/* cJSON's print_number: 15 significant digits when they read back within a relative
+ * DBL_EPSILON, else 17. Integral values below 10^15 come out of %1.15g as plain integers,
+ * so those are written without printf (but -0.0 is "-0"). */
+#define INT15 1e15
+static void text_double(lua_State *L, zt_buf *b, double d)
+{
+    if (d > -INT15 && d < INT15 && d == (double)(long long)d && !(d == 0 && signbit(d))) {
+        text_int(L, b, (long long)d);
+        return;
     }
-    lua_Integer count = 0, max = 0;
-    bool ints = true, strs = true;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%1.15g", d);
+    double back = strtod(tmp, NULL);
+    double big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+    if (!(fabs(back - d) <= big * DBL_EPSILON)) n = snprintf(tmp, sizeof tmp, "%1.17g", d);
+    assert(n > 0 && (size_t)n < sizeof tmp);
+    text_put(L, b, tmp, (size_t)n);
+}
+
+/* A string, escaped as cJSON escapes: the two-character escapes, \u00xx for the other
+ * control characters, everything else as it is (s is checked UTF-8 without NUL). */
+#define TWO_ESC "\"\"\\\\\bb\ff\nn\rr\tt" /* each such character, then its escape letter */
+static void text_str(lua_State *L, zt_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    text_char(L, b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 32 && c != '"' && c != '\\') continue;
+        text_put(L, b, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t elen = 6;
+        const char *two = memchr(TWO_ESC, c, sizeof TWO_ESC - 1);
+        if (two) {
+            esc[1] = two[1];
+            elen = 2;
+        }
+        text_put(L, b, esc, elen);
+    }
+    text_put(L, b, s + run, n - run);
+    text_char(L, b, '"');
+}
+
+/* One encoding: where it goes, and the tables it must recognise by their address. */
+struct jenc {
+    lua_State *L;
+    zt_buf *text;      /* text is appended here; NULL: a cJSON tree is built */
+    const void *null;  /* zt.json.null (lua_topointer) */
+    const void *array; /* the metatable of zt.json.array's tables */
+    const void *req;   /* the metatable of req tables */
+};
+
+static void req_fill_all(lua_State *L, int t);
+
+/* An object's key, and where its value waits on the stack (0: not there). */
+struct jkey {
+    const char *s;
+    size_t len;
+    int slot;
+};
+
+static int jkey_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct jkey *)a)->s, ((const struct jkey *)b)->s);
+}
+
+/* Objects of up to this many keys are encoded from one walk of the table, their values
+ * held on the Lua stack; larger ones walk it again and look each value up. */
+#define JKEYS_FEW 16
+
+static void json_encode(struct jenc *e, int idx, cJSON *parent, const char *key, int depth);
+
+static void json_leaf(struct jenc *e, cJSON *parent, const char *key, cJSON *item)
+{
+    assert(!e->text);
+    json_attach(e->L, parent, key, item);
+}
+
+static void json_table(struct jenc *e, int idx, cJSON *parent, const char *key, int depth)
+{
+    lua_State *L = e->L;
+    zt_buf *text = e->text;
+    if (depth >= JSON_DEPTH)
+        luaL_error(L, "zt.json.encode: tables nested deeper than %d (a table inside itself?)",
+                   JSON_DEPTH);
+    luaL_checkstack(L, JKEYS_FEW + 4, "zt.json.encode: nested too deep");
+    int top = lua_gettop(L);
+    /* A table is a JSON array when it is marked by zt.json.array, or when its keys are
+     * exactly 1..n (n > 0); an object when all its keys are strings (an empty table is
+     * {}). */
+    bool marked = false;
+    if (lua_getmetatable(L, idx)) {
+        const void *mt = lua_topointer(L, -1);
         lua_pop(L, 1);
-        count++;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            ints = false;
-        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-            strs = false;
-            if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
-        } else {
-            ints = strs = false;
+        marked = mt == e->array;
+        if (mt == e->req) req_fill_all(L, idx); /* a req is all its fields, made or not */
+    }
+    struct jkey few[JKEYS_FEW];
+    size_t nk = 0;
+    lua_Integer n;
+    int kind = 'a';
+    if (marked) {
+        n = (lua_Integer)lua_rawlen(L, idx);
+    } else {
+        lua_Integer max = 0;
+        bool ints = true, strs = true;
+        n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            n++;
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                ints = false;
+                if (strs && n <= JKEYS_FEW) { /* keep the value, below the key lua_next needs */
+                    few[nk].s = lua_tolstring(L, -2, &few[nk].len);
+                    few[nk].slot = lua_gettop(L) - 1;
+                    nk++;
+                    lua_rotate(L, -2, 1);
+                    continue;
+                }
+            } else if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1) {
+                strs = false;
+                if (lua_tointeger(L, -2) > max) max = lua_tointeger(L, -2);
+            } else {
+                ints = strs = false;
+            }
+            lua_pop(L, 1);
+        }
+        if (n == 0 || (strs && !ints))
+            kind = 'o';
+        else if (!ints || max != n)
+            kind = 0;
+        if (kind != 'o' || (lua_Integer)nk != n) {
+            lua_settop(L, top);
+            nk = 0;
         }
     }
-    *n = count;
-    if (count == 0) return 'o';
-    if (ints && max == count) return 'a';
-    if (strs) return 'o';
-    return 0;
+    if (!kind)
+        luaL_error(L, "zt.json.encode: a table mixes keys: use only 1..n (an array) or only "
+                      "strings (an object)");
+    if (kind == 'a') {
+        cJSON *arr = NULL;
+        if (text)
+            text_char(L, text, '[');
+        else
+            arr = json_attach(L, parent, key, cJSON_CreateArray());
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (text && i > 1) text_char(L, text, ',');
+            lua_rawgeti(L, idx, i);
+            json_encode(e, lua_gettop(L), arr, NULL, depth + 1);
+            lua_pop(L, 1);
+        }
+        if (text) text_char(L, text, ']');
+        return;
+    }
+    /* Keys in byte order: the same table always gives the same text (Lua's own order
+     * changes from state to state). The table keeps the key strings alive. */
+    struct jkey *keys = few;
+    if ((lua_Integer)nk != n) { /* a large object: collect its keys again */
+        keys = lua_newuserdatauv(L, (size_t)n * sizeof *keys, 0);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            keys[nk].s = lua_tolstring(L, -2, &keys[nk].len); /* a string: checked above */
+            keys[nk].slot = 0;
+            nk++;
+            lua_pop(L, 1);
+        }
+    }
+    for (size_t i = 0; i < nk; i++)
+        if (!utf8_ok((const unsigned char *)keys[i].s, keys[i].len))
+            luaL_error(L, "zt.json.encode: a key is not valid UTF-8 (or holds a NUL byte)");
+    if (keys == few) {
+        for (size_t i = 1; i < nk; i++) /* few keys: insertion sort */
+            for (size_t j = i; j > 0 && strcmp(few[j - 1].s, few[j].s) > 0; j--) {
+                struct jkey t = few[j];
+                few[j] = few[j - 1];
+                few[j - 1] = t;
+            }
+    } else {
+        qsort(keys, nk, sizeof *keys, jkey_cmp);
+    }
+    cJSON *obj = NULL;
+    if (text)
+        text_char(L, text, '{');
+    else
+        obj = json_attach(L, parent, key, cJSON_CreateObject());
+    for (size_t i = 0; i < nk; i++) {
+        if (text) {
+            if (i > 0) text_char(L, text, ',');
+            text_str(L, text, keys[i].s, keys[i].len);
+            text_char(L, text, ':');
+        }
+        int v = keys[i].slot;
+        if (!v) {
+            lua_pushlstring(L, keys[i].s, keys[i].len);
+            lua_rawget(L, idx);
+            v = lua_gettop(L);
+        }
+        json_encode(e, v, obj, keys[i].s, depth + 1);
+        if (!keys[i].slot) lua_pop(L, 1);
+    }
+    if (text) text_char(L, text, '}');
+    lua_settop(L, top);
 }
 
-static int strptrcmp(const void *a, const void *b)
+/* Encode the value at idx, either as text appended to e->text, or (e->text NULL) as a
+ * cJSON item added to parent (under key, or appended when key is NULL). Checks and their
+ * order are the same either way, so both refuse the same values with the same message. */
+static void json_encode(struct jenc *e, int idx, cJSON *parent, const char *key, int depth)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void json_encode_into(lua_State *L, int idx, cJSON *parent, const char *key, int depth)
-{
+    lua_State *L = e->L;
+    zt_buf *text = e->text;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        json_attach(L, parent, key, cJSON_CreateNull());
+        if (text)
+            text_put(L, text, "null", 4);
+        else
+            json_leaf(e, parent, key, cJSON_CreateNull());
         return;
-    case LUA_TBOOLEAN:
-        json_attach(L, parent, key, cJSON_CreateBool(lua_toboolean(L, idx)));
+    case LUA_TBOOLEAN: {
+        bool v = lua_toboolean(L, idx);
+        if (text)
+            text_put(L, text, v ? "true" : "false", v ? 4 : 5);
+        else
+            json_leaf(e, parent, key, cJSON_CreateBool(v));
         return;
+    }
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
             lua_Integer i = lua_tointeger(L, idx);
             /* cJSON holds numbers as doubles; print larger integers exactly */
             if (i >= -(lua_Integer)INT53 && i <= (lua_Integer)INT53) {
-                json_attach(L, parent, key, cJSON_CreateNumber((double)i));
+                if (!text)
+                    json_leaf(e, parent, key, cJSON_CreateNumber((double)i));
+                else if (i > -(lua_Integer)INT15 && i < (lua_Integer)INT15)
+                    text_int(L, text, (long long)i);
+                else
+                    text_double(L, text, (double)i);
+            } else if (text) {
+                text_int(L, text, (long long)i);
             } else {
                 char buf[32];
                 snprintf(buf, sizeof buf, "%lld", (long long)i);
-                json_attach(L, parent, key, cJSON_CreateRaw(buf));
+                json_leaf(e, parent, key, cJSON_CreateRaw(buf));
             }
         } else {
             double d = lua_tonumber(L, idx);
             if (!isfinite(d)) luaL_error(L, "zt.json.encode: cannot encode NaN or infinity");
-            json_attach(L, parent, key, cJSON_CreateNumber(d));
+            if (text)
+                text_double(L, text, d);
+            else
+                json_leaf(e, parent, key, cJSON_CreateNumber(d));
         }
         return;
     case LUA_TSTRING: {
@@ -447,76 +754,63 @@ static void json_encode_into(lua_State *L, int idx, cJSON *parent, const char *k
         const char *s = lua_tolstring(L, idx, &len);
         if (!utf8_ok((const unsigned char *)s, len))
             luaL_error(L, "zt.json.encode: a string is not valid UTF-8 (or holds a NUL byte)");
-        json_attach(L, parent, key, cJSON_CreateString(s));
+        if (text)
+            text_str(L, text, s, len);
+        else
+            json_leaf(e, parent, key, cJSON_CreateString(s));
         return;
     }
     case LUA_TTABLE:
-        break;
+        if (lua_topointer(L, idx) != e->null) {
+            json_table(e, idx, parent, key, depth);
+        } else if (text) {
+            text_put(L, text, "null", 4);
+        } else {
+            json_leaf(e, parent, key, cJSON_CreateNull());
+        }
+        return;
     default:
         luaL_error(L, "zt.json.encode: cannot encode a %s", luaL_typename(L, idx));
         return;
     }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
-    bool null = lua_rawequal(L, idx, -1);
-    lua_pop(L, 1);
-    if (null) {
-        json_attach(L, parent, key, cJSON_CreateNull());
-        return;
-    }
-    if (depth >= JSON_DEPTH)
-        luaL_error(L, "zt.json.encode: tables nested deeper than %d (a table inside itself?)",
-                   JSON_DEPTH);
-    luaL_checkstack(L, 4, "zt.json.encode: nested too deep");
-    lua_Integer n = 0;
-    int kind = table_kind(L, idx, &n);
-    if (!kind)
-        luaL_error(L, "zt.json.encode: a table mixes keys: use only 1..n (an array) or only "
-                      "strings (an object)");
-    if (kind == 'a') {
-        cJSON *arr = json_attach(L, parent, key, cJSON_CreateArray());
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, idx, i);
-            json_encode_into(L, lua_gettop(L), arr, NULL, depth + 1);
-            lua_pop(L, 1);
-        }
-        return;
-    }
-    /* Keys in byte order: the same table always gives the same text (Lua's own order
-     * changes from state to state). The table keeps the key strings alive. */
-    cJSON *obj = json_attach(L, parent, key, cJSON_CreateObject());
-    const char **keys = lua_newuserdatauv(L, (size_t)n * sizeof *keys, 0);
-    size_t nk = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        size_t klen;
-        const char *k = lua_tolstring(L, -2, &klen); /* a string: table_kind checked */
-        if (!utf8_ok((const unsigned char *)k, klen))
-            luaL_error(L, "zt.json.encode: a key is not valid UTF-8 (or holds a NUL byte)");
-        keys[nk++] = k;
-        lua_pop(L, 1);
-    }
-    qsort(keys, nk, sizeof *keys, strptrcmp);
-    for (size_t i = 0; i < nk; i++) {
-        lua_pushstring(L, keys[i]);
-        lua_rawget(L, idx);
-        json_encode_into(L, lua_gettop(L), obj, keys[i], depth + 1);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
 }
 
 /* Encode the value at idx into a box (pushed on the stack); box->json is the tree. */
-static jbox *json_encode_boxed(lua_State *L, int idx)
+static jbox *json_encode_tree(lua_State *L, int idx)
 {
+    struct zt_lua_plugin *lp = plugin_of(L);
+    struct jenc e = {L, NULL, lp->null, lp->array, lp->req_mt};
     idx = lua_absindex(L, idx);
     jbox *b = box_new(L);
     b->json = cJSON_CreateArray(); /* a holder, so that the root is freed with it */
     if (!b->json) luaL_error(L, "not enough memory");
-    json_encode_into(L, idx, b->json, NULL, 0);
+    json_encode(&e, idx, b->json, NULL, 0);
     cJSON *root = cJSON_DetachItemFromArray(b->json, 0);
     cJSON_Delete(b->json);
     b->json = root;
     return b;
+}
+
+/* Encode the value at idx as text, after `prefix` (may be empty), into the state's
+ * scratch buffer. An error leaves the buffer to the next use (it is only ever
+ * overwritten), so nothing can leak; no Lua code runs while it is filled. */
+static zt_buf *json_encode_text(lua_State *L, int idx, const char *prefix, size_t plen)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    struct jenc e = {L, &lp->scratch, lp->null, lp->array, lp->req_mt};
+    idx = lua_absindex(L, idx);
+    lp->scratch.len = 0;
+    text_put(L, &lp->scratch, prefix, plen);
+    json_encode(&e, idx, NULL, NULL, 0);
+    text_char(L, &lp->scratch, 0); /* a C string too, for those who want one */
+    lp->scratch.len--;
+    return &lp->scratch;
+}
+
+/* After the scratch buffer was used: a large one is not kept for the next use. */
+static void scratch_done(struct zt_lua_plugin *lp)
+{
+    if (lp->scratch.cap > SCRATCH_KEEP) zt__buf_free(&lp->scratch);
 }
 
 static void json_push(lua_State *L, const cJSON *item, int depth)
@@ -556,11 +850,9 @@ static void json_push(lua_State *L, const cJSON *item, int depth)
 static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
-    jbox *b = json_encode_boxed(L, 1);
-    b->text = cJSON_PrintUnformatted(b->json);
-    if (!b->text) return luaL_error(L, "not enough memory");
-    lua_pushstring(L, b->text);
-    box_clear(b);
+    zt_buf *b = json_encode_text(L, 1, "", 0);
+    lua_pushlstring(L, b->data, b->len);
+    scratch_done(plugin_of(L));
     return 1;
 }
 
@@ -882,27 +1174,19 @@ static int l_db_put(lua_State *L)
     if (vt != LUA_TSTRING && vt != LUA_TTABLE && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
         return luaL_error(L, "db:put: cannot store a %s", luaL_typename(L, 3));
     zt_txn *t = db_txn(L, "db:put");
-    jbox *b;
-    size_t len;
+    zt_buf *b;
     if (vt == LUA_TSTRING) {
+        size_t len;
         const char *s = lua_tolstring(L, 3, &len);
-        b = box_new(L);
-        b->aux = malloc(len + 1);
-        if (!b->aux) return luaL_error(L, "not enough memory");
-        b->aux[0] = 's';
-        memcpy(b->aux + 1, s, len);
+        b = &plugin_of(L)->scratch;
+        b->len = 0;
+        text_put(L, b, "s", 1);
+        text_put(L, b, s, len);
     } else {
-        b = json_encode_boxed(L, 3);
-        b->text = cJSON_PrintUnformatted(b->json);
-        if (!b->text) return luaL_error(L, "not enough memory");
-        len = strlen(b->text);
-        b->aux = malloc(len + 1);
-        if (!b->aux) return luaL_error(L, "not enough memory");
-        b->aux[0] = 'j';
-        memcpy(b->aux + 1, b->text, len);
+        b = json_encode_text(L, 3, "j", 1);
     }
-    int rc = zt_put(t, d->db, k, klen, b->aux, len + 1);
-    box_clear(b);
+    int rc = zt_put(t, d->db, k, klen, b->data, b->len);
+    scratch_done(plugin_of(L));
     if (rc) return db_fail(L, "db:put", rc);
     return 0;
 }
@@ -1067,14 +1351,14 @@ static int db_tostring(lua_State *L)
 
 /* ---- the request (inside a handler) ------------------------------------------------ */
 
-/* The zt_req behind a req table, if that table is the request being handled now. */
+/* The zt_req behind a req table, if that table is the request being handled now. The
+ * table of the current request stays on the stack of run_handler while it runs, so no
+ * other live table has its address. */
 static zt_req *current_req(lua_State *L, int idx, const char *fn)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
-    bool cur = lp->req && lua_rawequal(L, idx, -1);
-    lua_pop(L, 1);
-    if (!cur) luaL_error(L, "%s: this request is over (use it only inside its handler)", fn);
+    if (!lp->req || lua_topointer(L, idx) != lp->curreq)
+        luaL_error(L, "%s: this request is over (use it only inside its handler)", fn);
     return lp->req;
 }
 
@@ -1193,33 +1477,128 @@ static void push_caller(lua_State *L, const zt_caller *c)
     lua_setfield(L, -2, "roles");
 }
 
-static void push_req(lua_State *L, const struct lua_route *lr, zt_req *req)
+/* req.caller and zt.auth.caller(req): one table per request, made on first use. */
+static void push_caller_once(lua_State *L, struct zt_lua_plugin *lp)
 {
-    lua_createtable(L, 0, 9);
-    lua_pushstring(L, zt_req_method(req));
-    lua_setfield(L, -2, "method");
-    lua_pushstring(L, zt_req_path(req));
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, zt_req_id(req));
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, zt_req_client(req));
-    lua_setfield(L, -2, "client");
-    size_t blen;
-    const char *body = zt_req_body(req, &blen);
-    lua_pushlstring(L, body, blen);
-    lua_setfield(L, -2, "body");
-    push_params(L, lr->pattern, req);
-    lua_setfield(L, -2, "params");
-    push_query(L, req->query);
-    lua_setfield(L, -2, "query");
-    push_caller(L, zt_req_caller(req));
-    if (lua_isnil(L, -1))
-        lua_pushboolean(L, 0); /* false, not nil: the registry slot stays */
-    else
-        lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER); /* for zt.auth.caller */
-    lua_setfield(L, -2, "caller");
-    set_meta(L, &K_REQ);
+    if (lp->caller_made) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+        return;
+    }
+    push_caller(L, zt_req_caller(lp->req));
+    if (lua_isnil(L, -1)) return;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+    lp->caller_made = true;
+}
+
+/* The fields of req, each made when a handler first reads it (most read few or none). */
+static const char *const req_fields[] = {"method", "path",   "params", "query",
+                                         "body",   "caller", "id",     "client"};
+#define REQ_NFIELDS (sizeof req_fields / sizeof req_fields[0])
+
+static int req_field(const char *k)
+{
+    for (int f = 0; f < (int)REQ_NFIELDS; f++)
+        if (strcmp(k, req_fields[f]) == 0) return f;
+    return -1;
+}
+
+/* Push field f of the request being handled (the caller has checked it is current). */
+static void push_req_field(lua_State *L, struct zt_lua_plugin *lp, int f)
+{
+    zt_req *req = lp->req;
+    switch (f) {
+    case 0:
+        lua_pushstring(L, zt_req_method(req));
+        break;
+    case 1:
+        lua_pushstring(L, zt_req_path(req));
+        break;
+    case 2:
+        push_params(L, lp->route->pattern, req);
+        break;
+    case 3:
+        push_query(L, req->query);
+        break;
+    case 4: {
+        size_t blen;
+        const char *body = zt_req_body(req, &blen);
+        lua_pushlstring(L, body, blen);
+        break;
+    }
+    case 5:
+        push_caller_once(L, lp);
+        break;
+    case 6:
+        lua_pushstring(L, zt_req_id(req));
+        break;
+    default:
+        assert(f == 7);
+        lua_pushstring(L, zt_req_client(req));
+        break;
+    }
+}
+
+/* Make field f of the req table at t, keep it there (rawset), and leave it on the stack. */
+static void req_fill(lua_State *L, int t, int f)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->req || lua_topointer(L, t) != lp->curreq)
+        luaL_error(L, "req.%s: this request is over (use it only inside its handler)",
+                   req_fields[f]);
+    push_req_field(L, lp, f);
+    if (lua_isnil(L, -1)) return;
+    lua_pushvalue(L, -1);
+    lua_setfield(L, t, req_fields[f]); /* t has no __newindex: a raw set */
+}
+
+/* __index of req: the methods (upvalues 1 and 2), then the fields. */
+static int req_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    const char *k = lua_tostring(L, 2);
+    if (strcmp(k, "header") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        return 1;
+    }
+    if (strcmp(k, "json") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        return 1;
+    }
+    int f = req_field(k);
+    if (f < 0) return 0;
+    req_fill(L, 1, f);
+    return 1;
+}
+
+static int l_next(lua_State *L);
+
+/* Make every field of the req table at t that is not made yet. */
+static void req_fill_all(lua_State *L, int t)
+{
+    for (size_t f = 0; f < REQ_NFIELDS; f++) { /* each read fills a missing field */
+        lua_getfield(L, t, req_fields[f]);
+        lua_pop(L, 1);
+    }
+}
+
+/* __pairs of req: every field, as if they had all been made at the start. */
+static int req_pairs(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    req_fill_all(L, 1);
+    lua_pushcfunction(L, l_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* The request table: empty, with req_index to fill it. */
+static void push_req(lua_State *L, const struct zt_lua_plugin *lp)
+{
+    lua_createtable(L, 0, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->req_meta); /* K_REQ's table, by a quicker key */
+    lua_setmetatable(L, -2);
 }
 
 static bool header_ok(const char *name, const char *value)
@@ -1247,23 +1626,42 @@ static char *req_strdup(zt_req *req, const char *s)
     return c;
 }
 
-/* Turn handler(req)'s results (status, body, headers) into the response. */
-static int respond(lua_State *L, struct hcall *hc)
+/* Answer with the scratch buffer's text. A small text is copied into a block of its size
+ * (cheaper than a fresh buffer, and the scratch one stays for the next answer); a large
+ * one, which scratch_done would free anyway, is handed over as it is. */
+static int respond_text(zt_req *req, int status, const char *ctype, zt_buf *text)
 {
+    char *body;
+    size_t len = text->len;
+    if (text->cap > SCRATCH_KEEP) {
+        body = text->data;
+        *text = (zt_buf){0};
+    } else if (!(body = malloc(len))) {
+        return ZT_ENOMEM;
+    } else {
+        memcpy(body, text->data, len);
+    }
+    return zt__respond_take(req, status, ctype, body, len);
+}
+
+/* Turn handler(req)'s results (status, body, headers, at S, S+1, S+2) into the response. */
+static int respond(lua_State *L, struct hcall *hc, int S)
+{
+    const int B = S + 1, H = S + 2;
     zt_req *req = hc->req;
     int isint;
-    lua_Integer status = lua_tointegerx(L, 1, &isint);
+    lua_Integer status = lua_tointegerx(L, S, &isint);
     if (!isint || status < 200 || status > 599)
         return luaL_error(L, "the handler returned %s as status (expected an integer 200..599)",
-                          luaL_tolstring(L, 1, NULL));
+                          luaL_tolstring(L, S, NULL));
     const char *ctype = NULL;
-    int ht = lua_type(L, 3);
+    int ht = lua_type(L, H);
     if (ht != LUA_TNIL && ht != LUA_TTABLE)
         return luaL_error(L, "the handler returned a %s as headers (expected a table)",
-                          luaL_typename(L, 3));
+                          luaL_typename(L, H));
     if (ht == LUA_TTABLE) { /* check them all before adding any */
         lua_pushnil(L);
-        while (lua_next(L, 3)) {
+        while (lua_next(L, H)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "response headers must be strings keyed by strings");
             const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
@@ -1272,24 +1670,20 @@ static int respond(lua_State *L, struct hcall *hc)
             lua_pop(L, 1);
         }
     }
-    int bt = lua_type(L, 2);
-    jbox *b = NULL;
+    int bt = lua_type(L, B);
+    zt_buf *text = NULL;
     if (bt == LUA_TTABLE) {
-        b = json_encode_boxed(L, 2);
-        if (ctype) {
-            b->text = cJSON_PrintUnformatted(b->json);
-            if (!b->text) return luaL_error(L, "not enough memory");
-        }
+        text = json_encode_text(L, B, "", 0);
     } else if (bt != LUA_TNIL && bt != LUA_TSTRING) {
         return luaL_error(L,
                           "the handler returned a %s as body (expected a string, a table or nil)",
-                          luaL_typename(L, 2));
+                          luaL_typename(L, B));
     }
     /* From here on nothing raises: the response is being written. */
     int rc = ZT_OK;
     if (ht == LUA_TTABLE) {
         lua_pushnil(L);
-        while (rc == ZT_OK && lua_next(L, 3)) {
+        while (rc == ZT_OK && lua_next(L, H)) {
             const char *k = lua_tostring(L, -2);
             if (strcasecmp(k, "content-type") != 0) rc = zt_res_header(req, k, lua_tostring(L, -1));
             lua_pop(L, 1);
@@ -1303,29 +1697,29 @@ static int respond(lua_State *L, struct hcall *hc)
             rc = zt_respond(req, (int)status, NULL, NULL, 0);
         } else if (bt == LUA_TSTRING) {
             size_t len;
-            const char *s = lua_tolstring(L, 2, &len);
+            const char *s = lua_tolstring(L, B, &len);
             rc = zt_respond(req, (int)status, ct ? ct : DEFAULT_TYPE, s, len);
-        } else if (ct) {
-            rc = zt_respond(req, (int)status, ct, b->text, strlen(b->text));
         } else {
-            rc = zt_respond_json(req, (int)status, b->json);
+            rc = respond_text(req, (int)status, ct ? ct : "application/json", text);
         }
     }
-    if (b) box_clear(b);
     hc->rc = rc;
     return 0;
 }
 
+/* Called protected: handler(req), then its answer. The req table stays at 1 (so that no
+ * other table can have its address while the handler runs); the results land at 2..4. */
 static int run_handler(lua_State *L)
 {
     struct hcall *hc = lua_touserdata(L, 1);
+    struct zt_lua_plugin *lp = plugin_of(L);
     lua_settop(L, 0);
+    push_req(L, lp);
+    lp->curreq = lua_topointer(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
-    push_req(L, hc->lr, hc->req);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
+    lua_pushvalue(L, 1);
     lua_call(L, 1, 3);
-    return respond(L, hc);
+    return respond(L, hc, 2);
 }
 
 /* The zt_handler of every Lua route. */
@@ -1343,15 +1737,19 @@ static int lua_route_handler(zt_req *req, void *ud)
     int top = lua_gettop(L);
     struct hcall hc = {.lr = lr, .req = req, .rc = ZT_OK};
     lp->req = req;
+    lp->route = lr;
     lp->serial++;
     lp->store_err = 0;
     int st = lp_pcall(lp, run_handler, &hc);
     iters_close_all(lp);
     lp->req = NULL;
-    lua_pushboolean(L, 0); /* the slots exist already, so this cannot allocate */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
-    lua_pushboolean(L, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+    lp->curreq = NULL;
+    lp->route = NULL;
+    if (lp->caller_made) {
+        lua_pushboolean(L, 0); /* the slot exists already, so this cannot allocate */
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+        lp->caller_made = false;
+    }
 
     int rc = hc.rc;
     if (st != LUA_OK) {
@@ -1478,7 +1876,7 @@ static const char *check_cstr(lua_State *L, int idx, const char *fn, const char 
 static int l_auth_caller(lua_State *L)
 {
     check_req(L, 1, "zt.auth.caller");
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CALLER) != LUA_TTABLE) lua_pushnil(L);
+    push_caller_once(L, plugin_of(L));
     return 1;
 }
 
@@ -1663,7 +2061,7 @@ static int l_valid_credit_code(lua_State *L)
 static int l_json_canonical(lua_State *L)
 {
     luaL_checkany(L, 1);
-    jbox *b = json_encode_boxed(L, 1);
+    jbox *b = json_encode_tree(L, 1);
     size_t len;
     int rc = zt_json_canonical(b->json, &b->text, &len);
     if (rc == ZT_EINVAL) return luaL_error(L, "zt.json.canonical: the value " CANON_WHY);
@@ -1709,7 +2107,7 @@ static int l_seal_json(lua_State *L)
     zt_req *req = seal_req(L, "zt.seal.json");
     const char *dept = check_cstr(L, 2, "zt.seal.json", "department", 64);
     luaL_checkany(L, 3);
-    jbox *b = json_encode_boxed(L, 3);
+    jbox *b = json_encode_tree(L, 3);
     cJSON *seal = NULL;
     int rc = zt_seal_json(req, dept, b->json, &seal);
     return seal_done(L, "zt.seal.json", b, seal, rc);
@@ -2016,6 +2414,7 @@ static void setup_metatables(lua_State *L)
     lua_pop(L, 1);
 
     new_meta(L, &K_ARRAY, "zt.json.array");
+    plugin_of(L)->array = lua_topointer(L, -1);
     lua_pop(L, 1);
 
     new_meta(L, &K_PROBLEM, "zt.problem");
@@ -2043,10 +2442,14 @@ static void setup_metatables(lua_State *L)
     lua_pop(L, 1);
 
     new_meta(L, &K_REQ, "zt.request");
-    lua_createtable(L, 0, 2);
-    set_funcs(L, (const luaL_Reg[]){{"header", req_header}, {"json", req_json}, {NULL, NULL}});
+    lua_pushcfunction(L, req_header);
+    lua_pushcfunction(L, req_json);
+    lua_pushcclosure(L, req_index, 2);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lua_pushcfunction(L, req_pairs);
+    lua_setfield(L, -2, "__pairs");
+    plugin_of(L)->req_mt = lua_topointer(L, -1);
+    plugin_of(L)->req_meta = luaL_ref(L, LUA_REGISTRYINDEX);
 
     /* zt.json.null: a unique, frozen table */
     lua_newtable(L);
@@ -2056,6 +2459,7 @@ static void setup_metatables(lua_State *L)
     lua_pushcfunction(L, l_readonly);
     lua_setfield(L, -2, "__newindex");
     lua_setmetatable(L, -2);
+    plugin_of(L)->null = lua_topointer(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_NULL); /* and now the sentinel itself */
 }
 
@@ -2130,8 +2534,6 @@ static int setup_sandbox(lua_State *L)
     struct zt_lua_plugin *lp = lua_touserdata(L, 1);
     lua_settop(L, 0);
     setup_metatables(L);
-    lua_pushboolean(L, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CURREQ);
     lua_pushboolean(L, 0);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
 
@@ -2232,6 +2634,8 @@ static void lp_free(struct zt_lua_plugin *lp)
         budget_reset(lp); /* finalizers run at close: they get one budget */
         lua_close(lp->L);
     }
+    pool_drain(lp);
+    zt__buf_free(&lp->scratch);
     while (lp->routes) {
         struct lua_route *r = lp->routes;
         lp->routes = r->next;
@@ -2261,6 +2665,7 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     if (!lp->L) {
         snprintf(err, errlen, "plugin %s: not enough memory for a Lua state (lua.memory = %zu)",
                  p->name, lp->limit);
+        pool_drain(lp);
         free(lp);
         return ZT_ENOMEM;
     }
@@ -2815,6 +3220,7 @@ int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     lp.L = m ? lua_newstate(l_alloc, &lp) : NULL;
     if (!lp.L) {
         snprintf(err, errlen, "%s: not enough memory", path);
+        pool_drain(&lp);
         free(m);
         zt__buf_free(&src);
         return ZT_ENOMEM;
@@ -2846,6 +3252,7 @@ int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
         }
     }
     lua_close(L);
+    pool_drain(&lp);
     free(m);
     zt__buf_free(&src);
     return rc;

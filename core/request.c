@@ -159,6 +159,15 @@ static int respond_owned(zt_req *req, int status, const char *ctype, char *body,
     return ZT_OK;
 }
 
+int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, size_t len)
+{
+    if (req->responded || status < 200 || status > 599) {
+        free(body);
+        return req->responded ? ZT_ESTATE : ZT_EINVAL;
+    }
+    return respond_owned(req, status, ctype, body, len);
+}
+
 int zt_respond_json(zt_req *req, int status, const cJSON *json)
 {
     if (req->responded) return ZT_ESTATE;
