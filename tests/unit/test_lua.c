@@ -832,7 +832,7 @@ static void json_text_is_what_cjson_printed(void **state)
  * 3 such keys down to depth 0, where the value is the key's number. */
 static cJSON *keyed(int n, int depth)
 {
-    char names[64][8];
+    char names[64][16];
     const char *order[64];
     assert_true(n <= 64);
     for (int i = 0; i < n; i++) {
