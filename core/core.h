@@ -49,6 +49,12 @@ void zt__arena_reset(zt_arena *a);
  * Returns the decoded length, or -1 for a bad escape or a decoded NUL byte. */
 long zt__pct_decode(char *dst, const char *src, size_t n, bool plus_space);
 
+/* Split a query string into its "key=value" (or "key") pieces, in order, raw (not
+ * decoded): fn is called for each until it returns non-zero, which is then returned. */
+int zt__query_each(const char *q,
+                   int (*fn)(void *ud, const char *k, size_t kl, const char *v, size_t vl),
+                   void *ud);
+
 /* Monotonic milliseconds (for timeouts and latency), independent of the wall clock. */
 uint64_t zt__mono_ms(void);
 /* The wall clock behind zt_now_ms. A test mode can move it (see clock in issue 5). */
@@ -208,6 +214,12 @@ void zt__store_stats(zt_store *s, zt_store_stats *st);
  * safe while a server runs on it. */
 int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen);
 int zt__store_errno(int mdb_rc); /* LMDB code → ZT_E* */
+
+/* ---- request.c ----------------------------------------------------------------- */
+
+/* 1 for GET and HEAD: requests that read a snapshot and change nothing (no write
+ * transaction, no audit record). */
+bool zt__req_reads(const zt_req *req);
 
 /* ---- router.c ------------------------------------------------------------------ */
 

@@ -1413,39 +1413,41 @@ static void push_params(lua_State *L, const char *pattern, zt_req *req)
 
 /* Query parameters, percent-decoded ('+' is a space), the first value of each name. Pairs
  * that do not decode are left out. */
+struct query_push {
+    lua_State *L;
+    int t;
+    char *buf; /* room for the longest decoded piece */
+};
+
+static int query_add(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct query_push *q = ud;
+    lua_State *L = q->L;
+    long n = kl ? zt__pct_decode(q->buf, k, kl, true) : -1;
+    if (n <= 0) return 0;
+    lua_pushlstring(L, q->buf, (size_t)n);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, q->t) != LUA_TNIL) { /* the first value of a repeated key counts */
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_pop(L, 1);
+    if ((n = zt__pct_decode(q->buf, v, vl, true)) < 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushlstring(L, q->buf, (size_t)n);
+    lua_rawset(L, q->t);
+    return 0;
+}
+
 static void push_query(lua_State *L, const char *q)
 {
     lua_newtable(L);
     if (!q || !*q) return;
-    int t = lua_gettop(L);
-    size_t n = strlen(q);
-    char *buf = lua_newuserdatauv(L, n + 1, 0);
-    for (const char *p = q, *end = q + n; p < end;) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        if (!amp) amp = end;
-        const char *eq = memchr(p, '=', (size_t)(amp - p));
-        const char *kend = eq ? eq : amp;
-        long kl = kend > p ? zt__pct_decode(buf, p, (size_t)(kend - p), true) : -1;
-        if (kl > 0) {
-            lua_pushlstring(L, buf, (size_t)kl);
-            lua_pushvalue(L, -1);
-            if (lua_rawget(L, t) == LUA_TNIL) {
-                lua_pop(L, 1);
-                const char *v = eq ? eq + 1 : amp;
-                long vl = zt__pct_decode(buf, v, (size_t)(amp - v), true);
-                if (vl >= 0) {
-                    lua_pushlstring(L, buf, (size_t)vl);
-                    lua_rawset(L, t);
-                } else {
-                    lua_pop(L, 1);
-                }
-            } else {
-                lua_pop(L, 2);
-            }
-        }
-        p = amp + 1;
-    }
-    lua_settop(L, t);
+    struct query_push qp = {L, lua_gettop(L), lua_newuserdatauv(L, strlen(q) + 1, 0)};
+    zt__query_each(q, query_add, &qp);
+    lua_settop(L, qp.t);
 }
 
 /* req.caller: who is calling (nil on a public route called without a token). */

@@ -26,31 +26,31 @@ const char *zt_req_param(const zt_req *req, const char *name)
     return NULL;
 }
 
+struct query_find {
+    zt_req *req;
+    const char *name;
+    size_t nlen;
+    const char *found; /* the decoded value; NULL if absent or badly encoded */
+};
+
+static int query_match(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct query_find *f = ud;
+    /* Keys are compared decoded, so "a%5Fb" finds "a_b". */
+    char *key = zt_req_alloc(f->req, kl + 1);
+    if (!key) return 1;
+    if (zt__pct_decode(key, k, kl, true) != (long)f->nlen || memcmp(key, f->name, f->nlen))
+        return 0;
+    char *val = zt_req_alloc(f->req, vl + 1);
+    if (val && zt__pct_decode(val, v, vl, true) >= 0) f->found = val;
+    return 1; /* the first one counts */
+}
+
 const char *zt_req_query(const zt_req *req, const char *name)
 {
-    const char *q = req->query;
-    if (!q) return NULL;
-    size_t nlen = strlen(name);
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        /* Keys are compared decoded, so "a%5Fb" finds "a_b". */
-        char *key = zt_req_alloc((zt_req *)req, klen + 1);
-        if (!key) return NULL;
-        long kl = zt__pct_decode(key, q, klen, true);
-        if (kl == (long)nlen && memcmp(key, name, nlen) == 0) {
-            size_t vlen = eq ? len - klen - 1 : 0;
-            char *val = zt_req_alloc((zt_req *)req, vlen + 1);
-            if (!val) return NULL;
-            if (zt__pct_decode(val, eq ? eq + 1 : q + len, vlen, true) < 0) return NULL;
-            return val;
-        }
-        if (!amp) break;
-        q = amp + 1;
-    }
-    return NULL;
+    struct query_find f = {(zt_req *)req, name, strlen(name), NULL};
+    zt__query_each(req->query, query_match, &f);
+    return f.found;
 }
 
 const char *zt_req_header(const zt_req *req, const char *name)
@@ -267,13 +267,17 @@ void zt__problem(zt_req *req, int status, const char *type, const char *title, c
 
 /* ---- storage --------------------------------------------------------------------- */
 
+bool zt__req_reads(const zt_req *req)
+{
+    return req->head || strcmp(req->method, "GET") == 0;
+}
+
 zt_txn *zt_req_txn(zt_req *req)
 {
     if (req->txn) return req->txn;
     zt_store *s = req->srv->store;
-    bool reading = req->method[0] == 'G' || req->method[0] == 'H';
     int rc;
-    if (!reading)
+    if (!zt__req_reads(req))
         rc = zt__store_write_begin(s, &req->txn);
     else if (zt__store_batch_open(s)) /* read what this iteration wrote, answer after it */
         rc = zt__store_batch_read_begin(s, &req->txn);

@@ -71,9 +71,8 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         rc = ZT_ERROR;
     }
     bool commit = rc == ZT_OK && req->status < 400;
-    bool reading = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     bool queued = false;
-    if (commit && !reading) {
+    if (commit && !zt__req_reads(req)) {
         /* A change and its audit record commit together (in the batch), or neither does. */
         if (zt__audit_queue(srv, req) == ZT_OK) {
             queued = true;
@@ -141,8 +140,7 @@ void zt__server_handle(zt_server *srv, zt_req *req)
                         req->method, req->path, req->match.allow);
             zt_res_header(req, "Allow", req->match.allow);
         } else {
-            bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-            int rc = get ? zt__static_serve(srv, req) : ZT_ENOTFOUND;
+            int rc = zt__req_reads(req) ? zt__static_serve(srv, req) : ZT_ENOTFOUND;
             if (rc != ZT_OK && !req->responded)
                 zt__problem(req, 404, "not-found", NULL, "there is nothing at %s", req->path);
         }

@@ -218,6 +218,22 @@ long zt__pct_decode(char *dst, const char *src, size_t n, bool plus_space)
     return (long)o;
 }
 
+int zt__query_each(const char *q,
+                   int (*fn)(void *ud, const char *k, size_t kl, const char *v, size_t vl),
+                   void *ud)
+{
+    for (const char *p = q, *end = q ? q + strlen(q) : NULL; p && p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp) amp = end;
+        const char *eq = memchr(p, '=', (size_t)(amp - p));
+        const char *v = eq ? eq + 1 : amp;
+        int rc = fn(ud, p, (size_t)((eq ? eq : amp) - p), v, (size_t)(amp - v));
+        if (rc) return rc;
+        p = amp + 1;
+    }
+    return 0;
+}
+
 /* ---- clocks and ids -------------------------------------------------------------- */
 
 static int64_t clock_offset_ms;
