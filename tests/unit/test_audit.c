@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "core.h"
+#include "testutil.h"
 
 typedef struct fixture {
     char dir[64];
@@ -46,9 +47,7 @@ static int teardown(void **state)
     zt__keys_close(f->srv.keys);
     zt__router_free(f->srv.router);
     zt__store_close(f->srv.store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_rm_tree(f->dir), 0);
     free(f);
     return 0;
 }

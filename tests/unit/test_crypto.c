@@ -7,7 +7,6 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <sodium.h>
 
 #include "core.h"
+#include "testutil.h"
 
 /* ---- fixture: a temporary folder, a key file in a folder that does not exist yet ---- */
 
@@ -46,17 +46,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     env *e = *state;
     zt__clock_set_offset_ms(0);
     zt__keys_close(e->k);
-    nftw(e->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(e->dir);
     free(e->srv);
     free(e);
     return 0;

@@ -1,13 +1,12 @@
 /* test_lua.c: the Lua plugin host: sandbox, manifest, budget, memory cap, zt.json, handlers, zt.db,
  * zt.auth, zt.audit, zt.crypto, zt.valid, zt.seal, and the budgeted pattern matcher. */
-#define _GNU_SOURCE /* nftw, memmem */
+#define _GNU_SOURCE /* memmem */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <lualib.h>
 
 #include "core.h"
+#include "testutil.h"
 
 #define MIB         (1024u * 1024u)
 #define MEMORY_CAP  4194304 /* as written in the Lua below */
@@ -34,11 +34,6 @@ typedef struct fx {
     zt_caller *caller; /* who the requests made by call() come from */
     char err[ZT_ERRLEN];
 } fx;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -107,7 +102,7 @@ static int teardown(void **state)
     manifest_free(&f->p);
     zt__router_free(f->srv.router);
     zt__store_close(f->srv.store);
-    nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(f->root);
     free(f);
     return 0;
 }

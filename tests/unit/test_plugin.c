@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "testutil.h"
 
 #define CONF_NAME "/etc/zt/zt.conf"
 
@@ -40,9 +41,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    return system(cmd);
+    return tu_rm_tree(tmp_dir);
 }
 
 typedef struct world {

@@ -1,5 +1,4 @@
 /* test_store.c: the LMDB storage layer: transactions, group commit, cursors, limits, backup. */
-#define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,7 +6,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +14,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "testutil.h"
 
 #include <lmdb.h>
 
@@ -28,11 +27,6 @@ typedef struct fx {
     zt_server srv;
     char err[ZT_ERRLEN];
 } fx;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -49,7 +43,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     zt__store_close(f->s);
-    nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(f->root);
     free(f);
     return 0;
 }
