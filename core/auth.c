@@ -217,15 +217,6 @@ static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], c
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
-/* The core reads sessions and keys in the request's own transaction, which the handler
- * then goes on using: one transaction per request, and a read in an iteration that has
- * written sees the batch (a session revoked earlier in it is gone). */
-static int core_read(zt_req *req, zt_txn **t)
-{
-    *t = zt_req_txn(req);
-    return *t ? ZT_OK : ZT_EIO;
-}
-
 /* ---- the session cache ------------------------------------------------------------ */
 
 /*
@@ -348,10 +339,9 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
 {
     unsigned char hash[32];
     token_hash(tok, strlen(tok), hash);
-    zt_txn *t;
-    int rc = core_read(req, &t);
-    if (rc != ZT_OK) {
-        zt__problem(req, 503, "storage-failure", NULL, "cannot read keys: %s", zt_strerror(rc));
+    zt_txn *t = zt_req_txn(req);
+    if (!t) {
+        zt__problem(req, 503, "storage-failure", NULL, "cannot read the API keys");
         return ZT_EPERM;
     }
     cJSON *k = zt__db_get_json(t, srv->auth->keys, hash, 32);
@@ -384,7 +374,10 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     return ZT_OK;
 }
 
-/* Resolve the bearer token into req->caller. Returns ZT_OK (caller set), ZT_ENOTFOUND (no
+/* Sessions and keys are read in the request's own transaction, which the handler then
+ * goes on using: one transaction per request, and a read in an iteration that has written
+ * sees the batch (a session revoked earlier in it is gone).
+ * Resolve the bearer token into req->caller. Returns ZT_OK (caller set), ZT_ENOTFOUND (no
  * token) or an answer already given (ZT_EPERM: 401). */
 static int resolve(zt_server *srv, zt_req *req, bool answer)
 {
@@ -403,11 +396,9 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
         } else {
             unsigned char hash[32];
             token_hash(tok, strlen(tok), hash);
-            zt_txn *t;
-            int rc = core_read(req, &t);
-            if (rc != ZT_OK) {
-                zt__problem(req, 503, "storage-failure", NULL, "cannot read sessions: %s",
-                            zt_strerror(rc));
+            zt_txn *t = zt_req_txn(req);
+            if (!t) {
+                zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
                 return ZT_EPERM;
             }
             zt_auth *a = srv->auth;
