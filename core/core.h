@@ -22,6 +22,9 @@ typedef struct zt_lua_host zt_lua_host;
 typedef struct zt_auth zt_auth;
 typedef struct zt_audit zt_audit;
 typedef struct zt_seals zt_seals;
+typedef struct zt_bus zt_bus;
+typedef struct zt_timers zt_timers;
+typedef struct zt_services zt_services;
 
 #define ZT_ERRLEN 512
 
@@ -281,6 +284,11 @@ struct zt_plugin {
     zt_server *srv;
     bool in_init;
     struct zt_lua_plugin *lua; /* Lua: its state (lua_host.c) */
+    char **needs;              /* services it requires (descriptor / manifest `needs`) */
+    size_t nneeds;
+    char **wants; /* services it may call (optional) */
+    size_t nwants;
+    lua_State *script; /* C: the state of zt_lua_new, closed by zt__plugins_fini after fini */
 };
 
 /* Find, load and order the plugins the config lists: for each name, a C plugin
@@ -308,10 +316,6 @@ void zt__lua_fini(zt_plugin *p);
 size_t zt__lua_memory(const zt_plugin *p);
 
 /* ---- lua_pattern.c ------------------------------------------------------------- */
-
-/* The only use of Lua's types in this header: lua_host.c and lua_pattern.c include lua.h,
- * whose typedef is the same. */
-typedef struct lua_State lua_State;
 
 /* Set find, match, gmatch and gsub into the table at idx: Lua's patterns, matched in steps
  * that are charged to the instruction budget of the plugin call running on L. */
@@ -365,6 +369,10 @@ struct zt_req {
     int64_t session_last_seen;
     const char *audit_action; /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
     const char *audit_object; /* NULL: the path */
+    /* work that no client asked for (zt__job_new): conn is NULL */
+    zt_plugin *job_plugin; /* the plugin the work runs for */
+    const zt_event *event; /* the event being delivered, or NULL */
+    unsigned call_depth;   /* zt_call nesting */
 
     /* the response */
     bool responded;
@@ -473,6 +481,63 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
 int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsigned char sig[64]);
 int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32]);
 
+/* ---- work without a client (request.c, server.c) -------------------------------- */
+
+/* A zt_req for work that no client asked for (an event delivered to plugin p): its own
+ * arena, the system caller of p, method and path as given (copied), no connection; its
+ * transaction (zt_req_txn) is a write transaction nested in the batch. NULL: no memory. */
+zt_req *zt__job_new(zt_server *srv, zt_plugin *p, const char *method, const char *path);
+/* End the work: with rc == ZT_OK its transaction is merged into the batch, with an audit
+ * record queued if it wrote anything (actor "system", the plugin, action "<method> <path>"
+ * unless zt_audit_note named it); otherwise everything it wrote is dropped. Returns rc, or
+ * the storage error that prevented keeping its changes. Frees the job. */
+int zt__job_end(zt_server *srv, zt_req *job, int rc);
+
+/* ---- bus.c (events: outbox in LMDB, subscriber positions, delivery over nng) ------ */
+
+/* Open the outbox and positions databases (_core/outbox, _core/subscribers) and the nng
+ * transport. Before the plugins' init (they subscribe during it). */
+int zt__bus_open(zt_server *srv, char *err, size_t errlen);
+/* After every plugin's init: give new subscribers their starting position (the newest
+ * event), then start delivering (what is pending from before a restart goes first). */
+int zt__bus_start(zt_server *srv, char *err, size_t errlen);
+/* Write an event into the outbox in t (timer.c uses it; zt_emit is this for a zt_req).
+ * source: the plugin's name or "core"; reqid "" and timer NULL when none. */
+int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
+                     const char *timer, const char *topic, const cJSON *payload);
+/* The batch committed: publish what it emitted; deliver. / The batch was lost: forget
+ * what it emitted and any positions it advanced. */
+void zt__bus_after_commit(zt_server *srv);
+void zt__bus_after_abort(zt_server *srv);
+/* Shutdown: stop delivering; close handles (the loop then ends). */
+void zt__bus_stop(zt_server *srv);
+void zt__bus_close(zt_server *srv);
+/* Prometheus lines: per subscriber lag, deliveries, failures, retry state. */
+int zt__bus_metrics(zt_server *srv, zt_buf *out);
+
+/* ---- timer.c (durable timers) --------------------------------------------------- */
+
+/* Open _core/timers (by due time) and _core/timer_ids (id → due key). */
+int zt__timers_open(zt_server *srv, char *err, size_t errlen);
+/* Arm the earliest timer (and fire what fell due while the node was down). */
+void zt__timers_start(zt_server *srv);
+/* A batch committed (it may have set earlier timers) / was lost (forget what it set). */
+void zt__timers_after_commit(zt_server *srv);
+void zt__timers_after_abort(zt_server *srv);
+/* The clock moved (test mode): re-arm against the new time. */
+void zt__timers_clock_moved(zt_server *srv);
+void zt__timers_stop(zt_server *srv);
+void zt__timers_close(zt_server *srv);
+/* Prometheus lines: pending timers, fired, next due. */
+int zt__timers_metrics(zt_server *srv, zt_buf *out);
+
+/* ---- service.c (services between plugins) --------------------------------------- */
+
+/* After every plugin's init: every `needs` of every plugin is provided; otherwise err
+ * names the plugin, the service and what to do (ZT_ENOTFOUND). Logs unmet `wants`. */
+int zt__services_check(zt_server *srv, char *err, size_t errlen);
+void zt__services_free(zt_server *srv);
+
 /* ---- static.c ------------------------------------------------------------------ */
 
 /* Serve a file under web_dir for GET/HEAD of path (index.html for folders). Returns
@@ -546,6 +611,9 @@ struct zt_server {
     zt_auth *auth;
     zt_audit *audit;
     zt_seals *seals;
+    zt_bus *bus;
+    zt_timers *timers;
+    zt_services *services;
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;

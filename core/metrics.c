@@ -159,6 +159,8 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
         if (p->kind != ZT_PLUGIN_LUA) continue;
         zt__buf_printf(out, "zt_lua_memory_bytes{plugin=\"%s\"} %zu\n", p->name, zt__lua_memory(p));
     }
+    if (srv->bus) zt__bus_metrics(srv, out);
+    if (srv->timers) zt__timers_metrics(srv, out);
     size_t rss = 0;
     uv_resident_set_memory(&rss);
     zt__buf_printf(out,

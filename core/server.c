@@ -225,9 +225,15 @@ static void on_check(uv_check_t *h)
         zt__store_batch_abort(srv->store); /* no change without its record */
     } else if (srv->store && zt__store_batch_open(srv->store)) {
         rc = zt__store_batch_commit(srv->store);
-        if (rc == ZT_OK) zt__audit_after_commit(srv);
+        if (rc == ZT_OK) {
+            zt__audit_after_commit(srv);
+            zt__bus_after_commit(srv);
+            zt__timers_after_commit(srv);
+        }
     }
     if (rc != ZT_OK) {
+        zt__bus_after_abort(srv);
+        zt__timers_after_abort(srv);
         zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch lost: %s (%zu requests)", zt_strerror(rc),
                 srv->nbatch);
         for (size_t i = 0; i < srv->nbatch; i++)
@@ -325,6 +331,7 @@ static int h_test_clock(zt_req *req, void *ud)
         !cJSON_IsNumber(adv = cJSON_GetObjectItemCaseSensitive(j, "offset_ms")))
         return zt_problem(req, 400, "invalid-json", NULL, "send {\"offset_ms\": N}");
     zt__clock_set_offset_ms((int64_t)adv->valuedouble);
+    zt__timers_clock_moved(req->srv);
     zt__log(ZT_LOG_WARN, NULL, req->id, "test clock: offset now %lld ms",
             (long long)adv->valuedouble);
     cJSON *o = cJSON_CreateObject();
@@ -391,12 +398,15 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
 {
     int rc = zt__server_open_core(srv, conf, data_dir, err, errlen);
     if (rc != ZT_OK) return rc;
+    if ((rc = zt__bus_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__timers_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {
         snprintf(err, errlen, "%s", srv->route_error);
         return ZT_ECONFLICT;
     }
+    if ((rc = zt__services_check(srv, err, errlen)) != ZT_OK) return rc;
     return zt__metrics_new(&srv->metrics, zt__router_count(srv->router));
 }
 
@@ -408,6 +418,8 @@ static void on_close_free_nothing(uv_handle_t *h)
 static void finish_shutdown(zt_server *srv)
 {
     zt__http_close_all(srv);
+    zt__bus_stop(srv);
+    zt__timers_stop(srv);
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
     zt__audit_checkpoint(srv);
@@ -452,6 +464,9 @@ static void on_signal(uv_signal_t *s, int signum)
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
     zt__audit_start(srv);
+    int brc = zt__bus_start(srv, err, errlen);
+    if (brc != ZT_OK) return brc;
+    zt__timers_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
@@ -479,6 +494,9 @@ void zt__server_close(zt_server *srv)
 {
     zt__plugins_fini(srv);
     zt__plugins_free(srv);
+    zt__services_free(srv);
+    zt__timers_close(srv);
+    zt__bus_close(srv);
     zt__auth_close(srv);
     zt__audit_close(srv);
     zt__seals_close(srv);

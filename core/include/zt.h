@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 /* The ABI this header describes. A plugin built against another ABI is refused at load. */
-#define ZT_ABI_VERSION 1
+#define ZT_ABI_VERSION 2
 
 /* ---- errors -------------------------------------------------------------------- */
 
@@ -83,6 +83,11 @@ typedef struct zt_plugin_def {
     const char *description;     /* one line */
     const char *const *requires; /* NULL-terminated names of required plugins, or NULL */
     const zt_option *options;    /* terminated by an entry with name == NULL, or NULL */
+    /* Services (see zt_call) the plugin calls, NULL-terminated, or NULL. `needs`: the node
+     * refuses to start (and `zhengtong check` fails) when no enabled plugin provides one;
+     * `wants`: optional, the plugin copes when zt_call says ZT_ENOTFOUND. */
+    const char *const *needs;
+    const char *const *wants;
     /* Called once, in dependency order, before the node serves. Declare routes and
      * databases here. Return ZT_OK, or an error code after zt_log()ging why: the node
      * then refuses to start, naming the plugin. */
@@ -154,6 +159,20 @@ typedef struct zt_route {
 int zt_route_add(zt_plugin *p, const zt_route *r);
 
 /* ---- requests ------------------------------------------------------------------ */
+
+/*
+ * A zt_req is a unit of work. Most are HTTP requests. The core also runs work that no
+ * client asked for through the same type, so that storage, audit, identity, events and
+ * services work the same way in both:
+ *   - the delivery of an event to a subscriber (zt_on): method "EVENT", path the topic;
+ *   - a timer firing is delivered as an event.
+ * For such work zt_req_header, zt_req_query and zt_req_param return NULL, the body is the
+ * event's payload as JSON text, the client is "internal", zt_req_caller is the system
+ * caller (kind "system", login "system:<plugin>", no department, no roles), the
+ * transaction is a write transaction in the batch, its changes are audited (actor
+ * "system", plugin, action "EVENT <topic>" unless zt_audit_note names it), and zt_respond*
+ * / zt_problem return ZT_ESTATE: the handler's return code is its answer.
+ */
 
 /* All strings below are NUL-terminated and owned by the request. */
 const char *zt_req_method(const zt_req *req); /* "GET", "HEAD", "POST", ... */
@@ -306,9 +325,131 @@ int zt_req_in_scope(zt_req *req, const char *dept);
  * the path; a handler names them better with this (copied). */
 void zt_audit_note(zt_req *req, const char *action, const char *object);
 
+/* ---- events (the bus) -------------------------------------------------------------- */
+
+/*
+ * Topics are dot-separated words ("workflow.task.created"): 1..128 bytes of
+ * [A-Za-z0-9_-] words separated by single dots. Topics starting with "_" are a plugin's
+ * own: only that plugin can subscribe to "_<plugin>.*" (timers use them).
+ *
+ * Delivery guarantee: an event emitted in a transaction is written to the outbox in that
+ * transaction, so it exists only if the change that emitted it committed. Each subscriber
+ * has a position in the outbox, kept in LMDB: it receives every matching event committed
+ * after it first subscribed, in emission order, at least once, across restarts. The
+ * handler runs in a write transaction of its own (a zt_req of method "EVENT") that also
+ * advances its position: the handler's changes and "this event is done" commit together,
+ * so a handler whose changes are only in the node's storage sees each event once. A handler
+ * that fails (returns an error) has its changes rolled back and gets the same event again
+ * later, with backoff (1 s doubling to 5 min); meanwhile the subscriber's later events wait
+ * (order), other subscribers go on. /metrics shows each subscriber's lag and failures.
+ */
+
+/* What a subscriber receives. Owned by the core, valid during the handler. */
+typedef struct zt_event {
+    uint64_t seq;           /* position in the outbox: increasing, never reused */
+    const char *topic;      /* the topic it was emitted with */
+    const cJSON *payload;   /* the JSON value emitted (any JSON value; null if none) */
+    int64_t time_ms;        /* when the emitting transaction ran (zt_now_ms) */
+    const char *source;     /* the emitting plugin's name, or "core" */
+    const char *request_id; /* the request that emitted it, or "" */
+    const char *timer;      /* the id of the timer that fired it (zt_timer_at), or NULL */
+    unsigned attempt;       /* 1 the first time, then 2, 3, ... after failures */
+} zt_event;
+
+/* Return ZT_OK when the event has been handled; any error: roll back, retry later. */
+typedef int (*zt_event_fn)(zt_req *ctx, const zt_event *ev, void *ud);
+
+/* Subscribe during init. pattern: a topic, where a word "*" matches any one word and a
+ * last word "**" matches one or more words ("workflow.task.*", "sensor.**"). A plugin
+ * subscribes to one pattern once; its position is kept under (plugin, pattern), so a
+ * pattern that changes starts afresh from the newest event.
+ * Errors: ZT_ESTATE (after init), ZT_EINVAL (bad pattern; another plugin's "_" topics),
+ * ZT_EEXIST (the plugin subscribed to that pattern already), ZT_ENOMEM. */
+int zt_on(zt_plugin *p, const char *pattern, zt_event_fn fn, void *ud);
+
+/* Emit an event in the work's transaction (see the delivery guarantee above): it is
+ * delivered only if that transaction commits, after the commit. payload may be NULL (sent
+ * as null); it is copied. Errors: ZT_EINVAL (bad topic), ZT_EREADONLY (in a GET),
+ * ZT_ETOOBIG (payload over 256 KiB), ZT_EFULL, ZT_EIO. */
+int zt_emit(zt_req *req, const char *topic, const cJSON *payload);
+
+/* ---- durable timers -------------------------------------------------------------- */
+
+/* At time due_ms (zt_now_ms), emit event `topic` with `payload`, as the plugin that set it
+ * (zt_event.source) with zt_event.timer = the id. The timer is written in the work's
+ * transaction (it exists only if that commits) and kept in LMDB ordered by due time; only
+ * the next one is armed, so pending timers cost no memory. A timer due while the node was
+ * down fires once after the start; a due time in the past fires at once. id (27 bytes,
+ * may be NULL) receives the timer's id. Errors as zt_emit. */
+int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *payload, char id[27]);
+/* Cancel a pending timer set by the same plugin, in the work's transaction. ZT_ENOTFOUND
+ * if there is no such pending timer (fired already, cancelled, another plugin's). */
+int zt_timer_cancel(zt_req *req, const char *id);
+
+/* ---- services between plugins ---------------------------------------------------- */
+
+/*
+ * A service is a named function a plugin offers others ("credit.check"): synchronous, run
+ * inside the caller's transaction (its writes commit or roll back with the caller's), with
+ * the caller's zt_req (so the caller's identity, request id and audit apply). Names are
+ * "<plugin>.<word>" by convention: 1..64 bytes of [A-Za-z0-9_.-].
+ */
+
+/* Runs the service. args: the caller's JSON (never NULL: null when none was given).
+ * *result: a new JSON value for the caller (the caller deletes it), or NULL for null.
+ * Return ZT_OK, or an error code (ZT_EINVAL: the args are wrong; ZT_ENOTFOUND; ...). */
+typedef int (*zt_service_fn)(zt_req *req, const cJSON *args, cJSON **result, void *ud);
+
+/* Provide a service, during init. ZT_ECONFLICT (the log names both plugins; the node
+ * does not start) when another plugin provides it; ZT_EINVAL, ZT_ESTATE, ZT_ENOMEM. */
+int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud);
+
+/* Call a service. ZT_ENOTFOUND when no enabled plugin provides it (the caller decides:
+ * skip, refuse, ...); otherwise what the service returned. *result as above (NULL on
+ * error). A service may call others; a chain deeper than 16 is ZT_EBUSY. */
+int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result);
+
+/* ---- the other plugins, and Lua for C plugins ------------------------------------- */
+
+/* The enabled plugins' names, in init order: i from 0; NULL past the end. */
+const char *zt_plugin_at(const zt_plugin *p, size_t i);
+/* The node's lua/ folder (lua_dir): Lua plugins are in <lua_dir>/plugins/<name>/. */
+const char *zt_lua_dir(const zt_plugin *p);
+
+/*
+ * A C plugin that runs scripts (workflow conditions, alert rules) gets a Lua 5.4 state
+ * with the same sandbox as a Lua plugin: safe standard library, the zt module acting as
+ * this plugin (its databases, its events), an instruction budget per call and a memory
+ * cap (the config's lua settings). Include <lua.h> and <lauxlib.h> and link Lua 5.4 to use
+ * the state; never lua_close it, never call lua_pcall on it yourself for script code (use
+ * zt_lua_call, which applies the budget).
+ */
+typedef struct lua_State lua_State;
+/* Make the state, during init. The core closes it after fini. ZT_ESTATE, ZT_ENOMEM. */
+int zt_lua_new(zt_plugin *p, lua_State **out);
+/* Compile `len` bytes of src (text only) as chunk `name` (used in messages: "name:line")
+ * and run it in the sandbox with the budget, leaving its first `nresults` results on the
+ * stack. On failure ZT_EINVAL and err holds "name:line: what went wrong". */
+int zt_lua_run(lua_State *L, const char *name, const char *src, size_t len, int nresults, char *err,
+               size_t errlen);
+/* lua_pcall with the budget and memory cap: the function and its nargs arguments are on the
+ * stack; nresults (or LUA_MULTRET) are left. ctx (may be NULL) is the work the script runs
+ * for: the zt module's storage, events, timers and services act in ctx's transaction (and
+ * raise an error without one). On failure (error, budget exceeded, out of memory) returns
+ * ZT_EINVAL with the message and traceback in err; the stack is as before the function. */
+int zt_lua_call(lua_State *L, zt_req *ctx, int nargs, int nresults, char *err, size_t errlen);
+/* JSON ↔ Lua, as the zt module converts them (zt.json): objects ↔ tables with string
+ * keys, arrays ↔ sequences, null ↔ zt.json.null. zt_lua_to_json returns ZT_EINVAL (and
+ * *out NULL) for values JSON cannot carry (functions, mixed tables, NaN, cycles). */
+void zt_lua_push_json(lua_State *L, const cJSON *v);
+int zt_lua_to_json(lua_State *L, int idx, cJSON **out);
+
 /* ---- time and ids -------------------------------------------------------------- */
 
-/* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. */
+/* Wall-clock time in milliseconds since 1970 (UTC), as the node sees it. This is the one
+ * clock of the node: deadlines, timers, token expiry and audit times all read it. In test
+ * mode (environment ZT_TEST_CLOCK set) POST /_test/clock {"offset_ms": N} moves it, and
+ * timers that became due fire. */
 int64_t zt_now_ms(void);
 
 /* A unique, time-ordered id: 26 characters of Crockford base32 (48 bits of milliseconds,
