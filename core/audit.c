@@ -376,14 +376,16 @@ void zt_audit_note(zt_req *req, const char *action, const char *object)
 int zt__audit_queue(zt_server *srv, zt_req *req)
 {
     zt_audit *a = srv->audit;
-    const zt__route *rt = req->match.route;
+    const zt__route *rt = req->match.route; /* NULL for a job: then method and path */
     char action[160], status[16];
     snprintf(action, sizeof action, "%s %s", req->method, rt ? rt->pattern : req->path);
     snprintf(status, sizeof status, "%d", req->status);
     const char *f[NFIELDS + 1] = {
         req->caller ? req->caller->id : "",
         req->caller && req->caller->login ? req->caller->login : "",
-        rt && rt->plugin ? rt->plugin->name : "core",
+        rt && rt->plugin  ? rt->plugin->name
+        : req->job_plugin ? req->job_plugin->name
+                          : "core",
         req->audit_action ? req->audit_action : action,
         req->audit_object ? req->audit_object : req->path,
         req->id,

@@ -200,6 +200,8 @@ int zt__store_write_begin(zt_store *s, zt_txn **out);
  * in which a write failed is aborted even with commit (its error is returned): merging it
  * would fail the whole batch. */
 int zt__store_end(zt_store *s, zt_txn *t, bool commit);
+/* Puts and deletes that succeeded in t so far (0 for a transaction that changed nothing). */
+uint64_t zt__store_txn_writes(const zt_txn *t);
 /* 1 if the transaction belongs to the open batch (its request must wait for the commit). */
 bool zt__store_in_batch(const zt_txn *t);
 bool zt__store_batch_open(const zt_store *s);
@@ -492,6 +494,9 @@ zt_req *zt__job_new(zt_server *srv, zt_plugin *p, const char *method, const char
  * unless zt_audit_note named it); otherwise everything it wrote is dropped. Returns rc, or
  * the storage error that prevented keeping its changes. Frees the job. */
 int zt__job_end(zt_server *srv, zt_req *job, int rc);
+/* What the job's transaction wrote so far is the core's bookkeeping (an event's delivered
+ * position), not the work's: only writes after this call make its audit record. */
+void zt__job_audit_from_here(zt_req *job);
 
 /* ---- bus.c (events: outbox in LMDB, subscriber positions, delivery over nng) ------ */
 

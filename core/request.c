@@ -1,6 +1,8 @@
-/* request.c: the request and response API that handlers use (zt_req_*, zt_respond*). */
+/* request.c: the request and response API that handlers use (zt_req_*, zt_respond*), and
+ * the units of work that no client asked for (jobs). */
 #include "core.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,12 @@ char *zt_req_printf(zt_req *req, const char *fmt, ...)
 
 /* ---- responses ------------------------------------------------------------------- */
 
+/* A job has nobody to answer: its handler's return code is its answer. */
+static bool is_job(const zt_req *req)
+{
+    return req->job_plugin != NULL;
+}
+
 static bool header_text_ok(const char *s)
 {
     for (; *s; s++)
@@ -123,6 +131,7 @@ static bool header_text_ok(const char *s)
 
 int zt_res_header(zt_req *req, const char *name, const char *value)
 {
+    if (is_job(req)) return ZT_ESTATE;
     if (!name[0] || !header_text_ok(name) || !header_text_ok(value) || strchr(name, ':'))
         return ZT_EINVAL;
     if (zt__buf_printf(&req->res_hdrs, "%s: %s\r\n", name, value)) return ZT_ENOMEM;
@@ -131,7 +140,7 @@ int zt_res_header(zt_req *req, const char *name, const char *value)
 
 int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len)
 {
-    if (req->responded) return ZT_ESTATE;
+    if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
     char *copy = NULL;
     if (len) {
@@ -161,16 +170,16 @@ static int respond_owned(zt_req *req, int status, const char *ctype, char *body,
 
 int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, size_t len)
 {
-    if (req->responded || status < 200 || status > 599) {
+    if (req->responded || is_job(req) || status < 200 || status > 599) {
         free(body);
-        return req->responded ? ZT_ESTATE : ZT_EINVAL;
+        return req->responded || is_job(req) ? ZT_ESTATE : ZT_EINVAL;
     }
     return respond_owned(req, status, ctype, body, len);
 }
 
 int zt_respond_json(zt_req *req, int status, const cJSON *json)
 {
-    if (req->responded) return ZT_ESTATE;
+    if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
     char *text = cJSON_PrintUnformatted(json); /* cJSON allocates with malloc */
     if (!text) return ZT_ENOMEM;
@@ -244,7 +253,7 @@ static int vproblem(zt_req *req, int status, const char *type, const char *title
 
 int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
 {
-    if (req->responded) return ZT_ESTATE;
+    if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 400 || status > 599) return ZT_EINVAL;
     for (const char *t = type; *t; t++)
         if (!((*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') || *t == '-')) return ZT_EINVAL;
@@ -257,6 +266,7 @@ int zt_problem(zt_req *req, int status, const char *type, const char *title, con
 
 void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
 {
+    if (is_job(req)) return;
     /* The core's own errors replace whatever the handler answered. */
     zt__buf_free(&req->res_hdrs);
     va_list ap;
@@ -289,4 +299,82 @@ zt_txn *zt_req_txn(zt_req *req)
         return NULL;
     }
     return req->txn;
+}
+
+/* ---- work without a client -------------------------------------------------------- */
+
+typedef struct job {
+    zt_req r; /* first: a zt_req * of a job is a job * */
+    zt_caller caller;
+    uint64_t bookkeeping; /* writes of the core before the work's own (zt__job_audit_from_here) */
+    _Alignas(16) unsigned char arena0[2048];
+} job;
+
+zt_req *zt__job_new(zt_server *srv, zt_plugin *p, const char *method, const char *path)
+{
+    assert(srv && p && method && path);
+    job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    zt_req *r = &j->r;
+    r->srv = srv;
+    zt__arena_init(&r->arena, j->arena0, sizeof j->arena0);
+    r->t_start_ns = uv_hrtime();
+    zt_id(r->id);
+    snprintf(r->client, sizeof r->client, "internal");
+    r->method = zt__arena_strndup(&r->arena, method, strlen(method));
+    r->path = zt__arena_strndup(&r->arena, path, strlen(path));
+    char *login = zt_req_printf(r, "system:%s", p->name);
+    if (!r->method || !r->path || !login) {
+        zt__arena_reset(&r->arena);
+        free(j);
+        return NULL;
+    }
+    j->caller = (zt_caller){.id = "system", .kind = "system", .login = login, .name = "system"};
+    r->caller = &j->caller;
+    r->session_last_seen = INT64_MAX; /* no session to refresh */
+    r->job_plugin = p;
+    return r;
+}
+
+void zt__job_audit_from_here(zt_req *req)
+{
+    job *j = (job *)req;
+    assert(is_job(req));
+    j->bookkeeping = zt__store_txn_writes(req->txn);
+}
+
+int zt__job_end(zt_server *srv, zt_req *req, int rc)
+{
+    job *j = (job *)req;
+    assert(is_job(req) && !req->async);
+    if (rc == ZT_ASYNC) rc = ZT_ERROR; /* a job cannot wait: zt_work refuses it */
+    if (req->txn) {
+        bool commit = rc == ZT_OK;
+        bool queued = false;
+        if (commit && zt__store_txn_writes(req->txn) > j->bookkeeping) {
+            /* The change and its record commit together, in the batch, or neither does. */
+            if (zt__audit_queue(srv, req) == ZT_OK) {
+                queued = true;
+            } else {
+                zt_req_log(req, ZT_LOG_ERROR, "audit: cannot queue the record: out of memory");
+                commit = false;
+                rc = ZT_ENOMEM;
+            }
+        }
+        int erc = zt__store_end(srv->store, req->txn, commit);
+        req->txn = NULL;
+        if (queued && erc != ZT_OK) zt__audit_unqueue_last(srv);
+        if (commit && erc != ZT_OK) {
+            zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the writes of %s %s: %s",
+                       req->method, req->path, zt_strerror(erc));
+            rc = erc;
+        }
+    }
+    zt__buf_free(&req->body);
+    zt__buf_free(&req->res_hdrs);
+    free(req->res_body);
+    cJSON_Delete(req->json);
+    zt__arena_reset(&req->arena);
+    free(j);
+    return rc;
 }

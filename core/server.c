@@ -179,7 +179,7 @@ static void on_work_done(uv_work_t *w, int status)
 
 int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg)
 {
-    if (req->async || req->responded) return ZT_ESTATE;
+    if (req->async || req->responded || req->job_plugin) return ZT_ESTATE; /* a job cannot wait */
     work *k = calloc(1, sizeof(*k));
     if (!k) return ZT_ENOMEM;
     k->w.data = k;

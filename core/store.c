@@ -49,6 +49,7 @@ struct zt_txn {
     /* The first error of a write that LMDB may have left the transaction unusable after
      * (it then refuses to commit, and a failed nested commit poisons the batch). */
     int failed;
+    uint64_t writes; /* successful puts and deletes: whether the work changed anything */
     zt_cursor *cursors;
     unsigned ncursors;
     struct zt_txn *prev, *next; /* READ: in the store's live list or its pool */
@@ -564,6 +565,11 @@ void zt__store_stats(zt_store *s, zt_store_stats *st)
     }
 }
 
+uint64_t zt__store_txn_writes(const zt_txn *t)
+{
+    return t ? t->writes : 0;
+}
+
 int zt_txn_writable(const zt_txn *txn)
 {
     return txn && txn->active && txn->kind == TXN_WRITE;
@@ -610,7 +616,9 @@ static int put_flags(zt_txn *txn, zt_db *db, const void *key, size_t klen, const
     if (vlen > UINT32_MAX) return ZT_ETOOBIG; /* LMDB stores a value's size in 32 bits */
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)(val ? val : "")};
     int mrc = mdb_put(txn->txn, db->dbi, &k, &v, flags);
-    return mrc ? txn_fail(txn, mrc) : ZT_OK;
+    if (mrc) return txn_fail(txn, mrc);
+    txn->writes++;
+    return ZT_OK;
 }
 
 int zt_put(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void *val, size_t vlen)
@@ -632,7 +640,9 @@ int zt_del(zt_txn *txn, zt_db *db, const void *key, size_t klen)
     if (rc) return rc;
     MDB_val k = {klen, (void *)key};
     int mrc = mdb_del(txn->txn, db->dbi, &k, NULL);
-    return mrc ? txn_fail(txn, mrc) : ZT_OK;
+    if (mrc) return txn_fail(txn, mrc);
+    txn->writes++;
+    return ZT_OK;
 }
 
 /* ---- cursors ---------------------------------------------------------------------- */
@@ -723,6 +733,7 @@ int zt_cursor_del(zt_cursor *c)
     if (mrc == EINVAL) return ZT_ENOTFOUND; /* never positioned */
     if (mrc) return txn_fail(t, mrc);
     c->deleted = true;
+    t->writes++;
     return ZT_OK;
 }
 
