@@ -31,6 +31,7 @@
 #define TOPIC_MAX      128
 #define PAYLOAD_MAX    (256 * 1024)
 #define RING           1024 /* recent committed events heard over the transport */
+#define RING_REC_MAX   8192 /* larger records are read from the outbox when due */
 #define PASS_DELIVER   256  /* handlers run per loop iteration, so HTTP stays responsive */
 #define PASS_SCAN      4096 /* events looked at per loop iteration */
 #define SWEEP_MS       1000 /* reading the head and persisting skips without a message */
@@ -81,6 +82,7 @@ struct zt_bus {
     uint64_t published; /* the newest event the publisher sent */
     bool emitted;       /* the open batch may hold events */
     uint64_t head;      /* the newest committed event the deliverer knows of */
+    uint64_t heard;     /* events the transport brought */
     slot ring[RING];
     uv_async_t async;
     uv_idle_t idle;
@@ -644,11 +646,16 @@ static void on_async(uv_async_t *h)
             continue;
         }
         uint64_t seq = rd64(nng_msg_body(m));
+        b->heard++;
+        if (seq > b->head) b->head = seq;
+        if (nng_msg_len(m) > 8 + RING_REC_MAX) {
+            nng_msg_free(m);
+            continue;
+        }
         slot *sl = &b->ring[seq % RING];
         if (sl->msg) nng_msg_free(sl->msg);
         sl->seq = seq;
         sl->msg = m;
-        if (seq > b->head) b->head = seq;
     }
     free(q);
     kick(b);
@@ -904,6 +911,20 @@ int zt__bus_metrics(zt_server *srv, zt_buf *out)
                             "# TYPE zt_bus_head_seq gauge\n"
                             "zt_bus_head_seq %llu\n",
                             (unsigned long long)b->head);
+    uv_mutex_t *mu = b->tr.open ? &b->tr.mu : NULL;
+    if (mu) uv_mutex_lock(mu);
+    uint64_t dropped = b->tr.dropped;
+    if (mu) uv_mutex_unlock(mu);
+    rc |= zt__buf_printf(out,
+                         "# HELP zt_bus_transport_events_total Committed events that reached the "
+                         "deliverer over the transport (the rest are read from the outbox).\n"
+                         "# TYPE zt_bus_transport_events_total counter\n"
+                         "zt_bus_transport_events_total %llu\n"
+                         "# HELP zt_bus_transport_dropped_total Messages lost between the "
+                         "transport and the loop (read from the outbox instead).\n"
+                         "# TYPE zt_bus_transport_dropped_total counter\n"
+                         "zt_bus_transport_dropped_total %llu\n",
+                         (unsigned long long)b->heard, (unsigned long long)dropped);
     static const char *const help[] = {
         "zt_bus_subscriber_lag Events committed after the subscriber's position.\n"
         "# TYPE zt_bus_subscriber_lag gauge",
