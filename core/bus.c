@@ -234,6 +234,12 @@ static int transport_open(zt_bus *b, char *err, size_t errlen)
                  nng_strerror(rc));
         return rc == NNG_ENOMEM ? ZT_ENOMEM : ZT_EIO;
     }
+    /* Other nodes subscribe here (`zhengtong check` binds nothing). */
+    const char *pub = b->srv->conf->bus_publish;
+    if (pub && !b->srv->check_only && (rc = nng_listen(tr->pub, pub, NULL, 0)) != 0) {
+        snprintf(err, errlen, "bus.publish: cannot listen on %s: %s", pub, nng_strerror(rc));
+        return rc == NNG_EADDRINUSE ? ZT_EBUSY : ZT_EIO;
+    }
     return ZT_OK;
 }
 

@@ -63,13 +63,14 @@ enum {
     K_LUA,
     K_AUTH,
     K_AUDIT,
+    K_BUS,
     K_PLUGINS,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
     "node_name",  "region_code", "listen",  "data_dir", "map_size", "log_level",
     "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",   "lua",
-    "auth",       "audit",       "plugins", NULL,
+    "auth",       "audit",       "bus",     "plugins",  NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -678,6 +679,29 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
     lua_pop(L, 1); /* the keys */
 }
 
+/* bus = { publish = "tcp://host:port" }: where committed events are also published, for
+ * other nodes and processes (nng pub/sub). */
+static void check_bus(lua_State *L, zt_conf *c, int line)
+{
+    if (!lua_istable(L, -1))
+        fail(L, line, "bus must be a table ({ publish = \"tcp://host:port\" }), got %s",
+             luaL_typename(L, -1));
+    size_t n;
+    keyline *keys = sorted_keys(L, line, "bus", &n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i].key, "publish") != 0)
+            fail(L, keys[i].line, "unknown key '%s' in bus (it takes: publish)", keys[i].key);
+        lua_getfield(L, -2, "publish");
+        const char *u = want_string(L, keys[i].line, "bus.publish", "a string");
+        const char *hostport = strncmp(u, "tcp://", 6) == 0 ? u + 6 : NULL;
+        const char *why = hostport ? listen_problem(hostport) : "it must begin with tcp://";
+        if (why) fail(L, keys[i].line, "bus.publish: '%s' is not \"tcp://host:port\": %s", u, why);
+        set_str(&c->bus_publish, dup_or_fail(L, u));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the keys */
+}
+
 /* A plugin name is a Lua identifier (its options are `name = { ... }`) and a file name. */
 static bool plugin_name_ok(const char *s)
 {
@@ -810,6 +834,9 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_AUDIT:
         check_section(L, c, line, "audit", audit_fields);
+        break;
+    case K_BUS:
+        check_bus(L, c, line);
         break;
     case K_KEY_FILE:
         set_str(&c->key_file, want_path(L, line, "key_file", "a string (a file)"));
@@ -1080,6 +1107,7 @@ void zt__conf_free(zt_conf *c)
     free(c->lua_dir);
     free(c->web_dir);
     free(c->key_file);
+    free(c->bus_publish);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);
     free(c->plugins);
     memset(c, 0, sizeof *c);

@@ -151,6 +151,10 @@ struct zt_conf {
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
+    /* bus = { publish = "tcp://127.0.0.1:7450" }: committed events are also published there
+     * for other nodes (nng pub/sub; each message is seq (8 bytes, big-endian) | record);
+     * NULL: in this process only */
+    char *bus_publish;
     zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */

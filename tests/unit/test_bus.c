@@ -1,5 +1,6 @@
 /* test_bus.c: the outbox's sequence numbers, jobs and their audit records, delivery and
  * redelivery after a lost batch, private topics. */
+#define _GNU_SOURCE /* memmem */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
 
 #include "core.h"
 #include "testutil.h"
@@ -34,13 +41,18 @@ typedef struct fixture {
     size_t ngot;
     int fail;   /* handler failures still to give */
     bool write; /* the handler writes into db */
+    char publish[64];
 } fixture;
 
 static fixture *F;
 
+static char publish_url[64]; /* conf bus.publish for the next setup; "" for none */
+
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->publish, sizeof f->publish, "%s", publish_url);
+    f->conf.bus_publish = f->publish[0] ? f->publish : NULL;
     F = f;
     snprintf(f->dir, sizeof f->dir, "/tmp/zt-bus-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
@@ -410,6 +422,72 @@ static void a_failure_is_rolled_back_and_retried_later(void **state)
     zt__buf_free(&m);
 }
 
+/* A TCP port nobody listens on now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int setup_publish(void **state)
+{
+    snprintf(publish_url, sizeof publish_url, "tcp://127.0.0.1:%d", free_port());
+    int rc = setup(state);
+    publish_url[0] = 0;
+    return rc;
+}
+
+/* bus.publish: another node subscribes over tcp and receives committed events only. */
+static void committed_events_are_published_for_other_nodes(void **state)
+{
+    fixture *f = *state;
+    char err[ZT_ERRLEN];
+    assert_int_equal(zt__bus_start(&f->srv, err, sizeof err), ZT_OK);
+    nng_socket s;
+    assert_int_equal(nng_sub0_open(&s), 0);
+    assert_int_equal(nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
+    assert_int_equal(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 100), 0);
+    assert_int_equal(nng_dial(s, f->conf.bus_publish, NULL, NNG_FLAG_NONBLOCK), 0);
+    /* pub/sub drops what is sent before the subscriber is connected: emit until one comes */
+    char *msg = NULL;
+    size_t len = 0;
+    for (int i = 0; i < 100 && !msg; i++) {
+        emit(f, "sub", "n.rolled-back", false);
+        emit(f, "sub", "n.kept", true);
+        commit_batch(f);
+        if (nng_recv(s, &msg, &len, NNG_FLAG_ALLOC) != 0) msg = NULL;
+    }
+    assert_non_null(msg);
+    assert_true(len > 8);
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++) seq = seq << 8 | (unsigned char)msg[i];
+    uint64_t seqs[128];
+    size_t n = outbox(f, seqs, 128);
+    assert_true(seq >= 1 && seq <= n && seqs[seq - 1] == seq);
+    assert_non_null(memmem(msg + 8, len - 8, "n.kept", 6));
+    assert_null(memmem(msg + 8, len - 8, "rolled", 6));
+    nng_free(msg, len);
+    nng_close(s);
+}
+
+static void a_taken_publish_address_is_refused(void **state)
+{
+    fixture *f = *state;
+    fixture g = {0};
+    char err[ZT_ERRLEN];
+    g.srv.conf = &g.conf;
+    g.srv.store = f->srv.store;
+    g.conf.bus_publish = f->conf.bus_publish;
+    assert_int_not_equal(zt__bus_open(&g.srv, err, sizeof err), ZT_OK);
+    assert_non_null(strstr(err, "bus.publish: cannot listen on tcp://127.0.0.1:"));
+    zt__bus_close(&g.srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +500,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(patterns_and_private_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(a_lost_batch_is_delivered_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failure_is_rolled_back_and_retried_later, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(committed_events_are_published_for_other_nodes,
+                                        setup_publish, teardown),
+        cmocka_unit_test_setup_teardown(a_taken_publish_address_is_refused, setup_publish,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -593,6 +593,28 @@ static void shipped_configs_load(void **state)
     }
 }
 
+static void bus_publish(void **state)
+{
+    zt_conf c;
+    char err[ZT_ERRLEN];
+    assert_int_equal(load("-- none\n", &c, err), ZT_OK);
+    assert_null(c.bus_publish); /* in this process only */
+    zt__conf_free(&c);
+    assert_int_equal(load("bus = { publish = 'tcp://127.0.0.1:7450' }\n", &c, err), ZT_OK);
+    assert_string_equal(c.bus_publish, "tcp://127.0.0.1:7450");
+    zt__conf_free(&c);
+    assert_int_equal(load("bus = {}\n", &c, err), ZT_OK);
+    assert_null(c.bus_publish);
+    zt__conf_free(&c);
+    refused("\nbus = 'tcp://127.0.0.1:7450'\n", NAME ":2: bus must be a table");
+    refused("bus = {\n  publsh = 'tcp://127.0.0.1:1' }\n",
+            NAME ":2: unknown key 'publsh' in bus (it takes: publish)");
+    refused("bus = { publish = 7450 }\n", NAME ":1: bus.publish must be a string, got number");
+    refused("bus = { publish = 'ipc:///tmp/x' }\n", "it must begin with tcp://");
+    refused("bus = { publish = 'tcp://127.0.0.1' }\n", "it has no :port");
+    refused("bus = { publish = 'tcp://127.0.0.1:0' }\n", "is not \"tcp://host:port\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +638,7 @@ int main(void)
         cmocka_unit_test(bad_declarations),
         cmocka_unit_test(plugin_lines),
         cmocka_unit_test(shipped_configs_load),
+        cmocka_unit_test(bus_publish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
