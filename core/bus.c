@@ -30,7 +30,7 @@
 #define REC_VERSION    1
 #define TOPIC_MAX      128
 #define PAYLOAD_MAX    (256 * 1024)
-#define RING           1024 /* recent committed events heard over the transport */
+#define RING           512  /* recent committed events heard over the transport */
 #define RING_REC_MAX   8192 /* larger records are read from the outbox when due */
 #define PASS_DELIVER   256  /* handlers run per loop iteration, so HTTP stays responsive */
 #define PASS_SCAN      4096 /* events looked at per loop iteration */
@@ -497,6 +497,15 @@ static void on_retry(uv_timer_t *h)
     kick(b);
 }
 
+/* s's next try waits: 1 s, doubling to 5 min. */
+static void wait_after_failure(zt_bus *b, sub *s)
+{
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
+    s->retry_at = uv_now(b->srv->loop) + s->backoff_ms;
+    arm_retry(b);
+}
+
 /* Run s's handler for event seq in a job whose transaction also advances s's position. */
 static int deliver(zt_bus *b, sub *s, uint64_t seq, const rec *r)
 {
@@ -541,14 +550,11 @@ static int deliver(zt_bus *b, sub *s, uint64_t seq, const rec *r)
     }
     s->failures++;
     s->failed++;
-    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-    if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
-    s->retry_at = uv_now(srv->loop) + s->backoff_ms;
+    wait_after_failure(b, s);
     zt__log(ZT_LOG_WARN, s->plugin_name, NULL,
             "event %llu (%s) to subscriber %s failed (attempt %u: %s); again in %llu s",
             (unsigned long long)seq, r->topic, s->pattern, s->failed, zt_strerror(rc),
             (unsigned long long)(s->backoff_ms / 1000));
-    arm_retry(b);
     return rc;
 }
 
@@ -558,11 +564,10 @@ static int deliver(zt_bus *b, sub *s, uint64_t seq, const rec *r)
 static int next_event(zt_bus *b, zt_txn **t, uint64_t after, uint64_t *seq, rec *r)
 {
     const slot *sl = &b->ring[(after + 1) % RING];
-    if (sl->msg && sl->seq == after + 1) {
+    if (sl->msg && sl->seq == after + 1 &&
+        rec_decode((const char *)nng_msg_body(sl->msg) + 8, nng_msg_len(sl->msg) - 8, r)) {
         *seq = after + 1;
-        return rec_decode((const char *)nng_msg_body(sl->msg) + 8, nng_msg_len(sl->msg) - 8, r)
-                   ? ZT_OK
-                   : ZT_EIO;
+        return ZT_OK;
     }
     int rc;
     if (!*t && (rc = zt__store_read_begin(b->srv->store, t)) != ZT_OK) return rc;
@@ -608,9 +613,11 @@ static bool deliver_pass(zt_bus *b)
                 break;
             }
             if (rc != ZT_OK) {
-                zt__log(ZT_LOG_ERROR, NULL, NULL, "bus: cannot read the outbox after %llu: %s",
+                /* Never skipped: the subscriber waits (its lag shows) and tries again. */
+                zt__log(ZT_LOG_ERROR, s->plugin_name, NULL,
+                        "bus: subscriber %s cannot read the outbox after %llu: %s", s->pattern,
                         (unsigned long long)s->pos, zt_strerror(rc));
-                if (rc == ZT_EIO) s->pos++; /* a damaged record: do not stop on it forever */
+                wait_after_failure(b, s);
                 break;
             }
             if (!sub_wants(s, r.topic)) {
@@ -949,7 +956,7 @@ int zt__bus_metrics(zt_server *srv, zt_buf *out)
             uint64_t v = m == 0   ? (b->head > s->pos ? b->head - s->pos : 0)
                          : m == 1 ? s->deliveries
                          : m == 2 ? s->failures
-                                  : (s->failed ? s->backoff_ms / 1000 : 0);
+                                  : (s->failed || s->retry_at ? s->backoff_ms / 1000 : 0);
             rc |= zt__buf_printf(out, "%.*s{plugin=\"%s\",pattern=\"%s\"} %llu\n", (int)nl, help[m],
                                  s->plugin_name, s->pattern, (unsigned long long)v);
         }

@@ -369,8 +369,8 @@ int zt_on(zt_plugin *p, const char *pattern, zt_event_fn fn, void *ud);
 
 /* Emit an event in the work's transaction (see the delivery guarantee above): it is
  * delivered only if that transaction commits, after the commit. payload may be NULL (sent
- * as null); it is copied. Errors: ZT_EINVAL (bad topic), ZT_EREADONLY (in a GET),
- * ZT_ETOOBIG (payload over 256 KiB), ZT_EFULL, ZT_EIO. */
+ * as null); it is copied. Errors: ZT_EINVAL (bad topic, or another plugin's "_" topic),
+ * ZT_EREADONLY (in a GET), ZT_ETOOBIG (payload over 256 KiB), ZT_EFULL, ZT_EIO. */
 int zt_emit(zt_req *req, const char *topic, const cJSON *payload);
 
 /* ---- durable timers -------------------------------------------------------------- */
