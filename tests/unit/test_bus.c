@@ -422,6 +422,57 @@ static void a_failure_is_rolled_back_and_retried_later(void **state)
     zt__buf_free(&m);
 }
 
+/* Events every subscriber has passed go after a day; the newest stays, so numbers go on. */
+static void old_passed_events_are_pruned(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(zt_on(&f->p, "t.**", on_event, "many"), ZT_OK);
+    f->p.in_init = f->q.in_init = false;
+    char err[ZT_ERRLEN];
+    assert_int_equal(zt__bus_start(&f->srv, err, sizeof err), ZT_OK);
+    for (int i = 0; i < 3; i++) emit(f, "sub", "t.x", true);
+    commit_batch(f);
+    run_until(f, 3);
+    uint64_t seqs[8];
+    size_t n = 0;
+    /* a day later the sweep (every second) prunes */
+    zt__clock_set_offset_ms(2 * 24 * 3600 * 1000LL);
+    for (int i = 0; i < 100 && (n = outbox(f, seqs, 8)) != 1; i++) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        commit_batch(f);
+    }
+    zt__clock_set_offset_ms(0);
+    assert_int_equal(n, 1);
+    assert_int_equal(seqs[0], 3);
+    emit(f, "sub", "t.y", true);
+    commit_batch(f);
+    assert_int_equal(outbox(f, seqs, 8), 2);
+    assert_int_equal(seqs[1], 4);
+}
+
+static void events_a_subscriber_has_not_handled_stay(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(zt_on(&f->p, "t.**", on_event, "many"), ZT_OK);
+    f->p.in_init = f->q.in_init = false;
+    char err[ZT_ERRLEN];
+    assert_int_equal(zt__bus_start(&f->srv, err, sizeof err), ZT_OK);
+    f->fail = 1000; /* it never gets past the first */
+    for (int i = 0; i < 3; i++) emit(f, "sub", "t.x", true);
+    commit_batch(f);
+    run_until(f, 1);
+    zt__clock_set_offset_ms(2 * 24 * 3600 * 1000LL);
+    /* the second attempt comes a second after the first: a sweep ran before it */
+    for (int i = 0; i < 100 && f->ngot < 2; i++) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        commit_batch(f);
+    }
+    assert_int_equal(f->ngot, 2);
+    zt__clock_set_offset_ms(0);
+    uint64_t seqs[8];
+    assert_int_equal(outbox(f, seqs, 8), 3);
+}
+
 /* A TCP port nobody listens on now. */
 static int free_port(void)
 {
@@ -501,6 +552,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_lost_batch_is_delivered_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failure_is_rolled_back_and_retried_later, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(old_passed_events_are_pruned, setup, teardown),
+        cmocka_unit_test_setup_teardown(events_a_subscriber_has_not_handled_stay, setup, teardown),
         cmocka_unit_test_setup_teardown(committed_events_are_published_for_other_nodes,
                                         setup_publish, teardown),
         cmocka_unit_test_setup_teardown(a_taken_publish_address_is_refused, setup_publish,
