@@ -70,8 +70,10 @@ void zt_req_log(zt_req *req, int level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    const char *plugin =
-        req->match.route && req->match.route->plugin ? req->match.route->plugin->name : NULL;
+    const char *plugin = req->job_plugin ? req->job_plugin->name
+                         : req->match.route && req->match.route->plugin
+                             ? req->match.route->plugin->name
+                             : NULL;
     zt__vlog(level, plugin, req->id, fmt, ap);
     va_end(ap);
 }
