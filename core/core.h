@@ -379,6 +379,8 @@ struct zt_req {
     zt_plugin *job_plugin; /* the plugin the work runs for */
     const zt_event *event; /* the event being delivered, or NULL */
     unsigned call_depth;   /* zt_call nesting */
+    /* during zt_call: the provider whose service runs (zt__req_plugin), or NULL */
+    zt_plugin *service_plugin;
 
     /* the response */
     bool responded;
@@ -546,6 +548,11 @@ int zt__timers_metrics(zt_server *srv, zt_buf *out);
  * names the plugin, the service and what to do (ZT_ENOTFOUND). Logs unmet `wants`. */
 int zt__services_check(zt_server *srv, char *err, size_t errlen);
 void zt__services_free(zt_server *srv);
+/* 1 if s is a service name as zt.h defines it (1..64 bytes of [A-Za-z0-9_.-]). */
+bool zt__service_name_ok(const char *s);
+/* The plugin whose code runs for req, that its events and timers belong to: the service
+ * being called (zt_call), else the job's plugin, else the route's; NULL: the core. */
+zt_plugin *zt__req_plugin(const zt_req *req);
 
 /* ---- static.c ------------------------------------------------------------------ */
 

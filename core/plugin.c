@@ -29,6 +29,23 @@ static int dup_into(char **dst, const char *s)
     return (*dst = strdup(s)) ? ZT_OK : ZT_ENOMEM;
 }
 
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* Copy a NULL-terminated list of names (NULL: none) into *out, *n. */
+static int dup_names(const char *const *names, char ***out, size_t *n)
+{
+    size_t count = 0;
+    while (names && names[count]) count++;
+    if (count && !(*out = calloc(count, sizeof **out))) return ZT_ENOMEM;
+    for (; *n < count; ++*n)
+        if (dup_into(&(*out)[*n], names[*n])) return ZT_ENOMEM;
+    return ZT_OK;
+}
+
 static void plugin_free(zt_plugin *p)
 {
     if (!p) return;
@@ -42,8 +59,9 @@ static void plugin_free(zt_plugin *p)
         }
     }
     free(p->options);
-    for (size_t i = 0; i < p->nrequires; i++) free(p->requires[i]);
-    free(p->requires);
+    free_names(p->requires, p->nrequires);
+    free_names(p->needs, p->nneeds);
+    free_names(p->wants, p->nwants);
     free(p->version);
     free(p->description);
     free(p->path);
@@ -57,17 +75,34 @@ static int copy_descriptor(zt_plugin *p, const zt_plugin_def *def)
 {
     if (dup_into(&p->version, def->version) || dup_into(&p->description, def->description))
         return ZT_ENOMEM;
+    if (dup_names(def->requires, &p->requires, &p->nrequires) ||
+        dup_names(def->needs, &p->needs, &p->nneeds) ||
+        dup_names(def->wants, &p->wants, &p->nwants))
+        return ZT_ENOMEM;
     size_t n = 0;
-    while (def->requires && def->requires[n]) n++;
-    if (n && !(p->requires = calloc(n, sizeof *p->requires))) return ZT_ENOMEM;
-    for (; p->nrequires < n; p->nrequires++)
-        if (dup_into(&p->requires[p->nrequires], def -> requires[p->nrequires])) return ZT_ENOMEM;
-    n = 0;
     while (def->options && def->options[n].name) n++;
     if (n) {
         if (!(p->options = calloc(n, sizeof *p->options))) return ZT_ENOMEM;
         memcpy(p->options, def->options, n * sizeof *p->options);
         p->noptions = n;
+    }
+    return ZT_OK;
+}
+
+/* Service names in needs and wants, wherever they came from (descriptor or manifest). */
+static int check_services(const zt_plugin *p, char *err, size_t errlen)
+{
+    for (int w = 0; w < 2; w++) {
+        char **names = w ? p->wants : p->needs;
+        size_t n = w ? p->nwants : p->nneeds;
+        for (size_t i = 0; i < n; i++) {
+            if (zt__service_name_ok(names[i])) continue;
+            snprintf(err, errlen,
+                     "plugin '%s' (%s) %s service '%s': a service name is 1..64 bytes of "
+                     "[A-Za-z0-9_.-]",
+                     p->name, p->path, w ? "wants" : "needs", names[i]);
+            return ZT_EINVAL;
+        }
     }
     return ZT_OK;
 }
@@ -111,7 +146,7 @@ static int load_c(zt_plugin *p, char *err, size_t errlen)
         snprintf(err, errlen, "plugin '%s': out of memory", p->name);
         return ZT_ENOMEM;
     }
-    return ZT_OK;
+    return check_services(p, err, errlen);
 }
 
 static int load_one(zt_server *srv, const zt_conf_plugin *cp, zt_plugin **out, char *err,
@@ -149,6 +184,7 @@ static int load_one(zt_server *srv, const zt_conf_plugin *cp, zt_plugin **out, c
         if (rc != ZT_OK && !err[0])
             snprintf(err, errlen, "plugin '%s': cannot read %s: %s", cp->name, manifest.data,
                      zt_strerror(rc));
+        if (rc == ZT_OK) rc = check_services(p, err, errlen);
     } else {
         snprintf(err, errlen, "%s:%d: unknown plugin '%s' (no %s.so in %s, no %s)", conf->file,
                  cp->line, cp->name, cp->name, conf->plugin_dir, manifest.data);
@@ -314,6 +350,8 @@ int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
             p->state = ZT_PSTATE_RUNNING;
             continue;
         }
+        if (!why[0] && srv->route_error[0]) /* the declaration it failed on */
+            snprintf(why, sizeof why, "%s", srv->route_error);
         if (!why[0])
             snprintf(why, sizeof why, "init returned %d (%s); the log above says why", rc,
                      zt_strerror(rc));
@@ -354,6 +392,17 @@ void zt_plugin_set_data(zt_plugin *p, void *data)
 void *zt_plugin_data(const zt_plugin *p)
 {
     return p->data;
+}
+
+const char *zt_plugin_at(const zt_plugin *p, size_t i)
+{
+    const zt_server *srv = p->srv;
+    return i < srv->nplugins ? srv->plugins[i]->name : NULL;
+}
+
+const char *zt_lua_dir(const zt_plugin *p)
+{
+    return p->srv->conf->lua_dir;
 }
 
 static const char *const type_names[] = {"?", "string", "int", "number", "bool", "list"};

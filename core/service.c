@@ -1,0 +1,185 @@
+/* service.c: services between plugins: provided by name during init, called synchronously. */
+#include "core.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 64
+#define DEPTH_MAX    16
+
+typedef struct service {
+    char *name;
+    zt_plugin *plugin;
+    zt_service_fn fn;
+    void *ud;
+} service;
+
+/* Sorted by name: declared once during init, looked up on every call. */
+struct zt_services {
+    service *items;
+    size_t n, cap;
+};
+
+bool zt__service_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > NAME_MAX_LEN) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+zt_plugin *zt__req_plugin(const zt_req *req)
+{
+    if (req->service_plugin) return req->service_plugin;
+    if (req->job_plugin) return req->job_plugin;
+    return req->match.route ? req->match.route->plugin : NULL;
+}
+
+/* The index of name, or where it would go (*found false). */
+static size_t find(const zt_services *sv, const char *name, bool *found)
+{
+    size_t lo = 0, hi = sv ? sv->n : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(sv->items[mid].name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static const service *lookup(const zt_server *srv, const char *name)
+{
+    bool found;
+    size_t i = find(srv->services, name, &found);
+    return found ? &srv->services->items[i] : NULL;
+}
+
+/* A declaration that stops the start even if the plugin ignores the error, as a route
+ * conflict does. */
+static void refuse(zt_plugin *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(zt_plugin *p, const char *fmt, ...)
+{
+    char msg[ZT_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    zt_log(p, ZT_LOG_ERROR, "%s", msg);
+    if (!p->srv->route_error[0]) snprintf(p->srv->route_error, ZT_ERRLEN, "%s", msg);
+}
+
+int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud)
+{
+    if (!p || !p->in_init) {
+        if (p)
+            zt_log(p, ZT_LOG_ERROR, "zt_provide outside init: services are provided during init");
+        return ZT_ESTATE;
+    }
+    if (!zt__service_name_ok(name) || !fn) {
+        refuse(p,
+               "plugin '%s' provides a service with a bad name '%s': a service name is 1..64 "
+               "bytes of [A-Za-z0-9_.-]",
+               p->name, name ? name : "(null)");
+        return ZT_EINVAL;
+    }
+    zt_server *srv = p->srv;
+    if (!srv->services && !(srv->services = calloc(1, sizeof *srv->services))) return ZT_ENOMEM;
+    zt_services *sv = srv->services;
+    bool found;
+    size_t at = find(sv, name, &found);
+    if (found) {
+        refuse(p,
+               "service '%s' of plugin '%s' is already provided by plugin '%s': enable only one "
+               "of them",
+               name, p->name, sv->items[at].plugin->name);
+        return ZT_ECONFLICT;
+    }
+    if (sv->n == sv->cap) {
+        size_t cap = sv->cap ? sv->cap * 2 : 16;
+        service *a = realloc(sv->items, cap * sizeof *a);
+        if (!a) return ZT_ENOMEM;
+        sv->items = a;
+        sv->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return ZT_ENOMEM;
+    memmove(&sv->items[at + 1], &sv->items[at], (sv->n - at) * sizeof *sv->items);
+    sv->items[at] = (service){.name = copy, .plugin = p, .fn = fn, .ud = ud};
+    sv->n++;
+    return ZT_OK;
+}
+
+int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
+{
+    assert(req && result);
+    *result = NULL;
+    const service *s = name ? lookup(req->srv, name) : NULL;
+    if (!s || s->plugin->state != ZT_PSTATE_RUNNING) return ZT_ENOTFOUND;
+    if (req->call_depth >= DEPTH_MAX) {
+        zt_req_log(req, ZT_LOG_WARN, "zt_call('%s'): services call each other deeper than %d", name,
+                   DEPTH_MAX);
+        return ZT_EBUSY;
+    }
+    cJSON null = {.type = cJSON_NULL};
+    zt_plugin *outer = req->service_plugin;
+    req->service_plugin = s->plugin; /* what the service does (events, timers) is its own */
+    req->call_depth++;
+    cJSON *res = NULL;
+    int rc = s->fn(req, args ? args : &null, &res, s->ud);
+    req->call_depth--;
+    req->service_plugin = outer;
+    if (rc != ZT_OK) {
+        cJSON_Delete(res);
+        return rc;
+    }
+    *result = res;
+    return ZT_OK;
+}
+
+int zt__services_check(zt_server *srv, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < srv->nplugins; i++) {
+        const zt_plugin *p = srv->plugins[i];
+        for (size_t j = 0; j < p->nneeds; j++) {
+            const service *s = lookup(srv, p->needs[j]);
+            if (s && s->plugin->state == ZT_PSTATE_RUNNING) continue;
+            snprintf(err, errlen,
+                     "plugin '%s' needs service '%s', which no enabled plugin provides: enable "
+                     "the plugin that provides it (e.g. add it to plugins) or remove '%s'",
+                     p->name, p->needs[j], p->name);
+            return ZT_ENOTFOUND;
+        }
+        for (size_t j = 0; j < p->nwants; j++)
+            if (!lookup(srv, p->wants[j]))
+                zt__log(ZT_LOG_INFO, p->name, NULL,
+                        "service '%s' is not provided by any enabled plugin: the plugin goes "
+                        "without it",
+                        p->wants[j]);
+    }
+    return ZT_OK;
+}
+
+void zt__services_free(zt_server *srv)
+{
+    zt_services *sv = srv->services;
+    if (!sv) return;
+    for (size_t i = 0; i < sv->n; i++) free(sv->items[i].name);
+    free(sv->items);
+    free(sv);
+    srv->services = NULL;
+}
