@@ -26,6 +26,7 @@
 #define PER_PASS     1000 /* timers fired per loop iteration: a burst never stalls HTTP */
 #define RETRY_MIN_MS 1000 /* after a failed firing (the bus or storage refused) */
 #define RETRY_MAX_MS 60000
+#define MAX_WAIT_MS  60000 /* look again at least this often: the wall clock may jump */
 #define NONE         INT64_MAX
 
 static const char pending_key[] = "pending";
@@ -140,7 +141,9 @@ static void arm_at(zt_timers *tm, int64_t due)
         uv_timer_stop(&tm->timer);
         return;
     }
+    /* libuv counts on the monotonic clock; due times are on the wall clock */
     int64_t wait = due - zt_now_ms();
+    if (wait > MAX_WAIT_MS) wait = MAX_WAIT_MS;
     uv_timer_start(&tm->timer, on_timer, wait > 0 ? (uint64_t)wait : 0, 0);
 }
 
@@ -336,7 +339,7 @@ static void on_timer(uv_timer_t *h)
     zt_timers *tm = h->data;
     if (tm->stopped) return;
     if (tm->armed != NONE && zt_now_ms() < tm->armed) {
-        arm_at(tm, tm->armed); /* libuv's clock ran ahead of the wall clock */
+        arm_at(tm, tm->armed); /* not yet by the wall clock */
         return;
     }
     tm->armed = NONE;
@@ -412,7 +415,8 @@ int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *pay
     rc |= zt__buf_puts(&rec, ",\"plugin\":");
     rc |= zt__buf_json_str(&rec, plugin, strlen(plugin));
     rc |= zt__buf_puts(&rec, ",\"set\":");
-    rc |= zt__buf_u64(&rec, (uint64_t)(zt_now_ms() > 0 ? zt_now_ms() : 0));
+    int64_t now = zt_now_ms();
+    rc |= zt__buf_u64(&rec, (uint64_t)(now > 0 ? now : 0));
     rc |= zt__buf_puts(&rec, ",\"payload\":");
     rc |= zt__buf_append(&rec, ptext ? ptext : "null", plen);
     rc |= zt__buf_puts(&rec, "}");
