@@ -85,33 +85,42 @@ static uint64_t be(const void *p)
     return v;
 }
 
-/* The committed timers: their due times and ids, in key order; the pending count. */
-static size_t list(fixture *f, int64_t *dues, char ids[][27], size_t cap, uint64_t *pending)
+/* The committed timers, in key order, and the pending count. */
+typedef struct listing {
+    size_t n;
+    uint64_t pending;
+    int64_t due[16];
+    char id[16][27];
+} listing;
+
+/* The listing, after checking that it holds n timers and the count says so. */
+static listing list(fixture *f, size_t n)
 {
+    listing l = {0};
     zt_txn *t;
     zt_cursor *c;
     zt_kv kv;
-    size_t n = 0;
     assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
     assert_int_equal(zt_cursor_open(t, f->due, &c), ZT_OK);
     while (zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv) == ZT_OK) {
         assert_int_equal(kv.klen, 34);
-        assert_true(n < cap);
-        dues[n] = (int64_t)be(kv.key);
-        memcpy(ids[n], (const char *)kv.key + 8, 26);
-        ids[n][26] = 0;
-        n++;
+        assert_true(l.n < 16);
+        l.due[l.n] = (int64_t)be(kv.key);
+        memcpy(l.id[l.n], (const char *)kv.key + 8, 26);
+        l.id[l.n][26] = 0;
+        l.n++;
     }
     zt_cursor_close(c);
     const void *v;
     size_t vlen;
-    *pending = 0;
     if (zt_get(t, f->ids, "pending", 7, &v, &vlen) == ZT_OK) {
         assert_int_equal(vlen, 8);
-        *pending = be(v);
+        l.pending = be(v);
     }
     zt__store_end(f->srv.store, t, false);
-    return n;
+    assert_int_equal(l.n, n);
+    assert_int_equal(l.pending, n);
+    return l;
 }
 
 static void ordered_by_due_time(void **state)
@@ -125,17 +134,13 @@ static void ordered_by_due_time(void **state)
     for (int i = 0; i < 4; i++) assert_int_equal(strlen(id[i]), 26);
     req_end(f, r, true);
 
-    int64_t dues[8];
-    char ids[8][27];
-    uint64_t pending;
-    assert_int_equal(list(f, dues, ids, 8, &pending), 4);
-    assert_int_equal(pending, 4);
+    listing l = list(f, 4);
     /* a due time before 1970 is due at once: it sorts first */
     int64_t want[4] = {0, 1000, 2000, 3000};
     const char *want_id[4] = {id[2], id[1], id[3], id[0]};
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(dues[i], want[i]);
-        assert_string_equal(ids[i], want_id[i]);
+        assert_int_equal(l.due[i], want[i]);
+        assert_string_equal(l.id[i], want_id[i]);
     }
 }
 
@@ -145,11 +150,7 @@ static void a_rolled_back_request_leaves_no_timer(void **state)
     zt_req *r = req_new(f, &f->own, "POST");
     assert_int_equal(zt_timer_at(r, 5000, "own.tick", NULL, NULL), ZT_OK);
     req_end(f, r, false);
-    int64_t dues[4];
-    char ids[4][27];
-    uint64_t pending;
-    assert_int_equal(list(f, dues, ids, 4, &pending), 0);
-    assert_int_equal(pending, 0);
+    list(f, 0);
 }
 
 static void cancel_only_by_the_same_plugin(void **state)
@@ -173,12 +174,8 @@ static void cancel_only_by_the_same_plugin(void **state)
     assert_int_equal(zt_timer_cancel(r, a), ZT_ENOTFOUND);
     req_end(f, r, true);
 
-    int64_t dues[4];
-    char ids[4][27];
-    uint64_t pending;
-    assert_int_equal(list(f, dues, ids, 4, &pending), 1);
-    assert_int_equal(pending, 1);
-    assert_string_equal(ids[0], b);
+    listing l = list(f, 1);
+    assert_string_equal(l.id[0], b);
 }
 
 static void refused_arguments(void **state)
@@ -214,11 +211,7 @@ static void refused_arguments(void **state)
     cJSON_Delete(p);
     req_end(f, r, true);
 
-    int64_t dues[16];
-    char ids[16][27];
-    uint64_t pending;
-    assert_int_equal(list(f, dues, ids, 16, &pending), 6);
-    assert_int_equal(pending, 6);
+    list(f, 6);
 }
 
 static void metrics_show_pending_and_next(void **state)
@@ -256,12 +249,8 @@ static void a_refused_firing_loses_nothing(void **state)
         assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
         zt__timers_after_commit(&f->srv);
     }
-    int64_t dues[4];
-    char ids[4][27];
-    uint64_t pending;
-    assert_int_equal(list(f, dues, ids, 4, &pending), 1);
-    assert_int_equal(pending, 1);
-    assert_string_equal(ids[0], id);
+    listing l = list(f, 1);
+    assert_string_equal(l.id[0], id);
     zt_buf b = {0};
     assert_int_equal(zt__timers_metrics(&f->srv, &b), ZT_OK);
     assert_non_null(strstr(b.data, "\nzt_timers_fired_total 0\n"));
