@@ -35,6 +35,15 @@ struct lua_route {
     char *pattern;
 };
 
+/* A function of the plugin that the core calls: a zt.on handler or a zt.provide service
+ * (the bus's or the services' ud for the trampolines). */
+struct lua_hook {
+    struct lua_hook *next;
+    struct zt_lua_plugin *lp;
+    int ref;    /* the function, in the registry */
+    char *name; /* the pattern or the service */
+};
+
 struct db_iter;
 
 struct zt_lua_plugin {
@@ -46,16 +55,19 @@ struct zt_lua_plugin {
     uint64_t left;      /* of the budget, in the current call */
     bool exhausted;     /* the budget is spent: every instruction raises */
     bool oom;           /* the allocator refused something during this call */
-    zt_req *req;        /* the request whose handler runs now, or NULL */
-    uint64_t serial;    /* counts handler calls, so that stale iterators are caught */
+    zt_req *req;        /* the work running now (request, event, service call), or NULL */
+    uint64_t serial;    /* the current work's number, so that stale iterators are caught */
+    uint64_t serials;   /* numbers given out so far */
+    unsigned depth;     /* works running now: more than one when a call came back in */
     int store_err;      /* storage full (ZT_EFULL) or unavailable (ZT_EBUSY) in this call */
     struct lua_route *routes;
-    struct db_iter *iters; /* cursors open in the current request */
-    char warn[256];        /* a warning being assembled from its pieces */
+    struct lua_hook *hooks; /* zt.on subscriptions and zt.provide services */
+    struct db_iter *iters;  /* cursors open in the current work */
+    char warn[256];         /* a warning being assembled from its pieces */
     size_t nwarn;
 
-    /* while req is set: its req table (lua_topointer), its route, and whether its caller
-     * table is made (in the registry at K_CALLER) */
+    /* while req is set: its req table (lua_topointer; NULL when the work has none), its
+     * route (NULL but for a route's handler), and whether its caller table is made */
     const void *curreq;
     const struct lua_route *route;
     bool caller_made;
@@ -253,24 +265,27 @@ static int msgh(lua_State *L)
     return 1;
 }
 
-/* Every entry into Lua goes through here: fn(ud) runs protected, with a fresh budget and
- * the traceback handler. On error the error value is left on the stack (the caller pops
- * it, restoring its top). */
+/* Every entry into Lua goes through here: the function and its nargs arguments on top of
+ * L run protected with the traceback handler, leaving nresults or the error value (the
+ * caller pops it). A call from outside gets a fresh budget; one that came back in while
+ * the state runs (a service calling the plugin again: depth > 1) spends what is left. */
+static int lp_pcallv(struct zt_lua_plugin *lp, lua_State *L, int nargs, int nresults)
+{
+    if (lp->depth <= 1) budget_reset(lp);
+    int fn = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, fn);
+    int st = lua_pcall(L, nargs, nresults, fn);
+    lua_remove(L, fn);
+    return st;
+}
+
+/* fn(ud), protected, on the state's main thread (see lp_pcallv). */
 static int lp_pcall(struct zt_lua_plugin *lp, lua_CFunction fn, void *ud)
 {
-    lua_State *L = lp->L;
-    budget_reset(lp);
-    lua_pushcfunction(L, msgh);
-    int h = lua_gettop(L);
-    lua_pushcfunction(L, fn);
-    lua_pushlightuserdata(L, ud);
-    int st = lua_pcall(L, 1, 0, h);
-    if (st == LUA_OK) {
-        lua_pop(L, 1);
-    } else {
-        lua_remove(L, h);
-    }
-    return st;
+    lua_pushcfunction(lp->L, fn);
+    lua_pushlightuserdata(lp->L, ud);
+    return lp_pcallv(lp, lp->L, 1, 0);
 }
 
 /* After a call: a refused allocation leaves garbage that the next call should not meet. */
@@ -1349,6 +1364,72 @@ static int db_tostring(lua_State *L)
     return 1;
 }
 
+/* ---- work: what the zt module acts for ------------------------------------------------ */
+
+/*
+ * The state runs one work at a time: a route's request, an event, a service call, a C
+ * plugin's zt_lua_call. A service may call back into a state that is running (plugin A's
+ * handler calls B's service, which calls A's): the inner work runs nested, with its own
+ * request, iterators and caller, and the outer one's are restored when it ends.
+ */
+struct work_frame {
+    zt_req *req;
+    const void *curreq;
+    const struct lua_route *route;
+    bool caller_made;
+    uint64_t serial;
+    int store_err;
+    struct db_iter *iters;
+};
+
+static void work_enter(struct zt_lua_plugin *lp, struct work_frame *f, zt_req *req,
+                       const struct lua_route *route)
+{
+    *f = (struct work_frame){lp->req,    lp->curreq,    lp->route, lp->caller_made,
+                             lp->serial, lp->store_err, lp->iters};
+    lp->depth++;
+    lp->req = req;
+    lp->curreq = NULL;
+    lp->route = route;
+    lp->caller_made = false;
+    lp->serial = ++lp->serials;
+    lp->store_err = 0;
+    lp->iters = NULL;
+}
+
+static void work_leave(struct zt_lua_plugin *lp, const struct work_frame *f)
+{
+    assert(lp->depth > 0);
+    iters_close_all(lp);   /* the work's cursors die with its transaction */
+    if (lp->caller_made) { /* the slot exists, so this cannot allocate */
+        lua_rawgetp(lp->L, LUA_REGISTRYINDEX, &K_CALLER);
+        lua_pushnil(lp->L);
+        lua_rawseti(lp->L, -2, lp->depth);
+        lua_pop(lp->L, 1);
+    }
+    int inner = lp->store_err;
+    lp->req = f->req;
+    lp->curreq = f->curreq;
+    lp->route = f->route;
+    lp->caller_made = f->caller_made;
+    lp->serial = f->serial;
+    lp->store_err = f->store_err ? f->store_err : inner; /* the outer work met it too */
+    lp->iters = f->iters;
+    if (--lp->depth == 0) lp_after(lp);
+}
+
+/* The work running now, for functions that act in its transaction. */
+static zt_req *work_of(lua_State *L, const char *fn)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->req)
+        luaL_error(L,
+                   "%s: no transaction here (only inside a handler, an event handler or a "
+                   "service)",
+                   fn);
+    return lp->req;
+}
+
 /* ---- the request (inside a handler) ------------------------------------------------ */
 
 /* The zt_req behind a req table, if that table is the request being handled now. The
@@ -1479,17 +1560,22 @@ static void push_caller(lua_State *L, const zt_caller *c)
     lua_setfield(L, -2, "roles");
 }
 
-/* req.caller and zt.auth.caller(req): one table per request, made on first use. */
+/* req.caller and zt.auth.caller(req): one table per work, made on first use. It is kept
+ * where scripts cannot replace it: at the work's depth in the registry's K_CALLER table. */
 static void push_caller_once(lua_State *L, struct zt_lua_plugin *lp)
 {
     if (lp->caller_made) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+        lua_rawgeti(L, -1, lp->depth);
+        lua_remove(L, -2);
         return;
     }
     push_caller(L, zt_req_caller(lp->req));
     if (lua_isnil(L, -1)) return;
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &K_CALLER);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, lp->depth);
+    lua_pop(L, 1);
     lp->caller_made = true;
 }
 
@@ -1516,8 +1602,11 @@ static void push_req_field(lua_State *L, struct zt_lua_plugin *lp, int f)
     case 1:
         lua_pushstring(L, zt_req_path(req));
         break;
-    case 2:
-        push_params(L, lp->route->pattern, req);
+    case 2: /* a route's parameters; other work has none */
+        if (lp->route)
+            push_params(L, lp->route->pattern, req);
+        else
+            lua_newtable(L);
         break;
     case 3:
         push_query(L, req->query);
@@ -1724,6 +1813,18 @@ static int run_handler(lua_State *L)
     return respond(L, hc, 2);
 }
 
+/* The error value on top of L as text for a log line: a problem (zt.problem) as its
+ * status, type and detail. */
+static const char *error_text(lua_State *L)
+{
+    if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
+        const problem *pb = lua_touserdata(L, -1);
+        lua_pushfstring(L, "zt.problem %d %s: %s", pb->status, pb->type, pb->detail);
+        lua_replace(L, -2);
+    }
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
+}
+
 /* The zt_handler of every Lua route. */
 static int lua_route_handler(zt_req *req, void *ud)
 {
@@ -1738,20 +1839,10 @@ static int lua_route_handler(zt_req *req, void *ud)
     lua_State *L = lp->L;
     int top = lua_gettop(L);
     struct hcall hc = {.lr = lr, .req = req, .rc = ZT_OK};
-    lp->req = req;
-    lp->route = lr;
-    lp->serial++;
-    lp->store_err = 0;
+    struct work_frame wf;
+    work_enter(lp, &wf, req, lr);
     int st = lp_pcall(lp, run_handler, &hc);
     iters_close_all(lp);
-    lp->req = NULL;
-    lp->curreq = NULL;
-    lp->route = NULL;
-    if (lp->caller_made) {
-        lua_pushboolean(L, 0); /* the slot exists already, so this cannot allocate */
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
-        lp->caller_made = false;
-    }
 
     int rc = hc.rc;
     if (st != LUA_OK) {
@@ -1771,7 +1862,7 @@ static int lua_route_handler(zt_req *req, void *ud)
         }
     }
     lua_settop(L, top);
-    lp_after(lp);
+    work_leave(lp, &wf);
     return rc;
 }
 
@@ -2127,6 +2218,361 @@ static int l_seal_bytes(lua_State *L)
     return seal_done(L, "zt.seal.bytes", b, seal, rc);
 }
 
+/* ---- zt.on, zt.emit, zt.timer, zt.provide, zt.call: events and services ------------- */
+
+/* A string argument that the core reads up to its NUL, of any length (the core checks it). */
+static const char *check_name(lua_State *L, int idx, const char *fn, const char *what)
+{
+    size_t len;
+    const char *s = check_str(L, idx, fn, what, &len);
+    if (strlen(s) != len) luaL_error(L, "%s: %s holds a NUL byte", fn, what);
+    return s;
+}
+
+/* Keep the function at fidx for the core to call back: a hook named `name`. */
+static struct lua_hook *hook_new(lua_State *L, struct zt_lua_plugin *lp, const char *fn,
+                                 const char *name, int fidx)
+{
+    if (lua_type(L, fidx) != LUA_TFUNCTION)
+        luaL_error(L, "%s: the handler must be a function, not %s", fn, luaL_typename(L, fidx));
+    lua_pushvalue(L, fidx);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct lua_hook *h = calloc(1, sizeof *h);
+    if (h) h->name = strdup(name);
+    if (!h || !h->name) {
+        free(h);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_error(L, "not enough memory");
+    }
+    h->lp = lp;
+    h->ref = ref;
+    return h;
+}
+
+static void hook_free(lua_State *L, struct lua_hook *h)
+{
+    if (L) luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+    free(h->name);
+    free(h);
+}
+
+static void hook_link(struct zt_lua_plugin *lp, struct lua_hook *h)
+{
+    h->next = lp->hooks;
+    lp->hooks = h;
+}
+
+/* The event as a table: seq, topic, payload (nil for null), time, source, request_id,
+ * timer (nil unless a timer fired it), attempt. */
+static void push_event(lua_State *L, const zt_event *ev)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)ev->seq);
+    lua_setfield(L, -2, "seq");
+    lua_pushstring(L, ev->topic);
+    lua_setfield(L, -2, "topic");
+    if (ev->payload && !cJSON_IsNull(ev->payload)) {
+        json_push(L, ev->payload, 0);
+        lua_setfield(L, -2, "payload");
+    }
+    lua_pushinteger(L, (lua_Integer)ev->time_ms);
+    lua_setfield(L, -2, "time");
+    lua_pushstring(L, ev->source ? ev->source : "");
+    lua_setfield(L, -2, "source");
+    lua_pushstring(L, ev->request_id ? ev->request_id : "");
+    lua_setfield(L, -2, "request_id");
+    if (ev->timer) {
+        lua_pushstring(L, ev->timer);
+        lua_setfield(L, -2, "timer");
+    }
+    lua_pushinteger(L, (lua_Integer)ev->attempt);
+    lua_setfield(L, -2, "attempt");
+}
+
+/* A work's req table at index 1, current until the work ends (it stays on the stack, so no
+ * other table can have its address meanwhile). */
+static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
+{
+    push_req(L, lp);
+    lp->curreq = lua_topointer(L, -1);
+}
+
+struct ecall {
+    struct lua_hook *h;
+    const zt_event *ev;
+};
+
+/* Called protected: handler(ev, ctx). */
+static int run_event(lua_State *L)
+{
+    struct ecall *ec = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    push_work_req(L, plugin_of(L));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ec->h->ref);
+    push_event(L, ec->ev);
+    lua_pushvalue(L, 1);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* The zt_event_fn of every zt.on: an error (or the budget, or the memory cap) is a
+ * failure, which the bus retries; returning is success. */
+static int lua_event_fn(zt_req *ctx, const zt_event *ev, void *ud)
+{
+    struct lua_hook *h = ud;
+    struct zt_lua_plugin *lp = h->lp;
+    lua_State *L = lp->L;
+    if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
+    int top = lua_gettop(L);
+    struct work_frame wf;
+    work_enter(lp, &wf, ctx, NULL);
+    struct ecall ec = {h, ev};
+    int rc = ZT_OK;
+    if (lp_pcall(lp, run_event, &ec) != LUA_OK) {
+        zt_req_log(ctx, ZT_LOG_ERROR,
+                   "Lua handler of %s for event %s (seq %llu, attempt %u) failed: %s", h->name,
+                   ev->topic, (unsigned long long)ev->seq, ev->attempt, error_text(L));
+        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
+    }
+    lua_settop(L, top);
+    work_leave(lp, &wf);
+    return rc;
+}
+
+/* zt.on(pattern, handler): during init. */
+static int l_on(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *pattern = check_name(L, 1, "zt.on", "pattern");
+    if (!lp->p->in_init) return luaL_error(L, "zt.on: only during init");
+    struct lua_hook *h = hook_new(L, lp, "zt.on", pattern, 2);
+    int rc = zt_on(lp->p, pattern, lua_event_fn, h);
+    if (rc) {
+        hook_free(L, h);
+        const char *why = rc == ZT_EINVAL   ? "not a pattern (dot-separated words of letters, "
+                                              "digits, _ and -, or * and a last **), or another "
+                                              "plugin's _ topics"
+                          : rc == ZT_EEXIST ? "this plugin subscribed to it already"
+                                            : zt_strerror(rc);
+        return luaL_error(L, "zt.on('%s'): %s", pattern, why);
+    }
+    hook_link(lp, h);
+    return 0;
+}
+
+/* Why an emit or a timer was refused. */
+static int bus_fail(lua_State *L, const char *fn, const char *topic, int rc)
+{
+    switch (rc) {
+    case ZT_EINVAL:
+        return luaL_error(L,
+                          "%s: '%s' is not a topic (1..128 bytes: dot-separated words of letters, "
+                          "digits, _ and -)",
+                          fn, topic);
+    case ZT_EREADONLY:
+        return luaL_error(L,
+                          "%s: only in work that may write (POST, PUT, PATCH, DELETE, an event), "
+                          "not in GET",
+                          fn);
+    case ZT_ETOOBIG:
+        return luaL_error(L, "%s: the payload is over 256 KiB", fn);
+    default:
+        return db_fail(L, fn, rc);
+    }
+}
+
+/* The JSON of the argument at idx (none or nil: NULL), held by a box pushed on the stack. */
+static const cJSON *arg_json(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx)) {
+        box_new(L);
+        return NULL;
+    }
+    return json_encode_tree(L, idx)->json;
+}
+
+/* zt.emit(topic [, payload]) */
+static int l_emit(lua_State *L)
+{
+    zt_req *w = work_of(L, "zt.emit");
+    const char *topic = check_name(L, 1, "zt.emit", "topic");
+    const cJSON *payload = arg_json(L, 2);
+    int rc = zt_emit(w, topic, payload);
+    if (rc) return bus_fail(L, "zt.emit", topic, rc);
+    return 0;
+}
+
+/* An integer argument, strictly (a string is not taken for a number). */
+static int64_t check_ms(lua_State *L, int idx, const char *fn, const char *what)
+{
+    int isint = 0;
+    lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+    if (!isint)
+        luaL_error(L, "%s: %s must be an integer number of milliseconds, not %s", fn, what,
+                   lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
+    return (int64_t)v;
+}
+
+static int timer_set(lua_State *L, const char *fn, int64_t due)
+{
+    zt_req *w = work_of(L, fn);
+    const char *topic = check_name(L, 2, fn, "topic");
+    const cJSON *payload = arg_json(L, 3);
+    char id[27];
+    int rc = zt_timer_at(w, due, topic, payload, id);
+    if (rc) return bus_fail(L, fn, topic, rc);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+/* zt.timer.at(due_ms, topic [, payload]) → id */
+static int l_timer_at(lua_State *L)
+{
+    return timer_set(L, "zt.timer.at", check_ms(L, 1, "zt.timer.at", "due"));
+}
+
+/* zt.timer.after(ms, topic [, payload]) → id: due at zt.now() + ms. */
+static int l_timer_after(lua_State *L)
+{
+    int64_t ms = check_ms(L, 1, "zt.timer.after", "delay");
+    int64_t now = zt_now_ms();
+    if (ms < 0 || ms > INT64_MAX - now)
+        return luaL_error(L, "zt.timer.after: delay must be 0 or more (and not beyond the year "
+                             "292 million)");
+    return timer_set(L, "zt.timer.after", now + ms);
+}
+
+/* zt.timer.cancel(id) → true, or false if no such timer is pending. */
+static int l_timer_cancel(lua_State *L)
+{
+    zt_req *w = work_of(L, "zt.timer.cancel");
+    const char *id = check_name(L, 1, "zt.timer.cancel", "id");
+    int rc = zt_timer_cancel(w, id);
+    if (rc && rc != ZT_ENOTFOUND) return bus_fail(L, "zt.timer.cancel", id, rc);
+    lua_pushboolean(L, rc == ZT_OK);
+    return 1;
+}
+
+/* Why the last Lua service failed, for a Lua caller's message: the core's zt_call passes
+ * only a code. Set by the service's trampoline, read by zt.call right after zt_call, on the
+ * loop thread only. */
+static struct {
+    const zt_req *req; /* NULL: nothing recorded */
+    char service[65];
+    char msg[ZT_ERRLEN];
+} svc_fail;
+
+struct scall {
+    struct lua_hook *h;
+    const cJSON *args;
+    cJSON *result;
+};
+
+/* Called protected: result = service(args, ctx), as JSON. */
+static int run_service(lua_State *L)
+{
+    struct scall *sc = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    push_work_req(L, plugin_of(L));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->h->ref);
+    if (sc->args && !cJSON_IsNull(sc->args))
+        json_push(L, sc->args, 0);
+    else
+        lua_pushnil(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 2, 1);
+    if (!lua_isnil(L, -1)) {
+        jbox *b = json_encode_tree(L, -1);
+        sc->result = b->json; /* nothing raises after this */
+        b->json = NULL;
+    }
+    return 0;
+}
+
+/* The zt_service_fn of every zt.provide: runs in the providing plugin's state, with the
+ * caller's request as its work. An error is a failed call (ZT_ERROR), never the caller's
+ * crash; its message is logged and kept for a Lua caller. */
+static int lua_service_fn(zt_req *req, const cJSON *args, cJSON **result, void *ud)
+{
+    struct lua_hook *h = ud;
+    struct zt_lua_plugin *lp = h->lp;
+    lua_State *L = lp->L;
+    *result = NULL;
+    if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
+    int top = lua_gettop(L);
+    struct work_frame wf;
+    work_enter(lp, &wf, req, NULL);
+    struct scall sc = {h, args, NULL};
+    int rc = ZT_OK;
+    if (lp_pcall(lp, run_service, &sc) != LUA_OK) {
+        const char *msg = error_text(L);
+        zt_req_log(req, ZT_LOG_WARN, "Lua service %s of %s failed: %s", h->name, lp->p->name, msg);
+        svc_fail.req = req;
+        snprintf(svc_fail.service, sizeof svc_fail.service, "%s", h->name);
+        first_part(svc_fail.msg, sizeof svc_fail.msg, msg);
+        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
+    } else {
+        *result = sc.result;
+    }
+    lua_settop(L, top);
+    work_leave(lp, &wf);
+    return rc;
+}
+
+/* zt.provide(name, function(args, ctx) ... end): during init. */
+static int l_provide(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *name = check_name(L, 1, "zt.provide", "name");
+    if (!lp->p->in_init) return luaL_error(L, "zt.provide: only during init");
+    struct lua_hook *h = hook_new(L, lp, "zt.provide", name, 2);
+    int rc = zt_provide(lp->p, name, lua_service_fn, h);
+    if (rc) {
+        hook_free(L, h);
+        const char *why = rc == ZT_EINVAL ? "not a service name (1..64 bytes of letters, digits, "
+                                            "_, . and -)"
+                          : rc == ZT_ECONFLICT ? "another plugin provides it already"
+                                               : zt_strerror(rc);
+        return luaL_error(L, "zt.provide('%s'): %s", name, why);
+    }
+    hook_link(lp, h);
+    return 0;
+}
+
+/* zt.call(name [, args]) → result, or nil, message, "not-provided" | "failed". A result of
+ * null is zt.json.null, so that nil always means the call failed. */
+static int l_call(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    zt_req *w = work_of(L, "zt.call");
+    const char *name = check_name(L, 1, "zt.call", "name");
+    const cJSON *args = arg_json(L, 2);
+    jbox *res = box_new(L);
+    svc_fail.req = NULL;
+    int rc = zt_call(w, name, args, &res->json);
+    if (rc == ZT_OK) {
+        if (res->json)
+            json_push(L, res->json, 0);
+        else
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
+        box_clear(res);
+        return 1;
+    }
+    box_clear(res);
+    bool told = svc_fail.req == w && strcmp(svc_fail.service, name) == 0;
+    svc_fail.req = NULL;
+    if (rc == ZT_EFULL || rc == ZT_EBUSY) lp->store_err = rc;
+    lua_pushnil(L);
+    if (told)
+        lua_pushstring(L, svc_fail.msg);
+    else if (rc == ZT_ENOTFOUND)
+        lua_pushfstring(L, "zt.call: no enabled plugin provides the service '%s'", name);
+    else
+        lua_pushfstring(L, "zt.call('%s'): %s", name, zt_strerror(rc));
+    lua_pushstring(L, rc == ZT_ENOTFOUND && !told ? "not-provided" : "failed");
+    return 3;
+}
+
 /* ---- zt.config --------------------------------------------------------------------- */
 
 /* __index of the proxy: upvalues are the values and the set of declared names. */
@@ -2472,6 +2918,10 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"problem", l_problem},
                                     {"id", l_id},
                                     {"now", l_now},
+                                    {"on", l_on},
+                                    {"emit", l_emit},
+                                    {"provide", l_provide},
+                                    {"call", l_call},
                                     {NULL, NULL}});
     lua_pushstring(L, p->name);
     lua_setfield(L, -2, "plugin");
@@ -2523,6 +2973,10 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                      {"credit_code", l_valid_credit_code},
                                      {NULL, NULL}}},
         {"seal", (const luaL_Reg[]){{"json", l_seal_json}, {"bytes", l_seal_bytes}, {NULL, NULL}}},
+        {"timer", (const luaL_Reg[]){{"at", l_timer_at},
+                                     {"after", l_timer_after},
+                                     {"cancel", l_timer_cancel},
+                                     {NULL, NULL}}},
     };
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
         lua_newtable(L);
@@ -2536,7 +2990,7 @@ static int setup_sandbox(lua_State *L)
     struct zt_lua_plugin *lp = lua_touserdata(L, 1);
     lua_settop(L, 0);
     setup_metatables(L);
-    lua_pushboolean(L, 0);
+    lua_newtable(L); /* the works' caller tables, by depth */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_CALLER);
 
     open_lib(L, luaopen_base); /* fills the global table: the sandbox */
@@ -2631,6 +3085,7 @@ static int run_file(lua_State *L)
 
 static void lp_free(struct zt_lua_plugin *lp)
 {
+    assert(lp->depth == 0);
     if (lp->L) {
         iters_close_all(lp);
         budget_reset(lp); /* finalizers run at close: they get one budget */
@@ -2643,17 +3098,19 @@ static void lp_free(struct zt_lua_plugin *lp)
         lp->routes = r->next;
         route_free(r);
     }
+    while (lp->hooks) {
+        struct lua_hook *h = lp->hooks;
+        lp->hooks = h->next;
+        hook_free(NULL, h); /* its function went with the state */
+    }
     free(lp);
 }
 
-int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
+/* A plugin's state: the sandbox and the zt module acting as p, with the config's budget
+ * and memory cap. Lua plugins and C plugins' scripts (zt_lua_new) both start here. */
+static int lp_new(zt_server *srv, zt_plugin *p, struct zt_lua_plugin **out, char *err,
+                  size_t errlen)
 {
-    assert(srv && srv->conf && srv->conf->lua_dir && p && !p->lua);
-    char path[PATH_MAX];
-    if (plugin_file(path, sizeof path, srv, p->name, "init.lua")) {
-        snprintf(err, errlen, "plugin %s: path too long", p->name);
-        return ZT_EINVAL;
-    }
     struct zt_lua_plugin *lp = calloc(1, sizeof *lp);
     if (!lp) {
         snprintf(err, errlen, "plugin %s: out of memory", p->name);
@@ -2673,14 +3130,31 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     }
     lua_atpanic(lp->L, l_panic);
     lua_setwarnf(lp->L, l_warn, lp);
-
-    int rc = ZT_OK;
     if (lp_pcall(lp, setup_sandbox, lp) != LUA_OK) {
         const char *msg = lua_tostring(lp->L, -1);
         snprintf(err, errlen, "plugin %s: cannot set up its Lua state: %s", p->name,
                  msg ? msg : "?");
-        rc = ZT_ENOMEM;
-    } else if (lp_pcall(lp, run_file, path) != LUA_OK) {
+        lp_free(lp);
+        return ZT_ENOMEM;
+    }
+    lua_settop(lp->L, 0);
+    lp_after(lp);
+    *out = lp;
+    return ZT_OK;
+}
+
+int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
+{
+    assert(srv && srv->conf && srv->conf->lua_dir && p && !p->lua);
+    char path[PATH_MAX];
+    if (plugin_file(path, sizeof path, srv, p->name, "init.lua")) {
+        snprintf(err, errlen, "plugin %s: path too long", p->name);
+        return ZT_EINVAL;
+    }
+    struct zt_lua_plugin *lp;
+    int rc = lp_new(srv, p, &lp, err, errlen);
+    if (rc) return rc;
+    if (lp_pcall(lp, run_file, path) != LUA_OK) {
         char pmsg[PATH_MAX + ZT_ERRLEN];
         const char *msg = lua_tostring(lp->L, -1) ? lua_tostring(lp->L, -1) : "(no message)";
         if (lua_type(lp->L, -1) == LUA_TUSERDATA && has_meta(lp->L, -1, &K_PROBLEM)) {
@@ -2691,11 +3165,8 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
         }
         zt_log(p, ZT_LOG_ERROR, "init.lua failed: %s", msg);
         first_part(err, errlen, msg);
-        rc = ZT_ERROR;
-    }
-    if (rc) {
         lp_free(lp);
-        return rc;
+        return ZT_ERROR;
     }
     lua_settop(lp->L, 0);
     lp_after(lp);
@@ -2705,14 +3176,134 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
 
 void zt__lua_fini(zt_plugin *p)
 {
-    if (!p->lua) return;
-    lp_free(p->lua);
+    if (p->lua) lp_free(p->lua);
     p->lua = NULL;
+    if (p->script) lp_free(plugin_of(p->script));
+    p->script = NULL;
 }
 
 size_t zt__lua_memory(const zt_plugin *p)
 {
     return p->lua ? p->lua->used : 0;
+}
+
+/* ---- Lua for C plugins (zt.h) ------------------------------------------------------- */
+
+int zt_lua_new(zt_plugin *p, lua_State **out)
+{
+    assert(p && p->srv && out);
+    *out = NULL;
+    if (!p->in_init || p->kind != ZT_PLUGIN_C || p->script) {
+        zt_log(p, ZT_LOG_ERROR, "zt_lua_new: %s",
+               p->script ? "the plugin has its state already" : "only a C plugin, during its init");
+        return ZT_ESTATE;
+    }
+    char err[ZT_ERRLEN];
+    struct zt_lua_plugin *lp;
+    int rc = lp_new(p->srv, p, &lp, err, sizeof err);
+    if (rc) {
+        zt_log(p, ZT_LOG_ERROR, "zt_lua_new: %s", err);
+        return rc;
+    }
+    p->script = *out = lp->L;
+    return ZT_OK;
+}
+
+int zt_lua_call(lua_State *L, zt_req *ctx, int nargs, int nresults, char *err, size_t errlen)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    assert(lp && lp->L && nargs >= 0 && lua_gettop(L) > nargs);
+    if (!lua_checkstack(L, 4)) {
+        lua_pop(L, nargs + 1);
+        snprintf(err, errlen, "not enough memory");
+        return ZT_EINVAL;
+    }
+    struct work_frame wf;
+    work_enter(lp, &wf, ctx, NULL);
+    int rc = ZT_OK;
+    if (lp_pcallv(lp, L, nargs, nresults) != LUA_OK) {
+        snprintf(err, errlen, "%s", error_text(L));
+        lua_pop(L, 1);
+        rc = ZT_EINVAL;
+    }
+    work_leave(lp, &wf);
+    return rc;
+}
+
+int zt_lua_run(lua_State *L, const char *name, const char *src, size_t len, int nresults, char *err,
+               size_t errlen)
+{
+    assert(plugin_of(L) && name && (src || len == 0));
+    char chunk[128];
+    snprintf(chunk, sizeof chunk, "=%s", name); /* messages then say "name:line:" */
+    if (!lua_checkstack(L, 4)) {
+        snprintf(err, errlen, "%s: not enough memory", name);
+        return ZT_EINVAL;
+    }
+    if (luaL_loadbufferx(L, src ? src : "", len, chunk, "t") != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        return ZT_EINVAL;
+    }
+    char msg[ZT_ERRLEN];
+    int rc = zt_lua_call(L, NULL, 0, nresults, msg, sizeof msg);
+    if (rc) first_part(err, errlen, msg);
+    return rc;
+}
+
+static int push_json_p(lua_State *L)
+{
+    const cJSON *v = lua_touserdata(L, 1);
+    if (v)
+        json_push(L, v, 0);
+    else
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
+    return 1;
+}
+
+void zt_lua_push_json(lua_State *L, const cJSON *v)
+{
+    /* protected: a C plugin calls it outside any pcall, where an error would abort */
+    if (!lua_checkstack(L, 3)) {
+        zt__log(ZT_LOG_ERROR, plugin_of(L)->p->name, NULL, "zt_lua_push_json: stack overflow");
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushcfunction(L, push_json_p);
+    lua_pushlightuserdata(L, (void *)v);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        zt__log(ZT_LOG_ERROR, plugin_of(L)->p->name, NULL, "zt_lua_push_json: %s",
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+}
+
+static int to_json_p(lua_State *L)
+{
+    json_encode_tree(L, 1);
+    return 1;
+}
+
+int zt_lua_to_json(lua_State *L, int idx, cJSON **out)
+{
+    *out = NULL;
+    idx = lua_absindex(L, idx);
+    if (!lua_checkstack(L, 3)) return ZT_ENOMEM;
+    lua_pushcfunction(L, to_json_p);
+    lua_pushvalue(L, idx);
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st != LUA_OK) {
+        zt__log(ZT_LOG_DEBUG, plugin_of(L)->p->name, NULL, "zt_lua_to_json: %s",
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        return st == LUA_ERRMEM ? ZT_ENOMEM : ZT_EINVAL;
+    }
+    jbox *b = lua_touserdata(L, -1);
+    *out = b->json;
+    b->json = NULL;
+    lua_pop(L, 1);
+    return ZT_OK;
 }
 
 /* ---- manifest.lua ------------------------------------------------------------------ */
@@ -2884,6 +3475,8 @@ struct manifest {
     const char *version, *description;
     const char *requires[MF_MAX_REQS];
     size_t nrequires;
+    const char *needs[MF_MAX_REQS], *wants[MF_MAX_REQS]; /* services (zt.call) */
+    size_t nneeds, nwants;
     struct mopt opts[MF_MAX_OPTS];
     size_t nopts;
     bool bad;
@@ -2909,6 +3502,16 @@ static bool ident_ok(const char *s, bool dash)
     if (!*s || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9')) return false;
     for (; *s; s++)
         if (!name_char(*s) || (*s == '-' && !dash)) return false;
+    return true;
+}
+
+/* A service name, as zt.h has them: 1..64 bytes of [A-Za-z0-9_.-]. */
+static bool service_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (; *s; s++)
+        if (!name_char(*s) && *s != '.') return false;
     return true;
 }
 
@@ -3092,8 +3695,10 @@ static int mf_parse(lua_State *L)
         return mf_bad(m, "", "manifest.lua must return a table (it returned %s)",
                       lua_isnil(L, 1) ? "nothing" : luaL_typename(L, 1)),
                0;
-    static const char *const top[] = {"version", "description", "requires", "options", NULL};
-    if (mf_keys(L, m, 1, "", top, "version, description, requires, options")) return 0;
+    static const char *const top[] = {"version", "description", "requires", "needs",
+                                      "wants",   "options",     NULL};
+    if (mf_keys(L, m, 1, "", top, "version, description, requires, needs, wants, options"))
+        return 0;
 
     if (lua_getfield(L, 1, "version") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
         return mf_bad(m, "version", "version must be a non-empty string, such as \"1.0.0\""), 0;
@@ -3115,6 +3720,29 @@ static int mf_parse(lua_State *L)
                        0;
     }
     lua_settop(L, 2);
+
+    const struct {
+        const char *key;
+        const char **out;
+        size_t *n;
+    } services[] = {{"needs", m->needs, &m->nneeds}, {"wants", m->wants, &m->nwants}};
+    for (size_t k = 0; k < 2; k++) {
+        const char *key = services[k].key;
+        t = lua_getfield(L, 1, key);
+        if (t != LUA_TNIL) {
+            if (t != LUA_TTABLE)
+                return mf_bad(m, key, "%s must be a list of service names", key), 0;
+            if (mf_strings(L, m, 3, key, services[k].out, MF_MAX_REQS, services[k].n)) return 0;
+            for (size_t i = 0; i < *services[k].n; i++)
+                if (!service_ok(services[k].out[i]))
+                    return mf_bad(m, key,
+                                  "%s: '%s' is not a service name (1..64 bytes of letters, "
+                                  "digits, _, . and -)",
+                                  key, services[k].out[i]),
+                           0;
+        }
+        lua_settop(L, 2);
+    }
 
     t = lua_getfield(L, 1, "options");
     if (t != LUA_TNIL) {
@@ -3144,6 +3772,18 @@ static void strings_free(char **v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++) free(v[i]);
     free(v);
+}
+
+/* A NULL-terminated malloc'd copy of n strings; NULL when memory is short. */
+static char **strings_dup(const char *const *v, size_t n)
+{
+    char **c = calloc(n + 1, sizeof *c);
+    for (size_t i = 0; c && i < n; i++)
+        if (!(c[i] = strdup(v[i]))) {
+            strings_free(c, i);
+            return NULL;
+        }
+    return c;
 }
 
 static void options_free(zt_option *o, size_t n)
@@ -3178,13 +3818,21 @@ static int mf_store(zt_plugin *p, struct manifest *m)
              dup_ok(&opts[i].description, m->opts[i].description);
     }
     for (size_t i = 0; ok && i < m->nrequires; i++) ok = (reqs[i] = strdup(m->requires[i]));
-    if (!ok) {
+    char **needs = m->nneeds ? strings_dup(m->needs, m->nneeds) : NULL;
+    char **wants = m->nwants ? strings_dup(m->wants, m->nwants) : NULL;
+    if (!ok || (m->nneeds && !needs) || (m->nwants && !wants)) {
         options_free(opts, m->nopts);
         strings_free(reqs, m->nrequires);
+        strings_free(needs, m->nneeds);
+        strings_free(wants, m->nwants);
         free(version);
         free(desc);
         return ZT_ENOMEM;
     }
+    p->needs = needs;
+    p->nneeds = m->nneeds;
+    p->wants = wants;
+    p->nwants = m->nwants;
     p->version = version;
     p->description = desc;
     p->requires = reqs;

@@ -324,11 +324,8 @@ fail:
 static void stop(zt_plugin *p)
 {
     assert(p->state == ZT_PSTATE_RUNNING);
-    if (p->kind == ZT_PLUGIN_C) {
-        if (p->def->fini) p->def->fini(p);
-    } else {
-        zt__lua_fini(p);
-    }
+    if (p->kind == ZT_PLUGIN_C && p->def->fini) p->def->fini(p);
+    zt__lua_fini(p); /* a Lua plugin's state, or a C plugin's zt_lua_new state after its fini */
     p->state = ZT_PSTATE_STOPPED;
 }
 
@@ -357,6 +354,7 @@ int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
                      zt_strerror(rc));
         snprintf(err, errlen, "plugin '%s' failed to start: %s", p->name, why);
         p->state = ZT_PSTATE_FAILED;
+        zt__lua_fini(p); /* a state its init made (zt_lua_new) before failing */
         while (i-- > 0) stop(srv->plugins[i]);
         return rc < 0 ? rc : ZT_ERROR;
     }
