@@ -1,5 +1,6 @@
 /* test_lua.c: the Lua plugin host: sandbox, manifest, budget, memory cap, zt.json, handlers, zt.db,
- * zt.auth, zt.audit, zt.crypto, zt.valid, zt.seal, and the budgeted pattern matcher. */
+ * zt.auth, zt.audit, zt.crypto, zt.valid, zt.seal, the budgeted pattern matcher, states for C
+ * plugins (zt_lua_*), and the Lua side of events, timers and services. */
 #define _GNU_SOURCE /* memmem */
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,8 +69,14 @@ static void manifest_free(zt_plugin *p)
         free((char *)p->options[i].description);
     }
     for (size_t i = 0; i < p->nrequires; i++) free(p->requires[i]);
+    for (size_t i = 0; i < p->nneeds; i++) free(p->needs[i]);
+    for (size_t i = 0; i < p->nwants; i++) free(p->wants[i]);
     free(p->options);
     free(p->requires);
+    free(p->needs);
+    free(p->wants);
+    p->needs = p->wants = NULL;
+    p->nneeds = p->nwants = 0;
     free(p->version);
     free(p->description);
     p->version = p->description = NULL;
@@ -252,6 +259,286 @@ static void expect_problem(fx *f, const char *method, const char *target, const 
     if (detail && !strstr(d, detail)) fail_msg("detail \"%s\" does not say \"%s\"", d, detail);
     cJSON_Delete(j);
     done(t);
+}
+
+/* ---- Lua for C plugins: zt_lua_new, zt_lua_run, zt_lua_call, JSON --------------------- */
+
+/* f->p as a C plugin in its init, with a script state. */
+static lua_State *script_state(fx *f)
+{
+    f->p.kind = ZT_PLUGIN_C;
+    lua_State *L;
+    assert_int_equal(zt_lua_new(&f->p, &L), ZT_ESTATE); /* only during init */
+    assert_null(L);
+    f->p.in_init = true;
+    assert_int_equal(zt_lua_new(&f->p, &L), ZT_OK);
+    assert_non_null(L);
+    assert_ptr_equal(f->p.script, L);
+    lua_State *again;
+    assert_int_equal(zt_lua_new(&f->p, &again), ZT_ESTATE); /* one per plugin */
+    assert_null(again);
+    return L;
+}
+
+/* zt_lua_run that must succeed. */
+static void run_ok(lua_State *L, const char *name, const char *src, int nresults)
+{
+    char err[ZT_ERRLEN] = "";
+    int rc = zt_lua_run(L, name, src, strlen(src), nresults, err, sizeof err);
+    if (rc != ZT_OK) fail_msg("%s failed: %s", name, err);
+}
+
+static void script_runs_in_the_sandbox(void **state)
+{
+    fx *f = *state;
+    lua_State *L = script_state(f);
+    int top = lua_gettop(L);
+    run_ok(L, "sum", "return 1 + 2, 'x'", 2);
+    assert_int_equal(lua_gettop(L), top + 2);
+    assert_int_equal(lua_tointeger(L, -2), 3);
+    assert_string_equal(lua_tostring(L, -1), "x");
+    lua_settop(L, top);
+
+    /* the same sandbox and zt module as a Lua plugin, acting as this plugin */
+    run_ok(L, "sandbox",
+           "return table.concat({ type(io), type(debug), type(os.execute), type(loadfile), "
+           "type(string.dump), zt.plugin, type(zt.on), type(zt.emit), type(zt.timer.at), "
+           "type(zt.call), tostring(pcall(load, '\\27Lua')) }, ' ')",
+           1);
+    assert_string_equal(lua_tostring(L, -1),
+                        "nil nil nil nil nil t function function function function true");
+    lua_settop(L, top);
+
+    /* errors say "name:line: what", without the traceback */
+    static const struct {
+        const char *src, *want;
+    } bad[] = {
+        {"local t = nil\nreturn t.x", "cond:2: attempt to index a nil value (local 't')"},
+        {"return = 1", "cond:1: unexpected symbol near '='"},
+        {"\n\nerror('no such department')", "cond:3: no such department"},
+        {"\x1bLua\x54\x00", "attempt to load a binary chunk"},
+        {"while true do end", "cond:1: instruction budget exceeded"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[ZT_ERRLEN] = "";
+        int rc = zt_lua_run(L, "cond", bad[i].src, strlen(bad[i].src), 1, err, sizeof err);
+        assert_int_equal(rc, ZT_EINVAL);
+        assert_int_equal(lua_gettop(L), top);
+        if (!strstr(err, bad[i].want))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].want);
+        assert_null(strstr(err, "stack traceback"));
+    }
+    run_ok(L, "after", "return 40 + 2", 1); /* still usable */
+    assert_int_equal(lua_tointeger(L, -1), 42);
+    lua_settop(L, top);
+    f->p.in_init = false;
+}
+
+static void script_calls_are_budgeted(void **state)
+{
+    fx *f = *state;
+    lua_State *L = script_state(f);
+    run_ok(L, "lib",
+           "kv = zt.db.open('kv')\n"
+           "function spin(n) local x = 0 for i = 1, n do x = x + i end return x end\n"
+           "function stubborn() while true do pcall(function() while true do end end) end end\n"
+           "function bomb() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1024) .. i end end\n"
+           "function get(k) return kv:get(k) end\n"
+           "function put(k, v) kv:put(k, v) return true end\n"
+           "function two(a, b) return b, a end\n",
+           0);
+    f->p.in_init = false;
+    int top = lua_gettop(L);
+    char err[ZT_ERRLEN];
+
+    /* arguments in, results out */
+    lua_getglobal(L, "two");
+    lua_pushinteger(L, 1);
+    lua_pushstring(L, "b");
+    assert_int_equal(zt_lua_call(L, NULL, 2, 2, err, sizeof err), ZT_OK);
+    assert_int_equal(lua_gettop(L), top + 2);
+    assert_string_equal(lua_tostring(L, -2), "b");
+    assert_int_equal(lua_tointeger(L, -1), 1);
+    lua_settop(L, top);
+
+    /* over the budget, also when the script catches the error: ZT_EINVAL, the stack as
+     * before the function, a traceback, and the state usable afterwards */
+    const char *over[] = {"stubborn", "spin"};
+    for (int i = 0; i < 2; i++) {
+        lua_getglobal(L, over[i]);
+        lua_pushinteger(L, (lua_Integer)INSTRUCTION * 10);
+        err[0] = 0;
+        assert_int_equal(zt_lua_call(L, NULL, 1, 1, err, sizeof err), ZT_EINVAL);
+        assert_int_equal(lua_gettop(L), top);
+        if (!strstr(err, "instruction budget exceeded") || !strstr(err, "stack traceback"))
+            fail_msg("%s: %s", over[i], err);
+    }
+    /* each call has a budget of its own: a call within it succeeds after the failures */
+    lua_getglobal(L, "spin");
+    lua_pushinteger(L, 1000);
+    assert_int_equal(zt_lua_call(L, NULL, 1, 1, err, sizeof err), ZT_OK);
+    assert_int_equal(lua_tointeger(L, -1), 500500);
+    lua_settop(L, top);
+
+    /* the memory cap */
+    lua_getglobal(L, "bomb");
+    assert_int_equal(zt_lua_call(L, NULL, 0, 0, err, sizeof err), ZT_EINVAL);
+    assert_int_equal(lua_gettop(L), top);
+    assert_non_null(strstr(err, "not enough memory"));
+    assert_true(zt__lua_memory(&f->p) == 0); /* a C plugin's state is not p->lua */
+    run_ok(L, "small", "return collectgarbage('count') * 1024", 1);
+    assert_true(lua_tonumber(L, -1) < MEMORY_CAP / 2); /* the garbage went */
+    lua_settop(L, top);
+
+    /* storage only with a work: none, then a writing request's transaction */
+    lua_getglobal(L, "get");
+    lua_pushstring(L, "a");
+    assert_int_equal(zt_lua_call(L, NULL, 1, 1, err, sizeof err), ZT_EINVAL);
+    assert_non_null(strstr(err, "no transaction here"));
+    assert_int_equal(lua_gettop(L), top);
+
+    zt_db *kv;
+    assert_int_equal(zt__store_db(f->srv.store, "t", "kv", &kv), ZT_OK);
+    zt_req r = {.srv = &f->srv, .method = "POST", .path = "/x"};
+    zt_id(r.id);
+    lua_getglobal(L, "put");
+    lua_pushstring(L, "a");
+    lua_pushstring(L, "written by a script");
+    assert_int_equal(zt_lua_call(L, &r, 2, 1, err, sizeof err), ZT_OK);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, top);
+    assert_non_null(r.txn);
+    const void *v;
+    size_t vlen;
+    assert_int_equal(zt_get(r.txn, kv, "a", 1, &v, &vlen), ZT_OK);
+    assert_memory_equal(v, "swritten by a script", vlen);
+    assert_int_equal(zt__store_end(f->srv.store, r.txn, false), ZT_OK); /* rolled back */
+    assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+}
+
+static void script_json_both_ways(void **state)
+{
+    fx *f = *state;
+    lua_State *L = script_state(f);
+    run_ok(L, "lib",
+           "function reshape(v) v.count = #v.list v.list[#v.list + 1] = 'added' return v end\n"
+           "function is_null(v) return v == zt.json.null end\n",
+           0);
+    f->p.in_init = false;
+    int top = lua_gettop(L);
+    char err[ZT_ERRLEN];
+    const char *text = "{\"list\":[1,2.5,\"三\",null,true,{}],\"n\":null,\"o\":{\"a\":{\"b\":[]}},"
+                       "\"big\":9007199254740993,\"neg\":-0.125}";
+    cJSON *in = cJSON_Parse(text);
+    assert_non_null(in);
+
+    zt_lua_push_json(L, in);
+    assert_int_equal(lua_gettop(L), top + 1);
+    cJSON *back;
+    assert_int_equal(zt_lua_to_json(L, -1, &back), ZT_OK);
+    assert_int_equal(lua_gettop(L), top + 1);
+    assert_true(cJSON_Compare(in, back, 1));
+    cJSON_Delete(back);
+    lua_settop(L, top);
+
+    /* through a script */
+    lua_getglobal(L, "reshape");
+    zt_lua_push_json(L, in);
+    assert_int_equal(zt_lua_call(L, NULL, 1, 1, err, sizeof err), ZT_OK);
+    assert_int_equal(zt_lua_to_json(L, lua_gettop(L), &back), ZT_OK);
+    assert_int_equal(cJSON_GetObjectItem(back, "count")->valueint, 6);
+    const cJSON *list = cJSON_GetObjectItem(back, "list");
+    assert_int_equal(cJSON_GetArraySize(list), 7);
+    assert_string_equal(cJSON_GetArrayItem(list, 6)->valuestring, "added");
+    assert_true(cJSON_IsNull(cJSON_GetArrayItem(list, 3)));
+    assert_true(cJSON_IsArray(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(back, "o"), "a"), "b")));
+    cJSON_Delete(back);
+    lua_settop(L, top);
+    cJSON_Delete(in);
+
+    /* NULL and null are zt.json.null */
+    lua_getglobal(L, "is_null");
+    zt_lua_push_json(L, NULL);
+    assert_int_equal(zt_lua_call(L, NULL, 1, 1, err, sizeof err), ZT_OK);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, top);
+
+    /* what JSON cannot carry */
+    static const char *const bad[] = {
+        "return print",
+        "return { 1, 2, x = 3 }",
+        "return 0/0",
+        "local t = {} t.t = t return t",
+        "return { [true] = 1 }",
+        "return 'a\\0b'",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_ok(L, "bad", bad[i], 1);
+        back = (cJSON *)1;
+        assert_int_equal(zt_lua_to_json(L, -1, &back), ZT_EINVAL);
+        assert_null(back);
+        assert_int_equal(lua_gettop(L), top + 1); /* the value stays */
+        lua_settop(L, top);
+    }
+}
+
+/* ---- events, timers and services: what the Lua side checks itself ---------------------- */
+
+static void bus_functions_check_where_and_what(void **state)
+{
+    fx *f = *state;
+    /* during init: no work, so no transaction */
+    static const char *const no_txn[] = {
+        "zt.emit('a.b', {})",   "zt.timer.at(0, 'a.b')", "zt.timer.after(10, 'a.b')",
+        "zt.timer.cancel('x')", "zt.call('a.b')",
+    };
+    for (size_t i = 0; i < sizeof no_txn / sizeof no_txn[0]; i++) {
+        char src[128];
+        snprintf(src, sizeof src, "\n%s\n", no_txn[i]);
+        init_fails(f, src, ":2: ");
+        if (!strstr(f->err, "no transaction here")) fail_msg("%s: %s", no_txn[i], f->err);
+    }
+    init_fails(f, "zt.on('a.b', 5)", "zt.on: the handler must be a function, not number");
+    init_fails(f, "zt.on(5, print)", "zt.on: pattern must be a string, not number");
+    init_fails(f, "zt.provide('t.x', {})", "zt.provide: the handler must be a function, not table");
+    init_fails(f, "zt.provide('t\\0x', print)", "zt.provide: name holds a NUL byte");
+
+    /* in a handler: subscribing and providing are over; arguments are checked */
+    init_ok(f, "zt.route('POST', '/try', { role = 'public' }, function(req)\n"
+               "  local out = {}\n"
+               "  for _, fn in ipairs{\n"
+               "    function() zt.on('a.b', print) end,\n"
+               "    function() zt.provide('t.y', print) end,\n"
+               "    function() zt.timer.at('soon', 'a.b') end,\n"
+               "    function() zt.timer.at(1.5, 'a.b') end,\n"
+               "    function() zt.timer.after(-1, 'a.b') end,\n"
+               "    function() zt.timer.after(math.maxinteger, 'a.b') end,\n"
+               "    function() zt.emit(7) end,\n"
+               "    function() zt.emit('a.b', print) end,\n"
+               "    function() zt.timer.cancel(5) end,\n"
+               "    function() zt.call('a.b', { 1, x = 2 }) end,\n"
+               "  } do\n"
+               "    local ok, e = pcall(fn)\n"
+               "    out[#out + 1] = ok and 'ok' or e:match('^[^:]*:%d+: (.*)$')\n"
+               "  end\n"
+               "  local r, msg, code = zt.call('nobody.here', { x = 1 })\n"
+               "  out[#out + 1] = tostring(r) .. ', ' .. msg .. ', ' .. code\n"
+               "  return 200, table.concat(out, '\\n')\n"
+               "end)\n");
+    expect(f, "POST", "/try", NULL, 200,
+           "zt.on: only during init\n"
+           "zt.provide: only during init\n"
+           "zt.timer.at: due must be an integer number of milliseconds, not string\n"
+           "zt.timer.at: due must be an integer number of milliseconds, not a fraction\n"
+           "zt.timer.after: delay must be 0 or more (and not beyond the year 292 million)\n"
+           "zt.timer.after: delay must be 0 or more (and not beyond the year 292 million)\n"
+           "zt.emit: topic must be a string, not number\n"
+           "zt.json.encode: cannot encode a function\n"
+           "zt.timer.cancel: id must be a string, not number\n"
+           "zt.json.encode: a table mixes keys: use only 1..n (an array) or only strings (an "
+           "object)\n"
+           "nil, zt.call: no enabled plugin provides the service 'nobody.here', not-provided");
 }
 
 /* ---- the sandbox ----------------------------------------------------------------------- */
@@ -473,6 +760,52 @@ static void manifest_errors_name_the_line(void **state)
     assert_int_equal(zt__lua_manifest(&f->srv, &f->p, f->err, sizeof f->err), ZT_ENOTFOUND);
     assert_non_null(strstr(f->err, "absent/manifest.lua"));
     f->p.name = "t";
+}
+
+static void manifest_needs_and_wants(void **state)
+{
+    fx *f = *state;
+    int rc = manifest(f, "return {\n"
+                         "  version = '1',\n"
+                         "  needs = { 'credit.check', 'people.find-by_id' },\n"
+                         "  wants = { 'sms.send' },\n"
+                         "}\n");
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    assert_int_equal(f->p.nneeds, 2);
+    assert_string_equal(f->p.needs[0], "credit.check");
+    assert_string_equal(f->p.needs[1], "people.find-by_id");
+    assert_null(f->p.needs[2]); /* terminated, as the descriptor's are */
+    assert_int_equal(f->p.nwants, 1);
+    assert_string_equal(f->p.wants[0], "sms.send");
+    assert_null(f->p.wants[1]);
+
+    rc = manifest(f, "return { version = '1' }");
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    assert_int_equal(f->p.nneeds, 0);
+    assert_int_equal(f->p.nwants, 0);
+
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"return {\n  version = '1',\n  needs = 'credit.check',\n}\n",
+         ":3: needs must be a list of service names"},
+        {"return {\n  version = '1',\n  wants = { 'a.b', 5 },\n}\n",
+         ":3: wants: item 2 is a number"},
+        {"return {\n  version = '1',\n  needs = { 'credit check' },\n}\n",
+         ":3: needs: 'credit check' is not a service name"},
+        {"return {\n  version = '1',\n  needs = { '' },\n}\n",
+         ":3: needs: '' is not a service name"},
+        {"return {\n  version = '1',\n  wants = { 'x/y' },\n}\n", ":3: wants: 'x/y' is not"},
+        {"return {\n  version = '1',\n  needs = { a = 'b.c' },\n}\n",
+         ":3: needs must be a list of strings"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (manifest(f, bad[i].text) == ZT_OK) fail_msg("case %zu was accepted", i);
+        assert_null(f->p.needs);
+        assert_null(f->p.wants);
+        if (!strstr(f->err, bad[i].want))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, f->err, bad[i].want);
+    }
 }
 
 /* ---- limits ---------------------------------------------------------------------------- */
@@ -2420,6 +2753,7 @@ int main(void)
         T(require_only_inside_lua),
         T(manifest_reads_every_type),
         T(manifest_errors_name_the_line),
+        T(manifest_needs_and_wants),
         T(budget_stops_endless_loops),
         T(memory_cap_stops_a_bomb),
         T(logs_go_to_the_node_log),
@@ -2446,6 +2780,10 @@ int main(void)
         T(patterns_run_within_the_budget),
         T(patterns_in_a_handler),
         T(notice_plugin),
+        T(script_runs_in_the_sandbox),
+        T(script_calls_are_budgeted),
+        T(script_json_both_ways),
+        T(bus_functions_check_where_and_what),
     };
     if (getenv("ZT_TEST_FILTER")) cmocka_set_test_filter(getenv("ZT_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
