@@ -1102,7 +1102,9 @@ static int iter_gc(lua_State *L)
 static zt_txn *db_txn(lua_State *L, const char *fn)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    if (!lp->req) luaL_error(L, "zt.db: no transaction here (only inside a handler)");
+    if (!lp->req)
+        luaL_error(L, "zt.db: no transaction here (only inside a handler, an event handler or a "
+                      "service)");
     zt_txn *t = zt_req_txn(lp->req);
     if (!t) {
         lp->store_err = ZT_EBUSY;
