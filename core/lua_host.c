@@ -830,6 +830,10 @@ static void scratch_done(struct zt_lua_plugin *lp)
 
 static void json_push(lua_State *L, const cJSON *item, int depth)
 {
+    /* cJSON's parser stops at its nesting limit; a tree a C plugin built (an event's
+     * payload, a service's result) has none, and this recursion is on the C stack */
+    if (depth > CJSON_NESTING_LIMIT)
+        luaL_error(L, "zt.json: nested deeper than %d", CJSON_NESTING_LIMIT);
     luaL_checkstack(L, 3, "zt.json: nested too deep");
     if (cJSON_IsNull(item)) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &K_NULL);
@@ -2563,7 +2567,7 @@ static int l_call(lua_State *L)
     box_clear(res);
     bool told = svc_fail.req == w && strcmp(svc_fail.service, name) == 0;
     svc_fail.req = NULL;
-    if (rc == ZT_EFULL || rc == ZT_EBUSY) lp->store_err = rc;
+    if (rc == ZT_EFULL) lp->store_err = rc; /* the handler failing now answers 507 */
     lua_pushnil(L);
     if (told)
         lua_pushstring(L, svc_fail.msg);

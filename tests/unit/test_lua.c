@@ -464,6 +464,19 @@ static void script_json_both_ways(void **state)
     assert_true(lua_toboolean(L, -1));
     lua_settop(L, top);
 
+    /* a tree deeper than any parsed JSON can be (built in C) is refused, not followed */
+    cJSON *deep = cJSON_CreateArray(), *at = deep;
+    for (int i = 0; i < 1100; i++) {
+        cJSON *inner = cJSON_CreateArray();
+        assert_true(cJSON_AddItemToArray(at, inner));
+        at = inner;
+    }
+    zt_lua_push_json(L, deep);
+    assert_int_equal(lua_gettop(L), top + 1);
+    assert_true(lua_isnil(L, -1));
+    lua_settop(L, top);
+    cJSON_Delete(deep);
+
     /* what JSON cannot carry */
     static const char *const bad[] = {
         "return print",
