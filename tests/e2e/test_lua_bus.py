@@ -222,7 +222,11 @@ class LuaBus(NodeTest):
         return d
 
     def seen(self, tag=None):
-        return [e for e in self.get("/busa/seen") if tag is None or e["payload"] != "none" and e["payload"].get("tag") == tag]
+        return [
+            e
+            for e in self.get("/busa/seen")
+            if tag is None or e["payload"] != "none" and e["payload"].get("tag") == tag
+        ]
 
     # ---- events -------------------------------------------------------------------
 
@@ -248,7 +252,10 @@ class LuaBus(NodeTest):
         before = len(self.get("/busa/seen"))
         st, _, _ = self.shared.request("POST", "/busa/emit-null")
         self.assertEqual(st, 204)
-        got = wait_for(lambda: [e for e in self.get("/busa/seen")[before:] if e["payload"] == "none"], "the null event")
+        got = wait_for(
+            lambda: [e for e in self.get("/busa/seen")[before:] if e["payload"] == "none"],
+            "the null event",
+        )
         self.assertEqual(len(got), 1)
 
     def test_only_committed_work_emits(self):
@@ -344,7 +351,9 @@ class LuaTimers(NodeTest):
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="zt-e2e-luatimers-")
         cls.addClassCleanup(shutil.rmtree, cls.root, True)
-        lua_dir = lua_tree_with(cls.root + "/lua", {"busa": (manifest(), BUSA), "busb": (manifest(), BUSB)})
+        lua_dir = lua_tree_with(
+            cls.root + "/lua", {"busa": (manifest(), BUSA), "busb": (manifest(), BUSB)}
+        )
         cls.shared_node(plugins=("busa", "busb"), lua_dir=lua_dir, env={"ZT_TEST_CLOCK": "1"})
 
     def get(self, path):
