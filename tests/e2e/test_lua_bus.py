@@ -147,6 +147,18 @@ zt.route("POST", "/busa/nested", { role = "public" }, function(req)
   out.after = req.method .. " " .. req.id -- this request's table works again afterwards
   return 200, out
 end)
+
+zt.route("POST", "/busa/nested-in-coroutine", { role = "public" }, function(req)
+  -- the same, from inside a coroutine: the call comes back on the state's main thread
+  local co = coroutine.wrap(function(say)
+    local got = call("busb.back", { say = say })
+    local again = coroutine.yield(got)
+    return again .. " " .. req.id
+  end)
+  local out = co("from a coroutine")
+  out.after = co("resumed")
+  return 200, out
+end)
 '''
 
 # busb: provides services, one of which calls back into busa.
@@ -163,6 +175,8 @@ zt.provide("busb.fail", function(args)
 end)
 
 zt.provide("busb.nothing", function(args) end)
+
+zt.provide("busb.loop", function(args) while true do end end)
 
 zt.provide("busb.bad-result", function(args) return print end)
 
@@ -315,6 +329,10 @@ class LuaBus(NodeTest):
         d = self.post("/busa/call/busb.bad-result")
         self.assertEqual((d["result"], d["code"]), ("nil", "failed"))
         self.assertIn("cannot encode a function", d["msg"])
+        # the service's state has a budget of its own: the caller goes on after it is spent
+        d = self.post("/busa/call/busb.loop")
+        self.assertEqual((d["result"], d["code"]), ("nil", "failed"))
+        self.assertIn("instruction budget exceeded", d["msg"])
         # the caller's state goes on
         self.assertEqual(self.post("/busa/call/busb.add", {"a": 1, "b": 1})["result"]["sum"], 2)
 
@@ -333,6 +351,12 @@ class LuaBus(NodeTest):
         self.assertTrue(d["after"].startswith("POST "), d)
         echoes = self.get("/busa/echoes")
         self.assertIn(d["after"][5:], [e["request_id"] for e in echoes if e["said"] == "hello"])
+
+    def test_nested_call_from_a_coroutine(self):
+        d = self.post("/busa/nested-in-coroutine")
+        self.assertEqual(d["code"], "none", d)
+        self.assertEqual(d["result"]["echo"], {"echo": "from a coroutine", "by": "busa"})
+        self.assertTrue(d["after"].startswith("resumed "), d)
 
     def test_service_writes_go_with_the_callers_transaction(self):
         self.post("/busa/store-then-fail/kept", {"fail": False})
