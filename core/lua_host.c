@@ -3511,16 +3511,6 @@ static bool ident_ok(const char *s, bool dash)
     return true;
 }
 
-/* A service name, as zt.h has them: 1..64 bytes of [A-Za-z0-9_.-]. */
-static bool service_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return false;
-    for (; *s; s++)
-        if (!name_char(*s) && *s != '.') return false;
-    return true;
-}
-
 /* The keys of the table at idx must all be strings among `allowed`. */
 static int mf_keys(lua_State *L, struct manifest *m, int idx, const char *where,
                    const char *const *allowed, const char *list)
@@ -3740,7 +3730,7 @@ static int mf_parse(lua_State *L)
                 return mf_bad(m, key, "%s must be a list of service names", key), 0;
             if (mf_strings(L, m, 3, key, services[k].out, MF_MAX_REQS, services[k].n)) return 0;
             for (size_t i = 0; i < *services[k].n; i++)
-                if (!service_ok(services[k].out[i]))
+                if (!zt__service_name_ok(services[k].out[i]))
                     return mf_bad(m, key,
                                   "%s: '%s' is not a service name (1..64 bytes of letters, "
                                   "digits, _, . and -)",
