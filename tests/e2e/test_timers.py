@@ -172,12 +172,6 @@ CHUNK = 10000
 
 
 class ManyPending(NodeTest):
-    def check_memory(self, n, m, anon0, rss0, used):
-        if SANITIZED:
-            return
-        self.assertLess(anon_kib(n) - anon0, 20 << 10, "own memory grew (KiB)")
-        self.assertLess(m.get("zt_process_resident_memory_bytes") - rss0, used / 4)
-
     """A million pending timers (ZT_TIMERS_MILLION sets another number) cost their records
     in LMDB, not memory.
 
@@ -185,6 +179,12 @@ class ManyPending(NodeTest):
     size that /metrics shows also counts pages of the database file that the kernel maps
     around each page LMDB reads (fault-around), page cache that is the records themselves;
     that part is only checked to stay well under the records' size."""
+
+    def check_memory(self, n, m, anon0, rss0, used):
+        if SANITIZED:
+            return
+        self.assertLess(anon_kib(n) - anon0, 20 << 10, "own memory grew (KiB)")
+        self.assertLess(m.get("zt_process_resident_memory_bytes") - rss0, used / 4)
 
     def test_many_pending_timers(self):
         n = timers_node(self, start=False)
