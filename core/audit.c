@@ -34,18 +34,6 @@ struct zt_audit {
     size_t last_at; /* where the last queued record begins */
 };
 
-static void be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (unsigned char)v;
-}
-
-static uint64_t rd64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-}
-
 static void chain_hash(const unsigned char prev[32], const void *json, size_t len,
                        unsigned char out[32])
 {
@@ -74,7 +62,7 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     zt_kv kv;
     if (rc == ZT_OK && (rc = zt_cursor_open(t, a->cps, &c)) == ZT_OK) {
         rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
-        if (rc == ZT_OK && kv.klen == 8) a->cp_seq = rd64(kv.key);
+        if (rc == ZT_OK && kv.klen == 8) a->cp_seq = zt__be64_get(kv.key);
         rc = rc == ZT_ENOTFOUND ? ZT_OK : rc;
         zt_cursor_close(c);
     }
@@ -96,7 +84,7 @@ static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32]
         if (kv.klen != 8 || kv.vlen <= HDR) {
             rc = ZT_EIO;
         } else {
-            *seq = rd64(kv.key);
+            *seq = zt__be64_get(kv.key);
             memcpy(hash, kv.val, 32);
         }
     }
@@ -163,7 +151,7 @@ int zt__audit_checkpoint(zt_server *srv)
         cJSON_AddStringToObject(o, "signature", sigb);
         char *text = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        be64(key, seq);
+        zt__be64_put(key, seq);
         rc = text ? zt_put(t, a->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
         cJSON_free(text);
     }
@@ -240,7 +228,7 @@ static int append_after(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char pre
     unsigned char *val = (unsigned char *)b->data;
     chain_hash(prev, val + HDR, b->len - HDR, val);
     unsigned char key[8];
-    be64(key, *seq + 1);
+    zt__be64_put(key, *seq + 1);
     /* The log only grows at its end: LMDB's append path, no search. */
     if ((rc = zt__store_append(t, a->log, key, 8, val, b->len)) != ZT_OK) return rc;
     (*seq)++;
@@ -275,7 +263,7 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), expect++) {
         const unsigned char *v = kv.val;
         const char *why = NULL;
-        uint64_t seq = kv.klen == 8 ? rd64(kv.key) : 0;
+        uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         if (kv.klen != 8 || seq != expect) {
             why = seq > expect ? "a record is missing before this one" : "bad sequence number";
             if (seq > expect) seq = expect;
@@ -322,7 +310,7 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
             if (zt__node_pubkey(srv, t, pk) != ZT_OK) break;
             have_pk = true;
         }
-        uint64_t seq = kv.klen == 8 ? rd64(kv.key) : 0;
+        uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         cJSON *o = cJSON_ParseWithLength(kv.val, kv.vlen);
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
         const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
@@ -333,7 +321,7 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         const char *why = NULL;
         const void *rv;
         size_t rvl;
-        be64(key, seq);
+        zt__be64_put(key, seq);
         if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
             zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
             n != 32 ||
@@ -383,9 +371,7 @@ int zt__audit_queue(zt_server *srv, zt_req *req)
     const char *f[NFIELDS + 1] = {
         req->caller ? req->caller->id : "",
         req->caller && req->caller->login ? req->caller->login : "",
-        rt && rt->plugin  ? rt->plugin->name
-        : req->job_plugin ? req->job_plugin->name
-                          : "core",
+        zt__req_plugin(req) ? zt__req_plugin(req)->name : "core",
         req->audit_action ? req->audit_action : action,
         req->audit_object ? req->audit_object : req->path,
         req->id,
@@ -508,7 +494,7 @@ static int h_list(zt_req *req, void *ud)
     zt_cursor *c;
     if (!t || zt_cursor_open(t, srv->audit->log, &c) != ZT_OK) return ZT_EIO;
     unsigned char key[8];
-    be64(key, start);
+    zt__be64_put(key, start);
     cJSON *o = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     long n = 0;
@@ -520,7 +506,7 @@ static int h_list(zt_req *req, void *ud)
     int rc;
     for (rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv); rc == ZT_OK && n < limit && examined < 100000;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), examined++) {
-        last = kv.klen == 8 ? rd64(kv.key) : last;
+        last = kv.klen == 8 ? zt__be64_get(kv.key) : last;
         if (kv.vlen <= HDR) continue;
         cJSON *r = cJSON_ParseWithLength((const char *)kv.val + HDR, kv.vlen - HDR);
         if (!r) continue;

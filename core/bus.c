@@ -92,19 +92,6 @@ struct zt_bus {
     size_t next_sub; /* where the next pass begins: every subscriber gets a turn */
 };
 
-static void be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (unsigned char)v;
-}
-
-static uint64_t rd64(const void *p)
-{
-    const unsigned char *b = p;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | b[i];
-    return v;
-}
-
 /* ---- topics and patterns ----------------------------------------------------------- */
 
 static bool word_char(char c)
@@ -140,6 +127,11 @@ static bool own_private(const char *s, const char *plugin)
 {
     size_t n = strlen(plugin);
     return s[0] == '_' && strncmp(s + 1, plugin, n) == 0 && (s[1 + n] == '.' || s[1 + n] == 0);
+}
+
+bool zt__topic_ok(const char *topic, const char *plugin)
+{
+    return valid_name(topic, false) && (topic[0] != '_' || own_private(topic, plugin));
 }
 
 static bool pattern_matches(const char *p, const char *t)
@@ -197,7 +189,7 @@ static bool rec_decode(const void *data, size_t len, rec *r)
 {
     const unsigned char *p = data, *end = p + len;
     if (len < 9 || p[0] != REC_VERSION) return false;
-    r->time_ms = (int64_t)rd64(p + 1);
+    r->time_ms = (int64_t)zt__be64_get(p + 1);
     p += 9;
     if (!get_field(&p, end, r->topic, sizeof r->topic) ||
         !get_field(&p, end, r->source, sizeof r->source) ||
@@ -249,7 +241,7 @@ static void transport_publish(zt_bus *b, uint64_t seq, const void *data, size_t 
     if (!b->tr.open || b->stopped) return;
     nng_msg *m;
     unsigned char k[8];
-    be64(k, seq);
+    zt__be64_put(k, seq);
     if (nng_msg_alloc(&m, 0) != 0) return;
     if (nng_msg_append(m, k, 8) != 0 || nng_msg_append(m, data, len) != 0 ||
         nng_sendmsg(b->tr.pub, m, NNG_FLAG_NONBLOCK) != 0)
@@ -372,7 +364,7 @@ static int pos_read(zt_bus *b, zt_txn *t, const sub *s, uint64_t *out)
     int rc = zt_get(t, b->positions, key, kl, &v, &vl);
     if (rc == ZT_OK) {
         if (vl != 8) return ZT_EIO;
-        *out = rd64(v);
+        *out = zt__be64_get(v);
     }
     return rc;
 }
@@ -382,7 +374,7 @@ static int pos_write(zt_bus *b, zt_txn *t, const sub *s, uint64_t seq)
     char key[512];
     size_t kl = pos_key(s, key, sizeof key);
     unsigned char v[8];
-    be64(v, seq);
+    zt__be64_put(v, seq);
     return zt_put(t, b->positions, key, kl, v, 8);
 }
 
@@ -397,7 +389,7 @@ static int outbox_last(zt_bus *b, zt_txn *t, uint64_t *seq)
     rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
     if (rc == ZT_OK) {
         if (kv.klen == 8)
-            *seq = rd64(kv.key);
+            *seq = zt__be64_get(kv.key);
         else
             rc = ZT_EIO;
     }
@@ -423,7 +415,7 @@ int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *
     if (rc == ZT_OK) {
         unsigned char hdr[9];
         hdr[0] = REC_VERSION;
-        be64(hdr + 1, (uint64_t)zt_now_ms());
+        zt__be64_put(hdr + 1, (uint64_t)zt_now_ms());
         rc = zt__buf_append(&r, hdr, 9) ? ZT_ENOMEM : ZT_OK;
     }
     if (rc == ZT_OK) rc = put_field(&r, topic);
@@ -438,7 +430,7 @@ int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *
     if (rc == ZT_OK) rc = outbox_last(b, t, &last);
     if (rc == ZT_OK) {
         unsigned char key[8];
-        be64(key, last + 1);
+        zt__be64_put(key, last + 1);
         rc = zt__store_append(t, b->outbox, key, 8, r.data, r.len);
     }
     zt__buf_free(&r);
@@ -448,12 +440,9 @@ int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *
 
 int zt_emit(zt_req *req, const char *topic, const cJSON *payload)
 {
-    if (!valid_name(topic, false)) return ZT_EINVAL;
-    const zt__route *rt = req->match.route;
-    const char *source = req->job_plugin    ? req->job_plugin->name
-                         : rt && rt->plugin ? rt->plugin->name
-                                            : "core";
-    if (topic[0] == '_' && !own_private(topic, source)) return ZT_EINVAL;
+    const zt_plugin *p = zt__req_plugin(req); /* a service emits as its own plugin */
+    const char *source = p ? p->name : "core";
+    if (!zt__topic_ok(topic, source)) return ZT_EINVAL;
     if (zt__req_reads(req)) return ZT_EREADONLY;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
@@ -575,10 +564,10 @@ static int next_event(zt_bus *b, zt_txn **t, uint64_t after, uint64_t *seq, rec 
     if ((rc = zt_cursor_open(*t, b->outbox, &c)) != ZT_OK) return rc;
     unsigned char key[8];
     zt_kv kv;
-    be64(key, after + 1);
+    zt__be64_put(key, after + 1);
     rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv);
     if (rc == ZT_OK) {
-        *seq = kv.klen == 8 ? rd64(kv.key) : 0;
+        *seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         if (*seq == 0)
             rc = ZT_EIO;
         else if (*seq > b->head)
@@ -658,7 +647,7 @@ static void on_async(uv_async_t *h)
             nng_msg_free(m);
             continue;
         }
-        uint64_t seq = rd64(nng_msg_body(m));
+        uint64_t seq = zt__be64_get(nng_msg_body(m));
         b->heard++;
         if (seq > b->head) b->head = seq;
         if (nng_msg_len(m) > 8 + RING_REC_MAX) {
@@ -691,7 +680,7 @@ static int prune(zt_bus *b, zt_txn *t)
     for (int n = 0; n < PRUNE_BATCH; n++) {
         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
         if (rc != ZT_OK) break;
-        uint64_t seq = kv.klen == 8 ? rd64(kv.key) : 0;
+        uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         rec r;
         if (seq == 0 || seq > upto || seq >= b->head || !rec_decode(kv.val, kv.vlen, &r) ||
             r.time_ms >= before)
@@ -710,9 +699,9 @@ static bool prunable(zt_bus *b, zt_txn *t)
     rec r;
     if (zt_cursor_open(t, b->outbox, &c) != ZT_OK) return false;
     bool yes = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv) == ZT_OK && kv.klen == 8 &&
-               rd64(kv.key) < b->head && rec_decode(kv.val, kv.vlen, &r) &&
+               zt__be64_get(kv.key) < b->head && rec_decode(kv.val, kv.vlen, &r) &&
                r.time_ms < zt_now_ms() - PRUNE_AGE_MS;
-    for (size_t i = 0; yes && i < b->nsubs; i++) yes = b->subs[i].pos >= rd64(kv.key);
+    for (size_t i = 0; yes && i < b->nsubs; i++) yes = b->subs[i].pos >= zt__be64_get(kv.key);
     zt_cursor_close(c);
     return yes;
 }
@@ -767,11 +756,11 @@ void zt__bus_after_commit(zt_server *srv)
     if (zt_cursor_open(t, b->outbox, &c) == ZT_OK) {
         unsigned char key[8];
         zt_kv kv;
-        be64(key, b->published + 1);
+        zt__be64_put(key, b->published + 1);
         for (int rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv); rc == ZT_OK;
              rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
             if (kv.klen != 8) break;
-            uint64_t seq = rd64(kv.key);
+            uint64_t seq = zt__be64_get(kv.key);
             transport_publish(b, seq, kv.val, kv.vlen);
             b->published = seq;
         }

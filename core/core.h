@@ -58,6 +58,10 @@ int zt__query_each(const char *q,
                    int (*fn)(void *ud, const char *k, size_t kl, const char *v, size_t vl),
                    void *ud);
 
+/* Big-endian 64-bit integers, for keys that sort in numeric order. */
+void zt__be64_put(void *out, uint64_t v);
+uint64_t zt__be64_get(const void *p);
+
 /* Monotonic milliseconds (for timeouts and latency), independent of the wall clock. */
 uint64_t zt__mono_ms(void);
 /* The wall clock behind zt_now_ms. A test mode can move it (see clock in issue 5). */
@@ -310,7 +314,8 @@ void zt__plugins_free(zt_server *srv);
 /* ---- lua_host.c ---------------------------------------------------------------- */
 
 /* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,
- * description, requires (nrequires), options (noptions; no terminator needed). All of it
+ * description, requires (nrequires), needs and wants (services), options (noptions; no
+ * terminator needed). All of it
  * malloc'd, the strings inside each zt_option too: zt__plugins_free frees it. p->name,
  * p->path (the plugin's folder) and p->kind are set before the call. */
 int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
@@ -516,6 +521,9 @@ int zt__bus_start(zt_server *srv, char *err, size_t errlen);
  * source: the plugin's name or "core"; reqid "" and timer NULL when none. */
 int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
                      const char *timer, const char *topic, const cJSON *payload);
+/* A topic as zt.h defines it, which `plugin` (a name, or "core") may emit: topics starting
+ * with "_" only under its own "_<plugin>". */
+bool zt__topic_ok(const char *topic, const char *plugin);
 /* The batch committed: publish what it emitted; deliver. / The batch was lost: forget
  * what it emitted and any positions it advanced. */
 void zt__bus_after_commit(zt_server *srv);

@@ -46,19 +46,6 @@ struct zt_timers {
     uint64_t retry_ms;    /* 0, or the wait after the last failure */
 };
 
-static void be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (unsigned char)v;
-}
-
-static uint64_t rd64(const void *p)
-{
-    const unsigned char *b = p;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | b[i];
-    return v;
-}
-
 /* ---- opening and closing ----------------------------------------------------------- */
 
 int zt__timers_open(zt_server *srv, char *err, size_t errlen)
@@ -126,7 +113,7 @@ static int first_due(zt_timers *tm, zt_txn *t, int64_t *due)
     int rc = zt_cursor_open(t, tm->due, &c);
     if (rc != ZT_OK) return rc;
     rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv);
-    if (rc == ZT_OK) *due = (int64_t)rd64(kv.key);
+    if (rc == ZT_OK) *due = (int64_t)zt__be64_get(kv.key);
     zt_cursor_close(c);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
@@ -232,13 +219,13 @@ static int count_add(zt_timers *tm, zt_txn *t, int64_t delta)
     uint64_t n = 0;
     int rc = zt_get(t, tm->ids, pending_key, sizeof pending_key - 1, &v, &vlen);
     if (rc == ZT_OK && vlen == 8)
-        n = rd64(v);
+        n = zt__be64_get(v);
     else if (rc != ZT_OK && rc != ZT_ENOTFOUND)
         return rc;
     assert(delta >= 0 || n >= (uint64_t)-delta);
     n = delta < 0 && n < (uint64_t)-delta ? 0 : n + (uint64_t)delta;
     unsigned char b[8];
-    be64(b, n);
+    zt__be64_put(b, n);
     return zt_put(t, tm->ids, pending_key, sizeof pending_key - 1, b, 8);
 }
 
@@ -306,7 +293,7 @@ static int fire_due(zt_timers *tm, int64_t *next, uint64_t *nfired)
         int src = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
         if (src == ZT_ENOTFOUND) break;
         if ((rc = src) != ZT_OK) break;
-        int64_t due = kv.klen >= 8 ? (int64_t)rd64(kv.key) : 0;
+        int64_t due = kv.klen >= 8 ? (int64_t)zt__be64_get(kv.key) : 0;
         if (due > now || gone == PER_PASS) {
             *next = due > now ? due : now;
             break;
@@ -363,25 +350,6 @@ static void on_timer(uv_timer_t *h)
 
 /* ---- setting and cancelling -------------------------------------------------------- */
 
-static bool word_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-}
-
-/* A topic as zt.h defines it; one starting with "_" only under the plugin's own "_<name>". */
-static bool topic_ok(const char *topic, const char *plugin)
-{
-    size_t n = topic ? strlen(topic) : 0;
-    if (n == 0 || n > TOPIC_MAX || topic[0] == '.' || topic[n - 1] == '.' || strstr(topic, ".."))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (topic[i] != '.' && !word_char(topic[i])) return false;
-    if (topic[0] != '_') return true;
-    size_t pl = strlen(plugin);
-    return strncmp(topic + 1, plugin, pl) == 0 && (topic[1 + pl] == '.' || topic[1 + pl] == 0);
-}
-
 /* The writable transaction of req for a timer, or an error. */
 static int timer_txn(zt_req *req, zt_txn **t)
 {
@@ -395,7 +363,7 @@ int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *pay
 {
     const zt_plugin *p = zt__req_plugin(req);
     const char *plugin = p ? p->name : "core";
-    if (!topic_ok(topic, plugin)) return ZT_EINVAL;
+    if (!zt__topic_ok(topic, plugin)) return ZT_EINVAL;
     zt_txn *t;
     int rc = timer_txn(req, &t);
     if (rc != ZT_OK) return rc;
@@ -429,7 +397,7 @@ int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *pay
     char tid[27];
     zt_id(tid);
     unsigned char key[KEY_LEN];
-    be64(key, (uint64_t)due_ms);
+    zt__be64_put(key, (uint64_t)due_ms);
     memcpy(key + 8, tid, ID_LEN);
     size_t pl = strlen(plugin);
     unsigned char *ref = malloc(8 + pl);
@@ -487,7 +455,7 @@ int zt__timers_metrics(zt_server *srv, zt_buf *out)
         size_t vlen;
         if (zt_get(t, tm->ids, pending_key, sizeof pending_key - 1, &v, &vlen) == ZT_OK &&
             vlen == 8)
-            pending = rd64(v);
+            pending = zt__be64_get(v);
         rc = first_due(tm, t, &due);
         zt__store_end(srv->store, t, false);
     }

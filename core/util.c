@@ -372,3 +372,17 @@ int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, v
     cJSON_Delete(o);
     return rc;
 }
+
+void zt__be64_put(void *out, uint64_t v)
+{
+    unsigned char *b = out;
+    for (int i = 7; i >= 0; i--, v >>= 8) b[i] = (unsigned char)v;
+}
+
+uint64_t zt__be64_get(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | b[i];
+    return v;
+}

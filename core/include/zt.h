@@ -406,7 +406,8 @@ int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud);
 
 /* Call a service. ZT_ENOTFOUND when no enabled plugin provides it (the caller decides:
  * skip, refuse, ...); otherwise what the service returned. *result as above (NULL on
- * error). A service may call others; a chain deeper than 16 is ZT_EBUSY. */
+ * error); result itself may be NULL when the caller wants only the outcome. A service may call
+ * others; a chain deeper than 16 is ZT_EBUSY. */
 int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result);
 
 /* ---- the other plugins, and Lua for C plugins ------------------------------------- */
