@@ -49,7 +49,11 @@ static int cmd_serve(zt_conf *conf)
 /* `check` starts every plugin against a scratch store, so it never touches live data. */
 static int cmd_check(zt_conf *conf)
 {
-    char dir[] = "/tmp/zhengtong-check-XXXXXX";
+    /* in $TMPDIR when set (as mkstemp's users expect), else /tmp */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp || strlen(tmp) > 3000) tmp = "/tmp";
+    char dir[3100];
+    snprintf(dir, sizeof dir, "%s/zhengtong-check-XXXXXX", tmp);
     if (!mkdtemp(dir)) {
         perror("zhengtong check: mkdtemp");
         return 1;

@@ -84,20 +84,25 @@ class Good(ConfTest):
             socket.create_connection((HOST, self.port), timeout=1).close()
 
     def test_check_leaves_nothing_behind(self):
-        # check starts the plugins against a scratch store: it must remove all of it
-        # (it may hold a freshly made master key). Other processes on the machine could
-        # run check at the same time, so only folders that stay are counted.
+        # check starts the plugins against a scratch store in $TMPDIR: it must remove all
+        # of it (it may hold a freshly made master key). A folder of our own, so that
+        # other tests running check at the same time do not count.
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-tmpdir-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+
         def scratch():
-            found = set()
-            for tmp in {"/tmp", tempfile.gettempdir()}:
-                found |= set(glob.glob(os.path.join(tmp, "zhengtong-check-*")))
-            return found
+            return set(glob.glob(os.path.join(tmp, "*")))
 
         before = scratch()
-        path, r = self.check(self.base())
+        path = self.write(self.base())
+        r = run(["check", "-c", path], env=dict(os.environ, TMPDIR=tmp))
         self.assertEqual(r.returncode, 0, r.stderr)
         left = sorted(scratch() - before)
         self.assertEqual(left, [], "left behind: %s" % [(d, os.listdir(d)) for d in left if os.path.isdir(d)])
+        # and it is $TMPDIR that check uses: one that does not exist stops it
+        r = run(["check", "-c", path], env=dict(os.environ, TMPDIR=os.path.join(tmp, "absent")))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("mkdtemp", r.stderr)
 
     def test_shipped_configs_pass(self):
         src = zt_src()
