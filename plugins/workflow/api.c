@@ -1087,7 +1087,7 @@ static int svc_workdays_add(zt_req *req, const cJSON *args, cJSON **result, void
         (days ? days->valuedouble * 86400000.0 : 0) + (hours ? hours->valuedouble * 3600000.0 : 0);
     if (!(fabs(span) <= 3650 * 86400000.0)) return ZT_EINVAL;
     int64_t t0 = from ? (int64_t)from->valuedouble : zt_now_ms();
-    int64_t t = wf_cal_add(&w->cal, t0, (int64_t)span);
+    int64_t t = wf_cal_add(&w->cal, t0, (int64_t)llround(span));
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddNumberToObject(o, "time", (double)t)) {
         cJSON_Delete(o);
