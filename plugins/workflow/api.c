@@ -1080,11 +1080,13 @@ static int svc_workdays_add(zt_req *req, const cJSON *args, cJSON **result, void
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(args, "from");
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(args, "days");
     const cJSON *hours = cJSON_GetObjectItemCaseSensitive(args, "hours");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(args, "ms");
     if ((from && !cJSON_IsNumber(from)) || (days && !cJSON_IsNumber(days)) ||
-        (hours && !cJSON_IsNumber(hours)) || (!days && !hours))
+        (hours && !cJSON_IsNumber(hours)) || (ms && !cJSON_IsNumber(ms)) ||
+        (!days && !hours && !ms))
         return ZT_EINVAL;
-    double span =
-        (days ? days->valuedouble * 86400000.0 : 0) + (hours ? hours->valuedouble * 3600000.0 : 0);
+    double span = (days ? days->valuedouble * 86400000.0 : 0) +
+                  (hours ? hours->valuedouble * 3600000.0 : 0) + (ms ? ms->valuedouble : 0);
     if (!(fabs(span) <= 3650 * 86400000.0)) return ZT_EINVAL;
     int64_t t0 = from ? (int64_t)from->valuedouble : zt_now_ms();
     int64_t t = wf_cal_add(&w->cal, t0, (int64_t)llround(span));

@@ -11,6 +11,9 @@ import unittest
 from ztnode import NodeTest, lua_manifest, lua_tree_with, run
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
+# sessions that outlive the clock moves of these tests (and the cheapest password hashing)
+AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
+        "idle_timeout": 366 * 86400}
 DAY = 86400000
 HOUR = 3600000
 BEIJING = 8 * HOUR
@@ -215,6 +218,7 @@ class WorkflowTest(NodeTest):
             lua_dir=cls.lua_dir,
             roles=("workflow_supervisor",),
             env=TEST_CLOCK,
+            auth=AUTH,
         )
         for code, parent in (("d1", "root"), ("d2", "root")):
             st, _, b = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
@@ -648,7 +652,7 @@ class DeadlineTest(NodeTest):
         today = beijing_date(now)
         holidays = [(today + datetime.timedelta(days=k)).isoformat() for k in (1, 2)]
         n = self.node(
-            plugins=("workflow", "wfspy"), lua_dir=lua_dir, env=TEST_CLOCK,
+            plugins=("workflow", "wfspy"), lua_dir=lua_dir, env=TEST_CLOCK, auth=AUTH,
             options="workflow = { holidays = { %s } }\n" % ", ".join('"%s"' % h for h in holidays),
         )
         for code in ("d1",):
@@ -719,7 +723,7 @@ zt.route("POST", "/svc/:name", { role = "user" }, function(req)
 end)
 """
         lua_tree_with(lua_dir, {"svc": (lua_manifest(requires=("workflow",)), init)})
-        n = self.node(plugins=("workflow", "svc"), lua_dir=lua_dir, env=TEST_CLOCK)
+        n = self.node(plugins=("workflow", "svc"), lua_dir=lua_dir, env=TEST_CLOCK, auth=AUTH)
         n.json("POST", "/admin/departments", {"code": "d1", "name": "d1", "parent": "root"})
         st, _, inst = n.json("POST", "/svc/start", {"definition": "deadline", "business_key": "PZ"})
         self.assertEqual(st, 200, inst)
