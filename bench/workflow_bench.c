@@ -26,7 +26,7 @@ static int complete(zt_req *req, cJSON *args, const char *task, char out[2][27],
     if (rc != ZT_OK) return rc;
     *nout = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res, "created"))
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res, "new_tasks"))
     {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (*nout < 2 && cJSON_IsString(id)) snprintf(out[(*nout)++], 27, "%s", id->valuestring);

@@ -380,7 +380,7 @@ static int task_action_http(zt_req *req, wf *w, const char *action)
                   zt_req_printf(req, "workflow/task/%s", t.id));
     cJSON *o = wf_task_json(w, &t, op.now);
     if (o)
-        cJSON_AddItemToObject(o, "created", op.created);
+        cJSON_AddItemToObject(o, "new_tasks", op.created);
     else
         cJSON_Delete(op.created);
     wf_task_free(&t);
@@ -942,7 +942,7 @@ static int svc_task_action(zt_req *req, const cJSON *args, cJSON **result, void 
     rc = wf_task_action(&op, task, &x, &t);
     if (rc == ZT_OK) {
         *result = wf_task_json(w, &t, op.now);
-        if (*result) cJSON_AddItemToObject(*result, "created", op.created), op.created = NULL;
+        if (*result) cJSON_AddItemToObject(*result, "new_tasks", op.created), op.created = NULL;
     }
     cJSON_Delete(op.created);
     wf_task_free(&t);

@@ -784,7 +784,7 @@ class VersionTest(NodeTest):
         self.assertEqual((d1["state"], d1["version"]), ("completed", 1))
         st, _, r = n.json("POST", "/workflow/tasks/%s/complete" % i2["tasks"][0]["id"], {})
         self.assertEqual(st, 200, r)
-        self.assertEqual([t["node"] for t in r["created"]], ["t2"])
+        self.assertEqual([t["node"] for t in r["new_tasks"]], ["t2"])
         st, _, d2 = n.json("GET", "/workflow/instances/" + i2["id"])
         self.assertEqual(d2["state"], "running")
         # restarting with an unchanged file records no third version
