@@ -64,6 +64,12 @@ static const char *nz(const char *s)
     return s && *s ? s : NULL;
 }
 
+/* Actions write: a service called from a GET (a read-only transaction) is refused. */
+static int need_write(wf_op *op)
+{
+    return zt_txn_writable(op->txn) ? ZT_OK : sys_fail(op, ZT_EREADONLY, "workflow action");
+}
+
 /* ---- views -------------------------------------------------------------------------- */
 
 static void add_str(cJSON *o, const char *k, const char *v)
@@ -626,7 +632,8 @@ static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
 int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
 {
     memset(in, 0, sizeof *in);
-    int rc;
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
     wf_def *d = wf_def_current(op->w, op->txn, a->definition, &rc);
     if (!d)
         return rc == ZT_ENOTFOUND ? wf_fail(op, 404, "unknown-definition",
@@ -768,6 +775,11 @@ static int do_return(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const 
                        "node '%.64s' is not a user task this instance has already passed", a->node);
     int rc = cancel_task(op, in, t->id, op->actor, a->opinion);
     if (rc != ZT_OK) return rc;
+    /* the answer shows the task as cancel_task left it in the store */
+    t->state = WF_T_CANCELLED;
+    t->done_at = op->now;
+    t->done_by = op->actor;
+    t->opinion = a->opinion;
     if ((rc = cancel_open(op, in, NULL, WF_NONE)) != ZT_OK) return rc;
     in->ncounters = 0;
     in->flags |= WF_IF_TOUCHED;
@@ -791,7 +803,9 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
     wf_inst in;
     const wf_def *d = NULL;
     memset(&in, 0, sizeof in);
-    int rc = load_pair(op, task_id, t, &in, &d);
+    memset(t, 0, sizeof *t);
+    int rc = need_write(op);
+    if (rc == ZT_OK) rc = load_pair(op, task_id, t, &in, &d);
     if (rc != ZT_OK) goto done;
     const char *act = a->action ? a->action : "";
     bool known = !strcmp(act, "claim") || !strcmp(act, "complete") || !strcmp(act, "return") ||
@@ -877,7 +891,9 @@ done:
 int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,
                 int state, wf_inst *in)
 {
-    int rc = wf_inst_get(op->w, op->txn, inst_id, in);
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
+    rc = wf_inst_get(op->w, op->txn, inst_id, in);
     if (rc == ZT_ENOTFOUND)
         return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
     if (rc != ZT_OK) return sys_fail(op, rc, "instance");
@@ -907,7 +923,9 @@ int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const ch
 int wf_pause(wf_op *op, const char *inst_id, bool pause)
 {
     wf_inst in;
-    int rc = wf_inst_get(op->w, op->txn, inst_id, &in);
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
+    rc = wf_inst_get(op->w, op->txn, inst_id, &in);
     if (rc == ZT_ENOTFOUND)
         return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
     if (rc != ZT_OK) return sys_fail(op, rc, "instance");

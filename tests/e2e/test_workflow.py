@@ -380,7 +380,8 @@ class WorkflowTest(NodeTest):
         # only nodes already passed: not b itself's successors, not unknown ones
         d = self.act("rev1", b["id"], "return", {"node": "e"}, want=422)
         d = self.act("rev1", b["id"], "return", {"node": "nosuch"}, want=422)
-        self.act("rev1", b["id"], "return", {"node": "a", "opinion": "材料不全"})
+        d = self.act("rev1", b["id"], "return", {"node": "a", "opinion": "材料不全"})
+        self.assertEqual((d["state"], d["done_by"]), ("cancelled", "rev1"))
         a2 = self.task_at(inst["id"], "a")
         self.assertNotEqual(a2["id"], a["id"])
         st, _, old_b = self.shared.json("GET", "/workflow/tasks/" + b["id"])
@@ -721,6 +722,12 @@ zt.route("POST", "/svc/:name", { role = "user" }, function(req)
   if r == nil and msg then return 422, { error = msg } end
   return 200, r or {}
 end)
+-- a GET reads a snapshot: starting from there must fail cleanly
+zt.route("GET", "/svcget/start", { role = "user" }, function(req)
+  local r, msg = zt.call("workflow.start", { definition = "deadline" })
+  if r == nil and msg then return 422, { error = msg } end
+  return 200, r
+end)
 """
         lua_tree_with(lua_dir, {"svc": (lua_manifest(requires=("workflow",)), init)})
         n = self.node(plugins=("workflow", "svc"), lua_dir=lua_dir, env=TEST_CLOCK, auth=AUTH)
@@ -754,6 +761,9 @@ end)
         self.assertGreater(t1["due"], t0["due"])
         st, _, r = n.json("POST", "/svc/workdays_add", {"from": "x"})
         self.assertEqual(st, 422, r)
+        st, _, r = n.json("GET", "/svcget/start")
+        self.assertEqual(st, 422, r)
+        self.assertIn("read-only", r["error"])
 
 
 class VersionTest(NodeTest):
