@@ -155,6 +155,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    load = " ".join("%.2f" % x for x in os.getloadavg())
     med_in = statistics.median(inproc)
     med_e2e = statistics.median(e2e)
     lines = [
@@ -164,7 +165,9 @@ def main():
         "Written by `bench/workflow_bench.py` (%s, commit `%s`). The process: task A, then B and C"
         % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), git_commit()),
         "in parallel, then the end (`bench/workflow/lua/workflows/bench3.lua`); each instance is",
-        "started and its three tasks completed. Server on CPU 0, clients on CPU 1.",
+        "started and its three tasks completed. Server on CPU 0, clients on CPU 1; load average",
+        "%s at the end (a shared machine). The HTTP row is bound by its Python clients (one" % load,
+        "core for 64 connections, four requests per instance), not by the node.",
         "",
         "| how | instances/s | target | |",
         "| --- | ---: | --- | --- |",
