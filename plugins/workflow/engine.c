@@ -1,0 +1,1042 @@
+/* engine.c: instances and tasks: starting, moving through nodes, task actions, deadlines. */
+#include "wf.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const inst_states[] = {"", "running", "completed", "withdrawn", "cancelled"};
+static const char *const task_states[] = {"", "open", "completed", "cancelled"};
+
+int wf_op_begin(wf_op *op, wf *w, zt_req *req)
+{
+    memset(op, 0, sizeof *op);
+    op->w = w;
+    op->req = req;
+    op->txn = zt_req_txn(req);
+    if (!op->txn) return ZT_EBUSY;
+    op->caller = zt_req_caller(req);
+    op->actor = op->caller && op->caller->login ? op->caller->login : "anonymous";
+    op->now = zt_now_ms();
+    return ZT_OK;
+}
+
+int wf_fail(wf_op *op, int status, const char *slug, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->why, sizeof op->why, fmt, ap);
+    va_end(ap);
+    op->status = status;
+    op->slug = slug;
+    switch (status) {
+    case 400:
+    case 422:
+        return ZT_EINVAL;
+    case 403:
+        return ZT_EPERM;
+    case 404:
+        return ZT_ENOTFOUND;
+    case 409:
+        return ZT_ECONFLICT;
+    default:
+        return ZT_ERROR;
+    }
+}
+
+/* A storage or memory error where no person's mistake is involved. */
+static int sys_fail(wf_op *op, int rc, const char *what)
+{
+    if (op->status) return rc;
+    snprintf(op->why, sizeof op->why, "%s: %s", what, zt_strerror(rc));
+    op->status = rc == ZT_EBUSY ? 503 : rc == ZT_EFULL ? 507 : 500;
+    op->slug = "workflow-storage";
+    return rc;
+}
+
+static const char *nz(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* Actions write: a service called from a GET (a read-only transaction) is refused. */
+static int need_write(wf_op *op)
+{
+    return zt_txn_writable(op->txn) ? ZT_OK : sys_fail(op, ZT_EREADONLY, "workflow action");
+}
+
+/* ---- views -------------------------------------------------------------------------- */
+
+static void add_str(cJSON *o, const char *k, const char *v)
+{
+    if (v && *v) cJSON_AddStringToObject(o, k, v);
+}
+
+static void add_time(cJSON *o, const char *k, int64_t v)
+{
+    if (v > 0) cJSON_AddNumberToObject(o, k, (double)v);
+}
+
+cJSON *wf_task_json(wf *w, const wf_task *t, int64_t now)
+{
+    (void)w;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", t->id);
+    add_str(o, "instance", t->inst);
+    add_str(o, "definition", t->def);
+    cJSON_AddNumberToObject(o, "version", t->version);
+    add_str(o, "node", t->node_id);
+    add_str(o, "title", t->title);
+    add_str(o, "business_key", t->bkey);
+    add_str(o, "plugin", t->owner);
+    add_str(o, "role", t->role);
+    add_str(o, "department", t->dept);
+    add_str(o, "assignee", t->assignee);
+    add_str(o, "escalated_to", t->escalated);
+    add_str(o, "delegated_by", t->delegated_by);
+    cJSON_AddStringToObject(o, "state", t->state <= WF_T_CANCELLED ? task_states[t->state] : "?");
+    cJSON_AddNumberToObject(o, "priority", t->priority);
+    add_time(o, "created", t->created);
+    add_time(o, "due", t->due);
+    add_time(o, "remind_at", t->remind_at);
+    cJSON_AddBoolToObject(o, "overdue",
+                          (t->flags & WF_TF_OVERDUE) ||
+                              (t->state == WF_T_OPEN && t->due > 0 && t->due < now) ||
+                              (t->state == WF_T_COMPLETED && t->due > 0 && t->done_at > t->due));
+    cJSON_AddBoolToObject(o, "claimed", (t->flags & WF_TF_CLAIMED) != 0);
+    add_time(o, "done_at", t->done_at);
+    add_str(o, "done_by", t->done_by);
+    add_str(o, "decision", t->decision);
+    add_str(o, "opinion", t->opinion);
+    return o;
+}
+
+cJSON *wf_inst_json(wf *w, const wf_inst *in, bool with_data)
+{
+    (void)w;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", in->id);
+    add_str(o, "definition", in->def);
+    cJSON_AddNumberToObject(o, "version", in->version);
+    add_str(o, "business_key", in->bkey);
+    add_str(o, "plugin", in->owner);
+    add_str(o, "initiator", in->initiator);
+    add_str(o, "department", in->dept);
+    cJSON_AddNumberToObject(o, "priority", in->priority);
+    cJSON_AddStringToObject(o, "state", in->state <= WF_I_CANCELLED ? inst_states[in->state] : "?");
+    add_str(o, "result", in->result);
+    add_time(o, "created", in->created);
+    add_time(o, "ended", in->ended);
+    cJSON_AddBoolToObject(o, "paused", (in->flags & WF_IF_PAUSED) != 0);
+    cJSON_AddNumberToObject(o, "paused_ms", (double)in->paused_ms);
+    cJSON_AddBoolToObject(o, "overdue", (in->flags & WF_IF_OVERDUE) != 0);
+    cJSON *open = cJSON_AddArrayToObject(o, "open_tasks");
+    for (uint16_t i = 0; open && i < in->nopen; i++) {
+        char id[WF_ID + 1];
+        memcpy(id, in->open[i], WF_ID);
+        id[WF_ID] = 0;
+        cJSON_AddItemToArray(open, cJSON_CreateString(id));
+    }
+    if (with_data) {
+        cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
+        cJSON_AddItemToObject(o, "data", data ? data : cJSON_CreateObject());
+        cJSON *dec = cJSON_Parse(in->decisions && *in->decisions ? in->decisions : "{}");
+        cJSON_AddItemToObject(o, "decisions", dec ? dec : cJSON_CreateObject());
+    }
+    return o;
+}
+
+/* ---- events ------------------------------------------------------------------------- */
+
+static int emit(wf_op *op, const char *topic, const wf_inst *in, const wf_task *t,
+                const char *actor)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return sys_fail(op, ZT_ENOMEM, "event");
+    cJSON_AddStringToObject(o, "instance", in->id);
+    add_str(o, "definition", in->def);
+    cJSON_AddNumberToObject(o, "version", in->version);
+    add_str(o, "business_key", in->bkey);
+    add_str(o, "plugin", in->owner);
+    if (t) {
+        cJSON_AddStringToObject(o, "task", t->id);
+        add_str(o, "node", t->node_id);
+        add_str(o, "role", t->role);
+        add_str(o, "department", t->dept);
+        add_str(o, "assignee", t->assignee);
+        add_str(o, "escalated_to", t->escalated);
+        add_str(o, "decision", t->decision);
+        add_str(o, "opinion", t->opinion);
+        add_time(o, "due", t->due);
+        cJSON_AddStringToObject(o, "state", task_states[t->state]);
+    } else {
+        cJSON_AddStringToObject(o, "state", inst_states[in->state]);
+        add_str(o, "result", in->result);
+    }
+    add_str(o, "actor", actor);
+    int rc = zt_emit(op->req, topic, o);
+    cJSON_Delete(o);
+    return rc == ZT_OK ? ZT_OK : sys_fail(op, rc, topic);
+}
+
+/* ---- Lua ---------------------------------------------------------------------------- */
+
+/* The instance as scripts see it: {id, definition, version, business_key, initiator,
+ * department, priority, data, decisions}. */
+static void push_instance(wf_op *op, const wf_inst *in)
+{
+    cJSON *o = wf_inst_json(op->w, in, true);
+    if (o) cJSON_DeleteItemFromObject(o, "open_tasks");
+    zt_lua_push_json(op->w->L, o ? o : cJSON_CreateNull());
+    cJSON_Delete(o);
+}
+
+/* Call function `ref` with (instance, ctx), leaving 1 result on the stack above the
+ * instance table; the caller pops both (lua_settop to the returned base). With
+ * write_back, instance.data as the script left it becomes the instance's data. */
+static int call_fn(wf_op *op, wf_inst *in, const wf_def *d, const wf_node *n, int ref,
+                   bool write_back, int *base)
+{
+    lua_State *L = op->w->L;
+    *base = lua_gettop(L);
+    push_instance(op, in);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_pushvalue(L, -2);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, n->id);
+    lua_setfield(L, -2, "node");
+    lua_pushinteger(L, op->now);
+    lua_setfield(L, -2, "now");
+    lua_pushstring(L, op->actor);
+    lua_setfield(L, -2, "actor");
+    char err[512];
+    if (zt_lua_call(L, op->req, 2, 1, err, sizeof err) != ZT_OK) {
+        lua_settop(L, *base);
+        return wf_fail(op, 500, "workflow-script-failed", "workflow %s v%u, node '%s': %s", d->name,
+                       d->version, n->id, err);
+    }
+    if (write_back) {
+        lua_getfield(L, *base + 1, "data");
+        cJSON *data = NULL;
+        int rc = lua_istable(L, -1) ? zt_lua_to_json(L, -1, &data) : ZT_EINVAL;
+        lua_pop(L, 1);
+        if (rc != ZT_OK || !cJSON_IsObject(data)) {
+            cJSON_Delete(data);
+            lua_settop(L, *base);
+            return wf_fail(op, 500, "workflow-script-failed",
+                           "workflow %s v%u, node '%s': instance.data must stay a table that "
+                           "JSON can carry",
+                           d->name, d->version, n->id);
+        }
+        char *text = cJSON_PrintUnformatted(data);
+        cJSON_Delete(data);
+        const char *kept = text ? wf_inst_keep(in, text) : NULL;
+        free(text);
+        if (!kept) {
+            lua_settop(L, *base);
+            return sys_fail(op, ZT_ENOMEM, "instance data");
+        }
+        in->data = kept;
+    }
+    return ZT_OK;
+}
+
+/* ---- tasks -------------------------------------------------------------------------- */
+
+static int arm(wf_op *op, wf_task *t)
+{
+    char id[27];
+    int rc;
+    if (t->due > 0 && !(t->flags & WF_TF_OVERDUE)) {
+        cJSON *pl = cJSON_CreateObject();
+        if (!pl || !cJSON_AddStringToObject(pl, "task", t->id)) {
+            cJSON_Delete(pl);
+            return sys_fail(op, ZT_ENOMEM, "timer");
+        }
+        rc = zt_timer_at(op->req, t->due, "_workflow.due", pl, id);
+        if (rc == ZT_OK && t->remind_at > 0 && !(t->flags & WF_TF_REMINDED)) {
+            if ((t->due_timer = wf_task_keep(t, id)) == NULL) rc = ZT_ENOMEM;
+            if (rc == ZT_OK) rc = zt_timer_at(op->req, t->remind_at, "_workflow.remind", pl, id);
+            if (rc == ZT_OK && !(t->remind_timer = wf_task_keep(t, id))) rc = ZT_ENOMEM;
+        } else if (rc == ZT_OK && !(t->due_timer = wf_task_keep(t, id))) {
+            rc = ZT_ENOMEM;
+        }
+        cJSON_Delete(pl);
+        if (rc != ZT_OK) return sys_fail(op, rc, "timer");
+    }
+    return ZT_OK;
+}
+
+static int disarm(wf_op *op, wf_task *t)
+{
+    const char **ids[] = {&t->due_timer, &t->remind_timer};
+    for (int i = 0; i < 2; i++) {
+        if (!nz(*ids[i])) continue;
+        int rc = zt_timer_cancel(op->req, *ids[i]);
+        if (rc != ZT_OK && rc != ZT_ENOTFOUND) return sys_fail(op, rc, "timer");
+        *ids[i] = "";
+    }
+    return ZT_OK;
+}
+
+static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const char *role,
+                    const char *dept, const char *assignee, const char *title)
+{
+    const wf_node *n = &d->nodes[ni];
+    wf_task t;
+    memset(&t, 0, sizeof t);
+    zt_id(t.id);
+    t.state = WF_T_OPEN;
+    t.node = ni;
+    t.priority = in->priority;
+    t.version = in->version;
+    t.created = op->now;
+    t.inst = in->id;
+    t.def = in->def;
+    t.node_id = n->id;
+    t.title = title ? title : n->title;
+    t.bkey = in->bkey;
+    t.owner = in->owner;
+    t.role = role;
+    t.dept = dept;
+    t.assignee = assignee;
+    int rc = ZT_OK;
+    if (n->deadline_ms > 0) {
+        t.due = wf_cal_add(&op->w->cal, op->now, n->deadline_ms);
+        if (n->remind_ms > 0) {
+            int64_t r = wf_cal_add(&op->w->cal, t.due, -n->remind_ms);
+            t.remind_at = r > op->now ? r : 0;
+        }
+        /* a paused instance's clock stands still: the timers start at resume */
+        if (!(in->flags & WF_IF_PAUSED)) rc = arm(op, &t);
+    }
+    if (rc == ZT_OK && (rc = wf_task_put(op->w, op->txn, &t)) != ZT_OK) sys_fail(op, rc, "task");
+    if (rc == ZT_OK && (rc = wf_todo_put(op->w, op->txn, &t)) != ZT_OK) sys_fail(op, rc, "to-do");
+    if (rc == ZT_OK && (rc = wf_inst_add_open(in, t.id)) != ZT_OK) sys_fail(op, rc, "instance");
+    if (rc == ZT_OK) rc = emit(op, "workflow.task.created", in, &t, NULL);
+    if (rc == ZT_OK && op->created) {
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "id", t.id);
+            cJSON_AddStringToObject(o, "node", n->id);
+            add_str(o, "role", role);
+            add_str(o, "department", dept);
+            add_str(o, "assignee", assignee);
+            add_time(o, "due", t.due);
+            cJSON_AddItemToArray(op->created, o);
+        }
+    }
+    wf_task_free(&t);
+    return rc;
+}
+
+/* Close an open task that nobody completed (join fired, instance ended, returned). */
+static int cancel_task(wf_op *op, wf_inst *in, const char *id, const char *by, const char *opinion)
+{
+    char tid[WF_ID + 1];
+    memcpy(tid, id, WF_ID);
+    tid[WF_ID] = 0;
+    wf_task t;
+    int rc = wf_task_get(op->w, op->txn, tid, &t);
+    if (rc != ZT_OK) return sys_fail(op, rc, "task");
+    wf_inst_del_open(in, tid);
+    if (t.state == WF_T_OPEN) {
+        rc = wf_todo_del(op->w, op->txn, &t);
+        if (rc == ZT_OK) rc = disarm(op, &t);
+        t.state = WF_T_CANCELLED;
+        t.done_at = op->now;
+        if (by) t.done_by = by;
+        if (opinion) t.opinion = opinion;
+        if (rc == ZT_OK) rc = wf_task_put(op->w, op->txn, &t);
+        if (rc != ZT_OK) sys_fail(op, rc, "task");
+    }
+    wf_task_free(&t);
+    return rc;
+}
+
+/* Cancel the open tasks whose node is in `nodes` (NULL: all). */
+static int cancel_open(wf_op *op, wf_inst *in, const bool *nodes, uint8_t only_node)
+{
+    /* copy: cancel_task edits the list */
+    uint16_t n = in->nopen;
+    char(*ids)[WF_ID] = n ? malloc((size_t)n * WF_ID) : NULL;
+    if (n && !ids) return sys_fail(op, ZT_ENOMEM, "tasks");
+    if (n) memcpy(ids, in->open, (size_t)n * WF_ID);
+    int rc = ZT_OK;
+    for (uint16_t i = 0; i < n && rc == ZT_OK; i++) {
+        if (nodes || only_node != WF_NONE) {
+            char tid[WF_ID + 1];
+            memcpy(tid, ids[i], WF_ID);
+            tid[WF_ID] = 0;
+            wf_task t;
+            if ((rc = wf_task_get(op->w, op->txn, tid, &t)) != ZT_OK) {
+                sys_fail(op, rc, "task");
+                break;
+            }
+            bool hit = nodes ? nodes[t.node] : t.node == only_node;
+            wf_task_free(&t);
+            if (!hit) continue;
+        }
+        rc = cancel_task(op, in, ids[i], NULL, NULL);
+    }
+    free(ids);
+    return rc;
+}
+
+/* ---- moving through the graph ------------------------------------------------------- */
+
+static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni);
+
+static int open_user(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
+{
+    const wf_node *n = &d->nodes[ni];
+    lua_State *L = op->w->L;
+    int rc = wf_inst_visit(in, ni);
+    if (rc != ZT_OK) return sys_fail(op, rc, "instance");
+    wf_inst_del_counter(in, ni);
+    int base;
+    if (n->multi_fn != WF_NOREF) {
+        if ((rc = call_fn(op, in, d, n, n->multi_fn, false, &base)) != ZT_OK) return rc;
+        int list = lua_gettop(L);
+        size_t k = lua_istable(L, list) ? lua_rawlen(L, list) : 0;
+        if (!lua_istable(L, list) || k > WF_MAX_MULTI) {
+            lua_settop(L, base);
+            return wf_fail(op, 500, "workflow-script-failed",
+                           "workflow %s v%u, node '%s': multi must return a list of at most %d "
+                           "departments or {role, department, assignee} tables",
+                           d->name, d->version, n->id, WF_MAX_MULTI);
+        }
+        for (size_t i = 1; i <= k && rc == ZT_OK; i++) {
+            int ty = lua_rawgeti(L, list, (lua_Integer)i);
+            const char *role = n->role, *dept = n->dept, *who = NULL, *title = NULL;
+            if (ty == LUA_TSTRING) {
+                dept = lua_tostring(L, -1);
+            } else if (ty == LUA_TTABLE) {
+                int it = lua_gettop(L);
+                const char *keys[] = {"role", "department", "assignee", "title"};
+                const char **dst[] = {&role, &dept, &who, &title};
+                for (int j = 0; j < 4; j++) {
+                    lua_pushstring(L, keys[j]);
+                    if (lua_rawget(L, it) == LUA_TSTRING) *dst[j] = lua_tostring(L, -1);
+                    /* the string stays referenced by the table until the item is popped */
+                    lua_pop(L, 1);
+                }
+            } else {
+                rc = wf_fail(op, 500, "workflow-script-failed",
+                             "workflow %s v%u, node '%s': multi item %zu is neither a "
+                             "department code nor a table",
+                             d->name, d->version, n->id, i);
+            }
+            if (rc == ZT_OK && !nz(role) && !nz(dept) && !nz(who))
+                rc = wf_fail(op, 500, "workflow-script-failed",
+                             "workflow %s v%u, node '%s': multi item %zu names nobody", d->name,
+                             d->version, n->id, i);
+            if (rc == ZT_OK) rc = new_task(op, in, d, ni, role, dept, who, title);
+            lua_pop(L, 1);
+        }
+        lua_settop(L, base);
+        if (rc != ZT_OK) return rc;
+        if (k == 0) return enter(op, in, d, n->next); /* nobody to ask: nothing to wait for */
+        wf_counter *c = wf_inst_counter(in, ni, true);
+        if (!c) return sys_fail(op, ZT_ENOMEM, "instance");
+        c->need = (uint16_t)(n->need && (size_t)n->need < k ? (size_t)n->need : k);
+        return ZT_OK;
+    }
+    const char *dept = n->dept, *who = NULL;
+    char *dept_copy = NULL, *who_copy = NULL;
+    if (n->dept_fn != WF_NOREF) {
+        if ((rc = call_fn(op, in, d, n, n->dept_fn, false, &base)) != ZT_OK) return rc;
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        dept = s && *s ? (dept_copy = strdup(s)) : NULL;
+        lua_settop(L, base);
+        if (!s || !*s)
+            return wf_fail(op, 500, "workflow-script-failed",
+                           "workflow %s v%u, node '%s': department() must return a department "
+                           "code",
+                           d->name, d->version, n->id);
+        if (!dept) return sys_fail(op, ZT_ENOMEM, "task");
+    }
+    if (n->assignee_fn != WF_NOREF) {
+        if ((rc = call_fn(op, in, d, n, n->assignee_fn, false, &base)) != ZT_OK) {
+            free(dept_copy);
+            return rc;
+        }
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        who = s && *s ? (who_copy = strdup(s)) : NULL;
+        lua_settop(L, base);
+        if (!s || !*s) {
+            free(dept_copy);
+            return wf_fail(op, 500, "workflow-script-failed",
+                           "workflow %s v%u, node '%s': assignee() must return a user's login "
+                           "or id",
+                           d->name, d->version, n->id);
+        }
+        if (!who) {
+            free(dept_copy);
+            return sys_fail(op, ZT_ENOMEM, "task");
+        }
+    }
+    rc = new_task(op, in, d, ni, n->role, dept, who, NULL);
+    free(dept_copy);
+    free(who_copy);
+    return rc;
+}
+
+static int run_service(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
+{
+    const wf_node *n = &d->nodes[ni];
+    if (n->fn != WF_NOREF) {
+        int base, rc = call_fn(op, in, d, n, n->fn, true, &base);
+        if (rc != ZT_OK) return rc;
+        lua_settop(op->w->L, base);
+        return ZT_OK;
+    }
+    cJSON *args = cJSON_Parse(in->data && *in->data ? in->data : "{}"), *res = NULL;
+    if (!args) return sys_fail(op, ZT_ENOMEM, "instance data");
+    int rc = zt_call(op->req, n->service, args, &res);
+    cJSON_Delete(args);
+    if (rc != ZT_OK) {
+        cJSON_Delete(res);
+        return wf_fail(op, rc == ZT_ENOTFOUND ? 503 : 500, "workflow-service-failed",
+                       "workflow %s v%u, node '%s': service %s: %s", d->name, d->version, n->id,
+                       n->service, rc == ZT_ENOTFOUND ? "not provided" : zt_strerror(rc));
+    }
+    /* an object answer is merged into the instance's data */
+    if (cJSON_IsObject(res) && res->child) {
+        cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
+        for (cJSON *it = res->child; data && it; it = it->next) {
+            cJSON *copy = cJSON_Duplicate(it, 1);
+            if (copy) cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
+            if (copy && !cJSON_GetObjectItemCaseSensitive(data, it->string))
+                cJSON_AddItemToObject(data, it->string, copy);
+        }
+        char *text = data ? cJSON_PrintUnformatted(data) : NULL;
+        cJSON_Delete(data);
+        const char *kept = text ? wf_inst_keep(in, text) : NULL;
+        free(text);
+        if (!kept) {
+            cJSON_Delete(res);
+            return sys_fail(op, ZT_ENOMEM, "instance data");
+        }
+        in->data = kept;
+    }
+    cJSON_Delete(res);
+    return ZT_OK;
+}
+
+static int choose(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, uint8_t *out)
+{
+    const wf_node *n = &d->nodes[ni];
+    for (size_t i = 0; i < n->nconds; i++) {
+        int base, rc = call_fn(op, in, d, n, n->conds[i].fn, false, &base);
+        if (rc != ZT_OK) return rc;
+        bool yes = lua_toboolean(op->w->L, -1);
+        lua_settop(op->w->L, base);
+        if (yes) {
+            *out = n->conds[i].next;
+            return ZT_OK;
+        }
+    }
+    if (n->dflt == WF_NONE)
+        return wf_fail(op, 422, "workflow-no-path",
+                       "workflow %s v%u, gateway '%s': no condition holds and there is no "
+                       "default",
+                       d->name, d->version, n->id);
+    *out = n->dflt;
+    return ZT_OK;
+}
+
+static int finish(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, int state,
+                  const char *result, const char *action, const char *opinion)
+{
+    int rc = cancel_open(op, in, NULL, WF_NONE);
+    if (rc != ZT_OK) return rc;
+    in->state = (uint8_t)state;
+    in->ended = op->now;
+    in->result = result;
+    in->ncounters = 0;
+    wf_step s = {op->now, action, ni != WF_NONE ? d->nodes[ni].id : NULL, op->actor, NULL,
+                 NULL,    opinion};
+    if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
+    return emit(op, "workflow.instance.completed", in, NULL, op->actor);
+}
+
+static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
+{
+    assert(ni < d->nnodes);
+    if (++op->steps > WF_MAX_STEPS)
+        return wf_fail(op, 500, "workflow-loop",
+                       "workflow %s v%u: more than %d nodes in one step (a loop without a user "
+                       "task?)",
+                       d->name, d->version, WF_MAX_STEPS);
+    if (in->state != WF_I_RUNNING) return ZT_OK; /* another branch ended it */
+    const wf_node *n = &d->nodes[ni];
+    int rc;
+    uint8_t next = WF_NONE;
+    switch (n->type) {
+    case WF_START:
+        return enter(op, in, d, n->next);
+    case WF_USER:
+        return open_user(op, in, d, ni);
+    case WF_SERVICE:
+        if ((rc = run_service(op, in, d, ni)) != ZT_OK) return rc;
+        return enter(op, in, d, n->next);
+    case WF_GATEWAY:
+        if ((rc = choose(op, in, d, ni, &next)) != ZT_OK) return rc;
+        return enter(op, in, d, next);
+    case WF_SPLIT:
+        /* a new activation of the split: its joins start counting afresh */
+        for (size_t x = 0; x < d->nnodes; x++)
+            if (d->nodes[x].type == WF_JOIN && d->nodes[x].split == ni)
+                wf_inst_del_counter(in, (uint8_t)x);
+        for (size_t i = 0; i < n->nouts; i++)
+            if ((rc = enter(op, in, d, n->outs[i])) != ZT_OK) return rc;
+        return ZT_OK;
+    case WF_JOIN: {
+        wf_counter *c = wf_inst_counter(in, ni, true);
+        if (!c) return sys_fail(op, ZT_ENOMEM, "instance");
+        if (c->need == 0xffff) return ZT_OK; /* fired already (N of M): a late branch */
+        c->count++;
+        unsigned need = n->need ? (unsigned)n->need : n->nin;
+        if (c->count < need) return ZT_OK;
+        wf_inst_del_counter(in, ni);
+        if (need < n->nin) {
+            /* N of M: the branches still open are not needed any more */
+            if ((rc = cancel_open(op, in, n->region, WF_NONE)) != ZT_OK) return rc;
+            for (size_t x = 0; x < d->nnodes; x++)
+                if (n->region[x]) wf_inst_del_counter(in, (uint8_t)x);
+            /* late arrivals of this activation must not fire it again */
+            wf_counter *late = wf_inst_counter(in, ni, true);
+            if (!late) return sys_fail(op, ZT_ENOMEM, "instance");
+            late->count = 0;
+            late->need = 0xffff; /* marks "fired" */
+        }
+        return enter(op, in, d, n->next);
+    }
+    case WF_END:
+        return finish(op, in, d, ni, WF_I_COMPLETED, n->result ? n->result : "completed", "end",
+                      NULL);
+    }
+    return wf_fail(op, 500, "workflow-bad-node", "node '%s' has an unknown type", n->id);
+}
+
+/* ---- starting ----------------------------------------------------------------------- */
+
+int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
+{
+    memset(in, 0, sizeof *in);
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
+    wf_def *d = wf_def_current(op->w, op->txn, a->definition, &rc);
+    if (!d)
+        return rc == ZT_ENOTFOUND ? wf_fail(op, 404, "unknown-definition",
+                                            "there is no workflow definition '%s'", a->definition)
+                                  : sys_fail(op, rc, "definitions");
+    assert(d->version > 0);
+    zt_id(in->id);
+    in->state = WF_I_RUNNING;
+    in->priority = (int8_t)(a->priority < -100 ? -100 : a->priority > 100 ? 100 : a->priority);
+    in->version = d->version;
+    in->created = op->now;
+    in->def = d->name;
+    in->bkey = a->bkey;
+    in->owner = d->owner;
+    in->initiator = a->initiator;
+    in->initiator_id = a->initiator_id;
+    in->dept = a->dept;
+    in->data = "{}";
+    in->decisions = "";
+    if (a->data) {
+        char *text = cJSON_PrintUnformatted(a->data);
+        if (!text || !(in->data = wf_inst_keep(in, text))) {
+            free(text);
+            return sys_fail(op, ZT_ENOMEM, "instance data");
+        }
+        free(text);
+    }
+    wf_step s = {op->now, "start", d->nodes[d->start].id, op->actor, NULL, NULL, NULL};
+    if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
+    if ((rc = enter(op, in, d, d->start)) != ZT_OK) return rc;
+    if ((rc = wf_inst_put(op->w, op->txn, in)) != ZT_OK) return sys_fail(op, rc, "instance");
+    return ZT_OK;
+}
+
+/* ---- task actions ------------------------------------------------------------------- */
+
+bool wf_may_act(wf_op *op, const wf_task *t)
+{
+    const zt_caller *c = op->caller;
+    if (!c) return false;
+    if (c->kind && !strcmp(c->kind, "system")) return true;
+    if (nz(t->assignee))
+        return (c->login && !strcmp(c->login, t->assignee)) ||
+               (c->id && !strcmp(c->id, t->assignee));
+    bool role_ok = !nz(t->role) || zt_caller_has_role(c, t->role);
+    bool esc_ok = nz(t->escalated) && zt_caller_has_role(c, t->escalated);
+    bool dept_ok = !nz(t->dept) || zt_req_in_scope(op->req, t->dept);
+    return (role_ok || esc_ok) && dept_ok;
+}
+
+static int load_pair(wf_op *op, const char *task_id, wf_task *t, wf_inst *in, const wf_def **d)
+{
+    int rc = wf_task_get(op->w, op->txn, task_id, t);
+    if (rc == ZT_ENOTFOUND) return wf_fail(op, 404, "not-found", "there is no task %.40s", task_id);
+    if (rc != ZT_OK) return sys_fail(op, rc, "task");
+    if ((rc = wf_inst_get(op->w, op->txn, t->inst, in)) != ZT_OK)
+        return sys_fail(op, rc == ZT_ENOTFOUND ? ZT_EIO : rc, "instance of the task");
+    *d = wf_def_at(op->w, op->txn, in->def, in->version, &rc);
+    if (!*d) return sys_fail(op, rc, "definition of the instance");
+    if (t->node >= (*d)->nnodes) return sys_fail(op, ZT_EIO, "task's node");
+    return ZT_OK;
+}
+
+static int set_decision(wf_op *op, wf_inst *in, const char *node, const char *decision)
+{
+    cJSON *o = cJSON_Parse(in->decisions && *in->decisions ? in->decisions : "{}");
+    if (!o) return sys_fail(op, ZT_ENOMEM, "decisions");
+    cJSON *v = cJSON_CreateString(decision);
+    if (v && cJSON_GetObjectItemCaseSensitive(o, node))
+        cJSON_ReplaceItemInObjectCaseSensitive(o, node, v);
+    else if (v)
+        cJSON_AddItemToObject(o, node, v);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    const char *kept = text ? wf_inst_keep(in, text) : NULL;
+    free(text);
+    if (!kept) return sys_fail(op, ZT_ENOMEM, "decisions");
+    in->decisions = kept;
+    return ZT_OK;
+}
+
+static int merge_form(wf_op *op, wf_inst *in, const cJSON *form)
+{
+    if (!form || !form->child) return ZT_OK;
+    cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
+    if (!data) return sys_fail(op, ZT_ENOMEM, "instance data");
+    for (const cJSON *it = form->child; it; it = it->next) {
+        cJSON *copy = cJSON_Duplicate(it, 1);
+        if (!copy) continue;
+        if (cJSON_GetObjectItemCaseSensitive(data, it->string))
+            cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
+        else
+            cJSON_AddItemToObject(data, it->string, copy);
+    }
+    char *text = cJSON_PrintUnformatted(data);
+    cJSON_Delete(data);
+    const char *kept = text ? wf_inst_keep(in, text) : NULL;
+    free(text);
+    if (!kept) return sys_fail(op, ZT_ENOMEM, "instance data");
+    in->data = kept;
+    return ZT_OK;
+}
+
+static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
+{
+    int rc;
+    if ((rc = merge_form(op, in, a->form)) != ZT_OK) return rc;
+    if (nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK) return rc;
+    if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) return sys_fail(op, rc, "to-do");
+    if ((rc = disarm(op, t)) != ZT_OK) return rc;
+    t->state = WF_T_COMPLETED;
+    t->done_at = op->now;
+    t->done_by = op->actor;
+    t->decision = a->decision;
+    t->opinion = a->opinion;
+    if ((rc = wf_task_put(op->w, op->txn, t)) != ZT_OK) return sys_fail(op, rc, "task");
+    wf_inst_del_open(in, t->id);
+    in->flags |= WF_IF_TOUCHED;
+    wf_step s = {op->now, "complete", t->node_id, op->actor, t->id, a->decision, a->opinion};
+    if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
+    if ((rc = emit(op, "workflow.task.completed", in, t, op->actor)) != ZT_OK) return rc;
+    const wf_node *n = &d->nodes[t->node];
+    wf_counter *c = wf_inst_counter(in, t->node, false);
+    if (c) {
+        /* one of a multi-instance node's tasks (countersign: N of them suffice) */
+        if (++c->count < c->need) return ZT_OK;
+        wf_inst_del_counter(in, t->node);
+        if ((rc = cancel_open(op, in, NULL, t->node)) != ZT_OK) return rc;
+    }
+    return enter(op, in, d, n->next);
+}
+
+static int do_return(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
+{
+    if (!nz(a->node)) return wf_fail(op, 400, "invalid-input", "node: the node to return to");
+    int target = wf_node_index(d, a->node);
+    if (target < 0 || d->nodes[target].type != WF_USER || !wf_inst_visited(in, (uint8_t)target))
+        return wf_fail(op, 422, "not-returnable",
+                       "node '%.64s' is not a user task this instance has already passed", a->node);
+    int rc = cancel_task(op, in, t->id, op->actor, a->opinion);
+    if (rc != ZT_OK) return rc;
+    /* the answer shows the task as cancel_task left it in the store */
+    t->state = WF_T_CANCELLED;
+    t->done_at = op->now;
+    t->done_by = op->actor;
+    t->opinion = a->opinion;
+    if ((rc = cancel_open(op, in, NULL, WF_NONE)) != ZT_OK) return rc;
+    in->ncounters = 0;
+    in->flags |= WF_IF_TOUCHED;
+    wf_step s = {op->now, "return", t->node_id, op->actor, t->id, a->node, a->opinion};
+    if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
+    return enter(op, in, d, (uint8_t)target);
+}
+
+static bool good_login(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || s[i] == 0x7f) return false;
+    return true;
+}
+
+int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *out)
+{
+    wf_task *t = out;
+    wf_inst in;
+    const wf_def *d = NULL;
+    memset(&in, 0, sizeof in);
+    memset(t, 0, sizeof *t);
+    int rc = need_write(op);
+    if (rc == ZT_OK) rc = load_pair(op, task_id, t, &in, &d);
+    if (rc != ZT_OK) goto done;
+    const char *act = a->action ? a->action : "";
+    bool known = !strcmp(act, "claim") || !strcmp(act, "complete") || !strcmp(act, "return") ||
+                 !strcmp(act, "delegate");
+    if (!known) {
+        rc = wf_fail(op, 400, "invalid-input",
+                     "action: claim, complete, return or delegate, not '%.32s'", act);
+        goto done;
+    }
+    /* checked inside this write transaction: of two people completing the same task, the
+     * second sees the first one's change here */
+    if (t->state != WF_T_OPEN || in.state != WF_I_RUNNING) {
+        rc = wf_fail(op, 409, "task-closed", "task %s is %s already", t->id,
+                     t->state == WF_T_OPEN ? "part of an instance that ended"
+                                           : task_states[t->state]);
+        goto done;
+    }
+    if (!wf_may_act(op, t)) {
+        rc = wf_fail(op, 403, "not-your-task",
+                     "task %s is for %s%s%s%s%s; you (%s) may not act on it", t->id,
+                     nz(t->assignee) ? t->assignee
+                     : nz(t->role)   ? "role "
+                                     : "",
+                     nz(t->assignee) ? ""
+                     : nz(t->role)   ? t->role
+                                     : "",
+                     !nz(t->assignee) && nz(t->dept) ? " in department " : "",
+                     !nz(t->assignee) && nz(t->dept) ? t->dept : "", "", op->actor);
+        goto done;
+    }
+    if (!strcmp(act, "claim")) {
+        if (nz(t->assignee)) {
+            /* claiming one's own task again changes nothing */
+            goto done;
+        }
+        if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) {
+            sys_fail(op, rc, "to-do");
+            goto done;
+        }
+        t->assignee = op->actor;
+        t->flags |= WF_TF_CLAIMED;
+        in.flags |= WF_IF_TOUCHED;
+        wf_step s = {op->now, "claim", t->node_id, op->actor, t->id, NULL, NULL};
+        if ((rc = wf_todo_put(op->w, op->txn, t)) != ZT_OK ||
+            (rc = wf_task_put(op->w, op->txn, t)) != ZT_OK ||
+            (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK) {
+            sys_fail(op, rc, "task");
+            goto done;
+        }
+    } else if (!strcmp(act, "delegate")) {
+        if (!good_login(a->to)) {
+            rc = wf_fail(op, 400, "invalid-input", "to: the login of the person to delegate to");
+            goto done;
+        }
+        if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) {
+            sys_fail(op, rc, "to-do");
+            goto done;
+        }
+        t->delegated_by = op->actor;
+        t->assignee = a->to;
+        t->flags |= WF_TF_DELEGATED;
+        in.flags |= WF_IF_TOUCHED;
+        wf_step s = {op->now, "delegate", t->node_id, op->actor, t->id, a->to, a->opinion};
+        if ((rc = wf_todo_put(op->w, op->txn, t)) != ZT_OK ||
+            (rc = wf_task_put(op->w, op->txn, t)) != ZT_OK ||
+            (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK) {
+            sys_fail(op, rc, "task");
+            goto done;
+        }
+    } else if (!strcmp(act, "complete")) {
+        if ((rc = do_complete(op, t, &in, d, a)) != ZT_OK) goto done;
+    } else {
+        if ((rc = do_return(op, t, &in, d, a)) != ZT_OK) goto done;
+    }
+    if ((rc = wf_inst_put(op->w, op->txn, &in)) != ZT_OK) sys_fail(op, rc, "instance");
+done:
+    wf_inst_free(&in);
+    return rc;
+}
+
+/* ---- withdraw, cancel, pause -------------------------------------------------------- */
+
+int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,
+                int state, wf_inst *in)
+{
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
+    rc = wf_inst_get(op->w, op->txn, inst_id, in);
+    if (rc == ZT_ENOTFOUND)
+        return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
+    if (rc != ZT_OK) return sys_fail(op, rc, "instance");
+    if (in->state != WF_I_RUNNING)
+        return wf_fail(op, 409, "instance-ended", "instance %s is %s already", in->id,
+                       inst_states[in->state]);
+    if (by_initiator_only) {
+        const zt_caller *c = op->caller;
+        bool mine = c && ((c->login && nz(in->initiator) && !strcmp(c->login, in->initiator)) ||
+                          (c->id && nz(in->initiator_id) && !strcmp(c->id, in->initiator_id)));
+        if (!mine)
+            return wf_fail(op, 403, "not-initiator",
+                           "only the initiator (%s) may withdraw instance %s",
+                           nz(in->initiator) ? in->initiator : "?", in->id);
+        if (in->flags & WF_IF_TOUCHED)
+            return wf_fail(op, 409, "already-handled",
+                           "instance %s cannot be withdrawn: a task of it has been handled",
+                           in->id);
+    }
+    rc = finish(op, in, NULL, WF_NONE, state, inst_states[state],
+                state == WF_I_WITHDRAWN ? "withdraw" : "cancel", reason);
+    if (rc == ZT_OK && (rc = wf_inst_put(op->w, op->txn, in)) != ZT_OK)
+        sys_fail(op, rc, "instance");
+    return rc;
+}
+
+int wf_pause(wf_op *op, const char *inst_id, bool pause)
+{
+    wf_inst in;
+    int rc = need_write(op);
+    if (rc != ZT_OK) return rc;
+    rc = wf_inst_get(op->w, op->txn, inst_id, &in);
+    if (rc == ZT_ENOTFOUND)
+        return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
+    if (rc != ZT_OK) return sys_fail(op, rc, "instance");
+    if (in.state != WF_I_RUNNING) {
+        rc = wf_fail(op, 409, "instance-ended", "instance %s is %s already", in.id,
+                     inst_states[in.state]);
+        goto done;
+    }
+    if (pause == ((in.flags & WF_IF_PAUSED) != 0)) goto done; /* already so */
+    int64_t since = in.paused_since;
+    for (uint16_t i = 0; i < in.nopen && rc == ZT_OK; i++) {
+        char tid[WF_ID + 1];
+        memcpy(tid, in.open[i], WF_ID);
+        tid[WF_ID] = 0;
+        wf_task t;
+        if ((rc = wf_task_get(op->w, op->txn, tid, &t)) != ZT_OK) {
+            sys_fail(op, rc, "task");
+            break;
+        }
+        if (t.due > 0) {
+            if (pause) {
+                rc = disarm(op, &t);
+            } else {
+                /* the deadline moves by the working time the clock stood still (for a task
+                 * made during the pause, since it was made) */
+                int64_t from = t.created > since ? t.created : since;
+                int64_t stood = wf_cal_between(&op->w->cal, from, op->now);
+                rc = wf_todo_del(op->w, op->txn, &t);
+                if (rc == ZT_OK) {
+                    t.due = wf_cal_add(&op->w->cal, t.due, stood);
+                    if (t.remind_at > 0) t.remind_at = wf_cal_add(&op->w->cal, t.remind_at, stood);
+                    rc = arm(op, &t);
+                }
+                if (rc == ZT_OK && (rc = wf_todo_put(op->w, op->txn, &t)) != ZT_OK)
+                    sys_fail(op, rc, "to-do");
+            }
+            if (rc == ZT_OK && (rc = wf_task_put(op->w, op->txn, &t)) != ZT_OK)
+                sys_fail(op, rc, "task");
+        }
+        wf_task_free(&t);
+    }
+    if (rc != ZT_OK) goto done;
+    if (pause) {
+        in.flags |= WF_IF_PAUSED;
+        in.paused_since = op->now;
+    } else {
+        in.flags &= (uint8_t)~WF_IF_PAUSED;
+        in.paused_ms += op->now - since;
+        in.paused_since = 0;
+    }
+    wf_step s = {op->now, pause ? "pause" : "resume", NULL, op->actor, NULL, NULL, NULL};
+    if ((rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK ||
+        (rc = wf_inst_put(op->w, op->txn, &in)) != ZT_OK)
+        sys_fail(op, rc, "instance");
+done:
+    wf_inst_free(&in);
+    return rc;
+}
+
+/* ---- deadlines ---------------------------------------------------------------------- */
+
+int wf_timer_fired(wf_op *op, const zt_event *ev)
+{
+    bool due = !strcmp(ev->topic, "_workflow.due");
+    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(ev->payload, "task");
+    if (!cJSON_IsString(tid) || !ev->timer) return ZT_OK; /* not ours to understand */
+    wf_task t;
+    wf_inst in;
+    const wf_def *d;
+    memset(&in, 0, sizeof in);
+    int rc = load_pair(op, tid->valuestring, &t, &in, &d);
+    if (rc == ZT_ENOTFOUND) return ZT_OK;
+    if (rc != ZT_OK) goto done;
+    /* a timer replaced since (pause, resume) or a task closed since: nothing to do */
+    const char *cur = due ? t.due_timer : t.remind_timer;
+    if (t.state != WF_T_OPEN || in.state != WF_I_RUNNING || !nz(cur) || strcmp(cur, ev->timer))
+        goto done;
+    op->actor = "system";
+    if (due) {
+        t.due_timer = "";
+        t.flags |= WF_TF_OVERDUE;
+        in.flags |= WF_IF_OVERDUE;
+        const wf_node *n = &d->nodes[t.node];
+        if (n->escalate_to && !nz(t.escalated)) {
+            if ((rc = wf_todo_del(op->w, op->txn, &t)) != ZT_OK) {
+                sys_fail(op, rc, "to-do");
+                goto done;
+            }
+            t.escalated = n->escalate_to;
+            if ((rc = wf_todo_put(op->w, op->txn, &t)) != ZT_OK) {
+                sys_fail(op, rc, "to-do");
+                goto done;
+            }
+        }
+    } else {
+        t.remind_timer = "";
+        t.flags |= WF_TF_REMINDED;
+    }
+    wf_step s = {op->now,   due ? (nz(t.escalated) ? "overdue, escalated" : "overdue") : "reminder",
+                 t.node_id, "system",
+                 t.id,      t.escalated,
+                 NULL};
+    if ((rc = wf_task_put(op->w, op->txn, &t)) != ZT_OK ||
+        (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK ||
+        (rc = wf_inst_put(op->w, op->txn, &in)) != ZT_OK) {
+        sys_fail(op, rc, "task");
+        goto done;
+    }
+    rc = emit(op, due ? "workflow.task.overdue" : "workflow.task.reminder", &in, &t, NULL);
+done:
+    wf_task_free(&t);
+    wf_inst_free(&in);
+    return rc;
+}

@@ -1,0 +1,852 @@
+# test_workflow.py: the workflow engine plugin over HTTP: joins, returns, delegation,
+# deadlines across a restart, versions, concurrent completion, events, to-do order, stats.
+import datetime
+import json
+import math
+import os
+import threading
+import time
+import unittest
+
+from ztnode import NodeTest, lua_manifest, lua_tree_with, run
+
+TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
+# sessions that outlive the clock moves of these tests (and the cheapest password hashing)
+AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
+        "idle_timeout": 366 * 86400}
+DAY = 86400000
+HOUR = 3600000
+BEIJING = 8 * HOUR
+
+# ---- definitions the tests run ------------------------------------------------------
+
+DEFS = {
+    # A, then B and C in parallel, then the end: the benchmark's shape
+    "par": """
+return { name = "par", title = "parallel", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "a" },
+    a = { type = "user", role = "clerk", department = "d1", next = "fork" },
+    fork = { type = "split", next = { "b", "c" } },
+    b = { type = "user", role = "reviewer", department = "d1", next = "j" },
+    c = { type = "user", role = "reviewer", department = "d2", next = "j" },
+    j = { type = "join", need = "all", next = "e" },
+    e = { type = "end", result = "done" },
+  } }
+""",
+    # three signers, two suffice (会签 N of M), then a clerk
+    "nofm": """
+return { name = "nofm", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "fork" },
+    fork = { type = "split", next = { "x", "y", "z" } },
+    x = { type = "user", role = "signer", next = "j" },
+    y = { type = "user", role = "signer", next = "j" },
+    z = { type = "user", role = "signer", next = "j" },
+    j = { type = "join", need = 2, next = "after" },
+    after = { type = "user", role = "clerk", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    # one task per department listed in the data; two of them suffice
+    "multi": """
+return { name = "multi", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "sign" },
+    sign = { type = "user", role = "reviewer", need = 2,
+             multi = function(i) return i.data.depts end, next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "ret": """
+return { name = "ret", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "a" },
+    a = { type = "user", role = "clerk", next = "b" },
+    b = { type = "user", role = "reviewer", department = "d1", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "deadline": """
+return { name = "deadline", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1",
+          deadline = { days = 2 }, remind_before = { hours = 4 }, escalate_to = "boss",
+          next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "calc": """
+return { name = "calc", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "add" },
+    add = { type = "service", next = "gw",
+            fn = function(i, ctx) i.data.total = i.data.a + i.data.b end },
+    gw = { type = "gateway", default = "small",
+           conditions = { { when = function(i) return i.data.total > 10 end, next = "big" } } },
+    big = { type = "end", result = "big" },
+    small = { type = "end", result = "small" },
+  } }
+""",
+    # the service task fails after a user task of the other branch was made
+    "boom": """
+return { name = "boom", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "fork" },
+    fork = { type = "split", next = { "a", "bad" } },
+    a = { type = "user", role = "clerk", next = "j" },
+    bad = { type = "service", fn = function() error("boom") end, next = "j" },
+    j = { type = "join", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "todo": """
+return { name = "todo", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "gw" },
+    gw = { type = "gateway", default = "t0", conditions = {
+      { when = function(i) return i.data.kind == "d1" end, next = "t1" },
+      { when = function(i) return i.data.kind == "d5" end, next = "t5" } } },
+    t1 = { type = "user", role = "clerk", deadline = { days = 1 }, next = "e" },
+    t5 = { type = "user", role = "clerk", deadline = { days = 5 }, next = "e" },
+    t0 = { type = "user", role = "clerk", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "plain": """
+return { name = "plain", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+}
+
+# A Lua plugin that records every workflow.* event it is delivered, in order.
+SPY_INIT = """
+local seen = zt.db.open("seen")
+zt.on("workflow.**", function(ev, ctx)
+  local n = (seen:get("n") or 0) + 1
+  seen:put("n", n)
+  seen:put(string.format("e%08d", n), { topic = ev.topic, payload = ev.payload })
+end)
+zt.route("GET", "/wfspy/events", { role = "public" }, function(req)
+  local out = zt.json.array()
+  for _, v in seen:iter{ prefix = "e" } do out[#out + 1] = v end
+  return 200, { items = out }
+end)
+"""
+
+
+def write_defs(lua_dir, defs):
+    d = os.path.join(lua_dir, "workflows")
+    os.makedirs(d, exist_ok=True)
+    for name, text in defs.items():
+        with open(os.path.join(d, name + ".lua"), "w") as f:
+            f.write(text)
+
+
+def make_lua_dir(base, defs=DEFS, spy=True):
+    lua_dir = os.path.join(base, "lua")
+    plugins = {"wfspy": (lua_manifest(requires=("workflow",)), SPY_INIT)} if spy else {}
+    lua_tree_with(lua_dir, plugins)
+    # the shipped examples stay; the tests' own definitions go beside them
+    write_defs(lua_dir, defs)
+    return lua_dir
+
+
+# ---- an independent working-day calendar, to check deadlines --------------------------
+
+
+def beijing_date(ms):
+    return datetime.datetime.utcfromtimestamp((ms + BEIJING) / 1000).date()
+
+
+def is_workday(d, holidays=(), workdays=()):
+    s = d.isoformat()
+    if s in workdays:
+        return True
+    return d.weekday() < 5 and s not in holidays
+
+
+def add_workdays(ms, days, holidays=()):
+    """ms plus `days` working days at the same Beijing clock time (from a non-working day:
+    from the next working day's midnight)."""
+    local = ms + BEIJING
+    d = beijing_date(ms)
+    pos = local % DAY
+    if not is_workday(d, holidays):
+        while not is_workday(d, holidays):
+            d += datetime.timedelta(days=1)
+        pos = 0
+    left = days
+    while left > 0:
+        d += datetime.timedelta(days=1)
+        if is_workday(d, holidays):
+            left -= 1
+    midnight = (d - datetime.date(1970, 1, 1)).days * DAY
+    return midnight + pos - BEIJING
+
+
+def sub_work_hours(ms, hours, holidays=()):
+    """ms minus `hours` of working time (whole working days count 24 h)."""
+    t = ms
+    left = hours * HOUR
+    while left > 0:
+        d = beijing_date(t - 1)
+        day_start = (d - datetime.date(1970, 1, 1)).days * DAY - BEIJING
+        if is_workday(d, holidays):
+            take = min(left, t - day_start)
+            t -= take
+            left -= take
+        else:
+            t = day_start
+    return t
+
+
+class WorkflowTest(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+
+        cls.base = tempfile.mkdtemp(prefix="zt-wf-")
+        cls.lua_dir = make_lua_dir(cls.base)
+        n = cls.shared_node(
+            plugins=("workflow", "wfspy"),
+            lua_dir=cls.lua_dir,
+            roles=("workflow_supervisor",),
+            env=TEST_CLOCK,
+            auth=AUTH,
+        )
+        for code, parent in (("d1", "root"), ("d2", "root")):
+            st, _, b = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+            assert st in (200, 201), (st, b)
+        cls.users = {}
+        for login, roles, dept in (
+            ("clerk1", ("clerk",), "d1"),
+            ("clerk2", ("clerk",), "d1"),
+            ("rev1", ("reviewer",), "d1"),
+            ("rev2", ("reviewer",), "d2"),
+            ("sign1", ("signer",), "d1"),
+            ("sign2", ("signer",), "d1"),
+            ("sign3", ("signer",), "d2"),
+            ("boss", ("boss",), "d1"),
+            ("outsider", (), "d2"),
+        ):
+            cls.users[login] = n.new_user(login, roles, dept)
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+
+        shutil.rmtree(cls.base, ignore_errors=True)
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def as_(self, login, method, path, body=None):
+        n = self.shared
+        return n.json(method, path, body, headers=self.users[login], auth=False)
+
+    def start(self, definition, data=None, key=None, priority=None, login=None):
+        body = {"definition": definition, "data": data or {}}
+        if key:
+            body["business_key"] = key
+        if priority is not None:
+            body["priority"] = priority
+        if login:
+            st, _, d = self.as_(login, "POST", "/workflow/instances", body)
+        else:
+            st, _, d = self.shared.json("POST", "/workflow/instances", body)
+        self.assertEqual(st, 201, d)
+        return d
+
+    def open_tasks(self, inst_id):
+        st, _, d = self.shared.json("GET", "/workflow/instances/" + inst_id)
+        self.assertEqual(st, 200, d)
+        out = []
+        for tid in d["open_tasks"]:
+            st, _, t = self.shared.json("GET", "/workflow/tasks/" + tid)
+            self.assertEqual(st, 200, t)
+            out.append(t)
+        return d, out
+
+    def task_at(self, inst_id, node):
+        _, tasks = self.open_tasks(inst_id)
+        found = [t for t in tasks if t["node"] == node]
+        self.assertEqual(len(found), 1, tasks)
+        return found[0]
+
+    def act(self, login, task_id, action, body=None, want=200):
+        st, h, d = self.as_(login, "POST", "/workflow/tasks/%s/%s" % (task_id, action), body or {})
+        self.assertEqual(st, want, d)
+        return d
+
+    def instance(self, inst_id):
+        st, _, d = self.shared.json("GET", "/workflow/instances/" + inst_id)
+        self.assertEqual(st, 200, d)
+        return d
+
+    def events(self):
+        st, _, d = self.shared.json("GET", "/wfspy/events", auth=False)
+        self.assertEqual(st, 200, d)
+        return d["items"]
+
+    def wait_events(self, pred, what, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.events()
+            if pred(ev):
+                return ev
+            if time.monotonic() > deadline:
+                self.fail("events never showed %s; got %s" % (what, json.dumps(ev)[-3000:]))
+            time.sleep(0.05)
+
+    # ---- parallel split and join ---------------------------------------------------
+
+    def test_parallel_join_all(self):
+        inst = self.start("par", key="P-1")
+        self.assertEqual([t["node"] for t in inst["tasks"]], ["a"])
+        a = self.task_at(inst["id"], "a")
+        self.act("clerk1", a["id"], "complete", {"decision": "ok", "opinion": "同意"})
+        d, tasks = self.open_tasks(inst["id"])
+        self.assertEqual(sorted(t["node"] for t in tasks), ["b", "c"])
+        b = next(t for t in tasks if t["node"] == "b")
+        c = next(t for t in tasks if t["node"] == "c")
+        # rev2 is in d2: not b's department
+        self.act("rev2", b["id"], "complete", want=403)
+        self.act("rev1", b["id"], "complete", {"opinion": "b ok"})
+        d = self.instance(inst["id"])
+        self.assertEqual(d["state"], "running")  # c is still open: the join waits
+        self.assertEqual(d["open_tasks"], [c["id"]])
+        self.act("rev2", c["id"], "complete", {"opinion": "c ok"})
+        d = self.instance(inst["id"])
+        self.assertEqual(d["state"], "completed")
+        self.assertEqual(d["result"], "done")
+        self.assertEqual(d["open_tasks"], [])
+        self.assertEqual(d["decisions"], {"a": "ok"})
+        st, _, h = self.shared.json("GET", "/workflow/instances/%s/history" % inst["id"])
+        self.assertEqual(st, 200, h)
+        steps = [(s["action"], s.get("node"), s["actor"]) for s in h["items"]]
+        self.assertEqual(steps[0][0], "start")
+        self.assertIn(("complete", "a", "clerk1"), steps)
+        self.assertIn(("complete", "b", "rev1"), steps)
+        self.assertIn(("complete", "c", "rev2"), steps)
+        self.assertEqual(steps[-1][:2], ("end", "e"))
+        op = next(s for s in h["items"] if s.get("node") == "a" and s["action"] == "complete")
+        self.assertEqual(op["opinion"], "同意")
+        self.assertEqual(op["decision"], "ok")
+
+    def test_join_n_of_m_cancels_the_rest(self):
+        inst = self.start("nofm")
+        _, tasks = self.open_tasks(inst["id"])
+        self.assertEqual(sorted(t["node"] for t in tasks), ["x", "y", "z"])
+        by = {t["node"]: t for t in tasks}
+        self.act("sign1", by["x"]["id"], "complete", {"decision": "sign"})
+        d = self.instance(inst["id"])
+        self.assertEqual(len(d["open_tasks"]), 2)
+        self.act("sign3", by["z"]["id"], "complete", {"decision": "sign"})
+        # two of three: y is cancelled, the clerk's task is open
+        _, tasks = self.open_tasks(inst["id"])
+        self.assertEqual([t["node"] for t in tasks], ["after"])
+        st, _, y = self.shared.json("GET", "/workflow/tasks/" + by["y"]["id"])
+        self.assertEqual(y["state"], "cancelled")
+        self.act("sign2", by["y"]["id"], "complete", want=409)
+        self.act("clerk1", tasks[0]["id"], "complete")
+        self.assertEqual(self.instance(inst["id"])["state"], "completed")
+
+    def test_multi_instance_countersign(self):
+        inst = self.start("multi", {"depts": ["d1", "d2", "root"]})
+        _, tasks = self.open_tasks(inst["id"])
+        self.assertEqual(sorted(t["department"] for t in tasks), ["d1", "d2", "root"])
+        by = {t["department"]: t for t in tasks}
+        self.act("rev2", by["d1"]["id"], "complete", want=403)
+        self.act("rev1", by["d1"]["id"], "complete", {"decision": "approve"})
+        self.assertEqual(self.instance(inst["id"])["state"], "running")
+        self.act("rev2", by["d2"]["id"], "complete", {"decision": "approve"})
+        d = self.instance(inst["id"])
+        self.assertEqual(d["state"], "completed")
+        st, _, t = self.shared.json("GET", "/workflow/tasks/" + by["root"]["id"])
+        self.assertEqual(t["state"], "cancelled")
+
+    # ---- return, delegate, claim, withdraw ------------------------------------------
+
+    def test_return_to_an_earlier_node(self):
+        inst = self.start("ret")
+        a = self.task_at(inst["id"], "a")
+        self.act("clerk1", a["id"], "complete", {"form": {"amount": 5}})
+        b = self.task_at(inst["id"], "b")
+        # only nodes already passed: not b itself's successors, not unknown ones
+        d = self.act("rev1", b["id"], "return", {"node": "e"}, want=422)
+        d = self.act("rev1", b["id"], "return", {"node": "nosuch"}, want=422)
+        d = self.act("rev1", b["id"], "return", {"node": "a", "opinion": "材料不全"})
+        self.assertEqual((d["state"], d["done_by"]), ("cancelled", "rev1"))
+        a2 = self.task_at(inst["id"], "a")
+        self.assertNotEqual(a2["id"], a["id"])
+        st, _, old_b = self.shared.json("GET", "/workflow/tasks/" + b["id"])
+        self.assertEqual(old_b["state"], "cancelled")
+        self.act("clerk2", a2["id"], "complete", {"form": {"amount": 7}})
+        b2 = self.task_at(inst["id"], "b")
+        self.act("rev1", b2["id"], "complete")
+        d = self.instance(inst["id"])
+        self.assertEqual(d["state"], "completed")
+        self.assertEqual(d["data"]["amount"], 7)
+        st, _, h = self.shared.json("GET", "/workflow/instances/%s/history" % inst["id"])
+        ret = [s for s in h["items"] if s["action"] == "return"]
+        self.assertEqual(len(ret), 1)
+        self.assertEqual((ret[0]["node"], ret[0]["actor"], ret[0]["opinion"]), ("b", "rev1", "材料不全"))
+
+    def test_delegate_and_claim(self):
+        inst = self.start("plain")
+        t = self.task_at(inst["id"], "t")
+        self.act("outsider", t["id"], "claim", want=403)
+        d = self.act("clerk1", t["id"], "claim")
+        self.assertEqual(d["assignee"], "clerk1")
+        self.act("clerk2", t["id"], "complete", want=403)  # claimed by clerk1 now
+        self.act("clerk1", t["id"], "delegate", {}, want=400)
+        d = self.act("clerk1", t["id"], "delegate", {"to": "boss", "opinion": "请代办"})
+        self.assertEqual((d["assignee"], d["delegated_by"]), ("boss", "clerk1"))
+        self.act("clerk1", t["id"], "complete", want=403)
+        st, _, todo = self.as_("boss", "GET", "/workflow/tasks")
+        self.assertIn(t["id"], [x["id"] for x in todo["items"]])
+        self.act("boss", t["id"], "complete", {"opinion": "已办"})
+        self.assertEqual(self.instance(inst["id"])["state"], "completed")
+
+    def test_withdraw_only_while_untouched(self):
+        inst = self.start("plain", login="clerk1")
+        st, _, d = self.as_("clerk2", "POST", "/workflow/instances/%s/withdraw" % inst["id"], {})
+        self.assertEqual(st, 403, d)
+        st, _, d = self.as_("clerk1", "POST", "/workflow/instances/%s/withdraw" % inst["id"], {})
+        self.assertEqual(st, 200, d)
+        self.assertEqual(d["state"], "withdrawn")
+        t = inst["tasks"][0]
+        self.act("clerk1", t["id"], "complete", want=409)
+        inst = self.start("plain", login="clerk1")
+        self.act("clerk2", inst["tasks"][0]["id"], "claim")
+        st, h, d = self.as_("clerk1", "POST", "/workflow/instances/%s/withdraw" % inst["id"], {})
+        self.assertEqual(st, 409, d)
+        self.assertEqual(self.instance(inst["id"])["state"], "running")
+
+    # ---- two people complete one task ------------------------------------------------
+
+    def test_concurrent_completion_one_wins(self):
+        for _ in range(5):
+            inst = self.start("plain")
+            tid = inst["tasks"][0]["id"]
+            results = {}
+            barrier = threading.Barrier(2)
+
+            def go(login):
+                barrier.wait()
+                st, _, d = self.as_(login, "POST", "/workflow/tasks/%s/complete" % tid, {"opinion": login})
+                results[login] = (st, d)
+
+            ts = [threading.Thread(target=go, args=(u,)) for u in ("clerk1", "clerk2")]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(10)
+            codes = sorted(v[0] for v in results.values())
+            self.assertEqual(codes, [200, 409], results)
+            loser = next(v[1] for v in results.values() if v[0] == 409)
+            self.assertEqual(loser["type"], "/problems/task-closed")
+            winner = next(k for k, v in results.items() if v[0] == 200)
+            st, _, t = self.shared.json("GET", "/workflow/tasks/" + tid)
+            self.assertEqual((t["state"], t["done_by"], t["opinion"]), ("completed", winner, winner))
+
+    # ---- scripts: service tasks and gateways ------------------------------------------
+
+    def test_service_task_and_gateway(self):
+        d = self.start("calc", {"a": 4, "b": 9})
+        self.assertEqual((d["state"], d["result"]), ("completed", "big"))
+        self.assertEqual(self.instance(d["id"])["data"]["total"], 13)
+        d = self.start("calc", {"a": 1, "b": 2})
+        self.assertEqual(d["result"], "small")
+
+    # ---- events: exactly the committed work --------------------------------------------
+
+    def test_events_only_for_committed_work(self):
+        st, h, d = self.shared.json("POST", "/workflow/instances", {"definition": "boom"})
+        self.assertProblem(st, h, json.dumps(d).encode(), 500, "workflow-script-failed")
+        self.assertIn("boom", d["detail"])
+        # a marker after the failure: events arrive in order, so once it is seen anything
+        # the failed start emitted would have been seen too
+        inst = self.start("plain", key="MARK-1")
+        self.act("clerk1", inst["tasks"][0]["id"], "complete")
+        ev = self.wait_events(
+            lambda ev: any(e["topic"] == "workflow.instance.completed"
+                           and e["payload"].get("business_key") == "MARK-1" for e in ev),
+            "the marker's completion")
+        self.assertFalse([e for e in ev if e["payload"].get("definition") == "boom"])
+        mine = [e for e in ev if e["payload"].get("instance") == inst["id"]]
+        self.assertEqual([e["topic"] for e in mine],
+                         ["workflow.task.created", "workflow.task.completed",
+                          "workflow.instance.completed"])
+        p = mine[0]["payload"]
+        self.assertEqual((p["definition"], p["business_key"], p["plugin"], p["node"], p["task"]),
+                         ("plain", "MARK-1", "workflow", "t", inst["tasks"][0]["id"]))
+        self.assertIsInstance(p["version"], int)
+        self.assertEqual(mine[1]["payload"]["actor"], "clerk1")
+        self.assertEqual(mine[2]["payload"]["state"], "completed")
+        # a refused action (409) emits nothing either
+        self.act("clerk2", inst["tasks"][0]["id"], "complete", want=409)
+        inst2 = self.start("plain", key="MARK-2")
+        self.wait_events(
+            lambda ev: any(e["payload"].get("business_key") == "MARK-2" for e in ev), "MARK-2")
+        ev = self.events()
+        self.assertEqual(len([e for e in ev if e["payload"].get("instance") == inst["id"]]), 3)
+        self.assertEqual(len([e for e in ev if e["payload"].get("instance") == inst2["id"]]), 1)
+
+    # ---- bad input -------------------------------------------------------------------
+
+    def test_bad_input_is_a_problem(self):
+        n = self.shared
+        cases = [
+            ("POST", "/workflow/instances", "not json", 400),
+            ("POST", "/workflow/instances", [], 400),
+            ("POST", "/workflow/instances", {}, 400),
+            ("POST", "/workflow/instances", {"definition": "nosuch"}, 404),
+            ("POST", "/workflow/instances", {"definition": "plain", "data": [1]}, 400),
+            ("POST", "/workflow/instances", {"definition": "plain", "priority": 1.5}, 400),
+            ("POST", "/workflow/instances", {"definition": "plain", "initiator": "x"}, 400),
+            ("GET", "/workflow/instances/NOSUCHINSTANCE0000000000000", None, 404),
+            ("GET", "/workflow/tasks/NOSUCHTASK", None, 404),
+            ("POST", "/workflow/tasks/NOSUCHTASK/complete", {}, 404),
+            ("GET", "/workflow/tasks?limit=0", None, 400),
+            ("GET", "/workflow/tasks?after=zz", None, 400),
+            ("GET", "/workflow/stats?from=yesterday", None, 400),
+            ("GET", "/workflow/definitions/nosuch", None, 404),
+        ]
+        for method, path, body, want in cases:
+            st, h, b = n.request(method, path, body)
+            self.assertProblem(st, h, b, want)
+        inst = self.start("plain")
+        tid = inst["tasks"][0]["id"]
+        for body in ({"opinion": 5}, {"form": [1]}, {"decision": "x" * 65}):
+            st, h, b = n.request("POST", "/workflow/tasks/%s/complete" % tid, body)
+            self.assertProblem(st, h, b, 400)
+        # nothing of those was written: the task is still open and untouched
+        st, _, t = n.json("GET", "/workflow/tasks/" + tid)
+        self.assertEqual((t["state"], t.get("assignee")), ("open", None))
+        # the outsider sees neither the instance nor the task
+        st, h, b = n.request("GET", "/workflow/instances/" + inst["id"], headers=self.users["outsider"], auth=False)
+        self.assertProblem(st, h, b, 403)
+
+    # ---- the to-do list ------------------------------------------------------------------
+
+    def test_todo_order_and_pages(self):
+        n = self.shared
+        self.addCleanup(n.set_clock, 0)
+        n.set_clock(0)
+        # x goes overdue: made first, then the clock moves three working days on
+        x = self.start("todo", {"kind": "d1"}, key="X")
+        n.set_clock(7 * DAY)
+        y = self.start("todo", {"kind": "d1"}, key="Y")
+        z = self.start("todo", {"kind": "d5"}, key="Z")
+        w_hi = self.start("todo", {"kind": "none"}, key="W-hi", priority=5)
+        w_lo = self.start("todo", {"kind": "none"}, key="W-lo", priority=-5)
+        w_mid = self.start("todo", {"kind": "none"}, key="W-mid", priority=0)
+        want_keys = {"X", "Y", "Z", "W-hi", "W-lo", "W-mid"}
+        items = []
+        after = None
+        pages = 0
+        while True:
+            q = "/workflow/tasks?limit=2" + ("&after=" + after if after else "")
+            st, _, d = self.as_("clerk2", "GET", q)
+            self.assertEqual(st, 200, d)
+            self.assertLessEqual(len(d["items"]), 2)
+            items += d["items"]
+            pages += 1
+            after = d["next"]
+            if not after:
+                break
+        self.assertEqual(len(items), len({t["id"] for t in items}))  # no task twice
+        mine = [t for t in items if t.get("business_key") in want_keys]
+        self.assertEqual(len(mine), 6)
+        # the order the issue asks for, computed here from each task's own fields
+        big = float("inf")
+        expect = sorted(mine, key=lambda t: (not t["overdue"], t.get("due", big), -t["priority"], t["id"]))
+        self.assertEqual([t["id"] for t in mine], [t["id"] for t in expect])
+        self.assertEqual([t["business_key"] for t in mine], ["X", "Y", "Z", "W-hi", "W-mid", "W-lo"])
+        self.assertTrue(mine[0]["overdue"])
+        self.assertFalse(any(t["overdue"] for t in mine[1:]))
+        # the whole list is the same order page by page
+        st, _, whole = self.as_("clerk2", "GET", "/workflow/tasks?limit=200")
+        self.assertEqual([t["id"] for t in whole["items"]], [t["id"] for t in items])
+        # a person without the role sees none of them
+        st, _, d = self.as_("outsider", "GET", "/workflow/tasks")
+        self.assertFalse([t for t in d["items"] if t.get("business_key") in want_keys])
+
+    # ---- statistics ------------------------------------------------------------------
+
+    def test_stats_match_the_instances(self):
+        n = self.shared
+        self.addCleanup(n.set_clock, 0)
+        n.set_clock(0)
+        ids = []
+        for i, hours in enumerate((1, 2, 5, 30)):
+            n.set_clock(0)
+            inst = self.start("ret", key="S-%d" % i)
+            ids.append(inst["id"])
+            a = self.task_at(inst["id"], "a")
+            self.act("clerk1", a["id"], "complete")
+            n.set_clock(hours * HOUR)
+            b = self.task_at(inst["id"], "b")
+            self.act("rev1", b["id"], "complete")
+        running = self.start("ret", key="S-run")
+        ids.append(running["id"])
+        st, _, s = n.json("GET", "/workflow/stats?definition=ret")
+        self.assertEqual(st, 200, s)
+        insts = [self.instance(i) for i in ids]
+        # every "ret" instance, including those of other tests
+        st, _, all_s = n.json("GET", "/workflow/stats")
+        g = s["by_definition"]["ret"]
+        self.assertEqual(g, s["total"])
+        self.assertEqual(g, all_s["by_definition"]["ret"])
+        # from/to bound by the creation time: only the last instance
+        st, _, win = n.json("GET", "/workflow/stats?definition=ret&from=%d" % running["created"])
+        self.assertEqual(win["total"]["instances"], 1)
+        self.assertEqual(win["total"]["running"], 1)
+        # the numbers from the instances, computed here
+        st, _, every = n.json("GET", "/workflow/stats?definition=ret&from=%d&to=%d"
+                              % (insts[0]["created"], running["created"] + 1))
+        t = every["total"]
+        done = [i for i in insts if i["state"] == "completed"]
+        durs = sorted(i["ended"] - i["created"] for i in done)
+        self.assertEqual(t["instances"], 5)
+        self.assertEqual((t["completed"], t["running"]), (4, 1))
+        self.assertAlmostEqual(t["mean_duration_ms"], sum(durs) / len(durs), places=3)
+        self.assertEqual(t["p90_duration_ms"], durs[math.ceil(0.9 * len(durs)) - 1])
+        self.assertEqual(t["on_time_rate"], 1.0)
+        st, h, b = self.as_("outsider", "GET", "/workflow/stats")
+        self.assertEqual(st, 403)
+
+    # ---- definitions ---------------------------------------------------------------------
+
+    def test_definitions_listed(self):
+        st, _, d = self.shared.json("GET", "/workflow/definitions")
+        self.assertEqual(st, 200, d)
+        names = {x["name"]: x for x in d["items"]}
+        for name in DEFS:
+            self.assertIn(name, names)
+        self.assertIn("leave", names)  # the demo county's examples are loaded too
+        self.assertEqual(names["par"]["plugin"], "workflow")
+        self.assertEqual(names["par"]["file"], "workflows/par.lua")
+        st, _, p = self.shared.json("GET", "/workflow/definitions/par")
+        nodes = {x["id"]: x for x in p["nodes"]}
+        self.assertEqual(nodes["fork"]["next"], ["b", "c"])
+        self.assertEqual(nodes["j"]["need"], "all")
+
+
+class DeadlineTest(NodeTest):
+    """Reminder, overdue and escalation from durable timers, across a restart."""
+
+    def test_reminder_and_escalation_across_restart(self):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        lua_dir = make_lua_dir(base)
+        # tomorrow (Beijing) and the day after are holidays: the deadline must skip them
+        now = int(time.time() * 1000)
+        today = beijing_date(now)
+        holidays = [(today + datetime.timedelta(days=k)).isoformat() for k in (1, 2)]
+        n = self.node(
+            plugins=("workflow", "wfspy"), lua_dir=lua_dir, env=TEST_CLOCK, auth=AUTH,
+            options="workflow = { holidays = { %s } }\n" % ", ".join('"%s"' % h for h in holidays),
+        )
+        for code in ("d1",):
+            n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": "root"})
+        clerk = n.new_user("clerk1", ("clerk",), "d1")
+        boss = n.new_user("boss", ("boss",), "d1")
+        st, _, inst = n.json("POST", "/workflow/instances", {"definition": "deadline", "business_key": "DL"})
+        self.assertEqual(st, 201, inst)
+        t = inst["tasks"][0]
+        st, _, task = n.json("GET", "/workflow/tasks/" + t["id"])
+        due = add_workdays(task["created"], 2, holidays)
+        self.assertEqual(task["due"], due)
+        self.assertEqual(task["remind_at"], sub_work_hours(due, 4, holidays))
+
+        def todo(h):
+            st, _, d = n.json("GET", "/workflow/tasks", headers=h, auth=False)
+            self.assertEqual(st, 200, d)
+            return [x["id"] for x in d["items"]]
+
+        self.assertIn(t["id"], todo(clerk))
+        self.assertNotIn(t["id"], todo(boss))
+
+        def topics():
+            st, _, d = n.json("GET", "/wfspy/events", auth=False)
+            return [e["topic"] for e in d["items"] if e["payload"].get("task") == t["id"]]
+
+        def wait_for(topic):
+            deadline = time.monotonic() + 10
+            while topic not in topics():
+                if time.monotonic() > deadline:
+                    self.fail("no %s; events %r; log %s" % (topic, topics(), n.log()[-3000:]))
+                time.sleep(0.05)
+
+        # past the reminder: the reminder only
+        n.set_clock(task["remind_at"] - int(time.time() * 1000) + 1000)
+        wait_for("workflow.task.reminder")
+        self.assertNotIn("workflow.task.overdue", topics())
+        # restart: the clock goes back to real time, the due timer stays in the store
+        n.restart()
+        n.set_clock(due - int(time.time() * 1000) + 1000)
+        wait_for("workflow.task.overdue")
+        self.assertEqual(topics().count("workflow.task.reminder"), 1)
+        self.assertEqual(topics().count("workflow.task.overdue"), 1)
+        st, _, task = n.json("GET", "/workflow/tasks/" + t["id"])
+        self.assertEqual((task["overdue"], task["escalated_to"]), (True, "boss"))
+        # the boss of d1 now has it on the to-do list, and may complete it
+        self.assertIn(t["id"], todo(boss))
+        st, _, d = n.json("POST", "/workflow/tasks/%s/complete" % t["id"], {"opinion": "督办"},
+                          headers=boss, auth=False)
+        self.assertEqual(st, 200, d)
+        st, _, s = n.json("GET", "/workflow/stats")
+        self.assertEqual(s["by_definition"]["deadline"]["on_time_rate"], 0.0)
+
+
+class PauseTest(NodeTest):
+    def test_pause_moves_the_deadline_by_the_working_time_stood_still(self):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        lua_dir = make_lua_dir(base)
+        # a Lua plugin reaches pause/resume/workdays_add as services
+        init = """
+zt.route("POST", "/svc/:name", { role = "user" }, function(req)
+  local r, msg = zt.call("workflow." .. req.params.name, req:json())
+  if r == nil and msg then return 422, { error = msg } end
+  return 200, r or {}
+end)
+-- a GET reads a snapshot: starting from there must fail cleanly
+zt.route("GET", "/svcget/start", { role = "user" }, function(req)
+  local r, msg = zt.call("workflow.start", { definition = "deadline" })
+  if r == nil and msg then return 422, { error = msg } end
+  return 200, r
+end)
+"""
+        lua_tree_with(lua_dir, {"svc": (lua_manifest(requires=("workflow",)), init)})
+        n = self.node(plugins=("workflow", "svc"), lua_dir=lua_dir, env=TEST_CLOCK, auth=AUTH)
+        n.json("POST", "/admin/departments", {"code": "d1", "name": "d1", "parent": "root"})
+        st, _, inst = n.json("POST", "/svc/start", {"definition": "deadline", "business_key": "PZ"})
+        self.assertEqual(st, 200, inst)
+        tid = inst["tasks"][0]["id"]
+        st, _, t0 = n.json("GET", "/workflow/tasks/" + tid)
+        st, _, r = n.json("POST", "/svc/pause", {"instance": inst["instance"]})
+        self.assertEqual(st, 200, r)
+        n.set_clock(10 * DAY)  # ten calendar days: some of them working days
+        st, _, r = n.json("POST", "/svc/resume", {"instance": inst["instance"]})
+        self.assertEqual(st, 200, r)
+        st, _, i = n.json("GET", "/workflow/instances/" + inst["instance"])
+        st, _, t1 = n.json("GET", "/workflow/tasks/" + tid)
+        st, _, h = n.json("GET", "/workflow/instances/%s/history" % inst["instance"])
+        paused = next(s["time"] for s in h["items"] if s["action"] == "pause")
+        resumed = next(s["time"] for s in h["items"] if s["action"] == "resume")
+        self.assertEqual(i["paused_ms"], resumed - paused)
+        # the working time between pause and resume, counted here
+        worked = 0
+        t = paused
+        while t < resumed:
+            d = beijing_date(t)
+            nxt = min(resumed, (d - datetime.date(1970, 1, 1)).days * DAY - BEIJING + DAY)
+            if is_workday(d):
+                worked += nxt - t
+            t = nxt
+        st, _, moved = n.json("POST", "/svc/workdays_add", {"from": t0["due"], "ms": worked})
+        self.assertEqual(t1["due"], moved["time"])
+        self.assertGreater(t1["due"], t0["due"])
+        st, _, r = n.json("POST", "/svc/workdays_add", {"from": "x"})
+        self.assertEqual(st, 422, r)
+        st, _, r = n.json("GET", "/svcget/start")
+        self.assertEqual(st, 422, r)
+        self.assertIn("read-only", r["error"])
+
+
+class VersionTest(NodeTest):
+    def test_running_instances_keep_their_version(self):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        lua_dir = make_lua_dir(base, {"v": DEFS["plain"].replace('"plain"', '"v"')}, spy=False)
+        n = self.node(plugins=("workflow",), lua_dir=lua_dir, roles=("clerk",))
+        n.json("POST", "/admin/departments", {"code": "d1", "name": "d1", "parent": "root"})
+        st, _, i1 = n.json("POST", "/workflow/instances", {"definition": "v"})
+        self.assertEqual((st, i1["version"]), (201, 1), i1)
+        # version 2 has a second task after t
+        v2 = DEFS["plain"].replace('"plain"', '"v"').replace(
+            'next = "e" },', 'next = "t2" },\n    t2 = { type = "user", role = "clerk", next = "e" },')
+        self.assertIn("t2", v2)
+        write_defs(lua_dir, {"v": v2})
+        n.restart()
+        st, _, i2 = n.json("POST", "/workflow/instances", {"definition": "v"})
+        self.assertEqual((st, i2["version"]), (201, 2), i2)
+        st, _, d = n.json("GET", "/workflow/definitions/v")
+        self.assertEqual((d["version"], d["versions_recorded"]), (2, 2))
+        # admin holds clerk; department d1 is below root, the admin's department
+        st, _, r = n.json("POST", "/workflow/tasks/%s/complete" % i1["tasks"][0]["id"], {})
+        self.assertEqual(st, 200, r)
+        st, _, d1 = n.json("GET", "/workflow/instances/" + i1["id"])
+        self.assertEqual((d1["state"], d1["version"]), ("completed", 1))
+        st, _, r = n.json("POST", "/workflow/tasks/%s/complete" % i2["tasks"][0]["id"], {})
+        self.assertEqual(st, 200, r)
+        self.assertEqual([t["node"] for t in r["new_tasks"]], ["t2"])
+        st, _, d2 = n.json("GET", "/workflow/instances/" + i2["id"])
+        self.assertEqual(d2["state"], "running")
+        # restarting with an unchanged file records no third version
+        n.restart()
+        st, _, i3 = n.json("POST", "/workflow/instances", {"definition": "v"})
+        self.assertEqual(i3["version"], 2)
+
+
+BAD = [
+    ("unknown type", 'n = { type = "usr", next = "e" }', "unknown node type 'usr'", "n"),
+    ("dangling next", 'n = { type = "user", role = "r", next = "nowhere" }', "'nowhere' is not a node", "n"),
+    ("join without split", 'n = { type = "join", next = "e" }', "no parallel split", "n"),
+    ("unreachable", 'n = { type = "user", role = "r", next = "e" },\n    lost = { type = "user", role = "r", next = "e" }',
+     "cannot be reached", "lost"),
+    ("no assignment", 'n = { type = "user", next = "e" }', "needs a role", "n"),
+]
+
+
+class BadDefinitionTest(NodeTest):
+    def check_refused(self, text, want, node_id):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        lua_dir = make_lua_dir(base, {"broken": text}, spy=False)
+        n = self.node(plugins=("workflow",), lua_dir=lua_dir, start=False)
+        r = run(["check", "-c", n.conf])
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        self.assertIn("workflows/broken.lua", out)
+        self.assertIn(want, out)
+        if node_id:
+            self.assertIn("'%s'" % node_id, out)
+        with self.assertRaises(AssertionError) as cm:
+            n.start()
+        self.assertIn(want, str(cm.exception))
+
+    def test_bad_graphs_refused(self):
+        for what, node, want, node_id in BAD:
+            with self.subTest(what):
+                text = ('return { name = "broken", start = "s", nodes = {\n'
+                        '    s = { type = "start", next = "n" },\n    %s,\n'
+                        '    e = { type = "end" },\n} }\n' % node)
+                self.check_refused(text, want, node_id)
+
+    def test_missing_end_and_syntax_refused(self):
+        self.check_refused('return { name = "broken", start = "s", nodes = {\n'
+                           '  s = { type = "start", next = "a" },\n'
+                           '  a = { type = "user", role = "r", next = "s" } } }\n', "no end node", None)
+        self.check_refused('return { name = "broken", start = "s", nodes = {', "broken.lua:1", None)
+        self.check_refused('return 42', "must return a table", None)
+
+
+if __name__ == "__main__":
+    unittest.main()
