@@ -556,6 +556,9 @@ int zt__timers_metrics(zt_server *srv, zt_buf *out);
  * names the plugin, the service and what to do (ZT_ENOTFOUND). Logs unmet `wants`. */
 int zt__services_check(zt_server *srv, char *err, size_t errlen);
 void zt__services_free(zt_server *srv);
+/* 1 if an enabled, running plugin provides the service (zt_call's ZT_ENOTFOUND can also be
+ * the service's own answer). */
+bool zt__service_provided(const zt_server *srv, const char *name);
 /* 1 if s is a service name as zt.h defines it (1..64 bytes of [A-Za-z0-9_.-]). */
 bool zt__service_name_ok(const char *s);
 /* The plugin whose code runs for req, that its events and timers belong to: the service

@@ -2545,8 +2545,30 @@ static int l_provide(lua_State *L)
     return 0;
 }
 
-/* zt.call(name [, args]) → result, or nil, message, "not-provided" | "failed". A result of
- * null is zt.json.null, so that nil always means the call failed. */
+/* What a service's error code means, as the fourth result of a failed zt.call. */
+static const char *call_reason(int rc)
+{
+    switch (rc) {
+    case ZT_EINVAL:
+        return "invalid";
+    case ZT_ENOTFOUND:
+        return "not-found";
+    case ZT_EPERM:
+        return "forbidden";
+    case ZT_ECONFLICT:
+    case ZT_EEXIST:
+        return "conflict";
+    case ZT_EBUSY:
+        return "busy";
+    case ZT_EFULL:
+        return "storage-full";
+    default:
+        return "error";
+    }
+}
+
+/* zt.call(name [, args]) → result, or nil, message, "not-provided" | "failed", reason. A
+ * result of null is zt.json.null, so that nil always means the call failed. */
 static int l_call(lua_State *L)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
@@ -2566,17 +2588,19 @@ static int l_call(lua_State *L)
     }
     box_clear(res);
     bool told = svc_fail.req == w && strcmp(svc_fail.service, name) == 0;
+    bool provided = zt__service_provided(w->srv, name);
     svc_fail.req = NULL;
     if (rc == ZT_EFULL) lp->store_err = rc; /* the handler failing now answers 507 */
     lua_pushnil(L);
     if (told)
         lua_pushstring(L, svc_fail.msg);
-    else if (rc == ZT_ENOTFOUND)
+    else if (!provided)
         lua_pushfstring(L, "zt.call: no enabled plugin provides the service '%s'", name);
     else
         lua_pushfstring(L, "zt.call('%s'): %s", name, zt_strerror(rc));
-    lua_pushstring(L, rc == ZT_ENOTFOUND && !told ? "not-provided" : "failed");
-    return 3;
+    lua_pushstring(L, provided ? "failed" : "not-provided");
+    lua_pushstring(L, provided ? call_reason(rc) : "not-provided");
+    return 4;
 }
 
 /* ---- zt.config --------------------------------------------------------------------- */

@@ -124,14 +124,20 @@ int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud)
     return ZT_OK;
 }
 
+bool zt__service_provided(const zt_server *srv, const char *name)
+{
+    const service *s = name ? lookup(srv, name) : NULL;
+    return s && s->plugin->state == ZT_PSTATE_RUNNING;
+}
+
 int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
 {
     assert(req);
     cJSON *ignored = NULL;
     if (!result) result = &ignored; /* the caller wants only the outcome */
     *result = NULL;
-    const service *s = name ? lookup(req->srv, name) : NULL;
-    if (!s || s->plugin->state != ZT_PSTATE_RUNNING) return ZT_ENOTFOUND;
+    if (!zt__service_provided(req->srv, name)) return ZT_ENOTFOUND;
+    const service *s = lookup(req->srv, name);
     if (req->call_depth >= DEPTH_MAX) {
         zt_req_log(req, ZT_LOG_WARN, "zt_call('%s'): services call each other deeper than %d", name,
                    DEPTH_MAX);

@@ -123,8 +123,9 @@ end)
 
 -- a service call; the answer shows all of zt.call's results
 local function call(name, args)
-  local r, msg, code = zt.call(name, args)
-  return { result = r == nil and "nil" or r, msg = msg or "none", code = code or "none" }
+  local r, msg, code, reason = zt.call(name, args)
+  return { result = r == nil and "nil" or r, msg = msg or "none", code = code or "none",
+           reason = reason or "none" }
 end
 
 zt.route("POST", "/busa/call/:name", { role = "public" }, function(req)
@@ -308,7 +309,7 @@ class LuaBus(NodeTest):
     def test_call_another_plugins_service(self):
         d = self.post("/busa/call/busb.add", {"a": 2, "b": 40})
         self.assertEqual(d["result"]["sum"], 42)
-        self.assertEqual((d["msg"], d["code"]), ("none", "none"))
+        self.assertEqual((d["msg"], d["code"], d["reason"]), ("none", "none", "none"))
         # inside the caller's request: its caller, its id
         self.assertEqual(d["result"]["caller"], d["me"])
         self.assertNotEqual(d["me"], "nobody")
@@ -319,12 +320,14 @@ class LuaBus(NodeTest):
         d = self.post("/busa/call/nobody.here", {"x": 1})
         self.assertEqual(d["result"], "nil")
         self.assertEqual(d["code"], "not-provided")
+        self.assertEqual(d["reason"], "not-provided")
         self.assertIn("nobody.here", d["msg"])
 
     def test_failing_service_is_a_failed_call(self):
         d = self.post("/busa/call/busb.fail", {"who": "张三"})
         self.assertEqual(d["result"], "nil")
         self.assertEqual(d["code"], "failed")
+        self.assertEqual(d["reason"], "error")  # what a Lua service raises
         self.assertIn("no credit for 张三", d["msg"])
         d = self.post("/busa/call/busb.bad-result")
         self.assertEqual((d["result"], d["code"]), ("nil", "failed"))
