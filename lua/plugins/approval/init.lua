@@ -1,0 +1,847 @@
+-- One-stop online approval (一站式网上审批): the item catalogue, applications with their
+-- materials, acceptance (受理), parallel approval on the workflow engine, time limits,
+-- sealed decisions, public disclosure and supervision statistics.
+local catalogue = require "approval.catalogue"
+local shipped_items = require "approval.items"
+
+local cfg = zt.config
+assert(cfg.page_size >= 1 and cfg.page_size <= 200, "approval: page_size must be 1..200")
+assert(cfg.number_prefix:match("^%u%u?%u?%u?$"), "approval: number_prefix must be 1 to 4 capital letters")
+assert(cfg.remind_days >= 0, "approval: remind_days must be >= 0")
+local DAY = 86400000
+
+-- ---- storage ----------------------------------------------------------------------
+local items_db = zt.db.open("items")            -- code → item managed over HTTP
+local apps = zt.db.open("applications")         -- number → application (numbers sort by date)
+local by_applicant = zt.db.open("by_applicant") -- applicant id .. "/" .. number → true
+local files = zt.db.open("materials")           -- number .. "/" .. material name → the file's bytes
+local query_codes = zt.db.open("query_codes")   -- number → the query code, encrypted
+local counters = zt.db.open("counters")         -- "day/<yyyymmdd>" → last sequence number of the day
+local inbox = zt.db.open("inbox")               -- account id .. "/" .. zt.id() → message
+local decisions = zt.db.open("decisions")       -- decision number → public record (no personal data)
+local by_instance = zt.db.open("by_instance")   -- workflow instance id → application number
+
+-- The shipped catalogue, checked at start: a bad item stops the node, naming it.
+local shipped = {}
+for i, it in ipairs(shipped_items) do
+  local item, why = catalogue.check(it, cfg.max_material_bytes)
+  if not item then
+    error(("approval/items.lua: item %d (%s): %s"):format(i, tostring(it.code), why), 0)
+  end
+  if shipped[item.code] then error("approval/items.lua: item code " .. item.code .. " twice", 0) end
+  item.source = "shipped"
+  shipped[item.code] = item
+end
+
+-- ---- helpers ------------------------------------------------------------------------
+local function problem(status, kind, detail) zt.problem(status, kind, detail) end
+local function invalid(detail) problem(422, "invalid-application", detail) end
+
+local function item_of(code)
+  local it = items_db:get(code)
+  if it then it.source = "managed" return it end
+  return shipped[code]
+end
+
+local function beijing_day(ms)
+  return os.date("!%Y%m%d", (ms // 1000) + 8 * 3600)
+end
+
+local function limit_of(req)
+  local l = req.query.limit
+  if l == nil then return cfg.page_size end
+  l = math.tointeger(tonumber(l))
+  if not l or l < 1 or l > 200 then problem(400, "invalid-query", "limit must be an integer from 1 to 200") end
+  return l
+end
+
+-- A query code people can read out on the phone: no 0/O, 1/I/L.
+local CODE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+local function new_query_code()
+  local raw, out = zt.crypto.random(8), {}
+  for i = 1, 8 do
+    local b = raw:byte(i) % #CODE_CHARS + 1
+    out[i] = CODE_CHARS:sub(b, b)
+  end
+  return table.concat(out)
+end
+
+local function next_number(now)
+  local day = beijing_day(now)
+  local key = "day/" .. day
+  local n = (counters:get(key) or 0) + 1
+  counters:put(key, n)
+  return ("%s%s%06d"):format(cfg.number_prefix, day, n)
+end
+
+local function notify(app, kind, text)
+  local msg = { time = zt.now(), number = app.number, kind = kind, text = text, state = app.state }
+  inbox:put(app.applicant.id .. "/" .. zt.id(), msg)
+  zt.emit("approval.notice", { number = app.number, applicant = app.applicant.id, kind = kind,
+                               text = text, state = app.state })
+end
+
+local function step(app, actor, action, note)
+  local h = app.history
+  h[#h + 1] = { time = zt.now(), actor = actor, action = action, note = note or zt.json.null }
+end
+
+local function save(app)
+  app.updated_at = zt.now()
+  apps:put(app.number, app)
+end
+
+-- The departments that take part in an application's item.
+local function departments_of(item)
+  local d = { item.department }
+  for _, x in ipairs(item.parallel_departments) do d[#d + 1] = x end
+  if item.countersign ~= zt.json.null then
+    for _, x in ipairs(item.countersign.departments) do d[#d + 1] = x end
+  end
+  return d
+end
+
+-- Staff see an application when one of its departments is in their scope, or when they
+-- supervise; the applicant sees their own. Everyone else is told it does not exist.
+local function may_see(req, app)
+  local c = req.caller
+  if not c then return false end
+  if c.id == app.applicant.id then return true end
+  if c.kind ~= "staff" then return false end
+  if zt.auth.has_role(req, "approval_supervisor") then return true end
+  for _, d in ipairs(app.departments) do
+    if zt.auth.in_scope(req, d) then return true end
+  end
+  return false
+end
+
+local function load_app(req, number)
+  local app = type(number) == "string" and #number <= 64 and apps:get(number)
+  if not app or not may_see(req, app) then
+    problem(404, "not-found", "there is no application " .. tostring(number))
+  end
+  return app
+end
+
+local function own_app(req, number)
+  local app = load_app(req, number)
+  if app.applicant.id ~= req.caller.id then
+    problem(403, "forbidden", "only the applicant may do this")
+  end
+  return app
+end
+
+local function need_state(app, states, what)
+  for _, s in ipairs(states) do if app.state == s then return end end
+  problem(409, "wrong-state", ("%s: application %s is %s (needs %s)"):format(
+    what, app.number, app.state, table.concat(states, " or ")))
+end
+
+local function clerk_of(req, app, what)
+  if not (zt.auth.has_role(req, "approval_clerk") and zt.auth.in_scope(req, app.department)) then
+    problem(403, "forbidden", what .. " needs the role approval_clerk in department " .. app.department)
+  end
+end
+
+local function call(name, args)
+  local r, msg, code = zt.call(name, args)
+  if r == nil and msg then
+    zt.log.error("service %s failed: %s", name, msg)
+    problem(code == "not-provided" and 503 or 500, "service-failed",
+      ("the %s service %s"):format(name, code == "not-provided" and "is not enabled" or "failed"))
+  end
+  return r
+end
+
+-- The applicant's open workflow task at node `node` (the acceptance task), or nil.
+local function open_tasks(app)
+  local r = call("workflow.tasks", { instance = app.instance, state = "open" })
+  return r and r.items or {}
+end
+
+local function view(app)
+  local v = {}
+  for k, x in pairs(app) do v[k] = x end
+  v.timers = nil
+  return v
+end
+
+-- Public progress: what anyone with the number and query code may see.
+local function progress(app)
+  local steps = zt.json.array()
+  for _, h in ipairs(app.history) do
+    steps[#steps + 1] = { time = h.time, action = h.action }
+  end
+  return {
+    number = app.number, item = app.item, item_name = app.item_name, state = app.state,
+    submitted_at = app.submitted_at, accepted_at = app.accepted_at, decided_at = app.decided_at,
+    deadline = app.deadline, overdue = app.overdue, steps = steps,
+    decision_no = app.result ~= zt.json.null and app.result.decision_no or zt.json.null,
+  }
+end
+
+-- ---- time limits (限时办结) -----------------------------------------------------------
+local function workdays_add(from, days)
+  local r = call("workflow.workdays_add", { from = from, days = days })
+  return r.time
+end
+
+local function cancel_timers(app)
+  for _, id in pairs(app.timers) do zt.timer.cancel(id) end
+  app.timers = {}
+end
+
+local function arm_timers(app)
+  cancel_timers(app)
+  local now = zt.now()
+  app.timers = {}
+  if app.remind_at ~= zt.json.null and app.remind_at > now then
+    app.timers.remind = zt.timer.at(app.remind_at, "_approval.remind", { number = app.number })
+  end
+  app.timers.due = zt.timer.at(app.deadline, "_approval.due", { number = app.number })
+end
+
+local function start_clock(app, now)
+  app.deadline = workdays_add(now, app.promised_days)
+  local r = app.promised_days - cfg.remind_days
+  app.remind_at = r > 0 and workdays_add(now, r) or zt.json.null
+  arm_timers(app)
+end
+
+local function pause_clock(app, now)
+  app.paused_since = now
+  cancel_timers(app)
+  if app.instance ~= zt.json.null then zt.call("workflow.pause", { instance = app.instance }) end
+end
+
+-- The clock restarts where it stopped: the deadline moves by the time it stood still.
+local function resume_clock(app, now)
+  local stood = now - app.paused_since
+  app.paused_ms = app.paused_ms + stood
+  app.paused_since = zt.json.null
+  app.deadline = app.deadline + stood
+  if app.remind_at ~= zt.json.null then app.remind_at = app.remind_at + stood end
+  arm_timers(app)
+  if app.instance ~= zt.json.null then zt.call("workflow.resume", { instance = app.instance }) end
+end
+
+-- ---- the catalogue ------------------------------------------------------------------
+local function all_items()
+  local seen, list = {}, {}
+  for code, it in items_db:iter() do
+    it.source = "managed"
+    seen[code] = true
+    list[#list + 1] = it
+  end
+  for code, it in pairs(shipped) do
+    if not seen[code] then list[#list + 1] = it end
+  end
+  table.sort(list, function(a, b) return a.code < b.code end)
+  return list
+end
+
+zt.route("GET", "/approval/items", { role = "public", summary = "The item catalogue (?q=&department=)" },
+  function(req)
+    local q, dept = req.query.q, req.query.department
+    local out = zt.json.array()
+    for _, it in ipairs(all_items()) do
+      local in_dept = not dept or it.department == dept
+      if not in_dept then
+        for _, d in ipairs(departments_of(it)) do if d == dept then in_dept = true end end
+      end
+      if it.active and in_dept and catalogue.matches(it, q) then
+        out[#out + 1] = { code = it.code, name = it.name, department = it.department,
+                          promised_days = it.promised_days, statutory_days = it.statutory_days,
+                          fee = it.fee, applicants = it.applicants }
+      end
+    end
+    return 200, { items = out }
+  end)
+
+zt.route("GET", "/approval/items/:code", { role = "public", summary = "One item: conditions, materials, limits" },
+  function(req)
+    local it = item_of(req.params.code)
+    if not it then problem(404, "not-found", "there is no item " .. req.params.code) end
+    return 200, it
+  end)
+
+zt.route("PUT", "/approval/items/:code", { role = "approval_admin", body_limit = 262144,
+                                            summary = "Publish or replace an item" },
+  function(req)
+    local input = req:json()
+    if type(input) ~= "table" then problem(422, "invalid-item", "the body must be a JSON object") end
+    if input.code ~= nil and input.code ~= req.params.code then
+      problem(422, "invalid-item", "code in the body differs from the path")
+    end
+    input.code = req.params.code
+    local item, why = catalogue.check(input, cfg.max_material_bytes)
+    if not item then problem(422, "invalid-item", why) end
+    local existed = item_of(item.code) ~= nil
+    item.updated_by = req.caller.login
+    item.updated_at = zt.now()
+    items_db:put(item.code, item)
+    zt.audit.note(req, existed and "replace item" or "publish item", "item/" .. item.code)
+    item.source = "managed"
+    return existed and 200 or 201, item
+  end)
+
+zt.route("DELETE", "/approval/items/:code", { role = "approval_admin",
+                                               summary = "Remove a managed item (a shipped one: PUT active=false)" },
+  function(req)
+    local code = req.params.code
+    if not items_db:get(code) then
+      if shipped[code] then
+        problem(409, "shipped-item", "item " .. code .. " is shipped with the node: withdraw it with "
+          .. "PUT and \"active\": false")
+      end
+      problem(404, "not-found", "there is no item " .. code)
+    end
+    items_db:delete(code)
+    zt.audit.note(req, "remove item", "item/" .. code)
+    return 204
+  end)
+
+-- ---- applications -------------------------------------------------------------------
+zt.route("POST", "/approval/applications", { role = "user", summary = "Start an application (a draft)" },
+  function(req)
+    local c = req.caller
+    if c.kind ~= "citizen" and c.kind ~= "enterprise" then
+      problem(403, "forbidden", "applications are made by citizens and enterprises, not " .. c.kind .. " accounts")
+    end
+    local input = req:json()
+    if type(input) ~= "table" then invalid("the body must be a JSON object") end
+    local item = type(input.item) == "string" and item_of(input.item)
+    if not item or not item.active then invalid("item: there is no item " .. tostring(input.item)) end
+    local ok_kind = false
+    for _, k in ipairs(item.applicants) do if k == c.kind then ok_kind = true end end
+    if not ok_kind then
+      invalid(("item %s is for %s applicants"):format(item.code, table.concat(item.applicants, " and ")))
+    end
+    local form, why = catalogue.check_form(item, input.form)
+    if not form then invalid(why) end
+    local code = zt.json.null
+    if c.kind == "enterprise" then
+      code = type(input.credit_code) == "string" and input.credit_code:upper()
+      if not code or not zt.valid.credit_code(code) then
+        invalid("credit_code: the enterprise's 18-character unified social credit code")
+      end
+    end
+    local now = zt.now()
+    local number = next_number(now)
+    local qcode = new_query_code()
+    local app = {
+      number = number, item = item.code, item_name = item.name, department = item.department,
+      departments = departments_of(item), promised_days = item.promised_days,
+      applicant = { id = c.id, kind = c.kind, login = c.login, name = c.name, credit_code = code },
+      form = form, materials = {}, state = "draft", created_at = now,
+      submitted_at = zt.json.null, accepted_at = zt.json.null, decided_at = zt.json.null,
+      deadline = zt.json.null, remind_at = zt.json.null, paused_since = zt.json.null, paused_ms = 0,
+      overdue = false, reminded = false, escalated_to = zt.json.null,
+      instance = zt.json.null, opinions = zt.json.array(), supplement = zt.json.null,
+      history = zt.json.array(), result = zt.json.null, timers = {},
+    }
+    step(app, c.login, "created")
+    save(app)
+    by_applicant:put(c.id .. "/" .. number, true)
+    query_codes:put(number, zt.crypto.encrypt("query_code", qcode))
+    zt.audit.note(req, "create application", "application/" .. number)
+    local v = view(app)
+    v.query_code = qcode
+    return 201, v, { Location = "/approval/applications/" .. number }
+  end)
+
+zt.route("GET", "/approval/applications", { role = "user", summary = "The caller's own applications, newest first" },
+  function(req)
+    local limit, before = limit_of(req), req.query.before
+    local prefix = req.caller.id .. "/"
+    local out, next = zt.json.array(), zt.json.null
+    for key in by_applicant:iter{ prefix = prefix, reverse = true,
+                                  from = before and (prefix .. before) or (prefix .. "\255") } do
+      local number = key:sub(#prefix + 1)
+      if number ~= before then
+        if #out == limit then next = out[#out].number break end
+        local app = apps:get(number)
+        if app then out[#out + 1] = progress(app) end
+      end
+    end
+    return 200, { items = out, next = next }
+  end)
+
+zt.route("GET", "/approval/applications/:no", { role = "user", summary = "One application (applicant or its departments)" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    local v = view(app)
+    if req.caller.id == app.applicant.id then
+      v.query_code = zt.crypto.decrypt("query_code", query_codes:get(app.number))
+    end
+    return 200, v
+  end)
+
+zt.route("PUT", "/approval/applications/:no/materials/:name",
+  { role = "user", body_limit = cfg.max_material_bytes, summary = "Upload one material (the raw file)" },
+  function(req)
+    local app = own_app(req, req.params.no)
+    need_state(app, { "draft", "supplement" }, "uploading a material")
+    local item = item_of(app.item)
+    local spec
+    for _, m in ipairs(item.materials) do if m.name == req.params.name then spec = m end end
+    if not spec then
+      invalid(("item %s asks for no material '%s'"):format(item.code, req.params.name))
+    end
+    local ctype = (req:header("Content-Type") or ""):match("^%s*([^;%s]+)")
+    ctype = ctype and ctype:lower()
+    local ok = false
+    for _, f in ipairs(spec.formats) do if f == ctype then ok = true end end
+    if not ok then
+      problem(415, "wrong-format", ("%s (%s) must be one of %s, not %s"):format(
+        spec.name, spec.title, table.concat(spec.formats, ", "), tostring(ctype)))
+    end
+    local size = #req.body
+    if size == 0 then invalid(spec.name .. ": the file is empty") end
+    if size > spec.max_bytes then
+      problem(413, "file-too-large", ("%s (%s) may be at most %d bytes; this one is %d"):format(
+        spec.name, spec.title, spec.max_bytes, size))
+    end
+    local meta = { name = spec.name, title = spec.title, content_type = ctype, size = size,
+                   digest = zt.crypto.hex(zt.crypto.hash(req.body)), uploaded_at = zt.now() }
+    files:put(app.number .. "/" .. spec.name, req.body)
+    app.materials[spec.name] = meta
+    save(app)
+    zt.audit.note(req, "upload material", "application/" .. app.number .. "/" .. spec.name)
+    return 200, meta
+  end)
+
+zt.route("GET", "/approval/applications/:no/materials/:name", { role = "user", summary = "Download one material" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    local meta = app.materials[req.params.name]
+    local body = meta and files:get(app.number .. "/" .. meta.name)
+    if not body then problem(404, "not-found", "application " .. app.number .. " has no material " .. req.params.name) end
+    return 200, body, { ["Content-Type"] = meta.content_type }
+  end)
+
+local function missing_required(app, item)
+  local missing = {}
+  for _, m in ipairs(item.materials) do
+    if m.required and not app.materials[m.name] then missing[#missing + 1] = m.name .. " (" .. m.title .. ")" end
+  end
+  return missing
+end
+
+zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary = "Submit a draft for acceptance" },
+  function(req)
+    local app = own_app(req, req.params.no)
+    need_state(app, { "draft" }, "submitting")
+    local item = item_of(app.item)
+    if not item or not item.active then problem(409, "item-withdrawn", "item " .. app.item .. " is no longer offered") end
+    local missing = missing_required(app, item)
+    if #missing > 0 then invalid("required materials are missing: " .. table.concat(missing, "; ")) end
+    local now = zt.now()
+    local data = {
+      application = app.number, item = item.code, department = item.department,
+      parallel = item.parallel_departments,
+      countersign = item.countersign ~= zt.json.null and item.countersign.departments or zt.json.array(),
+      need = item.countersign ~= zt.json.null and item.countersign.need or 0,
+    }
+    local started = call("workflow.start", { definition = item.workflow, data = data,
+                                             business_key = app.number, priority = 0 })
+    app.instance = started.instance
+    by_instance:put(started.instance, app.number)
+    app.state = "submitted"
+    app.submitted_at = now
+    start_clock(app, now)
+    step(app, req.caller.login, "submitted")
+    save(app)
+    notify(app, "submitted", "申请已提交，等待受理 (submitted, awaiting acceptance)")
+    zt.audit.note(req, "submit application", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+zt.route("POST", "/approval/applications/:no/withdraw", { role = "user", summary = "Withdraw before a decision" },
+  function(req)
+    local app = own_app(req, req.params.no)
+    need_state(app, { "draft", "submitted", "supplement", "reviewing" }, "withdrawing")
+    if app.instance ~= zt.json.null then
+      call("workflow.cancel", { instance = app.instance, reason = "withdrawn by the applicant" })
+    end
+    cancel_timers(app)
+    app.state = "withdrawn"
+    app.decided_at = zt.now()
+    step(app, req.caller.login, "withdrawn")
+    save(app)
+    notify(app, "withdrawn", "申请已撤回 (withdrawn)")
+    zt.audit.note(req, "withdraw application", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+-- ---- acceptance (受理) ------------------------------------------------------------------
+local function accept_task(app)
+  for _, t in ipairs(open_tasks(app)) do
+    if t.node == "accept" then return t end
+  end
+  problem(409, "wrong-state", "application " .. app.number .. " has no open acceptance task")
+end
+
+local function opinion_of(input, field, required)
+  local v = type(input) == "table" and input[field] or nil
+  if v == nil or v == zt.json.null then
+    if required then invalid(field .. ": required") end
+    return ""
+  end
+  if type(v) ~= "string" or not utf8.len(v) or utf8.len(v) > 2000 then
+    invalid(field .. ": text of at most 2000 characters")
+  end
+  return v
+end
+
+-- Joint discipline (联合惩戒): the credit plugin, when there is one, says whether the
+-- applicant is on a blacklist. Returns nil when the applicant may be accepted, or why not.
+local function credit_refusal(app)
+  local item = item_of(app.item)
+  local r, msg, code = zt.call("credit.check", {
+    code = app.applicant.credit_code ~= zt.json.null and app.applicant.credit_code or zt.json.null,
+    account = app.applicant.id, name = app.applicant.name, purpose = "approval:" .. app.item })
+  if r == nil then
+    if code == "not-provided" then
+      if item.without_credit == "skip" then return nil end
+      problem(503, "credit-check-unavailable", "item " .. app.item .. " needs a credit check, "
+        .. "and no credit plugin is enabled: it cannot be accepted now")
+    end
+    zt.log.error("credit.check failed: %s", tostring(msg))
+    problem(503, "credit-check-unavailable", "the credit check failed; try again later")
+  end
+  if type(r) == "table" and r.blacklisted then
+    return "联合惩戒：申请人在失信名单中 (the applicant is on a credit blacklist"
+      .. (type(r.reason) == "string" and (": " .. r.reason) or "") .. ")"
+  end
+  return nil
+end
+
+local function not_accepted(req, app, reason)
+  local t = accept_task(app)
+  call("workflow.task_action", { task = t.id, action = "complete", decision = "refuse", opinion = reason })
+  cancel_timers(app)
+  app.state = "not_accepted"
+  app.decided_at = zt.now()
+  app.result = { decision = "not_accepted", reason = reason, decision_no = zt.json.null }
+  step(app, req.caller.login, "not accepted", reason)
+  save(app)
+  notify(app, "not_accepted", "不予受理：" .. reason)
+  zt.emit("approval.completed", { number = app.number, item = app.item, result = "not_accepted",
+                                  department = app.department })
+end
+
+zt.route("POST", "/approval/applications/:no/accept", { role = "approval_clerk", summary = "Accept (受理)" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    clerk_of(req, app, "accepting")
+    need_state(app, { "submitted" }, "accepting")
+    local input = req.body ~= "" and req:json() or {}
+    local opinion = opinion_of(input, "opinion", false)
+    local refusal = credit_refusal(app)
+    if refusal then
+      not_accepted(req, app, refusal)
+      zt.audit.note(req, "refuse application (credit)", "application/" .. app.number)
+      return 200, view(app)
+    end
+    local t = accept_task(app)
+    call("workflow.task_action", { task = t.id, action = "complete", decision = "accept", opinion = opinion })
+    app.state = "reviewing"
+    app.accepted_at = zt.now()
+    step(app, req.caller.login, "accepted", opinion)
+    save(app)
+    notify(app, "accepted", "申请已受理，进入审批 (accepted; under review)")
+    zt.audit.note(req, "accept application", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+zt.route("POST", "/approval/applications/:no/refuse", { role = "approval_clerk", summary = "Refuse to accept (不予受理)" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    clerk_of(req, app, "refusing")
+    need_state(app, { "submitted", "supplement" }, "refusing")
+    local reason = opinion_of(req:json(), "reason", true)
+    if app.state == "supplement" then resume_clock(app, zt.now()) end
+    not_accepted(req, app, reason)
+    zt.audit.note(req, "refuse application", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+zt.route("POST", "/approval/applications/:no/supplement", { role = "approval_clerk",
+                                                            summary = "Ask for supplements (补正); the clock stops" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    clerk_of(req, app, "asking for supplements")
+    need_state(app, { "submitted" }, "asking for supplements")
+    local input = req:json()
+    local item = item_of(app.item)
+    if type(input) ~= "table" or type(input.missing) ~= "table" or #input.missing == 0 then
+      invalid("missing: the list of materials to supply again (their names)")
+    end
+    local names = {}
+    for _, m in ipairs(item.materials) do names[m.name] = true end
+    for _, n in ipairs(input.missing) do
+      if not names[n] then invalid("missing: item " .. item.code .. " has no material " .. tostring(n)) end
+    end
+    local now = zt.now()
+    app.supplement = { missing = input.missing, note = opinion_of(input, "note", false),
+                       requested_at = now, requested_by = req.caller.login }
+    app.state = "supplement"
+    pause_clock(app, now)
+    step(app, req.caller.login, "supplements requested", table.concat(input.missing, ", "))
+    save(app)
+    notify(app, "supplement", "请补正材料：" .. table.concat(input.missing, "、")
+      .. (app.supplement.note ~= "" and ("（" .. app.supplement.note .. "）") or ""))
+    zt.audit.note(req, "request supplements", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+zt.route("POST", "/approval/applications/:no/resubmit", { role = "user",
+                                                          summary = "Hand in the supplements; the clock restarts" },
+  function(req)
+    local app = own_app(req, req.params.no)
+    need_state(app, { "supplement" }, "handing in supplements")
+    local still = {}
+    for _, n in ipairs(app.supplement.missing) do
+      local m = app.materials[n]
+      if not m or m.uploaded_at < app.supplement.requested_at then still[#still + 1] = n end
+    end
+    if #still > 0 then invalid("upload these again first: " .. table.concat(still, ", ")) end
+    app.state = "submitted"
+    resume_clock(app, zt.now())
+    app.supplement.supplied_at = zt.now()
+    step(app, req.caller.login, "supplements handed in")
+    save(app)
+    notify(app, "resubmitted", "补正材料已提交，等待受理 (supplements received)")
+    zt.audit.note(req, "hand in supplements", "application/" .. app.number)
+    return 200, view(app)
+  end)
+
+-- A department's decision on its own task (the staff workbench may also complete the task
+-- through /workflow/tasks: the opinion is recorded from the workflow's event either way).
+zt.route("POST", "/approval/applications/:no/review", { role = "user", summary = "Decide as one approving department" },
+  function(req)
+    local app = load_app(req, req.params.no)
+    need_state(app, { "reviewing" }, "reviewing")
+    local input = req:json()
+    local decision = type(input) == "table" and input.decision
+    if decision ~= "approve" and decision ~= "refuse" then invalid("decision: \"approve\" or \"refuse\"") end
+    local opinion = opinion_of(input, "opinion", decision == "refuse")
+    local mine
+    for _, t in ipairs(open_tasks(app)) do
+      if t.node ~= "accept" and (t.department == zt.json.null or zt.auth.in_scope(req, t.department)) then
+        mine = t
+        break
+      end
+    end
+    if not mine then problem(403, "forbidden", "you have no open task on application " .. app.number) end
+    call("workflow.task_action", { task = mine.id, action = "complete", decision = decision, opinion = opinion })
+    zt.audit.note(req, decision .. " application", "application/" .. app.number)
+    return 200, { number = app.number, task = mine.id, decision = decision }
+  end)
+
+-- ---- public query, inbox, disclosure --------------------------------------------------
+zt.route("GET", "/approval/query", { role = "public", summary = "Progress by number and query code (no sign-in)" },
+  function(req)
+    local number, code = req.query.number, req.query.code
+    local app = type(number) == "string" and #number <= 64 and apps:get(number)
+    local stored = app and query_codes:get(number)
+    local plain = stored and zt.crypto.decrypt("query_code", stored)
+    -- one answer for every failure: the query must not tell which numbers exist
+    if not plain or type(code) ~= "string" or code:upper() ~= plain then
+      problem(404, "not-found", "no application matches this number and query code")
+    end
+    return 200, progress(app)
+  end)
+
+zt.route("GET", "/approval/inbox", { role = "user", summary = "The caller's notifications, newest first" },
+  function(req)
+    local limit, before = limit_of(req), req.query.before
+    local prefix = req.caller.id .. "/"
+    local out, next = zt.json.array(), zt.json.null
+    for key, msg in inbox:iter{ prefix = prefix, reverse = true,
+                                from = before and (prefix .. before) or (prefix .. "\255") } do
+      local id = key:sub(#prefix + 1)
+      if id ~= before then
+        if #out == limit then next = out[#out].id break end
+        msg.id = id
+        out[#out + 1] = msg
+      end
+    end
+    return 200, { items = out, next = next }
+  end)
+
+zt.route("GET", "/approval/decisions", { role = "public", summary = "Public licensing decisions (行政许可公示)" },
+  function(req)
+    local limit, before, q = limit_of(req), req.query.before, req.query.q
+    local out, next = zt.json.array(), zt.json.null
+    for no, d in decisions:iter{ reverse = true, from = before } do
+      if no ~= before and (not q or d.counterparty:find(q, 1, true) or d.item_name:find(q, 1, true)) then
+        if #out == limit then next = out[#out].decision_no break end
+        d.seal = nil
+        out[#out + 1] = d
+      end
+    end
+    return 200, { items = out, next = next }
+  end)
+
+zt.route("GET", "/approval/decisions/:no", { role = "public", summary = "One decision with its seal (verify at /seal/verify)" },
+  function(req)
+    local d = decisions:get(req.params.no)
+    if not d then problem(404, "not-found", "there is no decision " .. req.params.no) end
+    return 200, d
+  end)
+
+-- ---- the workflow's events ----------------------------------------------------------
+local function app_of_event(ev)
+  local p = ev.payload
+  local number = type(p) == "table" and (p.business_key or (p.instance and by_instance:get(p.instance)))
+  return number and apps:get(number) or nil
+end
+
+-- 双公示: the decision as published: who (an enterprise by name and code; a citizen by
+-- a masked name only), what, when, by whom.
+local function mask(name)
+  local first = name:match("^[%z\1-\127\194-\244][\128-\191]*")
+  return (first or "") .. "*"
+end
+
+local function decide(ctx, app, result)
+  local now = zt.now()
+  cancel_timers(app)
+  app.state = result
+  app.decided_at = now
+  local refusals = {}
+  for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refusals[#refusals + 1] = o end end
+  if result == "approved" then
+    local no = ("%s-%s-%s"):format(app.department, beijing_day(now), app.number:sub(-6))
+    local doc = {
+      decision_no = no, item = app.item, item_name = app.item_name,
+      counterparty = app.applicant.kind == "enterprise" and app.applicant.name or mask(app.applicant.name),
+      counterparty_code = app.applicant.credit_code,
+      content = "准予" .. app.item_name:gsub(" %(.*%)$", ""),
+      date = os.date("!%Y-%m-%d", now // 1000 + 8 * 3600), department = app.department,
+      application = app.number, valid_from = now,
+    }
+    local seal = zt.seal.json(ctx, app.department, doc)
+    app.result = { decision = "approved", decision_no = no, document = doc, seal = seal }
+    local public = {}
+    for k, v in pairs(doc) do public[k] = v end
+    public.application = nil
+    public.document = doc
+    public.seal = seal
+    decisions:put(no, public)
+    step(app, "system", "approved", no)
+    notify(app, "approved", "审批通过，决定书编号 " .. no)
+  else
+    app.result = { decision = "refused", decision_no = zt.json.null,
+                   reason = #refusals > 0 and refusals[1].opinion or "", refusals = zt.json.array(refusals) }
+    step(app, "system", "refused")
+    notify(app, "refused", "审批未通过 (refused)")
+  end
+  save(app)
+  zt.emit("approval.completed", { number = app.number, item = app.item, result = result,
+                                  department = app.department, decision_no = app.result.decision_no })
+end
+
+zt.on("workflow.task.completed", function(ev, ctx)
+  local app = app_of_event(ev)
+  if not app or app.state ~= "reviewing" then return end
+  local p = ev.payload
+  if p.node == "accept" then return end
+  app.opinions[#app.opinions + 1] = { node = p.node, department = p.department or zt.json.null,
+    actor = p.actor or zt.json.null, decision = p.decision or zt.json.null,
+    opinion = p.opinion or "", time = ev.time }
+  step(app, p.actor or "staff", "department decided", (p.department or p.node) .. ": " .. tostring(p.decision))
+  -- 并联审批: one department's refusal ends the application refused
+  if p.decision == "refuse" then
+    zt.call("workflow.cancel", { instance = app.instance, reason = "refused by " .. tostring(p.department) })
+    decide(ctx, app, "refused")
+  else
+    save(app)
+    notify(app, "progress", "部门审查意见已出具 (a department has decided)")
+  end
+end)
+
+zt.on("workflow.instance.completed", function(ev, ctx)
+  local app = app_of_event(ev)
+  if not app or app.state ~= "reviewing" then return end
+  local refused = ev.payload.result == "refused"
+  for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refused = true end end
+  decide(ctx, app, refused and "refused" or "approved")
+end)
+
+zt.on("_approval.remind", function(ev)
+  local app = app_of_event({ payload = { business_key = ev.payload.number } })
+  if not app or app.reminded then return end
+  app.reminded = true
+  app.timers.remind = nil
+  save(app)
+  zt.emit("approval.reminder", { number = app.number, department = app.department, deadline = app.deadline,
+                                 state = app.state })
+end)
+
+zt.on("_approval.due", function(ev)
+  local app = app_of_event({ payload = { business_key = ev.payload.number } })
+  if not app or app.overdue then return end
+  if app.state ~= "submitted" and app.state ~= "reviewing" then return end
+  app.overdue = true
+  app.escalated_to = cfg.head_role
+  app.timers.due = nil
+  step(app, "system", "overdue; escalated to " .. cfg.head_role)
+  save(app)
+  zt.emit("approval.overdue", { number = app.number, department = app.department, role = cfg.head_role,
+                                deadline = app.deadline, state = app.state })
+end)
+
+-- ---- supervision (监督) -----------------------------------------------------------------
+zt.route("GET", "/approval/stats", { role = "approval_supervisor",
+                                     summary = "Counts for supervisors (?from=&to= yyyymmdd, item, department)" },
+  function(req)
+    local from, to = req.query.from or "00000000", req.query.to or "99999999"
+    if not (from:match("^%d%d%d%d%d%d%d%d$") and to:match("^%d%d%d%d%d%d%d%d$")) then
+      problem(400, "invalid-query", "from and to are dates as yyyymmdd")
+    end
+    local item_f, dept_f = req.query.item, req.query.department
+    local groups = {}
+    local function group(key)
+      local g = groups[key]
+      if not g then
+        g = { received = 0, accepted = 0, not_accepted = 0, approved = 0, refused = 0, withdrawn = 0,
+              completed = 0, overdue = 0, on_time = 0, working_days_sum = 0 }
+        groups[key] = g
+      end
+      return g
+    end
+    local p = cfg.number_prefix
+    local total = group("*")
+    for number, app in apps:iter{ from = p .. from } do
+      if number:sub(#p + 1, #p + 8) > to then break end
+      if app.state ~= "draft" and (not item_f or app.item == item_f) and (not dept_f or app.department == dept_f) then
+        for _, g in ipairs({ total, group("item/" .. app.item), group("department/" .. app.department) }) do
+          g.received = g.received + 1
+          if app.accepted_at ~= zt.json.null then g.accepted = g.accepted + 1 end
+          if g[app.state] then g[app.state] = g[app.state] + 1 end
+          if app.overdue then g.overdue = g.overdue + 1 end
+          if app.state == "approved" or app.state == "refused" then
+            g.completed = g.completed + 1
+            if app.decided_at <= app.deadline then g.on_time = g.on_time + 1 end
+            g.working_days_sum = g.working_days_sum
+              + (app.decided_at - app.submitted_at - app.paused_ms) / DAY
+          end
+        end
+      end
+    end
+    local function finish(g)
+      g.on_time_rate = g.completed > 0 and g.on_time / g.completed or zt.json.null
+      g.mean_days = g.completed > 0 and g.working_days_sum / g.completed or zt.json.null
+      g.working_days_sum = nil
+      return g
+    end
+    local by_item, by_dept = {}, {}
+    for k, g in pairs(groups) do
+      local kind, name = k:match("^(%a+)/(.*)$")
+      if kind == "item" then by_item[name] = finish(g) elseif kind == "department" then by_dept[name] = finish(g) end
+    end
+    return 200, { from = from, to = to, total = finish(total), by_item = by_item, by_department = by_dept }
+  end)

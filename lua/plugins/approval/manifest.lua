@@ -1,0 +1,35 @@
+-- The approval plugin's manifest: one-stop online administrative approval (一站式网上审批).
+return {
+  version = "0.1.0",
+  description = "One-stop online approval (一站式网上审批): catalogue, applications, "
+    .. "acceptance, parallel approval, time limits, sealed decisions, supervision",
+  requires = { "workflow" },
+  wants = { "credit.check" },
+  options = {
+    number_prefix = {
+      type = "string",
+      default = "SP",
+      description = "letters before an application's number (SP20261122000001)",
+    },
+    max_material_bytes = {
+      type = "integer",
+      default = 20971520,
+      description = "largest material file any item may accept, in bytes (an item may set less)",
+    },
+    page_size = {
+      type = "integer",
+      default = 20,
+      description = "list entries per page when the request gives no ?limit= (1..200)",
+    },
+    remind_days = {
+      type = "integer",
+      default = 1,
+      description = "working days before an application's deadline when its handlers are reminded",
+    },
+    head_role = {
+      type = "string",
+      default = "dept_head",
+      description = "the role an overdue application is escalated to (in its department)",
+    },
+  },
+}
