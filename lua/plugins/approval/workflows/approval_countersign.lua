@@ -1,0 +1,33 @@
+-- approval_countersign.lua: countersign (会签): after acceptance, the listed departments
+-- sign; two of them suffice (the item's countersign.need must be 2 for this definition),
+-- and the others' tasks are then cancelled. A refusal ends the application refused.
+local function accepted(i) return i.decisions.accept ~= "refuse" end
+
+return {
+  name = "approval_countersign",
+  title = "审批：会签 (countersign, two of the departments)",
+  start = "start",
+  nodes = {
+    start = { type = "start", next = "accept" },
+    accept = {
+      type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      department = function(i) return i.data.department end,
+      next = "accepted",
+    },
+    accepted = { type = "gateway", conditions = { { when = accepted, next = "sign" } },
+                 default = "not_accepted" },
+    sign = {
+      type = "user", title = "会签 (countersign)", role = "approval_reviewer",
+      multi = function(i) return i.data.countersign end, need = 2,
+      next = "decided",
+    },
+    decided = {
+      type = "gateway",
+      conditions = { { when = function(i) return i.decisions.sign == "refuse" end, next = "refused" } },
+      default = "approved",
+    },
+    approved = { type = "end", result = "approved" },
+    refused = { type = "end", result = "refused" },
+    not_accepted = { type = "end", result = "not_accepted" },
+  },
+}

@@ -1,0 +1,33 @@
+-- approval_parallel.lua: parallel approval (并联审批): after acceptance, every department
+-- the item lists decides on a task of its own at the same time; the approval plugin ends
+-- the application at the first refusal.
+local function accepted(i) return i.decisions.accept ~= "refuse" end
+
+return {
+  name = "approval_parallel",
+  title = "审批：多部门并联 (parallel departments)",
+  start = "start",
+  nodes = {
+    start = { type = "start", next = "accept" },
+    accept = {
+      type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      department = function(i) return i.data.department end,
+      next = "accepted",
+    },
+    accepted = { type = "gateway", conditions = { { when = accepted, next = "review" } },
+                 default = "not_accepted" },
+    review = {
+      type = "user", title = "部门审查 (department review)", role = "approval_reviewer",
+      multi = function(i) return i.data.parallel end,
+      next = "decided",
+    },
+    decided = {
+      type = "gateway",
+      conditions = { { when = function(i) return i.decisions.review == "refuse" end, next = "refused" } },
+      default = "approved",
+    },
+    approved = { type = "end", result = "approved" },
+    refused = { type = "end", result = "refused" },
+    not_accepted = { type = "end", result = "not_accepted" },
+  },
+}

@@ -1,0 +1,32 @@
+-- approval_simple.lua: an item one department handles alone: acceptance (受理), then the
+-- department's decision. The approval plugin drives it and keeps the application.
+local function accepted(i) return i.decisions.accept ~= "refuse" end
+
+return {
+  name = "approval_simple",
+  title = "审批：单部门 (one department)",
+  start = "start",
+  nodes = {
+    start = { type = "start", next = "accept" },
+    accept = {
+      type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      department = function(i) return i.data.department end,
+      next = "accepted",
+    },
+    accepted = { type = "gateway", conditions = { { when = accepted, next = "review" } },
+                 default = "not_accepted" },
+    review = {
+      type = "user", title = "审查决定 (decision)", role = "approval_reviewer",
+      department = function(i) return i.data.department end,
+      next = "decided",
+    },
+    decided = {
+      type = "gateway",
+      conditions = { { when = function(i) return i.decisions.review == "refuse" end, next = "refused" } },
+      default = "approved",
+    },
+    approved = { type = "end", result = "approved" },
+    refused = { type = "end", result = "refused" },
+    not_accepted = { type = "end", result = "not_accepted" },
+  },
+}
