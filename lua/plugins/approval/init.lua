@@ -143,12 +143,22 @@ local function clerk_of(req, app, what)
   end
 end
 
+-- A workflow service's refusal, as the answer to the request that asked for it.
+local REFUSAL = {
+  forbidden = { 403, "forbidden", "you may not act on this task" },
+  conflict = { 409, "task-closed", "someone else has acted on this task already" },
+  ["not-found"] = { 404, "not-found", "the workflow has no such task or instance" },
+  invalid = { 422, "invalid-application", "the workflow refused the request" },
+  ["not-provided"] = { 503, "service-unavailable", "a plugin this needs is not enabled" },
+}
+
 local function call(name, args)
-  local r, msg, code = zt.call(name, args)
-  if r == nil and msg then
-    zt.log.error("service %s failed: %s", name, msg)
-    problem(code == "not-provided" and 503 or 500, "service-failed",
-      ("the %s service %s"):format(name, code == "not-provided" and "is not enabled" or "failed"))
+  local r, msg, _, reason = zt.call(name, args)
+  if r == nil then
+    local how = REFUSAL[reason]
+    if how then problem(how[1], how[2], how[3] .. " (" .. name .. ")") end
+    zt.log.error("service %s failed: %s", name, tostring(msg))
+    problem(500, "service-failed", "the " .. name .. " service failed; the log has the request id")
   end
   return r
 end
