@@ -754,7 +754,7 @@ local function decide(ctx, app, result)
                                   department = app.department, decision_no = app.result.decision_no })
 end
 
-zt.on("workflow.task.completed", function(ev, ctx)
+local function on_task_completed(ev, ctx)
   local app = app_of_event(ev)
   if not app or app.state ~= "reviewing" then return end
   local p = ev.payload
@@ -771,14 +771,25 @@ zt.on("workflow.task.completed", function(ev, ctx)
     save(app)
     notify(app, "progress", "部门审查意见已出具 (a department has decided)")
   end
-end)
+end
 
-zt.on("workflow.instance.completed", function(ev, ctx)
+local function on_instance_completed(ev, ctx)
   local app = app_of_event(ev)
   if not app or app.state ~= "reviewing" then return end
   local refused = ev.payload.result == "refused"
   for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refused = true end end
   decide(ctx, app, refused and "refused" or "approved")
+end
+
+-- One subscription for both, so that they arrive in the order they happened (each
+-- subscriber has its own position: two would race, and the last department's opinion
+-- could arrive after the instance had completed).
+zt.on("workflow.*.completed", function(ev, ctx)
+  if ev.topic == "workflow.task.completed" then
+    on_task_completed(ev, ctx)
+  elseif ev.topic == "workflow.instance.completed" then
+    on_instance_completed(ev, ctx)
+  end
 end)
 
 zt.on("_approval.remind", function(ev)

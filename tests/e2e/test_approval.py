@@ -1,0 +1,495 @@
+# test_approval.py: the approval plugin (一站式网上审批) over HTTP, on the workflow engine.
+import json
+import os
+import tempfile
+import time
+import unittest
+
+from ztnode import NodeTest, lua_tree_with
+
+TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
+AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
+        "idle_timeout": 366 * 86400}
+DAY = 86400 * 1000
+PDF = {"Content-Type": "application/pdf"}
+CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+CREDIT_WEIGHTS = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
+
+
+def credit_code(body17):
+    """A unified social credit code with its check character (GB 32100-2015)."""
+    s = sum(CREDIT_CHARS.index(c) * w for c, w in zip(body17, CREDIT_WEIGHTS))
+    return body17 + CREDIT_CHARS[(31 - s % 31) % 31]
+
+
+GOOD_CODE = credit_code("91330122MA2A00001")
+BLACK_CODE = credit_code("91330122MA2A00002")
+
+# A stand-in for the credit plugin (the real one is another issue): credit.check says
+# BLACK_CODE is on a blacklist.
+CREDIT_MANIFEST = 'return { version = "0.0.1", description = "stand-in credit checks" }\n'
+CREDIT_INIT = (
+    'zt.provide("credit.check", function(args)\n'
+    '  if args.code == "%s" then return { blacklisted = true, reason = "拒不履行法院判决" } end\n'
+    "  return { blacklisted = false }\n"
+    "end)\n" % BLACK_CODE
+)
+
+DEPTS = [("scjg", "市场监督管理局"), ("scjg-sp", "食品安全科"), ("wjw", "卫生健康委员会"),
+         ("zjj", "住房和城乡建设局"), ("gajj", "公安交警大队"), ("zhzf", "综合行政执法局")]
+
+
+def food_form():
+    return {"business_name": "城关镇好味道餐馆", "address": "城关镇人民路 8 号",
+            "categories": "热食类食品制售", "area_m2": 86.5}
+
+
+class ApprovalTest(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="zt-approval-")
+        lua = lua_tree_with(os.path.join(cls.tmp, "lua"), {"credit": (CREDIT_MANIFEST, CREDIT_INIT)})
+        n = cls.shared_node(plugins=("workflow", "approval", "credit"), lua_dir=lua, auth=AUTH,
+                            env=TEST_CLOCK, roles=("approval_admin",))
+        for code, name in DEPTS:
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": name, "parent": "root"})
+            assert st == 201, (st, d)
+        cls.clerk = n.new_user("clerk", ["approval_clerk"], "scjg")
+        cls.clerk_wjw = n.new_user("clerk_wjw", ["approval_clerk"], "wjw")
+        cls.clerk_zjj = n.new_user("clerk_zjj", ["approval_clerk"], "zjj")
+        cls.sp = n.new_user("reviewer_sp", ["approval_reviewer"], "scjg-sp")
+        cls.wjw = n.new_user("reviewer_wjw", ["approval_reviewer"], "wjw")
+        cls.zjj = n.new_user("reviewer_zjj", ["approval_reviewer"], "zjj")
+        cls.gajj = n.new_user("reviewer_gajj", ["approval_reviewer"], "gajj")
+        cls.zhzf = n.new_user("reviewer_zhzf", ["approval_reviewer"], "zhzf")
+        cls.supervisor = n.new_user("supervisor", ["approval_supervisor"], "root")
+        cls.ent = cls.register("enterprise", "haoweidao", "城关镇好味道餐饮有限公司", GOOD_CODE)
+        cls.ent2 = cls.register("enterprise", "other-co", "另一家公司", credit_code("91330122MA2A00003"))
+        cls.bad = cls.register("enterprise", "badco", "失信有限公司", BLACK_CODE)
+        cls.citizen = cls.register("citizen", "zhangsan", "张三", None)
+
+    @classmethod
+    def register(cls, kind, login, name, code):
+        n = cls.shared
+        body = {"kind": kind, "login": login, "name": name, "password": "Applicant-password-1"}
+        if code:
+            body["credit_code"] = code
+        st, _, d = n.json("POST", "/auth/register", body, auth=False)
+        assert st == 201, (st, d)
+        st, _, d = n.login(login, "Applicant-password-1")
+        assert st == 200, (st, d)
+        return {"Authorization": "Bearer " + d["token"]}
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def call(self, method, path, who, body=None, headers=None):
+        h = dict(who or {})
+        h.update(headers or {})
+        if isinstance(body, bytes):
+            st, hd, b = self.shared.request(method, path, body, h, auth=False)
+            return st, (json.loads(b) if b and hd.get("content-type", "").endswith("json") else b)
+        st, _, d = self.shared.json(method, path, body, h, auth=who is None and False)
+        return st, d
+
+    def ok(self, method, path, who, body=None, status=200, headers=None):
+        st, d = self.call(method, path, who, body, headers)
+        self.assertEqual(st, status, d)
+        return d
+
+    def draft(self, item="FOOD-LICENCE", who=None, form=None, code=GOOD_CODE):
+        who = who or self.ent
+        body = {"item": item, "form": form if form is not None else food_form()}
+        if code:
+            body["credit_code"] = code
+        return self.ok("POST", "/approval/applications", who, body, 201)
+
+    def upload_all(self, app, who=None, skip=()):
+        item = self.ok("GET", "/approval/items/" + app["item"], None)
+        for m in item["materials"]:
+            if m["required"] and m["name"] not in skip:
+                self.ok("PUT", "/approval/applications/%s/materials/%s" % (app["number"], m["name"]),
+                        who or self.ent, b"%PDF-1.7 " + m["name"].encode(), headers=PDF)
+
+    def submitted(self, item="FOOD-LICENCE", who=None, code=GOOD_CODE, form=None):
+        app = self.draft(item, who, form, code)
+        self.upload_all(app, who)
+        return self.ok("POST", "/approval/applications/%s/submit" % app["number"], who or self.ent)
+
+    def app(self, number, who=None):
+        return self.ok("GET", "/approval/applications/" + number, who or self.ent)
+
+    def wait_state(self, number, state, who=None, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            a = self.app(number, who)
+            if a["state"] == state:
+                return a
+            if time.monotonic() > deadline:
+                self.fail("application %s is %s, not %s" % (number, a["state"], state))
+            time.sleep(0.05)
+
+    def inbox_kinds(self, number, who=None):
+        d = self.ok("GET", "/approval/inbox?limit=200", who or self.ent)
+        return [m["kind"] for m in reversed(d["items"]) if m["number"] == number]
+
+
+class Catalogue(ApprovalTest):
+    def test_public_catalogue(self):
+        d = self.ok("GET", "/approval/items", None)
+        codes = [i["code"] for i in d["items"]]
+        self.assertEqual(codes, ["BIRTH-REG", "FOOD-LICENCE", "ROAD-DIG"])
+        d = self.ok("GET", "/approval/items?q=%E9%A3%9F%E5%93%81", None)  # 食品
+        self.assertEqual([i["code"] for i in d["items"]], ["FOOD-LICENCE"])
+        d = self.ok("GET", "/approval/items?department=gajj", None)  # a countersigning one
+        self.assertEqual([i["code"] for i in d["items"]], ["ROAD-DIG"])
+        it = self.ok("GET", "/approval/items/FOOD-LICENCE", None)
+        self.assertEqual(it["parallel_departments"], ["scjg-sp", "wjw"])
+        self.assertEqual((it["statutory_days"], it["promised_days"]), (20, 10))
+        self.assertTrue(all("formats" in m and "max_bytes" in m for m in it["materials"]))
+        st, d = self.call("GET", "/approval/items/NOPE", None)
+        self.assertEqual(st, 404)
+
+    def test_admin_manages_items(self):
+        item = {"name": "户外广告设置许可", "department": "zhzf", "legal_basis": "《城市市容和环境卫生管理条例》",
+                "statutory_days": 20, "promised_days": 5, "workflow": "approval_simple",
+                "materials": [{"name": "design", "title": "设计图", "formats": ["application/pdf"],
+                               "max_bytes": 1000}]}
+        d = self.ok("PUT", "/approval/items/AD-SIGN", self.shared.auth, item, 201)
+        self.assertEqual(d["source"], "managed")
+        self.assertIn("AD-SIGN", [i["code"] for i in self.ok("GET", "/approval/items", None)["items"]])
+        # bad items name the field
+        for bad, word in [({**item, "promised_days": 30}, "promised_days"),
+                          ({**item, "department": "a.b"}, "department"),
+                          ({**item, "materials": [{"name": "x", "title": "x", "formats": ["video/mp4"]}]},
+                           "formats")]:
+            st, d = self.call("PUT", "/approval/items/AD-SIGN", self.shared.auth, bad)
+            self.assertEqual(st, 422, d)
+            self.assertIn(word, d["detail"])
+        # not an administrator
+        st, d = self.call("PUT", "/approval/items/AD-SIGN", self.clerk, item)
+        self.assertEqual(st, 403)
+        # a shipped item cannot be deleted, only withdrawn
+        st, d = self.call("DELETE", "/approval/items/BIRTH-REG", self.shared.auth)
+        self.assertEqual((st, d["type"]), (409, "/problems/shipped-item"))
+        self.ok("DELETE", "/approval/items/AD-SIGN", self.shared.auth, status=204)
+        st, _ = self.call("GET", "/approval/items/AD-SIGN", None)
+        self.assertEqual(st, 404)
+
+
+class Applications(ApprovalTest):
+    def test_full_lifecycle_with_parallel_approval(self):
+        app = self.draft()
+        no = app["number"]
+        self.assertRegex(no, r"^SP\d{8}\d{6}$")
+        self.assertEqual(app["state"], "draft")
+        self.assertRegex(app["query_code"], r"^[2-9A-Z]{8}$")
+        self.upload_all(app)
+        a = self.ok("POST", "/approval/applications/%s/submit" % no, self.ent)
+        self.assertEqual(a["state"], "submitted")
+        self.assertGreater(a["deadline"], a["submitted_at"])
+        # the clerk of the responsible department accepts (credit check passes)
+        a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk, {"opinion": "材料齐全"})
+        self.assertEqual(a["state"], "reviewing")
+        # each parallel department has its own task on its to-do list
+        todo_sp = self.ok("GET", "/workflow/tasks", self.sp)["items"]
+        todo_wjw = self.ok("GET", "/workflow/tasks", self.wjw)["items"]
+        self.assertEqual([t["department"] for t in todo_sp if t["business_key"] == no], ["scjg-sp"])
+        self.assertEqual([t["department"] for t in todo_wjw if t["business_key"] == no], ["wjw"])
+        self.ok("POST", "/approval/applications/%s/review" % no, self.sp,
+                {"decision": "approve", "opinion": "符合食品安全要求"})
+        # the health department decides through the unified to-do list instead
+        task = [t for t in todo_wjw if t["business_key"] == no][0]
+        self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw,
+                {"decision": "approve", "opinion": "卫生条件合格"})
+        a = self.wait_state(no, "approved")
+        self.assertEqual(sorted(o["department"] for o in a["opinions"]), ["scjg-sp", "wjw"])
+        res = a["result"]
+        self.assertEqual(res["decision"], "approved")
+        # the decision is sealed by the responsible department, and anyone can verify it
+        self.assertEqual(res["seal"]["department"], "scjg")
+        st, _, v = self.shared.json("POST", "/seal/verify", {"document": res["document"], "seal": res["seal"]},
+                                    auth=False)
+        self.assertEqual(st, 200, v)
+        self.assertTrue(v["valid"], v)
+        forged = dict(res["document"], counterparty="别的公司")
+        st, _, v = self.shared.json("POST", "/seal/verify", {"document": forged, "seal": res["seal"]}, auth=False)
+        self.assertFalse(v.get("valid"), v)
+        # published without personal data
+        pub = self.ok("GET", "/approval/decisions/" + res["decision_no"], None)
+        self.assertEqual(pub["counterparty"], "城关镇好味道餐饮有限公司")
+        self.assertEqual(pub["counterparty_code"], GOOD_CODE)
+        self.assertNotIn("application", pub)
+        self.assertNotIn("form", json.dumps(pub))
+        listed = self.ok("GET", "/approval/decisions", None)["items"]
+        self.assertIn(res["decision_no"], [d["decision_no"] for d in listed])
+        # told at every step
+        self.assertEqual(self.inbox_kinds(no), ["submitted", "accepted", "progress", "progress", "approved"])
+
+    def test_one_department_refusing_ends_it(self):
+        no = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        self.ok("POST", "/approval/applications/%s/review" % no, self.wjw,
+                {"decision": "refuse", "opinion": "后厨面积不足"})
+        a = self.wait_state(no, "refused")
+        self.assertEqual(a["result"]["reason"], "后厨面积不足")
+        self.assertEqual([o["department"] for o in a["opinions"]], ["wjw"])
+        # the other department's task is gone
+        todo = self.ok("GET", "/workflow/tasks", self.sp)["items"]
+        self.assertNotIn(no, [t["business_key"] for t in todo])
+        st, d = self.call("POST", "/approval/applications/%s/review" % no, self.sp, {"decision": "approve"})
+        self.assertEqual(st, 409, d)
+        self.assertEqual(self.inbox_kinds(no)[-1], "refused")
+
+    def test_countersign_two_of_three(self):
+        form = {"road": "人民路（解放街至中山路段）", "length_m": 120, "start_date": "2026-12-01", "days": 15}
+        no = self.submitted("ROAD-DIG", form=form)["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk_zjj)
+        self.ok("POST", "/approval/applications/%s/review" % no, self.gajj, {"decision": "approve"})
+        self.assertEqual(self.app(no)["state"], "reviewing")
+        self.ok("POST", "/approval/applications/%s/review" % no, self.zhzf, {"decision": "approve"})
+        a = self.wait_state(no, "approved")
+        self.assertEqual(a["result"]["seal"]["department"], "zjj")
+        todo = self.ok("GET", "/workflow/tasks", self.zjj)["items"]
+        self.assertNotIn(no, [t["business_key"] for t in todo])  # the third is cancelled
+
+    def test_citizen_simple_registration(self):
+        form = {"spouse_name": "李四", "children": 0}
+        no = self.submitted("BIRTH-REG", who=self.citizen, code=None, form=form)["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk_wjw)
+        self.ok("POST", "/approval/applications/%s/review" % no, self.wjw, {"decision": "approve"})
+        a = self.wait_state(no, "approved", self.citizen)
+        # a citizen's name is not published in full
+        pub = self.ok("GET", "/approval/decisions/" + a["result"]["decision_no"], None)
+        self.assertEqual(pub["counterparty"], "张*")
+
+    def test_bad_input_is_refused_and_writes_nothing(self):
+        st, d = self.call("POST", "/approval/applications", self.ent, {"item": "NOPE", "form": {}})
+        self.assertEqual(st, 422)
+        self.assertIn("no item NOPE", d["detail"])
+        st, d = self.call("POST", "/approval/applications", self.ent, {"item": "FOOD-LICENCE", "form": {}})
+        self.assertEqual(st, 422)
+        self.assertIn("business_name", d["detail"])
+        st, d = self.call("POST", "/approval/applications", self.citizen,
+                          {"item": "FOOD-LICENCE", "form": food_form()})
+        self.assertEqual(st, 422)  # the item is for enterprises
+        st, d = self.call("POST", "/approval/applications", self.clerk,
+                          {"item": "FOOD-LICENCE", "form": food_form()})
+        self.assertEqual(st, 403)  # staff do not apply
+        app = self.draft()
+        no = app["number"]
+        path = "/approval/applications/%s/materials/" % no
+        st, d = self.call("PUT", path + "application", self.ent, b"GIF89a", {"Content-Type": "image/gif"})
+        self.assertEqual((st, d["type"]), (415, "/problems/wrong-format"))
+        st, d = self.call("PUT", path + "application", self.ent, b"x" * (5 * 1024 * 1024 + 1), PDF)
+        self.assertEqual((st, d["type"]), (413, "/problems/file-too-large"))
+        st, d = self.call("PUT", path + "passport", self.ent, b"%PDF", PDF)
+        self.assertEqual(st, 422)
+        # none of those left a material behind
+        self.assertEqual(self.app(no)["materials"], {})
+        self.upload_all(app, skip=("floor_plan",))
+        st, d = self.call("POST", "/approval/applications/%s/submit" % no, self.ent)
+        self.assertEqual(st, 422)
+        self.assertIn("floor_plan", d["detail"])
+        self.assertEqual(self.app(no)["state"], "draft")
+        # actions in the wrong state, by the wrong people
+        st, d = self.call("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        self.assertEqual((st, d["type"]), (409, "/problems/wrong-state"))
+        self.upload_all(app)
+        self.ok("POST", "/approval/applications/%s/submit" % no, self.ent)
+        st, d = self.call("POST", "/approval/applications/%s/accept" % no, self.clerk_wjw)
+        self.assertEqual(st, 403)  # not the responsible department's clerk
+        st, d = self.call("POST", "/approval/applications/%s/submit" % no, self.ent)
+        self.assertEqual(st, 409)
+        st, d = self.call("PUT", path + "application", self.ent, b"%PDF-again", PDF)
+        self.assertEqual(st, 409)  # no uploads once submitted (unless supplements are asked)
+
+    def test_materials_are_kept_with_their_digest(self):
+        app = self.draft()
+        body = b"%PDF-1.7 the application form"
+        m = self.ok("PUT", "/approval/applications/%s/materials/application" % app["number"], self.ent, body,
+                    headers=PDF)
+        self.assertEqual(m["size"], len(body))
+        import hashlib
+        self.assertEqual(m["digest"], hashlib.blake2b(body, digest_size=32).hexdigest())
+        st, h, b = self.shared.request("GET", "/approval/applications/%s/materials/application" % app["number"],
+                                       headers=self.ent, auth=False)
+        self.assertEqual((st, h["content-type"], b), (200, "application/pdf", body))
+
+    def test_privacy_between_applicants(self):
+        app = self.draft()
+        no = app["number"]
+        st, d = self.call("GET", "/approval/applications/" + no, self.ent2)
+        self.assertEqual(st, 404)
+        st, d = self.call("GET", "/approval/applications/%s/materials/application" % no, self.ent2)
+        self.assertEqual(st, 404)
+        st, d = self.call("POST", "/approval/applications/%s/withdraw" % no, self.ent2)
+        self.assertEqual(st, 404)
+        mine = [a["number"] for a in self.ok("GET", "/approval/applications", self.ent2)["items"]]
+        self.assertNotIn(no, mine)
+        self.assertIn(no, [a["number"] for a in self.ok("GET", "/approval/applications", self.ent)["items"]])
+        # staff outside the item's departments do not see it either
+        st, d = self.call("GET", "/approval/applications/" + no, self.zhzf)
+        self.assertEqual(st, 404)
+        self.assertEqual(self.ok("GET", "/approval/applications/" + no, self.sp)["number"], no)
+
+    def test_public_query_by_number_and_code(self):
+        app = self.submitted()
+        no = app["number"]
+        code = self.app(no)["query_code"]
+        st, _, d = self.shared.json("GET", "/approval/query?number=%s&code=%s" % (no, code.lower()), auth=False)
+        self.assertEqual(st, 200, d)
+        self.assertEqual((d["number"], d["state"]), (no, "submitted"))
+        self.assertNotIn("applicant", d)
+        self.assertNotIn("form", d)
+        for q in ["number=%s&code=WRONGCOD" % no, "number=SP00000000000000&code=%s" % code, "number=%s" % no]:
+            st, _, d = self.shared.json("GET", "/approval/query?" + q, auth=False)
+            self.assertEqual(st, 404, q)
+            self.assertEqual(d["detail"], "no application matches this number and query code")
+
+    def test_withdrawal(self):
+        no = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        a = self.ok("POST", "/approval/applications/%s/withdraw" % no, self.ent)
+        self.assertEqual(a["state"], "withdrawn")
+        todo = self.ok("GET", "/workflow/tasks", self.sp)["items"]
+        self.assertNotIn(no, [t["business_key"] for t in todo])
+        st, d = self.call("POST", "/approval/applications/%s/withdraw" % no, self.ent)
+        self.assertEqual(st, 409)
+        self.assertEqual(self.inbox_kinds(no)[-1], "withdrawn")
+
+    def test_blacklisted_applicant_refused_at_acceptance(self):
+        no = self.submitted(who=self.bad, code=BLACK_CODE)["number"]
+        a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        self.assertEqual(a["state"], "not_accepted")
+        self.assertIn("拒不履行法院判决", a["result"]["reason"])
+        self.assertIn("not_accepted", self.inbox_kinds(no, self.bad))
+
+    def test_refused_acceptance(self):
+        no = self.submitted()["number"]
+        st, d = self.call("POST", "/approval/applications/%s/refuse" % no, self.clerk, {})
+        self.assertEqual(st, 422)  # a reason is required
+        a = self.ok("POST", "/approval/applications/%s/refuse" % no, self.clerk, {"reason": "不属于本机关职权范围"})
+        self.assertEqual(a["state"], "not_accepted")
+        self.assertEqual(a["result"]["reason"], "不属于本机关职权范围")
+
+
+class TimeLimits(ApprovalTest):
+    """The clock moves here: these tests have a node of their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.offset = 0
+
+    def move(self, ms):
+        type(self).offset += ms
+        self.shared.set_clock(self.offset)
+
+    def test_supplements_pause_the_clock_and_deadlines_escalate(self):
+        no = self.submitted()["number"]
+        a = self.app(no)
+        deadline, remind = a["deadline"], a["remind_at"]
+        self.assertIsNotNone(remind)
+        self.assertLess(remind, deadline)
+        st, d = self.call("POST", "/approval/applications/%s/supplement" % no, self.clerk,
+                          {"missing": ["nothing-like-this"]})
+        self.assertEqual(st, 422)
+        a = self.ok("POST", "/approval/applications/%s/supplement" % no, self.clerk,
+                    {"missing": ["floor_plan"], "note": "平面图不清晰"})
+        self.assertEqual(a["state"], "supplement")
+        self.assertIn("supplement", self.inbox_kinds(no))
+        # three days pass while the applicant redraws the plan: the clock stands still
+        self.move(3 * DAY)
+        st, d = self.call("POST", "/approval/applications/%s/resubmit" % no, self.ent)
+        self.assertEqual(st, 422)  # the plan was not uploaded again
+        self.ok("PUT", "/approval/applications/%s/materials/floor_plan" % no, self.ent, b"%PDF new plan",
+                headers=PDF)
+        a = self.ok("POST", "/approval/applications/%s/resubmit" % no, self.ent)
+        self.assertEqual(a["state"], "submitted")
+        stood = a["paused_ms"]
+        self.assertGreaterEqual(stood, 3 * DAY)
+        self.assertEqual(a["deadline"], deadline + stood)
+        self.assertEqual(a["remind_at"], remind + stood)
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        # past the reminder: handlers are reminded; past the deadline: overdue, escalated
+        now = self.shared.set_clock(self.offset)["now"]
+        self.move(a["remind_at"] - now + 1000)
+        self.wait_flag(no, "reminded")
+        self.assertFalse(self.app(no)["overdue"])
+        self.move(a["deadline"] - a["remind_at"] + 1000)
+        a = self.wait_flag(no, "overdue")
+        self.assertEqual(a["escalated_to"], "dept_head")
+        stats = self.ok("GET", "/approval/stats", self.supervisor)
+        self.assertGreaterEqual(stats["total"]["overdue"], 1)
+        # a restart does not fire them again, nor lose the state
+        self.shared.restart()
+        self.assertTrue(self.app(no)["overdue"])
+
+    def wait_flag(self, no, flag, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            a = self.app(no)
+            if a[flag]:
+                return a
+            if time.monotonic() > deadline:
+                self.fail("%s never became %s: %r" % (no, flag, a))
+            time.sleep(0.05)
+
+
+class Supervision(ApprovalTest):
+    def test_statistics_match_what_happened(self):
+        approved = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % approved, self.clerk)
+        for who in (self.sp, self.wjw):
+            self.ok("POST", "/approval/applications/%s/review" % approved, who, {"decision": "approve"})
+        refused = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % refused, self.clerk)
+        self.ok("POST", "/approval/applications/%s/review" % refused, self.sp, {"decision": "refuse", "opinion": "否"})
+        not_accepted = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/refuse" % not_accepted, self.clerk, {"reason": "不符合条件"})
+        waiting = self.submitted()["number"]
+        self.draft()  # drafts do not count
+        self.wait_state(approved, "approved")
+        self.wait_state(refused, "refused")
+        s = self.ok("GET", "/approval/stats?item=FOOD-LICENCE", self.supervisor)
+        t = s["total"]
+        self.assertEqual((t["received"], t["accepted"], t["approved"], t["refused"], t["not_accepted"],
+                          t["completed"]), (4, 2, 1, 1, 1, 2))
+        self.assertEqual(t["on_time_rate"], 1.0)
+        self.assertEqual(s["by_department"]["scjg"]["received"], 4)
+        st, d = self.call("GET", "/approval/stats", self.clerk)
+        self.assertEqual(st, 403)
+        st, d = self.call("GET", "/approval/stats?from=2026", self.supervisor)
+        self.assertEqual(st, 400)
+        self.assertEqual(self.app(waiting)["state"], "submitted")
+
+
+class WithoutCredit(NodeTest):
+    def test_item_says_refuse_when_no_credit_plugin(self):
+        n = self.node(plugins=("workflow", "approval"), auth=AUTH, roles=("approval_admin",))
+        st, _, d = n.json("POST", "/admin/departments", {"code": "scjg", "name": "市场监管", "parent": "root"})
+        self.assertEqual(st, 201, d)
+        clerk = n.new_user("clerk", ["approval_clerk"], "scjg")
+        body = {"kind": "enterprise", "login": "company", "name": "公司", "password": "Applicant-password-1",
+                "credit_code": GOOD_CODE}
+        self.assertEqual(n.json("POST", "/auth/register", body, auth=False)[0], 201)
+        ent = {"Authorization": "Bearer " + n.login("company", "Applicant-password-1")[2]["token"]}
+        st, _, app = n.json("POST", "/approval/applications",
+                            {"item": "FOOD-LICENCE", "form": food_form(), "credit_code": GOOD_CODE}, ent, auth=False)
+        self.assertEqual(st, 201, app)
+        no = app["number"]
+        for m in n.json("GET", "/approval/items/FOOD-LICENCE", auth=False)[2]["materials"]:
+            if m["required"]:
+                st, _, b = n.request("PUT", "/approval/applications/%s/materials/%s" % (no, m["name"]),
+                                     b"%PDF", dict(ent, **PDF), auth=False)
+                self.assertEqual(st, 200, b)
+        self.assertEqual(n.json("POST", "/approval/applications/%s/submit" % no, None, ent, auth=False)[0], 200)
+        # FOOD-LICENCE says without_credit = "refuse": it cannot be accepted now
+        st, _, d = n.json("POST", "/approval/applications/%s/accept" % no, None, clerk, auth=False)
+        self.assertEqual((st, d["type"]), (503, "/problems/credit-check-unavailable"))
+        st, _, a = n.json("GET", "/approval/applications/" + no, None, ent, auth=False)
+        self.assertEqual(a["state"], "submitted")  # nothing changed
+
+
+if __name__ == "__main__":
+    unittest.main()
