@@ -52,6 +52,7 @@ static void def_free(lua_State *L, wf_def *d)
         free(n->id), free(n->title), free(n->role), free(n->dept), free(n->escalate_to);
         free(n->service), free(n->result), free(n->outs), free(n->region);
         unref(L, &n->dept_fn), unref(L, &n->assignee_fn), unref(L, &n->multi_fn), unref(L, &n->fn);
+        unref(L, &n->need_fn);
         for (size_t c = 0; c < n->nconds; c++) unref(L, &n->conds[c].fn);
         free(n->conds);
     }
@@ -284,15 +285,23 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if (!n->role && !n->dept && n->dept_fn == WF_NOREF && n->assignee_fn == WF_NOREF &&
         n->multi_fn == WF_NOREF)
         return fail(c, "a user task needs a role, a department, an assignee or multi");
+    if (n->need_fn != WF_NOREF && n->multi_fn == WF_NOREF)
+        return fail(c, "need as a function goes with multi");
     if (n->remind_ms && !n->deadline_ms) return fail(c, "remind_before needs a deadline");
     if (n->escalate_to && !n->deadline_ms) return fail(c, "escalate_to needs a deadline");
     return ref_field(c, r, t, "next", &n->next, true);
 }
 
-static int need_field(ctx *c, int t, wf_node *n)
+/* need = "all" | N; on a multi-instance user task also a function of the instance that
+ * returns N (an item that says how many of its departments must sign). */
+static int need_field(ctx *c, int t, wf_node *n, bool fn_ok)
 {
     int ty = rawfield(c->L, t, "need");
     n->need = 0;
+    if (ty == LUA_TFUNCTION && fn_ok) {
+        n->need_fn = luaL_ref(c->L, LUA_REGISTRYINDEX);
+        return ZT_OK;
+    }
     if (ty == LUA_TNUMBER && lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
         lua_tointeger(c->L, -1) <= WF_MAX_MULTI)
         n->need = (int)lua_tointeger(c->L, -1);
@@ -401,7 +410,7 @@ static int read_node(ctx *c, refs *r, int t, wf_node *n)
     case WF_START:
         return ref_field(c, r, t, "next", &n->next, true);
     case WF_USER:
-        if ((rc = need_field(c, t, n)) != ZT_OK) return rc;
+        if ((rc = need_field(c, t, n, true)) != ZT_OK) return rc;
         return read_user(c, r, t, n);
     case WF_SERVICE:
         if ((rc = fn_field(c, t, "fn", &n->fn)) != ZT_OK) return rc;
@@ -414,7 +423,7 @@ static int read_node(ctx *c, refs *r, int t, wf_node *n)
     case WF_SPLIT:
         return read_split(c, r, t, n);
     case WF_JOIN:
-        if ((rc = need_field(c, t, n)) != ZT_OK) return rc;
+        if ((rc = need_field(c, t, n, false)) != ZT_OK) return rc;
         return ref_field(c, r, t, "next", &n->next, true);
     case WF_END:
         return str_field(c, t, "result", &n->result, false);
@@ -628,7 +637,7 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
     while (lua_next(L, nt)) {
         wf_node *n = &d->nodes[d->nnodes];
         n->next = n->dflt = n->split = WF_NONE;
-        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = WF_NOREF;
+        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = n->need_fn = WF_NOREF;
         if (lua_type(L, -2) != LUA_TSTRING || !good_name(lua_tostring(L, -2))) {
             lua_pop(L, 3);
             free(start);

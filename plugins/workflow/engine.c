@@ -446,7 +446,19 @@ static int open_user(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
         if (k == 0) return enter(op, in, d, n->next); /* nobody to ask: nothing to wait for */
         wf_counter *c = wf_inst_counter(in, ni, true);
         if (!c) return sys_fail(op, ZT_ENOMEM, "instance");
-        c->need = (uint16_t)(n->need && (size_t)n->need < k ? (size_t)n->need : k);
+        size_t need = n->need ? (size_t)n->need : k;
+        if (n->need_fn != WF_NOREF) {
+            if ((rc = call_fn(op, in, d, n, n->need_fn, false, &base)) != ZT_OK) return rc;
+            lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+            lua_settop(L, base);
+            if (v < 1 || (size_t)v > k)
+                return wf_fail(op, 500, "workflow-script-failed",
+                               "workflow %s v%u, node '%s': need must return a whole number "
+                               "from 1 to the %zu tasks multi opened",
+                               d->name, d->version, n->id, k);
+            need = (size_t)v;
+        }
+        c->need = (uint16_t)(need < k ? need : k);
         return ZT_OK;
     }
     const char *dept = n->dept, *who = NULL;

@@ -33,6 +33,7 @@ typedef struct wf_node {
     /* user task */
     char *role, *dept, *escalate_to;
     int dept_fn, assignee_fn, multi_fn; /* registry refs or WF_NOREF */
+    int need_fn;                        /* multi: need = function(instance) → N, or WF_NOREF */
     int need;                           /* multi and join: 0 = all, else N */
     int64_t deadline_ms, remind_ms;     /* working time; 0: none */
     /* service task */

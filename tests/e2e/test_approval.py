@@ -252,6 +252,22 @@ class Applications(ApprovalTest):
         todo = self.ok("GET", "/workflow/tasks", self.zjj)["items"]
         self.assertNotIn(no, [t["business_key"] for t in todo])  # the third is cancelled
 
+    def test_countersign_need_comes_from_the_item(self):
+        item = self.ok("GET", "/approval/items/ROAD-DIG", None)
+        for k in ("source",):
+            item.pop(k, None)
+        item["countersign"] = {"departments": ["zjj", "gajj", "zhzf"], "need": 3}
+        self.ok("PUT", "/approval/items/ROAD-DIG-ALL", self.shared.auth, dict(item, code="ROAD-DIG-ALL"), 201)
+        form = {"road": "解放街", "length_m": 30, "start_date": "2026-12-05", "days": 3}
+        no = self.submitted("ROAD-DIG-ALL", form=form)["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk_zjj)
+        self.ok("POST", "/approval/applications/%s/review" % no, self.gajj, {"decision": "approve"})
+        self.ok("POST", "/approval/applications/%s/review" % no, self.zhzf, {"decision": "approve"})
+        time.sleep(0.2)
+        self.assertEqual(self.app(no)["state"], "reviewing")  # all three must sign
+        self.ok("POST", "/approval/applications/%s/review" % no, self.zjj, {"decision": "approve"})
+        self.wait_state(no, "approved")
+
     def test_citizen_simple_registration(self):
         form = {"spouse_name": "李四", "children": 0}
         no = self.submitted("BIRTH-REG", who=self.citizen, code=None, form=form)["number"]

@@ -1,11 +1,11 @@
 -- approval_countersign.lua: countersign (会签): after acceptance, the listed departments
--- sign; two of them suffice (the item's countersign.need must be 2 for this definition),
--- and the others' tasks are then cancelled. A refusal ends the application refused.
+-- sign; as many as the item's countersign.need suffice, and the others' tasks are then
+-- cancelled. A refusal ends the application refused.
 local function accepted(i) return i.decisions.accept ~= "refuse" end
 
 return {
   name = "approval_countersign",
-  title = "审批：会签 (countersign, two of the departments)",
+  title = "审批：会签 (countersign, N of the departments)",
   start = "start",
   nodes = {
     start = { type = "start", next = "accept" },
@@ -18,7 +18,8 @@ return {
                  default = "not_accepted" },
     sign = {
       type = "user", title = "会签 (countersign)", role = "approval_reviewer",
-      multi = function(i) return i.data.countersign end, need = 2,
+      multi = function(i) return i.data.countersign end,
+      need = function(i) return i.data.need end,
       next = "decided",
     },
     decided = {
