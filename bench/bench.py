@@ -1101,8 +1101,16 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
     L.append("- nginx and wrk are Debian's packages; zhengtong is the Release build of this "
              "commit (`build-bench/`).")
     L.append("")
+    # Sections that other benchmarks write (<!-- name --> ... <!-- /name -->: the workflow,
+    # approval and sensor benches) stay as they were: this run did not measure them.
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        old = ""
+    kept = [m.group(0).rstrip("\n") for m in re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->", old, re.S)]
     with open(path, "w") as f:
-        f.write("\n".join(L))
+        f.write("\n".join(L + [k + "\n" for k in kept]))
 
 
 # ---- profiling ---------------------------------------------------------------------
