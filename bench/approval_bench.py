@@ -158,7 +158,7 @@ def main():
         q = multiprocessing.Queue()
         ps = [multiprocessing.Process(target=client, args=(n.port, tokens, args.seconds, args.threads, q))
               for _ in range(args.clients)]
-        perf = None
+        perf, by_lib = None, []
         if args.perf:
             perf_data = os.path.join(tmp, "perf.data")
             perf = subprocess.Popen(["perf", "record", "-q", "-o", perf_data, "-p", str(n.proc.pid)],
@@ -175,7 +175,10 @@ def main():
             perf.wait()
             r = subprocess.run(["perf", "report", "-i", perf_data, "--stdio", "--sort", "dso"],
                                capture_output=True, text=True)
-            print("\n".join(ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#"))[:3000])
+            for ln in r.stdout.splitlines():
+                m = re.match(r"\s*([\d.]+)%\s+(\S+)", ln)
+                if m and float(m.group(1)) >= 1.0:
+                    by_lib.append("%s %s%%" % (m.group(2).split(".so")[0], m.group(1)))
         for p in ps:
             p.join()
         errs = [e for g in got for e in g[2]]
@@ -208,6 +211,9 @@ def main():
         "",
         "The node's CPU time per application (from /proc) bounds what one core can carry:",
         "about %.0f applications/s if the clients were not the limit." % (apps / cpu if cpu else 0),
+        "",
+        ("Where the node's time went (perf, by library): %s." % ", ".join(by_lib)) if by_lib else
+        "(Run with `--perf` for where the node's time goes, by library.)",
         "",
         "No target is set in the issue. The plugin is Lua throughout; the measurement above is",
         "the answer to whether Lua is too slow for it (see the closing note of issue 6).",
