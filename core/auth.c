@@ -384,8 +384,15 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
     const char *h = zt_req_header(req, "Authorization");
     if (!h) return ZT_ENOTFOUND;
     const char *why = NULL;
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
-        why = "the Authorization header must be 'Bearer <token>'";
+    if (strncasecmp(h, "Token ", 6) == 0) {
+        /* InfluxDB's scheme, so that its clients and agents write with an API key as is */
+        const char *tok = h + 6;
+        while (*tok == ' ') tok++;
+        if (strncmp(tok, KEY_PREFIX, strlen(KEY_PREFIX)) == 0)
+            return resolve_key(srv, req, tok, answer);
+        why = "'Authorization: Token' takes an API key";
+    } else if (strncasecmp(h, "Bearer ", 7) != 0) {
+        why = "the Authorization header must be 'Bearer <token>' (or 'Token <API key>')";
     } else {
         const char *tok = h + 7;
         while (*tok == ' ') tok++;

@@ -1,0 +1,468 @@
+# test_sensor.py: the sensor plugin over real HTTP: registry, line protocol, JSON, queries.
+import gzip
+import json
+import math
+import random
+import threading
+import time
+import unittest
+import urllib.parse
+
+from ztnode import NodeTest
+
+SECOND = 10**9
+OPTIONS = 'sensor = { ignore_tags = { "host" }, retention_every = 0 }'
+
+
+def token(key):
+    return {"Authorization": "Token " + key}
+
+
+class Sensor:
+    """Helpers over one node signed in as a sensor administrator."""
+
+    def __init__(self, node):
+        self.n = node
+
+    def thing(self, name="station", lat=30.25, lon=120.1):
+        st, _, d = self.n.json("POST", "/sensor/things", {"name": name, "location": {"lat": lat, "lon": lon}})
+        assert st == 201, (st, d)
+        return d["id"]
+
+    def stream(self, thing, measurement, field, tags=None, devices=(), **extra):
+        body = dict(thing=thing, name=measurement + "." + field, measurement=measurement, field=field,
+                    tags=tags or {}, devices=list(devices), **extra)
+        st, _, d = self.n.json("POST", "/sensor/streams", body)
+        assert st == 201, (st, d)
+        return d["id"]
+
+    def device(self, name):
+        st, _, d = self.n.json("POST", "/admin/keys", {"name": name, "plugin": "sensor", "role": "sensor_device"})
+        assert st == 201, (st, d)
+        return d["id"], d["key"]
+
+    def write_v2(self, key, body, precision=None, headers=None, bucket="b"):
+        q = {"org": "o", "bucket": bucket}
+        if precision:
+            q["precision"] = precision
+        h = dict(token(key))
+        h.update(headers or {})
+        return self.n.request("POST", "/api/v2/write?" + urllib.parse.urlencode(q), body, h, auth=False)
+
+    def obs(self, sid, **q):
+        q.setdefault("limit", 10000)
+        st, _, d = self.n.json("GET", "/sensor/streams/%d/observations?%s" % (sid, urllib.parse.urlencode(q)))
+        assert st == 200, (st, d)
+        return d
+
+    def values(self, sid):
+        return [(o["time"], o["value"]) for o in self.obs(sid)["observations"]]
+
+
+def parse_time(text):
+    """ns since 1970 of the node's RFC 3339 UTC text, computed here."""
+    import calendar
+    head, _, frac = text.rstrip("Z").partition(".")
+    s = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    return s * SECOND + int((frac + "000000000")[:9])
+
+
+def rfc3339(ns):
+    """RFC 3339 as the node writes it (no trailing zeros in the fraction), computed here."""
+    s, frac = divmod(ns, SECOND)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+    if frac:
+        text += ("." + "%09d" % frac).rstrip("0")
+    return text + "Z"
+
+
+class RegistryTest(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("sensor",), options=OPTIONS, roles=("sensor_admin",))
+        cls.s = Sensor(cls.shared)
+
+    def test_things_and_streams(self):
+        n, s = self.shared, self.s
+        tid = s.thing("Landslide station 3", 29.5, 119.7)
+        st, _, t = n.json("GET", "/sensor/things/" + tid)
+        self.assertEqual((st, t["name"], t["location"]), (200, "Landslide station 3", {"lat": 29.5, "lon": 119.7}))
+        sid = s.stream(tid, "displacement", "mm", {"point": "P1"}, unit="mm", expected_interval=60,
+                       observed_property="slope displacement")
+        st, _, d = n.json("GET", "/sensor/streams/%d" % sid)
+        self.assertEqual(st, 200)
+        self.assertEqual((d["unit"], d["expected_interval"], d["tags"], d["thing"]), ("mm", 60, {"point": "P1"}, tid))
+        # the same series twice is refused
+        st, _, d = n.json("POST", "/sensor/streams", {"thing": tid, "name": "x", "measurement": "displacement",
+                                                      "field": "mm", "tags": {"point": "P1"}})
+        self.assertEqual(st, 409, d)
+        # an ignored tag cannot be part of a series
+        st, _, d = n.json("POST", "/sensor/streams", {"thing": tid, "name": "x", "measurement": "m",
+                                                      "field": "f", "tags": {"host": "a"}})
+        self.assertEqual(st, 422, d)
+        st, _, d = n.json("PATCH", "/sensor/streams/%d" % sid, {"unit": "cm", "retention_days": 30})
+        self.assertEqual((st, d["unit"], d["retention_days"]), (200, "cm", 30))
+        st, _, d = n.json("PATCH", "/sensor/streams/%d" % sid, {"field": "other"})
+        self.assertEqual(st, 422, d)
+        # a thing with streams is not deleted
+        st, _, d = n.json("DELETE", "/sensor/things/" + tid)
+        self.assertEqual(st, 409, d)
+        st, _, d = n.json("GET", "/sensor/streams?thing=" + tid)
+        self.assertEqual([x["id"] for x in d["items"]], [sid])
+
+    def test_list_pages(self):
+        n, s = self.shared, self.s
+        tid = s.thing("paged")
+        ids = [s.stream(tid, "paged", "f%d" % i) for i in range(5)]
+        got, after = [], None
+        while True:
+            q = "?thing=%s&limit=2" % tid + ("&after=" + after if after else "")
+            st, _, d = n.json("GET", "/sensor/streams" + q)
+            self.assertEqual(st, 200, d)
+            self.assertLessEqual(len(d["items"]), 2)
+            got += [x["id"] for x in d["items"]]
+            after = d["next"]
+            if after is None:
+                break
+        self.assertEqual(got, ids)
+
+    def test_only_the_administrator_manages(self):
+        n, s = self.shared, self.s
+        _, key = s.device("not-an-admin")
+        st, _, _ = n.request("POST", "/sensor/things", {"name": "x"}, {"Authorization": "Bearer " + key}, auth=False)
+        self.assertEqual(st, 403)
+        st, _, _ = n.request("POST", "/sensor/things", {"name": "x"}, auth=False)
+        self.assertEqual(st, 401)
+
+
+class IngestTest(NodeTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("sensor",), options=OPTIONS, roles=("sensor_admin",))
+        cls.s = Sensor(cls.shared)
+        cls.tid = cls.s.thing()
+
+    def setUp(self):
+        super().setUp()
+        self.dev, self.key = self.s.device("gauge-%d" % random.randrange(10**9))
+
+    def test_v2_types_escapes_and_precision(self):
+        s = self.s
+        m = "weather station"  # a measurement with a space, escaped on the wire
+        ids = {f: s.stream(self.tid, m, f, {"loc": "north,east"}, devices=[self.dev]) for f in ("temp", "count", "big", "note", "ok")}
+        body = ('weather\\ station,loc=north\\,east,host=box1 temp=21.5,count=-3i,big=18446744073709551615u,'
+                'note="say \\"hi\\"",ok=T 1700000000\n'
+                "# a comment\n\n"
+                "weather\\ station,host=box2,loc=north\\,east temp=-0.25 1700000001\n")
+        st, h, b = s.write_v2(self.key, body, precision="s")
+        self.assertEqual(st, 204, b)
+        self.assertEqual(s.values(ids["temp"]), [(rfc3339(1700000000 * SECOND), 21.5), (rfc3339(1700000001 * SECOND), -0.25)])
+        self.assertEqual(s.values(ids["count"]), [(rfc3339(1700000000 * SECOND), -3)])
+        self.assertEqual(s.values(ids["big"]), [(rfc3339(1700000000 * SECOND), 18446744073709551615)])
+        self.assertEqual(s.values(ids["note"]), [(rfc3339(1700000000 * SECOND), 'say "hi"')])
+        self.assertEqual(s.values(ids["ok"]), [(rfc3339(1700000000 * SECOND), True)])
+        for prec, mult in (("ns", 1), ("us", 1000), ("ms", 10**6)):
+            sid = s.stream(self.tid, "prec_" + prec, "v", devices=[self.dev])
+            st, _, b = s.write_v2(self.key, "prec_%s v=1 1700000000123" % prec, precision=prec)
+            self.assertEqual(st, 204, b)
+            self.assertEqual(s.values(sid), [(rfc3339(1700000000123 * mult), 1)])
+
+    def test_no_timestamp_takes_the_node_time(self):
+        s = self.s
+        sid = s.stream(self.tid, "now", "v", devices=[self.dev])
+        before = time.time_ns()
+        st, _, b = s.write_v2(self.key, "now v=1")
+        after = time.time_ns()
+        self.assertEqual(st, 204, b)
+        st, _, d = self.shared.json("GET", "/sensor/streams/%d/latest" % sid)
+        obs = s.obs(sid, format="json")["observations"]
+        self.assertEqual(len(obs), 1)
+        self.assertEqual(d["value"], 1)
+        t = obs[0]["time"]
+        # the node's clock is ms: the time is within the request, to the millisecond
+        self.assertTrue(before // 10**6 * 10**6 <= parse_time(t) <= after, (before, t, after))
+
+    def test_v1_write_and_gzip(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "rain", "mm", {"gauge": "g1"}, devices=[self.dev])
+        lines = "".join("rain,gauge=g1 mm=%d.5 %d\n" % (i, 1600000000 + i) for i in range(500))
+        st, _, b = n.request("POST", "/write?db=county&precision=s", gzip.compress(lines.encode()),
+                             dict(token(self.key), **{"Content-Encoding": "gzip"}), auth=False)
+        self.assertEqual(st, 204, b)
+        vals = s.values(sid)
+        self.assertEqual(len(vals), 500)
+        self.assertEqual(vals[7], (rfc3339((1600000000 + 7) * SECOND), 7.5))
+        # v1 errors are {"error": ...}
+        st, _, b = n.request("POST", "/write?db=county", "rain,gauge=g1 mm=", token(self.key), auth=False)
+        self.assertEqual(st, 400)
+        d = json.loads(b)
+        self.assertIn("line 1", d["error"])
+        # a database is required, a bad gzip body is refused
+        st, _, b = n.request("POST", "/write", "rain,gauge=g1 mm=1", token(self.key), auth=False)
+        self.assertEqual(st, 400, b)
+        st, _, b = s.write_v2(self.key, b"\x1f\x8b not really gzip", headers={"Content-Encoding": "gzip"})
+        self.assertEqual(st, 400, b)
+        self.assertEqual(json.loads(b)["code"], "invalid")
+        self.assertEqual(len(s.values(sid)), 500)
+
+    def test_gzip_bomb_is_refused(self):
+        # 200 MB of zeros is a small body; the node stops inflating at max_inflated
+        bomb = gzip.compress(b"0" * (200 << 20), 9)
+        self.assertLess(len(bomb), 1 << 20)
+        st, _, b = self.s.write_v2(self.key, bomb, headers={"Content-Encoding": "gzip"})
+        self.assertEqual(st, 413, b)
+        self.assertEqual(json.loads(b)["code"], "request too large")
+
+    def test_bad_line_rejects_the_whole_batch(self):
+        s = self.s
+        sid = s.stream(self.tid, "level", "m", devices=[self.dev])
+        body = "level m=1 1\nlevel m=2 2\nlevel m=two 3\nlevel m=4 4\n"
+        st, h, b = s.write_v2(self.key, body)
+        self.assertEqual(st, 400, b)
+        self.assertTrue(h["content-type"].startswith("application/json"))
+        d = json.loads(b)
+        self.assertEqual(d["code"], "invalid")
+        self.assertEqual(d["line"], 3)
+        self.assertIn("line 3", d["message"])
+        self.assertIn("level m=two 3", d["message"])
+        self.assertEqual(s.values(sid), [])
+        # and the same batch, corrected, goes in whole
+        st, _, b = s.write_v2(self.key, body.replace("two", "3"))
+        self.assertEqual(st, 204, b)
+        self.assertEqual([v for _, v in s.values(sid)], [1, 2, 3, 4])
+
+    def test_bad_precision_and_missing_bucket(self):
+        st, _, b = self.s.write_v2(self.key, "m v=1", precision="days")
+        self.assertEqual((st, json.loads(b)["code"]), (400, "invalid"))
+        st, _, b = self.s.write_v2(self.key, "m v=1", bucket="")
+        self.assertEqual(st, 400, b)
+
+    def test_devices_write_only_their_streams(self):
+        s = self.s
+        other_dev, other_key = s.device("other")
+        mine = s.stream(self.tid, "own", "v", devices=[self.dev])
+        theirs = s.stream(self.tid, "theirs", "v", devices=[other_dev])
+        st, _, b = s.write_v2(self.key, "own v=1 1\ntheirs v=2 2\n")
+        self.assertEqual(st, 403, b)
+        d = json.loads(b)
+        self.assertEqual((d["code"], d["line"]), ("forbidden", 2))
+        self.assertEqual(s.values(mine), [])  # nothing of the batch
+        st, _, b = s.write_v2(other_key, "theirs v=2 2")
+        self.assertEqual(st, 204, b)
+        # JSON batches too
+        st, _, b = self.shared.request("POST", "/sensor/observations",
+                                       {"observations": [{"stream": mine, "time_ns": 5, "value": 1},
+                                                         {"stream": theirs, "time_ns": 5, "value": 1}]},
+                                       {"Authorization": "Bearer " + self.key}, auth=False)
+        self.assertEqual(st, 403, b)
+        self.assertEqual(s.values(mine), [])
+        # Bearer works for line protocol as well as Token
+        st, _, b = self.shared.request("POST", "/api/v2/write?bucket=b", "own v=7 7",
+                                       {"Authorization": "Bearer " + self.key}, auth=False)
+        self.assertEqual(st, 204, b)
+        self.assertEqual(s.values(mine), [(rfc3339(7), 7)])
+        # a key of another plugin, a session token in the Token scheme: refused
+        st, _, b = self.shared.request("POST", "/api/v2/write?bucket=b", "own v=7 7",
+                                       {"Authorization": "Token " + self.shared.auth["Authorization"][7:]}, auth=False)
+        self.assertEqual(st, 401, b)
+
+    def test_unknown_series_is_refused(self):
+        st, _, b = self.s.write_v2(self.key, "nobody,defined=this v=1 1")
+        self.assertEqual(st, 422, b)
+        d = json.loads(b)
+        self.assertEqual((d["code"], d["line"]), ("unprocessable entity", 1))
+        self.assertIn("nobody,defined=this v", d["message"])
+
+    def test_json_batch(self):
+        s, n = self.s, self.shared
+        a = s.stream(self.tid, "js", "a", {"k": "1"}, devices=[self.dev])
+        b_ = s.stream(self.tid, "js", "b", devices=[self.dev])
+        obs = [{"stream": a, "time": "2024-05-01T08:00:00+08:00", "value": 1.25},
+               {"measurement": "js", "tags": {"k": "1", "host": "x"}, "field": "a", "time": 1714521601000, "value": 2},
+               {"stream": b_, "time_ns": "1714521600000000001", "value": "open"},
+               {"stream": b_, "time_ns": 1714521600000000000, "value": False}]
+        st, _, d = n.json("POST", "/sensor/observations", {"observations": obs}, {"Authorization": "Bearer " + self.key}, auth=False)
+        self.assertEqual((st, d), (200, {"written": 4}))
+        self.assertEqual(s.values(a), [("2024-05-01T00:00:00Z", 1.25), ("2024-05-01T00:00:01Z", 2)])
+        self.assertEqual(s.values(b_), [("2024-05-01T00:00:00Z", False), ("2024-05-01T00:00:00.000000001Z", "open")])
+        # a bad one anywhere: a problem naming it, nothing written
+        obs = [{"stream": a, "time_ns": 1, "value": 1}, {"stream": a, "time": "yesterday", "value": 1}]
+        st, h, body = n.request("POST", "/sensor/observations", obs, {"Authorization": "Bearer " + self.key}, auth=False)
+        p = self.assertProblem(st, h, body, 400)
+        self.assertIn("observation 2", p["detail"])
+        self.assertEqual(len(s.values(a)), 2)
+
+    def test_last_write_wins_and_out_of_order(self):
+        s = self.s
+        sid = s.stream(self.tid, "dup", "v", devices=[self.dev])
+        self.assertEqual(s.write_v2(self.key, "dup v=3 30\ndup v=1 10\ndup v=2 20\ndup v=9 10\n")[0], 204)
+        self.assertEqual(s.write_v2(self.key, "dup v=5 20\n")[0], 204)
+        self.assertEqual(s.values(sid), [(rfc3339(10), 9), (rfc3339(20), 5), (rfc3339(30), 3)])
+        st, _, d = self.shared.json("GET", "/sensor/streams/%d/latest" % sid)
+        self.assertEqual((d["time"], d["value"]), (rfc3339(30), 3))
+
+    def test_range_paging_and_csv(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "page", "v", devices=[self.dev])
+        pts = [(1000 + 7 * i, random.randrange(-1000, 1000)) for i in range(53)]
+        self.assertEqual(s.write_v2(self.key, "".join("page v=%di %d\n" % (v, t) for t, v in pts))[0], 204)
+        got, cursor = [], None
+        while True:
+            q = {"limit": 10, "start": 1000 + 7 * 3, "end": 1000 + 7 * 50}
+            if cursor:
+                q["cursor"] = cursor
+            d = s.obs(sid, **q)
+            got += [(o["time"], o["value"]) for o in d["observations"]]
+            cursor = d["next"]
+            if not cursor:
+                break
+        self.assertEqual(got, [(rfc3339(t), v) for t, v in pts[3:50]])
+        st, h, b = n.request("GET", "/sensor/streams/%d/observations?format=csv&limit=5" % sid)
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/csv"))
+        rows = b.decode().splitlines()
+        self.assertEqual(rows[0], "time,value")
+        self.assertEqual(rows[1:], ["%s,%d" % (rfc3339(t), v) for t, v in pts[:5]])
+        self.assertEqual(h["x-next-cursor"], str(pts[5][0]))
+        st, h, b = n.request("GET", "/sensor/streams/%d/observations?limit=1" % sid, headers={"Accept": "text/csv"})
+        self.assertEqual(b.decode().splitlines()[1], "%s,%d" % (rfc3339(pts[0][0]), pts[0][1]))
+        st, _, _ = n.request("GET", "/sensor/streams/999999/observations")
+        self.assertEqual(st, 404)
+
+    def test_aggregates_match_an_independent_computation(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "agg", "v", devices=[self.dev])
+        rnd = random.Random(7)
+        base = 1700000000 * SECOND
+        pts = sorted({base + rnd.randrange(0, 3600 * SECOND): rnd.uniform(-50, 50) for _ in range(2000)}.items())
+        body = "".join("agg v=%r %d\n" % (v, t) for t, v in pts)
+        self.assertEqual(s.write_v2(self.key, body)[0], 204)
+        every = 300 * SECOND
+        start, end = base + 100 * SECOND, base + 3000 * SECOND
+        want = {}
+        for t, v in pts:
+            if start <= t < end:
+                want.setdefault(t - t % every, []).append(v)
+        st, _, d = n.json("GET", "/sensor/streams/%d/aggregate?every=5m&start=%d&end=%s" % (sid, start, urllib.parse.quote(rfc3339(end))))
+        self.assertEqual(st, 200, d)
+        self.assertEqual([w["time"] for w in d["windows"]], [rfc3339(w) for w in sorted(want)])
+        for w in d["windows"]:
+            vals = want[[k for k in want if rfc3339(k) == w["time"]][0]]
+            self.assertEqual(w["count"], len(vals))
+            self.assertEqual((w["min"], w["max"], w["first"], w["last"]), (min(vals), max(vals), vals[0], vals[-1]))
+            self.assertTrue(math.isclose(w["mean"], math.fsum(vals) / len(vals), rel_tol=1e-12, abs_tol=1e-12))
+        st, h, b = n.request("GET", "/sensor/streams/%d/aggregate?every=1h&fn=count,max&format=csv" % sid)
+        rows = b.decode().splitlines()
+        self.assertEqual(rows[0], "time,count,max")
+        hours = {}
+        for t, v in pts:
+            hours.setdefault(t - t % (3600 * SECOND), []).append(v)
+        self.assertEqual(rows[1:], ["%s,%d,%s" % (rfc3339(k), len(v), repr(max(v))) for k, v in sorted(hours.items())])
+        st, _, _ = n.request("GET", "/sensor/streams/%d/aggregate?every=0" % sid)
+        self.assertEqual(st, 400)
+        st, _, _ = n.request("GET", "/sensor/streams/%d/aggregate?every=1m&fn=median" % sid)
+        self.assertEqual(st, 400)
+
+    def test_latest_of_every_stream(self):
+        s, n = self.s, self.shared
+        tid = s.thing("latest")
+        a = s.stream(tid, "lt", "a", devices=[self.dev])
+        b_ = s.stream(tid, "lt", "b", devices=[self.dev])
+        self.assertEqual(s.write_v2(self.key, "lt a=1,b=2 5\nlt a=3 6\n")[0], 204)
+        st, _, d = n.json("GET", "/sensor/latest?thing=" + tid)
+        self.assertEqual(d["items"], [{"stream": a, "time": rfc3339(6), "value": 3},
+                                      {"stream": b_, "time": rfc3339(5), "value": 2}])
+
+    def test_retention(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "ret", "v", devices=[self.dev], retention_days=2)
+        now = time.time_ns()
+        old = [now - (3 + i) * 86400 * SECOND for i in range(5)]
+        fresh = [now - 86400 * SECOND, now - SECOND]
+        # points already past their retention are trimmed by the batch that brings them
+        body = "".join("ret v=%d %d\n" % (i, t) for i, t in enumerate(old + fresh))
+        self.assertEqual(s.write_v2(self.key, body)[0], 204)
+        self.assertEqual([v for _, v in s.values(sid)], [5, 6])
+        # a stream whose retention is shortened later is trimmed by the retention pass
+        st, _, d = n.json("PATCH", "/sensor/streams/%d" % sid, {"retention_days": 0})
+        self.assertEqual(s.write_v2(self.key, "ret v=9 %d\n" % old[0])[0], 204)
+        self.assertEqual(len(s.values(sid)), 3)
+        st, _, d = n.json("PATCH", "/sensor/streams/%d" % sid, {"retention_days": 2})
+        st, _, d = n.json("POST", "/sensor/retention?max=1000", {})
+        self.assertEqual(st, 200, d)
+        self.assertGreaterEqual(d["deleted"], 1)
+        self.assertEqual([v for _, v in s.values(sid)], [5, 6])
+
+
+class AutoCreateTest(NodeTest):
+    def test_unknown_series_become_streams_of_their_device(self):
+        n = self.node(plugins=("sensor",), options="sensor = { auto_create = true }", roles=("sensor_admin",))
+        s = Sensor(n)
+        dev, key = s.device("agent")
+        other_dev, other_key = s.device("agent2")
+        st, _, b = s.write_v2(key, "air,site=east pm25=35i,no2=12.5 1\n")
+        self.assertEqual(st, 204, b)
+        st, _, d = n.json("GET", "/sensor/streams")
+        made = {x["field"]: x for x in d["items"]}
+        self.assertEqual(set(made), {"pm25", "no2"})
+        self.assertEqual(made["pm25"]["tags"], {"site": "east"})
+        self.assertEqual(made["pm25"]["devices"], [dev])
+        self.assertEqual(s.values(made["no2"]["id"]), [(rfc3339(1), 12.5)])
+        # the streams are the first device's: another device cannot write them
+        st, _, b = s.write_v2(other_key, "air,site=east pm25=1i 2\n")
+        self.assertEqual(st, 403, b)
+
+
+class CrashTest(NodeTest):
+    def test_every_acknowledged_point_survives_kill_9(self):
+        n = self.node(plugins=("sensor",), options=OPTIONS, roles=("sensor_admin",))
+        s = Sensor(n)
+        dev, key = s.device("crash")
+        sid = s.stream(s.thing(), "crash", "v", devices=[dev])
+        acked, stop = [], threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                body = "".join("crash v=%di %d\n" % (i * 200 + j, i * 200 + j) for j in range(200))
+                try:
+                    st, _, _ = s.write_v2(key, body)
+                except OSError:
+                    return
+                if st == 204:
+                    acked.append(i)
+                i += 1
+
+        threads = [threading.Thread(target=writer) for _ in range(1)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(acked) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        n.kill9()
+        stop.set()
+        for t in threads:
+            t.join(10)
+        self.assertGreaterEqual(len(acked), 20)
+        n.start()
+        n.sign_in()
+        have = set()
+        cursor = None
+        while True:
+            q = {"limit": 10000}
+            if cursor:
+                q["cursor"] = cursor
+            d = s.obs(sid, **q)
+            have |= {o["value"] for o in d["observations"]}
+            cursor = d["next"]
+            if not cursor:
+                break
+        for i in acked:
+            missing = [i * 200 + j for j in range(200) if i * 200 + j not in have]
+            self.assertEqual(missing, [], "batch %d was acknowledged" % i)
+        # batches are whole: a batch is there entirely or not at all
+        self.assertEqual(len(have) % 200, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
