@@ -24,6 +24,7 @@ typedef struct zt_audit zt_audit;
 typedef struct zt_seals zt_seals;
 typedef struct zt_bus zt_bus;
 typedef struct zt_timers zt_timers;
+typedef struct zt_posts zt_posts;
 typedef struct zt_services zt_services;
 
 #define ZT_ERRLEN 512
@@ -534,6 +535,19 @@ void zt__bus_close(zt_server *srv);
 /* Prometheus lines: per subscriber lag, deliveries, failures, retry state. */
 int zt__bus_metrics(zt_server *srv, zt_buf *out);
 
+/* ---- post.c (zt_post: work handed to the loop from other threads) ------------------ */
+
+/* Before the plugins' init (they may post from it: the work waits for the start). */
+int zt__posts_open(zt_server *srv, char *err, size_t errlen);
+/* With the loop serving: run what was posted, and from now on as it is posted. */
+void zt__posts_start(zt_server *srv);
+/* At shutdown, before the last commit: refuse new work, run what is queued. */
+void zt__posts_stop(zt_server *srv);
+/* Before the plugins' fini: refuse new work; what is queued gets job NULL. */
+void zt__posts_close(zt_server *srv);
+/* After the plugins' fini (their threads have stopped). */
+void zt__posts_free(zt_server *srv);
+
 /* ---- timer.c (durable timers) --------------------------------------------------- */
 
 /* Open _core/timers (by due time) and _core/timer_ids (id → due key). */
@@ -641,6 +655,7 @@ struct zt_server {
     zt_bus *bus;
     zt_timers *timers;
     zt_services *services;
+    zt_posts *posts; /* zt_post's queue (post.c) */
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     uint64_t started_ns;
     bool stopping;

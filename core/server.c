@@ -400,6 +400,7 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
     if (rc != ZT_OK) return rc;
     if ((rc = zt__bus_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__timers_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__posts_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {
@@ -420,6 +421,7 @@ static void finish_shutdown(zt_server *srv)
     zt__http_close_all(srv);
     zt__bus_stop(srv);
     zt__timers_stop(srv);
+    zt__posts_stop(srv);
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
     zt__audit_checkpoint(srv);
@@ -467,6 +469,7 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     int brc = zt__bus_start(srv, err, errlen);
     if (brc != ZT_OK) return brc;
     zt__timers_start(srv);
+    zt__posts_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
@@ -492,7 +495,9 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 
 void zt__server_close(zt_server *srv)
 {
+    zt__posts_close(srv);
     zt__plugins_fini(srv);
+    zt__posts_free(srv);
     zt__plugins_free(srv);
     zt__services_free(srv);
     zt__timers_close(srv);

@@ -410,6 +410,21 @@ int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud);
  * others; a chain deeper than 16 is ZT_EBUSY. */
 int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result);
 
+/* ---- work from other threads ------------------------------------------------------ */
+
+/* Hand work to the event loop from any thread (a client library's network thread, a
+ * socket's callback): soon, on the loop thread, fn(job, arg) runs as work no client asked
+ * for, like an event's delivery (see "requests": the system caller of p, method "JOB", path
+ * `what`, a write transaction nested in the loop iteration's batch, audited as
+ * "JOB <what>"). fn's return code decides as an event handler's does: ZT_OK keeps its
+ * writes (they commit with the batch, one fsync for all), an error drops them. Works run
+ * in the order they were posted. fn is called exactly once for each work posted with
+ * ZT_OK: with job NULL when the node could not run it (out of memory, or it stopped first),
+ * so that it can free arg. Unlike the rest of this header, thread-safe, from init on (work
+ * posted during init runs once the node serves).
+ * Errors: ZT_ESTATE (the node is stopping; fn will not be called), ZT_ENOMEM. */
+int zt_post(zt_plugin *p, const char *what, int (*fn)(zt_req *job, void *arg), void *arg);
+
 /* ---- the other plugins, and Lua for C plugins ------------------------------------- */
 
 /* The enabled plugins' names, in init order: i from 0; NULL past the end. */

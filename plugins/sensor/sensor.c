@@ -4,31 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define OPT(name, type, def, what)                                                                 \
+    {                                                                                              \
+        name, type, def, 0, what                                                                   \
+    }
 static const zt_option options[] = {
-    {.name = "auto_create",
-     .type = ZT_OPT_BOOL,
-     .def = "false",
-     .description = "create a datastream for a series nobody defined (else: refuse the batch)"},
-    {.name = "ignore_tags",
-     .type = ZT_OPT_LIST,
-     .def = NULL,
-     .description = "tags left out of series keys (e.g. host, added by collection agents)"},
-    {.name = "max_body",
-     .type = ZT_OPT_INT,
-     .def = "33554432",
-     .description = "largest write body in bytes, as sent"},
-    {.name = "max_inflated",
-     .type = ZT_OPT_INT,
-     .def = "134217728",
-     .description = "largest write body in bytes once a gzip body is inflated"},
-    {.name = "retention_every",
-     .type = ZT_OPT_INT,
-     .def = "10",
-     .description = "seconds between two retention trims of one stream"},
+    OPT("auto_create", ZT_OPT_BOOL, "false",
+        "create a datastream for a series nobody defined (else: refuse the batch)"),
+    OPT("ignore_tags", ZT_OPT_LIST, NULL,
+        "tags left out of series keys (e.g. host, added by collection agents)"),
+    OPT("max_body", ZT_OPT_INT, "33554432", "largest write body in bytes, as sent"),
+    OPT("max_inflated", ZT_OPT_INT, "134217728",
+        "largest write body in bytes once a gzip body is inflated"),
+    OPT("retention_every", ZT_OPT_INT, "10", "seconds between two retention trims of one stream"),
+    OPT("precision", ZT_OPT_STRING, "ns",
+        "timestamp unit of line protocol from MQTT and nng: ns, us, ms or s"),
+    OPT("mqtt_host", ZT_OPT_STRING, NULL, "MQTT broker to subscribe at (unset: no MQTT input)"),
+    OPT("mqtt_port", ZT_OPT_INT, "1883", "its port"),
+    OPT("mqtt_topics", ZT_OPT_LIST, "sensors/#", "topic filters to subscribe to"),
+    OPT("mqtt_format", ZT_OPT_STRING, "auto",
+        "payloads: line (protocol), json, or auto (JSON if it starts with { or [)"),
+    OPT("mqtt_qos", ZT_OPT_INT, "1", "subscription QoS"),
+    OPT("mqtt_client_id", ZT_OPT_STRING, "zhengtong-sensor", "client id at the broker"),
+    OPT("mqtt_username", ZT_OPT_STRING, NULL, "broker login"),
+    OPT("mqtt_password", ZT_OPT_STRING, NULL, "broker password"),
+    OPT("nng_listen", ZT_OPT_STRING, NULL,
+        "nng pull socket for gateways, e.g. tcp://0.0.0.0:7770 (unset: none)"),
+    OPT("nng_format", ZT_OPT_STRING, "auto", "gateway messages: line, json or auto"),
+    OPT("rules", ZT_OPT_STRING, "sensor/rules.lua",
+        "alert rules, a file under lua_dir (missing: no rules)"),
     {0},
 };
+#undef OPT
 
 static sn *the; /* one instance: fini frees it */
+
+static int h_inputs(zt_req *req, void *ud)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        sn_mqtt_stats(ud, o);
+        sn_gw_stats(ud, o);
+    }
+    return sn_send(req, 200, o);
+}
 
 static int init(zt_plugin *p)
 {
@@ -61,10 +80,22 @@ static int init(zt_plugin *p)
         zt_log(p, ZT_LOG_ERROR, "max_body: at least 1024; max_inflated: at least max_body");
         rc = ZT_EINVAL;
     }
+    S->line_mult = lp_precision(zt_opt_string(p, "precision"));
+    if (rc == ZT_OK && S->line_mult < 0) {
+        zt_log(p, ZT_LOG_ERROR, "precision: ns, us, ms or s");
+        rc = ZT_EINVAL;
+    }
     if (rc == ZT_OK) rc = sn_admin_routes(S);
     if (rc == ZT_OK) rc = sn_ingest_routes(S);
     if (rc == ZT_OK) rc = sn_query_routes(S);
+    if (rc == ZT_OK)
+        rc = zt_route_add(p, &(zt_route){"GET", "/sensor/inputs", h_inputs, S, ZT_ROLE_USER, 0,
+                                         "MQTT and nng inputs"});
+    if (rc == ZT_OK) rc = sn_mqtt_start(S);
+    if (rc == ZT_OK) rc = sn_gw_start(S);
     if (rc != ZT_OK) {
+        sn_gw_stop(S);
+        sn_mqtt_stop(S);
         free(S);
         return rc;
     }
@@ -76,6 +107,8 @@ static int init(zt_plugin *p)
 static void fini(zt_plugin *p)
 {
     (void)p;
+    sn_gw_stop(the);
+    sn_mqtt_stop(the);
     free(the);
     the = NULL;
 }

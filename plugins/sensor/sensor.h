@@ -36,6 +36,7 @@ typedef struct sn {
     const char *ignore[16]; /* tags left out of series keys */
     int64_t ret_checked[SN_RET_SLOTS];
     int64_t retention_every_ms;
+    int64_t line_mult; /* ns per timestamp unit of line protocol from MQTT and nng */
     sn_mqtt *mqtt;
     sn_gw *gw;
     sn_rules *rules;
@@ -105,6 +106,11 @@ int sn_ingest_end(sn_ingest *g);
 void sn_ingest_error(const sn_ingest *g, int *status, const char **code, const char **msg,
                      size_t *line);
 size_t sn_ingest_count(const sn_ingest *g);
+/* Dry: check what follows (parse, resolve streams) without writing (or creating) anything.
+ * Switching forgets the streams resolved so far. */
+void sn_ingest_dry(sn_ingest *g, bool dry);
+/* Forget the last error, to go on with the next message of a batch. */
+void sn_ingest_reset(sn_ingest *g);
 /* Delete up to max observations older than the retention of each stream; the number. */
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more);
 int sn_ingest_routes(sn *S);
@@ -116,6 +122,27 @@ int sn_query_routes(sn *S);
 int sn_admin_routes(sn *S);
 /* Respond with cJSON o (deleting it); ZT_ENOMEM if o is NULL. */
 int sn_send(zt_req *req, int status, cJSON *o);
+
+/* inbox.c: messages from other threads (MQTT, nng) ingested in batches on the loop */
+typedef struct sn_inbox sn_inbox;
+enum sn_format { SN_AUTO = 0, SN_LINE, SN_JSON };
+/* NULL: out of memory. name: "mqtt", "nng" (logs, job names). */
+sn_inbox *sn_inbox_new(sn *S, const char *name, int format);
+/* Any thread: copy a message in (dropped, with a warning, past the queue's bound). */
+void sn_inbox_push(sn_inbox *b, const char *topic, const void *data, size_t len);
+/* After the producing threads have stopped. */
+void sn_inbox_free(sn_inbox *b);
+int sn_format_parse(const char *s);
+/* Counters, read on the loop: messages taken, refused, dropped; points written. */
+void sn_inbox_stats(sn_inbox *b, cJSON *into);
+
+/* mqtt.c, gw.c */
+int sn_mqtt_start(sn *S);
+void sn_mqtt_stop(sn *S);
+void sn_mqtt_stats(sn *S, cJSON *into);
+void sn_gw_stats(sn *S, cJSON *into);
+int sn_gw_start(sn *S);
+void sn_gw_stop(sn *S);
 
 /* rules.c: alert rules (Lua) */
 int sn_rules_init(sn *S);
