@@ -196,6 +196,7 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
         const char *why = NULL;
         rc = sn_stream_create(S, g->t, st, id, &why);
         cJSON_Delete(st);
+        sn_rules_forget(S);
         if (rc == ZT_EINVAL || rc == ZT_EEXIST)
             return fail(g, 422, "unprocessable entity", line, rc,
                         "%s %zu: cannot create a datastream for '%s': %s", g->unit, line,
@@ -247,7 +248,7 @@ static int write_obs(sn_ingest *g, uint32_t id, int64_t t, const sn_val *v)
     int rc = zt_put(g->t, g->S->obs, k, SN_OBS_KEY, g->vbuf, vl);
     if (rc != ZT_OK) return rc;
     g->count++;
-    if (g->S->rules) return sn_rules_observe(g->S, g->req, id, t, v);
+    if (sn_rules_any(g->S)) return sn_rules_observe(g->S, g->req, id, t, v);
     return ZT_OK;
 }
 

@@ -31,6 +31,8 @@ static const zt_option options[] = {
     OPT("nng_listen", ZT_OPT_STRING, NULL,
         "nng pull socket for gateways, e.g. tcp://0.0.0.0:7770 (unset: none)"),
     OPT("nng_format", ZT_OPT_STRING, "auto", "gateway messages: line, json or auto"),
+    OPT("check_every", ZT_OPT_INT, "60",
+        "seconds between checks for silent devices and retention passes"),
     OPT("rules", ZT_OPT_STRING, "sensor/rules.lua",
         "alert rules, a file under lua_dir (missing: no rules)"),
     {0},
@@ -91,11 +93,14 @@ static int init(zt_plugin *p)
     if (rc == ZT_OK)
         rc = zt_route_add(p, &(zt_route){"GET", "/sensor/inputs", h_inputs, S, ZT_ROLE_USER, 0,
                                          "MQTT and nng inputs"});
+    if (rc == ZT_OK) rc = sn_rules_routes(S);
+    if (rc == ZT_OK) rc = sn_rules_init(S);
     if (rc == ZT_OK) rc = sn_mqtt_start(S);
     if (rc == ZT_OK) rc = sn_gw_start(S);
     if (rc != ZT_OK) {
         sn_gw_stop(S);
         sn_mqtt_stop(S);
+        sn_rules_fini(S);
         free(S);
         return rc;
     }
@@ -109,6 +114,7 @@ static void fini(zt_plugin *p)
     (void)p;
     sn_gw_stop(the);
     sn_mqtt_stop(the);
+    sn_rules_fini(the);
     free(the);
     the = NULL;
 }

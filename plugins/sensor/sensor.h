@@ -150,5 +150,9 @@ void sn_rules_fini(sn *S);
 /* Called for each observation written in a batch, in the batch's transaction. */
 int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v);
 int sn_rules_routes(sn *S);
+/* 1 if any rule is loaded (else ingestion skips them). */
+bool sn_rules_any(const sn *S);
+/* Streams changed: which rules apply to which stream is worked out again. */
+void sn_rules_forget(sn *S);
 
 #endif
