@@ -94,9 +94,11 @@ static int drain(zt_req *job, void *arg)
     }
     sn_ingest *g = sn_ingest_begin(b->S, job);
     int rc = g ? ZT_OK : ZT_ENOMEM;
+    /* A message alone in its batch needs no dry run: refused, it takes only itself down. */
+    bool alone = l && !l->next;
     for (msg *m = l; m && rc == ZT_OK; m = m->next) {
         b->taken++;
-        sn_ingest_dry(g, true);
+        sn_ingest_dry(g, !alone);
         int r = ingest_one(b, g, m);
         if (r != ZT_OK) {
             int status;
@@ -110,9 +112,14 @@ static int drain(zt_req *job, void *arg)
             b->refused++;
             zt_req_log(job, ZT_LOG_WARN, "%s message refused (topic '%s'): %s", b->name,
                        m->topic ? m->topic : "", status ? why : "not JSON");
+            if (alone) { /* what it wrote before the bad part goes with the job */
+                free_list(l);
+                return ZT_EINVAL;
+            }
             sn_ingest_reset(g);
             continue;
         }
+        if (alone) continue; /* written already */
         sn_ingest_dry(g, false);
         rc = ingest_one(b, g, m);
     }

@@ -271,7 +271,7 @@ void sn_time_format(int64_t ns, char out[40])
         char f[11];
         snprintf(f, sizeof f, ".%09lld", (long long)frac);
         size_t l = strlen(f);
-        while (f[l - 1] == '0') f[--l] = 0; /* as RFC3339Nano: no trailing zeros */
+        while (l > 1 && f[l - 1] == '0') f[--l] = 0; /* as RFC3339Nano: no trailing zeros */
         n += snprintf(out + n, (size_t)(40 - n), "%s", f);
     }
     snprintf(out + n, (size_t)(40 - n), "Z");

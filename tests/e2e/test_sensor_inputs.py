@@ -150,6 +150,14 @@ class InputsTest(NodeTest):
         v2 = s.obs(ids[2], limit=3)["observations"]
         self.assertEqual([o["value"] for o in v2], [False, True, False])
         self.assertEqual(self.inputs()["nng"]["refused"], 0)
+        # a message with a bad line is refused whole: its good first line is not kept
+        p = os.path.join(d, "bad")
+        with open(p, "w") as f:
+            f.write("gw v0=1i 1\ngw v0=oops 2\n")
+        subprocess.run([sender, self.nng, p], check=True, timeout=30)
+        wait_for("the refusal", lambda: self.inputs()["nng"]["refused"] == 1)
+        self.assertEqual(len(s.obs(ids[0])["observations"]), 5001)
+        self.assertIn("nng message refused", self.n.log())
 
 
 if __name__ == "__main__":
