@@ -6,7 +6,7 @@ import time
 import unittest
 
 from test_sensor import SECOND, Sensor, rfc3339
-from test_sensor_inputs import core_has, wait_for
+from test_sensor_inputs import wait_for
 from ztnode import NodeTest, lua_tree_with
 
 RULES = r'''
@@ -39,8 +39,6 @@ end)
 '''
 
 
-@unittest.skipUnless(core_has("zt_lua_new") and core_has("zt__job_new") and core_has("zt_emit"),
-                     "Lua for C plugins, jobs and events (issue 5) have not landed yet")
 class AlertsTest(NodeTest):
     def start(self, custom_stream=6):
         d = tempfile.mkdtemp(prefix="zt-rules-")

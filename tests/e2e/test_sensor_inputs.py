@@ -14,16 +14,6 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub")
 
 
-def core_has(symbol):
-    """Whether the daemon defines symbol for real, not by a weak stand-in of core/stubs.c
-    (the parts other issues build: jobs for zt_post, Lua for alert rules)."""
-    nm = shutil.which("nm")
-    if not nm:
-        return True
-    out = subprocess.run([nm, env("ZT_BIN")], capture_output=True, text=True).stdout
-    return any(l.split()[-2:] == ["T", symbol] for l in out.splitlines())
-
-
 def wait_for(what, fn, timeout=15.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -76,7 +66,6 @@ class Broker:
 
 
 @unittest.skipUnless(os.path.exists(MOSQUITTO) and MOSQUITTO_PUB, "mosquitto and mosquitto-clients are needed")
-@unittest.skipUnless(core_has("zt__job_new"), "the core's jobs (issue 5, events) have not landed yet")
 class InputsTest(NodeTest):
     def setUp(self):
         super().setUp()
