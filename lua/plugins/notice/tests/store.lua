@@ -13,6 +13,17 @@ local function notice(title, department)
   }
 end
 
+-- Publish n notices titled "notice 1" .. "notice n", oldest first; their ids in order.
+local function publish(n)
+  local ids = {}
+  for i = 1, n do
+    local it = notice("notice " .. i)
+    notices:put(it.id, it)
+    ids[i] = it.id
+  end
+  return ids
+end
+
 test("a notice comes back from the database as it was stored", function(t)
   local n = notice("春节期间政务大厅开放时间")
   notices:put(n.id, n)
@@ -28,12 +39,7 @@ test("each test starts from an empty database", function(t)
 end)
 
 test("ids sort by time: the newest notice is the last key", function(t)
-  local ids = {}
-  for i = 1, 50 do
-    local n = notice("notice " .. i)
-    notices:put(n.id, n)
-    ids[i] = n.id
-  end
+  local ids = publish(50)
   for i = 2, #ids do
     t.ok(ids[i] > ids[i - 1], ("id %d sorts after id %d"):format(i, i - 1))
   end
@@ -43,12 +49,7 @@ test("ids sort by time: the newest notice is the last key", function(t)
 end)
 
 test("a page after `before` is a reverse scan from it, which yields `before` first", function(t)
-  local ids = {}
-  for i = 1, 5 do
-    local n = notice("notice " .. i)
-    notices:put(n.id, n)
-    ids[i] = n.id
-  end
+  local ids = publish(5)
   local seen = {}
   for id in notices:iter{ from = ids[4], reverse = true } do seen[#seen + 1] = id end
   -- GET /notices?before=<id> skips the first key, which is `before` itself
