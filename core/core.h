@@ -329,6 +329,10 @@ size_t zt__lua_memory(const zt_plugin *p);
  * test files in it (with srv->lua_tests, zt__lua_init makes the state without running
  * init.lua). Calls into it go through zt_lua_run and zt_lua_call. */
 lua_State *zt__lua_state(const zt_plugin *p);
+/* Push the request table of the work running on L (the ctx of zt_lua_call), as an event
+ * handler's ctx is made: for zt.auth.*, zt.audit.note, zt.seal. It is the work's only while
+ * it stays on the stack. Only from a C function that Lua called inside such a work. */
+void zt__lua_push_ctx(lua_State *L);
 /* The text of a Lua source file into out (empty before), read as init.lua and modules are
  * (at most 8 MiB); on failure err names the file and why, and out is freed. */
 int zt__lua_read_source(const char *path, zt_buf *out, char *err, size_t errlen);

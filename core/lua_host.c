@@ -3231,6 +3231,13 @@ lua_State *zt__lua_state(const zt_plugin *p)
     return p->lua ? p->lua->L : NULL;
 }
 
+void zt__lua_push_ctx(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    assert(lp->req);
+    push_work_req(L, lp);
+}
+
 /* ---- Lua for C plugins (zt.h) ------------------------------------------------------- */
 
 int zt_lua_new(zt_plugin *p, lua_State **out)

@@ -244,9 +244,9 @@ static int uncaught(lua_State *L)
 }
 
 /* Called (through zt_lua_call) with new_t, SKIP and the test's function: runs it with a
- * fresh t. Returns nothing when it passed, else "skip" or "fail" and the message. It is C
- * so that nothing runs in Lua after the test: once the instruction budget is spent, every
- * Lua instruction would raise again. */
+ * fresh t and the work's ctx. Returns nothing when it passed, else "skip" or "fail" and the
+ * message. It is C so that nothing runs in Lua after the test: once the instruction budget is
+ * spent, every Lua instruction would raise again. */
 static int run_test(lua_State *L)
 {
     lua_settop(L, 3);
@@ -254,21 +254,23 @@ static int run_test(lua_State *L)
     lua_call(L, 0, 1); /* 4: t */
     lua_pushvalue(L, 2);
     lua_pushcclosure(L, uncaught, 1);
+    zt__lua_push_ctx(L); /* 6: ctx, which stays here while the test runs */
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
-    int st = lua_pcall(L, 1, 0, 5);
+    lua_pushvalue(L, 6);
+    int st = lua_pcall(L, 2, 0, 5);
     if (st == LUA_OK) return 0;
-    /* 6: what the test raised, as uncaught left it */
-    if (lua_getmetatable(L, 6) && lua_rawequal(L, -1, 2)) {
+    /* 7: what the test raised, as uncaught left it */
+    if (lua_getmetatable(L, 7) && lua_rawequal(L, -1, 2)) {
         lua_pushliteral(L, "skip");
-        lua_rawgeti(L, 6, 1);
+        lua_rawgeti(L, 7, 1);
         return 2;
     }
     lua_pushliteral(L, "fail");
     if (st == LUA_ERRMEM)
         lua_pushliteral(L, "not enough memory (the state is at the lua.memory cap of the config)");
     else
-        lua_pushstring(L, lua_type(L, 6) == LUA_TSTRING ? lua_tostring(L, 6) : "(no message)");
+        lua_pushstring(L, lua_type(L, 7) == LUA_TSTRING ? lua_tostring(L, 7) : "(no message)");
     return 2;
 }
 

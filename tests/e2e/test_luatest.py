@@ -146,6 +146,28 @@ class Passing(Runner):
         self.assertSummary(r.stdout, 3, 2, 0, 1)
         self.assertNotIn("init.lua must not run", r.stdout + r.stderr)
 
+    def test_ctx_and_helpers_in_a_subfolder(self):
+        text = """\
+local fx = require "ctx.tests.lib.fixtures"
+test("ctx is the work", function(t, ctx)
+  t.eq(fx.answer, 42)
+  t.eq(ctx.method, "TEST")
+  t.eq(ctx.path, "ctx/a.lua")
+  t.eq(zt.auth.caller(ctx).kind, "system")
+  zt.audit.note(ctx, "test", "x")
+  zt.emit("ctx.done", { a = 1 })
+  t.ok(zt.timer.after(1000, "ctx.later"))
+  t.ok(zt.seal.json(ctx, "root", { a = 1 }).signature)
+end)
+"""
+        d = self.plugin("ctx", {"a.lua": text})
+        os.makedirs(os.path.join(d, "tests", "lib"))
+        with open(os.path.join(d, "tests", "lib", "fixtures.lua"), "w") as f:
+            f.write("return { answer = 42 }\n")
+        r = self.run_tests(self.conf(["ctx"]))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertSummary(r.stdout, 1, 1, 0)  # the helper is not run as a test file
+
     def test_files_run_in_name_order_and_numbers_continue(self):
         body = 'test("%s", function(t) t.ok(true) end)\n'
         self.plugin("order", {"b.lua": body % "second", "a.lua": body % "first",
