@@ -319,6 +319,8 @@ static void run_tests(zt_server *srv, zt_plugin *p, lua_State *L, int base, cons
 {
     char err[ZT_ERRLEN];
     lua_Integer n = (lua_Integer)lua_rawlen(L, base + 1);
+    if (n == 0)
+        printf("# %s: no tests (declare them with test(name, function(t) ... end))\n", label);
     for (lua_Integer i = 1; i <= n; i++) {
         int top = lua_gettop(L);
         if (!lua_checkstack(L, 8)) {
