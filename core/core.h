@@ -326,6 +326,17 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
 void zt__lua_fini(zt_plugin *p);
 /* Bytes the plugin's Lua state holds. */
 size_t zt__lua_memory(const zt_plugin *p);
+/* The plugin's Lua state (NULL before zt__lua_init): for the test runner, which runs its
+ * test files in it (with srv->lua_tests, zt__lua_init makes the state without running
+ * init.lua). Calls into it go through zt_lua_run and zt_lua_call. */
+lua_State *zt__lua_state(const zt_plugin *p);
+/* Push the request table of the work running on L (the ctx of zt_lua_call), as an event
+ * handler's ctx is made: for zt.auth.*, zt.audit.note, zt.seal. It is the work's only while
+ * it stays on the stack. Only from a C function that Lua called inside such a work. */
+void zt__lua_push_ctx(lua_State *L);
+/* The text of a Lua source file into out (empty before), read as init.lua and modules are
+ * (at most 8 MiB); on failure err names the file and why, and out is freed. */
+int zt__lua_read_source(const char *path, zt_buf *out, char *err, size_t errlen);
 
 /* ---- lua_pattern.c ------------------------------------------------------------- */
 
@@ -657,6 +668,7 @@ struct zt_server {
     zt_services *services;
     zt_posts *posts; /* zt_post's queue (post.c) */
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
+    bool lua_tests;  /* `zhengtong test`: Lua plugins get their state, but no init.lua runs */
     uint64_t started_ns;
     bool stopping;
     uint64_t stop_began_ms;
@@ -699,6 +711,29 @@ int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, siz
 /* Answer with a problem, for the core's own errors. */
 void zt__problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* ---- luatest.c (the scratch node of check and test; the Lua test runner) --------- */
+
+/* A node on a scratch data folder and key in $TMPDIR (zhengtong-<what>-XXXXXX), so that
+ * check and test never touch live data. */
+typedef struct zt_scratch {
+    zt_server srv;
+    uv_loop_t loop;
+    char dir[3100]; /* "" until made */
+} zt_scratch;
+/* Make the folder and open the node on it (check_only): as zt__server_open does, or with
+ * lua_tests so that no Lua plugin's init.lua runs (nor the services check, as the Lua
+ * providers did not start). On failure err says why; call zt__scratch_close either way. */
+int zt__scratch_open(zt_scratch *s, zt_conf *conf, const char *what, bool lua_tests, char *err,
+                     size_t errlen);
+/* Close the node, run its loop out, remove the folder. */
+void zt__scratch_close(zt_scratch *s);
+/* `zhengtong test [PLUGIN...]`: run lua_dir/plugins/<name>/tests/<file>.lua of the named Lua
+ * plugins (none: every Lua plugin of the config with a tests/ folder), each file on a
+ * scratch node of its own; TAP-like lines on stdout. Returns the exit status: 0 all passed,
+ * 1 a test failed, a file did not load or a node did not start, 2 a name that is not a
+ * Lua plugin of the config with a tests/ folder. */
+int zt__luatest(zt_conf *conf, char **names, int nnames);
 
 /* metrics.c */
 int zt__metrics_new(zt_metrics **out, size_t nroutes);

@@ -1,4 +1,4 @@
-/* main.c: the zhengtong command: serve, check, backup, version. */
+/* main.c: the zhengtong command: serve, check, test, backup, admin, audit, version. */
 #include "core.h"
 
 #include <stdio.h>
@@ -10,6 +10,7 @@ static const char usage[] =
     "usage: zhengtong <command> [-c FILE] [args]\n"
     "  serve  [-c FILE]        run the node (default config: conf/zhengtong.conf)\n"
     "  check  [-c FILE]        check the config and start every plugin without serving\n"
+    "  test   [-c FILE] [PLUGIN...]   run the Lua plugins' tests (lua/plugins/<name>/tests/*.lua)\n"
     "  backup [-c FILE] DEST   hot, compacted copy of the data into the new folder DEST\n"
     "  admin  [-c FILE] user add LOGIN NAME DEPT [ROLE,ROLE...]   (prints a one-time password)\n"
     "                   user passwd|disable|enable LOGIN\n"
@@ -49,35 +50,12 @@ static int cmd_serve(zt_conf *conf)
 /* `check` starts every plugin against a scratch store, so it never touches live data. */
 static int cmd_check(zt_conf *conf)
 {
-    /* in $TMPDIR when set (as mkstemp's users expect), else /tmp */
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp || strlen(tmp) > 3000) tmp = "/tmp";
-    char dir[3100];
-    snprintf(dir, sizeof dir, "%s/zhengtong-check-XXXXXX", tmp);
-    if (!mkdtemp(dir)) {
-        perror("zhengtong check: mkdtemp");
-        return 1;
-    }
-    zt_server srv = {0};
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    srv.loop = &loop;
-    srv.check_only = true;
+    zt_scratch s;
     char err[ZT_ERRLEN] = "";
-    int rc = zt__server_open(&srv, conf, dir, err, sizeof err);
-    size_t nroutes = srv.router ? zt__router_count(srv.router) : 0;
-    size_t nplugins = srv.nplugins;
-    zt__server_close(&srv);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    char path[sizeof dir + 16];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/master.key", dir);
-    unlink(path);
-    rmdir(dir);
+    int rc = zt__scratch_open(&s, conf, "check", false, err, sizeof err);
+    size_t nroutes = s.srv.router ? zt__router_count(s.srv.router) : 0;
+    size_t nplugins = s.srv.nplugins;
+    zt__scratch_close(&s);
     if (rc != ZT_OK) {
         fprintf(stderr, "%s\n", err[0] ? err : zt_strerror(rc));
         return 1;
@@ -172,8 +150,8 @@ int main(int argc, char **argv)
     }
     bool serve = strcmp(cmd, "serve") == 0, check = strcmp(cmd, "check") == 0,
          backup = strcmp(cmd, "backup") == 0, admin = strcmp(cmd, "admin") == 0,
-         audit = strcmp(cmd, "audit") == 0;
-    if (!serve && !check && !backup && !admin && !audit) {
+         audit = strcmp(cmd, "audit") == 0, test = strcmp(cmd, "test") == 0;
+    if (!serve && !check && !backup && !admin && !audit && !test) {
         fprintf(stderr, "zhengtong: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
@@ -192,6 +170,7 @@ int main(int argc, char **argv)
     zt__log_level = conf.log_level;
     int rc = serve    ? cmd_serve(&conf)
              : check  ? cmd_check(&conf)
+             : test   ? zt__luatest(&conf, args, nargs)
              : backup ? cmd_backup(&conf, args[0])
                       : cmd_offline(&conf, admin, nargs, args);
     zt__conf_free(&conf);
