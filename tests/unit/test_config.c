@@ -561,9 +561,9 @@ static void shipped_configs_load(void **state)
         const char *file, *plugins, *greeting;
         int64_t page_size;
     } confs[] = {
-        {"conf/zhengtong.conf", "hello notice workflow approval ", "你好", 20},
-        {"conf/examples/rural-county.conf", "notice workflow approval ", NULL, 10},
-        {"conf/examples/district.conf", "hello notice workflow approval ", "您好", 50},
+        {"conf/zhengtong.conf", "hello notice workflow approval sensor ", "你好", 20},
+        {"conf/examples/rural-county.conf", "notice workflow approval sensor ", NULL, 10},
+        {"conf/examples/district.conf", "hello notice workflow approval sensor ", "您好", 50},
     };
     const char *src = getenv("ZT_SRC");
     if (!src) fail_msg("ZT_SRC is not set (run through ctest)");
