@@ -1101,6 +1101,25 @@ static int svc_workdays_add(zt_req *req, const cJSON *args, cJSON **result, void
     return ZT_OK;
 }
 
+/* {from, to} (ms) → {ms, days}: the working time between them (0 when to <= from). */
+static int svc_workdays_between(zt_req *req, const cJSON *args, cJSON **result, void *ud)
+{
+    wf *w = ud;
+    (void)req;
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(args, "from");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(args, "to");
+    if (!cJSON_IsNumber(from) || !cJSON_IsNumber(to)) return ZT_EINVAL;
+    int64_t ms = wf_cal_between(&w->cal, (int64_t)from->valuedouble, (int64_t)to->valuedouble);
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddNumberToObject(o, "ms", (double)ms) ||
+        !cJSON_AddNumberToObject(o, "days", (double)ms / 86400000.0)) {
+        cJSON_Delete(o);
+        return ZT_ENOMEM;
+    }
+    *result = o;
+    return ZT_OK;
+}
+
 /* ---- timers --------------------------------------------------------------------------- */
 
 static int on_timer(zt_req *ctx, const zt_event *ev, void *ud)
@@ -1164,6 +1183,7 @@ int wf_api_init(wf *w)
         {"workflow.cancel", svc_cancel},
         {"workflow.withdraw", svc_withdraw},
         {"workflow.workdays_add", svc_workdays_add},
+        {"workflow.workdays_between", svc_workdays_between},
     };
     for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
         if ((rc = zt_provide(p, svcs[i].name, svcs[i].fn, w)) != ZT_OK) {

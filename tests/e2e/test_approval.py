@@ -472,6 +472,9 @@ class Supervision(ApprovalTest):
         self.assertEqual((t["received"], t["accepted"], t["approved"], t["refused"], t["not_accepted"],
                           t["completed"]), (4, 2, 1, 1, 1, 2))
         self.assertEqual(t["on_time_rate"], 1.0)
+        # decided within seconds of submission: well under a working day each
+        self.assertGreaterEqual(t["mean_working_days"], 0)
+        self.assertLess(t["mean_working_days"], 0.01)
         self.assertEqual(s["by_department"]["scjg"]["received"], 4)
         st, d = self.call("GET", "/approval/stats", self.clerk)
         self.assertEqual(st, 403)

@@ -196,6 +196,10 @@ local function workdays_add(from, days)
   return r.time
 end
 
+local function workdays_between(from, to)
+  return call("workflow.workdays_between", { from = from, to = to }).ms
+end
+
 local function cancel_timers(app)
   for _, id in pairs(app.timers) do zt.timer.cancel(id) end
   app.timers = {}
@@ -228,6 +232,7 @@ end
 local function resume_clock(app, now)
   local stood = now - app.paused_since
   app.paused_ms = app.paused_ms + stood
+  app.paused_work_ms = (app.paused_work_ms or 0) + workdays_between(app.paused_since, now)
   app.paused_since = zt.json.null
   app.deadline = app.deadline + stood
   if app.remind_at ~= zt.json.null then app.remind_at = app.remind_at + stood end
@@ -346,7 +351,8 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
       form = form, materials = {}, state = "draft", created_at = now,
       submitted_at = zt.json.null, accepted_at = zt.json.null, decided_at = zt.json.null,
       deadline = zt.json.null, remind_at = zt.json.null, paused_since = zt.json.null, paused_ms = 0,
-      overdue = false, reminded = false, escalated_to = zt.json.null,
+      overdue = false, reminded = false, escalated_to = zt.json.null, paused_work_ms = 0,
+      working_days = zt.json.null,
       instance = zt.json.null, opinions = zt.json.array(), supplement = zt.json.null,
       history = zt.json.array(), result = zt.json.null, timers = {},
     }
@@ -721,6 +727,8 @@ local function decide(ctx, app, result)
   cancel_timers(app)
   app.state = result
   app.decided_at = now
+  -- 办理时长 in working days, without the time the clock stood still for supplements
+  app.working_days = (workdays_between(app.submitted_at, now) - (app.paused_work_ms or 0)) / DAY
   local refusals = {}
   for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refusals[#refusals + 1] = o end end
   if result == "approved" then
@@ -847,15 +855,14 @@ zt.route("GET", "/approval/stats", { role = "approval_supervisor",
           if app.state == "approved" or app.state == "refused" then
             g.completed = g.completed + 1
             if app.decided_at <= app.deadline then g.on_time = g.on_time + 1 end
-            g.working_days_sum = g.working_days_sum
-              + (app.decided_at - app.submitted_at - app.paused_ms) / DAY
+            g.working_days_sum = g.working_days_sum + (app.working_days or 0)
           end
         end
       end
     end
     local function finish(g)
       g.on_time_rate = g.completed > 0 and g.on_time / g.completed or zt.json.null
-      g.mean_days = g.completed > 0 and g.working_days_sum / g.completed or zt.json.null
+      g.mean_working_days = g.completed > 0 and g.working_days_sum / g.completed or zt.json.null
       g.working_days_sum = nil
       return g
     end

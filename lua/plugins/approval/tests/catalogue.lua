@@ -104,4 +104,8 @@ test("working days come from the workflow plugin's calendar", function(t)
   local friday = 1795140000000
   local r = zt.call("workflow.workdays_add", { from = friday, days = 1 })
   t.eq(r.time, friday + 3 * 86400000)
+  -- and back: Friday 10:00 to Monday 10:00 is one working day, the weekend not counted
+  local b = zt.call("workflow.workdays_between", { from = friday, to = r.time })
+  t.eq(b.days, 1)
+  t.eq(zt.call("workflow.workdays_between", { from = r.time, to = friday }).ms, 0)
 end)
