@@ -91,6 +91,16 @@ local function save(app)
   apps:put(app.number, app)
 end
 
+-- The end of a step someone took on an application: its history, the record, the
+-- applicant told (主动告知), the audit record named; the answer is the application.
+local function stepped(req, app, action, note, kind, text, audit_action)
+  step(app, req.caller.login, action, note)
+  save(app)
+  notify(app, kind, text)
+  zt.audit.note(req, audit_action, "application/" .. app.number)
+  return 200, view(app)
+end
+
 -- The departments that take part in an application's item.
 local function departments_of(item)
   local d = { item.department }
@@ -466,11 +476,8 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     app.state = "submitted"
     app.submitted_at = now
     start_clock(app, now)
-    step(app, req.caller.login, "submitted")
-    save(app)
-    notify(app, "submitted", "申请已提交，等待受理 (submitted, awaiting acceptance)")
-    zt.audit.note(req, "submit application", "application/" .. app.number)
-    return 200, view(app)
+    return stepped(req, app, "submitted", nil, "submitted",
+      "申请已提交，等待受理 (submitted, awaiting acceptance)", "submit application")
   end)
 
 zt.route("POST", "/approval/applications/:no/withdraw", { role = "user", summary = "Withdraw before a decision" },
@@ -483,11 +490,8 @@ zt.route("POST", "/approval/applications/:no/withdraw", { role = "user", summary
     cancel_timers(app)
     app.state = "withdrawn"
     app.decided_at = zt.now()
-    step(app, req.caller.login, "withdrawn")
-    save(app)
-    notify(app, "withdrawn", "申请已撤回 (withdrawn)")
-    zt.audit.note(req, "withdraw application", "application/" .. app.number)
-    return 200, view(app)
+    return stepped(req, app, "withdrawn", nil, "withdrawn",
+      "申请已撤回 (withdrawn)", "withdraw application")
   end)
 
 -- ---- acceptance (受理) ------------------------------------------------------------------
@@ -564,11 +568,8 @@ zt.route("POST", "/approval/applications/:no/accept", { role = "approval_clerk",
     call("workflow.task_action", { task = t.id, action = "complete", decision = "accept", opinion = opinion })
     app.state = "reviewing"
     app.accepted_at = zt.now()
-    step(app, req.caller.login, "accepted", opinion)
-    save(app)
-    notify(app, "accepted", "申请已受理，进入审批 (accepted; under review)")
-    zt.audit.note(req, "accept application", "application/" .. app.number)
-    return 200, view(app)
+    return stepped(req, app, "accepted", opinion, "accepted",
+      "申请已受理，进入审批 (accepted; under review)", "accept application")
   end)
 
 zt.route("POST", "/approval/applications/:no/refuse", { role = "approval_clerk", summary = "Refuse to accept (不予受理)" },
@@ -604,12 +605,9 @@ zt.route("POST", "/approval/applications/:no/supplement", { role = "approval_cle
                        requested_at = now, requested_by = req.caller.login }
     app.state = "supplement"
     pause_clock(app, now)
-    step(app, req.caller.login, "supplements requested", table.concat(input.missing, ", "))
-    save(app)
-    notify(app, "supplement", "请补正材料：" .. table.concat(input.missing, "、")
-      .. (app.supplement.note ~= "" and ("（" .. app.supplement.note .. "）") or ""))
-    zt.audit.note(req, "request supplements", "application/" .. app.number)
-    return 200, view(app)
+    return stepped(req, app, "supplements requested", table.concat(input.missing, ", "), "supplement",
+      "请补正材料：" .. table.concat(input.missing, "、")
+      .. (app.supplement.note ~= "" and ("（" .. app.supplement.note .. "）") or ""), "request supplements")
   end)
 
 zt.route("POST", "/approval/applications/:no/resubmit", { role = "user",
@@ -626,11 +624,8 @@ zt.route("POST", "/approval/applications/:no/resubmit", { role = "user",
     app.state = "submitted"
     resume_clock(app, zt.now())
     app.supplement.supplied_at = zt.now()
-    step(app, req.caller.login, "supplements handed in")
-    save(app)
-    notify(app, "resubmitted", "补正材料已提交，等待受理 (supplements received)")
-    zt.audit.note(req, "hand in supplements", "application/" .. app.number)
-    return 200, view(app)
+    return stepped(req, app, "supplements handed in", nil, "resubmitted",
+      "补正材料已提交，等待受理 (supplements received)", "hand in supplements")
   end)
 
 -- A department's decision on its own task (the staff workbench may also complete the task
