@@ -91,15 +91,6 @@ local function save(app)
   apps:put(app.number, app)
 end
 
--- The end of a step someone took on an application: its history, the record, the
--- applicant told (主动告知), the audit record named; the answer is the application.
-local function stepped(req, app, action, note, kind, text, audit_action)
-  step(app, req.caller.login, action, note)
-  save(app)
-  notify(app, kind, text)
-  zt.audit.note(req, audit_action, "application/" .. app.number)
-  return 200, view(app)
-end
 
 -- The departments that take part in an application's item.
 local function departments_of(item)
@@ -184,6 +175,16 @@ local function view(app)
   for k, x in pairs(app) do v[k] = x end
   v.timers = nil
   return v
+end
+
+-- The end of a step someone took on an application: its history, the record, the
+-- applicant told (主动告知), the audit record named; the answer is the application.
+local function stepped(req, app, action, note, kind, text, audit_action)
+  step(app, req.caller.login, action, note)
+  save(app)
+  notify(app, kind, text)
+  zt.audit.note(req, audit_action, "application/" .. app.number)
+  return 200, view(app)
 end
 
 -- Public progress: what anyone with the number and query code may see.
