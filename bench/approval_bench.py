@@ -31,7 +31,7 @@ SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 sys.path.insert(0, HERE)
 
-from workflow_bench import build, git_commit  # noqa: E402  (one way to build and name)
+from benchlib import build, cpu_seconds, git_commit, write_section  # noqa: E402
 
 FORM = {"business_name": "压测餐馆", "address": "城关镇人民路 1 号", "categories": "热食类食品制售",
         "area_m2": 50}
@@ -105,12 +105,6 @@ def client(port, tokens, seconds, threads, q):
     q.put((done[0], reqs[0], errors))
 
 
-def node_cpu(pid):
-    """CPU seconds (user + system) the node has used so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -163,13 +157,13 @@ def main():
             perf_data = os.path.join(tmp, "perf.data")
             perf = subprocess.Popen(["perf", "record", "-q", "-o", perf_data, "-p", str(n.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = node_cpu(n.proc.pid)
+        cpu0 = cpu_seconds(n.proc.pid)
         t0 = time.monotonic()
         for p in ps:
             p.start()
         got = [q.get(timeout=args.seconds + 120) for _ in ps]
         wall = time.monotonic() - t0
-        cpu = node_cpu(n.proc.pid) - cpu0
+        cpu = cpu_seconds(n.proc.pid) - cpu0
         if perf:
             perf.send_signal(2)
             perf.wait()
@@ -193,7 +187,6 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     load = " ".join("%.2f" % x for x in os.getloadavg())
     lines = [
-        "<!-- approval -->",
         "## Approval: applications submitted and driven to a sealed decision, over HTTP",
         "",
         "Written by `bench/approval_bench.py` (%s, commit `%s`): the food business licence of"
@@ -217,17 +210,11 @@ def main():
         "",
         "No target is set in the issue. The plugin is Lua throughout; the measurement above is",
         "the answer to whether Lua is too slow for it (see the closing note of issue 6).",
-        "<!-- /approval -->",
     ]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
-        path = os.path.join(HERE, "RESULTS.md")
-        text = open(path).read() if os.path.exists(path) else ""
-        m = re.search(r"<!-- approval -->.*?<!-- /approval -->\n?", text, re.S)
-        text = text[: m.start()] + section + text[m.end():] if m else text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        write_section("approval", section)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ import urllib.parse
 HOST = "127.0.0.1"
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-RESULTS = os.path.join(BENCH, "RESULTS.md")
-BEGIN, END = "<!-- sensor -->", "<!-- /sensor -->"  # bench/run keeps such sections
+sys.path.insert(0, BENCH)
+
+import benchlib  # noqa: E402
+from benchlib import cpu_seconds  # noqa: E402
 SECOND = 10**9
 
 
@@ -39,12 +41,6 @@ def free_port():
     s.close()
     return p
 
-
-def cpu_seconds(pid):
-    """user + system CPU seconds of a process and its threads."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Proc:
@@ -275,16 +271,6 @@ def nng_ingest(build, url, batches, workdir, port, key):
     return dt, 5000 * len(batches)
 
 
-def write_section(text):
-    old = open(RESULTS).read() if os.path.exists(RESULTS) else "# Zhengtong benchmarks\n"
-    block = BEGIN + "\n" + text.rstrip() + "\n" + END + "\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) + 1:]
-    else:
-        new = old.rstrip() + "\n\n" + block
-    with open(RESULTS, "w") as f:
-        f.write(new)
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -383,7 +369,7 @@ def main():
               "", NOTE]
     text = "\n".join(lines)
     print(text)
-    write_section(text)
+    benchlib.write_section("sensor", text)
 
 
 NOTE = ("Per CPU-second: points over the server's user + system CPU time during the run (all its "
@@ -398,13 +384,7 @@ def fmt(x):
 
 
 def git_commit():
-    if os.environ.get("ZT_BENCH_COMMIT"):
-        return os.environ["ZT_BENCH_COMMIT"]
-    try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
-    except OSError:
-        return "?"
+    return os.environ.get("ZT_BENCH_COMMIT") or benchlib.git_commit()
 
 
 if __name__ == "__main__":

@@ -33,14 +33,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+sys.path.insert(0, HERE)
 
-
-def build(dirname):
-    if not os.path.exists(os.path.join(dirname, "CMakeCache.txt")):
-        subprocess.run(["cmake", "-S", SRC, "-B", dirname, "-DCMAKE_BUILD_TYPE=Release"],
-                       check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", dirname, "-j2", "--target", "zhengtong"], check=True,
-                   stdout=subprocess.DEVNULL)
+from benchlib import build, git_commit, write_section  # noqa: E402
 
 
 def http_client(port, token, seconds, threads, q):
@@ -159,7 +154,6 @@ def main():
     med_in = statistics.median(inproc)
     med_e2e = statistics.median(e2e)
     lines = [
-        "<!-- workflow -->",
         "## Workflow engine: instances started and completed per second",
         "",
         "Written by `bench/workflow_bench.py` (%s, commit `%s`). The process: task A, then B and C"
@@ -184,22 +178,12 @@ def main():
         "Anchors: Zeebe with one broker reached about 1,300 started instances per second",
         "(Camunda's 2019 scalability post); Flowable about 1,089 completed per second on 8 CPUs",
         "with PostgreSQL (a user's report on the Flowable forum).",
-        "<!-- /workflow -->",
     ]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
-        path = os.path.join(HERE, "RESULTS.md")
-        text = open(path).read() if os.path.exists(path) else ""
-        m = re.search(r"<!-- workflow -->.*?<!-- /workflow -->\n?", text, re.S)
-        text = text[: m.start()] + section + text[m.end():] if m else text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        write_section("workflow", section)
 
-
-def git_commit():
-    r = subprocess.run(["git", "-C", SRC, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
-    return r.stdout.strip() or "?"
 
 
 if __name__ == "__main__":
