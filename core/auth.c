@@ -391,8 +391,23 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
         if (strncmp(tok, KEY_PREFIX, strlen(KEY_PREFIX)) == 0)
             return resolve_key(srv, req, tok, answer);
         why = "'Authorization: Token' takes an API key";
+    } else if (strncasecmp(h, "Basic ", 6) == 0) {
+        /* InfluxDB 1.x clients and agents send a user and password: the password is the
+         * device's API key (the user name is not read) */
+        const char *b64 = h + 6, *pw;
+        while (*b64 == ' ') b64++;
+        size_t n = 0, cap = strlen(b64);
+        char *dec = cap < 1024 ? zt_req_alloc(req, cap + 1) : NULL;
+        if (dec &&
+            sodium_base642bin((unsigned char *)dec, cap, b64, cap, NULL, &n, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) == 0 &&
+            (dec[n] = 0, strlen(dec) == n) && (pw = strchr(dec, ':')) &&
+            strncmp(pw + 1, KEY_PREFIX, strlen(KEY_PREFIX)) == 0)
+            return resolve_key(srv, req, pw + 1, answer);
+        why = "'Authorization: Basic' takes an API key as the password";
     } else if (strncasecmp(h, "Bearer ", 7) != 0) {
-        why = "the Authorization header must be 'Bearer <token>' (or 'Token <API key>')";
+        why = "the Authorization header must be 'Bearer <token>' (or 'Token <API key>', or "
+              "'Basic' with an API key as the password)";
     } else {
         const char *tok = h + 7;
         while (*tok == ' ') tok++;

@@ -261,6 +261,15 @@ class IngestTest(NodeTest):
                                        {"Authorization": "Bearer " + self.key}, auth=False)
         self.assertEqual(st, 204, b)
         self.assertEqual(s.values(mine), [(rfc3339(7), 7)])
+        # InfluxDB 1.x clients send Basic with the key as the password (any user name)
+        import base64
+        basic = "Basic " + base64.b64encode(("telegraf:" + self.key).encode()).decode()
+        st, _, b = self.shared.request("POST", "/write?db=x", "own v=8 8", {"Authorization": basic}, auth=False)
+        self.assertEqual(st, 204, b)
+        self.assertEqual(s.values(mine)[-1], (rfc3339(8), 8))
+        for bad in ("Basic " + base64.b64encode(b"telegraf:not-a-key").decode(), "Basic %%%"):
+            st, _, b = self.shared.request("POST", "/write?db=x", "own v=9 9", {"Authorization": bad}, auth=False)
+            self.assertEqual(st, 401, b)
         # a key of another plugin, a session token in the Token scheme: refused
         st, _, b = self.shared.request("POST", "/api/v2/write?bucket=b", "own v=7 7",
                                        {"Authorization": "Token " + self.shared.auth["Authorization"][7:]}, auth=False)
