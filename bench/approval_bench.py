@@ -205,7 +205,8 @@ def main():
         "The node's CPU time per application (from /proc) bounds what one core can carry:",
         "about %.0f applications/s if the clients were not the limit." % (apps / cpu if cpu else 0),
         "",
-        ("Where the node's time went (perf, by library): %s." % ", ".join(by_lib)) if by_lib else
+        ("Where the node's time went (perf, by library, attached for this run, which adds its "
+         "sampling to the CPU figures above): %s." % ", ".join(by_lib)) if by_lib else
         "(Run with `--perf` for where the node's time goes, by library.)",
         "",
         "No target is set in the issue. The plugin is Lua throughout; the measurement above is",
