@@ -522,7 +522,8 @@ int zt__luatest(zt_conf *conf, char **names, int nnames)
     tally ty = {0};
     for (size_t i = 0; status == 0 && i < nrun; i++) status = run_plugin(conf, run[i], &ty);
     if (status == 0) {
-        printf("1..%u\n# %u tests, %u passed, %u failed", ty.n, ty.n, ty.passed, ty.failed);
+        printf("1..%u\n# %u %s, %u passed, %u failed", ty.n, ty.n, ty.n == 1 ? "test" : "tests",
+               ty.passed, ty.failed);
         if (ty.skipped) printf(", %u skipped", ty.skipped);
         printf("\n");
         status = ty.failed ? 1 : 0;
