@@ -2273,6 +2273,50 @@ static void hook_link(struct zt_lua_plugin *lp, struct lua_hook *h)
     lp->hooks = h;
 }
 
+/* The hook of zt.on, zt.provide and their like: named by argument 1 (`what`), its function
+ * argument 2; only during init. */
+static struct lua_hook *hook_declare(lua_State *L, const char *fn, const char *what)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *name = check_name(L, 1, fn, what);
+    if (!lp->p->in_init) luaL_error(L, "%s: only during init", fn);
+    return hook_new(L, lp, fn, name, 2);
+}
+
+/* Keep the hook if the core took it (rc 0); else free it and raise `fn('name'): why`. */
+static int hook_declared(lua_State *L, struct lua_hook *h, const char *fn, int rc, const char *why)
+{
+    if (rc) {
+        const char *name = lua_tostring(L, 1); /* h->name is freed with h */
+        hook_free(L, h);
+        return luaL_error(L, "%s('%s'): %s", fn, name, why);
+    }
+    hook_link(h->lp, h);
+    return 0;
+}
+
+/* Run fn(arg) protected in the hook's state with req as its work. On an error, report says
+ * it (msg lives until report returns) and the result is the store's ZT_EFULL or ZT_EBUSY
+ * if that is what failed (worth retrying), ZT_ERROR otherwise. */
+static int hook_run(struct lua_hook *h, zt_req *req, lua_CFunction fn, void *arg,
+                    void (*report)(zt_req *req, void *arg, const char *msg))
+{
+    struct zt_lua_plugin *lp = h->lp;
+    lua_State *L = lp->L;
+    if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
+    int top = lua_gettop(L);
+    struct work_frame wf;
+    work_enter(lp, &wf, req, NULL);
+    int rc = ZT_OK;
+    if (lp_pcall(lp, fn, arg) != LUA_OK) {
+        report(req, arg, error_text(L));
+        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
+    }
+    lua_settop(L, top);
+    work_leave(lp, &wf);
+    return rc;
+}
+
 /* The event as a table: seq, topic, payload (nil for null), time, source, request_id,
  * timer (nil unless a timer fired it), attempt. */
 static void push_event(lua_State *L, const zt_event *ev)
@@ -2326,49 +2370,32 @@ static int run_event(lua_State *L)
     return 0;
 }
 
+static void event_failed(zt_req *ctx, void *arg, const char *msg)
+{
+    const struct ecall *ec = arg;
+    zt_req_log(ctx, ZT_LOG_ERROR,
+               "Lua handler of %s for event %s (seq %llu, attempt %u) failed: %s", ec->h->name,
+               ec->ev->topic, (unsigned long long)ec->ev->seq, ec->ev->attempt, msg);
+}
+
 /* The zt_event_fn of every zt.on: an error (or the budget, or the memory cap) is a
  * failure, which the bus retries; returning is success. */
 static int lua_event_fn(zt_req *ctx, const zt_event *ev, void *ud)
 {
-    struct lua_hook *h = ud;
-    struct zt_lua_plugin *lp = h->lp;
-    lua_State *L = lp->L;
-    if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
-    int top = lua_gettop(L);
-    struct work_frame wf;
-    work_enter(lp, &wf, ctx, NULL);
-    struct ecall ec = {h, ev};
-    int rc = ZT_OK;
-    if (lp_pcall(lp, run_event, &ec) != LUA_OK) {
-        zt_req_log(ctx, ZT_LOG_ERROR,
-                   "Lua handler of %s for event %s (seq %llu, attempt %u) failed: %s", h->name,
-                   ev->topic, (unsigned long long)ev->seq, ev->attempt, error_text(L));
-        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
-    }
-    lua_settop(L, top);
-    work_leave(lp, &wf);
-    return rc;
+    struct ecall ec = {ud, ev};
+    return hook_run(ud, ctx, run_event, &ec, event_failed);
 }
 
 /* zt.on(pattern, handler): during init. */
 static int l_on(lua_State *L)
 {
-    struct zt_lua_plugin *lp = plugin_of(L);
-    const char *pattern = check_name(L, 1, "zt.on", "pattern");
-    if (!lp->p->in_init) return luaL_error(L, "zt.on: only during init");
-    struct lua_hook *h = hook_new(L, lp, "zt.on", pattern, 2);
-    int rc = zt_on(lp->p, pattern, lua_event_fn, h);
-    if (rc) {
-        hook_free(L, h);
-        const char *why = rc == ZT_EINVAL   ? "not a pattern (dot-separated words of letters, "
-                                              "digits, _ and -, or * and a last **), or another "
-                                              "plugin's _ topics"
-                          : rc == ZT_EEXIST ? "this plugin subscribed to it already"
-                                            : zt_strerror(rc);
-        return luaL_error(L, "zt.on('%s'): %s", pattern, why);
-    }
-    hook_link(lp, h);
-    return 0;
+    struct lua_hook *h = hook_declare(L, "zt.on", "pattern");
+    int rc = zt_on(h->lp->p, h->name, lua_event_fn, h);
+    const char *why = rc == ZT_EINVAL ? "not a pattern (dot-separated words of letters, digits, _ "
+                                        "and -, or * and a last **), or another plugin's _ topics"
+                      : rc == ZT_EEXIST ? "this plugin subscribed to it already"
+                                        : zt_strerror(rc);
+    return hook_declared(L, h, "zt.on", rc, why);
 }
 
 /* Why an emit or a timer was refused. */
@@ -2500,54 +2527,37 @@ static int run_service(lua_State *L)
     return 0;
 }
 
+static void service_failed(zt_req *req, void *arg, const char *msg)
+{
+    const struct lua_hook *h = ((struct scall *)arg)->h;
+    zt_req_log(req, ZT_LOG_WARN, "Lua service %s of %s failed: %s", h->name, h->lp->p->name, msg);
+    svc_fail.req = req;
+    snprintf(svc_fail.service, sizeof svc_fail.service, "%s", h->name);
+    first_part(svc_fail.msg, sizeof svc_fail.msg, msg);
+}
+
 /* The zt_service_fn of every zt.provide: runs in the providing plugin's state, with the
  * caller's request as its work. An error is a failed call (ZT_ERROR), never the caller's
  * crash; its message is logged and kept for a Lua caller. */
 static int lua_service_fn(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
-    struct lua_hook *h = ud;
-    struct zt_lua_plugin *lp = h->lp;
-    lua_State *L = lp->L;
+    struct scall sc = {ud, args, NULL};
     *result = NULL;
-    if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
-    int top = lua_gettop(L);
-    struct work_frame wf;
-    work_enter(lp, &wf, req, NULL);
-    struct scall sc = {h, args, NULL};
-    int rc = ZT_OK;
-    if (lp_pcall(lp, run_service, &sc) != LUA_OK) {
-        const char *msg = error_text(L);
-        zt_req_log(req, ZT_LOG_WARN, "Lua service %s of %s failed: %s", h->name, lp->p->name, msg);
-        svc_fail.req = req;
-        snprintf(svc_fail.service, sizeof svc_fail.service, "%s", h->name);
-        first_part(svc_fail.msg, sizeof svc_fail.msg, msg);
-        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
-    } else {
-        *result = sc.result;
-    }
-    lua_settop(L, top);
-    work_leave(lp, &wf);
+    int rc = hook_run(ud, req, run_service, &sc, service_failed);
+    if (rc == ZT_OK) *result = sc.result;
     return rc;
 }
 
 /* zt.provide(name, function(args, ctx) ... end): during init. */
 static int l_provide(lua_State *L)
 {
-    struct zt_lua_plugin *lp = plugin_of(L);
-    const char *name = check_name(L, 1, "zt.provide", "name");
-    if (!lp->p->in_init) return luaL_error(L, "zt.provide: only during init");
-    struct lua_hook *h = hook_new(L, lp, "zt.provide", name, 2);
-    int rc = zt_provide(lp->p, name, lua_service_fn, h);
-    if (rc) {
-        hook_free(L, h);
-        const char *why = rc == ZT_EINVAL ? "not a service name (1..64 bytes of letters, digits, "
-                                            "_, . and -)"
-                          : rc == ZT_ECONFLICT ? "another plugin provides it already"
-                                               : zt_strerror(rc);
-        return luaL_error(L, "zt.provide('%s'): %s", name, why);
-    }
-    hook_link(lp, h);
-    return 0;
+    struct lua_hook *h = hook_declare(L, "zt.provide", "name");
+    int rc = zt_provide(h->lp->p, h->name, lua_service_fn, h);
+    const char *why = rc == ZT_EINVAL ? "not a service name (1..64 bytes of letters, digits, _, . "
+                                        "and -)"
+                      : rc == ZT_ECONFLICT ? "another plugin provides it already"
+                                           : zt_strerror(rc);
+    return hook_declared(L, h, "zt.provide", rc, why);
 }
 
 /* What a service's error code means, as the fourth result of a failed zt.call. */
