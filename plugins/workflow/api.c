@@ -193,6 +193,33 @@ static bool supervisor(const zt_caller *c)
                  (c->kind && !strcmp(c->kind, "system")));
 }
 
+/* The history steps of an instance, in order; damaged ones are passed over. A step's strings
+ * point into the store: they last until the next write. */
+typedef struct steps {
+    zt_cursor *cur;
+    const char *id;
+    bool started;
+} steps;
+
+static int steps_open(steps *it, wf *w, zt_txn *txn, const char *inst_id)
+{
+    it->id = inst_id;
+    it->started = false;
+    return zt_cursor_open(txn, w->hist, &it->cur);
+}
+
+static bool steps_next(steps *it, wf_step *s)
+{
+    for (;;) {
+        zt_kv kv;
+        int rc = it->started ? zt_cursor_seek(it->cur, ZT_NEXT, NULL, 0, &kv)
+                             : zt_cursor_seek(it->cur, ZT_GE, it->id, WF_ID, &kv);
+        it->started = true;
+        if (rc != ZT_OK || kv.klen != WF_ID + 4 || memcmp(kv.key, it->id, WF_ID)) return false;
+        if (wf_hist_decode(kv.val, kv.vlen, s) == ZT_OK) return true;
+    }
+}
+
 /* Who may read an instance: its initiator, supervisors, whoever may act on one of its open
  * tasks, and whoever acted on it before. */
 static bool may_read(wf_op *op, const wf_inst *in)
@@ -213,33 +240,31 @@ static bool may_read(wf_op *op, const wf_inst *in)
         wf_task_free(&t);
         if (ok) return true;
     }
-    zt_cursor *cur;
-    if (!c->login || zt_cursor_open(op->txn, op->w->hist, &cur) != ZT_OK) return false;
-    zt_kv kv;
+    steps it;
+    if (!c->login || steps_open(&it, op->w, op->txn, in->id) != ZT_OK) return false;
     bool found = false;
-    int rc = zt_cursor_seek(cur, ZT_GE, in->id, WF_ID, &kv);
-    for (; rc == ZT_OK && kv.klen == WF_ID + 4 && !memcmp(kv.key, in->id, WF_ID);
-         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        wf_step s;
-        if (wf_hist_decode(kv.val, kv.vlen, &s) == ZT_OK && !strcmp(s.actor, c->login)) {
-            found = true;
-            break;
-        }
-    }
-    zt_cursor_close(cur);
+    wf_step s;
+    while (!found && steps_next(&it, &s)) found = !strcmp(s.actor, c->login);
+    zt_cursor_close(it.cur);
     return found;
 }
 
-static int load_readable(zt_req *req, wf_op *op, wf_inst *in)
+/* Begin the op and load the instance :id if the caller may read it. Returns 1 when it
+ * answered the request itself (404, 403); in is empty unless ZT_OK. */
+static int load_readable(zt_req *req, void *ud, wf_op *op, wf_inst *in)
 {
+    memset(in, 0, sizeof *in);
+    int rc = wf_op_begin(op, ud, req);
+    if (rc != ZT_OK) return rc;
     const char *id = zt_req_param(req, "id");
-    int rc = wf_inst_get(op->w, op->txn, id, in);
+    rc = wf_inst_get(op->w, op->txn, id, in);
     if (rc == ZT_ENOTFOUND) {
         zt_problem(req, 404, "not-found", "Not found", "there is no instance %.40s", id);
         return 1;
     }
     if (rc != ZT_OK) return rc;
     if (!may_read(op, in)) {
+        wf_inst_free(in);
         zt_problem(req, 403, "forbidden", "Forbidden",
                    "instance %s is visible to its initiator, its handlers and supervisors", id);
         return 1;
@@ -251,13 +276,8 @@ static int get_instance(zt_req *req, void *ud)
 {
     wf_op op;
     wf_inst in;
-    int rc = wf_op_begin(&op, ud, req);
-    if (rc != ZT_OK) return rc;
-    rc = load_readable(req, &op, &in);
-    if (rc != ZT_OK) {
-        wf_inst_free(&in);
-        return rc > 0 ? ZT_OK : rc;
-    }
+    int rc = load_readable(req, ud, &op, &in);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     cJSON *o = wf_inst_json(ud, &in, true);
     wf_inst_free(&in);
     return send(req, 200, o);
@@ -266,17 +286,13 @@ static int get_instance(zt_req *req, void *ud)
 static cJSON *history_json(wf *w, zt_txn *txn, const wf_inst *in)
 {
     cJSON *items = cJSON_CreateArray();
-    zt_cursor *cur;
-    if (!items || zt_cursor_open(txn, w->hist, &cur) != ZT_OK) {
+    steps it;
+    if (!items || steps_open(&it, w, txn, in->id) != ZT_OK) {
         cJSON_Delete(items);
         return NULL;
     }
-    zt_kv kv;
-    int rc = zt_cursor_seek(cur, ZT_GE, in->id, WF_ID, &kv);
-    for (; rc == ZT_OK && kv.klen == WF_ID + 4 && !memcmp(kv.key, in->id, WF_ID);
-         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        wf_step s;
-        if (wf_hist_decode(kv.val, kv.vlen, &s) != ZT_OK) continue;
+    wf_step s;
+    while (steps_next(&it, &s)) {
         cJSON *o = cJSON_CreateObject();
         if (!o) break;
         cJSON_AddNumberToObject(o, "time", (double)s.time);
@@ -288,7 +304,7 @@ static cJSON *history_json(wf *w, zt_txn *txn, const wf_inst *in)
         if (*s.opinion) cJSON_AddStringToObject(o, "opinion", s.opinion);
         cJSON_AddItemToArray(items, o);
     }
-    zt_cursor_close(cur);
+    zt_cursor_close(it.cur);
     return items;
 }
 
@@ -296,13 +312,8 @@ static int get_history(zt_req *req, void *ud)
 {
     wf_op op;
     wf_inst in;
-    int rc = wf_op_begin(&op, ud, req);
-    if (rc != ZT_OK) return rc;
-    rc = load_readable(req, &op, &in);
-    if (rc != ZT_OK) {
-        wf_inst_free(&in);
-        return rc > 0 ? ZT_OK : rc;
-    }
+    int rc = load_readable(req, ud, &op, &in);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     cJSON *o = cJSON_CreateObject();
     cJSON *items = history_json(ud, op.txn, &in);
     if (o && items) {
@@ -950,6 +961,21 @@ static int svc_task_action(zt_req *req, const cJSON *args, cJSON **result, void 
     return *result ? ZT_OK : ZT_ENOMEM;
 }
 
+/* Append a task id (WF_ID bytes) to a growing list; false when out of memory. */
+static bool task_id_add(char (**ids)[WF_ID + 1], size_t *n, size_t *cap, const char *id)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        void *v = realloc(*ids, nc * sizeof **ids);
+        if (!v) return false;
+        *ids = v;
+        *cap = nc;
+    }
+    memcpy((*ids)[*n], id, WF_ID);
+    (*ids)[(*n)++][WF_ID] = 0;
+    return true;
+}
+
 /* Tasks of an instance (open ones, or every one it had), or the caller's open tasks. */
 static int svc_tasks(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
@@ -969,39 +995,18 @@ static int svc_tasks(zt_req *req, const cJSON *args, cJSON **result, void *ud)
     /* ids: the open ones, then (for all) those named in the history */
     char(*ids)[WF_ID + 1] = NULL;
     size_t n = 0, cap = 0;
-    for (uint16_t i = 0; i < in.nopen; i++) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            void *v = realloc(ids, cap * sizeof *ids);
-            if (!v) break;
-            ids = v;
+    for (uint16_t i = 0; i < in.nopen; i++)
+        if (!task_id_add(&ids, &n, &cap, in.open[i])) break;
+    steps it;
+    if (!only_open && steps_open(&it, w, txn, in.id) == ZT_OK) {
+        wf_step s;
+        while (steps_next(&it, &s)) {
+            if (strlen(s.task) != WF_ID) continue;
+            bool dup = false;
+            for (size_t i = 0; i < n && !dup; i++) dup = !strcmp(ids[i], s.task);
+            if (!dup && !task_id_add(&ids, &n, &cap, s.task)) break;
         }
-        memcpy(ids[n], in.open[i], WF_ID);
-        ids[n++][WF_ID] = 0;
-    }
-    if (!only_open) {
-        zt_cursor *cur;
-        if (zt_cursor_open(txn, w->hist, &cur) == ZT_OK) {
-            zt_kv kv;
-            int sr = zt_cursor_seek(cur, ZT_GE, in.id, WF_ID, &kv);
-            for (; sr == ZT_OK && kv.klen == WF_ID + 4 && !memcmp(kv.key, in.id, WF_ID);
-                 sr = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-                wf_step s;
-                if (wf_hist_decode(kv.val, kv.vlen, &s) != ZT_OK || strlen(s.task) != WF_ID)
-                    continue;
-                bool dup = false;
-                for (size_t i = 0; i < n && !dup; i++) dup = !strcmp(ids[i], s.task);
-                if (dup) continue;
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    void *v = realloc(ids, cap * sizeof *ids);
-                    if (!v) break;
-                    ids = v;
-                }
-                memcpy(ids[n++], s.task, WF_ID + 1);
-            }
-            zt_cursor_close(cur);
-        }
+        zt_cursor_close(it.cur);
     }
     int64_t now = zt_now_ms();
     for (size_t i = 0; items && i < n; i++) {
