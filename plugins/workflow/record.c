@@ -206,20 +206,36 @@ static void *grow(void *v, uint16_t *cap, uint16_t need, size_t size)
     return nv;
 }
 
-int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out)
+/* A copy of the record `id` of db in *raw (the store's memory is gone at the next write),
+ * and a reader over it. */
+static int load(zt_txn *txn, zt_db *db, const char *id, void **raw, rd *r)
 {
-    memset(out, 0, sizeof *out);
     if (strlen(id) != WF_ID) return ZT_ENOTFOUND;
     const void *val;
     size_t vlen;
-    int rc = zt_get(txn, w->inst, id, WF_ID, &val, &vlen);
+    int rc = zt_get(txn, db, id, WF_ID, &val, &vlen);
     if (rc != ZT_OK) return rc;
-    /* the record is copied: the store's memory is gone at the next write */
-    out->raw = malloc(vlen);
-    if (!out->raw) return ZT_ENOMEM;
-    memcpy(out->raw, val, vlen);
+    if (!(*raw = malloc(vlen))) return ZT_ENOMEM;
+    memcpy(*raw, val, vlen);
+    *r = (rd){*raw, (const unsigned char *)*raw + vlen, false};
+    return ZT_OK;
+}
+
+/* Store a record built in b (ZT_ENOMEM if building it ran out), and free b. */
+static int store(zt_txn *txn, zt_db *db, const void *key, size_t klen, wf_buf *b)
+{
+    int rc = b->oom ? ZT_ENOMEM : zt_put(txn, db, key, klen, b->d, b->len);
+    wf_buf_free(b);
+    return rc;
+}
+
+int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out)
+{
+    memset(out, 0, sizeof *out);
+    rd r;
+    int rc = load(txn, w->inst, id, &out->raw, &r);
+    if (rc != ZT_OK) return rc;
     memcpy(out->id, id, WF_ID);
-    rd r = {out->raw, (const unsigned char *)out->raw + vlen, false};
     if (get_u8(&r) != INST_FMT) goto bad;
     out->state = get_u8(&r);
     out->flags = get_u8(&r);
@@ -303,9 +319,7 @@ int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in)
     }
     wf_put_u16(&b, in->nvisited);
     wf_put_bytes(&b, in->visited, in->nvisited);
-    int rc = b.oom ? ZT_ENOMEM : zt_put(txn, w->inst, in->id, WF_ID, b.d, b.len);
-    wf_buf_free(&b);
-    return rc;
+    return store(txn, w->inst, in->id, WF_ID, &b);
 }
 
 int wf_inst_add_open(wf_inst *in, const char *task_id)
@@ -381,16 +395,10 @@ void wf_task_free(wf_task *t)
 int wf_task_get(wf *w, zt_txn *txn, const char *id, wf_task *out)
 {
     memset(out, 0, sizeof *out);
-    if (strlen(id) != WF_ID) return ZT_ENOTFOUND;
-    const void *val;
-    size_t vlen;
-    int rc = zt_get(txn, w->task, id, WF_ID, &val, &vlen);
+    rd r;
+    int rc = load(txn, w->task, id, &out->raw, &r);
     if (rc != ZT_OK) return rc;
-    out->raw = malloc(vlen);
-    if (!out->raw) return ZT_ENOMEM;
-    memcpy(out->raw, val, vlen);
     memcpy(out->id, id, WF_ID);
-    rd r = {out->raw, (const unsigned char *)out->raw + vlen, false};
     if (get_u8(&r) != TASK_FMT) r.bad = true;
     out->state = get_u8(&r);
     out->flags = get_u8(&r);
@@ -433,9 +441,7 @@ int wf_task_put(wf *w, zt_txn *txn, const wf_task *t)
                        t->assignee, t->escalated, t->remind_timer, t->due_timer,
                        t->done_by,  t->decision,  t->opinion,      t->delegated_by};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) wf_put_str(&b, s[i]);
-    int rc = b.oom ? ZT_ENOMEM : zt_put(txn, w->task, t->id, WF_ID, b.d, b.len);
-    wf_buf_free(&b);
-    return rc;
+    return store(txn, w->task, t->id, WF_ID, &b);
 }
 
 /* ---- the to-do index ---------------------------------------------------------------- */
@@ -520,9 +526,7 @@ int wf_hist_add(wf *w, zt_txn *txn, wf_inst *in, const wf_step *s)
     wf_put_str(&b, s->task);
     wf_put_str(&b, s->decision);
     wf_put_str(&b, s->opinion);
-    int rc = b.oom ? ZT_ENOMEM : zt_put(txn, w->hist, k, sizeof k, b.d, b.len);
-    wf_buf_free(&b);
-    return rc;
+    return store(txn, w->hist, k, sizeof k, &b);
 }
 
 int wf_hist_decode(const void *val, size_t vlen, wf_step *s)
