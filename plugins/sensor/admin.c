@@ -13,7 +13,7 @@ int sn_send(zt_req *req, int status, cJSON *o)
     return rc;
 }
 
-static cJSON *get_json(zt_txn *t, zt_db *db, const void *k, size_t kl, int *rc)
+cJSON *sn_get_json(zt_txn *t, zt_db *db, const void *k, size_t kl, int *rc)
 {
     const void *v;
     size_t vl;
@@ -24,7 +24,7 @@ static cJSON *get_json(zt_txn *t, zt_db *db, const void *k, size_t kl, int *rc)
     return j;
 }
 
-static int put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
+int sn_put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
 {
     char *s = cJSON_PrintUnformatted(j);
     if (!s) return ZT_ENOMEM;
@@ -38,7 +38,7 @@ int sn_stream_get(sn *S, zt_txn *t, uint32_t id, cJSON **out)
     unsigned char k[4];
     sn_be32(k, id);
     int rc;
-    *out = get_json(t, S->streams, k, 4, &rc);
+    *out = sn_get_json(t, S->streams, k, 4, &rc);
     return rc;
 }
 
@@ -112,7 +112,7 @@ static int thing_create(zt_req *req, void *ud)
         return bad(req, why);
     }
     zt_txn *tx = txn(req);
-    int rc = tx ? put_json(tx, S->things, id, 26, t) : ZT_EBUSY;
+    int rc = tx ? sn_put_json(tx, S->things, id, 26, t) : ZT_EBUSY;
     if (rc != ZT_OK) {
         cJSON_Delete(t);
         return rc;
@@ -128,7 +128,7 @@ static int thing_get(zt_req *req, void *ud)
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
     int rc;
-    cJSON *j = get_json(t, S->things, id, strlen(id), &rc);
+    cJSON *j = sn_get_json(t, S->things, id, strlen(id), &rc);
     if (rc == ZT_ENOTFOUND) return zt_problem(req, 404, "not-found", NULL, "no thing %s", id);
     if (rc != ZT_OK) return rc;
     return sn_send(req, 200, j);
@@ -144,7 +144,7 @@ static int thing_patch(zt_req *req, void *ud)
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
     int rc;
-    cJSON *j = get_json(t, S->things, id, strlen(id), &rc);
+    cJSON *j = sn_get_json(t, S->things, id, strlen(id), &rc);
     if (rc == ZT_ENOTFOUND) return zt_problem(req, 404, "not-found", NULL, "no thing %s", id);
     if (rc != ZT_OK) return rc;
     const char *why = thing_fields(body, j, false);
@@ -152,7 +152,7 @@ static int thing_patch(zt_req *req, void *ud)
         cJSON_Delete(j);
         return bad(req, why);
     }
-    if ((rc = put_json(t, S->things, id, strlen(id), j)) != ZT_OK) {
+    if ((rc = sn_put_json(t, S->things, id, strlen(id), j)) != ZT_OK) {
         cJSON_Delete(j);
         return rc;
     }
@@ -427,7 +427,8 @@ int sn_stream_create(sn *S, zt_txn *t, cJSON *st, uint32_t *idp, const char **wh
     unsigned char k[4];
     sn_be32(k, id);
     if ((rc = zt_put(t, S->series, key, kl, k, 4)) != ZT_OK ||
-        (rc = put_json(t, S->streams, k, 4, st)) != ZT_OK || (rc = acl_put(S, t, id, st)) != ZT_OK)
+        (rc = sn_put_json(t, S->streams, k, 4, st)) != ZT_OK ||
+        (rc = acl_put(S, t, id, st)) != ZT_OK)
         return rc;
     *idp = id;
     return ZT_OK;
@@ -471,17 +472,27 @@ static int stream_param(zt_req *req, uint32_t *id)
     return 0;
 }
 
+/* The datastream :id in *st; 1 when there is none (answered 404). */
+static int stream_load(zt_req *req, sn *S, zt_txn *t, uint32_t *id, cJSON **st)
+{
+    *st = NULL;
+    int rc = stream_param(req, id) == 0 ? sn_stream_get(S, t, *id, st) : ZT_ENOTFOUND;
+    if (rc == ZT_ENOTFOUND) {
+        zt_problem(req, 404, "not-found", NULL, "no datastream %s", zt_req_param(req, "id"));
+        return 1;
+    }
+    return rc;
+}
+
 static int stream_get(zt_req *req, void *ud)
 {
     sn *S = ud;
     uint32_t id;
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
-    cJSON *st = NULL;
-    int rc = stream_param(req, &id) == 0 ? sn_stream_get(S, t, id, &st) : ZT_ENOTFOUND;
-    if (rc == ZT_ENOTFOUND)
-        return zt_problem(req, 404, "not-found", NULL, "no datastream %s", zt_req_param(req, "id"));
-    if (rc != ZT_OK) return rc;
+    cJSON *st;
+    int rc = stream_load(req, S, t, &id, &st);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     return sn_send(req, 200, st);
 }
 
@@ -504,11 +515,9 @@ static int stream_patch(zt_req *req, void *ud)
                             "do not change: make another datastream");
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
-    cJSON *st = NULL;
-    int rc = stream_param(req, &id) == 0 ? sn_stream_get(S, t, id, &st) : ZT_ENOTFOUND;
-    if (rc == ZT_ENOTFOUND)
-        return zt_problem(req, 404, "not-found", NULL, "no datastream %s", zt_req_param(req, "id"));
-    if (rc != ZT_OK) return rc;
+    cJSON *st;
+    int rc = stream_load(req, S, t, &id, &st);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     const char *why = stream_fields(req, S, body, st, false);
     if (why) {
         cJSON_Delete(st);
@@ -516,7 +525,7 @@ static int stream_patch(zt_req *req, void *ud)
     }
     unsigned char k[4];
     sn_be32(k, id);
-    if ((rc = put_json(t, S->streams, k, 4, st)) != ZT_OK ||
+    if ((rc = sn_put_json(t, S->streams, k, 4, st)) != ZT_OK ||
         (rc = acl_put(S, t, id, st)) != ZT_OK) {
         cJSON_Delete(st);
         return rc;
@@ -532,11 +541,9 @@ static int stream_delete(zt_req *req, void *ud)
     uint32_t id;
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
-    cJSON *st = NULL;
-    int rc = stream_param(req, &id) == 0 ? sn_stream_get(S, t, id, &st) : ZT_ENOTFOUND;
-    if (rc == ZT_ENOTFOUND)
-        return zt_problem(req, 404, "not-found", NULL, "no datastream %s", zt_req_param(req, "id"));
-    if (rc != ZT_OK) return rc;
+    cJSON *st;
+    int rc = stream_load(req, S, t, &id, &st);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     sn_series s;
     char key[SN_KEY_MAX];
     size_t kl = stream_series(S, st, &s) ? 0 : sn_series_key(&s, key);

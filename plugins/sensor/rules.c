@@ -174,15 +174,6 @@ static int open_alert(sn *S, zt_txn *t, const rule *r, uint32_t id, char open[27
     return ZT_OK;
 }
 
-static int put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
-{
-    char *s = cJSON_PrintUnformatted(j);
-    if (!s) return ZT_ENOMEM;
-    int rc = zt_put(t, db, k, kl, s, strlen(s));
-    free(s);
-    return rc;
-}
-
 static cJSON *val_json(const sn_val *v)
 {
     switch (v->type) {
@@ -265,7 +256,7 @@ static int raise_alert(sn *S, zt_req *req, const rule *r, const char *level, uin
     char k[80];
     size_t kl;
     state_key(r, id, k, &kl);
-    if ((rc = put_json(tx, S->alerts, aid, 26, a)) == ZT_OK &&
+    if ((rc = sn_put_json(tx, S->alerts, aid, 26, a)) == ZT_OK &&
         (rc = zt_put(tx, S->astate, k, kl, aid, 26)) == ZT_OK)
         rc = emit(req, a, "open");
     cJSON_Delete(a);
@@ -276,19 +267,16 @@ static int close_alert(sn *S, zt_req *req, const rule *r, uint32_t id, const cha
 {
     zt_txn *tx = zt_req_txn(req);
     if (!tx) return ZT_EBUSY;
-    const void *v;
-    size_t vl;
-    int rc = zt_get(tx, S->alerts, aid, 26, &v, &vl);
-    if (rc != ZT_OK) return rc;
-    cJSON *a = cJSON_ParseWithLength(v, vl);
-    if (!a) return ZT_EIO;
+    int rc;
+    cJSON *a = sn_get_json(tx, S->alerts, aid, 26, &rc);
+    if (!a) return rc;
     char ts[40];
     sn_time_format(t, ts);
     cJSON_ReplaceItemInObjectCaseSensitive(a, "end", cJSON_CreateString(ts));
     char k[80];
     size_t kl;
     state_key(r, id, k, &kl);
-    if ((rc = put_json(tx, S->alerts, aid, 26, a)) == ZT_OK &&
+    if ((rc = sn_put_json(tx, S->alerts, aid, 26, a)) == ZT_OK &&
         (rc = zt_del(tx, S->astate, k, kl)) == ZT_OK)
         rc = emit(req, a, "closed");
     cJSON_Delete(a);
@@ -613,13 +601,10 @@ static int h_ack(zt_req *req, void *ud)
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    const void *v;
-    size_t vl;
-    int rc = strlen(id) == 26 ? zt_get(t, S->alerts, id, 26, &v, &vl) : ZT_ENOTFOUND;
+    int rc = ZT_ENOTFOUND;
+    cJSON *a = strlen(id) == 26 ? sn_get_json(t, S->alerts, id, 26, &rc) : NULL;
     if (rc == ZT_ENOTFOUND) return zt_problem(req, 404, "not-found", NULL, "no alert %s", id);
     if (rc != ZT_OK) return rc;
-    cJSON *a = cJSON_ParseWithLength(v, vl);
-    if (!a) return ZT_EIO;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "acked"))) {
         cJSON_Delete(a);
         return zt_problem(req, 409, "already-acknowledged", NULL, "alert %s is acknowledged", id);
@@ -629,7 +614,7 @@ static int h_ack(zt_req *req, void *ud)
     cJSON_ReplaceItemInObjectCaseSensitive(a, "acked", cJSON_CreateTrue());
     cJSON_AddStringToObject(a, "acked_by", c->login);
     cJSON_AddStringToObject(a, "acked_at", ts);
-    if ((rc = put_json(t, S->alerts, id, 26, a)) != ZT_OK) {
+    if ((rc = sn_put_json(t, S->alerts, id, 26, a)) != ZT_OK) {
         cJSON_Delete(a);
         return rc;
     }

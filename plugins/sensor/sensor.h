@@ -122,6 +122,9 @@ int sn_query_routes(sn *S);
 int sn_admin_routes(sn *S);
 /* Respond with cJSON o (deleting it); ZT_ENOMEM if o is NULL. */
 int sn_send(zt_req *req, int status, cJSON *o);
+/* A JSON record of db (NULL with *rc: ZT_ENOTFOUND, ZT_EIO if it is not JSON, ...). */
+cJSON *sn_get_json(zt_txn *t, zt_db *db, const void *k, size_t kl, int *rc);
+int sn_put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j);
 
 /* inbox.c: messages from other threads (MQTT, nng) ingested in batches on the loop */
 typedef struct sn_inbox sn_inbox;
