@@ -284,6 +284,26 @@ static int range_args(zt_req *req, int64_t *start, int64_t *end)
     return 0;
 }
 
+/* The first (or the next) observation of stream id in [start, end): its time in *tm;
+ * ZT_ENOTFOUND past the last. */
+static int obs_next(zt_cursor *c, bool first, uint32_t id, int64_t start, int64_t end, zt_kv *kv,
+                    int64_t *tm)
+{
+    int rc;
+    if (first) {
+        unsigned char k[SN_OBS_KEY];
+        sn_obs_key(id, start, k);
+        rc = zt_cursor_seek(c, ZT_GE, k, SN_OBS_KEY, kv);
+    } else {
+        rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, kv);
+    }
+    if (rc != ZT_OK) return rc;
+    if (kv->klen != SN_OBS_KEY) return ZT_ENOTFOUND;
+    uint32_t kid;
+    sn_obs_key_read(kv->key, &kid, tm);
+    return kid == id && *tm < end ? ZT_OK : ZT_ENOTFOUND;
+}
+
 /* Observations of a stream in [start, end), oldest first, ?limit at a time (1..10000,
  * 1000); ?cursor (from "next") continues. */
 static int h_range(zt_req *req, void *ud)
@@ -308,8 +328,6 @@ static int h_range(zt_req *req, void *ud)
     bool csv = want_csv(req);
     zt_cursor *c;
     if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
-    unsigned char k[SN_OBS_KEY];
-    sn_obs_key(id, start, k);
     zt_kv kv;
     out o = {0};
     puts_(&o, csv ? "time,value\n" : "");
@@ -317,13 +335,9 @@ static int h_range(zt_req *req, void *ud)
     long n = 0;
     bool more = false;
     int64_t next = 0;
-    for (rc = zt_cursor_seek(c, ZT_GE, k, SN_OBS_KEY, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        uint32_t kid;
-        int64_t tm;
-        if (kv.klen != SN_OBS_KEY) break;
-        sn_obs_key_read(kv.key, &kid, &tm);
-        if (kid != id || tm >= end) break;
+    int64_t tm;
+    for (rc = obs_next(c, true, id, start, end, &kv, &tm); rc == ZT_OK;
+         rc = obs_next(c, false, id, start, end, &kv, &tm)) {
         if (n == limit) {
             more = true;
             next = tm;
@@ -455,8 +469,6 @@ static int h_aggregate(zt_req *req, void *ud)
     bool csv = want_csv(req);
     zt_cursor *c;
     if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
-    unsigned char k[SN_OBS_KEY];
-    sn_obs_key(id, start, k);
     zt_kv kv;
     out o = {0};
     if (csv) {
@@ -469,13 +481,9 @@ static int h_aggregate(zt_req *req, void *ud)
     }
     win w = {.count = 0};
     size_t nwin = 0;
-    for (rc = zt_cursor_seek(c, ZT_GE, k, SN_OBS_KEY, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        uint32_t kid;
-        int64_t tm;
-        if (kv.klen != SN_OBS_KEY) break;
-        sn_obs_key_read(kv.key, &kid, &tm);
-        if (kid != id || tm >= end) break;
+    int64_t tm;
+    for (rc = obs_next(c, true, id, start, end, &kv, &tm); rc == ZT_OK;
+         rc = obs_next(c, false, id, start, end, &kv, &tm)) {
         sn_val v;
         double d;
         if (sn_val_decode(kv.val, kv.vlen, &v) != 0) {
