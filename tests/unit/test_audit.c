@@ -25,16 +25,10 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof f->dir, "/tmp/zt-audit-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    char err[ZT_ERRLEN], key[128];
     f->srv.conf = &f->conf;
     f->conf.audit_checkpoint_every = 1000000;
     f->conf.audit_checkpoint_ms = 1000000;
-    assert_int_equal(zt__store_open(&f->srv.store, f->dir, 64 << 20, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__router_new(&f->srv.router), ZT_OK);
-    snprintf(key, sizeof key, "%s/keys/master.key", f->dir);
-    assert_int_equal(zt__keys_open(key, &f->srv.keys, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__seals_open(&f->srv, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__audit_open(&f->srv, err, sizeof err), ZT_OK);
+    tu_audit_open(&f->srv, f->dir);
     *state = f;
     return 0;
 }
@@ -42,11 +36,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    zt__audit_close(&f->srv);
-    zt__seals_close(&f->srv);
-    zt__keys_close(f->srv.keys);
-    zt__router_free(f->srv.router);
-    zt__store_close(f->srv.store);
+    tu_audit_close(&f->srv);
     assert_int_equal(tu_rm_tree(f->dir), 0);
     free(f);
     return 0;

@@ -56,18 +56,13 @@ static int setup(void **state)
     F = f;
     snprintf(f->dir, sizeof f->dir, "/tmp/zt-bus-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    char err[ZT_ERRLEN], key[128];
+    char err[ZT_ERRLEN];
     uv_loop_init(&f->loop);
     f->srv.loop = &f->loop;
     f->srv.conf = &f->conf;
     f->conf.audit_checkpoint_every = 1000000;
     f->conf.audit_checkpoint_ms = 1000000;
-    assert_int_equal(zt__store_open(&f->srv.store, f->dir, 64 << 20, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__router_new(&f->srv.router), ZT_OK);
-    snprintf(key, sizeof key, "%s/keys/master.key", f->dir);
-    assert_int_equal(zt__keys_open(key, &f->srv.keys, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__seals_open(&f->srv, err, sizeof err), ZT_OK);
-    assert_int_equal(zt__audit_open(&f->srv, err, sizeof err), ZT_OK);
+    tu_audit_open(&f->srv, f->dir);
     assert_int_equal(zt__bus_open(&f->srv, err, sizeof err), ZT_OK);
     f->p = (zt_plugin){.name = "sub", .srv = &f->srv, .in_init = true};
     f->q = (zt_plugin){.name = "other", .srv = &f->srv, .in_init = true};
@@ -87,11 +82,7 @@ static int teardown(void **state)
     zt__bus_close(&f->srv);
     uv_run(&f->loop, UV_RUN_DEFAULT); /* the bus's handles close */
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    zt__audit_close(&f->srv);
-    zt__seals_close(&f->srv);
-    zt__keys_close(f->srv.keys);
-    zt__router_free(f->srv.router);
-    zt__store_close(f->srv.store);
+    tu_audit_close(&f->srv);
     assert_int_equal(tu_rm_tree(f->dir), 0);
     free(f);
     return 0;
