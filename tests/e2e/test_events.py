@@ -1,12 +1,10 @@
 # test_events.py: the event bus: delivery of committed work only, order, retries, restarts.
 import os
-import time
 import unittest
 
-from ztnode import NodeTest, env, scrape
+from ztnode import NodeTest, env, scrape, wait_for
 
 ZT_EINVAL, ZT_EEXIST, ZT_EREADONLY, ZT_ETOOBIG, ZT_ESTATE = -3, -5, -6, -8, -12
-WAIT = 15.0  # seconds a condition may take before the test fails (never a timing check)
 
 
 def plugin_dir():
@@ -16,18 +14,6 @@ def plugin_dir():
 def evnode(test, **kw):
     kw.setdefault("roles", ("auditor",))
     return test.node(plugins=("evtest",), plugin_dir=plugin_dir(), **kw)
-
-
-def wait_for(what, fn, timeout=WAIT):
-    """Poll fn until it returns a true value; that value. Fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
 
 
 def emit(node, topic, payload=None, **extra):

@@ -2,10 +2,9 @@
 import json
 import shutil
 import tempfile
-import time
 import unittest
 
-from ztnode import NodeTest, lua_tree_with, run
+from ztnode import NodeTest, lua_tree_with, run, wait_for
 
 WAIT = 30.0  # seconds a test waits for a delivery before it fails (a retry comes after 1 s)
 
@@ -200,18 +199,6 @@ end)
 '''
 
 
-def wait_for(fn, what, timeout=WAIT):
-    """Poll fn() until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("waited %gs for %s" % (timeout, what))
-        time.sleep(0.05)
-
-
 class LuaBus(NodeTest):
     @classmethod
     def setUpClass(cls):
@@ -247,7 +234,9 @@ class LuaBus(NodeTest):
 
     def test_emitted_events_reach_the_subscriber_in_order(self):
         d = self.post("/busa/emit", {"count": 3, "tag": "ordered"})
-        got = wait_for(lambda: len(self.seen("ordered")) == 3 and self.seen("ordered"), "3 events")
+        got = wait_for(
+            "3 events", lambda: len(self.seen("ordered")) == 3 and self.seen("ordered"), WAIT
+        )
         self.assertEqual([e["payload"]["n"] for e in got], [1, 2, 3])
         seqs = [e["seq"] for e in got]
         self.assertEqual(seqs, sorted(seqs))
@@ -268,8 +257,9 @@ class LuaBus(NodeTest):
         st, _, _ = self.shared.request("POST", "/busa/emit-null")
         self.assertEqual(st, 204)
         got = wait_for(
-            lambda: [e for e in self.get("/busa/seen")[before:] if e["payload"] == "none"],
             "the null event",
+            lambda: [e for e in self.get("/busa/seen")[before:] if e["payload"] == "none"],
+            WAIT,
         )
         self.assertEqual(len(got), 1)
 
@@ -280,7 +270,7 @@ class LuaBus(NodeTest):
         self.assertEqual(st, 409, b)
         # an event emitted after them on the same topic arrives after them, had they existed
         self.post("/busa/emit", {"tag": "marker"})
-        wait_for(lambda: self.seen("marker"), "the marker event")
+        wait_for("the marker event", lambda: self.seen("marker"), WAIT)
         self.assertEqual(self.seen("lost-error"), [])
         self.assertEqual(self.seen("lost-problem"), [])
 
@@ -295,8 +285,9 @@ class LuaBus(NodeTest):
         for mode, name in (("error", "by-error"), ("loop", "by-budget")):
             self.post("/busa/flaky", {"name": name, "mode": mode}, want=204)
         tries = wait_for(
-            lambda: (lambda t: len(t) == 2 and t)([t for t in self.get("/busa/tries")]),
             "both flaky events handled on their second attempt",
+            lambda: (lambda t: len(t) == 2 and t)([t for t in self.get("/busa/tries")]),
+            WAIT,
         )
         # each first attempt wrote "<name>/1" and then failed: rolled back
         self.assertEqual(sorted(t["key"] for t in tries), ["by-budget/2", "by-error/2"])
@@ -406,10 +397,11 @@ class LuaTimers(NodeTest):
         self.assertIs(self.post("/busa/timer/%s/cancel" % ("0" * 26))["cancelled"], False)
         self.shared.set_clock(2 * 3600 * 1000)
         ticks = wait_for(
+            "the two timers left",
             lambda: (lambda t: len(t) >= 2 and t)(
                 [t for t in self.get("/busa/ticks") if t["key"] in (a["id"], b["id"], c["id"])]
             ),
-            "the two timers left",
+            WAIT,
         )
         # a, the earliest, would have fired first: it is cancelled, so it never does
         self.assertEqual(sorted(t["key"] for t in ticks), sorted([b["id"], c["id"]]))

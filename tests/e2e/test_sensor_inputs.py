@@ -4,25 +4,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import unittest
 
 from test_sensor import SECOND, Sensor, rfc3339
-from ztnode import HOST, NodeTest, env, free_port
+from ztnode import HOST, NodeTest, env, free_port, wait_for
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub")
-
-
-def wait_for(what, fn, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("waited %.0f s for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 class Broker:

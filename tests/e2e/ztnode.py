@@ -68,6 +68,18 @@ def free_port():
         s.close()
 
 
+def wait_for(what, fn, timeout=15.0):
+    """Poll fn until it returns a true value; that value. Fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("waited %gs for %s" % (timeout, what))
+        time.sleep(0.05)
+
+
 def run(args, timeout=30, **kw):
     """Run the zhengtong binary with args; a CompletedProcess with text stdout/stderr."""
     return subprocess.run(
