@@ -5,7 +5,7 @@ import tempfile
 import time
 import unittest
 
-from ztnode import NodeTest, lua_tree_with
+from ztnode import NodeTest, lua_tree_with, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
@@ -118,15 +118,11 @@ class ApprovalTest(NodeTest):
     def app(self, number, who=None):
         return self.ok("GET", "/approval/applications/" + number, who or self.ent)
 
-    def wait_state(self, number, state, who=None, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
+    def wait_state(self, number, state, who=None):
+        def reached():
             a = self.app(number, who)
-            if a["state"] == state:
-                return a
-            if time.monotonic() > deadline:
-                self.fail("application %s is %s, not %s" % (number, a["state"], state))
-            time.sleep(0.05)
+            return a if a["state"] == state else None
+        return wait_for("application %s to be %s" % (number, state), reached)
 
     def inbox_kinds(self, number, who=None):
         d = self.ok("GET", "/approval/inbox?limit=200", who or self.ent)
@@ -348,6 +344,23 @@ class Applications(ApprovalTest):
         self.assertEqual(st, 404)
         self.assertEqual(self.ok("GET", "/approval/applications/" + no, self.sp)["number"], no)
 
+    def test_lists_are_paged_newest_first(self):
+        made = [self.draft(who=self.ent2, code=credit_code("91330122MA2A00003"))["number"] for _ in range(3)]
+        seen, path = [], "/approval/applications?limit=2"
+        while True:
+            d = self.ok("GET", path, self.ent2)
+            self.assertLessEqual(len(d["items"]), 2)
+            seen += [a["number"] for a in d["items"]]
+            if d["next"] is None:
+                break
+            path = "/approval/applications?limit=2&before=" + d["next"]
+        self.assertEqual([n for n in seen if n in made], sorted(made, reverse=True))
+        self.assertEqual(len(seen), len(set(seen)))
+        inbox = self.ok("GET", "/approval/inbox?limit=1", self.ent)
+        self.assertEqual(len(inbox["items"]), 1)
+        st, d = self.call("GET", "/approval/applications?limit=0", self.ent2)
+        self.assertEqual(st, 400)
+
     def test_public_query_by_number_and_code(self):
         app = self.submitted()
         no = app["number"]
@@ -441,15 +454,11 @@ class TimeLimits(ApprovalTest):
         self.shared.restart()
         self.assertTrue(self.app(no)["overdue"])
 
-    def wait_flag(self, no, flag, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
+    def wait_flag(self, no, flag):
+        def raised():
             a = self.app(no)
-            if a[flag]:
-                return a
-            if time.monotonic() > deadline:
-                self.fail("%s never became %s: %r" % (no, flag, a))
-            time.sleep(0.05)
+            return a if a[flag] else None
+        return wait_for("application %s to be %s" % (no, flag), raised)
 
 
 class Supervision(ApprovalTest):

@@ -55,6 +55,24 @@ local function limit_of(req)
   return l
 end
 
+-- A page of db, newest first: the keys under prefix, after the cursor ?before= (a key
+-- without the prefix); fn(key without prefix, value) gives the item to list, or nil to
+-- leave it out. The answer: {items, next}, next being the cursor of the following page.
+local function newest_first(req, db, prefix, fn)
+  local limit, before = limit_of(req), req.query.before
+  local out, ids, next = zt.json.array(), {}, zt.json.null
+  for key, value in db:iter{ prefix = prefix, reverse = true, from = prefix .. (before or "\255") } do
+    local id = key:sub(#prefix + 1)
+    local item = id ~= before and fn(id, value)
+    if item then
+      if #out == limit then next = ids[#ids] break end
+      out[#out + 1] = item
+      ids[#ids + 1] = id
+    end
+  end
+  return 200, { items = out, next = next }
+end
+
 -- A query code people can read out on the phone: no 0/O, 1/I/L.
 local CODE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 local function new_query_code()
@@ -379,19 +397,10 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
 
 zt.route("GET", "/approval/applications", { role = "user", summary = "The caller's own applications, newest first" },
   function(req)
-    local limit, before = limit_of(req), req.query.before
-    local prefix = req.caller.id .. "/"
-    local out, next = zt.json.array(), zt.json.null
-    for key in by_applicant:iter{ prefix = prefix, reverse = true,
-                                  from = before and (prefix .. before) or (prefix .. "\255") } do
-      local number = key:sub(#prefix + 1)
-      if number ~= before then
-        if #out == limit then next = out[#out].number break end
-        local app = apps:get(number)
-        if app then out[#out + 1] = progress(app) end
-      end
-    end
-    return 200, { items = out, next = next }
+    return newest_first(req, by_applicant, req.caller.id .. "/", function(number)
+      local app = apps:get(number)
+      return app and progress(app)
+    end)
   end)
 
 zt.route("GET", "/approval/applications/:no", { role = "user", summary = "One application (applicant or its departments)" },
@@ -668,33 +677,20 @@ zt.route("GET", "/approval/query", { role = "public", summary = "Progress by num
 
 zt.route("GET", "/approval/inbox", { role = "user", summary = "The caller's notifications, newest first" },
   function(req)
-    local limit, before = limit_of(req), req.query.before
-    local prefix = req.caller.id .. "/"
-    local out, next = zt.json.array(), zt.json.null
-    for key, msg in inbox:iter{ prefix = prefix, reverse = true,
-                                from = before and (prefix .. before) or (prefix .. "\255") } do
-      local id = key:sub(#prefix + 1)
-      if id ~= before then
-        if #out == limit then next = out[#out].id break end
-        msg.id = id
-        out[#out + 1] = msg
-      end
-    end
-    return 200, { items = out, next = next }
+    return newest_first(req, inbox, req.caller.id .. "/", function(id, msg)
+      msg.id = id
+      return msg
+    end)
   end)
 
 zt.route("GET", "/approval/decisions", { role = "public", summary = "Public licensing decisions (行政许可公示)" },
   function(req)
-    local limit, before, q = limit_of(req), req.query.before, req.query.q
-    local out, next = zt.json.array(), zt.json.null
-    for no, d in decisions:iter{ reverse = true, from = before } do
-      if no ~= before and (not q or d.counterparty:find(q, 1, true) or d.item_name:find(q, 1, true)) then
-        if #out == limit then next = out[#out].decision_no break end
-        d.seal = nil
-        out[#out + 1] = d
-      end
-    end
-    return 200, { items = out, next = next }
+    local q = req.query.q
+    return newest_first(req, decisions, "", function(_, d)
+      if q and not (d.counterparty:find(q, 1, true) or d.item_name:find(q, 1, true)) then return nil end
+      d.seal = nil
+      return d
+    end)
   end)
 
 zt.route("GET", "/approval/decisions/:no", { role = "public", summary = "One decision with its seal (verify at /seal/verify)" },
