@@ -1,4 +1,4 @@
-/* inbox.c: messages from MQTT and nng threads, queued and ingested in batches on the loop. */
+/* inbox.c: messages from MQTT and nng threads, each ingested as a job of its own on the loop. */
 #include "sensor.h"
 
 #include <pthread.h>
@@ -9,7 +9,7 @@
 #define INBOX_MAX 100000 /* messages waiting; past it new ones are dropped */
 
 typedef struct msg {
-    struct msg *next;
+    sn_inbox *b;
     char *topic;
     size_t len;
     char data[];
@@ -20,9 +20,7 @@ struct sn_inbox {
     char name[16];
     int format;
     pthread_mutex_t mu;
-    msg *head, *tail;
-    size_t queued;
-    bool posted;      /* a drain is posted and has not taken the queue yet */
+    size_t queued;    /* posted and not yet run; under mu */
     uint64_t dropped; /* under mu */
     /* the loop's own */
     uint64_t taken, refused, points, batches;
@@ -50,15 +48,6 @@ sn_inbox *sn_inbox_new(sn *S, const char *name, int format)
     return b;
 }
 
-static void free_list(msg *m)
-{
-    while (m) {
-        msg *n = m->next;
-        free(m);
-        m = n;
-    }
-}
-
 /* One message: line protocol or JSON, as configured or as it looks. */
 static int ingest_one(sn_inbox *b, sn_ingest *g, const msg *m)
 {
@@ -76,61 +65,39 @@ static int ingest_one(sn_inbox *b, sn_ingest *g, const msg *m)
     return rc;
 }
 
-/* On the loop: every message queued so far, in one job (one transaction, one commit). A
- * message that is refused (bad text, unknown stream) is logged and skipped; the others go
- * in. */
-static int drain(zt_req *job, void *arg)
+/* On the loop: one message, as a job of its own: its own transaction nested in the loop
+ * iteration's batch, so a refused message (bad text, unknown stream) takes only itself
+ * down, and the messages of one iteration still share one commit. No dry run needed. */
+static int ingest_msg(zt_req *job, void *arg)
 {
-    sn_inbox *b = arg;
+    msg *m = arg;
+    sn_inbox *b = m->b;
     pthread_mutex_lock(&b->mu);
-    msg *l = b->head;
-    b->head = b->tail = NULL;
-    b->queued = 0;
-    b->posted = false;
+    b->queued--;
     pthread_mutex_unlock(&b->mu);
     if (!job) {
-        free_list(l);
+        free(m);
         return ZT_OK;
     }
+    b->taken++;
     sn_ingest *g = sn_ingest_begin(b->S, job);
-    int rc = g ? ZT_OK : ZT_ENOMEM;
-    /* A message alone in its batch needs no dry run: refused, it takes only itself down. */
-    bool alone = l && !l->next;
-    for (msg *m = l; m && rc == ZT_OK; m = m->next) {
-        b->taken++;
-        sn_ingest_dry(g, !alone);
-        int r = ingest_one(b, g, m);
-        if (r != ZT_OK) {
-            int status;
-            const char *code, *why;
-            size_t line;
-            sn_ingest_error(g, &status, &code, &why, &line);
-            if (!status && r != ZT_EINVAL) {
-                rc = r; /* storage: the whole batch is lost */
-                break;
-            }
-            b->refused++;
-            zt_req_log(job, ZT_LOG_WARN, "%s message refused (topic '%s'): %s", b->name,
-                       m->topic ? m->topic : "", status ? why : "not JSON");
-            if (alone) { /* what it wrote before the bad part goes with the job */
-                free_list(l);
-                return ZT_EINVAL;
-            }
-            sn_ingest_reset(g);
-            continue;
-        }
-        if (alone) continue; /* written already */
-        sn_ingest_dry(g, false);
-        rc = ingest_one(b, g, m);
-    }
+    int rc = g ? ingest_one(b, g, m) : ZT_ENOMEM;
     if (rc == ZT_OK) rc = sn_ingest_end(g);
+    int status = 0;
+    const char *code = NULL, *why = NULL;
+    size_t line = 0;
+    if (rc != ZT_OK && g) sn_ingest_error(g, &status, &code, &why, &line);
     if (rc == ZT_OK) {
         b->points += sn_ingest_count(g);
         b->batches++;
+    } else if (g && (status || rc == ZT_EINVAL)) {
+        b->refused++;
+        zt_req_log(job, ZT_LOG_WARN, "%s message refused (topic '%s'): %s", b->name,
+                   m->topic ? m->topic : "", status ? why : "not JSON");
     } else {
-        zt_req_log(job, ZT_LOG_ERROR, "%s batch lost: %s", b->name, zt_strerror(rc));
+        zt_req_log(job, ZT_LOG_ERROR, "%s message lost: %s", b->name, zt_strerror(rc));
     }
-    free_list(l);
+    free(m);
     return rc;
 }
 
@@ -139,29 +106,27 @@ void sn_inbox_push(sn_inbox *b, const char *topic, const void *data, size_t len)
     size_t tl = topic ? strlen(topic) + 1 : 0;
     msg *m = malloc(sizeof *m + len + 1 + tl);
     if (!m) return;
-    m->next = NULL;
+    m->b = b;
     m->len = len;
     memcpy(m->data, data, len);
     m->data[len] = 0;
     m->topic = topic ? memcpy(m->data + len + 1, topic, tl) : NULL;
     pthread_mutex_lock(&b->mu);
-    if (b->queued >= INBOX_MAX) {
+    bool full = b->queued >= INBOX_MAX;
+    if (full)
         b->dropped++;
-        pthread_mutex_unlock(&b->mu);
-        free(m);
-        return;
-    }
-    if (b->tail)
-        b->tail->next = m;
     else
-        b->head = m;
-    b->tail = m;
-    b->queued++;
-    bool post = !b->posted;
-    b->posted = true;
-    /* posting under the lock keeps "posted" true exactly while a drain is on its way */
-    if (post && zt_post(b->S->p, b->name, drain, b) != ZT_OK) b->posted = false;
+        b->queued++;
     pthread_mutex_unlock(&b->mu);
+    if (full || zt_post(b->S->p, b->name, ingest_msg, m) != ZT_OK) {
+        if (!full) {
+            pthread_mutex_lock(&b->mu);
+            b->queued--;
+            b->dropped++;
+            pthread_mutex_unlock(&b->mu);
+        }
+        free(m);
+    }
 }
 
 void sn_inbox_stats(sn_inbox *b, cJSON *into)
@@ -180,7 +145,6 @@ void sn_inbox_stats(sn_inbox *b, cJSON *into)
 void sn_inbox_free(sn_inbox *b)
 {
     if (!b) return;
-    free_list(b->head);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
