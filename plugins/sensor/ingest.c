@@ -27,7 +27,6 @@ struct sn_ingest {
     zt_txn *t;
     const char *writer; /* the device's account id; NULL: may write every stream */
     const char *unit;   /* what errors count: "line" or "observation" */
-    bool dry;           /* check only: resolve streams (creating none), write nothing */
     int64_t now_ns;
     size_t count, nslots;
     slot *slots;
@@ -57,21 +56,6 @@ sn_ingest *sn_ingest_begin(sn *S, zt_req *req)
     if (c && strcmp(c->kind, "device") == 0 && !zt_caller_has_role(c, SN_ADMIN_ROLE))
         g->writer = c->id;
     return g;
-}
-
-void sn_ingest_dry(sn_ingest *g, bool dry)
-{
-    g->dry = dry;
-    g->nslots = 0;
-    memset(g->slots, 0, CACHE_SLOTS * sizeof *g->slots);
-}
-
-void sn_ingest_reset(sn_ingest *g)
-{
-    g->status = 0;
-    g->code = NULL;
-    g->line = 0;
-    g->msg[0] = 0;
 }
 
 size_t sn_ingest_count(const sn_ingest *g)
@@ -152,9 +136,6 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
         *id = sn_rd32(v);
     } else if (rc != ZT_OK && rc != ZT_ENOTFOUND) {
         return rc;
-    } else if (S->auto_create && ser && g->dry) {
-        *id = 0; /* would be created */
-        return ZT_OK;
     } else if (!S->auto_create || !ser) {
         return fail(g, 422, "unprocessable entity", line, ZT_ENOTFOUND,
                     "%s %zu: no datastream for '%s' (the node does not create them: option "
@@ -241,7 +222,6 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
 
 static int write_obs(sn_ingest *g, uint32_t id, int64_t t, const sn_val *v)
 {
-    if (g->dry) return ZT_OK;
     unsigned char k[SN_OBS_KEY];
     sn_obs_key(id, t, k);
     size_t vl = sn_val_encode(v, g->vbuf);

@@ -106,11 +106,6 @@ int sn_ingest_end(sn_ingest *g);
 void sn_ingest_error(const sn_ingest *g, int *status, const char **code, const char **msg,
                      size_t *line);
 size_t sn_ingest_count(const sn_ingest *g);
-/* Dry: check what follows (parse, resolve streams) without writing (or creating) anything.
- * Switching forgets the streams resolved so far. */
-void sn_ingest_dry(sn_ingest *g, bool dry);
-/* Forget the last error, to go on with the next message of a batch. */
-void sn_ingest_reset(sn_ingest *g);
 /* Delete up to max observations older than the retention of each stream; the number. */
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more);
 int sn_ingest_routes(sn *S);
