@@ -1,6 +1,7 @@
 /* util.c: arena allocator, growable buffers, percent-decoding, clocks and ids. */
 #include "core.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,4 +386,141 @@ uint64_t zt__be64_get(const void *p)
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = v << 8 | b[i];
     return v;
+}
+
+/* ---- JSON text checked without building it ------------------------------------------ */
+
+typedef struct jscan {
+    const unsigned char *p, *end;
+    int depth;
+} jscan;
+
+static void js_ws(jscan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static bool js_lit(jscan *s, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0) return false;
+    s->p += n;
+    return true;
+}
+
+static bool js_digits(jscan *s)
+{
+    const unsigned char *b = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+    return s->p > b;
+}
+
+static bool js_number(jscan *s)
+{
+    if (s->p < s->end && *s->p == '-') s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (!js_digits(s))
+        return false;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (!js_digits(s)) return false;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+        if (!js_digits(s)) return false;
+    }
+    return true;
+}
+
+/* A string: escapes as RFC 8259 says, no control characters, valid UTF-8 (no overlong
+ * forms, no surrogates), as cJSON and the Lua side will need. */
+static bool js_string(jscan *s)
+{
+    s->p++; /* the opening quote */
+    while (s->p < s->end) {
+        unsigned c = *s->p++;
+        if (c == '"') return true;
+        if (c < 0x20) return false;
+        if (c == '\\') {
+            if (s->p >= s->end) return false;
+            c = *s->p++;
+            if (c == 'u') {
+                for (int i = 0; i < 4; i++, s->p++)
+                    if (s->p >= s->end || !isxdigit(*s->p)) return false;
+            } else if (!strchr("\"\\/bfnrt", (int)c) || c == 0) {
+                return false;
+            }
+        } else if (c >= 0x80) {
+            int n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : -1;
+            if (n < 0 || c > 0xf4 || s->end - s->p < n) return false;
+            unsigned c1 = s->p[0];
+            if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
+                (c == 0xf4 && c1 > 0x8f))
+                return false;
+            for (int i = 0; i < n; i++)
+                if ((s->p[i] & 0xc0) != 0x80) return false;
+            s->p += n;
+        }
+    }
+    return false;
+}
+
+static bool js_value(jscan *s)
+{
+    js_ws(s);
+    if (s->p >= s->end) return false;
+    switch (*s->p) {
+    case '"':
+        return js_string(s);
+    case 't':
+        return js_lit(s, "true");
+    case 'f':
+        return js_lit(s, "false");
+    case 'n':
+        return js_lit(s, "null");
+    case '[':
+    case '{': {
+        unsigned char close = *s->p == '[' ? ']' : '}';
+        bool obj = close == '}';
+        if (++s->depth > 1000) return false; /* cJSON's own nesting limit */
+        s->p++;
+        js_ws(s);
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            s->depth--;
+            return true;
+        }
+        for (;;) {
+            if (obj) {
+                js_ws(s);
+                if (s->p >= s->end || *s->p != '"' || !js_string(s)) return false;
+                js_ws(s);
+                if (s->p >= s->end || *s->p++ != ':') return false;
+            }
+            if (!js_value(s)) return false;
+            js_ws(s);
+            if (s->p >= s->end) return false;
+            if (*s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (*s->p++ != close) return false;
+            s->depth--;
+            return true;
+        }
+    }
+    default:
+        return js_number(s);
+    }
+}
+
+bool zt__json_valid(const char *text, size_t len)
+{
+    jscan s = {(const unsigned char *)text, (const unsigned char *)text + len, 0};
+    if (!text || !js_value(&s)) return false;
+    js_ws(&s);
+    return s.p == s.end;
 }
