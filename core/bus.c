@@ -399,25 +399,31 @@ static int outbox_last(zt_bus *b, zt_txn *t, uint64_t *seq)
 
 /* ---- emitting ----------------------------------------------------------------------- */
 
-/* Write one event record: its payload already JSON text. */
-static int emit_record(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
-                       const char *timer, const char *topic, const char *ptext, size_t plen)
+int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
+                     const char *timer, const char *topic, const cJSON *payload)
 {
     zt_bus *b = srv->bus;
     if (!b) return ZT_ESTATE;
     if (!valid_name(topic, false)) return ZT_EINVAL;
     if (!zt_txn_writable(t)) return ZT_EREADONLY;
-    if (plen > PAYLOAD_MAX) return ZT_ETOOBIG;
+    char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+    if (payload && !text) return ZT_ENOMEM;
+    const char *ptext = text ? text : "null";
+    size_t plen = strlen(ptext);
+    int rc = plen > PAYLOAD_MAX ? ZT_ETOOBIG : ZT_OK;
     zt_buf r = {0};
-    unsigned char hdr[9];
-    hdr[0] = REC_VERSION;
-    zt__be64_put(hdr + 1, (uint64_t)zt_now_ms());
-    int rc = zt__buf_append(&r, hdr, 9) ? ZT_ENOMEM : ZT_OK;
+    if (rc == ZT_OK) {
+        unsigned char hdr[9];
+        hdr[0] = REC_VERSION;
+        zt__be64_put(hdr + 1, (uint64_t)zt_now_ms());
+        rc = zt__buf_append(&r, hdr, 9) ? ZT_ENOMEM : ZT_OK;
+    }
     if (rc == ZT_OK) rc = put_field(&r, topic);
     if (rc == ZT_OK) rc = put_field(&r, source ? source : "core");
     if (rc == ZT_OK) rc = put_field(&r, reqid);
     if (rc == ZT_OK) rc = put_field(&r, timer);
     if (rc == ZT_OK && zt__buf_append(&r, ptext, plen)) rc = ZT_ENOMEM;
+    cJSON_free(text);
     uint64_t last = 0;
     /* The sequence number comes from the transaction itself, so that requests of one batch
      * follow each other and a rolled-back emit leaves no gap. */
@@ -432,44 +438,15 @@ static int emit_record(zt_server *srv, zt_txn *t, const char *source, const char
     return rc;
 }
 
-int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
-                     const char *timer, const char *topic, const cJSON *payload)
-{
-    char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
-    if (payload && !text) return ZT_ENOMEM;
-    int rc = text ? emit_record(srv, t, source, reqid, timer, topic, text, strlen(text))
-                  : emit_record(srv, t, source, reqid, timer, topic, "null", 4);
-    cJSON_free(text);
-    return rc;
-}
-
-/* The work's transaction for an event that req's plugin may emit on topic, and its name. */
-static int emit_txn(zt_req *req, const char *topic, zt_txn **t, const char **source)
-{
-    const zt_plugin *p = zt__req_plugin(req); /* a service emits as its own plugin */
-    *source = p ? p->name : "core";
-    if (!zt__topic_ok(topic, *source)) return ZT_EINVAL;
-    if (zt__req_reads(req)) return ZT_EREADONLY;
-    return (*t = zt_req_txn(req)) ? ZT_OK : ZT_EIO;
-}
-
 int zt_emit(zt_req *req, const char *topic, const cJSON *payload)
 {
-    zt_txn *t;
-    const char *source;
-    int rc = emit_txn(req, topic, &t, &source);
-    return rc ? rc : zt__bus_emit_txn(req->srv, t, source, req->id, NULL, topic, payload);
-}
-
-int zt_emit_text(zt_req *req, const char *topic, const char *json, size_t len)
-{
-    zt_txn *t;
-    const char *source;
-    int rc = emit_txn(req, topic, &t, &source);
-    if (rc) return rc;
-    if (len > PAYLOAD_MAX) return ZT_ETOOBIG;
-    if (!zt__json_valid(json, len)) return ZT_EINVAL;
-    return emit_record(req->srv, t, source, req->id, NULL, topic, json, len);
+    const zt_plugin *p = zt__req_plugin(req); /* a service emits as its own plugin */
+    const char *source = p ? p->name : "core";
+    if (!zt__topic_ok(topic, source)) return ZT_EINVAL;
+    if (zt__req_reads(req)) return ZT_EREADONLY;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    return zt__bus_emit_txn(req->srv, t, source, req->id, NULL, topic, payload);
 }
 
 /* ---- delivering --------------------------------------------------------------------- */

@@ -81,11 +81,6 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
 int zt__buf_u64(zt_buf *b, uint64_t v);                   /* decimal, no printf */
 void zt__buf_free(zt_buf *b);
 
-/* 1 if text[0..len) is exactly one JSON value (RFC 8259, white space around it allowed),
- * with valid UTF-8 strings and nesting of at most 1000: what cJSON would parse. Checked
- * without allocating. */
-bool zt__json_valid(const char *text, size_t len);
-
 /* JSON records in the store (the core's own databases hold JSON values). */
 cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
 int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j);

@@ -373,11 +373,6 @@ int zt_on(zt_plugin *p, const char *pattern, zt_event_fn fn, void *ud);
  * ZT_EREADONLY (in a GET), ZT_ETOOBIG (payload over 256 KiB), ZT_EFULL, ZT_EIO. */
 int zt_emit(zt_req *req, const char *topic, const cJSON *payload);
 
-/* The same with the payload given as JSON text (len bytes, one JSON value): for hot paths
- * that write their payload directly instead of building a cJSON tree. The text is checked
- * (ZT_EINVAL when it is not JSON) and copied. */
-int zt_emit_text(zt_req *req, const char *topic, const char *json, size_t len);
-
 /* ---- durable timers -------------------------------------------------------------- */
 
 /* At time due_ms (zt_now_ms), emit event `topic` with `payload`, as the plugin that set it

@@ -164,38 +164,6 @@ static void emit_refusals(void **state)
     zt__store_batch_abort(f->srv.store);
 }
 
-/* zt_emit_text: the payload as text, checked, stored as given (after the record's header). */
-static void emit_text_checks_its_json(void **state)
-{
-    fixture *f = *state;
-    zt_req *job = zt__job_new(&f->srv, &f->p, "EVENT", "x.y");
-    assert_non_null(job);
-    zt_txn *t = zt_req_txn(job);
-    const char *bad[] = {"",    "{",        "{\"a\":}",     "[1,]",  "01",
-                         "nul", "\"\x01\"", "\"\xc0\xaf\"", "{} {}", "\"\\x\""};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(zt_emit_text(job, "t.x", bad[i], strlen(bad[i])), ZT_EINVAL);
-    assert_int_equal(zt__store_txn_writes(t), 0);
-    assert_int_equal(zt_emit_text(job, "bad topic", "1", 1), ZT_EINVAL);
-    const char *good = " {\"a\": [1, -2.5e3, true, null, \"\\u00e9\xe6\x94\xbf\"]} ";
-    assert_int_equal(zt_emit_text(job, "t.x", good, strlen(good)), ZT_OK);
-    assert_int_equal(zt__store_txn_writes(t), 1);
-    assert_int_equal(zt__job_end(&f->srv, job, ZT_OK), ZT_OK);
-    commit_batch(f);
-    zt_db *db;
-    assert_int_equal(zt__store_db(f->srv.store, "_core", "outbox", &db), ZT_OK);
-    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
-    zt_cursor *c;
-    zt_kv kv;
-    assert_int_equal(zt_cursor_open(t, db, &c), ZT_OK);
-    assert_int_equal(zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv), ZT_OK);
-    size_t gl = strlen(good);
-    assert_true(kv.vlen > gl);
-    assert_memory_equal((const char *)kv.val + kv.vlen - gl, good, gl);
-    zt_cursor_close(c);
-    zt__store_end(f->srv.store, t, false);
-}
-
 static void a_job_answers_nobody(void **state)
 {
     fixture *f = *state;
@@ -569,7 +537,6 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(emit_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(a_job_answers_nobody, setup, teardown),
-        cmocka_unit_test_setup_teardown(emit_text_checks_its_json, setup, teardown),
         cmocka_unit_test_setup_teardown(job_changes_are_kept_with_their_record_or_dropped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(patterns_and_private_topics, setup, teardown),
