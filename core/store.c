@@ -25,6 +25,10 @@
 #define STORE_MIN_MAP    (64u * 1024)
 #define STORE_NAME_MAX   64
 #define TXN_CURSORS_MAX  256 /* a handler that opens more is leaking them */
+/* Written room kept past LMDB's last page (see room_ahead): topped up to ROOM_CHUNK when
+ * less than ROOM_LOW is left. */
+#define STORE_ROOM_LOW   (4u << 20)
+#define STORE_ROOM_CHUNK (16u << 20)
 
 enum txn_kind { TXN_READ = 1, TXN_BATCH_READ, TXN_WRITE };
 
@@ -63,6 +67,9 @@ struct zt_store {
     zt_txn *pool; /* reset read transactions, ready to renew */
     unsigned npool;
     zt_txn *live; /* read transactions handed out */
+    size_t map_size, psize;
+    uint64_t file_end; /* the data file's size, as last seen or made by room_ahead */
+    bool no_room;      /* writing room ahead failed (disk full?): not tried again */
     MDB_txn *batch;
     zt_txn child; /* the one nested transaction of the batch (WRITE or BATCH_READ) */
     uint64_t commits, commit_errors, nested, last_commit_us;
@@ -256,6 +263,8 @@ int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, 
     int dead = 0;
     mdb_reader_check(s->env, &dead); /* slots left by crashed processes */
     s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
+    s->map_size = info.me_mapsize;
+    s->psize = st.ms_psize;
     *out = s;
     return ZT_OK;
 }
@@ -424,6 +433,47 @@ int zt__store_read_begin(zt_store *s, zt_txn **out)
     return read_begin(s, out);
 }
 
+/* A commit whose pages extend the data file makes its fdatasync also commit the
+ * filesystem's journal (new blocks, new size). The audit log grows the file by about 350
+ * bytes a write, so a batch of a few dozen writes extended it on nearly every commit, a
+ * lone write rarely. Zeroes written ahead of LMDB's last page, in chunks, turn those
+ * extensions into overwrites of blocks the filesystem already has (measured on ext4:
+ * group-commit writes +18 %, single writes unchanged). Safe for LMDB: only ever past the
+ * end of the file (nothing LMDB wrote is there, not even pages of a failed commit), and
+ * only with the write lock held at the start of a batch (no writer, of this process or
+ * another, is extending the file then); pages past the last one a meta page names are
+ * free space to LMDB, whatever they hold. The cost: up to STORE_ROOM_CHUNK more on disk,
+ * and the commit after a top-up also flushes its zeroes (once per ~16 MiB of data). */
+static void room_ahead(zt_store *s)
+{
+    if (s->no_room) return;
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) != 0) return;
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->psize;
+    if (s->file_end >= used + STORE_ROOM_LOW) return;
+    int fd;
+    struct stat st;
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0) return;
+    uint64_t end = (uint64_t)st.st_size, want = used + STORE_ROOM_CHUNK;
+    if (want > s->map_size) want = s->map_size;
+    static const char zeros[64 * 1024];
+    while (end < want) {
+        size_t n = want - end < sizeof zeros ? (size_t)(want - end) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)end);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            s->no_room = true; /* LMDB reports a full disk itself, on the commit */
+            zt__log(ZT_LOG_WARN, NULL, NULL,
+                    "store: cannot write room ahead in %s/data.mdb (%s): commits that grow "
+                    "the file will be slower",
+                    s->dir, w < 0 ? strerror(errno) : "short write");
+            break;
+        }
+        end += (uint64_t)w;
+    }
+    s->file_end = end;
+}
+
 static int child_begin(zt_store *s, int kind, zt_txn **out)
 {
     assert(!s->child.active && "one nested transaction at a time");
@@ -436,6 +486,7 @@ static int child_begin(zt_store *s, int kind, zt_txn **out)
             return zt__store_errno(rc);
         }
         began = true;
+        room_ahead(s);
     }
     MDB_txn *child;
     int rc = mdb_txn_begin(s->env, s->batch, 0, &child);

@@ -811,6 +811,101 @@ static void durable_after_reopen(void **state)
     assert_read(f, db, "uncommitted", NULL);
 }
 
+static uint64_t data_file_size(fx *f)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+/* How many bytes of data.mdb from off to its end are not zero. */
+static uint64_t nonzero_from(fx *f, uint64_t off)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseeko(fp, (off_t)off, SEEK_SET), 0);
+    uint64_t n = 0;
+    int c;
+    while ((c = fgetc(fp)) != EOF) n += c != 0;
+    fclose(fp);
+    return n;
+}
+
+/* Zeroes are written ahead of LMDB's last page (so that commits overwrite blocks instead
+ * of growing the file): at least 4 MiB of room once a batch has begun, never past the map,
+ * only zeroes, and what was committed, before and after the room was made, stays. */
+static void room_ahead_of_the_data(void **state)
+{
+    fx *f = *state;
+    open_store(f, 64 * MIB);
+    zt_db *db = open_db(f, "p", "room");
+    const char *kv[] = {"first", "1"};
+    commit_pairs(f, db, kv, 2);
+    zt_store_stats st;
+    zt__store_stats(f->s, &st);
+    uint64_t size = data_file_size(f);
+    assert_true(size >= st.used_bytes + 4 * MIB);
+    assert_true(size <= 64 * MIB);
+    assert_int_equal(nonzero_from(f, st.used_bytes), 0);
+
+    /* Grow the data past the first room, over many batches. */
+    char val[1500];
+    memset(val, 'v', sizeof val);
+    for (unsigned b = 0; b < 40; b++) {
+        zt_txn *t;
+        assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK);
+        for (unsigned i = 0; i < 200; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "k%02u-%03u", b, i);
+            assert_int_equal(zt_put(t, db, k, strlen(k), val, sizeof val), ZT_OK);
+        }
+        assert_int_equal(zt__store_end(f->s, t, true), ZT_OK);
+        assert_int_equal(zt__store_batch_commit(f->s), ZT_OK);
+    }
+    zt__store_stats(f->s, &st);
+    assert_true(st.used_bytes > 16 * MIB); /* past the first chunk */
+    zt_txn *t;
+    assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK); /* a batch begins: room */
+    assert_int_equal(zt__store_end(f->s, t, false), ZT_OK);
+    zt__store_batch_abort(f->s);
+    size = data_file_size(f);
+    assert_true(size >= st.used_bytes + 4 * MIB);
+    assert_true(size <= 64 * MIB);
+    assert_int_equal(nonzero_from(f, st.used_bytes), 0);
+
+    reopen_store(f, 64 * MIB);
+    db = open_db(f, "p", "room");
+    assert_read(f, db, "first", "1");
+    zt_txn *r;
+    assert_int_equal(zt__store_read_begin(f->s, &r), ZT_OK);
+    const char *keys[] = {"k00-000", "k20-100", "k39-199"};
+    for (size_t i = 0; i < 3; i++) {
+        const void *v;
+        size_t vlen;
+        assert_int_equal(zt_get(r, db, keys[i], strlen(keys[i]), &v, &vlen), ZT_OK);
+        assert_int_equal(vlen, sizeof val);
+        assert_memory_equal(v, val, sizeof val);
+    }
+    assert_int_equal(zt__store_end(f->s, r, false), ZT_OK);
+
+    /* A map smaller than the room: the file stops at the map. */
+    zt__store_close(f->s);
+    f->s = NULL;
+    tu_rm_tree(f->root);
+    assert_int_equal(mkdir(f->root, 0700), 0);
+    open_store(f, 1 * MIB);
+    db = open_db(f, "p", "room");
+    commit_pairs(f, db, kv, 2);
+    assert_true(data_file_size(f) <= 1 * MIB);
+    reopen_store(f, 1 * MIB);
+    db = open_db(f, "p", "room");
+    assert_read(f, db, "first", "1");
+}
+
 /* How many keys start with the byte tag. */
 static unsigned count_tag(fx *f, zt_db *db, char tag)
 {
@@ -1087,6 +1182,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cursors_closed_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(database_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(durable_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(room_ahead_of_the_data, setup, teardown),
         cmocka_unit_test_setup_teardown(map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(open_permission_denied, setup, teardown),
