@@ -339,7 +339,7 @@ def zt_config(build, workdir, port):
             + "region_code = %s\n" % s("330100")
             + "listen = { %s }\n" % s("%s:%d" % (HOST, port))
             + "data_dir = %s\n" % s(os.path.join(workdir, "data"))
-            + "map_size = %d\n" % (256 << 20)
+            + "map_size = %d\n" % (4 << 30)
             + "log_level = %s\n" % s("warn")
             + "plugin_dir = %s\n" % s(os.path.join(build, "plugins"))
             + "lua_dir = %s\n" % s(lua_dir)
