@@ -705,11 +705,8 @@ out:
 /* Parses {login, password[, new_password]}; answers and returns NULL on bad input. */
 static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
 {
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j)) {
-        zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
-        return NULL;
-    }
+    cJSON *j = zt_req_object(req);
+    if (!j) return NULL;
     const char *login = zt__jstr(j, "login"),
                *pw = zt__jstr(j, with_new ? "old_password" : "password");
     const char *npw = with_new ? zt__jstr(j, "new_password") : NULL;
@@ -999,9 +996,8 @@ static int user_create_then(zt_req *req, hash_job *j)
 static int h_user_create(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
     const char *login = zt__jstr(j, "login"), *name = zt__jstr(j, "name"),
                *dept = zt__jstr(j, "department");
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(j, "roles");
@@ -1098,9 +1094,8 @@ static int h_user_patch(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     const char *id = zt_req_param(req, "id");
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
@@ -1202,9 +1197,8 @@ static bool dept_code_ok(const char *s)
 static int h_dept_create(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
     const char *code = zt__jstr(j, "code"), *name = zt__jstr(j, "name"),
                *parent = zt__jstr(j, "parent");
     if (!code || !dept_code_ok(code))
@@ -1273,9 +1267,8 @@ static int register_then(zt_req *req, hash_job *j)
 static int h_register(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
     const char *kind = zt__jstr(j, "kind"), *login = zt__jstr(j, "login"),
                *name = zt__jstr(j, "name");
     const char *pw = zt__jstr(j, "password"), *code = zt__jstr(j, "credit_code");
@@ -1362,9 +1355,8 @@ static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, 
 static int h_key_create(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK || !cJSON_IsObject(j))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
     const char *name = zt__jstr(j, "name"), *plugin = zt__jstr(j, "plugin"),
                *role = zt__jstr(j, "role");
     if (!name || !name[0] || strlen(name) > 200 || !plugin || !plugin[0] || strlen(plugin) > 64 ||

@@ -100,6 +100,14 @@ int zt_req_json(zt_req *req, cJSON **out)
     return ZT_OK;
 }
 
+cJSON *zt_req_object(zt_req *req)
+{
+    cJSON *j;
+    if (zt_req_json(req, &j) == ZT_OK && cJSON_IsObject(j)) return j;
+    zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    return NULL;
+}
+
 void *zt_req_alloc(zt_req *req, size_t size)
 {
     return zt__arena_alloc(&req->arena, size);

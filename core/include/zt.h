@@ -192,6 +192,10 @@ const char *zt_req_client(const zt_req *req);
 /* The body parsed as JSON. ZT_EINVAL if it is not JSON (the handler usually answers
  * zt_problem(req, 400, "invalid-json", ...)). The object is owned by the request. */
 int zt_req_json(zt_req *req, cJSON **out);
+/* The body as a JSON object (owned by the request). When it is not one, answers 400
+ * invalid-json ("the body must be a JSON object") and returns NULL: the handler then
+ * returns ZT_OK. */
+cJSON *zt_req_object(zt_req *req);
 /* Memory that lives until the request is done; NULL when out of memory. */
 void *zt_req_alloc(zt_req *req, size_t size);
 /* printf into request memory. */

@@ -98,9 +98,8 @@ static const char *thing_fields(const cJSON *body, cJSON *t, bool create)
 static int thing_create(zt_req *req, void *ud)
 {
     sn *S = ud;
-    cJSON *body;
-    if (zt_req_json(req, &body) != ZT_OK || !cJSON_IsObject(body))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *body = zt_req_object(req);
+    if (!body) return ZT_OK;
     char id[27];
     zt_id(id);
     cJSON *t = cJSON_CreateObject();
@@ -138,9 +137,8 @@ static int thing_patch(zt_req *req, void *ud)
 {
     sn *S = ud;
     const char *id = zt_req_param(req, "id");
-    cJSON *body;
-    if (zt_req_json(req, &body) != ZT_OK || !cJSON_IsObject(body))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *body = zt_req_object(req);
+    if (!body) return ZT_OK;
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
     int rc;
@@ -437,9 +435,8 @@ int sn_stream_create(sn *S, zt_txn *t, cJSON *st, uint32_t *idp, const char **wh
 static int stream_create(zt_req *req, void *ud)
 {
     sn *S = ud;
-    cJSON *body;
-    if (zt_req_json(req, &body) != ZT_OK || !cJSON_IsObject(body))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *body = zt_req_object(req);
+    if (!body) return ZT_OK;
     zt_txn *t = txn(req);
     if (!t) return ZT_EBUSY;
     cJSON *st = cJSON_CreateObject();
@@ -505,9 +502,8 @@ static int stream_patch(zt_req *req, void *ud)
 {
     sn *S = ud;
     uint32_t id;
-    cJSON *body;
-    if (zt_req_json(req, &body) != ZT_OK || !cJSON_IsObject(body))
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    cJSON *body = zt_req_object(req);
+    if (!body) return ZT_OK;
     static const char *const keyf[] = {"measurement", "field", "tags", "id", NULL};
     for (int i = 0; keyf[i]; i++)
         if (cJSON_GetObjectItemCaseSensitive(body, keyf[i]))
