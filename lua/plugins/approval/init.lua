@@ -254,7 +254,7 @@ end
 local function pause_clock(app, now)
   app.paused_since = now
   cancel_timers(app)
-  if app.instance ~= zt.json.null then zt.call("workflow.pause", { instance = app.instance }) end
+  if app.instance ~= zt.json.null then call("workflow.pause", { instance = app.instance }) end
 end
 
 -- The clock restarts where it stopped: the deadline moves by the time it stood still.
@@ -266,7 +266,7 @@ local function resume_clock(app, now)
   app.deadline = app.deadline + stood
   if app.remind_at ~= zt.json.null then app.remind_at = app.remind_at + stood end
   arm_timers(app)
-  if app.instance ~= zt.json.null then zt.call("workflow.resume", { instance = app.instance }) end
+  if app.instance ~= zt.json.null then call("workflow.resume", { instance = app.instance }) end
 end
 
 -- ---- the catalogue ------------------------------------------------------------------
@@ -765,6 +765,7 @@ local function on_task_completed(ev, ctx)
   step(app, p.actor or "staff", "department decided", (p.department or p.node) .. ": " .. tostring(p.decision))
   -- 并联审批: one department's refusal ends the application refused
   if p.decision == "refuse" then
+    -- the instance may have ended already (its last task was this one): nothing to cancel then
     zt.call("workflow.cancel", { instance = app.instance, reason = "refused by " .. tostring(p.department) })
     decide(ctx, app, "refused")
   else
