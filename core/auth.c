@@ -18,6 +18,9 @@ struct zt_auth {
     zt_plugin core;             /* the core's binding for its own encrypted fields */
     zt_db *gen;                 /* "g" → the identity generation (8 bytes, big-endian) */
     struct sess_entry *cache;   /* resolved sessions, valid while the generation holds */
+    uint64_t gen_seen;          /* the generation as read in loop iteration gen_at - 1 */
+    uint64_t gen_at;            /* 1 + the iteration gen_seen holds for; 0: read it again */
+    uint64_t bumped_at;         /* 1 + the last iteration this process changed it in */
     struct failure *fail[1024]; /* brute-force counters, in memory */
     size_t nfail;
 };
@@ -225,7 +228,11 @@ static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], c
  * valid while the identity generation stored in LMDB is unchanged. Every change that
  * could alter a resolved caller (a session ended, an account changed, roles, password
  * flags) bumps the generation in its own transaction, from this process or another (the
- * offline `zhengtong admin`): one 8-byte read per request tells whether the cache holds.
+ * offline `zhengtong admin`): an 8-byte read tells whether the cache holds. That read is
+ * made once per loop iteration (the first signed-in request of the iteration, in its own
+ * transaction), unless this process changes the generation in the iteration: then every
+ * later request of it reads again. A revocation by another process is seen from the next
+ * iteration on, one by this process at once.
  */
 #define SESS_CACHE 1024
 
@@ -317,9 +324,13 @@ static uint64_t gen_of(zt_auth *a, zt_txn *t)
     return g;
 }
 
-/* In the transaction of a change that could alter a resolved caller. */
+/* In the transaction of a change that could alter a resolved caller. Until the next loop
+ * iteration every request reads the generation in its own transaction again (that change
+ * may still roll back; or commit, and a later request of this iteration must see it). */
 static int gen_bump(zt_auth *a, zt_txn *t)
 {
+    a->bumped_at = a->srv->iteration + 1;
+    a->gen_at = 0;
     uint64_t g = gen_of(a, t) + 1;
     unsigned char v[8];
     for (int i = 7; i >= 0; i--, g >>= 8) v[i] = (unsigned char)g;
@@ -418,15 +429,26 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
         } else {
             unsigned char hash[32];
             token_hash(tok, strlen(tok), hash);
-            zt_txn *t = zt_req_txn(req);
-            if (!t) {
+            zt_auth *a = srv->auth;
+            zt_txn *t = NULL;
+            uint64_t gen, now_at = srv->iteration + 1;
+            if (a->gen_at == now_at) {
+                gen = a->gen_seen; /* read earlier in this iteration: no transaction */
+            } else {
+                if (!(t = zt_req_txn(req))) {
+                    zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
+                    return ZT_EPERM;
+                }
+                gen = gen_of(a, t);
+                if (a->bumped_at != now_at) a->gen_seen = gen, a->gen_at = now_at;
+            }
+            sess_entry *e = entry_for(a, hash);
+            bool hit = e->valid && e->gen == gen && memcmp(e->hash, hash, 32) == 0;
+            if (!hit && !t && !(t = zt_req_txn(req))) {
                 zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
                 return ZT_EPERM;
             }
-            zt_auth *a = srv->auth;
-            uint64_t gen = gen_of(a, t);
-            sess_entry *e = entry_for(a, hash);
-            if (!e->valid || e->gen != gen || memcmp(e->hash, hash, 32) != 0) {
+            if (!hit) {
                 cJSON *s = zt__db_get_json(t, a->sessions, hash, 32), *u = NULL;
                 const char *uid = s ? zt__jstr(s, "user") : NULL;
                 u = uid ? zt__db_get_json(t, a->users, uid, strlen(uid)) : NULL;

@@ -679,6 +679,7 @@ struct zt_server {
     char route_error[ZT_ERRLEN]; /* set by zt_route_add on a conflict: start refused */
     zt_req **batch_reqs;         /* requests whose answers wait for the batch commit */
     size_t nbatch, capbatch;
+    uint64_t iteration; /* loop iterations ended (on_check): what was read in one holds in it */
 };
 
 /* Open the store in data_dir, declare the built-in routes, load and init the plugins.

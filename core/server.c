@@ -243,6 +243,7 @@ static void on_check(uv_check_t *h)
                             zt_strerror(rc));
     }
     srv->nbatch = 0;
+    srv->iteration++;
     zt__http_flush(srv);
 }
 

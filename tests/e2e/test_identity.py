@@ -399,6 +399,36 @@ class Revocation(NodeTest):
         self.assertEnded(h2)
         self.assertAlive(self.sign_in("rv-revoke")[0])  # the account itself still works
 
+    def test_a_logout_holds_for_the_requests_pipelined_behind_it(self):
+        # One write carries them all, so the node reads them in one loop iteration, in
+        # which the token was resolved just before the logout ended its session.
+        h = self.shared.new_user("rv-pipelined")
+        self.assertAlive(h)
+
+        def req(method, path):
+            return (
+                "%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Length: 0\r\n\r\n"
+                % (method, path, h["Authorization"])
+            ).encode()
+
+        wire = req("GET", "/auth/me") + req("POST", "/auth/logout") + 2 * req("GET", "/auth/me")
+        with self.shared.rawconn() as c:
+            rs = c.exchange(wire, 4)
+        self.assertEqual([r.status for r in rs], [200, 204, 401, 401])
+
+    def test_cli_disables_an_account_while_the_node_runs(self):
+        # Another process changes the identity data: the running node's cached session
+        # must not outlive it.
+        h = self.shared.new_user("rv-cli")
+        self.assertAlive(h)
+        r = self.shared.admin_cli("user", "disable", "rv-cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEnded(h)
+        r = self.shared.admin_cli("user", "enable", "rv-cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEnded(h)  # disabling ended the session for good
+        self.assertAlive(self.sign_in("rv-cli")[0])
+
 
 # ---- one-time passwords ---------------------------------------------------------------
 
