@@ -20,7 +20,7 @@ struct zt_auth {
     struct sess_entry *cache;   /* resolved sessions, valid while the generation holds */
     uint64_t gen_seen;          /* the generation as read in loop iteration gen_at - 1 */
     uint64_t gen_at;            /* 1 + the iteration gen_seen holds for; 0: read it again */
-    uint64_t bumped_at;         /* 1 + the last iteration this process changed it in */
+    uint64_t bumped_in;         /* the last batch this process changed it in */
     struct failure *fail[1024]; /* brute-force counters, in memory */
     size_t nfail;
 };
@@ -230,10 +230,11 @@ static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], c
  * flags) bumps the generation in its own transaction, from this process or another (the
  * offline `zhengtong admin`): an 8-byte read tells whether the cache holds. That read is
  * made once per loop iteration (the first signed-in request of the iteration, in its own
- * transaction), unless this process changes the generation in the iteration: then every
- * later request of it reads again. A revocation by another process is seen from the next
- * iteration on, one by this process at once.
+ * transaction), unless this process has changed the generation in the open batch: then
+ * every request reads it again until that batch ends. A revocation by another process is
+ * seen from the next iteration on, one by this process at once.
  */
+
 #define SESS_CACHE 1024
 
 typedef struct sess_entry {
@@ -258,6 +259,16 @@ static void entry_clear(sess_entry *e)
 static sess_entry *entry_for(zt_auth *a, const unsigned char hash[32])
 {
     return &a->cache[(hash[0] | (unsigned)hash[1] << 8) % SESS_CACHE];
+}
+
+/* A lost batch may have filled the cache from changes that are now undone, under a
+ * generation number that a later change will reuse: forget it all. */
+void zt__auth_after_abort(zt_server *srv)
+{
+    zt_auth *a = srv->auth;
+    if (!a || !a->cache) return;
+    for (size_t i = 0; i < SESS_CACHE; i++) a->cache[i].valid = false;
+    a->gen_at = 0;
 }
 
 static char *dup_or_null(const char *s)
@@ -324,12 +335,12 @@ static uint64_t gen_of(zt_auth *a, zt_txn *t)
     return g;
 }
 
-/* In the transaction of a change that could alter a resolved caller. Until the next loop
- * iteration every request reads the generation in its own transaction again (that change
- * may still roll back; or commit, and a later request of this iteration must see it). */
+/* In the transaction of a change that could alter a resolved caller. Until that batch
+ * ends every request reads the generation in its own transaction again (the change may
+ * still roll back; or commit, and a later writer of the batch must see it). */
 static int gen_bump(zt_auth *a, zt_txn *t)
 {
-    a->bumped_at = a->srv->iteration + 1;
+    a->bumped_in = a->srv->bw.seq;
     a->gen_at = 0;
     uint64_t g = gen_of(a, t) + 1;
     unsigned char v[8];
@@ -440,7 +451,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                     return ZT_EPERM;
                 }
                 gen = gen_of(a, t);
-                if (a->bumped_at != now_at) a->gen_seen = gen, a->gen_at = now_at;
+                if (a->bumped_in != srv->bw.seq) a->gen_seen = gen, a->gen_at = now_at;
             }
             sess_entry *e = entry_for(a, hash);
             bool hit = e->valid && e->gen == gen && memcmp(e->hash, hash, 32) == 0;

@@ -375,14 +375,16 @@ static int64_t want_int(lua_State *L, int line, const char *what, const char *un
     return v;
 }
 
-static int64_t want_seconds_ms(lua_State *L, int line, const char *what, int64_t max_seconds)
+/* A number of seconds, to the millisecond: at least least_ms (0 or 1), at most max_seconds. */
+static int64_t want_seconds_ms(lua_State *L, int line, const char *what, int64_t least_ms,
+                               int64_t max_seconds)
 {
     if (lua_type(L, -1) != LUA_TNUMBER)
         fail(L, line, "%s must be a number (seconds), got %s", what, luaL_typename(L, -1));
     double v = (double)lua_tonumber(L, -1);
-    if (!(v >= 0.001 && v <= (double)max_seconds))
-        fail(L, line, "%s must be between 0.001 and %lld (seconds), got %.14g", what,
-             (long long)max_seconds, v);
+    if (!((v == 0 && least_ms == 0) || (v >= 0.001 && v <= (double)max_seconds)))
+        fail(L, line, "%s must be %s %lld (seconds, to the millisecond), got %.14g", what,
+             least_ms ? "between 0.001 and" : "0, or between 0.001 and", (long long)max_seconds, v);
     return (int64_t)llround(v * 1000);
 }
 
@@ -595,7 +597,7 @@ typedef struct field {
     const char *name;
     bool seconds;     /* a number of seconds, stored as milliseconds; else an integer */
     const char *unit; /* for messages */
-    int64_t lo, hi;   /* the range (for seconds: hi only) */
+    int64_t lo, hi;   /* the range (seconds: lo is 0 or 1 ms, hi in seconds) */
     size_t off, size; /* the member */
 } field;
 
@@ -608,10 +610,11 @@ typedef struct field {
 static const field limits_fields[] = {
     FIELD("header_bytes", false, "bytes", 1024, MIB, header_bytes),
     FIELD("body_bytes", false, "bytes", 0, INT64_C(1) << 40, body_bytes),
-    FIELD("header_timeout", true, "seconds", 0, DAY, header_timeout_ms),
-    FIELD("idle_timeout", true, "seconds", 0, DAY, idle_timeout_ms),
-    FIELD("shutdown_timeout", true, "seconds", 0, DAY, shutdown_timeout_ms),
+    FIELD("header_timeout", true, "seconds", 1, DAY, header_timeout_ms),
+    FIELD("idle_timeout", true, "seconds", 1, DAY, idle_timeout_ms),
+    FIELD("shutdown_timeout", true, "seconds", 1, DAY, shutdown_timeout_ms),
     FIELD("max_connections", false, "connections", 1, 1000000, max_connections),
+    FIELD("commit_wait", true, "seconds", 0, 1, commit_wait_ms),
     {0},
 };
 static const field lua_fields[] = {
@@ -620,8 +623,8 @@ static const field lua_fields[] = {
     {0},
 };
 static const field auth_fields[] = {
-    FIELD("session_ttl", true, "seconds", 0, 366 * DAY, auth_session_ms),
-    FIELD("idle_timeout", true, "seconds", 0, 366 * DAY, auth_idle_ms),
+    FIELD("session_ttl", true, "seconds", 1, 366 * DAY, auth_session_ms),
+    FIELD("idle_timeout", true, "seconds", 1, 366 * DAY, auth_idle_ms),
     FIELD("max_failures", false, "failed logins", 1, 1000, auth_max_failures),
     FIELD("lock_seconds", false, "seconds", 1, 366 * DAY, auth_lock_seconds),
     FIELD("password_ops", false, "Argon2id passes", 1, UINT32_MAX, auth_pw_ops),
@@ -631,7 +634,7 @@ static const field auth_fields[] = {
 
 static const field audit_fields[] = {
     FIELD("checkpoint_every", false, "records", 1, INT64_C(1) << 40, audit_checkpoint_every),
-    FIELD("checkpoint_interval", true, "seconds", 0, 366 * DAY, audit_checkpoint_ms),
+    FIELD("checkpoint_interval", true, "seconds", 1, 366 * DAY, audit_checkpoint_ms),
     {0},
 };
 
@@ -672,7 +675,7 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
         snprintf(what, sizeof what, "%s.%s", section, f->name);
         lua_getfield(L, -2, f->name);
         store_field(c, f,
-                    f->seconds ? want_seconds_ms(L, kl, what, f->hi)
+                    f->seconds ? want_seconds_ms(L, kl, what, f->lo, f->hi)
                                : want_int(L, kl, what, f->unit, f->lo, f->hi));
         lua_pop(L, 1);
     }
@@ -870,6 +873,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->idle_timeout_ms = 75000;
     c->shutdown_timeout_ms = 10000;
     c->max_connections = 1024;
+    c->commit_wait_ms = 1;
     c->lua_instructions = 10000000;
     c->lua_memory = 64 * MIB;
     c->auth_session_ms = 8 * 3600 * 1000;

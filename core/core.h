@@ -135,13 +135,15 @@ struct zt_conf {
                          <config folder>/keys/master.key: outside data_dir, so that a backup
                          of the data does not carry the key that opens it */
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
-     *            max_connections= } (timeouts in seconds, may be fractional) */
+     *            shutdown_timeout=, max_connections=, commit_wait= } (times in seconds,
+     *            may be fractional) */
     size_t header_bytes;
     size_t body_bytes;
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t shutdown_timeout_ms;
     unsigned max_connections;
+    uint64_t commit_wait_ms; /* how long a batch may wait for its writers (batch.c); 0: never */
     /* lua = { instructions = per-call budget, memory = bytes per plugin state } */
     uint64_t lua_instructions;
     size_t lua_memory;
@@ -424,6 +426,8 @@ void zt__http_close_all(zt_server *srv);
 /* A request answered later than from zt__server_handle (an asynchronous handler): mark
  * its connection for the next zt__http_flush. */
 void zt__http_ready(zt_req *req);
+/* The number of the last batch the connection wrote in (batch.c), 0: none. */
+uint64_t *zt__conn_wrote_in(zt_conn *c);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
@@ -447,6 +451,8 @@ int zt__auth_check(zt_server *srv, zt_req *req);
 bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
 /* After the request's transaction ended: refresh its session's last use (once a minute). */
 void zt__auth_after(zt_server *srv, zt_req *req);
+/* A batch was lost: the session cache may hold what it undid. */
+void zt__auth_after_abort(zt_server *srv);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
  * transaction with its audit record, committed before it returns. Output on out. */
 int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);
@@ -650,6 +656,40 @@ int zt__b64url_decode(void *out, size_t cap, const char *s, size_t slen, size_t 
 
 typedef struct zt_metrics zt_metrics;
 
+/* ---- batch.c: how long the group commit waits for its writers ---------------------- */
+
+/* Committing at the end of every loop iteration splits a stream of writes from many
+ * connections into two alternating halves: those answered by the last commit are not back
+ * yet when the next batch commits. So the open batch may wait, at most limits.commit_wait,
+ * for the connections that wrote in one of the two batches before it and have not written
+ * in it yet; then one commit serves them all. A lone writer, writes further apart than
+ * commit_wait, and a stopping node never wait. Answers still go out only after their
+ * commit; what waits is the commit (and so those answers). */
+typedef struct zt__batchwait {
+    uint64_t seq;         /* the open (or next) batch's number, from 1 */
+    uint64_t open_ns;     /* when the open batch was first seen open (0: not yet) */
+    uint64_t last_end_ns; /* when the batch before it ended */
+    size_t joined;        /* connections with a write in the open batch */
+    size_t again;         /* of those, the ones with a write in the batch before too */
+    size_t prev;          /* connections with a write in the batch before */
+    size_t expected;      /* connections with a write in one of the two batches before */
+    bool waiting;         /* the open batch has waited */
+    uint64_t waited;      /* batches that waited */
+    uint64_t timed_out;   /* of those, the ones that waited the whole commit_wait */
+} zt__batchwait;
+
+void zt__bw_init(zt__batchwait *bw);
+/* A connection whose last write was in batch *wrote_in (0: never) writes in the open one;
+ * *wrote_in becomes its number. */
+void zt__bw_join(zt__batchwait *bw, uint64_t *wrote_in);
+/* A connection whose last write was in batch wrote_in is gone: it will not be back. */
+void zt__bw_gone(zt__batchwait *bw, uint64_t wrote_in);
+/* With a batch open, at now_ns: 0 to commit it now, else at most how many ns more it
+ * waits (max_ns: limits.commit_wait; 0 never waits). */
+uint64_t zt__bw_wait(zt__batchwait *bw, uint64_t now_ns, uint64_t max_ns);
+/* The open batch ended (committed or lost) at now_ns. */
+void zt__bw_end(zt__batchwait *bw, uint64_t now_ns);
+
 struct zt_server {
     uv_loop_t *loop;
     zt_conf *conf;
@@ -673,6 +713,8 @@ struct zt_server {
     bool stopping;
     uint64_t stop_began_ms;
     uv_check_t commit_check;
+    uv_timer_t commit_timer; /* ends a batch's wait for its writers (batch.c) */
+    zt__batchwait bw;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     void *http;                  /* http.c's state: listeners, connection list */

@@ -124,6 +124,7 @@ struct zt_conn {
     char *pending;       /* bytes read but not parsed while parsing is paused */
     size_t npending;
     uint64_t active_ms; /* accepted, or last became idle: the idle timeout counts from it */
+    uint64_t wrote_in;  /* the last batch it wrote in (batch.c), 0: none */
     uint64_t linger_until;
     size_t wq_size; /* write queue size at the last sweep, to spot a stalled reader */
     uint64_t wq_since;
@@ -1222,6 +1223,7 @@ static void close_conn(zt_conn *c)
 {
     if (c->closing) return;
     c->closing = true;
+    zt__bw_gone(&c->hs->srv->bw, c->wrote_in);
     c->reading = false;
     while (c->head) {
         http_req *h = c->head;
@@ -1495,6 +1497,11 @@ unsigned zt__http_inflight(const zt_server *srv)
 {
     const http_state *hs = srv->http;
     return hs ? hs->inflight : 0;
+}
+
+uint64_t *zt__conn_wrote_in(zt_conn *c)
+{
+    return &c->wrote_in;
 }
 
 /* ---- fuzzing --------------------------------------------------------------------- */

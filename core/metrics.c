@@ -147,10 +147,19 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
                    "zt_lmdb_used_bytes %llu\n"
                    "# HELP zt_lmdb_last_commit_seconds Duration of the last batch commit.\n"
                    "# TYPE zt_lmdb_last_commit_seconds gauge\n"
-                   "zt_lmdb_last_commit_seconds %.6f\n",
+                   "zt_lmdb_last_commit_seconds %.6f\n"
+                   "# HELP zt_batch_waits_total Batches whose commit waited for the writers of "
+                   "the batches before (limits.commit_wait).\n"
+                   "# TYPE zt_batch_waits_total counter\n"
+                   "zt_batch_waits_total %llu\n"
+                   "# HELP zt_batch_wait_timeouts_total Of those, the ones that waited the whole "
+                   "commit_wait.\n"
+                   "# TYPE zt_batch_wait_timeouts_total counter\n"
+                   "zt_batch_wait_timeouts_total %llu\n",
                    (unsigned long long)st.commits, (unsigned long long)st.commit_errors,
                    (unsigned long long)st.nested, (unsigned long long)st.map_size,
-                   (unsigned long long)st.used_bytes, (double)st.last_commit_us / 1e6);
+                   (unsigned long long)st.used_bytes, (double)st.last_commit_us / 1e6,
+                   (unsigned long long)srv->bw.waited, (unsigned long long)srv->bw.timed_out);
 
     zt__buf_puts(out, "# HELP zt_lua_memory_bytes Memory held by each Lua plugin's state.\n"
                       "# TYPE zt_lua_memory_bytes gauge\n");

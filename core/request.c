@@ -295,12 +295,18 @@ zt_txn *zt_req_txn(zt_req *req)
     if (req->txn) return req->txn;
     zt_store *s = req->srv->store;
     int rc;
-    if (!zt__req_reads(req))
+    zt__batchwait *bw = &req->srv->bw;
+    if (!zt__req_reads(req)) {
         rc = zt__store_write_begin(s, &req->txn);
-    else if (zt__store_batch_open(s)) /* read what this iteration wrote, answer after it */
+        if (rc == ZT_OK && req->conn) zt__bw_join(bw, zt__conn_wrote_in(req->conn));
+    } else if (zt__store_batch_open(s) &&
+               (!req->conn || *zt__conn_wrote_in(req->conn) == bw->seq)) {
+        /* What this connection wrote is in the open batch: read it, answer after it. */
         rc = zt__store_batch_read_begin(s, &req->txn);
-    else
+    } else {
+        /* What is committed, answered at once (not held by another client's batch). */
         rc = zt__store_read_begin(s, &req->txn);
+    }
     if (rc != ZT_OK) {
         zt_req_log(req, ZT_LOG_ERROR, "storage: cannot begin a transaction: %s", zt_strerror(rc));
         req->txn = NULL;

@@ -35,7 +35,8 @@ static int status_for(int rc)
     }
 }
 
-static void batch_add(zt_server *srv, zt_req *req)
+/* Returns whether the request's answer now waits for the batch's commit. */
+static bool batch_add(zt_server *srv, zt_req *req)
 {
     if (srv->nbatch == srv->capbatch) {
         size_t cap = srv->capbatch ? srv->capbatch * 2 : 64;
@@ -44,12 +45,13 @@ static void batch_add(zt_server *srv, zt_req *req)
             /* Cannot track it: it still waits for the commit (used_batch), but a failed
              * commit could not rewrite its answer. Refuse it rather than risk a lie. */
             zt__problem(req, 503, "overloaded", NULL, "the node is out of memory; try again");
-            return;
+            return false;
         }
         srv->batch_reqs = a;
         srv->capbatch = cap;
     }
     srv->batch_reqs[srv->nbatch++] = req;
+    return true;
 }
 
 /* After a handler (or its asynchronous continuation) has run: check it answered, end its
@@ -98,12 +100,13 @@ static void complete(zt_server *srv, zt_req *req, int rc)
                         zt_strerror(erc));
         }
     }
+    bool held = false;
     if (in_batch) {
         req->used_batch = true;
-        batch_add(srv, req);
+        held = batch_add(srv, req);
     }
     zt__auth_after(srv, req);
-    req->ready = true;
+    req->ready = !held; /* a held answer goes out when its batch has committed (batch_end) */
 }
 
 static void run_handler(zt_server *srv, zt_req *req)
@@ -212,18 +215,18 @@ void zt__server_done(zt_server *srv, zt_req *req)
                 req->path ? req->path : "?", req->status, (double)ns / 1e6);
 }
 
-/* Once per loop iteration, after the I/O callbacks: commit what the iteration wrote, then
- * send the answers. This is the group commit: one fsync for every request of the batch. */
-static void on_check(uv_check_t *h)
+/* Commit the open batch (its audit records first), then let its answers go out: the
+ * group commit, one fsync for every request of the batch. A batch that cannot be
+ * committed is lost whole, and each of its requests is answered so. */
+static void batch_end(zt_server *srv)
 {
-    zt_server *srv = h->data;
     int rc = ZT_OK;
-    if (srv->store && zt__audit_queued(srv)) rc = zt__audit_flush(srv);
+    if (zt__audit_queued(srv)) rc = zt__audit_flush(srv);
     if (rc != ZT_OK) {
         zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot append the batch's records: %s",
                 zt_strerror(rc));
         zt__store_batch_abort(srv->store); /* no change without its record */
-    } else if (srv->store && zt__store_batch_open(srv->store)) {
+    } else if (zt__store_batch_open(srv->store)) {
         rc = zt__store_batch_commit(srv->store);
         if (rc == ZT_OK) {
             zt__audit_after_commit(srv);
@@ -234,17 +237,62 @@ static void on_check(uv_check_t *h)
     if (rc != ZT_OK) {
         zt__bus_after_abort(srv);
         zt__timers_after_abort(srv);
+        zt__auth_after_abort(srv);
         zt__log(ZT_LOG_ERROR, NULL, NULL, "storage: batch lost: %s (%zu requests)", zt_strerror(rc),
                 srv->nbatch);
-        for (size_t i = 0; i < srv->nbatch; i++)
-            if (srv->batch_reqs[i])
-                zt__problem(srv->batch_reqs[i], status_for(rc), "storage-failure", NULL,
-                            "the change could not be saved (%s); nothing of it was written",
-                            zt_strerror(rc));
+    }
+    zt__bw_end(&srv->bw, uv_hrtime());
+    for (size_t i = 0; i < srv->nbatch; i++) {
+        zt_req *req = srv->batch_reqs[i];
+        if (!req) continue; /* its connection is gone and it was answered to nobody */
+        srv->batch_reqs[i] = NULL;
+        if (rc != ZT_OK)
+            zt__problem(req, status_for(rc), "storage-failure", NULL,
+                        "the change could not be saved (%s); nothing of it was written",
+                        zt_strerror(rc));
+        req->ready = true;
+        zt__http_ready(req);
     }
     srv->nbatch = 0;
-    srv->iteration++;
+}
+
+static void on_commit_timer(uv_timer_t *t);
+
+/* End the open batch unless it waits for more writers (batch.c), then send the answers
+ * that are ready. */
+static void settle(zt_server *srv)
+{
+    if (srv->store && (zt__store_batch_open(srv->store) || srv->nbatch || zt__audit_queued(srv))) {
+        uint64_t wait = 0;
+        if (!srv->stopping)
+            wait =
+                zt__bw_wait(&srv->bw, uv_hrtime(), srv->conf->commit_wait_ms * UINT64_C(1000000));
+        if (wait) {
+            if (!uv_is_active((uv_handle_t *)&srv->commit_timer)) {
+                uv_update_time(srv->loop); /* the iteration's work and commit made it stale */
+                uv_timer_start(&srv->commit_timer, on_commit_timer, (wait + 999999) / 1000000, 0);
+            }
+        } else {
+            uv_timer_stop(&srv->commit_timer);
+            batch_end(srv);
+        }
+    }
     zt__http_flush(srv);
+}
+
+/* Once per loop iteration, after the I/O callbacks. */
+static void on_check(uv_check_t *h)
+{
+    zt_server *srv = h->data;
+    settle(srv);
+    srv->iteration++;
+}
+
+/* libuv's clock counts whole milliseconds: the timer may fire early; settle then waits on
+ * for what is left. */
+static void on_commit_timer(uv_timer_t *t)
+{
+    settle(t->data);
 }
 
 /* ---- built-in routes ------------------------------------------------------------- */
@@ -372,6 +420,7 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
 {
     srv->conf = conf;
     srv->started_ns = uv_hrtime();
+    zt__bw_init(&srv->bw);
     zt__log_level = conf->log_level;
     int rc = zt__store_open(&srv->store, data_dir, conf->map_size, err, errlen);
     if (rc != ZT_OK) return rc;
@@ -427,6 +476,7 @@ static void finish_shutdown(zt_server *srv)
     on_check(&srv->commit_check);
     zt__audit_checkpoint(srv);
     uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
+    uv_close((uv_handle_t *)&srv->commit_timer, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->shutdown_timer, on_close_free_nothing);
@@ -474,6 +524,8 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;
     uv_check_start(&srv->commit_check, on_check);
+    uv_timer_init(srv->loop, &srv->commit_timer);
+    srv->commit_timer.data = srv;
     uv_signal_init(srv->loop, &srv->sigint);
     uv_signal_init(srv->loop, &srv->sigterm);
     srv->sigint.data = srv->sigterm.data = srv;

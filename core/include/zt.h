@@ -239,12 +239,12 @@ int zt_problem(zt_req *req, int status, const char *type, const char *title, con
  *
  * A handler reaches storage through its request's transaction:
  *   - GET and HEAD requests read a consistent snapshot and cannot write (ZT_EREADONLY);
- *   - other methods write in a transaction nested in the current batch: the batch of all
- *     requests of one loop iteration commits once (one fsync, group commit), and only then
- *     do their responses go out. A response that says a change was made means the change
- *     is on disk. A handler that fails (error return, or a status >= 400) has its nested
- *     transaction aborted; the other requests of the batch are unaffected.
- * Memory returned by reads is valid until the transaction ends or the next write in it.
+ *   - other methods write in a transaction nested in the open batch: the batch of all
+ *     requests of one loop iteration (or a few, see limits.commit_wait) commits once (one
+ *     fsync, group commit), and only then do their responses go out. A response that says a change
+ * was made means the change is on disk. A handler that fails (error return, or a status >= 400) has
+ * its nested transaction aborted; the other requests of the batch are unaffected. Memory returned
+ * by reads is valid until the transaction ends or the next write in it.
  */
 typedef struct zt_db zt_db;
 typedef struct zt_txn zt_txn;
@@ -419,7 +419,7 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result);
 /* Hand work to the event loop from any thread (a client library's network thread, a
  * socket's callback): soon, on the loop thread, fn(job, arg) runs as work no client asked
  * for, like an event's delivery (see "requests": the system caller of p, method "JOB", path
- * `what`, a write transaction nested in the loop iteration's batch, audited as
+ * `what`, a write transaction nested in the open batch, audited as
  * "JOB <what>"). fn's return code decides as an event handler's does: ZT_OK keeps its
  * writes (they commit with the batch, one fsync for all), an error drops them. Works run
  * in the order they were posted. fn is called exactly once for each work posted with

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import unittest
 
-from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run
+from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run, wait_for
 
 HDR = 64  # a stored record: hash[32] | prev[32] | json
 NOTICE = {"title": "Road works", "body": "Closed on Monday."}
@@ -67,9 +67,13 @@ class Records(NodeTest):
         st, h, b = n.request("POST", "/auth/login", bad, auth=False, source="127.0.0.7")
         self.assertEqual(st, 401, b)
         rid = h["x-request-id"]
-        n.request("GET", "/healthz")  # one more iteration: the record's batch has committed
-        by_rid = {r.get("request_id"): r for r in all_records(n)}
-        self.assertIn(rid, by_rid)
+        # Its batch commits within limits.commit_wait (the answer did not wait for it).
+        by_rid = wait_for(
+            "the refused sign-in's record",
+            lambda: (lambda d: d if rid in d else None)(
+                {r.get("request_id"): r for r in all_records(n)}
+            ),
+        )
         r = by_rid[rid]
         self.assertEqual((r["action"], r["object"], r["status"], r["client"]),
                          ("sign-in failed", "admin", 401, "127.0.0.7"))

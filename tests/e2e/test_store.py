@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import select
 import shutil
 import tempfile
 import threading
@@ -175,6 +176,58 @@ class GroupCommit(NodeTest):
         used = scrape(n).total(name) - before
         self.assertGreaterEqual(used, 1)
         self.assertLess(used, writes / 2, "%s grew by %d for %d writes" % (name, used, writes))
+
+
+class CommitWait(NodeTest):
+    """A batch may wait (limits.commit_wait) for the writers of the batches before it;
+    its answers wait with it, and nobody else's do."""
+
+    POST = b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 0\r\n\r\n"
+    GET = b"GET /hello/counter HTTP/1.1\r\nHost: e2e\r\n\r\n"
+
+    def write(self, c):
+        c.send(self.POST)
+        r = c.response()
+        self.assertEqual(r.status, 200, r)
+        return r.json()["count"]
+
+    def test_a_batch_waits_for_its_writers_and_nobody_else_waits_for_it(self):
+        # one second: every step below falls inside one wait
+        n = self.node(plugins=("hello",), limits={"commit_wait": 1})
+        a, b, c = n.rawconn(), n.rawconn(), n.rawconn()
+        try:
+            self.assertEqual(self.write(a), 1)
+            self.assertEqual(self.write(b), 2)  # two writers in the last two batches
+            waits = scrape(n).total("zt_batch_waits_total")
+            a.send(self.POST)  # its batch now waits for a second writer
+            c.send(self.GET)  # another client's read: answered at once, from what is committed
+            r = c.response()
+            self.assertEqual((r.status, r.json()["count"]), (200, 2), r)
+            ready, _, _ = select.select([a.sock], [], [], 0.2)
+            self.assertEqual(ready, [], "a's answer went out before its batch was committed")
+            a.send(self.GET)  # a read behind a write on the same connection sees it
+            b.send(self.POST)  # the second writer: the batch commits
+            ra, ra_get, rb = a.response(), a.response(), b.response()
+            self.assertEqual([ra.status, ra_get.status, rb.status], [200, 200, 200])
+            self.assertEqual(sorted([ra.json()["count"], rb.json()["count"]]), [3, 4])
+            self.assertGreaterEqual(ra_get.json()["count"], ra.json()["count"])
+        finally:
+            for x in (a, b, c):
+                x.close()
+        self.assertGreater(scrape(n).total("zt_batch_waits_total"), waits)
+        self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], 4)
+
+    def test_no_wait_when_commit_wait_is_zero(self):
+        n = self.node(plugins=("hello",), limits={"commit_wait": 0})
+        a, b = n.rawconn(), n.rawconn()
+        try:
+            for i in range(3):
+                self.assertEqual(self.write(a), 2 * i + 1)
+                self.assertEqual(self.write(b), 2 * i + 2)
+        finally:
+            a.close()
+            b.close()
+        self.assertEqual(scrape(n).total("zt_batch_waits_total"), 0)
 
 
 class Backup(NodeTest):

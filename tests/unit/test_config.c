@@ -54,6 +54,7 @@ static void defaults(void **state)
     assert_int_equal(c.idle_timeout_ms, 75000);
     assert_int_equal(c.shutdown_timeout_ms, 10000);
     assert_int_equal(c.max_connections, 1024);
+    assert_int_equal(c.commit_wait_ms, 1);
     assert_int_equal(c.lua_instructions, 10000000);
     assert_int_equal(c.lua_memory, 64 << 20);
     assert_int_equal(c.auth_session_ms, 8 * 3600 * 1000);
@@ -83,7 +84,8 @@ static void every_key_set(void **state)
         "lua_dir = 'lua'\n"
         "web_dir = false\n"
         "limits = { header_bytes = 8192, body_bytes = 0, header_timeout = 2.5,\n"
-        "           idle_timeout = 30, shutdown_timeout = 0.25, max_connections = 7 }\n"
+        "           idle_timeout = 30, shutdown_timeout = 0.25, max_connections = 7,\n"
+        "           commit_wait = 0 }\n"
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
         "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
         "         lock_seconds = 10, password_ops = 1, password_memory = 8192 }\n"
@@ -110,6 +112,7 @@ static void every_key_set(void **state)
     assert_int_equal(c.idle_timeout_ms, 30000);
     assert_int_equal(c.shutdown_timeout_ms, 250);
     assert_int_equal(c.max_connections, 7);
+    assert_int_equal(c.commit_wait_ms, 0);
     assert_int_equal(c.lua_instructions, 1000000);
     assert_int_equal(c.lua_memory, 8 << 20);
     assert_int_equal(c.auth_session_ms, 60000);
@@ -124,7 +127,7 @@ static void every_key_set(void **state)
     assert_int_equal(c.nplugins, 2);
     assert_string_equal(c.plugins[0].name, "b");
     assert_string_equal(c.plugins[1].name, "a");
-    assert_int_equal(c.plugins[0].line, 17);
+    assert_int_equal(c.plugins[0].line, 18);
     zt__conf_free(&c);
 }
 
@@ -179,6 +182,10 @@ static void type_errors_name_key_and_line(void **state)
             NAME ":1: limits.header_timeout must be a number (seconds), got string");
     refused("limits = { idle_timeout = 0 }\n", "limits.idle_timeout must be between 0.001");
     refused("limits = { max_connections = 0 }\n", "limits.max_connections must be between 1");
+    refused("limits = { commit_wait = 2 }\n",
+            NAME ":1: limits.commit_wait must be 0, or between 0.001 and 1 (seconds, to the "
+                 "millisecond), got 2");
+    refused("limits = { commit_wait = -0.001 }\n", "limits.commit_wait must be 0, or between");
     refused("limits = { 16384 }\n", "limits must hold name = value entries");
     refused("lua = {\n\n  memory = '64M' }\n",
             NAME ":3: lua.memory must be an integer (bytes), got string");
