@@ -365,23 +365,29 @@ int zt__audit_queue(zt_server *srv, zt_req *req)
 {
     zt_audit *a = srv->audit;
     const zt__route *rt = req->match.route; /* NULL for a job: then method and path */
-    char action[160], status[16];
-    snprintf(action, sizeof action, "%s %s", req->method, rt ? rt->pattern : req->path);
-    snprintf(status, sizeof status, "%d", req->status);
-    const char *f[NFIELDS + 1] = {
+    const char *f[NFIELDS] = {
         req->caller ? req->caller->id : "",
         req->caller && req->caller->login ? req->caller->login : "",
         zt__req_plugin(req) ? zt__req_plugin(req)->name : "core",
-        req->audit_action ? req->audit_action : action,
+        req->audit_action, /* NULL: "<method> <route>", written below */
         req->audit_object ? req->audit_object : req->path,
         req->id,
         zt_req_client(req),
-        status,
     };
     size_t at = a->queue.len;
     int rc = ZT_OK;
-    for (size_t i = 0; i <= NFIELDS && rc == ZT_OK; i++)
-        rc = zt__buf_append(&a->queue, f[i], strlen(f[i]) + 1);
+    for (size_t i = 0; i < NFIELDS && rc == ZT_OK; i++) {
+        if (!f[i]) { /* this runs for every change: no printf */
+            const char *what = rt ? rt->pattern : req->path;
+            rc = zt__buf_puts(&a->queue, req->method);
+            rc |= zt__buf_append(&a->queue, " ", 1);
+            rc |= zt__buf_append(&a->queue, what, strlen(what) + 1);
+        } else {
+            rc = zt__buf_append(&a->queue, f[i], strlen(f[i]) + 1);
+        }
+    }
+    if (rc == ZT_OK) rc = zt__buf_u64(&a->queue, (uint64_t)(req->status > 0 ? req->status : 0));
+    if (rc == ZT_OK) rc = zt__buf_append(&a->queue, "", 1);
     if (rc != ZT_OK) {
         a->queue.len = at;
         return rc;

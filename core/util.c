@@ -128,10 +128,17 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     if (zt__buf_reserve(b, n + 2)) return ZT_ENOMEM;
     b->data[b->len++] = '"';
+    /* 1 for the bytes that need an escape: controls, DEL, the quote and the backslash */
+    static const unsigned char esc_tab[256] = {
+        [0 ... 0x1f] = 1,
+        ['"'] = 1,
+        ['\\'] = 1,
+        [0x7f] = 1,
+    };
     size_t run = 0; /* bytes before i that need no escape, copied in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+        if (!esc_tab[c]) {
             run++;
             continue;
         }
