@@ -264,34 +264,42 @@ int64_t zt_now_ms(void)
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* 128 bits: 48 of time (ms), then an 80-bit counter seeded at random, monotonic within the
+ * process even when the clock stands still or steps back; written as 26 digits of 5 bits
+ * (the first holds the top 3 bits): digits 0..9 are the time, 10..25 exactly the counter.
+ * So the text itself is the state: a new id adds one to its last 16 digits, and writes
+ * the first 10 again only when the millisecond changed (this runs for every request). */
 void zt_id(char out[27])
 {
-    /* 48-bit time, then an 80-bit counter seeded at random: monotonic within the
-     * process even when the clock stands still or steps back. */
-    static int64_t last_ms;
-    static unsigned char ctr[10];
-    static bool seeded;
-    if (!seeded) {
+    static char cur[27];
+    static int64_t last_ms = -1;
+    static signed char val[128]; /* digit → value */
+    if (last_ms < 0) {
+        unsigned char ctr[10];
         randombytes_buf(ctr, sizeof ctr);
         ctr[0] &= 0x7f; /* leave room to count */
-        seeded = true;
+        uint64_t hi = (uint64_t)ctr[0] << 8 | ctr[1], lo = 0;
+        for (int i = 2; i < 10; i++) lo = lo << 8 | ctr[i];
+        for (int i = 25; i >= 10; i--) {
+            cur[i] = crockford[lo & 31];
+            lo = lo >> 5 | hi << 59;
+            hi >>= 5;
+        }
+        for (int i = 0; i < 32; i++) val[(unsigned char)crockford[i]] = (signed char)i;
+        last_ms = 0;
     }
     int64_t ms = zt_now_ms();
     if (ms > last_ms) {
         last_ms = ms;
+        uint64_t t = (uint64_t)ms & ((UINT64_C(1) << 48) - 1);
+        for (int i = 9; i >= 0; i--, t >>= 5) cur[i] = crockford[t & 31];
     }
-    for (int i = 9; i >= 0; i--)
-        if (++ctr[i] != 0) break;
-    /* 128 bits as two words: 48 of time and 16 of counter, then 64 of counter; written as
-     * 26 digits of 5 bits, the first holding the top 3 (130 bits, two leading zeros). */
-    uint64_t hi = (uint64_t)last_ms << 16 | (uint64_t)ctr[0] << 8 | ctr[1], lo = 0;
-    for (int i = 2; i < 10; i++) lo = lo << 8 | ctr[i];
-    for (int i = 25; i >= 0; i--) {
-        out[i] = crockford[lo & 31];
-        lo = lo >> 5 | hi << 59;
-        hi >>= 5;
+    for (int i = 25; i >= 10; i--) { /* + 1, carrying */
+        int d = val[(unsigned char)cur[i]] + 1;
+        cur[i] = crockford[d & 31];
+        if (d < 32) break;
     }
-    out[26] = 0;
+    memcpy(out, cur, 27);
 }
 
 const char *zt_strerror(int err)

@@ -63,11 +63,47 @@ static void ids_are_ordered_and_unique(void **state)
     }
 }
 
+/* Decode n digits of an id (Crockford's base 32) from s. */
+static uint64_t id_digits(const char *s, int n)
+{
+    static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        const char *d = strchr(digits, s[i]);
+        assert_non_null(d);
+        v = v << 5 | (uint64_t)(d - digits);
+    }
+    return v;
+}
+
+static void ids_hold_the_time_and_count_by_one(void **state)
+{
+    char a[27], b[27];
+    int64_t before = zt_now_ms();
+    zt_id(a);
+    zt_id(b);
+    int64_t after = zt_now_ms();
+    /* the first 10 digits: the time in ms (48 bits) */
+    uint64_t ta = id_digits(a, 10), tb = id_digits(b, 10);
+    assert_true(ta >= (uint64_t)before && tb <= (uint64_t)after && ta <= tb);
+    /* the last 16: the counter (80 bits), one more for each id; its low 60 bits suffice
+     * here unless they carried into the rest between the two, which the assert allows */
+    uint64_t ca = id_digits(a + 14, 12), cb = id_digits(b + 14, 12);
+    assert_true(cb == ca + 1 || (cb == 0 && ca == (UINT64_C(1) << 60) - 1));
+    for (int i = 10; i < 14; i++) assert_true(cb == 0 || a[i] == b[i]);
+    /* carrying through the digits: 40 000 ids count 40 000 */
+    uint64_t c0 = id_digits(b + 14, 12);
+    for (int i = 0; i < 40000; i++) zt_id(b);
+    uint64_t c1 = id_digits(b + 14, 12);
+    assert_true(c1 - c0 == 40000 || c1 < c0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arena_grows_and_resets),
         cmocka_unit_test(buf_json_escapes),
+        cmocka_unit_test(ids_hold_the_time_and_count_by_one),
         cmocka_unit_test(pct_decode_cases),
         cmocka_unit_test(ids_are_ordered_and_unique),
     };
