@@ -720,6 +720,14 @@ enum { NEED_NONE, NEED_LF, NEED_CRLF, AFTER_LF };
 static bool check_endings(zt_conn *c, const char *p, const char *end)
 {
     for (; p < end; p++) {
+        if (c->need == NEED_NONE) {
+            /* Only CR and LF change the state: skip to the first of them (a request line
+             * or header line at a time, not a byte). */
+            const char *cr = memchr(p, '\r', (size_t)(end - p)), *lim = cr ? cr : end;
+            const char *lf = memchr(p, '\n', (size_t)(lim - p));
+            p = lf ? lf : lim;
+            if (p == end) break;
+        }
         char ch = *p;
         switch (c->need) {
         case NEED_CRLF:

@@ -290,6 +290,37 @@ class Smuggling(NodeTest):
             + req("POST", "/hello/counter")
         )
 
+    def test_lines_must_end_with_crlf_and_headers_not_fold(self):
+        post = b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\n"
+        for wire in (
+            post + b"X-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n",  # obs-fold
+            post + b"X-A: 1\r\n\tfolded\r\nContent-Length: 0\r\n\r\n",
+            post + b"X-A: a\rb\r\nContent-Length: 0\r\n\r\n",  # a CR not before LF
+            post + b"Content-Length: 0\r\r\n\r\n",
+            # chunk data not followed by CRLF
+            post + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
+        ):
+            with self.subTest(wire=wire):
+                self.refused(wire + req("POST", "/hello/counter"))
+
+    def test_line_endings_checked_across_reads(self):
+        # the same checks when each byte arrives on its own
+        wire = (b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nX-A: 1\r\n \r\n"
+                b"Content-Length: 0\r\n\r\n")
+        before = self.counter()
+        with self.shared.rawconn() as c:
+            for i in range(len(wire)):
+                c.send(wire[i:i + 1])
+            data = c.read_until_close()
+        rs = parse_responses(data)
+        self.assertEqual([r.status for r in rs], [400], data[:500])
+        self.assertEqual(self.counter(), before)
+        with self.shared.rawconn() as c:  # and a good one, byte by byte, is served
+            good = req("GET", "/hello")
+            for i in range(len(good)):
+                c.send(good[i:i + 1])
+            self.assertEqual(c.response().status, 200)
+
     def test_bad_chunk_size(self):
         self.refused(
             b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n"
