@@ -10,6 +10,7 @@ static const char *const method_names[M_COUNT] = {"GET", "POST", "PUT", "PATCH",
 
 typedef struct rnode {
     char *seg; /* literal segment of this node (NULL for the root, param and wild nodes) */
+    size_t seglen;
     struct rnode **kids;
     size_t nkids;
     struct rnode *param; /* the ":name" child; names live in each route */
@@ -74,7 +75,7 @@ static rnode *child(rnode *n, const char *seg, size_t len, bool create)
         slot = &n->param;
     } else {
         for (size_t i = 0; i < n->nkids; i++)
-            if (strlen(n->kids[i]->seg) == len && memcmp(n->kids[i]->seg, seg, len) == 0)
+            if (n->kids[i]->seglen == len && memcmp(n->kids[i]->seg, seg, len) == 0)
                 return n->kids[i];
         if (!create) return NULL;
         rnode **kids = realloc(n->kids, (n->nkids + 1) * sizeof(*kids));
@@ -85,6 +86,7 @@ static rnode *child(rnode *n, const char *seg, size_t len, bool create)
             free(k);
             return NULL;
         }
+        k->seglen = len;
         n->kids[n->nkids++] = k;
         return k;
     }
@@ -224,7 +226,7 @@ static const rnode *find(const rnode *n, const char *s, walk *w)
     if (e && !*rest) return NULL; /* trailing slash: not the same resource */
     for (size_t i = 0; i < n->nkids; i++) {
         const rnode *k = n->kids[i];
-        if (strncmp(k->seg, s, len) == 0 && k->seg[len] == 0) {
+        if (k->seglen == len && memcmp(k->seg, s, len) == 0) {
             const rnode *f = find(k, rest, w);
             if (f) return f;
             break;
