@@ -1056,7 +1056,9 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
              "body; a run with any non-2xx answer or socket error fails the suite.")
     L.append("- zhengtong runs from a temp config: its own port and data folder (under /tmp, "
              "ext4 here, so fsync is real), plugins `hello` (C) and `benchlua` "
-             "(`bench/lua/plugins/benchlua`), `log_level = \"warn\"`.")
+             "(`bench/lua/plugins/benchlua`), `log_level = \"warn\"`. `GET /hello` answers "
+             "JSON that hello builds once at init (it depends only on the config), as nginx's "
+             "`return 200` answers a constant; `GET /bench/lua` encodes a Lua table per request.")
     L.append("")
     for i, r in enumerate(results, 1):
         L.append("## %d. %s" % (i, r["title"]))

@@ -2,6 +2,7 @@
 #include <zt.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const zt_option options[] = {
@@ -10,6 +11,14 @@ static const zt_option options[] = {
 };
 
 static const char count_key[] = "count";
+
+/* The plugin's state (zt_plugin_data): its database, and the answer of GET /hello. */
+typedef struct hello {
+    zt_db *db;
+    char *greeting; /* {"greeting": ..., "plugin": "hello"}: it never changes, so it is
+                       built once, at init, not for every request */
+    size_t greeting_len;
+} hello;
 
 /* Every handler ends here: send the object (or fail for lack of memory) and free it. */
 static int send_json(zt_req *req, cJSON *o)
@@ -21,14 +30,8 @@ static int send_json(zt_req *req, cJSON *o)
 
 static int get_hello(zt_req *req, void *ud)
 {
-    zt_plugin *p = ud;
-    cJSON *o = cJSON_CreateObject();
-    if (!cJSON_AddStringToObject(o, "greeting", zt_opt_string(p, "greeting")) ||
-        !cJSON_AddStringToObject(o, "plugin", zt_plugin_name(p))) {
-        cJSON_Delete(o);
-        o = NULL;
-    }
-    return send_json(req, o);
+    const hello *h = zt_plugin_data(ud);
+    return zt_respond(req, 200, "application/json", h->greeting, h->greeting_len);
 }
 
 static int get_hello_name(zt_req *req, void *ud)
@@ -60,7 +63,7 @@ static int read_count(zt_txn *txn, zt_db *db, uint64_t *n)
 
 static int counter(zt_req *req, zt_plugin *p, int add)
 {
-    zt_db *db = zt_plugin_data(p);
+    zt_db *db = ((hello *)zt_plugin_data(p))->db;
     zt_txn *txn = zt_req_txn(req);
     if (!txn) return ZT_EBUSY; /* storage failure: the core answers 503 */
     uint64_t n;
@@ -91,15 +94,36 @@ static int post_counter(zt_req *req, void *ud)
     return counter(req, ud, 1);
 }
 
+static void fini(zt_plugin *p)
+{
+    hello *h = zt_plugin_data(p);
+    if (!h) return;
+    cJSON_free(h->greeting);
+    free(h);
+    zt_plugin_set_data(p, NULL);
+}
+
 static int init(zt_plugin *p)
 {
-    zt_db *db;
-    int rc = zt_db_open(p, "counters", &db);
+    hello *h = calloc(1, sizeof *h);
+    if (!h) return ZT_ENOMEM;
+    zt_plugin_set_data(p, h);
+    int rc = zt_db_open(p, "counters", &h->db);
     if (rc != ZT_OK) {
         zt_log(p, ZT_LOG_ERROR, "cannot open its database: %s", zt_strerror(rc));
+        fini(p); /* the core calls fini only after an init that succeeded */
         return rc;
     }
-    zt_plugin_set_data(p, db);
+    cJSON *o = cJSON_CreateObject();
+    if (cJSON_AddStringToObject(o, "greeting", zt_opt_string(p, "greeting")) &&
+        cJSON_AddStringToObject(o, "plugin", zt_plugin_name(p)))
+        h->greeting = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!h->greeting) {
+        fini(p);
+        return ZT_ENOMEM;
+    }
+    h->greeting_len = strlen(h->greeting);
     const zt_route routes[] = {
         {"GET", "/hello", get_hello, p, ZT_ROLE_PUBLIC, 0, "A greeting"},
         {"GET", "/hello/:name", get_hello_name, p, ZT_ROLE_PUBLIC, 0, "A greeting for someone"},
@@ -107,11 +131,14 @@ static int init(zt_plugin *p)
         {"POST", "/hello/counter", post_counter, p, ZT_ROLE_USER, 0, "Add one to the counter"},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if ((rc = zt_route_add(p, &routes[i])) != ZT_OK) return rc; /* the core logged why */
+        if ((rc = zt_route_add(p, &routes[i])) != ZT_OK) { /* the core logged why */
+            fini(p);
+            return rc;
+        }
     zt_log(p, ZT_LOG_INFO, "greeting with \"%s\"", zt_opt_string(p, "greeting"));
     return ZT_OK;
 }
 
 ZT_PLUGIN(.name = "hello", .version = "1.0.0",
           .description = "A greeting and a counter: the example C plugin", .options = options,
-          .init = init);
+          .init = init, .fini = fini);
