@@ -697,8 +697,8 @@ def auth_costs_section(measured):
         L.append("- Token check: `GET /hello` with `Authorization: Bearer <token>` of a "
                  "signed-in user took %.0f instructions per request, %+.0f (%+.2f %%) over the "
                  "anonymous one: the header parsed and kept, the token hashed (BLAKE2b), the "
-                 "identity generation read from LMDB, the cached session found and the caller "
-                 "copied into the request." % (measured["auth"][0], tok, 100 * tok / tiny))
+                 "cached session found (the identity generation that validates it is read from "
+                 "LMDB once per loop iteration) and the caller copied into the request." % (measured["auth"][0], tok, 100 * tok / tiny))
     if "writes" in measured:
         inc = measured["writes"][1]
         missing = [f for f in AUDIT_FUNCS if f not in inc]
@@ -750,8 +750,9 @@ def bench_auth(zt, token, opts):
     L.append("Both rows are the same node and the same public route; the first sends the "
              "bearer token of the signed-in `admin` (`bench/bearer.lua`; `GET /auth/me` "
              "answered 200 to it before and after the rounds), so the core resolves it: the "
-             "token hashed, the identity generation read from LMDB, the cached session found "
-             "and the caller copied into the request.")
+             "token hashed, the cached session found (the identity generation that validates "
+             "it is read from LMDB once per loop iteration) and the caller copied into the "
+             "request.")
     L.append("")
     L.append("| cost | measured as | share of the tiny route |")
     L.append("| --- | --- | ---: |")
