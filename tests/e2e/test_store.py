@@ -230,6 +230,41 @@ class CommitWait(NodeTest):
         self.assertEqual(scrape(n).total("zt_batch_waits_total"), 0)
 
 
+class StorageFull(NodeTest):
+    def test_a_full_map_refuses_writes_with_507_and_loses_nothing(self):
+        n = self.node(plugins=("hello", "notice"), map_size=1 << 20,
+                      roles=("notice_editor", "auditor"))
+        body = "公告" * 3000  # 18000 bytes of UTF-8
+        acked = []
+        for i in range(200):
+            st, h, b = n.request("POST", "/notices", {"title": "n%d" % i, "body": body})
+            if st != 201:
+                break
+            acked.append(json.loads(b)["id"])
+        else:
+            self.fail("1 MiB never filled")
+        self.assertProblem(st, h, b, 507, "storage-full")
+        self.assertGreater(len(acked), 3)
+        # the node goes on serving: reads, and writes that fit
+        self.assertEqual(n.request("GET", "/hello")[0], 200)
+        before = n.json("GET", "/hello/counter")[2]["count"]
+        st, _, b = n.request("POST", "/hello/counter")
+        self.assertIn(st, (200, 507), b)
+        after = before + 1 if st == 200 else before
+
+        def check():
+            for nid in acked:  # every acknowledged notice is there, whole
+                st, _, d = n.json("GET", "/notices/" + nid)
+                self.assertEqual((st, d["title"], d["body"]), (200, d["title"], body), nid)
+            self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], after)
+            st, _, v = n.json("GET", "/audit/verify")
+            self.assertEqual((st, v.get("ok")), (200, True), v)
+
+        check()
+        n.restart()
+        check()
+
+
 class Backup(NodeTest):
     def setUp(self):
         super().setUp()

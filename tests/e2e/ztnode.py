@@ -397,6 +397,7 @@ class Node:
         sign_in=True,
         roles=("notice_editor",),
         env=None,
+        map_size=64 << 20,
     ):
         self.dir = tempfile.mkdtemp(prefix="zt-e2e-")
         _live.add(self)
@@ -419,7 +420,7 @@ class Node:
             'region_code = "330100"',
             "listen = { @LISTEN@ }",  # filled in by _write_conf
             "data_dir = %s" % lua_str(self.data_dir),
-            "map_size = %d" % (64 << 20),
+            "map_size = %d" % map_size,
             "log_level = %s" % lua_str(log_level),
         ]
         if plugin_dir:
