@@ -725,11 +725,11 @@ def auth_costs_section(measured):
     return L
 
 
-def read_auth_costs():
-    """The numbers auth_costs_section left in CALLGRIND.md, or None."""
+def read_marker(filename, marker):
+    """The JSON a run left in bench/<filename> as <!-- marker {...} -->, or None."""
     try:
-        with open(os.path.join(BENCH, "CALLGRIND.md")) as f:
-            m = re.search(r"<!-- auth-costs (\{.*?\}) -->", f.read())
+        with open(os.path.join(BENCH, filename)) as f:
+            m = re.search(r"<!-- %s (\{.*?\}) -->" % re.escape(marker), f.read())
     except OSError:
         return None
     return json.loads(m.group(1)) if m else None
@@ -749,7 +749,7 @@ def bench_auth(zt, token, opts):
     ratios = paired_ratios(signed, anon)
     ratio = statistics.median(ratios)
     token_loss = max(0.0, 1 - ratio)
-    costs = read_auth_costs()
+    costs = read_marker("CALLGRIND.md", "auth-costs")  # auth_costs_section's
     L = []
     L.append("Both rows are the same node and the same public route; the first sends the "
              "bearer token of the signed-in `admin` (`bench/bearer.lua`; `GET /auth/me` "
@@ -773,6 +773,14 @@ def bench_auth(zt, token, opts):
     else:
         L.append("| one audit append | not measured: run `bench/run --callgrind c,auth,writes` "
                  "first (it writes the numbers into CALLGRIND.md) | ? |")
+    wcost = read_marker("RESULTS.md", "audit-cost-json")  # bench/audit_cost.py's
+    if wcost:
+        L.append("| (one audit append, by throughput) | what it takes off durable writes, "
+                 "`POST /hello/counter` audited vs a build without the audit log "
+                 "(`bench/audit_cost.py`, the section below; commit `%s`): 50 connections "
+                 "%.1f %%, one connection %.1f %% | (of the write route) |"
+                 % (wcost.get("commit"), 100 * wcost.get("c50_loss", 0),
+                    100 * wcost.get("c1_loss", 0)))
     if costs and "token_ir" in costs and costs.get("tiny_ir"):
         L.append("| (token check, by instructions) | the same requests under callgrind: %+d "
                  "instructions per request over %d | (%.2f %%) |"

@@ -21,8 +21,17 @@ static const char usage[] =
     "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
     "  version                 print the version and the plugin ABI\n";
 
+#ifdef ZT_BENCH_NO_AUDIT
+#define BENCH_NO_AUDIT " BENCHMARK BUILD: changes are NOT audited"
+#else
+#define BENCH_NO_AUDIT ""
+#endif
+
 static int cmd_serve(zt_conf *conf)
 {
+    if (BENCH_NO_AUDIT[0])
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "built with ZT_BENCH_NO_AUDIT: changes are NOT audited; for benchmarks only");
     zt_server srv = {0};
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -128,7 +137,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("zhengtong %s (plugin ABI %d)\n", ZT_VERSION, ZT_ABI_VERSION);
+        printf("zhengtong %s (plugin ABI %d)%s\n", ZT_VERSION, ZT_ABI_VERSION, BENCH_NO_AUDIT);
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
