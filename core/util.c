@@ -48,11 +48,17 @@ char *zt__arena_strndup(zt_arena *a, const char *s, size_t n)
 
 char *zt__arena_vprintf(zt_arena *a, const char *fmt, va_list ap)
 {
+    /* Format into the room left in the current block; only a text that does not fit
+     * there is formatted again, into room of its size. */
+    zt_arena_block *b = a->head;
+    size_t room = b->size - b->used;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf((char *)b->data + b->used, room, fmt, ap2);
     va_end(ap2);
     if (n < 0) return NULL;
+    if ((((size_t)n + 1 + 15) & ~(size_t)15) <= room)
+        return zt__arena_alloc(a, (size_t)n + 1); /* claims, in place, what it wrote */
     char *p = zt__arena_alloc(a, (size_t)n + 1);
     if (p) vsnprintf(p, (size_t)n + 1, fmt, ap);
     return p;

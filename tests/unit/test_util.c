@@ -27,6 +27,38 @@ static void arena_grows_and_resets(void **state)
     assert_int_equal(a.first->used, 0);
 }
 
+static char *arena_printf(zt_arena *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = zt__arena_vprintf(a, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static void arena_printf_in_place_and_across_blocks(void **state)
+{
+    /* a first block whose room is not a multiple of 16 (requests embed theirs) */
+    _Alignas(16) unsigned char first[sizeof(zt_arena_block) + 40];
+    zt_arena a;
+    zt__arena_init(&a, first, sizeof first);
+    /* every length around the end of the first block and of the next one */
+    char want[200], *prev = NULL;
+    for (int len = 0; len < 150; len++) {
+        memset(want, 'a' + len % 26, (size_t)len);
+        want[len] = 0;
+        char *s = arena_printf(&a, "%s", want);
+        assert_non_null(s);
+        assert_string_equal(s, want);
+        assert_true((uintptr_t)s % 16 == 0);
+        if (prev) assert_true(strlen(prev) == (size_t)len - 1); /* not overwritten */
+        prev = s;
+    }
+    char *n = arena_printf(&a, "%d-%s", 42, "x");
+    assert_string_equal(n, "42-x");
+    zt__arena_reset(&a);
+}
+
 static void buf_json_escapes(void **state)
 {
     zt_buf b = {0};
@@ -102,6 +134,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arena_grows_and_resets),
+        cmocka_unit_test(arena_printf_in_place_and_across_blocks),
         cmocka_unit_test(buf_json_escapes),
         cmocka_unit_test(ids_hold_the_time_and_count_by_one),
         cmocka_unit_test(pct_decode_cases),
