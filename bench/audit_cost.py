@@ -15,14 +15,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench as B  # noqa: E402  (wrk, targets, nodes: the suite's own machinery)
-from benchlib import SRC, git_commit, write_section  # noqa: E402
-
-
-def build(dirname, *options):
-    if not os.path.exists(os.path.join(dirname, "CMakeCache.txt")):
-        subprocess.run(["cmake", "-S", SRC, "-B", dirname, "-DCMAKE_BUILD_TYPE=Release"]
-                       + list(options), check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", dirname, "-j2"], check=True, stdout=subprocess.DEVNULL)
+from benchlib import SRC, build, git_commit, write_section  # noqa: E402
 
 
 def version(dirname):

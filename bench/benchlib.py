@@ -9,11 +9,12 @@ SRC = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, "RESULTS.md")
 
 
-def build(dirname):
-    """Configure (once) and build the Release daemon and plugins in dirname."""
+def build(dirname, *options):
+    """Configure (once, with the cmake options given) and build the Release daemon and
+    plugins in dirname."""
     if not os.path.exists(os.path.join(dirname, "CMakeCache.txt")):
-        subprocess.run(["cmake", "-S", SRC, "-B", dirname, "-DCMAKE_BUILD_TYPE=Release"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "-S", SRC, "-B", dirname, "-DCMAKE_BUILD_TYPE=Release"]
+                       + list(options), check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", dirname, "-j2", "--target", "zhengtong"], check=True,
                    stdout=subprocess.DEVNULL)
 

@@ -396,6 +396,30 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     return ZT_OK;
 }
 
+static int no_sessions(zt_req *req)
+{
+    zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
+    return ZT_EPERM;
+}
+
+/* The identity generation: read in the request's transaction once per loop iteration,
+ * and by every request while this process has changed it in the open batch (see above).
+ * False: no transaction. */
+static bool generation(zt_server *srv, zt_req *req, uint64_t *gen)
+{
+    zt_auth *a = srv->auth;
+    uint64_t now_at = srv->iteration + 1;
+    if (a->gen_at == now_at) {
+        *gen = a->gen_seen;
+        return true;
+    }
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return false;
+    *gen = gen_of(a, t);
+    if (a->bumped_in != srv->bw.seq) a->gen_seen = *gen, a->gen_at = now_at;
+    return true;
+}
+
 /* Sessions and keys are read in the request's own transaction, which the handler then
  * goes on using: one transaction per request, and a read in an iteration that has written
  * sees the batch (a session revoked earlier in it is gone).
@@ -441,25 +465,12 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             unsigned char hash[32];
             token_hash(tok, strlen(tok), hash);
             zt_auth *a = srv->auth;
-            zt_txn *t = NULL;
-            uint64_t gen, now_at = srv->iteration + 1;
-            if (a->gen_at == now_at) {
-                gen = a->gen_seen; /* read earlier in this iteration: no transaction */
-            } else {
-                if (!(t = zt_req_txn(req))) {
-                    zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
-                    return ZT_EPERM;
-                }
-                gen = gen_of(a, t);
-                if (a->bumped_in != srv->bw.seq) a->gen_seen = gen, a->gen_at = now_at;
-            }
+            uint64_t gen;
+            if (!generation(srv, req, &gen)) return no_sessions(req);
             sess_entry *e = entry_for(a, hash);
-            bool hit = e->valid && e->gen == gen && memcmp(e->hash, hash, 32) == 0;
-            if (!hit && !t && !(t = zt_req_txn(req))) {
-                zt__problem(req, 503, "storage-failure", NULL, "cannot read the sessions");
-                return ZT_EPERM;
-            }
-            if (!hit) {
+            if (!e->valid || e->gen != gen || memcmp(e->hash, hash, 32) != 0) {
+                zt_txn *t = zt_req_txn(req); /* the one generation() began, if it did */
+                if (!t) return no_sessions(req);
                 cJSON *s = zt__db_get_json(t, a->sessions, hash, 32), *u = NULL;
                 const char *uid = s ? zt__jstr(s, "user") : NULL;
                 u = uid ? zt__db_get_json(t, a->users, uid, strlen(uid)) : NULL;
