@@ -27,6 +27,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
+sys.path.insert(0, BENCH)
+import benchlib  # noqa: E402  (the build, the commit, CPU time, RESULTS.md sections)
+from benchlib import git_commit  # noqa: E402
 HOST = "127.0.0.1"
 
 # Two cores: the server under test on one, wrk (and this script) on the other, so that the
@@ -157,16 +160,13 @@ class Server:
 
     def cpu_seconds(self):
         """User + system CPU time of the server and its children (nginx's worker)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
+        total = 0.0
         for pid in [self.proc.pid] + children(self.proc.pid):
             try:
-                with open("/proc/%d/stat" % pid) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
+                total += benchlib.cpu_seconds(pid)
             except (OSError, IndexError, ValueError):
-                pass
-        return total / tick
+                pass  # a child that ended meanwhile
+        return total
 
     def stop(self, timeout=10.0):
         """SIGTERM the session, wait, then SIGKILL whatever is left. The exit code."""
@@ -946,14 +946,6 @@ def versions(build):
     return dict(zt=zt, build=btype, nginx=ngx, wrk=w, luamod=luamod or "?")
 
 
-def git_commit():
-    c = sh(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"])
-    # The reports this script writes do not make the code differ from the commit.
-    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
-                ":!bench/RESULTS.md", ":!bench/PROFILE.md", ":!bench/CALLGRIND.md"])
-    return c + (" (with uncommitted changes)" if dirty else "")
-
-
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -1123,7 +1115,7 @@ def write_results(path, opts, info, results, mem, started, load0, load1):
             old = f.read()
     except OSError:
         old = ""
-    kept = [m.group(0).rstrip("\n") for m in re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->", old, re.S)]
+    kept = benchlib.kept_sections(old)
     with open(path, "w") as f:
         f.write("\n".join(L + [k + "\n" for k in kept]))
 
