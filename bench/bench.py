@@ -608,9 +608,7 @@ def bench_writes(zt, token, opts):
         if before is None:
             return now
         commits = now[0] - before[0]
-        # each commit also holds one nested transaction of its own, the batch's audit
-        # records (zt__audit_flush): not a request's write
-        writes = now[1] - before[1] - commits
+        writes = now[1] - before[1]
         t.extra.append(writes / commits if commits else float("nan"))
         growth.append((now[2] - before[2], writes))
         return None
@@ -650,8 +648,7 @@ incremented and written, acknowledged only after its batch is committed and fsyn
 *One commit per request* is measured with a single connection (`wrk -c1`): with one request
 in flight there is exactly one write in each batch, so every request pays one LMDB commit
 and one fsync of its own (the *writes per commit* column, from `zt_lmdb_nested_txns_total`
-and `zt_lmdb_commits_total` in `/metrics`, less the one nested transaction per commit that
-holds the batch's audit records, shows it: 1.0). This is the best a server that commits
+and `zt_lmdb_commits_total` in `/metrics`, shows it: 1.0). This is the best a server that commits
 every request on its own can do, whatever the number of clients: on one event-loop thread
 with a synchronous commit, such a server cannot overlap two fsyncs, so its throughput is
 bounded by 1 / (commit time) — which is what `-c1` measures, plus one loopback round trip

@@ -426,7 +426,9 @@ int zt__audit_flush(zt_server *srv)
     uint64_t seq = 0;
     unsigned char prev[32];
     zt_buf b = {0};
-    int rc = zt__store_write_begin(srv->store, &t);
+    /* In the batch itself: if a record cannot be written, the batch is lost whole (no
+     * change without its record), so a nested transaction would roll back nothing. */
+    int rc = zt__store_batch_write(srv->store, &t);
     if (rc == ZT_OK) rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
     const char *p = a->queue.data;
     for (size_t n = 0; rc == ZT_OK && n < a->nqueued; n++) {

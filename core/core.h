@@ -206,6 +206,11 @@ int zt__store_read_begin(zt_store *s, zt_txn **out);
 int zt__store_batch_read_begin(zt_store *s, zt_txn **out);
 /* A write transaction nested in the current batch (the batch begins if none is open). */
 int zt__store_write_begin(zt_store *s, zt_txn **out);
+/* The batch itself as the write transaction (the batch begins if none is open), for
+ * writes that need no rollback of their own because a failure of theirs loses the whole
+ * batch (the batch's audit records). Not counted as a nested transaction; zt__store_end
+ * only returns the first failed write's error, and the owner then aborts the batch. */
+int zt__store_batch_write(zt_store *s, zt_txn **out);
 /* End any of the above. commit: a nested write is merged into the batch; otherwise it is
  * aborted. Read transactions return to the pool. Open cursors are closed. A nested write
  * in which a write failed is aborted even with commit (its error is returned): merging it

@@ -50,6 +50,7 @@ struct zt_txn {
     zt_store *s;
     int kind;
     bool active;
+    bool direct; /* the batch itself (zt__store_batch_write): no commit or abort of its own */
     /* The first error of a write that LMDB may have left the transaction unusable after
      * (it then refuses to commit, and a failed nested commit poisons the batch). */
     int failed;
@@ -474,22 +475,42 @@ static void room_ahead(zt_store *s)
     s->file_end = end;
 }
 
+/* Open the batch if none is; *began says whether this call did. */
+static int batch_open(zt_store *s, bool *began)
+{
+    *began = false;
+    if (s->batch) return ZT_OK;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &s->batch);
+    if (rc != 0) {
+        s->batch = NULL;
+        return zt__store_errno(rc);
+    }
+    *began = true;
+    room_ahead(s);
+    return ZT_OK;
+}
+
+static zt_txn *child_set(zt_store *s, MDB_txn *txn, int kind, bool direct)
+{
+    zt_txn *t = &s->child;
+    memset(t, 0, sizeof *t);
+    t->txn = txn;
+    t->s = s;
+    t->kind = kind;
+    t->active = true;
+    t->direct = direct;
+    return t;
+}
+
 static int child_begin(zt_store *s, int kind, zt_txn **out)
 {
     assert(!s->child.active && "one nested transaction at a time");
     if (s->child.active) return ZT_ESTATE;
-    bool began = false;
-    if (!s->batch) {
-        int rc = mdb_txn_begin(s->env, NULL, 0, &s->batch);
-        if (rc != 0) {
-            s->batch = NULL;
-            return zt__store_errno(rc);
-        }
-        began = true;
-        room_ahead(s);
-    }
+    bool began;
+    int rc = batch_open(s, &began);
+    if (rc != ZT_OK) return rc;
     MDB_txn *child;
-    int rc = mdb_txn_begin(s->env, s->batch, 0, &child);
+    rc = mdb_txn_begin(s->env, s->batch, 0, &child);
     if (rc != 0) {
         if (began) { /* nothing in it yet */
             mdb_txn_abort(s->batch);
@@ -497,14 +518,20 @@ static int child_begin(zt_store *s, int kind, zt_txn **out)
         }
         return zt__store_errno(rc);
     }
-    zt_txn *t = &s->child;
-    memset(t, 0, sizeof *t);
-    t->txn = child;
-    t->s = s;
-    t->kind = kind;
-    t->active = true;
     if (kind == TXN_WRITE) s->nested++;
-    *out = t;
+    *out = child_set(s, child, kind, false);
+    return ZT_OK;
+}
+
+int zt__store_batch_write(zt_store *s, zt_txn **out)
+{
+    assert(s && out && !s->child.active && "one nested transaction at a time");
+    *out = NULL;
+    if (s->child.active) return ZT_ESTATE;
+    bool began;
+    int rc = batch_open(s, &began);
+    if (rc != ZT_OK) return rc;
+    *out = child_set(s, s->batch, TXN_WRITE, true);
     return ZT_OK;
 }
 
@@ -546,7 +573,9 @@ int zt__store_end(zt_store *s, zt_txn *t, bool commit)
 
     assert(t == &s->child && s->batch);
     int rc = ZT_OK;
-    if (t->kind == TXN_WRITE && commit) {
+    if (t->direct) {
+        rc = commit ? t->failed : ZT_OK; /* a failure is the batch's: its owner aborts it */
+    } else if (t->kind == TXN_WRITE && commit) {
         if (t->failed) {
             /* LMDB would refuse it and mark the whole batch failed. */
             mdb_txn_abort(t->txn);
