@@ -329,10 +329,7 @@ static uint64_t gen_of(zt_auth *a, zt_txn *t)
 {
     const void *v;
     size_t vl;
-    uint64_t g = 0;
-    if (zt_get(t, a->gen, "g", 1, &v, &vl) == ZT_OK && vl == 8)
-        for (int i = 0; i < 8; i++) g = g << 8 | ((const unsigned char *)v)[i];
-    return g;
+    return zt_get(t, a->gen, "g", 1, &v, &vl) == ZT_OK && vl == 8 ? zt__be64_get(v) : 0;
 }
 
 /* In the transaction of a change that could alter a resolved caller. Until that batch
@@ -342,9 +339,8 @@ static int gen_bump(zt_auth *a, zt_txn *t)
 {
     a->bumped_in = a->srv->bw.seq;
     a->gen_at = 0;
-    uint64_t g = gen_of(a, t) + 1;
     unsigned char v[8];
-    for (int i = 7; i >= 0; i--, g >>= 8) v[i] = (unsigned char)g;
+    zt__be64_put(v, gen_of(a, t) + 1);
     return zt_put(t, a->gen, "g", 1, v, 8);
 }
 

@@ -70,10 +70,7 @@ void zt_req_log(zt_req *req, int level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    const char *plugin = req->job_plugin ? req->job_plugin->name
-                         : req->match.route && req->match.route->plugin
-                             ? req->match.route->plugin->name
-                             : NULL;
-    zt__vlog(level, plugin, req->id, fmt, ap);
+    const zt_plugin *p = zt__req_plugin(req); /* a service's provider while it runs */
+    zt__vlog(level, p ? p->name : NULL, req->id, fmt, ap);
     va_end(ap);
 }
