@@ -600,6 +600,11 @@ bool zt__service_name_ok(const char *s);
 /* The plugin whose code runs for req, that its events and timers belong to: the service
  * being called (zt_call), else the job's plugin, else the route's; NULL: the core. */
 zt_plugin *zt__req_plugin(const zt_req *req);
+/* End a request's or a job's work: its transaction (if any) is kept (commit) with its audit
+ * record queued for the batch (audit), or dropped. Returns ZT_OK; ZT_ENOMEM when the record
+ * could not be queued (then nothing is kept); or the store's error when keeping the writes
+ * failed (logged). *in_batch: whether its answer must wait for the batch's commit. */
+int zt__req_end_txn(zt_server *srv, zt_req *req, bool commit, bool audit, bool *in_batch);
 
 /* ---- static.c ------------------------------------------------------------------ */
 

@@ -315,6 +315,33 @@ zt_txn *zt_req_txn(zt_req *req)
     return req->txn;
 }
 
+int zt__req_end_txn(zt_server *srv, zt_req *req, bool commit, bool audit, bool *in_batch)
+{
+    bool queued = false;
+    int rc = ZT_OK;
+    if (commit && audit) {
+        if (zt__audit_queue(srv, req) == ZT_OK) {
+            queued = true;
+        } else {
+            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot queue the record: out of memory");
+            commit = false;
+            rc = ZT_ENOMEM;
+        }
+    }
+    *in_batch = queued;
+    if (!req->txn) return rc;
+    *in_batch = queued || zt__store_in_batch(req->txn); /* before the end may free it */
+    int erc = zt__store_end(srv->store, req->txn, commit);
+    req->txn = NULL;
+    if (queued && erc != ZT_OK) zt__audit_unqueue_last(srv);
+    if (commit && erc != ZT_OK) {
+        zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the writes of %s %s: %s", req->method,
+                   req->path ? req->path : "?", zt_strerror(erc));
+        rc = erc;
+    }
+    return rc;
+}
+
 /* ---- work without a client -------------------------------------------------------- */
 
 typedef struct job {
@@ -363,26 +390,10 @@ int zt__job_end(zt_server *srv, zt_req *req, int rc)
     assert(is_job(req) && !req->async);
     if (rc == ZT_ASYNC) rc = ZT_ERROR; /* a job cannot wait: zt_work refuses it */
     if (req->txn) {
-        bool commit = rc == ZT_OK;
-        bool queued = false;
-        if (commit && zt__store_txn_writes(req->txn) > j->bookkeeping) {
-            /* The change and its record commit together, in the batch, or neither does. */
-            if (zt__audit_queue(srv, req) == ZT_OK) {
-                queued = true;
-            } else {
-                zt_req_log(req, ZT_LOG_ERROR, "audit: cannot queue the record: out of memory");
-                commit = false;
-                rc = ZT_ENOMEM;
-            }
-        }
-        int erc = zt__store_end(srv->store, req->txn, commit);
-        req->txn = NULL;
-        if (queued && erc != ZT_OK) zt__audit_unqueue_last(srv);
-        if (commit && erc != ZT_OK) {
-            zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the writes of %s %s: %s",
-                       req->method, req->path, zt_strerror(erc));
-            rc = erc;
-        }
+        bool commit = rc == ZT_OK, in_batch;
+        bool changed = commit && zt__store_txn_writes(req->txn) > j->bookkeeping;
+        int erc = zt__req_end_txn(srv, req, commit, changed, &in_batch);
+        if (erc != ZT_OK) rc = erc;
     }
     zt__buf_free(&req->body);
     zt__buf_free(&req->res_hdrs);

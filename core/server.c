@@ -72,34 +72,16 @@ static void complete(zt_server *srv, zt_req *req, int rc)
                     "the handler gave no answer; nothing of the request was saved");
         rc = ZT_ERROR;
     }
-    bool commit = rc == ZT_OK && req->status < 400;
-    bool queued = false;
-    if (commit && !zt__req_reads(req)) {
-        /* A change and its audit record commit together (in the batch), or neither does. */
-        if (zt__audit_queue(srv, req) == ZT_OK) {
-            queued = true;
-        } else {
-            zt_req_log(req, ZT_LOG_ERROR, "audit: cannot queue the record: out of memory");
-            zt__problem(req, 503, "storage-failure", NULL,
-                        "the change could not be recorded in the audit log; nothing of it "
-                        "was written");
-            commit = false;
-        }
-    }
-    bool in_batch = queued; /* its record is written with the batch: wait for the commit */
-    if (req->txn) {
-        in_batch = in_batch || zt__store_in_batch(req->txn);
-        int erc = zt__store_end(srv->store, req->txn, commit);
-        req->txn = NULL;
-        if (queued && (erc != ZT_OK || !commit)) zt__audit_unqueue_last(srv);
-        if (erc != ZT_OK && commit) {
-            zt_req_log(req, ZT_LOG_ERROR, "storage: cannot keep the request's writes: %s",
-                       zt_strerror(erc));
-            zt__problem(req, status_for(erc), "storage-failure", NULL,
-                        "the change could not be saved (%s); nothing of it was written",
-                        zt_strerror(erc));
-        }
-    }
+    bool commit = rc == ZT_OK && req->status < 400, in_batch;
+    /* A change and its audit record commit together (in the batch), or neither does. */
+    int erc = zt__req_end_txn(srv, req, commit, commit && !zt__req_reads(req), &in_batch);
+    if (erc == ZT_ENOMEM) /* the audit record or the writes: either way, try again */
+        zt__problem(req, 503, "storage-failure", NULL,
+                    "the node is out of memory; nothing of the change was written");
+    else if (erc != ZT_OK)
+        zt__problem(req, status_for(erc), "storage-failure", NULL,
+                    "the change could not be saved (%s); nothing of it was written",
+                    zt_strerror(erc));
     bool held = false;
     if (in_batch) {
         req->used_batch = true;
