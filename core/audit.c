@@ -361,36 +361,22 @@ void zt_audit_note(zt_req *req, const char *action, const char *object)
  * of zt_audit_entry (a missing one empty), then the status as text. */
 #define NFIELDS 7
 
-int zt__audit_queue(zt_server *srv, zt_req *req)
+/* Queue one record: the fields of zt_audit_entry in f (action NULL: "<verb> <what>"). */
+static int enqueue(zt_audit *a, const char *const f[NFIELDS], const char *verb, const char *what,
+                   int status)
 {
-#ifdef ZT_BENCH_NO_AUDIT
-    (void)srv, (void)req;
-    return ZT_OK; /* the benchmark build that measures what the audit log costs */
-#endif
-    zt_audit *a = srv->audit;
-    const zt__route *rt = req->match.route; /* NULL for a job: then method and path */
-    const char *f[NFIELDS] = {
-        req->caller ? req->caller->id : "",
-        req->caller && req->caller->login ? req->caller->login : "",
-        zt__req_plugin(req) ? zt__req_plugin(req)->name : "core",
-        req->audit_action, /* NULL: "<method> <route>", written below */
-        req->audit_object ? req->audit_object : req->path,
-        req->id,
-        zt_req_client(req),
-    };
     size_t at = a->queue.len;
     int rc = ZT_OK;
     for (size_t i = 0; i < NFIELDS && rc == ZT_OK; i++) {
         if (!f[i]) { /* this runs for every change: no printf */
-            const char *what = rt ? rt->pattern : req->path;
-            rc = zt__buf_puts(&a->queue, req->method);
+            rc = zt__buf_puts(&a->queue, verb);
             rc |= zt__buf_append(&a->queue, " ", 1);
             rc |= zt__buf_append(&a->queue, what, strlen(what) + 1);
         } else {
             rc = zt__buf_append(&a->queue, f[i], strlen(f[i]) + 1);
         }
     }
-    if (rc == ZT_OK) rc = zt__buf_u64(&a->queue, (uint64_t)(req->status > 0 ? req->status : 0));
+    if (rc == ZT_OK) rc = zt__buf_u64(&a->queue, (uint64_t)(status > 0 ? status : 0));
     if (rc == ZT_OK) rc = zt__buf_append(&a->queue, "", 1);
     if (rc != ZT_OK) {
         a->queue.len = at;
@@ -399,6 +385,54 @@ int zt__audit_queue(zt_server *srv, zt_req *req)
     a->last_at = at;
     a->nqueued++;
     return ZT_OK;
+}
+
+int zt__audit_queue(zt_server *srv, zt_req *req)
+{
+#ifdef ZT_BENCH_NO_AUDIT
+    (void)srv, (void)req, (void)enqueue;
+    return ZT_OK; /* the benchmark build that measures what the audit log costs */
+#endif
+    const zt__route *rt = req->match.route; /* NULL for a job: then method and path */
+    const char *f[NFIELDS] = {
+        req->caller ? req->caller->id : "",
+        req->caller && req->caller->login ? req->caller->login : "",
+        zt__req_plugin(req) ? zt__req_plugin(req)->name : "core",
+        req->audit_action, /* NULL: "<method> <route>" */
+        req->audit_object ? req->audit_object : req->path,
+        req->id,
+        zt_req_client(req),
+    };
+    return enqueue(srv->audit, f, req->method, rt ? rt->pattern : req->path, req->status);
+}
+
+int zt__audit_queue_entry(zt_server *srv, const zt_audit_entry *e, const char *verb)
+{
+#ifdef ZT_BENCH_NO_AUDIT
+    (void)srv, (void)e, (void)verb;
+    return ZT_OK;
+#endif
+    const char *f[NFIELDS] = {
+        e->actor ? e->actor : "",       e->actor_login ? e->actor_login : "",
+        e->plugin ? e->plugin : "core", verb ? NULL : e->action ? e->action : "",
+        e->object ? e->object : "",     e->request_id ? e->request_id : "",
+        e->client ? e->client : ""};
+    return enqueue(srv->audit, f, verb, e->action ? e->action : "", e->status);
+}
+
+void zt__audit_mark(const zt_server *srv, zt__audit_pos *pos)
+{
+    pos->len = srv->audit ? srv->audit->queue.len : 0;
+    pos->n = srv->audit ? srv->audit->nqueued : 0;
+}
+
+void zt__audit_rewind(zt_server *srv, const zt__audit_pos *pos)
+{
+    zt_audit *a = srv->audit;
+    if (!a) return;
+    assert(pos->n <= a->nqueued && pos->len <= a->queue.len);
+    a->queue.len = pos->len;
+    a->nqueued = pos->n;
 }
 
 void zt__audit_unqueue_last(zt_server *srv)

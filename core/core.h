@@ -489,6 +489,15 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e);
  * transaction then fails. */
 int zt__audit_queue(zt_server *srv, zt_req *req);
 void zt__audit_unqueue_last(zt_server *srv);
+/* The same for work that is not a request (a timer firing), in a transaction nested in
+ * the batch; verb non-NULL: the action is "<verb> <e->action>". With a mark taken before
+ * that transaction, a rewind unqueues all it queued if it is then rolled back. */
+int zt__audit_queue_entry(zt_server *srv, const zt_audit_entry *e, const char *verb);
+typedef struct zt__audit_pos {
+    size_t len, n;
+} zt__audit_pos;
+void zt__audit_mark(const zt_server *srv, zt__audit_pos *pos);
+void zt__audit_rewind(zt_server *srv, const zt__audit_pos *pos);
 /* Append the queued records in the open batch. On failure the caller aborts the batch. */
 int zt__audit_flush(zt_server *srv);
 size_t zt__audit_queued(const zt_server *srv);

@@ -245,7 +245,7 @@ static bool rec_parse(const zt_kv *kv, fire_rec *r)
     return r->topic && r->plugin && r->payload;
 }
 
-/* One timer: its event, its audit record, and its records gone, in t. */
+/* One timer: its event, its audit record (queued for the batch), and its records gone, in t. */
 static int fire_one(zt_timers *tm, zt_txn *t, zt_cursor *c, const zt_kv *kv, const fire_rec *r)
 {
     char id[ID_LEN + 1];
@@ -257,16 +257,14 @@ static int fire_one(zt_timers *tm, zt_txn *t, zt_cursor *c, const zt_kv *kv, con
                 r->topic, zt_strerror(rc));
         return rc;
     }
-    char action[TOPIC_MAX + 8];
-    snprintf(action, sizeof action, "TIMER %s", r->topic);
     zt_audit_entry e = {.actor = "system",
                         .actor_login = "system",
                         .plugin = r->plugin,
-                        .action = action,
+                        .action = r->topic,
                         .object = id,
                         .request_id = "",
                         .client = "internal"};
-    if ((rc = zt__audit_append(tm->srv, t, &e)) != ZT_OK) return rc;
+    if ((rc = zt__audit_queue_entry(tm->srv, &e, "TIMER")) != ZT_OK) return rc;
     if ((rc = zt_del(t, tm->ids, id, ID_LEN)) != ZT_OK && rc != ZT_ENOTFOUND) return rc;
     return zt_cursor_del(c);
 }
@@ -285,6 +283,8 @@ static int fire_due(zt_timers *tm, int64_t *next, uint64_t *nfired)
     *nfired = 0;
     int rc = zt__store_write_begin(s, &t);
     if (rc != ZT_OK) return rc;
+    zt__audit_pos mark; /* the pass's audit records go with its transaction */
+    zt__audit_mark(tm->srv, &mark);
     rc = zt_cursor_open(t, tm->due, &c);
     int64_t now = zt_now_ms();
     uint64_t gone = 0;
@@ -317,7 +317,10 @@ static int fire_due(zt_timers *tm, int64_t *next, uint64_t *nfired)
     if (rc == ZT_OK && gone) rc = count_add(tm, t, -(int64_t)gone);
     int erc = zt__store_end(s, t, rc == ZT_OK && gone);
     if (rc == ZT_OK) rc = erc;
-    if (rc != ZT_OK) *nfired = 0;
+    if (rc != ZT_OK) {
+        zt__audit_rewind(tm->srv, &mark);
+        *nfired = 0;
+    }
     return rc;
 }
 
