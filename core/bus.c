@@ -443,10 +443,9 @@ int zt_emit(zt_req *req, const char *topic, const cJSON *payload)
     const zt_plugin *p = zt__req_plugin(req); /* a service emits as its own plugin */
     const char *source = p ? p->name : "core";
     if (!zt__topic_ok(topic, source)) return ZT_EINVAL;
-    if (zt__req_reads(req)) return ZT_EREADONLY;
-    zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    return zt__bus_emit_txn(req->srv, t, source, req->id, NULL, topic, payload);
+    zt_txn *t;
+    int rc = zt__req_write_txn(req, &t);
+    return rc ? rc : zt__bus_emit_txn(req->srv, t, source, req->id, NULL, topic, payload);
 }
 
 /* ---- delivering --------------------------------------------------------------------- */
@@ -524,12 +523,12 @@ static int deliver(zt_bus *b, sub *s, uint64_t seq, const rec *r)
             ev.payload = payload;
         }
         job->event = &ev;
+        job->json = payload; /* zt_req_json gives it without parsing the body again */
         rc = s->fn(job, &ev, s->ud);
         job->event = NULL;
         if (rc > 0) rc = ZT_ERROR; /* ZT_ASYNC: a job cannot wait */
     }
-    rc = zt__job_end(srv, job, rc);
-    cJSON_Delete(payload);
+    rc = zt__job_end(srv, job, rc); /* frees job->json: the payload */
     if (rc == ZT_OK) {
         s->pos = s->stored = seq;
         s->failed = 0;

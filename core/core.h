@@ -609,6 +609,9 @@ bool zt__service_name_ok(const char *s);
 /* The plugin whose code runs for req, that its events and timers belong to: the service
  * being called (zt_call), else the job's plugin, else the route's; NULL: the core. */
 zt_plugin *zt__req_plugin(const zt_req *req);
+/* The request's transaction for a write: ZT_EREADONLY for a reading request (or a
+ * transaction that cannot write), ZT_EIO when none can begin. */
+int zt__req_write_txn(zt_req *req, zt_txn **t);
 /* End a request's or a job's work: its transaction (if any) is kept (commit) with its audit
  * record queued for the batch (audit), or dropped. Returns ZT_OK; ZT_ENOMEM when the record
  * could not be queued (then nothing is kept); or the store's error when keeping the writes

@@ -315,6 +315,14 @@ zt_txn *zt_req_txn(zt_req *req)
     return req->txn;
 }
 
+int zt__req_write_txn(zt_req *req, zt_txn **t)
+{
+    *t = NULL;
+    if (zt__req_reads(req)) return ZT_EREADONLY;
+    if (!(*t = zt_req_txn(req))) return ZT_EIO;
+    return zt_txn_writable(*t) ? ZT_OK : ZT_EREADONLY;
+}
+
 int zt__req_end_txn(zt_server *srv, zt_req *req, bool commit, bool audit, bool *in_batch)
 {
     bool queued = false;

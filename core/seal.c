@@ -153,9 +153,9 @@ int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJ
     zt_server *srv = req->srv;
     zt_seals *s = srv->seals;
     if (!dept || !dept[0] || strlen(dept) > 64) return ZT_EINVAL;
-    zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    if (!zt_txn_writable(t)) return ZT_EREADONLY;
+    zt_txn *t;
+    int wrc = zt__req_write_txn(req, &t);
+    if (wrc != ZT_OK) return wrc;
     const void *v;
     size_t vl;
     cJSON *k = NULL;

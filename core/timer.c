@@ -357,9 +357,7 @@ static void on_timer(uv_timer_t *h)
 static int timer_txn(zt_req *req, zt_txn **t)
 {
     if (!req->srv->timers) return ZT_ESTATE;
-    if (zt__req_reads(req)) return ZT_EREADONLY;
-    if (!(*t = zt_req_txn(req))) return ZT_EIO;
-    return zt_txn_writable(*t) ? ZT_OK : ZT_EREADONLY;
+    return zt__req_write_txn(req, t);
 }
 
 int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *payload, char id[27])
