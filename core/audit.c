@@ -58,37 +58,25 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     }
     zt_txn *t;
     if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
-    zt_cursor *c;
     zt_kv kv;
-    if (rc == ZT_OK && (rc = zt_cursor_open(t, a->cps, &c)) == ZT_OK) {
-        rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
-        if (rc == ZT_OK && kv.klen == 8) a->cp_seq = zt__be64_get(kv.key);
-        rc = rc == ZT_ENOTFOUND ? ZT_OK : rc;
-        zt_cursor_close(c);
-    }
+    rc = zt__db_edge(t, a->cps, ZT_LAST, &kv);
+    if (rc == ZT_OK && kv.klen == 8) a->cp_seq = zt__be64_get(kv.key);
     zt__store_end(srv->store, t, false);
-    return rc;
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
 /* The last record in t: its sequence number and hash (0 and zeros for an empty log). */
 static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
 {
-    zt_cursor *c;
     zt_kv kv;
-    int rc = zt_cursor_open(t, a->log, &c);
-    if (rc != ZT_OK) return rc;
     *seq = 0;
     memset(hash, 0, 32);
-    rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
+    int rc = zt__db_edge(t, a->log, ZT_LAST, &kv);
+    if (rc == ZT_OK && (kv.klen != 8 || kv.vlen <= HDR)) return ZT_EIO;
     if (rc == ZT_OK) {
-        if (kv.klen != 8 || kv.vlen <= HDR) {
-            rc = ZT_EIO;
-        } else {
-            *seq = zt__be64_get(kv.key);
-            memcpy(hash, kv.val, 32);
-        }
+        *seq = zt__be64_get(kv.key);
+        memcpy(hash, kv.val, 32);
     }
-    zt_cursor_close(c);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 

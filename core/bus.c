@@ -381,19 +381,11 @@ static int pos_write(zt_bus *b, zt_txn *t, const sub *s, uint64_t seq)
 /* The newest event in t (0 when the outbox is empty). */
 static int outbox_last(zt_bus *b, zt_txn *t, uint64_t *seq)
 {
-    zt_cursor *c;
     zt_kv kv;
-    int rc = zt_cursor_open(t, b->outbox, &c);
-    if (rc != ZT_OK) return rc;
     *seq = 0;
-    rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
-    if (rc == ZT_OK) {
-        if (kv.klen == 8)
-            *seq = zt__be64_get(kv.key);
-        else
-            rc = ZT_EIO;
-    }
-    zt_cursor_close(c);
+    int rc = zt__db_edge(t, b->outbox, ZT_LAST, &kv);
+    if (rc == ZT_OK && kv.klen != 8) return ZT_EIO;
+    if (rc == ZT_OK) *seq = zt__be64_get(kv.key);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 

@@ -84,6 +84,8 @@ void zt__buf_free(zt_buf *b);
 /* JSON records in the store (the core's own databases hold JSON values). */
 cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
 int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j);
+/* The first (op ZT_FIRST) or last (ZT_LAST) record of db in t; ZT_ENOTFOUND when empty. */
+int zt__db_edge(zt_txn *t, zt_db *db, int op, zt_kv *kv);
 const char *zt__jstr(const cJSON *o, const char *k); /* a string member, or NULL */
 /* Answer 200 {"items": [every record of db]} (in key order), those keep() accepts (NULL:
  * all), each without its member `strip` (NULL: none). */

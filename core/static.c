@@ -139,7 +139,7 @@ int zt__static_serve(zt_server *srv, zt_req *req)
     const char *dir = srv->conf ? srv->conf->web_dir : NULL;
     const char *path = req->path;
     if (!dir || !dir[0] || !path || path[0] != '/') return ZT_ENOTFOUND;
-    if (!req->head && strcmp(req->method, "GET") != 0) return ZT_ENOTFOUND;
+    if (!zt__req_reads(req)) return ZT_ENOTFOUND;
     if (req->responded) return ZT_ESTATE;
     if (!path_safe(path)) return ZT_ENOTFOUND;
     const char *root = web_root(dir);

@@ -107,14 +107,10 @@ void zt__timers_close(zt_server *srv)
 /* The due time of the first key of db in t, or NONE. */
 static int first_due(zt_timers *tm, zt_txn *t, int64_t *due)
 {
-    zt_cursor *c;
     zt_kv kv;
     *due = NONE;
-    int rc = zt_cursor_open(t, tm->due, &c);
-    if (rc != ZT_OK) return rc;
-    rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv);
+    int rc = zt__db_edge(t, tm->due, ZT_FIRST, &kv);
     if (rc == ZT_OK) *due = (int64_t)zt__be64_get(kv.key);
-    zt_cursor_close(c);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 

@@ -19,9 +19,15 @@ void zt__arena_init(zt_arena *a, void *first_block, size_t first_size)
     a->head = a->first = b;
 }
 
+/* What an allocation of size takes from a block (every pointer stays 16-aligned). */
+static size_t arena_take(size_t size)
+{
+    return (size + 15) & ~(size_t)15;
+}
+
 void *zt__arena_alloc(zt_arena *a, size_t size)
 {
-    size = (size + 15) & ~(size_t)15;
+    size = arena_take(size);
     zt_arena_block *b = a->head;
     if (b->size - b->used < size) {
         size_t bsize = size > 8192 ? size : 8192;
@@ -57,7 +63,7 @@ char *zt__arena_vprintf(zt_arena *a, const char *fmt, va_list ap)
     int n = vsnprintf((char *)b->data + b->used, room, fmt, ap2);
     va_end(ap2);
     if (n < 0) return NULL;
-    if ((((size_t)n + 1 + 15) & ~(size_t)15) <= room)
+    if (arena_take((size_t)n + 1) <= room)
         return zt__arena_alloc(a, (size_t)n + 1); /* claims, in place, what it wrote */
     char *p = zt__arena_alloc(a, (size_t)n + 1);
     if (p) vsnprintf(p, (size_t)n + 1, fmt, ap);
@@ -360,6 +366,16 @@ int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJ
     if (!text) return ZT_ENOMEM;
     int rc = zt_put(t, db, key, klen, text, strlen(text));
     cJSON_free(text);
+    return rc;
+}
+
+int zt__db_edge(zt_txn *t, zt_db *db, int op, zt_kv *kv)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, db, &c);
+    if (rc != ZT_OK) return rc;
+    rc = zt_cursor_seek(c, op, NULL, 0, kv); /* what it points at outlives the cursor */
+    zt_cursor_close(c);
     return rc;
 }
 
