@@ -748,8 +748,10 @@ struct zt_server {
     uint64_t iteration; /* loop iterations ended (on_check): what was read in one holds in it */
 };
 
-/* Open the store in data_dir, declare the built-in routes, load and init the plugins.
- * srv->loop must be set. On failure, err says why; call zt__server_close either way. */
+/* Open the store in data_dir, declare the built-in routes, load and init the plugins,
+ * check that every service needed is provided (not with srv->lua_tests: the Lua providers
+ * did not start). srv->loop must be set. On failure, err says why; call zt__server_close either
+ * way. */
 int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen);
 /* Only the core's own services (keys, store, seals, audit, identity): for the offline
  * commands (admin, audit verify). */

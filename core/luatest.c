@@ -30,20 +30,7 @@ int zt__scratch_open(zt_scratch *s, zt_conf *conf, const char *what, bool lua_te
         s->dir[0] = 0;
         return ZT_EIO;
     }
-    zt_server *srv = &s->srv;
-    if (!lua_tests) return zt__server_open(srv, conf, s->dir, err, errlen);
-    /* zt__server_open without the services check: the Lua plugins that provide services
-     * did not start (their init.lua does not run); a test file provides stand-ins. */
-    int rc = zt__server_open_core(srv, conf, s->dir, err, errlen);
-    if (rc == ZT_OK) rc = zt__bus_open(srv, err, errlen);
-    if (rc == ZT_OK) rc = zt__timers_open(srv, err, errlen);
-    if (rc == ZT_OK) rc = zt__plugins_load(srv, err, errlen);
-    if (rc == ZT_OK) rc = zt__plugins_init(srv, err, errlen);
-    if (rc == ZT_OK && srv->route_error[0]) {
-        snprintf(err, errlen, "%s", srv->route_error);
-        rc = ZT_ECONFLICT;
-    }
-    return rc;
+    return zt__server_open(&s->srv, conf, s->dir, err, errlen);
 }
 
 void zt__scratch_close(zt_scratch *s)
