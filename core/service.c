@@ -124,10 +124,16 @@ int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud)
     return ZT_OK;
 }
 
-bool zt__service_provided(const zt_server *srv, const char *name)
+/* The service name if its plugin runs, else NULL. */
+static const service *running(const zt_server *srv, const char *name)
 {
     const service *s = name ? lookup(srv, name) : NULL;
-    return s && s->plugin->state == ZT_PSTATE_RUNNING;
+    return s && s->plugin->state == ZT_PSTATE_RUNNING ? s : NULL;
+}
+
+bool zt__service_provided(const zt_server *srv, const char *name)
+{
+    return running(srv, name) != NULL;
 }
 
 int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
@@ -136,8 +142,8 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     cJSON *ignored = NULL;
     if (!result) result = &ignored; /* the caller wants only the outcome */
     *result = NULL;
-    if (!zt__service_provided(req->srv, name)) return ZT_ENOTFOUND;
-    const service *s = lookup(req->srv, name);
+    const service *s = running(req->srv, name);
+    if (!s) return ZT_ENOTFOUND;
     if (req->call_depth >= DEPTH_MAX) {
         zt_req_log(req, ZT_LOG_WARN, "zt_call('%s'): services call each other deeper than %d", name,
                    DEPTH_MAX);
@@ -165,8 +171,7 @@ int zt__services_check(zt_server *srv, char *err, size_t errlen)
     for (size_t i = 0; i < srv->nplugins; i++) {
         const zt_plugin *p = srv->plugins[i];
         for (size_t j = 0; j < p->nneeds; j++) {
-            const service *s = lookup(srv, p->needs[j]);
-            if (s && s->plugin->state == ZT_PSTATE_RUNNING) continue;
+            if (zt__service_provided(srv, p->needs[j])) continue;
             snprintf(err, errlen,
                      "plugin '%s' needs service '%s', which no enabled plugin provides: enable "
                      "the plugin that provides it (e.g. add it to plugins) or remove '%s'",
