@@ -1429,6 +1429,23 @@ static void work_leave(struct zt_lua_plugin *lp, const struct work_frame *f)
     if (--lp->depth == 0) lp_after(lp);
 }
 
+/* Every entry into a plugin's code: the function and its nargs arguments on top of L run
+ * protected (lp_pcallv) as the work req (of route, for a route's handler), which then ends.
+ * ZT_OK with nresults left; on an error, its value is on top (the caller pops it) and the
+ * result is the store's ZT_EFULL or ZT_EBUSY if that is what failed (worth retrying: the
+ * core answers 507 or 503), ZT_ERROR otherwise. */
+static int work_call(struct zt_lua_plugin *lp, lua_State *L, zt_req *req,
+                     const struct lua_route *route, int nargs, int nresults)
+{
+    struct work_frame wf;
+    work_enter(lp, &wf, req, route);
+    int rc = ZT_OK;
+    if (lp_pcallv(lp, L, nargs, nresults) != LUA_OK)
+        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
+    work_leave(lp, &wf);
+    return rc;
+}
+
 /* The work running now, for functions that act in its transaction. */
 static zt_req *work_of(lua_State *L, const char *fn)
 {
@@ -1850,30 +1867,22 @@ static int lua_route_handler(zt_req *req, void *ud)
     lua_State *L = lp->L;
     int top = lua_gettop(L);
     struct hcall hc = {.lr = lr, .req = req, .rc = ZT_OK};
-    struct work_frame wf;
-    work_enter(lp, &wf, req, lr);
-    int st = lp_pcall(lp, run_handler, &hc);
-    iters_close_all(lp);
-
-    int rc = hc.rc;
-    if (st != LUA_OK) {
-        if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
-            const problem *pb = lua_touserdata(L, -1);
-            rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
-        } else {
-            const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
-            zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern,
-                       msg);
-            if (lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY)
-                rc = lp->store_err; /* the core answers 507 or 503 */
-            else
-                rc = zt_problem(req, 500, "lua-error", "Lua handler failed",
-                                "the handler failed; see the log with request id %s",
-                                zt_req_id(req));
-        }
+    lua_pushcfunction(L, run_handler);
+    lua_pushlightuserdata(L, &hc);
+    int rc = work_call(lp, L, req, lr, 1, 0);
+    if (rc == ZT_OK) {
+        rc = hc.rc;
+    } else if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
+        const problem *pb = lua_touserdata(L, -1);
+        rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
+    } else {
+        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
+        zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern, msg);
+        if (rc == ZT_ERROR) /* else the store's EFULL or EBUSY: the core answers 507 or 503 */
+            rc = zt_problem(req, 500, "lua-error", "Lua handler failed",
+                            "the handler failed; see the log with request id %s", zt_req_id(req));
     }
     lua_settop(L, top);
-    work_leave(lp, &wf);
     return rc;
 }
 
@@ -2305,15 +2314,11 @@ static int hook_run(struct lua_hook *h, zt_req *req, lua_CFunction fn, void *arg
     lua_State *L = lp->L;
     if (!lua_checkstack(L, 8)) return ZT_ENOMEM;
     int top = lua_gettop(L);
-    struct work_frame wf;
-    work_enter(lp, &wf, req, NULL);
-    int rc = ZT_OK;
-    if (lp_pcall(lp, fn, arg) != LUA_OK) {
-        report(req, arg, error_text(L));
-        rc = lp->store_err == ZT_EFULL || lp->store_err == ZT_EBUSY ? lp->store_err : ZT_ERROR;
-    }
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, arg);
+    int rc = work_call(lp, L, req, NULL, 1, 0);
+    if (rc != ZT_OK) report(req, arg, error_text(L));
     lua_settop(L, top);
-    work_leave(lp, &wf);
     return rc;
 }
 
@@ -3279,16 +3284,10 @@ int zt_lua_call(lua_State *L, zt_req *ctx, int nargs, int nresults, char *err, s
         snprintf(err, errlen, "not enough memory");
         return ZT_EINVAL;
     }
-    struct work_frame wf;
-    work_enter(lp, &wf, ctx, NULL);
-    int rc = ZT_OK;
-    if (lp_pcallv(lp, L, nargs, nresults) != LUA_OK) {
-        snprintf(err, errlen, "%s", error_text(L));
-        lua_pop(L, 1);
-        rc = ZT_EINVAL;
-    }
-    work_leave(lp, &wf);
-    return rc;
+    if (work_call(lp, L, ctx, NULL, nargs, nresults) == ZT_OK) return ZT_OK;
+    snprintf(err, errlen, "%s", error_text(L));
+    lua_pop(L, 1);
+    return ZT_EINVAL; /* as zt.h documents, whatever failed (the store's EFULL or EBUSY too) */
 }
 
 int zt_lua_run(lua_State *L, const char *name, const char *src, size_t len, int nresults, char *err,
