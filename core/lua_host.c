@@ -938,6 +938,20 @@ typedef struct problem {
     char detail[]; /* NUL-terminated */
 } problem;
 
+/* The problem (zt.problem) at idx, or NULL if that is something else. */
+static const problem *to_problem(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TUSERDATA && has_meta(L, idx, &K_PROBLEM)
+               ? lua_touserdata(L, idx)
+               : NULL;
+}
+
+/* "problem 404 not-found: detail": tostring of a problem, and what log lines say of it. */
+static const char *push_problem_text(lua_State *L, const problem *pb)
+{
+    return lua_pushfstring(L, "problem %d %s: %s", pb->status, pb->type, pb->detail);
+}
+
 static bool slug_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -985,8 +999,7 @@ static int l_problem(lua_State *L)
 
 static int problem_tostring(lua_State *L)
 {
-    problem *pb = lua_touserdata(L, 1);
-    lua_pushfstring(L, "problem %d %s: %s", pb->status, pb->type, pb->detail);
+    push_problem_text(L, lua_touserdata(L, 1));
     return 1;
 }
 
@@ -1845,9 +1858,11 @@ static int run_handler(lua_State *L)
  * status, type and detail. */
 static const char *error_text(lua_State *L)
 {
-    if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
-        const problem *pb = lua_touserdata(L, -1);
-        lua_pushfstring(L, "zt.problem %d %s: %s", pb->status, pb->type, pb->detail);
+    const problem *pb = to_problem(L, -1);
+    if (pb) {
+        lua_pushliteral(L, "zt.");
+        push_problem_text(L, pb);
+        lua_concat(L, 2);
         lua_replace(L, -2);
     }
     return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
@@ -1870,14 +1885,14 @@ static int lua_route_handler(zt_req *req, void *ud)
     lua_pushcfunction(L, run_handler);
     lua_pushlightuserdata(L, &hc);
     int rc = work_call(lp, L, req, lr, 1, 0);
+    const problem *pb = rc != ZT_OK ? to_problem(L, -1) : NULL;
     if (rc == ZT_OK) {
         rc = hc.rc;
-    } else if (lua_type(L, -1) == LUA_TUSERDATA && has_meta(L, -1, &K_PROBLEM)) {
-        const problem *pb = lua_touserdata(L, -1);
+    } else if (pb) {
         rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
     } else {
-        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
-        zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern, msg);
+        zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern,
+                   error_text(L));
         if (rc == ZT_ERROR) /* else the store's EFULL or EBUSY: the core answers 507 or 503 */
             rc = zt_problem(req, 500, "lua-error", "Lua handler failed",
                             "the handler failed; see the log with request id %s", zt_req_id(req));
@@ -3210,11 +3225,11 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
     }
     if (lp_pcall(lp, run_file, path) != LUA_OK) {
         char pmsg[PATH_MAX + ZT_ERRLEN];
-        const char *msg = lua_tostring(lp->L, -1) ? lua_tostring(lp->L, -1) : "(no message)";
-        if (lua_type(lp->L, -1) == LUA_TUSERDATA && has_meta(lp->L, -1, &K_PROBLEM)) {
-            const problem *pb = lua_touserdata(lp->L, -1);
-            snprintf(pmsg, sizeof pmsg, "%s: zt.problem %d %s outside a handler: %s", path,
-                     pb->status, pb->type, pb->detail);
+        lp_after(lp); /* what a refused allocation left is gone before error_text's */
+        bool pb = to_problem(lp->L, -1) != NULL;
+        const char *msg = error_text(lp->L);
+        if (pb) { /* it has no line: say where */
+            snprintf(pmsg, sizeof pmsg, "%s: %s (outside a handler)", path, msg);
             msg = pmsg;
         }
         zt_log(p, ZT_LOG_ERROR, "init.lua failed: %s", msg);
