@@ -1121,15 +1121,23 @@ static int iter_gc(lua_State *L)
     return 0;
 }
 
-static zt_txn *db_txn(lua_State *L, const char *fn)
+/* The work running now, for functions that act in its transaction. */
+static zt_req *work_of(lua_State *L, const char *fn)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
     if (!lp->req)
-        luaL_error(L, "zt.db: no transaction here (only inside a handler, an event handler or a "
-                      "service)");
-    zt_txn *t = zt_req_txn(lp->req);
+        luaL_error(L,
+                   "%s: no transaction here (only inside a handler, an event handler or a "
+                   "service)",
+                   fn);
+    return lp->req;
+}
+
+static zt_txn *db_txn(lua_State *L, const char *fn)
+{
+    zt_txn *t = zt_req_txn(work_of(L, "zt.db"));
     if (!t) {
-        lp->store_err = ZT_EBUSY;
+        plugin_of(L)->store_err = ZT_EBUSY;
         luaL_error(L, "%s: storage unavailable", fn);
     }
     return t;
@@ -1459,18 +1467,6 @@ static int work_call(struct zt_lua_plugin *lp, lua_State *L, zt_req *req,
     return rc;
 }
 
-/* The work running now, for functions that act in its transaction. */
-static zt_req *work_of(lua_State *L, const char *fn)
-{
-    struct zt_lua_plugin *lp = plugin_of(L);
-    if (!lp->req)
-        luaL_error(L,
-                   "%s: no transaction here (only inside a handler, an event handler or a "
-                   "service)",
-                   fn);
-    return lp->req;
-}
-
 /* ---- the request (inside a handler) ------------------------------------------------ */
 
 /* The zt_req behind a req table, if that table is the request being handled now. The
@@ -1733,6 +1729,14 @@ static void push_req(lua_State *L, const struct zt_lua_plugin *lp)
     lua_setmetatable(L, -2);
 }
 
+/* A work's req table at index 1, current until the work ends (it stays on the stack, so no
+ * other table can have its address meanwhile). */
+static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
+{
+    push_req(L, lp);
+    lp->curreq = lua_topointer(L, -1);
+}
+
 static bool header_ok(const char *name, const char *value)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
@@ -1846,8 +1850,7 @@ static int run_handler(lua_State *L)
     struct hcall *hc = lua_touserdata(L, 1);
     struct zt_lua_plugin *lp = plugin_of(L);
     lua_settop(L, 0);
-    push_req(L, lp);
-    lp->curreq = lua_topointer(L, 1);
+    push_work_req(L, lp);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 3);
@@ -2362,14 +2365,6 @@ static void push_event(lua_State *L, const zt_event *ev)
     }
     lua_pushinteger(L, (lua_Integer)ev->attempt);
     lua_setfield(L, -2, "attempt");
-}
-
-/* A work's req table at index 1, current until the work ends (it stays on the stack, so no
- * other table can have its address meanwhile). */
-static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
-{
-    push_req(L, lp);
-    lp->curreq = lua_topointer(L, -1);
 }
 
 struct ecall {
