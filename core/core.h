@@ -320,13 +320,16 @@ int zt__plugins_load(zt_server *srv, char *err, size_t errlen);
 int zt__plugins_init(zt_server *srv, char *err, size_t errlen);
 void zt__plugins_fini(zt_server *srv);
 void zt__plugins_free(zt_server *srv);
+/* Copy a NULL-terminated list of names (NULL: none) into *out (each name malloc'd), counting
+ * them in *n (0 before): on ZT_ENOMEM, what was copied is there to free as the rest. */
+int zt__dup_names(const char *const *names, char ***out, size_t *n);
 
 /* ---- lua_host.c ---------------------------------------------------------------- */
 
 /* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,
- * description, requires (nrequires), needs and wants (services), options (noptions; no
- * terminator needed). All of it
- * malloc'd, the strings inside each zt_option too: zt__plugins_free frees it. p->name,
+ * description, requires (nrequires), needs and wants (services, their names checked),
+ * options (noptions; no terminator needed). All of it malloc'd, the strings inside each
+ * zt_option too: zt__plugins_free frees it, also what a failed call left. p->name,
  * p->path (the plugin's folder) and p->kind are set before the call. */
 int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
 /* Create the plugin's sandboxed state and run its init.lua (which declares routes and

@@ -3543,9 +3543,9 @@ struct mopt {
 /* What manifest.lua says, as pointers into Lua strings (alive until the state closes). */
 struct manifest {
     const char *version, *description;
-    const char *requires[MF_MAX_REQS];
+    const char *requires[MF_MAX_REQS + 1]; /* NULL-terminated, as zt__dup_names takes them */
     size_t nrequires;
-    const char *needs[MF_MAX_REQS], *wants[MF_MAX_REQS]; /* services (zt.call) */
+    const char *needs[MF_MAX_REQS + 1], *wants[MF_MAX_REQS + 1]; /* services (zt.call) */
     size_t nneeds, nwants;
     struct mopt opts[MF_MAX_OPTS];
     size_t nopts;
@@ -3828,77 +3828,27 @@ static int mopt_cmp(const void *a, const void *b)
     return strcmp(((const struct mopt *)a)->name, ((const struct mopt *)b)->name);
 }
 
-static void strings_free(char **v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++) free(v[i]);
-    free(v);
-}
-
-/* A NULL-terminated malloc'd copy of n strings; NULL when memory is short. */
-static char **strings_dup(const char *const *v, size_t n)
-{
-    char **c = calloc(n + 1, sizeof *c);
-    for (size_t i = 0; c && i < n; i++)
-        if (!(c[i] = strdup(v[i]))) {
-            strings_free(c, i);
-            return NULL;
-        }
-    return c;
-}
-
-static void options_free(zt_option *o, size_t n)
-{
-    for (size_t i = 0; o && i < n; i++) {
-        free((char *)o[i].name);
-        free((char *)o[i].def);
-        free((char *)o[i].description);
-    }
-    free(o);
-}
-
-static bool dup_ok(const char **dst, const char *s)
-{
-    *dst = s ? strdup(s) : NULL;
-    return !s || *dst;
-}
-
-/* Copy what the manifest said into p, every string malloc'd on its own, as plugin.c frees
- * them; options sorted by name and terminated by an entry with a NULL name. */
+/* Copy what the manifest said into p, every string malloc'd on its own as plugin.c frees
+ * them, options sorted by name. On ZT_ENOMEM what was copied is in p, freed with it. */
 static int mf_store(zt_plugin *p, struct manifest *m)
 {
     qsort(m->opts, m->nopts, sizeof m->opts[0], mopt_cmp);
-    zt_option *opts = calloc(m->nopts + 1, sizeof *opts);
-    char **reqs = calloc(m->nrequires + 1, sizeof *reqs);
-    char *version = strdup(m->version), *desc = strdup(m->description);
-    bool ok = opts && reqs && version && desc;
-    for (size_t i = 0; ok && i < m->nopts; i++) {
-        opts[i].type = m->opts[i].type;
-        opts[i].required = m->opts[i].required;
-        ok = dup_ok(&opts[i].name, m->opts[i].name) && dup_ok(&opts[i].def, m->opts[i].def) &&
-             dup_ok(&opts[i].description, m->opts[i].description);
-    }
-    for (size_t i = 0; ok && i < m->nrequires; i++) ok = (reqs[i] = strdup(m->requires[i]));
-    char **needs = m->nneeds ? strings_dup(m->needs, m->nneeds) : NULL;
-    char **wants = m->nwants ? strings_dup(m->wants, m->nwants) : NULL;
-    if (!ok || (m->nneeds && !needs) || (m->nwants && !wants)) {
-        options_free(opts, m->nopts);
-        strings_free(reqs, m->nrequires);
-        strings_free(needs, m->nneeds);
-        strings_free(wants, m->nwants);
-        free(version);
-        free(desc);
+    if (!(p->version = strdup(m->version)) || !(p->description = strdup(m->description)) ||
+        zt__dup_names(m->requires, &p->requires, &p->nrequires) ||
+        zt__dup_names(m->needs, &p->needs, &p->nneeds) ||
+        zt__dup_names(m->wants, &p->wants, &p->nwants) ||
+        !(p->options = calloc(m->nopts + 1, sizeof *p->options)))
         return ZT_ENOMEM;
-    }
-    p->needs = needs;
-    p->nneeds = m->nneeds;
-    p->wants = wants;
-    p->nwants = m->nwants;
-    p->version = version;
-    p->description = desc;
-    p->requires = reqs;
-    p->nrequires = m->nrequires;
-    p->options = opts;
     p->noptions = m->nopts;
+    for (size_t i = 0; i < m->nopts; i++) {
+        const struct mopt *mo = &m->opts[i];
+        zt_option *o = &p->options[i];
+        o->type = mo->type;
+        o->required = mo->required;
+        if (!(o->name = strdup(mo->name)) || (mo->def && !(o->def = strdup(mo->def))) ||
+            (mo->description && !(o->description = strdup(mo->description))))
+            return ZT_ENOMEM;
+    }
     return ZT_OK;
 }
 

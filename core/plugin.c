@@ -35,8 +35,7 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
-/* Copy a NULL-terminated list of names (NULL: none) into *out, *n. */
-static int dup_names(const char *const *names, char ***out, size_t *n)
+int zt__dup_names(const char *const *names, char ***out, size_t *n)
 {
     size_t count = 0;
     while (names && names[count]) count++;
@@ -75,9 +74,9 @@ static int copy_descriptor(zt_plugin *p, const zt_plugin_def *def)
 {
     if (dup_into(&p->version, def->version) || dup_into(&p->description, def->description))
         return ZT_ENOMEM;
-    if (dup_names(def->requires, &p->requires, &p->nrequires) ||
-        dup_names(def->needs, &p->needs, &p->nneeds) ||
-        dup_names(def->wants, &p->wants, &p->nwants))
+    if (zt__dup_names(def->requires, &p->requires, &p->nrequires) ||
+        zt__dup_names(def->needs, &p->needs, &p->nneeds) ||
+        zt__dup_names(def->wants, &p->wants, &p->nwants))
         return ZT_ENOMEM;
     size_t n = 0;
     while (def->options && def->options[n].name) n++;
@@ -89,7 +88,8 @@ static int copy_descriptor(zt_plugin *p, const zt_plugin_def *def)
     return ZT_OK;
 }
 
-/* Service names in needs and wants, wherever they came from (descriptor or manifest). */
+/* Service names in a C plugin's needs and wants (a manifest's are checked as it is read,
+ * where the error can name their line). */
 static int check_services(const zt_plugin *p, char *err, size_t errlen)
 {
     for (int w = 0; w < 2; w++) {
@@ -184,7 +184,6 @@ static int load_one(zt_server *srv, const zt_conf_plugin *cp, zt_plugin **out, c
         if (rc != ZT_OK && !err[0])
             snprintf(err, errlen, "plugin '%s': cannot read %s: %s", cp->name, manifest.data,
                      zt_strerror(rc));
-        if (rc == ZT_OK) rc = check_services(p, err, errlen);
     } else {
         snprintf(err, errlen, "%s:%d: unknown plugin '%s' (no %s.so in %s, no %s)", conf->file,
                  cp->line, cp->name, cp->name, conf->plugin_dir, manifest.data);
