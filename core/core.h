@@ -410,6 +410,12 @@ struct zt_req {
     unsigned call_depth;   /* zt_call nesting */
     /* during zt_call: the provider whose service runs (zt__req_plugin), or NULL */
     zt_plugin *service_plugin;
+    /* why the last zt_call failed (service.c), beyond its code: set on entry */
+    struct {
+        bool not_provided;   /* no running plugin provides the service */
+        unsigned depth;      /* call_depth of the service that said msg */
+        char msg[ZT_ERRLEN]; /* "" unless the service said (zt__call_fail) */
+    } call_fail;
 
     /* the response */
     bool responded;
@@ -609,6 +615,9 @@ void zt__services_free(zt_server *srv);
 /* 1 if an enabled, running plugin provides the service (zt_call's ZT_ENOTFOUND can also be
  * the service's own answer). */
 bool zt__service_provided(const zt_server *srv, const char *name);
+/* Inside a service: why it fails, for its caller (req->call_fail.msg, which zt_call keeps
+ * only if the service then returns an error). */
+void zt__call_fail(zt_req *req, const char *msg);
 /* 1 if s is a service name as zt.h defines it (1..64 bytes of [A-Za-z0-9_.-]). */
 bool zt__service_name_ok(const char *s);
 /* The plugin whose code runs for req, that its events and timers belong to: the service

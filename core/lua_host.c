@@ -2506,15 +2506,6 @@ static int l_timer_cancel(lua_State *L)
     return 1;
 }
 
-/* Why the last Lua service failed, for a Lua caller's message: the core's zt_call passes
- * only a code. Set by the service's trampoline, read by zt.call right after zt_call, on the
- * loop thread only. */
-static struct {
-    const zt_req *req; /* NULL: nothing recorded */
-    char service[65];
-    char msg[ZT_ERRLEN];
-} svc_fail;
-
 struct scall {
     struct lua_hook *h;
     const cJSON *args;
@@ -2546,9 +2537,9 @@ static void service_failed(zt_req *req, void *arg, const char *msg)
 {
     const struct lua_hook *h = ((struct scall *)arg)->h;
     zt_req_log(req, ZT_LOG_WARN, "Lua service %s of %s failed: %s", h->name, h->lp->p->name, msg);
-    svc_fail.req = req;
-    snprintf(svc_fail.service, sizeof svc_fail.service, "%s", h->name);
-    first_part(svc_fail.msg, sizeof svc_fail.msg, msg);
+    char why[ZT_ERRLEN];
+    first_part(why, sizeof why, msg);
+    zt__call_fail(req, why);
 }
 
 /* The zt_service_fn of every zt.provide: runs in the providing plugin's state, with the
@@ -2606,7 +2597,6 @@ static int l_call(lua_State *L)
     const char *name = check_name(L, 1, "zt.call", "name");
     const cJSON *args = arg_json(L, 2);
     jbox *res = box_new(L);
-    svc_fail.req = NULL;
     int rc = zt_call(w, name, args, &res->json);
     if (rc == ZT_OK) {
         if (res->json)
@@ -2617,13 +2607,11 @@ static int l_call(lua_State *L)
         return 1;
     }
     box_clear(res);
-    bool told = svc_fail.req == w && strcmp(svc_fail.service, name) == 0;
-    bool provided = zt__service_provided(w->srv, name);
-    svc_fail.req = NULL;
+    bool provided = !w->call_fail.not_provided;
     if (rc == ZT_EFULL) lp->store_err = rc; /* the handler failing now answers 507 */
     lua_pushnil(L);
-    if (told)
-        lua_pushstring(L, svc_fail.msg);
+    if (w->call_fail.msg[0]) /* the service said why */
+        lua_pushstring(L, w->call_fail.msg);
     else if (!provided)
         lua_pushfstring(L, "zt.call: no enabled plugin provides the service '%s'", name);
     else

@@ -142,7 +142,9 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     cJSON *ignored = NULL;
     if (!result) result = &ignored; /* the caller wants only the outcome */
     *result = NULL;
+    req->call_fail.msg[0] = 0;
     const service *s = running(req->srv, name);
+    req->call_fail.not_provided = !s;
     if (!s) return ZT_ENOTFOUND;
     if (req->call_depth >= DEPTH_MAX) {
         zt_req_log(req, ZT_LOG_WARN, "zt_call('%s'): services call each other deeper than %d", name,
@@ -159,11 +161,24 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     req->service_plugin = outer;
     if (rc != ZT_OK) {
         cJSON_Delete(res);
+        /* what a call it made in turn left is not why this service failed */
+        if (req->call_fail.not_provided || req->call_fail.depth != req->call_depth + 1) {
+            req->call_fail.not_provided = false;
+            req->call_fail.msg[0] = 0;
+        }
         return rc;
     }
     *result = res;
     cJSON_Delete(ignored);
     return ZT_OK;
+}
+
+void zt__call_fail(zt_req *req, const char *msg)
+{
+    assert(req->call_depth > 0); /* inside a service */
+    req->call_fail.not_provided = false;
+    req->call_fail.depth = req->call_depth;
+    snprintf(req->call_fail.msg, sizeof req->call_fail.msg, "%s", msg);
 }
 
 int zt__services_check(zt_server *srv, char *err, size_t errlen)
