@@ -412,9 +412,9 @@ struct zt_req {
     zt_plugin *service_plugin;
     /* why the last zt_call failed (service.c), beyond its code: set on entry */
     struct {
-        bool not_provided;   /* no running plugin provides the service */
-        unsigned depth;      /* call_depth of the service that said msg */
-        char msg[ZT_ERRLEN]; /* "" unless the service said (zt__call_fail) */
+        bool not_provided; /* no running plugin provides the service */
+        unsigned depth;    /* call_depth of the service that said msg */
+        const char *msg;   /* NULL unless the service said (zt__call_fail; arena) */
     } call_fail;
 
     /* the response */

@@ -2610,7 +2610,7 @@ static int l_call(lua_State *L)
     bool provided = !w->call_fail.not_provided;
     if (rc == ZT_EFULL) lp->store_err = rc; /* the handler failing now answers 507 */
     lua_pushnil(L);
-    if (w->call_fail.msg[0]) /* the service said why */
+    if (w->call_fail.msg) /* the service said why */
         lua_pushstring(L, w->call_fail.msg);
     else if (!provided)
         lua_pushfstring(L, "zt.call: no enabled plugin provides the service '%s'", name);

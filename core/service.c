@@ -142,7 +142,7 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     cJSON *ignored = NULL;
     if (!result) result = &ignored; /* the caller wants only the outcome */
     *result = NULL;
-    req->call_fail.msg[0] = 0;
+    req->call_fail.msg = NULL;
     const service *s = running(req->srv, name);
     req->call_fail.not_provided = !s;
     if (!s) return ZT_ENOTFOUND;
@@ -164,7 +164,7 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
         /* what a call it made in turn left is not why this service failed */
         if (req->call_fail.not_provided || req->call_fail.depth != req->call_depth + 1) {
             req->call_fail.not_provided = false;
-            req->call_fail.msg[0] = 0;
+            req->call_fail.msg = NULL;
         }
         return rc;
     }
@@ -178,7 +178,7 @@ void zt__call_fail(zt_req *req, const char *msg)
     assert(req->call_depth > 0); /* inside a service */
     req->call_fail.not_provided = false;
     req->call_fail.depth = req->call_depth;
-    snprintf(req->call_fail.msg, sizeof req->call_fail.msg, "%s", msg);
+    req->call_fail.msg = zt__arena_strndup(&req->arena, msg, strlen(msg)); /* NULL: unsaid */
 }
 
 int zt__services_check(zt_server *srv, char *err, size_t errlen)
