@@ -519,5 +519,65 @@ class WithoutCredit(NodeTest):
         self.assertEqual(a["state"], "submitted")  # nothing changed
 
 
+# A plugin that cancels any workflow instance it is told to (workflow.cancel has no
+# initiator check for plugins), as another plugin of the node could.
+MEDDLER_MANIFEST = 'return { version = "0.0.1", description = "cancels instances", requires = { "workflow" } }\n'
+MEDDLER_INIT = (
+    'zt.route("POST", "/meddler/cancel/:id", { role = "public" }, function(req)\n'
+    '  local r, msg = zt.call("workflow.cancel", { instance = req.params.id, reason = "cancelled elsewhere" })\n'
+    '  if r == nil then zt.problem(500, "cancel-failed", tostring(msg)) end\n'
+    "  return 200, { cancelled = req.params.id }\n"
+    "end)\n"
+)
+
+
+class CancelledElsewhere(NodeTest):
+    def test_an_instance_cancelled_by_another_plugin_is_not_approved(self):
+        tmp = tempfile.mkdtemp(prefix="zt-approval-")
+        lua = lua_tree_with(os.path.join(tmp, "lua"), {"meddler": (MEDDLER_MANIFEST, MEDDLER_INIT)})
+        n = self.node(plugins=("workflow", "approval", "meddler"), lua_dir=lua, auth=AUTH,
+                      roles=("approval_admin",))
+        st, _, d = n.json("POST", "/admin/departments", {"code": "wjw", "name": "卫生健康委员会", "parent": "root"})
+        self.assertEqual(st, 201, d)
+        clerk = n.new_user("clerk_wjw", ["approval_clerk"], "wjw")
+        reviewer = n.new_user("reviewer_wjw", ["approval_reviewer"], "wjw")
+        body = {"kind": "citizen", "login": "zhangsan", "name": "张三", "password": "Applicant-password-1"}
+        self.assertEqual(n.json("POST", "/auth/register", body, auth=False)[0], 201)
+        citizen = {"Authorization": "Bearer " + n.login("zhangsan", "Applicant-password-1")[2]["token"]}
+
+        def reviewing():
+            st, _, app = n.json("POST", "/approval/applications",
+                                {"item": "BIRTH-REG", "form": {"spouse_name": "李四", "children": 0}},
+                                citizen, auth=False)
+            self.assertEqual(st, 201, app)
+            no = app["number"]
+            st, _, b = n.request("PUT", "/approval/applications/%s/materials/id_cards" % no, b"%PDF",
+                                 dict(citizen, **PDF), auth=False)
+            self.assertEqual(st, 200, b)
+            for path, who in (("submit", citizen), ("accept", clerk)):
+                st, _, a = n.json("POST", "/approval/applications/%s/%s" % (no, path), None, who, auth=False)
+                self.assertEqual(st, 200, a)
+            self.assertEqual(a["state"], "reviewing")
+            return a
+
+        cancelled, decided = reviewing(), reviewing()
+        st, _, d = n.json("POST", "/meddler/cancel/" + cancelled["instance"], None, auth=False)
+        self.assertEqual(st, 200, d)
+        # the plugin takes the workflow's events in order: once the later instance's
+        # approval is in, the cancellation before it has been seen
+        st, _, d = n.json("POST", "/approval/applications/%s/review" % decided["number"],
+                          {"decision": "approve"}, reviewer, auth=False)
+        self.assertEqual(st, 200, d)
+
+        def state(no):
+            return n.json("GET", "/approval/applications/" + no, None, citizen, auth=False)[2]
+
+        wait_for("the other application to be approved",
+                 lambda: state(decided["number"])["state"] == "approved")
+        a = state(cancelled["number"])
+        self.assertEqual(a["state"], "reviewing")
+        self.assertIsNone(a["result"])
+
+
 if __name__ == "__main__":
     unittest.main()

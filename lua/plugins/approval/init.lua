@@ -775,6 +775,9 @@ local function on_task_completed(ev, ctx)
 end
 
 local function on_instance_completed(ev, ctx)
+  -- ended otherwise (cancelled by another plugin, withdrawn): there is no decision to seal;
+  -- approval's own cancellations (a refusal, a withdrawal) find the application decided
+  if ev.payload.state ~= "completed" then return end
   local app = app_of_event(ev)
   if not app or app.state ~= "reviewing" then return end
   local refused = ev.payload.result == "refused"
@@ -784,8 +787,11 @@ end
 
 -- One subscription for both, so that they arrive in the order they happened (each
 -- subscriber has its own position: two would race, and the last department's opinion
--- could arrive after the instance had completed).
+-- could arrive after the instance had completed). Only instances of this plugin's own
+-- definitions (workflows/) are applications: the others (leave, document, ...) are not
+-- looked up, and their business keys cannot touch an application.
 zt.on("workflow.*.completed", function(ev, ctx)
+  if type(ev.payload) ~= "table" or ev.payload.plugin ~= zt.plugin then return end
   if ev.topic == "workflow.task.completed" then
     on_task_completed(ev, ctx)
   elseif ev.topic == "workflow.instance.completed" then
