@@ -19,7 +19,6 @@ local query_codes = zt.db.open("query_codes")   -- number → the query code, en
 local counters = zt.db.open("counters")         -- "day/<yyyymmdd>" → last sequence number of the day
 local inbox = zt.db.open("inbox")               -- account id .. "/" .. zt.id() → message
 local decisions = zt.db.open("decisions")       -- decision number → public record (no personal data)
-local by_instance = zt.db.open("by_instance")   -- workflow instance id → application number
 
 -- The shipped catalogue, checked at start: a bad item stops the node, naming it.
 local shipped = {}
@@ -482,7 +481,6 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     local started = call("workflow.start", { definition = item.workflow, data = data,
                                              business_key = app.number, priority = 0 })
     app.instance = started.instance
-    by_instance:put(started.instance, app.number)
     app.state = "submitted"
     app.submitted_at = now
     start_clock(app, now)
@@ -701,10 +699,10 @@ zt.route("GET", "/approval/decisions/:no", { role = "public", summary = "One dec
   end)
 
 -- ---- the workflow's events ----------------------------------------------------------
+-- Every workflow event carries the instance's business_key: submit sets it to the number.
 local function app_of_event(ev)
-  local p = ev.payload
-  local number = type(p) == "table" and (p.business_key or (p.instance and by_instance:get(p.instance)))
-  return number and apps:get(number) or nil
+  local number = ev.payload.business_key
+  return type(number) == "string" and apps:get(number) or nil
 end
 
 -- 双公示: the decision as published: who (an enterprise by name and code; a citizen by
@@ -800,7 +798,7 @@ zt.on("workflow.*.completed", function(ev, ctx)
 end)
 
 zt.on("_approval.remind", function(ev)
-  local app = app_of_event({ payload = { business_key = ev.payload.number } })
+  local app = apps:get(ev.payload.number)
   if not app or app.reminded then return end
   app.reminded = true
   app.timers.remind = nil
@@ -810,7 +808,7 @@ zt.on("_approval.remind", function(ev)
 end)
 
 zt.on("_approval.due", function(ev)
-  local app = app_of_event({ payload = { business_key = ev.payload.number } })
+  local app = apps:get(ev.payload.number)
   if not app or app.overdue then return end
   if app.state ~= "submitted" and app.state ~= "reviewing" then return end
   app.overdue = true
