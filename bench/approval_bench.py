@@ -127,13 +127,12 @@ def main():
     lua = lua_tree_with(os.path.join(tmp, "lua"), {"credit": (
         'return { version = "0.0.1" }\n',
         'zt.provide("credit.check", function(args) return { blacklisted = false } end)\n')})
-    n = Node(plugins=("workflow", "approval", "credit"), log_level="warn", roles=("approval_admin",),
-             plugin_dir=os.path.join(args.build, "plugins"), start=False, lua_dir=lua,
-             auth={"password_ops": 1, "password_memory": 8192})
-    n._conf_text = re.sub(r"map_size = \d+", "map_size = %d" % (16 << 30), n._conf_text)
-    n._write_conf()
+    n = None
     try:
-        n.start()
+        # a start that fails closes the node itself
+        n = Node(plugins=("workflow", "approval", "credit"), log_level="warn", roles=("approval_admin",),
+                 plugin_dir=os.path.join(args.build, "plugins"), lua_dir=lua, map_size=16 << 30,
+                 auth={"password_ops": 1, "password_memory": 8192})
         subprocess.run(["taskset", "-pc", "0", str(n.proc.pid)], check=False, stdout=subprocess.DEVNULL)
         for code in ("scjg", "scjg-sp", "wjw"):
             st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": "root"})
@@ -183,7 +182,8 @@ def main():
         st, _, stats = n.json("GET", "/approval/stats", headers=n.new_user("supervisor", ["approval_supervisor"]),
                               auth=False)
     finally:
-        n.close()
+        if n is not None:
+            n.close()
         shutil.rmtree(tmp, ignore_errors=True)
     load = " ".join("%.2f" % x for x in os.getloadavg())
     lines = [

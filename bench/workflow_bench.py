@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -97,20 +96,17 @@ def main():
     os.environ["ZT_BIN"] = os.path.join(args.build, "zhengtong")
     os.environ["ZT_SRC"] = SRC
     os.environ["ZT_BUILD"] = args.build
-    from ztnode import Node
+    from ztnode import Node, copy_lua_tree
 
     tmp = tempfile.mkdtemp(prefix="zt-wfbench-")
     try:
-        lua_dir = os.path.join(tmp, "lua")
-        shutil.copytree(os.path.join(SRC, "lua"), lua_dir)
+        lua_dir = copy_lua_tree(os.path.join(tmp, "lua"))
         shutil.copytree(os.path.join(HERE, "workflow", "lua", "workflows"),
                         os.path.join(lua_dir, "workflows"), dirs_exist_ok=True)
+        # map_size: room for a few hundred thousand instances and their events; a start
+        # that fails closes the node itself
         n = Node(plugins=("workflow", "wfbench"), lua_dir=lua_dir, log_level="warn",
-                 plugin_dir=os.path.join(args.build, "plugins"), roles=("bench",), start=False)
-        # room for a few hundred thousand instances and their events
-        n._conf_text = re.sub(r"map_size = \d+", "map_size = %d" % (16 << 30), n._conf_text)
-        n._write_conf()
-        n.start()
+                 plugin_dir=os.path.join(args.build, "plugins"), roles=("bench",), map_size=16 << 30)
         try:
             subprocess.run(["taskset", "-pc", "0", str(n.proc.pid)], check=False,
                            stdout=subprocess.DEVNULL)
