@@ -5,22 +5,13 @@ import tempfile
 import time
 import unittest
 
-from ztnode import NodeTest, lua_tree_with, wait_for
+from ztnode import NodeTest, credit_code, lua_tree_with, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
         "idle_timeout": 366 * 86400}
 DAY = 86400 * 1000
 PDF = {"Content-Type": "application/pdf"}
-CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-CREDIT_WEIGHTS = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
-
-
-def credit_code(body17):
-    """A unified social credit code with its check character (GB 32100-2015)."""
-    s = sum(CREDIT_CHARS.index(c) * w for c, w in zip(body17, CREDIT_WEIGHTS))
-    return body17 + CREDIT_CHARS[(31 - s % 31) % 31]
-
 
 GOOD_CODE = credit_code("91330122MA2A00001")
 BLACK_CODE = credit_code("91330122MA2A00002")

@@ -7,7 +7,7 @@ import threading
 import unittest
 import uuid
 
-from ztnode import ADMIN_PASSWORD, NodeTest, scrape
+from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, scrape
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -43,16 +43,6 @@ ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 def id_check(first17):
     """GB 11643-1999: the check character of an 18-character citizen ID number."""
     return "10X98765432"[sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS)) % 11]
-
-
-CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-
-
-def credit_check(first17):
-    """GB 32100-2015: the check character of a unified social credit code."""
-    s = sum(CREDIT_ALPHABET.index(c) * w for c, w in zip(first17, CREDIT_WEIGHTS))
-    return CREDIT_ALPHABET[(31 - s % 31) % 31]
 
 
 PUBLISHED_ID = "11010519491231002X"  # the standard's own example

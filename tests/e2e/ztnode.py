@@ -80,6 +80,23 @@ def wait_for(what, fn, timeout=15.0):
         time.sleep(0.05)
 
 
+# GB 32100-2015, computed here independently of the product: the tests and benchmarks
+# that need valid unified social credit codes share this one copy.
+CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_check(first17):
+    """GB 32100-2015: the check character of a unified social credit code."""
+    s = sum(CREDIT_ALPHABET.index(c) * w for c, w in zip(first17, CREDIT_WEIGHTS))
+    return CREDIT_ALPHABET[(31 - s % 31) % 31]
+
+
+def credit_code(first17):
+    """first17 with its check character: a valid unified social credit code."""
+    return first17 + credit_check(first17)
+
+
 def run(args, timeout=30, **kw):
     """Run the zhengtong binary with args; a CompletedProcess with text stdout/stderr."""
     return subprocess.run(
