@@ -3,7 +3,7 @@
 """Run by bench/sensor (which builds a Release daemon first). Writes its section of
 bench/RESULTS.md, between the sensor markers, and leaves the rest of the file alone.
 
-Both servers are pinned to CPU 0 (taskset), the clients to CPU 1, and get the same
+Both servers are pinned to CPU 0 (bench.Server), the clients to CPU 1, and get the same
 line-protocol batches of 5,000 points (SERIES series × 5,000/SERIES timestamps each,
 timestamps increasing batch after batch) over CONNS keep-alive connections; a batch
 counts when its 204 came back (both fsync before answering: zhengtong's group commit,
@@ -13,10 +13,7 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,71 +21,24 @@ import threading
 import time
 import urllib.parse
 
-HOST = "127.0.0.1"
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
 
+import bench as B  # noqa: E402  (the suite's Server, pinned to CPU 0, and request)
 import benchlib  # noqa: E402
-from benchlib import cpu_seconds  # noqa: E402
+from bench import HOST, free_port  # noqa: E402
 SECOND = 10**9
+TIMEOUT = 120  # seconds for one query: a whole series is read in one answer
 
 
-def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-
-class Proc:
-    def __init__(self, name, argv, workdir, env=None):
-        self.name = name
-        self.log_path = os.path.join(workdir, name + ".log")
-        self.log = open(self.log_path, "wb")
-        self.p = subprocess.Popen(["taskset", "-c", "0"] + argv, stdout=self.log, stderr=self.log,
-                                  env=env, start_new_session=True)
-
-    def wait_port(self, port, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.p.poll() is not None:
-                raise SystemExit("%s exited: %s" % (self.name, self.tail()))
-            try:
-                socket.create_connection((HOST, port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("%s did not listen on %d: %s" % (self.name, port, self.tail()))
-
-    def tail(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-3000:]
-
-    def cpu(self):
-        return cpu_seconds(self.p.pid)
-
-    def stop(self):
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait()
-        self.log.close()
-
-
-def req(port, method, path, body=None, headers=None, timeout=120):
-    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+def server(name, argv, port, workdir, ready):
+    """A bench.Server in a folder of its own, started and answering GET ready with 200."""
+    d = os.path.join(workdir, name)
+    os.makedirs(d)
+    srv = B.Server(name, argv, port, d).start()
+    srv.wait_ready(ready, timeout=30)
+    return srv
 
 
 def make_batches(nbatches, series, base):
@@ -147,8 +97,7 @@ def zhengtong(build, workdir, nng_url):
                 % (HOST, port, os.path.join(workdir, "data"), 16 << 30,
                    os.path.join(build, "plugins"), nng_url))
     zt = os.path.join(build, "zhengtong")
-    p = Proc("zhengtong", [zt, "serve", "-c", conf], workdir)
-    p.wait_port(port)
+    p = server("zhengtong", [zt, "serve", "-c", conf], port, workdir, "/healthz")
     out = subprocess.run([zt, "admin", "-c", conf, "key", "add", "bench", "sensor", "sensor_device"],
                          capture_output=True, text=True, check=True).stdout
     key = out.strip().splitlines()[-1].strip()
@@ -168,11 +117,11 @@ def influxd(workdir):
                 '[monitor]\n  store-enabled = false\n'
                 '[continuous_queries]\n  enabled = false\n'
                 % (HOST, rpc, d, d, d, HOST, port))
-    p = Proc("influxd", ["influxd", "-config", conf], workdir,
-             env=dict(os.environ, GOMAXPROCS="1"))
-    p.wait_port(port)
-    st, b = req(port, "POST", "/query", urllib.parse.urlencode({"q": "CREATE DATABASE bench"}),
-                {"Content-Type": "application/x-www-form-urlencoded"})
+    # env(1) execs influxd in the same process: Server has no environment of its own
+    p = server("influxd", ["env", "GOMAXPROCS=1", "influxd", "-config", conf], port, workdir,
+               "/query?q=SHOW+DATABASES")
+    st, _, b = B.request(port, "POST", "/query?" + urllib.parse.urlencode({"q": "CREATE DATABASE bench"}),
+                         timeout=TIMEOUT)
     if st != 200:
         raise SystemExit("influxd CREATE DATABASE: %d %r" % (st, b))
     return p, port
@@ -191,7 +140,7 @@ def timed(fn, rounds):
 
 def zt_queries(port, key, series, start, end):
     h = {"Authorization": "Token " + key}
-    st, b = req(port, "GET", "/sensor/streams?limit=1000", headers=h)
+    st, _, b = B.request(port, "GET", "/sensor/streams?limit=1000", timeout=TIMEOUT, headers=h)
     ids = [s["id"] for s in json.loads(b)["items"] if s["measurement"] == "bench"]
     assert len(ids) == series, ids
 
@@ -201,7 +150,8 @@ def zt_queries(port, key, series, start, end):
             cursor = None
             while True:
                 q = "limit=10000" + ("&cursor=" + cursor if cursor else "")
-                st, b = req(port, "GET", "/sensor/streams/%d/observations?%s" % (sid, q), headers=h)
+                st, _, b = B.request(port, "GET", "/sensor/streams/%d/observations?%s" % (sid, q),
+                                     timeout=TIMEOUT, headers=h)
                 d = json.loads(b)
                 n += len(d["observations"])
                 cursor = d["next"]
@@ -212,8 +162,8 @@ def zt_queries(port, key, series, start, end):
     def agg():
         n = 0
         for sid in ids:
-            st, b = req(port, "GET", "/sensor/streams/%d/aggregate?every=1m&fn=mean&start=%d&end=%d"
-                        % (sid, start, end), headers=h)
+            st, _, b = B.request(port, "GET", "/sensor/streams/%d/aggregate?every=1m&fn=mean&start=%d&end=%d"
+                                 % (sid, start, end), timeout=TIMEOUT, headers=h)
             n += len(json.loads(b)["windows"])
         return n
 
@@ -222,7 +172,8 @@ def zt_queries(port, key, series, start, end):
 
 def influx_queries(port, series, start, end):
     def q(text):
-        st, b = req(port, "GET", "/query?" + urllib.parse.urlencode({"db": "bench", "q": text}))
+        st, _, b = B.request(port, "GET", "/query?" + urllib.parse.urlencode({"db": "bench", "q": text}),
+                             timeout=TIMEOUT)
         if st != 200:
             raise SystemExit("influx %s: %d %r" % (text, st, b[:300]))
         return json.loads(b)
@@ -258,7 +209,7 @@ def nng_ingest(build, url, batches, workdir, port, key):
     p = subprocess.Popen(["taskset", "-c", "1", sender, url] + files)
     try:
         while True:
-            st, b = req(port, "GET", "/sensor/inputs", headers=h)
+            st, _, b = B.request(port, "GET", "/sensor/inputs", timeout=TIMEOUT, headers=h)
             d = json.loads(b)["nng"]
             if d["points"] >= 5000 * len(batches):
                 break
@@ -297,10 +248,10 @@ def main():
         zt, zport, key = zhengtong(a.build, workdir, nng_url)
         procs.append(zt)
         print("zhengtong: ingest over HTTP", flush=True)
-        c0 = zt.cpu()
+        c0 = zt.cpu_seconds()
         dt, n = ingest(zport, "/api/v2/write?org=o&bucket=b&precision=ns",
                        {"Authorization": "Token " + key}, batches, a.conns)
-        res["zt_http"] = (n / dt, n / max(zt.cpu() - c0, 1e-9))
+        res["zt_http"] = (n / dt, n / max(zt.cpu_seconds() - c0, 1e-9))
         scan, agg = zt_queries(zport, key, a.series, start, end)
         print("zhengtong: queries", flush=True)
         npts = scan()
@@ -310,18 +261,18 @@ def main():
         res["zt_agg"] = n / timed(agg, a.rounds)
         res["zt_windows"] = nwin
         print("zhengtong: ingest over nng", flush=True)
-        c0 = zt.cpu()
+        c0 = zt.cpu_seconds()
         dt, n2 = nng_ingest(a.build, nng_url, nng_batches, workdir, zport, key)
-        res["zt_nng"] = (n2 / dt, n2 / max(zt.cpu() - c0, 1e-9))
+        res["zt_nng"] = (n2 / dt, n2 / max(zt.cpu_seconds() - c0, 1e-9))
         zt.stop()
         procs.remove(zt)
 
         ix, iport = influxd(workdir)
         procs.append(ix)
         print("influxd: ingest", flush=True)
-        c0 = ix.cpu()
+        c0 = ix.cpu_seconds()
         dt, n = ingest(iport, "/write?db=bench&precision=ns", {}, batches, a.conns)
-        res["ix_http"] = (n / dt, n / max(ix.cpu() - c0, 1e-9))
+        res["ix_http"] = (n / dt, n / max(ix.cpu_seconds() - c0, 1e-9))
         scan, agg = influx_queries(iport, a.series, start, end)
         print("influxd: queries", flush=True)
         npts = scan()
@@ -348,7 +299,7 @@ def main():
              "GOMAXPROCS=1), clients on CPU 1; fsync before each answer on both sides. Queries: every "
              "series read whole (zhengtong pages of 10,000), then `mean` per 1-minute window over the "
              "whole range, median of %d rounds." % (
-                 time.strftime("%Y-%m-%d %H:%M", time.gmtime()), git_commit(), a.batches, a.series,
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime()), benchlib.git_commit(), a.batches, a.series,
                  5000 // a.series, a.conns, a.rounds), "",
              "| benchmark | zhengtong | InfluxDB 1.6 | ratio | target | |", "| --- | --- | --- | --- | --- | --- |"]
     for name, z, i, target in rows:
@@ -383,9 +334,8 @@ def fmt(x):
     return "{:,.0f}".format(x)
 
 
-def git_commit():
-    return os.environ.get("ZT_BENCH_COMMIT") or benchlib.git_commit()
-
-
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except B.BenchError as e:  # a server that did not start: its log, as before
+        raise SystemExit(str(e))
