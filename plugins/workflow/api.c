@@ -1106,14 +1106,22 @@ static int svc_workdays_add(zt_req *req, const cJSON *args, cJSON **result, void
     return ZT_OK;
 }
 
-/* {from, to} (ms) → {ms, days}: the working time between them (0 when to <= from). */
+/* {from, to} (ms) → {ms, days}: the working time between them (0 when to <= from). The
+ * calendar is walked a day at a time on the event loop: like workdays_add, a range longer
+ * than 3650 days is invalid input. */
 static int svc_workdays_between(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
     wf *w = ud;
-    (void)req;
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(args, "from");
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(args, "to");
     if (!cJSON_IsNumber(from) || !cJSON_IsNumber(to)) return ZT_EINVAL;
+    if (!(to->valuedouble - from->valuedouble <= 3650 * 86400000.0)) {
+        zt_req_log(req, ZT_LOG_INFO,
+                   "workflow.workdays_between: from %.0f to %.0f is more "
+                   "than 3650 days",
+                   from->valuedouble, to->valuedouble);
+        return ZT_EINVAL;
+    }
     int64_t ms = wf_cal_between(&w->cal, (int64_t)from->valuedouble, (int64_t)to->valuedouble);
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddNumberToObject(o, "ms", (double)ms) ||
