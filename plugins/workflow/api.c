@@ -60,31 +60,16 @@ static int send(zt_req *req, int status, cJSON *o)
     return rc;
 }
 
-/* The body as a JSON object; answers 400 itself and returns NULL when it is not one. An
- * empty body is an empty object. */
-static cJSON *body_object(zt_req *req, bool *answered)
+/* The body as a JSON object (zt_req_object: answers 400 itself and returns NULL when it is
+ * not one). An empty body is an empty object. */
+static cJSON *body_object(zt_req *req)
 {
+    static cJSON empty; /* never modified: an object with no members */
     size_t len;
     zt_req_body(req, &len);
-    *answered = false;
-    static cJSON empty; /* never modified: an object with no members */
-    if (len == 0) {
-        empty.type = cJSON_Object;
-        return &empty;
-    }
-    cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK) {
-        zt_problem(req, 400, "invalid-json", "The body is not JSON",
-                   "the body must be a JSON object");
-        *answered = true;
-        return NULL;
-    }
-    if (!cJSON_IsObject(j)) {
-        zt_problem(req, 400, "invalid-input", "Invalid input", "the body must be a JSON object");
-        *answered = true;
-        return NULL;
-    }
-    return j;
+    if (len > 0) return zt_req_object(req);
+    empty.type = cJSON_Object;
+    return &empty;
 }
 
 /* A member that must be a string of at most max bytes when present. */
@@ -145,9 +130,8 @@ static int post_instances(zt_req *req, void *ud)
     wf_op op;
     int rc = wf_op_begin(&op, w, req);
     if (rc != ZT_OK) return rc;
-    bool answered;
-    cJSON *a = body_object(req, &answered);
-    if (!a) return answered ? ZT_OK : ZT_ENOMEM;
+    cJSON *a = body_object(req);
+    if (!a) return ZT_OK;
     wf_start_args s;
     if ((rc = parse_start(&op, a, &s)) != ZT_OK) return answer_fail(req, &op, rc);
     if (cJSON_GetObjectItemCaseSensitive(a, "initiator"))
@@ -334,9 +318,8 @@ static int post_withdraw(zt_req *req, void *ud)
     wf_inst in;
     int rc = wf_op_begin(&op, ud, req);
     if (rc != ZT_OK) return rc;
-    bool answered;
-    cJSON *a = body_object(req, &answered);
-    if (!a) return answered ? ZT_OK : ZT_ENOMEM;
+    cJSON *a = body_object(req);
+    if (!a) return ZT_OK;
     const char *reason;
     if ((rc = opt_string(&op, a, "reason", MAX_OPINION, &reason)) != ZT_OK)
         return answer_fail(req, &op, rc);
@@ -374,9 +357,8 @@ static int task_action_http(zt_req *req, wf *w, const char *action)
     wf_op op;
     int rc = wf_op_begin(&op, w, req);
     if (rc != ZT_OK) return rc;
-    bool answered;
-    cJSON *a = body_object(req, &answered);
-    if (!a) return answered ? ZT_OK : ZT_ENOMEM;
+    cJSON *a = body_object(req);
+    if (!a) return ZT_OK;
     wf_action x = {.action = action};
     if ((rc = parse_action(&op, a, &x)) != ZT_OK) return answer_fail(req, &op, rc);
     wf_task t;
