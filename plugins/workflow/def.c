@@ -652,7 +652,6 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
         }
         d->nnodes++;
         c.node = n->id;
-        n->line = line_of(d, n->id);
         if (!lua_istable(L, -1)) {
             rc = fail(&c, "a node is a table {type = ..., ...}");
         } else {

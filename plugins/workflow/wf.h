@@ -28,7 +28,6 @@ typedef struct wf_node {
     char *id;
     char *title;
     int type;
-    int line; /* where the node seems to be declared in its file (0: unknown) */
     uint8_t next;
     /* user task */
     char *role, *dept, *escalate_to;
