@@ -337,27 +337,20 @@ static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const c
     return rc;
 }
 
-/* Close an open task that nobody completed (join fired, instance ended, returned). */
-static int cancel_task(wf_op *op, wf_inst *in, const char *id, const char *by, const char *opinion)
+/* Close an open task that nobody completed (join fired, instance ended, returned): t as
+ * loaded, left as stored. */
+static int cancel_task(wf_op *op, wf_inst *in, wf_task *t, const char *by, const char *opinion)
 {
-    char tid[WF_ID + 1];
-    memcpy(tid, id, WF_ID);
-    tid[WF_ID] = 0;
-    wf_task t;
-    int rc = wf_task_get(op->w, op->txn, tid, &t);
-    if (rc != ZT_OK) return sys_fail(op, rc, "task");
-    wf_inst_del_open(in, tid);
-    if (t.state == WF_T_OPEN) {
-        rc = wf_todo_del(op->w, op->txn, &t);
-        if (rc == ZT_OK) rc = disarm(op, &t);
-        t.state = WF_T_CANCELLED;
-        t.done_at = op->now;
-        if (by) t.done_by = by;
-        if (opinion) t.opinion = opinion;
-        if (rc == ZT_OK) rc = wf_task_put(op->w, op->txn, &t);
-        if (rc != ZT_OK) sys_fail(op, rc, "task");
-    }
-    wf_task_free(&t);
+    wf_inst_del_open(in, t->id);
+    if (t->state != WF_T_OPEN) return ZT_OK;
+    int rc = wf_todo_del(op->w, op->txn, t);
+    if (rc == ZT_OK) rc = disarm(op, t);
+    t->state = WF_T_CANCELLED;
+    t->done_at = op->now;
+    if (by) t->done_by = by;
+    if (opinion) t->opinion = opinion;
+    if (rc == ZT_OK) rc = wf_task_put(op->w, op->txn, t);
+    if (rc != ZT_OK) sys_fail(op, rc, "task");
     return rc;
 }
 
@@ -371,20 +364,17 @@ static int cancel_open(wf_op *op, wf_inst *in, const bool *nodes, uint8_t only_n
     if (n) memcpy(ids, in->open, (size_t)n * WF_ID);
     int rc = ZT_OK;
     for (uint16_t i = 0; i < n && rc == ZT_OK; i++) {
-        if (nodes || only_node != WF_NONE) {
-            char tid[WF_ID + 1];
-            memcpy(tid, ids[i], WF_ID);
-            tid[WF_ID] = 0;
-            wf_task t;
-            if ((rc = wf_task_get(op->w, op->txn, tid, &t)) != ZT_OK) {
-                sys_fail(op, rc, "task");
-                break;
-            }
-            bool hit = nodes ? nodes[t.node] : t.node == only_node;
-            wf_task_free(&t);
-            if (!hit) continue;
+        char tid[WF_ID + 1];
+        memcpy(tid, ids[i], WF_ID);
+        tid[WF_ID] = 0;
+        wf_task t;
+        if ((rc = wf_task_get(op->w, op->txn, tid, &t)) != ZT_OK) {
+            sys_fail(op, rc, "task");
+            break;
         }
-        rc = cancel_task(op, in, ids[i], NULL, NULL);
+        bool hit = nodes ? nodes[t.node] : only_node == WF_NONE || t.node == only_node;
+        if (hit) rc = cancel_task(op, in, &t, NULL, NULL);
+        wf_task_free(&t);
     }
     free(ids);
     return rc;
@@ -785,13 +775,8 @@ static int do_return(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const 
     if (target < 0 || d->nodes[target].type != WF_USER || !wf_inst_visited(in, (uint8_t)target))
         return wf_fail(op, 422, "not-returnable",
                        "node '%.64s' is not a user task this instance has already passed", a->node);
-    int rc = cancel_task(op, in, t->id, op->actor, a->opinion);
+    int rc = cancel_task(op, in, t, op->actor, a->opinion);
     if (rc != ZT_OK) return rc;
-    /* the answer shows the task as cancel_task left it in the store */
-    t->state = WF_T_CANCELLED;
-    t->done_at = op->now;
-    t->done_by = op->actor;
-    t->opinion = a->opinion;
     if ((rc = cancel_open(op, in, NULL, WF_NONE)) != ZT_OK) return rc;
     in->ncounters = 0;
     in->flags |= WF_IF_TOUCHED;
