@@ -491,6 +491,30 @@ static int open_user(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
     return rc;
 }
 
+/* The members of obj (a completing task's form, a service's answer) set in the instance's
+ * data. */
+static int merge_data(wf_op *op, wf_inst *in, const cJSON *obj)
+{
+    if (!obj || !obj->child) return ZT_OK;
+    cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
+    if (!data) return sys_fail(op, ZT_ENOMEM, "instance data");
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        cJSON *copy = cJSON_Duplicate(it, 1);
+        if (!copy) continue;
+        if (cJSON_GetObjectItemCaseSensitive(data, it->string))
+            cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
+        else
+            cJSON_AddItemToObject(data, it->string, copy);
+    }
+    char *text = cJSON_PrintUnformatted(data);
+    cJSON_Delete(data);
+    const char *kept = text ? wf_inst_keep(in, text) : NULL;
+    free(text);
+    if (!kept) return sys_fail(op, ZT_ENOMEM, "instance data");
+    in->data = kept;
+    return ZT_OK;
+}
+
 static int run_service(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
 {
     const wf_node *n = &d->nodes[ni];
@@ -511,26 +535,9 @@ static int run_service(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
                        n->service, rc == ZT_ENOTFOUND ? "not provided" : zt_strerror(rc));
     }
     /* an object answer is merged into the instance's data */
-    if (cJSON_IsObject(res) && res->child) {
-        cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
-        for (cJSON *it = res->child; data && it; it = it->next) {
-            cJSON *copy = cJSON_Duplicate(it, 1);
-            if (copy) cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
-            if (copy && !cJSON_GetObjectItemCaseSensitive(data, it->string))
-                cJSON_AddItemToObject(data, it->string, copy);
-        }
-        char *text = data ? cJSON_PrintUnformatted(data) : NULL;
-        cJSON_Delete(data);
-        const char *kept = text ? wf_inst_keep(in, text) : NULL;
-        free(text);
-        if (!kept) {
-            cJSON_Delete(res);
-            return sys_fail(op, ZT_ENOMEM, "instance data");
-        }
-        in->data = kept;
-    }
+    rc = cJSON_IsObject(res) ? merge_data(op, in, res) : ZT_OK;
     cJSON_Delete(res);
-    return ZT_OK;
+    return rc;
 }
 
 static int choose(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, uint8_t *out)
@@ -717,32 +724,10 @@ static int set_decision(wf_op *op, wf_inst *in, const char *node, const char *de
     return ZT_OK;
 }
 
-static int merge_form(wf_op *op, wf_inst *in, const cJSON *form)
-{
-    if (!form || !form->child) return ZT_OK;
-    cJSON *data = cJSON_Parse(in->data && *in->data ? in->data : "{}");
-    if (!data) return sys_fail(op, ZT_ENOMEM, "instance data");
-    for (const cJSON *it = form->child; it; it = it->next) {
-        cJSON *copy = cJSON_Duplicate(it, 1);
-        if (!copy) continue;
-        if (cJSON_GetObjectItemCaseSensitive(data, it->string))
-            cJSON_ReplaceItemInObjectCaseSensitive(data, it->string, copy);
-        else
-            cJSON_AddItemToObject(data, it->string, copy);
-    }
-    char *text = cJSON_PrintUnformatted(data);
-    cJSON_Delete(data);
-    const char *kept = text ? wf_inst_keep(in, text) : NULL;
-    free(text);
-    if (!kept) return sys_fail(op, ZT_ENOMEM, "instance data");
-    in->data = kept;
-    return ZT_OK;
-}
-
 static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
 {
     int rc;
-    if ((rc = merge_form(op, in, a->form)) != ZT_OK) return rc;
+    if ((rc = merge_data(op, in, a->form)) != ZT_OK) return rc;
     if (nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK) return rc;
     if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) return sys_fail(op, rc, "to-do");
     if ((rc = disarm(op, t)) != ZT_OK) return rc;
