@@ -779,6 +779,24 @@ static bool good_login(const char *s)
     return true;
 }
 
+/* Give an open task to `to` (claim: flag WF_TF_CLAIMED; delegate: WF_TF_DELEGATED, by the
+ * actor): its to-do keys move with it and step s goes into the history. */
+static int reassign(wf_op *op, wf_task *t, wf_inst *in, const char *to, uint8_t flag,
+                    const wf_step *s)
+{
+    int rc = wf_todo_del(op->w, op->txn, t);
+    if (rc != ZT_OK) return sys_fail(op, rc, "to-do");
+    if (flag == WF_TF_DELEGATED) t->delegated_by = op->actor;
+    t->assignee = to;
+    t->flags |= flag;
+    in->flags |= WF_IF_TOUCHED;
+    if ((rc = wf_todo_put(op->w, op->txn, t)) != ZT_OK ||
+        (rc = wf_task_put(op->w, op->txn, t)) != ZT_OK ||
+        (rc = wf_hist_add(op->w, op->txn, in, s)) != ZT_OK)
+        return sys_fail(op, rc, "task");
+    return ZT_OK;
+}
+
 int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *out)
 {
     wf_task *t = out;
@@ -823,40 +841,15 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
             /* claiming one's own task again changes nothing */
             goto done;
         }
-        if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) {
-            sys_fail(op, rc, "to-do");
-            goto done;
-        }
-        t->assignee = op->actor;
-        t->flags |= WF_TF_CLAIMED;
-        in.flags |= WF_IF_TOUCHED;
         wf_step s = {op->now, "claim", t->node_id, op->actor, t->id, NULL, NULL};
-        if ((rc = wf_todo_put(op->w, op->txn, t)) != ZT_OK ||
-            (rc = wf_task_put(op->w, op->txn, t)) != ZT_OK ||
-            (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK) {
-            sys_fail(op, rc, "task");
-            goto done;
-        }
+        if ((rc = reassign(op, t, &in, op->actor, WF_TF_CLAIMED, &s)) != ZT_OK) goto done;
     } else if (!strcmp(act, "delegate")) {
         if (!good_login(a->to)) {
             rc = wf_fail(op, 400, "invalid-input", "to: the login of the person to delegate to");
             goto done;
         }
-        if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) {
-            sys_fail(op, rc, "to-do");
-            goto done;
-        }
-        t->delegated_by = op->actor;
-        t->assignee = a->to;
-        t->flags |= WF_TF_DELEGATED;
-        in.flags |= WF_IF_TOUCHED;
         wf_step s = {op->now, "delegate", t->node_id, op->actor, t->id, a->to, a->opinion};
-        if ((rc = wf_todo_put(op->w, op->txn, t)) != ZT_OK ||
-            (rc = wf_task_put(op->w, op->txn, t)) != ZT_OK ||
-            (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK) {
-            sys_fail(op, rc, "task");
-            goto done;
-        }
+        if ((rc = reassign(op, t, &in, a->to, WF_TF_DELEGATED, &s)) != ZT_OK) goto done;
     } else if (!strcmp(act, "complete")) {
         if ((rc = do_complete(op, t, &in, d, a)) != ZT_OK) goto done;
     } else {
