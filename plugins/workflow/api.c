@@ -154,6 +154,7 @@ static int post_instances(zt_req *req, void *ud)
                           d->name, d->nstarters ? "" : " (it lists none: plugins start it)");
     s.initiator = op.caller->login;
     s.initiator_id = op.caller->id;
+    s.def = d;
     op.created = cJSON_CreateArray();
     wf_inst in;
     rc = wf_start(&op, &s, &in);
@@ -597,7 +598,7 @@ out:
 
 /* ---- definitions ---------------------------------------------------------------------- */
 
-static cJSON *def_summary(wf *w, zt_txn *txn, wf_def *d)
+static cJSON *def_summary(wf *w, zt_txn *txn, const wf_def *d)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -606,14 +607,15 @@ static cJSON *def_summary(wf *w, zt_txn *txn, wf_def *d)
     if (d->note) cJSON_AddStringToObject(o, "version_note", d->note);
     cJSON_AddStringToObject(o, "plugin", d->owner);
     cJSON_AddStringToObject(o, "file", d->file);
-    int rc;
-    wf_def_current(w, txn, d->name, &rc);
-    if (d->version)
-        cJSON_AddNumberToObject(o, "version", d->version);
+    /* the file's version is the latest recorded when that is the file's text; a read
+     * changes nothing (not d->version either: a write may be recording it right now) */
+    uint32_t latest = 0;
+    unsigned char dg[32];
+    wf_def_latest(w, txn, d->name, &latest, dg);
+    if (latest && !memcmp(dg, d->digest, 32))
+        cJSON_AddNumberToObject(o, "version", latest);
     else
         cJSON_AddNullToObject(o, "version"); /* recorded when it is first started */
-    uint32_t latest = 0;
-    wf_def_latest(w, txn, d->name, &latest, NULL);
     cJSON_AddNumberToObject(o, "versions_recorded", latest);
     cJSON *st = cJSON_AddArrayToObject(o, "starters");
     for (size_t i = 0; st && i < d->nstarters; i++)

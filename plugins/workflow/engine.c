@@ -643,7 +643,7 @@ int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
     memset(in, 0, sizeof *in);
     int rc = need_write(op);
     if (rc != ZT_OK) return rc;
-    wf_def *d = wf_def_current(op->w, op->txn, a->definition, &rc);
+    wf_def *d = a->def ? a->def : wf_def_current(op->w, op->txn, a->definition, &rc);
     if (!d)
         return rc == ZT_ENOTFOUND ? wf_fail(op, 404, "unknown-definition",
                                             "there is no workflow definition '%s'", a->definition)

@@ -221,6 +221,7 @@ typedef struct wf_start_args {
     const char *definition, *bkey, *initiator, *initiator_id, *dept;
     const cJSON *data; /* object or NULL */
     int priority;
+    wf_def *def; /* a->definition as wf_def_current resolved it in op's txn, or NULL */
 } wf_start_args;
 int wf_start(wf_op *op, const wf_start_args *a, wf_inst *out);
 
