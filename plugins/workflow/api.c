@@ -9,11 +9,6 @@
 #define MAX_OPINION 4000 /* bytes */
 #define MAX_KEY     128
 
-static const char *nz(const char *s)
-{
-    return s && *s ? s : NULL;
-}
-
 static const char *title_of(const char *slug)
 {
     static const struct {
@@ -212,9 +207,7 @@ static bool may_read(wf_op *op, const wf_inst *in)
     const zt_caller *c = op->caller;
     if (!c) return false;
     if (supervisor(c)) return true;
-    if ((c->login && nz(in->initiator) && !strcmp(c->login, in->initiator)) ||
-        (c->id && nz(in->initiator_id) && !strcmp(c->id, in->initiator_id)))
-        return true;
+    if (wf_is_initiator(c, in)) return true;
     for (uint16_t i = 0; i < in->nopen; i++) {
         char tid[WF_ID + 1];
         memcpy(tid, in->open[i], WF_ID);
@@ -412,8 +405,8 @@ static int get_task(zt_req *req, void *ud)
     if (rc != ZT_OK) return rc;
     const zt_caller *c = op.caller;
     bool ok = wf_may_act(&op, &t) || supervisor(c) ||
-              (c->login && nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
-              (c->login && nz(t.delegated_by) && !strcmp(c->login, t.delegated_by));
+              (c->login && wf_nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
+              (c->login && wf_nz(t.delegated_by) && !strcmp(c->login, t.delegated_by));
     if (!ok) {
         wf_inst in;
         if (wf_inst_get(w, op.txn, t.inst, &in) == ZT_OK) {
@@ -648,8 +641,7 @@ static int get_definition(zt_req *req, void *ud)
     zt_txn *txn = zt_req_txn(req);
     if (!txn) return ZT_EBUSY;
     const char *name = zt_req_param(req, "name");
-    wf_def *d = w->files;
-    while (d && strcmp(d->name, name)) d = d->next;
+    const wf_def *d = wf_def_file(w, name);
     if (!d)
         return zt_problem(req, 404, "unknown-definition", title_of("unknown-definition"),
                           "there is no workflow definition '%.64s'", name);
@@ -839,7 +831,7 @@ static int get_stats(zt_req *req, void *ud)
         if (keep) {
             rc = group_add(group_of(&total, "*"), &in);
             if (rc == ZT_OK) rc = group_add(group_of(&bydef, in.def), &in);
-            if (rc == ZT_OK) rc = group_add(group_of(&bydept, nz(in.dept) ? in.dept : "-"), &in);
+            if (rc == ZT_OK) rc = group_add(group_of(&bydept, wf_nz(in.dept) ? in.dept : "-"), &in);
         }
         wf_inst_free(&in);
     }

@@ -897,10 +897,16 @@ static bool recorded(wf *w, zt_txn *txn, const wf_def *d)
            vlen >= 32 && !memcmp(val, d->digest, 32);
 }
 
-wf_def *wf_def_current(wf *w, zt_txn *txn, const char *name, int *rc)
+wf_def *wf_def_file(wf *w, const char *name)
 {
     wf_def *d = w->files;
     while (d && strcmp(d->name, name)) d = d->next;
+    return d;
+}
+
+wf_def *wf_def_current(wf *w, zt_txn *txn, const char *name, int *rc)
+{
+    wf_def *d = wf_def_file(w, name);
     if (!d) {
         *rc = ZT_ENOTFOUND;
         return NULL;
@@ -970,8 +976,7 @@ wf_def *wf_def_at(wf *w, zt_txn *txn, const char *name, uint32_t version, int *r
     wf_def *d = NULL;
     *rc = zt_lua_run(w->L, chunk, src, len, 1, err, sizeof err);
     if (*rc == ZT_OK) {
-        wf_def *file = w->files;
-        while (file && strcmp(file->name, name)) file = file->next;
+        const wf_def *file = wf_def_file(w, name);
         *rc = compile(w, chunk, src, len, file ? file->owner : zt_plugin_name(w->p), &d, err,
                       sizeof err);
     }

@@ -59,11 +59,6 @@ static int sys_fail(wf_op *op, int rc, const char *what)
     return rc;
 }
 
-static const char *nz(const char *s)
-{
-    return s && *s ? s : NULL;
-}
-
 /* Actions write: a service called from a GET (a read-only transaction) is refused. */
 static int need_write(wf_op *op)
 {
@@ -278,7 +273,7 @@ static int disarm(wf_op *op, wf_task *t)
 {
     const char **ids[] = {&t->due_timer, &t->remind_timer};
     for (int i = 0; i < 2; i++) {
-        if (!nz(*ids[i])) continue;
+        if (!wf_nz(*ids[i])) continue;
         int rc = zt_timer_cancel(op->req, *ids[i]);
         if (rc != ZT_OK && rc != ZT_ENOTFOUND) return sys_fail(op, rc, "timer");
         *ids[i] = "";
@@ -424,7 +419,7 @@ static int open_user(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
                              "department code nor a table",
                              d->name, d->version, n->id, i);
             }
-            if (rc == ZT_OK && !nz(role) && !nz(dept) && !nz(who))
+            if (rc == ZT_OK && !wf_nz(role) && !wf_nz(dept) && !wf_nz(who))
                 rc = wf_fail(op, 500, "workflow-script-failed",
                              "workflow %s v%u, node '%s': multi item %zu names nobody", d->name,
                              d->version, n->id, i);
@@ -679,17 +674,23 @@ int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
 
 /* ---- task actions ------------------------------------------------------------------- */
 
+bool wf_is_initiator(const zt_caller *c, const wf_inst *in)
+{
+    return c && ((c->login && wf_nz(in->initiator) && !strcmp(c->login, in->initiator)) ||
+                 (c->id && wf_nz(in->initiator_id) && !strcmp(c->id, in->initiator_id)));
+}
+
 bool wf_may_act(wf_op *op, const wf_task *t)
 {
     const zt_caller *c = op->caller;
     if (!c) return false;
     if (c->kind && !strcmp(c->kind, "system")) return true;
-    if (nz(t->assignee))
+    if (wf_nz(t->assignee))
         return (c->login && !strcmp(c->login, t->assignee)) ||
                (c->id && !strcmp(c->id, t->assignee));
-    bool role_ok = !nz(t->role) || zt_caller_has_role(c, t->role);
-    bool esc_ok = nz(t->escalated) && zt_caller_has_role(c, t->escalated);
-    bool dept_ok = !nz(t->dept) || zt_req_in_scope(op->req, t->dept);
+    bool role_ok = !wf_nz(t->role) || zt_caller_has_role(c, t->role);
+    bool esc_ok = wf_nz(t->escalated) && zt_caller_has_role(c, t->escalated);
+    bool dept_ok = !wf_nz(t->dept) || zt_req_in_scope(op->req, t->dept);
     return (role_ok || esc_ok) && dept_ok;
 }
 
@@ -728,7 +729,8 @@ static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, cons
 {
     int rc;
     if ((rc = merge_data(op, in, a->form)) != ZT_OK) return rc;
-    if (nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK) return rc;
+    if (wf_nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK)
+        return rc;
     if ((rc = wf_todo_del(op->w, op->txn, t)) != ZT_OK) return sys_fail(op, rc, "to-do");
     if ((rc = disarm(op, t)) != ZT_OK) return rc;
     t->state = WF_T_COMPLETED;
@@ -755,7 +757,7 @@ static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, cons
 
 static int do_return(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
 {
-    if (!nz(a->node)) return wf_fail(op, 400, "invalid-input", "node: the node to return to");
+    if (!wf_nz(a->node)) return wf_fail(op, 400, "invalid-input", "node: the node to return to");
     int target = wf_node_index(d, a->node);
     if (target < 0 || d->nodes[target].type != WF_USER || !wf_inst_visited(in, (uint8_t)target))
         return wf_fail(op, 422, "not-returnable",
@@ -826,18 +828,18 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
     if (!wf_may_act(op, t)) {
         rc = wf_fail(op, 403, "not-your-task",
                      "task %s is for %s%s%s%s%s; you (%s) may not act on it", t->id,
-                     nz(t->assignee) ? t->assignee
-                     : nz(t->role)   ? "role "
-                                     : "",
-                     nz(t->assignee) ? ""
-                     : nz(t->role)   ? t->role
-                                     : "",
-                     !nz(t->assignee) && nz(t->dept) ? " in department " : "",
-                     !nz(t->assignee) && nz(t->dept) ? t->dept : "", "", op->actor);
+                     wf_nz(t->assignee) ? t->assignee
+                     : wf_nz(t->role)   ? "role "
+                                        : "",
+                     wf_nz(t->assignee) ? ""
+                     : wf_nz(t->role)   ? t->role
+                                        : "",
+                     !wf_nz(t->assignee) && wf_nz(t->dept) ? " in department " : "",
+                     !wf_nz(t->assignee) && wf_nz(t->dept) ? t->dept : "", "", op->actor);
         goto done;
     }
     if (!strcmp(act, "claim")) {
-        if (nz(t->assignee)) {
+        if (wf_nz(t->assignee)) {
             /* claiming one's own task again changes nothing */
             goto done;
         }
@@ -876,13 +878,10 @@ int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const ch
         return wf_fail(op, 409, "instance-ended", "instance %s is %s already", in->id,
                        inst_states[in->state]);
     if (by_initiator_only) {
-        const zt_caller *c = op->caller;
-        bool mine = c && ((c->login && nz(in->initiator) && !strcmp(c->login, in->initiator)) ||
-                          (c->id && nz(in->initiator_id) && !strcmp(c->id, in->initiator_id)));
-        if (!mine)
+        if (!wf_is_initiator(op->caller, in))
             return wf_fail(op, 403, "not-initiator",
                            "only the initiator (%s) may withdraw instance %s",
-                           nz(in->initiator) ? in->initiator : "?", in->id);
+                           wf_nz(in->initiator) ? in->initiator : "?", in->id);
         if (in->flags & WF_IF_TOUCHED)
             return wf_fail(op, 409, "already-handled",
                            "instance %s cannot be withdrawn: a task of it has been handled",
@@ -976,7 +975,7 @@ int wf_timer_fired(wf_op *op, const zt_event *ev)
     if (rc != ZT_OK) goto done;
     /* a timer replaced since (pause, resume) or a task closed since: nothing to do */
     const char *cur = due ? t.due_timer : t.remind_timer;
-    if (t.state != WF_T_OPEN || in.state != WF_I_RUNNING || !nz(cur) || strcmp(cur, ev->timer))
+    if (t.state != WF_T_OPEN || in.state != WF_I_RUNNING || !wf_nz(cur) || strcmp(cur, ev->timer))
         goto done;
     op->actor = "system";
     if (due) {
@@ -984,7 +983,7 @@ int wf_timer_fired(wf_op *op, const zt_event *ev)
         t.flags |= WF_TF_OVERDUE;
         in.flags |= WF_IF_OVERDUE;
         const wf_node *n = &d->nodes[t.node];
-        if (n->escalate_to && !nz(t.escalated)) {
+        if (n->escalate_to && !wf_nz(t.escalated)) {
             if ((rc = wf_todo_del(op->w, op->txn, &t)) != ZT_OK) {
                 sys_fail(op, rc, "to-do");
                 goto done;
@@ -999,10 +998,8 @@ int wf_timer_fired(wf_op *op, const zt_event *ev)
         t.remind_timer = "";
         t.flags |= WF_TF_REMINDED;
     }
-    wf_step s = {op->now,   due ? (nz(t.escalated) ? "overdue, escalated" : "overdue") : "reminder",
-                 t.node_id, "system",
-                 t.id,      t.escalated,
-                 NULL};
+    const char *what = due ? (wf_nz(t.escalated) ? "overdue, escalated" : "overdue") : "reminder";
+    wf_step s = {op->now, what, t.node_id, "system", t.id, t.escalated, NULL};
     if ((rc = wf_task_put(op->w, op->txn, &t)) != ZT_OK ||
         (rc = wf_hist_add(op->w, op->txn, &in, &s)) != ZT_OK ||
         (rc = wf_inst_put(op->w, op->txn, &in)) != ZT_OK) {

@@ -89,13 +89,6 @@ void wf_put_be64(unsigned char out[8], uint64_t v)
     for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (unsigned char)v;
 }
 
-uint64_t wf_get_be64(const unsigned char in[8])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | in[i];
-    return v;
-}
-
 /* ---- reading ------------------------------------------------------------------------ */
 
 typedef struct rd {

@@ -126,11 +126,19 @@ typedef struct wf {
     int64_t page_size, max_page;
 } wf;
 
+/* s when it is a non-empty string, else NULL. */
+static inline const char *wf_nz(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
 /* ---- definitions (def.c) ---------------------------------------------------------- */
 
 /* Load every definition file, validate; on failure err says which file and node. */
 int wf_defs_load(wf *w, char *err, size_t errlen);
 void wf_defs_free(wf *w);
+/* The definition file `name` as loaded at start (its version not looked at), or NULL. */
+wf_def *wf_def_file(wf *w, const char *name);
 /* The file's definition `name`, its version made sure to be recorded in txn (writable:
  * recorded if new). NULL with *rc ZT_ENOTFOUND when there is none. */
 wf_def *wf_def_current(wf *w, zt_txn *txn, const char *name, int *rc);
@@ -160,7 +168,6 @@ void wf_put_i64(wf_buf *b, int64_t v);
 void wf_put_str(wf_buf *b, const char *s); /* NULL is stored as "" */
 void wf_put_bytes(wf_buf *b, const void *p, size_t n);
 void wf_put_be64(unsigned char out[8], uint64_t v);
-uint64_t wf_get_be64(const unsigned char in[8]);
 
 int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out); /* ZT_ENOTFOUND */
 int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in);
@@ -236,6 +243,8 @@ int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const ch
 int wf_pause(wf_op *op, const char *inst_id, bool pause);
 /* A timer fired: ev->topic _workflow.remind or _workflow.due. */
 int wf_timer_fired(wf_op *op, const zt_event *ev);
+/* 1 if c started the instance (its login or its id). */
+bool wf_is_initiator(const zt_caller *c, const wf_inst *in);
 /* 1 if the op's caller may act on the task. */
 bool wf_may_act(wf_op *op, const wf_task *t);
 
