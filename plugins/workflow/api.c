@@ -825,7 +825,7 @@ static int get_stats(zt_req *req, void *ud)
         memcpy(id, kv.key, WF_ID);
         id[WF_ID] = 0;
         wf_inst in;
-        if ((rc = wf_inst_get(w, txn, id, &in)) != ZT_OK) break;
+        if ((rc = wf_inst_decode(w, id, kv.val, kv.vlen, &in)) != ZT_OK) break;
         bool keep = in.created >= from && in.created < to && (!fdef || !strcmp(fdef, in.def)) &&
                     (!fdept || !strcmp(fdept, in.dept ? in.dept : ""));
         if (keep) {

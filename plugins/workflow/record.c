@@ -222,12 +222,10 @@ static int store(zt_txn *txn, zt_db *db, const void *key, size_t klen, wf_buf *b
     return rc;
 }
 
-int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out)
+/* Decode the instance record r reads into out (zeroed, out->raw set by the caller if it
+ * owns a copy); freed on failure. */
+static int inst_decode(wf *w, const char *id, rd r, wf_inst *out)
 {
-    memset(out, 0, sizeof *out);
-    rd r;
-    int rc = load(txn, w->inst, id, &out->raw, &r);
-    if (rc != ZT_OK) return rc;
     memcpy(out->id, id, WF_ID);
     if (get_u8(&r) != INST_FMT) goto bad;
     out->state = get_u8(&r);
@@ -277,6 +275,20 @@ bad:
 oom:
     wf_inst_free(out);
     return ZT_ENOMEM;
+}
+
+int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out)
+{
+    memset(out, 0, sizeof *out);
+    rd r;
+    int rc = load(txn, w->inst, id, &out->raw, &r);
+    return rc == ZT_OK ? inst_decode(w, id, r, out) : rc;
+}
+
+int wf_inst_decode(wf *w, const char *id, const void *val, size_t vlen, wf_inst *out)
+{
+    memset(out, 0, sizeof *out);
+    return inst_decode(w, id, (rd){val, (const unsigned char *)val + vlen, false}, out);
 }
 
 int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in)

@@ -170,6 +170,9 @@ void wf_put_bytes(wf_buf *b, const void *p, size_t n);
 void wf_put_be64(unsigned char out[8], uint64_t v);
 
 int wf_inst_get(wf *w, zt_txn *txn, const char *id, wf_inst *out); /* ZT_ENOTFOUND */
+/* The instance record `id` as read from the store (val, vlen), decoded in place: its strings
+ * point into val, valid as long as the store's memory is (until the txn's next write). */
+int wf_inst_decode(wf *w, const char *id, const void *val, size_t vlen, wf_inst *out);
 int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in);
 void wf_inst_free(wf_inst *in);
 int wf_task_get(wf *w, zt_txn *txn, const char *id, wf_task *out);
