@@ -455,7 +455,7 @@ static int stream_create(zt_req *req, void *ud)
         if (rc == ZT_EEXIST) return zt_problem(req, 409, "stream-exists", NULL, "%s", why);
         return why ? bad(req, why) : rc;
     }
-    sn_rules_forget(S);
+    sn_rules_forget(S, id);
     zt_audit_note(req, "create datastream", zt_req_printf(req, "%u", id));
     return sn_send(req, 201, st);
 }
@@ -526,7 +526,7 @@ static int stream_patch(zt_req *req, void *ud)
         cJSON_Delete(st);
         return rc;
     }
-    sn_rules_forget(S);
+    sn_rules_forget(S, id);
     zt_audit_note(req, "update datastream", zt_req_param(req, "id"));
     return sn_send(req, 200, st);
 }
@@ -546,7 +546,7 @@ static int stream_delete(zt_req *req, void *ud)
     unsigned char k[4], ok[SN_OBS_KEY];
     sn_be32(k, id);
     if (kl) zt_del(t, S->series, key, kl);
-    sn_rules_forget(S);
+    sn_rules_forget(S, id);
     cJSON_Delete(st);
     if ((rc = zt_del(t, S->streams, k, 4)) != ZT_OK) return rc;
     zt_del(t, S->acl, k, 4);

@@ -177,7 +177,7 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
         const char *why = NULL;
         rc = sn_stream_create(S, g->t, st, id, &why);
         cJSON_Delete(st);
-        sn_rules_forget(S);
+        if (rc == ZT_OK) sn_rules_forget(S, *id);
         if (rc == ZT_EINVAL || rc == ZT_EEXIST)
             return fail(g, 422, "unprocessable entity", line, rc,
                         "%s %zu: cannot create a datastream for '%s': %s", g->unit, line,

@@ -307,9 +307,11 @@ static const match *rules_for(sn *S, zt_txn *t, uint32_t id)
     return m;
 }
 
-void sn_rules_forget(sn *S)
+void sn_rules_forget(sn *S, uint32_t id)
 {
-    if (S->rules) memset(S->rules->m, 0, MATCH_SLOTS * sizeof *S->rules->m);
+    if (!S->rules) return;
+    match *m = &S->rules->m[id % MATCH_SLOTS];
+    if (m->id == id) m->known = 0;
 }
 
 /* The rate of change per r->per seconds from the oldest observation in the window before

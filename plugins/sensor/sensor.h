@@ -150,7 +150,9 @@ int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v
 int sn_rules_routes(sn *S);
 /* 1 if any rule is loaded (else ingestion skips them). */
 bool sn_rules_any(const sn *S);
-/* Streams changed: which rules apply to which stream is worked out again. */
-void sn_rules_forget(sn *S);
+/* Stream id was created, changed or deleted: which rules apply to it is worked out again
+ * (they depend only on its own id and observed_property). Also on create: a batch that was
+ * rolled back can have cached the rules of an id that is handed out again. */
+void sn_rules_forget(sn *S, uint32_t id);
 
 #endif
