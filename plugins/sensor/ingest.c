@@ -10,7 +10,8 @@
 
 #include "gz.h"
 
-#define CACHE_SLOTS 1024 /* distinct series remembered per batch (a power of two) */
+#define CACHE_SLOTS 1024 /* distinct series remembered per batch, at most (a power of two) */
+#define CACHE_FIRST 16   /* the cache's first size: it doubles when half full */
 #define TOUCHED_MAX 64   /* streams whose retention a batch checks */
 
 typedef struct slot {
@@ -28,8 +29,8 @@ struct sn_ingest {
     const char *writer; /* the device's account id; NULL: may write every stream */
     const char *unit;   /* what errors count: "line" or "observation" */
     int64_t now_ns;
-    size_t count, nslots;
-    slot *slots;
+    size_t count, nslots, cap;
+    slot *slots; /* cap of them, in the request's arena; NULL until the first miss */
     uint32_t touched[TOUCHED_MAX], touched_ret[TOUCHED_MAX];
     size_t ntouched;
     int status;
@@ -42,13 +43,10 @@ struct sn_ingest {
 sn_ingest *sn_ingest_begin(sn *S, zt_req *req)
 {
     sn_ingest *g = zt_req_alloc(req, sizeof *g);
-    slot *slots = zt_req_alloc(req, CACHE_SLOTS * sizeof *slots);
-    if (!g || !slots) return NULL;
+    if (!g) return NULL;
     memset(g, 0, sizeof *g);
-    memset(slots, 0, CACHE_SLOTS * sizeof *slots);
     g->S = S;
     g->req = req;
-    g->slots = slots;
     g->now_ns = zt_now_ms() * 1000000;
     const zt_caller *c = zt_req_caller(req);
     /* devices write their own streams; administrators and the node itself (MQTT, nng:
@@ -94,6 +92,43 @@ static uint64_t hash(const char *k, size_t n)
     return h;
 }
 
+/* Put s into the first free slot of its probe run in t (cap slots); false if the run is
+ * full. */
+static bool place(slot *t, size_t cap, const slot *s)
+{
+    for (size_t i = (size_t)s->h & (cap - 1), probes = 0; probes < 8;
+         i = (i + 1) & (cap - 1), probes++)
+        if (!t[i].key) {
+            t[i] = *s;
+            return true;
+        }
+    return false;
+}
+
+/* Remember the stream of a series for the rest of the batch. The cache starts small (most
+ * MQTT and nng messages are a line or two) and doubles, up to CACHE_SLOTS, when half full. */
+static void remember(sn_ingest *g, uint64_t h, const char *key, size_t kl, uint32_t id,
+                     uint32_t ret)
+{
+    if (g->nslots >= g->cap / 2) {
+        size_t cap = g->cap ? g->cap * 2 : CACHE_FIRST;
+        if (cap > CACHE_SLOTS) return;
+        slot *t = zt_req_alloc(g->req, cap * sizeof *t);
+        if (!t) return;
+        memset(t, 0, cap * sizeof *t);
+        size_t n = 0;
+        for (size_t i = 0; i < g->cap; i++)
+            if (g->slots[i].key) n += place(t, cap, &g->slots[i]);
+        g->slots = t;
+        g->cap = cap;
+        g->nslots = n;
+    }
+    char *copy = zt_req_alloc(g->req, kl);
+    if (!copy) return;
+    memcpy(copy, key, kl);
+    g->nslots += place(g->slots, g->cap, &(slot){h, copy, kl, id, ret});
+}
+
 /* A series key as text for messages: measurement,tag=value field. */
 static const char *key_text(sn_ingest *g, const char *k, size_t n)
 {
@@ -118,8 +153,8 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
                    size_t line, uint32_t *id)
 {
     uint64_t h = hash(key, kl) ^ (byid ? 0x9e3779b97f4a7c15ULL : 0);
-    size_t i = (size_t)h & (CACHE_SLOTS - 1), probes = 0;
-    for (; g->slots[i].key && probes < 8; i = (i + 1) & (CACHE_SLOTS - 1), probes++) {
+    for (size_t i = (size_t)h & (g->cap - 1), probes = 0; g->cap && g->slots[i].key && probes < 8;
+         i = (i + 1) & (g->cap - 1), probes++) {
         slot *s = &g->slots[i];
         if (s->h == h && s->klen == kl && memcmp(s->key, key, kl) == 0) {
             *id = s->id;
@@ -209,14 +244,7 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
             g->touched[g->ntouched++] = *id;
         }
     }
-    if (probes < 8 && g->nslots < CACHE_SLOTS / 2) {
-        char *copy = zt_req_alloc(g->req, kl);
-        if (copy) {
-            memcpy(copy, key, kl);
-            g->slots[i] = (slot){h, copy, kl, *id, ret};
-            g->nslots++;
-        }
-    }
+    remember(g, h, key, kl, *id, ret);
     return ZT_OK;
 }
 
