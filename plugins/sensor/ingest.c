@@ -365,6 +365,8 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
     size_t n = 0;
     const cJSON *o;
     char key[SN_KEY_MAX];
+    lp_point *pt = NULL; /* scratch for series named by measurement, tags and field */
+    sn_series *ser = NULL;
     cJSON_ArrayForEach(o, arr)
     {
         n++;
@@ -390,9 +392,8 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
                             "observation %zu: name its datastream: \"stream\": id, or "
                             "\"measurement\", \"tags\" and \"field\"",
                             n);
-            lp_point *pt = zt_req_alloc(g->req, sizeof *pt);
-            sn_series *ser = zt_req_alloc(g->req, sizeof *ser);
-            if (!pt || !ser) return ZT_ENOMEM;
+            if (!pt && !(pt = zt_req_alloc(g->req, sizeof *pt))) return ZT_ENOMEM;
+            if (!ser && !(ser = zt_req_alloc(g->req, sizeof *ser))) return ZT_ENOMEM;
             pt->measurement = (lp_str){m->valuestring, strlen(m->valuestring)};
             pt->ntags = 0;
             const cJSON *tg;
