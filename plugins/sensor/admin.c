@@ -543,7 +543,7 @@ static int stream_delete(zt_req *req, void *ud)
     sn_series s;
     char key[SN_KEY_MAX];
     size_t kl = stream_series(S, st, &s) ? 0 : sn_series_key(&s, key);
-    unsigned char k[4], ok[SN_OBS_KEY];
+    unsigned char k[4];
     sn_be32(k, id);
     if (kl) zt_del(t, S->series, key, kl);
     sn_rules_forget(S, id);
@@ -551,19 +551,9 @@ static int stream_delete(zt_req *req, void *ud)
     if ((rc = zt_del(t, S->streams, k, 4)) != ZT_OK) return rc;
     zt_del(t, S->acl, k, 4);
     /* its observations go with it */
-    zt_cursor *c;
-    if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
-    sn_obs_key(id, INT64_MIN, ok);
-    zt_kv kv;
     size_t n = 0;
-    rc = zt_cursor_seek(c, ZT_GE, ok, SN_OBS_KEY, &kv);
-    while (rc == ZT_OK && kv.klen == SN_OBS_KEY && memcmp(kv.key, k, 4) == 0) {
-        if ((rc = zt_cursor_del(c)) != ZT_OK) break;
-        n++;
-        rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
-    }
-    zt_cursor_close(c);
-    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    bool more = false;
+    if ((rc = sn_obs_drop(S, t, id, INT64_MAX, SIZE_MAX, &n, &more)) != ZT_OK) return rc;
     zt_audit_note(req, zt_req_printf(req, "delete datastream and its %zu observations", n),
                   zt_req_param(req, "id"));
     return zt_respond(req, 204, NULL, NULL, 0);

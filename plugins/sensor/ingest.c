@@ -440,9 +440,7 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
     return ZT_OK;
 }
 
-/* Delete up to max observations of stream id older than cutoff. */
-static int drop_old(sn *S, zt_txn *t, uint32_t id, int64_t cutoff, size_t max, size_t *n,
-                    bool *more)
+int sn_obs_drop(sn *S, zt_txn *t, uint32_t id, int64_t last, size_t max, size_t *n, bool *more)
 {
     zt_cursor *c;
     int rc = zt_cursor_open(t, S->obs, &c);
@@ -455,7 +453,7 @@ static int drop_old(sn *S, zt_txn *t, uint32_t id, int64_t cutoff, size_t max, s
         uint32_t kid;
         int64_t kt;
         sn_obs_key_read(kv.key, &kid, &kt);
-        if (kid != id || kt >= cutoff) break;
+        if (kid != id || kt > last) break;
         if (*n == max) {
             *more = true;
             break;
@@ -468,9 +466,10 @@ static int drop_old(sn *S, zt_txn *t, uint32_t id, int64_t cutoff, size_t max, s
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
-static int64_t cutoff_of(int64_t now_ms, uint32_t days)
+/* The newest time that a retention of days drops. */
+static int64_t expired_of(int64_t now_ms, uint32_t days)
 {
-    return (now_ms - (int64_t)days * 86400000) * 1000000;
+    return (now_ms - (int64_t)days * 86400000) * 1000000 - 1;
 }
 
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more)
@@ -486,7 +485,7 @@ int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *dele
         if (kv.klen != 4 || kv.vlen < 4) continue;
         uint32_t days = sn_rd32(kv.val);
         if (days == 0) continue;
-        rc = drop_old(S, t, sn_rd32(kv.key), cutoff_of(now_ms, days), max, deleted, more);
+        rc = sn_obs_drop(S, t, sn_rd32(kv.key), expired_of(now_ms, days), max, deleted, more);
         if (rc != ZT_OK) break;
     }
     zt_cursor_close(c);
@@ -507,7 +506,7 @@ int sn_ingest_end(sn_ingest *g)
         *last = now;
         size_t n = 0;
         bool more = false;
-        int rc = drop_old(g->S, g->t, id, cutoff_of(now, g->touched_ret[i]), 512, &n, &more);
+        int rc = sn_obs_drop(g->S, g->t, id, expired_of(now, g->touched_ret[i]), 512, &n, &more);
         if (rc != ZT_OK) return rc;
         if (more) *last = 0; /* still behind: trim again at the next batch */
     }

@@ -106,6 +106,9 @@ int sn_ingest_end(sn_ingest *g);
 void sn_ingest_error(const sn_ingest *g, int *status, const char **code, const char **msg,
                      size_t *line);
 size_t sn_ingest_count(const sn_ingest *g);
+/* Delete the observations of stream id at or before time last (INT64_MAX: all), until *n,
+ * which counts on, reaches max (SIZE_MAX: no limit); then *more is set. */
+int sn_obs_drop(sn *S, zt_txn *t, uint32_t id, int64_t last, size_t max, size_t *n, bool *more);
 /* Delete up to max observations older than the retention of each stream; the number. */
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more);
 int sn_ingest_routes(sn *S);
