@@ -34,6 +34,26 @@ void sn_obs_key_read(const unsigned char k[SN_OBS_KEY], uint32_t *id, int64_t *t
     *t = (int64_t)(u ^ (UINT64_C(1) << 63));
 }
 
+int sn_obs_latest(zt_cursor *c, uint32_t id, int64_t *t, sn_val *v)
+{
+    unsigned char k[SN_OBS_KEY];
+    zt_kv kv;
+    int rc;
+    if (id == UINT32_MAX) {
+        rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
+    } else {
+        sn_obs_key(id + 1, INT64_MIN, k);
+        rc = zt_cursor_seek(c, ZT_GE, k, SN_OBS_KEY, &kv);
+        rc = zt_cursor_seek(c, ZT_PREV, NULL, 0, &kv);
+    }
+    if (rc != ZT_OK) return rc;
+    uint32_t kid;
+    if (kv.klen != SN_OBS_KEY) return ZT_EIO;
+    sn_obs_key_read(kv.key, &kid, t);
+    if (kid != id) return ZT_ENOTFOUND;
+    return !v || sn_val_decode(kv.val, kv.vlen, v) == 0 ? ZT_OK : ZT_EIO;
+}
+
 size_t sn_val_encode(const sn_val *v, unsigned char *buf)
 {
     switch (v->type) {

@@ -161,27 +161,6 @@ none:
     return 1;
 }
 
-/* The newest observation of stream id: ZT_OK, ZT_ENOTFOUND (none), or an error. */
-static int latest_of(zt_cursor *c, uint32_t id, int64_t *t, sn_val *v)
-{
-    unsigned char k[SN_OBS_KEY];
-    zt_kv kv;
-    int rc;
-    if (id == UINT32_MAX) {
-        rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
-    } else {
-        sn_obs_key(id + 1, INT64_MIN, k);
-        rc = zt_cursor_seek(c, ZT_GE, k, SN_OBS_KEY, &kv);
-        rc = zt_cursor_seek(c, ZT_PREV, NULL, 0, &kv);
-    }
-    if (rc != ZT_OK) return rc;
-    uint32_t kid;
-    if (kv.klen != SN_OBS_KEY) return ZT_EIO;
-    sn_obs_key_read(kv.key, &kid, t);
-    if (kid != id) return ZT_ENOTFOUND;
-    return sn_val_decode(kv.val, kv.vlen, v) == 0 ? ZT_OK : ZT_EIO;
-}
-
 static void put_latest(out *o, uint32_t id, int rc, int64_t t, const sn_val *v)
 {
     putf(o, "{\"stream\":%u,\"time\":", id);
@@ -207,7 +186,7 @@ static int h_latest_one(zt_req *req, void *ud)
     if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
     int64_t tm;
     sn_val v;
-    rc = latest_of(c, id, &tm, &v);
+    rc = sn_obs_latest(c, id, &tm, &v);
     out o = {0};
     if (rc == ZT_OK || rc == ZT_ENOTFOUND) put_latest(&o, id, rc, tm, &v);
     zt_cursor_close(c);
@@ -249,7 +228,7 @@ static int h_latest(zt_req *req, void *ud)
         }
         int64_t tm;
         sn_val v;
-        int r = latest_of(co, id, &tm, &v);
+        int r = sn_obs_latest(co, id, &tm, &v);
         if (r != ZT_OK && r != ZT_ENOTFOUND) {
             rc = r;
             break;

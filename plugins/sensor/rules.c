@@ -463,19 +463,13 @@ static int check_offline(sn *S, zt_req *req)
             if (r->kind != K_OFFLINE) continue;
             char open[27];
             if ((rc = open_alert(S, tx, r, ids[i], open)) != ZT_OK || open[0]) continue;
-            /* the newest observation, or none */
-            unsigned char k[SN_OBS_KEY];
-            sn_obs_key(ids[i] + 1, INT64_MIN, k);
-            int64_t last = INT64_MIN;
-            int r1 = zt_cursor_seek(co, ZT_GE, k, SN_OBS_KEY, &kv);
-            (void)r1;
-            if (zt_cursor_seek(co, ZT_PREV, NULL, 0, &kv) == ZT_OK && kv.klen == SN_OBS_KEY) {
-                uint32_t kid;
-                int64_t t;
-                sn_obs_key_read(kv.key, &kid, &t);
-                if (kid == ids[i]) last = t;
+            int64_t last;
+            rc = sn_obs_latest(co, ids[i], &last, NULL);
+            if (rc == ZT_ENOTFOUND) { /* never spoke: not offline, not yet installed */
+                rc = ZT_OK;
+                continue;
             }
-            if (last == INT64_MIN) continue; /* never spoke: not offline, not yet installed */
+            if (rc != ZT_OK) break;
             double silent = (double)(now - last) / 1e9;
             if (silent > r->intervals * every[i])
                 rc = raise_alert(S, req, r, r->level, ids[i], now, NULL, silent);

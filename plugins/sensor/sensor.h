@@ -64,6 +64,9 @@ int sn_val_number(const sn_val *v, double *d);
 #define SN_OBS_KEY 12
 void sn_obs_key(uint32_t id, int64_t t, unsigned char k[SN_OBS_KEY]);
 void sn_obs_key_read(const unsigned char k[SN_OBS_KEY], uint32_t *id, int64_t *t);
+/* The newest observation of stream id, through c (a cursor on obs): its time and, unless v
+ * is NULL, its value. ZT_ENOTFOUND if the stream has none. */
+int sn_obs_latest(zt_cursor *c, uint32_t id, int64_t *t, sn_val *v);
 void sn_be32(unsigned char *b, uint32_t v);
 uint32_t sn_rd32(const unsigned char *b);
 
