@@ -233,18 +233,16 @@ static int raise_alert(sn *S, zt_req *req, const rule *r, const char *level, uin
             cJSON_AddStringToObject(a, i == 0 ? "stream_name" : fields[i], f->valuestring);
     }
     const cJSON *thing = cJSON_GetObjectItemCaseSensitive(st, "thing");
-    if (cJSON_IsString(thing)) {
-        const void *v;
-        size_t vl;
-        if (zt_get(tx, S->things, thing->valuestring, strlen(thing->valuestring), &v, &vl) ==
-            ZT_OK) {
-            cJSON *th = cJSON_ParseWithLength(v, vl);
-            cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(th, "location");
-            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(th, "name");
-            if (cJSON_IsString(nm)) cJSON_AddStringToObject(a, "thing_name", nm->valuestring);
-            cJSON_AddItemToObject(a, "location", loc ? loc : cJSON_CreateNull());
-            cJSON_Delete(th);
-        }
+    int trc;
+    cJSON *th = cJSON_IsString(thing) ? sn_get_json(tx, S->things, thing->valuestring,
+                                                    strlen(thing->valuestring), &trc)
+                                      : NULL;
+    if (th) { /* no thing (or none readable): no location */
+        cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(th, "location");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(th, "name");
+        if (cJSON_IsString(nm)) cJSON_AddStringToObject(a, "thing_name", nm->valuestring);
+        cJSON_AddItemToObject(a, "location", loc ? loc : cJSON_CreateNull());
+        cJSON_Delete(th);
     }
     cJSON_Delete(st);
     cJSON_AddStringToObject(a, "start", ts);
