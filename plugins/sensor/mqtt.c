@@ -10,6 +10,8 @@ struct sn_mqtt {
     struct mosquitto *m;
     sn_inbox *inbox;
     int qos;
+    size_t ntopics;
+    char **topics; /* mqtt_topics, copied at start: on_connect runs on libmosquitto's thread */
     atomic_int connected;
     atomic_uint connects; /* how many times it (re)connected and subscribed */
 };
@@ -24,9 +26,8 @@ static void on_connect(struct mosquitto *m, void *ud, int rc)
                mosquitto_connack_string(rc));
         return;
     }
-    size_t n = zt_opt_list_len(S->p, "mqtt_topics");
-    for (size_t i = 0; i < n; i++) {
-        const char *t = zt_opt_list_item(S->p, "mqtt_topics", i);
+    for (size_t i = 0; i < S->mqtt->ntopics; i++) {
+        const char *t = S->mqtt->topics[i];
         int r = mosquitto_subscribe(m, NULL, t, S->mqtt->qos);
         if (r != MOSQ_ERR_SUCCESS)
             zt_log(S->p, ZT_LOG_WARN, "MQTT: cannot subscribe to %s: %s", t, mosquitto_strerror(r));
@@ -65,6 +66,11 @@ int sn_mqtt_start(sn *S)
     if (!q) return ZT_ENOMEM;
     S->mqtt = q;
     q->qos = qos;
+    size_t n = zt_opt_list_len(S->p, "mqtt_topics");
+    if (!(q->topics = calloc(n ? n : 1, sizeof *q->topics))) return ZT_ENOMEM;
+    for (; q->ntopics < n; q->ntopics++)
+        if (!(q->topics[q->ntopics] = strdup(zt_opt_list_item(S->p, "mqtt_topics", q->ntopics))))
+            return ZT_ENOMEM;
     if (!(q->inbox = sn_inbox_new(S, "mqtt", fmt))) return ZT_ENOMEM;
     mosquitto_lib_init();
     q->m = mosquitto_new(zt_opt_string(S->p, "mqtt_client_id"), true, S);
@@ -89,8 +95,7 @@ int sn_mqtt_start(sn *S)
         zt_log(S->p, ZT_LOG_ERROR, "MQTT: cannot start its thread: %s", mosquitto_strerror(rc));
         return ZT_ERROR;
     }
-    zt_log(S->p, ZT_LOG_INFO, "MQTT: subscribing at %s:%d to %zu topics", host, port,
-           zt_opt_list_len(S->p, "mqtt_topics"));
+    zt_log(S->p, ZT_LOG_INFO, "MQTT: subscribing at %s:%d to %zu topics", host, port, q->ntopics);
     return ZT_OK;
 }
 
@@ -114,6 +119,8 @@ void sn_mqtt_stop(sn *S)
         mosquitto_lib_cleanup();
     }
     sn_inbox_free(q->inbox);
+    for (size_t i = 0; i < q->ntopics; i++) free(q->topics[i]);
+    free(q->topics);
     free(q);
     S->mqtt = NULL;
 }
