@@ -377,7 +377,7 @@ static const char *stream_series(sn *S, const cJSON *st, sn_series *s)
         if (!cJSON_IsString(t) || !name_ok(t->valuestring) || !name_ok(t->string))
             return "tags: names and values of 1 to 200 characters";
         for (size_t j = 0; j < S->nignore; j++)
-            if (strcmp(S->ignore[j], t->string) == 0)
+            if (strcmp(S->ignore[j].p, t->string) == 0)
                 return "tags: a tag that the option ignore_tags leaves out of series";
         pt.tag_key[pt.ntags] = (lp_str){t->string, strlen(t->string)};
         pt.tag_val[pt.ntags++] = (lp_str){t->valuestring, strlen(t->valuestring)};

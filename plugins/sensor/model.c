@@ -151,7 +151,7 @@ void sn_series_from_point(const sn *S, const lp_point *pt, sn_series *s)
         lp_str k = pt->tag_key[i], v = pt->tag_val[i];
         bool skip = false;
         for (size_t j = 0; j < S->nignore && !skip; j++)
-            skip = strlen(S->ignore[j]) == k.n && memcmp(S->ignore[j], k.p, k.n) == 0;
+            skip = S->ignore[j].n == k.n && memcmp(S->ignore[j].p, k.p, k.n) == 0;
         if (skip) continue;
         size_t at = s->ntags++; /* insertion sort: points have a handful of tags */
         while (at > 0 && lpstr_cmp(s->tk[at - 1], k) > 0) {

@@ -76,8 +76,10 @@ static int init(zt_plugin *p)
                sizeof S->ignore / sizeof S->ignore[0]);
         rc = ZT_EINVAL;
     }
-    for (size_t i = 0; rc == ZT_OK && i < S->nignore; i++)
-        S->ignore[i] = zt_opt_list_item(p, "ignore_tags", i);
+    for (size_t i = 0; rc == ZT_OK && i < S->nignore; i++) {
+        const char *t = zt_opt_list_item(p, "ignore_tags", i);
+        S->ignore[i] = (lp_str){t, strlen(t)};
+    }
     if (rc == ZT_OK && (S->max_body < 1024 || S->max_inflated < S->max_body)) {
         zt_log(p, ZT_LOG_ERROR, "max_body: at least 1024; max_inflated: at least max_body");
         rc = ZT_EINVAL;

@@ -33,7 +33,7 @@ typedef struct sn {
     bool auto_create;
     size_t max_body, max_inflated;
     size_t nignore;
-    const char *ignore[16]; /* tags left out of series keys */
+    lp_str ignore[16]; /* tags left out of series keys (nul-terminated, lengths kept) */
     int64_t ret_checked[SN_RET_SLOTS];
     int64_t retention_every_ms;
     int64_t line_mult; /* ns per timestamp unit of line protocol from MQTT and nng */
