@@ -19,7 +19,6 @@ typedef struct slot {
     const char *key; /* NULL: empty */
     size_t klen;
     uint32_t id;
-    uint32_t retention;
 } slot;
 
 struct sn_ingest {
@@ -107,8 +106,7 @@ static bool place(slot *t, size_t cap, const slot *s)
 
 /* Remember the stream of a series for the rest of the batch. The cache starts small (most
  * MQTT and nng messages are a line or two) and doubles, up to CACHE_SLOTS, when half full. */
-static void remember(sn_ingest *g, uint64_t h, const char *key, size_t kl, uint32_t id,
-                     uint32_t ret)
+static void remember(sn_ingest *g, uint64_t h, const char *key, size_t kl, uint32_t id)
 {
     if (g->nslots >= g->cap / 2) {
         size_t cap = g->cap ? g->cap * 2 : CACHE_FIRST;
@@ -126,7 +124,7 @@ static void remember(sn_ingest *g, uint64_t h, const char *key, size_t kl, uint3
     char *copy = zt_req_alloc(g->req, kl);
     if (!copy) return;
     memcpy(copy, key, kl);
-    g->nslots += place(g->slots, g->cap, &(slot){h, copy, kl, id, ret});
+    g->nslots += place(g->slots, g->cap, &(slot){h, copy, kl, id});
 }
 
 /* A series key as text for messages: measurement,tag=value field. */
@@ -244,7 +242,7 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
             g->touched[g->ntouched++] = *id;
         }
     }
-    remember(g, h, key, kl, *id, ret);
+    remember(g, h, key, kl, *id);
     return ZT_OK;
 }
 
@@ -479,14 +477,29 @@ int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *dele
     zt_cursor *c;
     int rc = zt_cursor_open(t, S->acl, &c);
     if (rc != ZT_OK) return rc;
+    /* From the stream where the last pass stopped, round to the one before it: a pass that
+     * stops short does not leave the later streams waiting behind the first ones. */
+    uint32_t start = S->ret_next;
+    unsigned char k[4];
+    sn_be32(k, start);
+    bool wrapped = false;
     zt_kv kv;
-    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !*more;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        if (kv.klen != 4 || kv.vlen < 4) continue;
-        uint32_t days = sn_rd32(kv.val);
-        if (days == 0) continue;
-        rc = sn_obs_drop(S, t, sn_rd32(kv.key), expired_of(now_ms, days), max, deleted, more);
+    for (rc = zt_cursor_seek(c, ZT_GE, k, 4, &kv);; rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        if (rc == ZT_ENOTFOUND && !wrapped) {
+            wrapped = true;
+            rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv);
+        }
         if (rc != ZT_OK) break;
+        if (kv.klen != 4 || kv.vlen < 4) continue;
+        uint32_t id = sn_rd32(kv.key), days = sn_rd32(kv.val);
+        if (wrapped && id >= start) break;
+        if (days == 0) continue;
+        rc = sn_obs_drop(S, t, id, expired_of(now_ms, days), max, deleted, more);
+        if (rc != ZT_OK) break;
+        if (*more) {
+            S->ret_next = id;
+            break;
+        }
     }
     zt_cursor_close(c);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;

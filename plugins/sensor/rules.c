@@ -46,6 +46,8 @@ struct sn_rules {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, running, tick_posted;
+    bool ret_posted;  /* a retention pass is queued (loop thread only) */
+    unsigned ret_run; /* passes since the last tick (loop thread only) */
     int64_t every_ms;
 };
 
@@ -481,6 +483,35 @@ static int check_offline(sn *S, zt_req *req)
 
 /* ---- the ticker: offline checks and retention in small batches --------------------------- */
 
+static int retention_more(zt_req *job, void *arg);
+
+/* A retention pass of at most 2000 points; while a pass stops short, the next one is
+ * posted at once (a job of its own, its own transaction) rather than at the next tick, up
+ * to RET_RUN passes a tick (should their writes never commit, no endless chain). */
+#define RET_RUN 100
+static int retention(sn *S, zt_req *job)
+{
+    zt_txn *t = zt_req_txn(job);
+    if (!t) return ZT_OK;
+    size_t n;
+    bool more;
+    int rc = sn_retention_pass(S, t, zt_now_ms(), 2000, &n, &more);
+    if (rc == ZT_OK && n) zt_audit_note(job, "retention", zt_req_printf(job, "%zu", n));
+    if (rc == ZT_OK && more && !S->rules->ret_posted && ++S->rules->ret_run < RET_RUN)
+        S->rules->ret_posted = zt_post(S->p, "sensor.retention", retention_more, S) == ZT_OK;
+    return rc;
+}
+
+static int retention_more(zt_req *job, void *arg)
+{
+    sn *S = arg;
+    S->rules->ret_posted = false;
+    if (!job) return ZT_OK;
+    int rc = retention(S, job);
+    if (rc != ZT_OK) zt_req_log(job, ZT_LOG_ERROR, "sensor retention: %s", zt_strerror(rc));
+    return rc;
+}
+
 static int tick(zt_req *job, void *arg)
 {
     sn *S = arg;
@@ -490,12 +521,9 @@ static int tick(zt_req *job, void *arg)
     pthread_mutex_unlock(&R->mu);
     if (!job) return ZT_OK;
     int rc = R->any_offline ? check_offline(S, job) : ZT_OK;
-    zt_txn *t = zt_req_txn(job);
-    if (rc == ZT_OK && t) {
-        size_t n;
-        bool more;
-        rc = sn_retention_pass(S, t, zt_now_ms(), 2000, &n, &more);
-        if (rc == ZT_OK && n) zt_audit_note(job, "retention", zt_req_printf(job, "%zu", n));
+    if (rc == ZT_OK && !R->ret_posted) { /* else: that one is queued */
+        R->ret_run = 0;
+        rc = retention(S, job);
     }
     if (rc != ZT_OK) zt_req_log(job, ZT_LOG_ERROR, "sensor tick: %s", zt_strerror(rc));
     return rc;

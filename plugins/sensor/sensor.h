@@ -35,6 +35,7 @@ typedef struct sn {
     size_t nignore;
     lp_str ignore[16]; /* tags left out of series keys (nul-terminated, lengths kept) */
     int64_t ret_checked[SN_RET_SLOTS];
+    uint32_t ret_next; /* the stream where the next retention pass starts */
     int64_t retention_every_ms;
     int64_t line_mult; /* ns per timestamp unit of line protocol from MQTT and nng */
     sn_mqtt *mqtt;
@@ -112,7 +113,8 @@ size_t sn_ingest_count(const sn_ingest *g);
 /* Delete the observations of stream id at or before time last (INT64_MAX: all), until *n,
  * which counts on, reaches max (SIZE_MAX: no limit); then *more is set. */
 int sn_obs_drop(sn *S, zt_txn *t, uint32_t id, int64_t last, size_t max, size_t *n, bool *more);
-/* Delete up to max observations older than the retention of each stream; the number. */
+/* Delete up to max observations older than the retention of each stream, from where the
+ * last pass stopped (*more: it stopped short again); the number. */
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more);
 int sn_ingest_routes(sn *S);
 
