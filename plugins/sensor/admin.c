@@ -574,9 +574,5 @@ int sn_admin_routes(sn *S)
         {"DELETE", "/sensor/streams/:id", stream_delete, S, SN_ADMIN_ROLE, 0,
          "Delete a datastream and its observations"},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = zt_route_add(S->p, &routes[i]);
-        if (rc != ZT_OK) return rc;
-    }
-    return ZT_OK;
+    return sn_routes_add(S, routes, sizeof routes / sizeof routes[0]);
 }

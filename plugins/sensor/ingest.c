@@ -662,9 +662,5 @@ int sn_ingest_routes(sn *S)
         {"POST", "/sensor/retention", h_retention, S, SN_ADMIN_ROLE, 0,
          "Drop observations older than their stream's retention now (up to ?max)"},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = zt_route_add(S->p, &routes[i]);
-        if (rc != ZT_OK) return rc;
-    }
-    return ZT_OK;
+    return sn_routes_add(S, routes, sizeof routes / sizeof routes[0]);
 }

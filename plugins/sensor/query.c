@@ -516,9 +516,5 @@ int sn_query_routes(sn *S)
         {"GET", "/sensor/streams/:id/aggregate", h_aggregate, S, ZT_ROLE_USER, 0,
          "count, min, max, mean, first, last per window (?start, end, every, fn)"},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = zt_route_add(S->p, &routes[i]);
-        if (rc != ZT_OK) return rc;
-    }
-    return ZT_OK;
+    return sn_routes_add(S, routes, sizeof routes / sizeof routes[0]);
 }

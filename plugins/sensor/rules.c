@@ -652,11 +652,7 @@ int sn_rules_routes(sn *S)
         {"POST", "/sensor/alerts/:id/ack", h_ack, S, ZT_ROLE_USER, 0,
          "Acknowledge an alert (sensor_duty or sensor_admin)"},
     };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = zt_route_add(S->p, &routes[i]);
-        if (rc != ZT_OK) return rc;
-    }
-    return ZT_OK;
+    return sn_routes_add(S, routes, sizeof routes / sizeof routes[0]);
 }
 
 /* ---- life cycle ---------------------------------------------------------------------------- */

@@ -41,6 +41,15 @@ static const zt_option options[] = {
 
 static sn *the; /* one instance: fini frees it */
 
+int sn_routes_add(sn *S, const zt_route *routes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = zt_route_add(S->p, &routes[i]);
+        if (rc != ZT_OK) return rc;
+    }
+    return ZT_OK;
+}
+
 static int h_inputs(zt_req *req, void *ud)
 {
     cJSON *o = cJSON_CreateObject();

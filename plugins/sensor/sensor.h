@@ -118,6 +118,9 @@ int sn_obs_drop(sn *S, zt_txn *t, uint32_t id, int64_t last, size_t max, size_t 
 int sn_retention_pass(sn *S, zt_txn *t, int64_t now_ms, size_t max, size_t *deleted, bool *more);
 int sn_ingest_routes(sn *S);
 
+/* sensor.c: add n routes of the plugin; the first error. */
+int sn_routes_add(sn *S, const zt_route *routes, size_t n);
+
 /* query.c */
 int sn_query_routes(sn *S);
 
