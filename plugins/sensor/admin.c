@@ -57,11 +57,6 @@ static int bad(zt_req *req, const char *detail)
     return zt_problem(req, 422, "invalid-sensor-record", "Invalid record", "%s", detail);
 }
 
-static zt_txn *txn(zt_req *req)
-{
-    return zt_req_txn(req);
-}
-
 /* ---- things ------------------------------------------------------------------------ */
 
 /* Copy the fields a thing may have from body into t (checked). NULL, or what is wrong. */
@@ -110,7 +105,7 @@ static int thing_create(zt_req *req, void *ud)
         cJSON_Delete(t);
         return bad(req, why);
     }
-    zt_txn *tx = txn(req);
+    zt_txn *tx = zt_req_txn(req);
     int rc = tx ? sn_put_json(tx, S->things, id, 26, t) : ZT_EBUSY;
     if (rc != ZT_OK) {
         cJSON_Delete(t);
@@ -120,16 +115,26 @@ static int thing_create(zt_req *req, void *ud)
     return sn_send(req, 201, t);
 }
 
+/* The thing :id in *th; 1 when there is none (answered 404). */
+static int thing_load(zt_req *req, sn *S, zt_txn *t, cJSON **th)
+{
+    const char *id = zt_req_param(req, "id");
+    int rc;
+    *th = sn_get_json(t, S->things, id, strlen(id), &rc);
+    if (rc == ZT_ENOTFOUND) {
+        zt_problem(req, 404, "not-found", NULL, "no thing %s", id);
+        return 1;
+    }
+    return rc;
+}
+
 static int thing_get(zt_req *req, void *ud)
 {
-    sn *S = ud;
-    const char *id = zt_req_param(req, "id");
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    int rc;
-    cJSON *j = sn_get_json(t, S->things, id, strlen(id), &rc);
-    if (rc == ZT_ENOTFOUND) return zt_problem(req, 404, "not-found", NULL, "no thing %s", id);
-    if (rc != ZT_OK) return rc;
+    cJSON *j;
+    int rc = thing_load(req, ud, t, &j);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     return sn_send(req, 200, j);
 }
 
@@ -139,12 +144,11 @@ static int thing_patch(zt_req *req, void *ud)
     const char *id = zt_req_param(req, "id");
     cJSON *body = zt_req_object(req);
     if (!body) return ZT_OK;
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    int rc;
-    cJSON *j = sn_get_json(t, S->things, id, strlen(id), &rc);
-    if (rc == ZT_ENOTFOUND) return zt_problem(req, 404, "not-found", NULL, "no thing %s", id);
-    if (rc != ZT_OK) return rc;
+    cJSON *j;
+    int rc = thing_load(req, S, t, &j);
+    if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     const char *why = thing_fields(body, j, false);
     if (why) {
         cJSON_Delete(j);
@@ -163,7 +167,7 @@ static int thing_patch(zt_req *req, void *ud)
 static int list(zt_req *req, zt_db *db, int (*key_of)(const char *, unsigned char *, size_t *),
                 bool (*keep)(const cJSON *, void *), void *arg)
 {
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     const char *ls = zt_req_query(req, "limit"), *after = zt_req_query(req, "after");
     long limit = ls ? strtol(ls, NULL, 10) : 100;
@@ -252,7 +256,7 @@ static int thing_delete(zt_req *req, void *ud)
 {
     sn *S = ud;
     const char *id = zt_req_param(req, "id");
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     zt_cursor *c;
     int rc = zt_cursor_open(t, S->streams, &c);
@@ -310,7 +314,7 @@ static const char *stream_fields(zt_req *req, sn *S, const cJSON *body, cJSON *s
     }
     const cJSON *thing = cJSON_GetObjectItemCaseSensitive(body, "thing");
     if (thing) {
-        zt_txn *t = txn(req);
+        zt_txn *t = zt_req_txn(req);
         const void *v;
         size_t vl;
         if (!cJSON_IsString(thing) || !t ||
@@ -437,7 +441,7 @@ static int stream_create(zt_req *req, void *ud)
     sn *S = ud;
     cJSON *body = zt_req_object(req);
     if (!body) return ZT_OK;
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     cJSON *st = cJSON_CreateObject();
     if (!st) return ZT_ENOMEM;
@@ -485,7 +489,7 @@ static int stream_get(zt_req *req, void *ud)
 {
     sn *S = ud;
     uint32_t id;
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     cJSON *st;
     int rc = stream_load(req, S, t, &id, &st);
@@ -509,7 +513,7 @@ static int stream_patch(zt_req *req, void *ud)
         if (cJSON_GetObjectItemCaseSensitive(body, keyf[i]))
             return bad(req, "the series of a datastream (measurement, tags, field) and its id "
                             "do not change: make another datastream");
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     cJSON *st;
     int rc = stream_load(req, S, t, &id, &st);
@@ -535,7 +539,7 @@ static int stream_delete(zt_req *req, void *ud)
 {
     sn *S = ud;
     uint32_t id;
-    zt_txn *t = txn(req);
+    zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
     cJSON *st;
     int rc = stream_load(req, S, t, &id, &st);
