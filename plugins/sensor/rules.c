@@ -374,21 +374,21 @@ int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v
     const match *m = rules_for(S, tx, id);
     double d = NAN;
     int numeric = sn_val_number(v, &d);
-    for (size_t i = 0; i < m->n; i++) {
+    cJSON *value = NULL; /* v as JSON, made once, when a check or an opening alert needs it */
+    int rc = ZT_OK;
+    for (size_t i = 0; i < m->n && rc == ZT_OK; i++) {
         const rule *r = &S->rules->r[m->idx[i]];
         char open[27];
-        int rc = open_alert(S, tx, r, id, open);
-        if (rc != ZT_OK) return rc;
+        if ((rc = open_alert(S, tx, r, id, open)) != ZT_OK) break;
         if (r->kind == K_OFFLINE) { /* data came: the device is back */
             if (open[0]) rc = close_alert(S, req, r, id, open, t);
-            if (rc != ZT_OK) return rc;
             continue;
         }
-        cJSON *value = val_json(v);
         char level[32];
         double measure = NAN;
         bool bad = false, clear = false;
         if (r->kind == K_CHECK) {
+            if (!value) value = val_json(v);
             rc = run_check(S, req, r, id, t, value, level, sizeof level);
             bad = level[0] != 0;
             clear = !bad;
@@ -402,14 +402,15 @@ int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v
                 clear = r->below ? measure >= r->clear : measure <= r->clear;
             }
         }
-        if (rc == ZT_OK && bad && !open[0])
+        if (rc == ZT_OK && bad && !open[0]) {
+            if (!value) value = val_json(v);
             rc = raise_alert(S, req, r, level, id, t, value, measure);
-        else if (rc == ZT_OK && clear && open[0])
+        } else if (rc == ZT_OK && clear && open[0]) {
             rc = close_alert(S, req, r, id, open, t);
-        cJSON_Delete(value);
-        if (rc != ZT_OK) return rc;
+        }
     }
-    return ZT_OK;
+    cJSON_Delete(value);
+    return rc;
 }
 
 /* Streams silent for longer than their rule allows: an offline alert each. */
