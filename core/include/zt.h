@@ -121,7 +121,9 @@ const char *zt_opt_list_item(const zt_plugin *p, const char *name, size_t i);
 enum zt_log_level { ZT_LOG_DEBUG = 0, ZT_LOG_INFO, ZT_LOG_WARN, ZT_LOG_ERROR };
 
 /* One JSON object per line on stderr: time, level, plugin, message. Messages below the
- * configured level are dropped before formatting. */
+ * configured level are dropped before formatting. Unlike the rest of this API it may be
+ * called from any thread (a client library's callback): each line is formatted on the
+ * caller's stack and written in one call. */
 void zt_log(const zt_plugin *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The same, also naming the request id. */
