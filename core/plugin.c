@@ -39,7 +39,8 @@ int zt__dup_names(const char *const *names, char ***out, size_t *n)
 {
     size_t count = 0;
     while (names && names[count]) count++;
-    if (count && !(*out = calloc(count, sizeof **out))) return ZT_ENOMEM;
+    /* NULL-terminated too, as a manifest's lists always were */
+    if (count && !(*out = calloc(count + 1, sizeof **out))) return ZT_ENOMEM;
     for (; *n < count; ++*n)
         if (dup_into(&(*out)[*n], names[*n])) return ZT_ENOMEM;
     return ZT_OK;
