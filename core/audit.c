@@ -12,15 +12,38 @@
  * key), never from memory: so a rolled-back request, a lost batch, or another process
  * appending (the offline `zhengtong admin`) can never fork the chain.
  *
- * A record is stored under its sequence number (8 bytes, big-endian) as
- *     hash[32] | prev[32] | json
- * where hash = BLAKE2b-256(prev | json) and prev is the hash of the record before (zeros
- * for the first). The json holds the sequence number again, so a record moved to another
- * key is caught; the stored hash catches a change to the record itself; the chain of prev
- * catches a record deleted or inserted. Signed checkpoints (checkpoint.c) pin the head.
+ * A record is
+ *     len u32 | hash[32] | prev[32] | body            (len: the bytes after it)
+ *     body = 0x02 | seq u64 | time u64 | status u16 | 7 × (varint n, n bytes)
+ * integers big-endian, the seven fields those of zt_audit_entry in order (empty: none),
+ * hash = BLAKE2b-256(prev | body), prev the hash of the record before (zeros for the
+ * first). The body holds the sequence number, so a record moved elsewhere is caught; the
+ * stored hash catches a change to the record itself; the chain of prev catches a record
+ * deleted, inserted or reordered. Signed checkpoints pin the head.
+ *
+ * The records of one batch are stored together, in one value under the first one's
+ * sequence number (8 bytes) and the format byte 0x02: one LMDB append per batch, not per
+ * change. A batch is built in that form as its changes are made (the queue), so at
+ * commit the record needs only its sequence number, time and hash filled in.
+ *
+ * Logs written before this format (zhengtong 0.1, up to November 2026) keep their records
+ * one per key (8 bytes) as hash[32] | prev[32] | JSON; they are read and verified as
+ * before, and the first new record chains to the last of them.
  */
 
-#define HDR 64
+#define HDR         64                    /* hash | prev */
+#define FMT         0x02                  /* the body's first byte (and the key's ninth) */
+#define FIXED       (1 + 8 + 8 + 2)       /* format, seq, time, status */
+#define REC_MIN     (4 + HDR + FIXED + 7) /* the smallest record: seven empty fields */
+#define VALUE_SPLIT (32u * 1024)          /* a batch's value ends after this many bytes */
+
+typedef struct zt_audit_rec {
+    uint64_t seq;
+    const unsigned char *hash, *prev;
+    const unsigned char *body; /* prev | body is what hash covers (they are adjacent) */
+    size_t blen;
+    bool v1; /* body is the JSON of the old format */
+} zt_audit_rec;
 
 struct zt_audit {
     zt_db *log;
@@ -29,19 +52,15 @@ struct zt_audit {
     uint64_t since_cp; /* records appended by this process since (a hint for when) */
     uv_timer_t timer;  /* checkpoints the head every interval if it moved */
     zt_server *srv;
-    zt_buf queue; /* records of the open batch, each its fields NUL-terminated in a row */
+    zt_buf queue; /* the open batch's records, already in their stored form */
     size_t nqueued;
     size_t last_at; /* where the last queued record begins */
 };
 
-static void chain_hash(const unsigned char prev[32], const void *json, size_t len,
-                       unsigned char out[32])
+/* hash = BLAKE2b-256(prev | body): the two are adjacent in a stored record. */
+static void chain_hash(const unsigned char *prev_body, size_t len, unsigned char out[32])
 {
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, 32);
-    crypto_generichash_update(&st, prev, 32);
-    crypto_generichash_update(&st, json, len);
-    crypto_generichash_final(&st, out, 32);
+    crypto_generichash(out, 32, prev_body, len, NULL, 0);
 }
 
 int zt__audit_open(zt_server *srv, char *err, size_t errlen)
@@ -65,6 +84,88 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
+static uint32_t be32_get(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void be32_put(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+static bool is_v2_key(const zt_kv *kv)
+{
+    return kv->klen == 9 && ((const unsigned char *)kv->key)[8] == FMT;
+}
+
+/* The record of the stored value kv that begins at *off, which then moves past it.
+ * ZT_ENOTFOUND after the last one; ZT_EIO if the value is not records. */
+static int rec_next(const zt_kv *kv, size_t *off, zt_audit_rec *r)
+{
+    const unsigned char *v = kv->val;
+    if (*off >= kv->vlen) return ZT_ENOTFOUND;
+    memset(r, 0, sizeof *r);
+    if (kv->klen == 8) { /* the old format: one record per key */
+        if (kv->vlen <= HDR) return ZT_EIO;
+        r->v1 = true;
+        r->seq = zt__be64_get(kv->key);
+        r->hash = v, r->prev = v + 32, r->body = v + HDR, r->blen = kv->vlen - HDR;
+        *off = kv->vlen;
+        return ZT_OK;
+    }
+    if (!is_v2_key(kv) || kv->vlen - *off < REC_MIN) return ZT_EIO;
+    size_t n = be32_get(v + *off);
+    if (n < REC_MIN - 4 || n > kv->vlen - *off - 4 || v[*off + 4 + HDR] != FMT) return ZT_EIO;
+    r->hash = v + *off + 4, r->prev = r->hash + 32, r->body = r->hash + HDR;
+    r->blen = n - HDR;
+    r->seq = zt__be64_get(r->body + 1);
+    *off += 4 + n;
+    return ZT_OK;
+}
+
+/* A record's fields (a new-format body), not NUL-terminated. */
+typedef struct rec_fields {
+    uint64_t seq, time;
+    int status;
+    const char *f[7];
+    size_t n[7];
+} rec_fields;
+
+static const char *const field_names[7] = {"actor",  "actor_login", "plugin", "action",
+                                           "object", "request_id",  "client"};
+
+static int varint_get(const unsigned char **p, const unsigned char *end, size_t *out)
+{
+    size_t v = 0;
+    for (int shift = 0; *p < end && shift < 35; shift += 7) {
+        unsigned char c = *(*p)++;
+        v |= (size_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = v;
+            return ZT_OK;
+        }
+    }
+    return ZT_EIO;
+}
+
+static int fields_decode(const zt_audit_rec *r, rec_fields *o)
+{
+    const unsigned char *p = r->body, *end = r->body + r->blen;
+    if (r->v1 || r->blen < FIXED || p[0] != FMT) return ZT_EIO;
+    o->seq = zt__be64_get(p + 1);
+    o->time = zt__be64_get(p + 9);
+    o->status = p[17] << 8 | p[18];
+    p += FIXED;
+    for (int i = 0; i < 7; i++) {
+        if (varint_get(&p, end, &o->n[i]) != ZT_OK || o->n[i] > (size_t)(end - p)) return ZT_EIO;
+        o->f[i] = (const char *)p;
+        p += o->n[i];
+    }
+    return p == end ? ZT_OK : ZT_EIO;
+}
+
 /* The last record in t: its sequence number and hash (0 and zeros for an empty log). */
 static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
 {
@@ -72,12 +173,39 @@ static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32]
     *seq = 0;
     memset(hash, 0, 32);
     int rc = zt__db_edge(t, a->log, ZT_LAST, &kv);
-    if (rc == ZT_OK && (kv.klen != 8 || kv.vlen <= HDR)) return ZT_EIO;
-    if (rc == ZT_OK) {
-        *seq = zt__be64_get(kv.key);
-        memcpy(hash, kv.val, 32);
+    if (rc == ZT_ENOTFOUND) return ZT_OK;
+    if (rc != ZT_OK) return rc;
+    zt_audit_rec r;
+    size_t off = 0;
+    bool any = false;
+    while ((rc = rec_next(&kv, &off, &r)) == ZT_OK) {
+        *seq = r.seq;
+        memcpy(hash, r.hash, 32);
+        any = true;
     }
-    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+    return rc == ZT_ENOTFOUND && any ? ZT_OK : ZT_EIO;
+}
+
+int zt__audit_locate(zt_txn *t, zt_db *log, uint64_t seq, zt_kv *kv, size_t *off)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, log, &c);
+    if (rc != ZT_OK) return rc;
+    unsigned char key[8];
+    zt__be64_put(key, seq);
+    rc = zt_cursor_seek(c, ZT_GE, key, 8, kv);
+    if (rc == ZT_OK && kv->klen >= 8 && zt__be64_get(kv->key) == seq) {
+        *off = 0;
+    } else if (rc == ZT_OK || rc == ZT_ENOTFOUND) { /* in the value before, if anywhere */
+        rc = zt_cursor_seek(c, rc == ZT_OK ? ZT_PREV : ZT_LAST, NULL, 0, kv);
+        zt_audit_rec r;
+        size_t at = 0, next = 0;
+        while (rc == ZT_OK && (rc = rec_next(kv, &next, &r)) == ZT_OK && r.seq != seq) at = next;
+        if (rc == ZT_OK) *off = at;
+        if (rc == ZT_EIO) rc = ZT_ENOTFOUND;
+    }
+    zt_cursor_close(c);
+    return rc;
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -180,62 +308,130 @@ void zt__audit_start(zt_server *srv)
     uv_unref((uv_handle_t *)&a->timer);
 }
 
-/* Append one record after (*seq, prev), which then become the new head. b is a scratch
- * buffer reused across the records of a batch. This runs for every change: no printf. */
-static int append_after(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char prev[32],
-                        const zt_audit_entry *e, zt_buf *b)
+static unsigned char *varint_put(unsigned char *p, size_t n)
 {
-    b->len = 0;
-    int rc = zt__buf_append(b, prev, 32); /* room for the hash, filled below */
-    rc |= zt__buf_append(b, prev, 32);
-    rc |= zt__buf_puts(b, "{\"seq\":");
-    rc |= zt__buf_u64(b, *seq + 1);
-    rc |= zt__buf_puts(b, ",\"time\":");
-    rc |= zt__buf_u64(b, (uint64_t)zt_now_ms());
-    static const char *const names[] = {
-        ",\"actor\":",  ",\"actor_login\":", ",\"plugin\":", ",\"action\":",
-        ",\"object\":", ",\"request_id\":",  ",\"client\":"};
-    const char *vals[] = {e->actor ? e->actor : "anonymous",
-                          e->actor_login,
-                          e->plugin ? e->plugin : "core",
-                          e->action ? e->action : "",
-                          e->object ? e->object : "",
-                          e->request_id,
-                          e->client};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!vals[i]) continue;
-        rc |= zt__buf_puts(b, names[i]);
-        rc |= zt__buf_json_str(b, vals[i], strlen(vals[i]));
+    for (; n >= 0x80; n >>= 7) *p++ = (unsigned char)(n | 0x80);
+    *p++ = (unsigned char)n;
+    return p;
+}
+
+/* Add one record to b in its stored form, its sequence number, time, prev and hash to be
+ * filled in by write_records. f: the seven fields (NULL: empty); if f[3] (the action) is
+ * NULL, the action is "<verb> <what>". This runs for every change: one reservation, no
+ * printf. */
+static int rec_build(zt_buf *b, const char *const f[7], const char *verb, const char *what,
+                     int status)
+{
+    size_t n[7], nv = 0, nw = 0, len = HDR + FIXED;
+    for (int i = 0; i < 7; i++) {
+        if (i == 3 && !f[3]) {
+            nv = strlen(verb), nw = strlen(what);
+            n[3] = nv + 1 + nw;
+        } else {
+            n[i] = f[i] ? strlen(f[i]) : 0;
+        }
+        if (n[i] > UINT32_MAX - len - 10) return ZT_ETOOBIG;
+        len += 5 + n[i]; /* at most: a record is less than 4 GiB, so a length is 5 bytes */
     }
-    if (e->status > 0) {
-        rc |= zt__buf_puts(b, ",\"status\":");
-        rc |= zt__buf_u64(b, (uint64_t)e->status);
+    if (zt__buf_reserve(b, 4 + len) != ZT_OK) return ZT_ENOMEM;
+    unsigned char *r = (unsigned char *)b->data + b->len, *p = r + 4 + HDR;
+    memset(r, 0, 4 + HDR + FIXED);
+    p[0] = FMT;
+    uint16_t st = status > 0 && status < 65536 ? (uint16_t)status : 0;
+    p[17] = (unsigned char)(st >> 8), p[18] = (unsigned char)st;
+    p += FIXED;
+    for (int i = 0; i < 7; i++) {
+        p = varint_put(p, n[i]);
+        if (i == 3 && !f[3]) {
+            memcpy(p, verb, nv);
+            p[nv] = ' ';
+            memcpy(p + nv + 1, what, nw);
+        } else if (n[i]) {
+            memcpy(p, f[i], n[i]);
+        }
+        p += n[i];
     }
-    rc |= zt__buf_puts(b, "}");
-    if (rc != ZT_OK) return ZT_ENOMEM;
-    unsigned char *val = (unsigned char *)b->data;
-    chain_hash(prev, val + HDR, b->len - HDR, val);
-    unsigned char key[8];
-    zt__be64_put(key, *seq + 1);
-    /* The log only grows at its end: LMDB's append path, no search. */
-    if ((rc = zt__store_append(t, a->log, key, 8, val, b->len)) != ZT_OK) return rc;
-    (*seq)++;
-    memcpy(prev, val, 32);
-    a->since_cp++;
+    be32_put(r, (uint32_t)(p - r - 4));
+    b->len = (size_t)(p - (unsigned char *)b->data);
+    b->data[b->len] = 0; /* zt_buf's invariant: room for it was reserved */
     return ZT_OK;
+}
+
+/* Chain the n records built in recs[0, len) after the head of the log in t, and append
+ * them: one value per VALUE_SPLIT bytes, under its first record's sequence number. */
+static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len, size_t n)
+{
+    uint64_t seq;
+    unsigned char prev[32];
+    int rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
+    if (rc != ZT_OK) return rc;
+    uint64_t now = (uint64_t)zt_now_ms();
+    size_t off = 0;
+    while (rc == ZT_OK && off < len) {
+        size_t from = off;
+        unsigned char key[9];
+        zt__be64_put(key, seq + 1);
+        key[8] = FMT;
+        do {
+            unsigned char *r = recs + off, *body = r + 4 + HDR;
+            size_t rlen = be32_get(r);
+            memcpy(r + 4 + 32, prev, 32);
+            zt__be64_put(body + 1, ++seq);
+            zt__be64_put(body + 9, now);
+            chain_hash(r + 4 + 32, rlen - 32, r + 4);
+            memcpy(prev, r + 4, 32);
+            off += 4 + rlen;
+        } while (off < len && off - from < VALUE_SPLIT);
+        /* The log only grows at its end: LMDB's append path, no search. */
+        rc = zt__store_append(t, a->log, key, sizeof key, recs + from, off - from);
+    }
+    if (rc == ZT_OK) a->since_cp += n;
+    return rc;
 }
 
 int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
 {
-    zt_audit *a = srv->audit;
-    uint64_t seq;
-    unsigned char prev[32];
-    int rc = head_in(a, t, &seq, prev);
-    if (rc != ZT_OK) return rc;
+    const char *f[7] = {e->actor,
+                        e->actor_login,
+                        e->plugin ? e->plugin : "core",
+                        e->action ? e->action : "",
+                        e->object,
+                        e->request_id,
+                        e->client};
     zt_buf b = {0};
-    rc = append_after(a, t, &seq, prev, e, &b);
+    int rc = rec_build(&b, f, "", "", e->status); /* f[3] is never NULL here */
+    if (rc == ZT_OK) rc = write_records(srv->audit, t, (unsigned char *)b.data, b.len, 1);
     zt__buf_free(&b);
     return rc;
+}
+
+/* Why record r, found where expect belongs, does not verify (NULL: it does). */
+static const char *rec_check(const zt_audit_rec *r, uint64_t expect, const unsigned char prev[32])
+{
+    unsigned char h[32];
+    chain_hash(r->prev, 32 + r->blen, h);
+    if (r->v1) { /* the key is its place; the JSON must say the same */
+        if (r->seq != expect)
+            return r->seq > expect ? "a record is missing before this one" : "bad sequence number";
+        cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->blen);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seq");
+        bool here = cJSON_IsNumber(s) && (uint64_t)s->valuedouble == r->seq;
+        cJSON_Delete(o);
+        if (sodium_memcmp(h, r->hash, 32) != 0)
+            return "the record's content does not match its hash";
+        if (!here) return "the record belongs at another place in the log";
+    } else { /* the body is its place, so its hash first */
+        rec_fields f;
+        if (sodium_memcmp(h, r->hash, 32) != 0)
+            return "the record's content does not match its hash";
+        if (fields_decode(r, &f) != ZT_OK) return "the record is damaged";
+        if (r->seq > expect)
+            return "a record is missing before this one, or records are out of order";
+        if (r->seq < expect) return "the record belongs at an earlier place in the log";
+    }
+    if (sodium_memcmp(prev, r->prev, 32) != 0)
+        return "the record does not follow the record before it";
+    return NULL;
 }
 
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
@@ -244,43 +440,48 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
     zt_cursor *c;
     int rc = zt_cursor_open(t, log, &c);
     if (rc != ZT_OK) return rc;
-    unsigned char prev[32] = {0}, h[32];
+    unsigned char prev[32] = {0};
     uint64_t expect = 1;
     zt_kv kv;
-    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), expect++) {
-        const unsigned char *v = kv.val;
-        const char *why = NULL;
-        uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
-        if (kv.klen != 8 || seq != expect) {
-            why = seq > expect ? "a record is missing before this one" : "bad sequence number";
-            if (seq > expect) seq = expect;
-        } else if (kv.vlen <= HDR) {
-            why = "the record is truncated";
-        } else {
-            chain_hash(v + 32, v + HDR, kv.vlen - HDR, h);
-            cJSON *o = cJSON_ParseWithLength((const char *)v + HDR, kv.vlen - HDR);
-            const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seq");
-            if (sodium_memcmp(h, v, 32) != 0)
-                why = "the record's content does not match its hash";
-            else if (!cJSON_IsNumber(s) || (uint64_t)s->valuedouble != seq)
-                why = "the record belongs at another place in the log";
-            else if (sodium_memcmp(prev, v + 32, 32) != 0)
-                why = "the record does not follow the record before it";
-            cJSON_Delete(o);
+    const char *why = NULL;
+    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !why;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        zt_audit_rec rec;
+        size_t off = 0;
+        int rrc;
+        bool first = true;
+        while (!why && (rrc = rec_next(&kv, &off, &rec)) == ZT_OK) {
+            if (first && !rec.v1 && zt__be64_get(kv.key) != rec.seq)
+                why = "the records are stored under another sequence number";
+            else
+                why = rec_check(&rec, expect, prev);
+            first = false;
+            if (!why) {
+                memcpy(prev, rec.hash, 32);
+                r->records++;
+                r->last_seq = expect++;
+            }
         }
-        if (why) {
-            r->first_bad = seq ? seq : expect;
-            snprintf(r->reason, sizeof r->reason, "%s", why);
-            break;
-        }
-        memcpy(prev, v, 32);
-        r->records++;
-        r->last_seq = seq;
-        memcpy(r->last_hash, prev, 32);
+        if (!why && rrc != ZT_ENOTFOUND) why = "the record is truncated or damaged";
+        if (!why && first) why = "an empty value in the log";
     }
+    if (why) {
+        r->first_bad = expect;
+        snprintf(r->reason, sizeof r->reason, "%s", why);
+    }
+    memcpy(r->last_hash, prev, 32);
     zt_cursor_close(c);
     return rc == ZT_ENOTFOUND || rc == ZT_OK ? ZT_OK : rc;
+}
+
+/* Whether the log holds record seq and its stored hash is hash. */
+static bool at_record(zt_txn *t, zt_db *log, uint64_t seq, const unsigned char hash[32])
+{
+    zt_kv kv;
+    zt_audit_rec r;
+    size_t off;
+    return zt__audit_locate(t, log, seq, &kv, &off) == ZT_OK && rec_next(&kv, &off, &r) == ZT_OK &&
+           r.seq == seq && sodium_memcmp(r.hash, hash, 32) == 0;
 }
 
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
@@ -303,13 +504,10 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
         const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
         const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signature");
-        unsigned char hash[32], sig[64], key[8];
+        unsigned char hash[32], sig[64];
         size_t n = 0, m = 0;
         char msg[256];
         const char *why = NULL;
-        const void *rv;
-        size_t rvl;
-        zt__be64_put(key, seq);
         if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
             zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
             n != 32 ||
@@ -319,8 +517,7 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         else if (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble) < 0 ||
                  zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK)
             why = "a checkpoint's signature is not the node's";
-        else if (zt_get(t, a->log, key, 8, &rv, &rvl) != ZT_OK || rvl < HDR ||
-                 sodium_memcmp(rv, hash, 32) != 0)
+        else if (!at_record(t, a->log, seq, hash))
             why = "the log does not match its signed checkpoint here";
         cJSON_Delete(o);
         if (why && (!r->first_bad || seq < r->first_bad)) {
@@ -345,31 +542,13 @@ void zt_audit_note(zt_req *req, const char *action, const char *object)
     if (object) req->audit_object = zt__arena_strndup(&req->arena, object, strlen(object));
 }
 
-/* A queued record is its fields one after the other, each NUL-terminated, in the order
- * of zt_audit_entry (a missing one empty), then the status as text. */
-#define NFIELDS 7
-
 /* Queue one record: the fields of zt_audit_entry in f (action NULL: "<verb> <what>"). */
-static int enqueue(zt_audit *a, const char *const f[NFIELDS], const char *verb, const char *what,
+static int enqueue(zt_audit *a, const char *const f[7], const char *verb, const char *what,
                    int status)
 {
     size_t at = a->queue.len;
-    int rc = ZT_OK;
-    for (size_t i = 0; i < NFIELDS && rc == ZT_OK; i++) {
-        if (!f[i]) { /* this runs for every change: no printf */
-            rc = zt__buf_puts(&a->queue, verb);
-            rc |= zt__buf_append(&a->queue, " ", 1);
-            rc |= zt__buf_append(&a->queue, what, strlen(what) + 1);
-        } else {
-            rc = zt__buf_append(&a->queue, f[i], strlen(f[i]) + 1);
-        }
-    }
-    if (rc == ZT_OK) rc = zt__buf_u64(&a->queue, (uint64_t)(status > 0 ? status : 0));
-    if (rc == ZT_OK) rc = zt__buf_append(&a->queue, "", 1);
-    if (rc != ZT_OK) {
-        a->queue.len = at;
-        return rc;
-    }
+    int rc = rec_build(&a->queue, f, verb, what, status);
+    if (rc != ZT_OK) return rc;
     a->last_at = at;
     a->nqueued++;
     return ZT_OK;
@@ -382,7 +561,7 @@ int zt__audit_queue(zt_server *srv, zt_req *req)
     return ZT_OK; /* the benchmark build that measures what the audit log costs */
 #endif
     const zt__route *rt = req->match.route; /* NULL for a job: then method and path */
-    const char *f[NFIELDS] = {
+    const char *f[7] = {
         req->caller ? req->caller->id : "",
         req->caller && req->caller->login ? req->caller->login : "",
         zt__req_plugin(req) ? zt__req_plugin(req)->name : "core",
@@ -400,11 +579,10 @@ int zt__audit_queue_entry(zt_server *srv, const zt_audit_entry *e, const char *v
     (void)srv, (void)e, (void)verb;
     return ZT_OK;
 #endif
-    const char *f[NFIELDS] = {
-        e->actor ? e->actor : "",       e->actor_login ? e->actor_login : "",
-        e->plugin ? e->plugin : "core", verb ? NULL : e->action ? e->action : "",
-        e->object ? e->object : "",     e->request_id ? e->request_id : "",
-        e->client ? e->client : ""};
+    const char *f[7] = {e->actor ? e->actor : "",       e->actor_login ? e->actor_login : "",
+                        e->plugin ? e->plugin : "core", verb ? NULL : e->action ? e->action : "",
+                        e->object ? e->object : "",     e->request_id ? e->request_id : "",
+                        e->client ? e->client : ""};
     return enqueue(srv->audit, f, verb, e->action ? e->action : "", e->status);
 }
 
@@ -445,31 +623,11 @@ int zt__audit_flush(zt_server *srv)
     zt_audit *a = srv->audit;
     if (!a->nqueued) return ZT_OK;
     zt_txn *t = NULL;
-    uint64_t seq = 0;
-    unsigned char prev[32];
-    zt_buf b = {0};
     /* In the batch itself: if a record cannot be written, the batch is lost whole (no
      * change without its record), so a nested transaction would roll back nothing. */
     int rc = zt__store_batch_write(srv->store, &t);
-    if (rc == ZT_OK) rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
-    const char *p = a->queue.data;
-    for (size_t n = 0; rc == ZT_OK && n < a->nqueued; n++) {
-        const char *f[NFIELDS + 1];
-        for (size_t i = 0; i <= NFIELDS; i++) {
-            f[i] = p;
-            p += strlen(p) + 1;
-        }
-        zt_audit_entry e = {.actor = f[0][0] ? f[0] : NULL,
-                            .actor_login = f[1][0] ? f[1] : NULL,
-                            .plugin = f[2],
-                            .action = f[3],
-                            .object = f[4],
-                            .request_id = f[5],
-                            .client = f[6],
-                            .status = atoi(f[7])};
-        rc = append_after(a, t, &seq, prev, &e, &b);
-    }
-    zt__buf_free(&b);
+    if (rc == ZT_OK)
+        rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len, a->nqueued);
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);
         if (rc == ZT_OK) rc = erc;
@@ -508,11 +666,67 @@ static int h_verify(zt_req *req, void *ud)
     return rc;
 }
 
-static bool match_str(const cJSON *o, const char *k, const char *want)
+/* Record r as GET /audit shows it (with its hash), or NULL if it cannot be read. */
+static cJSON *rec_json(const zt_audit_rec *r)
+{
+    cJSON *o;
+    if (r->v1) {
+        o = cJSON_ParseWithLength((const char *)r->body, r->blen);
+    } else {
+        rec_fields f;
+        if (fields_decode(r, &f) != ZT_OK) return NULL;
+        o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "seq", (double)f.seq);
+        cJSON_AddNumberToObject(o, "time", (double)f.time);
+        for (int i = 0; i < 7; i++) {
+            const char *v = f.f[i];
+            size_t n = f.n[i];
+            if (!n && i == 0)
+                v = "anonymous", n = 9;
+            else if (!n && i != 2 && i != 3 && i != 4)
+                continue; /* absent */
+            char *z = strndup(v, n);
+            if (z) cJSON_AddStringToObject(o, field_names[i], z);
+            free(z);
+        }
+        if (f.status) cJSON_AddNumberToObject(o, "status", f.status);
+    }
+    if (!o) return NULL;
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, r->hash, 32);
+    cJSON_AddStringToObject(o, "hash", hex);
+    return o;
+}
+
+cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq)
+{
+    zt_kv kv;
+    size_t off = 0;
+    zt_audit_rec r;
+    int rc = seq ? zt__audit_locate(t, log, seq, &kv, &off) : zt__db_edge(t, log, ZT_LAST, &kv);
+    if (rc != ZT_OK) return NULL;
+    while ((rc = rec_next(&kv, &off, &r)) == ZT_OK && seq && r.seq != seq) {
+    }
+    if (!seq) { /* the last of the last value */
+        zt_audit_rec last;
+        bool any = rc == ZT_OK;
+        for (last = r; rec_next(&kv, &off, &r) == ZT_OK;) last = r;
+        return any ? rec_json(&last) : NULL;
+    }
+    return rc == ZT_OK ? rec_json(&r) : NULL;
+}
+
+/* A record's field i against a filter (NULL: any). */
+static bool field_is(const zt_audit_rec *r, const rec_fields *f, const cJSON *o, int i,
+                     const char *want)
 {
     if (!want) return true;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
+    if (r->v1) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field_names[i]);
+        return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
+    }
+    if (i == 0 && !f->n[0]) return strcmp(want, "anonymous") == 0;
+    return strlen(want) == f->n[i] && memcmp(f->f[i], want, f->n[i]) == 0;
 }
 
 static int h_list(zt_req *req, void *ud)
@@ -531,37 +745,49 @@ static int h_list(zt_req *req, void *ud)
     zt_txn *t = zt_req_txn(req);
     zt_cursor *c;
     if (!t || zt_cursor_open(t, srv->audit->log, &c) != ZT_OK) return ZT_EIO;
-    unsigned char key[8];
-    zt__be64_put(key, start);
     cJSON *o = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     long n = 0;
     uint64_t last = 0;
     zt_kv kv;
+    size_t off = 0;
+    /* From the value that holds record start, or the first after it. */
+    if (zt__audit_locate(t, srv->audit->log, start, &kv, &off) != ZT_OK) off = 0;
+    unsigned char key[8];
+    zt__be64_put(key, off ? zt__be64_get(kv.key) : start);
+    int rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv);
     /* A scan bounded in records examined, so a filter that matches little cannot hold
-     * the loop: the client continues from `next`. */
+     * the loop: the client continues from `next` (null: the end of the log). */
     long examined = 0;
-    int rc;
-    for (rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv); rc == ZT_OK && n < limit && examined < 100000;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), examined++) {
-        last = kv.klen == 8 ? zt__be64_get(kv.key) : last;
-        if (kv.vlen <= HDR) continue;
-        cJSON *r = cJSON_ParseWithLength((const char *)kv.val + HDR, kv.vlen - HDR);
-        if (!r) continue;
-        double tm = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "time"));
-        if (match_str(r, "actor", actor) && match_str(r, "plugin", plugin) &&
-            match_str(r, "object", object) && tm >= tfrom && tm < tto) {
-            char hex[65];
-            sodium_bin2hex(hex, sizeof hex, kv.val, 32);
-            cJSON_AddStringToObject(r, "hash", hex);
-            cJSON_AddItemToArray(items, r);
-            n++;
-        } else {
-            cJSON_Delete(r);
+    bool more = false;
+    for (; rc == ZT_OK; rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), off = 0) {
+        zt_audit_rec r;
+        while (n < limit && examined < 100000 && rec_next(&kv, &off, &r) == ZT_OK) {
+            examined++;
+            last = r.seq;
+            rec_fields f = {0};
+            cJSON *v1 = NULL;
+            if (r.v1 ? !(v1 = cJSON_ParseWithLength((const char *)r.body, r.blen))
+                     : fields_decode(&r, &f) != ZT_OK)
+                continue;
+            double tm = r.v1 ? cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v1, "time"))
+                             : (double)f.time;
+            bool match = field_is(&r, &f, v1, 0, actor) && field_is(&r, &f, v1, 2, plugin) &&
+                         field_is(&r, &f, v1, 4, object) && tm >= tfrom && tm < tto;
+            cJSON_Delete(v1);
+            cJSON *item = match ? rec_json(&r) : NULL;
+            if (item) {
+                cJSON_AddItemToArray(items, item);
+                n++;
+            }
+        }
+        if (n >= limit || examined >= 100000) {
+            more = off < kv.vlen || zt_cursor_seek(c, ZT_NEXT, NULL, 0, NULL) == ZT_OK;
+            break;
         }
     }
     zt_cursor_close(c);
-    if (rc == ZT_OK)
+    if (more)
         cJSON_AddStringToObject(o, "next", zt_req_printf(req, "%llu", (unsigned long long)last));
     else
         cJSON_AddNullToObject(o, "next");

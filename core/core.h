@@ -513,6 +513,10 @@ void zt__audit_rewind(zt_server *srv, const zt__audit_pos *pos);
 int zt__audit_flush(zt_server *srv);
 size_t zt__audit_queued(const zt_server *srv);
 zt_db *zt__audit_db(zt_server *srv);
+/* The stored value in log that holds record seq, and where in it the record begins. */
+int zt__audit_locate(zt_txn *t, zt_db *log, uint64_t seq, zt_kv *kv, size_t *off);
+/* Record seq (0: the last one) as GET /audit shows it, or NULL. The caller deletes it. */
+cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
 /* Then check every signed checkpoint against the log (lowers r->first_bad if need be). */

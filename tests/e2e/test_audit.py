@@ -9,7 +9,10 @@ import unittest
 
 from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run, wait_for
 
-HDR = 64  # a stored record: hash[32] | prev[32] | json
+# A stored value: one batch's records, under its first record's sequence number (8 bytes,
+# big-endian) and 0x02; each record len u32 | hash[32] | prev[32] | body, the body
+# 0x02 | seq u64 | time u64 | status u16 | seven (varint length, bytes) fields.
+R_HASH, R_BODY = 4, 68
 NOTICE = {"title": "Road works", "body": "Closed on Monday."}
 
 
@@ -260,10 +263,21 @@ class Checkpoints(NodeTest):
         self.assertIn("%d records" % v["records"], r.stdout)
 
 
+def split_records(val):
+    """The records of one stored value, each as bytes."""
+    out, off = [], 0
+    while off < len(val):
+        n = 4 + int.from_bytes(val[off:off + 4], "big")
+        out.append(val[off:off + n])
+        off += n
+    return out
+
+
 class Tampering(NodeTest):
     """Stop the node, change its LMDB file behind its back, and ask both verifiers."""
 
     WRITES = 10
+    PIPELINED = 8
 
     def setUp(self):
         super().setUp()
@@ -275,12 +289,22 @@ class Tampering(NodeTest):
         n = self.node(roles=("auditor",))
         for _ in range(self.WRITES):
             self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        # pipelined writes share a batch, so their records share a stored value
+        wire = b"".join(b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 0\r\n\r\n"
+                        for _ in range(self.PIPELINED))
+        with n.rawconn() as c:
+            rs = c.exchange(wire, self.PIPELINED)
+        self.assertEqual([r.status for r in rs], [200] * self.PIPELINED, rs)
         self.records = all_records(n)
-        self.assertGreaterEqual(len(self.records), self.WRITES)
+        self.assertGreaterEqual(len(self.records), self.WRITES + self.PIPELINED)
         r = verify_cli(n)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # whole before tampering
         self.assertEqual(n.stop(), 0)
         self.n = n
+        self.values = self.read_values()
+        self.assertTrue(any(len(recs) > 1 for recs in self.values.values()),
+                        "no two records in one stored value: %r"
+                        % [len(r) for r in self.values.values()])
 
     def tamper(self, dbname, change):
         env = self.lmdb.open(self.n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
@@ -293,6 +317,43 @@ class Tampering(NodeTest):
 
     def key(self, seq):
         return seq.to_bytes(8, "big")
+
+    def read_values(self):
+        """The audit log as stored: {key: [record bytes, ...]}."""
+        values = {}
+
+        def read(txn):
+            for key, val in txn.cursor():
+                self.assertEqual(len(key), 9, key)
+                values[bytes(key)] = split_records(bytes(val))
+
+        self.tamper("_core/audit", read)
+        return values
+
+    def where(self, seq):
+        """The key of the value that holds record seq, and its index there."""
+        for key, recs in self.values.items():
+            first = int.from_bytes(key[:8], "big")
+            if first <= seq < first + len(recs):
+                return key, seq - first
+        self.fail("no record %d" % seq)
+
+    def rewrite(self, changes):
+        """changes: {key: [record bytes]} ([]: the value goes)."""
+        def put(txn):
+            for key, recs in changes.items():
+                if recs:
+                    txn.put(key, b"".join(recs))
+                else:
+                    self.assertTrue(txn.delete(key))
+
+        self.tamper("_core/audit", put)
+
+    def change_record(self, seq, fn):
+        key, i = self.where(seq)
+        recs = list(self.values[key])
+        recs[i] = fn(bytearray(recs[i]))
+        self.rewrite({key: recs})
 
     def assertBrokenAt(self, seq, reason_words=()):
         r = verify_cli(self.n)
@@ -310,48 +371,53 @@ class Tampering(NodeTest):
         return v
 
     def victim(self):
-        """A record in the middle of the log (not the head, not the first)."""
-        return self.records[len(self.records) // 2]["seq"]
+        """A record in the middle of a value of several records."""
+        key = next(k for k, recs in self.values.items() if len(recs) >= 3)
+        return int.from_bytes(key[:8], "big") + 1
+
+    def alone(self):
+        """A record stored alone, not the first of the log."""
+        key = [k for k, recs in self.values.items() if len(recs) == 1][self.WRITES // 2]
+        return int.from_bytes(key[:8], "big")
 
     def test_flipped_byte(self):
         k = self.victim()
 
-        def flip(txn):
-            v = bytearray(txn.get(self.key(k)))
-            body = v[HDR:]
-            at = HDR + body.index(b'"action"') + 3  # inside a field name: still JSON-ish
-            v[at] ^= 0x01
-            txn.put(self.key(k), bytes(v))
+        def flip(v):
+            v[R_BODY + v[R_BODY:].index(b"POST /hello") + 2] ^= 0x01  # inside the action
+            return bytes(v)
 
-        self.tamper("_core/audit", flip)
+        self.change_record(k, flip)
         self.assertBrokenAt(k, ["hash"])
 
     def test_flipped_byte_of_the_stored_hash(self):
-        k = self.victim() + 1
+        k = self.alone()
 
-        def flip(txn):
-            v = bytearray(txn.get(self.key(k)))
-            v[5] ^= 0x80
-            txn.put(self.key(k), bytes(v))
+        def flip(v):
+            v[R_HASH + 5] ^= 0x80
+            return bytes(v)
 
-        self.tamper("_core/audit", flip)
+        self.change_record(k, flip)
         self.assertBrokenAt(k)
 
     def test_deleted_record(self):
         k = self.victim()
-        self.tamper("_core/audit", lambda txn: self.assertTrue(txn.delete(self.key(k))))
+        key, i = self.where(k)
+        self.rewrite({key: self.values[key][:i] + self.values[key][i + 1:]})
+        self.assertBrokenAt(k, ["missing"])
+
+    def test_deleted_value(self):
+        k = self.alone()
+        self.rewrite({self.where(k)[0]: []})
         self.assertBrokenAt(k, ["missing"])
 
     def test_swapped_records(self):
         k = self.victim()
-
-        def swap(txn):
-            a, b = txn.get(self.key(k)), txn.get(self.key(k + 2))
-            txn.put(self.key(k), b)
-            txn.put(self.key(k + 2), a)
-
-        self.tamper("_core/audit", swap)
-        self.assertBrokenAt(k)
+        key, i = self.where(k)
+        recs = list(self.values[key])
+        recs[i - 1], recs[i + 1] = recs[i + 1], recs[i - 1]
+        self.rewrite({key: recs})
+        self.assertBrokenAt(k - 1)
 
     def test_forged_checkpoint(self):
         # the shutdown signed the head: forge that checkpoint's signature

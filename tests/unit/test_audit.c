@@ -62,6 +62,28 @@ static void append_n(fixture *f, int n)
     assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
 }
 
+/* The same records, the n of them queued in one batch: stored together in one value. */
+static void append_batch(fixture *f, int n)
+{
+    zt_txn *t;
+    assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
+    for (int i = 0; i < n; i++) {
+        char obj[32];
+        snprintf(obj, sizeof obj, "/things/b%d", i);
+        zt_audit_entry e = {.actor = "A1",
+                            .plugin = "test",
+                            .action = "things",
+                            .object = obj,
+                            .request_id = "R",
+                            .client = "127.0.0.1",
+                            .status = 201};
+        assert_int_equal(zt__audit_queue_entry(&f->srv, &e, "POST"), ZT_OK);
+    }
+    assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
+    assert_int_equal(zt__audit_flush(&f->srv), ZT_OK);
+    assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+}
+
 static zt_audit_report verify(fixture *f)
 {
     zt_txn *t;
@@ -73,88 +95,205 @@ static zt_audit_report verify(fixture *f)
     return r;
 }
 
-static void key8(unsigned char k[8], uint64_t seq)
-{
-    for (int i = 7; i >= 0; i--, seq >>= 8) k[i] = (unsigned char)seq;
-}
+/* The whole log as stored, to tamper with: its values (key, bytes) and, for each record,
+ * its value and where in it it begins. */
+#define MAXV 64
+#define MAXR 256
+typedef struct stored {
+    size_t nv, nr;
+    unsigned char key[MAXV][9];
+    size_t klen[MAXV], vlen[MAXV];
+    unsigned char val[MAXV][8192];
+    size_t rv[MAXR], roff[MAXR], rlen[MAXR]; /* record seq-1: value, offset, length */
+} stored;
 
-/* Read record seq into buf (returns its length). */
-static size_t get_rec(fixture *f, uint64_t seq, unsigned char *buf, size_t cap)
+static void load(fixture *f, stored *s)
 {
     zt_txn *t;
-    unsigned char k[8];
-    const void *v;
-    size_t vl;
-    key8(k, seq);
+    zt_cursor *c;
+    zt_kv kv;
+    memset(s, 0, sizeof *s);
     assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
-    assert_int_equal(zt_get(t, zt__audit_db(&f->srv), k, 8, &v, &vl), ZT_OK);
-    assert_true(vl <= cap);
-    memcpy(buf, v, vl);
+    assert_int_equal(zt_cursor_open(t, zt__audit_db(&f->srv), &c), ZT_OK);
+    for (int rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        assert_true(s->nv < MAXV && kv.vlen <= sizeof s->val[0] && kv.klen <= 9);
+        memcpy(s->key[s->nv], kv.key, kv.klen);
+        memcpy(s->val[s->nv], kv.val, kv.vlen);
+        s->klen[s->nv] = kv.klen, s->vlen[s->nv] = kv.vlen;
+        for (size_t off = 0; off < kv.vlen; s->nr++) { /* len u32 | hash | prev | body */
+            const unsigned char *r = s->val[s->nv] + off;
+            assert_int_equal(kv.klen, 9);
+            s->rv[s->nr] = s->nv, s->roff[s->nr] = off;
+            s->rlen[s->nr] = 4 + ((size_t)r[0] << 24 | r[1] << 16 | r[2] << 8 | r[3]);
+            off += s->rlen[s->nr];
+        }
+        s->nv++;
+    }
+    zt_cursor_close(c);
     zt__store_end(f->srv.store, t, false);
-    return vl;
 }
 
-static void put_rec(fixture *f, uint64_t seq, const unsigned char *buf, size_t len)
+/* Write s back over the log (values left empty are deleted). */
+static void store(fixture *f, stored *s)
 {
     zt_txn *t;
-    unsigned char k[8];
-    key8(k, seq);
     assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
-    if (buf)
-        assert_int_equal(zt_put(t, zt__audit_db(&f->srv), k, 8, buf, len), ZT_OK);
-    else
-        assert_int_equal(zt_del(t, zt__audit_db(&f->srv), k, 8), ZT_OK);
+    for (size_t i = 0; i < s->nv; i++) {
+        if (s->vlen[i])
+            assert_int_equal(
+                zt_put(t, zt__audit_db(&f->srv), s->key[i], s->klen[i], s->val[i], s->vlen[i]),
+                ZT_OK);
+        else
+            assert_int_equal(zt_del(t, zt__audit_db(&f->srv), s->key[i], s->klen[i]), ZT_OK);
+    }
     assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
     assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+}
+
+static unsigned char *rec(stored *s, uint64_t seq)
+{
+    assert_true(seq >= 1 && seq <= s->nr);
+    return s->val[s->rv[seq - 1]] + s->roff[seq - 1];
+}
+
+/* Offsets in a stored record: its length, hash, prev, body (format, seq, time, status). */
+#define R_HASH 4
+#define R_PREV 36
+#define R_BODY 68
+
+static void fill(fixture *f, bool batched)
+{
+    if (batched) { /* 1-3 alone, 4-8 in one batch, 9-10 in another */
+        append_n(f, 3);
+        append_batch(f, 5);
+        append_batch(f, 2);
+    } else {
+        append_n(f, 10);
+    }
+    stored s;
+    load(f, &s);
+    assert_int_equal(s.nr, 10);
+    assert_int_equal(s.nv, batched ? 5 : 10);
 }
 
 static void intact_chain_verifies(void **state)
 {
     fixture *f = *state;
-    append_n(f, 10);
+    fill(f, true);
     zt_audit_report r = verify(f);
     assert_int_equal(r.first_bad, 0);
     assert_int_equal(r.records, 10);
+    assert_int_equal(r.last_seq, 10);
+    append_n(f, 1);
+    assert_int_equal(verify(f).records, 11);
+}
+
+static void flipped_byte_found(fixture *f, bool batched)
+{
+    fill(f, batched);
+    /* every region of the record: its length, hash, prev, format, seq, time, a field */
+    size_t offsets[] = {2, R_HASH + 3, R_PREV + 8, R_BODY, R_BODY + 8, R_BODY + 12, R_BODY + 25};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        stored s;
+        load(f, &s);
+        rec(&s, 5)[offsets[i]] ^= 0x01;
+        store(f, &s);
+        zt_audit_report r = verify(f);
+        assert_int_equal(r.first_bad, 5);
+        assert_int_equal(r.records, 4);
+        rec(&s, 5)[offsets[i]] ^= 0x01;
+        store(f, &s);
+        assert_int_equal(verify(f).first_bad, 0);
+    }
 }
 
 static void flipped_byte_found_at_its_record(void **state)
 {
-    fixture *f = *state;
-    append_n(f, 10);
-    unsigned char rec[1024];
-    /* every region of the record: its hash, its prev, its JSON */
-    size_t offsets[] = {3, 40, 64 + 10};
-    for (size_t i = 0; i < 3; i++) {
-        size_t n = get_rec(f, 5, rec, sizeof rec);
-        rec[offsets[i] < n ? offsets[i] : n - 1] ^= 0x01;
-        put_rec(f, 5, rec, n);
-        zt_audit_report r = verify(f);
-        assert_int_equal(r.first_bad, 5);
-        rec[offsets[i] < n ? offsets[i] : n - 1] ^= 0x01;
-        put_rec(f, 5, rec, n);
-        assert_int_equal(verify(f).first_bad, 0);
-    }
+    flipped_byte_found(*state, false);
+}
+
+static void flipped_byte_found_in_a_batch(void **state)
+{
+    flipped_byte_found(*state, true);
+}
+
+/* Take record seq out of its value. */
+static void cut(stored *s, uint64_t seq)
+{
+    size_t v = s->rv[seq - 1], off = s->roff[seq - 1], n = s->rlen[seq - 1];
+    memmove(s->val[v] + off, s->val[v] + off + n, s->vlen[v] - off - n);
+    s->vlen[v] -= n;
 }
 
 static void deleted_record_found(void **state)
 {
     fixture *f = *state;
-    append_n(f, 10);
-    put_rec(f, 6, NULL, 0);
+    for (int batched = 0; batched < 2; batched++) {
+        fill(f, batched);
+        stored s;
+        load(f, &s);
+        cut(&s, 6); /* alone in its value, or in the middle of one */
+        store(f, &s);
+        zt_audit_report r = verify(f);
+        assert_int_equal(r.first_bad, 6);
+        assert_int_equal(r.records, 5);
+        assert_non_null(strstr(r.reason, "missing"));
+        teardown(state), setup(state), f = *state;
+    }
+}
+
+static void deleted_batch_found(void **state)
+{
+    fixture *f = *state;
+    fill(f, true);
+    stored s;
+    load(f, &s);
+    s.vlen[3] = 0; /* records 4-8 */
+    store(f, &s);
     zt_audit_report r = verify(f);
-    assert_int_equal(r.first_bad, 6);
-    assert_int_equal(r.records, 5);
+    assert_int_equal(r.first_bad, 4);
+    assert_int_equal(r.records, 3);
 }
 
 static void reordered_records_found(void **state)
 {
     fixture *f = *state;
-    append_n(f, 10);
-    unsigned char a[1024], b[1024];
-    size_t na = get_rec(f, 3, a, sizeof a), nb = get_rec(f, 4, b, sizeof b);
-    put_rec(f, 3, b, nb);
-    put_rec(f, 4, a, na);
-    assert_int_equal(verify(f).first_bad, 3);
+    for (int batched = 0; batched < 2; batched++) {
+        fill(f, batched);
+        stored s;
+        load(f, &s);
+        /* 5 and 6: the same length, in separate values or next to each other in one */
+        assert_int_equal(s.rlen[4], s.rlen[5]);
+        unsigned char tmp[1024];
+        memcpy(tmp, rec(&s, 5), s.rlen[4]);
+        memcpy(rec(&s, 5), rec(&s, 6), s.rlen[4]);
+        memcpy(rec(&s, 6), tmp, s.rlen[4]);
+        store(f, &s);
+        assert_int_equal(verify(f).first_bad, 5);
+        teardown(state), setup(state), f = *state;
+    }
+}
+
+static void value_under_another_key_found(void **state)
+{
+    fixture *f = *state;
+    fill(f, true);
+    stored s;
+    load(f, &s);
+    /* the batch of records 4-8 filed under 5, where they still sort: all intact */
+    size_t m = s.nv++;
+    memcpy(s.key[m], s.key[3], 9);
+    s.key[m][7] = 5;
+    s.klen[m] = 9;
+    memcpy(s.val[m], s.val[3], s.vlen[3]);
+    s.vlen[m] = s.vlen[3];
+    s.vlen[3] = 0;
+    store(f, &s);
+    zt_audit_report r = verify(f);
+    assert_int_equal(r.first_bad, 4);
+    assert_non_null(strstr(r.reason, "another sequence number"));
+    assert_int_equal(r.records, 3);
 }
 
 static void rolled_back_append_leaves_nothing(void **state)
@@ -172,29 +311,129 @@ static void rolled_back_append_leaves_nothing(void **state)
     assert_int_equal(r.records, 5);
 }
 
+static void records_read_back(void **state)
+{
+    fixture *f = *state;
+    fill(f, true);
+    zt_txn *t;
+    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
+    for (uint64_t seq = 1; seq <= 10; seq++) {
+        cJSON *o = zt__audit_record_json(t, zt__audit_db(&f->srv), seq);
+        assert_non_null(o);
+        assert_int_equal((uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "seq")), seq);
+        char want[32];
+        snprintf(want, sizeof want, seq <= 3 ? "/things/%d" : "/things/b%d",
+                 (int)(seq <= 3   ? seq - 1
+                       : seq <= 8 ? seq - 4
+                                  : seq - 9));
+        assert_string_equal(zt__jstr(o, "object"), want);
+        assert_string_equal(zt__jstr(o, "action"), seq <= 3 ? "POST /things" : "POST things");
+        assert_string_equal(zt__jstr(o, "actor"), "A1");
+        assert_string_equal(zt__jstr(o, "plugin"), "test");
+        assert_string_equal(zt__jstr(o, "client"), "127.0.0.1");
+        assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "status")), 201);
+        assert_int_equal(strlen(zt__jstr(o, "hash")), 64);
+        cJSON_Delete(o);
+    }
+    assert_null(zt__audit_record_json(t, zt__audit_db(&f->srv), 11));
+    cJSON *last = zt__audit_record_json(t, zt__audit_db(&f->srv), 0);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(last, "seq")), 10);
+    cJSON_Delete(last);
+    zt__store_end(f->srv.store, t, false);
+}
+
+/* A log written by zhengtong 0.1 (one record per 8-byte key, hash | prev | JSON) goes on
+ * with new records chained to its last, and both are verified and read. */
+static void old_format_log_continues(void **state)
+{
+    fixture *f = *state;
+    unsigned char prev[32] = {0};
+    zt_txn *t;
+    assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
+    for (int seq = 1; seq <= 3; seq++) {
+        unsigned char val[512], key[8] = {0, 0, 0, 0, 0, 0, 0, (unsigned char)seq};
+        int n = snprintf((char *)val + 64, sizeof val - 64,
+                         "{\"seq\":%d,\"time\":1700000000000,\"actor\":\"old\",\"plugin\":"
+                         "\"core\",\"action\":\"POST /a\",\"object\":\"/a\"}",
+                         seq);
+        memcpy(val + 32, prev, 32);
+        crypto_generichash(val, 32, val + 32, 32 + (size_t)n, NULL, 0);
+        memcpy(prev, val, 32);
+        assert_int_equal(zt_put(t, zt__audit_db(&f->srv), key, 8, val, 64 + (size_t)n), ZT_OK);
+    }
+    assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
+    assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+    append_n(f, 2);
+    append_batch(f, 3);
+    zt_audit_report r = verify(f);
+    assert_int_equal(r.first_bad, 0);
+    assert_int_equal(r.records, 8);
+    assert_int_equal(zt__audit_checkpoint(&f->srv), ZT_OK);
+    assert_int_equal(verify(f).checkpoints, 1);
+
+    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
+    cJSON *o = zt__audit_record_json(t, zt__audit_db(&f->srv), 2);
+    assert_string_equal(zt__jstr(o, "actor"), "old");
+    cJSON_Delete(o);
+    o = zt__audit_record_json(t, zt__audit_db(&f->srv), 4);
+    assert_string_equal(zt__jstr(o, "actor"), "A1");
+    cJSON_Delete(o);
+    zt__store_end(f->srv.store, t, false);
+
+    /* an old record changed is still found at its place */
+    unsigned char key[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+    const void *v;
+    size_t vl;
+    unsigned char val[512];
+    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
+    assert_int_equal(zt_get(t, zt__audit_db(&f->srv), key, 8, &v, &vl), ZT_OK);
+    memcpy(val, v, vl);
+    zt__store_end(f->srv.store, t, false);
+    val[64 + 30] ^= 0x01;
+    assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
+    assert_int_equal(zt_put(t, zt__audit_db(&f->srv), key, 8, val, vl), ZT_OK);
+    assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
+    assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+    assert_int_equal(verify(f).first_bad, 2);
+}
+
+/* A record changed and its hash made to match: the next record's prev no longer does. */
+static void rehashed_record_breaks_the_next_link(void **state)
+{
+    fixture *f = *state;
+    for (int batched = 0; batched < 2; batched++) {
+        fill(f, batched);
+        stored s;
+        load(f, &s);
+        unsigned char *p = rec(&s, 5);
+        p[s.rlen[4] - 1] ^= 0x01; /* the last byte of its last field */
+        crypto_generichash(p + R_HASH, 32, p + R_PREV, s.rlen[4] - R_PREV, NULL, 0);
+        store(f, &s);
+        zt_audit_report r = verify(f);
+        assert_int_equal(r.first_bad, 6);
+        assert_non_null(strstr(r.reason, "does not follow"));
+        teardown(state), setup(state), f = *state;
+    }
+}
+
 static void checkpoint_pins_the_head(void **state)
 {
     fixture *f = *state;
-    append_n(f, 4);
+    append_n(f, 2);
+    append_batch(f, 2);
     assert_int_equal(zt__audit_checkpoint(&f->srv), ZT_OK);
     zt_audit_report r = verify(f);
     assert_int_equal(r.first_bad, 0);
     assert_int_equal(r.checkpoints, 1);
     /* Rewrite the last record AND its hash consistently: the chain alone cannot tell, the
      * signed checkpoint can. */
-    unsigned char rec[1024], prev[32];
-    size_t n = get_rec(f, 4, rec, sizeof rec);
-    memcpy(prev, rec + 32, 32);
-    char *json = (char *)rec + 64;
-    char *p = strstr(json, "\"status\":201");
-    assert_non_null(p);
-    p[11] = '0'; /* 201 → 200 */
-
-    unsigned char buf[1100];
-    memcpy(buf, prev, 32);
-    memcpy(buf + 32, json, n - 64);
-    crypto_generichash(rec, 32, buf, 32 + n - 64, NULL, 0);
-    put_rec(f, 4, rec, n);
+    stored s;
+    load(f, &s);
+    unsigned char *p = rec(&s, 4);
+    assert_int_equal(p[R_BODY + 17] << 8 | p[R_BODY + 18], 201); /* status */
+    p[R_BODY + 18] = 200 & 0xff;
+    crypto_generichash(p + R_HASH, 32, p + R_PREV, s.rlen[3] - R_PREV, NULL, 0);
+    store(f, &s);
     r = verify(f);
     assert_int_equal(r.first_bad, 4);
     assert_non_null(strstr(r.reason, "checkpoint"));
@@ -205,9 +444,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(intact_chain_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_byte_found_at_its_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(flipped_byte_found_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(deleted_record_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(deleted_batch_found, setup, teardown),
         cmocka_unit_test_setup_teardown(reordered_records_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(value_under_another_key_found, setup, teardown),
         cmocka_unit_test_setup_teardown(rolled_back_append_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(records_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(old_format_log_continues, setup, teardown),
+        cmocka_unit_test_setup_teardown(rehashed_record_breaks_the_next_link, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpoint_pins_the_head, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
