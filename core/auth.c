@@ -15,9 +15,11 @@
 struct zt_auth {
     zt_server *srv;
     zt_db *users, *logins, *depts, *sessions, *user_sessions, *citizen_ids, *keys;
-    zt_plugin core;             /* the core's binding for its own encrypted fields */
-    zt_db *gen;                 /* "g" → the identity generation (8 bytes, big-endian) */
-    struct sess_entry *cache;   /* resolved sessions, valid while the generation holds */
+    zt_plugin core;           /* the core's binding for its own encrypted fields */
+    zt_db *gen;               /* "g" → the identity generation (8 bytes, big-endian) */
+    struct sess_entry *cache; /* resolved sessions, valid while the generation holds */
+    unsigned char tag_key[crypto_shorthash_siphashx24_KEYBYTES]; /* random, per process */
+    unsigned char fail_key[crypto_shorthash_KEYBYTES];           /* the same, for fail_slot */
     uint64_t gen_seen;          /* the generation as read in loop iteration gen_at - 1 */
     uint64_t gen_at;            /* 1 + the iteration gen_seen holds for; 0: read it again */
     uint64_t bumped_in;         /* the last batch this process changed it in */
@@ -39,9 +41,13 @@ typedef struct failure {
 
 static failure **fail_slot(zt_auth *a, const char *key)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *s = key; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    failure **p = &a->fail[h % (sizeof a->fail / sizeof a->fail[0])];
+    /* keyed: logins and addresses are the client's to choose, and must not be able to
+     * pile into one chain */
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const unsigned char *)key, strlen(key), a->fail_key);
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    failure **p = &a->fail[v % (sizeof a->fail / sizeof a->fail[0])];
     while (*p && strcmp((*p)->key, key) != 0) p = &(*p)->next;
     return p;
 }
@@ -237,28 +243,36 @@ static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], c
 
 #define SESS_CACHE 1024
 
+/* A resolved session. A request finds its entry by the token's tag, a SipHash-128 of it
+ * under a key random to this process (so the cache keeps no token, and a token not known
+ * cannot be made to match without that key), and takes the stored BLAKE2b hash (the
+ * session's key in LMDB) from it: a cached session costs no BLAKE2b. */
 typedef struct sess_entry {
+    unsigned char tag[crypto_shorthash_siphashx24_BYTES];
     unsigned char hash[32];
     bool valid;
     bool must_change;
     uint64_t gen;
     int64_t expires_at, last_seen;
-    char *id, *kind, *login, *name, *department;
-    char **roles;
-    size_t nroles;
+    zt_caller *caller; /* one allocation: the struct, its roles and their strings */
+    size_t caller_size;
 } sess_entry;
 
 static void entry_clear(sess_entry *e)
 {
-    free(e->id), free(e->kind), free(e->login), free(e->name), free(e->department);
-    for (size_t i = 0; i < e->nroles; i++) free(e->roles[i]);
-    free(e->roles);
+    free(e->caller);
     memset(e, 0, sizeof(*e));
 }
 
-static sess_entry *entry_for(zt_auth *a, const unsigned char hash[32])
+static void token_tag(const zt_auth *a, const char *token, size_t len,
+                      unsigned char tag[crypto_shorthash_siphashx24_BYTES])
 {
-    return &a->cache[(hash[0] | (unsigned)hash[1] << 8) % SESS_CACHE];
+    crypto_shorthash_siphashx24(tag, (const unsigned char *)token, len, a->tag_key);
+}
+
+static sess_entry *entry_for(zt_auth *a, const unsigned char tag[crypto_shorthash_siphashx24_BYTES])
+{
+    return &a->cache[(tag[0] | (unsigned)tag[1] << 8) % SESS_CACHE];
 }
 
 /* A lost batch may have filled the cache from changes that are now undone, under a
@@ -271,57 +285,79 @@ void zt__auth_after_abort(zt_server *srv)
     a->gen_at = 0;
 }
 
-static char *dup_or_null(const char *s)
+/* The pointers of a packed caller moved by d bytes with it. */
+static void caller_move(zt_caller *c, ptrdiff_t d)
 {
-    return s ? strdup(s) : NULL;
+#define MOVE(p) p = (p) ? (const char *)(p) + d : NULL
+    MOVE(c->id);
+    MOVE(c->kind);
+    MOVE(c->login);
+    MOVE(c->name);
+    MOVE(c->department);
+    const char **roles = (const char **)((char *)c->roles + d);
+    for (size_t i = 0; i < c->nroles; i++) MOVE(roles[i]);
+    c->roles = roles;
+#undef MOVE
 }
 
-static bool entry_fill(sess_entry *e, const unsigned char hash[32], uint64_t gen, const cJSON *s,
-                       const cJSON *u)
+/* Account u as a caller in one allocation: the struct, the roles array, the strings. */
+static zt_caller *caller_pack(const cJSON *u, size_t *size)
+{
+    const char *f[5] = {zt__jstr(u, "id"), zt__jstr(u, "kind"), zt__jstr(u, "login"),
+                        zt__jstr(u, "name"), zt__jstr(u, "department")};
+    if (!f[0] || !f[1] || !f[2] || !f[3]) return NULL;
+    const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
+    size_t nroles = 0, len = 0;
+    for (const cJSON *r = roles ? roles->child : NULL; r; r = r->next)
+        if (cJSON_IsString(r)) nroles++, len += strlen(r->valuestring) + 1;
+    for (int i = 0; i < 5; i++) len += f[i] ? strlen(f[i]) + 1 : 0;
+    size_t head = sizeof(zt_caller) + (nroles + 1) * sizeof(char *);
+    zt_caller *c = calloc(1, head + len);
+    if (!c) return NULL;
+    const char **rs = (const char **)(c + 1);
+    char *p = (char *)c + head;
+    const char **dst[5] = {&c->id, &c->kind, &c->login, &c->name, &c->department};
+    for (int i = 0; i < 5; i++) {
+        if (!f[i]) continue;
+        size_t n = strlen(f[i]) + 1;
+        *dst[i] = memcpy(p, f[i], n);
+        p += n;
+    }
+    for (const cJSON *r = roles ? roles->child : NULL; r; r = r->next) {
+        if (!cJSON_IsString(r)) continue;
+        size_t n = strlen(r->valuestring) + 1;
+        rs[c->nroles++] = memcpy(p, r->valuestring, n);
+        p += n;
+    }
+    c->roles = rs;
+    *size = head + len;
+    return c;
+}
+
+static bool entry_fill(sess_entry *e, const unsigned char *tag, const unsigned char hash[32],
+                       uint64_t gen, const cJSON *s, const cJSON *u)
 {
     entry_clear(e);
+    e->caller = caller_pack(u, &e->caller_size);
+    if (!e->caller) return false;
+    memcpy(e->tag, tag, sizeof e->tag);
     memcpy(e->hash, hash, 32);
     e->gen = gen;
     e->expires_at = (int64_t)jnum(s, "expires_at");
     e->last_seen = (int64_t)jnum(s, "last_seen");
     e->must_change = jtrue(u, "must_change_password");
-    e->id = dup_or_null(zt__jstr(u, "id"));
-    e->kind = dup_or_null(zt__jstr(u, "kind"));
-    e->login = dup_or_null(zt__jstr(u, "login"));
-    e->name = dup_or_null(zt__jstr(u, "name"));
-    e->department = dup_or_null(zt__jstr(u, "department"));
-    const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
-    size_t n = (size_t)cJSON_GetArraySize(roles);
-    e->roles = calloc(n + 1, sizeof(*e->roles));
-    bool ok = e->roles && e->id && e->kind && e->login && e->name;
-    for (const cJSON *r = roles ? roles->child : NULL; ok && r; r = r->next)
-        if (cJSON_IsString(r)) ok = (e->roles[e->nroles++] = strdup(r->valuestring)) != NULL;
-    if (!ok) entry_clear(e);
-    e->valid = ok;
-    return ok;
+    e->valid = true;
+    return true;
 }
 
 /* The caller of a request, copied from the cache into request memory (an entry may be
- * replaced while the request still runs). */
+ * replaced while the request still runs): one copy of the packed caller. */
 static zt_caller *caller_from(zt_req *req, const sess_entry *e)
 {
-    zt_caller *c = zt_req_alloc(req, sizeof(*c));
-    const char **rs = zt_req_alloc(req, (e->nroles + 1) * sizeof(*rs));
-    if (!c || !rs) return NULL;
-    memset(c, 0, sizeof(*c));
-    zt_arena *ar = &req->arena;
-#define DUP(f) c->f = e->f ? zt__arena_strndup(ar, e->f, strlen(e->f)) : NULL
-    DUP(id);
-    DUP(kind);
-    DUP(login);
-    DUP(name);
-    DUP(department);
-#undef DUP
-    for (size_t i = 0; i < e->nroles; i++)
-        rs[i] = zt__arena_strndup(ar, e->roles[i], strlen(e->roles[i]));
-    rs[e->nroles] = NULL;
-    c->roles = rs;
-    c->nroles = e->nroles;
+    zt_caller *c = zt_req_alloc(req, e->caller_size);
+    if (!c) return NULL;
+    memcpy(c, e->caller, e->caller_size);
+    caller_move(c, (char *)c - (char *)e->caller);
     return c;
 }
 
@@ -458,13 +494,17 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
         } else if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0) {
             why = "the token is not a Zhengtong session token or API key";
         } else {
-            unsigned char hash[32];
-            token_hash(tok, strlen(tok), hash);
+            unsigned char hash[32], tag[crypto_shorthash_siphashx24_BYTES];
+            size_t toklen = strlen(tok);
             zt_auth *a = srv->auth;
+            token_tag(a, tok, toklen, tag);
             uint64_t gen;
             if (!generation(srv, req, &gen)) return no_sessions(req);
-            sess_entry *e = entry_for(a, hash);
-            if (!e->valid || e->gen != gen || memcmp(e->hash, hash, 32) != 0) {
+            sess_entry *e = entry_for(a, tag);
+            if (e->valid && e->gen == gen && sodium_memcmp(e->tag, tag, sizeof tag) == 0) {
+                memcpy(hash, e->hash, 32);
+            } else {
+                token_hash(tok, toklen, hash);
                 zt_txn *t = zt_req_txn(req); /* the one generation() began, if it did */
                 if (!t) return no_sessions(req);
                 cJSON *s = zt__db_get_json(t, a->sessions, hash, 32), *u = NULL;
@@ -474,7 +514,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                     why = "the token is unknown, revoked or expired: sign in again";
                 else if (!u || jtrue(u, "disabled"))
                     why = "the account is disabled";
-                else if (!entry_fill(e, hash, gen, s, u))
+                else if (!entry_fill(e, tag, hash, gen, s, u))
                     why = "out of memory";
                 cJSON_Delete(u);
                 cJSON_Delete(s);
@@ -489,6 +529,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                 req->caller = caller_from(req, e);
                 req->must_change_password = e->must_change;
                 memcpy(req->token_hash, hash, 32);
+                memcpy(req->token_tag, tag, sizeof tag);
                 req->session_last_seen = e->last_seen;
             }
             if (!why) return req->caller ? ZT_OK : ZT_ENOMEM;
@@ -520,7 +561,7 @@ void zt__auth_after(zt_server *srv, zt_req *req)
         cJSON_Delete(s);
     }
     if (zt__store_end(srv->store, t, ok) == ZT_OK && ok) {
-        sess_entry *e = entry_for(srv->auth, req->token_hash);
+        sess_entry *e = entry_for(srv->auth, req->token_tag);
         if (e->valid && memcmp(e->hash, req->token_hash, 32) == 0) e->last_seen = now;
     }
     req->session_last_seen = now;
@@ -1746,6 +1787,8 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     if (!a) return ZT_ENOMEM;
     a->srv = srv;
     if (!(a->cache = calloc(SESS_CACHE, sizeof(*a->cache)))) return ZT_ENOMEM;
+    randombytes_buf(a->tag_key, sizeof a->tag_key);
+    randombytes_buf(a->fail_key, sizeof a->fail_key);
     a->core.name = "_core";
     a->core.srv = srv;
     srv->auth = a;

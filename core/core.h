@@ -401,6 +401,7 @@ struct zt_req {
     zt_caller *caller;
     bool must_change_password;
     unsigned char token_hash[32];
+    unsigned char token_tag[16]; /* its tag in the session cache (auth.c) */
     int64_t session_last_seen;
     const char *audit_action; /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
     const char *audit_object; /* NULL: the path */
