@@ -78,9 +78,11 @@ def main():
     L.append("Storage in use at the end: %.1f MB audited, %.1f MB not (the counter is "
              "rewritten in place; what grows is the log)." % (used_a / 2 ** 20, used_b / 2 ** 20))
     L.append("")
-    L.append("Each record is about 340 bytes (a JSON line and two BLAKE2b hashes) appended to "
-             "a B-tree of its own: besides its instructions (CALLGRIND.md), each commit also "
-             "writes that tree's last leaf and branch pages.")
+    L.append("A record is about 200 bytes (its fields in binary, its BLAKE2b hash and the "
+             "previous record's), and a batch's records are appended as one LMDB value: "
+             "besides the instructions (CALLGRIND.md: building the record as the change is "
+             "made, one BLAKE2b each at commit), each commit writes that value's pages and the "
+             "log's last leaf and branch pages, and the file grows by them.")
     L.append("")
     L.append("<!-- audit-cost-json %s -->" % json.dumps(costs, sort_keys=True))
     write_section("audit-cost", "\n".join(L))

@@ -434,6 +434,25 @@ static const char *rec_check(const zt_audit_rec *r, uint64_t expect, const unsig
     return NULL;
 }
 
+const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned char prev[32])
+{
+    zt_audit_rec rec;
+    size_t off = 0;
+    int rc;
+    bool first = true;
+    while ((rc = rec_next(kv, &off, &rec)) == ZT_OK) {
+        const char *why = first && !rec.v1 && zt__be64_get(kv->key) != rec.seq
+                              ? "the records are stored under another sequence number"
+                              : rec_check(&rec, *expect, prev);
+        if (why) return why;
+        first = false;
+        memcpy(prev, rec.hash, 32);
+        (*expect)++;
+    }
+    if (rc != ZT_ENOTFOUND) return "the record is truncated or damaged";
+    return first ? "an empty value in the log" : NULL;
+}
+
 int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
 {
     memset(r, 0, sizeof(*r));
@@ -445,26 +464,9 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
     zt_kv kv;
     const char *why = NULL;
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !why;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        zt_audit_rec rec;
-        size_t off = 0;
-        int rrc;
-        bool first = true;
-        while (!why && (rrc = rec_next(&kv, &off, &rec)) == ZT_OK) {
-            if (first && !rec.v1 && zt__be64_get(kv.key) != rec.seq)
-                why = "the records are stored under another sequence number";
-            else
-                why = rec_check(&rec, expect, prev);
-            first = false;
-            if (!why) {
-                memcpy(prev, rec.hash, 32);
-                r->records++;
-                r->last_seq = expect++;
-            }
-        }
-        if (!why && rrc != ZT_ENOTFOUND) why = "the record is truncated or damaged";
-        if (!why && first) why = "an empty value in the log";
-    }
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv))
+        why = zt__audit_check_value(&kv, &expect, prev);
+    r->records = r->last_seq = expect - 1;
     if (why) {
         r->first_bad = expect;
         snprintf(r->reason, sizeof r->reason, "%s", why);
@@ -698,22 +700,26 @@ static cJSON *rec_json(const zt_audit_rec *r)
     return o;
 }
 
+cJSON *zt__audit_value_json(const zt_kv *kv)
+{
+    cJSON *a = cJSON_CreateArray(), *o;
+    zt_audit_rec r;
+    size_t off = 0;
+    while (a && rec_next(kv, &off, &r) == ZT_OK && (o = rec_json(&r))) cJSON_AddItemToArray(a, o);
+    return a;
+}
+
 cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq)
 {
     zt_kv kv;
-    size_t off = 0;
-    zt_audit_rec r;
+    size_t off;
     int rc = seq ? zt__audit_locate(t, log, seq, &kv, &off) : zt__db_edge(t, log, ZT_LAST, &kv);
-    if (rc != ZT_OK) return NULL;
-    while ((rc = rec_next(&kv, &off, &r)) == ZT_OK && seq && r.seq != seq) {
-    }
-    if (!seq) { /* the last of the last value */
-        zt_audit_rec last;
-        bool any = rc == ZT_OK;
-        for (last = r; rec_next(&kv, &off, &r) == ZT_OK;) last = r;
-        return any ? rec_json(&last) : NULL;
-    }
-    return rc == ZT_OK ? rec_json(&r) : NULL;
+    cJSON *a = rc == ZT_OK ? zt__audit_value_json(&kv) : NULL, *o = NULL;
+    for (cJSON *i = a ? a->child : NULL; i && !o; i = i->next)
+        if (!seq ? !i->next : cJSON_GetNumberValue(cJSON_GetObjectItem(i, "seq")) == (double)seq)
+            o = cJSON_DetachItemViaPointer(a, i);
+    cJSON_Delete(a);
+    return o;
 }
 
 /* A record's field i against a filter (NULL: any). */

@@ -516,6 +516,13 @@ size_t zt__audit_queued(const zt_server *srv);
 zt_db *zt__audit_db(zt_server *srv);
 /* The stored value in log that holds record seq, and where in it the record begins. */
 int zt__audit_locate(zt_txn *t, zt_db *log, uint64_t seq, zt_kv *kv, size_t *off);
+/* The records of one stored value as GET /audit shows them, in a JSON array (ending at
+ * one that cannot be read). The caller deletes it. */
+cJSON *zt__audit_value_json(const zt_kv *kv);
+/* Check the records of one stored value, going on from a walk of the log: *expect is the
+ * sequence number the next record must have, prev the hash it must follow; both move past
+ * each record that verifies. NULL, or why the record at *expect does not. */
+const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned char prev[32]);
 /* Record seq (0: the last one) as GET /audit shows it, or NULL. The caller deletes it. */
 cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
