@@ -1,16 +1,17 @@
 # test_approval.py: the approval plugin (一站式网上审批) over HTTP, on the workflow engine.
+import datetime
 import json
 import os
 import tempfile
 import time
 import unittest
 
+from workcal import DAY, HOUR, add_work_ms, beijing_date, day_start, work_between
 from ztnode import NodeTest, credit_code, lua_tree_with, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
         "idle_timeout": 366 * 86400}
-DAY = 86400 * 1000
 PDF = {"Content-Type": "application/pdf"}
 
 GOOD_CODE = credit_code("91330122MA2A00001")
@@ -406,6 +407,13 @@ class TimeLimits(ApprovalTest):
         self.shared.set_clock(self.offset)
 
     def test_supplements_pause_the_clock_and_deadlines_escalate(self):
+        # a Thursday, 10:00 in Beijing: the pause below takes Thursday's rest and Friday
+        # (working time) and the weekend (none)
+        now = self.shared.set_clock(self.offset)["now"]
+        d = beijing_date(now) + datetime.timedelta(days=1)
+        while d.weekday() != 3:
+            d += datetime.timedelta(days=1)
+        self.move(day_start(d) + 10 * HOUR - now)
         no = self.submitted()["number"]
         a = self.app(no)
         deadline, remind = a["deadline"], a["remind_at"]
@@ -418,6 +426,8 @@ class TimeLimits(ApprovalTest):
                     {"missing": ["floor_plan"], "note": "平面图不清晰"})
         self.assertEqual(a["state"], "supplement")
         self.assertIn("supplement", self.inbox_kinds(no))
+        paused_at = a["paused_since"]
+        self.assertEqual(beijing_date(paused_at).weekday(), 3)
         # three days pass while the applicant redraws the plan: the clock stands still
         self.move(3 * DAY)
         st, d = self.call("POST", "/approval/applications/%s/resubmit" % no, self.ent)
@@ -428,8 +438,16 @@ class TimeLimits(ApprovalTest):
         self.assertEqual(a["state"], "submitted")
         stood = a["paused_ms"]
         self.assertGreaterEqual(stood, 3 * DAY)
-        self.assertEqual(a["deadline"], deadline + stood)
-        self.assertEqual(a["remind_at"], remind + stood)
+        resumed = paused_at + stood
+        self.assertEqual(beijing_date(resumed).weekday(), 6)  # a Sunday
+        # what was left of the working time at the pause is left from the resume on
+        for before, after in ((deadline, a["deadline"]), (remind, a["remind_at"])):
+            left = work_between(paused_at, before)
+            self.assertGreater(left, 0)
+            self.assertEqual(after, add_work_ms(resumed, left))
+            self.assertEqual(work_between(resumed, after), left)
+        self.assertLess(a["deadline"], deadline + stood)  # not by the days on the wall
+        self.assertEqual(a["paused_work_ms"], work_between(paused_at, resumed))
         self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
         # past the reminder: handlers are reminded; past the deadline: overdue, escalated
         now = self.shared.set_clock(self.offset)["now"]

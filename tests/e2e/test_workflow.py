@@ -8,15 +8,13 @@ import threading
 import time
 import unittest
 
+from workcal import BEIJING, DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours
 from ztnode import NodeTest, lua_manifest, lua_tree_with, run
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 # sessions that outlive the clock moves of these tests (and the cheapest password hashing)
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
         "idle_timeout": 366 * 86400}
-DAY = 86400000
-HOUR = 3600000
-BEIJING = 8 * HOUR
 
 # ---- definitions the tests run ------------------------------------------------------
 
@@ -155,55 +153,6 @@ def make_lua_dir(base, defs=DEFS, spy=True):
     # the shipped examples stay; the tests' own definitions go beside them
     write_defs(lua_dir, defs)
     return lua_dir
-
-
-# ---- an independent working-day calendar, to check deadlines --------------------------
-
-
-def beijing_date(ms):
-    return datetime.datetime.utcfromtimestamp((ms + BEIJING) / 1000).date()
-
-
-def is_workday(d, holidays=(), workdays=()):
-    s = d.isoformat()
-    if s in workdays:
-        return True
-    return d.weekday() < 5 and s not in holidays
-
-
-def add_workdays(ms, days, holidays=()):
-    """ms plus `days` working days at the same Beijing clock time (from a non-working day:
-    from the next working day's midnight)."""
-    local = ms + BEIJING
-    d = beijing_date(ms)
-    pos = local % DAY
-    if not is_workday(d, holidays):
-        while not is_workday(d, holidays):
-            d += datetime.timedelta(days=1)
-        pos = 0
-    left = days
-    while left > 0:
-        d += datetime.timedelta(days=1)
-        if is_workday(d, holidays):
-            left -= 1
-    midnight = (d - datetime.date(1970, 1, 1)).days * DAY
-    return midnight + pos - BEIJING
-
-
-def sub_work_hours(ms, hours, holidays=()):
-    """ms minus `hours` of working time (whole working days count 24 h)."""
-    t = ms
-    left = hours * HOUR
-    while left > 0:
-        d = beijing_date(t - 1)
-        day_start = (d - datetime.date(1970, 1, 1)).days * DAY - BEIJING
-        if is_workday(d, holidays):
-            take = min(left, t - day_start)
-            t -= take
-            left -= take
-        else:
-            t = day_start
-    return t
 
 
 class WorkflowTest(NodeTest):

@@ -228,6 +228,13 @@ local function workdays_between(from, to)
   return call("workflow.workdays_between", { from = from, to = to }).ms
 end
 
+-- A point of the clock that stood still from `since` to `now`: the working time that was
+-- left until it at `since` is left until it from `now` (a point already passed stays).
+local function moved(t, since, now)
+  if t <= since then return t end
+  return call("workflow.workdays_add", { from = now, ms = workdays_between(since, t) }).time
+end
+
 local function cancel_timers(app)
   for _, id in pairs(app.timers) do zt.timer.cancel(id) end
   app.timers = {}
@@ -256,14 +263,16 @@ local function pause_clock(app, now)
   if app.instance ~= zt.json.null then call("workflow.pause", { instance = app.instance }) end
 end
 
--- The clock restarts where it stopped: the deadline moves by the time it stood still.
+-- The clock restarts where it stopped (补正 time is not counted): the working days that
+-- were left at the pause are left at the resume, so a pause over a weekend or a holiday
+-- moves the deadline by the working time it took, not by the days on the wall.
 local function resume_clock(app, now)
-  local stood = now - app.paused_since
-  app.paused_ms = app.paused_ms + stood
-  app.paused_work_ms = (app.paused_work_ms or 0) + workdays_between(app.paused_since, now)
+  local since = app.paused_since
+  app.paused_ms = app.paused_ms + (now - since)
+  app.paused_work_ms = (app.paused_work_ms or 0) + workdays_between(since, now)
   app.paused_since = zt.json.null
-  app.deadline = app.deadline + stood
-  if app.remind_at ~= zt.json.null then app.remind_at = app.remind_at + stood end
+  app.deadline = moved(app.deadline, since, now)
+  if app.remind_at ~= zt.json.null then app.remind_at = moved(app.remind_at, since, now) end
   arm_timers(app)
   if app.instance ~= zt.json.null then call("workflow.resume", { instance = app.instance }) end
 end
