@@ -541,7 +541,7 @@ MEDDLER_INIT = (
 
 
 class CancelledElsewhere(NodeTest):
-    def test_an_instance_cancelled_by_another_plugin_is_not_approved(self):
+    def test_an_instance_cancelled_by_another_plugin_ends_its_application_terminated(self):
         tmp = tempfile.mkdtemp(prefix="zt-approval-")
         lua = lua_tree_with(os.path.join(tmp, "lua"), {"meddler": (MEDDLER_MANIFEST, MEDDLER_INIT)})
         n = self.node(plugins=("workflow", "approval", "meddler"), lua_dir=lua, auth=AUTH,
@@ -583,9 +583,24 @@ class CancelledElsewhere(NodeTest):
 
         wait_for("the other application to be approved",
                  lambda: state(decided["number"])["state"] == "approved")
-        a = state(cancelled["number"])
-        self.assertEqual(a["state"], "reviewing")
-        self.assertIsNone(a["result"])
+        a = wait_for("the cancelled one to be terminated",
+                     lambda: (lambda x: x if x["state"] == "terminated" else None)(
+                         state(cancelled["number"])))
+        self.assertIsNone(a["result"])  # no decision, nothing sealed
+        self.assertEqual(a["history"][-1]["action"], "terminated")
+        self.assertIn("cancelled", a["history"][-1]["note"])
+        st, _, inbox = n.json("GET", "/approval/inbox", None, citizen, auth=False)
+        self.assertEqual(st, 200, inbox)
+        self.assertIn(("terminated", cancelled["number"]),
+                      [(m["kind"], m["number"]) for m in inbox["items"]])
+        # it is done: no longer withdrawable, and the statistics count it
+        st, _, d = n.json("POST", "/approval/applications/%s/withdraw" % cancelled["number"],
+                          None, citizen, auth=False)
+        self.assertEqual(st, 409, d)
+        supervisor = n.new_user("supervisor", ["approval_supervisor"], "root")
+        st, _, stats = n.json("GET", "/approval/stats", None, supervisor, auth=False)
+        self.assertEqual(st, 200, stats)
+        self.assertEqual((stats["total"]["terminated"], stats["total"]["approved"]), (1, 1), stats)
 
 
 if __name__ == "__main__":

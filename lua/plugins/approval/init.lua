@@ -781,12 +781,29 @@ local function on_task_completed(ev, ctx)
   end
 end
 
+-- An instance ended outside this plugin (a workflow administrator, another plugin): the
+-- application can go no further, so it ends terminated (终止), with no decision, its clock
+-- stopped (it is never overdue afterwards) and the applicant told. Approval's own
+-- cancellations (a refusal, a withdrawal) find the application ended already.
+local function terminate(app, ev)
+  cancel_timers(app)
+  app.state = "terminated"
+  app.decided_at = zt.now()
+  step(app, ev.payload.actor or "system", "terminated",
+       "its workflow instance was " .. tostring(ev.payload.state) .. " outside the approval plugin")
+  save(app)
+  notify(app, "terminated", "审批已终止 (terminated: its process was ended by the administration)")
+end
+
 local function on_instance_completed(ev, ctx)
-  -- ended otherwise (cancelled by another plugin, withdrawn): there is no decision to seal;
-  -- approval's own cancellations (a refusal, a withdrawal) find the application decided
-  if ev.payload.state ~= "completed" then return end
   local app = app_of_event(ev)
-  if not app or app.state ~= "reviewing" then return end
+  if not app then return end
+  if ev.payload.state ~= "completed" then
+    local open = { submitted = true, supplement = true, reviewing = true }
+    if open[app.state] then terminate(app, ev) end
+    return
+  end
+  if app.state ~= "reviewing" then return end
   local refused = ev.payload.result == "refused"
   for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refused = true end end
   decide(ctx, app, refused and "refused" or "approved")
@@ -843,7 +860,7 @@ zt.route("GET", "/approval/stats", { role = "approval_supervisor",
       local g = groups[key]
       if not g then
         g = { received = 0, accepted = 0, not_accepted = 0, approved = 0, refused = 0, withdrawn = 0,
-              completed = 0, overdue = 0, on_time = 0, working_days_sum = 0 }
+              terminated = 0, completed = 0, overdue = 0, on_time = 0, working_days_sum = 0 }
         groups[key] = g
       end
       return g
