@@ -735,6 +735,30 @@ static bool field_is(const zt_audit_rec *r, const rec_fields *f, const cJSON *o,
     return strlen(want) == f->n[i] && memcmp(f->f[i], want, f->n[i]) == 0;
 }
 
+/* Where GET /audit begins: the value that holds the first record from start on, and where
+ * in it that record begins. Record start itself may be gone from a tampered log while the
+ * records after it are still in the same value. */
+static int list_from(zt_cursor *c, uint64_t start, zt_kv *kv, size_t *off)
+{
+    unsigned char key[8];
+    zt__be64_put(key, start);
+    *off = 0;
+    int rc = zt_cursor_seek(c, ZT_GE, key, 8, kv);
+    if (rc == ZT_OK && kv->klen >= 8 && zt__be64_get(kv->key) == start) return ZT_OK;
+    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    zt_kv pv;
+    if (zt_cursor_seek(c, rc == ZT_OK ? ZT_PREV : ZT_LAST, NULL, 0, &pv) == ZT_OK) {
+        zt_audit_rec r;
+        for (size_t at = 0, next = 0; rec_next(&pv, &next, &r) == ZT_OK; at = next) {
+            if (r.seq >= start) {
+                *kv = pv, *off = at;
+                return ZT_OK;
+            }
+        }
+    }
+    return zt_cursor_seek(c, ZT_GE, key, 8, kv); /* none there: from the value found first */
+}
+
 static int h_list(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
@@ -756,12 +780,8 @@ static int h_list(zt_req *req, void *ud)
     long n = 0;
     uint64_t last = 0;
     zt_kv kv;
-    size_t off = 0;
-    /* From the value that holds record start, or the first after it. */
-    if (zt__audit_locate(t, srv->audit->log, start, &kv, &off) != ZT_OK) off = 0;
-    unsigned char key[8];
-    zt__be64_put(key, off ? zt__be64_get(kv.key) : start);
-    int rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv);
+    size_t off;
+    int rc = list_from(c, start, &kv, &off);
     /* A scan bounded in records examined, so a filter that matches little cannot hold
      * the loop: the client continues from `next` (null: the end of the log). */
     long examined = 0;

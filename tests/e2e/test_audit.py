@@ -411,6 +411,22 @@ class Tampering(NodeTest):
         self.rewrite({key: self.values[key][:i] + self.values[key][i + 1:]})
         self.assertBrokenAt(k, ["missing"])
 
+    def test_pages_go_on_past_a_deleted_record(self):
+        # after= the record before a gap inside a value: the records after the gap in that
+        # value are listed, not skipped with the rest of the value
+        k = self.victim()
+        key, i = self.where(k)
+        self.rewrite({key: self.values[key][:i] + self.values[key][i + 1:]})
+        self.n.start()
+        want = [r["seq"] for r in self.records if r["seq"] > k]
+        got = [r["seq"] for r in all_records(self.n, "&after=%d" % (k - 1))]
+        self.assertEqual(got[:len(want)], want)
+        # a page that ends before the gap leads to the record after it
+        st, _, d = self.n.json("GET", "/audit?limit=1&after=%d" % (k - 2))
+        self.assertEqual((st, [r["seq"] for r in d["items"]]), (200, [k - 1]), d)
+        st, _, d = self.n.json("GET", "/audit?limit=1&after=%s" % d["next"])
+        self.assertEqual((st, [r["seq"] for r in d["items"]]), (200, [k + 1]), d)
+
     def test_deleted_value(self):
         k = self.alone()
         self.rewrite({self.where(k)[0]: []})
