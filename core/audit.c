@@ -415,7 +415,9 @@ static const char *rec_check(const zt_audit_rec *r, uint64_t expect, const unsig
             return r->seq > expect ? "a record is missing before this one" : "bad sequence number";
         cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->blen);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seq");
-        bool here = cJSON_IsNumber(s) && (uint64_t)s->valuedouble == r->seq;
+        /* a double out of uint64_t's range is not converted: that is undefined */
+        bool here = cJSON_IsNumber(s) && s->valuedouble >= 0 &&
+                    s->valuedouble < 18446744073709551616.0 && (uint64_t)s->valuedouble == r->seq;
         cJSON_Delete(o);
         if (sodium_memcmp(h, r->hash, 32) != 0)
             return "the record's content does not match its hash";

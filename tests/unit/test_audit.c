@@ -397,6 +397,29 @@ static void old_format_log_continues(void **state)
     assert_int_equal(verify(f).first_bad, 2);
 }
 
+/* An old record whose JSON gives a "seq" no uint64_t can hold (negative, huge), its hash
+ * made right: found at its place, the number read without undefined behaviour. */
+static void old_record_with_an_impossible_seq_found(void **state)
+{
+    fixture *f = *state;
+    const char *seqs[] = {"-4", "1e300", "-1e300"};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        zt_txn *t;
+        unsigned char val[256], key[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+        int n = snprintf((char *)val + 64, sizeof val - 64,
+                         "{\"seq\":%s,\"time\":1,\"actor\":\"old\"}", seqs[i]);
+        memset(val + 32, 0, 32);
+        crypto_generichash(val, 32, val + 32, 32 + (size_t)n, NULL, 0);
+        assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
+        assert_int_equal(zt_put(t, zt__audit_db(&f->srv), key, 8, val, 64 + (size_t)n), ZT_OK);
+        assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
+        assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
+        zt_audit_report r = verify(f);
+        assert_int_equal(r.first_bad, 1);
+        assert_non_null(strstr(r.reason, "another place"));
+    }
+}
+
 /* A record changed and its hash made to match: the next record's prev no longer does. */
 static void rehashed_record_breaks_the_next_link(void **state)
 {
@@ -452,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rolled_back_append_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(records_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(old_format_log_continues, setup, teardown),
+        cmocka_unit_test_setup_teardown(old_record_with_an_impossible_seq_found, setup, teardown),
         cmocka_unit_test_setup_teardown(rehashed_record_breaks_the_next_link, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpoint_pins_the_head, setup, teardown),
     };
