@@ -186,24 +186,36 @@ static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32]
     return rc == ZT_ENOTFOUND && any ? ZT_OK : ZT_EIO;
 }
 
+/* Put c on the stored value that holds record seq (exact) or the first record from seq on
+ * (!exact: a record missing from a value is passed over), with *off where that record
+ * begins in *kv. */
+static int seek_record(zt_cursor *c, uint64_t seq, bool exact, zt_kv *kv, size_t *off)
+{
+    unsigned char key[8];
+    zt__be64_put(key, seq);
+    *off = 0;
+    int rc = zt_cursor_seek(c, ZT_GE, key, 8, kv);
+    if (rc == ZT_OK && kv->klen >= 8 && zt__be64_get(kv->key) == seq) return ZT_OK;
+    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    zt_kv pv; /* in the value before, if anywhere */
+    if (zt_cursor_seek(c, rc == ZT_OK ? ZT_PREV : ZT_LAST, NULL, 0, &pv) == ZT_OK) {
+        zt_audit_rec r;
+        for (size_t at = 0, next = 0; rec_next(&pv, &next, &r) == ZT_OK; at = next) {
+            if (exact ? r.seq == seq : r.seq >= seq) {
+                *kv = pv, *off = at;
+                return ZT_OK;
+            }
+        }
+    }
+    return exact ? ZT_ENOTFOUND : zt_cursor_seek(c, ZT_GE, key, 8, kv); /* from the next */
+}
+
 int zt__audit_locate(zt_txn *t, zt_db *log, uint64_t seq, zt_kv *kv, size_t *off)
 {
     zt_cursor *c;
     int rc = zt_cursor_open(t, log, &c);
     if (rc != ZT_OK) return rc;
-    unsigned char key[8];
-    zt__be64_put(key, seq);
-    rc = zt_cursor_seek(c, ZT_GE, key, 8, kv);
-    if (rc == ZT_OK && kv->klen >= 8 && zt__be64_get(kv->key) == seq) {
-        *off = 0;
-    } else if (rc == ZT_OK || rc == ZT_ENOTFOUND) { /* in the value before, if anywhere */
-        rc = zt_cursor_seek(c, rc == ZT_OK ? ZT_PREV : ZT_LAST, NULL, 0, kv);
-        zt_audit_rec r;
-        size_t at = 0, next = 0;
-        while (rc == ZT_OK && (rc = rec_next(kv, &next, &r)) == ZT_OK && r.seq != seq) at = next;
-        if (rc == ZT_OK) *off = at;
-        if (rc == ZT_EIO) rc = ZT_ENOTFOUND;
-    }
+    rc = seek_record(c, seq, true, kv, off);
     zt_cursor_close(c);
     return rc;
 }
@@ -737,30 +749,6 @@ static bool field_is(const zt_audit_rec *r, const rec_fields *f, const cJSON *o,
     return strlen(want) == f->n[i] && memcmp(f->f[i], want, f->n[i]) == 0;
 }
 
-/* Where GET /audit begins: the value that holds the first record from start on, and where
- * in it that record begins. Record start itself may be gone from a tampered log while the
- * records after it are still in the same value. */
-static int list_from(zt_cursor *c, uint64_t start, zt_kv *kv, size_t *off)
-{
-    unsigned char key[8];
-    zt__be64_put(key, start);
-    *off = 0;
-    int rc = zt_cursor_seek(c, ZT_GE, key, 8, kv);
-    if (rc == ZT_OK && kv->klen >= 8 && zt__be64_get(kv->key) == start) return ZT_OK;
-    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
-    zt_kv pv;
-    if (zt_cursor_seek(c, rc == ZT_OK ? ZT_PREV : ZT_LAST, NULL, 0, &pv) == ZT_OK) {
-        zt_audit_rec r;
-        for (size_t at = 0, next = 0; rec_next(&pv, &next, &r) == ZT_OK; at = next) {
-            if (r.seq >= start) {
-                *kv = pv, *off = at;
-                return ZT_OK;
-            }
-        }
-    }
-    return zt_cursor_seek(c, ZT_GE, key, 8, kv); /* none there: from the value found first */
-}
-
 static int h_list(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
@@ -783,7 +771,7 @@ static int h_list(zt_req *req, void *ud)
     uint64_t last = 0;
     zt_kv kv;
     size_t off;
-    int rc = list_from(c, start, &kv, &off);
+    int rc = seek_record(c, start, false, &kv, &off);
     /* A scan bounded in records examined, so a filter that matches little cannot hold
      * the loop: the client continues from `next` (null: the end of the log). */
     long examined = 0;
