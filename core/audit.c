@@ -127,7 +127,7 @@ static int rec_next(const zt_kv *kv, size_t *off, zt_audit_rec *r)
 
 /* A record's fields (a new-format body), not NUL-terminated. */
 typedef struct rec_fields {
-    uint64_t seq, time;
+    uint64_t time; /* the seq is the record's (rec_next reads it) */
     int status;
     const char *f[7];
     size_t n[7];
@@ -154,7 +154,6 @@ static int fields_decode(const zt_audit_rec *r, rec_fields *o)
 {
     const unsigned char *p = r->body, *end = r->body + r->blen;
     if (r->v1 || r->blen < FIXED || p[0] != FMT) return ZT_EIO;
-    o->seq = zt__be64_get(p + 1);
     o->time = zt__be64_get(p + 9);
     o->status = p[17] << 8 | p[18];
     p += FIXED;
@@ -682,21 +681,25 @@ static int h_verify(zt_req *req, void *ud)
     return rc;
 }
 
-/* Record r as GET /audit shows it (with its hash), or NULL if it cannot be read. */
-static cJSON *rec_json(const zt_audit_rec *r)
+/* Read record r to show it: an old one's JSON (*v1) or a new one's fields (*f). */
+static bool rec_read(const zt_audit_rec *r, rec_fields *f, cJSON **v1)
 {
-    cJSON *o;
-    if (r->v1) {
-        o = cJSON_ParseWithLength((const char *)r->body, r->blen);
-    } else {
-        rec_fields f;
-        if (fields_decode(r, &f) != ZT_OK) return NULL;
+    *v1 = NULL;
+    if (r->v1) return (*v1 = cJSON_ParseWithLength((const char *)r->body, r->blen)) != NULL;
+    return fields_decode(r, f) == ZT_OK;
+}
+
+/* Record r, read by rec_read, as GET /audit shows it (with its hash; v1 is taken over). */
+static cJSON *rec_json(const zt_audit_rec *r, const rec_fields *f, cJSON *v1)
+{
+    cJSON *o = v1;
+    if (!r->v1) {
         o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "seq", (double)f.seq);
-        cJSON_AddNumberToObject(o, "time", (double)f.time);
+        cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+        cJSON_AddNumberToObject(o, "time", (double)f->time);
         for (int i = 0; i < 7; i++) {
-            const char *v = f.f[i];
-            size_t n = f.n[i];
+            const char *v = f->f[i];
+            size_t n = f->n[i];
             if (!n && i == 0)
                 v = "anonymous", n = 9;
             else if (!n && i != 2 && i != 3 && i != 4)
@@ -705,7 +708,7 @@ static cJSON *rec_json(const zt_audit_rec *r)
             if (z) cJSON_AddStringToObject(o, field_names[i], z);
             free(z);
         }
-        if (f.status) cJSON_AddNumberToObject(o, "status", f.status);
+        if (f->status) cJSON_AddNumberToObject(o, "status", f->status);
     }
     if (!o) return NULL;
     char hex[65];
@@ -719,7 +722,11 @@ cJSON *zt__audit_value_json(const zt_kv *kv)
     cJSON *a = cJSON_CreateArray(), *o;
     zt_audit_rec r;
     size_t off = 0;
-    while (a && rec_next(kv, &off, &r) == ZT_OK && (o = rec_json(&r))) cJSON_AddItemToArray(a, o);
+    rec_fields f;
+    cJSON *v1;
+    while (a && rec_next(kv, &off, &r) == ZT_OK && rec_read(&r, &f, &v1) &&
+           (o = rec_json(&r, &f, v1)))
+        cJSON_AddItemToArray(a, o);
     return a;
 }
 
@@ -781,17 +788,18 @@ static int h_list(zt_req *req, void *ud)
         while (n < limit && examined < 100000 && rec_next(&kv, &off, &r) == ZT_OK) {
             examined++;
             last = r.seq;
-            rec_fields f = {0};
-            cJSON *v1 = NULL;
-            if (r.v1 ? !(v1 = cJSON_ParseWithLength((const char *)r.body, r.blen))
-                     : fields_decode(&r, &f) != ZT_OK)
-                continue;
+            rec_fields f;
+            cJSON *v1;
+            if (!rec_read(&r, &f, &v1)) continue;
             double tm = r.v1 ? cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v1, "time"))
                              : (double)f.time;
             bool match = field_is(&r, &f, v1, 0, actor) && field_is(&r, &f, v1, 2, plugin) &&
                          field_is(&r, &f, v1, 4, object) && tm >= tfrom && tm < tto;
-            cJSON_Delete(v1);
-            cJSON *item = match ? rec_json(&r) : NULL;
+            if (!match) {
+                cJSON_Delete(v1);
+                continue;
+            }
+            cJSON *item = rec_json(&r, &f, v1); /* each record is read once */
             if (item) {
                 cJSON_AddItemToArray(items, item);
                 n++;
