@@ -230,10 +230,8 @@ static int call_fn(wf_op *op, wf_inst *in, const wf_def *d, const wf_node *n, in
                            "JSON can carry",
                            d->name, d->version, n->id);
         }
-        char *text = cJSON_PrintUnformatted(data);
+        const char *kept = wf_inst_keep_json(in, data);
         cJSON_Delete(data);
-        const char *kept = text ? wf_inst_keep(in, text) : NULL;
-        free(text);
         if (!kept) {
             lua_settop(L, *base);
             return sys_fail(op, ZT_ENOMEM, "instance data");
@@ -501,10 +499,8 @@ static int merge_data(wf_op *op, wf_inst *in, const cJSON *obj)
         else
             cJSON_AddItemToObject(data, it->string, copy);
     }
-    char *text = cJSON_PrintUnformatted(data);
+    const char *kept = wf_inst_keep_json(in, data);
     cJSON_Delete(data);
-    const char *kept = text ? wf_inst_keep(in, text) : NULL;
-    free(text);
     if (!kept) return sys_fail(op, ZT_ENOMEM, "instance data");
     in->data = kept;
     return ZT_OK;
@@ -657,14 +653,8 @@ int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
     in->dept = a->dept;
     in->data = "{}";
     in->decisions = "";
-    if (a->data) {
-        char *text = cJSON_PrintUnformatted(a->data);
-        if (!text || !(in->data = wf_inst_keep(in, text))) {
-            free(text);
-            return sys_fail(op, ZT_ENOMEM, "instance data");
-        }
-        free(text);
-    }
+    if (a->data && !(in->data = wf_inst_keep_json(in, a->data)))
+        return sys_fail(op, ZT_ENOMEM, "instance data");
     wf_step s = {op->now, "start", d->nodes[d->start].id, op->actor, NULL, NULL, NULL};
     if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
     if ((rc = enter(op, in, d, d->start)) != ZT_OK) return rc;
@@ -716,10 +706,8 @@ static int set_decision(wf_op *op, wf_inst *in, const char *node, const char *de
         cJSON_ReplaceItemInObjectCaseSensitive(o, node, v);
     else if (v)
         cJSON_AddItemToObject(o, node, v);
-    char *text = cJSON_PrintUnformatted(o);
+    const char *kept = wf_inst_keep_json(in, o);
     cJSON_Delete(o);
-    const char *kept = text ? wf_inst_keep(in, text) : NULL;
-    free(text);
     if (!kept) return sys_fail(op, ZT_ENOMEM, "decisions");
     in->decisions = kept;
     return ZT_OK;

@@ -150,25 +150,37 @@ static const char *get_str(rd *r)
 
 /* ---- owned strings ------------------------------------------------------------------ */
 
-static const char *keep(void ***own, size_t *n, size_t *cap, const char *s)
+/* Own the malloc'd c from now on (freed with the record), or free it at once. */
+static const char *adopt(void ***own, size_t *n, size_t *cap, char *c)
 {
-    if (!s) return NULL;
+    if (!c) return NULL;
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
         void **v = realloc(*own, nc * sizeof *v);
-        if (!v) return NULL;
+        if (!v) {
+            free(c);
+            return NULL;
+        }
         *own = v;
         *cap = nc;
     }
-    char *c = strdup(s);
-    if (!c) return NULL;
     (*own)[(*n)++] = c;
     return c;
+}
+
+static const char *keep(void ***own, size_t *n, size_t *cap, const char *s)
+{
+    return s ? adopt(own, n, cap, strdup(s)) : NULL;
 }
 
 const char *wf_inst_keep(wf_inst *in, const char *s)
 {
     return keep(&in->own, &in->nown, &in->capown, s);
+}
+
+const char *wf_inst_keep_json(wf_inst *in, const cJSON *o)
+{
+    return adopt(&in->own, &in->nown, &in->capown, cJSON_PrintUnformatted(o));
 }
 
 const char *wf_task_keep(wf_task *t, const char *s)

@@ -180,6 +180,8 @@ int wf_task_put(wf *w, zt_txn *txn, const wf_task *t);
 void wf_task_free(wf_task *t);
 /* Keep s (copied) for the record's lifetime; NULL on no memory. */
 const char *wf_inst_keep(wf_inst *in, const char *s);
+/* o printed, kept by the instance like wf_inst_keep (NULL: out of memory). */
+const char *wf_inst_keep_json(wf_inst *in, const cJSON *o);
 const char *wf_task_keep(wf_task *t, const char *s);
 int wf_inst_add_open(wf_inst *in, const char *task_id);
 bool wf_inst_del_open(wf_inst *in, const char *task_id);
