@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from workcal import BEIJING, DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours
+from workcal import DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours, work_between
 from ztnode import NodeTest, lua_manifest, lua_tree_with, run
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
@@ -697,14 +697,7 @@ end)
         resumed = next(s["time"] for s in h["items"] if s["action"] == "resume")
         self.assertEqual(i["paused_ms"], resumed - paused)
         # the working time between pause and resume, counted here
-        worked = 0
-        t = paused
-        while t < resumed:
-            d = beijing_date(t)
-            nxt = min(resumed, (d - datetime.date(1970, 1, 1)).days * DAY - BEIJING + DAY)
-            if is_workday(d):
-                worked += nxt - t
-            t = nxt
+        worked = work_between(paused, resumed)
         st, _, moved = n.json("POST", "/svc/workdays_add", {"from": t0["due"], "ms": worked})
         self.assertEqual(t1["due"], moved["time"])
         self.assertGreater(t1["due"], t0["due"])
