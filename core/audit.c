@@ -2,6 +2,8 @@
 #include "core.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,6 +526,8 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         char msg[256];
         const char *why = NULL;
         if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
+            !(tm->valuedouble >= 0 && tm->valuedouble < 9007199254740992.0) ||
+            tm->valuedouble != (double)(int64_t)tm->valuedouble ||
             zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
             n != 32 ||
             zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
@@ -702,8 +706,8 @@ static cJSON *rec_json(const zt_audit_rec *r, const rec_fields *f, cJSON *v1)
             size_t n = f->n[i];
             if (!n && i == 0)
                 v = "anonymous", n = 9;
-            else if (!n && i != 2 && i != 3 && i != 4)
-                continue; /* absent */
+            else if (!n && i == 1)
+                continue; /* no account: no login */
             char *z = strndup(v, n);
             if (z) cJSON_AddStringToObject(o, field_names[i], z);
             free(z);
@@ -756,6 +760,15 @@ static bool field_is(const zt_audit_rec *r, const rec_fields *f, const cJSON *o,
     return strlen(want) == f->n[i] && memcmp(f->f[i], want, f->n[i]) == 0;
 }
 
+/* A query parameter that must be a non-negative number, all of it. */
+static bool query_number(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    return *s && !*end && errno == 0 && *out >= 0 && isfinite(*out);
+}
+
 static int h_list(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
@@ -767,15 +780,26 @@ static int h_list(zt_req *req, void *ud)
     long limit = lim ? strtol(lim, &end, 10) : 50;
     if ((lim && *end) || limit < 1 || limit > 1000)
         return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 1000");
-    double tfrom = from ? strtod(from, NULL) : 0, tto = to ? strtod(to, NULL) : 1e300;
-    uint64_t start = after ? strtoull(after, NULL, 10) + 1 : 1;
+    double tfrom = 0, tto = 1e300;
+    uint64_t start = 1;
+    if (from && !query_number(from, &tfrom))
+        return zt_problem(req, 400, "invalid-query", NULL, "from: a time in ms since 1970");
+    if (to && !query_number(to, &tto))
+        return zt_problem(req, 400, "invalid-query", NULL, "to: a time in ms since 1970");
+    if (after) {
+        double a;
+        if (!query_number(after, &a) || a >= 9007199254740992.0 || a != (double)(uint64_t)a)
+            return zt_problem(req, 400, "invalid-query", NULL,
+                              "after: a record's sequence number (`next` of the page before)");
+        start = (uint64_t)a + 1;
+    }
     zt_txn *t = zt_req_txn(req);
     zt_cursor *c;
     if (!t || zt_cursor_open(t, srv->audit->log, &c) != ZT_OK) return ZT_EIO;
     cJSON *o = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     long n = 0;
-    uint64_t last = 0;
+    uint64_t last = start - 1;
     zt_kv kv;
     size_t off;
     int rc = seek_record(c, start, false, &kv, &off);
@@ -787,7 +811,9 @@ static int h_list(zt_req *req, void *ud)
         zt_audit_rec r;
         while (n < limit && examined < 100000 && rec_next(&kv, &off, &r) == ZT_OK) {
             examined++;
-            last = r.seq;
+            /* `next` only moves on: in a log whose stored seqs go back (tampered; verify
+             * says where), a page that ended on a lower seq would be listed again */
+            if (r.seq > last) last = r.seq;
             rec_fields f;
             cJSON *v1;
             if (!rec_read(&r, &f, &v1)) continue;

@@ -188,10 +188,13 @@ class Records(NodeTest):
         st, _, d2 = n.json("GET", "/audit?limit=1000&plugin=hello&after=" + d["next"])
         self.assertEqual([d["items"][0]["seq"]] + [r["seq"] for r in d2["items"]],
                          expect(lambda r: r["plugin"] == "hello"))
-        for bad in ("0", "-1", "abc", "1001"):
-            with self.subTest(limit=bad):
-                st, h, b = n.request("GET", "/audit?limit=" + bad)
+        for bad in ("limit=0", "limit=-1", "limit=abc", "limit=1001", "after=abc", "after=-1",
+                    "after=1.5", "after=", "after=99999999999999999999", "from=yesterday",
+                    "from=-5", "to=1e999", "to=nan"):
+            with self.subTest(query=bad):
+                st, h, b = n.request("GET", "/audit?" + bad)
                 self.assertProblem(st, h, b, 400)
+                self.assertIn(bad.split("=")[0], json.loads(b)["detail"])
 
     def test_verify_reports_a_whole_chain(self):
         n = self.shared
@@ -427,6 +430,28 @@ class Tampering(NodeTest):
         st, _, d = self.n.json("GET", "/audit?limit=1&after=%s" % d["next"])
         self.assertEqual((st, [r["seq"] for r in d["items"]]), (200, [k + 1]), d)
 
+    def test_pages_end_where_stored_seqs_go_back(self):
+        # records stored out of order (k+1, k, k-1): a page that ends on the lower seq must
+        # not lead back to the same page; every page moves on and the listing ends
+        k = self.victim()
+        key, i = self.where(k)
+        recs = list(self.values[key])
+        recs[i - 1], recs[i + 1] = recs[i + 1], recs[i - 1]
+        self.rewrite({key: recs})
+        self.n.start()
+        after, pages, seen = k - 2, 0, []
+        while after is not None:
+            st, _, d = self.n.json("GET", "/audit?limit=2&after=%s" % after)
+            self.assertEqual(st, 200, d)
+            seen += [r["seq"] for r in d["items"]]
+            if d["next"] is not None:
+                self.assertGreater(int(d["next"]), int(after), d)
+            after = d["next"]
+            pages += 1
+            self.assertLess(pages, len(self.records) + 2, "pagination does not end: %r" % seen)
+        self.assertEqual(seen[:2], [k + 1, k])
+        self.assertEqual(seen[-1], self.records[-1]["seq"])
+
     def test_deleted_value(self):
         k = self.alone()
         self.rewrite({self.where(k)[0]: []})
@@ -440,8 +465,7 @@ class Tampering(NodeTest):
         self.rewrite({key: recs})
         self.assertBrokenAt(k - 1)
 
-    def test_forged_checkpoint(self):
-        # the shutdown signed the head: forge that checkpoint's signature
+    def last_checkpoint(self):
         cps = {}
 
         def read(txn):
@@ -451,7 +475,22 @@ class Tampering(NodeTest):
         self.tamper("_core/audit_checkpoints", read)
         self.assertTrue(cps, "no checkpoint after a graceful stop")
         last = max(cps)
-        cp = cps[last]
+        return last, cps[last]
+
+    def test_checkpoint_time_out_of_range(self):
+        last, cp = self.last_checkpoint()
+        for bad in (1e300, -1, 0.5):
+            with self.subTest(time=bad):
+                cp["time"] = bad
+                self.tamper("_core/audit_checkpoints",
+                            lambda txn: txn.put(self.key(last), json.dumps(cp).encode()))
+                self.assertBrokenAt(last, ["damaged"])
+                self.assertEqual(self.n.stop(), 0)
+                last, cp = self.last_checkpoint()  # the stop signed the head again
+
+    def test_forged_checkpoint(self):
+        # the shutdown signed the head: forge that checkpoint's signature
+        last, cp = self.last_checkpoint()
         sig = bytearray(base64.urlsafe_b64decode(cp["signature"] + "=="))
         sig[10] ^= 0x01
         cp["signature"] = base64.urlsafe_b64encode(bytes(sig)).rstrip(b"=").decode()
