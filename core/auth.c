@@ -15,6 +15,7 @@
 struct zt_auth {
     zt_server *srv;
     zt_db *users, *logins, *depts, *sessions, *user_sessions, *citizen_ids, *keys;
+    zt_db *credit_codes;      /* an enterprise's credit code → its account's id */
     zt_plugin core;           /* the core's binding for its own encrypted fields */
     zt_db *gen;               /* "g" → the identity generation (8 bytes, big-endian) */
     struct sess_entry *cache; /* resolved sessions, valid while the generation holds */
@@ -294,6 +295,7 @@ static void caller_move(zt_caller *c, ptrdiff_t d)
     MOVE(c->login);
     MOVE(c->name);
     MOVE(c->department);
+    MOVE(c->credit_code);
     const char **roles = (const char **)((char *)c->roles + d);
     for (size_t i = 0; i < c->nroles; i++) MOVE(roles[i]);
     c->roles = roles;
@@ -303,21 +305,22 @@ static void caller_move(zt_caller *c, ptrdiff_t d)
 /* Account u as a caller in one allocation: the struct, the roles array, the strings. */
 static zt_caller *caller_pack(const cJSON *u, size_t *size)
 {
-    const char *f[5] = {zt__jstr(u, "id"), zt__jstr(u, "kind"), zt__jstr(u, "login"),
-                        zt__jstr(u, "name"), zt__jstr(u, "department")};
+    const char *f[6] = {zt__jstr(u, "id"),   zt__jstr(u, "kind"),       zt__jstr(u, "login"),
+                        zt__jstr(u, "name"), zt__jstr(u, "department"), NULL};
+    if (f[1] && strcmp(f[1], "enterprise") == 0) f[5] = zt__jstr(u, "credit_code");
     if (!f[0] || !f[1] || !f[2] || !f[3]) return NULL;
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
     size_t nroles = 0, len = 0;
     for (const cJSON *r = roles ? roles->child : NULL; r; r = r->next)
         if (cJSON_IsString(r)) nroles++, len += strlen(r->valuestring) + 1;
-    for (int i = 0; i < 5; i++) len += f[i] ? strlen(f[i]) + 1 : 0;
+    for (int i = 0; i < 6; i++) len += f[i] ? strlen(f[i]) + 1 : 0;
     size_t head = sizeof(zt_caller) + (nroles + 1) * sizeof(char *);
     zt_caller *c = calloc(1, head + len);
     if (!c) return NULL;
     const char **rs = (const char **)(c + 1);
     char *p = (char *)c + head;
-    const char **dst[5] = {&c->id, &c->kind, &c->login, &c->name, &c->department};
-    for (int i = 0; i < 5; i++) {
+    const char **dst[6] = {&c->id, &c->kind, &c->login, &c->name, &c->department, &c->credit_code};
+    for (int i = 0; i < 6; i++) {
         if (!f[i]) continue;
         size_t n = strlen(f[i]) + 1;
         *dst[i] = memcpy(p, f[i], n);
@@ -1316,8 +1319,14 @@ static int register_then(zt_req *req, hash_job *j)
     if (!t) return ZT_EIO;
     const char *login = zt__jstr(j->args, "login"), *idx = zt__jstr(j->args, "id_index");
     cJSON *extra = cJSON_GetObjectItemCaseSensitive(j->args, "extra");
+    const char *code = zt__jstr(extra, "credit_code");
     const void *v;
     size_t vl;
+    if (code && zt_get(t, a->credit_codes, code, strlen(code), &v, &vl) == ZT_OK)
+        return zt_problem(req, 409, "already-registered", NULL,
+                          "an account for the unified social credit code %s exists; sign in, "
+                          "or ask the service desk to recover it",
+                          code);
     unsigned char index[ZT_INDEX_BYTES];
     size_t n = 0;
     if (idx) {
@@ -1335,6 +1344,7 @@ static int register_then(zt_req *req, hash_job *j)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
     const char *uid = u ? zt__jstr(u, "id") : NULL;
     if (rc == ZT_OK && idx) rc = zt_put(t, a->citizen_ids, index, n, uid, strlen(uid));
+    if (rc == ZT_OK && code) rc = zt_put(t, a->credit_codes, code, strlen(code), uid, strlen(uid));
     if (rc == ZT_OK) {
         cJSON *o = user_public(u);
         zt_audit_note(req, "register", uid);
@@ -1728,6 +1738,60 @@ static int add(zt_server *srv, const char *method, const char *path, zt_handler 
     return zt__router_add(srv->router, NULL, &r, err, errlen);
 }
 
+/* Enterprises registered before the credit-code index existed go into it, once: a key
+ * that is no code marks it done. If two such accounts share a code, the first keeps it
+ * and the log names the other, for the service desk. */
+#define CREDIT_INDEX_DONE "#filled"
+
+static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
+{
+    zt_store *st = a->srv->store;
+    zt_txn *t;
+    const void *v;
+    size_t vl;
+    int rc = zt__store_read_begin(st, &t);
+    if (rc != ZT_OK) return rc;
+    bool done =
+        zt_get(t, a->credit_codes, CREDIT_INDEX_DONE, strlen(CREDIT_INDEX_DONE), &v, &vl) == ZT_OK;
+    zt__store_end(st, t, false);
+    if (done) return ZT_OK;
+    if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
+    zt_cursor *cur;
+    zt_kv kv;
+    long n = 0;
+    if ((rc = zt_cursor_open(t, a->users, &cur)) == ZT_OK) {
+        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && rc == ZT_OK;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+            const char *kind = zt__jstr(u, "kind"), *code = zt__jstr(u, "credit_code");
+            const char *id = zt__jstr(u, "id");
+            if (kind && strcmp(kind, "enterprise") == 0 && code && id) {
+                if (zt_get(t, a->credit_codes, code, strlen(code), &v, &vl) == ZT_OK)
+                    zt__log(ZT_LOG_WARN, NULL, NULL,
+                            "identity: account %s has the credit code %s of account %.*s; it "
+                            "keeps its code, but the code's index names the other",
+                            id, code, (int)vl, (const char *)v);
+                else if ((rc = zt_put(t, a->credit_codes, code, strlen(code), id, strlen(id))) ==
+                         ZT_OK)
+                    n++;
+            }
+            cJSON_Delete(u);
+        }
+        zt_cursor_close(cur);
+    }
+    if (rc == ZT_OK)
+        rc = zt_put(t, a->credit_codes, CREDIT_INDEX_DONE, strlen(CREDIT_INDEX_DONE), "1", 1);
+    int erc = zt__store_end(st, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    if (rc == ZT_OK) rc = zt__store_batch_commit(st);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot index the enterprises' credit codes: %s", zt_strerror(rc));
+        return rc;
+    }
+    if (n) zt__log(ZT_LOG_INFO, NULL, NULL, "identity: indexed %ld enterprises' credit codes", n);
+    return ZT_OK;
+}
+
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
 static int bootstrap(zt_auth *a, char *err, size_t errlen)
@@ -1799,12 +1863,15 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         (rc = zt__store_db(srv->store, "_core", "sessions", &a->sessions)) ||
         (rc = zt__store_db(srv->store, "_core", "user_sessions", &a->user_sessions)) ||
         (rc = zt__store_db(srv->store, "_core", "citizen_ids", &a->citizen_ids)) ||
+        (rc = zt__store_db(srv->store, "_core", "credit_codes", &a->credit_codes)) ||
         (rc = zt__store_db(srv->store, "_core", "api_keys", &a->keys)) ||
         (rc = zt__store_db(srv->store, "_core", "identity_generation", &a->gen))) {
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }
-    if (!srv->check_only && (rc = bootstrap(a, err, errlen)) != ZT_OK) return rc;
+    if (!srv->check_only && ((rc = bootstrap(a, err, errlen)) != ZT_OK ||
+                             (rc = credit_index_fill(a, err, errlen)) != ZT_OK))
+        return rc;
     const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
     if ((rc =
              add(srv, "POST", "/auth/login", h_login, P, "Sign in: a bearer token", err, errlen)) ||

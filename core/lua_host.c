@@ -1575,7 +1575,7 @@ static void push_caller(lua_State *L, const zt_caller *c)
         lua_pushnil(L);
         return;
     }
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     static const struct {
         const char *name;
         size_t off;
@@ -1584,7 +1584,8 @@ static void push_caller(lua_State *L, const zt_caller *c)
                   {"login", offsetof(zt_caller, login)},
                   {"name", offsetof(zt_caller, name)},
                   {"department", offsetof(zt_caller, department)},
-                  {"plugin", offsetof(zt_caller, plugin)}};
+                  {"plugin", offsetof(zt_caller, plugin)},
+                  {"credit_code", offsetof(zt_caller, credit_code)}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         lua_pushstring(L, *(const char *const *)((const char *)c + fields[i].off));
         lua_setfield(L, -2, fields[i].name);

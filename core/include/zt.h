@@ -312,6 +312,10 @@ typedef struct zt_caller {
     const char *const *roles;
     size_t nroles;
     const char *plugin; /* a device's key is bound to one plugin's routes; NULL otherwise */
+    /* an enterprise: its unified social credit code (统一社会信用代码), validated at
+     * registration, one account per code; NULL for other callers. What an enterprise does
+     * under its code takes it from here, never from what the request says. */
+    const char *credit_code;
 } zt_caller;
 
 /* The caller, or NULL on a public route called without a (valid) token. */

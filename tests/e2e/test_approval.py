@@ -385,6 +385,31 @@ class Applications(ApprovalTest):
         self.assertIn("拒不履行法院判决", a["result"]["reason"])
         self.assertIn("not_accepted", self.inbox_kinds(no, self.bad))
 
+    def test_an_enterprise_applies_under_its_own_code(self):
+        # the blacklisted enterprise cannot pass a clean enterprise's code off as its own
+        st, d = self.call("POST", "/approval/applications", self.bad,
+                          {"item": "FOOD-LICENCE", "form": food_form(), "credit_code": GOOD_CODE})
+        self.assertEqual(st, 422, d)
+        self.assertIn("not this account's code", d["detail"])
+        for wrong in (12345, "", BLACK_CODE[:17]):
+            st, d = self.call("POST", "/approval/applications", self.bad,
+                              {"item": "FOOD-LICENCE", "form": food_form(), "credit_code": wrong})
+            self.assertEqual(st, 422, (wrong, d))
+        # left out, or typed in lower case: the account's own
+        for given in (None, BLACK_CODE.lower()):
+            app = self.draft(who=self.bad, code=given)
+            self.assertEqual(app["applicant"]["credit_code"], BLACK_CODE, app)
+        # so the credit check sees the code that is on the blacklist
+        self.upload_all(app, self.bad)
+        no = self.ok("POST", "/approval/applications/%s/submit" % app["number"], self.bad)["number"]
+        a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        self.assertEqual(a["state"], "not_accepted", a)
+        # a citizen has no code, whatever the request says
+        app = self.ok("POST", "/approval/applications", self.citizen,
+                      {"item": "BIRTH-REG", "form": {"spouse_name": "李四", "children": 0},
+                       "credit_code": GOOD_CODE}, 201)
+        self.assertIsNone(app["applicant"]["credit_code"], app)
+
     def test_refused_acceptance(self):
         no = self.submitted()["number"]
         st, d = self.call("POST", "/approval/applications/%s/refuse" % no, self.clerk, {})

@@ -539,6 +539,17 @@ class Registration(NodeTest):
         )
         self.assertEqual(st, 201, d)
         self.assertEqual(d["kind"], "enterprise")
+        # one account per code: another login cannot take an enterprise's code
+        st, h, b = self.shared.request(
+            "POST", "/auth/register",
+            {"kind": "enterprise", "login": "not-acme", "name": "Not Acme", "password": STRONG_PW,
+             "credit_code": PUBLISHED_CREDIT}, auth=False)
+        self.assertProblem(st, h, b, 409, "already-registered")
+        self.assertIn(PUBLISHED_CREDIT, json.loads(b)["detail"])
+        st, _, tok = n.login("acme", STRONG_PW)
+        st, _, me = n.json("GET", "/auth/me", headers={"Authorization": "Bearer " + tok["token"]},
+                           auth=False)
+        self.assertEqual((st, me.get("credit_code")), (200, PUBLISHED_CREDIT), me)
         bad = wrong_check(PUBLISHED_CREDIT, credit_check, CREDIT_ALPHABET)
         for code in (bad, PUBLISHED_CREDIT[:17], PUBLISHED_CREDIT + "0", "", None):
             with self.subTest(code=code):
@@ -580,6 +591,38 @@ class Registration(NodeTest):
             auth=False,
         )
         self.assertProblem(st, h, b, 422, "invalid-registration")
+
+
+class CreditCodeIndex(NodeTest):
+    def test_accounts_from_before_the_index_are_indexed_at_start(self):
+        try:
+            import lmdb  # python3-lmdb (scripts/setup installs it)
+        except ImportError:
+            self.fail("python3-lmdb is missing: run scripts/setup")
+        n = self.node(plugins=("hello",))
+        st, _, d = register(n, kind="enterprise", login="acme", name="Acme Ltd",
+                            credit_code=PUBLISHED_CREDIT)
+        self.assertEqual(st, 201, d)
+        self.assertEqual(n.stop(), 0)
+        # as a data folder written before the index existed: empty it, marker and all
+        env = lmdb.open(n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
+        try:
+            db = env.open_db(b"_core/credit_codes", create=False)
+            with env.begin(write=True, db=db) as txn:
+                self.assertTrue(txn.get(PUBLISHED_CREDIT.encode()))
+                txn.drop(db, delete=False)
+        finally:
+            env.close()
+        n.start()
+        self.assertIn("indexed 1 enterprises' credit codes", n.log())
+        st, h, b = n.request("POST", "/auth/register",
+                             {"kind": "enterprise", "login": "acme-again", "name": "Acme again",
+                              "password": STRONG_PW, "credit_code": PUBLISHED_CREDIT}, auth=False)
+        self.assertProblem(st, h, b, 409, "already-registered")
+        # once: the next start does not scan the accounts again
+        self.assertEqual(n.stop(), 0)
+        n.start()
+        self.assertEqual(n.log().count("indexed 1 enterprises' credit codes"), 1)
 
 
 class PersonalData(NodeTest):

@@ -1373,7 +1373,7 @@ static const char *handlers_lua =
     "  local c = req.caller\n"
     "  if not c then return 200, 'nobody' end\n"
     "  return 200, table.concat({ c.id, c.kind, c.login, c.name, tostring(c.department),\n"
-    "    table.concat(c.roles, '+') }, '|')\n"
+    "    table.concat(c.roles, '+'), tostring(c.credit_code) }, '|')\n"
     "end)\n"
     "zt.route('POST', '/body', { body_limit = 100 }, function(req)\n"
     "  local j = req:json()\n"
@@ -1467,10 +1467,17 @@ static void handler_request_and_response(void **state)
            "body= client=192.0.2.7 id=26 method=GET params=x path=/fields/one query=q");
     expect(f, "GET", "/whoami", NULL, 200, "nobody");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2, NULL};
+    zt_caller who = {
+        "01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2, NULL, NULL};
+    zt_caller ent = {
+        "01J9Z8M3Q4XKQ7T2V6C5W8E0RB", "enterprise", "acme", "Acme", NULL, NULL, 0, NULL,
+        "91350100M000100Y43"};
+    f->caller = &ent;
+    expect(f, "GET", "/whoami", NULL, 200,
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RB|enterprise|acme|Acme|nil||91350100M000100Y43");
     f->caller = &who; /* the core resolves the caller before the handler runs */
     expect(f, "GET", "/whoami", NULL, 200,
-           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor");
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor|nil");
     expect(f, "GET", "/fields/two", NULL, 200,
            "body= caller=li client=192.0.2.7 id=26 method=GET params=x path=/fields/two query={}");
     f->caller = NULL;
@@ -1764,7 +1771,8 @@ static void auth_answers_from_the_core(void **state)
            "true nobody clerk=false notice_editor=false admin=false clerk0x=false =false "
            "D0=false D1=false D2=false X0=false D9=false D10=false DDD=false =false false false");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", "D1", roles, 2, NULL};
+    zt_caller who = {
+        "01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", "D1", roles, 2, NULL, NULL};
     f->caller = &who;
     expect(f, "GET", "/who", NULL, 200,
            "true li nil clerk=true notice_editor=true admin=false clerk0x=false =false "
