@@ -52,6 +52,7 @@ struct zt_audit {
     zt_db *cps;        /* checkpoints: seq → {seq, hash, time, signature} */
     uint64_t cp_seq;   /* the last checkpoint's sequence number */
     uint64_t since_cp; /* records appended by this process since (a hint for when) */
+    uint64_t cp_batch; /* the checkpoint written in the open batch, cp_seq once it commits */
     uv_timer_t timer;  /* checkpoints the head every interval if it moved */
     zt_server *srv;
     zt_buf queue; /* the open batch's records, already in their stored form */
@@ -250,7 +251,33 @@ static int checkpoint_message(char *out, size_t cap, uint64_t seq, const unsigne
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
-/* Sign the committed head in a batch of its own (called between batches). */
+/* The node's signature over head seq, hash, written to the checkpoints in t. */
+static int checkpoint_put(zt_server *srv, zt_txn *t, uint64_t seq, const unsigned char hash[32])
+{
+    int64_t now = zt_now_ms();
+    char msg[256], hex[65], sigb[ZT__B64URL_LEN(64)];
+    unsigned char sig[64], key[8];
+    checkpoint_message(msg, sizeof msg, seq, hash, now);
+    int rc = zt__node_sign(srv, t, msg, strlen(msg), sig);
+    if (rc != ZT_OK) return rc;
+    sodium_bin2hex(hex, sizeof hex, hash, 32);
+    zt__b64url_encode(sigb, sig, 64);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "seq", (double)seq);
+    cJSON_AddStringToObject(o, "hash", hex);
+    cJSON_AddNumberToObject(o, "time", (double)now);
+    cJSON_AddStringToObject(o, "signature", sigb);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    zt__be64_put(key, seq);
+    rc = text ? zt_put(t, srv->audit->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
+    cJSON_free(text);
+    return rc;
+}
+
+/* Sign the committed head in a batch of its own: on the interval timer, at shutdown, and
+ * after a change audited outside a batch. A batch that takes the count past
+ * audit.checkpoint_every signs its own head as it commits (zt__audit_flush). */
 int zt__audit_checkpoint(zt_server *srv)
 {
     zt_audit *a = srv->audit;
@@ -265,25 +292,7 @@ int zt__audit_checkpoint(zt_server *srv)
         zt__store_batch_commit(srv->store); /* nothing was written: an empty commit */
         return rc;
     }
-    int64_t now = zt_now_ms();
-    char msg[256], hex[65], sigb[ZT__B64URL_LEN(64)];
-    unsigned char sig[64], key[8];
-    checkpoint_message(msg, sizeof msg, seq, hash, now);
-    rc = zt__node_sign(srv, t, msg, strlen(msg), sig);
-    if (rc == ZT_OK) {
-        sodium_bin2hex(hex, sizeof hex, hash, 32);
-        zt__b64url_encode(sigb, sig, 64);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "seq", (double)seq);
-        cJSON_AddStringToObject(o, "hash", hex);
-        cJSON_AddNumberToObject(o, "time", (double)now);
-        cJSON_AddStringToObject(o, "signature", sigb);
-        char *text = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        zt__be64_put(key, seq);
-        rc = text ? zt_put(t, a->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
-        cJSON_free(text);
-    }
+    rc = checkpoint_put(srv, t, seq, hash);
     int erc = zt__store_end(srv->store, t, rc == ZT_OK);
     if (rc == ZT_OK) rc = erc;
     if (rc == ZT_OK)
@@ -301,7 +310,18 @@ int zt__audit_checkpoint(zt_server *srv)
 void zt__audit_after_commit(zt_server *srv)
 {
     zt_audit *a = srv->audit;
-    if (a && a->since_cp >= srv->conf->audit_checkpoint_every) zt__audit_checkpoint(srv);
+    if (!a) return;
+    if (a->cp_batch) {
+        a->cp_seq = a->cp_batch;
+        a->since_cp = 0;
+        a->cp_batch = 0;
+    } else if (a->since_cp >= srv->conf->audit_checkpoint_every)
+        zt__audit_checkpoint(srv);
+}
+
+void zt__audit_after_abort(zt_server *srv)
+{
+    if (srv->audit) srv->audit->cp_batch = 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -372,10 +392,11 @@ static int rec_build(zt_buf *b, const char *const f[7], const char *verb, const 
 
 /* Chain the n records built in recs[0, len) after the head of the log in t, and append
  * them: one value per VALUE_SPLIT bytes, under its first record's sequence number. */
-static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len, size_t n)
+/* Append n records in their stored form; seq and prev end as the new head. */
+static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len, size_t n,
+                         uint64_t *head_seq, unsigned char prev[32])
 {
     uint64_t seq;
-    unsigned char prev[32];
     int rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
     if (rc != ZT_OK) return rc;
     uint64_t now = (uint64_t)zt_now_ms();
@@ -399,6 +420,7 @@ static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len
         rc = zt__store_append(t, a->log, key, sizeof key, recs + from, off - from);
     }
     if (rc == ZT_OK) a->since_cp += n;
+    *head_seq = seq;
     return rc;
 }
 
@@ -412,8 +434,11 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
                         e->request_id,
                         e->client};
     zt_buf b = {0};
+    uint64_t seq;
+    unsigned char hash[32];
     int rc = rec_build(&b, f, "", "", e->status); /* f[3] is never NULL here */
-    if (rc == ZT_OK) rc = write_records(srv->audit, t, (unsigned char *)b.data, b.len, 1);
+    if (rc == ZT_OK)
+        rc = write_records(srv->audit, t, (unsigned char *)b.data, b.len, 1, &seq, hash);
     zt__buf_free(&b);
     return rc;
 }
@@ -644,9 +669,18 @@ int zt__audit_flush(zt_server *srv)
     zt_txn *t = NULL;
     /* In the batch itself: if a record cannot be written, the batch is lost whole (no
      * change without its record), so a nested transaction would roll back nothing. */
+    uint64_t seq;
+    unsigned char hash[32];
+    a->cp_batch = 0;
     int rc = zt__store_batch_write(srv->store, &t);
     if (rc == ZT_OK)
-        rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len, a->nqueued);
+        rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len, a->nqueued, &seq,
+                           hash);
+    /* The checkpoint goes in with the records it signs: no commit of its own (that was
+     * a second fsync every checkpoint_every records on a busy node). */
+    if (rc == ZT_OK && a->since_cp >= srv->conf->audit_checkpoint_every &&
+        (rc = checkpoint_put(srv, t, seq, hash)) == ZT_OK)
+        a->cp_batch = seq;
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);
         if (rc == ZT_OK) rc = erc;

@@ -510,7 +510,8 @@ typedef struct zt__audit_pos {
 } zt__audit_pos;
 void zt__audit_mark(const zt_server *srv, zt__audit_pos *pos);
 void zt__audit_rewind(zt_server *srv, const zt__audit_pos *pos);
-/* Append the queued records in the open batch. On failure the caller aborts the batch. */
+/* Append the queued records in the open batch, with a signed checkpoint of its head when
+ * audit.checkpoint_every records have gone by. On failure the caller aborts the batch. */
 int zt__audit_flush(zt_server *srv);
 size_t zt__audit_queued(const zt_server *srv);
 zt_db *zt__audit_db(zt_server *srv);
@@ -531,8 +532,11 @@ int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
 /* Sign the committed head now if it moved (its own batch; not while one is open). */
 int zt__audit_checkpoint(zt_server *srv);
-/* After each batch commit: a checkpoint every audit_checkpoint_every records. */
+/* After each batch commit: the batch's checkpoint is the last one; or, after records
+ * appended outside a batch, a checkpoint every audit_checkpoint_every records. */
 void zt__audit_after_commit(zt_server *srv);
+/* After a batch is lost: the checkpoint written in it is not one. */
+void zt__audit_after_abort(zt_server *srv);
 /* Start the interval timer (audit_checkpoint_ms). */
 void zt__audit_start(zt_server *srv);
 

@@ -217,6 +217,7 @@ static void batch_end(zt_server *srv)
         }
     }
     if (rc != ZT_OK) {
+        zt__audit_after_abort(srv);
         zt__bus_after_abort(srv);
         zt__timers_after_abort(srv);
         zt__auth_after_abort(srv);

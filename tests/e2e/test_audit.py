@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import unittest
 
-from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run, wait_for
+from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run, scrape, wait_for
 
 # A stored value: one batch's records, under its first record's sequence number (8 bytes,
 # big-endian) and 0x02; each record len u32 | hash[32] | prev[32] | body, the body
@@ -260,8 +260,12 @@ class Checkpoints(NodeTest):
         n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 5 }")
         st, _, v0 = n.json("GET", "/audit/verify")
         self.assertEqual(st, 200)
+        commits = scrape(n).get("zt_lmdb_commits_total")
         for _ in range(12):
             self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        # each write is a batch of its own, and a checkpoint is written in the batch whose
+        # records it signs: no commit of its own
+        self.assertEqual(scrape(n).get("zt_lmdb_commits_total") - commits, 12)
         st, _, v = n.json("GET", "/audit/verify")
         self.assertTrue(v["ok"], v)
         self.assertGreaterEqual(v["checkpoints"], 2)
