@@ -677,10 +677,18 @@ int zt__audit_flush(zt_server *srv)
         rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len, a->nqueued, &seq,
                            hash);
     /* The checkpoint goes in with the records it signs: no commit of its own (that was
-     * a second fsync every checkpoint_every records on a busy node). */
-    if (rc == ZT_OK && a->since_cp >= srv->conf->audit_checkpoint_every &&
-        (rc = checkpoint_put(srv, t, seq, hash)) == ZT_OK)
-        a->cp_batch = seq;
+     * a second fsync every checkpoint_every records on a busy node). A checkpoint that
+     * cannot be signed does not cost the batch its changes (the separate one after the
+     * commit tries again and says why); one that cannot be written has failed the
+     * transaction, and the batch with it. */
+    if (rc == ZT_OK && a->since_cp >= srv->conf->audit_checkpoint_every) {
+        int crc = checkpoint_put(srv, t, seq, hash);
+        if (crc == ZT_OK)
+            a->cp_batch = seq;
+        else
+            zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot sign a checkpoint at %llu: %s",
+                    (unsigned long long)seq, zt_strerror(crc));
+    }
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);
         if (rc == ZT_OK) rc = erc;

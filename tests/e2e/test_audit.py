@@ -256,6 +256,32 @@ class RollbackAfterWriting(NodeTest):
 
 
 class Checkpoints(NodeTest):
+    def test_a_checkpoint_that_cannot_be_signed_costs_no_change(self):
+        try:
+            import lmdb  # python3-lmdb (scripts/setup installs it)
+        except ImportError:
+            self.fail("python3-lmdb is missing: run scripts/setup")
+        n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 3 }")
+        self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        self.assertEqual(n.stop(), 0)
+        # damage the node's sealed signing key: signing now fails
+        env = lmdb.open(n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
+        try:
+            db = env.open_db(b"_core/meta", create=False)
+            with env.begin(write=True, db=db) as txn:
+                key = bytearray(txn.get(b"node_key"))
+                key[-5] ^= 0xFF
+                txn.put(b"node_key", bytes(key))
+        finally:
+            env.close()
+        n.start()
+        counts = [n.json("POST", "/hello/counter")[2]["count"] for _ in range(6)]
+        self.assertEqual(counts, list(range(counts[0], counts[0] + 6)))  # every write kept
+        self.assertIn("cannot sign a checkpoint", n.log())
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200, v)
+        self.assertEqual(v["records"], n.json("GET", "/audit?limit=1000")[2]["items"][-1]["seq"])
+
     def test_checkpoint_every_5(self):
         n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 5 }")
         st, _, v0 = n.json("GET", "/audit/verify")
