@@ -811,30 +811,86 @@ static bool query_number(const char *s, double *out)
     return *s && !*end && errno == 0 && *out >= 0 && isfinite(*out);
 }
 
+/* A page's `after` (a sequence number: the page starts at the next one) and `limit`
+ * (1 to 1000, default 50). False when it answered 400. */
+static bool page_query(zt_req *req, uint64_t *start, long *limit)
+{
+    const char *after = zt_req_query(req, "after"), *lim = zt_req_query(req, "limit");
+    char *end = NULL;
+    *limit = lim ? strtol(lim, &end, 10) : 50;
+    if ((lim && *end) || *limit < 1 || *limit > 1000) {
+        zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 1000");
+        return false;
+    }
+    *start = 1;
+    if (after) {
+        double a;
+        if (!query_number(after, &a) || a >= 9007199254740992.0 || a != (double)(uint64_t)a) {
+            zt_problem(req, 400, "invalid-query", NULL,
+                       "after: a record's sequence number (`next` of the page before)");
+            return false;
+        }
+        *start = (uint64_t)a + 1;
+    }
+    return true;
+}
+
+/* The node's signed checkpoints, with its public key: what lets someone outside the node
+ * check that the log shown later still holds the heads signed earlier (a history rewritten
+ * in between no longer matches a signature). */
+static int h_checkpoints(zt_req *req, void *ud)
+{
+    zt_server *srv = ud;
+    uint64_t start;
+    long limit;
+    if (!page_query(req, &start, &limit)) return ZT_OK;
+    zt_txn *t = zt_req_txn(req);
+    zt_cursor *c;
+    if (!t || zt_cursor_open(t, srv->audit->cps, &c) != ZT_OK) return ZT_EIO;
+    cJSON *o = cJSON_CreateObject();
+    unsigned char pk[32];
+    char pkb[ZT__B64URL_LEN(32)];
+    if (zt__node_pubkey(srv, t, pk) == ZT_OK) { /* none before the first checkpoint */
+        zt__b64url_encode(pkb, pk, 32);
+        cJSON_AddStringToObject(o, "node_key", pkb);
+    } else {
+        cJSON_AddNullToObject(o, "node_key");
+    }
+    cJSON_AddStringToObject(o, "signed",
+                            "zhengtong-audit-checkpoint-v1\n<seq>\n<hash, hex>\n<time>");
+    cJSON *items = cJSON_AddArrayToObject(o, "items");
+    unsigned char key[8];
+    zt__be64_put(key, start);
+    zt_kv kv;
+    long n = 0;
+    int rc = zt_cursor_seek(c, ZT_GE, key, 8, &kv);
+    for (; rc == ZT_OK && n < limit; rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), n++)
+        cJSON_AddItemToArray(items, cJSON_ParseWithLength(kv.val, kv.vlen));
+    if (rc == ZT_OK && kv.klen == 8)
+        cJSON_AddStringToObject(
+            o, "next", zt_req_printf(req, "%llu", (unsigned long long)(zt__be64_get(kv.key) - 1)));
+    else
+        cJSON_AddNullToObject(o, "next");
+    zt_cursor_close(c);
+    rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int h_list(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
     const char *actor = zt_req_query(req, "actor"), *plugin = zt_req_query(req, "plugin");
     const char *object = zt_req_query(req, "object"), *from = zt_req_query(req, "from");
-    const char *to = zt_req_query(req, "to"), *after = zt_req_query(req, "after");
-    const char *lim = zt_req_query(req, "limit");
-    char *end = NULL;
-    long limit = lim ? strtol(lim, &end, 10) : 50;
-    if ((lim && *end) || limit < 1 || limit > 1000)
-        return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 1000");
+    const char *to = zt_req_query(req, "to");
+    uint64_t start;
+    long limit;
+    if (!page_query(req, &start, &limit)) return ZT_OK;
     double tfrom = 0, tto = 1e300;
-    uint64_t start = 1;
     if (from && !query_number(from, &tfrom))
         return zt_problem(req, 400, "invalid-query", NULL, "from: a time in ms since 1970");
     if (to && !query_number(to, &tto))
         return zt_problem(req, 400, "invalid-query", NULL, "to: a time in ms since 1970");
-    if (after) {
-        double a;
-        if (!query_number(after, &a) || a >= 9007199254740992.0 || a != (double)(uint64_t)a)
-            return zt_problem(req, 400, "invalid-query", NULL,
-                              "after: a record's sequence number (`next` of the page before)");
-        start = (uint64_t)a + 1;
-    }
     zt_txn *t = zt_req_txn(req);
     zt_cursor *c;
     if (!t || zt_cursor_open(t, srv->audit->log, &c) != ZT_OK) return ZT_EIO;
@@ -890,18 +946,25 @@ static int h_list(zt_req *req, void *ud)
 
 int zt__audit_routes(zt_server *srv, char *err, size_t errlen)
 {
-    zt_route v = {.method = "GET",
-                  .path = "/audit/verify",
-                  .handler = h_verify,
-                  .ud = srv,
-                  .role = "auditor",
-                  .summary = "Recompute the audit chain; the first bad record"};
-    zt_route l = {.method = "GET",
-                  .path = "/audit",
-                  .handler = h_list,
-                  .ud = srv,
-                  .role = "auditor",
-                  .summary = "Audit records (actor, plugin, object, from, to, after, limit)"};
-    int rc = zt__router_add(srv->router, NULL, &v, err, errlen);
-    return rc ? rc : zt__router_add(srv->router, NULL, &l, err, errlen);
+    static const struct {
+        const char *path;
+        zt_handler handler;
+        const char *summary;
+    } routes[] = {
+        {"/audit/verify", h_verify, "Recompute the audit chain; the first bad record"},
+        {"/audit/checkpoints", h_checkpoints,
+         "The node's signed checkpoints of the chain, and its public key"},
+        {"/audit", h_list, "Audit records (actor, plugin, object, from, to, after, limit)"},
+    };
+    int rc = ZT_OK;
+    for (size_t i = 0; rc == ZT_OK && i < sizeof routes / sizeof routes[0]; i++) {
+        zt_route r = {.method = "GET",
+                      .path = routes[i].path,
+                      .handler = routes[i].handler,
+                      .ud = srv,
+                      .role = "auditor",
+                      .summary = routes[i].summary};
+        rc = zt__router_add(srv->router, NULL, &r, err, errlen);
+    }
+    return rc;
 }

@@ -256,6 +256,42 @@ class RollbackAfterWriting(NodeTest):
 
 
 class Checkpoints(NodeTest):
+    def test_checkpoints_can_be_checked_outside_the_node(self):
+        try:
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        except ImportError:
+            self.fail("python3-cryptography is missing: run scripts/setup")
+        n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 3 }")
+        st, _, d = n.json("GET", "/audit/checkpoints")
+        self.assertEqual(st, 200, d)
+        before = d["items"]
+        for _ in range(10):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        st, _, d = n.json("GET", "/audit/checkpoints?limit=1000")
+        self.assertEqual(st, 200, d)
+        self.assertIsNone(d["next"])
+        self.assertGreaterEqual(len(d["items"]) - len(before), 3, d)
+        key = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(d["node_key"] + "="))
+        records = {r["seq"]: r for r in all_records(n)}
+        seqs = [c["seq"] for c in d["items"]]
+        self.assertEqual(seqs, sorted(set(seqs)))
+        for cp in d["items"]:
+            msg = d["signed"].replace("<seq>", str(cp["seq"])).replace("<hash, hex>", cp["hash"])
+            msg = msg.replace("<time>", str(cp["time"])).encode()
+            sig = base64.urlsafe_b64decode(cp["signature"] + "==")
+            key.verify(sig, msg)  # raises if the node did not sign exactly this
+            self.assertEqual(records[cp["seq"]]["hash"], cp["hash"], cp)
+            with self.assertRaises(InvalidSignature):  # and the check can fail
+                key.verify(sig, msg.replace(cp["hash"].encode(), b"0" * 64))
+        # pages
+        st, _, p1 = n.json("GET", "/audit/checkpoints?limit=2")
+        st, _, p2 = n.json("GET", "/audit/checkpoints?limit=1000&after=" + p1["next"])
+        self.assertEqual([c["seq"] for c in p1["items"] + p2["items"]], seqs)
+        for bad in ("limit=0", "after=x"):
+            st, h, b = n.request("GET", "/audit/checkpoints?" + bad)
+            self.assertProblem(st, h, b, 400)
+
     def test_a_checkpoint_that_cannot_be_signed_costs_no_change(self):
         try:
             import lmdb  # python3-lmdb (scripts/setup installs it)
