@@ -35,11 +35,22 @@ _Static_assert(KEY_BYTES == crypto_kdf_KEYBYTES && KEY_BYTES == crypto_genericha
                "key sizes");
 _Static_assert(sizeof CTX_FIELD - 1 == crypto_kdf_CONTEXTBYTES, "context size");
 
+/* A seal key in clear, only while it makes a key or a signature (then wiped). */
+typedef struct seal_secret {
+    unsigned char seed[crypto_sign_SEEDBYTES];
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+} seal_secret;
+
+/* In locked memory with guard pages (sodium_malloc), read-only once made. scratch, also
+ * locked but writable, is the one place where a seal key is ever in clear: allocated once,
+ * not per signature (a sodium_malloc is several system calls, more than the signature
+ * itself). Signing runs on the loop thread only. */
 struct zt_keys {
     unsigned char master[KEY_BYTES];
     unsigned char field[KEY_BYTES];
     unsigned char index[KEY_BYTES];
     unsigned char seal[KEY_BYTES];
+    seal_secret *scratch;
 };
 
 static atomic_bool sodium_ready;
@@ -230,6 +241,10 @@ int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen)
         snprintf(err, errlen, "key file %s: cannot derive the sub-keys", path);
         rc = ZT_ERROR;
     }
+    if (rc == ZT_OK && !(k->scratch = sodium_malloc(sizeof *k->scratch))) {
+        snprintf(err, errlen, "key file %s: out of locked memory", path);
+        rc = ZT_ENOMEM;
+    }
     if (rc != ZT_OK) {
         sodium_free(k);
         return rc;
@@ -242,7 +257,9 @@ int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen)
 
 void zt__keys_close(zt_keys *k)
 {
-    if (k) sodium_free(k); /* wipes */
+    if (!k) return;
+    sodium_free(k->scratch); /* both wiped */
+    sodium_free(k);
 }
 
 int zt__keys_derive(const zt_keys *k, const char ctx[8], uint64_t id, unsigned char *out,
@@ -433,13 +450,6 @@ int zt_valid_credit_code(const char *s)
 enum { SEAL_PK = 1, SEAL_NONCE = SEAL_PK + crypto_sign_PUBLICKEYBYTES };
 enum { SEAL_CT = SEAL_NONCE + NONCE_BYTES };
 
-/* Secrets in clear live only here, in locked memory wiped by sodium_free. */
-typedef struct seal_secret {
-    unsigned char seed[crypto_sign_SEEDBYTES];
-    unsigned char sk[crypto_sign_SECRETKEYBYTES];
-    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-} seal_secret;
-
 int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, size_t *sealed_len)
 {
     if (!k) return ZT_ESTATE;
@@ -447,8 +457,7 @@ int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, 
         *sealed_len = ZT__SEALED_SK_BYTES;
         return ZT_ETOOBIG;
     }
-    seal_secret *s = sodium_malloc(sizeof *s);
-    if (!s) return ZT_ENOMEM;
+    seal_secret *s = k->scratch;
     randombytes_buf(s->seed, sizeof s->seed);
     crypto_sign_seed_keypair(pk, s->sk, s->seed);
     sealed_sk[0] = SEAL_VERSION;
@@ -459,7 +468,7 @@ int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, 
                                                sealed_sk, SEAL_NONCE, NULL, sealed_sk + SEAL_NONCE,
                                                k->seal);
     assert(SEAL_CT + clen == ZT__SEALED_SK_BYTES);
-    sodium_free(s);
+    sodium_memzero(s, sizeof *s);
     *sealed_len = ZT__SEALED_SK_BYTES;
     return ZT_OK;
 }
@@ -469,8 +478,7 @@ int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len,
 {
     if (!k) return ZT_ESTATE;
     if (sealed_len != ZT__SEALED_SK_BYTES || sealed_sk[0] != SEAL_VERSION) return ZT_EINVAL;
-    seal_secret *s = sodium_malloc(sizeof *s);
-    if (!s) return ZT_ENOMEM;
+    seal_secret *s = k->scratch;
     int rc = ZT_OK;
     unsigned long long slen;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -478,14 +486,14 @@ int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len,
             SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0) {
         rc = ZT_EINVAL;
     } else {
-        crypto_sign_seed_keypair(s->pk, s->sk, s->seed);
-        /* The AEAD binds the stored public key to the seed, so only a bug gets here. */
-        if (sodium_memcmp(s->pk, sealed_sk + SEAL_PK, sizeof s->pk) != 0)
-            rc = ZT_ERROR;
-        else
-            crypto_sign_detached(sig, NULL, msg, len, s->sk);
+        /* An Ed25519 secret key is seed | public key. The stored public key is the AEAD's
+         * associated data, so it is the one made with this seed: no need to derive it again
+         * (a scalar multiplication, as much work as the signature). */
+        memcpy(s->sk, s->seed, sizeof s->seed);
+        memcpy(s->sk + sizeof s->seed, sealed_sk + SEAL_PK, crypto_sign_PUBLICKEYBYTES);
+        crypto_sign_detached(sig, NULL, msg, len, s->sk);
     }
-    sodium_free(s);
+    sodium_memzero(s, sizeof *s);
     return rc;
 }
 
