@@ -282,6 +282,32 @@ class Notice(NodeTest):
         self.assertEqual(st, 200)
         self.assertNotIn("not allowed", [x["title"] for x in after["items"]])
 
+    def test_editors_publish_and_withdraw_within_their_department(self):
+        n = self.shared
+        for code, parent in (("jyj", "root"), ("jyj-jc", "jyj"), ("swj", "root")):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+            self.assertEqual(st, 201, d)
+        edu = n.new_user("edu.editor", roles=["notice_editor"], department="jyj")
+        st, _, mine = n.json("POST", "/notices", {"title": "开学", "body": "b"}, edu, auth=False)
+        self.assertEqual(st, 201, mine)
+        self.assertEqual((mine["department_code"], mine["published_by"]), ("jyj", "edu.editor"))
+        st, _, below = n.json("POST", "/notices", {"title": "教材", "body": "b", "department_code": "jyj-jc"},
+                              edu, auth=False)
+        self.assertEqual((st, below.get("department_code")), (201, "jyj-jc"), below)
+        for other in ("swj", "root", "nowhere"):
+            st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department_code": other},
+                                 edu, auth=False)
+            self.assertProblem(st, h, b, 403)
+        st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department_code": 7}, edu, auth=False)
+        self.assertProblem(st, h, b, 422)
+        water = self.create(title="停水", body="b", department_code="swj")  # by admin, in root
+        st, h, b = n.request("DELETE", "/notices/" + water["id"], None, edu, auth=False)
+        self.assertProblem(st, h, b, 403)
+        self.assertEqual(n.json("GET", "/notices/" + water["id"])[0], 200)  # still there
+        self.assertEqual(n.request("DELETE", "/notices/" + below["id"], None, edu, auth=False)[0], 204)
+        self.assertEqual(n.request("DELETE", "/notices/" + mine["id"])[0], 204)  # admin: above all
+        self.assertEqual(n.request("DELETE", "/notices/" + water["id"])[0], 204)
+
     def test_department_is_optional(self):
         d = self.create(title="t", body="b")
         st, _, got = self.shared.json("GET", "/notices/" + d["id"])

@@ -64,11 +64,23 @@ zt.route("POST", "/notices",
     if department ~= nil and (type(department) ~= "string" or not utf8.len(department)) then
       invalid("department, if given, must be text")
     end
+    -- The department that issues it: the editor's own, or one below it (an editor of the
+    -- county office may publish for a bureau, not the other way round).
+    local code = input.department_code
+    if code == nil or code == zt.json.null then code = req.caller.department end
+    if code ~= nil and type(code) ~= "string" then
+      invalid("department_code, if given, must be a department code")
+    end
+    if code ~= nil and not zt.auth.in_scope(req, code) then
+      zt.problem(403, "forbidden", "you publish for your own department or one below it, not " .. code)
+    end
     local notice = {
       id = zt.id(),
       title = title,
       body = body,
       department = department or zt.json.null,
+      department_code = code or zt.json.null,
+      published_by = req.caller.login,
       created_at = zt.now(),
     }
     notices:put(notice.id, notice)
@@ -78,7 +90,15 @@ zt.route("POST", "/notices",
 
 zt.route("DELETE", "/notices/:id", { role = "notice_editor", summary = "Withdraw a notice" },
   function(req)
-    if not notices:delete(req.params.id) then not_found(req.params.id) end
+    local notice = notices:get(req.params.id)
+    if not notice then not_found(req.params.id) end
+    -- Withdrawn by the editors of the department that issued it, or of one above it.
+    local code = notice.department_code
+    if code ~= nil and code ~= zt.json.null and not zt.auth.in_scope(req, code) then
+      zt.problem(403, "forbidden", "notice " .. req.params.id .. " was issued by department " .. code
+        .. ": its editors, or those of a department above it, withdraw it")
+    end
+    notices:delete(req.params.id)
     zt.log.info("notice %s withdrawn", req.params.id)
     return 204
   end)
