@@ -634,7 +634,7 @@ static const field auth_fields[] = {
 
 static const field audit_fields[] = {
     FIELD("checkpoint_every", false, "records", 1, INT64_C(1) << 40, audit_checkpoint_every),
-    FIELD("checkpoint_interval", true, "seconds", 1, 366 * DAY, audit_checkpoint_ms),
+    FIELD("checkpoint_interval", true, "seconds", 0, 366 * DAY, audit_checkpoint_ms),
     {0},
 };
 

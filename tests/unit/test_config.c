@@ -131,6 +131,18 @@ static void every_key_set(void **state)
     zt__conf_free(&c);
 }
 
+/* 0: checkpoints by count only (README; audit.c starts no timer for it) */
+static void checkpoint_interval_zero(void **state)
+{
+    (void)state;
+    zt_conf c;
+    char err[ZT_ERRLEN];
+    assert_int_equal(load("audit = { checkpoint_interval = 0 }\n", &c, err), ZT_OK);
+    assert_int_equal(c.audit_checkpoint_ms, 0);
+    zt__conf_free(&c);
+    refused("audit = { checkpoint_interval = -1 }\n", "checkpoint_interval");
+}
+
 static void single_listen_string_and_locals(void **state)
 {
     zt_conf c;
@@ -627,6 +639,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(every_key_set),
+        cmocka_unit_test(checkpoint_interval_zero),
         cmocka_unit_test(single_listen_string_and_locals),
         cmocka_unit_test(type_errors_name_key_and_line),
         cmocka_unit_test(unknown_keys_suggest),
