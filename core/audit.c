@@ -287,18 +287,9 @@ int zt__audit_checkpoint(zt_server *srv)
     if (rc != ZT_OK) return rc;
     uint64_t seq;
     unsigned char hash[32];
-    if ((rc = head_in(a, t, &seq, hash)) != ZT_OK || seq == a->cp_seq) {
-        zt__store_end(srv->store, t, false);
-        zt__store_batch_commit(srv->store); /* nothing was written: an empty commit */
-        return rc;
-    }
-    rc = checkpoint_put(srv, t, seq, hash);
-    int erc = zt__store_end(srv->store, t, rc == ZT_OK);
-    if (rc == ZT_OK) rc = erc;
-    if (rc == ZT_OK)
-        rc = zt__store_batch_commit(srv->store);
-    else if (zt__store_batch_open(srv->store))
-        zt__store_batch_commit(srv->store);
+    if ((rc = head_in(a, t, &seq, hash)) != ZT_OK || seq == a->cp_seq)
+        return zt__store_write_done(srv->store, t, rc); /* nothing written: an empty commit */
+    rc = zt__store_write_done(srv->store, t, checkpoint_put(srv, t, seq, hash));
     if (rc == ZT_OK) {
         a->cp_seq = seq;
         a->since_cp = 0;

@@ -1715,10 +1715,7 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
         zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
         rc = zt__audit_append(srv, t, &e);
     }
-    int erc = zt__store_end(srv->store, t, rc == ZT_OK);
-    if (rc == ZT_OK) rc = erc;
-    int crc = zt__store_batch_commit(srv->store);
-    if (rc == ZT_OK) rc = crc;
+    rc = zt__store_write_done(srv->store, t, rc);
     if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));
     return rc;
 }
@@ -1781,10 +1778,7 @@ static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
     }
     if (rc == ZT_OK)
         rc = zt_put(t, a->credit_codes, CREDIT_INDEX_DONE, strlen(CREDIT_INDEX_DONE), "1", 1);
-    int erc = zt__store_end(st, t, rc == ZT_OK);
-    if (rc == ZT_OK) rc = erc;
-    if (rc == ZT_OK) rc = zt__store_batch_commit(st);
-    if (rc != ZT_OK) {
+    if ((rc = zt__store_write_done(st, t, rc)) != ZT_OK) {
         snprintf(err, errlen, "cannot index the enterprises' credit codes: %s", zt_strerror(rc));
         return rc;
     }
@@ -1821,10 +1815,7 @@ static int bootstrap(zt_auth *a, char *err, size_t errlen)
         rc = create_user(a, t, "admin", "Administrator", "staff", "root", roles, hash, true, NULL,
                          NULL);
     cJSON_Delete(roles);
-    int erc = zt__store_end(st, t, rc == ZT_OK);
-    if (rc == ZT_OK) rc = erc;
-    if (rc == ZT_OK) rc = zt__store_batch_commit(st);
-    if (rc != ZT_OK) {
+    if ((rc = zt__store_write_done(st, t, rc)) != ZT_OK) {
         snprintf(err, errlen, "cannot create the first account: %s", zt_strerror(rc));
         return rc;
     }

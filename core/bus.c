@@ -841,12 +841,7 @@ int zt__bus_start(zt_server *srv, char *err, size_t errlen)
         if ((rc = zt__store_write_begin(st, &t)) == ZT_OK) {
             for (size_t i = 0; rc == ZT_OK && i < b->nsubs; i++)
                 if (b->subs[i].stored == UINT64_MAX) rc = pos_write(b, t, &b->subs[i], b->head);
-            int erc = zt__store_end(st, t, rc == ZT_OK);
-            if (rc == ZT_OK) rc = erc;
-            if (rc == ZT_OK)
-                rc = zt__store_batch_commit(st);
-            else
-                zt__store_batch_abort(st);
+            rc = zt__store_write_done(st, t, rc);
         }
     }
     if (rc != ZT_OK) {

@@ -218,6 +218,10 @@ int zt__store_batch_write(zt_store *s, zt_txn **out);
  * in which a write failed is aborted even with commit (its error is returned): merging it
  * would fail the whole batch. */
 int zt__store_end(zt_store *s, zt_txn *t, bool commit);
+/* End t, a write made outside any request (start-up, the CLI, a checkpoint), keeping its
+ * writes if rc is ZT_OK, and commit the batch now: the batch is closed whatever happened.
+ * rc, or the first error of the end and the commit. */
+int zt__store_write_done(zt_store *s, zt_txn *t, int rc);
 /* Puts and deletes that succeeded in t so far (0 for a transaction that changed nothing). */
 uint64_t zt__store_txn_writes(const zt_txn *t);
 /* 1 if the transaction belongs to the open batch (its request must wait for the commit). */

@@ -592,6 +592,14 @@ int zt__store_end(zt_store *s, zt_txn *t, bool commit)
     return rc;
 }
 
+int zt__store_write_done(zt_store *s, zt_txn *t, int rc)
+{
+    int erc = zt__store_end(s, t, rc == ZT_OK);
+    if (rc == ZT_OK) rc = erc;
+    int crc = zt__store_batch_commit(s); /* what t did not keep is not in the batch */
+    return rc == ZT_OK ? crc : rc;
+}
+
 bool zt__store_in_batch(const zt_txn *t)
 {
     return t && (t->kind == TXN_WRITE || t->kind == TXN_BATCH_READ);
