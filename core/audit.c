@@ -241,13 +241,23 @@ void zt__audit_close(zt_server *srv)
     }
 }
 
+/* What the node signs: this header, then the sequence number, the hash in hex and the time
+ * in ms, one per line (GET /audit/checkpoints shows the same with placeholders). */
+#define CP_HEADER "zhengtong-audit-checkpoint-v1"
+
+/* A JSON number that is a whole number from 0 to 2^53 (exact in a double). */
+static bool whole_u53(double d)
+{
+    return d >= 0 && d < 9007199254740992.0 && d == (double)(uint64_t)d;
+}
+
 static int checkpoint_message(char *out, size_t cap, uint64_t seq, const unsigned char hash[32],
                               int64_t time)
 {
     char hex[65];
     sodium_bin2hex(hex, sizeof hex, hash, 32);
-    int n = snprintf(out, cap, "zhengtong-audit-checkpoint-v1\n%llu\n%s\n%lld",
-                     (unsigned long long)seq, hex, (long long)time);
+    int n = snprintf(out, cap, CP_HEADER "\n%llu\n%s\n%lld", (unsigned long long)seq, hex,
+                     (long long)time);
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
@@ -382,8 +392,8 @@ static int rec_build(zt_buf *b, const char *const f[7], const char *verb, const 
 }
 
 /* Chain the n records built in recs[0, len) after the head of the log in t, and append
- * them: one value per VALUE_SPLIT bytes, under its first record's sequence number. */
-/* Append n records in their stored form; seq and prev end as the new head. */
+ * them: one value per VALUE_SPLIT bytes, under its first record's sequence number.
+ * *head_seq and prev end as the new head. */
 static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len, size_t n,
                          uint64_t *head_seq, unsigned char prev[32])
 {
@@ -542,8 +552,7 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         char msg[256];
         const char *why = NULL;
         if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
-            !(tm->valuedouble >= 0 && tm->valuedouble < 9007199254740992.0) ||
-            tm->valuedouble != (double)(int64_t)tm->valuedouble ||
+            !whole_u53(tm->valuedouble) ||
             zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
             n != 32 ||
             zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
@@ -816,7 +825,7 @@ static bool page_query(zt_req *req, uint64_t *start, long *limit)
     *start = 1;
     if (after) {
         double a;
-        if (!query_number(after, &a) || a >= 9007199254740992.0 || a != (double)(uint64_t)a) {
+        if (!query_number(after, &a) || !whole_u53(a)) {
             zt_problem(req, 400, "invalid-query", NULL,
                        "after: a record's sequence number (`next` of the page before)");
             return false;
@@ -847,8 +856,7 @@ static int h_checkpoints(zt_req *req, void *ud)
     } else {
         cJSON_AddNullToObject(o, "node_key");
     }
-    cJSON_AddStringToObject(o, "signed",
-                            "zhengtong-audit-checkpoint-v1\n<seq>\n<hash, hex>\n<time>");
+    cJSON_AddStringToObject(o, "signed", CP_HEADER "\n<seq>\n<hash, hex>\n<time>");
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     unsigned char key[8];
     zt__be64_put(key, start);
