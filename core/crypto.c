@@ -481,16 +481,17 @@ int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len,
     seal_secret *s = k->scratch;
     int rc = ZT_OK;
     unsigned long long slen;
+    /* An Ed25519 secret key is seed | public key: the seed is opened into its first half. The
+     * stored public key is the AEAD's associated data, so it is the one made with this
+     * seed: no need to derive it again (a scalar multiplication, as much work as the
+     * signature). */
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            s->seed, &slen, NULL, sealed_sk + SEAL_CT, ZT__SEALED_SK_BYTES - SEAL_CT, sealed_sk,
-            SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0) {
+            s->sk, &slen, NULL, sealed_sk + SEAL_CT, ZT__SEALED_SK_BYTES - SEAL_CT, sealed_sk,
+            SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0 ||
+        slen != crypto_sign_SEEDBYTES) {
         rc = ZT_EINVAL;
     } else {
-        /* An Ed25519 secret key is seed | public key. The stored public key is the AEAD's
-         * associated data, so it is the one made with this seed: no need to derive it again
-         * (a scalar multiplication, as much work as the signature). */
-        memcpy(s->sk, s->seed, sizeof s->seed);
-        memcpy(s->sk + sizeof s->seed, sealed_sk + SEAL_PK, crypto_sign_PUBLICKEYBYTES);
+        memcpy(s->sk + crypto_sign_SEEDBYTES, sealed_sk + SEAL_PK, crypto_sign_PUBLICKEYBYTES);
         crypto_sign_detached(sig, NULL, msg, len, s->sk);
     }
     sodium_memzero(s, sizeof *s);

@@ -7,7 +7,8 @@ import shutil
 import tempfile
 import unittest
 
-from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with, run, scrape, wait_for
+from ztnode import (NodeTest, edit_db, lua_manifest, lua_route, lua_tree_with, run, scrape,
+                    wait_for)
 
 # A stored value: one batch's records, under its first record's sequence number (8 bytes,
 # big-endian) and 0x02; each record len u32 | hash[32] | prev[32] | body, the body
@@ -293,23 +294,16 @@ class Checkpoints(NodeTest):
             self.assertProblem(st, h, b, 400)
 
     def test_a_checkpoint_that_cannot_be_signed_costs_no_change(self):
-        try:
-            import lmdb  # python3-lmdb (scripts/setup installs it)
-        except ImportError:
-            self.fail("python3-lmdb is missing: run scripts/setup")
         n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 3 }")
         self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
         self.assertEqual(n.stop(), 0)
         # damage the node's sealed signing key: signing now fails
-        env = lmdb.open(n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
-        try:
-            db = env.open_db(b"_core/meta", create=False)
-            with env.begin(write=True, db=db) as txn:
-                key = bytearray(txn.get(b"node_key"))
-                key[-5] ^= 0xFF
-                txn.put(b"node_key", bytes(key))
-        finally:
-            env.close()
+        def damage(txn, db):
+            key = bytearray(txn.get(b"node_key"))
+            key[-5] ^= 0xFF
+            txn.put(b"node_key", bytes(key))
+
+        edit_db(self, n, "_core/meta", damage)
         n.start()
         counts = [n.json("POST", "/hello/counter")[2]["count"] for _ in range(6)]
         self.assertEqual(counts, list(range(counts[0], counts[0] + 6)))  # every write kept
@@ -355,11 +349,6 @@ class Tampering(NodeTest):
 
     def setUp(self):
         super().setUp()
-        try:
-            import lmdb  # python3-lmdb (scripts/setup installs it)
-        except ImportError:
-            self.fail("python3-lmdb is missing: run scripts/setup")
-        self.lmdb = lmdb
         n = self.node(roles=("auditor",))
         for _ in range(self.WRITES):
             self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
@@ -381,13 +370,7 @@ class Tampering(NodeTest):
                         % [len(r) for r in self.values.values()])
 
     def tamper(self, dbname, change):
-        env = self.lmdb.open(self.n.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
-        try:
-            db = env.open_db(dbname.encode(), create=False)
-            with env.begin(write=True, db=db) as txn:
-                change(txn)
-        finally:
-            env.close()
+        edit_db(self, self.n, dbname, lambda txn, db: change(txn))
 
     def key(self, seq):
         return seq.to_bytes(8, "big")

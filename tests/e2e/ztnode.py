@@ -918,6 +918,22 @@ class Metrics:
         return set(self.samples)
 
 
+def edit_db(test, node, dbname, change):
+    """Open a stopped node's LMDB file behind its back (python3-lmdb) and call
+    change(txn, db) in one write transaction on its database dbname ("_core/audit"...)."""
+    try:
+        import lmdb  # python3-lmdb (scripts/setup installs it)
+    except ImportError:
+        test.fail("python3-lmdb is missing: run scripts/setup")
+    env = lmdb.open(node.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
+    try:
+        db = env.open_db(dbname.encode(), create=False)
+        with env.begin(write=True, db=db) as txn:
+            change(txn, db)
+    finally:
+        env.close()
+
+
 def scrape(node):
     st, h, b = node.request("GET", "/metrics")
     if st != 200:
