@@ -247,6 +247,14 @@ int zt__store_errno(int mdb_rc); /* LMDB code → ZT_E* */
 /* 1 for GET and HEAD: requests that read a snapshot and change nothing (no write
  * transaction, no audit record). */
 bool zt__req_reads(const zt_req *req);
+/* NULL when `name: value` is a well-formed response header, else why not: the name must be
+ * an RFC 9110 token, the value free of control characters (tab aside). */
+const char *zt__res_header_refusal(const char *name, const char *value);
+/* Why a plugin may not add the header `name` (NULL: it may): Content-Length,
+ * Content-Type, Date, X-Request-Id and the connection's own headers (Connection,
+ * Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade) are the node's; a second copy
+ * would make the response ambiguous to clients and proxies. */
+const char *zt__res_header_nodes(const char *name);
 
 /* ---- router.c ------------------------------------------------------------------ */
 

@@ -1738,17 +1738,6 @@ static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
     lp->curreq = lua_topointer(L, -1);
 }
 
-static bool header_ok(const char *name, const char *value)
-{
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
-    if (!*name) return false;
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              strchr(tchar, *c)))
-            return false;
-    return strpbrk(value, "\r\n") == NULL;
-}
-
 struct hcall {
     struct lua_route *lr;
     zt_req *req;
@@ -1801,9 +1790,15 @@ static int respond(lua_State *L, struct hcall *hc, int S)
         while (lua_next(L, H)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "response headers must be strings keyed by strings");
-            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (!header_ok(k, v)) return luaL_error(L, "bad response header '%s'", k);
-            if (strcasecmp(k, "content-type") == 0) ctype = v;
+            size_t kl, vl;
+            const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+            const char *why = zt__res_header_refusal(k, v);
+            if (!why && (strlen(k) != kl || strlen(v) != vl)) why = "it has a NUL byte";
+            if (strcasecmp(k, "content-type") == 0)
+                ctype = v; /* the body's type, here */
+            else if (!why)
+                why = zt__res_header_nodes(k);
+            if (why) return luaL_error(L, "response header '%s': %s", k, why);
             lua_pop(L, 1);
         }
     }

@@ -130,18 +130,39 @@ static bool is_job(const zt_req *req)
     return req->job_plugin != NULL;
 }
 
-static bool header_text_ok(const char *s)
+const char *zt__res_header_nodes(const char *name)
 {
-    for (; *s; s++)
-        if (*s == '\r' || *s == '\n') return false;
-    return true;
+    static const char *const nodes[] = {
+        "Content-Length", "Content-Type",      "Date", "X-Request-Id", "Connection",
+        "Keep-Alive",     "Transfer-Encoding", "TE",   "Trailer",      "Upgrade"};
+    for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++)
+        if (strcasecmp(name, nodes[i]) == 0) return "the node writes this header itself";
+    return NULL;
+}
+
+const char *zt__res_header_refusal(const char *name, const char *value)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!name[0]) return "the name is empty";
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(tchar, *c)))
+            return "the name has a character that is not allowed in a header name";
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return "the value has a control character (CR, LF, ...)";
+    return NULL;
 }
 
 int zt_res_header(zt_req *req, const char *name, const char *value)
 {
     if (is_job(req)) return ZT_ESTATE;
-    if (!name[0] || !header_text_ok(name) || !header_text_ok(value) || strchr(name, ':'))
+    const char *why = zt__res_header_refusal(name, value);
+    if (!why) why = zt__res_header_nodes(name);
+    if (why) {
+        zt_req_log(req, ZT_LOG_WARN, "response header '%s' refused: %s", name, why);
         return ZT_EINVAL;
+    }
     if (zt__buf_printf(&req->res_hdrs, "%s: %s\r\n", name, value)) return ZT_ENOMEM;
     return ZT_OK;
 }
@@ -150,6 +171,8 @@ int zt_respond(zt_req *req, int status, const char *ctype, const void *body, siz
 {
     if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
+    /* a stored file's type, say, must not split the response */
+    if (ctype && zt__res_header_refusal("Content-Type", ctype)) return ZT_EINVAL;
     char *copy = NULL;
     if (len) {
         if (!(copy = malloc(len))) return ZT_ENOMEM;

@@ -215,11 +215,13 @@ int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *a
 
 /* ---- responses ----------------------------------------------------------------- */
 
-/* Add a response header (copied). Content-Length, Connection, Date and X-Request-Id are
- * the core's. Errors: ZT_EINVAL for a name or value with CR or LF. */
+/* Add a response header (copied). Errors: ZT_EINVAL (and a warning in the log) for a name
+ * that is not an RFC 9110 token, a value with a control character other than tab, or a
+ * header the core writes itself: Content-Length, Content-Type (zt_respond's ctype), Date,
+ * X-Request-Id, Connection, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade. */
 int zt_res_header(zt_req *req, const char *name, const char *value);
 /* Respond with a body (copied). ctype NULL means no Content-Type. Responding twice is
- * ZT_ESTATE. */
+ * ZT_ESTATE; a ctype with a control character is ZT_EINVAL. */
 int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len);
 /* Respond with JSON (application/json). */
 int zt_respond_json(zt_req *req, int status, const cJSON *json);

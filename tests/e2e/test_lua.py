@@ -27,6 +27,7 @@ E2E_INIT = "".join(
         ),
         lua_route("GET", "/e2e/bigstring", 'local s = string.rep("y", 1 << 30)\nreturn 200, { n = #s }'),
         lua_route("GET", "/e2e/bad-return", 'return "not a status"'),
+        lua_route("GET", "/e2e/dup-length", 'return 200, "five!", { ["Content-Length"] = "4" }'),
         lua_route(
             "GET", "/e2e/table", 'return 200, { name = "zhengtong", list = { 1, 2, 3 }, nested = { a = "b" } }'
         ),
@@ -78,6 +79,7 @@ FAILURES = {
     "/e2e/bomb": None,
     "/e2e/bigstring": None,
     "/e2e/bad-return": "lua-error",
+    "/e2e/dup-length": "lua-error",
 }
 
 
@@ -119,6 +121,16 @@ class LuaFailures(NodeTest):
         self.assertEqual(b, b"plain words")
         self.assertTrue(h["content-type"].startswith("text/plain"), h)
         self.assertEqual(h.get("x-e2e"), "yes")
+
+    def test_node_headers_are_sent_once(self):
+        # a plugin's own headers travel beside the node's, which appear exactly once
+        with self.shared.rawconn() as c:
+            c.send(b"GET /e2e/text HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            r = c.response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header_all("x-e2e"), ["yes"])
+        for name in ("content-length", "content-type", "date", "x-request-id"):
+            self.assertEqual(len(r.header_all(name)), 1, r.raw_headers)
 
     def kv_get(self, k):
         st, h, b = self.shared.request("GET", "/e2e/kv/" + k)
@@ -174,6 +186,8 @@ class LuaFailures(NodeTest):
                     self.assertIn("instruction", text)
                 if path in ("/e2e/bomb", "/e2e/bigstring"):
                     self.assertIn("memory", text)
+                if path == "/e2e/dup-length":
+                    self.assertIn("response header 'Content-Length'", text)
                 self.ok()
                 self.assertEqual(self.shared.request("GET", "/hello")[0], 200)
 

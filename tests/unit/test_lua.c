@@ -1389,6 +1389,13 @@ static const char *handlers_lua =
     "zt.route('GET', '/badstatus', function() return 'ok' end)\n"
     "zt.route('GET', '/badbody', function() return 200, print end)\n"
     "zt.route('GET', '/badheader', function() return 200, 'x', { ['X-A'] = 'a\\r\\nb' } end)\n"
+    "zt.route('GET', '/nodeheader', function() return 200, 'x', { ['content-length'] = '1' } end)\n"
+    "zt.route('GET', '/idheader', function() return 200, 'x', { ['X-Request-Id'] = 'mine' } end)\n"
+    "zt.route('GET', '/nulheader', function() return 200, 'x', { ['X-A'] = 'a\\0b' } end)\n"
+    "zt.route('GET', '/nameheader', function() return 200, 'x', { ['X A'] = 'b' } end)\n"
+    "zt.route('GET', '/typeheader', function()\n"
+    "  return 200, 'x', { ['Content-Type'] = 'text/plain\\r\\nX-B: c' }\n"
+    "end)\n"
     "zt.route('GET', '/problem', function()\n"
     "  zt.problem(409, 'already-there', 'the thing exists', 'Exists')\n"
     "end)\n"
@@ -1494,6 +1501,27 @@ static void handler_request_and_response(void **state)
     free(got);
     cJSON_Delete(j);
     assert_non_null(strstr(t->r.res_hdrs.data, "X-Made: yes\r\n"));
+    /* zt_res_header, as a C plugin calls it: the node's headers and malformed ones are
+     * refused and leave the headers as they were */
+    size_t had = t->r.res_hdrs.len;
+    const char *refused[][2] = {{"Content-Length", "1"},
+                                {"x-request-id", "a"},
+                                {"Transfer-Encoding", "chunked"},
+                                {"Connection", "close"},
+                                {"Date", "x"},
+                                {"Content-Type", "text/html"},
+                                {"X A", "b"},
+                                {"", "b"},
+                                {"X-A", "a\r\nX-B: c"},
+                                {"X-A", "a\x01"}};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        assert_int_equal(zt_res_header(&t->r, refused[i][0], refused[i][1]), ZT_EINVAL);
+    assert_int_equal(t->r.res_hdrs.len, had);
+    assert_int_equal(zt_res_header(&t->r, "X-Tab_ok!", "a\tb \xe6\x94\xbf"), ZT_OK);
+    assert_non_null(strstr(t->r.res_hdrs.data, "X-Tab_ok!: a\tb \xe6\x94\xbf\r\n"));
+    t->r.responded = false; /* as if unanswered: a type that would split the response */
+    assert_int_equal(zt_respond(&t->r, 200, "text/plain\r\nX-B: c", "x", 1), ZT_EINVAL);
+    t->r.responded = true;
     done(t);
 
     t = call(f, "GET", "/html", NULL, NULL, NULL);
@@ -1527,8 +1555,9 @@ static void handler_errors_fail_only_their_request(void **state)
 {
     fx *f = *state;
     init_ok(f, handlers_lua);
-    const char *bad[] = {"/error", "/badstatus", "/badbody", "/badheader",
-                         "/loop",  "/bomb",      "/late",    "/co1"};
+    const char *bad[] = {"/error",    "/badstatus", "/badbody",    "/badheader",  "/nodeheader",
+                         "/idheader", "/nulheader", "/nameheader", "/typeheader", "/loop",
+                         "/bomb",     "/late",      "/co1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         expect_problem(f, "GET", bad[i], NULL, 500, "lua-error", "see the log with request id");
         /* the state keeps serving, and what a failed call left behind is collected */
@@ -1538,9 +1567,12 @@ static void handler_errors_fail_only_their_request(void **state)
     /* the coroutine /co1 left stopped by the budget had its <close> handler cut short there:
      * closing it in a later request has nothing left to run */
     expect(f, "GET", "/co2", NULL, 200, "closed");
-    treq *t = call(f, "GET", "/badheader", NULL, NULL, NULL);
-    assert_true(t->r.res_hdrs.len == 0); /* nothing of a failed answer leaks out */
-    done(t);
+    for (size_t i = 3; i < 9; i++) {
+        treq *t = call(f, "GET", bad[i], NULL, NULL, NULL);
+        assert_true(t->r.res_hdrs.len == 0); /* nothing of a failed answer leaks out */
+        done(t);
+    }
+    treq *t;
     /* the id in the detail is this request's */
     t = call(f, "GET", "/error", NULL, NULL, NULL);
     assert_non_null(strstr(body_of(t), t->r.id));
