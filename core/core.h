@@ -195,6 +195,12 @@ typedef struct zt_store_stats {
 } zt_store_stats;
 
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen);
+/* Claim the data folder `dir` (created if missing) for the serving node: an exclusive
+ * lock on dir/serve.lock, held while *fd is open (close it at exit). A second serving
+ * node on the same folder would keep its own sessions, timers and counters beside the
+ * first's: ZT_EBUSY, and err names the process that holds it. The CLI's commands work on
+ * a served folder without claiming it. */
+int zt__store_claim(const char *dir, int *fd, char *err, size_t errlen);
 void zt__store_close(zt_store *s);
 /* Open/create the named database "<plugin>/<name>" (in its own write transaction; not
  * while a batch is open). */

@@ -1396,14 +1396,9 @@ int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen)
     t->data = hs;
     hs->nhandles++;
     hs->listeners[hs->nlisteners++] = t;
-    /* Several worker processes may share the port; libuv 1.44 has no flag for it. */
-    uv_os_fd_t fd;
-    int one = 1;
-    if ((rc = uv_fileno((uv_handle_t *)t, &fd)) == 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        rc = uv_translate_sys_error(errno);
-    if (rc == 0)
-        rc = uv_tcp_bind(t, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    /* No SO_REUSEPORT: a second node given the same address (a copied config, a test
+     * node left running) must fail to start, not take half of this one's clients. */
+    rc = uv_tcp_bind(t, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)t, 511, on_connection);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s: %s", addr, uv_strerror(rc));

@@ -32,11 +32,16 @@ static int cmd_serve(zt_conf *conf)
     if (BENCH_NO_AUDIT[0])
         zt__log(ZT_LOG_WARN, NULL, NULL,
                 "built with ZT_BENCH_NO_AUDIT: changes are NOT audited; for benchmarks only");
+    char err[ZT_ERRLEN] = "";
+    int lock_fd;
+    if (zt__store_claim(conf->data_dir, &lock_fd, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "zhengtong: %s\n", err);
+        return 1;
+    }
     zt_server srv = {0};
     uv_loop_t loop;
     uv_loop_init(&loop);
     srv.loop = &loop;
-    char err[ZT_ERRLEN] = "";
     int rc = zt__server_open(&srv, conf, conf->data_dir, err, sizeof err);
     if (rc == ZT_OK) rc = zt__server_listen(&srv, err, sizeof err);
     if (rc != ZT_OK) {
@@ -44,6 +49,7 @@ static int cmd_serve(zt_conf *conf)
         zt__server_close(&srv);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        close(lock_fd);
         return 1;
     }
     zt__log(ZT_LOG_INFO, NULL, NULL, "node %s serving on %s with %zu plugins and %zu routes",
@@ -53,6 +59,7 @@ static int cmd_serve(zt_conf *conf)
     uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of anything the plugins closed */
     if (uv_loop_close(&loop) != 0) zt__log(ZT_LOG_WARN, NULL, NULL, "handles left open at exit");
     zt__log(ZT_LOG_INFO, NULL, NULL, "stopped");
+    close(lock_fd); /* only now may another node serve the folder */
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -201,6 +202,66 @@ static int open_error(int rc, const char *dir, size_t map_size, char *err, size_
     }
 }
 
+/* The data folder, created if missing, or why not. */
+static int make_data_dir(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir_p(dir) == 0) return ZT_OK;
+    int e = errno;
+    if (e == EACCES || e == EPERM) {
+        seterr(err, errlen, "data_dir %s: permission denied", dir);
+        return ZT_EPERM;
+    }
+    if (e == ENOTDIR) {
+        seterr(err, errlen, "data_dir %s: not a folder", dir);
+        return ZT_EINVAL;
+    }
+    seterr(err, errlen, "data_dir %s: cannot create it: %s", dir, strerror(e));
+    return ZT_EIO;
+}
+
+int zt__store_claim(const char *dir, int *fd_out, char *err, size_t errlen)
+{
+    *fd_out = -1;
+    int rc = make_data_dir(dir, err, errlen);
+    if (rc != ZT_OK) return rc;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/serve.lock", dir) >= sizeof path) {
+        seterr(err, errlen, "data_dir %s: the path is too long", dir);
+        return ZT_EINVAL;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        seterr(err, errlen, "%s: %s", path, strerror(e));
+        return e == EACCES || e == EPERM ? ZT_EPERM : ZT_EIO;
+    }
+    /* flock: the kernel lets go when the process ends, however it ends (no stale lock
+     * to clear by hand after a crash or kill -9) */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char who[32] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK)
+            seterr(err, errlen,
+                   "data_dir %s is in use by another zhengtong serve (process %s); one node "
+                   "serves a data folder",
+                   dir, who[0] ? who : "unknown");
+        else
+            seterr(err, errlen, "%s: cannot lock it: %s", path, strerror(e));
+        return e == EWOULDBLOCK ? ZT_EBUSY : ZT_EIO;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        zt__log(ZT_LOG_WARN, NULL, NULL, "%s: cannot write the process id: %s", path,
+                strerror(errno)); /* the lock holds all the same */
+    *fd_out = fd;
+    return ZT_OK;
+}
+
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen)
 {
     assert(out && dir);
@@ -210,19 +271,8 @@ int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, 
                STORE_MIN_MAP);
         return ZT_EINVAL;
     }
-    if (mkdir_p(dir) != 0) {
-        int e = errno;
-        if (e == EACCES || e == EPERM) {
-            seterr(err, errlen, "data_dir %s: permission denied", dir);
-            return ZT_EPERM;
-        }
-        if (e == ENOTDIR) {
-            seterr(err, errlen, "data_dir %s: not a folder", dir);
-            return ZT_EINVAL;
-        }
-        seterr(err, errlen, "data_dir %s: cannot create it: %s", dir, strerror(e));
-        return ZT_EIO;
-    }
+    int rc = make_data_dir(dir, err, errlen);
+    if (rc != ZT_OK) return rc;
 
     zt_store *s = calloc(1, sizeof *s);
     if (!s || !(s->dir = strdup(dir))) {
@@ -230,7 +280,7 @@ int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, 
         seterr(err, errlen, "data_dir %s: out of memory", dir);
         return ZT_ENOMEM;
     }
-    int rc = mdb_env_create(&s->env);
+    rc = mdb_env_create(&s->env);
     if (rc != 0) {
         free(s->dir);
         free(s);

@@ -1,5 +1,6 @@
 # test_server.py: built-in endpoints (/healthz, /metrics, /api), logs, graceful shutdown.
 import json
+import os
 import signal
 import socket
 import time
@@ -312,6 +313,34 @@ class Shutdown(NodeTest):
         self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
         self.assertEqual(n.stop(signal.SIGINT), 0, n.log())
         self.assertTrue(self.stopped_in_log(n), n.log())
+
+
+class OneNodePerFolderAndPort(NodeTest):
+    def test_second_node_on_the_same_data_or_port_does_not_start(self):
+        n = self.node(plugins=("hello",))
+        self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        # the same config again: the data folder is taken, whoever serves the port
+        r = run(["serve", "-c", n.conf], timeout=20, cwd=n.dir)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("is in use by another zhengtong serve (process %d)" % n.proc.pid, r.stderr)
+        # another data folder on the same address: the port is taken (no second listener
+        # sharing it, as SO_REUSEPORT allowed)
+        other = os.path.join(n.dir, "other.conf")
+        with open(n.conf) as f:
+            text = f.read().replace(n.data_dir, os.path.join(n.dir, "other-data"))
+        with open(other, "w") as f:
+            f.write(text)
+        r = run(["serve", "-c", other], timeout=20, cwd=n.dir)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("address already in use", r.stderr)
+        # the first node served on, alone: every request reaches it, its counter moves by one
+        for want in (2, 3, 4):
+            st, _, d = n.json("POST", "/hello/counter")
+            self.assertEqual((st, d["count"]), (200, want))
+        # the claim ends with the process, also a killed one
+        n.kill9()
+        n.start()
+        self.assertEqual(n.json("POST", "/hello/counter")[2]["count"], 5)
 
 
 def req_healthz():
