@@ -195,6 +195,13 @@ typedef struct zt_store_stats {
 } zt_store_stats;
 
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen);
+/* What the data folder's contents are laid out as. Raise it with a change a node of the
+ * version before could not read right, and upgrade older folders in zt__store_format. */
+#define ZT_DATA_FORMAT 1
+/* Check the folder's format (_core/store "format"; none yet: this one) and note this
+ * version as the last that opened it ("version"). A folder of a newer format is refused:
+ * ZT_EINVAL, err names both versions. */
+int zt__store_format(zt_store *s, char *err, size_t errlen);
 /* Claim the data folder `dir` (created if missing) for the serving node: an exclusive
  * lock on dir/serve.lock, held while *fd is open (close it at exit). A second serving
  * node on the same folder would keep its own sessions, timers and counters beside the

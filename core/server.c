@@ -407,6 +407,7 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
     zt__log_level = conf->log_level;
     int rc = zt__store_open(&srv->store, data_dir, conf->map_size, err, errlen);
     if (rc != ZT_OK) return rc;
+    if ((rc = zt__store_format(srv->store, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__router_new(&srv->router)) != ZT_OK) return rc;
     if ((rc = add_builtin(srv, "/healthz", h_healthz, "Node and plugin health", err, errlen)) ||
         (rc = add_builtin(srv, "/metrics", h_metrics, "Prometheus metrics", err, errlen)) ||

@@ -262,6 +262,60 @@ int zt__store_claim(const char *dir, int *fd_out, char *err, size_t errlen)
     return ZT_OK;
 }
 
+/* A small text value of _core/store (a number, a version) into out; "" when absent. */
+static void store_text(zt_txn *t, zt_db *db, const char *key, char *out, size_t outlen)
+{
+    const void *v;
+    size_t vl;
+    out[0] = '\0';
+    if (zt_get(t, db, key, strlen(key), &v, &vl) == ZT_OK)
+        snprintf(out, outlen, "%.*s", (int)(vl < outlen ? vl : outlen - 1), (const char *)v);
+}
+
+int zt__store_format(zt_store *s, char *err, size_t errlen)
+{
+    zt_db *db;
+    zt_txn *t;
+    int rc = zt__store_db(s, "_core", "store", &db);
+    if (rc == ZT_OK) rc = zt__store_read_begin(s, &t);
+    if (rc != ZT_OK) {
+        seterr(err, errlen, "data_dir %s: cannot read its format: %s", s->dir, zt_strerror(rc));
+        return rc;
+    }
+    char format[24], version[64];
+    store_text(t, db, "format", format, sizeof format);
+    store_text(t, db, "version", version, sizeof version);
+    zt__store_end(s, t, false);
+    char *end;
+    long n = format[0] ? strtol(format, &end, 10) : ZT_DATA_FORMAT;
+    if (format[0] && (*end || n < 1)) {
+        seterr(err, errlen, "data_dir %s: its format \"%s\" is not a number: damaged data?", s->dir,
+               format);
+        return ZT_EINVAL;
+    }
+    if (n > ZT_DATA_FORMAT) {
+        seterr(err, errlen,
+               "data_dir %s holds data in format %ld, last opened by zhengtong %s; this is "
+               "zhengtong %s, which reads format %d at most: run that version or a newer one, or "
+               "restore a backup made by this one",
+               s->dir, n, version[0] ? version : "(unknown)", ZT_VERSION, ZT_DATA_FORMAT);
+        return ZT_EINVAL;
+    }
+    if (format[0] && strcmp(version, ZT_VERSION) == 0) return ZT_OK; /* nothing to note */
+    char f[24];
+    snprintf(f, sizeof f, "%d", ZT_DATA_FORMAT);
+    if ((rc = zt__store_write_begin(s, &t)) == ZT_OK) {
+        rc = zt_put(t, db, "format", 6, f, strlen(f));
+        if (rc == ZT_OK) rc = zt_put(t, db, "version", 7, ZT_VERSION, strlen(ZT_VERSION));
+        rc = zt__store_write_done(s, t, rc);
+    }
+    if (rc != ZT_OK) {
+        seterr(err, errlen, "data_dir %s: cannot note its format: %s", s->dir, zt_strerror(rc));
+        return rc;
+    }
+    return ZT_OK;
+}
+
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen)
 {
     assert(out && dir);

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from ztnode import HOST, IO_TIMEOUT, NodeTest, run, scrape
+from ztnode import HOST, IO_TIMEOUT, NodeTest, edit_db, run, scrape
 
 WRITERS = 4  # client connections writing at once (so that batches hold several writes)
 TARGET_ACKS = 300  # kill -9 once this many writes were acknowledged
@@ -141,6 +141,52 @@ class Durability(NodeTest):
         n.start()
         st, _, d = n.json("GET", "/hello/counter")
         self.assertEqual(d["count"], 5)
+
+
+class DataFormat(NodeTest):
+    def test_a_folder_of_a_newer_format_is_refused_and_left_alone(self):
+        n = self.node(plugins=("hello",))
+        self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        self.assertEqual(n.stop(), 0)
+        version = run(["version"]).stdout.split()[1]
+        seen = {}
+
+        def read(txn, db):
+            seen.update({k: txn.get(k) for k in (b"format", b"version")})
+
+        edit_db(self, n, "_core/store", read)
+        self.assertEqual(seen, {b"format": b"1", b"version": version.encode()})
+
+        # as if a newer zhengtong (format 2, version 9.0.0) had opened it since
+        def newer(txn, db):
+            txn.put(b"format", b"2")
+            txn.put(b"version", b"9.0.0")
+
+        edit_db(self, n, "_core/store", newer)
+        want = ("holds data in format 2, last opened by zhengtong 9.0.0; this is zhengtong %s, "
+                "which reads format 1 at most" % version)
+        r = run(["serve", "-c", n.conf], cwd=n.dir)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(want, r.stderr)
+        r = run(["admin", "-c", n.conf, "user", "list"], cwd=n.dir)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn(want, r.stderr)
+        seen.clear()
+        edit_db(self, n, "_core/store", read)  # the refusals wrote nothing
+        self.assertEqual(seen, {b"format": b"2", b"version": b"9.0.0"})
+
+        # back to what this version wrote (a backup restored): it serves, and its data is there
+        def ours(txn, db):
+            txn.put(b"format", b"1")
+            txn.put(b"version", b"0.0.9")
+
+        edit_db(self, n, "_core/store", ours)
+        n.start()
+        self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], 1)
+        self.assertEqual(n.stop(), 0)
+        seen.clear()
+        edit_db(self, n, "_core/store", read)  # and it noted its own version
+        self.assertEqual(seen, {b"format": b"1", b"version": version.encode()})
 
 
 class GroupCommit(NodeTest):
