@@ -57,7 +57,8 @@ struct zt_audit {
     zt_server *srv;
     zt_buf queue; /* the open batch's records, already in their stored form */
     size_t nqueued;
-    size_t last_at; /* where the last queued record begins */
+    size_t last_at;       /* where the last queued record begins */
+    uint64_t cp_failures; /* checkpoints not signed or not written, since the start */
 };
 
 /* hash = BLAKE2b-256(prev | body): the two are adjacent in a stored record. */
@@ -303,8 +304,10 @@ int zt__audit_checkpoint(zt_server *srv)
     if (rc == ZT_OK) {
         a->cp_seq = seq;
         a->since_cp = 0;
-    } else
+    } else {
+        a->cp_failures++;
         zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot write a checkpoint: %s", zt_strerror(rc));
+    }
     return rc;
 }
 
@@ -657,6 +660,34 @@ void zt__audit_unqueue_last(zt_server *srv)
     a->nqueued--;
 }
 
+int zt__audit_metrics(zt_server *srv, zt_buf *out)
+{
+    zt_audit *a = srv->audit;
+    uint64_t head = 0;
+    unsigned char hash[32];
+    zt_txn *t;
+    if (zt__store_read_begin(srv->store, &t) == ZT_OK) {
+        head_in(a, t, &head, hash);
+        zt__store_end(srv->store, t, false);
+    }
+    return zt__buf_printf(
+        out,
+        "# HELP zt_audit_head_seq The audit log's last sequence number (records ever "
+        "appended).\n"
+        "# TYPE zt_audit_head_seq gauge\n"
+        "zt_audit_head_seq %llu\n"
+        "# HELP zt_audit_checkpoint_seq The sequence number the last signed checkpoint "
+        "covers.\n"
+        "# TYPE zt_audit_checkpoint_seq gauge\n"
+        "zt_audit_checkpoint_seq %llu\n"
+        "# HELP zt_audit_checkpoint_failures_total Checkpoints that could not be signed or "
+        "written since the start (the log says why).\n"
+        "# TYPE zt_audit_checkpoint_failures_total counter\n"
+        "zt_audit_checkpoint_failures_total %llu\n",
+        (unsigned long long)head, (unsigned long long)a->cp_seq,
+        (unsigned long long)a->cp_failures);
+}
+
 size_t zt__audit_queued(const zt_server *srv)
 {
     return srv->audit ? srv->audit->nqueued : 0;
@@ -683,11 +714,13 @@ int zt__audit_flush(zt_server *srv)
      * transaction, and the batch with it. */
     if (rc == ZT_OK && a->since_cp >= srv->conf->audit_checkpoint_every) {
         int crc = checkpoint_put(srv, t, seq, hash);
-        if (crc == ZT_OK)
+        if (crc == ZT_OK) {
             a->cp_batch = seq;
-        else
+        } else {
+            a->cp_failures++;
             zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot sign a checkpoint at %llu: %s",
                     (unsigned long long)seq, zt_strerror(crc));
+        }
     }
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);

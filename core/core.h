@@ -192,6 +192,8 @@ typedef struct zt_store_stats {
     uint64_t map_size;      /* bytes */
     uint64_t used_bytes;    /* pages in use * page size */
     uint64_t last_commit_us;
+    uint64_t fs_free_bytes; /* free to this user on the data folder's filesystem (0: unknown) */
+    uint64_t fs_size_bytes; /* the size of that filesystem */
 } zt_store_stats;
 
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen);
@@ -646,6 +648,8 @@ void zt__timers_stop(zt_server *srv);
 void zt__timers_close(zt_server *srv);
 /* Prometheus lines: pending timers, fired, next due. */
 int zt__timers_metrics(zt_server *srv, zt_buf *out);
+/* zt_audit_head_seq, zt_audit_checkpoint_seq, zt_audit_checkpoint_failures_total. */
+int zt__audit_metrics(zt_server *srv, zt_buf *out);
 
 /* ---- service.c (services between plugins) --------------------------------------- */
 

@@ -145,6 +145,13 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
                    "# HELP zt_lmdb_used_bytes Bytes of the map in use.\n"
                    "# TYPE zt_lmdb_used_bytes gauge\n"
                    "zt_lmdb_used_bytes %llu\n"
+                   "# HELP zt_data_fs_free_bytes Bytes free on the data folder's filesystem "
+                   "(to the node's user).\n"
+                   "# TYPE zt_data_fs_free_bytes gauge\n"
+                   "zt_data_fs_free_bytes %llu\n"
+                   "# HELP zt_data_fs_size_bytes Size of the data folder's filesystem.\n"
+                   "# TYPE zt_data_fs_size_bytes gauge\n"
+                   "zt_data_fs_size_bytes %llu\n"
                    "# HELP zt_lmdb_last_commit_seconds Duration of the last batch commit.\n"
                    "# TYPE zt_lmdb_last_commit_seconds gauge\n"
                    "zt_lmdb_last_commit_seconds %.6f\n"
@@ -158,7 +165,8 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
                    "zt_batch_wait_timeouts_total %llu\n",
                    (unsigned long long)st.commits, (unsigned long long)st.commit_errors,
                    (unsigned long long)st.nested, (unsigned long long)st.map_size,
-                   (unsigned long long)st.used_bytes, (double)st.last_commit_us / 1e6,
+                   (unsigned long long)st.used_bytes, (unsigned long long)st.fs_free_bytes,
+                   (unsigned long long)st.fs_size_bytes, (double)st.last_commit_us / 1e6,
                    (unsigned long long)srv->bw.waited, (unsigned long long)srv->bw.timed_out);
 
     zt__buf_puts(out, "# HELP zt_lua_memory_bytes Memory held by each Lua plugin's state.\n"
@@ -170,6 +178,7 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
     }
     if (srv->bus) zt__bus_metrics(srv, out);
     if (srv->timers) zt__timers_metrics(srv, out);
+    if (srv->audit) zt__audit_metrics(srv, out);
     size_t rss = 0;
     uv_resident_set_memory(&rss);
     zt__buf_printf(out,

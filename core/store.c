@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -754,6 +755,12 @@ void zt__store_stats(zt_store *s, zt_store_stats *st)
     if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &ms) == 0) {
         st->map_size = info.me_mapsize;
         st->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    }
+    /* a map far larger than the disk fails its writes on the disk, not on the map */
+    struct statvfs fs;
+    if (statvfs(s->dir, &fs) == 0) {
+        st->fs_free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+        st->fs_size_bytes = (uint64_t)fs.f_blocks * fs.f_frsize;
     }
 }
 

@@ -310,7 +310,13 @@ class Checkpoints(NodeTest):
         self.assertIn("cannot sign a checkpoint", n.log())
         st, _, v = n.json("GET", "/audit/verify")
         self.assertEqual(st, 200, v)
-        self.assertEqual(v["records"], n.json("GET", "/audit?limit=1000")[2]["items"][-1]["seq"])
+        last = n.json("GET", "/audit?limit=1000")[2]["items"][-1]["seq"]
+        self.assertEqual(v["records"], last)
+        # monitoring sees it: failures counted, the signed head stays behind the log's
+        m = scrape(n)
+        self.assertGreaterEqual(m.get("zt_audit_checkpoint_failures_total"), 2)
+        self.assertEqual(m.get("zt_audit_head_seq"), last)
+        self.assertLess(m.get("zt_audit_checkpoint_seq"), last - 3)
 
     def test_checkpoint_every_5(self):
         n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 5 }")
@@ -325,6 +331,12 @@ class Checkpoints(NodeTest):
         st, _, v = n.json("GET", "/audit/verify")
         self.assertTrue(v["ok"], v)
         self.assertGreaterEqual(v["checkpoints"], 2)
+        m = scrape(n)  # the signed head follows the log's within checkpoint_every
+        head, signed = m.get("zt_audit_head_seq"), m.get("zt_audit_checkpoint_seq")
+        self.assertEqual(head, n.json("GET", "/audit?limit=1000")[2]["items"][-1]["seq"])
+        self.assertTrue(head - 5 <= signed <= head, (head, signed))
+        self.assertEqual(m.types.get("zt_audit_checkpoint_failures_total"), "counter")
+        self.assertEqual(m.get("zt_audit_checkpoint_failures_total"), 0)
         self.assertGreaterEqual(v["checkpoints"] - v0["checkpoints"], 2, (v0, v))
         r = verify_cli(n)  # also while the node runs
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -48,6 +48,8 @@ class Endpoints(NodeTest):
         self.assertEqual(m.types["zt_http_request_duration_seconds"], "histogram")
         self.assertTrue(any(n.startswith("zt_lmdb_") for n in m.names()), sorted(m.names()))
         self.assertIn("zt_lua_memory_bytes", m.names())
+        free, size = m.get("zt_data_fs_free_bytes"), m.get("zt_data_fs_size_bytes")
+        self.assertTrue(0 < free <= size, (free, size))
         # every sample belongs to a declared family
         for name in m.names():
             family = name
