@@ -119,6 +119,40 @@ static cJSON *user_public(const cJSON *u)
     return o;
 }
 
+/* Set u's password hash, whether it must be changed at the next sign-in (a one-time
+ * password), and when it was set (auth.password_max_age counts from then). */
+static void set_password(cJSON *u, const char *pwhash, bool must_change)
+{
+    static const char *const keys[] = {"pw", "must_change_password", "password_changed_at"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(u, keys[i]);
+    cJSON_AddStringToObject(u, "pw", pwhash);
+    cJSON_AddBoolToObject(u, "must_change_password", must_change);
+    cJSON_AddNumberToObject(u, "password_changed_at", (double)zt_now_ms());
+}
+
+/* When a staff account's password stops reaching beyond /auth/ (auth.password_max_age),
+ * or INT64_MAX: never (the policy is off, or the account is not staff). Accounts from
+ * before password_changed_at was kept count from their creation. */
+static int64_t password_expires_at(const zt_conf *c, const cJSON *u)
+{
+    const char *kind = zt__jstr(u, "kind");
+    if (!c->auth_pw_max_age_ms || !kind || strcmp(kind, "staff") != 0) return INT64_MAX;
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(u, "password_changed_at");
+    if (!cJSON_IsNumber(at)) at = cJSON_GetObjectItemCaseSensitive(u, "created_at");
+    return (cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0) + c->auth_pw_max_age_ms;
+}
+
+/* What an account looks like to its owner and to administrators: no secrets, and when its
+ * password expires if it does. */
+static cJSON *user_view(const zt_auth *a, const cJSON *u)
+{
+    cJSON *o = user_public(u);
+    int64_t exp = password_expires_at(a->srv->conf, u);
+    if (o && exp != INT64_MAX) cJSON_AddNumberToObject(o, "password_expires_at", (double)exp);
+    return o;
+}
+
 static bool login_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -180,8 +214,7 @@ static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *nam
     cJSON_AddStringToObject(u, "kind", kind);
     if (dept) cJSON_AddStringToObject(u, "department", dept);
     cJSON_AddItemToObject(u, "roles", roles ? cJSON_Duplicate(roles, 1) : cJSON_CreateArray());
-    cJSON_AddStringToObject(u, "pw", pwhash);
-    cJSON_AddBoolToObject(u, "must_change_password", must_change);
+    set_password(u, pwhash, must_change);
     cJSON_AddBoolToObject(u, "disabled", false);
     cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
     for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
@@ -253,6 +286,7 @@ typedef struct sess_entry {
     unsigned char hash[32];
     bool valid;
     bool must_change;
+    int64_t password_expires_at; /* INT64_MAX: never */
     uint64_t gen;
     int64_t expires_at, last_seen;
     zt_caller *caller; /* one allocation: the struct, its roles and their strings */
@@ -337,8 +371,8 @@ static zt_caller *caller_pack(const cJSON *u, size_t *size)
     return c;
 }
 
-static bool entry_fill(sess_entry *e, const unsigned char *tag, const unsigned char hash[32],
-                       uint64_t gen, const cJSON *s, const cJSON *u)
+static bool entry_fill(sess_entry *e, const zt_conf *c, const unsigned char *tag,
+                       const unsigned char hash[32], uint64_t gen, const cJSON *s, const cJSON *u)
 {
     entry_clear(e);
     e->caller = caller_pack(u, &e->caller_size);
@@ -349,6 +383,7 @@ static bool entry_fill(sess_entry *e, const unsigned char *tag, const unsigned c
     e->expires_at = (int64_t)jnum(s, "expires_at");
     e->last_seen = (int64_t)jnum(s, "last_seen");
     e->must_change = jtrue(u, "must_change_password");
+    e->password_expires_at = password_expires_at(c, u);
     e->valid = true;
     return true;
 }
@@ -517,7 +552,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                     why = "the token is unknown, revoked or expired: sign in again";
                 else if (!u || jtrue(u, "disabled"))
                     why = "the account is disabled";
-                else if (!entry_fill(e, tag, hash, gen, s, u))
+                else if (!entry_fill(e, srv->conf, tag, hash, gen, s, u))
                     why = "out of memory";
                 cJSON_Delete(u);
                 cJSON_Delete(s);
@@ -531,6 +566,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
             } else {
                 req->caller = caller_from(req, e);
                 req->must_change_password = e->must_change;
+                req->password_expired = e->password_expires_at <= now;
                 memcpy(req->token_hash, hash, 32);
                 memcpy(req->token_tag, tag, sizeof tag);
                 req->session_last_seen = e->last_seen;
@@ -591,11 +627,20 @@ int zt__auth_check(zt_server *srv, zt_req *req)
                     "this API key may call only the routes of plugin '%s'", req->caller->plugin);
         return ZT_EPERM;
     }
-    if (req->must_change_password &&
-        !(rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0)) {
+    bool own_account = rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0;
+    if (req->must_change_password && !own_account) {
         zt__problem(req, 403, "password-change-required", NULL,
                     "this account has a one-time password: set your own with POST "
                     "/auth/password first");
+        return ZT_EPERM;
+    }
+    if (req->password_expired && !own_account) {
+        long long age = (long long)(srv->conf->auth_pw_max_age_ms / 1000);
+        bool days = age >= 86400;
+        zt__problem(req, 403, "password-expired", NULL,
+                    "this account's password is older than %lld %s (auth.password_max_age): "
+                    "set a new one with POST /auth/password",
+                    days ? age / 86400 : age, days ? "days" : "seconds");
         return ZT_EPERM;
     }
     if (strcmp(rt->role, ZT_ROLE_USER) != 0 && !zt_caller_has_role(req->caller, rt->role)) {
@@ -775,7 +820,7 @@ static int login_done(zt_req *req, void *arg)
         cJSON_AddStringToObject(o, "token", token);
         cJSON_AddStringToObject(o, "session", sid);
         cJSON_AddNumberToObject(o, "expires_at", (double)expires);
-        cJSON_AddItemToObject(o, "user", user_public(u));
+        cJSON_AddItemToObject(o, "user", user_view(a, u));
         rc = zt_respond_json(req, 200, o);
         cJSON_Delete(o);
     }
@@ -803,6 +848,11 @@ static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
     }
     if (with_new && password_problem(npw)) {
         zt_problem(req, 422, "weak-password", NULL, "%s", password_problem(npw));
+        return NULL;
+    }
+    if (with_new && strcmp(pw, npw) == 0) { /* a change that changes nothing renews nothing */
+        zt_problem(req, 422, "same-password", NULL,
+                   "the new password must differ from the old one");
         return NULL;
     }
     login_work *w = calloc(1, sizeof(*w));
@@ -897,11 +947,10 @@ static int password_done(zt_req *req, void *arg)
         if (!u) {
             rc = ZT_EIO;
         } else {
-            cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(w->new_hash));
-            cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateFalse());
+            set_password(u, w->new_hash, false);
             rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
-            if (rc == ZT_OK) rc = gen_bump(a, t); /* must_change_password changed */
+            if (rc == ZT_OK) rc = gen_bump(a, t); /* the cached sessions' password state */
             if (rc == ZT_OK) rc = zt_respond(req, 204, NULL, NULL, 0);
         }
     }
@@ -929,7 +978,7 @@ static int h_me(zt_req *req, void *ud)
     zt_txn *t = zt_req_txn(req);
     cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
     if (!u) return ZT_EIO;
-    cJSON *o = user_public(u);
+    cJSON *o = user_view(a, u);
     int rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
     cJSON_Delete(u);
@@ -1068,7 +1117,7 @@ static int user_create_then(zt_req *req, hash_job *j)
     if (rc == ZT_EEXIST)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
     if (rc != ZT_OK) return rc;
-    cJSON *o = user_public(u);
+    cJSON *o = user_view(j->a, u);
     cJSON_AddStringToObject(o, "one_time_password", j->one_time);
     zt_audit_note(req, "create account", zt__jstr(u, "id"));
     rc = zt_respond_json(req, 201, o);
@@ -1126,7 +1175,7 @@ static int h_user_list(zt_req *req, void *ud)
     for (; rc == ZT_OK && n < limit; rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv), n++) {
         cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
         if (!u) continue;
-        cJSON_AddItemToArray(items, user_public(u));
+        cJSON_AddItemToArray(items, user_view(a, u));
         cJSON_Delete(u);
         snprintf(last, sizeof last, "%.*s", (int)kv.klen, (const char *)kv.key);
     }
@@ -1148,7 +1197,7 @@ static int h_user_get(zt_req *req, void *ud)
     if (!t) return ZT_EIO;
     cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
-    cJSON *o = user_public(u);
+    cJSON *o = user_view(a, u);
     int rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
     cJSON_Delete(u);
@@ -1213,7 +1262,7 @@ static int h_user_patch(zt_req *req, void *ud)
     if (rc == ZT_OK) rc = gen_bump(a, t); /* roles, name, department: cached callers */
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
-        cJSON *o = user_public(u);
+        cJSON *o = user_view(a, u);
         rc = zt_respond_json(req, 200, o);
         cJSON_Delete(o);
     }
@@ -1228,8 +1277,7 @@ static int user_reset_then(zt_req *req, hash_job *j)
     if (!t) return ZT_EIO;
     cJSON *u = zt__db_get_json(t, j->a->users, id, strlen(id));
     if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
-    cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(j->hash));
-    cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+    set_password(u, j->hash, true);
     int rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
     if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
@@ -1346,7 +1394,7 @@ static int register_then(zt_req *req, hash_job *j)
     if (rc == ZT_OK && idx) rc = zt_put(t, a->citizen_ids, index, n, uid, strlen(uid));
     if (rc == ZT_OK && code) rc = zt_put(t, a->credit_codes, code, strlen(code), uid, strlen(uid));
     if (rc == ZT_OK) {
-        cJSON *o = user_public(u);
+        cJSON *o = user_view(a, u);
         zt_audit_note(req, "register", uid);
         rc = zt_respond_json(req, 201, o);
         cJSON_Delete(o);
@@ -1609,8 +1657,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         char pw[17], hash[crypto_pwhash_STRBYTES];
         random_password(pw);
         if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
-            cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(hash));
-            cJSON_ReplaceItemInObjectCaseSensitive(u, "must_change_password", cJSON_CreateTrue());
+            set_password(u, hash, true);
             rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK) rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK)

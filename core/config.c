@@ -629,6 +629,7 @@ static const field auth_fields[] = {
     FIELD("lock_seconds", false, "seconds", 1, 366 * DAY, auth_lock_seconds),
     FIELD("password_ops", false, "Argon2id passes", 1, UINT32_MAX, auth_pw_ops),
     FIELD("password_memory", false, "bytes", 8192, INT64_C(1) << 40, auth_pw_mem),
+    FIELD("password_max_age", true, "seconds", 0, 10 * 366 * DAY, auth_pw_max_age_ms),
     {0},
 };
 
@@ -880,6 +881,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_idle_ms = 30 * 60 * 1000;
     c->auth_max_failures = 5;
     c->auth_lock_seconds = 900;
+    c->auth_pw_max_age_ms = INT64_C(90) * DAY * 1000;
     c->auth_pw_ops = 2; /* libsodium's "interactive" Argon2id cost */
     c->auth_pw_mem = 64 * MIB;
     c->audit_checkpoint_every = 1000;

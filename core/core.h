@@ -157,6 +157,9 @@ struct zt_conf {
     unsigned auth_lock_seconds;
     unsigned long long auth_pw_ops;
     size_t auth_pw_mem;
+    /* password_max_age = 90 days (s): a staff account's password older than this reaches
+     * only /auth/ until it is changed (GB/T 22239: 定期更换); 0: never */
+    int64_t auth_pw_max_age_ms;
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
@@ -427,6 +430,7 @@ struct zt_req {
     bool async;      /* work is running off the loop (zt_work); the answer comes later */
     zt_caller *caller;
     bool must_change_password;
+    bool password_expired; /* a staff password older than auth.password_max_age */
     unsigned char token_hash[32];
     unsigned char token_tag[16]; /* its tag in the session cache (auth.c) */
     int64_t session_last_seen;

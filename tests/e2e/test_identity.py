@@ -4,6 +4,7 @@ import os
 import re
 import select
 import threading
+import time
 import unittest
 import uuid
 
@@ -292,6 +293,67 @@ class Expiry(NodeTest):
         st, hdrs, b = self.me(n, h)
         p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
         self.assertIn("idle", p["detail"])
+
+
+class PasswordAge(NodeTest):
+    """auth.password_max_age (GB/T 22239: passwords changed periodically): a staff
+    password older than it reaches only /auth/ until changed; citizens are not held to it."""
+
+    def test_an_old_staff_password_must_be_changed_before_anything_else(self):
+        n = self.node(auth=dict(CHEAP, password_max_age=200), env=TEST_CLOCK,
+                      plugins=("hello", "notice"))
+        h = n.new_user("clerk", roles=("notice_editor",))
+        st, _, d = register(n, kind="citizen", login="wang.wu", name="Wang Wu",
+                            id_number=PUBLISHED_ID)
+        self.assertEqual(st, 201, d)
+        st, _, d = n.login("wang.wu", STRONG_PW)
+        self.assertEqual(st, 200, d)
+        citizen = bearer(d["token"])
+        self.assertNotIn("password_expires_at", d["user"])  # not for citizens
+        st, _, me = n.json("GET", "/auth/me", headers=h, auth=False)
+        self.assertEqual(st, 200, me)
+        # from the change new_user made, just before
+        self.assertAlmostEqual(me["password_expires_at"], time.time() * 1000 + 200_000, delta=30_000)
+        notice = {"title": "停水通知", "body": "明天上午停水"}
+        self.assertEqual(n.json("POST", "/notices", notice, headers=h, auth=False)[0], 201)
+
+        n.set_clock(201_000)
+        st, hdrs, b = n.request("POST", "/notices", notice, headers=h, auth=False)
+        p = self.assertProblem(st, hdrs, b, 403, "password-expired")
+        self.assertIn("older than 200 seconds (auth.password_max_age)", p["detail"])
+        # the admin's too: every staff account
+        st, hdrs, b = n.request("GET", "/admin/users")
+        self.assertProblem(st, hdrs, b, 403, "password-expired")
+        # the account's own routes still answer, the citizen goes on
+        self.assertEqual(n.json("GET", "/auth/me", headers=h, auth=False)[0], 200)
+        self.assertEqual(n.request("POST", "/hello/counter", headers=citizen, auth=False)[0], 200)
+        # the same password again renews nothing
+        st, hdrs, b = n.request("POST", "/auth/password",
+                                {"old_password": ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD},
+                                headers=h, auth=False)
+        self.assertProblem(st, hdrs, b, 422, "same-password")
+        st, _, b = n.request("POST", "/auth/password",
+                             {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW},
+                             headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        # the same session works again, and the next expiry is counted from the change
+        self.assertEqual(n.json("POST", "/notices", notice, headers=h, auth=False)[0], 201)
+        st, _, me = n.json("GET", "/auth/me", headers=h, auth=False)
+        self.assertAlmostEqual(me["password_expires_at"],
+                               time.time() * 1000 + 201_000 + 200_000, delta=30_000)
+
+    def test_zero_turns_it_off(self):
+        n = self.node(auth=dict(CHEAP, password_max_age=0), env=TEST_CLOCK)
+        h = n.new_user("veteran", roles=("notice_editor",))
+        n.set_clock(20 * 366 * 86400 * 1000)  # twenty years on (the session is long gone)
+        st, _, d = n.login("veteran", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)
+        h = bearer(d["token"])
+        st, _, me = n.json("GET", "/auth/me", headers=h, auth=False)
+        self.assertEqual(st, 200, me)
+        self.assertNotIn("password_expires_at", me)
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b"}, headers=h, auth=False)
+        self.assertEqual(st, 201, b)
 
 
 class Revocation(NodeTest):

@@ -63,6 +63,7 @@ static void defaults(void **state)
     assert_int_equal(c.auth_lock_seconds, 900);
     assert_int_equal(c.auth_pw_ops, 2);
     assert_int_equal(c.auth_pw_mem, 64 << 20);
+    assert_int_equal(c.auth_pw_max_age_ms, INT64_C(90) * 86400 * 1000);
     assert_int_equal(c.audit_checkpoint_every, 1000);
     assert_int_equal(c.audit_checkpoint_ms, 300000);
     assert_int_equal(c.nplugins, 0);
@@ -88,7 +89,8 @@ static void every_key_set(void **state)
         "           commit_wait = 0 }\n"
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
         "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
-        "         lock_seconds = 10, password_ops = 1, password_memory = 8192 }\n"
+        "         lock_seconds = 10, password_ops = 1, password_memory = 8192,\n"
+        "         password_max_age = 0 }\n"
         "audit = { checkpoint_every = 10, checkpoint_interval = 1.5 }\n"
         "key_file = '/etc/zt/master.key'\n"
         "plugins = { 'b', 'a' }\n";
@@ -121,13 +123,14 @@ static void every_key_set(void **state)
     assert_int_equal(c.auth_lock_seconds, 10);
     assert_int_equal(c.auth_pw_ops, 1);
     assert_int_equal(c.auth_pw_mem, 8192);
+    assert_int_equal(c.auth_pw_max_age_ms, 0); /* the policy off */
     assert_int_equal(c.audit_checkpoint_every, 10);
     assert_int_equal(c.audit_checkpoint_ms, 1500);
     assert_string_equal(c.key_file, "/etc/zt/master.key");
     assert_int_equal(c.nplugins, 2);
     assert_string_equal(c.plugins[0].name, "b");
     assert_string_equal(c.plugins[1].name, "a");
-    assert_int_equal(c.plugins[0].line, 18);
+    assert_int_equal(c.plugins[0].line, 19);
     zt__conf_free(&c);
 }
 
@@ -206,6 +209,8 @@ static void type_errors_name_key_and_line(void **state)
             NAME ":2: auth.max_failures must be an integer (failed logins), got string");
     refused("auth = { password_memory = 1024 }\n", "auth.password_memory must be between 8192");
     refused("auth = { session_ttl = -1 }\n", "auth.session_ttl must be between 0.001");
+    refused("auth = { password_max_age = 11 * 366 * 86400 }\n",
+            "auth.password_max_age must be 0, or between");
     refused("audit = { checkpoint_every = 0 }\n", "audit.checkpoint_every must be between 1");
     refused("\nkey_file = false\n", NAME ":2: key_file must be a string (a file), got boolean");
     refused("auth = { sesion_ttl = 1 }\n", "unknown key 'sesion_ttl' in auth (did you mean");
