@@ -116,6 +116,9 @@ static cJSON *user_public(const cJSON *u)
     cJSON *o = cJSON_Duplicate(u, 1);
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "pw");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "id_number_enc");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_enc");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_pending_enc");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_last_step");
     return o;
 }
 
@@ -150,7 +153,47 @@ static cJSON *user_view(const zt_auth *a, const cJSON *u)
     cJSON *o = user_public(u);
     int64_t exp = password_expires_at(a->srv->conf, u);
     if (o && exp != INT64_MAX) cJSON_AddNumberToObject(o, "password_expires_at", (double)exp);
+    if (o) cJSON_AddBoolToObject(o, "two_factor", cJSON_GetObjectItem(u, "totp_enc") != NULL);
     return o;
+}
+
+/* ---- the second factor (totp.c): secrets kept encrypted under the master key ------- */
+
+/* u's authenticator secret in `field` ("totp_enc", or "totp_pending_enc" while it is being
+ * set up): ZT_ENOTFOUND if it has none. */
+static int totp_key(zt_auth *a, const cJSON *u, const char *field, unsigned char key[ZT_TOTP_KEY])
+{
+    const char *b64 = zt__jstr(u, field);
+    if (!b64) return ZT_ENOTFOUND;
+    unsigned char enc[ZT_TOTP_KEY + ZT_FIELD_OVERHEAD];
+    size_t elen = 0, klen = ZT_TOTP_KEY;
+    if (zt__b64url_decode(enc, sizeof enc, b64, strlen(b64), &elen) != ZT_OK ||
+        zt_field_decrypt(&a->core, "totp", enc, elen, key, &klen) != ZT_OK || klen != ZT_TOTP_KEY)
+        return ZT_EIO; /* damaged, or the key file is not the one it was made under */
+    return ZT_OK;
+}
+
+static int totp_store(zt_auth *a, cJSON *u, const char *field, const unsigned char *key)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(u, field);
+    if (!key) return ZT_OK;
+    unsigned char enc[ZT_TOTP_KEY + ZT_FIELD_OVERHEAD];
+    size_t elen = sizeof enc;
+    int rc = zt_field_encrypt(&a->core, "totp", key, ZT_TOTP_KEY, enc, &elen);
+    if (rc != ZT_OK) return rc;
+    char b64[ZT__B64URL_LEN(sizeof enc)];
+    zt__b64url_encode(b64, enc, elen);
+    return cJSON_AddStringToObject(u, field, b64) ? ZT_OK : ZT_ENOMEM;
+}
+
+/* The first role of auth.two_factor_roles that roles (a JSON array) holds, or NULL. */
+static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
+{
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++)
+        for (const cJSON *r = cJSON_IsArray(roles) ? roles->child : NULL; r; r = r->next)
+            if (cJSON_IsString(r) && strcmp(r->valuestring, c->auth_2fa_roles[i]) == 0)
+                return c->auth_2fa_roles[i];
+    return NULL;
 }
 
 static bool login_ok(const char *s)
@@ -249,6 +292,7 @@ static size_t us_key(char out[26 + SID_HEX], const char *uid, const char *sid)
 }
 
 static int gen_bump(zt_auth *a, zt_txn *t);
+static int revoke_all(zt_auth *a, zt_txn *t, const char *uid);
 
 static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], const char *uid)
 {
@@ -287,6 +331,7 @@ typedef struct sess_entry {
     bool valid;
     bool must_change;
     int64_t password_expires_at; /* INT64_MAX: never */
+    bool needs_two_factor;       /* a role of auth.two_factor_roles, no authenticator yet */
     uint64_t gen;
     int64_t expires_at, last_seen;
     zt_caller *caller; /* one allocation: the struct, its roles and their strings */
@@ -384,6 +429,8 @@ static bool entry_fill(sess_entry *e, const zt_conf *c, const unsigned char *tag
     e->last_seen = (int64_t)jnum(s, "last_seen");
     e->must_change = jtrue(u, "must_change_password");
     e->password_expires_at = password_expires_at(c, u);
+    e->needs_two_factor =
+        !cJSON_GetObjectItem(u, "totp_enc") && two_factor_role(c, cJSON_GetObjectItem(u, "roles"));
     e->valid = true;
     return true;
 }
@@ -567,6 +614,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                 req->caller = caller_from(req, e);
                 req->must_change_password = e->must_change;
                 req->password_expired = e->password_expires_at <= now;
+                req->needs_two_factor = e->needs_two_factor;
                 memcpy(req->token_hash, hash, 32);
                 memcpy(req->token_tag, tag, sizeof tag);
                 req->session_last_seen = e->last_seen;
@@ -632,6 +680,13 @@ int zt__auth_check(zt_server *srv, zt_req *req)
         zt__problem(req, 403, "password-change-required", NULL,
                     "this account has a one-time password: set your own with POST "
                     "/auth/password first");
+        return ZT_EPERM;
+    }
+    if (req->needs_two_factor && !own_account) {
+        zt__problem(req, 403, "two-factor-required", NULL,
+                    "accounts with one of the roles of auth.two_factor_roles sign in with a code "
+                    "from an authenticator app too: set one up with POST /auth/totp, then POST "
+                    "/auth/totp/confirm");
         return ZT_EPERM;
     }
     if (req->password_expired && !own_account) {
@@ -704,6 +759,7 @@ typedef struct login_work {
     char *password; /* sodium_malloc'd, wiped */
     char *new_password;
     char new_hash[crypto_pwhash_STRBYTES];
+    char code[8]; /* the authenticator's code, if sent (6 digits; more is wrong anyway) */
     bool known, ok, hashed;
 } login_work;
 
@@ -779,7 +835,6 @@ static int login_done(zt_req *req, void *arg)
         login_work_free(w);
         return ZT_OK;
     }
-    fail_clear(a, akey);
     zt_txn *t = zt_req_txn(req);
     const void *idv;
     size_t idlen;
@@ -793,6 +848,40 @@ static int login_done(zt_req *req, void *arg)
         zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
         goto out;
     }
+    unsigned char key[ZT_TOTP_KEY];
+    int krc = totp_key(a, u, "totp_enc", key);
+    if (krc == ZT_OK) { /* the password was right: now the authenticator's code */
+        int64_t step = -1;
+        if (w->code[0])
+            step = zt__totp_check(key, w->code, now, (int64_t)jnum(u, "totp_last_step"));
+        sodium_memzero(key, sizeof key);
+        if (!w->code[0]) {
+            zt_problem(req, 401, "two-factor-required", NULL,
+                       "this account signs in with a code from its authenticator app too: send "
+                       "{\"login\": …, \"password\": …, \"code\": \"123456\"}");
+            goto out;
+        }
+        if (step < 0) { /* a guess like a wrong password: it counts towards the lock */
+            fail_note(a, akey, now);
+            fail_note(a, ckey, now);
+            zt_req_log(req, ZT_LOG_WARN, "wrong sign-in code for '%s' from %s", w->login,
+                       w->client);
+            zt_problem(req, 401, "bad-credentials", NULL,
+                       "the code is wrong, or was used already: wait for the next one");
+            audit_refusal(req, "sign-in failed: code", w->login);
+            goto out;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
+        cJSON_AddNumberToObject(u, "totp_last_step", (double)step);
+        /* (idv pointed into the map: a write may move what it pointed at) */
+        if ((rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
+    } else if (krc != ZT_ENOTFOUND) {
+        zt_req_log(req, ZT_LOG_ERROR, "the authenticator secret of '%s' cannot be opened: %s",
+                   w->login, zt_strerror(krc));
+        rc = krc;
+        goto out;
+    }
+    fail_clear(a, akey);
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
     char token[4 + sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
@@ -861,6 +950,8 @@ static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
     size_t n = strlen(login) < 64 ? strlen(login) : 64;
     for (size_t i = 0; i < n; i++) w->login[i] = (char)tolower((unsigned char)login[i]);
     snprintf(w->client, sizeof w->client, "%s", zt_req_client(req));
+    const char *code = with_new ? NULL : zt__jstr(j, "code");
+    if (code) snprintf(w->code, sizeof w->code, "%s", code);
     w->password = secret_dup(pw);
     w->new_password = npw ? secret_dup(npw) : NULL;
     if (!w->password || (npw && !w->new_password)) {
@@ -961,6 +1052,185 @@ static int password_done(zt_req *req, void *arg)
 static int h_password(zt_req *req, void *ud)
 {
     return verify_then(req, ud, true, password_done);
+}
+
+/* ---- setting up the second factor: POST /auth/totp, POST /auth/totp/confirm,
+ * DELETE /auth/totp (own account), DELETE /admin/users/:id/totp (a lost phone) ---------- */
+
+/* The account the route's :id names; NULL with *rc set when there is none (after a 404)
+ * or it cannot be read. */
+static cJSON *path_account(zt_auth *a, zt_req *req, int *rc)
+{
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    cJSON *u = t ? zt__db_get_json(t, a->users, id, strlen(id)) : NULL;
+    *rc = !t  ? ZT_EIO
+          : u ? ZT_OK
+              : zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    return u;
+}
+
+/* The caller's own record (ZT_EIO when it cannot be read: the caller exists). */
+static cJSON *own_record(zt_auth *a, zt_req *req)
+{
+    zt_txn *t = zt_req_txn(req);
+    return t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
+}
+
+/* A code from the body ({"code": "123456"}) checked against u's secret in field, spending
+ * it; a wrong one counts towards the account's lock like a wrong password (a stolen
+ * session must not try all million). Answers and returns false when it does not hold. */
+static bool code_holds(zt_auth *a, zt_req *req, cJSON *u, const char *field)
+{
+    char akey[80];
+    snprintf(akey, sizeof akey, "acct:%s", req->caller->login);
+    int64_t now = zt_now_ms(), wait = fail_wait_s(a, akey, now);
+    if (wait > 0) {
+        too_many(req, wait);
+        return false;
+    }
+    cJSON *j = zt_req_object(req);
+    const char *code = j ? zt__jstr(j, "code") : NULL;
+    if (!code) {
+        if (j) zt_problem(req, 422, "invalid-code", NULL, "send {\"code\": \"123456\"}");
+        return false;
+    }
+    unsigned char key[ZT_TOTP_KEY];
+    if (totp_key(a, u, field, key) != ZT_OK) {
+        zt_problem(req, 409, "no-authenticator", NULL,
+                   strcmp(field, "totp_enc") == 0
+                       ? "this account has no authenticator"
+                       : "no authenticator is being set up: POST /auth/totp first");
+        return false;
+    }
+    int64_t step = zt__totp_check(key, code, now, (int64_t)jnum(u, "totp_last_step"));
+    sodium_memzero(key, sizeof key);
+    if (step < 0) {
+        fail_note(a, akey, now);
+        zt_problem(req, 422, "bad-code", NULL,
+                   "the code is wrong, or was used already: wait for the next one");
+        return false;
+    }
+    fail_clear(a, akey);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
+    cJSON_AddNumberToObject(u, "totp_last_step", (double)step);
+    return true;
+}
+
+/* "Label:login" and issuer= of an otpauth:// URI: the node's name, percent-encoded. */
+static char *otpauth_uri(zt_req *req, const char *node, const char *login, const char *b32)
+{
+    zt_buf b = {0};
+    char *issuer = NULL;
+    for (const unsigned char *c = (const unsigned char *)node; *c; c++)
+        zt__buf_printf(&b, isalnum(*c) || strchr("-._~", *c) ? "%c" : "%%%02X", *c);
+    if (b.data) issuer = zt_req_printf(req, "%s", b.data);
+    zt__buf_free(&b);
+    if (!issuer) return NULL;
+    return zt_req_printf(req,
+                         "otpauth://totp/%s:%s?secret=%s&issuer=%s&algorithm=SHA1&digits=6&"
+                         "period=30",
+                         issuer, login, b32, issuer);
+}
+
+static int h_totp_begin(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    cJSON *u = own_record(a, req);
+    if (!u) return ZT_EIO;
+    int rc;
+    if (cJSON_GetObjectItem(u, "totp_enc")) {
+        rc = zt_problem(req, 409, "two-factor-on", NULL,
+                        "this account has an authenticator already: remove it first (DELETE "
+                        "/auth/totp with a code from it; a lost phone: ask an administrator)");
+    } else {
+        unsigned char key[ZT_TOTP_KEY];
+        char b32[ZT_TOTP_B32];
+        zt__totp_secret(key);
+        zt__base32(key, sizeof key, b32);
+        rc = totp_store(a, u, "totp_pending_enc", key);
+        if (rc == ZT_OK) rc = zt__db_put_json(zt_req_txn(req), a->users, req->caller->id, 26, u);
+        const char *uri =
+            rc == ZT_OK ? otpauth_uri(req, a->srv->conf->node_name, req->caller->login, b32) : NULL;
+        if (rc == ZT_OK && !uri) rc = ZT_ENOMEM;
+        if (rc == ZT_OK) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "secret", b32);
+            cJSON_AddStringToObject(o, "uri", uri);
+            cJSON_AddStringToObject(o, "next",
+                                    "add it to an authenticator app (the uri as a QR code, or "
+                                    "the secret by hand), then POST /auth/totp/confirm with "
+                                    "{\"code\": …} from the app");
+            rc = zt_respond_json(req, 201, o);
+            cJSON_Delete(o);
+        }
+        sodium_memzero(key, sizeof key);
+        sodium_memzero(b32, sizeof b32);
+    }
+    cJSON_Delete(u);
+    return rc;
+}
+
+/* Turn the pending secret on (confirm) or the current one off (!confirm), given a code
+ * from it. */
+static int totp_switch(zt_req *req, zt_auth *a, bool confirm)
+{
+    cJSON *u = own_record(a, req);
+    if (!u) return ZT_EIO;
+    int rc = ZT_OK;
+    if (code_holds(a, req, u, confirm ? "totp_pending_enc" : "totp_enc")) {
+        unsigned char key[ZT_TOTP_KEY];
+        if (confirm && (rc = totp_key(a, u, "totp_pending_enc", key)) == ZT_OK) {
+            rc = totp_store(a, u, "totp_enc", key);
+            sodium_memzero(key, sizeof key);
+        }
+        if (!confirm) {
+            totp_store(a, u, "totp_enc", NULL);
+            cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
+        }
+        totp_store(a, u, "totp_pending_enc", NULL);
+        zt_txn *t = zt_req_txn(req);
+        if (rc == ZT_OK) rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
+        if (rc == ZT_OK) rc = gen_bump(a, t); /* sessions see whether it is on */
+        if (rc == ZT_OK) {
+            zt_audit_note(req,
+                          confirm ? "turn on two-factor sign-in" : "turn off two-factor sign-in",
+                          req->caller->id);
+            rc = zt_respond(req, 204, NULL, NULL, 0);
+        }
+    }
+    cJSON_Delete(u);
+    return req->responded ? ZT_OK : rc;
+}
+
+static int h_totp_confirm(zt_req *req, void *ud)
+{
+    return totp_switch(req, ud, true);
+}
+
+static int h_totp_delete(zt_req *req, void *ud)
+{
+    return totp_switch(req, ud, false);
+}
+
+static int h_user_totp_delete(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    zt_txn *t = zt_req_txn(req);
+    int rc;
+    cJSON *u = path_account(a, req, &rc);
+    if (!u) return rc;
+    totp_store(a, u, "totp_enc", NULL);
+    totp_store(a, u, "totp_pending_enc", NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
+    rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+    cJSON_Delete(u);
+    /* whoever holds the phone or a session must not keep the account */
+    if (rc == ZT_OK) rc = revoke_all(a, t, id);
+    if (rc != ZT_OK) return rc;
+    zt_audit_note(req, "remove two-factor sign-in", id);
+    return zt_respond(req, 204, NULL, NULL, 0);
 }
 
 static int h_logout(zt_req *req, void *ud)
@@ -1192,13 +1462,11 @@ static int h_user_list(zt_req *req, void *ud)
 static int h_user_get(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    const char *id = zt_req_param(req, "id");
-    zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
-    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    int rc;
+    cJSON *u = path_account(a, req, &rc);
+    if (!u) return rc;
     cJSON *o = user_view(a, u);
-    int rc = zt_respond_json(req, 200, o);
+    rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
     cJSON_Delete(u);
     return rc;
@@ -1230,10 +1498,10 @@ static int h_user_patch(zt_req *req, void *ud)
     cJSON *j = zt_req_object(req);
     if (!j) return ZT_OK;
     zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    cJSON *u = zt__db_get_json(t, a->users, id, strlen(id));
-    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
-    int rc = ZT_OK;
+    int rc;
+    cJSON *u = path_account(a, req, &rc);
+    if (!u) return rc;
+    rc = ZT_OK;
     for (const cJSON *e = j->child; e; e = e->next) {
         const char *k = e->string, *bad = NULL;
         if (strcmp(k, "name") == 0) {
@@ -1274,11 +1542,11 @@ static int user_reset_then(zt_req *req, hash_job *j)
 {
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    cJSON *u = zt__db_get_json(t, j->a->users, id, strlen(id));
-    if (!u) return zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    int rc;
+    cJSON *u = path_account(j->a, req, &rc);
+    if (!u) return rc;
     set_password(u, j->hash, true);
-    int rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
+    rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
     if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
     if (rc != ZT_OK) return rc;
@@ -1919,6 +2187,12 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         (rc = add(srv, "POST", "/auth/register", h_register, P,
                   "Register as a citizen or an enterprise", err, errlen)) ||
         (rc = add(srv, "GET", "/auth/me", h_me, U, "Your account", err, errlen)) ||
+        (rc = add(srv, "POST", "/auth/totp", h_totp_begin, U,
+                  "Set up sign-in codes from an authenticator app: a secret", err, errlen)) ||
+        (rc = add(srv, "POST", "/auth/totp/confirm", h_totp_confirm, U,
+                  "Turn sign-in codes on with a first code", err, errlen)) ||
+        (rc = add(srv, "DELETE", "/auth/totp", h_totp_delete, U,
+                  "Turn sign-in codes off (send a code)", err, errlen)) ||
         (rc = add(srv, "GET", "/auth/sessions", h_sessions, U, "Your sessions", err, errlen)) ||
         (rc = add(srv, "DELETE", "/auth/sessions/:id", h_session_delete, U,
                   "End one of your sessions", err, errlen)) ||
@@ -1932,6 +2206,9 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   "Reset to a one-time password", err, errlen)) ||
         (rc = add(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke, A,
                   "Revoke every session of an account", err, errlen)) ||
+        (rc = add(srv, "DELETE", "/admin/users/:id/totp", h_user_totp_delete, A,
+                  "Remove an account's sign-in codes (a lost phone); ends its sessions", err,
+                  errlen)) ||
         (rc = add(srv, "GET", "/admin/departments", h_dept_list, A, "Departments", err, errlen)) ||
         (rc = add(srv, "POST", "/admin/departments", h_dept_create, A, "Create a department", err,
                   errlen)) ||

@@ -526,6 +526,8 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     }
     char **list = calloc(n, sizeof *list);
     if (!list) fail_nomem(L);
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
+    free(c->auth_2fa_roles);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
     c->listen = list;
@@ -652,6 +654,35 @@ static void store_field(zt_conf *c, const field *f, int64_t v)
     }
 }
 
+static char **new_list(lua_State *L, size_t n)
+{
+    char **list = calloc(n ? n : 1, sizeof *list);
+    if (!list) fail_nomem(L);
+    return list;
+}
+
+/* auth.two_factor_roles = { "admin", ... }: role names (not public or user). */
+static void check_two_factor_roles(lua_State *L, zt_conf *c, int line)
+{
+    size_t n = want_list(L, line, "auth.two_factor_roles");
+    char **list = new_list(L, n);
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
+    free(c->auth_2fa_roles);
+    c->auth_2fa_roles = list;
+    c->auth_n2fa_roles = 0;
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        const char *r = lua_tostring(L, -1);
+        if (!r[0] || strlen(r) > 64 || strcmp(r, "public") == 0 || strcmp(r, "user") == 0)
+            fail(L, line,
+                 "auth.two_factor_roles: '%s' is not a role name (1 to 64 characters, "
+                 "not public or user)",
+                 r);
+        list[c->auth_n2fa_roles++] = dup_or_fail(L, r);
+        lua_pop(L, 1);
+    }
+}
+
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
 static void check_section(lua_State *L, zt_conf *c, int line, const char *section,
                           const field *fields)
@@ -663,11 +694,18 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
     keyline *keys = sorted_keys(L, line, section, &n);
     for (size_t i = 0; i < n; i++) {
         int kl = keys[i].line;
+        if (fields == auth_fields && strcmp(keys[i].key, "two_factor_roles") == 0) {
+            lua_getfield(L, -2, keys[i].key);
+            check_two_factor_roles(L, c, kl);
+            lua_pop(L, 1);
+            continue;
+        }
         const field *f = fields;
         while (f->name && strcmp(f->name, keys[i].key) != 0) f++;
         if (!f->name) {
             suggest s = {.key = keys[i].key};
             for (f = fields; f->name; f++) suggest_try(&s, f->name);
+            if (fields == auth_fields) suggest_try(&s, "two_factor_roles");
             char hint[96];
             fail(L, kl, "unknown key '%s' in %s%s", keys[i].key, section,
                  suggest_text(&s, hint, sizeof hint));
@@ -1145,13 +1183,6 @@ static const char *type_text(int type)
     default:
         return "an unknown type";
     }
-}
-
-static char **new_list(lua_State *L, size_t n)
-{
-    char **list = calloc(n ? n : 1, sizeof *list);
-    if (!list) fail_nomem(L);
-    return list;
 }
 
 /* The value on the top of the stack, checked against the option's type. */

@@ -160,6 +160,10 @@ struct zt_conf {
     /* password_max_age = 90 days (s): a staff account's password older than this reaches
      * only /auth/ until it is changed (GB/T 22239: 定期更换); 0: never */
     int64_t auth_pw_max_age_ms;
+    /* two_factor_roles = { "admin", ... }: accounts holding one reach only /auth/ until
+     * they have set up sign-in codes (POST /auth/totp); none by default */
+    char **auth_2fa_roles;
+    size_t auth_n2fa_roles;
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
@@ -259,6 +263,20 @@ void zt__store_stats(zt_store *s, zt_store_stats *st);
  * safe while a server runs on it. */
 int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen);
 int zt__store_errno(int mdb_rc); /* LMDB code → ZT_E* */
+
+/* ---- totp.c: the second factor of a sign-in (RFC 6238: HMAC-SHA1, 6 digits, 30 s) --- */
+
+#define ZT_TOTP_KEY 20                              /* bytes of a secret (160 bits, RFC 4226) */
+#define ZT_TOTP_B32 ((ZT_TOTP_KEY * 8 + 4) / 5 + 1) /* its base32 text, with the NUL */
+void zt__totp_secret(unsigned char key[ZT_TOTP_KEY]);
+/* The code of a 30-second step (0..999999), or -1. */
+int zt__totp_code(const unsigned char key[ZT_TOTP_KEY], uint64_t step);
+/* The step whose code `code` is (6 digits), within one step of now and after last_step
+ * (a code is good once), or -1. */
+int64_t zt__totp_check(const unsigned char key[ZT_TOTP_KEY], const char *code, int64_t now_ms,
+                       int64_t last_step);
+/* RFC 4648 base32 without padding (what authenticator apps take); out: (n*8+4)/5+1 bytes. */
+void zt__base32(const unsigned char *in, size_t n, char *out);
 
 /* ---- request.c ----------------------------------------------------------------- */
 
@@ -431,6 +449,7 @@ struct zt_req {
     zt_caller *caller;
     bool must_change_password;
     bool password_expired; /* a staff password older than auth.password_max_age */
+    bool needs_two_factor; /* a role of auth.two_factor_roles, and no authenticator yet */
     unsigned char token_hash[32];
     unsigned char token_tag[16]; /* its tag in the session cache (auth.c) */
     int64_t session_last_seen;

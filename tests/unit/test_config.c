@@ -64,6 +64,7 @@ static void defaults(void **state)
     assert_int_equal(c.auth_pw_ops, 2);
     assert_int_equal(c.auth_pw_mem, 64 << 20);
     assert_int_equal(c.auth_pw_max_age_ms, INT64_C(90) * 86400 * 1000);
+    assert_int_equal(c.auth_n2fa_roles, 0);
     assert_int_equal(c.audit_checkpoint_every, 1000);
     assert_int_equal(c.audit_checkpoint_ms, 300000);
     assert_int_equal(c.nplugins, 0);
@@ -90,7 +91,7 @@ static void every_key_set(void **state)
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
         "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
         "         lock_seconds = 10, password_ops = 1, password_memory = 8192,\n"
-        "         password_max_age = 0 }\n"
+        "         password_max_age = 0, two_factor_roles = { 'admin', 'auditor' } }\n"
         "audit = { checkpoint_every = 10, checkpoint_interval = 1.5 }\n"
         "key_file = '/etc/zt/master.key'\n"
         "plugins = { 'b', 'a' }\n";
@@ -124,6 +125,9 @@ static void every_key_set(void **state)
     assert_int_equal(c.auth_pw_ops, 1);
     assert_int_equal(c.auth_pw_mem, 8192);
     assert_int_equal(c.auth_pw_max_age_ms, 0); /* the policy off */
+    assert_int_equal(c.auth_n2fa_roles, 2);
+    assert_string_equal(c.auth_2fa_roles[0], "admin");
+    assert_string_equal(c.auth_2fa_roles[1], "auditor");
     assert_int_equal(c.audit_checkpoint_every, 10);
     assert_int_equal(c.audit_checkpoint_ms, 1500);
     assert_string_equal(c.key_file, "/etc/zt/master.key");
@@ -211,6 +215,12 @@ static void type_errors_name_key_and_line(void **state)
     refused("auth = { session_ttl = -1 }\n", "auth.session_ttl must be between 0.001");
     refused("auth = { password_max_age = 11 * 366 * 86400 }\n",
             "auth.password_max_age must be 0, or between");
+    refused("auth = {\n two_factor_roles = { 'admin', 'user' } }\n",
+            NAME ":2: auth.two_factor_roles: 'user' is not a role name");
+    refused("auth = { two_factor_roles = 'admin' }\n",
+            "auth.two_factor_roles must be a list of strings, got string");
+    refused("auth = { two_factor_role = { 'admin' } }\n",
+            "unknown key 'two_factor_role' in auth (did you mean 'two_factor_roles'?)");
     refused("audit = { checkpoint_every = 0 }\n", "audit.checkpoint_every must be between 1");
     refused("\nkey_file = false\n", NAME ":2: key_file must be a string (a file), got boolean");
     refused("auth = { sesion_ttl = 1 }\n", "unknown key 'sesion_ttl' in auth (did you mean");

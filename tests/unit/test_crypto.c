@@ -838,6 +838,54 @@ static void b64url_codec(void **state)
     }
 }
 
+static void totp_rfc6238(void **state)
+{
+    /* RFC 6238 appendix B, SHA1 (its 8-digit codes; we send the last 6) */
+    const unsigned char *key = (const unsigned char *)"12345678901234567890";
+    static const struct {
+        int64_t t;
+        int code;
+    } vec[] = {{59, 287082},       {1111111109, 81804},  {1111111111, 50471},
+               {1234567890, 5924}, {2000000000, 279037}, {20000000000, 353130}};
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        assert_int_equal(zt__totp_code(key, (uint64_t)(vec[i].t / 30)), vec[i].code);
+        char code[7];
+        snprintf(code, sizeof code, "%06d", vec[i].code);
+        int64_t now_ms = vec[i].t * 1000, step = vec[i].t / 30;
+        /* good in its step and one either side, once, and never as 5 or 7 digits */
+        assert_int_equal(zt__totp_check(key, code, now_ms, -1), step);
+        assert_int_equal(zt__totp_check(key, code, now_ms + 30000, -1), step);
+        assert_int_equal(zt__totp_check(key, code, now_ms - 30000, -1), step);
+        assert_int_equal(zt__totp_check(key, code, now_ms + 60000, -1), -1);
+        assert_int_equal(zt__totp_check(key, code, now_ms, step), -1); /* spent */
+        assert_int_equal(zt__totp_check(key, code + 1, now_ms, -1), -1);
+        char longer[8];
+        snprintf(longer, sizeof longer, "%s0", code);
+        assert_int_equal(zt__totp_check(key, longer, now_ms, -1), -1);
+    }
+    assert_int_equal(zt__totp_check(key, "12345a", 59000, -1), -1);
+    assert_int_equal(zt__totp_check(key, NULL, 59000, -1), -1);
+    /* RFC 4648 section 10's base32 vectors, without the padding */
+    static const char *const b32[][2] = {{"", ""},
+                                         {"f", "MY"},
+                                         {"fo", "MZXQ"},
+                                         {"foo", "MZXW6"},
+                                         {"foob", "MZXW6YQ"},
+                                         {"fooba", "MZXW6YTB"},
+                                         {"foobar", "MZXW6YTBOI"}};
+    char out[32];
+    for (size_t i = 0; i < sizeof b32 / sizeof b32[0]; i++) {
+        zt__base32((const unsigned char *)b32[i][0], strlen(b32[i][0]), out);
+        assert_string_equal(out, b32[i][1]);
+    }
+    unsigned char k1[ZT_TOTP_KEY], k2[ZT_TOTP_KEY];
+    zt__totp_secret(k1);
+    zt__totp_secret(k2);
+    assert_memory_not_equal(k1, k2, ZT_TOTP_KEY);
+    zt__base32(k1, sizeof k1, out);
+    assert_int_equal(strlen(out) + 1, ZT_TOTP_B32);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -863,6 +911,7 @@ int main(void)
         cmocka_unit_test(random_and_hash),
         cmocka_unit_test(hex_codec),
         cmocka_unit_test(b64url_codec),
+        cmocka_unit_test(totp_rfc6238),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
