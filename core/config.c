@@ -526,8 +526,6 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     }
     char **list = calloc(n, sizeof *list);
     if (!list) fail_nomem(L);
-    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
-    free(c->auth_2fa_roles);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
     c->listen = list;
@@ -1146,6 +1144,8 @@ void zt__conf_free(zt_conf *c)
     free(c->region_code);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
+    free(c->auth_2fa_roles);
     free(c->data_dir);
     free(c->plugin_dir);
     free(c->lua_dir);

@@ -873,7 +873,7 @@ static void totp_rfc6238(void **state)
                                          {"foob", "MZXW6YQ"},
                                          {"fooba", "MZXW6YTB"},
                                          {"foobar", "MZXW6YTBOI"}};
-    char out[32];
+    char out[ZT_TOTP_B32];
     for (size_t i = 0; i < sizeof b32 / sizeof b32[0]; i++) {
         zt__base32((const unsigned char *)b32[i][0], strlen(b32[i][0]), out);
         assert_string_equal(out, b32[i][1]);
