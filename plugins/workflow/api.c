@@ -147,6 +147,19 @@ static int post_instances(zt_req *req, void *ud)
                           "workflow %s may be started over HTTP only by the roles in its "
                           "starters%s",
                           d->name, d->nstarters ? "" : " (it lists none: plugins start it)");
+    /* Over HTTP the instance's department is the caller's own: definitions route tasks by
+     * it (the leave request goes to the head of the requester's department), and a starter
+     * must not pick whose desk the work lands on, in the body or in the data that
+     * definitions read. Plugins name departments through workflow.start. */
+    const char *own = op.caller->department;
+    const cJSON *dd = s.data ? cJSON_GetObjectItemCaseSensitive(s.data, "department") : NULL;
+    const char *named = s.dept;
+    if (cJSON_IsString(dd) && (!named || !strcmp(named, own ? own : ""))) named = dd->valuestring;
+    if (named && (!own || strcmp(named, own) != 0))
+        return zt_problem(req, 403, "forbidden", "Forbidden",
+                          "department: an instance started over HTTP is in your own department "
+                          "(%s), not %.64s; leave department out",
+                          own ? own : "you have none", named);
     s.initiator = op.caller->login;
     s.initiator_id = op.caller->id;
     s.def = d;

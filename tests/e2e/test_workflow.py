@@ -377,6 +377,26 @@ class WorkflowTest(NodeTest):
         self.assertEqual(st, 409, d)
         self.assertEqual(self.instance(inst["id"])["state"], "running")
 
+    def test_an_http_start_is_in_the_callers_department(self):
+        # the shipped leave request goes to the head of the requester's department: the
+        # requester must not send it to a head of their choosing (another department's,
+        # or one below their own) by naming a department in the body or the data
+        n = self.shared
+        heads = {d: n.new_user("head_" + d, ("dept_head",), d) for d in ("d1", "d2")}
+        for body in ({"department": "d2"}, {"data": {"department": "d2", "days": 1}}):
+            st, _, d = self.as_("clerk1", "POST", "/workflow/instances", dict(body, definition="leave"))
+            self.assertEqual(st, 403, d)
+            self.assertEqual(d["type"], "/problems/forbidden")
+            self.assertIn("your own department", d["detail"])
+        st, _, todo = n.json("GET", "/workflow/tasks", headers=heads["d2"], auth=False)
+        self.assertEqual([t for t in todo["items"] if t["definition"] == "leave"], [])
+        # its own department, named or not, is what it always was
+        for body in ({}, {"department": "d1"}, {"data": {"department": "d1", "days": 1}}):
+            st, _, d = self.as_("clerk1", "POST", "/workflow/instances", dict(body, definition="leave"))
+            self.assertEqual(st, 201, d)
+            self.assertEqual(d["department"], "d1")
+            self.assertEqual([t["department"] for t in d["tasks"]], ["d1"])
+
     # ---- two people complete one task ------------------------------------------------
 
     def test_concurrent_completion_one_wins(self):
