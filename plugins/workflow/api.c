@@ -138,15 +138,25 @@ static int post_instances(zt_req *req, void *ud)
         return zt_problem(req, 404, "unknown-definition", title_of("unknown-definition"),
                           "there is no workflow definition '%s'", s.definition);
     if (!d) return rc;
+    /* "user" among the starters is any staff member: anyone may register as a citizen or
+     * an enterprise, and an instance started over HTTP is staff work, routed by the
+     * starter's department (a citizen has none: its tasks would reach every desk of their
+     * role in the county). Citizens' processes are started by the plugins they use. */
+    bool staff = op.caller->kind && !strcmp(op.caller->kind, "staff");
     bool may = false;
     for (size_t i = 0; i < d->nstarters && !may; i++)
-        may =
-            !strcmp(d->starters[i], ZT_ROLE_USER) || zt_caller_has_role(op.caller, d->starters[i]);
+        may = (staff && !strcmp(d->starters[i], ZT_ROLE_USER)) ||
+              zt_caller_has_role(op.caller, d->starters[i]);
     if (!may)
         return zt_problem(req, 403, "forbidden", "Forbidden",
                           "workflow %s may be started over HTTP only by the roles in its "
                           "starters%s",
-                          d->name, d->nstarters ? "" : " (it lists none: plugins start it)");
+                          d->name,
+                          !d->nstarters ? " (it lists none: plugins start it)"
+                          : staff       ? ""
+                                        : " (\"user\" there is any staff member; citizens' and "
+                                          "enterprises' processes are started by the plugins "
+                                          "they use)");
     /* Over HTTP the instance's department is the caller's own: definitions route tasks by
      * it (the leave request goes to the head of the requester's department), and a starter
      * must not pick whose desk the work lands on, in the body or in the data that

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from workcal import DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours, work_between
-from ztnode import NodeTest, lua_manifest, lua_tree_with, run
+from ztnode import NodeTest, credit_code, lua_manifest, lua_tree_with, run
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 # sessions that outlive the clock moves of these tests (and the cheapest password hashing)
@@ -396,6 +396,28 @@ class WorkflowTest(NodeTest):
             self.assertEqual(st, 201, d)
             self.assertEqual(d["department"], "d1")
             self.assertEqual([t["department"] for t in d["tasks"]], ["d1"])
+
+    def test_citizens_start_no_staff_process(self):
+        # anyone may register as a citizen or enterprise; "user" among a definition's
+        # starters is the staff: a citizen's leave request would have no department, and
+        # land on the to-do list of every head in the county
+        n = self.shared
+        head = n.new_user("head_x", ("dept_head",), "d2")
+        for kind, login, extra in (("citizen", "wf-citizen", {}),
+                                   ("enterprise", "wf-ent", {"credit_code": credit_code("91330122MA2A00009")})):
+            body = dict({"kind": kind, "login": login, "name": login, "password": "Applicant-password-1"}, **extra)
+            st, _, d = n.json("POST", "/auth/register", body, auth=False)
+            self.assertEqual(st, 201, d)
+            st, _, d = n.login(login, "Applicant-password-1")
+            who = {"Authorization": "Bearer " + d["token"]}
+            for definition in ("leave", "plain"):
+                st, _, d = n.json("POST", "/workflow/instances", {"definition": definition, "data": {"days": 9}},
+                                  headers=who, auth=False)
+                self.assertEqual(st, 403, d)
+                self.assertEqual(d["type"], "/problems/forbidden")
+                self.assertIn("staff", d["detail"])
+        st, _, todo = n.json("GET", "/workflow/tasks", headers=head, auth=False)
+        self.assertEqual([t for t in todo["items"] if t["definition"] == "leave"], [])
 
     # ---- two people complete one task ------------------------------------------------
 
