@@ -293,6 +293,7 @@ static size_t us_key(char out[26 + SID_HEX], const char *uid, const char *sid)
 
 static int gen_bump(zt_auth *a, zt_txn *t);
 static int revoke_all(zt_auth *a, zt_txn *t, const char *uid);
+static int revoke_but(zt_auth *a, zt_txn *t, const char *uid, const unsigned char *keep);
 
 static int session_delete(zt_auth *a, zt_txn *t, const unsigned char hash[32], const char *uid)
 {
@@ -1041,7 +1042,10 @@ static int password_done(zt_req *req, void *arg)
             set_password(u, w->new_hash, false);
             rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
-            if (rc == ZT_OK) rc = gen_bump(a, t); /* the cached sessions' password state */
+            /* whoever had the old password, or a session taken with it, must not keep the
+             * account: the other sessions end, this one goes on (revoke_but bumps the
+             * generation, which the cached sessions' password state needs too) */
+            if (rc == ZT_OK) rc = revoke_but(a, t, req->caller->id, req->token_hash);
             if (rc == ZT_OK) rc = zt_respond(req, 204, NULL, NULL, 0);
         }
     }
@@ -1474,6 +1478,12 @@ static int h_user_get(zt_req *req, void *ud)
 
 static int revoke_all(zt_auth *a, zt_txn *t, const char *uid)
 {
+    return revoke_but(a, t, uid, NULL);
+}
+
+/* End every session of account uid but the one whose token hash is keep (NULL: all). */
+static int revoke_but(zt_auth *a, zt_txn *t, const char *uid, const unsigned char *keep)
+{
     zt_cursor *cur;
     int rc = zt_cursor_open(t, a->user_sessions, &cur);
     if (rc != ZT_OK) return rc;
@@ -1481,6 +1491,7 @@ static int revoke_all(zt_auth *a, zt_txn *t, const char *uid)
     for (rc = zt_cursor_seek(cur, ZT_GE, uid, 26, &kv);
          rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, uid, 26) == 0;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        if (keep && kv.vlen == 32 && memcmp(kv.val, keep, 32) == 0) continue;
         if (kv.vlen == 32 && (rc = zt_del(t, a->sessions, kv.val, 32)) != ZT_OK &&
             rc != ZT_ENOTFOUND)
             break;

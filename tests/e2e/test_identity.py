@@ -593,6 +593,22 @@ class Revocation(NodeTest):
         self.assertEnded(h2)
         self.assertAlive(self.sign_in("rv-revoke")[0])  # the account itself still works
 
+    def test_changing_your_password_ends_your_other_sessions(self):
+        # someone who has the old password, or a session taken with it, must not keep the
+        # account after its owner changes the password; the session that changed it goes on
+        h = self.shared.new_user("rv-change")
+        h2, _ = self.sign_in("rv-change")
+        st, _, b = self.shared.request(
+            "POST", "/auth/password", {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW},
+            headers=h, auth=False,
+        )
+        self.assertEqual(st, 204, b)
+        self.assertEnded(h2)
+        self.assertAlive(h)
+        st, _, lst = self.shared.json("GET", "/auth/sessions", headers=h, auth=False)
+        self.assertEqual([s["current"] for s in lst["items"]], [True])
+        self.assertAlive(self.sign_in("rv-change", STRONG_PW)[0])
+
     def test_a_logout_holds_for_the_requests_pipelined_behind_it(self):
         # One write carries them all, so the node reads them in one loop iteration, in
         # which the token was resolved just before the logout ended its session.
