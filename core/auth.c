@@ -715,6 +715,12 @@ bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code)
            zt_get(t, srv->auth->depts, code, strlen(code), &v, &vl) == ZT_OK;
 }
 
+cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code)
+{
+    if (!code || !code[0] || strlen(code) > 64) return NULL;
+    return zt__db_get_json(t, srv->auth->depts, code, strlen(code));
+}
+
 const zt_caller *zt_req_caller(zt_req *req)
 {
     return req->caller;

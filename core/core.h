@@ -516,6 +516,8 @@ void zt__auth_close(zt_server *srv);
 int zt__auth_check(zt_server *srv, zt_req *req);
 /* 1 if the department code exists (read in t). */
 bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
+/* Department `code`'s record ({code, name, parent}), or NULL: none, or unreadable. */
+cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code);
 /* After the request's transaction ended: refresh its session's last use (once a minute). */
 void zt__auth_after(zt_server *srv, zt_req *req);
 /* A batch was lost: the session cache may hold what it undid. */

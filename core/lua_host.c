@@ -2029,6 +2029,24 @@ static int l_auth_in_scope(lua_State *L)
     return 1;
 }
 
+/* zt.auth.department(req, code) → {code, name, parent} or nil: the department as its
+ * record has it, so that the name a plugin shows for a department is its name, not what
+ * a request claims. */
+static int l_auth_department(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.department");
+    size_t len;
+    const char *code = check_str(L, 2, "zt.auth.department", "department", &len);
+    zt_txn *t = len > 0 && len <= 64 && strlen(code) == len ? zt_req_txn(req) : NULL;
+    cJSON *d = t ? zt__auth_dept_get(plugin_of(L)->srv, t, code) : NULL;
+    if (d)
+        zt_lua_push_json(L, d);
+    else
+        lua_pushnil(L);
+    cJSON_Delete(d);
+    return 1;
+}
+
 /* zt.audit.note(req, action, object): either may be nil (the default stays). */
 static int l_audit_note(lua_State *L)
 {
@@ -3003,6 +3021,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
         {"auth", (const luaL_Reg[]){{"caller", l_auth_caller},
                                     {"has_role", l_auth_has_role},
                                     {"in_scope", l_auth_in_scope},
+                                    {"department", l_auth_department},
                                     {NULL, NULL}}},
         {"audit", (const luaL_Reg[]){{"note", l_audit_note}, {NULL, NULL}}},
         {"crypto", (const luaL_Reg[]){{"encrypt", l_crypto_encrypt},

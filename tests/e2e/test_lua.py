@@ -263,7 +263,9 @@ class Notice(NodeTest):
         return d
 
     def test_create_get_delete(self):
-        d = self.create(title="停水通知", body="明日 8:00-12:00 停水", department="水务局")
+        st, _, b = self.shared.json("POST", "/admin/departments", {"code": "slj", "name": "水务局", "parent": "root"})
+        self.assertEqual(st, 201, b)
+        d = self.create(title="停水通知", body="明日 8:00-12:00 停水", department="水务局", department_code="slj")
         self.assertEqual(d["title"], "停水通知")
         self.assertEqual(d["body"], "明日 8:00-12:00 停水")
         self.assertEqual(d["department"], "水务局")
@@ -298,8 +300,8 @@ class Notice(NodeTest):
 
     def test_editors_publish_and_withdraw_within_their_department(self):
         n = self.shared
-        for code, parent in (("jyj", "root"), ("jyj-jc", "jyj"), ("swj", "root")):
-            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+        for code, name, parent in (("jyj", "教育局", "root"), ("jyj-jc", "教材科", "jyj"), ("swj", "swj", "root")):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": name, "parent": parent})
             self.assertEqual(st, 201, d)
         edu = n.new_user("edu.editor", roles=["notice_editor"], department="jyj")
         st, _, mine = n.json("POST", "/notices", {"title": "开学", "body": "b"}, edu, auth=False)
@@ -314,6 +316,17 @@ class Notice(NodeTest):
             self.assertProblem(st, h, b, 403)
         st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department_code": 7}, edu, auth=False)
         self.assertProblem(st, h, b, 422)
+        # the name readers see is the issuing department's own, never a text of the
+        # editor's choosing (the county government's name on the bureau's notice)
+        st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department": "县人民政府"},
+                             edu, auth=False)
+        p = self.assertProblem(st, h, b, 422, "invalid-notice")
+        self.assertIn("教育局", p["detail"])
+        st, _, named = n.json("POST", "/notices", {"title": "开学", "body": "b", "department": "教育局"},
+                              edu, auth=False)
+        self.assertEqual((st, named.get("department")), (201, "教育局"), named)
+        self.assertEqual(below["department"], "教材科")
+        self.assertEqual(n.request("DELETE", "/notices/" + named["id"], None, edu, auth=False)[0], 204)
         water = self.create(title="停水", body="b", department_code="swj")  # by admin, in root
         st, h, b = n.request("DELETE", "/notices/" + water["id"], None, edu, auth=False)
         self.assertProblem(st, h, b, 403)

@@ -74,6 +74,15 @@ zt.route("POST", "/notices",
     if code ~= nil and not zt.auth.in_scope(req, code) then
       zt.problem(403, "forbidden", "you publish for your own department or one below it, not " .. code)
     end
+    -- The name readers see is that department's, from its record: a text of the editor's
+    -- choosing would publish in another department's name after all.
+    local dept = code ~= nil and zt.auth.department(req, code) or nil
+    local name = dept and dept.name or nil
+    if department ~= nil and department ~= name then
+      invalid(name and ("department: the name of department %s is %s; leave it out"):format(code, name)
+        or "department: this notice is issued by no department; leave it out")
+    end
+    department = name
     local notice = {
       id = zt.id(),
       title = title,
