@@ -488,6 +488,28 @@ class TimeLimits(ApprovalTest):
         self.shared.restart()
         self.assertTrue(self.app(no)["overdue"])
 
+    def test_a_supplement_replaces_only_what_was_asked_for(self):
+        # the clerk checked the other materials before asking for the plan again: while
+        # the supplement is awaited, the applicant hands in the plan, and cannot swap the
+        # checked ones behind the clerk's back
+        no = self.submitted()["number"]
+        before = self.app(no)["materials"]
+        self.ok("POST", "/approval/applications/%s/supplement" % no, self.clerk,
+                {"missing": ["floor_plan"], "note": "平面图不清晰"})
+        for name in ("licence_copy", "application", "health_certs"):
+            st, d = self.call("PUT", "/approval/applications/%s/materials/%s" % (no, name), self.ent,
+                              b"%PDF another document", headers=PDF)
+            self.assertEqual(st, 409, d)
+            self.assertEqual(d["type"], "/problems/wrong-state")
+            self.assertIn("floor_plan", d["detail"])
+        a = self.app(no)
+        self.assertEqual({k: v for k, v in a["materials"].items() if k != "floor_plan"},
+                         {k: v for k, v in before.items() if k != "floor_plan"})
+        self.ok("PUT", "/approval/applications/%s/materials/floor_plan" % no, self.ent, b"%PDF new plan",
+                headers=PDF)
+        self.assertEqual(self.ok("POST", "/approval/applications/%s/resubmit" % no, self.ent)["state"],
+                         "submitted")
+
     def wait_flag(self, no, flag):
         def raised():
             a = self.app(no)

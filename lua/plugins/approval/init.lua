@@ -441,6 +441,16 @@ zt.route("PUT", "/approval/applications/:no/materials/:name",
     if not spec then
       invalid(("item %s asks for no material '%s'"):format(item.code, req.params.name))
     end
+    -- While supplements are awaited (补正), only the materials asked for are handed in
+    -- again: the clerk has checked the others, which must not change behind their back.
+    if app.state == "supplement" then
+      local asked = false
+      for _, n in ipairs(app.supplement.missing) do if n == spec.name then asked = true end end
+      if not asked then
+        problem(409, "wrong-state", ("application %s awaits supplements of %s only, not %s"):format(
+          app.number, table.concat(app.supplement.missing, ", "), spec.name))
+      end
+    end
     local ctype = (req:header("Content-Type") or ""):match("^%s*([^;%s]+)")
     ctype = ctype and ctype:lower()
     local ok = false
