@@ -378,6 +378,23 @@ class Applications(ApprovalTest):
         self.assertEqual(st, 409)
         self.assertEqual(self.inbox_kinds(no)[-1], "withdrawn")
 
+    def test_the_applicant_acts_through_the_approval_routes_only(self):
+        # the application's workflow instance is the approval plugin's: an applicant who
+        # withdrew it through the workflow engine's own route would end the application
+        # as terminated by the administration (counted so in the statistics, and told so)
+        # where the approval's withdraw says withdrawn
+        a = self.submitted()
+        no, inst = a["number"], a["instance"]
+        st, d = self.call("POST", "/workflow/instances/%s/withdraw" % inst, self.ent, {})
+        self.assertEqual(st, 403, d)
+        self.assertEqual(d["type"], "/problems/not-initiator")
+        time.sleep(0.3)  # an event it had caused would have arrived by now
+        a = self.app(no)
+        self.assertEqual(a["state"], "submitted")
+        self.assertNotIn("terminated", self.inbox_kinds(no))
+        a = self.ok("POST", "/approval/applications/%s/withdraw" % no, self.ent)
+        self.assertEqual(a["state"], "withdrawn")
+
     def test_blacklisted_applicant_refused_at_acceptance(self):
         no = self.submitted(who=self.bad, code=BLACK_CODE)["number"]
         a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)

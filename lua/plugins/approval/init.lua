@@ -506,8 +506,12 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
       countersign = item.countersign ~= zt.json.null and item.countersign.departments or zt.json.array(),
       need = item.countersign ~= zt.json.null and item.countersign.need or 0,
     }
+    -- The instance is this plugin's, started on the applicant's behalf: the applicant is
+    -- not its initiator, so acts on it only through the routes here (the engine's own
+    -- withdraw would end it behind the application's back, as terminated).
     local started = call("workflow.start", { definition = item.workflow, data = data,
-                                             business_key = app.number, priority = 0 })
+                                             business_key = app.number, priority = 0,
+                                             initiator = "system:" .. zt.plugin })
     app.instance = started.instance
     app.state = "submitted"
     app.submitted_at = now
