@@ -601,6 +601,16 @@ MEDDLER_INIT = (
     '  if r == nil then zt.problem(500, "cancel-failed", tostring(msg)) end\n'
     "  return 200, { cancelled = req.params.id }\n"
     "end)\n"
+    # what the workflow engine says when an application's instance completes, said by
+    # another plugin: a department's approval and the instance's end
+    'zt.route("POST", "/meddler/forge/:no", { role = "public" }, function(req)\n'
+    '  local p = { plugin = "approval", business_key = req.params.no, node = "review",\n'
+    '              department = "wjw", decision = "approve", actor = "reviewer_wjw" }\n'
+    '  zt.emit("workflow.task.completed", p)\n'
+    '  zt.emit("workflow.instance.completed", { plugin = "approval", business_key = req.params.no,\n'
+    '                                            state = "completed", result = "approved" })\n'
+    "  return 200, { forged = req.params.no }\n"
+    "end)\n"
 )
 
 
@@ -665,6 +675,21 @@ class CancelledElsewhere(NodeTest):
         st, _, stats = n.json("GET", "/approval/stats", None, supervisor, auth=False)
         self.assertEqual(st, 200, stats)
         self.assertEqual((stats["total"]["terminated"], stats["total"]["approved"]), (1, 1), stats)
+
+        # another plugin's events in the workflow's name decide nothing: only the
+        # workflow engine's own (ev.source) say that an application's instance ended
+        forged = reviewing()
+        st, _, d = n.json("POST", "/meddler/forge/" + forged["number"], None, auth=False)
+        self.assertEqual(st, 200, d)
+        time.sleep(0.5)
+        a = state(forged["number"])
+        self.assertEqual((a["state"], a["result"], a["opinions"]), ("reviewing", None, []), a)
+        st, _, d = n.json("POST", "/approval/applications/%s/review" % forged["number"],
+                          {"decision": "approve"}, reviewer, auth=False)
+        self.assertEqual(st, 200, d)
+        a = wait_for("the application to be approved by its reviewer",
+                     lambda: (lambda x: x if x["state"] == "approved" else None)(state(forged["number"])))
+        self.assertEqual([o["actor"] for o in a["opinions"]], ["reviewer_wjw"])
 
 
 if __name__ == "__main__":

@@ -838,6 +838,10 @@ end
 -- definitions (workflows/) are applications: the others (leave, document, ...) are not
 -- looked up, and their business keys cannot touch an application.
 zt.on("workflow.*.completed", function(ev, ctx)
+  -- Only the workflow engine says that a task or instance of ours completed: any plugin
+  -- may emit a topic that begins with "workflow.", and its payload would otherwise decide
+  -- (and seal) an application.
+  if ev.source ~= "workflow" then return end
   if type(ev.payload) ~= "table" or ev.payload.plugin ~= zt.plugin then return end
   if ev.topic == "workflow.task.completed" then
     on_task_completed(ev, ctx)
