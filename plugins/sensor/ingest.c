@@ -48,9 +48,10 @@ sn_ingest *sn_ingest_begin(sn *S, zt_req *req)
     g->req = req;
     g->now_ns = zt_now_ms() * 1000000;
     const zt_caller *c = zt_req_caller(req);
-    /* devices write their own streams; administrators and the node itself (MQTT, nng:
-     * the system caller) write any */
-    if (c && strcmp(c->kind, "device") == 0 && !zt_caller_has_role(c, SN_ADMIN_ROLE))
+    /* administrators and the node itself (MQTT, nng: the system caller) write any stream;
+     * every other writer only those that list it: a device's key, and an account given
+     * the device role too (the role is not a licence to write every stream) */
+    if (c && (!c->kind || strcmp(c->kind, "system") != 0) && !zt_caller_has_role(c, SN_ADMIN_ROLE))
         g->writer = c->id;
     return g;
 }

@@ -275,6 +275,25 @@ class IngestTest(NodeTest):
                                        {"Authorization": "Token " + self.shared.auth["Authorization"][7:]}, auth=False)
         self.assertEqual(st, 401, b)
 
+    def test_the_device_role_on_an_account_writes_no_stream_it_is_not_listed_on(self):
+        # sensor_device writes the streams that list it; only sensor_admin (and the
+        # node's own MQTT and nng inputs) write any: a staff account given the device
+        # role is held to the lists like a key
+        s, n = self.s, self.shared
+        theirs = s.stream(self.tid, "listed", "v", devices=[self.dev])
+        h = n.new_user("field-%d" % random.randrange(10**9), ("sensor_device",), "root")
+        st, _, b = n.request("POST", "/sensor/observations",
+                             {"observations": [{"stream": theirs, "time_ns": 5, "value": 1}]}, h, auth=False)
+        self.assertEqual(st, 403, b)
+        st, _, b = n.request("POST", "/api/v2/write?bucket=b", "listed v=2 2", h, auth=False)
+        self.assertEqual(st, 403, b)
+        self.assertEqual(s.values(theirs), [])
+        st, _, b = s.write_v2(self.key, "listed v=3 3")  # its device still writes it
+        self.assertEqual(st, 204, b)
+        st, _, b = n.request("POST", "/api/v2/write?bucket=b", "listed v=4 4")  # so does the admin
+        self.assertEqual(st, 204, b)
+        self.assertEqual([v for _, v in s.values(theirs)], [3, 4])
+
     def test_unknown_series_is_refused(self):
         st, _, b = self.s.write_v2(self.key, "nobody,defined=this v=1 1")
         self.assertEqual(st, 422, b)
