@@ -1591,9 +1591,13 @@ static int h_user_reset(zt_req *req, void *ud)
 static int h_user_revoke(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
-    zt_txn *t = zt_req_txn(req);
-    if (!t) return ZT_EIO;
-    int rc = revoke_all(a, t, zt_req_param(req, "id"));
+    int rc;
+    /* the account must exist: revoke_all compares account ids of 26 bytes, and a shorter
+     * :id would be read past its end */
+    cJSON *u = path_account(a, req, &rc);
+    if (!u) return rc;
+    rc = revoke_all(a, zt_req_txn(req), zt__jstr(u, "id"));
+    cJSON_Delete(u);
     return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
 }
 

@@ -592,6 +592,11 @@ class Revocation(NodeTest):
         self.assertEnded(h)
         self.assertEnded(h2)
         self.assertAlive(self.sign_in("rv-revoke")[0])  # the account itself still works
+        # an id that is no account's is 404, as on the account's other routes: it used
+        # to answer 204 having compared 26 bytes of an id that may be shorter
+        for bad in ("x", "nosuch", "0" * 26, "0" * 40):
+            st, hdrs, b = self.shared.request("DELETE", "/admin/users/%s/sessions" % bad)
+            self.assertProblem(st, hdrs, b, 404, "not-found")
 
     def test_changing_your_password_ends_your_other_sessions(self):
         # someone who has the old password, or a session taken with it, must not keep the
