@@ -196,6 +196,18 @@ static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
     return NULL;
 }
 
+/* An API key is one factor: it may not hold a role of auth.two_factor_roles, whose
+ * accounts sign in with a code too (such a key would reach what the code guards, with no
+ * session to end and no password to change). NULL, or why not. */
+static const char *key_role_problem(const zt_conf *c, const char *role)
+{
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++)
+        if (strcmp(role, c->auth_2fa_roles[i]) == 0)
+            return "is one of auth.two_factor_roles, which sign in with a code from an "
+                   "authenticator app too: an API key, one factor, cannot hold it";
+    return NULL;
+}
+
 static bool login_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -488,6 +500,14 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     if (!k || jtrue(k, "disabled")) {
         cJSON_Delete(k);
         return answer ? unauthenticated(req, "the API key is unknown or revoked") : ZT_ENOTFOUND;
+    }
+    /* a key made before its role was listed in auth.two_factor_roles holds it no more */
+    const char *krole = zt__jstr(k, "role");
+    if (!krole || key_role_problem(srv->conf, krole)) {
+        cJSON_Delete(k);
+        return answer ? unauthenticated(req, "the API key's role is one of auth.two_factor_roles, "
+                                             "which no key may hold: revoke it")
+                      : ZT_ENOTFOUND;
     }
     zt_caller *c = zt_req_alloc(req, sizeof(*c));
     const char **roles = zt_req_alloc(req, 2 * sizeof(*roles));
@@ -1797,6 +1817,8 @@ static int h_key_create(zt_req *req, void *ud)
         known = strcmp(a->srv->plugins[i]->name, plugin) == 0;
     if (!known)
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
+    const char *why = key_role_problem(a->srv->conf, role);
+    if (why) return zt_problem(req, 422, "invalid-key", NULL, "role '%s' %s", role, why);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     char key[4 + ZT__B64URL_LEN(32)];
@@ -2002,7 +2024,13 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         NEED(5, "key add NAME PLUGIN ROLE");
         char key[4 + ZT__B64URL_LEN(32)];
         cJSON *k = NULL;
-        rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
+        const char *why = key_role_problem(a->srv->conf, argv[4]);
+        if (why) {
+            snprintf(err, errlen, "role '%s' %s", argv[4], why);
+            rc = ZT_EINVAL;
+        } else {
+            rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
+        }
         if (rc == ZT_OK)
             fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
                     argv[4], key);

@@ -431,6 +431,36 @@ class TwoFactor(NodeTest):
         self.assertNotIn(secret.encode(), raw)
         self.assertNotIn(base64.b32decode(secret), raw)
 
+    def test_no_api_key_holds_a_role_that_needs_two_factors(self):
+        # an API key is one factor: a key with the auditor role would reach the audit log
+        # with no code, for good (no session ends it, no password change)
+        n = self.n
+        st, hdrs, b = n.request("POST", "/admin/keys", {"name": "k", "plugin": "core", "role": "auditor"})
+        p = self.assertProblem(st, hdrs, b, 422, "invalid-key")
+        self.assertIn("two_factor_roles", p["detail"])
+        r = n.admin_cli("key", "add", "k", "core", "auditor")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("two_factor_roles", r.stderr + r.stdout)
+        st, _, lst = n.json("GET", "/admin/keys")
+        self.assertEqual(lst["items"], [])
+        # other roles still make keys
+        st, _, k = n.json("POST", "/admin/keys", {"name": "k", "plugin": "core", "role": "user"})
+        self.assertEqual(st, 201, k)
+
+    def test_a_key_made_before_its_role_needed_two_factors_stops_working(self):
+        n = self.node(auth=CHEAP, roles=("admin",))
+        st, _, k = n.json("POST", "/admin/keys", {"name": "k", "plugin": "core", "role": "auditor"})
+        self.assertEqual(st, 201, k)
+        h = bearer(k["key"])
+        self.assertEqual(n.request("GET", "/audit", headers=h, auth=False)[0], 200)
+        n.stop()
+        n._conf_text = n._conf_text.replace("auth = {", 'auth = { two_factor_roles = { "auditor" }, ', 1)
+        n._write_conf()
+        n.start()
+        st, hdrs, b = n.request("GET", "/audit", headers=h, auth=False)
+        p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertIn("two_factor_roles", p["detail"])
+
     def test_sign_in_takes_a_code_once(self):
         n = self.n
         h = n.new_user("inspector", roles=("auditor",))
