@@ -708,6 +708,11 @@ static int get_definition(zt_req *req, void *ud)
         if (n->deadline_ms) cJSON_AddNumberToObject(x, "deadline_ms", (double)n->deadline_ms);
         if (n->remind_ms) cJSON_AddNumberToObject(x, "remind_before_ms", (double)n->remind_ms);
         if (n->escalate_to) cJSON_AddStringToObject(x, "escalate_to", n->escalate_to);
+        if (n->ndecisions) {
+            cJSON *ds = cJSON_AddArrayToObject(x, "decisions");
+            for (size_t j = 0; ds && j < n->ndecisions; j++)
+                cJSON_AddItemToArray(ds, cJSON_CreateString(n->decisions[j]));
+        }
         if (n->service) cJSON_AddStringToObject(x, "service", n->service);
         if (n->result) cJSON_AddStringToObject(x, "result", n->result);
         cJSON_AddItemToArray(nodes, x);

@@ -51,6 +51,8 @@ static void def_free(lua_State *L, wf_def *d)
         wf_node *n = &d->nodes[i];
         free(n->id), free(n->title), free(n->role), free(n->dept), free(n->escalate_to);
         free(n->service), free(n->result), free(n->outs), free(n->region);
+        for (size_t k = 0; k < n->ndecisions; k++) free(n->decisions[k]);
+        free(n->decisions);
         unref(L, &n->dept_fn), unref(L, &n->assignee_fn), unref(L, &n->multi_fn), unref(L, &n->fn);
         unref(L, &n->need_fn);
         for (size_t c = 0; c < n->nconds; c++) unref(L, &n->conds[c].fn);
@@ -272,6 +274,46 @@ static int ref_field(ctx *c, refs *r, int t, const char *name, uint8_t *slot, bo
     return rc;
 }
 
+/* decisions = { "approve", "refuse" }: the words a completion of the task may give (its
+ * decision is then required, and one of them), so that no completion decides by leaving
+ * the decision out. At most 16 words of 1 to 64 bytes. */
+static int decisions_field(ctx *c, int t, wf_node *n)
+{
+    lua_State *L = c->L;
+    int ty = rawfield(L, t, "decisions");
+    size_t len = ty == LUA_TTABLE ? lua_rawlen(L, -1) : 0;
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return ZT_OK;
+    }
+    if (ty != LUA_TTABLE || len < 1 || len > 16) {
+        lua_pop(L, 1);
+        return fail(c, "decisions must be a list of 1 to 16 words");
+    }
+    if (!(n->decisions = calloc(len, sizeof *n->decisions))) {
+        lua_pop(L, 1);
+        return ZT_ENOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        size_t wl = 0;
+        const char *w = lua_rawgeti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING
+                            ? lua_tolstring(L, -1, &wl)
+                            : NULL;
+        if (!w || wl < 1 || wl > 64 || strlen(w) != wl) {
+            lua_pop(L, 2);
+            return fail(c, "decisions must be a list of 1 to 16 words");
+        }
+        n->decisions[n->ndecisions] = strdup(w);
+        lua_pop(L, 1);
+        if (!n->decisions[n->ndecisions++]) {
+            lua_pop(L, 1);
+            return ZT_ENOMEM;
+        }
+    }
+    lua_pop(L, 1);
+    return ZT_OK;
+}
+
 static int read_user(ctx *c, refs *r, int t, wf_node *n)
 {
     int rc;
@@ -282,6 +324,7 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = str_field(c, t, "escalate_to", &n->escalate_to, false)) != ZT_OK) return rc;
     if ((rc = span_field(c, t, "deadline", &n->deadline_ms)) != ZT_OK) return rc;
     if ((rc = span_field(c, t, "remind_before", &n->remind_ms)) != ZT_OK) return rc;
+    if ((rc = decisions_field(c, t, n)) != ZT_OK) return rc;
     if (!n->role && !n->dept && n->dept_fn == WF_NOREF && n->assignee_fn == WF_NOREF &&
         n->multi_fn == WF_NOREF)
         return fail(c, "a user task needs a role, a department, an assignee or multi");

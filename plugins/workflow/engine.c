@@ -713,9 +713,26 @@ static int set_decision(wf_op *op, wf_inst *in, const char *node, const char *de
     return ZT_OK;
 }
 
+/* A node that lists its decisions takes only one of them: a completion that leaves the
+ * decision out, or gives another word, would decide by default. */
+static int check_decision(wf_op *op, const wf_node *n, const char *decision)
+{
+    if (!n->ndecisions) return ZT_OK;
+    for (size_t i = 0; decision && i < n->ndecisions; i++)
+        if (!strcmp(decision, n->decisions[i])) return ZT_OK;
+    char list[16 * 66] = "";
+    for (size_t i = 0, used = 0; i < n->ndecisions && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                 n->decisions[i]);
+    return wf_fail(op, 422, "invalid-input", "decision: task '%s' is decided with one of %s%s%.64s",
+                   n->id, list, decision ? ", not " : " (it is required)",
+                   decision ? decision : "");
+}
+
 static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
 {
-    int rc;
+    int rc = check_decision(op, &d->nodes[t->node], a->decision);
+    if (rc != ZT_OK) return rc;
     if ((rc = merge_data(op, in, a->form)) != ZT_OK) return rc;
     if (wf_nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK)
         return rc;

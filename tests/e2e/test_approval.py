@@ -213,6 +213,24 @@ class Applications(ApprovalTest):
         # told at every step
         self.assertEqual(self.inbox_kinds(no), ["submitted", "accepted", "progress", "progress", "approved"])
 
+    def test_a_department_decides_in_so_many_words(self):
+        # through the unified to-do list a reviewer completes the task with its decision:
+        # a completion with none (or another word) used to count as an approval, and the
+        # decision was sealed without anyone having said "approve"
+        no = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        task = [t for t in self.ok("GET", "/workflow/tasks", self.wjw)["items"] if t["business_key"] == no][0]
+        for body in ({}, {"opinion": "看过了"}, {"decision": "ok"}, {"decision": "Approve"}):
+            st, d = self.call("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, body)
+            self.assertEqual(st, 422, d)
+            self.assertIn("approve, refuse", d["detail"])
+        self.ok("POST", "/approval/applications/%s/review" % no, self.sp, {"decision": "approve"})
+        time.sleep(0.3)
+        a = self.app(no)
+        self.assertEqual((a["state"], [o["department"] for o in a["opinions"]]), ("reviewing", ["scjg-sp"]))
+        self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, {"decision": "approve"})
+        self.assertEqual(self.wait_state(no, "approved")["result"]["decision"], "approved")
+
     def test_one_department_refusing_ends_it(self):
         no = self.submitted()["number"]
         self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)

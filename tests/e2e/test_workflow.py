@@ -801,6 +801,9 @@ BAD = [
     ("unreachable", 'n = { type = "user", role = "r", next = "e" },\n    lost = { type = "user", role = "r", next = "e" }',
      "cannot be reached", "lost"),
     ("no assignment", 'n = { type = "user", next = "e" }', "needs a role", "n"),
+    ("empty decisions", 'n = { type = "user", role = "r", decisions = {}, next = "e" }', "decisions must be", "n"),
+    ("decisions not words", 'n = { type = "user", role = "r", decisions = { "ok", 2 }, next = "e" }',
+     "decisions must be", "n"),
 ]
 
 

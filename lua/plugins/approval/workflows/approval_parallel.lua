@@ -11,6 +11,7 @@ return {
     start = { type = "start", next = "accept" },
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      decisions = { "accept", "refuse" },
       department = function(i) return i.data.department end,
       next = "accepted",
     },
@@ -18,6 +19,7 @@ return {
                  default = "not_accepted" },
     review = {
       type = "user", title = "部门审查 (department review)", role = "approval_reviewer",
+      decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       multi = function(i) return i.data.parallel end,
       next = "decided",
     },

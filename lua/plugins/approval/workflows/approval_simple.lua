@@ -10,6 +10,7 @@ return {
     start = { type = "start", next = "accept" },
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      decisions = { "accept", "refuse" },
       department = function(i) return i.data.department end,
       next = "accepted",
     },
@@ -17,6 +18,7 @@ return {
                  default = "not_accepted" },
     review = {
       type = "user", title = "审查决定 (decision)", role = "approval_reviewer",
+      decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       department = function(i) return i.data.department end,
       next = "decided",
     },
