@@ -1221,7 +1221,10 @@ static int totp_switch(zt_req *req, zt_auth *a, bool confirm)
         totp_store(a, u, "totp_pending_enc", NULL);
         zt_txn *t = zt_req_txn(req);
         if (rc == ZT_OK) rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
-        if (rc == ZT_OK) rc = gen_bump(a, t); /* sessions see whether it is on */
+        /* sessions see whether it is on; turning it on also ends the sessions signed in
+         * with the password alone (whoever had the password keeps none), not this one */
+        if (rc == ZT_OK)
+            rc = confirm ? revoke_but(a, t, req->caller->id, req->token_hash) : gen_bump(a, t);
         if (rc == ZT_OK) {
             zt_audit_note(req,
                           confirm ? "turn on two-factor sign-in" : "turn off two-factor sign-in",

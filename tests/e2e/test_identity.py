@@ -461,6 +461,17 @@ class TwoFactor(NodeTest):
         p = self.assertProblem(st, hdrs, b, 401, "unauthenticated")
         self.assertIn("two_factor_roles", p["detail"])
 
+    def test_turning_it_on_ends_the_other_sessions(self):
+        # sessions signed in with the password alone must not outlive the second factor:
+        # whoever had the password keeps no session once its owner turns codes on
+        n = self.n
+        h = n.new_user("careful")
+        st, _, d = n.login("careful", ADMIN_PASSWORD)
+        other = bearer(d["token"])
+        self.enroll(h)
+        self.assertEqual(n.request("GET", "/auth/me", headers=other, auth=False)[0], 401)
+        self.assertEqual(n.request("GET", "/auth/me", headers=h, auth=False)[0], 200)
+
     def test_sign_in_takes_a_code_once(self):
         n = self.n
         h = n.new_user("inspector", roles=("auditor",))
