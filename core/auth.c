@@ -844,6 +844,71 @@ static int too_many(zt_req *req, int64_t wait)
     return ZT_OK;
 }
 
+/* Sessions an account keeps at most: a sign-in beyond it ends the oldest. */
+#define MAX_SESSIONS 64
+
+typedef struct live_session {
+    int64_t created;
+    unsigned char hash[32];
+} live_session;
+
+static int by_created(const void *x, const void *y)
+{
+    const live_session *p = x, *q = y;
+    return (p->created > q->created) - (p->created < q->created);
+}
+
+/* Before a sign-in adds a session to account uid: its ended sessions (expired, idle) go,
+ * and of the live ones the oldest, so that MAX_SESSIONS - 1 remain. Every sign-in stores
+ * a session: without this anyone who can register could grow the store without bound by
+ * signing in over and over. */
+static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
+{
+    zt_cursor *cur;
+    int rc = zt_cursor_open(t, a->user_sessions, &cur);
+    if (rc != ZT_OK) return rc;
+    live_session *live = NULL;
+    size_t nlive = 0, cap = 0;
+    zt_kv kv;
+    for (rc = zt_cursor_seek(cur, ZT_GE, uid, 26, &kv);
+         rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, uid, 26) == 0;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        cJSON *s = kv.vlen == 32 ? zt__db_get_json(t, a->sessions, kv.val, 32) : NULL;
+        bool ended = !s || jnum(s, "expires_at") <= (double)now ||
+                     (double)now - jnum(s, "last_seen") > (double)a->srv->conf->auth_idle_ms;
+        if (!ended) {
+            if (nlive == cap) {
+                size_t nc = cap ? 2 * cap : 16;
+                live_session *v = realloc(live, nc * sizeof *v);
+                if (!v) {
+                    cJSON_Delete(s);
+                    rc = ZT_ENOMEM;
+                    break;
+                }
+                live = v, cap = nc;
+            }
+            live[nlive].created = (int64_t)jnum(s, "created_at");
+            memcpy(live[nlive++].hash, kv.val, 32);
+        }
+        cJSON_Delete(s);
+        if (ended) {
+            if (kv.vlen == 32 && (rc = zt_del(t, a->sessions, kv.val, 32)) != ZT_OK &&
+                rc != ZT_ENOTFOUND)
+                break;
+            if ((rc = zt_cursor_del(cur)) != ZT_OK) break;
+        }
+    }
+    zt_cursor_close(cur);
+    if (rc == ZT_ENOTFOUND) rc = ZT_OK;
+    if (rc == ZT_OK && nlive >= MAX_SESSIONS) {
+        qsort(live, nlive, sizeof *live, by_created);
+        for (size_t i = 0; rc == ZT_OK && i <= nlive - MAX_SESSIONS; i++)
+            rc = session_delete(a, t, live[i].hash, uid);
+    }
+    free(live);
+    return rc;
+}
+
 static int login_done(zt_req *req, void *arg)
 {
     login_work *w = arg;
@@ -909,6 +974,7 @@ static int login_done(zt_req *req, void *arg)
         goto out;
     }
     fail_clear(a, akey);
+    if ((rc = prune_sessions(a, t, zt__jstr(u, "id"), now)) != ZT_OK) goto out;
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
     char token[4 + sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];

@@ -285,6 +285,27 @@ class Expiry(NodeTest):
         self.assertIn("expired", p["detail"])
 
 
+    def test_ended_sessions_are_not_kept_and_an_account_holds_a_bounded_number(self):
+        # every sign-in stores a session: ended ones (expired, idle) used to stay for good,
+        # so anyone who registered could grow the store (and their GET /auth/sessions)
+        # without bound by signing in over and over
+        n, h = self.start()
+        for _ in range(3):
+            self.assertEqual(n.login("walker", ADMIN_PASSWORD)[0], 200)
+        n.set_clock(301_000)  # all four have ended
+        st, _, d = n.login("walker", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)
+        h = bearer(d["token"])
+        st, _, lst = n.json("GET", "/auth/sessions", headers=h, auth=False)
+        self.assertEqual([s["current"] for s in lst["items"]], [True])
+        # live ones: the newest 64 are kept, the oldest end
+        first = h
+        tokens = [bearer(n.login("walker", ADMIN_PASSWORD)[2]["token"]) for _ in range(64)]
+        st, _, lst = n.json("GET", "/auth/sessions", headers=tokens[-1], auth=False)
+        self.assertEqual(len(lst["items"]), 64)
+        self.assertEqual(self.me(n, first)[0], 401)
+        self.assertEqual(self.me(n, tokens[0])[0], 200)
+
     def test_a_session_in_use_does_not_go_idle(self):
         # with an idle timeout shorter than a minute, a session used every 20 s lives on
         n = self.node(auth=dict(CHEAP, idle_timeout=30, session_ttl=300), env=TEST_CLOCK)
