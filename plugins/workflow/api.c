@@ -376,7 +376,7 @@ static int task_action_http(zt_req *req, wf *w, const char *action)
     if (rc != ZT_OK) return rc;
     cJSON *a = body_object(req);
     if (!a) return ZT_OK;
-    wf_action x = {.action = action};
+    wf_action x = {.action = action, .over_http = true};
     if ((rc = parse_action(&op, a, &x)) != ZT_OK) return answer_fail(req, &op, rc);
     wf_task t;
     op.created = cJSON_CreateArray();
@@ -708,6 +708,7 @@ static int get_definition(zt_req *req, void *ud)
         if (n->deadline_ms) cJSON_AddNumberToObject(x, "deadline_ms", (double)n->deadline_ms);
         if (n->remind_ms) cJSON_AddNumberToObject(x, "remind_before_ms", (double)n->remind_ms);
         if (n->escalate_to) cJSON_AddStringToObject(x, "escalate_to", n->escalate_to);
+        if (n->plugin_only) cJSON_AddFalseToObject(x, "complete_over_http");
         if (n->ndecisions) {
             cJSON *ds = cJSON_AddArrayToObject(x, "decisions");
             for (size_t j = 0; ds && j < n->ndecisions; j++)

@@ -325,6 +325,14 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = span_field(c, t, "deadline", &n->deadline_ms)) != ZT_OK) return rc;
     if ((rc = span_field(c, t, "remind_before", &n->remind_ms)) != ZT_OK) return rc;
     if ((rc = decisions_field(c, t, n)) != ZT_OK) return rc;
+    /* complete_over_http = false: the task is decided through its plugin's own routes
+     * (which check what the engine does not know of), not POST /workflow/tasks/:id/... */
+    int hty = rawfield(c->L, t, "complete_over_http");
+    bool over_http = hty != LUA_TBOOLEAN || lua_toboolean(c->L, -1);
+    lua_pop(c->L, 1);
+    if (hty != LUA_TNIL && hty != LUA_TBOOLEAN)
+        return fail(c, "complete_over_http must be true or false");
+    n->plugin_only = !over_http;
     if (!n->role && !n->dept && n->dept_fn == WF_NOREF && n->assignee_fn == WF_NOREF &&
         n->multi_fn == WF_NOREF)
         return fail(c, "a user task needs a role, a department, an assignee or multi");

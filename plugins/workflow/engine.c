@@ -843,6 +843,17 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
                      !wf_nz(t->assignee) && wf_nz(t->dept) ? t->dept : "", "", op->actor);
         goto done;
     }
+    /* nor returned to over HTTP: that would reopen it behind its plugin's back */
+    int back = !strcmp(act, "return") && wf_nz(a->node) ? wf_node_index(d, a->node) : -1;
+    if (a->over_http &&
+        ((d->nodes[t->node].plugin_only && (!strcmp(act, "complete") || !strcmp(act, "return"))) ||
+         (back >= 0 && d->nodes[back].plugin_only))) {
+        rc = wf_fail(op, 403, "forbidden",
+                     "node '%s' (task %s) is decided through the %s plugin's own routes, not "
+                     "the workflow's",
+                     back >= 0 ? d->nodes[back].id : t->node_id, t->id, d->owner);
+        goto done;
+    }
     if (!strcmp(act, "claim")) {
         if (wf_nz(t->assignee)) {
             /* claiming one's own task again changes nothing */

@@ -37,6 +37,7 @@ typedef struct wf_node {
     int64_t deadline_ms, remind_ms;     /* working time; 0: none */
     char **decisions;                   /* the decisions a completion may give; none: any */
     size_t ndecisions;
+    bool plugin_only; /* completed and returned only through services (its plugin's routes) */
     /* service task */
     int fn;
     char *service;
@@ -243,6 +244,7 @@ typedef struct wf_action {
     const char *action; /* claim, complete, return, delegate */
     const char *decision, *opinion, *node, *to;
     const cJSON *form; /* object or NULL */
+    bool over_http;    /* asked for by POST /workflow/tasks/:id/..., not by a service */
 } wf_action;
 int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *out);
 int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,

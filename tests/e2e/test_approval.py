@@ -413,6 +413,34 @@ class Applications(ApprovalTest):
         a = self.ok("POST", "/approval/applications/%s/withdraw" % no, self.ent)
         self.assertEqual(a["state"], "withdrawn")
 
+    def test_acceptance_goes_through_the_approval_route(self):
+        # the acceptance task is on the clerk's to-do list, but it is decided by POST
+        # .../accept, which runs the credit check first (联合惩戒): completing it through
+        # the workflow's own route skipped the check and left the application stuck in
+        # "submitted" with no acceptance task for the route to act on
+        for code, who in ((BLACK_CODE, self.bad), (GOOD_CODE, self.ent)):
+            a = self.submitted(who=who, code=code)
+            no = a["number"]
+            task = [t for t in self.ok("GET", "/workflow/tasks?limit=200", self.clerk)["items"]
+                    if t["business_key"] == no][0]
+            self.assertEqual(task["node"], "accept")
+            for decision in ("accept", "refuse"):
+                st, d = self.call("POST", "/workflow/tasks/%s/complete" % task["id"], self.clerk,
+                                  {"decision": decision})
+                self.assertEqual(st, 403, d)
+                self.assertIn("approval", d["detail"])
+            st, d = self.call("POST", "/workflow/tasks/%s/return" % task["id"], self.clerk, {"node": "accept"})
+            self.assertEqual(st, 403, d)
+            a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+            self.assertEqual(a["state"], "not_accepted" if code == BLACK_CODE else "reviewing")
+        # nor is it reopened by returning there from a department's task
+        task = [t for t in self.ok("GET", "/workflow/tasks?limit=200", self.wjw)["items"]
+                if t["business_key"] == no][0]
+        st, d = self.call("POST", "/workflow/tasks/%s/return" % task["id"], self.wjw, {"node": "accept"})
+        self.assertEqual(st, 403, d)
+        self.assertIn("'accept'", d["detail"])
+        self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, {"decision": "approve"})
+
     def test_blacklisted_applicant_refused_at_acceptance(self):
         no = self.submitted(who=self.bad, code=BLACK_CODE)["number"]
         a = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)

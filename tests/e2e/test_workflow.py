@@ -804,6 +804,8 @@ BAD = [
     ("empty decisions", 'n = { type = "user", role = "r", decisions = {}, next = "e" }', "decisions must be", "n"),
     ("decisions not words", 'n = { type = "user", role = "r", decisions = { "ok", 2 }, next = "e" }',
      "decisions must be", "n"),
+    ("complete_over_http not a boolean", 'n = { type = "user", role = "r", complete_over_http = "no", next = "e" }',
+     "complete_over_http must be", "n"),
 ]
 
 

@@ -11,6 +11,7 @@ return {
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
       decisions = { "accept", "refuse" },
+      complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
       department = function(i) return i.data.department end,
       next = "accepted",
     },
