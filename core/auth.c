@@ -20,81 +20,52 @@ struct zt_auth {
     zt_db *gen;               /* "g" → the identity generation (8 bytes, big-endian) */
     struct sess_entry *cache; /* resolved sessions, valid while the generation holds */
     unsigned char tag_key[crypto_shorthash_siphashx24_KEYBYTES]; /* random, per process */
-    unsigned char fail_key[crypto_shorthash_KEYBYTES];           /* the same, for fail_slot */
-    uint64_t gen_seen;          /* the generation as read in loop iteration gen_at - 1 */
-    uint64_t gen_at;            /* 1 + the iteration gen_seen holds for; 0: read it again */
-    uint64_t bumped_in;         /* the last batch this process changed it in */
-    struct failure *fail[1024]; /* brute-force counters, in memory */
-    size_t nfail;
+    uint64_t gen_seen;     /* the generation as read in loop iteration gen_at - 1 */
+    uint64_t gen_at;       /* 1 + the iteration gen_seen holds for; 0: read it again */
+    uint64_t bumped_in;    /* the last batch this process changed it in */
+    zt_throttle *throttle; /* failed attempts and registrations, in memory */
 };
 
 /* ---- brute force: per account and per client address ----------------------------- */
 
-typedef struct failure {
-    struct failure *next;
-    char key[80];
-    unsigned count;
-    int64_t last_ms;
-} failure;
-
 #define FAIL_WINDOW_MS   (15 * 60 * 1000)
 #define FAIL_MAX_ENTRIES 65536
+#define BACKOFF_MAX_S    1024 /* the longest pause before the lock: 1, 2, 4 … s */
 
-static failure **fail_slot(zt_auth *a, const char *key)
+/* "addr:<the client's address, or its IPv6 /64>" */
+static void addr_key(char out[80], const char *prefix, const char *client)
 {
-    /* keyed: logins and addresses are the client's to choose, and must not be able to
-     * pile into one chain */
-    unsigned char h[crypto_shorthash_BYTES];
-    crypto_shorthash(h, (const unsigned char *)key, strlen(key), a->fail_key);
-    uint64_t v;
-    memcpy(&v, h, sizeof v);
-    failure **p = &a->fail[v % (sizeof a->fail / sizeof a->fail[0])];
-    while (*p && strcmp((*p)->key, key) != 0) p = &(*p)->next;
-    return p;
+    char who[64];
+    if (zt__client_prefix(client, who, sizeof who) != ZT_OK) snprintf(who, sizeof who, "?");
+    snprintf(out, 80, "%s%s", prefix, who);
 }
 
 /* Seconds the key must still wait, or 0. Three failures in the window start a backoff
- * (1, 2, 4 … s); max_failures lock it for lock_seconds. */
+ * (1, 2, 4 … s); max_failures lock it for lock_seconds, however long that is. */
 static int64_t fail_wait_s(zt_auth *a, const char *key, int64_t now)
 {
-    failure *f = *fail_slot(a, key);
-    if (!f || now - f->last_ms > FAIL_WINDOW_MS) return 0;
+    zt_attempts f = zt__throttle_get(a->throttle, key);
     const zt_conf *c = a->srv->conf;
-    int64_t until;
-    if (f->count >= c->auth_max_failures)
-        until = f->last_ms + (int64_t)c->auth_lock_seconds * 1000;
-    else if (f->count >= 3)
-        until = f->last_ms + ((int64_t)1000 << (f->count - 3 < 10 ? f->count - 3 : 10));
-    else
-        return 0;
+    int64_t until = 0;
+    if (f.count >= c->auth_max_failures)
+        until = f.last_ms + (int64_t)c->auth_lock_seconds * 1000;
+    else if (f.count >= 3 && now - f.last_ms <= FAIL_WINDOW_MS)
+        until = f.last_ms + ((int64_t)1000 << (f.count - 3 < 10 ? f.count - 3 : 10));
     return until > now ? (until - now + 999) / 1000 : 0;
 }
 
 static void fail_note(zt_auth *a, const char *key, int64_t now)
 {
-    failure **p = fail_slot(a, key);
-    failure *f = *p;
-    if (!f) {
-        if (a->nfail >= FAIL_MAX_ENTRIES || !(f = calloc(1, sizeof(*f)))) return;
-        snprintf(f->key, sizeof f->key, "%s", key);
-        *p = f;
-        a->nfail++;
-    } else if (now - f->last_ms > FAIL_WINDOW_MS) {
-        f->count = 0;
-    }
-    f->count++;
-    f->last_ms = now;
+    int64_t hold = (int64_t)a->srv->conf->auth_lock_seconds * 1000;
+    if (hold < FAIL_WINDOW_MS) hold = FAIL_WINDOW_MS;
+    if (hold < BACKOFF_MAX_S * 1000) hold = BACKOFF_MAX_S * 1000;
+    if (zt__throttle_note(a->throttle, key, now, FAIL_WINDOW_MS, true, hold) != ZT_OK)
+        zt__log(ZT_LOG_ERROR, NULL, NULL, "out of memory counting a failed attempt of %s", key);
 }
 
 static void fail_clear(zt_auth *a, const char *key)
 {
-    failure **p = fail_slot(a, key);
-    if (*p) {
-        failure *f = *p;
-        *p = f->next;
-        free(f);
-        a->nfail--;
-    }
+    zt__throttle_clear(a->throttle, key);
 }
 
 /* ---- records --------------------------------------------------------------------- */
@@ -833,13 +804,12 @@ static void audit_refusal(zt_req *req, const char *what, const char *login)
         zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record '%s' for '%s'", what, login);
 }
 
-static int too_many(zt_req *req, int64_t wait)
+/* 429 with Retry-After; what says why, "try again in N s" follows. */
+static int too_many(zt_req *req, int64_t wait, const char *type, const char *what)
 {
     char s[24];
     snprintf(s, sizeof s, "%lld", (long long)wait);
-    zt__problem(req, 429, "too-many-attempts", NULL,
-                "too many failed sign-ins from this account or address: try again in %lld s",
-                (long long)wait);
+    zt__problem(req, 429, type, NULL, "%s: try again in %lld s", what, (long long)wait);
     zt_res_header(req, "Retry-After", s);
     return ZT_OK;
 }
@@ -916,7 +886,7 @@ static int login_done(zt_req *req, void *arg)
     int64_t now = zt_now_ms();
     char akey[80], ckey[80];
     snprintf(akey, sizeof akey, "acct:%s", w->login);
-    snprintf(ckey, sizeof ckey, "addr:%s", w->client);
+    addr_key(ckey, "addr:", w->client);
     int rc = ZT_OK;
     if (!w->ok) {
         fail_note(a, akey, now);
@@ -1080,7 +1050,7 @@ static int64_t locked_s(zt_auth *a, const login_work *w)
     char key[80];
     snprintf(key, sizeof key, "acct:%s", w->login);
     wait = fail_wait_s(a, key, now);
-    snprintf(key, sizeof key, "addr:%s", w->client);
+    addr_key(key, "addr:", w->client);
     wait2 = fail_wait_s(a, key, now);
     return wait2 > wait ? wait2 : wait;
 }
@@ -1093,7 +1063,8 @@ static int verify_then(zt_req *req, zt_auth *a, bool change, int (*done)(zt_req 
     /* A password is a guess like any other: a locked account or address takes none. */
     int64_t wait = locked_s(a, w);
     if (wait > 0) {
-        too_many(req, wait);
+        too_many(req, wait, "too-many-attempts",
+                 "too many failed sign-ins from this account or address");
         audit_refusal(req, "sign-in refused: locked", w->login);
         login_work_free(w);
         return ZT_OK;
@@ -1182,7 +1153,8 @@ static bool code_holds(zt_auth *a, zt_req *req, cJSON *u, const char *field)
     snprintf(akey, sizeof akey, "acct:%s", req->caller->login);
     int64_t now = zt_now_ms(), wait = fail_wait_s(a, akey, now);
     if (wait > 0) {
-        too_many(req, wait);
+        too_many(req, wait, "too-many-attempts",
+                 "too many failed sign-ins from this account or address");
         return false;
     }
     cJSON *j = zt_req_object(req);
@@ -1781,9 +1753,27 @@ static int register_then(zt_req *req, hash_job *j)
     return rc;
 }
 
+#define HOUR_MS (3600 * 1000)
+
+/* Seconds before the client of req may register again (auth.registrations_per_hour), or
+ * 0; the key it is counted under goes to rkey. */
+static int64_t register_wait_s(zt_auth *a, zt_req *req, char rkey[80], int64_t now)
+{
+    addr_key(rkey, "reg:", zt_req_client(req));
+    unsigned max = a->srv->conf->auth_reg_per_hour;
+    zt_attempts r = zt__throttle_get(a->throttle, rkey);
+    if (!max || r.count < max || now - r.first_ms >= HOUR_MS || now < r.first_ms) return 0;
+    return (r.first_ms + HOUR_MS - now + 999) / 1000;
+}
+
 static int h_register(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
+    char rkey[80];
+    int64_t now = zt_now_ms(), wait = register_wait_s(a, req, rkey, now);
+    if (wait > 0)
+        return too_many(req, wait, "too-many-registrations",
+                        "too many accounts registered from this address in the last hour");
     cJSON *j = zt_req_object(req);
     if (!j) return ZT_OK;
     const char *kind = zt__jstr(j, "kind"), *login = zt__jstr(j, "login"),
@@ -1836,6 +1826,12 @@ static int h_register(zt_req *req, void *ud)
         zt__b64url_encode(b64, index, sizeof index);
         cJSON_AddStringToObject(args, "id_index", b64);
         sodium_memzero(canon, sizeof canon);
+    }
+    /* counted when it is about to cost a hash, whether or not the login is taken */
+    if (a->srv->conf->auth_reg_per_hour &&
+        zt__throttle_note(a->throttle, rkey, now, HOUR_MS, false, HOUR_MS) != ZT_OK) {
+        cJSON_Delete(args);
+        return ZT_ENOMEM;
     }
     return hash_then(req, a, pw, args, register_then);
 }
@@ -2274,12 +2270,13 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     zt_auth *a = calloc(1, sizeof(*a));
     if (!a) return ZT_ENOMEM;
     a->srv = srv;
-    if (!(a->cache = calloc(SESS_CACHE, sizeof(*a->cache)))) return ZT_ENOMEM;
+    srv->auth = a; /* zt__auth_close frees it, whatever is missing */
+    if (!(a->cache = calloc(SESS_CACHE, sizeof(*a->cache))) ||
+        !(a->throttle = zt__throttle_new(FAIL_MAX_ENTRIES)))
+        return ZT_ENOMEM;
     randombytes_buf(a->tag_key, sizeof a->tag_key);
-    randombytes_buf(a->fail_key, sizeof a->fail_key);
     a->core.name = "_core";
     a->core.srv = srv;
-    srv->auth = a;
     int rc;
     if ((rc = zt__store_db(srv->store, "_core", "users", &a->users)) ||
         (rc = zt__store_db(srv->store, "_core", "logins", &a->logins)) ||
@@ -2340,15 +2337,27 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     return ZT_OK;
 }
 
+int zt__auth_metrics(zt_server *srv, zt_buf *out)
+{
+    const zt_throttle *t = srv->auth->throttle;
+    return zt__buf_printf(
+        out,
+        "# HELP zt_auth_throttle_entries Accounts and client addresses with failed sign-ins "
+        "or registrations counted (in memory, at most %d).\n"
+        "# TYPE zt_auth_throttle_entries gauge\n"
+        "zt_auth_throttle_entries %zu\n"
+        "# HELP zt_auth_throttle_evictions_total Counts forgotten while they still mattered, "
+        "the table being full (a flood of failed sign-ins from many addresses).\n"
+        "# TYPE zt_auth_throttle_evictions_total counter\n"
+        "zt_auth_throttle_evictions_total %llu\n",
+        FAIL_MAX_ENTRIES, zt__throttle_size(t), (unsigned long long)zt__throttle_evictions(t));
+}
+
 void zt__auth_close(zt_server *srv)
 {
     zt_auth *a = srv->auth;
     if (!a) return;
-    for (size_t i = 0; i < sizeof a->fail / sizeof a->fail[0]; i++)
-        for (failure *f = a->fail[i], *n; f; f = n) {
-            n = f->next;
-            free(f);
-        }
+    zt__throttle_free(a->throttle);
     for (size_t i = 0; a->cache && i < SESS_CACHE; i++) entry_clear(&a->cache[i]);
     free(a->cache);
     free(a);

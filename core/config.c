@@ -630,6 +630,7 @@ static const field auth_fields[] = {
     FIELD("password_ops", false, "Argon2id passes", 1, UINT32_MAX, auth_pw_ops),
     FIELD("password_memory", false, "bytes", 8192, INT64_C(1) << 40, auth_pw_mem),
     FIELD("password_max_age", true, "seconds", 0, 10 * 366 * DAY, auth_pw_max_age_ms),
+    FIELD("registrations_per_hour", false, "registrations", 0, 1000000, auth_reg_per_hour),
     {0},
 };
 
@@ -918,6 +919,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_max_failures = 5;
     c->auth_lock_seconds = 900;
     c->auth_pw_max_age_ms = INT64_C(90) * DAY * 1000;
+    c->auth_reg_per_hour = 20;
     c->auth_pw_ops = 2; /* libsodium's "interactive" Argon2id cost */
     c->auth_pw_mem = 64 * MIB;
     c->audit_checkpoint_every = 1000;

@@ -160,6 +160,9 @@ struct zt_conf {
     /* password_max_age = 90 days (s): a staff account's password older than this reaches
      * only /auth/ until it is changed (GB/T 22239: 定期更换); 0: never */
     int64_t auth_pw_max_age_ms;
+    /* registrations_per_hour = 20: self-registrations from one client address (an IPv6
+     * /64) in an hour; each costs an Argon2id hash and adds an account; 0: no limit */
+    unsigned auth_reg_per_hour;
     /* two_factor_roles = { "admin", ... }: accounts holding one reach only /auth/ until
      * they have set up sign-in codes (POST /auth/totp); none by default */
     char **auth_2fa_roles;
@@ -278,6 +281,29 @@ int64_t zt__totp_check(const unsigned char key[ZT_TOTP_KEY], const char *code, i
 /* RFC 4648 base32 without padding (what authenticator apps take); out: (n*8+4)/5+1 bytes. */
 void zt__base32(const unsigned char *in, size_t n, char *out);
 
+/* ---- throttle.c: attempts counted per key, in memory (sign-in lock, registrations) --- */
+
+typedef struct zt_throttle zt_throttle;
+typedef struct zt_attempts {
+    unsigned count;            /* attempts in the current window */
+    int64_t first_ms, last_ms; /* the window's first and last */
+} zt_attempts;
+/* A table of at most max keys (full, it forgets what matters least: see throttle.c). */
+zt_throttle *zt__throttle_new(size_t max);
+void zt__throttle_free(zt_throttle *t);
+/* key's attempts, or zeros; the caller judges whether they still count. */
+zt_attempts zt__throttle_get(zt_throttle *t, const char *key);
+/* One more attempt by key at now. The count starts again when the last attempt
+ * (sliding) or the window's first (fixed) is window_ms old; the entry is kept for at
+ * least hold_ms from now, the time it may make someone wait. */
+int zt__throttle_note(zt_throttle *t, const char *key, int64_t now, int64_t window_ms, bool sliding,
+                      int64_t hold_ms);
+void zt__throttle_clear(zt_throttle *t, const char *key);
+size_t zt__throttle_size(const zt_throttle *t);
+uint64_t zt__throttle_evictions(const zt_throttle *t); /* entries that mattered, forgotten */
+/* The part of a client address that counts as one client: an IPv4 address, an IPv6 /64
+ * ("2001:db8:1:2::/64"; a host picks the rest itself), ::ffff:a.b.c.d as a.b.c.d. */
+int zt__client_prefix(const char *client, char *out, size_t cap);
 /* ---- request.c ----------------------------------------------------------------- */
 
 /* 1 for GET and HEAD: requests that read a snapshot and change nothing (no write
@@ -520,6 +546,8 @@ bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
 cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code);
 /* After the request's transaction ended: refresh its session's last use (once a minute). */
 void zt__auth_after(zt_server *srv, zt_req *req);
+/* /metrics lines: the sign-in and registration counters' table. */
+int zt__auth_metrics(zt_server *srv, zt_buf *out);
 /* A batch was lost: the session cache may hold what it undid. */
 void zt__auth_after_abort(zt_server *srv);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own

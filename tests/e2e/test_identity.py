@@ -197,6 +197,11 @@ class BruteForce(NodeTest):
         _, otp2 = create_account(n, "bystander")
         st, _, d = n.login("bystander", otp2, source="127.0.0.5")
         self.assertEqual(st, 200, d)
+        # the counters are in /metrics
+        m = scrape(n)
+        self.assertGreaterEqual(m.get("zt_auth_throttle_entries"), 4)  # 1 account, 3 addresses
+        self.assertEqual(m.types.get("zt_auth_throttle_evictions_total"), "counter")
+        self.assertEqual(m.get("zt_auth_throttle_evictions_total"), 0)
         # past lock_seconds the right password works again
         n.set_clock(61_000)
         st, _, d = n.login("victim", otp, source="127.0.0.5")
@@ -241,6 +246,58 @@ class BruteForce(NodeTest):
             {"old_password": ADMIN_PASSWORD, "new_password": STRONG_PW}, h, auth=False,
         )
         self.assertEqual(st, 204, b)
+
+
+    def test_a_lock_longer_than_the_failure_window_lasts_its_length(self):
+        # failures count within 15 minutes; a lock of an hour must still last an hour
+        n = self.node(auth=dict(CHEAP, max_failures=3, lock_seconds=3600), env=TEST_CLOCK)
+        _, otp = create_account(n, "longlock")
+        for i in range(3):
+            self.assertEqual(n.login("longlock", "wrong-%d" % i, source="127.0.0.9")[0], 401)
+        n.set_clock(20 * 60_000)  # 20 minutes: past the window, well inside the lock
+        st, h, d = n.login("longlock", otp, source="127.0.0.10")
+        self.assertEqual((st, d["type"]), (429, "/problems/too-many-attempts"), d)
+        self.assertTrue(2300 <= int(h["retry-after"]) <= 2400, h["retry-after"])
+        n.set_clock(61 * 60_000)
+        st, _, d = n.login("longlock", otp, source="127.0.0.10")
+        self.assertEqual(st, 200, d)
+
+
+class RegistrationQuota(NodeTest):
+    """auth.registrations_per_hour = 2: each registration costs an Argon2id hash and adds
+    an account, so one address gets so many an hour."""
+
+    def test_an_address_registers_so_many_an_hour(self):
+        n = self.node(auth=dict(CHEAP, registrations_per_hour=2), env=TEST_CLOCK)
+
+        def reg(login, source="127.0.4.1"):
+            return n.request("POST", "/auth/register",
+                             {"kind": "citizen", "login": login, "name": "Wang",
+                              "password": STRONG_PW}, auth=False, source=source)
+
+        self.assertEqual(reg("wang.one")[0], 201)
+        # bad input costs nothing and is not counted
+        st, h, b = n.request("POST", "/auth/register", {"kind": "citizen"}, auth=False,
+                             source="127.0.4.1")
+        self.assertProblem(st, h, b, 422, "invalid-registration")
+        # a refused registration that cost a hash counts
+        st, h, b = reg("wang.one")
+        self.assertProblem(st, h, b, 409, "login-taken")
+        # the third is refused before it costs anything
+        st, h, b = reg("wang.two")
+        self.assertProblem(st, h, b, 429, "too-many-registrations")
+        self.assertTrue(3500 <= int(h["retry-after"]) <= 3600, h["retry-after"])
+        self.assertEqual(n.login("wang.two", STRONG_PW, source="127.0.4.9")[0], 401)  # none
+        # another address is not held back, and the hour passes
+        self.assertEqual(reg("wang.three", source="127.0.4.2")[0], 201)
+        n.set_clock(3601_000)
+        self.assertEqual(reg("wang.two")[0], 201)
+
+    def test_zero_is_no_limit(self):
+        n = self.node(auth=dict(CHEAP, registrations_per_hour=0))
+        for i in range(25):  # more than the default 20
+            st, _, d = register(n, kind="citizen", login="many%d" % i, name="Many")
+            self.assertEqual(st, 201, (i, d))
 
 
 # ---- sessions: expiry and revocation --------------------------------------------------

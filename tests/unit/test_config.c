@@ -64,6 +64,7 @@ static void defaults(void **state)
     assert_int_equal(c.auth_pw_ops, 2);
     assert_int_equal(c.auth_pw_mem, 64 << 20);
     assert_int_equal(c.auth_pw_max_age_ms, INT64_C(90) * 86400 * 1000);
+    assert_int_equal(c.auth_reg_per_hour, 20);
     assert_int_equal(c.auth_n2fa_roles, 0);
     assert_int_equal(c.audit_checkpoint_every, 1000);
     assert_int_equal(c.audit_checkpoint_ms, 300000);
@@ -91,7 +92,8 @@ static void every_key_set(void **state)
         "lua = { instructions = 1e6, memory = 8 * 1024 * 1024 }\n"
         "auth = { session_ttl = 60, idle_timeout = 0.5, max_failures = 3,\n"
         "         lock_seconds = 10, password_ops = 1, password_memory = 8192,\n"
-        "         password_max_age = 0, two_factor_roles = { 'admin', 'auditor' } }\n"
+        "         password_max_age = 0, two_factor_roles = { 'admin', 'auditor' },\n"
+        "         registrations_per_hour = 7 }\n"
         "audit = { checkpoint_every = 10, checkpoint_interval = 1.5 }\n"
         "key_file = '/etc/zt/master.key'\n"
         "plugins = { 'b', 'a' }\n";
@@ -125,6 +127,7 @@ static void every_key_set(void **state)
     assert_int_equal(c.auth_pw_ops, 1);
     assert_int_equal(c.auth_pw_mem, 8192);
     assert_int_equal(c.auth_pw_max_age_ms, 0); /* the policy off */
+    assert_int_equal(c.auth_reg_per_hour, 7);
     assert_int_equal(c.auth_n2fa_roles, 2);
     assert_string_equal(c.auth_2fa_roles[0], "admin");
     assert_string_equal(c.auth_2fa_roles[1], "auditor");
@@ -134,7 +137,7 @@ static void every_key_set(void **state)
     assert_int_equal(c.nplugins, 2);
     assert_string_equal(c.plugins[0].name, "b");
     assert_string_equal(c.plugins[1].name, "a");
-    assert_int_equal(c.plugins[0].line, 19);
+    assert_int_equal(c.plugins[0].line, 20);
     zt__conf_free(&c);
 }
 
