@@ -725,16 +725,17 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
     return 0;
 }
 
-int zt_req_in_scope(zt_req *req, const char *dept)
+static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u);
+
+int zt_req_dept_within(zt_req *req, const char *dept, const char *scope)
 {
-    const zt_caller *c = req->caller;
-    if (!c || !c->department || !dept || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
+    if (!dept || !scope || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
     zt_txn *t = zt_req_txn(req);
     if (!t) return 0;
     char code[65];
     snprintf(code, sizeof code, "%s", dept);
     for (int depth = 0; depth < 32; depth++) { /* walk up to the root; bounded on cycles */
-        if (strcmp(code, c->department) == 0) return 1;
+        if (strcmp(code, scope) == 0) return 1;
         cJSON *d = zt__db_get_json(t, req->srv->auth->depts, code, strlen(code));
         const char *parent = d ? zt__jstr(d, "parent") : NULL;
         if (!parent || !parent[0]) {
@@ -745,6 +746,41 @@ int zt_req_in_scope(zt_req *req, const char *dept)
         cJSON_Delete(d);
     }
     return 0;
+}
+
+int zt_req_in_scope(zt_req *req, const char *dept)
+{
+    const zt_caller *c = req->caller;
+    return c && c->department ? zt_req_dept_within(req, dept, c->department) : 0;
+}
+
+int zt_req_account(zt_req *req, const char *login, const zt_caller **out)
+{
+    *out = NULL;
+    if (!login || !login_ok(login)) return ZT_ENOTFOUND;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    zt_auth *a = req->srv->auth;
+    cJSON *u = NULL;
+    int rc = find_user(a, t, login, &u);
+    if (rc != ZT_OK) return rc;
+    if (jtrue(u, "disabled")) {
+        cJSON_Delete(u);
+        return ZT_ENOTFOUND;
+    }
+    size_t size;
+    zt_caller *packed = caller_pack(u, &size);
+    cJSON_Delete(u);
+    if (!packed) return ZT_EIO;
+    zt_caller *c = zt_req_alloc(req, size);
+    if (c) {
+        memcpy(c, packed, size);
+        caller_move(c, (char *)c - (char *)packed);
+    }
+    free(packed);
+    if (!c) return ZT_ENOMEM;
+    *out = c;
+    return ZT_OK;
 }
 
 /* ---- HTTP: sign in and out --------------------------------------------------------- */

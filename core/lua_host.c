@@ -2047,6 +2047,32 @@ static int l_auth_department(lua_State *L)
     return 1;
 }
 
+/* zt.auth.within(req, department, scope) → boolean: department is scope or below it. */
+static int l_auth_within(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.within");
+    size_t dl, sl;
+    const char *dept = check_str(L, 2, "zt.auth.within", "department", &dl);
+    const char *scope = check_str(L, 3, "zt.auth.within", "scope", &sl);
+    bool ok = dl > 0 && dl <= 64 && strlen(dept) == dl && sl > 0 && sl <= 64 && strlen(scope) == sl;
+    lua_pushboolean(L, ok && zt_req_dept_within(req, dept, scope));
+    return 1;
+}
+
+/* zt.auth.account(req, login) → the account as a caller table, or nil: none, or
+ * disabled. An unreadable store is an error, not a nil (it would read as "no one"). */
+static int l_auth_account(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.account");
+    size_t len;
+    const char *login = check_str(L, 2, "zt.auth.account", "login", &len);
+    const zt_caller *c = NULL;
+    int rc = strlen(login) == len ? zt_req_account(req, login, &c) : ZT_ENOTFOUND;
+    if (rc != ZT_OK && rc != ZT_ENOTFOUND) luaL_error(L, "zt.auth.account: %s", zt_strerror(rc));
+    push_caller(L, c);
+    return 1;
+}
+
 /* zt.audit.note(req, action, object): either may be nil (the default stays). */
 static int l_audit_note(lua_State *L)
 {
@@ -3022,6 +3048,8 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"has_role", l_auth_has_role},
                                     {"in_scope", l_auth_in_scope},
                                     {"department", l_auth_department},
+                                    {"within", l_auth_within},
+                                    {"account", l_auth_account},
                                     {NULL, NULL}}},
         {"audit", (const luaL_Reg[]){{"note", l_audit_note}, {NULL, NULL}}},
         {"crypto", (const luaL_Reg[]){{"encrypt", l_crypto_encrypt},

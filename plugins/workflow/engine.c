@@ -786,6 +786,33 @@ static bool good_login(const char *s)
     return true;
 }
 
+/* Whom a task is delegated to must be able to handle it as the core checks a caller: an
+ * active staff account, with the task's role (or the one it escalated to) and the task's
+ * department within their own. A task given to someone by name asks only the first. */
+static int check_delegate(wf_op *op, const wf_task *t, const char *to)
+{
+    const zt_caller *c = NULL;
+    int rc = op->req ? zt_req_account(op->req, to, &c) : ZT_EIO;
+    if (rc == ZT_ENOTFOUND || (rc == ZT_OK && strcmp(c->kind, "staff") != 0))
+        return wf_fail(op, 422, "invalid-delegate",
+                       "to: '%.64s' is not the login of an active staff account", to);
+    if (rc != ZT_OK) return sys_fail(op, rc, "the account to delegate to");
+    bool role_ok = !wf_nz(t->role) || zt_caller_has_role(c, t->role) ||
+                   (wf_nz(t->escalated) && zt_caller_has_role(c, t->escalated));
+    bool dept_ok =
+        !wf_nz(t->dept) || (c->department && zt_req_dept_within(op->req, t->dept, c->department));
+    if (!role_ok)
+        return wf_fail(op, 422, "invalid-delegate",
+                       "'%s' cannot handle task %s: it needs the role %s", c->login, t->id,
+                       t->role);
+    if (!dept_ok)
+        return wf_fail(op, 422, "invalid-delegate",
+                       "'%s' cannot handle task %s: it is for department %s, which is not "
+                       "within theirs (%s)",
+                       c->login, t->id, t->dept, c->department ? c->department : "none");
+    return ZT_OK;
+}
+
 /* Give an open task to `to` (claim: flag WF_TF_CLAIMED; delegate: WF_TF_DELEGATED, by the
  * actor): its to-do keys move with it and step s goes into the history. */
 static int reassign(wf_op *op, wf_task *t, wf_inst *in, const char *to, uint8_t flag,
@@ -866,6 +893,7 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
             rc = wf_fail(op, 400, "invalid-input", "to: the login of the person to delegate to");
             goto done;
         }
+        if ((rc = check_delegate(op, t, a->to)) != ZT_OK) goto done;
         wf_step s = {op->now, "delegate", t->node_id, op->actor, t->id, a->to, a->opinion};
         if ((rc = reassign(op, t, &in, a->to, WF_TF_DELEGATED, &s)) != ZT_OK) goto done;
     } else if (!strcmp(act, "complete")) {

@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import urllib.parse
 
 from ztnode import NodeTest, lua_manifest, lua_route, lua_tree_with
 
@@ -64,6 +65,13 @@ E2E_INIT = "".join(
         ),
         lua_route(
             "GET",
+            "/e2e/account",
+            "local a = zt.auth.account(req, req.query.login)\n"
+            "return 200, { account = a or zt.json.null,\n"
+            "  within = zt.auth.within(req, req.query.dept or 'x', req.query.scope or 'x') }",
+        ),
+        lua_route(
+            "GET",
             "/e2e/alloc",
             "local mb = math.tointeger(tonumber(req.query.mb))\n"
             'local s = string.rep("m", mb << 20)\nreturn 200, { bytes = #s }',
@@ -106,6 +114,33 @@ class LuaFailures(NodeTest):
         d = json.loads(b)
         self.assertIs(d["ok"], True)
         return d["calls"]
+
+    def test_accounts_and_departments_of_others(self):
+        n = self.shared
+        for code, parent in (("lu_bureau", "root"), ("lu_section", "lu_bureau"), ("lu_other", "root")):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+            self.assertEqual(st, 201, d)
+        h = n.new_user("lu.clerk", ("clerk",), "lu_section")
+
+        def get(**q):
+            st, _, d = n.json("GET", "/e2e/account?" + urllib.parse.urlencode(q), auth=False)
+            self.assertEqual(st, 200, d)
+            return d
+
+        a = get(login="lu.clerk")["account"]
+        self.assertEqual((a["login"], a["kind"], a["department"], a["roles"]),
+                         ("lu.clerk", "staff", "lu_section", ["clerk"]))
+        self.assertEqual(a["id"], n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"])
+        self.assertIsNone(get(login="no.such.one")["account"])
+        self.assertIsNone(get(login="NOT A LOGIN")["account"])
+        uid = a["id"]
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"disabled": True})[0], 200)
+        self.assertIsNone(get(login="lu.clerk")["account"])  # disabled: can do nothing
+        for dept, scope, want in (("lu_section", "lu_bureau", True), ("lu_section", "root", True),
+                                  ("lu_bureau", "lu_bureau", True), ("lu_bureau", "lu_section", False),
+                                  ("lu_other", "lu_bureau", False), ("nope", "root", False)):
+            with self.subTest(dept=dept, scope=scope):
+                self.assertIs(get(login="x", dept=dept, scope=scope)["within"], want)
 
     def test_returning_a_table_is_json(self):
         st, h, b = self.shared.request("GET", "/e2e/table")

@@ -354,13 +354,42 @@ class WorkflowTest(NodeTest):
         self.assertEqual(d["assignee"], "clerk1")
         self.act("clerk2", t["id"], "complete", want=403)  # claimed by clerk1 now
         self.act("clerk1", t["id"], "delegate", {}, want=400)
-        d = self.act("clerk1", t["id"], "delegate", {"to": "boss", "opinion": "请代办"})
-        self.assertEqual((d["assignee"], d["delegated_by"]), ("boss", "clerk1"))
+        d = self.act("clerk1", t["id"], "delegate", {"to": "clerk2", "opinion": "请代办"})
+        self.assertEqual((d["assignee"], d["delegated_by"]), ("clerk2", "clerk1"))
         self.act("clerk1", t["id"], "complete", want=403)
-        st, _, todo = self.as_("boss", "GET", "/workflow/tasks")
+        st, _, todo = self.as_("clerk2", "GET", "/workflow/tasks")
         self.assertIn(t["id"], [x["id"] for x in todo["items"]])
-        self.act("boss", t["id"], "complete", {"opinion": "已办"})
+        self.act("clerk2", t["id"], "complete", {"opinion": "已办"})
         self.assertEqual(self.instance(inst["id"])["state"], "completed")
+
+    def test_a_task_goes_only_to_someone_who_may_handle_it(self):
+        n = self.shared
+        inst = self.start("plain")
+        t = self.task_at(inst["id"], "t")  # role clerk, department d1
+        self.act("clerk1", t["id"], "claim")
+        n.new_user("clerk_d2", ("clerk",), "d2")
+        h = n.new_user("clerk_gone", ("clerk",), "d1")
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"disabled": True})[0], 200)
+        st, _, d = n.json("POST", "/auth/register", {"kind": "citizen", "login": "wf.citizen",
+                                                     "name": "Citizen", "password": "Another-strong-pw-2"},
+                          auth=False)
+        self.assertEqual(st, 201, d)
+        for to, why in (
+            ("no.such.login", "is not the login of an active staff account"),
+            ("wf.citizen", "is not the login of an active staff account"),
+            ("clerk_gone", "is not the login of an active staff account"),
+            ("outsider", "needs the role clerk"),
+            ("boss", "needs the role clerk"),
+            ("clerk_d2", "department d1, which is not within theirs (d2)"),
+        ):
+            with self.subTest(to=to):
+                d = self.act("clerk1", t["id"], "delegate", {"to": to}, want=422)
+                self.assertEqual(d["type"], "/problems/invalid-delegate", d)
+                self.assertIn(why, d["detail"])
+        self.assertEqual(self.task_at(inst["id"], "t")["assignee"], "clerk1")  # still
+        d = self.act("clerk1", t["id"], "delegate", {"to": "clerk2"})
+        self.assertEqual(d["assignee"], "clerk2")
 
     def test_withdraw_only_while_untouched(self):
         inst = self.start("plain", login="clerk1")
