@@ -592,6 +592,7 @@ static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
         if ((rc = choose(op, in, d, ni, &next)) != ZT_OK) return rc;
         return enter(op, in, d, next);
     case WF_SPLIT:
+        op->signer = NULL; /* what reaches a join from these branches is not the person's */
         /* a new activation of the split: its joins start counting afresh */
         for (size_t x = 0; x < d->nnodes; x++)
             if (d->nodes[x].type == WF_JOIN && d->nodes[x].split == ni)
@@ -603,6 +604,17 @@ static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
         wf_counter *c = wf_inst_counter(in, ni, true);
         if (!c) return sys_fail(op, ZT_ENOMEM, "instance");
         if (c->need == 0xffff) return ZT_OK; /* fired already (N of M): a late branch */
+        if (op->signer && n->need && n->need < n->nin) {
+            /* N of M (会签): the branches are votes; one person gives one */
+            int had = wf_counter_sign(in, c, op->signer);
+            if (had < 0) return sys_fail(op, had, "instance");
+            if (had)
+                return wf_fail(op, 409, "already-signed",
+                               "%s has completed another branch that joins at '%s' already: "
+                               "each is for a different person",
+                               op->signer, n->id);
+            op->signer = NULL; /* counted here, not again at a join further on */
+        }
         c->count++;
         unsigned need = n->need ? (unsigned)n->need : n->nin;
         if (c->count < need) return ZT_OK;
@@ -751,13 +763,26 @@ static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, cons
     if ((rc = emit(op, "workflow.task.completed", in, t, op->actor)) != ZT_OK) return rc;
     const wf_node *n = &d->nodes[t->node];
     wf_counter *c = wf_inst_counter(in, t->node, false);
+    bool person = op->caller && op->caller->kind && strcmp(op->caller->kind, "system") != 0;
     if (c) {
-        /* one of a multi-instance node's tasks (countersign: N of them suffice) */
+        /* one of a multi-instance node's tasks; where the definition says how many suffice
+         * (need: a countersign, 会签), they are votes, each a different person's */
+        bool vote = n->need || n->need_fn != WF_NOREF;
+        int had = person && vote ? wf_counter_sign(in, c, op->actor) : 0;
+        if (had < 0) return sys_fail(op, had, "instance");
+        if (had)
+            return wf_fail(op, 409, "already-signed",
+                           "%s has completed another of node '%s''s tasks already: each is "
+                           "for a different person",
+                           op->actor, t->node_id);
         if (++c->count < c->need) return ZT_OK;
         wf_inst_del_counter(in, t->node);
         if ((rc = cancel_open(op, in, NULL, t->node)) != ZT_OK) return rc;
     }
-    return enter(op, in, d, n->next);
+    op->signer = person ? op->actor : NULL;
+    rc = enter(op, in, d, n->next);
+    op->signer = NULL;
+    return rc;
 }
 
 static int do_return(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)

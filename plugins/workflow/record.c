@@ -2,6 +2,7 @@
 #include "wf.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,6 +279,12 @@ static int inst_decode(wf *w, const char *id, rd r, wf_inst *out)
     if (n && !(out->visited = grow(NULL, &out->capvisited, n, 1))) goto oom;
     for (uint16_t i = 0; i < n; i++) out->visited[i] = get_u8(&r);
     out->nvisited = n;
+    /* who counted towards each counter: absent from records written before it was kept */
+    for (uint16_t i = 0; i < out->ncounters; i++) out->counters[i].signers = "";
+    if (r.p < r.end) {
+        if (get_u16(&r) != out->ncounters) goto bad;
+        for (uint16_t i = 0; i < out->ncounters; i++) out->counters[i].signers = get_str(&r);
+    }
     if (r.bad) goto bad;
     return ZT_OK;
 bad:
@@ -336,6 +343,9 @@ int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in)
     }
     wf_put_u16(&b, in->nvisited);
     wf_put_bytes(&b, in->visited, in->nvisited);
+    wf_put_u16(&b, in->ncounters);
+    for (uint16_t i = 0; i < in->ncounters; i++)
+        wf_put_str(&b, in->counters[i].signers ? in->counters[i].signers : "");
     return store(txn, w->inst, in->id, WF_ID, &b);
 }
 
@@ -372,7 +382,24 @@ wf_counter *wf_inst_counter(wf_inst *in, uint8_t node, bool create)
     wf_counter *c = &in->counters[in->ncounters++];
     c->node = node;
     c->count = c->need = 0;
+    c->signers = "";
     return c;
+}
+
+int wf_counter_sign(wf_inst *in, wf_counter *c, const char *login)
+{
+    const char *s = c->signers ? c->signers : "";
+    size_t ln = strlen(login), sn = strlen(s);
+    for (const char *p = s; (p = strstr(p, login)) != NULL; p++)
+        if (p > s && p[-1] == '\n' && p[ln] == '\n') return 1;
+    char *n = malloc(sn + ln + 3);
+    if (!n) return ZT_ENOMEM;
+    snprintf(n, sn + ln + 3, "%s%s%s\n", sn ? s : "", sn ? "" : "\n", login);
+    const char *kept = wf_inst_keep(in, n);
+    free(n);
+    if (!kept) return ZT_ENOMEM;
+    c->signers = kept;
+    return 0;
 }
 
 void wf_inst_del_counter(wf_inst *in, uint8_t node)

@@ -81,6 +81,9 @@ enum { WF_TF_CLAIMED = 1, WF_TF_DELEGATED = 2, WF_TF_REMINDED = 4, WF_TF_OVERDUE
 typedef struct wf_counter {
     uint8_t node;
     uint16_t count, need;
+    /* who has counted towards it: "\nlogin\nlogin\n" ("" none), for countersigns and
+     * joins, whose tasks must be completed by as many different people */
+    const char *signers;
 } wf_counter;
 
 /* An instance as decoded: strings point into `raw` (a private copy of the record) or into
@@ -190,6 +193,8 @@ int wf_inst_add_open(wf_inst *in, const char *task_id);
 bool wf_inst_del_open(wf_inst *in, const char *task_id);
 wf_counter *wf_inst_counter(wf_inst *in, uint8_t node, bool create);
 void wf_inst_del_counter(wf_inst *in, uint8_t node);
+/* 1 if login has counted towards c already; else add it (ZT_ENOMEM) and return 0. */
+int wf_counter_sign(wf_inst *in, wf_counter *c, const char *login);
 int wf_inst_visit(wf_inst *in, uint8_t node);
 bool wf_inst_visited(const wf_inst *in, uint8_t node);
 
@@ -225,6 +230,9 @@ typedef struct wf_op {
     const char *slug;
     char why[512];
     cJSON *created; /* tasks created by this action (array of small objects), or NULL */
+    /* the person whose completion of a task is being carried to the join it reaches (a
+     * join counts different people), or NULL */
+    const char *signer;
 } wf_op;
 
 int wf_op_begin(wf_op *op, wf *w, zt_req *req);

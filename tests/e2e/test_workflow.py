@@ -305,6 +305,34 @@ class WorkflowTest(NodeTest):
         self.act("clerk1", tasks[0]["id"], "complete")
         self.assertEqual(self.instance(inst["id"])["state"], "completed")
 
+    def test_one_person_gives_one_of_the_opinions_a_join_counts(self):
+        inst = self.start("nofm")
+        _, tasks = self.open_tasks(inst["id"])
+        by = {t["node"]: t for t in tasks}
+        self.act("sign1", by["x"]["id"], "complete", {"decision": "sign"})
+        # sign1 may act on y (a signer), but a second signature of theirs is not a second
+        d = self.act("sign1", by["y"]["id"], "complete", {"decision": "sign"}, want=409)
+        self.assertEqual(d["type"], "/problems/already-signed", d)
+        self.assertIn("sign1 has completed another branch that joins at 'j'", d["detail"])
+        self.assertEqual(self.task_at(inst["id"], "y")["state"], "open")  # nothing kept
+        self.act("sign2", by["y"]["id"], "complete", {"decision": "sign"})
+        _, tasks = self.open_tasks(inst["id"])
+        self.assertEqual([t["node"] for t in tasks], ["after"])
+
+    def test_one_person_gives_one_of_a_countersigns_opinions(self):
+        n = self.shared
+        self.users["rev_county"] = n.new_user("rev_county", ("reviewer",), "root")  # all within root
+        inst = self.start("multi", {"depts": ["d1", "d2", "root"]})
+        _, tasks = self.open_tasks(inst["id"])
+        by = {t["department"]: t for t in tasks}
+        self.act("rev_county", by["d1"]["id"], "complete", {"decision": "approve"})
+        d = self.act("rev_county", by["d2"]["id"], "complete", {"decision": "approve"}, want=409)
+        self.assertEqual(d["type"], "/problems/already-signed", d)
+        self.assertIn("node 'sign''s tasks", d["detail"])
+        self.assertEqual(self.instance(inst["id"])["state"], "running")
+        self.act("rev2", by["d2"]["id"], "complete", {"decision": "approve"})
+        self.assertEqual(self.instance(inst["id"])["state"], "completed")
+
     def test_multi_instance_countersign(self):
         inst = self.start("multi", {"depts": ["d1", "d2", "root"]})
         _, tasks = self.open_tasks(inst["id"])
