@@ -568,6 +568,18 @@ static int finish(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, int state
     return emit(op, "workflow.instance.completed", in, NULL, op->actor);
 }
 
+/* who counts towards c once (a vote): ZT_OK, or 409 already-signed naming what they
+ * completed already. */
+static int vote_once(wf_op *op, wf_inst *in, wf_counter *c, const char *who, const char *what)
+{
+    int had = wf_counter_sign(in, c, who);
+    if (had < 0) return sys_fail(op, had, "instance");
+    if (had)
+        return wf_fail(op, 409, "already-signed",
+                       "%s has completed %s already: each is for a different person", who, what);
+    return ZT_OK;
+}
+
 static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
 {
     assert(ni < d->nnodes);
@@ -606,13 +618,9 @@ static int enter(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni)
         if (c->need == 0xffff) return ZT_OK; /* fired already (N of M): a late branch */
         if (op->signer && n->need && n->need < n->nin) {
             /* N of M (会签): the branches are votes; one person gives one */
-            int had = wf_counter_sign(in, c, op->signer);
-            if (had < 0) return sys_fail(op, had, "instance");
-            if (had)
-                return wf_fail(op, 409, "already-signed",
-                               "%s has completed another branch that joins at '%s' already: "
-                               "each is for a different person",
-                               op->signer, n->id);
+            char what[128];
+            snprintf(what, sizeof what, "another branch that joins at '%s'", n->id);
+            if ((rc = vote_once(op, in, c, op->signer, what)) != ZT_OK) return rc;
             op->signer = NULL; /* counted here, not again at a join further on */
         }
         c->count++;
@@ -768,13 +776,11 @@ static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, cons
         /* one of a multi-instance node's tasks; where the definition says how many suffice
          * (need: a countersign, 会签), they are votes, each a different person's */
         bool vote = n->need || n->need_fn != WF_NOREF;
-        int had = person && vote ? wf_counter_sign(in, c, op->actor) : 0;
-        if (had < 0) return sys_fail(op, had, "instance");
-        if (had)
-            return wf_fail(op, 409, "already-signed",
-                           "%s has completed another of node '%s''s tasks already: each is "
-                           "for a different person",
-                           op->actor, t->node_id);
+        if (person && vote) {
+            char what[128];
+            snprintf(what, sizeof what, "another of node '%s''s tasks", t->node_id);
+            if ((rc = vote_once(op, in, c, op->actor, what)) != ZT_OK) return rc;
+        }
         if (++c->count < c->need) return ZT_OK;
         wf_inst_del_counter(in, t->node);
         if ((rc = cancel_open(op, in, NULL, t->node)) != ZT_OK) return rc;
