@@ -370,6 +370,21 @@ class Notice(NodeTest):
         self.assertEqual(n.request("DELETE", "/notices/" + mine["id"])[0], 204)  # admin: above all
         self.assertEqual(n.request("DELETE", "/notices/" + water["id"])[0], 204)
 
+    def test_a_notice_of_no_department_is_its_publishers_to_withdraw(self):
+        n = self.shared
+        st, _, k = n.json("POST", "/admin/keys", {"name": "board-feed", "plugin": "notice",
+                                                   "role": "notice_editor"})
+        self.assertEqual(st, 201, k)
+        feed = {"Authorization": "Bearer " + k["key"]}
+        st, _, made = n.json("POST", "/notices", {"title": "停电", "body": "b"}, feed, auth=False)
+        self.assertEqual((st, made.get("department_code")), (201, None), made)
+        other = n.new_user("any.editor", roles=["notice_editor"], department="root")
+        st, h, b = n.request("DELETE", "/notices/" + made["id"], None, other, auth=False)
+        self.assertIn("who published it, or an administrator", self.assertProblem(st, h, b, 403)["detail"])
+        self.assertEqual(n.request("DELETE", "/notices/" + made["id"], None, feed, auth=False)[0], 204)
+        st, _, again = n.json("POST", "/notices", {"title": "停电", "body": "b"}, feed, auth=False)
+        self.assertEqual(n.request("DELETE", "/notices/" + again["id"])[0], 204)  # admin
+
     def test_department_is_optional(self):
         d = self.create(title="t", body="b")
         st, _, got = self.shared.json("GET", "/notices/" + d["id"])

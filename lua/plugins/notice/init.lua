@@ -101,11 +101,18 @@ zt.route("DELETE", "/notices/:id", { role = "notice_editor", summary = "Withdraw
   function(req)
     local notice = notices:get(req.params.id)
     if not notice then not_found(req.params.id) end
-    -- Withdrawn by the editors of the department that issued it, or of one above it.
+    -- Withdrawn by the editors of the department that issued it, or of one above it; one
+    -- issued by no department (its editor had none: an API key) by its publisher or an
+    -- administrator, not by every editor of the county.
     local code = notice.department_code
-    if code ~= nil and code ~= zt.json.null and not zt.auth.in_scope(req, code) then
-      zt.problem(403, "forbidden", "notice " .. req.params.id .. " was issued by department " .. code
-        .. ": its editors, or those of a department above it, withdraw it")
+    if code ~= nil and code ~= zt.json.null then
+      if not zt.auth.in_scope(req, code) then
+        zt.problem(403, "forbidden", "notice " .. req.params.id .. " was issued by department " .. code
+          .. ": its editors, or those of a department above it, withdraw it")
+      end
+    elseif notice.published_by ~= req.caller.login and not zt.auth.has_role(req, "admin") then
+      zt.problem(403, "forbidden", "notice " .. req.params.id .. " was issued by no department: "
+        .. tostring(notice.published_by) .. ", who published it, or an administrator withdraws it")
     end
     notices:delete(req.params.id)
     zt.log.info("notice %s withdrawn", req.params.id)
