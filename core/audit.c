@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sodium.h>
 
 /*
@@ -50,6 +51,7 @@ typedef struct zt_audit_rec {
 struct zt_audit {
     zt_db *log;
     zt_db *cps;        /* checkpoints: seq → {seq, hash, time, signature} */
+    zt_db *anchor;     /* "a" → seq u64 | hash[32]: the last record pruned (archived) */
     uint64_t cp_seq;   /* the last checkpoint's sequence number */
     uint64_t since_cp; /* records appended by this process since (a hint for when) */
     uint64_t cp_batch; /* the checkpoint written in the open batch, cp_seq once it commits */
@@ -75,6 +77,7 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     a->srv = srv;
     int rc = zt__store_db(srv->store, "_core", "audit", &a->log);
     if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "audit_checkpoints", &a->cps);
+    if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "audit_anchor", &a->anchor);
     if (rc != ZT_OK) {
         snprintf(err, errlen, "cannot open the audit log: %s", zt_strerror(rc));
         return rc;
@@ -169,14 +172,31 @@ static int fields_decode(const zt_audit_rec *r, rec_fields *o)
     return p == end ? ZT_OK : ZT_EIO;
 }
 
-/* The last record in t: its sequence number and hash (0 and zeros for an empty log). */
+/* Where the log in t begins: after the last record pruned into an archive (its sequence
+ * number and hash), or after nothing (0 and zeros). */
+static int anchor_get(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
+{
+    *seq = 0;
+    memset(hash, 0, 32);
+    const void *v;
+    size_t vl;
+    int rc = zt_get(t, a->anchor, "a", 1, &v, &vl);
+    if (rc == ZT_ENOTFOUND) return ZT_OK;
+    if (rc != ZT_OK) return rc;
+    if (vl != 40) return ZT_EIO;
+    *seq = zt__be64_get(v);
+    memcpy(hash, (const unsigned char *)v + 8, 32);
+    return ZT_OK;
+}
+
+/* The last record in t: its sequence number and hash (the anchor's for an empty log). */
 static int head_in(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
 {
     zt_kv kv;
     *seq = 0;
     memset(hash, 0, 32);
     int rc = zt__db_edge(t, a->log, ZT_LAST, &kv);
-    if (rc == ZT_ENOTFOUND) return ZT_OK;
+    if (rc == ZT_ENOTFOUND) return anchor_get(a, t, seq, hash);
     if (rc != ZT_OK) return rc;
     zt_audit_rec r;
     size_t off = 0;
@@ -497,20 +517,22 @@ const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned ch
     return first ? "an empty value in the log" : NULL;
 }
 
-int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r)
+int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r)
 {
     memset(r, 0, sizeof(*r));
-    zt_cursor *c;
-    int rc = zt_cursor_open(t, log, &c);
+    unsigned char prev[32];
+    int rc = anchor_get(srv->audit, t, &r->pruned_through, prev);
     if (rc != ZT_OK) return rc;
-    unsigned char prev[32] = {0};
-    uint64_t expect = 1;
+    zt_cursor *c;
+    if ((rc = zt_cursor_open(t, srv->audit->log, &c)) != ZT_OK) return rc;
+    uint64_t expect = r->pruned_through + 1;
     zt_kv kv;
     const char *why = NULL;
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !why;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv))
         why = zt__audit_check_value(&kv, &expect, prev);
-    r->records = r->last_seq = expect - 1;
+    r->last_seq = expect - 1;
+    r->records = r->last_seq - r->pruned_through;
     if (why) {
         r->first_bad = expect;
         snprintf(r->reason, sizeof r->reason, "%s", why);
@@ -530,6 +552,34 @@ static bool at_record(zt_txn *t, zt_db *log, uint64_t seq, const unsigned char h
            r.seq == seq && sodium_memcmp(r.hash, hash, 32) == 0;
 }
 
+/* Why checkpoint json (stored under seq) is not one the key pk signed (NULL: it is); its
+ * hash goes to hash. */
+static const char *checkpoint_check(const unsigned char pk[32], uint64_t seq, const char *json,
+                                    size_t len, unsigned char hash[32])
+{
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
+    const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signature");
+    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+    unsigned char sig[64];
+    size_t n = 0, m = 0;
+    char msg[256];
+    const char *why = NULL;
+    if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
+        !whole_u53(tm->valuedouble) ||
+        (sq && !(cJSON_IsNumber(sq) && sq->valuedouble == (double)seq)) ||
+        zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK || n != 32 ||
+        zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
+        m != 64)
+        why = "a checkpoint is damaged";
+    else if (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble) < 0 ||
+             zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK)
+        why = "a checkpoint's signature is not the node's";
+    cJSON_Delete(o);
+    return why;
+}
+
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
 {
     zt_audit *a = srv->audit;
@@ -546,27 +596,10 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
             have_pk = true;
         }
         uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
-        cJSON *o = cJSON_ParseWithLength(kv.val, kv.vlen);
-        const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
-        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
-        const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signature");
-        unsigned char hash[32], sig[64];
-        size_t n = 0, m = 0;
-        char msg[256];
-        const char *why = NULL;
-        if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
-            !whole_u53(tm->valuedouble) ||
-            zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK ||
-            n != 32 ||
-            zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
-            m != 64)
-            why = "a checkpoint is damaged";
-        else if (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble) < 0 ||
-                 zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK)
-            why = "a checkpoint's signature is not the node's";
-        else if (!at_record(t, a->log, seq, hash))
+        unsigned char hash[32];
+        const char *why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash);
+        if (!why && !at_record(t, a->log, seq, hash))
             why = "the log does not match its signed checkpoint here";
-        cJSON_Delete(o);
         if (why && (!r->first_bad || seq < r->first_bad)) {
             r->first_bad = seq;
             snprintf(r->reason, sizeof r->reason, "%s", why);
@@ -733,19 +766,419 @@ int zt__audit_flush(zt_server *srv)
 
 /* ---- HTTP ------------------------------------------------------------------------ */
 
+/* ---- retention: archives ------------------------------------------------------------ */
+
+/*
+ * The log grows for as long as the node runs; the law asks that it be kept (six months
+ * at least), not that it stay in the live database. `zhengtong audit export` writes the
+ * oldest records to an archive file, and `zhengtong audit prune` removes from the log
+ * exactly the records an archive holds, once it has checked the archive record by record.
+ * The log then begins after the last of them: the anchor keeps its sequence number and
+ * hash, so the records that stay still chain to it, and the archives chain to each other.
+ *
+ * An archive is text, a JSON object per line:
+ *     {"zhengtong_audit_archive": 1, "node": name, "node_key": base64url, "after_seq": n,
+ *      "after_hash": hex, "created_at": ms}
+ *     {"key": base64url, "value": base64url}      a stored value, as it was (a batch)
+ *     {"checkpoint": {"seq", "hash", "time", "signature"}}   after the value it signs
+ *     ...
+ *     {"end": {"records": n, "last_seq": n, "last_hash": hex}}
+ * so it is checked with the code that checks the log, and the end line catches a cut.
+ */
+
+#define ARCHIVE_FMT 1
+
+/* The records of stored value kv: the first and last sequence numbers. */
+static int value_span(const zt_kv *kv, uint64_t *first, uint64_t *last)
+{
+    zt_audit_rec r;
+    size_t off = 0;
+    int rc, n = 0;
+    while ((rc = rec_next(kv, &off, &r)) == ZT_OK) {
+        if (!n++) *first = r.seq;
+        *last = r.seq;
+    }
+    return rc == ZT_ENOTFOUND && n ? ZT_OK : ZT_EIO;
+}
+
+static int put_line(FILE *f, cJSON *o)
+{
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return ZT_ENOMEM;
+    int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    cJSON_free(text);
+    return ok ? ZT_OK : ZT_EIO;
+}
+
+static void add_b64(cJSON *o, const char *name, const void *bin, size_t len)
+{
+    char *s = malloc(ZT__B64URL_LEN(len));
+    if (!s) return; /* the object is then incomplete: the archive's check refuses it */
+    zt__b64url_encode(s, bin, len);
+    cJSON_AddStringToObject(o, name, s);
+    free(s);
+}
+
+static void add_hex(cJSON *o, const char *name, const unsigned char hash[32])
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, hash, 32);
+    cJSON_AddStringToObject(o, name, hex);
+}
+
+/* Write the archive of the log in t, through the last whole stored value that ends at or
+ * before record `through`, to f. */
+static int export_to(zt_server *srv, zt_txn *t, uint64_t through, FILE *f, zt_archive_info *info,
+                     char *err, size_t errlen)
+{
+    zt_audit *a = srv->audit;
+    unsigned char pk[32];
+    int rc = anchor_get(a, t, &info->after_seq, info->after_hash);
+    if (rc == ZT_OK) rc = zt__node_pubkey(srv, t, pk);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot read the log's beginning or the node key: %s",
+                 zt_strerror(rc));
+        return rc;
+    }
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddNumberToObject(h, "zhengtong_audit_archive", ARCHIVE_FMT);
+    cJSON_AddStringToObject(h, "node", srv->conf->node_name);
+    add_b64(h, "node_key", pk, 32);
+    cJSON_AddNumberToObject(h, "after_seq", (double)info->after_seq);
+    add_hex(h, "after_hash", info->after_hash);
+    cJSON_AddNumberToObject(h, "created_at", (double)zt_now_ms());
+    if ((rc = put_line(f, h)) != ZT_OK) return rc;
+    zt_cursor *c, *cp;
+    if ((rc = zt_cursor_open(t, a->log, &c)) != ZT_OK) return rc;
+    if ((rc = zt_cursor_open(t, a->cps, &cp)) != ZT_OK) {
+        zt_cursor_close(c);
+        return rc;
+    }
+    info->last_seq = info->after_seq;
+    memcpy(info->last_hash, info->after_hash, 32);
+    zt_kv kv, ck;
+    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        uint64_t first = 0, last = 0;
+        if ((rc = value_span(&kv, &first, &last)) != ZT_OK) break;
+        if (last > through) break;
+        cJSON *o = cJSON_CreateObject();
+        add_b64(o, "key", kv.key, kv.klen);
+        add_b64(o, "value", kv.val, kv.vlen);
+        if ((rc = put_line(f, o)) != ZT_OK) break;
+        /* the value's last record, for the end line */
+        zt_audit_rec r;
+        for (size_t off = 0; rec_next(&kv, &off, &r) == ZT_OK;) memcpy(info->last_hash, r.hash, 32);
+        info->records += last - first + 1;
+        info->last_seq = last;
+        unsigned char key[8];
+        zt__be64_put(key, first);
+        int crc;
+        for (crc = zt_cursor_seek(cp, ZT_GE, key, 8, &ck);
+             crc == ZT_OK && ck.klen == 8 && zt__be64_get(ck.key) <= last;
+             crc = zt_cursor_seek(cp, ZT_NEXT, NULL, 0, &ck)) {
+            cJSON *cj = cJSON_ParseWithLength(ck.val, ck.vlen), *w = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, "checkpoint", cj ? cj : cJSON_CreateNull());
+            if ((rc = put_line(f, w)) != ZT_OK) break;
+            info->checkpoints++;
+        }
+        if (rc != ZT_OK) break;
+    }
+    zt_cursor_close(cp);
+    zt_cursor_close(c);
+    if (rc == ZT_EIO) snprintf(err, errlen, "a stored value of the log is damaged: run verify");
+    if (rc != ZT_ENOTFOUND && rc != ZT_OK) return rc;
+    if (info->records == 0) {
+        snprintf(err, errlen,
+                 "nothing to export through record %llu: the log begins after record %llu, "
+                 "and its oldest batch ends later",
+                 (unsigned long long)through, (unsigned long long)info->after_seq);
+        return ZT_EINVAL;
+    }
+    cJSON *e = cJSON_CreateObject(), *end = cJSON_AddObjectToObject(e, "end");
+    cJSON_AddNumberToObject(end, "records", (double)info->records);
+    cJSON_AddNumberToObject(end, "last_seq", (double)info->last_seq);
+    add_hex(end, "last_hash", info->last_hash);
+    return put_line(f, e);
+}
+
+int zt__audit_export(zt_server *srv, uint64_t through, const char *path, zt_archive_info *info,
+                     char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.partial", path) >= (int)sizeof tmp) return ZT_EINVAL;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        fclose(f);
+        snprintf(err, errlen, "%s exists: an archive is never overwritten", path);
+        return ZT_EEXIST;
+    }
+    if (!(f = fopen(tmp, "wx"))) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return ZT_EIO;
+    }
+    /* the head signed first: the node's key then exists to name, and the records after
+     * the archive's are pinned too */
+    int rc = zt__audit_checkpoint(srv);
+    zt_txn *t;
+    if (rc == ZT_OK)
+        rc = zt__store_read_begin(srv->store, &t);
+    else
+        snprintf(err, errlen, "cannot sign the log's head: %s", zt_strerror(rc));
+    if (rc == ZT_OK) {
+        rc = export_to(srv, t, through, f, info, err, errlen);
+        zt__store_end(srv->store, t, false);
+    }
+    /* whole on the disk, then under its name: a crash leaves a .partial, never a short
+     * archive that looks whole */
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) rc = rc == ZT_OK ? ZT_EIO : rc;
+    if (fclose(f) != 0) rc = rc == ZT_OK ? ZT_EIO : rc;
+    if (rc == ZT_OK && rename(tmp, path) != 0) rc = ZT_EIO;
+    if (rc != ZT_OK) {
+        if (!err[0]) snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        remove(tmp);
+        return rc;
+    }
+    /* read back as prune will read it: what was written is what the log holds */
+    return zt__audit_archive_check(path, info, err, errlen);
+}
+
+/* The bytes of a base64url string member, exactly n of them (n 0: any up to cap). */
+static bool get_b64(const cJSON *o, const char *name, unsigned char *out, size_t cap, size_t *len)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(s) &&
+           zt__b64url_decode(out, cap, s->valuestring, strlen(s->valuestring), len) == ZT_OK;
+}
+
+static bool get_hex32(const cJSON *o, const char *name, unsigned char out[32])
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, name);
+    size_t n = 0;
+    return cJSON_IsString(s) &&
+           zt__hex_decode(out, 32, s->valuestring, strlen(s->valuestring), &n) == ZT_OK && n == 32;
+}
+
+static bool get_u53(const cJSON *o, const char *name, uint64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(v) || !whole_u53(v->valuedouble)) return false;
+    *out = (uint64_t)v->valuedouble;
+    return true;
+}
+
+#define ARCHIVE_VALUE_MAX (VALUE_SPLIT + 64 * 1024) /* a batch's value, with its last record */
+
+int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return ZT_EIO;
+    }
+    crypto_generichash_state digest;
+    crypto_generichash_init(&digest, NULL, 0, 32);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    unsigned char prev[32], key[16], *val = malloc(ARCHIVE_VALUE_MAX), *last_val = NULL;
+    size_t last_vlen = 0, last_klen = 0;
+    unsigned char last_key[16];
+    uint64_t expect = 0;
+    const char *why = NULL;
+    bool ended = false;
+    int rc = val ? ZT_OK : ZT_ENOMEM;
+    if (!(last_val = malloc(ARCHIVE_VALUE_MAX))) rc = ZT_ENOMEM;
+    while (rc == ZT_OK && !why && (n = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        crypto_generichash_update(&digest, (const unsigned char *)line, (size_t)n);
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
+        const cJSON *cpo = cJSON_GetObjectItemCaseSensitive(o, "checkpoint"),
+                    *end = cJSON_GetObjectItemCaseSensitive(o, "end");
+        size_t kl = 0, vl = 0;
+        uint64_t fmt = 0;
+        if (!cJSON_IsObject(o)) {
+            why = "not a JSON object";
+        } else if (ended) {
+            why = "a line after the end line";
+        } else if (lineno == 1) {
+            const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "node");
+            if (!get_u53(o, "zhengtong_audit_archive", &fmt) || fmt != ARCHIVE_FMT)
+                why = "not a zhengtong audit archive of format 1";
+            else if (!get_b64(o, "node_key", info->node_key, 32, &kl) || kl != 32 ||
+                     !get_u53(o, "after_seq", &info->after_seq) ||
+                     !get_hex32(o, "after_hash", info->after_hash) || !cJSON_IsString(node))
+                why = "the first line lacks node_key, after_seq, after_hash or node";
+            else {
+                snprintf(info->node, sizeof info->node, "%s", node->valuestring);
+                memcpy(prev, info->after_hash, 32);
+                expect = info->after_seq + 1;
+            }
+        } else if (cpo) {
+            uint64_t seq = 0;
+            unsigned char hash[32];
+            char *text = cJSON_PrintUnformatted(cpo);
+            zt_kv kv = {last_key, last_klen, last_val, last_vlen};
+            zt_audit_rec r;
+            bool here = false;
+            if (!get_u53(cpo, "seq", &seq) || !text)
+                why = "a checkpoint is damaged";
+            else if ((why = checkpoint_check(info->node_key, seq, text, strlen(text), hash)) ==
+                     NULL) {
+                for (size_t off = 0; last_vlen && rec_next(&kv, &off, &r) == ZT_OK;)
+                    here |= r.seq == seq && sodium_memcmp(r.hash, hash, 32) == 0;
+                if (!here) why = "a checkpoint does not match the records before it";
+            }
+            cJSON_free(text);
+            info->checkpoints += why ? 0 : 1;
+        } else if (end) {
+            uint64_t records = 0, last = 0;
+            unsigned char h[32];
+            if (!get_u53(end, "records", &records) || !get_u53(end, "last_seq", &last) ||
+                !get_hex32(end, "last_hash", h))
+                why = "the end line is damaged";
+            else if (records != info->records || last != expect - 1 ||
+                     sodium_memcmp(h, prev, 32) != 0)
+                why = "the end line does not match the records above it";
+            ended = true;
+        } else if (!get_b64(o, "key", key, sizeof key, &kl) ||
+                   !get_b64(o, "value", val, ARCHIVE_VALUE_MAX, &vl) || vl == 0) {
+            why = "neither records (key, value), a checkpoint nor the end";
+        } else {
+            zt_kv kv = {key, kl, val, vl};
+            uint64_t before = expect;
+            why = zt__audit_check_value(&kv, &expect, prev);
+            info->records += expect - before;
+            memcpy(last_key, key, kl), last_klen = kl;
+            memcpy(last_val, val, vl), last_vlen = vl;
+        }
+        cJSON_Delete(o);
+    }
+    if (rc == ZT_OK && !why && ferror(f)) why = "cannot be read to its end";
+    if (rc == ZT_OK && !why && lineno == 0) why = "empty";
+    if (rc == ZT_OK && !why && !ended) why = "it ends before its end line: it was cut short";
+    if (rc == ZT_OK && why) {
+        snprintf(err, errlen, "%s:%ld: %s (record %llu)", path, lineno, why,
+                 (unsigned long long)expect);
+        rc = ZT_EINVAL;
+    }
+    info->last_seq = expect ? expect - 1 : 0;
+    memcpy(info->last_hash, prev, 32);
+    crypto_generichash_final(&digest, info->digest, 32);
+    free(line);
+    free(val);
+    free(last_val);
+    fclose(f);
+    return rc;
+}
+
+/* Whether record seq is the last of the stored value that holds it. */
+static bool ends_value(zt_txn *t, zt_db *log, uint64_t seq)
+{
+    zt_kv kv;
+    size_t off;
+    uint64_t first = 0, last = 0;
+    return zt__audit_locate(t, log, seq, &kv, &off) == ZT_OK &&
+           value_span(&kv, &first, &last) == ZT_OK && last == seq;
+}
+
+/* ZT_OK if the checked archive at path may be pruned from the log in t; else why, in err. */
+static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_archive_info *in,
+                         char *err, size_t errlen)
+{
+    zt_audit *a = srv->audit;
+    unsigned char pk[32], hash[32];
+    uint64_t seq;
+    int rc = zt__node_pubkey(srv, t, pk);
+    if (rc == ZT_OK) rc = anchor_get(a, t, &seq, hash);
+    if (rc != ZT_OK) return rc;
+    if (sodium_memcmp(pk, in->node_key, 32) != 0)
+        snprintf(err, errlen, "%s is the archive of another node's log (%s)", path, in->node);
+    else if (seq != in->after_seq || sodium_memcmp(hash, in->after_hash, 32) != 0)
+        snprintf(err, errlen,
+                 "%s begins after record %llu, but the log here begins after record %llu: "
+                 "export again",
+                 path, (unsigned long long)in->after_seq, (unsigned long long)seq);
+    else if (!at_record(t, a->log, in->last_seq, in->last_hash))
+        snprintf(err, errlen, "record %llu here is not the archive's last: %s is not of this log",
+                 (unsigned long long)in->last_seq, path);
+    else if (!ends_value(t, a->log, in->last_seq))
+        snprintf(err, errlen,
+                 "%s ends inside a batch of the log (record %llu): an archive holds whole "
+                 "batches, as export writes them",
+                 path, (unsigned long long)in->last_seq);
+    else
+        return ZT_OK;
+    return ZT_EINVAL;
+}
+
+int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_archive_info *info,
+                    char *err, size_t errlen)
+{
+    zt_audit *a = srv->audit;
+    int rc = zt__audit_archive_check(path, info, err, errlen);
+    if (rc != ZT_OK) return rc;
+    zt_txn *t;
+    if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
+    if ((rc = prune_refusal(srv, t, path, info, err, errlen)) != ZT_OK && !err[0])
+        snprintf(err, errlen, "cannot read the node key or the log's beginning: %s",
+                 zt_strerror(rc));
+    if (rc == ZT_OK) { /* first the record of this, so that the log is never empty */
+        char object[160], hex[65];
+        sodium_bin2hex(hex, sizeof hex, info->digest, 32);
+        snprintf(object, sizeof object, "records %llu..%llu, archive blake2b %s",
+                 (unsigned long long)info->after_seq + 1, (unsigned long long)info->last_seq, hex);
+        zt_audit_entry e = {
+            .actor = actor, .plugin = "core", .action = "audit prune", .object = object};
+        rc = zt__audit_append(srv, t, &e);
+    }
+    zt_cursor *c = NULL;
+    zt_kv kv;
+    if (rc == ZT_OK && (rc = zt_cursor_open(t, a->log, &c)) == ZT_OK) {
+        for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;) {
+            uint64_t first = 0, last = 0;
+            if ((rc = value_span(&kv, &first, &last)) != ZT_OK || last > info->last_seq) break;
+            if ((rc = zt_cursor_del(c)) == ZT_OK) rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
+        }
+        zt_cursor_close(c);
+        if (rc == ZT_ENOTFOUND || rc == ZT_OK) rc = ZT_OK;
+    }
+    if (rc == ZT_OK && (rc = zt_cursor_open(t, a->cps, &c)) == ZT_OK) {
+        for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv);
+             rc == ZT_OK && kv.klen == 8 && zt__be64_get(kv.key) <= info->last_seq;)
+            if ((rc = zt_cursor_del(c)) == ZT_OK) rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
+        zt_cursor_close(c);
+        if (rc == ZT_ENOTFOUND) rc = ZT_OK;
+    }
+    if (rc == ZT_OK) {
+        unsigned char v[40];
+        zt__be64_put(v, info->last_seq);
+        memcpy(v + 8, info->last_hash, 32);
+        rc = zt_put(t, a->anchor, "a", 1, v, sizeof v);
+    }
+    rc = zt__store_write_done(srv->store, t, rc);
+    if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "cannot prune: %s", zt_strerror(rc));
+    return rc;
+}
+
 static int h_verify(zt_req *req, void *ud)
 {
     zt_server *srv = ud;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     zt_audit_report r;
-    int rc = zt__audit_verify(t, srv->audit->log, &r);
+    int rc = zt__audit_verify(srv, t, &r);
     if (rc == ZT_OK) rc = zt__audit_verify_checkpoints(srv, t, &r);
     if (rc != ZT_OK) return rc;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "ok", r.first_bad == 0);
     cJSON_AddNumberToObject(o, "records", (double)r.records);
     cJSON_AddNumberToObject(o, "checkpoints", (double)r.checkpoints);
+    cJSON_AddNumberToObject(o, "pruned_through", (double)r.pruned_through);
     if (r.first_bad) {
         cJSON_AddNumberToObject(o, "first_bad", (double)r.first_bad);
         cJSON_AddStringToObject(o, "reason", r.reason);

@@ -566,7 +566,8 @@ typedef struct zt_audit_report {
     char reason[128];
     uint64_t last_seq;
     unsigned char last_hash[32];
-    uint64_t checkpoints; /* signed checkpoints that verified */
+    uint64_t checkpoints;    /* signed checkpoints that verified */
+    uint64_t pruned_through; /* records up to this one are in archives, not here (0: none) */
 } zt_audit_report;
 
 int zt__audit_open(zt_server *srv, char *err, size_t errlen);
@@ -607,7 +608,32 @@ const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned ch
 /* Record seq (0: the last one) as GET /audit shows it, or NULL. The caller deletes it. */
 cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
-int zt__audit_verify(zt_txn *t, zt_db *log, zt_audit_report *r);
+/* An audit archive: what `zhengtong audit export` wrote, as zt__audit_archive_check read it. */
+typedef struct zt_archive_info {
+    char node[65];
+    unsigned char node_key[32];
+    uint64_t after_seq; /* it begins after this record (0: the first) ... */
+    unsigned char after_hash[32];
+    uint64_t last_seq; /* ... and ends with this one */
+    unsigned char last_hash[32];
+    uint64_t records, checkpoints;
+    unsigned char digest[32]; /* BLAKE2b-256 of the file */
+} zt_archive_info;
+/* Write the oldest records, through the last whole batch that ends at or before `through`,
+ * to a new archive file at path (never over one); ZT_EINVAL if there are none. */
+int zt__audit_export(zt_server *srv, uint64_t through, const char *path, zt_archive_info *info,
+                     char *err, size_t errlen);
+/* Check an archive: each record's hash and chain, each checkpoint's signature (under the
+ * key it names) and record, the end line. err says "path:line: why". */
+int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, size_t errlen);
+/* Remove from the log the records the archive at path holds, once it has checked: it must
+ * be this node's, begin where the log begins and end with a record of the log. One
+ * transaction: an audit record of it (by actor), the records and their checkpoints gone,
+ * the log then beginning after the archive's last record. */
+int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_archive_info *info,
+                    char *err, size_t errlen);
+/* Recompute the chain from where it begins (record 1, or after the last record pruned). */
+int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r);
 /* Then check every signed checkpoint against the log (lowers r->first_bad if need be). */
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
 /* Sign the committed head now if it moved (its own batch; not while one is open). */

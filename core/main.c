@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sodium.h>
 
 static const char usage[] =
     "usage: zhengtong <command> [-c FILE] [args]\n"
@@ -19,6 +20,11 @@ static const char usage[] =
     "                   dept add CODE NAME [PARENT]\n"
     "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
     "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
+    "                   export SEQ FILE        write the oldest records, through record SEQ\n"
+    "                                          (whole batches), to a new archive FILE\n"
+    "                   prune FILE             remove the records archive FILE holds from the\n"
+    "                                          log, once it has checked them\n"
+    "  audit  check FILE       check an archive on its own (no config, no data folder)\n"
     "  version                 print the version and the plugin ABI\n";
 
 #ifdef ZT_BENCH_NO_AUDIT
@@ -81,6 +87,80 @@ static int cmd_check(zt_conf *conf)
     return 0;
 }
 
+static void print_archive(const char *what, const char *path, const zt_archive_info *in)
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, in->digest, 32);
+    printf("%s %s: records %llu..%llu (%llu), %llu signed checkpoints, node %s\n"
+           "  its BLAKE2b-256: %s\n",
+           what, path, (unsigned long long)in->after_seq + 1, (unsigned long long)in->last_seq,
+           (unsigned long long)in->records, (unsigned long long)in->checkpoints, in->node, hex);
+}
+
+/* `check FILE` reads only the file: an auditor checks an archive anywhere. */
+static int cmd_audit_check(const char *path)
+{
+    char err[ZT_ERRLEN] = "";
+    zt_archive_info in;
+    if (sodium_init() < 0 || zt__audit_archive_check(path, &in, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "zhengtong: archive BROKEN: %s\n", err[0] ? err : "libsodium failed");
+        return 1;
+    }
+    char key[ZT__B64URL_LEN(32)];
+    zt__b64url_encode(key, in.node_key, 32);
+    print_archive("archive OK", path, &in);
+    printf("  signed by node key %s (compare: GET /audit/checkpoints, node_key)\n", key);
+    return 0;
+}
+
+static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t errlen)
+{
+    const char *sub = argv[0];
+    int rc;
+    zt_archive_info in;
+    if (strcmp(sub, "verify") == 0 && argc == 1) {
+        zt_txn *t;
+        zt_audit_report r;
+        if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
+        rc = zt__audit_verify(srv, t, &r);
+        if (rc == ZT_OK) rc = zt__audit_verify_checkpoints(srv, t, &r);
+        zt__store_end(srv->store, t, false);
+        if (rc != ZT_OK) return rc;
+        if (r.first_bad) {
+            printf("audit log BROKEN at record %llu: %s (%llu records verified before it)\n",
+                   (unsigned long long)r.first_bad, r.reason, (unsigned long long)r.records);
+            return ZT_EINVAL;
+        }
+        printf("audit log OK: %llu records, %llu signed checkpoints", (unsigned long long)r.records,
+               (unsigned long long)r.checkpoints);
+        if (r.pruned_through)
+            printf(" (records 1..%llu are in archives)", (unsigned long long)r.pruned_through);
+        printf("\n");
+        return ZT_OK;
+    }
+    if (strcmp(sub, "export") == 0 && argc == 3) {
+        char *end;
+        unsigned long long through = strtoull(argv[1], &end, 10);
+        if (!argv[1][0] || *end || argv[1][0] == '-') {
+            snprintf(err, errlen, "export: '%s' is not a record's sequence number", argv[1]);
+            return ZT_EINVAL;
+        }
+        if ((rc = zt__audit_export(srv, through, argv[2], &in, err, errlen)) == ZT_OK)
+            print_archive("exported to", argv[2], &in);
+        return rc;
+    }
+    if (strcmp(sub, "prune") == 0 && argc == 2) {
+        const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
+        char actor[80];
+        snprintf(actor, sizeof actor, "cli:%s", who ? who : "?");
+        if ((rc = zt__audit_prune(srv, argv[1], actor, &in, err, errlen)) == ZT_OK)
+            print_archive("pruned the records of", argv[1], &in);
+        return rc;
+    }
+    snprintf(err, errlen, "usage: zhengtong audit [-c FILE] verify | export SEQ FILE | prune FILE");
+    return ZT_EINVAL;
+}
+
 /* Offline commands open the core's own services on the live data (LMDB is safe to share
  * with a running node: writes take turns). */
 static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
@@ -94,28 +174,7 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
     if (rc == ZT_OK && admin) {
         rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
     } else if (rc == ZT_OK) {
-        if (argc != 1 || strcmp(argv[0], "verify") != 0) {
-            snprintf(err, sizeof err, "usage: zhengtong audit [-c FILE] verify");
-            rc = ZT_EINVAL;
-        } else {
-            zt_txn *t;
-            zt_audit_report r;
-            rc = zt__store_read_begin(srv.store, &t);
-            if (rc == ZT_OK) {
-                rc = zt__audit_verify(t, zt__audit_db(&srv), &r);
-                if (rc == ZT_OK) rc = zt__audit_verify_checkpoints(&srv, t, &r);
-                zt__store_end(srv.store, t, false);
-            }
-            if (rc == ZT_OK && r.first_bad) {
-                printf("audit log BROKEN at record %llu: %s (%llu records verified before it)\n",
-                       (unsigned long long)r.first_bad, r.reason, (unsigned long long)r.records);
-                rc = ZT_EINVAL;
-                err[0] = 0;
-            } else if (rc == ZT_OK) {
-                printf("audit log OK: %llu records, %llu signed checkpoints\n",
-                       (unsigned long long)r.records, (unsigned long long)r.checkpoints);
-            }
-        }
+        rc = cmd_audit(&srv, argc, argv, err, sizeof err);
     }
     zt__server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -176,6 +235,7 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if (audit && nargs == 2 && strcmp(args[0], "check") == 0) return cmd_audit_check(args[1]);
     zt_conf conf = {0};
     char err[ZT_ERRLEN] = "";
     if (zt__conf_load(file, &conf, err, sizeof err) != ZT_OK) {

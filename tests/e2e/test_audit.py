@@ -353,6 +353,118 @@ def split_records(val):
     return out
 
 
+class Archives(NodeTest):
+    """Retention: the oldest records go to an archive file, checked, then leave the log; the
+    log then begins after them and still verifies, while the node serves."""
+
+    def write(self, n, count, pipelined=0):
+        for _ in range(count):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        if pipelined:  # a batch of several records: one stored value
+            wire = b"".join(b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 0\r\n\r\n"
+                            for _ in range(pipelined))
+            with n.rawconn() as c:
+                self.assertEqual([r.status for r in c.exchange(wire, pipelined)], [200] * pipelined)
+
+    def verify(self, n):
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200, v)
+        self.assertTrue(v["ok"], v)
+        r = verify_cli(n)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return v, r.stdout
+
+    def test_export_check_prune_and_go_on(self):
+        n = self.node(roles=("auditor",))
+        self.write(n, 6, pipelined=6)
+        head = all_records(n)[-1]["seq"]
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        first = os.path.join(tmp, "audit-1.jsonl")
+        r = run(["audit", "-c", n.conf, "export", str(head - 3), first])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"records 1\.\.(\d+) \((\d+)\)", r.stdout)
+        self.assertTrue(m, r.stdout)
+        through = int(m.group(1))
+        self.assertLessEqual(through, head - 3)  # whole batches, never past what was asked
+        self.assertGreater(through, 0)
+        self.assertFalse(os.path.exists(first + ".partial"))
+        # an archive is checked on its own, with no config or data folder
+        r = run(["audit", "check", first], cwd=tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("archive OK", r.stdout)
+        st, _, cps = n.json("GET", "/audit/checkpoints")
+        self.assertIn(cps["node_key"], r.stdout)
+        # never over an archive
+        r = run(["audit", "-c", n.conf, "export", str(head), first])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("never overwritten", r.stderr)
+        # a changed record, a cut file: refused, naming the line; the log keeps everything
+        with open(first) as f:
+            lines = f.read().splitlines(True)
+        bad = os.path.join(tmp, "bad.jsonl")
+        rec = json.loads(lines[1])
+        raw = bytearray(base64.urlsafe_b64decode(rec["value"] + "=="))
+        raw[-1] ^= 1
+        rec["value"] = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        for name, text, why in (
+            ("changed", lines[0] + json.dumps(rec) + "\n" + "".join(lines[2:]),
+             ":2: the record's content does not match its hash"),
+            ("cut", "".join(lines[:-1]), "cut short"),
+            ("not an archive", "hello\n", ":1: not a JSON object"),
+        ):
+            with self.subTest(name):
+                with open(bad, "w") as f:
+                    f.write(text)
+                r = run(["audit", "check", bad])
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(why, r.stderr)
+                r = run(["audit", "-c", n.conf, "prune", bad])
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertEqual(all_records(n)[0]["seq"], 1)
+        # the real one: the records leave the log, which begins after them and verifies
+        r = run(["audit", "-c", n.conf, "prune", first])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        v, out = self.verify(n)
+        self.assertEqual(v["pruned_through"], through)
+        self.assertIn("records 1..%d are in archives" % through, out)
+        recs = all_records(n)
+        self.assertEqual(recs[0]["seq"], through + 1)
+        pr = recs[-1]
+        self.assertEqual((pr["action"], pr["plugin"]), ("audit prune", "core"))
+        self.assertTrue(pr["actor"].startswith("cli:"), pr)
+        self.assertIn("records 1..%d" % through, pr["object"])
+        # the same archive again: it no longer begins where the log does
+        r = run(["audit", "-c", n.conf, "prune", first])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("begins after record 0, but the log here begins after record %d" % through,
+                      r.stderr)
+        # the node goes on, across a restart; the next archive follows the first
+        self.write(n, 3)
+        self.assertEqual(n.stop(), 0)
+        n.start()
+        self.write(n, 2)
+        self.verify(n)
+        second = os.path.join(tmp, "audit-2.jsonl")
+        r = run(["audit", "-c", n.conf, "export", str(head + 2), second])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("records %d..%d" % (through + 1, head + 2), r.stdout)
+        with open(second) as f:
+            hdr = json.loads(f.readline())
+        self.assertEqual(hdr["after_seq"], through)
+        # it chains to the first: it begins with the hash the first ended with
+        self.assertEqual(hdr["after_hash"], json.loads(lines[-1])["end"]["last_hash"])
+        r = run(["audit", "-c", n.conf, "prune", second])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        v, _ = self.verify(n)
+        self.assertEqual(v["pruned_through"], head + 2)
+        # nothing older to export
+        r = run(["audit", "-c", n.conf, "export", "1", os.path.join(tmp, "none.jsonl")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("nothing to export through record 1", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(tmp, "none.jsonl.partial")))
+
+
 class Tampering(NodeTest):
     """Stop the node, change its LMDB file behind its back, and ask both verifiers."""
 

@@ -89,7 +89,7 @@ static zt_audit_report verify(fixture *f)
     zt_txn *t;
     zt_audit_report r;
     assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
-    assert_int_equal(zt__audit_verify(t, zt__audit_db(&f->srv), &r), ZT_OK);
+    assert_int_equal(zt__audit_verify(&f->srv, t, &r), ZT_OK);
     assert_int_equal(zt__audit_verify_checkpoints(&f->srv, t, &r), ZT_OK);
     zt__store_end(f->srv.store, t, false);
     return r;
