@@ -320,7 +320,9 @@ typedef struct zt_caller {
     const char *credit_code;
 } zt_caller;
 
-/* The caller, or NULL on a public route called without a (valid) token. */
+/* The caller, or NULL on a public route called without a (valid) token, or with one the
+ * core holds back on other routes (a one-time or expired password, a second factor not
+ * set up, an API key of another plugin). */
 const zt_caller *zt_req_caller(zt_req *req);
 /* 1 if the caller holds the role. */
 int zt_caller_has_role(const zt_caller *c, const char *role);

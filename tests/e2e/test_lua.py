@@ -63,6 +63,7 @@ E2E_INIT = "".join(
             "local n = math.tointeger(tonumber(req.query.n))\nlocal x = 0\n"
             "for i = 1, n do x = x + i end\nreturn 200, { n = n }",
         ),
+        lua_route("GET", "/e2e/whoami", "return 200, { login = req.caller and req.caller.login or zt.json.null }"),
         lua_route(
             "GET",
             "/e2e/account",
@@ -141,6 +142,35 @@ class LuaFailures(NodeTest):
                                   ("lu_other", "lu_bureau", False), ("nope", "root", False)):
             with self.subTest(dept=dept, scope=scope):
                 self.assertIs(get(login="x", dept=dept, scope=scope)["within"], want)
+
+    def test_a_public_route_sees_no_caller_the_core_would_hold_back(self):
+        n = self.shared
+
+        def whoami(token):
+            st, _, d = n.json("GET", "/e2e/whoami", headers={"Authorization": "Bearer " + token},
+                              auth=False)
+            self.assertEqual(st, 200, d)
+            return d["login"]
+
+        # a one-time password: the account reaches only /auth/, and is nobody here
+        st, _, u = n.json("POST", "/admin/users", {"login": "held.one", "name": "Held",
+                                                    "department": "root", "roles": []})
+        self.assertEqual(st, 201, u)
+        st, _, s = n.json("POST", "/auth/login", {"login": "held.one",
+                                                   "password": u["one_time_password"]}, auth=False)
+        self.assertEqual(st, 200, s)
+        self.assertIsNone(whoami(s["token"]))
+        st, _, _ = n.json("POST", "/auth/password", {"old_password": u["one_time_password"],
+                                                      "new_password": "Another-strong-pw-2"},
+                          headers={"Authorization": "Bearer " + s["token"]}, auth=False)
+        self.assertEqual(st, 204)
+        self.assertEqual(whoami(s["token"]), "held.one")  # once it has its own
+        # an API key is its plugin's caller only
+        for plugin, want in (("hello", None), ("e2e", "lua-key-e2e")):
+            st, _, k = n.json("POST", "/admin/keys", {"name": "lua-key-" + plugin, "plugin": plugin,
+                                                       "role": "user"})
+            self.assertEqual(st, 201, k)
+            self.assertEqual(whoami(k["key"]), want)
 
     def test_returning_a_table_is_json(self):
         st, h, b = self.shared.request("GET", "/e2e/table")
