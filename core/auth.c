@@ -1351,6 +1351,84 @@ static int h_user_totp_delete(zt_req *req, void *ud)
     return zt_respond(req, 204, NULL, NULL, 0);
 }
 
+/* Drop index entry key → id from db if it is this account's (1), or leave it (0). */
+static int unindex(zt_txn *t, zt_db *db, const void *key, size_t klen, const char *id)
+{
+    const void *v;
+    size_t vl;
+    if (zt_get(t, db, key, klen, &v, &vl) != ZT_OK || vl != strlen(id) || memcmp(v, id, vl) != 0)
+        return 0;
+    return zt_del(t, db, key, klen) == ZT_OK ? 1 : ZT_EIO;
+}
+
+/* POST /admin/users/:id/release: a disabled citizen's or enterprise's account gives up the
+ * ID number or credit code it registered with, so that the number's rightful holder can
+ * register (registration checks a number, not a person: anyone may type another's). The
+ * record stays for the history, without the number: a citizen's encrypted ID number is
+ * dropped (only its masked form stays), an enterprise's code is kept as
+ * released_credit_code, which no caller carries. */
+static int h_user_release(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    int rc;
+    cJSON *u = path_account(a, req, &rc);
+    if (!u) return rc;
+    zt_txn *t = zt_req_txn(req);
+    const char *kind = zt__jstr(u, "kind"), *id = zt__jstr(u, "id");
+    const char *code = zt__jstr(u, "credit_code"), *enc = zt__jstr(u, "id_number_enc");
+    int released = 0;
+    if (!kind || (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0)) {
+        rc = zt_problem(req, 409, "not-registered-identity", NULL,
+                        "account %s is %s: only citizens and enterprises register with an ID "
+                        "number or a credit code",
+                        id, kind ? kind : "?");
+    } else if (!jtrue(u, "disabled")) {
+        rc = zt_problem(req, 409, "account-active", NULL,
+                        "disable account %s first (PATCH /admin/users/%s {\"disabled\": true}): "
+                        "it must not go on acting under what it gives up",
+                        id, id);
+    } else {
+        if (code) released = unindex(t, a->credit_codes, code, strlen(code), id);
+        if (released >= 0 && enc) {
+            unsigned char cipher[18 + ZT_FIELD_OVERHEAD], index[ZT_INDEX_BYTES];
+            char canon[19];
+            size_t clen = 0, n = 18;
+            if (zt__b64url_decode(cipher, sizeof cipher, enc, strlen(enc), &clen) == ZT_OK &&
+                zt_field_decrypt(&a->core, "id_number", cipher, clen, canon, &n) == ZT_OK &&
+                n == 18 && zt_field_index(&a->core, "id_number", canon, 18, index) == ZT_OK) {
+                int r = unindex(t, a->citizen_ids, index, sizeof index, id);
+                released = r < 0 ? r : released + r;
+            } else {
+                released = ZT_EIO; /* damaged, or another key file's */
+            }
+            sodium_memzero(canon, sizeof canon);
+        }
+        if (released < 0) {
+            rc = released;
+        } else if (released == 0 && !code && !enc) {
+            rc = zt_problem(req, 409, "nothing-to-release", NULL,
+                            "account %s holds no ID number or credit code (released already?)", id);
+        } else {
+            cJSON_DeleteItemFromObjectCaseSensitive(u, "id_number_enc");
+            if (code) {
+                cJSON_AddStringToObject(u, "released_credit_code", code);
+                cJSON_DeleteItemFromObjectCaseSensitive(u, "credit_code");
+            }
+            cJSON_AddNumberToObject(u, "released_at", (double)zt_now_ms());
+            rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+            if (rc == ZT_OK) rc = gen_bump(a, t); /* the cached callers carry the code */
+            if (rc == ZT_OK) {
+                zt_audit_note(req, "release registered identity", id);
+                cJSON *o = user_view(a, u);
+                rc = o ? zt_respond_json(req, 200, o) : ZT_ENOMEM;
+                cJSON_Delete(o);
+            }
+        }
+    }
+    cJSON_Delete(u);
+    return rc;
+}
+
 static int h_logout(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
@@ -2368,6 +2446,10 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   "Reset to a one-time password", err, errlen)) ||
         (rc = add(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke, A,
                   "Revoke every session of an account", err, errlen)) ||
+        (rc = add(srv, "POST", "/admin/users/:id/release", h_user_release, A,
+                  "A disabled citizen's or enterprise's account gives up its ID number or "
+                  "credit code, for its rightful holder to register",
+                  err, errlen)) ||
         (rc = add(srv, "DELETE", "/admin/users/:id/totp", h_user_totp_delete, A,
                   "Remove an account's sign-in codes (a lost phone); ends its sessions", err,
                   errlen)) ||

@@ -12,7 +12,7 @@ import time
 import unittest
 import uuid
 
-from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, edit_db, scrape
+from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, scrape
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -903,6 +903,44 @@ class Registration(NodeTest):
                     body["credit_code"] = code
                 st, h, b = n.request("POST", "/auth/register", body, auth=False)
                 self.assertProblem(st, h, b, 422, "invalid-credit-code")
+
+    def test_a_number_registered_by_someone_else_is_released_to_its_holder(self):
+        n = self.shared
+        idn = citizen_ids(1, want_x=True)[0]
+        code = credit_code("91330122MA2A00077")
+        accounts = {}
+        for kind, login, extra in (("citizen", "squat.person", {"id_number": idn}),
+                                   ("enterprise", "squat.firm", {"credit_code": code})):
+            st, _, d = register(n, kind=kind, login=login, name="Squatter", **extra)
+            self.assertEqual(st, 201, d)
+            accounts[kind] = d["id"]
+        st, _, firm = n.login("squat.firm", STRONG_PW, source="127.0.5.1")
+        self.assertEqual(st, 200, firm)
+        firm_h = bearer(firm["token"])
+        for kind, uid in accounts.items():
+            with self.subTest(kind):
+                # still active: refused, it would go on acting under the number
+                st, h, b = n.request("POST", "/admin/users/%s/release" % uid)
+                self.assertProblem(st, h, b, 409, "account-active")
+                self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"disabled": True})[0], 200)
+                st, _, d = n.json("POST", "/admin/users/%s/release" % uid)
+                self.assertEqual(st, 200, d)
+                self.assertIn("released_at", d)
+                st, h, b = n.request("POST", "/admin/users/%s/release" % uid)
+                self.assertProblem(st, h, b, 409, "nothing-to-release")
+        st, _, d = n.json("GET", "/admin/users/" + accounts["enterprise"])
+        self.assertEqual((d.get("credit_code"), d.get("released_credit_code")), (None, code), d)
+        self.assertEqual(n.request("GET", "/auth/me", headers=firm_h, auth=False)[0], 401)
+        # the rightful holders register with their numbers
+        st, _, d = register(n, kind="citizen", login="real.person", name="Real", id_number=idn)
+        self.assertEqual(st, 201, d)
+        st, _, d = register(n, kind="enterprise", login="real.firm", name="Real Firm",
+                            credit_code=code)
+        self.assertEqual(st, 201, d)
+        # staff hold no registered number
+        staff = n.json("GET", "/auth/me")[2]["id"]
+        st, h, b = n.request("POST", "/admin/users/%s/release" % staff)
+        self.assertProblem(st, h, b, 409, "not-registered-identity")
 
     def test_one_person_registering_many_times_at_once(self):
         # every attempt passes the checks, then hashes off the loop at the same time: the
