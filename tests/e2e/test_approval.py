@@ -314,8 +314,9 @@ class Applications(ApprovalTest):
         self.assertIn("floor_plan", d["detail"])
         self.assertEqual(self.app(no)["state"], "draft")
         # actions in the wrong state, by the wrong people
+        # (a draft is not the clerk's to see: 404, as for any number they may not see)
         st, d = self.call("POST", "/approval/applications/%s/accept" % no, self.clerk)
-        self.assertEqual((st, d["type"]), (409, "/problems/wrong-state"))
+        self.assertEqual((st, d["type"]), (404, "/problems/not-found"))
         self.upload_all(app)
         self.ok("POST", "/approval/applications/%s/submit" % no, self.ent)
         st, d = self.call("POST", "/approval/applications/%s/accept" % no, self.clerk_wjw)
@@ -352,7 +353,19 @@ class Applications(ApprovalTest):
         # staff outside the item's departments do not see it either
         st, d = self.call("GET", "/approval/applications/" + no, self.zhzf)
         self.assertEqual(st, 404)
-        self.assertEqual(self.ok("GET", "/approval/applications/" + no, self.sp)["number"], no)
+        # nor, while it is a draft, do its own departments' staff: it is the applicant's own
+        # work until submitted (this pinned the opposite before)
+        for who in (self.sp, self.clerk):
+            st, d = self.call("GET", "/approval/applications/" + no, who)
+            self.assertEqual(st, 404, d)
+            st, d = self.call("GET", "/approval/applications/%s/materials/application" % no, who)
+            self.assertEqual(st, 404, d)
+        self.upload_all(app)
+        self.ok("POST", "/approval/applications/%s/submit" % no, self.ent)
+        for who in (self.sp, self.clerk):
+            self.assertEqual(self.ok("GET", "/approval/applications/" + no, who)["number"], no)
+        st, d = self.call("GET", "/approval/applications/" + no, self.zhzf)
+        self.assertEqual(st, 404)
 
     def test_lists_are_paged_newest_first(self):
         made = [self.draft(who=self.ent2, code=credit_code("91330122MA2A00003"))["number"] for _ in range(3)]

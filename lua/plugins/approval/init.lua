@@ -120,12 +120,14 @@ local function departments_of(item)
 end
 
 -- Staff see an application when one of its departments is in their scope, or when they
--- supervise; the applicant sees their own. Everyone else is told it does not exist.
+-- supervise, once it has been submitted: a draft is the applicant's own work until then
+-- (numbers follow each other, so staff could otherwise read every draft in the making).
+-- The applicant sees their own. Everyone else is told it does not exist.
 local function may_see(req, app)
   local c = req.caller
   if not c then return false end
   if c.id == app.applicant.id then return true end
-  if c.kind ~= "staff" then return false end
+  if c.kind ~= "staff" or app.state == "draft" then return false end
   if zt.auth.has_role(req, "approval_supervisor") then return true end
   for _, d in ipairs(app.departments) do
     if zt.auth.in_scope(req, d) then return true end
