@@ -284,6 +284,22 @@ class Applications(ApprovalTest):
         pub = self.ok("GET", "/approval/decisions/" + a["result"]["decision_no"], None)
         self.assertEqual(pub["counterparty"], "张*")
 
+    def test_an_applicant_holds_so_many_drafts(self):
+        who = self.register("citizen", "drafter", "王五", None)
+        form = {"spouse_name": "李四", "children": 0}
+        made = [self.draft("BIRTH-REG", who, form, None)["number"] for _ in range(10)]
+        st, d = self.call("POST", "/approval/applications", who, {"item": "BIRTH-REG", "form": form})
+        self.assertEqual((st, d["type"]), (409, "/problems/too-many-drafts"), d)
+        self.assertIn("10 drafts", d["detail"])
+        # a withdrawn draft no longer counts, nor does a submitted application
+        self.ok("POST", "/approval/applications/%s/withdraw" % made[0], who)
+        self.draft("BIRTH-REG", who, form, None)
+        self.upload_all({"number": made[1], "item": "BIRTH-REG"}, who)
+        self.ok("POST", "/approval/applications/%s/submit" % made[1], who)
+        self.draft("BIRTH-REG", who, form, None)
+        st, d = self.call("POST", "/approval/applications", who, {"item": "BIRTH-REG", "form": form})
+        self.assertEqual(st, 409, d)
+
     def test_bad_input_is_refused_and_writes_nothing(self):
         st, d = self.call("POST", "/approval/applications", self.ent, {"item": "NOPE", "form": {}})
         self.assertEqual(st, 422)

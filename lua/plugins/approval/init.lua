@@ -8,6 +8,7 @@ local cfg = zt.config
 assert(cfg.page_size >= 1 and cfg.page_size <= 200, "approval: page_size must be 1..200")
 assert(cfg.number_prefix:match("^%u%u?%u?%u?$"), "approval: number_prefix must be 1 to 4 capital letters")
 assert(cfg.remind_days >= 0, "approval: remind_days must be >= 0")
+assert(cfg.max_drafts >= 1 and cfg.max_drafts <= 1000, "approval: max_drafts must be 1..1000")
 local DAY = 86400000
 
 -- ---- storage ----------------------------------------------------------------------
@@ -373,6 +374,17 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     end
     local form, why = catalogue.check_form(item, input.form)
     if not form then invalid(why) end
+    -- Each draft holds up to its item's materials: so many drafts per applicant bound what
+    -- one account can store before anyone has looked at it.
+    local drafts = 0
+    for key in by_applicant:iter{ prefix = c.id .. "/" } do
+      local a = apps:get(key:sub(#c.id + 2))
+      if a and a.state == "draft" then drafts = drafts + 1 end
+    end
+    if drafts >= cfg.max_drafts then
+      problem(409, "too-many-drafts", ("you hold %d drafts, the most one applicant may: submit or "
+        .. "withdraw one first"):format(drafts))
+    end
     -- An enterprise applies under its own code, the one its account was registered with:
     -- the credit check and the decision name the enterprise that applied.
     local code = zt.json.null

@@ -26,6 +26,11 @@ return {
       default = 1,
       description = "working days before an application's deadline when its handlers are reminded",
     },
+    max_drafts = {
+      type = "integer",
+      default = 10,
+      description = "drafts (applications not yet submitted) one applicant may hold at once (1..1000)",
+    },
     head_role = {
       type = "string",
       default = "dept_head",
