@@ -788,8 +788,19 @@ int zt__audit_flush(zt_server *srv)
 
 #define ARCHIVE_FMT 1
 
-/* The records of stored value kv: the first and last sequence numbers. */
-static int value_span(const zt_kv *kv, uint64_t *first, uint64_t *last)
+/* When record r was made (ms), or 0 if it does not say. */
+static uint64_t rec_time(const zt_audit_rec *r)
+{
+    if (!r->v1) return r->blen >= FIXED ? zt__be64_get(r->body + 9) : 0;
+    cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->blen);
+    double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "time"));
+    cJSON_Delete(o);
+    return whole_u53(t) ? (uint64_t)t : 0;
+}
+
+/* The records of stored value kv: the first and last sequence numbers, and when the last
+ * was made (when is not NULL). */
+static int value_span(const zt_kv *kv, uint64_t *first, uint64_t *last, uint64_t *when)
 {
     zt_audit_rec r;
     size_t off = 0;
@@ -797,6 +808,7 @@ static int value_span(const zt_kv *kv, uint64_t *first, uint64_t *last)
     while ((rc = rec_next(kv, &off, &r)) == ZT_OK) {
         if (!n++) *first = r.seq;
         *last = r.seq;
+        if (when) *when = rec_time(&r);
     }
     return rc == ZT_ENOTFOUND && n ? ZT_OK : ZT_EIO;
 }
@@ -828,9 +840,9 @@ static void add_hex(cJSON *o, const char *name, const unsigned char hash[32])
 }
 
 /* Write the archive of the log in t, through the last whole stored value that ends at or
- * before record `through`, to f. */
-static int export_to(zt_server *srv, zt_txn *t, uint64_t through, FILE *f, zt_archive_info *info,
-                     char *err, size_t errlen)
+ * before record `through` and whose last record was made before before_ms, to f. */
+static int export_to(zt_server *srv, zt_txn *t, uint64_t through, uint64_t before_ms, FILE *f,
+                     zt_archive_info *info, char *err, size_t errlen)
 {
     zt_audit *a = srv->audit;
     unsigned char pk[32];
@@ -860,9 +872,9 @@ static int export_to(zt_server *srv, zt_txn *t, uint64_t through, FILE *f, zt_ar
     zt_kv kv, ck;
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        uint64_t first = 0, last = 0;
-        if ((rc = value_span(&kv, &first, &last)) != ZT_OK) break;
-        if (last > through) break;
+        uint64_t first = 0, last = 0, when = 0;
+        if ((rc = value_span(&kv, &first, &last, &when)) != ZT_OK) break;
+        if (last > through || when >= before_ms) break;
         cJSON *o = cJSON_CreateObject();
         add_b64(o, "key", kv.key, kv.klen);
         add_b64(o, "value", kv.val, kv.vlen);
@@ -890,10 +902,16 @@ static int export_to(zt_server *srv, zt_txn *t, uint64_t through, FILE *f, zt_ar
     if (rc == ZT_EIO) snprintf(err, errlen, "a stored value of the log is damaged: run verify");
     if (rc != ZT_ENOTFOUND && rc != ZT_OK) return rc;
     if (info->records == 0) {
-        snprintf(err, errlen,
-                 "nothing to export through record %llu: the log begins after record %llu, "
-                 "and its oldest batch ends later",
-                 (unsigned long long)through, (unsigned long long)info->after_seq);
+        if (before_ms == UINT64_MAX)
+            snprintf(err, errlen,
+                     "nothing to export through record %llu: the log begins after record %llu, "
+                     "and its oldest batch ends later",
+                     (unsigned long long)through, (unsigned long long)info->after_seq);
+        else
+            snprintf(err, errlen,
+                     "nothing to export from before that time: the log begins after record "
+                     "%llu, and its oldest batch ends later",
+                     (unsigned long long)info->after_seq);
         return ZT_EINVAL;
     }
     cJSON *e = cJSON_CreateObject(), *end = cJSON_AddObjectToObject(e, "end");
@@ -903,8 +921,8 @@ static int export_to(zt_server *srv, zt_txn *t, uint64_t through, FILE *f, zt_ar
     return put_line(f, e);
 }
 
-int zt__audit_export(zt_server *srv, uint64_t through, const char *path, zt_archive_info *info,
-                     char *err, size_t errlen)
+int zt__audit_export(zt_server *srv, uint64_t through, uint64_t before_ms, const char *path,
+                     zt_archive_info *info, char *err, size_t errlen)
 {
     memset(info, 0, sizeof *info);
     char tmp[4096];
@@ -928,7 +946,7 @@ int zt__audit_export(zt_server *srv, uint64_t through, const char *path, zt_arch
     else
         snprintf(err, errlen, "cannot sign the log's head: %s", zt_strerror(rc));
     if (rc == ZT_OK) {
-        rc = export_to(srv, t, through, f, info, err, errlen);
+        rc = export_to(srv, t, through, before_ms, f, info, err, errlen);
         zt__store_end(srv->store, t, false);
     }
     /* whole on the disk, then under its name: a crash leaves a .partial, never a short
@@ -1083,7 +1101,7 @@ static bool ends_value(zt_txn *t, zt_db *log, uint64_t seq)
     size_t off;
     uint64_t first = 0, last = 0;
     return zt__audit_locate(t, log, seq, &kv, &off) == ZT_OK &&
-           value_span(&kv, &first, &last) == ZT_OK && last == seq;
+           value_span(&kv, &first, &last, NULL) == ZT_OK && last == seq;
 }
 
 /* ZT_OK if the checked archive at path may be pruned from the log in t; else why, in err. */
@@ -1141,7 +1159,8 @@ int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_arch
     if (rc == ZT_OK && (rc = zt_cursor_open(t, a->log, &c)) == ZT_OK) {
         for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;) {
             uint64_t first = 0, last = 0;
-            if ((rc = value_span(&kv, &first, &last)) != ZT_OK || last > info->last_seq) break;
+            if ((rc = value_span(&kv, &first, &last, NULL)) != ZT_OK || last > info->last_seq)
+                break;
             if ((rc = zt_cursor_del(c)) == ZT_OK) rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
         }
         zt_cursor_close(c);

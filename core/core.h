@@ -619,10 +619,11 @@ typedef struct zt_archive_info {
     uint64_t records, checkpoints;
     unsigned char digest[32]; /* BLAKE2b-256 of the file */
 } zt_archive_info;
-/* Write the oldest records, through the last whole batch that ends at or before `through`,
- * to a new archive file at path (never over one); ZT_EINVAL if there are none. */
-int zt__audit_export(zt_server *srv, uint64_t through, const char *path, zt_archive_info *info,
-                     char *err, size_t errlen);
+/* Write the oldest records, through the last whole batch that ends at or before `through`
+ * and was made before before_ms (UINT64_MAX: any time), to a new archive file at path
+ * (never over one); ZT_EINVAL if there are none. */
+int zt__audit_export(zt_server *srv, uint64_t through, uint64_t before_ms, const char *path,
+                     zt_archive_info *info, char *err, size_t errlen);
 /* Check an archive: each record's hash and chain, each checkpoint's signature (under the
  * key it names) and record, the end line. err says "path:line: why". */
 int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, size_t errlen);

@@ -20,8 +20,9 @@ static const char usage[] =
     "                   dept add CODE NAME [PARENT]\n"
     "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
     "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
-    "                   export SEQ FILE        write the oldest records, through record SEQ\n"
-    "                                          (whole batches), to a new archive FILE\n"
+    "                   export SEQ|DATE FILE   write the oldest records, through record SEQ or\n"
+    "                                          from before DATE (YYYY-MM-DD, Beijing time;\n"
+    "                                          whole batches), to a new archive FILE\n"
     "                   prune FILE             remove the records archive FILE holds from the\n"
     "                                          log, once it has checked them\n"
     "  audit  check FILE       check an archive on its own (no config, no data folder)\n"
@@ -113,6 +114,24 @@ static int cmd_audit_check(const char *path)
     return 0;
 }
 
+/* "YYYY-MM-DD" as the ms of its first moment in Beijing time (UTC+8, the counties' clock). */
+static bool before_date(const char *s, uint64_t *ms)
+{
+    int y, m, d, n = 0;
+    if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10 || y < 1970 ||
+        m < 1 || m > 12 || d < 1)
+        return false;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[m - 1] + (m == 2 && leap)) return false;
+    /* days since 1970-01-01 (H. Hinnant's days_from_civil) */
+    int yy = y - (m <= 2), era = yy / 400, yoe = yy - era * 400;
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t days = (int64_t)era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    *ms = (uint64_t)(days * 86400000 - 8 * 3600000);
+    return true;
+}
+
 static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t errlen)
 {
     const char *sub = argv[0];
@@ -140,12 +159,19 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
     }
     if (strcmp(sub, "export") == 0 && argc == 3) {
         char *end;
-        unsigned long long through = strtoull(argv[1], &end, 10);
-        if (!argv[1][0] || *end || argv[1][0] == '-') {
-            snprintf(err, errlen, "export: '%s' is not a record's sequence number", argv[1]);
-            return ZT_EINVAL;
+        unsigned long long through = UINT64_MAX;
+        uint64_t before = UINT64_MAX;
+        if (!before_date(argv[1], &before)) {
+            through = strtoull(argv[1], &end, 10);
+            if (!argv[1][0] || *end || argv[1][0] == '-') {
+                snprintf(err, errlen,
+                         "export: '%s' is neither a record's sequence number nor a date "
+                         "(YYYY-MM-DD)",
+                         argv[1]);
+                return ZT_EINVAL;
+            }
         }
-        if ((rc = zt__audit_export(srv, through, argv[2], &in, err, errlen)) == ZT_OK)
+        if ((rc = zt__audit_export(srv, through, before, argv[2], &in, err, errlen)) == ZT_OK)
             print_archive("exported to", argv[2], &in);
         return rc;
     }

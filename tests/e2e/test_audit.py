@@ -1,10 +1,12 @@
 # test_audit.py: audit records of writes, none of rollbacks, filters, tampering, checkpoints.
 import base64
+import datetime
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import unittest
 
 from ztnode import (NodeTest, edit_db, lua_manifest, lua_route, lua_tree_with, run, scrape,
@@ -463,6 +465,36 @@ class Archives(NodeTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("nothing to export through record 1", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(tmp, "none.jsonl.partial")))
+
+
+class ArchivesByDate(NodeTest):
+    def test_export_what_is_older_than_a_day(self):
+        # records made on 1 and 3 March 2030 (Beijing time), by the test clock
+        n = self.node(env={"ZT_TEST_CLOCK": "1"}, roles=("auditor",), auth={"password_max_age": 0})
+        bj = datetime.timezone(datetime.timedelta(hours=8))
+        for day in (1, 3):
+            at = datetime.datetime(2030, 3, day, 10, 0, tzinfo=bj).timestamp() * 1000
+            n.set_clock(int(at - time.time() * 1000))
+            n.sign_in(roles=("auditor",))  # years on: the session of the start has ended
+            for _ in range(2):
+                self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cut = datetime.datetime(2030, 3, 2, tzinfo=bj).timestamp() * 1000
+        path = os.path.join(tmp, "before-2030-03-02.jsonl")
+        r = run(["audit", "-c", n.conf, "export", "2030-03-02", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        last = int(re.search(r"records 1\.\.(\d+)", r.stdout).group(1))
+        recs = {x["seq"]: x for x in all_records(n)}
+        self.assertLess(recs[last]["time"], cut)  # all it holds is older than the day
+        self.assertGreaterEqual(recs[last + 1]["time"], cut)  # and the next one is not
+        for bad in ("2030-02-30", "2030-3-02", "yesterday"):
+            r = run(["audit", "-c", n.conf, "export", bad, os.path.join(tmp, "x.jsonl")])
+            self.assertEqual(r.returncode, 1, bad)
+            self.assertIn("neither a record's sequence number nor a date", r.stderr)
+        r = run(["audit", "-c", n.conf, "export", "1999-12-31", os.path.join(tmp, "none.jsonl")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("nothing to export from before that time", r.stderr)
 
 
 class Tampering(NodeTest):
