@@ -1031,18 +1031,24 @@ out:
 }
 
 /* Parses {login, password[, new_password]}; answers and returns NULL on bad input. */
-static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
+/* What a password is checked for: a sign-in ({login, password}), a change ({old_password,
+ * new_password} of the caller) or the caller confirming an act ({password}). */
+enum login_mode { LOGIN_SIGN_IN, LOGIN_CHANGE, LOGIN_CONFIRM };
+
+static login_work *login_parse(zt_auth *a, zt_req *req, enum login_mode mode)
 {
     cJSON *j = zt_req_object(req);
     if (!j) return NULL;
+    bool with_new = mode == LOGIN_CHANGE;
     const char *login = zt__jstr(j, "login"),
                *pw = zt__jstr(j, with_new ? "old_password" : "password");
     const char *npw = with_new ? zt__jstr(j, "new_password") : NULL;
-    if (with_new) login = req->caller->login;
+    if (mode != LOGIN_SIGN_IN) login = req->caller->login;
     if (!login || !pw || (with_new && !npw)) {
         zt_problem(req, 422, "invalid-credentials-shape", NULL,
-                   with_new ? "send {\"old_password\": …, \"new_password\": …}"
-                            : "send {\"login\": …, \"password\": …}");
+                   with_new                ? "send {\"old_password\": …, \"new_password\": …}"
+                   : mode == LOGIN_CONFIRM ? "send {\"password\": …}: your password confirms it"
+                                           : "send {\"login\": …, \"password\": …}");
         return NULL;
     }
     if (with_new && password_problem(npw)) {
@@ -1060,7 +1066,7 @@ static login_work *login_parse(zt_auth *a, zt_req *req, bool with_new)
     size_t n = strlen(login) < 64 ? strlen(login) : 64;
     for (size_t i = 0; i < n; i++) w->login[i] = (char)tolower((unsigned char)login[i]);
     snprintf(w->client, sizeof w->client, "%s", zt_req_client(req));
-    const char *code = with_new ? NULL : zt__jstr(j, "code");
+    const char *code = mode == LOGIN_SIGN_IN ? zt__jstr(j, "code") : NULL;
     if (code) snprintf(w->code, sizeof w->code, "%s", code);
     w->password = secret_dup(pw);
     w->new_password = npw ? secret_dup(npw) : NULL;
@@ -1103,9 +1109,9 @@ static int64_t locked_s(zt_auth *a, const login_work *w)
 }
 
 /* Sign-in and password change both verify a password off the loop, then `done` acts. */
-static int verify_then(zt_req *req, zt_auth *a, bool change, int (*done)(zt_req *, void *))
+static int verify_then(zt_req *req, zt_auth *a, enum login_mode mode, int (*done)(zt_req *, void *))
 {
-    login_work *w = login_parse(a, req, change);
+    login_work *w = login_parse(a, req, mode);
     if (!w) return req->responded ? ZT_OK : ZT_ENOMEM;
     /* A password is a guess like any other: a locked account or address takes none. */
     int64_t wait = locked_s(a, w);
@@ -1127,7 +1133,19 @@ static int verify_then(zt_req *req, zt_auth *a, bool change, int (*done)(zt_req 
 
 static int h_login(zt_req *req, void *ud)
 {
-    return verify_then(req, ud, false, login_done);
+    return verify_then(req, ud, LOGIN_SIGN_IN, login_done);
+}
+
+/* A signed-in caller's password was wrong: a guess like any other, it counts towards the
+ * account's lock; 403 and a record of the refusal. */
+static void wrong_password(zt_req *req, const login_work *w, const char *detail,
+                           const char *refusal)
+{
+    char key[80];
+    snprintf(key, sizeof key, "acct:%s", w->login);
+    fail_note(w->a, key, zt_now_ms());
+    zt_problem(req, 403, "bad-credentials", NULL, "%s", detail);
+    audit_refusal(req, refusal, w->login);
 }
 
 static int password_done(zt_req *req, void *arg)
@@ -1136,11 +1154,7 @@ static int password_done(zt_req *req, void *arg)
     zt_auth *a = w->a;
     int rc = ZT_OK;
     if (!w->ok) {
-        char key[80];
-        snprintf(key, sizeof key, "acct:%s", w->login);
-        fail_note(a, key, zt_now_ms());
-        zt_problem(req, 403, "bad-credentials", NULL, "the old password is wrong");
-        audit_refusal(req, "password change refused", w->login);
+        wrong_password(req, w, "the old password is wrong", "password change refused");
     } else if (!w->hashed) {
         rc = ZT_ENOMEM;
     } else {
@@ -1165,7 +1179,7 @@ static int password_done(zt_req *req, void *arg)
 
 static int h_password(zt_req *req, void *ud)
 {
-    return verify_then(req, ud, true, password_done);
+    return verify_then(req, ud, LOGIN_CHANGE, password_done);
 }
 
 /* ---- setting up the second factor: POST /auth/totp, POST /auth/totp/confirm,
@@ -1367,17 +1381,58 @@ static int unindex(zt_txn *t, zt_db *db, const void *key, size_t klen, const cha
  * record stays for the history, without the number: a citizen's encrypted ID number is
  * dropped (only its masked form stays), an enterprise's code is kept as
  * released_credit_code, which no caller carries. */
+/* Take account u (a citizen or an enterprise, in t) off the ID number or credit code it
+ * registered with: the index entry goes if it is this account's, a citizen's encrypted
+ * number leaves the record (its masked form stays), an enterprise's code stays as
+ * released_credit_code, which no caller carries. 1 if it held one, 0 if not, or an error. */
+static int drop_identity(zt_auth *a, zt_txn *t, cJSON *u)
+{
+    const char *id = zt__jstr(u, "id");
+    const char *code = zt__jstr(u, "credit_code"), *enc = zt__jstr(u, "id_number_enc");
+    if (!id || (!code && !enc)) return 0;
+    int rc = code ? unindex(t, a->credit_codes, code, strlen(code), id) : 0;
+    if (rc >= 0 && enc) {
+        unsigned char cipher[18 + ZT_FIELD_OVERHEAD], index[ZT_INDEX_BYTES];
+        char canon[19];
+        size_t clen = 0, n = 18;
+        if (zt__b64url_decode(cipher, sizeof cipher, enc, strlen(enc), &clen) == ZT_OK &&
+            zt_field_decrypt(&a->core, "id_number", cipher, clen, canon, &n) == ZT_OK && n == 18 &&
+            zt_field_index(&a->core, "id_number", canon, 18, index) == ZT_OK)
+            rc = unindex(t, a->citizen_ids, index, sizeof index, id);
+        else
+            rc = ZT_EIO; /* damaged, or another key file's */
+        sodium_memzero(canon, sizeof canon);
+    }
+    if (rc < 0) return rc;
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "id_number_enc");
+    if (code) {
+        cJSON_AddStringToObject(u, "released_credit_code", code);
+        cJSON_DeleteItemFromObjectCaseSensitive(u, "credit_code");
+    }
+    cJSON_AddNumberToObject(u, "released_at", (double)zt_now_ms());
+    if ((rc = zt__db_put_json(t, a->users, id, strlen(id), u)) != ZT_OK) return rc;
+    if ((rc = gen_bump(a, t)) != ZT_OK) return rc; /* the cached callers carry the code */
+    return 1;
+}
+
+static bool self_registered(const cJSON *u)
+{
+    const char *kind = zt__jstr(u, "kind");
+    return kind && (strcmp(kind, "citizen") == 0 || strcmp(kind, "enterprise") == 0);
+}
+
+/* POST /admin/users/:id/release: a disabled citizen's or enterprise's account gives up the
+ * ID number or credit code it registered with, so that the number's rightful holder can
+ * register (registration checks a number, not a person: anyone may type another's). The
+ * record stays for the history, without the number (drop_identity). */
 static int h_user_release(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     int rc;
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
-    zt_txn *t = zt_req_txn(req);
     const char *kind = zt__jstr(u, "kind"), *id = zt__jstr(u, "id");
-    const char *code = zt__jstr(u, "credit_code"), *enc = zt__jstr(u, "id_number_enc");
-    int released = 0;
-    if (!kind || (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0)) {
+    if (!self_registered(u)) {
         rc = zt_problem(req, 409, "not-registered-identity", NULL,
                         "account %s is %s: only citizens and enterprises register with an ID "
                         "number or a credit code",
@@ -1387,46 +1442,60 @@ static int h_user_release(zt_req *req, void *ud)
                         "disable account %s first (PATCH /admin/users/%s {\"disabled\": true}): "
                         "it must not go on acting under what it gives up",
                         id, id);
-    } else {
-        if (code) released = unindex(t, a->credit_codes, code, strlen(code), id);
-        if (released >= 0 && enc) {
-            unsigned char cipher[18 + ZT_FIELD_OVERHEAD], index[ZT_INDEX_BYTES];
-            char canon[19];
-            size_t clen = 0, n = 18;
-            if (zt__b64url_decode(cipher, sizeof cipher, enc, strlen(enc), &clen) == ZT_OK &&
-                zt_field_decrypt(&a->core, "id_number", cipher, clen, canon, &n) == ZT_OK &&
-                n == 18 && zt_field_index(&a->core, "id_number", canon, 18, index) == ZT_OK) {
-                int r = unindex(t, a->citizen_ids, index, sizeof index, id);
-                released = r < 0 ? r : released + r;
-            } else {
-                released = ZT_EIO; /* damaged, or another key file's */
-            }
-            sodium_memzero(canon, sizeof canon);
-        }
-        if (released < 0) {
-            rc = released;
-        } else if (released == 0 && !code && !enc) {
-            rc = zt_problem(req, 409, "nothing-to-release", NULL,
-                            "account %s holds no ID number or credit code (released already?)", id);
-        } else {
-            cJSON_DeleteItemFromObjectCaseSensitive(u, "id_number_enc");
-            if (code) {
-                cJSON_AddStringToObject(u, "released_credit_code", code);
-                cJSON_DeleteItemFromObjectCaseSensitive(u, "credit_code");
-            }
-            cJSON_AddNumberToObject(u, "released_at", (double)zt_now_ms());
-            rc = zt__db_put_json(t, a->users, id, strlen(id), u);
-            if (rc == ZT_OK) rc = gen_bump(a, t); /* the cached callers carry the code */
-            if (rc == ZT_OK) {
-                zt_audit_note(req, "release registered identity", id);
-                cJSON *o = user_view(a, u);
-                rc = o ? zt_respond_json(req, 200, o) : ZT_ENOMEM;
-                cJSON_Delete(o);
-            }
-        }
+    } else if ((rc = drop_identity(a, zt_req_txn(req), u)) == 0) {
+        rc = zt_problem(req, 409, "nothing-to-release", NULL,
+                        "account %s holds no ID number or credit code (released already?)", id);
+    } else if (rc > 0) {
+        zt_audit_note(req, "release registered identity", id);
+        cJSON *o = user_view(a, u);
+        rc = o ? zt_respond_json(req, 200, o) : ZT_ENOMEM;
+        cJSON_Delete(o);
     }
     cJSON_Delete(u);
     return rc;
+}
+
+/* POST /auth/close {password}: a citizen or an enterprise closes its own account (注销,
+ * PIPL art. 47): once the password checks, the account is disabled for good (closed_at),
+ * its sessions end, and it gives up its ID number or credit code, which may register
+ * again. What it did stays on record (applications, the audit log) as the law keeps it;
+ * its login stays taken, so that no one else signs in as it. */
+static int close_done(zt_req *req, void *arg)
+{
+    login_work *w = arg;
+    zt_auth *a = w->a;
+    int rc = ZT_OK;
+    zt_txn *t = zt_req_txn(req);
+    cJSON *u = NULL;
+    if (!w->ok) {
+        wrong_password(req, w, "the password is wrong", "account closing refused");
+    } else if (!t || !(u = zt__db_get_json(t, a->users, req->caller->id, 26))) {
+        rc = ZT_EIO;
+    } else if ((rc = drop_identity(a, t, u)) >= 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(u, "disabled");
+        cJSON_AddBoolToObject(u, "disabled", true);
+        cJSON_AddNumberToObject(u, "closed_at", (double)zt_now_ms());
+        rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
+        if (rc == ZT_OK) rc = revoke_all(a, t, req->caller->id); /* this session too */
+        if (rc == ZT_OK) {
+            zt_audit_note(req, "close account", req->caller->id);
+            rc = zt_respond(req, 204, NULL, NULL, 0);
+        }
+    }
+    cJSON_Delete(u);
+    login_work_free(w);
+    return rc;
+}
+
+static int h_close(zt_req *req, void *ud)
+{
+    const char *kind = req->caller->kind;
+    if (strcmp(kind, "citizen") != 0 && strcmp(kind, "enterprise") != 0)
+        return zt_problem(req, 403, "forbidden", NULL,
+                          "a %s account is closed by an administrator (PATCH /admin/users/:id "
+                          "{\"disabled\": true}), not by itself",
+                          kind);
+    return verify_then(req, ud, LOGIN_CONFIRM, close_done);
 }
 
 static int h_logout(zt_req *req, void *ud)
@@ -1718,7 +1787,15 @@ static int h_user_patch(zt_req *req, void *ud)
         } else if (strcmp(k, "roles") == 0) {
             if (!roles_ok(e)) bad = "roles: a list of role names";
         } else if (strcmp(k, "disabled") == 0) {
-            if (!cJSON_IsBool(e)) bad = "disabled: true or false";
+            if (!cJSON_IsBool(e))
+                bad = "disabled: true or false";
+            else if (cJSON_IsFalse(e) && cJSON_GetObjectItemCaseSensitive(u, "closed_at")) {
+                cJSON_Delete(u);
+                return zt_problem(req, 409, "account-closed", NULL,
+                                  "account %s was closed by its holder: it stays closed (they "
+                                  "may register again)",
+                                  id);
+            }
         } else {
             bad = "only name, department, roles and disabled can be changed";
         }
@@ -2175,6 +2252,11 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             NEED(3, "user disable|enable LOGIN");
         if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
             snprintf(err, errlen, "no account %s", argv[2]);
+        if (rc == ZT_OK && strcmp(verb, "enable") == 0 &&
+            cJSON_GetObjectItemCaseSensitive(u, "closed_at")) {
+            snprintf(err, errlen, "%s was closed by its holder: it stays closed", argv[2]);
+            rc = ZT_EINVAL;
+        }
         if (rc == ZT_OK) {
             if (roles)
                 cJSON_ReplaceItemInObjectCaseSensitive(u, "roles", roles_from_csv(argv[3]));
@@ -2426,6 +2508,9 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   errlen)) ||
         (rc = add(srv, "POST", "/auth/register", h_register, P,
                   "Register as a citizen or an enterprise", err, errlen)) ||
+        (rc = add(srv, "POST", "/auth/close", h_close, U,
+                  "Close your own account (a citizen's or an enterprise's), with your password",
+                  err, errlen)) ||
         (rc = add(srv, "GET", "/auth/me", h_me, U, "Your account", err, errlen)) ||
         (rc = add(srv, "POST", "/auth/totp", h_totp_begin, U,
                   "Set up sign-in codes from an authenticator app: a secret", err, errlen)) ||

@@ -942,6 +942,51 @@ class Registration(NodeTest):
         st, h, b = n.request("POST", "/admin/users/%s/release" % staff)
         self.assertProblem(st, h, b, 409, "not-registered-identity")
 
+    def test_citizens_and_enterprises_close_their_own_accounts(self):
+        n = self.shared
+        idn = citizen_ids(2, want_x=False)[1]
+        st, _, me = register(n, kind="citizen", login="leaving.person", name="Leaving", id_number=idn)
+        self.assertEqual(st, 201, me)
+        st, _, s1 = n.login("leaving.person", STRONG_PW, source="127.0.6.1")
+        st, _, s2 = n.login("leaving.person", STRONG_PW, source="127.0.6.1")
+        h1, h2 = bearer(s1["token"]), bearer(s2["token"])
+        # the password confirms it; a wrong one counts towards the lock like any guess
+        st, hd, b = n.request("POST", "/auth/close", {}, h1, auth=False)
+        self.assertProblem(st, hd, b, 422, "invalid-credentials-shape")
+        st, hd, b = n.request("POST", "/auth/close", {"password": "not-the-password-1"}, h1,
+                              auth=False)
+        self.assertProblem(st, hd, b, 403, "bad-credentials")
+        self.assertEqual(n.request("GET", "/auth/me", None, h1, auth=False)[0], 200)  # still open
+        st, _, b = n.request("POST", "/auth/close", {"password": STRONG_PW}, h1, auth=False)
+        self.assertEqual(st, 204, b)
+        for h in (h1, h2):  # every session ended, this one too
+            self.assertEqual(n.request("GET", "/auth/me", None, h, auth=False)[0], 401)
+        self.assertEqual(n.login("leaving.person", STRONG_PW, source="127.0.6.2")[0], 401)
+        st, _, d = n.json("GET", "/admin/users/" + me["id"])
+        self.assertTrue(d["disabled"] and "closed_at" in d, d)
+        self.assertNotIn("id_number_enc", json.dumps(d))
+        # it stays closed; the login stays taken; the ID number may register again
+        st, hd, b = n.request("PATCH", "/admin/users/" + me["id"], {"disabled": False})
+        self.assertProblem(st, hd, b, 409, "account-closed")
+        r = n.admin_cli("user", "enable", "leaving.person")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("closed by its holder", r.stderr)
+        st, hd, b = n.request("POST", "/auth/register", {"kind": "citizen", "login": "leaving.person",
+                                                          "name": "X", "password": STRONG_PW},
+                              auth=False)
+        self.assertProblem(st, hd, b, 409, "login-taken")
+        st, _, d = register(n, kind="citizen", login="back.again", name="Back", id_number=idn)
+        self.assertEqual(st, 201, d)
+        # the closing is on record, by the holder
+        auditor = n.new_user("close.auditor", ("auditor",))
+        st, _, recs = n.json("GET", "/audit?object=" + me["id"], headers=auditor, auth=False)
+        self.assertEqual(st, 200, recs)
+        self.assertIn(("close account", me["id"]),
+                      [(r["action"], r["actor"]) for r in recs["items"]])
+        # staff accounts are closed by an administrator, not by themselves
+        st, hd, b = n.request("POST", "/auth/close", {"password": ADMIN_PASSWORD})
+        self.assertProblem(st, hd, b, 403, "forbidden")
+
     def test_one_person_registering_many_times_at_once(self):
         # every attempt passes the checks, then hashes off the loop at the same time: the
         # ID number's index is taken by exactly one of them
