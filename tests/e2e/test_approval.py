@@ -11,7 +11,7 @@ from ztnode import NodeTest, credit_code, lua_tree_with, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
-        "idle_timeout": 366 * 86400}
+        "idle_timeout": 366 * 86400, "password_max_age": 0}  # the clock moves months here
 PDF = {"Content-Type": "application/pdf"}
 
 GOOD_CODE = credit_code("91330122MA2A00001")
@@ -522,6 +522,29 @@ class TimeLimits(ApprovalTest):
     def move(self, ms):
         type(self).offset += ms
         self.shared.set_clock(self.offset)
+
+    def test_a_draft_left_alone_is_withdrawn_and_its_materials_deleted(self):
+        before = self.ok("GET", "/approval/stats", self.supervisor)["total"]
+        app = self.draft()
+        no = app["number"]
+        path = "/approval/applications/%s/materials/application" % no
+        self.move(20 * DAY)
+        self.ok("PUT", path, self.ent, b"%PDF-1.7 touched", headers=PDF)  # a change: it counts
+        self.move(15 * DAY)  # 35 days old, 15 since it was touched: still a draft
+        time.sleep(0.3)  # time for a timer that should not fire to do so anyway
+        self.assertEqual(self.app(no)["state"], "draft")
+        self.move(16 * DAY)  # 31 days untouched
+        a = wait_for("draft %s to expire" % no,
+                     lambda: (lambda x: x if x["state"] == "withdrawn" else None)(self.app(no)))
+        self.assertTrue(a["expired"])
+        self.assertEqual(a["materials"], {})
+        st, _ = self.call("GET", path, self.ent)
+        self.assertEqual(st, 404)
+        self.assertIn("expired", self.inbox_kinds(no))
+        # it was never handed in: not received, nor counted as withdrawn
+        after = self.ok("GET", "/approval/stats", self.supervisor)["total"]
+        self.assertEqual((after["received"], after["withdrawn"]),
+                         (before["received"], before["withdrawn"]))
 
     def test_supplements_pause_the_clock_and_deadlines_escalate(self):
         # a Thursday, 10:00 in Beijing: the pause below takes Thursday's rest and Friday

@@ -9,6 +9,7 @@ assert(cfg.page_size >= 1 and cfg.page_size <= 200, "approval: page_size must be
 assert(cfg.number_prefix:match("^%u%u?%u?%u?$"), "approval: number_prefix must be 1 to 4 capital letters")
 assert(cfg.remind_days >= 0, "approval: remind_days must be >= 0")
 assert(cfg.max_drafts >= 1 and cfg.max_drafts <= 1000, "approval: max_drafts must be 1..1000")
+assert(cfg.draft_days >= 1 and cfg.draft_days <= 3650, "approval: draft_days must be 1..3650")
 local DAY = 86400000
 
 -- ---- storage ----------------------------------------------------------------------
@@ -418,6 +419,8 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     }
     step(app, c.login, "created")
     save(app)
+    -- a draft left alone is withdrawn after draft_days, its materials deleted
+    app.timers.draft = zt.timer.at(now + cfg.draft_days * DAY, "_approval.draft", { number = number })
     by_applicant:put(c.id .. "/" .. number, true)
     query_codes:put(number, zt.crypto.encrypt("query_code", qcode))
     zt.audit.note(req, "create application", "application/" .. number)
@@ -864,6 +867,29 @@ zt.on("workflow.*.completed", function(ev, ctx)
   end
 end)
 
+-- A draft untouched for draft_days is withdrawn and its materials deleted: drafts are
+-- bounded per applicant (max_drafts), and what was never handed in is not kept for ever.
+-- One touched since is looked at again draft_days after its last change.
+zt.on("_approval.draft", function(ev)
+  local app = apps:get(ev.payload.number)
+  if not app or app.state ~= "draft" then return end
+  local due = app.updated_at + cfg.draft_days * DAY
+  if due > zt.now() then
+    app.timers.draft = zt.timer.at(due, "_approval.draft", { number = app.number })
+    apps:put(app.number, app) -- not save(): that would count as a change of the draft
+    return
+  end
+  for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
+  app.materials = {}
+  app.timers = {}
+  app.state = "withdrawn"
+  app.expired = true
+  step(app, "system", "expired", ("a draft untouched for %d days"):format(cfg.draft_days))
+  save(app)
+  notify(app, "expired", ("草稿 %d 天未处理，已撤回 (the draft lay untouched for %d days and was withdrawn)")
+    :format(cfg.draft_days, cfg.draft_days))
+end)
+
 zt.on("_approval.remind", function(ev)
   local app = apps:get(ev.payload.number)
   if not app or app.reminded then return end
@@ -910,7 +936,9 @@ zt.route("GET", "/approval/stats", { role = "approval_supervisor",
     local total = group("*")
     for number, app in apps:iter{ from = p .. from } do
       if number:sub(#p + 1, #p + 8) > to then break end
-      if app.state ~= "draft" and (not item_f or app.item == item_f) and (not dept_f or app.department == dept_f) then
+      -- received (收件): what was handed in; a draft withdrawn or expired never was
+      if app.submitted_at ~= zt.json.null and (not item_f or app.item == item_f)
+          and (not dept_f or app.department == dept_f) then
         for _, g in ipairs({ total, group("item/" .. app.item), group("department/" .. app.department) }) do
           g.received = g.received + 1
           if app.accepted_at ~= zt.json.null then g.accepted = g.accepted + 1 end

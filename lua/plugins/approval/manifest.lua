@@ -31,6 +31,11 @@ return {
       default = 10,
       description = "drafts (applications not yet submitted) one applicant may hold at once (1..1000)",
     },
+    draft_days = {
+      type = "integer",
+      default = 30,
+      description = "days a draft may lie untouched before it is withdrawn and its materials deleted (1..3650)",
+    },
     head_role = {
       type = "string",
       default = "dept_head",
