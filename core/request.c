@@ -140,18 +140,40 @@ const char *zt__res_header_nodes(const char *name)
     return NULL;
 }
 
+/* RFC 9110 token characters (header names), and what a header value may not hold: the
+ * control characters but tab, and DEL. Tables: this runs for every response. */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+static const unsigned char vbad[256] = {
+    [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1, [0x07] = 1, [0x08] = 1,
+    [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1,
+    [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1,
+    [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
+};
+
+static const char *value_refusal(const char *value)
+{
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        if (vbad[*c]) return "the value has a control character (CR, LF, ...)";
+    return NULL;
+}
+
 const char *zt__res_header_refusal(const char *name, const char *value)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
     if (!name[0]) return "the name is empty";
-    for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              strchr(tchar, *c)))
-            return "the name has a character that is not allowed in a header name";
-    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
-        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
-            return "the value has a control character (CR, LF, ...)";
-    return NULL;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        if (!tchar[*c]) return "the name has a character that is not allowed in a header name";
+    return value_refusal(value);
 }
 
 int zt_res_header(zt_req *req, const char *name, const char *value)
@@ -172,7 +194,7 @@ int zt_respond(zt_req *req, int status, const char *ctype, const void *body, siz
     if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
     /* a stored file's type, say, must not split the response */
-    if (ctype && zt__res_header_refusal("Content-Type", ctype)) return ZT_EINVAL;
+    if (ctype && value_refusal(ctype)) return ZT_EINVAL;
     char *copy = NULL;
     if (len) {
         if (!(copy = malloc(len))) return ZT_ENOMEM;
