@@ -278,6 +278,10 @@ int zt__totp_code(const unsigned char key[ZT_TOTP_KEY], uint64_t step);
  * (a code is good once), or -1. */
 int64_t zt__totp_check(const unsigned char key[ZT_TOTP_KEY], const char *code, int64_t now_ms,
                        int64_t last_step);
+/* SHA-1 (FIPS 180-4) and HMAC-SHA1 (RFC 2104), for the codes only. */
+void zt__sha1(const void *msg, size_t len, unsigned char out[20]);
+void zt__hmac_sha1(const void *key, size_t klen, const void *msg, size_t len,
+                   unsigned char out[20]);
 /* RFC 4648 base32 without padding (what authenticator apps take); out: (n*8+4)/5+1 bytes. */
 void zt__base32(const unsigned char *in, size_t n, char *out);
 

@@ -886,6 +886,67 @@ static void totp_rfc6238(void **state)
     assert_int_equal(strlen(out) + 1, ZT_TOTP_B32);
 }
 
+static void hex_is(const unsigned char *bin, size_t n, const char *want)
+{
+    char hex[2 * 64 + 1];
+    sodium_bin2hex(hex, sizeof hex, bin, n);
+    assert_string_equal(hex, want);
+}
+
+/* FIPS 180-4 / RFC 3174 test messages, and RFC 2202's HMAC-SHA1 cases. */
+static void sha1_and_hmac_vectors(void **state)
+{
+    (void)state;
+    unsigned char out[20];
+    zt__sha1("abc", 3, out);
+    hex_is(out, 20, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    zt__sha1("", 0, out);
+    hex_is(out, 20, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    const char *two =
+        "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"; /* 56: a block edge */
+    zt__sha1(two, strlen(two), out);
+    hex_is(out, 20, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    static char million[1000000];
+    memset(million, 'a', sizeof million);
+    zt__sha1(million, sizeof million, out);
+    hex_is(out, 20, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+    /* the lengths around the padding's edges (values from Python's hashlib) */
+    static const struct {
+        size_t n;
+        const char *sha1;
+    } edges[] = {{55, "c1c8bbdc22796e28c0e15163d20899b65621d65a"},
+                 {56, "c2db330f6083854c99d4b5bfb6e8f29f201be699"},
+                 {63, "03f09f5b158a7a8cdad920bddc29b81c18a551f5"},
+                 {64, "0098ba824b5c16427bd7a1122a5a442a25ec644d"},
+                 {65, "11655326c708d70319be2610e8a57d9a5b959d3b"},
+                 {119, "ee971065aaa017e0632a8ca6c77bb3bf8b1dfc56"},
+                 {120, "f34c1488385346a55709ba056ddd08280dd4c6d6"},
+                 {128, "ad5b3fdbcb526778c2839d2f151ea753995e26a0"}};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        zt__sha1(million, edges[i].n, out);
+        hex_is(out, 20, edges[i].sha1);
+    }
+    zt__hmac_sha1(million, 65, million, 100, out); /* a 65-byte key: hashed first */
+    hex_is(out, 20, "db5957fce472247fd1693a6fa4a15aeb60feff3c");
+    unsigned char k20[20], k80[80], d50[50];
+    memset(k20, 0x0b, 20);
+    zt__hmac_sha1(k20, 20, "Hi There", 8, out);
+    hex_is(out, 20, "b617318655057264e28bc0b6fb378c8ef146be00");
+    zt__hmac_sha1("Jefe", 4, "what do ya want for nothing?", 28, out);
+    hex_is(out, 20, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    memset(k20, 0xaa, 20);
+    memset(d50, 0xdd, 50);
+    zt__hmac_sha1(k20, 20, d50, 50, out);
+    hex_is(out, 20, "125d7342b9ac11cd91a39af48aa17b4f63f175d3");
+    memset(k80, 0xaa, 80); /* a key longer than the block is hashed first */
+    zt__hmac_sha1(k80, 80, "Test Using Larger Than Block-Size Key - Hash Key First", 54, out);
+    hex_is(out, 20, "aa4ae5e15272d00e95705637ce8a3b55ed402112");
+    zt__hmac_sha1(k80, 80,
+                  "Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data", 73,
+                  out);
+    hex_is(out, 20, "e8e99d0f45237d786d6bbaa7965c7808bbff1a91");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -912,6 +973,7 @@ int main(void)
         cmocka_unit_test(hex_codec),
         cmocka_unit_test(b64url_codec),
         cmocka_unit_test(totp_rfc6238),
+        cmocka_unit_test(sha1_and_hmac_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
