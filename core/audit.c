@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,7 +299,7 @@ static int checkpoint_put(zt_server *srv, zt_txn *t, uint64_t seq, const unsigne
     cJSON_AddStringToObject(o, "hash", hex);
     cJSON_AddNumberToObject(o, "time", (double)now);
     cJSON_AddStringToObject(o, "signature", sigb);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = zt_json_print(o);
     cJSON_Delete(o);
     zt__be64_put(key, seq);
     rc = text ? zt_put(t, srv->audit->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
@@ -815,7 +816,7 @@ static int value_span(const zt_kv *kv, uint64_t *first, uint64_t *last, uint64_t
 
 static int put_line(FILE *f, cJSON *o)
 {
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = zt_json_print(o);
     cJSON_Delete(o);
     if (!text) return ZT_ENOMEM;
     int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
@@ -933,8 +934,14 @@ int zt__audit_export(zt_server *srv, uint64_t through, uint64_t before_ms, const
         snprintf(err, errlen, "%s exists: an archive is never overwritten", path);
         return ZT_EEXIST;
     }
-    if (!(f = fopen(tmp, "wx"))) {
+    /* 0600: an archive holds who did what to whom, like the data it comes from */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || !(f = fdopen(fd, "w"))) {
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         return ZT_EIO;
     }
     /* the head signed first: the node's key then exists to name, and the records after
@@ -1039,7 +1046,7 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
         } else if (cpo) {
             uint64_t seq = 0;
             unsigned char hash[32];
-            char *text = cJSON_PrintUnformatted(cpo);
+            char *text = zt_json_print(cpo);
             zt_kv kv = {last_key, last_klen, last_val, last_vlen};
             zt_audit_rec r;
             bool here = false;

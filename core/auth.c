@@ -2,6 +2,8 @@
 #include "core.h"
 
 #include <ctype.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +172,33 @@ static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
 /* An API key is one factor: it may not hold a role of auth.two_factor_roles, whose
  * accounts sign in with a code too (such a key would reach what the code guards, with no
  * session to end and no password to change). NULL, or why not. */
+/* A role an account can hold: 1 to 64 of a-z 0-9 _ . - starting with a letter, and not
+ * one of the two the core gives everyone ("public", "user"). */
+static bool role_name_ok(const char *r)
+{
+    size_t n = strlen(r);
+    if (n < 1 || n > 64 || !islower((unsigned char)r[0])) return false;
+    for (; *r; r++)
+        if (!(islower((unsigned char)*r) || isdigit((unsigned char)*r) || strchr("_.-", *r)))
+            return false;
+    return true;
+}
+
+/* The plugin a key may call: "core" or one the config enables. */
+static bool key_plugin_ok(const zt_conf *c, const char *plugin)
+{
+    if (strcmp(plugin, "core") == 0) return true;
+    for (size_t i = 0; i < c->nplugins; i++)
+        if (strcmp(c->plugins[i].name, plugin) == 0) return true;
+    return false;
+}
+
 static const char *key_role_problem(const zt_conf *c, const char *role)
 {
+    if (!role_name_ok(role)) return "is not a role name (1 to 64 of a-z 0-9 _ . - from a letter)";
+    if (strcmp(role, ZT_ROLE_PUBLIC) == 0)
+        return "is everyone's, signed in or not: a key needs another (\"user\" for routes any "
+               "signed-in caller may use)";
     for (size_t i = 0; i < c->auth_n2fa_roles; i++)
         if (strcmp(role, c->auth_2fa_roles[i]) == 0)
             return "is one of auth.two_factor_roles, which sign in with a code from an "
@@ -187,6 +214,14 @@ static bool login_ok(const char *s)
         if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || strchr("_.@-", *s)))
             return false;
     return true;
+}
+
+/* Why a person's or a department's name is not acceptable ("name: ... ; <this>"), or NULL. */
+static const char *name_problem(const char *name)
+{
+    if (!name) return "is missing";
+    const char *why = zt_text_problem(name, 200, 0);
+    return why ? why : NULL;
 }
 
 /* At least 10 characters and two kinds of letters, digits, others. */
@@ -1632,13 +1667,15 @@ static bool roles_ok(const cJSON *roles)
 {
     if (!cJSON_IsArray(roles)) return false;
     for (const cJSON *r = roles->child; r; r = r->next) {
-        if (!cJSON_IsString(r) || !r->valuestring[0] || strlen(r->valuestring) > 64) return false;
+        if (!cJSON_IsString(r) || !role_name_ok(r->valuestring)) return false;
         if (strcmp(r->valuestring, ZT_ROLE_PUBLIC) == 0 ||
             strcmp(r->valuestring, ZT_ROLE_USER) == 0)
             return false;
     }
     return true;
 }
+#define ROLES_RULE                                                                                 \
+    "a list of role names (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' or 'user')"
 
 static int user_create_then(zt_req *req, hash_job *j)
 {
@@ -1672,11 +1709,12 @@ static int h_user_create(zt_req *req, void *ud)
     if (!login || !login_ok(login))
         return zt_problem(req, 422, "invalid-user", NULL,
                           "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
-    if (!name || !name[0] || strlen(name) > 200)
-        return zt_problem(req, 422, "invalid-user", NULL, "name: 1 to 200 characters");
-    if (roles && !roles_ok(roles))
+    const char *why = name_problem(name);
+    if (why)
         return zt_problem(req, 422, "invalid-user", NULL,
-                          "roles: a list of role names (not 'public' or 'user')");
+                          "name: text of 1 to 200 characters (this one %s)", why);
+    if (roles && !roles_ok(roles))
+        return zt_problem(req, 422, "invalid-user", NULL, "roles: " ROLES_RULE);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     const void *v;
@@ -1777,7 +1815,9 @@ static int h_user_patch(zt_req *req, void *ud)
     for (const cJSON *e = j->child; e; e = e->next) {
         const char *k = e->string, *bad = NULL;
         if (strcmp(k, "name") == 0) {
-            if (!cJSON_IsString(e) || !e->valuestring[0]) bad = "name: a non-empty string";
+            const char *why = cJSON_IsString(e) ? name_problem(e->valuestring) : "is not a string";
+            if (why)
+                bad = zt_req_printf(req, "name: text of 1 to 200 characters (this one %s)", why);
         } else if (strcmp(k, "department") == 0) {
             const void *v;
             size_t vl;
@@ -1785,7 +1825,7 @@ static int h_user_patch(zt_req *req, void *ud)
                 zt_get(t, a->depts, e->valuestring, strlen(e->valuestring), &v, &vl) != ZT_OK)
                 bad = "department: the code of an existing department";
         } else if (strcmp(k, "roles") == 0) {
-            if (!roles_ok(e)) bad = "roles: a list of role names";
+            if (!roles_ok(e)) bad = "roles: " ROLES_RULE;
         } else if (strcmp(k, "disabled") == 0) {
             if (!cJSON_IsBool(e))
                 bad = "disabled: true or false";
@@ -1888,8 +1928,10 @@ static int h_dept_create(zt_req *req, void *ud)
     if (!code || !dept_code_ok(code))
         return zt_problem(req, 422, "invalid-department", NULL,
                           "code: 1 to 64 letters, digits, - or _");
-    if (!name || !name[0] || strlen(name) > 200)
-        return zt_problem(req, 422, "invalid-department", NULL, "name: 1 to 200 characters");
+    const char *why = name_problem(name);
+    if (why)
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "name: text of 1 to 200 characters (this one %s)", why);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     const void *v;
@@ -1988,11 +2030,18 @@ static int h_register(zt_req *req, void *ud)
     if (!login || !login_ok(login))
         return zt_problem(req, 422, "invalid-registration", NULL,
                           "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
-    if (!name || !name[0] || strlen(name) > 200)
-        return zt_problem(req, 422, "invalid-registration", NULL, "name: 1 to 200 characters");
+    const char *why = name_problem(name);
+    if (why)
+        return zt_problem(req, 422, "invalid-registration", NULL,
+                          "name: text of 1 to 200 characters (this one %s)", why);
     if (!pw || password_problem(pw))
         return zt_problem(req, 422, "weak-password", NULL, "%s",
                           pw ? password_problem(pw) : "password: required");
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(j, "id_number");
+    if (idj && !cJSON_IsString(idj) && !cJSON_IsNull(idj))
+        return zt_problem(req, 422, "invalid-id-number", NULL,
+                          "id_number: a string (\"34112219900101123X\"): an 18-digit JSON number "
+                          "loses its last digits, and an X cannot be one");
     cJSON *args = cJSON_CreateObject(), *extra = cJSON_AddObjectToObject(args, "extra");
     cJSON_AddStringToObject(args, "kind", kind);
     cJSON_AddStringToObject(args, "login", login);
@@ -2074,15 +2123,15 @@ static int h_key_create(zt_req *req, void *ud)
     if (!j) return ZT_OK;
     const char *name = zt__jstr(j, "name"), *plugin = zt__jstr(j, "plugin"),
                *role = zt__jstr(j, "role");
-    if (!name || !name[0] || strlen(name) > 200 || !plugin || !plugin[0] || strlen(plugin) > 64 ||
-        !role || !role[0] || strlen(role) > 64 || strcmp(role, ZT_ROLE_PUBLIC) == 0)
+    if (!name || !plugin || !plugin[0] || strlen(plugin) > 64 || !role)
         return zt_problem(req, 422, "invalid-key", NULL,
                           "send {\"name\": …, \"plugin\": <the plugin it may call>, "
                           "\"role\": <its role>}");
-    bool known = strcmp(plugin, "core") == 0;
-    for (size_t i = 0; i < a->srv->nplugins && !known; i++)
-        known = strcmp(a->srv->plugins[i]->name, plugin) == 0;
-    if (!known)
+    const char *bad = name_problem(name);
+    if (bad)
+        return zt_problem(req, 422, "invalid-key", NULL,
+                          "name: text of 1 to 200 characters (this one %s)", bad);
+    if (!key_plugin_ok(a->srv->conf, plugin))
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
     const char *why = key_role_problem(a->srv->conf, role);
     if (why) return zt_problem(req, 422, "invalid-key", NULL, "role '%s' %s", role, why);
@@ -2161,7 +2210,7 @@ static int cli_users(zt_auth *a, zt_txn *t, FILE *out)
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
         cJSON *roles = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
-        char *r = roles ? cJSON_PrintUnformatted(roles) : NULL;
+        char *r = roles ? zt_json_print(roles) : NULL;
         if (u)
             fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", zt__jstr(u, "id"),
                     zt__jstr(u, "login"), zt__jstr(u, "kind"),
@@ -2191,6 +2240,16 @@ static int cli_depts(zt_auth *a, zt_txn *t, FILE *out)
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
+/* Who runs the command, for the audit record: the login behind sudo, else the account
+ * the process runs as (not $USER, which cron and systemd units do not set). */
+const char *zt__cli_user(void)
+{
+    const char *sudo = getenv("SUDO_USER");
+    if (sudo && *sudo) return sudo;
+    struct passwd *pw = getpwuid(geteuid());
+    return pw && pw->pw_name ? pw->pw_name : "?";
+}
+
 /* One change: its own transaction, with its audit record (actor "cli"). */
 static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, size_t errlen,
                       zt_txn *t, char *object, size_t olen)
@@ -2214,13 +2273,23 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             snprintf(err, errlen, "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
             return ZT_EINVAL;
         }
+        const char *why = name_problem(argv[3]);
+        if (why) {
+            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", why);
+            return ZT_EINVAL;
+        }
         if (zt_get(t, a->depts, argv[4], strlen(argv[4]), &v, &vl) != ZT_OK) {
             snprintf(err, errlen, "no department %s (zhengtong admin dept add)", argv[4]);
             return ZT_ENOTFOUND;
         }
+        cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
+        if (!roles_ok(roles)) {
+            cJSON_Delete(roles);
+            snprintf(err, errlen, "ROLES: %s, by commas", ROLES_RULE);
+            return ZT_EINVAL;
+        }
         char pw[17], hash[crypto_pwhash_STRBYTES];
         random_password(pw);
-        cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
         rc = hash_password(conf, pw, hash);
         if (rc == ZT_OK)
             rc = create_user(a, t, argv[2], argv[3], "staff", argv[4], roles, hash, true, NULL, &u);
@@ -2250,6 +2319,12 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             NEED(4, "user roles LOGIN ROLE,ROLE...|-");
         else
             NEED(3, "user disable|enable LOGIN");
+        cJSON *want = roles ? roles_from_csv(argv[3]) : NULL;
+        if (roles && !roles_ok(want)) {
+            cJSON_Delete(want);
+            snprintf(err, errlen, "ROLES: %s, by commas (- for none)", ROLES_RULE);
+            return ZT_EINVAL;
+        }
         if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
             snprintf(err, errlen, "no account %s", argv[2]);
         if (rc == ZT_OK && strcmp(verb, "enable") == 0 &&
@@ -2258,23 +2333,31 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             rc = ZT_EINVAL;
         }
         if (rc == ZT_OK) {
-            if (roles)
-                cJSON_ReplaceItemInObjectCaseSensitive(u, "roles", roles_from_csv(argv[3]));
-            else
+            if (roles) {
+                cJSON_ReplaceItemInObjectCaseSensitive(u, "roles", want);
+                want = NULL;
+            } else {
                 cJSON_ReplaceItemInObjectCaseSensitive(
                     u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
+            }
             rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK && strcmp(verb, "disable") == 0)
                 rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
         }
+        cJSON_Delete(want);
     } else if (strcmp(what, "dept") == 0 && strcmp(verb, "add") == 0) {
         NEED(4, "dept add CODE NAME [PARENT]");
         const void *v;
         size_t vl;
         const char *parent = argc > 4 ? argv[4] : "root";
         if (!dept_code_ok(argv[2])) {
-            snprintf(err, errlen, "code: 1 to 64 letters, digits, - or _");
+            snprintf(err, errlen, "CODE: 1 to 64 letters, digits, - or _");
+            return ZT_EINVAL;
+        }
+        const char *why = name_problem(argv[3]);
+        if (why) {
+            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", why);
             return ZT_EINVAL;
         }
         if (zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK) {
@@ -2296,8 +2379,15 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         NEED(5, "key add NAME PLUGIN ROLE");
         char key[4 + ZT__B64URL_LEN(32)];
         cJSON *k = NULL;
-        const char *why = key_role_problem(a->srv->conf, argv[4]);
-        if (why) {
+        const char *why = key_role_problem(a->srv->conf, argv[4]), *bad = name_problem(argv[2]);
+        if (bad) {
+            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", bad);
+            rc = ZT_EINVAL;
+        } else if (!key_plugin_ok(a->srv->conf, argv[3])) {
+            snprintf(err, errlen, "plugin '%s' is not enabled in the config (plugins = {...})",
+                     argv[3]);
+            rc = ZT_EINVAL;
+        } else if (why) {
             snprintf(err, errlen, "role '%s' %s", argv[4], why);
             rc = ZT_EINVAL;
         } else {
@@ -2341,17 +2431,29 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     }
     if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
     char object[128], action[64];
-    rc = cli_change(a, argc, argv, out, err, errlen, t, object, sizeof object);
+    /* what it says goes out once the change is committed: never "created" for a change
+     * the store then refused (a full map, a failing disk) */
+    char *said = NULL;
+    size_t saidlen = 0;
+    FILE *buf = open_memstream(&said, &saidlen);
+    if (!buf) {
+        zt__store_write_done(srv->store, t, ZT_ENOMEM);
+        return ZT_ENOMEM;
+    }
+    rc = cli_change(a, argc, argv, buf, err, errlen, t, object, sizeof object);
+    fclose(buf);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* the running node's cached sessions */
     if (rc == ZT_OK) {
         snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
-        const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
         char actor[80];
-        snprintf(actor, sizeof actor, "cli:%s", who ? who : "?");
+        snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
         zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
         rc = zt__audit_append(srv, t, &e);
     }
     rc = zt__store_write_done(srv->store, t, rc);
+    if (rc == ZT_OK && said) fwrite(said, 1, saidlen, out);
+    if (said) sodium_memzero(said, saidlen); /* it may hold a one-time password */
+    free(said);
     if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));
     return rc;
 }
@@ -2424,8 +2526,9 @@ static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
 
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
-static int bootstrap(zt_auth *a, char *err, size_t errlen)
+int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
 {
+    zt_auth *a = srv->auth;
     zt_store *st = a->srv->store;
     zt_txn *t;
     int rc = zt__store_read_begin(st, &t);
@@ -2497,9 +2600,7 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }
-    if (!srv->check_only && ((rc = bootstrap(a, err, errlen)) != ZT_OK ||
-                             (rc = credit_index_fill(a, err, errlen)) != ZT_OK))
-        return rc;
+    if (!srv->check_only && (rc = credit_index_fill(a, err, errlen)) != ZT_OK) return rc;
     const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
     if ((rc =
              add(srv, "POST", "/auth/login", h_login, P, "Sign in: a bearer token", err, errlen)) ||

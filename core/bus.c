@@ -398,7 +398,7 @@ int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *
     if (!b) return ZT_ESTATE;
     if (!valid_name(topic, false)) return ZT_EINVAL;
     if (!zt_txn_writable(t)) return ZT_EREADONLY;
-    char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+    char *text = payload ? zt_json_print(payload) : NULL;
     if (payload && !text) return ZT_ENOMEM;
     const char *ptext = text ? text : "null";
     size_t plen = strlen(ptext);

@@ -81,6 +81,25 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
 int zt__buf_u64(zt_buf *b, uint64_t v);                   /* decimal, no printf */
 void zt__buf_free(zt_buf *b);
 
+/* ---- json.c: strict JSON input, exact output, UTF-8 ------------------------------- */
+
+#define ZT_JSON_DEPTH   1000 /* cJSON's own nesting limit */
+#define ZT_JSON_DEPTH_S "1000"
+/* The length of the valid UTF-8 character at s[0..n) and its code point, or 0 when the
+ * bytes there start none (n == 0, bad or overlong encoding, surrogate). */
+size_t zt__utf8_next(const unsigned char *s, size_t n, unsigned *cp);
+bool zt__utf8_ok(const void *s, size_t n); /* strict UTF-8 without NUL */
+/* Like zt__buf_json_str, but bytes that are not UTF-8 become U+FFFD: for text that may
+ * echo what a client sent (problem details). */
+int zt__buf_json_text(zt_buf *b, const char *s, size_t n);
+/* Parse s[0..n) as one JSON value that must be strict UTF-8 without NUL, raw control
+ * characters in strings, \u0000, unpaired surrogates, repeated keys or nesting deeper
+ * than ZT_JSON_DEPTH; only white space may follow it. ZT_EINVAL with why filled
+ * ("not valid JSON: ... (at byte N)"). */
+int zt__json_parse_strict(const char *s, size_t n, cJSON **out, char *why, size_t whylen);
+size_t zt__json_num(char out[32], double d); /* a number as zt_json_print writes it */
+int zt__json_print_buf(zt_buf *b, const cJSON *v);
+
 /* JSON records in the store (the core's own databases hold JSON values). */
 cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
 int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j);
@@ -471,6 +490,8 @@ struct zt_req {
     zt_match match;
     int route_rc; /* result of zt__router_match */
     cJSON *json;
+    const char *json_why; /* why zt_req_json refused the body (request memory) */
+    int json_status;      /* and the status that says so: 400 or 415 */
 
     /* the handling */
     zt_txn *txn;
@@ -554,9 +575,15 @@ void zt__auth_after(zt_server *srv, zt_req *req);
 int zt__auth_metrics(zt_server *srv, zt_buf *out);
 /* A batch was lost: the session cache may hold what it undid. */
 void zt__auth_after_abort(zt_server *srv);
+/* An empty store gets the department "root" and the account "admin" with a one-time
+ * password printed on stdout. `serve` calls it once the node listens and its plugins
+ * started, so that a first start that fails does not use up the password unseen. */
+int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
  * transaction with its audit record, committed before it returns. Output on out. */
 int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);
+/* Who runs a command, for its audit records: $SUDO_USER, else the effective user's name. */
+const char *zt__cli_user(void);
 
 /* ---- audit.c ------------------------------------------------------------------- */
 
@@ -898,8 +925,9 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
  * commands (admin, audit verify). */
 int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
                          size_t errlen);
-/* Listen on every configured address, handle SIGINT/SIGTERM, start the commit check.
- * Then uv_run(srv->loop) serves until a signal has stopped everything. */
+/* Listen on every configured address, handle SIGINT/SIGTERM, start the commit check,
+ * then make the first account if the store has none (zt__auth_bootstrap). Then
+ * uv_run(srv->loop) serves until a signal has stopped everything. */
 int zt__server_listen(zt_server *srv, char *err, size_t errlen);
 /* fini the plugins (reverse order), close the store, free what open made. */
 void zt__server_close(zt_server *srv);

@@ -440,39 +440,6 @@ static jbox *box_new(lua_State *L)
     return b;
 }
 
-/* Strict UTF-8, without NUL (cJSON strings are C strings). */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            if (c == 0) return false;
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned cp, min;
-        if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len) return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += len;
-    }
-    return true;
-}
-
 /* ---- JSON -------------------------------------------------------------------------- */
 
 static cJSON *json_attach(lua_State *L, cJSON *parent, const char *key, cJSON *item)
@@ -487,7 +454,7 @@ static cJSON *json_attach(lua_State *L, cJSON *parent, const char *key, cJSON *i
     return item;
 }
 
-/* JSON text is written exactly as cJSON_PrintUnformatted prints the tree the same value
+/* JSON text is written exactly as zt_json_print prints the tree the same value
  * makes (json_encode_tree), so that a value gives one text whichever way it went. */
 static inline void text_put(lua_State *L, zt_buf *b, const char *s, size_t n)
 {
@@ -514,23 +481,11 @@ static void text_int(lua_State *L, zt_buf *b, long long i)
     text_put(L, b, p, (size_t)(e - p));
 }
 
-/* cJSON's print_number: 15 significant digits when they read back within a relative
- * DBL_EPSILON, else 17. Integral values below 10^15 come out of %1.15g as plain integers,
- * so those are written without printf (but -0.0 is "-0"). */
-#define INT15 1e15
+/* A number as zt_json_print writes it (exactly: integers up to 2^53 as integers). */
 static void text_double(lua_State *L, zt_buf *b, double d)
 {
-    if (d > -INT15 && d < INT15 && d == (double)(long long)d && !(d == 0 && signbit(d))) {
-        text_int(L, b, (long long)d);
-        return;
-    }
     char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%1.15g", d);
-    double back = strtod(tmp, NULL);
-    double big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
-    if (!(fabs(back - d) <= big * DBL_EPSILON)) n = snprintf(tmp, sizeof tmp, "%1.17g", d);
-    assert(n > 0 && (size_t)n < sizeof tmp);
-    text_put(L, b, tmp, (size_t)n);
+    text_put(L, b, tmp, zt__json_num(tmp, d));
 }
 
 /* A string, escaped as cJSON escapes: the two-character escapes, \u00xx for the other
@@ -684,7 +639,7 @@ static void json_table(struct jenc *e, int idx, cJSON *parent, const char *key, 
         }
     }
     for (size_t i = 0; i < nk; i++)
-        if (!utf8_ok((const unsigned char *)keys[i].s, keys[i].len))
+        if (!zt__utf8_ok((const unsigned char *)keys[i].s, keys[i].len))
             luaL_error(L, "zt.json.encode: a key is not valid UTF-8 (or holds a NUL byte)");
     if (keys == few) {
         for (size_t i = 1; i < nk; i++) /* few keys: insertion sort */
@@ -749,10 +704,8 @@ static void json_encode(struct jenc *e, int idx, cJSON *parent, const char *key,
             if (i >= -(lua_Integer)INT53 && i <= (lua_Integer)INT53) {
                 if (!text)
                     json_leaf(e, parent, key, cJSON_CreateNumber((double)i));
-                else if (i > -(lua_Integer)INT15 && i < (lua_Integer)INT15)
-                    text_int(L, text, (long long)i);
                 else
-                    text_double(L, text, (double)i);
+                    text_int(L, text, (long long)i);
             } else if (text) {
                 text_int(L, text, (long long)i);
             } else {
@@ -772,7 +725,7 @@ static void json_encode(struct jenc *e, int idx, cJSON *parent, const char *key,
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        if (!utf8_ok((const unsigned char *)s, len))
+        if (!zt__utf8_ok((const unsigned char *)s, len))
             luaL_error(L, "zt.json.encode: a string is not valid UTF-8 (or holds a NUL byte)");
         if (text)
             text_str(L, text, s, len);
@@ -880,20 +833,14 @@ static int l_json_encode(lua_State *L)
     return 1;
 }
 
-/* Parse text strictly (nothing but white space after the value). */
-static cJSON *json_parse(const char *s, size_t len)
-{
-    /* s is a Lua string, so s[len] is its terminating NUL, which strict parsing wants */
-    return cJSON_ParseWithLengthOpts(s, len + 1, NULL, 1);
-}
-
 static int l_json_decode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     jbox *b = box_new(L);
-    b->json = json_parse(s, len);
-    if (!b->json) return luaL_error(L, "zt.json.decode: not valid JSON");
+    char why[200];
+    if (zt__json_parse_strict(s, len, &b->json, why, sizeof why))
+        return luaL_error(L, "zt.json.decode: %s", why);
     json_push(L, b->json, 0);
     box_clear(b);
     return 1;
@@ -1493,9 +1440,10 @@ static int req_json(lua_State *L)
     zt_req *req = current_req(L, 1, "req:json");
     cJSON *j;
     int rc = zt_req_json(req, &j);
-    if (rc == ZT_EINVAL)
-        return raise_problem(L, 400, "invalid-json", "the request body is not valid JSON",
-                             "Invalid JSON");
+    if (rc == ZT_EINVAL && req->json_status == 415)
+        return raise_problem(L, 415, "unsupported-media-type", req->json_why,
+                             "Unsupported Media Type");
+    if (rc == ZT_EINVAL) return raise_problem(L, 400, "invalid-json", req->json_why, "Bad Request");
     if (rc) return luaL_error(L, "req:json: %s", zt_strerror(rc));
     json_push(L, j, 0);
     return 1;
@@ -2223,6 +2171,29 @@ static int l_valid_credit_code(lua_State *L)
     const char *s = valid_arg(L, "zt.valid.credit_code");
     lua_pushboolean(L, s && zt_valid_credit_code(s));
     return 1;
+}
+
+/* zt.valid.text(s, max_chars [, "lines"]): true, or false and why (zt_text_problem). */
+static int l_valid_text(lua_State *L)
+{
+    lua_Integer max = luaL_checkinteger(L, 2);
+    if (max < 1) return luaL_argerror(L, 2, "zt.valid.text: max_chars must be at least 1");
+    int flags = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        const char *mode = luaL_checkstring(L, 3);
+        if (strcmp(mode, "lines") != 0)
+            return luaL_argerror(L, 3, "zt.valid.text: the third argument may only be \"lines\"");
+        flags = ZT_TEXT_LINES;
+    }
+    size_t len;
+    const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+    const char *why = !s                 ? "is not text"
+                      : strlen(s) != len ? "holds a NUL byte"
+                                         : zt_text_problem(s, (size_t)max, flags);
+    lua_pushboolean(L, why == NULL);
+    if (!why) return 1;
+    lua_pushstring(L, why);
+    return 2;
 }
 
 /* ---- zt.json.canonical, zt.seal: electronic seals --------------------------------- */
@@ -3062,6 +3033,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
         {"valid", (const luaL_Reg[]){{"citizen_id", l_valid_citizen_id},
                                      {"citizen_id_canon", l_valid_citizen_id_canon},
                                      {"credit_code", l_valid_credit_code},
+                                     {"text", l_valid_text},
                                      {NULL, NULL}}},
         {"seal", (const luaL_Reg[]){{"json", l_seal_json}, {"bytes", l_seal_bytes}, {NULL, NULL}}},
         {"timer", (const luaL_Reg[]){{"at", l_timer_at},

@@ -1,9 +1,11 @@
 /* main.c: the zhengtong command: serve, check, test, backup, admin, audit, version. */
 #include "core.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -27,6 +29,51 @@ static const char usage[] =
     "                                          log, once it has checked them\n"
     "  audit  check FILE       check an archive on its own (no config, no data folder)\n"
     "  version                 print the version and the plugin ABI\n";
+
+/* The command lines `admin` and `audit` take, checked before anything is opened: a
+ * mistyped line is a usage error (exit 2) that touches no data. min/max count the words
+ * after the command. */
+static const struct shape {
+    const char *cmd, *sub, *verb;
+    int min, max;
+    const char *usage;
+} shapes[] = {
+    {"admin", "user", "add", 5, 6, "admin [-c FILE] user add LOGIN NAME DEPT [ROLE,ROLE...]"},
+    {"admin", "user", "passwd", 3, 3, "admin [-c FILE] user passwd LOGIN"},
+    {"admin", "user", "disable", 3, 3, "admin [-c FILE] user disable LOGIN"},
+    {"admin", "user", "enable", 3, 3, "admin [-c FILE] user enable LOGIN"},
+    {"admin", "user", "roles", 4, 4, "admin [-c FILE] user roles LOGIN ROLE,ROLE...|-"},
+    {"admin", "user", "list", 2, 2, "admin [-c FILE] user list"},
+    {"admin", "dept", "add", 4, 5, "admin [-c FILE] dept add CODE NAME [PARENT]"},
+    {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
+    {"admin", "key", "add", 5, 5, "admin [-c FILE] key add NAME PLUGIN ROLE"},
+    {"audit", "verify", NULL, 1, 1, "audit [-c FILE] verify"},
+    {"audit", "export", NULL, 3, 3, "audit [-c FILE] export SEQ|YYYY-MM-DD FILE"},
+    {"audit", "prune", NULL, 2, 2, "audit [-c FILE] prune FILE"},
+    {"audit", "check", NULL, 2, 2, "audit check FILE"},
+};
+
+/* 0 if args fit a shape of cmd; else prints why on stderr and returns 2. */
+static int check_shape(const char *cmd, char **args, int nargs)
+{
+    const struct shape *near = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const struct shape *sh = &shapes[i];
+        if (strcmp(sh->cmd, cmd) != 0 || nargs < 1 || strcmp(sh->sub, args[0]) != 0) continue;
+        if (sh->verb && (nargs < 2 || strcmp(sh->verb, args[1]) != 0)) continue;
+        if (nargs >= sh->min && nargs <= sh->max) return 0;
+        near = sh;
+    }
+    if (near) {
+        fprintf(stderr, "zhengtong: usage: zhengtong %s\n", near->usage);
+    } else {
+        fprintf(stderr, "zhengtong: %s takes one of:\n", cmd);
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            if (strcmp(shapes[i].cmd, cmd) == 0)
+                fprintf(stderr, "  zhengtong %s\n", shapes[i].usage);
+    }
+    return 2;
+}
 
 #ifdef ZT_BENCH_NO_AUDIT
 #define BENCH_NO_AUDIT " BENCHMARK BUILD: changes are NOT audited"
@@ -103,6 +150,12 @@ static int cmd_audit_check(const char *path)
 {
     char err[ZT_ERRLEN] = "";
     zt_archive_info in;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "zhengtong: cannot read %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fclose(f);
     if (sodium_init() < 0 || zt__audit_archive_check(path, &in, err, sizeof err) != ZT_OK) {
         fprintf(stderr, "zhengtong: archive BROKEN: %s\n", err[0] ? err : "libsodium failed");
         return 1;
@@ -176,9 +229,8 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
         return rc;
     }
     if (strcmp(sub, "prune") == 0 && argc == 2) {
-        const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
         char actor[80];
-        snprintf(actor, sizeof actor, "cli:%s", who ? who : "?");
+        snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
         if ((rc = zt__audit_prune(srv, argv[1], actor, &in, err, errlen)) == ZT_OK)
             print_archive("pruned the records of", argv[1], &in);
         return rc;
@@ -196,6 +248,17 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
     uv_loop_init(&loop);
     srv.loop = &loop;
     char err[ZT_ERRLEN] = "";
+    char mdb[4096];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", conf->data_dir);
+    if (stat(mdb, &st) != 0) {
+        /* never make a data folder (and its admin) as a side effect of a command */
+        fprintf(stderr,
+                "zhengtong: data_dir %s holds no data (%s: %s): `zhengtong serve -c %s` creates "
+                "it on its first start\n",
+                conf->data_dir, mdb, strerror(errno), conf->file);
+        return 1;
+    }
     int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
     if (rc == ZT_OK && admin) {
         rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
@@ -240,6 +303,12 @@ int main(int argc, char **argv)
     char *args[16];
     int nargs = 0;
     for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+    }
+    for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             file = argv[++i];
         } else if ((argv[i][0] == '-' && argv[i][1]) || nargs == 16) {
@@ -256,11 +325,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "zhengtong: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
-    if ((backup && nargs != 1) || ((serve || check) && nargs != 0) ||
-        ((admin || audit) && nargs == 0)) {
+    if ((backup && nargs != 1) || ((serve || check) && nargs != 0)) {
         fputs(usage, stderr);
         return 2;
     }
+    if ((admin || audit) && check_shape(cmd, args, nargs)) return 2;
     if (audit && nargs == 2 && strcmp(args[0], "check") == 0) return cmd_audit_check(args[1]);
     zt_conf conf = {0};
     char err[ZT_ERRLEN] = "";

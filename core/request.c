@@ -80,19 +80,32 @@ const char *zt_req_client(const zt_req *req)
     return req->client[0] ? req->client : "unknown";
 }
 
+/* application/json, or any type ending in +json, with or without parameters. */
+static bool json_media_type(const char *ct)
+{
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0) return true;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && memchr(ct, '/', n);
+}
+
 int zt_req_json(zt_req *req, cJSON **out)
 {
     if (!req->json) {
+        if (req->json_why) return ZT_EINVAL; /* refused once already */
+        const char *ct = zt_req_header(req, "Content-Type");
+        if (ct && !json_media_type(ct)) {
+            req->json_why = zt_req_printf(
+                req, "send the body as Content-Type: application/json (this one came as %s)", ct);
+            req->json_status = 415;
+            return ZT_EINVAL;
+        }
         size_t len;
         const char *body = zt_req_body(req, &len);
-        const char *end = NULL;
-        req->json = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-        if (!req->json) return ZT_EINVAL;
-        /* Only whitespace may follow the value. */
-        while (end && end < body + len && strchr(" \t\r\n", *end)) end++;
-        if (end != body + len) {
-            cJSON_Delete(req->json);
-            req->json = NULL;
+        char why[200];
+        if (zt__json_parse_strict(body, len, &req->json, why, sizeof why) != ZT_OK) {
+            req->json_why = zt_req_printf(req, "the body is %s", why);
+            req->json_status = 400;
             return ZT_EINVAL;
         }
     }
@@ -100,11 +113,23 @@ int zt_req_json(zt_req *req, cJSON **out)
     return ZT_OK;
 }
 
+int zt_req_json_problem(zt_req *req)
+{
+    if (req->json_status == 415)
+        return zt_problem(req, 415, "unsupported-media-type", NULL, "%s", req->json_why);
+    return zt_problem(req, 400, "invalid-json", NULL, "%s",
+                      req->json_why ? req->json_why : "the body is not valid JSON");
+}
+
 cJSON *zt_req_object(zt_req *req)
 {
     cJSON *j;
-    if (zt_req_json(req, &j) == ZT_OK && cJSON_IsObject(j)) return j;
-    zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    int rc = zt_req_json(req, &j);
+    if (rc == ZT_OK && cJSON_IsObject(j)) return j;
+    if (rc == ZT_OK)
+        zt_problem(req, 400, "invalid-json", NULL, "the body must be a JSON object");
+    else
+        zt_req_json_problem(req);
     return NULL;
 }
 
@@ -234,7 +259,7 @@ int zt_respond_json(zt_req *req, int status, const cJSON *json)
 {
     if (req->responded || is_job(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
-    char *text = cJSON_PrintUnformatted(json); /* cJSON allocates with malloc */
+    char *text = zt_json_print(json); /* cJSON allocates with malloc */
     if (!text) return ZT_ENOMEM;
     return respond_owned(req, status, "application/json", text, strlen(text));
 }
@@ -291,9 +316,9 @@ static int vproblem(zt_req *req, int status, const char *type, const char *title
     int rc = zt__buf_puts(&b, "{\"type\":\"/problems/");
     rc |= zt__buf_puts(&b, type);
     rc |= zt__buf_puts(&b, "\",\"title\":");
-    rc |= zt__buf_json_str(&b, title, strlen(title));
+    rc |= zt__buf_json_text(&b, title, strlen(title));
     rc |= zt__buf_printf(&b, ",\"status\":%d,\"detail\":", status);
-    rc |= zt__buf_json_str(&b, detail, strlen(detail));
+    rc |= zt__buf_json_text(&b, detail, strlen(detail));
     rc |= zt__buf_puts(&b, ",\"request_id\":\"");
     rc |= zt__buf_puts(&b, req->id);
     rc |= zt__buf_puts(&b, "\"}");

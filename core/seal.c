@@ -377,8 +377,8 @@ static int h_rotate(zt_req *req, void *ud)
     zt_server *srv = ud;
     cJSON *j;
     const char *dept;
-    if (zt_req_json(req, &j) != ZT_OK || !(dept = zt__jstr(j, "department")) || !dept[0] ||
-        strlen(dept) > 64)
+    if (zt_req_json(req, &j) != ZT_OK) return zt_req_json_problem(req);
+    if (!(dept = zt__jstr(j, "department")) || !dept[0] || strlen(dept) > 64)
         return zt_problem(req, 422, "invalid-seal-request", NULL,
                           "send {\"department\": \"<code>\"}");
     zt_txn *t = zt_req_txn(req);

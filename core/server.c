@@ -1,9 +1,12 @@
 /* server.c: the node: start-up, request dispatch, group commit, built-in routes, shutdown. */
 #include "core.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sodium.h>
 
 /* ---- dispatch -------------------------------------------------------------------- */
 
@@ -398,6 +401,63 @@ static int add_builtin(zt_server *srv, const char *path, zt_handler h, const cha
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
+/* The master key must be the one the data was made with: with another (a key file lost
+ * and made anew, the wrong file restored, a typo in key_file) the sealed fields, seal keys
+ * and the node key cannot be opened, and checkpoints would fail batch after batch. The
+ * store keeps a check value derived from the key (it reveals nothing of it); a store that
+ * has one, or that holds accounts, needs its key file to be there and to match. */
+#define KEY_CHECK     "master_key_check"
+#define KEY_CHECK_CTX "ztkeychk"
+static int open_master_key(zt_server *srv, const char *key_file, char *err, size_t errlen)
+{
+    zt_db *meta, *users;
+    zt_txn *t;
+    const void *v;
+    size_t vl = 0;
+    zt_kv kv;
+    unsigned char had[32] = {0}, check[32];
+    int rc = zt__store_db(srv->store, "_core", "store", &meta);
+    if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "users", &users);
+    if (rc == ZT_OK) rc = zt__store_read_begin(srv->store, &t);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot read the store: %s", zt_strerror(rc));
+        return rc;
+    }
+    bool checked = zt_get(t, meta, KEY_CHECK, strlen(KEY_CHECK), &v, &vl) == ZT_OK && vl == 32;
+    if (checked) memcpy(had, v, 32);
+    bool data = checked || zt__db_edge(t, users, ZT_FIRST, &kv) == ZT_OK;
+    zt__store_end(srv->store, t, false);
+    struct stat st;
+    if (data && stat(key_file, &st) != 0 && errno == ENOENT) {
+        snprintf(err, errlen,
+                 "key file %s is missing, but data_dir %s holds data sealed under a master key: "
+                 "restore that key file (from where you keep it with the backups) or correct "
+                 "key_file; a new key would leave the sealed data unreadable",
+                 key_file, srv->conf->data_dir);
+        return ZT_ENOTFOUND;
+    }
+    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__keys_derive(srv->keys, KEY_CHECK_CTX, 1, check, sizeof check)) != ZT_OK) {
+        snprintf(err, errlen, "key file %s: cannot derive its check value", key_file);
+        return rc;
+    }
+    if (checked) {
+        if (sodium_memcmp(had, check, 32) == 0) return ZT_OK;
+        snprintf(err, errlen,
+                 "key file %s is not the master key data_dir %s was made with (its check value "
+                 "differs): restore the key file that belongs to this data, or correct key_file",
+                 key_file, srv->conf->data_dir);
+        return ZT_EINVAL;
+    }
+    if ((rc = zt__store_write_begin(srv->store, &t)) == ZT_OK) {
+        rc = zt_put(t, meta, KEY_CHECK, strlen(KEY_CHECK), check, sizeof check);
+        rc = zt__store_write_done(srv->store, t, rc);
+    }
+    if (rc != ZT_OK)
+        snprintf(err, errlen, "cannot note the master key's check value: %s", zt_strerror(rc));
+    return rc;
+}
+
 int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
                          size_t errlen)
 {
@@ -419,7 +479,7 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
         snprintf(scratch_key, sizeof scratch_key, "%s/master.key", data_dir);
         key_file = scratch_key;
     }
-    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
+    if ((rc = open_master_key(srv, key_file, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
@@ -519,8 +579,10 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
-    for (size_t i = 0; i < srv->conf->nlisten; i++) {
-        int rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
+    for (size_t i = 0; i <= srv->conf->nlisten; i++) {
+        /* after the last address: the first account, now that the node is up */
+        int rc = i < srv->conf->nlisten ? zt__http_listen(srv, srv->conf->listen[i], err, errlen)
+                                        : zt__auth_bootstrap(srv, err, errlen);
         if (rc != ZT_OK) {
             srv->stopping = true;
             zt__http_stop_accepting(srv);

@@ -1004,6 +1004,38 @@ static int backup_dest(const char *dest, bool *created, char *err, size_t errlen
     return ZT_OK;
 }
 
+/* A backup inside the data folder would be lost with it (and copied into the next one):
+ * refuse dest when its parent folder is dir or below it. */
+static int backup_outside(const char *dir, const char *dest, char *err, size_t errlen)
+{
+    char parent[4096], *rd = realpath(dir, NULL);
+    snprintf(parent, sizeof parent, "%s", dest);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') parent[--n] = 0; /* "dest/" is dest */
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = 0;
+    else
+        *slash = 0;
+    char *rp = realpath(parent, NULL);
+    int rc = ZT_OK;
+    if (rd && rp) {
+        size_t dl = strlen(rd);
+        if (strncmp(rp, rd, dl) == 0 && (rp[dl] == 0 || rp[dl] == '/' || dl == 1)) {
+            seterr(err, errlen,
+                   "backup destination %s is inside data_dir %s: put backups on another disk, "
+                   "or at least outside the data folder",
+                   dest, dir);
+            rc = ZT_EINVAL;
+        }
+    }
+    free(rd);
+    free(rp);
+    return rc;
+}
+
 /* Opens its own read-only handle: never call it in a process that has `dir` open, since
  * closing a second handle drops that process's POSIX locks on the lock file (lmdb.h,
  * caveats). `zhengtong backup` is a process of its own. */
@@ -1039,7 +1071,12 @@ int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen
     }
 
     bool created;
-    int zrc = backup_dest(dest, &created, err, errlen);
+    int zrc = backup_outside(dir, dest, err, errlen);
+    if (zrc) {
+        mdb_env_close(env);
+        return zrc;
+    }
+    zrc = backup_dest(dest, &created, err, errlen);
     if (zrc) {
         mdb_env_close(env);
         return zrc;
@@ -1057,8 +1094,10 @@ int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen
         unlink(copy); /* a partial copy is worse than none */
         goto fail;
     }
-    /* LMDB does not sync the copy; a backup is only one once it is on disk. */
-    if (fsync_path(copy, O_RDONLY) != 0 || fsync_path(dest, O_RDONLY | O_DIRECTORY) != 0) {
+    /* LMDB does not sync the copy; a backup is only one once it is on disk. It is the
+     * county's personal data: private to the node's user, whatever the umask. */
+    if (chmod(copy, 0600) != 0 || fsync_path(copy, O_RDONLY) != 0 ||
+        fsync_path(dest, O_RDONLY | O_DIRECTORY) != 0) {
         seterr(err, errlen, "backup of %s into %s: cannot sync it: %s", dir, dest, strerror(errno));
         unlink(copy);
         zrc = ZT_EIO;

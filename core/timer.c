@@ -367,7 +367,7 @@ int zt_timer_at(zt_req *req, int64_t due_ms, const char *topic, const cJSON *pay
     zt_timers *tm = req->srv->timers;
     if (due_ms < 0) due_ms = 0; /* long past: due at once, and the key stays unsigned */
 
-    char *ptext = payload ? cJSON_PrintUnformatted(payload) : NULL;
+    char *ptext = payload ? zt_json_print(payload) : NULL;
     if (payload && !ptext) return ZT_ENOMEM;
     size_t plen = ptext ? strlen(ptext) : 4;
     if (plen > PAYLOAD_MAX) {

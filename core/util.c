@@ -140,12 +140,12 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     if (zt__buf_reserve(b, n + 2)) return ZT_ENOMEM;
     b->data[b->len++] = '"';
-    /* 1 for the bytes that need an escape: controls, DEL, the quote and the backslash */
+    /* 1 for the bytes that need an escape: controls, the quote and the backslash (as
+     * cJSON and the Lua host escape: one text for one value whichever wrote it) */
     static const unsigned char esc_tab[256] = {
         [0 ... 0x1f] = 1,
         ['"'] = 1,
         ['\\'] = 1,
-        [0x7f] = 1,
     };
     size_t run = 0; /* bytes before i that need no escape, copied in one go */
     for (size_t i = 0; i < n; i++) {
@@ -173,6 +173,12 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
             break;
         case '\t':
             esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
             break;
         default:
             memcpy(esc + 1, "u00", 3);
@@ -362,7 +368,7 @@ cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen)
 
 int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJSON *j)
 {
-    char *text = cJSON_PrintUnformatted(j);
+    char *text = zt_json_print(j);
     if (!text) return ZT_ENOMEM;
     int rc = zt_put(t, db, key, klen, text, strlen(text));
     cJSON_free(text);

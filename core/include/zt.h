@@ -191,12 +191,20 @@ const char *zt_req_body(const zt_req *req, size_t *len);
 const char *zt_req_id(const zt_req *req);
 /* The client address as text ("127.0.0.1"). */
 const char *zt_req_client(const zt_req *req);
-/* The body parsed as JSON. ZT_EINVAL if it is not JSON (the handler usually answers
- * zt_problem(req, 400, "invalid-json", ...)). The object is owned by the request. */
+/* The body parsed as JSON (owned by the request). Strict: the body must be UTF-8, without
+ * NUL ("\u0000" included), raw control characters in strings, unpaired surrogates,
+ * repeated keys in an object or nesting deeper than 1000, and a Content-Type, if sent,
+ * must be application/json (or a type ending in +json): a form or text/plain post from
+ * another web site is not taken as JSON. ZT_EINVAL otherwise: the handler then answers
+ * zt_req_json_problem(req). */
 int zt_req_json(zt_req *req, cJSON **out);
-/* The body as a JSON object (owned by the request). When it is not one, answers 400
- * invalid-json ("the body must be a JSON object") and returns NULL: the handler then
- * returns ZT_OK. */
+/* Answer why zt_req_json refused the body: 415 unsupported-media-type for another
+ * Content-Type, else 400 invalid-json with the reason and the byte where it was found.
+ * Returns what zt_problem returns. */
+int zt_req_json_problem(zt_req *req);
+/* The body as a JSON object (owned by the request). When it is not one, answers as
+ * zt_req_json_problem does (or 400 invalid-json "the body must be a JSON object") and
+ * returns NULL: the handler then returns ZT_OK. */
 cJSON *zt_req_object(zt_req *req);
 /* Memory that lives until the request is done; NULL when out of memory. */
 void *zt_req_alloc(zt_req *req, size_t size);
@@ -574,6 +582,21 @@ int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal);
  * %.17g. *out is malloc'd (free it). ZT_EINVAL for NaN, infinities, duplicate keys, or
  * nesting deeper than 64. */
 int zt_json_canonical(const cJSON *v, char **out, size_t *len);
+/* JSON text of v without white space, like cJSON_PrintUnformatted but with every number
+ * written so that it reads back as the same double: integers up to 2^53 as integers
+ * (cJSON writes 5000000000000001 as 5e+15), others with the fewest of 15..17 significant
+ * digits. malloc'd (free it); NULL when out of memory or v is deeper than 1000. */
+char *zt_json_print(const cJSON *v);
+
+/* Why s is not acceptable as text a person typed (a name, a title, a comment), or NULL
+ * when it is: strict UTF-8, at least one character that is not a space, at most
+ * max_chars characters (code points, not bytes), no control characters (flags
+ * ZT_TEXT_LINES lets line breaks and tabs through, for bodies of text), no text-direction
+ * overrides (U+202A-U+202E, U+2066-U+2069, which make a name read differently from what it
+ * is) and no non-characters. The reason is a phrase to follow the field's name ("is
+ * empty", "is too long", "holds a control character ..."). */
+#define ZT_TEXT_LINES 1
+const char *zt_text_problem(const char *s, size_t max_chars, int flags);
 
 /* 0 if sig is a valid Ed25519 signature of msg by the public key pk (an electronic seal:
  * the core makes seals, anyone can check them); ZT_EINVAL otherwise. */

@@ -117,7 +117,7 @@ static int init(zt_plugin *p)
     cJSON *o = cJSON_CreateObject();
     if (cJSON_AddStringToObject(o, "greeting", zt_opt_string(p, "greeting")) &&
         cJSON_AddStringToObject(o, "plugin", zt_plugin_name(p)))
-        h->greeting = cJSON_PrintUnformatted(o);
+        h->greeting = zt_json_print(o);
     cJSON_Delete(o);
     if (!h->greeting) {
         fini(p);

@@ -26,7 +26,7 @@ cJSON *sn_get_json(zt_txn *t, zt_db *db, const void *k, size_t kl, int *rc)
 
 int sn_put_json(zt_txn *t, zt_db *db, const void *k, size_t kl, const cJSON *j)
 {
-    char *s = cJSON_PrintUnformatted(j);
+    char *s = zt_json_print(j);
     if (!s) return ZT_ENOMEM;
     int rc = zt_put(t, db, k, kl, s, strlen(s));
     free(s);

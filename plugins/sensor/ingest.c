@@ -628,8 +628,7 @@ static int h_json_write(zt_req *req, void *ud)
         return zt_problem(req, 403, "forbidden", NULL,
                           "writing needs the role " SN_DEVICE_ROLE " or " SN_ADMIN_ROLE);
     cJSON *j;
-    if (zt_req_json(req, &j) != ZT_OK)
-        return zt_problem(req, 400, "invalid-json", NULL, "the body must be JSON");
+    if (zt_req_json(req, &j) != ZT_OK) return zt_req_json_problem(req);
     sn_ingest *g = sn_ingest_begin(ud, req);
     if (!g) return ZT_ENOMEM;
     return finish(req, g, API_JSON, sn_ingest_json(g, j));

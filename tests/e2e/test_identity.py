@@ -4,15 +4,17 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import re
 import select
+import socket
 import struct
 import threading
 import time
 import unittest
 import uuid
 
-from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, scrape
+from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, free_port, run, scrape
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -1242,6 +1244,207 @@ class OfflineAdmin(NodeTest):
                 ("admin user disable", "clerk"),
             ],
         )
+
+    def test_a_first_start_that_fails_keeps_the_password_for_the_next(self):
+        """The first account is made once the node listens: a first start that cannot bind
+        its port must not use up the one-time password unseen."""
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        try:
+            n = self.node(start=False, port=taken.getsockname()[1])
+            with self.assertRaises(AssertionError):
+                n.start()
+        finally:
+            taken.close()
+        self.assertNotIn("one-time password", n.stdout())
+        n.port = free_port()
+        n._write_conf()
+        n.start()
+        self.assertIsNotNone(n.first_start_password(), n.stdout())
+        self.assertEqual(n.request("GET", "/auth/me")[0], 200)
+
+    def test_command_lines_are_checked_before_anything_opens(self):
+        n = self.node(start=False)
+        # no data folder yet: nothing makes one as a side effect, whatever the command
+        for args in (("admin", "user", "list"), ("admin", "dept", "add", "d1", "D1"),
+                     ("audit", "verify")):
+            with self.subTest(args=args):
+                r = run([args[0], "-c", n.conf] + list(args[1:]))
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn("holds no data", r.stderr)
+                self.assertIn("zhengtong serve", r.stderr)
+                self.assertFalse(os.path.exists(n.data_dir), args)
+        # a command line of the wrong shape is a usage error (2) and says the right shape
+        for args, want in ((("admin", "user", "add"), "user add LOGIN NAME DEPT"),
+                           (("admin", "key", "list"), "key add NAME PLUGIN ROLE"),
+                           (("audit", "frob"), "audit [-c FILE] verify"),
+                           (("audit", "export", "5"), "export SEQ|YYYY-MM-DD FILE"),
+                           (("audit", "check"), "audit check FILE")):
+            with self.subTest(args=args):
+                r = run([args[0], "-c", n.conf] + list(args[1:]))
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(want, r.stderr)
+        for args in (("admin", "--help"), ("audit", "-h")):
+            r = run(list(args))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("user add LOGIN NAME DEPT", r.stdout)
+        r = run(["audit", "check", os.path.join(n.dir, "no-such-archive")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot read", r.stderr)
+        self.assertNotIn("BROKEN", r.stderr)
+
+    def test_offline_changes_are_checked_as_over_http(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        for args, want in (
+            (("dept", "add", "d2", "   "), "NAME"),
+            (("dept", "add", "d2", "two\nlines"), "control character"),
+            (("user", "add", "li.si", "", "root"), "NAME"),
+            (("user", "add", "li.si", "Li Si", "root", "clerk,bad role"), "ROLES"),
+            (("user", "add", "li.si", "Li Si", "root", "public"), "ROLES"),
+            (("user", "roles", "admin", "admin,x\ny"), "ROLES"),
+            (("key", "add", "k1", "notice", "device"), "plugin 'notice' is not enabled"),
+            (("key", "add", "k1", "hello", "public"), "role 'public'"),
+        ):
+            with self.subTest(args=args):
+                r = n.admin_cli(*args)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(want, r.stderr)
+                self.assertEqual(r.stdout, "")
+        st, _, d = n.json("GET", "/admin/departments")
+        self.assertEqual([x["code"] for x in d["items"]], ["root"])
+        r = n.admin_cli("user", "add", "li.si", "\u674e\u56db", "root", "clerk,approval_clerk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the audit record names who ran it: the account, also where $USER is not set
+        env = {k: v for k, v in os.environ.items() if k not in ("USER", "SUDO_USER", "LOGNAME")}
+        r = run(["admin", "-c", n.conf, "user", "disable", "li.si"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st, _, d = n.json("GET", "/audit?plugin=core&limit=1000")
+        actors = {x["actor"] for x in d["items"] if x["actor"].startswith("cli:")}
+        self.assertEqual(actors, {"cli:" + pwd.getpwuid(os.geteuid()).pw_name})
+
+
+class StrictInput(NodeTest):
+    """What a client sends is JSON in UTF-8 or it is refused, with the reason: nothing is
+    stored cut short at a NUL, nothing breaks the listings that show it later."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(plugins=("hello", "notice"))
+
+    def post(self, path, raw, ctype="application/json", auth=True):
+        h = {"Content-Type": ctype} if ctype else {}
+        return self.shared.request("POST", path, raw, h, auth=auth)
+
+    def reg(self, **fields):
+        return dict({"kind": "citizen", "password": STRONG_PW}, **fields)
+
+    def test_a_nul_inside_a_password_is_refused_not_cut(self):
+        n = self.shared
+        raw = json.dumps(self.reg(login="nul.pw", name="Nul", password="X\u0000" + STRONG_PW))
+        st, h, b = self.post("/auth/register", raw.encode(), auth=False)
+        self.assertProblem(st, h, b, 400, "invalid-json")
+        self.assertIn("\\u0000", json.loads(b)["detail"])
+        self.assertEqual(n.login("nul.pw", "X", source="127.0.9.1")[0], 401)
+        self.assertEqual(n.login("nul.pw", "X\u0000" + STRONG_PW, source="127.0.9.2")[0], 400)
+
+    def test_bytes_that_are_not_utf8_are_refused_where_they_are(self):
+        n = self.shared
+        raw = b'{"kind":"citizen","login":"bad.utf","name":"\xff\xfe","password":"%s"}' % (
+            STRONG_PW.encode())
+        st, h, b = self.post("/auth/register", raw, auth=False)
+        self.assertProblem(st, h, b, 400, "invalid-json")
+        self.assertIn("not valid UTF-8 (at byte 44)", json.loads(b)["detail"])
+        for path, body in (("/admin/departments", b'{"code":"d9","name":"\xc0\xaf"}'),
+                           ("/notices", b'{"title":"\xed\xa0\x80","body":"b"}')):
+            with self.subTest(path=path):
+                st, h, b = self.post(path, body)
+                self.assertProblem(st, h, b, 400, "invalid-json")
+        # the listings still read as JSON
+        for path in ("/admin/users", "/admin/departments", "/notices"):
+            st, _, d = n.json("GET", path)
+            self.assertEqual(st, 200, d)
+
+    def test_what_json_forbids_and_cjson_took(self):
+        cases = [
+            (b'{"kind":"citizen","login":"raw.tab","name":"a\tb","password":"x"}',
+             "control character"),
+            (b'{"kind":"citizen","kind":"enterprise","login":"two.kinds"}', '"kind" appears twice'),
+            (b'{"name":"\\udc00"}', "unpaired surrogate"),
+            (b"[" * 1001 + b"]" * 1001, "deeper than 1000"),
+            (b'{"a":1} {"b":2}', "something follows"),
+        ]
+        for raw, why in cases:
+            with self.subTest(why=why):
+                st, h, b = self.post("/auth/register", raw, auth=False)
+                self.assertProblem(st, h, b, 400, "invalid-json")
+                self.assertIn(why, json.loads(b)["detail"])
+
+    def test_only_json_is_taken_as_json(self):
+        """A form or text/plain post (what another web site can make a browser send without
+        asking) is not JSON, whatever it holds."""
+        raw = json.dumps(self.reg(login="csrf.victim", name="V")).encode()
+        for ctype in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                      "multipart/form-data; boundary=x"):
+            with self.subTest(ctype=ctype):
+                st, h, b = self.post("/auth/register", raw, ctype, auth=False)
+                self.assertProblem(st, h, b, 415, "unsupported-media-type")
+                self.assertIn(ctype.split(";")[0], json.loads(b)["detail"])
+        st, _, b = self.post("/notices", b'{"title":"t","body":"b"}', "text/plain")
+        self.assertEqual(st, 415, b)
+        # a Lua plugin's req:json() answers the same
+        self.assertIn("application/json", json.loads(b)["detail"])
+        for ctype in ("application/json", "application/json; charset=utf-8",
+                      "Application/JSON", "application/merge-patch+json"):
+            with self.subTest(ctype=ctype):
+                st, _, b = self.post("/notices", b'{"title":"t","body":"b"}', ctype)
+                self.assertEqual(st, 201, b)
+
+    def test_names_are_text_a_person_reads(self):
+        n = self.shared
+        bad = {
+            "blank": "   ",
+            "a line break": "Zhang\nSan",
+            "a control character": "Zhang\u0007San",
+            "a direction override": "admin\u202egpj.exe",
+            "201 characters": "\u653f" * 201,
+        }
+        for what, name in bad.items():
+            with self.subTest(what=what):
+                st, h, b = n.request("POST", "/auth/register",
+                                     self.reg(login="n.%d" % len(what), name=name), auth=False)
+                self.assertProblem(st, h, b, 422, "invalid-registration")
+                st, h, b = n.request("POST", "/admin/departments", {"code": "dx", "name": name})
+                self.assertProblem(st, h, b, 422, "invalid-department")
+                st, h, b = n.request("POST", "/admin/users", {"login": "u.x", "name": name,
+                                                              "department": "root"})
+                self.assertProblem(st, h, b, 422, "invalid-user")
+                st, h, b = n.request("POST", "/notices", {"title": name, "body": "b"})
+                self.assertProblem(st, h, b, 422)
+        # 200 characters of Chinese are 600 bytes, and a name
+        st, _, d = n.json("POST", "/auth/register", self.reg(login="long.name", name="\u653f" * 200),
+                          auth=False)
+        self.assertEqual(st, 201, d)
+        st, _, me = n.json("GET", "/admin/users/" + d["id"])
+        self.assertEqual(me["name"], "\u653f" * 200)
+        st, h, b = n.request("PATCH", "/admin/users/" + d["id"], {"name": "x\u0000y"})
+        self.assertProblem(st, h, b, 400, "invalid-json")
+        st, h, b = n.request("PATCH", "/admin/users/" + d["id"], {"name": "\u2066x"})
+        self.assertProblem(st, h, b, 422, "invalid-user")
+
+    def test_an_id_number_sent_as_a_number_is_refused(self):
+        st, h, b = self.shared.request(
+            "POST", "/auth/register",
+            self.reg(login="num.id", name="Num", id_number=341122199001011234), auth=False)
+        self.assertProblem(st, h, b, 422, "invalid-id-number")
+        self.assertIn("a string", json.loads(b)["detail"])
+
+    def test_a_problem_never_echoes_bytes_that_are_not_utf8(self):
+        st, h, b = self.shared.request("GET", "/nothing/%FF%FE")
+        self.assertProblem(st, h, b, 404)  # assertProblem decodes it as UTF-8
+        self.assertIn("\ufffd", json.loads(b)["detail"])
+        st, h, b = self.shared.request("GET", "/notices/%FF%FE")
+        self.assertProblem(st, h, b, 404)
 
 
 if __name__ == "__main__":

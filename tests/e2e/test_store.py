@@ -340,11 +340,35 @@ class Backup(NodeTest):
         self.assertTrue(n.running(), "the server stopped during the backup")
         self.assertEqual(n.request("GET", "/hello/counter")[0], 200)
         self.assertTrue(os.listdir(dest))
+        # the county's personal data: private to the node's user, whatever the umask
+        self.assertEqual(os.stat(os.path.join(dest, "data.mdb")).st_mode & 0o777, 0o600)
         total = 7 + len(w.acked)
+        # a backup inside the data folder would go down with it
+        inside = os.path.join(n.data_dir, "backups")
+        r2 = run(["backup", "-c", n.conf, inside], timeout=60)
+        self.assertEqual(r2.returncode, 1, r2.stdout)
+        self.assertIn("inside data_dir", r2.stderr)
+        self.assertFalse(os.path.exists(inside))
         # a node on a copy of the backup has the data as of some moment of the backup
         copy = os.path.join(self.tmp, "copy")
         shutil.copytree(dest, copy)
-        m = self.node(plugins=("hello", "notice"), data_dir=copy)
+        m = self.node(plugins=("hello", "notice"), data_dir=copy, start=False)
+        mkey = os.path.join(m.dir, "keys", "master.key")
+        # without its master key the copy is refused, not given a new key
+        with self.assertRaises(AssertionError) as cm:
+            m.start()
+        self.assertIn("is missing, but data_dir", str(cm.exception))
+        self.assertFalse(os.path.exists(mkey), "a new key was made for old data")
+        # with another key too: the data was sealed under the first
+        os.makedirs(os.path.dirname(mkey), mode=0o700, exist_ok=True)
+        with open(os.open(mkey, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(os.urandom(32))
+        with self.assertRaises(AssertionError) as cm:
+            m.start()
+        self.assertIn("is not the master key", str(cm.exception))
+        # restored as the README says: the data and its key file
+        shutil.copyfile(os.path.join(n.dir, "keys", "master.key"), mkey)
+        m.start()
         st, _, d = m.json("GET", "/hello/counter")
         self.assertEqual(st, 200)
         self.assertGreaterEqual(d["count"], 7)

@@ -507,8 +507,8 @@ class Node:
                 raise AssertionError(
                     "zhengtong exited with %d before serving; log:\n%s" % (rc, self.log())
                 )
+            c = http.client.HTTPConnection(HOST, self.port, timeout=1)
             try:
-                c = http.client.HTTPConnection(HOST, self.port, timeout=1)
                 c.request("GET", "/healthz")
                 r = c.getresponse()
                 r.read()
@@ -520,6 +520,7 @@ class Node:
                 last = "GET /healthz answered %d" % r.status
             except (OSError, http.client.HTTPException) as e:
                 last = repr(e)
+                c.close()
             time.sleep(0.02)
         self.kill9()
         raise AssertionError(

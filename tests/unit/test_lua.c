@@ -1014,13 +1014,28 @@ static void json_refuses_what_is_not_json(void **state)
             "for _, s in ipairs{ '', '{', '[1,', '{} x', 'nul', \"{'a':1}\", '[1]]' } do\n"
             "  bad(function() dec(s) end, 'not valid JSON')\n"
             "end\n"
+            "bad(function() dec('\"\\\\u0000\"') end, 'NUL')\n"
+            "bad(function() dec('\"\\\\ud800\"') end, 'unpaired surrogate')\n"
+            "bad(function() dec('\"\\\\udc00x\"') end, 'unpaired surrogate')\n"
+            "bad(function() local _ = dec('\"a\\\\tb\"') and dec('\"a\tb\"') end, 'control "
+            "character')\n"
+            "bad(function() dec('\"\255\"') end, 'UTF-8')\n"
+            "bad(function() dec('{\"a\":1,\"a\":2}') end, 'appears twice')\n"
+            "bad(function() dec(('['):rep(1001) .. (']'):rep(1001)) end, 'deeper than 1000')\n"
+            "assert(dec('\"\\\\ud83d\\\\ude00\"') == '\\240\\159\\152\\128')\n"
+            "assert(#dec(('['):rep(1000) .. (']'):rep(1000)) == 1)\n"
+            "assert(enc(5000000000000001) == '5000000000000001')\n"
+            "assert(enc(2^53) == '9007199254740992')\n"
+            "assert(enc(0.1 + 0.2) == '0.30000000000000004')\n"
+            "assert(dec(enc(1/3)) == 1/3)\n"
             "bad(function() zt.json.array(setmetatable({}, {})) end, 'metatable')\n");
 }
 
-/* The text the node writes (responses, zt.json.encode, db:put) must be what cJSON printed
- * for the same value before it wrote text itself: each number and string here is encoded by
- * the node, and the same value is put into a cJSON tree as the node used to (integers within
- * 2^53 as doubles, larger ones as raw text) and printed by cJSON. */
+/* The text the node writes from Lua (responses, zt.json.encode, db:put) must be what
+ * zt_json_print writes for the same value as a cJSON tree: each number and string here is
+ * encoded by the node, and the same value is put into a tree (integers within 2^53 as
+ * doubles, larger ones as raw text) and printed by zt_json_print, as C plugins' answers
+ * are. (zt_json_print's own exactness: test_util.) */
 static uint64_t xorshift(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -1029,7 +1044,7 @@ static uint64_t xorshift(uint64_t *s)
     return *s;
 }
 
-static void json_text_is_what_cjson_printed(void **state)
+static void json_text_is_what_c_prints(void **state)
 {
     fx *f = *state;
     static const double specials[] = {0.0,
@@ -1150,7 +1165,7 @@ static void json_text_is_what_cjson_printed(void **state)
                                   "end)\n"),
                      ZT_OK);
     init_ok(f, lua.data);
-    char *text = cJSON_PrintUnformatted(want);
+    char *text = zt_json_print(want);
     assert_non_null(text);
     treq *t = call(f, "GET", "/values", NULL, NULL, NULL);
     assert_int_equal(t->r.status, 200);
@@ -1547,7 +1562,7 @@ static void handler_request_and_response(void **state)
     expect_problem(f, "POST", "/body", "{not json", 400, "invalid-json", "not valid JSON");
     t = call(f, "POST", "/body", "", NULL, NULL);
     assert_int_equal(t->r.status, 400);
-    assert_non_null(strstr(body_of(t), "\"title\":\"Invalid JSON\""));
+    assert_non_null(strstr(body_of(t), "\"title\":\"Bad Request\""));
     done(t);
 }
 
@@ -2822,7 +2837,7 @@ int main(void)
         T(logs_go_to_the_node_log),
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
-        T(json_text_is_what_cjson_printed),
+        T(json_text_is_what_c_prints),
         T(json_objects_sort_their_keys),
         T(json_large_and_broken_answers),
         T(config_is_a_read_only_view),

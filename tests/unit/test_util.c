@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
@@ -130,12 +132,167 @@ static void ids_hold_the_time_and_count_by_one(void **state)
     assert_true(c1 - c0 == 40000 || c1 < c0);
 }
 
+/* zt__json_parse_strict: what cJSON takes and the node refuses, each with its reason. */
+static void json_strict_refuses_with_reasons(void **state)
+{
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"{\"p\":\"X\\u0000zzz\"}", "\\u0000"},
+        {"{\"p\":\"X\\u0000\"}", "(at byte 7)"},
+        {"\"\\ud800\"", "unpaired surrogate"},
+        {"\"\\ud800\\u0041\"", "unpaired surrogate"},
+        {"\"\\udfff\"", "unpaired surrogate"},
+        {"\"a\tb\"", "control character"},
+        {"\"a\nb\"", "control character"},
+        {"\"\xff\"", "not valid UTF-8"},
+        {"\"\xc0\xaf\"", "not valid UTF-8"},     /* overlong "/" */
+        {"\"\xed\xa0\x80\"", "not valid UTF-8"}, /* an encoded surrogate */
+        {"\"\xe6\x94\"", "not valid UTF-8"},     /* cut short */
+        {"{\"a\":1,\"b\":{\"c\":1,\"c\":2}}", "\"c\" appears twice"},
+        {"{\"k0\":0,\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,\"k8\":8,\"k4\":"
+         "9}",
+         "\"k4\" appears twice"},
+        {"[1] x", "something follows"},
+        {"{\"a\" 1}", "not valid JSON (at byte 5)"},
+    };
+    char why[200];
+    cJSON *j;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = zt__json_parse_strict(bad[i].text, strlen(bad[i].text), &j, why, sizeof why);
+        if (rc != ZT_EINVAL || !strstr(why, bad[i].why))
+            fail_msg("%s: rc %d, \"%s\" (wanted \"%s\")", bad[i].text, rc, why, bad[i].why);
+        assert_null(j);
+    }
+    /* a raw NUL byte is not JSON either, wherever it is */
+    assert_int_equal(zt__json_parse_strict("\"a\0b\"", 5, &j, why, sizeof why), ZT_EINVAL);
+    assert_non_null(strstr(why, "NUL"));
+    /* nesting: 1000 deep is fine, 1001 is not */
+    char deep[2100];
+    for (int depth = 1000; depth <= 1001; depth++) {
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        int rc = zt__json_parse_strict(deep, 2 * (size_t)depth, &j, why, sizeof why);
+        if (depth == 1000) {
+            assert_int_equal(rc, ZT_OK);
+            cJSON_Delete(j);
+        } else {
+            assert_int_equal(rc, ZT_EINVAL);
+            assert_non_null(strstr(why, "deeper than 1000"));
+        }
+    }
+    /* and what it takes: escapes of every kind, a pair, text in any script, trailing space */
+    const char *good =
+        "{\"t\":\"a\\tb\\n\\\"\\\\\\/\\u00e9\\ud83d\\ude00\xe6\x94\xbf\",\"n\":[1,-2.5e3]}\r\n ";
+    assert_int_equal(zt__json_parse_strict(good, strlen(good), &j, why, sizeof why), ZT_OK);
+    assert_string_equal(cJSON_GetObjectItem(j, "t")->valuestring,
+                        "a\tb\n\"\\/\xc3\xa9\xf0\x9f\x98\x80\xe6\x94\xbf");
+    cJSON_Delete(j);
+}
+
+/* zt_json_print writes every number so that it reads back as the same double, integers up
+ * to 2^53 without an exponent (cJSON writes 5000000000000001 as 5e+15). */
+static void json_print_is_exact(void **state)
+{
+    static const struct {
+        double d;
+        const char *want;
+    } cases[] = {
+        {0, "0"},
+        {-0.0, "-0"},
+        {1, "1"},
+        {-42, "-42"},
+        {1e15, "1000000000000000"},
+        {5000000000000001.0, "5000000000000001"},
+        {9007199254740992.0, "9007199254740992"},
+        {-9007199254740992.0, "-9007199254740992"},
+        {0.1, "0.1"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1.0 / 3, "0.3333333333333333"},
+        {1e300, "1e+300"},
+        {2.5, "2.5"},
+        {1e20, "1e+20"},
+    };
+    char out[32];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        zt__json_num(out, cases[i].d);
+        assert_string_equal(out, cases[i].want);
+    }
+    /* random doubles and integers read back exactly */
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double d;
+        if (i % 2) {
+            memcpy(&d, &x, sizeof d);
+            if (!isfinite(d)) continue;
+        } else {
+            d = (double)(int64_t)(x % 18014398509481985ull) - 9007199254740992.0;
+        }
+        zt__json_num(out, d);
+        if (strtod(out, NULL) != d) fail_msg("%.17g printed as %s", d, out);
+    }
+    /* a whole tree: like cJSON's compact text, numbers exact, NaN as null */
+    cJSON *o =
+        cJSON_Parse("{\"a\":[1,2.5,\"x\\u0001\\b\\f\",true,false,null,{}],\"b\":{\"c\":[]}}");
+    cJSON_AddNumberToObject(o, "big", 5000000000000001.0);
+    cJSON_AddNumberToObject(o, "nan", NAN);
+    char *text = zt_json_print(o);
+    assert_string_equal(text,
+                        "{\"a\":[1,2.5,\"x\\u0001\\b\\f\",true,false,null,{}],\"b\":{\"c\":[]},"
+                        "\"big\":5000000000000001,\"nan\":null}");
+    free(text);
+    cJSON_Delete(o);
+}
+
+/* zt_text_problem: what a person's name or a title may be. */
+static void text_rules(void **state)
+{
+    assert_null(zt_text_problem("张三", 200, 0));
+    assert_null(zt_text_problem("O'Brien-Smith Jr.", 200, 0));
+    assert_null(zt_text_problem("line one\nline two\ttabbed", 200, ZT_TEXT_LINES));
+    assert_string_equal(zt_text_problem("", 200, 0), "is empty");
+    assert_string_equal(zt_text_problem(NULL, 200, 0), "is empty");
+    assert_string_equal(zt_text_problem("   ", 200, 0), "is only spaces");
+    assert_string_equal(zt_text_problem("\xe3\x80\x80\xc2\xa0", 200, 0), "is only spaces");
+    assert_non_null(strstr(zt_text_problem("a\nb", 200, 0), "control character"));
+    assert_non_null(strstr(zt_text_problem("a\x01"
+                                           "b",
+                                           200, ZT_TEXT_LINES),
+                           "control character"));
+    assert_non_null(strstr(zt_text_problem("a\x7f", 200, 0), "control character"));
+    assert_non_null(strstr(zt_text_problem("a\xc2\x85", 200, 0), "control character")); /* NEL */
+    assert_non_null(strstr(zt_text_problem("admin\xe2\x80\xaegpj.exe", 200, 0), "direction"));
+    assert_non_null(strstr(zt_text_problem("x\xe2\x81\xa6y", 200, 0), "direction"));
+    assert_string_equal(zt_text_problem("\xff", 200, 0), "is not valid UTF-8");
+    /* the limit counts characters, not bytes: 200 Chinese characters are 600 bytes */
+    char name[700] = "";
+    for (int i = 0; i < 200; i++) strcat(name, "\xe6\x94\xbf");
+    assert_null(zt_text_problem(name, 200, 0));
+    strcat(name, "\xe6\x94\xbf");
+    assert_string_equal(zt_text_problem(name, 200, 0), "is too long");
+}
+
+/* Problem details echo what a client sent: bytes that are not UTF-8 become U+FFFD. */
+static void json_text_replaces_what_is_not_utf8(void **state)
+{
+    zt_buf b = {0};
+    assert_int_equal(zt__buf_json_text(&b, "/n/\xff\xfe/\xe6\x94\xbf\xe6", 10), ZT_OK);
+    assert_int_equal(zt__buf_append(&b, "", 1), ZT_OK);
+    assert_string_equal(b.data, "\"/n/\xef\xbf\xbd\xef\xbf\xbd/\xe6\x94\xbf\xef\xbf\xbd\"");
+    zt__buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arena_grows_and_resets),
         cmocka_unit_test(arena_printf_in_place_and_across_blocks),
         cmocka_unit_test(buf_json_escapes),
+        cmocka_unit_test(json_strict_refuses_with_reasons),
+        cmocka_unit_test(json_print_is_exact),
+        cmocka_unit_test(text_rules),
+        cmocka_unit_test(json_text_replaces_what_is_not_utf8),
         cmocka_unit_test(ids_hold_the_time_and_count_by_one),
         cmocka_unit_test(pct_decode_cases),
         cmocka_unit_test(ids_are_ordered_and_unique),

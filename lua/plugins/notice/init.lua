@@ -53,12 +53,12 @@ zt.route("POST", "/notices",
     local input = req:json()
     if type(input) ~= "table" then invalid("the body must be a JSON object") end
     local title, body, department = input.title, input.body, input.department
-    local chars = type(title) == "string" and utf8.len(title)
-    if not chars or chars < 1 or chars > 200 then
-      invalid("title must be text of 1 to 200 characters")
-    end
-    if type(body) ~= "string" or #body > max_body or not utf8.len(body) then
-      invalid(("body must be text of at most %d bytes"):format(max_body))
+    local ok, why = zt.valid.text(title, 200)
+    if not ok then invalid("title must be one line of text, 1 to 200 characters: it " .. why) end
+    ok, why = zt.valid.text(body, max_body, "lines")
+    if body == "" then ok = true end
+    if not ok or #body > max_body then
+      invalid(("body must be text of at most %d bytes: it %s"):format(max_body, why or "is too long"))
     end
     if department == zt.json.null then department = nil end
     if department ~= nil and (type(department) ~= "string" or not utf8.len(department)) then
