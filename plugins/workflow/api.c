@@ -942,6 +942,22 @@ static int svc_instance(zt_req *req, const cJSON *args, cJSON **result, void *ud
     return *result ? ZT_OK : ZT_ENOMEM;
 }
 
+/* workflow.definition {name}: the definition's summary (as GET /workflow/definitions lists
+ * it), or ZT_ENOTFOUND: for a plugin that refers to a definition by name (an approval item
+ * names the workflow it runs) to check the name when it is given. */
+static int svc_definition(zt_req *req, const cJSON *args, cJSON **result, void *ud)
+{
+    wf *w = ud;
+    const char *name = arg_str(args, "name");
+    if (!name) return ZT_EINVAL;
+    const wf_def *d = wf_def_file(w, name);
+    if (!d) return ZT_ENOTFOUND;
+    zt_txn *txn = zt_req_txn(req);
+    if (!txn) return ZT_EBUSY;
+    *result = def_summary(w, txn, d);
+    return *result ? ZT_OK : ZT_ENOMEM;
+}
+
 static int svc_task_action(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
     wf *w = ud;
@@ -1194,6 +1210,7 @@ int wf_api_init(wf *w)
     } svcs[] = {
         {"workflow.start", svc_start},
         {"workflow.instance", svc_instance},
+        {"workflow.definition", svc_definition},
         {"workflow.task_action", svc_task_action},
         {"workflow.tasks", svc_tasks},
         {"workflow.pause", svc_pause},

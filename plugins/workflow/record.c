@@ -181,7 +181,7 @@ const char *wf_inst_keep(wf_inst *in, const char *s)
 
 const char *wf_inst_keep_json(wf_inst *in, const cJSON *o)
 {
-    return adopt(&in->own, &in->nown, &in->capown, cJSON_PrintUnformatted(o));
+    return adopt(&in->own, &in->nown, &in->capown, zt_json_print(o));
 }
 
 const char *wf_task_keep(wf_task *t, const char *s)

@@ -149,10 +149,26 @@ class Catalogue(ApprovalTest):
         for bad, word in [({**item, "promised_days": 30}, "promised_days"),
                           ({**item, "department": "a.b"}, "department"),
                           ({**item, "materials": [{"name": "x", "title": "x", "formats": ["video/mp4"]}]},
-                           "formats")]:
+                           "formats"),
+                          # what it names must exist
+                          ({**item, "department": "nosuchdept"}, "no department nosuchdept"),
+                          ({**item, "parallel_departments": ["zhzf", "gone"]}, "no department gone"),
+                          ({**item, "countersign": {"departments": ["zhzf", "gone2"], "need": 1}},
+                           "countersign: there is no department gone2"),
+                          ({**item, "workflow": "approval_simpel"}, "no workflow definition approval_simpel"),
+                          ({**item, "name": "two\nlines"}, "name"),
+                          ({**item, "form": [{"name": "n", "title": "N", "type": "string", "min": 1}]},
+                           "form[1].min"),
+                          ({**item, "form": [{"name": "n", "title": "N", "type": "integer", "min": 5,
+                                              "max": 1}]}, "form[1].min")]:
             st, d = self.call("PUT", "/approval/items/AD-SIGN", self.shared.auth, bad)
             self.assertEqual(st, 422, d)
             self.assertIn(word, d["detail"])
+        # what GET shows can be PUT back as it is (countersign null: none)
+        got = self.ok("GET", "/approval/items/AD-SIGN", None)
+        self.assertIsNone(got["countersign"])
+        back = {k: v for k, v in got.items() if k not in ("source", "updated_by", "updated_at")}
+        self.ok("PUT", "/approval/items/AD-SIGN", self.shared.auth, back, 200)
         # not an administrator
         st, d = self.call("PUT", "/approval/items/AD-SIGN", self.clerk, item)
         self.assertEqual(st, 403)
@@ -275,6 +291,12 @@ class Applications(ApprovalTest):
         self.wait_state(no, "approved")
 
     def test_citizen_simple_registration(self):
+        # a count cannot be negative: the item gives the field its range
+        for children in (-3, 21):
+            st, d = self.call("POST", "/approval/applications", self.citizen,
+                              {"item": "BIRTH-REG", "form": {"spouse_name": "李四", "children": children}})
+            self.assertEqual(st, 422, d)
+            self.assertIn("form.children (现有子女数): from 0 to 20", d["detail"])
         form = {"spouse_name": "李四", "children": 0}
         no = self.submitted("BIRTH-REG", who=self.citizen, code=None, form=form)["number"]
         self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk_wjw)

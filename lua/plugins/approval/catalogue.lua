@@ -13,8 +13,9 @@ M.FORMATS = {
   ["application/zip"] = true, ["text/plain"] = true,
 }
 
-local function text(v, max)
-  return type(v) == "string" and utf8.len(v) ~= nil and #v >= 1 and utf8.len(v) <= max
+-- One line of text (a name, a title) of 1..max characters; lines: line breaks allowed.
+local function text(v, max, lines)
+  return (zt.valid.text(v, max, lines and "lines" or nil))
 end
 
 local function code_ok(v)
@@ -43,8 +44,8 @@ function M.check(it, max_material_bytes)
   if not code_ok(it.code) then return nil, "code: 1 to 64 of letters, digits, _ . -" end
   if not text(it.name, 200) then return nil, "name: text of 1 to 200 characters" end
   if not dept_ok(it.department) then return nil, "department: the responsible department's code" end
-  if not text(it.legal_basis, 2000) then return nil, "legal_basis: text of 1 to 2000 characters" end
-  if it.conditions ~= nil and not text(it.conditions, 4000) then
+  if not text(it.legal_basis, 2000, true) then return nil, "legal_basis: text of 1 to 2000 characters" end
+  if it.conditions ~= nil and it.conditions ~= "" and not text(it.conditions, 4000, true) then
     return nil, "conditions: text of at most 4000 characters"
   end
   if not int_in(it.statutory_days, 1, 365) then
@@ -78,6 +79,7 @@ function M.check(it, max_material_bytes)
     if not dept_ok(d) then return nil, ("parallel_departments[%d]: a department code"):format(i) end
   end
   local countersign = it.countersign
+  if countersign == zt.json.null then countersign = nil end -- as GET shows "no countersign"
   if countersign ~= nil then
     if type(countersign) ~= "table" or not list(countersign.departments)
       or #countersign.departments < 2 then
@@ -128,7 +130,21 @@ function M.check(it, max_material_bytes)
     if not text(f.title, 200) then return nil, where .. ".title: text of 1 to 200 characters" end
     local ty = f.type == nil and "string" or f.type
     if not FORM_TYPES[ty] then return nil, where .. ".type: string, integer, number or boolean" end
-    fields[i] = { name = f.name, title = f.title, type = ty, required = f.required == true }
+    local numeric = ty == "integer" or ty == "number"
+    for _, bound in ipairs({ "min", "max" }) do
+      local b = f[bound]
+      if b ~= nil and b ~= zt.json.null then
+        if not numeric then return nil, ("%s.%s: only an integer or number field has one"):format(where, bound) end
+        if type(b) ~= "number" or b ~= b or b == math.huge or b == -math.huge then
+          return nil, ("%s.%s: a number"):format(where, bound)
+        end
+      end
+    end
+    local lo = f.min ~= zt.json.null and f.min or nil
+    local hi = f.max ~= zt.json.null and f.max or nil
+    if lo and hi and lo > hi then return nil, where .. ".min: at most max" end
+    fields[i] = { name = f.name, title = f.title, type = ty, required = f.required == true,
+                  min = lo, max = hi }
   end
   return {
     code = it.code, name = it.name, department = it.department, legal_basis = it.legal_basis,
@@ -153,12 +169,15 @@ function M.check_form(item, form)
     local v = form[f.name]
     if v == nil or v == zt.json.null then
       if f.required then return nil, ("form.%s (%s) is required"):format(f.name, f.title) end
-    elseif f.type == "string" and not text(v, 2000) then
+    elseif f.type == "string" and not text(v, 2000, true) then
       return nil, ("form.%s: text of 1 to 2000 characters"):format(f.name)
     elseif f.type == "integer" and math.type(v) ~= "integer" then
       return nil, ("form.%s: an integer"):format(f.name)
     elseif f.type == "number" and type(v) ~= "number" then
       return nil, ("form.%s: a number"):format(f.name)
+    elseif (f.min and v < f.min) or (f.max and v > f.max) then
+      return nil, ("form.%s (%s): from %s to %s"):format(f.name, f.title,
+        f.min and zt.json.encode(f.min) or "any", f.max and zt.json.encode(f.max) or "any")
     elseif f.type == "boolean" and type(v) ~= "boolean" then
       return nil, ("form.%s: true or false"):format(f.name)
     else

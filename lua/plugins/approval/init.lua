@@ -332,6 +332,27 @@ zt.route("PUT", "/approval/items/:code", { role = "approval_admin", body_limit =
     input.code = req.params.code
     local item, why = catalogue.check(input, cfg.max_material_bytes)
     if not item then problem(422, "invalid-item", why) end
+    -- what it names must exist: an item nobody can be assigned, or whose workflow is not
+    -- there, would take applications that can never be decided
+    for _, d in ipairs({ item.department, table.unpack(item.parallel_departments) }) do
+      if not zt.auth.department(req, d) then
+        problem(422, "invalid-item", ("there is no department %s (GET /admin/departments)"):format(d))
+      end
+    end
+    if item.countersign ~= zt.json.null then
+      for _, d in ipairs(item.countersign.departments) do
+        if not zt.auth.department(req, d) then
+          problem(422, "invalid-item", ("countersign: there is no department %s"):format(d))
+        end
+      end
+    end
+    local def, _, _, reason = zt.call("workflow.definition", { name = item.workflow })
+    if not def and reason == "not-found" then
+      problem(422, "invalid-item", ("workflow: there is no workflow definition %s (GET /workflow/definitions)")
+        :format(item.workflow))
+    elseif not def then
+      call("workflow.definition", { name = item.workflow }) -- answers the refusal
+    end
     local existed = item_of(item.code) ~= nil
     item.updated_by = req.caller.login
     item.updated_at = zt.now()

@@ -33,14 +33,15 @@ return {
       { name = "business_name", title = "经营者名称", required = true },
       { name = "address", title = "经营场所", required = true },
       { name = "categories", title = "经营项目", required = true },
-      { name = "area_m2", title = "经营面积（平方米）", type = "number", required = true },
+      { name = "area_m2", title = "经营面积（平方米）", type = "number", required = true,
+        min = 1, max = 100000 },
     },
   },
   {
     code = "BIRTH-REG",
     name = "生育登记 (birth registration)",
     department = "wjw", -- 卫生健康委员会
-    legal_basis = "《中华人民共和国人口与计划生育法》；《浙江省人口与计划生育条例》",
+    legal_basis = "《中华人民共和国人口与计划生育法》；《安徽省人口与计划生育条例》",
     conditions = "夫妻双方或一方户籍在本县。",
     statutory_days = 5,
     promised_days = 1,
@@ -54,7 +55,7 @@ return {
     },
     form = {
       { name = "spouse_name", title = "配偶姓名", required = true },
-      { name = "children", title = "现有子女数", type = "integer", required = true },
+      { name = "children", title = "现有子女数", type = "integer", required = true, min = 0, max = 20 },
     },
   },
   {
@@ -78,9 +79,10 @@ return {
     },
     form = {
       { name = "road", title = "道路名称及路段", required = true },
-      { name = "length_m", title = "挖掘长度（米）", type = "number", required = true },
+      { name = "length_m", title = "挖掘长度（米）", type = "number", required = true,
+        min = 0.1, max = 10000 },
       { name = "start_date", title = "计划开工日期", required = true },
-      { name = "days", title = "占用天数", type = "integer", required = true },
+      { name = "days", title = "占用天数", type = "integer", required = true, min = 1, max = 365 },
     },
   },
 }
