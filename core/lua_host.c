@@ -2232,9 +2232,11 @@ static zt_req *seal_req(lua_State *L, const char *fn)
 }
 
 /* Hand the seal (held by the box) to Lua as a table. */
-static int seal_done(lua_State *L, const char *fn, jbox *b, cJSON *seal, int rc)
+static int seal_done(lua_State *L, const char *fn, const char *dept, jbox *b, cJSON *seal, int rc)
 {
     if (rc == ZT_EINVAL) return luaL_error(L, "%s: the document %s", fn, CANON_WHY);
+    if (rc == ZT_ENOTFOUND)
+        return luaL_error(L, "%s: there is no department '%s' (zt.auth.department)", fn, dept);
     if (rc == ZT_EFULL) plugin_of(L)->store_err = rc;
     if (rc) return luaL_error(L, "%s: %s", fn, zt_strerror(rc));
     cJSON_Delete(b->json);
@@ -2252,7 +2254,7 @@ static int l_seal_json(lua_State *L)
     jbox *b = json_encode_tree(L, 3);
     cJSON *seal = NULL;
     int rc = zt_seal_json(req, dept, b->json, &seal);
-    return seal_done(L, "zt.seal.json", b, seal, rc);
+    return seal_done(L, "zt.seal.json", dept, b, seal, rc);
 }
 
 static int l_seal_bytes(lua_State *L)
@@ -2264,7 +2266,7 @@ static int l_seal_bytes(lua_State *L)
     jbox *b = box_new(L);
     cJSON *seal = NULL;
     int rc = zt_seal_bytes(req, dept, doc, len, &seal);
-    return seal_done(L, "zt.seal.bytes", b, seal, rc);
+    return seal_done(L, "zt.seal.bytes", dept, b, seal, rc);
 }
 
 /* ---- zt.on, zt.emit, zt.timer, zt.provide, zt.call: events and services ------------- */

@@ -162,6 +162,9 @@ int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJ
     int rc = ZT_OK;
     if (zt_get(t, s->current, dept, strlen(dept), &v, &vl) == ZT_OK && vl == 26)
         k = zt__db_get_json(t, s->keys, v, 26);
+    /* a department's first seal makes its key; a code that names no department gets none
+     * (it would be published in GET /seal/keys as a seal of nobody) */
+    if (!k && !zt__auth_dept_exists(srv, t, dept)) return ZT_ENOTFOUND;
     if (!k && (rc = rotate(srv, t, dept, &k)) != ZT_OK) return rc;
     const char *id = zt__jstr(k, "key_id"), *sb = zt__jstr(k, "sealed");
     unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
@@ -365,6 +368,9 @@ static int h_sign(zt_req *req, void *ud)
     cJSON *seal = NULL;
     int rc = zt_seal_bytes(req, dept, doc, len, &seal);
     free(doc);
+    if (rc == ZT_ENOTFOUND)
+        return zt_problem(req, 422, "invalid-seal-request", NULL,
+                          "there is no department '%s' (GET /admin/departments)", dept);
     if (rc != ZT_OK) return rc;
     zt_audit_note(req, "seal", dept);
     rc = zt_respond_json(req, 201, seal);

@@ -574,7 +574,8 @@ int zt_valid_credit_code(const char *s);
  * signature} (*seal: new, the caller deletes it) that anyone can check with
  * POST /seal/verify against the public keys of GET /seal/keys. Inside a writing request
  * only (ZT_EREADONLY in GET). zt_seal_json seals the canonical form of a JSON value
- * (zt_json_canonical). Errors: ZT_EINVAL, ZT_EREADONLY, ZT_EIO. */
+ * (zt_json_canonical). Errors: ZT_EINVAL, ZT_ENOTFOUND (no department dept: no key is
+ * made for a code that names none), ZT_EREADONLY, ZT_EIO. */
 int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJSON **seal);
 int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal);
 /* The canonical text of a JSON value, for signing and hashing: no whitespace, object keys

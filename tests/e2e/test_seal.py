@@ -189,6 +189,11 @@ class Seals(NodeTest):
         # no seal key for a department that does not exist
         st, h, b = self.shared.request("POST", "/admin/seal/keys", {"department": "nosuch"})
         self.assertProblem(st, h, b, 422, "invalid-seal-request")
+        # nor by sealing for it, even at the top of the tree
+        top = self.shared.new_user("officer0", roles=("seal_officer",), department="root")
+        st, h, b = self.shared.request("POST", "/seal/sign", {"department": "nosuch", "document": DOC},
+                                       top, auth=False)
+        self.assertIn(st, (403, 422), b)
         st, _, keys = self.shared.json("GET", "/seal/keys?department=nosuch")
         self.assertEqual((st, keys["items"]), (200, []))
 

@@ -2073,6 +2073,7 @@ static const char *seal_lua =
     "    function() zt.seal.json(req, 'D1', { n = 1 << 60 }) end,\n"
     "    function() zt.seal.bytes(req, 'D1', {}) end,\n"
     "    function() zt.seal.bytes({}, 'D1', 'x') end,\n"
+    "    function() zt.seal.bytes(req, 'NO-SUCH', 'x') end,\n"
     "  } do\n"
     "    local ok, e = pcall(f)\n"
     "    out[#out + 1] = ok and 'ok' or e:match('^[^:]*:%d+: (.*)$')\n"
@@ -2101,10 +2102,27 @@ static void seal_checks(fx *f, cJSON *seal, const char *dept, const void *doc, s
     assert_int_equal(zt__store_end(f->srv.store, t, false), ZT_OK);
 }
 
+/* Departments as `zhengtong admin dept add` makes them. */
+static void add_depts(fx *f, const char *const *codes)
+{
+    zt_db *db;
+    zt_txn *t;
+    assert_int_equal(zt__store_db(f->srv.store, "_core", "departments", &db), ZT_OK);
+    assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
+    for (; *codes; codes++) {
+        char rec[200];
+        snprintf(rec, sizeof rec, "{\"code\":\"%s\",\"name\":\"%s\",\"parent\":\"root\"}", *codes,
+                 *codes);
+        assert_int_equal(zt_put(t, db, *codes, strlen(*codes), rec, strlen(rec)), ZT_OK);
+    }
+    assert_int_equal(zt__store_write_done(f->srv.store, t, ZT_OK), ZT_OK);
+}
+
 static void seals_from_lua_check_in_the_core(void **state)
 {
     fx *f = *state;
     open_core(f);
+    add_depts(f, (const char *const[]){"root", "D1", "D2", NULL});
     init_ok(f, seal_lua);
     treq *t = call(f, "POST", "/seal", NULL, NULL, NULL);
     if (t->r.status != 201) fail_msg("%d %s", t->r.status, body_of(t));
@@ -2133,7 +2151,8 @@ static void seals_from_lua_check_in_the_core(void **state)
            "zt.seal.json: the document has no canonical JSON form (nested deeper than 64, or an "
            "integer beyond 2^53)\n"
            "zt.seal.bytes: the document must be a string, not table\n"
-           "zt.seal.bytes: the first argument must be the handler's req, not table");
+           "zt.seal.bytes: the first argument must be the handler's req, not table\n"
+           "zt.seal.bytes: there is no department 'NO-SUCH' (zt.auth.department)");
 }
 
 static void seals_need_the_keys(void **state)
