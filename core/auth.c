@@ -901,13 +901,15 @@ static int too_many(zt_req *req, int64_t wait, const char *type, const char *wha
 
 typedef struct live_session {
     int64_t created;
+    char order[27]; /* a zt_id made with it: sign-ins within one millisecond keep their order */
     unsigned char hash[32];
 } live_session;
 
 static int by_created(const void *x, const void *y)
 {
     const live_session *p = x, *q = y;
-    return (p->created > q->created) - (p->created < q->created);
+    if (p->created != q->created) return (p->created > q->created) - (p->created < q->created);
+    return strcmp(p->order, q->order);
 }
 
 /* Before a sign-in adds a session to account uid: its ended sessions (expired, idle) go,
@@ -940,6 +942,8 @@ static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
                 live = v, cap = nc;
             }
             live[nlive].created = (int64_t)jnum(s, "created_at");
+            const char *ord = zt__jstr(s, "order");
+            snprintf(live[nlive].order, sizeof live[nlive].order, "%s", ord ? ord : "");
             memcpy(live[nlive++].hash, kv.val, 32);
         }
         cJSON_Delete(s);
@@ -1042,6 +1046,9 @@ static int login_done(zt_req *req, void *arg)
     cJSON_AddStringToObject(s, "id", sid);
     cJSON_AddStringToObject(s, "user", zt__jstr(u, "id"));
     cJSON_AddNumberToObject(s, "created_at", (double)now);
+    char order[27];
+    zt_id(order);
+    cJSON_AddStringToObject(s, "order", order);
     cJSON_AddNumberToObject(s, "last_seen", (double)now);
     cJSON_AddNumberToObject(s, "expires_at", (double)expires);
     cJSON_AddStringToObject(s, "client", w->client);
@@ -1574,6 +1581,7 @@ static int h_sessions(zt_req *req, void *ud)
         cJSON_AddBoolToObject(s, "current",
                               strcmp(zt__jstr(s, "id") ? zt__jstr(s, "id") : "", cur_sid) == 0);
         cJSON_DeleteItemFromObjectCaseSensitive(s, "user");
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "order");
         cJSON_AddItemToArray(items, s);
     }
     zt_cursor_close(cur);
@@ -2524,6 +2532,31 @@ static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
     return ZT_OK;
 }
 
+/* The department "root", named after the node. */
+static int put_root(zt_auth *a, zt_txn *t)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "code", "root");
+    cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
+    int rc = zt__db_put_json(t, a->depts, "root", 4, d);
+    cJSON_Delete(d);
+    return rc;
+}
+
+int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)
+{
+    zt_auth *a = srv->auth;
+    zt_txn *t;
+    int rc = zt__store_write_begin(srv->store, &t);
+    if (rc != ZT_OK) return rc;
+    const void *v;
+    size_t vl;
+    if (zt_get(t, a->depts, "root", 4, &v, &vl) != ZT_OK) rc = put_root(a, t);
+    if ((rc = zt__store_write_done(srv->store, t, rc)) != ZT_OK)
+        snprintf(err, errlen, "cannot create the department root: %s", zt_strerror(rc));
+    return rc;
+}
+
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
@@ -2543,11 +2576,7 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
     random_password(pw);
     if ((rc = hash_password(a->srv->conf, pw, hash)) != ZT_OK) return rc;
     if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "code", "root");
-    cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
-    rc = zt__db_put_json(t, a->depts, "root", 4, d);
-    cJSON_Delete(d);
+    rc = put_root(a, t);
     cJSON *roles = cJSON_CreateArray();
     cJSON_AddItemToArray(roles, cJSON_CreateString("admin"));
     if (rc == ZT_OK)

@@ -235,18 +235,32 @@ static bool quoted_at(const char *p, const char *end, const char *text, size_t t
     return (size_t)(end - p) >= tlen + 2 && memcmp(p + 1, text, tlen) == 0 && p[tlen + 1] == *p;
 }
 
-/* Is `key = ` (or, if quoted, "key") written on line l? */
-static bool on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
+/* How many times `key = ` (or, if quoted, "key") is written on line l, outside a
+ * comment (what follows "--" outside quotes). */
+static int count_on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
 {
     const char *line = st->src + st->line_off[l - 1];
     const char *end = st->src + st->line_off[l];
     size_t len = (size_t)(end - line);
-    if (st->scan_left < len) return false;
+    if (st->scan_left < len) return 0;
     st->scan_left -= len;
-    for (const char *p = line; p < end; p++)
-        if (quoted ? quoted_at(p, end, key, klen) : key_assigned_at(line, p, end, key, klen))
-            return true;
-    return false;
+    int n = 0;
+    char in = 0; /* the quote we are inside, or 0 */
+    for (const char *p = line; p < end; p++) {
+        if (!in && p + 1 < end && p[0] == '-' && p[1] == '-') break;
+        if (quoted ? quoted_at(p, end, key, klen) : !in && key_assigned_at(line, p, end, key, klen))
+            n++;
+        if (in && *p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"' || *p == '\'')
+            in = !in ? *p : in == *p ? 0 : in;
+    }
+    return n;
+}
+
+static bool on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
+{
+    return count_on_line(st, l, key, klen, quoted) > 0;
 }
 
 /* The first line in [from, to] where `key = ` (or, if quoted, "key") is written;
@@ -293,8 +307,19 @@ static int assignment_end(lua_State *L, int line)
 static int env_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    int type = lua_rawget(L, lua_upvalueindex(1));
     int line = current_line(L);
+    if (type == LUA_TTABLE) {
+        /* `limits.idle_timeout = 5` after `limits = {...}` would change the table without
+         * a word (and without a line to blame): a table is written whole, once */
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(2));
+        fail(L, line,
+             "'%s' is a table (set at line %d): write what goes in it inside its braces, "
+             "'%s = { name = value, ... }', not as %s.name later",
+             lua_tostring(L, 2), (int)lua_tointeger(L, -1), lua_tostring(L, 2), lua_tostring(L, 2));
+    }
+    if (type != LUA_TNIL) return 1;
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
         fail(L, line, "'%s' is not defined (text must be quoted: \"%s\")", k, k);
@@ -543,6 +568,28 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     }
 }
 
+/* Lua keeps the last of `{ a = 1, a = 2 }` without a word: a key written twice in one
+ * table (these tables are flat: options, limits) is an error at its second line. */
+static void twice_in_table(lua_State *L, conf_state *st, int first, int to, const char *key,
+                           const char *what)
+{
+    if (!st->line_off || first < 1 || first > st->nlines) return;
+    if (to > st->nlines || to < first) to = st->nlines;
+    size_t klen = strlen(key);
+    int seen = 0, at = 0;
+    for (int l = first; l <= to; l++) {
+        int n = count_on_line(st, l, key, klen, false);
+        if (!n) continue;
+        if (seen + n > 1)
+            fail(L, l,
+                 "%s: '%s' is set twice (first at line %d): Lua would keep the last "
+                 "without a word",
+                 what, key, at ? at : l);
+        seen += n;
+        at = l;
+    }
+}
+
 static int by_line(const void *a, const void *b)
 {
     const keyline *x = a, *y = b;
@@ -577,6 +624,7 @@ static keyline *sorted_keys(lua_State *L, int table_line, const char *what, size
         keys[i].key = lua_tostring(L, -2); /* anchored by the table */
         keys[i].line =
             scan ? find_line(st, table_line, to, keys[i].key, false) : (int)lua_tointeger(L, -1);
+        if (scan) twice_in_table(L, st, keys[i].line, to, keys[i].key, what);
         i++;
         lua_pop(L, 1);
     }
@@ -946,7 +994,8 @@ static int load_protected(lua_State *L)
     lua_newtable(L); /* the environment: always empty */
     lua_newtable(L);
     lua_pushvalue(L, 2);
-    lua_pushcclosure(L, env_index, 1);
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, env_index, 2);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
@@ -1330,11 +1379,14 @@ static int options_protected(lua_State *L)
         v->name = d->name;
         v->type = d->type;
         int line = table_line ? table_line : plugins_line;
+        v->line = line;
         if (has_table) {
             lua_getfield(L, 3, d->name);
             if (!lua_isnil(L, -1)) {
                 for (size_t k = 0; k < nkeys; k++)
                     if (strcmp(keys[k].key, d->name) == 0) line = keys[k].line;
+                v->line = line;
+                v->from_config = true;
                 char what[160];
                 snprintf(what, sizeof what, "%s.%s", plugin, d->name);
                 opt_from_value(L, line, what, v);

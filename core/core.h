@@ -127,6 +127,8 @@ typedef struct zt_optval {
     const char *name;
     int type; /* enum zt_opt_type */
     bool set; /* false: no value and no default */
+    int line; /* where the config sets it; else its plugin's table, or the plugins list */
+    bool from_config; /* false: the declared default */
     char *s;
     int64_t i;
     double n;
@@ -406,6 +408,7 @@ struct zt_plugin {
     char **wants; /* services it may call (optional) */
     size_t nwants;
     lua_State *script; /* C: the state of zt_lua_new, closed by zt__plugins_fini after fini */
+    char *init_error;  /* zt_option_fail's "FILE:LINE: ..." (malloc'd), the start's error */
 };
 
 /* Find, load and order the plugins the config lists: for each name, a C plugin
@@ -579,6 +582,8 @@ void zt__auth_after_abort(zt_server *srv);
  * password printed on stdout. `serve` calls it once the node listens and its plugins
  * started, so that a first start that fails does not use up the password unseen. */
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen);
+/* Only the department "root" (named after the node), if missing: a scratch node's. */
+int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
  * transaction with its audit record, committed before it returns. Output on out. */
 int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);

@@ -2972,6 +2972,24 @@ static void setup_metatables(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &K_NULL); /* and now the sentinel itself */
 }
 
+/* zt.config_error(option, message): an option's value is wrong (init only); raises
+ * "FILE:LINE: plugin.option: message", which stops the start as the config's own errors. */
+static int l_config_error(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    const char *name = luaL_checkstring(L, 1), *msg = luaL_checkstring(L, 2);
+    if (!lp->p->in_init) return luaL_error(L, "zt.config_error: only during init");
+    bool declared = false;
+    for (size_t i = 0; i < lp->p->nopts && !declared; i++)
+        declared = lp->p->opts[i].name && strcmp(lp->p->opts[i].name, name) == 0;
+    if (!declared)
+        return luaL_error(L, "zt.config_error: '%s' is not an option of plugin '%s' (manifest.lua)",
+                          name, lp->p->name);
+    zt_option_fail(lp->p, name, "%s", msg);
+    lua_pushstring(L, lp->p->init_error);
+    return lua_error(L); /* no position: the message has the config's */
+}
+
 static void push_zt(lua_State *L, zt_plugin *p)
 {
     lua_createtable(L, 0, 16);
@@ -2983,6 +3001,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"emit", l_emit},
                                     {"provide", l_provide},
                                     {"call", l_call},
+                                    {"config_error", l_config_error},
                                     {NULL, NULL}});
     lua_pushstring(L, p->name);
     lua_setfield(L, -2, "plugin");

@@ -30,7 +30,10 @@ int zt__scratch_open(zt_scratch *s, zt_conf *conf, const char *what, bool lua_te
         s->dir[0] = 0;
         return ZT_EIO;
     }
-    return zt__server_open(&s->srv, conf, s->dir, err, errlen);
+    int rc = zt__server_open(&s->srv, conf, s->dir, err, errlen);
+    /* the department a first start makes (tests seal for it, scope to it); no accounts */
+    if (rc == ZT_OK) rc = zt__auth_root_dept(&s->srv, err, errlen);
+    return rc;
 }
 
 void zt__scratch_close(zt_scratch *s)

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ static void plugin_free(zt_plugin *p)
     free(p->version);
     free(p->description);
     free(p->path);
+    free(p->init_error);
     free(p->name);
     if (p->dl) dlclose(p->dl);
     free(p);
@@ -347,6 +349,13 @@ int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
             p->state = ZT_PSTATE_RUNNING;
             continue;
         }
+        if (p->init_error) { /* zt_option_fail: file:line first, as for the config's own */
+            snprintf(err, errlen, "%s", p->init_error);
+            p->state = ZT_PSTATE_FAILED;
+            zt__lua_fini(p);
+            while (i-- > 0) stop(srv->plugins[i]);
+            return rc < 0 ? rc : ZT_ERROR;
+        }
         if (!why[0] && srv->route_error[0]) /* the declaration it failed on */
             snprintf(why, sizeof why, "%s", srv->route_error);
         if (!why[0])
@@ -420,6 +429,28 @@ static const zt_optval *option(const zt_plugin *p, const char *name, int type)
     }
     zt_log(p, ZT_LOG_ERROR, "option '%s' is not declared by this plugin", name ? name : "(null)");
     return NULL;
+}
+
+int zt_option_fail(zt_plugin *p, const char *name, const char *fmt, ...)
+{
+    char msg[ZT_ERRLEN / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const zt_optval *v = NULL;
+    for (size_t i = 0; i < p->nopts && !v; i++)
+        if (p->opts[i].name && strcmp(p->opts[i].name, name) == 0) v = &p->opts[i];
+    const zt_conf *c = p->srv ? p->srv->conf : NULL;
+    char text[ZT_ERRLEN];
+    if (v && c)
+        snprintf(text, sizeof text, "%s:%d: %s.%s%s: %s", c->file, v->line, p->name, name,
+                 v->from_config ? "" : " (its default)", msg);
+    else
+        snprintf(text, sizeof text, "plugin '%s', option '%s': %s", p->name, name, msg);
+    zt_log(p, ZT_LOG_ERROR, "%s", text);
+    if (!p->init_error) p->init_error = strdup(text); /* the first one says it */
+    return ZT_EINVAL;
 }
 
 const char *zt_opt_string(const zt_plugin *p, const char *name)

@@ -108,6 +108,14 @@ void *zt_plugin_data(const zt_plugin *p);
 
 /* Declared options, after defaults. Asking for an undeclared option, or with the wrong
  * type, is a bug in the plugin: it returns NULL / 0 / 0.0 / 0 and logs an error. */
+/* For init: an option's value is wrong in a way its type cannot say (out of range, a file
+ * that is not there, a date that does not exist). Logs and records
+ * "FILE:LINE: plugin.option: message" (the line where the config sets it, or its plugin's
+ * table when it is the default), which the node prints as the reason it did not start, as
+ * for its own settings. Returns ZT_EINVAL: `return zt_option_fail(p, "page_size", "must be
+ * 1 to 100, not %lld", (long long)n);` from init. */
+int zt_option_fail(zt_plugin *p, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const char *zt_opt_string(const zt_plugin *p, const char *name); /* NULL if unset */
 int64_t zt_opt_int(const zt_plugin *p, const char *name);
 double zt_opt_number(const zt_plugin *p, const char *name);

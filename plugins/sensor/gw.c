@@ -31,10 +31,9 @@ int sn_gw_start(sn *S)
     const char *url = zt_opt_string(S->p, "nng_listen");
     if (!url || !*url) return ZT_OK;
     int fmt = sn_format_parse(zt_opt_string(S->p, "nng_format"));
-    if (fmt < 0) {
-        zt_log(S->p, ZT_LOG_ERROR, "nng_format: auto, line or json");
-        return ZT_EINVAL;
-    }
+    if (fmt < 0)
+        return zt_option_fail(S->p, "nng_format", "auto, line or json, not \"%s\"",
+                              zt_opt_string(S->p, "nng_format"));
     sn_gw *g = calloc(1, sizeof *g);
     if (!g) return ZT_ENOMEM;
     S->gw = g;
@@ -51,8 +50,7 @@ int sn_gw_start(sn *S)
     }
     if (rv == 0) rv = nng_aio_alloc(&g->aio, on_recv, g);
     if (rv != 0) {
-        zt_log(S->p, ZT_LOG_ERROR, "nng_listen %s: %s", url, nng_strerror(rv));
-        return ZT_EINVAL;
+        return zt_option_fail(S->p, "nng_listen", "cannot listen at %s: %s", url, nng_strerror(rv));
     }
     nng_recv_aio(g->sock, g->aio);
     zt_log(S->p, ZT_LOG_INFO, "nng: pulling gateway batches at %s", url);

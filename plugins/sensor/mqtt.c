@@ -58,10 +58,10 @@ int sn_mqtt_start(sn *S)
     if (!host || !*host) return ZT_OK;
     int fmt = sn_format_parse(zt_opt_string(S->p, "mqtt_format"));
     int qos = (int)zt_opt_int(S->p, "mqtt_qos");
-    if (fmt < 0 || qos < 0 || qos > 2) {
-        zt_log(S->p, ZT_LOG_ERROR, "mqtt_format: auto, line or json; mqtt_qos: 0, 1 or 2");
-        return ZT_EINVAL;
-    }
+    if (fmt < 0)
+        return zt_option_fail(S->p, "mqtt_format", "auto, line or json, not \"%s\"",
+                              zt_opt_string(S->p, "mqtt_format"));
+    if (qos < 0 || qos > 2) return zt_option_fail(S->p, "mqtt_qos", "0, 1 or 2, not %d", qos);
     sn_mqtt *q = calloc(1, sizeof *q);
     if (!q) return ZT_ENOMEM;
     S->mqtt = q;

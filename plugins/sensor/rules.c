@@ -1,6 +1,7 @@
 /* rules.c: alert rules written in Lua, evaluated on ingest and, for silence, on a timer. */
 #include "sensor.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -662,14 +663,18 @@ static int load(sn *S, sn_rules *R)
 {
     const char *rel = zt_opt_string(S->p, "rules");
     if (!rel || !*rel) return ZT_OK;
-    if (rel[0] == '/' || strstr(rel, "..")) {
-        zt_log(S->p, ZT_LOG_ERROR, "rules: a path inside lua_dir");
-        return ZT_EINVAL;
-    }
+    if (rel[0] == '/' || strstr(rel, ".."))
+        return zt_option_fail(S->p, "rules", "\"%s\" is not a path inside lua_dir (%s)", rel,
+                              zt_lua_dir(S->p));
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", zt_lua_dir(S->p), rel);
     FILE *f = fopen(path, "rb");
-    if (!f) return ZT_OK; /* no rules file: no rules */
+    /* the shipped default may be absent (no rules); a file the config names must be there:
+     * a typo would otherwise mean no alerts, without a word */
+    if (!f && strcmp(rel, SN_RULES_DEFAULT) == 0) return ZT_OK;
+    if (!f)
+        return zt_option_fail(S->p, "rules", "cannot read %s: %s (set rules = \"\" for none)", path,
+                              strerror(errno));
     char *src = NULL;
     size_t len = 0, cap = 0, got;
     char buf[8192];
@@ -703,10 +708,7 @@ static int load(sn *S, sn_rules *R)
         lua_insert(R->L, -2);
         rc = zt_lua_call(R->L, NULL, 1, 0, err, sizeof err);
     }
-    if (rc != ZT_OK) {
-        zt_log(S->p, ZT_LOG_ERROR, "rules: %s", err);
-        return ZT_EINVAL;
-    }
+    if (rc != ZT_OK) return zt_option_fail(S->p, "rules", "%s", err);
     zt_log(S->p, ZT_LOG_INFO, "%zu alert rules from %s", R->n, rel);
     return ZT_OK;
 }
@@ -722,10 +724,7 @@ int sn_rules_init(sn *S)
     int rc = load(S, R);
     if (rc != ZT_OK) return rc;
     R->every_ms = zt_opt_int(S->p, "check_every") * 1000;
-    if (R->every_ms <= 0) {
-        zt_log(S->p, ZT_LOG_ERROR, "check_every: seconds, at least 1");
-        return ZT_EINVAL;
-    }
+    if (R->every_ms <= 0) return zt_option_fail(S->p, "check_every", "seconds, at least 1");
     if (pthread_create(&R->thread, NULL, ticker, S) != 0) return ZT_ERROR;
     R->running = true;
     return ZT_OK;

@@ -33,7 +33,7 @@ static const zt_option options[] = {
     OPT("nng_format", ZT_OPT_STRING, "auto", "gateway messages: line, json or auto"),
     OPT("check_every", ZT_OPT_INT, "60",
         "seconds between checks for silent devices and retention passes"),
-    OPT("rules", ZT_OPT_STRING, "sensor/rules.lua",
+    OPT("rules", ZT_OPT_STRING, SN_RULES_DEFAULT,
         "alert rules, a file under lua_dir (missing: no rules)"),
     {0},
 };
@@ -80,24 +80,22 @@ static int init(zt_plugin *p)
     S->max_inflated = (size_t)zt_opt_int(p, "max_inflated");
     S->retention_every_ms = zt_opt_int(p, "retention_every") * 1000;
     S->nignore = zt_opt_list_len(p, "ignore_tags");
-    if (S->nignore > sizeof S->ignore / sizeof S->ignore[0]) {
-        zt_log(p, ZT_LOG_ERROR, "ignore_tags: at most %zu tags",
-               sizeof S->ignore / sizeof S->ignore[0]);
-        rc = ZT_EINVAL;
-    }
+    if (S->nignore > sizeof S->ignore / sizeof S->ignore[0])
+        rc = zt_option_fail(p, "ignore_tags", "at most %zu tags, not %zu",
+                            sizeof S->ignore / sizeof S->ignore[0], S->nignore);
     for (size_t i = 0; rc == ZT_OK && i < S->nignore; i++) {
         const char *t = zt_opt_list_item(p, "ignore_tags", i);
         S->ignore[i] = (lp_str){t, strlen(t)};
     }
-    if (rc == ZT_OK && (S->max_body < 1024 || S->max_inflated < S->max_body)) {
-        zt_log(p, ZT_LOG_ERROR, "max_body: at least 1024; max_inflated: at least max_body");
-        rc = ZT_EINVAL;
-    }
+    if (rc == ZT_OK && S->max_body < 1024)
+        rc = zt_option_fail(p, "max_body", "at least 1024 bytes, not %zu", S->max_body);
+    if (rc == ZT_OK && S->max_inflated < S->max_body)
+        rc = zt_option_fail(p, "max_inflated", "at least max_body (%zu), not %zu", S->max_body,
+                            S->max_inflated);
     S->line_mult = lp_precision(zt_opt_string(p, "precision"));
-    if (rc == ZT_OK && S->line_mult < 0) {
-        zt_log(p, ZT_LOG_ERROR, "precision: ns, us, ms or s");
-        rc = ZT_EINVAL;
-    }
+    if (rc == ZT_OK && S->line_mult < 0)
+        rc = zt_option_fail(p, "precision", "ns, us, ms or s, not \"%s\"",
+                            zt_opt_string(p, "precision"));
     if (rc == ZT_OK) rc = sn_admin_routes(S);
     if (rc == ZT_OK) rc = sn_ingest_routes(S);
     if (rc == ZT_OK) rc = sn_query_routes(S);

@@ -10,11 +10,12 @@
 
 #include "lp.h"
 
-#define SN_ADMIN_ROLE  "sensor_admin"
-#define SN_DEVICE_ROLE "sensor_device"
-#define SN_MAX_STRING  4096 /* longest string value kept */
-#define SN_KEY_MAX     500  /* longest series key (LMDB keys are at most 511 bytes) */
-#define SN_RET_SLOTS   1024 /* streams whose retention was checked lately (hashed by id) */
+#define SN_ADMIN_ROLE    "sensor_admin"
+#define SN_DEVICE_ROLE   "sensor_device"
+#define SN_RULES_DEFAULT "sensor/rules.lua" /* may be absent: then no rules */
+#define SN_MAX_STRING    4096               /* longest string value kept */
+#define SN_KEY_MAX       500  /* longest series key (LMDB keys are at most 511 bytes) */
+#define SN_RET_SLOTS     1024 /* streams whose retention was checked lately (hashed by id) */
 
 typedef struct sn_mqtt sn_mqtt;
 typedef struct sn_gw sn_gw;

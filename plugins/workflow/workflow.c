@@ -31,11 +31,11 @@ static const zt_option options[] = {
 static int calendar(wf *w)
 {
     int64_t off = zt_opt_int(w->p, "utc_offset_minutes");
-    if (off < -14 * 60 || off > 14 * 60) {
-        zt_log(w->p, ZT_LOG_ERROR, "utc_offset_minutes: %lld is not a time zone (-840..840)",
-               (long long)off);
-        return ZT_EINVAL;
-    }
+    if (off < -14 * 60 || off > 14 * 60)
+        return zt_option_fail(w->p, "utc_offset_minutes",
+                              "%lld is not a time zone: minutes from UTC, -840 to 840 (480: "
+                              "Beijing)",
+                              (long long)off);
     w->cal.offset_ms = off * 60000;
     static const char *const lists[] = {"holidays", "workdays"};
     for (int l = 0; l < 2; l++) {
@@ -44,10 +44,10 @@ static int calendar(wf *w)
             const char *s = zt_opt_list_item(w->p, lists[l], i);
             int32_t day;
             if (!*s) continue; /* the empty default */
-            if (wf_cal_parse_date(s, &day) != 0) {
-                zt_log(w->p, ZT_LOG_ERROR, "%s: \"%s\" is not a date YYYY-MM-DD", lists[l], s);
-                return ZT_EINVAL;
-            }
+            if (wf_cal_parse_date(s, &day) != 0)
+                return zt_option_fail(w->p, lists[l],
+                                      "item %zu, \"%s\", is not a date that exists (YYYY-MM-DD)",
+                                      i + 1, s);
             if (wf_cal_add_date(&w->cal, day, l) != 0) return ZT_ENOMEM;
         }
     }
@@ -73,8 +73,13 @@ static int init(zt_plugin *p)
     w->page_size = zt_opt_int(p, "page_size");
     w->max_page = zt_opt_int(p, "max_page");
     int rc = ZT_EINVAL;
-    if (w->max_page < 1 || w->max_page > 1000 || w->page_size < 1 || w->page_size > w->max_page) {
-        zt_log(p, ZT_LOG_ERROR, "page_size must be from 1 to max_page, and max_page at most 1000");
+    if (w->max_page < 1 || w->max_page > 1000) {
+        rc = zt_option_fail(p, "max_page", "must be 1 to 1000, not %lld", (long long)w->max_page);
+        goto fail;
+    }
+    if (w->page_size < 1 || w->page_size > w->max_page) {
+        rc = zt_option_fail(p, "page_size", "must be 1 to max_page (%lld), not %lld",
+                            (long long)w->max_page, (long long)w->page_size);
         goto fail;
     }
     if ((rc = calendar(w)) != ZT_OK) goto fail;

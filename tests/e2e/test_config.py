@@ -217,6 +217,41 @@ class Bad(ConfTest):
         lines.append('notice = { page_size = "twenty" }')
         self.assertRejected(lines, len(lines), "page_size")
 
+    def test_a_plugin_says_what_is_wrong_with_its_option_at_its_line(self):
+        """Ranges and files the option types cannot say: the plugins check them in init and
+        the message names the config's line (zt_option_fail, zt.config_error)."""
+        for plugins, table, word in (
+            (("hello", "notice"), "notice = {\n  max_body = 100,\n  page_size = -5,\n}",
+             "notice.page_size: must be 1 to 100, not -5"),
+            (("workflow", "approval"), "approval = {\n  draft_days = -1 }",
+             "approval.draft_days: must be 1 to 3650, not -1"),
+            (("workflow",), 'workflow = {\n holidays = { "2027-01-01", "2027-13-01" } }',
+             'workflow.holidays: item 2, "2027-13-01", is not a date that exists'),
+            (("workflow",), "workflow = { utc_offset_minutes = 9999 }",
+             "workflow.utc_offset_minutes: 9999 is not a time zone"),
+            (("sensor",), 'sensor = {\n  rules = "sensor/rulez.lua" }',
+             "sensor.rules: cannot read"),
+        ):
+            with self.subTest(word=word):
+                lines = self.base(plugins=plugins)
+                lines += table.split("\n")
+                # the line of the option itself (its table's last line holds it here)
+                self.assertRejected(lines, len(lines) - (1 if table.endswith("\n}") else 0), word)
+
+    def test_a_key_twice_in_a_table_or_set_after_it(self):
+        lines = self.base()
+        lines += ["limits = {", "  idle_timeout = 5, -- idle_timeout = 7 (a comment)",
+                  "  header_timeout = 3,", "  idle_timeout = 6,", "}"]
+        self.assertRejected(lines, len(lines) - 1, "'idle_timeout' is set twice (first at line %d)"
+                            % (len(lines) - 3))
+        lines = self.base()
+        lines += ['notice = { page_size = 10, page_size = 20 }']
+        self.assertRejected(lines, len(lines), "'page_size' is set twice")
+        lines = self.base()
+        lines += ["limits = { idle_timeout = 5 }", "limits.idle_timeout = 6"]
+        self.assertRejected(lines, len(lines), "'limits' is a table (set at line %d)"
+                            % (len(lines) - 1))
+
     def test_syntax_error(self):
         lines = self.base()
         lines.insert(3, 'region_code = "330100')  # unfinished string

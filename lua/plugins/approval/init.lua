@@ -5,11 +5,19 @@ local catalogue = require "approval.catalogue"
 local shipped_items = require "approval.items"
 
 local cfg = zt.config
-assert(cfg.page_size >= 1 and cfg.page_size <= 200, "approval: page_size must be 1..200")
-assert(cfg.number_prefix:match("^%u%u?%u?%u?$"), "approval: number_prefix must be 1 to 4 capital letters")
-assert(cfg.remind_days >= 0, "approval: remind_days must be >= 0")
-assert(cfg.max_drafts >= 1 and cfg.max_drafts <= 1000, "approval: max_drafts must be 1..1000")
-assert(cfg.draft_days >= 1 and cfg.draft_days <= 3650, "approval: draft_days must be 1..3650")
+-- ranges the option types cannot say: an error names the config's file and line
+local function range(name, lo, hi)
+  local v = cfg[name]
+  if v < lo or v > hi then zt.config_error(name, ("must be %d to %d, not %d"):format(lo, hi, v)) end
+end
+range("page_size", 1, 200)
+range("remind_days", 0, 365)
+range("max_drafts", 1, 1000)
+range("draft_days", 1, 3650)
+range("max_material_bytes", 1, 1 << 30)
+if not cfg.number_prefix:match("^%u%u?%u?%u?$") then
+  zt.config_error("number_prefix", ("must be 1 to 4 capital letters, not %q"):format(cfg.number_prefix))
+end
 local DAY = 86400000
 
 -- ---- storage ----------------------------------------------------------------------

@@ -1,8 +1,12 @@
 -- The notice board: everyone reads notices; editors publish and withdraw them.
 local page_size = zt.config.page_size
 local max_body = zt.config.max_body
-assert(page_size >= 1 and page_size <= 100, "notice: page_size must be 1..100")
-assert(max_body >= 1, "notice: max_body must be at least 1")
+if page_size < 1 or page_size > 100 then
+  zt.config_error("page_size", ("must be 1 to 100, not %d"):format(page_size))
+end
+if max_body < 1 or max_body > 1000000 then
+  zt.config_error("max_body", ("must be 1 to 1000000 bytes, not %d"):format(max_body))
+end
 
 -- Keyed by zt.id(): ids sort by time, so the newest notice is the last key.
 local notices = zt.db.open("notices")
