@@ -65,12 +65,13 @@ enum {
     K_AUDIT,
     K_BUS,
     K_PLUGINS,
+    K_TRUSTED_PROXIES,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
-    "node_name",  "region_code", "listen",  "data_dir", "map_size", "log_level",
-    "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",   "lua",
-    "auth",       "audit",       "bus",     "plugins",  NULL,
+    "node_name",  "region_code", "listen",  "data_dir", "map_size",        "log_level",
+    "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",          "lua",
+    "auth",       "audit",       "bus",     "plugins",  "trusted_proxies", NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -568,6 +569,31 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     }
 }
 
+/* trusted_proxies = { "127.0.0.1", "10.0.0.0/8", "::1" } */
+static void check_proxies(lua_State *L, zt_conf *c, int line)
+{
+    if (!lua_istable(L, -1))
+        fail(L, line,
+             "trusted_proxies must be a list of addresses or networks ({ \"127.0.0.1\", "
+             "\"10.0.0.0/8\" }), got %s",
+             luaL_typename(L, -1));
+    size_t n = want_list(L, line, "trusted_proxies");
+    if (n > CONF_MAX_LISTEN) fail(L, line, "trusted_proxies may name at most %d", CONF_MAX_LISTEN);
+    zt_netmask *m = calloc(n ? n : 1, sizeof *m);
+    if (!m) fail_nomem(L);
+    free(c->proxies);
+    c->proxies = m;
+    c->nproxies = 0;
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        const char *s = want_string(L, line, "trusted_proxies", "a string");
+        const char *why = zt__netmask_parse(s, &m[i]);
+        if (why) fail(L, line, "trusted_proxies: '%s' %s", s, why);
+        c->nproxies++;
+        lua_pop(L, 1);
+    }
+}
+
 /* Lua keeps the last of `{ a = 1, a = 2 }` without a word: a key written twice in one
  * table (these tables are flat: options, limits) is an error at its second line. */
 static void twice_in_table(lua_State *L, conf_state *st, int first, int to, const char *key,
@@ -930,6 +956,9 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
     case K_KEY_FILE:
         set_str(&c->key_file, want_path(L, line, "key_file", "a string (a file)"));
         break;
+    case K_TRUSTED_PROXIES:
+        check_proxies(L, c, line);
+        break;
     default: /* plugins: checked first */
         break;
     }
@@ -1203,6 +1232,7 @@ void zt__conf_free(zt_conf *c)
     free(c->web_dir);
     free(c->key_file);
     free(c->bus_publish);
+    free(c->proxies);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);
     free(c->plugins);
     memset(c, 0, sizeof *c);

@@ -125,9 +125,9 @@ int zt__log_level_parse(const char *s); /* "debug".."error" → level, -1 if unk
 /* A plugin option value after validation. */
 typedef struct zt_optval {
     const char *name;
-    int type; /* enum zt_opt_type */
-    bool set; /* false: no value and no default */
-    int line; /* where the config sets it; else its plugin's table, or the plugins list */
+    int type;         /* enum zt_opt_type */
+    bool set;         /* false: no value and no default */
+    int line;         /* where the config sets it; else its plugin's table, or the plugins list */
     bool from_config; /* false: the declared default */
     char *s;
     int64_t i;
@@ -136,6 +136,17 @@ typedef struct zt_optval {
     char **list;
     size_t nlist;
 } zt_optval;
+
+/* An address or a network: family AF_INET or AF_INET6, its bytes, its prefix length. */
+typedef struct zt_netmask {
+    int family;
+    unsigned char addr[16];
+    unsigned bits;
+} zt_netmask;
+/* Parse "10.0.0.0/8", "::1", "192.0.2.7" into m; NULL if fine, else why not. */
+const char *zt__netmask_parse(const char *s, zt_netmask *m);
+/* Is the address text (as inet_ntop writes it) inside one of the n masks? */
+bool zt__netmask_match(const zt_netmask *m, size_t n, const char *addr);
 
 typedef struct zt_conf_plugin {
     char *name;
@@ -148,6 +159,10 @@ struct zt_conf {
     char *region_code; /* region_code = "330100" (6 digits, GB/T 2260) */
     char **listen;     /* listen = { "127.0.0.1:8080" } */
     size_t nlisten;
+    /* trusted_proxies = { "127.0.0.1", "10.0.0.0/8" }: peers whose X-Forwarded-For (or
+     * X-Real-IP) names the client (a reverse proxy such as nginx); none by default */
+    zt_netmask *proxies;
+    size_t nproxies;
     char *data_dir;   /* data_dir = "data" (relative to the config file's folder) */
     size_t map_size;  /* map_size = 1073741824 (bytes) */
     int log_level;    /* log_level = "info" */

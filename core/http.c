@@ -3,6 +3,8 @@
 
 #include <http_parser.h>
 
+#include <arpa/inet.h>
+
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -130,6 +132,7 @@ struct zt_conn {
     uint64_t wq_since;
     unsigned nresponses; /* for the fuzzer */
     char client[46];
+    bool proxied;    /* the peer is one of trusted_proxies: X-Forwarded-For names the client */
     bool fake;       /* no socket (zt__http_fuzz_feed) */
     bool reading;    /* uv_read_start in effect */
     bool paused;     /* parser paused: too many requests queued */
@@ -636,6 +639,54 @@ static int split_target(zt_conn *c, http_req *h)
     return 0;
 }
 
+/* One address of a forwarding header, s[0..n) trimmed, into out (canonical text); false
+ * if it is not one ("unknown", a name, an address with a port). */
+static bool forwarded_addr(const char *s, size_t n, char out[46])
+{
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') s++, n -= 2;
+    char tmp[64];
+    unsigned char bin[16];
+    if (n == 0 || n >= sizeof tmp) return false;
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    if (inet_pton(AF_INET, tmp, bin) == 1) return inet_ntop(AF_INET, bin, out, 46) != NULL;
+    if (inet_pton(AF_INET6, tmp, bin) == 1) return inet_ntop(AF_INET6, bin, out, 46) != NULL;
+    return false;
+}
+
+/* Behind trusted proxies the client is the rightmost address of X-Forwarded-For that is
+ * not a trusted proxy itself (what is left of it was written by whoever sent it, and may
+ * be anything), else X-Real-IP; the peer's own address if neither says. */
+static void forwarded_client(zt_req *r)
+{
+    const zt_conf *conf = r->srv->conf;
+    char found[46] = "", a[46];
+    bool done = false;
+    for (size_t i = r->nhdrs; i-- > 0 && !done;) {
+        const zt_hdr *x = &r->hdrs[i];
+        if (!HDR_IS(x, "x-forwarded-for")) continue;
+        const char *v = x->value, *end = v + strlen(v);
+        while (end > v && !done) {
+            const char *comma = end;
+            while (comma > v && comma[-1] != ',') comma--;
+            if (!forwarded_addr(comma, (size_t)(end - comma), a)) {
+                done = true; /* not an address: nothing left of it is believed */
+            } else {
+                memcpy(found, a, sizeof a);
+                done = !zt__netmask_match(conf->proxies, conf->nproxies, a);
+            }
+            end = comma > v ? comma - 1 : v;
+        }
+    }
+    if (!found[0]) {
+        const char *real = zt_req_header(r, "X-Real-IP");
+        if (real) forwarded_addr(real, strlen(real), found);
+    }
+    if (found[0]) memcpy(r->client, found, sizeof r->client);
+}
+
 static int on_headers_complete(http_parser *p)
 {
     zt_conn *c = p->data;
@@ -675,6 +726,7 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     if (nhost > 1) return bad_request(c, h, "more than one Host header");
+    if (c->proxied) forwarded_client(r);
     if (split_target(c, h)) return -1;
 
     size_t limit = zt__server_route(r->srv, r);
@@ -1319,6 +1371,8 @@ static void on_connection(uv_stream_t *ls, int status)
         else if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->client, sizeof c->client);
     }
+    c->proxied = srv->conf->nproxies &&
+                 zt__netmask_match(srv->conf->proxies, srv->conf->nproxies, c->client);
     unsigned max = srv->conf->max_connections;
     if (max && hs->nconns > max)
         overloaded(c);

@@ -1,6 +1,7 @@
 /* util.c: arena allocator, growable buffers, percent-decoding, clocks and ids. */
 #include "core.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,4 +429,56 @@ uint64_t zt__be64_get(const void *p)
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = v << 8 | b[i];
     return v;
+}
+
+/* ---- addresses and networks -------------------------------------------------------- */
+
+const char *zt__netmask_parse(const char *s, zt_netmask *m)
+{
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+    if (alen == 0 || alen >= sizeof addr) return "is not an address";
+    memcpy(addr, s, alen);
+    addr[alen] = 0;
+    memset(m, 0, sizeof *m);
+    if (inet_pton(AF_INET, addr, m->addr) == 1)
+        m->family = AF_INET, m->bits = 32;
+    else if (inet_pton(AF_INET6, addr, m->addr) == 1)
+        m->family = AF_INET6, m->bits = 128;
+    else
+        return "is not an IPv4 or IPv6 address (\"10.0.0.1\", \"10.0.0.0/8\", \"::1\")";
+    if (slash) {
+        char *end;
+        long bits = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || bits < 0 || (unsigned long)bits > m->bits)
+            return m->family == AF_INET ? "has a prefix length that is not 0..32"
+                                        : "has a prefix length that is not 0..128";
+        m->bits = (unsigned)bits;
+        /* the bits past the prefix must be zero: "10.1.2.3/8" is probably a mistake */
+        for (unsigned b = m->bits; b < (m->family == AF_INET ? 32u : 128u); b++)
+            if (m->addr[b / 8] & (0x80 >> (b % 8)))
+                return "has bits set after its prefix (write the network: 10.0.0.0/8)";
+    }
+    return NULL;
+}
+
+bool zt__netmask_match(const zt_netmask *m, size_t n, const char *addr)
+{
+    unsigned char a4[4], a6[16];
+    bool v4 = inet_pton(AF_INET, addr, a4) == 1, v6 = !v4 && inet_pton(AF_INET6, addr, a6) == 1;
+    if (v6 && memcmp(a6, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) { /* ::ffff:a.b.c.d */
+        memcpy(a4, a6 + 12, 4);
+        v4 = true, v6 = false;
+    }
+    if (!v4 && !v6) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].family != (v4 ? AF_INET : AF_INET6)) continue;
+        const unsigned char *x = v4 ? a4 : a6;
+        unsigned full = m[i].bits / 8, rest = m[i].bits % 8;
+        if (memcmp(x, m[i].addr, full) != 0) continue;
+        if (rest && ((x[full] ^ m[i].addr[full]) & (0xFF00 >> rest))) continue;
+        return true;
+    }
+    return false;
 }

@@ -1447,5 +1447,59 @@ class StrictInput(NodeTest):
         self.assertProblem(st, h, b, 404)
 
 
+class TrustedProxies(NodeTest):
+    """Behind nginx every peer is 127.0.0.1: trusted_proxies lets X-Forwarded-For name the
+    client, for the throttles and the audit log; nobody else can claim an address."""
+
+    def last_client(self, n):
+        st, _, d = n.json("GET", "/audit?plugin=hello&limit=1000")
+        self.assertEqual(st, 200, d)
+        return d["items"][-1]["client"]
+
+    def post_as(self, n, xff=None, real=None):
+        h = {}
+        if xff is not None:
+            h["X-Forwarded-For"] = xff
+        if real is not None:
+            h["X-Real-IP"] = real
+        st, _, b = n.request("POST", "/hello/counter", None, h)
+        self.assertEqual(st, 200, b)
+        return self.last_client(n)
+
+    def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        # no trusted proxies (the default): the header is anyone's to write
+        self.assertEqual(self.post_as(n, "203.0.113.7"), "127.0.0.1")
+        n.stop()
+        n._conf_text += 'trusted_proxies = { "127.0.0.1", "10.0.0.0/8" }\n'
+        n._write_conf()
+        n.start()
+        self.assertEqual(self.post_as(n, "203.0.113.7"), "203.0.113.7")
+        # what a client wrote in front is not believed: the rightmost untrusted address is
+        self.assertEqual(self.post_as(n, "198.51.100.1, 203.0.113.8"), "203.0.113.8")
+        self.assertEqual(self.post_as(n, "203.0.113.9, 10.1.2.3"), "203.0.113.9")
+        self.assertEqual(self.post_as(n, "2001:DB8::0:1"), "2001:db8::1")
+        # nothing usable: the peer itself
+        self.assertEqual(self.post_as(n, "unknown"), "127.0.0.1")
+        self.assertEqual(self.post_as(n, "203.0.113.10:4711"), "127.0.0.1")
+        self.assertEqual(self.post_as(n, real="192.0.2.44"), "192.0.2.44")
+        # the sign-in throttle counts the real clients apart: one client's failures lock
+        # that client, not the whole county behind the proxy
+        for i in range(6):
+            st, _, _ = n.request("POST", "/auth/login", {"login": "nobody%d" % i, "password": "x"},
+                                 {"X-Forwarded-For": "203.0.113.66"}, auth=False)
+        self.assertEqual(st, 429)
+        st, _, d = n.request("POST", "/auth/login", {"login": "nobody9", "password": "x"},
+                             {"X-Forwarded-For": "203.0.113.67"}, auth=False)
+        self.assertEqual(st, 401, d)
+
+    def test_a_bad_network_is_a_config_error(self):
+        n = self.node(plugins=("hello",), start=False,
+                      options='trusted_proxies = { "127.0.0.1", "10.1.2.3/8" }')
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("trusted_proxies: '10.1.2.3/8' has bits set after its prefix", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -283,6 +283,37 @@ static void json_text_replaces_what_is_not_utf8(void **state)
     zt__buf_free(&b);
 }
 
+/* trusted_proxies: addresses and networks, v4 and v6, and what they match. */
+static void netmasks(void **state)
+{
+    zt_netmask m[4];
+    assert_null(zt__netmask_parse("127.0.0.1", &m[0]));
+    assert_null(zt__netmask_parse("10.0.0.0/8", &m[1]));
+    assert_null(zt__netmask_parse("2001:db8::/32", &m[2]));
+    assert_null(zt__netmask_parse("172.16.0.0/12", &m[3]));
+    assert_true(zt__netmask_match(m, 4, "127.0.0.1"));
+    assert_false(zt__netmask_match(m, 4, "127.0.0.2"));
+    assert_true(zt__netmask_match(m, 4, "10.255.1.2"));
+    assert_false(zt__netmask_match(m, 4, "11.0.0.1"));
+    assert_true(zt__netmask_match(m, 4, "172.31.255.255"));
+    assert_false(zt__netmask_match(m, 4, "172.32.0.0"));
+    assert_true(zt__netmask_match(m, 4, "2001:db8:ffff::1"));
+    assert_false(zt__netmask_match(m, 4, "2001:db9::1"));
+    assert_true(zt__netmask_match(m, 4, "::ffff:10.1.1.1")); /* a v4 client on a v6 socket */
+    assert_false(zt__netmask_match(m, 4, "not an address"));
+    assert_false(zt__netmask_match(m, 0, "127.0.0.1"));
+    zt_netmask all;
+    assert_null(zt__netmask_parse("0.0.0.0/0", &all));
+    assert_true(zt__netmask_match(&all, 1, "203.0.113.9"));
+    assert_false(zt__netmask_match(&all, 1, "::1"));
+    assert_non_null(strstr(zt__netmask_parse("10.1.2.3/8", &all), "after its prefix"));
+    assert_non_null(strstr(zt__netmask_parse("10.0.0.0/33", &all), "0..32"));
+    assert_non_null(strstr(zt__netmask_parse("::/129", &all), "0..128"));
+    assert_non_null(strstr(zt__netmask_parse("localhost", &all), "not an IPv4 or IPv6"));
+    assert_non_null(zt__netmask_parse("10.0.0.0/", &all));
+    assert_non_null(zt__netmask_parse("", &all));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +324,7 @@ int main(void)
         cmocka_unit_test(json_print_is_exact),
         cmocka_unit_test(text_rules),
         cmocka_unit_test(json_text_replaces_what_is_not_utf8),
+        cmocka_unit_test(netmasks),
         cmocka_unit_test(ids_hold_the_time_and_count_by_one),
         cmocka_unit_test(pct_decode_cases),
         cmocka_unit_test(ids_are_ordered_and_unique),
