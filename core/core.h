@@ -919,6 +919,7 @@ struct zt_server {
     zt_timers *timers;
     zt_services *services;
     zt_posts *posts; /* zt_post's queue (post.c) */
+    zt_throttle *rates; /* zt_rate_*: plugins' limits per client (made on first use) */
     bool check_only; /* `zhengtong check`: no first-start account, no side effects */
     bool lua_tests;  /* `zhengtong test`: Lua plugins get their state, but no init.lua runs */
     uint64_t started_ns;

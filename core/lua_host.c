@@ -2196,6 +2196,45 @@ static int l_valid_text(lua_State *L)
     return 2;
 }
 
+/* ---- zt.rate: limits per client ------------------------------------------------------ */
+
+static zt_req *rate_args(lua_State *L, const char *fn, const char **name, unsigned *max,
+                         unsigned *window)
+{
+    zt_req *req = current_req(L, 1, fn);
+    *name = check_cstr(L, 2, fn, "name", 100);
+    lua_Integer m = luaL_checkinteger(L, 3), w = luaL_checkinteger(L, 4);
+    if (m < 1 || m > 1000000) luaL_error(L, "%s: max must be 1..1000000", fn);
+    if (w < 1 || w > 86400 * 7) luaL_error(L, "%s: window must be 1..604800 seconds", fn);
+    *max = (unsigned)m, *window = (unsigned)w;
+    return req;
+}
+
+/* zt.rate.check(req, name, max, window [, detail]): raises 429 when the client must wait */
+static int l_rate_check(lua_State *L)
+{
+    const char *name;
+    unsigned max, window;
+    zt_req *req = rate_args(L, "zt.rate.check", &name, &max, &window);
+    const char *detail = luaL_optstring(L, 5, "too many attempts from this address: try later");
+    int64_t wait = zt_rate_wait(req, name, max, window);
+    if (wait <= 0) return 0;
+    char s[24];
+    snprintf(s, sizeof s, "%lld", (long long)wait);
+    zt_res_header(req, "Retry-After", s);
+    return raise_problem(L, 429, "too-many-attempts", detail, "Too Many Requests");
+}
+
+/* zt.rate.note(req, name, max, window) → the seconds the client must now wait (0: none) */
+static int l_rate_note(lua_State *L)
+{
+    const char *name;
+    unsigned max, window;
+    zt_req *req = rate_args(L, "zt.rate.note", &name, &max, &window);
+    lua_pushinteger(L, (lua_Integer)zt_rate_note(req, name, max, window));
+    return 1;
+}
+
 /* ---- zt.json.canonical, zt.seal: electronic seals --------------------------------- */
 
 #define CANON_WHY "has no canonical JSON form (nested deeper than 64, or an integer beyond 2^53)"
@@ -3051,6 +3090,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                       {"hash", l_crypto_hash},
                                       {"hex", l_crypto_hex},
                                       {NULL, NULL}}},
+        {"rate", (const luaL_Reg[]){{"check", l_rate_check}, {"note", l_rate_note}, {NULL, NULL}}},
         {"valid", (const luaL_Reg[]){{"citizen_id", l_valid_citizen_id},
                                      {"citizen_id_canon", l_valid_citizen_id_canon},
                                      {"credit_code", l_valid_credit_code},

@@ -606,6 +606,8 @@ void zt__server_close(zt_server *srv)
     zt__auth_close(srv);
     zt__audit_close(srv);
     zt__seals_close(srv);
+    zt__throttle_free(srv->rates);
+    srv->rates = NULL;
     zt__metrics_free(srv->metrics);
     zt__router_free(srv->router);
     if (srv->store) zt__store_close(srv->store);

@@ -189,8 +189,10 @@ int zt__static_serve(zt_server *srv, zt_req *req)
     char etag[48];
     snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size, mtime_ns);
     /* no-cache: browsers keep the file but ask each time; the ETag makes that cheap. */
+    /* nosniff: a file is what its extension says, never HTML a browser guessed */
     if ((rc = zt_res_header(req, "ETag", etag)) != ZT_OK ||
-        (rc = zt_res_header(req, "Cache-Control", "no-cache")) != ZT_OK)
+        (rc = zt_res_header(req, "Cache-Control", "no-cache")) != ZT_OK ||
+        (rc = zt_res_header(req, "X-Content-Type-Options", "nosniff")) != ZT_OK)
         goto out;
     const char *inm = zt_req_header(req, "If-None-Match");
     if (inm && etag_matches(inm, etag)) {

@@ -191,3 +191,47 @@ int zt__client_prefix(const char *client, char *out, size_t cap)
     }
     return n >= 0 && (size_t)n < cap ? ZT_OK : ZT_EINVAL;
 }
+
+/* ---- zt_rate_*: limits per client for plugins ----------------------------------------- */
+
+#define RATE_MAX_ENTRIES 65536
+
+/* "rate:<plugin>:<name>:<client prefix>" */
+static zt_throttle *rate_key(zt_req *req, const char *name, char key[256])
+{
+    zt_server *srv = req->srv;
+    if (!srv->rates && !(srv->rates = zt__throttle_new(RATE_MAX_ENTRIES))) return NULL;
+    const zt__route *rt = req->match.route;
+    char who[64];
+    if (zt__client_prefix(zt_req_client(req), who, sizeof who) != ZT_OK)
+        snprintf(who, sizeof who, "?");
+    snprintf(key, 256, "rate:%s:%.100s:%s", rt && rt->plugin ? rt->plugin->name : "core", name,
+             who);
+    return srv->rates;
+}
+
+static int64_t rate_wait(zt_throttle *t, const char *key, unsigned max, unsigned window_s,
+                         int64_t now)
+{
+    zt_attempts a = zt__throttle_get(t, key);
+    int64_t end = a.first_ms + (int64_t)window_s * 1000;
+    if (!max || a.count < max || now >= end || now < a.first_ms) return 0;
+    return (end - now + 999) / 1000;
+}
+
+int64_t zt_rate_wait(zt_req *req, const char *name, unsigned max, unsigned window_s)
+{
+    char key[256];
+    zt_throttle *t = rate_key(req, name, key);
+    return t ? rate_wait(t, key, max, window_s, zt_now_ms()) : 0;
+}
+
+int64_t zt_rate_note(zt_req *req, const char *name, unsigned max, unsigned window_s)
+{
+    char key[256];
+    zt_throttle *t = rate_key(req, name, key);
+    if (!t) return 0;
+    int64_t now = zt_now_ms(), window = (int64_t)window_s * 1000;
+    zt__throttle_note(t, key, now, window, false, window);
+    return rate_wait(t, key, max, window_s, now);
+}

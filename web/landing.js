@@ -15,25 +15,35 @@
     $("node").textContent = `${health.node} · 区划代码 ${health.region_code} · v${health.version}`;
     const list = $("plugins");
     list.replaceChildren();
-    if (!health.plugins.length) list.append(el("li", "", "No plugins enabled (see conf/zhengtong.conf)."));
+    if (!health.plugins.length) {
+      list.append(el("li", "", "未启用任何功能 No plugins enabled (conf/zhengtong.conf: plugins = { ... })."));
+    }
     for (const p of health.plugins) {
       const li = el("li");
       li.append(el("div", "name", p.name));
       li.append(el("div", `meta state-${p.state}`, `${p.kind} plugin · v${p.version} · ${p.state}`));
       const routes = el("div", "routes");
       for (const r of api.routes.filter((r) => r.plugin === p.name)) {
-        if (r.method === "GET" && !r.path.includes(":") && !r.path.includes("*")) {
+        // a link only where a browser gets a page without signing in or filling anything
+        // in: public GET routes without parameters; the rest are listed with who may call
+        const open = r.method === "GET" && r.role === "public" && !r.path.includes(":") &&
+          !r.path.includes("*") && !(r.summary || "").includes("?");
+        if (open) {
           const a = el("a", "", `${r.method} ${r.path}`);
           a.href = r.path;
+          if (r.summary) a.title = r.summary;
           routes.append(a);
         } else {
-          routes.append(el("span", "meta", `${r.method} ${r.path}  `));
+          const who = r.role === "public" ? "" : r.role === "user" ? " · 需登录 sign-in" : ` · ${r.role}`;
+          const s = el("span", "meta", `${r.method} ${r.path}${who}  `);
+          if (r.summary) s.title = r.summary;
+          routes.append(s);
         }
       }
       li.append(routes);
       list.append(li);
     }
   } catch (e) {
-    $("node").textContent = "The node did not answer: " + e;
+    $("node").textContent = "节点未响应 The node did not answer: " + e;
   }
 })();

@@ -214,6 +214,16 @@ int zt_req_json_problem(zt_req *req);
  * zt_req_json_problem does (or 400 invalid-json "the body must be a JSON object") and
  * returns NULL: the handler then returns ZT_OK. */
 cJSON *zt_req_object(zt_req *req);
+/* Limits per client, for what a client may try only so often (guessing a query code,
+ * sending a form that costs work): at most max attempts of `name` (the plugin's own word;
+ * the table keeps each plugin's apart) by one client (an IPv4 address, an IPv6 /64;
+ * behind trusted_proxies the forwarded client) in window_s seconds from the first.
+ * zt_rate_wait: the seconds the client must wait before trying again (0: go ahead);
+ * zt_rate_note: count one attempt and return the wait now in effect. Answer a wait with
+ * 429 and Retry-After. Kept in memory, at most 65536 keys (as the sign-in lock's table:
+ * full, it forgets first what no longer makes anyone wait); a restart forgets. */
+int64_t zt_rate_wait(zt_req *req, const char *name, unsigned max, unsigned window_s);
+int64_t zt_rate_note(zt_req *req, const char *name, unsigned max, unsigned window_s);
 /* Memory that lives until the request is done; NULL when out of memory. */
 void *zt_req_alloc(zt_req *req, size_t size);
 /* printf into request memory. */

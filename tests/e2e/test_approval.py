@@ -431,10 +431,23 @@ class Applications(ApprovalTest):
         self.assertEqual((d["number"], d["state"]), (no, "submitted"))
         self.assertNotIn("applicant", d)
         self.assertNotIn("form", d)
-        for q in ["number=%s&code=WRONGCOD" % no, "number=SP00000000000000&code=%s" % code, "number=%s" % no]:
+        for q in ["number=%s&code=WRONGCOD" % no, "number=SP00000000000000&code=%s" % code]:
             st, _, d = self.shared.json("GET", "/approval/query?" + q, auth=False)
             self.assertEqual(st, 404, q)
             self.assertEqual(d["detail"], "no application matches this number and query code")
+        st, _, d = self.shared.json("GET", "/approval/query?number=%s" % no, auth=False)
+        self.assertEqual((st, d["type"]), (400, "/problems/invalid-query"))
+        # codes cannot be tried at network speed: 20 failures from one address, then 429
+        n, wrong = self.shared, "/approval/query?number=%s&code=WRONGCOD" % no
+        for i in range(20):
+            self.assertEqual(n.request("GET", wrong, auth=False, source="127.0.5.1")[0], 404, i)
+        st, h, b = n.request("GET", wrong, auth=False, source="127.0.5.1")
+        self.assertProblem(st, h, b, 429, "too-many-attempts")
+        self.assertGreater(int(h["retry-after"]), 0)
+        # also with the right code, from that address; another address is not held
+        right = "/approval/query?number=%s&code=%s" % (no, code)
+        self.assertEqual(n.request("GET", right, auth=False, source="127.0.5.1")[0], 429)
+        self.assertEqual(n.request("GET", right, auth=False, source="127.0.5.2")[0], 200)
 
     def test_withdrawal(self):
         no = self.submitted()["number"]

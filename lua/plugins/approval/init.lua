@@ -82,6 +82,9 @@ local function newest_first(req, db, prefix, fn)
   return 200, { items = out, next = next }
 end
 
+-- Failed progress queries one client may make in QUERY_WINDOW seconds (GET /approval/query).
+local QUERY_FAILS, QUERY_WINDOW = 20, 15 * 60
+
 -- A query code people can read out on the phone: no 0/O, 1/I/L.
 local CODE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 local function new_query_code()
@@ -526,7 +529,11 @@ zt.route("GET", "/approval/applications/:no/materials/:name", { role = "user", s
     local meta = app.materials[req.params.name]
     local body = meta and files:get(app.number .. "/" .. meta.name)
     if not body then problem(404, "not-found", "application " .. app.number .. " has no material " .. req.params.name) end
-    return 200, body, { ["Content-Type"] = meta.content_type }
+    -- what an applicant uploaded is a file to save, never a page to open in the clerk's
+    -- browser: no sniffing, no inline rendering, no scripts
+    return 200, body, { ["Content-Type"] = meta.content_type, ["X-Content-Type-Options"] = "nosniff",
+                        ["Content-Disposition"] = ('attachment; filename="%s-%s"'):format(app.number, meta.name),
+                        ["Content-Security-Policy"] = "sandbox" }
   end)
 
 local function missing_required(app, item)
@@ -741,11 +748,19 @@ zt.route("POST", "/approval/applications/:no/review", { role = "user", summary =
 zt.route("GET", "/approval/query", { role = "public", summary = "Progress by number and query code (no sign-in)" },
   function(req)
     local number, code = req.query.number, req.query.code
+    if not number or not code then
+      problem(400, "invalid-query", "send ?number=<the application's number>&code=<its query code>")
+    end
+    -- numbers are printed on receipts and follow each other; a code is 8 of 31 characters:
+    -- without a limit, codes could be tried at network speed
+    zt.rate.check(req, "query", QUERY_FAILS, QUERY_WINDOW,
+                  "too many failed queries from this address: try again later, or ask the service desk")
     local app = type(number) == "string" and #number <= 64 and apps:get(number)
     local stored = app and query_codes:get(number)
     local plain = stored and zt.crypto.decrypt("query_code", stored)
     -- one answer for every failure: the query must not tell which numbers exist
     if not plain or type(code) ~= "string" or code:upper() ~= plain then
+      zt.rate.note(req, "query", QUERY_FAILS, QUERY_WINDOW)
       problem(404, "not-found", "no application matches this number and query code")
     end
     return 200, progress(app)
