@@ -935,12 +935,18 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
     return lua_error(L);
 }
 
+static const char *check_str(lua_State *L, int idx, const char *fn, const char *what, size_t *len);
+
 static int l_problem(lua_State *L)
 {
+    /* strings and numbers are not mixed: a status "404" or a detail 42 is a mistake */
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        return luaL_error(L, "zt.problem: status must be an integer 400..599, not a %s",
+                          luaL_typename(L, 1));
     lua_Integer status = luaL_checkinteger(L, 1);
-    const char *type = luaL_checkstring(L, 2);
-    const char *detail = luaL_optstring(L, 3, "");
-    const char *title = luaL_optstring(L, 4, NULL);
+    const char *type = check_str(L, 2, "zt.problem", "type", NULL);
+    const char *detail = lua_isnoneornil(L, 3) ? "" : check_str(L, 3, "zt.problem", "detail", NULL);
+    const char *title = lua_isnoneornil(L, 4) ? NULL : check_str(L, 4, "zt.problem", "title", NULL);
     return raise_problem(L, status, type, detail, title);
 }
 
@@ -1301,13 +1307,17 @@ static int l_db_iter(lua_State *L)
     size_t flen, plen;
     const char *from = iter_opt_key(L, "from", &flen);
     const char *prefix = iter_opt_key(L, "prefix", &plen);
-    lua_getfield(L, 2, "reverse");
+    int rt = lua_getfield(L, 2, "reverse");
+    if (rt != LUA_TNIL && rt != LUA_TBOOLEAN)
+        return luaL_error(L, "db:iter: reverse must be true or false, not %s", lua_typename(L, rt));
     bool reverse = lua_toboolean(L, -1);
     lua_Integer limit = -1;
     if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
-        int isint;
-        limit = lua_tointegerx(L, -1, &isint);
-        if (!isint || limit < 0) return luaL_error(L, "db:iter: limit must be an integer >= 0");
+        int isint = lua_type(L, -1) == LUA_TNUMBER; /* "3" is not a limit */
+        if (isint) limit = lua_tointegerx(L, -1, &isint);
+        if (!isint || limit < 0)
+            return luaL_error(L, "db:iter: limit must be an integer >= 0, not %s",
+                              luaL_tolstring(L, -1, NULL));
     }
     zt_txn *t = db_txn(L, "db:iter");
     struct zt_lua_plugin *lp = plugin_of(L);
@@ -1723,11 +1733,12 @@ static int respond(lua_State *L, struct hcall *hc, int S)
 {
     const int B = S + 1, H = S + 2;
     zt_req *req = hc->req;
-    int isint;
-    lua_Integer status = lua_tointegerx(L, S, &isint);
+    int isint = lua_type(L, S) == LUA_TNUMBER; /* "201" is text, not a status */
+    lua_Integer status = isint ? lua_tointegerx(L, S, &isint) : 0;
     if (!isint || status < 200 || status > 599)
-        return luaL_error(L, "the handler returned %s as status (expected an integer 200..599)",
-                          luaL_tolstring(L, S, NULL));
+        return luaL_error(L, "the handler returned %s%s as status (expected an integer 200..599)",
+                          luaL_tolstring(L, S, NULL),
+                          lua_type(L, S) == LUA_TSTRING ? " (a string)" : "");
     const char *ctype = NULL;
     int ht = lua_type(L, H);
     if (ht != LUA_TNIL && ht != LUA_TTABLE)
@@ -1751,6 +1762,17 @@ static int respond(lua_State *L, struct hcall *hc, int S)
         }
     }
     int bt = lua_type(L, B);
+    if (bt != LUA_TNIL && (status == 204 || status == 304))
+        return luaL_error(L,
+                          "the handler returned a body with status %d, which has none: return "
+                          "%d alone (or 200 with the body)",
+                          (int)status, (int)status);
+    if (bt == LUA_TTABLE && status >= 400 && !ctype)
+        return luaL_error(L,
+                          "the handler returned a table with status %d: an error is a problem "
+                          "(application/problem+json), so raise zt.problem(%d, type, detail); "
+                          "or give the body's Content-Type",
+                          (int)status, (int)status);
     zt_buf *text = NULL;
     if (bt == LUA_TTABLE) {
         text = json_encode_text(L, B, "", 0);

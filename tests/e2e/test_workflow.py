@@ -767,13 +767,13 @@ class PauseTest(NodeTest):
         init = """
 zt.route("POST", "/svc/:name", { role = "user" }, function(req)
   local r, msg = zt.call("workflow." .. req.params.name, req:json())
-  if r == nil and msg then return 422, { error = msg } end
+  if r == nil and msg then zt.problem(422, "service-refused", msg) end
   return 200, r or {}
 end)
 -- a GET reads a snapshot: starting from there must fail cleanly
 zt.route("GET", "/svcget/start", { role = "user" }, function(req)
   local r, msg = zt.call("workflow.start", { definition = "deadline" })
-  if r == nil and msg then return 422, { error = msg } end
+  if r == nil and msg then zt.problem(422, "service-refused", msg) end
   return 200, r
 end)
 """
@@ -805,13 +805,13 @@ end)
         # a range walked a day at a time is bounded like workdays_add: ten years at most
         st, _, r = n.json("POST", "/svc/workdays_between", {"from": 0, "to": 1e15})
         self.assertEqual(st, 422, r)
-        self.assertIn("invalid", r["error"])
+        self.assertIn("invalid", r["detail"])
         st, _, r = n.json("POST", "/svc/workdays_between", {"from": 0, "to": 3650 * DAY})
         self.assertEqual(st, 200, r)
         self.assertGreater(r["days"], 2500)
         st, _, r = n.json("GET", "/svcget/start")
         self.assertEqual(st, 422, r)
-        self.assertIn("read-only", r["error"])
+        self.assertIn("read-only", r["detail"])
 
 
 class VersionTest(NodeTest):

@@ -1402,6 +1402,15 @@ static const char *handlers_lua =
     "zt.route('GET', '/empty', function() return 204 end)\n"
     "zt.route('GET', '/error', function() error('boom') end)\n"
     "zt.route('GET', '/badstatus', function() return 'ok' end)\n"
+    "zt.route('GET', '/strstatus', function() return '201', 'ok' end)\n"
+    "zt.route('GET', '/body204', function() return 204, 'dropped?' end)\n"
+    "zt.route('GET', '/errtable', function() return 400, { error = 'x' } end)\n"
+    "zt.route('GET', '/errtyped', function()\n"
+    "  return 400, { error = 'x' }, { ['Content-Type'] = 'application/json' }\n"
+    "end)\n"
+    "zt.route('GET', '/numdetail', function() zt.problem(400, 'bad', 42) end)\n"
+    "zt.route('GET', '/strproblem', function() zt.problem('404', 'bad', 'x') end)\n"
+
     "zt.route('GET', '/badbody', function() return 200, print end)\n"
     "zt.route('GET', '/badheader', function() return 200, 'x', { ['X-A'] = 'a\\r\\nb' } end)\n"
     "zt.route('GET', '/nodeheader', function() return 200, 'x', { ['content-length'] = '1' } end)\n"
@@ -1572,13 +1581,19 @@ static void handler_errors_fail_only_their_request(void **state)
     init_ok(f, handlers_lua);
     const char *bad[] = {"/error",    "/badstatus", "/badbody",    "/badheader",  "/nodeheader",
                          "/idheader", "/nulheader", "/nameheader", "/typeheader", "/loop",
-                         "/bomb",     "/late",      "/co1"};
+                         "/bomb",     "/late",      "/co1",        "/strstatus",  "/body204",
+                         "/errtable", "/numdetail", "/strproblem"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         expect_problem(f, "GET", bad[i], NULL, 500, "lua-error", "see the log with request id");
         /* the state keeps serving, and what a failed call left behind is collected */
         expect(f, "GET", "/ok", NULL, 200, "ok");
         assert_true(zt__lua_memory(&f->p) < MEMORY_CAP / 4);
     }
+    /* an error answer with a body of the handler's own type goes as it is */
+    treq *te = call(f, "GET", "/errtyped", NULL, NULL, NULL);
+    assert_int_equal(te->r.status, 400);
+    assert_string_equal(te->r.res_ctype, "application/json");
+    done(te);
     /* the coroutine /co1 left stopped by the budget had its <close> handler cut short there:
      * closing it in a later request has nothing left to run */
     expect(f, "GET", "/co2", NULL, 200, "closed");
@@ -1640,6 +1655,8 @@ static const char *db_lua =
     "    function() kv:put(1, 'x') end,\n"
     "    function() kv:iter{ colour = 1 } end,\n"
     "    function() kv:iter{ limit = -1 } end,\n"
+    "    function() kv:iter{ limit = '3' } end,\n"
+    "    function() kv:iter{ reverse = 'yes' } end,\n"
     "  } do out[#out + 1] = (pcall(f)) and 'ok' or 'err' end\n"
     "  out[#out + 1] = tostring(kv:get(('k'):rep(600)))\n"
     "  out[#out + 1] = tostring(kv:delete(''))\n"
@@ -1697,7 +1714,8 @@ static void db_values_and_their_encoding(void **state)
     expect(f, "DELETE", "/kv/greeting", NULL, 200, "false");
     expect_problem(f, "GET", "/kv/greeting", NULL, 404, "not-found", "greeting");
     expect(f, "GET", "/write-in-get", NULL, 200, "db:put: read-only transaction");
-    expect(f, "POST", "/odd", NULL, 200, "err err err err err err err nil false integer true");
+    expect(f, "POST", "/odd", NULL, 200,
+           "err err err err err err err err err nil false integer true");
 }
 
 static void db_iteration(void **state)
