@@ -993,10 +993,24 @@ static int l_log(lua_State *L)
     if (n <= 1) {
         msg = luaL_tolstring(L, 1, NULL);
     } else {
-        luaL_checktype(L, 1, LUA_TSTRING);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &K_FORMAT);
-        lua_insert(L, 1);
-        lua_call(L, n, 1);
+        /* A log line never fails its caller (a mistake in a debug line must not break the
+         * request the day debug is turned on): a bad format is logged as such, with where. */
+        bool fmt = lua_type(L, 1) == LUA_TSTRING;
+        if (fmt) {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &K_FORMAT);
+            lua_insert(L, 1);
+        }
+        if (!fmt || lua_pcall(L, n, 1, 0) != LUA_OK) {
+            const char *e = fmt ? lua_tostring(L, -1) : NULL;
+            luaL_where(L, 1);
+            lua_pushfstring(L, "%szt.log: %s%s (the line was not logged)", lua_tostring(L, -1),
+                            fmt ? "the format and its values do not match: "
+                                : "with more than one argument the first must be a format "
+                                  "string",
+                            e ? e : "");
+            log_text(plugin_of(L), ZT_LOG_ERROR, lua_tostring(L, -1));
+            return 0;
+        }
         msg = lua_tostring(L, -1);
     }
     log_text(plugin_of(L), level, msg);
@@ -1139,6 +1153,8 @@ static int l_db_open(lua_State *L)
     strcpy(d->name, name);
     set_meta(L, &K_DB);
     int rc = zt_db_open(lp->p, name, &d->db);
+    if (rc == ZT_EINVAL)
+        return luaL_error(L, "zt.db.open('%s'): a name is 1 to 64 of A-Z a-z 0-9 _ . -", name);
     if (rc) return luaL_error(L, "zt.db.open('%s'): %s", name, zt_strerror(rc));
     return 1;
 }
@@ -1553,6 +1569,7 @@ static void push_caller(lua_State *L, const zt_caller *c)
         lua_pushstring(L, c->roles[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    set_meta(L, &K_ARRAY); /* a list, also when empty: "roles": [] in JSON */
     lua_setfield(L, -2, "roles");
 }
 
@@ -1933,7 +1950,10 @@ static int l_route(lua_State *L)
     if (rc) {
         route_free(lr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "zt.route %s %s: %s", method, path, zt_strerror(rc));
+        /* the router said why (a bad pattern, a method, a route taken): the first such is
+         * kept as the start's error, and this one is it unless an earlier was caught */
+        const char *why = lp->p->srv->route_error[0] ? lp->p->srv->route_error : zt_strerror(rc);
+        return luaL_error(L, "zt.route %s %s: %s", method, path, why);
     }
     lr->next = lp->routes;
     lp->routes = lr;

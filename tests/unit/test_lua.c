@@ -151,9 +151,18 @@ static void init_ok(fx *f, const char *init_lua)
 
 static void init_fails(fx *f, const char *init_lua, const char *want)
 {
-    assert_int_not_equal(init_plugin(f, init_lua), ZT_OK);
+    if (init_plugin(f, init_lua) == ZT_OK) fail_msg("init.lua did not fail: %s", init_lua);
     assert_null(f->p.lua);
     if (!strstr(f->err, want)) fail_msg("error \"%s\" does not say \"%s\"", f->err, want);
+}
+
+/* Mistakes in init say what is wrong, at the line, not "invalid argument". */
+static void init_mistakes_say_why(void **state)
+{
+    fx *f = *state;
+    init_fails(f, "\nzt.db.open('bad name')", ":2: zt.db.open('bad name'): a name is 1 to 64");
+    init_fails(f, "zt.route('GET', 'no-slash', print)",
+               ":1: zt.route GET no-slash: plugin 't': route path 'no-slash' must start with '/'");
 }
 
 /* ---- requests, made by hand as http.c and server.c would ------------------------------- */
@@ -910,7 +919,8 @@ static void logs_go_to_the_node_log(void **state)
                             "zt.log.error({})\n"
                             "print('a', 1, nil)\n"
                             "warn('careful', ' now')\n"
-                            "assert(not pcall(zt.log.info, '%d', 'x'))\n");
+                            "assert(pcall(zt.log.info, '%d', 'x'))\n"
+                            "zt.log.warn({}, 2)\n");
     zt__log_level = level;
     fflush(stderr);
     dup2(saved, 2);
@@ -927,6 +937,12 @@ static void logs_go_to_the_node_log(void **state)
     assert_non_null(strstr(buf, "\"level\":\"error\",\"plugin\":\"t\",\"msg\":\"table: "));
     assert_non_null(strstr(buf, "\"msg\":\"a\\t1\\tnil\""));
     assert_non_null(strstr(buf, "\"msg\":\"Lua warning: careful now\""));
+    /* a log line with a bad format never fails its caller: it says so, with where */
+    assert_non_null(strstr(buf, "zt.log: the format and its values do not match: bad argument "
+                                "#2 to '?' (number expected, got string) (the line was not "
+                                "logged)"));
+    assert_non_null(strstr(buf, "init.lua:8: zt.log: with more than one argument the first must "
+                                "be a format string"));
 }
 
 /* ---- zt.json --------------------------------------------------------------------------- */
@@ -1388,7 +1404,7 @@ static const char *handlers_lua =
     "  local c = req.caller\n"
     "  if not c then return 200, 'nobody' end\n"
     "  return 200, table.concat({ c.id, c.kind, c.login, c.name, tostring(c.department),\n"
-    "    table.concat(c.roles, '+'), tostring(c.credit_code) }, '|')\n"
+    "    table.concat(c.roles, '+'), tostring(c.credit_code), zt.json.encode(c.roles) }, '|')\n"
     "end)\n"
     "zt.route('POST', '/body', { body_limit = 100 }, function(req)\n"
     "  local j = req:json()\n"
@@ -1505,10 +1521,11 @@ static void handler_request_and_response(void **state)
         "91350100M000100Y43"};
     f->caller = &ent;
     expect(f, "GET", "/whoami", NULL, 200,
-           "01J9Z8M3Q4XKQ7T2V6C5W8E0RB|enterprise|acme|Acme|nil||91350100M000100Y43");
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RB|enterprise|acme|Acme|nil||91350100M000100Y43|[]");
     f->caller = &who; /* the core resolves the caller before the handler runs */
     expect(f, "GET", "/whoami", NULL, 200,
-           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor|nil");
+           "01J9Z8M3Q4XKQ7T2V6C5W8E0RA|staff|li|李明|nil|clerk+notice_editor|nil|"
+           "[\"clerk\",\"notice_editor\"]");
     expect(f, "GET", "/fields/two", NULL, 200,
            "body= caller=li client=192.0.2.7 id=26 method=GET params=x path=/fields/two query={}");
     f->caller = NULL;
@@ -2874,6 +2891,7 @@ int main(void)
         T(logs_go_to_the_node_log),
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
+        T(init_mistakes_say_why),
         T(json_text_is_what_c_prints),
         T(json_objects_sort_their_keys),
         T(json_large_and_broken_answers),
