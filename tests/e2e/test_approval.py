@@ -632,11 +632,29 @@ class TimeLimits(ApprovalTest):
         self.move(a["deadline"] - a["remind_at"] + 1000)
         a = self.wait_flag(no, "overdue")
         self.assertEqual(a["escalated_to"], "dept_head")
+        # the escalation is somewhere to act on: the head's queue (their departments), the
+        # applicant's inbox; not for a head of another department, nor for a reviewer
+        head = self.shared.new_user("head_scjg", ["dept_head"], "scjg")
+        other = self.shared.new_user("head_zjj", ["dept_head"], "zjj")  # not in this item
+        queue = self.ok("GET", "/approval/overdue", head)["items"]
+        mine = [o for o in queue if o["number"] == no]
+        self.assertEqual(len(mine), 1, queue)
+        self.assertEqual((mine[0]["department"], mine[0]["escalated_to"]), ("scjg", "dept_head"))
+        self.assertGreater(mine[0]["overdue_ms"], 0)
+        self.assertNotIn(no, [o["number"] for o in self.ok("GET", "/approval/overdue", other)["items"]])
+        self.assertIn(no, [o["number"] for o in self.ok("GET", "/approval/overdue", self.supervisor)["items"]])
+        self.assertEqual(self.call("GET", "/approval/overdue", self.ent)[0], 403)
+        self.assertIn("overdue", self.inbox_kinds(no))
         stats = self.ok("GET", "/approval/stats", self.supervisor)
         self.assertGreaterEqual(stats["total"]["overdue"], 1)
         # a restart does not fire them again, nor lose the state
         self.shared.restart()
         self.assertTrue(self.app(no)["overdue"])
+        # decided, it leaves the queue
+        for who in (self.sp, self.wjw):
+            self.ok("POST", "/approval/applications/%s/review" % no, who, {"decision": "approve"})
+        self.wait_state(no, "approved", self.ent)
+        self.assertNotIn(no, [o["number"] for o in self.ok("GET", "/approval/overdue", head)["items"]])
 
     def test_a_supplement_replaces_only_what_was_asked_for(self):
         # the clerk checked the other materials before asking for the plan again: while

@@ -29,6 +29,7 @@ local query_codes = zt.db.open("query_codes")   -- number → the query code, en
 local counters = zt.db.open("counters")         -- "day/<yyyymmdd>" → last sequence number of the day
 local inbox = zt.db.open("inbox")               -- account id .. "/" .. zt.id() → message
 local decisions = zt.db.open("decisions")       -- decision number → public record (no personal data)
+local overdue_db = zt.db.open("overdue")        -- number → summary, while an overdue application is open
 
 -- The shipped catalogue, checked at start: a bad item stops the node, naming it.
 local shipped = {}
@@ -116,9 +117,21 @@ local function step(app, actor, action, note)
   h[#h + 1] = { time = zt.now(), actor = actor, action = action, note = note or zt.json.null }
 end
 
+-- States in which an application is still the administration's to finish.
+local OPEN = { submitted = true, reviewing = true, supplement = true }
+
 local function save(app)
   app.updated_at = zt.now()
   apps:put(app.number, app)
+  -- the escalation queue (GET /approval/overdue) holds what is overdue and still open
+  if app.overdue and OPEN[app.state] then
+    overdue_db:put(app.number, { number = app.number, item = app.item, item_name = app.item_name,
+                                 department = app.department, departments = app.departments,
+                                 deadline = app.deadline, state = app.state,
+                                 escalated_to = app.escalated_to })
+  elseif app.overdue then
+    overdue_db:delete(app.number)
+  end
 end
 
 
@@ -766,6 +779,25 @@ zt.route("GET", "/approval/query", { role = "public", summary = "Progress by num
     return 200, progress(app)
   end)
 
+-- The escalation queue (督办): what is past its promised time and still open, for the heads
+-- it is escalated to (head_role: their departments and those below), clerks (theirs) and
+-- supervisors (all).
+zt.route("GET", "/approval/overdue", { role = "user", summary = "Overdue open applications to push on (督办)" },
+  function(req)
+    local all = zt.auth.has_role(req, "approval_supervisor")
+    if not (all or zt.auth.has_role(req, cfg.head_role) or zt.auth.has_role(req, "approval_clerk")) then
+      problem(403, "forbidden", ("the overdue list is for %s, approval_clerk and approval_supervisor"):format(cfg.head_role))
+    end
+    local now = zt.now()
+    return newest_first(req, overdue_db, "", function(_, o)
+      local mine = all
+      for _, d in ipairs(o.departments) do mine = mine or zt.auth.in_scope(req, d) end
+      if not mine then return nil end
+      o.overdue_ms = now - o.deadline
+      return o
+    end)
+  end)
+
 zt.route("GET", "/approval/inbox", { role = "user", summary = "The caller's notifications, newest first" },
   function(req)
     return newest_first(req, inbox, req.caller.id .. "/", function(id, msg)
@@ -953,6 +985,8 @@ zt.on("_approval.due", function(ev)
   app.timers.due = nil
   step(app, "system", "overdue; escalated to " .. cfg.head_role)
   save(app)
+  notify(app, "overdue", "已超过承诺办理时限，已提交部门负责人督办 (past the promised time: escalated to "
+    .. "the department's head)")
   zt.emit("approval.overdue", { number = app.number, department = app.department, role = cfg.head_role,
                                 deadline = app.deadline, state = app.state })
 end)
