@@ -372,6 +372,14 @@ class Notice(NodeTest):
         st, _, mine = n.json("POST", "/notices", {"title": "开学", "body": "b"}, edu, auth=False)
         self.assertEqual(st, 201, mine)
         self.assertEqual((mine["department_code"], mine["published_by"]), ("jyj", "edu.editor"))
+        # the editor's login is for staff: readers see the department
+        st, _, pub = n.json("GET", "/notices/" + mine["id"], auth=False)
+        self.assertEqual((st, pub["department_code"]), (200, "jyj"))
+        self.assertNotIn("published_by", pub)
+        st, _, lst = n.json("GET", "/notices?limit=100", auth=False)
+        self.assertFalse([x for x in lst["items"] if "published_by" in x])
+        st, _, staff = n.json("GET", "/notices/" + mine["id"], headers=edu, auth=False)
+        self.assertEqual(staff["published_by"], "edu.editor")
         st, _, below = n.json("POST", "/notices", {"title": "教材", "body": "b", "department_code": "jyj-jc"},
                               edu, auth=False)
         self.assertEqual((st, below.get("department_code")), (201, "jyj-jc"), below)

@@ -15,6 +15,15 @@ local function invalid(detail)
   zt.problem(422, "invalid-notice", detail)
 end
 
+-- What a reader sees: the editor's login is staff business (who to ask, who may withdraw
+-- it), not something to publish to everyone.
+local function view(req, notice)
+  local c = req.caller
+  if c and c.kind == "staff" then return notice end
+  notice.published_by = nil
+  return notice
+end
+
 local function not_found(id)
   zt.problem(404, "not-found", "there is no notice " .. id)
 end
@@ -37,7 +46,7 @@ zt.route("GET", "/notices", { role = "public", summary = "List notices, newest f
           next = items[#items].id
           break
         end
-        items[#items + 1] = notice
+        items[#items + 1] = view(req, notice)
       end
     end
     return 200, { items = items, next = next }
@@ -47,7 +56,7 @@ zt.route("GET", "/notices/:id", { role = "public", summary = "One notice" },
   function(req)
     local notice = notices:get(req.params.id)
     if not notice then not_found(req.params.id) end
-    return 200, notice
+    return 200, view(req, notice)
   end)
 
 -- A JSON body may escape every character as \uXXXX (6 bytes): room for that.
