@@ -552,7 +552,9 @@ struct zt_req {
 int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen);
 /* Stop accepting; close idle connections; connections in flight close after their
  * responses. */
-void zt__http_stop_accepting(zt_server *srv);
+/* Returns how many connections it dropped because their request's headers were still
+ * arriving (nothing of those had run). */
+unsigned zt__http_stop_accepting(zt_server *srv);
 /* Send every ready response of every connection, in request order (called after the
  * batch commit, once per loop iteration). */
 void zt__http_flush(zt_server *srv);
@@ -918,10 +920,10 @@ struct zt_server {
     zt_bus *bus;
     zt_timers *timers;
     zt_services *services;
-    zt_posts *posts; /* zt_post's queue (post.c) */
+    zt_posts *posts;    /* zt_post's queue (post.c) */
     zt_throttle *rates; /* zt_rate_*: plugins' limits per client (made on first use) */
-    bool check_only; /* `zhengtong check`: no first-start account, no side effects */
-    bool lua_tests;  /* `zhengtong test`: Lua plugins get their state, but no init.lua runs */
+    bool check_only;    /* `zhengtong check`: no first-start account, no side effects */
+    bool lua_tests;     /* `zhengtong test`: Lua plugins get their state, but no init.lua runs */
     uint64_t started_ns;
     bool stopping;
     uint64_t stop_began_ms;

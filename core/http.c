@@ -1507,10 +1507,11 @@ static void close_listeners(http_state *hs)
     hs->nlisteners = 0;
 }
 
-void zt__http_stop_accepting(zt_server *srv)
+unsigned zt__http_stop_accepting(zt_server *srv)
 {
     http_state *hs = srv->http;
-    if (!hs) return;
+    unsigned dropped = 0;
+    if (!hs) return 0;
     hs->stopped = true;
     close_listeners(hs);
     for (link *l = hs->conns.next, *next; l != &hs->conns; l = next) {
@@ -1521,11 +1522,21 @@ void zt__http_stop_accepting(zt_server *srv)
             close_conn(c);
             continue;
         }
+        /* Only a request still arriving, its headers not yet whole: nothing of it has run,
+         * and waiting for a slow client would hold the stop for up to header_timeout. It
+         * is dropped (the client sees the connection close before any answer, and may send
+         * it again); a request whose body is arriving is finished. */
+        if (c->head == c->parsing && c->parsing && !c->parsing->headers_done && !c->writing) {
+            dropped++;
+            close_conn(c);
+            continue;
+        }
         /* Busy: no new request once the one being read (if any) is complete; the last
          * answer says Connection: close (flush_conn) and the connection closes after it. */
         if (!c->parsing) stop_parsing(c);
         mark_dirty(c);
     }
+    return dropped;
 }
 
 void zt__http_close_all(zt_server *srv)

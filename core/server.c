@@ -554,9 +554,12 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     srv->stopping = true;
     srv->stop_began_ms = uv_now(srv->loop);
-    zt__log(ZT_LOG_INFO, NULL, NULL, "%s: no new connections; finishing %u requests in flight",
-            signum == SIGINT ? "SIGINT" : "SIGTERM", zt__http_inflight(srv));
-    zt__http_stop_accepting(srv);
+    unsigned inflight = zt__http_inflight(srv), dropped = zt__http_stop_accepting(srv);
+    zt__log(ZT_LOG_INFO, NULL, NULL,
+            "%s: no new connections; finishing %u requests in flight (%u connections still "
+            "sending a request's headers closed: nothing of those had run); a second signal "
+            "stops at once",
+            signum == SIGINT ? "SIGINT" : "SIGTERM", inflight, dropped);
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 20);
 }
 

@@ -296,6 +296,29 @@ class Shutdown(NodeTest):
         n.start()
         self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], 0)
 
+    def test_a_request_whose_headers_are_still_arriving_does_not_hold_the_stop(self):
+        # nothing of it has run: it is dropped at once, not waited for until header_timeout
+        # (60 s here) or shutdown_timeout (30 s); one whose body is arriving is finished
+        n = self.node(plugins=("hello",), limits={"header_timeout": 60, "shutdown_timeout": 30})
+        slow, body = n.rawconn(timeout=10), n.rawconn(timeout=10)
+        try:
+            slow.send(b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nX-Slow: ")
+            body.send(b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 2\r\n\r\n{")
+            time.sleep(0.3)  # let the server read both (no assertion on time)
+            n.send_signal(signal.SIGTERM)
+            self.assertTrue(slow.closed_by_peer(timeout=5))
+            self.assertTrue(n.running(), "exited with a request body in flight")
+            body.send(b"}")
+            self.assertEqual(body.response().status, 200)
+            rc = n.wait(timeout=10)
+        finally:
+            slow.close()
+            body.close()
+        self.assertEqual(rc, 0, n.log())
+        self.assertIn("1 connections still sending a request's headers closed", n.log())
+        n.start()
+        self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], 1)
+
     def test_idle_connections_do_not_delay_shutdown(self):
         n = self.node(plugins=("hello",))
         cs = [n.rawconn() for _ in range(3)]
