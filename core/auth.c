@@ -1387,6 +1387,18 @@ static int h_totp_delete(zt_req *req, void *ud)
     return totp_switch(req, ud, false);
 }
 
+/* Sign-in codes off for account u (a lost phone), stored; every session ends: whoever
+ * holds the phone or a session must not keep the account. */
+static int totp_off(zt_auth *a, zt_txn *t, cJSON *u)
+{
+    const char *id = zt__jstr(u, "id");
+    totp_store(a, u, "totp_enc", NULL);
+    totp_store(a, u, "totp_pending_enc", NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
+    int rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+    return rc == ZT_OK ? revoke_all(a, t, id) : rc;
+}
+
 static int h_user_totp_delete(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
@@ -1395,13 +1407,8 @@ static int h_user_totp_delete(zt_req *req, void *ud)
     int rc;
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
-    totp_store(a, u, "totp_enc", NULL);
-    totp_store(a, u, "totp_pending_enc", NULL);
-    cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
-    rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+    rc = totp_off(a, t, u);
     cJSON_Delete(u);
-    /* whoever holds the phone or a session must not keep the account */
-    if (rc == ZT_OK) rc = revoke_all(a, t, id);
     if (rc != ZT_OK) return rc;
     zt_audit_note(req, "remove two-factor sign-in", id);
     return zt_respond(req, 204, NULL, NULL, 0);
@@ -2163,11 +2170,9 @@ static int h_key_list(zt_req *req, void *ud)
     return zt__respond_db_list(req, ((zt_auth *)ud)->keys, NULL, NULL, NULL);
 }
 
-static int h_key_delete(zt_req *req, void *ud)
+/* Remove the API key whose public id is id: ZT_ENOTFOUND if there is none. */
+static int key_revoke(zt_auth *a, zt_txn *t, const char *id)
 {
-    zt_auth *a = ud;
-    const char *id = zt_req_param(req, "id");
-    zt_txn *t = zt_req_txn(req);
     zt_cursor *cur;
     if (!t || zt_cursor_open(t, a->keys, &cur) != ZT_OK) return ZT_EIO;
     zt_kv kv;
@@ -2181,8 +2186,18 @@ static int h_key_delete(zt_req *req, void *ud)
         if (found) rc = zt_cursor_del(cur);
     }
     zt_cursor_close(cur);
-    if (!found) return zt_problem(req, 404, "not-found", NULL, "there is no API key %s", id);
-    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    if (!found) return ZT_ENOTFOUND;
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+}
+
+static int h_key_delete(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *id = zt_req_param(req, "id");
+    int rc = key_revoke(a, zt_req_txn(req), id);
+    if (rc == ZT_ENOTFOUND)
+        return zt_problem(req, 404, "not-found", NULL, "there is no API key %s", id);
+    if (rc != ZT_OK) return rc;
     zt_audit_note(req, "revoke API key", id);
     return zt_respond(req, 204, NULL, NULL, 0);
 }
@@ -2209,43 +2224,50 @@ static cJSON *roles_from_csv(const char *csv)
     return roles;
 }
 
-static int cli_users(zt_auth *a, zt_txn *t, FILE *out)
+/* One line per record of db, as row writes it. */
+static int cli_list(zt_txn *t, zt_db *db, void (*row)(const cJSON *, FILE *), FILE *out)
 {
     zt_cursor *c;
-    int rc = zt_cursor_open(t, a->users, &c);
+    int rc = zt_cursor_open(t, db, &c);
     zt_kv kv;
     for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
-        cJSON *roles = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
-        char *r = roles ? zt_json_print(roles) : NULL;
-        if (u)
-            fprintf(out, "%-26s %-20s %-10s %-12s %s%s %s\n", zt__jstr(u, "id"),
-                    zt__jstr(u, "login"), zt__jstr(u, "kind"),
-                    zt__jstr(u, "department") ? zt__jstr(u, "department") : "-", r ? r : "[]",
-                    jtrue(u, "disabled") ? " (disabled)" : "", zt__jstr(u, "name"));
-        cJSON_free(r);
-        cJSON_Delete(u);
+        cJSON *j = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (j) row(j, out);
+        cJSON_Delete(j);
     }
     zt_cursor_close(c);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
-static int cli_depts(zt_auth *a, zt_txn *t, FILE *out)
+static const char *or_dash(const char *s)
 {
-    zt_cursor *c;
-    int rc = zt_cursor_open(t, a->depts, &c);
-    zt_kv kv;
-    for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
-         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *d = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (d)
-            fprintf(out, "%-16s %-16s %s\n", zt__jstr(d, "code"),
-                    zt__jstr(d, "parent") ? zt__jstr(d, "parent") : "-", zt__jstr(d, "name"));
-        cJSON_Delete(d);
-    }
-    zt_cursor_close(c);
-    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+    return s ? s : "-";
+}
+
+static void user_row(const cJSON *u, FILE *out)
+{
+    char *r = zt_json_print(cJSON_GetObjectItemCaseSensitive(u, "roles"));
+    fprintf(out, "%-26s %-20s %-10s %-12s %s%s%s %s\n", or_dash(zt__jstr(u, "id")),
+            or_dash(zt__jstr(u, "login")), or_dash(zt__jstr(u, "kind")),
+            or_dash(zt__jstr(u, "department")), r ? r : "[]",
+            jtrue(u, "disabled") ? " (disabled)" : "",
+            cJSON_GetObjectItemCaseSensitive(u, "totp_enc") ? " (two-factor)" : "",
+            or_dash(zt__jstr(u, "name")));
+    free(r);
+}
+
+static void dept_row(const cJSON *d, FILE *out)
+{
+    fprintf(out, "%-16s %-16s %s\n", or_dash(zt__jstr(d, "code")), or_dash(zt__jstr(d, "parent")),
+            or_dash(zt__jstr(d, "name")));
+}
+
+static void key_row(const cJSON *k, FILE *out)
+{
+    fprintf(out, "%-26s %-16s %-20s %s\n", or_dash(zt__jstr(k, "id")),
+            or_dash(zt__jstr(k, "plugin")), or_dash(zt__jstr(k, "role")),
+            or_dash(zt__jstr(k, "name")));
 }
 
 /* Who runs the command, for the audit record: the login behind sudo, else the account
@@ -2354,6 +2376,20 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
         }
         cJSON_Delete(want);
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "totp-off") == 0) {
+        NEED(3, "user totp-off LOGIN");
+        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no account %s", argv[2]);
+        if (rc == ZT_OK && (rc = totp_off(a, t, u)) == ZT_OK)
+            fprintf(out,
+                    "%s: two-factor sign-in off; every session ended (set it up again with "
+                    "POST /auth/totp)\n",
+                    argv[2]);
+    } else if (strcmp(what, "key") == 0 && strcmp(verb, "revoke") == 0) {
+        NEED(3, "key revoke ID");
+        if ((rc = key_revoke(a, t, argv[2])) == ZT_ENOTFOUND)
+            snprintf(err, errlen, "no API key %s (zhengtong admin key list)", argv[2]);
+        if (rc == ZT_OK) fprintf(out, "API key %s revoked\n", argv[2]);
     } else if (strcmp(what, "dept") == 0 && strcmp(verb, "add") == 0) {
         NEED(4, "dept add CODE NAME [PARENT]");
         const void *v;
@@ -2408,8 +2444,8 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         sodium_memzero(key, sizeof key);
     } else {
         snprintf(err, errlen,
-                 "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|list, "
-                 "dept add|list, key add");
+                 "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|totp-off|"
+                 "list, dept add|list, key add|list|revoke");
         return ZT_EINVAL;
     }
     snprintf(object, olen, "%s", argc > 2 ? argv[2] : "");
@@ -2430,11 +2466,12 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     bool list = argc == 2 && strcmp(argv[1], "list") == 0;
     if (list) {
         if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
-        rc = strcmp(argv[0], "user") == 0   ? cli_users(a, t, out)
-             : strcmp(argv[0], "dept") == 0 ? cli_depts(a, t, out)
+        rc = strcmp(argv[0], "user") == 0   ? cli_list(t, a->users, user_row, out)
+             : strcmp(argv[0], "dept") == 0 ? cli_list(t, a->depts, dept_row, out)
+             : strcmp(argv[0], "key") == 0  ? cli_list(t, a->keys, key_row, out)
                                             : ZT_EINVAL;
         zt__store_end(srv->store, t, false);
-        if (rc == ZT_EINVAL) snprintf(err, errlen, "usage: zhengtong admin user|dept list");
+        if (rc == ZT_EINVAL) snprintf(err, errlen, "usage: zhengtong admin user|dept|key list");
         return rc;
     }
     if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;

@@ -18,9 +18,11 @@ static const char usage[] =
     "  admin  [-c FILE] user add LOGIN NAME DEPT [ROLE,ROLE...]   (prints a one-time password)\n"
     "                   user passwd|disable|enable LOGIN\n"
     "                   user roles LOGIN ROLE,ROLE...|-\n"
-    "                   user list | dept list\n"
+    "                   user totp-off LOGIN                (a lost phone: sign-in codes off)\n"
+    "                   user list | dept list | key list\n"
     "                   dept add CODE NAME [PARENT]\n"
     "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
+    "                   key revoke ID\n"
     "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
     "                   export SEQ|DATE FILE   write the oldest records, through record SEQ or\n"
     "                                          from before DATE (YYYY-MM-DD, Beijing time;\n"
@@ -46,7 +48,10 @@ static const struct shape {
     {"admin", "user", "list", 2, 2, "admin [-c FILE] user list"},
     {"admin", "dept", "add", 4, 5, "admin [-c FILE] dept add CODE NAME [PARENT]"},
     {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
+    {"admin", "user", "totp-off", 3, 3, "admin [-c FILE] user totp-off LOGIN"},
     {"admin", "key", "add", 5, 5, "admin [-c FILE] key add NAME PLUGIN ROLE"},
+    {"admin", "key", "list", 2, 2, "admin [-c FILE] key list"},
+    {"admin", "key", "revoke", 3, 3, "admin [-c FILE] key revoke ID"},
     {"audit", "verify", NULL, 1, 1, "audit [-c FILE] verify"},
     {"audit", "export", NULL, 3, 3, "audit [-c FILE] export SEQ|YYYY-MM-DD FILE"},
     {"audit", "prune", NULL, 2, 2, "audit [-c FILE] prune FILE"},

@@ -511,6 +511,25 @@ class TwoFactor(NodeTest):
         self.assertNotIn(secret.encode(), raw)
         self.assertNotIn(base64.b32decode(secret), raw)
 
+    def test_an_administrator_who_lost_the_phone_turns_codes_off_offline(self):
+        # the only administrator's phone is gone: HTTP needs an administrator signed in with
+        # a code; on the node's machine `admin user totp-off` ends it
+        n = self.n
+        h = n.new_user("chief", roles=("auditor",))
+        secret = self.enroll(h)
+        r = n.admin_cli("user", "list")
+        self.assertIn("(two-factor)", [l for l in r.stdout.splitlines() if " chief " in l][0])
+        r = n.admin_cli("user", "totp-off", "chief")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("two-factor sign-in off", r.stdout)
+        self.assertEqual(n.request("GET", "/auth/me", headers=h, auth=False)[0], 401)  # sessions end
+        st, _, d = n.login("chief", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)  # no code asked
+        self.assertIs(n.json("GET", "/auth/me", headers=bearer(d["token"]), auth=False)[2]["two_factor"],
+                      False)
+        self.assertNotEqual(n.admin_cli("user", "totp-off", "nobody").returncode, 0)
+        del secret
+
     def test_no_api_key_holds_a_role_that_needs_two_factors(self):
         # an API key is one factor: a key with the auditor role would reach the audit log
         # with no code, for good (no session ends it, no password change)
@@ -1264,6 +1283,28 @@ class OfflineAdmin(NodeTest):
         self.assertIsNotNone(n.first_start_password(), n.stdout())
         self.assertEqual(n.request("GET", "/auth/me")[0], 200)
 
+    def test_keys_are_listed_and_revoked_offline(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        r = n.admin_cli("key", "add", "gauge-7", "hello", "reader")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        key = r.stdout.strip().splitlines()[-1]
+        self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(key), auth=False)[0], 200)
+        r = n.admin_cli("key", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        line = [l for l in r.stdout.splitlines() if "gauge-7" in l]
+        self.assertEqual(len(line), 1, r.stdout)
+        kid = line[0].split()[0]
+        self.assertEqual(line[0].split()[1:4], ["hello", "reader", "gauge-7"])
+        self.assertNotIn(key, r.stdout)  # the secret is shown once, at add
+        r = n.admin_cli("key", "revoke", kid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(key), auth=False)[0], 401)
+        r = n.admin_cli("key", "revoke", kid)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no API key", r.stderr)
+        st, _, d = n.json("GET", "/audit?plugin=core&limit=1000")
+        self.assertIn(("admin key revoke", kid), [(x["action"], x["object"]) for x in d["items"]])
+
     def test_command_lines_are_checked_before_anything_opens(self):
         n = self.node(start=False)
         # no data folder yet: nothing makes one as a side effect, whatever the command
@@ -1277,7 +1318,7 @@ class OfflineAdmin(NodeTest):
                 self.assertFalse(os.path.exists(n.data_dir), args)
         # a command line of the wrong shape is a usage error (2) and says the right shape
         for args, want in ((("admin", "user", "add"), "user add LOGIN NAME DEPT"),
-                           (("admin", "key", "list"), "key add NAME PLUGIN ROLE"),
+                           (("admin", "key", "frob"), "key add NAME PLUGIN ROLE"),
                            (("audit", "frob"), "audit [-c FILE] verify"),
                            (("audit", "export", "5"), "export SEQ|YYYY-MM-DD FILE"),
                            (("audit", "check"), "audit check FILE")):
