@@ -52,6 +52,8 @@ typedef struct sub {
     uint64_t backoff_ms;
     uint64_t retry_at; /* uv_now when to try again; 0: not waiting */
     uint64_t deliveries, failures;
+    uint64_t stuck_seq;              /* the event that failed last (0: none) */
+    char stuck_topic[TOPIC_MAX + 1]; /* and its topic */
 } sub;
 
 typedef struct slot {
@@ -526,10 +528,13 @@ static int deliver(zt_bus *b, sub *s, uint64_t seq, const rec *r)
         s->failed = 0;
         s->backoff_ms = 0;
         s->deliveries++;
+        s->stuck_seq = 0;
         return ZT_OK;
     }
     s->failures++;
     s->failed++;
+    s->stuck_seq = seq;
+    snprintf(s->stuck_topic, sizeof s->stuck_topic, "%s", r->topic);
     wait_after_failure(b, s);
     zt__log(ZT_LOG_WARN, s->plugin_name, NULL,
             "event %llu (%s) to subscriber %s failed (attempt %u: %s); again in %llu s",
@@ -772,6 +777,115 @@ static int positions_load(zt_bus *b, zt_txn *t)
         s->pos = s->stored = v;
     }
     return ZT_OK;
+}
+
+/* ---- administration: GET /admin/bus, POST /admin/bus/skip ------------------------------ */
+
+/* "<plugin> <pattern>": how an administrator names a subscriber. */
+static void sub_name(const sub *s, char *out, size_t n)
+{
+    snprintf(out, n, "%s %s", s->plugin_name, s->pattern);
+}
+
+static int h_bus(zt_req *req, void *ud)
+{
+    zt_bus *b = ((zt_server *)ud)->bus;
+    cJSON *o = cJSON_CreateObject(), *subs = cJSON_AddArrayToObject(o, "subscribers");
+    cJSON_AddNumberToObject(o, "head", (double)b->head);
+    uint64_t now = uv_now(b->srv->loop);
+    for (size_t i = 0; i < b->nsubs; i++) {
+        const sub *s = &b->subs[i];
+        char name[TOPIC_MAX * 2 + 80];
+        sub_name(s, name, sizeof name);
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "subscriber", name);
+        cJSON_AddNumberToObject(x, "position", (double)s->pos);
+        cJSON_AddNumberToObject(x, "deliveries", (double)s->deliveries);
+        cJSON_AddNumberToObject(x, "failures", (double)s->failures);
+        if (s->stuck_seq && s->failed) {
+            cJSON *st = cJSON_AddObjectToObject(x, "failing");
+            cJSON_AddNumberToObject(st, "seq", (double)s->stuck_seq);
+            cJSON_AddStringToObject(st, "topic", s->stuck_topic);
+            cJSON_AddNumberToObject(st, "attempts", s->failed);
+            cJSON_AddNumberToObject(st, "retry_in_ms",
+                                    s->retry_at > now ? (double)(s->retry_at - now) : 0);
+        } else {
+            cJSON_AddNullToObject(x, "failing");
+        }
+        cJSON_AddItemToArray(subs, x);
+    }
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* An event a subscriber fails on for good (a payload its handler cannot take) would hold
+ * back all its later events: an administrator passes it over, naming both, after reading
+ * the log. The position moves in this request's transaction; a lost batch reloads it. */
+static int h_skip(zt_req *req, void *ud)
+{
+    zt_bus *b = ((zt_server *)ud)->bus;
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
+    const char *who = zt__jstr(j, "subscriber");
+    const cJSON *seqj = cJSON_GetObjectItemCaseSensitive(j, "seq");
+    if (!who || !cJSON_IsNumber(seqj) || seqj->valuedouble < 1 ||
+        seqj->valuedouble != (double)(uint64_t)seqj->valuedouble)
+        return zt_problem(req, 422, "invalid-skip", NULL,
+                          "send {\"subscriber\": \"<plugin> <pattern>\" (GET /admin/bus), "
+                          "\"seq\": <the event it fails on>}");
+    uint64_t seq = (uint64_t)seqj->valuedouble;
+    sub *s = NULL;
+    for (size_t i = 0; i < b->nsubs && !s; i++) {
+        char name[TOPIC_MAX * 2 + 80];
+        sub_name(&b->subs[i], name, sizeof name);
+        if (strcmp(name, who) == 0) s = &b->subs[i];
+    }
+    if (!s)
+        return zt_problem(req, 404, "not-found", NULL,
+                          "there is no subscriber '%s' (GET /admin/bus lists them)", who);
+    if (!s->failed || s->stuck_seq != seq)
+        return zt_problem(req, 409, "not-failing", NULL,
+                          "subscriber '%s' is not failing on event %llu%s: only the event it "
+                          "fails on is skipped",
+                          who, (unsigned long long)seq, s->failed ? "" : " (it fails on none)");
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    int rc = pos_write(b, t, s, seq);
+    if (rc != ZT_OK) return rc;
+    char what[TOPIC_MAX * 3 + 120];
+    snprintf(what, sizeof what, "event %llu (%s) for %s", (unsigned long long)seq, s->stuck_topic,
+             who);
+    zt__log(ZT_LOG_WARN, s->plugin_name, zt_req_id(req), "skipping %s, as an administrator asked",
+            what);
+    zt_audit_note(req, "skip event", what);
+    s->pos = s->stored = seq;
+    s->failed = 0;
+    s->backoff_ms = 0;
+    s->retry_at = 0;
+    s->stuck_seq = 0;
+    arm_retry(b);
+    kick(b);
+    return zt_respond(req, 204, NULL, NULL, 0);
+}
+
+int zt__bus_routes(zt_server *srv, char *err, size_t errlen)
+{
+    zt_route get = {.method = "GET",
+                    .path = "/admin/bus",
+                    .handler = h_bus,
+                    .ud = srv,
+                    .role = "admin",
+                    .summary = "Event subscribers: position, deliveries, the event one fails on"};
+    zt_route skip = {.method = "POST",
+                     .path = "/admin/bus/skip",
+                     .handler = h_skip,
+                     .ud = srv,
+                     .role = "admin",
+                     .summary =
+                         "Pass over the event a subscriber fails on (after reading the log)"};
+    int rc = zt__router_add(srv->router, NULL, &get, err, errlen);
+    return rc ? rc : zt__router_add(srv->router, NULL, &skip, err, errlen);
 }
 
 void zt__bus_after_abort(zt_server *srv)

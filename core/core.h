@@ -733,6 +733,8 @@ void zt__job_audit_from_here(zt_req *job);
 /* Open the outbox and positions databases (_core/outbox, _core/subscribers) and the nng
  * transport. Before the plugins' init (they subscribe during it). */
 int zt__bus_open(zt_server *srv, char *err, size_t errlen);
+/* GET /admin/bus and POST /admin/bus/skip (admin). */
+int zt__bus_routes(zt_server *srv, char *err, size_t errlen);
 /* After every plugin's init: give new subscribers their starting position (the newest
  * event), then start delivering (what is pending from before a restart goes first). */
 int zt__bus_start(zt_server *srv, char *err, size_t errlen);

@@ -493,6 +493,7 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
     int rc = zt__server_open_core(srv, conf, data_dir, err, errlen);
     if (rc != ZT_OK) return rc;
     if ((rc = zt__bus_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__bus_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__timers_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__posts_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;

@@ -246,6 +246,36 @@ class Restarts(NodeTest):
         n.start()
         self.delivered_once(n, "term")
 
+    def test_an_administrator_skips_the_event_a_subscriber_fails_on_for_good(self):
+        n = evnode(self)
+        self.pending(n, "poison")
+        self.assertEqual(emit(n, "evtest.flaky", {"tag": "next"})[0], 201)
+        st, _, bus = n.json("GET", "/admin/bus")
+        self.assertEqual(st, 200, bus)
+        sub = [x for x in bus["subscribers"] if x["subscriber"] == "evtest evtest.flaky"][0]
+        failing = sub["failing"]
+        self.assertEqual(failing["topic"], "evtest.flaky")
+        self.assertGreaterEqual(failing["attempts"], 1)
+        self.assertTrue([x for x in bus["subscribers"] if x["failing"] is None])
+        # only the event it fails on, named: not a later one, not another subscriber's
+        for body, want in (({"subscriber": "evtest evtest.flaky", "seq": failing["seq"] + 1}, 409),
+                           ({"subscriber": "evtest evtest.*", "seq": failing["seq"]}, 404),
+                           ({"subscriber": "evtest evtest.flaky"}, 422)):
+            st, h, b = n.request("POST", "/admin/bus/skip", body)
+            self.assertProblem(st, h, b, want)
+        self.assertEqual(n.json("POST", "/evtest/flaky", {"fail": 0})[0], 200)
+        st, _, b = n.request("POST", "/admin/bus/skip",
+                             {"subscriber": "evtest evtest.flaky", "seq": failing["seq"]})
+        self.assertEqual(st, 204, b)
+        got = wait_for("the next event", lambda: seen(n, "flaky"))
+        self.assertEqual([r["payload"] for r in got], [{"tag": "next"}])
+        st, _, log = n.json("GET", "/audit?plugin=core&limit=1000")
+        self.assertIn("skip event", [r["action"] for r in log["items"]])
+        # and it stays skipped across a restart
+        n.stop()
+        n.start()
+        self.assertEqual([r["payload"] for r in seen(n, "flaky")], [{"tag": "next"}])
+
     def test_a_new_subscriber_starts_at_the_newest_event(self):
         n = evnode(self, options="evtest = { late = false }")
         self.assertEqual(emit(n, "evtest.late.before")[0], 201)
