@@ -1101,6 +1101,43 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
     return rc;
 }
 
+int zt__audit_archive_show(const char *path, FILE *out, char *err, size_t errlen)
+{
+    zt_archive_info in;
+    int rc = zt__audit_archive_check(path, &in, err, errlen); /* nothing shown of a bad one */
+    if (rc != ZT_OK) return rc;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return ZT_EIO;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned char key[16], *val = malloc(ARCHIVE_VALUE_MAX);
+    rc = val ? ZT_OK : ZT_ENOMEM;
+    while (rc == ZT_OK && getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line), *recs = NULL;
+        size_t kl = 0, vl = 0;
+        if (get_b64(o, "key", key, sizeof key, &kl) &&
+            get_b64(o, "value", val, ARCHIVE_VALUE_MAX, &vl)) {
+            zt_kv kv = {key, kl, val, vl};
+            if (!(recs = zt__audit_value_json(&kv))) rc = ZT_ENOMEM;
+            for (const cJSON *r = recs ? recs->child : NULL; r && rc == ZT_OK; r = r->next) {
+                char *text = zt_json_print(r);
+                if (!text || fprintf(out, "%s\n", text) < 0) rc = text ? ZT_EIO : ZT_ENOMEM;
+                free(text);
+            }
+        }
+        cJSON_Delete(recs);
+        cJSON_Delete(o);
+    }
+    free(line);
+    free(val);
+    fclose(f);
+    if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));
+    return rc;
+}
+
 /* Whether record seq is the last of the stored value that holds it. */
 static bool ends_value(zt_txn *t, zt_db *log, uint64_t seq)
 {

@@ -680,6 +680,9 @@ int zt__audit_export(zt_server *srv, uint64_t through, uint64_t before_ms, const
 /* Check an archive: each record's hash and chain, each checkpoint's signature (under the
  * key it names) and record, the end line. err says "path:line: why". */
 int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, size_t errlen);
+/* Check the archive, then write its records to out, one JSON object per line, as GET
+ * /audit shows them (for reading an archive: its lines hold the stored binary records). */
+int zt__audit_archive_show(const char *path, FILE *out, char *err, size_t errlen);
 /* Remove from the log the records the archive at path holds, once it has checked: it must
  * be this node's, begin where the log begins and end with a record of the log. One
  * transaction: an audit record of it (by actor), the records and their checkpoints gone,

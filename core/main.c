@@ -30,6 +30,7 @@ static const char usage[] =
     "                   prune FILE             remove the records archive FILE holds from the\n"
     "                                          log, once it has checked them\n"
     "  audit  check FILE       check an archive on its own (no config, no data folder)\n"
+    "  audit  show FILE        check it, then print its records, one JSON object a line\n"
     "  version                 print the version and the plugin ABI\n";
 
 /* The command lines `admin` and `audit` take, checked before anything is opened: a
@@ -56,6 +57,7 @@ static const struct shape {
     {"audit", "export", NULL, 3, 3, "audit [-c FILE] export SEQ|YYYY-MM-DD FILE"},
     {"audit", "prune", NULL, 2, 2, "audit [-c FILE] prune FILE"},
     {"audit", "check", NULL, 2, 2, "audit check FILE"},
+    {"audit", "show", NULL, 2, 2, "audit show FILE"},
 };
 
 /* 0 if args fit a shape of cmd; else prints why on stderr and returns 2. */
@@ -170,6 +172,17 @@ static int cmd_audit_check(const char *path)
     print_archive("archive OK", path, &in);
     printf("  signed by node key %s (compare: GET /audit/checkpoints, node_key)\n", key);
     return 0;
+}
+
+/* `show FILE`: the records of a checked archive, as text an auditor reads. */
+static int cmd_audit_show(const char *path)
+{
+    char err[ZT_ERRLEN] = "";
+    if (sodium_init() < 0 || zt__audit_archive_show(path, stdout, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "zhengtong: %s\n", err[0] ? err : "libsodium failed");
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* "YYYY-MM-DD" as the ms of its first moment in Beijing time (UTC+8, the counties' clock). */
@@ -336,6 +349,7 @@ int main(int argc, char **argv)
     }
     if ((admin || audit) && check_shape(cmd, args, nargs)) return 2;
     if (audit && nargs == 2 && strcmp(args[0], "check") == 0) return cmd_audit_check(args[1]);
+    if (audit && nargs == 2 && strcmp(args[0], "show") == 0) return cmd_audit_show(args[1]);
     zt_conf conf = {0};
     char err[ZT_ERRLEN] = "";
     if (zt__conf_load(file, &conf, err, sizeof err) != ZT_OK) {

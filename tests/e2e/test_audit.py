@@ -397,6 +397,12 @@ class Archives(NodeTest):
         self.assertIn("archive OK", r.stdout)
         st, _, cps = n.json("GET", "/audit/checkpoints")
         self.assertIn(cps["node_key"], r.stdout)
+        # and read: its records as GET /audit showed them while they were in the log
+        logged = [x for x in all_records(n) if x["seq"] <= through]
+        r = run(["audit", "show", first], cwd=tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        shown = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(shown, logged)
         # never over an archive
         r = run(["audit", "-c", n.conf, "export", str(head), first])
         self.assertEqual(r.returncode, 1)
@@ -420,6 +426,9 @@ class Archives(NodeTest):
                     f.write(text)
                 r = run(["audit", "check", bad])
                 self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(why, r.stderr)
+                r = run(["audit", "show", bad])  # nothing shown of an archive that fails
+                self.assertEqual((r.returncode, r.stdout), (1, ""))
                 self.assertIn(why, r.stderr)
                 r = run(["audit", "-c", n.conf, "prune", bad])
                 self.assertEqual(r.returncode, 1, r.stdout)
