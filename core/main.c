@@ -261,10 +261,6 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
  * with a running node: writes take turns). */
 static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
 {
-    zt_server srv = {0};
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    srv.loop = &loop;
     char err[ZT_ERRLEN] = "";
     char mdb[4096];
     struct stat st;
@@ -277,6 +273,10 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
                 conf->data_dir, mdb, strerror(errno), conf->file);
         return 1;
     }
+    zt_server srv = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
     int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
     if (rc == ZT_OK && admin) {
         rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
