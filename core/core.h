@@ -231,6 +231,8 @@ void zt__optvals_free(zt_optval *v, size_t n);
 
 /* ---- store.c (LMDB) ------------------------------------------------------------ */
 
+#define ZT_TXN_CURSORS_MAX 256 /* cursors one transaction holds: more is a leak */
+
 typedef struct zt_store_stats {
     uint64_t commits;       /* batch commits that succeeded */
     uint64_t commit_errors; /* batch commits that failed */

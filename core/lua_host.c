@@ -1118,7 +1118,11 @@ static int db_fail(lua_State *L, const char *fn, int rc)
 
 static const char *check_key(lua_State *L, int idx, size_t *len)
 {
-    if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L,
+                   "db: a key must be a string, not %s (numbers: format them, as "
+                   "(\"%%012d\"):format(n), so that they sort)",
+                   luaL_typename(L, idx));
     return lua_tolstring(L, idx, len);
 }
 
@@ -1353,6 +1357,11 @@ static int l_db_iter(lua_State *L)
     int rc = zt_cursor_open(t, d->db, &it->cur);
     if (rc) {
         it->cur = NULL;
+        if (rc == ZT_EBUSY)
+            return luaL_error(L,
+                              "db:iter: too many unfinished iterators in this work (at "
+                              "most %d): run the loops to their end, or give them a limit",
+                              ZT_TXN_CURSORS_MAX);
         return db_fail(L, "db:iter", rc);
     }
     it->next = lp->iters;
@@ -1745,6 +1754,13 @@ static int respond_text(zt_req *req, int status, const char *ctype, zt_buf *text
     return zt__respond_take(req, status, ctype, body, len);
 }
 
+/* Called protected: the table body at 1 as JSON text (a light userdata of the buffer). */
+static int encode_body(lua_State *L)
+{
+    lua_pushlightuserdata(L, json_encode_text(L, 1, "", 0));
+    return 1;
+}
+
 /* Turn handler(req)'s results (status, body, headers, at S, S+1, S+2) into the response. */
 static int respond(lua_State *L, struct hcall *hc, int S)
 {
@@ -1792,7 +1808,19 @@ static int respond(lua_State *L, struct hcall *hc, int S)
                           (int)status, (int)status);
     zt_buf *text = NULL;
     if (bt == LUA_TTABLE) {
-        text = json_encode_text(L, B, "", 0);
+        /* a body that cannot be JSON fails after the handler returned, where no line of
+         * the plugin is running: name the handler's own */
+        lua_pushcfunction(L, encode_body);
+        lua_pushvalue(L, B);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            lua_Debug ar;
+            lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
+            lua_getinfo(L, ">S", &ar);
+            return luaL_error(L, "%s:%d: the body the handler of %s %s returned: %s", ar.short_src,
+                              ar.linedefined, hc->lr->method, hc->lr->pattern, lua_tostring(L, -1));
+        }
+        text = lua_touserdata(L, -1);
+        lua_pop(L, 1);
     } else if (bt != LUA_TNIL && bt != LUA_TSTRING) {
         return luaL_error(L,
                           "the handler returned a %s as body (expected a string, a table or nil)",

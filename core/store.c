@@ -26,7 +26,7 @@
 #define STORE_POOL_MAX   64
 #define STORE_MIN_MAP    (64u * 1024)
 #define STORE_NAME_MAX   64
-#define TXN_CURSORS_MAX  256 /* a handler that opens more is leaking them */
+#define TXN_CURSORS_MAX  ZT_TXN_CURSORS_MAX
 /* Written room kept past LMDB's last page (see room_ahead): topped up to ROOM_CHUNK when
  * less than ROOM_LOW is left. */
 #define STORE_ROOM_LOW   (4u << 20)

@@ -899,20 +899,46 @@ static void memory_cap_stops_a_bomb(void **state)
     assert_true(zt__lua_memory(&f->p) <= MEMORY_CAP);
 }
 
+/* The node's log (stderr) at level info, caught into a file while a test runs. */
+typedef struct logcap {
+    FILE *file;
+    int saved_fd, level;
+} logcap;
+
+static void log_capture(fx *f, logcap *c)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/stderr", f->root);
+    fflush(stderr);
+    c->saved_fd = dup(2);
+    c->file = fopen(path, "w+");
+    assert_non_null(c->file);
+    dup2(fileno(c->file), 2);
+    c->level = zt__log_level;
+    zt__log_level = ZT_LOG_INFO;
+}
+
+/* Stop catching; what was logged into buf (NUL-terminated). */
+static void log_captured(logcap *c, char *buf, size_t cap)
+{
+    zt__log_level = c->level;
+    fflush(stderr);
+    dup2(c->saved_fd, 2);
+    close(c->saved_fd);
+    rewind(c->file);
+    size_t n = fread(buf, 1, cap - 1, c->file);
+    buf[n] = 0;
+    fclose(c->file);
+    assert_true(n > 0);
+}
+
 /* ---- zt.log, print, warn -------------------------------------------------------------- */
 
 static void logs_go_to_the_node_log(void **state)
 {
     fx *f = *state;
-    char path[128];
-    snprintf(path, sizeof path, "%s/stderr", f->root);
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *cap = fopen(path, "w+");
-    assert_non_null(cap);
-    dup2(fileno(cap), 2);
-    int level = zt__log_level;
-    zt__log_level = ZT_LOG_INFO;
+    logcap lc;
+    log_capture(f, &lc);
     int rc = init_plugin(f, "zt.log.info('%d notices, %s', 3, 'ok')\n"
                             "zt.log.warn('100% literal')\n"
                             "zt.log.debug('below the level')\n"
@@ -921,16 +947,9 @@ static void logs_go_to_the_node_log(void **state)
                             "warn('careful', ' now')\n"
                             "assert(pcall(zt.log.info, '%d', 'x'))\n"
                             "zt.log.warn({}, 2)\n");
-    zt__log_level = level;
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
+    char buf[4096];
+    log_captured(&lc, buf, sizeof buf);
     if (rc != ZT_OK) fail_msg("%s", f->err);
-    char buf[4096] = {0};
-    rewind(cap);
-    size_t n = fread(buf, 1, sizeof buf - 1, cap);
-    fclose(cap);
-    assert_true(n > 0);
     assert_non_null(strstr(buf, "\"level\":\"info\",\"plugin\":\"t\",\"msg\":\"3 notices, ok\""));
     assert_non_null(strstr(buf, "\"level\":\"warn\",\"plugin\":\"t\",\"msg\":\"100% literal\""));
     assert_null(strstr(buf, "below the level"));
@@ -943,6 +962,27 @@ static void logs_go_to_the_node_log(void **state)
                                 "logged)"));
     assert_non_null(strstr(buf, "init.lua:8: zt.log: with more than one argument the first must "
                                 "be a format string"));
+}
+
+/* A handler's mistakes are logged with the plugin's file and line, also those found after
+ * it returned (a body that cannot be JSON) and a key of the wrong type. */
+static void handler_mistakes_name_their_line(void **state)
+{
+    fx *f = *state;
+    init_ok(f, "local kv = zt.db.open('kv')\n"
+               "zt.route('GET', '/badjson', function()\n"
+               "  return 200, { ok = true, f = print }\n"
+               "end)\n"
+               "zt.route('GET', '/numkey', function() return 200, tostring(kv:get(5)) end)\n");
+    logcap lc;
+    log_capture(f, &lc);
+    expect_problem(f, "GET", "/badjson", NULL, 500, "lua-error", NULL);
+    expect_problem(f, "GET", "/numkey", NULL, 500, "lua-error", NULL);
+    char buf[8192];
+    log_captured(&lc, buf, sizeof buf);
+    assert_non_null(strstr(buf, "init.lua:2: the body the handler of GET /badjson returned: "
+                                "zt.json.encode: cannot encode a function"));
+    assert_non_null(strstr(buf, "init.lua:5: db: a key must be a string, not number"));
 }
 
 /* ---- zt.json --------------------------------------------------------------------------- */
@@ -2892,6 +2932,7 @@ int main(void)
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
         T(init_mistakes_say_why),
+        T(handler_mistakes_name_their_line),
         T(json_text_is_what_c_prints),
         T(json_objects_sort_their_keys),
         T(json_large_and_broken_answers),
