@@ -1526,6 +1526,13 @@ static int close_done(zt_req *req, void *arg)
         cJSON_AddNumberToObject(u, "closed_at", (double)zt_now_ms());
         rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
         if (rc == ZT_OK) rc = revoke_all(a, t, req->caller->id); /* this session too */
+        if (rc == ZT_OK) { /* for plugins that hold the account's unfinished business */
+            cJSON *ev = cJSON_CreateObject();
+            cJSON_AddStringToObject(ev, "id", req->caller->id);
+            cJSON_AddStringToObject(ev, "kind", req->caller->kind);
+            rc = ev ? zt_emit(req, "identity.account.closed", ev) : ZT_ENOMEM;
+            cJSON_Delete(ev);
+        }
         if (rc == ZT_OK) {
             zt_audit_note(req, "close account", req->caller->id);
             rc = zt_respond(req, 204, NULL, NULL, 0);

@@ -290,6 +290,30 @@ class Applications(ApprovalTest):
         self.ok("POST", "/approval/applications/%s/review" % no, self.zjj, {"decision": "approve"})
         self.wait_state(no, "approved")
 
+    def test_an_applicant_who_closes_the_account(self):
+        # drafts are withdrawn and their files deleted; what was handed in goes on, its
+        # history says so, and its progress stays readable by number and query code
+        who = self.register("citizen", "leaving", "王离", None)
+        form = {"spouse_name": "李四", "children": 1}
+        draft = self.draft("BIRTH-REG", who, form, None)
+        self.upload_all(draft, who)
+        handed = self.submitted("BIRTH-REG", who, None, form)
+        code = self.app(handed["number"], who)["query_code"]
+        st, d = self.call("POST", "/auth/close", who, {"password": "Applicant-password-1"})
+        self.assertEqual(st, 204, d)
+        self.assertEqual(self.call("GET", "/approval/applications", who)[0], 401)
+        def withdrawn():
+            st, d = self.call("GET", "/approval/query?number=%s&code=%s"
+                              % (draft["number"], draft["query_code"]), None)
+            return d if st == 200 and d["state"] == "withdrawn" else None
+        wait_for("the draft to be withdrawn", withdrawn)
+        kept = self.app(handed["number"], self.clerk_wjw)
+        self.assertEqual(kept["state"], "submitted")
+        self.assertIn("applicant account closed", [h["action"] for h in kept["history"]])
+        st, d = self.call("GET", "/approval/query?number=%s&code=%s" % (handed["number"], code), None)
+        self.assertEqual((st, d["state"]), (200, "submitted"))
+        self.ok("POST", "/approval/applications/%s/accept" % handed["number"], self.clerk_wjw)
+
     def test_citizen_simple_registration(self):
         # a count cannot be negative: the item gives the field its range
         for children in (-3, 21):

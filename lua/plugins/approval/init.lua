@@ -966,6 +966,32 @@ zt.on("_approval.draft", function(ev)
     :format(cfg.draft_days, cfg.draft_days))
 end)
 
+-- An applicant who closes their account (注销) can no longer finish a draft: drafts are
+-- withdrawn and their files deleted. What was handed in is the administration's to decide
+-- as the law says; its history notes the closing, and its progress stays readable with
+-- the number and the query code (GET /approval/query).
+zt.on("identity.account.closed", function(ev)
+  local id = ev.payload.id
+  if type(id) ~= "string" or ev.source ~= "core" then return end
+  local numbers = {}
+  for key in by_applicant:iter{ prefix = id .. "/" } do numbers[#numbers + 1] = key:sub(#id + 2) end
+  for _, number in ipairs(numbers) do
+    local app = apps:get(number)
+    if app and app.state == "draft" then
+      for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
+      app.materials = {}
+      app.timers = {}
+      app.state = "withdrawn"
+      step(app, "system", "withdrawn", "the applicant closed their account")
+      save(app)
+    elseif app and OPEN[app.state] then
+      step(app, "system", "applicant account closed", "the application goes on; its progress "
+        .. "stays readable with its number and query code")
+      save(app)
+    end
+  end
+end)
+
 zt.on("_approval.remind", function(ev)
   local app = apps:get(ev.payload.number)
   if not app or app.reminded then return end
