@@ -554,6 +554,8 @@ struct zt_req {
 int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen);
 /* Stop accepting; close idle connections; connections in flight close after their
  * responses. */
+/* The reason phrase of an HTTP status the node answers with ("Not Found"), or NULL. */
+const char *zt__status_title(int status);
 /* Returns how many connections it dropped because their request's headers were still
  * arriving (nothing of those had run). */
 unsigned zt__http_stop_accepting(zt_server *srv);

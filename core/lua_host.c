@@ -921,9 +921,10 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
     problem *pb = lua_newuserdatauv(L, sizeof *pb + dlen + 1, 0);
     pb->status = (int)status;
     strcpy(pb->type, type);
-    if (title) {
-        strcpy(pb->title, title);
-    } else { /* "invalid-notice" → "Invalid notice" */
+    const char *std = title ? NULL : zt__status_title((int)status);
+    if (title || std) { /* by default the status's title, as the core's own problems */
+        strcpy(pb->title, title ? title : std);
+    } else { /* a status without one: "im-a-teapot" → "Im a teapot" */
         strcpy(pb->title, type);
         for (char *c = pb->title; *c; c++)
             if (*c == '-') *c = ' ';

@@ -264,7 +264,7 @@ int zt_respond_json(zt_req *req, int status, const cJSON *json)
     return respond_owned(req, status, "application/json", text, strlen(text));
 }
 
-static const char *status_title(int status)
+const char *zt__status_title(int status)
 {
     switch (status) {
     case 400:
@@ -302,7 +302,7 @@ static const char *status_title(int status)
     case 507:
         return "Insufficient Storage";
     default:
-        return "Error";
+        return NULL;
     }
 }
 
@@ -311,7 +311,8 @@ static int vproblem(zt_req *req, int status, const char *type, const char *title
 {
     char detail[1024];
     vsnprintf(detail, sizeof detail, fmt, ap);
-    if (!title) title = status_title(status);
+    if (!title) title = zt__status_title(status);
+    if (!title) title = "Error";
     zt_buf b = {0};
     int rc = zt__buf_puts(&b, "{\"type\":\"/problems/");
     rc |= zt__buf_puts(&b, type);

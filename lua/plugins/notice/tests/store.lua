@@ -74,5 +74,5 @@ test("an invalid notice is a 422 problem that a caller can catch", function(t)
   local p = t.problem(function() zt.problem(422, "invalid-notice", "title must be text") end,
     422, "invalid-notice")
   t.eq(p.detail, "title must be text")
-  t.eq(p.title, "Invalid notice")
+  t.eq(p.title, "Unprocessable Content") -- the status's, as the core's own problems
 end)
