@@ -67,6 +67,12 @@ test("each bad field is named", function(t)
                       { name = "x", title = "y", formats = { "application/pdf" } } } }, "listed twice" },
     { { form = { { name = "1x", title = "x" } } }, "form[1].name" },
     { { form = { { name = "x", title = "x", type = "date" } } }, "form[1].type" },
+    { { form = { { name = "x", title = "x", min = 1 } } }, "form[1].min" },
+    { { form = { { name = "x", title = "x", type = "integer", min = 5, max = 1 } } }, "form[1].min" },
+    { { form = { { name = "x", title = "x", type = "number", max = "10" } } }, "form[1].max" },
+    { { name = "two\nlines" }, "name" },
+    { { name = "admin\u{202E}fdp.exe" }, "name" },
+    { { name = ("政"):rep(201) }, "name" },
   }
   for _, c in ipairs(cases) do
     local ok, why = catalogue.check(item(c[1]), MAX)
@@ -87,6 +93,20 @@ test("a form is checked against the item's fields", function(t)
   t.ok(why:find("no such field", 1, true), why)
   _, why = catalogue.check_form(it, "text")
   t.ok(why:find("JSON object", 1, true), why)
+end)
+
+test("a form's numbers keep to their range, and GET's countersign null is no countersign", function(t)
+  local it = catalogue.check(item({ form = { { name = "children", title = "子女数", type = "integer",
+                                              required = true, min = 0, max = 20 } } }), MAX)
+  t.eq(catalogue.check_form(it, { children = 0 }), { children = 0 })
+  t.eq(catalogue.check_form(it, { children = 20 }), { children = 20 })
+  for _, bad in ipairs({ -3, 21 }) do
+    local _, why = catalogue.check_form(it, { children = bad })
+    t.ok(why and why:find("from 0 to 20", 1, true), tostring(why))
+  end
+  local kept = catalogue.check(item({ countersign = zt.json.null }), MAX)
+  t.eq(kept.countersign, zt.json.null)
+  t.ok(catalogue.check(item({ name = ("政"):rep(200) }), MAX), "200 characters are 600 bytes, and a name")
 end)
 
 test("search looks at code, name, conditions and legal basis", function(t)
