@@ -1583,6 +1583,7 @@ int zt__http_fuzz_feed(zt_server *srv, const char *data, size_t len)
     c->fake = true;
     conn_init(hs, c);
     memcpy(c->client, "fuzz", 5);
+    c->proxied = srv->conf->nproxies > 0; /* what X-Forwarded-For says is fuzzed too */
     /* The input arrives in reads of a size its first byte chooses, so that tokens split
      * across reads are exercised as well as whole requests. */
     size_t step = len && (data[0] & 1) ? 1 + (size_t)((unsigned char)data[0] % 23) : len;

@@ -60,6 +60,11 @@ static zt_server *server(void)
     conf.body_bytes = 64 * 1024;
     conf.header_timeout_ms = 10000;
     conf.idle_timeout_ms = 60000;
+    /* every fuzzed connection is a trusted proxy's: X-Forwarded-For is parsed */
+    static zt_netmask proxies[1];
+    if (zt__netmask_parse("0.0.0.0/0", &proxies[0]) != NULL) abort();
+    conf.proxies = proxies;
+    conf.nproxies = 1;
     srv.conf = &conf;
     srv.check_only = true; /* no first-start admin account */
     char err[ZT_ERRLEN] = "";
