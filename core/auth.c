@@ -219,10 +219,11 @@ static bool login_ok(const char *s)
 /* Why a person's or a department's name is not acceptable ("name: ... ; <this>"), or NULL. */
 static const char *name_problem(const char *name)
 {
-    if (!name) return "is missing";
-    const char *why = zt_text_problem(name, 200, 0);
-    return why ? why : NULL;
+    return name ? zt_text_problem(name, 200, 0) : "is missing";
 }
+/* What a refused name is told, with name_problem's reason. */
+#define NAME_TEXT "text of 1 to 200 characters (this one %s)"
+#define NAME_RULE "name: " NAME_TEXT
 
 /* At least 10 characters and two kinds of letters, digits, others. */
 static const char *password_problem(const char *pw)
@@ -1732,9 +1733,7 @@ static int h_user_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-user", NULL,
                           "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
     const char *why = name_problem(name);
-    if (why)
-        return zt_problem(req, 422, "invalid-user", NULL,
-                          "name: text of 1 to 200 characters (this one %s)", why);
+    if (why) return zt_problem(req, 422, "invalid-user", NULL, NAME_RULE, why);
     if (roles && !roles_ok(roles))
         return zt_problem(req, 422, "invalid-user", NULL, "roles: " ROLES_RULE);
     zt_txn *t = zt_req_txn(req);
@@ -1838,8 +1837,7 @@ static int h_user_patch(zt_req *req, void *ud)
         const char *k = e->string, *bad = NULL;
         if (strcmp(k, "name") == 0) {
             const char *why = cJSON_IsString(e) ? name_problem(e->valuestring) : "is not a string";
-            if (why)
-                bad = zt_req_printf(req, "name: text of 1 to 200 characters (this one %s)", why);
+            if (why) bad = zt_req_printf(req, NAME_RULE, why);
         } else if (strcmp(k, "department") == 0) {
             const void *v;
             size_t vl;
@@ -1951,9 +1949,7 @@ static int h_dept_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-department", NULL,
                           "code: 1 to 64 letters, digits, - or _");
     const char *why = name_problem(name);
-    if (why)
-        return zt_problem(req, 422, "invalid-department", NULL,
-                          "name: text of 1 to 200 characters (this one %s)", why);
+    if (why) return zt_problem(req, 422, "invalid-department", NULL, NAME_RULE, why);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     const void *v;
@@ -2053,9 +2049,7 @@ static int h_register(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-registration", NULL,
                           "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
     const char *why = name_problem(name);
-    if (why)
-        return zt_problem(req, 422, "invalid-registration", NULL,
-                          "name: text of 1 to 200 characters (this one %s)", why);
+    if (why) return zt_problem(req, 422, "invalid-registration", NULL, NAME_RULE, why);
     if (!pw || password_problem(pw))
         return zt_problem(req, 422, "weak-password", NULL, "%s",
                           pw ? password_problem(pw) : "password: required");
@@ -2150,9 +2144,7 @@ static int h_key_create(zt_req *req, void *ud)
                           "send {\"name\": …, \"plugin\": <the plugin it may call>, "
                           "\"role\": <its role>}");
     const char *bad = name_problem(name);
-    if (bad)
-        return zt_problem(req, 422, "invalid-key", NULL,
-                          "name: text of 1 to 200 characters (this one %s)", bad);
+    if (bad) return zt_problem(req, 422, "invalid-key", NULL, NAME_RULE, bad);
     if (!key_plugin_ok(a->srv->conf, plugin))
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
     const char *why = key_role_problem(a->srv->conf, role);
@@ -2312,7 +2304,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         }
         const char *why = name_problem(argv[3]);
         if (why) {
-            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", why);
+            snprintf(err, errlen, "NAME: " NAME_TEXT, why);
             return ZT_EINVAL;
         }
         if (zt_get(t, a->depts, argv[4], strlen(argv[4]), &v, &vl) != ZT_OK) {
@@ -2408,7 +2400,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         }
         const char *why = name_problem(argv[3]);
         if (why) {
-            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", why);
+            snprintf(err, errlen, "NAME: " NAME_TEXT, why);
             return ZT_EINVAL;
         }
         if (zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK) {
@@ -2432,7 +2424,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         cJSON *k = NULL;
         const char *why = key_role_problem(a->srv->conf, argv[4]), *bad = name_problem(argv[2]);
         if (bad) {
-            snprintf(err, errlen, "NAME: text of 1 to 200 characters (this one %s)", bad);
+            snprintf(err, errlen, "NAME: " NAME_TEXT, bad);
             rc = ZT_EINVAL;
         } else if (!key_plugin_ok(a->srv->conf, argv[3])) {
             snprintf(err, errlen, "plugin '%s' is not enabled in the config (plugins = {...})",
