@@ -54,7 +54,7 @@ static void def_free(lua_State *L, wf_def *d)
         for (size_t k = 0; k < n->ndecisions; k++) free(n->decisions[k]);
         free(n->decisions);
         unref(L, &n->dept_fn), unref(L, &n->assignee_fn), unref(L, &n->multi_fn), unref(L, &n->fn);
-        unref(L, &n->need_fn);
+        unref(L, &n->need_fn), unref(L, &n->deadline_fn);
         for (size_t c = 0; c < n->nconds; c++) unref(L, &n->conds[c].fn);
         free(n->conds);
     }
@@ -322,7 +322,14 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = fn_field(c, t, "assignee", &n->assignee_fn)) != ZT_OK) return rc;
     if ((rc = fn_field(c, t, "multi", &n->multi_fn)) != ZT_OK) return rc;
     if ((rc = str_field(c, t, "escalate_to", &n->escalate_to, false)) != ZT_OK) return rc;
-    if ((rc = span_field(c, t, "deadline", &n->deadline_ms)) != ZT_OK) return rc;
+    /* a span of working time from the task's creation, or a function of the instance that
+     * gives the moment (a time limit its plugin counts, such as a legal one) */
+    if (rawfield(c->L, t, "deadline") == LUA_TFUNCTION) {
+        n->deadline_fn = luaL_ref(c->L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(c->L, 1);
+        if ((rc = span_field(c, t, "deadline", &n->deadline_ms)) != ZT_OK) return rc;
+    }
     if ((rc = span_field(c, t, "remind_before", &n->remind_ms)) != ZT_OK) return rc;
     if ((rc = decisions_field(c, t, n)) != ZT_OK) return rc;
     /* complete_over_http = false: the task is decided through its plugin's own routes
@@ -338,8 +345,9 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
         return fail(c, "a user task needs a role, a department, an assignee or multi");
     if (n->need_fn != WF_NOREF && n->multi_fn == WF_NOREF)
         return fail(c, "need as a function goes with multi");
-    if (n->remind_ms && !n->deadline_ms) return fail(c, "remind_before needs a deadline");
-    if (n->escalate_to && !n->deadline_ms) return fail(c, "escalate_to needs a deadline");
+    bool deadline = n->deadline_ms || n->deadline_fn != WF_NOREF;
+    if (n->remind_ms && !deadline) return fail(c, "remind_before needs a deadline");
+    if (n->escalate_to && !deadline) return fail(c, "escalate_to needs a deadline");
     return ref_field(c, r, t, "next", &n->next, true);
 }
 
@@ -688,7 +696,7 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
     while (lua_next(L, nt)) {
         wf_node *n = &d->nodes[d->nnodes];
         n->next = n->dflt = n->split = WF_NONE;
-        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = n->need_fn = WF_NOREF;
+        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = n->need_fn = n->deadline_fn = WF_NOREF;
         if (lua_type(L, -2) != LUA_TSTRING || !good_name(lua_tostring(L, -2))) {
             lua_pop(L, 3);
             free(start);

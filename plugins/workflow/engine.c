@@ -301,8 +301,25 @@ static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const c
     t.dept = dept;
     t.assignee = assignee;
     int rc = ZT_OK;
-    if (n->deadline_ms > 0) {
+    if (n->deadline_fn != WF_NOREF) {
+        /* the moment the instance's data (its plugin) says; nil: no deadline */
+        lua_State *L = op->w->L;
+        int base;
+        if ((rc = call_fn(op, in, d, n, n->deadline_fn, false, &base)) != ZT_OK) return rc;
+        int isint = 0;
+        lua_Integer at = lua_isnil(L, -1) ? 0 : lua_tointegerx(L, -1, &isint);
+        bool ok = lua_isnil(L, -1) || (isint && at > 0 && at < ((lua_Integer)1 << 53));
+        lua_settop(L, base);
+        if (!ok)
+            return wf_fail(op, 500, "workflow-script-failed",
+                           "workflow %s v%u, node '%s': deadline() must return a time (ms "
+                           "since 1970, an integer) or nil",
+                           d->name, d->version, n->id);
+        t.due = (int64_t)at;
+    } else if (n->deadline_ms > 0) {
         t.due = wf_cal_add(&op->w->cal, op->now, n->deadline_ms);
+    }
+    if (t.due > 0) {
         if (n->remind_ms > 0) {
             int64_t r = wf_cal_add(&op->w->cal, t.due, -n->remind_ms);
             t.remind_at = r > op->now ? r : 0;

@@ -35,7 +35,8 @@ typedef struct wf_node {
     int need_fn;                        /* multi: need = function(instance) → N, or WF_NOREF */
     int need;                           /* multi and join: 0 = all, else N */
     int64_t deadline_ms, remind_ms;     /* working time; 0: none */
-    char **decisions;                   /* the decisions a completion may give; none: any */
+    int deadline_fn;  /* deadline = function(instance) → a time (ms) or nil, or WF_NOREF */
+    char **decisions; /* the decisions a completion may give; none: any */
     size_t ndecisions;
     bool plugin_only; /* completed and returned only through services (its plugin's routes) */
     /* service task */

@@ -199,6 +199,9 @@ class Applications(ApprovalTest):
         todo_wjw = self.ok("GET", "/workflow/tasks", self.wjw)["items"]
         self.assertEqual([t["department"] for t in todo_sp if t["business_key"] == no], ["scjg-sp"])
         self.assertEqual([t["department"] for t in todo_wjw if t["business_key"] == no], ["wjw"])
+        # due when the application is: the reviewers' to-do lists show the promised time
+        for t in [t for t in todo_sp + todo_wjw if t["business_key"] == no]:
+            self.assertEqual((t["due"], t["overdue"]), (a["deadline"], False), t)
         self.ok("POST", "/approval/applications/%s/review" % no, self.sp,
                 {"decision": "approve", "opinion": "符合食品安全要求"})
         # the health department decides through the unified to-do list instead
@@ -669,6 +672,9 @@ class TimeLimits(ApprovalTest):
         self.assertIn(no, [o["number"] for o in self.ok("GET", "/approval/overdue", self.supervisor)["items"]])
         self.assertEqual(self.call("GET", "/approval/overdue", self.ent)[0], 403)
         self.assertIn("overdue", self.inbox_kinds(no))
+        # and the reviewers' tasks, due at the moved deadline, are overdue on their lists
+        mine = [t for t in self.ok("GET", "/workflow/tasks", self.sp)["items"] if t["business_key"] == no]
+        self.assertEqual([(t["due"], t["overdue"]) for t in mine], [(a["deadline"], True)])
         stats = self.ok("GET", "/approval/stats", self.supervisor)
         self.assertGreaterEqual(stats["total"]["overdue"], 1)
         # a restart does not fire them again, nor lose the state

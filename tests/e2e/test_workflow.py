@@ -112,6 +112,15 @@ return { name = "todo", starters = { "user" }, start = "s",
     e = { type = "end" },
   } }
 """,
+    "dated": """
+return { name = "dated", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1", next = "e",
+          deadline = function(i) return i.data.due end, escalate_to = "boss" },
+    e = { type = "end" },
+  } }
+""",
     "plain": """
 return { name = "plain", starters = { "user" }, start = "s",
   nodes = {
@@ -625,6 +634,21 @@ class WorkflowTest(NodeTest):
         # a person without the role sees none of them
         st, _, d = self.as_("outsider", "GET", "/workflow/tasks")
         self.assertFalse([t for t in d["items"] if t.get("business_key") in want_keys])
+
+    def test_a_deadline_the_instance_gives(self):
+        # a time limit the plugin counts (a legal one) is the task's deadline: the function
+        # gives the moment from the instance's data; nil: none; anything else is refused
+        due = 1_900_000_000_000
+        d = self.start("dated", {"due": due}, key="DATED-1")
+        self.assertEqual([t["due"] for t in d["tasks"]], [due])
+        d = self.start("dated", {}, key="DATED-2")
+        self.assertEqual([t.get("due") for t in d["tasks"]], [None])
+        st, _, p = self.shared.json("POST", "/workflow/instances",
+                                    {"definition": "dated", "data": {"due": "tomorrow"}})
+        self.assertEqual((st, p["type"]), (500, "/problems/workflow-script-failed"), p)
+        self.assertIn("deadline() must return a time", p["detail"])
+        st, _, df = self.shared.json("GET", "/workflow/definitions/dated")
+        self.assertEqual([x.get("deadline") for x in df["nodes"] if x["id"] == "t"], ["(function)"])
 
     # ---- statistics ------------------------------------------------------------------
 

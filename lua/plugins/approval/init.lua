@@ -566,8 +566,9 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     local missing = missing_required(app, item)
     if #missing > 0 then invalid("required materials are missing: " .. table.concat(missing, "; ")) end
     local now = zt.now()
+    start_clock(app, now) -- the deadline goes into the instance: its tasks are due then
     local data = {
-      application = app.number, item = item.code, department = item.department,
+      application = app.number, item = item.code, department = item.department, deadline = app.deadline,
       parallel = item.parallel_departments,
       countersign = item.countersign ~= zt.json.null and item.countersign.departments or zt.json.array(),
       need = item.countersign ~= zt.json.null and item.countersign.need or 0,
@@ -581,7 +582,6 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     app.instance = started.instance
     app.state = "submitted"
     app.submitted_at = now
-    start_clock(app, now)
     return stepped(req, app, "submitted", nil, "submitted",
       "申请已提交，等待受理 (submitted, awaiting acceptance)", "submit application")
   end)
@@ -671,7 +671,10 @@ zt.route("POST", "/approval/applications/:no/accept", { role = "approval_clerk",
       return 200, view(app)
     end
     local t = accept_task(app)
-    call("workflow.task_action", { task = t.id, action = "complete", decision = "accept", opinion = opinion })
+    -- the deadline again: a supplement before acceptance moved it, and the review tasks
+    -- made now take it from the data
+    call("workflow.task_action", { task = t.id, action = "complete", decision = "accept", opinion = opinion,
+                                   form = { deadline = app.deadline } })
     app.state = "reviewing"
     app.accepted_at = zt.now()
     return stepped(req, app, "accepted", opinion, "accepted",

@@ -3,6 +3,10 @@
 -- the application at the first refusal.
 local function accepted(i) return i.decisions.accept ~= "refuse" end
 
+-- The application's deadline (承诺时限), which the approval plugin keeps in the data: at
+-- submission, and again at acceptance (supplements before it stop the clock).
+local function legal_deadline(i) return i.data.deadline end
+
 return {
   name = "approval_parallel",
   title = "审批：多部门并联 (parallel departments)",
@@ -11,6 +15,7 @@ return {
     start = { type = "start", next = "accept" },
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      deadline = legal_deadline, -- the item's promised time, as the application counts it
       decisions = { "accept", "refuse" },
       complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
       department = function(i) return i.data.department end,
@@ -20,6 +25,7 @@ return {
                  default = "not_accepted" },
     review = {
       type = "user", title = "部门审查 (department review)", role = "approval_reviewer",
+      deadline = legal_deadline, -- the item's promised time, as the application counts it
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       multi = function(i) return i.data.parallel end,
       next = "decided",

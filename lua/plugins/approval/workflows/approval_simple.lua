@@ -2,6 +2,10 @@
 -- department's decision. The approval plugin drives it and keeps the application.
 local function accepted(i) return i.decisions.accept ~= "refuse" end
 
+-- The application's deadline (承诺时限), which the approval plugin keeps in the data: at
+-- submission, and again at acceptance (supplements before it stop the clock).
+local function legal_deadline(i) return i.data.deadline end
+
 return {
   name = "approval_simple",
   title = "审批：单部门 (one department)",
@@ -10,6 +14,7 @@ return {
     start = { type = "start", next = "accept" },
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
+      deadline = legal_deadline, -- the item's promised time, as the application counts it
       decisions = { "accept", "refuse" },
       complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
       department = function(i) return i.data.department end,
@@ -19,6 +24,7 @@ return {
                  default = "not_accepted" },
     review = {
       type = "user", title = "审查决定 (decision)", role = "approval_reviewer",
+      deadline = legal_deadline, -- the item's promised time, as the application counts it
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       department = function(i) return i.data.department end,
       next = "decided",
