@@ -160,12 +160,12 @@ static int totp_store(zt_auth *a, cJSON *u, const char *field, const unsigned ch
 }
 
 /* The first role of auth.two_factor_roles that roles (a JSON array) holds, or NULL. */
+static bool json_roles_hold(const cJSON *roles, const char *role);
+
 static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
 {
     for (size_t i = 0; i < c->auth_n2fa_roles; i++)
-        for (const cJSON *r = cJSON_IsArray(roles) ? roles->child : NULL; r; r = r->next)
-            if (cJSON_IsString(r) && strcmp(r->valuestring, c->auth_2fa_roles[i]) == 0)
-                return c->auth_2fa_roles[i];
+        if (json_roles_hold(roles, c->auth_2fa_roles[i])) return c->auth_2fa_roles[i];
     return NULL;
 }
 
@@ -2595,6 +2595,45 @@ int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)
 
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
+/* Does the JSON list roles hold role? */
+static bool json_roles_hold(const cJSON *roles, const char *role)
+{
+    for (const cJSON *x = cJSON_IsArray(roles) ? roles->child : NULL; x; x = x->next)
+        if (cJSON_IsString(x) && strcmp(x->valuestring, role) == 0) return true;
+    return false;
+}
+
+/* A role of auth.two_factor_roles that no route asks for and no account holds is most
+ * likely a typo (the accounts meant to need a code would then sign in without one): say so
+ * at start. Plugins may check roles of their own (approval's head_role), so it is a
+ * warning, and a role some account holds is taken as meant. */
+static void warn_unknown_2fa_roles(zt_auth *a, zt_txn *t)
+{
+    const zt_conf *c = a->srv->conf;
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++) {
+        const char *role = c->auth_2fa_roles[i];
+        bool used = strcmp(role, "admin") == 0;
+        for (size_t k = 0; !used && k < zt__router_count(a->srv->router); k++)
+            used = strcmp(zt__router_at(a->srv->router, k)->role, role) == 0;
+        zt_cursor *cur;
+        zt_kv kv;
+        if (!used && zt_cursor_open(t, a->users, &cur) == ZT_OK) {
+            for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && !used;
+                 r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+                cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+                used = u && json_roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), role);
+                cJSON_Delete(u);
+            }
+            zt_cursor_close(cur);
+        }
+        if (!used)
+            zt__log(ZT_LOG_WARN, NULL, NULL,
+                    "auth.two_factor_roles: no route asks for the role '%s' and no account holds "
+                    "it: a typo? (accounts meant to need a code would sign in without one)",
+                    role);
+    }
+}
+
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
 {
     zt_auth *a = srv->auth;
@@ -2606,6 +2645,7 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
     zt_kv kv;
     bool empty = zt_cursor_open(t, a->users, &cur) == ZT_OK &&
                  zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) == ZT_ENOTFOUND;
+    warn_unknown_2fa_roles(a, t);
     zt__store_end(st, t, false);
     if (!empty) return ZT_OK;
     char pw[17], hash[crypto_pwhash_STRBYTES];

@@ -511,6 +511,19 @@ class TwoFactor(NodeTest):
         self.assertNotIn(secret.encode(), raw)
         self.assertNotIn(base64.b32decode(secret), raw)
 
+    def test_a_typo_in_two_factor_roles_is_warned_of(self):
+        n = self.node(auth=dict(CHEAP, two_factor_roles=["auditr", "auditor", "dept_head"]),
+                      roles=("dept_head",))
+        log = n.log()
+        self.assertIn("no route asks for the role 'auditr' and no account holds it", log)
+        self.assertNotIn("role 'auditor' and no account", log)  # GET /audit asks for it
+        # at the first start no account held dept_head; now the admin does
+        self.assertEqual(log.count("role 'dept_head' and no account"), 1)
+        n.restart()
+        log = n.log()
+        self.assertEqual(log.count("role 'auditr' and no account"), 2)
+        self.assertEqual(log.count("role 'dept_head' and no account"), 1)
+
     def test_an_administrator_who_lost_the_phone_turns_codes_off_offline(self):
         # the only administrator's phone is gone: HTTP needs an administrator signed in with
         # a code; on the node's machine `admin user totp-off` ends it
