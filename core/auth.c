@@ -774,25 +774,38 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
 
 static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u);
 
+#define DEPT_DEPTH 32 /* levels of the department tree: more is a cycle, or a mistake */
+
+/* How many steps up from dept reach the root (0: dept is a top department), stopping at
+ * scope if given (*hit: it was passed); -1 for an unknown code or a tree deeper than
+ * DEPT_DEPTH. */
+static int dept_walk(zt_auth *a, zt_txn *t, const char *dept, const char *scope, bool *hit)
+{
+    char code[65];
+    if (hit) *hit = false;
+    if (!dept || strlen(dept) > 64) return -1; /* codes are ≤ 64 */
+    snprintf(code, sizeof code, "%s", dept);
+    for (int depth = 0; depth < DEPT_DEPTH; depth++) {
+        if (scope && strcmp(code, scope) == 0) {
+            *hit = true;
+            return depth;
+        }
+        cJSON *d = zt__db_get_json(t, a->depts, code, strlen(code));
+        const char *parent = d ? zt__jstr(d, "parent") : NULL;
+        bool top = d && (!parent || !parent[0]);
+        if (parent && parent[0]) snprintf(code, sizeof code, "%s", parent);
+        cJSON_Delete(d);
+        if (top) return depth;
+        if (!parent) return -1; /* unknown */
+    }
+    return -1;
+}
+
 int zt_req_dept_within(zt_req *req, const char *dept, const char *scope)
 {
-    if (!dept || !scope || strlen(dept) > 64) return 0; /* codes are ≤ 64 */
     zt_txn *t = zt_req_txn(req);
-    if (!t) return 0;
-    char code[65];
-    snprintf(code, sizeof code, "%s", dept);
-    for (int depth = 0; depth < 32; depth++) { /* walk up to the root; bounded on cycles */
-        if (strcmp(code, scope) == 0) return 1;
-        cJSON *d = zt__db_get_json(t, req->srv->auth->depts, code, strlen(code));
-        const char *parent = d ? zt__jstr(d, "parent") : NULL;
-        if (!parent || !parent[0]) {
-            cJSON_Delete(d);
-            return 0;
-        }
-        snprintf(code, sizeof code, "%s", parent);
-        cJSON_Delete(d);
-    }
-    return 0;
+    bool hit = false;
+    return t && scope && dept_walk(req->srv->auth, t, dept, scope, &hit) >= 0 && hit;
 }
 
 int zt_req_in_scope(zt_req *req, const char *dept)
@@ -1929,6 +1942,79 @@ static int h_dept_list(zt_req *req, void *ud)
     return zt__respond_db_list(req, ((zt_auth *)ud)->depts, NULL, NULL, NULL);
 }
 
+/* Every department still reaches the root within DEPT_DEPTH steps (after a move). */
+static bool dept_tree_ok(zt_auth *a, zt_txn *t)
+{
+    zt_cursor *cur;
+    zt_kv kv;
+    bool ok = zt_cursor_open(t, a->depts, &cur) == ZT_OK;
+    for (int r = ok ? zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) : ZT_EIO; ok && r == ZT_OK;
+         r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        char code[65];
+        snprintf(code, sizeof code, "%.*s", (int)(kv.klen < 64 ? kv.klen : 64),
+                 (const char *)kv.key);
+        ok = dept_walk(a, t, code, NULL, NULL) >= 0;
+    }
+    if (ok) zt_cursor_close(cur);
+    return ok;
+}
+
+/* PATCH /admin/departments/:code {name, parent}: a department renamed or moved (a county
+ * reorganises its bureaus). Its code stays: accounts, records and seals name it. Moving
+ * it moves its staff's scope with it: they see below its new place, and the editors
+ * above it now see it. */
+static int h_dept_update(zt_req *req, void *ud)
+{
+    zt_auth *a = ud;
+    const char *code = zt_req_param(req, "code");
+    cJSON *j = zt_req_object(req);
+    if (!j) return ZT_OK;
+    zt_txn *t = zt_req_txn(req);
+    if (!t) return ZT_EIO;
+    cJSON *d = zt__db_get_json(t, a->depts, code, strlen(code));
+    if (!d) return zt_problem(req, 404, "not-found", NULL, "there is no department %s", code);
+    const char *bad = NULL;
+    for (const cJSON *e = j->child; e && !bad; e = e->next) {
+        if (strcmp(e->string, "name") == 0) {
+            const char *why = cJSON_IsString(e) ? name_problem(e->valuestring) : "is not text";
+            if (why) bad = zt_req_printf(req, NAME_RULE, why);
+        } else if (strcmp(e->string, "parent") == 0) {
+            bool in = false;
+            if (strcmp(code, "root") == 0)
+                bad = "parent: root is the top of the tree; it does not move";
+            else if (!cJSON_IsString(e) || !zt__auth_dept_exists(a->srv, t, e->valuestring))
+                bad = "parent: the code of an existing department";
+            else if (dept_walk(a, t, e->valuestring, code, &in) >= 0 && in)
+                bad = zt_req_printf(req, "parent: %s is %s: a department cannot move below itself",
+                                    e->valuestring,
+                                    strcmp(e->valuestring, code) == 0 ? "this department"
+                                                                      : "below this department");
+        } else {
+            bad = "only name and parent can be changed (the code stays: records name it)";
+        }
+    }
+    if (bad) {
+        cJSON_Delete(d);
+        return zt_problem(req, 422, "invalid-department", NULL, "%s", bad);
+    }
+    for (const cJSON *e = j->child; e; e = e->next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(d, e->string);
+        cJSON_AddStringToObject(d, e->string, e->valuestring);
+    }
+    int rc = zt__db_put_json(t, a->depts, code, strlen(code), d);
+    if (rc == ZT_OK && !dept_tree_ok(a, t)) {
+        cJSON_Delete(d);
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "parent: the tree would be deeper than %d levels", DEPT_DEPTH);
+    }
+    if (rc == ZT_OK) {
+        zt_audit_note(req, "update department", code);
+        rc = zt_respond_json(req, 200, d);
+    }
+    cJSON_Delete(d);
+    return rc;
+}
+
 static bool dept_code_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -1957,6 +2043,9 @@ static int h_dept_create(zt_req *req, void *ud)
     if (parent && zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK)
         return zt_problem(req, 422, "invalid-department", NULL,
                           "parent: '%s' is not an existing department", parent);
+    if (parent && dept_walk(a, t, parent, NULL, NULL) >= DEPT_DEPTH - 1)
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "parent: the tree would be deeper than %d levels", DEPT_DEPTH);
     if (zt_get(t, a->depts, code, strlen(code), &v, &vl) == ZT_OK)
         return zt_problem(req, 409, "department-exists", NULL, "department %s exists", code);
     cJSON *d = cJSON_CreateObject();
@@ -2407,6 +2496,10 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             snprintf(err, errlen, "no parent department %s", parent);
             return ZT_ENOTFOUND;
         }
+        if (dept_walk(a, t, parent, NULL, NULL) >= DEPT_DEPTH - 1) {
+            snprintf(err, errlen, "the tree would be deeper than %d levels", DEPT_DEPTH);
+            return ZT_EINVAL;
+        }
         if (zt_get(t, a->depts, argv[2], strlen(argv[2]), &v, &vl) == ZT_OK) {
             snprintf(err, errlen, "department %s exists", argv[2]);
             return ZT_EEXIST;
@@ -2745,6 +2838,8 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   "Remove an account's sign-in codes (a lost phone); ends its sessions", err,
                   errlen)) ||
         (rc = add(srv, "GET", "/admin/departments", h_dept_list, A, "Departments", err, errlen)) ||
+        (rc = add(srv, "PATCH", "/admin/departments/:code", h_dept_update, A,
+                  "Rename or move a department (its code stays)", err, errlen)) ||
         (rc = add(srv, "POST", "/admin/departments", h_dept_create, A, "Create a department", err,
                   errlen)) ||
         (rc = add(srv, "GET", "/admin/keys", h_key_list, A, "API keys of devices and nodes", err,

@@ -1555,5 +1555,58 @@ class TrustedProxies(NodeTest):
         self.assertIn("trusted_proxies: '10.1.2.3/8' has bits set after its prefix", r.stderr)
 
 
+class DepartmentTree(NodeTest):
+    """A county reorganises: a department is renamed or moved, its code stays, and the
+    scope of its staff moves with it."""
+
+    def test_rename_and_move(self):
+        n = self.node(plugins=("hello", "notice"), roles=("auditor",))
+        for code, parent in (("jyj", "root"), ("jyj-jc", "jyj"), ("wtj", "root")):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+            self.assertEqual(st, 201, d)
+        editor = n.new_user("editor", roles=("notice_editor",), department="jyj")
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department_code": "jyj-jc"},
+                             editor, auth=False)
+        self.assertEqual(st, 201, b)  # below the editor's department
+        st, _, d = n.json("PATCH", "/admin/departments/jyj", {"name": "教育体育局"})
+        self.assertEqual((st, d["name"], d["code"], d["parent"]), (200, "教育体育局", "jyj", "root"), d)
+        # the section moves to the culture bureau: out of the education editor's scope
+        st, _, d = n.json("PATCH", "/admin/departments/jyj-jc", {"parent": "wtj"})
+        self.assertEqual((st, d["parent"]), (200, "wtj"), d)
+        st, _, b = n.request("POST", "/notices", {"title": "t", "body": "b", "department_code": "jyj-jc"},
+                             editor, auth=False)
+        self.assertEqual(st, 403, b)
+        # what cannot be
+        for code, body, want, why in (
+            ("wtj", {"parent": "jyj-jc"}, 422, "below this department"),
+            ("wtj", {"parent": "wtj"}, 422, "is this department"),
+            ("root", {"parent": "wtj"}, 422, "does not move"),
+            ("wtj", {"parent": "nowhere"}, 422, "existing department"),
+            ("wtj", {"code": "x"}, 422, "only name and parent"),
+            ("wtj", {"name": "  "}, 422, "only spaces"),
+            ("nowhere", {"name": "x"}, 404, "no department nowhere"),
+        ):
+            with self.subTest(code=code, body=body):
+                st, h, b = n.request("PATCH", "/admin/departments/" + code, body)
+                p = self.assertProblem(st, h, b, want)
+                self.assertIn(why, p["detail"])
+        # no tree deeper than 32: a chain of 31 below root, then one more is refused
+        prev = "root"
+        for i in range(31):
+            st, _, d = n.json("POST", "/admin/departments", {"code": "c%d" % i, "name": "c", "parent": prev})
+            self.assertEqual(st, 201, d)
+            prev = "c%d" % i
+        st, h, b = n.request("PATCH", "/admin/departments/wtj", {"parent": prev})
+        self.assertProblem(st, h, b, 422)
+        self.assertIn("deeper than 32", json.loads(b)["detail"])
+        st, h, b = n.request("POST", "/admin/departments", {"code": "c31", "name": "c", "parent": prev})
+        self.assertProblem(st, h, b, 422)
+        self.assertIn("deeper than 32", json.loads(b)["detail"])
+        st, _, d = n.json("GET", "/admin/departments")
+        self.assertEqual([x["parent"] for x in d["items"] if x["code"] == "wtj"], ["root"])
+        st, _, log = n.json("GET", "/audit?object=jyj-jc")
+        self.assertIn("update department", [r["action"] for r in log["items"]])
+
+
 if __name__ == "__main__":
     unittest.main()
