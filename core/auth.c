@@ -1883,6 +1883,23 @@ static int h_user_patch(zt_req *req, void *ud)
     if (rc == ZT_OK) rc = gen_bump(a, t); /* roles, name, department: cached callers */
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
+        /* the record says what changed, the roles granted included (a name is personal
+         * data: only that it changed) */
+        zt_buf what = {0};
+        int brc = zt__buf_puts(&what, "update account");
+        for (const cJSON *e = j->child; e && brc == ZT_OK; e = e->next) {
+            brc = zt__buf_puts(&what, e == j->child ? ": " : "; ");
+            if (strcmp(e->string, "name") == 0) {
+                brc |= zt__buf_puts(&what, "name changed");
+            } else {
+                char *v = zt_json_print(e);
+                brc |= zt__buf_printf(&what, "%s %s", e->string, v ? v : "?");
+                free(v);
+            }
+        }
+        if (brc == ZT_OK && zt__buf_append(&what, "", 1) == ZT_OK)
+            zt_audit_note(req, what.data, id);
+        zt__buf_free(&what);
         cJSON *o = user_view(a, u);
         rc = zt_respond_json(req, 200, o);
         cJSON_Delete(o);
@@ -2567,7 +2584,7 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
         return rc;
     }
     if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
-    char object[128], action[64];
+    char object[128], action[1100];
     /* what it says goes out once the change is committed: never "created" for a change
      * the store then refused (a full map, a failing disk) */
     char *said = NULL;
@@ -2581,7 +2598,11 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     fclose(buf);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* the running node's cached sessions */
     if (rc == ZT_OK) {
-        snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
+        /* the roles granted are part of what was done */
+        if (strcmp(argv[0], "user") == 0 && strcmp(argv[1], "roles") == 0 && argc > 3)
+            snprintf(action, sizeof action, "admin user roles: %s", argv[3]);
+        else
+            snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
         char actor[80];
         snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
         zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};

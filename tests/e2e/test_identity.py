@@ -1271,7 +1271,7 @@ class OfflineAdmin(NodeTest):
             [
                 ("admin dept add", "bureau7"),
                 ("admin user add", "clerk"),
-                ("admin user roles", "clerk"),
+                ("admin user roles: auditor", "clerk"),
                 ("admin user passwd", "clerk"),
                 ("admin user disable", "clerk"),
             ],
@@ -1553,6 +1553,21 @@ class TrustedProxies(NodeTest):
         r = run(["check", "-c", n.conf])
         self.assertEqual(r.returncode, 1)
         self.assertIn("trusted_proxies: '10.1.2.3/8' has bits set after its prefix", r.stderr)
+
+
+class AccountChangesAudited(NodeTest):
+    def test_the_record_says_what_changed(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        n.new_user("li.ming", roles=("notice_editor",))
+        st, _, lst = n.json("GET", "/admin/users?limit=500")
+        uid = [u["id"] for u in lst["items"] if u["login"] == "li.ming"][0]
+        st, _, d = n.json("PATCH", "/admin/users/" + uid,
+                          {"roles": ["approval_clerk", "auditor"], "name": "李明", "disabled": False})
+        self.assertEqual(st, 200, d)
+        st, _, log = n.json("GET", "/audit?object=" + uid)
+        self.assertIn('update account: roles ["approval_clerk","auditor"]; name changed; disabled false',
+                      [r["action"] for r in log["items"]])
+        self.assertNotIn("李明", json.dumps(log, ensure_ascii=False))  # a name is not logged
 
 
 class DepartmentTree(NodeTest):
