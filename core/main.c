@@ -348,6 +348,21 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((admin || audit) && check_shape(cmd, args, nargs)) return 2;
+    if (audit && strcmp(args[0], "export") == 0) { /* SEQ or DATE: a usage error too */
+        uint64_t ms;
+        char *end;
+        errno = 0;
+        unsigned long long seq = strtoull(args[1], &end, 10);
+        if (!before_date(args[1], &ms) &&
+            (!args[1][0] || *end || args[1][0] == '-' || errno || seq == 0)) {
+            fprintf(stderr,
+                    "zhengtong: export: '%s' is neither a record's sequence number nor a date "
+                    "(YYYY-MM-DD)\nzhengtong: usage: zhengtong audit [-c FILE] export "
+                    "SEQ|YYYY-MM-DD FILE\n",
+                    args[1]);
+            return 2;
+        }
+    }
     if (audit && nargs == 2 && strcmp(args[0], "check") == 0) return cmd_audit_check(args[1]);
     if (audit && nargs == 2 && strcmp(args[0], "show") == 0) return cmd_audit_show(args[1]);
     zt_conf conf = {0};

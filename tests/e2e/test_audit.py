@@ -499,7 +499,7 @@ class ArchivesByDate(NodeTest):
         self.assertGreaterEqual(recs[last + 1]["time"], cut)  # and the next one is not
         for bad in ("2030-02-30", "2030-3-02", "yesterday"):
             r = run(["audit", "-c", n.conf, "export", bad, os.path.join(tmp, "x.jsonl")])
-            self.assertEqual(r.returncode, 1, bad)
+            self.assertEqual(r.returncode, 2, bad)  # a usage error, before anything opens
             self.assertIn("neither a record's sequence number nor a date", r.stderr)
         r = run(["audit", "-c", n.conf, "export", "1999-12-31", os.path.join(tmp, "none.jsonl")])
         self.assertEqual(r.returncode, 1)

@@ -1334,6 +1334,8 @@ class OfflineAdmin(NodeTest):
                            (("admin", "key", "frob"), "key add NAME PLUGIN ROLE"),
                            (("audit", "frob"), "audit [-c FILE] verify"),
                            (("audit", "export", "5"), "export SEQ|YYYY-MM-DD FILE"),
+                           (("audit", "export", "abc", "f"), "neither a record's sequence number"),
+                           (("audit", "export", "2027-02-30", "f"), "nor a date"),
                            (("audit", "check"), "audit check FILE")):
             with self.subTest(args=args):
                 r = run([args[0], "-c", n.conf] + list(args[1:]))
