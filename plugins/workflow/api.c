@@ -708,7 +708,8 @@ static int get_definition(zt_req *req, void *ud)
         if (n->deadline_ms) cJSON_AddNumberToObject(x, "deadline_ms", (double)n->deadline_ms);
         if (n->deadline_fn != WF_NOREF) cJSON_AddStringToObject(x, "deadline", "(function)");
         if (n->remind_ms) cJSON_AddNumberToObject(x, "remind_before_ms", (double)n->remind_ms);
-        if (n->escalate_to) cJSON_AddStringToObject(x, "escalate_to", n->escalate_to);
+        if ((v = fn_or(n->escalate_to, n->escalate_fn)))
+            cJSON_AddStringToObject(x, "escalate_to", v);
         if (n->plugin_only) cJSON_AddFalseToObject(x, "complete_over_http");
         if (n->ndecisions) {
             cJSON *ds = cJSON_AddArrayToObject(x, "decisions");

@@ -54,7 +54,7 @@ static void def_free(lua_State *L, wf_def *d)
         for (size_t k = 0; k < n->ndecisions; k++) free(n->decisions[k]);
         free(n->decisions);
         unref(L, &n->dept_fn), unref(L, &n->assignee_fn), unref(L, &n->multi_fn), unref(L, &n->fn);
-        unref(L, &n->need_fn), unref(L, &n->deadline_fn);
+        unref(L, &n->need_fn), unref(L, &n->deadline_fn), unref(L, &n->escalate_fn);
         for (size_t c = 0; c < n->nconds; c++) unref(L, &n->conds[c].fn);
         free(n->conds);
     }
@@ -321,7 +321,7 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = str_or_fn(c, t, "department", &n->dept, &n->dept_fn)) != ZT_OK) return rc;
     if ((rc = fn_field(c, t, "assignee", &n->assignee_fn)) != ZT_OK) return rc;
     if ((rc = fn_field(c, t, "multi", &n->multi_fn)) != ZT_OK) return rc;
-    if ((rc = str_field(c, t, "escalate_to", &n->escalate_to, false)) != ZT_OK) return rc;
+    if ((rc = str_or_fn(c, t, "escalate_to", &n->escalate_to, &n->escalate_fn)) != ZT_OK) return rc;
     /* a span of working time from the task's creation, or a function of the instance that
      * gives the moment (a time limit its plugin counts, such as a legal one) */
     if (rawfield(c->L, t, "deadline") == LUA_TFUNCTION) {
@@ -347,7 +347,8 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
         return fail(c, "need as a function goes with multi");
     bool deadline = n->deadline_ms || n->deadline_fn != WF_NOREF;
     if (n->remind_ms && !deadline) return fail(c, "remind_before needs a deadline");
-    if (n->escalate_to && !deadline) return fail(c, "escalate_to needs a deadline");
+    if ((n->escalate_to || n->escalate_fn != WF_NOREF) && !deadline)
+        return fail(c, "escalate_to needs a deadline");
     return ref_field(c, r, t, "next", &n->next, true);
 }
 
@@ -696,7 +697,8 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
     while (lua_next(L, nt)) {
         wf_node *n = &d->nodes[d->nnodes];
         n->next = n->dflt = n->split = WF_NONE;
-        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = n->need_fn = n->deadline_fn = WF_NOREF;
+        n->dept_fn = n->assignee_fn = n->multi_fn = n->fn = n->need_fn = n->deadline_fn =
+            n->escalate_fn = WF_NOREF;
         if (lua_type(L, -2) != LUA_TSTRING || !good_name(lua_tostring(L, -2))) {
             lua_pop(L, 3);
             free(start);

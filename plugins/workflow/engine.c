@@ -1075,12 +1075,33 @@ int wf_timer_fired(wf_op *op, const zt_event *ev)
         t.flags |= WF_TF_OVERDUE;
         in.flags |= WF_IF_OVERDUE;
         const wf_node *n = &d->nodes[t.node];
-        if (n->escalate_to && !wf_nz(t.escalated)) {
+        const char *to = wf_nz(t.escalated) ? NULL : n->escalate_to;
+        if (n->escalate_fn != WF_NOREF && !wf_nz(t.escalated)) {
+            /* the role the instance's data names (its plugin's setting); a script that
+             * fails or gives no role leaves the task overdue, not escalated: a timer that
+             * failed would be tried again for ever */
+            int base;
+            lua_State *L = op->w->L;
+            if (call_fn(op, &in, d, n, n->escalate_fn, false, &base) == ZT_OK) {
+                const char *r = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+                to = r && *r ? wf_task_keep(&t, r) : NULL;
+                if (!to && !lua_isnil(L, -1))
+                    zt_log(op->w->p, ZT_LOG_ERROR,
+                           "workflow %s v%u, node '%s': escalate_to() must return a role or nil",
+                           d->name, d->version, n->id);
+                lua_settop(L, base);
+            } else { /* said, and forgotten: this step goes on */
+                zt_log(op->w->p, ZT_LOG_ERROR, "%s (task %s left unescalated)", op->why, t.id);
+                op->status = 0;
+                op->slug = NULL;
+            }
+        }
+        if (to) {
             if ((rc = wf_todo_del(op->w, op->txn, &t)) != ZT_OK) {
                 sys_fail(op, rc, "to-do");
                 goto done;
             }
-            t.escalated = n->escalate_to;
+            t.escalated = to;
             if ((rc = wf_todo_put(op->w, op->txn, &t)) != ZT_OK) {
                 sys_fail(op, rc, "to-do");
                 goto done;

@@ -36,6 +36,7 @@ typedef struct wf_node {
     int need;                           /* multi and join: 0 = all, else N */
     int64_t deadline_ms, remind_ms;     /* working time; 0: none */
     int deadline_fn;  /* deadline = function(instance) → a time (ms) or nil, or WF_NOREF */
+    int escalate_fn;  /* escalate_to = function(instance) → a role or nil, or WF_NOREF */
     char **decisions; /* the decisions a completion may give; none: any */
     size_t ndecisions;
     bool plugin_only; /* completed and returned only through services (its plugin's routes) */

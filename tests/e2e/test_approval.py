@@ -672,9 +672,14 @@ class TimeLimits(ApprovalTest):
         self.assertIn(no, [o["number"] for o in self.ok("GET", "/approval/overdue", self.supervisor)["items"]])
         self.assertEqual(self.call("GET", "/approval/overdue", self.ent)[0], 403)
         self.assertIn("overdue", self.inbox_kinds(no))
-        # and the reviewers' tasks, due at the moved deadline, are overdue on their lists
+        # and the reviewers' tasks, due at the moved deadline, are overdue on their lists,
+        # and on the heads' of those departments (escalated to the head_role)
         mine = [t for t in self.ok("GET", "/workflow/tasks", self.sp)["items"] if t["business_key"] == no]
         self.assertEqual([(t["due"], t["overdue"]) for t in mine], [(a["deadline"], True)])
+        self.assertEqual(mine[0]["escalated_to"], "dept_head")
+        head_sp = self.shared.new_user("head_sp", ["dept_head"], "scjg-sp")
+        pushed = [t for t in self.ok("GET", "/workflow/tasks", head_sp)["items"] if t["business_key"] == no]
+        self.assertEqual([t["department"] for t in pushed], ["scjg-sp"])
         stats = self.ok("GET", "/approval/stats", self.supervisor)
         self.assertGreaterEqual(stats["total"]["overdue"], 1)
         # a restart does not fire them again, nor lose the state

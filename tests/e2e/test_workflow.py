@@ -9,7 +9,7 @@ import time
 import unittest
 
 from workcal import DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours, work_between
-from ztnode import NodeTest, credit_code, lua_manifest, lua_tree_with, run
+from ztnode import NodeTest, credit_code, lua_manifest, lua_tree_with, run, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 # sessions that outlive the clock moves of these tests (and the cheapest password hashing)
@@ -117,7 +117,8 @@ return { name = "dated", starters = { "user" }, start = "s",
   nodes = {
     s = { type = "start", next = "t" },
     t = { type = "user", role = "clerk", department = "d1", next = "e",
-          deadline = function(i) return i.data.due end, escalate_to = "boss" },
+          deadline = function(i) return i.data.due end,
+          escalate_to = function(i) return i.data.escalate end },
     e = { type = "end" },
   } }
 """,
@@ -648,7 +649,21 @@ class WorkflowTest(NodeTest):
         self.assertEqual((st, p["type"]), (500, "/problems/workflow-script-failed"), p)
         self.assertIn("deadline() must return a time", p["detail"])
         st, _, df = self.shared.json("GET", "/workflow/definitions/dated")
-        self.assertEqual([x.get("deadline") for x in df["nodes"] if x["id"] == "t"], ["(function)"])
+        self.assertEqual([(x.get("deadline"), x.get("escalate_to")) for x in df["nodes"] if x["id"] == "t"],
+                         [("(function)", "(function)")])
+        # a moment already past: overdue at once, escalated to the role the data names; a
+        # task whose data names none stays only overdue
+        for key, esc in (("DATED-3", "boss"), ("DATED-4", None)):
+            data = {"due": 1000}
+            if esc:
+                data["escalate"] = esc
+            tid = self.start("dated", data, key=key)["tasks"][0]["id"]
+            wait_for("the overdue event of %s" % key, lambda: [
+                e for e in self.events()
+                if e["topic"] == "workflow.task.overdue" and e["payload"].get("task") == tid])
+            t = self.shared.json("GET", "/workflow/tasks/" + tid)[2]
+            self.assertTrue(t["overdue"], t)
+            self.assertEqual(t.get("escalated_to"), esc)
 
     # ---- statistics ------------------------------------------------------------------
 

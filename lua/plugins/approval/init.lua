@@ -569,6 +569,7 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     start_clock(app, now) -- the deadline goes into the instance: its tasks are due then
     local data = {
       application = app.number, item = item.code, department = item.department, deadline = app.deadline,
+      head_role = cfg.head_role, -- whom an overdue task escalates to, on the to-do list
       parallel = item.parallel_departments,
       countersign = item.countersign ~= zt.json.null and item.countersign.departments or zt.json.array(),
       need = item.countersign ~= zt.json.null and item.countersign.need or 0,

@@ -5,6 +5,8 @@ local function accepted(i) return i.decisions.accept ~= "refuse" end
 -- The application's deadline (承诺时限), which the approval plugin keeps in the data: at
 -- submission, and again at acceptance (supplements before it stop the clock).
 local function legal_deadline(i) return i.data.deadline end
+-- The role overdue tasks escalate to: the approval plugin's head_role, from the data.
+local function head_role(i) return i.data.head_role end
 
 return {
   name = "approval_simple",
@@ -15,6 +17,7 @@ return {
     accept = {
       type = "user", title = "受理 (acceptance)", role = "approval_clerk",
       deadline = legal_deadline, -- the item's promised time, as the application counts it
+      escalate_to = head_role, -- then also on the department head's to-do list
       decisions = { "accept", "refuse" },
       complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
       department = function(i) return i.data.department end,
@@ -25,6 +28,7 @@ return {
     review = {
       type = "user", title = "审查决定 (decision)", role = "approval_reviewer",
       deadline = legal_deadline, -- the item's promised time, as the application counts it
+      escalate_to = head_role, -- then also on the department head's to-do list
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       department = function(i) return i.data.department end,
       next = "decided",
