@@ -260,6 +260,14 @@ size_t zt__json_num(char out[32], double d)
     return (size_t)n;
 }
 
+/* A string as JSON; bytes that are not UTF-8 (data stored before the node checked its
+ * input) become U+FFFD, so that what it writes is always JSON. */
+static int print_str(zt_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    return zt__utf8_ok(s, n) ? zt__buf_json_str(b, s, n) : zt__buf_json_text(b, s, n);
+}
+
 static int print_value(zt_buf *b, const cJSON *v, int depth)
 {
     if (depth > ZT_JSON_DEPTH) return ZT_EINVAL;
@@ -276,8 +284,7 @@ static int print_value(zt_buf *b, const cJSON *v, int depth)
     case cJSON_Raw:
         return v->valuestring ? zt__buf_puts(b, v->valuestring) : ZT_EINVAL;
     case cJSON_String:
-        return v->valuestring ? zt__buf_json_str(b, v->valuestring, strlen(v->valuestring))
-                              : ZT_EINVAL;
+        return v->valuestring ? print_str(b, v->valuestring) : ZT_EINVAL;
     case cJSON_Array:
     case cJSON_Object: {
         bool obj = cJSON_IsObject(v);
@@ -286,7 +293,7 @@ static int print_value(zt_buf *b, const cJSON *v, int depth)
             if (e != v->child && zt__buf_append(b, ",", 1)) return ZT_ENOMEM;
             if (obj) {
                 if (!e->string) return ZT_EINVAL;
-                int rc = zt__buf_json_str(b, e->string, strlen(e->string));
+                int rc = print_str(b, e->string);
                 if (rc || zt__buf_append(b, ":", 1)) return ZT_ENOMEM;
             }
             int rc = print_value(b, e, depth + 1);

@@ -604,7 +604,8 @@ int zt_json_canonical(const cJSON *v, char **out, size_t *len);
 /* JSON text of v without white space, like cJSON_PrintUnformatted but with every number
  * written so that it reads back as the same double: integers up to 2^53 as integers
  * (cJSON writes 5000000000000001 as 5e+15), others with the fewest of 15..17 significant
- * digits. malloc'd (free it); NULL when out of memory or v is deeper than 1000. */
+ * digits; and always JSON: bytes of a string that are not UTF-8 are written as U+FFFD.
+ * malloc'd (free it); NULL when out of memory or v is deeper than 1000. */
 char *zt_json_print(const cJSON *v);
 
 /* Why s is not acceptable as text a person typed (a name, a title, a comment), or NULL

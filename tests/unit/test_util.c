@@ -243,6 +243,15 @@ static void json_print_is_exact(void **state)
                         "\"big\":5000000000000001,\"nan\":null}");
     free(text);
     cJSON_Delete(o);
+    /* stored before input was checked: what is not UTF-8 is written as U+FFFD */
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", "Li\xff\xfe Ming");
+    cJSON_AddStringToObject(o, "k\xc0", "\xe6\x94\xbf");
+    text = zt_json_print(o);
+    assert_string_equal(text, "{\"name\":\"Li\xef\xbf\xbd\xef\xbf\xbd Ming\",\"k\xef\xbf\xbd\":"
+                              "\"\xe6\x94\xbf\"}");
+    free(text);
+    cJSON_Delete(o);
 }
 
 /* zt_text_problem: what a person's name or a title may be. */
