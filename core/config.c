@@ -236,9 +236,28 @@ static bool quoted_at(const char *p, const char *end, const char *text, size_t t
     return (size_t)(end - p) >= tlen + 2 && memcmp(p + 1, text, tlen) == 0 && p[tlen + 1] == *p;
 }
 
-/* How many times `key = ` (or, if quoted, "key") is written on line l, outside a
- * comment (what follows "--" outside quotes). */
-static int count_on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
+/* The level of a Lua long bracket opening at p ("[[" 0, "[==[" 2), or -1. */
+static int long_open(const char *p, const char *end)
+{
+    if (p >= end || *p != '[') return -1;
+    int lvl = 0;
+    for (p++; p < end && *p == '='; p++) lvl++;
+    return p < end && *p == '[' ? lvl : -1;
+}
+
+/* Does "]" + lvl "=" + "]" (the end of a long bracket of that level) begin at p? */
+static bool long_close(const char *p, const char *end, int lvl)
+{
+    if (*p != ']' || end - p < lvl + 2) return false;
+    for (int i = 1; i <= lvl; i++)
+        if (p[i] != '=') return false;
+    return p[lvl + 1] == ']';
+}
+
+/* How many times `key = ` (or, if quoted, "key") is written on line l, outside strings of
+ * either kind and comments. *lvl: the long string or comment the line begins in ([==[
+ * level), or -1; it is left as the line ends, for the next. */
+static int count_on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted, int *lvl)
 {
     const char *line = st->src + st->line_off[l - 1];
     const char *end = st->src + st->line_off[l];
@@ -248,7 +267,23 @@ static int count_on_line(conf_state *st, int l, const char *key, size_t klen, bo
     int n = 0;
     char in = 0; /* the quote we are inside, or 0 */
     for (const char *p = line; p < end; p++) {
-        if (!in && p + 1 < end && p[0] == '-' && p[1] == '-') break;
+        if (*lvl >= 0) { /* inside [=[ ... ]=]: look for its end */
+            if (long_close(p, end, *lvl)) {
+                p += *lvl + 1;
+                *lvl = -1;
+            }
+            continue;
+        }
+        if (!in) {
+            bool comment = p + 1 < end && p[0] == '-' && p[1] == '-';
+            int open = long_open(comment ? p + 2 : p, end);
+            if (open >= 0) { /* a long string, or a long comment */
+                *lvl = open;
+                p += (comment ? 2 : 0) + open + 1;
+                continue;
+            }
+            if (comment) break; /* to the end of the line */
+        }
         if (quoted ? quoted_at(p, end, key, klen) : !in && key_assigned_at(line, p, end, key, klen))
             n++;
         if (in && *p == '\\' && p + 1 < end)
@@ -261,7 +296,8 @@ static int count_on_line(conf_state *st, int l, const char *key, size_t klen, bo
 
 static bool on_line(conf_state *st, int l, const char *key, size_t klen, bool quoted)
 {
-    return count_on_line(st, l, key, klen, quoted) > 0;
+    int lvl = -1;
+    return count_on_line(st, l, key, klen, quoted, &lvl) > 0;
 }
 
 /* The first line in [from, to] where `key = ` (or, if quoted, "key") is written;
@@ -602,9 +638,9 @@ static void twice_in_table(lua_State *L, conf_state *st, int first, int to, cons
     if (!st->line_off || first < 1 || first > st->nlines) return;
     if (to > st->nlines || to < first) to = st->nlines;
     size_t klen = strlen(key);
-    int seen = 0, at = 0;
+    int seen = 0, at = 0, lvl = -1;
     for (int l = first; l <= to; l++) {
-        int n = count_on_line(st, l, key, klen, false);
+        int n = count_on_line(st, l, key, klen, false, &lvl);
         if (!n) continue;
         if (seen + n > 1)
             fail(L, l,
@@ -650,7 +686,7 @@ static keyline *sorted_keys(lua_State *L, int table_line, const char *what, size
         keys[i].key = lua_tostring(L, -2); /* anchored by the table */
         keys[i].line =
             scan ? find_line(st, table_line, to, keys[i].key, false) : (int)lua_tointeger(L, -1);
-        if (scan) twice_in_table(L, st, keys[i].line, to, keys[i].key, what);
+        if (scan) twice_in_table(L, st, table_line, to, keys[i].key, what);
         i++;
         lua_pop(L, 1);
     }

@@ -247,6 +247,15 @@ class Bad(ConfTest):
         lines = self.base()
         lines += ['notice = { page_size = 10, page_size = 20 }']
         self.assertRejected(lines, len(lines), "'page_size' is set twice")
+        # what is inside a string or a comment, long ones too, is not a key
+        for table in ('hello = { greeting = [[a = 1, greeting = x]] }',
+                      'hello = { greeting = [==[\n greeting = 2\n]==] }',
+                      'hello = {\n --[[ greeting = 1\n greeting = 2 ]]\n greeting = "x = 1, greeting = y" }'):
+            with self.subTest(table=table):
+                lines = self.base()
+                lines += table.split("\n")
+                path, r = self.check(lines)
+                self.assertEqual(r.returncode, 0, r.stderr)
         lines = self.base()
         lines += ["limits = { idle_timeout = 5 }", "limits.idle_timeout = 6"]
         self.assertRejected(lines, len(lines), "'limits' is a table (set at line %d)"
