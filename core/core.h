@@ -79,6 +79,9 @@ int zt__buf_puts(zt_buf *b, const char *s);
 int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int zt__buf_json_str(zt_buf *b, const char *s, size_t n); /* with the quotes */
 int zt__buf_u64(zt_buf *b, uint64_t v);                   /* decimal, no printf */
+/* v in decimal at out (20 bytes; 21 for a negative), no NUL, no printf; the length. */
+size_t zt__u64_text(char *out, uint64_t v);
+size_t zt__i64_text(char *out, int64_t v);
 void zt__buf_free(zt_buf *b);
 
 /* ---- json.c: strict JSON input, exact output, UTF-8 ------------------------------- */
@@ -88,7 +91,8 @@ void zt__buf_free(zt_buf *b);
 /* The length of the valid UTF-8 character at s[0..n) and its code point, or 0 when the
  * bytes there start none (n == 0, bad or overlong encoding, surrogate). */
 size_t zt__utf8_next(const unsigned char *s, size_t n, unsigned *cp);
-bool zt__utf8_ok(const void *s, size_t n); /* strict UTF-8 without NUL */
+bool zt__utf8_ok(const void *s, size_t n);    /* strict UTF-8 without NUL */
+size_t zt__utf8_bad(const void *s, size_t n); /* where it is not (the first such byte), or n */
 /* Like zt__buf_json_str, but bytes that are not UTF-8 become U+FFFD: for text that may
  * echo what a client sent (problem details). */
 int zt__buf_json_text(zt_buf *b, const char *s, size_t n);
@@ -98,7 +102,6 @@ int zt__buf_json_text(zt_buf *b, const char *s, size_t n);
  * ("not valid JSON: ... (at byte N)"). */
 int zt__json_parse_strict(const char *s, size_t n, cJSON **out, char *why, size_t whylen);
 size_t zt__json_num(char out[32], double d); /* a number as zt_json_print writes it */
-int zt__json_print_buf(zt_buf *b, const cJSON *v);
 
 /* JSON records in the store (the core's own databases hold JSON values). */
 cJSON *zt__db_get_json(zt_txn *t, zt_db *db, const void *key, size_t klen); /* NULL: absent */
@@ -351,6 +354,8 @@ int zt__client_prefix(const char *client, char *out, size_t cap);
 /* 1 for GET and HEAD: requests that read a snapshot and change nothing (no write
  * transaction, no audit record). */
 bool zt__req_reads(const zt_req *req);
+/* The reason phrase of an HTTP status the node answers with ("Not Found"), or NULL. */
+const char *zt__status_title(int status);
 /* NULL when `name: value` is a well-formed response header, else why not: the name must be
  * an RFC 9110 token, the value free of control characters (tab aside). */
 const char *zt__res_header_refusal(const char *name, const char *value);
@@ -552,12 +557,9 @@ struct zt_req {
 
 /* Start listening on one address ("127.0.0.1:8080", "[::1]:8080"). */
 int zt__http_listen(zt_server *srv, const char *addr, char *err, size_t errlen);
-/* Stop accepting; close idle connections; connections in flight close after their
- * responses. */
-/* The reason phrase of an HTTP status the node answers with ("Not Found"), or NULL. */
-const char *zt__status_title(int status);
-/* Returns how many connections it dropped because their request's headers were still
- * arriving (nothing of those had run). */
+/* Stop accepting; close idle connections, and those whose request's headers are still
+ * arriving (nothing of those has run); connections in flight close after their responses.
+ * Returns how many it closed with headers arriving. */
 unsigned zt__http_stop_accepting(zt_server *srv);
 /* Send every ready response of every connection, in request order (called after the
  * batch commit, once per loop iteration). */

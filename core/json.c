@@ -44,7 +44,7 @@ size_t zt__utf8_next(const unsigned char *s, size_t n, unsigned *cp)
     return len;
 }
 
-bool zt__utf8_ok(const void *p, size_t n)
+size_t zt__utf8_bad(const void *p, size_t n)
 {
     const unsigned char *s = p;
     for (size_t i = 0; i < n;) {
@@ -54,17 +54,25 @@ bool zt__utf8_ok(const void *p, size_t n)
         }
         unsigned cp;
         size_t k = zt__utf8_next(s + i, n - i, &cp);
-        if (!k || cp == 0) return false;
+        if (!k || cp == 0) return i;
         i += k;
     }
-    return true;
+    return n;
+}
+
+bool zt__utf8_ok(const void *s, size_t n)
+{
+    return zt__utf8_bad(s, n) == n;
 }
 
 int zt__buf_json_text(zt_buf *b, const char *s, size_t n)
 {
+    size_t bad = zt__utf8_bad(s, n);
+    if (bad == n) return zt__buf_json_str(b, s, n); /* the common case: no copy */
     zt_buf t = {0};
     const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
+    if (zt__buf_append(&t, s, bad)) goto oom; /* what is fine before it, as it is */
+    for (size_t i = bad; i < n;) {
         unsigned cp;
         size_t k = zt__utf8_next(u + i, n - i, &cp);
         if (k && cp) {
@@ -85,36 +93,21 @@ oom:
 
 /* ---- strict parsing ---------------------------------------------------------------- */
 
+/* The four hex digits at p as a number, or -1. */
 static int hex4(const char *p)
 {
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
+    unsigned char b[2];
+    size_t n;
+    return zt__hex_decode(b, sizeof b, p, 4, &n) == ZT_OK ? b[0] << 8 | b[1] : -1;
 }
 
 /* What cJSON would let through and we do not: the text itself, before parsing. */
 static const char *text_problem(const char *s, size_t n, size_t *at)
 {
-    if (!zt__utf8_ok(s, n)) {
-        /* find the first bad byte, for the message */
-        const unsigned char *u = (const unsigned char *)s;
-        for (size_t i = 0; i < n;) {
-            unsigned cp;
-            size_t k = zt__utf8_next(u + i, n - i, &cp);
-            if (!k || !cp) {
-                *at = i;
-                return cp == 0 && k ? "holds a NUL byte" : "is not valid UTF-8";
-            }
-            i += k;
-        }
+    size_t bad = zt__utf8_bad(s, n);
+    if (bad < n) {
+        *at = bad;
+        return s[bad] ? "is not valid UTF-8" : "holds a NUL byte";
     }
     int depth = 0;
     bool in_str = false;
@@ -249,8 +242,9 @@ size_t zt__json_num(char out[32], double d)
         return 2;
     }
     if (fabs(d) <= 9007199254740992.0 && d == trunc(d)) {
-        n = snprintf(out, 32, "%lld", (long long)d);
-        return (size_t)n;
+        size_t len = zt__i64_text(out, (int64_t)d);
+        out[len] = 0;
+        return len;
     }
     /* the shortest of 15, 16, 17 significant digits that reads back as d */
     for (int prec = 15;; prec++) {
@@ -264,8 +258,7 @@ size_t zt__json_num(char out[32], double d)
  * input) become U+FFFD, so that what it writes is always JSON. */
 static int print_str(zt_buf *b, const char *s)
 {
-    size_t n = strlen(s);
-    return zt__utf8_ok(s, n) ? zt__buf_json_str(b, s, n) : zt__buf_json_text(b, s, n);
+    return zt__buf_json_text(b, s, strlen(s));
 }
 
 static int print_value(zt_buf *b, const cJSON *v, int depth)
@@ -306,15 +299,10 @@ static int print_value(zt_buf *b, const cJSON *v, int depth)
     }
 }
 
-int zt__json_print_buf(zt_buf *b, const cJSON *v)
-{
-    return v ? print_value(b, v, 0) : ZT_EINVAL;
-}
-
 char *zt_json_print(const cJSON *v)
 {
     zt_buf b = {0};
-    if (zt__json_print_buf(&b, v) || zt__buf_append(&b, "", 1)) {
+    if (!v || print_value(&b, v, 0) || zt__buf_append(&b, "", 1)) {
         zt__buf_free(&b);
         return NULL;
     }

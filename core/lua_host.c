@@ -471,14 +471,8 @@ static inline void text_char(lua_State *L, zt_buf *b, char c)
 
 static void text_int(lua_State *L, zt_buf *b, long long i)
 {
-    char tmp[24], *e = tmp + sizeof tmp, *p = e;
-    unsigned long long u = i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (i < 0) *--p = '-';
-    text_put(L, b, p, (size_t)(e - p));
+    char tmp[21];
+    text_put(L, b, tmp, zt__i64_text(tmp, (int64_t)i));
 }
 
 /* A number as zt_json_print writes it (exactly: integers up to 2^53 as integers). */
@@ -1476,10 +1470,10 @@ static int req_json(lua_State *L)
     zt_req *req = current_req(L, 1, "req:json");
     cJSON *j;
     int rc = zt_req_json(req, &j);
-    if (rc == ZT_EINVAL && req->json_status == 415)
-        return raise_problem(L, 415, "unsupported-media-type", req->json_why,
-                             "Unsupported Media Type");
-    if (rc == ZT_EINVAL) return raise_problem(L, 400, "invalid-json", req->json_why, "Bad Request");
+    if (rc == ZT_EINVAL) /* as zt_req_json_problem answers; the title is the status's */
+        return raise_problem(L, req->json_status,
+                             req->json_status == 415 ? "unsupported-media-type" : "invalid-json",
+                             req->json_why, NULL);
     if (rc) return luaL_error(L, "req:json: %s", zt_strerror(rc));
     json_push(L, j, 0);
     return 1;
@@ -1726,7 +1720,8 @@ static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
 struct hcall {
     struct lua_route *lr;
     zt_req *req;
-    int rc; /* what the trampoline returns when the handler ran to its end */
+    int rc;        /* what the trampoline returns when the handler ran to its end */
+    bool encoding; /* the body it returned is being made JSON: an error there is the body's */
 };
 
 static char *req_strdup(zt_req *req, const char *s)
@@ -1753,13 +1748,6 @@ static int respond_text(zt_req *req, int status, const char *ctype, zt_buf *text
         memcpy(body, text->data, len);
     }
     return zt__respond_take(req, status, ctype, body, len);
-}
-
-/* Called protected: the table body at 1 as JSON text (a light userdata of the buffer). */
-static int encode_body(lua_State *L)
-{
-    lua_pushlightuserdata(L, json_encode_text(L, 1, "", 0));
-    return 1;
 }
 
 /* Turn handler(req)'s results (status, body, headers, at S, S+1, S+2) into the response. */
@@ -1809,19 +1797,9 @@ static int respond(lua_State *L, struct hcall *hc, int S)
                           (int)status, (int)status);
     zt_buf *text = NULL;
     if (bt == LUA_TTABLE) {
-        /* a body that cannot be JSON fails after the handler returned, where no line of
-         * the plugin is running: name the handler's own */
-        lua_pushcfunction(L, encode_body);
-        lua_pushvalue(L, B);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            lua_Debug ar;
-            lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
-            lua_getinfo(L, ">S", &ar);
-            return luaL_error(L, "%s:%d: the body the handler of %s %s returned: %s", ar.short_src,
-                              ar.linedefined, hc->lr->method, hc->lr->pattern, lua_tostring(L, -1));
-        }
-        text = lua_touserdata(L, -1);
-        lua_pop(L, 1);
+        hc->encoding = true; /* lua_route_handler names the handler's line if this fails */
+        text = json_encode_text(L, B, "", 0);
+        hc->encoding = false;
     } else if (bt != LUA_TNIL && bt != LUA_TSTRING) {
         return luaL_error(L,
                           "the handler returned a %s as body (expected a string, a table or nil)",
@@ -1906,8 +1884,19 @@ static int lua_route_handler(zt_req *req, void *ud)
     } else if (pb) {
         rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
     } else {
-        zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s", lr->method, lr->pattern,
-                   error_text(L));
+        /* a body that could not be JSON failed after the handler returned, where no line
+         * of the plugin runs: name the handler's own */
+        char where[LUA_IDSIZE + 300] = "";
+        if (hc.encoding) {
+            lua_Debug ar;
+            lua_rawgeti(L, LUA_REGISTRYINDEX, lr->ref);
+            lua_getinfo(L, ">S", &ar); /* pops the function: the error stays on top */
+            snprintf(where, sizeof where,
+                     "%s:%d: the body the handler of %s %s returned: ", ar.short_src,
+                     ar.linedefined, lr->method, lr->pattern);
+        }
+        zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s%s", lr->method, lr->pattern,
+                   where, error_text(L));
         if (rc == ZT_ERROR) /* else the store's EFULL or EBUSY: the core answers 507 or 503 */
             rc = zt_problem(req, 500, "lua-error", "Lua handler failed",
                             "the handler failed; see the log with request id %s", zt_req_id(req));

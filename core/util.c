@@ -193,7 +193,7 @@ int zt__buf_json_str(zt_buf *b, const char *s, size_t n)
     return ZT_OK;
 }
 
-int zt__buf_u64(zt_buf *b, uint64_t v)
+size_t zt__u64_text(char *out, uint64_t v)
 {
     char tmp[20];
     size_t n = 0;
@@ -201,7 +201,21 @@ int zt__buf_u64(zt_buf *b, uint64_t v)
         tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    return zt__buf_append(b, tmp + sizeof tmp - n, n);
+    memcpy(out, tmp + sizeof tmp - n, n);
+    return n;
+}
+
+size_t zt__i64_text(char *out, int64_t v)
+{
+    if (v >= 0) return zt__u64_text(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + zt__u64_text(out + 1, 0ull - (uint64_t)v);
+}
+
+int zt__buf_u64(zt_buf *b, uint64_t v)
+{
+    char tmp[20];
+    return zt__buf_append(b, tmp, zt__u64_text(tmp, v));
 }
 
 void zt__buf_free(zt_buf *b)
