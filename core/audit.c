@@ -1001,7 +1001,7 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
     memset(info, 0, sizeof *info);
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return ZT_EIO;
     }
     crypto_generichash_state digest;

@@ -159,9 +159,15 @@ static int totp_store(zt_auth *a, cJSON *u, const char *field, const unsigned ch
     return cJSON_AddStringToObject(u, field, b64) ? ZT_OK : ZT_ENOMEM;
 }
 
-/* The first role of auth.two_factor_roles that roles (a JSON array) holds, or NULL. */
-static bool json_roles_hold(const cJSON *roles, const char *role);
+/* Does the JSON list roles hold role? */
+static bool json_roles_hold(const cJSON *roles, const char *role)
+{
+    for (const cJSON *x = cJSON_IsArray(roles) ? roles->child : NULL; x; x = x->next)
+        if (cJSON_IsString(x) && strcmp(x->valuestring, role) == 0) return true;
+    return false;
+}
 
+/* The first role of auth.two_factor_roles that roles (a JSON array) holds, or NULL. */
 static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
 {
     for (size_t i = 0; i < c->auth_n2fa_roles; i++)
@@ -169,11 +175,7 @@ static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
     return NULL;
 }
 
-/* An API key is one factor: it may not hold a role of auth.two_factor_roles, whose
- * accounts sign in with a code too (such a key would reach what the code guards, with no
- * session to end and no password to change). NULL, or why not. */
-/* A role an account can hold: 1 to 64 of a-z 0-9 _ . - starting with a letter, and not
- * one of the two the core gives everyone ("public", "user"). */
+/* A role name: 1 to 64 of a-z 0-9 _ . - starting with a letter. */
 static bool role_name_ok(const char *r)
 {
     size_t n = strlen(r);
@@ -193,6 +195,9 @@ static bool key_plugin_ok(const zt_conf *c, const char *plugin)
     return false;
 }
 
+/* An API key is one factor: it may not hold a role of auth.two_factor_roles, whose
+ * accounts sign in with a code too (such a key would reach what the code guards, with no
+ * session to end and no password to change). NULL, or why not. */
 static const char *key_role_problem(const zt_conf *c, const char *role)
 {
     if (!role_name_ok(role)) return "is not a role name (1 to 64 of a-z 0-9 _ . - from a letter)";
@@ -2707,16 +2712,6 @@ int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)
     return rc;
 }
 
-/* The first start creates the department "root" and the account "admin" with a one-time
- * password, printed once. */
-/* Does the JSON list roles hold role? */
-static bool json_roles_hold(const cJSON *roles, const char *role)
-{
-    for (const cJSON *x = cJSON_IsArray(roles) ? roles->child : NULL; x; x = x->next)
-        if (cJSON_IsString(x) && strcmp(x->valuestring, role) == 0) return true;
-    return false;
-}
-
 /* A role of auth.two_factor_roles that no route asks for and no account holds is most
  * likely a typo (the accounts meant to need a code would then sign in without one): say so
  * at start. Plugins may check roles of their own (approval's head_role), so it is a
@@ -2724,30 +2719,42 @@ static bool json_roles_hold(const cJSON *roles, const char *role)
 static void warn_unknown_2fa_roles(zt_auth *a, zt_txn *t)
 {
     const zt_conf *c = a->srv->conf;
-    for (size_t i = 0; i < c->auth_n2fa_roles; i++) {
+    size_t n = c->auth_n2fa_roles, left = 0;
+    bool *used = n ? calloc(n, sizeof *used) : NULL;
+    if (!used) return;
+    for (size_t i = 0; i < n; i++) {
         const char *role = c->auth_2fa_roles[i];
-        bool used = strcmp(role, "admin") == 0;
-        for (size_t k = 0; !used && k < zt__router_count(a->srv->router); k++)
-            used = strcmp(zt__router_at(a->srv->router, k)->role, role) == 0;
-        zt_cursor *cur;
-        zt_kv kv;
-        if (!used && zt_cursor_open(t, a->users, &cur) == ZT_OK) {
-            for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && !used;
-                 r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-                cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
-                used = u && json_roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), role);
-                cJSON_Delete(u);
-            }
-            zt_cursor_close(cur);
+        used[i] = strcmp(role, "admin") == 0;
+        for (size_t k = 0; !used[i] && k < zt__router_count(a->srv->router); k++)
+            used[i] = strcmp(zt__router_at(a->srv->router, k)->role, role) == 0;
+        left += !used[i];
+    }
+    /* one pass over the accounts, for the roles no route asks for, until all are found */
+    zt_cursor *cur;
+    zt_kv kv;
+    if (left && zt_cursor_open(t, a->users, &cur) == ZT_OK) {
+        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && left;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+            const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
+            for (size_t i = 0; i < n; i++)
+                if (!used[i] && json_roles_hold(roles, c->auth_2fa_roles[i]))
+                    used[i] = true, left--;
+            cJSON_Delete(u);
         }
-        if (!used)
+        zt_cursor_close(cur);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!used[i])
             zt__log(ZT_LOG_WARN, NULL, NULL,
                     "auth.two_factor_roles: no route asks for the role '%s' and no account holds "
                     "it: a typo? (accounts meant to need a code would sign in without one)",
-                    role);
-    }
+                    c->auth_2fa_roles[i]);
+    free(used);
 }
 
+/* The first start creates the department "root" and the account "admin" with a one-time
+ * password, printed once. */
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
 {
     zt_auth *a = srv->auth;

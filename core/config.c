@@ -630,12 +630,14 @@ static void check_proxies(lua_State *L, zt_conf *c, int line)
     }
 }
 
-/* Lua keeps the last of `{ a = 1, a = 2 }` without a word: a key written twice in one
- * table (these tables are flat: options, limits) is an error at its second line. */
-static void twice_in_table(lua_State *L, conf_state *st, int first, int to, const char *key,
-                           const char *what)
+/* The line where `key = ` is written in the table assigned on lines first..to (first if
+ * it is not found: Lua keeps no lines for the fields of a table constructor). Lua keeps
+ * the last of `{ a = 1, a = 2 }` without a word: a key written twice in one table (these
+ * tables are flat: options, limits) is an error at its second line. */
+static int key_line(lua_State *L, conf_state *st, int first, int to, const char *key,
+                    const char *what)
 {
-    if (!st->line_off || first < 1 || first > st->nlines) return;
+    if (!st->line_off || first < 1 || first > st->nlines) return first;
     if (to > st->nlines || to < first) to = st->nlines;
     size_t klen = strlen(key);
     int seen = 0, at = 0, lvl = -1;
@@ -650,6 +652,7 @@ static void twice_in_table(lua_State *L, conf_state *st, int first, int to, cons
         seen += n;
         at = l;
     }
+    return at ? at : first;
 }
 
 static int by_line(const void *a, const void *b)
@@ -685,8 +688,7 @@ static keyline *sorted_keys(lua_State *L, int table_line, const char *what, size
         assert(i < count);
         keys[i].key = lua_tostring(L, -2); /* anchored by the table */
         keys[i].line =
-            scan ? find_line(st, table_line, to, keys[i].key, false) : (int)lua_tointeger(L, -1);
-        if (scan) twice_in_table(L, st, table_line, to, keys[i].key, what);
+            scan ? key_line(L, st, table_line, to, keys[i].key, what) : (int)lua_tointeger(L, -1);
         i++;
         lua_pop(L, 1);
     }

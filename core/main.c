@@ -157,14 +157,10 @@ static int cmd_audit_check(const char *path)
 {
     char err[ZT_ERRLEN] = "";
     zt_archive_info in;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "zhengtong: cannot read %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    fclose(f);
-    if (sodium_init() < 0 || zt__audit_archive_check(path, &in, err, sizeof err) != ZT_OK) {
-        fprintf(stderr, "zhengtong: archive BROKEN: %s\n", err[0] ? err : "libsodium failed");
+    int rc = sodium_init() < 0 ? ZT_ERROR : zt__audit_archive_check(path, &in, err, sizeof err);
+    if (rc != ZT_OK) { /* a file that cannot be read is not a broken archive */
+        fprintf(stderr, "zhengtong: %s%s\n", rc == ZT_EINVAL ? "archive BROKEN: " : "",
+                err[0] ? err : "libsodium failed");
         return 1;
     }
     char key[ZT__B64URL_LEN(32)];
@@ -203,6 +199,18 @@ static bool before_date(const char *s, uint64_t *ms)
     return true;
 }
 
+/* export's SEQ (a record's sequence number) or DATE: the bound it sets, the other
+ * UINT64_MAX; false if it is neither. */
+static bool export_bound(const char *s, unsigned long long *through, uint64_t *before)
+{
+    *through = *before = UINT64_MAX;
+    if (before_date(s, before)) return true;
+    char *end;
+    errno = 0;
+    *through = strtoull(s, &end, 10);
+    return s[0] >= '0' && s[0] <= '9' && !*end && !errno && *through > 0;
+}
+
 static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t errlen)
 {
     const char *sub = argv[0];
@@ -229,19 +237,9 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
         return ZT_OK;
     }
     if (strcmp(sub, "export") == 0 && argc == 3) {
-        char *end;
-        unsigned long long through = UINT64_MAX;
-        uint64_t before = UINT64_MAX;
-        if (!before_date(argv[1], &before)) {
-            through = strtoull(argv[1], &end, 10);
-            if (!argv[1][0] || *end || argv[1][0] == '-') {
-                snprintf(err, errlen,
-                         "export: '%s' is neither a record's sequence number nor a date "
-                         "(YYYY-MM-DD)",
-                         argv[1]);
-                return ZT_EINVAL;
-            }
-        }
+        unsigned long long through;
+        uint64_t before;
+        export_bound(argv[1], &through, &before); /* main refused one that is neither */
         if ((rc = zt__audit_export(srv, through, before, argv[2], &in, err, errlen)) == ZT_OK)
             print_archive("exported to", argv[2], &in);
         return rc;
@@ -322,12 +320,9 @@ int main(int argc, char **argv)
     int nargs = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage, stdout);
+            fputs(usage, stdout); /* `zhengtong admin --help` */
             return 0;
-        }
-    }
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             file = argv[++i];
         } else if ((argv[i][0] == '-' && argv[i][1]) || nargs == 16) {
             fprintf(stderr, "zhengtong: unexpected argument '%s'\n%s", argv[i], usage);
@@ -348,20 +343,15 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((admin || audit) && check_shape(cmd, args, nargs)) return 2;
-    if (audit && strcmp(args[0], "export") == 0) { /* SEQ or DATE: a usage error too */
-        uint64_t ms;
-        char *end;
-        errno = 0;
-        unsigned long long seq = strtoull(args[1], &end, 10);
-        if (!before_date(args[1], &ms) &&
-            (!args[1][0] || *end || args[1][0] == '-' || errno || seq == 0)) {
-            fprintf(stderr,
-                    "zhengtong: export: '%s' is neither a record's sequence number nor a date "
-                    "(YYYY-MM-DD)\nzhengtong: usage: zhengtong audit [-c FILE] export "
-                    "SEQ|YYYY-MM-DD FILE\n",
-                    args[1]);
-            return 2;
-        }
+    unsigned long long seq;
+    uint64_t ms;
+    if (audit && strcmp(args[0], "export") == 0 && !export_bound(args[1], &seq, &ms)) {
+        fprintf(stderr,
+                "zhengtong: export: '%s' is neither a record's sequence number nor a date "
+                "(YYYY-MM-DD)\nzhengtong: usage: zhengtong audit [-c FILE] export "
+                "SEQ|YYYY-MM-DD FILE\n",
+                args[1]);
+        return 2;
     }
     if (audit && nargs == 2 && strcmp(args[0], "check") == 0) return cmd_audit_check(args[1]);
     if (audit && nargs == 2 && strcmp(args[0], "show") == 0) return cmd_audit_show(args[1]);

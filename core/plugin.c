@@ -349,19 +349,15 @@ int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
             p->state = ZT_PSTATE_RUNNING;
             continue;
         }
-        if (p->init_error) { /* zt_option_fail: file:line first, as for the config's own */
-            snprintf(err, errlen, "%s", p->init_error);
-            p->state = ZT_PSTATE_FAILED;
-            zt__lua_fini(p);
-            while (i-- > 0) stop(srv->plugins[i]);
-            return rc < 0 ? rc : ZT_ERROR;
-        }
         if (!why[0] && srv->route_error[0]) /* the declaration it failed on */
             snprintf(why, sizeof why, "%s", srv->route_error);
         if (!why[0])
             snprintf(why, sizeof why, "init returned %d (%s); the log above says why", rc,
                      zt_strerror(rc));
-        snprintf(err, errlen, "plugin '%s' failed to start: %s", p->name, why);
+        if (p->init_error) /* zt_option_fail: file:line first, as for the config's own */
+            snprintf(err, errlen, "%s", p->init_error);
+        else
+            snprintf(err, errlen, "plugin '%s' failed to start: %s", p->name, why);
         p->state = ZT_PSTATE_FAILED;
         zt__lua_fini(p); /* a state its init made (zt_lua_new) before failing */
         while (i-- > 0) stop(srv->plugins[i]);

@@ -583,19 +583,18 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
-    for (size_t i = 0; i <= srv->conf->nlisten; i++) {
-        /* after the last address: the first account, now that the node is up */
-        int rc = i < srv->conf->nlisten ? zt__http_listen(srv, srv->conf->listen[i], err, errlen)
-                                        : zt__auth_bootstrap(srv, err, errlen);
-        if (rc != ZT_OK) {
-            srv->stopping = true;
-            zt__http_stop_accepting(srv);
-            finish_shutdown(srv);
-            uv_run(srv->loop, UV_RUN_DEFAULT);
-            return rc;
-        }
+    int rc = ZT_OK;
+    for (size_t i = 0; rc == ZT_OK && i < srv->conf->nlisten; i++)
+        rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
+    /* the first account, now that the node is up */
+    if (rc == ZT_OK) rc = zt__auth_bootstrap(srv, err, errlen);
+    if (rc != ZT_OK) {
+        srv->stopping = true;
+        zt__http_stop_accepting(srv);
+        finish_shutdown(srv);
+        uv_run(srv->loop, UV_RUN_DEFAULT);
     }
-    return ZT_OK;
+    return rc;
 }
 
 void zt__server_close(zt_server *srv)

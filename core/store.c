@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1010,16 +1011,7 @@ static int backup_outside(const char *dir, const char *dest, char *err, size_t e
 {
     char parent[4096], *rd = realpath(dir, NULL);
     snprintf(parent, sizeof parent, "%s", dest);
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/') parent[--n] = 0; /* "dest/" is dest */
-    char *slash = strrchr(parent, '/');
-    if (!slash)
-        snprintf(parent, sizeof parent, ".");
-    else if (slash == parent)
-        parent[1] = 0;
-    else
-        *slash = 0;
-    char *rp = realpath(parent, NULL);
+    char *rp = realpath(dirname(parent), NULL); /* dest itself does not exist yet */
     int rc = ZT_OK;
     if (rd && rp) {
         size_t dl = strlen(rd);
