@@ -950,6 +950,16 @@ end)
 -- A draft untouched for draft_days is withdrawn and its materials deleted: drafts are
 -- bounded per applicant (max_drafts), and what was never handed in is not kept for ever.
 -- One touched since is looked at again draft_days after its last change.
+-- A draft nobody will finish: withdrawn by the system, its files deleted.
+local function drop_draft(app, action, note)
+  for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
+  app.materials = {}
+  app.timers = {}
+  app.state = "withdrawn"
+  step(app, "system", action, note)
+  save(app)
+end
+
 zt.on("_approval.draft", function(ev)
   local app = apps:get(ev.payload.number)
   if not app or app.state ~= "draft" then return end
@@ -959,13 +969,8 @@ zt.on("_approval.draft", function(ev)
     apps:put(app.number, app) -- not save(): that would count as a change of the draft
     return
   end
-  for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
-  app.materials = {}
-  app.timers = {}
-  app.state = "withdrawn"
   app.expired = true
-  step(app, "system", "expired", ("a draft untouched for %d days"):format(cfg.draft_days))
-  save(app)
+  drop_draft(app, "expired", ("a draft untouched for %d days"):format(cfg.draft_days))
   notify(app, "expired", ("草稿 %d 天未处理，已撤回 (the draft lay untouched for %d days and was withdrawn)")
     :format(cfg.draft_days, cfg.draft_days))
 end)
@@ -982,12 +987,7 @@ zt.on("identity.account.closed", function(ev)
   for _, number in ipairs(numbers) do
     local app = apps:get(number)
     if app and app.state == "draft" then
-      for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
-      app.materials = {}
-      app.timers = {}
-      app.state = "withdrawn"
-      step(app, "system", "withdrawn", "the applicant closed their account")
-      save(app)
+      drop_draft(app, "withdrawn", "the applicant closed their account")
     elseif app and OPEN[app.state] then
       step(app, "system", "applicant account closed", "the application goes on; its progress "
         .. "stays readable with its number and query code")
