@@ -175,17 +175,6 @@ static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
     return NULL;
 }
 
-/* A role name: 1 to 64 of a-z 0-9 _ . - starting with a letter. */
-static bool role_name_ok(const char *r)
-{
-    size_t n = strlen(r);
-    if (n < 1 || n > 64 || !islower((unsigned char)r[0])) return false;
-    for (; *r; r++)
-        if (!(islower((unsigned char)*r) || isdigit((unsigned char)*r) || strchr("_.-", *r)))
-            return false;
-    return true;
-}
-
 /* The plugin a key may call: "core" or one the config enables. */
 static bool key_plugin_ok(const zt_conf *c, const char *plugin)
 {
@@ -200,7 +189,8 @@ static bool key_plugin_ok(const zt_conf *c, const char *plugin)
  * session to end and no password to change). NULL, or why not. */
 static const char *key_role_problem(const zt_conf *c, const char *role)
 {
-    if (!role_name_ok(role)) return "is not a role name (1 to 64 of a-z 0-9 _ . - from a letter)";
+    if (!zt__role_name_ok(role))
+        return "is not a role name (1 to 64 of a-z 0-9 _ . - from a letter)";
     if (strcmp(role, ZT_ROLE_PUBLIC) == 0)
         return "is everyone's, signed in or not: a key needs another (\"user\" for routes any "
                "signed-in caller may use)";
@@ -1708,13 +1698,17 @@ static bool roles_ok(const cJSON *roles)
 {
     if (!cJSON_IsArray(roles)) return false;
     for (const cJSON *r = roles->child; r; r = r->next) {
-        if (!cJSON_IsString(r) || !role_name_ok(r->valuestring)) return false;
+        if (!cJSON_IsString(r) || !zt__role_name_ok(r->valuestring)) return false;
         if (strcmp(r->valuestring, ZT_ROLE_PUBLIC) == 0 ||
             strcmp(r->valuestring, ZT_ROLE_USER) == 0)
             return false;
     }
     return true;
 }
+/* What an offline grant of an unknown role is told (%s: the role). */
+#define CLI_ROLE_UNKNOWN                                                                           \
+    "'%s' is not a role of this node (zhengtong admin role list: the core's, those the "           \
+    "plugins declared at the node's last start, and those added with zhengtong admin role add)"
 #define ROLES_RULE                                                                                 \
     "a list of role names (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' or 'user')"
 
@@ -1756,6 +1750,9 @@ static int h_user_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-user", NULL, "roles: " ROLES_RULE);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
+    const char *unknown = zt__roles_unknown(a->srv, t, roles, NULL);
+    if (unknown)
+        return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN, unknown);
     const void *v;
     size_t vlen;
     if (!dept || zt_get(t, a->depts, dept, strlen(dept), &v, &vlen) != ZT_OK)
@@ -1863,7 +1860,15 @@ static int h_user_patch(zt_req *req, void *ud)
                 zt_get(t, a->depts, e->valuestring, strlen(e->valuestring), &v, &vl) != ZT_OK)
                 bad = "department: the code of an existing department";
         } else if (strcmp(k, "roles") == 0) {
-            if (!roles_ok(e)) bad = "roles: " ROLES_RULE;
+            const char *unknown = NULL;
+            if (!roles_ok(e))
+                bad = "roles: " ROLES_RULE;
+            else if ((unknown = zt__roles_unknown(a->srv, t, e,
+                                                  cJSON_GetObjectItemCaseSensitive(u, "roles")))) {
+                cJSON_Delete(u);
+                return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN,
+                                  unknown);
+            }
         } else if (strcmp(k, "disabled") == 0) {
             if (!cJSON_IsBool(e))
                 bad = "disabled: true or false";
@@ -2262,6 +2267,8 @@ static int h_key_create(zt_req *req, void *ud)
     if (why) return zt_problem(req, 422, "invalid-key", NULL, "role '%s' %s", role, why);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
+    if (strcmp(role, ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, role))
+        return zt_problem(req, 422, "unknown-role", NULL, "role: " ZT__ROLE_UNKNOWN, role);
     char key[4 + ZT__B64URL_LEN(32)];
     cJSON *k = NULL;
     int rc = key_new(a, t, name, plugin, role, key, &k);
@@ -2423,9 +2430,13 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             return ZT_ENOTFOUND;
         }
         cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
-        if (!roles_ok(roles)) {
+        const char *unknown = roles_ok(roles) ? zt__roles_unknown(a->srv, t, roles, NULL) : NULL;
+        if (!roles_ok(roles) || unknown) {
+            if (unknown)
+                snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
+            else
+                snprintf(err, errlen, "ROLES: %s, by commas", ROLES_RULE);
             cJSON_Delete(roles);
-            snprintf(err, errlen, "ROLES: %s, by commas", ROLES_RULE);
             return ZT_EINVAL;
         }
         char pw[17], hash[crypto_pwhash_STRBYTES];
@@ -2470,6 +2481,14 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         if (rc == ZT_OK && strcmp(verb, "enable") == 0 &&
             cJSON_GetObjectItemCaseSensitive(u, "closed_at")) {
             snprintf(err, errlen, "%s was closed by its holder: it stays closed", argv[2]);
+            rc = ZT_EINVAL;
+        }
+        const char *unknown =
+            rc == ZT_OK && roles
+                ? zt__roles_unknown(a->srv, t, want, cJSON_GetObjectItemCaseSensitive(u, "roles"))
+                : NULL;
+        if (unknown) {
+            snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
             rc = ZT_EINVAL;
         }
         if (rc == ZT_OK) {
@@ -2548,6 +2567,9 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         } else if (why) {
             snprintf(err, errlen, "role '%s' %s", argv[4], why);
             rc = ZT_EINVAL;
+        } else if (strcmp(argv[4], ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, argv[4])) {
+            snprintf(err, errlen, "ROLE: " CLI_ROLE_UNKNOWN, argv[4]);
+            rc = ZT_EINVAL;
         } else {
             rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
         }
@@ -2556,10 +2578,12 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
                     argv[4], key);
         cJSON_Delete(k);
         sodium_memzero(key, sizeof key);
+    } else if (strcmp(what, "role") == 0) {
+        rc = zt__roles_cli(a->srv, t, argc, argv, out, err, errlen);
     } else {
         snprintf(err, errlen,
                  "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|totp-off|"
-                 "list, dept add|list, key add|list|revoke");
+                 "list, dept add|list, key add|list|revoke, role add|remove|list");
         return ZT_EINVAL;
     }
     snprintf(object, olen, "%s", argc > 2 ? argv[2] : "");
@@ -2583,9 +2607,11 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
         rc = strcmp(argv[0], "user") == 0   ? cli_list(t, a->users, user_row, out)
              : strcmp(argv[0], "dept") == 0 ? cli_list(t, a->depts, dept_row, out)
              : strcmp(argv[0], "key") == 0  ? cli_list(t, a->keys, key_row, out)
+             : strcmp(argv[0], "role") == 0 ? zt__roles_cli_list(srv, t, out)
                                             : ZT_EINVAL;
         zt__store_end(srv->store, t, false);
-        if (rc == ZT_EINVAL) snprintf(err, errlen, "usage: zhengtong admin user|dept|key list");
+        if (rc == ZT_EINVAL)
+            snprintf(err, errlen, "usage: zhengtong admin user|dept|key|role list");
         return rc;
     }
     if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
@@ -2712,47 +2738,6 @@ int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)
     return rc;
 }
 
-/* A role of auth.two_factor_roles that no route asks for and no account holds is most
- * likely a typo (the accounts meant to need a code would then sign in without one): say so
- * at start. Plugins may check roles of their own (approval's head_role), so it is a
- * warning, and a role some account holds is taken as meant. */
-static void warn_unknown_2fa_roles(zt_auth *a, zt_txn *t)
-{
-    const zt_conf *c = a->srv->conf;
-    size_t n = c->auth_n2fa_roles, left = 0;
-    bool *used = n ? calloc(n, sizeof *used) : NULL;
-    if (!used) return;
-    for (size_t i = 0; i < n; i++) {
-        const char *role = c->auth_2fa_roles[i];
-        used[i] = strcmp(role, "admin") == 0;
-        for (size_t k = 0; !used[i] && k < zt__router_count(a->srv->router); k++)
-            used[i] = strcmp(zt__router_at(a->srv->router, k)->role, role) == 0;
-        left += !used[i];
-    }
-    /* one pass over the accounts, for the roles no route asks for, until all are found */
-    zt_cursor *cur;
-    zt_kv kv;
-    if (left && zt_cursor_open(t, a->users, &cur) == ZT_OK) {
-        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && left;
-             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-            cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
-            const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
-            for (size_t i = 0; i < n; i++)
-                if (!used[i] && json_roles_hold(roles, c->auth_2fa_roles[i]))
-                    used[i] = true, left--;
-            cJSON_Delete(u);
-        }
-        zt_cursor_close(cur);
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!used[i])
-            zt__log(ZT_LOG_WARN, NULL, NULL,
-                    "auth.two_factor_roles: no route asks for the role '%s' and no account holds "
-                    "it: a typo? (accounts meant to need a code would sign in without one)",
-                    c->auth_2fa_roles[i]);
-    free(used);
-}
-
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
@@ -2766,7 +2751,6 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
     zt_kv kv;
     bool empty = zt_cursor_open(t, a->users, &cur) == ZT_OK &&
                  zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) == ZT_ENOTFOUND;
-    warn_unknown_2fa_roles(a, t);
     zt__store_end(st, t, false);
     if (!empty) return ZT_OK;
     char pw[17], hash[crypto_pwhash_STRBYTES];

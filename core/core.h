@@ -20,6 +20,7 @@ typedef struct zt_router zt_router;
 typedef struct zt_conf zt_conf;
 typedef struct zt_lua_host zt_lua_host;
 typedef struct zt_auth zt_auth;
+typedef struct zt_roles zt_roles;
 typedef struct zt_audit zt_audit;
 typedef struct zt_seals zt_seals;
 typedef struct zt_bus zt_bus;
@@ -613,6 +614,36 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
 /* Who runs a command, for its audit records: $SUDO_USER, else the effective user's name. */
 const char *zt__cli_user(void);
 
+/* ---- roles.c ------------------------------------------------------------------- */
+
+/* A role name: 1 to 64 of a-z 0-9 _ . - starting with a letter. */
+bool zt__role_name_ok(const char *r);
+/* Open _core/roles, declare the core's roles and the /admin/roles routes. */
+int zt__roles_open(zt_server *srv, char *err, size_t errlen);
+void zt__roles_close(zt_server *srv);
+/* Declare a role (from: "core" or a plugin's name; description may be NULL). "public"
+ * and "user" are no roles: ignored. ZT_EINVAL for a bad name or description. */
+int zt__roles_declare(zt_server *srv, const char *from, const char *name, const char *description);
+/* Every route's role is declared, by the route's plugin. */
+void zt__roles_from_routes(zt_server *srv);
+/* At start, once the plugins declared theirs: the store's copy of the declared roles made
+ * current (audited when it changed); unknown auth.two_factor_roles warned of. */
+int zt__roles_sync(zt_server *srv, char *err, size_t errlen);
+/* Is name declared, or a custom role in t (t may be NULL: declared only)? */
+bool zt__role_known(zt_server *srv, zt_txn *t, const char *name);
+/* The first string of the JSON list roles that held (a JSON list, or NULL) does not hold
+ * and that is not known; NULL if there is none. */
+const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, const cJSON *held);
+/* What a grant of an unknown role is told (%s: the role). */
+#define ZT__ROLE_UNKNOWN                                                                           \
+    "'%s' is not a role of this node (GET /admin/roles lists them: the core's and the "            \
+    "enabled plugins', and those added with POST /admin/roles)"
+/* `zhengtong admin role add NAME DESCRIPTION | remove NAME` (argv after "admin"), in t. */
+int zt__roles_cli(zt_server *srv, zt_txn *t, int argc, char **argv, FILE *out, char *err,
+                  size_t errlen);
+/* `zhengtong admin role list`: a table on out. */
+int zt__roles_cli_list(zt_server *srv, zt_txn *t, FILE *out);
+
 /* ---- audit.c ------------------------------------------------------------------- */
 
 typedef struct zt_audit_entry {
@@ -926,6 +957,7 @@ struct zt_server {
     struct zt_keys *keys; /* the node's keys (crypto.c); plugins reach them through srv */
     zt_metrics *metrics;
     zt_auth *auth;
+    zt_roles *roles;
     zt_audit *audit;
     zt_seals *seals;
     zt_bus *bus;

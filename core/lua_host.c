@@ -2024,6 +2024,28 @@ static int l_auth_has_role(lua_State *L)
     return 1;
 }
 
+/* zt.role(name, description): a role the plugin checks (zt.auth.has_role), in init */
+static int l_role(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->p->in_init) return luaL_error(L, "zt.role: only during init");
+    const char *name = check_cstr(L, 1, "zt.role", "name", 64);
+    size_t len = 0;
+    const char *desc =
+        lua_isnoneornil(L, 2) ? NULL : check_str(L, 2, "zt.role", "description", &len);
+    if (!zt__role_name_ok(name) || strcmp(name, ZT_ROLE_PUBLIC) == 0 ||
+        strcmp(name, ZT_ROLE_USER) == 0)
+        return luaL_error(L,
+                          "zt.role: '%s' is no role name (1 to 64 of a-z 0-9 _ . - from a "
+                          "letter; not 'public' or 'user')",
+                          name);
+    const char *why =
+        desc ? (strlen(desc) != len ? "holds a NUL" : zt_text_problem(desc, 200, 0)) : NULL;
+    if (why) return luaL_error(L, "zt.role: the description of '%s' %s", name, why);
+    if (zt_role_declare(lp->p, name, desc) != ZT_OK) return luaL_error(L, "zt.role: out of memory");
+    return 0;
+}
+
 static int l_auth_in_scope(lua_State *L)
 {
     zt_req *req = check_req(L, 1, "zt.auth.in_scope");
@@ -3101,6 +3123,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"provide", l_provide},
                                     {"call", l_call},
                                     {"config_error", l_config_error},
+                                    {"role", l_role},
                                     {NULL, NULL}});
     lua_pushstring(L, p->name);
     lua_setfield(L, -2, "plugin");

@@ -23,6 +23,8 @@ static const char usage[] =
     "                   dept add CODE NAME [PARENT]\n"
     "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
     "                   key revoke ID\n"
+    "                   role list | role remove NAME\n"
+    "                   role add NAME DESCRIPTION          (a role a script computes)\n"
     "  audit  [-c FILE] verify                 recompute the audit chain and its checkpoints\n"
     "                   export SEQ|DATE FILE   write the oldest records, through record SEQ or\n"
     "                                          from before DATE (YYYY-MM-DD, Beijing time;\n"
@@ -53,6 +55,9 @@ static const struct shape {
     {"admin", "key", "add", 5, 5, "admin [-c FILE] key add NAME PLUGIN ROLE"},
     {"admin", "key", "list", 2, 2, "admin [-c FILE] key list"},
     {"admin", "key", "revoke", 3, 3, "admin [-c FILE] key revoke ID"},
+    {"admin", "role", "list", 2, 2, "admin [-c FILE] role list"},
+    {"admin", "role", "add", 4, 4, "admin [-c FILE] role add NAME DESCRIPTION"},
+    {"admin", "role", "remove", 3, 3, "admin [-c FILE] role remove NAME"},
     {"audit", "verify", NULL, 1, 1, "audit [-c FILE] verify"},
     {"audit", "export", NULL, 3, 3, "audit [-c FILE] export SEQ|YYYY-MM-DD FILE"},
     {"audit", "prune", NULL, 2, 2, "audit [-c FILE] prune FILE"},

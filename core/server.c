@@ -484,7 +484,9 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__roles_open(srv, err, errlen)) != ZT_OK) return rc;
     if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
+    zt__roles_from_routes(srv);
     return ZT_OK;
 }
 
@@ -502,6 +504,7 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         snprintf(err, errlen, "%s", srv->route_error);
         return ZT_ECONFLICT;
     }
+    zt__roles_from_routes(srv); /* the plugins' routes' */
     /* under `zhengtong test` the Lua providers did not start (a test file provides
      * stand-ins), so what they provide is not checked */
     if (!srv->lua_tests && (rc = zt__services_check(srv, err, errlen)) != ZT_OK) return rc;
@@ -586,6 +589,8 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     int rc = ZT_OK;
     for (size_t i = 0; rc == ZT_OK && i < srv->conf->nlisten; i++)
         rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
+    /* the roles its plugins declared, for the offline `zhengtong admin` */
+    if (rc == ZT_OK) rc = zt__roles_sync(srv, err, errlen);
     /* the first account, now that the node is up */
     if (rc == ZT_OK) rc = zt__auth_bootstrap(srv, err, errlen);
     if (rc != ZT_OK) {
@@ -607,6 +612,7 @@ void zt__server_close(zt_server *srv)
     zt__timers_close(srv);
     zt__bus_close(srv);
     zt__auth_close(srv);
+    zt__roles_close(srv);
     zt__audit_close(srv);
     zt__seals_close(srv);
     zt__throttle_free(srv->rates);

@@ -352,6 +352,16 @@ typedef struct zt_caller {
 const zt_caller *zt_req_caller(zt_req *req);
 /* 1 if the caller holds the role. */
 int zt_caller_has_role(const zt_caller *c, const char *role);
+/* Declare a role the plugin's code checks (with zt_caller_has_role), and what it lets its
+ * holders do (text of 1 to 200 characters, or NULL). Accounts and API keys are given only
+ * roles the node knows: the core's, the enabled plugins' and those county IT adds
+ * (POST /admin/roles), so a misspelt role is refused where it is granted. A route's role
+ * is declared by the route itself (with no description: declare it too, to say what it
+ * is for); declare the others, in init. A role declared twice, by one plugin or two, is
+ * one role: the first description stays, and the plugin that gave it is its owner in GET
+ * /admin/roles. ZT_EINVAL for a name that is no role name
+ * (1 to 64 of a-z 0-9 _ . - from a letter) or a description that is no such text. */
+int zt_role_declare(zt_plugin *p, const char *role, const char *description);
 /* 1 if department code `dept` is the caller's department or below it in the department
  * tree (county → bureau → section): the scope of what a staff member may see. 0 for
  * callers with no department and for unknown codes. Reads the request's transaction. */

@@ -96,6 +96,12 @@ static int init(zt_plugin *p)
     if (rc == ZT_OK && S->line_mult < 0)
         rc = zt_option_fail(p, "precision", "ns, us, ms or s, not \"%s\"",
                             zt_opt_string(p, "precision"));
+    if (rc == ZT_OK)
+        rc = zt_role_declare(p, SN_ADMIN_ROLE, "Manages things, streams, alert rules and data");
+    if (rc == ZT_OK)
+        rc = zt_role_declare(p, SN_DEVICE_ROLE, "A device's API key: sends its observations");
+    if (rc == ZT_OK)
+        rc = zt_role_declare(p, "sensor_duty", "On duty: sees and acknowledges sensor alerts");
     if (rc == ZT_OK) rc = sn_admin_routes(S);
     if (rc == ZT_OK) rc = sn_ingest_routes(S);
     if (rc == ZT_OK) rc = sn_query_routes(S);

@@ -833,6 +833,32 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The roles a definition names outright are roles of the node: the accounts that handle
+ * its tasks can be given them (zt_role_declare). A role a function computes (a multi or
+ * assignee function's) is one county IT adds (POST /admin/roles). */
+static void declare_roles(wf *w, const wf_def *d)
+{
+    const char *names[2];
+    for (size_t i = 0; i <= d->nnodes; i++) {
+        size_t k = 0;
+        if (i < d->nnodes) {
+            if (d->nodes[i].role) names[k++] = d->nodes[i].role;
+            if (d->nodes[i].escalate_to) names[k++] = d->nodes[i].escalate_to;
+        }
+        for (size_t m = 0; m < k; m++)
+            if (zt_role_declare(w->p, names[m], NULL) != ZT_OK)
+                zt_log(w->p, ZT_LOG_WARN,
+                       "%s: task %s names the role '%s', which is no role name (1 to 64 of "
+                       "a-z 0-9 _ . - from a letter): no account can hold it",
+                       d->file, d->nodes[i].id, names[m]);
+    }
+    for (size_t i = 0; i < d->nstarters; i++)
+        if (zt_role_declare(w->p, d->starters[i], NULL) != ZT_OK)
+            zt_log(w->p, ZT_LOG_WARN,
+                   "%s: starters names '%s', which is no role name: no account can hold it",
+                   d->file, d->starters[i]);
+}
+
 /* Every *.lua of dir, in name order (so that messages and version order do not depend on
  * the file system). */
 static int load_dir(wf *w, const char *dir, const char *shown, const char *owner, char *err,
@@ -890,6 +916,7 @@ static int load_dir(wf *w, const char *dir, const char *shown, const char *owner
         if (rc != ZT_OK) break;
         d->next = w->files;
         w->files = d;
+        declare_roles(w, d);
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);

@@ -107,6 +107,9 @@ static int init(zt_plugin *p)
     }
     size_t n = 0;
     for (wf_def *d = w->files; d; d = d->next) n++;
+    if ((rc = zt_role_declare(p, "workflow_supervisor",
+                              "Sees every workflow instance and its statistics")) != ZT_OK)
+        goto fail;
     if ((rc = wf_api_init(w)) != ZT_OK) goto fail;
     zt_log(p, ZT_LOG_INFO, "%zu workflow definitions loaded", n);
     return ZT_OK;

@@ -7,14 +7,17 @@ import os
 import pwd
 import re
 import select
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
 import unittest
 import uuid
 
-from ztnode import ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, free_port, run, scrape
+from ztnode import (ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, free_port,
+                    lua_manifest, lua_tree_with, run, scrape)
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -515,14 +518,14 @@ class TwoFactor(NodeTest):
         n = self.node(auth=dict(CHEAP, two_factor_roles=["auditr", "auditor", "dept_head"]),
                       roles=("dept_head",))
         log = n.log()
-        self.assertIn("no route asks for the role 'auditr' and no account holds it", log)
-        self.assertNotIn("role 'auditor' and no account", log)  # GET /audit asks for it
-        # at the first start no account held dept_head; now the admin does
-        self.assertEqual(log.count("role 'dept_head' and no account"), 1)
+        self.assertIn("auth.two_factor_roles: 'auditr' is not a role of this node", log)
+        self.assertNotIn("'auditor' is not a role", log)  # the core's
+        # no plugin here declares dept_head; the test node added it once started
+        self.assertEqual(log.count("'dept_head' is not a role"), 1)
         n.restart()
         log = n.log()
-        self.assertEqual(log.count("role 'auditr' and no account"), 2)
-        self.assertEqual(log.count("role 'dept_head' and no account"), 1)
+        self.assertEqual(log.count("'auditr' is not a role"), 2)
+        self.assertEqual(log.count("'dept_head' is not a role"), 1)
 
     def test_an_administrator_who_lost_the_phone_turns_codes_off_offline(self):
         # the only administrator's phone is gone: HTTP needs an administrator signed in with
@@ -1299,6 +1302,11 @@ class OfflineAdmin(NodeTest):
     def test_keys_are_listed_and_revoked_offline(self):
         n = self.node(plugins=("hello",), roles=("auditor",))
         r = n.admin_cli("key", "add", "gauge-7", "hello", "reader")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("'reader' is not a role of this node", r.stderr)
+        r = n.admin_cli("role", "add", "reader", "Reads the hello counter")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = n.admin_cli("key", "add", "gauge-7", "hello", "reader")
         self.assertEqual(r.returncode, 0, r.stderr)
         key = r.stdout.strip().splitlines()[-1]
         self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(key), auth=False)[0], 200)
@@ -1361,6 +1369,15 @@ class OfflineAdmin(NodeTest):
             (("user", "roles", "admin", "admin,x\ny"), "ROLES"),
             (("key", "add", "k1", "notice", "device"), "plugin 'notice' is not enabled"),
             (("key", "add", "k1", "hello", "public"), "role 'public'"),
+            (("user", "add", "li.si", "Li Si", "root", "aproval_clerk"),
+             "'aproval_clerk' is not a role of this node"),
+            (("user", "roles", "admin", "admin,auditr"), "'auditr' is not a role"),
+            (("key", "add", "k1", "hello", "hello_reader"), "'hello_reader' is not a role"),
+            (("role", "add", "clerk", "   "), "description"),
+            (("role", "add", "Clerk", "A clerk"), "a role name"),
+            (("role", "add", "auditor", "Reads the log"), "declared by core"),
+            (("role", "remove", "auditor"), "declared by core"),
+            (("role", "remove", "nobody_has_it"), "no role 'nobody_has_it'"),
         ):
             with self.subTest(args=args):
                 r = n.admin_cli(*args)
@@ -1369,6 +1386,9 @@ class OfflineAdmin(NodeTest):
                 self.assertEqual(r.stdout, "")
         st, _, d = n.json("GET", "/admin/departments")
         self.assertEqual([x["code"] for x in d["items"]], ["root"])
+        for role in ("clerk", "approval_clerk"):  # hello declares neither
+            r = n.admin_cli("role", "add", role, "A clerk of the service hall")
+            self.assertEqual(r.returncode, 0, r.stderr)
         r = n.admin_cli("user", "add", "li.si", "\u674e\u56db", "root", "clerk,approval_clerk")
         self.assertEqual(r.returncode, 0, r.stderr)
         # the audit record names who ran it: the account, also where $USER is not set
@@ -1561,6 +1581,7 @@ class AccountChangesAudited(NodeTest):
     def test_the_record_says_what_changed(self):
         n = self.node(plugins=("hello",), roles=("auditor",))
         n.new_user("li.ming", roles=("notice_editor",))
+        n.ensure_roles(["approval_clerk"])
         st, _, lst = n.json("GET", "/admin/users?limit=500")
         uid = [u["id"] for u in lst["items"] if u["login"] == "li.ming"][0]
         st, _, d = n.json("PATCH", "/admin/users/" + uid,
@@ -1570,6 +1591,144 @@ class AccountChangesAudited(NodeTest):
         self.assertIn('update account: roles ["approval_clerk","auditor"]; name changed; disabled false',
                       [r["action"] for r in log["items"]])
         self.assertNotIn("李明", json.dumps(log, ensure_ascii=False))  # a name is not logged
+
+
+class Roles(NodeTest):
+    """Accounts and API keys are given only the roles the node knows: the core's, the
+    enabled plugins' (declared, or asked for by a route) and those county IT adds."""
+
+    def roles(self, n):
+        st, _, d = n.json("GET", "/admin/roles")
+        self.assertEqual(st, 200, d)
+        return {r["name"]: r for r in d["roles"]}
+
+    def test_a_misspelt_role_is_refused_where_it_is_granted(self):
+        n = self.node(plugins=("hello", "notice", "workflow", "approval"), roles=())
+        for method, path, body in (
+            ("POST", "/admin/users", {"login": "li.si", "name": "Li Si", "department": "root",
+                                      "roles": ["approval_clerk", "aproval_clerk"]}),
+            ("POST", "/admin/keys", {"name": "gauge", "plugin": "hello", "role": "hello_reader"}),
+        ):
+            st, _, d = n.json(method, path, body)
+            self.assertEqual((st, d["type"]), (422, "/problems/unknown-role"), d)
+            self.assertRegex(d["detail"], r"'(aproval_clerk|hello_reader)' is not a role of this node")
+        st, _, d = n.json("POST", "/admin/users", {"login": "li.si", "name": "Li Si",
+                                                    "department": "root", "roles": ["approval_clerk"]})
+        self.assertEqual(st, 201, d)
+        st, _, d = n.json("PATCH", "/admin/users/" + d["id"], {"roles": ["approval_clerk", "oa_ofice"]})
+        self.assertEqual((st, d["type"]), (422, "/problems/unknown-role"), d)
+        self.assertIn("'oa_ofice'", d["detail"])
+        # what each role is, who declared it and how many hold it
+        r = self.roles(n)
+        self.assertEqual((r["admin"]["from"], r["admin"]["accounts"]), ("core", 1))
+        self.assertEqual((r["auditor"]["from"], r["seal_officer"]["from"]), ("core", "core"))
+        self.assertEqual(r["notice_editor"]["from"], "notice")
+        self.assertEqual(r["notice_editor"]["description"], "Publishes and withdraws notices")
+        self.assertEqual((r["approval_clerk"]["from"], r["approval_clerk"]["accounts"]), ("approval", 1))
+        self.assertEqual(r["dept_head"]["from"], "approval")  # approval's head_role
+        self.assertEqual(r["oa_office"]["from"], "workflow")  # a task's role in document.lua
+        self.assertIsNone(r["oa_office"]["description"])
+        self.assertEqual(r["workflow_supervisor"]["from"], "workflow")
+        self.assertNotIn("user", r)
+        self.assertNotIn("public", r)
+        self.assertEqual(list(r), sorted(r))
+
+    def test_county_it_adds_roles_of_its_own(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        bad = (({"name": "Clerk", "description": "x"}, 422, "a role name"),
+               ({"name": "user", "description": "x"}, 422, "'public' and 'user'"),
+               ({"name": "hall_clerk"}, 422, "description"),
+               ({"name": "hall_clerk", "description": "two\nlines"}, 422, "control character"),
+               ({"name": "hall_clerk", "description": "x", "by": "me"}, 422, "not 'by'"),
+               ({"name": "auditor", "description": "x"}, 409, "declared by core"))
+        for body, status, want in bad:
+            with self.subTest(body=body):
+                st, _, d = n.json("POST", "/admin/roles", body)
+                self.assertEqual(st, status, d)
+                self.assertIn(want, d["detail"])
+        st, _, d = n.json("POST", "/admin/roles", {"name": "hall_clerk", "description": "政务大厅窗口"})
+        self.assertEqual((st, d["from"], d["created_by"]), (201, "custom", "admin"), d)
+        st, _, d = n.json("POST", "/admin/roles", {"name": "hall_clerk", "description": "again"})
+        self.assertEqual((st, d["type"]), (409, "/problems/role-exists"), d)
+        h = n.new_user("wang.wu", roles=("hall_clerk",))
+        self.assertEqual(n.json("GET", "/auth/me", headers=h, auth=False)[2]["roles"], ["hall_clerk"])
+        r = self.roles(n)["hall_clerk"]
+        self.assertEqual((r["from"], r["description"], r["accounts"]), ("custom", "政务大厅窗口", 1))
+        # a role someone holds is not removed under them
+        st, _, d = n.json("DELETE", "/admin/roles/hall_clerk")
+        self.assertEqual((st, d["type"]), (409, "/problems/role-in-use"), d)
+        self.assertIn("held by 1 accounts", d["detail"])
+        st, _, d = n.json("DELETE", "/admin/roles/auditor")
+        self.assertEqual(st, 409, d)
+        self.assertEqual(n.json("DELETE", "/admin/roles/no_such_role")[0], 404)
+        st, _, lst = n.json("GET", "/admin/users?limit=500")
+        uid = [u["id"] for u in lst["items"] if u["login"] == "wang.wu"][0]
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"roles": []})[0], 200)
+        st, _, _ = n.json("DELETE", "/admin/roles/hall_clerk")
+        self.assertEqual(st, 204)
+        self.assertNotIn("hall_clerk", self.roles(n))
+        st, _, d = n.json("PATCH", "/admin/users/" + uid, {"roles": ["hall_clerk"]})
+        self.assertEqual(st, 422, d)
+        st, _, log = n.json("GET", "/audit?object=hall_clerk")
+        self.assertEqual([x["action"] for x in log["items"]][:2], ["add role", "remove role"])
+        # offline, the same rules and the same list
+        r = n.admin_cli("role", "add", "night_watch", "Watches the sensors at night")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = n.admin_cli("role", "list")
+        line = [l.split() for l in r.stdout.splitlines() if l.startswith("night_watch ")]
+        self.assertEqual(line[0][:4], ["night_watch", "custom", "0", "0"], r.stdout)
+        self.assertEqual(self.roles(n)["night_watch"]["created_by"][:4], "cli:")
+
+    def test_roles_of_a_plugin_switched_off_stay_with_their_holders(self):
+        n = self.node(plugins=("hello", "notice"), roles=("auditor",))
+        n.new_user("editor", roles=("notice_editor",))
+        n.stop()
+        n._conf_text = n._conf_text.replace('plugins = { "hello", "notice" }', 'plugins = { "hello" }')
+        self.assertIn('plugins = { "hello" }', n._conf_text)
+        n._write_conf()
+        n.start()
+        r = self.roles(n)["notice_editor"]
+        self.assertEqual((r["from"], r["accounts"]), (None, 1))  # held; nothing declares it
+        st, _, lst = n.json("GET", "/admin/users?limit=500")
+        uid = [u["id"] for u in lst["items"] if u["login"] == "editor"][0]
+        # the holder keeps it through other changes; no one new is given it
+        st, _, d = n.json("PATCH", "/admin/users/" + uid, {"roles": ["notice_editor"], "name": "Ed"})
+        self.assertEqual(st, 200, d)
+        st, _, d = n.json("POST", "/admin/users", {"login": "editor2", "name": "Ed Two",
+                                                    "department": "root", "roles": ["notice_editor"]})
+        self.assertEqual(st, 422, d)
+        r = n.admin_cli("role", "list")
+        self.assertIn("(held, but no enabled plugin declares it)",
+                      [l for l in r.stdout.splitlines() if l.startswith("notice_editor ")][0])
+        r = n.admin_cli("user", "roles", "editor", "notice_editor,auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the change in what the plugins declare is in the audit log
+        st, _, log = n.json("GET", "/audit?object=roles")
+        self.assertIn("no longer [notice_editor]", log["items"][-1]["action"])
+        self.assertEqual(log["items"][-1]["actor"], "system")
+
+    def test_a_lua_plugin_declares_its_roles(self):
+        root = tempfile.mkdtemp(prefix="zt-e2e-roles-")
+        self.addCleanup(shutil.rmtree, root, True)
+        init = ('zt.role("stamp_keeper", "Keeps the stamps")\n'
+                'zt.route("GET", "/stamps", { role = "stamp_reader" }, function(req) return 200, {} end)\n')
+        lua_dir = lua_tree_with(os.path.join(root, "lua"), {"stamps": (lua_manifest(), init)})
+        n = self.node(plugins=("stamps",), lua_dir=lua_dir, roles=())
+        r = self.roles(n)
+        self.assertEqual((r["stamp_keeper"]["from"], r["stamp_keeper"]["description"]),
+                         ("stamps", "Keeps the stamps"))
+        self.assertEqual((r["stamp_reader"]["from"], r["stamp_reader"]["description"]), ("stamps", None))
+        for call, want in (('zt.role("Stamp Keeper")', "init.lua:1: zt.role: 'Stamp Keeper' is no role name"),
+                           ('zt.role("user", "x")', "not 'public' or 'user'"),
+                           ('zt.role("ok_role", 7)', "description must be a string"),
+                           ('zt.role("ok_role", "")', "the description of 'ok_role' is empty")):
+            with self.subTest(call=call):
+                d = os.path.join(root, "bad%d" % abs(hash(call)))
+                bad = lua_tree_with(d, {"stamps": (lua_manifest(), call + "\n")})
+                m = self.node(plugins=("stamps",), lua_dir=bad, start=False)
+                res = run(["check", "-c", m.conf])
+                self.assertEqual(res.returncode, 1, res.stderr)
+                self.assertIn(want, res.stderr)
 
 
 class DepartmentTree(NodeTest):

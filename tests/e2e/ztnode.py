@@ -706,6 +706,7 @@ class Node:
         have = list(d["user"].get("roles") or [])
         want = have + [r for r in roles if r not in have]
         if want != have:
+            self.ensure_roles(want, token)
             st, _, b = self.request(
                 "PATCH", "/admin/users/" + d["user"]["id"], {"roles": want}, token, auth=False
             )
@@ -714,9 +715,26 @@ class Node:
         self.auth = token
         return token
 
+    def ensure_roles(self, roles, token=None):
+        """Make each of `roles` that this node does not know a custom role (POST
+        /admin/roles): accounts are given only known roles, and tests give roles of
+        plugins the node may not run."""
+        st, _, d = self.json("GET", "/admin/roles", headers=token, auth=token is None)
+        if st != 200:
+            raise AssertionError("GET /admin/roles failed: %d %r" % (st, d))
+        known = {r["name"] for r in d["roles"] if r["from"]}
+        for r in roles:
+            if r not in known:
+                st, _, b = self.json("POST", "/admin/roles",
+                                     {"name": r, "description": "a test's role"},
+                                     headers=token, auth=token is None)
+                if st != 201:
+                    raise AssertionError("adding the role %r failed: %d %r" % (r, st, b))
+
     def new_user(self, login, roles=(), department="root"):
         """Create a staff account (as the signed-in admin) with roles, sign it in and set
         its password (ADMIN_PASSWORD); the headers that carry its token."""
+        self.ensure_roles(roles)
         st, _, d = self.json(
             "POST",
             "/admin/users",

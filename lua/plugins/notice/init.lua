@@ -8,6 +8,8 @@ if max_body < 1 or max_body > 1000000 then
   zt.config_error("max_body", ("must be 1 to 1000000 bytes, not %d"):format(max_body))
 end
 
+zt.role("notice_editor", "Publishes and withdraws notices")
+
 -- Keyed by zt.id(): ids sort by time, so the newest notice is the last key.
 local notices = zt.db.open("notices")
 
