@@ -1753,6 +1753,8 @@ static int h_user_create(zt_req *req, void *ud)
     const char *unknown = zt__roles_unknown(a->srv, t, roles, NULL);
     if (unknown)
         return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN, unknown);
+    if (zt__roles_not_separate(a->srv->conf, roles))
+        return zt_problem(req, 422, "duties-not-separate", NULL, "roles: " ZT__DUTIES_RULE);
     const void *v;
     size_t vlen;
     if (!dept || zt_get(t, a->depts, dept, strlen(dept), &v, &vlen) != ZT_OK)
@@ -1868,6 +1870,16 @@ static int h_user_patch(zt_req *req, void *ud)
                 cJSON_Delete(u);
                 return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN,
                                   unknown);
+            } else if (zt__roles_not_separate(a->srv->conf, e)) {
+                cJSON_Delete(u);
+                return zt_problem(req, 422, "duties-not-separate", NULL, "roles: " ZT__DUTIES_RULE);
+            } else if (a->srv->conf->auth_separate_duties &&
+                       strcmp(zt_req_caller(req)->id, id) == 0 &&
+                       !cJSON_Compare(e, cJSON_GetObjectItemCaseSensitive(u, "roles"), true)) {
+                cJSON_Delete(u);
+                return zt_problem(req, 403, "own-roles", NULL,
+                                  "auth.separate_duties: no one changes their own roles; another "
+                                  "administrator does");
             }
         } else if (strcmp(k, "disabled") == 0) {
             if (!cJSON_IsBool(e))
@@ -2431,9 +2443,11 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         }
         cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
         const char *unknown = roles_ok(roles) ? zt__roles_unknown(a->srv, t, roles, NULL) : NULL;
-        if (!roles_ok(roles) || unknown) {
+        if (!roles_ok(roles) || unknown || zt__roles_not_separate(conf, roles)) {
             if (unknown)
                 snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
+            else if (roles_ok(roles))
+                snprintf(err, errlen, "ROLES: " ZT__DUTIES_RULE);
             else
                 snprintf(err, errlen, "ROLES: %s, by commas", ROLES_RULE);
             cJSON_Delete(roles);
@@ -2489,6 +2503,9 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
                 : NULL;
         if (unknown) {
             snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
+            rc = ZT_EINVAL;
+        } else if (rc == ZT_OK && roles && zt__roles_not_separate(conf, want)) {
+            snprintf(err, errlen, "ROLES: " ZT__DUTIES_RULE);
             rc = ZT_EINVAL;
         }
         if (rc == ZT_OK) {

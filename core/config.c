@@ -811,12 +811,24 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
             lua_pop(L, 1);
             continue;
         }
+        if (fields == auth_fields && strcmp(keys[i].key, "separate_duties") == 0) {
+            lua_getfield(L, -2, keys[i].key);
+            if (!lua_isboolean(L, -1))
+                fail(L, kl, "auth.separate_duties must be true or false, got %s",
+                     luaL_typename(L, -1));
+            c->auth_separate_duties = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            continue;
+        }
         const field *f = fields;
         while (f->name && strcmp(f->name, keys[i].key) != 0) f++;
         if (!f->name) {
             suggest s = {.key = keys[i].key};
             for (f = fields; f->name; f++) suggest_try(&s, f->name);
-            if (fields == auth_fields) suggest_try(&s, "two_factor_roles");
+            if (fields == auth_fields) {
+                suggest_try(&s, "two_factor_roles");
+                suggest_try(&s, "separate_duties");
+            }
             char hint[96];
             fail(L, kl, "unknown key '%s' in %s%s", keys[i].key, section,
                  suggest_text(&s, hint, sizeof hint));

@@ -207,6 +207,10 @@ struct zt_conf {
      * they have set up sign-in codes (POST /auth/totp); none by default */
     char **auth_2fa_roles;
     size_t auth_n2fa_roles;
+    /* separate_duties = false: when true, no account holds both admin and auditor (the
+     * system and the audit administrator are two people, GB/T 22239 三权分立) and no one
+     * changes their own roles */
+    bool auth_separate_duties;
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
@@ -627,13 +631,19 @@ int zt__roles_declare(zt_server *srv, const char *from, const char *name, const 
 /* Every route's role is declared, by the route's plugin. */
 void zt__roles_from_routes(zt_server *srv);
 /* At start, once the plugins declared theirs: the store's copy of the declared roles made
- * current (audited when it changed); unknown auth.two_factor_roles warned of. */
+ * current (audited when it changed); unknown auth.two_factor_roles, and accounts holding
+ * admin and auditor under auth.separate_duties, warned of. */
 int zt__roles_sync(zt_server *srv, char *err, size_t errlen);
 /* Is name declared, or a custom role in t (t may be NULL: declared only)? */
 bool zt__role_known(zt_server *srv, zt_txn *t, const char *name);
 /* The first string of the JSON list roles that held (a JSON list, or NULL) does not hold
  * and that is not known; NULL if there is none. */
 const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, const cJSON *held);
+/* auth.separate_duties is on and the JSON list roles holds both admin and auditor. */
+bool zt__roles_not_separate(const zt_conf *c, const cJSON *roles);
+#define ZT__DUTIES_RULE                                                                            \
+    "auth.separate_duties: one account cannot hold both admin and auditor (the system "            \
+    "administrator and the audit administrator are two people)"
 /* What a grant of an unknown role is told (%s: the role). */
 #define ZT__ROLE_UNKNOWN                                                                           \
     "'%s' is not a role of this node (GET /admin/roles lists them: the core's and the "            \

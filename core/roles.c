@@ -1,4 +1,5 @@
 /* roles.c: which roles accounts and API keys may be given. */
+#define _GNU_SOURCE /* memmem */
 #include "core.h"
 
 #include <ctype.h>
@@ -126,6 +127,42 @@ const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, con
     return NULL;
 }
 
+bool zt__roles_not_separate(const zt_conf *c, const cJSON *roles)
+{
+    return c->auth_separate_duties && list_holds(roles, "admin") && list_holds(roles, "auditor");
+}
+
+/* auth.separate_duties: the accounts that hold both admin and auditor are named at start,
+ * for an administrator to give each one of them (they keep both until then: taking one
+ * away here could lock out the only administrator). A record names a role as "role" in
+ * its JSON, so only a record holding both strings is read whole. */
+static void warn_not_separate(zt_server *srv, zt_txn *t)
+{
+    zt_cursor *cur;
+    zt_kv kv;
+    if (!srv->conf->auth_separate_duties || zt_cursor_open(t, srv->roles->users, &cur) != ZT_OK)
+        return;
+    zt_buf who = {0};
+    size_t n = 0;
+    for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
+         r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+        if (!memmem(kv.val, kv.vlen, "\"auditor\"", 9) || !memmem(kv.val, kv.vlen, "\"admin\"", 7))
+            continue;
+        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (zt__roles_not_separate(srv->conf, cJSON_GetObjectItemCaseSensitive(u, "roles")) &&
+            ++n <= 20)
+            zt__buf_printf(&who, "%s%s", n > 1 ? ", " : "", zt__jstr(u, "login"));
+        cJSON_Delete(u);
+    }
+    zt_cursor_close(cur);
+    if (n)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "auth.separate_duties: %zu account(s) hold both admin and auditor (%s%s): give "
+                "each one of them (PATCH /admin/users/:id, or zhengtong admin user roles)",
+                n, who.data ? who.data : "", n > 20 ? ", ..." : "");
+    zt__buf_free(&who);
+}
+
 /* ---- the store: declared roles as of this start ----------------------------------- */
 
 static cJSON *decl_json(const role_decl *d)
@@ -208,7 +245,8 @@ int zt__roles_sync(zt_server *srv, char *err, size_t errlen)
         return rc;
     }
     const zt_conf *c = srv->conf;
-    if (c->auth_n2fa_roles && zt__store_read_begin(srv->store, &t) == ZT_OK) {
+    if (zt__store_read_begin(srv->store, &t) == ZT_OK) {
+        warn_not_separate(srv, t);
         for (size_t i = 0; i < c->auth_n2fa_roles; i++)
             if (!zt__role_known(srv, t, c->auth_2fa_roles[i]))
                 zt__log(ZT_LOG_WARN, NULL, NULL,

@@ -1731,6 +1731,56 @@ class Roles(NodeTest):
                 self.assertIn(want, res.stderr)
 
 
+class SeparateDuties(NodeTest):
+    """auth.separate_duties (GB/T 22239 三权分立): the system administrator and the audit
+    administrator are two people, and no one changes their own roles."""
+
+    def test_admin_and_auditor_are_two_people(self):
+        n = self.node(plugins=("hello", "notice"), auth=dict(CHEAP, separate_duties=True), roles=())
+        st, _, d = n.json("POST", "/admin/users", {"login": "zhao", "name": "Zhao", "department": "root",
+                                                    "roles": ["admin", "auditor"]})
+        self.assertEqual((st, d["type"]), (422, "/problems/duties-not-separate"), d)
+        h = n.new_user("qian", roles=("auditor",))
+        self.assertEqual(n.json("GET", "/audit/verify", headers=h, auth=False)[0], 200)
+        me = n.json("GET", "/auth/me")[2]
+        # not by one's own hand: neither a second duty nor any other role
+        for roles, status, kind in ((["admin", "auditor"], 422, "duties-not-separate"),
+                                    (["admin", "notice_editor"], 403, "own-roles")):
+            st, _, d = n.json("PATCH", "/admin/users/" + me["id"], {"roles": roles})
+            self.assertEqual((st, d["type"]), (status, "/problems/" + kind), d)
+        self.assertEqual(n.json("PATCH", "/admin/users/" + me["id"], {"roles": ["admin"], "name": "Boss"})[0],
+                         200)  # the same roles: no change of them
+        # another administrator may
+        other = n.new_user("sun", roles=("admin",))
+        st, _, d = n.json("PATCH", "/admin/users/" + me["id"], {"roles": ["admin", "notice_editor"]},
+                          headers=other, auth=False)
+        self.assertEqual((st, d["roles"]), (200, ["admin", "notice_editor"]), d)
+        st, _, d = n.json("GET", "/audit?object=" + me["id"], headers=h, auth=False)
+        self.assertEqual(d["items"][-1]["actor_login"], "sun", d["items"][-1])
+        # offline too
+        for args in (("user", "add", "li.wei", "Li Wei", "root", "admin,auditor"),
+                     ("user", "roles", "qian", "auditor,admin")):
+            r = n.admin_cli(*args)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn("auth.separate_duties", r.stderr)
+
+    def test_accounts_that_hold_both_are_named_at_start(self):
+        n = self.node(plugins=("hello",), auth=CHEAP, roles=("auditor",))  # off: allowed
+        self.assertEqual(n.json("GET", "/audit/verify")[0], 200)
+        n.stop()
+        n._conf_text = n._conf_text.replace("auth = {", "auth = { separate_duties = true, ", 1)
+        n._write_conf()
+        n.start()
+        self.assertIn("auth.separate_duties: 1 account(s) hold both admin and auditor (admin)", n.log())
+        self.assertEqual(n.json("GET", "/audit/verify")[0], 200)  # they keep both until changed
+
+    def test_the_setting_is_a_boolean(self):
+        n = self.node(auth=dict(CHEAP, separate_duties="yes"), start=False)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r":\d+: auth.separate_duties must be true or false, got string")
+
+
 class DepartmentTree(NodeTest):
     """A county reorganises: a department is renamed or moved, its code stays, and the
     scope of its staff moves with it."""
