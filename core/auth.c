@@ -22,10 +22,11 @@ struct zt_auth {
     zt_db *gen;               /* "g" → the identity generation (8 bytes, big-endian) */
     struct sess_entry *cache; /* resolved sessions, valid while the generation holds */
     unsigned char tag_key[crypto_shorthash_siphashx24_KEYBYTES]; /* random, per process */
-    uint64_t gen_seen;     /* the generation as read in loop iteration gen_at - 1 */
-    uint64_t gen_at;       /* 1 + the iteration gen_seen holds for; 0: read it again */
-    uint64_t bumped_in;    /* the last batch this process changed it in */
-    zt_throttle *throttle; /* failed attempts and registrations, in memory */
+    uint64_t gen_seen;            /* the generation as read in loop iteration gen_at - 1 */
+    uint64_t gen_at;              /* 1 + the iteration gen_seen holds for; 0: read it again */
+    uint64_t bumped_in;           /* the last batch this process changed it in */
+    zt_throttle *throttle;        /* failed attempts and registrations, in memory */
+    uint64_t refusals_unrecorded; /* 403s past an account's share of the audit log */
 };
 
 /* ---- brute force: per account and per client address ----------------------------- */
@@ -893,6 +894,38 @@ static void audit_refusal(zt_req *req, const char *what, const char *login)
     zt_audit_note(req, what, login);
     if (zt__audit_queue(req->srv, req) != ZT_OK)
         zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record '%s' for '%s'", what, login);
+}
+
+#define REFUSALS_RECORDED  20 /* an account's 403s recorded per window */
+#define REFUSALS_WINDOW_MS (10 * 60 * 1000)
+
+void zt__auth_refused(zt_server *srv, zt_req *req)
+{
+    zt_auth *a = srv->auth;
+    const zt_caller *c = req->caller;
+    if (!a || !c || !c->id || req->status != 403) return;
+    char key[80];
+    snprintf(key, sizeof key, "refused:%s", c->id);
+    int64_t now = zt_now_ms();
+    zt__throttle_note(a->throttle, key, now, REFUSALS_WINDOW_MS, false, REFUSALS_WINDOW_MS);
+    unsigned n = zt__throttle_get(a->throttle, key).count;
+    if (n > REFUSALS_RECORDED) {
+        a->refusals_unrecorded++;
+        if (n == REFUSALS_RECORDED + 1)
+            zt_req_log(req, ZT_LOG_WARN,
+                       "'%s' was refused %u times in %d minutes: the audit log records no more "
+                       "of its refusals until then (zt_auth_refusals_unrecorded_total counts them)",
+                       c->login ? c->login : c->id, n - 1, REFUSALS_WINDOW_MS / 60000);
+        return;
+    }
+    const zt__route *rt = req->match.route;
+    const char *what = req->audit_action
+                           ? req->audit_action
+                           : zt_req_printf(req, "%s %s", req->method, rt ? rt->pattern : req->path);
+    const char *action = what ? zt_req_printf(req, "refused: %s", what) : NULL;
+    if (action) req->audit_action = action;
+    if (!action || zt__audit_queue(srv, req) != ZT_OK)
+        zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record the refusal");
 }
 
 /* 429 with Retry-After; what says why, "try again in N s" follows. */
@@ -2893,8 +2926,14 @@ int zt__auth_metrics(zt_server *srv, zt_buf *out)
         "# HELP zt_auth_throttle_evictions_total Counts forgotten while they still mattered, "
         "the table being full (a flood of failed sign-ins from many addresses).\n"
         "# TYPE zt_auth_throttle_evictions_total counter\n"
-        "zt_auth_throttle_evictions_total %llu\n",
-        FAIL_MAX_ENTRIES, zt__throttle_size(t), (unsigned long long)zt__throttle_evictions(t));
+        "zt_auth_throttle_evictions_total %llu\n"
+        "# HELP zt_auth_refusals_unrecorded_total Refusals (403) of signed-in callers not "
+        "recorded in the audit log: an account's beyond %d in %d minutes.\n"
+        "# TYPE zt_auth_refusals_unrecorded_total counter\n"
+        "zt_auth_refusals_unrecorded_total %llu\n",
+        FAIL_MAX_ENTRIES, zt__throttle_size(t), (unsigned long long)zt__throttle_evictions(t),
+        REFUSALS_RECORDED, REFUSALS_WINDOW_MS / 60000,
+        (unsigned long long)srv->auth->refusals_unrecorded);
 }
 
 void zt__auth_close(zt_server *srv)

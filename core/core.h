@@ -600,6 +600,10 @@ int zt__auth_check(zt_server *srv, zt_req *req);
 bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
 /* Department `code`'s record ({code, name, parent}), or NULL: none, or unreadable. */
 cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code);
+/* After the request's transaction ended: a signed-in caller answered 403 is recorded in
+ * the audit log ("refused: <action>", status 403; a security event), at most 20 per
+ * account in 10 minutes. */
+void zt__auth_refused(zt_server *srv, zt_req *req);
 /* After the request's transaction ended: refresh its session's last use (once a minute). */
 void zt__auth_after(zt_server *srv, zt_req *req);
 /* /metrics lines: the sign-in and registration counters' table. */

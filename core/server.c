@@ -90,6 +90,7 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         req->used_batch = true;
         held = batch_add(srv, req);
     }
+    if (req->status == 403) zt__auth_refused(srv, req);
     zt__auth_after(srv, req);
     req->ready = !held; /* a held answer goes out when its batch has committed (batch_end) */
 }

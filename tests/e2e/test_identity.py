@@ -1731,6 +1731,33 @@ class Roles(NodeTest):
                 self.assertIn(want, res.stderr)
 
 
+class RefusalsAudited(NodeTest):
+    """A signed-in caller refused (403) is a security event in the audit log."""
+
+    def test_who_tried_what_they_may_not(self):
+        n = self.node(plugins=("hello", "notice"), roles=("auditor",))
+        h = n.new_user("clerk9", roles=())
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        self.assertEqual(n.request("GET", "/admin/users", headers=h, auth=False)[0], 403)
+        self.assertEqual(n.request("DELETE", "/notices/01ABC", headers=h, auth=False)[0], 403)
+        self.assertEqual(n.request("GET", "/notices", headers=h, auth=False)[0], 200)  # allowed: no record
+        st, _, d = n.json("GET", "/audit?actor=" + uid)
+        got = [(x["action"], x["object"], x.get("status")) for x in d["items"]]
+        self.assertEqual([g for g in got if g[0].startswith("refused")],
+                         [("refused: GET /admin/users", "/admin/users", 403),
+                          ("refused: DELETE /notices/:id", "/notices/01ABC", 403)], got)
+        # a script retrying cannot fill the log: 20 an account in 10 minutes, then counted
+        for _ in range(25):
+            self.assertEqual(n.request("GET", "/admin/users", headers=h, auth=False)[0], 403)
+        st, _, d = n.json("GET", "/audit?limit=1000&actor=" + uid)
+        self.assertEqual(sum(x["action"].startswith("refused") for x in d["items"]), 20)
+        m = scrape(n)
+        self.assertEqual(m.samples["zt_auth_refusals_unrecorded_total"][0][1], 7.0)
+        self.assertIn("'clerk9' was refused 20 times in 10 minutes", n.log())
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertTrue(v["ok"], v)
+
+
 class SeparateDuties(NodeTest):
     """auth.separate_duties (GB/T 22239 三权分立): the system administrator and the audit
     administrator are two people, and no one changes their own roles."""
