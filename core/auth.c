@@ -738,6 +738,15 @@ int zt__auth_check(zt_server *srv, zt_req *req)
                     rt->pattern, rt->role);
         return ZT_EPERM;
     }
+    const zt_conf *c = srv->conf;
+    if (c->auth_nadmin_nets &&
+        (strcmp(rt->role, "admin") == 0 || strcmp(rt->role, "auditor") == 0) &&
+        !zt__netmask_match(c->auth_admin_nets, c->auth_nadmin_nets, zt_req_client(req))) {
+        zt__problem(req, 403, "admin-network", NULL,
+                    "%s %s is managed only from the networks of auth.admin_networks, not from %s",
+                    rt->method, rt->pattern, zt_req_client(req));
+        return ZT_EPERM;
+    }
     return ZT_OK;
 }
 

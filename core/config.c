@@ -605,27 +605,28 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     }
 }
 
-/* trusted_proxies = { "127.0.0.1", "10.0.0.0/8", "::1" } */
-static void check_proxies(lua_State *L, zt_conf *c, int line)
+/* A list of addresses or networks ({ "127.0.0.1", "10.0.0.0/8", "::1" }) into *list:
+ * trusted_proxies, auth.admin_networks. */
+static void check_networks(lua_State *L, int line, const char *what, zt_netmask **list, size_t *n)
 {
     if (!lua_istable(L, -1))
         fail(L, line,
-             "trusted_proxies must be a list of addresses or networks ({ \"127.0.0.1\", "
-             "\"10.0.0.0/8\" }), got %s",
-             luaL_typename(L, -1));
-    size_t n = want_list(L, line, "trusted_proxies");
-    if (n > CONF_MAX_LISTEN) fail(L, line, "trusted_proxies may name at most %d", CONF_MAX_LISTEN);
-    zt_netmask *m = calloc(n ? n : 1, sizeof *m);
+             "%s must be a list of addresses or networks ({ \"127.0.0.1\", \"10.0.0.0/8\" }), "
+             "got %s",
+             what, luaL_typename(L, -1));
+    size_t len = want_list(L, line, what);
+    if (len > CONF_MAX_LISTEN) fail(L, line, "%s may name at most %d", what, CONF_MAX_LISTEN);
+    zt_netmask *m = calloc(len ? len : 1, sizeof *m);
     if (!m) fail_nomem(L);
-    free(c->proxies);
-    c->proxies = m;
-    c->nproxies = 0;
-    for (size_t i = 0; i < n; i++) {
+    free(*list);
+    *list = m;
+    *n = 0;
+    for (size_t i = 0; i < len; i++) {
         lua_rawgeti(L, -1, (lua_Integer)i + 1);
-        const char *s = want_string(L, line, "trusted_proxies", "a string");
+        const char *s = want_string(L, line, what, "a string");
         const char *why = zt__netmask_parse(s, &m[i]);
-        if (why) fail(L, line, "trusted_proxies: '%s' %s", s, why);
-        c->nproxies++;
+        if (why) fail(L, line, "%s: '%s' %s", what, s, why);
+        ++*n;
         lua_pop(L, 1);
     }
 }
@@ -811,6 +812,16 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
             lua_pop(L, 1);
             continue;
         }
+        if (fields == auth_fields && strcmp(keys[i].key, "admin_networks") == 0) {
+            lua_getfield(L, -2, keys[i].key);
+            check_networks(L, kl, "auth.admin_networks", &c->auth_admin_nets, &c->auth_nadmin_nets);
+            if (!c->auth_nadmin_nets)
+                fail(L, kl,
+                     "auth.admin_networks is empty: no one could manage the node (leave it out "
+                     "to allow every address)");
+            lua_pop(L, 1);
+            continue;
+        }
         if (fields == auth_fields && strcmp(keys[i].key, "separate_duties") == 0) {
             lua_getfield(L, -2, keys[i].key);
             if (!lua_isboolean(L, -1))
@@ -828,6 +839,7 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
             if (fields == auth_fields) {
                 suggest_try(&s, "two_factor_roles");
                 suggest_try(&s, "separate_duties");
+                suggest_try(&s, "admin_networks");
             }
             char hint[96];
             fail(L, kl, "unknown key '%s' in %s%s", keys[i].key, section,
@@ -1007,7 +1019,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         set_str(&c->key_file, want_path(L, line, "key_file", "a string (a file)"));
         break;
     case K_TRUSTED_PROXIES:
-        check_proxies(L, c, line);
+        check_networks(L, line, "trusted_proxies", &c->proxies, &c->nproxies);
         break;
     default: /* plugins: checked first */
         break;
@@ -1283,6 +1295,7 @@ void zt__conf_free(zt_conf *c)
     free(c->key_file);
     free(c->bus_publish);
     free(c->proxies);
+    free(c->auth_admin_nets);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);
     free(c->plugins);
     memset(c, 0, sizeof *c);

@@ -211,6 +211,11 @@ struct zt_conf {
      * system and the audit administrator are two people, GB/T 22239 三权分立) and no one
      * changes their own roles */
     bool auth_separate_duties;
+    /* admin_networks = { "10.1.0.0/16" }: the routes that need admin or auditor answer
+     * only clients in these networks (GB/T 22239: management terminals limited by
+     * address); none: every address */
+    zt_netmask *auth_admin_nets;
+    size_t auth_nadmin_nets;
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;

@@ -1758,6 +1758,35 @@ class RefusalsAudited(NodeTest):
         self.assertTrue(v["ok"], v)
 
 
+class AdminNetworks(NodeTest):
+    """auth.admin_networks: the node is managed only from the county's own networks."""
+
+    def test_management_routes_answer_only_those_networks(self):
+        n = self.node(plugins=("hello", "notice"), auth=dict(CHEAP, admin_networks=["127.0.0.1/32"]),
+                      roles=("auditor",))
+        outside = "127.0.0.2"
+        for path in ("/admin/users", "/audit/verify", "/admin/roles"):
+            st, _, d = n.json("GET", path, source=outside)
+            self.assertEqual((st, d["type"]), (403, "/problems/admin-network"), d)
+            self.assertIn("not from 127.0.0.2", d["detail"])
+            self.assertEqual(n.json("GET", path)[0], 200)
+        self.assertEqual(n.json("GET", "/auth/me", source=outside)[0], 200)  # the rest as before
+        self.assertEqual(n.json("GET", "/notices", source=outside)[0], 200)
+        st, _, d = n.json("GET", "/audit?limit=1000")
+        refused = [(x["action"], x["client"]) for x in d["items"] if x["action"].startswith("refused")]
+        self.assertIn(("refused: GET /admin/users", outside), refused)
+
+    def test_the_setting_is_checked(self):
+        for value, want in (([], "auth.admin_networks is empty"),
+                            (["10.0.0.0/33"], "auth.admin_networks: '10.0.0.0/33'"),
+                            ("10.0.0.0/8", "auth.admin_networks must be a list")):
+            with self.subTest(value=value):
+                n = self.node(auth=dict(CHEAP, admin_networks=value), start=False)
+                r = run(["check", "-c", n.conf])
+                self.assertEqual(r.returncode, 1)
+                self.assertIn(want, r.stderr)
+
+
 class SeparateDuties(NodeTest):
     """auth.separate_duties (GB/T 22239 三权分立): the system administrator and the audit
     administrator are two people, and no one changes their own roles."""
