@@ -98,6 +98,13 @@ static cJSON *user_public(const cJSON *u)
 
 /* Set u's password hash, whether it must be changed at the next sign-in (a one-time
  * password), and when it was set (auth.password_max_age counts from then). */
+/* An administrator's doing: the account may sign in again, for another inactive_after. */
+static void reactivate(cJSON *u)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "reactivated_at");
+    cJSON_AddNumberToObject(u, "reactivated_at", (double)zt_now_ms());
+}
+
 static void set_password(cJSON *u, const char *pwhash, bool must_change)
 {
     static const char *const keys[] = {"pw", "must_change_password", "password_changed_at"};
@@ -106,6 +113,7 @@ static void set_password(cJSON *u, const char *pwhash, bool must_change)
     cJSON_AddStringToObject(u, "pw", pwhash);
     cJSON_AddBoolToObject(u, "must_change_password", must_change);
     cJSON_AddNumberToObject(u, "password_changed_at", (double)zt_now_ms());
+    if (must_change) reactivate(u); /* a one-time password is given to be used */
 }
 
 /* When a staff account's password stops reaching beyond /auth/ (auth.password_max_age),
@@ -122,11 +130,28 @@ static int64_t password_expires_at(const zt_conf *c, const cJSON *u)
 
 /* What an account looks like to its owner and to administrators: no secrets, and when its
  * password expires if it does. */
+/* auth.inactive_after: a staff account is inactive once that long has passed since the
+ * last of its sign-in, its creation and its reactivation by an administrator (enabling
+ * it, or giving it a one-time password). */
+static bool inactive(const zt_conf *c, const cJSON *u, int64_t now)
+{
+    const char *kind = zt__jstr(u, "kind");
+    if (!c->auth_inactive_ms || !kind || strcmp(kind, "staff") != 0) return false;
+    double last = 0;
+    static const char *const keys[] = {"last_login_at", "created_at", "reactivated_at"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (jnum(u, keys[i]) > last) last = jnum(u, keys[i]);
+    return now - (int64_t)last > c->auth_inactive_ms;
+}
+
 static cJSON *user_view(const zt_auth *a, const cJSON *u)
 {
     cJSON *o = user_public(u);
     int64_t exp = password_expires_at(a->srv->conf, u);
     if (o && exp != INT64_MAX) cJSON_AddNumberToObject(o, "password_expires_at", (double)exp);
+    const char *kind = zt__jstr(u, "kind");
+    if (o && a->srv->conf->auth_inactive_ms && kind && strcmp(kind, "staff") == 0)
+        cJSON_AddBoolToObject(o, "inactive", inactive(a->srv->conf, u, zt_now_ms()));
     if (o) cJSON_AddBoolToObject(o, "two_factor", cJSON_GetObjectItem(u, "totp_enc") != NULL);
     return o;
 }
@@ -1047,6 +1072,17 @@ static int login_done(zt_req *req, void *arg)
         zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
         goto out;
     }
+    if (inactive(a->srv->conf, u, now)) {
+        long long age = (long long)(a->srv->conf->auth_inactive_ms / 1000);
+        bool days = age >= 86400;
+        zt_problem(req, 403, "account-inactive", NULL,
+                   "this account has not signed in for more than %lld %s (auth.inactive_after): "
+                   "an administrator reactivates it (PATCH /admin/users/:id {\"disabled\": "
+                   "false}, or zhengtong admin user enable)",
+                   days ? age / 86400 : age, days ? "days" : "seconds");
+        audit_refusal(req, "sign-in refused: inactive", w->login);
+        goto out;
+    }
     unsigned char key[ZT_TOTP_KEY];
     int krc = totp_key(a, u, "totp_enc", key);
     if (krc == ZT_OK) { /* the password was right: now the authenticator's code */
@@ -1072,8 +1108,6 @@ static int login_done(zt_req *req, void *arg)
         }
         cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
         cJSON_AddNumberToObject(u, "totp_last_step", (double)step);
-        /* (idv pointed into the map: a write may move what it pointed at) */
-        if ((rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
     } else if (krc != ZT_ENOTFOUND) {
         zt_req_log(req, ZT_LOG_ERROR, "the authenticator secret of '%s' cannot be opened: %s",
                    w->login, zt_strerror(krc));
@@ -1081,6 +1115,10 @@ static int login_done(zt_req *req, void *arg)
         goto out;
     }
     fail_clear(a, akey);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_at");
+    cJSON_AddNumberToObject(u, "last_login_at", (double)now);
+    /* (idv pointed into the map: a write may move what it pointed at) */
+    if ((rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
     if ((rc = prune_sessions(a, t, zt__jstr(u, "id"), now)) != ZT_OK) goto out;
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
@@ -1942,6 +1980,7 @@ static int h_user_patch(zt_req *req, void *ud)
         }
         cJSON_DeleteItemFromObjectCaseSensitive(u, k);
         cJSON_AddItemToObject(u, k, cJSON_Duplicate(e, 1));
+        if (strcmp(k, "disabled") == 0 && cJSON_IsFalse(e)) reactivate(u);
     }
     rc = zt__db_put_json(t, a->users, id, strlen(id), u);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* roles, name, department: cached callers */
@@ -2557,6 +2596,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             } else {
                 cJSON_ReplaceItemInObjectCaseSensitive(
                     u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
+                if (strcmp(verb, "enable") == 0) reactivate(u);
             }
             rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK && strcmp(verb, "disable") == 0)

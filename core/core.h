@@ -200,6 +200,10 @@ struct zt_conf {
     /* password_max_age = 90 days (s): a staff account's password older than this reaches
      * only /auth/ until it is changed (GB/T 22239: 定期更换); 0: never */
     int64_t auth_pw_max_age_ms;
+    /* inactive_after = 0 (s): a staff account not signed in for this long is inactive: its
+     * sign-in is refused until an administrator reactivates it (GB/T 22239: 及时停用多余的、
+     * 过期的账户); 0: never */
+    int64_t auth_inactive_ms;
     /* registrations_per_hour = 20: self-registrations from one client address (an IPv6
      * /64) in an hour; each costs an Argon2id hash and adds an account; 0: no limit */
     unsigned auth_reg_per_hour;

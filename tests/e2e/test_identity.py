@@ -1758,6 +1758,53 @@ class RefusalsAudited(NodeTest):
         self.assertTrue(v["ok"], v)
 
 
+class InactiveAccounts(NodeTest):
+    """auth.inactive_after (GB/T 22239: unused accounts are stopped in time): a staff
+    account not signed in for that long cannot sign in until an administrator reactivates
+    it."""
+
+    def test_an_unused_staff_account_is_stopped_until_reactivated(self):
+        n = self.node(auth=dict(CHEAP, inactive_after=3600, idle_timeout=86400, session_ttl=86400),
+                      env=TEST_CLOCK, plugins=("hello",), roles=("auditor",))
+        n.new_user("clerk", roles=())
+        st, _, lst = n.json("GET", "/admin/users?limit=500")
+        u = [x for x in lst["items"] if x["login"] == "clerk"][0]
+        self.assertIs(u["inactive"], False)
+        self.assertGreater(u["last_login_at"], 0)
+        st, _, d = register(n, kind="citizen", login="wang.wu", name="Wang Wu", id_number=PUBLISHED_ID)
+        self.assertEqual(st, 201, d)
+        n.set_clock(2 * 3600 * 1000)  # two hours on; the admin's session lives on
+        st, _, d = n.login("clerk", ADMIN_PASSWORD)
+        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
+        self.assertIn("not signed in for more than 3600 seconds", d["detail"])
+        st, _, d = n.login("clerk", "a-wrong-password-1")  # a wrong password says nothing more
+        self.assertEqual((st, d["type"]), (401, "/problems/bad-credentials"), d)
+        self.assertEqual(n.login("wang.wu", STRONG_PW)[0], 200)  # citizens are not held to it
+        self.assertIs(n.json("GET", "/admin/users/" + u["id"])[2]["inactive"], True)
+        st, _, log = n.json("GET", "/audit?object=clerk")
+        self.assertIn("sign-in refused: inactive", [x["action"] for x in log["items"]])
+        st, _, d = n.json("PATCH", "/admin/users/" + u["id"], {"disabled": False})
+        self.assertEqual((st, d["inactive"]), (200, False), d)
+        self.assertEqual(n.login("clerk", ADMIN_PASSWORD)[0], 200)
+
+    def test_offline_enable_and_a_new_password_reactivate(self):
+        n = self.node(auth=dict(CHEAP, inactive_after=5), plugins=("hello",), roles=())
+        r = n.admin_cli("user", "add", "li.wei", "Li Wei", "root")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        otp = r.stdout.split("one-time password: ")[1].split()[0]
+        time.sleep(5.5)
+        st, _, d = n.login("li.wei", otp)
+        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
+        r = n.admin_cli("user", "passwd", "li.wei")  # a new one-time password is given to be used
+        self.assertEqual(r.returncode, 0, r.stderr)
+        otp = r.stdout.split("one-time password: ")[1].split()[0]
+        self.assertEqual(n.login("li.wei", otp)[0], 200)
+        time.sleep(5.5)
+        self.assertEqual(n.login("li.wei", otp)[0], 403)
+        self.assertEqual(n.admin_cli("user", "enable", "li.wei").returncode, 0)
+        self.assertEqual(n.login("li.wei", otp)[0], 200)
+
+
 class AdminNetworks(NodeTest):
     """auth.admin_networks: the node is managed only from the county's own networks."""
 
