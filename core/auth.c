@@ -1060,6 +1060,7 @@ static int login_done(zt_req *req, void *arg)
     snprintf(akey, sizeof akey, "acct:%s", w->login);
     addr_key(ckey, "addr:", w->client);
     int rc = ZT_OK;
+    cJSON *prev = NULL; /* the sign-in before this one */
     if (!w->ok) {
         fail_note(a, akey, now);
         fail_note(a, ckey, now);
@@ -1125,8 +1126,18 @@ static int login_done(zt_req *req, void *arg)
         goto out;
     }
     fail_clear(a, akey);
+    /* the sign-in before this one, for its holder to notice one that was not theirs */
+    prev = cJSON_CreateObject();
+    double prev_at = jnum(u, "last_login_at");
+    const char *prev_client = zt__jstr(u, "last_login_client");
+    if (prev_at > 0) {
+        cJSON_AddNumberToObject(prev, "at", prev_at);
+        cJSON_AddStringToObject(prev, "client", prev_client ? prev_client : "");
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_at");
     cJSON_AddNumberToObject(u, "last_login_at", (double)now);
+    cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_client");
+    cJSON_AddStringToObject(u, "last_login_client", w->client);
     /* (idv pointed into the map: a write may move what it pointed at) */
     if ((rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
     if ((rc = prune_sessions(a, t, zt__jstr(u, "id"), now)) != ZT_OK) goto out;
@@ -1161,11 +1172,16 @@ static int login_done(zt_req *req, void *arg)
         cJSON_AddStringToObject(o, "session", sid);
         cJSON_AddNumberToObject(o, "expires_at", (double)expires);
         cJSON_AddItemToObject(o, "user", user_view(a, u));
+        if (prev && prev->child)
+            cJSON_AddItemToObject(o, "previous_sign_in", prev), prev = NULL;
+        else
+            cJSON_AddNullToObject(o, "previous_sign_in");
         rc = zt_respond_json(req, 200, o);
         cJSON_Delete(o);
     }
     sodium_memzero(token, sizeof token);
 out:
+    cJSON_Delete(prev);
     cJSON_Delete(u);
     login_work_free(w);
     return rc;

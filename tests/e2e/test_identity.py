@@ -1805,6 +1805,25 @@ class InactiveAccounts(NodeTest):
         self.assertEqual(n.login("li.wei", otp)[0], 200)
 
 
+class PreviousSignIn(NodeTest):
+    def test_a_sign_in_tells_when_and_where_the_one_before_was(self):
+        n = self.node(auth=CHEAP, plugins=("hello",), roles=())
+        st, _, d = register(n, kind="citizen", login="zhou.li", name="Zhou Li", id_number=PUBLISHED_ID)
+        self.assertEqual(st, 201, d)
+        st, _, d = n.login("zhou.li", STRONG_PW, source="127.0.0.7")
+        self.assertEqual(st, 200, d)
+        self.assertIsNone(d["previous_sign_in"])  # the first
+        first_at = d["user"]["last_login_at"]
+        self.assertEqual(d["user"]["last_login_client"], "127.0.0.7")
+        self.assertEqual(n.login("zhou.li", "a-wrong-password-1", source="127.0.0.8")[0], 401)
+        st, _, d = n.login("zhou.li", STRONG_PW, source="127.0.0.9")
+        self.assertEqual(st, 200, d)
+        # a failed attempt is no sign-in
+        self.assertEqual(d["previous_sign_in"], {"at": first_at, "client": "127.0.0.7"})
+        me = n.json("GET", "/auth/me", headers=bearer(d["token"]), auth=False)[2]
+        self.assertEqual(me["last_login_client"], "127.0.0.9")
+
+
 class AdminNetworks(NodeTest):
     """auth.admin_networks: the node is managed only from the county's own networks."""
 
