@@ -1870,16 +1870,60 @@ static int h_user_create(zt_req *req, void *ud)
     return hash_then(req, a, NULL, cJSON_Duplicate(j, 1), user_create_then);
 }
 
+/* GET /admin/users filters: kind, role, department (it and those below), disabled,
+ * inactive. NULL: all pass. */
+typedef struct user_filter {
+    const char *kind, *role, *dept;
+    int disabled, inactive; /* -1: either, 0: false, 1: true */
+} user_filter;
+
+static bool user_passes(zt_auth *a, zt_txn *t, const user_filter *f, const cJSON *u, int64_t now)
+{
+    const char *kind = zt__jstr(u, "kind");
+    if (f->kind && (!kind || strcmp(kind, f->kind) != 0)) return false;
+    if (f->role && !json_roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), f->role))
+        return false;
+    if (f->disabled >= 0 && jtrue(u, "disabled") != (f->disabled == 1)) return false;
+    if (f->inactive >= 0 && inactive(a->srv->conf, u, now) != (f->inactive == 1)) return false;
+    bool hit = false;
+    if (f->dept) dept_walk(a, t, zt__jstr(u, "department"), f->dept, &hit);
+    return !f->dept || hit;
+}
+
+/* "true" 1, "false" 0, absent -1; else -2. */
+static int query_bool(zt_req *req, const char *name)
+{
+    const char *v = zt_req_query(req, name);
+    return !v ? -1 : strcmp(v, "true") == 0 ? 1 : strcmp(v, "false") == 0 ? 0 : -2;
+}
+
+#define USER_SCAN_MAX 20000 /* accounts one page reads at most: a rare filter pages on */
+
 static int h_user_list(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     zt_txn *t = zt_req_txn(req);
     zt_cursor *cur;
-    if (!t || zt_cursor_open(t, a->users, &cur) != ZT_OK) return ZT_EIO;
+    if (!t) return ZT_EIO;
     const char *lim = zt_req_query(req, "limit"), *after = zt_req_query(req, "after");
-    long limit = lim ? strtol(lim, NULL, 10) : 50;
-    if (limit < 1 || limit > 500)
+    char *end = NULL;
+    long limit = lim ? strtol(lim, &end, 10) : 50;
+    if (limit < 1 || limit > 500 || (lim && *end))
         return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 500");
+    user_filter f = {zt_req_query(req, "kind"), zt_req_query(req, "role"),
+                     zt_req_query(req, "department"), query_bool(req, "disabled"),
+                     query_bool(req, "inactive")};
+    if (f.kind && strcmp(f.kind, "staff") != 0 && strcmp(f.kind, "citizen") != 0 &&
+        strcmp(f.kind, "enterprise") != 0)
+        return zt_problem(req, 400, "invalid-query", NULL, "kind: staff, citizen or enterprise");
+    if (f.disabled == -2 || f.inactive == -2)
+        return zt_problem(req, 400, "invalid-query", NULL, "disabled, inactive: true or false");
+    if (f.role && !zt__role_name_ok(f.role))
+        return zt_problem(req, 400, "invalid-query", NULL, "role: a role name");
+    if (f.dept && !zt__auth_dept_exists(a->srv, t, f.dept))
+        return zt_problem(req, 400, "invalid-query", NULL, "department: no department '%s'",
+                          f.dept);
+    if (zt_cursor_open(t, a->users, &cur) != ZT_OK) return ZT_EIO;
     cJSON *o = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     zt_kv kv;
@@ -1887,15 +1931,21 @@ static int h_user_list(zt_req *req, void *ud)
                    : zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv);
     if (rc == ZT_OK && after && kv.klen == strlen(after) && memcmp(kv.key, after, kv.klen) == 0)
         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv);
-    long n = 0;
+    long n = 0, scanned = 0;
     char last[27] = "";
-    for (; rc == ZT_OK && n < limit; rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv), n++) {
-        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (!u) continue;
-        cJSON_AddItemToArray(items, user_view(a, u));
-        cJSON_Delete(u);
+    int64_t now = zt_now_ms();
+    for (; rc == ZT_OK && n < limit && scanned < USER_SCAN_MAX;
+         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv), scanned++) {
         snprintf(last, sizeof last, "%.*s", (int)kv.klen, (const char *)kv.key);
+        cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (u && user_passes(a, t, &f, u, now)) {
+            cJSON_AddItemToArray(items, user_view(a, u));
+            n++;
+        }
+        cJSON_Delete(u);
     }
+    /* more to read: the next page starts after the last account read (which a filter may
+     * have passed over) */
     if (rc == ZT_OK && last[0])
         cJSON_AddStringToObject(o, "next", last);
     else

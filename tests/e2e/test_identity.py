@@ -1805,6 +1805,47 @@ class InactiveAccounts(NodeTest):
         self.assertEqual(n.login("li.wei", otp)[0], 200)
 
 
+class UserFilters(NodeTest):
+    """GET /admin/users finds the accounts an access review asks about (等保: 定期审查权限)."""
+
+    def test_by_role_department_kind_and_state(self):
+        n = self.node(auth=dict(CHEAP, inactive_after=86400), plugins=("hello", "notice"), roles=())
+        for code, parent in (("jyj", "root"), ("jyj-office", "jyj"), ("gaj", "root")):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": parent})
+            self.assertEqual(st, 201, d)
+        n.new_user("ed1", roles=("notice_editor",), department="jyj")
+        n.new_user("ed2", roles=("notice_editor", "auditor"), department="jyj-office")
+        n.new_user("cop", roles=("auditor",), department="gaj")
+        self.assertEqual(register(n, kind="citizen", login="zhou.li", name="Zhou Li",
+                                  id_number=PUBLISHED_ID)[0], 201)
+
+        def logins(query):
+            st, _, d = n.json("GET", "/admin/users?" + query)
+            self.assertEqual(st, 200, d)
+            return sorted(u["login"] for u in d["items"])
+
+        self.assertEqual(logins("role=auditor"), ["cop", "ed2"])
+        self.assertEqual(logins("role=notice_editor&department=jyj"), ["ed1", "ed2"])  # and below
+        self.assertEqual(logins("department=jyj-office"), ["ed2"])
+        self.assertEqual(logins("kind=citizen"), ["zhou.li"])
+        self.assertEqual(logins("kind=staff&inactive=false"), ["admin", "cop", "ed1", "ed2"])
+        uid = [u for u in n.json("GET", "/admin/users?role=auditor&department=gaj")[2]["items"]][0]["id"]
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"disabled": True})[0], 200)
+        self.assertEqual(logins("disabled=true"), ["cop"])
+        # a filter pages on: one a page, then the next from where the page stopped
+        st, _, d = n.json("GET", "/admin/users?role=notice_editor&limit=1")
+        self.assertEqual(len(d["items"]), 1)
+        seen = [d["items"][0]["login"]]
+        st, _, d = n.json("GET", "/admin/users?role=notice_editor&limit=1&after=" + d["next"])
+        seen += [u["login"] for u in d["items"]]
+        self.assertEqual(sorted(seen), ["ed1", "ed2"])
+        for query in ("kind=robot", "disabled=yes", "role=Not%20A%20Role", "department=nowhere",
+                      "limit=5x"):
+            with self.subTest(query=query):
+                st, _, d = n.json("GET", "/admin/users?" + query)
+                self.assertEqual((st, d["type"]), (400, "/problems/invalid-query"), d)
+
+
 class PreviousSignIn(NodeTest):
     def test_a_sign_in_tells_when_and_where_the_one_before_was(self):
         n = self.node(auth=CHEAP, plugins=("hello",), roles=())
