@@ -539,6 +539,13 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
         cJSON_Delete(k);
         return answer ? unauthenticated(req, "the API key is unknown or revoked") : ZT_ENOTFOUND;
     }
+    double expires = jnum(k, "expires_at");
+    if (expires > 0 && (double)zt_now_ms() >= expires) {
+        cJSON_Delete(k);
+        return answer ? unauthenticated(req, "the API key has expired: the node's administrator "
+                                             "makes a new one (POST /admin/keys)")
+                      : ZT_ENOTFOUND;
+    }
     /* a key made before its role was listed in auth.two_factor_roles holds it no more */
     const char *krole = zt__jstr(k, "role");
     if (!krole || key_role_problem(srv->conf, krole)) {
@@ -568,6 +575,8 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     c->nroles = 1;
     req->caller = c;
     req->session_last_seen = INT64_MAX; /* keys have no session to refresh */
+    memcpy(req->token_hash, hash, 32);
+    req->key_last_used = (int64_t)jnum(k, "last_used_at");
     cJSON_Delete(k);
     return ZT_OK;
 }
@@ -691,10 +700,32 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
  * writes, so it is refreshed at most once a minute per session, and at least twice per
  * idle timeout (else a session in use would end as idle under a timeout below a minute);
  * after the request (whose own transaction may be read-only), in a transaction of its own. */
+#define KEY_USE_EVERY_MS (3600 * 1000) /* an API key's last use, recorded at most hourly */
+
+/* An API key's last_used_at, for county IT to find the keys no device uses any more. */
+static void key_used(zt_server *srv, zt_req *req, int64_t now)
+{
+    zt_txn *t;
+    if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
+    cJSON *k = zt__db_get_json(t, srv->auth->keys, req->token_hash, 32);
+    bool ok = false;
+    if (k) {
+        cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
+        cJSON_AddNumberToObject(k, "last_used_at", (double)now);
+        ok = zt__db_put_json(t, srv->auth->keys, req->token_hash, 32, k) == ZT_OK;
+        cJSON_Delete(k);
+    }
+    zt__store_end(srv->store, t, ok);
+    req->key_last_used = now;
+}
+
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
     int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
     if (every > 60000) every = 60000;
+    if (req->caller && req->session_last_seen == INT64_MAX &&
+        now - req->key_last_used >= KEY_USE_EVERY_MS)
+        key_used(srv, req, now);
     if (!req->caller || req->session_last_seen == INT64_MAX || now - req->session_last_seen < every)
         return;
     zt_txn *t;
@@ -2392,8 +2423,10 @@ static int h_register(zt_req *req, void *ud)
 
 /* A new API key: its record is stored under the hash of the key, which goes to key[] and
  * is shown once. */
+#define KEY_DAYS_MAX 3660 /* ten years */
+
 static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, const char *role,
-                   char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
+                   int64_t expires_at, char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
 {
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
@@ -2409,6 +2442,10 @@ static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, 
     cJSON_AddStringToObject(k, "plugin", plugin);
     cJSON_AddStringToObject(k, "role", role);
     cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
+    if (expires_at)
+        cJSON_AddNumberToObject(k, "expires_at", (double)expires_at);
+    else
+        cJSON_AddNullToObject(k, "expires_at");
     int rc = zt__db_put_json(t, a->keys, hash, 32, k);
     if (rc == ZT_OK)
         *rec = k;
@@ -2434,13 +2471,24 @@ static int h_key_create(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
     const char *why = key_role_problem(a->srv->conf, role);
     if (why) return zt_problem(req, 422, "invalid-key", NULL, "role '%s' %s", role, why);
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(j, "valid_days");
+    int64_t expires_at = 0;
+    if (days && !cJSON_IsNull(days)) {
+        if (!cJSON_IsNumber(days) || days->valuedouble != (double)(int)days->valuedouble ||
+            days->valuedouble < 1 || days->valuedouble > KEY_DAYS_MAX)
+            return zt_problem(req, 422, "invalid-key", NULL,
+                              "valid_days: how many days the key works, 1 to %d (leave it out "
+                              "for a key that works until it is revoked)",
+                              KEY_DAYS_MAX);
+        expires_at = zt_now_ms() + (int64_t)days->valuedouble * 86400000;
+    }
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     if (strcmp(role, ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, role))
         return zt_problem(req, 422, "unknown-role", NULL, "role: " ZT__ROLE_UNKNOWN, role);
     char key[4 + ZT__B64URL_LEN(32)];
     cJSON *k = NULL;
-    int rc = key_new(a, t, name, plugin, role, key, &k);
+    int rc = key_new(a, t, name, plugin, role, expires_at, key, &k);
     if (rc == ZT_OK) {
         cJSON_AddStringToObject(k, "key", key);
         zt_audit_note(req, "create API key", zt__jstr(k, "id"));
@@ -2549,11 +2597,25 @@ static void dept_row(const cJSON *d, FILE *out)
             or_dash(zt__jstr(d, "name")));
 }
 
+/* ms as the UTC date YYYY-MM-DD, or "-" for 0 */
+static const char *day_of(double ms, char out[11])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms <= 0 || !gmtime_r(&t, &tm)) return "-";
+    snprintf(out, 11, "%04u-%02u-%02u", (unsigned)(tm.tm_year + 1900) % 10000,
+             (unsigned)(tm.tm_mon + 1) % 100, (unsigned)tm.tm_mday % 100);
+    return out;
+}
+
 static void key_row(const cJSON *k, FILE *out)
 {
-    fprintf(out, "%-26s %-16s %-20s %s\n", or_dash(zt__jstr(k, "id")),
-            or_dash(zt__jstr(k, "plugin")), or_dash(zt__jstr(k, "role")),
-            or_dash(zt__jstr(k, "name")));
+    char e[11], u[11];
+    double expires = jnum(k, "expires_at");
+    fprintf(out, "%-26s %-16s %-20s %-10s %-10s %s%s\n", or_dash(zt__jstr(k, "id")),
+            or_dash(zt__jstr(k, "plugin")), or_dash(zt__jstr(k, "role")), day_of(expires, e),
+            day_of(jnum(k, "last_used_at"), u), or_dash(zt__jstr(k, "name")),
+            expires > 0 && expires <= (double)zt_now_ms() ? " (expired)" : "");
 }
 
 /* Who runs the command, for the audit record: the login behind sudo, else the account
@@ -2728,9 +2790,11 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         cJSON_Delete(d);
         if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
-        NEED(5, "key add NAME PLUGIN ROLE");
+        NEED(5, "key add NAME PLUGIN ROLE [DAYS]");
         char key[4 + ZT__B64URL_LEN(32)];
         cJSON *k = NULL;
+        long days = 0;
+        char *end = NULL;
         const char *why = key_role_problem(a->srv->conf, argv[4]), *bad = name_problem(argv[2]);
         if (bad) {
             snprintf(err, errlen, "NAME: " NAME_TEXT, bad);
@@ -2745,8 +2809,13 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         } else if (strcmp(argv[4], ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, argv[4])) {
             snprintf(err, errlen, "ROLE: " CLI_ROLE_UNKNOWN, argv[4]);
             rc = ZT_EINVAL;
+        } else if (argc > 5 && ((days = strtol(argv[5], &end, 10)) < 1 || days > KEY_DAYS_MAX ||
+                                *end || !isdigit((unsigned char)argv[5][0]))) {
+            snprintf(err, errlen, "DAYS: how many days the key works, 1 to %d", KEY_DAYS_MAX);
+            rc = ZT_EINVAL;
         } else {
-            rc = key_new(a, t, argv[2], argv[3], argv[4], key, &k);
+            rc = key_new(a, t, argv[2], argv[3], argv[4],
+                         argc > 5 ? zt_now_ms() + (int64_t)days * 86400000 : 0, key, &k);
         }
         if (rc == ZT_OK)
             fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],

@@ -542,9 +542,10 @@ struct zt_req {
     bool needs_two_factor; /* a role of auth.two_factor_roles, and no authenticator yet */
     unsigned char token_hash[32];
     unsigned char token_tag[16]; /* its tag in the session cache (auth.c) */
-    int64_t session_last_seen;
-    const char *audit_action; /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
-    const char *audit_object; /* NULL: the path */
+    int64_t session_last_seen;   /* INT64_MAX: no session (an API key, whose hash is token_hash) */
+    int64_t key_last_used;       /* an API key: when its use was last recorded (ms; 0: never) */
+    const char *audit_action;    /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
+    const char *audit_object;    /* NULL: the path */
     /* work that no client asked for (zt__job_new): conn is NULL */
     zt_plugin *job_plugin; /* the plugin the work runs for */
     const zt_event *event; /* the event being delivered, or NULL */

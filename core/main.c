@@ -21,7 +21,8 @@ static const char usage[] =
     "                   user totp-off LOGIN                (a lost phone: sign-in codes off)\n"
     "                   user list | dept list | key list\n"
     "                   dept add CODE NAME [PARENT]\n"
-    "                   key add NAME PLUGIN ROLE           (an API key for a device or node)\n"
+    "                   key add NAME PLUGIN ROLE [DAYS]    (an API key for a device or node;\n"
+    "                                                      DAYS: it works that many days)\n"
     "                   key revoke ID\n"
     "                   role list | role remove NAME\n"
     "                   role add NAME DESCRIPTION          (a role a script computes)\n"
@@ -52,7 +53,7 @@ static const struct shape {
     {"admin", "dept", "add", 4, 5, "admin [-c FILE] dept add CODE NAME [PARENT]"},
     {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
     {"admin", "user", "totp-off", 3, 3, "admin [-c FILE] user totp-off LOGIN"},
-    {"admin", "key", "add", 5, 5, "admin [-c FILE] key add NAME PLUGIN ROLE"},
+    {"admin", "key", "add", 5, 6, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS]"},
     {"admin", "key", "list", 2, 2, "admin [-c FILE] key list"},
     {"admin", "key", "revoke", 3, 3, "admin [-c FILE] key revoke ID"},
     {"admin", "role", "list", 2, 2, "admin [-c FILE] role list"},

@@ -1166,6 +1166,54 @@ class ApiKeys(NodeTest):
         self.check_bound_to_hello(key)
 
 
+class ApiKeyLife(NodeTest):
+    """Keys that expire, and the last use of each, for county IT to retire dead ones."""
+
+    def test_a_key_works_for_its_days_and_records_its_last_use(self):
+        n = self.node(plugins=("hello",), env=TEST_CLOCK, roles=())
+        for days in (0, 3661, 1.5, "7"):
+            st, _, d = n.json("POST", "/admin/keys", {"name": "g", "plugin": "hello", "role": "user",
+                                                       "valid_days": days})
+            self.assertEqual((st, d["type"]), (422, "/problems/invalid-key"), d)
+            self.assertIn("valid_days", d["detail"])
+        st, _, k = n.json("POST", "/admin/keys", {"name": "gauge-2", "plugin": "hello", "role": "user",
+                                                   "valid_days": 30})
+        self.assertEqual(st, 201, k)
+        self.assertAlmostEqual(k["expires_at"] - k["created_at"], 30 * 86400000, delta=5000)
+        self.assertNotIn("last_used_at", k)
+        st, _, forever = n.json("POST", "/admin/keys", {"name": "gauge-3", "plugin": "hello", "role": "user"})
+        self.assertIsNone(forever["expires_at"])
+        self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(k["key"]), auth=False)[0], 200)
+        listed = {x["id"]: x for x in n.json("GET", "/admin/keys")[2]["items"]}
+        used = listed[k["id"]]["last_used_at"]
+        self.assertGreaterEqual(used, k["created_at"])
+        self.assertNotIn("last_used_at", listed[forever["id"]])
+        # written at most hourly, not on every request
+        self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(k["key"]), auth=False)[0], 200)
+        listed = {x["id"]: x for x in n.json("GET", "/admin/keys")[2]["items"]}
+        self.assertEqual(listed[k["id"]]["last_used_at"], used)
+        n.set_clock(31 * 86400000)
+        self.sign_in_again(n)
+        st, hdrs, b = n.request("POST", "/hello/counter", headers=bearer(k["key"]), auth=False)
+        self.assertProblem(st, hdrs, b, 401, "unauthenticated")
+        self.assertIn(b"expired", b)
+        self.assertEqual(n.request("POST", "/hello/counter", headers=bearer(forever["key"]), auth=False)[0],
+                         200)
+        r = n.admin_cli("key", "list")  # (the command's clock is the machine's, not the test's)
+        expires = time.strftime("%Y-%m-%d", time.gmtime(k["expires_at"] / 1000))
+        self.assertEqual([l for l in r.stdout.splitlines() if "gauge-2" in l][0].split()[3], expires)
+        for days in ("0", "x", "3661", "7d"):
+            r = n.admin_cli("key", "add", "g", "hello", "user", days)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn("DAYS", r.stderr)
+        r = n.admin_cli("key", "add", "gauge-4", "hello", "user", "365")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def sign_in_again(self, n):
+        n.auth = {}
+        n.sign_in()
+
+
 # ---- the event loop while passwords hash -------------------------------------------
 
 
@@ -1315,7 +1363,10 @@ class OfflineAdmin(NodeTest):
         line = [l for l in r.stdout.splitlines() if "gauge-7" in l]
         self.assertEqual(len(line), 1, r.stdout)
         kid = line[0].split()[0]
-        self.assertEqual(line[0].split()[1:4], ["hello", "reader", "gauge-7"])
+        cols = line[0].split()
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        # plugin, role, expires (never), last used (the request above), name
+        self.assertEqual(cols[1:6], ["hello", "reader", "-", today, "gauge-7"], r.stdout)
         self.assertNotIn(key, r.stdout)  # the secret is shown once, at add
         r = n.admin_cli("key", "revoke", kid)
         self.assertEqual(r.returncode, 0, r.stderr)
