@@ -696,10 +696,6 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
     return ZT_EPERM;
 }
 
-/* Idle expiry needs last_seen; writing it on every request would turn reads into
- * writes, so it is refreshed at most once a minute per session, and at least twice per
- * idle timeout (else a session in use would end as idle under a timeout below a minute);
- * after the request (whose own transaction may be read-only), in a transaction of its own. */
 #define KEY_USE_EVERY_MS (3600 * 1000) /* an API key's last use, recorded at most hourly */
 
 /* An API key's last_used_at, for county IT to find the keys no device uses any more. */
@@ -719,6 +715,10 @@ static void key_used(zt_server *srv, zt_req *req, int64_t now)
     req->key_last_used = now;
 }
 
+/* Idle expiry needs last_seen; writing it on every request would turn reads into
+ * writes, so it is refreshed at most once a minute per session, and at least twice per
+ * idle timeout (else a session in use would end as idle under a timeout below a minute);
+ * after the request (whose own transaction may be read-only), in a transaction of its own. */
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
     int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
