@@ -88,6 +88,7 @@ typedef struct ctx {
     char *err;
     size_t errlen;
     const char *node; /* the node being read, for messages */
+    zt_plugin *p;     /* the workflow plugin: it declares the roles a definition names */
 } ctx;
 
 /* Where `id = {` or `["id"] = {` seems to be in the source: a line for messages. */
@@ -314,6 +315,16 @@ static int decisions_field(ctx *c, int t, wf_node *n)
     return ZT_OK;
 }
 
+/* A role the definition names outright (what: where) is a role of the node: the accounts
+ * that handle its tasks can be given it (zt_role_declare). One that is no role name no
+ * account could hold: the definition is refused. A role a function computes is one county
+ * IT adds (POST /admin/roles). */
+static int declare_role(ctx *c, const char *what, const char *role)
+{
+    if (!role || zt_role_declare(c->p, role, NULL) == ZT_OK) return ZT_OK;
+    return fail(c, "%s: '%s' is no role name (1 to 64 of a-z 0-9 _ . - from a letter)", what, role);
+}
+
 static int read_user(ctx *c, refs *r, int t, wf_node *n)
 {
     int rc;
@@ -322,6 +333,9 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = fn_field(c, t, "assignee", &n->assignee_fn)) != ZT_OK) return rc;
     if ((rc = fn_field(c, t, "multi", &n->multi_fn)) != ZT_OK) return rc;
     if ((rc = str_or_fn(c, t, "escalate_to", &n->escalate_to, &n->escalate_fn)) != ZT_OK) return rc;
+    if ((rc = declare_role(c, "role", n->role)) != ZT_OK ||
+        (rc = declare_role(c, "escalate_to", n->escalate_to)) != ZT_OK)
+        return rc;
     /* a span of working time from the task's creation, or a function of the instance that
      * gives the moment (a time limit its plugin counts, such as a legal one) */
     if (rawfield(c->L, t, "deadline") == LUA_TFUNCTION) {
@@ -616,7 +630,7 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
         return ZT_ENOMEM;
     }
     d->ref = WF_NOREF;
-    ctx c = {L, d, chunk, err, errlen, NULL};
+    ctx c = {L, d, chunk, err, errlen, NULL, w->p};
     int rc = ZT_ENOMEM;
     if (!(d->src = malloc(len + 1)) || !(d->owner = strdup(owner)) || !(d->file = strdup(chunk)))
         goto done;
@@ -660,6 +674,11 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
                 lua_pop(L, 1);
                 free(start);
                 rc = ZT_ENOMEM;
+                goto done;
+            }
+            if ((rc = declare_role(&c, "starters", d->starters[d->nstarters - 1])) != ZT_OK) {
+                lua_pop(L, 1);
+                free(start);
                 goto done;
             }
         }
@@ -833,32 +852,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The roles a definition names outright are roles of the node: the accounts that handle
- * its tasks can be given them (zt_role_declare). A role a function computes (a multi or
- * assignee function's) is one county IT adds (POST /admin/roles). */
-static void declare_roles(wf *w, const wf_def *d)
-{
-    const char *names[2];
-    for (size_t i = 0; i <= d->nnodes; i++) {
-        size_t k = 0;
-        if (i < d->nnodes) {
-            if (d->nodes[i].role) names[k++] = d->nodes[i].role;
-            if (d->nodes[i].escalate_to) names[k++] = d->nodes[i].escalate_to;
-        }
-        for (size_t m = 0; m < k; m++)
-            if (zt_role_declare(w->p, names[m], NULL) != ZT_OK)
-                zt_log(w->p, ZT_LOG_WARN,
-                       "%s: task %s names the role '%s', which is no role name (1 to 64 of "
-                       "a-z 0-9 _ . - from a letter): no account can hold it",
-                       d->file, d->nodes[i].id, names[m]);
-    }
-    for (size_t i = 0; i < d->nstarters; i++)
-        if (zt_role_declare(w->p, d->starters[i], NULL) != ZT_OK)
-            zt_log(w->p, ZT_LOG_WARN,
-                   "%s: starters names '%s', which is no role name: no account can hold it",
-                   d->file, d->starters[i]);
-}
-
 /* Every *.lua of dir, in name order (so that messages and version order do not depend on
  * the file system). */
 static int load_dir(wf *w, const char *dir, const char *shown, const char *owner, char *err,
@@ -916,7 +909,6 @@ static int load_dir(wf *w, const char *dir, const char *shown, const char *owner
         if (rc != ZT_OK) break;
         d->next = w->files;
         w->files = d;
-        declare_roles(w, d);
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);

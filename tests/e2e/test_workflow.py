@@ -897,6 +897,10 @@ BAD = [
     ("unreachable", 'n = { type = "user", role = "r", next = "e" },\n    lost = { type = "user", role = "r", next = "e" }',
      "cannot be reached", "lost"),
     ("no assignment", 'n = { type = "user", next = "e" }', "needs a role", "n"),
+    ("a role no account can hold", 'n = { type = "user", role = "Office Clerk", next = "e" }',
+     "role: 'Office Clerk' is no role name", "n"),
+    ("escalation to no role", 'n = { type = "user", role = "r", deadline = "2d", escalate_to = "x y", next = "e" }',
+     "escalate_to: 'x y' is no role name", "n"),
     ("empty decisions", 'n = { type = "user", role = "r", decisions = {}, next = "e" }', "decisions must be", "n"),
     ("decisions not words", 'n = { type = "user", role = "r", decisions = { "ok", 2 }, next = "e" }',
      "decisions must be", "n"),
@@ -938,6 +942,9 @@ class BadDefinitionTest(NodeTest):
                            '  a = { type = "user", role = "r", next = "s" } } }\n', "no end node", None)
         self.check_refused('return { name = "broken", start = "s", nodes = {', "broken.lua:1", None)
         self.check_refused('return 42', "must return a table", None)
+        self.check_refused('return { name = "broken", start = "s", starters = { "hr", "Head Office" },\n'
+                           '  nodes = { s = { type = "start", next = "e" }, e = { type = "end" } } }\n',
+                           "starters: 'Head Office' is no role name", None)
 
 
 if __name__ == "__main__":
