@@ -271,7 +271,7 @@ static cJSON *row_for(cJSON *list, const char *name, const cJSON *stored, const 
         cJSON_AddStringToObject(o, "description", desc);
     else
         cJSON_AddNullToObject(o, "description");
-    if (from && (d || strcmp(from, CUSTOM) == 0))
+    if (from)
         cJSON_AddStringToObject(o, "from", from);
     else
         cJSON_AddNullToObject(o, "from"); /* held, but nothing here declares it */
@@ -322,9 +322,8 @@ static cJSON *roles_list(zt_server *srv, zt_txn *t)
                 char name[65];
                 snprintf(name, sizeof name, "%.*s", (int)(kv.klen < 64 ? kv.klen : 64),
                          (const char *)kv.key);
-                const char *from = zt__jstr(v, "from");
-                if (!row_find(list, name) && from && strcmp(from, CUSTOM) == 0)
-                    row_for(list, name, v, NULL);
+                /* custom, or declared at the last start (offline: no plugin runs) */
+                if (!row_find(list, name)) row_for(list, name, v, NULL);
             } else if (k == 1) {
                 const cJSON *roles = cJSON_GetObjectItemCaseSensitive(v, "roles");
                 for (const cJSON *x = cJSON_IsArray(roles) ? roles->child : NULL; x; x = x->next)

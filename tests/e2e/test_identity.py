@@ -1734,6 +1734,10 @@ class Roles(NodeTest):
         n = self.node(plugins=("hello", "notice"), roles=("auditor",))
         n.new_user("editor", roles=("notice_editor",))
         n.stop()
+        # offline, the roles the plugins declared at the last start are known
+        r = n.admin_cli("role", "list")
+        self.assertEqual([l.split()[:4] for l in r.stdout.splitlines() if l.startswith("notice_editor ")],
+                         [["notice_editor", "notice", "1", "0"]], r.stdout)
         n._conf_text = n._conf_text.replace('plugins = { "hello", "notice" }', 'plugins = { "hello" }')
         self.assertIn('plugins = { "hello" }', n._conf_text)
         n._write_conf()
