@@ -65,6 +65,8 @@ struct zt_lua_plugin {
     struct db_iter *iters;  /* cursors open in the current work */
     char warn[256];         /* a warning being assembled from its pieces */
     size_t nwarn;
+    char *roles_seen[32]; /* roles zt.auth.has_role was asked about, checked once each */
+    size_t nroles_seen;
 
     /* while req is set: its req table (lua_topointer; NULL when the work has none), its
      * route (NULL but for a route's handler), and whether its caller table is made */
@@ -2015,12 +2017,40 @@ static int l_auth_caller(lua_State *L)
     return 1;
 }
 
+/* The first time a plugin asks about a role, whether anyone can be given it: a role no
+ * one declared (zt.role) nor added (POST /admin/roles) is refused to every account, so the
+ * check can never pass. Said once, in the log, for the plugin's developer. */
+static void role_check_once(struct zt_lua_plugin *lp, zt_req *req, const char *role)
+{
+    if (!lp->srv->roles) return; /* no accounts here (zhengtong test) */
+    for (size_t i = 0; i < lp->nroles_seen; i++)
+        if (strcmp(lp->roles_seen[i], role) == 0) return;
+    if (lp->nroles_seen == sizeof lp->roles_seen / sizeof *lp->roles_seen) return;
+    if (!(lp->roles_seen[lp->nroles_seen] = strdup(role))) return;
+    lp->nroles_seen++;
+    if (strcmp(role, ZT_ROLE_USER) == 0 || strcmp(role, ZT_ROLE_PUBLIC) == 0) {
+        zt_log(lp->p, ZT_LOG_WARN,
+               "zt.auth.has_role(req, \"%s\") is never true: '%s' is a route's role, not one "
+               "an account holds (req.caller says whether someone is signed in)",
+               role, role);
+    } else if (!zt__role_known(lp->srv, NULL, role) &&
+               !zt__role_known(lp->srv, zt_req_txn(req), role)) {
+        zt_log(lp->p, ZT_LOG_WARN,
+               "zt.auth.has_role checks the role '%s', which no plugin declares and county IT "
+               "has not added, so no account can be given it: declare it in init with "
+               "zt.role(\"%s\", \"what it lets its holders do\")",
+               role, role);
+    }
+}
+
 static int l_auth_has_role(lua_State *L)
 {
     zt_req *req = check_req(L, 1, "zt.auth.has_role");
     size_t len;
     const char *role = check_str(L, 2, "zt.auth.has_role", "role", &len);
-    lua_pushboolean(L, strlen(role) == len && zt_caller_has_role(zt_req_caller(req), role));
+    bool ok = strlen(role) == len;
+    if (ok) role_check_once(plugin_of(L), req, role);
+    lua_pushboolean(L, ok && zt_caller_has_role(zt_req_caller(req), role));
     return 1;
 }
 
@@ -3300,6 +3330,7 @@ static void lp_free(struct zt_lua_plugin *lp)
     }
     pool_drain(lp);
     zt__buf_free(&lp->scratch);
+    for (size_t i = 0; i < lp->nroles_seen; i++) free(lp->roles_seen[i]);
     while (lp->routes) {
         struct lua_route *r = lp->routes;
         lp->routes = r->next;

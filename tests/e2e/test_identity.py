@@ -1766,13 +1766,29 @@ class Roles(NodeTest):
         root = tempfile.mkdtemp(prefix="zt-e2e-roles-")
         self.addCleanup(shutil.rmtree, root, True)
         init = ('zt.role("stamp_keeper", "Keeps the stamps")\n'
-                'zt.route("GET", "/stamps", { role = "stamp_reader" }, function(req) return 200, {} end)\n')
+                'zt.route("GET", "/stamps", { role = "stamp_reader" }, function(req) return 200, {} end)\n'
+                'zt.route("GET", "/stamps/check", { role = "user" }, function(req)\n'
+                '  local r = {}\n'
+                '  for _, role in ipairs{ "stamp_keeper", "stamp_reader", "stamp_eraser", "user" } do\n'
+                '    r[role] = zt.auth.has_role(req, role)\n'
+                '  end\n'
+                '  return 200, r\n'
+                'end)\n')
         lua_dir = lua_tree_with(os.path.join(root, "lua"), {"stamps": (lua_manifest(), init)})
         n = self.node(plugins=("stamps",), lua_dir=lua_dir, roles=())
         r = self.roles(n)
         self.assertEqual((r["stamp_keeper"]["from"], r["stamp_keeper"]["description"]),
                          ("stamps", "Keeps the stamps"))
         self.assertEqual((r["stamp_reader"]["from"], r["stamp_reader"]["description"]), ("stamps", None))
+        # a role the plugin checks but no one declared is named once in the log, for its developer
+        for _ in range(3):
+            st, _, d = n.json("GET", "/stamps/check")
+            self.assertEqual(st, 200, d)
+        log = n.log()
+        self.assertEqual(log.count("checks the role 'stamp_eraser', which no plugin declares"), 1, log)
+        self.assertEqual(log.count('zt.auth.has_role(req, \\"user\\") is never true'), 1, log)
+        self.assertNotIn("'stamp_keeper', which no plugin", log)
+        self.assertNotIn("'stamp_reader', which no plugin", log)
         for call, want in (('zt.role("Stamp Keeper")', "init.lua:1: zt.role: 'Stamp Keeper' is no role name"),
                            ('zt.role("user", "x")', "not 'public' or 'user'"),
                            ('zt.role("ok_role", 7)', "description must be a string"),
