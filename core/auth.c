@@ -28,6 +28,8 @@ struct zt_auth {
     uint64_t bumped_in;           /* the last batch this process changed it in */
     zt_throttle *throttle;        /* failed attempts and registrations, in memory */
     uint64_t refusals_unrecorded; /* 403s past an account's share of the audit log */
+    zt_db *meta;                  /* "activity_since" → ms (8 bytes, big-endian) */
+    int64_t activity_since;       /* sign-ins are recorded since then: the floor of inactivity */
 };
 
 /* ---- brute force: per account and per client address ----------------------------- */
@@ -129,22 +131,24 @@ static int64_t password_expires_at(const zt_conf *c, const cJSON *u)
     return (cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0) + c->auth_pw_max_age_ms;
 }
 
-/* What an account looks like to its owner and to administrators: no secrets, and when its
- * password expires if it does. */
 /* auth.inactive_after: a staff account is inactive once that long has passed since the
  * last of its sign-in, its creation and its reactivation by an administrator (enabling
- * it, or giving it a one-time password). */
-static bool inactive(const zt_conf *c, const cJSON *u, int64_t now)
+ * it, or giving it a one-time password), and since the node began to record sign-ins (an
+ * account from before has had no chance to show it is used). */
+static bool inactive(const zt_auth *a, const cJSON *u, int64_t now)
 {
+    const zt_conf *c = a->srv->conf;
     const char *kind = zt__jstr(u, "kind");
     if (!c->auth_inactive_ms || !kind || strcmp(kind, "staff") != 0) return false;
-    double last = 0;
+    double last = (double)a->activity_since;
     static const char *const keys[] = {"last_login_at", "created_at", "reactivated_at"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (jnum(u, keys[i]) > last) last = jnum(u, keys[i]);
     return now - (int64_t)last > c->auth_inactive_ms;
 }
 
+/* What an account looks like to its owner and to administrators: no secrets, and when its
+ * password expires if it does. */
 static cJSON *user_view(const zt_auth *a, const cJSON *u)
 {
     cJSON *o = user_public(u);
@@ -152,7 +156,7 @@ static cJSON *user_view(const zt_auth *a, const cJSON *u)
     if (o && exp != INT64_MAX) cJSON_AddNumberToObject(o, "password_expires_at", (double)exp);
     const char *kind = zt__jstr(u, "kind");
     if (o && a->srv->conf->auth_inactive_ms && kind && strcmp(kind, "staff") == 0)
-        cJSON_AddBoolToObject(o, "inactive", inactive(a->srv->conf, u, zt_now_ms()));
+        cJSON_AddBoolToObject(o, "inactive", inactive(a, u, zt_now_ms()));
     if (o) cJSON_AddBoolToObject(o, "two_factor", cJSON_GetObjectItem(u, "totp_enc") != NULL);
     return o;
 }
@@ -1115,7 +1119,7 @@ static int login_done(zt_req *req, void *arg)
         zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
         goto out;
     }
-    if (inactive(a->srv->conf, u, now)) {
+    if (inactive(a, u, now)) {
         long long age = (long long)(a->srv->conf->auth_inactive_ms / 1000);
         bool days = age >= 86400;
         zt_problem(req, 403, "account-inactive", NULL,
@@ -1916,7 +1920,7 @@ static bool user_passes(zt_auth *a, zt_txn *t, const user_filter *f, const cJSON
     if (f->role && !json_roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), f->role))
         return false;
     if (f->disabled >= 0 && jtrue(u, "disabled") != (f->disabled == 1)) return false;
-    if (f->inactive >= 0 && inactive(a->srv->conf, u, now) != (f->inactive == 1)) return false;
+    if (f->inactive >= 0 && inactive(a, u, now) != (f->inactive == 1)) return false;
     bool hit = false;
     if (f->dept) dept_walk(a, t, zt__jstr(u, "department"), f->dept, &hit);
     return !f->dept || hit;
@@ -2989,13 +2993,33 @@ int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)
 
 /* The first start creates the department "root" and the account "admin" with a one-time
  * password, printed once. */
+/* The first start that records sign-ins notes when: accounts from before are judged
+ * inactive only once auth.inactive_after has passed from then. */
+static int activity_floor(zt_auth *a)
+{
+    if (a->activity_since) return ZT_OK;
+    zt_txn *t;
+    int rc = zt__store_write_begin(a->srv->store, &t);
+    if (rc != ZT_OK) return rc;
+    unsigned char v[8];
+    int64_t now = zt_now_ms();
+    zt__be64_put(v, (uint64_t)now);
+    rc = zt__store_write_done(a->srv->store, t, zt_put(t, a->meta, "activity_since", 14, v, 8));
+    if (rc == ZT_OK) a->activity_since = now;
+    return rc;
+}
+
 int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
 {
     zt_auth *a = srv->auth;
     zt_store *st = a->srv->store;
     zt_txn *t;
-    int rc = zt__store_read_begin(st, &t);
-    if (rc != ZT_OK) return rc;
+    int rc = activity_floor(a);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot record when sign-ins began to count: %s", zt_strerror(rc));
+        return rc;
+    }
+    if ((rc = zt__store_read_begin(st, &t)) != ZT_OK) return rc;
     zt_cursor *cur;
     zt_kv kv;
     bool empty = zt_cursor_open(t, a->users, &cur) == ZT_OK &&
@@ -3055,11 +3079,19 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         (rc = zt__store_db(srv->store, "_core", "citizen_ids", &a->citizen_ids)) ||
         (rc = zt__store_db(srv->store, "_core", "credit_codes", &a->credit_codes)) ||
         (rc = zt__store_db(srv->store, "_core", "api_keys", &a->keys)) ||
-        (rc = zt__store_db(srv->store, "_core", "identity_generation", &a->gen))) {
+        (rc = zt__store_db(srv->store, "_core", "identity_generation", &a->gen)) ||
+        (rc = zt__store_db(srv->store, "_core", "auth_meta", &a->meta))) {
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }
     if (!srv->check_only && (rc = credit_index_fill(a, err, errlen)) != ZT_OK) return rc;
+    zt_txn *t;
+    if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
+    const void *v;
+    size_t vl;
+    if (zt_get(t, a->meta, "activity_since", 14, &v, &vl) == ZT_OK && vl == 8)
+        a->activity_since = (int64_t)zt__be64_get(v);
+    zt__store_end(srv->store, t, false);
     const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
     if ((rc =
              add(srv, "POST", "/auth/login", h_login, P, "Sign in: a bearer token", err, errlen)) ||

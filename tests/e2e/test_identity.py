@@ -1858,6 +1858,18 @@ class InactiveAccounts(NodeTest):
         self.assertEqual((st, d["inactive"]), (200, False), d)
         self.assertEqual(n.login("clerk", ADMIN_PASSWORD)[0], 200)
 
+    def test_accounts_from_before_sign_ins_were_recorded_get_a_full_period(self):
+        n = self.node(auth=dict(CHEAP, inactive_after=3600, idle_timeout=86400, session_ttl=86400),
+                      env=TEST_CLOCK, plugins=("hello",), roles=())
+        n.set_clock(-3 * 3600 * 1000)  # made three hours before the node began to record sign-ins
+        n.new_user("old.hand", roles=())
+        n.set_clock(0)
+        st, _, d = n.login("old.hand", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)
+        n.set_clock(2 * 3600 * 1000)  # then an hour without a sign-in counts
+        st, _, d = n.login("old.hand", ADMIN_PASSWORD)
+        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
+
     def test_offline_enable_and_a_new_password_reactivate(self):
         n = self.node(auth=dict(CHEAP, inactive_after=5), plugins=("hello",), roles=())
         r = n.admin_cli("user", "add", "li.wei", "Li Wei", "root")
