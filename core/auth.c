@@ -190,19 +190,11 @@ static int totp_store(zt_auth *a, cJSON *u, const char *field, const unsigned ch
     return cJSON_AddStringToObject(u, field, b64) ? ZT_OK : ZT_ENOMEM;
 }
 
-/* Does the JSON list roles hold role? */
-static bool json_roles_hold(const cJSON *roles, const char *role)
-{
-    for (const cJSON *x = cJSON_IsArray(roles) ? roles->child : NULL; x; x = x->next)
-        if (cJSON_IsString(x) && strcmp(x->valuestring, role) == 0) return true;
-    return false;
-}
-
 /* The first role of auth.two_factor_roles that roles (a JSON array) holds, or NULL. */
 static const char *two_factor_role(const zt_conf *c, const cJSON *roles)
 {
     for (size_t i = 0; i < c->auth_n2fa_roles; i++)
-        if (json_roles_hold(roles, c->auth_2fa_roles[i])) return c->auth_2fa_roles[i];
+        if (zt__roles_hold(roles, c->auth_2fa_roles[i])) return c->auth_2fa_roles[i];
     return NULL;
 }
 
@@ -1917,7 +1909,7 @@ static bool user_passes(zt_auth *a, zt_txn *t, const user_filter *f, const cJSON
 {
     const char *kind = zt__jstr(u, "kind");
     if (f->kind && (!kind || strcmp(kind, f->kind) != 0)) return false;
-    if (f->role && !json_roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), f->role))
+    if (f->role && !zt__roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), f->role))
         return false;
     if (f->disabled >= 0 && jtrue(u, "disabled") != (f->disabled == 1)) return false;
     if (f->inactive >= 0 && inactive(a, u, now) != (f->inactive == 1)) return false;

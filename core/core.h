@@ -653,6 +653,8 @@ bool zt__role_known(zt_server *srv, zt_txn *t, const char *name);
 /* The first string of the JSON list roles that held (a JSON list, or NULL) does not hold
  * and that is not known; NULL if there is none. */
 const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, const cJSON *held);
+/* Does the JSON list roles hold the string role? */
+bool zt__roles_hold(const cJSON *roles, const char *role);
 /* auth.separate_duties is on and the JSON list roles holds both admin and auditor. */
 bool zt__roles_not_separate(const zt_conf *c, const cJSON *roles);
 #define ZT__DUTIES_RULE                                                                            \

@@ -111,7 +111,7 @@ bool zt__role_known(zt_server *srv, zt_txn *t, const char *name)
     return t && srv->roles && zt_get(t, srv->roles->db, name, strlen(name), &v, &vl) == ZT_OK;
 }
 
-static bool list_holds(const cJSON *list, const char *s)
+bool zt__roles_hold(const cJSON *list, const char *s)
 {
     for (const cJSON *x = cJSON_IsArray(list) ? list->child : NULL; x; x = x->next)
         if (cJSON_IsString(x) && strcmp(x->valuestring, s) == 0) return true;
@@ -121,7 +121,7 @@ static bool list_holds(const cJSON *list, const char *s)
 const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, const cJSON *held)
 {
     for (const cJSON *r = cJSON_IsArray(roles) ? roles->child : NULL; r; r = r->next)
-        if (cJSON_IsString(r) && !list_holds(held, r->valuestring) &&
+        if (cJSON_IsString(r) && !zt__roles_hold(held, r->valuestring) &&
             !zt__role_known(srv, t, r->valuestring))
             return r->valuestring;
     return NULL;
@@ -129,7 +129,8 @@ const char *zt__roles_unknown(zt_server *srv, zt_txn *t, const cJSON *roles, con
 
 bool zt__roles_not_separate(const zt_conf *c, const cJSON *roles)
 {
-    return c->auth_separate_duties && list_holds(roles, "admin") && list_holds(roles, "auditor");
+    return c->auth_separate_duties && zt__roles_hold(roles, "admin") &&
+           zt__roles_hold(roles, "auditor");
 }
 
 /* auth.separate_duties: the accounts that hold both admin and auditor are named at start,
