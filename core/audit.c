@@ -1410,11 +1410,16 @@ static int h_list(zt_req *req, void *ud)
     zt_server *srv = ud;
     const char *actor = zt_req_query(req, "actor"), *plugin = zt_req_query(req, "plugin");
     const char *object = zt_req_query(req, "object"), *from = zt_req_query(req, "from");
-    const char *to = zt_req_query(req, "to");
+    const char *to = zt_req_query(req, "to"), *status = zt_req_query(req, "status");
     uint64_t start;
     long limit;
     if (!page_query(req, &start, &limit)) return ZT_OK;
-    double tfrom = 0, tto = 1e300;
+    double tfrom = 0, tto = 1e300, want_status = 0;
+    if (status && (!query_number(status, &want_status) || want_status < 100 || want_status > 599 ||
+                   want_status != (double)(int)want_status))
+        return zt_problem(req, 400, "invalid-query", NULL,
+                          "status: an HTTP status, 100 to 599 (403: refused access, 401: "
+                          "failed sign-ins)");
     if (from && !query_number(from, &tfrom))
         return zt_problem(req, 400, "invalid-query", NULL, "from: a time in ms since 1970");
     if (to && !query_number(to, &tto))
@@ -1445,8 +1450,11 @@ static int h_list(zt_req *req, void *ud)
             if (!rec_read(&r, &f, &v1)) continue;
             double tm = r.v1 ? cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v1, "time"))
                              : (double)f.time;
+            const cJSON *sv = r.v1 ? cJSON_GetObjectItemCaseSensitive(v1, "status") : NULL;
+            int st = r.v1 ? (cJSON_IsNumber(sv) ? sv->valueint : 0) : f.status;
             bool match = field_is(&r, &f, v1, 0, actor) && field_is(&r, &f, v1, 2, plugin) &&
-                         field_is(&r, &f, v1, 4, object) && tm >= tfrom && tm < tto;
+                         field_is(&r, &f, v1, 4, object) && tm >= tfrom && tm < tto &&
+                         (!status || st == (int)want_status);
             if (!match) {
                 cJSON_Delete(v1);
                 continue;
@@ -1482,7 +1490,7 @@ int zt__audit_routes(zt_server *srv, char *err, size_t errlen)
         {"/audit/verify", h_verify, "Recompute the audit chain; the first bad record"},
         {"/audit/checkpoints", h_checkpoints,
          "The node's signed checkpoints of the chain, and its public key"},
-        {"/audit", h_list, "Audit records (actor, plugin, object, from, to, after, limit)"},
+        {"/audit", h_list, "Audit records (actor, plugin, object, status, from, to, after, limit)"},
     };
     int rc = ZT_OK;
     for (size_t i = 0; rc == ZT_OK && i < sizeof routes / sizeof routes[0]; i++) {

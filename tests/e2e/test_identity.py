@@ -1817,6 +1817,13 @@ class RefusalsAudited(NodeTest):
         self.assertEqual([g for g in got if g[0].startswith("refused")],
                          [("refused: GET /admin/users", "/admin/users", 403),
                           ("refused: DELETE /notices/:id", "/notices/01ABC", 403)], got)
+        # the auditor finds them by status
+        st, _, d = n.json("GET", "/audit?status=403&actor=" + uid)
+        self.assertEqual([x["action"] for x in d["items"]],
+                         ["refused: GET /admin/users", "refused: DELETE /notices/:id"], d)
+        self.assertEqual(n.json("GET", "/audit?status=200&actor=" + uid)[2]["items"], [])
+        for bad in ("4o3", "99", "600", "403.5"):
+            self.assertEqual(n.json("GET", "/audit?status=" + bad)[0], 400, bad)
         # a script retrying cannot fill the log: 20 an account in 10 minutes, then counted
         for _ in range(25):
             self.assertEqual(n.request("GET", "/admin/users", headers=h, auth=False)[0], 403)
