@@ -1836,6 +1836,8 @@ static bool roles_ok(const cJSON *roles)
         if (strcmp(r->valuestring, ZT_ROLE_PUBLIC) == 0 ||
             strcmp(r->valuestring, ZT_ROLE_USER) == 0)
             return false;
+        for (const cJSON *q = roles->child; q != r; q = q->next) /* each once */
+            if (strcmp(q->valuestring, r->valuestring) == 0) return false;
     }
     return true;
 }
@@ -1844,7 +1846,8 @@ static bool roles_ok(const cJSON *roles)
     "'%s' is not a role of this node (zhengtong admin role list: the core's, those the "           \
     "plugins declared at the node's last start, and those added with zhengtong admin role add)"
 #define ROLES_RULE                                                                                 \
-    "a list of role names (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' or 'user')"
+    "a list of role names, each once (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' or "    \
+    "'user')"
 
 static int user_create_then(zt_req *req, hash_job *j)
 {

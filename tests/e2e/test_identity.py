@@ -1666,9 +1666,16 @@ class Roles(NodeTest):
         st, _, d = n.json("POST", "/admin/users", {"login": "li.si", "name": "Li Si",
                                                     "department": "root", "roles": ["approval_clerk"]})
         self.assertEqual(st, 201, d)
-        st, _, d = n.json("PATCH", "/admin/users/" + d["id"], {"roles": ["approval_clerk", "oa_ofice"]})
+        uid = d["id"]
+        st, _, d = n.json("PATCH", "/admin/users/" + uid, {"roles": ["approval_clerk", "oa_ofice"]})
         self.assertEqual((st, d["type"]), (422, "/problems/unknown-role"), d)
         self.assertIn("'oa_ofice'", d["detail"])
+        st, _, d = n.json("PATCH", "/admin/users/" + uid, {"roles": ["approval_clerk", "approval_clerk"]})
+        self.assertEqual((st, d["type"]), (422, "/problems/invalid-user"), d)
+        self.assertIn("each once", d["detail"])
+        r = n.admin_cli("user", "roles", "li.si", "approval_clerk,approval_clerk")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("each once", r.stderr)
         # what each role is, who declared it and how many hold it
         r = self.roles(n)
         self.assertEqual((r["admin"]["from"], r["admin"]["accounts"]), ("core", 1))
