@@ -648,6 +648,10 @@ void zt__roles_from_routes(zt_server *srv);
  * current (audited when it changed); unknown auth.two_factor_roles, and accounts holding
  * admin and auditor under auth.separate_duties, warned of. */
 int zt__roles_sync(zt_server *srv, char *err, size_t errlen);
+/* A role of auth.two_factor_roles that is not known is warned of: a typo would let the
+ * accounts meant to need a code sign in without one. t NULL: declared roles only (`check`,
+ * on its scratch store). */
+void zt__roles_warn_2fa(zt_server *srv, zt_txn *t);
 /* Is name declared, or a custom role in t (t may be NULL: declared only)? */
 bool zt__role_known(zt_server *srv, zt_txn *t, const char *name);
 /* The first string of the JSON list roles that held (a JSON list, or NULL) does not hold

@@ -136,6 +136,7 @@ static int cmd_check(zt_conf *conf)
     zt_scratch s;
     char err[ZT_ERRLEN] = "";
     int rc = zt__scratch_open(&s, conf, "check", false, err, sizeof err);
+    if (rc == ZT_OK) zt__roles_warn_2fa(&s.srv, NULL);
     size_t nroutes = s.srv.router ? zt__router_count(s.srv.router) : 0;
     size_t nplugins = s.srv.nplugins;
     zt__scratch_close(&s);

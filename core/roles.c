@@ -187,8 +187,7 @@ static bool same(const cJSON *v, const role_decl *d)
 
 /* Roles no enabled plugin declares any more leave the store (custom ones stay); those
  * declared now are written where they differ. One transaction, audited, when anything
- * changed. Then a role of auth.two_factor_roles that is not known is warned of: a typo
- * would let the accounts meant to need a code sign in without one. */
+ * changed. Then what the roles make doubtful is warned of. */
 int zt__roles_sync(zt_server *srv, char *err, size_t errlen)
 {
     zt_roles *rs = srv->roles;
@@ -245,19 +244,25 @@ int zt__roles_sync(zt_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot record the roles: %s", zt_strerror(rc));
         return rc;
     }
-    const zt_conf *c = srv->conf;
     if (zt__store_read_begin(srv->store, &t) == ZT_OK) {
         warn_not_separate(srv, t);
-        for (size_t i = 0; i < c->auth_n2fa_roles; i++)
-            if (!zt__role_known(srv, t, c->auth_2fa_roles[i]))
-                zt__log(ZT_LOG_WARN, NULL, NULL,
-                        "auth.two_factor_roles: '%s' is not a role of this node (no plugin "
-                        "declares it, POST /admin/roles did not add it): a typo? (accounts "
-                        "meant to need a code would sign in without one)",
-                        c->auth_2fa_roles[i]);
+        zt__roles_warn_2fa(srv, t);
         zt__store_end(srv->store, t, false);
     }
     return ZT_OK;
+}
+
+void zt__roles_warn_2fa(zt_server *srv, zt_txn *t)
+{
+    const zt_conf *c = srv->conf;
+    for (size_t i = 0; i < c->auth_n2fa_roles; i++)
+        if (!zt__role_known(srv, t, c->auth_2fa_roles[i]))
+            zt__log(ZT_LOG_WARN, NULL, NULL,
+                    "auth.two_factor_roles: '%s' is not a role of this node (no plugin declares "
+                    "it, %s): a typo? (accounts meant to need a code would sign in without one)",
+                    c->auth_2fa_roles[i],
+                    t ? "POST /admin/roles did not add it"
+                      : "and check cannot see the roles county IT added");
 }
 
 /* ---- HTTP ------------------------------------------------------------------------- */

@@ -526,6 +526,12 @@ class TwoFactor(NodeTest):
         log = n.log()
         self.assertEqual(log.count("'auditr' is not a role"), 2)
         self.assertEqual(log.count("'dept_head' is not a role"), 1)
+        # `check` says so before a start, from the roles the core and the plugins declare
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("'auditr' is not a role of this node (no plugin declares it, and check "
+                      "cannot see the roles county IT added)", r.stderr)
+        self.assertNotIn("'auditor' is not a role", r.stderr)
 
     def test_an_administrator_who_lost_the_phone_turns_codes_off_offline(self):
         # the only administrator's phone is gone: HTTP needs an administrator signed in with
