@@ -92,6 +92,7 @@ static cJSON *user_public(const cJSON *u)
 {
     cJSON *o = cJSON_Duplicate(u, 1);
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "pw");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "pw_history");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "id_number_enc");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_enc");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_pending_enc");
@@ -923,12 +924,18 @@ typedef struct login_work {
     char new_hash[crypto_pwhash_STRBYTES];
     char code[8]; /* the authenticator's code, if sent (6 digits; more is wrong anyway) */
     bool known, ok, hashed;
+    /* a change: the account's earlier password hashes (auth.password_history), and whether
+     * the new password is one of them */
+    char (*history)[crypto_pwhash_STRBYTES];
+    size_t nhistory;
+    bool reused;
 } login_work;
 
 static void login_work_free(login_work *w)
 {
     if (w->password) sodium_free(w->password);
     if (w->new_password) sodium_free(w->new_password);
+    free(w->history);
     sodium_memzero(w, sizeof(*w));
     free(w);
 }
@@ -953,7 +960,10 @@ static void login_verify(void *arg)
         return;
     }
     w->ok = crypto_pwhash_str_verify(w->hash, w->password, strlen(w->password)) == 0;
-    if (w->ok && w->new_password)
+    for (size_t i = 0; w->ok && w->new_password && !w->reused && i < w->nhistory; i++)
+        w->reused =
+            crypto_pwhash_str_verify(w->history[i], w->new_password, strlen(w->new_password)) == 0;
+    if (w->ok && w->new_password && !w->reused)
         w->hashed =
             crypto_pwhash_str(w->new_hash, w->new_password, strlen(w->new_password),
                               w->a->srv->conf->auth_pw_ops, w->a->srv->conf->auth_pw_mem) == 0;
@@ -1275,6 +1285,13 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
             snprintf(w->hash, sizeof w->hash, "%s", h);
             w->known = true;
         }
+        const cJSON *hist =
+            w->new_password ? cJSON_GetObjectItemCaseSensitive(u, "pw_history") : NULL;
+        int n = cJSON_IsArray(hist) ? cJSON_GetArraySize(hist) : 0;
+        if (n > 0 && (w->history = calloc((size_t)n, sizeof *w->history)))
+            for (const cJSON *x = hist->child; x; x = x->next)
+                if (cJSON_IsString(x) && strlen(x->valuestring) < sizeof *w->history)
+                    snprintf(w->history[w->nhistory++], sizeof *w->history, "%s", x->valuestring);
         cJSON_Delete(u);
     }
     /* The transaction does not span the hashing (zt_work ends it). */
@@ -1333,6 +1350,26 @@ static void wrong_password(zt_req *req, const login_work *w, const char *detail,
     audit_refusal(req, refusal, w->login);
 }
 
+/* The password being replaced joins the account's history: the last
+ * auth.password_history - 1 replaced ones are kept (with the current one, that many a new
+ * password may not repeat). Staff accounts only, as the password's age. */
+static void history_push(const zt_conf *c, cJSON *u, const char *old_hash)
+{
+    const char *kind = zt__jstr(u, "kind");
+    cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(u, "pw_history");
+    /* (a one-time password an administrator gave is no password of the holder's) */
+    if (c->auth_pw_history > 1 && kind && strcmp(kind, "staff") == 0 &&
+        !jtrue(u, "must_change_password")) {
+        if (!cJSON_IsArray(hist)) cJSON_Delete(hist), hist = cJSON_CreateArray();
+        cJSON_InsertItemInArray(hist, 0, cJSON_CreateString(old_hash));
+        while (cJSON_GetArraySize(hist) > (int)c->auth_pw_history - 1)
+            cJSON_DeleteItemFromArray(hist, cJSON_GetArraySize(hist) - 1);
+        cJSON_AddItemToObject(u, "pw_history", hist);
+    } else {
+        cJSON_Delete(hist);
+    }
+}
+
 static int password_done(zt_req *req, void *arg)
 {
     login_work *w = arg;
@@ -1340,6 +1377,10 @@ static int password_done(zt_req *req, void *arg)
     int rc = ZT_OK;
     if (!w->ok) {
         wrong_password(req, w, "the old password is wrong", "password change refused");
+    } else if (w->reused) {
+        zt_problem(req, 422, "same-password", NULL,
+                   "the new password must differ from your last %u (auth.password_history)",
+                   a->srv->conf->auth_pw_history);
     } else if (!w->hashed) {
         rc = ZT_ENOMEM;
     } else {
@@ -1348,6 +1389,7 @@ static int password_done(zt_req *req, void *arg)
         if (!u) {
             rc = ZT_EIO;
         } else {
+            history_push(a->srv->conf, u, w->hash);
             set_password(u, w->new_hash, false);
             rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);

@@ -744,6 +744,7 @@ static const field auth_fields[] = {
     FIELD("password_memory", false, "bytes", 8192, INT64_C(1) << 40, auth_pw_mem),
     FIELD("password_max_age", true, "seconds", 0, 10 * 366 * DAY, auth_pw_max_age_ms),
     FIELD("inactive_after", true, "seconds", 0, 10 * 366 * DAY, auth_inactive_ms),
+    FIELD("password_history", false, "passwords", 0, PW_HISTORY_MAX, auth_pw_history),
     FIELD("registrations_per_hour", false, "registrations", 0, 1000000, auth_reg_per_hour),
     {0},
 };

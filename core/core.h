@@ -157,6 +157,8 @@ typedef struct zt_conf_plugin {
     int line; /* where it is listed in `plugins` (the line of the assignment) */
 } zt_conf_plugin;
 
+#define PW_HISTORY_MAX 24 /* auth.password_history: the longest */
+
 struct zt_conf {
     char *file;        /* the path it was read from */
     char *node_name;   /* node_name = "demo-county" */
@@ -204,6 +206,9 @@ struct zt_conf {
      * sign-in is refused until an administrator reactivates it (GB/T 22239: 及时停用多余的、
      * 过期的账户); 0: never */
     int64_t auth_inactive_ms;
+    /* password_history = 0: a staff account's new password may not be any of its last N
+     * (the current one included; at most PW_HISTORY_MAX); 0: only not the current one */
+    unsigned auth_pw_history;
     /* registrations_per_hour = 20: self-registrations from one client address (an IPv6
      * /64) in an hour; each costs an Argon2id hash and adds an account; 0: no limit */
     unsigned auth_reg_per_hour;

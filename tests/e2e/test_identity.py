@@ -1949,6 +1949,37 @@ class UserFilters(NodeTest):
                 self.assertEqual((st, d["type"]), (400, "/problems/invalid-query"), d)
 
 
+class PasswordHistory(NodeTest):
+    """auth.password_history: a staff member's new password is none of their last N."""
+
+    def test_the_last_passwords_are_not_taken_again(self):
+        n = self.node(auth=dict(CHEAP, password_history=3), plugins=("hello",), roles=())
+        h = n.new_user("clerk")  # its one-time password is no password of its own
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        p = ["Second-pass-word-2", "Third-pass-word-3", "Fourth-pass-word-4"]
+
+        def change(old, new):
+            st, _, d = n.json("POST", "/auth/password", {"old_password": old, "new_password": new},
+                              headers=h, auth=False)
+            return st, d
+
+        self.assertEqual(change(ADMIN_PASSWORD, p[0])[0], 204)
+        st, d = change(p[0], ADMIN_PASSWORD)
+        self.assertEqual((st, d["type"]), (422, "/problems/same-password"), d)
+        self.assertIn("your last 3", d["detail"])
+        self.assertEqual(change(p[0], p[1])[0], 204)
+        self.assertEqual(change(p[1], ADMIN_PASSWORD)[0], 422)  # still among the last three
+        self.assertEqual(change(p[1], p[2])[0], 204)
+        self.assertEqual(change(p[2], ADMIN_PASSWORD)[0], 204)  # the fourth one back: free again
+        self.assertEqual(n.login("clerk", ADMIN_PASSWORD)[0], 200)
+        # the history's hashes are never shown
+        for path, hdrs in (("/admin/users/" + uid, None), ("/auth/me", h)):
+            st, _, b = n.request("GET", path, headers=hdrs, auth=hdrs is None)
+            self.assertEqual(st, 200)
+            self.assertNotIn(b"pw_history", b)
+            self.assertNotIn(b"argon2", b)
+
+
 class PreviousSignIn(NodeTest):
     def test_a_sign_in_tells_when_and_where_the_one_before_was(self):
         n = self.node(auth=CHEAP, plugins=("hello",), roles=())
