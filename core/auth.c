@@ -100,8 +100,6 @@ static cJSON *user_public(const cJSON *u)
     return o;
 }
 
-/* Set u's password hash, whether it must be changed at the next sign-in (a one-time
- * password), and when it was set (auth.password_max_age counts from then). */
 /* An administrator's doing: the account may sign in again, for another inactive_after. */
 static void reactivate(cJSON *u)
 {
@@ -109,8 +107,32 @@ static void reactivate(cJSON *u)
     cJSON_AddNumberToObject(u, "reactivated_at", (double)zt_now_ms());
 }
 
-static void set_password(cJSON *u, const char *pwhash, bool must_change)
+/* The password being replaced (old_hash, NULL: none) joins the account's history: the
+ * last auth.password_history - 1 replaced ones are kept (with the current one, that many a
+ * new password may not repeat). Staff accounts only, as the password's age; a one-time
+ * password an administrator gave is no password of the holder's and is not kept. */
+static void history_push(const zt_conf *c, cJSON *u, const char *old_hash)
 {
+    const char *kind = zt__jstr(u, "kind");
+    cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(u, "pw_history");
+    if (c->auth_pw_history < 2 || !kind || strcmp(kind, "staff") != 0) {
+        cJSON_Delete(hist); /* off: nothing kept */
+        return;
+    }
+    if (!cJSON_IsArray(hist)) cJSON_Delete(hist), hist = cJSON_CreateArray();
+    if (old_hash && !jtrue(u, "must_change_password"))
+        cJSON_InsertItemInArray(hist, 0, cJSON_CreateString(old_hash));
+    while (cJSON_GetArraySize(hist) > (int)c->auth_pw_history - 1)
+        cJSON_DeleteItemFromArray(hist, cJSON_GetArraySize(hist) - 1);
+    cJSON_AddItemToObject(u, "pw_history", hist);
+}
+
+/* Set u's password hash, whether it must be changed at the next sign-in (a one-time
+ * password), and when it was set (auth.password_max_age counts from then); the one it
+ * replaces joins the history. */
+static void set_password(const zt_conf *c, cJSON *u, const char *pwhash, bool must_change)
+{
+    history_push(c, u, zt__jstr(u, "pw"));
     static const char *const keys[] = {"pw", "must_change_password", "password_changed_at"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(u, keys[i]);
@@ -295,7 +317,7 @@ static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *nam
     cJSON_AddStringToObject(u, "kind", kind);
     if (dept) cJSON_AddStringToObject(u, "department", dept);
     cJSON_AddItemToObject(u, "roles", roles ? cJSON_Duplicate(roles, 1) : cJSON_CreateArray());
-    set_password(u, pwhash, must_change);
+    set_password(a->srv->conf, u, pwhash, must_change);
     cJSON_AddBoolToObject(u, "disabled", false);
     cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
     for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
@@ -1350,26 +1372,6 @@ static void wrong_password(zt_req *req, const login_work *w, const char *detail,
     audit_refusal(req, refusal, w->login);
 }
 
-/* The password being replaced joins the account's history: the last
- * auth.password_history - 1 replaced ones are kept (with the current one, that many a new
- * password may not repeat). Staff accounts only, as the password's age. */
-static void history_push(const zt_conf *c, cJSON *u, const char *old_hash)
-{
-    const char *kind = zt__jstr(u, "kind");
-    cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(u, "pw_history");
-    /* (a one-time password an administrator gave is no password of the holder's) */
-    if (c->auth_pw_history > 1 && kind && strcmp(kind, "staff") == 0 &&
-        !jtrue(u, "must_change_password")) {
-        if (!cJSON_IsArray(hist)) cJSON_Delete(hist), hist = cJSON_CreateArray();
-        cJSON_InsertItemInArray(hist, 0, cJSON_CreateString(old_hash));
-        while (cJSON_GetArraySize(hist) > (int)c->auth_pw_history - 1)
-            cJSON_DeleteItemFromArray(hist, cJSON_GetArraySize(hist) - 1);
-        cJSON_AddItemToObject(u, "pw_history", hist);
-    } else {
-        cJSON_Delete(hist);
-    }
-}
-
 static int password_done(zt_req *req, void *arg)
 {
     login_work *w = arg;
@@ -1389,8 +1391,7 @@ static int password_done(zt_req *req, void *arg)
         if (!u) {
             rc = ZT_EIO;
         } else {
-            history_push(a->srv->conf, u, w->hash);
-            set_password(u, w->new_hash, false);
+            set_password(a->srv->conf, u, w->new_hash, false);
             rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
             /* whoever had the old password, or a session taken with it, must not keep the
@@ -2171,7 +2172,7 @@ static int user_reset_then(zt_req *req, hash_job *j)
     int rc;
     cJSON *u = path_account(j->a, req, &rc);
     if (!u) return rc;
-    set_password(u, j->hash, true);
+    set_password(j->a->srv->conf, u, j->hash, true);
     rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
     if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
@@ -2734,7 +2735,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         char pw[17], hash[crypto_pwhash_STRBYTES];
         random_password(pw);
         if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
-            set_password(u, hash, true);
+            set_password(conf, u, hash, true);
             rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK) rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK)

@@ -1972,6 +1972,15 @@ class PasswordHistory(NodeTest):
         self.assertEqual(change(p[1], p[2])[0], 204)
         self.assertEqual(change(p[2], ADMIN_PASSWORD)[0], 204)  # the fourth one back: free again
         self.assertEqual(n.login("clerk", ADMIN_PASSWORD)[0], 200)
+        # after an administrator's reset, the password from before it is still one of the last
+        st, _, d = n.json("POST", "/admin/users/%s/password" % uid)
+        self.assertEqual(st, 200, d)
+        st, _, s = n.login("clerk", d["one_time_password"])
+        self.assertEqual(st, 200, s)
+        h = bearer(s["token"])
+        self.assertEqual(change(d["one_time_password"], ADMIN_PASSWORD)[0], 422)
+        self.assertEqual(change(d["one_time_password"], p[2])[0], 422)
+        self.assertEqual(change(d["one_time_password"], "Fifth-pass-word-5")[0], 204)
         # the history's hashes are never shown
         for path, hdrs in (("/admin/users/" + uid, None), ("/auth/me", h)):
             st, _, b = n.request("GET", path, headers=hdrs, auth=hdrs is None)
