@@ -705,20 +705,32 @@ static int key_index(const char *const *names, const char *key)
     return -1;
 }
 
-/* The fields of the tables limits, lua and auth: each number lands in a zt_conf member. */
+/* The fields of the tables limits, lua, auth and audit: each number lands in a zt_conf
+ * member; a value of another kind (a list, a boolean) is read by its own check. */
 typedef struct field {
     const char *name;
     bool seconds;     /* a number of seconds, stored as milliseconds; else an integer */
     const char *unit; /* for messages */
     int64_t lo, hi;   /* the range (seconds: lo is 0 or 1 ms, hi in seconds) */
     size_t off, size; /* the member */
+    /* not a number: checks the value on the top of the stack and stores it (line: its key's) */
+    void (*check)(lua_State *L, zt_conf *c, int line);
 } field;
 
 #define FIELD(name, seconds, unit, lo, hi, member)                                                 \
     {                                                                                              \
-        name, seconds, unit, lo, hi, offsetof(zt_conf, member), sizeof(((zt_conf *)0)->member)     \
+        name, seconds, unit, lo, hi, offsetof(zt_conf, member), sizeof(((zt_conf *)0)->member),    \
+            NULL                                                                                   \
+    }
+#define CHECKED(name, fn)                                                                          \
+    {                                                                                              \
+        name, false, NULL, 0, 0, 0, 0, fn                                                          \
     }
 #define DAY (24 * 3600)
+
+static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
+static void check_admin_networks(lua_State *L, zt_conf *c, int line);
+static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 
 static const field limits_fields[] = {
     FIELD("header_bytes", false, "bytes", 1024, MIB, header_bytes),
@@ -746,6 +758,9 @@ static const field auth_fields[] = {
     FIELD("inactive_after", true, "seconds", 0, 10 * 366 * DAY, auth_inactive_ms),
     FIELD("password_history", false, "passwords", 0, PW_HISTORY_MAX, auth_pw_history),
     FIELD("registrations_per_hour", false, "registrations", 0, 1000000, auth_reg_per_hour),
+    CHECKED("two_factor_roles", check_two_factor_roles),
+    CHECKED("separate_duties", check_separate_duties),
+    CHECKED("admin_networks", check_admin_networks),
     {0},
 };
 
@@ -797,6 +812,24 @@ static void check_two_factor_roles(lua_State *L, zt_conf *c, int line)
     }
 }
 
+/* auth.admin_networks = { "10.1.0.0/16" }: not empty (leaving it out allows every address). */
+static void check_admin_networks(lua_State *L, zt_conf *c, int line)
+{
+    check_networks(L, line, "auth.admin_networks", &c->auth_admin_nets, &c->auth_nadmin_nets);
+    if (!c->auth_nadmin_nets)
+        fail(L, line,
+             "auth.admin_networks is empty: no one could manage the node (leave it out to "
+             "allow every address)");
+}
+
+/* auth.separate_duties = true | false */
+static void check_separate_duties(lua_State *L, zt_conf *c, int line)
+{
+    if (!lua_isboolean(L, -1))
+        fail(L, line, "auth.separate_duties must be true or false, got %s", luaL_typename(L, -1));
+    c->auth_separate_duties = lua_toboolean(L, -1);
+}
+
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
 static void check_section(lua_State *L, zt_conf *c, int line, const char *section,
                           const field *fields)
@@ -808,41 +841,11 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
     keyline *keys = sorted_keys(L, line, section, &n);
     for (size_t i = 0; i < n; i++) {
         int kl = keys[i].line;
-        if (fields == auth_fields && strcmp(keys[i].key, "two_factor_roles") == 0) {
-            lua_getfield(L, -2, keys[i].key);
-            check_two_factor_roles(L, c, kl);
-            lua_pop(L, 1);
-            continue;
-        }
-        if (fields == auth_fields && strcmp(keys[i].key, "admin_networks") == 0) {
-            lua_getfield(L, -2, keys[i].key);
-            check_networks(L, kl, "auth.admin_networks", &c->auth_admin_nets, &c->auth_nadmin_nets);
-            if (!c->auth_nadmin_nets)
-                fail(L, kl,
-                     "auth.admin_networks is empty: no one could manage the node (leave it out "
-                     "to allow every address)");
-            lua_pop(L, 1);
-            continue;
-        }
-        if (fields == auth_fields && strcmp(keys[i].key, "separate_duties") == 0) {
-            lua_getfield(L, -2, keys[i].key);
-            if (!lua_isboolean(L, -1))
-                fail(L, kl, "auth.separate_duties must be true or false, got %s",
-                     luaL_typename(L, -1));
-            c->auth_separate_duties = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            continue;
-        }
         const field *f = fields;
         while (f->name && strcmp(f->name, keys[i].key) != 0) f++;
         if (!f->name) {
             suggest s = {.key = keys[i].key};
             for (f = fields; f->name; f++) suggest_try(&s, f->name);
-            if (fields == auth_fields) {
-                suggest_try(&s, "two_factor_roles");
-                suggest_try(&s, "separate_duties");
-                suggest_try(&s, "admin_networks");
-            }
             char hint[96];
             fail(L, kl, "unknown key '%s' in %s%s", keys[i].key, section,
                  suggest_text(&s, hint, sizeof hint));
@@ -850,9 +853,12 @@ static void check_section(lua_State *L, zt_conf *c, int line, const char *sectio
         char what[64];
         snprintf(what, sizeof what, "%s.%s", section, f->name);
         lua_getfield(L, -2, f->name);
-        store_field(c, f,
-                    f->seconds ? want_seconds_ms(L, kl, what, f->lo, f->hi)
-                               : want_int(L, kl, what, f->unit, f->lo, f->hi));
+        if (f->check)
+            f->check(L, c, kl);
+        else
+            store_field(c, f,
+                        f->seconds ? want_seconds_ms(L, kl, what, f->lo, f->hi)
+                                   : want_int(L, kl, what, f->unit, f->lo, f->hi));
         lua_pop(L, 1);
     }
     lua_pop(L, 1); /* the keys */
