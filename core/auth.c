@@ -28,8 +28,8 @@ struct zt_auth {
     uint64_t bumped_in;           /* the last batch this process changed it in */
     zt_throttle *throttle;        /* failed attempts and registrations, in memory */
     uint64_t refusals_unrecorded; /* 403s past an account's share of the audit log */
-    zt_db *meta;                  /* "activity_since" → ms (8 bytes, big-endian) */
-    int64_t activity_since;       /* sign-ins are recorded since then: the floor of inactivity */
+    zt_db *meta; /* _core/meta (seal.c's too): "activity_since" → ms (8 bytes, big-endian) */
+    int64_t activity_since; /* sign-ins are recorded since then: the floor of inactivity */
 };
 
 /* ---- brute force: per account and per client address ----------------------------- */
@@ -716,48 +716,46 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
     return ZT_EPERM;
 }
 
-#define KEY_USE_EVERY_MS (3600 * 1000) /* an API key's last use, recorded at most hourly */
-
-/* An API key's last_used_at, for county IT to find the keys no device uses any more. */
-static void key_used(zt_server *srv, zt_req *req, int64_t now)
+/* Set the time field of the JSON record key (32 bytes: a token's or an API key's hash) in
+ * db to now, in a transaction of its own (the request's own may be read-only): true when
+ * it is kept. */
+static bool stamp(zt_server *srv, zt_db *db, const unsigned char key[32], const char *field,
+                  int64_t now)
 {
     zt_txn *t;
-    if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
-    cJSON *k = zt__db_get_json(t, srv->auth->keys, req->token_hash, 32);
+    if (zt__store_write_begin(srv->store, &t) != ZT_OK) return false;
+    cJSON *r = zt__db_get_json(t, db, key, 32);
     bool ok = false;
-    if (k) {
-        cJSON_DeleteItemFromObjectCaseSensitive(k, "last_used_at");
-        cJSON_AddNumberToObject(k, "last_used_at", (double)now);
-        ok = zt__db_put_json(t, srv->auth->keys, req->token_hash, 32, k) == ZT_OK;
-        cJSON_Delete(k);
+    if (r) {
+        cJSON_DeleteItemFromObjectCaseSensitive(r, field);
+        cJSON_AddNumberToObject(r, field, (double)now);
+        ok = zt__db_put_json(t, db, key, 32, r) == ZT_OK;
+        cJSON_Delete(r);
     }
-    zt__store_end(srv->store, t, ok);
-    req->key_last_used = now;
+    return zt__store_end(srv->store, t, ok) == ZT_OK && ok;
 }
 
-/* Idle expiry needs last_seen; writing it on every request would turn reads into
- * writes, so it is refreshed at most once a minute per session, and at least twice per
- * idle timeout (else a session in use would end as idle under a timeout below a minute);
- * after the request (whose own transaction may be read-only), in a transaction of its own. */
+#define KEY_USE_EVERY_MS (3600 * 1000) /* an API key's last use, recorded at most hourly */
+
+/* After the request's work. Idle expiry needs a session's last_seen; writing it on every
+ * request would turn reads into writes, so it is refreshed at most once a minute per
+ * session, and at least twice per idle timeout (else a session in use would end as idle
+ * under a timeout below a minute). An API key's last_used_at, for county IT to find the
+ * keys no device uses any more, is written at most hourly. */
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
     int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
     if (every > 60000) every = 60000;
-    if (req->caller && req->session_last_seen == INT64_MAX &&
-        now - req->key_last_used >= KEY_USE_EVERY_MS)
-        key_used(srv, req, now);
-    if (!req->caller || req->session_last_seen == INT64_MAX || now - req->session_last_seen < every)
+    if (!req->caller) return;
+    if (req->session_last_seen == INT64_MAX) { /* an API key */
+        if (now - req->key_last_used >= KEY_USE_EVERY_MS) {
+            stamp(srv, srv->auth->keys, req->token_hash, "last_used_at", now);
+            req->key_last_used = now;
+        }
         return;
-    zt_txn *t;
-    if (zt__store_write_begin(srv->store, &t) != ZT_OK) return;
-    cJSON *s = zt__db_get_json(t, srv->auth->sessions, req->token_hash, 32);
-    bool ok = false;
-    if (s) {
-        cJSON_ReplaceItemInObjectCaseSensitive(s, "last_seen", cJSON_CreateNumber((double)now));
-        ok = zt__db_put_json(t, srv->auth->sessions, req->token_hash, 32, s) == ZT_OK;
-        cJSON_Delete(s);
     }
-    if (zt__store_end(srv->store, t, ok) == ZT_OK && ok) {
+    if (now - req->session_last_seen < every) return;
+    if (stamp(srv, srv->auth->sessions, req->token_hash, "last_seen", now)) {
         sess_entry *e = entry_for(srv->auth, req->token_tag);
         if (e->valid && memcmp(e->hash, req->token_hash, 32) == 0) e->last_seen = now;
     }
@@ -1120,7 +1118,6 @@ static int login_done(zt_req *req, void *arg)
     snprintf(akey, sizeof akey, "acct:%s", w->login);
     addr_key(ckey, "addr:", w->client);
     int rc = ZT_OK;
-    cJSON *prev = NULL; /* the sign-in before this one */
     if (!w->ok) {
         fail_note(a, akey, now);
         fail_note(a, ckey, now);
@@ -1187,13 +1184,10 @@ static int login_done(zt_req *req, void *arg)
     }
     fail_clear(a, akey);
     /* the sign-in before this one, for its holder to notice one that was not theirs */
-    prev = cJSON_CreateObject();
     double prev_at = jnum(u, "last_login_at");
-    const char *prev_client = zt__jstr(u, "last_login_client");
-    if (prev_at > 0) {
-        cJSON_AddNumberToObject(prev, "at", prev_at);
-        cJSON_AddStringToObject(prev, "client", prev_client ? prev_client : "");
-    }
+    const char *pc = zt__jstr(u, "last_login_client");
+    char prev_client[sizeof w->client];
+    snprintf(prev_client, sizeof prev_client, "%s", pc ? pc : "");
     cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_at");
     cJSON_AddNumberToObject(u, "last_login_at", (double)now);
     cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_client");
@@ -1232,16 +1226,18 @@ static int login_done(zt_req *req, void *arg)
         cJSON_AddStringToObject(o, "session", sid);
         cJSON_AddNumberToObject(o, "expires_at", (double)expires);
         cJSON_AddItemToObject(o, "user", user_view(a, u));
-        if (prev && prev->child)
-            cJSON_AddItemToObject(o, "previous_sign_in", prev), prev = NULL;
-        else
+        if (prev_at > 0) {
+            cJSON *prev = cJSON_AddObjectToObject(o, "previous_sign_in");
+            cJSON_AddNumberToObject(prev, "at", prev_at);
+            cJSON_AddStringToObject(prev, "client", prev_client);
+        } else {
             cJSON_AddNullToObject(o, "previous_sign_in");
+        }
         rc = zt_respond_json(req, 200, o);
         cJSON_Delete(o);
     }
     sodium_memzero(token, sizeof token);
 out:
-    cJSON_Delete(prev);
     cJSON_Delete(u);
     login_work_free(w);
     return rc;
@@ -3118,7 +3114,7 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         (rc = zt__store_db(srv->store, "_core", "credit_codes", &a->credit_codes)) ||
         (rc = zt__store_db(srv->store, "_core", "api_keys", &a->keys)) ||
         (rc = zt__store_db(srv->store, "_core", "identity_generation", &a->gen)) ||
-        (rc = zt__store_db(srv->store, "_core", "auth_meta", &a->meta))) {
+        (rc = zt__store_db(srv->store, "_core", "meta", &a->meta))) {
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }

@@ -17,7 +17,8 @@
 struct zt_seals {
     zt_db *keys; /* key_id → {key_id, department, public_key, sealed, created_at, retired_at} */
     zt_db *current; /* department → key_id */
-    zt_db *meta;    /* "node_key" → the node's sealed signing key */
+    zt_db *meta;    /* _core/meta: "node_key" → the node's sealed signing key (auth.c keeps
+                     * "activity_since" there too) */
 };
 
 /* ---- canonical JSON -------------------------------------------------------------- */
