@@ -2022,7 +2022,8 @@ static int l_auth_caller(lua_State *L)
  * check can never pass. Said once, in the log, for the plugin's developer. */
 static void role_check_once(struct zt_lua_plugin *lp, zt_req *req, const char *role)
 {
-    if (!lp->srv->roles) return; /* no accounts here (zhengtong test) */
+    /* under zhengtong test no init.lua ran: the plugins declared nothing to check against */
+    if (!lp->srv->roles || lp->srv->lua_tests) return;
     for (size_t i = 0; i < lp->nroles_seen; i++)
         if (strcmp(lp->roles_seen[i], role) == 0) return;
     if (lp->nroles_seen == sizeof lp->roles_seen / sizeof *lp->roles_seen) return;

@@ -487,7 +487,6 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
     if ((rc = zt__auth_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__roles_open(srv, err, errlen)) != ZT_OK) return rc;
     if (getenv("ZT_TEST_CLOCK") && (rc = add_test_clock(srv, err, errlen)) != ZT_OK) return rc;
-    zt__roles_from_routes(srv);
     return ZT_OK;
 }
 
@@ -505,7 +504,7 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
         snprintf(err, errlen, "%s", srv->route_error);
         return ZT_ECONFLICT;
     }
-    zt__roles_from_routes(srv); /* the plugins' routes' */
+    zt__roles_from_routes(srv); /* the core's roles are declared by zt__roles_open */
     /* under `zhengtong test` the Lua providers did not start (a test file provides
      * stand-ins), so what they provide is not checked */
     if (!srv->lua_tests && (rc = zt__services_check(srv, err, errlen)) != ZT_OK) return rc;
