@@ -100,6 +100,14 @@ static cJSON *user_public(const cJSON *u)
     return o;
 }
 
+/* Staff accounts are held to the password and activity rules; citizens and enterprises
+ * are not. */
+static bool is_staff(const cJSON *u)
+{
+    const char *kind = zt__jstr(u, "kind");
+    return kind && strcmp(kind, "staff") == 0;
+}
+
 /* An administrator's doing: the account may sign in again, for another inactive_after. */
 static void reactivate(cJSON *u)
 {
@@ -113,9 +121,8 @@ static void reactivate(cJSON *u)
  * password an administrator gave is no password of the holder's and is not kept. */
 static void history_push(const zt_conf *c, cJSON *u, const char *old_hash)
 {
-    const char *kind = zt__jstr(u, "kind");
     cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(u, "pw_history");
-    if (c->auth_pw_history < 2 || !kind || strcmp(kind, "staff") != 0) {
+    if (c->auth_pw_history < 2 || !is_staff(u)) {
         cJSON_Delete(hist); /* off: nothing kept */
         return;
     }
@@ -147,8 +154,7 @@ static void set_password(const zt_conf *c, cJSON *u, const char *pwhash, bool mu
  * before password_changed_at was kept count from their creation. */
 static int64_t password_expires_at(const zt_conf *c, const cJSON *u)
 {
-    const char *kind = zt__jstr(u, "kind");
-    if (!c->auth_pw_max_age_ms || !kind || strcmp(kind, "staff") != 0) return INT64_MAX;
+    if (!c->auth_pw_max_age_ms || !is_staff(u)) return INT64_MAX;
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(u, "password_changed_at");
     if (!cJSON_IsNumber(at)) at = cJSON_GetObjectItemCaseSensitive(u, "created_at");
     return (cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0) + c->auth_pw_max_age_ms;
@@ -161,8 +167,7 @@ static int64_t password_expires_at(const zt_conf *c, const cJSON *u)
 static bool inactive(const zt_auth *a, const cJSON *u, int64_t now)
 {
     const zt_conf *c = a->srv->conf;
-    const char *kind = zt__jstr(u, "kind");
-    if (!c->auth_inactive_ms || !kind || strcmp(kind, "staff") != 0) return false;
+    if (!c->auth_inactive_ms || !is_staff(u)) return false;
     double last = (double)a->activity_since;
     static const char *const keys[] = {"last_login_at", "created_at", "reactivated_at"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -177,8 +182,7 @@ static cJSON *user_view(const zt_auth *a, const cJSON *u)
     cJSON *o = user_public(u);
     int64_t exp = password_expires_at(a->srv->conf, u);
     if (o && exp != INT64_MAX) cJSON_AddNumberToObject(o, "password_expires_at", (double)exp);
-    const char *kind = zt__jstr(u, "kind");
-    if (o && a->srv->conf->auth_inactive_ms && kind && strcmp(kind, "staff") == 0)
+    if (o && a->srv->conf->auth_inactive_ms && is_staff(u))
         cJSON_AddBoolToObject(o, "inactive", inactive(a, u, zt_now_ms()));
     if (o) cJSON_AddBoolToObject(o, "two_factor", cJSON_GetObjectItem(u, "totp_enc") != NULL);
     return o;
@@ -245,6 +249,27 @@ static const char *key_role_problem(const zt_conf *c, const char *role)
             return "is one of auth.two_factor_roles, which sign in with a code from an "
                    "authenticator app too: an API key, one factor, cannot hold it";
     return NULL;
+}
+
+/* What an offline grant of an unknown role is told (%s: the role). */
+#define CLI_ROLE_UNKNOWN                                                                           \
+    "'%s' is not a role of this node (zhengtong admin role list: the core's, those the "           \
+    "plugins declared at the node's last start, and those added with zhengtong admin role add)"
+
+/* Why an API key cannot be given role now, in t (key_role_problem, or a role the node does
+ * not know), or NULL; *type: the problem's. */
+static const char *key_grant_problem(zt_auth *a, zt_txn *t, const char *role, bool offline,
+                                     const char **type, char *buf, size_t cap)
+{
+    const char *why = key_role_problem(a->srv->conf, role);
+    *type = why ? "invalid-key" : "unknown-role";
+    if (why) {
+        snprintf(buf, cap, "role '%s' %s", role, why);
+        return buf;
+    }
+    if (strcmp(role, ZT_ROLE_USER) == 0 || zt__role_known(a->srv, t, role)) return NULL;
+    snprintf(buf, cap, offline ? "ROLE: " CLI_ROLE_UNKNOWN : "role: " ZT__ROLE_UNKNOWN, role);
+    return buf;
 }
 
 static bool login_ok(const char *s)
@@ -744,9 +769,9 @@ static bool stamp(zt_server *srv, zt_db *db, const unsigned char key[32], const 
  * keys no device uses any more, is written at most hourly. */
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
+    if (!req->caller) return; /* (before the clock: most answers are to no one signed in) */
     int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
     if (every > 60000) every = 60000;
-    if (!req->caller) return;
     if (req->session_last_seen == INT64_MAX) { /* an API key */
         if (now - req->key_last_used >= KEY_USE_EVERY_MS) {
             stamp(srv, srv->auth->keys, req->token_hash, "last_used_at", now);
@@ -1880,13 +1905,27 @@ static bool roles_ok(const cJSON *roles)
     }
     return true;
 }
-/* What an offline grant of an unknown role is told (%s: the role). */
-#define CLI_ROLE_UNKNOWN                                                                           \
-    "'%s' is not a role of this node (zhengtong admin role list: the core's, those the "           \
-    "plugins declared at the node's last start, and those added with zhengtong admin role add)"
 #define ROLES_RULE                                                                                 \
     "a list of role names, each once (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' or "    \
     "'user')"
+
+/* Why an account cannot be given the roles want (a JSON list; held: the roles it holds
+ * now, which it keeps even if no longer known, or NULL), or NULL; *type: the problem's.
+ * offline: the message points at `zhengtong admin role`, not at HTTP. */
+static const char *grant_problem(zt_auth *a, zt_txn *t, const cJSON *want, const cJSON *held,
+                                 bool offline, const char **type, char *buf, size_t cap)
+{
+    *type = "invalid-user";
+    if (!roles_ok(want)) return ROLES_RULE;
+    const char *unknown = zt__roles_unknown(a->srv, t, want, held);
+    if (unknown) {
+        *type = "unknown-role";
+        snprintf(buf, cap, offline ? CLI_ROLE_UNKNOWN : ZT__ROLE_UNKNOWN, unknown);
+        return buf;
+    }
+    *type = "duties-not-separate";
+    return zt__roles_not_separate(a->srv->conf, want) ? ZT__DUTIES_RULE : NULL;
+}
 
 static int user_create_then(zt_req *req, hash_job *j)
 {
@@ -1922,15 +1961,12 @@ static int h_user_create(zt_req *req, void *ud)
                           "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
     const char *why = name_problem(name);
     if (why) return zt_problem(req, 422, "invalid-user", NULL, NAME_RULE, why);
-    if (roles && !roles_ok(roles))
-        return zt_problem(req, 422, "invalid-user", NULL, "roles: " ROLES_RULE);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    const char *unknown = zt__roles_unknown(a->srv, t, roles, NULL);
-    if (unknown)
-        return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN, unknown);
-    if (zt__roles_not_separate(a->srv->conf, roles))
-        return zt_problem(req, 422, "duties-not-separate", NULL, "roles: " ZT__DUTIES_RULE);
+    char buf[512];
+    const char *type,
+        *bad = roles ? grant_problem(a, t, roles, NULL, false, &type, buf, sizeof buf) : NULL;
+    if (bad) return zt_problem(req, 422, type, NULL, "roles: %s", bad);
     const void *v;
     size_t vlen;
     if (!dept || zt_get(t, a->depts, dept, strlen(dept), &v, &vlen) != ZT_OK)
@@ -2092,20 +2128,15 @@ static int h_user_patch(zt_req *req, void *ud)
                 zt_get(t, a->depts, e->valuestring, strlen(e->valuestring), &v, &vl) != ZT_OK)
                 bad = "department: the code of an existing department";
         } else if (strcmp(k, "roles") == 0) {
-            const char *unknown = NULL;
-            if (!roles_ok(e))
-                bad = "roles: " ROLES_RULE;
-            else if ((unknown = zt__roles_unknown(a->srv, t, e,
-                                                  cJSON_GetObjectItemCaseSensitive(u, "roles")))) {
+            const cJSON *held = cJSON_GetObjectItemCaseSensitive(u, "roles");
+            char buf[512];
+            const char *type, *why = grant_problem(a, t, e, held, false, &type, buf, sizeof buf);
+            if (why) {
+                int st = zt_problem(req, 422, type, NULL, "roles: %s", why);
                 cJSON_Delete(u);
-                return zt_problem(req, 422, "unknown-role", NULL, "roles: " ZT__ROLE_UNKNOWN,
-                                  unknown);
-            } else if (zt__roles_not_separate(a->srv->conf, e)) {
-                cJSON_Delete(u);
-                return zt_problem(req, 422, "duties-not-separate", NULL, "roles: " ZT__DUTIES_RULE);
+                return st;
             } else if (a->srv->conf->auth_separate_duties &&
-                       strcmp(zt_req_caller(req)->id, id) == 0 &&
-                       !cJSON_Compare(e, cJSON_GetObjectItemCaseSensitive(u, "roles"), true)) {
+                       strcmp(zt_req_caller(req)->id, id) == 0 && !cJSON_Compare(e, held, true)) {
                 cJSON_Delete(u);
                 return zt_problem(req, 403, "own-roles", NULL,
                                   "auth.separate_duties: no one changes their own roles; another "
@@ -2469,7 +2500,7 @@ static int h_register(zt_req *req, void *ud)
 #define KEY_DAYS_MAX 3660 /* ten years */
 
 static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, const char *role,
-                   int64_t expires_at, char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
+                   long days, char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
 {
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
@@ -2484,9 +2515,10 @@ static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, 
     cJSON_AddStringToObject(k, "name", name);
     cJSON_AddStringToObject(k, "plugin", plugin);
     cJSON_AddStringToObject(k, "role", role);
-    cJSON_AddNumberToObject(k, "created_at", (double)zt_now_ms());
-    if (expires_at)
-        cJSON_AddNumberToObject(k, "expires_at", (double)expires_at);
+    int64_t now = zt_now_ms();
+    cJSON_AddNumberToObject(k, "created_at", (double)now);
+    if (days) /* it works that many days; else until it is revoked */
+        cJSON_AddNumberToObject(k, "expires_at", (double)(now + (int64_t)days * 86400000));
     else
         cJSON_AddNullToObject(k, "expires_at");
     int rc = zt__db_put_json(t, a->keys, hash, 32, k);
@@ -2512,26 +2544,22 @@ static int h_key_create(zt_req *req, void *ud)
     if (bad) return zt_problem(req, 422, "invalid-key", NULL, NAME_RULE, bad);
     if (!key_plugin_ok(a->srv->conf, plugin))
         return zt_problem(req, 422, "invalid-key", NULL, "plugin '%s' is not enabled here", plugin);
-    const char *why = key_role_problem(a->srv->conf, role);
-    if (why) return zt_problem(req, 422, "invalid-key", NULL, "role '%s' %s", role, why);
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(j, "valid_days");
-    int64_t expires_at = 0;
-    if (days && !cJSON_IsNull(days)) {
-        if (!cJSON_IsNumber(days) || days->valuedouble != (double)(int)days->valuedouble ||
-            days->valuedouble < 1 || days->valuedouble > KEY_DAYS_MAX)
-            return zt_problem(req, 422, "invalid-key", NULL,
-                              "valid_days: how many days the key works, 1 to %d (leave it out "
-                              "for a key that works until it is revoked)",
-                              KEY_DAYS_MAX);
-        expires_at = zt_now_ms() + (int64_t)days->valuedouble * 86400000;
-    }
+    if (days && !cJSON_IsNull(days) &&
+        (!cJSON_IsNumber(days) || days->valuedouble != (double)(int)days->valuedouble ||
+         days->valuedouble < 1 || days->valuedouble > KEY_DAYS_MAX))
+        return zt_problem(req, 422, "invalid-key", NULL,
+                          "valid_days: how many days the key works, 1 to %d (leave it out for "
+                          "a key that works until it is revoked)",
+                          KEY_DAYS_MAX);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    if (strcmp(role, ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, role))
-        return zt_problem(req, 422, "unknown-role", NULL, "role: " ZT__ROLE_UNKNOWN, role);
+    char buf[512];
+    const char *type, *why = key_grant_problem(a, t, role, false, &type, buf, sizeof buf);
+    if (why) return zt_problem(req, 422, type, NULL, "%s", why);
     char key[4 + ZT__B64URL_LEN(32)];
     cJSON *k = NULL;
-    int rc = key_new(a, t, name, plugin, role, expires_at, key, &k);
+    int rc = key_new(a, t, name, plugin, role, cJSON_IsNumber(days) ? days->valueint : 0, key, &k);
     if (rc == ZT_OK) {
         cJSON_AddStringToObject(k, "key", key);
         zt_audit_note(req, "create API key", zt__jstr(k, "id"));
@@ -2704,14 +2732,10 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             return ZT_ENOTFOUND;
         }
         cJSON *roles = roles_from_csv(argc > 5 ? argv[5] : NULL);
-        const char *unknown = roles_ok(roles) ? zt__roles_unknown(a->srv, t, roles, NULL) : NULL;
-        if (!roles_ok(roles) || unknown || zt__roles_not_separate(conf, roles)) {
-            if (unknown)
-                snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
-            else if (roles_ok(roles))
-                snprintf(err, errlen, "ROLES: " ZT__DUTIES_RULE);
-            else
-                snprintf(err, errlen, "ROLES: %s, by commas", ROLES_RULE);
+        char buf[512];
+        const char *type;
+        if ((why = grant_problem(a, t, roles, NULL, true, &type, buf, sizeof buf))) {
+            snprintf(err, errlen, "ROLES (by commas): %s", why);
             cJSON_Delete(roles);
             return ZT_EINVAL;
         }
@@ -2747,11 +2771,6 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         else
             NEED(3, "user disable|enable LOGIN");
         cJSON *want = roles ? roles_from_csv(argv[3]) : NULL;
-        if (roles && !roles_ok(want)) {
-            cJSON_Delete(want);
-            snprintf(err, errlen, "ROLES: %s, by commas (- for none)", ROLES_RULE);
-            return ZT_EINVAL;
-        }
         if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
             snprintf(err, errlen, "no account %s", argv[2]);
         if (rc == ZT_OK && strcmp(verb, "enable") == 0 &&
@@ -2759,15 +2778,14 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             snprintf(err, errlen, "%s was closed by its holder: it stays closed", argv[2]);
             rc = ZT_EINVAL;
         }
-        const char *unknown =
-            rc == ZT_OK && roles
-                ? zt__roles_unknown(a->srv, t, want, cJSON_GetObjectItemCaseSensitive(u, "roles"))
-                : NULL;
-        if (unknown) {
-            snprintf(err, errlen, "ROLES: " CLI_ROLE_UNKNOWN, unknown);
-            rc = ZT_EINVAL;
-        } else if (rc == ZT_OK && roles && zt__roles_not_separate(conf, want)) {
-            snprintf(err, errlen, "ROLES: " ZT__DUTIES_RULE);
+        char buf[512];
+        const char *type,
+            *why = rc == ZT_OK && roles
+                       ? grant_problem(a, t, want, cJSON_GetObjectItemCaseSensitive(u, "roles"),
+                                       true, &type, buf, sizeof buf)
+                       : NULL;
+        if (why) {
+            snprintf(err, errlen, "ROLES (by commas, - for none): %s", why);
             rc = ZT_EINVAL;
         }
         if (rc == ZT_OK) {
@@ -2838,7 +2856,9 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         cJSON *k = NULL;
         long days = 0;
         char *end = NULL;
-        const char *why = key_role_problem(a->srv->conf, argv[4]), *bad = name_problem(argv[2]);
+        char buf[512];
+        const char *type, *why = key_grant_problem(a, t, argv[4], true, &type, buf, sizeof buf),
+                          *bad = name_problem(argv[2]);
         if (bad) {
             snprintf(err, errlen, "NAME: " NAME_TEXT, bad);
             rc = ZT_EINVAL;
@@ -2847,18 +2867,14 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
                      argv[3]);
             rc = ZT_EINVAL;
         } else if (why) {
-            snprintf(err, errlen, "role '%s' %s", argv[4], why);
-            rc = ZT_EINVAL;
-        } else if (strcmp(argv[4], ZT_ROLE_USER) != 0 && !zt__role_known(a->srv, t, argv[4])) {
-            snprintf(err, errlen, "ROLE: " CLI_ROLE_UNKNOWN, argv[4]);
+            snprintf(err, errlen, "%s", why);
             rc = ZT_EINVAL;
         } else if (argc > 5 && ((days = strtol(argv[5], &end, 10)) < 1 || days > KEY_DAYS_MAX ||
                                 *end || !isdigit((unsigned char)argv[5][0]))) {
             snprintf(err, errlen, "DAYS: how many days the key works, 1 to %d", KEY_DAYS_MAX);
             rc = ZT_EINVAL;
         } else {
-            rc = key_new(a, t, argv[2], argv[3], argv[4],
-                         argc > 5 ? zt_now_ms() + (int64_t)days * 86400000 : 0, key, &k);
+            rc = key_new(a, t, argv[2], argv[3], argv[4], days, key, &k);
         }
         if (rc == ZT_OK)
             fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
