@@ -644,8 +644,12 @@ bool zt__role_name_ok(const char *r);
 /* Open _core/roles, declare the core's roles and the /admin/roles routes. */
 int zt__roles_open(zt_server *srv, char *err, size_t errlen);
 void zt__roles_close(zt_server *srv);
-/* Declare a role (from: "core" or a plugin's name; description may be NULL). "public"
- * and "user" are no roles: ignored. ZT_EINVAL for a bad name or description. */
+/* Why name (with description, which may be NULL) cannot be declared, in buf, or NULL: a
+ * name that is no role name (or "public", "user", which no one is given), or a
+ * description that is no text of 1 to 200 characters on one line. */
+const char *zt__role_problem(const char *name, const char *description, char *buf, size_t cap);
+/* Declare a role (from: "core" or a plugin's name; description may be NULL). ZT_EINVAL
+ * when zt__role_problem says why not. */
 int zt__roles_declare(zt_server *srv, const char *from, const char *name, const char *description);
 /* Every route's role is declared, by the route's plugin. */
 void zt__roles_from_routes(zt_server *srv);

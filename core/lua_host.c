@@ -2064,15 +2064,10 @@ static int l_role(lua_State *L)
     size_t len = 0;
     const char *desc =
         lua_isnoneornil(L, 2) ? NULL : check_str(L, 2, "zt.role", "description", &len);
-    if (!zt__role_name_ok(name) || strcmp(name, ZT_ROLE_PUBLIC) == 0 ||
-        strcmp(name, ZT_ROLE_USER) == 0)
-        return luaL_error(L,
-                          "zt.role: '%s' is no role name (1 to 64 of a-z 0-9 _ . - from a "
-                          "letter; not 'public' or 'user')",
-                          name);
-    const char *why =
-        desc ? (strlen(desc) != len ? "holds a NUL" : zt_text_problem(desc, 200, 0)) : NULL;
-    if (why) return luaL_error(L, "zt.role: the description of '%s' %s", name, why);
+    char buf[256];
+    const char *why = desc && strlen(desc) != len ? "the description holds a NUL"
+                                                  : zt__role_problem(name, desc, buf, sizeof buf);
+    if (why) return luaL_error(L, "zt.role: %s", why);
     if (zt_role_declare(lp->p, name, desc) != ZT_OK) return luaL_error(L, "zt.role: out of memory");
     return 0;
 }

@@ -51,12 +51,27 @@ static role_decl *find(const zt_roles *rs, const char *name)
     return NULL;
 }
 
+const char *zt__role_problem(const char *name, const char *description, char *buf, size_t cap)
+{
+    if (!name || !zt__role_name_ok(name) || strcmp(name, ZT_ROLE_PUBLIC) == 0 ||
+        strcmp(name, ZT_ROLE_USER) == 0) {
+        snprintf(buf, cap,
+                 "'%s' is no role name (1 to 64 of a-z 0-9 _ . - from a letter; not 'public' "
+                 "or 'user')",
+                 name ? name : "");
+        return buf;
+    }
+    const char *why = description ? zt_text_problem(description, 200, 0) : NULL;
+    if (!why) return NULL;
+    snprintf(buf, cap, "the description of '%s' %s", name, why);
+    return buf;
+}
+
 int zt__roles_declare(zt_server *srv, const char *from, const char *name, const char *description)
 {
     zt_roles *rs = srv->roles;
-    if (!name || !zt__role_name_ok(name)) return ZT_EINVAL;
-    if (description && zt_text_problem(description, 200, 0)) return ZT_EINVAL;
-    if (strcmp(name, ZT_ROLE_PUBLIC) == 0 || strcmp(name, ZT_ROLE_USER) == 0) return ZT_OK;
+    char buf[256];
+    if (zt__role_problem(name, description, buf, sizeof buf)) return ZT_EINVAL;
     if (!rs) return ZT_OK; /* a node without accounts (unit tests' bare servers) */
     role_decl *d = find(rs, name);
     if (d) {
@@ -99,7 +114,8 @@ void zt__roles_from_routes(zt_server *srv)
     for (size_t i = 0; i < zt__router_count(srv->router); i++) {
         const zt__route *rt = zt__router_at(srv->router, i);
         /* a route's role was checked when it was added; memory is all that can fail */
-        zt__roles_declare(srv, rt->plugin ? rt->plugin->name : "core", rt->role, NULL);
+        if (strcmp(rt->role, ZT_ROLE_PUBLIC) != 0 && strcmp(rt->role, ZT_ROLE_USER) != 0)
+            zt__roles_declare(srv, rt->plugin ? rt->plugin->name : "core", rt->role, NULL);
     }
 }
 

@@ -359,8 +359,9 @@ int zt_caller_has_role(const zt_caller *c, const char *role);
  * is declared by the route itself (with no description: declare it too, to say what it
  * is for); declare the others, in init. A role declared twice, by one plugin or two, is
  * one role: the first description stays, and the plugin that gave it is its owner in GET
- * /admin/roles. ZT_EINVAL for a name that is no role name
- * (1 to 64 of a-z 0-9 _ . - from a letter) or a description that is no such text. */
+ * /admin/roles. ZT_EINVAL for a name that is no role name (1 to 64 of a-z 0-9 _ . - from
+ * a letter; not "public" or "user", which no one is given) or a description that is no
+ * such text. */
 int zt_role_declare(zt_plugin *p, const char *role, const char *description);
 /* 1 if department code `dept` is the caller's department or below it in the department
  * tree (county → bureau → section): the scope of what a staff member may see. 0 for

@@ -321,7 +321,10 @@ static int decisions_field(ctx *c, int t, wf_node *n)
  * IT adds (POST /admin/roles). */
 static int declare_role(ctx *c, const char *what, const char *role)
 {
-    if (!role || zt_role_declare(c->p, role, NULL) == ZT_OK) return ZT_OK;
+    /* "user" (any signed-in caller) and "public" are a route's roles, no one's to declare */
+    if (!role || strcmp(role, ZT_ROLE_USER) == 0 || strcmp(role, ZT_ROLE_PUBLIC) == 0 ||
+        zt_role_declare(c->p, role, NULL) == ZT_OK)
+        return ZT_OK;
     return fail(c, "%s: '%s' is no role name (1 to 64 of a-z 0-9 _ . - from a letter)", what, role);
 }
 
