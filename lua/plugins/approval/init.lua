@@ -19,17 +19,17 @@ if not cfg.number_prefix:match("^%u%u?%u?%u?$") then
   zt.config_error("number_prefix", ("must be 1 to 4 capital letters, not %q"):format(cfg.number_prefix))
 end
 local DAY = 86400000
-if #cfg.head_role > 64 or not cfg.head_role:match("^%l[%l%d_.-]*$") then
-  zt.config_error("head_role", ("must be a role name (1 to 64 of a-z 0-9 _ . - from a letter), not %q")
-    :format(cfg.head_role))
-end
 
--- the roles this plugin checks (routes declare approval_admin themselves)
+-- the roles this plugin checks (routes declare approval_admin themselves); head_role is the
+-- config's, and one that zt.role refuses is the config's error, at its line
 zt.role("approval_clerk", "Accepts, refuses and asks for more of applications to their department (受理)")
 zt.role("approval_reviewer", "Decides the review task of their department (审查)")
 zt.role("approval_supervisor", "Sees every application, the overdue list and the statistics (监察)")
-zt.role(cfg.head_role, "Head of a department: overdue applications escalate to them (督办)")
 zt.role("approval_admin", "Manages the item catalogue (事项管理)")
+if not pcall(zt.role, cfg.head_role, "Head of a department: overdue applications escalate to them (督办)") then
+  zt.config_error("head_role", ("must be a role name (1 to 64 of a-z 0-9 _ . - from a letter; not user or public), not %q")
+    :format(cfg.head_role))
+end
 
 -- ---- storage ----------------------------------------------------------------------
 local items_db = zt.db.open("items")            -- code → item managed over HTTP
