@@ -1226,6 +1226,7 @@ static int login_done(zt_req *req, void *arg)
     memcpy(token, TOKEN_PREFIX, 4);
     sodium_bin2base64(token + 4, sizeof token - 4, raw, sizeof raw,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof raw);
     token_hash(token, strlen(token), hash);
     char sid[SID_HEX + 1], k[26 + SID_HEX];
     sid_of(hash, sid);
@@ -1259,7 +1260,7 @@ static int login_done(zt_req *req, void *arg)
             cJSON_AddNullToObject(o, "previous_sign_in");
         }
         rc = zt_respond_json(req, 200, o);
-        cJSON_Delete(o);
+        zt__json_delete_wiped(o); /* it holds a secret */
     }
     sodium_memzero(token, sizeof token);
 out:
@@ -1540,7 +1541,7 @@ static int h_totp_begin(zt_req *req, void *ud)
                                     "the secret by hand), then POST /auth/totp/confirm with "
                                     "{\"code\": …} from the app");
             rc = zt_respond_json(req, 201, o);
-            cJSON_Delete(o);
+            zt__json_delete_wiped(o); /* it holds a secret */
         }
         sodium_memzero(key, sizeof key);
         sodium_memzero(b32, sizeof b32);
@@ -1943,7 +1944,7 @@ static int user_create_then(zt_req *req, hash_job *j)
     cJSON_AddStringToObject(o, "one_time_password", j->one_time);
     zt_audit_note(req, "create account", zt__jstr(u, "id"));
     rc = zt_respond_json(req, 201, o);
-    cJSON_Delete(o);
+    zt__json_delete_wiped(o); /* it holds a secret */
     cJSON_Delete(u);
     return rc;
 }
@@ -2208,7 +2209,7 @@ static int user_reset_then(zt_req *req, hash_job *j)
     cJSON_AddStringToObject(o, "one_time_password", j->one_time);
     zt_audit_note(req, "reset password", id);
     rc = zt_respond_json(req, 200, o);
-    cJSON_Delete(o);
+    zt__json_delete_wiped(o); /* it holds a secret */
     return rc;
 }
 
@@ -2566,7 +2567,7 @@ static int h_key_create(zt_req *req, void *ud)
         rc = zt_respond_json(req, 201, k);
     }
     sodium_memzero(key, sizeof key);
-    cJSON_Delete(k);
+    zt__json_delete_wiped(k); /* it holds a secret */
     return rc;
 }
 

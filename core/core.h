@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <uv.h>
 
 /* Internal names are zt__*; `static` functions need no prefix. Errors are ZT_E* codes.
@@ -74,7 +75,12 @@ typedef struct zt_buf {
     char *data;
     size_t len, cap;
 } zt_buf;
-int zt__buf_reserve(zt_buf *b, size_t extra);
+int zt__buf_grow(zt_buf *b, size_t extra); /* into a new block: the old one is wiped */
+/* Room for extra more bytes and a NUL. */
+static inline int zt__buf_reserve(zt_buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra + 1 ? ZT_OK : zt__buf_grow(b, extra);
+}
 int zt__buf_append(zt_buf *b, const void *p, size_t n);
 int zt__buf_puts(zt_buf *b, const char *s);
 int zt__buf_printf(zt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -83,7 +89,15 @@ int zt__buf_u64(zt_buf *b, uint64_t v);                   /* decimal, no printf 
 /* v in decimal at out (20 bytes; 21 for a negative), no NUL, no printf; the length. */
 size_t zt__u64_text(char *out, uint64_t v);
 size_t zt__i64_text(char *out, int64_t v);
-void zt__buf_free(zt_buf *b);
+void zt__buf_free(zt_buf *b); /* wipes what it held, then frees it */
+/* Empties it, wiping what it held; keeps its room (memory that stays allocated: a plain
+ * memset, which the compiler keeps). */
+static inline void zt__buf_wipe(zt_buf *b)
+{
+    if (b->data) memset(b->data, 0, b->len);
+    b->len = 0;
+}
+void zt__free_wiped(void *p, size_t n); /* free(p) once its n bytes are wiped */
 
 /* ---- json.c: strict JSON input, exact output, UTF-8 ------------------------------- */
 
@@ -102,6 +116,9 @@ int zt__buf_json_text(zt_buf *b, const char *s, size_t n);
  * than ZT_JSON_DEPTH; only white space may follow it. ZT_EINVAL with why filled
  * ("not valid JSON: ... (at byte N)"). */
 int zt__json_parse_strict(const char *s, size_t n, cJSON **out, char *why, size_t whylen);
+/* cJSON_Delete, after wiping every string and number in it: for a request's body and
+ * for answers that carry a secret (a token, a one-time password, a key). */
+void zt__json_delete_wiped(cJSON *j);
 size_t zt__json_num(char out[32], double d); /* a number as zt_json_print writes it */
 
 /* JSON records in the store (the core's own databases hold JSON values). */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -122,6 +123,7 @@ struct zt_conn {
     const char *scan;    /* next byte of the current read not yet line-ending checked */
     http_req *completed; /* the message on_message_complete just ended, to dispatch */
     zt_buf acc;          /* a target, header name or value, which may arrive in pieces */
+    size_t acc_used;     /* the most acc held since it was last wiped (acc_wipe) */
     zt_buf out;          /* serialized responses; stable while a write is in flight */
     char *pending;       /* bytes read but not parsed while parsing is paused */
     size_t npending;
@@ -270,13 +272,13 @@ static void req_clear(http_req *h)
 {
     zt_req *r = &h->r;
     zt__arena_reset(&r->arena);
-    free(r->res_body);
+    zt__free_wiped(r->res_body, r->res_len);
     r->res_body = NULL;
     zt__buf_free(&r->body);
-    if (r->json) cJSON_Delete(r->json);
+    zt__json_delete_wiped(r->json);
     r->json = NULL;
     if (r->res_hdrs.cap > KEEP_SMALL) zt__buf_free(&r->res_hdrs);
-    r->res_hdrs.len = 0;
+    zt__buf_wipe(&r->res_hdrs);
 }
 
 static void req_free(http_req *h)
@@ -447,7 +449,7 @@ static void stop_parsing(zt_conn *c)
 {
     c->stop_parse = true;
     read_stop(c);
-    free(c->pending);
+    zt__free_wiped(c->pending, c->npending);
     c->pending = NULL;
     c->npending = 0;
     if (!list_empty(&c->resume)) list_del(&c->resume);
@@ -513,16 +515,10 @@ static bool is_token(const char *s, size_t n)
     return true;
 }
 
-/* Moves the token in acc into the request: the target, a header name, or its value. */
-static int commit(zt_conn *c, http_req *h)
+/* Puts a token (s[0..n)) into the request: the target, a header name, or its value. */
+static int place(zt_conn *c, http_req *h, int tok, const char *s, size_t n)
 {
     zt_req *r = &h->r;
-    zt_buf *a = &c->acc;
-    const char *s = a->data ? a->data : "";
-    size_t n = a->len;
-    int tok = c->tok;
-    c->tok = T_NONE;
-    a->len = 0;
     switch (tok) {
     case T_URL:
         if (!(r->target = zt__arena_strndup(&r->arena, s, n))) return oom(c, h);
@@ -559,6 +555,31 @@ static int commit(zt_conn *c, http_req *h)
     return 0;
 }
 
+/* Moves the token in acc into the request. */
+static int commit(zt_conn *c, http_req *h)
+{
+    int tok = c->tok;
+    size_t n = c->acc.len;
+    c->tok = T_NONE;
+    if (n > c->acc_used) c->acc_used = n;
+    c->acc.len = 0;
+    return place(c, h, tok, c->acc.data ? c->acc.data : "", n);
+}
+
+/* What acc held (a bearer token among the headers) is wiped once a request's headers are
+ * in, not token by token; `keep` bounds the room it keeps. */
+static void acc_wipe(zt_conn *c, size_t keep)
+{
+    if (c->acc.cap <= keep && !c->acc.len && !c->acc_used) return;
+    if (c->acc.len > c->acc_used) c->acc_used = c->acc.len;
+    c->acc.len = c->acc_used;
+    if (c->acc.cap > keep)
+        zt__buf_free(&c->acc);
+    else
+        zt__buf_wipe(&c->acc);
+    c->acc_used = 0;
+}
+
 static int token(zt_conn *c, http_req *h, int tok, const char *at, size_t len)
 {
     h->hdr_bytes += len;
@@ -585,7 +606,7 @@ static int on_message_begin(http_parser *p)
     }
     c->parsing = h;
     c->tok = T_NONE;
-    c->acc.len = 0;
+    acc_wipe(c, KEEP_SMALL);
     return 0;
 }
 
@@ -693,7 +714,7 @@ static int on_headers_complete(http_parser *p)
     http_req *h = c->parsing;
     zt_req *r = &h->r;
     if (commit(c, h)) return -1;
-    if (c->acc.cap > KEEP_SMALL) zt__buf_free(&c->acc);
+    acc_wipe(c, KEEP_SMALL);
     h->headers_done = true;
     r->method = http_method_str((enum http_method)p->method);
     r->head = p->method == HTTP_HEAD;
@@ -857,12 +878,14 @@ static const http_parser_settings settings = {
 static void keep(zt_conn *c, const char *data, size_t len)
 {
     if (!len) return;
-    char *p = realloc(c->pending, c->npending + len);
+    char *p = malloc(c->npending + len); /* not realloc: the old block is wiped */
     if (!p) {
         close_conn(c);
         return;
     }
+    if (c->npending) memcpy(p, c->pending, c->npending);
     memcpy(p + c->npending, data, len);
+    zt__free_wiped(c->pending, c->npending);
     c->pending = p;
     c->npending += len;
 }
@@ -966,7 +989,7 @@ static void resume(zt_conn *c)
     c->pending = NULL;
     c->npending = 0;
     if (n) feed(c, buf, n);
-    free(buf);
+    zt__free_wiped(buf, n);
     if (c->closing || c->paused || c->stop_parse) return;
     if (c->eof_seen)
         eof_settle(c);
@@ -999,18 +1022,27 @@ static void schedule_resume(zt_conn *c)
     if (c->hs->has_handles) uv_idle_start(&c->hs->idle, on_idle);
 }
 
+/* Bytes read from the client: parsed, kept while parsing is paused, or discarded. */
+static void take(zt_conn *c, const char *data, size_t len)
+{
+    if (c->closing || c->lingering || c->stop_parse) return; /* discarded */
+    if (c->paused) {
+        keep(c, data, len);
+        read_stop(c);
+        return;
+    }
+    feed(c, data, len);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     zt_conn *c = s->data;
-    if (c->closing) return;
     if (nread > 0) {
-        if (c->lingering || c->stop_parse) return; /* discarded */
-        if (c->paused) {
-            keep(c, buf->base, (size_t)nread);
-            read_stop(c);
-            return;
-        }
-        feed(c, buf->base, (size_t)nread);
+        take(c, buf->base, (size_t)nread);
+        /* Parsing copied whatever it keeps: the read buffer is wiped (passwords, tokens). */
+        memset(buf->base, 0, (size_t)nread);
+    } else if (c->closing) {
+        return;
     } else if (nread == UV_EOF && !c->lingering) {
         c->reading = false; /* libuv stops reading at EOF */
         if (c->paused)
@@ -1097,7 +1129,7 @@ static int serialize(zt_conn *c, http_req *h, bool last)
 
 static void trim_out(zt_conn *c)
 {
-    c->out.len = 0;
+    zt__buf_wipe(&c->out);
     if (c->out.cap > KEEP_OUT) zt__buf_free(&c->out);
 }
 
@@ -1120,7 +1152,7 @@ static void write_out(zt_conn *c)
     zt_buf *o = &c->out;
     if (!o->len) return;
     if (c->fake) {
-        o->len = 0;
+        zt__buf_wipe(o);
         return;
     }
     assert(o->len <= UINT_MAX);
@@ -1261,9 +1293,9 @@ static void conn_free(zt_conn *c)
         c->free = H(h->r.next);
         req_free(h);
     }
-    zt__buf_free(&c->acc);
+    acc_wipe(c, 0);
     zt__buf_free(&c->out);
-    free(c->pending);
+    zt__free_wiped(c->pending, c->npending);
     assert(hs->nconns > 0);
     hs->nconns--;
     free(c);

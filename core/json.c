@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 /* ---- UTF-8 ------------------------------------------------------------------------- */
 
@@ -182,6 +183,26 @@ static const char *repeated_key(const cJSON *v)
         if (strcmp(all[i - 1]->string, all[i]->string) == 0) r = all[i]->string;
     free(all);
     return r;
+}
+
+static void json_wipe(cJSON *j)
+{
+    for (; j; j = j->next) {
+        if (j->string && !(j->type & cJSON_StringIsConst))
+            sodium_memzero(j->string, strlen(j->string));
+        if (j->type & cJSON_IsReference) continue; /* what it points to is not its own */
+        if (j->valuestring) sodium_memzero(j->valuestring, strlen(j->valuestring));
+        j->valuedouble = 0;
+        j->valueint = 0;
+        json_wipe(j->child);
+    }
+}
+
+void zt__json_delete_wiped(cJSON *j)
+{
+    if (!j) return;
+    json_wipe(j);
+    cJSON_Delete(j);
 }
 
 int zt__json_parse_strict(const char *s, size_t n, cJSON **out, char *why, size_t whylen)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sodium.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -114,9 +115,12 @@ static inline size_t pool_class(size_t n)
     return (n + POOL_STEP - 1) / POOL_STEP;
 }
 
+/* What a Lua object held is wiped when it is freed or pooled (a password or an ID number
+ * in a string the collector let go stays in no memory: GB/T 22239 剩余信息保护). */
 static void block_free(struct zt_lua_plugin *lp, void *p, size_t size)
 {
     if (!p) return;
+    sodium_memzero(p, size);
     size_t c = size <= POOL_MAX ? pool_class(size) : 0;
     if (c && lp->pooled + c * POOL_STEP <= POOL_KEEP) {
         *(void **)p = lp->pool[c];
@@ -133,15 +137,19 @@ static void *block_resize(struct zt_lua_plugin *lp, void *p, size_t osize, size_
 {
     size_t oc = p && osize <= POOL_MAX ? pool_class(osize) : 0;
     size_t nc = nsize <= POOL_MAX ? pool_class(nsize) : 0;
-    if (nc && nc == oc) return p;
-    if (!nc && !oc) return realloc(p, nsize);
+    if (nc ? nc == oc : nsize == osize && p) {
+        if (nsize < osize) sodium_memzero((char *)p + nsize, osize - nsize);
+        return p;
+    }
     void *np;
     if (nc && lp->pool[nc]) {
         np = lp->pool[nc];
         lp->pool[nc] = *(void **)np;
         lp->pooled -= nc * POOL_STEP;
     } else {
+        /* not realloc: it would leave the old block as it was */
         np = malloc(nc ? nc * POOL_STEP : nsize);
+        if (!np && nsize < osize) sodium_memzero((char *)p + nsize, osize - nsize);
         if (!np) return nsize <= osize ? p : NULL; /* the old block is large enough */
     }
     if (p) {
@@ -1463,6 +1471,9 @@ static int req_header(lua_State *L)
 {
     zt_req *req = current_req(L, 1, "req:header");
     const char *name = luaL_checkstring(L, 2);
+    /* The credential is the core's: a plugin knows its caller from zt.auth, and a token
+     * in a Lua string could be neither wiped nor kept from another plugin's log line. */
+    if (strcasecmp(name, "Authorization") == 0) return 0;
     lua_pushstring(L, zt_req_header(req, name)); /* nil if absent */
     return 1;
 }

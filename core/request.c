@@ -225,7 +225,7 @@ int zt_respond(zt_req *req, int status, const char *ctype, const void *body, siz
         if (!(copy = malloc(len))) return ZT_ENOMEM;
         memcpy(copy, body, len);
     }
-    free(req->res_body);
+    zt__free_wiped(req->res_body, req->res_len);
     req->res_body = copy;
     req->res_len = len;
     req->res_ctype = ctype ? zt__arena_strndup(&req->arena, ctype, strlen(ctype)) : NULL;
@@ -237,7 +237,7 @@ int zt_respond(zt_req *req, int status, const char *ctype, const void *body, siz
 /* Take a malloc'd body as the response's, without copying it. */
 static int respond_owned(zt_req *req, int status, const char *ctype, char *body, size_t len)
 {
-    free(req->res_body);
+    zt__free_wiped(req->res_body, req->res_len);
     req->res_body = body;
     req->res_len = len;
     req->res_ctype = ctype;
@@ -249,7 +249,7 @@ static int respond_owned(zt_req *req, int status, const char *ctype, char *body,
 int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, size_t len)
 {
     if (req->responded || is_job(req) || status < 200 || status > 599) {
-        free(body);
+        zt__free_wiped(body, len);
         return req->responded || is_job(req) ? ZT_ESTATE : ZT_EINVAL;
     }
     return respond_owned(req, status, ctype, body, len);

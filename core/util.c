@@ -71,33 +71,50 @@ char *zt__arena_vprintf(zt_arena *a, const char *fmt, va_list ap)
     return p;
 }
 
+/* What a request held (its headers, a bearer token among them) is wiped, not only let go. */
 void zt__arena_reset(zt_arena *a)
 {
     zt_arena_block *b = a->head;
     while (b != a->first) {
         zt_arena_block *next = b->next;
+        explicit_bzero(b->data, b->used);
         free(b);
         b = next;
     }
     a->head = a->first;
+    memset(a->first->data, 0, a->first->used); /* kept for the next request: not elided */
     a->first->used = 0;
 }
 
 /* ---- buffers --------------------------------------------------------------------- */
 
-int zt__buf_reserve(zt_buf *b, size_t extra)
+/* A buffer's bytes are wiped wherever it lets them go: when it grows into a new block
+ * (the old one whole; not realloc, which would leave it as it was), when it is emptied
+ * (zt__buf_wipe) and when it is freed. What requests and answers carry (passwords, tokens,
+ * ID numbers) stays in no freed memory (GB/T 22239 剩余信息保护). */
+int zt__buf_grow(zt_buf *b, size_t extra)
 {
-    if (b->cap - b->len >= extra + 1) return ZT_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < extra + 1) {
         if (cap > SIZE_MAX / 2) return ZT_ENOMEM;
         cap *= 2;
     }
-    char *d = realloc(b->data, cap);
+    char *d = malloc(cap);
     if (!d) return ZT_ENOMEM;
+    if (b->data) {
+        memcpy(d, b->data, b->len + 1); /* the NUL the appends keep, or a spare byte */
+        zt__free_wiped(b->data, b->cap);
+    }
     b->data = d;
     b->cap = cap;
     return ZT_OK;
+}
+
+void zt__free_wiped(void *p, size_t n)
+{
+    if (!p) return;
+    explicit_bzero(p, n); /* a plain memset before free may be left out by the compiler */
+    free(p);
 }
 
 int zt__buf_append(zt_buf *b, const void *p, size_t n)
@@ -220,6 +237,7 @@ int zt__buf_u64(zt_buf *b, uint64_t v)
 
 void zt__buf_free(zt_buf *b)
 {
+    zt__buf_wipe(b);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;

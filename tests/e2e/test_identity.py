@@ -17,7 +17,7 @@ import unittest
 import uuid
 
 from ztnode import (ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, free_port,
-                    lua_manifest, lua_tree_with, run, scrape)
+                    lua_manifest, lua_route, lua_tree_with, run, scrape)
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -1115,6 +1115,146 @@ class PersonalData(NodeTest):
                         needle = form.encode(enc)
                         self.assertNotIn(needle, data)
                         self.assertNotIn(needle, log)
+
+
+# ---- residual information (剩余信息保护) ----------------------------------------------
+
+
+def memory_holding(pid, needles):
+    """For each of needles (bytes) found in the process's anonymous memory (heap, stacks,
+    unnamed mappings: what it allocated, not the files it maps), the mappings it is in.
+    Mappings over 1 GiB are reservations (AddressSanitizer's shadow), not allocations."""
+    found = {}
+    chunk, overlap = 16 << 20, max(len(n) for n in needles)
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            path = parts[5] if len(parts) > 5 else ""
+            if parts[1][0] != "r" or path not in ("", "[heap]", "[stack]"):
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            if end - start > 1 << 30:
+                continue
+            at, tail = start, b""
+            while at < end:
+                try:
+                    mem.seek(at)
+                    data = tail + mem.read(min(chunk, end - at))
+                except OSError:
+                    break
+                for n in needles:
+                    if n in data:
+                        found.setdefault(n, set()).add("%s %s" % (parts[0], path or "anon"))
+                tail, at = data[-overlap:], at + chunk
+    return found
+
+
+class ResidualInformation(NodeTest):
+    """GB/T 22239 剩余信息保护: what authenticates someone (passwords, tokens, keys, sign-in
+    code secrets) and the ID numbers sent to the core are wiped from the node's memory once
+    their request is answered, not left in freed buffers for a core dump or a later
+    allocation to show."""
+
+    def assertForgotten(self, n, secrets):
+        """None of secrets (name: str or bytes) is in the node's memory; looked for after
+        each step, so that a later allocation cannot hide what an earlier one left."""
+        needles = {(v if isinstance(v, bytes) else v.encode()): k for k, v in secrets.items()}
+        control = n.data_dir.encode()  # the config's, held for the node's life
+        found = memory_holding(n.proc.pid, list(needles) + [control])
+        self.assertIn(control, found, "the search cannot see the node's memory")
+        left = {needles[k]: v for k, v in found.items() if k in needles}
+        self.assertEqual(left, {}, "left in memory after their requests were answered")
+
+    def test_secrets_are_not_left_in_the_node_memory(self):
+        n = self.node(plugins=("hello",))
+        secrets = {"admin token": n.auth["Authorization"][7:], "admin password": ADMIN_PASSWORD}
+        self.assertForgotten(n, secrets)
+        uid, otp = create_account(n, "clerk")
+        secrets["one-time password"] = otp
+        self.assertForgotten(n, secrets)
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual(st, 200, d)
+        h = bearer(d["token"])
+        secrets["first token"] = d["token"]
+        self.assertForgotten(n, secrets)
+        new_pw = "Residue-" + uuid.uuid4().hex
+        secrets["new password"] = new_pw
+        st, _, b = n.request("POST", "/auth/password", {"old_password": otp, "new_password": new_pw},
+                             h, auth=False)
+        self.assertEqual(st, 204, b)
+        self.assertForgotten(n, secrets)
+        st, _, d = n.login("clerk", new_pw)
+        self.assertEqual(st, 200, d)
+        h = bearer(d["token"])
+        secrets["token"] = d["token"]
+        secrets["token's bytes"] = base64.urlsafe_b64decode(d["token"][4:] + "==")
+        self.assertForgotten(n, secrets)
+        wrong = "Wrong-" + uuid.uuid4().hex
+        secrets["wrong password"] = wrong
+        self.assertEqual(n.login("clerk", wrong)[0], 401)
+        self.assertForgotten(n, secrets)
+        st, _, d = n.json("POST", "/auth/totp", {}, headers=h, auth=False)
+        self.assertEqual(st, 201, d)
+        secrets["sign-in code secret"] = d["secret"]
+        secrets["its bytes"] = base64.b32decode(d["secret"])
+        self.assertForgotten(n, secrets)
+        st, _, b = n.request("POST", "/auth/totp/confirm",
+                             {"code": totp(d["secret"], time.time() * 1000)}, headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        self.assertEqual(n.json("GET", "/auth/me", headers=h, auth=False)[0], 200)
+        self.assertForgotten(n, secrets)
+        st, _, k = n.json("POST", "/admin/keys", {"name": "k", "plugin": "hello", "role": "user"})
+        self.assertEqual(st, 201, k)
+        secrets["API key"] = k["key"]
+        self.assertForgotten(n, secrets)
+        st, _, b = n.request("POST", "/hello/counter", None, bearer(k["key"]), auth=False)
+        self.assertEqual(st, 200, b)
+        self.assertForgotten(n, secrets)
+        st, _, d = n.json("POST", "/admin/users/%s/password" % uid, {})
+        self.assertEqual(st, 200, d)
+        secrets["reset's one-time password"] = d["one_time_password"]
+        self.assertForgotten(n, secrets)
+        idn = citizen_ids(1, want_x=False)[0]
+        citizen_pw = "Citizen-" + uuid.uuid4().hex
+        secrets["ID number"], secrets["citizen's password"] = idn, citizen_pw
+        st, _, d = n.json("POST", "/auth/register", {"kind": "citizen", "login": "resident",
+                                                     "name": "Resident", "id_number": idn,
+                                                     "password": citizen_pw}, auth=False)
+        self.assertEqual(st, 201, d)
+        self.assertForgotten(n, secrets)
+        st, _, d = n.login("resident", citizen_pw)
+        self.assertEqual(st, 200, d)
+        secrets["citizen's token"] = d["token"]
+        st, _, me = n.json("GET", "/auth/me", headers=bearer(d["token"]), auth=False)
+        self.assertEqual((st, me.get("id_number_masked")), (200, idn[:4] + "*" * 10 + idn[14:]), me)
+        self.assertForgotten(n, secrets)
+
+
+    def test_a_lua_plugin_sees_no_credential_and_leaves_no_secret(self):
+        init = lua_route("POST", "/residue/check", """
+            local j = req:json()
+            local upper = string.upper(j.note)
+            return 200, {valid = zt.valid.citizen_id(j.id_number),
+                         authorization = req:header("Authorization") or false,
+                         host = req:header("host"), length = #upper}
+        """, role="user") + lua_route("POST", "/residue/churn", """
+            local t = {}
+            for i = 1, 2000 do t[i] = string.rep("x", 300) .. i end
+            return 200, {kb = collectgarbage("count")}
+        """)
+        root = tempfile.mkdtemp(prefix="zt-residue-")
+        lua_dir = lua_tree_with(os.path.join(root, "lua"), {"residue": (lua_manifest(), init)})
+        n = self.node(plugins=("hello", "residue"), lua_dir=lua_dir)
+        idn = citizen_ids(3, want_x=True)[2]
+        note = "Secret-note-" + uuid.uuid4().hex
+        st, _, d = n.json("POST", "/residue/check", {"id_number": idn, "note": note})
+        self.assertEqual((st, d["valid"], d["authorization"]), (200, True, False), d)
+        self.assertEqual(d["host"], "127.0.0.1:%d" % n.port)  # other headers are there
+        # the collector frees the handler's strings as garbage is made; then they are gone
+        for _ in range(30):
+            self.assertEqual(n.request("POST", "/residue/churn", auth=False)[0], 200)
+        self.assertForgotten(n, {"ID number": idn, "note": note,
+                                 "token": n.auth["Authorization"][7:]})
 
 
 # ---- API keys ------------------------------------------------------------------------
