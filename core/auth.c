@@ -15,6 +15,11 @@
 #define KEY_PREFIX   "ztk_"
 #define SID_HEX      16 /* a session's public id: the first 8 bytes of its token hash */
 
+/* The outcomes of POST /auth/login, counted for monitoring (zt_auth_sign_ins_total). */
+enum sign_in { SI_OK, SI_BAD_PASSWORD, SI_BAD_CODE, SI_CODE_REQUIRED, SI_LOCKED, SI_REFUSED, SI_N };
+static const char *const SIGN_IN_RESULT[SI_N] = {
+    "ok", "bad_password", "bad_code", "code_required", "locked", "refused"};
+
 struct zt_auth {
     zt_server *srv;
     zt_db *users, *logins, *depts, *sessions, *user_sessions, *citizen_ids, *keys;
@@ -28,6 +33,9 @@ struct zt_auth {
     uint64_t bumped_in;           /* the last batch this process changed it in */
     zt_throttle *throttle;        /* failed attempts and registrations, in memory */
     uint64_t refusals_unrecorded; /* 403s past an account's share of the audit log */
+    uint64_t refusals;            /* every 403 to a signed-in caller */
+    uint64_t sign_ins[SI_N];      /* POST /auth/login by outcome */
+    uint64_t locks[2];            /* accounts, addresses that reached auth.max_failures */
     zt_db *meta; /* _core/meta (seal.c's too): "activity_since" → ms (8 bytes, big-endian) */
     int64_t activity_since; /* sign-ins are recorded since then: the floor of inactivity */
 };
@@ -60,13 +68,26 @@ static int64_t fail_wait_s(zt_auth *a, const char *key, int64_t now)
     return until > now ? (until - now + 999) / 1000 : 0;
 }
 
+/* A failed guess (a password or a code) by an account ("acct:…") or an address
+ * ("addr:…"); the one that locks it is counted (zt_auth_locks_total) and logged, for an
+ * alert on someone guessing. */
 static void fail_note(zt_auth *a, const char *key, int64_t now)
 {
-    int64_t hold = (int64_t)a->srv->conf->auth_lock_seconds * 1000;
+    const zt_conf *c = a->srv->conf;
+    int64_t hold = (int64_t)c->auth_lock_seconds * 1000;
     if (hold < FAIL_WINDOW_MS) hold = FAIL_WINDOW_MS;
     if (hold < BACKOFF_MAX_S * 1000) hold = BACKOFF_MAX_S * 1000;
-    if (zt__throttle_note(a->throttle, key, now, FAIL_WINDOW_MS, true, hold) != ZT_OK)
+    if (zt__throttle_note(a->throttle, key, now, FAIL_WINDOW_MS, true, hold) != ZT_OK) {
         zt__log(ZT_LOG_ERROR, NULL, NULL, "out of memory counting a failed attempt of %s", key);
+        return;
+    }
+    if (zt__throttle_get(a->throttle, key).count != c->auth_max_failures) return;
+    bool account = strncmp(key, "acct:", 5) == 0;
+    a->locks[account ? 0 : 1]++;
+    zt__log(ZT_LOG_WARN, NULL, NULL,
+            "%s %s%s%s is locked for %u s after %u failed sign-ins (auth.max_failures)",
+            account ? "the account" : "the address", account ? "'" : "", key + 5,
+            account ? "'" : "", c->auth_lock_seconds, c->auth_max_failures);
 }
 
 static void fail_clear(zt_auth *a, const char *key)
@@ -1034,6 +1055,7 @@ void zt__auth_refused(zt_server *srv, zt_req *req)
     char key[80];
     snprintf(key, sizeof key, "refused:%s", c->id);
     int64_t now = zt_now_ms();
+    a->refusals++;
     zt__throttle_note(a->throttle, key, now, REFUSALS_WINDOW_MS, false, REFUSALS_WINDOW_MS);
     unsigned n = zt__throttle_get(a->throttle, key).count;
     if (n > REFUSALS_RECORDED) {
@@ -1144,6 +1166,7 @@ static int login_done(zt_req *req, void *arg)
     addr_key(ckey, "addr:", w->client);
     int rc = ZT_OK;
     if (!w->ok) {
+        a->sign_ins[SI_BAD_PASSWORD]++;
         fail_note(a, akey, now);
         fail_note(a, ckey, now);
         zt_req_log(req, ZT_LOG_WARN, "failed sign-in for '%s' from %s", w->login, w->client);
@@ -1162,10 +1185,12 @@ static int login_done(zt_req *req, void *arg)
         return t ? ZT_ENOTFOUND : ZT_EIO;
     }
     if (jtrue(u, "disabled")) {
+        a->sign_ins[SI_REFUSED]++;
         zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
         goto out;
     }
     if (inactive(a, u, now)) {
+        a->sign_ins[SI_REFUSED]++;
         long long age = (long long)(a->srv->conf->auth_inactive_ms / 1000);
         bool days = age >= 86400;
         zt_problem(req, 403, "account-inactive", NULL,
@@ -1184,12 +1209,14 @@ static int login_done(zt_req *req, void *arg)
             step = zt__totp_check(key, w->code, now, (int64_t)jnum(u, "totp_last_step"));
         sodium_memzero(key, sizeof key);
         if (!w->code[0]) {
+            a->sign_ins[SI_CODE_REQUIRED]++;
             zt_problem(req, 401, "two-factor-required", NULL,
                        "this account signs in with a code from its authenticator app too: send "
                        "{\"login\": …, \"password\": …, \"code\": \"123456\"}");
             goto out;
         }
         if (step < 0) { /* a guess like a wrong password: it counts towards the lock */
+            a->sign_ins[SI_BAD_CODE]++;
             fail_note(a, akey, now);
             fail_note(a, ckey, now);
             zt_req_log(req, ZT_LOG_WARN, "wrong sign-in code for '%s' from %s", w->login,
@@ -1261,6 +1288,7 @@ static int login_done(zt_req *req, void *arg)
         }
         rc = zt_respond_json(req, 200, o);
         zt__json_delete_wiped(o); /* it holds a secret */
+        if (rc == ZT_OK) a->sign_ins[SI_OK]++;
     }
     sodium_memzero(token, sizeof token);
 out:
@@ -1362,6 +1390,7 @@ static int verify_then(zt_req *req, zt_auth *a, enum login_mode mode, int (*done
     /* A password is a guess like any other: a locked account or address takes none. */
     int64_t wait = locked_s(a, w);
     if (wait > 0) {
+        if (mode == LOGIN_SIGN_IN) a->sign_ins[SI_LOCKED]++;
         too_many(req, wait, "too-many-attempts",
                  "too many failed sign-ins from this account or address");
         audit_refusal(req, "sign-in refused: locked", w->login);
@@ -3198,7 +3227,29 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
 
 int zt__auth_metrics(zt_server *srv, zt_buf *out)
 {
-    const zt_throttle *t = srv->auth->throttle;
+    const zt_auth *a = srv->auth;
+    const zt_throttle *t = a->throttle;
+    int rc = zt__buf_puts(out, "# HELP zt_auth_sign_ins_total Sign-ins (POST /auth/login) by "
+                               "outcome: ok, bad_password (or no such login), bad_code, "
+                               "code_required, locked (429), refused (disabled, inactive).\n"
+                               "# TYPE zt_auth_sign_ins_total counter\n");
+    for (size_t i = 0; rc == ZT_OK && i < SI_N; i++)
+        rc = zt__buf_printf(out, "zt_auth_sign_ins_total{result=\"%s\"} %llu\n", SIGN_IN_RESULT[i],
+                            (unsigned long long)a->sign_ins[i]);
+    if (rc == ZT_OK)
+        rc = zt__buf_printf(
+            out,
+            "# HELP zt_auth_locks_total Accounts and client addresses locked after "
+            "auth.max_failures failed sign-ins (or passwords, codes): someone guessing.\n"
+            "# TYPE zt_auth_locks_total counter\n"
+            "zt_auth_locks_total{scope=\"account\"} %llu\n"
+            "zt_auth_locks_total{scope=\"address\"} %llu\n"
+            "# HELP zt_auth_refusals_total Refusals (403) of signed-in callers.\n"
+            "# TYPE zt_auth_refusals_total counter\n"
+            "zt_auth_refusals_total %llu\n",
+            (unsigned long long)a->locks[0], (unsigned long long)a->locks[1],
+            (unsigned long long)a->refusals);
+    if (rc != ZT_OK) return rc;
     return zt__buf_printf(
         out,
         "# HELP zt_auth_throttle_entries Accounts and client addresses with failed sign-ins "
@@ -3214,8 +3265,7 @@ int zt__auth_metrics(zt_server *srv, zt_buf *out)
         "# TYPE zt_auth_refusals_unrecorded_total counter\n"
         "zt_auth_refusals_unrecorded_total %llu\n",
         FAIL_MAX_ENTRIES, zt__throttle_size(t), (unsigned long long)zt__throttle_evictions(t),
-        REFUSALS_RECORDED, REFUSALS_WINDOW_MS / 60000,
-        (unsigned long long)srv->auth->refusals_unrecorded);
+        REFUSALS_RECORDED, REFUSALS_WINDOW_MS / 60000, (unsigned long long)a->refusals_unrecorded);
 }
 
 void zt__auth_close(zt_server *srv)

@@ -207,6 +207,15 @@ class BruteForce(NodeTest):
         self.assertGreaterEqual(m.get("zt_auth_throttle_entries"), 4)  # 1 account, 3 addresses
         self.assertEqual(m.types.get("zt_auth_throttle_evictions_total"), "counter")
         self.assertEqual(m.get("zt_auth_throttle_evictions_total"), 0)
+        # someone guessing shows: sign-ins by outcome, the lock, a log line to alert on
+        self.assertEqual(m.types.get("zt_auth_sign_ins_total"), "counter")
+        self.assertEqual({r: m.get("zt_auth_sign_ins_total", result=r)
+                          for r in ("ok", "bad_password", "locked", "bad_code", "refused")},
+                         {"ok": 2, "bad_password": 3, "locked": 2, "bad_code": 0, "refused": 0})
+        self.assertEqual((m.get("zt_auth_locks_total", scope="account"),
+                          m.get("zt_auth_locks_total", scope="address")), (1, 0))
+        self.assertEqual(n.log().count("the account 'victim' is locked for 60 s after 3 failed "
+                                       "sign-ins (auth.max_failures)"), 1, n.log())
         # past lock_seconds the right password works again
         n.set_clock(61_000)
         st, _, d = n.login("victim", otp, source="127.0.0.5")
@@ -227,6 +236,10 @@ class BruteForce(NodeTest):
         for name in ("acc1", "acc4"):
             st, _, d = n.login(name, otps[name], source="127.0.0.7")
             self.assertEqual(st, 200, (name, d))
+        m = scrape(n)
+        self.assertEqual((m.get("zt_auth_locks_total", scope="account"),
+                          m.get("zt_auth_locks_total", scope="address")), (0, 1))
+        self.assertIn("the address 127.0.0.6 is locked for 60 s", n.log())
 
     def test_old_password_guesses_lock_too(self):
         # a stolen session must not guess the password through POST /auth/password
@@ -614,6 +627,9 @@ class TwoFactor(NodeTest):
         self.assertProblem(*n.request("POST", "/auth/login", dict(ahead, password="Wrong-pw-123"),
                                       auth=False), 401, "bad-credentials")
         self.assertEqual(n.request("POST", "/auth/login", ahead, auth=False)[0], 200)
+        m = scrape(n)
+        self.assertEqual([m.get("zt_auth_sign_ins_total", result=r)
+                          for r in ("code_required", "bad_code", "bad_password")], [1, 1, 1])
 
     def test_wrong_codes_lock_like_wrong_passwords(self):
         n = self.n
@@ -1984,6 +2000,7 @@ class RefusalsAudited(NodeTest):
         self.assertEqual(sum(x["action"].startswith("refused") for x in d["items"]), 20)
         m = scrape(n)
         self.assertEqual(m.samples["zt_auth_refusals_unrecorded_total"][0][1], 7.0)
+        self.assertEqual(m.get("zt_auth_refusals_total"), 27)
         self.assertIn("'clerk9' was refused 20 times in 10 minutes", n.log())
         st, _, v = n.json("GET", "/audit/verify")
         self.assertTrue(v["ok"], v)
@@ -2014,6 +2031,7 @@ class InactiveAccounts(NodeTest):
         self.assertIs(n.json("GET", "/admin/users/" + u["id"])[2]["inactive"], True)
         st, _, log = n.json("GET", "/audit?object=clerk")
         self.assertIn("sign-in refused: inactive", [x["action"] for x in log["items"]])
+        self.assertEqual(scrape(n).get("zt_auth_sign_ins_total", result="refused"), 1)
         st, _, d = n.json("PATCH", "/admin/users/" + u["id"], {"disabled": False})
         self.assertEqual((st, d["inactive"]), (200, False), d)
         self.assertEqual(n.login("clerk", ADMIN_PASSWORD)[0], 200)
