@@ -36,6 +36,8 @@ struct zt_auth {
     uint64_t refusals;            /* every 403 to a signed-in caller */
     uint64_t sign_ins[SI_N];      /* POST /auth/login by outcome */
     uint64_t locks[2];            /* accounts, addresses that reached auth.max_failures */
+    unsigned char *rec_key;       /* sodium_malloc'd: seals the records below (rec_put) */
+    uint64_t rec_refused;         /* records read whose seal did not hold */
     zt_db *meta; /* _core/meta (seal.c's too): "activity_since" → ms (8 bytes, big-endian) */
     int64_t activity_since; /* sign-ins are recorded since then: the floor of inactivity */
 };
@@ -97,6 +99,125 @@ static void fail_clear(zt_auth *a, const char *key)
 
 /* ---- records --------------------------------------------------------------------- */
 
+/* Sealed records (GB/T 22239 数据完整性 of 鉴别数据): accounts, sessions and API keys say who
+ * gets in. Each is stored as its JSON with a last field "mac", a keyed BLAKE2b-128 (a key
+ * derived from the master key) over the database's name, the record's key and its bytes
+ * before that field. A record changed, added or copied behind the node's back (with LMDB
+ * tools, in a doctored backup) fails the check and is not trusted: it signs no one in
+ * (as if absent), the log names it and zt_auth_records_refused_total counts it. */
+#define MAC_HEAD ",\"mac\":\""
+#define MAC_B64  22                                  /* 16 bytes in base64url, no padding */
+#define MAC_TAIL (sizeof MAC_HEAD - 1 + MAC_B64 + 2) /* ,"mac":"…"} */
+
+static const char *sealed_name(const zt_auth *a, const zt_db *db)
+{
+    return db == a->users ? "users" : db == a->sessions ? "sessions" : "api_keys";
+}
+
+static void rec_mac(const zt_auth *a, const zt_db *db, const void *key, size_t klen, const void *v,
+                    size_t n, unsigned char mac[16])
+{
+    const char *name = sealed_name(a, db);
+    unsigned char len[8];
+    zt__be64_put(len, klen);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, a->rec_key, 32, 16);
+    crypto_generichash_update(&st, (const unsigned char *)name, strlen(name) + 1);
+    crypto_generichash_update(&st, len, sizeof len);
+    crypto_generichash_update(&st, key, klen);
+    crypto_generichash_update(&st, v, n);
+    crypto_generichash_final(&st, mac, 16);
+    sodium_memzero(&st, sizeof st);
+}
+
+/* The length of what v[0..n) seals, or 0 when it carries no seal. */
+static size_t sealed_body(const char *v, size_t n)
+{
+    if (n < MAC_TAIL + 2 || v[n - 1] != '}' || v[n - 2] != '"') return 0;
+    return memcmp(v + n - MAC_TAIL, MAC_HEAD, sizeof MAC_HEAD - 1) == 0 ? n - MAC_TAIL : 0;
+}
+
+static bool rec_ok(const zt_auth *a, const zt_db *db, const void *key, size_t klen, const char *v,
+                   size_t n)
+{
+    size_t body = sealed_body(v, n), got_len = 0;
+    unsigned char want[16], got[16];
+    if (!body ||
+        sodium_base642bin(got, sizeof got, v + body + sizeof MAC_HEAD - 1, MAC_B64, NULL, &got_len,
+                          NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        got_len != sizeof got)
+        return false;
+    rec_mac(a, db, key, klen, v, body, want);
+    return crypto_verify_16(want, got) == 0;
+}
+
+/* Stores j (without any "mac" it carried) sealed. */
+static int rec_put(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t klen, cJSON *j)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "mac");
+    char *text = zt_json_print(j);
+    if (!text) return ZT_ENOMEM;
+    size_t body = strlen(text) - 1; /* without its closing brace */
+    char *v = body >= 2 && text[body] == '}' ? malloc(body + MAC_TAIL + 1) : NULL;
+    if (!v) {
+        free(text);
+        return body >= 2 ? ZT_ENOMEM : ZT_EINVAL;
+    }
+    memcpy(v, text, body);
+    free(text);
+    unsigned char mac[16];
+    rec_mac(a, db, key, klen, v, body, mac);
+    char *o = v + body;
+    memcpy(o, MAC_HEAD, sizeof MAC_HEAD - 1);
+    o += sizeof MAC_HEAD - 1;
+    sodium_bin2base64(o, MAC_B64 + 1, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    memcpy(o + MAC_B64, "\"}", 2);
+    int rc = zt_put(t, db, key, klen, v, body + MAC_TAIL);
+    free(v);
+    return rc;
+}
+
+/* How a record is named in the log: an account by its id, a session or key by its public
+ * id (the first 8 bytes of its hash). */
+static void rec_label(const zt_auth *a, const zt_db *db, const void *key, size_t klen, char out[64])
+{
+    if (db == a->users)
+        snprintf(out, 64, "account %.*s", (int)(klen < 40 ? klen : 40), (const char *)key);
+    else {
+        char hex[17];
+        sodium_bin2hex(hex, sizeof hex, key, klen < 8 ? klen : 8);
+        snprintf(out, 64, "%s %s", db == a->sessions ? "session" : "API key", hex);
+    }
+}
+
+/* A record whose seal holds, parsed; NULL if there is none, or (*tampered set) if its seal
+ * does not hold, which is logged and counted. */
+static cJSON *rec_get_ex(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t klen,
+                         bool *tampered)
+{
+    const void *v;
+    size_t n;
+    if (tampered) *tampered = false;
+    if (zt_get(t, db, key, klen, &v, &n) != ZT_OK) return NULL;
+    if (!rec_ok(a, db, key, klen, v, n)) {
+        char label[64];
+        rec_label(a, db, key, klen, label);
+        a->rec_refused++;
+        zt__log(ZT_LOG_ERROR, NULL, NULL,
+                "identity: the %s fails its seal: it was changed outside Zhengtong, and is "
+                "not trusted (it signs no one in)",
+                label);
+        if (tampered) *tampered = true;
+        return NULL;
+    }
+    return cJSON_ParseWithLength(v, n);
+}
+
+static cJSON *rec_get(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t klen)
+{
+    return rec_get_ex(a, t, db, key, klen, NULL);
+}
+
 static double jnum(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -118,6 +239,7 @@ static cJSON *user_public(const cJSON *u)
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_enc");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_pending_enc");
     if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "totp_last_step");
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "mac");
     return o;
 }
 
@@ -368,7 +490,7 @@ static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *nam
     cJSON_AddNumberToObject(u, "created_at", (double)zt_now_ms());
     for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
         cJSON_AddItemToObject(u, e->string, cJSON_Duplicate(e, 1));
-    int rc = zt__db_put_json(t, a->users, id, 26, u);
+    int rc = rec_put(a, t, a->users, id, 26, u);
     if (rc == ZT_OK) rc = zt_put(t, a->logins, login, strlen(login), id, 26);
     if (rc == ZT_OK && out)
         *out = u;
@@ -600,7 +722,7 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
         zt__problem(req, 503, "storage-failure", NULL, "cannot read the API keys");
         return ZT_EPERM;
     }
-    cJSON *k = zt__db_get_json(t, srv->auth->keys, hash, 32);
+    cJSON *k = rec_get(srv->auth, t, srv->auth->keys, hash, 32);
     if (!k || jtrue(k, "disabled")) {
         cJSON_Delete(k);
         return answer ? unauthenticated(req, "the API key is unknown or revoked") : ZT_ENOTFOUND;
@@ -702,9 +824,9 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                 token_hash(tok, toklen, hash);
                 zt_txn *t = zt_req_txn(req); /* the one generation() began, if it did */
                 if (!t) return no_sessions(req);
-                cJSON *s = zt__db_get_json(t, a->sessions, hash, 32), *u = NULL;
+                cJSON *s = rec_get(a, t, a->sessions, hash, 32), *u = NULL;
                 const char *uid = s ? zt__jstr(s, "user") : NULL;
-                u = uid ? zt__db_get_json(t, a->users, uid, strlen(uid)) : NULL;
+                u = uid ? rec_get(a, t, a->users, uid, strlen(uid)) : NULL;
                 if (!s)
                     why = "the token is unknown, revoked or expired: sign in again";
                 else if (!u || jtrue(u, "disabled"))
@@ -770,12 +892,12 @@ static bool stamp(zt_server *srv, zt_db *db, const unsigned char key[32], const 
 {
     zt_txn *t;
     if (zt__store_write_begin(srv->store, &t) != ZT_OK) return false;
-    cJSON *r = zt__db_get_json(t, db, key, 32);
+    cJSON *r = rec_get(srv->auth, t, db, key, 32);
     bool ok = false;
     if (r) {
         cJSON_DeleteItemFromObjectCaseSensitive(r, field);
         cJSON_AddNumberToObject(r, field, (double)now);
-        ok = zt__db_put_json(t, db, key, 32, r) == ZT_OK;
+        ok = rec_put(srv->auth, t, db, key, 32, r) == ZT_OK;
         cJSON_Delete(r);
     }
     return zt__store_end(srv->store, t, ok) == ZT_OK && ok;
@@ -958,7 +1080,7 @@ int zt_req_account(zt_req *req, const char *login, const zt_caller **out)
     zt_auth *a = req->srv->auth;
     cJSON *u = NULL;
     int rc = find_user(a, t, login, &u);
-    if (rc != ZT_OK) return rc;
+    if (rc != ZT_OK) return rc == ZT_ESTATE ? ZT_ENOTFOUND : rc; /* not trusted: absent */
     if (jtrue(u, "disabled")) {
         cJSON_Delete(u);
         return ZT_ENOTFOUND;
@@ -1118,7 +1240,7 @@ static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
     for (rc = zt_cursor_seek(cur, ZT_GE, uid, 26, &kv);
          rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, uid, 26) == 0;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *s = kv.vlen == 32 ? zt__db_get_json(t, a->sessions, kv.val, 32) : NULL;
+        cJSON *s = kv.vlen == 32 ? rec_get(a, t, a->sessions, kv.val, 32) : NULL;
         bool ended = !s || jnum(s, "expires_at") <= (double)now ||
                      (double)now - jnum(s, "last_seen") > (double)a->srv->conf->auth_idle_ms;
         if (!ended) {
@@ -1180,7 +1302,7 @@ static int login_done(zt_req *req, void *arg)
     size_t idlen;
     cJSON *u = NULL;
     if (!t || zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) != ZT_OK ||
-        !(u = zt__db_get_json(t, a->users, idv, idlen))) {
+        !(u = rec_get(a, t, a->users, idv, idlen))) {
         login_work_free(w);
         return t ? ZT_ENOTFOUND : ZT_EIO;
     }
@@ -1245,7 +1367,7 @@ static int login_done(zt_req *req, void *arg)
     cJSON_DeleteItemFromObjectCaseSensitive(u, "last_login_client");
     cJSON_AddStringToObject(u, "last_login_client", w->client);
     /* (idv pointed into the map: a write may move what it pointed at) */
-    if ((rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
+    if ((rc = rec_put(a, t, a->users, zt__jstr(u, "id"), 26, u)) != ZT_OK) goto out;
     if ((rc = prune_sessions(a, t, zt__jstr(u, "id"), now)) != ZT_OK) goto out;
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
@@ -1269,7 +1391,7 @@ static int login_done(zt_req *req, void *arg)
     cJSON_AddNumberToObject(s, "last_seen", (double)now);
     cJSON_AddNumberToObject(s, "expires_at", (double)expires);
     cJSON_AddStringToObject(s, "client", w->client);
-    rc = zt__db_put_json(t, a->sessions, hash, 32, s);
+    rc = rec_put(a, t, a->sessions, hash, 32, s);
     if (rc == ZT_OK)
         rc = zt_put(t, a->user_sessions, k, us_key(k, zt__jstr(u, "id"), sid), hash, 32);
     cJSON_Delete(s);
@@ -1351,7 +1473,7 @@ static int lookup_hash(zt_auth *a, zt_req *req, login_work *w)
     const void *idv;
     size_t idlen;
     if (zt_get(t, a->logins, w->login, strlen(w->login), &idv, &idlen) == ZT_OK) {
-        cJSON *u = zt__db_get_json(t, a->users, idv, idlen);
+        cJSON *u = rec_get(a, t, a->users, idv, idlen);
         const char *h = u ? zt__jstr(u, "pw") : NULL;
         if (h && strlen(h) < sizeof w->hash) {
             snprintf(w->hash, sizeof w->hash, "%s", h);
@@ -1438,12 +1560,12 @@ static int password_done(zt_req *req, void *arg)
         rc = ZT_ENOMEM;
     } else {
         zt_txn *t = zt_req_txn(req);
-        cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
+        cJSON *u = t ? rec_get(a, t, a->users, req->caller->id, 26) : NULL;
         if (!u) {
             rc = ZT_EIO;
         } else {
             set_password(a->srv->conf, u, w->new_hash, false);
-            rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
+            rc = rec_put(a, t, a->users, req->caller->id, 26, u);
             cJSON_Delete(u);
             /* whoever had the old password, or a session taken with it, must not keep the
              * account: the other sessions end, this one goes on (revoke_but bumps the
@@ -1470,10 +1592,16 @@ static cJSON *path_account(zt_auth *a, zt_req *req, int *rc)
 {
     const char *id = zt_req_param(req, "id");
     zt_txn *t = zt_req_txn(req);
-    cJSON *u = t ? zt__db_get_json(t, a->users, id, strlen(id)) : NULL;
-    *rc = !t  ? ZT_EIO
-          : u ? ZT_OK
-              : zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
+    bool tampered = false;
+    cJSON *u = t ? rec_get_ex(a, t, a->users, id, strlen(id), &tampered) : NULL;
+    *rc = !t         ? ZT_EIO
+          : u        ? ZT_OK
+          : tampered ? zt_problem(req, 409, "record-tampered", NULL,
+                                  "account %s was changed outside Zhengtong (its seal does not "
+                                  "hold) and signs no one in: once someone has checked it, "
+                                  "`zhengtong admin user reseal LOGIN` trusts it again",
+                                  id)
+                     : zt_problem(req, 404, "not-found", NULL, "there is no account %s", id);
     return u;
 }
 
@@ -1481,7 +1609,7 @@ static cJSON *path_account(zt_auth *a, zt_req *req, int *rc)
 static cJSON *own_record(zt_auth *a, zt_req *req)
 {
     zt_txn *t = zt_req_txn(req);
-    return t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
+    return t ? rec_get(a, t, a->users, req->caller->id, 26) : NULL;
 }
 
 /* A code from the body ({"code": "123456"}) checked against u's secret in field, spending
@@ -1557,7 +1685,7 @@ static int h_totp_begin(zt_req *req, void *ud)
         zt__totp_secret(key);
         zt__base32(key, sizeof key, b32);
         rc = totp_store(a, u, "totp_pending_enc", key);
-        if (rc == ZT_OK) rc = zt__db_put_json(zt_req_txn(req), a->users, req->caller->id, 26, u);
+        if (rc == ZT_OK) rc = rec_put(a, zt_req_txn(req), a->users, req->caller->id, 26, u);
         const char *uri =
             rc == ZT_OK ? otpauth_uri(req, a->srv->conf->node_name, req->caller->login, b32) : NULL;
         if (rc == ZT_OK && !uri) rc = ZT_ENOMEM;
@@ -1598,7 +1726,7 @@ static int totp_switch(zt_req *req, zt_auth *a, bool confirm)
         }
         totp_store(a, u, "totp_pending_enc", NULL);
         zt_txn *t = zt_req_txn(req);
-        if (rc == ZT_OK) rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
+        if (rc == ZT_OK) rc = rec_put(a, t, a->users, req->caller->id, 26, u);
         /* sessions see whether it is on; turning it on also ends the sessions signed in
          * with the password alone (whoever had the password keeps none), not this one */
         if (rc == ZT_OK)
@@ -1632,7 +1760,7 @@ static int totp_off(zt_auth *a, zt_txn *t, cJSON *u)
     totp_store(a, u, "totp_enc", NULL);
     totp_store(a, u, "totp_pending_enc", NULL);
     cJSON_DeleteItemFromObjectCaseSensitive(u, "totp_last_step");
-    int rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+    int rc = rec_put(a, t, a->users, id, strlen(id), u);
     return rc == ZT_OK ? revoke_all(a, t, id) : rc;
 }
 
@@ -1696,7 +1824,7 @@ static int drop_identity(zt_auth *a, zt_txn *t, cJSON *u)
         cJSON_DeleteItemFromObjectCaseSensitive(u, "credit_code");
     }
     cJSON_AddNumberToObject(u, "released_at", (double)zt_now_ms());
-    if ((rc = zt__db_put_json(t, a->users, id, strlen(id), u)) != ZT_OK) return rc;
+    if ((rc = rec_put(a, t, a->users, id, strlen(id), u)) != ZT_OK) return rc;
     if ((rc = gen_bump(a, t)) != ZT_OK) return rc; /* the cached callers carry the code */
     return 1;
 }
@@ -1755,13 +1883,13 @@ static int close_done(zt_req *req, void *arg)
     cJSON *u = NULL;
     if (!w->ok) {
         wrong_password(req, w, "the password is wrong", "account closing refused");
-    } else if (!t || !(u = zt__db_get_json(t, a->users, req->caller->id, 26))) {
+    } else if (!t || !(u = rec_get(a, t, a->users, req->caller->id, 26))) {
         rc = ZT_EIO;
     } else if ((rc = drop_identity(a, t, u)) >= 0) {
         cJSON_DeleteItemFromObjectCaseSensitive(u, "disabled");
         cJSON_AddBoolToObject(u, "disabled", true);
         cJSON_AddNumberToObject(u, "closed_at", (double)zt_now_ms());
-        rc = zt__db_put_json(t, a->users, req->caller->id, 26, u);
+        rc = rec_put(a, t, a->users, req->caller->id, 26, u);
         if (rc == ZT_OK) rc = revoke_all(a, t, req->caller->id); /* this session too */
         if (rc == ZT_OK) { /* for plugins that hold the account's unfinished business */
             cJSON *ev = cJSON_CreateObject();
@@ -1804,7 +1932,7 @@ static int h_me(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     zt_txn *t = zt_req_txn(req);
-    cJSON *u = t ? zt__db_get_json(t, a->users, req->caller->id, 26) : NULL;
+    cJSON *u = t ? rec_get(a, t, a->users, req->caller->id, 26) : NULL;
     if (!u) return ZT_EIO;
     cJSON *o = user_view(a, u);
     int rc = zt_respond_json(req, 200, o);
@@ -1827,7 +1955,7 @@ static int h_sessions(zt_req *req, void *ud)
     for (int rc = zt_cursor_seek(cur, ZT_GE, req->caller->id, 26, &kv);
          rc == ZT_OK && kv.klen == 26 + SID_HEX && memcmp(kv.key, req->caller->id, 26) == 0;
          rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-        cJSON *s = zt__db_get_json(t, a->sessions, kv.val, kv.vlen);
+        cJSON *s = rec_get(a, t, a->sessions, kv.val, kv.vlen);
         if (!s) continue;
         cJSON_AddBoolToObject(s, "current",
                               strcmp(zt__jstr(s, "id") ? zt__jstr(s, "id") : "", cur_sid) == 0);
@@ -2079,7 +2207,10 @@ static int h_user_list(zt_req *req, void *ud)
         if (quoted && !memmem(kv.val, kv.vlen, quoted, strlen(quoted))) continue;
         cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
         if (u && user_passes(a, t, &f, u, now)) {
-            cJSON_AddItemToArray(items, user_view(a, u));
+            cJSON *view = user_view(a, u);
+            if (!rec_ok(a, a->users, kv.key, kv.klen, kv.val, kv.vlen))
+                cJSON_AddTrueToObject(view, "tampered"); /* it signs no one in */
+            cJSON_AddItemToArray(items, view);
             n++;
         }
         cJSON_Delete(u);
@@ -2193,7 +2324,7 @@ static int h_user_patch(zt_req *req, void *ud)
         cJSON_AddItemToObject(u, k, cJSON_Duplicate(e, 1));
         if (strcmp(k, "disabled") == 0 && cJSON_IsFalse(e)) reactivate(u);
     }
-    rc = zt__db_put_json(t, a->users, id, strlen(id), u);
+    rc = rec_put(a, t, a->users, id, strlen(id), u);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* roles, name, department: cached callers */
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
@@ -2230,7 +2361,7 @@ static int user_reset_then(zt_req *req, hash_job *j)
     cJSON *u = path_account(j->a, req, &rc);
     if (!u) return rc;
     set_password(j->a->srv->conf, u, j->hash, true);
-    rc = zt__db_put_json(t, j->a->users, id, strlen(id), u);
+    rc = rec_put(j->a, t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
     if (rc == ZT_OK) rc = revoke_all(j->a, t, id);
     if (rc != ZT_OK) return rc;
@@ -2551,7 +2682,7 @@ static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, 
         cJSON_AddNumberToObject(k, "expires_at", (double)(now + (int64_t)days * 86400000));
     else
         cJSON_AddNullToObject(k, "expires_at");
-    int rc = zt__db_put_json(t, a->keys, hash, 32, k);
+    int rc = rec_put(a, t, a->keys, hash, 32, k);
     if (rc == ZT_OK)
         *rec = k;
     else
@@ -2602,7 +2733,7 @@ static int h_key_create(zt_req *req, void *ud)
 
 static int h_key_list(zt_req *req, void *ud)
 {
-    return zt__respond_db_list(req, ((zt_auth *)ud)->keys, NULL, NULL, NULL);
+    return zt__respond_db_list(req, ((zt_auth *)ud)->keys, NULL, NULL, "mac");
 }
 
 /* Remove the API key whose public id is id: ZT_ENOTFOUND if there is none. */
@@ -2639,13 +2770,74 @@ static int h_key_delete(zt_req *req, void *ud)
 
 /* ---- offline administration: zhengtong admin ... ---------------------------------- */
 
+/* The account of login: ZT_ENOTFOUND if there is none, ZT_ESTATE if its seal does not
+ * hold (then it is not trusted: see rec_get). */
 static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u)
 {
     const void *idv;
     size_t idl;
+    bool tampered;
     if (zt_get(t, a->logins, login, strlen(login), &idv, &idl) != ZT_OK) return ZT_ENOTFOUND;
-    *u = zt__db_get_json(t, a->users, idv, idl);
-    return *u ? ZT_OK : ZT_EIO;
+    *u = rec_get_ex(a, t, a->users, idv, idl, &tampered);
+    return *u ? ZT_OK : tampered ? ZT_ESTATE : ZT_ENOTFOUND;
+}
+
+/* The offline commands' account, or why not in err. */
+static int cli_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u, char *err, size_t errlen)
+{
+    int rc = find_user(a, t, login, u);
+    if (rc == ZT_ENOTFOUND) snprintf(err, errlen, "no account %s", login);
+    if (rc == ZT_ESTATE)
+        snprintf(err, errlen,
+                 "account %s was changed outside Zhengtong (its seal does not hold): check it "
+                 "(zhengtong admin user list), then `zhengtong admin user reseal %s`",
+                 login, login);
+    return rc;
+}
+
+/* `admin user reseal LOGIN`: an account whose seal does not hold is trusted again, as it
+ * stands, once a person has checked it; its sessions end (they may have been made with
+ * it). What it says goes to out, and the audit log records who resealed it. */
+static int user_reseal(zt_auth *a, zt_txn *t, const char *login, FILE *out, char *err,
+                       size_t errlen)
+{
+    const void *idv, *v;
+    size_t idl, vl;
+    if (zt_get(t, a->logins, login, strlen(login), &idv, &idl) != ZT_OK ||
+        zt_get(t, a->users, idv, idl, &v, &vl) != ZT_OK) {
+        snprintf(err, errlen, "no account %s", login);
+        return ZT_ENOTFOUND;
+    }
+    char id[27];
+    snprintf(id, sizeof id, "%.*s", (int)(idl < 26 ? idl : 26), (const char *)idv);
+    if (rec_ok(a, a->users, idv, idl, v, vl)) {
+        fprintf(out, "%s: its seal holds; nothing to do\n", login);
+        return ZT_OK;
+    }
+    cJSON *u = cJSON_ParseWithLength(v, vl);
+    if (!cJSON_IsObject(u) || !zt__jstr(u, "id") || strcmp(zt__jstr(u, "id"), id) != 0 ||
+        !zt__jstr(u, "login") || strcmp(zt__jstr(u, "login"), login) != 0) {
+        cJSON_Delete(u);
+        snprintf(err, errlen,
+                 "account %s: its record is not an account of this login (not JSON, or another "
+                 "id or login): it cannot be trusted again; disable the login's holder's access "
+                 "and create a new account",
+                 login);
+        return ZT_EINVAL;
+    }
+    char *roles = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(u, "roles"));
+    const char *dept = zt__jstr(u, "department"), *kind = zt__jstr(u, "kind");
+    int rc = rec_put(a, t, a->users, id, strlen(id), u);
+    if (rc == ZT_OK) rc = revoke_all(a, t, id);
+    if (rc == ZT_OK)
+        fprintf(out,
+                "%s: sealed again as it stands: %s, department %s, roles %s, %s; every "
+                "session ended\n",
+                login, kind ? kind : "?", dept ? dept : "-", roles ? roles : "[]",
+                jtrue(u, "disabled") ? "disabled" : "enabled");
+    free(roles);
+    cJSON_Delete(u);
+    return rc;
 }
 
 static cJSON *roles_from_csv(const char *csv)
@@ -2660,7 +2852,8 @@ static cJSON *roles_from_csv(const char *csv)
 }
 
 /* One line per record of db, as row writes it. */
-static int cli_list(zt_txn *t, zt_db *db, void (*row)(const cJSON *, FILE *), FILE *out)
+/* One row a record; an account or key whose seal does not hold says so. */
+static int cli_list(zt_auth *a, zt_txn *t, zt_db *db, void (*row)(const cJSON *, FILE *), FILE *out)
 {
     zt_cursor *c;
     int rc = zt_cursor_open(t, db, &c);
@@ -2668,6 +2861,8 @@ static int cli_list(zt_txn *t, zt_db *db, void (*row)(const cJSON *, FILE *), FI
     for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *j = cJSON_ParseWithLength(kv.val, kv.vlen);
+        if (j && db != a->depts && !rec_ok(a, db, kv.key, kv.klen, kv.val, kv.vlen))
+            cJSON_AddTrueToObject(j, "tampered");
         if (j) row(j, out);
         cJSON_Delete(j);
     }
@@ -2683,12 +2878,12 @@ static const char *or_dash(const char *s)
 static void user_row(const cJSON *u, FILE *out)
 {
     char *r = zt_json_print(cJSON_GetObjectItemCaseSensitive(u, "roles"));
-    fprintf(out, "%-26s %-20s %-10s %-12s %s%s%s %s\n", or_dash(zt__jstr(u, "id")),
+    fprintf(out, "%-26s %-20s %-10s %-12s %s%s%s%s %s\n", or_dash(zt__jstr(u, "id")),
             or_dash(zt__jstr(u, "login")), or_dash(zt__jstr(u, "kind")),
             or_dash(zt__jstr(u, "department")), r ? r : "[]",
             jtrue(u, "disabled") ? " (disabled)" : "",
             cJSON_GetObjectItemCaseSensitive(u, "totp_enc") ? " (two-factor)" : "",
-            or_dash(zt__jstr(u, "name")));
+            jtrue(u, "tampered") ? " (TAMPERED: not trusted)" : "", or_dash(zt__jstr(u, "name")));
     free(r);
 }
 
@@ -2713,10 +2908,11 @@ static void key_row(const cJSON *k, FILE *out)
 {
     char e[11], u[11];
     double expires = jnum(k, "expires_at");
-    fprintf(out, "%-26s %-16s %-20s %-10s %-10s %s%s\n", or_dash(zt__jstr(k, "id")),
+    fprintf(out, "%-26s %-16s %-20s %-10s %-10s %s%s%s\n", or_dash(zt__jstr(k, "id")),
             or_dash(zt__jstr(k, "plugin")), or_dash(zt__jstr(k, "role")), day_of(expires, e),
             day_of(jnum(k, "last_used_at"), u), or_dash(zt__jstr(k, "name")),
-            expires > 0 && expires <= (double)zt_now_ms() ? " (expired)" : "");
+            expires > 0 && expires <= (double)zt_now_ms() ? " (expired)" : "",
+            jtrue(k, "tampered") ? " (TAMPERED: not trusted; revoke it)" : "");
 }
 
 /* Who runs the command, for the audit record: the login behind sudo, else the account
@@ -2780,13 +2976,12 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         sodium_memzero(pw, sizeof pw);
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "passwd") == 0) {
         NEED(3, "user passwd LOGIN");
-        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
-            snprintf(err, errlen, "no account %s", argv[2]);
+        rc = cli_user(a, t, argv[2], &u, err, errlen);
         char pw[17], hash[crypto_pwhash_STRBYTES];
         random_password(pw);
         if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
             set_password(conf, u, hash, true);
-            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            rc = rec_put(a, t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK) rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK)
                 fprintf(out, "%s: one-time password: %s (every session ended)\n", argv[2], pw);
@@ -2801,8 +2996,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         else
             NEED(3, "user disable|enable LOGIN");
         cJSON *want = roles ? roles_from_csv(argv[3]) : NULL;
-        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
-            snprintf(err, errlen, "no account %s", argv[2]);
+        rc = cli_user(a, t, argv[2], &u, err, errlen);
         if (rc == ZT_OK && strcmp(verb, "enable") == 0 &&
             cJSON_GetObjectItemCaseSensitive(u, "closed_at")) {
             snprintf(err, errlen, "%s was closed by its holder: it stays closed", argv[2]);
@@ -2827,7 +3021,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
                     u, "disabled", cJSON_CreateBool(strcmp(verb, "disable") == 0));
                 if (strcmp(verb, "enable") == 0) reactivate(u);
             }
-            rc = zt__db_put_json(t, a->users, zt__jstr(u, "id"), 26, u);
+            rc = rec_put(a, t, a->users, zt__jstr(u, "id"), 26, u);
             if (rc == ZT_OK && strcmp(verb, "disable") == 0)
                 rc = revoke_all(a, t, zt__jstr(u, "id"));
             if (rc == ZT_OK) fprintf(out, "%s: %s\n", argv[2], roles ? argv[3] : verb);
@@ -2835,13 +3029,15 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         cJSON_Delete(want);
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "totp-off") == 0) {
         NEED(3, "user totp-off LOGIN");
-        if ((rc = find_user(a, t, argv[2], &u)) == ZT_ENOTFOUND)
-            snprintf(err, errlen, "no account %s", argv[2]);
+        rc = cli_user(a, t, argv[2], &u, err, errlen);
         if (rc == ZT_OK && (rc = totp_off(a, t, u)) == ZT_OK)
             fprintf(out,
                     "%s: two-factor sign-in off; every session ended (set it up again with "
                     "POST /auth/totp)\n",
                     argv[2]);
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "reseal") == 0) {
+        NEED(3, "user reseal LOGIN");
+        rc = user_reseal(a, t, argv[2], out, err, errlen);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "revoke") == 0) {
         NEED(3, "key revoke ID");
         if ((rc = key_revoke(a, t, argv[2])) == ZT_ENOTFOUND)
@@ -2937,9 +3133,9 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     bool list = argc == 2 && strcmp(argv[1], "list") == 0;
     if (list) {
         if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
-        rc = strcmp(argv[0], "user") == 0   ? cli_list(t, a->users, user_row, out)
-             : strcmp(argv[0], "dept") == 0 ? cli_list(t, a->depts, dept_row, out)
-             : strcmp(argv[0], "key") == 0  ? cli_list(t, a->keys, key_row, out)
+        rc = strcmp(argv[0], "user") == 0   ? cli_list(a, t, a->users, user_row, out)
+             : strcmp(argv[0], "dept") == 0 ? cli_list(a, t, a->depts, dept_row, out)
+             : strcmp(argv[0], "key") == 0  ? cli_list(a, t, a->keys, key_row, out)
              : strcmp(argv[0], "role") == 0 ? zt__roles_cli_list(srv, t, out)
                                             : ZT_EINVAL;
         zt__store_end(srv->store, t, false);
@@ -2999,6 +3195,128 @@ static int add(zt_server *srv, const char *method, const char *path, zt_handler 
  * that is no code marks it done. If two such accounts share a code, the first keeps it
  * and the log names the other, for the service desk. */
 #define CREDIT_INDEX_DONE "#filled"
+
+/* At start: data from before records were sealed (none carries a seal) is sealed once, in
+ * one transaction, with an audit record; otherwise the records whose seal does not hold
+ * are named in a warning (they sign no one in). Stripping every seal to have tampered
+ * records sealed again leaves that audit record, which names the count. */
+static int records_seal(zt_auth *a, char *err, size_t errlen)
+{
+    zt_store *st = a->srv->store;
+    zt_db *dbs[3] = {a->users, a->sessions, a->keys};
+    zt_txn *t;
+    int rc = zt__store_read_begin(st, &t);
+    if (rc != ZT_OK) return rc;
+    size_t total = 0, sealed = 0, bad = 0, nforged = 0;
+    char names[5][64];
+    unsigned char(*forged)[32] = NULL; /* sessions whose seal does not hold */
+    for (size_t d = 0; d < 3; d++) {
+        zt_cursor *cur;
+        zt_kv kv;
+        if (zt_cursor_open(t, dbs[d], &cur) != ZT_OK) continue;
+        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            total++;
+            if (sealed_body(kv.val, kv.vlen)) sealed++;
+            if (rec_ok(a, dbs[d], kv.key, kv.klen, kv.val, kv.vlen)) continue;
+            if (bad < 5) rec_label(a, dbs[d], kv.key, kv.klen, names[bad]);
+            bad++;
+            if (dbs[d] == a->sessions && kv.klen == 32 && nforged < 100000) {
+                void *nf = realloc(forged, (nforged + 1) * sizeof *forged);
+                if (nf) memcpy((forged = nf)[nforged++], kv.key, 32);
+            }
+        }
+        zt_cursor_close(cur);
+    }
+    zt__store_end(st, t, false);
+    /* a session is only a sign-in: one that does not hold is removed */
+    if (sealed && nforged && (rc = zt__store_write_begin(st, &t)) == ZT_OK) {
+        for (size_t i = 0; i < nforged && rc == ZT_OK; i++) {
+            rc = zt_del(t, a->sessions, forged[i], 32);
+            if (rc == ZT_ENOTFOUND) rc = ZT_OK;
+        }
+        if ((rc = zt__store_write_done(st, t, rc)) == ZT_OK)
+            zt__log(ZT_LOG_WARN, NULL, NULL,
+                    "identity: removed %zu session%s changed outside Zhengtong", nforged,
+                    nforged == 1 ? "" : "s");
+    }
+    free(forged);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot remove the sessions changed outside Zhengtong: %s",
+                 zt_strerror(rc));
+        return rc;
+    }
+    if (sealed && bad) {
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "identity: %zu record%s changed outside Zhengtong (the seal does not hold): "
+                "%s%s%s%s%s%s"
+                "%s%s%s%s; they sign no one in (an account: `zhengtong admin user reseal LOGIN` "
+                "once checked; an API key: revoke it)",
+                bad, bad == 1 ? "" : "s", names[0], bad > 1 ? ", " : "", bad > 1 ? names[1] : "",
+                bad > 2 ? ", " : "", bad > 2 ? names[2] : "", bad > 3 ? ", " : "",
+                bad > 3 ? names[3] : "", bad > 4 ? ", " : "", bad > 4 ? names[4] : "",
+                bad > 5 ? " …" : "");
+        return ZT_OK;
+    }
+    if (sealed || !total) return ZT_OK;
+    if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
+    for (size_t d = 0; d < 3 && rc == ZT_OK; d++) {
+        zt_cursor *cur;
+        zt_kv kv;
+        if ((rc = zt_cursor_open(t, dbs[d], &cur)) != ZT_OK) break;
+        /* keys and records first, then the puts: a put under an open cursor may move it */
+        size_t n = 0, cap = 0;
+        struct pending_rec {
+            char *key;
+            size_t klen;
+            cJSON *rec;
+        } *recs = NULL;
+        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK && rc == ZT_OK;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                struct pending_rec *nr = realloc(recs, cap * sizeof *recs);
+                if (!nr) {
+                    rc = ZT_ENOMEM;
+                    break;
+                }
+                recs = nr;
+            }
+            recs[n].key = malloc(kv.klen ? kv.klen : 1);
+            recs[n].klen = kv.klen;
+            recs[n].rec = cJSON_ParseWithLength(kv.val, kv.vlen);
+            if (!recs[n].key)
+                rc = ZT_ENOMEM;
+            else
+                memcpy(recs[n].key, kv.key, kv.klen);
+            n++;
+        }
+        zt_cursor_close(cur);
+        for (size_t i = 0; i < n; i++) {
+            if (rc == ZT_OK && recs[i].rec && recs[i].key)
+                rc = rec_put(a, t, dbs[d], recs[i].key, recs[i].klen, recs[i].rec);
+            free(recs[i].key);
+            cJSON_Delete(recs[i].rec);
+        }
+        free(recs);
+    }
+    if (rc == ZT_OK) {
+        char action[64];
+        snprintf(action, sizeof action, "seal identity records: %zu", total);
+        zt_audit_entry e = {
+            .actor = "system", .plugin = "core", .action = action, .object = "identity"};
+        rc = zt__audit_append(a->srv, t, &e);
+    }
+    if ((rc = zt__store_write_done(st, t, rc)) != ZT_OK) {
+        snprintf(err, errlen, "cannot seal the identity records: %s", zt_strerror(rc));
+        return rc;
+    }
+    zt__log(ZT_LOG_INFO, NULL, NULL,
+            "identity: sealed %zu account, session and API key records (kept from before "
+            "records were sealed)",
+            total);
+    return ZT_OK;
+}
 
 static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
 {
@@ -3164,7 +3482,14 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open the identity databases: %s", zt_strerror(rc));
         return rc;
     }
+    if (!(a->rec_key = sodium_malloc(32)) ||
+        zt__keys_derive(srv->keys, "ztrecmac", 1, a->rec_key, 32) != ZT_OK) {
+        snprintf(err, errlen, "cannot derive the key that seals the identity records");
+        return ZT_ERROR;
+    }
+    sodium_mprotect_readonly(a->rec_key);
     if (!srv->check_only && (rc = credit_index_fill(a, err, errlen)) != ZT_OK) return rc;
+    if (!srv->check_only && (rc = records_seal(a, err, errlen)) != ZT_OK) return rc;
     zt_txn *t;
     if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
     const void *v;
@@ -3246,9 +3571,13 @@ int zt__auth_metrics(zt_server *srv, zt_buf *out)
             "zt_auth_locks_total{scope=\"address\"} %llu\n"
             "# HELP zt_auth_refusals_total Refusals (403) of signed-in callers.\n"
             "# TYPE zt_auth_refusals_total counter\n"
-            "zt_auth_refusals_total %llu\n",
+            "zt_auth_refusals_total %llu\n"
+            "# HELP zt_auth_records_refused_total Accounts, sessions and API keys read whose "
+            "seal did not hold (changed outside Zhengtong): not trusted.\n"
+            "# TYPE zt_auth_records_refused_total counter\n"
+            "zt_auth_records_refused_total %llu\n",
             (unsigned long long)a->locks[0], (unsigned long long)a->locks[1],
-            (unsigned long long)a->refusals);
+            (unsigned long long)a->refusals, (unsigned long long)a->rec_refused);
     if (rc != ZT_OK) return rc;
     return zt__buf_printf(
         out,
@@ -3273,6 +3602,7 @@ void zt__auth_close(zt_server *srv)
     zt_auth *a = srv->auth;
     if (!a) return;
     zt__throttle_free(a->throttle);
+    if (a->rec_key) sodium_free(a->rec_key);
     for (size_t i = 0; a->cache && i < SESS_CACHE; i++) entry_clear(&a->cache[i]);
     free(a->cache);
     free(a);

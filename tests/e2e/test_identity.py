@@ -1273,6 +1273,133 @@ class ResidualInformation(NodeTest):
                                  "token": n.auth["Authorization"][7:]})
 
 
+# ---- sealed identity records (数据完整性) -----------------------------------------------
+
+MAC_TAIL = re.compile(rb',"mac":"[A-Za-z0-9_-]{22}"}$')
+
+
+def lmdb_items(node, dbname):
+    """{key: value} of a stopped node's database dbname (read behind its back)."""
+    got = {}
+    edit_db(unittest.TestCase(), node, dbname, lambda txn, db: got.update(txn.cursor(db=db)))
+    return got
+
+
+class RecordIntegrity(NodeTest):
+    """Accounts, sessions and API keys carry a keyed seal: a record changed, forged or
+    copied behind the node's back signs no one in, and says so."""
+
+    def test_records_changed_outside_the_node_are_not_trusted(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        clerk_id, otp = create_account(n, "clerk")
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual(st, 200, d)
+        clerk_token = d["token"]
+        st, _, k = n.json("POST", "/admin/keys", {"name": "gauge", "plugin": "hello",
+                                                  "role": "user"})
+        self.assertEqual(st, 201, k)
+        self.assertEqual(n.request("POST", "/hello/counter", None, bearer(k["key"]),
+                                   auth=False)[0], 200)
+        self.assertEqual(n.stop(), 0)
+        for db in ("_core/users", "_core/sessions", "_core/api_keys"):
+            items = lmdb_items(n, db)
+            self.assertTrue(items, db)
+            for key, value in items.items():
+                self.assertRegex(value, MAC_TAIL, (db, key))
+        # behind the node's back: the clerk made an administrator, a session forged for a
+        # token of our own (a copy of the clerk's session, under another key), the key's
+        # role raised
+        forged = "zts_" + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        forged_hash = hashlib.blake2b(forged.encode(), digest_size=32).digest()
+        clerk_hash = hashlib.blake2b(clerk_token.encode(), digest_size=32).digest()
+        key_hash = hashlib.blake2b(k["key"].encode(), digest_size=32).digest()
+
+        def tamper(txn, open_db):
+            users, sessions, keys = (open_db(x) for x in
+                                     ("_core/users", "_core/sessions", "_core/api_keys"))
+            rec = txn.get(clerk_id.encode(), db=users)
+            self.assertIn(b'"roles":[]', rec)
+            txn.put(clerk_id.encode(), rec.replace(b'"roles":[]', b'"roles":["admin"]'), db=users)
+            txn.put(forged_hash, txn.get(clerk_hash, db=sessions), db=sessions)
+            rec = txn.get(key_hash, db=keys)
+            txn.put(key_hash, rec.replace(b'"role":"user"', b'"role":"admin"'), db=keys)
+        edit_db(self, n, None, tamper)
+        n.start()
+        log = n.log()
+        self.assertIn("identity: 3 records changed outside Zhengtong (the seal does not hold): "
+                      "account " + clerk_id, log)
+        self.assertIn("identity: removed 1 session changed outside Zhengtong", log)
+        # none of them gets anyone in
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual((st, d["type"]), (401, "/problems/bad-credentials"), d)
+        for token in (forged, k["key"], clerk_token):
+            st, h, b = n.request("GET", "/auth/me", headers=bearer(token), auth=False)
+            self.assertProblem(st, h, b, 401, "unauthenticated")
+        self.assertEqual(n.request("POST", "/hello/counter", None, bearer(k["key"]),
+                                   auth=False)[0], 401)
+        self.assertGreaterEqual(scrape(n).get("zt_auth_records_refused_total"), 3)
+        self.assertIn("identity: the account %s fails its seal" % clerk_id, n.log())
+        # the administrator sees it
+        st, _, lst = n.json("GET", "/admin/users?limit=500")
+        row = [u for u in lst["items"] if u["login"] == "clerk"][0]
+        self.assertIs(row.get("tampered"), True, row)
+        self.assertNotIn("mac", row)
+        self.assertTrue(all("tampered" not in u for u in lst["items"] if u["login"] != "clerk"))
+        st, h, b = n.request("GET", "/admin/users/" + clerk_id)
+        self.assertProblem(st, h, b, 409, "record-tampered")
+        st, _, keys = n.json("GET", "/admin/keys")
+        self.assertTrue(keys["items"] and all("mac" not in x for x in keys["items"]), keys)
+        r = n.admin_cli("user", "list")
+        self.assertIn("(TAMPERED: not trusted)", [l for l in r.stdout.splitlines() if "clerk" in l][0])
+        self.assertIn("(TAMPERED: not trusted; revoke it)", n.admin_cli("key", "list").stdout)
+        r = n.admin_cli("user", "passwd", "clerk")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("changed outside Zhengtong", r.stderr)
+        # once a person has checked it, it is trusted again as it stands, and audited
+        r = n.admin_cli("user", "reseal", "clerk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('clerk: sealed again as it stands: staff, department root, roles ["admin"]',
+                      r.stdout)
+        self.assertIn("its seal holds; nothing to do", n.admin_cli("user", "reseal", "clerk").stdout)
+        st, _, d = n.login("clerk", otp)
+        self.assertEqual(st, 200, d)
+        st, _, log = n.json("GET", "/audit?object=clerk")
+        self.assertIn("admin user reseal", [x["action"] for x in log["items"]], log)
+        # at the next start only the key is left to revoke: the forged session is gone
+        n.restart()
+        self.assertIn("identity: 1 record changed outside Zhengtong (the seal does not hold): "
+                      "API key", n.log())
+        self.assertEqual(n.admin_cli("key", "revoke", k["id"]).returncode, 0)
+        n.restart()  # (the log is kept across starts: the two warnings above, no third)
+        self.assertEqual(n.log().count("changed outside Zhengtong (the seal"), 2)
+
+    def test_records_from_before_seals_are_sealed_once(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        _, otp = create_account(n, "clerk")
+        self.assertEqual(n.stop(), 0)
+
+        def strip(txn, open_db):  # as an earlier version wrote them
+            count = 0
+            for name in ("_core/users", "_core/sessions", "_core/api_keys"):
+                db = open_db(name)
+                for key, value in list(txn.cursor(db=db)):
+                    txn.put(key, MAC_TAIL.sub(b"}", value), db=db)
+                    count += 1
+            return count
+        counted = []
+        edit_db(self, n, None, lambda txn, open_db: counted.append(strip(txn, open_db)))
+        n.start()
+        self.assertIn("identity: sealed %d account, session and API key records" % counted[0],
+                      n.log())
+        self.assertEqual(n.login("clerk", otp)[0], 200)  # the admin's session lives on too
+        st, _, log = n.json("GET", "/audit?object=identity")
+        self.assertEqual([x["action"] for x in log["items"]],
+                         ["seal identity records: %d" % counted[0]], log)
+        n.restart()
+        self.assertNotIn("changed outside", n.log())
+        self.assertEqual(scrape(n).get("zt_auth_records_refused_total"), 0)
+
+
 # ---- API keys ------------------------------------------------------------------------
 
 

@@ -939,16 +939,21 @@ class Metrics:
 
 def edit_db(test, node, dbname, change):
     """Open a stopped node's LMDB file behind its back (python3-lmdb) and call
-    change(txn, db) in one write transaction on its database dbname ("_core/audit"...)."""
+    change(txn, db) in one write transaction on its database dbname ("_core/audit"...);
+    with dbname None, change(txn, open) where open(name) gives any database."""
     try:
         import lmdb  # python3-lmdb (scripts/setup installs it)
     except ImportError:
         test.fail("python3-lmdb is missing: run scripts/setup")
     env = lmdb.open(node.data_dir, max_dbs=256, lock=False, map_size=64 << 20)
     try:
-        db = env.open_db(dbname.encode(), create=False)
-        with env.begin(write=True, db=db) as txn:
-            change(txn, db)
+        if dbname is None:
+            with env.begin(write=True) as txn:
+                change(txn, lambda name: env.open_db(name.encode(), txn=txn, create=False))
+        else:
+            db = env.open_db(dbname.encode(), create=False)
+            with env.begin(write=True, db=db) as txn:
+                change(txn, db)
     finally:
         env.close()
 
