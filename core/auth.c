@@ -111,7 +111,10 @@ static void fail_clear(zt_auth *a, const char *key)
 
 static const char *sealed_name(const zt_auth *a, const zt_db *db)
 {
-    return db == a->users ? "users" : db == a->sessions ? "sessions" : "api_keys";
+    return db == a->users      ? "users"
+           : db == a->sessions ? "sessions"
+           : db == a->keys     ? "api_keys"
+                               : "departments";
 }
 
 static void rec_mac(const zt_auth *a, const zt_db *db, const void *key, size_t klen, const void *v,
@@ -181,8 +184,9 @@ static int rec_put(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t kle
  * id (the first 8 bytes of its hash). */
 static void rec_label(const zt_auth *a, const zt_db *db, const void *key, size_t klen, char out[64])
 {
-    if (db == a->users)
-        snprintf(out, 64, "account %.*s", (int)(klen < 40 ? klen : 40), (const char *)key);
+    if (db == a->users || db == a->depts)
+        snprintf(out, 64, "%s %.*s", db == a->users ? "account" : "department",
+                 (int)(klen < 40 ? klen : 40), (const char *)key);
     else {
         char hex[17];
         sodium_bin2hex(hex, sizeof hex, key, klen < 8 ? klen : 8);
@@ -1013,7 +1017,7 @@ bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code)
 cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code)
 {
     if (!code || !code[0] || strlen(code) > 64) return NULL;
-    return zt__db_get_json(t, srv->auth->depts, code, strlen(code));
+    return rec_get(srv->auth, t, srv->auth->depts, code, strlen(code));
 }
 
 const zt_caller *zt_req_caller(zt_req *req)
@@ -1047,7 +1051,7 @@ static int dept_walk(zt_auth *a, zt_txn *t, const char *dept, const char *scope,
             *hit = true;
             return depth;
         }
-        cJSON *d = zt__db_get_json(t, a->depts, code, strlen(code));
+        cJSON *d = rec_get(a, t, a->depts, code, strlen(code));
         const char *parent = d ? zt__jstr(d, "parent") : NULL;
         bool top = d && (!parent || !parent[0]);
         if (parent && parent[0]) snprintf(code, sizeof code, "%s", parent);
@@ -2401,7 +2405,7 @@ static int h_user_revoke(zt_req *req, void *ud)
 
 static int h_dept_list(zt_req *req, void *ud)
 {
-    return zt__respond_db_list(req, ((zt_auth *)ud)->depts, NULL, NULL, NULL);
+    return zt__respond_db_list(req, ((zt_auth *)ud)->depts, NULL, NULL, "mac");
 }
 
 /* Every department still reaches the root within DEPT_DEPTH steps (after a move). */
@@ -2433,7 +2437,14 @@ static int h_dept_update(zt_req *req, void *ud)
     if (!j) return ZT_OK;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
-    cJSON *d = zt__db_get_json(t, a->depts, code, strlen(code));
+    bool tampered;
+    cJSON *d = rec_get_ex(a, t, a->depts, code, strlen(code), &tampered);
+    if (!d && tampered)
+        return zt_problem(req, 409, "record-tampered", NULL,
+                          "department %s was changed outside Zhengtong (its seal does not hold): "
+                          "once someone has checked it, `zhengtong admin dept reseal %s` trusts "
+                          "it again",
+                          code, code);
     if (!d) return zt_problem(req, 404, "not-found", NULL, "there is no department %s", code);
     const char *bad = NULL;
     for (const cJSON *e = j->child; e && !bad; e = e->next) {
@@ -2463,7 +2474,7 @@ static int h_dept_update(zt_req *req, void *ud)
         cJSON_DeleteItemFromObjectCaseSensitive(d, e->string);
         cJSON_AddStringToObject(d, e->string, e->valuestring);
     }
-    int rc = zt__db_put_json(t, a->depts, code, strlen(code), d);
+    int rc = rec_put(a, t, a->depts, code, strlen(code), d);
     if (rc == ZT_OK && !dept_tree_ok(a, t)) {
         cJSON_Delete(d);
         return zt_problem(req, 422, "invalid-department", NULL,
@@ -2510,11 +2521,8 @@ static int h_dept_create(zt_req *req, void *ud)
                           "parent: the tree would be deeper than %d levels", DEPT_DEPTH);
     if (zt_get(t, a->depts, code, strlen(code), &v, &vl) == ZT_OK)
         return zt_problem(req, 409, "department-exists", NULL, "department %s exists", code);
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "code", code);
-    cJSON_AddStringToObject(d, "name", name);
-    if (parent) cJSON_AddStringToObject(d, "parent", parent);
-    int rc = zt__db_put_json(t, a->depts, code, strlen(code), d);
+    cJSON *d = NULL;
+    int rc = zt__auth_dept_put(a->srv, t, code, name, parent, &d);
     if (rc == ZT_OK) rc = zt_respond_json(req, 201, d);
     cJSON_Delete(d);
     return rc;
@@ -2795,6 +2803,39 @@ static int cli_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u, char *e
     return rc;
 }
 
+/* `admin dept reseal CODE`: a department whose seal does not hold is trusted again, as it
+ * stands (its name and parent printed), once a person has checked it. */
+static int dept_reseal(zt_auth *a, zt_txn *t, const char *code, FILE *out, char *err, size_t errlen)
+{
+    const void *v;
+    size_t vl;
+    if (zt_get(t, a->depts, code, strlen(code), &v, &vl) != ZT_OK) {
+        snprintf(err, errlen, "no department %s", code);
+        return ZT_ENOTFOUND;
+    }
+    if (rec_ok(a, a->depts, code, strlen(code), v, vl)) {
+        fprintf(out, "%s: its seal holds; nothing to do\n", code);
+        return ZT_OK;
+    }
+    cJSON *d = cJSON_ParseWithLength(v, vl);
+    if (!cJSON_IsObject(d) || !zt__jstr(d, "code") || strcmp(zt__jstr(d, "code"), code) != 0 ||
+        !zt__jstr(d, "name")) {
+        cJSON_Delete(d);
+        snprintf(err, errlen,
+                 "department %s: its record is not this department's (not JSON, or another "
+                 "code): it cannot be trusted again",
+                 code);
+        return ZT_EINVAL;
+    }
+    const char *parent = zt__jstr(d, "parent");
+    int rc = rec_put(a, t, a->depts, code, strlen(code), d);
+    if (rc == ZT_OK)
+        fprintf(out, "%s: sealed again as it stands: \"%s\", under %s\n", code, zt__jstr(d, "name"),
+                parent && parent[0] ? parent : "no other (a top department)");
+    cJSON_Delete(d);
+    return rc;
+}
+
 /* `admin user reseal LOGIN`: an account whose seal does not hold is trusted again, as it
  * stands, once a person has checked it; its sessions end (they may have been made with
  * it). What it says goes to out, and the audit log records who resealed it. */
@@ -2861,7 +2902,7 @@ static int cli_list(zt_auth *a, zt_txn *t, zt_db *db, void (*row)(const cJSON *,
     for (rc = rc ? rc : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *j = cJSON_ParseWithLength(kv.val, kv.vlen);
-        if (j && db != a->depts && !rec_ok(a, db, kv.key, kv.klen, kv.val, kv.vlen))
+        if (j && !rec_ok(a, db, kv.key, kv.klen, kv.val, kv.vlen))
             cJSON_AddTrueToObject(j, "tampered");
         if (j) row(j, out);
         cJSON_Delete(j);
@@ -2889,8 +2930,8 @@ static void user_row(const cJSON *u, FILE *out)
 
 static void dept_row(const cJSON *d, FILE *out)
 {
-    fprintf(out, "%-16s %-16s %s\n", or_dash(zt__jstr(d, "code")), or_dash(zt__jstr(d, "parent")),
-            or_dash(zt__jstr(d, "name")));
+    fprintf(out, "%-16s %-16s %s%s\n", or_dash(zt__jstr(d, "code")), or_dash(zt__jstr(d, "parent")),
+            or_dash(zt__jstr(d, "name")), jtrue(d, "tampered") ? " (TAMPERED: not trusted)" : "");
 }
 
 /* ms as the UTC date YYYY-MM-DD, or "-" for 0 */
@@ -3038,6 +3079,9 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "reseal") == 0) {
         NEED(3, "user reseal LOGIN");
         rc = user_reseal(a, t, argv[2], out, err, errlen);
+    } else if (strcmp(what, "dept") == 0 && strcmp(verb, "reseal") == 0) {
+        NEED(3, "dept reseal CODE");
+        rc = dept_reseal(a, t, argv[2], out, err, errlen);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "revoke") == 0) {
         NEED(3, "key revoke ID");
         if ((rc = key_revoke(a, t, argv[2])) == ZT_ENOTFOUND)
@@ -3069,12 +3113,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             snprintf(err, errlen, "department %s exists", argv[2]);
             return ZT_EEXIST;
         }
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "code", argv[2]);
-        cJSON_AddStringToObject(d, "name", argv[3]);
-        cJSON_AddStringToObject(d, "parent", parent);
-        rc = zt__db_put_json(t, a->depts, argv[2], strlen(argv[2]), d);
-        cJSON_Delete(d);
+        rc = zt__auth_dept_put(a->srv, t, argv[2], argv[3], parent, NULL);
         if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
         NEED(5, "key add NAME PLUGIN ROLE [DAYS]");
@@ -3196,28 +3235,37 @@ static int add(zt_server *srv, const char *method, const char *path, zt_handler 
  * and the log names the other, for the service desk. */
 #define CREDIT_INDEX_DONE "#filled"
 
-/* At start: data from before records were sealed (none carries a seal) is sealed once, in
- * one transaction, with an audit record; otherwise the records whose seal does not hold
- * are named in a warning (they sign no one in). Stripping every seal to have tampered
- * records sealed again leaves that audit record, which names the count. */
+/* At start, for each sealed database: one whose records carry no seal at all (data from
+ * before it was sealed) is sealed, in one transaction with an audit record; in the others
+ * the records whose seal does not hold are named in a warning (they sign no one in), and
+ * such sessions removed. Stripping every seal of a database to have a change sealed
+ * leaves that audit record, which names the count. */
 static int records_seal(zt_auth *a, char *err, size_t errlen)
 {
     zt_store *st = a->srv->store;
-    zt_db *dbs[3] = {a->users, a->sessions, a->keys};
+    zt_db *dbs[] = {a->users, a->sessions, a->keys, a->depts};
+    enum { NDBS = sizeof dbs / sizeof dbs[0] };
+    bool unsealed[NDBS] = {false};
     zt_txn *t;
     int rc = zt__store_read_begin(st, &t);
     if (rc != ZT_OK) return rc;
-    size_t total = 0, sealed = 0, bad = 0, nforged = 0;
+    size_t bad = 0, nforged = 0, nunsealed = 0;
     char names[5][64];
     unsigned char(*forged)[32] = NULL; /* sessions whose seal does not hold */
-    for (size_t d = 0; d < 3; d++) {
+    for (size_t d = 0; d < NDBS; d++) {
         zt_cursor *cur;
         zt_kv kv;
+        size_t total = 0, sealed = 0;
         if (zt_cursor_open(t, dbs[d], &cur) != ZT_OK) continue;
         for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
-             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-            total++;
-            if (sealed_body(kv.val, kv.vlen)) sealed++;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv))
+            total++, sealed += sealed_body(kv.val, kv.vlen) != 0;
+        if (total && !sealed) {
+            unsealed[d] = true;
+            nunsealed += total;
+        }
+        for (int r = sealed ? zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) : ZT_ENOTFOUND;
+             r == ZT_OK; r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
             if (rec_ok(a, dbs[d], kv.key, kv.klen, kv.val, kv.vlen)) continue;
             if (bad < 5) rec_label(a, dbs[d], kv.key, kv.klen, names[bad]);
             bad++;
@@ -3229,38 +3277,27 @@ static int records_seal(zt_auth *a, char *err, size_t errlen)
         zt_cursor_close(cur);
     }
     zt__store_end(st, t, false);
-    /* a session is only a sign-in: one that does not hold is removed */
-    if (sealed && nforged && (rc = zt__store_write_begin(st, &t)) == ZT_OK) {
-        for (size_t i = 0; i < nforged && rc == ZT_OK; i++) {
-            rc = zt_del(t, a->sessions, forged[i], 32);
-            if (rc == ZT_ENOTFOUND) rc = ZT_OK;
-        }
-        if ((rc = zt__store_write_done(st, t, rc)) == ZT_OK)
-            zt__log(ZT_LOG_WARN, NULL, NULL,
-                    "identity: removed %zu session%s changed outside Zhengtong", nforged,
-                    nforged == 1 ? "" : "s");
-    }
-    free(forged);
-    if (rc != ZT_OK) {
-        snprintf(err, errlen, "cannot remove the sessions changed outside Zhengtong: %s",
-                 zt_strerror(rc));
-        return rc;
-    }
-    if (sealed && bad) {
+    if (bad)
         zt__log(ZT_LOG_WARN, NULL, NULL,
                 "identity: %zu record%s changed outside Zhengtong (the seal does not hold): "
-                "%s%s%s%s%s%s"
-                "%s%s%s%s; they sign no one in (an account: `zhengtong admin user reseal LOGIN` "
-                "once checked; an API key: revoke it)",
+                "%s%s%s%s%s%s%s%s%s%s; they are not trusted (an account or a department: "
+                "`zhengtong admin user reseal LOGIN` or `dept reseal CODE` once checked; an API "
+                "key: revoke it)",
                 bad, bad == 1 ? "" : "s", names[0], bad > 1 ? ", " : "", bad > 1 ? names[1] : "",
                 bad > 2 ? ", " : "", bad > 2 ? names[2] : "", bad > 3 ? ", " : "",
                 bad > 3 ? names[3] : "", bad > 4 ? ", " : "", bad > 4 ? names[4] : "",
                 bad > 5 ? " …" : "");
-        return ZT_OK;
+    if (!nforged && !nunsealed) return ZT_OK;
+    if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) {
+        free(forged);
+        return rc;
     }
-    if (sealed || !total) return ZT_OK;
-    if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
-    for (size_t d = 0; d < 3 && rc == ZT_OK; d++) {
+    /* a session is only a sign-in: one that does not hold is removed */
+    for (size_t i = 0; i < nforged && rc == ZT_OK; i++)
+        if ((rc = zt_del(t, a->sessions, forged[i], 32)) == ZT_ENOTFOUND) rc = ZT_OK;
+    free(forged);
+    for (size_t d = 0; d < NDBS && rc == ZT_OK; d++) {
+        if (!unsealed[d]) continue;
         zt_cursor *cur;
         zt_kv kv;
         if ((rc = zt_cursor_open(t, dbs[d], &cur)) != ZT_OK) break;
@@ -3300,9 +3337,9 @@ static int records_seal(zt_auth *a, char *err, size_t errlen)
         }
         free(recs);
     }
-    if (rc == ZT_OK) {
+    if (rc == ZT_OK && nunsealed) {
         char action[64];
-        snprintf(action, sizeof action, "seal identity records: %zu", total);
+        snprintf(action, sizeof action, "seal identity records: %zu", nunsealed);
         zt_audit_entry e = {
             .actor = "system", .plugin = "core", .action = action, .object = "identity"};
         rc = zt__audit_append(a->srv, t, &e);
@@ -3311,10 +3348,15 @@ static int records_seal(zt_auth *a, char *err, size_t errlen)
         snprintf(err, errlen, "cannot seal the identity records: %s", zt_strerror(rc));
         return rc;
     }
-    zt__log(ZT_LOG_INFO, NULL, NULL,
-            "identity: sealed %zu account, session and API key records (kept from before "
-            "records were sealed)",
-            total);
+    if (nforged)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "identity: removed %zu session%s changed outside Zhengtong", nforged,
+                nforged == 1 ? "" : "s");
+    if (nunsealed)
+        zt__log(ZT_LOG_INFO, NULL, NULL,
+                "identity: sealed %zu account, session, API key and department records (kept "
+                "from before records were sealed)",
+                nunsealed);
     return ZT_OK;
 }
 
@@ -3364,15 +3406,25 @@ static int credit_index_fill(zt_auth *a, char *err, size_t errlen)
     return ZT_OK;
 }
 
+int zt__auth_dept_put(zt_server *srv, zt_txn *t, const char *code, const char *name,
+                      const char *parent, cJSON **out)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "code", code);
+    cJSON_AddStringToObject(d, "name", name);
+    if (parent) cJSON_AddStringToObject(d, "parent", parent);
+    int rc = rec_put(srv->auth, t, srv->auth->depts, code, strlen(code), d);
+    if (out && rc == ZT_OK)
+        *out = d;
+    else
+        cJSON_Delete(d);
+    return rc;
+}
+
 /* The department "root", named after the node. */
 static int put_root(zt_auth *a, zt_txn *t)
 {
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "code", "root");
-    cJSON_AddStringToObject(d, "name", a->srv->conf->node_name);
-    int rc = zt__db_put_json(t, a->depts, "root", 4, d);
-    cJSON_Delete(d);
-    return rc;
+    return zt__auth_dept_put(a->srv, t, "root", a->srv->conf->node_name, NULL, NULL);
 }
 
 int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen)

@@ -631,6 +631,10 @@ int zt__auth_check(zt_server *srv, zt_req *req);
 /* 1 if the department code exists (read in t). */
 bool zt__auth_dept_exists(zt_server *srv, zt_txn *t, const char *code);
 /* Department `code`'s record ({code, name, parent}), or NULL: none, or unreadable. */
+/* A department (parent NULL: a top one) stored as the node stores it (sealed); *out, if
+ * given, its record. */
+int zt__auth_dept_put(zt_server *srv, zt_txn *t, const char *code, const char *name,
+                      const char *parent, cJSON **out);
 cJSON *zt__auth_dept_get(zt_server *srv, zt_txn *t, const char *code);
 /* After the request's transaction ended: a signed-in caller answered 403 is recorded in
  * the audit log ("refused: <action>", status 403; a security event), at most 20 per

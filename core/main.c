@@ -54,6 +54,7 @@ static const struct shape {
     {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
     {"admin", "user", "totp-off", 3, 3, "admin [-c FILE] user totp-off LOGIN"},
     {"admin", "user", "reseal", 3, 3, "admin [-c FILE] user reseal LOGIN"},
+    {"admin", "dept", "reseal", 3, 3, "admin [-c FILE] dept reseal CODE"},
     {"admin", "key", "add", 5, 6, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS]"},
     {"admin", "key", "list", 2, 2, "admin [-c FILE] key list"},
     {"admin", "key", "revoke", 3, 3, "admin [-c FILE] key revoke ID"},

@@ -1291,7 +1291,9 @@ class RecordIntegrity(NodeTest):
 
     def test_records_changed_outside_the_node_are_not_trusted(self):
         n = self.node(plugins=("hello",), roles=("auditor",))
-        clerk_id, otp = create_account(n, "clerk")
+        st, _, d = n.json("POST", "/admin/departments", {"code": "edu", "name": "Education"})
+        self.assertEqual(st, 201, d)
+        clerk_id, otp = create_account(n, "clerk", department="edu")
         st, _, d = n.login("clerk", otp)
         self.assertEqual(st, 200, d)
         clerk_token = d["token"]
@@ -1301,33 +1303,36 @@ class RecordIntegrity(NodeTest):
         self.assertEqual(n.request("POST", "/hello/counter", None, bearer(k["key"]),
                                    auth=False)[0], 200)
         self.assertEqual(n.stop(), 0)
-        for db in ("_core/users", "_core/sessions", "_core/api_keys"):
+        for db in ("_core/users", "_core/sessions", "_core/api_keys", "_core/departments"):
             items = lmdb_items(n, db)
             self.assertTrue(items, db)
             for key, value in items.items():
                 self.assertRegex(value, MAC_TAIL, (db, key))
         # behind the node's back: the clerk made an administrator, a session forged for a
         # token of our own (a copy of the clerk's session, under another key), the key's
-        # role raised
+        # role raised, a department renamed
         forged = "zts_" + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
         forged_hash = hashlib.blake2b(forged.encode(), digest_size=32).digest()
         clerk_hash = hashlib.blake2b(clerk_token.encode(), digest_size=32).digest()
         key_hash = hashlib.blake2b(k["key"].encode(), digest_size=32).digest()
 
         def tamper(txn, open_db):
-            users, sessions, keys = (open_db(x) for x in
-                                     ("_core/users", "_core/sessions", "_core/api_keys"))
+            users, sessions, keys, depts = (open_db(x) for x in (
+                "_core/users", "_core/sessions", "_core/api_keys", "_core/departments"))
             rec = txn.get(clerk_id.encode(), db=users)
             self.assertIn(b'"roles":[]', rec)
             txn.put(clerk_id.encode(), rec.replace(b'"roles":[]', b'"roles":["admin"]'), db=users)
             txn.put(forged_hash, txn.get(clerk_hash, db=sessions), db=sessions)
             rec = txn.get(key_hash, db=keys)
             txn.put(key_hash, rec.replace(b'"role":"user"', b'"role":"admin"'), db=keys)
+            rec = txn.get(b"edu", db=depts)
+            txn.put(b"edu", rec.replace(b'"name":"Education"', b'"name":"Finance"'), db=depts)
         edit_db(self, n, None, tamper)
         n.start()
         log = n.log()
-        self.assertIn("identity: 3 records changed outside Zhengtong (the seal does not hold): "
+        self.assertIn("identity: 4 records changed outside Zhengtong (the seal does not hold): "
                       "account " + clerk_id, log)
+        self.assertIn(", department edu;", log)
         self.assertIn("identity: removed 1 session changed outside Zhengtong", log)
         # none of them gets anyone in
         st, _, d = n.login("clerk", otp)
@@ -1338,6 +1343,10 @@ class RecordIntegrity(NodeTest):
         self.assertEqual(n.request("POST", "/hello/counter", None, bearer(k["key"]),
                                    auth=False)[0], 401)
         self.assertGreaterEqual(scrape(n).get("zt_auth_records_refused_total"), 3)
+        st, _, depts = n.json("GET", "/admin/departments")
+        self.assertTrue(all("mac" not in x for x in depts["items"]), depts)
+        st, h, b = n.request("PATCH", "/admin/departments/edu", {"name": "Education"})
+        self.assertProblem(st, h, b, 409, "record-tampered")
         self.assertIn("identity: the account %s fails its seal" % clerk_id, n.log())
         # the administrator sees it
         st, _, lst = n.json("GET", "/admin/users?limit=500")
@@ -1358,7 +1367,7 @@ class RecordIntegrity(NodeTest):
         # once a person has checked it, it is trusted again as it stands, and audited
         r = n.admin_cli("user", "reseal", "clerk")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn('clerk: sealed again as it stands: staff, department root, roles ["admin"]',
+        self.assertIn('clerk: sealed again as it stands: staff, department edu, roles ["admin"]',
                       r.stdout)
         self.assertIn("its seal holds; nothing to do", n.admin_cli("user", "reseal", "clerk").stdout)
         st, _, d = n.login("clerk", otp)
@@ -1367,9 +1376,13 @@ class RecordIntegrity(NodeTest):
         self.assertIn("admin user reseal", [x["action"] for x in log["items"]], log)
         # at the next start only the key is left to revoke: the forged session is gone
         n.restart()
-        self.assertIn("identity: 1 record changed outside Zhengtong (the seal does not hold): "
+        self.assertIn("identity: 2 records changed outside Zhengtong (the seal does not hold): "
                       "API key", n.log())
         self.assertEqual(n.admin_cli("key", "revoke", k["id"]).returncode, 0)
+        self.assertIn("(TAMPERED: not trusted)", n.admin_cli("dept", "list").stdout)
+        r = n.admin_cli("dept", "reseal", "edu")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('edu: sealed again as it stands: "Finance", under no other', r.stdout)
         n.restart()  # (the log is kept across starts: the two warnings above, no third)
         self.assertEqual(n.log().count("changed outside Zhengtong (the seal"), 2)
 
@@ -1380,7 +1393,7 @@ class RecordIntegrity(NodeTest):
 
         def strip(txn, open_db):  # as an earlier version wrote them
             count = 0
-            for name in ("_core/users", "_core/sessions", "_core/api_keys"):
+            for name in ("_core/users", "_core/sessions", "_core/api_keys", "_core/departments"):
                 db = open_db(name)
                 for key, value in list(txn.cursor(db=db)):
                     txn.put(key, MAC_TAIL.sub(b"}", value), db=db)
@@ -1389,7 +1402,8 @@ class RecordIntegrity(NodeTest):
         counted = []
         edit_db(self, n, None, lambda txn, open_db: counted.append(strip(txn, open_db)))
         n.start()
-        self.assertIn("identity: sealed %d account, session and API key records" % counted[0],
+        self.assertIn("identity: sealed %d account, session, API key and department records"
+                      % counted[0],
                       n.log())
         self.assertEqual(n.login("clerk", otp)[0], 200)  # the admin's session lives on too
         st, _, log = n.json("GET", "/audit?object=identity")

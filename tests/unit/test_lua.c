@@ -1819,17 +1819,10 @@ static void db_iteration(void **state)
 static void departments(fx *f)
 {
     static const char *const rows[][2] = {{"D0", NULL}, {"D1", "D0"}, {"D2", "D1"}, {"X0", NULL}};
-    zt_db *db;
     zt_txn *t;
-    assert_int_equal(zt__store_db(f->srv.store, "_core", "departments", &db), ZT_OK);
     assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char json[128];
-        int n = snprintf(json, sizeof json, "{\"code\":\"%s\",\"name\":\"x\"%s%s%s}", rows[i][0],
-                         rows[i][1] ? ",\"parent\":\"" : "", rows[i][1] ? rows[i][1] : "",
-                         rows[i][1] ? "\"" : "");
-        assert_int_equal(zt_put(t, db, rows[i][0], 2, json, (size_t)n), ZT_OK);
-    }
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_int_equal(zt__auth_dept_put(&f->srv, t, rows[i][0], "x", rows[i][1], NULL), ZT_OK);
     assert_int_equal(zt__store_end(f->srv.store, t, true), ZT_OK);
     assert_int_equal(zt__store_batch_commit(f->srv.store), ZT_OK);
 }
@@ -2180,16 +2173,12 @@ static void seal_checks(fx *f, cJSON *seal, const char *dept, const void *doc, s
 /* Departments as `zhengtong admin dept add` makes them. */
 static void add_depts(fx *f, const char *const *codes)
 {
-    zt_db *db;
     zt_txn *t;
-    assert_int_equal(zt__store_db(f->srv.store, "_core", "departments", &db), ZT_OK);
     assert_int_equal(zt__store_write_begin(f->srv.store, &t), ZT_OK);
-    for (; *codes; codes++) {
-        char rec[200];
-        snprintf(rec, sizeof rec, "{\"code\":\"%s\",\"name\":\"%s\",\"parent\":\"root\"}", *codes,
-                 *codes);
-        assert_int_equal(zt_put(t, db, *codes, strlen(*codes), rec, strlen(rec)), ZT_OK);
-    }
+    for (; *codes; codes++)
+        assert_int_equal(zt__auth_dept_put(&f->srv, t, *codes, *codes,
+                                           strcmp(*codes, "root") == 0 ? NULL : "root", NULL),
+                         ZT_OK);
     assert_int_equal(zt__store_write_done(f->srv.store, t, ZT_OK), ZT_OK);
 }
 
