@@ -39,6 +39,8 @@ static void remove_data_dir(void)
     unlink(path);
     snprintf(path, sizeof path, "%s/lock.mdb", data_dir);
     unlink(path);
+    snprintf(path, sizeof path, "%s/master.key", data_dir);
+    unlink(path);
     rmdir(data_dir);
 }
 
@@ -74,6 +76,9 @@ static zt_server *server(void)
     int rc = ZT_OK;
     if (!mkdtemp(data_dir) || atexit(remove_data_dir) != 0) rc = ZT_EIO;
     if (rc == ZT_OK) rc = zt__store_open(&srv.store, data_dir, 16u << 20, err, sizeof err);
+    char key_file[sizeof data_dir + 16];
+    snprintf(key_file, sizeof key_file, "%s/master.key", data_dir);
+    if (rc == ZT_OK) rc = zt__keys_open(key_file, &srv.keys, err, sizeof err); /* seals records */
     if (rc == ZT_OK) rc = zt__router_new(&router);
     if (rc == ZT_OK) rc = zt__router_add(router, NULL, &r, err, sizeof err);
     if (rc == ZT_OK) rc = zt__router_new(&srv.router); /* takes the identity routes */
