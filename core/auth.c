@@ -38,6 +38,7 @@ struct zt_auth {
     uint64_t locks[2];            /* accounts, addresses that reached auth.max_failures */
     unsigned char *rec_key;       /* sodium_malloc'd: seals the records below (rec_put) */
     uint64_t rec_refused;         /* records read whose seal did not hold */
+    uint64_t plain_refused;       /* credentials refused for coming over plain HTTP */
     zt_db *meta; /* _core/meta (seal.c's too): "activity_since" → ms (8 bytes, big-endian) */
     int64_t activity_since; /* sign-ins are recorded since then: the floor of inactivity */
 };
@@ -934,9 +935,30 @@ void zt__auth_after(zt_server *srv, zt_req *req)
     req->session_last_seen = now;
 }
 
+/* auth.https_only: a credential (a bearer token or key, a password sent to the core's
+ * /auth/ routes) never crosses a network unencrypted. */
+static bool plain_credential(zt_server *srv, zt_req *req, const zt__route *rt)
+{
+    if (!srv->conf->auth_https_only || !req->plain_http) return false;
+    if (zt_req_header(req, "Authorization")) return true;
+    return rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0 &&
+           strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+}
+
 int zt__auth_check(zt_server *srv, zt_req *req)
 {
     const zt__route *rt = req->match.route;
+    if (plain_credential(srv, req, rt)) {
+        srv->auth->plain_refused++;
+        zt__problem(req, 403, "https-required", NULL,
+                    "credentials (passwords, tokens, keys) travel only over HTTPS here "
+                    "(auth.https_only): use the county's https:// address%s",
+                    srv->conf->nproxies ? "; a proxy in trusted_proxies must say "
+                                          "'X-Forwarded-Proto: https' (nginx: proxy_set_header "
+                                          "X-Forwarded-Proto $scheme;)"
+                                        : "");
+        return ZT_EPERM;
+    }
     bool public = strcmp(rt->role, ZT_ROLE_PUBLIC) == 0;
     int rc = resolve(srv, req, !public);
     if (public) {
@@ -3540,6 +3562,11 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         return ZT_ERROR;
     }
     sodium_mprotect_readonly(a->rec_key);
+    if (srv->conf->auth_https_only && !srv->conf->nproxies)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "auth.https_only without trusted_proxies: the node serves no HTTPS itself, so "
+                "only clients on this machine can sign in; put nginx in front for HTTPS and "
+                "list it in trusted_proxies");
     if (!srv->check_only && (rc = credit_index_fill(a, err, errlen)) != ZT_OK) return rc;
     if (!srv->check_only && (rc = records_seal(a, err, errlen)) != ZT_OK) return rc;
     zt_txn *t;
@@ -3627,9 +3654,14 @@ int zt__auth_metrics(zt_server *srv, zt_buf *out)
             "# HELP zt_auth_records_refused_total Accounts, sessions and API keys read whose "
             "seal did not hold (changed outside Zhengtong): not trusted.\n"
             "# TYPE zt_auth_records_refused_total counter\n"
-            "zt_auth_records_refused_total %llu\n",
+            "zt_auth_records_refused_total %llu\n"
+            "# HELP zt_auth_plain_http_refused_total Requests refused for carrying a credential "
+            "over plain HTTP (auth.https_only).\n"
+            "# TYPE zt_auth_plain_http_refused_total counter\n"
+            "zt_auth_plain_http_refused_total %llu\n",
             (unsigned long long)a->locks[0], (unsigned long long)a->locks[1],
-            (unsigned long long)a->refusals, (unsigned long long)a->rec_refused);
+            (unsigned long long)a->refusals, (unsigned long long)a->rec_refused,
+            (unsigned long long)a->plain_refused);
     if (rc != ZT_OK) return rc;
     return zt__buf_printf(
         out,

@@ -731,6 +731,7 @@ typedef struct field {
 static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
 static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
+static void check_https_only(lua_State *L, zt_conf *c, int line);
 
 static const field limits_fields[] = {
     FIELD("header_bytes", false, "bytes", 1024, MIB, header_bytes),
@@ -760,6 +761,7 @@ static const field auth_fields[] = {
     FIELD("registrations_per_hour", false, "registrations", 0, 1000000, auth_reg_per_hour),
     CHECKED("two_factor_roles", check_two_factor_roles),
     CHECKED("separate_duties", check_separate_duties),
+    CHECKED("https_only", check_https_only),
     CHECKED("admin_networks", check_admin_networks),
     {0},
 };
@@ -822,12 +824,24 @@ static void check_admin_networks(lua_State *L, zt_conf *c, int line)
              "allow every address)");
 }
 
+/* The value on the stack, which must be true or false (name says where, if not). */
+static bool want_bool(lua_State *L, int line, const char *name)
+{
+    if (!lua_isboolean(L, -1))
+        fail(L, line, "%s must be true or false, got %s", name, luaL_typename(L, -1));
+    return lua_toboolean(L, -1);
+}
+
 /* auth.separate_duties = true | false */
 static void check_separate_duties(lua_State *L, zt_conf *c, int line)
 {
-    if (!lua_isboolean(L, -1))
-        fail(L, line, "auth.separate_duties must be true or false, got %s", luaL_typename(L, -1));
-    c->auth_separate_duties = lua_toboolean(L, -1);
+    c->auth_separate_duties = want_bool(L, line, "auth.separate_duties");
+}
+
+/* auth.https_only = true | false */
+static void check_https_only(lua_State *L, zt_conf *c, int line)
+{
+    c->auth_https_only = want_bool(L, line, "auth.https_only");
 }
 
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */

@@ -237,6 +237,7 @@ struct zt_conf {
      * system and the audit administrator are two people, GB/T 22239 三权分立) and no one
      * changes their own roles */
     bool auth_separate_duties;
+    bool auth_https_only; /* credentials only over HTTPS (a trusted proxy's) or loopback */
     /* admin_networks = { "10.1.0.0/16" }: the routes that need admin or auditor answer
      * only clients in these networks (GB/T 22239: management terminals limited by
      * address); none: every address */
@@ -590,6 +591,8 @@ struct zt_req {
     size_t res_len;
     const char *res_ctype;
     bool close_after; /* send then close the connection (parse errors, shutdown) */
+    bool plain_http;  /* it crossed a network unencrypted: not from loopback, nor from a
+                         trusted proxy that says X-Forwarded-Proto: https */
 };
 
 /* Start listening on one address ("127.0.0.1:8080", "[::1]:8080"). */

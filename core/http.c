@@ -708,6 +708,20 @@ static void forwarded_client(zt_req *r)
     if (found[0]) memcpy(r->client, found, sizeof r->client);
 }
 
+/* Whether the request crossed a network unencrypted. The node speaks no TLS itself: a
+ * request is encrypted only if it came from this machine, or from a trusted proxy that
+ * says it took it over HTTPS (X-Forwarded-Proto: https, exactly one value); a trusted
+ * proxy that says nothing is taken at its word's absence: plain. */
+static bool plain_http(const zt_conn *c, const zt_req *r)
+{
+    if (c->proxied) {
+        const char *proto = zt_req_header((zt_req *)r, "X-Forwarded-Proto");
+        return !proto || strcasecmp(proto, "https") != 0;
+    }
+    return strncmp(c->client, "127.", 4) != 0 && strcmp(c->client, "::1") != 0 &&
+           strncmp(c->client, "::ffff:127.", 11) != 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     zt_conn *c = p->data;
@@ -748,6 +762,7 @@ static int on_headers_complete(http_parser *p)
     }
     if (nhost > 1) return bad_request(c, h, "more than one Host header");
     if (c->proxied) forwarded_client(r);
+    r->plain_http = plain_http(c, r);
     if (split_target(c, h)) return -1;
 
     size_t limit = zt__server_route(r->srv, r);

@@ -2386,6 +2386,59 @@ class SeparateDuties(NodeTest):
         self.assertRegex(r.stderr, r":\d+: auth.separate_duties must be true or false, got string")
 
 
+class HttpsOnly(NodeTest):
+    """auth.https_only: a password, token or key never crosses a network unencrypted. The
+    node speaks no TLS: a credential is taken from this machine, or from a trusted proxy
+    (nginx) that says it took the request over HTTPS."""
+
+    HTTPS = {"X-Forwarded-Proto": "https"}
+
+    def login(self, n, headers):
+        return n.json("POST", "/auth/login", {"login": "admin", "password": n.first_start_password()},
+                      headers=headers, auth=False)
+
+    def test_behind_a_proxy_only_what_it_took_over_https(self):
+        # every test connection is 127.0.0.1: made the trusted proxy, it stands for nginx
+        n = self.node(plugins=("hello",), sign_in=False, auth=dict(CHEAP, https_only=True),
+                      options='trusted_proxies = { "127.0.0.1" }')
+        for headers in ({}, {"X-Forwarded-Proto": "http"}, {"X-Forwarded-Proto": "https, http"}):
+            st, h, b = n.request("POST", "/auth/login", {"login": "admin", "password": "x" * 12},
+                                 headers=headers, auth=False)
+            p = self.assertProblem(st, h, b, 403, "https-required")
+            self.assertIn("proxy_set_header X-Forwarded-Proto $scheme;", p["detail"])
+        st, _, d = self.login(n, self.HTTPS)
+        self.assertEqual(st, 200, d)
+        token = bearer(d["token"])
+        # a token too: only with the proxy's word
+        st, h, b = n.request("GET", "/auth/me", headers=token, auth=False)
+        self.assertProblem(st, h, b, 403, "https-required")
+        self.assertEqual(n.request("GET", "/auth/me", headers=dict(token, **self.HTTPS),
+                                   auth=False)[0], 200)
+        # a password to registration as well; what carries none is served either way
+        st, h, b = n.request("POST", "/auth/register", {"kind": "citizen", "login": "wang",
+                                                        "name": "Wang", "password": STRONG_PW},
+                             auth=False)
+        self.assertProblem(st, h, b, 403, "https-required")
+        self.assertEqual(n.request("GET", "/healthz", auth=False)[0], 200)
+        self.assertEqual(n.request("GET", "/hello", auth=False)[0], 200)
+        self.assertEqual(scrape(n).get("zt_auth_plain_http_refused_total"), 5)
+
+    def test_on_this_machine_without_a_proxy(self):
+        n = self.node(plugins=("hello",), sign_in=False, auth=dict(CHEAP, https_only=True))
+        self.assertIn("auth.https_only without trusted_proxies: the node serves no HTTPS itself",
+                      n.log())
+        st, _, d = self.login(n, {})  # from 127.0.0.1: it never left the machine
+        self.assertEqual(st, 200, d)
+
+    def test_off_by_default_and_a_boolean(self):
+        n = self.node(plugins=("hello",), options='trusted_proxies = { "127.0.0.1" }')
+        self.assertEqual(n.request("GET", "/auth/me")[0], 200)  # no X-Forwarded-Proto
+        bad = self.node(auth=dict(CHEAP, https_only="yes"), start=False)
+        r = run(["check", "-c", bad.conf])
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r":\d+: auth.https_only must be true or false, got string")
+
+
 class DepartmentTree(NodeTest):
     """A county reorganises: a department is renamed or moved, its code stays, and the
     scope of its staff moves with it."""
