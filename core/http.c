@@ -762,7 +762,7 @@ static int on_headers_complete(http_parser *p)
     }
     if (nhost > 1) return bad_request(c, h, "more than one Host header");
     if (c->proxied) forwarded_client(r);
-    r->plain_http = plain_http(c, r);
+    r->plain_http = r->srv->conf && r->srv->conf->auth_https_only && plain_http(c, r);
     if (split_target(c, h)) return -1;
 
     size_t limit = zt__server_route(r->srv, r);
