@@ -20,6 +20,8 @@ enum sign_in { SI_OK, SI_BAD_PASSWORD, SI_BAD_CODE, SI_CODE_REQUIRED, SI_LOCKED,
 static const char *const SIGN_IN_RESULT[SI_N] = {
     "ok", "bad_password", "bad_code", "code_required", "locked", "refused"};
 
+#define REC_LOGGED 16 /* records whose broken seal was logged in the last minute */
+
 struct zt_auth {
     zt_server *srv;
     zt_db *users, *logins, *depts, *sessions, *user_sessions, *citizen_ids, *keys;
@@ -38,7 +40,11 @@ struct zt_auth {
     uint64_t locks[2];            /* accounts, addresses that reached auth.max_failures */
     unsigned char *rec_key;       /* sodium_malloc'd: seals the records below (rec_put) */
     uint64_t rec_refused;         /* records read whose seal did not hold */
-    uint64_t plain_refused;       /* credentials refused for coming over plain HTTP */
+    struct {
+        char label[64];
+        int64_t at;
+    } rec_logged[REC_LOGGED]; /* the last of them logged, and when (rec_get_ex) */
+    uint64_t plain_refused;   /* credentials refused for coming over plain HTTP */
     zt_db *meta; /* _core/meta (seal.c's too): "activity_since" → ms (8 bytes, big-endian) */
     int64_t activity_since; /* sign-ins are recorded since then: the floor of inactivity */
 };
@@ -208,10 +214,24 @@ static cJSON *rec_get_ex(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size
         char label[64];
         rec_label(a, db, key, klen, label);
         a->rec_refused++;
-        zt__log(ZT_LOG_ERROR, NULL, NULL,
-                "identity: the %s fails its seal: it was changed outside Zhengtong, and is "
-                "not trusted (it signs no one in)",
-                label);
+        /* once a minute for the same record: someone retrying a forged token must not
+         * flood the log (zt_auth_records_refused_total counts every read) */
+        int64_t now = zt_now_ms();
+        size_t slot = 0;
+        bool recent = false;
+        for (size_t i = 0; i < REC_LOGGED && !recent; i++) {
+            recent =
+                strcmp(a->rec_logged[i].label, label) == 0 && now - a->rec_logged[i].at < 60000;
+            if (a->rec_logged[i].at < a->rec_logged[slot].at) slot = i;
+        }
+        if (!recent) {
+            snprintf(a->rec_logged[slot].label, sizeof a->rec_logged[slot].label, "%s", label);
+            a->rec_logged[slot].at = now;
+            zt__log(ZT_LOG_ERROR, NULL, NULL,
+                    "identity: the %s fails its seal: it was changed outside Zhengtong, and is "
+                    "not trusted (it signs no one in)",
+                    label);
+        }
         if (tampered) *tampered = true;
         return NULL;
     }
