@@ -440,6 +440,8 @@ static const char *key_grant_problem(zt_auth *a, zt_txn *t, const char *role, bo
     return buf;
 }
 
+#define LOGIN_RULE "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)"
+
 static bool login_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -2160,9 +2162,7 @@ static int h_user_create(zt_req *req, void *ud)
     const char *login = zt__jstr(j, "login"), *name = zt__jstr(j, "name"),
                *dept = zt__jstr(j, "department");
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(j, "roles");
-    if (!login || !login_ok(login))
-        return zt_problem(req, 422, "invalid-user", NULL,
-                          "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+    if (!login || !login_ok(login)) return zt_problem(req, 422, "invalid-user", NULL, LOGIN_RULE);
     const char *why = name_problem(name);
     if (why) return zt_problem(req, 422, "invalid-user", NULL, NAME_RULE, why);
     zt_txn *t = zt_req_txn(req);
@@ -2312,6 +2312,16 @@ static int revoke_but(zt_auth *a, zt_txn *t, const char *uid, const unsigned cha
     return rc == ZT_OK ? gen_bump(a, t) : rc;
 }
 
+/* The login index follows an account's renamed login (from to to; nothing if the same). */
+static int login_move(zt_auth *a, zt_txn *t, const char *id, const char *from, const char *to)
+{
+    if (!to || strcmp(from, to) == 0) return ZT_OK;
+    int rc = zt_del(t, a->logins, from, strlen(from));
+    if (rc == ZT_OK || rc == ZT_ENOTFOUND)
+        rc = zt_put(t, a->logins, to, strlen(to), id, strlen(id));
+    return rc;
+}
+
 static int h_user_patch(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
@@ -2323,9 +2333,26 @@ static int h_user_patch(zt_req *req, void *ud)
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
     rc = ZT_OK;
+    char old_login[65];
+    snprintf(old_login, sizeof old_login, "%s", zt__jstr(u, "login") ? zt__jstr(u, "login") : "");
     for (const cJSON *e = j->child; e; e = e->next) {
         const char *k = e->string, *bad = NULL;
-        if (strcmp(k, "name") == 0) {
+        if (strcmp(k, "login") == 0) { /* GB/T 22239: the default account is renamed */
+            const void *v;
+            size_t vl;
+            if (!cJSON_IsString(e) || !login_ok(e->valuestring)) {
+                bad = LOGIN_RULE;
+            } else if (!is_staff(u)) {
+                bad = "login: only a staff account's login is changed (a citizen's or an "
+                      "enterprise's is their own)";
+            } else if (strcmp(e->valuestring, old_login) != 0 &&
+                       zt_get(t, a->logins, e->valuestring, strlen(e->valuestring), &v, &vl) ==
+                           ZT_OK) {
+                cJSON_Delete(u);
+                return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken",
+                                  e->valuestring);
+            }
+        } else if (strcmp(k, "name") == 0) {
             const char *why = cJSON_IsString(e) ? name_problem(e->valuestring) : "is not a string";
             if (why) bad = zt_req_printf(req, NAME_RULE, why);
         } else if (strcmp(k, "department") == 0) {
@@ -2360,7 +2387,7 @@ static int h_user_patch(zt_req *req, void *ud)
                                   id);
             }
         } else {
-            bad = "only name, department, roles and disabled can be changed";
+            bad = "only login, name, department, roles and disabled can be changed";
         }
         if (bad) {
             cJSON_Delete(u);
@@ -2371,7 +2398,8 @@ static int h_user_patch(zt_req *req, void *ud)
         if (strcmp(k, "disabled") == 0 && cJSON_IsFalse(e)) reactivate(u);
     }
     rc = rec_put(a, t, a->users, id, strlen(id), u);
-    if (rc == ZT_OK) rc = gen_bump(a, t); /* roles, name, department: cached callers */
+    if (rc == ZT_OK) rc = login_move(a, t, id, old_login, zt__jstr(u, "login"));
+    if (rc == ZT_OK) rc = gen_bump(a, t); /* login, roles, name, department: cached callers */
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
         /* the record says what changed, the roles granted included (a name is personal
@@ -2647,8 +2675,7 @@ static int h_register(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-registration", NULL,
                           "kind: \"citizen\" or \"enterprise\"");
     if (!login || !login_ok(login))
-        return zt_problem(req, 422, "invalid-registration", NULL,
-                          "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+        return zt_problem(req, 422, "invalid-registration", NULL, LOGIN_RULE);
     const char *why = name_problem(name);
     if (why) return zt_problem(req, 422, "invalid-registration", NULL, NAME_RULE, why);
     if (!pw || password_problem(pw))
@@ -3028,7 +3055,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         const void *v;
         size_t vl;
         if (!login_ok(argv[2])) {
-            snprintf(err, errlen, "login: 3 to 64 of a-z 0-9 _ . @ - (lower case)");
+            snprintf(err, errlen, LOGIN_RULE);
             return ZT_EINVAL;
         }
         const char *why = name_problem(argv[3]);
@@ -3118,6 +3145,30 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
                     "%s: two-factor sign-in off; every session ended (set it up again with "
                     "POST /auth/totp)\n",
                     argv[2]);
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "rename") == 0) {
+        NEED(4, "user rename LOGIN NEWLOGIN");
+        const void *v;
+        size_t vl;
+        if (!login_ok(argv[3])) {
+            snprintf(err, errlen, "NEWLOGIN: %s", LOGIN_RULE);
+            return ZT_EINVAL;
+        }
+        if ((rc = cli_user(a, t, argv[2], &u, err, errlen)) == ZT_OK && !is_staff(u)) {
+            snprintf(err, errlen, "%s: only a staff account's login is changed", argv[2]);
+            rc = ZT_EINVAL;
+        } else if (rc == ZT_OK &&
+                   zt_get(t, a->logins, argv[3], strlen(argv[3]), &v, &vl) == ZT_OK) {
+            snprintf(err, errlen, "the login '%s' is taken", argv[3]);
+            rc = ZT_EEXIST;
+        }
+        if (rc == ZT_OK) {
+            char id[27];
+            snprintf(id, sizeof id, "%s", zt__jstr(u, "id"));
+            cJSON_ReplaceItemInObjectCaseSensitive(u, "login", cJSON_CreateString(argv[3]));
+            rc = rec_put(a, t, a->users, id, strlen(id), u);
+            if (rc == ZT_OK) rc = login_move(a, t, id, argv[2], argv[3]);
+            if (rc == ZT_OK) fprintf(out, "%s is now %s\n", argv[2], argv[3]);
+        }
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "reseal") == 0) {
         NEED(3, "user reseal LOGIN");
         rc = user_reseal(a, t, argv[2], out, err, errlen);
@@ -3193,7 +3244,8 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
     } else {
         snprintf(err, errlen,
                  "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|totp-off|"
-                 "list, dept add|list, key add|list|revoke, role add|remove|list");
+                 "rename|reseal|list, dept add|reseal|list, key add|list|revoke, role "
+                 "add|remove|list");
         return ZT_EINVAL;
     }
     snprintf(object, olen, "%s", argc > 2 ? argv[2] : "");

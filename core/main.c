@@ -53,6 +53,7 @@ static const struct shape {
     {"admin", "dept", "add", 4, 5, "admin [-c FILE] dept add CODE NAME [PARENT]"},
     {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
     {"admin", "user", "totp-off", 3, 3, "admin [-c FILE] user totp-off LOGIN"},
+    {"admin", "user", "rename", 4, 4, "admin [-c FILE] user rename LOGIN NEWLOGIN"},
     {"admin", "user", "reseal", 3, 3, "admin [-c FILE] user reseal LOGIN"},
     {"admin", "dept", "reseal", 3, 3, "admin [-c FILE] dept reseal CODE"},
     {"admin", "key", "add", 5, 6, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS]"},

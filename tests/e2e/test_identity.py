@@ -2391,6 +2391,39 @@ class SeparateDuties(NodeTest):
         self.assertRegex(r.stderr, r":\d+: auth.separate_duties must be true or false, got string")
 
 
+class RenameLogin(NodeTest):
+    """GB/T 22239: the default account is renamed (a known login is half a guess)."""
+
+    def test_the_first_administrator_takes_another_login(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        uid = n.json("GET", "/auth/me")[2]["id"]
+        st, _, d = n.json("PATCH", "/admin/users/" + uid, {"login": "zhang.wei"})
+        self.assertEqual((st, d.get("login")), (200, "zhang.wei"), d)
+        self.assertEqual(n.json("GET", "/auth/me")[2]["login"], "zhang.wei")  # the session goes on
+        self.assertEqual(n.login("admin", ADMIN_PASSWORD)[0], 401)
+        self.assertEqual(n.login("zhang.wei", ADMIN_PASSWORD)[0], 200)
+        st, _, log = n.json("GET", "/audit?object=" + uid)
+        self.assertIn('update account: login "zhang.wei"', [x["action"] for x in log["items"]])
+        # a login that is taken, that is no login, or a citizen's own: refused
+        cid, otp = create_account(n, "clerk")
+        st, h, b = n.request("PATCH", "/admin/users/" + cid, {"login": "zhang.wei"})
+        self.assertProblem(st, h, b, 409, "login-taken")
+        st, h, b = n.request("PATCH", "/admin/users/" + cid, {"login": "Li Na"})
+        self.assertProblem(st, h, b, 422, "invalid-user")
+        st, _, d = register(n, kind="citizen", login="wang.wu", name="Wang Wu")
+        self.assertEqual(st, 201, d)
+        st, h, b = n.request("PATCH", "/admin/users/" + d["id"], {"login": "wang.liu"})
+        self.assertProblem(st, h, b, 422, "invalid-user")
+        # offline, on the node's machine
+        r = n.admin_cli("user", "rename", "clerk", "li.na")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "clerk is now li.na"), r.stderr)
+        self.assertEqual(n.login("li.na", otp)[0], 200)
+        self.assertEqual(n.login("clerk", otp)[0], 401)
+        r = n.admin_cli("user", "rename", "li.na", "zhang.wei")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the login 'zhang.wei' is taken", r.stderr)
+
+
 class HttpsOnly(NodeTest):
     """auth.https_only: a password, token or key never crosses a network unencrypted. The
     node speaks no TLS: a credential is taken from this machine, or from a trusted proxy
