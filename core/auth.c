@@ -2716,7 +2716,7 @@ static int h_register(zt_req *req, void *ud)
         }
         zt__b64url_encode(b64, enc, elen);
         cJSON_AddStringToObject(extra, "id_number_enc", b64);
-        snprintf(masked, sizeof masked, "%.4s**********%.4s", canon, canon + 14);
+        zt_mask(canon, 4, 4, masked, sizeof masked); /* "3301**********1234" */
         cJSON_AddStringToObject(extra, "id_number_masked", masked);
         zt__b64url_encode(b64, index, sizeof index);
         cJSON_AddStringToObject(args, "id_index", b64);

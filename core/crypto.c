@@ -424,6 +424,34 @@ int zt_citizen_id_canon(const char *s, char out[19])
     return ZT_OK;
 }
 
+int zt_mask(const char *s, size_t front, size_t back, char *out, size_t outlen)
+{
+    if (outlen) out[0] = 0;
+    size_t len = s ? strlen(s) : 0, n = 0;
+    if (!s || !zt__utf8_ok(s, len)) return ZT_EINVAL;
+    if (outlen < len + 1) return ZT_ENOMEM;
+    unsigned cp;
+    for (size_t i = 0, k; i < len; i += k, n++)
+        k = zt__utf8_next((const unsigned char *)s + i, len - i, &cp);
+    if (n <= front + back) { /* it would show all: keep fewer, mask at least one */
+        back = 0;
+        if (front >= n) front = n ? n - 1 : 0;
+    }
+    char *o = out;
+    size_t c = 0;
+    for (size_t i = 0, k; i < len; i += k, c++) {
+        k = zt__utf8_next((const unsigned char *)s + i, len - i, &cp);
+        if (c < front || c >= n - back) {
+            memcpy(o, s + i, k);
+            o += k;
+        } else {
+            *o++ = '*';
+        }
+    }
+    *o = 0;
+    return ZT_OK;
+}
+
 /* The value of a character of the credit code alphabet, -1 for any other. */
 static int credit_value(char c)
 {

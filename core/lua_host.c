@@ -1046,6 +1046,24 @@ static int l_id(lua_State *L)
     return 1;
 }
 
+/* zt.mask(s, front, back): s with its first front and last back characters kept, the
+ * others '*' (zt_mask). */
+static int l_mask(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer front = luaL_checkinteger(L, 2), back = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, front >= 0, 2, "a count of characters (0 or more)");
+    luaL_argcheck(L, back >= 0, 3, "a count of characters (0 or more)");
+    luaL_argcheck(L, strlen(s) == len && zt__utf8_ok(s, len), 1, "not UTF-8 text");
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len + 1);
+    if (zt_mask(s, (size_t)front, (size_t)back, out, len + 1) != ZT_OK)
+        return luaL_error(L, "zt.mask: cannot mask this value");
+    luaL_pushresultsize(&b, strlen(out));
+    return 1;
+}
+
 static int l_now(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)zt_now_ms());
@@ -3155,6 +3173,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"problem", l_problem},
                                     {"id", l_id},
                                     {"now", l_now},
+                                    {"mask", l_mask},
                                     {"on", l_on},
                                     {"emit", l_emit},
                                     {"provide", l_provide},

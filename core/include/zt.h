@@ -589,6 +589,14 @@ int zt_valid_citizen_id(const char *s);
 /* Check s as zt_valid_citizen_id does and write its canonical form (upper-case X) to out.
  * ZT_EINVAL if it is not valid (out is then an empty string). */
 int zt_citizen_id_canon(const char *s, char out[19]);
+/* Personal data shown masked (脱敏, GB/T 35273): s (UTF-8) with its first `front` and last
+ * `back` characters kept and each other character an '*': zt_mask("13812345678", 3, 4)
+ * is "138****5678", zt_mask("张三丰", 1, 1) "张*丰". At least one character is always
+ * masked: a value of no more than front + back characters keeps fewer (at most all but
+ * its last: "张三" with 1, 1 is "张*"; one character is "*"). Characters, not bytes.
+ * out holds at least strlen(s) + 1 bytes (a masked character never grows). ZT_EINVAL if
+ * s is not valid UTF-8 (or NULL; out is then ""), ZT_ENOMEM if outlen is too small. */
+int zt_mask(const char *s, size_t front, size_t back, char *out, size_t outlen);
 /* 1 if s is a valid 18-character unified social credit code (统一社会信用代码,
  * GB 32100-2015): every character from "0123456789ABCDEFGHJKLMNPQRTUWXY" (upper case; no
  * I, O, Z, S, V), characters 3-8 (the registering authority's division code) digits, and

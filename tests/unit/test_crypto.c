@@ -650,6 +650,39 @@ static void credit_code_every_mutation_fails(void **state)
 
 /* ---- seals ---------------------------------------------------------------------- */
 
+/* Masked for display: characters kept at each end, every other one '*'. */
+static void mask_shows_only_the_ends(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t front, back;
+        const char *want;
+    } cases[] = {
+        {"13812345678", 3, 4, "138****5678"},
+        {"11010519491231002X", 4, 4, "1101**********002X"},
+        {"张三丰", 1, 1, "张*丰"},
+        {"张三", 1, 1, "张*"}, /* all would show: fewer kept */
+        {"张", 1, 1, "*"},     /* one character: masked */
+        {"", 1, 1, ""},
+        {"欧阳娜娜", 1, 0, "欧***"},
+        {"a@b.cn", 0, 0, "******"},
+        {"浙江省杭州市西湖区", 3, 2, "浙江省****湖区"},
+        {"abc", 5, 0, "ab*"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[64];
+        assert_int_equal(zt_mask(cases[i].in, cases[i].front, cases[i].back, out, sizeof out),
+                         ZT_OK);
+        assert_string_equal(out, cases[i].want);
+    }
+    char out[8];
+    assert_int_equal(zt_mask("\xff\xfe", 1, 1, out, sizeof out), ZT_EINVAL); /* not UTF-8 */
+    assert_string_equal(out, "");
+    assert_int_equal(zt_mask(NULL, 1, 1, out, sizeof out), ZT_EINVAL);
+    assert_int_equal(zt_mask("13812345678", 3, 4, out, sizeof out), ZT_ENOMEM); /* 12 bytes */
+}
+
 static void seal_sign_verify(void **state)
 {
     env *e = *state;
@@ -966,6 +999,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(citizen_id_not_born_tomorrow, setup, teardown),
         cmocka_unit_test(credit_code_examples),
         cmocka_unit_test(credit_code_every_mutation_fails),
+        cmocka_unit_test(mask_shows_only_the_ends),
         cmocka_unit_test_setup_teardown(seal_sign_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(sealed_key_tampering_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(sealed_key_holds_no_clear_secret, setup, teardown),

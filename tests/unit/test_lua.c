@@ -2266,6 +2266,24 @@ static bool file_holds(const char *path, const char *s)
     return found;
 }
 
+/* zt.mask: the core's zt_mask, by characters; a wrong argument is an error naming it */
+static void mask_in_lua(void **state)
+{
+    fx *f = *state;
+    open_core(f);
+    init_ok(f, "local ok, e = pcall(zt.mask, '\\255', 1, 1)\n"
+               "assert(not ok and e:find('not UTF-8 text', 1, true), e)\n"
+               "ok, e = pcall(zt.mask, 'abc', -1, 1)\n"
+               "assert(not ok and e:find('a count of characters', 1, true), e)\n"
+               "ok, e = pcall(zt.mask, 'a\\0b', 1, 1)\n"
+               "assert(not ok and e:find('not UTF-8 text', 1, true), e)\n"
+               "zt.route('GET', '/m', { role = 'public' }, function(req)\n"
+               "  return 200, { zt.mask('13812345678', 3, 4), zt.mask('张三丰', 1, 1),\n"
+               "                zt.mask('张三', 1, 1), zt.mask('', 2, 2) }\n"
+               "end)\n");
+    expect(f, "GET", "/m", NULL, 200, "[\"138****5678\",\"张*丰\",\"张*\",\"\"]");
+}
+
 static void doc_personal_data_example(void **state)
 {
     fx *f = *state;
@@ -2937,6 +2955,7 @@ int main(void)
         T(validators_agree_with_the_core),
         T(seals_from_lua_check_in_the_core),
         T(seals_need_the_keys),
+        T(mask_in_lua),
         T(doc_personal_data_example),
         T(patterns_agree_with_the_string_library),
         T(patterns_cover_the_syntax),
