@@ -1207,6 +1207,25 @@ static void login_verify(void *arg)
 
 /* Refused sign-ins are security events too (GB/T 22239 audit): their record is queued
  * for the next batch on its own, as the request itself changes nothing. */
+/* How the log and the audit log name the login a sign-in was given: the login, when it is
+ * an account's; otherwise not the text (people type their password into the login field,
+ * and the audit log is kept for years) but "unknown login #" and a keyed hash of it, so
+ * that the attempts at one unknown login still show as one. */
+static const char *login_named(zt_auth *a, zt_req *req, const char *login)
+{
+    zt_txn *t = zt_req_txn(req);
+    const void *v;
+    size_t vl;
+    if (t && zt_get(t, a->logins, login, strlen(login), &v, &vl) == ZT_OK) return login;
+    unsigned char idx[ZT_INDEX_BYTES];
+    char hex[17];
+    if (zt_field_index(&a->core, "unknown_login", login, strlen(login), idx) != ZT_OK)
+        return "an unknown login";
+    sodium_bin2hex(hex, sizeof hex, idx, 8);
+    const char *named = zt_req_printf(req, "unknown login #%s", hex);
+    return named ? named : "an unknown login";
+}
+
 static void audit_refusal(zt_req *req, const char *what, const char *login)
 {
     zt_audit_note(req, what, login);
@@ -1339,9 +1358,11 @@ static int login_done(zt_req *req, void *arg)
         a->sign_ins[SI_BAD_PASSWORD]++;
         fail_note(a, akey, now);
         fail_note(a, ckey, now);
-        zt_req_log(req, ZT_LOG_WARN, "failed sign-in for '%s' from %s", w->login, w->client);
+        const char *named = w->known ? w->login : login_named(a, req, w->login);
+        zt_req_log(req, ZT_LOG_WARN, "failed sign-in for %s%s%s from %s", w->known ? "'" : "",
+                   named, w->known ? "'" : "", w->client);
         zt_problem(req, 401, "bad-credentials", NULL, "the login or the password is wrong");
-        audit_refusal(req, "sign-in failed", w->login);
+        audit_refusal(req, "sign-in failed", named);
         login_work_free(w);
         return ZT_OK;
     }
@@ -1563,7 +1584,7 @@ static int verify_then(zt_req *req, zt_auth *a, enum login_mode mode, int (*done
         if (mode == LOGIN_SIGN_IN) a->sign_ins[SI_LOCKED]++;
         too_many(req, wait, "too-many-attempts",
                  "too many failed sign-ins from this account or address");
-        audit_refusal(req, "sign-in refused: locked", w->login);
+        audit_refusal(req, "sign-in refused: locked", login_named(a, req, w->login));
         login_work_free(w);
         return ZT_OK;
     }

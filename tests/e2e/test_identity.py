@@ -17,7 +17,7 @@ import unittest
 import uuid
 
 from ztnode import (ADMIN_PASSWORD, CREDIT_ALPHABET, NodeTest, credit_check, credit_code, edit_db, free_port,
-                    lua_manifest, lua_route, lua_tree_with, run, scrape)
+                    lua_manifest, lua_route, lua_tree_with, run, scrape, wait_for)
 
 CHEAP = {"password_ops": 1, "password_memory": 8192}  # the cheapest Argon2id libsodium takes
 STRONG_PW = "Another-strong-pw-2"
@@ -2150,6 +2150,31 @@ class RefusalsAudited(NodeTest):
         self.assertIn("'clerk9' was refused 20 times in 10 minutes", n.log())
         st, _, v = n.json("GET", "/audit/verify")
         self.assertTrue(v["ok"], v)
+
+
+class UnknownLogins(NodeTest):
+    """A login that names no account is not written down: people type their password into
+    the login field, and the audit log is kept for years."""
+
+    def test_an_unknown_login_is_named_by_a_keyed_hash(self):
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        typed = "correct.horse." + uuid.uuid4().hex[:10]  # a password in the login field
+        for _ in range(2):
+            self.assertEqual(n.login(typed, "whatever-pw-1")[0], 401)
+        self.assertEqual(n.login("admin", "a-wrong-password-1")[0], 401)
+        # (a refusal changes nothing: its record commits with the next batch, a moment on)
+        wait_for("the three records", lambda: len(n.json("GET", "/audit?status=401")[2]["items"]) == 3)
+        st, _, d = n.json("GET", "/audit?status=401&limit=100")
+        got = [(x["action"], x["object"]) for x in d["items"]]
+        unknown = [o for a, o in got if o != "admin"]
+        self.assertEqual(len(unknown), 2, got)
+        self.assertRegex(unknown[0], r"^unknown login #[0-9a-f]{16}$")
+        self.assertEqual(unknown[0], unknown[1])  # one login, one name
+        self.assertIn(("sign-in failed", "admin"), got)  # an account's login is named
+        self.assertNotIn(typed, json.dumps(d))
+        self.assertNotIn(typed, n.log())
+        self.assertIn("failed sign-in for %s from 127.0.0.1" % unknown[0], n.log())
+        self.assertIn("failed sign-in for 'admin' from 127.0.0.1", n.log())
 
 
 class InactiveAccounts(NodeTest):
