@@ -48,13 +48,19 @@ zt_throttle *zt__throttle_new(size_t max)
     return t;
 }
 
+/* A key may be what someone typed as their login (their password, by mistake): wiped. */
+static void entry_free(entry *e)
+{
+    zt__free_wiped(e, sizeof *e + strlen(e->key) + 1);
+}
+
 void zt__throttle_free(zt_throttle *t)
 {
     if (!t) return;
     for (size_t i = 0; i < BUCKETS; i++)
         for (entry *e = t->b[i], *n; e; e = n) {
             n = e->next;
-            free(e);
+            entry_free(e);
         }
     free(t);
 }
@@ -78,7 +84,7 @@ static void unlink_entry(zt_throttle *t, entry **p)
 {
     entry *e = *p;
     *p = e->next;
-    free(e);
+    entry_free(e);
     t->n--;
 }
 
