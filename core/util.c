@@ -237,8 +237,7 @@ int zt__buf_u64(zt_buf *b, uint64_t v)
 
 void zt__buf_free(zt_buf *b)
 {
-    zt__buf_wipe(b);
-    free(b->data);
+    zt__free_wiped(b->data, b->len); /* (a memset then free may be left out) */
     b->data = NULL;
     b->len = b->cap = 0;
 }
