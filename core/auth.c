@@ -167,11 +167,15 @@ static int rec_put(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t kle
     cJSON_DeleteItemFromObjectCaseSensitive(j, "mac");
     char *text = zt_json_print(j);
     if (!text) return ZT_ENOMEM;
-    size_t body = strlen(text) - 1; /* without its closing brace */
-    char *v = body >= 2 && text[body] == '}' ? malloc(body + MAC_TAIL + 1) : NULL;
+    size_t n = strlen(text), body = n - 1; /* without its closing brace */
+    if (n < 3 || text[body] != '}') {      /* records are non-empty objects */
+        free(text);
+        return ZT_EINVAL;
+    }
+    char *v = malloc(body + MAC_TAIL + 1);
     if (!v) {
         free(text);
-        return body >= 2 ? ZT_ENOMEM : ZT_EINVAL;
+        return ZT_ENOMEM;
     }
     memcpy(v, text, body);
     free(text);
@@ -957,14 +961,20 @@ void zt__auth_after(zt_server *srv, zt_req *req)
     req->session_last_seen = now;
 }
 
+/* The core's /auth/ routes: a caller's own account (sign-in, password, sessions, codes). */
+static bool own_account_route(const zt__route *rt)
+{
+    return rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0;
+}
+
 /* auth.https_only: a credential (a bearer token or key, a password sent to the core's
  * /auth/ routes) never crosses a network unencrypted. */
 static bool plain_credential(zt_server *srv, zt_req *req, const zt__route *rt)
 {
     if (!srv->conf->auth_https_only || !req->plain_http) return false;
     if (zt_req_header(req, "Authorization")) return true;
-    return rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0 &&
-           strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+    return own_account_route(rt) && strcmp(req->method, "GET") != 0 &&
+           strcmp(req->method, "HEAD") != 0;
 }
 
 int zt__auth_check(zt_server *srv, zt_req *req)
@@ -1010,7 +1020,7 @@ int zt__auth_check(zt_server *srv, zt_req *req)
                     "this API key may call only the routes of plugin '%s'", req->caller->plugin);
         return ZT_EPERM;
     }
-    bool own_account = rt->plugin == NULL && strncmp(rt->pattern, "/auth/", 6) == 0;
+    bool own_account = own_account_route(rt);
     if (req->must_change_password && !own_account) {
         zt__problem(req, 403, "password-change-required", NULL,
                     "this account has a one-time password: set your own with POST "

@@ -1055,11 +1055,12 @@ static int l_mask(lua_State *L)
     lua_Integer front = luaL_checkinteger(L, 2), back = luaL_checkinteger(L, 3);
     luaL_argcheck(L, front >= 0, 2, "a count of characters (0 or more)");
     luaL_argcheck(L, back >= 0, 3, "a count of characters (0 or more)");
-    luaL_argcheck(L, strlen(s) == len && zt__utf8_ok(s, len), 1, "not UTF-8 text");
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, len + 1);
-    if (zt_mask(s, (size_t)front, (size_t)back, out, len + 1) != ZT_OK)
-        return luaL_error(L, "zt.mask: cannot mask this value");
+    /* (a NUL would cut the value short: it is no text either) */
+    luaL_argcheck(
+        L, strlen(s) == len && zt_mask(s, (size_t)front, (size_t)back, out, len + 1) == ZT_OK, 1,
+        "not UTF-8 text");
     luaL_pushresultsize(&b, strlen(out));
     return 1;
 }
