@@ -280,6 +280,34 @@ static bool is_staff(const cJSON *u)
     return kind && strcmp(kind, "staff") == 0;
 }
 
+/* An account's or a key's clearance (a label of auth.labels): staff accounts and keys
+ * theirs, or auth.default_clearance if none was given; citizens and enterprises the lowest
+ * label (what they reach is their own). A clearance no longer listed is kept as it is, and
+ * clears only the lowest label (zt_caller_clears). */
+static const char *clearance_of(const zt_conf *c, const cJSON *u)
+{
+    const char *kind = zt__jstr(u, "kind");
+    if (kind && (strcmp(kind, "citizen") == 0 || strcmp(kind, "enterprise") == 0))
+        return c->auth_labels[0];
+    const char *l = zt__jstr(u, "clearance");
+    return l ? l : c->auth_default_clearance;
+}
+
+/* Why v is no clearance (a label of auth.labels), in req's memory; NULL: it is one. */
+static const char *clearance_problem(zt_req *req, const cJSON *v)
+{
+    const zt_conf *c = req->srv->conf;
+    if (cJSON_IsString(v) && zt__label_level(c, v->valuestring) >= 0) return NULL;
+    zt_buf b = {0};
+    int rc = zt__buf_puts(&b, "clearance: one of auth.labels (");
+    for (size_t i = 0; i < c->auth_nlabels; i++)
+        rc |= zt__buf_printf(&b, "%s%s", i ? ", " : "", c->auth_labels[i]);
+    rc |= zt__buf_puts(&b, ")");
+    const char *why = rc == ZT_OK ? zt_req_printf(req, "%.*s", (int)b.len, b.data) : NULL;
+    zt__buf_free(&b);
+    return why ? why : "clearance: one of auth.labels";
+}
+
 /* An administrator's doing: the account may sign in again, for another inactive_after. */
 static void reactivate(cJSON *u)
 {
@@ -357,6 +385,8 @@ static cJSON *user_view(const zt_auth *a, const cJSON *u)
     if (o && a->srv->conf->auth_inactive_ms && is_staff(u))
         cJSON_AddBoolToObject(o, "inactive", inactive(a, u, zt_now_ms()));
     if (o) cJSON_AddBoolToObject(o, "two_factor", cJSON_GetObjectItem(u, "totp_enc") != NULL);
+    if (o && !cJSON_GetObjectItem(o, "clearance"))
+        cJSON_AddStringToObject(o, "clearance", clearance_of(a->srv->conf, u));
     return o;
 }
 
@@ -645,6 +675,7 @@ static void caller_move(zt_caller *c, ptrdiff_t d)
     MOVE(c->name);
     MOVE(c->department);
     MOVE(c->credit_code);
+    MOVE(c->clearance);
     const char **roles = (const char **)((char *)c->roles + d);
     for (size_t i = 0; i < c->nroles; i++) MOVE(roles[i]);
     c->roles = roles;
@@ -652,24 +683,27 @@ static void caller_move(zt_caller *c, ptrdiff_t d)
 }
 
 /* Account u as a caller in one allocation: the struct, the roles array, the strings. */
-static zt_caller *caller_pack(const cJSON *u, size_t *size)
+static zt_caller *caller_pack(const zt_conf *conf, const cJSON *u, size_t *size)
 {
-    const char *f[6] = {zt__jstr(u, "id"),   zt__jstr(u, "kind"),       zt__jstr(u, "login"),
-                        zt__jstr(u, "name"), zt__jstr(u, "department"), NULL};
+    enum { NF = 7 };
+    const char *f[NF] = {zt__jstr(u, "id"),    zt__jstr(u, "kind"),       zt__jstr(u, "login"),
+                         zt__jstr(u, "name"),  zt__jstr(u, "department"), NULL,
+                         clearance_of(conf, u)};
     if (f[1] && strcmp(f[1], "enterprise") == 0) f[5] = zt__jstr(u, "credit_code");
     if (!f[0] || !f[1] || !f[2] || !f[3]) return NULL;
     const cJSON *roles = cJSON_GetObjectItemCaseSensitive(u, "roles");
     size_t nroles = 0, len = 0;
     for (const cJSON *r = roles ? roles->child : NULL; r; r = r->next)
         if (cJSON_IsString(r)) nroles++, len += strlen(r->valuestring) + 1;
-    for (int i = 0; i < 6; i++) len += f[i] ? strlen(f[i]) + 1 : 0;
+    for (int i = 0; i < NF; i++) len += f[i] ? strlen(f[i]) + 1 : 0;
     size_t head = sizeof(zt_caller) + (nroles + 1) * sizeof(char *);
     zt_caller *c = calloc(1, head + len);
     if (!c) return NULL;
     const char **rs = (const char **)(c + 1);
     char *p = (char *)c + head;
-    const char **dst[6] = {&c->id, &c->kind, &c->login, &c->name, &c->department, &c->credit_code};
-    for (int i = 0; i < 6; i++) {
+    const char **dst[NF] = {&c->id,         &c->kind,        &c->login,    &c->name,
+                            &c->department, &c->credit_code, &c->clearance};
+    for (int i = 0; i < NF; i++) {
         if (!f[i]) continue;
         size_t n = strlen(f[i]) + 1;
         *dst[i] = memcpy(p, f[i], n);
@@ -690,7 +724,7 @@ static bool entry_fill(sess_entry *e, const zt_conf *c, const unsigned char *tag
                        const unsigned char hash[32], uint64_t gen, const cJSON *s, const cJSON *u)
 {
     entry_clear(e);
-    e->caller = caller_pack(u, &e->caller_size);
+    e->caller = caller_pack(c, u, &e->caller_size);
     if (!e->caller) return false;
     memcpy(e->tag, tag, sizeof e->tag);
     memcpy(e->hash, hash, 32);
@@ -788,6 +822,8 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
     c->kind = "device";
     c->login = c->name = zt__arena_strndup(ar, name, strlen(name));
     c->plugin = zt__arena_strndup(ar, plugin, strlen(plugin));
+    const char *cl = clearance_of(srv->conf, k);
+    c->clearance = zt__arena_strndup(ar, cl, strlen(cl));
     roles[0] = zt__arena_strndup(ar, role, strlen(role));
     roles[1] = NULL;
     c->roles = roles;
@@ -1087,6 +1123,30 @@ int zt_caller_has_role(const zt_caller *c, const char *role)
     return 0;
 }
 
+int zt_label_level(zt_plugin *p, const char *label)
+{
+    int l = p ? zt__label_level(p->srv->conf, label) : -1;
+    return l >= 0 ? l : ZT_EINVAL;
+}
+
+static int clears(const zt_conf *conf, const zt_caller *c, const char *label)
+{
+    int want = zt__label_level(conf, label);
+    if (want < 0) return 0;
+    int have = c ? zt__label_level(conf, c->clearance) : 0;
+    return (have < 0 ? 0 : have) >= want;
+}
+
+int zt_caller_clears(zt_plugin *p, const zt_caller *c, const char *label)
+{
+    return p ? clears(p->srv->conf, c, label) : 0;
+}
+
+int zt_req_clears(zt_req *req, const char *label)
+{
+    return clears(req->srv->conf, req->caller, label);
+}
+
 static int find_user(zt_auth *a, zt_txn *t, const char *login, cJSON **u);
 
 #define DEPT_DEPTH 32 /* levels of the department tree: more is a cycle, or a mistake */
@@ -1144,7 +1204,7 @@ int zt_req_account(zt_req *req, const char *login, const zt_caller **out)
         return ZT_ENOTFOUND;
     }
     size_t size;
-    zt_caller *packed = caller_pack(u, &size);
+    zt_caller *packed = caller_pack(req->srv->conf, u, &size);
     cJSON_Delete(u);
     if (!packed) return ZT_EIO;
     zt_caller *c = zt_req_alloc(req, size);
@@ -2020,6 +2080,21 @@ static int h_me(zt_req *req, void *ud)
     return rc;
 }
 
+/* The security labels, lowest first, and the caller's clearance: what a form offers. */
+static int h_labels(zt_req *req, void *ud)
+{
+    (void)ud;
+    const zt_conf *c = req->srv->conf;
+    cJSON *o = cJSON_CreateObject(), *l = cJSON_AddArrayToObject(o, "labels");
+    for (size_t i = 0; l && i < c->auth_nlabels; i++)
+        cJSON_AddItemToArray(l, cJSON_CreateString(c->auth_labels[i]));
+    cJSON_AddStringToObject(o, "default_clearance", c->auth_default_clearance);
+    cJSON_AddStringToObject(o, "clearance", req->caller->clearance);
+    int rc = zt_respond_json(req, 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int h_sessions(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
@@ -2169,10 +2244,16 @@ static int user_create_then(zt_req *req, hash_job *j)
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     const char *login = zt__jstr(j->args, "login");
-    cJSON *u = NULL;
+    cJSON *u = NULL, *extra = cJSON_CreateObject();
+    const char *clearance = zt__jstr(j->args, "clearance");
+    if (!extra || (clearance && !cJSON_AddStringToObject(extra, "clearance", clearance))) {
+        cJSON_Delete(extra);
+        return ZT_ENOMEM;
+    }
     int rc = create_user(
         j->a, t, login, zt__jstr(j->args, "name"), "staff", zt__jstr(j->args, "department"),
-        cJSON_GetObjectItemCaseSensitive(j->args, "roles"), j->hash, true, NULL, &u);
+        cJSON_GetObjectItemCaseSensitive(j->args, "roles"), j->hash, true, extra, &u);
+    cJSON_Delete(extra);
     if (rc == ZT_EEXIST)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
     if (rc != ZT_OK) return rc;
@@ -2202,6 +2283,9 @@ static int h_user_create(zt_req *req, void *ud)
     const char *type,
         *bad = roles ? grant_problem(a, t, roles, NULL, false, &type, buf, sizeof buf) : NULL;
     if (bad) return zt_problem(req, 422, type, NULL, "roles: %s", bad);
+    const cJSON *clearance = cJSON_GetObjectItemCaseSensitive(j, "clearance");
+    if (clearance && (bad = clearance_problem(req, clearance)))
+        return zt_problem(req, 422, "invalid-user", NULL, "%s", bad);
     const void *v;
     size_t vlen;
     if (!dept || zt_get(t, a->depts, dept, strlen(dept), &v, &vlen) != ZT_OK)
@@ -2407,6 +2491,18 @@ static int h_user_patch(zt_req *req, void *ud)
                                   "auth.separate_duties: no one changes their own roles; another "
                                   "administrator does");
             }
+        } else if (strcmp(k, "clearance") == 0) { /* 安全标记: the subject's label */
+            if (!is_staff(u)) {
+                bad = "clearance: only a staff account's is set (a citizen's or an enterprise's "
+                      "is the lowest label: what they reach is their own)";
+            } else if (!(bad = clearance_problem(req, e)) && a->srv->conf->auth_separate_duties &&
+                       strcmp(zt_req_caller(req)->id, id) == 0 &&
+                       strcmp(e->valuestring, clearance_of(a->srv->conf, u)) != 0) {
+                cJSON_Delete(u);
+                return zt_problem(req, 403, "own-clearance", NULL,
+                                  "auth.separate_duties: no one changes their own clearance; "
+                                  "another administrator does");
+            }
         } else if (strcmp(k, "disabled") == 0) {
             if (!cJSON_IsBool(e))
                 bad = "disabled: true or false";
@@ -2418,7 +2514,7 @@ static int h_user_patch(zt_req *req, void *ud)
                                   id);
             }
         } else {
-            bad = "only login, name, department, roles and disabled can be changed";
+            bad = "only login, name, department, roles, clearance and disabled can be changed";
         }
         if (bad) {
             cJSON_Delete(u);
@@ -2430,7 +2526,7 @@ static int h_user_patch(zt_req *req, void *ud)
     }
     rc = rec_put(a, t, a->users, id, strlen(id), u);
     if (rc == ZT_OK) rc = login_move(a, t, id, old_login, zt__jstr(u, "login"));
-    if (rc == ZT_OK) rc = gen_bump(a, t); /* login, roles, name, department: cached callers */
+    if (rc == ZT_OK) rc = gen_bump(a, t); /* what a cached caller holds changed */
     if (rc == ZT_OK && jtrue(u, "disabled")) rc = revoke_all(a, t, id);
     if (rc == ZT_OK) {
         /* the record says what changed, the roles granted included (a name is personal
@@ -2769,7 +2865,7 @@ static int h_register(zt_req *req, void *ud)
 #define KEY_DAYS_MAX 3660 /* ten years */
 
 static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, const char *role,
-                   long days, char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
+                   const char *clearance, long days, char key[4 + ZT__B64URL_LEN(32)], cJSON **rec)
 {
     unsigned char raw[32], hash[32];
     randombytes_buf(raw, sizeof raw);
@@ -2784,6 +2880,9 @@ static int key_new(zt_auth *a, zt_txn *t, const char *name, const char *plugin, 
     cJSON_AddStringToObject(k, "name", name);
     cJSON_AddStringToObject(k, "plugin", plugin);
     cJSON_AddStringToObject(k, "role", role);
+    /* fixed with the key, as its role: a device's reach does not move with the default */
+    cJSON_AddStringToObject(k, "clearance",
+                            clearance ? clearance : a->srv->conf->auth_default_clearance);
     int64_t now = zt_now_ms();
     cJSON_AddNumberToObject(k, "created_at", (double)now);
     if (days) /* it works that many days; else until it is revoked */
@@ -2821,6 +2920,9 @@ static int h_key_create(zt_req *req, void *ud)
                           "valid_days: how many days the key works, 1 to %d (leave it out for "
                           "a key that works until it is revoked)",
                           KEY_DAYS_MAX);
+    const cJSON *clearance = cJSON_GetObjectItemCaseSensitive(j, "clearance");
+    if (clearance && (bad = clearance_problem(req, clearance)))
+        return zt_problem(req, 422, "invalid-key", NULL, "%s", bad);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     char buf[512];
@@ -2828,7 +2930,8 @@ static int h_key_create(zt_req *req, void *ud)
     if (why) return zt_problem(req, 422, type, NULL, "%s", why);
     char key[4 + ZT__B64URL_LEN(32)];
     cJSON *k = NULL;
-    int rc = key_new(a, t, name, plugin, role, cJSON_IsNumber(days) ? days->valueint : 0, key, &k);
+    int rc = key_new(a, t, name, plugin, role, zt__jstr(j, "clearance"),
+                     cJSON_IsNumber(days) ? days->valueint : 0, key, &k);
     if (rc == ZT_OK) {
         cJSON_AddStringToObject(k, "key", key);
         zt_audit_note(req, "create API key", zt__jstr(k, "id"));
@@ -3019,9 +3122,9 @@ static const char *or_dash(const char *s)
 static void user_row(const cJSON *u, FILE *out)
 {
     char *r = zt_json_print(cJSON_GetObjectItemCaseSensitive(u, "roles"));
-    fprintf(out, "%-26s %-20s %-10s %-12s %s%s%s%s %s\n", or_dash(zt__jstr(u, "id")),
+    fprintf(out, "%-26s %-20s %-10s %-12s %-10s %s%s%s%s %s\n", or_dash(zt__jstr(u, "id")),
             or_dash(zt__jstr(u, "login")), or_dash(zt__jstr(u, "kind")),
-            or_dash(zt__jstr(u, "department")), r ? r : "[]",
+            or_dash(zt__jstr(u, "department")), or_dash(zt__jstr(u, "clearance")), r ? r : "[]",
             jtrue(u, "disabled") ? " (disabled)" : "",
             cJSON_GetObjectItemCaseSensitive(u, "totp_enc") ? " (two-factor)" : "",
             jtrue(u, "tampered") ? " (TAMPERED: not trusted)" : "", or_dash(zt__jstr(u, "name")));
@@ -3200,6 +3303,23 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             if (rc == ZT_OK) rc = login_move(a, t, id, argv[2], argv[3]);
             if (rc == ZT_OK) fprintf(out, "%s is now %s\n", argv[2], argv[3]);
         }
+    } else if (strcmp(what, "user") == 0 && strcmp(verb, "clearance") == 0) {
+        NEED(4, "user clearance LOGIN LABEL");
+        if (zt__label_level(conf, argv[3]) < 0) {
+            snprintf(err, errlen, "LABEL: one of auth.labels (zhengtong.conf): '%s' is not",
+                     argv[3]);
+            return ZT_EINVAL;
+        }
+        if ((rc = cli_user(a, t, argv[2], &u, err, errlen)) == ZT_OK && !is_staff(u)) {
+            snprintf(err, errlen, "%s: only a staff account's clearance is set", argv[2]);
+            rc = ZT_EINVAL;
+        }
+        if (rc == ZT_OK) {
+            cJSON_DeleteItemFromObjectCaseSensitive(u, "clearance");
+            cJSON_AddStringToObject(u, "clearance", argv[3]);
+            rc = rec_put(a, t, a->users, zt__jstr(u, "id"), 26, u);
+            if (rc == ZT_OK) fprintf(out, "%s: cleared for %s\n", argv[2], argv[3]);
+        }
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "reseal") == 0) {
         NEED(3, "user reseal LOGIN");
         rc = user_reseal(a, t, argv[2], out, err, errlen);
@@ -3263,7 +3383,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             snprintf(err, errlen, "DAYS: how many days the key works, 1 to %d", KEY_DAYS_MAX);
             rc = ZT_EINVAL;
         } else {
-            rc = key_new(a, t, argv[2], argv[3], argv[4], days, key, &k);
+            rc = key_new(a, t, argv[2], argv[3], argv[4], NULL, days, key, &k);
         }
         if (rc == ZT_OK)
             fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
@@ -3275,7 +3395,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
     } else {
         snprintf(err, errlen,
                  "usage: zhengtong admin [-c FILE] user add|passwd|roles|disable|enable|totp-off|"
-                 "rename|reseal|list, dept add|reseal|list, key add|list|revoke, role "
+                 "rename|clearance|reseal|list, dept add|reseal|list, key add|list|revoke, role "
                  "add|remove|list");
         return ZT_EINVAL;
     }
@@ -3325,6 +3445,8 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
         /* the roles granted are part of what was done */
         if (strcmp(argv[0], "user") == 0 && strcmp(argv[1], "roles") == 0 && argc > 3)
             snprintf(action, sizeof action, "admin user roles: %s", argv[3]);
+        else if (strcmp(argv[0], "user") == 0 && strcmp(argv[1], "clearance") == 0 && argc > 3)
+            snprintf(action, sizeof action, "admin user clearance: %s", argv[3]);
         else
             snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
         char actor[80];
@@ -3691,6 +3813,9 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   "Close your own account (a citizen's or an enterprise's), with your password",
                   err, errlen)) ||
         (rc = add(srv, "GET", "/auth/me", h_me, U, "Your account", err, errlen)) ||
+        (rc = add(srv, "GET", "/auth/labels", h_labels, U,
+                  "The security labels (安全标记), lowest first, and your clearance", err,
+                  errlen)) ||
         (rc = add(srv, "POST", "/auth/totp", h_totp_begin, U,
                   "Set up sign-in codes from an authenticator app: a secret", err, errlen)) ||
         (rc = add(srv, "POST", "/auth/totp/confirm", h_totp_confirm, U,
@@ -3705,7 +3830,7 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
                   errlen)) ||
         (rc = add(srv, "GET", "/admin/users/:id", h_user_get, A, "An account", err, errlen)) ||
         (rc = add(srv, "PATCH", "/admin/users/:id", h_user_patch, A,
-                  "Change name, department, roles, disabled", err, errlen)) ||
+                  "Change login, name, department, roles, clearance, disabled", err, errlen)) ||
         (rc = add(srv, "POST", "/admin/users/:id/password", h_user_reset, A,
                   "Reset to a one-time password", err, errlen)) ||
         (rc = add(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke, A,

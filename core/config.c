@@ -732,6 +732,8 @@ static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
 static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 static void check_https_only(lua_State *L, zt_conf *c, int line);
+static void check_labels(lua_State *L, zt_conf *c, int line);
+static void check_default_clearance(lua_State *L, zt_conf *c, int line);
 
 static const field limits_fields[] = {
     FIELD("header_bytes", false, "bytes", 1024, MIB, header_bytes),
@@ -763,6 +765,8 @@ static const field auth_fields[] = {
     CHECKED("separate_duties", check_separate_duties),
     CHECKED("https_only", check_https_only),
     CHECKED("admin_networks", check_admin_networks),
+    CHECKED("labels", check_labels),
+    CHECKED("default_clearance", check_default_clearance),
     {0},
 };
 
@@ -792,13 +796,36 @@ static char **new_list(lua_State *L, size_t n)
     return list;
 }
 
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(list[i]);
+    free(list);
+}
+
+bool zt__label_name_ok(const char *l)
+{
+    size_t n = l ? strlen(l) : 0;
+    if (n < 1 || n > 32 || !(l[0] >= 'a' && l[0] <= 'z')) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((l[i] >= 'a' && l[i] <= 'z') || (l[i] >= '0' && l[i] <= '9') || l[i] == '_' ||
+              l[i] == '.' || l[i] == '-'))
+            return false;
+    return true;
+}
+
+int zt__label_level(const zt_conf *c, const char *label)
+{
+    for (size_t i = 0; label && i < c->auth_nlabels; i++)
+        if (strcmp(c->auth_labels[i], label) == 0) return (int)i;
+    return -1;
+}
+
 /* auth.two_factor_roles = { "admin", ... }: role names (not public or user). */
 static void check_two_factor_roles(lua_State *L, zt_conf *c, int line)
 {
     size_t n = want_list(L, line, "auth.two_factor_roles");
     char **list = new_list(L, n);
-    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
-    free(c->auth_2fa_roles);
+    free_list(c->auth_2fa_roles, c->auth_n2fa_roles);
     c->auth_2fa_roles = list;
     c->auth_n2fa_roles = 0;
     for (size_t i = 0; i < n; i++) {
@@ -842,6 +869,56 @@ static void check_separate_duties(lua_State *L, zt_conf *c, int line)
 static void check_https_only(lua_State *L, zt_conf *c, int line)
 {
     c->auth_https_only = want_bool(L, line, "auth.https_only");
+}
+
+/* auth.labels = { "public", "internal", "sensitive" }: label names, lowest first. */
+static void check_labels(lua_State *L, zt_conf *c, int line)
+{
+    size_t n = want_list(L, line, "auth.labels");
+    if (n < 2 || n > ZT_LABELS_MAX)
+        fail(L, line,
+             "auth.labels must list 2 to %d security labels, lowest first (e.g. { \"public\", "
+             "\"internal\", \"sensitive\" }), got %zu",
+             ZT_LABELS_MAX, n);
+    char **list = new_list(L, n);
+    free_list(c->auth_labels, c->auth_nlabels);
+    c->auth_labels = list;
+    c->auth_nlabels = 0;
+    c->auth_labels_line = line;
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        const char *l = lua_tostring(L, -1);
+        if (!zt__label_name_ok(l))
+            fail(L, line,
+                 "auth.labels: '%s' is not a label name (1 to 32 of a-z 0-9 _ . - from a "
+                 "letter)",
+                 l);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(list[j], l) == 0) fail(L, line, "auth.labels: '%s' is listed twice", l);
+        list[c->auth_nlabels++] = dup_or_fail(L, l);
+        lua_pop(L, 1);
+    }
+}
+
+/* auth.default_clearance = "internal": one of auth.labels (checked once both are read). */
+static void check_default_clearance(lua_State *L, zt_conf *c, int line)
+{
+    const char *l = want_string(L, line, "auth.default_clearance", "a label of auth.labels");
+    set_str(&c->auth_default_clearance, dup_or_fail(L, l));
+    c->auth_clearance_line = line;
+}
+
+/* The default clearance is one of the labels (the two keys are read in either order). */
+static void check_clearance_known(lua_State *L, zt_conf *c)
+{
+    if (zt__label_level(c, c->auth_default_clearance) >= 0) return;
+    if (c->auth_clearance_line)
+        fail(L, c->auth_clearance_line, "auth.default_clearance: '%s' is not one of auth.labels",
+             c->auth_default_clearance);
+    fail(L, c->auth_labels_line,
+         "auth.labels does not list '%s', the default clearance: list it, or set "
+         "auth.default_clearance to one of them",
+         c->auth_default_clearance);
 }
 
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
@@ -1085,6 +1162,10 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_pw_mem = 64 * MIB;
     c->audit_checkpoint_every = 1000;
     c->audit_checkpoint_ms = 300 * 1000;
+    static const char *const labels[] = {"public", "internal", "sensitive"};
+    c->auth_labels = new_list(L, 3);
+    for (size_t i = 0; i < 3; i++) c->auth_labels[c->auth_nlabels++] = dup_or_fail(L, labels[i]);
+    c->auth_default_clearance = dup_or_fail(L, "internal");
 }
 
 /* Run the text, then check every top-level key, in the order of the file. */
@@ -1147,6 +1228,7 @@ static int load_protected(lua_State *L)
             lua_pop(L, 1);
         }
     }
+    check_clearance_known(L, c);
     return 0;
 }
 
@@ -1308,8 +1390,9 @@ void zt__conf_free(zt_conf *c)
     free(c->region_code);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
-    for (size_t i = 0; i < c->auth_n2fa_roles; i++) free(c->auth_2fa_roles[i]);
-    free(c->auth_2fa_roles);
+    free_list(c->auth_2fa_roles, c->auth_n2fa_roles);
+    free_list(c->auth_labels, c->auth_nlabels);
+    free(c->auth_default_clearance);
     free(c->data_dir);
     free(c->plugin_dir);
     free(c->lua_dir);

@@ -238,6 +238,13 @@ struct zt_conf {
      * changes their own roles */
     bool auth_separate_duties;
     bool auth_https_only; /* credentials only over HTTPS (a trusted proxy's) or loopback */
+    /* labels = { "public", "internal", "sensitive" }: the security labels (安全标记), lowest
+     * first (2 to ZT_LABELS_MAX); default_clearance = "internal": the clearance of a staff
+     * account or an API key that was given none */
+    char **auth_labels;
+    size_t auth_nlabels;
+    char *auth_default_clearance;
+    int auth_labels_line, auth_clearance_line; /* where they were set (0: the default) */
     /* admin_networks = { "10.1.0.0/16" }: the routes that need admin or auditor answer
      * only clients in these networks (GB/T 22239: management terminals limited by
      * address); none: every address */
@@ -254,6 +261,12 @@ struct zt_conf {
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */
 };
+
+/* Security labels (auth.labels): a label name is 1 to 32 of a-z 0-9 _ . - from a letter;
+ * its level is its place in auth.labels (0 the lowest), -1 for NULL or one not listed. */
+#define ZT_LABELS_MAX 16
+bool zt__label_name_ok(const char *l);
+int zt__label_level(const zt_conf *c, const char *label);
 
 /* Read and check a config file. Core keys are validated here; a top-level key that is
  * neither a core key nor the name of a plugin is reported. Plugin option tables are kept

@@ -1595,7 +1595,8 @@ static void push_caller(lua_State *L, const zt_caller *c)
                   {"name", offsetof(zt_caller, name)},
                   {"department", offsetof(zt_caller, department)},
                   {"plugin", offsetof(zt_caller, plugin)},
-                  {"credit_code", offsetof(zt_caller, credit_code)}};
+                  {"credit_code", offsetof(zt_caller, credit_code)},
+                  {"clearance", offsetof(zt_caller, clearance)}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         lua_pushstring(L, *(const char *const *)((const char *)c + fields[i].off));
         lua_setfield(L, -2, fields[i].name);
@@ -2142,6 +2143,41 @@ static int l_auth_within(lua_State *L)
     const char *scope = check_str(L, 3, "zt.auth.within", "scope", &sl);
     bool ok = dl > 0 && dl <= 64 && strlen(dept) == dl && sl > 0 && sl <= 64 && strlen(scope) == sl;
     lua_pushboolean(L, ok && zt_req_dept_within(req, dept, scope));
+    return 1;
+}
+
+/* zt.auth.clears(req, label [, who]) → boolean: the request's caller, or `who` (a caller
+ * table, as zt.auth.account gives: its clearance), is cleared for the security label. A
+ * label auth.labels does not list is cleared for no one (false, not an error: a county may
+ * have removed it). */
+static int l_auth_clears(lua_State *L)
+{
+    zt_req *req = check_req(L, 1, "zt.auth.clears");
+    size_t len;
+    const char *label = check_str(L, 2, "zt.auth.clears", "label", &len);
+    struct zt_lua_plugin *lp = plugin_of(L);
+    bool ok = strlen(label) == len;
+    if (lua_isnoneornil(L, 3)) {
+        lua_pushboolean(L, ok && zt_req_clears(req, label));
+        return 1;
+    }
+    luaL_argexpected(L, lua_istable(L, 3), 3, "a caller table (zt.auth.account) or nil");
+    lua_getfield(L, 3, "clearance");
+    zt_caller who = {.clearance = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL};
+    lua_pushboolean(L, ok && zt_caller_clears(lp->p, who.clearance ? &who : NULL, label));
+    return 1;
+}
+
+/* zt.auth.labels() → the security labels of auth.labels, lowest first. */
+static int l_auth_labels(lua_State *L)
+{
+    const zt_conf *c = plugin_of(L)->srv->conf;
+    lua_createtable(L, (int)c->auth_nlabels, 0);
+    for (size_t i = 0; i < c->auth_nlabels; i++) {
+        lua_pushstring(L, c->auth_labels[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    set_meta(L, &K_ARRAY);
     return 1;
 }
 
@@ -3221,6 +3257,8 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"department", l_auth_department},
                                     {"within", l_auth_within},
                                     {"account", l_auth_account},
+                                    {"clears", l_auth_clears},
+                                    {"labels", l_auth_labels},
                                     {NULL, NULL}}},
         {"audit", (const luaL_Reg[]){{"note", l_audit_note}, {NULL, NULL}}},
         {"crypto", (const luaL_Reg[]){{"encrypt", l_crypto_encrypt},

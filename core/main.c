@@ -20,6 +20,7 @@ static const char usage[] =
     "                   user roles LOGIN ROLE,ROLE...|-\n"
     "                   user totp-off LOGIN                (a lost phone: sign-in codes off)\n"
     "                   user rename LOGIN NEWLOGIN         (a staff login, e.g. the first admin)\n"
+    "                   user clearance LOGIN LABEL         (a label of auth.labels: 安全标记)\n"
     "                   user reseal LOGIN | dept reseal CODE   (trust again a record changed\n"
     "                                                      outside Zhengtong, once checked)\n"
     "                   user list | dept list | key list\n"
@@ -57,6 +58,7 @@ static const struct shape {
     {"admin", "dept", "list", 2, 2, "admin [-c FILE] dept list"},
     {"admin", "user", "totp-off", 3, 3, "admin [-c FILE] user totp-off LOGIN"},
     {"admin", "user", "rename", 4, 4, "admin [-c FILE] user rename LOGIN NEWLOGIN"},
+    {"admin", "user", "clearance", 4, 4, "admin [-c FILE] user clearance LOGIN LABEL"},
     {"admin", "user", "reseal", 3, 3, "admin [-c FILE] user reseal LOGIN"},
     {"admin", "dept", "reseal", 3, 3, "admin [-c FILE] dept reseal CODE"},
     {"admin", "key", "add", 5, 6, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS]"},

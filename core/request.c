@@ -449,7 +449,13 @@ zt_req *zt__job_new(zt_server *srv, zt_plugin *p, const char *method, const char
         free(j);
         return NULL;
     }
-    j->caller = (zt_caller){.id = "system", .kind = "system", .login = login, .name = "system"};
+    const zt_conf *conf = srv->conf;
+    j->caller = (zt_caller){
+        .id = "system",
+        .kind = "system",
+        .login = login,
+        .name = "system",
+        .clearance = conf->auth_nlabels ? conf->auth_labels[conf->auth_nlabels - 1] : NULL};
     r->caller = &j->caller;
     r->session_last_seen = INT64_MAX; /* no session to refresh */
     r->job_plugin = p;

@@ -344,6 +344,10 @@ typedef struct zt_caller {
      * registration, one account per code; NULL for other callers. What an enterprise does
      * under its code takes it from here, never from what the request says. */
     const char *credit_code;
+    /* the security label the caller is cleared for (see "security labels"): a staff
+     * account's or API key's, the lowest label for citizens and enterprises, the highest
+     * for the system caller */
+    const char *clearance;
 } zt_caller;
 
 /* The caller, or NULL on a public route called without a (valid) token, or with one the
@@ -375,6 +379,26 @@ int zt_req_dept_within(zt_req *req, const char *dept, const char *scope);
  * delegated) as the core checks a caller. ZT_ENOTFOUND: no such login, or the account is
  * disabled (it can do nothing); ZT_EIO: it could not be read. */
 int zt_req_account(zt_req *req, const char *login, const zt_caller **out);
+
+/* Security labels (安全标记; GB/T 22239 access control g: important subjects and objects
+ * carry labels, and a subject reaches a labelled object only as far as its label allows).
+ * County IT lists the labels in auth.labels, lowest first (by default "public" <
+ * "internal" < "sensitive"). Every staff account and API key has a clearance, one of them
+ * (auth.default_clearance unless an administrator gives another); citizens and
+ * enterprises have the lowest; the system caller (timers, events, jobs) has the highest.
+ * A plugin gives what it keeps a label (a case, a document) and shows or changes a
+ * labelled thing only to callers cleared for it, beside its own rules (an applicant reads
+ * their own application whatever its label). Labels are names; compare them only through
+ * these functions: a county may add one between two others. */
+/* The label's level: 0 for the lowest, up to the number of labels - 1; ZT_EINVAL for NULL
+ * or a name auth.labels does not list. */
+int zt_label_level(zt_plugin *p, const char *label);
+/* 1 if caller c (NULL: no one signed in) is cleared for `label`: its clearance's level is
+ * the label's or higher. The lowest label is cleared for everyone, NULL included; a label
+ * not listed for no one (fail closed); a clearance no longer listed clears the lowest only. */
+int zt_caller_clears(zt_plugin *p, const zt_caller *c, const char *label);
+/* zt_caller_clears for the request's caller. */
+int zt_req_clears(zt_req *req, const char *label);
 
 /* ---- audit --------------------------------------------------------------------- */
 

@@ -2555,5 +2555,139 @@ class DepartmentTree(NodeTest):
         self.assertIn("update department", [r["action"] for r in log["items"]])
 
 
+class SecurityLabels(NodeTest):
+    """安全标记 (GB/T 22239 access control g): labels on subjects and objects. The node keeps
+    the subjects' (every staff account and API key is cleared for a label); plugins label
+    their objects and ask whether a caller is cleared for one."""
+
+    LUA = (
+        'zt.route("GET", "/lbl/check", { role = "user" }, function(req)\n'
+        '  local who = zt.auth.caller(req)\n'
+        '  local r = { clearance = who.clearance, labels = zt.auth.labels() }\n'
+        '  for _, l in ipairs{ "public", "internal", "sensitive", "secret" } do\n'
+        '    r[l] = zt.auth.clears(req, l)\n'
+        '  end\n'
+        '  local other = zt.auth.account(req, req.query.login or "nobody")\n'
+        '  r.other_sensitive = other and zt.auth.clears(req, "sensitive", other) or false\n'
+        '  return 200, r\n'
+        'end)\n'
+        'zt.route("GET", "/lbl/public", { role = "public" }, function(req)\n'
+        '  return 200, { public = zt.auth.clears(req, "public"), internal = zt.auth.clears(req, "internal") }\n'
+        'end)\n')
+
+    def lua_node(self, **kw):
+        import tempfile
+
+        root = tempfile.mkdtemp(prefix="zt-lbl-")
+        self.addCleanup(__import__("shutil").rmtree, root, True)
+        lua_dir = lua_tree_with(os.path.join(root, "lua"), {"lbl": (lua_manifest(), self.LUA)})
+        return self.node(plugins=("lbl",), lua_dir=lua_dir, **kw)
+
+    def check(self, n, headers, login=None):
+        st, _, d = n.json("GET", "/lbl/check" + ("?login=" + login if login else ""), headers=headers,
+                          auth=False)
+        self.assertEqual(st, 200, d)
+        return d
+
+    def test_accounts_are_cleared_and_plugins_ask(self):
+        n = self.lua_node(roles=("auditor",))
+        # the labels, lowest first, and the admin's clearance: the default
+        st, _, d = n.json("GET", "/auth/labels")
+        self.assertEqual((st, d), (200, {"labels": ["public", "internal", "sensitive"],
+                                         "default_clearance": "internal", "clearance": "internal"}))
+        self.assertEqual(n.json("GET", "/auth/me")[2]["clearance"], "internal")
+        low = n.new_user("low")
+        high = n.new_user("high", clearance="sensitive")
+        d = self.check(n, low, login="high")
+        self.assertEqual((d["clearance"], d["public"], d["internal"], d["sensitive"], d["secret"]),
+                         ("internal", True, True, False, False))  # a label not listed: no one
+        self.assertEqual(d["labels"], ["public", "internal", "sensitive"])
+        self.assertTrue(d["other_sensitive"])  # what another account is cleared for (delegation)
+        d = self.check(n, high, login="low")
+        self.assertEqual((d["clearance"], d["sensitive"], d["other_sensitive"]), ("sensitive", True, False))
+        # no one signed in: the lowest label only
+        self.assertEqual(n.json("GET", "/lbl/public", auth=False)[2], {"public": True, "internal": False})
+        # an administrator raises a clearance: the signed-in caller has it at once (cached callers)
+        st, _, users = n.json("GET", "/admin/users")
+        uid = {u["login"]: u["id"] for u in users["items"]}
+        self.assertEqual({u["login"]: u["clearance"] for u in users["items"]}["high"], "sensitive")
+        st, _, d = n.json("PATCH", "/admin/users/" + uid["low"], {"clearance": "sensitive"})
+        self.assertEqual((st, d["clearance"]), (200, "sensitive"), d)
+        self.assertTrue(self.check(n, low)["sensitive"])
+        st, _, log = n.json("GET", "/audit?object=" + uid["low"])
+        self.assertIn('update account: clearance "sensitive"', [r["action"] for r in log["items"]])
+        # what is refused, and why
+        for body, why in (({"clearance": "secret"}, "clearance: one of auth.labels (public, internal, sensitive)"),
+                          ({"clearance": 3}, "clearance: one of auth.labels")):
+            with self.subTest(body=body):
+                st, h, b = n.request("PATCH", "/admin/users/" + uid["low"], body)
+                self.assertIn(why, self.assertProblem(st, h, b, 422, "invalid-user")["detail"])
+                st, h, b = n.request("POST", "/admin/users", dict(body, login="xx1", name="x", department="root"))
+                self.assertIn(why, self.assertProblem(st, h, b, 422, "invalid-user")["detail"])
+        st, _, d = n.json("POST", "/auth/register", {"kind": "citizen", "login": "wang", "name": "Wang",
+                                                     "password": STRONG_PW}, auth=False)
+        self.assertEqual(st, 201, d)
+        st, h, b = n.request("PATCH", "/admin/users/" + d["id"], {"clearance": "sensitive"})
+        self.assertIn("only a staff account's", self.assertProblem(st, h, b, 422)["detail"])
+        st, _, d = n.json("POST", "/auth/login", {"login": "wang", "password": STRONG_PW}, auth=False)
+        self.assertEqual(self.check(n, bearer(d["token"]))["clearance"], "public")  # citizens: the lowest
+        # an API key's clearance: given, or the default, fixed with the key
+        st, _, k = n.json("POST", "/admin/keys", {"name": "gw", "plugin": "lbl", "role": "auditor",
+                                                  "clearance": "sensitive"})
+        self.assertEqual((st, k["clearance"]), (201, "sensitive"), k)
+        st, _, k2 = n.json("POST", "/admin/keys", {"name": "gw2", "plugin": "lbl", "role": "auditor"})
+        self.assertEqual((st, k2["clearance"]), (201, "internal"), k2)
+        st, h, b = n.request("POST", "/admin/keys", {"name": "gw3", "plugin": "lbl", "role": "auditor",
+                                                     "clearance": "top"})
+        self.assertProblem(st, h, b, 422, "invalid-key")
+        d = self.check(n, {"Authorization": "Bearer " + k["key"]})
+        self.assertEqual((d["clearance"], d["sensitive"]), ("sensitive", True))
+        # offline, as county IT: set, list, audited
+        n.stop()
+        r = run(["admin", "-c", n.conf, "user", "clearance", "high", "public"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("high: cleared for public", r.stdout)
+        r = run(["admin", "-c", n.conf, "user", "clearance", "high", "top"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("LABEL: one of auth.labels", r.stderr)
+        r = run(["admin", "-c", n.conf, "user", "clearance", "wang", "internal"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("only a staff account's clearance", r.stderr)
+        self.assertRegex(run(["admin", "-c", n.conf, "user", "list"]).stdout, r"high +staff +root +public ")
+        n.start()
+        self.assertFalse(self.check(n, high)["internal"])
+        st, _, log = n.json("GET", "/audit?actor=cli:" + __import__("getpass").getuser())
+        self.assertIn("admin user clearance: public", [r["action"] for r in log["items"]])
+
+    def test_own_clearance_under_separate_duties(self):
+        n = self.lua_node(auth=dict(CHEAP, separate_duties=True), roles=())
+        me = n.json("GET", "/auth/me")[2]["id"]
+        st, h, b = n.request("PATCH", "/admin/users/" + me, {"clearance": "sensitive"})
+        self.assertProblem(st, h, b, 403, "own-clearance")
+        self.assertEqual(n.json("PATCH", "/admin/users/" + me, {"clearance": "internal"})[0], 200)  # unchanged
+
+    def test_labels_in_the_config(self):
+        n = self.lua_node(auth=dict(CHEAP, labels=["open", "restricted", "confidential", "top"],
+                                    default_clearance="restricted"))
+        st, _, d = n.json("GET", "/auth/labels")
+        self.assertEqual((d["labels"], d["default_clearance"], d["clearance"]),
+                         (["open", "restricted", "confidential", "top"], "restricted", "restricted"))
+        self.assertEqual(n.json("GET", "/lbl/public", auth=False)[2], {"public": False, "internal": False})
+        for auth, want in (
+            (dict(CHEAP, labels=["open"]), "auth.labels must list 2 to 16 security labels"),
+            (dict(CHEAP, labels=["open", "Top Secret"]), "auth.labels: 'Top Secret' is not a label name"),
+            (dict(CHEAP, labels=["a", "b", "a"]), "auth.labels: 'a' is listed twice"),
+            (dict(CHEAP, labels=["a", "b"]), "auth.labels does not list 'internal', the default clearance"),
+            (dict(CHEAP, default_clearance="sensitiv"), "auth.default_clearance: 'sensitiv' is not one of auth.labels"),
+            (dict(CHEAP, default_clearance=2), "auth.default_clearance must be a label of auth.labels"),
+        ):
+            with self.subTest(auth=auth):
+                bad = self.node(auth=auth, start=False)
+                r = run(["check", "-c", bad.conf])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertRegex(r.stderr, r"zhengtong.conf:\d+: ")
+                self.assertIn(want, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -731,15 +731,15 @@ class Node:
                 if st != 201:
                     raise AssertionError("adding the role %r failed: %d %r" % (r, st, b))
 
-    def new_user(self, login, roles=(), department="root"):
-        """Create a staff account (as the signed-in admin) with roles, sign it in and set
-        its password (ADMIN_PASSWORD); the headers that carry its token."""
+    def new_user(self, login, roles=(), department="root", clearance=None):
+        """Create a staff account (as the signed-in admin) with roles (and a clearance, a
+        security label), sign it in and set its password (ADMIN_PASSWORD); the headers that
+        carry its token."""
         self.ensure_roles(roles)
-        st, _, d = self.json(
-            "POST",
-            "/admin/users",
-            {"login": login, "name": login, "department": department, "roles": list(roles)},
-        )
+        body = {"login": login, "name": login, "department": department, "roles": list(roles)}
+        if clearance:
+            body["clearance"] = clearance
+        st, _, d = self.json("POST", "/admin/users", body)
         if st != 201:
             raise AssertionError("creating user %s failed: %d %r" % (login, st, d))
         otp = d["one_time_password"]

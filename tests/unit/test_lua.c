@@ -1554,11 +1554,19 @@ static void handler_request_and_response(void **state)
            "body= client=192.0.2.7 id=26 method=GET params=x path=/fields/one query=q");
     expect(f, "GET", "/whoami", NULL, 200, "nobody");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {
-        "01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", NULL, roles, 2, NULL, NULL};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA",
+                     "staff",
+                     "li",
+                     "李明",
+                     NULL,
+                     roles,
+                     2,
+                     NULL,
+                     NULL,
+                     "internal"};
     zt_caller ent = {
         "01J9Z8M3Q4XKQ7T2V6C5W8E0RB", "enterprise", "acme", "Acme", NULL, NULL, 0, NULL,
-        "91350100M000100Y43"};
+        "91350100M000100Y43",         "public"};
     f->caller = &ent;
     expect(f, "GET", "/whoami", NULL, 200,
            "01J9Z8M3Q4XKQ7T2V6C5W8E0RB|enterprise|acme|Acme|nil||91350100M000100Y43|[]");
@@ -1886,8 +1894,16 @@ static void auth_answers_from_the_core(void **state)
            "true nobody clerk=false notice_editor=false admin=false clerk0x=false =false "
            "D0=false D1=false D2=false X0=false D9=false D10=false DDD=false =false false false");
     const char *roles[] = {"clerk", "notice_editor"};
-    zt_caller who = {
-        "01J9Z8M3Q4XKQ7T2V6C5W8E0RA", "staff", "li", "李明", "D1", roles, 2, NULL, NULL};
+    zt_caller who = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RA",
+                     "staff",
+                     "li",
+                     "李明",
+                     "D1",
+                     roles,
+                     2,
+                     NULL,
+                     NULL,
+                     "internal"};
     f->caller = &who;
     expect(f, "GET", "/who", NULL, 200,
            "true li nil clerk=true notice_editor=true admin=false clerk0x=false =false "
@@ -2827,7 +2843,7 @@ static void notice_plugin(void **state)
      * department scoping is the e2e test's, with a real department tree) */
     const char *roles[] = {"notice_editor"};
     zt_caller editor = {
-        "01J9Z8M3Q4XKQ7T2V6C5W8E0RC", "staff", "ed", "Ed", NULL, roles, 1, NULL, NULL};
+        "01J9Z8M3Q4XKQ7T2V6C5W8E0RC", "staff", "ed", "Ed", NULL, roles, 1, NULL, NULL, "internal"};
     f->caller = &editor;
     /* the department's name comes from its record: an editor of none puts no name on it */
     treq *bad = call(f, "POST", "/notices",
