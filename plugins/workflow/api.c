@@ -25,6 +25,9 @@ static const char *title_of(const char *slug)
         {"instance-ended", "The instance has ended"},
         {"not-returnable", "Cannot return there"},
         {"forbidden", "Forbidden"},
+        {"label-not-cleared", "Above your clearance"},
+        {"invalid-label", "Not a security label"},
+        {"invalid-delegate", "Cannot delegate to them"},
         {"workflow-no-path", "No path out of a gateway"},
         {"workflow-script-failed", "A workflow script failed"},
         {"workflow-service-failed", "A service of the workflow failed"},
@@ -90,6 +93,7 @@ static int parse_start(wf_op *op, const cJSON *a, wf_start_args *s)
         return wf_fail(op, 400, "invalid-input", "definition: the name of a workflow definition");
     if ((rc = opt_string(op, a, "business_key", MAX_KEY, &s->bkey)) != ZT_OK) return rc;
     if ((rc = opt_string(op, a, "department", 64, &s->dept)) != ZT_OK) return rc;
+    if ((rc = opt_string(op, a, "label", 32, &s->label)) != ZT_OK) return rc;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(a, "data");
     if (data && !cJSON_IsNull(data) && !cJSON_IsObject(data))
         return wf_fail(op, 400, "invalid-input", "data: a JSON object");
@@ -229,8 +233,9 @@ static bool may_read(wf_op *op, const wf_inst *in)
 {
     const zt_caller *c = op->caller;
     if (!c) return false;
+    if (wf_is_initiator(c, in)) return true; /* their own, whatever its label */
+    if (!wf_cleared(op->w, c, in->label)) return false;
     if (supervisor(c)) return true;
-    if (wf_is_initiator(c, in)) return true;
     for (uint16_t i = 0; i < in->nopen; i++) {
         char tid[WF_ID + 1];
         memcpy(tid, in->open[i], WF_ID);
@@ -265,9 +270,13 @@ static int load_readable(zt_req *req, void *ud, wf_op *op, wf_inst *in)
     }
     if (rc != ZT_OK) return rc;
     if (!may_read(op, in)) {
+        if (!wf_is_initiator(op->caller, in) && !wf_cleared(op->w, op->caller, in->label)) {
+            answer_fail(req, op, wf_not_cleared(op, "instance", id, in->label));
+        } else {
+            zt_problem(req, 403, "forbidden", "Forbidden",
+                       "instance %s is visible to its initiator, its handlers and supervisors", id);
+        }
         wf_inst_free(in);
-        zt_problem(req, 403, "forbidden", "Forbidden",
-                   "instance %s is visible to its initiator, its handlers and supervisors", id);
         return 1;
     }
     return ZT_OK;
@@ -427,15 +436,22 @@ static int get_task(zt_req *req, void *ud)
         return zt_problem(req, 404, "not-found", "Not found", "there is no task %.40s", id);
     if (rc != ZT_OK) return rc;
     const zt_caller *c = op.caller;
-    bool ok = wf_may_act(&op, &t) || supervisor(c) ||
-              (c->login && wf_nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
-              (c->login && wf_nz(t.delegated_by) && !strcmp(c->login, t.delegated_by));
+    /* above the caller's clearance only the instance's initiator sees it (may_read) */
+    bool cleared = wf_cleared(w, c, t.label);
+    bool ok = cleared && (wf_may_act(&op, &t) || supervisor(c) ||
+                          (c->login && wf_nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
+                          (c->login && wf_nz(t.delegated_by) && !strcmp(c->login, t.delegated_by)));
     if (!ok) {
         wf_inst in;
         if (wf_inst_get(w, op.txn, t.inst, &in) == ZT_OK) {
             ok = may_read(&op, &in);
             wf_inst_free(&in);
         }
+    }
+    if (!ok && !cleared) {
+        rc = answer_fail(req, &op, wf_not_cleared(&op, "task", id, t.label));
+        wf_task_free(&t);
+        return rc;
     }
     if (!ok) {
         wf_task_free(&t);
@@ -561,8 +577,10 @@ static int get_tasks(zt_req *req, void *ud)
         rc = ZT_ENOMEM;
         goto out;
     }
-    unsigned char last[WF_SORTKEY];
-    bool have_last = false, more = false;
+    /* last: the last entry listed (the next page's cursor); seen: the last one read (the
+     * streams give a task once each: merged, its copies come one after the other) */
+    unsigned char last[WF_SORTKEY], seen[WF_SORTKEY];
+    bool have_seen = false, more = false; /* more: count == limit >= 1, so last is set */
     int64_t count = 0;
     for (;;) {
         stream *m = NULL;
@@ -573,13 +591,9 @@ static int get_tasks(zt_req *req, void *ud)
         memcpy(sk, m->sk, WF_SORTKEY);
         bool scoped_ok = !m->scoped || !*m->dept || zt_req_in_scope(req, m->dept);
         stream_next(m);
-        if (!scoped_ok || (have_last && !memcmp(sk, last, WF_SORTKEY))) continue;
-        if (count == limit) {
-            more = true;
-            break;
-        }
-        memcpy(last, sk, WF_SORTKEY);
-        have_last = true;
+        if (!scoped_ok || (have_seen && !memcmp(sk, seen, WF_SORTKEY))) continue;
+        memcpy(seen, sk, WF_SORTKEY);
+        have_seen = true;
         char tid[WF_ID + 1];
         memcpy(tid, sk + 9, WF_ID);
         tid[WF_ID] = 0;
@@ -588,9 +602,16 @@ static int get_tasks(zt_req *req, void *ud)
             cJSON_Delete(o);
             goto out;
         }
-        cJSON_AddItemToArray(items, wf_task_json(w, &t, op.now));
+        /* a task labelled above the caller's clearance is not theirs to see (安全标记) */
+        bool listed = wf_cleared(w, c, t.label);
+        if (listed && count == limit) more = true;
+        if (listed && !more) {
+            cJSON_AddItemToArray(items, wf_task_json(w, &t, op.now));
+            memcpy(last, sk, WF_SORTKEY);
+            count++;
+        }
         wf_task_free(&t);
-        count++;
+        if (more) break;
     }
     if (more) {
         char next[18 + WF_ID + 1];
@@ -636,6 +657,7 @@ static cJSON *def_summary(wf *w, zt_txn *txn, const wf_def *d)
     cJSON *st = cJSON_AddArrayToObject(o, "starters");
     for (size_t i = 0; st && i < d->nstarters; i++)
         cJSON_AddItemToArray(st, cJSON_CreateString(d->starters[i]));
+    if (d->label) cJSON_AddStringToObject(o, "label", d->label);
     return o;
 }
 

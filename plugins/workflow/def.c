@@ -63,6 +63,7 @@ static void def_free(lua_State *L, wf_def *d)
     free(d->starters);
     unref(L, &d->ref);
     free(d->name), free(d->title), free(d->note), free(d->owner), free(d->file), free(d->src);
+    free(d->label);
     free(d);
 }
 
@@ -621,8 +622,8 @@ static bool good_name(const char *s)
 }
 
 /* The table on the top of L becomes *out (popped either way). src is copied. */
-static int compile(wf *w, const char *chunk, const char *src, size_t len, const char *owner,
-                   wf_def **out, char *err, size_t errlen)
+static int compile(wf *w, const char *chunk, bool recorded, const char *src, size_t len,
+                   const char *owner, wf_def **out, char *err, size_t errlen)
 {
     lua_State *L = w->L;
     *out = NULL;
@@ -653,6 +654,14 @@ static int compile(wf *w, const char *chunk, const char *src, size_t len, const 
     }
     if ((rc = str_field(&c, t, "title", &d->title, false)) != ZT_OK) goto done;
     if ((rc = str_field(&c, t, "version_note", &d->note, false)) != ZT_OK) goto done;
+    /* its instances' security label, at least (a recorded version's is not looked at: an
+     * instance keeps its own, and only the file's starts new ones) */
+    if ((rc = str_field(&c, t, "label", &d->label, false)) != ZT_OK) goto done;
+    if (!recorded && d->label && zt_label_level(w->p, d->label) < 0) {
+        rc =
+            fail(&c, "label '%s' is not one of the node's security labels (auth.labels)", d->label);
+        goto done;
+    }
     char *start;
     if ((rc = str_field(&c, t, "start", &start, true)) != ZT_OK) goto done;
     /* starters: the roles allowed to start it over HTTP */
@@ -898,7 +907,7 @@ static int load_dir(wf *w, const char *dir, const char *shown, const char *owner
         }
         rc = zt_lua_run(w->L, chunk, src, len, 1, err, errlen);
         wf_def *d = NULL;
-        if (rc == ZT_OK) rc = compile(w, chunk, src, len, owner, &d, err, errlen);
+        if (rc == ZT_OK) rc = compile(w, chunk, false, src, len, owner, &d, err, errlen);
         free(src);
         if (rc != ZT_OK) break;
         for (wf_def *o = w->files; o; o = o->next)
@@ -1060,7 +1069,7 @@ wf_def *wf_def_at(wf *w, zt_txn *txn, const char *name, uint32_t version, int *r
     *rc = zt_lua_run(w->L, chunk, src, len, 1, err, sizeof err);
     if (*rc == ZT_OK) {
         const wf_def *file = wf_def_file(w, name);
-        *rc = compile(w, chunk, src, len, file ? file->owner : zt_plugin_name(w->p), &d, err,
+        *rc = compile(w, chunk, true, src, len, file ? file->owner : zt_plugin_name(w->p), &d, err,
                       sizeof err);
     }
     free(src);

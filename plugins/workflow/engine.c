@@ -95,6 +95,7 @@ cJSON *wf_task_json(wf *w, const wf_task *t, int64_t now)
     add_str(o, "assignee", t->assignee);
     add_str(o, "escalated_to", t->escalated);
     add_str(o, "delegated_by", t->delegated_by);
+    add_str(o, "label", t->label);
     cJSON_AddStringToObject(o, "state", t->state <= WF_T_CANCELLED ? task_states[t->state] : "?");
     cJSON_AddNumberToObject(o, "priority", t->priority);
     add_time(o, "created", t->created);
@@ -124,6 +125,7 @@ cJSON *wf_inst_json(wf *w, const wf_inst *in, bool with_data)
     add_str(o, "plugin", in->owner);
     add_str(o, "initiator", in->initiator);
     add_str(o, "department", in->dept);
+    add_str(o, "label", in->label);
     cJSON_AddNumberToObject(o, "priority", in->priority);
     cJSON_AddStringToObject(o, "state", in->state <= WF_I_CANCELLED ? inst_states[in->state] : "?");
     add_str(o, "result", in->result);
@@ -160,6 +162,7 @@ static int emit(wf_op *op, const char *topic, const wf_inst *in, const wf_task *
     cJSON_AddNumberToObject(o, "version", in->version);
     add_str(o, "business_key", in->bkey);
     add_str(o, "plugin", in->owner);
+    add_str(o, "label", in->label);
     if (t) {
         cJSON_AddStringToObject(o, "task", t->id);
         add_str(o, "node", t->node_id);
@@ -300,6 +303,7 @@ static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const c
     t.role = role;
     t.dept = dept;
     t.assignee = assignee;
+    t.label = in->label;
     int rc = ZT_OK;
     if (n->deadline_fn != WF_NOREF) {
         /* the moment the instance's data (its plugin) says; nil: no deadline */
@@ -677,6 +681,18 @@ int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
                                             "there is no workflow definition '%s'", a->definition)
                                   : sys_fail(op, rc, "definitions");
     assert(d->version > 0);
+    /* its security label: the definition's, or one above it that the starter gives */
+    const char *label = a->label ? a->label : d->label;
+    if (a->label && zt_label_level(op->w->p, a->label) < 0)
+        return wf_fail(op, 422, "invalid-label",
+                       "label: '%.40s' is not one of the node's security labels (GET "
+                       "/auth/labels lists them)",
+                       a->label);
+    if (a->label && d->label &&
+        zt_label_level(op->w->p, a->label) < zt_label_level(op->w->p, d->label))
+        return wf_fail(op, 422, "invalid-label",
+                       "label: workflow %s's instances are labelled %s at least, not %s", d->name,
+                       d->label, a->label);
     zt_id(in->id);
     in->state = WF_I_RUNNING;
     in->priority = (int8_t)(a->priority < -100 ? -100 : a->priority > 100 ? 100 : a->priority);
@@ -688,6 +704,7 @@ int wf_start(wf_op *op, const wf_start_args *a, wf_inst *in)
     in->initiator = a->initiator;
     in->initiator_id = a->initiator_id;
     in->dept = a->dept;
+    in->label = label ? label : "";
     in->data = "{}";
     in->decisions = "";
     if (a->data && !(in->data = wf_inst_keep_json(in, a->data)))
@@ -707,11 +724,31 @@ bool wf_is_initiator(const zt_caller *c, const wf_inst *in)
                  (c->id && wf_nz(in->initiator_id) && !strcmp(c->id, in->initiator_id)));
 }
 
+static bool is_system(const zt_caller *c)
+{
+    return c && c->kind && !strcmp(c->kind, "system");
+}
+
+bool wf_cleared(wf *w, const zt_caller *c, const char *label)
+{
+    return !wf_nz(label) || is_system(c) || zt_caller_clears(w->p, c, label);
+}
+
+int wf_not_cleared(wf_op *op, const char *what, const char *id, const char *label)
+{
+    const zt_caller *c = op->caller;
+    return wf_fail(op, 403, "label-not-cleared",
+                   "%s %s is labelled %s, above your clearance (%s): only those cleared for it "
+                   "see or handle it",
+                   what, id, label, c && c->clearance ? c->clearance : "none");
+}
+
 bool wf_may_act(wf_op *op, const wf_task *t)
 {
     const zt_caller *c = op->caller;
     if (!c) return false;
-    if (c->kind && !strcmp(c->kind, "system")) return true;
+    if (is_system(c)) return true;
+    if (!wf_cleared(op->w, c, t->label)) return false; /* 安全标记: before any other right */
     if (wf_nz(t->assignee))
         return (c->login && !strcmp(c->login, t->assignee)) ||
                (c->id && !strcmp(c->id, t->assignee));
@@ -858,6 +895,10 @@ static int check_delegate(wf_op *op, const wf_task *t, const char *to)
                        "'%s' cannot handle task %s: it is for department %s, which is not "
                        "within theirs (%s)",
                        c->login, t->id, t->dept, c->department ? c->department : "none");
+    if (!wf_cleared(op->w, c, t->label))
+        return wf_fail(op, 422, "invalid-delegate",
+                       "'%s' cannot handle task %s: it is labelled %s, above their clearance (%s)",
+                       c->login, t->id, t->label, c->clearance ? c->clearance : "none");
     return ZT_OK;
 }
 
@@ -903,6 +944,10 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
         rc = wf_fail(op, 409, "task-closed", "task %s is %s already", t->id,
                      t->state == WF_T_OPEN ? "part of an instance that ended"
                                            : task_states[t->state]);
+        goto done;
+    }
+    if (!wf_cleared(op->w, op->caller, t->label)) {
+        rc = wf_not_cleared(op, "task", t->id, t->label);
         goto done;
     }
     if (!wf_may_act(op, t)) {

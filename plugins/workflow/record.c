@@ -8,7 +8,8 @@
 
 /* Records are written field after field: integers little-endian at fixed width, strings as
  * a u32 length, the bytes and a NUL (so a decoded string can point into the record). A
- * leading format byte lets a later version read older records. */
+ * leading format byte lets a later version read older records; fields added since are
+ * appended and read only when the record goes on (an older record lacks them). */
 #define INST_FMT 1
 #define TASK_FMT 1
 
@@ -285,6 +286,8 @@ static int inst_decode(wf *w, const char *id, rd r, wf_inst *out)
         if (get_u16(&r) != out->ncounters) goto bad;
         for (uint16_t i = 0; i < out->ncounters; i++) out->counters[i].signers = get_str(&r);
     }
+    /* its security label: absent from records written before labels (the lowest) */
+    out->label = r.p < r.end ? get_str(&r) : "";
     if (r.bad) goto bad;
     return ZT_OK;
 bad:
@@ -346,6 +349,7 @@ int wf_inst_put(wf *w, zt_txn *txn, const wf_inst *in)
     wf_put_u16(&b, in->ncounters);
     for (uint16_t i = 0; i < in->ncounters; i++)
         wf_put_str(&b, in->counters[i].signers ? in->counters[i].signers : "");
+    wf_put_str(&b, in->label);
     return store(txn, w->inst, in->id, WF_ID, &b);
 }
 
@@ -458,6 +462,7 @@ int wf_task_get(wf *w, zt_txn *txn, const char *id, wf_task *out)
                         &out->assignee, &out->escalated, &out->remind_timer, &out->due_timer,
                         &out->done_by,  &out->decision,  &out->opinion,      &out->delegated_by};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) *s[i] = get_str(&r);
+    out->label = r.p < r.end ? get_str(&r) : ""; /* absent before labels: the lowest */
     if (r.bad) {
         wf_task_free(out);
         zt_log(w->p, ZT_LOG_ERROR, "task %s: damaged record", id);
@@ -485,6 +490,7 @@ int wf_task_put(wf *w, zt_txn *txn, const wf_task *t)
                        t->assignee, t->escalated, t->remind_timer, t->due_timer,
                        t->done_by,  t->decision,  t->opinion,      t->delegated_by};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) wf_put_str(&b, s[i]);
+    wf_put_str(&b, t->label);
     return store(txn, w->task, t->id, WF_ID, &b);
 }
 

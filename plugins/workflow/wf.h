@@ -71,7 +71,8 @@ typedef struct wf_def {
     uint8_t start;
     char **starters;
     size_t nstarters;
-    int ref; /* registry ref of the definition's table (keeps its functions) */
+    char *label; /* the security label its instances have at least; NULL: the lowest */
+    int ref;     /* registry ref of the definition's table (keeps its functions) */
     struct wf_def *next;
 } wf_def;
 
@@ -97,6 +98,7 @@ typedef struct wf_inst {
     uint32_t version, nsteps;
     int64_t created, ended, paused_since, paused_ms;
     const char *def, *bkey, *owner, *initiator, *initiator_id, *dept, *result;
+    const char *label;     /* its security label (安全标记); "" or NULL: the lowest */
     const char *data;      /* JSON text of an object */
     const char *decisions; /* JSON text of an object: node → last decision */
     char (*open)[WF_ID];   /* open task ids */
@@ -118,6 +120,7 @@ typedef struct wf_task {
     int64_t created, due, remind_at, done_at;
     const char *inst, *def, *node_id, *title, *bkey, *owner, *role, *dept, *assignee, *escalated,
         *remind_timer, *due_timer, *done_by, *decision, *opinion, *delegated_by;
+    const char *label; /* its instance's security label, copied at creation; "": the lowest */
     void *raw;
     void **own;
     size_t nown, capown;
@@ -244,6 +247,7 @@ int wf_fail(wf_op *op, int status, const char *slug, const char *fmt, ...)
 
 typedef struct wf_start_args {
     const char *definition, *bkey, *initiator, *initiator_id, *dept;
+    const char *label; /* its security label (at least the definition's); NULL: that one */
     const cJSON *data; /* object or NULL */
     int priority;
     wf_def *def; /* a->definition as wf_def_current resolved it in op's txn, or NULL */
@@ -264,6 +268,12 @@ int wf_pause(wf_op *op, const char *inst_id, bool pause);
 int wf_timer_fired(wf_op *op, const zt_event *ev);
 /* 1 if c started the instance (its login or its id). */
 bool wf_is_initiator(const zt_caller *c, const wf_inst *in);
+/* 1 if c is cleared for the security label (an instance's or a task's): "" or NULL is the
+ * lowest, the system caller is cleared for every label, even one the county removed. */
+bool wf_cleared(wf *w, const zt_caller *c, const char *label);
+/* Answer 403 label-not-cleared: what (an instance or a task) id is labelled above c's
+ * clearance. */
+int wf_not_cleared(wf_op *op, const char *what, const char *id, const char *label);
 /* 1 if the op's caller may act on the task. */
 bool wf_may_act(wf_op *op, const wf_task *t);
 

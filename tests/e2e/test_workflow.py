@@ -9,7 +9,7 @@ import time
 import unittest
 
 from workcal import DAY, HOUR, add_workdays, beijing_date, is_workday, sub_work_hours, work_between
-from ztnode import NodeTest, credit_code, lua_manifest, lua_tree_with, run, wait_for
+from ztnode import NodeTest, credit_code, edit_db, lua_manifest, lua_tree_with, run, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 # sessions that outlive the clock moves of these tests (and the cheapest password hashing)
@@ -945,6 +945,170 @@ class BadDefinitionTest(NodeTest):
         self.check_refused('return { name = "broken", start = "s", starters = { "hr", "Head Office" },\n'
                            '  nodes = { s = { type = "start", next = "e" }, e = { type = "end" } } }\n',
                            "starters: 'Head Office' is no role name", None)
+
+
+LABEL_DEFS = {
+    # its instances are labelled sensitive at least (安全标记)
+    "casefile": """
+return { name = "casefile", title = "涉敏案件", starters = { "user" }, start = "s", label = "sensitive",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1", next = "e" },
+    e = { type = "end" },
+  } }
+""",
+    "plain": DEFS["plain"],
+}
+
+
+class LabelTest(NodeTest):
+    """Security labels on instances and their tasks: only those cleared for an instance's
+    label see or handle it (its initiator always sees their own)."""
+
+    def label_node(self, spy=False, **kw):
+        """A node with LABEL_DEFS and the department d1."""
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        n = self.node(plugins=("workflow", "wfspy") if spy else ("workflow",),
+                      lua_dir=make_lua_dir(base, LABEL_DEFS, spy=spy), auth=AUTH, **kw)
+        st, _, d = n.json("POST", "/admin/departments", {"code": "d1", "name": "d1", "parent": "root"})
+        self.assertEqual(st, 201, d)
+        return n
+
+    def test_only_the_cleared_see_and_handle_a_labelled_instance(self):
+        n = self.label_node(spy=True, roles=("workflow_supervisor",))
+        u = {
+            "starter": n.new_user("starter", (), "d1"),
+            "clerk": n.new_user("clerk", ("clerk",), "d1"),  # internal: the default
+            "cleared": n.new_user("cleared", ("clerk",), "d1", clearance="sensitive"),
+            "cleared2": n.new_user("cleared2", ("clerk",), "d1", clearance="sensitive"),
+            "sup": n.new_user("sup", ("workflow_supervisor",), "d1"),
+            "sup_hi": n.new_user("sup_hi", ("workflow_supervisor",), "d1", clearance="sensitive"),
+        }
+
+        def as_(who, method, path, body=None):
+            return n.json(method, path, body, headers=u[who], auth=False)
+
+        defs = {x["name"]: x for x in n.json("GET", "/workflow/definitions")[2]["items"]}
+        self.assertEqual(defs["casefile"]["label"], "sensitive")
+        self.assertNotIn("label", defs["plain"])
+        # a staff member below the label starts one: it is theirs to read
+        st, _, inst = as_("starter", "POST", "/workflow/instances", {"definition": "casefile"})
+        self.assertEqual((st, inst["label"]), (201, "sensitive"), inst)
+        tid = inst["tasks"][0]["id"]
+        self.assertEqual(as_("starter", "GET", "/workflow/instances/" + inst["id"])[0], 200)
+        self.assertEqual(as_("starter", "GET", "/workflow/tasks/" + tid)[0], 200)
+        # the clerk holds the task's role in its department, yet is not cleared: it is not on
+        # their to-do list, and they can neither read nor act on it
+        todo = lambda who: [x["id"] for x in as_(who, "GET", "/workflow/tasks")[2]["items"]]
+        self.assertNotIn(tid, todo("clerk"))
+        self.assertIn(tid, todo("cleared"))
+        for who, method, path in (("clerk", "GET", "/workflow/tasks/" + tid),
+                                  ("clerk", "POST", "/workflow/tasks/%s/complete" % tid),
+                                  ("clerk", "POST", "/workflow/tasks/%s/claim" % tid),
+                                  ("sup", "GET", "/workflow/instances/" + inst["id"]),
+                                  ("sup", "GET", "/workflow/instances/%s/history" % inst["id"])):
+            with self.subTest(who=who, path=path):
+                st, h, b = n.request(method, path, {} if method == "POST" else None, u[who], auth=False)
+                p = self.assertProblem(st, h, b, 403, "label-not-cleared")
+                self.assertIn("is labelled sensitive, above your clearance (internal)", p["detail"])
+        self.assertEqual(as_("sup_hi", "GET", "/workflow/instances/" + inst["id"])[0], 200)
+        # nor is it delegated to someone who could not handle it
+        st, h, b = n.request("POST", "/workflow/tasks/%s/delegate" % tid, {"to": "clerk"}, u["cleared"],
+                             auth=False)
+        p = self.assertProblem(st, h, b, 422, "invalid-delegate")
+        self.assertIn("labelled sensitive, above their clearance (internal)", p["detail"])
+        st, _, d = as_("cleared", "POST", "/workflow/tasks/%s/delegate" % tid, {"to": "cleared2"})
+        self.assertEqual((st, d["assignee"], d["label"]), (200, "cleared2", "sensitive"), d)
+        st, _, d = as_("cleared2", "POST", "/workflow/tasks/%s/complete" % tid, {"opinion": "已核"})
+        self.assertEqual(st, 200, d)
+        st, _, d = as_("starter", "GET", "/workflow/instances/" + inst["id"])
+        self.assertEqual((d["state"], d["label"]), ("completed", "sensitive"))
+        # events carry it, for plugins that keep their own copies
+        ev = [e["payload"] for e in n.json("GET", "/wfspy/events", auth=False)[2]["items"]
+              if e["payload"].get("instance") == inst["id"]]
+        self.assertTrue(ev and all(p.get("label") == "sensitive" for p in ev), ev)
+
+        # a starter may label an instance above its definition's, not below, and only with a label
+        st, _, d = as_("starter", "POST", "/workflow/instances", {"definition": "plain", "label": "sensitive"})
+        self.assertEqual((st, d["label"]), (201, "sensitive"), d)
+        self.assertNotIn(d["tasks"][0]["id"], todo("clerk"))
+        st, _, d = as_("starter", "POST", "/workflow/instances", {"definition": "plain"})
+        self.assertEqual(st, 201, d)
+        self.assertNotIn("label", d)  # the lowest: everyone who may otherwise
+        self.assertIn(d["tasks"][0]["id"], todo("clerk"))
+        for body, why in (({"definition": "casefile", "label": "internal"},
+                           "casefile's instances are labelled sensitive at least, not internal"),
+                          ({"definition": "plain", "label": "secret"}, "'secret' is not one of the node's security labels")):
+            with self.subTest(body=body):
+                st, h, b = n.request("POST", "/workflow/instances", body, u["starter"], auth=False)
+                self.assertIn(why, self.assertProblem(st, h, b, 422, "invalid-label")["detail"])
+
+    def test_paging_passes_over_what_the_caller_may_not_see(self):
+        n = self.label_node()
+        clerk = n.new_user("clerk", ("clerk",), "d1")
+        starter = n.new_user("starter", (), "d1")
+        want = []
+        for i in range(6):  # open, sensitive, open, sensitive, ...
+            body = {"definition": "plain", "priority": 10 - i}
+            if i % 2:
+                body["label"] = "sensitive"
+            st, _, d = n.json("POST", "/workflow/instances", body, headers=starter, auth=False)
+            self.assertEqual(st, 201, d)
+            if not i % 2:
+                want.append(d["tasks"][0]["id"])
+        got, after = [], None
+        while True:
+            st, _, page = n.json("GET", "/workflow/tasks?limit=1" + ("&after=" + after if after else ""),
+                                 headers=clerk, auth=False)
+            self.assertEqual(st, 200, page)
+            got += [x["id"] for x in page["items"]]
+            after = page["next"]
+            if not after:
+                break
+        self.assertEqual(got, want)
+
+    def test_records_from_before_labels_are_unlabelled(self):
+        n = self.label_node()
+        clerk = n.new_user("clerk", ("clerk",), "d1")
+        st, _, inst = n.json("POST", "/workflow/instances", {"definition": "plain"}, headers=clerk, auth=False)
+        self.assertEqual(st, 201, inst)
+        tid = inst["tasks"][0]["id"]
+        n.stop()
+
+        def strip(txn, open_db):
+            # the label is the records' last field: an empty string (u32 length 0, NUL)
+            for dbname, key in (("workflow/instances", inst["id"]), ("workflow/tasks", tid)):
+                db = open_db(dbname)
+                v = txn.get(key.encode(), db=db)
+                self.assertTrue(v.endswith(b"\0" * 5), v[-16:])
+                txn.put(key.encode(), v[:-5], db=db)
+
+        edit_db(self, n, None, strip)
+        n.start()
+        st, _, d = n.json("GET", "/workflow/instances/" + inst["id"], headers=clerk, auth=False)
+        self.assertEqual((st, "label" in d), (200, False), d)
+        self.assertIn(tid, [x["id"] for x in n.json("GET", "/workflow/tasks", headers=clerk, auth=False)[2]["items"]])
+        st, _, d = n.json("POST", "/workflow/tasks/%s/complete" % tid, {}, headers=clerk, auth=False)
+        self.assertEqual(st, 200, d)
+
+
+class BadLabelTest(NodeTest):
+    def test_a_label_the_node_does_not_list_is_refused(self):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        text = ('return { name = "broken", start = "s", label = "top-secret", nodes = {\n'
+                '  s = { type = "start", next = "e" }, e = { type = "end" } } }\n')
+        n = self.node(plugins=("workflow",), lua_dir=make_lua_dir(base, {"broken": text}, spy=False),
+                      start=False)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("workflows/broken.lua: workflow broken: label 'top-secret' is not one of the node's "
+                      "security labels (auth.labels)", r.stderr)
 
 
 if __name__ == "__main__":
