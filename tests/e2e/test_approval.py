@@ -573,6 +573,47 @@ class Applications(ApprovalTest):
         self.assertEqual(a["result"]["reason"], "不属于本机关职权范围")
 
 
+
+class Labelled(ApprovalTest):
+    """An item with a security label (安全标记): its applications, and their workflow tasks,
+    are seen and handled only by staff cleared for it; the applicant sees their own."""
+
+    def test_only_cleared_staff_see_and_handle_a_labelled_item(self):
+        n = self.shared
+        item = {"name": "涉及个人隐私的登记", "department": "zhzf", "legal_basis": "《测试条例》第一条",
+                "statutory_days": 20, "promised_days": 5, "workflow": "approval_simple",
+                "applicants": ["citizen"], "label": "sensitive",
+                "materials": [{"name": "form", "title": "申请表", "formats": ["application/pdf"]}]}
+        st, d = self.call("PUT", "/approval/items/PRIV", n.auth, dict(item, label="secret"))
+        self.assertEqual(st, 422, d)
+        self.assertIn("label: one of the node's security labels (public, internal, sensitive)", d["detail"])
+        self.assertEqual(self.ok("PUT", "/approval/items/PRIV", n.auth, item, 201)["label"], "sensitive")
+        clerk_lo = n.new_user("clerk_zhzf", ["approval_clerk"], "zhzf")
+        clerk_hi = n.new_user("clerk_zhzf_hi", ["approval_clerk"], "zhzf", clearance="sensitive")
+        reviewer_hi = n.new_user("reviewer_zhzf_hi", ["approval_reviewer"], "zhzf", clearance="sensitive")
+        sup_hi = n.new_user("supervisor_hi", ["approval_supervisor"], "root", clearance="sensitive")
+        app = self.submitted("PRIV", who=self.citizen, code=None, form={})
+        no = app["number"]
+        self.assertEqual(app["label"], "sensitive")
+        self.assertEqual(self.app(no, self.citizen)["label"], "sensitive")  # their own
+        # below the label: as if it did not exist
+        for who, method, path in ((clerk_lo, "GET", ""), (clerk_lo, "POST", "/accept"),
+                                  (self.supervisor, "GET", ""),
+                                  (clerk_lo, "GET", "/materials/form")):
+            with self.subTest(path=path):
+                st, d = self.call(method, "/approval/applications/" + no + path, who, {} if method == "POST" else None)
+                self.assertEqual(st, 404, d)
+        self.assertEqual(self.app(no, sup_hi)["state"], "submitted")
+        self.ok("POST", "/approval/applications/%s/accept" % no, clerk_hi)
+        # its workflow task is labelled too: not on an uncleared reviewer's to-do list
+        todo = lambda who: [t.get("business_key") for t in self.ok("GET", "/workflow/tasks", who)["items"]]
+        self.assertNotIn(no, todo(self.zhzf))
+        self.assertIn(no, todo(reviewer_hi))
+        st, d = self.call("POST", "/approval/applications/%s/review" % no, self.zhzf, {"decision": "approve"})
+        self.assertEqual(st, 404, d)
+        self.ok("POST", "/approval/applications/%s/review" % no, reviewer_hi, {"decision": "approve"})
+        self.wait_state(no, "approved", self.citizen)
+
 class TimeLimits(ApprovalTest):
     """The clock moves here: these tests have a node of their own."""
 

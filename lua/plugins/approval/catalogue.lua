@@ -66,6 +66,16 @@ function M.check(it, max_material_bytes)
   if not WITHOUT_CREDIT[without] then
     return nil, "without_credit: \"skip\" or \"refuse\": what to do when no credit plugin answers"
   end
+  -- its applications' security label (安全标记): staff not cleared for it do not see them
+  local label = it.label == nil and zt.json.null or it.label
+  if label ~= zt.json.null then
+    local known = false
+    for _, l in ipairs(zt.auth.labels()) do known = known or l == label end
+    if not known then
+      return nil, "label: one of the node's security labels (" .. table.concat(zt.auth.labels(), ", ")
+        .. "), or leave it out"
+    end
+  end
   local applicants = it.applicants == nil and { "citizen", "enterprise" } or it.applicants
   if not list(applicants) or #applicants == 0 then
     return nil, "applicants: a list of \"citizen\" and/or \"enterprise\""
@@ -150,6 +160,7 @@ function M.check(it, max_material_bytes)
     code = it.code, name = it.name, department = it.department, legal_basis = it.legal_basis,
     conditions = it.conditions or "", statutory_days = it.statutory_days,
     promised_days = promised, fee = fee, workflow = it.workflow, without_credit = without,
+    label = label,
     applicants = zt.json.array({ table.unpack(applicants) }),
     parallel_departments = zt.json.array({ table.unpack(parallel) }),
     countersign = countersign and { departments = zt.json.array({ table.unpack(countersign.departments) }),

@@ -137,6 +137,7 @@ local function save(app)
   -- the escalation queue (GET /approval/overdue) holds what is overdue and still open
   if app.overdue and OPEN[app.state] then
     overdue_db:put(app.number, { number = app.number, item = app.item, item_name = app.item_name,
+                                 label = app.label or zt.json.null,
                                  department = app.department, departments = app.departments,
                                  deadline = app.deadline, state = app.state,
                                  escalated_to = app.escalated_to })
@@ -159,12 +160,17 @@ end
 -- Staff see an application when one of its departments is in their scope, or when they
 -- supervise, once it has been submitted: a draft is the applicant's own work until then
 -- (numbers follow each other, so staff could otherwise read every draft in the making).
--- The applicant sees their own. Everyone else is told it does not exist.
+-- The applicant sees their own. Staff not cleared for the application's security label (its
+-- item's) do not see it at all. Everyone else is told it does not exist.
+local function cleared(req, label)
+  return label == nil or label == zt.json.null or zt.auth.clears(req, label)
+end
+
 local function may_see(req, app)
   local c = req.caller
   if not c then return false end
   if c.id == app.applicant.id then return true end
-  if c.kind ~= "staff" or app.state == "draft" then return false end
+  if c.kind ~= "staff" or app.state == "draft" or not cleared(req, app.label) then return false end
   if zt.auth.has_role(req, "approval_supervisor") then return true end
   for _, d in ipairs(app.departments) do
     if zt.auth.in_scope(req, d) then return true end
@@ -463,6 +469,7 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     local qcode = new_query_code()
     local app = {
       number = number, item = item.code, item_name = item.name, department = item.department,
+      label = item.label or zt.json.null,
       departments = departments_of(item), promised_days = item.promised_days,
       applicant = { id = c.id, kind = c.kind, login = c.login, name = c.name, credit_code = code },
       form = form, materials = {}, state = "draft", created_at = now,
@@ -590,6 +597,7 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     -- withdraw would end it behind the application's back, as terminated).
     local started = call("workflow.start", { definition = item.workflow, data = data,
                                              business_key = app.number, priority = 0,
+                                             label = app.label ~= zt.json.null and app.label or nil,
                                              initiator = "system:" .. zt.plugin })
     app.instance = started.instance
     app.state = "submitted"
@@ -807,7 +815,7 @@ zt.route("GET", "/approval/overdue", { role = "user", summary = "Overdue open ap
     return newest_first(req, overdue_db, "", function(_, o)
       local mine = all
       for _, d in ipairs(o.departments) do mine = mine or zt.auth.in_scope(req, d) end
-      if not mine then return nil end
+      if not mine or not cleared(req, o.label) then return nil end
       o.overdue_ms = now - o.deadline
       return o
     end)

@@ -129,3 +129,11 @@ test("working days come from the workflow plugin's calendar", function(t)
   t.eq(b.days, 1)
   t.eq(zt.call("workflow.workdays_between", { from = r.time, to = friday }).ms, 0)
 end)
+
+test("a label is one of the node's security labels", function(t)
+  t.eq(catalogue.check(item{ label = "sensitive" }, MAX).label, "sensitive")
+  t.eq(catalogue.check(item(), MAX).label, zt.json.null) -- none: the lowest
+  local ok, why = catalogue.check(item{ label = "top-secret" }, MAX)
+  t.eq(ok, nil)
+  t.ok(why:find("label: one of the node's security labels (public, internal, sensitive)", 1, true), why)
+end)
