@@ -2347,6 +2347,16 @@ static int l_valid_credit_code(lua_State *L)
     return 1;
 }
 
+/* zt.valid.label(v): true if v is one of the node's security labels (auth.labels); false
+ * for anything else, strings or not (a label comes from a request's JSON). */
+static int l_valid_label(lua_State *L)
+{
+    size_t len;
+    const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+    lua_pushboolean(L, s && strlen(s) == len && zt__label_level(plugin_of(L)->srv->conf, s) >= 0);
+    return 1;
+}
+
 /* zt.valid.text(s, max_chars [, "lines"]): true, or false and why (zt_text_problem). */
 static int l_valid_text(lua_State *L)
 {
@@ -3272,6 +3282,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
         {"valid", (const luaL_Reg[]){{"citizen_id", l_valid_citizen_id},
                                      {"citizen_id_canon", l_valid_citizen_id_canon},
                                      {"credit_code", l_valid_credit_code},
+                                     {"label", l_valid_label},
                                      {"text", l_valid_text},
                                      {NULL, NULL}}},
         {"seal", (const luaL_Reg[]){{"json", l_seal_json}, {"bytes", l_seal_bytes}, {NULL, NULL}}},

@@ -408,6 +408,41 @@ class Notice(NodeTest):
         self.assertEqual(n.request("DELETE", "/notices/" + mine["id"])[0], 204)  # admin: above all
         self.assertEqual(n.request("DELETE", "/notices/" + water["id"])[0], 204)
 
+    def test_a_labelled_notice_is_for_those_cleared(self):
+        """安全标记: an internal notice is read by staff cleared for internal, not by everyone."""
+        n = self.shared
+        editor = n.new_user("lbl.editor", roles=["notice_editor"])  # internal: the default
+        citizen_pw = "Another-strong-pw-2"
+        st, _, d = n.json("POST", "/auth/register", {"kind": "citizen", "login": "lbl.citizen", "name": "C",
+                                                     "password": citizen_pw}, auth=False)
+        self.assertEqual(st, 201, d)
+        citizen = {"Authorization": "Bearer " + n.login("lbl.citizen", citizen_pw)[2]["token"]}
+        st, _, internal = n.json("POST", "/notices", {"title": "内部通知", "body": "b", "label": "internal"},
+                                 editor, auth=False)
+        self.assertEqual((st, internal.get("label")), (201, "internal"), internal)
+        st, _, public = n.json("POST", "/notices", {"title": "公告", "body": "b"}, editor, auth=False)
+        self.assertEqual((st, public.get("label")), (201, None), public)
+        listed = lambda h, auth: [x["id"] for x in n.json("GET", "/notices?limit=100", headers=h, auth=auth)[2]["items"]]
+        for who, h, auth in (("anyone", None, False), ("a citizen", citizen, False)):
+            with self.subTest(who=who):
+                self.assertIn(public["id"], listed(h, auth))
+                self.assertNotIn(internal["id"], listed(h, auth))
+                st, hd, b = n.request("GET", "/notices/" + internal["id"], headers=h, auth=auth)
+                self.assertProblem(st, hd, b, 404, "not-found")  # as if there were none
+        self.assertIn(internal["id"], listed(editor, False))
+        self.assertEqual(n.json("GET", "/notices/" + internal["id"], headers=editor, auth=False)[0], 200)
+        # pages count what the reader sees: one a page, the internal one passed over
+        st, _, page = n.json("GET", "/notices?limit=1&before=" + public["id"], auth=False)
+        self.assertNotIn(internal["id"], [x["id"] for x in page["items"]])
+        # an editor publishes only what they may read, with a label of the node's
+        st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "label": "sensitive"}, editor,
+                             auth=False)
+        self.assertIn("you are cleared for internal, not sensitive", self.assertProblem(st, h, b, 403)["detail"])
+        for bad in ("secret", 3):
+            st, h, b = n.request("POST", "/notices", {"title": "t", "body": "b", "label": bad}, editor, auth=False)
+            p = self.assertProblem(st, h, b, 422, "invalid-notice")
+            self.assertIn("label, if given, must be one of public, internal, sensitive", p["detail"])
+
     def test_a_notice_of_no_department_is_its_publishers_to_withdraw(self):
         n = self.shared
         st, _, k = n.json("POST", "/admin/keys", {"name": "board-feed", "plugin": "notice",

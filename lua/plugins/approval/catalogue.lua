@@ -69,9 +69,7 @@ function M.check(it, max_material_bytes)
   -- its applications' security label (安全标记): staff not cleared for it do not see them
   local label = it.label == nil and zt.json.null or it.label
   if label ~= zt.json.null then
-    local known = false
-    for _, l in ipairs(zt.auth.labels()) do known = known or l == label end
-    if not known then
+    if not zt.valid.label(label) then
       return nil, "label: one of the node's security labels (" .. table.concat(zt.auth.labels(), ", ")
         .. "), or leave it out"
     end

@@ -30,6 +30,20 @@ local function not_found(id)
   zt.problem(404, "not-found", "there is no notice " .. id)
 end
 
+-- A notice labelled above the reader's clearance (安全标记: an internal notice, say, for
+-- staff only) is not theirs to see; one without a label is public.
+local function visible(req, notice)
+  local label = notice.label
+  return label == nil or label == zt.json.null or zt.auth.clears(req, label)
+end
+
+-- The notice :id if the caller may see it; else 404, as if there were none.
+local function readable(req)
+  local notice = notices:get(req.params.id)
+  if not notice or not visible(req, notice) then not_found(req.params.id) end
+  return notice
+end
+
 -- GET /notices?limit=&before=: newest first; `next` is the `before` of the next page.
 zt.route("GET", "/notices", { role = "public", summary = "List notices, newest first" },
   function(req)
@@ -43,7 +57,7 @@ zt.route("GET", "/notices", { role = "public", summary = "List notices, newest f
     local before = req.query.before
     local items, next = zt.json.array(), zt.json.null
     for id, notice in notices:iter{ from = before, reverse = true } do
-      if id ~= before then
+      if id ~= before and visible(req, notice) then
         if #items == limit then
           next = items[#items].id
           break
@@ -56,9 +70,7 @@ zt.route("GET", "/notices", { role = "public", summary = "List notices, newest f
 
 zt.route("GET", "/notices/:id", { role = "public", summary = "One notice" },
   function(req)
-    local notice = notices:get(req.params.id)
-    if not notice then not_found(req.params.id) end
-    return 200, view(req, notice)
+    return 200, view(req, readable(req))
   end)
 
 -- A JSON body may escape every character as \uXXXX (6 bytes): room for that.
@@ -98,12 +110,26 @@ zt.route("POST", "/notices",
         or "department: this notice is issued by no department; leave it out")
     end
     department = name
+    -- Who may read it: a label of the node's (zt.auth.labels), none for everyone. An editor
+    -- publishes only what they may read themselves.
+    local label = input.label
+    if label == zt.json.null then label = nil end
+    if label ~= nil then
+      if not zt.valid.label(label) then
+        invalid("label, if given, must be one of " .. table.concat(zt.auth.labels(), ", "))
+      end
+      if not zt.auth.clears(req, label) then
+        zt.problem(403, "forbidden", ("label: you are cleared for %s, not %s: you publish only "
+          .. "what you may read"):format(req.caller.clearance, label))
+      end
+    end
     local notice = {
       id = zt.id(),
       title = title,
       body = body,
       department = department or zt.json.null,
       department_code = code or zt.json.null,
+      label = label or zt.json.null,
       published_by = req.caller.login,
       created_at = zt.now(),
     }
@@ -114,8 +140,7 @@ zt.route("POST", "/notices",
 
 zt.route("DELETE", "/notices/:id", { role = "notice_editor", summary = "Withdraw a notice" },
   function(req)
-    local notice = notices:get(req.params.id)
-    if not notice then not_found(req.params.id) end
+    local notice = readable(req)
     -- Withdrawn by the editors of the department that issued it, or of one above it; one
     -- issued by no department (its editor had none: an API key) by its publisher or an
     -- administrator, not by every editor of the county.
