@@ -293,11 +293,12 @@ static const char *clearance_of(const zt_conf *c, const cJSON *u)
     return l ? l : c->auth_default_clearance;
 }
 
-/* Why v is no clearance (a label of auth.labels), in req's memory; NULL: it is one. */
-static const char *clearance_problem(zt_req *req, const cJSON *v)
+/* Why `label` (a JSON value: a string, or anything else) is no clearance, a label of
+ * auth.labels: in req's memory; NULL when it is one. */
+static const char *clearance_problem(zt_req *req, const cJSON *label)
 {
     const zt_conf *c = req->srv->conf;
-    if (cJSON_IsString(v) && zt__label_level(c, v->valuestring) >= 0) return NULL;
+    if (cJSON_IsString(label) && zt__label_level(c, label->valuestring) >= 0) return NULL;
     zt_buf b = {0};
     int rc = zt__buf_puts(&b, "clearance: one of auth.labels (");
     for (size_t i = 0; i < c->auth_nlabels; i++)
@@ -2298,7 +2299,7 @@ static int h_user_create(zt_req *req, void *ud)
 /* GET /admin/users filters: kind, role, department (it and those below), disabled,
  * inactive. NULL: all pass. */
 typedef struct user_filter {
-    const char *kind, *role, *dept;
+    const char *kind, *role, *dept, *clearance;
     int disabled, inactive; /* -1: either, 0: false, 1: true */
 } user_filter;
 
@@ -2309,6 +2310,7 @@ static bool user_passes(zt_auth *a, zt_txn *t, const user_filter *f, const cJSON
     if (f->role && !zt__roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), f->role))
         return false;
     if (f->disabled >= 0 && jtrue(u, "disabled") != (f->disabled == 1)) return false;
+    if (f->clearance && strcmp(clearance_of(a->srv->conf, u), f->clearance) != 0) return false;
     if (f->inactive >= 0 && inactive(a, u, now) != (f->inactive == 1)) return false;
     bool hit = false;
     if (f->dept) dept_walk(a, t, zt__jstr(u, "department"), f->dept, &hit);
@@ -2335,9 +2337,9 @@ static int h_user_list(zt_req *req, void *ud)
     long limit = lim ? strtol(lim, &end, 10) : 50;
     if (limit < 1 || limit > 500 || (lim && *end))
         return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 500");
-    user_filter f = {zt_req_query(req, "kind"), zt_req_query(req, "role"),
-                     zt_req_query(req, "department"), query_bool(req, "disabled"),
-                     query_bool(req, "inactive")};
+    user_filter f = {zt_req_query(req, "kind"),       zt_req_query(req, "role"),
+                     zt_req_query(req, "department"), zt_req_query(req, "clearance"),
+                     query_bool(req, "disabled"),     query_bool(req, "inactive")};
     if (f.kind && strcmp(f.kind, "staff") != 0 && strcmp(f.kind, "citizen") != 0 &&
         strcmp(f.kind, "enterprise") != 0)
         return zt_problem(req, 400, "invalid-query", NULL, "kind: staff, citizen or enterprise");
@@ -2345,6 +2347,10 @@ static int h_user_list(zt_req *req, void *ud)
         return zt_problem(req, 400, "invalid-query", NULL, "disabled, inactive: true or false");
     if (f.role && !zt__role_name_ok(f.role))
         return zt_problem(req, 400, "invalid-query", NULL, "role: a role name");
+    const cJSON fcl = {.type = cJSON_String | cJSON_IsReference,
+                       .valuestring = (char *)f.clearance};
+    const char *why = f.clearance ? clearance_problem(req, &fcl) : NULL;
+    if (why) return zt_problem(req, 400, "invalid-query", NULL, "%s", why);
     if (f.dept && !zt__auth_dept_exists(a->srv, t, f.dept))
         return zt_problem(req, 400, "invalid-query", NULL, "department: no department '%s'",
                           f.dept);
@@ -3751,6 +3757,41 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
     return ZT_OK;
 }
 
+/* Accounts and keys cleared for a label auth.labels no longer lists (a county removed or
+ * renamed it) clear the lowest label only: named at start, for an administrator to give
+ * each a label again. Only records that name a clearance are read whole. */
+static void warn_unlisted_clearances(zt_auth *a, zt_txn *t)
+{
+    const zt_conf *c = a->srv->conf;
+    zt_db *const dbs[] = {a->users, a->keys};
+    static const char *const field[] = {"login", "name"};
+    zt_buf who = {0};
+    size_t n = 0;
+    for (size_t d = 0; d < 2; d++) {
+        zt_cursor *cur;
+        zt_kv kv;
+        if (zt_cursor_open(t, dbs[d], &cur) != ZT_OK) continue;
+        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            if (!memmem(kv.val, kv.vlen, "\"clearance\"", 11)) continue;
+            cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
+            const char *cl = zt__jstr(u, "clearance");
+            if (cl && zt__label_level(c, cl) < 0 && ++n <= 20)
+                zt__buf_printf(&who, "%s%s%s (%s)", n > 1 ? ", " : "", d ? "key " : "",
+                               or_dash(zt__jstr(u, field[d])), cl);
+            cJSON_Delete(u);
+        }
+        zt_cursor_close(cur);
+    }
+    if (n)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "auth.labels does not list the clearance of %zu account(s) or key(s): %s%s; they "
+                "are cleared for the lowest label only until an administrator gives them one "
+                "(PATCH /admin/users/:id, zhengtong admin user clearance; a key is made anew)",
+                n, who.data ? who.data : "", n > 20 ? ", ..." : "");
+    zt__buf_free(&who);
+}
+
 int zt__auth_open(zt_server *srv, char *err, size_t errlen)
 {
     if (sodium_init() < 0) {
@@ -3800,6 +3841,7 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     size_t vl;
     if (zt_get(t, a->meta, "activity_since", 14, &v, &vl) == ZT_OK && vl == 8)
         a->activity_since = (int64_t)zt__be64_get(v);
+    warn_unlisted_clearances(a, t);
     zt__store_end(srv->store, t, false);
     const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
     if ((rc =

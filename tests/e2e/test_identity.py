@@ -2666,6 +2666,30 @@ class SecurityLabels(NodeTest):
         self.assertProblem(st, h, b, 403, "own-clearance")
         self.assertEqual(n.json("PATCH", "/admin/users/" + me, {"clearance": "internal"})[0], 200)  # unchanged
 
+    def test_a_label_the_county_removes(self):
+        n = self.lua_node()
+        high = n.new_user("high", clearance="sensitive")
+        st, _, k = n.json("POST", "/admin/keys", {"name": "gw", "plugin": "lbl", "role": "notice_editor",
+                                                  "clearance": "sensitive"})
+        self.assertEqual(st, 201, k)
+        st, _, d = n.json("GET", "/admin/users?clearance=sensitive")
+        self.assertEqual([u["login"] for u in d["items"]], ["high"])
+        self.assertEqual(len(n.json("GET", "/admin/users?clearance=internal")[2]["items"]), 1)  # admin
+        st, h, b = n.request("GET", "/admin/users?clearance=secret")
+        self.assertIn("one of auth.labels", self.assertProblem(st, h, b, 400, "invalid-query")["detail"])
+        n.stop()
+        n._conf_text = n._conf_text.replace("auth = {", 'auth = { labels = { "public", "internal" }, ', 1)
+        n._write_conf()
+        want = "auth.labels does not list the clearance of 2 account(s) or key(s): high (sensitive), key gw (sensitive)"
+        n.start()
+        self.assertIn(want, n.log())
+        d = self.check(n, high)  # signs in still, cleared for the lowest only
+        self.assertEqual((d["clearance"], d["public"], d["internal"]), ("sensitive", True, False))
+        st, _, users = n.json("GET", "/admin/users")
+        hid = [u["id"] for u in users["items"] if u["login"] == "high"][0]
+        self.assertEqual(n.json("PATCH", "/admin/users/" + hid, {"clearance": "internal"})[0], 200)
+        self.assertTrue(self.check(n, high)["internal"])
+
     def test_labels_in_the_config(self):
         n = self.lua_node(auth=dict(CHEAP, labels=["open", "restricted", "confidential", "top"],
                                     default_clearance="restricted"))
