@@ -3759,7 +3759,8 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
 
 /* Accounts and keys cleared for a label auth.labels no longer lists (a county removed or
  * renamed it) clear the lowest label only: named at start, for an administrator to give
- * each a label again. Only records that name a clearance are read whole. */
+ * each a label again (disabled accounts, which do nothing, are not). Only records that name
+ * a clearance are read whole. */
 static void warn_unlisted_clearances(zt_auth *a, zt_txn *t)
 {
     const zt_conf *c = a->srv->conf;
@@ -3776,7 +3777,7 @@ static void warn_unlisted_clearances(zt_auth *a, zt_txn *t)
             if (!memmem(kv.val, kv.vlen, "\"clearance\"", 11)) continue;
             cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
             const char *cl = zt__jstr(u, "clearance");
-            if (cl && zt__label_level(c, cl) < 0 && ++n <= 20)
+            if (cl && zt__label_level(c, cl) < 0 && !jtrue(u, "disabled") && ++n <= 20)
                 zt__buf_printf(&who, "%s%s%s (%s)", n > 1 ? ", " : "", d ? "key " : "",
                                or_dash(zt__jstr(u, field[d])), cl);
             cJSON_Delete(u);
