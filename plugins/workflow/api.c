@@ -196,8 +196,7 @@ static int post_instances(zt_req *req, void *ud)
 
 static bool supervisor(const zt_caller *c)
 {
-    return c && (zt_caller_has_role(c, "admin") || zt_caller_has_role(c, "workflow_supervisor") ||
-                 (c->kind && !strcmp(c->kind, "system")));
+    return wf_is_supervisor(c);
 }
 
 /* The history steps of an instance, in order; damaged ones are passed over. A step's strings
@@ -338,7 +337,9 @@ static int get_history(zt_req *req, void *ud)
     return send(req, 200, o);
 }
 
-static int post_withdraw(zt_req *req, void *ud)
+/* POST /workflow/instances/:id/withdraw {reason}, and /label {label, reason}: another
+ * security label. */
+static int instance_action(zt_req *req, void *ud, bool relabel)
 {
     wf_op op;
     wf_inst in;
@@ -346,19 +347,37 @@ static int post_withdraw(zt_req *req, void *ud)
     if (rc != ZT_OK) return rc;
     cJSON *a = body_object(req);
     if (!a) return ZT_OK;
-    const char *reason;
-    if ((rc = opt_string(&op, a, "reason", MAX_OPINION, &reason)) != ZT_OK)
+    const char *label = NULL, *reason;
+    if ((relabel && (rc = opt_string(&op, a, "label", 32, &label)) != ZT_OK) ||
+        (rc = opt_string(&op, a, "reason", MAX_OPINION, &reason)) != ZT_OK)
         return answer_fail(req, &op, rc);
+    if (relabel && !label)
+        return zt_problem(req, 400, "invalid-input", "Invalid input",
+                          "label: one of the node's security labels (GET /auth/labels)");
     memset(&in, 0, sizeof in);
-    rc = wf_withdraw(&op, zt_req_param(req, "id"), true, reason, WF_I_WITHDRAWN, &in);
+    const char *id = zt_req_param(req, "id");
+    rc = relabel ? wf_relabel(&op, id, label, reason, &in)
+                 : wf_withdraw(&op, id, true, reason, WF_I_WITHDRAWN, &in);
     if (rc != ZT_OK) {
         wf_inst_free(&in);
         return answer_fail(req, &op, rc);
     }
-    zt_audit_note(req, "workflow withdraw", zt_req_printf(req, "workflow/instance/%s", in.id));
+    zt_audit_note(req,
+                  relabel ? zt_req_printf(req, "workflow label: %s", label) : "workflow withdraw",
+                  zt_req_printf(req, "workflow/instance/%s", in.id));
     cJSON *o = wf_inst_json(ud, &in, false);
     wf_inst_free(&in);
     return send(req, 200, o);
+}
+
+static int post_withdraw(zt_req *req, void *ud)
+{
+    return instance_action(req, ud, false);
+}
+
+static int post_label(zt_req *req, void *ud)
+{
+    return instance_action(req, ud, true);
 }
 
 /* ---- tasks ---------------------------------------------------------------------------- */
@@ -436,20 +455,25 @@ static int get_task(zt_req *req, void *ud)
         return zt_problem(req, 404, "not-found", "Not found", "there is no task %.40s", id);
     if (rc != ZT_OK) return rc;
     const zt_caller *c = op.caller;
-    /* above the caller's clearance only the instance's initiator sees it (may_read) */
-    bool cleared = wf_cleared(w, c, t.label);
+    /* the instance's label is the one that holds (a closed task keeps the label it had when
+     * it closed; the instance may have been labelled since); above the caller's clearance
+     * only the instance's initiator sees it (may_read) */
+    wf_inst in;
+    bool have_in = wf_inst_get(w, op.txn, t.inst, &in) == ZT_OK;
+    const char *label = have_in ? in.label : t.label;
+    bool cleared = wf_cleared(w, c, label);
     bool ok = cleared && (wf_may_act(&op, &t) || supervisor(c) ||
                           (c->login && wf_nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
                           (c->login && wf_nz(t.delegated_by) && !strcmp(c->login, t.delegated_by)));
-    if (!ok) {
-        wf_inst in;
-        if (wf_inst_get(w, op.txn, t.inst, &in) == ZT_OK) {
-            ok = may_read(&op, &in);
-            wf_inst_free(&in);
-        }
+    if (!ok && have_in) ok = may_read(&op, &in);
+    if (!ok && !cleared) rc = answer_fail(req, &op, wf_not_cleared(&op, "task", id, label));
+    if (ok && have_in && !(t.label = wf_task_keep(&t, label))) rc = ZT_ENOMEM;
+    if (have_in) wf_inst_free(&in);
+    if (rc == ZT_ENOMEM) {
+        wf_task_free(&t);
+        return rc;
     }
     if (!ok && !cleared) {
-        rc = answer_fail(req, &op, wf_not_cleared(&op, "task", id, t.label));
         wf_task_free(&t);
         return rc;
     }
@@ -1113,6 +1137,23 @@ static int end_svc(zt_req *req, const cJSON *args, cJSON **result, void *ud, boo
     return *result ? ZT_OK : ZT_ENOMEM;
 }
 
+static int svc_label(zt_req *req, const cJSON *args, cJSON **result, void *ud)
+{
+    wf_op op;
+    int rc = wf_op_begin(&op, ud, req);
+    if (rc != ZT_OK) return rc;
+    const char *id = arg_str(args, "instance"), *label = arg_str(args, "label"),
+               *reason = arg_str(args, "reason");
+    if (!id || !label || (reason && strlen(reason) > MAX_OPINION)) return ZT_EINVAL;
+    wf_inst in;
+    memset(&in, 0, sizeof in);
+    rc = wf_relabel(&op, id, label, reason, &in);
+    if (rc == ZT_OK) *result = wf_inst_json(ud, &in, false);
+    wf_inst_free(&in);
+    if (rc != ZT_OK) return svc_fail(req, "workflow.label", &op, rc);
+    return *result ? ZT_OK : ZT_ENOMEM;
+}
+
 static int svc_cancel(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
     return end_svc(req, args, result, ud, false);
@@ -1209,6 +1250,9 @@ int wf_api_init(wf *w)
          "Every step of an instance: who, when, what, opinion"},
         {"POST", "/workflow/instances/:id/withdraw", post_withdraw, w, ZT_ROLE_USER, 0,
          "Withdraw by the initiator while no task has been handled"},
+        {"POST", "/workflow/instances/:id/label", post_label, w, ZT_ROLE_USER, 0,
+         "Another security label {label, reason}: raised by a handler or a supervisor, "
+         "lowered by a supervisor"},
         {"GET", "/workflow/tasks", get_tasks, w, ZT_ROLE_USER, 0,
          "The caller's to-do list across plugins: overdue, nearest deadline, priority "
          "(?limit=&after=)"},
@@ -1241,6 +1285,7 @@ int wf_api_init(wf *w)
         {"workflow.resume", svc_resume},
         {"workflow.cancel", svc_cancel},
         {"workflow.withdraw", svc_withdraw},
+        {"workflow.label", svc_label},
         {"workflow.workdays_add", svc_workdays_add},
         {"workflow.workdays_between", svc_workdays_between},
     };

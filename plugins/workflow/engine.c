@@ -152,11 +152,14 @@ cJSON *wf_inst_json(wf *w, const wf_inst *in, bool with_data)
 
 /* ---- events ------------------------------------------------------------------------- */
 
-static int emit(wf_op *op, const char *topic, const wf_inst *in, const wf_task *t,
-                const char *actor)
+/* Emit topic about the instance (and task t, if any); extra's members (if any) are added. */
+static int emit_with(wf_op *op, const char *topic, const wf_inst *in, const wf_task *t,
+                     const char *actor, const cJSON *extra)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return sys_fail(op, ZT_ENOMEM, "event");
+    for (const cJSON *e = extra ? extra->child : NULL; e; e = e->next)
+        cJSON_AddItemToObject(o, e->string, cJSON_Duplicate(e, 1));
     cJSON_AddStringToObject(o, "instance", in->id);
     add_str(o, "definition", in->def);
     cJSON_AddNumberToObject(o, "version", in->version);
@@ -182,6 +185,12 @@ static int emit(wf_op *op, const char *topic, const wf_inst *in, const wf_task *
     int rc = zt_emit(op->req, topic, o);
     cJSON_Delete(o);
     return rc == ZT_OK ? ZT_OK : sys_fail(op, rc, topic);
+}
+
+static int emit(wf_op *op, const char *topic, const wf_inst *in, const wf_task *t,
+                const char *actor)
+{
+    return emit_with(op, topic, in, t, actor, NULL);
 }
 
 /* ---- Lua ---------------------------------------------------------------------------- */
@@ -1002,15 +1011,22 @@ done:
 
 /* ---- withdraw, cancel, pause -------------------------------------------------------- */
 
-int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,
-                int state, wf_inst *in)
+/* Instance inst_id into in, for a change (a write transaction). */
+static int load_to_change(wf_op *op, const char *inst_id, wf_inst *in)
 {
     int rc = need_write(op);
     if (rc != ZT_OK) return rc;
     rc = wf_inst_get(op->w, op->txn, inst_id, in);
     if (rc == ZT_ENOTFOUND)
         return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
-    if (rc != ZT_OK) return sys_fail(op, rc, "instance");
+    return rc == ZT_OK ? ZT_OK : sys_fail(op, rc, "instance");
+}
+
+int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,
+                int state, wf_inst *in)
+{
+    int rc = load_to_change(op, inst_id, in);
+    if (rc != ZT_OK) return rc;
     if (in->state != WF_I_RUNNING)
         return wf_fail(op, 409, "instance-ended", "instance %s is %s already", in->id,
                        inst_states[in->state]);
@@ -1031,15 +1047,87 @@ int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const ch
     return rc;
 }
 
+bool wf_is_supervisor(const zt_caller *c)
+{
+    return c && (zt_caller_has_role(c, "admin") || zt_caller_has_role(c, "workflow_supervisor") ||
+                 is_system(c));
+}
+
+/* The level of an instance's label: its place in auth.labels, 0 for none; a label the node
+ * no longer lists counts as above every listed one (only the system caller clears it). */
+static int level_of(wf *w, const char *label)
+{
+    if (!wf_nz(label)) return 0;
+    int l = zt_label_level(w->p, label);
+    return l >= 0 ? l : 1 << 20;
+}
+
+int wf_relabel(wf_op *op, const char *inst_id, const char *label, const char *reason, wf_inst *in)
+{
+    int rc = load_to_change(op, inst_id, in);
+    if (rc != ZT_OK) return rc;
+    const zt_caller *c = op->caller;
+    if (!wf_cleared(op->w, c, in->label)) return wf_not_cleared(op, "instance", in->id, in->label);
+    if (!label || zt_label_level(op->w->p, label) < 0)
+        return wf_fail(op, 422, "invalid-label",
+                       "label: '%.40s' is not one of the node's security labels (GET "
+                       "/auth/labels lists them)",
+                       label ? label : "");
+    if (!wf_cleared(op->w, c, label))
+        return wf_fail(op, 403, "label-not-cleared",
+                       "label: you are cleared for %s, not %s: you label only what you may read",
+                       c && c->clearance ? c->clearance : "none", label);
+    int from = level_of(op->w, in->label), to = level_of(op->w, label);
+    /* raised: by its initiator, whoever may act on one of its open tasks, or a supervisor;
+     * lowered: by a supervisor only */
+    bool may = wf_is_supervisor(c) || (to >= from && wf_is_initiator(c, in));
+    char tid[WF_ID + 1];
+    tid[WF_ID] = 0;
+    for (uint16_t i = 0; !may && to >= from && i < in->nopen; i++) {
+        wf_task t;
+        memcpy(tid, in->open[i], WF_ID);
+        if (wf_task_get(op->w, op->txn, tid, &t) != ZT_OK) continue;
+        may = wf_may_act(op, &t);
+        wf_task_free(&t);
+    }
+    if (!may)
+        return wf_fail(op, 403, "forbidden",
+                       to >= from ? "instance %s's label is raised by its initiator, whoever may "
+                                    "act on one of its open tasks, or a supervisor"
+                                  : "instance %s's label is lowered by a supervisor "
+                                    "(workflow_supervisor or admin) only",
+                       in->id);
+    if (from == to) return ZT_OK; /* so already: nothing to record */
+    const char *previous = wf_nz(in->label) ? in->label : NULL;
+    if (!(in->label = wf_inst_keep(in, label))) return sys_fail(op, ZT_ENOMEM, "instance");
+    for (uint16_t i = 0; i < in->nopen; i++) { /* the to-do list reads the tasks' copies */
+        wf_task t;
+        memcpy(tid, in->open[i], WF_ID);
+        if ((rc = wf_task_get(op->w, op->txn, tid, &t)) != ZT_OK) return sys_fail(op, rc, "task");
+        t.label = in->label;
+        rc = wf_task_put(op->w, op->txn, &t);
+        wf_task_free(&t);
+        if (rc != ZT_OK) return sys_fail(op, rc, "task");
+    }
+    wf_step s = {op->now, "label", NULL, op->actor, NULL, label, reason};
+    if ((rc = wf_hist_add(op->w, op->txn, in, &s)) != ZT_OK) return sys_fail(op, rc, "history");
+    if ((rc = wf_inst_put(op->w, op->txn, in)) != ZT_OK) return sys_fail(op, rc, "instance");
+    cJSON *extra = cJSON_CreateObject();
+    if (!extra || !(previous ? cJSON_AddStringToObject(extra, "previous", previous)
+                             : cJSON_AddNullToObject(extra, "previous"))) {
+        cJSON_Delete(extra);
+        return sys_fail(op, ZT_ENOMEM, "event");
+    }
+    rc = emit_with(op, "workflow.instance.labelled", in, NULL, op->actor, extra);
+    cJSON_Delete(extra);
+    return rc;
+}
+
 int wf_pause(wf_op *op, const char *inst_id, bool pause)
 {
     wf_inst in;
-    int rc = need_write(op);
+    int rc = load_to_change(op, inst_id, &in);
     if (rc != ZT_OK) return rc;
-    rc = wf_inst_get(op->w, op->txn, inst_id, &in);
-    if (rc == ZT_ENOTFOUND)
-        return wf_fail(op, 404, "not-found", "there is no instance %.40s", inst_id);
-    if (rc != ZT_OK) return sys_fail(op, rc, "instance");
     if (in.state != WF_I_RUNNING) {
         rc = wf_fail(op, 409, "instance-ended", "instance %s is %s already", in.id,
                      inst_states[in.state]);

@@ -264,6 +264,13 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
 int wf_withdraw(wf_op *op, const char *inst_id, bool by_initiator_only, const char *reason,
                 int state, wf_inst *out);
 int wf_pause(wf_op *op, const char *inst_id, bool pause);
+/* Give instance inst_id (and its open tasks) another security label: raised by a
+ * supervisor or a handler of one of its open tasks, lowered by a supervisor only; the
+ * caller must be cleared for both labels (the system caller may do either). A history step,
+ * and the event workflow.instance.labelled {instance, label, previous, actor, ...}. */
+int wf_relabel(wf_op *op, const char *inst_id, const char *label, const char *reason, wf_inst *out);
+/* An admin, a workflow_supervisor, or the system caller. */
+bool wf_is_supervisor(const zt_caller *c);
 /* A timer fired: ev->topic _workflow.remind or _workflow.due. */
 int wf_timer_fired(wf_op *op, const zt_event *ev);
 /* 1 if c started the instance (its login or its id). */

@@ -614,6 +614,29 @@ class Labelled(ApprovalTest):
         self.ok("POST", "/approval/applications/%s/review" % no, reviewer_hi, {"decision": "approve"})
         self.wait_state(no, "approved", self.citizen)
 
+    def test_an_application_follows_its_instance_labelled_again(self):
+        n = self.shared
+        item = {"name": "户外活动登记", "department": "zhzf", "legal_basis": "《测试条例》第二条",
+                "statutory_days": 20, "promised_days": 5, "workflow": "approval_simple",
+                "applicants": ["citizen"],
+                "materials": [{"name": "form", "title": "申请表", "formats": ["application/pdf"]}]}
+        self.ok("PUT", "/approval/items/OUTDOOR", n.auth, item, 201)
+        clerk = n.new_user("clerk_zhzf2", ["approval_clerk"], "zhzf")
+        sup_hi = n.new_user("supervisor_hi2", ["approval_supervisor", "workflow_supervisor"], "root",
+                            clearance="sensitive")
+        app = self.submitted("OUTDOOR", who=self.citizen, code=None, form={})
+        no = app["number"]
+        self.assertIsNone(app["label"])
+        self.assertEqual(self.app(no, clerk)["state"], "submitted")
+        st, d = self.call("POST", "/workflow/instances/%s/label" % app["instance"], sup_hi,
+                          {"label": "sensitive", "reason": "涉及他人隐私"})
+        self.assertEqual((st, d.get("label")), (200, "sensitive"), d)
+        wait_for("the application to follow its instance's label",
+                 lambda: self.app(no, self.citizen)["label"] == "sensitive")
+        self.assertEqual(self.call("GET", "/approval/applications/" + no, clerk)[0], 404)
+        self.assertIn(("supervisor_hi2", "labelled", "sensitive"),
+                      [(h["actor"], h["action"], h["note"]) for h in self.app(no, sup_hi)["history"]])
+
 class TimeLimits(ApprovalTest):
     """The clock moves here: these tests have a node of their own."""
 

@@ -1046,6 +1046,69 @@ class LabelTest(NodeTest):
                 st, h, b = n.request("POST", "/workflow/instances", body, u["starter"], auth=False)
                 self.assertIn(why, self.assertProblem(st, h, b, 422, "invalid-label")["detail"])
 
+    def test_an_instance_is_labelled_again(self):
+        n = self.label_node(spy=True, roles=("workflow_supervisor",))
+        u = {
+            "starter": n.new_user("starter", (), "d1"),
+            "clerk": n.new_user("clerk", ("clerk",), "d1"),
+            "cleared": n.new_user("cleared", ("clerk",), "d1", clearance="sensitive"),
+            "bystander": n.new_user("bystander", (), "d1", clearance="sensitive"),
+            "sup": n.new_user("sup", ("workflow_supervisor",), "d1"),
+            "sup_hi": n.new_user("sup_hi", ("workflow_supervisor",), "d1", clearance="sensitive"),
+        }
+
+        def as_(who, method, path, body=None):
+            return n.json(method, path, body, headers=u[who], auth=False)
+
+        def relabel(who, inst_id, label, want, kind=None, reason="涉及个人隐私"):
+            st, h, b = n.request("POST", "/workflow/instances/%s/label" % inst_id,
+                                 {"label": label, "reason": reason}, u[who], auth=False)
+            if want != 200:
+                return self.assertProblem(st, h, b, want, kind)
+            self.assertEqual(st, 200, b)
+            return json.loads(b)
+
+        todo = lambda who: [x["id"] for x in as_(who, "GET", "/workflow/tasks")[2]["items"]]
+        st, _, first = as_("starter", "POST", "/workflow/instances", {"definition": "plain"})
+        st, _, inst = as_("starter", "POST", "/workflow/instances", {"definition": "plain"})
+        self.assertEqual(st, 201, inst)
+        done_id, tid = first["tasks"][0]["id"], inst["tasks"][0]["id"]
+        self.assertEqual(as_("clerk", "POST", "/workflow/tasks/%s/complete" % done_id, {})[0], 200)
+        self.assertIn(tid, todo("clerk"))
+        # who may not: above their own clearance; not theirs to handle; a label not listed
+        p = relabel("sup", inst["id"], "sensitive", 403, "label-not-cleared")
+        self.assertIn("you are cleared for internal, not sensitive", p["detail"])
+        relabel("bystander", inst["id"], "sensitive", 403, "forbidden")
+        relabel("cleared", inst["id"], "secret", 422, "invalid-label")
+        # a handler cleared for it raises it: the task leaves the others' to-do lists
+        d = relabel("cleared", inst["id"], "sensitive", 200)
+        self.assertEqual(d["label"], "sensitive")
+        self.assertNotIn(tid, todo("clerk"))
+        self.assertIn(tid, todo("cleared"))
+        st, h, b = n.request("GET", "/workflow/tasks/" + tid, headers=u["clerk"], auth=False)
+        self.assertProblem(st, h, b, 403, "label-not-cleared")
+        self.assertEqual(as_("starter", "GET", "/workflow/instances/" + inst["id"])[2]["label"], "sensitive")
+        steps = as_("sup_hi", "GET", "/workflow/instances/%s/history" % inst["id"])[2]["items"]
+        self.assertIn(("label", "cleared", "sensitive", "涉及个人隐私"),
+                      [(x["action"], x.get("actor"), x.get("decision"), x.get("opinion")) for x in steps])
+        labelled = lambda: [(e["payload"]["instance"], e["payload"]["label"], e["payload"]["previous"],
+                             e["payload"]["actor"])
+                            for e in n.json("GET", "/wfspy/events", auth=False)[2]["items"]
+                            if e["topic"] == "workflow.instance.labelled"] or None
+        self.assertEqual(wait_for("the labelled event", labelled), [(inst["id"], "sensitive", None, "cleared")])
+        # lowered by a supervisor only
+        relabel("cleared", inst["id"], "internal", 403, "forbidden")
+        d = relabel("sup_hi", inst["id"], "public", 200)
+        self.assertEqual(d["label"], "public")
+        self.assertIn(tid, todo("clerk"))
+        # a closed task follows its instance's label, not the one it had when it closed
+        self.assertEqual(relabel("starter", first["id"], "internal", 200)["label"], "internal")  # its initiator
+        relabel("starter", first["id"], "public", 403, "forbidden")
+        relabel("sup_hi", first["id"], "sensitive", 200)
+        st, h, b = n.request("GET", "/workflow/tasks/" + done_id, headers=u["clerk"], auth=False)
+        self.assertProblem(st, h, b, 403, "label-not-cleared")
+        self.assertEqual(as_("sup_hi", "GET", "/workflow/tasks/" + done_id)[2]["label"], "sensitive")
+
     def test_paging_passes_over_what_the_caller_may_not_see(self):
         n = self.label_node()
         clerk = n.new_user("clerk", ("clerk",), "d1")

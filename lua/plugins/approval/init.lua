@@ -966,6 +966,19 @@ zt.on("workflow.*.completed", function(ev, ctx)
   end
 end)
 
+-- An application's workflow instance given another security label (a handler found it
+-- touches what not every clerk should read; a supervisor lowered it): the application
+-- follows, so that who sees it here is who sees its instance.
+zt.on("workflow.instance.labelled", function(ev)
+  if ev.source ~= "workflow" then return end
+  if type(ev.payload) ~= "table" or ev.payload.plugin ~= zt.plugin then return end
+  local app = app_of_event(ev)
+  if not app or app.instance ~= ev.payload.instance or not zt.valid.label(ev.payload.label) then return end
+  app.label = ev.payload.label
+  step(app, type(ev.payload.actor) == "string" and ev.payload.actor or "system", "labelled", app.label)
+  save(app)
+end)
+
 -- A draft untouched for draft_days is withdrawn and its materials deleted: drafts are
 -- bounded per applicant (max_drafts), and what was never handed in is not kept for ever.
 -- One touched since is looked at again draft_days after its last change.
