@@ -295,6 +295,7 @@ typedef struct zt_store_stats {
     uint64_t last_commit_us;
     uint64_t fs_free_bytes; /* free to this user on the data folder's filesystem (0: unknown) */
     uint64_t fs_size_bytes; /* the size of that filesystem */
+    uint64_t seals_failed;  /* values of sealed databases that failed their seal */
 } zt_store_stats;
 
 int zt__store_open(zt_store **out, const char *dir, size_t map_size, char *err, size_t errlen);
@@ -352,6 +353,16 @@ int zt__store_append(zt_txn *t, zt_db *db, const void *key, size_t klen, const v
                      size_t vlen);
 /* Drop the open batch and everything in it (no nested transaction may be open). */
 void zt__store_batch_abort(zt_store *s);
+/* The key that seals the values of sealed databases (derived from the master key): set
+ * before any database is opened sealed. */
+int zt__store_seal_key(zt_store *s, const unsigned char key[32]);
+/* Database plugin/name, plain or sealed (every value stored with a keyed BLAKE2b-128 over
+ * the database's name, its key and the value: a value changed, added or copied outside the
+ * node reads as ZT_EIO, logged and counted). The first sealed open seals what the database
+ * holds and marks it (_core/sealed); a sealed database is never opened plain (ZT_ESTATE).
+ * err says why on failure. */
+int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed, zt_db **out,
+                    char *err, size_t errlen);
 void zt__store_stats(zt_store *s, zt_store_stats *st);
 /* Hot, compacted copy of the environment in `dir` into the empty or new folder `dest`,
  * safe while a server runs on it. */

@@ -1176,13 +1176,34 @@ static int l_db_open(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     if (!lp->p->in_init) return luaL_error(L, "zt.db.open: only during init");
     if (strlen(name) > 64) return luaL_error(L, "zt.db.open: name '%s' is too long", name);
+    /* zt.db.open(name, { sealed = true }): every value sealed (zt_db_open_sealed) */
+    bool sealed = false;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_argexpected(L, lua_istable(L, 2), 2, "an options table ({ sealed = true })");
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (!k || strcmp(k, "sealed") != 0)
+                return luaL_error(L, "zt.db.open('%s'): unknown option %s (it takes: sealed)", name,
+                                  k ? k : luaL_typename(L, -2));
+            if (!lua_isboolean(L, -1))
+                return luaL_error(L, "zt.db.open('%s'): sealed must be true or false", name);
+            sealed = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+    }
     ldb *d = lua_newuserdatauv(L, sizeof *d, 0);
     d->db = NULL;
     strcpy(d->name, name);
     set_meta(L, &K_DB);
-    int rc = zt_db_open(lp->p, name, &d->db);
+    int rc = sealed ? zt_db_open_sealed(lp->p, name, &d->db) : zt_db_open(lp->p, name, &d->db);
     if (rc == ZT_EINVAL)
         return luaL_error(L, "zt.db.open('%s'): a name is 1 to 64 of A-Z a-z 0-9 _ . -", name);
+    if (rc == ZT_ESTATE && !sealed)
+        return luaL_error(L,
+                          "zt.db.open('%s'): the database is sealed (its records carry seals): "
+                          "open it with zt.db.open('%s', { sealed = true })",
+                          name, name);
     if (rc) return luaL_error(L, "zt.db.open('%s'): %s", name, zt_strerror(rc));
     return 1;
 }

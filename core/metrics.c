@@ -162,12 +162,17 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
                    "# HELP zt_batch_wait_timeouts_total Of those, the ones that waited the whole "
                    "commit_wait.\n"
                    "# TYPE zt_batch_wait_timeouts_total counter\n"
-                   "zt_batch_wait_timeouts_total %llu\n",
+                   "zt_batch_wait_timeouts_total %llu\n"
+                   "# HELP zt_store_seals_failed_total Records of sealed databases that failed "
+                   "their seal when read (changed outside the node).\n"
+                   "# TYPE zt_store_seals_failed_total counter\n"
+                   "zt_store_seals_failed_total %llu\n",
                    (unsigned long long)st.commits, (unsigned long long)st.commit_errors,
                    (unsigned long long)st.nested, (unsigned long long)st.map_size,
                    (unsigned long long)st.used_bytes, (unsigned long long)st.fs_free_bytes,
                    (unsigned long long)st.fs_size_bytes, (double)st.last_commit_us / 1e6,
-                   (unsigned long long)srv->bw.waited, (unsigned long long)srv->bw.timed_out);
+                   (unsigned long long)srv->bw.waited, (unsigned long long)srv->bw.timed_out,
+                   (unsigned long long)st.seals_failed);
 
     zt__buf_puts(out, "# HELP zt_lua_memory_bytes Memory held by each Lua plugin's state.\n"
                       "# TYPE zt_lua_memory_bytes gauge\n");

@@ -481,6 +481,14 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
         key_file = scratch_key;
     }
     if ((rc = open_master_key(srv, key_file, err, errlen)) != ZT_OK) return rc;
+    unsigned char dbkey[32]; /* seals the values of sealed databases (zt_db_open_sealed) */
+    rc = zt__keys_derive(srv->keys, "ztdbseal", 1, dbkey, sizeof dbkey);
+    if (rc == ZT_OK) rc = zt__store_seal_key(srv->store, dbkey);
+    sodium_memzero(dbkey, sizeof dbkey);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot derive the key that seals databases: %s", zt_strerror(rc));
+        return rc;
+    }
     if ((rc = zt__seals_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__audit_routes(srv, err, errlen)) != ZT_OK) return rc;

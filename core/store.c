@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <lmdb.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,13 +38,18 @@ enum txn_kind { TXN_READ = 1, TXN_BATCH_READ, TXN_WRITE };
 
 struct zt_db {
     MDB_dbi dbi;
-    char *name; /* "<plugin>/<name>" */
+    char *name;        /* "<plugin>/<name>" */
+    bool sealed;       /* every value ends with its seal (DB_SEAL bytes): zt__store_db_sealed */
+    int64_t warned_at; /* when a value failing its seal was last logged (ms) */
     struct zt_db *next;
 };
+
+#define DB_SEAL 16 /* a keyed BLAKE2b-128 over the database's name, the key and the value */
 
 struct zt_cursor {
     MDB_cursor *mc;
     zt_txn *txn;
+    zt_db *db;
     struct zt_cursor *prev, *next;
     bool deleted; /* the key under it was deleted by zt_cursor_del: no current key */
 };
@@ -77,6 +83,8 @@ struct zt_store {
     MDB_txn *batch;
     zt_txn child; /* the one nested transaction of the batch (WRITE or BATCH_READ) */
     uint64_t commits, commit_errors, nested, last_commit_us;
+    unsigned char *seal_key; /* sodium_malloc'd (zt__store_seal_key); NULL: none yet */
+    uint64_t seals_failed;   /* values of sealed databases that failed their seal */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -439,6 +447,7 @@ void zt__store_close(zt_store *s)
         free(d);
     }
     mdb_env_close(s->env);
+    if (s->seal_key) sodium_free(s->seal_key);
     free(s->dir);
     free(s);
 }
@@ -488,12 +497,177 @@ int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
     return ZT_OK;
 }
 
-int zt_db_open(zt_plugin *p, const char *name, zt_db **out)
+static int db_open(zt_plugin *p, const char *name, bool sealed, zt_db **out)
 {
     if (!p || !name || !out) return ZT_EINVAL;
     *out = NULL;
     if (!p->in_init || !p->srv || !p->srv->store) return ZT_ESTATE;
-    return zt__store_db(p->srv->store, p->name, name, out);
+    char err[300] = "";
+    int rc = zt__store_db_as(p->srv->store, p->name, name, sealed, out, err, sizeof err);
+    if (rc != ZT_OK && rc != ZT_EINVAL) zt_log(p, ZT_LOG_ERROR, "%s", err);
+    return rc;
+}
+
+int zt_db_open(zt_plugin *p, const char *name, zt_db **out)
+{
+    return db_open(p, name, false, out);
+}
+
+int zt_db_open_sealed(zt_plugin *p, const char *name, zt_db **out)
+{
+    return db_open(p, name, true, out);
+}
+
+/* ---- sealed databases (数据完整性 of business data) ------------------------------------- */
+
+int zt__store_seal_key(zt_store *s, const unsigned char key[32])
+{
+    if (!s->seal_key && !(s->seal_key = sodium_malloc(32))) return ZT_ENOMEM;
+    sodium_mprotect_readwrite(s->seal_key);
+    memcpy(s->seal_key, key, 32);
+    sodium_mprotect_readonly(s->seal_key);
+    return ZT_OK;
+}
+
+/* The seal of value v under key k in database d: the name, the key and the value, each
+ * delimited, so that no record of one database or key holds under another. */
+static void seal_of(const zt_store *s, const zt_db *d, const void *k, size_t klen, const void *v,
+                    size_t vlen, unsigned char out[DB_SEAL])
+{
+    crypto_generichash_state st;
+    size_t n = strlen(d->name);
+    unsigned char len[2] = {(unsigned char)n, 0};
+    crypto_generichash_init(&st, s->seal_key, 32, DB_SEAL);
+    crypto_generichash_update(&st, len, 1);
+    crypto_generichash_update(&st, (const unsigned char *)d->name, n);
+    len[0] = (unsigned char)(klen >> 8), len[1] = (unsigned char)klen; /* keys: < 512 bytes */
+    crypto_generichash_update(&st, len, 2);
+    crypto_generichash_update(&st, k, klen);
+    crypto_generichash_update(&st, v, vlen);
+    crypto_generichash_final(&st, out, DB_SEAL);
+}
+
+/* A value read from database d: in a sealed one its seal is checked and cut off. ZT_EIO
+ * when it does not hold (a value changed, added or copied outside the node): counted, and
+ * logged once a minute per database, naming its key. */
+static int unseal(zt_store *s, zt_db *d, const MDB_val *k, MDB_val *v)
+{
+    if (!d->sealed) return ZT_OK;
+    unsigned char mac[DB_SEAL];
+    if (v->mv_size >= DB_SEAL) {
+        size_t n = v->mv_size - DB_SEAL;
+        seal_of(s, d, k->mv_data, k->mv_size, v->mv_data, n, mac);
+        if (sodium_memcmp(mac, (const unsigned char *)v->mv_data + n, DB_SEAL) == 0) {
+            v->mv_size = n;
+            return ZT_OK;
+        }
+    }
+    s->seals_failed++;
+    int64_t now = zt_now_ms();
+    if (now - d->warned_at >= 60000 || !d->warned_at) {
+        d->warned_at = now;
+        char key[2 * 32 + 1] = "";
+        const unsigned char *kb = k->mv_data;
+        bool text = k->mv_size <= 64;
+        for (size_t i = 0; text && i < k->mv_size; i++) text = kb[i] >= 0x21 && kb[i] < 0x7f;
+        if (text)
+            snprintf(key, sizeof key, "%.*s", (int)k->mv_size, (const char *)kb);
+        else
+            for (size_t i = 0; i < k->mv_size && i < 32; i++)
+                snprintf(key + 2 * i, 3, "%02x", kb[i]);
+        zt__log(ZT_LOG_ERROR, NULL, NULL,
+                "storage: the record %s%s of %s fails its seal: it was changed outside "
+                "Zhengtong, and is not read (zt_store_seals_failed_total counts them)",
+                text ? "" : "with key 0x", key, d->name);
+    }
+    return ZT_EIO;
+}
+
+/* The marker that database d is sealed, in _core/sealed: 1 there, 0 not, else a ZT_E*. */
+static int sealed_marked(MDB_txn *txn, MDB_dbi marks, const zt_db *d)
+{
+    MDB_val k = {strlen(d->name), d->name}, v;
+    int mrc = mdb_get(txn, marks, &k, &v);
+    return mrc == 0 ? 1 : mrc == MDB_NOTFOUND ? 0 : zt__store_errno(mrc);
+}
+
+/* Seal every value d holds (a database first opened sealed, written before unsealed) and
+ * mark it, in one transaction. */
+static int seal_all(zt_store *s, MDB_txn *txn, MDB_dbi marks, zt_db *d, size_t *count)
+{
+    MDB_cursor *mc;
+    int mrc = mdb_cursor_open(txn, d->dbi, &mc);
+    MDB_val k, v;
+    *count = 0;
+    unsigned char kb[512];
+    for (int g = mrc ? mrc : mdb_cursor_get(mc, &k, &v, MDB_FIRST); mrc == 0 && g == 0;
+         g = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        /* the key and the value point into a page the write may move: copied first, the
+         * value written with mdb_put, the cursor set on the key again */
+        unsigned char *b = k.mv_size <= sizeof kb ? malloc(v.mv_size + DB_SEAL) : NULL;
+        if (!b) {
+            mrc = ENOMEM;
+            break;
+        }
+        memcpy(kb, k.mv_data, k.mv_size);
+        memcpy(b, v.mv_data, v.mv_size);
+        seal_of(s, d, kb, k.mv_size, b, v.mv_size, b + v.mv_size);
+        MDB_val key = {k.mv_size, kb}, nv = {v.mv_size + DB_SEAL, b};
+        mrc = mdb_put(txn, d->dbi, &key, &nv, 0);
+        free(b);
+        if (!mrc) mrc = mdb_cursor_get(mc, &key, &v, MDB_SET);
+        ++*count;
+    }
+    if (!mrc) mdb_cursor_close(mc);
+    MDB_val mk = {strlen(d->name), d->name}, mv = {1, "1"};
+    if (!mrc) mrc = mdb_put(txn, marks, &mk, &mv, 0);
+    return zt__store_errno(mrc);
+}
+
+int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed, zt_db **out,
+                    char *err, size_t errlen)
+{
+    zt_db *d, *marks;
+    int rc = zt__store_db(s, plugin, name, &d);
+    if (rc == ZT_OK) rc = zt__store_db(s, "_core", "sealed", &marks);
+    if (rc != ZT_OK) {
+        seterr(err, errlen, "cannot open database %s/%s: %s", plugin, name, zt_strerror(rc));
+        return rc;
+    }
+    if (sealed && !s->seal_key) {
+        seterr(err, errlen, "database %s: no key to seal it with", d->name);
+        return ZT_ESTATE;
+    }
+    MDB_txn *txn; /* a plain open only reads the mark: no write lock */
+    int mrc = mdb_txn_begin(s->env, NULL, sealed ? 0 : MDB_RDONLY, &txn);
+    if (mrc) return zt__store_errno(mrc);
+    int marked = sealed_marked(txn, marks->dbi, d);
+    size_t count = 0;
+    rc = marked < 0 ? marked : ZT_OK;
+    if (rc == ZT_OK && !sealed && (marked || d->sealed)) {
+        seterr(err, errlen,
+               "database %s is sealed (its records carry seals): open it sealed "
+               "(zt_db_open_sealed; in Lua zt.db.open(name, { sealed = true }))",
+               d->name);
+        rc = ZT_ESTATE;
+    }
+    if (rc == ZT_OK && sealed && !marked) rc = seal_all(s, txn, marks->dbi, d, &count);
+    if (rc == ZT_OK && sealed && !marked) {
+        mrc = mdb_txn_commit(txn);
+        rc = zt__store_errno(mrc);
+        if (rc == ZT_OK && count)
+            zt__log(ZT_LOG_INFO, NULL, NULL,
+                    "storage: database %s is sealed from now on: its %zu record(s) were sealed "
+                    "as they stood",
+                    d->name, count);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    if (rc == ZT_OK && sealed) d->sealed = true;
+    if (rc != ZT_OK && !(err && *err))
+        seterr(err, errlen, "database %s: %s", d->name, zt_strerror(rc));
+    *out = rc == ZT_OK ? d : NULL;
+    return rc;
 }
 
 /* ---- transactions ----------------------------------------------------------------- */
@@ -751,6 +925,7 @@ void zt__store_stats(zt_store *s, zt_store_stats *st)
     st->commit_errors = s->commit_errors;
     st->nested = s->nested;
     st->last_commit_us = s->last_commit_us;
+    st->seals_failed = s->seals_failed;
     MDB_envinfo info;
     MDB_stat ms;
     if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &ms) == 0) {
@@ -800,6 +975,7 @@ int zt_get(zt_txn *txn, zt_db *db, const void *key, size_t klen, const void **va
     MDB_val k = {klen, (void *)key}, v;
     int mrc = mdb_get(txn->txn, db->dbi, &k, &v);
     if (mrc) return txn_fail(txn, mrc);
+    if ((rc = unseal(txn->s, db, &k, &v)) != ZT_OK) return rc;
     if (val) *val = v.mv_data;
     if (vlen) *vlen = v.mv_size;
     return ZT_OK;
@@ -813,9 +989,20 @@ static int put_flags(zt_txn *txn, zt_db *db, const void *key, size_t klen, const
     int rc = check_key(txn, key, klen);
     if (rc) return rc;
     if (!val && vlen) return ZT_EINVAL;
-    if (vlen > UINT32_MAX) return ZT_ETOOBIG; /* LMDB stores a value's size in 32 bits */
+    if (vlen > UINT32_MAX - DB_SEAL) return ZT_ETOOBIG; /* LMDB keeps a size in 32 bits */
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)(val ? val : "")};
+    /* a sealed database's value is stored with its seal after it: built apart, as val may
+     * point into the store (a value read in this transaction), which a reserve could move */
+    unsigned char small[1024], *sealed = NULL;
+    if (db->sealed) {
+        sealed = vlen + DB_SEAL <= sizeof small ? small : malloc(vlen + DB_SEAL);
+        if (!sealed) return ZT_ENOMEM;
+        if (vlen) memcpy(sealed, val, vlen);
+        seal_of(txn->s, db, key, klen, v.mv_data, vlen, sealed + vlen);
+        v = (MDB_val){vlen + DB_SEAL, sealed};
+    }
     int mrc = mdb_put(txn->txn, db->dbi, &k, &v, flags);
+    if (sealed && sealed != small) free(sealed);
     if (mrc) return txn_fail(txn, mrc);
     txn->writes++;
     return ZT_OK;
@@ -861,6 +1048,7 @@ int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out)
         return zt__store_errno(mrc);
     }
     c->txn = txn;
+    c->db = db;
     c->next = txn->cursors;
     if (txn->cursors) txn->cursors->prev = c;
     txn->cursors = c;
@@ -913,6 +1101,8 @@ int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *ou
     if (op != ZT_CURRENT) c->deleted = false;
     if (mrc == EINVAL && op == ZT_CURRENT) return ZT_ENOTFOUND; /* never positioned */
     if (mrc) return txn_fail(t, mrc);
+    int rc = unseal(t->s, c->db, &k, &v); /* the cursor stays on it: ZT_NEXT goes past */
+    if (rc != ZT_OK) return rc;
     if (out) {
         out->key = k.mv_data;
         out->klen = k.mv_size;

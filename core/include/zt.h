@@ -281,8 +281,19 @@ typedef struct zt_txn zt_txn;
 typedef struct zt_cursor zt_cursor;
 
 /* Open (creating if needed) the plugin's database `name` (1..64 of [A-Za-z0-9_.-]).
- * During init only. The handle is valid until the node stops; do not free it. */
+ * During init only. The handle is valid until the node stops; do not free it.
+ * ZT_ESTATE for a database that is sealed (the log says so). */
 int zt_db_open(zt_plugin *p, const char *name, zt_db **out);
+/* The same, sealed (数据完整性 of important business data, GB/T 22239): every value is
+ * stored with a keyed BLAKE2b-128 (a key derived from the master key) over the database's
+ * name, its key and the value, and checked on every read: a value changed, added or copied
+ * to another key outside the node (LMDB tools, a doctored backup) reads as ZT_EIO, from
+ * zt_get and zt_cursor_seek (the cursor stands on it: ZT_NEXT goes on past it), is logged
+ * once a minute per database naming its key, and counted (zt_store_seals_failed_total).
+ * Reads and writes are otherwise the same (the seal is 16 bytes more on disk; a read or
+ * write hashes the value). The first sealed open seals what the database holds, as it
+ * stands, and marks it: from then on it is only opened sealed (zt_db_open: ZT_ESTATE). */
+int zt_db_open_sealed(zt_plugin *p, const char *name, zt_db **out);
 
 /* The request's transaction (see above), begun on first use. NULL only on storage
  * failure (then respond 503). Ends with the request; never end it yourself. */

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from ztnode import HOST, IO_TIMEOUT, NodeTest, edit_db, run, scrape
+from ztnode import HOST, IO_TIMEOUT, NodeTest, edit_db, lua_manifest, lua_tree_with, run, scrape
 
 WRITERS = 4  # client connections writing at once (so that batches hold several writes)
 TARGET_ACKS = 300  # kill -9 once this many writes were acknowledged
@@ -188,6 +188,94 @@ class DataFormat(NodeTest):
         edit_db(self, n, "_core/store", read)  # and it noted its own version
         self.assertEqual(seen, {b"format": b"1", b"version": version.encode()})
 
+
+
+VAULT = """
+local cases = zt.db.open("cases"%s)
+zt.route("PUT", "/vault/:id", { role = "user" }, function(req)
+  cases:put(req.params.id, req:json())
+  return 204
+end)
+zt.route("GET", "/vault/:id", { role = "user" }, function(req)
+  local v = cases:get(req.params.id)
+  if v == nil then zt.problem(404, "not-found", "no case " .. req.params.id) end
+  return 200, v
+end)
+zt.route("GET", "/vault", { role = "user" }, function(req)
+  local ids = {}
+  local ok, err = pcall(function()
+    for id in cases:iter{} do ids[#ids + 1] = id end
+  end)
+  return 200, { ids = ids, error = not ok and tostring(err) or nil }
+end)
+"""
+
+
+class SealedDatabases(NodeTest):
+    """数据完整性 of business data: a plugin's database opened sealed keeps a keyed seal
+    with every value; what is changed, added or moved behind the node's back is not read."""
+
+    def vault(self, sealed):
+        lua_dir = lua_tree_with(os.path.join(self.root, "lua"),
+                                {"vault": (lua_manifest(), VAULT % (", { sealed = true }" if sealed else ""))})
+        return lua_dir
+
+    def test_what_is_changed_outside_is_not_read(self):
+        self.root = tempfile.mkdtemp(prefix="zt-sealed-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        # written unsealed first: a plugin's older version
+        n = self.node(plugins=("vault",), lua_dir=self.vault(False))
+        for i, who in enumerate(("张三", "李四", "王五")):
+            self.assertEqual(n.request("PUT", "/vault/c%d" % i, {"name": who, "amount": i})[0], 204)
+        for i in range(300):  # pages enough that sealing them all moves records between pages
+            self.assertEqual(n.request("PUT", "/vault/d%03d" % i, {"n": i, "pad": "x" * (i % 97)},
+                                       keep=True)[0], 204)
+        n.stop()
+        # the new version opens it sealed: what it holds is sealed once, as it stands
+        shutil.rmtree(os.path.join(self.root, "lua"))
+        self.vault(True)
+        n.start()
+        self.assertIn("storage: database vault/cases is sealed from now on: its 303 record(s) were sealed",
+                      n.log())
+        self.assertEqual(n.json("GET", "/vault/c1")[2], {"name": "李四", "amount": 1})
+        ids = n.json("GET", "/vault")[2]
+        self.assertEqual(ids["ids"], ["c0", "c1", "c2"] + ["d%03d" % i for i in range(300)], ids)
+        self.assertEqual(n.json("GET", "/vault/d250")[2], {"n": 250, "pad": "x" * (250 % 97)})
+        self.assertEqual(n.request("PUT", "/vault/c3", {"name": "赵六", "amount": 3})[0], 204)
+        n.stop()
+        raw = {}
+        edit_db(self, n, "vault/cases", lambda txn, db: raw.update(txn.cursor(db=db)))
+        self.assertEqual(len(raw), 304)
+        self.assertTrue(all(v[:-16].startswith(b"j{") and v[:-16].endswith(b"}") for v in raw.values()))
+
+        def tamper(txn, db):
+            v = bytearray(txn.get(b"c1", db=db))
+            v[v.index("李".encode())] ^= 1  # one byte of the name
+            txn.put(b"c1", bytes(v), db=db)
+            txn.put(b"c9", txn.get(b"c2", db=db), db=db)  # a record copied under another key
+            txn.put(b"c0", txn.get(b"c0", db=db)[:-16], db=db)  # its seal cut off
+        edit_db(self, n, "vault/cases", tamper)
+        n.start()
+        for key in ("c1", "c9", "c0"):
+            with self.subTest(key=key):
+                st, h, b = n.request("GET", "/vault/" + key)
+                self.assertEqual(st, 500, b)  # not read: the handler fails, nothing is served
+        self.assertEqual(n.json("GET", "/vault/c2")[2], {"name": "王五", "amount": 2})  # the rest hold
+        self.assertEqual(n.json("GET", "/vault/c3")[2], {"name": "赵六", "amount": 3})
+        listing = n.json("GET", "/vault")[2]
+        self.assertIn("error", listing)  # a scan stops at the first that fails
+        self.assertIn("storage: the record c1 of vault/cases fails its seal", n.log())  # once a minute
+        self.assertGreaterEqual(scrape(n).get("zt_store_seals_failed_total"), 3)
+        # rewritten by the node, a record holds again
+        self.assertEqual(n.request("PUT", "/vault/c1", {"name": "李四", "amount": 1})[0], 204)
+        self.assertEqual(n.json("GET", "/vault/c1")[2]["name"], "李四")
+        n.stop()
+        # and a sealed database is never opened plain again (its values carry seals)
+        shutil.rmtree(os.path.join(self.root, "lua"))
+        self.vault(False)
+        with self.assertRaises(AssertionError) as cm:
+            n.start()
+        self.assertIn("open it with zt.db.open('cases', { sealed = true })", str(cm.exception) + n.log())
 
 class GroupCommit(NodeTest):
     def test_concurrent_writes_share_commits(self):
