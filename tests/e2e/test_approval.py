@@ -7,7 +7,7 @@ import time
 import unittest
 
 from workcal import DAY, HOUR, add_work_ms, beijing_date, day_start, work_between
-from ztnode import NodeTest, credit_code, lua_tree_with, wait_for
+from ztnode import NodeTest, credit_code, edit_db, lua_tree_with, scrape, wait_for
 
 TEST_CLOCK = {"ZT_TEST_CLOCK": "1"}
 AUTH = {"password_ops": 1, "password_memory": 8192, "session_ttl": 366 * 86400,
@@ -636,6 +636,38 @@ class Labelled(ApprovalTest):
         self.assertEqual(self.call("GET", "/approval/applications/" + no, clerk)[0], 404)
         self.assertIn(("supervisor_hi2", "labelled", "sensitive"),
                       [(h["actor"], h["action"], h["note"]) for h in self.app(no, sup_hi)["history"]])
+
+
+class Integrity(ApprovalTest):
+    """数据完整性: an application changed behind the node's back (its record is sealed), or a
+    material file swapped, is not served."""
+
+    def test_a_record_or_a_file_changed_outside_is_not_served(self):
+        n = self.shared
+        app = self.submitted()
+        no = app["number"]
+        other = self.submitted()["number"]
+        n.stop()
+
+        def tamper(txn, open_db):
+            apps, files = open_db("approval/applications"), open_db("approval/materials")
+            v = bytearray(txn.get(no.encode(), db=apps))
+            i = v.index(b'"submitted"')
+            v[i + 1:i + 10] = b"approved\""  # its state, same length
+            txn.put(no.encode(), bytes(v), db=apps)
+            key = (other + "/application").encode()
+            txn.put(key, txn.get(key, db=files) + b" and a page added", db=files)
+
+        edit_db(self, n, None, tamper)
+        n.start()
+        st, body = self.call("GET", "/approval/applications/" + no, self.ent)
+        self.assertEqual(st, 500, body)
+        self.assertIn("storage: the record %s of approval/applications fails its seal" % no, n.log())
+        self.assertEqual(scrape(n).get("zt_store_seals_failed_total"), 1)
+        st, body = self.call("GET", "/approval/applications/%s/materials/application" % other, self.ent)
+        self.assertEqual((st, body.get("type")), (500, "/problems/material-damaged"), body)
+        self.assertIn("application %s: material application does not match its digest" % other, n.log())
+        self.assertEqual(self.app(other)["state"], "submitted")  # the rest holds
 
 class TimeLimits(ApprovalTest):
     """The clock moves here: these tests have a node of their own."""

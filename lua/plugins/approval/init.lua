@@ -32,8 +32,10 @@ if not pcall(zt.role, cfg.head_role, "Head of a department: overdue applications
 end
 
 -- ---- storage ----------------------------------------------------------------------
-local items_db = zt.db.open("items")            -- code → item managed over HTTP
-local apps = zt.db.open("applications")         -- number → application (numbers sort by date)
+-- The catalogue and the applications are sealed (数据完整性): a time limit, a state or a
+-- decision changed behind the node's back is not read.
+local items_db = zt.db.open("items", { sealed = true })        -- code → item managed over HTTP
+local apps = zt.db.open("applications", { sealed = true })     -- number → application (numbers sort by date)
 local by_applicant = zt.db.open("by_applicant") -- applicant id .. "/" .. number → true
 local files = zt.db.open("materials")           -- number .. "/" .. material name → the file's bytes
 local query_codes = zt.db.open("query_codes")   -- number → the query code, encrypted
@@ -560,6 +562,13 @@ zt.route("GET", "/approval/applications/:no/materials/:name", { role = "user", s
     local meta = app.materials[req.params.name]
     local body = meta and files:get(app.number .. "/" .. meta.name)
     if not body then problem(404, "not-found", "application " .. app.number .. " has no material " .. req.params.name) end
+    -- the file is what was uploaded: its digest is kept in the (sealed) application
+    if meta.digest and zt.crypto.hex(zt.crypto.hash(body)) ~= meta.digest then
+      zt.log.error("application %s: material %s does not match its digest: changed outside the node",
+                   app.number, meta.name)
+      problem(500, "material-damaged", "material " .. meta.name .. " of application " .. app.number
+        .. " is not the file that was uploaded; the service desk has been told (the log)")
+    end
     -- what an applicant uploaded is a file to save, never a page to open in the clerk's
     -- browser: no sniffing, no inline rendering, no scripts
     return 200, body, { ["Content-Type"] = meta.content_type, ["X-Content-Type-Options"] = "nosniff",
