@@ -25,6 +25,11 @@ static const zt_option options[] = {
      .type = ZT_OPT_INT,
      .def = "200",
      .description = "the largest ?limit= of the to-do list"},
+    {.name = "sealed",
+     .type = ZT_OPT_BOOL,
+     .def = "false",
+     .description = "keep instances, tasks and history in sealed databases (数据完整性: a "
+                    "record changed outside the node is not read); once on, it stays on"},
     {0},
 };
 
@@ -83,19 +88,34 @@ static int init(zt_plugin *p)
         goto fail;
     }
     if ((rc = calendar(w)) != ZT_OK) goto fail;
+    /* sealed: what the instances are and decided, and the recorded sources of the versions
+     * they run; the to-do index is not (an entry only points at a task, which is read,
+     * sealed, before anything is shown or done) */
+    bool sealed = zt_opt_bool(p, "sealed");
     const struct {
         const char *name;
         zt_db **db;
-    } dbs[] = {{"definitions", &w->defs},
-               {"instances", &w->inst},
-               {"tasks", &w->task},
-               {"todo", &w->todo},
-               {"history", &w->hist}};
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
-        if ((rc = zt_db_open(p, dbs[i].name, dbs[i].db)) != ZT_OK) {
+        bool sealed;
+    } dbs[] = {{"definitions", &w->defs, sealed},
+               {"instances", &w->inst, sealed},
+               {"tasks", &w->task, sealed},
+               {"todo", &w->todo, false},
+               {"history", &w->hist, sealed}};
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        rc = dbs[i].sealed ? zt_db_open_sealed(p, dbs[i].name, dbs[i].db)
+                           : zt_db_open(p, dbs[i].name, dbs[i].db);
+        if (rc == ZT_ESTATE && !dbs[i].sealed) {
+            rc = zt_option_fail(p, "sealed",
+                                "is false, but database %s was sealed when it was true: "
+                                "sealed stays true once it has been",
+                                dbs[i].name);
+            goto fail;
+        }
+        if (rc != ZT_OK) {
             zt_log(p, ZT_LOG_ERROR, "cannot open database %s: %s", dbs[i].name, zt_strerror(rc));
             goto fail;
         }
+    }
     if ((rc = zt_lua_new(p, &w->L)) != ZT_OK) {
         zt_log(p, ZT_LOG_ERROR, "cannot make its Lua state: %s", zt_strerror(rc));
         goto fail;

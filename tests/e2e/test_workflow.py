@@ -1158,6 +1158,58 @@ class LabelTest(NodeTest):
         self.assertEqual(st, 200, d)
 
 
+
+class SealedTest(NodeTest):
+    """workflow = { sealed = true }: instances, tasks, history and recorded definitions in
+    sealed databases; a record changed behind the node's back is not read."""
+
+    def test_a_changed_instance_is_not_read(self):
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="zt-wf-")
+        self.addCleanup(__import__("shutil").rmtree, base, True)
+        lua_dir = make_lua_dir(base, LABEL_DEFS, spy=False)
+        # written unsealed, then sealed at the start that turns the option on
+        n = self.node(plugins=("workflow",), lua_dir=lua_dir, auth=AUTH)
+        n.json("POST", "/admin/departments", {"code": "d1", "name": "d1", "parent": "root"})
+        clerk = n.new_user("clerk", ("clerk",), "d1")
+        first = n.json("POST", "/workflow/instances", {"definition": "plain"}, headers=clerk, auth=False)[2]
+        n.stop()
+        n._conf_text += "workflow = { sealed = true }\n"
+        n._write_conf()
+        n.start()
+        for db in ("definitions", "instances", "tasks", "history"):
+            self.assertIn("storage: database workflow/%s is sealed from now on" % db, n.log())
+        self.assertEqual(n.json("GET", "/workflow/instances/" + first["id"], headers=clerk, auth=False)[0], 200)
+        st, _, second = n.json("POST", "/workflow/instances", {"definition": "plain"}, headers=clerk, auth=False)
+        self.assertEqual(st, 201, second)
+        self.assertEqual(n.json("POST", "/workflow/tasks/%s/complete" % second["tasks"][0]["id"], {},
+                                headers=clerk, auth=False)[0], 200)
+        n.stop()
+
+        def tamper(txn, open_db):  # a task given to someone else, behind the node's back
+            db = open_db("workflow/tasks")
+            key = first["tasks"][0]["id"].encode()
+            v = txn.get(key, db=db)
+            txn.put(key, v.replace(b"clerk", b"boss!", 1), db=db)
+
+        edit_db(self, n, None, tamper)
+        n.start()
+        st, h, b = n.request("GET", "/workflow/tasks/" + first["tasks"][0]["id"], headers=clerk, auth=False)
+        self.assertEqual(st, 503, b)  # a storage failure, as the core answers one: nothing served
+        self.assertIn("input/output error", json.loads(b)["detail"])
+        self.assertIn("of workflow/tasks fails its seal", n.log())
+        self.assertEqual(n.json("GET", "/workflow/instances/" + second["id"], headers=clerk, auth=False)[2]["state"],
+                         "completed")
+        # once on, it stays on
+        n.stop()
+        n._conf_text = n._conf_text.replace("workflow = { sealed = true }", "workflow = { sealed = false }")
+        n._write_conf()
+        with self.assertRaises(AssertionError) as cm:
+            n.start()
+        self.assertIn("workflow.sealed: is false, but database definitions was sealed when it was true",
+                      str(cm.exception) + n.log())
+
 class BadLabelTest(NodeTest):
     def test_a_label_the_node_does_not_list_is_refused(self):
         import tempfile
