@@ -39,7 +39,7 @@ enum txn_kind { TXN_READ = 1, TXN_BATCH_READ, TXN_WRITE };
 struct zt_db {
     MDB_dbi dbi;
     char *name;        /* "<plugin>/<name>" */
-    bool sealed;       /* every value ends with its seal (DB_SEAL bytes): zt__store_db_sealed */
+    bool sealed;       /* every value ends with its seal (DB_SEAL bytes): zt__store_db_as */
     int64_t warned_at; /* when a value failing its seal was last logged (ms) */
     struct zt_db *next;
 };
