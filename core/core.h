@@ -507,6 +507,14 @@ void zt__plugins_free(zt_server *srv);
  * them in *n (0 before): on ZT_ENOMEM, what was copied is there to free as the rest. */
 int zt__dup_names(const char *const *names, char ***out, size_t *n);
 
+/* ---- code.c -------------------------------------------------------------------- */
+
+/* What code the node runs (after zt__plugins_load): the digests of the binary, the config,
+ * each plugin and the workflow definitions in _core/code; what changed since the last
+ * start is one audit record ("code changed: …") and a log line (not under check_only);
+ * declares GET /admin/code (auditor). */
+int zt__code_open(zt_server *srv, char *err, size_t errlen);
+
 /* ---- lua_host.c ---------------------------------------------------------------- */
 
 /* Read lua_dir/plugins/<name>/manifest.lua (in an empty sandbox) into p: version,

@@ -507,6 +507,7 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
     if ((rc = zt__timers_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__posts_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_load(srv, err, errlen)) != ZT_OK) return rc;
+    if ((rc = zt__code_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__plugins_init(srv, err, errlen)) != ZT_OK) return rc;
     if (srv->route_error[0]) {
         snprintf(err, errlen, "%s", srv->route_error);

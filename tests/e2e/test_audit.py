@@ -232,6 +232,60 @@ WRITER_INIT = "".join(
 )
 
 
+
+class CodeRecord(NodeTest):
+    """可信验证 as far as software goes: the node records the digests of what it runs, and
+    each start that runs other code (an upgrade, a plugin changed, taken out or added, the
+    config edited) leaves one audit record saying what changed."""
+
+    def code_changes(self, n):
+        st, _, d = n.json("GET", "/audit?object=code&limit=100")
+        self.assertEqual(st, 200, d)
+        return [r["action"] for r in d["items"]]
+
+    def test_what_runs_is_recorded_and_changes_are_audited(self):
+        root = tempfile.mkdtemp(prefix="zt-code-")
+        self.addCleanup(shutil.rmtree, root, True)
+        init = lua_route("GET", "/stamp", "return 200, { v = 1 }")
+        lua_dir = lua_tree_with(os.path.join(root, "lua"), {"stamp": (lua_manifest(), init)})
+        n = self.node(plugins=("hello", "stamp"), lua_dir=lua_dir, roles=("auditor",))
+        st, _, code = n.json("GET", "/admin/code")
+        self.assertEqual(st, 200, code)
+        names = {x["name"]: x for x in code["items"]}
+        for name in ("core", "config", "plugin hello", "plugin stamp", "workflows"):
+            self.assertIn(name, names)
+            self.assertRegex(names[name]["digest"], r"^[0-9a-f]{64}$")
+        first = self.code_changes(n)
+        self.assertEqual(len(first), 1, first)
+        self.assertRegex(first[0], r"^code changed: core new [0-9a-f]{8}; config new ")
+        self.assertIn("plugin stamp new " + names["plugin stamp"]["digest"][:8], first[0])
+        st, h, b = n.request("GET", "/admin/code", headers=n.new_user("nobody"), auth=False)
+        self.assertProblem(st, h, b, 403)
+        # the same code again: nothing to record
+        n.stop()
+        n.start()
+        self.assertEqual(len(self.code_changes(n)), 1)
+        # a Lua file changed behind the node's back, and a plugin taken out of the config
+        n.stop()
+        with open(os.path.join(lua_dir, "plugins", "stamp", "init.lua"), "a") as f:
+            f.write("-- one more line\n")
+        n._conf_text = n._conf_text.replace('plugins = { "hello", "stamp" }', 'plugins = { "stamp" }')
+        n._write_conf()
+        n.start()
+        changes = self.code_changes(n)
+        self.assertEqual(len(changes), 2, changes)
+        last = changes[-1]  # in order: the newest last
+        old = names["plugin stamp"]["digest"][:8]
+        self.assertRegex(last, r"plugin stamp %s → [0-9a-f]{8}" % old)
+        self.assertIn("config " + names["config"]["digest"][:8] + " → ", last)
+        self.assertIn("plugin hello removed", last)
+        self.assertNotIn("core", last)
+        self.assertIn("code: ", n.log())
+        now = {x["name"]: x for x in n.json("GET", "/admin/code")[2]["items"]}
+        self.assertNotIn("plugin hello", now)
+        self.assertNotEqual(now["plugin stamp"]["digest"], names["plugin stamp"]["digest"])
+        self.assertGreater(now["plugin stamp"]["since"], names["plugin stamp"]["since"])
+
 class RollbackAfterWriting(NodeTest):
     def test_a_failed_handler_leaves_neither_its_write_nor_a_record(self):
         lua_dir = lua_tree_with(
