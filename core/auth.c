@@ -293,12 +293,12 @@ static const char *clearance_of(const zt_conf *c, const cJSON *u)
     return l ? l : c->auth_default_clearance;
 }
 
-/* Why `label` (a JSON value: a string, or anything else) is no clearance, a label of
- * auth.labels: in req's memory; NULL when it is one. */
-static const char *clearance_problem(zt_req *req, const cJSON *label)
+/* Why `label` (NULL: what was given is no string) is no clearance, a label of auth.labels:
+ * in req's memory; NULL when it is one. */
+static const char *clearance_problem(zt_req *req, const char *label)
 {
     const zt_conf *c = req->srv->conf;
-    if (cJSON_IsString(label) && zt__label_level(c, label->valuestring) >= 0) return NULL;
+    if (zt__label_level(c, label) >= 0) return NULL;
     zt_buf b = {0};
     int rc = zt__buf_puts(&b, "clearance: one of auth.labels (");
     for (size_t i = 0; i < c->auth_nlabels; i++)
@@ -307,6 +307,12 @@ static const char *clearance_problem(zt_req *req, const cJSON *label)
     const char *why = rc == ZT_OK ? zt_req_printf(req, "%.*s", (int)b.len, b.data) : NULL;
     zt__buf_free(&b);
     return why ? why : "clearance: one of auth.labels";
+}
+
+/* The string a JSON value holds, or NULL. */
+static const char *jstring(const cJSON *v)
+{
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /* An administrator's doing: the account may sign in again, for another inactive_after. */
@@ -2285,7 +2291,7 @@ static int h_user_create(zt_req *req, void *ud)
         *bad = roles ? grant_problem(a, t, roles, NULL, false, &type, buf, sizeof buf) : NULL;
     if (bad) return zt_problem(req, 422, type, NULL, "roles: %s", bad);
     const cJSON *clearance = cJSON_GetObjectItemCaseSensitive(j, "clearance");
-    if (clearance && (bad = clearance_problem(req, clearance)))
+    if (clearance && (bad = clearance_problem(req, jstring(clearance))))
         return zt_problem(req, 422, "invalid-user", NULL, "%s", bad);
     const void *v;
     size_t vlen;
@@ -2347,9 +2353,7 @@ static int h_user_list(zt_req *req, void *ud)
         return zt_problem(req, 400, "invalid-query", NULL, "disabled, inactive: true or false");
     if (f.role && !zt__role_name_ok(f.role))
         return zt_problem(req, 400, "invalid-query", NULL, "role: a role name");
-    const cJSON fcl = {.type = cJSON_String | cJSON_IsReference,
-                       .valuestring = (char *)f.clearance};
-    const char *why = f.clearance ? clearance_problem(req, &fcl) : NULL;
+    const char *why = f.clearance ? clearance_problem(req, f.clearance) : NULL;
     if (why) return zt_problem(req, 400, "invalid-query", NULL, "%s", why);
     if (f.dept && !zt__auth_dept_exists(a->srv, t, f.dept))
         return zt_problem(req, 400, "invalid-query", NULL, "department: no department '%s'",
@@ -2501,7 +2505,8 @@ static int h_user_patch(zt_req *req, void *ud)
             if (!is_staff(u)) {
                 bad = "clearance: only a staff account's is set (a citizen's or an enterprise's "
                       "is the lowest label: what they reach is their own)";
-            } else if (!(bad = clearance_problem(req, e)) && a->srv->conf->auth_separate_duties &&
+            } else if (!(bad = clearance_problem(req, jstring(e))) &&
+                       a->srv->conf->auth_separate_duties &&
                        strcmp(zt_req_caller(req)->id, id) == 0 &&
                        strcmp(e->valuestring, clearance_of(a->srv->conf, u)) != 0) {
                 cJSON_Delete(u);
@@ -2927,7 +2932,7 @@ static int h_key_create(zt_req *req, void *ud)
                           "a key that works until it is revoked)",
                           KEY_DAYS_MAX);
     const cJSON *clearance = cJSON_GetObjectItemCaseSensitive(j, "clearance");
-    if (clearance && (bad = clearance_problem(req, clearance)))
+    if (clearance && (bad = clearance_problem(req, jstring(clearance))))
         return zt_problem(req, 422, "invalid-key", NULL, "%s", bad);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;

@@ -804,13 +804,7 @@ static void free_list(char **list, size_t n)
 
 bool zt__label_name_ok(const char *l)
 {
-    size_t n = l ? strlen(l) : 0;
-    if (n < 1 || n > 32 || !(l[0] >= 'a' && l[0] <= 'z')) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((l[i] >= 'a' && l[i] <= 'z') || (l[i] >= '0' && l[i] <= '9') || l[i] == '_' ||
-              l[i] == '.' || l[i] == '-'))
-            return false;
-    return true;
+    return l && strlen(l) <= 32 && zt__role_name_ok(l); /* a role's alphabet, shorter */
 }
 
 int zt__label_level(const zt_conf *c, const char *label)
