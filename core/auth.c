@@ -127,17 +127,7 @@ static const char *sealed_name(const zt_auth *a, const zt_db *db)
 static void rec_mac(const zt_auth *a, const zt_db *db, const void *key, size_t klen, const void *v,
                     size_t n, unsigned char mac[16])
 {
-    const char *name = sealed_name(a, db);
-    unsigned char len[8];
-    zt__be64_put(len, klen);
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, a->rec_key, 32, 16);
-    crypto_generichash_update(&st, (const unsigned char *)name, strlen(name) + 1);
-    crypto_generichash_update(&st, len, sizeof len);
-    crypto_generichash_update(&st, key, klen);
-    crypto_generichash_update(&st, v, n);
-    crypto_generichash_final(&st, mac, 16);
-    sodium_memzero(&st, sizeof st);
+    zt__seal_tag(a->rec_key, sealed_name(a, db), key, klen, v, n, mac);
 }
 
 /* The length of what v[0..n) seals, or 0 when it carries no seal. */

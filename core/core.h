@@ -972,6 +972,12 @@ void zt__keys_close(zt_keys *k);
 /* Derive a key for a purpose of the caller's own: ctx is 8 characters naming it (not one
  * of crypto.c's: "ztfield_", "ztindex_", "ztseal__"), id a version; 16 <= len <= 64.
  * The caller keeps the result secret and wipes it (sodium_memzero) when done. */
+/* The seal of a stored record: a keyed BLAKE2b-128 over `space` (the database's name, with
+ * its NUL), the key's length (8 bytes, big-endian), the key and the value, so that no record
+ * holds under another key or in another database. Used by the identity records (auth.c) and
+ * the sealed databases (store.c). */
+void zt__seal_tag(const unsigned char key[32], const char *space, const void *k, size_t klen,
+                  const void *v, size_t vlen, unsigned char out[16]);
 int zt__keys_derive(const zt_keys *k, const char ctx[8], uint64_t id, unsigned char *out,
                     size_t len);
 

@@ -424,6 +424,21 @@ int zt_citizen_id_canon(const char *s, char out[19])
     return ZT_OK;
 }
 
+void zt__seal_tag(const unsigned char key[32], const char *space, const void *k, size_t klen,
+                  const void *v, size_t vlen, unsigned char out[16])
+{
+    unsigned char len[8];
+    zt__be64_put(len, klen);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, 32, 16);
+    crypto_generichash_update(&st, (const unsigned char *)space, strlen(space) + 1);
+    crypto_generichash_update(&st, len, sizeof len);
+    crypto_generichash_update(&st, k, klen);
+    crypto_generichash_update(&st, v, vlen);
+    crypto_generichash_final(&st, out, 16);
+    sodium_memzero(&st, sizeof st);
+}
+
 int zt_mask(const char *s, size_t front, size_t back, char *out, size_t outlen)
 {
     if (outlen) out[0] = 0;

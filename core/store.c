@@ -529,22 +529,11 @@ int zt__store_seal_key(zt_store *s, const unsigned char key[32])
     return ZT_OK;
 }
 
-/* The seal of value v under key k in database d: the name, the key and the value, each
- * delimited, so that no record of one database or key holds under another. */
+/* The seal of value v under key k in database d (zt__seal_tag). */
 static void seal_of(const zt_store *s, const zt_db *d, const void *k, size_t klen, const void *v,
                     size_t vlen, unsigned char out[DB_SEAL])
 {
-    crypto_generichash_state st;
-    size_t n = strlen(d->name);
-    unsigned char len[2] = {(unsigned char)n, 0};
-    crypto_generichash_init(&st, s->seal_key, 32, DB_SEAL);
-    crypto_generichash_update(&st, len, 1);
-    crypto_generichash_update(&st, (const unsigned char *)d->name, n);
-    len[0] = (unsigned char)(klen >> 8), len[1] = (unsigned char)klen; /* keys: < 512 bytes */
-    crypto_generichash_update(&st, len, 2);
-    crypto_generichash_update(&st, k, klen);
-    crypto_generichash_update(&st, v, vlen);
-    crypto_generichash_final(&st, out, DB_SEAL);
+    zt__seal_tag(s->seal_key, d->name, k, klen, v, vlen, out);
 }
 
 /* A value read from database d: in a sealed one its seal is checked and cut off. ZT_EIO
