@@ -3483,11 +3483,32 @@ static int add(zt_server *srv, const char *method, const char *path, zt_handler 
  * and the log names the other, for the service desk. */
 #define CREDIT_INDEX_DONE "#filled"
 
-/* At start, for each sealed database: one whose records carry no seal at all (data from
- * before it was sealed) is sealed, in one transaction with an audit record; in the others
- * the records whose seal does not hold are named in a warning (they sign no one in), and
- * such sessions removed. Stripping every seal of a database to have a change sealed
- * leaves that audit record, which names the count. */
+/* Accounts and keys cleared for a label auth.labels no longer lists (a county removed or
+ * renamed it) clear the lowest label only: named at start (see records_seal), for an
+ * administrator to give each a label again; disabled accounts, which do nothing, are not.
+ * Only records that name a clearance are read whole. */
+typedef struct unlisted {
+    zt_buf who;
+    size_t n;
+} unlisted;
+
+static void unlisted_note(const zt_auth *a, unlisted *ul, bool key, const zt_kv *kv)
+{
+    if (!memmem(kv->val, kv->vlen, "\"clearance\"", 11)) return;
+    cJSON *u = cJSON_ParseWithLength(kv->val, kv->vlen);
+    const char *cl = zt__jstr(u, "clearance");
+    if (cl && zt__label_level(a->srv->conf, cl) < 0 && !jtrue(u, "disabled") && ++ul->n <= 20)
+        zt__buf_printf(&ul->who, "%s%s%s (%s)", ul->n > 1 ? ", " : "", key ? "key " : "",
+                       or_dash(zt__jstr(u, key ? "name" : "login")), cl);
+    cJSON_Delete(u);
+}
+
+/* At start, one pass over each sealed database: one whose records carry no seal at all
+ * (data from before it was sealed) is sealed, in one transaction with an audit record; in
+ * the others the records whose seal does not hold are named in a warning (they sign no one
+ * in), and such sessions removed. Stripping every seal of a database to have a change
+ * sealed leaves that audit record, which names the count. The same pass names the
+ * accounts and keys cleared for a label no longer listed. */
 static int records_seal(zt_auth *a, char *err, size_t errlen)
 {
     zt_store *st = a->srv->store;
@@ -3500,20 +3521,19 @@ static int records_seal(zt_auth *a, char *err, size_t errlen)
     size_t bad = 0, nforged = 0, nunsealed = 0;
     char names[5][64];
     unsigned char(*forged)[32] = NULL; /* sessions whose seal does not hold */
+    unlisted ul = {0};
     for (size_t d = 0; d < NDBS; d++) {
         zt_cursor *cur;
         zt_kv kv;
-        size_t total = 0, sealed = 0;
+        size_t total = 0, bad_before = bad, forged_before = nforged;
+        bool any_sealed = false;
         if (zt_cursor_open(t, dbs[d], &cur) != ZT_OK) continue;
         for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
-             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv))
-            total++, sealed += sealed_body(kv.val, kv.vlen) != 0;
-        if (total && !sealed) {
-            unsealed[d] = true;
-            nunsealed += total;
-        }
-        for (int r = sealed ? zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) : ZT_ENOTFOUND;
-             r == ZT_OK; r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
+            total++;
+            any_sealed |= sealed_body(kv.val, kv.vlen) != 0;
+            if (dbs[d] == a->users || dbs[d] == a->keys)
+                unlisted_note(a, &ul, dbs[d] == a->keys, &kv);
             if (rec_ok(a, dbs[d], kv.key, kv.klen, kv.val, kv.vlen)) continue;
             if (bad < 5) rec_label(a, dbs[d], kv.key, kv.klen, names[bad]);
             bad++;
@@ -3523,8 +3543,21 @@ static int records_seal(zt_auth *a, char *err, size_t errlen)
             }
         }
         zt_cursor_close(cur);
+        if (total && !any_sealed) { /* from before seals: none of it is a broken seal */
+            unsealed[d] = true;
+            nunsealed += total;
+            bad = bad_before;
+            nforged = forged_before;
+        }
     }
     zt__store_end(st, t, false);
+    if (ul.n)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "auth.labels does not list the clearance of %zu account(s) or key(s): %s%s; they "
+                "are cleared for the lowest label only until an administrator gives them one "
+                "(PATCH /admin/users/:id, zhengtong admin user clearance; a key is made anew)",
+                ul.n, ul.who.data ? ul.who.data : "", ul.n > 20 ? ", ..." : "");
+    zt__buf_free(&ul.who);
     if (bad)
         zt__log(ZT_LOG_WARN, NULL, NULL,
                 "identity: %zu record%s changed outside Zhengtong (the seal does not hold): "
@@ -3752,42 +3785,6 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
     return ZT_OK;
 }
 
-/* Accounts and keys cleared for a label auth.labels no longer lists (a county removed or
- * renamed it) clear the lowest label only: named at start, for an administrator to give
- * each a label again (disabled accounts, which do nothing, are not). Only records that name
- * a clearance are read whole. */
-static void warn_unlisted_clearances(zt_auth *a, zt_txn *t)
-{
-    const zt_conf *c = a->srv->conf;
-    zt_db *const dbs[] = {a->users, a->keys};
-    static const char *const field[] = {"login", "name"};
-    zt_buf who = {0};
-    size_t n = 0;
-    for (size_t d = 0; d < 2; d++) {
-        zt_cursor *cur;
-        zt_kv kv;
-        if (zt_cursor_open(t, dbs[d], &cur) != ZT_OK) continue;
-        for (int r = zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv); r == ZT_OK;
-             r = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv)) {
-            if (!memmem(kv.val, kv.vlen, "\"clearance\"", 11)) continue;
-            cJSON *u = cJSON_ParseWithLength(kv.val, kv.vlen);
-            const char *cl = zt__jstr(u, "clearance");
-            if (cl && zt__label_level(c, cl) < 0 && !jtrue(u, "disabled") && ++n <= 20)
-                zt__buf_printf(&who, "%s%s%s (%s)", n > 1 ? ", " : "", d ? "key " : "",
-                               or_dash(zt__jstr(u, field[d])), cl);
-            cJSON_Delete(u);
-        }
-        zt_cursor_close(cur);
-    }
-    if (n)
-        zt__log(ZT_LOG_WARN, NULL, NULL,
-                "auth.labels does not list the clearance of %zu account(s) or key(s): %s%s; they "
-                "are cleared for the lowest label only until an administrator gives them one "
-                "(PATCH /admin/users/:id, zhengtong admin user clearance; a key is made anew)",
-                n, who.data ? who.data : "", n > 20 ? ", ..." : "");
-    zt__buf_free(&who);
-}
-
 int zt__auth_open(zt_server *srv, char *err, size_t errlen)
 {
     if (sodium_init() < 0) {
@@ -3837,7 +3834,6 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
     size_t vl;
     if (zt_get(t, a->meta, "activity_since", 14, &v, &vl) == ZT_OK && vl == 8)
         a->activity_since = (int64_t)zt__be64_get(v);
-    warn_unlisted_clearances(a, t);
     zt__store_end(srv->store, t, false);
     const char *U = ZT_ROLE_USER, *P = ZT_ROLE_PUBLIC, *A = "admin";
     if ((rc =
