@@ -194,11 +194,6 @@ static int post_instances(zt_req *req, void *ud)
 
 /* ---- reading instances ---------------------------------------------------------------- */
 
-static bool supervisor(const zt_caller *c)
-{
-    return wf_is_supervisor(c);
-}
-
 /* The history steps of an instance, in order; damaged ones are passed over. A step's strings
  * point into the store: they last until the next write. */
 typedef struct steps {
@@ -234,17 +229,7 @@ static bool may_read(wf_op *op, const wf_inst *in)
     if (!c) return false;
     if (wf_is_initiator(c, in)) return true; /* their own, whatever its label */
     if (!wf_cleared(op->w, c, in->label)) return false;
-    if (supervisor(c)) return true;
-    for (uint16_t i = 0; i < in->nopen; i++) {
-        char tid[WF_ID + 1];
-        memcpy(tid, in->open[i], WF_ID);
-        tid[WF_ID] = 0;
-        wf_task t;
-        if (wf_task_get(op->w, op->txn, tid, &t) != ZT_OK) continue;
-        bool ok = wf_may_act(op, &t);
-        wf_task_free(&t);
-        if (ok) return true;
-    }
+    if (wf_is_supervisor(c) || wf_acts_on_open(op, in)) return true;
     steps it;
     if (!c->login || steps_open(&it, op->w, op->txn, in->id) != ZT_OK) return false;
     bool found = false;
@@ -462,31 +447,24 @@ static int get_task(zt_req *req, void *ud)
     bool have_in = wf_inst_get(w, op.txn, t.inst, &in) == ZT_OK;
     const char *label = have_in ? in.label : t.label;
     bool cleared = wf_cleared(w, c, label);
-    bool ok = cleared && (wf_may_act(&op, &t) || supervisor(c) ||
+    bool ok = cleared && (wf_may_act(&op, &t) || wf_is_supervisor(c) ||
                           (c->login && wf_nz(t.done_by) && !strcmp(c->login, t.done_by)) ||
                           (c->login && wf_nz(t.delegated_by) && !strcmp(c->login, t.delegated_by)));
     if (!ok && have_in) ok = may_read(&op, &in);
-    if (!ok && !cleared) rc = answer_fail(req, &op, wf_not_cleared(&op, "task", id, label));
-    if (ok && have_in && !(t.label = wf_task_keep(&t, label))) rc = ZT_ENOMEM;
+    if (ok)
+        rc = have_in && !(t.label = wf_task_keep(&t, label))
+                 ? ZT_ENOMEM
+                 : send(req, 200, wf_task_json(w, &t, op.now));
+    else if (!cleared)
+        rc = answer_fail(req, &op, wf_not_cleared(&op, "task", id, label));
+    else
+        rc = zt_problem(req, 403, "forbidden", "Forbidden",
+                        "task %s is visible to its handlers, its instance's initiator and "
+                        "supervisors",
+                        id);
     if (have_in) wf_inst_free(&in);
-    if (rc == ZT_ENOMEM) {
-        wf_task_free(&t);
-        return rc;
-    }
-    if (!ok && !cleared) {
-        wf_task_free(&t);
-        return rc;
-    }
-    if (!ok) {
-        wf_task_free(&t);
-        return zt_problem(req, 403, "forbidden", "Forbidden",
-                          "task %s is visible to its handlers, its instance's initiator and "
-                          "supervisors",
-                          id);
-    }
-    cJSON *o = wf_task_json(w, &t, op.now);
     wf_task_free(&t);
-    return send(req, 200, o);
+    return rc;
 }
 
 /* ---- the to-do list ------------------------------------------------------------------- */
@@ -878,7 +856,7 @@ static int get_stats(zt_req *req, void *ud)
     wf *w = ud;
     zt_txn *txn = zt_req_txn(req);
     if (!txn) return ZT_EBUSY;
-    if (!supervisor(zt_req_caller(req)))
+    if (!wf_is_supervisor(zt_req_caller(req)))
         return zt_problem(req, 403, "forbidden", "Forbidden",
                           "statistics need the role workflow_supervisor (or admin)");
     int64_t from = 0, to = INT64_MAX;

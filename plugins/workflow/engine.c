@@ -767,6 +767,21 @@ bool wf_may_act(wf_op *op, const wf_task *t)
     return (role_ok || esc_ok) && dept_ok;
 }
 
+bool wf_acts_on_open(wf_op *op, const wf_inst *in)
+{
+    char tid[WF_ID + 1];
+    tid[WF_ID] = 0;
+    bool ok = false;
+    for (uint16_t i = 0; !ok && i < in->nopen; i++) {
+        wf_task t;
+        memcpy(tid, in->open[i], WF_ID);
+        if (wf_task_get(op->w, op->txn, tid, &t) != ZT_OK) continue;
+        ok = wf_may_act(op, &t);
+        wf_task_free(&t);
+    }
+    return ok;
+}
+
 static int load_pair(wf_op *op, const char *task_id, wf_task *t, wf_inst *in, const wf_def **d)
 {
     int rc = wf_task_get(op->w, op->txn, task_id, t);
@@ -1080,16 +1095,8 @@ int wf_relabel(wf_op *op, const char *inst_id, const char *label, const char *re
     int from = level_of(op->w, in->label), to = level_of(op->w, label);
     /* raised: by its initiator, whoever may act on one of its open tasks, or a supervisor;
      * lowered: by a supervisor only */
-    bool may = wf_is_supervisor(c) || (to >= from && wf_is_initiator(c, in));
-    char tid[WF_ID + 1];
-    tid[WF_ID] = 0;
-    for (uint16_t i = 0; !may && to >= from && i < in->nopen; i++) {
-        wf_task t;
-        memcpy(tid, in->open[i], WF_ID);
-        if (wf_task_get(op->w, op->txn, tid, &t) != ZT_OK) continue;
-        may = wf_may_act(op, &t);
-        wf_task_free(&t);
-    }
+    bool may =
+        wf_is_supervisor(c) || (to >= from && (wf_is_initiator(c, in) || wf_acts_on_open(op, in)));
     if (!may)
         return wf_fail(op, 403, "forbidden",
                        to >= from ? "instance %s's label is raised by its initiator, whoever may "
@@ -1100,6 +1107,8 @@ int wf_relabel(wf_op *op, const char *inst_id, const char *label, const char *re
     if (from == to) return ZT_OK; /* so already: nothing to record */
     const char *previous = wf_nz(in->label) ? in->label : NULL;
     if (!(in->label = wf_inst_keep(in, label))) return sys_fail(op, ZT_ENOMEM, "instance");
+    char tid[WF_ID + 1];
+    tid[WF_ID] = 0;
     for (uint16_t i = 0; i < in->nopen; i++) { /* the to-do list reads the tasks' copies */
         wf_task t;
         memcpy(tid, in->open[i], WF_ID);

@@ -283,6 +283,8 @@ bool wf_cleared(wf *w, const zt_caller *c, const char *label);
 int wf_not_cleared(wf_op *op, const char *what, const char *id, const char *label);
 /* 1 if the op's caller may act on the task. */
 bool wf_may_act(wf_op *op, const wf_task *t);
+/* 1 if the op's caller may act on one of the instance's open tasks. */
+bool wf_acts_on_open(wf_op *op, const wf_inst *in);
 
 cJSON *wf_inst_json(wf *w, const wf_inst *in, bool with_data);
 cJSON *wf_task_json(wf *w, const wf_task *t, int64_t now);
