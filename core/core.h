@@ -356,13 +356,15 @@ void zt__store_batch_abort(zt_store *s);
 /* The key that seals the values of sealed databases (derived from the master key): set
  * before any database is opened sealed. */
 int zt__store_seal_key(zt_store *s, const unsigned char key[32]);
-/* Database plugin/name, plain or sealed (every value stored with a keyed BLAKE2b-128 over
- * the database's name, its key and the value: a value changed, added or copied outside the
- * node reads as ZT_EIO, logged and counted). The first sealed open seals what the database
- * holds and marks it (_core/sealed); a sealed database is never opened plain (ZT_ESTATE).
- * err says why on failure. */
-int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed, zt_db **out,
-                    char *err, size_t errlen);
+/* Database plugin/name, plain or sealed (every value stored with its zt__seal_tag, checked
+ * on every read: a value changed, added or copied outside the node reads as ZT_EIO, logged
+ * and counted). The first sealed open seals what the database holds, as it stands, and
+ * marks it (_core/sealed), in one transaction in which note (if given) is told how many
+ * records it sealed when there were any (the audit record: seal database x: N); a sealed
+ * database is never opened plain (ZT_ESTATE). err says why on failure. */
+typedef int (*zt__seal_note)(void *arg, zt_txn *t, const char *db, size_t count);
+int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed,
+                    zt__seal_note note, void *arg, zt_db **out, char *err, size_t errlen);
 void zt__store_stats(zt_store *s, zt_store_stats *st);
 /* Hot, compacted copy of the environment in `dir` into the empty or new folder `dest`,
  * safe while a server runs on it. */

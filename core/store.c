@@ -497,27 +497,6 @@ int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
     return ZT_OK;
 }
 
-static int db_open(zt_plugin *p, const char *name, bool sealed, zt_db **out)
-{
-    if (!p || !name || !out) return ZT_EINVAL;
-    *out = NULL;
-    if (!p->in_init || !p->srv || !p->srv->store) return ZT_ESTATE;
-    char err[300] = "";
-    int rc = zt__store_db_as(p->srv->store, p->name, name, sealed, out, err, sizeof err);
-    if (rc != ZT_OK && rc != ZT_EINVAL) zt_log(p, ZT_LOG_ERROR, "%s", err);
-    return rc;
-}
-
-int zt_db_open(zt_plugin *p, const char *name, zt_db **out)
-{
-    return db_open(p, name, false, out);
-}
-
-int zt_db_open_sealed(zt_plugin *p, const char *name, zt_db **out)
-{
-    return db_open(p, name, true, out);
-}
-
 /* ---- sealed databases (数据完整性 of business data) ------------------------------------- */
 
 int zt__store_seal_key(zt_store *s, const unsigned char key[32])
@@ -613,10 +592,11 @@ static int seal_all(zt_store *s, MDB_txn *txn, MDB_dbi marks, zt_db *d, size_t *
     return zt__store_errno(mrc);
 }
 
-int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed, zt_db **out,
-                    char *err, size_t errlen)
+int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool sealed,
+                    zt__seal_note note, void *arg, zt_db **out, char *err, size_t errlen)
 {
     zt_db *d, *marks;
+    *out = NULL;
     int rc = zt__store_db(s, plugin, name, &d);
     if (rc == ZT_OK) rc = zt__store_db(s, "_core", "sealed", &marks);
     if (rc != ZT_OK) {
@@ -627,36 +607,39 @@ int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool seal
         seterr(err, errlen, "database %s: no key to seal it with", d->name);
         return ZT_ESTATE;
     }
-    MDB_txn *txn; /* a plain open only reads the mark: no write lock */
-    int mrc = mdb_txn_begin(s->env, NULL, sealed ? 0 : MDB_RDONLY, &txn);
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (mrc) return zt__store_errno(mrc);
     int marked = sealed_marked(txn, marks->dbi, d);
-    size_t count = 0;
-    rc = marked < 0 ? marked : ZT_OK;
-    if (rc == ZT_OK && !sealed && (marked || d->sealed)) {
+    mdb_txn_abort(txn);
+    if (marked < 0) return marked;
+    if (!sealed && (marked || d->sealed)) {
         seterr(err, errlen,
                "database %s is sealed (its records carry seals): open it sealed "
                "(zt_db_open_sealed; in Lua zt.db.open(name, { sealed = true }))",
                d->name);
-        rc = ZT_ESTATE;
+        return ZT_ESTATE;
     }
-    if (rc == ZT_OK && sealed && !marked) rc = seal_all(s, txn, marks->dbi, d, &count);
-    if (rc == ZT_OK && sealed && !marked) {
-        mrc = mdb_txn_commit(txn);
-        rc = zt__store_errno(mrc);
-        if (rc == ZT_OK && count)
+    if (sealed && !marked) {
+        /* sealed as it stands, marked, and (what it held) noted, in one transaction */
+        zt_txn *t;
+        size_t count = 0;
+        if ((rc = zt__store_write_begin(s, &t)) != ZT_OK) return rc;
+        rc = seal_all(s, t->txn, marks->dbi, d, &count);
+        if (rc == ZT_OK && count && note) rc = note(arg, t, d->name, count);
+        if ((rc = zt__store_write_done(s, t, rc)) != ZT_OK) {
+            seterr(err, errlen, "cannot seal database %s: %s", d->name, zt_strerror(rc));
+            return rc;
+        }
+        if (count)
             zt__log(ZT_LOG_INFO, NULL, NULL,
                     "storage: database %s is sealed from now on: its %zu record(s) were sealed "
                     "as they stood",
                     d->name, count);
-    } else {
-        mdb_txn_abort(txn);
     }
-    if (rc == ZT_OK && sealed) d->sealed = true;
-    if (rc != ZT_OK && !(err && *err))
-        seterr(err, errlen, "database %s: %s", d->name, zt_strerror(rc));
-    *out = rc == ZT_OK ? d : NULL;
-    return rc;
+    if (sealed) d->sealed = true;
+    *out = d;
+    return ZT_OK;
 }
 
 /* ---- transactions ----------------------------------------------------------------- */

@@ -292,7 +292,8 @@ int zt_db_open(zt_plugin *p, const char *name, zt_db **out);
  * once a minute per database naming its key, and counted (zt_store_seals_failed_total).
  * Reads and writes are otherwise the same (the seal is 16 bytes more on disk; a read or
  * write hashes the value). The first sealed open seals what the database holds, as it
- * stands, and marks it: from then on it is only opened sealed (zt_db_open: ZT_ESTATE). */
+ * stands, and marks it (with the audit record "seal database <plugin>/<name>: N" when it
+ * held records): from then on it is only opened sealed (zt_db_open: ZT_ESTATE). */
 int zt_db_open_sealed(zt_plugin *p, const char *name, zt_db **out);
 
 /* The request's transaction (see above), begun on first use. NULL only on storage

@@ -224,7 +224,7 @@ class SealedDatabases(NodeTest):
         self.root = tempfile.mkdtemp(prefix="zt-sealed-")
         self.addCleanup(shutil.rmtree, self.root, True)
         # written unsealed first: a plugin's older version
-        n = self.node(plugins=("vault",), lua_dir=self.vault(False))
+        n = self.node(plugins=("vault",), lua_dir=self.vault(False), roles=("auditor",))
         for i, who in enumerate(("张三", "李四", "王五")):
             self.assertEqual(n.request("PUT", "/vault/c%d" % i, {"name": who, "amount": i})[0], 204)
         for i in range(300):  # pages enough that sealing them all moves records between pages
@@ -237,6 +237,10 @@ class SealedDatabases(NodeTest):
         n.start()
         self.assertIn("storage: database vault/cases is sealed from now on: its 303 record(s) were sealed",
                       n.log())
+        # and the audit log says so: whoever removed the mark to have changed records sealed
+        # leaves this record
+        st, _, log = n.json("GET", "/audit?object=vault/cases")
+        self.assertEqual([r["action"] for r in log["items"]], ["seal database vault/cases: 303"])
         self.assertEqual(n.json("GET", "/vault/c1")[2], {"name": "李四", "amount": 1})
         ids = n.json("GET", "/vault")[2]
         self.assertEqual(ids["ids"], ["c0", "c1", "c2"] + ["d%03d" % i for i in range(300)], ids)
