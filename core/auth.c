@@ -1186,15 +1186,33 @@ int zt_req_in_scope(zt_req *req, const char *dept)
     return c && c->department ? zt_req_dept_within(req, dept, c->department) : 0;
 }
 
+/* An account id as zt_id makes them: 26 of Crockford's base-32 digits, upper case. */
+static bool account_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (n >= 26 || !(isdigit((unsigned char)s[n]) || isupper((unsigned char)s[n])))
+            return false;
+    return n == 26;
+}
+
 int zt_req_account(zt_req *req, const char *login, const zt_caller **out)
 {
     *out = NULL;
-    if (!login || !login_ok(login)) return ZT_ENOTFOUND;
+    bool by_id = login && account_id(login);
+    if (!login || !(by_id || login_ok(login))) return ZT_ENOTFOUND;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     zt_auth *a = req->srv->auth;
     cJSON *u = NULL;
-    int rc = find_user(a, t, login, &u);
+    bool tampered = false;
+    int rc = ZT_OK;
+    if (by_id) { /* (a login is lower case, an id upper case: never both) */
+        u = rec_get_ex(a, t, a->users, login, strlen(login), &tampered);
+        rc = u ? ZT_OK : tampered ? ZT_ESTATE : ZT_ENOTFOUND;
+    } else {
+        rc = find_user(a, t, login, &u);
+    }
     if (rc != ZT_OK) return rc == ZT_ESTATE ? ZT_ENOTFOUND : rc; /* not trusted: absent */
     if (jtrue(u, "disabled")) {
         cJSON_Delete(u);

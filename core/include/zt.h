@@ -386,9 +386,9 @@ int zt_req_in_scope(zt_req *req, const char *dept);
 /* 1 if department `dept` is `scope` or below it in the department tree; 0 otherwise, and
  * for unknown codes. zt_req_in_scope(req, d) is zt_req_dept_within(req, d, caller's). */
 int zt_req_dept_within(zt_req *req, const char *dept, const char *scope);
-/* The account whose login is `login`, as a caller (strings owned by the request), read in
- * the request's transaction: for a plugin to check whom it hands work to (a task
- * delegated) as the core checks a caller. ZT_ENOTFOUND: no such login, or the account is
+/* The account whose login is `login` (or whose id it is), as a caller (strings owned by
+ * the request), read in the request's transaction: for a plugin to check whom it hands
+ * work to (a task delegated) as the core checks a caller. ZT_ENOTFOUND: no such login, or the account is
  * disabled (it can do nothing); ZT_EIO: it could not be read. */
 int zt_req_account(zt_req *req, const char *login, const zt_caller **out);
 

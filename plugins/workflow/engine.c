@@ -291,6 +291,25 @@ static int disarm(wf_op *op, wf_task *t)
     return ZT_OK;
 }
 
+/* A task a definition gives someone by name waits for them alone: when they cannot take
+ * it (no active staff account, or one not cleared for its label), say so once, where county
+ * IT looks, with the way out. The task is opened all the same: the step that opens it
+ * belongs to whoever completed the one before, who can do nothing about it. */
+static void warn_unable(wf_op *op, const wf_def *d, const wf_node *n, const wf_task *t)
+{
+    const zt_caller *c = NULL;
+    int rc = op->req ? zt_req_account(op->req, t->assignee, &c) : ZT_EIO;
+    bool no_account = rc == ZT_ENOTFOUND || (rc == ZT_OK && strcmp(c->kind, "staff") != 0);
+    if (!no_account && (rc != ZT_OK || wf_cleared(op->w, c, t->label))) return;
+    zt_log(op->w->p, ZT_LOG_WARN,
+           "workflow %s v%u, node '%s': task %s is for '%.64s', who %s%s: a workflow supervisor "
+           "can give it to someone else (POST /workflow/tasks/%s/delegate)",
+           d->name, d->version, n->id, t->id, t->assignee,
+           no_account ? "is not the login of an active staff account"
+                      : "is not cleared for its label ",
+           no_account ? "" : t->label, t->id);
+}
+
 static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const char *role,
                     const char *dept, const char *assignee, const char *title)
 {
@@ -314,6 +333,7 @@ static int new_task(wf_op *op, wf_inst *in, const wf_def *d, uint8_t ni, const c
     t.assignee = assignee;
     t.label = in->label;
     int rc = ZT_OK;
+    if (wf_nz(assignee)) warn_unable(op, d, n, &t);
     if (n->deadline_fn != WF_NOREF) {
         /* the moment the instance's data (its plugin) says; nil: no deadline */
         lua_State *L = op->w->L;
@@ -974,7 +994,10 @@ int wf_task_action(wf_op *op, const char *task_id, const wf_action *a, wf_task *
         rc = wf_not_cleared(op, "task", t->id, t->label);
         goto done;
     }
-    if (!wf_may_act(op, t)) {
+    /* 改派: a supervisor gives any open task to someone else, so that a task is never stuck
+     * with one person (away, disabled, or named by a definition below the task's label) */
+    bool reassigning = !strcmp(act, "delegate") && wf_is_supervisor(op->caller);
+    if (!reassigning && !wf_may_act(op, t)) {
         rc = wf_fail(op, 403, "not-your-task",
                      "task %s is for %s%s%s%s%s; you (%s) may not act on it", t->id,
                      wf_nz(t->assignee) ? t->assignee

@@ -958,6 +958,15 @@ return { name = "casefile", title = "涉敏案件", starters = { "user" }, start
   } }
 """,
     "plain": DEFS["plain"],
+    # a task given by name: to whom the instance's data says
+    "named": """
+return { name = "named", starters = { "user" }, start = "s", label = "sensitive",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", assignee = function(i) return i.data.who end, next = "e" },
+    e = { type = "end" },
+  } }
+""",
 }
 
 
@@ -1132,6 +1141,54 @@ class LabelTest(NodeTest):
             if not after:
                 break
         self.assertEqual(got, want)
+
+    def test_a_supervisor_gives_a_stuck_task_to_someone_else(self):
+        """A task named for someone not cleared for its label (or with no account) waits for
+        them alone: the log says so, and a workflow supervisor cleared for it reassigns it
+        (改派)."""
+        n = self.label_node(roles=("workflow_supervisor",))
+        u = {
+            "starter": n.new_user("starter", (), "d1"),
+            "clerk": n.new_user("clerk", ("clerk",), "d1"),  # internal: the default
+            "cleared": n.new_user("cleared", ("clerk",), "d1", clearance="sensitive"),
+            "sup": n.new_user("sup", ("workflow_supervisor",), "d1"),
+            "sup_hi": n.new_user("sup_hi", ("workflow_supervisor",), "d1", clearance="sensitive"),
+        }
+
+        def act(who, tid, action, body, want):
+            st, h, b = n.json("POST", "/workflow/tasks/%s/%s" % (tid, action), body, headers=u[who], auth=False)
+            self.assertEqual(st, want, b)
+            return b
+
+        tids = {}
+        for who in ("clerk", "nobody.here"):
+            st, _, inst = n.json("POST", "/workflow/instances", {"definition": "named", "data": {"who": who}},
+                                 headers=u["starter"], auth=False)
+            self.assertEqual((st, inst["tasks"][0]["assignee"]), (201, who), inst)
+            tids[who] = inst["tasks"][0]["id"]
+        log = wait_for("the warnings", lambda: n.log().count("a workflow supervisor can give it") >= 2 and n.log())
+        self.assertIn("workflow named v1, node 't': task %s is for 'clerk', who is not cleared for its label "
+                      "sensitive" % tids["clerk"], log)
+        self.assertIn("task %s is for 'nobody.here', who is not the login of an active staff account"
+                      % tids["nobody.here"], log)
+        tid = tids["clerk"]
+        act("clerk", tid, "complete", {}, 403)  # the one it names cannot
+        act("cleared", tid, "delegate", {"to": "cleared"}, 403)  # a cleared bystander may not give it
+        act("sup", tid, "delegate", {"to": "cleared"}, 403)  # a supervisor below its label may not
+        act("sup_hi", tid, "delegate", {"to": "clerk"}, 422)  # nor to someone below it
+        d = act("sup_hi", tid, "delegate", {"to": "cleared", "opinion": "改派"}, 200)
+        self.assertEqual((d["assignee"], d["delegated_by"]), ("cleared", "sup_hi"))
+        act("sup_hi", tid, "complete", {}, 403)  # reassigning is all a supervisor does with it
+        d = act("cleared", tid, "complete", {"opinion": "已办"}, 200)
+        self.assertEqual(d["state"], "completed")
+        # no warning for a task named for someone who can take it, by login or account id
+        before = n.log().count("a workflow supervisor can give it")
+        for who in ("cleared", n.json("GET", "/auth/me", headers=u["cleared"], auth=False)[2]["id"]):
+            st, _, inst = n.json("POST", "/workflow/instances", {"definition": "named", "data": {"who": who}},
+                                 headers=u["starter"], auth=False)
+            self.assertEqual(st, 201, inst)
+            act("cleared", inst["tasks"][0]["id"], "complete", {}, 200)
+        self.assertEqual(n.log().count("a workflow supervisor can give it"), before)
 
     def test_records_from_before_labels_are_unlabelled(self):
         n = self.label_node()
