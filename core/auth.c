@@ -3379,11 +3379,16 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         rc = zt__auth_dept_put(a->srv, t, argv[2], argv[3], parent, NULL);
         if (rc == ZT_OK) fprintf(out, "department %s under %s\n", argv[2], parent);
     } else if (strcmp(what, "key") == 0 && strcmp(verb, "add") == 0) {
-        NEED(5, "key add NAME PLUGIN ROLE [DAYS]");
+        if (argc < 5 || argc > 7) {
+            snprintf(err, errlen,
+                     "usage: zhengtong admin key add NAME PLUGIN ROLE [DAYS] [CLEARANCE]");
+            return ZT_EINVAL;
+        }
+        rc = ZT_OK;
         char key[4 + ZT__B64URL_LEN(32)];
         cJSON *k = NULL;
         long days = 0;
-        char *end = NULL;
+        const char *clearance = NULL;
         char buf[512];
         const char *type, *why = key_grant_problem(a, t, argv[4], true, &type, buf, sizeof buf),
                           *bad = name_problem(argv[2]);
@@ -3397,16 +3402,31 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
         } else if (why) {
             snprintf(err, errlen, "%s", why);
             rc = ZT_EINVAL;
-        } else if (argc > 5 && ((days = strtol(argv[5], &end, 10)) < 1 || days > KEY_DAYS_MAX ||
-                                *end || !isdigit((unsigned char)argv[5][0]))) {
-            snprintf(err, errlen, "DAYS: how many days the key works, 1 to %d", KEY_DAYS_MAX);
-            rc = ZT_EINVAL;
-        } else {
-            rc = key_new(a, t, argv[2], argv[3], argv[4], NULL, days, key, &k);
         }
+        /* after ROLE: how many days it works (a number), its clearance (a label), either */
+        for (int i = 5; rc == ZT_OK && i < argc; i++) {
+            char *end = NULL;
+            if (isdigit((unsigned char)argv[i][0]) && !days) {
+                days = strtol(argv[i], &end, 10);
+                if (days < 1 || days > KEY_DAYS_MAX || *end) {
+                    snprintf(err, errlen, "DAYS: how many days the key works, 1 to %d",
+                             KEY_DAYS_MAX);
+                    rc = ZT_EINVAL;
+                }
+            } else if (!clearance && zt__label_level(conf, argv[i]) >= 0) {
+                clearance = argv[i];
+            } else {
+                snprintf(err, errlen,
+                         "'%s': after ROLE come DAYS (1 to %d) and the key's CLEARANCE (one of "
+                         "auth.labels in zhengtong.conf), each at most once",
+                         argv[i], KEY_DAYS_MAX);
+                rc = ZT_EINVAL;
+            }
+        }
+        if (rc == ZT_OK) rc = key_new(a, t, argv[2], argv[3], argv[4], clearance, days, key, &k);
         if (rc == ZT_OK)
-            fprintf(out, "key %s for plugin %s, role %s:\n%s\n", zt__jstr(k, "id"), argv[3],
-                    argv[4], key);
+            fprintf(out, "key %s for plugin %s, role %s, cleared for %s:\n%s\n", zt__jstr(k, "id"),
+                    argv[3], argv[4], zt__jstr(k, "clearance"), key);
         cJSON_Delete(k);
         sodium_memzero(key, sizeof key);
     } else if (strcmp(what, "role") == 0) {

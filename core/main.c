@@ -25,8 +25,10 @@ static const char usage[] =
     "                                                      outside Zhengtong, once checked)\n"
     "                   user list | dept list | key list\n"
     "                   dept add CODE NAME [PARENT]\n"
-    "                   key add NAME PLUGIN ROLE [DAYS]    (an API key for a device or node;\n"
-    "                                                      DAYS: it works that many days)\n"
+    "                   key add NAME PLUGIN ROLE [DAYS] [CLEARANCE]   (an API key for a device\n"
+    "                                                      or node; DAYS: it works that many\n"
+    "                                                      days; CLEARANCE: a label of\n"
+    "                                                      auth.labels, else the default)\n"
     "                   key revoke ID\n"
     "                   role list | role remove NAME\n"
     "                   role add NAME DESCRIPTION          (a role a script computes)\n"
@@ -61,7 +63,7 @@ static const struct shape {
     {"admin", "user", "clearance", 4, 4, "admin [-c FILE] user clearance LOGIN LABEL"},
     {"admin", "user", "reseal", 3, 3, "admin [-c FILE] user reseal LOGIN"},
     {"admin", "dept", "reseal", 3, 3, "admin [-c FILE] dept reseal CODE"},
-    {"admin", "key", "add", 5, 6, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS]"},
+    {"admin", "key", "add", 5, 7, "admin [-c FILE] key add NAME PLUGIN ROLE [DAYS] [CLEARANCE]"},
     {"admin", "key", "list", 2, 2, "admin [-c FILE] key list"},
     {"admin", "key", "revoke", 3, 3, "admin [-c FILE] key revoke ID"},
     {"admin", "role", "list", 2, 2, "admin [-c FILE] role list"},

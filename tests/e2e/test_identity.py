@@ -2654,7 +2654,22 @@ class SecurityLabels(NodeTest):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("only a staff account's clearance", r.stderr)
         self.assertRegex(run(["admin", "-c", n.conf, "user", "list"]).stdout, r"high +staff +root +public ")
+        # a key made offline: its clearance given (after DAYS or alone), else the default
+        keys = {}
+        for name, extra, cleared in (("gw4", ("sensitive",), "sensitive"), ("gw5", ("30", "public"), "public"),
+                                     ("gw6", (), "internal")):
+            r = run(["admin", "-c", n.conf, "key", "add", name, "lbl", "auditor", *extra])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("cleared for %s:" % cleared, r.stdout)
+            keys[cleared] = r.stdout.strip().splitlines()[-1]
+        for extra, why in ((("top",), "'top': after ROLE come DAYS"), (("public", "internal"), "'internal'"),
+                           (("3", "4"), "'4'"), (("0",), "DAYS: how many days")):
+            r = run(["admin", "-c", n.conf, "key", "add", "gw7", "lbl", "auditor", *extra])
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn(why, r.stderr)
         n.start()
+        for cleared, key in keys.items():
+            self.assertEqual(self.check(n, {"Authorization": "Bearer " + key})["clearance"], cleared)
         self.assertFalse(self.check(n, high)["internal"])
         st, _, log = n.json("GET", "/audit?actor=cli:" + __import__("getpass").getuser())
         self.assertIn("admin user clearance: public", [r["action"] for r in log["items"]])
