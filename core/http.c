@@ -1021,11 +1021,16 @@ static void run_resumes(http_state *hs)
     }
 }
 
+/* Stopped only by an iteration that found nothing to resume: the requests a resume
+ * dispatched are answered in the check phase after the poll, and an active idle handle is
+ * what keeps that poll from waiting for the next timer (up to the sweep's 500 ms) first. */
 static void on_idle(uv_idle_t *i)
 {
     http_state *hs = i->data;
-    run_resumes(hs);
-    uv_idle_stop(i);
+    if (list_empty(&hs->resume))
+        uv_idle_stop(i);
+    else
+        run_resumes(hs);
 }
 
 static void schedule_resume(zt_conn *c)

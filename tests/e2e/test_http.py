@@ -98,6 +98,25 @@ class Basics(NodeTest):
         ids = [r.headers.get("x-request-id") for r in rs]
         self.assertEqual(len(set(ids)), 10, ids)
 
+    def test_more_pipelined_requests_than_a_connection_queues(self):
+        # A connection queues 64 requests, then stops reading until answers have gone out:
+        # ten times that, in one send, with writes among them, all come back in order.
+        n = 640
+        reqs = [req("POST", "/hello/counter") if i % 50 == 7 else req("GET", "/hello/deep%d" % i)
+                for i in range(n)]
+        reqs.append(req("GET", "/hello/last", close=True))
+        with self.shared.rawconn() as c:
+            c.send(b"".join(reqs))
+            rs = parse_responses(c.read_until_close())
+        self.assertEqual(len(rs), n + 1)
+        self.assertEqual({r.status for r in rs}, {200})
+        for i, r in enumerate(rs[:n]):
+            if i % 50 != 7:
+                self.assertIn(b"deep%d" % i, r.body)
+        counts = [r.json()["count"] for i, r in enumerate(rs[:n]) if i % 50 == 7]
+        self.assertEqual(counts, list(range(counts[0], counts[0] + len(counts))))
+        self.assertIn(b"last", rs[n].body)
+
     def test_pipelined_read_after_write_sees_the_write(self):
         with self.shared.rawconn() as c:
             c.send(req("POST", "/hello/counter") + req("GET", "/hello/counter", close=True))
