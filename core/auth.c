@@ -229,7 +229,10 @@ static cJSON *rec_get_ex(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size
         if (tampered) *tampered = true;
         return NULL;
     }
-    return cJSON_ParseWithLength(v, n);
+    /* the seal is checked: nothing reads it, and nothing shows it */
+    cJSON *r = cJSON_ParseWithLength(v, n);
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "mac");
+    return r;
 }
 
 static cJSON *rec_get(zt_auth *a, zt_txn *t, zt_db *db, const void *key, size_t klen)
@@ -1311,34 +1314,46 @@ static const char *login_named(zt_auth *a, zt_req *req, const char *login)
     return named ? named : "an unknown login";
 }
 
+#define REFUSALS_RECORDED  20 /* refusals recorded per account (or address) per window */
+#define REFUSALS_WINDOW_MS (10 * 60 * 1000)
+
+/* Whether a refusal of `who` (key: "refused:<account id>", "locked:<login>", ...) still goes
+ * into the audit log in this window: anyone may be refused, as often as they like, and
+ * the log is kept for years, so the records of one account's or one address's refusals
+ * are bounded; the first one over says so in the log, and a metric counts the rest. */
+static bool refusal_recordable(zt_auth *a, zt_req *req, const char *key, const char *who)
+{
+    int64_t now = zt_now_ms();
+    zt__throttle_note(a->throttle, key, now, REFUSALS_WINDOW_MS, false, REFUSALS_WINDOW_MS);
+    unsigned n = zt__throttle_get(a->throttle, key).count;
+    if (n <= REFUSALS_RECORDED) return true;
+    if (n == REFUSALS_RECORDED + 1)
+        zt_req_log(req, ZT_LOG_WARN,
+                   "%s was refused %u times in %d minutes: the audit log records no more of "
+                   "those refusals until then (zt_auth_refusals_unrecorded_total counts them)",
+                   who, n - 1, REFUSALS_WINDOW_MS / 60000);
+    return false;
+}
+
 static void audit_refusal(zt_req *req, const char *what, const char *login)
 {
+    req->refusal_recorded = true; /* (one record of it, not two) */
     zt_audit_note(req, what, login);
     if (zt__audit_queue(req->srv, req) != ZT_OK)
         zt_req_log(req, ZT_LOG_ERROR, "audit: cannot record '%s' for '%s'", what, login);
 }
 
-#define REFUSALS_RECORDED  20 /* an account's 403s recorded per window */
-#define REFUSALS_WINDOW_MS (10 * 60 * 1000)
-
 void zt__auth_refused(zt_server *srv, zt_req *req)
 {
     zt_auth *a = srv->auth;
     const zt_caller *c = req->caller;
-    if (!a || !c || !c->id || req->status != 403) return;
-    char key[80];
+    if (!a || !c || !c->id || req->status != 403 || req->refusal_recorded) return;
+    char key[80], who[80];
     snprintf(key, sizeof key, "refused:%s", c->id);
-    int64_t now = zt_now_ms();
+    snprintf(who, sizeof who, "'%s'", c->login ? c->login : c->id);
     a->refusals++;
-    zt__throttle_note(a->throttle, key, now, REFUSALS_WINDOW_MS, false, REFUSALS_WINDOW_MS);
-    unsigned n = zt__throttle_get(a->throttle, key).count;
-    if (n > REFUSALS_RECORDED) {
+    if (!refusal_recordable(a, req, key, who)) {
         a->refusals_unrecorded++;
-        if (n == REFUSALS_RECORDED + 1)
-            zt_req_log(req, ZT_LOG_WARN,
-                       "'%s' was refused %u times in %d minutes: the audit log records no more "
-                       "of its refusals until then (zt_auth_refusals_unrecorded_total counts them)",
-                       c->login ? c->login : c->id, n - 1, REFUSALS_WINDOW_MS / 60000);
         return;
     }
     const zt__route *rt = req->match.route;
@@ -1669,7 +1684,20 @@ static int verify_then(zt_req *req, zt_auth *a, enum login_mode mode, int (*done
         if (mode == LOGIN_SIGN_IN) a->sign_ins[SI_LOCKED]++;
         too_many(req, wait, "too-many-attempts",
                  "too many failed sign-ins from this account or address");
-        audit_refusal(req, "sign-in refused: locked", login_named(a, req, w->login));
+        /* A locked account or address is refused for nothing: recorded while both have
+         * records left in the window (one address trying many logins, many addresses one
+         * login), else only counted. */
+        const char *named = login_named(a, req, w->login);
+        char akey[80], ckey[80], who[160];
+        snprintf(akey, sizeof akey, "locked:%s", w->login);
+        addr_key(ckey, "locked@", w->client);
+        snprintf(who, sizeof who, "the locked sign-in of %s", named);
+        bool rec = refusal_recordable(a, req, akey, who);
+        snprintf(who, sizeof who, "a sign-in from locked address %s", w->client);
+        if (refusal_recordable(a, req, ckey, who) && rec)
+            audit_refusal(req, "sign-in refused: locked", named);
+        else
+            a->refusals_unrecorded++;
         login_work_free(w);
         return ZT_OK;
     }

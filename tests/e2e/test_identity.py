@@ -266,6 +266,46 @@ class BruteForce(NodeTest):
         self.assertEqual(st, 204, b)
 
 
+    def test_refusals_are_recorded_once_and_a_lock_cannot_fill_the_log(self):
+        n = self.node(auth=dict(CHEAP, max_failures=3, lock_seconds=60), env=TEST_CLOCK,
+                      roles=("auditor",))
+        h = n.new_user("holder")
+        for i in range(2):  # a wrong old password: one record each, not two
+            st, _, d = n.json("POST", "/auth/password",
+                              {"old_password": "guess-%d" % i, "new_password": STRONG_PW}, h, auth=False)
+            self.assertEqual(st, 403, d)
+
+        def actions(count, want):
+            """The audit log's actions once `count` of them are `want` (a refusal changes
+            nothing, so its answer does not wait for its record's commit)."""
+            def got():
+                st, _, d = n.json("GET", "/audit?limit=1000")
+                self.assertEqual(st, 200, d)
+                a = [x["action"] for x in d["items"]]
+                return a if sum(want in x for x in a) >= count else None
+            return wait_for("%d records of %s" % (count, want), got)
+
+        self.assertEqual([a for a in actions(2, "password change") if "password change" in a],
+                         ["password change refused"] * 2)
+        # locked: anyone may try again and again; 20 records in 10 minutes, then counted
+        _, otp = create_account(n, "victim")
+        for i in range(3):
+            self.assertEqual(n.login("victim", "wrong-%d" % i, source="127.0.0.2")[0], 401)
+        for i in range(30):
+            self.assertLocked(*n.login("victim", otp, source="127.0.0.%d" % (3 + i % 3)))
+        self.assertEqual(actions(20, "sign-in refused: locked").count("sign-in refused: locked"), 20)
+        self.assertEqual(scrape(n).get("zt_auth_refusals_unrecorded_total"), 10)
+        self.assertIn("the locked sign-in of victim was refused 20 times in 10 minutes", n.log())
+        # one address, locked, trying logins that are not: bounded as well
+        for name in ("a1", "a2", "a3"):
+            self.assertEqual(n.login(name, "wrong", source="127.0.0.9")[0], 401)
+        for i in range(25):
+            self.assertLocked(*n.login("x%d" % i, "wrong", source="127.0.0.9"))
+        self.assertEqual(actions(40, "sign-in refused: locked").count("sign-in refused: locked"), 40)
+        self.assertIn("a sign-in from locked address 127.0.0.9 was refused 20 times", n.log())
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertTrue(v["ok"], v)
+
     def test_a_lock_longer_than_the_failure_window_lasts_its_length(self):
         # failures count within 15 minutes; a lock of an hour must still last an hour
         n = self.node(auth=dict(CHEAP, max_failures=3, lock_seconds=3600), env=TEST_CLOCK)
@@ -373,6 +413,8 @@ class Expiry(NodeTest):
         h = bearer(d["token"])
         st, _, lst = n.json("GET", "/auth/sessions", headers=h, auth=False)
         self.assertEqual([s["current"] for s in lst["items"]], [True])
+        for hidden in ("mac", "user", "order"):  # the record's seal and its index fields
+            self.assertNotIn(hidden, lst["items"][0])
         # live ones: the newest 64 are kept, the oldest end
         first = h
         tokens = [bearer(n.login("walker", ADMIN_PASSWORD)[2]["token"]) for _ in range(64)]
