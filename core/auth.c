@@ -2746,21 +2746,26 @@ static int h_dept_create(zt_req *req, void *ud)
     zt_auth *a = ud;
     cJSON *j = zt_req_object(req);
     if (!j) return ZT_OK;
-    const char *code = zt__jstr(j, "code"), *name = zt__jstr(j, "name"),
-               *parent = zt__jstr(j, "parent");
+    const char *code = zt__jstr(j, "code"), *name = zt__jstr(j, "name"), *parent = "root";
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "parent");
     if (!code || !dept_code_ok(code))
         return zt_problem(req, 422, "invalid-department", NULL,
                           "code: 1 to 64 letters, digits, - or _");
+    /* left out: under root, the top of the one tree (as `zhengtong admin dept add`) */
+    if (pj && !cJSON_IsString(pj))
+        return zt_problem(req, 422, "invalid-department", NULL,
+                          "parent: the code of an existing department (left out: root)");
+    if (pj) parent = pj->valuestring;
     const char *why = name_problem(name);
     if (why) return zt_problem(req, 422, "invalid-department", NULL, NAME_RULE, why);
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     const void *v;
     size_t vl;
-    if (parent && zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK)
+    if (zt_get(t, a->depts, parent, strlen(parent), &v, &vl) != ZT_OK)
         return zt_problem(req, 422, "invalid-department", NULL,
                           "parent: '%s' is not an existing department", parent);
-    if (parent && dept_walk(a, t, parent, NULL, NULL) >= DEPT_DEPTH - 1)
+    if (dept_walk(a, t, parent, NULL, NULL) >= DEPT_DEPTH - 1)
         return zt_problem(req, 422, "invalid-department", NULL,
                           "parent: the tree would be deeper than %d levels", DEPT_DEPTH);
     if (zt_get(t, a->depts, code, strlen(code), &v, &vl) == ZT_OK)
