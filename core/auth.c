@@ -3140,10 +3140,17 @@ static cJSON *roles_from_csv(const char *csv)
 {
     cJSON *roles = cJSON_CreateArray();
     if (!csv || strcmp(csv, "-") == 0) return roles;
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", csv);
-    for (char *save = NULL, *r = strtok_r(buf, ",", &save); r; r = strtok_r(NULL, ",", &save))
-        cJSON_AddItemToArray(roles, cJSON_CreateString(r));
+    /* every item, empty ones too, for the grant check to refuse: "" or "a,,b" from a
+     * script's empty variable must not quietly take an account's roles away ("-" does) */
+    for (const char *r = csv;; r++) {
+        char item[66]; /* a name over 64 is kept at 65: enough to be refused as one */
+        size_t n = strcspn(r, ","), k = n < sizeof item - 1 ? n : sizeof item - 1;
+        memcpy(item, r, k);
+        item[k] = 0;
+        cJSON_AddItemToArray(roles, cJSON_CreateString(item));
+        r += n;
+        if (!*r) break;
+    }
     return roles;
 }
 
@@ -3213,12 +3220,37 @@ static void key_row(const cJSON *k, FILE *out)
 
 /* Who runs the command, for the audit record: the login behind sudo, else the account
  * the process runs as (not $USER, which cron and systemd units do not set). */
+/* Whether sudo, not the environment alone, says `user` ran this: SUDO_UID is that
+ * account's, and the parent process is sudo, running as root (which only the setuid sudo
+ * is, for someone who is not root already). Anyone can set SUDO_USER; a record that
+ * blames another person on its word alone is worse than none. */
+static bool sudo_says(const char *user)
+{
+    const char *uid = getenv("SUDO_UID");
+    struct passwd *pw = user ? getpwnam(user) : NULL;
+    char *end = NULL;
+    if (!uid || !pw || !*uid || strtoul(uid, &end, 10) != pw->pw_uid || *end) return false;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)getppid());
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    bool named = false, root = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long r, e;
+        if (strcmp(line, "Name:\tsudo\n") == 0) named = true;
+        if (sscanf(line, "Uid:\t%lu\t%lu", &r, &e) == 2) root = e == 0;
+    }
+    fclose(f);
+    return named && root;
+}
+
 const char *zt__cli_user(void)
 {
+    static char name[64];
     const char *sudo = getenv("SUDO_USER");
-    if (sudo && *sudo) return sudo;
-    struct passwd *pw = getpwuid(geteuid());
-    return pw && pw->pw_name ? pw->pw_name : "?";
+    struct passwd *pw = sudo && sudo_says(sudo) ? getpwnam(sudo) : getpwuid(getuid());
+    snprintf(name, sizeof name, "%s", pw && pw->pw_name ? pw->pw_name : "?");
+    return name;
 }
 
 /* One change: its own transaction, with its audit record (actor "cli"). */

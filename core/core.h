@@ -693,7 +693,8 @@ int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
  * transaction with its audit record, committed before it returns. Output on out. */
 int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);
-/* Who runs a command, for its audit records: $SUDO_USER, else the effective user's name. */
+/* Who runs a command, for its audit records: the user who ran sudo (when sudo says so, not
+ * only $SUDO_USER), else the user's name. */
 const char *zt__cli_user(void);
 
 /* ---- roles.c ------------------------------------------------------------------- */

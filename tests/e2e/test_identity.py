@@ -1771,6 +1771,13 @@ class OfflineAdmin(NodeTest):
             (("user", "add", "li.si", "Li Si", "root", "clerk,bad role"), "ROLES"),
             (("user", "add", "li.si", "Li Si", "root", "public"), "ROLES"),
             (("user", "roles", "admin", "admin,x\ny"), "ROLES"),
+            # an empty item (a script's empty variable) takes no roles away: "-" does
+            (("user", "roles", "admin", ""), "ROLES (by commas, - for none)"),
+            (("user", "roles", "admin", ","), "ROLES"),
+            (("user", "roles", "admin", "admin,,auditor"), "ROLES"),
+            (("user", "roles", "admin", "admin,"), "ROLES"),
+            (("user", "add", "li.si", "Li Si", "root", ""), "ROLES"),
+            (("user", "roles", "admin", "a" * 2000), "ROLES"),
             (("key", "add", "k1", "notice", "device"), "plugin 'notice' is not enabled"),
             (("key", "add", "k1", "hello", "public"), "role 'public'"),
             (("user", "add", "li.si", "Li Si", "root", "aproval_clerk"),
@@ -1799,9 +1806,14 @@ class OfflineAdmin(NodeTest):
         env = {k: v for k, v in os.environ.items() if k not in ("USER", "SUDO_USER", "LOGNAME")}
         r = run(["admin", "-c", n.conf, "user", "disable", "li.si"], env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # nor whom the environment names, unless sudo says so: not made up, not another account
+        nobody = pwd.getpwnam("nobody")
+        for forged in ({"SUDO_USER": 'x", "evil'}, {"SUDO_USER": "nobody", "SUDO_UID": str(nobody.pw_uid)}):
+            r = run(["admin", "-c", n.conf, "user", "enable", "li.si"], env=dict(env, **forged))
+            self.assertEqual(r.returncode, 0, r.stderr)
         st, _, d = n.json("GET", "/audit?plugin=core&limit=1000")
         actors = {x["actor"] for x in d["items"] if x["actor"].startswith("cli:")}
-        self.assertEqual(actors, {"cli:" + pwd.getpwuid(os.geteuid()).pw_name})
+        self.assertEqual(actors, {"cli:" + pwd.getpwuid(os.getuid()).pw_name})
 
 
 class StrictInput(NodeTest):
