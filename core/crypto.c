@@ -400,6 +400,18 @@ static bool birth_date_ok(const char *d)
     return day <= last && v <= today_beijing();
 }
 
+/* Whether the two digits at p are a province-level division of GB/T 2260 (11 Beijing to
+ * 65 Xinjiang, 71 Taiwan, 81 Hong Kong, 82 Macao; 83: the residence permits of Taiwan
+ * residents), the first two of every division code: 00 or 99 is no place. */
+static bool province_ok(const char *p)
+{
+    static const char *const codes = "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 "
+                                     "45 46 50 51 52 53 54 61 62 63 64 65 71 81 82 83";
+    for (const char *c = codes; *c; c += c[2] ? 3 : 2)
+        if (c[0] == p[0] && c[1] == p[1]) return true;
+    return false;
+}
+
 int zt_valid_citizen_id(const char *s)
 {
     static const int weight[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
@@ -412,6 +424,9 @@ int zt_valid_citizen_id(const char *s)
     }
     char last = s[17] == 'x' ? 'X' : s[17];
     if (last != check[sum % 11]) return 0;
+    /* where the number was given: a division code (a foreigner's permanent residence card
+     * of 2023 puts 9 first, then the province) */
+    if (!province_ok(s[0] == '9' ? s + 1 : s)) return 0;
     return birth_date_ok(s + 6);
 }
 
@@ -485,6 +500,12 @@ int zt_valid_credit_code(const char *s)
         if (v < 0 || (i >= 2 && i < 8 && !is_digit(s[i]))) return 0;
         sum += v * weight[i];
     }
+    /* the registering authority (1 to 9, A, N, Y: GB 32100-2015 and its additions), an
+     * organisation type (never 0), and where it registered: a division code, or 10 for
+     * the national authorities */
+    if (!strchr("123456789ANY", s[0]) || s[1] == '0' ||
+        !(province_ok(s + 2) || (s[2] == '1' && s[3] == '0')))
+        return 0;
     return credit_value(s[17]) == (31 - sum % 31) % 31;
 }
 

@@ -619,8 +619,11 @@ int zt_field_index(const zt_plugin *p, const char *field, const void *plain, siz
 /* 1 if s is a valid 18-character citizen identity number (公民身份号码, GB 11643-1999):
  * 17 digits, then the ISO 7064 MOD 11-2 check character (a digit or X; x is accepted),
  * with a birth date (digits 7-14, YYYYMMDD) that exists, is not before 1800 and is not
- * after today in Beijing time (by zt_now_ms). 0 otherwise, and for NULL. The address
- * part is not checked against GB/T 2260; the older 15-digit numbers are not accepted. */
+ * after today in Beijing time (by zt_now_ms), and an address code (digits 1-6) whose first
+ * two are a province of GB/T 2260 (11-65, 71, 81, 82; 83 for Taiwan residents' permits; a
+ * foreigner's permanent residence card of 2023 starts 9 and then the province). The rest
+ * of the address code is not checked against the full list (it changes every year); the
+ * older 15-digit numbers are not accepted. 0 otherwise, and for NULL. */
 int zt_valid_citizen_id(const char *s);
 /* Check s as zt_valid_citizen_id does and write its canonical form (upper-case X) to out.
  * ZT_EINVAL if it is not valid (out is then an empty string). */
@@ -635,7 +638,9 @@ int zt_citizen_id_canon(const char *s, char out[19]);
 int zt_mask(const char *s, size_t front, size_t back, char *out, size_t outlen);
 /* 1 if s is a valid 18-character unified social credit code (统一社会信用代码,
  * GB 32100-2015): every character from "0123456789ABCDEFGHJKLMNPQRTUWXY" (upper case; no
- * I, O, Z, S, V), characters 3-8 (the registering authority's division code) digits, and
+ * I, O, Z, S, V), the first a registering authority (1-9, A, N, Y), the second an
+ * organisation type (not 0), characters 3-8 the authority's division code (digits; the
+ * first two a province as for zt_valid_citizen_id, or 10 for a national authority), and
  * the last the check character of the MOD 31 scheme. 0 otherwise, and for NULL. Whether
  * the code was ever issued is not knowable here. Callers accepting typed input may
  * upper-case it first. */

@@ -642,6 +642,51 @@ static void credit_code_examples(void **state)
     }
 }
 
+/* A number is given somewhere: the first digits are a division of GB/T 2260 (its first
+ * two a province), and a credit code's first two say who registered what. Right check
+ * characters do not make up for a place that is not one. */
+static void numbers_name_real_places(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *first17;
+        int valid;
+    } ids[] = {
+        {"00000019900101001", 0}, /* all zeros: a right check character, no place */
+        {"99010519491231002", 0}, {"10010519491231002", 0}, {"66010519491231002", 0},
+        {"11010519491231002", 1}, {"65010219900101001", 1}, {"81000019900101001", 1},
+        {"83000019900101001", 1}, /* a Taiwan resident's residence permit */
+        {"93310619900101001", 1}, /* a foreigner's permanent residence card (2023): 9, province */
+        {"90010619900101001", 0},
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char id[19];
+        snprintf(id, sizeof id, "%s", ids[i].first17);
+        id[17] = id_check(ids[i].first17);
+        id[18] = 0;
+        if (zt_valid_citizen_id(id) != ids[i].valid)
+            fail_msg("%s: %s", id, ids[i].valid ? "refused" : "accepted");
+    }
+    static const struct {
+        const char *first17;
+        int valid;
+    } codes[] = {
+        {"00000000000000000", 0}, /* all zeros: its check character is 0, so "valid" before */
+        {"01330100MA2H3J4K5", 0}, /* no authority 0 */
+        {"B1330100MA2H3J4K5", 0}, /* nor B */
+        {"90330100MA2H3J4K5", 0}, /* no organisation type 0 */
+        {"91000000MA2H3J4K5", 0}, /* no division 00 */
+        {"91990100MA2H3J4K5", 0}, {"12100000400001342", 1}, /* a national authority: division 10 */
+        {"91330100MA2H3J4K5", 1}, {"Y1330100MA2H3J4K5", 1}, {"A1110000MA2H3J4K5", 1},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char code[19];
+        make_code(code, codes[i].first17);
+        if (zt_valid_credit_code(code) != codes[i].valid)
+            fail_msg("%s: %s", code, codes[i].valid ? "refused" : "accepted");
+    }
+}
+
 static void credit_code_every_mutation_fails(void **state)
 {
     every_mutation_fails(published_codes, sizeof published_codes / sizeof published_codes[0],
@@ -998,6 +1043,7 @@ int main(void)
         cmocka_unit_test(citizen_id_dates),
         cmocka_unit_test_setup_teardown(citizen_id_not_born_tomorrow, setup, teardown),
         cmocka_unit_test(credit_code_examples),
+        cmocka_unit_test(numbers_name_real_places),
         cmocka_unit_test(credit_code_every_mutation_fails),
         cmocka_unit_test(mask_shows_only_the_ends),
         cmocka_unit_test_setup_teardown(seal_sign_verify, setup, teardown),
