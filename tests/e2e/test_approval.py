@@ -353,6 +353,16 @@ class Applications(ApprovalTest):
         st, d = self.call("POST", "/approval/applications", self.ent, {"item": "NOPE", "form": {}})
         self.assertEqual(st, 422)
         self.assertIn("no item NOPE", d["detail"])
+        # what is not a string is named by its kind (never a Lua address: "table: 0x5562…")
+        for item, kind in (({}, "a JSON object or list"), ([], "a JSON object or list"), (7, "7"), (None, "null")):
+            st, d = self.call("POST", "/approval/applications", self.ent, {"item": item, "form": {}})
+            self.assertEqual(st, 422, d)
+            self.assertEqual(d["detail"], "item: the code of an item (a string), not " + kind)
+        st, d = self.call("POST", "/approval/applications", self.ent,
+                          {"item": "FOOD-LICENCE", "form": food_form(), "credit_code": {"a": 1}})
+        self.assertEqual(st, 422, d)
+        self.assertNotIn("0x", d["detail"])
+        self.assertIn("credit_code: a JSON object or list is not this account's code", d["detail"])
         st, d = self.call("POST", "/approval/applications", self.ent, {"item": "FOOD-LICENCE", "form": {}})
         self.assertEqual(st, 422)
         self.assertIn("business_name", d["detail"])

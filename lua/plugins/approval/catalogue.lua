@@ -2,6 +2,15 @@
 -- comes from the shipped files (items.lua) or from an administrator over HTTP.
 local M = {}
 
+-- What a client sent, for a message: a string as it is, a number or boolean as written, a
+-- table by its kind (tostring would show a Lua address).
+function M.shown(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then return tostring(v) end
+  if v == nil or v == zt.json.null then return "null" end
+  return "a " .. (t == "table" and "JSON object or list" or t)
+end
+
 local KINDS = { citizen = true, enterprise = true }
 local FORM_TYPES = { string = true, integer = true, number = true, boolean = true }
 local WITHOUT_CREDIT = { skip = true, refuse = true }
@@ -79,7 +88,7 @@ function M.check(it, max_material_bytes)
     return nil, "applicants: a list of \"citizen\" and/or \"enterprise\""
   end
   for _, k in ipairs(applicants) do
-    if not KINDS[k] then return nil, "applicants: \"citizen\" or \"enterprise\", not " .. tostring(k) end
+    if not KINDS[k] then return nil, "applicants: \"citizen\" or \"enterprise\", not " .. M.shown(k) end
   end
   local parallel = it.parallel_departments == nil and {} or it.parallel_departments
   if not list(parallel) then return nil, "parallel_departments: a list of department codes" end
@@ -116,7 +125,7 @@ function M.check(it, max_material_bytes)
       return nil, where .. ".formats: a list of content types (application/pdf, image/jpeg, ...)"
     end
     for _, f in ipairs(m.formats) do
-      if not M.FORMATS[f] then return nil, where .. ".formats: unsupported content type " .. tostring(f) end
+      if not M.FORMATS[f] then return nil, where .. ".formats: unsupported content type " .. M.shown(f) end
     end
     local max = m.max_bytes == nil and max_material_bytes or m.max_bytes
     if not int_in(max, 1, max_material_bytes) then

@@ -180,10 +180,12 @@ local function may_see(req, app)
   return false
 end
 
+local shown = catalogue.shown
+
 local function load_app(req, number)
   local app = type(number) == "string" and #number <= 64 and apps:get(number)
   if not app or not may_see(req, app) then
-    problem(404, "not-found", "there is no application " .. tostring(number))
+    problem(404, "not-found", "there is no application " .. shown(number))
   end
   return app
 end
@@ -430,8 +432,9 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     end
     local input = req:json()
     if type(input) ~= "table" then invalid("the body must be a JSON object") end
-    local item = type(input.item) == "string" and item_of(input.item)
-    if not item or not item.active then invalid("item: there is no item " .. tostring(input.item)) end
+    if type(input.item) ~= "string" then invalid("item: the code of an item (a string), not " .. shown(input.item)) end
+    local item = item_of(input.item)
+    if not item or not item.active then invalid("item: there is no item " .. input.item) end
     local ok_kind = false
     for _, k in ipairs(item.applicants) do if k == c.kind then ok_kind = true end end
     if not ok_kind then
@@ -462,7 +465,7 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
       local given = input.credit_code
       if given ~= nil and given ~= zt.json.null
           and (type(given) ~= "string" or given:upper() ~= code) then
-        invalid("credit_code: " .. tostring(given) .. " is not this account's code (" .. code
+        invalid("credit_code: " .. shown(given) .. " is not this account's code (" .. code
           .. "); an enterprise applies under its own code, which may be left out")
       end
     end
@@ -736,7 +739,7 @@ zt.route("POST", "/approval/applications/:no/supplement", { role = "approval_cle
     local names = {}
     for _, m in ipairs(item.materials) do names[m.name] = true end
     for _, n in ipairs(input.missing) do
-      if not names[n] then invalid("missing: item " .. item.code .. " has no material " .. tostring(n)) end
+      if not names[n] then invalid("missing: item " .. item.code .. " has no material " .. shown(n)) end
     end
     local now = zt.now()
     app.supplement = { missing = input.missing, note = opinion_of(input, "note", false),
