@@ -341,6 +341,21 @@ int zt__store_end(zt_store *s, zt_txn *t, bool commit);
 int zt__store_write_done(zt_store *s, zt_txn *t, int rc);
 /* Puts and deletes that succeeded in t so far (0 for a transaction that changed nothing). */
 uint64_t zt__store_txn_writes(const zt_txn *t);
+/* A savepoint in a write transaction (a nested LMDB transaction under it): what is written
+ * through t from zt__store_savepoint on is kept, or undone, by zt__store_savepoint_end, as
+ * one piece; the writes before it stay either way. zt_call runs each service call in one,
+ * so that a call that fails leaves nothing of itself. Cursors opened after it are closed
+ * at its end; those opened before go on (LMDB carries them through). They nest. On a read
+ * transaction both do nothing. */
+typedef struct zt__savepoint {
+    void *parent; /* the MDB_txn that t wrote in before; NULL: no savepoint was made */
+    uint64_t writes;
+    int failed;
+} zt__savepoint;
+int zt__store_savepoint(zt_txn *t, zt__savepoint *sp);
+/* keep: merge what was written since into the transaction (an error there fails t: LMDB
+ * may have merged part of it), else drop it. ZT_OK, or that error. */
+int zt__store_savepoint_end(zt_txn *t, zt__savepoint *sp, bool keep);
 /* 1 if the transaction belongs to the open batch (its request must wait for the commit). */
 bool zt__store_in_batch(const zt_txn *t);
 bool zt__store_batch_open(const zt_store *s);

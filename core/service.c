@@ -151,6 +151,16 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
                    DEPTH_MAX);
         return ZT_EBUSY;
     }
+    /* A call is one piece: what a service that fails wrote (its records, events, timers)
+     * is undone, and what it noted for the audit record too; the caller's writes before
+     * it stay, and a caller that copes with the failure goes on as if it was not made. */
+    zt__savepoint sp = {0};
+    if (req->srv->store && !zt__req_reads(req)) { /* (no store: unit tests of calls) */
+        zt_txn *t = zt_req_txn(req);
+        int rc = t ? zt__store_savepoint(t, &sp) : ZT_EIO;
+        if (rc != ZT_OK) return rc;
+    }
+    const char *note_action = req->audit_action, *note_object = req->audit_object;
     cJSON null = {.type = cJSON_NULL};
     zt_plugin *outer = req->service_plugin;
     req->service_plugin = s->plugin; /* what the service does (events, timers) is its own */
@@ -159,7 +169,15 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     int rc = s->fn(req, args ? args : &null, &res, s->ud);
     req->call_depth--;
     req->service_plugin = outer;
+    int src = zt__store_savepoint_end(req->txn, &sp, rc == ZT_OK);
+    if (rc == ZT_OK && src != ZT_OK) {
+        zt_req_log(req, ZT_LOG_ERROR, "zt_call('%s'): its writes cannot be kept: %s", name,
+                   zt_strerror(src));
+        rc = src;
+    }
     if (rc != ZT_OK) {
+        req->audit_action = note_action;
+        req->audit_object = note_object;
         cJSON_Delete(res);
         /* what a call it made in turn left is not why this service failed */
         if (req->call_fail.not_provided || req->call_fail.depth != req->call_depth + 1) {

@@ -51,7 +51,8 @@ struct zt_cursor {
     zt_txn *txn;
     zt_db *db;
     struct zt_cursor *prev, *next;
-    bool deleted; /* the key under it was deleted by zt_cursor_del: no current key */
+    bool deleted;   /* the key under it was deleted by zt_cursor_del: no current key */
+    unsigned level; /* the savepoints its transaction was in when it was opened */
 };
 
 struct zt_txn {
@@ -66,6 +67,7 @@ struct zt_txn {
     uint64_t writes; /* successful puts and deletes: whether the work changed anything */
     zt_cursor *cursors;
     unsigned ncursors;
+    unsigned level;             /* savepoints open (zt__store_savepoint) */
     struct zt_txn *prev, *next; /* READ: in the store's live list or its pool */
 };
 
@@ -852,6 +854,47 @@ int zt__store_write_done(zt_store *s, zt_txn *t, int rc)
     return rc == ZT_OK ? crc : rc;
 }
 
+int zt__store_savepoint(zt_txn *t, zt__savepoint *sp)
+{
+    sp->parent = NULL;
+    if (!t || !t->active || t->kind != TXN_WRITE) return ZT_OK; /* nothing to undo */
+    if (t->failed) return t->failed; /* LMDB would refuse it: the work fails */
+    MDB_txn *child;
+    int mrc = mdb_txn_begin(t->s->env, t->txn, 0, &child);
+    if (mrc) return zt__store_errno(mrc);
+    sp->parent = t->txn;
+    sp->writes = t->writes;
+    sp->failed = t->failed;
+    t->txn = child;
+    t->level++;
+    return ZT_OK;
+}
+
+int zt__store_savepoint_end(zt_txn *t, zt__savepoint *sp, bool keep)
+{
+    if (!sp->parent) return ZT_OK;
+    assert(t && t->active && t->level > 0);
+    for (zt_cursor *c = t->cursors, *next; c; c = next) {
+        next = c->next;
+        if (c->level >= t->level) zt_cursor_close(c); /* LMDB ends them with the savepoint */
+    }
+    int rc = ZT_OK;
+    if (keep && !t->failed) {
+        /* a failed nested commit may leave part of it merged: the transaction fails */
+        int mrc = mdb_txn_commit(t->txn);
+        if (mrc) rc = t->failed = zt__store_errno(mrc);
+    } else {
+        mdb_txn_abort(t->txn); /* a write that failed in it fails no more than it */
+        rc = keep ? t->failed : ZT_OK;
+        t->writes = sp->writes;
+        t->failed = sp->failed;
+    }
+    t->txn = sp->parent;
+    t->level--;
+    sp->parent = NULL;
+    return rc;
+}
+
 bool zt__store_in_batch(const zt_txn *t)
 {
     return t && (t->kind == TXN_WRITE || t->kind == TXN_BATCH_READ);
@@ -1021,6 +1064,7 @@ int zt_cursor_open(zt_txn *txn, zt_db *db, zt_cursor **out)
     }
     c->txn = txn;
     c->db = db;
+    c->level = txn->level;
     c->next = txn->cursors;
     if (txn->cursors) txn->cursors->prev = c;
     txn->cursors = c;

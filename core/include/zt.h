@@ -388,8 +388,8 @@ int zt_req_in_scope(zt_req *req, const char *dept);
 int zt_req_dept_within(zt_req *req, const char *dept, const char *scope);
 /* The account whose login is `login` (or whose id it is), as a caller (strings owned by
  * the request), read in the request's transaction: for a plugin to check whom it hands
- * work to (a task delegated) as the core checks a caller. ZT_ENOTFOUND: no such login, or the account is
- * disabled (it can do nothing); ZT_EIO: it could not be read. */
+ * work to (a task delegated) as the core checks a caller. ZT_ENOTFOUND: no such login, or
+ * the account is disabled (it can do nothing); ZT_EIO: it could not be read. */
 int zt_req_account(zt_req *req, const char *login, const zt_caller **out);
 
 /* Security labels (安全标记; GB/T 22239 access control g: important subjects and objects
@@ -486,7 +486,10 @@ int zt_timer_cancel(zt_req *req, const char *id);
 /*
  * A service is a named function a plugin offers others ("credit.check"): synchronous, run
  * inside the caller's transaction (its writes commit or roll back with the caller's), with
- * the caller's zt_req (so the caller's identity, request id and audit apply). Names are
+ * the caller's zt_req (so the caller's identity, request id and audit apply). Each call is
+ * one piece: when the service fails, what it wrote (records, events, timers, its audit
+ * note) is undone and the caller's work goes on as before the call; when it succeeds, it
+ * stays with the caller's. Cursors a service opens are closed when it returns. Names are
  * "<plugin>.<word>" by convention: 1..64 bytes of [A-Za-z0-9_.-].
  */
 

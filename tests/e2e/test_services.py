@@ -2,10 +2,11 @@
 import os
 import unittest
 
-from ztnode import NodeTest, env, run
+from ztnode import NodeTest, env, run, scrape
 
 ZT_EINVAL = -3  # zt.h
 ZT_EBUSY = -13
+ZT_ECONFLICT = -9
 
 
 def test_plugins():
@@ -59,6 +60,27 @@ class Calls(NodeTest):
         st, _, d = call(n, "svccredit.check", {"code": "K2"}, reject=True)
         self.assertEqual(st, 422)
         self.assertEqual(n.json("GET", "/svccredit/checks")[2]["count"], before + 1)
+
+    def test_a_failed_call_leaves_nothing_of_itself(self):
+        # the caller copes with the failure and commits: what the service wrote before it
+        # failed (a record, a timer) is not kept, what the caller wrote before the call is
+        n = self.shared
+        count = lambda: n.json("GET", "/svccredit/checks")[2]["count"]
+        before, timers = count(), scrape(n).get("zt_timers_pending")
+        st, _, d = call(n, "svccredit.check", {"code": "F1", "then_fail": True})
+        self.assertEqual((st, d.get("error")), (200, ZT_ECONFLICT), d)
+        self.assertEqual(count(), before)
+        self.assertEqual(scrape(n).get("zt_timers_pending"), timers)
+        # nested: the outer call writes, the inner one writes and fails, the outer goes on
+        # (a cursor it opened before the inner call reads on after it) and is kept
+        st, _, d = call(n, "svccredit.check", {"code": "F2", "then_call": {"code": "F3", "then_fail": True}})
+        self.assertEqual(st, 200, d)
+        self.assertEqual((d["result"]["inner_error"], d["result"]["checks_seen"]), (ZT_ECONFLICT, before + 1), d)
+        self.assertEqual(count(), before + 1)
+        # and an inner call that succeeds is kept with the outer one
+        st, _, d = call(n, "svccredit.check", {"code": "F4", "then_call": {"code": "F5"}})
+        self.assertEqual((d["result"]["inner_error"], d["result"]["checks_seen"]), (0, before + 3), d)
+        self.assertEqual(count(), before + 3)
 
     def test_args_absent_is_json_null(self):
         st, _, d = call(self.shared, "svccredit.echo")

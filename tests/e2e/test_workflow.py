@@ -99,6 +99,16 @@ return { name = "boom", starters = { "user" }, start = "s",
     e = { type = "end" },
   } }
 """,
+    # a user task, then a service task that fails: completing the task fails whole
+    "late": """
+return { name = "late", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", next = "bad" },
+    bad = { type = "service", fn = function() error("late boom") end, next = "e" },
+    e = { type = "end" },
+  } }
+""",
     "todo": """
 return { name = "todo", starters = { "user" }, start = "s",
   nodes = {
@@ -139,6 +149,12 @@ zt.on("workflow.**", function(ev, ctx)
   local n = (seen:get("n") or 0) + 1
   seen:put("n", n)
   seen:put(string.format("e%08d", n), { topic = ev.topic, payload = ev.payload })
+end)
+-- calls a workflow service as another plugin would, and copes with its failure
+zt.route("POST", "/wfspy/call", { role = "user" }, function(req)
+  local b = req:json()
+  local r, msg, code = zt.call(b.service, b.args)
+  return 200, { ok = r ~= nil, code = code or zt.json.null }
 end)
 zt.route("GET", "/wfspy/events", { role = "public" }, function(req)
   local out = zt.json.array()
@@ -521,6 +537,30 @@ class WorkflowTest(NodeTest):
         self.assertEqual(self.instance(d["id"])["data"]["total"], 13)
         d = self.start("calc", {"a": 1, "b": 2})
         self.assertEqual(d["result"], "small")
+
+    def test_a_failed_service_call_leaves_the_task_open(self):
+        # A plugin completes a task through workflow.task_action; the next node's script
+        # fails, and the plugin copes with the failure and commits its own work: the task
+        # stays open (it was completed, the instance stuck with no open task, before).
+        inst = self.start("late")
+        t = self.task_at(inst["id"], "t")
+        st, _, d = self.as_("clerk1", "POST", "/wfspy/call",
+                            {"service": "workflow.task_action", "args": {"task": t["id"], "action": "complete"}})
+        self.assertEqual((st, d), (200, {"ok": False, "code": "failed"}))
+        again = self.task_at(inst["id"], "t")
+        self.assertEqual((again["id"], again["state"]), (t["id"], "open"))
+        st, _, h = self.shared.json("GET", "/workflow/instances/%s/history" % inst["id"])
+        self.assertNotIn("complete", [s["action"] for s in h["items"]])
+        # nor does a failed start leave an instance behind
+        st, _, d = self.as_("clerk1", "POST", "/wfspy/call",
+                            {"service": "workflow.start", "args": {"definition": "boom", "business_key": "BOOM-2"}})
+        self.assertEqual((st, d["ok"]), (200, False), d)
+        marker = self.start("plain", key="MARK-LATE")  # events arrive in order: after it, none
+        ev = self.wait_events(lambda ev: any(e["payload"].get("instance") == marker["id"] for e in ev),
+                              "the marker's start")
+        self.assertFalse([e for e in ev if e["payload"].get("business_key") == "BOOM-2"])
+        self.assertFalse([e for e in ev if e["payload"].get("instance") == inst["id"]
+                          and e["topic"] != "workflow.task.created"])
 
     # ---- events: exactly the committed work --------------------------------------------
 

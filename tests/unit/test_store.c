@@ -389,6 +389,64 @@ static void nested_abort_keeps_siblings(void **state)
     assert_int_equal(st1.commit_errors, 0);
 }
 
+/* Savepoints (a service call): what is written after one is kept or dropped as a piece,
+ * the writes before it stay, they nest, a cursor opened before reads on through them, and
+ * one opened inside is closed at its end. */
+static void savepoints(void **state)
+{
+    fx *f = *state;
+    open_store(f, 4 * MIB);
+    zt_db *db = open_db(f, "p", "sp");
+    zt_txn *t;
+    char buf[64];
+    assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK);
+    put_str(t, db, "a", "before");
+    zt_cursor *outer;
+    zt_kv kv;
+    assert_int_equal(zt_cursor_open(t, db, &outer), ZT_OK);
+    assert_int_equal(zt_cursor_seek(outer, ZT_FIRST, NULL, 0, &kv), ZT_OK);
+
+    zt__savepoint sp1, sp2;
+    assert_int_equal(zt__store_savepoint(t, &sp1), ZT_OK);
+    put_str(t, db, "b", "dropped");
+    put_str(t, db, "a", "changed, dropped");
+    zt_cursor *inner; /* left open: the savepoint's end closes it */
+    assert_int_equal(zt_cursor_open(t, db, &inner), ZT_OK);
+    assert_int_equal(zt_cursor_seek(inner, ZT_LAST, NULL, 0, &kv), ZT_OK);
+    assert_int_equal(zt__store_savepoint_end(t, &sp1, false), ZT_OK);
+    assert_string_equal(get_str(t, db, "a", buf, sizeof buf), "before");
+    assert_null(get_str(t, db, "b", buf, sizeof buf));
+    assert_int_equal(zt__store_txn_writes(t), 1);
+
+    assert_int_equal(zt__store_savepoint(t, &sp1), ZT_OK); /* kept, with one dropped inside */
+    put_str(t, db, "c", "kept");
+    assert_int_equal(zt__store_savepoint(t, &sp2), ZT_OK);
+    put_str(t, db, "d", "dropped inside");
+    assert_int_equal(zt__store_savepoint_end(t, &sp2, false), ZT_OK);
+    assert_int_equal(zt__store_savepoint_end(t, &sp1, true), ZT_OK);
+    assert_string_equal(get_str(t, db, "c", buf, sizeof buf), "kept");
+    assert_null(get_str(t, db, "d", buf, sizeof buf));
+    /* the cursor opened before them all reads on: a, then c */
+    assert_int_equal(zt_cursor_seek(outer, ZT_NEXT, NULL, 0, &kv), ZT_OK);
+    assert_int_equal(kv.klen, 1);
+    assert_memory_equal(kv.key, "c", 1);
+    zt_cursor_close(outer);
+    assert_int_equal(zt__store_end(f->s, t, true), ZT_OK);
+    assert_int_equal(zt__store_batch_commit(f->s), ZT_OK);
+    assert_read(f, db, "a", "before");
+    assert_read(f, db, "b", NULL);
+    assert_read(f, db, "c", "kept");
+    assert_read(f, db, "d", NULL);
+
+    /* on a read transaction there is nothing to undo: both do nothing */
+    assert_int_equal(zt__store_read_begin(f->s, &t), ZT_OK);
+    assert_int_equal(zt__store_savepoint(t, &sp1), ZT_OK);
+    assert_null(sp1.parent);
+    assert_int_equal(zt__store_savepoint_end(t, &sp1, false), ZT_OK);
+    assert_string_equal(get_str(t, db, "c", buf, sizeof buf), "kept");
+    assert_int_equal(zt__store_end(f->s, t, false), ZT_OK);
+}
+
 static void group_commit_is_one_commit(void **state)
 {
     fx *f = *state;
@@ -1244,6 +1302,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(put_get_del, setup, teardown),
         cmocka_unit_test_setup_teardown(key_size_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(readonly_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(savepoints, setup, teardown),
         cmocka_unit_test_setup_teardown(nested_abort_keeps_siblings, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_is_one_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_read_sees_the_batch, setup, teardown),

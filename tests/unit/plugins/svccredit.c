@@ -66,11 +66,37 @@ static int svc_check(zt_req *req, const cJSON *args, cJSON **result, void *ud)
         if ((rc = zt_put(t, s->checks, id, 26, code->valuestring, strlen(code->valuestring))))
             return rc;
     }
+    /* "then_fail": having written its check and set a timer, the service fails: a failed
+     * call leaves nothing of itself */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "then_fail"))) {
+        char id[27];
+        rc = zt_timer_at(req, zt_now_ms() + 3600 * 1000, "_svccredit.remind", NULL, id);
+        return rc == ZT_OK ? ZT_ECONFLICT : rc;
+    }
+    /* "then_call": with a cursor open over the checks, it calls this service again with
+     * those args and copes with a failure; the cursor reads on after the call */
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(args, "then_call");
+    double seen = 0;
+    if (inner) {
+        zt_cursor *c;
+        zt_kv kv;
+        if ((rc = zt_cursor_open(t, s->checks, &c)) != ZT_OK) return rc;
+        if (zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv) == ZT_OK) seen++;
+        cJSON *r = NULL;
+        rc = zt_call(req, "svccredit.check", inner, &r);
+        cJSON_Delete(r);
+        while (zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv) == ZT_OK) seen++;
+        zt_cursor_close(c);
+    }
     cJSON *o = cJSON_CreateObject();
     if (!o) return ZT_ENOMEM;
     cJSON_AddStringToObject(o, "code", code->valuestring);
     cJSON_AddBoolToObject(o, "found", found);
     cJSON_AddBoolToObject(o, "blacklisted", black);
+    if (inner) {
+        cJSON_AddNumberToObject(o, "inner_error", rc);
+        cJSON_AddNumberToObject(o, "checks_seen", seen);
+    }
     *result = o;
     return ZT_OK;
 }
