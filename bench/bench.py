@@ -1391,7 +1391,7 @@ def main():
         raise BenchError("no daemon at %s: build it first" % zhengtong_bin(opts.build))
 
     for flag, run, keys in (("profile", profile, ("c", "lua", "read", "writes")),
-                            ("callgrind", callgrind, ("c", "auth", "lua", "read", "writes"))):
+                            ("callgrind", callgrind, ("c", "auth", "pad", "lua", "read", "writes"))):
         arg = getattr(opts, flag)
         if arg is None:
             continue
