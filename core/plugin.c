@@ -433,6 +433,11 @@ void *zt_plugin_data(const zt_plugin *p)
     return p->data;
 }
 
+int zt_check_only(const zt_plugin *p)
+{
+    return p->srv->check_only;
+}
+
 const char *zt_plugin_at(const zt_plugin *p, size_t i)
 {
     const zt_server *srv = p->srv;

@@ -105,6 +105,15 @@ const char *zt_plugin_name(const zt_plugin *p);
 /* A pointer the plugin keeps for itself; the core never reads it. */
 void zt_plugin_set_data(zt_plugin *p, void *data);
 void *zt_plugin_data(const zt_plugin *p);
+/* 1 when the node only checks itself and will never serve: `zhengtong check`, and the
+ * scratch nodes of `zhengtong test`; 0 for `zhengtong serve`. init runs then as for a
+ * start (on a scratch store), and checks every option as it would for a start; but a node
+ * may be serving with this very config meanwhile (the upgrade steps check while it runs),
+ * so init must do nothing that is seen outside the process: no listening (the address is
+ * the live node's), no connecting (a broker would hand the live node's client id to the
+ * check), no writing outside its databases. Check what can be checked without it: an
+ * address parses, a port is in range, a file is readable. */
+int zt_check_only(const zt_plugin *p);
 
 /* Declared options, after defaults. Asking for an undeclared option, or with the wrong
  * type, is a bug in the plugin: it returns NULL / 0 / 0.0 / 0 and logs an error. */

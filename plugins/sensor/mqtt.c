@@ -1,6 +1,7 @@
 /* mqtt.c: the MQTT input: libmosquitto's own thread subscribes and queues into an inbox. */
 #include "sensor.h"
 
+#include <errno.h>
 #include <mosquitto.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -62,6 +63,9 @@ int sn_mqtt_start(sn *S)
         return zt_option_fail(S->p, "mqtt_format", "auto, line or json, not \"%s\"",
                               zt_opt_string(S->p, "mqtt_format"));
     if (qos < 0 || qos > 2) return zt_option_fail(S->p, "mqtt_qos", "0, 1 or 2, not %d", qos);
+    int64_t port = zt_opt_int(S->p, "mqtt_port");
+    if (port < 1 || port > 65535)
+        return zt_option_fail(S->p, "mqtt_port", "1 to 65535, not %lld", (long long)port);
     sn_mqtt *q = calloc(1, sizeof *q);
     if (!q) return ZT_ENOMEM;
     S->mqtt = q;
@@ -73,29 +77,40 @@ int sn_mqtt_start(sn *S)
             return ZT_ENOMEM;
     if (!(q->inbox = sn_inbox_new(S, "mqtt", fmt))) return ZT_ENOMEM;
     mosquitto_lib_init();
-    q->m = mosquitto_new(zt_opt_string(S->p, "mqtt_client_id"), true, S);
-    if (!q->m) return ZT_ENOMEM;
+    const char *id = zt_opt_string(S->p, "mqtt_client_id");
+    errno = 0;
+    if (!(q->m = mosquitto_new(id, true, S)))
+        return errno == EINVAL
+                   ? zt_option_fail(S->p, "mqtt_client_id",
+                                    "not a client id MQTT takes (not UTF-8, or too long)")
+                   : ZT_ENOMEM;
     const char *user = zt_opt_string(S->p, "mqtt_username");
-    if (user && *user) mosquitto_username_pw_set(q->m, user, zt_opt_string(S->p, "mqtt_password"));
+    if (user && *user &&
+        mosquitto_username_pw_set(q->m, user, zt_opt_string(S->p, "mqtt_password")) ==
+            MOSQ_ERR_MALFORMED_UTF8)
+        return zt_option_fail(S->p, "mqtt_username", "not UTF-8");
     mosquitto_connect_callback_set(q->m, on_connect);
     mosquitto_disconnect_callback_set(q->m, on_disconnect);
     mosquitto_message_callback_set(q->m, on_message);
     mosquitto_reconnect_delay_set(q->m, 1, 30, true);
-    int port = (int)zt_opt_int(S->p, "mqtt_port");
+    /* A check stops short of the broker: the live node may be connected with this client
+     * id, which the broker would take from it for the check. */
+    if (zt_check_only(S->p)) return ZT_OK;
     /* connect in the background: a broker that is down now is retried, not fatal */
-    int rc = mosquitto_connect_async(q->m, host, port, 30);
+    int rc = mosquitto_connect_async(q->m, host, (int)port, 30);
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_ERRNO) {
-        zt_log(S->p, ZT_LOG_ERROR, "MQTT: cannot connect to %s:%d: %s", host, port,
+        zt_log(S->p, ZT_LOG_ERROR, "MQTT: cannot connect to %s:%d: %s", host, (int)port,
                mosquitto_strerror(rc));
         return ZT_EINVAL;
     }
     if (rc != MOSQ_ERR_SUCCESS)
-        zt_log(S->p, ZT_LOG_WARN, "MQTT: %s:%d not reachable yet; retrying", host, port);
+        zt_log(S->p, ZT_LOG_WARN, "MQTT: %s:%d not reachable yet; retrying", host, (int)port);
     if ((rc = mosquitto_loop_start(q->m)) != MOSQ_ERR_SUCCESS) {
         zt_log(S->p, ZT_LOG_ERROR, "MQTT: cannot start its thread: %s", mosquitto_strerror(rc));
         return ZT_ERROR;
     }
-    zt_log(S->p, ZT_LOG_INFO, "MQTT: subscribing at %s:%d to %zu topics", host, port, q->ntopics);
+    zt_log(S->p, ZT_LOG_INFO, "MQTT: subscribing at %s:%d to %zu topics", host, (int)port,
+           q->ntopics);
     return ZT_OK;
 }
 

@@ -7,7 +7,7 @@ import tempfile
 import unittest
 
 from test_sensor import SECOND, Sensor, rfc3339
-from ztnode import HOST, NodeTest, env, free_port, wait_for
+from ztnode import HOST, NodeTest, env, free_port, lua_manifest, lua_tree_with, run, wait_for
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub")
@@ -135,6 +135,69 @@ class InputsTest(NodeTest):
         wait_for("the refusal", lambda: self.inputs()["nng"]["refused"] == 1)
         self.assertEqual(len(s.obs(ids[0])["observations"]), 5001)
         self.assertIn("nng message refused", self.n.log())
+
+
+@unittest.skipUnless(os.path.exists(MOSQUITTO) and MOSQUITTO_PUB, "mosquitto and mosquitto-clients are needed")
+class CheckBesideTheLiveNode(NodeTest):
+    """The upgrade steps run `check` (and a county may run `test`) with the config of the node
+    that serves meanwhile: they must neither take its nng address nor its MQTT session."""
+
+    def test_check_and_test_leave_the_live_inputs_alone(self):
+        broker = Broker()
+        self.addCleanup(broker.close)
+        lua = lua_tree_with(os.path.join(tempfile.mkdtemp(prefix="zt-lua-"), "lua"),
+                            {"probe": (lua_manifest(), "-- serves nothing\n")})
+        self.addCleanup(shutil.rmtree, os.path.dirname(lua), True)
+        tests = os.path.join(lua, "plugins", "probe", "tests")
+        os.makedirs(tests)
+        with open(os.path.join(tests, "a.lua"), "w") as f:
+            f.write('test("runs", function(t) t.ok(true) end)\n')
+        nng = "tcp://%s:%d" % (HOST, free_port())
+        opts = 'sensor = { mqtt_host = "%s", mqtt_port = %d, nng_listen = "%s" }' % (
+            HOST, broker.port, nng)
+        n = self.node(plugins=("sensor", "probe"), options=opts, lua_dir=lua, roles=("sensor_admin",))
+
+        def inputs():
+            st, _, d = n.json("GET", "/sensor/inputs")
+            self.assertEqual(st, 200, d)
+            return d
+
+        def broker_log():
+            with open(os.path.join(broker.dir, "log"), errors="replace") as f:
+                return f.read()
+
+        wait_for("the MQTT connection", lambda: inputs()["mqtt"]["connected"])
+        before = broker_log().count("New connection from")
+        r = run(["check", "-c", n.conf], cwd=n.dir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(": OK: node e2e-test", r.stdout)
+        r = run(["test", "-c", n.conf], cwd=n.dir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ok 1 - probe/a.lua: runs", r.stdout)
+        # A publisher connects after them: the broker accepts connections in the order
+        # they came, so once it is answered the broker has seen any that check or test made.
+        broker.publish("sensors/x", "gw v=1 1")
+        log = broker_log()
+        self.assertEqual(log.count("New connection from"), before + 1, log)  # the publisher's
+        self.assertNotIn("already connected", log)
+        self.assertEqual(inputs()["mqtt"]["connects"], 1)
+        self.assertTrue(inputs()["mqtt"]["connected"])
+
+    def test_check_refuses_input_addresses_it_does_not_listen_at(self):
+        cases = [
+            ('mqtt_host = "%s", mqtt_port = 99999' % HOST, "sensor.mqtt_port: 1 to 65535, not 99999"),
+            ('mqtt_host = "%s", mqtt_port = 0' % HOST, "sensor.mqtt_port: 1 to 65535, not 0"),
+            ('nng_listen = "tcp://%s:99999"' % HOST, "sensor.nng_listen: cannot listen at tcp://%s:99999" % HOST),
+            ('nng_listen = "tpc://%s:7770"' % HOST, "sensor.nng_listen: cannot listen at tpc://"),
+        ]
+        for opt, want in cases:
+            with self.subTest(opt):
+                n = self.node(plugins=("sensor",), options="sensor = {\n  %s }\n" % opt, start=False)
+                line = n._conf_text.splitlines().index("  %s }" % opt) + 1
+                for cmd in ("check", "serve"):
+                    r = run([cmd, "-c", n.conf], cwd=n.dir, timeout=20)
+                    self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                    self.assertIn("%s:%d: %s" % (n.conf, line, want), r.stderr)
 
 
 if __name__ == "__main__":
