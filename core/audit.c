@@ -1059,7 +1059,10 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
                 if (!here) why = "a checkpoint does not match the records before it";
             }
             cJSON_free(text);
-            info->checkpoints += why ? 0 : 1;
+            if (!why) {
+                info->checkpoints++;
+                if (seq > info->signed_through) info->signed_through = seq;
+            }
         } else if (end) {
             uint64_t records = 0, last = 0;
             unsigned char h[32];

@@ -821,6 +821,9 @@ typedef struct zt_archive_info {
     uint64_t last_seq; /* ... and ends with this one */
     unsigned char last_hash[32];
     uint64_t records, checkpoints;
+    /* the last record a signed checkpoint covers (0: none): the records after it, and the
+     * header's node and key when there is no checkpoint, are authenticated by nothing */
+    uint64_t signed_through;
     unsigned char digest[32]; /* BLAKE2b-256 of the file */
 } zt_archive_info;
 /* Write the oldest records, through the last whole batch that ends at or before `through`

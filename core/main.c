@@ -167,9 +167,16 @@ static void print_archive(const char *what, const char *path, const zt_archive_i
            "  its BLAKE2b-256: %s\n",
            what, path, (unsigned long long)in->after_seq + 1, (unsigned long long)in->last_seq,
            (unsigned long long)in->records, (unsigned long long)in->checkpoints, in->node, hex);
+    if (in->signed_through && in->signed_through < in->last_seq)
+        printf("  records %llu..%llu come after its last signed checkpoint (record %llu): no "
+               "signature in it covers them\n",
+               (unsigned long long)in->signed_through + 1, (unsigned long long)in->last_seq,
+               (unsigned long long)in->signed_through);
 }
 
-/* `check FILE` reads only the file: an auditor checks an archive anywhere. */
+/* `check FILE` reads only the file: an auditor checks an archive anywhere. What it can
+ * vouch for is what a checkpoint signed; the node key of the first line is a claim that
+ * anyone writing such a file makes as they like. */
 static int cmd_audit_check(const char *path)
 {
     char err[ZT_ERRLEN] = "";
@@ -180,10 +187,23 @@ static int cmd_audit_check(const char *path)
                 err[0] ? err : "libsodium failed");
         return 1;
     }
-    char key[ZT__B64URL_LEN(32)];
+    char key[ZT__B64URL_LEN(32)], last[65];
     zt__b64url_encode(key, in.node_key, 32);
-    print_archive("archive OK", path, &in);
-    printf("  signed by node key %s (compare: GET /audit/checkpoints, node_key)\n", key);
+    sodium_bin2hex(last, sizeof last, in.last_hash, 32);
+    print_archive(in.checkpoints ? "archive OK" : "archive UNSIGNED", path, &in);
+    if (in.checkpoints)
+        printf("  signed by node key %s (compare: GET /audit/checkpoints, node_key) through "
+               "record %llu\n",
+               key, (unsigned long long)in.signed_through);
+    else
+        printf("  WARNING: it holds no signed checkpoint: nothing in it is authenticated. Its "
+               "records\n  chain together, but anyone can write such a file, and the node key "
+               "its first line\n  names (%s) is only a claim.\n",
+               key);
+    if (!in.checkpoints || in.signed_through < in.last_seq)
+        printf("  A signed checkpoint after record %llu vouches for %s: in the archive that "
+               "follows\n  (it begins after hash %s) or in the node's log.\n",
+               (unsigned long long)in.last_seq, in.checkpoints ? "those records" : "them", last);
     return 0;
 }
 

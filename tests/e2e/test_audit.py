@@ -448,9 +448,12 @@ class Archives(NodeTest):
         # an archive is checked on its own, with no config or data folder
         r = run(["audit", "check", first], cwd=tmp)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("archive OK", r.stdout)
+        # it ends before the first checkpoint (export signs the head, past it): nothing in
+        # it is signed, and the key its first line names is no more than a claim
+        self.assertIn("archive UNSIGNED", r.stdout)
+        self.assertNotIn("signed by", r.stdout)
         st, _, cps = n.json("GET", "/audit/checkpoints")
-        self.assertIn(cps["node_key"], r.stdout)
+        self.assertIn("names (%s) is only a claim" % cps["node_key"], r.stdout)
         # and read: its records as GET /audit showed them while they were in the log
         logged = [x for x in all_records(n) if x["seq"] <= through]
         r = run(["audit", "show", first], cwd=tmp)
@@ -528,6 +531,78 @@ class Archives(NodeTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("nothing to export through record 1", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(tmp, "none.jsonl.partial")))
+
+
+class ArchiveSignatures(NodeTest):
+    """What `audit check` says a signature vouches for: the records up to the last signed
+    checkpoint; never the node key a file's first line merely names."""
+
+    def archive_of(self, n, through):
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "a.jsonl")
+        r = run(["audit", "-c", n.conf, "export", str(through), path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(path) as f:
+            lines = [json.loads(x) for x in f]
+        return path, lines
+
+    def test_no_checkpoint_no_claim(self):
+        # checkpoints only by count, and never reached: the archive holds none
+        n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 100000, checkpoint_interval = 0 }")
+        for _ in range(3):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        # export signs the head first: an archive that stops short of it holds no checkpoint
+        head = all_records(n)[-1]["seq"] - 1
+        path, lines = self.archive_of(n, head)
+        self.assertFalse([x for x in lines if "checkpoint" in x], lines)
+        key = n.json("GET", "/audit/checkpoints")[2]["node_key"]
+        self.assertEqual(lines[0]["node_key"], key)  # the real key, as a forger would write it
+        r = run(["audit", "check", path])
+        self.assertEqual(r.returncode, 0, r.stderr)  # intact: not broken
+        self.assertNotIn("signed by", r.stdout)
+        self.assertNotIn("archive OK", r.stdout)
+        self.assertIn("archive UNSIGNED %s: records 1..%d" % (path, head), r.stdout)
+        self.assertIn("nothing in it is authenticated", r.stdout)
+        # a first line that names another key is as good to it: it is only a claim
+        lines[0]["node_key"] = base64.urlsafe_b64encode(bytes(32)).decode().rstrip("=")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(x) + "\n" for x in lines))
+        r = run(["audit", "check", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("signed by", r.stdout)
+        self.assertIn("nothing in it is authenticated", r.stdout)
+
+    def test_records_after_the_last_checkpoint_are_named(self):
+        n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 5, checkpoint_interval = 0 }")
+        for _ in range(8):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        cps = [c["seq"] for c in n.json("GET", "/audit/checkpoints?limit=1000")[2]["items"]]
+        if cps[-1] == all_records(n)[-1]["seq"]:  # one record past it (4 short of the next)
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        # each write is a batch of its own: export stops at any record; one just past a
+        # checkpoint leaves a tail that no checkpoint in the file covers
+        head = cps[-1] + 1
+        path, lines = self.archive_of(n, head)
+        signed = max(x["checkpoint"]["seq"] for x in lines if "checkpoint" in x)
+        self.assertEqual((signed, lines[-1]["end"]["last_seq"]), (cps[-1], head))
+        r = run(["audit", "check", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("archive OK", r.stdout)
+        key = n.json("GET", "/audit/checkpoints")[2]["node_key"]
+        self.assertIn("signed by node key %s (compare: GET /audit/checkpoints, node_key) through "
+                      "record %d" % (key, signed), r.stdout)
+        self.assertIn("records %d..%d come after its last signed checkpoint (record %d): no "
+                      "signature in it covers them" % (signed + 1, head, signed), r.stdout)
+        self.assertIn("A signed checkpoint after record %d vouches for those records" % head,
+                      r.stdout)
+        # an archive that ends at a checkpoint has no such tail
+        path, lines = self.archive_of(n, signed)
+        self.assertEqual(lines[-1]["end"]["last_seq"], signed)
+        r = run(["audit", "check", path])
+        self.assertIn("through record %d" % signed, r.stdout)
+        self.assertNotIn("no signature", r.stdout)
+        self.assertNotIn("vouches", r.stdout)
 
 
 class ArchivesByDate(NodeTest):
