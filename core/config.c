@@ -536,12 +536,18 @@ static void set_str(char **field, char *value)
     *field = value;
 }
 
-/* "127.0.0.1:8080" or "[::1]:8080", numeric, port 1..65535. */
-static const char *listen_problem(const char *s)
+/* A listen address, parsed. */
+typedef struct listen_addr {
+    int af;
+    unsigned char ip[16];
+    long port;
+} listen_addr;
+
+/* "127.0.0.1:8080" or "[::1]:8080", numeric, port 1..65535, into *a; NULL, or why not. */
+static const char *listen_problem(const char *s, listen_addr *a)
 {
     char host[64];
     const char *port;
-    int af;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
         if (!close || close[1] != ':') return "an IPv6 address is written [address]:port";
@@ -549,7 +555,7 @@ static const char *listen_problem(const char *s)
         memcpy(host, s + 1, (size_t)(close - s - 1));
         host[close - s - 1] = 0;
         port = close + 2;
-        af = AF_INET6;
+        a->af = AF_INET6;
     } else {
         const char *colon = strrchr(s, ':');
         if (!colon) return "it has no :port";
@@ -557,18 +563,33 @@ static const char *listen_problem(const char *s)
         memcpy(host, s, (size_t)(colon - s));
         host[colon - s] = 0;
         port = colon + 1;
-        af = AF_INET;
+        a->af = AF_INET;
     }
-    unsigned char buf[16];
-    if (inet_pton(af, host, buf) != 1)
-        return af == AF_INET ? "the host must be a numeric IPv4 address (or [IPv6])"
-                             : "the host is not a numeric IPv6 address";
+    memset(a->ip, 0, sizeof a->ip);
+    if (inet_pton(a->af, host, a->ip) != 1)
+        return a->af == AF_INET ? "the host must be a numeric IPv4 address (or [IPv6])"
+                                : "the host is not a numeric IPv6 address";
     size_t plen = strlen(port);
     if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen)
         return "the port must be a number";
-    long v = strtol(port, NULL, 10);
-    if (v < 1 || v > 65535) return "the port must be between 1 and 65535";
+    a->port = strtol(port, NULL, 10);
+    if (a->port < 1 || a->port > 65535) return "the port must be between 1 and 65535";
     return NULL;
+}
+
+static bool listen_any(const listen_addr *a)
+{
+    static const unsigned char zero[16];
+    return memcmp(a->ip, zero, a->af == AF_INET6 ? 16 : 4) == 0;
+}
+
+/* Whether one socket bound to a would make binding b fail (address in use): the same
+ * port and family (IPv6 listeners are IPv6-only), and the same address or either one
+ * every address (0.0.0.0, [::]). */
+static bool listen_overlap(const listen_addr *a, const listen_addr *b)
+{
+    return a->port == b->port && a->af == b->af &&
+           (listen_any(a) || listen_any(b) || memcmp(a->ip, b->ip, sizeof a->ip) == 0);
 }
 
 static void check_listen(lua_State *L, zt_conf *c, int line)
@@ -587,6 +608,7 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
             fail(L, line, "listen may name at most %d addresses", CONF_MAX_LISTEN);
     }
     char **list = calloc(n, sizeof *list);
+    listen_addr addrs[CONF_MAX_LISTEN];
     if (!list) fail_nomem(L);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
@@ -595,10 +617,21 @@ static void check_listen(lua_State *L, zt_conf *c, int line)
     for (size_t i = 0; i < n; i++) {
         if (!single) lua_rawgeti(L, -1, (lua_Integer)i + 1);
         const char *s = want_string(L, line, "listen", "a string");
-        const char *why = listen_problem(s);
+        const char *why = listen_problem(s, &addrs[i]);
         if (why) fail(L, line, "listen: '%s' is not \"host:port\" or \"[v6]:port\": %s", s, why);
-        for (size_t j = 0; j < i; j++)
+        for (size_t j = 0; j < i; j++) {
             if (strcmp(list[j], s) == 0) fail(L, line, "listen: '%s' is listed twice", s);
+            if (!listen_overlap(&addrs[j], &addrs[i])) continue;
+            const char *fam = addrs[i].af == AF_INET6 ? "IPv6" : "IPv4";
+            bool jany = listen_any(&addrs[j]);
+            if (jany != listen_any(&addrs[i]))
+                fail(L, line,
+                     "listen: '%s' covers '%s' (it listens on every %s address at that port): "
+                     "the node cannot listen on both; keep one",
+                     jany ? list[j] : s, jany ? s : list[j], fam);
+            fail(L, line, "listen: '%s' and '%s' are the same %s address and port: keep one",
+                 list[j], s, fam);
+        }
         list[i] = dup_or_fail(L, s);
         c->nlisten++;
         if (!single) lua_pop(L, 1);
@@ -964,7 +997,8 @@ static void check_bus(lua_State *L, zt_conf *c, int line)
         lua_getfield(L, -2, "publish");
         const char *u = want_string(L, keys[i].line, "bus.publish", "a string");
         const char *hostport = strncmp(u, "tcp://", 6) == 0 ? u + 6 : NULL;
-        const char *why = hostport ? listen_problem(hostport) : "it must begin with tcp://";
+        listen_addr a;
+        const char *why = hostport ? listen_problem(hostport, &a) : "it must begin with tcp://";
         if (why) fail(L, keys[i].line, "bus.publish: '%s' is not \"tcp://host:port\": %s", u, why);
         set_str(&c->bus_publish, dup_or_fail(L, u));
         lua_pop(L, 1);

@@ -172,6 +172,35 @@ class Bad(ConfTest):
         lines[2] = "listen = 8080"
         self.assertRejected(lines, 3, "listen")
 
+    def test_listen_addresses_that_overlap(self):
+        # each would pass a check for exact duplicates, then stop serve with "address
+        # already in use" from its own first socket
+        p = self.port
+        cases = [
+            (["0.0.0.0:%d" % p, "127.0.0.1:%d" % p], "'0.0.0.0:%d' covers '127.0.0.1:%d'" % (p, p)),
+            (["127.0.0.1:%d" % p, "0.0.0.0:%d" % p], "'0.0.0.0:%d' covers '127.0.0.1:%d'" % (p, p)),
+            (["[::1]:%d" % p, "[::]:%d" % p], "'[::]:%d' covers '[::1]:%d'" % (p, p)),
+            (["[::]:%d" % p, "[0::0]:%d" % p], "'[::]:%d' and '[0::0]:%d' are the same IPv6" % (p, p)),
+            (["127.0.0.1:8080", "127.0.0.1:08080"], "are the same IPv4 address and port"),
+        ]
+        for addrs, why in cases:
+            with self.subTest(addrs):
+                lines = self.base()
+                lines[2] = "listen = { %s }" % ", ".join(lua_str(a) for a in addrs)
+                self.assertRejected(lines, 3, why, "keep one")
+                r = run(["serve", "-c", self.write(lines)], timeout=20)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s:3: listen: " % os.path.join(self.dir, "zhengtong.conf"), r.stderr)
+                self.assertNotIn("in use", r.stderr)
+        # other addresses, or the other family (IPv6 listeners are IPv6-only), at one port
+        for addrs in (["127.0.0.1:%d" % p, "127.0.0.2:%d" % p], ["0.0.0.0:%d" % p, "[::]:%d" % p],
+                      ["127.0.0.1:%d" % p, "0.0.0.0:%d" % (p + 1)]):
+            with self.subTest(addrs):
+                lines = self.base()
+                lines[2] = "listen = { %s }" % ", ".join(lua_str(a) for a in addrs)
+                path, r = self.check(lines)
+                self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_unknown_plugin(self):
         lines = self.base(plugins=("hello", "no_such_plugin"))
         self.assertRejected(lines, len(lines), "no_such_plugin")
