@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -1101,6 +1102,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_DATA_DIR:
         set_str(&c->data_dir, want_path(L, line, "data_dir", FOLDER));
+        c->data_dir_line = line;
         break;
     case K_MAP_SIZE:
         c->map_size = (size_t)want_int(L, line, "map_size", "bytes", MIB, (int64_t)1 << 50);
@@ -1126,6 +1128,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
                      lua_type(L, -1) == LUA_TBOOLEAN ? "true" : luaL_typename(L, -1));
             set_str(&c->web_dir, want_path(L, line, "web_dir", FOLDER));
         }
+        c->web_dir_line = line;
         break;
     case K_LIMITS:
         check_section(L, c, line, "limits", limits_fields);
@@ -1401,6 +1404,70 @@ int zt__conf_load(const char *path, zt_conf *c, char *err, size_t errlen)
     if (rc == ZT_OK) rc = zt__conf_load_buffer(path, b.data ? b.data : "", b.len, c, err, errlen);
     zt__buf_free(&b);
     return rc;
+}
+
+/* "file:line: key path" or "file: key (its default) path", then what is wrong with it. */
+__attribute__((format(printf, 7, 8))) static int dir_fail(const zt_conf *c, int line,
+                                                          const char *key, const char *path,
+                                                          char *err, size_t errlen, const char *fmt,
+                                                          ...)
+{
+    char why[ZT_ERRLEN / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(err, errlen, "%s:%d: %s %s %s", c->file, line, key, path, why);
+    else
+        snprintf(err, errlen, "%s: %s (its default) %s %s", c->file, key, path, why);
+    return ZT_EINVAL;
+}
+
+int zt__conf_check_dirs(const zt_conf *c, bool web, char *err, size_t errlen)
+{
+    struct stat st;
+    const char *d = c->data_dir;
+    if (stat(d, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
+                            "is not a folder (it is a file)");
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+        return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen, "cannot be read: %s",
+                        strerror(errno));
+    } else {
+        /* The first start makes data_dir, not the folders above it: a mistyped parent would
+         * otherwise become a new tree holding a new, empty node. */
+        char *parent = folder_of(d);
+        int e = !parent                  ? ENOMEM
+                : stat(parent, &st) != 0 ? errno
+                : S_ISDIR(st.st_mode)    ? 0
+                                         : ENOTDIR;
+        int rc = ZT_OK;
+        if (e == ENOENT)
+            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
+                          "does not exist, nor its folder %s: the first start makes data_dir, "
+                          "not the folders above it",
+                          parent);
+        else if (e == ENOTDIR)
+            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
+                          "cannot be made: %s is not a folder", parent);
+        else if (e)
+            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
+                          "cannot be made in %s: %s", parent ? parent : "its folder", strerror(e));
+        free(parent);
+        if (rc != ZT_OK) return rc;
+    }
+    if (!web || !c->web_dir) return ZT_OK;
+    if (stat(c->web_dir, &st) != 0 && errno == ENOENT)
+        return dir_fail(c, c->web_dir_line, "web_dir", c->web_dir, err, errlen,
+                        "does not exist (web_dir = false serves no web pages)");
+    if (stat(c->web_dir, &st) != 0)
+        return dir_fail(c, c->web_dir_line, "web_dir", c->web_dir, err, errlen,
+                        "cannot be read: %s", strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return dir_fail(c, c->web_dir_line, "web_dir", c->web_dir, err, errlen, "is not a folder");
+    return ZT_OK;
 }
 
 void zt__conf_free(zt_conf *c)

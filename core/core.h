@@ -192,6 +192,7 @@ struct zt_conf {
     char *plugin_dir; /* where C plugins (<name>.so) are found */
     char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
     char *web_dir;    /* static files served at / ; NULL: none */
+    int data_dir_line, web_dir_line; /* where the config sets them (0: the default) */
     char *key_file;   /* the master key (created 0600 on first start); default
                          <config folder>/keys/master.key: outside data_dir, so that a backup
                          of the data does not carry the key that opens it */
@@ -272,6 +273,10 @@ int zt__label_level(const zt_conf *c, const char *label);
  * neither a core key nor the name of a plugin is reported. Plugin option tables are kept
  * for zt__conf_plugin_options. On error: ZT_EINVAL and "file:line: what is wrong". */
 int zt__conf_load(const char *path, zt_conf *c, char *err, size_t errlen);
+/* What the file system says of the config's folders, before anything opens them: data_dir
+ * is a folder, or missing in a folder that exists (the first start makes it); with web,
+ * web_dir (unless false) is a folder. On error: ZT_EINVAL and "file:line: what is wrong". */
+int zt__conf_check_dirs(const zt_conf *c, bool web, char *err, size_t errlen);
 /* Check the option table of `plugin` against its declarations and produce the values
  * (defaults filled in). *out is an array of as many entries as decl has (malloc'd). */
 int zt__conf_plugin_options(zt_conf *c, const char *plugin, const zt_option *decl, zt_optval **out,

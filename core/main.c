@@ -111,7 +111,8 @@ static int cmd_serve(zt_conf *conf)
                 "built with ZT_BENCH_NO_AUDIT: changes are NOT audited; for benchmarks only");
     char err[ZT_ERRLEN] = "";
     int lock_fd;
-    if (zt__store_claim(conf->data_dir, &lock_fd, err, sizeof err) != ZT_OK) {
+    if (zt__conf_check_dirs(conf, true, err, sizeof err) != ZT_OK ||
+        zt__store_claim(conf->data_dir, &lock_fd, err, sizeof err) != ZT_OK) {
         fprintf(stderr, "zhengtong: %s\n", err);
         return 1;
     }
@@ -145,6 +146,10 @@ static int cmd_check(zt_conf *conf)
 {
     zt_scratch s;
     char err[ZT_ERRLEN] = "";
+    if (zt__conf_check_dirs(conf, true, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
     int rc = zt__scratch_open(&s, conf, "check", false, err, sizeof err);
     if (rc == ZT_OK) zt__roles_warn_2fa(&s.srv, NULL);
     size_t nroutes = s.srv.router ? zt__router_count(s.srv.router) : 0;
@@ -299,13 +304,23 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
     char err[ZT_ERRLEN] = "";
     char mdb[4096];
     struct stat st;
+    if (zt__conf_check_dirs(conf, false, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
     snprintf(mdb, sizeof mdb, "%s/data.mdb", conf->data_dir);
-    if (stat(mdb, &st) != 0) {
+    if (stat(mdb, &st) != 0 && errno == ENOENT) {
         /* never make a data folder (and its admin) as a side effect of a command */
         fprintf(stderr,
-                "zhengtong: data_dir %s holds no data (%s: %s): `zhengtong serve -c %s` creates "
+                "zhengtong: data_dir %s holds no data (no %s): `zhengtong serve -c %s` creates "
                 "it on its first start\n",
-                conf->data_dir, mdb, strerror(errno), conf->file);
+                conf->data_dir, mdb, conf->file);
+        return 1;
+    }
+    errno = 0;
+    if (stat(mdb, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "zhengtong: data_dir %s: %s %s\n", conf->data_dir, mdb,
+                errno ? strerror(errno) : "is not a file");
         return 1;
     }
     zt_server srv = {0};
@@ -328,6 +343,10 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
 static int cmd_backup(zt_conf *conf, const char *dest)
 {
     char err[ZT_ERRLEN] = "";
+    if (zt__conf_check_dirs(conf, false, err, sizeof err) != ZT_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
     int rc = zt__store_backup(conf->data_dir, dest, err, sizeof err);
     if (rc != ZT_OK) {
         fprintf(stderr, "zhengtong backup: %s\n", err[0] ? err : zt_strerror(rc));

@@ -201,6 +201,58 @@ class Bad(ConfTest):
                 path, r = self.check(lines)
                 self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_data_dir_and_web_dir_are_checked_against_the_disk(self):
+        # what serve would stumble on, each reported by check (and serve) at its line
+        afile = os.path.join(self.dir, "a-file")
+        with open(afile, "w") as f:
+            f.write("not a folder\n")
+        missing = os.path.join(self.dir, "no-such-folder")
+        cases = [
+            ("data_dir", afile, "data_dir %s is not a folder" % afile),
+            ("data_dir", os.path.join(missing, "data"),
+             "data_dir %s does not exist, nor its folder %s: the first start makes data_dir, "
+             "not the folders above it" % (os.path.join(missing, "data"), missing)),
+            ("data_dir", os.path.join(afile, "data"), "cannot be made: %s is not a folder" % afile),
+            ("web_dir", missing, "web_dir %s does not exist (web_dir = false serves no web pages)"
+             % missing),
+            ("web_dir", afile, "web_dir %s is not a folder" % afile),
+        ]
+        for key, value, why in cases:
+            with self.subTest(key=key, value=value):
+                lines = self.base()
+                if key == "data_dir":
+                    lines[3] = "data_dir = %s" % lua_str(value)
+                else:
+                    lines.insert(3, "web_dir = %s" % lua_str(value))
+                self.assertRejected(lines, 4, why)
+                r = run(["serve", "-c", self.write(lines)], timeout=20)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s:4: %s " % (os.path.join(self.dir, "zhengtong.conf"), key), r.stderr)
+                self.assertIn(why, r.stderr)
+        self.assertFalse(os.path.exists(missing))  # nothing was made
+        # a data_dir not made yet, in a folder that exists: the first start makes it
+        lines = self.base()
+        lines.insert(3, "web_dir = false")
+        path, r = self.check(lines)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+
+    def test_commands_on_a_data_dir_that_is_a_file(self):
+        afile = os.path.join(self.dir, "a-file")
+        with open(afile, "w") as f:
+            f.write("not a folder\n")
+        lines = self.base()
+        lines[3] = "data_dir = %s" % lua_str(afile)
+        path = self.write(lines)
+        for args in (["admin", "-c", path, "user", "list"], ["audit", "-c", path, "verify"],
+                     ["backup", "-c", path, os.path.join(self.dir, "backup")]):
+            with self.subTest(args[0]):
+                r = run(args)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("%s:4: data_dir %s is not a folder" % (path, afile), r.stderr)
+                self.assertNotIn("holds no data", r.stderr)
+                self.assertNotIn("creates it", r.stderr)
+
     def test_unknown_plugin(self):
         lines = self.base(plugins=("hello", "no_such_plugin"))
         self.assertRejected(lines, len(lines), "no_such_plugin")
