@@ -1430,33 +1430,19 @@ int zt__conf_check_dirs(const zt_conf *c, bool web, char *err, size_t errlen)
     const char *d = c->data_dir;
     if (stat(d, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
-            return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
-                            "is not a folder (it is a file)");
-    } else if (errno != ENOENT && errno != ENOTDIR) {
+            return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen, "is not a folder");
+    } else if (errno == ENOTDIR) { /* a folder above it is a file: name it */
+        char up[4096];
+        snprintf(up, sizeof up, "%s", d);
+        for (char *slash; (slash = strrchr(up, '/')) && slash != up;) {
+            *slash = 0;
+            if (stat(up, &st) == 0 && !S_ISDIR(st.st_mode)) break;
+        }
+        return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
+                        "cannot be made: %s is a file, not a folder", up);
+    } else if (errno != ENOENT) { /* missing is fine: the first start makes it */
         return dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen, "cannot be read: %s",
                         strerror(errno));
-    } else {
-        /* The first start makes data_dir, not the folders above it: a mistyped parent would
-         * otherwise become a new tree holding a new, empty node. */
-        char *parent = folder_of(d);
-        int e = !parent                  ? ENOMEM
-                : stat(parent, &st) != 0 ? errno
-                : S_ISDIR(st.st_mode)    ? 0
-                                         : ENOTDIR;
-        int rc = ZT_OK;
-        if (e == ENOENT)
-            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
-                          "does not exist, nor its folder %s: the first start makes data_dir, "
-                          "not the folders above it",
-                          parent);
-        else if (e == ENOTDIR)
-            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
-                          "cannot be made: %s is not a folder", parent);
-        else if (e)
-            rc = dir_fail(c, c->data_dir_line, "data_dir", d, err, errlen,
-                          "cannot be made in %s: %s", parent ? parent : "its folder", strerror(e));
-        free(parent);
-        if (rc != ZT_OK) return rc;
     }
     if (!web || !c->web_dir) return ZT_OK;
     if (stat(c->web_dir, &st) != 0 && errno == ENOENT)

@@ -274,8 +274,9 @@ int zt__label_level(const zt_conf *c, const char *label);
  * for zt__conf_plugin_options. On error: ZT_EINVAL and "file:line: what is wrong". */
 int zt__conf_load(const char *path, zt_conf *c, char *err, size_t errlen);
 /* What the file system says of the config's folders, before anything opens them: data_dir
- * is a folder, or missing in a folder that exists (the first start makes it); with web,
- * web_dir (unless false) is a folder. On error: ZT_EINVAL and "file:line: what is wrong". */
+ * is a folder, or is missing (the first start makes it, and the folders above it) with no
+ * file where a folder above it should be; with web, web_dir (unless false) is a folder.
+ * On error: ZT_EINVAL and "file:line: what is wrong". */
 int zt__conf_check_dirs(const zt_conf *c, bool web, char *err, size_t errlen);
 /* Check the option table of `plugin` against its declarations and produce the values
  * (defaults filled in). *out is an array of as many entries as decl has (malloc'd). */

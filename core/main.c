@@ -161,6 +161,9 @@ static int cmd_check(zt_conf *conf)
     }
     printf("%s: OK: node %s, %zu plugins, %zu routes\n", conf->file, conf->node_name, nplugins,
            nroutes);
+    struct stat st; /* a new node, or a mistyped path: say which folder the start will make */
+    if (stat(conf->data_dir, &st) != 0 && errno == ENOENT)
+        printf("  data_dir %s does not exist yet: the first start makes it\n", conf->data_dir);
     return 0;
 }
 

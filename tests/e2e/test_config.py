@@ -209,10 +209,10 @@ class Bad(ConfTest):
         missing = os.path.join(self.dir, "no-such-folder")
         cases = [
             ("data_dir", afile, "data_dir %s is not a folder" % afile),
-            ("data_dir", os.path.join(missing, "data"),
-             "data_dir %s does not exist, nor its folder %s: the first start makes data_dir, "
-             "not the folders above it" % (os.path.join(missing, "data"), missing)),
-            ("data_dir", os.path.join(afile, "data"), "cannot be made: %s is not a folder" % afile),
+            ("data_dir", os.path.join(afile, "data"),
+             "cannot be made: %s is a file, not a folder" % afile),
+            ("data_dir", os.path.join(afile, "x", "data"),
+             "cannot be made: %s is a file, not a folder" % afile),
             ("web_dir", missing, "web_dir %s does not exist (web_dir = false serves no web pages)"
              % missing),
             ("web_dir", afile, "web_dir %s is not a folder" % afile),
@@ -229,13 +229,18 @@ class Bad(ConfTest):
                 self.assertEqual(r.returncode, 1, r.stderr)
                 self.assertIn("%s:4: %s " % (os.path.join(self.dir, "zhengtong.conf"), key), r.stderr)
                 self.assertIn(why, r.stderr)
-        self.assertFalse(os.path.exists(missing))  # nothing was made
-        # a data_dir not made yet, in a folder that exists: the first start makes it
-        lines = self.base()
-        lines.insert(3, "web_dir = false")
-        path, r = self.check(lines)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
+        # a data_dir not made yet (also in folders not made yet: systemd makes
+        # /var/lib/zhengtong when the service first starts, after the install's check)
+        for data in (os.path.join(self.dir, "data"), os.path.join(missing, "data")):
+            with self.subTest(data=data):
+                lines = self.base()
+                lines[3] = "data_dir = %s" % lua_str(data)
+                lines.insert(3, "web_dir = false")
+                path, r = self.check(lines)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("data_dir %s does not exist yet: the first start makes it" % data,
+                              r.stdout)
+                self.assertFalse(os.path.exists(data))  # check made nothing
 
     def test_commands_on_a_data_dir_that_is_a_file(self):
         afile = os.path.join(self.dir, "a-file")
