@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1076,6 +1077,30 @@ static void check_other(lua_State *L, zt_conf *c, const char *key, int line)
             key, suggest_text(&s, hint, sizeof hint));
 }
 
+/* Whether n bytes of address space can be reserved now, as LMDB maps the file: PROT_NONE
+ * and MAP_NORESERVE, so that nothing is committed, only the addresses (which rlimit -v
+ * and the CPU's user address space, 2^47 on x86-64, bound). */
+static bool can_reserve(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return false;
+    munmap(p, n);
+    return true;
+}
+
+/* map_size is address space: more than the machine can map fails the start in LMDB, after
+ * data.mdb is made, without a line. Say so here, with the most it can. */
+static void check_map_size(lua_State *L, size_t n, int line)
+{
+    if (can_reserve(n)) return;
+    int most = 0;
+    for (int b = 20; b < 50 && can_reserve((size_t)1 << b); b++) most = b;
+    fail(L, line,
+         "map_size %zu bytes is more address space than this machine can map (here at most "
+         "about 2^%d = %zu): lower it (it reserves addresses only; the file grows as it fills)",
+         n, most, (size_t)1 << most);
+}
+
 static void check_core(lua_State *L, zt_conf *c, int k, int line)
 {
     const char *s;
@@ -1106,6 +1131,7 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_MAP_SIZE:
         c->map_size = (size_t)want_int(L, line, "map_size", "bytes", MIB, (int64_t)1 << 50);
+        check_map_size(L, c->map_size, line);
         break;
     case K_LOG_LEVEL:
         s = want_string(L, line, "log_level", "a string");

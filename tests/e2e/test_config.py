@@ -258,6 +258,24 @@ class Bad(ConfTest):
                 self.assertNotIn("holds no data", r.stderr)
                 self.assertNotIn("creates it", r.stderr)
 
+    def test_map_size_beyond_what_the_machine_can_map(self):
+        # inside the type's bound, but more address space than x86-64 (2^47) or any
+        # machine gives: refused at its line before anything is made, by check and serve
+        lines = self.base()
+        lines[4] = "map_size = 2^50"
+        r = self.assertRejected(lines, 5, "map_size 1125899906842624 bytes is more address space "
+                                "than this machine can map (here at most about 2^")
+        self.assertNotIn("zhengtong-check-", r.stderr)  # not the scratch folder's name
+        r = run(["serve", "-c", self.write(lines)], timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:5: map_size" % os.path.join(self.dir, "zhengtong.conf"), r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))  # no empty data.mdb
+        # what it says it can map, it can
+        most = int(r.stderr.split("here at most about 2^")[1].split(" ")[0])
+        lines[4] = "map_size = 2^%d" % most
+        path, r = self.check(lines)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_unknown_plugin(self):
         lines = self.base(plugins=("hello", "no_such_plugin"))
         self.assertRejected(lines, len(lines), "no_such_plugin")
