@@ -1102,7 +1102,7 @@ struct zt_server {
     uv_check_t commit_check;
     uv_timer_t commit_timer; /* ends a batch's wait for its writers (batch.c) */
     zt__batchwait bw;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t shutdown_timer;
     void *http;                  /* http.c's state: listeners, connection list */
     char route_error[ZT_ERRLEN]; /* set by zt_route_add on a conflict: start refused */
@@ -1120,7 +1120,8 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
  * commands (admin, audit verify). */
 int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
                          size_t errlen);
-/* Listen on every configured address, handle SIGINT/SIGTERM, start the commit check,
+/* Listen on every configured address, handle SIGINT/SIGTERM (stop) and SIGHUP (logged,
+ * ignored: there is no reload), start the commit check,
  * then make the first account if the store has none (zt__auth_bootstrap). Then
  * uv_run(srv->loop) serves until a signal has stopped everything. */
 int zt__server_listen(zt_server *srv, char *err, size_t errlen);

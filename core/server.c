@@ -538,6 +538,7 @@ static void finish_shutdown(zt_server *srv)
     uv_close((uv_handle_t *)&srv->commit_timer, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigterm, on_close_free_nothing);
+    uv_close((uv_handle_t *)&srv->sighup, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->shutdown_timer, on_close_free_nothing);
 }
 
@@ -576,6 +577,19 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 20);
 }
 
+/* SIGHUP would end the process at once (its default): no graceful stop, and an exit by a
+ * signal that systemd's Restart=on-failure does not restart. The node has no reload. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    zt_server *srv = s->data;
+    zt__log(ZT_LOG_WARN, NULL, NULL,
+            "SIGHUP: ignored, the node keeps running with the config it started with (%s as it "
+            "was then); it has no reload: to apply a changed config, `zhengtong check` it, then "
+            "restart the node (systemctl restart zhengtong)",
+            srv->conf->file);
+}
+
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
     zt__audit_start(srv);
@@ -593,6 +607,9 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_init(srv->loop, &srv->sighup);
+    srv->sighup.data = srv;
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
     int rc = ZT_OK;

@@ -6,7 +6,7 @@ import socket
 import time
 import unittest
 
-from ztnode import ADMIN_PASSWORD, HOST, NodeTest, parse_responses, run, scrape
+from ztnode import ADMIN_PASSWORD, HOST, NodeTest, parse_responses, run, scrape, wait_for
 
 
 def plugin_states(health):
@@ -332,6 +332,23 @@ class Shutdown(NodeTest):
         finally:
             for c in cs:
                 c.close()
+
+    def test_sighup_is_no_stop_and_no_reload(self):
+        # its default action ended the node at once: no graceful stop, and an exit by a
+        # signal that systemd's Restart=on-failure does not restart
+        n = self.node(plugins=("hello",))
+        self.assertEqual(n.json("POST", "/hello/counter")[2]["count"], 1)
+        n.send_signal(signal.SIGHUP)
+        wait_for("the SIGHUP log line", lambda: "SIGHUP" in n.log() or not n.running())
+        self.assertTrue(n.running(), n.log())
+        rec = [r for r in n.log_records() if "SIGHUP" in r.get("msg", "")]
+        self.assertEqual(len(rec), 1, n.log())
+        self.assertEqual(rec[0]["level"], "warn")
+        self.assertIn("keeps running with the config it started with", rec[0]["msg"])
+        self.assertIn("no reload", rec[0]["msg"])
+        self.assertIn("restart", rec[0]["msg"])
+        self.assertEqual(n.json("POST", "/hello/counter")[2]["count"], 2)  # it serves on
+        self.assertEqual(n.stop(), 0, n.log())  # and still stops gracefully
 
     def test_sigint(self):
         n = self.node(plugins=("hello",))
