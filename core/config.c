@@ -1352,6 +1352,8 @@ int zt__conf_load_buffer(const char *name, const char *text, size_t len, zt_conf
 {
     memset(c, 0, sizeof *c);
     err[0] = 0;
+    /* A UTF-8 byte order mark, as Notepad writes before the Chinese comments: not Lua. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) text += 3, len -= 3;
     int rc = ZT_ENOMEM;
     conf_state *st = calloc(1, sizeof *st);
     if (!st) goto nomem;

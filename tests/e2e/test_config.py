@@ -276,6 +276,23 @@ class Bad(ConfTest):
         path, r = self.check(lines)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_a_byte_order_mark_is_not_lua(self):
+        # Notepad saves a UTF-8 file with one (the config has Chinese comments)
+        lines = ["-- 县级节点配置"] + self.base()
+        path = self.write(lines)
+        with open(path, "rb") as f:
+            text = f.read()
+        with open(path, "wb") as f:
+            f.write(b"\xef\xbb\xbf" + text)
+        r = run(["check", "-c", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # and the lines are still counted from the first
+        with open(path, "ab") as f:
+            f.write(b"nod_name = 1\n")
+        r = run(["check", "-c", path])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:%d: unknown key 'nod_name'" % (path, len(lines) + 1), r.stderr)
+
     def test_unknown_plugin(self):
         lines = self.base(plugins=("hello", "no_such_plugin"))
         self.assertRejected(lines, len(lines), "no_such_plugin")
