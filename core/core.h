@@ -671,6 +671,9 @@ uint64_t *zt__conn_wrote_in(zt_conn *c);
 /* Connections open / requests in flight. */
 unsigned zt__http_connections(const zt_server *srv);
 unsigned zt__http_inflight(const zt_server *srv);
+/* Requests whose headers are read and whose body is still arriving (not in inflight yet:
+ * they have not run). A stop finishes them too. */
+unsigned zt__http_receiving(const zt_server *srv);
 /* For the fuzzer: run data through the request path (the same parser callbacks, routing
  * and handlers) on a connection without a socket, as if a client sent it and then closed
  * its side; answers are serialized and discarded. Returns the number of answers, or

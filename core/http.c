@@ -1619,6 +1619,19 @@ unsigned zt__http_inflight(const zt_server *srv)
     return hs ? hs->inflight : 0;
 }
 
+unsigned zt__http_receiving(const zt_server *srv)
+{
+    const http_state *hs = srv->http;
+    unsigned n = 0;
+    if (!hs) return 0;
+    for (const link *l = hs->conns.next; l != &hs->conns; l = l->next) {
+        const zt_conn *c = CONTAINER(l, zt_conn, all);
+        const http_req *h = c->parsing;
+        n += h && h->headers_done && !h->complete && !h->counted && !c->closing;
+    }
+    return n;
+}
+
 uint64_t *zt__conn_wrote_in(zt_conn *c)
 {
     return &c->wrote_in;

@@ -550,9 +550,11 @@ static void on_shutdown_tick(uv_timer_t *t)
         zt__log(ZT_LOG_INFO, NULL, NULL, "all connections closed; stopping");
         finish_shutdown(srv);
     } else if (waited >= srv->conf->shutdown_timeout_ms) {
+        unsigned receiving = zt__http_receiving(srv);
         zt__log(ZT_LOG_WARN, NULL, NULL,
-                "shutdown grace period over: closing %u connections (%u requests unanswered)",
-                zt__http_connections(srv), zt__http_inflight(srv));
+                "shutdown grace period over: closing %u connections (%u requests unanswered, %u "
+                "of them still receiving their body)",
+                zt__http_connections(srv), zt__http_inflight(srv) + receiving, receiving);
         finish_shutdown(srv);
     }
 }
@@ -568,12 +570,13 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     srv->stopping = true;
     srv->stop_began_ms = uv_now(srv->loop);
-    unsigned inflight = zt__http_inflight(srv), dropped = zt__http_stop_accepting(srv);
+    unsigned receiving = zt__http_receiving(srv);
+    unsigned inflight = zt__http_inflight(srv) + receiving, dropped = zt__http_stop_accepting(srv);
     zt__log(ZT_LOG_INFO, NULL, NULL,
-            "%s: no new connections; finishing %u requests in flight (%u connections still "
-            "sending a request's headers closed: nothing of those had run); a second signal "
-            "stops at once",
-            signum == SIGINT ? "SIGINT" : "SIGTERM", inflight, dropped);
+            "%s: no new connections; finishing %u requests in flight, %u of them still "
+            "receiving their body (%u connections still sending a request's headers closed: "
+            "nothing of those had run); a second signal stops at once",
+            signum == SIGINT ? "SIGINT" : "SIGTERM", inflight, receiving, dropped);
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 20);
 }
 

@@ -319,6 +319,21 @@ class Shutdown(NodeTest):
         n.start()
         self.assertEqual(n.json("GET", "/hello/counter")[2]["count"], 1)
 
+    def test_the_stop_counts_requests_still_receiving_their_body(self):
+        n = self.node(plugins=("hello",))
+        with n.rawconn(timeout=10) as c:
+            c.send(b"POST /hello/counter HTTP/1.1\r\nHost: e2e\r\nContent-Length: 2\r\n"
+                   b"Expect: 100-continue\r\n\r\n")
+            # the node has read the headers: it asks for the body
+            self.assertEqual(c.response().status, 100)
+            n.send_signal(signal.SIGTERM)
+            wait_for("the stop's log line", lambda: "SIGTERM: " in n.log())
+            self.assertIn("SIGTERM: no new connections; finishing 1 requests in flight, 1 of them "
+                          "still receiving their body", n.log())
+            c.send(b"{}")
+            self.assertEqual(c.response().status, 200)
+        self.assertEqual(n.wait(), 0, n.log())
+
     def test_idle_connections_do_not_delay_shutdown(self):
         n = self.node(plugins=("hello",))
         cs = [n.rawconn() for _ in range(3)]
