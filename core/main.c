@@ -381,7 +381,11 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout); /* `zhengtong admin --help` */
             return 0;
-        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+        } else if (strcmp(argv[i], "-c") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "zhengtong: -c needs a FILE (the config)\n%s", usage);
+                return 2;
+            }
             file = argv[++i];
         } else if ((argv[i][0] == '-' && argv[i][1]) || nargs == 16) {
             fprintf(stderr, "zhengtong: unexpected argument '%s'\n%s", argv[i], usage);

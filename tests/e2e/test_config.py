@@ -469,6 +469,15 @@ class Commands(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertTrue(r.stderr.strip())
 
+    def test_c_without_a_file(self):
+        for cmd in (["admin", "-c"], ["check", "-c"], ["audit", "verify", "-c"]):
+            with self.subTest(cmd):
+                r = run(cmd)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertTrue(r.stderr.startswith("zhengtong: -c needs a FILE (the config)\n"),
+                                r.stderr)
+                self.assertNotIn("unexpected argument", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
