@@ -192,10 +192,11 @@ struct zt_conf {
     char *plugin_dir; /* where C plugins (<name>.so) are found */
     char *lua_dir;    /* the lua/ folder: zt library, plugins/<name>/, workflows/ */
     char *web_dir;    /* static files served at / ; NULL: none */
-    int data_dir_line, web_dir_line; /* where the config sets them (0: the default) */
     char *key_file;   /* the master key (created 0600 on first start); default
                          <config folder>/keys/master.key: outside data_dir, so that a backup
                          of the data does not carry the key that opens it */
+    /* the lines that set data_dir and web_dir (0: the default) */
+    int data_dir_line, web_dir_line;
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
      *            shutdown_timeout=, max_connections=, commit_wait= } (times in seconds,
      *            may be fractional) */
