@@ -1774,8 +1774,9 @@ static void push_work_req(lua_State *L, struct zt_lua_plugin *lp)
 struct hcall {
     struct lua_route *lr;
     zt_req *req;
-    int rc;        /* what the trampoline returns when the handler ran to its end */
-    bool encoding; /* the body it returned is being made JSON: an error there is the body's */
+    int rc;         /* what the trampoline returns when the handler ran to its end */
+    bool answering; /* the handler returned: an error now is in what it returned */
+    bool encoding;  /* the body it returned is being made JSON: an error there is the body's */
 };
 
 static char *req_strdup(zt_req *req, const char *s)
@@ -1851,7 +1852,7 @@ static int respond(lua_State *L, struct hcall *hc, int S)
                           (int)status, (int)status);
     zt_buf *text = NULL;
     if (bt == LUA_TTABLE) {
-        hc->encoding = true; /* lua_route_handler names the handler's line if this fails */
+        hc->encoding = true;
         text = json_encode_text(L, B, "", 0);
         hc->encoding = false;
     } else if (bt != LUA_TNIL && bt != LUA_TSTRING) {
@@ -1898,6 +1899,7 @@ static int run_handler(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, hc->lr->ref);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 3);
+    hc->answering = true; /* lua_route_handler names the handler's line if respond fails */
     return respond(L, hc, 2);
 }
 
@@ -1938,16 +1940,19 @@ static int lua_route_handler(zt_req *req, void *ud)
     } else if (pb) {
         rc = zt_problem(req, pb->status, pb->type, pb->title, "%s", pb->detail);
     } else {
-        /* a body that could not be JSON failed after the handler returned, where no line
-         * of the plugin runs: name the handler's own */
+        /* what the handler returned (a status, body or headers that cannot be) failed
+         * after it returned, where no line of the plugin runs: name the handler's own */
         char where[LUA_IDSIZE + 300] = "";
-        if (hc.encoding) {
+        if (hc.answering) {
             lua_Debug ar;
             lua_rawgeti(L, LUA_REGISTRYINDEX, lr->ref);
             lua_getinfo(L, ">S", &ar); /* pops the function: the error stays on top */
-            snprintf(where, sizeof where,
-                     "%s:%d: the body the handler of %s %s returned: ", ar.short_src,
-                     ar.linedefined, lr->method, lr->pattern);
+            if (hc.encoding)
+                snprintf(where, sizeof where,
+                         "%s:%d: the body the handler of %s %s returned: ", ar.short_src,
+                         ar.linedefined, lr->method, lr->pattern);
+            else
+                snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.linedefined);
         }
         zt_req_log(req, ZT_LOG_ERROR, "Lua handler %s %s failed: %s%s", lr->method, lr->pattern,
                    where, error_text(L));

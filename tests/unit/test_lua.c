@@ -973,16 +973,43 @@ static void handler_mistakes_name_their_line(void **state)
                "zt.route('GET', '/badjson', function()\n"
                "  return 200, { ok = true, f = print }\n"
                "end)\n"
-               "zt.route('GET', '/numkey', function() return 200, tostring(kv:get(5)) end)\n");
+               "zt.route('GET', '/numkey', function() return 200, tostring(kv:get(5)) end)\n"
+               "zt.route('GET', '/r/:n', function(req)\n"
+               "  local n = req.params.n\n"
+               "  if n == '1' then return 204, 'x' end\n"
+               "  if n == '2' then return '201', { a = 1 } end\n"
+               "  if n == '3' then return 418, {} end\n"
+               "  if n == '4' then return 200, 42 end\n"
+               "  if n == '5' then return 200, 'x', { ['X-A'] = 'a\\nb' } end\n"
+               "  if n == '6' then return 200, 'x', { ['Content-Length'] = '1' } end\n"
+               "  return 200, 'x', 5\n"
+               "end)\n");
     logcap lc;
     log_capture(f, &lc);
     expect_problem(f, "GET", "/badjson", NULL, 500, "lua-error", NULL);
     expect_problem(f, "GET", "/numkey", NULL, 500, "lua-error", NULL);
-    char buf[8192];
+    for (int i = 1; i <= 7; i++) {
+        char target[16];
+        snprintf(target, sizeof target, "/r/%d", i);
+        expect_problem(f, "GET", target, NULL, 500, "lua-error", NULL);
+    }
+    char buf[16384];
     log_captured(&lc, buf, sizeof buf);
     assert_non_null(strstr(buf, "init.lua:2: the body the handler of GET /badjson returned: "
                                 "zt.json.encode: cannot encode a function"));
     assert_non_null(strstr(buf, "init.lua:5: db: a key must be a string, not number"));
+    /* what a handler returned is checked after it returned: the line is the handler's */
+    const char *want[] = {
+        "init.lua:6: the handler returned a body with status 204",
+        "init.lua:6: the handler returned 201 (a string) as status",
+        "init.lua:6: the handler returned a table with status 418",
+        "init.lua:6: the handler returned a number as body",
+        "init.lua:6: response header 'X-A'",
+        "init.lua:6: response header 'Content-Length'",
+        "init.lua:6: the handler returned a number as headers",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(buf, want[i])) fail_msg("the log does not say \"%s\":\n%s", want[i], buf);
 }
 
 /* ---- zt.json --------------------------------------------------------------------------- */
