@@ -885,6 +885,7 @@ typedef struct problem {
     int status;
     char type[65];
     char title[129];
+    char where[LUA_IDSIZE + 24]; /* "init.lua:12: ": where it was raised, for log lines */
     size_t dlen;
     char detail[]; /* NUL-terminated */
 } problem;
@@ -936,6 +937,11 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
     }
     pb->dlen = dlen;
     memcpy(pb->detail, detail, dlen + 1);
+    /* where the plugin raised it (the Lua caller of zt.problem, req:json, zt.rate.check):
+     * outside a handler it is an error like any other, and its log line says where */
+    luaL_where(L, 1);
+    snprintf(pb->where, sizeof pb->where, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
     set_meta(L, &K_PROBLEM);
     return lua_error(L);
 }
@@ -1903,15 +1909,16 @@ static int run_handler(lua_State *L)
     return respond(L, hc, 2);
 }
 
-/* The error value on top of L as text for a log line: a problem (zt.problem) as its
- * status, type and detail. */
+/* The error value on top of L as text for a log line: a problem (zt.problem) as where it
+ * was raised, its status, type and detail. */
 static const char *error_text(lua_State *L)
 {
     const problem *pb = to_problem(L, -1);
     if (pb) {
+        lua_pushstring(L, pb->where);
         lua_pushliteral(L, "zt.");
         push_problem_text(L, pb);
-        lua_concat(L, 2);
+        lua_concat(L, 3);
         lua_replace(L, -2);
     }
     return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)";
@@ -3499,14 +3506,8 @@ int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen)
         return ZT_OK;
     }
     if (lp_pcall(lp, run_file, path) != LUA_OK) {
-        char pmsg[PATH_MAX + ZT_ERRLEN];
         lp_after(lp); /* what a refused allocation left is gone before error_text's */
-        bool pb = to_problem(lp->L, -1) != NULL;
         const char *msg = error_text(lp->L);
-        if (pb) { /* it has no line: say where */
-            snprintf(pmsg, sizeof pmsg, "%s: %s (outside a handler)", path, msg);
-            msg = pmsg;
-        }
         zt_log(p, ZT_LOG_ERROR, "init.lua failed: %s", msg);
         first_part(err, errlen, msg);
         lp_free(lp);

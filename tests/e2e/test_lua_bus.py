@@ -42,6 +42,7 @@ zt.on("busa.flaky", function(ev)
   tries:put(name .. "/" .. ev.attempt, { attempt = ev.attempt })
   if ev.attempt == 1 then
     if ev.payload.mode == "loop" then while true do end end
+    if ev.payload.mode == "problem" then zt.problem(409, "flaky", "a problem on purpose") end
     error("flaky handler fails on purpose: " .. name)
   end
 end)
@@ -282,18 +283,21 @@ class LuaBus(NodeTest):
         self.assertIn("'busa..bad' is not a topic", d["bad_err"])
 
     def test_failing_handler_is_retried_without_its_writes(self):
-        for mode, name in (("error", "by-error"), ("loop", "by-budget")):
+        for mode, name in (("error", "by-error"), ("loop", "by-budget"), ("problem", "by-problem")):
             self.post("/busa/flaky", {"name": name, "mode": mode}, want=204)
         tries = wait_for(
-            "both flaky events handled on their second attempt",
-            lambda: (lambda t: len(t) == 2 and t)([t for t in self.get("/busa/tries")]),
+            "the flaky events handled on their second attempt",
+            lambda: (lambda t: len(t) == 3 and t)([t for t in self.get("/busa/tries")]),
             WAIT,
         )
         # each first attempt wrote "<name>/1" and then failed: rolled back
-        self.assertEqual(sorted(t["key"] for t in tries), ["by-budget/2", "by-error/2"])
+        self.assertEqual(sorted(t["key"] for t in tries), ["by-budget/2", "by-error/2", "by-problem/2"])
         log = self.shared.log()
         self.assertIn("flaky handler fails on purpose: by-error", log)
         self.assertIn("instruction budget exceeded", log)
+        # a problem outside a request is an error like any other, logged where it was raised
+        line = next(i for i, t in enumerate(BUSA.splitlines(), 1) if '"a problem on purpose"' in t)
+        self.assertIn("init.lua:%d: zt.problem 409 flaky: a problem on purpose" % line, log)
 
     # ---- services ---------------------------------------------------------------------
 

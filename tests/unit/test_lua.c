@@ -163,6 +163,9 @@ static void init_mistakes_say_why(void **state)
     init_fails(f, "\nzt.db.open('bad name')", ":2: zt.db.open('bad name'): a name is 1 to 64");
     init_fails(f, "zt.route('GET', 'no-slash', print)",
                ":1: zt.route GET no-slash: plugin 't': route path 'no-slash' must start with '/'");
+    /* a problem outside a handler is an error, at the line that raised it */
+    init_fails(f, "local x = 1\nzt.problem(418, 'teapot', 'not now')",
+               "init.lua:2: zt.problem 418 teapot: not now");
 }
 
 /* ---- requests, made by hand as http.c and server.c would ------------------------------- */
