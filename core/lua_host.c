@@ -2159,10 +2159,18 @@ static int l_auth_department(lua_State *L)
     const char *code = check_str(L, 2, "zt.auth.department", "department", &len);
     zt_txn *t = len > 0 && len <= 64 && strlen(code) == len ? zt_req_txn(req) : NULL;
     cJSON *d = t ? zt__auth_dept_get(plugin_of(L)->srv, t, code) : NULL;
-    if (d)
-        zt_lua_push_json(L, d);
-    else
+    if (!d) {
         lua_pushnil(L);
+        return 1;
+    }
+    /* the documented fields only: the record also holds its seal (mac), never shown */
+    for (cJSON *e = d->child, *next; e; e = next) {
+        next = e->next;
+        if (strcmp(e->string, "code") != 0 && strcmp(e->string, "name") != 0 &&
+            strcmp(e->string, "parent") != 0)
+            cJSON_Delete(cJSON_DetachItemViaPointer(d, e));
+    }
+    zt_lua_push_json(L, d); /* protected: d is freed whatever happens */
     cJSON_Delete(d);
     return 1;
 }

@@ -1907,6 +1907,14 @@ static const char *auth_lua =
     "  end\n"
     "  return 200, table.concat(out, '|')\n"
     "end)\n"
+    "zt.route('GET', '/dept/:code', { role = 'public' }, function(req)\n"
+    "  local d = zt.auth.department(req, req.params.code)\n"
+    "  if not d then return 200, 'nil' end\n"
+    "  local out = {}\n"
+    "  for k, v in pairs(d) do out[#out + 1] = k .. '=' .. v end\n"
+    "  table.sort(out)\n"
+    "  return 200, table.concat(out, ' ')\n"
+    "end)\n"
     "zt.route('POST', '/note/:how', function(req)\n"
     "  if req.params.how == 'both' then zt.audit.note(req, 'approve notice', 'notice/42')\n"
     "  elseif req.params.how == 'object' then zt.audit.note(req, nil, 'notice/7')\n"
@@ -1952,6 +1960,10 @@ static void auth_answers_from_the_core(void **state)
            "|this request is over (use it only inside its handler)"
            "|action must be a string, not number|object holds a NUL byte"
            "|this request is over (use it only inside its handler)");
+    /* the documented fields, never the record's seal (mac) */
+    expect(f, "GET", "/dept/D1", NULL, 200, "code=D1 name=x parent=D0");
+    expect(f, "GET", "/dept/D0", NULL, 200, "code=D0 name=x");
+    expect(f, "GET", "/dept/D9", NULL, 200, "nil");
     f->caller = NULL;
 }
 
