@@ -167,6 +167,14 @@ int zt__router_add(zt_router *r, zt_plugin *owner, const zt_route *def, char *er
         snprintf(err, errlen, "plugin '%s': %s", who, perr);
         return ZT_EINVAL;
     }
+    /* no account could be given it, so no one could ever call the route */
+    if (def->role && !zt__role_name_ok(def->role)) {
+        snprintf(err, errlen,
+                 "plugin '%s': role '%s' of %s %s is no role name (\"public\", \"user\" or 1 "
+                 "to 64 of a-z 0-9 _ . - from a letter)",
+                 who, def->role, def->method, def->path);
+        return ZT_EINVAL;
+    }
     rnode *n = &r->root;
     const char *s = def->path + 1;
     while (*s) {

@@ -173,7 +173,7 @@ typedef struct zt_route {
 } zt_route;
 
 /* Declare a route. During init only (ZT_ESTATE). The core copies everything it needs.
- * Errors: ZT_EINVAL (bad method or pattern), ZT_ECONFLICT (the same method and path
+ * Errors: ZT_EINVAL (bad method, pattern or role name), ZT_ECONFLICT (the same method and path
  * shape is claimed already; the log names both plugins, and the node will not start). */
 int zt_route_add(zt_plugin *p, const zt_route *r);
 

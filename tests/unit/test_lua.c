@@ -168,6 +168,18 @@ static void init_mistakes_say_why(void **state)
                "init.lua:2: zt.problem 418 teapot: not now");
 }
 
+/* A role no account could hold: no one could ever call the route. */
+static void route_roles_are_role_names(void **state)
+{
+    fx *f = *state;
+    init_fails(f,
+               "zt.route('GET', '/x', { role = 'public' }, print)\n"
+               "zt.route('GET', '/u', { role = 'user' }, print)\n"
+               "zt.route('GET', '/e', { role = 'notice_editor' }, print)\n"
+               "zt.route('GET', '/y', { role = 'Bad Role' }, print)",
+               ":4: zt.route GET /y: plugin 't': role 'Bad Role' of GET /y is no role name");
+}
+
 /* ---- requests, made by hand as http.c and server.c would ------------------------------- */
 
 typedef struct treq {
@@ -2997,6 +3009,7 @@ int main(void)
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
         T(init_mistakes_say_why),
+        T(route_roles_are_role_names),
         T(handler_mistakes_name_their_line),
         T(json_text_is_what_c_prints),
         T(json_objects_sort_their_keys),
