@@ -2000,11 +2000,14 @@ static int l_route(lua_State *L)
                 else
                     r.summary = lua_tostring(L, -1);
             } else if (strcmp(k, "body_limit") == 0) {
-                int isint;
-                lua_Integer n = lua_tointegerx(L, -1, &isint);
-                if (!isint || n < 0)
-                    return luaL_error(L, "zt.route %s %s: body_limit must be an integer >= 0",
-                                      method, path);
+                /* 0 is no limit of its own, as in zt_route: said by leaving it out */
+                int isint = lua_type(L, -1) == LUA_TNUMBER;
+                lua_Integer n = isint ? lua_tointegerx(L, -1, &isint) : 0;
+                if (!isint || n < 1)
+                    return luaL_error(L,
+                                      "zt.route %s %s: body_limit must be an integer >= 1 (bytes; "
+                                      "leave it out for the node's limits.body_bytes), not %s",
+                                      method, path, luaL_tolstring(L, -1, NULL));
                 r.body_limit = (size_t)n;
             } else {
                 return luaL_error(L,

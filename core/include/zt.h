@@ -168,7 +168,8 @@ typedef struct zt_route {
     zt_handler handler;
     void *ud;            /* passed to the handler */
     const char *role;    /* ZT_ROLE_PUBLIC, ZT_ROLE_USER or a role name; NULL = ZT_ROLE_USER */
-    size_t body_limit;   /* largest request body in bytes; 0 = the server's limit */
+    size_t body_limit;   /* largest request body in bytes; 0 = the server's limit
+                            (limits.body_bytes), so a limit of its own is 1 or more */
     const char *summary; /* one line for GET /api; may be NULL */
 } zt_route;
 

@@ -163,6 +163,13 @@ static void init_mistakes_say_why(void **state)
     init_fails(f, "\nzt.db.open('bad name')", ":2: zt.db.open('bad name'): a name is 1 to 64");
     init_fails(f, "zt.route('GET', 'no-slash', print)",
                ":1: zt.route GET no-slash: plugin 't': route path 'no-slash' must start with '/'");
+    /* body_limit 0 is not "no body": the default is said by leaving it out, as in C */
+    init_fails(f, "zt.route('POST', '/x', { body_limit = 0 }, print)",
+               ":1: zt.route POST /x: body_limit must be an integer >= 1 (bytes; leave it out "
+               "for the node's limits.body_bytes), not 0");
+    init_fails(f, "zt.route('POST', '/x', { body_limit = '10' }, print)",
+               "body_limit must be an integer >= 1 (bytes; leave it out for the node's "
+               "limits.body_bytes), not 10");
     /* a problem outside a handler is an error, at the line that raised it */
     init_fails(f, "local x = 1\nzt.problem(418, 'teapot', 'not now')",
                "init.lua:2: zt.problem 418 teapot: not now");
