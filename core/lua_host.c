@@ -406,6 +406,47 @@ static void *check_ud(lua_State *L, int idx, const void *key, const char *what)
     return lua_touserdata(L, idx);
 }
 
+/* Arguments of the zt functions, strictly: strings are never taken from numbers, nor
+ * numbers from strings, and a mistake names the function, the argument and what it got
+ * ("zt.mask: front must be an integer, not string"), where luaL_check* would say "bad
+ * argument #2 to '?'" (a function in a table has no name Lua can find). */
+static const char *check_str(lua_State *L, int idx, const char *fn, const char *what, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "%s: %s must be a string, not %s", fn, what, luaL_typename(L, idx));
+    return lua_tolstring(L, idx, len);
+}
+
+/* kind: "an integer", or what the integer counts ("an integer number of milliseconds") */
+static lua_Integer check_integer(lua_State *L, int idx, const char *fn, const char *what,
+                                 const char *kind)
+{
+    int isint = 0;
+    lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+    if (!isint)
+        luaL_error(L, "%s: %s must be %s, not %s", fn, what, kind,
+                   lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
+    return v;
+}
+
+static lua_Integer check_int(lua_State *L, int idx, const char *fn, const char *what)
+{
+    return check_integer(L, idx, fn, what, "an integer");
+}
+
+/* t: LUA_TTABLE or LUA_TFUNCTION */
+static void check_type(lua_State *L, int idx, int t, const char *fn, const char *what)
+{
+    if (lua_type(L, idx) != t)
+        luaL_error(L, "%s: %s must be a %s, not %s", fn, what, lua_typename(L, t),
+                   luaL_typename(L, idx));
+}
+
+static void check_any(lua_State *L, int idx, const char *fn, const char *what)
+{
+    if (lua_type(L, idx) == LUA_TNONE) luaL_error(L, "%s: %s is missing", fn, what);
+}
+
 /* A metatable under a registry key; its fields are filled by the caller (left on top). */
 static void new_meta(lua_State *L, const void *key, const char *name)
 {
@@ -830,7 +871,7 @@ static void json_push(lua_State *L, const cJSON *item, int depth)
 
 static int l_json_encode(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    check_any(L, 1, "zt.json.encode", "the value");
     zt_buf *b = json_encode_text(L, 1, "", 0);
     lua_pushlstring(L, b->data, b->len);
     scratch_done(plugin_of(L));
@@ -840,7 +881,7 @@ static int l_json_encode(lua_State *L)
 static int l_json_decode(lua_State *L)
 {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = check_str(L, 1, "zt.json.decode", "text", &len);
     jbox *b = box_new(L);
     char why[200];
     if (zt__json_parse_strict(s, len, &b->json, why, sizeof why))
@@ -856,7 +897,7 @@ static int l_json_array(lua_State *L)
         lua_settop(L, 0);
         lua_newtable(L);
     }
-    luaL_checktype(L, 1, LUA_TTABLE);
+    check_type(L, 1, LUA_TTABLE, "zt.json.array", "t");
     lua_settop(L, 1);
     if (lua_getmetatable(L, 1)) {
         lua_pop(L, 1);
@@ -946,15 +987,13 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
     return lua_error(L);
 }
 
-static const char *check_str(lua_State *L, int idx, const char *fn, const char *what, size_t *len);
-
 static int l_problem(lua_State *L)
 {
     /* strings and numbers are not mixed: a status "404" or a detail 42 is a mistake */
     if (lua_type(L, 1) != LUA_TNUMBER)
         return luaL_error(L, "zt.problem: status must be an integer 400..599, not a %s",
                           luaL_typename(L, 1));
-    lua_Integer status = luaL_checkinteger(L, 1);
+    lua_Integer status = check_int(L, 1, "zt.problem", "status");
     const char *type = check_str(L, 2, "zt.problem", "type", NULL);
     const char *detail = lua_isnoneornil(L, 3) ? "" : check_str(L, 3, "zt.problem", "detail", NULL);
     const char *title = lua_isnoneornil(L, 4) ? NULL : check_str(L, 4, "zt.problem", "title", NULL);
@@ -970,7 +1009,7 @@ static int problem_tostring(lua_State *L)
 static int problem_index(lua_State *L)
 {
     problem *pb = lua_touserdata(L, 1);
-    const char *k = luaL_checkstring(L, 2);
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "status") == 0)
         lua_pushinteger(L, pb->status);
     else if (strcmp(k, "type") == 0)
@@ -994,6 +1033,8 @@ static void log_text(struct zt_lua_plugin *lp, int level, const char *msg)
         zt_log(lp->p, level, "%s", msg);
 }
 
+static const char *const log_levels[] = {"debug", "info", "warn", "error"}; /* zt.log.* */
+
 /* zt.log.<level>(fmt, ...): string.format; one argument is logged as it is. */
 static int l_log(lua_State *L)
 {
@@ -1012,9 +1053,12 @@ static int l_log(lua_State *L)
             lua_insert(L, 1);
         }
         if (!fmt || lua_pcall(L, n, 1, 0) != LUA_OK) {
-            const char *e = fmt ? lua_tostring(L, -1) : NULL;
+            /* string.format's "bad argument #2 to '?'": its arguments are ours, one for one */
+            const char *e = fmt && lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            const char *fn = lua_pushfstring(L, "zt.log.%s", log_levels[level]);
+            if (e) e = luaL_gsub(L, e, "to '?'", lua_pushfstring(L, "to '%s'", fn));
             luaL_where(L, 1);
-            lua_pushfstring(L, "%szt.log: %s%s (the line was not logged)", lua_tostring(L, -1),
+            lua_pushfstring(L, "%s%s: %s%s (the line was not logged)", lua_tostring(L, -1), fn,
                             fmt ? "the format and its values do not match: "
                                 : "with more than one argument the first must be a format "
                                   "string",
@@ -1057,16 +1101,17 @@ static int l_id(lua_State *L)
 static int l_mask(lua_State *L)
 {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    lua_Integer front = luaL_checkinteger(L, 2), back = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, front >= 0, 2, "a count of characters (0 or more)");
-    luaL_argcheck(L, back >= 0, 3, "a count of characters (0 or more)");
+    const char *s = check_str(L, 1, "zt.mask", "s", &len);
+    lua_Integer front = check_int(L, 2, "zt.mask", "front"),
+                back = check_int(L, 3, "zt.mask", "back");
+    if (front < 0 || back < 0)
+        return luaL_error(L, "zt.mask: %s must be a count of characters (0 or more)",
+                          front < 0 ? "front" : "back");
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, len + 1);
     /* (a NUL would cut the value short: it is no text either) */
-    luaL_argcheck(
-        L, strlen(s) == len && zt_mask(s, (size_t)front, (size_t)back, out, len + 1) == ZT_OK, 1,
-        "not UTF-8 text");
+    if (strlen(s) != len || zt_mask(s, (size_t)front, (size_t)back, out, len + 1) != ZT_OK)
+        return luaL_error(L, "zt.mask: s is not UTF-8 text (without NUL)");
     luaL_pushresultsize(&b, strlen(out));
     return 1;
 }
@@ -1179,13 +1224,13 @@ static void push_stored(lua_State *L, const char *v, size_t vlen)
 static int l_db_open(lua_State *L)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = check_str(L, 1, "zt.db.open", "name", NULL);
     if (!lp->p->in_init) return luaL_error(L, "zt.db.open: only during init");
     if (strlen(name) > 64) return luaL_error(L, "zt.db.open: name '%s' is too long", name);
     /* zt.db.open(name, { sealed = true }): every value sealed (zt_db_open_sealed) */
     bool sealed = false;
     if (!lua_isnoneornil(L, 2)) {
-        luaL_argexpected(L, lua_istable(L, 2), 2, "an options table ({ sealed = true })");
+        check_type(L, 2, LUA_TTABLE, "zt.db.open", "options ({ sealed = true })");
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -1366,7 +1411,7 @@ static int l_db_iter(lua_State *L)
         lua_settop(L, 1);
         lua_newtable(L);
     }
-    luaL_checktype(L, 2, LUA_TTABLE);
+    check_type(L, 2, LUA_TTABLE, "db:iter", "options");
     lua_settop(L, 2);
     lua_pushnil(L);
     while (lua_next(L, 2)) {
@@ -1516,7 +1561,7 @@ static zt_req *current_req(lua_State *L, int idx, const char *fn)
 static int req_header(lua_State *L)
 {
     zt_req *req = current_req(L, 1, "req:header");
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_str(L, 2, "req:header", "name", NULL);
     /* The credential is the core's: a plugin knows its caller from zt.auth, and a token
      * in a Lua string could be neither wiped nor kept from another plugin's log line. */
     if (strcasecmp(name, "Authorization") == 0) return 0;
@@ -1983,7 +2028,8 @@ static void route_free(struct lua_route *r)
 static int l_route(lua_State *L)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    const char *method = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    const char *method = check_str(L, 1, "zt.route", "method", NULL);
+    const char *path = check_str(L, 2, "zt.route", "path", NULL);
     if (!lp->p->in_init) return luaL_error(L, "zt.route: only during init");
     zt_route r = {.method = method, .path = path, .handler = lua_route_handler};
     int fidx = 3;
@@ -2017,7 +2063,9 @@ static int l_route(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    luaL_checktype(L, fidx, LUA_TFUNCTION);
+    if (lua_type(L, fidx) != LUA_TFUNCTION)
+        return luaL_error(L, "zt.route %s %s: the handler must be a function, not %s", method, path,
+                          luaL_typename(L, fidx));
     lua_pushvalue(L, fidx);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct lua_route *lr = calloc(1, sizeof *lr);
@@ -2056,14 +2104,6 @@ static zt_req *check_req(lua_State *L, int idx, const char *fn)
         luaL_error(L, "%s: the first argument must be the handler's req, not %s", fn,
                    luaL_typename(L, idx));
     return current_req(L, idx, fn);
-}
-
-/* A string argument, strictly (numbers are not taken for strings). */
-static const char *check_str(lua_State *L, int idx, const char *fn, const char *what, size_t *len)
-{
-    if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "%s: %s must be a string, not %s", fn, what, luaL_typename(L, idx));
-    return lua_tolstring(L, idx, len);
 }
 
 /* A string the core reads up to its NUL: a NUL inside would cut it short unseen. */
@@ -2404,13 +2444,13 @@ static int l_valid_label(lua_State *L)
 /* zt.valid.text(s, max_chars [, "lines"]): true, or false and why (zt_text_problem). */
 static int l_valid_text(lua_State *L)
 {
-    lua_Integer max = luaL_checkinteger(L, 2);
-    if (max < 1) return luaL_argerror(L, 2, "zt.valid.text: max_chars must be at least 1");
+    lua_Integer max = check_int(L, 2, "zt.valid.text", "max_chars");
+    if (max < 1) return luaL_error(L, "zt.valid.text: max_chars must be at least 1");
     int flags = 0;
     if (!lua_isnoneornil(L, 3)) {
-        const char *mode = luaL_checkstring(L, 3);
+        const char *mode = check_str(L, 3, "zt.valid.text", "the third argument", NULL);
         if (strcmp(mode, "lines") != 0)
-            return luaL_argerror(L, 3, "zt.valid.text: the third argument may only be \"lines\"");
+            return luaL_error(L, "zt.valid.text: the third argument may only be \"lines\"");
         flags = ZT_TEXT_LINES;
     }
     size_t len;
@@ -2431,7 +2471,7 @@ static zt_req *rate_args(lua_State *L, const char *fn, const char **name, unsign
 {
     zt_req *req = current_req(L, 1, fn);
     *name = check_cstr(L, 2, fn, "name", 100);
-    lua_Integer m = luaL_checkinteger(L, 3), w = luaL_checkinteger(L, 4);
+    lua_Integer m = check_int(L, 3, fn, "max"), w = check_int(L, 4, fn, "window");
     if (m < 1 || m > 1000000) luaL_error(L, "%s: max must be 1..1000000", fn);
     if (w < 1 || w > 86400 * 7) luaL_error(L, "%s: window must be 1..604800 seconds", fn);
     *max = (unsigned)m, *window = (unsigned)w;
@@ -2444,7 +2484,8 @@ static int l_rate_check(lua_State *L)
     const char *name;
     unsigned max, window;
     zt_req *req = rate_args(L, "zt.rate.check", &name, &max, &window);
-    const char *detail = luaL_optstring(L, 5, "too many attempts from this address: try later");
+    const char *detail = lua_isnoneornil(L, 5) ? "too many attempts from this address: try later"
+                                               : check_str(L, 5, "zt.rate.check", "detail", NULL);
     int64_t wait = zt_rate_wait(req, name, max, window);
     if (wait <= 0) return 0;
     char s[24];
@@ -2469,7 +2510,7 @@ static int l_rate_note(lua_State *L)
 
 static int l_json_canonical(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    check_any(L, 1, "zt.json.canonical", "the value");
     jbox *b = json_encode_tree(L, 1);
     size_t len;
     int rc = zt_json_canonical(b->json, &b->text, &len);
@@ -2517,7 +2558,7 @@ static int l_seal_json(lua_State *L)
 {
     zt_req *req = seal_req(L, "zt.seal.json");
     const char *dept = check_cstr(L, 2, "zt.seal.json", "department", 64);
-    luaL_checkany(L, 3);
+    check_any(L, 3, "zt.seal.json", "the document");
     jbox *b = json_encode_tree(L, 3);
     cJSON *seal = NULL;
     int rc = zt_seal_json(req, dept, b->json, &seal);
@@ -2738,12 +2779,7 @@ static int l_emit(lua_State *L)
 /* An integer argument, strictly (a string is not taken for a number). */
 static int64_t check_ms(lua_State *L, int idx, const char *fn, const char *what)
 {
-    int isint = 0;
-    lua_Integer v = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
-    if (!isint)
-        luaL_error(L, "%s: %s must be an integer number of milliseconds, not %s", fn, what,
-                   lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
-    return (int64_t)v;
+    return (int64_t)check_integer(L, idx, fn, what, "an integer number of milliseconds");
 }
 
 static int timer_set(lua_State *L, const char *fn, int64_t due)
@@ -3244,7 +3280,8 @@ static void setup_metatables(lua_State *L)
 static int l_config_error(lua_State *L)
 {
     struct zt_lua_plugin *lp = plugin_of(L);
-    const char *name = luaL_checkstring(L, 1), *msg = luaL_checkstring(L, 2);
+    const char *name = check_str(L, 1, "zt.config_error", "option", NULL);
+    const char *msg = check_str(L, 2, "zt.config_error", "message", NULL);
     if (!lp->p->in_init) return luaL_error(L, "zt.config_error: only during init");
     bool declared = false;
     for (size_t i = 0; i < lp->p->nopts && !declared; i++)
@@ -3289,12 +3326,11 @@ static void push_zt(lua_State *L, zt_plugin *p)
     lua_setfield(L, -2, "null");
     lua_setfield(L, -2, "json");
 
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
     lua_createtable(L, 0, 4);
     for (int i = ZT_LOG_DEBUG; i <= ZT_LOG_ERROR; i++) {
         lua_pushinteger(L, i);
         lua_pushcclosure(L, l_log, 1);
-        lua_setfield(L, -2, levels[i]);
+        lua_setfield(L, -2, log_levels[i]);
     }
     lua_setfield(L, -2, "log");
 

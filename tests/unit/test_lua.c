@@ -979,11 +979,11 @@ static void logs_go_to_the_node_log(void **state)
     assert_non_null(strstr(buf, "\"msg\":\"a\\t1\\tnil\""));
     assert_non_null(strstr(buf, "\"msg\":\"Lua warning: careful now\""));
     /* a log line with a bad format never fails its caller: it says so, with where */
-    assert_non_null(strstr(buf, "zt.log: the format and its values do not match: bad argument "
-                                "#2 to '?' (number expected, got string) (the line was not "
-                                "logged)"));
-    assert_non_null(strstr(buf, "init.lua:8: zt.log: with more than one argument the first must "
-                                "be a format string"));
+    assert_non_null(strstr(buf, "zt.log.info: the format and its values do not match: bad "
+                                "argument #2 to 'zt.log.info' (number expected, got string) (the "
+                                "line was not logged)"));
+    assert_non_null(strstr(buf, "init.lua:8: zt.log.warn: with more than one argument the first "
+                                "must be a format string"));
 }
 
 /* A handler's mistakes are logged with the plugin's file and line, also those found after
@@ -2145,6 +2145,65 @@ static void crypto_needs_the_keys(void **state)
     init_fails(f, "zt.crypto.index('f', 'x')\n", "zt.crypto.index: the node has no keys");
 }
 
+/* Strings are never taken from numbers, nor numbers from strings; each mistake names the
+ * function, the argument and the type it got (never "bad argument #2 to '?'"). */
+static void arguments_are_never_coerced(void **state)
+{
+    fx *f = *state;
+    init_ok(
+        f,
+        "local function why(fn, ...)\n"
+        "  local ok, e = pcall(fn, ...)\n"
+        "  assert(not ok, 'accepted')\n"
+        "  return (tostring(e):gsub('^[^:]*:%d+: ', ''))\n"
+        "end\n"
+        "local function all(req)\n"
+        "  return table.concat({\n"
+        "    why(zt.mask, 5, 1, 1), why(zt.mask, 'abc', '1', 1),\n"
+        "    why(zt.valid.text, 'abc', '5'), why(zt.valid.text, 'abc', 2.5),\n"
+        "    why(zt.valid.text, 'abc', 5, 1),\n"
+        "    why(zt.json.decode, 5), why(zt.json.array, 5), why(zt.json.encode),\n"
+        "    why(zt.problem, 404.5, 'x'),\n"
+        "    why(zt.route, 'GET', '/y', {}, 'notafunction'), why(zt.route, 5, '/y', print),\n"
+        "    why(zt.db.open, 5), why(zt.db.open, 'x', 5),\n"
+        "    why(zt.config_error, 5, 'x'),\n"
+        "    req and why(zt.rate.note, req, 'x', '3', '60') or '-',\n"
+        "    req and why(zt.rate.check, req, 'x', 3, 60, 5) or '-',\n"
+        "    req and why(req.header, req, 5) or '-',\n"
+        "  }, '\\n')\n"
+        "end\n"
+        "zt.route('GET', '/all', { role = 'public' }, function(req) return 200, all(req) end)\n");
+    expect(f, "GET", "/all", NULL, 200,
+           "zt.mask: s must be a string, not number\n"
+           "zt.mask: front must be an integer, not string\n"
+           "zt.valid.text: max_chars must be an integer, not string\n"
+           "zt.valid.text: max_chars must be an integer, not a fraction\n"
+           "zt.valid.text: the third argument must be a string, not number\n"
+           "zt.json.decode: text must be a string, not number\n"
+           "zt.json.array: t must be a table, not number\n"
+           "zt.json.encode: the value is missing\n"
+           "zt.problem: status must be an integer, not a fraction\n"
+           "zt.route: only during init\n"
+           "zt.route: method must be a string, not number\n"
+           "zt.db.open: name must be a string, not number\n"
+           "zt.db.open: only during init\n"
+           "zt.config_error: option must be a string, not number\n"
+           "zt.rate.note: max must be an integer, not string\n"
+           "zt.rate.check: detail must be a string, not number\n"
+           "req:header: name must be a string, not number");
+}
+
+/* In init, where zt.route and zt.db.open are checked further. */
+static void init_arguments_are_never_coerced(void **state)
+{
+    fx *f = *state;
+    init_fails(f, "zt.route('GET', '/y', {}, 'notafunction')",
+               ":1: zt.route GET /y: the handler must be a function, not string");
+    init_fails(f, "zt.db.open('x', 5)",
+               ":1: zt.db.open: options ({ sealed = true }) must be a "
+               "table, not number");
+}
+
 static void validators_agree_with_the_core(void **state)
 {
     fx *f = *state;
@@ -2197,7 +2256,7 @@ static const char *seal_lua =
     "ok, e = pcall(zt.json.canonical, { n = math.maxinteger })\n"
     "assert(not ok and e:find('no canonical JSON form', 1, true), e)\n"
     "ok, e = pcall(zt.json.canonical)\n"
-    "assert(not ok and e:find('value expected', 1, true), e)\n"
+    "assert(not ok and e:find('zt.json.canonical: the value is missing', 1, true), e)\n"
     "zt.route('POST', '/seal', function(req)\n"
     "  return 201, { json = zt.seal.json(req, 'D1', doc),\n"
     "                bytes = zt.seal.bytes(req, 'D2', 'raw \\0 bytes'),\n"
@@ -2287,7 +2346,7 @@ static void seals_from_lua_check_in_the_core(void **state)
            "zt.seal.json: department must be 1..64 bytes without NUL\n"
            "zt.seal.json: department must be a string, not number\n"
            "zt.seal.json: department must be 1..64 bytes without NUL\n"
-           "bad argument #3 to 'json' (value expected)\n"
+           "zt.seal.json: the document is missing\n"
            "zt.json.encode: cannot encode a function\n"
            "zt.seal.json: the document has no canonical JSON form (nested deeper than 64, or an "
            "integer beyond 2^53)\n"
@@ -2351,7 +2410,17 @@ static void mask_in_lua(void **state)
     init_ok(f, "local ok, e = pcall(zt.mask, '\\255', 1, 1)\n"
                "assert(not ok and e:find('not UTF-8 text', 1, true), e)\n"
                "ok, e = pcall(zt.mask, 'abc', -1, 1)\n"
-               "assert(not ok and e:find('a count of characters', 1, true), e)\n"
+               "assert(not ok and e:find('zt.mask: front must be a count of characters', 1, "
+               "true), e)\n"
+               /* strings are never taken from numbers, nor numbers from strings */
+               "ok, e = pcall(zt.mask, 5, 1, 1)\n"
+               "assert(not ok and e:find('zt.mask: s must be a string, not number', 1, true), e)\n"
+               "ok, e = pcall(zt.mask, 'abc', '1', 1)\n"
+               "assert(not ok and e:find('zt.mask: front must be an integer, not string', 1, "
+               "true), e)\n"
+               "ok, e = pcall(zt.mask, 'abc', 1, 1.5)\n"
+               "assert(not ok and e:find('zt.mask: back must be an integer, not a fraction', 1, "
+               "true), e)\n"
                "ok, e = pcall(zt.mask, 'a\\0b', 1, 1)\n"
                "assert(not ok and e:find('not UTF-8 text', 1, true), e)\n"
                "zt.route('GET', '/m', { role = 'public' }, function(req)\n"
@@ -3030,6 +3099,8 @@ int main(void)
         T(audit_note_names_the_record),
         T(crypto_is_the_plugins_own),
         T(crypto_needs_the_keys),
+        T(arguments_are_never_coerced),
+        T(init_arguments_are_never_coerced),
         T(validators_agree_with_the_core),
         T(seals_from_lua_check_in_the_core),
         T(seals_need_the_keys),
