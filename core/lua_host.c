@@ -2469,7 +2469,7 @@ static int l_valid_text(lua_State *L)
 static zt_req *rate_args(lua_State *L, const char *fn, const char **name, unsigned *max,
                          unsigned *window)
 {
-    zt_req *req = current_req(L, 1, fn);
+    zt_req *req = check_req(L, 1, fn);
     *name = check_cstr(L, 2, fn, "name", 100);
     lua_Integer m = check_int(L, 3, fn, "max"), w = check_int(L, 4, fn, "window");
     if (m < 1 || m > 1000000) luaL_error(L, "%s: max must be 1..1000000", fn);

@@ -2170,6 +2170,7 @@ static void arguments_are_never_coerced(void **state)
         "    req and why(zt.rate.note, req, 'x', '3', '60') or '-',\n"
         "    req and why(zt.rate.check, req, 'x', 3, 60, 5) or '-',\n"
         "    req and why(req.header, req, 5) or '-',\n"
+        "    why(zt.rate.note, {}, 'x', 3, 60), why(zt.rate.check, 5, 'x', 3, 60),\n"
         "  }, '\\n')\n"
         "end\n"
         "zt.route('GET', '/all', { role = 'public' }, function(req) return 200, all(req) end)\n");
@@ -2190,7 +2191,9 @@ static void arguments_are_never_coerced(void **state)
            "zt.config_error: option must be a string, not number\n"
            "zt.rate.note: max must be an integer, not string\n"
            "zt.rate.check: detail must be a string, not number\n"
-           "req:header: name must be a string, not number");
+           "req:header: name must be a string, not number\n"
+           "zt.rate.note: the first argument must be the handler's req, not table\n"
+           "zt.rate.check: the first argument must be the handler's req, not number");
 }
 
 /* In init, where zt.route and zt.db.open are checked further. */
