@@ -376,11 +376,13 @@ int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
         p->in_init = true;
         int rc = p->kind == ZT_PLUGIN_C ? p->def->init(p) : zt__lua_init(srv, p, why, sizeof why);
         p->in_init = false;
-        /* a route refused during its init stops the start even if the plugin went on */
+        /* a route refused, or an option found wrong (zt_option_fail, zt.config_error),
+         * during its init stops the start even if the plugin went on (Lua: caught it) */
         if (rc == ZT_OK && srv->route_error[0]) {
             snprintf(why, sizeof why, "%s", srv->route_error);
             rc = ZT_ECONFLICT;
         }
+        if (rc == ZT_OK && p->init_error) rc = ZT_EINVAL;
         if (rc == ZT_OK) {
             p->state = ZT_PSTATE_RUNNING;
             continue;

@@ -121,8 +121,9 @@ int zt_check_only(const zt_plugin *p);
  * that is not there, a date that does not exist). Logs and records
  * "FILE:LINE: plugin.option: message" (the line where the config sets it, or its plugin's
  * table when it is the default), which the node prints as the reason it did not start, as
- * for its own settings. Returns ZT_EINVAL: `return zt_option_fail(p, "page_size", "must be
- * 1 to 100, not %lld", (long long)n);` from init. */
+ * for its own settings; the node does not start even if init goes on and returns ZT_OK.
+ * Returns ZT_EINVAL: `return zt_option_fail(p, "page_size", "must be 1 to 100, not %lld",
+ * (long long)n);` from init. */
 int zt_option_fail(zt_plugin *p, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *zt_opt_string(const zt_plugin *p, const char *name); /* NULL if unset */

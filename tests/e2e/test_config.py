@@ -419,6 +419,27 @@ class Bad(ConfTest):
         self.assertIn("broken", r.stderr)
         self.assertIn("init went wrong on purpose", r.stderr)
 
+    def test_mistakes_caught_in_init_still_stop_the_start(self):
+        """A config error or a route refused stops the start even when init.lua catches it
+        with pcall, and the start's error says where it was raised."""
+        opts = {"n": {"type": "integer", "default": 5, "description": "a number"}}
+        for init, line_no, words in (
+            ('local x = 1\nlocal ok = pcall(zt.config_error, "n", "caught on purpose")\n',
+             None, ("careless.n: caught on purpose",)),
+        ):
+            with self.subTest(init=init):
+                lua_dir = self.lua_dir_with(("careless", lua_manifest(options=opts), init))
+                lines = self.base(plugins=("careless",), lua_dir=lua_dir)
+                lines.append("careless = { n = 7 }")
+                path, r = self.check(lines)
+                self.assertEqual(r.returncode, 1, "stdout:\n%s\nstderr:\n%s" % (r.stdout, r.stderr))
+                self.assertNotIn("OK", r.stdout)
+                where = "%s:%d:" % (path, len(lines)) if line_no is None else \
+                    "careless/init.lua:%d: " % line_no
+                self.assertIn(where, r.stderr)
+                for w in words:
+                    self.assertIn(w, r.stderr)
+
     def test_missing_config_file(self):
         r = run(["check", "-c", os.path.join(self.dir, "absent.conf")])
         self.assertNotEqual(r.returncode, 0)
