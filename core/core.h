@@ -525,6 +525,10 @@ struct zt_plugin {
 int zt__plugins_load(zt_server *srv, char *err, size_t errlen);
 /* init every plugin in order; on failure fini those already started, in reverse. */
 int zt__plugins_init(zt_server *srv, char *err, size_t errlen);
+/* A declaration refused during init (a route, a service) stops the start even if the
+ * plugin goes on: msg is the start's error unless an earlier refusal is (the first says
+ * it). Logs nothing. */
+void zt__refuse_start(zt_server *srv, const char *msg);
 void zt__plugins_fini(zt_server *srv);
 void zt__plugins_free(zt_server *srv);
 /* Copy a NULL-terminated list of names (NULL: none) into *out (each name malloc'd), counting
@@ -1109,7 +1113,7 @@ struct zt_server {
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t shutdown_timer;
     void *http;                  /* http.c's state: listeners, connection list */
-    char route_error[ZT_ERRLEN]; /* set by zt_route_add on a conflict: start refused */
+    char route_error[ZT_ERRLEN]; /* a declaration refused in init (zt__refuse_start) */
     zt_req **batch_reqs;         /* requests whose answers wait for the batch commit */
     size_t nbatch, capbatch;
     uint64_t iteration; /* loop iterations ended (on_check): what was read in one holds in it */

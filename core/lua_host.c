@@ -406,6 +406,18 @@ static void *check_ud(lua_State *L, int idx, const void *key, const char *what)
     return lua_touserdata(L, idx);
 }
 
+/* "init.lua:12: ": where the nearest Lua code is that called the running C function, also
+ * through a pcall (where luaL_where(L, 1) would say nothing); "" if none. */
+static const char *push_where(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) return lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    }
+    return lua_pushliteral(L, "");
+}
+
 /* Arguments of the zt functions, strictly: strings are never taken from numbers, nor
  * numbers from strings, and a mistake names the function, the argument and what it got
  * ("zt.mask: front must be an integer, not string"), where luaL_check* would say "bad
@@ -2081,14 +2093,17 @@ static int l_route(lua_State *L)
     lr->lp = lp;
     lr->ref = ref;
     r.ud = lr;
-    int rc = zt_route_add(lp->p, &r);
+    char why[ZT_ERRLEN] = "";
+    int rc = zt__router_add(lp->srv->router, lp->p, &r, why, sizeof why);
     if (rc) {
         route_free(lr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        /* the router said why (a bad pattern, a method, a route taken): the first such is
-         * kept as the start's error, and this one is it unless an earlier was caught */
-        const char *why = lp->p->srv->route_error[0] ? lp->p->srv->route_error : zt_strerror(rc);
-        return luaL_error(L, "zt.route %s %s: %s", method, path, why);
+        /* the router said why (a bad pattern, method or role, a route taken); it stops the
+         * start even if init catches it, and then the start's error says where it was */
+        const char *msg = lua_pushfstring(L, "%szt.route %s %s: %s", push_where(L), method, path,
+                                          why[0] ? why : zt_strerror(rc));
+        zt__refuse_start(lp->srv, msg);
+        return lua_error(L);
     }
     lr->next = lp->routes;
     lp->routes = lr;

@@ -367,6 +367,11 @@ static void stop(zt_plugin *p)
     p->state = ZT_PSTATE_STOPPED;
 }
 
+void zt__refuse_start(zt_server *srv, const char *msg)
+{
+    if (!srv->route_error[0]) snprintf(srv->route_error, sizeof srv->route_error, "%s", msg);
+}
+
 int zt__plugins_init(zt_server *srv, char *err, size_t errlen)
 {
     for (size_t i = 0; i < srv->nplugins; i++) {

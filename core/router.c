@@ -324,7 +324,7 @@ int zt_route_add(zt_plugin *p, const zt_route *def)
     if (rc != ZT_OK) {
         zt_log(p, ZT_LOG_ERROR, "%s", err);
         /* A conflict or a bad route stops the start even if the plugin ignores rc. */
-        if (!p->srv->route_error[0]) snprintf(p->srv->route_error, ZT_ERRLEN, "%s", err);
+        zt__refuse_start(p->srv, err);
     }
     return rc;
 }

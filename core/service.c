@@ -80,7 +80,7 @@ static void refuse(zt_plugin *p, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     zt_log(p, ZT_LOG_ERROR, "%s", msg);
-    if (!p->srv->route_error[0]) snprintf(p->srv->route_error, ZT_ERRLEN, "%s", msg);
+    zt__refuse_start(p->srv, msg);
 }
 
 int zt_provide(zt_plugin *p, const char *name, zt_service_fn fn, void *ud)

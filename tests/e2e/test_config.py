@@ -426,6 +426,10 @@ class Bad(ConfTest):
         for init, line_no, words in (
             ('local x = 1\nlocal ok = pcall(zt.config_error, "n", "caught on purpose")\n',
              None, ("careless.n: caught on purpose",)),
+            ('local x = 1\nlocal ok = pcall(zt.route, "GET", "no-slash", function() end)\n',
+             2, ("zt.route GET no-slash", "must start with '/'")),
+            ('local ok = pcall(zt.route, "GET", "/x", { role = "Bad Role" }, function() end)\n',
+             1, ("role 'Bad Role'",)),
         ):
             with self.subTest(init=init):
                 lua_dir = self.lua_dir_with(("careless", lua_manifest(options=opts), init))
