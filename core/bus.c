@@ -131,9 +131,19 @@ static bool own_private(const char *s, const char *plugin)
     return s[0] == '_' && strncmp(s + 1, plugin, n) == 0 && (s[1 + n] == '.' || s[1 + n] == 0);
 }
 
+const char *zt__topic_problem(const char *topic, const char *plugin)
+{
+    if (!valid_name(topic, false))
+        return "is not a topic (1..128 bytes: dot-separated words of letters, digits, _ and -)";
+    if (topic[0] == '_' && !own_private(topic, plugin))
+        return "is another plugin's: a topic that starts with _ is private to the plugin it "
+               "names";
+    return NULL;
+}
+
 bool zt__topic_ok(const char *topic, const char *plugin)
 {
-    return valid_name(topic, false) && (topic[0] != '_' || own_private(topic, plugin));
+    return !zt__topic_problem(topic, plugin);
 }
 
 static bool pattern_matches(const char *p, const char *t)

@@ -914,7 +914,9 @@ int zt__bus_start(zt_server *srv, char *err, size_t errlen);
 int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *reqid,
                      const char *timer, const char *topic, const cJSON *payload);
 /* A topic as zt.h defines it, which `plugin` (a name, or "core") may emit: topics starting
- * with "_" only under its own "_<plugin>". */
+ * with "_" only under its own "_<plugin>". zt__topic_problem: why not ("is not a topic
+ * (...)", "is another plugin's: ..."), a phrase to follow the topic; NULL if it may. */
+const char *zt__topic_problem(const char *topic, const char *plugin);
 bool zt__topic_ok(const char *topic, const char *plugin);
 /* The batch committed: publish what it emitted; deliver. / The batch was lost: forget
  * what it emitted and any positions it advanced. */

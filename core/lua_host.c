@@ -2753,11 +2753,10 @@ static int l_on(lua_State *L)
 static int bus_fail(lua_State *L, const char *fn, const char *topic, int rc)
 {
     switch (rc) {
-    case ZT_EINVAL:
-        return luaL_error(L,
-                          "%s: '%s' is not a topic (1..128 bytes: dot-separated words of letters, "
-                          "digits, _ and -)",
-                          fn, topic);
+    case ZT_EINVAL: { /* the topic: its syntax, or another plugin's _ topic */
+        const char *why = zt__topic_problem(topic, plugin_of(L)->p->name);
+        return luaL_error(L, "%s: '%s' %s", fn, topic, why ? why : zt_strerror(rc));
+    }
     case ZT_EREADONLY:
         return luaL_error(L,
                           "%s: only in work that may write (POST, PUT, PATCH, DELETE, an event), "

@@ -562,6 +562,9 @@ static void bus_functions_check_where_and_what(void **state)
                "    function() zt.emit('a.b', print) end,\n"
                "    function() zt.timer.cancel(5) end,\n"
                "    function() zt.call('a.b', { 1, x = 2 }) end,\n"
+               "    function() zt.emit('_other.topic') end,\n"
+               "    function() zt.timer.after(10, '_other.topic') end,\n"
+               "    function() zt.emit('a..b') end,\n"
                "  } do\n"
                "    local ok, e = pcall(fn)\n"
                "    out[#out + 1] = ok and 'ok' or e:match('^[^:]*:%d+: (.*)$')\n"
@@ -582,6 +585,12 @@ static void bus_functions_check_where_and_what(void **state)
            "zt.timer.cancel: id must be a string, not number\n"
            "zt.json.encode: a table mixes keys: use only 1..n (an array) or only strings (an "
            "object)\n"
+           "zt.emit: '_other.topic' is another plugin's: a topic that starts with _ is private "
+           "to the plugin it names\n"
+           "zt.timer.after: '_other.topic' is another plugin's: a topic that starts with _ is "
+           "private to the plugin it names\n"
+           "zt.emit: 'a..b' is not a topic (1..128 bytes: dot-separated words of letters, digits, "
+           "_ and -)\n"
            "nil, zt.call: no enabled plugin provides the service 'nobody.here', not-provided");
 }
 
