@@ -2442,6 +2442,51 @@ static void mask_in_lua(void **state)
     expect(f, "GET", "/m", NULL, 200, "[\"138****5678\",\"张*丰\",\"张*\",\"\"]");
 }
 
+/* The worked example of docs/lua-api.md, as a reader would copy it: it stores a hall, and
+ * refuses a name or hours no one should read (controls, direction overrides). */
+static void doc_worked_example(void **state)
+{
+    fx *f = *state;
+    char *code = doc_example("`lua/plugins/halls/init.lua`:");
+    if (!code) skip();
+    zt_optval vals[] = {
+        {.name = "default_hours", .type = ZT_OPT_STRING, .set = true, .s = "08:30-17:30"}};
+    f->p.opts = vals;
+    f->p.nopts = 1;
+    init_ok(f, code);
+    free(code);
+    const char *roles[] = {"hall_admin"};
+    zt_caller wang = {"01J9Z8M3Q4XKQ7T2V6C5W8E0RD",
+                      "staff",
+                      "wang",
+                      "王",
+                      NULL,
+                      roles,
+                      1,
+                      NULL,
+                      NULL,
+                      "internal"};
+    f->caller = &wang;
+    treq *t = call(f, "PUT", "/halls/341122", "{\"name\":\"城关镇便民服务中心\"}", NULL, NULL);
+    assert_int_equal(t->r.status, 200);
+    assert_non_null(strstr(body_of(t), "\"hours\":\"08:30-17:30\""));
+    done(t);
+    expect_problem(f, "PUT", "/halls/341122", "{\"name\":\"\"}", 422, "invalid-hall",
+                   "name is empty");
+    expect_problem(f, "PUT", "/halls/341122", "{\"name\":\"admin\\u202egpj.exe\"}", 422,
+                   "invalid-hall", "name holds a text-direction control character");
+    expect_problem(f, "PUT", "/halls/341122", "{\"name\":\"a\\nb\"}", 422, "invalid-hall",
+                   "name holds a control character");
+    expect_problem(f, "PUT", "/halls/341122", "{\"name\":\"x\",\"hours\":\"9\\u202e5\"}", 422,
+                   "invalid-hall", "hours holds a text-direction control character");
+    expect_problem(f, "PUT", "/halls/341122", "{\"name\":5}", 422, "invalid-hall",
+                   "name is not text");
+    expect(f, "GET", "/halls/341122", NULL, 200, NULL);
+    f->caller = NULL;
+    f->p.opts = NULL;
+    f->p.nopts = 0;
+}
+
 static void doc_personal_data_example(void **state)
 {
     fx *f = *state;
@@ -3118,6 +3163,7 @@ int main(void)
         T(seals_need_the_keys),
         T(mask_in_lua),
         T(doc_personal_data_example),
+        T(doc_worked_example),
         T(patterns_agree_with_the_string_library),
         T(patterns_cover_the_syntax),
         T(patterns_run_within_the_budget),
