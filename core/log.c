@@ -33,18 +33,20 @@ void zt__vlog(int level, const char *plugin, const char *reqid, const char *fmt,
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000));
 
+    /* Every line is UTF-8 JSON: bytes that are not UTF-8 (a plugin printing ciphertext, a
+     * client's bytes quoted, a message cut inside a character) become U+FFFD. */
     zt_buf b = {0};
     zt__buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
     if (plugin) {
         zt__buf_puts(&b, ",\"plugin\":");
-        zt__buf_json_str(&b, plugin, strlen(plugin));
+        zt__buf_json_text(&b, plugin, strlen(plugin));
     }
     if (reqid) {
         zt__buf_puts(&b, ",\"request_id\":");
-        zt__buf_json_str(&b, reqid, strlen(reqid));
+        zt__buf_json_text(&b, reqid, strlen(reqid));
     }
     zt__buf_puts(&b, ",\"msg\":");
-    zt__buf_json_str(&b, msg, mlen);
+    zt__buf_json_text(&b, msg, mlen);
     zt__buf_puts(&b, "}\n");
     if (b.data) fwrite(b.data, 1, b.len, stderr);
     zt__buf_free(&b);

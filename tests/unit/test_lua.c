@@ -995,6 +995,33 @@ static void logs_go_to_the_node_log(void **state)
                                 "must be a format string"));
 }
 
+/* Every log line is UTF-8 JSON, whatever bytes a plugin logs: those that are not UTF-8 are
+ * U+FFFD. */
+static void log_lines_are_utf8(void **state)
+{
+    fx *f = *state;
+    open_core(f);
+    logcap lc;
+    log_capture(f, &lc);
+    int rc = init_plugin(f, "print('\\255\\254 bytes, 正 \\228\\184 cut')\n"
+                            "print(zt.crypto.encrypt('f', 'x'))\n"
+                            "zt.log.warn('%s', zt.crypto.hash('x'))\n");
+    char buf[8192];
+    log_captured(&lc, buf, sizeof buf);
+    if (rc != ZT_OK) fail_msg("%s", f->err);
+    if (!zt__utf8_ok(buf, strlen(buf))) fail_msg("not UTF-8: %s", buf);
+    assert_non_null(
+        strstr(buf, "\"msg\":\"\xEF\xBF\xBD\xEF\xBF\xBD bytes, 正 \xEF\xBF\xBD\xEF\xBF\xBD cut\""));
+    for (char *line = buf, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        cJSON *j = cJSON_Parse(line);
+        if (!j) fail_msg("not JSON: %s", line);
+        cJSON_Delete(j);
+    }
+}
+
 /* A handler's mistakes are logged with the plugin's file and line, also those found after
  * it returned (a body that cannot be JSON) and a key of the wrong type. */
 static void handler_mistakes_name_their_line(void **state)
@@ -3139,6 +3166,7 @@ int main(void)
         T(budget_stops_endless_loops),
         T(memory_cap_stops_a_bomb),
         T(logs_go_to_the_node_log),
+        T(log_lines_are_utf8),
         T(json_round_trip),
         T(json_refuses_what_is_not_json),
         T(init_mistakes_say_why),
