@@ -48,6 +48,13 @@ static int answer_fail(zt_req *req, wf_op *op, int rc)
         snprintf(op->why, sizeof op->why, "%s", zt_strerror(rc));
     }
     if (op->status >= 500) zt_req_log(req, ZT_LOG_ERROR, "%s", op->why);
+    /* a definition's or its script's fault (an error and its traceback, the script's own
+     * words): for whoever maintains the node, in the log; the client gets where to look */
+    if (op->status == 500)
+        return zt_problem(req, 500, op->slug, title_of(op->slug),
+                          "the workflow's definition or script failed; see the log with request "
+                          "id %s",
+                          zt_req_id(req));
     return zt_problem(req, op->status, op->slug, title_of(op->slug), "%s", op->why);
 }
 

@@ -132,6 +132,16 @@ return { name = "dated", starters = { "user" }, start = "s",
     e = { type = "end" },
   } }
 """,
+    # a script fails when a task is completed
+    "boom2": """
+return { name = "boom2", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1", next = "bad" },
+    bad = { type = "service", fn = function() error("boom after the task") end, next = "e" },
+    e = { type = "end" },
+  } }
+""",
     "plain": """
 return { name = "plain", starters = { "user" }, start = "s",
   nodes = {
@@ -252,6 +262,18 @@ class WorkflowTest(NodeTest):
         found = [t for t in tasks if t["node"] == node]
         self.assertEqual(len(found), 1, tasks)
         return found[0]
+
+    def assertScriptFailed(self, st, h, d, *words):
+        """500 workflow-script-failed: the client is told where to look, not the script's
+        error and its traceback, which the log has under the request id."""
+        p = self.assertProblem(st, h, json.dumps(d).encode(), 500, "workflow-script-failed")
+        self.assertEqual(p["detail"], "the workflow's definition or script failed; see the log "
+                         "with request id %s" % p["request_id"])
+        recs = [r for r in self.shared.log_records() if r.get("request_id") == p["request_id"]]
+        text = json.dumps(recs, ensure_ascii=False)
+        for w in words:
+            self.assertIn(w, text)
+        return text
 
     def act(self, login, task_id, action, body=None, want=200):
         st, h, d = self.as_(login, "POST", "/workflow/tasks/%s/%s" % (task_id, action), body or {})
@@ -531,6 +553,13 @@ class WorkflowTest(NodeTest):
 
     # ---- scripts: service tasks and gateways ------------------------------------------
 
+    def test_a_script_failing_on_complete_is_in_the_log_not_the_answer(self):
+        tid = self.start("boom2", key="BOOM2-1")["tasks"][0]["id"]
+        st, h, d = self.as_("clerk1", "POST", "/workflow/tasks/%s/complete" % tid, {})
+        self.assertScriptFailed(st, h, d, "boom after the task", "stack traceback")
+        st, _, t = self.shared.json("GET", "/workflow/tasks/" + tid)
+        self.assertEqual(t["state"], "open")  # nothing of the failed step is kept
+
     def test_service_task_and_gateway(self):
         d = self.start("calc", {"a": 4, "b": 9})
         self.assertEqual((d["state"], d["result"]), ("completed", "big"))
@@ -566,8 +595,7 @@ class WorkflowTest(NodeTest):
 
     def test_events_only_for_committed_work(self):
         st, h, d = self.shared.json("POST", "/workflow/instances", {"definition": "boom"})
-        self.assertProblem(st, h, json.dumps(d).encode(), 500, "workflow-script-failed")
-        self.assertIn("boom", d["detail"])
+        self.assertScriptFailed(st, h, d, "boom", "stack traceback")
         # a marker after the failure: events arrive in order, so once it is seen anything
         # the failed start emitted would have been seen too
         inst = self.start("plain", key="MARK-1")
@@ -684,10 +712,9 @@ class WorkflowTest(NodeTest):
         self.assertEqual([t["due"] for t in d["tasks"]], [due])
         d = self.start("dated", {}, key="DATED-2")
         self.assertEqual([t.get("due") for t in d["tasks"]], [None])
-        st, _, p = self.shared.json("POST", "/workflow/instances",
+        st, h, p = self.shared.json("POST", "/workflow/instances",
                                     {"definition": "dated", "data": {"due": "tomorrow"}})
-        self.assertEqual((st, p["type"]), (500, "/problems/workflow-script-failed"), p)
-        self.assertIn("deadline() must return a time", p["detail"])
+        self.assertScriptFailed(st, h, p, "deadline() must return a time")
         st, _, df = self.shared.json("GET", "/workflow/definitions/dated")
         self.assertEqual([(x.get("deadline"), x.get("escalate_to")) for x in df["nodes"] if x["id"] == "t"],
                          [("(function)", "(function)")])
