@@ -990,10 +990,10 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
     }
     pb->dlen = dlen;
     memcpy(pb->detail, detail, dlen + 1);
-    /* where the plugin raised it (the Lua caller of zt.problem, req:json, zt.rate.check):
-     * outside a handler it is an error like any other, and its log line says where */
-    luaL_where(L, 1);
-    snprintf(pb->where, sizeof pb->where, "%s", lua_tostring(L, -1));
+    /* where the plugin raised it (the Lua caller of zt.problem, req:json, zt.rate.check;
+     * through a pcall too): outside a handler it is an error like any other, and its log
+     * line says where */
+    snprintf(pb->where, sizeof pb->where, "%s", push_where(L));
     lua_pop(L, 1);
     set_meta(L, &K_PROBLEM);
     return lua_error(L);

@@ -173,6 +173,9 @@ static void init_mistakes_say_why(void **state)
     /* a problem outside a handler is an error, at the line that raised it */
     init_fails(f, "local x = 1\nzt.problem(418, 'teapot', 'not now')",
                "init.lua:2: zt.problem 418 teapot: not now");
+    /* made through a pcall and raised again: still where it was made */
+    init_fails(f, "local ok, p = pcall(zt.problem, 418, 'teapot', 'later')\nerror(p)",
+               "init.lua:1: zt.problem 418 teapot: later");
 }
 
 /* A role no account could hold: no one could ever call the route. */
