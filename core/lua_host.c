@@ -2036,6 +2036,20 @@ static void route_free(struct lua_route *r)
     free(r);
 }
 
+/* A zt.route mistake: raised where init made it, and it stops the start even if init
+ * catches it (a route the plugin meant to have and does not would fail its callers). */
+static int route_refused(lua_State *L, struct zt_lua_plugin *lp, const char *fmt, ...)
+{
+    const char *where = push_where(L);
+    va_list ap;
+    va_start(ap, fmt);
+    const char *what = lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    const char *msg = lua_pushfstring(L, "%s%s", where, what);
+    zt__refuse_start(lp->srv, msg);
+    return lua_error(L);
+}
+
 /* zt.route(method, path, [opts,] handler) */
 static int l_route(lua_State *L)
 {
@@ -2052,7 +2066,8 @@ static int l_route(lua_State *L)
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
             if (strcmp(k, "role") == 0 || strcmp(k, "summary") == 0) {
                 if (lua_type(L, -1) != LUA_TSTRING)
-                    return luaL_error(L, "zt.route %s %s: %s must be a string", method, path, k);
+                    return route_refused(L, lp, "zt.route %s %s: %s must be a string", method, path,
+                                         k);
                 if (k[0] == 'r')
                     r.role = lua_tostring(L, -1);
                 else
@@ -2062,22 +2077,23 @@ static int l_route(lua_State *L)
                 int isint = lua_type(L, -1) == LUA_TNUMBER;
                 lua_Integer n = isint ? lua_tointegerx(L, -1, &isint) : 0;
                 if (!isint || n < 1)
-                    return luaL_error(L,
-                                      "zt.route %s %s: body_limit must be an integer >= 1 (bytes; "
-                                      "leave it out for the node's limits.body_bytes), not %s",
-                                      method, path, luaL_tolstring(L, -1, NULL));
+                    return route_refused(L, lp,
+                                         "zt.route %s %s: body_limit must be an integer >= 1 "
+                                         "(bytes; leave it out for the node's limits.body_bytes), "
+                                         "not %s",
+                                         method, path, luaL_tolstring(L, -1, NULL));
                 r.body_limit = (size_t)n;
             } else {
-                return luaL_error(L,
-                                  "zt.route %s %s: unknown option '%s' (role, body_limit, summary)",
-                                  method, path, k);
+                return route_refused(
+                    L, lp, "zt.route %s %s: unknown option '%s' (role, body_limit, summary)",
+                    method, path, k);
             }
             lua_pop(L, 1);
         }
     }
     if (lua_type(L, fidx) != LUA_TFUNCTION)
-        return luaL_error(L, "zt.route %s %s: the handler must be a function, not %s", method, path,
-                          luaL_typename(L, fidx));
+        return route_refused(L, lp, "zt.route %s %s: the handler must be a function, not %s",
+                             method, path, luaL_typename(L, fidx));
     lua_pushvalue(L, fidx);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct lua_route *lr = calloc(1, sizeof *lr);
@@ -2098,12 +2114,9 @@ static int l_route(lua_State *L)
     if (rc) {
         route_free(lr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        /* the router said why (a bad pattern, method or role, a route taken); it stops the
-         * start even if init catches it, and then the start's error says where it was */
-        const char *msg = lua_pushfstring(L, "%szt.route %s %s: %s", push_where(L), method, path,
-                                          why[0] ? why : zt_strerror(rc));
-        zt__refuse_start(lp->srv, msg);
-        return lua_error(L);
+        /* the router said why (a bad pattern, method or role, a route taken) */
+        return route_refused(L, lp, "zt.route %s %s: %s", method, path,
+                             why[0] ? why : zt_strerror(rc));
     }
     lr->next = lp->routes;
     lp->routes = lr;

@@ -430,6 +430,15 @@ class Bad(ConfTest):
              2, ("zt.route GET no-slash", "must start with '/'")),
             ('local ok = pcall(zt.route, "GET", "/x", { role = "Bad Role" }, function() end)\n',
              1, ("role 'Bad Role'",)),
+            # the route's options and its handler too: a route that was meant and is not there
+            ('\nlocal ok = pcall(zt.route, "GET", "/x", { rolle = "user" }, function() end)\n',
+             2, ("zt.route GET /x: unknown option 'rolle'",)),
+            ('local ok = pcall(zt.route, "PUT", "/x", { body_limit = 0 }, function() end)\n',
+             1, ("body_limit must be an integer >= 1",)),
+            ('local ok = pcall(zt.route, "GET", "/x", { role = 7 }, function() end)\n',
+             1, ("role must be a string",)),
+            ('local ok = pcall(zt.route, "GET", "/x", {}, "not a function")\n',
+             1, ("the handler must be a function, not string",)),
         ):
             with self.subTest(init=init):
                 lua_dir = self.lua_dir_with(("careless", lua_manifest(options=opts), init))
