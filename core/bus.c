@@ -131,14 +131,28 @@ static bool own_private(const char *s, const char *plugin)
     return s[0] == '_' && strncmp(s + 1, plugin, n) == 0 && (s[1 + n] == '.' || s[1 + n] == 0);
 }
 
-const char *zt__topic_problem(const char *topic, const char *plugin)
+/* Why s is no topic (or, as a pattern, no pattern) that plugin may use; NULL: it is. */
+static const char *name_problem(const char *s, const char *plugin, bool pattern)
 {
-    if (!valid_name(topic, false))
-        return "is not a topic (1..128 bytes: dot-separated words of letters, digits, _ and -)";
-    if (topic[0] == '_' && !own_private(topic, plugin))
+    if (!valid_name(s, pattern))
+        return pattern ? "is not a pattern (1..128 bytes: dot-separated words of letters, "
+                         "digits, _ and -, or * for one word and ** last for the rest)"
+                       : "is not a topic (1..128 bytes: dot-separated words of letters, digits, "
+                         "_ and -)";
+    if (s[0] == '_' && !own_private(s, plugin))
         return "is another plugin's: a topic that starts with _ is private to the plugin it "
                "names";
     return NULL;
+}
+
+const char *zt__topic_problem(const char *topic, const char *plugin)
+{
+    return name_problem(topic, plugin, false);
+}
+
+const char *zt__pattern_problem(const char *pattern, const char *plugin)
+{
+    return name_problem(pattern, plugin, true);
 }
 
 bool zt__topic_ok(const char *topic, const char *plugin)
@@ -327,9 +341,9 @@ int zt__bus_open(zt_server *srv, char *err, size_t errlen)
 
 int zt_on(zt_plugin *p, const char *pattern, zt_event_fn fn, void *ud)
 {
-    if (!p || !p->in_init || !p->srv || !p->srv->bus) return ZT_ESTATE;
-    if (!fn || !valid_name(pattern, true)) return ZT_EINVAL;
-    if (pattern[0] == '_' && !own_private(pattern, p->name)) return ZT_EINVAL;
+    if (!p) return ZT_ESTATE;
+    if (!fn || zt__pattern_problem(pattern, p->name)) return ZT_EINVAL;
+    if (!p->in_init || !p->srv || !p->srv->bus) return ZT_ESTATE;
     zt_bus *b = p->srv->bus;
     for (size_t i = 0; i < b->nsubs; i++)
         if (b->subs[i].plugin == p && strcmp(b->subs[i].pattern, pattern) == 0) return ZT_EEXIST;

@@ -917,6 +917,8 @@ int zt__bus_emit_txn(zt_server *srv, zt_txn *t, const char *source, const char *
  * with "_" only under its own "_<plugin>". zt__topic_problem: why not ("is not a topic
  * (...)", "is another plugin's: ..."), a phrase to follow the topic; NULL if it may. */
 const char *zt__topic_problem(const char *topic, const char *plugin);
+/* The same for a subscription's pattern (zt_on): * is one word, ** the rest. */
+const char *zt__pattern_problem(const char *pattern, const char *plugin);
 bool zt__topic_ok(const char *topic, const char *plugin);
 /* The batch committed: publish what it emitted; deliver. / The batch was lost: forget
  * what it emitted and any positions it advanced. */

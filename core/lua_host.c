@@ -2755,8 +2755,8 @@ static int l_on(lua_State *L)
 {
     struct lua_hook *h = hook_declare(L, "zt.on", "pattern");
     int rc = zt_on(h->lp->p, h->name, lua_event_fn, h);
-    const char *why = rc == ZT_EINVAL ? "not a pattern (dot-separated words of letters, digits, _ "
-                                        "and -, or * and a last **), or another plugin's _ topics"
+    const char *bad = rc == ZT_EINVAL ? zt__pattern_problem(h->name, h->lp->p->name) : NULL;
+    const char *why = bad               ? bad
                       : rc == ZT_EEXIST ? "this plugin subscribed to it already"
                                         : zt_strerror(rc);
     return hook_declared(L, h, "zt.on", rc, why);

@@ -548,6 +548,10 @@ static void bus_functions_check_where_and_what(void **state)
     }
     init_fails(f, "zt.on('a.b', 5)", "zt.on: the handler must be a function, not number");
     init_fails(f, "zt.on(5, print)", "zt.on: pattern must be a string, not number");
+    /* a pattern says what is wrong with it: its form, or whose topics it names */
+    init_fails(f, "zt.on('a..b', print)", "zt.on('a..b'): is not a pattern");
+    init_fails(f, "zt.on('a.**.b', print)", "** last for the rest");
+    init_fails(f, "zt.on('_other.x', print)", "zt.on('_other.x'): is another plugin's");
     init_fails(f, "zt.provide('t.x', {})", "zt.provide: the handler must be a function, not table");
     init_fails(f, "zt.provide('t\\0x', print)", "zt.provide: name holds a NUL byte");
 
