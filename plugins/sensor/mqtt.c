@@ -15,6 +15,7 @@ struct sn_mqtt {
     char **topics; /* mqtt_topics, copied at start: on_connect runs on libmosquitto's thread */
     atomic_int connected;
     atomic_uint connects; /* how many times it (re)connected and subscribed */
+    atomic_uint retained; /* the broker's replays of retained messages, skipped */
 };
 
 /* On libmosquitto's thread: after every (re)connect, subscribe again (a clean session
@@ -49,6 +50,15 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 {
     (void)m;
     sn *S = ud;
+    /* A retained message comes with the retain flag only as the broker's replay at a
+     * subscribe (after every reconnect, the session being clean): the reading is old, and
+     * taking it again would record it once more at the node's time (lines without a
+     * timestamp) and show the rules a device that speaks (an offline alert closed for a
+     * station that is silent). A live message, retained or not, comes without the flag. */
+    if (msg->retain) {
+        atomic_fetch_add(&S->mqtt->retained, 1);
+        return;
+    }
     if (msg->payloadlen > 0)
         sn_inbox_push(S->mqtt->inbox, msg->topic, msg->payload, (size_t)msg->payloadlen);
 }
@@ -120,6 +130,7 @@ void sn_mqtt_stats(sn *S, cJSON *into)
     cJSON *o = cJSON_AddObjectToObject(into, "mqtt");
     cJSON_AddBoolToObject(o, "connected", atomic_load(&S->mqtt->connected));
     cJSON_AddNumberToObject(o, "connects", atomic_load(&S->mqtt->connects));
+    cJSON_AddNumberToObject(o, "retained", atomic_load(&S->mqtt->retained));
     sn_inbox_stats(S->mqtt->inbox, o);
 }
 

@@ -48,9 +48,9 @@ class Broker:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def publish(self, topic, payload):
-        subprocess.run([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.port), "-q", "1", "-t", topic, "-m", payload],
-                       check=True, timeout=10)
+    def publish(self, topic, payload, retain=False):
+        subprocess.run([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.port), "-q", "1", "-t", topic, "-m", payload]
+                       + (["-r"] if retain else []), check=True, timeout=10)
 
 
 @unittest.skipUnless(os.path.exists(MOSQUITTO) and MOSQUITTO_PUB, "mosquitto and mosquitto-clients are needed")
@@ -98,6 +98,24 @@ class InputsTest(NodeTest):
         wait_for("the point after the reconnect", lambda: len(s.values(level)) == 3)
         # the not-subscribed topic never came in
         self.assertNotIn(99, [v for _, v in s.values(level)])
+
+    def test_a_retained_message_is_taken_once_not_again_at_every_subscribe(self):
+        s = self.s
+        level = s.stream(self.tid, "water", "level")
+        wait_for("the MQTT connection", lambda: self.inputs()["mqtt"]["connected"])
+        # a gauge that publishes retained, without a timestamp: the node takes it live
+        self.broker.publish("sensors/gauge", "water level=4.25", retain=True)
+        wait_for("the live reading", lambda: len(s.values(level)) == 1)
+        # the node starts again and subscribes: the broker replays the retained message,
+        # an old reading, which must not be recorded again at the node's time. The replay
+        # comes before what is published after the subscribe, and is handled in order.
+        self.n.restart()
+        wait_for("the MQTT connection", lambda: self.inputs()["mqtt"]["connected"])
+        self.broker.publish("sensors/gauge", "water level=4.5 %d" % (2000000000))
+        wait_for("the next live reading", lambda: 4.5 in [v for _, v in s.values(level)])
+        self.assertEqual([v for _, v in s.values(level)], [4.25, 4.5])
+        self.assertEqual(self.inputs()["mqtt"]["retained"], 1)
+        self.assertEqual(self.inputs()["mqtt"]["points"], 1)
 
     def test_nng_gateway_batches(self):
         s = self.s
