@@ -2,6 +2,7 @@
 #include "sensor.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,21 +330,31 @@ int sn_ingest_lp(sn_ingest *g, const char *body, size_t len, int64_t mult)
     return ZT_OK;
 }
 
+/* ns since 1970 hold ±2^63: milliseconds up to this (the years 1677 to 2262) */
+#define MS_MAX 9223372036853.0
+
 /* The time of a JSON observation: "time" (RFC 3339, or a number of ms), or "time_ns" (an
- * integer, or its text); none: now. */
+ * integer, or its text); none: now. 0, -1 (not a time), or -2 (a number of ms out of
+ * range: most likely microseconds or nanoseconds, which would overflow). */
 static int json_time(sn_ingest *g, const cJSON *o, int64_t *t)
 {
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time"),
                 *tn = cJSON_GetObjectItemCaseSensitive(o, "time_ns");
     if (cJSON_IsString(tm)) return sn_time_parse(tm->valuestring, t);
     if (cJSON_IsNumber(tm)) {
-        if (tm->valuedouble > 9.2e15 || tm->valuedouble < -9.2e15) return -1;
-        *t = (int64_t)tm->valuedouble * 1000000;
+        double ms = tm->valuedouble, whole = trunc(ms);
+        if (!(fabs(ms) <= MS_MAX)) return -2;
+        /* the fraction is kept (to the ns): a device's 0.5 ms is not the 0 ms before it */
+        *t = (int64_t)whole * 1000000 + (int64_t)llround((ms - whole) * 1e6);
         return 0;
     }
     if (cJSON_IsString(tn)) return sn_time_arg(tn->valuestring, t);
     if (cJSON_IsNumber(tn)) {
-        *t = (int64_t)tn->valuedouble;
+        /* -2^63 ≤ ns < 2^63, both exact as doubles; a fraction of a ns is no time */
+        double ns = tn->valuedouble;
+        if (!(ns >= -9223372036854775808.0 && ns < 9223372036854775808.0) || ns != floor(ns))
+            return -1;
+        *t = (int64_t)ns;
         return 0;
     }
     if (tm || tn) return -1;
@@ -414,9 +425,18 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
         }
         if (rc != ZT_OK) return rc;
         int64_t t;
-        if (json_time(g, o, &t) != 0)
+        int tr = json_time(g, o, &t);
+        if (tr == -2)
             return fail(g, 400, "invalid", n, ZT_EINVAL,
-                        "observation %zu: time: RFC 3339 text or ms since 1970 (or time_ns)", n);
+                        "observation %zu: time: %.0f is not a number of milliseconds since 1970 "
+                        "(those are within ±%.0f, the years 1677 to 2262): microseconds or "
+                        "nanoseconds go in time_ns, as an integer of ns",
+                        n, cJSON_GetObjectItemCaseSensitive(o, "time")->valuedouble, MS_MAX);
+        if (tr != 0)
+            return fail(g, 400, "invalid", n, ZT_EINVAL,
+                        "observation %zu: time: RFC 3339 text or ms since 1970 (or time_ns: an "
+                        "integer of ns)",
+                        n);
         sn_val v = {0};
         if (cJSON_IsBool(val)) {
             v.type = LP_BOOL;

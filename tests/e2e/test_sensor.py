@@ -320,6 +320,34 @@ class IngestTest(NodeTest):
         self.assertIn("observation 2", p["detail"])
         self.assertEqual(len(s.values(a)), 2)
 
+    def test_json_times_in_other_units_are_refused_not_wrapped(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "units", "v", devices=[self.dev])
+        h = {"Authorization": "Bearer " + self.key}
+        # microseconds, or nanoseconds, sent as "time" (milliseconds) would overflow the
+        # ns: refused, saying what the number is not, instead of stored in another century
+        for bad in ({"time": 1714521600000000}, {"time": 1714521600000000000}, {"time": -1e16},
+                    {"time_ns": 1e19}, {"time_ns": -1e30}, {"time_ns": 1.5}):
+            obs = [dict(stream=sid, value=1, **bad)]
+            st, hd, body = n.request("POST", "/sensor/observations", {"observations": obs}, h, auth=False)
+            p = self.assertProblem(st, hd, body, 400)
+            self.assertIn("observation 1: time", p["detail"])
+            if "time" in bad:
+                self.assertIn("time_ns", p["detail"])
+        self.assertEqual(s.values(sid), [])
+        # the ends of the range are times; a fraction of a ms is kept, to the ns
+        obs = [{"stream": sid, "time": 9223372036853, "value": 1},
+               {"stream": sid, "time": -9223372036853, "value": 2},
+               {"stream": sid, "time": 1714521600000.5, "value": 3},
+               {"stream": sid, "time": -1.25, "value": 4},
+               {"stream": sid, "time_ns": -9223372036854775808, "value": 5}]
+        st, _, d = n.json("POST", "/sensor/observations", {"observations": obs}, h, auth=False)
+        self.assertEqual((st, d), (200, {"written": 5}))
+        got = [(parse_time(t), v) for t, v in s.values(sid)]
+        self.assertEqual(sorted(got, key=lambda x: x[1]),
+                         [(9223372036853 * 10**6, 1), (-9223372036853 * 10**6, 2),
+                          (1714521600000 * 10**6 + 500000, 3), (-1250000, 4), (-2**63, 5)])
+
     def test_last_write_wins_and_out_of_order(self):
         s = self.s
         sid = s.stream(self.tid, "dup", "v", devices=[self.dev])
