@@ -386,7 +386,9 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
                     *val = cJSON_GetObjectItemCaseSensitive(o, "value");
         uint32_t id;
         if (cJSON_IsNumber(sid)) {
-            if (sid->valuedouble < 1 || sid->valuedouble > UINT32_MAX)
+            /* 2.7 names no stream (it is not stream 2) */
+            if (sid->valuedouble < 1 || sid->valuedouble > UINT32_MAX ||
+                sid->valuedouble != floor(sid->valuedouble))
                 return fail(g, 422, "unprocessable entity", n, ZT_EINVAL,
                             "observation %zu: no datastream %g", n, sid->valuedouble);
             unsigned char ik[4];

@@ -2,6 +2,7 @@
 #include "sensor.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,11 @@ int sn_time_parse(const char *s, int64_t *ns)
     s++;
     if (digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) || *s++ != ':' || digits(&s, 2, &se))
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return -1;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 60) return -1;
+    /* a day the month has: 02-30 is no date, not 03-01 */
+    if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap)) return -1;
     int64_t frac = 0;
     if (*s == '.') {
         s++;
@@ -302,8 +307,9 @@ int sn_time_arg(const char *s, int64_t *ns)
     if (!s || !*s) return -1;
     if (sn_time_parse(s, ns) == 0) return 0;
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end || end == s) return -1;
+    if (*end || end == s || errno == ERANGE) return -1; /* not the nearest end of int64 */
     *ns = v;
     return 0;
 }

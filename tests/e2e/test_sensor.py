@@ -348,6 +348,39 @@ class IngestTest(NodeTest):
                          [(9223372036853 * 10**6, 1), (-9223372036853 * 10**6, 2),
                           (1714521600000 * 10**6 + 500000, 3), (-1250000, 4), (-2**63, 5)])
 
+    def test_a_stream_id_with_a_fraction_and_days_a_month_lacks_are_refused(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "ids", "v", devices=[self.dev])
+        h = {"Authorization": "Bearer " + self.key}
+
+        def post(obs):
+            return n.request("POST", "/sensor/observations", {"observations": obs}, h, auth=False)
+
+        # stream 1.5 is not stream 1
+        st, hd, body = post([{"stream": sid + 0.5, "time_ns": 1, "value": 1}])
+        p = self.assertProblem(st, hd, body, 422)
+        self.assertIn("no datastream %g" % (sid + 0.5), p["detail"])
+        # 02-30 and 04-31 are no dates (not 03-01 and 05-01); 02-29 is one in a leap year
+        for bad in ("2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T12:00:00+08:00",
+                    "1900-02-29T00:00:00Z"):
+            st, hd, body = post([{"stream": sid, "time": bad, "value": 1}])
+            p = self.assertProblem(st, hd, body, 400)
+            self.assertIn("observation 1: time", p["detail"])
+        # a number past int64 is refused, not taken as its nearest end
+        st, hd, body = post([{"stream": sid, "time_ns": "99999999999999999999", "value": 1}])
+        self.assertProblem(st, hd, body, 400)
+        self.assertEqual(s.values(sid), [])
+        st, _, d = n.json("POST", "/sensor/observations",
+                          {"observations": [{"stream": sid, "time": "2024-02-29T23:59:59Z", "value": 2},
+                                            {"stream": sid, "time": "2000-02-29T00:00:00Z", "value": 3}]},
+                          h, auth=False)
+        self.assertEqual((st, d), (200, {"written": 2}))
+        self.assertEqual(s.values(sid), [("2000-02-29T00:00:00Z", 3), ("2024-02-29T23:59:59Z", 2)])
+        # the same for the times of a query
+        for q in ("start=2024-02-30T00:00:00Z", "end=99999999999999999999", "cursor=-99999999999999999999"):
+            st, hd, body = n.request("GET", "/sensor/streams/%d/observations?%s" % (sid, q))
+            self.assertProblem(st, hd, body, 400)
+
     def test_last_write_wins_and_out_of_order(self):
         s = self.s
         sid = s.stream(self.tid, "dup", "v", devices=[self.dev])
