@@ -248,6 +248,25 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
     return ZT_OK;
 }
 
+/* Whether a name holds a byte that separates the parts of series keys (0x1D to 0x1F): a
+ * measurement "a<1F>b<1E>c" would otherwise name the series of "a" with the tag b=c. */
+static bool has_sep(lp_str s)
+{
+    for (size_t i = 0; i < s.n; i++)
+        if ((unsigned char)s.p[i] >= 0x1d && (unsigned char)s.p[i] <= 0x1f) return true;
+    return false;
+}
+
+static bool series_has_sep(const sn_series *s)
+{
+    if (has_sep(s->measurement) || has_sep(s->field)) return true;
+    for (size_t i = 0; i < s->ntags; i++)
+        if (has_sep(s->tk[i]) || has_sep(s->tv[i])) return true;
+    return false;
+}
+
+#define SEP_WHY "names hold no bytes 0x1D to 0x1F (they separate the parts of series keys)"
+
 static int write_obs(sn_ingest *g, uint32_t id, int64_t t, const sn_val *v)
 {
     unsigned char k[SN_OBS_KEY];
@@ -288,6 +307,8 @@ int sn_ingest_lp(sn_ingest *g, const char *body, size_t len, int64_t mult)
                         ps->err_line, (int)ps->err_text_len, ps->err_text, ps->err);
         sn_series_from_point(g->S, pt, ser);
         ser->field = (lp_str){"", 0};
+        if (series_has_sep(ser))
+            return fail(g, 400, "invalid", pt->line, ZT_EINVAL, "line %zu: " SEP_WHY, pt->line);
         size_t pl = sn_series_key(ser, key);
         int64_t t = pt->has_time ? pt->time_ns : g->now_ns;
         for (size_t i = 0; i < pt->nfields; i++) {
@@ -296,6 +317,8 @@ int sn_ingest_lp(sn_ingest *g, const char *body, size_t len, int64_t mult)
                 return fail(g, 400, "invalid", pt->line, ZT_EINVAL,
                             "line %zu: the series (measurement, tags, field) is over %d bytes",
                             pt->line, SN_KEY_MAX);
+            if (has_sep(f->key))
+                return fail(g, 400, "invalid", pt->line, ZT_EINVAL, "line %zu: " SEP_WHY, pt->line);
             memcpy(key + pl, f->key.p, f->key.n);
             ser->field = f->key;
             uint32_t id;
@@ -419,6 +442,8 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
             }
             sn_series_from_point(g->S, pt, ser);
             ser->field = (lp_str){f->valuestring, strlen(f->valuestring)};
+            if (series_has_sep(ser))
+                return fail(g, 400, "invalid", n, ZT_EINVAL, "observation %zu: " SEP_WHY, n);
             size_t kl = sn_series_key(ser, key);
             if (!kl)
                 return fail(g, 400, "invalid", n, ZT_EINVAL,

@@ -301,6 +301,24 @@ class IngestTest(NodeTest):
         self.assertEqual((d["code"], d["line"]), ("unprocessable entity", 1))
         self.assertIn("nobody,defined=this v", d["message"])
 
+    def test_a_name_holding_a_series_key_separator_names_no_other_series(self):
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "sep", "f", {"b": "c"}, devices=[self.dev])
+        # measurement "sep<1F>b<1E>c" without tags is not the series sep,b=c
+        st, _, b = s.write_v2(self.key, "sep\x1fb\x1ec f=1 1\n")
+        self.assertEqual(st, 400, b)
+        d = json.loads(b)
+        self.assertEqual(d["line"], 1)
+        self.assertIn("0x1D to 0x1F", d["message"])
+        st, hd, body = n.request("POST", "/sensor/observations",
+                                 {"observations": [{"measurement": "sep\x1fb\x1ec", "field": "f", "value": 1}]},
+                                 {"Authorization": "Bearer " + self.key}, auth=False)
+        self.assertIn("0x1D to 0x1F", self.assertProblem(st, hd, body, 400)["detail"])
+        self.assertEqual(s.values(sid), [])
+        st, _, b = s.write_v2(self.key, "sep,b=c f=2 1\n")
+        self.assertEqual(st, 204, b)
+        self.assertEqual(s.values(sid), [("1970-01-01T00:00:00.000000001Z", 2)])
+
     def test_json_batch(self):
         s, n = self.s, self.shared
         a = s.stream(self.tid, "js", "a", {"k": "1"}, devices=[self.dev])
