@@ -7,13 +7,25 @@
     if (text !== undefined) e.textContent = text;
     return e;
   };
+  // A JSON answer, or an error that says what came instead: a proxy's HTML error page is
+  // "HTTP 502", not a JSON syntax error; a network that never answers gives up in 15 s
+  // instead of leaving "Loading…" on the phone for good.
+  const getJSON = async (url) => {
+    let r;
+    try {
+      r = await fetch(url, { signal: AbortSignal.timeout(15000) });
+    } catch (e) {
+      throw new Error(e.name === "TimeoutError" ? `${url}: 无响应 no answer in 15 s`
+        : `${url}: 无法连接 cannot reach the node`);
+    }
+    const type = r.headers.get("Content-Type") || "";
+    if (!type.includes("json")) throw new Error(`${url}: HTTP ${r.status}`);
+    return r.json();
+  };
+  const list = $("plugins");
   try {
-    const [health, api] = await Promise.all([
-      fetch("/healthz").then((r) => r.json()),
-      fetch("/api").then((r) => r.json()),
-    ]);
+    const [health, api] = await Promise.all([getJSON("/healthz"), getJSON("/api")]);
     $("node").textContent = `${health.node} · 区划代码 ${health.region_code} · v${health.version}`;
-    const list = $("plugins");
     list.replaceChildren();
     if (!health.plugins.length) {
       list.append(el("li", "", "未启用任何功能 No plugins enabled (conf/zhengtong.conf: plugins = { ... })."));
@@ -44,6 +56,11 @@
       list.append(li);
     }
   } catch (e) {
-    $("node").textContent = "节点未响应 The node did not answer: " + e;
+    // said where the reader was told to wait (the list), not only in the header; the list
+    // is a live region, so a screen reader hears it too
+    list.replaceChildren(el("li", "error", `未能加载 Could not load the functions: ${e.message}. ` +
+      "请稍后刷新 Reload the page later."));
+  } finally {
+    list.removeAttribute("aria-busy");
   }
 })();
