@@ -647,8 +647,9 @@ struct zt_req {
     bool responded;
     bool ready; /* may be sent (after the batch commit if used_batch) */
     int status;
-    zt_buf res_hdrs; /* "Name: value\r\n" lines added by the handler */
-    char *res_body;  /* malloc'd */
+    zt_buf res_hdrs;    /* "Name: value\r\n" lines added by the handler */
+    bool res_cache_set; /* the handler said Cache-Control (else: no-store) */
+    char *res_body;     /* malloc'd */
     size_t res_len;
     const char *res_ctype;
     bool close_after; /* send then close the connection (parse errors, shutdown) */

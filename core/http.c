@@ -1110,8 +1110,8 @@ static int serialize(zt_conn *c, http_req *h, bool last)
     size_t clen = r->head || r->res_body ? r->res_len : 0;
     size_t blen = bodyless || r->head || !r->res_body ? 0 : r->res_len;
     size_t ctl = r->res_ctype ? strlen(r->res_ctype) : 0;
-    size_t need = 13 + rl + 2 + hs->date_len + 40 + 16 + ctl + 2 + 16 + sizeof r->id + 2 + 26 +
-                  r->res_hdrs.len + 2 + blen;
+    size_t need = 13 + rl + 2 + hs->date_len + 40 + 16 + ctl + 2 + 16 + sizeof r->id + 2 + 26 + 25 +
+                  34 + r->res_hdrs.len + 2 + blen;
     if (zt__buf_reserve(&c->out, need)) return ZT_ENOMEM;
     char *o = c->out.data + c->out.len;
     o = PUTS(o, "HTTP/1.1 ");
@@ -1135,6 +1135,10 @@ static int serialize(zt_conn *c, http_req *h, bool last)
     o = PUTS(o, "X-Request-Id: ");
     o = put(o, r->id, strlen(r->id));
     o = PUTS(o, "\r\n");
+    /* Answers hold personal data: no cache on the way keeps one unless the handler says
+     * it may (Cache-Control of its own); and nothing is taken for another type than sent. */
+    if (!r->res_cache_set) o = PUTS(o, "Cache-Control: no-store\r\n");
+    o = PUTS(o, "X-Content-Type-Options: nosniff\r\n");
     if (last)
         o = PUTS(o, "Connection: close\r\n");
     else if (h->http10)

@@ -157,9 +157,17 @@ static bool is_job(const zt_req *req)
 
 const char *zt__res_header_nodes(const char *name)
 {
-    static const char *const nodes[] = {
-        "Content-Length", "Content-Type",      "Date", "X-Request-Id", "Connection",
-        "Keep-Alive",     "Transfer-Encoding", "TE",   "Trailer",      "Upgrade"};
+    static const char *const nodes[] = {"Content-Length",
+                                        "Content-Type",
+                                        "Date",
+                                        "X-Request-Id",
+                                        "Connection",
+                                        "Keep-Alive",
+                                        "Transfer-Encoding",
+                                        "TE",
+                                        "Trailer",
+                                        "Upgrade",
+                                        "X-Content-Type-Options"};
     for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++)
         if (strcasecmp(name, nodes[i]) == 0) return "the node writes this header itself";
     return NULL;
@@ -211,6 +219,7 @@ int zt_res_header(zt_req *req, const char *name, const char *value)
         return ZT_EINVAL;
     }
     if (zt__buf_printf(&req->res_hdrs, "%s: %s\r\n", name, value)) return ZT_ENOMEM;
+    if (strcasecmp(name, "Cache-Control") == 0) req->res_cache_set = true;
     return ZT_OK;
 }
 

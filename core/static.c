@@ -188,11 +188,16 @@ int zt__static_serve(zt_server *srv, zt_req *req)
                                   (unsigned long long)st.st_mtim.tv_nsec;
     char etag[48];
     snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size, mtime_ns);
-    /* no-cache: browsers keep the file but ask each time; the ETag makes that cheap. */
-    /* nosniff: a file is what its extension says, never HTML a browser guessed */
+    /* no-cache: browsers keep the file but ask each time; the ETag makes that cheap. (The
+     * core says nosniff on every answer: a file is what its extension says.) A page is
+     * shown in no other site's frame (clickjacking): CSP for browsers now, X-Frame-Options
+     * for older ones. */
+    bool page = strncmp(content_type(full), "text/html", 9) == 0;
     if ((rc = zt_res_header(req, "ETag", etag)) != ZT_OK ||
         (rc = zt_res_header(req, "Cache-Control", "no-cache")) != ZT_OK ||
-        (rc = zt_res_header(req, "X-Content-Type-Options", "nosniff")) != ZT_OK)
+        (page &&
+         (rc = zt_res_header(req, "Content-Security-Policy", "frame-ancestors 'none'")) != ZT_OK) ||
+        (page && (rc = zt_res_header(req, "X-Frame-Options", "DENY")) != ZT_OK))
         goto out;
     const char *inm = zt_req_header(req, "If-None-Match");
     if (inm && etag_matches(inm, etag)) {

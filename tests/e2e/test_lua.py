@@ -35,6 +35,8 @@ E2E_INIT = "".join(
         lua_route(
             "GET", "/e2e/text", 'return 200, "plain words", { ["Content-Type"] = "text/plain", ["X-E2e"] = "yes" }'
         ),
+        lua_route("GET", "/e2e/cached", 'return 200, { v = 1 }, { ["Cache-Control"] = "public, max-age=60" }'),
+        lua_route("GET", "/e2e/sniff", 'return 200, { v = 1 }, { ["X-Content-Type-Options"] = "whatever" }'),
         lua_route("GET", "/e2e/teapot", 'zt.problem(418, "teapot", "short and stout", "I am a teapot")'),
         lua_route(
             "GET",
@@ -194,8 +196,16 @@ class LuaFailures(NodeTest):
             r = c.response()
         self.assertEqual(r.status, 200)
         self.assertEqual(r.header_all("x-e2e"), ["yes"])
-        for name in ("content-length", "content-type", "date", "x-request-id"):
+        for name in ("content-length", "content-type", "date", "x-request-id", "x-content-type-options"):
             self.assertEqual(len(r.header_all(name)), 1, r.raw_headers)
+        self.assertEqual(r.header_all("cache-control"), ["no-store"])  # the default: personal data
+        # a handler that says how its answer may be cached is believed, and only it is sent
+        with self.shared.rawconn() as c:
+            c.send(b"GET /e2e/cached HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            r = c.response()
+        self.assertEqual((r.status, r.header_all("cache-control")), (200, ["public, max-age=60"]))
+        # nosniff is the node's to say, as the other headers it writes
+        self.assertEqual(self.shared.request("GET", "/e2e/sniff")[0], 500)
 
     def kv_get(self, k):
         st, h, b = self.shared.request("GET", "/e2e/kv/" + k)

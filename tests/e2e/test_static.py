@@ -51,6 +51,22 @@ class Static(NodeTest):
         self.assertEqual(h["content-length"], str(len(INDEX)))
         self.assertEqual(self.get("/index.html")[2], INDEX)
 
+    def test_safety_headers(self):
+        """Every answer says nosniff, once; an API answer is not stored by caches on the way
+        (it may hold personal data), a file is kept but asked for again; a page is framed by
+        no other site."""
+        for path, page, cache in (("/", True, "no-cache"), ("/docs/page.html", True, "no-cache"),
+                                  ("/app.js", False, "no-cache"), ("/style.css", False, "no-cache"),
+                                  ("/healthz", False, "no-store"), ("/no-such-file", False, "no-store")):
+            with self.subTest(path=path):
+                with self.shared.rawconn() as c:
+                    c.send(("GET %s HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n" % path).encode())
+                    r = parse_responses(c.read_until_close())[0]
+                self.assertEqual(r.header_all("x-content-type-options"), ["nosniff"])
+                self.assertEqual(r.header_all("cache-control"), [cache])
+                self.assertEqual(r.header_all("content-security-policy"), ["frame-ancestors 'none'"] if page else [])
+                self.assertEqual(r.header_all("x-frame-options"), ["DENY"] if page else [])
+
     def test_content_types(self):
         want = {
             "/style.css": ("text/css", CSS),
