@@ -14,6 +14,9 @@ end
 local KINDS = { citizen = true, enterprise = true }
 local FORM_TYPES = { string = true, integer = true, number = true, boolean = true }
 local WITHOUT_CREDIT = { skip = true, refuse = true }
+-- What each shipped definition (workflows/) reads of an item: the departments that decide.
+local SHAPES = { approval_simple = "simple", approval_parallel = "parallel",
+                 approval_countersign = "countersign" }
 
 -- Content types a material may list: the ones a county receives in practice.
 M.FORMATS = {
@@ -107,6 +110,27 @@ function M.check(it, max_material_bytes)
     end
     if not int_in(countersign.need, 1, #countersign.departments) then
       return nil, "countersign.need: how many of the departments must sign, 1..their number"
+    end
+  end
+  -- The shipped definitions (workflows/) review by the departments the item lists: given
+  -- none, a multi-instance review goes straight on, and the application would be approved
+  -- and sealed with nobody having looked at it; lists a definition does not read would make
+  -- departments see an application they never decide. A county's own definitions take what
+  -- they take.
+  local shape = SHAPES[it.workflow]
+  if shape then
+    local wants_parallel, wants_countersign = shape == "parallel", shape == "countersign"
+    if wants_parallel and #parallel == 0 then
+      return nil, "parallel_departments: workflow approval_parallel is decided by these departments; "
+        .. "list at least one"
+    elseif wants_countersign and countersign == nil then
+      return nil, "countersign: workflow approval_countersign is decided by these departments; "
+        .. "give { departments = {...}, need = N }"
+    elseif not wants_parallel and #parallel > 0 then
+      return nil, ("parallel_departments: workflow %s does not use them (approval_parallel does)")
+        :format(it.workflow)
+    elseif not wants_countersign and countersign ~= nil then
+      return nil, ("countersign: workflow %s does not use it (approval_countersign does)"):format(it.workflow)
     end
   end
   local materials = it.materials == nil and {} or it.materials

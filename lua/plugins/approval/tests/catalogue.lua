@@ -137,3 +137,28 @@ test("a label is one of the node's security labels", function(t)
   t.eq(ok, nil)
   t.ok(why:find("label: one of the node's security labels (public, internal, sensitive)", 1, true), why)
 end)
+
+test("an item gives its shipped workflow the departments that decide, and nothing it ignores", function(t)
+  -- approval_parallel with no parallel departments, or approval_countersign with no
+  -- countersign, would go straight from acceptance to a sealed approval
+  local cases = {
+    { { workflow = "approval_parallel" }, "parallel_departments: workflow approval_parallel" },
+    { { workflow = "approval_countersign" }, "countersign: workflow approval_countersign" },
+    { { workflow = "approval_countersign", parallel_departments = { "wjw" },
+        countersign = { departments = { "a", "b" }, need = 1 } }, "parallel_departments: workflow approval_countersign" },
+    { { workflow = "approval_parallel", parallel_departments = { "wjw" },
+        countersign = { departments = { "a", "b" }, need = 1 } }, "countersign: workflow approval_parallel" },
+    { { parallel_departments = { "wjw" } }, "parallel_departments: workflow approval_simple" },
+    { { countersign = { departments = { "a", "b" }, need = 2 } }, "countersign: workflow approval_simple" },
+  }
+  for _, c in ipairs(cases) do
+    local ok, why = catalogue.check(item(c[1]), MAX)
+    t.eq(ok, nil, c[2])
+    t.ok(why and why:find(c[2], 1, true), ("%s does not name %s"):format(tostring(why), c[2]))
+  end
+  t.ok(catalogue.check(item({ workflow = "approval_parallel", parallel_departments = { "wjw" } }), MAX))
+  t.ok(catalogue.check(item({ workflow = "approval_countersign",
+                              countersign = { departments = { "a", "b" }, need = 2 } }), MAX))
+  -- a county's own definition takes what it takes
+  t.ok(catalogue.check(item({ workflow = "county_shape", parallel_departments = { "wjw" } }), MAX))
+end)
