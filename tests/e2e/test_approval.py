@@ -727,6 +727,29 @@ class TimeLimits(ApprovalTest):
         self.assertEqual((after["received"], after["withdrawn"]),
                          (before["received"], before["withdrawn"]))
 
+    def test_each_decision_has_a_number_of_its_own(self):
+        # two applications of different days with the same sequence of their day, decided
+        # by one department on one day: they once got one decision number, and the second
+        # replaced the first's published decision
+        form = {"spouse_name": "李四", "children": 0}
+        self.move(60 * DAY)  # a day no other test made an application on
+        first = self.submitted("BIRTH-REG", who=self.citizen, code=None, form=form)["number"]
+        self.move(DAY)
+        second = self.submitted("BIRTH-REG", who=self.citizen, code=None, form=form)["number"]
+        self.assertEqual(first[-6:], second[-6:])
+        self.assertNotEqual(first[2:10], second[2:10])
+        numbers = []
+        for no in (first, second):
+            self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk_wjw)
+            self.ok("POST", "/approval/applications/%s/review" % no, self.wjw, {"decision": "approve"})
+            numbers.append(self.wait_state(no, "approved", self.citizen)["result"]["decision_no"])
+        self.assertNotEqual(numbers[0], numbers[1])
+        for no, dno in zip((first, second), numbers):
+            self.assertRegex(dno, r"^wjw-%s-\d{6}$" % second[2:10])
+            pub = self.ok("GET", "/approval/decisions/" + dno, None)
+            self.assertEqual(pub["document"]["application"], no)
+            self.assertEqual(pub["decision_no"], dno)
+
     def test_supplements_pause_the_clock_and_deadlines_escalate(self):
         # a Thursday, 10:00 in Beijing: the pause below takes Thursday's rest and Friday
         # (working time) and the weekend (none)

@@ -39,7 +39,7 @@ local apps = zt.db.open("applications", { sealed = true })     -- number → app
 local by_applicant = zt.db.open("by_applicant") -- applicant id .. "/" .. number → true
 local files = zt.db.open("materials")           -- number .. "/" .. material name → the file's bytes
 local query_codes = zt.db.open("query_codes")   -- number → the query code, encrypted
-local counters = zt.db.open("counters")         -- "day/<yyyymmdd>" → last sequence number of the day
+local counters = zt.db.open("counters")         -- "day/<yyyymmdd>", "decision/<dept>/<yyyymmdd>" → last sequence number
 local inbox = zt.db.open("inbox")               -- account id .. "/" .. zt.id() → message
 local decisions = zt.db.open("decisions")       -- decision number → public record (no personal data)
 local overdue_db = zt.db.open("overdue")        -- number → summary, while an overdue application is open
@@ -116,6 +116,23 @@ local function next_number(now)
   local n = (counters:get(key) or 0) + 1
   counters:put(key, n)
   return ("%s%s%06d"):format(cfg.number_prefix, day, n)
+end
+
+-- A decision's number (决定书编号): the department, the Beijing date of the decision and
+-- the department's sequence of that day. The application's own sequence would not do: it
+-- counts the day the application was made, so two applications of different days were
+-- given one number when decided on the same day, and the second replaced the first's
+-- published decision. A number already taken (one given before this counter) is skipped.
+local function next_decision_no(department, now)
+  local day = beijing_day(now)
+  local key = "decision/" .. department .. "/" .. day
+  local n, no = counters:get(key) or 0, nil
+  repeat
+    n = n + 1
+    no = ("%s-%s-%06d"):format(department, day, n)
+  until not decisions:get(no)
+  counters:put(key, n)
+  return no
 end
 
 local function notify(app, kind, text)
@@ -882,7 +899,7 @@ local function decide(ctx, app, result)
   local refusals = {}
   for _, o in ipairs(app.opinions) do if o.decision == "refuse" then refusals[#refusals + 1] = o end end
   if result == "approved" then
-    local no = ("%s-%s-%s"):format(app.department, beijing_day(now), app.number:sub(-6))
+    local no = next_decision_no(app.department, now)
     local doc = {
       decision_no = no, item = app.item, item_name = app.item_name,
       counterparty = app.applicant.kind == "enterprise" and app.applicant.name or mask(app.applicant.name),
