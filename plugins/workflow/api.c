@@ -747,6 +747,12 @@ static int get_definition(zt_req *req, void *ud)
             for (size_t j = 0; ds && j < n->ndecisions; j++)
                 cJSON_AddItemToArray(ds, cJSON_CreateString(n->decisions[j]));
         }
+        if (n->reasons) {
+            cJSON *rs = cJSON_AddArrayToObject(x, "reasons");
+            for (size_t j = 0; rs && j < n->ndecisions; j++)
+                if (n->reasons & (1u << j))
+                    cJSON_AddItemToArray(rs, cJSON_CreateString(n->decisions[j]));
+        }
         if (n->service) cJSON_AddStringToObject(x, "service", n->service);
         if (n->result) cJSON_AddStringToObject(x, "result", n->result);
         cJSON_AddItemToArray(nodes, x);

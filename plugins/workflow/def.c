@@ -316,6 +316,38 @@ static int decisions_field(ctx *c, int t, wf_node *n)
     return ZT_OK;
 }
 
+/* reasons = { "refuse" }: the decisions (of the node's `decisions`) that a completion gives
+ * only with an opinion saying why, as a refusal of a licence must (不予许可 states its
+ * reasons): one left without would reach the person it decides about with none. */
+static int reasons_field(ctx *c, int t, wf_node *n)
+{
+    lua_State *L = c->L;
+    int ty = rawfield(L, t, "reasons");
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return ZT_OK;
+    }
+    size_t len = ty == LUA_TTABLE ? lua_rawlen(L, -1) : 0;
+    if (ty != LUA_TTABLE || len < 1 || !n->ndecisions) {
+        lua_pop(L, 1);
+        return fail(c, "reasons must be a list of some of the node's decisions");
+    }
+    for (size_t i = 0; i < len; i++) {
+        const char *w =
+            lua_rawgeti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t k = 0;
+        while (w && k < n->ndecisions && strcmp(w, n->decisions[k]) != 0) k++;
+        lua_pop(L, 1);
+        if (!w || k == n->ndecisions) {
+            lua_pop(L, 1);
+            return fail(c, "reasons must be a list of some of the node's decisions");
+        }
+        n->reasons |= (uint16_t)(1u << k);
+    }
+    lua_pop(L, 1);
+    return ZT_OK;
+}
+
 /* A role the definition names outright (what: where) is a role of the node: the accounts
  * that handle its tasks can be given it (zt_role_declare). One that is no role name no
  * account could hold: the definition is refused. A role a function computes is one county
@@ -350,6 +382,7 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     }
     if ((rc = span_field(c, t, "remind_before", &n->remind_ms)) != ZT_OK) return rc;
     if ((rc = decisions_field(c, t, n)) != ZT_OK) return rc;
+    if ((rc = reasons_field(c, t, n)) != ZT_OK) return rc;
     /* complete_over_http = false: the task is decided through its plugin's own routes
      * (which check what the engine does not know of), not POST /workflow/tasks/:id/... */
     int hty = rawfield(c->L, t, "complete_over_http");

@@ -832,12 +832,19 @@ static int set_decision(wf_op *op, wf_inst *in, const char *node, const char *de
 }
 
 /* A node that lists its decisions takes only one of them: a completion that leaves the
- * decision out, or gives another word, would decide by default. */
-static int check_decision(wf_op *op, const wf_node *n, const char *decision)
+ * decision out, or gives another word, would decide by default. One of its `reasons` comes
+ * with an opinion. */
+static int check_decision(wf_op *op, const wf_node *n, const char *decision, const char *opinion)
 {
     if (!n->ndecisions) return ZT_OK;
-    for (size_t i = 0; decision && i < n->ndecisions; i++)
-        if (!strcmp(decision, n->decisions[i])) return ZT_OK;
+    for (size_t i = 0; decision && i < n->ndecisions; i++) {
+        if (strcmp(decision, n->decisions[i]) != 0) continue;
+        if ((n->reasons & (1u << i)) && !wf_nz(opinion))
+            return wf_fail(op, 422, "invalid-input",
+                           "opinion: task '%s' decided '%s' needs an opinion saying why", n->id,
+                           decision);
+        return ZT_OK;
+    }
     char list[16 * 66] = "";
     for (size_t i = 0, used = 0; i < n->ndecisions && used < sizeof list; i++)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
@@ -849,7 +856,7 @@ static int check_decision(wf_op *op, const wf_node *n, const char *decision)
 
 static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
 {
-    int rc = check_decision(op, &d->nodes[t->node], a->decision);
+    int rc = check_decision(op, &d->nodes[t->node], a->decision, a->opinion);
     if (rc != ZT_OK) return rc;
     if ((rc = merge_data(op, in, a->form)) != ZT_OK) return rc;
     if (wf_nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK)

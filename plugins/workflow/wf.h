@@ -39,6 +39,7 @@ typedef struct wf_node {
     int escalate_fn;  /* escalate_to = function(instance) → a role or nil, or WF_NOREF */
     char **decisions; /* the decisions a completion may give; none: any */
     size_t ndecisions;
+    uint16_t reasons; /* bit i: decisions[i] needs an opinion, its reason (reasons = {...}) */
     bool plugin_only; /* completed and returned only through services (its plugin's routes) */
     /* service task */
     int fn;

@@ -263,6 +263,24 @@ class Applications(ApprovalTest):
         self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, {"decision": "approve"})
         self.assertEqual(self.wait_state(no, "approved")["result"]["decision"], "approved")
 
+    def test_a_refusal_on_the_to_do_list_says_why(self):
+        # the /review route asks a refusing department for its opinion; the to-do list let a
+        # refusal through without one, and the applicant was refused with no reason
+        no = self.submitted()["number"]
+        self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)
+        task = [t for t in self.ok("GET", "/workflow/tasks", self.wjw)["items"] if t["business_key"] == no][0]
+        for body in ({"decision": "refuse"}, {"decision": "refuse", "opinion": ""}):
+            st, d = self.call("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, body)
+            self.assertEqual(st, 422, d)
+            self.assertIn("opinion: task 'review' decided 'refuse' needs an opinion saying why", d["detail"])
+        self.assertEqual(self.app(no)["state"], "reviewing")
+        self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw,
+                {"decision": "refuse", "opinion": "从业人员无健康证明"})
+        self.assertEqual(self.wait_state(no, "refused")["result"]["reason"], "从业人员无健康证明")
+        d = self.ok("GET", "/workflow/definitions/approval_parallel", self.wjw)
+        review = [x for x in d["nodes"] if x["id"] == "review"][0]
+        self.assertEqual(review["reasons"], ["refuse"])
+
     def test_one_department_refusing_ends_it(self):
         no = self.submitted()["number"]
         self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)

@@ -971,6 +971,11 @@ BAD = [
     ("empty decisions", 'n = { type = "user", role = "r", decisions = {}, next = "e" }', "decisions must be", "n"),
     ("decisions not words", 'n = { type = "user", role = "r", decisions = { "ok", 2 }, next = "e" }',
      "decisions must be", "n"),
+    ("reasons without decisions", 'n = { type = "user", role = "r", reasons = { "refuse" }, next = "e" }',
+     "reasons must be a list of some of the node's decisions", "n"),
+    ("reasons not among the decisions",
+     'n = { type = "user", role = "r", decisions = { "ok", "no" }, reasons = { "refuse" }, next = "e" }',
+     "reasons must be a list of some of the node's decisions", "n"),
     ("complete_over_http not a boolean", 'n = { type = "user", role = "r", complete_over_http = "no", next = "e" }',
      "complete_over_http must be", "n"),
 ]

@@ -19,6 +19,7 @@ return {
       deadline = legal_deadline, -- the item's promised time, as the application counts it
       escalate_to = head_role, -- then also on the department head's to-do list
       decisions = { "accept", "refuse" },
+      reasons = { "refuse" }, -- 不予受理 says why
       complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
       department = function(i) return i.data.department end,
       next = "accepted",
@@ -30,6 +31,7 @@ return {
       deadline = legal_deadline, -- the item's promised time, as the application counts it
       escalate_to = head_role, -- then also on the department head's to-do list
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
+      reasons = { "refuse" }, -- a refusal says why (不予许可 states its reasons)
       department = function(i) return i.data.department end,
       next = "decided",
     },
