@@ -527,6 +527,15 @@ class Applications(ApprovalTest):
         st, d = self.call("POST", "/approval/applications/%s/withdraw" % no, self.ent)
         self.assertEqual(st, 409)
         self.assertEqual(self.inbox_kinds(no)[-1], "withdrawn")
+        # a draft withdrawn (which makes room under max_drafts) leaves no files behind:
+        # withdrawing and starting again would otherwise store without bound
+        draft = self.draft()
+        self.upload_all(draft)
+        path = "/approval/applications/%s/materials/application" % draft["number"]
+        self.assertEqual(self.shared.request("GET", path, headers=self.ent, auth=False)[0], 200)
+        a = self.ok("POST", "/approval/applications/%s/withdraw" % draft["number"], self.ent)
+        self.assertEqual((a["state"], a["materials"]), ("withdrawn", {}))
+        self.assertEqual(self.shared.request("GET", path, headers=self.ent, auth=False)[0], 404)
 
     def test_the_applicant_acts_through_the_approval_routes_only(self):
         # the application's workflow instance is the approval plugin's: an applicant who

@@ -165,6 +165,12 @@ local function save(app)
   end
 end
 
+-- The files of a draft nobody will hand in: deleted, so that withdrawing a draft (which
+-- makes room under max_drafts) does not leave its files behind, unbounded.
+local function delete_materials(app)
+  for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
+  app.materials = {}
+end
 
 -- The departments that take part in an application's item.
 local function departments_of(item)
@@ -643,6 +649,8 @@ zt.route("POST", "/approval/applications/:no/withdraw", { role = "user", summary
       call("workflow.cancel", { instance = app.instance, reason = "withdrawn by the applicant" })
     end
     cancel_timers(app)
+    -- a draft was never handed in: its files go (what was handed in stays on record)
+    if app.state == "draft" then delete_materials(app) end
     app.state = "withdrawn"
     app.decided_at = zt.now()
     return stepped(req, app, "withdrawn", nil, "withdrawn",
@@ -1013,8 +1021,7 @@ end)
 -- One touched since is looked at again draft_days after its last change.
 -- A draft nobody will finish: withdrawn by the system, its files deleted.
 local function drop_draft(app, action, note)
-  for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
-  app.materials = {}
+  delete_materials(app)
   app.timers = {}
   app.state = "withdrawn"
   step(app, "system", action, note)
