@@ -592,13 +592,21 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
     bool have_pk = false;
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
-        if (!have_pk) {
-            if (zt__node_pubkey(srv, t, pk) != ZT_OK) break;
-            have_pk = true;
-        }
         uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         unsigned char hash[32];
-        const char *why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash);
+        const char *why = NULL;
+        /* without the node's own key no checkpoint is checked: the log is not OK then */
+        int krc = have_pk ? ZT_OK : zt__node_pubkey(srv, t, pk);
+        if (krc == ZT_ENOTFOUND)
+            why = "the node key is missing (_core/meta): no checkpoint can be checked";
+        else if (krc == ZT_EINVAL)
+            why = "the node key is not one this master key sealed: no checkpoint can be checked";
+        else if (krc != ZT_OK) {
+            rc = krc;
+            break;
+        }
+        have_pk = true;
+        if (!why) why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash);
         if (!why && !at_record(t, a->log, seq, hash))
             why = "the log does not match its signed checkpoint here";
         if (why && (!r->first_bad || seq < r->first_bad)) {

@@ -279,13 +279,18 @@ int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsign
     return rc ? rc : zt__seal_sign(srv->keys, sealed, slen, msg, len, sig);
 }
 
+/* The public key is read from the sealed form (its bytes 1..32) only once the form has
+ * opened under this master key: a key pair that someone who can write the store but has no
+ * master key put there, to sign the checkpoints of a log they rewrote, is not the node's
+ * (ZT_EINVAL). The probe signature is what opens it (zt__seal_sign checks the seal, whose
+ * associated data is that public key). ZT_ENOTFOUND: no key yet. */
 int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
 {
-    unsigned char sealed[ZT__SEALED_SK_BYTES + 8];
+    unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
     size_t slen = sizeof sealed;
     int rc = node_key(srv, t, sealed, &slen);
+    if (rc == ZT_OK) rc = zt__seal_sign(srv->keys, sealed, slen, "probe", 5, sig);
     if (rc != ZT_OK) return rc;
-    if (slen < 33) return ZT_EIO;
     memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, public key */
     return ZT_OK;
 }

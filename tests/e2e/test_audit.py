@@ -808,7 +808,7 @@ class Tampering(NodeTest):
         self.rewrite({key: recs})
         self.assertBrokenAt(k - 1)
 
-    def last_checkpoint(self):
+    def all_checkpoints(self):
         cps = {}
 
         def read(txn):
@@ -817,6 +817,10 @@ class Tampering(NodeTest):
 
         self.tamper("_core/audit_checkpoints", read)
         self.assertTrue(cps, "no checkpoint after a graceful stop")
+        return cps
+
+    def last_checkpoint(self):
+        cps = self.all_checkpoints()
         last = max(cps)
         return last, cps[last]
 
@@ -840,6 +844,45 @@ class Tampering(NodeTest):
         self.tamper("_core/audit_checkpoints",
                     lambda txn: txn.put(self.key(last), json.dumps(cp).encode()))
         self.assertBrokenAt(last, ["signature"])
+
+    def test_node_key_removed(self):
+        # without the node's key no checkpoint can be checked: that is no "OK"
+        first = min(self.all_checkpoints())
+        edit_db(self, self.n, "_core/meta", lambda txn, db: self.assertTrue(txn.delete(b"node_key")))
+        r = verify_cli(self.n)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("BROKEN at record %d: the node key is missing" % first, r.stdout)
+        self.assertBrokenAt(first)  # a node started on it has another key: still broken
+
+    def test_node_key_replaced_and_checkpoints_signed_again(self):
+        # someone who can write the store but has no master key puts a key pair of their
+        # own where the node keeps its sealed key (the public key is read from its bytes
+        # 1..32), and signs every checkpoint again, as after rewriting the log
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        forger = Ed25519PrivateKey.generate()
+        pk = forger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        cps = self.all_checkpoints()
+        edit_db(self, self.n, "_core/meta",
+                lambda txn, db: txn.put(b"node_key", b"\x01" + pk + os.urandom(24 + 48)))
+
+        def resign(txn):
+            for seq, cp in cps.items():
+                msg = "zhengtong-audit-checkpoint-v1\n%d\n%s\n%d" % (seq, cp["hash"], cp["time"])
+                sig = forger.sign(msg.encode())
+                cp["signature"] = base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+                txn.put(self.key(seq), json.dumps(cp).encode())
+
+        self.tamper("_core/audit_checkpoints", resign)
+        first = min(cps)
+        r = verify_cli(self.n)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("BROKEN at record %d: the node key is not one this master key sealed"
+                      % first, r.stdout)
+        self.assertBrokenAt(first, ["not one this master key sealed"])
+        st, _, d = self.n.json("GET", "/audit/checkpoints")
+        self.assertEqual(st, 200, d)
+        self.assertIsNone(d["node_key"], d)  # the forger's key is not shown as the node's
 
 
 if __name__ == "__main__":
