@@ -1,6 +1,7 @@
 /* seal.c: electronic seals (电子印章): department Ed25519 keys, sealing, verification. */
 #include "core.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,9 +63,12 @@ static int canon(const cJSON *v, zt_buf *b, int depth)
     if (cJSON_IsString(v)) return zt__buf_json_str(b, v->valuestring, strlen(v->valuestring));
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d != d || d - d != 0) return ZT_EINVAL; /* NaN, infinities */
-        if (d == (double)(int64_t)d && d < 9007199254740992.0 && d > -9007199254740992.0)
-            return zt__buf_printf(b, "%lld", (long long)d);
+        /* NaN and infinities have no JSON; from 2^53 on a double holds only every other
+         * integer (then every fourth...), so 9007199254740993 would be sealed as
+         * 9007199254740992, and an 18-digit ID number as its neighbour: the seal would
+         * vouch for a number the document does not hold. Such numbers go as strings. */
+        if (d != d || d - d != 0 || !(fabs(d) < 9007199254740992.0)) return ZT_EINVAL;
+        if (d == (double)(int64_t)d) return zt__buf_printf(b, "%lld", (long long)d);
         return zt__buf_printf(b, "%.17g", d);
     }
     if (cJSON_IsTrue(v)) return zt__buf_puts(b, "true");
@@ -297,24 +301,28 @@ int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
 
 /* ---- HTTP ------------------------------------------------------------------------ */
 
+#define NO_CANONICAL                                                                               \
+    "the document has no canonical JSON form: a number beyond ±2^53 (9007199254740992: a "        \
+    "double cannot tell such integers from their neighbours; send them as strings), or "           \
+    "nesting deeper than 64"
+
 /* The document of a sign or verify request: "document" (JSON, sealed in canonical form)
- * or "document_base64" (bytes, base64url). */
-static int body_document(zt_req *req, cJSON *j, char **doc, size_t *len)
+ * or "document_base64" (bytes, base64url). NULL, or why not. */
+static const char *body_document(cJSON *j, char **doc, size_t *len)
 {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "document");
     const char *b = zt__jstr(j, "document_base64");
-    if (d && !b) return zt_json_canonical(d, doc, len) == ZT_OK ? ZT_OK : ZT_EINVAL;
+    if (d && !b) return zt_json_canonical(d, doc, len) == ZT_OK ? NULL : NO_CANONICAL;
     if (b && !d) {
         size_t cap = strlen(b) + 4;
-        *doc = malloc(cap);
-        if (!*doc) return ZT_ENOMEM;
+        if (!(*doc = malloc(cap))) return "out of memory";
         if (zt__b64url_decode(*doc, cap, b, strlen(b), len) != ZT_OK) {
             free(*doc);
-            return ZT_EINVAL;
+            return "document_base64 is not base64url (RFC 4648 section 5, no padding)";
         }
-        return ZT_OK;
+        return NULL;
     }
-    return ZT_EINVAL;
+    return ""; /* neither, or both: the caller says what to send */
 }
 
 static bool of_department(const cJSON *k, void *dept)
@@ -338,10 +346,12 @@ static int h_verify(zt_req *req, void *ud)
     const cJSON *seal = cJSON_GetObjectItemCaseSensitive(j, "seal");
     char *doc = NULL;
     size_t len = 0;
-    if (!cJSON_IsObject(seal) || body_document(req, j, &doc, &len) != ZT_OK)
-        return zt_problem(req, 422, "invalid-seal-request", NULL,
-                          "send {\"seal\": {...}, and \"document\": <JSON> or "
-                          "\"document_base64\": <base64url bytes>}");
+    const char *bad = cJSON_IsObject(seal) ? body_document(j, &doc, &len) : "";
+    if (bad)
+        return zt_problem(req, 422, "invalid-seal-request", NULL, "%s",
+                          bad[0] ? bad
+                                 : "send {\"seal\": {...}, and \"document\": <JSON> or "
+                                   "\"document_base64\": <base64url bytes>}");
     zt_txn *t = zt_req_txn(req);
     const char *why = "storage failure";
     int rc = t ? zt__seal_check(srv, t, doc, len, seal, &why) : ZT_EIO;
@@ -368,9 +378,12 @@ static int h_sign(zt_req *req, void *ud)
                           "you may seal only for your department or one below it");
     char *doc = NULL;
     size_t len = 0;
-    if (body_document(req, j, &doc, &len) != ZT_OK)
-        return zt_problem(req, 422, "invalid-seal-request", NULL,
-                          "send \"document\": <JSON> or \"document_base64\": <base64url>");
+    const char *bad = body_document(j, &doc, &len);
+    if (bad)
+        return zt_problem(req, 422, "invalid-seal-request", NULL, "%s",
+                          bad[0] ? bad
+                                 : "send \"document\": <JSON> or \"document_base64\": "
+                                   "<base64url>");
     cJSON *seal = NULL;
     int rc = zt_seal_bytes(req, dept, doc, len, &seal);
     free(doc);

@@ -174,6 +174,52 @@ class Seals(NodeTest):
         st = os.stat(path)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
 
+    def raw(self, path, text, who=None):
+        """POST the JSON text as it is (numbers written as the test wants them)."""
+        st, h, b = self.shared.request(path and "POST", path, text,
+                                       dict(who or {}, **{"Content-Type": "application/json"}),
+                                       auth=False)
+        return st, h, b
+
+    def test_one_number_one_text(self):
+        # the same number written differently is the same document ...
+        for a, b in (("1.0", "1"), ("1e2", "100"), ("-0", "0"), ("0.1", "1e-1"),
+                     ("-2.50", "-2.5"), ("9007199254740991", "9007199254740991.0")):
+            with self.subTest(sealed=a, checked=b):
+                st, _, seal = self.raw("/seal/sign", '{"document": {"n": %s}}' % a, self.officer)
+                self.assertEqual(st, 201, seal)
+                seal = json.loads(seal)
+                self.assertValid({"document": {"n": json.loads(b)}, "seal": seal})
+                st, _, d = self.raw("/seal/verify", '{"document": {"n": %s}, "seal": %s}'
+                                    % (b, json.dumps(seal)))
+                self.assertTrue(json.loads(d)["valid"], d)
+                self.assertInvalid({"document": {"n": json.loads(b) - 1}, "seal": seal})
+        # ... but from 2^53 on a double cannot tell an integer from its neighbour: an
+        # 18-digit ID number sealed as a number would vouch for the one next to it too
+        for big in ("110101199003077777", "9007199254740992", "-9007199254740993", "1e300",
+                    "12345678901234567890"):
+            with self.subTest(number=big):
+                st, h, b = self.raw("/seal/sign", '{"document": {"id": %s}}' % big, self.officer)
+                self.assertProblem(st, h, b, 422, "invalid-seal-request")
+                self.assertIn("2^53", json.loads(b)["detail"])
+                self.assertIn("as strings", json.loads(b)["detail"])
+        seal = self.sealed({"document": {"id": "110101199003077777"}})  # as text it is exact
+        self.assertInvalid({"document": {"id": "110101199003077776"}, "seal": seal})
+        st, h, b = self.raw("/seal/verify", '{"document": {"id": 110101199003077776}, "seal": %s}'
+                            % json.dumps(seal))
+        self.assertProblem(st, h, b, 422, "invalid-seal-request")
+
+    def test_unicode_and_escapes_have_one_text(self):
+        doc = '{"名称": "张三\\u00e9\\n\\"", "\\ud83d\\ude00": [1, {"b": 2, "a": 1}], "a": null}'
+        same = '{"a": null, "\\ud83d\\ude00": [1.0, {"a": 1, "b": 2}], "名称": "张三é\\u000a\\u0022"}'
+        st, _, seal = self.raw("/seal/sign", '{"document": %s}' % doc, self.officer)
+        self.assertEqual(st, 201, seal)
+        st, _, d = self.raw("/seal/verify", '{"document": %s, "seal": %s}' % (same, seal.decode()))
+        self.assertTrue(json.loads(d)["valid"], d)
+        changed = same.replace("张三", "李四")
+        st, _, d = self.raw("/seal/verify", '{"document": %s, "seal": %s}' % (changed, seal.decode()))
+        self.assertFalse(json.loads(d)["valid"], d)
+
     def test_bad_requests(self):
         for body, want in (
             ({"seal": {}}, 422),
