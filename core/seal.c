@@ -210,6 +210,35 @@ int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal)
     return rc;
 }
 
+/* The public key of a sealed secret key, read from its bytes 1..32 only once the sealed
+ * form has opened under this master key: a key pair put in the store by someone who has no
+ * master key (to make seals, or sign checkpoints, that verify) is not believed (ZT_EINVAL).
+ * The probe signature opens it (zt__seal_sign checks the seal, whose associated data is
+ * that public key). */
+static int sealed_public(zt_server *srv, const unsigned char *sealed, size_t slen,
+                         unsigned char pk[32])
+{
+    unsigned char sig[64];
+    int rc = zt__seal_sign(srv->keys, sealed, slen, "probe", 5, sig);
+    if (rc == ZT_OK) memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, key */
+    return rc;
+}
+
+/* A department key record's public key, if it is the one its sealed private key was made
+ * with under this master key; ZT_EINVAL if either was changed outside Zhengtong. */
+static int key_public(zt_server *srv, const cJSON *k, unsigned char pk[32])
+{
+    const char *pkhex = zt__jstr(k, "public_key"), *sb = zt__jstr(k, "sealed");
+    unsigned char shown[32], sealed[ZT__SEALED_SK_BYTES + 8];
+    size_t n = 0, slen = 0;
+    if (!pkhex || !sb || zt__hex_decode(shown, 32, pkhex, strlen(pkhex), &n) != ZT_OK || n != 32 ||
+        zt__b64url_decode(sealed, sizeof sealed, sb, strlen(sb), &slen) != ZT_OK)
+        return ZT_EINVAL;
+    int rc = sealed_public(srv, sealed, slen, pk);
+    if (rc == ZT_OK && sodium_memcmp(pk, shown, 32) != 0) rc = ZT_EINVAL;
+    return rc;
+}
+
 int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const cJSON *seal,
                    const char **why)
 {
@@ -226,10 +255,10 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
         *why = "no such seal key on this node";
         return ZT_ENOTFOUND;
     }
-    int rc = ZT_EINVAL;
+    int rc = ZT_EINVAL, krc;
     unsigned char pk[32], sig[64];
     size_t n = 0;
-    const char *pkhex = zt__jstr(k, "public_key"), *kdept = zt__jstr(k, "department");
+    const char *kdept = zt__jstr(k, "department");
     const cJSON *retired = cJSON_GetObjectItemCaseSensitive(k, "retired_at");
     char msg[512], digest[65];
     int64_t time = (int64_t)tm->valuedouble;
@@ -237,9 +266,17 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
         *why = "the key belongs to another department";
     } else if (cJSON_IsNumber(retired) && (double)time > retired->valuedouble) {
         *why = "the seal is dated after its key was retired";
-    } else if (!pkhex || zt__hex_decode(pk, 32, pkhex, strlen(pkhex), &n) != ZT_OK || n != 32) {
-        *why = "the stored key is damaged";
-        rc = ZT_EIO;
+    } else if ((krc = key_public(srv, k, pk)) != ZT_OK) {
+        *why = "the seal key on this node was changed outside Zhengtong (it is not the one "
+               "its private key was made with under the master key): no seal of it can be "
+               "checked";
+        if (krc == ZT_EINVAL)
+            zt__log(ZT_LOG_ERROR, NULL, NULL,
+                    "seal key %s of department %s was changed outside "
+                    "Zhengtong: the seals it made cannot be checked",
+                    id, kdept);
+        else
+            rc = krc;
     } else if (zt__b64url_decode(sig, 64, sigb, strlen(sigb), &n) != ZT_OK || n != 64) {
         *why = "the signature is not 64 bytes of base64url";
     } else if (seal_message(msg, sizeof msg, dept, id, time, doc, len, digest) < 0) {
@@ -283,20 +320,13 @@ int zt__node_sign(zt_server *srv, zt_txn *t, const void *msg, size_t len, unsign
     return rc ? rc : zt__seal_sign(srv->keys, sealed, slen, msg, len, sig);
 }
 
-/* The public key is read from the sealed form (its bytes 1..32) only once the form has
- * opened under this master key: a key pair that someone who can write the store but has no
- * master key put there, to sign the checkpoints of a log they rewrote, is not the node's
- * (ZT_EINVAL). The probe signature is what opens it (zt__seal_sign checks the seal, whose
- * associated data is that public key). ZT_ENOTFOUND: no key yet. */
+/* ZT_ENOTFOUND: no key yet; ZT_EINVAL: not one this master key sealed (sealed_public). */
 int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
 {
-    unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
+    unsigned char sealed[ZT__SEALED_SK_BYTES + 8];
     size_t slen = sizeof sealed;
     int rc = node_key(srv, t, sealed, &slen);
-    if (rc == ZT_OK) rc = zt__seal_sign(srv->keys, sealed, slen, "probe", 5, sig);
-    if (rc != ZT_OK) return rc;
-    memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, public key */
-    return ZT_OK;
+    return rc ? rc : sealed_public(srv, sealed, slen, pk);
 }
 
 /* ---- HTTP ------------------------------------------------------------------------ */
@@ -325,17 +355,30 @@ static const char *body_document(cJSON *j, char **doc, size_t *len)
     return ""; /* neither, or both: the caller says what to send */
 }
 
-static bool of_department(const cJSON *k, void *dept)
+struct key_filter {
+    zt_server *srv;
+    const char *dept; /* NULL: every department's */
+};
+
+/* A key of the department asked for, and one whose public key is its own: a key changed
+ * outside Zhengtong is not published, for whoever checks seals with their own tools. */
+static bool key_shown(const cJSON *k, void *ud)
 {
+    struct key_filter *f = ud;
     const char *d = zt__jstr(k, "department");
-    return !dept || (d && strcmp(d, dept) == 0);
+    unsigned char pk[32];
+    if (f->dept && (!d || strcmp(d, f->dept) != 0)) return false;
+    if (key_public(f->srv, k, pk) == ZT_OK) return true;
+    zt__log(ZT_LOG_ERROR, NULL, NULL,
+            "seal key %s of department %s was changed outside Zhengtong: not published",
+            zt__jstr(k, "key_id") ? zt__jstr(k, "key_id") : "?", d ? d : "?");
+    return false;
 }
 
 static int h_keys(zt_req *req, void *ud)
 {
-    zt_server *srv = ud;
-    const char *dept = zt_req_query(req, "department");
-    return zt__respond_db_list(req, srv->seals->keys, of_department, (void *)dept, "sealed");
+    struct key_filter f = {ud, zt_req_query(req, "department")};
+    return zt__respond_db_list(req, f.srv->seals->keys, key_shown, &f, "sealed");
 }
 
 static int h_verify(zt_req *req, void *ud)

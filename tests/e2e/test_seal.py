@@ -6,7 +6,9 @@ import os
 import stat
 import unittest
 
-from ztnode import NodeTest
+import hashlib
+
+from ztnode import NodeTest, edit_db
 
 DOC = {"permit": "B-2024-001", "holder": "张三", "items": [1, 2.5, True, None], "note": "ok"}
 
@@ -242,6 +244,56 @@ class Seals(NodeTest):
         self.assertIn(st, (403, 422), b)
         st, _, keys = self.shared.json("GET", "/seal/keys?department=nosuch")
         self.assertEqual((st, keys["items"]), (200, []))
+
+
+
+class SealKeysChangedOutside(NodeTest):
+    """Someone who can write the node's store, but has no master key, puts a key pair of
+    their own in a department's key record and makes seals with it."""
+
+    def test_forged_key_makes_no_valid_seal(self):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        n = self.node(plugins=("hello",), roles=("seal_officer",))
+        genuine = {"permit": "B-2024-001"}
+        st, _, seal = n.json("POST", "/seal/sign", {"document": genuine})
+        self.assertEqual(st, 201, seal)
+        self.assertEqual(n.stop(), 0)
+        forger = Ed25519PrivateKey.generate()
+        pk = forger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        sealed_too = b"\x01" + pk + os.urandom(24 + 48)  # its sealed form says so too
+        for fake_sealed in (False, True):
+            def change(txn, db):
+                k = json.loads(txn.get(seal["key_id"].encode()))
+                k["public_key"] = pk.hex()
+                if fake_sealed:
+                    k["sealed"] = b64url(sealed_too)
+                txn.put(seal["key_id"].encode(), json.dumps(k).encode())
+
+            edit_db(self, n, "_core/seal_keys", change)
+            n.start()
+            # not published for those who check seals with their own Ed25519 tools
+            st, _, keys = n.json("GET", "/seal/keys", auth=False)
+            self.assertEqual(st, 200, keys)
+            self.assertNotIn(seal["key_id"], [k["key_id"] for k in keys["items"]])
+            forged_doc = {"permit": "B-2024-999"}
+            canon = json.dumps(forged_doc, separators=(",", ":"), sort_keys=True).encode()
+            digest = hashlib.blake2b(canon, digest_size=32).hexdigest()
+            msg = "zhengtong-seal-v1\n%s\n%s\n%d\n%s" % (seal["department"], seal["key_id"],
+                                                        seal["time"], digest)
+            forged = dict(seal, digest=digest, signature=b64url(forger.sign(msg.encode())))
+            with self.subTest(sealed_form_changed_too=fake_sealed):
+                st, _, d = n.json("POST", "/seal/verify", {"document": forged_doc, "seal": forged},
+                                  auth=False)
+                self.assertEqual(st, 200, d)
+                self.assertFalse(d["valid"], d)
+                self.assertIn("changed outside Zhengtong", d["reason"])
+                # nor does the genuine seal verify against a key that is no longer its own
+                st, _, d = n.json("POST", "/seal/verify", {"document": genuine, "seal": seal},
+                                  auth=False)
+                self.assertFalse(d["valid"], d)
+                self.assertIn("seal key", n.log())
+            self.assertEqual(n.stop(), 0)
 
 
 if __name__ == "__main__":
