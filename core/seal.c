@@ -246,8 +246,22 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
     const char *dept = zt__jstr(seal, "department"), *id = zt__jstr(seal, "key_id");
     const char *sigb = zt__jstr(seal, "signature");
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(seal, "time");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(seal, "v");
+    const char *alg = zt__jstr(seal, "algorithm");
     if (!dept || !id || !sigb || !cJSON_IsNumber(tm) || strlen(id) != 26) {
         *why = "the seal lacks department, key_id, time or signature";
+        return ZT_EINVAL;
+    }
+    /* what the signature does not cover must still be what was issued: a seal that says
+     * another version or algorithm, or a time the signature holds only rounded (1.4 ms
+     * later, or beyond what an integer holds), is not the one the node made */
+    if (!cJSON_IsNumber(v) || v->valuedouble != 1 || !alg || strcmp(alg, "Ed25519") != 0) {
+        *why = "the seal is not of version 1 (v: 1, algorithm: Ed25519)";
+        return ZT_EINVAL;
+    }
+    if (!(tm->valuedouble >= 0 && tm->valuedouble < 9007199254740992.0) ||
+        tm->valuedouble != (double)(int64_t)tm->valuedouble) {
+        *why = "the seal's time is not a whole number of milliseconds";
         return ZT_EINVAL;
     }
     cJSON *k = zt__db_get_json(t, s->keys, id, 26);

@@ -104,6 +104,13 @@ class Seals(NodeTest):
         seal = self.sealed({"document": DOC})
         self.assertInvalid({"document": DOC, "seal": dict(seal, time=seal["time"] + 1)})
         self.assertInvalid({"document": DOC, "seal": dict(seal, key_id="0" * 26)})
+        # fields the signature does not cover, or covers only rounded, must be as issued
+        for bad in ({"time": seal["time"] + 0.4}, {"time": 1e300}, {"time": -1e300},
+                    {"v": 2}, {"algorithm": "RSA"}, {"v": None}, {"algorithm": None}):
+            with self.subTest(seal=bad):
+                d = self.assertInvalid({"document": DOC, "seal": dict(seal, **bad)})
+                self.assertRegex(d["reason"], "version 1|whole number")
+        self.assertValid({"document": DOC, "seal": seal})
 
     def test_officer_seals_only_in_their_subtree(self):
         seal = self.sealed({"document": DOC, "department": "section1"})
