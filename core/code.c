@@ -33,7 +33,8 @@ static int hash_file(const char *path, crypto_generichash_state *st)
 
 /* Every regular file below dir, in name order: its path (from the top folder), a NUL, its
  * length and its bytes; so a file renamed, moved, added or removed changes the digest. */
-static int hash_tree(const char *dir, const char *rel, crypto_generichash_state *st, int depth)
+static int hash_tree(const char *dir, const char *rel, crypto_generichash_state *st, int depth,
+                     const char *const *skip)
 {
     if (depth > CODE_DEPTH) return ZT_EINVAL;
     struct dirent **ents;
@@ -44,12 +45,14 @@ static int hash_tree(const char *dir, const char *rel, crypto_generichash_state 
         const char *name = ents[i]->d_name;
         char path[4096], sub[4096];
         struct stat sb;
-        if (rc == ZT_OK && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+        bool skipped = false; /* skip: names in the top folder that have digests of their own */
+        for (const char *const *k = skip; k && *k && !skipped; k++) skipped = strcmp(name, *k) == 0;
+        if (rc == ZT_OK && !skipped && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
             snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
             snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name) < (int)sizeof sub &&
             stat(path, &sb) == 0) {
             if (S_ISDIR(sb.st_mode)) {
-                rc = hash_tree(path, sub, st, depth + 1);
+                rc = hash_tree(path, sub, st, depth + 1, NULL);
             } else if (S_ISREG(sb.st_mode)) {
                 unsigned char len[8];
                 zt__be64_put(len, (uint64_t)sb.st_size);
@@ -64,12 +67,12 @@ static int hash_tree(const char *dir, const char *rel, crypto_generichash_state 
     return rc;
 }
 
-/* The digest of a file, or of a folder's files (tree). */
-static int digest_of(const char *path, bool tree, unsigned char out[32])
+/* The digest of a file, or of a folder's files (tree), but for the top folder's skip. */
+static int digest_of(const char *path, bool tree, const char *const *skip, unsigned char out[32])
 {
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
-    int rc = tree ? hash_tree(path, "", &st, 0) : hash_file(path, &st);
+    int rc = tree ? hash_tree(path, "", &st, 0, skip) : hash_file(path, &st);
     crypto_generichash_final(&st, out, 32);
     return rc;
 }
@@ -84,30 +87,39 @@ static void hex8(const unsigned char *d, char out[9])
     for (int i = 0; i < 4; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* What runs now: the binary, the config, each plugin, the workflow definitions. */
+/* What runs now: the binary, the config, each plugin, the workflow definitions, and the
+ * rest of lua_dir: what plugins load from there (the sensor plugin's alert rules, modules a
+ * Lua plugin requires) runs as much as the plugins do. */
 static int code_now(zt_server *srv, code_item **out, size_t *n)
 {
     const zt_conf *c = srv->conf;
-    code_item *it = calloc(srv->nplugins + 3, sizeof *it);
+    code_item *it = calloc(srv->nplugins + 4, sizeof *it);
     if (!it) return ZT_ENOMEM;
     size_t k = 0;
     int rc = ZT_OK;
     snprintf(it[k].name, CODE_NAME_MAX, "core");
-    if ((rc = digest_of("/proc/self/exe", false, it[k].digest)) == ZT_OK) k++;
+    if ((rc = digest_of("/proc/self/exe", false, NULL, it[k].digest)) == ZT_OK) k++;
     snprintf(it[k].name, CODE_NAME_MAX, "config");
-    if (rc == ZT_OK && (rc = digest_of(c->file, false, it[k].digest)) == ZT_OK) k++;
+    if (rc == ZT_OK && (rc = digest_of(c->file, false, NULL, it[k].digest)) == ZT_OK) k++;
     for (size_t i = 0; rc == ZT_OK && i < srv->nplugins; i++) {
         const zt_plugin *p = srv->plugins[i];
         snprintf(it[k].name, CODE_NAME_MAX, "plugin %s", p->name);
-        if ((rc = digest_of(p->path, p->kind == ZT_PLUGIN_LUA, it[k].digest)) == ZT_OK) k++;
+        if ((rc = digest_of(p->path, p->kind == ZT_PLUGIN_LUA, NULL, it[k].digest)) == ZT_OK) k++;
     }
     char wf[4096];
     snprintf(wf, sizeof wf, "%s/workflows", c->lua_dir);
     snprintf(it[k].name, CODE_NAME_MAX, "workflows");
     if (rc == ZT_OK) {
-        rc = digest_of(wf, true, it[k].digest);
+        rc = digest_of(wf, true, NULL, it[k].digest);
         if (rc == ZT_OK) k++;
         if (rc == ZT_ENOTFOUND) rc = ZT_OK; /* no shared definitions */
+    }
+    static const char *const own[] = {"plugins", "workflows", NULL};
+    snprintf(it[k].name, CODE_NAME_MAX, "lua library");
+    if (rc == ZT_OK) {
+        rc = digest_of(c->lua_dir, true, own, it[k].digest);
+        if (rc == ZT_OK) k++;
+        if (rc == ZT_ENOTFOUND) rc = ZT_OK; /* no lua_dir */
     }
     if (rc != ZT_OK) {
         free(it);

@@ -252,7 +252,7 @@ class CodeRecord(NodeTest):
         st, _, code = n.json("GET", "/admin/code")
         self.assertEqual(st, 200, code)
         names = {x["name"]: x for x in code["items"]}
-        for name in ("core", "config", "plugin hello", "plugin stamp", "workflows"):
+        for name in ("core", "config", "plugin hello", "plugin stamp", "workflows", "lua library"):
             self.assertIn(name, names)
             self.assertRegex(names[name]["digest"], r"^[0-9a-f]{64}$")
         first = self.code_changes(n)
@@ -285,6 +285,16 @@ class CodeRecord(NodeTest):
         self.assertNotIn("plugin hello", now)
         self.assertNotEqual(now["plugin stamp"]["digest"], names["plugin stamp"]["digest"])
         self.assertGreater(now["plugin stamp"]["since"], names["plugin stamp"]["since"])
+        # what plugins load from the rest of lua_dir (alert rules, shared modules) runs too
+        n.stop()
+        os.makedirs(os.path.join(lua_dir, "sensor"), exist_ok=True)
+        with open(os.path.join(lua_dir, "sensor", "rules.lua"), "a") as f:
+            f.write("-- an alert rule silenced\n")
+        n.start()
+        changes = self.code_changes(n)
+        self.assertEqual(len(changes), 3, changes)
+        self.assertRegex(changes[-1], r"^code changed: lua library %s → [0-9a-f]{8}$"
+                         % now["lua library"]["digest"][:8])
 
 class RollbackAfterWriting(NodeTest):
     def test_a_failed_handler_leaves_neither_its_write_nor_a_record(self):
