@@ -860,6 +860,24 @@ static bool generation(zt_server *srv, zt_req *req, uint64_t *gen)
     return true;
 }
 
+_Static_assert(sizeof TOKEN_PREFIX == 5 && sizeof KEY_PREFIX == 5, "4-byte prefixes");
+
+/* s starts with the 4 bytes of p (it stops at the first that differs: a NUL ends s) */
+static bool prefix4(const char *s, const char *p)
+{
+    return s[0] == p[0] && s[1] == p[1] && s[2] == p[2] && s[3] == p[3];
+}
+
+/* "Bearer " in any letter case (RFC 9110: the scheme is case-insensitive), without a
+ * locale-aware strncasecmp on every signed-in request. */
+static bool bearer_scheme(const char *h)
+{
+    static const char want[] = "bearer ";
+    for (int i = 0; i < 7; i++)
+        if ((h[i] | (h[i] >= 'A' && h[i] <= 'Z' ? 0x20 : 0)) != want[i]) return false;
+    return true;
+}
+
 /* Sessions and keys are read in the request's own transaction, which the handler then
  * goes on using: one transaction per request, and a read in an iteration that has written
  * sees the batch (a session revoked earlier in it is gone).
@@ -870,12 +888,12 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
     const char *h = zt_req_header(req, "Authorization");
     if (!h) return ZT_ENOTFOUND;
     const char *why = NULL;
-    if (strncasecmp(h, "Bearer ", 7) == 0) { /* first: every signed-in request */
+    if (bearer_scheme(h)) { /* first: every signed-in request */
         const char *tok = h + 7;
         while (*tok == ' ') tok++;
-        if (strncmp(tok, KEY_PREFIX, strlen(KEY_PREFIX)) == 0) {
+        if (prefix4(tok, KEY_PREFIX)) {
             return resolve_key(srv, req, tok, answer);
-        } else if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0) {
+        } else if (!prefix4(tok, TOKEN_PREFIX)) {
             why = "the token is not a Zhengtong session token or API key";
         } else {
             unsigned char hash[32], tag[crypto_shorthash_siphashx24_BYTES];
@@ -903,7 +921,7 @@ static int resolve(zt_server *srv, zt_req *req, bool answer)
                 cJSON_Delete(u);
                 cJSON_Delete(s);
             }
-            int64_t now = zt_now_ms();
+            int64_t now = req->checked_at = zt_now_ms();
             if (why) {
             } else if (e->expires_at <= now) {
                 why = "the session has expired: sign in again";
@@ -980,7 +998,9 @@ static bool stamp(zt_server *srv, zt_db *db, const unsigned char key[32], const 
 void zt__auth_after(zt_server *srv, zt_req *req)
 {
     if (!req->caller) return; /* (before the clock: most answers are to no one signed in) */
-    int64_t now = zt_now_ms(), every = srv->conf->auth_idle_ms / 2;
+    /* a session's time is when it was checked: last_seen is kept to the minute */
+    int64_t now = req->checked_at ? req->checked_at : zt_now_ms();
+    int64_t every = srv->conf->auth_idle_ms / 2;
     if (every > 60000) every = 60000;
     if (req->session_last_seen == INT64_MAX) { /* an API key */
         if (now - req->key_last_used >= KEY_USE_EVERY_MS) {

@@ -626,6 +626,7 @@ struct zt_req {
     unsigned char token_hash[32];
     unsigned char token_tag[16]; /* its tag in the session cache (auth.c) */
     int64_t session_last_seen;   /* INT64_MAX: no session (an API key, whose hash is token_hash) */
+    int64_t checked_at;          /* when its session was checked (zt_now_ms), 0: not */
     int64_t key_last_used;       /* an API key: when its use was last recorded (ms; 0: never) */
     bool refusal_recorded;       /* auth.c recorded why it refused: the 403 hook does not */
     const char *audit_action;    /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
