@@ -753,6 +753,11 @@ static int get_definition(zt_req *req, void *ud)
                 if (n->reasons & (1u << j))
                     cJSON_AddItemToArray(rs, cJSON_CreateString(n->decisions[j]));
         }
+        if (n->form_listed) {
+            cJSON *fs = cJSON_AddArrayToObject(x, "form");
+            for (size_t j = 0; fs && j < n->nform; j++)
+                cJSON_AddItemToArray(fs, cJSON_CreateString(n->form[j]));
+        }
         if (n->service) cJSON_AddStringToObject(x, "service", n->service);
         if (n->result) cJSON_AddStringToObject(x, "result", n->result);
         cJSON_AddItemToArray(nodes, x);

@@ -53,6 +53,8 @@ static void def_free(lua_State *L, wf_def *d)
         free(n->service), free(n->result), free(n->outs), free(n->region);
         for (size_t k = 0; k < n->ndecisions; k++) free(n->decisions[k]);
         free(n->decisions);
+        for (size_t k = 0; k < n->nform; k++) free(n->form[k]);
+        free(n->form);
         unref(L, &n->dept_fn), unref(L, &n->assignee_fn), unref(L, &n->multi_fn), unref(L, &n->fn);
         unref(L, &n->need_fn), unref(L, &n->deadline_fn), unref(L, &n->escalate_fn);
         for (size_t c = 0; c < n->nconds; c++) unref(L, &n->conds[c].fn);
@@ -276,6 +278,31 @@ static int ref_field(ctx *c, refs *r, int t, const char *name, uint8_t *slot, bo
     return rc;
 }
 
+/* The len strings of the list at index lt copied into *out (calloc'd, *n of them), each 1 to
+ * 64 bytes and listed once. ZT_EINVAL when one is not (*twice: the word it repeats, or
+ * NULL); what was copied is kept for def_free. */
+static int copy_words(lua_State *L, int lt, size_t len, char ***out, size_t *n, const char **twice)
+{
+    *twice = NULL;
+    if (len && !(*out = calloc(len, sizeof **out))) return ZT_ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        size_t wl = 0;
+        const char *w = lua_rawgeti(L, lt, (lua_Integer)i + 1) == LUA_TSTRING
+                            ? lua_tolstring(L, -1, &wl)
+                            : NULL;
+        for (size_t k = 0; w && k < *n; k++)
+            if (!strcmp(w, (*out)[k])) *twice = (*out)[k];
+        if (!w || wl < 1 || wl > 64 || strlen(w) != wl || *twice) {
+            lua_pop(L, 1);
+            return ZT_EINVAL;
+        }
+        (*out)[*n] = strdup(w);
+        lua_pop(L, 1);
+        if (!(*out)[(*n)++]) return ZT_ENOMEM;
+    }
+    return ZT_OK;
+}
+
 /* decisions = { "approve", "refuse" }: the words a completion of the task may give (its
  * decision is then required, and one of them), so that no completion decides by leaving
  * the decision out. At most 16 words of 1 to 64 bytes. */
@@ -288,32 +315,12 @@ static int decisions_field(ctx *c, int t, wf_node *n)
         lua_pop(L, 1);
         return ZT_OK;
     }
-    if (ty != LUA_TTABLE || len < 1 || len > 16) {
-        lua_pop(L, 1);
-        return fail(c, "decisions must be a list of 1 to 16 words");
-    }
-    if (!(n->decisions = calloc(len, sizeof *n->decisions))) {
-        lua_pop(L, 1);
-        return ZT_ENOMEM;
-    }
-    for (size_t i = 0; i < len; i++) {
-        size_t wl = 0;
-        const char *w = lua_rawgeti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING
-                            ? lua_tolstring(L, -1, &wl)
-                            : NULL;
-        if (!w || wl < 1 || wl > 64 || strlen(w) != wl) {
-            lua_pop(L, 2);
-            return fail(c, "decisions must be a list of 1 to 16 words");
-        }
-        n->decisions[n->ndecisions] = strdup(w);
-        lua_pop(L, 1);
-        if (!n->decisions[n->ndecisions++]) {
-            lua_pop(L, 1);
-            return ZT_ENOMEM;
-        }
-    }
+    const char *twice;
+    int rc = ty == LUA_TTABLE && len >= 1 && len <= 16
+                 ? copy_words(L, lua_gettop(L), len, &n->decisions, &n->ndecisions, &twice)
+                 : ZT_EINVAL;
     lua_pop(L, 1);
-    return ZT_OK;
+    return rc == ZT_EINVAL ? fail(c, "decisions must be a list of 1 to 16 different words") : rc;
 }
 
 /* reasons = { "refuse" }: the decisions (of the node's `decisions`) that a completion gives
@@ -346,6 +353,40 @@ static int reasons_field(ctx *c, int t, wf_node *n)
     }
     lua_pop(L, 1);
     return ZT_OK;
+}
+
+/* form = { "opinion_extra", ... }: the fields of the instance's data that a completion of
+ * the task may set with its form (an empty list: none). Without it a form sets any field,
+ * so a definition whose data steers it (its gateways, departments, deadlines, escalation
+ * read it) lists what its handlers may fill in: whoever completes one task would otherwise
+ * rewrite what decides the others. At most 64 names of 1 to 64 bytes, each once. */
+static int form_field(ctx *c, int t, wf_node *n)
+{
+    lua_State *L = c->L;
+    int ty = rawfield(L, t, "form");
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return ZT_OK;
+    }
+    int ft = lua_gettop(L);
+    size_t len = ty == LUA_TTABLE ? lua_rawlen(L, ft) : 0;
+    /* a list and nothing else: { deadline = true } would read as the empty list */
+    size_t keys = 0;
+    if (ty == LUA_TTABLE)
+        for (lua_pushnil(L); lua_next(L, ft); lua_pop(L, 1)) keys++;
+    if (ty != LUA_TTABLE || keys != len || len > 64) {
+        lua_pop(L, 1);
+        return fail(c, "form must be a list of at most 64 field names (the data a completion "
+                       "may set)");
+    }
+    n->form_listed = true;
+    const char *twice;
+    int rc = copy_words(L, ft, len, &n->form, &n->nform, &twice);
+    if (rc == ZT_EINVAL)
+        rc = twice ? fail(c, "form lists '%s' twice", twice)
+                   : fail(c, "form must list field names of 1 to 64 bytes");
+    lua_pop(L, 1);
+    return rc;
 }
 
 /* A role the definition names outright (what: where) is a role of the node: the accounts
@@ -383,6 +424,7 @@ static int read_user(ctx *c, refs *r, int t, wf_node *n)
     if ((rc = span_field(c, t, "remind_before", &n->remind_ms)) != ZT_OK) return rc;
     if ((rc = decisions_field(c, t, n)) != ZT_OK) return rc;
     if ((rc = reasons_field(c, t, n)) != ZT_OK) return rc;
+    if ((rc = form_field(c, t, n)) != ZT_OK) return rc;
     /* complete_over_http = false: the task is decided through its plugin's own routes
      * (which check what the engine does not know of), not POST /workflow/tasks/:id/... */
     int hty = rawfield(c->L, t, "complete_over_http");

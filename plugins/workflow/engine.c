@@ -854,10 +854,33 @@ static int check_decision(wf_op *op, const wf_node *n, const char *decision, con
                    decision ? decision : "");
 }
 
+/* A node that lists its form's fields takes only those: the rest of the data is the
+ * definition's (what its routing reads), not the handler's to set. */
+static int check_form(wf_op *op, const wf_node *n, const cJSON *form)
+{
+    if (!n->form_listed || !form) return ZT_OK;
+    for (const cJSON *it = form->child; it; it = it->next) {
+        size_t k = 0;
+        while (k < n->nform && strcmp(it->string, n->form[k]) != 0) k++;
+        if (k < n->nform) continue;
+        if (!n->nform)
+            return wf_fail(op, 422, "invalid-input", "form.%.64s: task '%s' takes no form",
+                           it->string, n->id);
+        char list[sizeof op->why] = "";
+        for (size_t i = 0, used = 0; i < n->nform && used < sizeof list; i++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                     n->form[i]);
+        return wf_fail(op, 422, "invalid-input", "form.%.64s: task '%s' takes only %s", it->string,
+                       n->id, list);
+    }
+    return ZT_OK;
+}
+
 static int do_complete(wf_op *op, wf_task *t, wf_inst *in, const wf_def *d, const wf_action *a)
 {
     int rc = check_decision(op, &d->nodes[t->node], a->decision, a->opinion);
     if (rc != ZT_OK) return rc;
+    if ((rc = check_form(op, &d->nodes[t->node], a->form)) != ZT_OK) return rc;
     if ((rc = merge_data(op, in, a->form)) != ZT_OK) return rc;
     if (wf_nz(a->decision) && (rc = set_decision(op, in, t->node_id, a->decision)) != ZT_OK)
         return rc;

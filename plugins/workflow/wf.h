@@ -40,6 +40,9 @@ typedef struct wf_node {
     char **decisions; /* the decisions a completion may give; none: any */
     size_t ndecisions;
     uint16_t reasons; /* bit i: decisions[i] needs an opinion, its reason (reasons = {...}) */
+    char **form;      /* the data fields a completion's form may set (form = {...}) */
+    size_t nform;
+    bool form_listed; /* form = {...} given (an empty list: none); false: any field */
     bool plugin_only; /* completed and returned only through services (its plugin's routes) */
     /* service task */
     int fn;

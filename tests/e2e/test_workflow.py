@@ -150,6 +150,20 @@ return { name = "plain", starters = { "user" }, start = "s",
     e = { type = "end" },
   } }
 """,
+    # the data steers it (the gateway reads route): the clerk fills in note and amount, the
+    # reviewer nothing
+    "formed": """
+return { name = "formed", starters = { "user" }, start = "s",
+  nodes = {
+    s = { type = "start", next = "t" },
+    t = { type = "user", role = "clerk", department = "d1", form = { "note", "amount" }, next = "r" },
+    r = { type = "user", role = "reviewer", department = "d1", form = {}, next = "gw" },
+    gw = { type = "gateway", default = "normal",
+           conditions = { { when = function(i) return i.data.route == "fast" end, next = "fast" } } },
+    normal = { type = "end", result = "normal" },
+    fast = { type = "end", result = "fast" },
+  } }
+""",
 }
 
 # A Lua plugin that records every workflow.* event it is delivered, in order.
@@ -421,6 +435,32 @@ class WorkflowTest(NodeTest):
         ret = [s for s in h["items"] if s["action"] == "return"]
         self.assertEqual(len(ret), 1)
         self.assertEqual((ret[0]["node"], ret[0]["actor"], ret[0]["opinion"]), ("b", "rev1", "材料不全"))
+
+    def test_a_task_sets_only_the_data_its_form_lists(self):
+        # a completion's form was merged into the data whatever it held: the handler of one
+        # task could rewrite what the definition's routing reads (here the gateway's route)
+        inst = self.start("formed", {"route": "normal"})
+        t = self.task_at(inst["id"], "t")
+        d = self.act("clerk1", t["id"], "complete", {"form": {"note": "ok", "route": "fast"}}, want=422)
+        self.assertIn("form.route: task 't' takes only note, amount", d["detail"])
+        self.assertEqual(self.task_at(inst["id"], "t")["state"], "open")
+        self.assertEqual(self.instance(inst["id"])["data"], {"route": "normal"})
+        self.act("clerk1", t["id"], "complete", {"form": {"note": "材料齐全", "amount": 3}})
+        r = self.task_at(inst["id"], "r")
+        for form in ({"route": "fast"}, {"note": "changed"}):
+            d = self.act("rev1", r["id"], "complete", {"form": form}, want=422)
+            self.assertIn("form.%s: task 'r' takes no form" % list(form)[0], d["detail"])
+        self.act("rev1", r["id"], "complete", {"form": {}, "opinion": "同意"})
+        d = self.instance(inst["id"])
+        self.assertEqual((d["state"], d["result"]), ("completed", "normal"))
+        self.assertEqual(d["data"], {"route": "normal", "note": "材料齐全", "amount": 3})
+        # the definition shows what each task takes; one without form takes any field
+        st, _, defn = self.shared.json("GET", "/workflow/definitions/formed")
+        self.assertEqual(st, 200, defn)
+        forms = {x["id"]: x.get("form") for x in defn["nodes"] if x["type"] == "user"}
+        self.assertEqual(forms, {"t": ["note", "amount"], "r": []})
+        st, _, defn = self.shared.json("GET", "/workflow/definitions/plain")
+        self.assertNotIn("form", [k for x in defn["nodes"] for k in x])
 
     def test_delegate_and_claim(self):
         inst = self.start("plain")
@@ -971,11 +1011,20 @@ BAD = [
     ("empty decisions", 'n = { type = "user", role = "r", decisions = {}, next = "e" }', "decisions must be", "n"),
     ("decisions not words", 'n = { type = "user", role = "r", decisions = { "ok", 2 }, next = "e" }',
      "decisions must be", "n"),
+    ("decisions twice", 'n = { type = "user", role = "r", decisions = { "ok", "ok" }, next = "e" }',
+     "decisions must be a list of 1 to 16 different words", "n"),
     ("reasons without decisions", 'n = { type = "user", role = "r", reasons = { "refuse" }, next = "e" }',
      "reasons must be a list of some of the node's decisions", "n"),
     ("reasons not among the decisions",
      'n = { type = "user", role = "r", decisions = { "ok", "no" }, reasons = { "refuse" }, next = "e" }',
      "reasons must be a list of some of the node's decisions", "n"),
+    ("form not a list", 'n = { type = "user", role = "r", form = "note", next = "e" }', "form must be a list", "n"),
+    ("form a map", 'n = { type = "user", role = "r", form = { note = true }, next = "e" }', "form must be a list",
+     "n"),
+    ("form not names", 'n = { type = "user", role = "r", form = { "note", 2 }, next = "e" }',
+     "form must list field names", "n"),
+    ("form twice", 'n = { type = "user", role = "r", form = { "note", "note" }, next = "e" }',
+     "form lists 'note' twice", "n"),
     ("complete_over_http not a boolean", 'n = { type = "user", role = "r", complete_over_http = "no", next = "e" }',
      "complete_over_http must be", "n"),
 ]
