@@ -281,6 +281,33 @@ class Applications(ApprovalTest):
         review = [x for x in d["nodes"] if x["id"] == "review"][0]
         self.assertEqual(review["reasons"], ["refuse"])
 
+    def test_a_reviewer_sets_none_of_the_application_data(self):
+        # the to-do list merged a completion's form into the instance's data: a reviewer
+        # could set head_role (whom every department's overdue task escalates to) or the
+        # deadline of the others' tasks
+        no = self.submitted()["number"]
+        inst = self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)["instance"]
+        before = self.ok("GET", "/workflow/instances/" + inst, self.wjw)["data"]
+        task = [t for t in self.ok("GET", "/workflow/tasks", self.wjw)["items"] if t["business_key"] == no][0]
+        for form, field in (({"head_role": "nobody", "deadline": 1}, "head_role"), ({"parallel": []}, "parallel"),
+                            ({"opinion_extra": "x"}, "opinion_extra")):
+            st, d = self.call("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw,
+                              {"decision": "approve", "form": form})
+            self.assertEqual(st, 422, d)
+            self.assertIn("form.%s: task 'review' takes no form" % field, d["detail"])
+        self.assertEqual(self.ok("GET", "/workflow/instances/" + inst, self.wjw)["data"], before)
+        # the departments decide as before: the to-do list without a form, and /review
+        self.ok("POST", "/workflow/tasks/%s/complete" % task["id"], self.wjw, {"decision": "approve"})
+        self.ok("POST", "/approval/applications/%s/review" % no, self.sp, {"decision": "approve"})
+        self.assertEqual(self.wait_state(no, "approved")["result"]["decision"], "approved")
+        # every user task of the shipped definitions says what it sets: acceptance the
+        # deadline (its route does), the departments nothing
+        for name in ("approval_simple", "approval_parallel", "approval_countersign"):
+            d = self.ok("GET", "/workflow/definitions/" + name, self.wjw)
+            forms = {x["id"]: x.get("form") for x in d["nodes"] if x["type"] == "user"}
+            self.assertEqual(forms.pop("accept"), ["deadline"], name)
+            self.assertEqual(list(forms.values()), [[]], name)
+
     def test_one_department_refusing_ends_it(self):
         no = self.submitted()["number"]
         self.ok("POST", "/approval/applications/%s/accept" % no, self.clerk)

@@ -22,6 +22,7 @@ return {
       decisions = { "accept", "refuse" },
       reasons = { "refuse" }, -- 不予受理 says why
       complete_over_http = false, -- POST /approval/applications/:no/accept (credit check first)
+      form = { "deadline" }, -- the accept route sets it again; nothing else of the data
       department = function(i) return i.data.department end,
       next = "accepted",
     },
@@ -33,6 +34,7 @@ return {
       escalate_to = head_role, -- then also on the department head's to-do list
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       reasons = { "refuse" }, -- a refusal says why (不予许可 states its reasons)
+      form = {}, -- a reviewer sets no data: the departments, deadline and head_role steer the others
       multi = function(i) return i.data.parallel end,
       next = "decided",
     },
