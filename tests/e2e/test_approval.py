@@ -1074,5 +1074,81 @@ class CancelledElsewhere(NodeTest):
         self.assertEqual([o["actor"] for o in a["opinions"]], ["reviewer_wjw"])
 
 
+
+# A plugin that calls the workflow's services as the signed-in caller, with what it is given:
+# it starts the approval definitions with data no item on the node could give now.
+DRIVER_MANIFEST = 'return { version = "0.0.1", description = "calls services", requires = { "workflow" } }\n'
+DRIVER_INIT = (
+    'zt.route("POST", "/driver/call", { role = "user" }, function(req)\n'
+    "  local b = req:json()\n"
+    "  local r, msg, code = zt.call(b.service, b.args)\n"
+    "  return 200, { ok = r ~= nil, result = r or zt.json.null, code = code or zt.json.null }\n"
+    "end)\n"
+)
+
+
+class NobodyReviews(NodeTest):
+    """An item saved before items were checked for the departments that decide (an
+    approval_parallel item without parallel_departments, an approval_countersign one without
+    a countersign) cannot be planted: its record is sealed. Its applications reach the
+    definitions with an empty list in the data, and the review went straight on to a sealed
+    approval that nobody gave. Here the definitions get that data directly."""
+
+    def test_a_review_by_no_department_fails_instead_of_approving(self):
+        tmp = tempfile.mkdtemp(prefix="zt-approval-")
+        lua = lua_tree_with(os.path.join(tmp, "lua"), {"driver": (DRIVER_MANIFEST, DRIVER_INIT)})
+        n = self.node(plugins=("workflow", "approval", "driver"), lua_dir=lua, auth=AUTH)
+        for code in ("scjg", "wjw"):
+            st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": code, "parent": "root"})
+            self.assertEqual(st, 201, d)
+        clerk = n.new_user("clerk", ["approval_clerk"], "scjg")
+
+        def service(name, args):
+            st, _, d = n.json("POST", "/driver/call", {"service": name, "args": args}, clerk, auth=False)
+            self.assertEqual(st, 200, d)
+            return d
+
+        def accept(definition, number, **lists):
+            data = {"application": number, "item": "OLD", "department": "scjg", "head_role": "dept_head",
+                    **lists}
+            d = service("workflow.start", {"definition": definition, "data": data, "business_key": number,
+                                           "initiator": "system:approval"})
+            self.assertTrue(d["ok"], d)
+            inst, task = d["result"]["instance"], d["result"]["tasks"][0]
+            self.assertEqual(task["node"], "accept")
+            return inst, task["id"], service("workflow.task_action",
+                                             {"task": task["id"], "action": "complete", "decision": "accept"})
+
+        for definition, number, lists, why in (
+                ("approval_parallel", "OLD-1", {"parallel": []},
+                 "application OLD-1: item OLD lists no parallel_departments: nobody would review it"),
+                ("approval_parallel", "OLD-2", {},
+                 "application OLD-2: item OLD lists no parallel_departments: nobody would review it"),
+                ("approval_countersign", "OLD-3", {"countersign": [], "need": 0},
+                 "application OLD-3: item OLD has no countersign departments: nobody would sign it")):
+            with self.subTest(number):
+                inst, task, done = accept(definition, number, **lists)
+                self.assertFalse(done["ok"], done)
+                # nothing of the step is kept: the acceptance is still open, nothing decided
+                st, _, i = n.json("GET", "/workflow/instances/" + inst)
+                self.assertEqual(st, 200, i)
+                self.assertEqual((i["state"], i["open_tasks"], i["decisions"]), ("running", [task], {}), i)
+                st, _, h = n.json("GET", "/workflow/instances/%s/history" % inst)
+                self.assertEqual([s["action"] for s in h["items"]], ["start"], h)
+                self.assertIn(why, n.log())
+                # the clerk can still refuse to accept it (不予受理)
+                done = service("workflow.task_action", {"task": task, "action": "complete", "decision": "refuse",
+                                                        "opinion": "事项未列明审查部门"})
+                self.assertTrue(done["ok"], done)
+                st, _, i = n.json("GET", "/workflow/instances/" + inst)
+                self.assertEqual((i["state"], i["result"]), ("completed", "not_accepted"), i)
+        # with the departments the review opens, one task each
+        inst, _, done = accept("approval_parallel", "NEW-1", parallel=["wjw"])
+        self.assertTrue(done["ok"], done)
+        self.assertEqual([(t["node"], t["department"]) for t in done["result"]["new_tasks"]], [("review", "wjw")])
+        inst, _, done = accept("approval_countersign", "NEW-2", countersign=["scjg", "wjw"], need=1)
+        self.assertTrue(done["ok"], done)
+        self.assertEqual(sorted(t["department"] for t in done["result"]["new_tasks"]), ["scjg", "wjw"])
+
 if __name__ == "__main__":
     unittest.main()

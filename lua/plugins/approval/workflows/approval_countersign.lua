@@ -8,6 +8,18 @@ local function accepted(i) return i.decisions.accept ~= "refuse" end
 local function legal_deadline(i) return i.data.deadline end
 -- The role overdue tasks escalate to: the approval plugin's head_role, from the data.
 local function head_role(i) return i.data.head_role end
+-- The departments that sign: the item's countersign.departments, put in the data at
+-- submission. With none the countersign would go straight on to an approval nobody gave (an
+-- item saved before items were checked for them): the step fails instead (a script error:
+-- nothing of it is kept, the log says why), and the clerk can still refuse to accept it.
+local function signing(i)
+  local d = i.data.countersign
+  if type(d) ~= "table" or #d == 0 then
+    error(("application %s: item %s has no countersign departments: nobody would sign it")
+      :format(tostring(i.data.application), tostring(i.data.item)), 0)
+  end
+  return d
+end
 
 return {
   name = "approval_countersign",
@@ -35,7 +47,7 @@ return {
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       reasons = { "refuse" }, -- a refusal says why (不予许可 states its reasons)
       form = {}, -- a reviewer sets no data: the departments, deadline and head_role steer the others
-      multi = function(i) return i.data.countersign end,
+      multi = signing, -- one task per department; none is an error, not an approval
       need = function(i) return i.data.need end,
       next = "decided",
     },

@@ -8,6 +8,18 @@ local function accepted(i) return i.decisions.accept ~= "refuse" end
 local function legal_deadline(i) return i.data.deadline end
 -- The role overdue tasks escalate to: the approval plugin's head_role, from the data.
 local function head_role(i) return i.data.head_role end
+-- The departments that review: the item's parallel_departments, put in the data at
+-- submission. With none the review would go straight on to an approval nobody gave (an item
+-- saved before items were checked for them): the step fails instead (a script error: nothing
+-- of it is kept, the log says why), and the clerk can still refuse to accept it.
+local function reviewing(i)
+  local d = i.data.parallel
+  if type(d) ~= "table" or #d == 0 then
+    error(("application %s: item %s lists no parallel_departments: nobody would review it")
+      :format(tostring(i.data.application), tostring(i.data.item)), 0)
+  end
+  return d
+end
 
 return {
   name = "approval_parallel",
@@ -35,7 +47,7 @@ return {
       decisions = { "approve", "refuse" }, -- no completion decides by leaving it out
       reasons = { "refuse" }, -- a refusal says why (不予许可 states its reasons)
       form = {}, -- a reviewer sets no data: the departments, deadline and head_role steer the others
-      multi = function(i) return i.data.parallel end,
+      multi = reviewing, -- one task per department; none is an error, not an approval
       next = "decided",
     },
     decided = {
