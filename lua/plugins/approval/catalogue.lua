@@ -49,6 +49,35 @@ local function list(v)
   return type(v) == "table" and (#v > 0 or next(v) == nil)
 end
 
+-- What is wrong with the departments that decide an item (checked, or as kept: a
+-- countersign of null is none), for a person to fix; nil when nothing is. The shipped
+-- definitions (workflows/) review by the departments the item lists: given none, a
+-- multi-instance review would go straight on, and the application would be approved and
+-- sealed with nobody having looked at it; lists a definition does not read would make
+-- departments see an application they never decide. A county's own definitions take what
+-- they take.
+function M.deciders(it)
+  local shape = SHAPES[it.workflow]
+  if not shape then return nil end
+  local parallel = it.parallel_departments or {}
+  local countersign = it.countersign ~= zt.json.null and it.countersign or nil
+  if countersign and #(countersign.departments or {}) == 0 then countersign = nil end
+  local wants_parallel, wants_countersign = shape == "parallel", shape == "countersign"
+  if wants_parallel and #parallel == 0 then
+    return "parallel_departments: workflow approval_parallel is decided by these departments; "
+      .. "list at least one"
+  elseif wants_countersign and countersign == nil then
+    return "countersign: workflow approval_countersign is decided by these departments; "
+      .. "give { departments = {...}, need = N }"
+  elseif not wants_parallel and #parallel > 0 then
+    return ("parallel_departments: workflow %s does not use them (approval_parallel does)")
+      :format(it.workflow)
+  elseif not wants_countersign and countersign ~= nil then
+    return ("countersign: workflow %s does not use it (approval_countersign does)"):format(it.workflow)
+  end
+  return nil
+end
+
 -- Check one item; returns the item as it is kept (a fresh table), or nil and what is wrong
 -- (naming the field, for a person to fix).
 function M.check(it, max_material_bytes)
@@ -112,27 +141,8 @@ function M.check(it, max_material_bytes)
       return nil, "countersign.need: how many of the departments must sign, 1..their number"
     end
   end
-  -- The shipped definitions (workflows/) review by the departments the item lists: given
-  -- none, a multi-instance review goes straight on, and the application would be approved
-  -- and sealed with nobody having looked at it; lists a definition does not read would make
-  -- departments see an application they never decide. A county's own definitions take what
-  -- they take.
-  local shape = SHAPES[it.workflow]
-  if shape then
-    local wants_parallel, wants_countersign = shape == "parallel", shape == "countersign"
-    if wants_parallel and #parallel == 0 then
-      return nil, "parallel_departments: workflow approval_parallel is decided by these departments; "
-        .. "list at least one"
-    elseif wants_countersign and countersign == nil then
-      return nil, "countersign: workflow approval_countersign is decided by these departments; "
-        .. "give { departments = {...}, need = N }"
-    elseif not wants_parallel and #parallel > 0 then
-      return nil, ("parallel_departments: workflow %s does not use them (approval_parallel does)")
-        :format(it.workflow)
-    elseif not wants_countersign and countersign ~= nil then
-      return nil, ("countersign: workflow %s does not use it (approval_countersign does)"):format(it.workflow)
-    end
-  end
+  local why = M.deciders(it)
+  if why then return nil, why end
   local materials = it.materials == nil and {} or it.materials
   if not list(materials) then return nil, "materials: a list of required documents" end
   local seen, mats = {}, {}

@@ -616,6 +616,12 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     need_state(app, { "draft" }, "submitting")
     local item = item_of(app.item)
     if not item or not item.active then problem(409, "item-withdrawn", "item " .. app.item .. " is no longer offered") end
+    -- an item kept from before its departments were checked (PUT and items.lua check them
+    -- now) would send the application to a review by nobody, and on to a sealed approval
+    local lacks = catalogue.deciders(item)
+    if lacks then
+      problem(422, "invalid-item", ("item %s cannot be applied for until it is corrected: %s"):format(item.code, lacks))
+    end
     local missing = missing_required(app, item)
     if #missing > 0 then invalid("required materials are missing: " .. table.concat(missing, "; ")) end
     local now = zt.now()

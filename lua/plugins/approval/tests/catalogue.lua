@@ -33,6 +33,25 @@ test("the shipped items cover parallel approval, a simple registration and a cou
   t.eq(#by["ROAD-DIG"].countersign.departments, 3)
 end)
 
+test("an item kept without the departments its workflow reads is found lacking", function(t)
+  -- what submission asks of the item as kept: one saved before PUT checked its departments
+  for _, it in ipairs(shipped) do t.eq(catalogue.deciders(catalogue.check(it, MAX)), nil, it.code) end
+  local kept = catalogue.check(item(), MAX) -- approval_simple: no departments, countersign null
+  t.eq(catalogue.deciders(kept), nil)
+  for _, c in ipairs({
+    { { workflow = "approval_parallel" }, "parallel_departments: workflow approval_parallel" },
+    { { workflow = "approval_countersign" }, "countersign: workflow approval_countersign" },
+    { { workflow = "approval_countersign", countersign = { departments = {}, need = 1 } },
+      "countersign: workflow approval_countersign" },
+  }) do
+    local old = {}
+    for k, v in pairs(kept) do old[k] = v end
+    for k, v in pairs(c[1]) do old[k] = v end
+    local why = catalogue.deciders(old)
+    t.ok(why and why:find(c[2], 1, true), ("%s: %s"):format(c[2], tostring(why)))
+  end
+end)
+
 test("defaults are filled in", function(t)
   local raw = item()
   raw.promised_days = nil
