@@ -909,6 +909,19 @@ class TimeLimits(ApprovalTest):
         self.assertEqual(self.ok("POST", "/approval/applications/%s/resubmit" % no, self.ent)["state"],
                          "submitted")
 
+    def test_a_supplement_asks_for_each_material_once(self):
+        no = self.submitted()["number"]
+        for missing in (["floor_plan", "floor_plan"], ["floor_plan", "licence_copy", "floor_plan"]):
+            st, d = self.call("POST", "/approval/applications/%s/supplement" % no, self.clerk,
+                              {"missing": missing, "note": "平面图不清晰"})
+            self.assertEqual(st, 422, d)
+            self.assertIn("missing: floor_plan is listed twice", d["detail"])
+        a = self.app(no)
+        self.assertEqual((a["state"], a.get("supplement")), ("submitted", None), a)
+        a = self.ok("POST", "/approval/applications/%s/supplement" % no, self.clerk,
+                    {"missing": ["floor_plan", "licence_copy"]})
+        self.assertEqual((a["state"], a["supplement"]["missing"]), ("supplement", ["floor_plan", "licence_copy"]))
+
     def wait_flag(self, no, flag):
         def raised():
             a = self.app(no)

@@ -769,8 +769,12 @@ zt.route("POST", "/approval/applications/:no/supplement", { role = "approval_cle
     end
     local names = {}
     for _, m in ipairs(item.materials) do names[m.name] = true end
+    local asked = {}
     for _, n in ipairs(input.missing) do
       if not names[n] then invalid("missing: item " .. item.code .. " has no material " .. shown(n)) end
+      -- each material is asked for once: the request is what the applicant is told to hand in
+      if asked[n] then invalid("missing: " .. n .. " is listed twice") end
+      asked[n] = true
     end
     local now = zt.now()
     app.supplement = { missing = input.missing, note = opinion_of(input, "note", false),
