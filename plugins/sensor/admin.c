@@ -554,6 +554,7 @@ static int stream_delete(zt_req *req, void *ud)
     cJSON_Delete(st);
     if ((rc = zt_del(t, S->streams, k, 4)) != ZT_OK) return rc;
     zt_del(t, S->acl, k, 4);
+    zt_del(t, S->arrived, k, 4);
     /* its observations go with it */
     size_t n = 0;
     bool more = false;

@@ -29,6 +29,7 @@ struct sn_ingest {
     const char *writer; /* the device's account id; NULL: may write every stream */
     const char *unit;   /* what errors count: "line" or "observation" */
     int64_t now_ns;
+    int64_t latest_ns; /* the latest time a point may have: now_ns + future_margin */
     size_t count, nslots, cap;
     slot *slots; /* cap of them, in the request's arena; NULL until the first miss */
     uint32_t touched[TOUCHED_MAX], touched_ret[TOUCHED_MAX];
@@ -48,6 +49,7 @@ sn_ingest *sn_ingest_begin(sn *S, zt_req *req)
     g->S = S;
     g->req = req;
     g->now_ns = zt_now_ms() * 1000000;
+    g->latest_ns = g->now_ns > INT64_MAX - S->future_ns ? INT64_MAX : g->now_ns + S->future_ns;
     const zt_caller *c = zt_req_caller(req);
     /* administrators and the node itself (MQTT, nng: the system caller) write any stream;
      * every other writer only those that list it: a device's key, and an account given
@@ -236,6 +238,12 @@ static int resolve(sn_ingest *g, const char *key, size_t kl, bool byid, const sn
                         "%s %zu: this device may not write datastream %u%s%s%s", g->unit, line, *id,
                         byid ? "" : " ('", byid ? "" : key_text(g, key, kl), byid ? "" : "')");
     }
+    /* The device spoke, now by the node's clock: the offline rules judge silence by this,
+     * not by the points' own times (a clock set ahead would keep a station "speaking"
+     * until its date). Once a batch per stream, on the first point (a cache miss). */
+    unsigned char at[8];
+    sn_be64(at, (uint64_t)g->now_ns);
+    if ((rc = zt_put(g->t, S->arrived, ik, 4, at, 8)) != ZT_OK) return rc;
     if (g->ntouched < TOUCHED_MAX) {
         bool seen = false;
         for (size_t j = 0; j < g->ntouched && !seen; j++) seen = g->touched[j] == *id;
@@ -266,6 +274,18 @@ static bool series_has_sep(const sn_series *s)
 }
 
 #define SEP_WHY "names hold no bytes 0x1D to 0x1F (they separate the parts of series keys)"
+
+/* A point dated later than the node's clock allows: a device whose clock is ahead. */
+static int too_far_ahead(sn_ingest *g, size_t line, int64_t t)
+{
+    char ts[40], now[40];
+    sn_time_format(t, ts);
+    sn_time_format(g->now_ns, now);
+    return fail(g, 400, "invalid", line, ZT_EINVAL,
+                "%s %zu: time %s is more than %lld s ahead of the node's clock (%s; option "
+                "future_margin): is the device's clock right?",
+                g->unit, line, ts, (long long)(g->S->future_ns / 1000000000), now);
+}
 
 static int write_obs(sn_ingest *g, uint32_t id, int64_t t, const sn_val *v)
 {
@@ -311,6 +331,7 @@ int sn_ingest_lp(sn_ingest *g, const char *body, size_t len, int64_t mult)
             return fail(g, 400, "invalid", pt->line, ZT_EINVAL, "line %zu: " SEP_WHY, pt->line);
         size_t pl = sn_series_key(ser, key);
         int64_t t = pt->has_time ? pt->time_ns : g->now_ns;
+        if (t > g->latest_ns) return too_far_ahead(g, pt->line, t);
         for (size_t i = 0; i < pt->nfields; i++) {
             const lp_field *f = &pt->field[i];
             if (!pl || pl + f->key.n > SN_KEY_MAX)
@@ -464,6 +485,7 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
                         "observation %zu: time: RFC 3339 text or ms since 1970 (or time_ns: an "
                         "integer of ns)",
                         n);
+        if (t > g->latest_ns) return too_far_ahead(g, n, t);
         sn_val v = {0};
         if (cJSON_IsBool(val)) {
             v.type = LP_BOOL;

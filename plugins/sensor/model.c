@@ -20,19 +20,27 @@ uint32_t sn_rd32(const unsigned char *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
+void sn_be64(unsigned char *b, uint64_t v)
+{
+    sn_be32(b, (uint32_t)(v >> 32));
+    sn_be32(b + 4, (uint32_t)v);
+}
+
+uint64_t sn_rd64(const unsigned char *b)
+{
+    return (uint64_t)sn_rd32(b) << 32 | sn_rd32(b + 4);
+}
+
 void sn_obs_key(uint32_t id, int64_t t, unsigned char k[SN_OBS_KEY])
 {
     sn_be32(k, id);
-    uint64_t u = (uint64_t)t ^ (UINT64_C(1) << 63);
-    for (int i = 11; i >= 4; i--, u >>= 8) k[i] = (unsigned char)u;
+    sn_be64(k + 4, (uint64_t)t ^ (UINT64_C(1) << 63));
 }
 
 void sn_obs_key_read(const unsigned char k[SN_OBS_KEY], uint32_t *id, int64_t *t)
 {
     *id = sn_rd32(k);
-    uint64_t u = 0;
-    for (int i = 4; i < 12; i++) u = u << 8 | k[i];
-    *t = (int64_t)(u ^ (UINT64_C(1) << 63));
+    *t = (int64_t)(sn_rd64(k + 4) ^ (UINT64_C(1) << 63));
 }
 
 int sn_obs_latest(zt_cursor *c, uint32_t id, int64_t *t, sn_val *v)

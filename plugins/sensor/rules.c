@@ -414,6 +414,28 @@ int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v
     return rc;
 }
 
+/* When a point of stream id last arrived at the node (by its clock, in ns), through co (a
+ * cursor on obs); ZT_ENOTFOUND if none ever did. A stream written before the node kept
+ * arrivals has its newest point's time instead, or now if that is later (a point dated
+ * ahead would keep it "speaking" until its date): recorded, so it counts from there. */
+static int last_arrival(sn *S, zt_txn *tx, zt_cursor *co, uint32_t id, int64_t now, int64_t *last)
+{
+    unsigned char k[4], at[8];
+    const void *v;
+    size_t vl;
+    sn_be32(k, id);
+    int rc = zt_get(tx, S->arrived, k, 4, &v, &vl);
+    if (rc == ZT_OK && vl == 8) {
+        *last = (int64_t)sn_rd64(v);
+        return ZT_OK;
+    }
+    if (rc != ZT_OK && rc != ZT_ENOTFOUND) return rc;
+    if ((rc = sn_obs_latest(co, id, last, NULL)) != ZT_OK) return rc;
+    if (*last > now) *last = now;
+    sn_be64(at, (uint64_t)*last);
+    return zt_put(tx, S->arrived, k, 4, at, 8);
+}
+
 /* Streams silent for longer than their rule allows: an offline alert each. */
 static int check_offline(sn *S, zt_req *req)
 {
@@ -466,7 +488,7 @@ static int check_offline(sn *S, zt_req *req)
             char open[27];
             if ((rc = open_alert(S, tx, r, ids[i], open)) != ZT_OK || open[0]) continue;
             int64_t last;
-            rc = sn_obs_latest(co, ids[i], &last, NULL);
+            rc = last_arrival(S, tx, co, ids[i], now, &last);
             if (rc == ZT_ENOTFOUND) { /* never spoke: not offline, not yet installed */
                 rc = ZT_OK;
                 continue;

@@ -17,6 +17,8 @@ static const zt_option options[] = {
     OPT("max_inflated", ZT_OPT_INT, "134217728",
         "largest write body in bytes once a gzip body is inflated"),
     OPT("retention_every", ZT_OPT_INT, "10", "seconds between two retention trims of one stream"),
+    OPT("future_margin", ZT_OPT_INT, "300",
+        "seconds a point's time may be ahead of the node's clock (later: refused)"),
     OPT("precision", ZT_OPT_STRING, "ns",
         "timestamp unit of line protocol from MQTT and nng: ns, us, ms or s"),
     OPT("mqtt_host", ZT_OPT_STRING, NULL, "MQTT broker to subscribe at (unset: no MQTT input)"),
@@ -70,7 +72,7 @@ static int init(zt_plugin *p)
         zt_db **db;
     } dbs[] = {{"things", &S->things}, {"streams", &S->streams}, {"series", &S->series},
                {"acl", &S->acl},       {"obs", &S->obs},         {"meta", &S->meta},
-               {"alerts", &S->alerts}, {"astate", &S->astate}};
+               {"alerts", &S->alerts}, {"astate", &S->astate},   {"arrived", &S->arrived}};
     int rc = ZT_OK;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == ZT_OK; i++)
         if ((rc = zt_db_open(p, dbs[i].name, dbs[i].db)) != ZT_OK)
@@ -92,6 +94,12 @@ static int init(zt_plugin *p)
     if (rc == ZT_OK && S->max_inflated < S->max_body)
         rc = zt_option_fail(p, "max_inflated", "at least max_body (%zu), not %zu", S->max_body,
                             S->max_inflated);
+    int64_t margin = zt_opt_int(p, "future_margin");
+    bool margin_ok = margin >= 0 && margin <= INT64_MAX / 1000000000;
+    S->future_ns = margin_ok ? margin * 1000000000 : 0;
+    if (rc == ZT_OK && !margin_ok)
+        rc = zt_option_fail(p, "future_margin", "seconds, 0 to %lld, not %lld",
+                            (long long)(INT64_MAX / 1000000000), (long long)margin);
     S->line_mult = lp_precision(zt_opt_string(p, "precision"));
     if (rc == ZT_OK && S->line_mult < 0)
         rc = zt_option_fail(p, "precision", "ns, us, ms or s, not \"%s\"",

@@ -31,6 +31,7 @@ typedef struct sn {
     zt_db *meta;    /* "next_stream" → 4 bytes BE */
     zt_db *alerts;  /* alert id (zt_id) → JSON */
     zt_db *astate;  /* rule name \0 stream id → JSON: the state of a rule for a stream */
+    zt_db *arrived; /* stream id → when a point of it last arrived (node's ns, 8 bytes BE) */
     bool auto_create;
     size_t max_body, max_inflated;
     size_t nignore;
@@ -39,6 +40,7 @@ typedef struct sn {
     uint32_t ret_next; /* the stream where the next retention pass starts */
     int64_t retention_every_ms;
     int64_t line_mult; /* ns per timestamp unit of line protocol from MQTT and nng */
+    int64_t future_ns; /* a point later than the node's clock by more than this is refused */
     sn_mqtt *mqtt;
     sn_gw *gw;
     sn_rules *rules;
@@ -71,6 +73,8 @@ void sn_obs_key_read(const unsigned char k[SN_OBS_KEY], uint32_t *id, int64_t *t
 int sn_obs_latest(zt_cursor *c, uint32_t id, int64_t *t, sn_val *v);
 void sn_be32(unsigned char *b, uint32_t v);
 uint32_t sn_rd32(const unsigned char *b);
+void sn_be64(unsigned char *b, uint64_t v);
+uint64_t sn_rd64(const unsigned char *b);
 
 /* A series: measurement, tags sorted by key (the ignored ones left out), field. */
 typedef struct sn_series {

@@ -353,17 +353,17 @@ class IngestTest(NodeTest):
             if "time" in bad:
                 self.assertIn("time_ns", p["detail"])
         self.assertEqual(s.values(sid), [])
-        # the ends of the range are times; a fraction of a ms is kept, to the ns
-        obs = [{"stream": sid, "time": 9223372036853, "value": 1},
-               {"stream": sid, "time": -9223372036853, "value": 2},
+        # the far end of the range is a time (the upper end too: FutureTest, as it is past
+        # future_margin); a fraction of a ms is kept, to the ns
+        obs = [{"stream": sid, "time": -9223372036853, "value": 2},
                {"stream": sid, "time": 1714521600000.5, "value": 3},
                {"stream": sid, "time": -1.25, "value": 4},
                {"stream": sid, "time_ns": -9223372036854775808, "value": 5}]
         st, _, d = n.json("POST", "/sensor/observations", {"observations": obs}, h, auth=False)
-        self.assertEqual((st, d), (200, {"written": 5}))
+        self.assertEqual((st, d), (200, {"written": 4}))
         got = [(parse_time(t), v) for t, v in s.values(sid)]
         self.assertEqual(sorted(got, key=lambda x: x[1]),
-                         [(9223372036853 * 10**6, 1), (-9223372036853 * 10**6, 2),
+                         [(-9223372036853 * 10**6, 2),
                           (1714521600000 * 10**6 + 500000, 3), (-1250000, 4), (-2**63, 5)])
 
     def test_a_stream_id_with_a_fraction_and_days_a_month_lacks_are_refused(self):
@@ -398,6 +398,33 @@ class IngestTest(NodeTest):
         for q in ("start=2024-02-30T00:00:00Z", "end=99999999999999999999", "cursor=-99999999999999999999"):
             st, hd, body = n.request("GET", "/sensor/streams/%d/observations?%s" % (sid, q))
             self.assertProblem(st, hd, body, 400)
+
+    def test_a_point_dated_ahead_of_the_node_clock_is_refused(self):
+        # a device whose clock is set ahead: its points would be the stream's latest until
+        # their date; past future_margin (300 s by default) the batch is refused, saying so
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "ahead", "v", devices=[self.dev])
+        h = {"Authorization": "Bearer " + self.key}
+        now = time.time_ns()
+        st, hd, body = n.request("POST", "/sensor/observations",
+                                 {"observations": [{"stream": sid, "time_ns": now, "value": 1},
+                                                   {"stream": sid, "time": "2099-01-01T00:00:00Z", "value": 2}]},
+                                 h, auth=False)
+        p = self.assertProblem(st, hd, body, 400)
+        self.assertIn("observation 2: time 2099-01-01T00:00:00Z is more than 300 s ahead", p["detail"])
+        self.assertIn("future_margin", p["detail"])
+        st, _, b = s.write_v2(self.key, "ahead v=1 %d\nahead v=2 %d\n" % (now // SECOND, now // SECOND + 3600),
+                              precision="s")
+        self.assertEqual(st, 400, b)
+        d = json.loads(b)
+        self.assertEqual((d["code"], d["line"]), ("invalid", 2))
+        self.assertIn("line 2: time %s is more than 300 s ahead" % rfc3339((now // SECOND + 3600) * SECOND),
+                      d["message"])
+        self.assertEqual(s.values(sid), [])
+        # within the margin (clocks a little apart) is fine
+        st, _, b = s.write_v2(self.key, "ahead v=3 %d\n" % (now // SECOND + 60), precision="s")
+        self.assertEqual(st, 204, b)
+        self.assertEqual(s.values(sid), [(rfc3339((now // SECOND + 60) * SECOND), 3)])
 
     def test_last_write_wins_and_out_of_order(self):
         s = self.s
@@ -518,6 +545,36 @@ class AutoCreateTest(NodeTest):
         # the streams are the first device's: another device cannot write them
         st, _, b = s.write_v2(other_key, "air,site=east pm25=1i 2\n")
         self.assertEqual(st, 403, b)
+
+
+class FutureTest(NodeTest):
+    def test_the_margin_is_an_option(self):
+        # a county that keeps forecasts sets it wide: up to the end of the time range
+        n = self.node(plugins=("sensor",), options="sensor = { future_margin = 9223372036 }",
+                      roles=("sensor_admin",))
+        s = Sensor(n)
+        dev, key = s.device("forecast")
+        sid = s.stream(s.thing(), "forecast", "v", devices=[dev])
+        obs = [{"stream": sid, "time": 9223372036853, "value": 1},
+               {"stream": sid, "time_ns": str(2**63 - 1), "value": 2}]
+        st, _, d = n.json("POST", "/sensor/observations", {"observations": obs},
+                          {"Authorization": "Bearer " + key}, auth=False)
+        self.assertEqual((st, d), (200, {"written": 2}))
+        self.assertEqual([(parse_time(t), v) for t, v in s.values(sid)], [(9223372036853 * 10**6, 1)])
+        st, _, d = n.json("GET", "/sensor/streams/%d/latest" % sid)  # ranges end before 2^63 - 1
+        self.assertEqual((parse_time(d["time"]), d["value"]), (2**63 - 1, 2))
+
+    def test_a_bad_margin_stops_the_start(self):
+        from ztnode import run
+        for value, want in (("-1", "not -1"), ("9223372037", "not 9223372037")):
+            with self.subTest(value):
+                opt = "future_margin = %s" % value
+                n = self.node(plugins=("sensor",), options="sensor = {\n  %s }\n" % opt, start=False)
+                line = n._conf_text.splitlines().index("  %s }" % opt) + 1
+                r = run(["check", "-c", n.conf], cwd=n.dir, timeout=20)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("%s:%d: sensor.future_margin: seconds, 0 to 9223372036, %s" % (n.conf, line, want),
+                              r.stderr)
 
 
 class CrashTest(NodeTest):

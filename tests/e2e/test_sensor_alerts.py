@@ -40,14 +40,14 @@ end)
 
 
 class AlertsTest(NodeTest):
-    def start(self, custom_stream=6):
+    def start(self, custom_stream=6, options=""):
         d = tempfile.mkdtemp(prefix="zt-rules-")
         self.addCleanup(shutil.rmtree, d, True)
         lua_tree_with(d, {"watch": (WATCH_MANIFEST, WATCH_INIT)})
         os.makedirs(os.path.join(d, "sensor"), exist_ok=True)
         with open(os.path.join(d, "sensor", "rules.lua"), "w") as f:
             f.write(RULES % {"custom": custom_stream})
-        n = self.node(plugins=("sensor", "watch"), lua_dir=d, options="sensor = { check_every = 1 }",
+        n = self.node(plugins=("sensor", "watch"), lua_dir=d, options="sensor = { check_every = 1, %s }" % options,
                       roles=("sensor_admin",), env={"ZT_TEST_CLOCK": "1"})
         return n, Sensor(n)
 
@@ -148,6 +148,28 @@ class AlertsTest(NodeTest):
         self.write(n, key, "slope mm=1.1 %d\n" % (int(time.time()) + 31 * 60))
         a = [a for a in self.alerts(n) if a["rule"] == "silent"][0]
         self.assertIsNotNone(a["end"])
+
+    def test_silence_is_judged_by_when_points_arrive_not_by_their_dates(self):
+        # A device whose clock is far ahead (accepted here: the margin is as wide as it
+        # goes) sends one point dated 2099, then nothing. It is silent from when that point
+        # arrived, by the node's clock; that time is on disk, so a restart does not reset it.
+        n, s = self.start(options="future_margin = 9223372036")
+        dev, key = s.device("ahead")
+        sid = s.stream(s.thing("Slope 12", 29.1, 119.1), "slope", "mm", devices=[dev],
+                       observed_property="displacement", expected_interval=600)
+        n.set_clock(-40 * 60 * 1000)  # the point arrives 40 minutes before the restart below
+        st, _, d = n.request("POST", "/sensor/observations",
+                             {"observations": [{"stream": sid, "time": "2099-01-01T00:00:00Z", "value": 1}]},
+                             {"Authorization": "Bearer " + key}, auth=False)
+        self.assertEqual(st, 200, d)
+        n.restart()  # the clock is the real one again: 40 minutes, more than 3 × 10, later
+        n.sign_in()
+        got = wait_for("the offline alert", lambda: [a for a in self.alerts(n) if a["rule"] == "silent"])
+        self.assertEqual([(a["stream"], a["end"]) for a in got], [(sid, None)])
+        self.assertGreaterEqual(got[0]["measure"], 40 * 60)
+        # it speaks again: the alert ends
+        self.write(n, key, "slope mm=2 %d\n" % int(time.time()))
+        self.assertIsNotNone([a for a in self.alerts(n) if a["rule"] == "silent"][0]["end"])
 
 
 if __name__ == "__main__":

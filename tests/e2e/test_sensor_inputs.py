@@ -4,6 +4,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 from test_sensor import SECOND, Sensor, rfc3339
@@ -111,7 +112,8 @@ class InputsTest(NodeTest):
         # comes before what is published after the subscribe, and is handled in order.
         self.n.restart()
         wait_for("the MQTT connection", lambda: self.inputs()["mqtt"]["connected"])
-        self.broker.publish("sensors/gauge", "water level=4.5 %d" % (2000000000))
+        # dated after the first (a minute ahead: within future_margin)
+        self.broker.publish("sensors/gauge", "water level=4.5 %d" % (time.time() + 60))
         wait_for("the next live reading", lambda: 4.5 in [v for _, v in s.values(level)])
         self.assertEqual([v for _, v in s.values(level)], [4.25, 4.5])
         self.assertEqual(self.inputs()["mqtt"]["retained"], 1)
