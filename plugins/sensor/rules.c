@@ -26,12 +26,13 @@ typedef struct rule {
     int fn;              /* check: registry reference of the function */
 } rule;
 
-/* The rules that apply to a stream, remembered per stream id. */
+/* The rules that apply to a stream, remembered per stream id: as many as there are (a
+ * county may put dozens of thresholds on one property). */
 typedef struct match {
     uint32_t id;
     int known;
-    size_t n;
-    uint16_t idx[16];
+    size_t n, cap;
+    uint16_t *idx;
 } match;
 
 #define MATCH_SLOTS 4096
@@ -286,13 +287,16 @@ static int close_alert(sn *S, zt_req *req, const rule *r, uint32_t id, const cha
 
 /* ---- evaluation ------------------------------------------------------------------------ */
 
-static const match *rules_for(sn *S, zt_txn *t, uint32_t id)
+/* The rules that apply to stream id into *out; ZT_ENOMEM (nothing remembered) if the
+ * list cannot grow. */
+static int rules_for(sn *S, zt_txn *t, uint32_t id, const match **out)
 {
     sn_rules *R = S->rules;
     match *m = &R->m[id % MATCH_SLOTS];
-    if (m->known && m->id == id) return m;
+    *out = m;
+    if (m->known && m->id == id) return ZT_OK;
     m->id = id;
-    m->known = 1;
+    m->known = 0;
     m->n = 0;
     cJSON *st = NULL;
     const char *prop = NULL;
@@ -300,12 +304,26 @@ static const match *rules_for(sn *S, zt_txn *t, uint32_t id)
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(st, "observed_property");
         prop = cJSON_IsString(p) ? p->valuestring : NULL;
     }
-    for (size_t i = 0; i < R->n && m->n < sizeof m->idx / sizeof m->idx[0]; i++)
-        if (R->r[i].stream == id ||
-            (prop && R->r[i].property[0] && !strcmp(prop, R->r[i].property)))
-            m->idx[m->n++] = (uint16_t)i;
+    int rc = ZT_OK;
+    for (size_t i = 0; i < R->n && rc == ZT_OK; i++) {
+        if (R->r[i].stream != id &&
+            !(prop && R->r[i].property[0] && !strcmp(prop, R->r[i].property)))
+            continue;
+        if (m->n == m->cap) {
+            size_t cap = m->cap ? m->cap * 2 : 4;
+            uint16_t *idx = realloc(m->idx, cap * sizeof *idx);
+            if (!idx) {
+                rc = ZT_ENOMEM;
+                break;
+            }
+            m->idx = idx;
+            m->cap = cap;
+        }
+        m->idx[m->n++] = (uint16_t)i;
+    }
     cJSON_Delete(st);
-    return m;
+    m->known = rc == ZT_OK;
+    return rc;
 }
 
 void sn_rules_forget(sn *S, uint32_t id)
@@ -372,11 +390,12 @@ int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v
 {
     zt_txn *tx = zt_req_txn(req);
     if (!tx) return ZT_EBUSY;
-    const match *m = rules_for(S, tx, id);
+    const match *m;
+    int rc = rules_for(S, tx, id, &m);
+    if (rc != ZT_OK) return rc;
     double d = NAN;
     int numeric = sn_val_number(v, &d);
     cJSON *value = NULL; /* v as JSON, made once, when a check or an opening alert needs it */
-    int rc = ZT_OK;
     for (size_t i = 0; i < m->n && rc == ZT_OK; i++) {
         const rule *r = &S->rules->r[m->idx[i]];
         char open[27];
@@ -481,7 +500,8 @@ static int check_offline(sn *S, zt_req *req)
     zt_cursor_close(cs);
     if (rc == ZT_ENOTFOUND) rc = ZT_OK;
     for (size_t i = 0; i < n && rc == ZT_OK; i++) {
-        const match *m = rules_for(S, tx, ids[i]);
+        const match *m;
+        if ((rc = rules_for(S, tx, ids[i], &m)) != ZT_OK) break;
         for (size_t j = 0; j < m->n && rc == ZT_OK; j++) {
             const rule *r = &R->r[m->idx[j]];
             if (r->kind != K_OFFLINE) continue;
@@ -771,6 +791,7 @@ void sn_rules_fini(sn *S)
         pthread_mutex_destroy(&R->mu);
     }
     free(R->r);
+    for (size_t i = 0; R->m && i < MATCH_SLOTS; i++) free(R->m[i].idx);
     free(R->m);
     free(R);
     S->rules = NULL;

@@ -40,13 +40,13 @@ end)
 
 
 class AlertsTest(NodeTest):
-    def start(self, custom_stream=6, options=""):
+    def start(self, custom_stream=6, options="", rules=None):
         d = tempfile.mkdtemp(prefix="zt-rules-")
         self.addCleanup(shutil.rmtree, d, True)
         lua_tree_with(d, {"watch": (WATCH_MANIFEST, WATCH_INIT)})
         os.makedirs(os.path.join(d, "sensor"), exist_ok=True)
         with open(os.path.join(d, "sensor", "rules.lua"), "w") as f:
-            f.write(RULES % {"custom": custom_stream})
+            f.write(rules if rules is not None else RULES % {"custom": custom_stream})
         n = self.node(plugins=("sensor", "watch"), lua_dir=d, options="sensor = { check_every = 1, %s }" % options,
                       roles=("sensor_admin",), env={"ZT_TEST_CLOCK": "1"})
         return n, Sensor(n)
@@ -170,6 +170,19 @@ class AlertsTest(NodeTest):
         # it speaks again: the alert ends
         self.write(n, key, "slope mm=2 %d\n" % int(time.time()))
         self.assertIsNotNone([a for a in self.alerts(n) if a["rule"] == "silent"][0]["end"])
+
+    def test_every_rule_of_a_stream_applies_however_many(self):
+        # 20 thresholds on one property (a county's warning ladder): each opens its alert,
+        # not only the first 16
+        rules = "return {\n%s}\n" % "".join(
+            '  { name = "step-%02d", property = "displacement", threshold = { above = %d } },\n' % (i, i)
+            for i in range(1, 21))
+        n, s = self.start(rules=rules)
+        dev, key = s.device("ladder")
+        sid = s.stream(s.thing(), "slope", "mm", devices=[dev], observed_property="displacement")
+        self.write(n, key, "slope mm=18.5 1700000000\n")
+        got = sorted(a["rule"] for a in self.alerts(n, stream=sid))
+        self.assertEqual(got, ["step-%02d" % i for i in range(1, 19)])
 
 
 if __name__ == "__main__":
