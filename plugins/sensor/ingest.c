@@ -461,6 +461,12 @@ int sn_ingest_json(sn_ingest *g, const cJSON *j)
                 pt->tag_key[pt->ntags] = (lp_str){tg->string, strlen(tg->string)};
                 pt->tag_val[pt->ntags++] = (lp_str){tg->valuestring, strlen(tg->valuestring)};
             }
+            int dup = lp_dup_tag(pt);
+            if (dup >= 0)
+                return fail(g, 400, "invalid", n, ZT_EINVAL,
+                            "observation %zu: duplicate tag key '%s' (a series has one value "
+                            "per tag)",
+                            n, pt->tag_key[dup].p);
             sn_series_from_point(g->S, pt, ser);
             ser->field = (lp_str){f->valuestring, strlen(f->valuestring)};
             if (series_has_sep(ser))

@@ -18,6 +18,16 @@ int64_t lp_precision(const char *name)
     return -1;
 }
 
+int lp_dup_tag(const lp_point *pt)
+{
+    for (size_t i = 1; i < pt->ntags; i++)
+        for (size_t j = 0; j < i; j++)
+            if (pt->tag_key[i].n == pt->tag_key[j].n &&
+                memcmp(pt->tag_key[i].p, pt->tag_key[j].p, pt->tag_key[i].n) == 0)
+                return (int)i;
+    return -1;
+}
+
 void lp_init(lp_parser *ps, const char *buf, size_t len, int64_t mult, char *scratch, size_t cap)
 {
     assert(mult > 0);
@@ -252,6 +262,13 @@ int lp_next(lp_parser *ps, lp_point *pt)
         if (v->n == 0) FAIL("missing tag value");
         if (!at_eol(ps, ps->p) && *ps->p == '=') FAIL("invalid tag format");
         pt->ntags++;
+    }
+    int dup = lp_dup_tag(pt);
+    if (dup >= 0) {
+        char why[sizeof ps->err];
+        const lp_str *k = &pt->tag_key[dup];
+        snprintf(why, sizeof why, "duplicate tag key '%.*s'", k->n > 60 ? 60 : (int)k->n, k->p);
+        FAIL(why);
     }
     if (at_eol(ps, ps->p)) FAIL("missing fields");
     while (ps->p < ps->end && *ps->p == ' ') ps->p++;

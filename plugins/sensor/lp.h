@@ -58,12 +58,17 @@ typedef struct lp_parser {
  * "s", and InfluxDB 1.x's "m" and "h". NULL or "" is ns. -1 for an unknown name. */
 int64_t lp_precision(const char *name);
 
+/* The index of a tag of pt whose key an earlier tag has too (InfluxDB refuses such a
+ * point: which value would the series have?), or -1 if every key is once. */
+int lp_dup_tag(const lp_point *pt);
+
 /* Parse len bytes of buf with timestamps in units of mult ns. scratch receives unescaped
  * names and strings: cap bytes, at least the longest line (len is always enough). */
 void lp_init(lp_parser *ps, const char *buf, size_t len, int64_t mult, char *scratch, size_t cap);
 
 /* The next point: 1, or 0 at the end of the input (blank lines and # comments skipped),
- * or -1 with err, err_line and err_text set; the parser stays at the error. */
+ * or -1 with err, err_line and err_text set; the parser stays at the error. A tag key
+ * given twice is an error ("duplicate tag key 'k'"). */
 int lp_next(lp_parser *ps, lp_point *pt);
 
 #endif

@@ -546,6 +546,26 @@ class AutoCreateTest(NodeTest):
         st, _, b = s.write_v2(other_key, "air,site=east pm25=1i 2\n")
         self.assertEqual(st, 403, b)
 
+    def test_a_tag_key_given_twice_is_refused(self):
+        # slope,site=A,site=B: which site? InfluxDB refuses the line; so does the node,
+        # instead of a series with two site tags (and a stream record with "site" twice)
+        n = self.node(plugins=("sensor",), options="sensor = { auto_create = true }", roles=("sensor_admin",))
+        s = Sensor(n)
+        _, key = s.device("twice")
+        st, _, b = s.write_v2(key, "slope,site=A disp=1 1\nslope,site=A,site=B disp=1 2\n")
+        self.assertEqual(st, 400, b)
+        d = json.loads(b)
+        self.assertEqual((d["code"], d["line"]), ("invalid", 2))
+        self.assertIn("error parsing line 2", d["message"])
+        self.assertIn("duplicate tag key 'site'", d["message"])
+        st, _, b = n.request("POST", "/write?db=x", "slope,site=A,point=1,site=A disp=1 2\n", token(key), auth=False)
+        self.assertEqual(st, 400, b)
+        self.assertIn("duplicate tag key 'site'", json.loads(b)["error"])
+        st, _, d = n.json("GET", "/sensor/streams")
+        self.assertEqual(d["items"], [])  # none made (line 1's neither: the batch is refused whole)
+        # (a JSON body with a key twice is refused by the node; the gateways' JSON is
+        # test_sensor_inputs.GatewayJsonTest)
+
 
 class FutureTest(NodeTest):
     def test_the_margin_is_an_option(self):

@@ -157,6 +157,35 @@ class InputsTest(NodeTest):
         self.assertIn("nng message refused", self.n.log())
 
 
+class GatewayJsonTest(NodeTest):
+    def test_a_tag_key_twice_in_a_gateway_json_message_is_refused(self):
+        # gateways' JSON is not an HTTP body (which the node refuses with a key twice): the
+        # plugin refuses the observation itself, instead of making (auto_create) a stream
+        # whose series has two "site" tags and whose record has the key twice
+        addr = "tcp://%s:%d" % (HOST, free_port())
+        n = self.node(plugins=("sensor",), options='sensor = { auto_create = true, nng_listen = "%s" }' % addr,
+                      roles=("sensor_admin",))
+        d = tempfile.mkdtemp(prefix="zt-nng-")
+        self.addCleanup(shutil.rmtree, d, True)
+        files = []
+        for name, tags in (("twice", '{"site": "A", "site": "B"}'), ("once", '{"site": "A"}')):
+            files.append(os.path.join(d, name))
+            with open(files[-1], "w") as f:
+                f.write('[{"measurement": "slope", "tags": %s, "field": "disp", "time_ns": 1, "value": 1}]' % tags)
+        subprocess.run([os.path.join(env("ZT_BUILD"), "tests", "sensor_nng_send"), addr] + files,
+                       check=True, timeout=30)
+
+        def inputs():
+            st, _, d = n.json("GET", "/sensor/inputs")
+            return d["nng"]
+
+        wait_for("both messages", lambda: inputs()["messages"] >= 2)
+        self.assertEqual((inputs()["refused"], inputs()["points"]), (1, 1))
+        self.assertIn("observation 1: duplicate tag key 'site'", n.log())
+        st, _, d = n.json("GET", "/sensor/streams")
+        self.assertEqual([(x["measurement"], x["tags"]) for x in d["items"]], [("slope", {"site": "A"})])
+
+
 @unittest.skipUnless(os.path.exists(MOSQUITTO) and MOSQUITTO_PUB, "mosquitto and mosquitto-clients are needed")
 class CheckBesideTheLiveNode(NodeTest):
     """The upgrade steps run `check` (and a county may run `test`) with the config of the node

@@ -227,6 +227,10 @@ static void errors_name_line_and_reason(void **state)
     bad("m v=1 12 13", 1, "bad timestamp");
     bad("m v=1 99999999999999999999", 1, "time outside range");
     bad("m v=\"a\"x", 1, "invalid field format");
+    /* a tag key twice: which value names the series? (InfluxDB refuses it too) */
+    bad("slope,site=A,site=B disp=1", 1, "duplicate tag key 'site'");
+    bad("m v=1\nm,a=1,b=2,c=3,b=2 v=1", 2, "duplicate tag key 'b'");
+    bad("m,s\\ x=1,s\\ x=2 v=1", 1, "duplicate tag key 's x'"); /* named unescaped */
     /* the text of the bad line comes with the error */
     bad("m v=1\nbad line here\nm v=2", 2, "missing field value");
     assert_int_equal(ps.err_text_len, strlen("bad line here"));
