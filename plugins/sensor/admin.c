@@ -169,10 +169,9 @@ static int list(zt_req *req, zt_db *db, int (*key_of)(const char *, unsigned cha
 {
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    const char *ls = zt_req_query(req, "limit"), *after = zt_req_query(req, "after");
-    long limit = ls ? strtol(ls, NULL, 10) : 100;
-    if (limit < 1 || limit > 1000)
-        return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 1000");
+    const char *after = zt_req_query(req, "after");
+    int64_t limit;
+    if (sn_query_int(req, "limit", 100, 1, 1000, &limit)) return ZT_OK;
     unsigned char k[64];
     size_t kl = 0;
     if (after && key_of(after, k, &kl) != 0)
@@ -186,7 +185,7 @@ static int list(zt_req *req, zt_db *db, int (*key_of)(const char *, unsigned cha
     rc = after ? zt_cursor_seek(c, ZT_GE, k, kl, &kv) : zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv);
     if (rc == ZT_OK && after && kv.klen == kl && memcmp(kv.key, k, kl) == 0)
         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv);
-    long n = 0;
+    int64_t n = 0;
     bool more = false;
     for (; rc == ZT_OK; rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         cJSON *j = cJSON_ParseWithLength(kv.val, kv.vlen);
@@ -233,10 +232,9 @@ static int text_key(const char *s, unsigned char *k, size_t *kl)
 
 static int id_key(const char *s, unsigned char *k, size_t *kl)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end || end == s || v > UINT32_MAX) return -1;
-    sn_be32(k, (uint32_t)v);
+    uint32_t v;
+    if (sn_id_arg(s, &v) != 0) return -1;
+    sn_be32(k, v);
     *kl = 4;
     return 0;
 }

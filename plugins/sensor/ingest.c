@@ -713,10 +713,8 @@ static int h_retention(zt_req *req, void *ud)
 {
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    const char *ms = zt_req_query(req, "max");
-    long max = ms ? strtol(ms, NULL, 10) : 10000;
-    if (max < 1 || max > 1000000)
-        return zt_problem(req, 400, "invalid-query", NULL, "max: 1 to 1000000");
+    int64_t max;
+    if (sn_query_int(req, "max", 10000, 1, 1000000, &max)) return ZT_OK;
     size_t n;
     bool more;
     int rc = sn_retention_pass(ud, t, zt_now_ms(), (size_t)max, &n, &more);

@@ -2,7 +2,6 @@
 #include "sensor.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,14 +309,31 @@ void sn_time_format(int64_t ns, char out[40])
     snprintf(out + n, (size_t)(40 - n), "Z");
 }
 
+int sn_int_prefix(const char *s, int64_t *v, const char **end)
+{
+    bool neg = *s == '-';
+    const char *p = s + neg;
+    uint64_t u = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (u > (lim - d) / 10) return -1; /* not the nearest end of int64 */
+        u = u * 10 + d;
+    }
+    *v = neg ? (int64_t)(0 - u) : (int64_t)u;
+    *end = p;
+    return 0;
+}
+
+int sn_int_arg(const char *s, int64_t *v)
+{
+    const char *end;
+    return s && sn_int_prefix(s, v, &end) == 0 && !*end ? 0 : -1;
+}
+
 int sn_time_arg(const char *s, int64_t *ns)
 {
     if (!s || !*s) return -1;
     if (sn_time_parse(s, ns) == 0) return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end || end == s || errno == ERANGE) return -1; /* not the nearest end of int64 */
-    *ns = v;
-    return 0;
+    return sn_int_arg(s, ns);
 }

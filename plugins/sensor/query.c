@@ -132,9 +132,14 @@ static int send(zt_req *req, out *o, bool csv)
     return rc;
 }
 
-static bool want_csv(zt_req *req)
+/* 1 for CSV, 0 for JSON (?format=csv|json, else the Accept header), -1 once answered 400. */
+static int want_csv(zt_req *req)
 {
     const char *f = zt_req_query(req, "format"), *a = zt_req_header(req, "Accept");
+    if (f && strcmp(f, "csv") && strcmp(f, "json")) {
+        zt_problem(req, 400, "invalid-query", NULL, "format: csv or json, not '%s'", f);
+        return -1;
+    }
     if (f) return strcmp(f, "csv") == 0;
     return a && strstr(a, "text/csv") != NULL;
 }
@@ -143,18 +148,15 @@ static bool want_csv(zt_req *req)
 static int path_stream(zt_req *req, sn *S, zt_txn **t, uint32_t *id)
 {
     const char *s = zt_req_param(req, "id");
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
     if (!(*t = zt_req_txn(req))) return ZT_EBUSY;
     unsigned char k[4];
     const void *val;
     size_t vl;
-    if (*end || end == s || v == 0 || v > UINT32_MAX) goto none;
-    sn_be32(k, (uint32_t)v);
+    if (sn_id_arg(s, id) != 0) goto none;
+    sn_be32(k, *id);
     int rc = zt_get(*t, S->acl, k, 4, &val, &vl);
     if (rc == ZT_ENOTFOUND) goto none;
     if (rc != ZT_OK) return rc;
-    *id = (uint32_t)v;
     return ZT_OK;
 none:
     zt_problem(req, 404, "not-found", NULL, "no datastream %s", s);
@@ -294,24 +296,24 @@ static int h_range(zt_req *req, void *ud)
     if (rc != ZT_OK) return rc > 0 ? ZT_OK : rc;
     int64_t start, end;
     if (range_args(req, &start, &end)) return ZT_OK;
-    const char *ls = zt_req_query(req, "limit"), *cur = zt_req_query(req, "cursor");
-    long limit = ls ? strtol(ls, NULL, 10) : 1000;
-    if (limit < 1 || limit > 10000)
-        return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 10000");
+    const char *cur = zt_req_query(req, "cursor");
+    int64_t limit;
+    if (sn_query_int(req, "limit", 1000, 1, 10000, &limit)) return ZT_OK;
     if (cur) {
         int64_t c;
         if (sn_time_arg(cur, &c) != 0)
             return zt_problem(req, 400, "invalid-query", NULL, "cursor: the 'next' of a page");
         if (c > start) start = c;
     }
-    bool csv = want_csv(req);
+    int csv = want_csv(req);
+    if (csv < 0) return ZT_OK;
     zt_cursor *c;
     if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
     zt_kv kv;
     out o = {0};
     puts_(&o, csv ? "time,value\n" : "");
     if (!csv) putf(&o, "{\"stream\":%u,\"observations\":[", id);
-    long n = 0;
+    int64_t n = 0;
     bool more = false;
     int64_t next = 0;
     int64_t tm;
@@ -359,10 +361,9 @@ static int h_range(zt_req *req, void *ud)
 /* A duration: an integer with a unit (ns, us, ms, s, m, h, d), or plain seconds. */
 static int duration(const char *s, int64_t *ns)
 {
-    if (!s) return -1;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || v <= 0) return -1;
+    int64_t v;
+    const char *end;
+    if (!s || sn_int_prefix(s, &v, &end) != 0 || v <= 0) return -1;
     static const struct {
         const char *u;
         int64_t ns;
@@ -445,7 +446,11 @@ static int h_aggregate(zt_req *req, void *ud)
         fns |= 1u << i;
         p += n + (p[n] == ',');
     }
-    bool csv = want_csv(req);
+    if (!fns)
+        return zt_problem(req, 400, "invalid-query", NULL,
+                          "fn: a list of count, min, max, mean, first, last");
+    int csv = want_csv(req);
+    if (csv < 0) return ZT_OK;
     zt_cursor *c;
     if ((rc = zt_cursor_open(t, S->obs, &c)) != ZT_OK) return rc;
     zt_kv kv;

@@ -602,27 +602,32 @@ static int h_alerts(zt_req *req, void *ud)
     sn *S = ud;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EBUSY;
-    const char *state = zt_req_query(req, "state"), *ls = zt_req_query(req, "limit"),
-               *before = zt_req_query(req, "before"), *ss = zt_req_query(req, "stream");
-    long limit = ls ? strtol(ls, NULL, 10) : 100;
-    if (limit < 1 || limit > 1000)
-        return zt_problem(req, 400, "invalid-query", NULL, "limit: 1 to 1000");
+    const char *state = zt_req_query(req, "state"), *before = zt_req_query(req, "before"),
+               *ss = zt_req_query(req, "stream");
+    int64_t limit;
+    if (sn_query_int(req, "limit", 100, 1, 1000, &limit)) return ZT_OK;
     if (state && strcmp(state, "open") && strcmp(state, "closed"))
-        return zt_problem(req, 400, "invalid-query", NULL, "state: open or closed");
-    double want_stream = ss ? strtod(ss, NULL) : 0;
+        return zt_problem(req, 400, "invalid-query", NULL, "state: open or closed, not '%s'",
+                          state);
+    uint32_t want_stream = 0;
+    if (ss && sn_id_arg(ss, &want_stream) != 0)
+        return zt_problem(req, 400, "invalid-query", NULL, "stream: a datastream id, not '%s'", ss);
+    if (before && strlen(before) != 26)
+        return zt_problem(req, 400, "invalid-query", NULL,
+                          "before: the id of an alert (the 'next' of a page), not '%s'", before);
     zt_cursor *c;
     int rc = zt_cursor_open(t, S->alerts, &c);
     if (rc != ZT_OK) return rc;
     zt_kv kv;
     /* newest first */
-    if (before && strlen(before) == 26) {
+    if (before) {
         rc = zt_cursor_seek(c, ZT_GE, before, 26, &kv);
         rc = zt_cursor_seek(c, ZT_PREV, NULL, 0, &kv);
     } else {
         rc = zt_cursor_seek(c, ZT_LAST, NULL, 0, &kv);
     }
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items");
-    long n = 0;
+    int64_t n = 0;
     const char *next = NULL;
     for (; rc == ZT_OK; rc = zt_cursor_seek(c, ZT_PREV, NULL, 0, &kv)) {
         cJSON *a = cJSON_ParseWithLength(kv.val, kv.vlen);
@@ -630,7 +635,7 @@ static int h_alerts(zt_req *req, void *ud)
         bool closed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(a, "end"));
         const cJSON *sid = cJSON_GetObjectItemCaseSensitive(a, "stream");
         if ((state && closed != !strcmp(state, "closed")) ||
-            (ss && !(cJSON_IsNumber(sid) && sid->valuedouble == want_stream))) {
+            (ss && !(cJSON_IsNumber(sid) && sid->valuedouble == (double)want_stream))) {
             cJSON_Delete(a);
             continue;
         }

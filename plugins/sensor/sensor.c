@@ -52,6 +52,24 @@ int sn_routes_add(sn *S, const zt_route *routes, size_t n)
     return ZT_OK;
 }
 
+int sn_query_int(zt_req *req, const char *name, int64_t def, int64_t min, int64_t max, int64_t *out)
+{
+    const char *s = zt_req_query(req, name);
+    *out = def;
+    if (!s || (sn_int_arg(s, out) == 0 && *out >= min && *out <= max)) return 0;
+    zt_problem(req, 400, "invalid-query", NULL, "%s: a whole number from %lld to %lld, not '%s'",
+               name, (long long)min, (long long)max, s);
+    return 1;
+}
+
+int sn_id_arg(const char *s, uint32_t *id)
+{
+    int64_t v;
+    if (!s || *s == '-' || sn_int_arg(s, &v) != 0 || v < 1 || v > UINT32_MAX) return -1;
+    *id = (uint32_t)v;
+    return 0;
+}
+
 static int h_inputs(zt_req *req, void *ud)
 {
     cJSON *o = cJSON_CreateObject();

@@ -94,6 +94,17 @@ int sn_time_parse(const char *s, int64_t *ns);
 void sn_time_format(int64_t ns, char out[40]);
 /* A time from a query parameter: RFC 3339 or integer ns. */
 int sn_time_arg(const char *s, int64_t *ns);
+/* The integer at the start of s: an optional '-' then digits (no space, no '+'), within
+ * int64; *end after it. 0, or -1 if there is none or it is out of range. */
+int sn_int_prefix(const char *s, int64_t *v, const char **end);
+/* All of s such an integer (NULL: -1). */
+int sn_int_arg(const char *s, int64_t *v);
+/* Query parameter name: a whole integer from min to max, or def when it is absent. 0, or
+ * 1 once answered 400 invalid-query naming the parameter, its range and what was sent. */
+int sn_query_int(zt_req *req, const char *name, int64_t def, int64_t min, int64_t max,
+                 int64_t *out);
+/* A datastream id (1 to 2^32 - 1, digits only): 0, or -1. */
+int sn_id_arg(const char *s, uint32_t *id);
 
 /* Stream records (admin.c) */
 int sn_stream_get(sn *S, zt_txn *t, uint32_t id, cJSON **out);

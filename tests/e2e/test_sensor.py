@@ -426,6 +426,43 @@ class IngestTest(NodeTest):
         self.assertEqual(st, 204, b)
         self.assertEqual(s.values(sid), [(rfc3339((now // SECOND + 60) * SECOND), 3)])
 
+    def test_query_parameters_parse_whole_or_are_refused(self):
+        # ?limit=10abc was read as 10 and ?stream=abc as stream 0: every number of a query
+        # is all digits and in its range, or a 400 that says which and why
+        s, n = self.s, self.shared
+        sid = s.stream(self.tid, "qp", "v", devices=[self.dev])
+        self.assertEqual(s.write_v2(self.key, "qp v=1 1\nqp v=2 2\n")[0], 204)
+        obs, agg = "/sensor/streams/%d/observations" % sid, "/sensor/streams/%d/aggregate?every=1s" % sid
+        cases = [("/sensor/things?limit=10abc", "limit"), ("/sensor/streams?limit=1e2", "limit"),
+                 ("/sensor/streams?limit=%2B5", "limit"), ("/sensor/streams?limit=%205", "limit"),
+                 ("/sensor/streams?limit=", "limit"), ("/sensor/streams?limit=0", "limit"),
+                 ("/sensor/streams?after=3x", "after"),
+                 (obs + "?limit=10abc", "limit"), (obs + "?limit=99999999999999999999", "limit"),
+                 (obs + "?start=5s", "start"), (obs + "?cursor=%2B5", "cursor"), (obs + "?format=xml", "format"),
+                 (agg.replace("1s", "%205m"), "every"), (agg.replace("1s", "5mx"), "every"),
+                 (agg + "&fn=", "fn"), (agg + "&format=CSV", "format"),
+                 ("/sensor/alerts?stream=abc", "stream"), ("/sensor/alerts?stream=%d.5" % sid, "stream"),
+                 ("/sensor/alerts?limit=10abc", "limit"), ("/sensor/alerts?before=abc", "before"),
+                 ("/sensor/alerts?state=opened", "state")]
+        for path, name in cases:
+            with self.subTest(path):
+                st, hd, body = n.request("GET", path)
+                p = self.assertProblem(st, hd, body, 400, "invalid-query")
+                self.assertTrue(p["detail"].startswith(name + ":"), p)
+        st, hd, body = n.request("POST", "/sensor/retention?max=10abc", {})
+        self.assertIn("max: a whole number from 1 to 1000000, not '10abc'",
+                      self.assertProblem(st, hd, body, 400, "invalid-query")["detail"])
+        # whole ones work as before
+        self.assertEqual(len(s.obs(sid, limit=1, format="json")["observations"]), 1)
+        st, _, d = n.json("GET", "/sensor/alerts?stream=%d&limit=5" % sid)
+        self.assertEqual((st, d["items"]), (200, []))
+        st, _, d = n.json("GET", "/sensor/streams/%d/observations?start=-5&end=2" % sid)
+        self.assertEqual((st, len(d["observations"])), (200, 1))
+        st, _, _ = n.request("GET", "/sensor/streams/%d/latest" % sid)
+        self.assertEqual(st, 200)
+        st, _, _ = n.request("GET", "/sensor/streams/%%2B%d/latest" % sid)  # "+3" names no stream
+        self.assertEqual(st, 404)
+
     def test_last_write_wins_and_out_of_order(self):
         s = self.s
         sid = s.stream(self.tid, "dup", "v", devices=[self.dev])
