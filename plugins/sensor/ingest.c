@@ -660,7 +660,7 @@ static int write_lp(zt_req *req, sn *S, enum api api)
     int64_t mult = lp_precision(zt_req_query(req, "precision"));
     if (mult < 0)
         return influx_error(req, api, 400, "invalid",
-                            zt_req_printf(req, "invalid precision '%s': ns, us, ms or s",
+                            zt_req_printf(req, "invalid precision '%s': " LP_PRECISIONS,
                                           zt_req_query(req, "precision")),
                             0);
     size_t len;

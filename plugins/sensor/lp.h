@@ -57,6 +57,8 @@ typedef struct lp_parser {
 /* Nanoseconds per unit for a precision name: "ns" (or "n"), "us" (or "u", "µ"), "ms",
  * "s", and InfluxDB 1.x's "m" and "h". NULL or "" is ns. -1 for an unknown name. */
 int64_t lp_precision(const char *name);
+/* The names lp_precision takes, for messages. */
+#define LP_PRECISIONS "ns (or n), us (or u, \xc2\xb5), ms, s, m or h"
 
 /* The index of a tag of pt whose key an earlier tag has too (InfluxDB refuses such a
  * point: which value would the series have?), or -1 if every key is once. */

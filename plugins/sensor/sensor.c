@@ -20,7 +20,7 @@ static const zt_option options[] = {
     OPT("future_margin", ZT_OPT_INT, "300",
         "seconds a point's time may be ahead of the node's clock (later: refused)"),
     OPT("precision", ZT_OPT_STRING, "ns",
-        "timestamp unit of line protocol from MQTT and nng: ns, us, ms or s"),
+        "timestamp unit of line protocol from MQTT and nng: " LP_PRECISIONS),
     OPT("mqtt_host", ZT_OPT_STRING, NULL, "MQTT broker to subscribe at (unset: no MQTT input)"),
     OPT("mqtt_port", ZT_OPT_INT, "1883", "its port"),
     OPT("mqtt_topics", ZT_OPT_LIST, "sensors/#", "topic filters to subscribe to"),
@@ -120,7 +120,7 @@ static int init(zt_plugin *p)
                             (long long)(INT64_MAX / 1000000000), (long long)margin);
     S->line_mult = lp_precision(zt_opt_string(p, "precision"));
     if (rc == ZT_OK && S->line_mult < 0)
-        rc = zt_option_fail(p, "precision", "ns, us, ms or s, not \"%s\"",
+        rc = zt_option_fail(p, "precision", LP_PRECISIONS ", not \"%s\"",
                             zt_opt_string(p, "precision"));
     if (rc == ZT_OK)
         rc = zt_role_declare(p, SN_ADMIN_ROLE, "Manages things, streams, alert rules and data");

@@ -234,6 +234,14 @@ class IngestTest(NodeTest):
     def test_bad_precision_and_missing_bucket(self):
         st, _, b = self.s.write_v2(self.key, "m v=1", precision="days")
         self.assertEqual((st, json.loads(b)["code"]), (400, "invalid"))
+        # the message lists every unit taken, InfluxDB 1.x's n, u, m and h too
+        self.assertEqual(json.loads(b)["message"], "invalid precision 'days': ns (or n), us (or u, µ), ms, s, m or h")
+        sid = self.s.stream(self.tid, "units1", "v", devices=[self.dev])
+        for i, (prec, mult) in enumerate((("n", 1), ("u", 1000), ("m", 60 * SECOND), ("h", 3600 * SECOND))):
+            st, _, b = self.shared.request("POST", "/write?db=x&precision=" + prec, "units1 v=%d %d" % (i, i + 1),
+                                           token(self.key), auth=False)
+            self.assertEqual(st, 204, b)
+            self.assertEqual(self.s.values(sid)[-1], (rfc3339((i + 1) * mult), i))
         st, _, b = self.s.write_v2(self.key, "m v=1", bucket="")
         self.assertEqual(st, 400, b)
 
@@ -621,17 +629,17 @@ class FutureTest(NodeTest):
         st, _, d = n.json("GET", "/sensor/streams/%d/latest" % sid)  # ranges end before 2^63 - 1
         self.assertEqual((parse_time(d["time"]), d["value"]), (2**63 - 1, 2))
 
-    def test_a_bad_margin_stops_the_start(self):
+    def test_a_bad_margin_or_precision_stops_the_start(self):
         from ztnode import run
-        for value, want in (("-1", "not -1"), ("9223372037", "not 9223372037")):
-            with self.subTest(value):
-                opt = "future_margin = %s" % value
+        for opt, want in (("future_margin = -1", "future_margin: seconds, 0 to 9223372036, not -1"),
+                          ("future_margin = 9223372037", "future_margin: seconds, 0 to 9223372036, not 9223372037"),
+                          ('precision = "d"', 'precision: ns (or n), us (or u, µ), ms, s, m or h, not "d"')):
+            with self.subTest(opt):
                 n = self.node(plugins=("sensor",), options="sensor = {\n  %s }\n" % opt, start=False)
                 line = n._conf_text.splitlines().index("  %s }" % opt) + 1
                 r = run(["check", "-c", n.conf], cwd=n.dir, timeout=20)
                 self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-                self.assertIn("%s:%d: sensor.future_margin: seconds, 0 to 9223372036, %s" % (n.conf, line, want),
-                              r.stderr)
+                self.assertIn("%s:%d: sensor.%s" % (n.conf, line, want), r.stderr)
 
 
 class CrashTest(NodeTest):
