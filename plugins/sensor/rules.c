@@ -265,7 +265,10 @@ static int raise_alert(sn *S, zt_req *req, const rule *r, const char *level, uin
     return rc;
 }
 
-static int close_alert(sn *S, zt_req *req, const rule *r, uint32_t id, const char *aid, int64_t t)
+/* Close alert aid, whose state is astate key k, at time t; reason: why, when it is not the
+ * data (NULL: the data). */
+static int close_state(sn *S, zt_req *req, const void *k, size_t kl, const char *aid, int64_t t,
+                       const char *reason)
 {
     zt_txn *tx = zt_req_txn(req);
     if (!tx) return ZT_EBUSY;
@@ -275,13 +278,65 @@ static int close_alert(sn *S, zt_req *req, const rule *r, uint32_t id, const cha
     char ts[40];
     sn_time_format(t, ts);
     cJSON_ReplaceItemInObjectCaseSensitive(a, "end", cJSON_CreateString(ts));
-    char k[80];
-    size_t kl;
-    state_key(r, id, k, &kl);
+    if (reason) cJSON_AddStringToObject(a, "reason", reason);
     if ((rc = sn_put_json(tx, S->alerts, aid, 26, a)) == ZT_OK &&
         (rc = zt_del(tx, S->astate, k, kl)) == ZT_OK)
         rc = emit(req, a, "closed");
     cJSON_Delete(a);
+    return rc;
+}
+
+static int close_alert(sn *S, zt_req *req, const rule *r, uint32_t id, const char *aid, int64_t t)
+{
+    char k[80];
+    size_t kl;
+    state_key(r, id, k, &kl);
+    return close_state(S, req, k, kl, aid, t, NULL);
+}
+
+int sn_rules_close_stream(sn *S, zt_req *req, uint32_t id, const char *reason, size_t *n)
+{
+    zt_txn *tx = zt_req_txn(req);
+    if (!tx) return ZT_EBUSY;
+    *n = 0;
+    /* every open alert of the stream, of whatever rule (also one no longer in the file):
+     * the keys first, as closing writes */
+    typedef struct {
+        char k[80];
+        size_t kl;
+        char aid[26];
+    } open_one;
+    open_one *found = NULL;
+    size_t cap = 0;
+    zt_cursor *c;
+    int rc = zt_cursor_open(tx, S->astate, &c);
+    if (rc != ZT_OK) return rc;
+    zt_kv kv;
+    for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+        if (kv.klen < 5 || kv.klen > sizeof found->k || kv.vlen != 26 ||
+            sn_rd32((const unsigned char *)kv.key + kv.klen - 4) != id)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            open_one *f = realloc(found, cap * sizeof *f);
+            if (!f) {
+                rc = ZT_ENOMEM;
+                break;
+            }
+            found = f;
+        }
+        memcpy(found[*n].k, kv.key, kv.klen);
+        found[*n].kl = kv.klen;
+        memcpy(found[*n].aid, kv.val, 26);
+        (*n)++;
+    }
+    zt_cursor_close(c);
+    if (rc == ZT_ENOTFOUND) rc = ZT_OK;
+    int64_t now = zt_now_ms() * 1000000;
+    for (size_t i = 0; i < *n && rc == ZT_OK; i++)
+        rc = close_state(S, req, found[i].k, found[i].kl, found[i].aid, now, reason);
+    free(found);
     return rc;
 }
 

@@ -175,6 +175,9 @@ void sn_rules_fini(sn *S);
 /* Called for each observation written in a batch, in the batch's transaction. */
 int sn_rules_observe(sn *S, zt_req *req, uint32_t id, int64_t t, const sn_val *v);
 int sn_rules_routes(sn *S);
+/* Close every open alert of stream id (in req's transaction), with reason; their number in
+ * *n. Each emits sensor.alert "closed". */
+int sn_rules_close_stream(sn *S, zt_req *req, uint32_t id, const char *reason, size_t *n);
 /* 1 if any rule is loaded (else ingestion skips them). */
 bool sn_rules_any(const sn *S);
 /* Stream id was created, changed or deleted: which rules apply to it is worked out again

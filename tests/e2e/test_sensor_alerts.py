@@ -184,6 +184,32 @@ class AlertsTest(NodeTest):
         got = sorted(a["rule"] for a in self.alerts(n, stream=sid))
         self.assertEqual(got, ["step-%02d" % i for i in range(1, 19)])
 
+    def test_deleting_a_stream_closes_its_open_alerts_saying_why(self):
+        # a station taken down while in alarm: its alerts end (and go out on the bus, so a
+        # grid case opened from one hears of it), instead of staying open for good
+        n, s = self.start(custom_stream=1)
+        dev, key = s.device("gone")
+        tid = s.thing("River 4", 28.0, 119.0)
+        level = s.stream(tid, "water", "level", devices=[dev], observed_property="water level")
+        other = s.stream(tid, "water2", "level", devices=[dev], observed_property="water level")
+        self.assertEqual(level, 1)  # the custom rule's stream
+        self.write(n, key, 'water level=5.5 1700000000\nwater level="alarm" 1700000060\nwater2 level=5.5 1700000060\n')
+        opened = self.alerts(n, stream=level, state="open")
+        self.assertEqual(sorted(a["rule"] for a in opened), ["custom", "level-high"])
+        st, _, _ = n.request("DELETE", "/sensor/streams/%d" % level)
+        self.assertEqual(st, 204)
+        got = self.alerts(n, stream=level)
+        self.assertEqual(sorted((a["rule"], a["reason"]) for a in got),
+                         [("custom", "datastream deleted"), ("level-high", "datastream deleted")])
+        self.assertTrue(all(a["end"] for a in got))
+        self.assertEqual(self.alerts(n, stream=level, state="open"), [])
+        # the other stream's alert is untouched
+        self.assertEqual([(a["rule"], a["end"]) for a in self.alerts(n, stream=other)], [("level-high", None)])
+        closed = wait_for("the closings", lambda: [e for e in self.watched(n) if e["state"] == "closed"][1:] and
+                          [e for e in self.watched(n) if e["state"] == "closed"])
+        self.assertEqual(sorted((e["id"], e["reason"]) for e in closed),
+                         sorted((a["id"], "datastream deleted") for a in got))
+
 
 if __name__ == "__main__":
     unittest.main()
