@@ -15,15 +15,17 @@ return {
     },
     office = {
       type = "user", title = "办公室审核 (office review)", role = "oa_office",
-      deadline = { days = 1 }, next = "checks",
+      deadline = { days = 1 }, form = {}, next = "checks",
     },
     checks = { type = "split", next = { "legal", "finance" } },
-    legal = { type = "user", title = "法制审核 (legal check)", role = "oa_legal", next = "signed" },
-    finance = { type = "user", title = "财务审核 (finance check)", role = "oa_finance", next = "signed" },
+    -- the checks and the sign-off decide and give opinions; the draft is the drafter's
+    legal = { type = "user", title = "法制审核 (legal check)", role = "oa_legal", form = {}, next = "signed" },
+    finance = { type = "user", title = "财务审核 (finance check)", role = "oa_finance", form = {},
+                next = "signed" },
     signed = { type = "join", need = "all", next = "leader" },
     leader = {
       type = "user", title = "领导签发 (sign-off)", role = "oa_leader",
-      deadline = { days = 2 }, escalate_to = "oa_office",
+      deadline = { days = 2 }, escalate_to = "oa_office", form = {},
       next = "number",
     },
     number = {

@@ -14,6 +14,9 @@ return {
       -- the requester's own department (the instance's department is the initiator's)
       department = function(instance) return instance.department end,
       deadline = { days = 2 }, remind_before = { hours = 4 }, escalate_to = "dept_director",
+      -- the head decides (and may say why), but sets none of the request's data: `days`
+      -- steers where it goes next
+      form = {},
       next = "head_decided",
     },
     head_decided = {
@@ -27,6 +30,7 @@ return {
     personnel = {
       type = "user", title = "人事审批 (personnel)", role = "hr",
       deadline = { days = 3 }, remind_before = { days = 1 },
+      form = {},
       next = "personnel_decided",
     },
     personnel_decided = {

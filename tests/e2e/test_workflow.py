@@ -542,6 +542,25 @@ class WorkflowTest(NodeTest):
             self.assertEqual(d["department"], "d1")
             self.assertEqual([t["department"] for t in d["tasks"]], ["d1"])
 
+    def test_the_shipped_leave_request_keeps_its_days(self):
+        # `days` decides whether personnel sees the request: the head decides, and cannot
+        # make a three-week leave a one-day one (or the other way round) on the way
+        n = self.shared
+        head = n.new_user("head_days", ("dept_head",), "d1")
+        st, _, inst = self.as_("clerk1", "POST", "/workflow/instances", {"definition": "leave", "data": {"days": 15}})
+        self.assertEqual(st, 201, inst)
+        tid = inst["tasks"][0]["id"]
+        st, _, d = n.json("POST", "/workflow/tasks/%s/complete" % tid, {"decision": "approve", "form": {"days": 1}},
+                          headers=head, auth=False)
+        self.assertEqual((st, d["type"]), (422, "/problems/invalid-input"), d)
+        self.assertIn("days", d["detail"])
+        st, _, d = n.json("POST", "/workflow/tasks/%s/complete" % tid, {"decision": "approve", "opinion": "同意"},
+                          headers=head, auth=False)
+        self.assertEqual(st, 200, d)
+        got = self.instance(inst["id"])
+        self.assertEqual((got["state"], got["data"]["days"]), ("running", 15))  # on to personnel
+        self.assertEqual([t["node"] for t in d["new_tasks"]], ["personnel"])
+
     def test_citizens_start_no_staff_process(self):
         # anyone may register as a citizen or enterprise; "user" among a definition's
         # starters is the staff: a citizen's leave request would have no department, and
