@@ -1134,6 +1134,10 @@ int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *e
  * commands (admin, audit verify). */
 int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, char *err,
                          size_t errlen);
+/* For `check`: whether the key file is the master key of the data in conf's data_dir, as
+ * serve would find (the same errors); ZT_OK if the folder holds no data yet. It writes
+ * nothing: no key file is made, no check value noted. */
+int zt__server_check_key(const zt_conf *conf, char *err, size_t errlen);
 /* Listen on every configured address, handle SIGINT/SIGTERM (stop) and SIGHUP (logged,
  * ignored: there is no reload), start the commit check,
  * then make the first account if the store has none (zt__auth_bootstrap). Then

@@ -141,7 +141,8 @@ static int cmd_serve(zt_conf *conf)
     return 0;
 }
 
-/* `check` starts every plugin against a scratch store, so it never touches live data. */
+/* `check` starts every plugin against a scratch store, so it never changes live data; it
+ * reads the live store only to see that the key file is its master key. */
 static int cmd_check(zt_conf *conf)
 {
     zt_scratch s;
@@ -157,6 +158,12 @@ static int cmd_check(zt_conf *conf)
     zt__scratch_close(&s);
     if (rc != ZT_OK) {
         fprintf(stderr, "%s\n", err[0] ? err : zt_strerror(rc));
+        return 1;
+    }
+    /* the live data and its key file, as serve will open them (a backup restored without
+     * its key, or with another one, passed check and then failed to start) */
+    if ((rc = zt__server_check_key(conf, err, sizeof err)) != ZT_OK) {
+        fprintf(stderr, "zhengtong: %s\n", err[0] ? err : zt_strerror(rc));
         return 1;
     }
     printf("%s: OK: node %s, %zu plugins, %zu routes\n", conf->file, conf->node_name, nplugins,

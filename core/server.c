@@ -402,60 +402,113 @@ static int add_builtin(zt_server *srv, const char *path, zt_handler h, const cha
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-/* The master key must be the one the data was made with: with another (a key file lost
- * and made anew, the wrong file restored, a typo in key_file) the sealed fields, seal keys
- * and the node key cannot be opened, and checkpoints would fail batch after batch. The
- * store keeps a check value derived from the key (it reveals nothing of it); a store that
- * has one, or that holds accounts, needs its key file to be there and to match. */
 #define KEY_CHECK     "master_key_check"
 #define KEY_CHECK_CTX "ztkeychk"
-static int open_master_key(zt_server *srv, const char *key_file, char *err, size_t errlen)
+
+/* What the store remembers of its master key: its check value (*checked, had), and
+ * whether it holds data sealed under one (*data). */
+static int key_memory(zt_store *store, zt_db **meta, bool *checked, unsigned char had[32],
+                      bool *data, char *err, size_t errlen)
 {
-    zt_db *meta, *users;
+    zt_db *users;
     zt_txn *t;
     const void *v;
     size_t vl = 0;
     zt_kv kv;
-    unsigned char had[32] = {0}, check[32];
-    int rc = zt__store_db(srv->store, "_core", "store", &meta);
-    if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "users", &users);
-    if (rc == ZT_OK) rc = zt__store_read_begin(srv->store, &t);
+    int rc = zt__store_db(store, "_core", "store", meta);
+    if (rc == ZT_OK) rc = zt__store_db(store, "_core", "users", &users);
+    if (rc == ZT_OK) rc = zt__store_read_begin(store, &t);
     if (rc != ZT_OK) {
         snprintf(err, errlen, "cannot read the store: %s", zt_strerror(rc));
         return rc;
     }
-    bool checked = zt_get(t, meta, KEY_CHECK, strlen(KEY_CHECK), &v, &vl) == ZT_OK && vl == 32;
-    if (checked) memcpy(had, v, 32);
-    bool data = checked || zt__db_edge(t, users, ZT_FIRST, &kv) == ZT_OK;
-    zt__store_end(srv->store, t, false);
+    *checked = zt_get(t, *meta, KEY_CHECK, strlen(KEY_CHECK), &v, &vl) == ZT_OK && vl == 32;
+    if (*checked) memcpy(had, v, 32);
+    *data = *checked || zt__db_edge(t, users, ZT_FIRST, &kv) == ZT_OK;
+    zt__store_end(store, t, false);
+    return ZT_OK;
+}
+
+/* Open key_file (made if it is missing and the store holds no data) as the master key of
+ * the store in data_dir that remembers (checked, had); *check is the key's check value. */
+static int key_open_matching(const char *key_file, const char *data_dir, bool data, bool checked,
+                             const unsigned char had[32], zt_keys **keys, unsigned char check[32],
+                             char *err, size_t errlen)
+{
     struct stat st;
     if (data && stat(key_file, &st) != 0 && errno == ENOENT) {
         snprintf(err, errlen,
                  "key file %s is missing, but data_dir %s holds data sealed under a master key: "
                  "restore that key file (from where you keep it with the backups) or correct "
                  "key_file; a new key would leave the sealed data unreadable",
-                 key_file, srv->conf->data_dir);
+                 key_file, data_dir);
         return ZT_ENOTFOUND;
     }
-    if ((rc = zt__keys_open(key_file, &srv->keys, err, errlen)) != ZT_OK) return rc;
-    if ((rc = zt__keys_derive(srv->keys, KEY_CHECK_CTX, 1, check, sizeof check)) != ZT_OK) {
+    int rc = zt__keys_open(key_file, keys, err, errlen);
+    if (rc != ZT_OK) return rc;
+    if ((rc = zt__keys_derive(*keys, KEY_CHECK_CTX, 1, check, 32)) != ZT_OK) {
         snprintf(err, errlen, "key file %s: cannot derive its check value", key_file);
         return rc;
     }
-    if (checked) {
-        if (sodium_memcmp(had, check, 32) == 0) return ZT_OK;
-        snprintf(err, errlen,
-                 "key file %s is not the master key data_dir %s was made with (its check value "
-                 "differs): restore the key file that belongs to this data, or correct key_file",
-                 key_file, srv->conf->data_dir);
-        return ZT_EINVAL;
-    }
+    if (!checked || sodium_memcmp(had, check, 32) == 0) return ZT_OK;
+    snprintf(err, errlen,
+             "key file %s is not the master key data_dir %s was made with (its check value "
+             "differs): restore the key file that belongs to this data, or correct key_file",
+             key_file, data_dir);
+    return ZT_EINVAL;
+}
+
+/* The master key must be the one the data was made with: with another (a key file lost
+ * and made anew, the wrong file restored, a typo in key_file) the sealed fields, seal keys
+ * and the node key cannot be opened, and checkpoints would fail batch after batch. The
+ * store keeps a check value derived from the key (it reveals nothing of it); a store that
+ * has one, or that holds accounts, needs its key file to be there and to match. */
+static int open_master_key(zt_server *srv, const char *key_file, char *err, size_t errlen)
+{
+    zt_db *meta;
+    zt_txn *t;
+    bool checked, data;
+    unsigned char had[32] = {0}, check[32];
+    int rc = key_memory(srv->store, &meta, &checked, had, &data, err, errlen);
+    if (rc == ZT_OK)
+        rc = key_open_matching(key_file, srv->conf->data_dir, data, checked, had, &srv->keys, check,
+                               err, errlen);
+    if (rc != ZT_OK || checked) return rc;
     if ((rc = zt__store_write_begin(srv->store, &t)) == ZT_OK) {
         rc = zt_put(t, meta, KEY_CHECK, strlen(KEY_CHECK), check, sizeof check);
         rc = zt__store_write_done(srv->store, t, rc);
     }
     if (rc != ZT_OK)
         snprintf(err, errlen, "cannot note the master key's check value: %s", zt_strerror(rc));
+    return rc;
+}
+
+int zt__server_check_key(const zt_conf *conf, char *err, size_t errlen)
+{
+    char mdb[4096], own[4096];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", conf->data_dir);
+    if (stat(mdb, &st) != 0) return ZT_OK; /* no data yet: the first start makes the key */
+    const char *key_file = conf->key_file;
+    if (!key_file) {
+        snprintf(own, sizeof own, "%s/master.key", conf->data_dir);
+        key_file = own;
+    }
+    zt_store *store;
+    zt_db *meta;
+    zt_keys *keys = NULL;
+    bool checked, data;
+    unsigned char had[32] = {0}, check[32];
+    int rc = zt__store_open(&store, conf->data_dir, conf->map_size, err, errlen);
+    if (rc != ZT_OK) return rc;
+    rc = key_memory(store, &meta, &checked, had, &data, err, errlen);
+    zt__store_close(store);
+    /* check makes no key: one that is missing where serve would make it is no error */
+    if (rc == ZT_OK && (data || stat(key_file, &st) == 0))
+        rc = key_open_matching(key_file, conf->data_dir, data, checked, had, &keys, check, err,
+                               errlen);
+    zt__keys_close(keys);
+    sodium_memzero(check, sizeof check);
     return rc;
 }
 

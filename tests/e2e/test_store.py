@@ -510,5 +510,53 @@ class Backup(NodeTest):
             self.assertEqual(f.read(), b"precious")
 
 
+class CheckKey(NodeTest):
+    """`check` before a start (the README's upgrade and restore steps): it finds a key file
+    that is not the data's master key, as serve would, instead of saying OK."""
+
+    def test_check_opens_the_master_key_as_serve_does(self):
+        n = self.node(plugins=("hello",))
+        self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+        self.assertEqual(n.stop(), 0)
+        mkey = os.path.join(n.dir, "keys", "master.key")
+        with open(mkey, "rb") as f:
+            right = f.read()
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OK: node", r.stdout)
+        # a backup copied in without its key: check says what serve will say
+        os.unlink(mkey)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertNotIn("OK", r.stdout)
+        self.assertIn("key file %s is missing, but data_dir %s holds data" % (mkey, n.data_dir),
+                      r.stderr)
+        self.assertFalse(os.path.exists(mkey), "check made a key file")
+        with self.assertRaises(AssertionError) as cm:
+            n.start()
+        self.assertIn("is missing, but data_dir", str(cm.exception))
+        # with another key
+        with open(os.open(mkey, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(os.urandom(32))
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("key file %s is not the master key data_dir %s was made with"
+                      % (mkey, n.data_dir), r.stderr)
+        # its own key again: OK, and the node starts
+        with open(mkey, "wb") as f:
+            f.write(right)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        n.start()
+        self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+
+    def test_check_of_a_new_node_makes_no_key(self):
+        n = self.node(plugins=("hello",), start=False)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(n.dir, "keys", "master.key")))
+        self.assertFalse(os.path.exists(n.data_dir))
+
+
 if __name__ == "__main__":
     unittest.main()
