@@ -1171,6 +1171,12 @@ static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_a
     if (rc != ZT_OK) return rc;
     if (sodium_memcmp(pk, in->node_key, 32) != 0)
         snprintf(err, errlen, "%s is the archive of another node's log (%s)", path, in->node);
+    else if (in->last_seq <= seq) /* pruned twice: no new export would help */
+        snprintf(err, errlen,
+                 "the records of %s (%llu..%llu) are already pruned: the log here begins after "
+                 "record %llu; nothing of it is left to prune",
+                 path, (unsigned long long)in->after_seq + 1, (unsigned long long)in->last_seq,
+                 (unsigned long long)seq);
     else if (seq != in->after_seq || sodium_memcmp(hash, in->after_hash, 32) != 0)
         snprintf(err, errlen,
                  "%s begins after record %llu, but the log here begins after record %llu: "

@@ -512,11 +512,12 @@ class Archives(NodeTest):
         self.assertEqual((pr["action"], pr["plugin"]), ("audit prune", "core"))
         self.assertTrue(pr["actor"].startswith("cli:"), pr)
         self.assertIn("records 1..%d" % through, pr["object"])
-        # the same archive again: it no longer begins where the log does
+        # the same archive again: its records are gone already (not "export again")
         r = run(["audit", "-c", n.conf, "prune", first])
         self.assertEqual(r.returncode, 1)
-        self.assertIn("begins after record 0, but the log here begins after record %d" % through,
-                      r.stderr)
+        self.assertIn("the records of %s (1..%d) are already pruned: the log here begins after "
+                      "record %d" % (first, through, through), r.stderr)
+        self.assertNotIn("export again", r.stderr)
         # the node goes on, across a restart; the next archive follows the first
         self.write(n, 3)
         self.assertEqual(n.stop(), 0)
@@ -536,6 +537,11 @@ class Archives(NodeTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         v, _ = self.verify(n)
         self.assertEqual(v["pruned_through"], head + 2)
+        # an archive older than the last one pruned: as much already pruned
+        r = run(["audit", "-c", n.conf, "prune", first])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("(1..%d) are already pruned: the log here begins after record %d"
+                      % (through, head + 2), r.stderr)
         # nothing older to export
         r = run(["audit", "-c", n.conf, "export", "1", os.path.join(tmp, "none.jsonl")])
         self.assertEqual(r.returncode, 1)
