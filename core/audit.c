@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +52,11 @@ typedef struct zt_audit_rec {
 
 struct zt_audit {
     zt_db *log;
-    zt_db *cps;        /* checkpoints: seq → {seq, hash, time, signature} */
-    zt_db *anchor;     /* "a" → seq u64 | hash[32]: the last record pruned (archived) */
-    uint64_t cp_seq;   /* the last checkpoint's sequence number */
-    uint64_t since_cp; /* records appended by this process since (a hint for when) */
-    uint64_t cp_batch; /* the checkpoint written in the open batch, cp_seq once it commits */
-    uv_timer_t timer;  /* checkpoints the head every interval if it moved */
+    zt_db *cps; /* checkpoints: seq → {seq, hash, time, prev, every, signature} */
+    /* "a" → seq u64 | hash[32] | signature[64]: the last record pruned (archived), and the
+     * node's signature that it is where the log begins */
+    zt_db *anchor;
+    uv_timer_t timer; /* checkpoints the head every interval if it moved */
     zt_server *srv;
     zt_buf queue; /* the open batch's records, already in their stored form */
     size_t nqueued;
@@ -79,17 +79,8 @@ int zt__audit_open(zt_server *srv, char *err, size_t errlen)
     int rc = zt__store_db(srv->store, "_core", "audit", &a->log);
     if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "audit_checkpoints", &a->cps);
     if (rc == ZT_OK) rc = zt__store_db(srv->store, "_core", "audit_anchor", &a->anchor);
-    if (rc != ZT_OK) {
-        snprintf(err, errlen, "cannot open the audit log: %s", zt_strerror(rc));
-        return rc;
-    }
-    zt_txn *t;
-    if ((rc = zt__store_read_begin(srv->store, &t)) != ZT_OK) return rc;
-    zt_kv kv;
-    rc = zt__db_edge(t, a->cps, ZT_LAST, &kv);
-    if (rc == ZT_OK && kv.klen == 8) a->cp_seq = zt__be64_get(kv.key);
-    zt__store_end(srv->store, t, false);
-    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
+    if (rc != ZT_OK) snprintf(err, errlen, "cannot open the audit log: %s", zt_strerror(rc));
+    return rc;
 }
 
 static uint32_t be32_get(const unsigned char *p)
@@ -173,21 +164,32 @@ static int fields_decode(const zt_audit_rec *r, rec_fields *o)
     return p == end ? ZT_OK : ZT_EIO;
 }
 
+#define ANCHOR_LEN 104 /* seq | hash | signature */
+
 /* Where the log in t begins: after the last record pruned into an archive (its sequence
- * number and hash), or after nothing (0 and zeros). */
-static int anchor_get(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
+ * number and hash), or after nothing (0 and zeros). The node's signature of it goes to sig
+ * (when not NULL; zeros if it has none). */
+static int anchor_read(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32],
+                       unsigned char sig[64])
 {
     *seq = 0;
     memset(hash, 0, 32);
+    if (sig) memset(sig, 0, 64);
     const void *v;
     size_t vl;
     int rc = zt_get(t, a->anchor, "a", 1, &v, &vl);
     if (rc == ZT_ENOTFOUND) return ZT_OK;
     if (rc != ZT_OK) return rc;
-    if (vl != 40) return ZT_EIO;
+    if (vl != 40 && vl != ANCHOR_LEN) return ZT_EIO; /* 40: written before it was signed */
     *seq = zt__be64_get(v);
     memcpy(hash, (const unsigned char *)v + 8, 32);
+    if (sig && vl == ANCHOR_LEN) memcpy(sig, (const unsigned char *)v + 40, 64);
     return ZT_OK;
+}
+
+static int anchor_get(zt_audit *a, zt_txn *t, uint64_t *seq, unsigned char hash[32])
+{
+    return anchor_read(a, t, seq, hash, NULL);
 }
 
 /* The last record in t: its sequence number and hash (the anchor's for an empty log). */
@@ -263,9 +265,44 @@ void zt__audit_close(zt_server *srv)
     }
 }
 
-/* What the node signs: this header, then the sequence number, the hash in hex and the time
- * in ms, one per line (GET /audit/checkpoints shows the same with placeholders). */
-#define CP_HEADER "zhengtong-audit-checkpoint-v1"
+/* What the node signs: this header, then the sequence number, the hash in hex, the time in
+ * ms, the checkpoint before it and the checkpoint_every it was signed under, one per line
+ * (GET /audit/checkpoints shows the same with placeholders). Checkpoints signed before
+ * prev and every existed (zhengtong 0.1 until November 2026) said only the first three,
+ * under CP_HEADER_V1; they still verify, and bound nothing. */
+#define CP_HEADER_V1 "zhengtong-audit-checkpoint-v1"
+#define CP_HEADER    "zhengtong-audit-checkpoint-v2"
+/* What the node signs when a pruning moves the log's beginning: seq and hash in hex. */
+#define ANCHOR_HEADER "zhengtong-audit-beginning-v1"
+
+static void anchor_message(char *out, size_t cap, uint64_t seq, const unsigned char hash[32])
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, hash, 32);
+    snprintf(out, cap, ANCHOR_HEADER "\n%llu\n%s", (unsigned long long)seq, hex);
+}
+
+/* The record of a pruning (actor cli:…, plugin core): the records it removed, the archive
+ * that holds them, and the hash of the last, where the log then begins. */
+#define PRUNE_ACTION     "audit prune"
+#define PRUNE_OBJECT     "records %llu..%llu, archive blake2b %s, last hash %s"
+#define PRUNE_OBJECT_MAX 256
+
+/*
+ * Checkpoints are signed in the transaction of the records they sign (write_records): at
+ * the record where the records since the last checkpoint reach audit.checkpoint_every, or
+ * at the first record of a log that has none. Each names the checkpoint before it (prev:
+ * its sequence number, or where the log then began) and the checkpoint_every it was
+ * signed under (every). So verify can tell a checkpoint deleted: the one after it names
+ * it; and checkpoints deleted at the end, or all of them: more records follow the last
+ * one than its `every` lets by. The next writer keeps to the smaller of its own
+ * checkpoint_every and the last checkpoint's, so a changed config never makes a log look
+ * broken.
+ */
+typedef struct cp_links {
+    uint64_t prev;  /* the checkpoint before, or where the log began then */
+    uint64_t every; /* 0: a checkpoint of the first form, which says neither */
+} cp_links;
 
 /* A JSON number that is a whole number from 0 to 2^53 (exact in a double). */
 static bool whole_u53(double d)
@@ -274,79 +311,107 @@ static bool whole_u53(double d)
 }
 
 static int checkpoint_message(char *out, size_t cap, uint64_t seq, const unsigned char hash[32],
-                              int64_t time)
+                              int64_t time, const cp_links *l)
 {
     char hex[65];
     sodium_bin2hex(hex, sizeof hex, hash, 32);
-    int n = snprintf(out, cap, CP_HEADER "\n%llu\n%s\n%lld", (unsigned long long)seq, hex,
-                     (long long)time);
+    int n = l->every ? snprintf(out, cap, CP_HEADER "\n%llu\n%s\n%lld\n%llu\n%llu",
+                                (unsigned long long)seq, hex, (long long)time,
+                                (unsigned long long)l->prev, (unsigned long long)l->every)
+                     : snprintf(out, cap, CP_HEADER_V1 "\n%llu\n%s\n%lld", (unsigned long long)seq,
+                                hex, (long long)time);
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
-/* The node's signature over head seq, hash, written to the checkpoints in t. */
-static int checkpoint_put(zt_server *srv, zt_txn *t, uint64_t seq, const unsigned char hash[32])
+/* The node's signature over record seq (hash) as the checkpoint after prev, written to the
+ * checkpoints in t. A key that cannot sign leaves *sign_rc (and writes nothing); the
+ * return value is whether t took it. */
+static int checkpoint_put(zt_server *srv, zt_txn *t, uint64_t seq, const unsigned char hash[32],
+                          uint64_t prev, int *sign_rc)
 {
     int64_t now = zt_now_ms();
-    char msg[256], hex[65], sigb[ZT__B64URL_LEN(64)];
+    cp_links l = {prev, srv->conf->audit_checkpoint_every};
+    char msg[320], hex[65], sigb[ZT__B64URL_LEN(64)];
     unsigned char sig[64], key[8];
-    checkpoint_message(msg, sizeof msg, seq, hash, now);
-    int rc = zt__node_sign(srv, t, msg, strlen(msg), sig);
-    if (rc != ZT_OK) return rc;
+    checkpoint_message(msg, sizeof msg, seq, hash, now, &l);
+    if ((*sign_rc = zt__node_sign(srv, t, msg, strlen(msg), sig)) != ZT_OK) return ZT_OK;
     sodium_bin2hex(hex, sizeof hex, hash, 32);
     zt__b64url_encode(sigb, sig, 64);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "seq", (double)seq);
     cJSON_AddStringToObject(o, "hash", hex);
     cJSON_AddNumberToObject(o, "time", (double)now);
+    cJSON_AddNumberToObject(o, "prev", (double)prev);
+    cJSON_AddNumberToObject(o, "every", (double)l.every);
     cJSON_AddStringToObject(o, "signature", sigb);
     char *text = zt_json_print(o);
     cJSON_Delete(o);
     zt__be64_put(key, seq);
-    rc = text ? zt_put(t, srv->audit->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
+    int rc = text ? zt_put(t, srv->audit->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
     cJSON_free(text);
     return rc;
 }
 
-/* Sign the committed head in a batch of its own: on the interval timer, at shutdown, and
- * after a change audited outside a batch. A batch that takes the count past
- * audit.checkpoint_every signs its own head as it commits (zt__audit_flush). */
+/* The last checkpoint in t: its sequence number and the checkpoint_every it was signed
+ * under (0 when it does not say). ZT_ENOTFOUND if there is none. */
+static int last_checkpoint(zt_audit *a, zt_txn *t, uint64_t *seq, uint64_t *every)
+{
+    zt_kv kv;
+    *seq = *every = 0;
+    int rc = zt__db_edge(t, a->cps, ZT_LAST, &kv);
+    if (rc != ZT_OK) return rc;
+    if (kv.klen != 8) return ZT_EIO;
+    *seq = zt__be64_get(kv.key);
+    cJSON *o = cJSON_ParseWithLength(kv.val, kv.vlen);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "every");
+    if (cJSON_IsNumber(e) && whole_u53(e->valuedouble)) *every = (uint64_t)e->valuedouble;
+    cJSON_Delete(o);
+    return ZT_OK;
+}
+
+/* Where the next checkpoint is due in t: *cp is the last one (or where the log begins, when
+ * there is none: then the first record is signed at once), *limit the records after it. */
+static int checkpoint_due(zt_audit *a, zt_txn *t, uint64_t *cp, uint64_t *limit)
+{
+    uint64_t every, mine = a->srv->conf->audit_checkpoint_every;
+    unsigned char hash[32];
+    int rc = last_checkpoint(a, t, cp, &every);
+    if (rc == ZT_ENOTFOUND) {
+        *limit = 1;
+        return anchor_get(a, t, cp, hash);
+    }
+    *limit = every && every < mine ? every : mine;
+    return rc;
+}
+
+/* Sign the head of the log in t if no checkpoint has (*sign_rc: the key's error). */
+static int sign_head(zt_audit *a, zt_txn *t, int *sign_rc)
+{
+    uint64_t seq, cp, limit;
+    unsigned char hash[32];
+    *sign_rc = ZT_OK;
+    int rc = head_in(a, t, &seq, hash);
+    if (rc == ZT_OK) rc = checkpoint_due(a, t, &cp, &limit);
+    if (rc != ZT_OK || seq == cp) return rc; /* nothing after the last: nothing to sign */
+    return checkpoint_put(a->srv, t, seq, hash, cp, sign_rc);
+}
+
+/* Sign the committed head in a transaction of its own: on the interval timer, at shutdown,
+ * before an export. The records' own transactions sign every checkpoint_every records. */
 int zt__audit_checkpoint(zt_server *srv)
 {
     zt_audit *a = srv->audit;
     if (!a || zt__store_batch_open(srv->store)) return ZT_OK;
     zt_txn *t;
-    int rc = zt__store_write_begin(srv->store, &t);
+    int rc = zt__store_write_begin(srv->store, &t), src = ZT_OK;
     if (rc != ZT_OK) return rc;
-    uint64_t seq;
-    unsigned char hash[32];
-    if ((rc = head_in(a, t, &seq, hash)) != ZT_OK || seq == a->cp_seq)
-        return zt__store_write_done(srv->store, t, rc); /* nothing written: an empty commit */
-    rc = zt__store_write_done(srv->store, t, checkpoint_put(srv, t, seq, hash));
-    if (rc == ZT_OK) {
-        a->cp_seq = seq;
-        a->since_cp = 0;
-    } else {
+    rc = sign_head(a, t, &src);
+    rc = zt__store_write_done(srv->store, t, rc == ZT_OK ? src : rc);
+    if (rc != ZT_OK) {
         a->cp_failures++;
         zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot write a checkpoint: %s", zt_strerror(rc));
     }
     return rc;
-}
-
-void zt__audit_after_commit(zt_server *srv)
-{
-    zt_audit *a = srv->audit;
-    if (!a) return;
-    if (a->cp_batch) {
-        a->cp_seq = a->cp_batch;
-        a->since_cp = 0;
-        a->cp_batch = 0;
-    } else if (a->since_cp >= srv->conf->audit_checkpoint_every)
-        zt__audit_checkpoint(srv);
-}
-
-void zt__audit_after_abort(zt_server *srv)
-{
-    if (srv->audit) srv->audit->cp_batch = 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -415,16 +480,19 @@ static int rec_build(zt_buf *b, const char *const f[7], const char *verb, const 
     return ZT_OK;
 }
 
-/* Chain the n records built in recs[0, len) after the head of the log in t, and append
- * them: one value per VALUE_SPLIT bytes, under its first record's sequence number.
- * *head_seq and prev end as the new head. */
-static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len, size_t n,
-                         uint64_t *head_seq, unsigned char prev[32])
+/* Chain the records built in recs[0, len) after the head of the log in t, and append
+ * them: one value per VALUE_SPLIT bytes, under its first record's sequence number; with
+ * the checkpoints that fall due among them. A checkpoint that cannot be signed does not
+ * cost the records (the log says why, and the next records try again); one that cannot
+ * be written fails t, as a record would. */
+static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len)
 {
-    uint64_t seq;
-    int rc = head_in(a, t, &seq, prev); /* once: the batch's records follow */
+    uint64_t seq, cp, limit;
+    unsigned char prev[32];
+    int rc = head_in(a, t, &seq, prev), src = ZT_OK; /* once: the batch's records follow */
+    if (rc == ZT_OK) rc = checkpoint_due(a, t, &cp, &limit);
     if (rc != ZT_OK) return rc;
-    uint64_t now = (uint64_t)zt_now_ms();
+    uint64_t now = (uint64_t)zt_now_ms(), every = a->srv->conf->audit_checkpoint_every;
     size_t off = 0;
     while (rc == ZT_OK && off < len) {
         size_t from = off;
@@ -440,12 +508,19 @@ static int write_records(zt_audit *a, zt_txn *t, unsigned char *recs, size_t len
             chain_hash(r + 4 + 32, rlen - 32, r + 4);
             memcpy(prev, r + 4, 32);
             off += 4 + rlen;
-        } while (off < len && off - from < VALUE_SPLIT);
+            if (seq - cp >= limit && src == ZT_OK) {
+                rc = checkpoint_put(a->srv, t, seq, r + 4, cp, &src);
+                if (src != ZT_OK) {
+                    a->cp_failures++;
+                    zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot sign a checkpoint at %llu: %s",
+                            (unsigned long long)seq, zt_strerror(src));
+                }
+                cp = seq, limit = every;
+            }
+        } while (rc == ZT_OK && off < len && off - from < VALUE_SPLIT);
         /* The log only grows at its end: LMDB's append path, no search. */
-        rc = zt__store_append(t, a->log, key, sizeof key, recs + from, off - from);
+        if (rc == ZT_OK) rc = zt__store_append(t, a->log, key, sizeof key, recs + from, off - from);
     }
-    if (rc == ZT_OK) a->since_cp += n;
-    *head_seq = seq;
     return rc;
 }
 
@@ -459,11 +534,8 @@ int zt__audit_append(zt_server *srv, zt_txn *t, const zt_audit_entry *e)
                         e->request_id,
                         e->client};
     zt_buf b = {0};
-    uint64_t seq;
-    unsigned char hash[32];
     int rc = rec_build(&b, f, "", "", e->status); /* f[3] is never NULL here */
-    if (rc == ZT_OK)
-        rc = write_records(srv->audit, t, (unsigned char *)b.data, b.len, 1, &seq, hash);
+    if (rc == ZT_OK) rc = write_records(srv->audit, t, (unsigned char *)b.data, b.len);
     zt__buf_free(&b);
     return rc;
 }
@@ -518,20 +590,107 @@ const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned ch
     return first ? "an empty value in the log" : NULL;
 }
 
+/* Note in r that the log is broken at record seq, for why, unless it is at an earlier one. */
+static void broken_at(zt_audit_report *r, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void broken_at(zt_audit_report *r, uint64_t seq, const char *fmt, ...)
+{
+    if (r->first_bad && r->first_bad <= seq) return;
+    r->first_bad = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* The last pruning the log records: through which record, and that record's hash. */
+typedef struct prune_note {
+    bool found;
+    uint64_t through;
+    unsigned char hash[32];
+} prune_note;
+
+/* Note in p the pruning records of stored value kv (checked: its records verify). */
+static void prune_notes(const zt_kv *kv, prune_note *p)
+{
+    zt_audit_rec rec;
+    rec_fields f;
+    size_t off = 0;
+    while (rec_next(kv, &off, &rec) == ZT_OK) {
+        if (rec.v1 || fields_decode(&rec, &f) != ZT_OK || f.n[2] != 4 ||
+            memcmp(f.f[2], "core", 4) != 0 || f.n[3] != strlen(PRUNE_ACTION) ||
+            memcmp(f.f[3], PRUNE_ACTION, f.n[3]) != 0)
+            continue;
+        char object[PRUNE_OBJECT_MAX], last[65];
+        unsigned long long from, through;
+        size_t n = 0;
+        snprintf(object, sizeof object, "%.*s", (int)f.n[4], f.f[4]);
+        p->found = true; /* one that does not say where the log begins then: nowhere */
+        p->through = UINT64_MAX;
+        if (sscanf(object,
+                   "records %llu..%llu, archive blake2b %*64[0-9a-f], last hash %64[0-9a-f]", &from,
+                   &through, last) == 3 &&
+            zt__hex_decode(p->hash, 32, last, strlen(last), &n) == ZT_OK && n == 32)
+            p->through = through;
+    }
+}
+
+/* Why the log's beginning after record seq (hash) is not one a pruning made (NULL: it
+ * is): the node signed it (sig), and the last pruning the log records ends there. */
+static const char *beginning_check(zt_server *srv, zt_txn *t, uint64_t seq,
+                                   const unsigned char hash[32], const unsigned char sig[64],
+                                   const prune_note *p, char *buf, size_t cap)
+{
+    unsigned char pk[32];
+    char msg[128];
+    if (seq) {
+        int krc = zt__node_pubkey(srv, t, pk);
+        anchor_message(msg, sizeof msg, seq, hash);
+        if (krc == ZT_ENOTFOUND)
+            return "the node key is missing (_core/meta): where the log begins cannot be checked";
+        if (krc != ZT_OK)
+            return "the node key is not one this master key sealed: where the log begins cannot "
+                   "be checked";
+        if (zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK) {
+            snprintf(buf, cap,
+                     "the log begins after record %llu, but the node did not sign that beginning "
+                     "(_core/audit_anchor): records were removed other than by audit prune",
+                     (unsigned long long)seq);
+            return buf;
+        }
+    }
+    if (!p) return NULL; /* the log could not be read to its end */
+    if (seq && !p->found)
+        snprintf(buf, cap,
+                 "the log begins after record %llu, but it holds no audit prune record that "
+                 "removed records up to there",
+                 (unsigned long long)seq);
+    else if (p->found && (p->through != seq || sodium_memcmp(p->hash, hash, 32) != 0))
+        snprintf(buf, cap,
+                 "the log begins after record %llu, but its last audit prune record does not "
+                 "end there",
+                 (unsigned long long)seq);
+    else
+        return NULL;
+    return buf;
+}
+
 int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r)
 {
     memset(r, 0, sizeof(*r));
-    unsigned char prev[32];
-    int rc = anchor_get(srv->audit, t, &r->pruned_through, prev);
+    unsigned char prev[32], begin[32], sig[64];
+    int rc = anchor_read(srv->audit, t, &r->pruned_through, prev, sig);
     if (rc != ZT_OK) return rc;
+    memcpy(begin, prev, 32);
     zt_cursor *c;
     if ((rc = zt_cursor_open(t, srv->audit->log, &c)) != ZT_OK) return rc;
     uint64_t expect = r->pruned_through + 1;
     zt_kv kv;
     const char *why = NULL;
+    prune_note pn = {0};
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && !why;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv))
-        why = zt__audit_check_value(&kv, &expect, prev);
+        if (!(why = zt__audit_check_value(&kv, &expect, prev))) prune_notes(&kv, &pn);
     r->last_seq = expect - 1;
     r->records = r->last_seq - r->pruned_through;
     if (why) {
@@ -540,7 +699,13 @@ int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r)
     }
     memcpy(r->last_hash, prev, 32);
     zt_cursor_close(c);
-    return rc == ZT_ENOTFOUND || rc == ZT_OK ? ZT_OK : rc;
+    if (rc != ZT_ENOTFOUND && rc != ZT_OK) return rc;
+    /* the beginning: a record before it is one of the log, unless a pruning moved it */
+    char buf[sizeof r->reason];
+    const char *bwhy =
+        beginning_check(srv, t, r->pruned_through, begin, sig, why ? NULL : &pn, buf, sizeof buf);
+    if (bwhy) broken_at(r, r->pruned_through + 1, "%s", bwhy);
+    return ZT_OK;
 }
 
 /* Whether the log holds record seq and its stored hash is hash. */
@@ -554,31 +719,75 @@ static bool at_record(zt_txn *t, zt_db *log, uint64_t seq, const unsigned char h
 }
 
 /* Why checkpoint json (stored under seq) is not one the key pk signed (NULL: it is); its
- * hash goes to hash. */
+ * hash goes to hash, what it says of the checkpoint before it to l (l->every 0: it is of
+ * the first form, and says nothing). */
 static const char *checkpoint_check(const unsigned char pk[32], uint64_t seq, const char *json,
-                                    size_t len, unsigned char hash[32])
+                                    size_t len, unsigned char hash[32], cp_links *l)
 {
     cJSON *o = cJSON_ParseWithLength(json, len);
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash");
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "time");
     const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signature");
     const cJSON *sq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "prev");
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "every");
     unsigned char sig[64];
     size_t n = 0, m = 0;
-    char msg[256];
+    char msg[320];
     const char *why = NULL;
+    memset(l, 0, sizeof *l);
     if (!cJSON_IsString(h) || !cJSON_IsNumber(tm) || !cJSON_IsString(sg) ||
         !whole_u53(tm->valuedouble) ||
         (sq && !(cJSON_IsNumber(sq) && sq->valuedouble == (double)seq)) ||
         zt__hex_decode(hash, 32, h->valuestring, strlen(h->valuestring), &n) != ZT_OK || n != 32 ||
         zt__b64url_decode(sig, 64, sg->valuestring, strlen(sg->valuestring), &m) != ZT_OK ||
-        m != 64)
+        m != 64 || !pv != !ev ||
+        (pv && !(cJSON_IsNumber(pv) && whole_u53(pv->valuedouble) && pv->valuedouble < seq &&
+                 cJSON_IsNumber(ev) && whole_u53(ev->valuedouble) && ev->valuedouble >= 1)))
         why = "a checkpoint is damaged";
-    else if (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble) < 0 ||
-             zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK)
+    if (!why && pv) l->prev = (uint64_t)pv->valuedouble, l->every = (uint64_t)ev->valuedouble;
+    if (!why && (checkpoint_message(msg, sizeof msg, seq, hash, (int64_t)tm->valuedouble, l) < 0 ||
+                 zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK))
         why = "a checkpoint's signature is not the node's";
     cJSON_Delete(o);
     return why;
+}
+
+#define CPS_MISSING "checkpoints missing after record %llu: "
+
+/* Whether the checkpoints are all there (see cp_links): each names the one before it, and
+ * no more records follow one (or the log's beginning) before the next than the first's
+ * checkpoint_every lets by. cp is the checkpoint just checked (l what it says), last the
+ * one before it (have_last: there is one; last_every what it said, 0: nothing). */
+static void checkpoint_follows(zt_audit_report *r, bool have_last, uint64_t last,
+                               uint64_t last_every, uint64_t cp, const cp_links *l)
+{
+    uint64_t begin = r->pruned_through;
+    /* after one of the first form, the writer of cp kept to its own checkpoint_every */
+    uint64_t every = last_every ? last_every : l->every;
+    if (!l->every) return; /* of the first form: it says nothing of the one before */
+    if (have_last && l->prev != last)
+        broken_at(r, last + 1,
+                  CPS_MISSING "the checkpoint at record %llu follows one at record %llu, which "
+                              "is not there",
+                  (unsigned long long)last, (unsigned long long)cp, (unsigned long long)l->prev);
+    else if (have_last && cp - last > every) /* deleted, and the node signed on after them */
+        broken_at(r, last + 1,
+                  CPS_MISSING "the next checkpoint is at record %llu, %llu records on, where one "
+                              "is signed every %llu",
+                  (unsigned long long)last, (unsigned long long)cp, (unsigned long long)(cp - last),
+                  (unsigned long long)every);
+    else if (!have_last && l->prev > begin)
+        broken_at(r, begin + 1,
+                  CPS_MISSING "the first checkpoint here (record %llu) follows one at record %llu, "
+                              "which is not there",
+                  (unsigned long long)begin, (unsigned long long)cp, (unsigned long long)l->prev);
+    else if (!have_last && l->prev == begin && cp - begin > l->every)
+        broken_at(r, begin + 1,
+                  CPS_MISSING "the first checkpoint here is at record %llu, %llu records on, where "
+                              "one is signed every %llu",
+                  (unsigned long long)begin, (unsigned long long)cp,
+                  (unsigned long long)(cp - begin), (unsigned long long)l->every);
 }
 
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
@@ -589,11 +798,14 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
     int rc = zt_cursor_open(t, a->cps, &c);
     if (rc != ZT_OK) return rc;
     zt_kv kv;
-    bool have_pk = false;
+    bool have_pk = false, have_last = false;
+    uint64_t last = 0;
+    cp_links ll = {0, 0}; /* what the last checkpoint said */
     for (rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
          rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
         uint64_t seq = kv.klen == 8 ? zt__be64_get(kv.key) : 0;
         unsigned char hash[32];
+        cp_links l;
         const char *why = NULL;
         /* without the node's own key no checkpoint is checked: the log is not OK then */
         int krc = have_pk ? ZT_OK : zt__node_pubkey(srv, t, pk);
@@ -606,18 +818,29 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
             break;
         }
         have_pk = true;
-        if (!why) why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash);
+        if (!why) why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash, &l);
         if (!why && !at_record(t, a->log, seq, hash))
             why = "the log does not match its signed checkpoint here";
-        if (why && (!r->first_bad || seq < r->first_bad)) {
-            r->first_bad = seq;
-            snprintf(r->reason, sizeof r->reason, "%s", why);
+        if (why) {
+            broken_at(r, seq, "%s", why);
+            break;
         }
-        if (why) break;
+        checkpoint_follows(r, have_last, last, ll.every, seq, &l);
         r->checkpoints++;
+        have_last = true, last = seq, ll = l;
     }
     zt_cursor_close(c);
-    return rc == ZT_ENOTFOUND || rc == ZT_OK ? ZT_OK : rc;
+    if (rc != ZT_ENOTFOUND && rc != ZT_OK) return rc;
+    /* the records after the last checkpoint: no more than it lets by (one of the first
+     * form, or none: this node's checkpoint_every) */
+    uint64_t from = have_last ? last : r->pruned_through;
+    uint64_t every = ll.every ? ll.every : srv->conf->audit_checkpoint_every;
+    if (r->last_seq > from && r->last_seq - from > every)
+        broken_at(r, from + 1, CPS_MISSING "%llu records follow %s, where one is signed every %llu",
+                  (unsigned long long)from, (unsigned long long)(r->last_seq - from),
+                  have_last ? "the last checkpoint" : "the log's beginning with none",
+                  (unsigned long long)every);
+    return ZT_OK;
 }
 
 zt_db *zt__audit_db(zt_server *srv)
@@ -705,11 +928,12 @@ void zt__audit_unqueue_last(zt_server *srv)
 int zt__audit_metrics(zt_server *srv, zt_buf *out)
 {
     zt_audit *a = srv->audit;
-    uint64_t head = 0;
+    uint64_t head = 0, cp = 0, every;
     unsigned char hash[32];
     zt_txn *t;
     if (zt__store_read_begin(srv->store, &t) == ZT_OK) {
         head_in(a, t, &head, hash);
+        last_checkpoint(a, t, &cp, &every);
         zt__store_end(srv->store, t, false);
     }
     return zt__buf_printf(
@@ -726,8 +950,7 @@ int zt__audit_metrics(zt_server *srv, zt_buf *out)
         "written since the start (the log says why).\n"
         "# TYPE zt_audit_checkpoint_failures_total counter\n"
         "zt_audit_checkpoint_failures_total %llu\n",
-        (unsigned long long)head, (unsigned long long)a->cp_seq,
-        (unsigned long long)a->cp_failures);
+        (unsigned long long)head, (unsigned long long)cp, (unsigned long long)a->cp_failures);
 }
 
 size_t zt__audit_queued(const zt_server *srv)
@@ -741,29 +964,11 @@ int zt__audit_flush(zt_server *srv)
     if (!a->nqueued) return ZT_OK;
     zt_txn *t = NULL;
     /* In the batch itself: if a record cannot be written, the batch is lost whole (no
-     * change without its record), so a nested transaction would roll back nothing. */
-    uint64_t seq;
-    unsigned char hash[32];
-    a->cp_batch = 0;
+     * change without its record), so a nested transaction would roll back nothing. The
+     * checkpoints go in with the records they sign: no commit of their own (that was a
+     * second fsync every checkpoint_every records on a busy node). */
     int rc = zt__store_batch_write(srv->store, &t);
-    if (rc == ZT_OK)
-        rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len, a->nqueued, &seq,
-                           hash);
-    /* The checkpoint goes in with the records it signs: no commit of its own (that was
-     * a second fsync every checkpoint_every records on a busy node). A checkpoint that
-     * cannot be signed does not cost the batch its changes (the separate one after the
-     * commit tries again and says why); one that cannot be written has failed the
-     * transaction, and the batch with it. */
-    if (rc == ZT_OK && a->since_cp >= srv->conf->audit_checkpoint_every) {
-        int crc = checkpoint_put(srv, t, seq, hash);
-        if (crc == ZT_OK) {
-            a->cp_batch = seq;
-        } else {
-            a->cp_failures++;
-            zt__log(ZT_LOG_ERROR, NULL, NULL, "audit: cannot sign a checkpoint at %llu: %s",
-                    (unsigned long long)seq, zt_strerror(crc));
-        }
-    }
+    if (rc == ZT_OK) rc = write_records(a, t, (unsigned char *)a->queue.data, a->queue.len);
     if (t) {
         int erc = zt__store_end(srv->store, t, rc == ZT_OK);
         if (rc == ZT_OK) rc = erc;
@@ -1057,10 +1262,11 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
             char *text = zt_json_print(cpo);
             zt_kv kv = {last_key, last_klen, last_val, last_vlen};
             zt_audit_rec r;
+            cp_links l;
             bool here = false;
             if (!get_u53(cpo, "seq", &seq) || !text)
                 why = "a checkpoint is damaged";
-            else if ((why = checkpoint_check(info->node_key, seq, text, strlen(text), hash)) ==
+            else if ((why = checkpoint_check(info->node_key, seq, text, strlen(text), hash, &l)) ==
                      NULL) {
                 for (size_t off = 0; last_vlen && rec_next(&kv, &off, &r) == ZT_OK;)
                     here |= r.seq == seq && sodium_memcmp(r.hash, hash, 32) == 0;
@@ -1207,14 +1413,18 @@ int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_arch
         snprintf(err, errlen, "cannot read the node key or the log's beginning: %s",
                  zt_strerror(rc));
     if (rc == ZT_OK) { /* first the record of this, so that the log is never empty */
-        char object[160], hex[65];
+        char object[PRUNE_OBJECT_MAX], hex[65], last[65];
         sodium_bin2hex(hex, sizeof hex, info->digest, 32);
-        snprintf(object, sizeof object, "records %llu..%llu, archive blake2b %s",
-                 (unsigned long long)info->after_seq + 1, (unsigned long long)info->last_seq, hex);
+        sodium_bin2hex(last, sizeof last, info->last_hash, 32);
+        snprintf(object, sizeof object, PRUNE_OBJECT, (unsigned long long)info->after_seq + 1,
+                 (unsigned long long)info->last_seq, hex, last);
         zt_audit_entry e = {
-            .actor = actor, .plugin = "core", .action = "audit prune", .object = object};
+            .actor = actor, .plugin = "core", .action = PRUNE_ACTION, .object = object};
         rc = zt__audit_append(srv, t, &e);
     }
+    int src = ZT_OK; /* the log ends at a checkpoint: the one the others then follow */
+    if (rc == ZT_OK && (rc = sign_head(a, t, &src)) == ZT_OK && (rc = src) != ZT_OK)
+        snprintf(err, errlen, "cannot sign the log's head: %s", zt_strerror(rc));
     zt_cursor *c = NULL;
     zt_kv kv;
     if (rc == ZT_OK && (rc = zt_cursor_open(t, a->log, &c)) == ZT_OK) {
@@ -1235,10 +1445,15 @@ int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_arch
         if (rc == ZT_ENOTFOUND) rc = ZT_OK;
     }
     if (rc == ZT_OK) {
-        unsigned char v[40];
+        unsigned char v[ANCHOR_LEN];
+        char msg[128];
         zt__be64_put(v, info->last_seq);
         memcpy(v + 8, info->last_hash, 32);
-        rc = zt_put(t, a->anchor, "a", 1, v, sizeof v);
+        anchor_message(msg, sizeof msg, info->last_seq, info->last_hash);
+        if ((rc = zt__node_sign(srv, t, msg, strlen(msg), v + 40)) != ZT_OK)
+            snprintf(err, errlen, "cannot sign the log's new beginning: %s", zt_strerror(rc));
+        else
+            rc = zt_put(t, a->anchor, "a", 1, v, sizeof v);
     }
     rc = zt__store_write_done(srv->store, t, rc);
     if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "cannot prune: %s", zt_strerror(rc));
@@ -1402,7 +1617,9 @@ static int h_checkpoints(zt_req *req, void *ud)
     } else {
         cJSON_AddNullToObject(o, "node_key");
     }
-    cJSON_AddStringToObject(o, "signed", CP_HEADER "\n<seq>\n<hash, hex>\n<time>");
+    cJSON_AddStringToObject(o, "signed", CP_HEADER "\n<seq>\n<hash, hex>\n<time>\n<prev>\n<every>");
+    /* checkpoints without prev and every, signed before they existed */
+    cJSON_AddStringToObject(o, "signed_v1", CP_HEADER_V1 "\n<seq>\n<hash, hex>\n<time>");
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     unsigned char key[8];
     zt__be64_put(key, start);

@@ -783,7 +783,7 @@ typedef struct zt_audit_entry {
 typedef struct zt_audit_report {
     uint64_t records;   /* records that verified */
     uint64_t first_bad; /* 0 if none */
-    char reason[128];
+    char reason[256];
     uint64_t last_seq;
     unsigned char last_hash[32];
     uint64_t checkpoints;    /* signed checkpoints that verified */
@@ -811,8 +811,8 @@ typedef struct zt__audit_pos {
 } zt__audit_pos;
 void zt__audit_mark(const zt_server *srv, zt__audit_pos *pos);
 void zt__audit_rewind(zt_server *srv, const zt__audit_pos *pos);
-/* Append the queued records in the open batch, with a signed checkpoint of its head when
- * audit.checkpoint_every records have gone by. On failure the caller aborts the batch. */
+/* Append the queued records in the open batch, with the signed checkpoints that fall due
+ * among them (zt__audit_append too). On failure the caller aborts the batch. */
 int zt__audit_flush(zt_server *srv);
 size_t zt__audit_queued(const zt_server *srv);
 zt_db *zt__audit_db(zt_server *srv);
@@ -855,21 +855,20 @@ int zt__audit_archive_check(const char *path, zt_archive_info *info, char *err, 
 int zt__audit_archive_show(const char *path, FILE *out, char *err, size_t errlen);
 /* Remove from the log the records the archive at path holds, once it has checked: it must
  * be this node's, begin where the log begins and end with a record of the log. One
- * transaction: an audit record of it (by actor), the records and their checkpoints gone,
- * the log then beginning after the archive's last record. */
+ * transaction: an audit record of it (by actor, with the last record's hash), the head
+ * signed, the records and their checkpoints gone, the log then beginning after the
+ * archive's last record (signed by the node key: verify believes no other beginning). */
 int zt__audit_prune(zt_server *srv, const char *path, const char *actor, zt_archive_info *info,
                     char *err, size_t errlen);
-/* Recompute the chain from where it begins (record 1, or after the last record pruned). */
+/* Recompute the chain from where it begins (record 1, or after the last record pruned: a
+ * beginning the node signed and the log's last audit prune record names). */
 int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r);
-/* Then check every signed checkpoint against the log (lowers r->first_bad if need be). */
+/* Then check every signed checkpoint against the log, and that none is missing (lowers
+ * r->first_bad if need be). */
 int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
-/* Sign the committed head now if it moved (its own batch; not while one is open). */
+/* Sign the committed head now if it moved (its own transaction; not while a batch is
+ * open). Records are signed every audit_checkpoint_every in their own transactions. */
 int zt__audit_checkpoint(zt_server *srv);
-/* After each batch commit: the batch's checkpoint is the last one; or, after records
- * appended outside a batch, a checkpoint every audit_checkpoint_every records. */
-void zt__audit_after_commit(zt_server *srv);
-/* After a batch is lost: the checkpoint written in it is not one. */
-void zt__audit_after_abort(zt_server *srv);
 /* Start the interval timer (audit_checkpoint_ms). */
 void zt__audit_start(zt_server *srv);
 

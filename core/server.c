@@ -215,13 +215,11 @@ static void batch_end(zt_server *srv)
     } else if (zt__store_batch_open(srv->store)) {
         rc = zt__store_batch_commit(srv->store);
         if (rc == ZT_OK) {
-            zt__audit_after_commit(srv);
             zt__bus_after_commit(srv);
             zt__timers_after_commit(srv);
         }
     }
     if (rc != ZT_OK) {
-        zt__audit_after_abort(srv);
         zt__bus_after_abort(srv);
         zt__timers_after_abort(srv);
         zt__auth_after_abort(srv);

@@ -345,7 +345,8 @@ class Checkpoints(NodeTest):
         self.assertEqual(seqs, sorted(set(seqs)))
         for cp in d["items"]:
             msg = d["signed"].replace("<seq>", str(cp["seq"])).replace("<hash, hex>", cp["hash"])
-            msg = msg.replace("<time>", str(cp["time"])).encode()
+            msg = msg.replace("<time>", str(cp["time"])).replace("<prev>", str(cp["prev"]))
+            msg = msg.replace("<every>", str(cp["every"])).encode()
             sig = base64.urlsafe_b64decode(cp["signature"] + "==")
             key.verify(sig, msg)  # raises if the node did not sign exactly this
             self.assertEqual(records[cp["seq"]]["hash"], cp["hash"], cp)
@@ -458,12 +459,13 @@ class Archives(NodeTest):
         # an archive is checked on its own, with no config or data folder
         r = run(["audit", "check", first], cwd=tmp)
         self.assertEqual(r.returncode, 0, r.stderr)
-        # it ends before the first checkpoint (export signs the head, past it): nothing in
-        # it is signed, and the key its first line names is no more than a claim
-        self.assertIn("archive UNSIGNED", r.stdout)
-        self.assertNotIn("signed by", r.stdout)
+        # a log's first record is signed at once; the next checkpoint (export signs the
+        # head) is past the archive's end: what comes after record 1 is named
         st, _, cps = n.json("GET", "/audit/checkpoints")
-        self.assertIn("names (%s) is only a claim" % cps["node_key"], r.stdout)
+        self.assertIn("archive OK", r.stdout)
+        self.assertIn("signed by node key %s (compare: GET /audit/checkpoints, node_key) through "
+                      "record 1" % cps["node_key"], r.stdout)
+        self.assertIn("records 2..%d come after its last signed checkpoint" % through, r.stdout)
         # and read: its records as GET /audit showed them while they were in the log
         logged = [x for x in all_records(n) if x["seq"] <= through]
         r = run(["audit", "show", first], cwd=tmp)
@@ -568,10 +570,15 @@ class ArchiveSignatures(NodeTest):
         n = self.node(roles=("auditor",), options="audit = { checkpoint_every = 100000, checkpoint_interval = 0 }")
         for _ in range(3):
             self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
-        # export signs the head first: an archive that stops short of it holds no checkpoint
+        # export signs the head first, and a log's first record is signed at once: an
+        # archive that stops short of the head holds only that checkpoint; a file without
+        # it (as anyone may write one) holds none
         head = all_records(n)[-1]["seq"] - 1
         path, lines = self.archive_of(n, head)
-        self.assertFalse([x for x in lines if "checkpoint" in x], lines)
+        self.assertEqual([x["checkpoint"]["seq"] for x in lines if "checkpoint" in x], [1])
+        lines = [x for x in lines if "checkpoint" not in x]
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(x) + "\n" for x in lines))
         key = n.json("GET", "/audit/checkpoints")[2]["node_key"]
         self.assertEqual(lines[0]["node_key"], key)  # the real key, as a forger would write it
         r = run(["audit", "check", path])
@@ -899,6 +906,198 @@ class Tampering(NodeTest):
         st, _, d = self.n.json("GET", "/audit/checkpoints")
         self.assertEqual(st, 200, d)
         self.assertIsNone(d["node_key"], d)  # the forger's key is not shown as the node's
+
+
+class Deletions(NodeTest):
+    """Records or checkpoints removed behind a stopped node's back, the rest left as they
+    were: the start of the log, the checkpoints. The node signs every 5 records here."""
+
+    EVERY = 5
+
+    def setUp(self):
+        super().setUp()
+        self.n = self.node(roles=("auditor",), options="audit = { checkpoint_every = %d, "
+                           "checkpoint_interval = 0 }" % self.EVERY)
+        for _ in range(30):
+            self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        self.head = all_records(self.n)[-1]["seq"]
+        self.assertEqual(self.n.stop(), 0)
+
+    def checkpoints(self):
+        cps = {}
+
+        def read(txn, db):
+            for key, val in txn.cursor():
+                cps[int.from_bytes(key, "big")] = json.loads(val)
+
+        edit_db(self, self.n, "_core/audit_checkpoints", read)
+        return cps
+
+    def delete_checkpoints(self, seqs):
+        def delete(txn, db):
+            for seq in seqs:
+                self.assertTrue(txn.delete(seq.to_bytes(8, "big")))
+
+        edit_db(self, self.n, "_core/audit_checkpoints", delete)
+
+    def assertBroken(self, seq, words):
+        r = verify_cli(self.n)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("BROKEN at record %d: %s" % (seq, words), r.stdout)
+        self.n.start()  # a node started on it signs on, and the gap stays
+        self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        st, _, v = self.n.json("GET", "/audit/verify")
+        self.assertEqual(st, 200, v)
+        self.assertEqual((v["ok"], v["first_bad"]), (False, seq), v)
+        self.assertIn(words, v["reason"])
+
+    def assertWhole(self):
+        r = verify_cli(self.n)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("audit log OK", r.stdout)
+        return r.stdout
+
+    def test_checkpoints_are_signed_every_n_records_and_name_the_one_before(self):
+        cps = self.checkpoints()
+        seqs = sorted(cps)
+        self.assertEqual(seqs[0], 1)  # a log's first record at once
+        for before, seq in zip(seqs, seqs[1:]):
+            self.assertEqual(cps[seq]["prev"], before)
+            self.assertLessEqual(seq - before, self.EVERY)
+            self.assertEqual(cps[seq]["every"], self.EVERY)
+        self.assertEqual(seqs[-1], self.head)  # the stop signed the head
+        self.assertWhole()
+
+    def test_every_checkpoint_deleted(self):
+        self.delete_checkpoints(self.checkpoints())
+        self.assertBroken(1, "checkpoints missing after record 0")
+
+    def test_a_checkpoint_deleted_in_the_middle(self):
+        seqs = sorted(self.checkpoints())
+        self.delete_checkpoints([seqs[3]])
+        self.assertBroken(seqs[2] + 1, "checkpoints missing after record %d" % seqs[2])
+
+    def test_the_first_checkpoints_deleted(self):
+        seqs = sorted(self.checkpoints())
+        self.delete_checkpoints(seqs[:2])
+        self.assertBroken(1, "checkpoints missing after record 0")
+
+    def test_the_last_checkpoints_deleted(self):
+        seqs = sorted(self.checkpoints())
+        self.delete_checkpoints(seqs[-3:])
+        self.assertBroken(seqs[-4] + 1, "checkpoints missing after record %d" % seqs[-4])
+
+    def test_an_unsigned_tail_is_whole(self):
+        # a crash leaves the records after the last checkpoint unsigned: fewer than it allows
+        self.n.start()
+        for _ in range(3):
+            self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        head = all_records(self.n)[-1]["seq"]
+        self.n.kill9()
+        last = max(self.checkpoints())
+        self.assertLess(last, head)
+        self.assertIn("%d records" % head, self.assertWhole())
+
+    def test_checkpoint_every_changed(self):
+        # larger: the first checkpoint after the change still comes EVERY records on
+        text = self.n._conf_text
+        self.n._conf_text = text.replace("checkpoint_every = 5", "checkpoint_every = 50")
+        self.n._write_conf()
+        self.n.start()
+        for _ in range(20):
+            self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        self.n.kill9()
+        self.assertWhole()
+        cps = self.checkpoints()
+        self.assertEqual(cps[max(cps)]["every"], 50)
+        # smaller, before the node started again: the tail was written under 50
+        self.n.start()
+        for _ in range(20):
+            self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        self.n.kill9()
+        self.assertGreater(all_records_stopped(self) - max(self.checkpoints()), self.EVERY)
+        self.n._conf_text = text
+        self.n._write_conf()
+        self.assertWhole()
+        self.n.start()
+        for _ in range(10):
+            self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
+        self.n.kill9()
+        self.assertWhole()
+
+    def anchor(self, seq, value):
+        edit_db(self, self.n, "_core/audit_anchor", lambda txn, db: txn.put(b"a", value))
+
+    def test_the_start_of_the_log_deleted(self):
+        # the oldest values and their checkpoints go, and the beginning is moved past them
+        # as a pruning would: the log holds no record of a pruning, the node signed nothing
+        cut = 12
+        gone = {}
+
+        def delete(txn, db):
+            for key, val in list(txn.cursor()):
+                recs = split_records(bytes(val))
+                first = int.from_bytes(key[:8], "big")
+                if first + len(recs) - 1 <= cut:
+                    gone[first + len(recs) - 1] = recs[-1][R_HASH:R_HASH + 32]
+                    self.assertTrue(txn.delete(key))
+
+        edit_db(self, self.n, "_core/audit", delete)
+        last = max(gone)
+        self.delete_checkpoints([s for s in self.checkpoints() if s <= last])
+        for value in (last.to_bytes(8, "big") + gone[last],  # as it was stored before
+                      last.to_bytes(8, "big") + gone[last] + bytes(64)):
+            with self.subTest(len=len(value)):
+                self.anchor(last, value)
+                r = verify_cli(self.n)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("BROKEN at record %d: the log begins after record %d, but the node "
+                              "did not sign that beginning" % (last + 1, last), r.stdout)
+        self.assertBroken(last + 1, "the log begins after record %d, but the node did not sign "
+                                    "that beginning" % last)
+
+    def test_pruned_records_put_back(self):
+        # pruned as it should be, then the records put back and the beginning removed: the
+        # chain is whole from record 1, but the log's own record of the pruning says the
+        # log begins elsewhere
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "a.jsonl")
+        r = run(["audit", "-c", self.n.conf, "export", "12", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["audit", "-c", self.n.conf, "prune", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.assertWhole()
+        through = int(re.search(r"records 1\.\.(\d+) are in archives", out).group(1))
+        with open(path) as f:
+            lines = [json.loads(x) for x in f]
+        values = [(base64.urlsafe_b64decode(x["key"] + "=="),
+                   base64.urlsafe_b64decode(x["value"] + "==")) for x in lines if "key" in x]
+
+        def put_back(txn, open_db):
+            log = open_db("_core/audit")
+            for k, v in values:
+                txn.put(k, v, db=log)
+            self.assertTrue(txn.delete(b"a", db=open_db("_core/audit_anchor")))
+
+        edit_db(self, self.n, None, put_back)
+        self.assertBroken(1, "the log begins after record 0, but its last audit prune record "
+                             "does not end there")
+        self.assertGreater(through, 0)
+
+
+def all_records_stopped(test):
+    """The last sequence number in a stopped node's log."""
+    heads = []
+
+    def head(txn, db):
+        c = txn.cursor()
+        if c.last():
+            recs = split_records(bytes(c.value()))
+            heads.append(int.from_bytes(c.key()[:8], "big") + len(recs) - 1)
+
+    edit_db(test, test.n, "_core/audit", head)
+    return heads[0]
 
 
 if __name__ == "__main__":

@@ -378,8 +378,10 @@ static void old_format_log_continues(void **state)
     zt_audit_report r = verify(f);
     assert_int_equal(r.first_bad, 0);
     assert_int_equal(r.records, 8);
+    /* the old records had none: the first new one was signed at once, and now the head */
+    assert_int_equal(r.checkpoints, 1);
     assert_int_equal(zt__audit_checkpoint(&f->srv), ZT_OK);
-    assert_int_equal(verify(f).checkpoints, 1);
+    assert_int_equal(verify(f).checkpoints, 2);
 
     assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
     cJSON *o = zt__audit_record_json(t, zt__audit_db(&f->srv), 2);
@@ -451,7 +453,7 @@ static void checkpoint_pins_the_head(void **state)
     assert_int_equal(zt__audit_checkpoint(&f->srv), ZT_OK);
     zt_audit_report r = verify(f);
     assert_int_equal(r.first_bad, 0);
-    assert_int_equal(r.checkpoints, 1);
+    assert_int_equal(r.checkpoints, 2); /* the log's first record, and its head */
     /* Rewrite the last record AND its hash consistently: the chain alone cannot tell, the
      * signed checkpoint can. */
     stored s;
@@ -464,6 +466,52 @@ static void checkpoint_pins_the_head(void **state)
     r = verify(f);
     assert_int_equal(r.first_bad, 4);
     assert_non_null(strstr(r.reason, "checkpoint"));
+}
+
+/* The seq of each checkpoint, in order, and what each says came before it. */
+static size_t checkpoints(fixture *f, uint64_t *seqs, uint64_t *prevs, size_t cap)
+{
+    zt_txn *t;
+    zt_db *cps;
+    zt_cursor *c;
+    zt_kv kv;
+    size_t n = 0;
+    assert_int_equal(zt__store_db(f->srv.store, "_core", "audit_checkpoints", &cps), ZT_OK);
+    assert_int_equal(zt__store_read_begin(f->srv.store, &t), ZT_OK);
+    assert_int_equal(zt_cursor_open(t, cps, &c), ZT_OK);
+    for (int rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK && n < cap;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), n++) {
+        cJSON *o = cJSON_ParseWithLength(kv.val, kv.vlen);
+        seqs[n] = zt__be64_get(kv.key);
+        prevs[n] = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "prev"));
+        assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "every")),
+                         (double)f->conf.audit_checkpoint_every);
+        cJSON_Delete(o);
+    }
+    zt_cursor_close(c);
+    zt__store_end(f->srv.store, t, false);
+    return n;
+}
+
+/* A checkpoint falls due at the record that reaches checkpoint_every, inside a batch too
+ * (not at the batch's end, past it), and names the one before it; a log's first record
+ * is signed at once. */
+static void checkpoints_fall_due_inside_a_batch(void **state)
+{
+    fixture *f = *state;
+    f->conf.audit_checkpoint_every = 3;
+    append_batch(f, 8);
+    append_n(f, 2);
+    uint64_t seqs[8], prevs[8];
+    assert_int_equal(checkpoints(f, seqs, prevs, 8), 4);
+    const uint64_t want[] = {1, 4, 7, 10}, before[] = {0, 1, 4, 7};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(seqs[i], want[i]);
+        assert_int_equal(prevs[i], before[i]);
+    }
+    zt_audit_report r = verify(f);
+    assert_int_equal(r.first_bad, 0);
+    assert_int_equal(r.checkpoints, 4);
 }
 
 int main(void)
@@ -482,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(old_record_with_an_impossible_seq_found, setup, teardown),
         cmocka_unit_test_setup_teardown(rehashed_record_breaks_the_next_link, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpoint_pins_the_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(checkpoints_fall_due_inside_a_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
