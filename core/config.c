@@ -950,6 +950,21 @@ static void check_clearance_known(lua_State *L, zt_conf *c)
          c->auth_default_clearance);
 }
 
+/* bus.publish and the HTTP listeners are sockets of one process: one that the other
+ * covers would stop the start with "address already in use", which sends county IT
+ * looking for another program (the keys are read in either order). */
+static void check_publish_apart(lua_State *L, const zt_conf *c)
+{
+    listen_addr pub, l;
+    if (!c->bus_publish || listen_problem(c->bus_publish + 6, &pub)) return;
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (!listen_problem(c->listen[i], &l) && listen_overlap(&pub, &l))
+            fail(L, c->bus_publish_line,
+                 "bus.publish: '%s' and listen '%s' are at the same port: the node would take it "
+                 "twice; give the bus another port",
+                 c->bus_publish, c->listen[i]);
+}
+
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
 static void check_section(lua_State *L, zt_conf *c, int line, const char *section,
                           const field *fields)
@@ -1003,6 +1018,7 @@ static void check_bus(lua_State *L, zt_conf *c, int line)
         const char *why = hostport ? listen_problem(hostport, &a) : "it must begin with tcp://";
         if (why) fail(L, keys[i].line, "bus.publish: '%s' is not \"tcp://host:port\": %s", u, why);
         set_str(&c->bus_publish, dup_or_fail(L, u));
+        c->bus_publish_line = keys[i].line;
         lua_pop(L, 1);
     }
     lua_pop(L, 1); /* the keys */
@@ -1286,6 +1302,7 @@ static int load_protected(lua_State *L)
         }
     }
     check_clearance_known(L, c);
+    check_publish_apart(L, c);
     return 0;
 }
 

@@ -197,6 +197,7 @@ struct zt_conf {
                          of the data does not carry the key that opens it */
     /* the lines that set data_dir and web_dir (0: the default) */
     int data_dir_line, web_dir_line;
+    int bus_publish_line; /* where bus.publish is set (0: not) */
     /* limits = { header_bytes=, body_bytes=, header_timeout=, idle_timeout=,
      *            shutdown_timeout=, max_connections=, commit_wait= } (times in seconds,
      *            may be fractional) */

@@ -201,6 +201,25 @@ class Bad(ConfTest):
                 path, r = self.check(lines)
                 self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_the_bus_and_a_listener_at_one_port(self):
+        # serve said only "listen ...: address already in use", from the bus's own socket
+        p = self.port
+        for listen, pub in (("127.0.0.1:%d" % p, "tcp://127.0.0.1:%d" % p),
+                            ("127.0.0.1:%d" % p, "tcp://0.0.0.0:%d" % p)):
+            with self.subTest(pub=pub):
+                lines = self.base()
+                lines[2] = "listen = { %s }" % lua_str(listen)
+                lines.append("bus = { publish = %s }" % lua_str(pub))
+                self.assertRejected(lines, len(lines), "bus.publish: '%s' and listen '%s' are at the same port"
+                                    % (pub, listen), "another port")
+                r = run(["serve", "-c", self.write(lines)], timeout=20)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertNotIn("in use", r.stderr)
+        lines = self.base()
+        lines[2] = "listen = { %s }" % lua_str("127.0.0.1:%d" % p)
+        lines.append("bus = { publish = %s }" % lua_str("tcp://127.0.0.1:%d" % (p + 1)))
+        self.assertEqual(self.check(lines)[1].returncode, 0)
+
     def test_data_dir_and_web_dir_are_checked_against_the_disk(self):
         # what serve would stumble on, each reported by check (and serve) at its line
         afile = os.path.join(self.dir, "a-file")
