@@ -556,6 +556,10 @@ int zt__lua_manifest(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
  * databases through the zt module). */
 int zt__lua_init(zt_server *srv, zt_plugin *p, char *err, size_t errlen);
 void zt__lua_fini(zt_plugin *p);
+/* Run the functions the Lua plugin p gave zt.at_start, in order, each as a job of p (method
+ * START, path its name): once the node has started, before it serves. A failure is logged
+ * and its writes dropped; ZT_ERROR if any failed, else ZT_OK (also for a C plugin). */
+int zt__lua_start(zt_server *srv, zt_plugin *p);
 /* Bytes the plugin's Lua state holds. */
 size_t zt__lua_memory(const zt_plugin *p);
 /* The plugin's Lua state (NULL before zt__lua_init): for the test runner, which runs its

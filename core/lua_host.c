@@ -63,6 +63,7 @@ struct zt_lua_plugin {
     int store_err;      /* storage full (ZT_EFULL) or unavailable (ZT_EBUSY) in this call */
     struct lua_route *routes;
     struct lua_hook *hooks; /* zt.on subscriptions and zt.provide services */
+    struct lua_hook *starts; /* zt.at_start functions, in the order declared */
     struct db_iter *iters;  /* cursors open in the current work */
     char warn[256];         /* a warning being assembled from its pieces */
     size_t nwarn;
@@ -2762,6 +2763,57 @@ static int l_on(lua_State *L)
     return hook_declared(L, h, "zt.on", rc, why);
 }
 
+/* Called protected: fn(ctx), a function zt.at_start was given. */
+static int run_start(lua_State *L)
+{
+    const struct lua_hook *h = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    push_work_req(L, plugin_of(L));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void start_failed(zt_req *ctx, void *arg, const char *msg)
+{
+    (void)arg;
+    zt_req_log(ctx, ZT_LOG_ERROR,
+               "Lua function given to zt.at_start failed (nothing it wrote is kept; it runs "
+               "again at the next start): %s",
+               msg);
+}
+
+/* zt.at_start(fn): during init; fn(ctx) runs at each start of the node, before it serves
+ * (zt__lua_start). */
+static int l_at_start(lua_State *L)
+{
+    struct zt_lua_plugin *lp = plugin_of(L);
+    if (!lp->p->in_init) return luaL_error(L, "zt.at_start: only during init");
+    struct lua_hook *h = hook_new(L, lp, "zt.at_start", "start", 1);
+    struct lua_hook **end = &lp->starts;
+    while (*end) end = &(*end)->next;
+    *end = h;
+    return 0;
+}
+
+int zt__lua_start(zt_server *srv, zt_plugin *p)
+{
+    struct zt_lua_plugin *lp = p->lua;
+    int failed = 0;
+    for (struct lua_hook *h = lp ? lp->starts : NULL; h; h = h->next) {
+        zt_req *job = zt__job_new(srv, p, "START", p->name);
+        if (!job) {
+            zt_log(p, ZT_LOG_ERROR, "zt.at_start: out of memory: a start function did not run");
+            failed++;
+            continue;
+        }
+        int rc = hook_run(h, job, run_start, h, start_failed);
+        if (zt__job_end(srv, job, rc) != ZT_OK) failed++;
+    }
+    return failed ? ZT_ERROR : ZT_OK;
+}
+
 /* Why an emit or a timer was refused. */
 static int bus_fail(lua_State *L, const char *fn, const char *topic, int rc)
 {
@@ -3330,6 +3382,7 @@ static void push_zt(lua_State *L, zt_plugin *p)
                                     {"now", l_now},
                                     {"mask", l_mask},
                                     {"on", l_on},
+                                    {"at_start", l_at_start},
                                     {"emit", l_emit},
                                     {"provide", l_provide},
                                     {"call", l_call},
@@ -3523,6 +3576,11 @@ static void lp_free(struct zt_lua_plugin *lp)
         struct lua_hook *h = lp->hooks;
         lp->hooks = h->next;
         hook_free(NULL, h); /* its function went with the state */
+    }
+    while (lp->starts) {
+        struct lua_hook *h = lp->starts;
+        lp->starts = h->next;
+        hook_free(NULL, h);
     }
     free(lp);
 }

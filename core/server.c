@@ -650,6 +650,10 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     int brc = zt__bus_start(srv, err, errlen);
     if (brc != ZT_OK) return brc;
     zt__timers_start(srv);
+    /* the Lua plugins' start functions (zt.at_start), committed before anything is served */
+    for (size_t i = 0; i < srv->nplugins; i++)
+        if (srv->plugins[i]->state == ZT_PSTATE_RUNNING) zt__lua_start(srv, srv->plugins[i]);
+    if (zt__store_batch_open(srv->store) || zt__audit_queued(srv)) batch_end(srv);
     zt__posts_start(srv);
     uv_check_init(srv->loop, &srv->commit_check);
     srv->commit_check.data = srv;

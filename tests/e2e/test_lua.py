@@ -326,6 +326,52 @@ class LuaLimitsFromConfig(NodeTest):
         self.assertEqual(tight.request("GET", "/e2e/alloc?mb=1")[0], 200)
 
 
+# A plugin with start functions: they count the starts, see each other's writes in order,
+# and one of them fails after writing.
+START_INIT = "".join(
+    [
+        'local kv = zt.db.open("kv")\n',
+        "zt.at_start(function(ctx)\n"
+        '  kv:put("starts", (kv:get("starts") or 0) + 1)\n'
+        '  kv:put("ctx", { method = ctx.method, caller = ctx.caller.login })\n'
+        "end)\n",
+        'zt.at_start(function() kv:put("dropped", true)\n error("e2e-start-fails-9c1d") end)\n',
+        'zt.at_start(function() kv:put("second", kv:get("starts")) end)\n',
+        lua_route(
+            "GET",
+            "/e2e/starts",
+            'return 200, { starts = kv:get("starts"), ctx = kv:get("ctx"), second = kv:get("second"),\n'
+            '  dropped = kv:get("dropped") or false }',
+        ),
+        lua_route("POST", "/e2e/late", 'zt.at_start(function() end)\nreturn 204'),
+    ]
+)
+
+
+class AtStart(NodeTest):
+    """zt.at_start: work at each start, committed before the node serves."""
+
+    def test_start_functions_run_in_order_before_serving_and_a_failure_is_dropped(self):
+        root = tempfile.mkdtemp(prefix="zt-e2e-lua-")
+        self.addCleanup(shutil.rmtree, root, True)
+        lua_dir = lua_tree_with(os.path.join(root, "lua"), {"e2e": (lua_manifest(), START_INIT)})
+        n = self.node(plugins=("e2e",), lua_dir=lua_dir)
+        # the first request answered already sees what they wrote
+        st, _, d = n.json("GET", "/e2e/starts")
+        self.assertEqual(st, 200, d)
+        self.assertEqual(d, {"starts": 1, "ctx": {"method": "START", "caller": "system:e2e"},
+                             "second": 1, "dropped": False})
+        self.assertIn("e2e-start-fails-9c1d", n.log())
+        self.assertIn("zt.at_start failed", n.log())
+        n.restart()
+        st, _, d = n.json("GET", "/e2e/starts")
+        self.assertEqual((d["starts"], d["second"], d["dropped"]), (2, 2, False), d)
+        # only during init
+        st, _, d = n.json("POST", "/e2e/late")
+        self.assertEqual(st, 500, d)
+        self.assertIn("zt.at_start: only during init", n.log())
+
+
 class Notice(NodeTest):
     @classmethod
     def setUpClass(cls):
