@@ -960,6 +960,108 @@ class Supervision(ApprovalTest):
         self.assertEqual(self.app(waiting)["state"], "submitted")
 
 
+def month_end(d, k):
+    """The last day of the k-th month after d's."""
+    m = d.month + k + 1
+    return datetime.date(d.year + (m - 1) // 12, (m - 1) % 12 + 1, 1) - datetime.timedelta(days=1)
+
+
+def ymd(d):
+    return d.strftime("%Y%m%d")
+
+
+class ReceivedByDay(ApprovalTest):
+    """收件 statistics count an application on the Beijing day it was handed in. The clock
+    moves here: each test works in months of its own."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.offset = 0
+        cls.today = beijing_date(cls.shared.set_clock(0)["now"])
+
+    def at(self, d, hours):
+        """The node's clock to `hours` past the start of Beijing day d."""
+        now = self.shared.set_clock(self.offset)["now"]
+        type(self).offset += day_start(d) + int(hours * HOUR) - now
+        self.shared.set_clock(self.offset)
+
+    def stats(self, frm, to):
+        return self.ok("GET", "/approval/stats?from=%s&to=%s" % (ymd(frm), ymd(to)), self.supervisor)
+
+    def received(self, frm, to):
+        return self.stats(frm, to)["total"]["received"]
+
+    def test_a_draft_is_received_on_the_day_it_is_handed_in(self):
+        made = month_end(self.today, 1)  # the last day of a month
+        handed = made + datetime.timedelta(days=2)  # the 2nd of the next
+        self.at(made, 10)
+        app = self.draft()
+        self.upload_all(app)
+        self.assertEqual(app["number"][2:10], ymd(made))
+        self.at(handed, 1)  # 01:00 in Beijing: the day before in UTC
+        self.ok("POST", "/approval/applications/%s/submit" % app["number"], self.ent)
+        self.assertEqual(self.received(made, made), 0)
+        self.assertEqual(self.received(made.replace(day=1), made), 0)  # the draft's month
+        self.assertEqual(self.received(handed - datetime.timedelta(days=1), handed - datetime.timedelta(days=1)), 0)
+        s = self.stats(handed, handed)
+        self.assertEqual((s["total"]["received"], s["by_item"]["FOOD-LICENCE"]["received"],
+                          s["by_department"]["scjg"]["received"]), (1, 1, 1), s)
+        self.assertEqual(self.received(handed.replace(day=1), month_end(handed, 0)), 1)
+
+    def test_b_a_resubmission_after_supplements_is_received_once(self):
+        made = month_end(self.today, 3)
+        handed = made + datetime.timedelta(days=2)
+        again = handed + datetime.timedelta(days=3)
+        self.at(made, 10)
+        app = self.draft()
+        self.upload_all(app)
+        no = app["number"]
+        self.at(handed, 9)
+        self.ok("POST", "/approval/applications/%s/submit" % no, self.ent)
+        self.ok("POST", "/approval/applications/%s/supplement" % no, self.clerk, {"missing": ["floor_plan"]})
+        self.at(again, 9)
+        self.ok("PUT", "/approval/applications/%s/materials/floor_plan" % no, self.ent, b"%PDF new plan",
+                headers=PDF)
+        self.assertEqual(self.ok("POST", "/approval/applications/%s/resubmit" % no, self.ent)["state"], "submitted")
+        self.assertEqual(self.received(handed, handed), 1)
+        self.assertEqual(self.received(again, again), 0)
+        self.assertEqual(self.received(made, again + datetime.timedelta(days=10)), 1)
+
+    def test_c_a_node_from_before_the_index_counts_alike(self):
+        n = self.shared
+        made = month_end(self.today, 5)
+        handed = made + datetime.timedelta(days=2)
+        self.at(made, 10)
+        self.draft()  # never handed in
+        late = self.draft()
+        self.upload_all(late)
+        self.submitted()  # handed in the day it was made
+        self.at(handed, 1)
+        self.ok("POST", "/approval/applications/%s/submit" % late["number"], self.ent)
+        ranges = [(made, made), (made + datetime.timedelta(days=1),) * 2, (handed, handed),
+                  (made - datetime.timedelta(days=40), handed + datetime.timedelta(days=40))]
+
+        def counts():
+            return [self.stats(a, b)["total"] for a, b in ranges]
+
+        before = counts()
+        self.assertEqual([t["received"] for t in before], [1, 0, 1, 2])
+
+        def without_index(txn, open_db):
+            txn.drop(open_db("approval/by_submitted"), delete=True)
+
+        def without_marker(txn, open_db):
+            self.assertTrue(txn.delete(b"#filled", db=open_db("approval/by_submitted")))
+
+        for change in (without_index, without_marker):
+            with self.subTest(change=change.__name__):
+                n.stop()
+                edit_db(self, n, None, change)
+                n.start()
+                self.assertEqual(counts(), before)
+
+
 class WithoutCredit(NodeTest):
     def test_item_says_refuse_when_no_credit_plugin(self):
         n = self.node(plugins=("workflow", "approval"), auth=AUTH, roles=("approval_admin",))

@@ -43,6 +43,10 @@ local counters = zt.db.open("counters")         -- "day/<yyyymmdd>", "decision/<
 local inbox = zt.db.open("inbox")               -- account id .. "/" .. zt.id() → message
 local decisions = zt.db.open("decisions")       -- decision number → public record (no personal data)
 local overdue_db = zt.db.open("overdue")        -- number → summary, while an overdue application is open
+-- received (收件) by day: the Beijing date it was handed in .. "/" .. number → true, and
+-- FILLED once the applications handed in before this index existed are in it
+local by_submitted = zt.db.open("by_submitted")
+local FILLED = "#filled" -- sorts before every date
 
 -- The shipped catalogue, checked at start: a bad item stops the node, naming it.
 local shipped = {}
@@ -68,6 +72,13 @@ end
 
 local function beijing_day(ms)
   return os.date("!%Y%m%d", (ms // 1000) + 8 * 3600)
+end
+
+-- An application is received (收件) on the Beijing day it was first handed in: its
+-- submission, not the day its draft was made (the date in its number), nor a resubmission
+-- after supplements (补正), which is the same application handed in again.
+local function received_key(app)
+  return beijing_day(app.submitted_at) .. "/" .. app.number
 end
 
 local function limit_of(req)
@@ -643,6 +654,7 @@ zt.route("POST", "/approval/applications/:no/submit", { role = "user", summary =
     app.instance = started.instance
     app.state = "submitted"
     app.submitted_at = now
+    by_submitted:put(received_key(app), true)
     return stepped(req, app, "submitted", nil, "submitted",
       "申请已提交，等待受理 (submitted, awaiting acceptance)", "submit application")
   end)
@@ -1100,8 +1112,25 @@ zt.on("_approval.due", function(ev)
 end)
 
 -- ---- supervision (监督) -----------------------------------------------------------------
+-- The index of received applications, for those handed in before it existed: filled once,
+-- at the first start with this code (FILLED says it is done; filling again writes the same).
+zt.at_start(function(ctx)
+  if by_submitted:get(FILLED) then return end
+  local n = 0
+  for _, app in apps:iter() do
+    if app.submitted_at ~= zt.json.null then
+      by_submitted:put(received_key(app), true)
+      n = n + 1
+    end
+  end
+  by_submitted:put(FILLED, { at = zt.now(), applications = n })
+  zt.audit.note(ctx, "index received applications (" .. n .. ")", "approval/by_submitted")
+  zt.log.info("by_submitted: %d applications handed in before it are indexed by the day they were", n)
+end)
+
 zt.route("GET", "/approval/stats", { role = "approval_supervisor",
-                                     summary = "Counts for supervisors (?from=&to= yyyymmdd, item, department)" },
+                                     summary = "Counts for supervisors (?from=&to= yyyymmdd: the Beijing days "
+                                       .. "handed in, both included; item, department)" },
   function(req)
     local from, to = req.query.from or "00000000", req.query.to or "99999999"
     if not (from:match("^%d%d%d%d%d%d%d%d$") and to:match("^%d%d%d%d%d%d%d%d$")) then
@@ -1118,13 +1147,17 @@ zt.route("GET", "/approval/stats", { role = "approval_supervisor",
       end
       return g
     end
-    local p = cfg.number_prefix
+    if not by_submitted:get(FILLED) then
+      problem(503, "stats-unavailable", "the index of applications by the day they were handed in is "
+        .. "not filled yet (it is filled at start; the log says why it was not)")
+    end
     local total = group("*")
-    for number, app in apps:iter{ from = p .. from } do
-      if number:sub(#p + 1, #p + 8) > to then break end
-      -- received (收件): what was handed in; a draft withdrawn or expired never was
-      if app.submitted_at ~= zt.json.null and (not item_f or app.item == item_f)
-          and (not dept_f or app.department == dept_f) then
+    -- received (收件): what was handed in, by its Beijing day; a draft withdrawn or expired
+    -- never was
+    for key in by_submitted:iter{ from = from } do
+      if key:sub(1, 8) > to then break end
+      local app = apps:get(key:sub(10))
+      if app and (not item_f or app.item == item_f) and (not dept_f or app.department == dept_f) then
         for _, g in ipairs({ total, group("item/" .. app.item), group("department/" .. app.department) }) do
           g.received = g.received + 1
           if app.accepted_at ~= zt.json.null then g.accepted = g.accepted + 1 end
