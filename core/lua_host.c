@@ -62,10 +62,10 @@ struct zt_lua_plugin {
     unsigned depth;     /* works running now: more than one when a call came back in */
     int store_err;      /* storage full (ZT_EFULL) or unavailable (ZT_EBUSY) in this call */
     struct lua_route *routes;
-    struct lua_hook *hooks; /* zt.on subscriptions and zt.provide services */
+    struct lua_hook *hooks;  /* zt.on subscriptions and zt.provide services */
     struct lua_hook *starts; /* zt.at_start functions, in the order declared */
-    struct db_iter *iters;  /* cursors open in the current work */
-    char warn[256];         /* a warning being assembled from its pieces */
+    struct db_iter *iters;   /* cursors open in the current work */
+    char warn[256];          /* a warning being assembled from its pieces */
     size_t nwarn;
     char *roles_seen[32]; /* roles zt.auth.has_role was asked about, checked once each */
     size_t nroles_seen;
