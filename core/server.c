@@ -68,6 +68,17 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         zt__problem(req, status_for(rc), rc == ZT_EFULL ? "storage-full" : "internal-error", NULL,
                     "the request failed (%s); nothing of it was saved; the log has request id %s",
                     zt_strerror(rc), req->id);
+    } else if (rc != ZT_OK) {
+        /* It answered, then failed: its writes are dropped below, so an answer that says
+         * they were made (a status below 400) would lie; a refusal it gave stands. */
+        zt_req_log(req, ZT_LOG_ERROR, "handler of %s %s answered %d, then failed: %s%s", rt->method,
+                   rt->pattern, req->status, zt_strerror(rc),
+                   req->status < 400 ? "; answered 500 instead" : "");
+        if (req->status < 400)
+            zt__problem(req, 500, "internal-error", NULL,
+                        "the request failed (%s) after its answer was made; nothing of it was "
+                        "saved; the log has request id %s",
+                        zt_strerror(rc), req->id);
     } else if (!req->responded) {
         zt_req_log(req, ZT_LOG_ERROR, "handler of %s %s returned without responding", rt->method,
                    rt->pattern);

@@ -158,8 +158,11 @@ void zt_req_log(zt_req *req, int level, const char *fmt, ...) __attribute__((for
 
 /* A request handler. It must respond (zt_respond*, zt_problem) before returning ZT_OK.
  * Returning an error code without responding makes the core answer 500 (or 507 for
- * ZT_EFULL, 503 for ZT_EBUSY). Whatever the handler wrote is kept only if it returns
- * ZT_OK with a status below 400; otherwise its transaction is aborted. */
+ * ZT_EFULL, 503 for ZT_EBUSY and ZT_EIO). Whatever the handler wrote is kept only if it
+ * returns ZT_OK with a status below 400; otherwise its transaction is aborted. So an error
+ * code returned after a response below 400 (a failed second zt_respond's ZT_ESTATE
+ * included) replaces that response with 500, which would otherwise say a change was made
+ * that was not; a response of 400 or more stands. The log names the handler either way. */
 typedef int (*zt_handler)(zt_req *req, void *ud);
 
 typedef struct zt_route {

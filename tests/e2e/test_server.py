@@ -185,6 +185,36 @@ class Logs(NodeTest):
         self.assertLessEqual(levels, {"error"}, n.log())
 
 
+class BrokenHandlers(NodeTest):
+    """A C handler that answers and then fails has its writes dropped: the client must
+    not be told they were made."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared_node(
+            plugins=("misbehave",),
+            plugin_dir=os.path.join(os.environ["ZT_BUILD"], "tests", "plugins"),
+            sign_in=False,
+        )
+
+    def test_an_answer_then_an_error_is_a_500(self):
+        n = self.shared
+        failed = (("/misbehave/error", "input/output error"), ("/misbehave/twice", "wrong time"))
+        for path, why in failed:
+            st, h, b = n.request("POST", path, {})
+            self.assertProblem(st, h, b, 500, "internal-error")
+            self.assertEqual(n.json("GET", "/misbehave/written")[2], False, path)
+            said = "handler of POST %s answered 201, then failed" % path
+            self.assertTrue(
+                [r for r in n.log_records() if said in r.get("msg", "") and why in r["msg"]],
+                n.log(),
+            )
+
+    def test_a_refusal_then_an_error_stands(self):
+        st, h, b = self.shared.request("POST", "/misbehave/refuse", {})
+        self.assertProblem(st, h, b, 409, "conflict")
+
+
 class Shutdown(NodeTest):
     def stopped_in_log(self, n):
         return any("stop" in log_text(r) for r in n.log_records())
