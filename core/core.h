@@ -622,8 +622,9 @@ struct zt_req {
 
     /* the handling */
     zt_txn *txn;
-    bool used_batch; /* its answer waits for the batch commit */
-    bool async;      /* work is running off the loop (zt_work); the answer comes later */
+    bool used_batch;     /* its answer waits for the batch commit */
+    bool async;          /* work is running off the loop (zt_work); the answer comes later */
+    int work_handler_rc; /* what a handler that called zt_work returned, if not ZT_ASYNC */
     zt_caller *caller;
     bool must_change_password;
     bool password_expired; /* a staff password older than auth.password_max_age */

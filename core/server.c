@@ -114,7 +114,17 @@ static void run_handler(zt_server *srv, zt_req *req)
         return;
     }
     int rc = rt->handler(req, rt->ud);
-    if (rc == ZT_ASYNC && req->async) {
+    if (req->async) {
+        /* The work runs and its done will be called with the request: it must wait for
+         * that, whatever the handler returned, or done runs on a request answered and
+         * freed. What the handler said instead of ZT_ASYNC is kept for the answer. */
+        if (rc != ZT_ASYNC) {
+            zt_req_log(req, ZT_LOG_ERROR,
+                       "handler of %s %s called zt_work() but returned %d (%s), not ZT_ASYNC: "
+                       "the answer waits for the work's done",
+                       rt->method, rt->pattern, rc, rc == ZT_OK ? "ZT_OK" : zt_strerror(rc));
+            req->work_handler_rc = rc;
+        }
         /* A transaction never spans the wait: whatever it read is stale by then. */
         if (req->txn) {
             zt__store_end(srv->store, req->txn, false);
@@ -173,13 +183,16 @@ static void on_work_done(uv_work_t *w, int status)
     int rc = status == 0 ? k->done(req, k->arg) : ZT_ERROR;
     free(k);
     if (rc == ZT_ASYNC) rc = ZT_ERROR; /* one hop off the loop per handler */
+    if (rc == ZT_OK && req->work_handler_rc != ZT_OK)
+        rc = req->work_handler_rc; /* the handler failed, though it waited wrongly */
     complete(srv, req, rc);
     zt__http_ready(req);
 }
 
 int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg)
 {
-    if (req->async || req->responded || req->job_plugin) return ZT_ESTATE; /* a job cannot wait */
+    /* a job cannot wait, nor a service: its caller goes on when it returns */
+    if (req->async || req->responded || req->job_plugin || req->call_depth) return ZT_ESTATE;
     work *k = calloc(1, sizeof(*k));
     if (!k) return ZT_ENOMEM;
     k->w.data = k;

@@ -248,9 +248,12 @@ char *zt_req_printf(zt_req *req, const char *fmt, ...) __attribute__((format(pri
  * (password hashing, image processing) so the loop keeps serving. fn must not call any
  * zt_ function. done answers like a handler (it may use zt_req_txn: a fresh transaction,
  * since none is held across the wait) and returns ZT_OK or an error code; it is called
- * even if the client has gone away (its answer is then dropped), so it can free arg.
- * Errors: ZT_ESTATE (called twice, or after responding), ZT_ENOMEM; then neither fn nor
- * done is ever called. */
+ * even if the client has gone away (its answer is then dropped), so it can free arg. A
+ * handler that returns anything else after a successful call is a bug (logged): the answer
+ * still waits for done, and an error code it returned fails the request as if done had.
+ * Errors: ZT_ESTATE (called twice, after responding, in an event's or a job's work, or in
+ * a service: its caller goes on when it returns), ZT_ENOMEM, ZT_ERROR (the pool refused
+ * it); then neither fn nor done is ever called. */
 int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *arg), void *arg);
 
 /* ---- responses ----------------------------------------------------------------- */

@@ -210,6 +210,20 @@ class BrokenHandlers(NodeTest):
                 n.log(),
             )
 
+    def test_zt_work_without_zt_async_waits_for_its_done(self):
+        n = self.shared
+        for _ in range(3):  # the node crashed on a request freed before its done ran
+            st, _, b = n.request("GET", "/misbehave/work-ok")
+            self.assertEqual((st, b), (200, b"done"))
+            st, h, b = n.request("GET", "/misbehave/work-einval")
+            self.assertProblem(st, h, b, 500, "internal-error")
+        said = "handler of GET /misbehave/work-ok called zt_work() but returned 0 (ZT_OK)"
+        self.assertTrue([r for r in n.log_records() if said in r.get("msg", "")], n.log())
+
+    def test_a_service_cannot_wait_for_work(self):
+        st, _, d = self.shared.json("GET", "/misbehave/call-work")
+        self.assertEqual((st, d), (200, {"rc": -12}))  # ZT_ESTATE
+
     def test_a_refusal_then_an_error_stands(self):
         st, h, b = self.shared.request("POST", "/misbehave/refuse", {})
         self.assertProblem(st, h, b, 409, "conflict")

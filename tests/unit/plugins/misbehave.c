@@ -27,6 +27,41 @@ static int h_refuse(zt_req *req, void *ud)
     return ZT_EINVAL;
 }
 
+static void work(void *arg)
+{
+    (void)arg;
+}
+
+static int work_done(zt_req *req, void *arg)
+{
+    return zt_respond(req, 200, "text/plain", "done", 4);
+}
+
+/* zt_work, then return what ud says (ZT_OK, or ZT_EINVAL) instead of ZT_ASYNC. */
+static int h_work(zt_req *req, void *ud)
+{
+    int rc = zt_work(req, work, work_done, NULL);
+    return rc != ZT_OK ? rc : *(const int *)ud;
+}
+
+/* A service cannot wait for work: its caller goes on as soon as it returns. */
+static int svc_work(zt_req *req, const cJSON *args, cJSON **result, void *ud)
+{
+    return zt_work(req, work, work_done, NULL);
+}
+
+/* GET /misbehave/call-work → {"rc": what the service's zt_work said} */
+static int h_call_work(zt_req *req, void *ud)
+{
+    int rc = zt_call(req, "misbehave.work", NULL, NULL);
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddNumberToObject(o, "rc", rc)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return reply(req, 200, o);
+}
+
 static int h_read(zt_req *req, void *ud)
 {
     const void *v;
@@ -40,13 +75,18 @@ static int h_read(zt_req *req, void *ud)
 
 static int init(zt_plugin *p)
 {
+    static const int ok = ZT_OK, einval = ZT_EINVAL;
     int rc = zt_db_open(p, "kv", &db);
     const zt_route routes[] = {
         {"POST", "/misbehave/error", h_write, (void *)"error", ZT_ROLE_PUBLIC, 0, NULL},
         {"POST", "/misbehave/twice", h_write, (void *)"twice", ZT_ROLE_PUBLIC, 0, NULL},
         {"POST", "/misbehave/refuse", h_refuse, NULL, ZT_ROLE_PUBLIC, 0, NULL},
         {"GET", "/misbehave/written", h_read, NULL, ZT_ROLE_PUBLIC, 0, NULL},
+        {"GET", "/misbehave/work-ok", h_work, (void *)&ok, ZT_ROLE_PUBLIC, 0, NULL},
+        {"GET", "/misbehave/call-work", h_call_work, NULL, ZT_ROLE_PUBLIC, 0, NULL},
+        {"GET", "/misbehave/work-einval", h_work, (void *)&einval, ZT_ROLE_PUBLIC, 0, NULL},
     };
+    if (rc == ZT_OK) rc = zt_provide(p, "misbehave.work", svc_work, NULL);
     for (size_t i = 0; rc == ZT_OK && i < sizeof routes / sizeof *routes; i++)
         rc = zt_route_add(p, &routes[i]);
     return rc;
