@@ -1,6 +1,6 @@
 # dist/install.cmake: run by `cmake --install` (install(SCRIPT)), so the files it writes
 # name the prefix given then (`--prefix`), not the one the build was configured with.
-# Set before it: ZT_DIST (this folder), ZT_LIBDIR (relative library folder).
+# Set before it: ZT_DIST (this folder), ZT_LIBDIR (relative library folder), ZT_VERSION.
 set(p "${CMAKE_INSTALL_PREFIX}")
 set(ZT_BIN "${p}/bin/zhengtong")
 set(ZT_BACKUP "${p}/bin/zhengtong-backup")
@@ -23,3 +23,7 @@ zt_configure(zhengtong-backup.service.in lib/systemd/system/zhengtong-backup.ser
 zt_configure(zhengtong-backup.timer lib/systemd/system/zhengtong-backup.timer "${rw}")
 zt_configure(sysusers.conf lib/sysusers.d/zhengtong.conf "${rw}")
 zt_configure(zhengtong-backup.in bin/zhengtong-backup "${rwx}")
+# the ABI a plugin compiled against the installed zt.h is built for, from zt.h itself
+file(STRINGS "${ZT_DIST}/../core/include/zt.h" abi_line REGEX "^#define ZT_ABI_VERSION ")
+string(REGEX REPLACE "^#define ZT_ABI_VERSION ([0-9]+).*" "\\1" ZT_ABI "${abi_line}")
+zt_configure(zhengtong.pc.in ${ZT_LIBDIR}/pkgconfig/zhengtong.pc "${rw}")

@@ -69,6 +69,29 @@ class Installed(unittest.TestCase):
         with open(os.path.join(self.units, "zhengtong.service")) as fh:
             self.assertIn("ExecStart=%s serve -c /etc/zhengtong/zhengtong.conf" % self.bin, fh.read())
 
+    def test_a_plugin_is_built_outside_the_tree_with_pkg_config(self):
+        """README, "Writing a plugin": the documented command, against the installed zt.h."""
+        pc = dict(os.environ, PKG_CONFIG_PATH=self.path("lib", "pkgconfig"))
+        r = sh(["pkg-config", "--variable=plugindir", "zhengtong"], env=pc)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), self.path("lib", "zhengtong", "plugins"))
+        r = sh(["pkg-config", "--variable=abi", "zhengtong"], env=pc)
+        abi = re.search(r"plugin ABI (\d+)", sh([self.bin, "version"]).stdout).group(1)
+        self.assertEqual(r.stdout.strip(), abi)
+        work = tempfile.mkdtemp(prefix="p", dir=self.root)
+        src = os.path.join(work, "hello.c")
+        shutil.copy(os.path.join(env("ZT_SRC"), "plugins", "hello", "hello.c"), src)
+        cflags = sh(["pkg-config", "--cflags", "zhengtong"], env=pc).stdout.split()
+        r = sh(["cc", "-shared", "-fPIC"] + cflags + ["-o", os.path.join(work, "hello.so"), src])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        conf = os.path.join(work, "plugin.conf")
+        with open(conf, "w") as f:
+            f.write('plugins = { "hello" }\nplugin_dir = "%s"\ndata_dir = "%s"\n'
+                    % (work, os.path.join(work, "data")))
+        r = sh([self.bin, "check", "-c", conf])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 plugins", r.stdout)
+
     def test_systemd_accepts_the_units_and_the_user(self):
         r = sh(["systemd-analyze", "verify"] + [os.path.join(self.units, u) for u in UNITS])
         # warnings (an unknown key, a bad value) go to stderr with exit 0: none allowed
