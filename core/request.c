@@ -155,6 +155,12 @@ static bool is_job(const zt_req *req)
     return req->job_plugin != NULL;
 }
 
+/* Nor does a service: its caller answers, once the call has returned. */
+static bool cannot_answer(const zt_req *req)
+{
+    return is_job(req) || req->call_depth > 0;
+}
+
 const char *zt__res_header_nodes(const char *name)
 {
     static const char *const nodes[] = {"Content-Length",
@@ -211,7 +217,7 @@ const char *zt__res_header_refusal(const char *name, const char *value)
 
 int zt_res_header(zt_req *req, const char *name, const char *value)
 {
-    if (is_job(req)) return ZT_ESTATE;
+    if (cannot_answer(req)) return ZT_ESTATE;
     const char *why = zt__res_header_refusal(name, value);
     if (!why) why = zt__res_header_nodes(name);
     if (why) {
@@ -225,7 +231,7 @@ int zt_res_header(zt_req *req, const char *name, const char *value)
 
 int zt_respond(zt_req *req, int status, const char *ctype, const void *body, size_t len)
 {
-    if (req->responded || is_job(req)) return ZT_ESTATE;
+    if (req->responded || cannot_answer(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
     /* a stored file's type, say, must not split the response */
     if (ctype && value_refusal(ctype)) return ZT_EINVAL;
@@ -266,7 +272,7 @@ int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, siz
 
 int zt_respond_json(zt_req *req, int status, const cJSON *json)
 {
-    if (req->responded || is_job(req)) return ZT_ESTATE;
+    if (req->responded || cannot_answer(req)) return ZT_ESTATE;
     if (status < 200 || status > 599) return ZT_EINVAL;
     char *text = zt_json_print(json); /* cJSON allocates with malloc */
     if (!text) return ZT_ENOMEM;
@@ -341,7 +347,7 @@ static int vproblem(zt_req *req, int status, const char *type, const char *title
 
 int zt_problem(zt_req *req, int status, const char *type, const char *title, const char *fmt, ...)
 {
-    if (req->responded || is_job(req)) return ZT_ESTATE;
+    if (req->responded || cannot_answer(req)) return ZT_ESTATE;
     if (status < 400 || status > 599) return ZT_EINVAL;
     for (const char *t = type; *t; t++)
         if (!((*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') || *t == '-')) return ZT_EINVAL;

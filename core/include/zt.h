@@ -508,7 +508,9 @@ int zt_timer_cancel(zt_req *req, const char *id);
  * the caller's zt_req (so the caller's identity, request id and audit apply). Each call is
  * one piece: when the service fails, what it wrote (records, events, timers, its audit
  * note) is undone and the caller's work goes on as before the call; when it succeeds, it
- * stays with the caller's. Cursors a service opens are closed when it returns. Names are
+ * stays with the caller's. The caller answers its client: in a service zt_respond*,
+ * zt_problem, zt_res_header and zt_work are ZT_ESTATE. Cursors a service opens are closed
+ * when it returns. Names are
  * "<plugin>.<word>" by convention: 1..64 bytes of [A-Za-z0-9_.-].
  */
 

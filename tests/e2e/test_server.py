@@ -220,9 +220,10 @@ class BrokenHandlers(NodeTest):
         said = "handler of GET /misbehave/work-ok called zt_work() but returned 0 (ZT_OK)"
         self.assertTrue([r for r in n.log_records() if said in r.get("msg", "")], n.log())
 
-    def test_a_service_cannot_wait_for_work(self):
-        st, _, d = self.shared.json("GET", "/misbehave/call-work")
-        self.assertEqual((st, d), (200, {"rc": -12}))  # ZT_ESTATE
+    def test_a_service_can_neither_wait_for_work_nor_answer_the_client(self):
+        for service in ("work", "answer"):
+            st, _, d = self.shared.json("GET", "/misbehave/call/" + service)
+            self.assertEqual((st, d), (200, {"rc": -12}), service)  # ZT_ESTATE
 
     def test_a_refusal_then_an_error_stands(self):
         st, h, b = self.shared.request("POST", "/misbehave/refuse", {})

@@ -50,10 +50,17 @@ static int svc_work(zt_req *req, const cJSON *args, cJSON **result, void *ud)
     return zt_work(req, work, work_done, NULL);
 }
 
-/* GET /misbehave/call-work → {"rc": what the service's zt_work said} */
-static int h_call_work(zt_req *req, void *ud)
+/* Nor answer its caller's client. */
+static int svc_answer(zt_req *req, const cJSON *args, cJSON **result, void *ud)
 {
-    int rc = zt_call(req, "misbehave.work", NULL, NULL);
+    return zt_respond(req, 200, "text/plain", "service", 7);
+}
+
+/* GET /misbehave/call/:service → {"rc": what the service returned} */
+static int h_call(zt_req *req, void *ud)
+{
+    const char *name = zt_req_printf(req, "misbehave.%s", zt_req_param(req, "service"));
+    int rc = name ? zt_call(req, name, NULL, NULL) : ZT_ENOMEM;
     cJSON *o = cJSON_CreateObject();
     if (o && !cJSON_AddNumberToObject(o, "rc", rc)) {
         cJSON_Delete(o);
@@ -83,10 +90,11 @@ static int init(zt_plugin *p)
         {"POST", "/misbehave/refuse", h_refuse, NULL, ZT_ROLE_PUBLIC, 0, NULL},
         {"GET", "/misbehave/written", h_read, NULL, ZT_ROLE_PUBLIC, 0, NULL},
         {"GET", "/misbehave/work-ok", h_work, (void *)&ok, ZT_ROLE_PUBLIC, 0, NULL},
-        {"GET", "/misbehave/call-work", h_call_work, NULL, ZT_ROLE_PUBLIC, 0, NULL},
+        {"GET", "/misbehave/call/:service", h_call, NULL, ZT_ROLE_PUBLIC, 0, NULL},
         {"GET", "/misbehave/work-einval", h_work, (void *)&einval, ZT_ROLE_PUBLIC, 0, NULL},
     };
     if (rc == ZT_OK) rc = zt_provide(p, "misbehave.work", svc_work, NULL);
+    if (rc == ZT_OK) rc = zt_provide(p, "misbehave.answer", svc_answer, NULL);
     for (size_t i = 0; rc == ZT_OK && i < sizeof routes / sizeof *routes; i++)
         rc = zt_route_add(p, &routes[i]);
     return rc;
