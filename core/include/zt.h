@@ -355,6 +355,9 @@ int zt_cursor_seek(zt_cursor *c, int op, const void *key, size_t klen, zt_kv *ou
  * (ZT_NEXT reads it; ZT_CURRENT is then ZT_ENOTFOUND). ZT_EREADONLY in a read
  * transaction. */
 int zt_cursor_del(zt_cursor *c);
+/* Close a cursor. One left open is closed when its transaction ends (the request's, or a
+ * service call's savepoint): its pointer is then no longer valid, not even for
+ * zt_cursor_close. Close cursors where they were opened. */
 void zt_cursor_close(zt_cursor *c);
 
 /* ---- identity (统一身份认证) ----------------------------------------------------- */
@@ -509,9 +512,10 @@ int zt_timer_cancel(zt_req *req, const char *id);
  * one piece: when the service fails, what it wrote (records, events, timers, its audit
  * note) is undone and the caller's work goes on as before the call; when it succeeds, it
  * stays with the caller's. The caller answers its client: in a service zt_respond*,
- * zt_problem, zt_res_header and zt_work are ZT_ESTATE. Cursors a service opens are closed
- * when it returns. Names are
- * "<plugin>.<word>" by convention: 1..64 bytes of [A-Za-z0-9_.-].
+ * zt_problem, zt_res_header and zt_work are ZT_ESTATE. Cursors a service leaves open are
+ * closed when it returns in a request that writes (with its savepoint), else when the
+ * request ends: a service closes its own. Names are "<plugin>.<word>" by convention: 1..64
+ * bytes of [A-Za-z0-9_.-].
  */
 
 /* Runs the service. args: the caller's JSON (never NULL: null when none was given).
