@@ -115,7 +115,15 @@ static int load_c(zt_plugin *p, char *err, size_t errlen)
     p->kind = ZT_PLUGIN_C;
     p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
-        snprintf(err, errlen, "plugin '%s' (%s) cannot be loaded: %s", p->name, p->path, dlerror());
+        const char *why = dlerror();
+        /* a zt_ function this node does not have: the plugin was built against a newer
+         * zt.h (functions are added under one ABI number), so say which way to go */
+        bool newer = why && strstr(why, "undefined symbol: zt_");
+        snprintf(err, errlen, "plugin '%s' (%s) cannot be loaded: %s%s", p->name, p->path, why,
+                 newer ? " (the plugin was built against a newer zt.h than this node's "
+                         "(" ZT_VERSION "): upgrade the node, or build the plugin against its "
+                         "zt.h)"
+                       : "");
         return ZT_EINVAL;
     }
     const zt_plugin_def *def = dlsym(p->dl, "zt_plugin_descriptor");

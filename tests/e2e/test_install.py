@@ -91,6 +91,16 @@ class Installed(unittest.TestCase):
         r = sh([self.bin, "check", "-c", conf])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("1 plugins", r.stdout)
+        # built against a newer zt.h (a function added under the same ABI): the node says so
+        with open(src, "a") as f:
+            f.write("\nint zt_from_a_later_release(void);\n"
+                    "int hello_uses_it(void) { return zt_from_a_later_release(); }\n")
+        r = sh(["cc", "-shared", "-fPIC"] + cflags + ["-o", os.path.join(work, "hello.so"), src])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = sh([self.bin, "check", "-c", conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("undefined symbol: zt_from_a_later_release", r.stderr)
+        self.assertIn("built against a newer zt.h than this node's", r.stderr)
 
     def test_systemd_accepts_the_units_and_the_user(self):
         r = sh(["systemd-analyze", "verify"] + [os.path.join(self.units, u) for u in UNITS])
