@@ -1098,6 +1098,16 @@ static const char *reason(int status)
     return s[0] == '<' ? "Unknown" : s; /* "<unknown>" */
 }
 
+/* application/json, application/problem+json, any other …+json (parameters after ;) */
+static bool json_type(const char *ct)
+{
+    if (!ct) return false;
+    size_t n = strcspn(ct, "; ");
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+            strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
 static int serialize(zt_conn *c, http_req *h, bool last)
 {
     const zt_req *r = &h->r;
@@ -1135,10 +1145,12 @@ static int serialize(zt_conn *c, http_req *h, bool last)
     o = PUTS(o, "X-Request-Id: ");
     o = put(o, r->id, strlen(r->id));
     o = PUTS(o, "\r\n");
-    /* Answers hold personal data: no cache on the way keeps one unless the handler says
-     * it may (Cache-Control of its own); and nothing is taken for another type than sent. */
-    if (!r->res_cache_set) o = PUTS(o, "Cache-Control: no-store\r\n");
-    o = PUTS(o, "X-Content-Type-Options: nosniff\r\n");
+    /* An answer to someone signed in may hold personal data: no cache keeps it (a shared
+     * computer in a service hall) unless its handler says it may. And an answer is taken
+     * for nothing but the type it says: a browser never renders JSON, anything else says
+     * nosniff. (Anonymous JSON, the commonest answer, carries neither: 57 bytes.) */
+    if (!r->res_cache_set && r->caller) o = PUTS(o, "Cache-Control: no-store\r\n");
+    if (!json_type(r->res_ctype)) o = PUTS(o, "X-Content-Type-Options: nosniff\r\n");
     if (last)
         o = PUTS(o, "Connection: close\r\n");
     else if (h->http10)

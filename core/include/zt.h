@@ -262,8 +262,8 @@ int zt_work(zt_req *req, void (*fn)(void *arg), int (*done)(zt_req *req, void *a
  * that is not an RFC 9110 token, a value with a control character other than tab, or a
  * header the core writes itself: Content-Length, Content-Type (zt_respond's ctype), Date,
  * X-Request-Id, Connection, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade,
- * X-Content-Type-Options (nosniff, on every answer). Without a Cache-Control of its own an
- * answer says "Cache-Control: no-store". */
+ * X-Content-Type-Options (nosniff, on every answer that is not JSON). Without a
+ * Cache-Control of its own an answer to a signed-in caller says "Cache-Control: no-store". */
 int zt_res_header(zt_req *req, const char *name, const char *value);
 /* Respond with a body (copied). ctype NULL means no Content-Type. Responding twice is
  * ZT_ESTATE; a ctype with a control character is ZT_EINVAL. */

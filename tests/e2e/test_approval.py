@@ -521,9 +521,10 @@ class Applications(ApprovalTest):
         app = self.submitted()
         no = app["number"]
         code = self.app(no)["query_code"]
-        st, _, d = self.shared.json("GET", "/approval/query?number=%s&code=%s" % (no, code.lower()), auth=False)
+        st, h, d = self.shared.json("GET", "/approval/query?number=%s&code=%s" % (no, code.lower()), auth=False)
         self.assertEqual(st, 200, d)
         self.assertEqual((d["number"], d["state"]), (no, "submitted"))
+        self.assertEqual(h.get("cache-control"), "no-store")  # anonymous, and someone's progress
         self.assertNotIn("applicant", d)
         self.assertNotIn("form", d)
         for q in ["number=%s&code=WRONGCOD" % no, "number=SP00000000000000&code=%s" % code]:

@@ -52,18 +52,24 @@ class Static(NodeTest):
         self.assertEqual(self.get("/index.html")[2], INDEX)
 
     def test_safety_headers(self):
-        """Every answer says nosniff, once; an API answer is not stored by caches on the way
-        (it may hold personal data), a file is kept but asked for again; a page is framed by
+        """Every answer but JSON says nosniff, once (a browser never renders JSON); an answer
+        to someone signed in is stored by no cache (it may hold personal data), a file is
+        kept but asked for again, an anonymous API answer is as it is; a page is framed by
         no other site."""
-        for path, page, cache in (("/", True, "no-cache"), ("/docs/page.html", True, "no-cache"),
-                                  ("/app.js", False, "no-cache"), ("/style.css", False, "no-cache"),
-                                  ("/healthz", False, "no-store"), ("/no-such-file", False, "no-store")):
-            with self.subTest(path=path):
-                with self.shared.rawconn() as c:
+        for path, auth, page, cache, sniff in (
+                ("/", False, True, ["no-cache"], True), ("/docs/page.html", False, True, ["no-cache"], True),
+                ("/app.js", False, False, ["no-cache"], True), ("/style.css", False, False, ["no-cache"], True),
+                ("/docs/deep/note.txt", False, False, ["no-cache"], True),
+                ("/data.json", False, False, ["no-cache"], False),
+                ("/healthz", False, False, [], False), ("/no-such-file", False, False, [], False),
+                ("/auth/me", True, False, ["no-store"], False),
+                ("/admin/users/01NOSUCHACCOUNT00000000000A", True, False, ["no-store"], False)):
+            with self.subTest(path=path, auth=auth):
+                with self.shared.rawconn(auth=auth) as c:
                     c.send(("GET %s HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n" % path).encode())
                     r = parse_responses(c.read_until_close())[0]
-                self.assertEqual(r.header_all("x-content-type-options"), ["nosniff"])
-                self.assertEqual(r.header_all("cache-control"), [cache])
+                self.assertEqual(r.header_all("x-content-type-options"), ["nosniff"] if sniff else [])
+                self.assertEqual(r.header_all("cache-control"), cache)
                 self.assertEqual(r.header_all("content-security-policy"), ["frame-ancestors 'none'"] if page else [])
                 self.assertEqual(r.header_all("x-frame-options"), ["DENY"] if page else [])
 

@@ -607,7 +607,7 @@ zt.route("GET", "/approval/applications/:no/materials/:name", { role = "user", s
         .. " is not the file that was uploaded; the service desk has been told (the log)")
     end
     -- what an applicant uploaded is a file to save, never a page to open in the clerk's
-    -- browser: no inline rendering, no scripts (and the core says nosniff on every answer)
+    -- browser: no inline rendering, no scripts (and the core says nosniff: it is not JSON)
     return 200, body, { ["Content-Type"] = meta.content_type,
                         ["Content-Disposition"] = ('attachment; filename="%s-%s"'):format(app.number, meta.name),
                         ["Content-Security-Policy"] = "sandbox" }
@@ -858,7 +858,8 @@ zt.route("GET", "/approval/query", { role = "public", summary = "Progress by num
       zt.rate.note(req, "query", QUERY_FAILS, QUERY_WINDOW)
       problem(404, "not-found", "no application matches this number and query code")
     end
-    return 200, progress(app)
+    -- an applicant's progress, asked for without signing in: no cache keeps it
+    return 200, progress(app), { ["Cache-Control"] = "no-store" }
   end)
 
 -- The escalation queue (督办): what is past its promised time and still open, for the heads
