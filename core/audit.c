@@ -353,6 +353,12 @@ static int checkpoint_put(zt_server *srv, zt_txn *t, uint64_t seq, const unsigne
     cJSON_Delete(o);
     zt__be64_put(key, seq);
     int rc = text ? zt_put(t, srv->audit->cps, key, 8, text, strlen(text)) : ZT_ENOMEM;
+    zt_audit *a = srv->audit;
+    if (rc == ZT_OK && strlen(text) <= sizeof a->cp_read) { /* the next batch reads it back */
+        a->cp_read_len = strlen(text);
+        memcpy(a->cp_read, text, a->cp_read_len);
+        a->cp_read_every = l.every;
+    }
     cJSON_free(text);
     return rc;
 }

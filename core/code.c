@@ -82,11 +82,6 @@ typedef struct code_item {
     unsigned char digest[32];
 } code_item;
 
-static void hex8(const unsigned char *d, char out[9])
-{
-    for (int i = 0; i < 4; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
 /* What runs now: the binary, the config, each plugin, the workflow definitions, and the
  * rest of lua_dir: what plugins load from there (the sensor plugin's alert rules, modules a
  * Lua plugin requires) runs as much as the plugins do. */
@@ -154,8 +149,8 @@ static int code_record(zt_server *srv, zt_db *db, char *err, size_t errlen)
         bool had = zt_get(t, db, it[i].name, strlen(it[i].name), &v, &vl) == ZT_OK && vl == 40;
         if (had && memcmp(v, it[i].digest, 32) == 0) continue;
         char from[9], to[9];
-        hex8(it[i].digest, to);
-        if (had) hex8(v, from);
+        zt__hex(to, it[i].digest, 4);
+        if (had) zt__hex(from, v, 4);
         zt__buf_printf(&what, "%s%s %s%s%s", what.len ? "; " : "", it[i].name, had ? from : "",
                        had ? " → " : "new ", to);
         unsigned char rec[40];

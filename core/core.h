@@ -1043,6 +1043,9 @@ int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, 
  * master key. */
 int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
                   size_t len, unsigned char sig[64]);
+/* Whether a sealed secret key opens under this master key (and so was made with the
+ * public key it carries): ZT_OK, else ZT_EINVAL as zt__seal_sign. No signature is made. */
+int zt__seal_opens(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len);
 
 /* Hex (lower case) and base64url (RFC 4648 section 5, no padding), in constant time
  * (they carry tokens and keys). Encoders write a NUL-terminated string into `out`, which

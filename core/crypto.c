@@ -537,27 +537,41 @@ int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, 
     return ZT_OK;
 }
 
+/* Open the seed of a sealed secret key into s->sk (the caller wipes s). An Ed25519 secret
+ * key is seed | public key: the seed is opened into its first half. The stored public key
+ * is the AEAD's associated data, so it is the one made with this seed: no need to derive it
+ * again (a scalar multiplication, as much work as a signature). */
+static int open_seed(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, seal_secret *s)
+{
+    if (sealed_len != ZT__SEALED_SK_BYTES || sealed_sk[0] != SEAL_VERSION) return ZT_EINVAL;
+    unsigned long long slen;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            s->sk, &slen, NULL, sealed_sk + SEAL_CT, ZT__SEALED_SK_BYTES - SEAL_CT, sealed_sk,
+            SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0 ||
+        slen != crypto_sign_SEEDBYTES)
+        return ZT_EINVAL;
+    return ZT_OK;
+}
+
 int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
                   size_t len, unsigned char sig[64])
 {
     if (!k) return ZT_ESTATE;
-    if (sealed_len != ZT__SEALED_SK_BYTES || sealed_sk[0] != SEAL_VERSION) return ZT_EINVAL;
     seal_secret *s = k->scratch;
-    int rc = ZT_OK;
-    unsigned long long slen;
-    /* An Ed25519 secret key is seed | public key: the seed is opened into its first half. The
-     * stored public key is the AEAD's associated data, so it is the one made with this
-     * seed: no need to derive it again (a scalar multiplication, as much work as the
-     * signature). */
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            s->sk, &slen, NULL, sealed_sk + SEAL_CT, ZT__SEALED_SK_BYTES - SEAL_CT, sealed_sk,
-            SEAL_NONCE, sealed_sk + SEAL_NONCE, k->seal) != 0 ||
-        slen != crypto_sign_SEEDBYTES) {
-        rc = ZT_EINVAL;
-    } else {
+    int rc = open_seed(k, sealed_sk, sealed_len, s);
+    if (rc == ZT_OK) {
         memcpy(s->sk + crypto_sign_SEEDBYTES, sealed_sk + SEAL_PK, crypto_sign_PUBLICKEYBYTES);
         crypto_sign_detached(sig, NULL, msg, len, s->sk);
     }
+    sodium_memzero(s, sizeof *s);
+    return rc;
+}
+
+int zt__seal_opens(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len)
+{
+    if (!k) return ZT_ESTATE;
+    seal_secret *s = k->scratch;
+    int rc = open_seed(k, sealed_sk, sealed_len, s);
     sodium_memzero(s, sizeof *s);
     return rc;
 }

@@ -1003,9 +1003,6 @@ static int raise_problem(lua_State *L, lua_Integer status, const char *type, con
 static int l_problem(lua_State *L)
 {
     /* strings and numbers are not mixed: a status "404" or a detail 42 is a mistake */
-    if (lua_type(L, 1) != LUA_TNUMBER)
-        return luaL_error(L, "zt.problem: status must be an integer 400..599, not a %s",
-                          luaL_typename(L, 1));
     lua_Integer status = check_int(L, 1, "zt.problem", "status");
     const char *type = check_str(L, 2, "zt.problem", "type", NULL);
     const char *detail = lua_isnoneornil(L, 3) ? "" : check_str(L, 3, "zt.problem", "detail", NULL);
@@ -2235,13 +2232,7 @@ static int l_auth_department(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    /* the documented fields only: the record also holds its seal (mac), never shown */
-    for (cJSON *e = d->child, *next; e; e = next) {
-        next = e->next;
-        if (strcmp(e->string, "code") != 0 && strcmp(e->string, "name") != 0 &&
-            strcmp(e->string, "parent") != 0)
-            cJSON_Delete(cJSON_DetachItemViaPointer(d, e));
-    }
+    /* { code, name, parent }: the identity layer drops the record's seal when it reads it */
     zt_lua_push_json(L, d); /* protected: d is freed whatever happens */
     cJSON_Delete(d);
     return 1;

@@ -263,9 +263,9 @@ static int respond_owned(zt_req *req, int status, const char *ctype, char *body,
 
 int zt__respond_take(zt_req *req, int status, const char *ctype, char *body, size_t len)
 {
-    if (req->responded || is_job(req) || status < 200 || status > 599) {
+    if (req->responded || cannot_answer(req) || status < 200 || status > 599) {
         zt__free_wiped(body, len);
-        return req->responded || is_job(req) ? ZT_ESTATE : ZT_EINVAL;
+        return req->responded || cannot_answer(req) ? ZT_ESTATE : ZT_EINVAL;
     }
     return respond_owned(req, status, ctype, body, len);
 }

@@ -213,13 +213,11 @@ int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal)
 /* The public key of a sealed secret key, read from its bytes 1..32 only once the sealed
  * form has opened under this master key: a key pair put in the store by someone who has no
  * master key (to make seals, or sign checkpoints, that verify) is not believed (ZT_EINVAL).
- * The probe signature opens it (zt__seal_sign checks the seal, whose associated data is
- * that public key). */
+ * Opening it is the check (its associated data is that public key): no signature needed. */
 static int sealed_public(zt_server *srv, const unsigned char *sealed, size_t slen,
                          unsigned char pk[32])
 {
-    unsigned char sig[64];
-    int rc = zt__seal_sign(srv->keys, sealed, slen, "probe", 5, sig);
+    int rc = zt__seal_opens(srv->keys, sealed, slen);
     if (rc == ZT_OK) memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, key */
     return rc;
 }

@@ -507,15 +507,12 @@ static int open_master_key(zt_server *srv, const char *key_file, char *err, size
 
 int zt__server_check_key(const zt_conf *conf, char *err, size_t errlen)
 {
-    char mdb[4096], own[4096];
+    char mdb[4096];
     struct stat st;
     snprintf(mdb, sizeof mdb, "%s/data.mdb", conf->data_dir);
     if (stat(mdb, &st) != 0) return ZT_OK; /* no data yet: the first start makes the key */
-    const char *key_file = conf->key_file;
-    if (!key_file) {
-        snprintf(own, sizeof own, "%s/master.key", conf->data_dir);
-        key_file = own;
-    }
+    const char *key_file = conf->key_file; /* a loaded config always names one */
+    if (!key_file) return ZT_OK;
     zt_store *store;
     zt_db *meta;
     zt_keys *keys = NULL;

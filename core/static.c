@@ -192,7 +192,8 @@ int zt__static_serve(zt_server *srv, zt_req *req)
      * core says nosniff on every answer: a file is what its extension says.) A page is
      * shown in no other site's frame (clickjacking): CSP for browsers now, X-Frame-Options
      * for older ones. */
-    bool page = strncmp(content_type(full), "text/html", 9) == 0;
+    const char *ctype = content_type(full);
+    bool page = strncmp(ctype, "text/html", 9) == 0;
     if ((rc = zt_res_header(req, "ETag", etag)) != ZT_OK ||
         (rc = zt_res_header(req, "Cache-Control", "no-cache")) != ZT_OK ||
         (page &&
@@ -226,7 +227,7 @@ int zt__static_serve(zt_server *srv, zt_req *req)
     free(req->res_body);
     req->res_body = body;
     req->res_len = size;
-    req->res_ctype = content_type(full);
+    req->res_ctype = ctype;
     req->status = 200;
     req->responded = true;
 out:

@@ -543,8 +543,7 @@ static int unseal(zt_store *s, zt_db *d, const MDB_val *k, MDB_val *v)
         if (text)
             snprintf(key, sizeof key, "%.*s", (int)k->mv_size, (const char *)kb);
         else
-            for (size_t i = 0; i < k->mv_size && i < 32; i++)
-                snprintf(key + 2 * i, 3, "%02x", kb[i]);
+            zt__hex(key, kb, k->mv_size < 32 ? k->mv_size : 32);
         zt__log(ZT_LOG_ERROR, NULL, NULL,
                 "storage: the record %s%s of %s fails its seal: it was changed outside "
                 "Zhengtong, and is not read (zt_store_seals_failed_total counts them)",
