@@ -291,15 +291,32 @@ static int disarm(wf_op *op, wf_task *t)
     return ZT_OK;
 }
 
+/* The active staff account `who` (a login, or an account id) into *c: ZT_ENOTFOUND for
+ * none (no such account, a disabled one, a citizen's), else what reading it gave. */
+static int staff_account(wf_op *op, const char *who, const zt_caller **c)
+{
+    *c = NULL;
+    int rc = op->req ? zt_req_account(op->req, who, c) : ZT_EIO;
+    return rc == ZT_OK && strcmp((*c)->kind, "staff") != 0 ? ZT_ENOTFOUND : rc;
+}
+
+/* "a, b, c": the words, as much of them as cap holds. */
+static void join_words(char *out, size_t cap, char *const *w, size_t n)
+{
+    out[0] = 0;
+    for (size_t i = 0, used = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%s", i ? ", " : "", w[i]);
+}
+
 /* A task a definition gives someone by name waits for them alone: when they cannot take
  * it (no active staff account, or one not cleared for its label), say so once, where county
  * IT looks, with the way out. The task is opened all the same: the step that opens it
  * belongs to whoever completed the one before, who can do nothing about it. */
 static void warn_unable(wf_op *op, const wf_def *d, const wf_node *n, const wf_task *t)
 {
-    const zt_caller *c = NULL;
-    int rc = op->req ? zt_req_account(op->req, t->assignee, &c) : ZT_EIO;
-    bool no_account = rc == ZT_ENOTFOUND || (rc == ZT_OK && strcmp(c->kind, "staff") != 0);
+    const zt_caller *c;
+    int rc = staff_account(op, t->assignee, &c);
+    bool no_account = rc == ZT_ENOTFOUND;
     if (!no_account && (rc != ZT_OK || wf_cleared(op->w, c, t->label))) return;
     zt_log(op->w->p, ZT_LOG_WARN,
            "workflow %s v%u, node '%s': task %s is for '%.64s', who %s%s: a workflow supervisor "
@@ -845,10 +862,8 @@ static int check_decision(wf_op *op, const wf_node *n, const char *decision, con
                            decision);
         return ZT_OK;
     }
-    char list[16 * 66] = "";
-    for (size_t i = 0, used = 0; i < n->ndecisions && used < sizeof list; i++)
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                                 n->decisions[i]);
+    char list[16 * 66];
+    join_words(list, sizeof list, n->decisions, n->ndecisions);
     return wf_fail(op, 422, "invalid-input", "decision: task '%s' is decided with one of %s%s%.64s",
                    n->id, list, decision ? ", not " : " (it is required)",
                    decision ? decision : "");
@@ -866,10 +881,8 @@ static int check_form(wf_op *op, const wf_node *n, const cJSON *form)
         if (!n->nform)
             return wf_fail(op, 422, "invalid-input", "form.%.64s: task '%s' takes no form",
                            it->string, n->id);
-        char list[sizeof op->why] = "";
-        for (size_t i = 0, used = 0; i < n->nform && used < sizeof list; i++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                                     n->form[i]);
+        char list[sizeof op->why];
+        join_words(list, sizeof list, n->form, n->nform);
         return wf_fail(op, 422, "invalid-input", "form.%.64s: task '%s' takes only %s", it->string,
                        n->id, list);
     }
@@ -950,9 +963,9 @@ static bool good_login(const char *s)
  * department within their own. A task given to someone by name asks only the first. */
 static int check_delegate(wf_op *op, const wf_task *t, const char *to)
 {
-    const zt_caller *c = NULL;
-    int rc = op->req ? zt_req_account(op->req, to, &c) : ZT_EIO;
-    if (rc == ZT_ENOTFOUND || (rc == ZT_OK && strcmp(c->kind, "staff") != 0))
+    const zt_caller *c;
+    int rc = staff_account(op, to, &c);
+    if (rc == ZT_ENOTFOUND)
         return wf_fail(op, 422, "invalid-delegate",
                        "to: '%.64s' is not the login of an active staff account", to);
     if (rc != ZT_OK) return sys_fail(op, rc, "the account to delegate to");
