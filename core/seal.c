@@ -24,9 +24,88 @@ struct zt_seals {
 
 /* ---- canonical JSON -------------------------------------------------------------- */
 
+/* The JSON Canonicalization Scheme (RFC 8785, JCS): what ECMAScript's JSON.stringify
+ * writes, with object keys sorted, so that anyone can recompute the text a seal signs with
+ * any JCS library (or ten lines of JavaScript). On top of JCS, numbers of magnitude 2^53
+ * or more are refused (see zt_json_canonical), as are strings that are not UTF-8. */
+
+/* The first UTF-16 code unit of a code point: keys are ordered by their UTF-16 code
+ * units (RFC 8785 §3.2.3), which is code point order except that characters beyond
+ * U+FFFF (written as surrogates, D800–DBFF first) come before U+E000–U+FFFF. */
+static unsigned utf16_first(unsigned cp)
+{
+    return cp >= 0x10000 ? 0xD800 + ((cp - 0x10000) >> 10) : cp;
+}
+
+/* Keys are valid UTF-8 here (canon checks them before sorting). */
 static int cmp_keys(const void *a, const void *b)
 {
-    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+    const unsigned char *x = (const unsigned char *)(*(const cJSON *const *)a)->string;
+    const unsigned char *y = (const unsigned char *)(*(const cJSON *const *)b)->string;
+    size_t xn = strlen((const char *)x), yn = strlen((const char *)y);
+    while (xn && yn) {
+        unsigned cx = 0, cy = 0;
+        size_t kx = zt__utf8_next(x, xn, &cx), ky = zt__utf8_next(y, yn, &cy);
+        if (cx != cy) {
+            unsigned ux = utf16_first(cx), uy = utf16_first(cy);
+            if (ux == uy) return cx < cy ? -1 : 1; /* one high surrogate: low surrogate order */
+            return ux < uy ? -1 : 1;
+        }
+        x += kx, xn -= kx;
+        y += ky, yn -= ky;
+    }
+    return xn ? 1 : yn ? -1 : 0;
+}
+
+/* A number as ECMAScript's Number::toString writes it (RFC 8785 §3.2.2.3): the fewest
+ * significant digits that read back as the same double (0.1 is 0.1, not
+ * 0.10000000000000001), in plain notation from 1e-6 to below 1e21 and as 1e-7 below;
+ * -0 is 0. printf rounds correctly, so the first precision that reads back gives the
+ * closest of the shortest digit strings. */
+static int es_number(zt_buf *b, double d)
+{
+    if (d == 0) return zt__buf_puts(b, "0");
+    char e[40];
+    for (int p = 0; p < 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p, d);
+        if (strtod(e, NULL) == d) break;
+    }
+    /* e is [-]D[.DDD]e±XX: the digits s (k of them) and n, with d = 0.s × 10^n */
+    const char *s = e;
+    char digits[24], out[64];
+    size_t k = 0, o = 0;
+    if (*s == '-') out[o++] = *s++;
+    for (; *s && *s != 'e' && k < sizeof digits; s++)
+        if (*s != '.') digits[k++] = *s;
+    if (*s != 'e') return ZT_EINVAL;
+    int n = atoi(s + 1) + 1, ki = (int)k;
+    if (ki <= n && n <= 21) { /* 1500 */
+        memcpy(out + o, digits, k), o += k;
+        for (int i = ki; i < n; i++) out[o++] = '0';
+    } else if (0 < n && n <= 21) { /* 1.5 */
+        memcpy(out + o, digits, (size_t)n), o += (size_t)n;
+        out[o++] = '.';
+        memcpy(out + o, digits + n, k - (size_t)n), o += k - (size_t)n;
+    } else if (-6 < n && n <= 0) { /* 0.0015 */
+        out[o++] = '0', out[o++] = '.';
+        for (int i = n; i < 0; i++) out[o++] = '0';
+        memcpy(out + o, digits, k), o += k;
+    } else { /* 1.5e-7 */
+        out[o++] = digits[0];
+        if (k > 1) {
+            out[o++] = '.';
+            memcpy(out + o, digits + 1, k - 1), o += k - 1;
+        }
+        o += (size_t)snprintf(out + o, sizeof out - o, "e%c%d", n - 1 < 0 ? '-' : '+',
+                              n - 1 < 0 ? 1 - n : n - 1);
+    }
+    return zt__buf_append(b, out, o);
+}
+
+static int canon_str(zt_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    return zt__utf8_ok(s, n) ? zt__buf_json_str(b, s, n) : ZT_EINVAL;
 }
 
 static int canon(const cJSON *v, zt_buf *b, int depth)
@@ -38,14 +117,20 @@ static int canon(const cJSON *v, zt_buf *b, int depth)
         const cJSON **kids = malloc((n ? n : 1) * sizeof(*kids));
         if (!kids) return ZT_ENOMEM;
         n = 0;
-        for (const cJSON *c = v->child; c; c = c->next) kids[n++] = c;
+        for (const cJSON *c = v->child; c; c = c->next) {
+            if (!c->string || !zt__utf8_ok(c->string, strlen(c->string))) {
+                free(kids);
+                return ZT_EINVAL; /* a key that is not UTF-8 has no place in the order */
+            }
+            kids[n++] = c;
+        }
         qsort(kids, n, sizeof(*kids), cmp_keys);
         int rc = zt__buf_puts(b, "{");
         for (size_t i = 0; i < n && rc == ZT_OK; i++) {
-            if (i && kids[i - 1] && strcmp(kids[i - 1]->string, kids[i]->string) == 0)
+            if (i && strcmp(kids[i - 1]->string, kids[i]->string) == 0)
                 rc = ZT_EINVAL; /* duplicate keys have no canonical form */
             if (rc == ZT_OK && i) rc = zt__buf_puts(b, ",");
-            if (rc == ZT_OK) rc = zt__buf_json_str(b, kids[i]->string, strlen(kids[i]->string));
+            if (rc == ZT_OK) rc = canon_str(b, kids[i]->string);
             if (rc == ZT_OK) rc = zt__buf_puts(b, ":");
             if (rc == ZT_OK) rc = canon(kids[i], b, depth + 1);
         }
@@ -60,7 +145,7 @@ static int canon(const cJSON *v, zt_buf *b, int depth)
         }
         return rc ? rc : zt__buf_puts(b, "]");
     }
-    if (cJSON_IsString(v)) return zt__buf_json_str(b, v->valuestring, strlen(v->valuestring));
+    if (cJSON_IsString(v)) return canon_str(b, v->valuestring);
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         /* NaN and infinities have no JSON; from 2^53 on a double holds only every other
@@ -68,8 +153,7 @@ static int canon(const cJSON *v, zt_buf *b, int depth)
          * 9007199254740992, and an 18-digit ID number as its neighbour: the seal would
          * vouch for a number the document does not hold. Such numbers go as strings. */
         if (d != d || d - d != 0 || !(fabs(d) < 9007199254740992.0)) return ZT_EINVAL;
-        if (d == (double)(int64_t)d) return zt__buf_printf(b, "%lld", (long long)d);
-        return zt__buf_printf(b, "%.17g", d);
+        return es_number(b, d);
     }
     if (cJSON_IsTrue(v)) return zt__buf_puts(b, "true");
     if (cJSON_IsFalse(v)) return zt__buf_puts(b, "false");

@@ -684,12 +684,14 @@ int zt_valid_credit_code(const char *s);
  * made for a code that names none), ZT_EREADONLY, ZT_EIO. */
 int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJSON **seal);
 int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal);
-/* The canonical text of a JSON value, for signing and hashing: no whitespace, object keys
- * sorted by their UTF-8 bytes, integers (|n| < 2^53) without a fraction, other numbers as
- * %.17g. *out is malloc'd (free it). ZT_EINVAL for NaN, infinities, duplicate keys,
- * nesting deeper than 64, or a number of magnitude 2^53 (9007199254740992) or more: a
- * double cannot tell such integers from their neighbours, so a seal over one would vouch
- * for another (an 18-digit ID number, an amount in fen): send long numbers as strings. */
+/* The canonical text of a JSON value, for signing and hashing: its RFC 8785 (JCS) form,
+ * which any JCS library recomputes: no whitespace, object keys sorted by their UTF-16 code
+ * units, strings and numbers as ECMAScript's JSON.stringify writes them (0.1, 1e-7, 100 for
+ * 1e2, 0 for -0). *out is malloc'd (free it). ZT_EINVAL for NaN, infinities, duplicate
+ * keys, strings that are not UTF-8, nesting deeper than 64, or a number of magnitude 2^53
+ * (9007199254740992) or more (JCS would write it; this refuses it): a double cannot tell
+ * such integers from their neighbours, so a seal over one would vouch for another (an
+ * 18-digit ID number, an amount in fen): send long numbers as strings. */
 int zt_json_canonical(const cJSON *v, char **out, size_t *len);
 /* JSON text of v without white space, like cJSON_PrintUnformatted but with every number
  * written so that it reads back as the same double: integers up to 2^53 as integers

@@ -7,8 +7,32 @@ import stat
 import unittest
 
 import hashlib
+import shutil
+import subprocess
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ztnode import NodeTest, edit_db
+
+# RFC 8785 (JCS) as its Appendix suggests: ECMAScript's JSON.stringify writes numbers and
+# strings as JCS does; only the keys need sorting (JavaScript's sort compares UTF-16 code
+# units, as JCS asks). An implementation independent of the node's, to check against.
+JCS_JS = r"""
+const jcs = v => v === null || typeof v !== "object" ? JSON.stringify(v)
+  : Array.isArray(v) ? "[" + v.map(jcs).join(",") + "]"
+  : "{" + Object.keys(v).sort().map(k => JSON.stringify(k) + ":" + jcs(v[k])).join(",") + "}";
+const docs = JSON.parse(require("fs").readFileSync(0, "utf8"));
+console.log(JSON.stringify(docs.map(t => jcs(JSON.parse(t)))));
+"""
+
+
+def jcs(texts):
+    """The JCS text of each JSON text, by Node.js (Debian's nodejs, from scripts/setup)."""
+    node = shutil.which("node")
+    assert node, "node (nodejs) is needed: scripts/setup installs it"
+    out = subprocess.run([node, "-e", JCS_JS], input=json.dumps(texts).encode(),
+                         capture_output=True, check=True).stdout
+    return json.loads(out)
 
 DOC = {"permit": "B-2024-001", "holder": "张三", "items": [1, 2.5, True, None], "note": "ok"}
 
@@ -228,6 +252,38 @@ class Seals(NodeTest):
         changed = same.replace("张三", "李四")
         st, _, d = self.raw("/seal/verify", '{"document": %s, "seal": %s}' % (changed, seal.decode()))
         self.assertFalse(json.loads(d)["valid"], d)
+
+    def test_anyone_verifies_offline_with_jcs(self):
+        # A seal of a JSON document signs its RFC 8785 (JCS) text, so a court or another
+        # county checks it with any JCS library, BLAKE2b and Ed25519, trusting no node:
+        # the recipe of the README, followed here with Node's JSON.stringify for JCS.
+        docs = [
+            '{"n": [0.1, 1e-7, 123.456, -0.0, 1.5e-6, 5e-324, 2.5e15, 9007199254740991, -1e-300]}',
+            '{"n": [1E2, 100.000, 0.30000000000000004, 4.35, 33.3333333333333333, 1e-6]}',
+            # U+FF61 sorts after U+1F600 in UTF-16 code units, before it in UTF-8 bytes
+            '{"\\uff61": 1, "\\ud83d\\ude00": 2, "\\u00e9": 3, "e": 4, "": 5, "ee": 6}',
+            '{"s": "\\u001f\\u007f\\u2028/\\\\\\"\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00 张三"}',
+            '[{"b": {"d": [], "c": {}}, "a": [true, false, null, "x"]}, -12, 3.0]',
+        ]
+        canon = jcs(docs)
+        st, _, keys = self.shared.json("GET", "/seal/keys", auth=False)
+        self.assertEqual(st, 200)
+        public = {k["key_id"]: bytes.fromhex(k["public_key"]) for k in keys["items"]}
+        for doc, text in zip(docs, canon):
+            with self.subTest(document=doc):
+                st, _, b = self.raw("/seal/sign", '{"document": %s}' % doc, self.officer)
+                self.assertEqual(st, 201, b)
+                seal = json.loads(b)
+                public.update({k["key_id"]: bytes.fromhex(k["public_key"])
+                               for k in self.shared.json("GET", "/seal/keys", auth=False)[2]["items"]})
+                digest = hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
+                self.assertEqual(seal["digest"], digest, text)
+                msg = "zhengtong-seal-v1\n%s\n%s\n%d\n%s" % (
+                    seal["department"], seal["key_id"], seal["time"], digest)
+                # raises InvalidSignature if the node signed anything else
+                Ed25519PublicKey.from_public_bytes(public[seal["key_id"]]).verify(
+                    unb64url(seal["signature"]), msg.encode())
+                self.assertValid({"document": json.loads(doc), "seal": seal})
 
     def test_bad_requests(self):
         for body, want in (

@@ -2299,6 +2299,10 @@ static const char *seal_lua =
     "local ok, e = pcall(zt.seal.json, nil, 'D1', doc)\n"
     "assert(not ok and e:find(\"must be the handler's req\", 1, true), e)\n"
     "assert(zt.json.canonical({ b = 1, a = { 1, 'x' } }) == '{\"a\":[1,\"x\"],\"b\":1}')\n"
+    /* RFC 8785: numbers as ECMAScript writes them, keys in UTF-16 code unit order */
+    "local c = zt.json.canonical({ r = 0.1, s = 1e-7, t = 2.0, u = -0.0, ['\\u{FF61}'] = 1,\n"
+    "                              ['\\u{1F600}'] = 2 })\n"
+    "assert(c == '{\"r\":0.1,\"s\":1e-7,\"t\":2,\"u\":0,\"\\u{1F600}\":2,\"\\u{FF61}\":1}', c)\n"
     "ok, e = pcall(zt.json.canonical, { n = math.maxinteger })\n"
     "assert(not ok and e:find('no canonical JSON form', 1, true), e)\n"
     "ok, e = pcall(zt.json.canonical)\n"
