@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -728,14 +729,28 @@ int zt__audit_verify(zt_server *srv, zt_txn *t, zt_audit_report *r)
     return ZT_OK;
 }
 
+/* When record r was made (ms), or 0 if it does not say. */
+static uint64_t rec_time(const zt_audit_rec *r)
+{
+    if (!r->v1) return r->blen >= FIXED ? zt__be64_get(r->body + 9) : 0;
+    cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->blen);
+    double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "time"));
+    cJSON_Delete(o);
+    return whole_u53(t) ? (uint64_t)t : 0;
+}
+
 /* Whether the log holds record seq and its stored hash is hash. */
-static bool at_record(zt_txn *t, zt_db *log, uint64_t seq, const unsigned char hash[32])
+static bool at_record(zt_txn *t, zt_db *log, uint64_t seq, const unsigned char hash[32],
+                      uint64_t *when)
 {
     zt_kv kv;
     zt_audit_rec r;
     size_t off;
-    return zt__audit_locate(t, log, seq, &kv, &off) == ZT_OK && rec_next(&kv, &off, &r) == ZT_OK &&
-           r.seq == seq && sodium_memcmp(r.hash, hash, 32) == 0;
+    bool here = zt__audit_locate(t, log, seq, &kv, &off) == ZT_OK &&
+                rec_next(&kv, &off, &r) == ZT_OK && r.seq == seq &&
+                sodium_memcmp(r.hash, hash, 32) == 0;
+    if (here && when) *when = rec_time(&r);
+    return here;
 }
 
 /* Why checkpoint json (stored under seq) is not one the key pk signed (NULL: it is); its
@@ -839,7 +854,7 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r)
         }
         have_pk = true;
         if (!why) why = checkpoint_check(pk, seq, kv.val, kv.vlen, hash, &l);
-        if (!why && !at_record(t, a->log, seq, hash))
+        if (!why && !at_record(t, a->log, seq, hash, NULL))
             why = "the log does not match its signed checkpoint here";
         if (why) {
             broken_at(r, seq, "%s", why);
@@ -1021,16 +1036,6 @@ int zt__audit_flush(zt_server *srv)
  */
 
 #define ARCHIVE_FMT 1
-
-/* When record r was made (ms), or 0 if it does not say. */
-static uint64_t rec_time(const zt_audit_rec *r)
-{
-    if (!r->v1) return r->blen >= FIXED ? zt__be64_get(r->body + 9) : 0;
-    cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->blen);
-    double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "time"));
-    cJSON_Delete(o);
-    return whole_u53(t) ? (uint64_t)t : 0;
-}
 
 /* The records of stored value kv: the first and last sequence numbers, and when the last
  * was made (when is not NULL). */
@@ -1391,7 +1396,7 @@ static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_a
 {
     zt_audit *a = srv->audit;
     unsigned char pk[32], hash[32];
-    uint64_t seq;
+    uint64_t seq, made = 0, retain = srv->conf->audit_retain_ms, now = (uint64_t)zt_now_ms();
     int rc = zt__node_pubkey(srv, t, pk);
     if (rc == ZT_OK) rc = anchor_get(a, t, &seq, hash);
     if (rc != ZT_OK) return rc;
@@ -1408,10 +1413,24 @@ static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_a
                  "%s begins after record %llu, but the log here begins after record %llu: "
                  "export again",
                  path, (unsigned long long)in->after_seq, (unsigned long long)seq);
-    else if (!at_record(t, a->log, in->last_seq, in->last_hash))
+    else if (!at_record(t, a->log, in->last_seq, in->last_hash, &made))
         snprintf(err, errlen, "record %llu here is not the archive's last: %s is not of this log",
                  (unsigned long long)in->last_seq, path);
-    else if (!ends_value(t, a->log, in->last_seq))
+    else if (retain && (!made || made + retain > now)) {
+        /* records are kept for audit.retain (GB/T 22239 level 3: six months at least),
+         * whoever runs the command: pruning is for archiving old records, not for
+         * removing recent ones */
+        char when[32] = "(no time)";
+        time_t at = (time_t)((made + retain) / 1000);
+        struct tm tm;
+        if (made && gmtime_r(&at, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+        snprintf(err, errlen,
+                 "the records of %s (%llu..%llu) are kept for audit.retain (%llu days) after "
+                 "they were made: the last of them may be pruned from %s; export through an "
+                 "older record",
+                 path, (unsigned long long)in->after_seq + 1, (unsigned long long)in->last_seq,
+                 (unsigned long long)(retain / (24 * 3600 * 1000ULL)), when);
+    } else if (!ends_value(t, a->log, in->last_seq))
         snprintf(err, errlen,
                  "%s ends inside a batch of the log (record %llu): an archive holds whole "
                  "batches, as export writes them",

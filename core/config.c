@@ -766,6 +766,7 @@ typedef struct field {
 static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
 static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
+static void check_audit_retain(lua_State *L, zt_conf *c, int line);
 static void check_https_only(lua_State *L, zt_conf *c, int line);
 static void check_labels(lua_State *L, zt_conf *c, int line);
 static void check_default_clearance(lua_State *L, zt_conf *c, int line);
@@ -808,6 +809,7 @@ static const field auth_fields[] = {
 static const field audit_fields[] = {
     FIELD("checkpoint_every", false, "records", 1, INT64_C(1) << 40, audit_checkpoint_every),
     FIELD("checkpoint_interval", true, "seconds", 0, 366 * DAY, audit_checkpoint_ms),
+    CHECKED("retain", check_audit_retain),
     {0},
 };
 
@@ -886,6 +888,18 @@ static bool want_bool(lua_State *L, int line, const char *name)
     if (!lua_isboolean(L, -1))
         fail(L, line, "%s must be true or false, got %s", name, luaL_typename(L, -1));
     return lua_toboolean(L, -1);
+}
+
+/* audit.retain = seconds: how long audit prune keeps records; 0 lets it prune any */
+static void check_audit_retain(lua_State *L, zt_conf *c, int line)
+{
+    int64_t ms = want_seconds_ms(L, line, "audit.retain", 0, INT64_C(100) * 366 * DAY);
+    c->audit_retain_ms = (uint64_t)ms;
+    if (ms < INT64_C(180) * DAY * 1000)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "%s:%d: audit.retain is %lld days: audit prune may remove records younger than "
+                "the six months GB/T 22239 level 3 asks audit records to be kept",
+                c->file, line, (long long)(ms / (DAY * INT64_C(1000))));
 }
 
 /* auth.separate_duties = true | false */
@@ -1235,6 +1249,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_pw_mem = 64 * MIB;
     c->audit_checkpoint_every = 1000;
     c->audit_checkpoint_ms = 300 * 1000;
+    c->audit_retain_ms = 180ULL * DAY * 1000; /* GB/T 22239 level 3: six months at least */
     static const char *const labels[] = {"public", "internal", "sensitive"};
     c->auth_labels = new_list(L, 3);
     for (size_t i = 0; i < 3; i++) c->auth_labels[c->auth_nlabels++] = dup_or_fail(L, labels[i]);

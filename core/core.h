@@ -256,6 +256,7 @@ struct zt_conf {
     /* audit = { checkpoint_every = 1000 (records), checkpoint_interval = 300 (s) } */
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
+    uint64_t audit_retain_ms; /* audit prune keeps records younger than this */
     /* bus = { publish = "tcp://127.0.0.1:7450" }: committed events are also published there
      * for other nodes (nng pub/sub; each message is seq (8 bytes, big-endian) | record);
      * NULL: in this process only */

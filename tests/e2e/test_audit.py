@@ -441,8 +441,52 @@ class Archives(NodeTest):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return v, r.stdout
 
-    def test_export_check_prune_and_go_on(self):
+    def test_recent_records_are_kept(self):
+        # audit.retain (default 180 days): prune archives old records; it does not remove
+        # recent ones, whoever runs it (an administrator wiping the records of what they
+        # just did), and verify cannot be made to say OK over a log emptied that way
         n = self.node(roles=("auditor",))
+        self.write(n, 4)
+        before = all_records(n)
+        head = before[-1]["seq"]
+        tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "audit-1.jsonl")
+        r = run(["audit", "-c", n.conf, "export", str(head), path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["audit", "-c", n.conf, "prune", path])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r"are kept for audit.retain \(180 days\) after they were "
+                                   r"made: the last of them may be pruned from 20\d\d-\d\d-\d\d "
+                                   r"\d\d:\d\d UTC")
+        self.assertEqual(all_records(n)[:len(before)], before)  # nothing removed
+        v, _ = self.verify(n)
+        self.assertEqual(v["pruned_through"], 0)
+        # a county that keeps them shorter says so, and is warned at each start
+        self.assertEqual(n.stop(), 0)
+        with open(n.conf, "a") as f:
+            f.write("audit = { retain = 30 * 24 * 3600 }\n")
+        n.start()
+        self.assertRegex(n.log(), r"zhengtong.conf:\d+: audit.retain is 30 days: audit prune may "
+                                  r"remove records younger than the six months")
+        r = run(["audit", "-c", n.conf, "prune", path])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("are kept for audit.retain (30 days)", r.stderr)
+        for bad, why in (("-1", "audit.retain must be 0, or between 0.001 and"),
+                         ('"180d"', "audit.retain must be a number (seconds)")):
+            with self.subTest(retain=bad):
+                with open(n.conf) as f:
+                    text = f.read()
+                with open(n.conf, "w") as f:
+                    f.write(text.replace("retain = 30 * 24 * 3600", "retain = " + bad))
+                r = run(["check", "-c", n.conf])
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(why, r.stderr)
+                with open(n.conf, "w") as f:
+                    f.write(text)
+
+    def test_export_check_prune_and_go_on(self):
+        n = self.node(roles=("auditor",), options="audit = { retain = 0 }")
         self.write(n, 6, pipelined=6)
         head = all_records(n)[-1]["seq"]
         tmp = tempfile.mkdtemp(prefix="zt-e2e-archive-")
@@ -917,7 +961,7 @@ class Deletions(NodeTest):
     def setUp(self):
         super().setUp()
         self.n = self.node(roles=("auditor",), options="audit = { checkpoint_every = %d, "
-                           "checkpoint_interval = 0 }" % self.EVERY)
+                           "checkpoint_interval = 0, retain = 0 }" % self.EVERY)
         for _ in range(30):
             self.assertEqual(self.n.request("POST", "/hello/counter")[0], 200)
         self.head = all_records(self.n)[-1]["seq"]
