@@ -2,6 +2,7 @@
 #include "core.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,9 +308,30 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
     return ZT_EINVAL;
 }
 
+/* The audit record of a backup just made: a copy of every record the county holds, so who
+ * took it and where to is recorded as any change is (the backup itself does not hold it). */
+static int record_backup(zt_server *srv, const char *dest, char *err, size_t errlen)
+{
+    char actor[80], where[PATH_MAX], object[PATH_MAX + 16];
+    snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
+    snprintf(object, sizeof object, "to %s", realpath(dest, where) ? where : dest);
+    zt_txn *t;
+    int rc = zt__store_write_begin(srv->store, &t);
+    if (rc == ZT_OK) {
+        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = "backup", .object = object};
+        rc = zt__store_write_done(srv->store, t, zt__audit_append(srv, t, &e));
+    }
+    if (rc != ZT_OK)
+        snprintf(err, errlen, "the backup in %s was made, but its audit record was not written: %s",
+                 dest, zt_strerror(rc));
+    return rc;
+}
+
+enum offline { OFFLINE_ADMIN, OFFLINE_AUDIT, OFFLINE_BACKUP_RECORD };
+
 /* Offline commands open the core's own services on the live data (LMDB is safe to share
  * with a running node: writes take turns). */
-static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
+static int cmd_offline(zt_conf *conf, enum offline what, int argc, char **argv)
 {
     char err[ZT_ERRLEN] = "";
     char mdb[4096];
@@ -338,11 +360,12 @@ static int cmd_offline(zt_conf *conf, bool admin, int argc, char **argv)
     uv_loop_init(&loop);
     srv.loop = &loop;
     int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
-    if (rc == ZT_OK && admin) {
+    if (rc == ZT_OK && what == OFFLINE_ADMIN)
         rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
-    } else if (rc == ZT_OK) {
+    else if (rc == ZT_OK && what == OFFLINE_AUDIT)
         rc = cmd_audit(&srv, argc, argv, err, sizeof err);
-    }
+    else if (rc == ZT_OK)
+        rc = record_backup(&srv, argv[0], err, sizeof err);
     zt__server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -363,7 +386,8 @@ static int cmd_backup(zt_conf *conf, const char *dest)
         return 1;
     }
     printf("backed up %s to %s\n", conf->data_dir, dest);
-    return 0;
+    char *argv[] = {(char *)dest};
+    return cmd_offline(conf, OFFLINE_BACKUP_RECORD, 1, argv);
 }
 
 int main(int argc, char **argv)
@@ -437,7 +461,7 @@ int main(int argc, char **argv)
              : check  ? cmd_check(&conf)
              : test   ? zt__luatest(&conf, args, nargs)
              : backup ? cmd_backup(&conf, args[0])
-                      : cmd_offline(&conf, admin, nargs, args);
+                      : cmd_offline(&conf, admin ? OFFLINE_ADMIN : OFFLINE_AUDIT, nargs, args);
     zt__conf_free(&conf);
     return rc;
 }

@@ -530,7 +530,11 @@ static int h_sign(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-seal-request", NULL,
                           "there is no department '%s' (GET /admin/departments)", dept);
     if (rc != ZT_OK) return rc;
-    zt_audit_note(req, "seal", dept);
+    /* which seal, so that the record leads to the document (its digest) and back */
+    char object[256];
+    snprintf(object, sizeof object, "%s key %s time %.0f digest %s", dept, zt__jstr(seal, "key_id"),
+             cJSON_GetNumberValue(cJSON_GetObjectItem(seal, "time")), zt__jstr(seal, "digest"));
+    zt_audit_note(req, "seal", object);
     rc = zt_respond_json(req, 201, seal);
     cJSON_Delete(seal);
     return rc;

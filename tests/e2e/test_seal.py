@@ -93,6 +93,14 @@ class Seals(NodeTest):
 
     def test_json_document(self):
         seal = self.sealed({"document": DOC})
+        # the audit record names the seal: department, key, time and the document's digest
+        auditor = self.shared.new_user("auditor1", roles=("auditor",))
+        st, _, recs = self.shared.json("GET", "/audit?limit=1000", None, auditor,
+                                       auth=False)
+        self.assertEqual(st, 200, recs)
+        self.assertIn(("seal", "bureau1 key %s time %d digest %s"
+                       % (seal["key_id"], seal["time"], seal["digest"])),
+                      [(r["action"], r["object"]) for r in recs["items"]], recs["items"][-3:])
         self.assertEqual(seal["department"], "bureau1")  # the officer's own by default
         self.assertEqual(seal["algorithm"], "Ed25519")
         for k in ("key_id", "time", "signature"):

@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import pwd
 import select
 import shutil
 import tempfile
@@ -441,6 +442,14 @@ class Backup(NodeTest):
         self.assertEqual(r2.returncode, 1, r2.stdout)
         self.assertIn("inside data_dir", r2.stderr)
         self.assertFalse(os.path.exists(inside))
+        # who took the copy of every record, and where to, is in the audit log (a refused
+        # backup made no copy, and no record)
+        aud = n.new_user("aud1", roles=("auditor",))
+        st, _, recs = n.json("GET", "/audit?plugin=core&limit=1000", None, aud, auth=False)
+        self.assertEqual(st, 200, recs)
+        backups = [r for r in recs["items"] if r["action"] == "backup"]
+        self.assertEqual([(r["object"], r["actor"]) for r in backups],
+                         [("to " + os.path.realpath(dest), "cli:" + pwd.getpwuid(os.getuid()).pw_name)])
         # a node on a copy of the backup has the data as of some moment of the backup
         copy = os.path.join(self.tmp, "copy")
         shutil.copytree(dest, copy)
