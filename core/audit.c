@@ -885,6 +885,8 @@ zt_db *zt__audit_db(zt_server *srv)
 
 void zt_audit_note(zt_req *req, const char *action, const char *object)
 {
+    /* in a GET, the read itself is recorded (personal data looked at by someone else) */
+    if (zt__req_reads(req)) req->audit_read = true;
     if (action) req->audit_action = zt__arena_strndup(&req->arena, action, strlen(action));
     if (object) req->audit_object = zt__arena_strndup(&req->arena, object, strlen(object));
 }

@@ -638,6 +638,7 @@ struct zt_req {
     bool refusal_recorded;       /* auth.c recorded why it refused: the 403 hook does not */
     const char *audit_action;    /* zt_audit_note; NULL: "<METHOD> <route pattern>" */
     const char *audit_object;    /* NULL: the path */
+    bool audit_read;             /* a GET that zt_audit_note named: recorded as a change is */
     /* work that no client asked for (zt__job_new): conn is NULL */
     zt_plugin *job_plugin; /* the plugin the work runs for */
     const zt_event *event; /* the event being delivered, or NULL */

@@ -87,8 +87,10 @@ static void complete(zt_server *srv, zt_req *req, int rc)
         rc = ZT_ERROR;
     }
     bool commit = rc == ZT_OK && req->status < 400, in_batch;
-    /* A change and its audit record commit together (in the batch), or neither does. */
-    int erc = zt__req_end_txn(srv, req, commit, commit && !zt__req_reads(req), &in_batch);
+    /* A change and its audit record commit together (in the batch), or neither does; a
+     * read its handler noted (zt_audit_note) is answered once its record is on disk. */
+    int erc = zt__req_end_txn(srv, req, commit, commit && (!zt__req_reads(req) || req->audit_read),
+                              &in_batch);
     if (erc == ZT_ENOMEM) /* the audit record or the writes: either way, try again */
         zt__problem(req, 503, "storage-failure", NULL,
                     "the node is out of memory; nothing of the change was written");

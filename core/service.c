@@ -161,6 +161,7 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
         if (rc != ZT_OK) return rc;
     }
     const char *note_action = req->audit_action, *note_object = req->audit_object;
+    bool note_read = req->audit_read;
     cJSON null = {.type = cJSON_NULL};
     zt_plugin *outer = req->service_plugin;
     req->service_plugin = s->plugin; /* what the service does (events, timers) is its own */
@@ -178,6 +179,7 @@ int zt_call(zt_req *req, const char *name, const cJSON *args, cJSON **result)
     if (rc != ZT_OK) {
         req->audit_action = note_action;
         req->audit_object = note_object;
+        req->audit_read = note_read;
         cJSON_Delete(res);
         /* what a call it made in turn left is not why this service failed */
         if (req->call_fail.not_provided || req->call_fail.depth != req->call_depth + 1) {

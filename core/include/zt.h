@@ -439,7 +439,11 @@ int zt_req_clears(zt_req *req, const char *label);
 /* Every successful request other than GET/HEAD is recorded in the audit log, in the same
  * transaction as its change: actor, plugin, action, object, request id, client address,
  * chained by hash. By default the action is "<METHOD> <route pattern>" and the object
- * the path; a handler names them better with this (copied). */
+ * the path; a handler names them better with this (copied). In a GET or HEAD it records
+ * the read: a successful answer then goes out only once its record is on disk (as a
+ * change's does; if the record cannot be written, the caller gets a 5xx, not the data).
+ * For reads of personal data by someone other than its subject (staff opening a
+ * citizen's application), not for every read: each costs a durable write. */
 void zt_audit_note(zt_req *req, const char *action, const char *object);
 
 /* ---- events (the bus) -------------------------------------------------------------- */

@@ -499,6 +499,25 @@ class Applications(ApprovalTest):
             self.assertEqual(self.ok("GET", "/approval/applications/" + no, who)["number"], no)
         st, d = self.call("GET", "/approval/applications/" + no, self.zhzf)
         self.assertEqual(st, 404)
+        # staff looking at an applicant's personal data leave a record each (个人信息保护);
+        # the applicant looking at their own does not
+        self.ok("GET", "/approval/applications/" + no, self.ent)
+        st, _, _ = self.shared.request("GET", "/approval/applications/%s/materials/application" % no,
+                                       headers=self.clerk, auth=False)
+        self.assertEqual(st, 200)
+        aud = self.shared.new_user("aud.privacy", roles=("auditor",))
+        st, _, recs = self.shared.json("GET", "/audit?limit=1000&object=application/" + no, None,
+                                       aud, auth=False)
+        self.assertEqual(st, 200, recs)
+        reads = [(r["actor_login"], r["action"], r["object"]) for r in recs["items"]
+                 if r["action"] in ("view application", "download material")]
+        self.assertEqual(reads, [("reviewer_sp", "view application", "application/" + no),
+                                 ("clerk", "view application", "application/" + no)])
+        st, _, recs = self.shared.json("GET", "/audit?limit=1000&object=application/%s/application"
+                                       % no, None, aud, auth=False)
+        self.assertEqual([(r["actor_login"], r["action"]) for r in recs["items"]
+                          if r["action"] == "download material"],
+                         [("clerk", "download material")])
 
     def test_lists_are_paged_newest_first(self):
         made = [self.draft(who=self.ent2, code=credit_code("91330122MA2A00003"))["number"] for _ in range(3)]

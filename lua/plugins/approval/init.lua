@@ -545,6 +545,8 @@ zt.route("GET", "/approval/applications/:no", { role = "user", summary = "One ap
     local v = view(app)
     if req.caller.id == app.applicant.id then
       v.query_code = zt.crypto.decrypt("query_code", query_codes:get(app.number))
+    else -- someone's personal data, looked at by staff: recorded (个人信息保护)
+      zt.audit.note(req, "view application", "application/" .. app.number)
     end
     return 200, v
   end)
@@ -605,6 +607,9 @@ zt.route("GET", "/approval/applications/:no/materials/:name", { role = "user", s
                    app.number, meta.name)
       problem(500, "material-damaged", "material " .. meta.name .. " of application " .. app.number
         .. " is not the file that was uploaded; the service desk has been told (the log)")
+    end
+    if req.caller.id ~= app.applicant.id then
+      zt.audit.note(req, "download material", "application/" .. app.number .. "/" .. meta.name)
     end
     -- what an applicant uploaded is a file to save, never a page to open in the clerk's
     -- browser: no inline rendering, no scripts (and the core says nosniff: it is not JSON)
