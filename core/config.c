@@ -541,6 +541,7 @@ static void set_str(char **field, char *value)
 /* A listen address, parsed. */
 typedef struct listen_addr {
     int af;
+    bool dual; /* an IPv6 socket that takes IPv4 too (nng's); the node's listeners are not */
     unsigned char ip[16];
     long port;
 } listen_addr;
@@ -568,6 +569,7 @@ static const char *listen_problem(const char *s, listen_addr *a)
         a->af = AF_INET;
     }
     memset(a->ip, 0, sizeof a->ip);
+    a->dual = false;
     if (inet_pton(a->af, host, a->ip) != 1)
         return a->af == AF_INET ? "the host must be a numeric IPv4 address (or [IPv6])"
                                 : "the host is not a numeric IPv6 address";
@@ -587,11 +589,68 @@ static bool listen_any(const listen_addr *a)
 
 /* Whether one socket bound to a would make binding b fail (address in use): the same
  * port and family (IPv6 listeners are IPv6-only), and the same address or either one
- * every address (0.0.0.0, [::]). */
+ * every address (0.0.0.0, [::]); a dual-stack socket at [::] is every IPv4 address too. */
 static bool listen_overlap(const listen_addr *a, const listen_addr *b)
 {
-    return a->port == b->port && a->af == b->af &&
-           (listen_any(a) || listen_any(b) || memcmp(a->ip, b->ip, sizeof a->ip) == 0);
+    if (a->port != b->port) return false;
+    if (a->af != b->af) return (a->dual && listen_any(a)) || (b->dual && listen_any(b));
+    return listen_any(a) || listen_any(b) || memcmp(a->ip, b->ip, sizeof a->ip) == 0;
+}
+
+/* Where a socket that nng (bus.publish, a plugin's) or a plugin binds would listen:
+ * "host:port" as listen takes it, or an nng URL of a TCP transport (tcp, ws, wss,
+ * tls+tcp, and their 4 and 6 kinds; a websocket's path dropped) where an empty host or
+ * "*" is every address (IPv4's; IPv6's for the 6 kinds). [::] is dual-stack (Linux's
+ * default, and nng's). NULL, or why it is no address this can judge (another transport,
+ * a host name). */
+static const char *socket_problem(const char *s, listen_addr *a)
+{
+    static const char *const tcp[] = {"tcp", "ws", "wss", "tls+tcp"};
+    const char *any = "0.0.0.0";
+    const char *sep = strstr(s, "://");
+    if (sep) {
+        size_t n = (size_t)(sep - s);
+        if (n && (s[n - 1] == '4' || s[n - 1] == '6')) {
+            if (s[n - 1] == '6') any = "[::]";
+            n--;
+        }
+        size_t i = 0;
+        while (i < sizeof tcp / sizeof *tcp && (strlen(tcp[i]) != n || strncmp(s, tcp[i], n))) i++;
+        if (i == sizeof tcp / sizeof *tcp) return "it is no TCP transport";
+        s = sep + 3;
+        if (s[0] == '*' && s[1] == ':') s++;
+    }
+    char hp[96];
+    int len = (int)strcspn(s, "/");
+    if (len >= 80) return "the address is too long";
+    snprintf(hp, sizeof hp, "%s%.*s", sep && s[0] == ':' ? any : "", len, s);
+    const char *why = listen_problem(hp, a);
+    a->dual = a->af == AF_INET6;
+    return why;
+}
+
+/* The node's own socket that one at a would collide with: into what, as its setting
+ * names it; false if none. with_bus: bus.publish is one of them. */
+static bool node_socket_at(const zt_conf *c, const listen_addr *a, bool with_bus, char *what,
+                           size_t len)
+{
+    listen_addr l;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (listen_problem(c->listen[i], &l) || !listen_overlap(a, &l)) continue;
+        snprintf(what, len, "listen '%s'", c->listen[i]);
+        return true;
+    }
+    if (!with_bus || !c->bus_publish || socket_problem(c->bus_publish, &l) ||
+        !listen_overlap(a, &l))
+        return false;
+    snprintf(what, len, "bus.publish '%s'", c->bus_publish);
+    return true;
+}
+
+bool zt__conf_port_taken(const zt_conf *c, const char *addr, char *what, size_t len)
+{
+    listen_addr a;
+    return addr && !socket_problem(addr, &a) && node_socket_at(c, &a, true, what, len);
 }
 
 static void check_listen(lua_State *L, zt_conf *c, int line)
@@ -969,14 +1028,14 @@ static void check_clearance_known(lua_State *L, zt_conf *c)
  * looking for another program (the keys are read in either order). */
 static void check_publish_apart(lua_State *L, const zt_conf *c)
 {
-    listen_addr pub, l;
-    if (!c->bus_publish || listen_problem(c->bus_publish + 6, &pub)) return;
-    for (size_t i = 0; i < c->nlisten; i++)
-        if (!listen_problem(c->listen[i], &l) && listen_overlap(&pub, &l))
-            fail(L, c->bus_publish_line,
-                 "bus.publish: '%s' and listen '%s' are at the same port: the node would take it "
-                 "twice; give the bus another port",
-                 c->bus_publish, c->listen[i]);
+    listen_addr pub;
+    char what[256];
+    if (c->bus_publish && !socket_problem(c->bus_publish, &pub) &&
+        node_socket_at(c, &pub, false, what, sizeof what))
+        fail(L, c->bus_publish_line,
+             "bus.publish: '%s' and %s are at the same port: the node would take it twice; "
+             "give the bus another port",
+             c->bus_publish, what);
 }
 
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */

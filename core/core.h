@@ -289,6 +289,12 @@ int zt__conf_plugin_options(zt_conf *c, const char *plugin, const zt_option *dec
 int zt__conf_load_buffer(const char *name, const char *text, size_t len, zt_conf *c, char *err,
                          size_t errlen);
 void zt__conf_free(zt_conf *c);
+/* The node's own socket (a listen address, bus.publish) that a socket bound at addr would
+ * collide with ("address already in use"): addr is "host:port" as listen takes it or an
+ * nng URL of a TCP transport (an empty host or "*": every address; [::] dual-stack).
+ * Writes what the config calls it ("listen '127.0.0.1:8080'") into what; false when none
+ * does, and for an address it cannot judge (a host name, another transport). */
+bool zt__conf_port_taken(const zt_conf *c, const char *addr, char *what, size_t len);
 void zt__optvals_free(zt_optval *v, size_t n);
 
 /* ---- store.c (LMDB) ------------------------------------------------------------ */

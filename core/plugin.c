@@ -505,6 +505,17 @@ int zt_option_fail(zt_plugin *p, const char *name, const char *fmt, ...)
     return ZT_EINVAL;
 }
 
+int zt_option_listen_apart(zt_plugin *p, const char *name, const char *addr)
+{
+    char what[256];
+    if (!p->srv || !p->srv->conf || !zt__conf_port_taken(p->srv->conf, addr, what, sizeof what))
+        return ZT_OK;
+    return zt_option_fail(p, name,
+                          "'%s' and %s are at the same port: the node would take it twice; give "
+                          "%s.%s another port",
+                          addr, what, p->name, name);
+}
+
 const char *zt_opt_string(const zt_plugin *p, const char *name)
 {
     const zt_optval *v = option(p, name, ZT_OPT_STRING);

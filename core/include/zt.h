@@ -126,6 +126,19 @@ int zt_check_only(const zt_plugin *p);
  * (long long)n);` from init. */
 int zt_option_fail(zt_plugin *p, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For init, in a plugin that listens on a TCP port of its own (a gateway socket, a
+ * broker) at addr, the value of its option `name`: when the node itself listens there (a
+ * `listen` address, or `bus.publish`: the same port, and the same host or either one
+ * every address), fails the option as zt_option_fail does ("FILE:LINE: plugin.name:
+ * 'tcp://0.0.0.0:8080' and listen '127.0.0.1:8080' are at the same port: ...") and returns
+ * ZT_EINVAL; the start would otherwise fail at the bind with "address already in use",
+ * which `zhengtong check` cannot see (it binds nothing). addr is "host:port", "[v6]:port",
+ * or an nng URL of a TCP transport (tcp://, ws://, wss://, tls+tcp://, their 4 and 6
+ * kinds), where an empty host or "*" is every address; a socket at [::] is taken to be
+ * dual-stack (Linux's default, and nng's), so it collides with IPv4 listeners too.
+ * ZT_OK otherwise, and for what it cannot judge (NULL, a host name, ipc://): the bind
+ * says. Call it in check as at a start: it binds nothing. */
+int zt_option_listen_apart(zt_plugin *p, const char *name, const char *addr);
 const char *zt_opt_string(const zt_plugin *p, const char *name); /* NULL if unset */
 int64_t zt_opt_int(const zt_plugin *p, const char *name);
 double zt_opt_number(const zt_plugin *p, const char *name);

@@ -30,6 +30,7 @@ int sn_gw_start(sn *S)
 {
     const char *url = zt_opt_string(S->p, "nng_listen");
     if (!url || !*url) return ZT_OK;
+    if (zt_option_listen_apart(S->p, "nng_listen", url) != ZT_OK) return ZT_EINVAL;
     int fmt = sn_format_parse(zt_opt_string(S->p, "nng_format"));
     if (fmt < 0)
         return zt_option_fail(S->p, "nng_format", "auto, line or json, not \"%s\"",

@@ -204,8 +204,10 @@ class Bad(ConfTest):
     def test_the_bus_and_a_listener_at_one_port(self):
         # serve said only "listen ...: address already in use", from the bus's own socket
         p = self.port
+        # (nng binds [::] dual-stack: it takes the IPv4 addresses of its port too)
         for listen, pub in (("127.0.0.1:%d" % p, "tcp://127.0.0.1:%d" % p),
-                            ("127.0.0.1:%d" % p, "tcp://0.0.0.0:%d" % p)):
+                            ("127.0.0.1:%d" % p, "tcp://0.0.0.0:%d" % p),
+                            ("127.0.0.1:%d" % p, "tcp://[::]:%d" % p)):
             with self.subTest(pub=pub):
                 lines = self.base()
                 lines[2] = "listen = { %s }" % lua_str(listen)

@@ -249,5 +249,42 @@ class CheckBesideTheLiveNode(NodeTest):
                     self.assertIn("%s:%d: %s" % (n.conf, line, want), r.stderr)
 
 
+class GatewayAtTheNodesPort(NodeTest):
+    """nng_listen at a port the node listens on itself: check passed it, and serve failed
+    only at the bind with "address already in use", as if another program held it."""
+
+    def test_check_and_serve_name_the_option_and_the_node_setting(self):
+        p = free_port()
+        pub = "tcp://%s:%d" % (HOST, free_port())
+        cases = [
+            ("tcp://%s:%d" % (HOST, p), "listen '%s:%d'" % (HOST, p)),
+            ("tcp://0.0.0.0:%d" % p, "listen '%s:%d'" % (HOST, p)),  # every address
+            ("tcp://:%d" % p, "listen '%s:%d'" % (HOST, p)),  # nng's every address
+            ("tcp://[::]:%d" % p, "listen '%s:%d'" % (HOST, p)),  # dual-stack: IPv4 too
+            ("ws://%s:%d/gw" % (HOST, p), "listen '%s:%d'" % (HOST, p)),
+            (pub, "bus.publish '%s'" % pub),
+        ]
+        for url, what in cases:
+            with self.subTest(url):
+                n = self.node(plugins=("sensor",), start=False, port=p,
+                              options='bus = { publish = "%s" }\nsensor = {\n  nng_listen = "%s" }\n'
+                              % (pub, url))
+                line = n._conf_text.splitlines().index('  nng_listen = "%s" }' % url) + 1
+                want = ("%s:%d: sensor.nng_listen: '%s' and %s are at the same port: the node "
+                        "would take it twice; give sensor.nng_listen another port" % (n.conf, line, url, what))
+                for cmd in ("check", "serve"):
+                    r = run([cmd, "-c", n.conf], cwd=n.dir, timeout=20)
+                    self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                    self.assertIn(want, r.stderr)
+                    self.assertNotIn("in use", r.stderr)
+        # another port, or another address at the port (IPv6-only [::1] beside an IPv4 listener)
+        for url in ("tcp://%s:%d" % (HOST, free_port()), "tcp://[::1]:%d" % p):
+            with self.subTest(url):
+                n = self.node(plugins=("sensor",), start=False, port=p,
+                              options='sensor = { nng_listen = "%s" }' % url)
+                r = run(["check", "-c", n.conf], cwd=n.dir, timeout=20)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

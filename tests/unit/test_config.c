@@ -652,6 +652,51 @@ static void bus_publish(void **state)
     refused("bus = { publish = 'tcp://127.0.0.1:0' }\n", "is not \"tcp://host:port\"");
 }
 
+/* Which addresses a plugin's socket would take from the node (zt_option_listen_apart). */
+static void port_taken(void **state)
+{
+    zt_conf c;
+    char err[ZT_ERRLEN], what[256];
+    assert_int_equal(load("listen = { '127.0.0.1:8080', '[::1]:8081' }\n"
+                          "bus = { publish = 'tcp://0.0.0.0:7450' }\n",
+                          &c, err),
+                     ZT_OK);
+    static const struct {
+        const char *addr, *what; /* what: NULL for none */
+    } cases[] = {
+        {"127.0.0.1:8080", "listen '127.0.0.1:8080'"},
+        {"0.0.0.0:8080", "listen '127.0.0.1:8080'"},
+        {"tcp://127.0.0.1:8080", "listen '127.0.0.1:8080'"},
+        {"tcp://*:8080", "listen '127.0.0.1:8080'"},
+        {"tcp4://:8080", "listen '127.0.0.1:8080'"},
+        {"tcp://[::]:8080", "listen '127.0.0.1:8080'"}, /* dual-stack */
+        {"tcp6://:8080", "listen '127.0.0.1:8080'"},
+        {"wss://0.0.0.0:8080/gw", "listen '127.0.0.1:8080'"},
+        {"tls+tcp://127.0.0.1:8080", "listen '127.0.0.1:8080'"},
+        {"tcp://[::1]:8081", "listen '[::1]:8081'"},
+        {"tcp://[::]:8081", "listen '[::1]:8081'"},
+        {"tcp://127.0.0.2:7450", "bus.publish 'tcp://0.0.0.0:7450'"},
+        {"tcp://127.0.0.2:8080", NULL}, /* another address */
+        {"tcp://[::1]:8080", NULL},     /* another family: the listener is IPv4 */
+        {"tcp://127.0.0.1:8081", NULL}, /* the IPv6 listener is IPv6-only */
+        {"tcp://127.0.0.1:8082", NULL},
+        {"ipc:///tmp/x", NULL}, /* no port */
+        {"inproc://x", NULL},
+        {"tcp://localhost:8080", NULL}, /* a host name: the bind will say */
+        {"tcp://127.0.0.1", NULL},
+        {"", NULL},
+        {NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        strcpy(what, "-");
+        bool taken = zt__conf_port_taken(&c, cases[i].addr, what, sizeof what);
+        if (taken != (cases[i].what != NULL) || (taken && strcmp(what, cases[i].what) != 0))
+            fail_msg("%s: taken %d by %s, wanted %s", cases[i].addr ? cases[i].addr : "(null)",
+                     taken, what, cases[i].what ? cases[i].what : "none");
+    }
+    zt__conf_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,6 +722,7 @@ int main(void)
         cmocka_unit_test(plugin_lines),
         cmocka_unit_test(shipped_configs_load),
         cmocka_unit_test(bus_publish),
+        cmocka_unit_test(port_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
