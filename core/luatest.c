@@ -376,7 +376,12 @@ static void run_file(zt_conf *conf, const char *plugin, const char *dir, const c
         p->in_init = true;
         rc = zt_lua_run(L, chunk, src.data ? src.data : "", src.len, 0, err, sizeof err);
         p->in_init = false;
-        if (rc == ZT_OK && s.srv.route_error[0]) {
+        /* as at a start (zt__plugins_init): an option found wrong (zt.config_error) or a
+         * route refused stops it even if the file (or a module it requires) caught it */
+        if (p->init_error) {
+            snprintf(err, sizeof err, "%s", p->init_error);
+            rc = ZT_EINVAL;
+        } else if (rc == ZT_OK && s.srv.route_error[0]) {
             snprintf(err, sizeof err, "%.100s: %.400s", chunk, s.srv.route_error);
             rc = ZT_ECONFLICT;
         }

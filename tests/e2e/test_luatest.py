@@ -219,6 +219,33 @@ class Failing(Runner):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("#   top/tests/a.lua:3: attempt to concatenate", r.stdout)
 
+    def test_mistakes_caught_at_the_top_level_still_stop_the_file(self):
+        """As at a start: a config error or a route refused, caught with pcall by the file or
+        by a module it requires, is the file not loading (it ran its tests before)."""
+        opts = {"n": {"type": "integer", "default": 5, "description": "1 to 5"}}
+        check = ('local n = zt.config.n\n'
+                 'if n > 5 then pcall(zt.config_error, "n", "must be 1 to 5, not " .. n) end\n'
+                 'return { n = n }\n')
+        tests = 'local s = require "careless.settings"\ntest("runs", function(t) t.ok(s) end)\n'
+        route = ('local ok = pcall(zt.route, "GET", "no-slash", function() end)\n'
+                 'test("runs", function(t) t.ok(true) end)\n')
+        self.plugin("careless", {"a.lua": tests, "b.lua": route},
+                    manifest=lua_manifest(options=opts), modules={"settings": check})
+        conf = self.conf(["careless"], extra=["careless = { n = 7 }"])
+        with open(conf) as f:
+            line = len(f.read().splitlines())
+        r = self.run_tests(conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("not ok 1 - careless/a.lua: the file did not load\n"
+                      "#   %s:%d: careless.n: must be 1 to 5, not 7\n" % (conf, line), r.stdout)
+        self.assertIn("not ok 2 - careless/b.lua: the file did not load\n"
+                      "#   careless/tests/b.lua: careless/tests/b.lua:1: zt.route GET no-slash", r.stdout)
+        self.assertSummary(r.stdout, 2, 0, 2)
+        # with a good value the same files load (the route's file still does not)
+        r = self.run_tests(self.conf(["careless"], extra=["careless = { n = 5 }"]))
+        self.assertIn("ok 1 - careless/a.lua: runs\n", r.stdout)
+        self.assertSummary(r.stdout, 2, 1, 1)
+
 
 class Isolation(Runner):
     def test_a_put_in_one_test_is_not_seen_in_the_next(self):
