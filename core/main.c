@@ -398,7 +398,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("zhengtong %s (plugin ABI %d)%s\n", ZT_VERSION, ZT_ABI_VERSION, BENCH_NO_AUDIT);
+        printf("zhengtong %s (plugin ABI %d.%d)%s\n", ZT_VERSION, ZT_ABI_VERSION, ZT_ABI_MINOR,
+               BENCH_NO_AUDIT);
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,20 +111,68 @@ static int check_services(const zt_plugin *p, char *err, size_t errlen)
     return ZT_OK;
 }
 
+/* abi_minor is read from descriptors made before it, in what was their padding */
+_Static_assert(offsetof(zt_plugin_def, abi_minor) == sizeof(int) &&
+                   offsetof(zt_plugin_def, name) == sizeof(void *),
+               "abi_minor must sit in the padding between abi and name (an LP64 platform)");
+
+/* Whether this node can load a plugin built for the descriptor's ABI. Only abi and
+ * abi_minor are read: nothing else in a descriptor of another ABI can be trusted. */
+static int check_abi(const zt_plugin *p, const zt_plugin_def *def, char *err, size_t errlen)
+{
+    if (def->abi != ZT_ABI_VERSION) {
+        snprintf(err, errlen,
+                 "plugin '%s' (%s) was built for plugin ABI %d; this zhengtong has ABI %d: "
+                 "rebuild it",
+                 p->name, p->path, def->abi, ZT_ABI_VERSION);
+        return ZT_EINVAL;
+    }
+    if (def->abi_minor > ZT_ABI_MINOR) {
+        snprintf(err, errlen,
+                 "plugin '%s' (%s) was built for zhengtong plugin ABI %d.%d; this node has "
+                 "%d.%d: upgrade the node",
+                 p->name, p->path, def->abi, def->abi_minor, ZT_ABI_VERSION, ZT_ABI_MINOR);
+        return ZT_EINVAL;
+    }
+    return ZT_OK;
+}
+
+/* dlopen found a symbol missing (why: its words). Opened again with lazy binding (a
+ * missing function is looked up at its first call, which never comes), the plugin's
+ * descriptor says whether it was built for another ABI or a later minor: then err says
+ * that, as it would had every function been there. */
+static int cannot_link(zt_plugin *p, const char *why, char *err, size_t errlen)
+{
+    void *dl = dlopen(p->path, RTLD_LAZY | RTLD_LOCAL);
+    const zt_plugin_def *def = dl ? dlsym(dl, "zt_plugin_descriptor") : NULL;
+    int rc = def ? check_abi(p, def, err, errlen) : ZT_OK;
+    int minor = def ? def->abi_minor : 0;
+    if (dl) dlclose(dl);
+    if (rc != ZT_OK) return rc;
+    char hint[200] = "";
+    if (strstr(why, "undefined symbol: zt_") && def) /* a function no zt.h declared */
+        snprintf(hint, sizeof hint,
+                 " (it was built for plugin ABI %d.%d, all of which this node (%d.%d) has: "
+                 "zt.h declares no such function)",
+                 ZT_ABI_VERSION, minor, ZT_ABI_VERSION, ZT_ABI_MINOR);
+    else if (strstr(why, "undefined symbol: zt_")) /* unread: linked with -z now, say */
+        snprintf(hint, sizeof hint,
+                 " (if the plugin was built against a later zt.h than this node's, plugin ABI "
+                 "%d.%d, upgrade the node)",
+                 ZT_ABI_VERSION, ZT_ABI_MINOR);
+    snprintf(err, errlen, "plugin '%s' (%s) cannot be loaded: %s%s", p->name, p->path, why, hint);
+    return ZT_EINVAL;
+}
+
 static int load_c(zt_plugin *p, char *err, size_t errlen)
 {
     p->kind = ZT_PLUGIN_C;
     p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
-        const char *why = dlerror();
-        /* a zt_ function this node does not have: the plugin was built against a newer
-         * zt.h (functions are added under one ABI number), so say which way to go */
-        bool newer = why && strstr(why, "undefined symbol: zt_");
-        snprintf(err, errlen, "plugin '%s' (%s) cannot be loaded: %s%s", p->name, p->path, why,
-                 newer ? " (the plugin was built against a newer zt.h than this node's "
-                         "(" ZT_VERSION "): upgrade the node, or build the plugin against its "
-                         "zt.h)"
-                       : "");
+        char why[ZT_ERRLEN / 2];
+        snprintf(why, sizeof why, "%s", dlerror());
+        if (strstr(why, "undefined symbol")) return cannot_link(p, why, err, errlen);
+        snprintf(err, errlen, "plugin '%s' (%s) cannot be loaded: %s", p->name, p->path, why);
         return ZT_EINVAL;
     }
     const zt_plugin_def *def = dlsym(p->dl, "zt_plugin_descriptor");
@@ -133,14 +182,8 @@ static int load_c(zt_plugin *p, char *err, size_t errlen)
                  p->name, p->path);
         return ZT_EINVAL;
     }
-    /* abi first: nothing else in a descriptor of another ABI can be trusted */
-    if (def->abi != ZT_ABI_VERSION) {
-        snprintf(err, errlen,
-                 "plugin '%s' (%s) was built for plugin ABI %d; this zhengtong has ABI %d: "
-                 "rebuild it",
-                 p->name, p->path, def->abi, ZT_ABI_VERSION);
-        return ZT_EINVAL;
-    }
+    int rc = check_abi(p, def, err, errlen);
+    if (rc != ZT_OK) return rc;
     if (!def->name || strcmp(def->name, p->name) != 0) {
         snprintf(err, errlen,
                  "plugin '%s' (%s) calls itself '%s': its descriptor's name must be its file "

@@ -26,4 +26,6 @@ zt_configure(zhengtong-backup.in bin/zhengtong-backup "${rwx}")
 # the ABI a plugin compiled against the installed zt.h is built for, from zt.h itself
 file(STRINGS "${ZT_DIST}/../core/include/zt.h" abi_line REGEX "^#define ZT_ABI_VERSION ")
 string(REGEX REPLACE "^#define ZT_ABI_VERSION ([0-9]+).*" "\\1" ZT_ABI "${abi_line}")
+file(STRINGS "${ZT_DIST}/../core/include/zt.h" abi_line REGEX "^#define ZT_ABI_MINOR ")
+string(REGEX REPLACE "^#define ZT_ABI_MINOR +([0-9]+).*" "\\1" ZT_ABI_MINOR "${abi_line}")
 zt_configure(zhengtong.pc.in ${ZT_LIBDIR}/pkgconfig/zhengtong.pc "${rw}")

@@ -26,8 +26,17 @@
 extern "C" {
 #endif
 
-/* The ABI this header describes. A plugin built against another ABI is refused at load. */
+/* The ABI this header describes, "2.1": ZT_ABI_VERSION.ZT_ABI_MINOR. A plugin built for
+ * another ZT_ABI_VERSION is refused at load. Within one, nothing of this header is taken
+ * away or changed, and ZT_ABI_MINOR grows with every function, type, field or constant it
+ * gains: a node has all that a plugin built for its minor or a lower one can use, and
+ * refuses a plugin built for a higher one with "plugin 'x' (...) was built for zhengtong
+ * plugin ABI 2.2; this node has 2.1: upgrade the node", rather than with dlopen's
+ * "undefined symbol" for a function it lacks (or silence for a field it would not read).
+ * Plugins built before the minor was counted read as 2.0, which every node of ABI 2 loads.
+ * A new ZT_ABI_VERSION starts its minors at 1. */
 #define ZT_ABI_VERSION 2
+#define ZT_ABI_MINOR   1
 
 /* ---- errors -------------------------------------------------------------------- */
 
@@ -74,10 +83,15 @@ typedef struct zt_option {
     const char *description; /* one line, shown by `zhengtong check` and GET /api */
 } zt_option;
 
-/* The descriptor a C plugin exports as `zt_plugin_descriptor` (use ZT_PLUGIN()).
- * `abi` must stay the first member: the core reads it before anything else. */
+/* The descriptor a C plugin exports as `zt_plugin_descriptor` (use ZT_PLUGIN(), which
+ * fills abi and abi_minor from this header). `abi` must stay the first member: the core
+ * reads it before anything else. */
 typedef struct zt_plugin_def {
-    int abi;                     /* ZT_ABI_VERSION */
+    int abi; /* ZT_ABI_VERSION */
+    /* ZT_ABI_MINOR. It sits where descriptors made before it had padding (an int before a
+     * pointer, on the 64-bit platforms the node builds for), which compilers write as
+     * zero: theirs read as minor 0, and the members after it did not move. */
+    int abi_minor;
     const char *name;            /* must equal the .so file name without ".so" */
     const char *version;         /* the plugin's own version, e.g. "1.2.0" */
     const char *description;     /* one line */
@@ -98,7 +112,7 @@ typedef struct zt_plugin_def {
 
 #define ZT_PLUGIN(...)                                                                             \
     __attribute__((visibility("default")))                                                         \
-    const zt_plugin_def zt_plugin_descriptor = {ZT_ABI_VERSION, __VA_ARGS__}
+    const zt_plugin_def zt_plugin_descriptor = {ZT_ABI_VERSION, ZT_ABI_MINOR, __VA_ARGS__}
 
 /* The plugin's name. Owned by the core. */
 const char *zt_plugin_name(const zt_plugin *p);

@@ -75,9 +75,10 @@ class Installed(unittest.TestCase):
         r = sh(["pkg-config", "--variable=plugindir", "zhengtong"], env=pc)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), self.path("lib", "zhengtong", "plugins"))
-        r = sh(["pkg-config", "--variable=abi", "zhengtong"], env=pc)
-        abi = re.search(r"plugin ABI (\d+)", sh([self.bin, "version"]).stdout).group(1)
-        self.assertEqual(r.stdout.strip(), abi)
+        abi, minor = re.search(r"plugin ABI (\d+)\.(\d+)", sh([self.bin, "version"]).stdout).groups()
+        for var, want in (("abi", abi), ("abi_minor", minor)):
+            r = sh(["pkg-config", "--variable=" + var, "zhengtong"], env=pc)
+            self.assertEqual(r.stdout.strip(), want)
         work = tempfile.mkdtemp(prefix="p", dir=self.root)
         src = os.path.join(work, "hello.c")
         shutil.copy(os.path.join(env("ZT_SRC"), "plugins", "hello", "hello.c"), src)
@@ -91,16 +92,37 @@ class Installed(unittest.TestCase):
         r = sh([self.bin, "check", "-c", conf])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("1 plugins", r.stdout)
-        # built against a newer zt.h (a function added under the same ABI): the node says so
+        # built against a later zt.h: its next minor, with a function this node lacks, which
+        # the plugin calls. The node says so, not dlopen's "undefined symbol".
+        so = os.path.join(work, "hello.so")
+        later = os.path.join(work, "later")
+        os.mkdir(later)
+        with open(os.path.join(self.path("include", "zhengtong", "zt.h"))) as f:
+            zt_h = f.read()
+        bumped = re.sub(r"(?m)^#define ZT_ABI_MINOR +%s$" % minor,
+                        "#define ZT_ABI_MINOR %d" % (int(minor) + 1), zt_h)
+        self.assertNotEqual(bumped, zt_h)
+        with open(os.path.join(later, "zt.h"), "w") as f:
+            f.write(bumped.replace("#endif /* ZT_H */", "int zt_from_a_later_release(void);\n#endif"))
         with open(src, "a") as f:
-            f.write("\nint zt_from_a_later_release(void);\n"
-                    "int hello_uses_it(void) { return zt_from_a_later_release(); }\n")
-        r = sh(["cc", "-shared", "-fPIC"] + cflags + ["-o", os.path.join(work, "hello.so"), src])
+            f.write("\nint hello_uses_it(void) { return zt_from_a_later_release(); }\n")
+        r = sh(["cc", "-shared", "-fPIC", "-I" + later] + cflags + ["-o", so, src])
         self.assertEqual(r.returncode, 0, r.stderr)
         r = sh([self.bin, "check", "-c", conf])
         self.assertEqual(r.returncode, 1, r.stdout)
-        self.assertIn("undefined symbol: zt_from_a_later_release", r.stderr)
-        self.assertIn("built against a newer zt.h than this node's", r.stderr)
+        self.assertIn("plugin 'hello' (%s) was built for zhengtong plugin ABI %s.%d; this node has "
+                      "%s.%s: upgrade the node" % (so, abi, int(minor) + 1, abi, minor), r.stderr)
+        self.assertNotIn("undefined symbol", r.stderr)
+        # against this node's zt.h, with a function no zt.h declares: dlopen's words, and why
+        with open(src, "a") as f:
+            f.write("int zt_from_a_later_release(void);\n")
+        r = sh(["cc", "-shared", "-fPIC"] + cflags + ["-o", so, src])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = sh([self.bin, "check", "-c", conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("undefined symbol: zt_from_a_later_release (it was built for plugin ABI "
+                      "%s.%s, all of which this node (%s.%s) has: zt.h declares no such function)"
+                      % (abi, minor, abi, minor), r.stderr)
 
     def test_systemd_accepts_the_units_and_the_user(self):
         r = sh(["systemd-analyze", "verify"] + [os.path.join(self.units, u) for u in UNITS])

@@ -151,6 +151,39 @@ static void wrong_abi_is_refused(void **state)
     load_fails("plugins = { 'good', 'badabi' }\n", want);
 }
 
+static void later_minor_is_refused(void **state)
+{
+    /* refused by the minor, before dlopen's "undefined symbol" for what it calls */
+    char want[2048];
+    snprintf(want, sizeof want,
+             "plugin 'laterminor' (%s/laterminor.so) was built for zhengtong plugin ABI %d.%d; "
+             "this node has %d.%d: upgrade the node",
+             plugin_dir, ZT_ABI_VERSION, ZT_ABI_MINOR + 1, ZT_ABI_VERSION, ZT_ABI_MINOR);
+    load_fails("plugins = { 'good', 'laterminor' }\n", want);
+    /* and when all it calls is here */
+    snprintf(want, sizeof want,
+             "plugin 'noneminor' (%s/noneminor.so) was built for zhengtong plugin ABI %d.%d; "
+             "this node has %d.%d: upgrade the node",
+             plugin_dir, ZT_ABI_VERSION, ZT_ABI_MINOR + 1, ZT_ABI_VERSION, ZT_ABI_MINOR);
+    load_fails("plugins = { 'noneminor' }\n", want);
+}
+
+static void a_plugin_from_before_minors_loads(void **state)
+{
+    world w;
+    make(&w, plugin_dir, "plugins = { 'nominor' }\n");
+    assert_int_equal(zt__plugins_load(&w.srv, w.err, sizeof w.err), ZT_OK);
+    zt_plugin *p = w.srv.plugins[0];
+    assert_int_equal(p->def->abi_minor, 0);
+    assert_string_equal(p->version, "1.0.0");
+    assert_string_equal(p->description, "built before minors");
+    events[0] = 0;
+    assert_int_equal(zt__plugins_init(&w.srv, w.err, sizeof w.err), ZT_OK);
+    zt__plugins_fini(&w.srv);
+    assert_string_equal(events, "init:nominor fini:nominor ");
+    unmake(&w);
+}
+
 static void not_a_plugin(void **state)
 {
     char want[2048];
@@ -345,6 +378,8 @@ int main(void)
         cmocka_unit_test(good_plugin_loads_starts_stops),
         cmocka_unit_test(no_plugins),
         cmocka_unit_test(wrong_abi_is_refused),
+        cmocka_unit_test(later_minor_is_refused),
+        cmocka_unit_test(a_plugin_from_before_minors_loads),
         cmocka_unit_test(not_a_plugin),
         cmocka_unit_test(unknown_plugin),
         cmocka_unit_test(missing_requirement),
