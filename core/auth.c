@@ -1099,9 +1099,11 @@ int zt__auth_check(zt_server *srv, zt_req *req)
                     days ? age / 86400 : age, days ? "days" : "seconds");
         return ZT_EPERM;
     }
-    if (strcmp(rt->role, ZT_ROLE_USER) != 0 && !zt_caller_has_role(req->caller, rt->role)) {
-        zt__problem(req, 403, "forbidden", NULL, "%s %s needs the role '%s'", rt->method,
-                    rt->pattern, rt->role);
+    if (strcmp(rt->role, ZT_ROLE_USER) != 0 && !zt_caller_has_role(req->caller, rt->role) &&
+        !(rt->or_role && zt_caller_has_role(req->caller, rt->or_role))) {
+        zt__problem(req, 403, "forbidden", NULL, "%s %s needs the role '%s'%s%s%s", rt->method,
+                    rt->pattern, rt->role, rt->or_role ? " or '" : "",
+                    rt->or_role ? rt->or_role : "", rt->or_role ? "'" : "");
         return ZT_EPERM;
     }
     const zt_conf *c = srv->conf;
@@ -1807,6 +1809,61 @@ static cJSON *path_account(zt_auth *a, zt_req *req, int *rc)
     return u;
 }
 
+/* auth.separate_duties (GB/T 22239 三权分立): an account that holds auditor is the
+ * auditors' to manage, never an administrator's, who could otherwise reset its password,
+ * take its second factor away, sign in as it and hold the audit function too. The account
+ * routes answer an auditor (their or_role) for such accounts alone, and an auditor gives no
+ * role but auditor. u: the account (NULL: one being created); want: the roles it is to
+ * hold (NULL: as they are); change: false for a read. Answers 403 auditor-accounts and
+ * returns false when the caller may not. */
+static bool duties_hold(zt_req *req, const cJSON *u, const cJSON *want, bool change)
+{
+    if (!req->srv->conf->auth_separate_duties) return true;
+    const zt_caller *c = zt_req_caller(req);
+    const cJSON *held = u ? cJSON_GetObjectItemCaseSensitive(u, "roles") : NULL;
+    const char *id = u ? zt__jstr(u, "id") : NULL, *other = NULL, *grant = NULL;
+    bool admin = zt_caller_has_role(c, "admin"), auditor = zt_caller_has_role(c, "auditor");
+    bool held_aud = zt__roles_hold(held, "auditor"), want_aud = zt__roles_hold(want, "auditor");
+    /* other: a role besides auditor it is to hold; grant: one it does not hold yet */
+    for (const cJSON *r = cJSON_IsArray(want) ? want->child : NULL; r && !grant; r = r->next)
+        if (cJSON_IsString(r) && strcmp(r->valuestring, "auditor") != 0) {
+            if (!other) other = r->valuestring;
+            if (!zt__roles_hold(held, r->valuestring)) grant = r->valuestring;
+        }
+    const char *fmt = NULL, *arg = id ? id : "";
+    if (!admin && !held_aud && !want_aud) {
+        fmt = !u       ? "an auditor creates only accounts that hold auditor (\"roles\": "
+                         "[\"auditor\"]): the others are an administrator's"
+              : change ? "an auditor manages only the accounts that hold auditor: account %s is "
+                         "an administrator's"
+                       : "an auditor sees only the accounts that hold auditor: account %s is an "
+                         "administrator's";
+    } else if (change && held_aud && !auditor) {
+        fmt = "account %s holds auditor: only an auditor manages an auditor's account (its "
+              "password, second factor, sessions, roles, department, clearance, whether it is "
+              "enabled), not an administrator, who could then take over the audit function; "
+              "another auditor does, or root on the node's machine with `zhengtong admin user "
+              "...`";
+    } else if (change && want_aud && !auditor) {
+        fmt = "only an auditor gives the auditor role (an administrator who could would take "
+              "over the audit function); an auditor does, or root on the node's machine with "
+              "`zhengtong admin user ...`";
+    } else if (change && u && want_aud && !held_aud && other) {
+        fmt = "the auditor role goes to an account that holds no other ('%s'): those are an "
+              "administrator's to take away first, and an auditor's account is the auditors' "
+              "alone";
+        arg = other;
+    } else if (change && !admin && grant) {
+        fmt = "an auditor gives no role but auditor: '%s' is an administrator's to give";
+        arg = grant;
+    }
+    if (!fmt) return true;
+    const char *why = zt_req_printf(req, fmt, arg); /* NULL: out of memory, refused still */
+    zt_problem(req, 403, "auditor-accounts", NULL, "auth.separate_duties: %s",
+               why ? why : "an auditor's account is the auditors' to manage");
+    return false;
+}
+
 /* The caller's own record (ZT_EIO when it cannot be read: the caller exists). */
 static cJSON *own_record(zt_auth *a, zt_req *req)
 {
@@ -1974,6 +2031,10 @@ static int h_user_totp_delete(zt_req *req, void *ud)
     int rc;
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
+    if (!duties_hold(req, u, NULL, true)) {
+        cJSON_Delete(u);
+        return ZT_OK;
+    }
     rc = totp_off(a, t, u);
     cJSON_Delete(u);
     if (rc != ZT_OK) return rc;
@@ -2346,6 +2407,7 @@ static int h_user_create(zt_req *req, void *ud)
     const char *type,
         *bad = roles ? grant_problem(a, t, roles, NULL, false, &type, buf, sizeof buf) : NULL;
     if (bad) return zt_problem(req, 422, type, NULL, "roles: %s", bad);
+    if (!duties_hold(req, NULL, roles, true)) return ZT_OK;
     const cJSON *clearance = cJSON_GetObjectItemCaseSensitive(j, "clearance");
     if (clearance && (bad = clearance_problem(req, jstring(clearance))))
         return zt_problem(req, 422, "invalid-user", NULL, "%s", bad);
@@ -2409,6 +2471,14 @@ static int h_user_list(zt_req *req, void *ud)
         return zt_problem(req, 400, "invalid-query", NULL, "disabled, inactive: true or false");
     if (f.role && !zt__role_name_ok(f.role))
         return zt_problem(req, 400, "invalid-query", NULL, "role: a role name");
+    /* an auditor (the route's or_role under auth.separate_duties) sees the auditors only */
+    if (a->srv->conf->auth_separate_duties && !zt_caller_has_role(zt_req_caller(req), "admin")) {
+        if (f.role && strcmp(f.role, "auditor") != 0)
+            return zt_problem(req, 403, "auditor-accounts", NULL,
+                              "auth.separate_duties: an auditor sees only the accounts that "
+                              "hold auditor (role=auditor)");
+        f.role = "auditor";
+    }
     const char *why = f.clearance ? clearance_problem(req, f.clearance) : NULL;
     if (why) return zt_problem(req, 400, "invalid-query", NULL, "%s", why);
     if (f.dept && !zt__auth_dept_exists(a->srv, t, f.dept))
@@ -2460,6 +2530,10 @@ static int h_user_get(zt_req *req, void *ud)
     int rc;
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
+    if (!duties_hold(req, u, NULL, false)) {
+        cJSON_Delete(u);
+        return ZT_OK;
+    }
     cJSON *o = user_view(a, u);
     rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
@@ -2513,6 +2587,11 @@ static int h_user_patch(zt_req *req, void *ud)
     int rc;
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
+    /* (roles to change: checked with them, once they are known to be roles) */
+    if (!cJSON_GetObjectItemCaseSensitive(j, "roles") && !duties_hold(req, u, NULL, true)) {
+        cJSON_Delete(u);
+        return ZT_OK;
+    }
     rc = ZT_OK;
     char old_login[65];
     snprintf(old_login, sizeof old_login, "%s", zt__jstr(u, "login") ? zt__jstr(u, "login") : "");
@@ -2550,6 +2629,9 @@ static int h_user_patch(zt_req *req, void *ud)
                 int st = zt_problem(req, 422, type, NULL, "roles: %s", why);
                 cJSON_Delete(u);
                 return st;
+            } else if (!duties_hold(req, u, e, true)) {
+                cJSON_Delete(u);
+                return ZT_OK;
             } else if (a->srv->conf->auth_separate_duties &&
                        strcmp(zt_req_caller(req)->id, id) == 0 && !cJSON_Compare(e, held, true)) {
                 cJSON_Delete(u);
@@ -2628,6 +2710,10 @@ static int user_reset_then(zt_req *req, hash_job *j)
     int rc;
     cJSON *u = path_account(j->a, req, &rc);
     if (!u) return rc;
+    if (!duties_hold(req, u, NULL, true)) { /* read as it is now, after the hashing */
+        cJSON_Delete(u);
+        return ZT_OK;
+    }
     set_password(j->a->srv->conf, u, j->hash, true);
     rc = rec_put(j->a, t, j->a->users, id, strlen(id), u);
     cJSON_Delete(u);
@@ -2662,6 +2748,10 @@ static int h_user_revoke(zt_req *req, void *ud)
      * :id would be read past its end */
     cJSON *u = path_account(a, req, &rc);
     if (!u) return rc;
+    if (!duties_hold(req, u, NULL, true)) {
+        cJSON_Delete(u);
+        return ZT_OK;
+    }
     rc = revoke_all(a, zt_req_txn(req), zt__jstr(u, "id"));
     cJSON_Delete(u);
     return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
@@ -3601,6 +3691,16 @@ static int add(zt_server *srv, const char *method, const char *path, zt_handler 
     return zt__router_add(srv->router, NULL, &r, err, errlen);
 }
 
+/* A route of the accounts, an administrator's; under auth.separate_duties an auditor's
+ * too, for the accounts that hold auditor alone (duties_hold). */
+static int add_account(zt_server *srv, const char *method, const char *path, zt_handler h,
+                       const char *summary, char *err, size_t errlen)
+{
+    int rc = add(srv, method, path, h, "admin", summary, err, errlen);
+    if (rc == ZT_OK && srv->conf->auth_separate_duties) zt__router_or_role(srv->router, "auditor");
+    return rc;
+}
+
 /* Enterprises registered before the credit-code index existed go into it, once: a key
  * that is no code marks it done. If two such accounts share a code, the first keeps it
  * and the log names the other, for the service desk. */
@@ -3982,23 +4082,24 @@ int zt__auth_open(zt_server *srv, char *err, size_t errlen)
         (rc = add(srv, "GET", "/auth/sessions", h_sessions, U, "Your sessions", err, errlen)) ||
         (rc = add(srv, "DELETE", "/auth/sessions/:id", h_session_delete, U,
                   "End one of your sessions", err, errlen)) ||
-        (rc = add(srv, "GET", "/admin/users", h_user_list, A, "Accounts", err, errlen)) ||
-        (rc = add(srv, "POST", "/admin/users", h_user_create, A, "Create a staff account", err,
-                  errlen)) ||
-        (rc = add(srv, "GET", "/admin/users/:id", h_user_get, A, "An account", err, errlen)) ||
-        (rc = add(srv, "PATCH", "/admin/users/:id", h_user_patch, A,
-                  "Change login, name, department, roles, clearance, disabled", err, errlen)) ||
-        (rc = add(srv, "POST", "/admin/users/:id/password", h_user_reset, A,
-                  "Reset to a one-time password", err, errlen)) ||
-        (rc = add(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke, A,
-                  "Revoke every session of an account", err, errlen)) ||
+        (rc = add_account(srv, "GET", "/admin/users", h_user_list, "Accounts", err, errlen)) ||
+        (rc = add_account(srv, "POST", "/admin/users", h_user_create, "Create a staff account", err,
+                          errlen)) ||
+        (rc = add_account(srv, "GET", "/admin/users/:id", h_user_get, "An account", err, errlen)) ||
+        (rc = add_account(srv, "PATCH", "/admin/users/:id", h_user_patch,
+                          "Change login, name, department, roles, clearance, disabled", err,
+                          errlen)) ||
+        (rc = add_account(srv, "POST", "/admin/users/:id/password", h_user_reset,
+                          "Reset to a one-time password", err, errlen)) ||
+        (rc = add_account(srv, "DELETE", "/admin/users/:id/sessions", h_user_revoke,
+                          "Revoke every session of an account", err, errlen)) ||
         (rc = add(srv, "POST", "/admin/users/:id/release", h_user_release, A,
                   "A disabled citizen's or enterprise's account gives up its ID number or "
                   "credit code, for its rightful holder to register",
                   err, errlen)) ||
-        (rc = add(srv, "DELETE", "/admin/users/:id/totp", h_user_totp_delete, A,
-                  "Remove an account's sign-in codes (a lost phone); ends its sessions", err,
-                  errlen)) ||
+        (rc = add_account(srv, "DELETE", "/admin/users/:id/totp", h_user_totp_delete,
+                          "Remove an account's sign-in codes (a lost phone); ends its sessions",
+                          err, errlen)) ||
         (rc = add(srv, "GET", "/admin/departments", h_dept_list, A, "Departments", err, errlen)) ||
         (rc = add(srv, "PATCH", "/admin/departments/:code", h_dept_update, A,
                   "Rename or move a department (its code stays)", err, errlen)) ||

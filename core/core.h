@@ -468,6 +468,8 @@ typedef struct zt__route {
     zt_handler handler;
     void *ud;
     char *role;
+    const char *or_role; /* a second role that may call it, or NULL: only the core's own
+                            routes have one (zt__router_or_role), a static string */
     size_t body_limit;
     char *summary;
     zt_plugin *plugin; /* the owner; NULL for the core's own routes */
@@ -493,6 +495,9 @@ int zt__router_add(zt_router *r, zt_plugin *owner, const zt_route *def, char *er
 int zt__router_match(const zt_router *r, const char *method, const char *path, zt_match *m);
 size_t zt__router_count(const zt_router *r);
 const zt__route *zt__router_at(const zt_router *r, size_t i);
+/* The route added last may also be called by a caller holding role (a static string): the
+ * core's account routes, which the auditors reach under auth.separate_duties. */
+void zt__router_or_role(zt_router *r, const char *role);
 
 /* ---- plugin.c (C plugin host and the plugin list) ------------------------------ */
 

@@ -150,9 +150,10 @@ bool zt__roles_not_separate(const zt_conf *c, const cJSON *roles)
 }
 
 /* auth.separate_duties: the accounts that hold both admin and auditor are named at start,
- * for an administrator to give each one of them (they keep both until then: taking one
- * away here could lock out the only administrator). A record names a role as "role" in
- * its JSON, so only a record holding both strings is read whole. */
+ * for an auditor (such an account is the auditors' to manage) or root to give each one of
+ * them (they keep both until then: taking one away here could lock out the only
+ * administrator). A record names a role as "role" in its JSON, so only a record holding
+ * both strings is read whole. */
 static void warn_not_separate(zt_server *srv, zt_txn *t)
 {
     zt_cursor *cur;
@@ -175,7 +176,8 @@ static void warn_not_separate(zt_server *srv, zt_txn *t)
     if (n)
         zt__log(ZT_LOG_WARN, NULL, NULL,
                 "auth.separate_duties: %zu account(s) hold both admin and auditor (%s%s): give "
-                "each one of them (PATCH /admin/users/:id, or zhengtong admin user roles)",
+                "each one of them (an auditor: PATCH /admin/users/:id; or zhengtong admin user "
+                "roles)",
                 n, who.data ? who.data : "", n > 20 ? ", ..." : "");
     zt__buf_free(&who);
 }

@@ -313,6 +313,11 @@ const zt__route *zt__router_at(const zt_router *r, size_t i)
     return i < r->nroutes ? r->routes[i] : NULL;
 }
 
+void zt__router_or_role(zt_router *r, const char *role)
+{
+    if (r->nroutes) r->routes[r->nroutes - 1]->or_role = role;
+}
+
 int zt_route_add(zt_plugin *p, const zt_route *def)
 {
     if (!p || !p->in_init) {

@@ -372,6 +372,7 @@ static int h_api(zt_req *req, void *ud)
         cJSON_AddStringToObject(e, "path", rt->pattern);
         cJSON_AddStringToObject(e, "plugin", rt->plugin ? rt->plugin->name : "core");
         cJSON_AddStringToObject(e, "role", rt->role);
+        if (rt->or_role) cJSON_AddStringToObject(e, "or_role", rt->or_role);
         cJSON_AddNumberToObject(e, "body_limit",
                                 (double)(rt->body_limit ? rt->body_limit : srv->conf->body_bytes));
         if (rt->summary) cJSON_AddStringToObject(e, "summary", rt->summary);

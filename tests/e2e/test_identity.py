@@ -2432,7 +2432,11 @@ class SeparateDuties(NodeTest):
         st, _, d = n.json("POST", "/admin/users", {"login": "zhao", "name": "Zhao", "department": "root",
                                                     "roles": ["admin", "auditor"]})
         self.assertEqual((st, d["type"]), (422, "/problems/duties-not-separate"), d)
-        h = n.new_user("qian", roles=("auditor",))
+        r = n.admin_cli("user", "add", "qian", "Qian", "root", "auditor")  # the first auditor
+        otp = re.search(r"one-time password: (\S+)", r.stdout).group(1)
+        h = bearer(n.login("qian", otp)[2]["token"])
+        self.assertEqual(n.request("POST", "/auth/password", {"old_password": otp, "new_password": ADMIN_PASSWORD},
+                                   headers=h, auth=False)[0], 204)
         self.assertEqual(n.json("GET", "/audit/verify", headers=h, auth=False)[0], 200)
         me = n.json("GET", "/auth/me")[2]
         # not by one's own hand: neither a second duty nor any other role
@@ -2454,7 +2458,7 @@ class SeparateDuties(NodeTest):
                      ("user", "roles", "qian", "auditor,admin")):
             r = n.admin_cli(*args)
             self.assertEqual(r.returncode, 1, r.stdout)
-            self.assertIn("auth.separate_duties", r.stderr)
+            self.assertIn("auth.separate_duties: one account cannot hold both admin and auditor", r.stderr)
 
     def test_accounts_that_hold_both_are_named_at_start(self):
         n = self.node(plugins=("hello",), auth=CHEAP, roles=("auditor",))  # off: allowed
@@ -2466,11 +2470,185 @@ class SeparateDuties(NodeTest):
         self.assertIn("auth.separate_duties: 1 account(s) hold both admin and auditor (admin)", n.log())
         self.assertEqual(n.json("GET", "/audit/verify")[0], 200)  # they keep both until changed
 
+    def test_off_the_administrators_manage_the_auditors_as_before(self):
+        # off (the default): the administrators manage every account, the auditors' too
+        n = self.node(plugins=("hello", "notice"), auth=CHEAP, roles=())
+        h = n.new_user("inspector", roles=("auditor",))
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        self.assertEqual(n.json("POST", "/admin/users/%s/password" % uid)[0], 200)
+        self.assertEqual(n.request("DELETE", "/admin/users/%s/totp" % uid)[0], 204)
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"roles": ["notice_editor"]})[0], 200)
+        self.assertEqual(n.json("PATCH", "/admin/users/" + uid, {"roles": ["auditor"]})[0], 200)
+        self.assertEqual(n.admin_cli("user", "passwd", "inspector").returncode, 0)
+        h = n.new_user("inspector2", roles=("auditor",))
+        self.assertProblem(*n.request("GET", "/admin/users", headers=h, auth=False), 403, "forbidden")
+        self.assertFalse([r for r in n.json("GET", "/api")[2]["routes"] if "or_role" in r])
+
     def test_the_setting_is_a_boolean(self):
         n = self.node(auth=dict(CHEAP, separate_duties="yes"), start=False)
         r = run(["check", "-c", n.conf])
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r":\d+: auth.separate_duties must be true or false, got string")
+
+
+class AuditorAccounts(NodeTest):
+    """auth.separate_duties: an account that holds auditor is the auditors' to manage. An
+    administrator who could reset an auditor's password and remove their second factor would
+    sign in as them and hold the audit function too (三权分立 on paper only)."""
+
+    def setUp(self):
+        super().setUp()
+        self.n = self.node(plugins=("hello", "notice"), env=TEST_CLOCK, roles=(),
+                           auth=dict(CHEAP, separate_duties=True, two_factor_roles=["auditor"]))
+        self.offset = 0
+        self.li, self.li_secret = self.first_auditor("aud.li")
+        self.li_id = self.n.json("GET", "/auth/me", headers=self.li, auth=False)[2]["id"]
+
+    def step(self):
+        """A fresh 30 s step of the node's clock: each sign-in code is good once."""
+        self.offset += 31_000
+        self.n.set_clock(self.offset)
+
+    def code(self, secret):
+        return totp(secret, time.time() * 1000 + self.offset)
+
+    def enroll(self, h):
+        st, _, d = self.n.json("POST", "/auth/totp", {}, headers=h, auth=False)
+        self.assertEqual(st, 201, d)
+        self.step()
+        st, _, b = self.n.request("POST", "/auth/totp/confirm", {"code": self.code(d["secret"])},
+                                  headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        return d["secret"]
+
+    def own_password(self, login, one_time):
+        """Sign in with a one-time password, set ADMIN_PASSWORD, set up codes: (headers, secret)."""
+        st, _, d = self.n.login(login, one_time)
+        self.assertEqual(st, 200, d)
+        h = bearer(d["token"])
+        st, _, b = self.n.request("POST", "/auth/password",
+                                  {"old_password": one_time, "new_password": ADMIN_PASSWORD},
+                                  headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        return h, self.enroll(h)
+
+    def first_auditor(self, login):
+        # how the first auditor is made: root on the node's machine
+        r = self.n.admin_cli("user", "add", login, "Li", "root", "auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return self.own_password(login, re.search(r"one-time password: (\S+)", r.stdout).group(1))
+
+    def sign_in(self, login, secret):
+        self.step()
+        st, _, d = self.n.json("POST", "/auth/login", {"login": login, "password": ADMIN_PASSWORD,
+                                                        "code": self.code(secret)}, auth=False)
+        self.assertEqual(st, 200, d)
+        return bearer(d["token"])
+
+    def refused(self, method, path, body=None, headers=None):
+        st, hdrs, b = self.n.request(method, path, body, headers=headers, auth=headers is None)
+        p = self.assertProblem(st, hdrs, b, 403, "auditor-accounts")
+        self.assertIn("auth.separate_duties", p["detail"])
+        return p
+
+    def test_the_administrator_cannot_take_over_the_audit_function(self):
+        n, aud = self.n, "/admin/users/" + self.li_id
+        # the assessor's sequence, refused at each step
+        p = self.refused("DELETE", aud + "/totp")
+        self.assertIn("holds auditor", p["detail"])
+        self.refused("POST", aud + "/password")
+        self.assertProblem(*n.request("POST", "/auth/login", {"login": "aud.li", "password": ADMIN_PASSWORD},
+                                      auth=False), 401, "two-factor-required")  # password and codes as they were
+        self.assertProblem(*n.request("GET", "/audit"), 403, "forbidden")
+        # nor another way round: sessions, roles, department, clearance, enabled, login, name
+        self.refused("DELETE", aud + "/sessions")
+        for body in ({"disabled": True}, {"roles": []}, {"roles": ["auditor", "notice_editor"]},
+                     {"department": "root"}, {"clearance": "sensitive"}, {"login": "aud.fake"},
+                     {"name": "Someone"}):
+            with self.subTest(body=body):
+                self.refused("PATCH", aud, body)
+        # nor a new auditor, nor the role given to an account of theirs
+        p = self.refused("POST", "/admin/users", {"login": "aud.admin", "name": "A", "department": "root",
+                                                   "roles": ["auditor"]})
+        self.assertIn("only an auditor gives the auditor role", p["detail"])
+        clerk, _ = create_account(n, "clerk")
+        self.refused("PATCH", "/admin/users/" + clerk, {"roles": ["auditor"]})
+        # still the administrator's: reading the account, and every other account
+        st, _, d = n.json("GET", aud)
+        self.assertEqual((st, d["roles"], d["disabled"]), (200, ["auditor"], False))
+        self.assertEqual(n.json("PATCH", "/admin/users/" + clerk, {"roles": ["notice_editor"]})[0], 200)
+        self.assertEqual(n.json("POST", "/admin/users/%s/password" % clerk)[0], 200)
+        # the auditor goes on, and finds each attempt in the log
+        self.assertEqual(n.request("GET", "/audit/verify", headers=self.li, auth=False)[0], 200)
+        st, _, d = n.json("GET", "/audit?status=403&limit=100", headers=self.li, auth=False)
+        tried = [x["action"] for x in d["items"] if x["actor_login"] == "admin"]
+        for want in ("refused: DELETE /admin/users/:id/totp", "refused: POST /admin/users/:id/password",
+                     "refused: PATCH /admin/users/:id", "refused: POST /admin/users"):
+            self.assertIn(want, tried)
+
+    def test_an_auditor_manages_the_auditors_accounts(self):
+        n, li = self.n, self.li
+        st, _, d = n.json("POST", "/admin/users", {"login": "aud.wang", "name": "Wang", "department": "root",
+                                                    "roles": ["auditor"]}, headers=li, auth=False)
+        self.assertEqual(st, 201, d)
+        wang_id = d["id"]
+        wang, wang_secret = self.own_password("aud.wang", d["one_time_password"])
+        # wang forgot the password and lost the phone: li resets both
+        st, _, d = n.json("POST", "/admin/users/%s/password" % wang_id, headers=li, auth=False)
+        self.assertEqual(st, 200, d)
+        self.assertEqual(n.request("GET", "/auth/me", headers=wang, auth=False)[0], 401)  # sessions end
+        st, _, b = n.request("DELETE", "/admin/users/%s/totp" % wang_id, headers=li, auth=False)
+        self.assertEqual(st, 204, b)
+        wang, _ = self.own_password("aud.wang", d["one_time_password"])
+        self.assertEqual(n.request("GET", "/audit/verify", headers=wang, auth=False)[0], 200)
+        for body in ({"disabled": True}, {"disabled": False}, {"clearance": "sensitive"}, {"roles": []},
+                     {"roles": ["auditor"]}):
+            st, _, d = n.json("PATCH", "/admin/users/" + wang_id, body, headers=li, auth=False)
+            self.assertEqual(st, 200, (body, d))
+        self.assertEqual(n.request("DELETE", "/admin/users/%s/sessions" % wang_id, headers=li, auth=False)[0],
+                         204)
+        # an auditor sees and manages the auditors, and gives no role but auditor
+        st, _, d = n.json("GET", "/admin/users", headers=li, auth=False)
+        self.assertEqual(sorted(u["login"] for u in d["items"]), ["aud.li", "aud.wang"])
+        self.refused("GET", "/admin/users?role=admin", headers=li)
+        admin_id = n.json("GET", "/auth/me")[2]["id"]
+        for method, path, body in (("GET", "/admin/users/" + admin_id, None),
+                                   ("POST", "/admin/users/%s/password" % admin_id, None),
+                                   ("DELETE", "/admin/users/%s/totp" % admin_id, None),
+                                   ("DELETE", "/admin/users/%s/sessions" % admin_id, None),
+                                   ("PATCH", "/admin/users/" + admin_id, {"disabled": True}),
+                                   ("PATCH", "/admin/users/" + wang_id, {"roles": ["auditor", "notice_editor"]}),
+                                   ("POST", "/admin/users", {"login": "x.y", "name": "X", "department": "root",
+                                                             "roles": ["notice_editor"]}),
+                                   ("POST", "/admin/users", {"login": "x.z", "name": "X", "department": "root",
+                                                             "roles": ["auditor", "admin"]})):
+            with self.subTest(method=method, path=path, body=body):
+                st, hdrs, b = n.request(method, path, body, headers=li, auth=False)
+                self.assertEqual(st, 422 if body and "admin" in body.get("roles", ()) else 403, b)
+        self.assertProblem(*n.request("PATCH", "/admin/users/" + self.li_id, {"roles": []}, headers=li,
+                                      auth=False), 403, "own-roles")
+        # the role goes to an account of the administrator's only once it holds no other
+        clerk, _ = create_account(n, "clerk", roles=("notice_editor",))
+        p = self.refused("PATCH", "/admin/users/" + clerk, {"roles": ["notice_editor", "auditor"]}, headers=li)
+        self.assertIn("holds no other ('notice_editor')", p["detail"])
+        self.refused("PATCH", "/admin/users/" + clerk, {"disabled": True}, headers=li)
+        self.assertEqual(n.json("PATCH", "/admin/users/" + clerk, {"roles": []})[0], 200)
+        st, _, d = n.json("PATCH", "/admin/users/" + clerk, {"roles": ["auditor"]}, headers=li, auth=False)
+        self.assertEqual((st, d["roles"]), (200, ["auditor"]), d)
+        self.refused("PATCH", "/admin/users/" + clerk, {"disabled": True})  # now the auditors'
+        
+        # everything else stays the administrators'
+        for method, path in (("GET", "/admin/departments"), ("GET", "/admin/keys"), ("GET", "/admin/roles"),
+                             ("POST", "/admin/users/%s/release" % wang_id)):
+            self.assertProblem(*n.request(method, path, {} if method == "POST" else None, headers=li,
+                                          auth=False), 403, "forbidden")
+        api = {(r["method"], r["path"]): r for r in n.json("GET", "/api")[2]["routes"]}
+        also = sorted(k for k, r in api.items() if r.get("or_role") == "auditor")
+        self.assertEqual(also, [("DELETE", "/admin/users/:id/sessions"), ("DELETE", "/admin/users/:id/totp"),
+                                ("GET", "/admin/users"), ("GET", "/admin/users/:id"),
+                                ("PATCH", "/admin/users/:id"), ("POST", "/admin/users"),
+                                ("POST", "/admin/users/:id/password")])
+        self.assertTrue(all(api[k]["role"] == "admin" for k in also))
 
 
 class RenameLogin(NodeTest):
