@@ -1843,11 +1843,11 @@ static bool duties_hold(zt_req *req, const cJSON *u, const cJSON *want, bool cha
               "password, second factor, sessions, roles, department, clearance, whether it is "
               "enabled), not an administrator, who could then take over the audit function; "
               "another auditor does, or root on the node's machine with `zhengtong admin user "
-              "...`";
+              "... --recover`";
     } else if (change && want_aud && !auditor) {
         fmt = "only an auditor gives the auditor role (an administrator who could would take "
               "over the audit function); an auditor does, or root on the node's machine with "
-              "`zhengtong admin user ...`";
+              "`zhengtong admin user ... --recover`";
     } else if (change && u && want_aud && !held_aud && other) {
         fmt = "the auditor role goes to an account that holds no other ('%s'): those are an "
               "administrator's to take away first, and an auditor's account is the auditors' "
@@ -3619,7 +3619,30 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
 #undef NEED
 }
 
-int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen)
+/* auth.separate_duties: does `admin user VERB LOGIN ...` act on an auditor's account, one
+ * that holds auditor (as stored, its seal holding or not: a reseal trusts it) or is to? */
+static bool cli_on_auditor(zt_auth *a, zt_txn *t, int argc, char **argv)
+{
+    if (!a->srv->conf->auth_separate_duties || argc < 3 || strcmp(argv[0], "user") != 0)
+        return false;
+    bool add = strcmp(argv[1], "add") == 0, roles = strcmp(argv[1], "roles") == 0;
+    cJSON *want =
+        add || roles ? roles_from_csv(argc > (add ? 5 : 3) ? argv[add ? 5 : 3] : NULL) : NULL;
+    bool on = zt__roles_hold(want, "auditor");
+    cJSON_Delete(want);
+    const void *idv, *v;
+    size_t idl, vl;
+    if (on || add || zt_get(t, a->logins, argv[2], strlen(argv[2]), &idv, &idl) != ZT_OK ||
+        zt_get(t, a->users, idv, idl, &v, &vl) != ZT_OK)
+        return on;
+    cJSON *u = cJSON_ParseWithLength(v, vl);
+    on = zt__roles_hold(cJSON_GetObjectItemCaseSensitive(u, "roles"), "auditor");
+    cJSON_Delete(u);
+    return on;
+}
+
+int zt__auth_cli(zt_server *srv, int argc, char **argv, bool recover, FILE *out, char *err,
+                 size_t errlen)
 {
     zt_auth *a = srv->auth;
     if (argc < 1) {
@@ -3642,6 +3665,22 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
         return rc;
     }
     if ((rc = zt__store_write_begin(srv->store, &t)) != ZT_OK) return rc;
+    /* under auth.separate_duties an auditor's account is the auditors' to manage: root acts
+     * for them (the first auditor, one locked out) only when it says so, and the record
+     * says so too */
+    bool recovery = cli_on_auditor(a, t, argc, argv);
+    if (recovery && !recover) {
+        zt__store_write_done(srv->store, t, ZT_EPERM);
+        snprintf(err, errlen,
+                 "%s is an auditor's account (it holds auditor%s): under auth.separate_duties "
+                 "only the auditors manage such accounts, over HTTP. Root on this machine acts "
+                 "for them, to make the first auditor or to let one who is locked out back in, "
+                 "only with --recover, which the audit log records as a recovery of an auditor "
+                 "account",
+                 argv[2],
+                 strcmp(argv[1], "add") == 0 || strcmp(argv[1], "roles") == 0 ? ", or is to" : "");
+        return ZT_EPERM;
+    }
     char object[128], action[1100];
     /* what it says goes out once the change is committed: never "created" for a change
      * the store then refused (a full map, a failing disk) */
@@ -3656,13 +3695,12 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     fclose(buf);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* the running node's cached sessions */
     if (rc == ZT_OK) {
-        /* the roles granted are part of what was done */
-        if (strcmp(argv[0], "user") == 0 && strcmp(argv[1], "roles") == 0 && argc > 3)
-            snprintf(action, sizeof action, "admin user roles: %s", argv[3]);
-        else if (strcmp(argv[0], "user") == 0 && strcmp(argv[1], "clearance") == 0 && argc > 3)
-            snprintf(action, sizeof action, "admin user clearance: %s", argv[3]);
-        else
-            snprintf(action, sizeof action, "admin %s %s", argv[0], argv[1]);
+        /* the roles granted are part of what was done; a recovery names its account */
+        bool what = strcmp(argv[0], "user") == 0 && argc > 3 &&
+                    (strcmp(argv[1], "roles") == 0 || strcmp(argv[1], "clearance") == 0);
+        snprintf(action, sizeof action, "admin %s %s%s%s%s%.900s%s", argv[0], argv[1],
+                 recovery ? " " : "", recovery ? object : "", what ? ": " : "", what ? argv[3] : "",
+                 recovery ? " (recovery of an auditor account)" : "");
         char actor[80];
         snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
         zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
@@ -3670,6 +3708,12 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, si
     }
     rc = zt__store_write_done(srv->store, t, rc);
     if (rc == ZT_OK && said) fwrite(said, 1, saidlen, out);
+    if (rc == ZT_OK && recovery)
+        fprintf(stderr,
+                "zhengtong: warning: %s is an auditor's account, which under "
+                "auth.separate_duties the auditors manage: this change by root is in the audit "
+                "log as a recovery of an auditor account\n",
+                object);
     if (said) sodium_memzero(said, saidlen); /* it may hold a one-time password */
     free(said);
     if (rc != ZT_OK && !err[0]) snprintf(err, errlen, "%s", zt_strerror(rc));

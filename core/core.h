@@ -741,8 +741,11 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen);
 /* Only the department "root" (named after the node), if missing: a scratch node's. */
 int zt__auth_root_dept(zt_server *srv, char *err, size_t errlen);
 /* `zhengtong admin user|dept|key ...` (argv after "admin"): one change in its own
- * transaction with its audit record, committed before it returns. Output on out. */
-int zt__auth_cli(zt_server *srv, int argc, char **argv, FILE *out, char *err, size_t errlen);
+ * transaction with its audit record, committed before it returns. Output on out. Under
+ * auth.separate_duties a change to an account that holds auditor (or is to) needs recover
+ * (`--recover`; else ZT_EPERM, err says why), warns on stderr and is recorded as a recovery. */
+int zt__auth_cli(zt_server *srv, int argc, char **argv, bool recover, FILE *out, char *err,
+                 size_t errlen);
 /* Who runs a command, for its audit records: the user who ran sudo (when sudo says so, not
  * only $SUDO_USER), else the user's name. */
 const char *zt__cli_user(void);

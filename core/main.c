@@ -24,6 +24,9 @@ static const char usage[] =
     "                   user clearance LOGIN LABEL         (a label of auth.labels: 安全标记)\n"
     "                   user reseal LOGIN | dept reseal CODE   (trust again a record changed\n"
     "                                                      outside Zhengtong, once checked)\n"
+    "                   user ... --recover                 (auth.separate_duties: root acts on an\n"
+    "                                                      auditor's account, which the auditors\n"
+    "                                                      manage: the first auditor, a recovery)\n"
     "                   user list | dept list | key list\n"
     "                   dept add CODE NAME [PARENT]\n"
     "                   key add NAME PLUGIN ROLE [DAYS] [CLEARANCE]   (an API key for a device\n"
@@ -331,7 +334,7 @@ enum offline { OFFLINE_ADMIN, OFFLINE_AUDIT, OFFLINE_BACKUP_RECORD };
 
 /* Offline commands open the core's own services on the live data (LMDB is safe to share
  * with a running node: writes take turns). */
-static int cmd_offline(zt_conf *conf, enum offline what, int argc, char **argv)
+static int cmd_offline(zt_conf *conf, enum offline what, bool recover, int argc, char **argv)
 {
     char err[ZT_ERRLEN] = "";
     char mdb[4096];
@@ -361,7 +364,7 @@ static int cmd_offline(zt_conf *conf, enum offline what, int argc, char **argv)
     srv.loop = &loop;
     int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
     if (rc == ZT_OK && what == OFFLINE_ADMIN)
-        rc = zt__auth_cli(&srv, argc, argv, stdout, err, sizeof err);
+        rc = zt__auth_cli(&srv, argc, argv, recover, stdout, err, sizeof err);
     else if (rc == ZT_OK && what == OFFLINE_AUDIT)
         rc = cmd_audit(&srv, argc, argv, err, sizeof err);
     else if (rc == ZT_OK)
@@ -387,7 +390,7 @@ static int cmd_backup(zt_conf *conf, const char *dest)
     }
     printf("backed up %s to %s\n", conf->data_dir, dest);
     char *argv[] = {(char *)dest};
-    return cmd_offline(conf, OFFLINE_BACKUP_RECORD, 1, argv);
+    return cmd_offline(conf, OFFLINE_BACKUP_RECORD, false, 1, argv);
 }
 
 int main(int argc, char **argv)
@@ -409,6 +412,7 @@ int main(int argc, char **argv)
     const char *file = "conf/zhengtong.conf";
     char *args[16];
     int nargs = 0;
+    bool recover = false; /* admin: root acts on an auditor's account (auth.separate_duties) */
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout); /* `zhengtong admin --help` */
@@ -419,6 +423,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             file = argv[++i];
+        } else if (strcmp(argv[i], "--recover") == 0 && strcmp(cmd, "admin") == 0) {
+            recover = true;
         } else if ((argv[i][0] == '-' && argv[i][1]) || nargs == 16) {
             fprintf(stderr, "zhengtong: unexpected argument '%s'\n%s", argv[i], usage);
             return 2;
@@ -458,11 +464,12 @@ int main(int argc, char **argv)
         return 1;
     }
     zt__log_level = conf.log_level;
-    int rc = serve    ? cmd_serve(&conf)
-             : check  ? cmd_check(&conf)
-             : test   ? zt__luatest(&conf, args, nargs)
-             : backup ? cmd_backup(&conf, args[0])
-                      : cmd_offline(&conf, admin ? OFFLINE_ADMIN : OFFLINE_AUDIT, nargs, args);
+    int rc = serve   ? cmd_serve(&conf)
+             : check ? cmd_check(&conf)
+             : test  ? zt__luatest(&conf, args, nargs)
+             : backup
+                 ? cmd_backup(&conf, args[0])
+                 : cmd_offline(&conf, admin ? OFFLINE_ADMIN : OFFLINE_AUDIT, recover, nargs, args);
     zt__conf_free(&conf);
     return rc;
 }

@@ -177,7 +177,7 @@ static void warn_not_separate(zt_server *srv, zt_txn *t)
         zt__log(ZT_LOG_WARN, NULL, NULL,
                 "auth.separate_duties: %zu account(s) hold both admin and auditor (%s%s): give "
                 "each one of them (an auditor: PATCH /admin/users/:id; or zhengtong admin user "
-                "roles)",
+                "roles LOGIN ROLES --recover)",
                 n, who.data ? who.data : "", n > 20 ? ", ..." : "");
     zt__buf_free(&who);
 }

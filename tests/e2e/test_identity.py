@@ -2432,7 +2432,7 @@ class SeparateDuties(NodeTest):
         st, _, d = n.json("POST", "/admin/users", {"login": "zhao", "name": "Zhao", "department": "root",
                                                     "roles": ["admin", "auditor"]})
         self.assertEqual((st, d["type"]), (422, "/problems/duties-not-separate"), d)
-        r = n.admin_cli("user", "add", "qian", "Qian", "root", "auditor")  # the first auditor
+        r = n.admin_cli("user", "add", "qian", "Qian", "root", "auditor", "--recover")  # the first auditor
         otp = re.search(r"one-time password: (\S+)", r.stdout).group(1)
         h = bearer(n.login("qian", otp)[2]["token"])
         self.assertEqual(n.request("POST", "/auth/password", {"old_password": otp, "new_password": ADMIN_PASSWORD},
@@ -2456,7 +2456,7 @@ class SeparateDuties(NodeTest):
         # offline too
         for args in (("user", "add", "li.wei", "Li Wei", "root", "admin,auditor"),
                      ("user", "roles", "qian", "auditor,admin")):
-            r = n.admin_cli(*args)
+            r = n.admin_cli(*args, "--recover")
             self.assertEqual(r.returncode, 1, r.stdout)
             self.assertIn("auth.separate_duties: one account cannot hold both admin and auditor", r.stderr)
 
@@ -2533,8 +2533,8 @@ class AuditorAccounts(NodeTest):
         return h, self.enroll(h)
 
     def first_auditor(self, login):
-        # how the first auditor is made: root on the node's machine
-        r = self.n.admin_cli("user", "add", login, "Li", "root", "auditor")
+        # how the first auditor is made: root on the node's machine, saying so
+        r = self.n.admin_cli("user", "add", login, "Li", "root", "auditor", "--recover")
         self.assertEqual(r.returncode, 0, r.stderr)
         return self.own_password(login, re.search(r"one-time password: (\S+)", r.stdout).group(1))
 
@@ -2649,6 +2649,41 @@ class AuditorAccounts(NodeTest):
                                 ("PATCH", "/admin/users/:id"), ("POST", "/admin/users"),
                                 ("POST", "/admin/users/:id/password")])
         self.assertTrue(all(api[k]["role"] == "admin" for k in also))
+
+    def test_root_recovers_an_auditor_account_only_saying_so(self):
+        n = self.n
+        st, _, d = n.json("POST", "/admin/users", {"login": "aud.wang", "name": "Wang", "department": "root",
+                                                    "roles": ["auditor"]}, headers=self.li, auth=False)
+        wang, wang_secret = self.own_password("aud.wang", d["one_time_password"])
+        create_account(n, "clerk")
+        for args in (("user", "passwd", "aud.li"), ("user", "totp-off", "aud.li"),
+                     ("user", "disable", "aud.li"), ("user", "roles", "aud.li", "-"),
+                     ("user", "clearance", "aud.li", "public"), ("user", "rename", "aud.li", "aud.lee"),
+                     ("user", "reseal", "aud.li"), ("user", "roles", "clerk", "auditor"),
+                     ("user", "add", "aud.zhao", "Zhao", "root", "auditor")):
+            with self.subTest(args=args):
+                r = n.admin_cli(*args)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn("auth.separate_duties", r.stderr)
+                self.assertIn("only with --recover", r.stderr)
+                self.assertEqual(r.stdout, "")
+        self.assertEqual(n.admin_cli("user", "passwd", "clerk").returncode, 0)  # not an auditor's: as before
+        self.assertEqual(n.request("GET", "/auth/me", headers=self.li, auth=False)[0], 200)  # untouched
+        r = n.admin_cli("user", "passwd", "aud.li", "--recover")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("warning: aud.li is an auditor's account", r.stderr)
+        one_time = re.search(r"one-time password: (\S+)", r.stdout).group(1)
+        self.assertEqual(n.request("GET", "/auth/me", headers=self.li, auth=False)[0], 401)
+        self.step()
+        st, _, d = n.json("POST", "/auth/login", {"login": "aud.li", "password": one_time,
+                                                  "code": self.code(self.li_secret)}, auth=False)
+        self.assertEqual((st, d["user"]["must_change_password"]), (200, True), d)
+        me = pwd.getpwuid(os.getuid()).pw_name
+        st, _, d = n.json("GET", "/audit?actor=cli:" + me, headers=wang, auth=False)
+        got = [(x["action"], x["object"]) for x in d["items"]]
+        self.assertEqual(got, [("admin user add aud.li (recovery of an auditor account)", "aud.li"),
+                               ("admin user passwd", "clerk"),
+                               ("admin user passwd aud.li (recovery of an auditor account)", "aud.li")])
 
 
 class RenameLogin(NodeTest):
