@@ -438,7 +438,8 @@ static bool key_plugin_ok(const zt_conf *c, const char *plugin)
 
 /* An API key is one factor: it may not hold a role of auth.two_factor_roles, whose
  * accounts sign in with a code too (such a key would reach what the code guards, with no
- * session to end and no password to change). NULL, or why not. */
+ * session to end and no password to change); nor, under auth.separate_duties, auditor: an
+ * administrator makes keys, and would hold the audit function with one. NULL, or why not. */
 static const char *key_role_problem(const zt_conf *c, const char *role)
 {
     if (!zt__role_name_ok(role))
@@ -450,6 +451,9 @@ static const char *key_role_problem(const zt_conf *c, const char *role)
         if (strcmp(role, c->auth_2fa_roles[i]) == 0)
             return "is one of auth.two_factor_roles, which sign in with a code from an "
                    "authenticator app too: an API key, one factor, cannot hold it";
+    if (c->auth_separate_duties && strcmp(role, "auditor") == 0)
+        return "is the audit administrators' (auth.separate_duties): an API key, which an "
+               "administrator makes, cannot hold it";
     return NULL;
 }
 
@@ -799,12 +803,14 @@ static int resolve_key(zt_server *srv, zt_req *req, const char *tok, bool answer
                                              "makes a new one (POST /admin/keys)")
                       : ZT_ENOTFOUND;
     }
-    /* a key made before its role was listed in auth.two_factor_roles holds it no more */
+    /* a key made before its role was listed in auth.two_factor_roles (or before
+     * auth.separate_duties, for auditor) holds it no more */
     const char *krole = zt__jstr(k, "role");
     if (!krole || key_role_problem(srv->conf, krole)) {
         cJSON_Delete(k);
-        return answer ? unauthenticated(req, "the API key's role is one of auth.two_factor_roles, "
-                                             "which no key may hold: revoke it")
+        return answer ? unauthenticated(req, "the API key's role is one no key may hold (one of "
+                                             "auth.two_factor_roles, or auditor under "
+                                             "auth.separate_duties): revoke it")
                       : ZT_ENOTFOUND;
     }
     zt_caller *c = zt_req_alloc(req, sizeof(*c));

@@ -2484,6 +2484,26 @@ class SeparateDuties(NodeTest):
         self.assertProblem(*n.request("GET", "/admin/users", headers=h, auth=False), 403, "forbidden")
         self.assertFalse([r for r in n.json("GET", "/api")[2]["routes"] if "or_role" in r])
 
+    def test_no_api_key_holds_auditor(self):
+        # an administrator makes keys: one with auditor would read and verify the audit log
+        n = self.node(plugins=("hello",), auth=CHEAP, roles=())
+        st, _, k = n.json("POST", "/admin/keys", {"name": "old", "plugin": "core", "role": "auditor"})
+        self.assertEqual(st, 201, k)
+        self.assertEqual(n.request("GET", "/audit/verify", headers=bearer(k["key"]), auth=False)[0], 200)
+        n.stop()
+        n._conf_text = n._conf_text.replace("auth = {", "auth = { separate_duties = true, ", 1)
+        n._write_conf()
+        n.start()
+        st, hdrs, b = n.request("POST", "/admin/keys", {"name": "k", "plugin": "core", "role": "auditor"})
+        self.assertIn("auth.separate_duties", self.assertProblem(st, hdrs, b, 422, "invalid-key")["detail"])
+        r = n.admin_cli("key", "add", "k", "core", "auditor")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("auth.separate_duties", r.stderr)
+        # the key made before stops working
+        st, hdrs, b = n.request("GET", "/audit/verify", headers=bearer(k["key"]), auth=False)
+        self.assertIn("auth.separate_duties", self.assertProblem(st, hdrs, b, 401, "unauthenticated")["detail"])
+        self.assertEqual(n.json("POST", "/admin/keys", {"name": "k", "plugin": "core", "role": "user"})[0], 201)
+
     def test_the_setting_is_a_boolean(self):
         n = self.node(auth=dict(CHEAP, separate_duties="yes"), start=False)
         r = run(["check", "-c", n.conf])
