@@ -68,12 +68,14 @@ enum {
     K_BUS,
     K_PLUGINS,
     K_TRUSTED_PROXIES,
+    K_REPLICATION,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
     "node_name",  "region_code", "listen",  "data_dir", "map_size",        "log_level",
     "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",          "lua",
-    "auth",       "audit",       "bus",     "plugins",  "trusted_proxies", NULL,
+    "auth",       "audit",       "bus",     "plugins",  "trusted_proxies", "replication",
+    NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -649,8 +651,13 @@ static bool node_socket_at(const zt_conf *c, const listen_addr *a, bool with_bus
 
 bool zt__conf_port_taken(const zt_conf *c, const char *addr, char *what, size_t len)
 {
-    listen_addr a;
-    return addr && !socket_problem(addr, &a) && node_socket_at(c, &a, true, what, len);
+    listen_addr a, r;
+    if (!addr || socket_problem(addr, &a)) return false;
+    if (node_socket_at(c, &a, true, what, len)) return true;
+    if (!c->repl_listen || socket_problem(c->repl_listen, &r) || !listen_overlap(&a, &r))
+        return false;
+    snprintf(what, len, "replication.listen '%s'", c->repl_listen);
+    return true;
 }
 
 static void check_listen(lua_State *L, zt_conf *c, int line)
@@ -1028,7 +1035,7 @@ static void check_clearance_known(lua_State *L, zt_conf *c)
  * looking for another program (the keys are read in either order). */
 static void check_publish_apart(lua_State *L, const zt_conf *c)
 {
-    listen_addr pub;
+    listen_addr pub, rep;
     char what[256];
     if (c->bus_publish && !socket_problem(c->bus_publish, &pub) &&
         node_socket_at(c, &pub, false, what, sizeof what))
@@ -1036,6 +1043,12 @@ static void check_publish_apart(lua_State *L, const zt_conf *c)
              "bus.publish: '%s' and %s are at the same port: the node would take it twice; "
              "give the bus another port",
              c->bus_publish, what);
+    if (c->repl_listen && !socket_problem(c->repl_listen, &rep) &&
+        node_socket_at(c, &rep, true, what, sizeof what))
+        fail(L, c->repl_listen_line,
+             "replication.listen: '%s' and %s are at the same port: the node would take it "
+             "twice; give replication another port",
+             c->repl_listen, what);
 }
 
 /* limits = { ... }, lua = { ... } or auth = { ... }: the value on the top of the stack. */
@@ -1095,6 +1108,44 @@ static void check_bus(lua_State *L, zt_conf *c, int line)
         lua_pop(L, 1);
     }
     lua_pop(L, 1); /* the keys */
+}
+
+/* replication = { listen = "tcp://host:port", keep = bytes }: where the standby pulls the
+ * change sets from, and how many bytes of them the primary keeps for it at most. */
+static void check_replication(lua_State *L, zt_conf *c, int line)
+{
+    if (!lua_istable(L, -1))
+        fail(L, line,
+             "replication must be a table ({ listen = \"tcp://host:port\", keep = bytes }), got "
+             "%s",
+             luaL_typename(L, -1));
+    size_t n;
+    keyline *keys = sorted_keys(L, line, "replication", &n);
+    for (size_t i = 0; i < n; i++) {
+        int kl = keys[i].line;
+        if (strcmp(keys[i].key, "listen") == 0) {
+            lua_getfield(L, -2, "listen");
+            const char *u = want_string(L, kl, "replication.listen", "a string");
+            const char *hostport = strncmp(u, "tcp://", 6) == 0 ? u + 6 : NULL;
+            listen_addr a;
+            const char *why = hostport ? listen_problem(hostport, &a) : "it must begin with tcp://";
+            if (why) fail(L, kl, "replication.listen: '%s' is not \"tcp://host:port\": %s", u, why);
+            set_str(&c->repl_listen, dup_or_fail(L, u));
+            c->repl_listen_line = kl;
+        } else if (strcmp(keys[i].key, "keep") == 0) {
+            lua_getfield(L, -2, "keep");
+            c->repl_keep =
+                (uint64_t)want_int(L, kl, "replication.keep", "bytes", 65536, INT64_C(1) << 50);
+        } else {
+            fail(L, kl, "unknown key '%s' in replication (it takes: listen, keep)", keys[i].key);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the keys */
+    if (!c->repl_listen)
+        fail(L, line,
+             "replication needs listen = \"tcp://host:port\" (the standby's address "
+             "to pull from)");
 }
 
 /* A plugin name is a Lua identifier (its options are `name = { ... }`) and a file name. */
@@ -1266,6 +1317,9 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
     case K_TRUSTED_PROXIES:
         check_networks(L, line, "trusted_proxies", &c->proxies, &c->nproxies);
         break;
+    case K_REPLICATION:
+        check_replication(L, c, line);
+        break;
     default: /* plugins: checked first */
         break;
     }
@@ -1309,6 +1363,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->audit_checkpoint_every = 1000;
     c->audit_checkpoint_ms = 300 * 1000;
     c->audit_retain_ms = 180ULL * DAY * 1000; /* GB/T 22239 level 3: six months at least */
+    c->repl_keep = (uint64_t)1 << 30;
     static const char *const labels[] = {"public", "internal", "sensitive"};
     c->auth_labels = new_list(L, 3);
     for (size_t i = 0; i < 3; i++) c->auth_labels[c->auth_nlabels++] = dup_or_fail(L, labels[i]);
@@ -1599,6 +1654,7 @@ void zt__conf_free(zt_conf *c)
     free(c->web_dir);
     free(c->key_file);
     free(c->bus_publish);
+    free(c->repl_listen);
     free(c->proxies);
     free(c->auth_admin_nets);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);

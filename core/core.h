@@ -261,6 +261,12 @@ struct zt_conf {
      * for other nodes (nng pub/sub; each message is seq (8 bytes, big-endian) | record);
      * NULL: in this process only */
     char *bus_publish;
+    /* replication = { listen = "tcp://host:port", keep = 1073741824 }: the standby pulls
+     * the change sets from there (repl.c); keep: bytes of change sets kept at most for it;
+     * NULL: replication off */
+    char *repl_listen;
+    int repl_listen_line;
+    uint64_t repl_keep;
     zt_conf_plugin *plugins; /* plugins = { "hello", "notice" } in listed order */
     size_t nplugins;
     void *L; /* the config's Lua state: keeps the raw plugin option tables */
@@ -366,6 +372,7 @@ typedef struct zt__savepoint {
     void *parent; /* the MDB_txn that t wrote in before; NULL: no savepoint was made */
     uint64_t writes;
     int failed;
+    size_t rlog_mark; /* the batch's change set (replication) when it was made */
 } zt__savepoint;
 int zt__store_savepoint(zt_txn *t, zt__savepoint *sp);
 /* keep: merge what was written since into the transaction (an error there fails t: LMDB
@@ -400,6 +407,68 @@ void zt__store_stats(zt_store *s, zt_store_stats *st);
  * safe while a server runs on it. */
 int zt__store_backup(const char *dir, const char *dest, char *err, size_t errlen);
 int zt__store_errno(int mdb_rc); /* LMDB code → ZT_E* */
+
+/* Replication (异地实时备份). On the primary, with replication on, every change a batch
+ * makes is captured, and the batch's change set is written into _core/replog under the
+ * batch's number in the batch's own transaction (store.c says how). A standby applies the
+ * change sets in order; the data's "log" in _core/repl says where each is. */
+typedef struct zt_repl_state {
+    bool on;                 /* the data has a change log (the primary's, or its copy's) */
+    unsigned char epoch[16]; /* the log's identity: made when replication is turned on */
+    uint64_t head;           /* the last batch logged (primary) or applied (standby) */
+    uint64_t first;          /* the oldest change set kept (head + 1: none) */
+    uint64_t bytes;          /* bytes of the change sets kept */
+    char standby[256];       /* the primary a standby follows; "" on a primary */
+} zt_repl_state;
+/* Open the log's databases; capture is on when the data has a log and is no standby's
+ * (so the CLI's commands log their batches beside a replicating node). keep: bytes of
+ * change sets kept at most (replication.keep). Before anything is written. */
+int zt__store_repl_open(zt_store *s, uint64_t keep);
+/* The log's state, in a read transaction of its own (any thread). */
+int zt__store_repl_state(zt_store *s, zt_repl_state *st);
+/* `serve`: replication on (a log is begun if the data has none: a new epoch, batch 0) or
+ * off (the log is dropped); a standby's mark is removed (promotion). *what says which of
+ * ZT_REPL_* happened; *st is the state after. Not while a batch is open. */
+enum { ZT_REPL_STARTED = 1, ZT_REPL_STOPPED = 2, ZT_REPL_PROMOTED = 4 };
+int zt__store_repl_config(zt_store *s, bool on, zt_repl_state *st, int *what);
+/* `standby`: mark the data as following primary (a URL), drop the change sets that came
+ * with the backup, stop capture. ZT_ENOTFOUND when the data has no log (a backup of a node
+ * without replication). */
+int zt__store_repl_standby(zt_store *s, const char *primary, zt_repl_state *st);
+/* For the replication server's thread (its own read transaction): the log's state, the
+ * commit time of its head (0: none), and the change sets after batch `after`, appended to
+ * out as seq (8) | length (4, big-endian) | change set, while out stays within max bytes
+ * (one at least). Nothing is appended unless after is within [first - 1, head). */
+int zt__store_repl_read(zt_store *s, uint64_t after, size_t max, zt_buf *out, zt_repl_state *st,
+                        uint64_t *head_time);
+/* The standby has applied through seq: its change sets may go, at a later commit (any
+ * thread). */
+void zt__store_repl_ack(zt_store *s, uint64_t seq);
+uint64_t zt__store_repl_acked(zt_store *s);
+/* fn(arg) after each commit that logged a change set (on the committing thread). */
+void zt__store_repl_notify(zt_store *s, void (*fn)(void *arg), void *arg);
+bool zt__store_repl_on(const zt_store *s);
+/* The standby: apply change sets (as zt__store_repl_read gives them) of the log `epoch`,
+ * each the next after the data's head, in one durable transaction, with the new head: all
+ * or none. *st is the state after; *last_time the last one's commit time. ZT_ESTATE when
+ * they do not follow (or a record to delete is missing: the data differs), ZT_EINVAL when
+ * malformed; err says which. */
+int zt__store_repl_apply(zt_store *s, const unsigned char epoch[16], const void *sets, size_t len,
+                         zt_repl_state *st, uint64_t *last_time, char *err, size_t errlen);
+
+/* ---- repl.c: the replication server (primary) and the standby ------------------- */
+
+typedef struct zt_repl zt_repl;
+/* Listen on replication.listen and answer the standby's requests from a thread of its own
+ * (after the store's log is configured). */
+int zt__repl_start(zt_server *srv, char *err, size_t errlen);
+void zt__repl_stop(zt_server *srv);
+/* Prometheus lines of the primary's log (nothing with replication off). */
+int zt__repl_metrics(zt_server *srv, zt_buf *out);
+/* `zhengtong standby [-c FILE] URL`: follow the primary at URL until SIGINT/SIGTERM; the
+ * exit status. `zhengtong standby [-c FILE] status`: what the standby last said. */
+int zt__standby_run(zt_conf *conf, const char *url);
+int zt__standby_status(zt_conf *conf);
 
 /* ---- totp.c: the second factor of a sign-in (RFC 6238: HMAC-SHA1, 6 digits, 30 s) --- */
 
@@ -1130,6 +1199,7 @@ struct zt_server {
     zt_bus *bus;
     zt_timers *timers;
     zt_services *services;
+    zt_repl *repl;      /* the replication server (repl.c); NULL: off */
     zt_posts *posts;    /* zt_post's queue (post.c) */
     zt_throttle *rates; /* zt_rate_*: plugins' limits per client (made on first use) */
     bool check_only;    /* `zhengtong check`: no first-start account, no side effects */

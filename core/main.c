@@ -1,4 +1,4 @@
-/* main.c: the zhengtong command: serve, check, test, backup, admin, audit, version. */
+/* main.c: the zhengtong command: serve, check, test, backup, standby, admin, audit, version. */
 #include "core.h"
 
 #include <errno.h>
@@ -16,6 +16,9 @@ static const char usage[] =
     "  check  [-c FILE]        check the config and start every plugin without serving\n"
     "  test   [-c FILE] [PLUGIN...]   run the Lua plugins' tests (lua/plugins/<name>/tests/*.lua)\n"
     "  backup [-c FILE] DEST   hot, compacted copy of the data into the new folder DEST\n"
+    "  standby [-c FILE] tcp://PRIMARY:PORT   follow the primary's replication.listen, applying\n"
+    "                          its changes to data_dir (seeded from its backup); serves nothing\n"
+    "  standby [-c FILE] status   what the standby on data_dir last said: applied, behind, lag\n"
     "  admin  [-c FILE] user add LOGIN NAME DEPT [ROLE,ROLE...]   (prints a one-time password)\n"
     "                   user passwd|disable|enable LOGIN\n"
     "                   user roles LOGIN ROLE,ROLE...|-\n"
@@ -434,12 +437,13 @@ int main(int argc, char **argv)
     }
     bool serve = strcmp(cmd, "serve") == 0, check = strcmp(cmd, "check") == 0,
          backup = strcmp(cmd, "backup") == 0, admin = strcmp(cmd, "admin") == 0,
-         audit = strcmp(cmd, "audit") == 0, test = strcmp(cmd, "test") == 0;
-    if (!serve && !check && !backup && !admin && !audit && !test) {
+         audit = strcmp(cmd, "audit") == 0, test = strcmp(cmd, "test") == 0,
+         standby = strcmp(cmd, "standby") == 0;
+    if (!serve && !check && !backup && !admin && !audit && !test && !standby) {
         fprintf(stderr, "zhengtong: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
-    if ((backup && nargs != 1) || ((serve || check) && nargs != 0)) {
+    if ((backup && nargs != 1) || ((serve || check) && nargs != 0) || (standby && nargs != 1)) {
         fputs(usage, stderr);
         return 2;
     }
@@ -464,9 +468,11 @@ int main(int argc, char **argv)
         return 1;
     }
     zt__log_level = conf.log_level;
-    int rc = serve   ? cmd_serve(&conf)
-             : check ? cmd_check(&conf)
-             : test  ? zt__luatest(&conf, args, nargs)
+    int rc = serve     ? cmd_serve(&conf)
+             : standby ? (strcmp(args[0], "status") == 0 ? zt__standby_status(&conf)
+                                                         : zt__standby_run(&conf, args[0]))
+             : check   ? cmd_check(&conf)
+             : test    ? zt__luatest(&conf, args, nargs)
              : backup
                  ? cmd_backup(&conf, args[0])
                  : cmd_offline(&conf, admin ? OFFLINE_ADMIN : OFFLINE_AUDIT, recover, nargs, args);

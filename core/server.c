@@ -543,6 +543,12 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
     zt__log_level = conf->log_level;
     int rc = zt__store_open(&srv->store, data_dir, conf->map_size, err, errlen);
     if (rc != ZT_OK) return rc;
+    /* before anything is written: the CLI's changes beside a replicating node are logged */
+    if ((rc = zt__store_repl_open(srv->store, conf->repl_keep)) != ZT_OK) {
+        snprintf(err, errlen, "data_dir %s: cannot open the replication log: %s", data_dir,
+                 zt_strerror(rc));
+        return rc;
+    }
     if ((rc = zt__store_format(srv->store, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__router_new(&srv->router)) != ZT_OK) return rc;
     if ((rc = add_builtin(srv, "/healthz", h_healthz, "Node and plugin health", err, errlen)) ||
@@ -573,10 +579,43 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
     return ZT_OK;
 }
 
+/* `serve`: replication as the config says (a log begun, or dropped); a standby's data
+ * served is promoted. */
+static int repl_config(zt_server *srv, char *err, size_t errlen)
+{
+    zt_repl_state st;
+    int what;
+    bool on = srv->conf->repl_listen != NULL;
+    int rc = zt__store_repl_config(srv->store, on, &st, &what);
+    if (rc != ZT_OK) {
+        snprintf(err, errlen, "cannot %s the replication log: %s", on ? "begin" : "end",
+                 zt_strerror(rc));
+        return rc;
+    }
+    if (what & ZT_REPL_PROMOTED)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "replication: data_dir %s was a standby's (of %s), as of the primary's batch %llu: "
+                "promoted, it is a node of its own from now on; the old primary must not serve "
+                "again beside it (re-seed it as this node's standby instead)",
+                srv->conf->data_dir, st.standby, (unsigned long long)st.head);
+    if (what & ZT_REPL_STARTED)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "replication: change log begun: every change is logged from now on; seed the "
+                "standby from a `zhengtong backup` made from now on");
+    if (what & ZT_REPL_STOPPED)
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "replication: off (no replication in %s): the change log was dropped; a standby "
+                "must be re-seeded from a new backup once it is on again",
+                srv->conf->file);
+    return ZT_OK;
+}
+
 int zt__server_open(zt_server *srv, zt_conf *conf, const char *data_dir, char *err, size_t errlen)
 {
     int rc = zt__server_open_core(srv, conf, data_dir, err, errlen);
     if (rc != ZT_OK) return rc;
+    if (!srv->check_only && !srv->lua_tests && (rc = repl_config(srv, err, errlen)) != ZT_OK)
+        return rc;
     if ((rc = zt__bus_open(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__bus_routes(srv, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__timers_open(srv, err, errlen)) != ZT_OK) return rc;
@@ -694,7 +733,7 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
-    int rc = ZT_OK;
+    int rc = zt__repl_start(srv, err, errlen);
     for (size_t i = 0; rc == ZT_OK && i < srv->conf->nlisten; i++)
         rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
     /* the roles its plugins declared, for the offline `zhengtong admin` */
@@ -712,6 +751,7 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 
 void zt__server_close(zt_server *srv)
 {
+    zt__repl_stop(srv);
     zt__posts_close(srv);
     zt__plugins_fini(srv);
     zt__posts_free(srv);

@@ -15,6 +15,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ struct zt_txn {
     zt_cursor *cursors;
     unsigned ncursors;
     unsigned level;             /* savepoints open (zt__store_savepoint) */
+    size_t rlog_mark;           /* the batch's change set when it began: undone to it */
     struct zt_txn *prev, *next; /* READ: in the store's live list or its pool */
 };
 
@@ -87,10 +89,25 @@ struct zt_store {
     uint64_t commits, commit_errors, nested, last_commit_us;
     unsigned char *seal_key; /* sodium_malloc'd (zt__store_seal_key); NULL: none yet */
     uint64_t seals_failed;   /* values of sealed databases that failed their seal */
+    /* Replication (the section "replication" below). With repl off, the write path pays
+     * one branch per write. */
+    bool repl;          /* capture every change of the batch into rlog */
+    zt_buf rlog;        /* the open batch's change set: its ops, in the order made */
+    zt_db *repl_log;    /* _core/replog: batch number (8 bytes, big-endian) → change set */
+    zt_db *repl_meta;   /* _core/repl: "log" (REPL_META bytes), "standby" (the primary) */
+    uint64_t repl_keep; /* bytes of change sets kept at most (replication.keep) */
+    _Atomic uint64_t repl_acked; /* the standby has applied through it: may go */
+    int64_t repl_warned_at;      /* when dropping unconfirmed change sets was last logged */
+    void (*repl_notify)(void *arg);
+    void *repl_notify_arg;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int rlog_op(zt_store *s, char type, const char *name, const MDB_val *k, const MDB_val *v);
+static void rlog_cut(zt_store *s, size_t mark);
+static int rlog_flush(zt_store *s, MDB_txn *txn, bool *logged);
+static void repl_notify(zt_store *s);
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen) return;
@@ -449,12 +466,31 @@ void zt__store_close(zt_store *s)
         free(d);
     }
     mdb_env_close(s->env);
+    zt__buf_free(&s->rlog);
     if (s->seal_key) sodium_free(s->seal_key);
     free(s->dir);
     free(s);
 }
 
 /* ---- named databases -------------------------------------------------------------- */
+
+static zt_db *db_find(zt_db *list, const char *full)
+{
+    for (zt_db *d = list; d; d = d->next)
+        if (strcmp(d->name, full) == 0) return d;
+    return NULL;
+}
+
+/* A zt_db named full, not opened yet (NULL: out of memory). */
+static zt_db *db_new(const char *full)
+{
+    zt_db *d = calloc(1, sizeof *d);
+    if (d && !(d->name = strdup(full))) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
 
 int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
 {
@@ -466,33 +502,43 @@ int zt__store_db(zt_store *s, const char *plugin, const char *name, zt_db **out)
 
     char full[2 * STORE_NAME_MAX + 2];
     snprintf(full, sizeof full, "%s/%s", plugin, name);
-    for (zt_db *d = s->dbs; d; d = d->next) {
-        if (strcmp(d->name, full) == 0) {
-            *out = d;
-            return ZT_OK;
-        }
-    }
+    if ((*out = db_find(s->dbs, full))) return ZT_OK;
 
     /* Allocate first: once the dbi is committed nothing may fail. */
-    zt_db *d = calloc(1, sizeof *d);
-    if (!d || !(d->name = strdup(full))) {
-        free(d);
-        return ZT_ENOMEM;
-    }
+    zt_db *d = db_new(full);
+    if (!d) return ZT_ENOMEM;
     MDB_txn *txn;
+    bool logged = false;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc == 0) {
-        rc = mdb_dbi_open(txn, full, MDB_CREATE, &d->dbi);
-        if (rc == 0)
+        /* with replication on, a database made (not one opened) is a change of its own */
+        bool made = !s->repl;
+        if (s->repl && (rc = mdb_dbi_open(txn, full, 0, &d->dbi)) == MDB_NOTFOUND) made = true;
+        if (made) rc = mdb_dbi_open(txn, full, MDB_CREATE, &d->dbi);
+        int zrc = ZT_OK;
+        if (rc == 0 && made && s->repl) {
+            assert(s->rlog.len == 0 && "no batch is open");
+            zrc = rlog_op(s, 'C', full, NULL, NULL);
+            if (zrc == ZT_OK) zrc = rlog_flush(s, txn, &logged);
+            rlog_cut(s, 0);
+        }
+        if (rc == 0 && zrc == ZT_OK) {
             rc = mdb_txn_commit(txn);
-        else
+        } else {
             mdb_txn_abort(txn);
+            if (zrc != ZT_OK) {
+                free(d->name);
+                free(d);
+                return zrc;
+            }
+        }
     }
     if (rc != 0) {
         free(d->name);
         free(d);
         return zt__store_errno(rc);
     }
+    if (logged) repl_notify(s);
     d->next = s->dbs;
     s->dbs = d;
     *out = d;
@@ -562,7 +608,7 @@ static int sealed_marked(MDB_txn *txn, MDB_dbi marks, const zt_db *d)
 
 /* Seal every value d holds (a database first opened sealed, written before unsealed) and
  * mark it, in one transaction. */
-static int seal_all(zt_store *s, MDB_txn *txn, MDB_dbi marks, zt_db *d, size_t *count)
+static int seal_all(zt_store *s, MDB_txn *txn, zt_db *marks, zt_db *d, size_t *count)
 {
     MDB_cursor *mc;
     int mrc = mdb_cursor_open(txn, d->dbi, &mc);
@@ -582,14 +628,18 @@ static int seal_all(zt_store *s, MDB_txn *txn, MDB_dbi marks, zt_db *d, size_t *
         memcpy(b, v.mv_data, v.mv_size);
         seal_of(s, d, kb, k.mv_size, b, v.mv_size, b + v.mv_size);
         MDB_val key = {k.mv_size, kb}, nv = {v.mv_size + DB_SEAL, b};
-        mrc = mdb_put(txn, d->dbi, &key, &nv, 0);
+        if (s->repl && rlog_op(s, 'P', d->name, &key, &nv) != ZT_OK)
+            mrc = ENOMEM; /* the transaction is dropped: nothing to cut off */
+        else
+            mrc = mdb_put(txn, d->dbi, &key, &nv, 0);
         free(b);
         if (!mrc) mrc = mdb_cursor_get(mc, &key, &v, MDB_SET);
         ++*count;
     }
     if (!mrc) mdb_cursor_close(mc);
     MDB_val mk = {strlen(d->name), d->name}, mv = {1, "1"};
-    if (!mrc) mrc = mdb_put(txn, marks, &mk, &mv, 0);
+    if (!mrc && s->repl && rlog_op(s, 'P', marks->name, &mk, &mv) != ZT_OK) mrc = ENOMEM;
+    if (!mrc) mrc = mdb_put(txn, marks->dbi, &mk, &mv, 0);
     return zt__store_errno(mrc);
 }
 
@@ -626,7 +676,7 @@ int zt__store_db_as(zt_store *s, const char *plugin, const char *name, bool seal
         zt_txn *t;
         size_t count = 0;
         if ((rc = zt__store_write_begin(s, &t)) != ZT_OK) return rc;
-        rc = seal_all(s, t->txn, marks->dbi, d, &count);
+        rc = seal_all(s, t->txn, marks, d, &count);
         if (rc == ZT_OK && count && note) rc = note(arg, t, d->name, count);
         if ((rc = zt__store_write_done(s, t, rc)) != ZT_OK) {
             seterr(err, errlen, "cannot seal database %s: %s", d->name, zt_strerror(rc));
@@ -752,6 +802,7 @@ static zt_txn *child_set(zt_store *s, MDB_txn *txn, int kind, bool direct)
     t->kind = kind;
     t->active = true;
     t->direct = direct;
+    t->rlog_mark = s->rlog.len;
     return t;
 }
 
@@ -837,8 +888,10 @@ int zt__store_end(zt_store *s, zt_txn *t, bool commit)
             int mrc = mdb_txn_commit(t->txn); /* frees the child even when it fails */
             rc = zt__store_errno(mrc);
         }
+        if (rc != ZT_OK) rlog_cut(s, t->rlog_mark);
     } else {
         mdb_txn_abort(t->txn);
+        rlog_cut(s, t->rlog_mark);
     }
     t->txn = NULL;
     t->active = false;
@@ -864,6 +917,7 @@ int zt__store_savepoint(zt_txn *t, zt__savepoint *sp)
     sp->parent = t->txn;
     sp->writes = t->writes;
     sp->failed = t->failed;
+    sp->rlog_mark = t->s->rlog.len;
     t->txn = child;
     t->level++;
     return ZT_OK;
@@ -884,6 +938,7 @@ int zt__store_savepoint_end(zt_txn *t, zt__savepoint *sp, bool keep)
         if (mrc) rc = t->failed = zt__store_errno(mrc);
     } else {
         mdb_txn_abort(t->txn); /* a write that failed in it fails no more than it */
+        rlog_cut(t->s, sp->rlog_mark);
         rc = keep ? t->failed : ZT_OK;
         t->writes = sp->writes;
         t->failed = sp->failed;
@@ -910,6 +965,20 @@ int zt__store_batch_commit(zt_store *s)
     if (!s->batch) return ZT_OK;
     assert(!s->child.active && "commit with a nested transaction open");
     if (s->child.active) return ZT_ESTATE;
+    bool logged = false;
+    if (s->repl && s->rlog.len) {
+        int lrc = rlog_flush(s, s->batch, &logged);
+        rlog_cut(s, 0);
+        if (lrc != ZT_OK) { /* a batch without its change set would be lost to the standby */
+            zt__log(ZT_LOG_ERROR, NULL, NULL,
+                    "replication: cannot log the batch's change set: %s; the batch is dropped",
+                    zt_strerror(lrc));
+            mdb_txn_abort(s->batch);
+            s->batch = NULL;
+            s->commit_errors++;
+            return lrc;
+        }
+    }
     uint64_t t0 = mono_us();
     int rc = mdb_txn_commit(s->batch); /* frees the batch even when it fails */
     s->batch = NULL;
@@ -919,6 +988,7 @@ int zt__store_batch_commit(zt_store *s)
         return zt__store_errno(rc);
     }
     s->commits++;
+    if (logged) repl_notify(s);
     return ZT_OK;
 }
 
@@ -928,6 +998,7 @@ void zt__store_batch_abort(zt_store *s)
     if (!s->batch || s->child.active) return;
     mdb_txn_abort(s->batch);
     s->batch = NULL;
+    rlog_cut(s, 0);
     s->commit_errors++;
 }
 
@@ -1015,9 +1086,16 @@ static int put_flags(zt_txn *txn, zt_db *db, const void *key, size_t klen, const
         seal_of(txn->s, db, key, klen, v.mv_data, vlen, sealed + vlen);
         v = (MDB_val){vlen + DB_SEAL, sealed};
     }
-    int mrc = mdb_put(txn->txn, db->dbi, &k, &v, flags);
+    zt_store *s = txn->s;
+    size_t mark = s->rlog.len;
+    int mrc = s->repl && rlog_op(s, 'P', db->name, &k, &v) != ZT_OK
+                  ? ENOMEM
+                  : mdb_put(txn->txn, db->dbi, &k, &v, flags);
     if (sealed && sealed != small) free(sealed);
-    if (mrc) return txn_fail(txn, mrc);
+    if (mrc) {
+        rlog_cut(s, mark);
+        return txn_fail(txn, mrc);
+    }
     txn->writes++;
     return ZT_OK;
 }
@@ -1040,8 +1118,15 @@ int zt_del(zt_txn *txn, zt_db *db, const void *key, size_t klen)
     int rc = check_key(txn, key, klen);
     if (rc) return rc;
     MDB_val k = {klen, (void *)key};
-    int mrc = mdb_del(txn->txn, db->dbi, &k, NULL);
-    if (mrc) return txn_fail(txn, mrc);
+    zt_store *s = txn->s;
+    size_t mark = s->rlog.len;
+    int mrc = s->repl && rlog_op(s, 'D', db->name, &k, NULL) != ZT_OK
+                  ? ENOMEM
+                  : mdb_del(txn->txn, db->dbi, &k, NULL);
+    if (mrc) {
+        rlog_cut(s, mark);
+        return txn_fail(txn, mrc);
+    }
     txn->writes++;
     return ZT_OK;
 }
@@ -1134,7 +1219,16 @@ int zt_cursor_del(zt_cursor *c)
     assert(t && t->active);
     if (t->kind != TXN_WRITE) return ZT_EREADONLY;
     if (c->deleted) return ZT_ENOTFOUND;
-    int mrc = mdb_cursor_del(c->mc, 0);
+    zt_store *s = t->s;
+    size_t mark = s->rlog.len;
+    int mrc = 0;
+    if (s->repl) { /* the key it deletes, taken while it is there */
+        MDB_val k, v;
+        mrc = mdb_cursor_get(c->mc, &k, &v, MDB_GET_CURRENT);
+        if (!mrc && rlog_op(s, 'D', c->db->name, &k, NULL) != ZT_OK) mrc = ENOMEM;
+    }
+    if (!mrc) mrc = mdb_cursor_del(c->mc, 0);
+    if (mrc) rlog_cut(s, mark);
     if (mrc == EINVAL) return ZT_ENOTFOUND; /* never positioned */
     if (mrc) return txn_fail(t, mrc);
     c->deleted = true;
@@ -1155,6 +1249,499 @@ void zt_cursor_close(zt_cursor *c)
     assert(t->ncursors > 0);
     t->ncursors--;
     free(c);
+}
+
+/* ---- replication: the change log ---------------------------------------------------- */
+
+/* With replication on, every change a batch makes is captured as it is made, into
+ * s->rlog, as ops:
+ *   type (1: 'P' put, 'D' delete, 'C' create a database) | name length (1) | name |
+ *   for 'P' and 'D': key length (2, big-endian) | key |
+ *   for 'P': value length (4, big-endian) | value
+ * with the value as stored (a sealed database's with its seal: the standby holds the same
+ * master key, so the seals hold there too). Each op is taken before LMDB writes (the key
+ * and the value may point into a page the write changes) and cut off again when the write
+ * fails. A nested transaction or a savepoint that is dropped cuts off what it added: that
+ * is the end of the buffer, as there is one nested transaction at a time and savepoints
+ * nest. At the commit the ops become the batch's change set,
+ *   version (1) | commit time (8, ms, big-endian) | ops,
+ * written into _core/replog under the batch's number in the batch's own transaction: a
+ * committed batch has its change set, and there is no change set without its batch. The
+ * numbers and the log's bounds are in _core/repl "log", read and written in that same
+ * transaction, so the processes sharing the environment (the CLI's commands) number their
+ * batches in one sequence. */
+
+#define REPL_EPOCH     16
+#define REPL_META      (REPL_EPOCH + 24) /* epoch | head | first | bytes (8 bytes each, BE) */
+#define REPL_SET_HEAD  9                 /* version | commit time */
+#define REPL_PRUNE_MAX 1024              /* change sets one commit deletes at most */
+
+static int meta_read(MDB_txn *txn, zt_store *s, zt_repl_state *st)
+{
+    memset(st, 0, sizeof *st);
+    MDB_val k = {3, "log"}, v;
+    int mrc = mdb_get(txn, s->repl_meta->dbi, &k, &v);
+    if (mrc == 0) {
+        if (v.mv_size != REPL_META) return ZT_EIO;
+        const unsigned char *p = v.mv_data;
+        st->on = true;
+        memcpy(st->epoch, p, REPL_EPOCH);
+        st->head = zt__be64_get(p + 16);
+        st->first = zt__be64_get(p + 24);
+        st->bytes = zt__be64_get(p + 32);
+    } else if (mrc != MDB_NOTFOUND) {
+        return zt__store_errno(mrc);
+    }
+    k = (MDB_val){7, "standby"};
+    if ((mrc = mdb_get(txn, s->repl_meta->dbi, &k, &v)) == 0)
+        snprintf(st->standby, sizeof st->standby, "%.*s", (int)v.mv_size, (const char *)v.mv_data);
+    else if (mrc != MDB_NOTFOUND)
+        return zt__store_errno(mrc);
+    return ZT_OK;
+}
+
+static int meta_write(MDB_txn *txn, zt_store *s, const zt_repl_state *st)
+{
+    unsigned char b[REPL_META];
+    memcpy(b, st->epoch, REPL_EPOCH);
+    zt__be64_put(b + 16, st->head);
+    zt__be64_put(b + 24, st->first);
+    zt__be64_put(b + 32, st->bytes);
+    MDB_val k = {3, "log"}, v = {sizeof b, b};
+    return zt__store_errno(mdb_put(txn, s->repl_meta->dbi, &k, &v, 0));
+}
+
+/* Append one op to the batch's change set (v: NULL for 'D' and 'C'; k: NULL for 'C'). */
+static int rlog_op(zt_store *s, char type, const char *name, const MDB_val *k, const MDB_val *v)
+{
+    size_t nl = strlen(name);
+    size_t need = 2 + nl + (k ? 2 + k->mv_size : 0) + (v ? 4 + v->mv_size : 0);
+    assert(nl <= 255 && (!k || k->mv_size <= 0xffff));
+    if (zt__buf_reserve(&s->rlog, need) != ZT_OK) return ZT_ENOMEM;
+    unsigned char *p = (unsigned char *)s->rlog.data + s->rlog.len;
+    *p++ = (unsigned char)type;
+    *p++ = (unsigned char)nl;
+    memcpy(p, name, nl);
+    p += nl;
+    if (k) {
+        *p++ = (unsigned char)(k->mv_size >> 8);
+        *p++ = (unsigned char)k->mv_size;
+        memcpy(p, k->mv_data, k->mv_size);
+        p += k->mv_size;
+    }
+    if (v) {
+        for (int i = 3; i >= 0; i--) *p++ = (unsigned char)(v->mv_size >> (8 * i));
+        if (v->mv_size) memcpy(p, v->mv_data, v->mv_size);
+    }
+    s->rlog.len += need;
+    return ZT_OK;
+}
+
+/* Undo the ops after mark (wiped: they carry the county's data). */
+static void rlog_cut(zt_store *s, size_t mark)
+{
+    if (s->rlog.len <= mark) return;
+    memset(s->rlog.data + mark, 0, s->rlog.len - mark);
+    s->rlog.len = mark;
+}
+
+/* Delete the change sets the standby confirmed, and the oldest ones while the log holds
+ * more than replication.keep bytes (never the newest: the log always says where it is). */
+static int rlog_prune(zt_store *s, MDB_txn *txn, zt_repl_state *st)
+{
+    uint64_t acked = atomic_load(&s->repl_acked);
+    if (st->first > acked && st->bytes <= s->repl_keep) return ZT_OK;
+    MDB_cursor *c;
+    int mrc = mdb_cursor_open(txn, s->repl_log->dbi, &c);
+    if (mrc) return zt__store_errno(mrc);
+    uint64_t lost_from = 0, lost_to = 0;
+    for (int n = 0; n < REPL_PRUNE_MAX; n++) {
+        MDB_val k, v;
+        if ((mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) != 0) break;
+        uint64_t seq = k.mv_size == 8 ? zt__be64_get(k.mv_data) : 0;
+        bool confirmed = seq <= acked;
+        if (!confirmed && (st->bytes <= s->repl_keep || seq >= st->head)) break;
+        if ((mrc = mdb_cursor_del(c, 0)) != 0) break;
+        st->bytes -= v.mv_size < st->bytes ? v.mv_size : st->bytes;
+        st->first = seq + 1;
+        if (!confirmed) {
+            if (!lost_from) lost_from = seq;
+            lost_to = seq;
+        }
+    }
+    mdb_cursor_close(c);
+    if (mrc && mrc != MDB_NOTFOUND) return zt__store_errno(mrc);
+    int64_t now = zt_now_ms();
+    if (lost_from && (now - s->repl_warned_at >= 60000 || !s->repl_warned_at)) {
+        s->repl_warned_at = now;
+        zt__log(ZT_LOG_WARN, NULL, NULL,
+                "replication: the change log is over replication.keep (%llu bytes): batches "
+                "%llu..%llu were dropped before a standby confirmed them; a standby that has not "
+                "applied them must be re-seeded from a new backup",
+                (unsigned long long)s->repl_keep, (unsigned long long)lost_from,
+                (unsigned long long)lost_to);
+    }
+    return ZT_OK;
+}
+
+/* Write the captured ops as the next change set, in txn, and empty the buffer. */
+static int rlog_flush(zt_store *s, MDB_txn *txn, bool *logged)
+{
+    zt_repl_state st;
+    *logged = false;
+    int rc = meta_read(txn, s, &st);
+    if (rc == ZT_OK && !st.on) {
+        /* the serving node turned replication off while this process ran (the CLI) */
+        s->repl = false;
+        rlog_cut(s, 0);
+        return ZT_OK;
+    }
+    if (rc != ZT_OK) return rc;
+    uint64_t seq = st.head + 1;
+    unsigned char key[8];
+    zt__be64_put(key, seq);
+    MDB_val k = {8, key}, v = {REPL_SET_HEAD + s->rlog.len, NULL};
+    int mrc = mdb_put(txn, s->repl_log->dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (mrc) return zt__store_errno(mrc);
+    unsigned char *p = v.mv_data;
+    p[0] = 1;
+    zt__be64_put(p + 1, (uint64_t)zt_now_ms());
+    memcpy(p + REPL_SET_HEAD, s->rlog.data, s->rlog.len);
+    rlog_cut(s, 0);
+    st.head = seq;
+    st.bytes += v.mv_size;
+    if ((rc = rlog_prune(s, txn, &st)) != ZT_OK) return rc;
+    if ((rc = meta_write(txn, s, &st)) != ZT_OK) return rc;
+    *logged = true;
+    return ZT_OK;
+}
+
+static void repl_notify(zt_store *s)
+{
+    if (s->repl_notify) s->repl_notify(s->repl_notify_arg);
+}
+
+int zt__store_repl_open(zt_store *s, uint64_t keep)
+{
+    int rc = zt__store_db(s, "_core", "replog", &s->repl_log);
+    if (rc == ZT_OK) rc = zt__store_db(s, "_core", "repl", &s->repl_meta);
+    zt_repl_state st;
+    if (rc == ZT_OK) rc = zt__store_repl_state(s, &st);
+    if (rc != ZT_OK) return rc;
+    s->repl_keep = keep;
+    s->repl = st.on && !st.standby[0]; /* a standby changes through its primary only */
+    return ZT_OK;
+}
+
+int zt__store_repl_state(zt_store *s, zt_repl_state *st)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc) return zt__store_errno(mrc);
+    int rc = meta_read(txn, s, st);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* A write transaction of its own, outside any batch: for the changes of the log itself. */
+static int repl_txn(zt_store *s, MDB_txn **txn, zt_repl_state *st)
+{
+    assert(s->repl_meta && "zt__store_repl_open first");
+    if (s->batch) return ZT_ESTATE;
+    int mrc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (mrc) return zt__store_errno(mrc);
+    int rc = meta_read(*txn, s, st);
+    if (rc != ZT_OK) mdb_txn_abort(*txn);
+    return rc;
+}
+
+int zt__store_repl_config(zt_store *s, bool on, zt_repl_state *st, int *what)
+{
+    MDB_txn *txn;
+    *what = 0;
+    int rc = repl_txn(s, &txn, st);
+    if (rc != ZT_OK) return rc;
+    int mrc = 0;
+    if (st->standby[0]) {
+        MDB_val k = {7, "standby"};
+        mrc = mdb_del(txn, s->repl_meta->dbi, &k, NULL);
+        *what |= ZT_REPL_PROMOTED;
+    }
+    if (on && !st->on) {
+        randombytes_buf(st->epoch, REPL_EPOCH);
+        st->on = true;
+        st->head = 0;
+        st->first = 1;
+        st->bytes = 0;
+        if (!mrc && (rc = meta_write(txn, s, st)) != ZT_OK) mrc = -1;
+        *what |= ZT_REPL_STARTED;
+    } else if (!on && st->on) {
+        MDB_val k = {3, "log"};
+        if (!mrc) mrc = mdb_drop(txn, s->repl_log->dbi, 0);
+        if (!mrc) mrc = mdb_del(txn, s->repl_meta->dbi, &k, NULL);
+        st->on = false;
+        *what |= ZT_REPL_STOPPED;
+    }
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mrc == -1 ? rc : zt__store_errno(mrc);
+    }
+    if ((mrc = mdb_txn_commit(txn)) != 0) return zt__store_errno(mrc);
+    s->repl = on;
+    return ZT_OK;
+}
+
+int zt__store_repl_standby(zt_store *s, const char *primary, zt_repl_state *st)
+{
+    MDB_txn *txn;
+    int rc = repl_txn(s, &txn, st);
+    if (rc != ZT_OK) return rc;
+    if (!st->on) {
+        mdb_txn_abort(txn);
+        return ZT_ENOTFOUND;
+    }
+    /* the primary's change sets that came with the backup are the primary's business */
+    MDB_val k = {7, "standby"}, v = {strlen(primary), (void *)primary};
+    int mrc = mdb_drop(txn, s->repl_log->dbi, 0);
+    if (!mrc) mrc = mdb_put(txn, s->repl_meta->dbi, &k, &v, 0);
+    st->first = st->head + 1;
+    st->bytes = 0;
+    rc = mrc ? zt__store_errno(mrc) : meta_write(txn, s, st);
+    if (rc != ZT_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((mrc = mdb_txn_commit(txn)) != 0) return zt__store_errno(mrc);
+    snprintf(st->standby, sizeof st->standby, "%s", primary);
+    s->repl = false;
+    return ZT_OK;
+}
+
+void zt__store_repl_ack(zt_store *s, uint64_t seq)
+{
+    uint64_t cur = atomic_load(&s->repl_acked);
+    while (seq > cur && !atomic_compare_exchange_weak(&s->repl_acked, &cur, seq)) {
+    }
+}
+
+uint64_t zt__store_repl_acked(zt_store *s)
+{
+    return atomic_load(&s->repl_acked);
+}
+
+void zt__store_repl_notify(zt_store *s, void (*fn)(void *arg), void *arg)
+{
+    s->repl_notify = fn;
+    s->repl_notify_arg = arg;
+}
+
+bool zt__store_repl_on(const zt_store *s)
+{
+    return s->repl;
+}
+
+/* The commit time of change set seq in txn; 0 if it is not there. */
+static uint64_t set_time(zt_store *s, MDB_txn *txn, uint64_t seq)
+{
+    unsigned char key[8];
+    zt__be64_put(key, seq);
+    MDB_val k = {8, key}, v;
+    if (mdb_get(txn, s->repl_log->dbi, &k, &v) != 0 || v.mv_size < REPL_SET_HEAD) return 0;
+    return zt__be64_get((const unsigned char *)v.mv_data + 1);
+}
+
+int zt__store_repl_read(zt_store *s, uint64_t after, size_t max, zt_buf *out, zt_repl_state *st,
+                        uint64_t *head_time)
+{
+    MDB_txn *txn;
+    *head_time = 0;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc) return zt__store_errno(mrc);
+    int rc = meta_read(txn, s, st);
+    if (rc == ZT_OK && st->on && st->head) *head_time = set_time(s, txn, st->head);
+    if (rc == ZT_OK && st->on && after + 1 >= st->first && after < st->head) {
+        MDB_cursor *c;
+        unsigned char key[8];
+        zt__be64_put(key, after + 1);
+        MDB_val k = {8, key}, v;
+        if ((mrc = mdb_cursor_open(txn, s->repl_log->dbi, &c)) == 0) {
+            for (int op = MDB_SET_RANGE; rc == ZT_OK; op = MDB_NEXT) {
+                if ((mrc = mdb_cursor_get(c, &k, &v, op)) != 0) break;
+                if (out->len && out->len + 12 + v.mv_size > max) break; /* one at least */
+                if (v.mv_size > UINT32_MAX || zt__buf_reserve(out, 12 + v.mv_size) != ZT_OK) {
+                    rc = ZT_ENOMEM;
+                    break;
+                }
+                unsigned char *p = (unsigned char *)out->data + out->len;
+                memcpy(p, k.mv_data, 8);
+                for (int i = 3; i >= 0; i--) p[8 + 3 - i] = (unsigned char)(v.mv_size >> (8 * i));
+                memcpy(p + 12, v.mv_data, v.mv_size);
+                out->len += 12 + v.mv_size;
+            }
+            mdb_cursor_close(c);
+        }
+        if (rc == ZT_OK && mrc && mrc != MDB_NOTFOUND) rc = zt__store_errno(mrc);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* The database named name[0..n) for the standby's apply: one already open, else opened
+ * (made if new) in txn and kept in *fresh until txn commits (LMDB closes it on an abort). */
+static int apply_db(zt_store *s, MDB_txn *txn, const char *name, size_t n, zt_db **fresh,
+                    MDB_dbi *dbi)
+{
+    char full[2 * STORE_NAME_MAX + 2];
+    if (n == 0 || n >= sizeof full) return ZT_EINVAL;
+    memcpy(full, name, n);
+    full[n] = '\0';
+    const char *slash = strchr(full, '/');
+    if (!slash || strlen(full) != n) return ZT_EINVAL;
+    if (strcmp(full, s->repl_log->name) == 0 || strcmp(full, s->repl_meta->name) == 0)
+        return ZT_EINVAL; /* the log's own: never in a change set */
+    zt_db *d = db_find(s->dbs, full);
+    if (!d) d = db_find(*fresh, full);
+    if (d) {
+        *dbi = d->dbi;
+        return ZT_OK;
+    }
+    if (!(d = db_new(full))) return ZT_ENOMEM;
+    int mrc = mdb_dbi_open(txn, full, MDB_CREATE, &d->dbi);
+    if (mrc) {
+        free(d->name);
+        free(d);
+        return zt__store_errno(mrc);
+    }
+    d->next = *fresh;
+    *fresh = d;
+    *dbi = d->dbi;
+    return ZT_OK;
+}
+
+/* Apply one change set (its version byte on) in txn. */
+static int apply_set(zt_store *s, MDB_txn *txn, const unsigned char *p, size_t n, zt_db **fresh,
+                     char *why, size_t whylen)
+{
+    if (n < REPL_SET_HEAD || p[0] != 1) {
+        seterr(why, whylen, "it is not a change set of version 1");
+        return ZT_EINVAL;
+    }
+    size_t i = REPL_SET_HEAD;
+    while (i < n) {
+        unsigned char type = p[i];
+        if (n - i < 2 || (type != 'P' && type != 'D' && type != 'C')) goto bad;
+        size_t nl = p[i + 1];
+        i += 2;
+        if (n - i < nl) goto bad;
+        const char *name = (const char *)p + i;
+        i += nl;
+        MDB_dbi dbi = 0;
+        int rc = apply_db(s, txn, name, nl, fresh, &dbi);
+        if (rc != ZT_OK) {
+            seterr(why, whylen, "database %.*s: %s", (int)nl, name, zt_strerror(rc));
+            return rc;
+        }
+        if (type == 'C') continue;
+        if (n - i < 2) goto bad;
+        MDB_val k = {(size_t)p[i] << 8 | p[i + 1], NULL};
+        i += 2;
+        if (n - i < k.mv_size || k.mv_size == 0) goto bad;
+        k.mv_data = (void *)(p + i);
+        i += k.mv_size;
+        int mrc;
+        if (type == 'P') {
+            if (n - i < 4) goto bad;
+            MDB_val v = {(size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 |
+                             p[i + 3],
+                         NULL};
+            i += 4;
+            if (n - i < v.mv_size) goto bad;
+            v.mv_data = (void *)(p + i);
+            i += v.mv_size;
+            mrc = mdb_put(txn, dbi, &k, &v, 0);
+        } else {
+            mrc = mdb_del(txn, dbi, &k, NULL);
+        }
+        if (mrc) {
+            seterr(why, whylen, "%s in %.*s: %s",
+                   mrc == MDB_NOTFOUND ? "a record to delete is not there (the data differs from "
+                                         "the primary's)"
+                   : type == 'P'       ? "a put failed"
+                                       : "a delete failed",
+                   (int)nl, name, mdb_strerror(mrc));
+            return mrc == MDB_NOTFOUND ? ZT_ESTATE : zt__store_errno(mrc);
+        }
+    }
+    return ZT_OK;
+bad:
+    seterr(why, whylen, "it is cut short or malformed at byte %zu", i);
+    return ZT_EINVAL;
+}
+
+int zt__store_repl_apply(zt_store *s, const unsigned char epoch[16], const void *sets, size_t len,
+                         zt_repl_state *st, uint64_t *last_time, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = repl_txn(s, &txn, st);
+    if (rc != ZT_OK) {
+        seterr(err, errlen, "cannot begin a write: %s", zt_strerror(rc));
+        return rc;
+    }
+    if (!st->on || sodium_memcmp(st->epoch, epoch, REPL_EPOCH) != 0) {
+        mdb_txn_abort(txn);
+        seterr(err, errlen, "the change sets are of another change log than the data's");
+        return ZT_ESTATE;
+    }
+    zt_db *fresh = NULL;
+    const unsigned char *p = sets;
+    size_t off = 0;
+    char why[256] = "";
+    while (rc == ZT_OK && off < len) {
+        if (len - off < 12) {
+            seterr(err, errlen, "the change sets are cut short");
+            rc = ZT_EINVAL;
+            break;
+        }
+        uint64_t seq = zt__be64_get(p + off);
+        size_t n = (size_t)p[off + 8] << 24 | (size_t)p[off + 9] << 16 | (size_t)p[off + 10] << 8 |
+                   p[off + 11];
+        off += 12;
+        if (len - off < n) {
+            seterr(err, errlen, "change set %llu is cut short", (unsigned long long)seq);
+            rc = ZT_EINVAL;
+        } else if (seq != st->head + 1) {
+            seterr(err, errlen, "change set %llu does not follow batch %llu, the last applied",
+                   (unsigned long long)seq, (unsigned long long)st->head);
+            rc = ZT_ESTATE;
+        } else if ((rc = apply_set(s, txn, p + off, n, &fresh, why, sizeof why)) != ZT_OK) {
+            seterr(err, errlen, "change set %llu: %s", (unsigned long long)seq, why);
+        } else {
+            st->head = seq;
+            if (last_time) *last_time = zt__be64_get(p + off + 1);
+        }
+        off += n;
+    }
+    st->first = st->head + 1;
+    st->bytes = 0;
+    if (rc == ZT_OK && (rc = meta_write(txn, s, st)) != ZT_OK)
+        seterr(err, errlen, "cannot note the batch applied: %s", zt_strerror(rc));
+    int mrc = rc == ZT_OK ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), 0);
+    if (rc == ZT_OK && mrc) {
+        rc = zt__store_errno(mrc);
+        seterr(err, errlen, "cannot commit: %s", mdb_strerror(mrc));
+    }
+    while (fresh) { /* open for good only once committed */
+        zt_db *d = fresh;
+        fresh = d->next;
+        if (rc == ZT_OK) {
+            d->next = s->dbs;
+            s->dbs = d;
+        } else {
+            free(d->name);
+            free(d);
+        }
+    }
+    return rc;
 }
 
 /* ---- backup ----------------------------------------------------------------------- */

@@ -697,6 +697,35 @@ static void port_taken(void **state)
     zt__conf_free(&c);
 }
 
+static void replication(void **state)
+{
+    zt_conf c;
+    char err[ZT_ERRLEN];
+    assert_int_equal(load("-- none\n", &c, err), ZT_OK);
+    assert_null(c.repl_listen); /* off */
+    assert_int_equal(c.repl_keep, 1u << 30);
+    zt__conf_free(&c);
+    assert_int_equal(
+        load("replication = { listen = 'tcp://10.0.0.5:7460', keep = 65536 }\n", &c, err), ZT_OK);
+    assert_string_equal(c.repl_listen, "tcp://10.0.0.5:7460");
+    assert_int_equal(c.repl_keep, 65536);
+    zt__conf_free(&c);
+    refused("\nreplication = 'tcp://127.0.0.1:7460'\n", NAME ":2: replication must be a table");
+    refused("replication = { keep = 65536 }\n", NAME ":1: replication needs listen");
+    refused("replication = {\n  listen = 'tcp://127.0.0.1:7460',\n  kep = 1 }\n",
+            NAME ":3: unknown key 'kep' in replication (it takes: listen, keep)");
+    refused("replication = { listen = 'ipc:///tmp/r' }\n", "it must begin with tcp://");
+    refused("replication = { listen = 'tcp://127.0.0.1:7460', keep = 100 }\n",
+            "replication.keep must be between 65536");
+    /* not at a port the node takes already: its HTTP listeners, the bus */
+    refused("listen = '0.0.0.0:7460'\nreplication = {\n listen = 'tcp://10.0.0.5:7460' }\n",
+            NAME ":3: replication.listen: 'tcp://10.0.0.5:7460' and listen '0.0.0.0:7460' are at "
+                 "the same port");
+    refused("bus = { publish = 'tcp://127.0.0.1:7450' }\n"
+            "replication = { listen = 'tcp://127.0.0.1:7450' }\n",
+            NAME ":2: replication.listen: 'tcp://127.0.0.1:7450' and bus.publish");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +752,7 @@ int main(void)
         cmocka_unit_test(shipped_configs_load),
         cmocka_unit_test(bus_publish),
         cmocka_unit_test(port_taken),
+        cmocka_unit_test(replication),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

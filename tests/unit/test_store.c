@@ -1,4 +1,5 @@
-/* test_store.c: the LMDB storage layer: transactions, group commit, cursors, limits, backup. */
+/* test_store.c: the LMDB storage layer: transactions, group commit, cursors, limits, backup,
+ * the replication change log. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1282,6 +1283,275 @@ static void backup_while_open(void **state)
     commit_pairs(f, db, kv, 2);
 }
 
+/* ---- replication: capture on the primary, apply on the standby ---------------------- */
+
+/* Every record of every database but the change log's own, as text, read from the
+ * environment in dir by LMDB itself (no store may have it open in this process). */
+static void dump_env(const char *dir, zt_buf *out)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *names, *c;
+    MDB_val k, v, rk, rv;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 128), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    MDB_dbi main_db, dbi;
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_db), 0);
+    assert_int_equal(mdb_cursor_open(txn, main_db, &names), 0);
+    for (int op = MDB_FIRST; mdb_cursor_get(names, &k, &v, op) == 0; op = MDB_NEXT) {
+        char name[160];
+        snprintf(name, sizeof name, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
+        if (strcmp(name, "_core/replog") == 0 || strcmp(name, "_core/repl") == 0) continue;
+        assert_int_equal(mdb_dbi_open(txn, name, 0, &dbi), 0);
+        assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+        zt__buf_printf(out, "[%s]\n", name);
+        for (int o = MDB_FIRST; mdb_cursor_get(c, &rk, &rv, o) == 0; o = MDB_NEXT) {
+            char *hk = malloc(2 * rk.mv_size + 1), *hv = malloc(2 * rv.mv_size + 1);
+            zt__hex(hk, rk.mv_data, rk.mv_size);
+            zt__hex(hv, rv.mv_data, rv.mv_size);
+            zt__buf_printf(out, "%s=%s\n", hk, hv);
+            free(hk);
+            free(hv);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_cursor_close(names);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+static zt_repl_state repl_state(zt_store *s)
+{
+    zt_repl_state st;
+    assert_int_equal(zt__store_repl_state(s, &st), ZT_OK);
+    return st;
+}
+
+static void repl_on(fx *f, uint64_t keep)
+{
+    zt_repl_state st;
+    int what;
+    assert_int_equal(zt__store_repl_open(f->s, keep), ZT_OK);
+    assert_int_equal(zt__store_repl_config(f->s, true, &st, &what), ZT_OK);
+    assert_true(zt__store_repl_on(f->s));
+}
+
+/* The change sets after batch `after`, as the primary sends them. */
+static void repl_sets(fx *f, uint64_t after, zt_buf *out, size_t *count)
+{
+    zt_repl_state st;
+    uint64_t ht;
+    out->len = 0;
+    assert_int_equal(zt__store_repl_read(f->s, after, SIZE_MAX, out, &st, &ht), ZT_OK);
+    *count = 0;
+    for (size_t off = 0; off < out->len; (*count)++)
+        off += 12 + ((size_t)(unsigned char)out->data[off + 8] << 24 |
+                     (size_t)(unsigned char)out->data[off + 9] << 16 |
+                     (size_t)(unsigned char)out->data[off + 10] << 8 |
+                     (unsigned char)out->data[off + 11]);
+}
+
+static void replication_capture_and_apply(void **state)
+{
+    fx *f = *state;
+    assert_true(sodium_init() >= 0);
+    open_store(f, 16 * MIB);
+    repl_on(f, 1 << 20);
+    zt_repl_state st = repl_state(f->s);
+    assert_true(st.on);
+    assert_int_equal(st.head, 0);
+    zt_db *a = open_db(f, "p", "a"); /* made (and _core/sealed): change sets of their own */
+    const char *kv[] = {"k1", "v1", "k2", "v2", "k9", "v9"};
+    commit_pairs(f, a, kv, 6);
+    assert_int_equal(repl_state(f->s).head, 3);
+
+    /* the standby is seeded from a backup of the data as it is now */
+    char seed[300];
+    snprintf(seed, sizeof seed, "%s/seed", f->root);
+    zt__store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(zt__store_backup(f->dir, seed, f->err, sizeof f->err), ZT_OK);
+    open_store(f, 16 * MIB);
+    assert_int_equal(zt__store_repl_open(f->s, 1 << 20), ZT_OK);
+    assert_true(zt__store_repl_on(f->s)); /* the data says so: the CLI's processes log too */
+    a = open_db(f, "p", "a");
+
+    /* one batch: kept and dropped nested transactions, savepoints, a failed delete */
+    zt_txn *t;
+    zt__savepoint sp1, sp2;
+    assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK);
+    put_str(t, a, "k3", "v3");
+    assert_int_equal(zt_del(t, a, "k1", 2), ZT_OK);
+    assert_int_equal(zt_del(t, a, "nothing", 7), ZT_ENOTFOUND); /* not in the change set */
+    assert_int_equal(zt__store_end(f->s, t, true), ZT_OK);
+    assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK);
+    put_str(t, a, "x", "dropped with its transaction");
+    assert_int_equal(zt__store_end(f->s, t, false), ZT_OK);
+    assert_int_equal(zt__store_write_begin(f->s, &t), ZT_OK);
+    assert_int_equal(zt__store_savepoint(t, &sp1), ZT_OK);
+    put_str(t, a, "y", "dropped with its savepoint");
+    assert_int_equal(zt__store_savepoint_end(t, &sp1, false), ZT_OK);
+    assert_int_equal(zt__store_savepoint(t, &sp1), ZT_OK);
+    put_str(t, a, "z", "kept");
+    assert_int_equal(zt__store_savepoint(t, &sp2), ZT_OK);
+    put_str(t, a, "z2", "dropped inside a kept one");
+    assert_int_equal(zt__store_savepoint_end(t, &sp2, false), ZT_OK);
+    assert_int_equal(zt__store_savepoint_end(t, &sp1, true), ZT_OK);
+    zt_cursor *c;
+    zt_kv got;
+    assert_int_equal(zt_cursor_open(t, a, &c), ZT_OK);
+    assert_int_equal(zt_cursor_seek(c, ZT_GE, "k2", 2, &got), ZT_OK);
+    assert_int_equal(zt_cursor_del(c), ZT_OK); /* k2, by cursor */
+    zt_cursor_close(c);
+    assert_int_equal(zt__store_end(f->s, t, true), ZT_OK);
+    /* the batch itself as the writer, as the audit records are written */
+    assert_int_equal(zt__store_batch_write(f->s, &t), ZT_OK);
+    put_str(t, a, "direct", "in the batch");
+    assert_int_equal(zt__store_end(f->s, t, true), ZT_OK);
+    assert_int_equal(zt__store_batch_commit(f->s), ZT_OK);
+    /* a batch dropped whole leaves no change set */
+    write_pairs(f, a, (const char *const[]){"lost", "with the batch"}, 2);
+    zt__store_batch_abort(f->s);
+    assert_int_equal(repl_state(f->s).head, 4);
+    /* a new database, then a sealed one sealed as it stands */
+    zt_db *b = open_db(f, "p", "b");
+    commit_pairs(f, b, (const char *const[]){"b1", "in b"}, 2);
+    unsigned char key[32] = {7};
+    assert_int_equal(zt__store_seal_key(f->s, key), ZT_OK);
+    zt_db *sealed;
+    assert_int_equal(open_db_as(f, "p", "b", true, &sealed), ZT_OK);
+    commit_pairs(f, sealed, (const char *const[]){"b2", "sealed"}, 2);
+    assert_int_equal(repl_state(f->s).head, 8); /* C b, b1, seal of b (marks too), b2 */
+
+    zt_buf sets = {0};
+    size_t count;
+    repl_sets(f, 3, &sets, &count);
+    assert_int_equal(count, 5);
+    zt_repl_state pst = repl_state(f->s);
+
+    /* the standby */
+    char sdir[300];
+    snprintf(sdir, sizeof sdir, "%s", seed);
+    zt_store *sb;
+    assert_int_equal(zt__store_open(&sb, sdir, 16 * MIB, f->err, sizeof f->err), ZT_OK);
+    assert_int_equal(zt__store_repl_open(sb, 1 << 20), ZT_OK);
+    assert_int_equal(zt__store_repl_standby(sb, "tcp://primary:7460", &st), ZT_OK);
+    assert_false(zt__store_repl_on(sb));
+    assert_int_equal(st.head, 3);
+    assert_memory_equal(st.epoch, pst.epoch, 16);
+    uint64_t when = 0;
+    /* out of order, damaged, of another log: refused, nothing applied */
+    size_t first_len =
+        12 + ((size_t)(unsigned char)sets.data[10] << 8 | (unsigned char)sets.data[11]);
+    assert_int_equal(zt__store_repl_apply(sb, st.epoch, sets.data + first_len, sets.len - first_len,
+                                          &st, &when, f->err, sizeof f->err),
+                     ZT_ESTATE);
+    assert_non_null(strstr(f->err, "does not follow batch 3"));
+    assert_int_equal(zt__store_repl_apply(sb, st.epoch, sets.data, first_len - 1, &st, &when,
+                                          f->err, sizeof f->err),
+                     ZT_EINVAL);
+    unsigned char other[16] = {0};
+    assert_int_equal(
+        zt__store_repl_apply(sb, other, sets.data, sets.len, &st, &when, f->err, sizeof f->err),
+        ZT_ESTATE);
+    assert_int_equal(repl_state(sb).head, 3);
+    /* in order: all of them, in one transaction */
+    assert_int_equal(
+        zt__store_repl_apply(sb, st.epoch, sets.data, sets.len, &st, &when, f->err, sizeof f->err),
+        ZT_OK);
+    assert_int_equal(st.head, 8);
+    assert_true(when > 0);
+    st = repl_state(sb);
+    assert_int_equal(st.head, 8);
+    assert_string_equal(st.standby, "tcp://primary:7460");
+    /* again: they no longer follow */
+    assert_int_equal(
+        zt__store_repl_apply(sb, st.epoch, sets.data, sets.len, &st, &when, f->err, sizeof f->err),
+        ZT_ESTATE);
+    zt__store_close(sb);
+    zt__store_close(f->s);
+    f->s = NULL;
+
+    zt_buf pd = {0}, sd = {0};
+    dump_env(f->dir, &pd);
+    dump_env(sdir, &sd);
+    assert_non_null(strstr(pd.data, "[p/b]"));
+    assert_null(strstr(pd.data, "6b31=")); /* k1 went */
+    assert_string_equal(pd.data, sd.data);
+    zt__buf_free(&pd);
+    zt__buf_free(&sd);
+
+    /* promotion: serve's config removes the mark; the log goes on from the primary's head */
+    assert_int_equal(zt__store_open(&sb, sdir, 16 * MIB, f->err, sizeof f->err), ZT_OK);
+    assert_int_equal(zt__store_repl_open(sb, 1 << 20), ZT_OK);
+    assert_false(zt__store_repl_on(sb));
+    int what;
+    assert_int_equal(zt__store_repl_config(sb, true, &st, &what), ZT_OK);
+    assert_int_equal(what, ZT_REPL_PROMOTED);
+    assert_int_equal(st.head, 8);
+    assert_string_equal(repl_state(sb).standby, "");
+    zt__store_close(sb);
+    zt__buf_free(&sets);
+}
+
+static void replication_log_bounds(void **state)
+{
+    fx *f = *state;
+    assert_true(sodium_init() >= 0);
+    open_store(f, 64 * MIB);
+    zt_db *db = open_db(f, "p", "big"); /* before the log: no change set */
+    repl_on(f, 65536);
+    char value[4000];
+    memset(value, 'v', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    char k[16];
+    for (unsigned i = 0; i < 40; i++) {
+        key_of(k, i);
+        commit_pairs(f, db, (const char *const[]){k, value}, 2);
+    }
+    zt_repl_state st = repl_state(f->s);
+    assert_int_equal(st.head, 40);
+    assert_true(st.bytes <= 65536);
+    assert_true(st.first > 1 && st.first <= 40); /* the oldest went, never the newest */
+    zt_buf sets = {0};
+    size_t count;
+    repl_sets(f, st.first - 2, &sets, &count); /* too old: nothing */
+    assert_int_equal(count, 0);
+    repl_sets(f, st.first - 1, &sets, &count);
+    assert_int_equal(count, st.head - st.first + 1);
+    /* what the standby confirmed goes at the next commit */
+    zt__store_repl_ack(f->s, 40);
+    zt__store_repl_ack(f->s, 12); /* never back */
+    assert_int_equal(zt__store_repl_acked(f->s), 40);
+    commit_pairs(f, db, (const char *const[]){"after", "ack"}, 2);
+    st = repl_state(f->s);
+    assert_int_equal(st.head, 41);
+    assert_int_equal(st.first, 41);
+    /* off: the log is dropped, and nothing more is captured */
+    unsigned char epoch[16];
+    memcpy(epoch, st.epoch, 16);
+    int what;
+    assert_int_equal(zt__store_repl_config(f->s, false, &st, &what), ZT_OK);
+    assert_int_equal(what, ZT_REPL_STOPPED);
+    assert_false(zt__store_repl_on(f->s));
+    commit_pairs(f, db, (const char *const[]){"unlogged", "1"}, 2);
+    st = repl_state(f->s);
+    assert_false(st.on);
+    repl_sets(f, 40, &sets, &count);
+    assert_int_equal(count, 0);
+    /* on again: another log, from batch 0 (a standby of the old one must be re-seeded) */
+    assert_int_equal(zt__store_repl_config(f->s, true, &st, &what), ZT_OK);
+    assert_int_equal(what, ZT_REPL_STARTED);
+    assert_int_equal(st.head, 0);
+    assert_memory_not_equal(st.epoch, epoch, 16);
+    /* data without a log cannot be a standby */
+    assert_int_equal(zt__store_repl_config(f->s, false, &st, &what), ZT_OK);
+    assert_int_equal(zt__store_repl_standby(f->s, "tcp://x:1", &st), ZT_ENOTFOUND);
+    zt__buf_free(&sets);
+}
+
 static void error_mapping(void **state)
 {
     assert_int_equal(zt__store_errno(MDB_SUCCESS), ZT_OK);
@@ -1319,6 +1589,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(backup_while_open, setup, teardown),
         cmocka_unit_test(error_mapping),
         cmocka_unit_test_setup_teardown(sealed_databases, setup, teardown),
+        cmocka_unit_test_setup_teardown(replication_capture_and_apply, setup, teardown),
+        cmocka_unit_test_setup_teardown(replication_log_bounds, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
