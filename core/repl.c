@@ -35,9 +35,10 @@
 #define REPL_HDR       (16 + 1 + 16 + 8 + 8 + 8)
 #define REPL_REPLY_MAX (4u << 20) /* change sets one answer carries (one at least) */
 #define REPL_POLL_MS   1000       /* an answer with nothing new waits this long for a commit */
-#define REPL_RECV_MS   60000      /* the standby's wait for an answer (a 4 MB one on a slow link) */
-#define REPL_STATUS_MS 2000       /* the standby rewrites standby.json this often when idle */
-#define REPL_LOG_MS    10000      /* progress lines at most this often */
+#define REPL_RECV_MS                                                                               \
+    20000 /* the standby waits this long for an answer (4 MB: 1.6 Mbit/s at least) */
+#define REPL_STATUS_MS 2000  /* the standby rewrites standby.json this often when idle */
+#define REPL_LOG_MS    10000 /* progress lines at most this often */
 #define SEALED_EXTRA                                                                               \
     (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
 
