@@ -743,15 +743,22 @@ static bool entry_fill(sess_entry *e, const zt_conf *c, const unsigned char *tag
     return true;
 }
 
+/* A packed caller copied into request memory, its pointers moved with it; NULL when out
+ * of memory. */
+static zt_caller *caller_copy(zt_req *req, const zt_caller *packed, size_t size)
+{
+    zt_caller *c = zt_req_alloc(req, size);
+    if (!c) return NULL;
+    memcpy(c, packed, size);
+    caller_move(c, (char *)c - (char *)packed);
+    return c;
+}
+
 /* The caller of a request, copied from the cache into request memory (an entry may be
- * replaced while the request still runs): one copy of the packed caller. */
+ * replaced while the request still runs). */
 static zt_caller *caller_from(zt_req *req, const sess_entry *e)
 {
-    zt_caller *c = zt_req_alloc(req, e->caller_size);
-    if (!c) return NULL;
-    memcpy(c, e->caller, e->caller_size);
-    caller_move(c, (char *)c - (char *)e->caller);
-    return c;
+    return caller_copy(req, e->caller, e->caller_size);
 }
 
 static uint64_t gen_of(zt_auth *a, zt_txn *t)
@@ -1253,11 +1260,7 @@ int zt_req_account(zt_req *req, const char *login, const zt_caller **out)
     zt_caller *packed = caller_pack(req->srv->conf, u, &size);
     cJSON_Delete(u);
     if (!packed) return ZT_EIO;
-    zt_caller *c = zt_req_alloc(req, size);
-    if (c) {
-        memcpy(c, packed, size);
-        caller_move(c, (char *)c - (char *)packed);
-    }
+    zt_caller *c = caller_copy(req, packed, size);
     free(packed);
     if (!c) return ZT_ENOMEM;
     *out = c;
@@ -1473,6 +1476,28 @@ static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
     return rc;
 }
 
+/* The request that signed account u in is the account's own from then on: the audit
+ * record of the sign-in names it as every later record of it does (the request's caller;
+ * none called when it began), and the session it began by its public id, never the token.
+ * The session was stamped just now: the request leaves it as it is. */
+static int signed_in(zt_req *req, const cJSON *u, const char *token, const unsigned char hash[32],
+                     const char *sid, int64_t now, bool with_code)
+{
+    size_t size;
+    zt_caller *packed = caller_pack(req->srv->conf, u, &size);
+    zt_caller *c = packed ? caller_copy(req, packed, size) : NULL;
+    free(packed);
+    if (!c) return ZT_ENOMEM;
+    req->caller = c;
+    memcpy(req->token_hash, hash, 32);
+    token_tag(req->srv->auth, token, strlen(token), req->token_tag);
+    req->session_last_seen = now;
+    char object[8 + SID_HEX + 1];
+    snprintf(object, sizeof object, "session %s", sid);
+    zt_audit_note(req, with_code ? "sign-in: password and code" : "sign-in", object);
+    return ZT_OK;
+}
+
 static int login_done(zt_req *req, void *arg)
 {
     login_work *w = arg;
@@ -1592,6 +1617,7 @@ static int login_done(zt_req *req, void *arg)
     if (rc == ZT_OK)
         rc = zt_put(t, a->user_sessions, k, us_key(k, zt__jstr(u, "id"), sid), hash, 32);
     cJSON_Delete(s);
+    if (rc == ZT_OK) rc = signed_in(req, u, token, hash, sid, now, krc == ZT_OK);
     if (rc == ZT_OK) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "token", token);

@@ -2193,7 +2193,8 @@ class RefusalsAudited(NodeTest):
         st, _, d = n.json("GET", "/audit?status=403&actor=" + uid)
         self.assertEqual([x["action"] for x in d["items"]],
                          ["refused: GET /admin/users", "refused: DELETE /notices/:id"], d)
-        self.assertEqual(n.json("GET", "/audit?status=200&actor=" + uid)[2]["items"], [])
+        self.assertEqual([x["action"] for x in  # its sign-in, and no read
+                          n.json("GET", "/audit?status=200&actor=" + uid)[2]["items"]], ["sign-in"])
         for bad in ("4o3", "99", "600", "403.5"):
             self.assertEqual(n.json("GET", "/audit?status=" + bad)[0], 400, bad)
         # a script retrying cannot fill the log: 20 an account in 10 minutes, then counted
@@ -2205,6 +2206,57 @@ class RefusalsAudited(NodeTest):
         self.assertEqual(m.samples["zt_auth_refusals_unrecorded_total"][0][1], 7.0)
         self.assertEqual(m.get("zt_auth_refusals_total"), 27)
         self.assertIn("'clerk9' was refused 20 times in 10 minutes", n.log())
+        st, _, v = n.json("GET", "/audit/verify")
+        self.assertTrue(v["ok"], v)
+
+
+class SignInsAudited(NodeTest):
+    """A sign-in's record names who signed in, as every later record of that account does,
+    and the session it began (its public id, never the token)."""
+
+    def test_the_record_names_the_account_and_its_session(self):
+        n = self.node(auth=CHEAP, env=TEST_CLOCK, roles=("auditor",))
+        h = n.new_user("li.ming")
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        st, hdrs, d = n.login("li.ming", ADMIN_PASSWORD, source="127.0.0.5")
+        self.assertEqual(st, 200, d)
+        self.assertEqual(hdrs.get("cache-control"), "no-store")  # it carries a token
+        st, _, log = n.json("GET", "/audit?limit=1000&actor=" + uid)
+        self.assertEqual(st, 200, log)
+        r = [x for x in log["items"] if x["request_id"] == hdrs["x-request-id"]]
+        self.assertEqual(len(r), 1, log)
+        r = r[0]
+        self.assertEqual((r["actor"], r["actor_login"], r["action"], r["object"], r["status"],
+                          r["client"]),
+                         (uid, "li.ming", "sign-in", "session " + d["session"], 200, "127.0.0.5"))
+        # the session is the one its holder sees
+        mine = n.json("GET", "/auth/sessions", headers=bearer(d["token"]), auth=False)[2]["items"]
+        self.assertIn(d["session"], [s["id"] for s in mine if s["current"]])
+        # the account's first sign-in (the one-time password) and what it then did are its
+        # own records, under the same actor
+        acts = [x["action"] for x in log["items"]]
+        self.assertEqual(acts[:3], ["sign-in", "POST /auth/password", "sign-in"], acts)
+        # with a second factor (any account may set one up)
+        st, _, t = n.json("POST", "/auth/totp", {}, headers=h, auth=False)
+        self.assertEqual(st, 201, t)
+        now = time.time() * 1000
+        st, _, b = n.request("POST", "/auth/totp/confirm", {"code": totp(t["secret"], now)},
+                             headers=h, auth=False)
+        self.assertEqual(st, 204, b)
+        n.set_clock(30_000)  # the next code: the confirmation spent this one
+        st, hdrs, d = n.json("POST", "/auth/login",
+                             {"login": "li.ming", "password": ADMIN_PASSWORD,
+                              "code": totp(t["secret"], now + 30_000)}, auth=False)
+        self.assertEqual(st, 200, d)
+        st, _, log = n.json("GET", "/audit?limit=1000&actor=" + uid)
+        r = [x for x in log["items"] if x["request_id"] == hdrs["x-request-id"]][0]
+        self.assertEqual((r["actor"], r["actor_login"], r["action"], r["object"]),
+                         (uid, "li.ming", "sign-in: password and code", "session " + d["session"]))
+        # no token is in the log, and no sign-in is recorded as anonymous
+        self.assertNotIn(d["token"], json.dumps(log))
+        st, _, every = n.json("GET", "/audit?limit=1000&actor=anonymous")
+        self.assertEqual([x for x in every["items"] if x["action"].startswith("POST /auth/login")],
+                         [])
         st, _, v = n.json("GET", "/audit/verify")
         self.assertTrue(v["ok"], v)
 
