@@ -2395,6 +2395,22 @@ static const char *grant_problem(zt_auth *a, zt_txn *t, const cJSON *want, const
     return zt__roles_not_separate(a->srv->conf, want) ? ZT__DUTIES_RULE : NULL;
 }
 
+/* What a new account is granted, for its audit record, as a PATCH records a change (each
+ * key and its JSON value, "; " between): after `prefix`, `department "tax"; roles
+ * ["approval_clerk"]; clearance "internal"`. Into b, NUL-terminated. */
+static int grants_text(zt_buf *b, const char *prefix, const zt_conf *c, const cJSON *u)
+{
+    const char *dept = zt__jstr(u, "department"), *clear = clearance_of(c, u);
+    char *roles = zt_json_print(cJSON_GetObjectItemCaseSensitive(u, "roles"));
+    int rc = roles && dept ? zt__buf_printf(b, "%sdepartment ", prefix) : ZT_ENOMEM;
+    if (rc == ZT_OK) rc = zt__buf_json_str(b, dept, strlen(dept));
+    if (rc == ZT_OK) rc = zt__buf_printf(b, "; roles %s; clearance ", roles);
+    if (rc == ZT_OK) rc = zt__buf_json_str(b, clear, strlen(clear));
+    if (rc == ZT_OK) rc = zt__buf_append(b, "", 1);
+    free(roles);
+    return rc;
+}
+
 static int user_create_then(zt_req *req, hash_job *j)
 {
     zt_txn *t = zt_req_txn(req);
@@ -2413,11 +2429,16 @@ static int user_create_then(zt_req *req, hash_job *j)
     if (rc == ZT_EEXIST)
         return zt_problem(req, 409, "login-taken", NULL, "the login '%s' is taken", login);
     if (rc != ZT_OK) return rc;
-    cJSON *o = user_view(j->a, u);
-    cJSON_AddStringToObject(o, "one_time_password", j->one_time);
-    zt_audit_note(req, "create account", zt__jstr(u, "id"));
-    rc = zt_respond_json(req, 201, o);
-    zt__json_delete_wiped(o); /* it holds a secret */
+    zt_buf what = {0};
+    rc = grants_text(&what, "create account: ", j->a->srv->conf, u);
+    if (rc == ZT_OK) {
+        zt_audit_note(req, what.data, zt__jstr(u, "id"));
+        cJSON *o = user_view(j->a, u);
+        cJSON_AddStringToObject(o, "one_time_password", j->one_time);
+        rc = zt_respond_json(req, 201, o);
+        zt__json_delete_wiped(o); /* it holds a secret */
+    }
+    zt__buf_free(&what);
     cJSON_Delete(u);
     return rc;
 }
@@ -3395,9 +3416,11 @@ const char *zt__cli_user(void)
     return name;
 }
 
-/* One change: its own transaction, with its audit record (actor "cli"). */
+/* One change: its own transaction, with its audit record (actor "cli"), which names
+ * `object`; `granted` gets what a new account is granted, for the record's action (else it
+ * stays empty). */
 static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, size_t errlen,
-                      zt_txn *t, char *object, size_t olen)
+                      zt_txn *t, char *object, size_t olen, zt_buf *granted)
 {
 #define NEED(n, usage)                                                                             \
     do {                                                                                           \
@@ -3442,6 +3465,7 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             rc = create_user(a, t, argv[2], argv[3], "staff", argv[4], roles, hash, true, NULL, &u);
         cJSON_Delete(roles);
         if (rc == ZT_EEXIST) snprintf(err, errlen, "the login '%s' is taken", argv[2]);
+        if (rc == ZT_OK) rc = grants_text(granted, "", conf, u);
         if (rc == ZT_OK) fprintf(out, "created %s; one-time password: %s\n", argv[2], pw);
         sodium_memzero(pw, sizeof pw);
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "passwd") == 0) {
@@ -3713,7 +3737,7 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, bool recover, FILE *out,
                  strcmp(argv[1], "add") == 0 || strcmp(argv[1], "roles") == 0 ? ", or is to" : "");
         return ZT_EPERM;
     }
-    char object[128], action[1100];
+    char object[128];
     /* what it says goes out once the change is committed: never "created" for a change
      * the store then refused (a full map, a failing disk) */
     char *said = NULL;
@@ -3723,21 +3747,31 @@ int zt__auth_cli(zt_server *srv, int argc, char **argv, bool recover, FILE *out,
         zt__store_write_done(srv->store, t, ZT_ENOMEM);
         return ZT_ENOMEM;
     }
-    rc = cli_change(a, argc, argv, buf, err, errlen, t, object, sizeof object);
+    zt_buf granted = {0};
+    rc = cli_change(a, argc, argv, buf, err, errlen, t, object, sizeof object, &granted);
     fclose(buf);
     if (rc == ZT_OK) rc = gen_bump(a, t); /* the running node's cached sessions */
     if (rc == ZT_OK) {
-        /* the roles granted are part of what was done; a recovery names its account */
+        /* the roles granted are part of what was done (a new account's department and
+         * clearance too); a recovery names its account */
         bool what = strcmp(argv[0], "user") == 0 && argc > 3 &&
                     (strcmp(argv[1], "roles") == 0 || strcmp(argv[1], "clearance") == 0);
-        snprintf(action, sizeof action, "admin %s %s%s%s%s%.900s%s", argv[0], argv[1],
-                 recovery ? " " : "", recovery ? object : "", what ? ": " : "", what ? argv[3] : "",
-                 recovery ? " (recovery of an auditor account)" : "");
+        zt_buf action = {0};
+        rc = zt__buf_printf(&action, "admin %s %s%s%s", argv[0], argv[1], recovery ? " " : "",
+                            recovery ? object : "");
+        if (rc == ZT_OK && granted.len) rc = zt__buf_printf(&action, ": %s", granted.data);
+        if (rc == ZT_OK && !granted.len && what) rc = zt__buf_printf(&action, ": %.900s", argv[3]);
+        if (rc == ZT_OK && recovery)
+            rc = zt__buf_puts(&action, " (recovery of an auditor account)");
+        if (rc == ZT_OK) rc = zt__buf_append(&action, "", 1);
         char actor[80];
         snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
-        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = action, .object = object};
-        rc = zt__audit_append(srv, t, &e);
+        zt_audit_entry e = {
+            .actor = actor, .plugin = "core", .action = action.data, .object = object};
+        if (rc == ZT_OK) rc = zt__audit_append(srv, t, &e);
+        zt__buf_free(&action);
     }
+    zt__buf_free(&granted);
     rc = zt__store_write_done(srv->store, t, rc);
     if (rc == ZT_OK && said) fwrite(said, 1, saidlen, out);
     if (rc == ZT_OK && recovery)

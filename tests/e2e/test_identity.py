@@ -1674,7 +1674,8 @@ class OfflineAdmin(NodeTest):
             cli,
             [
                 ("admin dept add", "bureau7"),
-                ("admin user add", "clerk"),
+                ('admin user add: department "bureau7"; roles ["notice_editor"]; clearance '
+                 '"internal"', "clerk"),
                 ("admin user roles: auditor", "clerk"),
                 ("admin user passwd", "clerk"),
                 ("admin user disable", "clerk"),
@@ -2007,6 +2008,35 @@ class AccountChangesAudited(NodeTest):
         self.assertIn('update account: roles ["approval_clerk","auditor"]; name changed; disabled false',
                       [r["action"] for r in log["items"]])
         self.assertNotIn("李明", json.dumps(log, ensure_ascii=False))  # a name is not logged
+
+    def test_a_new_account_s_record_says_what_it_was_granted(self):
+        # what an account can do from its first day is in the record that made it, in the
+        # form a later change by PATCH takes: its department, roles and clearance
+        n = self.node(plugins=("hello",), roles=("auditor",))
+        n.ensure_roles(["approval_clerk", "notice_editor"])
+        st, _, d = n.json("POST", "/admin/departments", {"code": "tax", "name": "Tax bureau"})
+        self.assertEqual(st, 201, d)
+        st, _, d = n.json("POST", "/admin/users",
+                          {"login": "zhao.lei", "name": "赵磊", "department": "tax",
+                           "roles": ["approval_clerk", "notice_editor"], "clearance": "sensitive"})
+        self.assertEqual(st, 201, d)
+        st, _, plain = n.json("POST", "/admin/users",
+                              {"login": "qian.li", "name": "Qian Li", "department": "root"})
+        self.assertEqual(st, 201, plain)
+        r = n.admin_cli("user", "add", "sun.mei", "Sun Mei", "tax", "notice_editor,approval_clerk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st, _, log = n.json("GET", "/audit?object=" + d["id"])
+        self.assertIn('create account: department "tax"; roles ["approval_clerk","notice_editor"]; '
+                      'clearance "sensitive"', [x["action"] for x in log["items"]], log)
+        st, _, log = n.json("GET", "/audit?object=" + plain["id"])
+        self.assertIn('create account: department "root"; roles []; clearance "internal"',
+                      [x["action"] for x in log["items"]], log)  # what it got by default
+        st, _, log = n.json("GET", "/audit?object=sun.mei")
+        self.assertEqual([x["action"] for x in log["items"]],
+                         ['admin user add: department "tax"; roles ["notice_editor",'
+                          '"approval_clerk"]; clearance "internal"'], log)
+        self.assertNotIn("赵磊", json.dumps(n.json("GET", "/audit?limit=1000")[2],
+                                           ensure_ascii=False))  # a name is not logged
 
 
 class Roles(NodeTest):
@@ -2753,7 +2783,8 @@ class AuditorAccounts(NodeTest):
         me = pwd.getpwuid(os.getuid()).pw_name
         st, _, d = n.json("GET", "/audit?actor=cli:" + me, headers=wang, auth=False)
         got = [(x["action"], x["object"]) for x in d["items"]]
-        self.assertEqual(got, [("admin user add aud.li (recovery of an auditor account)", "aud.li"),
+        self.assertEqual(got, [('admin user add aud.li: department "root"; roles ["auditor"]; '
+                                'clearance "internal" (recovery of an auditor account)', "aud.li"),
                                ("admin user passwd", "clerk"),
                                ("admin user passwd aud.li (recovery of an auditor account)", "aud.li")])
 
