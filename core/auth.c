@@ -1476,6 +1476,35 @@ static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
     return rc;
 }
 
+/* A sign-in refused once its password was checked. Whatever the reason, it is answered as
+ * a wrong password is and counts towards the account's and the address's lock as one does
+ * (OWASP: the same answer for a disabled or locked account): a refusal that said more, or
+ * took no count, would tell whoever tried that the password was right, and a disabled or
+ * inactive account's password, confirmed, waits for the day it is enabled again. The
+ * reason is for the operator: `why` in the log (NULL: the password was wrong), `action` in
+ * the audit record. */
+static void sign_in_refused(zt_req *req, const login_work *w, const char *action, const char *why)
+{
+    zt_auth *a = w->a;
+    int64_t now = zt_now_ms();
+    char key[80];
+    snprintf(key, sizeof key, "acct:%s", w->login);
+    fail_note(a, key, now);
+    addr_key(key, "addr:", w->client);
+    fail_note(a, key, now);
+    const char *named = w->known ? w->login : login_named(a, req, w->login);
+    const char *q = w->known ? "'" : "";
+    if (why)
+        zt_req_log(req, ZT_LOG_WARN,
+                   "refused sign-in for %s%s%s from %s, with the right password, answered as a "
+                   "wrong one: %s",
+                   q, named, q, w->client, why);
+    else
+        zt_req_log(req, ZT_LOG_WARN, "failed sign-in for %s%s%s from %s", q, named, q, w->client);
+    zt_problem(req, 401, "bad-credentials", NULL, "the login or the password is wrong");
+    audit_refusal(req, action, named);
+}
+
 /* The request that signed account u in is the account's own from then on: the audit
  * record of the sign-in names it as every later record of it does (the request's caller;
  * none called when it began), and the session it began by its public id, never the token.
@@ -1509,13 +1538,7 @@ static int login_done(zt_req *req, void *arg)
     int rc = ZT_OK;
     if (!w->ok) {
         a->sign_ins[SI_BAD_PASSWORD]++;
-        fail_note(a, akey, now);
-        fail_note(a, ckey, now);
-        const char *named = w->known ? w->login : login_named(a, req, w->login);
-        zt_req_log(req, ZT_LOG_WARN, "failed sign-in for %s%s%s from %s", w->known ? "'" : "",
-                   named, w->known ? "'" : "", w->client);
-        zt_problem(req, 401, "bad-credentials", NULL, "the login or the password is wrong");
-        audit_refusal(req, "sign-in failed", named);
+        sign_in_refused(req, w, "sign-in failed", NULL);
         login_work_free(w);
         return ZT_OK;
     }
@@ -1530,19 +1553,24 @@ static int login_done(zt_req *req, void *arg)
     }
     if (jtrue(u, "disabled")) {
         a->sign_ins[SI_REFUSED]++;
-        zt_problem(req, 401, "bad-credentials", NULL, "the account is disabled");
+        sign_in_refused(req, w, "sign-in refused: disabled",
+                        cJSON_GetObjectItemCaseSensitive(u, "closed_at")
+                            ? "the account was closed by its holder"
+                            : "the account is disabled (PATCH /admin/users/:id {\"disabled\": "
+                              "false}, or zhengtong admin user enable, enables it)");
         goto out;
     }
     if (inactive(a, u, now)) {
         a->sign_ins[SI_REFUSED]++;
         long long age = (long long)(a->srv->conf->auth_inactive_ms / 1000);
         bool days = age >= 86400;
-        zt_problem(req, 403, "account-inactive", NULL,
-                   "this account has not signed in for more than %lld %s (auth.inactive_after): "
-                   "an administrator reactivates it (PATCH /admin/users/:id {\"disabled\": "
-                   "false}, or zhengtong admin user enable)",
-                   days ? age / 86400 : age, days ? "days" : "seconds");
-        audit_refusal(req, "sign-in refused: inactive", w->login);
+        const char *why = zt_req_printf(
+            req,
+            "the account has not signed in for more than %lld %s (auth.inactive_after): an "
+            "administrator reactivates it (PATCH /admin/users/:id {\"disabled\": false}, or "
+            "zhengtong admin user enable)",
+            days ? age / 86400 : age, days ? "days" : "seconds");
+        sign_in_refused(req, w, "sign-in refused: inactive", why ? why : "inactive");
         goto out;
     }
     unsigned char key[ZT_TOTP_KEY];

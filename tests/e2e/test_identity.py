@@ -28,6 +28,15 @@ def bearer(token):
     return {"Authorization": "Bearer " + token}
 
 
+def answer_as_seen(answer):
+    """A sign-in's answer as whoever sent it sees it, but what differs between any two
+    answers (the request id, the date): (status, headers, body)."""
+    st, hdrs, body = answer
+    d = json.loads(body)
+    d.pop("request_id", None)
+    return st, {k: v for k, v in hdrs.items() if k not in ("x-request-id", "date")}, d
+
+
 def fill_params(path):
     """A concrete path for a route pattern: each :param becomes a dummy value."""
     return re.sub(r":[A-Za-z_][A-Za-z0-9_]*", "e2e0dummy0value", path)
@@ -2332,11 +2341,13 @@ class InactiveAccounts(NodeTest):
         st, _, d = register(n, kind="citizen", login="wang.wu", name="Wang Wu", id_number=PUBLISHED_ID)
         self.assertEqual(st, 201, d)
         n.set_clock(2 * 3600 * 1000)  # two hours on; the admin's session lives on
+        # the right password is answered as a wrong one (RefusedAsWrongPassword); the log
+        # tells the operator why
         st, _, d = n.login("clerk", ADMIN_PASSWORD)
-        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
-        self.assertIn("not signed in for more than 3600 seconds", d["detail"])
-        st, _, d = n.login("clerk", "a-wrong-password-1")  # a wrong password says nothing more
         self.assertEqual((st, d["type"]), (401, "/problems/bad-credentials"), d)
+        self.assertIn("refused sign-in for 'clerk' from 127.0.0.1, with the right password, "
+                      "answered as a wrong one: the account has not signed in for more than 3600 "
+                      "seconds (auth.inactive_after)", n.log())
         self.assertEqual(n.login("wang.wu", STRONG_PW)[0], 200)  # citizens are not held to it
         self.assertIs(n.json("GET", "/admin/users/" + u["id"])[2]["inactive"], True)
         st, _, log = n.json("GET", "/audit?object=clerk")
@@ -2356,7 +2367,8 @@ class InactiveAccounts(NodeTest):
         self.assertEqual(st, 200, d)
         n.set_clock(2 * 3600 * 1000)  # then an hour without a sign-in counts
         st, _, d = n.login("old.hand", ADMIN_PASSWORD)
-        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
+        self.assertEqual((st, d["type"]), (401, "/problems/bad-credentials"), d)
+        self.assertIn("refused sign-in for 'old.hand'", n.log())
 
     def test_offline_enable_and_a_new_password_reactivate(self):
         n = self.node(auth=dict(CHEAP, inactive_after=5), plugins=("hello",), roles=())
@@ -2365,15 +2377,95 @@ class InactiveAccounts(NodeTest):
         otp = r.stdout.split("one-time password: ")[1].split()[0]
         time.sleep(5.5)
         st, _, d = n.login("li.wei", otp)
-        self.assertEqual((st, d["type"]), (403, "/problems/account-inactive"), d)
+        self.assertEqual((st, d["type"]), (401, "/problems/bad-credentials"), d)
+        self.assertIn("refused sign-in for 'li.wei'", n.log())
         r = n.admin_cli("user", "passwd", "li.wei")  # a new one-time password is given to be used
         self.assertEqual(r.returncode, 0, r.stderr)
         otp = r.stdout.split("one-time password: ")[1].split()[0]
         self.assertEqual(n.login("li.wei", otp)[0], 200)
         time.sleep(5.5)
-        self.assertEqual(n.login("li.wei", otp)[0], 403)
+        self.assertEqual(n.login("li.wei", otp)[0], 401)
         self.assertEqual(n.admin_cli("user", "enable", "li.wei").returncode, 0)
         self.assertEqual(n.login("li.wei", otp)[0], 200)
+
+
+class RefusedAsWrongPassword(NodeTest):
+    """A sign-in with the right password that is refused all the same (a disabled account,
+    an inactive one) is answered exactly as a wrong password: anything else confirms the
+    password to whoever tries it. It is recorded with its reason and counts towards the
+    locks as a wrong password does (else the lock would tell)."""
+
+    def same_as_a_wrong_password(self, n, login, source):
+        right = n.request("POST", "/auth/login", {"login": login, "password": ADMIN_PASSWORD},
+                          auth=False, source=source)
+        wrong = n.request("POST", "/auth/login", {"login": login, "password": "Not-the-pw-77"},
+                          auth=False, source=source + "1")
+        self.assertEqual(answer_as_seen(right), answer_as_seen(wrong))
+        st, _, d = answer_as_seen(right)
+        self.assertEqual((st, d["type"], d["detail"]),
+                         (401, "/problems/bad-credentials", "the login or the password is wrong"))
+        return right[1]["x-request-id"]
+
+    def test_a_disabled_account(self):
+        n = self.node(auth=dict(CHEAP, max_failures=3), roles=("auditor",))
+        n.new_user("clerk")
+        n.new_user("clerk2")
+        ids = {u["login"]: u["id"] for u in n.json("GET", "/admin/users")[2]["items"]}
+        for login in ("clerk", "clerk2"):
+            st, _, d = n.json("PATCH", "/admin/users/" + ids[login], {"disabled": True})
+            self.assertEqual(st, 200, d)
+        rid = self.same_as_a_wrong_password(n, "clerk", "127.0.0.21")
+        # recorded with its reason, which the log explains to the operator
+        st, _, log = n.json("GET", "/audit?object=clerk&status=401")
+        r = [x for x in log["items"] if x["request_id"] == rid]
+        self.assertEqual([(x["action"], x["actor"], x["client"]) for x in r],
+                         [("sign-in refused: disabled", "anonymous", "127.0.0.21")], log)
+        self.assertIn("refused sign-in for 'clerk' from 127.0.0.21, with the right password, "
+                      "answered as a wrong one: the account is disabled", n.log())
+        # it counts towards the account's lock: two refusals and a wrong password make three
+        st, _, d = n.login("clerk", ADMIN_PASSWORD, source="127.0.0.23")
+        self.assertEqual(st, 401, d)
+        st, hdrs, b = n.request("POST", "/auth/login", {"login": "clerk", "password": ADMIN_PASSWORD},
+                                auth=False, source="127.0.0.24")
+        self.assertProblem(st, hdrs, b, 429, "too-many-attempts")
+        # and towards the address's: three from one address lock it for every login
+        for i in range(3):
+            st, _, d = n.login("clerk2", ADMIN_PASSWORD, source="127.0.0.31")
+            self.assertEqual(st, 401, d)
+        self.assertEqual(n.login("admin", ADMIN_PASSWORD, source="127.0.0.31")[0], 429)
+        self.assertEqual(n.login("admin", ADMIN_PASSWORD, source="127.0.0.32")[0], 200)
+        self.assertEqual(scrape(n).get("zt_auth_sign_ins_total", result="refused"), 5)
+
+    def test_an_inactive_account(self):
+        n = self.node(auth=dict(CHEAP, inactive_after=3600, idle_timeout=86400, session_ttl=86400,
+                                max_failures=3),
+                      env=TEST_CLOCK, roles=("auditor",))
+        n.new_user("clerk")
+        n.set_clock(2 * 3600 * 1000)
+        rid = self.same_as_a_wrong_password(n, "clerk", "127.0.0.21")
+        st, _, log = n.json("GET", "/audit?object=clerk&status=401")
+        self.assertIn(("sign-in refused: inactive", rid),
+                      [(x["action"], x["request_id"]) for x in log["items"]], log)
+        self.assertIn("refused sign-in for 'clerk' from 127.0.0.21, with the right password, "
+                      "answered as a wrong one: the account has not signed in for more than 3600 "
+                      "seconds (auth.inactive_after): an administrator reactivates it", n.log())
+        st, _, d = n.login("clerk", ADMIN_PASSWORD, source="127.0.0.23")
+        self.assertEqual(st, 401, d)
+        self.assertEqual(n.login("clerk", ADMIN_PASSWORD, source="127.0.0.24")[0], 429)
+
+    def test_an_expired_password_is_told(self):
+        # the holder must act on it (set a new one), and the session that sign-in gives
+        # reaches only /auth/ until then: it is no refusal
+        n = self.node(auth=dict(CHEAP, password_max_age=3600, idle_timeout=86400,
+                                session_ttl=86400), env=TEST_CLOCK, plugins=("notice",))
+        n.new_user("clerk", roles=("notice_editor",))
+        n.set_clock(2 * 3600 * 1000)
+        st, _, d = n.login("clerk", ADMIN_PASSWORD)
+        self.assertEqual(st, 200, d)
+        self.assertLess(d["user"]["password_expires_at"], time.time() * 1000 + 2 * 3600 * 1000)
+        st, hdrs, b = n.request("POST", "/notices", {"title": "t", "body": "b"},
+                                headers=bearer(d["token"]), auth=False)
+        self.assertProblem(st, hdrs, b, 403, "password-expired")
 
 
 class UserFilters(NodeTest):
