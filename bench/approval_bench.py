@@ -137,11 +137,11 @@ def main():
             "sp": n.new_user("reviewer-sp", ["approval_reviewer"], "scjg-sp")["Authorization"].split()[1],
             "wjw": n.new_user("reviewer-wjw", ["approval_reviewer"], "wjw")["Authorization"].split()[1],
         }
-        body = {"kind": "enterprise", "login": "bench-co", "name": "压测公司", "password": "Bench-password-1",
+        body = {"kind": "enterprise", "login": "bench-co", "name": "压测公司", "password": "Load-tested-Kq7-1",
                 "credit_code": credit}
         st, _, d = n.json("POST", "/auth/register", body, auth=False)
         assert st == 201, d
-        tokens["ent"] = n.login("bench-co", "Bench-password-1")[2]["token"]
+        tokens["ent"] = n.login("bench-co", "Load-tested-Kq7-1")[2]["token"]
         os.sched_setaffinity(0, {1 % os.cpu_count()})
         q = multiprocessing.Queue()
         ps = [multiprocessing.Process(target=client, args=(n.port, tokens, credit, args.seconds, args.threads, q))

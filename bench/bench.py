@@ -357,7 +357,7 @@ def start_zhengtong(build, name="zhengtong"):
     return srv
 
 
-ADMIN_PASSWORD = "Bench-admin-password-1"
+ADMIN_PASSWORD = "Bench-Kq8-vLx3-1"
 
 
 def sign_in(srv):

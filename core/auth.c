@@ -499,23 +499,157 @@ static const char *name_problem(const char *name)
 #define NAME_TEXT "text of 1 to 200 characters (this one %s)"
 #define NAME_RULE "name: " NAME_TEXT
 
-/* At least 10 characters and two kinds of letters, digits, others. */
-static const char *password_problem(const char *pw)
+/* ---- the password rule ------------------------------------------------------------ */
+
+/* The most used passwords (in leaked lists and in China's: 5201314 and woaini are love
+ * numbers and words) and keyboard runs, lower case. A password is refused when it is one
+ * of them, or is one with digits or symbols before or after it, or written with look-alikes
+ * (p@ssw0rd): see common_password. A short list on purpose: what guessers try first. */
+static const char *const COMMON_PASSWORDS[] = {
+    "password",   "passwd",    "admin",      "administrator", "root",         "system",
+    "manager",    "welcome",   "letmein",    "iloveyou",      "trustno1",     "changeme",
+    "default",    "secret",    "master",     "guest",         "test",         "hello",
+    "monkey",     "dragon",    "sunshine",   "princess",      "football",     "superman",
+    "abc",        "abcd",      "abcdef",     "abcdefg",       "abcdefgh",     "abcdefghi",
+    "abcdefghij", "abc123",    "abcd1234",   "a1b2c3d4",      "aa123456",     "123456",
+    "12345678",   "123456789", "1234567890", "0123456789",    "9876543210",   "123123123",
+    "1234qwer",   "qwer1234",  "qwe123",     "123qwe",        "qwerty",       "qwertyui",
+    "qwertyuiop", "asdf",      "asdfgh",     "asdfghjk",      "asdfghjkl",    "zxcv",
+    "zxcvbn",     "zxcvbnm",   "qazwsx",     "qazwsxedc",     "1qaz2wsx",     "1qaz2wsx3edc",
+    "1qaz@wsx",   "zaq12wsx",  "1q2w3e4r",   "1q2w3e4r5t",    "1q2w3e4r5t6y", "q1w2e3r4",
+    "q1w2e3r4t5", "qweasdzxc", "woaini",     "woaini1314",    "5201314",      "1314520",
+    "zhongguo",   "china",     "beijing",    "shanghai",      "huawei",       "baidu",
+    "taobao",     "zhengtong", NULL};
+
+/* Look-alikes read as the letters they stand for (the list is of letters). */
+static char unleet(char ch)
+{
+    static const char from[] = "@4031!$57", to[] = "aaoeiisst";
+    const char *p = strchr(from, ch);
+    return ch && p ? to[p - from] : ch;
+}
+
+static bool listed(const char *s, size_t n)
+{
+    for (size_t i = 0; COMMON_PASSWORDS[i]; i++)
+        if (strlen(COMMON_PASSWORDS[i]) == n && memcmp(COMMON_PASSWORDS[i], s, n) == 0) return true;
+    return false;
+}
+
+/* pw is one of COMMON_PASSWORDS, in any letter case, or is one with digits and symbols
+ * around it (Password2024!, 123qwerty), or with look-alikes inside it (P@ssw0rd1). */
+static bool common_password(const char *pw)
+{
+    size_t n = strlen(pw), b = 0, e = n;
+    char low[1025]; /* (a copy of the password: wiped) */
+    if (n >= sizeof low) return false;
+    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)pw[i]);
+    bool hit = listed(low, n);
+    while (b < e && !isalpha((unsigned char)low[b])) b++;
+    while (e > b && !isalpha((unsigned char)low[e - 1])) e--;
+    if (!hit && b < e) hit = listed(low + b, e - b);
+    for (size_t i = b; !hit && i < e; i++) low[i] = unleet(low[i]);
+    if (!hit && b < e) hit = listed(low + b, e - b);
+    sodium_memzero(low, sizeof low);
+    return hit;
+}
+
+/* The next word of s[0..len) from *at: a run of ASCII letters and digits and characters
+ * beyond ASCII (the middle dot of transcribed names, U+00B7, parts them too); its length in
+ * *n and its characters in *chars, or NULL when there is none. */
+static const char *next_word(const char *s, size_t len, size_t *at, size_t *n, size_t *chars)
+{
+#define MIDDLE_DOT(i)                                                                              \
+    (i + 1 < len && (unsigned char)s[i] == 0xC2 && (unsigned char)s[i + 1] == 0xB7)
+    size_t i = *at, start;
+    while (i < len && (MIDDLE_DOT(i) || (!(s[i] & 0x80) && !isalnum((unsigned char)s[i]))))
+        i += MIDDLE_DOT(i) ? 2 : 1;
+    if (i == len) return NULL;
+    for (start = i, *chars = 0; i < len && !MIDDLE_DOT(i); i++) {
+        if (!(s[i] & 0x80) && !isalnum((unsigned char)s[i])) break;
+        if ((s[i] & 0xC0) != 0x80) ++*chars; /* (not a continuation byte) */
+    }
+    *at = i, *n = i - start;
+    return s + start;
+#undef MIDDLE_DOT
+}
+
+/* pw holds needle[0..n) in any ASCII letter case. */
+static bool holds(const char *pw, const char *needle, size_t n)
+{
+    for (size_t i = 0, len = strlen(pw); n && i + n <= len; i++)
+        if (strncasecmp(pw + i, needle, n) == 0) return true;
+    return false;
+}
+
+/* pw holds a word of s[0..len) of 3 characters or more, or, when s has several words, all
+ * of them run together ("Wang Wu": wang, wangwu). */
+static bool holds_words(const char *pw, const char *s, size_t len)
+{
+    char joined[1024]; /* (a name has at most 200 characters, a login 64) */
+    size_t at = 0, n, chars, all = 0, words = 0, jlen = 0;
+    bool whole = true;
+    for (const char *w; (w = next_word(s, len, &at, &n, &chars)); words++, all += chars) {
+        if (chars >= 3 && holds(pw, w, n)) return true;
+        if (jlen + n <= sizeof joined - 1)
+            memcpy(joined + jlen, w, n), jlen += n;
+        else
+            whole = false;
+    }
+    joined[jlen] = 0;
+    return whole && words > 1 && all >= 3 && holds(pw, joined, jlen);
+}
+
+#define PASSWORD_DISTINCT 5 /* different characters a password has at least */
+
+/* Why pw is not acceptable as the password of the account login (NULL: not known yet) of
+ * the person name (NULL: not known), or NULL. The message, for a person, is static or in
+ * buf. The rule (README, Identity): 10 to 1024 characters; not the login, nor the name,
+ * nor a word of either, inside it; not one of the most used passwords or keyboard runs;
+ * PASSWORD_DISTINCT different characters; characters of auth.password_classes kinds. */
+static const char *password_problem(const zt_conf *c, const char *pw, const char *login,
+                                    const char *name, char *buf, size_t cap)
 {
     size_t n = strlen(pw);
     if (n < 10) return "a password needs at least 10 characters";
     if (n > 1024) return "a password has at most 1024 characters";
-    int alpha = 0, digit = 0, other = 0;
-    for (const char *s = pw; *s; s++) {
-        if (isalpha((unsigned char)*s))
-            alpha = 1;
-        else if (isdigit((unsigned char)*s))
-            digit = 1;
-        else
-            other = 1;
+    if (login && holds(pw, login, strlen(login))) return "the password contains the login";
+    /* (the words before an @: a mail domain's are anyone's) */
+    if (login && holds_words(pw, login, strcspn(login, "@")))
+        return "the password contains a part of the login";
+    if (name && holds_words(pw, name, strlen(name)))
+        return "the password contains the name, or a part of it";
+    if (common_password(pw))
+        return "the password is one of the most used passwords or keyboard runs (whatever the "
+               "letter case, digits or symbols around it, or @ for a, 0 for o)";
+    unsigned distinct = 0;
+    uint32_t seen[PASSWORD_DISTINCT];
+    for (const char *p = pw; *p && distinct < PASSWORD_DISTINCT;) {
+        uint32_t ch = (unsigned char)tolower((unsigned char)*p++);
+        while ((*p & 0xC0) == 0x80) ch = ch << 8 | (unsigned char)*p++; /* a whole character */
+        unsigned i = 0;
+        while (i < distinct && seen[i] != ch) i++;
+        if (i == distinct) seen[distinct++] = ch;
     }
-    if (alpha + digit + other < 2)
-        return "a password needs two kinds of characters: letters, digits, others";
+    sodium_memzero(seen, sizeof seen);
+    if (distinct < PASSWORD_DISTINCT)
+        return snprintf(buf, cap,
+                        "the password needs at least %d different characters (this one has %u)",
+                        PASSWORD_DISTINCT, distinct),
+               buf;
+    unsigned kinds[4] = {0};
+    for (const char *p = pw; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        kinds[islower(ch) ? 0 : isupper(ch) ? 1 : isdigit(ch) ? 2 : 3] = 1;
+    }
+    unsigned have = kinds[0] + kinds[1] + kinds[2] + kinds[3];
+    if (have < c->auth_pw_classes)
+        return snprintf(buf, cap,
+                        "the password needs characters of %u kinds: lower-case letters, "
+                        "upper-case letters, digits, others (this one has %u; "
+                        "auth.password_classes)",
+                        c->auth_pw_classes, have),
+               buf;
     return NULL;
 }
 
@@ -526,12 +660,22 @@ static int hash_password(const zt_conf *c, const char *pw, char out[crypto_pwhas
     return ZT_OK;
 }
 
-/* A one-time password: 16 characters a person can type. */
-static void random_password(char out[17])
+#define ONE_TIME_LEN 20
+
+/* A one-time password, 20 characters a person can type: two letters or digits that are
+ * not mistaken for others, a symbol, two more, ... (about 90 bits). Never three letters or
+ * digits in a row, so it holds no login and no word of a name; drawn again until the
+ * password rule finds nothing wrong, whatever auth.password_classes asks. */
+static void random_password(const zt_conf *c, char out[ONE_TIME_LEN + 1])
 {
-    static const char alphabet[] = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479";
-    for (int i = 0; i < 16; i++) out[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
-    out[16] = 0;
+    static const char alnum[] = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479", sym[] = "+=%:";
+    char why[256];
+    do {
+        for (int i = 0; i < ONE_TIME_LEN; i++)
+            out[i] = i % 3 == 2 ? sym[randombytes_uniform(sizeof sym - 1)]
+                                : alnum[randombytes_uniform(sizeof alnum - 1)];
+        out[ONE_TIME_LEN] = 0;
+    } while (password_problem(c, out, NULL, NULL, why, sizeof why));
 }
 
 static int create_user(zt_auth *a, zt_txn *t, const char *login, const char *name, const char *kind,
@@ -1691,8 +1835,12 @@ static login_work *login_parse(zt_auth *a, zt_req *req, enum login_mode mode)
                                            : "send {\"login\": …, \"password\": …}");
         return NULL;
     }
-    if (with_new && password_problem(npw)) {
-        zt_problem(req, 422, "weak-password", NULL, "%s", password_problem(npw));
+    char buf[256];
+    const char *weak =
+        with_new ? password_problem(a->srv->conf, npw, login, req->caller->name, buf, sizeof buf)
+                 : NULL;
+    if (weak) {
+        zt_problem(req, 422, "weak-password", NULL, "%s", weak);
         return NULL;
     }
     if (with_new && strcmp(pw, npw) == 0) { /* a change that changes nothing renews nothing */
@@ -2337,8 +2485,8 @@ typedef struct hash_job {
     char hash[crypto_pwhash_STRBYTES];
     bool ok;
     int (*then)(zt_req *req, struct hash_job *j);
-    cJSON *args;       /* what the handler checked, for `then` */
-    char one_time[17]; /* a generated password, shown once */
+    cJSON *args;                     /* what the handler checked, for `then` */
+    char one_time[ONE_TIME_LEN + 1]; /* a generated password, shown once */
 } hash_job;
 
 static void hash_job_run(void *arg)
@@ -2377,7 +2525,7 @@ static int hash_then(zt_req *req, zt_auth *a, const char *pw, cJSON *args,
     j->args = args;
     j->then = then;
     if (!pw) {
-        random_password(j->one_time);
+        random_password(a->srv->conf, j->one_time);
         pw = j->one_time;
     }
     int rc = (j->pw = secret_dup(pw)) ? zt_work(req, hash_job_run, hash_job_done, j) : ZT_ENOMEM;
@@ -3048,9 +3196,10 @@ static int h_register(zt_req *req, void *ud)
         return zt_problem(req, 422, "invalid-registration", NULL, LOGIN_RULE);
     const char *why = name_problem(name);
     if (why) return zt_problem(req, 422, "invalid-registration", NULL, NAME_RULE, why);
-    if (!pw || password_problem(pw))
-        return zt_problem(req, 422, "weak-password", NULL, "%s",
-                          pw ? password_problem(pw) : "password: required");
+    char buf[256];
+    why = pw ? password_problem(a->srv->conf, pw, login, name, buf, sizeof buf)
+             : "password: required";
+    if (why) return zt_problem(req, 422, "weak-password", NULL, "%s", why);
     const cJSON *idj = cJSON_GetObjectItemCaseSensitive(j, "id_number");
     if (idj && !cJSON_IsString(idj) && !cJSON_IsNull(idj))
         return zt_problem(req, 422, "invalid-id-number", NULL,
@@ -3486,8 +3635,8 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
             cJSON_Delete(roles);
             return ZT_EINVAL;
         }
-        char pw[17], hash[crypto_pwhash_STRBYTES];
-        random_password(pw);
+        char pw[ONE_TIME_LEN + 1], hash[crypto_pwhash_STRBYTES];
+        random_password(conf, pw);
         rc = hash_password(conf, pw, hash);
         if (rc == ZT_OK)
             rc = create_user(a, t, argv[2], argv[3], "staff", argv[4], roles, hash, true, NULL, &u);
@@ -3499,8 +3648,8 @@ static int cli_change(zt_auth *a, int argc, char **argv, FILE *out, char *err, s
     } else if (strcmp(what, "user") == 0 && strcmp(verb, "passwd") == 0) {
         NEED(3, "user passwd LOGIN");
         rc = cli_user(a, t, argv[2], &u, err, errlen);
-        char pw[17], hash[crypto_pwhash_STRBYTES];
-        random_password(pw);
+        char pw[ONE_TIME_LEN + 1], hash[crypto_pwhash_STRBYTES];
+        random_password(conf, pw);
         if (rc == ZT_OK && (rc = hash_password(conf, pw, hash)) == ZT_OK) {
             set_password(conf, u, hash, true);
             rc = rec_put(a, t, a->users, zt__jstr(u, "id"), 26, u);
@@ -4118,8 +4267,8 @@ int zt__auth_bootstrap(zt_server *srv, char *err, size_t errlen)
                  zt_cursor_seek(cur, ZT_FIRST, NULL, 0, &kv) == ZT_ENOTFOUND;
     zt__store_end(st, t, false);
     if (!empty) return ZT_OK;
-    char pw[17], hash[crypto_pwhash_STRBYTES];
-    random_password(pw);
+    char pw[ONE_TIME_LEN + 1], hash[crypto_pwhash_STRBYTES];
+    random_password(a->srv->conf, pw);
     if ((rc = hash_password(a->srv->conf, pw, hash)) != ZT_OK) return rc;
     if ((rc = zt__store_write_begin(st, &t)) != ZT_OK) return rc;
     rc = put_root(a, t);

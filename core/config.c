@@ -862,6 +862,7 @@ static const field auth_fields[] = {
     FIELD("password_max_age", true, "seconds", 0, 10 * 366 * DAY, auth_pw_max_age_ms),
     FIELD("inactive_after", true, "seconds", 0, 10 * 366 * DAY, auth_inactive_ms),
     FIELD("password_history", false, "passwords", 0, PW_HISTORY_MAX, auth_pw_history),
+    FIELD("password_classes", false, "kinds of characters", 1, 4, auth_pw_classes),
     FIELD("registrations_per_hour", false, "registrations", 0, 1000000, auth_reg_per_hour),
     CHECKED("two_factor_roles", check_two_factor_roles),
     CHECKED("separate_duties", check_separate_duties),
@@ -1360,6 +1361,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->auth_reg_per_hour = 20;
     c->auth_pw_ops = 2; /* libsodium's "interactive" Argon2id cost */
     c->auth_pw_mem = 64 * MIB;
+    c->auth_pw_classes = 2; /* two kinds, as before the setting: old configs keep their rule */
     c->audit_checkpoint_every = 1000;
     c->audit_checkpoint_ms = 300 * 1000;
     c->audit_retain_ms = 180ULL * DAY * 1000; /* GB/T 22239 level 3: six months at least */

@@ -229,6 +229,9 @@ struct zt_conf {
     /* password_history = 0: a staff account's new password may not be any of its last N
      * (the current one included; at most PW_HISTORY_MAX); 0: only not the current one */
     unsigned auth_pw_history;
+    /* password_classes = 2: a password has characters of at least this many of the kinds
+     * lower-case letters, upper-case letters, digits, others (1 to 4) */
+    unsigned auth_pw_classes;
     /* registrations_per_hour = 20: self-registrations from one client address (an IPv6
      * /64) in an hour; each costs an Argon2id hash and adds an account; 0: no limit */
     unsigned auth_reg_per_hour;

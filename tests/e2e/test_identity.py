@@ -996,7 +996,7 @@ class Registration(NodeTest):
         # one account per code: another login cannot take an enterprise's code
         st, h, b = self.shared.request(
             "POST", "/auth/register",
-            {"kind": "enterprise", "login": "not-acme", "name": "Not Acme", "password": STRONG_PW,
+            {"kind": "enterprise", "login": "rival.co", "name": "Rival Co", "password": STRONG_PW,
              "credit_code": PUBLISHED_CREDIT}, auth=False)
         self.assertProblem(st, h, b, 409, "already-registered")
         self.assertIn(PUBLISHED_CREDIT, json.loads(b)["detail"])
@@ -2547,6 +2547,120 @@ class PasswordHistory(NodeTest):
             self.assertEqual(st, 200)
             self.assertNotIn(b"pw_history", b)
             self.assertNotIn(b"argon2", b)
+
+
+class PasswordRule(NodeTest):
+    """What a password may not be, wherever one is set: registration, a change, and the
+    one-time passwords an administrator's reset and the offline commands give."""
+
+    MOST_USED = "the password is one of the most used passwords or keyboard runs"
+
+    def weak(self, st, d, want):
+        self.assertEqual((st, d["type"]), (422, "/problems/weak-password"), d)
+        self.assertTrue(d["detail"].startswith(want), d)
+
+    def test_what_an_assessor_found_accepted(self):
+        n = self.node(auth=CHEAP, plugins=("hello",), roles=())
+        citizen = {"kind": "citizen", "login": "wangwu2026", "name": "Wang Wu"}
+        for pw, want in (
+            ("wangwu2026", "the password contains the login"),
+            ("WANGWU2026-ok", "the password contains the login"),  # any letter case
+            ("aaaaaaaaa1", "the password needs at least 5 different characters (this one has 2)"),
+            ("1111111111a", "the password needs at least 5 different characters (this one has 2)"),
+            ("qwertyuiop1", self.MOST_USED),
+            ("Qwertyuiop!2026", self.MOST_USED),
+            ("1qaz2wsx3edc", self.MOST_USED),
+            ("P@ssw0rd2026!", self.MOST_USED),  # look-alikes
+            ("Woaini1314", self.MOST_USED),
+            ("Wang-family-77", "the password contains the name, or a part of it"),
+            ("xWangWu-7731", "the password contains the name, or a part of it"),  # run together
+        ):
+            with self.subTest(pw=pw):
+                st, _, d = register(n, password=pw, **citizen)
+                self.weak(st, d, want)
+        st, _, d = register(n, password="Lotus-pond-7731", **citizen)
+        self.assertEqual(st, 201, d)
+        # a part of the login (before an @), of 3 characters or more; a short word is not one
+        st, _, d = register(n, kind="citizen", login="zhang.wei", name="张伟",
+                            password="Zhang-2026-lotus")
+        self.weak(st, d, "the password contains a part of the login")
+        st, _, d = register(n, kind="citizen", login="li.na@example.com", name="李娜",
+                            password="Lina-example-7731")
+        self.weak(st, d, "the password contains a part of the login")  # li + na run together
+        st, _, d = register(n, kind="citizen", login="li.na@example.com", name="李娜",
+                            password="Example-li-7731")
+        self.assertEqual(st, 201, d)  # the mail domain's words are anyone's
+        # two kinds by default (lower-case and digits will do), as before the setting
+        st, _, d = register(n, kind="citizen", login="zhao.liu", name="Zhao Liu",
+                            password="lotuspond7731")
+        self.assertEqual(st, 201, d)
+
+    def test_a_change_is_held_to_it_and_to_the_kinds_the_config_asks(self):
+        n = self.node(auth=dict(CHEAP, password_classes=3), plugins=("hello",), roles=())
+        h = n.new_user("li.ming")  # (its name here is li.ming too)
+
+        def change(new):
+            return n.json("POST", "/auth/password", {"old_password": ADMIN_PASSWORD,
+                                                    "new_password": new}, headers=h, auth=False)
+
+        st, _, d = change("lotuspond7731")
+        self.weak(st, d, "the password needs characters of 3 kinds: lower-case letters, "
+                         "upper-case letters, digits, others (this one has 2; "
+                         "auth.password_classes)")
+        for pw, want in (("Ming-2026-lotus", "the password contains a part of the login"),
+                         ("Li.Ming-2026", "the password contains the login"),
+                         ("Asdfghjkl;2026", self.MOST_USED)):
+            with self.subTest(pw=pw):
+                st, _, d = change(pw)
+                self.weak(st, d, want)
+        self.assertEqual(change("Lotus-pond-7731")[0], 204)
+        st, _, d = register(n, kind="citizen", login="zhao.liu", name="Zhao Liu",
+                            password="lotuspond7731")
+        self.weak(st, d, "the password needs characters of 3 kinds")
+
+    def test_one_time_passwords_keep_the_rule(self):
+        # an administrator's reset and the offline commands give passwords the rule would
+        # take, at its strictest: every kind of character, no login or name inside
+        n = self.node(auth=dict(CHEAP, password_classes=4), plugins=("hello",), roles=())
+        otps = []
+        for i in range(10):
+            st, _, d = n.json("POST", "/admin/users",
+                              {"login": "clerk%d" % i, "name": "Clerk", "department": "root"})
+            self.assertEqual(st, 201, d)
+            otps.append(d["one_time_password"])
+            st, _, r = n.json("POST", "/admin/users/%s/password" % d["id"])
+            self.assertEqual(st, 200, r)
+            otps.append(r["one_time_password"])
+        r = n.admin_cli("user", "add", "sun.mei", "Sun Mei", "root")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        otps.append(r.stdout.split("one-time password: ")[1].split()[0])
+        r = n.admin_cli("user", "passwd", "sun.mei")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        otps.append(r.stdout.split("one-time password: ")[1].split()[0])
+        for otp in otps:
+            self.assertEqual(len(otp), 20, otp)
+            self.assertTrue(re.search("[a-z]", otp) and re.search("[A-Z]", otp) and
+                            re.search("[0-9]", otp) and re.search("[^A-Za-z0-9]", otp), otp)
+            self.assertIsNone(re.search("[A-Za-z0-9]{3}", otp), otp)  # holds no login
+        # it signs in; the password set in its place is held to the rule
+        st, _, d = n.login("sun.mei", otps[-1])
+        self.assertEqual(st, 200, d)
+        st, _, b = n.json("POST", "/auth/password", {"old_password": otps[-1],
+                                                    "new_password": "Lotus-pond-lake"},
+                          headers=bearer(d["token"]), auth=False)
+        self.weak(st, b, "the password needs characters of 4 kinds")
+        st, _, b = n.json("POST", "/auth/password", {"old_password": otps[-1],
+                                                    "new_password": "Lotus-pond-7731"},
+                          headers=bearer(d["token"]), auth=False)
+        self.assertEqual(st, 204, b)
+
+    def test_the_setting_is_checked(self):
+        for bad in (0, 5, "3"):
+            with self.subTest(bad=bad):
+                n = self.node(auth=dict(CHEAP, password_classes=bad), start=False)
+                r = run(["check", "-c", n.conf])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("auth.password_classes", r.stderr)
 
 
 class PreviousSignIn(NodeTest):

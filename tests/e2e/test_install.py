@@ -221,7 +221,7 @@ class Installed(unittest.TestCase):
         self.assertEqual(st, 200, body)
         token = json.loads(body)["token"]
         st, body = self.get(port, "/auth/password", "POST",
-                            {"old_password": pw, "new_password": "Installed-admin-1"}, token)
+                            {"old_password": pw, "new_password": "Installed-Kq7z-1"}, token)
         self.assertIn(st, (200, 204), body)
 
         # the backup script, while the node serves: keeps the newest KEEP
@@ -251,7 +251,7 @@ class Installed(unittest.TestCase):
         self.assertIn("audit log OK", r.stdout)
         self.serve(conf2, port2, work)
         st, body = self.get(port2, "/auth/login", "POST",
-                            {"login": "admin", "password": "Installed-admin-1"})
+                            {"login": "admin", "password": "Installed-Kq7z-1"})
         self.assertEqual(st, 200, body)
 
 

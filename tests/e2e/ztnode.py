@@ -30,7 +30,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds until GET /healthz must answer
 STOP_TIMEOUT = 15.0  # seconds until the process must exit after SIGTERM
 IO_TIMEOUT = 5.0  # seconds for one HTTP exchange
-ADMIN_PASSWORD = "E2e-admin-password-1"  # what sign_in() sets for the account 'admin'
+ADMIN_PASSWORD = "Kq8-vLx3-mPz9-Tw"  # what sign_in() sets for the account 'admin'
 
 _live = set()  # Nodes not yet closed, killed at interpreter exit whatever happens
 
