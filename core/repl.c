@@ -510,7 +510,7 @@ static int pull(standby *sb)
         return 1;
     }
     if (n > REPL_HDR) {
-        char err[ZT_ERRLEN] = "";
+        char err[sizeof sb->why - 40] = ""; /* room for it in why, after the words before it */
         uint64_t before = sb->st.head;
         int rc = zt__store_repl_apply(sb->s, sb->st.epoch, a + REPL_HDR, n - REPL_HDR, &sb->st,
                                       &sb->last_time, err, sizeof err);
