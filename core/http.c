@@ -36,6 +36,7 @@
 enum {
     READ_SIZE = 64 * 1024, /* the one read buffer: parsing copies whatever it keeps */
     MAX_QUEUE = 64,        /* requests queued on a connection before reading pauses */
+    HELD_MAX = 256 * 1024, /* answer bytes a connection holds unsent before reading pauses */
     FREE_MAX = 4,          /* zt_req objects a connection keeps for reuse */
     REQ_ARENA = 4096,      /* a request's inline first arena block */
     SWEEP_MS = 500,
@@ -101,6 +102,7 @@ typedef struct http_req {
     bool orphan;     /* its connection is gone; zt__http_ready frees it */
     bool want_continue, continue_sent;
     bool http10;
+    size_t held; /* its answer's bytes, counted in zt_conn.held until it leaves the queue */
     _Alignas(16) unsigned char arena0[REQ_ARENA];
 } http_req;
 
@@ -127,6 +129,7 @@ struct zt_conn {
     zt_buf out;          /* serialized responses; stable while a write is in flight */
     char *pending;       /* bytes read but not parsed while parsing is paused */
     size_t npending;
+    size_t held;        /* answer bytes made and not yet in out (http_req.held) */
     uint64_t active_ms; /* accepted, or last became idle: the idle timeout counts from it */
     uint64_t wrote_in;  /* the last batch it wrote in (batch.c), 0: none */
     uint64_t linger_until;
@@ -357,7 +360,17 @@ static void queue_pop(zt_conn *c)
     if (!c->head) c->tail = NULL;
     h->r.next = NULL;
     c->nqueue--;
+    c->held -= h->held;
+    h->held = 0;
     if (c->parsing == h) c->parsing = NULL;
+}
+
+/* A client that sends requests faster than it reads their answers (pipelining, and not
+ * reading) would have every answer made and held: 64 of 455 KB on one connection. Past
+ * HELD_MAX of answers made and unsent, no further request is read until they are out. */
+static bool holds_too_much(const zt_conn *c)
+{
+    return c->held + c->out.len > HELD_MAX;
 }
 
 static void mark_dirty(zt_conn *c)
@@ -928,9 +941,13 @@ static void dispatch(zt_conn *c, http_req *h)
     count(c->hs, h);
     zt__server_handle(r->srv, r);
     if (r->ready) mark_dirty(c);
+    if (r->res_body) {
+        h->held = r->res_len;
+        c->held += h->held;
+    }
     if (!r->keepalive || c->hs->stopped)
         stop_parsing(c);
-    else if (c->nqueue >= MAX_QUEUE)
+    else if (c->nqueue >= MAX_QUEUE || holds_too_much(c))
         c->paused = true; /* flush_conn resumes when answers have gone out */
 }
 
@@ -1283,7 +1300,7 @@ static void flush_conn(zt_conn *c)
         return;
     }
     if (!c->head && !c->writing) c->active_ms = now_ms(c->hs);
-    if (c->paused && c->nqueue < MAX_QUEUE) schedule_resume(c);
+    if (c->paused && c->nqueue < MAX_QUEUE && !holds_too_much(c)) schedule_resume(c);
 }
 
 void zt__http_flush(zt_server *srv)
