@@ -965,6 +965,8 @@ int zt__audit_verify_checkpoints(zt_server *srv, zt_txn *t, zt_audit_report *r);
 int zt__audit_checkpoint(zt_server *srv);
 /* Start the interval timer (audit_checkpoint_ms). */
 void zt__audit_start(zt_server *srv);
+/* Start the sweep of ended sessions (auth.c): serve only. */
+void zt__auth_start(zt_server *srv);
 
 /* ---- seal.c -------------------------------------------------------------------- */
 

@@ -710,6 +710,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 int zt__server_listen(zt_server *srv, char *err, size_t errlen)
 {
     zt__audit_start(srv);
+    zt__auth_start(srv);
     int brc = zt__bus_start(srv, err, errlen);
     if (brc != ZT_OK) return brc;
     zt__timers_start(srv);

@@ -432,6 +432,38 @@ class Expiry(NodeTest):
         self.assertEqual(self.me(n, first)[0], 401)
         self.assertEqual(self.me(n, tokens[0])[0], 200)
 
+    def test_abandoned_sessions_are_swept(self):
+        # the ended sessions of accounts that never sign in again stayed for good: a sweep
+        # (every minute; every 100 ms here) removes them, with one audit record
+        n = self.node(auth=dict(CHEAP, idle_timeout=120, session_ttl=300),
+                      env=dict(TEST_CLOCK, ZT_TEST_SWEEP_MS="100"))
+        for i in range(5):
+            n.new_user("gone%d" % i)
+        live = n.new_user("stays", roles=("auditor",))
+        n.set_clock(100_000)
+        self.assertEqual(self.me(n, live)[0], 200)  # in use: it lives on
+        n.set_clock(200_000)  # the others idle for 200 s > 120 s
+        for _ in range(100):
+            if "sessions: removed" in n.log():
+                break
+            time.sleep(0.05)
+        self.assertRegex(n.log(), r"sessions: removed \d+ ended sessions")
+        self.assertEqual(self.me(n, live)[0], 200)
+        self.assertEqual(n.stop(), 0)
+        left = {}
+
+        def count(txn, open_db):
+            for name in ("_core/sessions", "_core/user_sessions"):
+                left[name] = txn.stat(open_db(name))["entries"]
+
+        edit_db(self, n, None, count)
+        self.assertEqual(left, {"_core/sessions": 1, "_core/user_sessions": 1})
+        n.start()
+        st, _, recs = n.json("GET", "/audit?limit=1000", None, live, auth=False)
+        self.assertEqual(st, 200, recs)
+        self.assertIn(("sweep sessions", "system"),
+                      [(r["action"], r["actor"]) for r in recs["items"]])
+
     def test_a_session_in_use_does_not_go_idle(self):
         # with an idle timeout shorter than a minute, a session used every 20 s lives on
         n = self.node(auth=dict(CHEAP, idle_timeout=30, session_ttl=300), env=TEST_CLOCK)
