@@ -1581,6 +1581,13 @@ static bool session_ended(const zt_auth *a, const cJSON *s, int64_t now)
            (double)now - jnum(s, "last_seen") > (double)a->srv->conf->auth_idle_ms;
 }
 
+/* Remove the session that user_sessions cursor cur is at (kv: its entry), both records. */
+static int drop_session_at(zt_auth *a, zt_txn *t, zt_cursor *cur, const zt_kv *kv)
+{
+    int rc = kv->vlen == 32 ? zt_del(t, a->sessions, kv->val, 32) : ZT_OK;
+    return rc == ZT_OK || rc == ZT_ENOTFOUND ? zt_cursor_del(cur) : rc;
+}
+
 static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
 {
     zt_cursor *cur;
@@ -1611,12 +1618,7 @@ static int prune_sessions(zt_auth *a, zt_txn *t, const char *uid, int64_t now)
             memcpy(live[nlive++].hash, kv.val, 32);
         }
         cJSON_Delete(s);
-        if (ended) {
-            if (kv.vlen == 32 && (rc = zt_del(t, a->sessions, kv.val, 32)) != ZT_OK &&
-                rc != ZT_ENOTFOUND)
-                break;
-            if ((rc = zt_cursor_del(cur)) != ZT_OK) break;
-        }
+        if (ended && (rc = drop_session_at(a, t, cur, &kv)) != ZT_OK) break;
     }
     zt_cursor_close(cur);
     if (rc == ZT_ENOTFOUND) rc = ZT_OK;
@@ -4492,10 +4494,7 @@ static int sweep_sessions(zt_auth *a, size_t *removed)
         bool ended = session_ended(a, s, now);
         cJSON_Delete(s);
         if (ended) {
-            if (kv.vlen == 32 && (rc = zt_del(t, a->sessions, kv.val, 32)) != ZT_OK &&
-                rc != ZT_ENOTFOUND)
-                break;
-            if ((rc = zt_cursor_del(cur)) != ZT_OK) break;
+            if ((rc = drop_session_at(a, t, cur, &kv)) != ZT_OK) break;
             ++*removed;
         }
         rc = zt_cursor_seek(cur, ZT_NEXT, NULL, 0, &kv);
