@@ -1209,6 +1209,11 @@ struct zt_server {
     zt_throttle *rates; /* zt_rate_*: plugins' limits per client (made on first use) */
     bool check_only;    /* `zhengtong check`: no first-start account, no side effects */
     bool lua_tests;     /* `zhengtong test`: Lua plugins get their state, but no init.lua runs */
+    /* an offline command that changes the data (admin, audit prune, a backup's record):
+     * zt__server_open_core refuses a standby's folder (ZT_ESTATE) before anything is
+     * written; standby_of then names its primary */
+    bool changes;
+    char standby_of[256];
     uint64_t started_ns;
     bool stopping;
     uint64_t stop_began_ms;

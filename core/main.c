@@ -365,12 +365,29 @@ static int cmd_offline(zt_conf *conf, enum offline what, bool recover, int argc,
     uv_loop_t loop;
     uv_loop_init(&loop);
     srv.loop = &loop;
+    /* what reads only may run on a standby's folder: the lists, audit verify; export signs
+     * the log's head first (a checkpoint: a change) */
+    bool export = what == OFFLINE_AUDIT && strcmp(argv[0], "export") == 0;
+    srv.changes = what == OFFLINE_ADMIN   ? !(argc == 2 && strcmp(argv[1], "list") == 0)
+                  : what == OFFLINE_AUDIT ? strcmp(argv[0], "verify") != 0
+                                          : true;
     int rc = zt__server_open_core(&srv, conf, conf->data_dir, err, sizeof err);
-    if (rc == ZT_OK && what == OFFLINE_ADMIN)
+    if (rc == ZT_ESTATE && srv.standby_of[0] && what == OFFLINE_BACKUP_RECORD) {
+        /* the copy is made; its record would be a change the primary never made */
+        printf("data_dir %s is a standby of %s: the backup's audit record is not written here "
+               "(it would make the standby differ from the primary, whose change sets would "
+               "then fail to apply)\n",
+               conf->data_dir, srv.standby_of);
+        rc = ZT_OK;
+        err[0] = '\0';
+    } else if (rc == ZT_ESTATE && srv.standby_of[0] && export) {
+        snprintf(err + strlen(err), sizeof err - strlen(err),
+                 " (audit export signs the log's head before it exports: a change)");
+    } else if (rc == ZT_OK && what == OFFLINE_ADMIN)
         rc = zt__auth_cli(&srv, argc, argv, recover, stdout, err, sizeof err);
     else if (rc == ZT_OK && what == OFFLINE_AUDIT)
         rc = cmd_audit(&srv, argc, argv, err, sizeof err);
-    else if (rc == ZT_OK)
+    else if (rc == ZT_OK && !srv.standby_of[0])
         rc = record_backup(&srv, argv[0], err, sizeof err);
     zt__server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);

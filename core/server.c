@@ -549,6 +549,22 @@ int zt__server_open_core(zt_server *srv, zt_conf *conf, const char *data_dir, ch
                  zt_strerror(rc));
         return rc;
     }
+    zt_repl_state rs;
+    if ((rc = zt__store_repl_state(srv->store, &rs)) != ZT_OK) {
+        snprintf(err, errlen, "data_dir %s: cannot read the replication log: %s", data_dir,
+                 zt_strerror(rc));
+        return rc;
+    }
+    snprintf(srv->standby_of, sizeof srv->standby_of, "%s", rs.standby);
+    /* a standby changes through its primary only: its next change set would not apply */
+    if (srv->changes && rs.standby[0]) {
+        snprintf(err, errlen,
+                 "data_dir %s is a standby of %s: changes made here would make it differ from "
+                 "the primary; make them on the primary, or promote the standby (zhengtong "
+                 "serve) first",
+                 data_dir, rs.standby);
+        return ZT_ESTATE;
+    }
     if ((rc = zt__store_format(srv->store, err, errlen)) != ZT_OK) return rc;
     if ((rc = zt__router_new(&srv->router)) != ZT_OK) return rc;
     if ((rc = add_builtin(srv, "/healthz", h_healthz, "Node and plugin health", err, errlen)) ||

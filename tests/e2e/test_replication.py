@@ -276,6 +276,56 @@ class Replication(NodeTest):
         r = run(["standby", "-c", sb.node.conf])
         self.assertEqual(r.returncode, 2)
 
+    def test_a_standby_takes_no_change_but_its_primarys(self):
+        """admin and audit prune (and export, which signs the log's head) on a standby's
+        folder are refused, and change nothing; what reads only runs; a backup of it is made
+        without its audit record; the standby then still follows."""
+        p = self.primary()
+        sb = Standby(self, p, self.backup(p)).start()
+        self.assertEqual(p.request("POST", "/hello/counter")[0], 200)
+        self.assert_same_data(p, sb)
+        archive = os.path.join(self.tmp, "audit-1.jsonl")
+        r = run(["audit", "-c", p.conf, "export", "1", archive])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = dump(sb.node.data_dir)
+        conf = sb.node.conf
+        refused = [["admin", "-c", conf, "user", "add", "zhangsan", "张三", "root"],
+                   ["admin", "-c", conf, "user", "disable", "admin"],
+                   ["admin", "-c", conf, "dept", "add", "tax", "税务局"],
+                   ["admin", "-c", conf, "key", "add", "station", "hello", "admin"],
+                   ["audit", "-c", conf, "prune", archive],
+                   ["audit", "-c", conf, "export", "1", os.path.join(self.tmp, "x.jsonl")]]
+        for args in refused:
+            r = run(args)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertIn("data_dir %s is a standby of %s: changes made here would make it "
+                          "differ from the primary; make them on the primary, or promote the "
+                          "standby (zhengtong serve) first" % (sb.node.data_dir, p.repl_url),
+                          r.stderr, args)
+            self.assertEqual(r.stdout, "", args)
+        self.assertIn("signs the log's head", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "x.jsonl")))
+        for args in (["admin", "-c", conf, "user", "list"], ["admin", "-c", conf, "dept", "list"],
+                     ["audit", "-c", conf, "verify"]):
+            r = run(args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("audit log OK", r.stdout)
+        copy = os.path.join(self.tmp, "standby-copy")
+        r = run(["backup", "-c", conf, copy], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("is a standby of %s: the backup's audit record is not written here"
+                      % p.repl_url, r.stdout)
+        self.assertTrue(os.path.exists(os.path.join(copy, "data.mdb")))
+        self.assertEqual(dump(sb.node.data_dir), before)
+        # the primary's next changes still apply
+        self.assertEqual(p.request("POST", "/hello/counter")[0], 200)
+        st, _, d = p.json("POST", "/admin/departments",
+                          {"code": "tax", "name": "税务局", "parent": "root"})
+        self.assertEqual(st, 201, d)
+        self.assert_same_data(p, sb)
+        self.assertEqual(sb.stop(), 0, sb.log())
+        self.assertNotIn("cannot apply", sb.log())
+
     def test_replication_at_a_port_the_node_takes_is_refused_at_its_line(self):
         n = self.node(plugins=("hello",), start=False)
         with open(n.conf, "a") as f:
