@@ -471,6 +471,16 @@ class Applications(ApprovalTest):
                                        headers=self.ent, auth=False)
         self.assertEqual((st, h["content-type"], b), (200, "application/pdf", body))
 
+    def test_a_withdrawn_draft_leaves_no_timer(self):
+        # the draft's expiry timer was set after the application was saved, so its id was
+        # never kept and nothing could cancel it: every draft of the last 30 days stayed
+        # pending (zt_timers_pending), handed in or withdrawn
+        base = scrape(self.shared).get("zt_timers_pending")
+        a = self.draft()
+        self.assertEqual(scrape(self.shared).get("zt_timers_pending"), base + 1)
+        self.ok("POST", "/approval/applications/%s/withdraw" % a["number"], self.ent)
+        self.assertEqual(scrape(self.shared).get("zt_timers_pending"), base)
+
     def test_privacy_between_applicants(self):
         app = self.draft()
         no = app["number"]

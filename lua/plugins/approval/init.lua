@@ -520,9 +520,10 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
       history = zt.json.array(), result = zt.json.null, timers = {},
     }
     step(app, c.login, "created")
-    save(app)
-    -- a draft left alone is withdrawn after draft_days, its materials deleted
+    -- a draft left alone is withdrawn after draft_days, its materials deleted (the timer is
+    -- kept with the application, so that submitting or withdrawing cancels it)
     app.timers.draft = zt.timer.at(now + cfg.draft_days * DAY, "_approval.draft", { number = number })
+    save(app)
     by_applicant:put(c.id .. "/" .. number, true)
     query_codes:put(number, zt.crypto.encrypt("query_code", qcode))
     zt.audit.note(req, "create application", "application/" .. number)
