@@ -398,6 +398,15 @@ class Applications(ApprovalTest):
         st, d = self.call("POST", "/approval/applications", who, {"item": "BIRTH-REG", "form": form})
         self.assertEqual((st, d["type"]), (409, "/problems/too-many-drafts"), d)
         self.assertIn("10 drafts", d["detail"])
+        # they are counted from the index of open drafts (not by reading every application
+        # the applicant ever made); drafts made before it existed are put in it at a start
+        n = self.shared
+        n.stop()
+        edit_db(self, n, None, lambda txn, open_db: txn.drop(open_db("approval/drafts"), delete=True))
+        n.start()
+        st, d = self.call("POST", "/approval/applications", who, {"item": "BIRTH-REG", "form": form})
+        self.assertEqual((st, d["type"]), (409, "/problems/too-many-drafts"), d)
+        self.assertIn("10 drafts", d["detail"])
         # a withdrawn draft no longer counts, nor does a submitted application
         self.ok("POST", "/approval/applications/%s/withdraw" % made[0], who)
         self.draft("BIRTH-REG", who, form, None)

@@ -47,6 +47,10 @@ local overdue_db = zt.db.open("overdue")        -- number → summary, while an 
 -- FILLED once the applications handed in before this index existed are in it
 local by_submitted = zt.db.open("by_submitted")
 local FILLED = "#filled" -- sorts before every date
+-- the open drafts: applicant id .. "/" .. number → true, kept by save() (and FILLED once
+-- the drafts made before this index existed are in it), so that max_drafts is checked by
+-- reading an applicant's drafts, not every application they ever made
+local drafts_db = zt.db.open("drafts")
 
 -- The shipped catalogue, checked at start: a bad item stops the node, naming it.
 local shipped = {}
@@ -164,6 +168,8 @@ local OPEN = { submitted = true, reviewing = true, supplement = true }
 local function save(app)
   app.updated_at = zt.now()
   apps:put(app.number, app)
+  local dkey = app.applicant.id .. "/" .. app.number
+  if app.state == "draft" then drafts_db:put(dkey, true) else drafts_db:delete(dkey) end
   -- the escalation queue (GET /approval/overdue) holds what is overdue and still open
   if app.overdue and OPEN[app.state] then
     overdue_db:put(app.number, { number = app.number, item = app.item, item_name = app.item_name,
@@ -479,10 +485,7 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     -- Each draft holds up to its item's materials: so many drafts per applicant bound what
     -- one account can store before anyone has looked at it.
     local drafts = 0
-    for key in by_applicant:iter{ prefix = c.id .. "/" } do
-      local a = apps:get(key:sub(#c.id + 2))
-      if a and a.state == "draft" then drafts = drafts + 1 end
-    end
+    for _ in drafts_db:iter{ prefix = c.id .. "/" } do drafts = drafts + 1 end
     if drafts >= cfg.max_drafts then
       problem(409, "too-many-drafts", ("you hold %d drafts, the most one applicant may: submit or "
         .. "withdraw one first"):format(drafts))
@@ -1121,6 +1124,19 @@ end)
 -- ---- supervision (监督) -----------------------------------------------------------------
 -- The index of received applications, for those handed in before it existed: filled once,
 -- at the first start with this code (FILLED says it is done; filling again writes the same).
+zt.at_start(function(ctx)
+  if drafts_db:get(FILLED) then return end
+  local n = 0
+  for _, app in apps:iter() do
+    if app.state == "draft" then
+      drafts_db:put(app.applicant.id .. "/" .. app.number, true)
+      n = n + 1
+    end
+  end
+  drafts_db:put(FILLED, { at = zt.now(), drafts = n })
+  zt.audit.note(ctx, "index open drafts (" .. n .. ")", "approval/drafts")
+end)
+
 zt.at_start(function(ctx)
   if by_submitted:get(FILLED) then return end
   local n = 0
