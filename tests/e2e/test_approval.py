@@ -37,12 +37,15 @@ def food_form():
 
 
 class ApprovalTest(NodeTest):
+    # the tests make many applications as one account: more than the default's 30 an hour
+    OPTIONS = "approval = { applications_per_hour = 1000 }"
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="zt-approval-")
         lua = lua_tree_with(os.path.join(cls.tmp, "lua"), {"credit": (CREDIT_MANIFEST, CREDIT_INIT)})
         n = cls.shared_node(plugins=("workflow", "approval", "credit"), lua_dir=lua, auth=AUTH,
-                            env=TEST_CLOCK, roles=("approval_admin",))
+                            env=TEST_CLOCK, roles=("approval_admin",), options=cls.OPTIONS)
         for code, name in DEPTS:
             st, _, d = n.json("POST", "/admin/departments", {"code": code, "name": name, "parent": "root"})
             assert st == 201, (st, d)
@@ -993,6 +996,29 @@ class TimeLimits(ApprovalTest):
             a = self.app(no)
             return a if a[flag] else None
         return wait_for("application %s to be %s" % (no, flag), raised)
+
+
+class RateLimited(ApprovalTest):
+    OPTIONS = "approval = { applications_per_hour = 3 }"
+
+    def test_an_account_starts_so_many_applications_an_hour(self):
+        # made and withdrawn at once, each still costs a record, indexes and audit records
+        who = self.register("citizen", "hasty", "周九", None)
+        form = {"spouse_name": "李四", "children": 0}
+        for _ in range(3):
+            d = self.draft("BIRTH-REG", who, form, None)
+            self.ok("POST", "/approval/applications/%s/withdraw" % d["number"], who)
+        h = dict(who, **{"Content-Type": "application/json"})
+        st, hd, b = self.shared.request("POST", "/approval/applications",
+                                        json.dumps({"item": "BIRTH-REG", "form": form}).encode(), h, auth=False)
+        self.assertEqual(st, 429, b)
+        self.assertEqual(json.loads(b)["type"], "/problems/too-many-attempts")
+        self.assertTrue(0 < int(hd["retry-after"]) <= 3600, hd)
+        self.assertIn("at most 3 applications an hour", json.loads(b)["detail"])
+        # another account is not held up; nor is this one an hour later
+        self.draft("BIRTH-REG", self.citizen, form, None)
+        self.shared.set_clock(HOUR + 1000)
+        self.draft("BIRTH-REG", who, form, None)
 
 
 class Supervision(ApprovalTest):

@@ -14,6 +14,7 @@ range("page_size", 1, 200)
 range("remind_days", 0, 365)
 range("max_drafts", 1, 1000)
 range("draft_days", 1, 3650)
+range("applications_per_hour", 1, 1000000)
 range("max_material_bytes", 1, 1 << 30)
 if not cfg.number_prefix:match("^%u%u?%u?%u?$") then
   zt.config_error("number_prefix", ("must be 1 to 4 capital letters, not %q"):format(cfg.number_prefix))
@@ -470,6 +471,11 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
     if c.kind ~= "citizen" and c.kind ~= "enterprise" then
       problem(403, "forbidden", "applications are made by citizens and enterprises, not " .. c.kind .. " accounts")
     end
+    -- so many new applications an hour per account (and address: zt.rate counts per client),
+    -- whatever becomes of them: each costs a record, indexes, audit records
+    local rate = "create/" .. c.id
+    zt.rate.check(req, rate, cfg.applications_per_hour, 3600, ("you may start at most %d applications "
+      .. "an hour: try again later"):format(cfg.applications_per_hour))
     local input = req:json()
     if type(input) ~= "table" then invalid("the body must be a JSON object") end
     if type(input.item) ~= "string" then invalid("item: the code of an item (a string), not " .. shown(input.item)) end
@@ -506,6 +512,7 @@ zt.route("POST", "/approval/applications", { role = "user", summary = "Start an 
           .. "); an enterprise applies under its own code, which may be left out")
       end
     end
+    zt.rate.note(req, rate, cfg.applications_per_hour, 3600)
     local now = zt.now()
     local number = next_number(now)
     local qcode = new_query_code()

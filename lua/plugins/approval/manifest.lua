@@ -36,6 +36,11 @@ return {
       default = 30,
       description = "days a draft may lie untouched before it is withdrawn and its materials deleted (1..3650)",
     },
+    applications_per_hour = {
+      type = "integer",
+      default = 30,
+      description = "applications one account may start in an hour (from one address), then 429 (1..1000000)",
+    },
     head_role = {
       type = "string",
       default = "dept_head",
