@@ -487,11 +487,21 @@ class Applications(ApprovalTest):
         # the draft's expiry timer was set after the application was saved, so its id was
         # never kept and nothing could cancel it: every draft of the last 30 days stayed
         # pending (zt_timers_pending), handed in or withdrawn
-        base = scrape(self.shared).get("zt_timers_pending")
+        def pending():
+            return scrape(self.shared).get("zt_timers_pending")
+        base = pending()
         a = self.draft()
-        self.assertEqual(scrape(self.shared).get("zt_timers_pending"), base + 1)
+        self.assertEqual(pending(), base + 1)
+        # withdrawn, it is purged later (purge_hours): that timer instead of its expiry
         self.ok("POST", "/approval/applications/%s/withdraw" % a["number"], self.ent)
-        self.assertEqual(scrape(self.shared).get("zt_timers_pending"), base)
+        self.assertEqual(pending(), base + 1)
+        # handed in, its expiry is cancelled too: once it is withdrawn (its time limits and
+        # its workflow instance cancelled; no purge, it was handed in) nothing is left
+        base = pending()
+        a = self.submitted()
+        self.assertGreater(pending(), base)
+        self.ok("POST", "/approval/applications/%s/withdraw" % a["number"], self.ent)
+        self.assertEqual(pending(), base)
 
     def test_privacy_between_applicants(self):
         app = self.draft()
@@ -814,7 +824,6 @@ class Integrity(ApprovalTest):
         self.assertEqual(scrape(n).get("zt_store_seals_failed_total") or 0, 0)  # since the start
         self.assertNotIn("the record %s of approval/applications fails its seal" % old, n.log())
 
-
 class TimeLimits(ApprovalTest):
     """The clock moves here: these tests have a node of their own."""
 
@@ -849,6 +858,55 @@ class TimeLimits(ApprovalTest):
         after = self.ok("GET", "/approval/stats", self.supervisor)["total"]
         self.assertEqual((after["received"], after["withdrawn"]),
                          (before["received"], before["withdrawn"]))
+
+    def test_a_withdrawn_draft_is_purged_after_a_day(self):
+        # a draft never handed in is not a government record: withdrawn (by its applicant,
+        # or expired), it is kept purge_hours (24) for the applicant to see, then purged:
+        # record, indexes, query code, inbox messages. One handed in and withdrawn stays.
+        n = self.shared
+        who = self.register("citizen", "undecided", "孙八", None)
+        form = {"spouse_name": "李四", "children": 0}
+        kept = self.submitted("BIRTH-REG", who, None, form)
+        kept_code = self.app(kept["number"], who)["query_code"]
+        self.ok("POST", "/approval/applications/%s/withdraw" % kept["number"], who)
+        drafts = [self.draft("BIRTH-REG", who, form, None) for _ in range(3)]
+        self.upload_all(drafts[0], who)
+        for d in drafts:
+            self.ok("POST", "/approval/applications/%s/withdraw" % d["number"], who)
+        numbers = [d["number"] for d in drafts]
+        listed = [a["number"] for a in self.ok("GET", "/approval/applications", who)["items"]]
+        self.assertEqual(listed, list(reversed(numbers)) + [kept["number"]])
+        self.assertEqual(self.inbox_kinds(numbers[0], who), ["withdrawn"])
+        self.move(23 * HOUR)
+        time.sleep(0.3)  # time for a timer that should not fire to do so anyway
+        self.assertEqual(self.app(numbers[0], who)["state"], "withdrawn")
+        self.move(2 * HOUR)
+
+        def purged():
+            return all(self.call("GET", "/approval/applications/" + no, who)[0] == 404 for no in numbers)
+        wait_for("the withdrawn drafts to be purged", purged)
+        listed = [a["number"] for a in self.ok("GET", "/approval/applications", who)["items"]]
+        self.assertEqual(listed, [kept["number"]])
+        for d in drafts:
+            st, _ = self.call("GET", "/approval/query?number=%s&code=%s" % (d["number"], d["query_code"]), None)
+            self.assertEqual(st, 404)
+            self.assertEqual(self.inbox_kinds(d["number"], who), [])
+        st, d = self.call("GET", "/approval/query?number=%s&code=%s" % (kept["number"], kept_code), None)
+        self.assertEqual((st, d["state"]), (200, "withdrawn"))
+        # nothing of them is left in the store
+        n.stop()
+        left = []
+
+        def look(txn, open_db):
+            for name in ("applications", "by_applicant", "query_codes", "materials", "drafts"):
+                for key, _ in txn.cursor(db=open_db("approval/" + name)):
+                    if any(no.encode() in key for no in numbers):
+                        left.append((name, key))
+
+        edit_db(self, n, None, look)
+        n.start()
+        n.set_clock(self.offset)
+        self.assertEqual(left, [])
 
     def test_each_decision_has_a_number_of_its_own(self):
         # two applications of different days with the same sequence of their day, decided

@@ -15,11 +15,13 @@ range("remind_days", 0, 365)
 range("max_drafts", 1, 1000)
 range("draft_days", 1, 3650)
 range("applications_per_hour", 1, 1000000)
+range("purge_hours", 0, 8760)
 range("max_material_bytes", 1, 1 << 30)
 if not cfg.number_prefix:match("^%u%u?%u?%u?$") then
   zt.config_error("number_prefix", ("must be 1 to 4 capital letters, not %q"):format(cfg.number_prefix))
 end
 local DAY = 86400000
+local HOUR = 3600000
 
 -- the roles this plugin checks (routes declare approval_admin themselves); head_role is the
 -- config's, and one that zt.role refuses is the config's error, at its line
@@ -151,9 +153,17 @@ local function next_decision_no(department, now)
   return no
 end
 
+-- Tells the applicant (their inbox, and the bus). The messages about an application never
+-- handed in are kept in app.notices (saved by the caller, after this) so that they go with
+-- it when a withdrawn draft is purged.
 local function notify(app, kind, text)
   local msg = { time = zt.now(), number = app.number, kind = kind, text = text, state = app.state }
-  inbox:put(app.applicant.id .. "/" .. zt.id(), msg)
+  local key = app.applicant.id .. "/" .. zt.id()
+  inbox:put(key, msg)
+  if app.submitted_at == zt.json.null then
+    app.notices = app.notices or {}
+    app.notices[#app.notices + 1] = key
+  end
   zt.emit("approval.notice", { number = app.number, applicant = app.applicant.id, kind = kind,
                                text = text, state = app.state })
 end
@@ -188,6 +198,16 @@ end
 local function delete_materials(app)
   for name in pairs(app.materials) do files:delete(app.number .. "/" .. name) end
   app.materials = {}
+end
+
+-- A draft withdrawn (by its applicant, by its expiry, by the closing of their account) was
+-- never handed in: it is not a government record, and it is purged after purge_hours
+-- (its record, its indexes, its query code, its inbox messages; its files are gone
+-- already), so that making and withdrawing drafts does not store without bound. Until then
+-- the applicant still sees it, withdrawn. What was handed in and then withdrawn stays.
+local function purge_later(app)
+  app.timers.purge = zt.timer.at(app.updated_at + cfg.purge_hours * HOUR, "_approval.purge",
+                                 { number = app.number })
 end
 
 -- The departments that take part in an application's item.
@@ -281,6 +301,7 @@ local function view(app)
   local v = {}
   for k, x in pairs(app) do v[k] = x end
   v.timers = nil
+  v.notices = nil
   return v
 end
 
@@ -288,8 +309,8 @@ end
 -- applicant told (主动告知), the audit record named; the answer is the application.
 local function stepped(req, app, action, note, kind, text, audit_action)
   step(app, req.caller.login, action, note)
-  save(app)
   notify(app, kind, text)
+  save(app)
   zt.audit.note(req, audit_action, "application/" .. app.number)
   return 200, view(app)
 end
@@ -683,10 +704,14 @@ zt.route("POST", "/approval/applications/:no/withdraw", { role = "user", summary
       call("workflow.cancel", { instance = app.instance, reason = "withdrawn by the applicant" })
     end
     cancel_timers(app)
-    -- a draft was never handed in: its files go (what was handed in stays on record)
-    if app.state == "draft" then delete_materials(app) end
+    -- a draft was never handed in: its files go now, its record after purge_hours (what was
+    -- handed in stays on record)
+    local draft = app.state == "draft"
+    if draft then delete_materials(app) end
     app.state = "withdrawn"
     app.decided_at = zt.now()
+    app.updated_at = app.decided_at
+    if draft then purge_later(app) end
     return stepped(req, app, "withdrawn", nil, "withdrawn",
       "申请已撤回 (withdrawn)", "withdraw application")
   end)
@@ -1059,11 +1084,14 @@ end)
 -- bounded per applicant (max_drafts), and what was never handed in is not kept for ever.
 -- One touched since is looked at again draft_days after its last change.
 -- A draft nobody will finish: withdrawn by the system, its files deleted.
-local function drop_draft(app, action, note)
+local function drop_draft(app, action, note, kind, text)
   delete_materials(app)
-  app.timers = {}
+  cancel_timers(app)
   app.state = "withdrawn"
+  app.updated_at = zt.now()
+  purge_later(app)
   step(app, "system", action, note)
+  if kind then notify(app, kind, text) end
   save(app)
 end
 
@@ -1077,9 +1105,24 @@ zt.on("_approval.draft", function(ev)
     return
   end
   app.expired = true
-  drop_draft(app, "expired", ("a draft untouched for %d days"):format(cfg.draft_days))
-  notify(app, "expired", ("草稿 %d 天未处理，已撤回 (the draft lay untouched for %d days and was withdrawn)")
+  drop_draft(app, "expired", ("a draft untouched for %d days"):format(cfg.draft_days), "expired",
+    ("草稿 %d 天未处理，已撤回 (the draft lay untouched for %d days and was withdrawn)")
     :format(cfg.draft_days, cfg.draft_days))
+end)
+
+-- A withdrawn draft, purge_hours later: gone, as if it had never been made (the audit log
+-- keeps that it was made and withdrawn). Never one that was handed in.
+zt.on("_approval.purge", function(ev)
+  local number = ev.payload.number
+  local app = apps:get(number)
+  if not app or app.state ~= "withdrawn" or app.submitted_at ~= zt.json.null then return end
+  for name in pairs(app.materials) do files:delete(number .. "/" .. name) end
+  for _, key in ipairs(app.notices or {}) do inbox:delete(key) end
+  local akey = app.applicant.id .. "/" .. number
+  by_applicant:delete(akey)
+  drafts_db:delete(akey)
+  query_codes:delete(number)
+  apps:delete(number)
 end)
 
 -- An applicant who closes their account (注销) can no longer finish a draft: drafts are
@@ -1142,6 +1185,26 @@ zt.at_start(function(ctx)
   end
   drafts_db:put(FILLED, { at = zt.now(), drafts = n })
   zt.audit.note(ctx, "index open drafts (" .. n .. ")", "approval/drafts")
+end)
+
+-- Drafts withdrawn before they were purged (kept for ever until then): each is given its
+-- purge timer once, purge_hours after its last change (at once, if that is past).
+local PURGING = "#purging"
+zt.at_start(function(ctx)
+  if drafts_db:get(PURGING) then return end
+  local n, old = 0, {}
+  for _, app in apps:iter() do
+    if app.state == "withdrawn" and app.submitted_at == zt.json.null and not app.timers.purge then
+      old[#old + 1] = app
+    end
+  end
+  for _, app in ipairs(old) do
+    purge_later(app)
+    apps:put(app.number, app) -- not save(): the time it was withdrawn stays
+    n = n + 1
+  end
+  drafts_db:put(PURGING, { at = zt.now(), drafts = n })
+  zt.audit.note(ctx, "purge withdrawn drafts (" .. n .. ")", "approval/drafts")
 end)
 
 zt.at_start(function(ctx)

@@ -41,6 +41,11 @@ return {
       default = 30,
       description = "applications one account may start in an hour (from one address), then 429 (1..1000000)",
     },
+    purge_hours = {
+      type = "integer",
+      default = 24,
+      description = "hours a withdrawn draft (never handed in) is kept before it is purged (0..8760)",
+    },
     head_role = {
       type = "string",
       default = "dept_head",
