@@ -2401,12 +2401,23 @@ static int h_close(zt_req *req, void *ud)
     return verify_then(req, ud, LOGIN_CONFIRM, close_done);
 }
 
+/* A session ended by its holder is recorded by its public id, as its sign-in was: the
+ * record of how it ended is found beside the one of how it began. */
+static void note_session(zt_req *req, const char *action, const unsigned char hash[32])
+{
+    char sid[SID_HEX + 1], object[8 + SID_HEX + 1];
+    sid_of(hash, sid);
+    snprintf(object, sizeof object, "session %s", sid);
+    zt_audit_note(req, action, object);
+}
+
 static int h_logout(zt_req *req, void *ud)
 {
     zt_auth *a = ud;
     zt_txn *t = zt_req_txn(req);
     if (!t) return ZT_EIO;
     int rc = session_delete(a, t, req->token_hash, req->caller->id);
+    if (rc == ZT_OK) note_session(req, "sign-out", req->token_hash);
     return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
 }
 
@@ -2482,6 +2493,7 @@ static int h_session_delete(zt_req *req, void *ud)
     unsigned char h[32];
     memcpy(h, hash, 32);
     int rc = session_delete(a, t, h, req->caller->id);
+    if (rc == ZT_OK) note_session(req, "end session", h);
     return rc == ZT_OK ? zt_respond(req, 204, NULL, NULL, 0) : rc;
 }
 
@@ -2759,6 +2771,15 @@ static int h_user_list(zt_req *req, void *ud)
     else
         cJSON_AddNullToObject(o, "next");
     zt_cursor_close(cur);
+    /* the accounts seen are personal data looked at by someone else: the read is recorded,
+     * with what was asked and which accounts it showed (the first and the last) */
+    const cJSON *first = cJSON_GetArrayItem(items, 0),
+                *lastv = cJSON_GetArrayItem(items, (int)n - 1);
+    const char *q = req->query && *req->query ? req->query : NULL;
+    zt_audit_note(req, "list accounts",
+                  zt_req_printf(req, "%ld accounts%s%.200s%s%s%s%s", n, q ? " for " : "",
+                                q ? q : "", n ? " from " : "", n ? zt__jstr(first, "id") : "",
+                                n > 1 ? " to " : "", n > 1 ? zt__jstr(lastv, "id") : ""));
     rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);
     return rc;
@@ -2774,6 +2795,7 @@ static int h_user_get(zt_req *req, void *ud)
         cJSON_Delete(u);
         return ZT_OK;
     }
+    zt_audit_note(req, "view account", zt__jstr(u, "id"));
     cJSON *o = user_view(a, u);
     rc = zt_respond_json(req, 200, o);
     cJSON_Delete(o);

@@ -2281,6 +2281,62 @@ class RefusalsAudited(NodeTest):
         self.assertTrue(v["ok"], v)
 
 
+class SessionEndsAndAccountReadsAudited(NodeTest):
+    """A session's end is recorded by its public id, as its beginning was; an
+    administrator's look at accounts (personal data of others) is recorded as a read."""
+
+    def test_sign_out_and_an_ended_session_name_the_session(self):
+        n = self.node(auth=CHEAP, roles=("auditor",))
+        h = n.new_user("wang.fang")
+        uid = n.json("GET", "/auth/me", headers=h, auth=False)[2]["id"]
+        _, _, d1 = n.login("wang.fang", ADMIN_PASSWORD)
+        _, _, d2 = n.login("wang.fang", ADMIN_PASSWORD)
+        st, hdrs, b = n.request("DELETE", "/auth/sessions/" + d2["session"],
+                                headers=bearer(d1["token"]), auth=False)
+        self.assertEqual(st, 204, b)
+        ended = hdrs["x-request-id"]
+        st, hdrs, b = n.request("POST", "/auth/logout", headers=bearer(d1["token"]), auth=False)
+        self.assertEqual(st, 204, b)
+        out = hdrs["x-request-id"]
+        log = n.json("GET", "/audit?limit=1000&actor=" + uid)[2]["items"]
+        got = {x["request_id"]: (x["action"], x["object"], x["status"]) for x in log}
+        self.assertEqual(got[ended], ("end session", "session " + d2["session"], 204))
+        self.assertEqual(got[out], ("sign-out", "session " + d1["session"], 204))
+        # a refused end (no such session of the caller's) changes nothing and says so
+        h3 = n.new_user("zhao.lei")
+        st, hdrs, b = n.request("DELETE", "/auth/sessions/" + d1["session"], headers=h3,
+                                auth=False)
+        self.assertEqual(st, 404, b)
+
+    def test_reading_accounts_is_recorded(self):
+        n = self.node(auth=CHEAP, roles=("auditor",))
+        n.new_user("chen.jing")
+        me = n.json("GET", "/auth/me")[2]["id"]
+        st, hdrs, lst = n.json("GET", "/admin/users?kind=staff&limit=500")
+        self.assertEqual(st, 200, lst)
+        ids = [u["id"] for u in lst["items"]]
+        self.assertGreaterEqual(len(ids), 2)
+        listed = hdrs["x-request-id"]
+        target = [u for u in lst["items"] if u["login"] == "chen.jing"][0]["id"]
+        st, hdrs, one = n.json("GET", "/admin/users/" + target)
+        self.assertEqual(st, 200, one)
+        viewed = hdrs["x-request-id"]
+        # an answer refused before anything was read leaves no record
+        st, hdrs, b = n.json("GET", "/admin/users?kind=martian")
+        self.assertEqual(st, 400, b)
+        refused = hdrs["x-request-id"]
+        log = n.json("GET", "/audit?limit=1000&actor=" + me)[2]["items"]
+        got = {x["request_id"]: (x["action"], x["object"], x["status"]) for x in log}
+        self.assertEqual(got[listed], ("list accounts", "%d accounts for kind=staff&limit=500 "
+                                       "from %s to %s" % (len(ids), ids[0], ids[-1]), 200))
+        self.assertEqual(got[viewed], ("view account", target, 200))
+        self.assertNotIn(refused, got)
+        # the account's own look at itself is not someone else's read
+        st, hdrs, _ = n.json("GET", "/auth/me")
+        self.assertNotIn(hdrs["x-request-id"],
+                         [x["request_id"] for x in n.json("GET", "/audit?limit=1000")[2]["items"]])
+
+
 class SignInsAudited(NodeTest):
     """A sign-in's record names who signed in, as every later record of that account does,
     and the session it began (its public id, never the token)."""
