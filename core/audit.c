@@ -1399,6 +1399,7 @@ static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_a
     zt_audit *a = srv->audit;
     unsigned char pk[32], hash[32];
     uint64_t seq, made = 0, retain = srv->conf->audit_retain_ms, now = (uint64_t)zt_now_ms();
+    uint64_t sent = 0;
     int rc = zt__node_pubkey(srv, t, pk);
     if (rc == ZT_OK) rc = anchor_get(a, t, &seq, hash);
     if (rc != ZT_OK) return rc;
@@ -1418,6 +1419,15 @@ static int prune_refusal(zt_server *srv, zt_txn *t, const char *path, const zt_a
     else if (!at_record(t, a->log, in->last_seq, in->last_hash, &made))
         snprintf(err, errlen, "record %llu here is not the archive's last: %s is not of this log",
                  (unsigned long long)in->last_seq, path);
+    else if (srv->conf->audit_syslog_host &&
+             !(zt__syslog_confirmed(srv, t, &sent) == ZT_OK && sent >= in->last_seq))
+        /* audit.syslog: what the collector has not acknowledged stays here until it has */
+        snprintf(err, errlen,
+                 "the records of %s (%llu..%llu) have not all reached the log collector "
+                 "(audit.syslog), which acknowledged the records up to %llu: they are kept "
+                 "until it has them (zt_audit_syslog_lag_records says how many wait)",
+                 path, (unsigned long long)in->after_seq + 1, (unsigned long long)in->last_seq,
+                 (unsigned long long)sent);
     else if (retain && (!made || made + retain > now)) {
         /* records are kept for audit.retain (GB/T 22239 level 3: six months at least),
          * whoever runs the command: pruning is for archiving old records, not for
@@ -1589,6 +1599,46 @@ cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq)
             o = cJSON_DetachItemViaPointer(a, i);
     cJSON_Delete(a);
     return o;
+}
+
+int zt__audit_head(zt_server *srv, zt_txn *t, uint64_t *seq)
+{
+    unsigned char hash[32];
+    return head_in(srv->audit, t, seq, hash);
+}
+
+int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__audit_each_fn fn,
+                   void *ud)
+{
+    zt_cursor *c;
+    int rc = zt_cursor_open(t, srv->audit->log, &c);
+    if (rc != ZT_OK) return rc;
+    zt_kv kv;
+    size_t off, n = 0;
+    bool more = true;
+    for (rc = seek_record(c, from, false, &kv, &off); rc == ZT_OK && more && n < max;
+         rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv), off = 0) {
+        zt_audit_rec r;
+        while (more && n < max && (rc = rec_next(&kv, &off, &r)) == ZT_OK) {
+            rec_fields f;
+            cJSON *v1, *o;
+            if (r.seq < from) continue;
+            if (!rec_read(&r, &f, &v1) || !(o = rec_json(&r, &f, v1))) {
+                rc = ZT_EIO; /* damaged: audit verify says where */
+                break;
+            }
+            const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "status");
+            const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "time");
+            more = fn(ud, r.seq, cJSON_IsNumber(tv) ? (uint64_t)tv->valuedouble : 0,
+                      cJSON_IsNumber(sv) ? sv->valueint : 0, o);
+            cJSON_Delete(o);
+            n++;
+        }
+        if (rc != ZT_OK && rc != ZT_ENOTFOUND) break;
+        rc = ZT_OK;
+    }
+    zt_cursor_close(c);
+    return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 
 /* A record's field i against a filter (NULL: any). */

@@ -833,6 +833,8 @@ static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
 static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 static void check_audit_retain(lua_State *L, zt_conf *c, int line);
+static void check_audit_syslog(lua_State *L, zt_conf *c, int line);
+static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line);
 static void check_https_only(lua_State *L, zt_conf *c, int line);
 static void check_labels(lua_State *L, zt_conf *c, int line);
 static void check_default_clearance(lua_State *L, zt_conf *c, int line);
@@ -877,6 +879,8 @@ static const field audit_fields[] = {
     FIELD("checkpoint_every", false, "records", 1, INT64_C(1) << 40, audit_checkpoint_every),
     FIELD("checkpoint_interval", true, "seconds", 0, 366 * DAY, audit_checkpoint_ms),
     CHECKED("retain", check_audit_retain),
+    CHECKED("syslog", check_audit_syslog),
+    CHECKED("syslog_facility", check_audit_syslog_facility),
     {0},
 };
 
@@ -967,6 +971,75 @@ static void check_audit_retain(lua_State *L, zt_conf *c, int line)
                 "%s:%d: audit.retain is %lld days: audit prune may remove records younger than "
                 "the six months GB/T 22239 level 3 asks audit records to be kept",
                 c->file, line, (long long)(ms / (DAY * INT64_C(1000))));
+}
+
+/* audit.syslog = "tcp://host:port": the log collector every record is also sent to;
+ * host a name, an IPv4 address or [an IPv6 address] */
+static void check_audit_syslog(lua_State *L, zt_conf *c, int line)
+{
+    const char *u = want_string(L, line, "audit.syslog", "a string (\"tcp://host:port\")");
+    const char *why = NULL, *host = u + 6, *port = NULL;
+    size_t hl = 0;
+    if (strncmp(u, "udp://", 6) == 0) {
+        why = "only tcp:// (syslog over UDP loses records without a word, and an audit record "
+              "must not be lost)";
+    } else if (strncmp(u, "tcp://", 6) != 0) {
+        why = "it must begin with tcp://";
+    } else if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        char ip6[64];
+        unsigned char bin[16];
+        hl = close ? (size_t)(close - host - 1) : 0;
+        if (!close || close[1] != ':') {
+            why = "an IPv6 address is written [address]:port";
+        } else if (hl >= sizeof ip6) {
+            why = "the host is not a numeric IPv6 address";
+        } else {
+            memcpy(ip6, host + 1, hl);
+            ip6[hl] = 0;
+            if (inet_pton(AF_INET6, ip6, bin) != 1) why = "the host is not a numeric IPv6 address";
+            host++, port = close + 2;
+        }
+    } else {
+        static const char name_chars[] =
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-";
+        const char *colon = strrchr(host, ':');
+        hl = colon ? (size_t)(colon - host) : 0;
+        if (!colon)
+            why = "it has no :port";
+        else if (hl == 0 || hl > 253 || strspn(host, name_chars) != hl)
+            why = "the host must be a name (letters, digits, '.', '-'), an IPv4 address or "
+                  "[an IPv6 address]";
+        else
+            port = colon + 1;
+    }
+    size_t pl = port ? strlen(port) : 0;
+    long pn = pl && pl <= 5 && strspn(port, "0123456789") == pl ? strtol(port, NULL, 10) : 0;
+    if (!why && (pn < 1 || pn > 65535)) why = "the port must be a number from 1 to 65535";
+    if (why) fail(L, line, "audit.syslog: '%s' is not \"tcp://host:port\": %s", u, why);
+    free(c->audit_syslog_host);
+    free(c->audit_syslog_port);
+    c->audit_syslog_host = strndup(host, hl);
+    c->audit_syslog_port = strdup(port);
+    if (!c->audit_syslog_host || !c->audit_syslog_port) fail_nomem(L);
+}
+
+/* audit.syslog_facility = "authpriv": an RFC 5424 facility, by its usual name */
+static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line)
+{
+    static const char *const names[] = {
+        "kern",   "user",     "mail",   "daemon", "auth",   "syslog", "lpr",   "news",   "uucp",
+        "cron",   "authpriv", "ftp",    "ntp",    "audit",  "alert",  "clock", "local0", "local1",
+        "local2", "local3",   "local4", "local5", "local6", "local7", NULL};
+    const char *f = want_string(L, line, "audit.syslog_facility", "a string (\"authpriv\")");
+    int i = key_index(names, f);
+    if (i < 0)
+        fail(L, line,
+             "audit.syslog_facility: '%s' is not a syslog facility (kern, user, mail, daemon, "
+             "auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, alert, clock, "
+             "local0 to local7)",
+             f);
+    c->audit_syslog_facility = i;
 }
 
 /* auth.separate_duties = true | false */
@@ -1365,6 +1438,7 @@ static void set_defaults(lua_State *L, zt_conf *c)
     c->audit_checkpoint_every = 1000;
     c->audit_checkpoint_ms = 300 * 1000;
     c->audit_retain_ms = 180ULL * DAY * 1000; /* GB/T 22239 level 3: six months at least */
+    c->audit_syslog_facility = 10;            /* authpriv: security messages, kept private */
     c->repl_keep = (uint64_t)1 << 30;
     static const char *const labels[] = {"public", "internal", "sensitive"};
     c->auth_labels = new_list(L, 3);
@@ -1657,6 +1731,8 @@ void zt__conf_free(zt_conf *c)
     free(c->key_file);
     free(c->bus_publish);
     free(c->repl_listen);
+    free(c->audit_syslog_host);
+    free(c->audit_syslog_port);
     free(c->proxies);
     free(c->auth_admin_nets);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);

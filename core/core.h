@@ -260,6 +260,11 @@ struct zt_conf {
     uint64_t audit_checkpoint_every;
     uint64_t audit_checkpoint_ms;
     uint64_t audit_retain_ms; /* audit prune keeps records younger than this */
+    /* audit.syslog = "tcp://collector:601": every record also goes there (syslog.c), as
+     * host and port; NULL: nowhere. audit.syslog_facility: RFC 5424's number (10:
+     * authpriv by default) */
+    char *audit_syslog_host, *audit_syslog_port;
+    int audit_syslog_facility;
     /* bus = { publish = "tcp://127.0.0.1:7450" }: committed events are also published there
      * for other nodes (nng pub/sub; each message is seq (8 bytes, big-endian) | record);
      * NULL: in this process only */
@@ -921,6 +926,17 @@ cJSON *zt__audit_value_json(const zt_kv *kv);
 const char *zt__audit_check_value(const zt_kv *kv, uint64_t *expect, unsigned char prev[32]);
 /* Record seq (0: the last one) as GET /audit shows it, or NULL. The caller deletes it. */
 cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq);
+/* The last record's sequence number in t (the log's beginning, after what was pruned, when
+ * it holds none; 0 for a log never written). */
+int zt__audit_head(zt_server *srv, zt_txn *t, uint64_t *seq);
+/* fn for each record of t from sequence number `from` on (the first one after it when it
+ * was pruned), in order, at most max of them, each as GET /audit shows it (rec: the
+ * callback's to read, not to keep), until fn returns false. ZT_EIO at a record that cannot
+ * be read (audit verify says what is wrong). */
+typedef bool (*zt__audit_each_fn)(void *ud, uint64_t seq, uint64_t time_ms, int status,
+                                  const cJSON *rec);
+int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__audit_each_fn fn,
+                   void *ud);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */
 /* An audit archive: what `zhengtong audit export` wrote, as zt__audit_archive_check read it. */
 typedef struct zt_archive_info {
@@ -1057,6 +1073,23 @@ void zt__timers_close(zt_server *srv);
 int zt__timers_metrics(zt_server *srv, zt_buf *out);
 /* zt_audit_head_seq, zt_audit_checkpoint_seq, zt_audit_checkpoint_failures_total. */
 int zt__audit_metrics(zt_server *srv, zt_buf *out);
+
+/* _core/meta: the core's own small values (the node key, "activity_since",
+ * "audit_syslog"), opened with the seals (also for the offline commands). */
+zt_db *zt__core_meta(zt_server *srv);
+
+/* ---- syslog.c: the audit log sent on to a log collector (audit.syslog) -------------- */
+
+typedef struct zt_syslog zt_syslog;
+/* Start sending (nothing without audit.syslog); ZT_OK or why not, in err. */
+int zt__syslog_start(zt_server *srv, char *err, size_t errlen);
+/* Keep the position the collector acknowledged and close the connection. */
+void zt__syslog_stop(zt_server *srv);
+/* A batch committed: send its records. */
+void zt__syslog_after_commit(zt_server *srv);
+int zt__syslog_metrics(zt_server *srv, zt_buf *out);
+/* The last record the collector acknowledged, as t holds it (ZT_ENOTFOUND: never sent). */
+int zt__syslog_confirmed(zt_server *srv, zt_txn *t, uint64_t *seq);
 
 /* ---- service.c (services between plugins) --------------------------------------- */
 
@@ -1205,6 +1238,7 @@ struct zt_server {
     zt_timers *timers;
     zt_services *services;
     zt_repl *repl;      /* the replication server (repl.c); NULL: off */
+    zt_syslog *syslog;  /* the audit log's collector (syslog.c); NULL: none */
     zt_posts *posts;    /* zt_post's queue (post.c) */
     zt_throttle *rates; /* zt_rate_*: plugins' limits per client (made on first use) */
     bool check_only;    /* `zhengtong check`: no first-start account, no side effects */

@@ -184,6 +184,7 @@ int zt__metrics_render(zt_server *srv, zt_buf *out)
     if (srv->bus) zt__bus_metrics(srv, out);
     if (srv->timers) zt__timers_metrics(srv, out);
     if (srv->audit) zt__audit_metrics(srv, out);
+    if (srv->syslog) zt__syslog_metrics(srv, out);
     if (srv->repl) zt__repl_metrics(srv, out);
     if (srv->auth) zt__auth_metrics(srv, out);
     size_t rss = 0;

@@ -22,6 +22,11 @@ struct zt_seals {
                      * "activity_since" there too) */
 };
 
+zt_db *zt__core_meta(zt_server *srv)
+{
+    return srv->seals->meta;
+}
+
 /* ---- canonical JSON -------------------------------------------------------------- */
 
 /* The JSON Canonicalization Scheme (RFC 8785, JCS): what ECMAScript's JSON.stringify

@@ -243,6 +243,7 @@ static void batch_end(zt_server *srv)
         if (rc == ZT_OK) {
             zt__bus_after_commit(srv);
             zt__timers_after_commit(srv);
+            zt__syslog_after_commit(srv);
         }
     }
     if (rc != ZT_OK) {
@@ -664,6 +665,7 @@ static void finish_shutdown(zt_server *srv)
     /* What the last iteration wrote is committed and answered before the loop ends. */
     on_check(&srv->commit_check);
     zt__audit_checkpoint(srv);
+    zt__syslog_stop(srv);
     uv_close((uv_handle_t *)&srv->commit_check, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->commit_timer, on_close_free_nothing);
     uv_close((uv_handle_t *)&srv->sigint, on_close_free_nothing);
@@ -751,6 +753,7 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
     int rc = zt__repl_start(srv, err, errlen);
+    if (rc == ZT_OK) rc = zt__syslog_start(srv, err, errlen);
     for (size_t i = 0; rc == ZT_OK && i < srv->conf->nlisten; i++)
         rc = zt__http_listen(srv, srv->conf->listen[i], err, errlen);
     /* the roles its plugins declared, for the offline `zhengtong admin` */

@@ -1,14 +1,14 @@
 # test_sensor_inputs.py: the sensor plugin's MQTT input (a real mosquitto) and nng pull socket.
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
 from test_sensor import SECOND, Sensor, rfc3339
-from ztnode import HOST, NodeTest, env, free_port, lua_manifest, lua_tree_with, run, wait_for
+from ztnode import (HOST, NodeTest, env, free_port, lua_manifest, lua_tree_with, run, wait_for,
+                    wait_listening)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub")
@@ -29,15 +29,7 @@ class Broker:
             f.write("listener %d %s\nallow_anonymous true\npersistence false\n" % (self.port, HOST))
         self.log = open(os.path.join(self.dir, "log"), "ab")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log, stderr=self.log)
-
-        def up():
-            try:
-                socket.create_connection((HOST, self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for("mosquitto to listen", up)
+        wait_listening("mosquitto to listen", self.port)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

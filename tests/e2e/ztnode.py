@@ -80,6 +80,19 @@ def wait_for(what, fn, timeout=15.0):
         time.sleep(0.05)
 
 
+def wait_listening(what, port, timeout=15.0):
+    """Wait until something accepts TCP connections at HOST:port (a broker, a collector)."""
+
+    def up():
+        try:
+            socket.create_connection((HOST, port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(what, up, timeout)
+
+
 # GB 32100-2015, computed here independently of the product: the tests and benchmarks
 # that need valid unified social credit codes share this one copy.
 CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
