@@ -270,6 +270,27 @@ static bool export_bound(const char *s, unsigned long long *through, uint64_t *b
     return s[0] >= '0' && s[0] <= '9' && !*end && !errno && *through > 0;
 }
 
+/* The audit record of a copy just made of what the county holds (a backup: every record;
+ * an audit export: the log's oldest records), by root on the node's machine: who took it
+ * and where to is recorded as any change is (the copy itself does not hold it). what: the
+ * action; object: where (and what). */
+static int record_copy(zt_server *srv, const char *what, const char *object, const char *dest,
+                       char *err, size_t errlen)
+{
+    char actor[80];
+    snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
+    zt_txn *t;
+    int rc = zt__store_write_begin(srv->store, &t);
+    if (rc == ZT_OK) {
+        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = what, .object = object};
+        rc = zt__store_write_done(srv->store, t, zt__audit_append(srv, t, &e));
+    }
+    if (rc != ZT_OK)
+        snprintf(err, errlen, "the %s in %s was made, but its audit record was not written: %s",
+                 what, dest, zt_strerror(rc));
+    return rc;
+}
+
 static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t errlen)
 {
     const char *sub = argv[0];
@@ -299,9 +320,16 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
         unsigned long long through;
         uint64_t before;
         export_bound(argv[1], &through, &before); /* main refused one that is neither */
-        if ((rc = zt__audit_export(srv, through, before, argv[2], &in, err, errlen)) == ZT_OK)
-            print_archive("exported to", argv[2], &in);
-        return rc;
+        if ((rc = zt__audit_export(srv, through, before, argv[2], &in, err, errlen)) != ZT_OK)
+            return rc;
+        print_archive("exported to", argv[2], &in);
+        /* the archive holds who did what to whom: taking it is recorded (GB/T 22239 审计管理:
+         * the audit administrator's operations are audited too) */
+        char where[PATH_MAX], object[PATH_MAX + 64];
+        snprintf(object, sizeof object, "records %llu..%llu to %s",
+                 (unsigned long long)in.after_seq + 1, (unsigned long long)in.last_seq,
+                 realpath(argv[2], where) ? where : argv[2]);
+        return record_copy(srv, "audit export", object, argv[2], err, errlen);
     }
     if (strcmp(sub, "prune") == 0 && argc == 2) {
         char actor[80];
@@ -314,23 +342,11 @@ static int cmd_audit(zt_server *srv, int argc, char **argv, char *err, size_t er
     return ZT_EINVAL;
 }
 
-/* The audit record of a backup just made: a copy of every record the county holds, so who
- * took it and where to is recorded as any change is (the backup itself does not hold it). */
 static int record_backup(zt_server *srv, const char *dest, char *err, size_t errlen)
 {
-    char actor[80], where[PATH_MAX], object[PATH_MAX + 16];
-    snprintf(actor, sizeof actor, "cli:%s", zt__cli_user());
+    char where[PATH_MAX], object[PATH_MAX + 16];
     snprintf(object, sizeof object, "to %s", realpath(dest, where) ? where : dest);
-    zt_txn *t;
-    int rc = zt__store_write_begin(srv->store, &t);
-    if (rc == ZT_OK) {
-        zt_audit_entry e = {.actor = actor, .plugin = "core", .action = "backup", .object = object};
-        rc = zt__store_write_done(srv->store, t, zt__audit_append(srv, t, &e));
-    }
-    if (rc != ZT_OK)
-        snprintf(err, errlen, "the backup in %s was made, but its audit record was not written: %s",
-                 dest, zt_strerror(rc));
-    return rc;
+    return record_copy(srv, "backup", object, dest, err, errlen);
 }
 
 enum offline { OFFLINE_ADMIN, OFFLINE_AUDIT, OFFLINE_BACKUP_RECORD };
