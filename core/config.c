@@ -835,6 +835,9 @@ static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 static void check_audit_retain(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line);
+static void check_audit_syslog_ca(lua_State *L, zt_conf *c, int line);
+static void check_audit_syslog_cert(lua_State *L, zt_conf *c, int line);
+static void check_audit_syslog_key(lua_State *L, zt_conf *c, int line);
 static void check_https_only(lua_State *L, zt_conf *c, int line);
 static void check_labels(lua_State *L, zt_conf *c, int line);
 static void check_default_clearance(lua_State *L, zt_conf *c, int line);
@@ -881,6 +884,9 @@ static const field audit_fields[] = {
     CHECKED("retain", check_audit_retain),
     CHECKED("syslog", check_audit_syslog),
     CHECKED("syslog_facility", check_audit_syslog_facility),
+    CHECKED("syslog_ca", check_audit_syslog_ca),
+    CHECKED("syslog_cert", check_audit_syslog_cert),
+    CHECKED("syslog_key", check_audit_syslog_key),
     {0},
 };
 
@@ -973,18 +979,19 @@ static void check_audit_retain(lua_State *L, zt_conf *c, int line)
                 c->file, line, (long long)(ms / (DAY * INT64_C(1000))));
 }
 
-/* audit.syslog = "tcp://host:port": the log collector every record is also sent to;
- * host a name, an IPv4 address or [an IPv6 address] */
+/* audit.syslog = "tcp://host:port" or "tls://host:port": the log collector every record is
+ * also sent to; host a name, an IPv4 address or [an IPv6 address] */
 static void check_audit_syslog(lua_State *L, zt_conf *c, int line)
 {
-    const char *u = want_string(L, line, "audit.syslog", "a string (\"tcp://host:port\")");
+    const char *u = want_string(L, line, "audit.syslog",
+                                "a string (\"tcp://host:port\" or \"tls://host:port\")");
     const char *why = NULL, *host = u + 6, *port = NULL;
     size_t hl = 0;
     if (strncmp(u, "udp://", 6) == 0) {
         why = "only tcp:// (syslog over UDP loses records without a word, and an audit record "
               "must not be lost)";
-    } else if (strncmp(u, "tcp://", 6) != 0) {
-        why = "it must begin with tcp://";
+    } else if (strncmp(u, "tcp://", 6) != 0 && strncmp(u, "tls://", 6) != 0) {
+        why = "it must begin with tcp:// or tls:// (RFC 5425)";
     } else if (host[0] == '[') {
         const char *close = strchr(host, ']');
         char ip6[64];
@@ -1016,7 +1023,11 @@ static void check_audit_syslog(lua_State *L, zt_conf *c, int line)
     size_t pl = port ? strlen(port) : 0;
     long pn = pl && pl <= 5 && strspn(port, "0123456789") == pl ? strtol(port, NULL, 10) : 0;
     if (!why && (pn < 1 || pn > 65535)) why = "the port must be a number from 1 to 65535";
-    if (why) fail(L, line, "audit.syslog: '%s' is not \"tcp://host:port\": %s", u, why);
+    if (why)
+        fail(L, line, "audit.syslog: '%s' is not \"tcp://host:port\" or \"tls://host:port\": %s", u,
+             why);
+    c->audit_syslog_tls = strncmp(u, "tls://", 6) == 0;
+    c->audit_syslog_line = line;
     free(c->audit_syslog_host);
     free(c->audit_syslog_port);
     c->audit_syslog_host = strndup(host, hl);
@@ -1040,6 +1051,41 @@ static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line)
              "local0 to local7)",
              f);
     c->audit_syslog_facility = i;
+}
+
+/* audit.syslog_ca, _cert, _key = "file": PEM files for tls:// (checked once all are read:
+ * check_syslog_tls); the files themselves are read at start */
+static void check_audit_syslog_ca(lua_State *L, zt_conf *c, int line)
+{
+    set_str(&c->audit_syslog_ca, want_path(L, line, "audit.syslog_ca", "a string (a PEM file)"));
+    c->audit_syslog_tls_line = c->audit_syslog_ca_line = line;
+}
+
+static void check_audit_syslog_cert(lua_State *L, zt_conf *c, int line)
+{
+    set_str(&c->audit_syslog_cert,
+            want_path(L, line, "audit.syslog_cert", "a string (a PEM file)"));
+    c->audit_syslog_tls_line = c->audit_syslog_cert_line = line;
+}
+
+static void check_audit_syslog_key(lua_State *L, zt_conf *c, int line)
+{
+    set_str(&c->audit_syslog_key, want_path(L, line, "audit.syslog_key", "a string (a PEM file)"));
+    c->audit_syslog_tls_line = c->audit_syslog_cert_line = line;
+}
+
+/* The TLS files go with tls://, the certificate with its key. */
+static void check_syslog_tls(lua_State *L, const zt_conf *c)
+{
+    if (c->audit_syslog_tls_line && !c->audit_syslog_tls)
+        fail(L, c->audit_syslog_tls_line,
+             "audit.syslog_ca, syslog_cert and syslog_key are for audit.syslog = "
+             "\"tls://host:port\"%s",
+             c->audit_syslog_host ? ", not tcp://" : ", which is not set");
+    if (!c->audit_syslog_cert != !c->audit_syslog_key)
+        fail(L, c->audit_syslog_cert_line,
+             "audit.syslog_cert and audit.syslog_key go together: the node's certificate and "
+             "its private key, for a collector that asks for one");
 }
 
 /* auth.separate_duties = true | false */
@@ -1508,6 +1554,7 @@ static int load_protected(lua_State *L)
     }
     check_clearance_known(L, c);
     check_publish_apart(L, c);
+    check_syslog_tls(L, c);
     return 0;
 }
 
@@ -1733,6 +1780,9 @@ void zt__conf_free(zt_conf *c)
     free(c->repl_listen);
     free(c->audit_syslog_host);
     free(c->audit_syslog_port);
+    free(c->audit_syslog_ca);
+    free(c->audit_syslog_cert);
+    free(c->audit_syslog_key);
     free(c->proxies);
     free(c->auth_admin_nets);
     for (size_t i = 0; i < c->nplugins; i++) free(c->plugins[i].name);

@@ -265,6 +265,12 @@ struct zt_conf {
      * authpriv by default) */
     char *audit_syslog_host, *audit_syslog_port;
     int audit_syslog_facility;
+    /* tls:// (RFC 5425): the CA file that vouches for the collector (NULL: the system's),
+     * and this node's certificate and key when the collector asks for one (both or
+     * neither); the lines that set them, for the checks made once all are read */
+    bool audit_syslog_tls;
+    char *audit_syslog_ca, *audit_syslog_cert, *audit_syslog_key;
+    int audit_syslog_line, audit_syslog_tls_line, audit_syslog_ca_line, audit_syslog_cert_line;
     /* bus = { publish = "tcp://127.0.0.1:7450" }: committed events are also published there
      * for other nodes (nng pub/sub; each message is seq (8 bytes, big-endian) | record);
      * NULL: in this process only */

@@ -8,12 +8,18 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 /*
  * With audit.syslog = "tcp://collector:port", every committed audit record is also sent,
- * in order, as one RFC 5424 message over TCP (RFC 6587 octet counting: "LEN SP MSG"):
+ * in order, as one RFC 5424 message over TCP (RFC 6587 octet counting: "LEN SP MSG"); with
+ * "tls://collector:port" the same inside TLS (RFC 5425), the collector's certificate
+ * checked against audit.syslog_ca and the name it is reached by:
  *
  *     <PRI>1 TIME HOST zhengtong PID audit - {"seq":…,"time":…,"actor":…,…,"hash":…}
  *
@@ -22,18 +28,18 @@
  * the node_name, the message the record as GET /audit shows it (UTF-8 JSON).
  *
  * What was sent is not believed delivered until the collector's TCP has acknowledged its
- * last byte (SIOCOUTQ: the bytes sent and not yet acknowledged): up to there the records
- * are *confirmed*, and the confirmed position is kept in the store (_core/meta
- * "audit_syslog", each second it moves, and at shutdown). A connection that breaks, a
- * collector that is down for days, a restart: the records from the confirmed position on
- * are sent (again): none is lost, some may come twice (the seq tells). `audit prune`
- * leaves the records not yet confirmed.
+ * last byte (SIOCOUTQ: the bytes sent and not yet acknowledged) and the connection stayed
+ * up for a tick after: up to there the records are *confirmed*, and that position is kept
+ * in the store (_core/meta "audit_syslog", each second it moves, and at shutdown). A
+ * connection that breaks, a collector down for days, a restart: the records from the
+ * confirmed position on are sent (again): none is lost, some may come twice (the seq
+ * tells). `audit prune` leaves the records not yet confirmed.
  *
- * Sent from the loop (libuv TCP), at most a write of SEND_MAX at a time, after each
- * commit and on a one-second tick (which also catches what an offline `zhengtong admin`
- * appended, and retries a lost collector: 1 s, doubling up to 60 s). The first start
- * with audit.syslog sends the log from its beginning (what was pruned before is in the
- * archives `audit export` wrote).
+ * Sent from the loop (libuv TCP; TLS through memory BIOs), at most SEND_MAX of records a
+ * write, after each commit and on a one-second tick (which also catches what an offline
+ * `zhengtong admin` appended, and retries a lost collector: 1 s, doubling up to 60 s). The
+ * first start with audit.syslog sends the log from its beginning (what was pruned before
+ * is in the archives `audit export` wrote).
  */
 
 #define META_KEY    "audit_syslog"
@@ -51,15 +57,26 @@ typedef struct sent_mark {
 typedef struct conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
-    uv_write_t wreq;
     struct zt_syslog *f; /* NULL once it is given up (closing) */
-    zt_buf out;          /* the write in flight */
-    uint64_t out_through;
-    uint64_t bytes; /* written so far (the kernel took them) */
+    zt_buf out;          /* the records being written (before TLS) */
+    uint64_t bytes;      /* bytes the kernel took, in order */
     sent_mark *marks;
     size_t nmarks, cap;
-    bool open, writing;
+    bool open, writing; /* connected (and TLS up); a write of records in flight */
+    uint64_t ripe;      /* acknowledged at the last tick: confirmed at the next */
+    SSL *ssl;           /* tls://: the session, over two memory BIOs */
+    BIO *net_in, *net_out;
+    char rbuf[16384];
 } conn;
+
+/* One write on the socket: records (through: the last one's seq) or TLS's own bytes. */
+typedef struct out_write {
+    uv_write_t req;
+    conn *c;
+    uint64_t through; /* 0: no records */
+    size_t len;
+    char data[];
+} out_write;
 
 struct zt_syslog {
     zt_server *srv;
@@ -67,6 +84,7 @@ struct zt_syslog {
     uv_getaddrinfo_t gai;
     bool resolving, stopping, tick_closed; /* f is freed when both are over */
     conn *c;
+    SSL_CTX *tls;       /* tls://: what the collector's certificate is checked against */
     uint64_t sent;      /* the last record written to the current connection */
     uint64_t confirmed; /* the last record the collector's TCP acknowledged */
     uint64_t saved;     /* confirmed, as the store holds it */
@@ -82,6 +100,7 @@ struct zt_syslog {
 
 static void connect_now(zt_syslog *f);
 static void pump(zt_syslog *f);
+static void syslog_free(zt_syslog *f);
 
 /* ---- the confirmed position, in the store ------------------------------------------ */
 
@@ -117,7 +136,14 @@ static void on_conn_closed(uv_handle_t *h)
     conn *c = h->data;
     zt__buf_free(&c->out);
     free(c->marks);
+    if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
     free(c);
+}
+
+static void retry_later(zt_syslog *f)
+{
+    f->retry_at = zt_now_ms() + (int64_t)f->retry_ms;
+    f->retry_ms = f->retry_ms * 2 > RETRY_MAX ? RETRY_MAX : f->retry_ms * 2;
 }
 
 /* Give the connection up (why: for the log): what it sent and the collector did not
@@ -138,53 +164,63 @@ static void drop(zt_syslog *f, const char *why)
                 f->srv->conf->audit_syslog_host, why, (unsigned long long)f->confirmed + 1);
         f->down_said = true;
     }
-    f->retry_at = zt_now_ms() + (int64_t)f->retry_ms;
-    f->retry_ms = f->retry_ms * 2 > RETRY_MAX ? RETRY_MAX : f->retry_ms * 2;
+    retry_later(f);
 }
 
-/* The records the collector's TCP has acknowledged: those whose last byte is no longer
- * in the socket's send queue. */
+/* OpenSSL's reason for the last failure, and the certificate check's when it failed. */
+static const char *tls_problem(conn *c, char *buf, size_t len)
+{
+    long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    unsigned long e = ERR_get_error();
+    if (v != X509_V_OK)
+        snprintf(buf, len, "its certificate is not accepted: %s", X509_verify_cert_error_string(v));
+    else if (e)
+        snprintf(buf, len, "TLS: %s",
+                 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error");
+    else
+        snprintf(buf, len, "TLS: the connection failed");
+    ERR_clear_error();
+    return buf;
+}
+
+/* The records the collector has: those whose last byte its TCP acknowledged (no longer in
+ * the socket's send queue) a tick ago, the connection up since. A tick's wait, because an
+ * acknowledgement is the kernel's: a collector that then refuses the connection (a TLS
+ * 1.3 client certificate it does not accept is judged after the records are on their
+ * way) resets it within moments, and what it dropped is not counted. */
 static void confirm(zt_syslog *f)
 {
     conn *c = f->c;
     uv_os_fd_t fd;
     int unacked;
-    if (!c || !c->open || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
-        ioctl(fd, SIOCOUTQ, &unacked) != 0 || unacked < 0)
+    if (!c || !c->open) return;
+    if (c->ripe > f->confirmed) f->confirmed = c->ripe;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unacked) != 0 ||
+        unacked < 0)
         return;
     uint64_t acked = c->bytes - (uint64_t)unacked;
     size_t i = 0;
-    while (i < c->nmarks && c->marks[i].end <= acked) f->confirmed = c->marks[i++].seq;
+    while (i < c->nmarks && c->marks[i].end <= acked) c->ripe = c->marks[i++].seq;
     memmove(c->marks, c->marks + i, (c->nmarks - i) * sizeof *c->marks);
     c->nmarks -= i;
 }
 
-static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+static void on_out_written(uv_write_t *w, int status)
 {
-    (void)h, (void)size;
-    static char sink[512]; /* a collector says nothing: whatever it sends is dropped */
-    *buf = uv_buf_init(sink, sizeof sink);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    (void)buf;
-    conn *c = s->data;
-    if (n < 0 && c->f)
-        drop(c->f, n == UV_EOF ? "the collector closed the connection" : uv_strerror((int)n));
-}
-
-static void on_written(uv_write_t *w, int status)
-{
-    conn *c = w->data;
-    c->writing = false;
+    out_write *o = w->data;
+    conn *c = o->c;
+    uint64_t through = o->through;
+    size_t len = o->len;
+    free(o);
+    if (through) c->writing = false;
     zt_syslog *f = c->f;
     if (!f) return; /* given up meanwhile */
     if (status < 0) {
         drop(f, uv_strerror(status));
         return;
     }
-    c->bytes += c->out.len;
+    c->bytes += len; /* writes complete in their order */
+    if (!through) return;
     if (c->nmarks == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
         sent_mark *m = realloc(c->marks, cap * sizeof *m);
@@ -194,9 +230,137 @@ static void on_written(uv_write_t *w, int status)
         }
         c->marks = m, c->cap = cap;
     }
-    c->marks[c->nmarks++] = (sent_mark){c->out_through, c->bytes};
-    f->sent = c->out_through;
+    c->marks[c->nmarks++] = (sent_mark){through, c->bytes};
+    f->sent = through;
     pump(f);
+}
+
+/* Write len bytes to the socket (copied); through: the last record among them, if any. */
+static int send_raw(conn *c, const void *data, size_t len, uint64_t through)
+{
+    out_write *o = malloc(sizeof *o + len);
+    if (!o) return ZT_ENOMEM;
+    o->req.data = o;
+    o->c = c;
+    o->through = through;
+    o->len = len;
+    memcpy(o->data, data, len);
+    uv_buf_t buf = uv_buf_init(o->data, (unsigned)len);
+    int rc = uv_write(&o->req, (uv_stream_t *)&c->tcp, &buf, 1, on_out_written);
+    if (rc != 0) {
+        free(o);
+        return ZT_EIO;
+    }
+    if (through) c->writing = true;
+    return ZT_OK;
+}
+
+/* What TLS has to send (handshake, records, alerts), in one write. */
+static int tls_flush(conn *c, uint64_t through)
+{
+    size_t n = BIO_ctrl_pending(c->net_out);
+    if (!n) return through ? ZT_EIO : ZT_OK;
+    char *buf = malloc(n);
+    if (!buf) return ZT_ENOMEM;
+    int got = BIO_read(c->net_out, buf, (int)n);
+    int rc = got > 0 ? send_raw(c, buf, (size_t)got, through) : ZT_EIO;
+    free(buf);
+    return rc;
+}
+
+static void now_open(zt_syslog *f)
+{
+    conn *c = f->c;
+    c->open = true;
+    f->connects_total++;
+    f->retry_ms = TICK_MS;
+    if (f->down_said)
+        zt__log(ZT_LOG_INFO, NULL, NULL, "audit.syslog: %s answers again; sending from #%llu",
+                f->srv->conf->audit_syslog_host, (unsigned long long)f->confirmed + 1);
+    f->down_said = false;
+    pump(f);
+}
+
+/* Move the TLS handshake on: ZT_OK, done or waiting for the collector; else dropped. */
+static void tls_handshake(zt_syslog *f)
+{
+    conn *c = f->c;
+    int r = SSL_do_handshake(c->ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+    char why[256];
+    if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+        tls_problem(c, why, sizeof why);
+        tls_flush(c, 0); /* its alert */
+        drop(f, why);
+        return;
+    }
+    if (tls_flush(c, 0) != ZT_OK) {
+        drop(f, "cannot write");
+        return;
+    }
+    if (r == 1) now_open(f);
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    (void)size;
+    conn *c = h->data; /* a collector says nothing but TLS: the rest is dropped */
+    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+    zt_syslog *f = c->f;
+    if (!f || n == 0) return;
+    if (n < 0) {
+        drop(f, n == UV_EOF ? "the collector closed the connection" : uv_strerror((int)n));
+        return;
+    }
+    if (!c->ssl) return;
+    if (BIO_write(c->net_in, buf->base, (int)n) != (int)n) {
+        drop(f, "out of memory");
+        return;
+    }
+    if (!c->open) {
+        tls_handshake(f);
+        return;
+    }
+    char sink[4096];
+    int r;
+    while ((r = SSL_read(c->ssl, sink, sizeof sink)) > 0) {
+    }
+    int e = SSL_get_error(c->ssl, r);
+    char why[256];
+    if (e == SSL_ERROR_ZERO_RETURN)
+        drop(f, "the collector closed the connection");
+    else if (e != SSL_ERROR_WANT_READ)
+        drop(f, tls_problem(c, why, sizeof why));
+    else if (tls_flush(c, 0) != ZT_OK) /* what TLS answers (a key update) */
+        drop(f, "cannot write");
+}
+
+/* The collector's name, as its certificate must give it (a DNS name or an address). */
+static int tls_begin(zt_syslog *f, conn *c)
+{
+    const char *host = f->srv->conf->audit_syslog_host;
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    if (!(c->ssl = SSL_new(f->tls)) || !(c->net_in = BIO_new(BIO_s_mem())) ||
+        !(c->net_out = BIO_new(BIO_s_mem()))) {
+        BIO_free(c->net_in);
+        BIO_free(c->net_out);
+        c->net_in = c->net_out = NULL;
+        return ZT_ENOMEM;
+    }
+    SSL_set_bio(c->ssl, c->net_in, c->net_out); /* the session owns them now */
+    SSL_set_connect_state(c->ssl);
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1
+              : (SSL_set_tlsext_host_name(c->ssl, host) != 1 ||
+                 X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1))
+        return ZT_ENOMEM;
+    return ZT_OK;
 }
 
 static void on_connected(uv_connect_t *r, int status)
@@ -208,17 +372,15 @@ static void on_connected(uv_connect_t *r, int status)
         drop(f, uv_strerror(status));
         return;
     }
-    c->open = true;
-    f->connects_total++;
-    f->retry_ms = TICK_MS;
-    if (f->down_said)
-        zt__log(ZT_LOG_INFO, NULL, NULL, "audit.syslog: %s answers again; sending from #%llu",
-                f->srv->conf->audit_syslog_host, (unsigned long long)f->confirmed + 1);
-    f->down_said = false;
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_keepalive(&c->tcp, 1, 60);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    pump(f);
+    if (!f->tls)
+        now_open(f);
+    else if (tls_begin(f, c) != ZT_OK)
+        drop(f, "cannot begin TLS: out of memory");
+    else
+        tls_handshake(f);
 }
 
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
@@ -227,7 +389,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
     f->resolving = false;
     if (f->stopping) {
         uv_freeaddrinfo(ai);
-        if (f->tick_closed) free(f);
+        if (f->tick_closed) syslog_free(f);
         return;
     }
     conn *c = status == 0 && ai ? calloc(1, sizeof *c) : NULL;
@@ -240,12 +402,11 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
                     status ? uv_strerror(status) : "out of memory");
         f->down_said = true;
         f->failures_total++;
-        f->retry_at = zt_now_ms() + (int64_t)f->retry_ms;
-        f->retry_ms = f->retry_ms * 2 > RETRY_MAX ? RETRY_MAX : f->retry_ms * 2;
+        retry_later(f);
         return;
     }
     c->f = f;
-    c->tcp.data = c->creq.data = c->wreq.data = c;
+    c->tcp.data = c->creq.data = c;
     f->c = c;
     f->sent = f->confirmed;
     f->connect_began = zt_now_ms();
@@ -331,14 +492,14 @@ static void pump(zt_syslog *f)
     }
     if (b.through == f->sent) return; /* nothing new */
     f->records_total += b.through - f->sent;
-    c->out_through = b.through;
-    uv_buf_t buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    int wrc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
-    if (wrc != 0) {
-        drop(f, uv_strerror(wrc));
-        return;
-    }
-    c->writing = true;
+    int wrc;
+    if (!c->ssl)
+        wrc = send_raw(c, c->out.data, c->out.len, b.through);
+    else if (SSL_write(c->ssl, c->out.data, (int)c->out.len) != (int)c->out.len)
+        wrc = ZT_EIO;
+    else
+        wrc = tls_flush(c, b.through);
+    if (wrc != ZT_OK) drop(f, "cannot write");
 }
 
 /* ---- the loop's side -------------------------------------------------------------- */
@@ -375,6 +536,52 @@ static void host_name(const zt_conf *c, char out[256])
     out[255] = 0;
 }
 
+/* tls://: the context every connection's session is made from: TLS 1.2 or later, the
+ * collector's certificate checked against audit.syslog_ca (else the system's CAs), this
+ * node's own certificate when one is set. A file that cannot be used stops the start. */
+static int tls_context(zt_syslog *f, char *err, size_t errlen)
+{
+    const zt_conf *c = f->srv->conf;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *what = NULL, *file = NULL;
+    int line = c->audit_syslog_line;
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        what = "cannot make a TLS context";
+    } else if (c->audit_syslog_ca
+                   ? SSL_CTX_load_verify_locations(ctx, c->audit_syslog_ca, NULL) != 1
+                   : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        what = "cannot read the CA certificates that vouch for the collector from";
+        file = c->audit_syslog_ca ? c->audit_syslog_ca : "the system's store";
+        line = c->audit_syslog_ca ? c->audit_syslog_ca_line : line;
+    } else if (c->audit_syslog_cert &&
+               SSL_CTX_use_certificate_chain_file(ctx, c->audit_syslog_cert) != 1) {
+        what = "cannot read the node's certificate from", file = c->audit_syslog_cert;
+        line = c->audit_syslog_cert_line;
+    } else if (c->audit_syslog_key &&
+               SSL_CTX_use_PrivateKey_file(ctx, c->audit_syslog_key, SSL_FILETYPE_PEM) != 1) {
+        bool other = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        what = other ? "the private key is not the certificate's:"
+                     : "cannot read the node's private key from";
+        file = c->audit_syslog_key;
+        line = c->audit_syslog_cert_line;
+    } else if (c->audit_syslog_key && SSL_CTX_check_private_key(ctx) != 1) {
+        what = "the private key is not the certificate's:", file = c->audit_syslog_key;
+        line = c->audit_syslog_cert_line;
+    }
+    if (!what) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        f->tls = ctx;
+        return ZT_OK;
+    }
+    unsigned long e = ERR_peek_last_error();
+    const char *why = e && ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "failed";
+    snprintf(err, errlen, "%s:%d: audit.syslog: %s%s%s (%s)", c->file, line, what, file ? " " : "",
+             file ? file : "", why);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return ZT_EINVAL;
+}
+
 int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
 {
     const zt_conf *c = srv->conf;
@@ -385,6 +592,13 @@ int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
     f->pid = (int)getpid();
     f->retry_ms = TICK_MS;
     host_name(c, f->host);
+    if (c->audit_syslog_tls) {
+        int trc = tls_context(f, err, errlen);
+        if (trc != ZT_OK) {
+            free(f);
+            return trc;
+        }
+    }
     zt_txn *t;
     uint64_t head = 0;
     f->meta = zt__core_meta(srv);
@@ -408,6 +622,7 @@ int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
     if (rc != ZT_OK) {
         snprintf(err, errlen, "audit.syslog: cannot read where sending stopped: %s",
                  zt_strerror(rc));
+        SSL_CTX_free(f->tls);
         free(f);
         return rc;
     }
@@ -422,11 +637,17 @@ int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
     return ZT_OK;
 }
 
+static void syslog_free(zt_syslog *f)
+{
+    SSL_CTX_free(f->tls); /* a session still closing holds its own reference */
+    free(f);
+}
+
 static void on_tick_closed(uv_handle_t *h)
 {
     zt_syslog *f = h->data;
     f->tick_closed = true;
-    if (!f->resolving) free(f); /* else when the resolver is over (on_resolved) */
+    if (!f->resolving) syslog_free(f); /* else when the resolver is over (on_resolved) */
 }
 
 void zt__syslog_stop(zt_server *srv)

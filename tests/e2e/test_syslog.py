@@ -2,6 +2,7 @@
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -10,27 +11,68 @@ import unittest
 from ztnode import HOST, NodeTest, free_port, run, scrape, wait_for, wait_listening
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 LOCAL3 = 19  # RFC 5424 facility numbers
 AUTHPRIV = 10
 FIELDS = ("pri", "time", "host", "app", "procid", "msgid", "sd", "msg")
 
 
+class Pki:
+    """A county CA and the certificates it signs (openssl's command line), in a folder."""
+
+    def __init__(self, folder, name="County CA"):
+        self.dir = folder
+        self.ca = self.path("ca.pem")
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-nodes", "-keyout", self.path("ca.key"), "-out", self.ca, "-days", "30",
+                  "-subj", "/CN=" + name)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _run(self, *args):
+        subprocess.run([OPENSSL, *args], check=True, capture_output=True, timeout=30)
+
+    def issue(self, name, cn, san=None):
+        """A certificate for cn (and subjectAltName san) and its key: their paths."""
+        key, csr, cert = self.path(name + ".key"), self.path(name + ".csr"), self.path(name + ".pem")
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
+        ext = self.path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\n" % (san or "DNS:" + cn))
+        self._run("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.path("ca.key"),
+                  "-CAcreateserial", "-out", cert, "-days", "30", "-extfile", ext)
+        return cert, key
+
+
 class Collector:
     """An rsyslogd of its own on a free port: RFC 5424 over TCP (imtcp, octet counting as
-    RFC 6587 frames it), each message it parsed written as one line of its fields."""
+    RFC 6587 frames it), each message it parsed written as one line of its fields. With
+    tls, RFC 5425 (rsyslog's ossl driver) with a certificate for "localhost" from its own
+    CA (self.pki), and, if clients is true, only clients with a certificate of that CA."""
 
-    def __init__(self):
+    def __init__(self, tls=False, clients=False):
         self.dir = tempfile.mkdtemp(prefix="zt-syslog-")
         self.port = free_port()
         self.out = os.path.join(self.dir, "received.log")
         self.proc = None
+        self.tls, self.clients = tls, clients
+        if tls:
+            self.pki = Pki(self.dir)
+            self.cert, self.key = self.pki.issue("collector", "localhost")
         self.start()
 
     def start(self):
         conf = os.path.join(self.dir, "rsyslog.conf")
+        tls = ""
+        if self.tls:
+            tls = ('DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="%s" '
+                   'DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s"'
+                   % (self.pki.ca, self.cert, self.key))
         with open(conf, "w") as f:
-            f.write('global(workDirectory="%s")\n'
-                    'module(load="imtcp")\n'
+            f.write('global(workDirectory="%s" %s)\n'
+                    'module(load="imtcp"%s)\n'
                     'input(type="imtcp" address="%s" port="%d" ruleset="zt")\n'
                     'template(name="fields" type="list") {\n'
                     '  property(name="pri") constant(value="\\t")\n'
@@ -43,7 +85,10 @@ class Collector:
                     '  property(name="msg") constant(value="\\n")\n'
                     '}\n'
                     'ruleset(name="zt") { action(type="omfile" file="%s" template="fields") }\n'
-                    % (self.dir, HOST, self.port, self.out))
+                    % (self.dir, tls,
+                       ' StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.Authmode="%s"'
+                       % ("x509/certvalid" if self.clients else "anon") if self.tls else "",
+                       HOST, self.port, self.out))
         self.log = open(os.path.join(self.dir, "rsyslogd.txt"), "ab")
         self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", conf, "-i", os.path.join(self.dir, "pid")],
                                      stdout=self.log, stderr=self.log)
@@ -224,12 +269,110 @@ class Syslog(NodeTest):
         self.assertGreater(all_records(n)[0]["seq"], head)
 
 
+@unittest.skipUnless(os.path.exists(RSYSLOGD) and os.path.exists(OPENSSL), "rsyslog and openssl")
+class OverTls(NodeTest):
+    """tls:// (RFC 5425): the collector proves who it is with a certificate of the county's
+    CA for the name the node reaches it by; the node, when asked, with its own."""
+
+    def collector(self, **kw):
+        c = Collector(tls=True, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def node_to(self, c, host="localhost", ca=None, client=None):
+        opts = 'audit = { syslog = "tls://%s:%d", syslog_ca = "%s"' % (host, c.port, ca or c.pki.ca)
+        if client:
+            opts += ', syslog_cert = "%s", syslog_key = "%s"' % client
+        return self.node(options=opts + " }", roles=("auditor",))
+
+    def write(self, n, count):
+        for _ in range(count):
+            self.assertEqual(n.request("POST", "/hello/counter")[0], 200)
+
+    def test_records_go_over_tls_to_a_collector_that_checks_the_node_too(self):
+        c = self.collector(clients=True)
+        n = self.node_to(c, client=c.pki.issue("node", "e2e-test"))
+        self.write(n, 4)
+        want = {r["seq"] for r in all_records(n)}
+        wait_for("the records over TLS", lambda: want <= {r["seq"] for r in c.records()},
+                 timeout=30)
+        self.assertEqual(c.records()[0]["seq"], 1)
+        wait_for("the acknowledgement", lambda: scrape(n).get("zt_audit_syslog_lag_records") == 0)
+        self.assertEqual(scrape(n).get("zt_audit_syslog_connected"), 1)
+        self.assertEqual(n.stop(), 0)  # the session and its context freed (the ASan build)
+
+    def refused(self, n, c, why):
+        """Nothing reaches c, nothing is confirmed, and the node's log says why."""
+        self.write(n, 3)
+        wait_for("the refusal in the log", lambda: re.search(why, n.log()))
+        self.write(n, 1)
+        m = scrape(n)
+        self.assertEqual(m.get("zt_audit_syslog_confirmed_seq"), 0)
+        self.assertGreaterEqual(m.get("zt_audit_syslog_lag_records"), 4)
+        self.assertEqual(c.records(), [])
+        self.assertEqual(n.stop(), 0)
+
+    def test_a_collector_the_county_ca_did_not_vouch_for_is_refused(self):
+        c = self.collector()
+        other = Pki(tempfile.mkdtemp(prefix="zt-e2e-pki-"), "Someone Else's CA")
+        self.addCleanup(shutil.rmtree, other.dir, True)
+        n = self.node_to(c, ca=other.ca)
+        # (the collector sends the chain up to its CA, or only its own certificate)
+        self.refused(n, c, "its certificate is not accepted: (self-signed certificate in "
+                           "certificate chain|unable to get local issuer certificate)")
+
+    def test_a_collector_reached_by_another_name_is_refused(self):
+        c = self.collector()  # its certificate is for localhost
+        n = self.node_to(c, host=HOST)
+        self.refused(n, c, "its certificate is not accepted: IP address mismatch")
+
+    def test_a_collector_that_wants_a_certificate_gets_none_and_nothing_is_counted(self):
+        c = self.collector(clients=True)
+        n = self.node_to(c)
+        self.write(n, 3)
+        wait_for("a refused connection", lambda: scrape(n).get("zt_audit_syslog_failures_total") >= 2,
+                 timeout=30)
+        self.assertEqual(scrape(n).get("zt_audit_syslog_confirmed_seq"), 0)
+        self.assertEqual(c.records(), [])
+
+    def test_bad_files_stop_the_start(self):
+        c = self.collector()
+        n = self.node(start=False)
+        cert, key = c.pki.issue("node", "e2e-test")
+        other_cert, _ = c.pki.issue("other", "other")
+        with open(n.conf) as f:
+            text = f.read()
+        for opts, why in (
+                ('syslog_ca = "/nonexistent/ca.pem"',
+                 "audit.syslog: cannot read the CA certificates that vouch for the collector from "
+                 "/nonexistent/ca.pem"),
+                ('syslog_ca = "%s", syslog_cert = "%s", syslog_key = "%s"' % (c.pki.ca, c.pki.ca, key),
+                 "audit.syslog: the private key is not the certificate's: " + key),
+                ('syslog_ca = "%s", syslog_cert = "%s", syslog_key = "%s"' % (c.pki.ca, other_cert, key),
+                 "audit.syslog: the private key is not the certificate's: " + key)):
+            with self.subTest(opts=opts):
+                with open(n.conf, "w") as f:
+                    f.write(text + '\naudit = { syslog = "tls://localhost:%d", %s }\n' % (c.port, opts))
+                r = run(["serve", "-c", n.conf], timeout=30)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertRegex(r.stderr, r"zhengtong.conf:\d+: ")
+                self.assertIn(why, r.stderr)
+        self.assertTrue(os.path.exists(cert))
+
+
 class Config(NodeTest):
     def test_bad_addresses_and_facilities_are_config_errors(self):
         n = self.node(start=False)
         for value, why in (
                 ('syslog = "udp://10.0.0.5:514"', "only tcp:// (syslog over UDP loses records"),
-                ('syslog = "10.0.0.5:514"', "it must begin with tcp://"),
+                ('syslog = "10.0.0.5:514"', "it must begin with tcp:// or tls://"),
+                ('syslog = "tcp://10.0.0.5:514", syslog_ca = "ca.pem"',
+                 "audit.syslog_ca, syslog_cert and syslog_key are for audit.syslog = "
+                 "\"tls://host:port\", not tcp://"),
+                ('syslog_ca = "ca.pem"', "are for audit.syslog = \"tls://host:port\", which is "
+                                         "not set"),
+                ('syslog = "tls://10.0.0.5:6514", syslog_cert = "node.pem"',
+                 "audit.syslog_cert and audit.syslog_key go together"),
                 ('syslog = "tcp://10.0.0.5"', "it has no :port"),
                 ('syslog = "tcp://10.0.0.5:0"', "the port must be a number from 1 to 65535"),
                 ('syslog = "tcp://[::1:601"', "an IPv6 address is written [address]:port"),
