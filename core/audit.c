@@ -1558,6 +1558,15 @@ static bool rec_read(const zt_audit_rec *r, rec_fields *f, cJSON **v1)
     return fields_decode(r, f) == ZT_OK;
 }
 
+/* Field i of a record as it is shown (*v, *n): no actor is "anonymous"; false for a field
+ * left out (no account: no login). */
+static bool shown_field(const rec_fields *f, int i, const char **v, size_t *n)
+{
+    *v = f->f[i], *n = f->n[i];
+    if (!*n && i == 0) *v = "anonymous", *n = 9;
+    return *n || i != 1;
+}
+
 /* Record r, read by rec_read, as GET /audit shows it (with its hash; v1 is taken over). */
 static cJSON *rec_json(const zt_audit_rec *r, const rec_fields *f, cJSON *v1)
 {
@@ -1567,12 +1576,9 @@ static cJSON *rec_json(const zt_audit_rec *r, const rec_fields *f, cJSON *v1)
         cJSON_AddNumberToObject(o, "seq", (double)r->seq);
         cJSON_AddNumberToObject(o, "time", (double)f->time);
         for (int i = 0; i < 7; i++) {
-            const char *v = f->f[i];
-            size_t n = f->n[i];
-            if (!n && i == 0)
-                v = "anonymous", n = 9;
-            else if (!n && i == 1)
-                continue; /* no account: no login */
+            const char *v;
+            size_t n;
+            if (!shown_field(f, i, &v, &n)) continue;
             char *z = strndup(v, n);
             if (z) cJSON_AddStringToObject(o, field_names[i], z);
             free(z);
@@ -1618,6 +1624,35 @@ int zt__audit_head(zt_server *srv, zt_txn *t, uint64_t *seq)
     return head_in(srv->audit, t, seq, hash);
 }
 
+/* Record r (new format, read by rec_read) as JSON text, the members of rec_json in its
+ * order, appended to b: no cJSON tree, since the log collector gets every record. Bytes
+ * that are not UTF-8 (a path as a client sent it) become U+FFFD. */
+static int rec_json_text(const zt_audit_rec *r, const rec_fields *f, zt_buf *b)
+{
+    static const char *const keys[7] = {
+        ",\"actor\":",  ",\"actor_login\":", ",\"plugin\":", ",\"action\":",
+        ",\"object\":", ",\"request_id\":",  ",\"client\":"};
+    char num[64], hex[65];
+    int rc =
+        zt__buf_append(b, num,
+                       (size_t)snprintf(num, sizeof num, "{\"seq\":%llu,\"time\":%llu",
+                                        (unsigned long long)r->seq, (unsigned long long)f->time));
+    for (int i = 0; rc == ZT_OK && i < 7; i++) {
+        const char *v;
+        size_t n;
+        if (!shown_field(f, i, &v, &n)) continue;
+        rc = zt__buf_puts(b, keys[i]);
+        if (rc == ZT_OK) rc = zt__buf_json_text(b, v, n);
+    }
+    if (rc == ZT_OK && f->status)
+        rc = zt__buf_append(b, num, (size_t)snprintf(num, sizeof num, ",\"status\":%d", f->status));
+    sodium_bin2hex(hex, sizeof hex, r->hash, 32);
+    if (rc == ZT_OK) rc = zt__buf_puts(b, ",\"hash\":\"");
+    if (rc == ZT_OK) rc = zt__buf_append(b, hex, 64);
+    if (rc == ZT_OK) rc = zt__buf_puts(b, "\"}");
+    return rc;
+}
+
 int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__audit_each_fn fn,
                    void *ud)
 {
@@ -1625,6 +1660,7 @@ int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__aud
     int rc = zt_cursor_open(t, srv->audit->log, &c);
     if (rc != ZT_OK) return rc;
     zt_kv kv;
+    zt_buf text = {0};
     size_t off, n = 0;
     bool more = true;
     for (rc = seek_record(c, from, false, &kv, &off); rc == ZT_OK && more && n < max;
@@ -1632,23 +1668,37 @@ int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__aud
         zt_audit_rec r;
         while (more && n < max && (rc = rec_next(&kv, &off, &r)) == ZT_OK) {
             rec_fields f;
-            cJSON *v1, *o;
+            cJSON *v1 = NULL, *o;
             if (r.seq < from) continue;
-            if (!rec_read(&r, &f, &v1) || !(o = rec_json(&r, &f, v1))) {
+            text.len = 0;
+            uint64_t when = 0;
+            int status = 0;
+            if (!rec_read(&r, &f, &v1)) {
                 rc = ZT_EIO; /* damaged: audit verify says where */
-                break;
+            } else if (!r.v1) {
+                rc = rec_json_text(&r, &f, &text);
+                when = f.time, status = f.status;
+            } else if ((o = rec_json(&r, &f, v1))) { /* the old format: its JSON as it is */
+                const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "status");
+                const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "time");
+                when = cJSON_IsNumber(tv) ? (uint64_t)tv->valuedouble : 0;
+                status = cJSON_IsNumber(sv) ? sv->valueint : 0;
+                char *j = cJSON_PrintUnformatted(o);
+                rc = j ? zt__buf_puts(&text, j) : ZT_ENOMEM;
+                free(j);
+                cJSON_Delete(o);
+            } else {
+                rc = ZT_ENOMEM;
             }
-            const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "status");
-            const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "time");
-            more = fn(ud, r.seq, cJSON_IsNumber(tv) ? (uint64_t)tv->valuedouble : 0,
-                      cJSON_IsNumber(sv) ? sv->valueint : 0, o);
-            cJSON_Delete(o);
+            if (rc != ZT_OK) break;
+            more = fn(ud, r.seq, when, status, text.data, text.len);
             n++;
         }
         if (rc != ZT_OK && rc != ZT_ENOTFOUND) break;
         rc = ZT_OK;
     }
     zt_cursor_close(c);
+    zt__buf_free(&text);
     return rc == ZT_ENOTFOUND ? ZT_OK : rc;
 }
 

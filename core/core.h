@@ -936,11 +936,11 @@ cJSON *zt__audit_record_json(zt_txn *t, zt_db *log, uint64_t seq);
  * it holds none; 0 for a log never written). */
 int zt__audit_head(zt_server *srv, zt_txn *t, uint64_t *seq);
 /* fn for each record of t from sequence number `from` on (the first one after it when it
- * was pruned), in order, at most max of them, each as GET /audit shows it (rec: the
- * callback's to read, not to keep), until fn returns false. ZT_EIO at a record that cannot
- * be read (audit verify says what is wrong). */
+ * was pruned), in order, at most max of them, each as the JSON text GET /audit shows
+ * (json: the callback's to read, not to keep), until fn returns false. ZT_EIO at a record
+ * that cannot be read (audit verify says what is wrong). */
 typedef bool (*zt__audit_each_fn)(void *ud, uint64_t seq, uint64_t time_ms, int status,
-                                  const cJSON *rec);
+                                  const char *json, size_t len);
 int zt__audit_each(zt_server *srv, zt_txn *t, uint64_t from, size_t max, zt__audit_each_fn fn,
                    void *ud);
 /* Recompute the chain in t: r->first_bad is the first record that fails (0: none). */

@@ -93,6 +93,8 @@ struct zt_syslog {
     bool down_said; /* the log said the collector is unreachable */
     char host[256];
     int pid;
+    char when[32]; /* the last record's time to the second, as RFC 5424 writes it */
+    time_t when_secs;
     /* metrics */
     uint64_t records_total, connects_total, failures_total;
     zt_db *meta;
@@ -435,31 +437,32 @@ typedef struct batch {
     int rc;
 } batch;
 
-static bool add_record(void *ud, uint64_t seq, uint64_t time_ms, int status, const cJSON *rec)
+static bool add_record(void *ud, uint64_t seq, uint64_t time_ms, int status, const char *json,
+                       size_t jn)
 {
     batch *b = ud;
     zt_syslog *f = b->f;
-    char *json = cJSON_PrintUnformatted(rec);
-    if (!json) {
-        b->rc = ZT_ENOMEM;
-        return false;
-    }
+    /* the time's seconds, formatted once per second of records */
     time_t secs = (time_t)(time_ms / 1000);
     struct tm tm;
-    char when[40] = "-";
-    if (time_ms && gmtime_r(&secs, &tm)) {
-        size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(when + n, sizeof when - n, ".%03dZ", (int)(time_ms % 1000));
+    if (!time_ms) {
+        snprintf(f->when, sizeof f->when, "-");
+        f->when_secs = -1;
+    } else if (secs != f->when_secs && gmtime_r(&secs, &tm)) {
+        strftime(f->when, sizeof f->when, "%Y-%m-%dT%H:%M:%S", &tm);
+        f->when_secs = secs;
     }
     int pri = f->srv->conf->audit_syslog_facility * 8 + (status >= 400 ? 4 : 5);
     char head[400];
-    int hn = snprintf(head, sizeof head, "<%d>1 %s %s zhengtong %d audit - ", pri, when, f->host,
-                      f->pid);
-    size_t jn = strlen(json);
-    int rc = zt__buf_printf(b->out, "%zu ", (size_t)hn + jn);
+    int hn = time_ms ? snprintf(head, sizeof head, "<%d>1 %s.%03dZ %s zhengtong %d audit - ", pri,
+                                f->when, (int)(time_ms % 1000), f->host, f->pid)
+                     : snprintf(head, sizeof head, "<%d>1 - %s zhengtong %d audit - ", pri, f->host,
+                                f->pid);
+    char len[24];
+    int ln = snprintf(len, sizeof len, "%zu ", (size_t)hn + jn);
+    int rc = zt__buf_append(b->out, len, (size_t)ln);
     if (rc == ZT_OK) rc = zt__buf_append(b->out, head, (size_t)hn);
     if (rc == ZT_OK) rc = zt__buf_append(b->out, json, jn);
-    free(json);
     if (rc != ZT_OK) {
         b->rc = rc;
         return false;
