@@ -69,13 +69,14 @@ enum {
     K_PLUGINS,
     K_TRUSTED_PROXIES,
     K_REPLICATION,
+    K_SEAL,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
     "node_name",  "region_code", "listen",  "data_dir", "map_size",        "log_level",
     "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",          "lua",
     "auth",       "audit",       "bus",     "plugins",  "trusted_proxies", "replication",
-    NULL,
+    "seal",       NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -833,6 +834,7 @@ static void check_two_factor_roles(lua_State *L, zt_conf *c, int line);
 static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 static void check_audit_retain(lua_State *L, zt_conf *c, int line);
+static void check_seal_algorithm(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog_ca(lua_State *L, zt_conf *c, int line);
@@ -887,6 +889,11 @@ static const field audit_fields[] = {
     CHECKED("syslog_ca", check_audit_syslog_ca),
     CHECKED("syslog_cert", check_audit_syslog_cert),
     CHECKED("syslog_key", check_audit_syslog_key),
+    {0},
+};
+
+static const field seal_fields[] = {
+    CHECKED("algorithm", check_seal_algorithm),
     {0},
 };
 
@@ -1086,6 +1093,18 @@ static void check_syslog_tls(lua_State *L, const zt_conf *c)
         fail(L, c->audit_syslog_cert_line,
              "audit.syslog_cert and audit.syslog_key go together: the node's certificate and "
              "its private key, for a collector that asks for one");
+}
+
+/* seal.algorithm = "Ed25519" | "SM2": the algorithm of each new department seal key */
+static void check_seal_algorithm(lua_State *L, zt_conf *c, int line)
+{
+    const char *a = want_string(L, line, "seal.algorithm", "a string (\"Ed25519\" or \"SM2\")");
+    if (strcmp(a, "Ed25519") != 0 && strcmp(a, "SM2") != 0)
+        fail(L, line,
+             "seal.algorithm: '%s' is not a seal algorithm: \"Ed25519\" (the default) or "
+             "\"SM2\" (国密 SM2 signatures over SM3 digests, GB/T 32918 and GB/T 32905)",
+             a);
+    c->seal_sm2 = strcmp(a, "SM2") == 0;
 }
 
 /* auth.separate_duties = true | false */
@@ -1439,6 +1458,9 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_REPLICATION:
         check_replication(L, c, line);
+        break;
+    case K_SEAL:
+        check_section(L, c, line, "seal", seal_fields);
         break;
     default: /* plugins: checked first */
         break;

@@ -128,9 +128,10 @@ int zt__db_put_json(zt_txn *t, zt_db *db, const void *key, size_t klen, const cJ
 int zt__db_edge(zt_txn *t, zt_db *db, int op, zt_kv *kv);
 const char *zt__jstr(const cJSON *o, const char *k); /* a string member, or NULL */
 /* Answer 200 {"items": [every record of db]} (in key order), those keep() accepts (NULL:
- * all), each without its member `strip` (NULL: none). */
-int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, void *arg),
-                        void *arg, const char *strip);
+ * all; it may add members to what is shown), each without its member `strip` (NULL:
+ * none). */
+int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(cJSON *rec, void *arg), void *arg,
+                        const char *strip);
 
 /* ---- log.c --------------------------------------------------------------------- */
 
@@ -263,6 +264,8 @@ struct zt_conf {
     /* audit.syslog = "tcp://collector:601": every record also goes there (syslog.c), as
      * host and port; NULL: nowhere. audit.syslog_facility: RFC 5424's number (10:
      * authpriv by default) */
+    /* seal.algorithm: new department seal keys are SM2 (国密) rather than Ed25519 */
+    bool seal_sm2;
     char *audit_syslog_host, *audit_syslog_port;
     int audit_syslog_facility;
     /* tls:// (RFC 5425): the CA file that vouches for the collector (NULL: the system's),
@@ -993,6 +996,8 @@ void zt__auth_start(zt_server *srv);
 /* ---- seal.c -------------------------------------------------------------------- */
 
 int zt__seals_open(zt_server *srv, char *err, size_t errlen);
+/* At a serving start: name the departments whose key is not of seal.algorithm. */
+void zt__seals_start(zt_server *srv);
 void zt__seals_close(zt_server *srv);
 /* Check a seal against doc in t. ZT_OK, or ZT_EINVAL / ZT_ENOTFOUND with *why for a
  * person (ZT_EIO for a damaged key record). */
@@ -1172,9 +1177,31 @@ int zt__seal_keygen(zt_keys *k, unsigned char pk[32], unsigned char *sealed_sk, 
  * master key. */
 int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len, const void *msg,
                   size_t len, unsigned char sig[64]);
-/* Whether a sealed secret key opens under this master key (and so was made with the
- * public key it carries): ZT_OK, else ZT_EINVAL as zt__seal_sign. No signature is made. */
+/* Whether a sealed secret key (Ed25519 or SM2) opens under this master key (and so was
+ * made with the public key it carries): ZT_OK, else ZT_EINVAL as zt__seal_sign. No
+ * signature is made. */
 int zt__seal_opens(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len);
+
+/* SM2 seal keys (国密: GB/T 32918.2 signatures over SM3, GB/T 32905), through OpenSSL.
+ * Sealed as an Ed25519 key is, byte by byte:
+ *   version (2) | public key (65: 04 | X | Y) | nonce (24) | XChaCha20-Poly1305(d) (32 + 16)
+ * d the private scalar, in clear only in locked memory and OpenSSL's key while it signs.
+ * Signatures are DER (GM/T 0009-2012: SEQUENCE of r, s; at most ZT__SM2_SIG_MAX bytes)
+ * over SM3 with the default distinguishing ID "1234567812345678". */
+#define ZT__SM2_PK_BYTES     65
+#define ZT__SEALED_SM2_BYTES 138
+#define ZT__SM2_SIG_MAX      72
+int zt__sm2_keygen(zt_keys *k, unsigned char pk[ZT__SM2_PK_BYTES], unsigned char *sealed,
+                   size_t *sealed_len);
+int zt__sm2_sign(zt_keys *k, const unsigned char *sealed, size_t sealed_len, const void *msg,
+                 size_t len, unsigned char sig[ZT__SM2_SIG_MAX], size_t *siglen);
+/* ZT_OK if sig is pk's SM2 signature of msg; ZT_EINVAL otherwise. */
+int zt__sm2_verify(const unsigned char pk[ZT__SM2_PK_BYTES], const void *msg, size_t len,
+                   const unsigned char *sig, size_t siglen);
+/* The public key as a PEM SubjectPublicKeyInfo (what `openssl pkeyutl -pubin` reads). */
+int zt__sm2_pem(const unsigned char pk[ZT__SM2_PK_BYTES], char *out, size_t cap);
+/* SM3 (GB/T 32905) of in. */
+void zt__sm3(const void *in, size_t len, unsigned char out[32]);
 
 /* Hex (lower case) and base64url (RFC 4648 section 5, no padding), in constant time
  * (they carry tokens and keys). Encoders write a NUL-terminated string into `out`, which

@@ -12,6 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
 
 #define KEY_BYTES     32
 #define FIELD_VERSION 1
@@ -567,19 +573,171 @@ int zt__seal_sign(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len,
     return rc;
 }
 
-int zt__seal_opens(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len)
-{
-    if (!k) return ZT_ESTATE;
-    seal_secret *s = k->scratch;
-    int rc = open_seed(k, sealed_sk, sealed_len, s);
-    sodium_memzero(s, sizeof *s);
-    return rc;
-}
-
 int zt_seal_verify(const unsigned char pk[32], const void *msg, size_t len,
                    const unsigned char sig[64])
 {
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? ZT_OK : ZT_EINVAL;
+}
+
+/* ---- SM2 seal keys (国密: GB/T 32918, with SM3, GB/T 32905) ------------------------- */
+
+/* The same sealed form as an Ed25519 key's, its first byte 2, the public key the
+ * uncompressed point (65 bytes), the secret the private scalar (32 bytes): */
+_Static_assert(ZT__SEALED_SM2_BYTES == 1 + ZT__SM2_PK_BYTES + NONCE_BYTES + 32 + TAG_BYTES,
+               "ZT__SEALED_SM2_BYTES");
+#define SM2_VERSION 2
+#define SM2_ID      "1234567812345678" /* GM/T 0009-2012's default distinguishing ID */
+
+enum { SM2_NONCE = 1 + ZT__SM2_PK_BYTES, SM2_CT = SM2_NONCE + NONCE_BYTES };
+
+/* An SM2 key from its public point and, for signing, its private scalar (NULL: public
+ * only). NULL on failure (OpenSSL's error queue says why). */
+static EVP_PKEY *sm2_key(const unsigned char pk[ZT__SM2_PK_BYTES], const unsigned char *priv)
+{
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    BIGNUM *bn = priv ? BN_secure_new() : NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "SM2", NULL);
+    EVP_PKEY *key = NULL;
+    if (b && ctx && (!priv || (bn && BN_bin2bn(priv, 32, bn))) &&
+        OSSL_PARAM_BLD_push_utf8_string(b, OSSL_PKEY_PARAM_GROUP_NAME, "SM2", 0) &&
+        OSSL_PARAM_BLD_push_octet_string(b, OSSL_PKEY_PARAM_PUB_KEY, pk, ZT__SM2_PK_BYTES) &&
+        (!priv || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_PRIV_KEY, bn)) &&
+        (params = OSSL_PARAM_BLD_to_param(b)) && EVP_PKEY_fromdata_init(ctx) == 1 &&
+        EVP_PKEY_fromdata(ctx, &key, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params) != 1)
+        key = NULL;
+    OSSL_PARAM_free(params); /* its secure part (the scalar) cleared */
+    OSSL_PARAM_BLD_free(b);
+    BN_clear_free(bn);
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
+int zt__sm2_keygen(zt_keys *k, unsigned char pk[ZT__SM2_PK_BYTES], unsigned char *sealed,
+                   size_t *sealed_len)
+{
+    if (!k) return ZT_ESTATE;
+    if (*sealed_len < ZT__SEALED_SM2_BYTES) {
+        *sealed_len = ZT__SEALED_SM2_BYTES;
+        return ZT_ETOOBIG;
+    }
+    seal_secret *s = k->scratch;
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
+    BIGNUM *priv = NULL;
+    size_t pl = 0;
+    int rc = key && EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &priv) == 1 &&
+                     BN_bn2binpad(priv, s->seed, 32) == 32 &&
+                     EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pk,
+                                                     ZT__SM2_PK_BYTES, &pl) == 1 &&
+                     pl == ZT__SM2_PK_BYTES && pk[0] == 4
+                 ? ZT_OK
+                 : ZT_ERROR;
+    BN_clear_free(priv);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    if (rc == ZT_OK) {
+        sealed[0] = SM2_VERSION;
+        memcpy(sealed + 1, pk, ZT__SM2_PK_BYTES);
+        randombytes_buf(sealed + SM2_NONCE, NONCE_BYTES);
+        unsigned long long clen;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + SM2_CT, &clen, s->seed, 32, sealed,
+                                                   SM2_NONCE, NULL, sealed + SM2_NONCE, k->seal);
+        assert(SM2_CT + clen == ZT__SEALED_SM2_BYTES);
+        *sealed_len = ZT__SEALED_SM2_BYTES;
+    }
+    sodium_memzero(s, sizeof *s);
+    return rc;
+}
+
+/* Open the private scalar of a sealed SM2 key into s->seed (the caller wipes s). */
+static int sm2_open(zt_keys *k, const unsigned char *sealed, size_t len, seal_secret *s)
+{
+    unsigned long long n;
+    if (len != ZT__SEALED_SM2_BYTES || sealed[0] != SM2_VERSION ||
+        crypto_aead_xchacha20poly1305_ietf_decrypt(s->seed, &n, NULL, sealed + SM2_CT,
+                                                   ZT__SEALED_SM2_BYTES - SM2_CT, sealed, SM2_NONCE,
+                                                   sealed + SM2_NONCE, k->seal) != 0 ||
+        n != 32)
+        return ZT_EINVAL;
+    return ZT_OK;
+}
+
+/* A signing or verifying context: SM3, and the distinguishing ID that goes into the
+ * digest (Z, GB/T 32918.2) set on it before any data (OpenSSL 3.0 takes it no earlier than
+ * the init; a wrong one makes every signature fail to verify, so the tests would tell). */
+static EVP_MD_CTX *sm2_md(EVP_PKEY *key, bool sign)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL; /* the context's own */
+    if (m && ((sign ? EVP_DigestSignInit(m, &pctx, EVP_sm3(), NULL, key)
+                    : EVP_DigestVerifyInit(m, &pctx, EVP_sm3(), NULL, key)) != 1 ||
+              EVP_PKEY_CTX_set1_id(pctx, SM2_ID, sizeof SM2_ID - 1) != 1)) {
+        EVP_MD_CTX_free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+int zt__sm2_sign(zt_keys *k, const unsigned char *sealed, size_t sealed_len, const void *msg,
+                 size_t len, unsigned char sig[ZT__SM2_SIG_MAX], size_t *siglen)
+{
+    if (!k) return ZT_ESTATE;
+    seal_secret *s = k->scratch;
+    int rc = sm2_open(k, sealed, sealed_len, s);
+    EVP_PKEY *key = rc == ZT_OK ? sm2_key(sealed + 1, s->seed) : NULL;
+    sodium_memzero(s, sizeof *s);
+    EVP_MD_CTX *m = key ? sm2_md(key, true) : NULL;
+    *siglen = ZT__SM2_SIG_MAX;
+    if (rc == ZT_OK && (!m || EVP_DigestSign(m, sig, siglen, msg, len) != 1)) rc = ZT_ERROR;
+    EVP_MD_CTX_free(m);
+    EVP_PKEY_free(key); /* its scalar cleared */
+    ERR_clear_error();
+    return rc;
+}
+
+int zt__sm2_verify(const unsigned char pk[ZT__SM2_PK_BYTES], const void *msg, size_t len,
+                   const unsigned char *sig, size_t siglen)
+{
+    EVP_PKEY *key = pk[0] == 4 ? sm2_key(pk, NULL) : NULL;
+    EVP_MD_CTX *m = key ? sm2_md(key, false) : NULL;
+    int rc = m && EVP_DigestVerify(m, sig, siglen, msg, len) == 1 ? ZT_OK : ZT_EINVAL;
+    EVP_MD_CTX_free(m);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+int zt__sm2_pem(const unsigned char pk[ZT__SM2_PK_BYTES], char *out, size_t cap)
+{
+    EVP_PKEY *key = sm2_key(pk, NULL);
+    BIO *b = key ? BIO_new(BIO_s_mem()) : NULL;
+    int rc = ZT_ERROR;
+    char *p;
+    long n;
+    if (b && PEM_write_bio_PUBKEY(b, key) == 1 && (n = BIO_get_mem_data(b, &p)) > 0) {
+        rc = (size_t)n < cap ? ZT_OK : ZT_ETOOBIG;
+        if (rc == ZT_OK) memcpy(out, p, (size_t)n), out[n] = 0;
+    }
+    BIO_free(b);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+void zt__sm3(const void *in, size_t len, unsigned char out[32])
+{
+    unsigned int n = 32;
+    if (EVP_Digest(in, len, out, &n, EVP_sm3(), NULL) != 1 || n != 32) abort(); /* no SM3 */
+}
+
+int zt__seal_opens(zt_keys *k, const unsigned char *sealed_sk, size_t sealed_len)
+{
+    if (!k) return ZT_ESTATE;
+    seal_secret *s = k->scratch;
+    int rc = sealed_len && sealed_sk[0] == SM2_VERSION ? sm2_open(k, sealed_sk, sealed_len, s)
+                                                       : open_seed(k, sealed_sk, sealed_len, s);
+    sodium_memzero(s, sizeof *s);
+    return rc;
 }
 
 /* ---- random, hashing, encodings -------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* seal.c: electronic seals (电子印章): department Ed25519 keys, sealing, verification. */
+/* seal.c: electronic seals (电子印章): department Ed25519 or SM2 keys, sealing, verification. */
 #include "core.h"
 
 #include <math.h>
@@ -9,11 +9,17 @@
 
 /*
  * A seal signs, with the department's current key, the message
- *     "zhengtong-seal-v1\n" department "\n" key_id "\n" time "\n" hex(BLAKE2b-256(doc))
+ *     "zhengtong-seal-v1\n" department "\n" key_id "\n" time "\n" hex(digest(doc))
  * and is handed out as JSON: {v, algorithm, department, key_id, time, digest, signature}.
+ * The key's algorithm decides the rest: "Ed25519" (the digest BLAKE2b-256, a 64-byte
+ * signature) or "SM2" (国密: the digest SM3, an SM2 signature with SM3 and the default
+ * distinguishing ID, DER-encoded); seal.algorithm decides that of each new key.
  * Keys rotate: a new key becomes current, the old one is retired at that time and still
  * verifies the seals it made before.
  */
+
+#define ALG_ED25519 "Ed25519"
+#define ALG_SM2     "SM2"
 
 struct zt_seals {
     zt_db *keys; /* key_id → {key_id, department, public_key, sealed, created_at, retired_at} */
@@ -182,23 +188,36 @@ int zt_json_canonical(const cJSON *v, char **out, size_t *len)
 /* ---- keys ------------------------------------------------------------------------ */
 
 static int seal_message(char *out, size_t cap, const char *dept, const char *key_id, int64_t time,
-                        const void *doc, size_t len, char digest_hex[65])
+                        const void *doc, size_t len, bool sm3, char digest_hex[65])
 {
     unsigned char d[32];
-    crypto_generichash(d, 32, doc, len, NULL, 0);
+    if (sm3)
+        zt__sm3(doc, len, d);
+    else
+        crypto_generichash(d, 32, doc, len, NULL, 0);
     sodium_bin2hex(digest_hex, 65, d, 32);
     int n = snprintf(out, cap, "zhengtong-seal-v1\n%s\n%s\n%lld\n%s", dept, key_id, (long long)time,
                      digest_hex);
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
-/* A new key for the department; the current one (if any) retires now. */
+/* Whether a key record (or a seal) is of SM2; else Ed25519 (records from before SM2 name
+ * Ed25519, or no algorithm: the same). */
+static bool is_sm2(const cJSON *k)
+{
+    const char *a = zt__jstr(k, "algorithm");
+    return a && strcmp(a, ALG_SM2) == 0;
+}
+
+/* A new key for the department, of seal.algorithm; the current one (if any) retires now. */
 static int rotate(zt_server *srv, zt_txn *t, const char *dept, cJSON **out)
 {
     zt_seals *s = srv->seals;
-    unsigned char pk[32], sealed[ZT__SEALED_SK_BYTES];
-    size_t slen = sizeof sealed;
-    int rc = zt__seal_keygen(srv->keys, pk, sealed, &slen);
+    bool sm2 = srv->conf->seal_sm2;
+    unsigned char pk[ZT__SM2_PK_BYTES], sealed[ZT__SEALED_SM2_BYTES];
+    size_t slen = sizeof sealed, pklen = sm2 ? ZT__SM2_PK_BYTES : 32;
+    int rc = sm2 ? zt__sm2_keygen(srv->keys, pk, sealed, &slen)
+                 : zt__seal_keygen(srv->keys, pk, sealed, &slen);
     if (rc != ZT_OK) return rc;
     int64_t now = zt_now_ms();
     const void *v;
@@ -215,14 +234,14 @@ static int rotate(zt_server *srv, zt_txn *t, const char *dept, cJSON **out)
             if (rc != ZT_OK) return rc;
         }
     }
-    char id[27], pkhex[65], sb[ZT__B64URL_LEN(ZT__SEALED_SK_BYTES)];
+    char id[27], pkhex[2 * ZT__SM2_PK_BYTES + 1], sb[ZT__B64URL_LEN(ZT__SEALED_SM2_BYTES)];
     zt_id(id);
-    sodium_bin2hex(pkhex, sizeof pkhex, pk, 32);
+    sodium_bin2hex(pkhex, sizeof pkhex, pk, pklen);
     zt__b64url_encode(sb, sealed, slen);
     cJSON *k = cJSON_CreateObject();
     cJSON_AddStringToObject(k, "key_id", id);
     cJSON_AddStringToObject(k, "department", dept);
-    cJSON_AddStringToObject(k, "algorithm", "Ed25519");
+    cJSON_AddStringToObject(k, "algorithm", sm2 ? ALG_SM2 : ALG_ED25519);
     cJSON_AddStringToObject(k, "public_key", pkhex);
     cJSON_AddStringToObject(k, "sealed", sb);
     cJSON_AddNumberToObject(k, "created_at", (double)now);
@@ -261,22 +280,24 @@ int zt_seal_bytes(zt_req *req, const char *dept, const void *doc, size_t len, cJ
     if (!k && !zt__auth_dept_exists(srv, t, dept)) return ZT_ENOTFOUND;
     if (!k && (rc = rotate(srv, t, dept, &k)) != ZT_OK) return rc;
     const char *id = zt__jstr(k, "key_id"), *sb = zt__jstr(k, "sealed");
-    unsigned char sealed[ZT__SEALED_SK_BYTES + 8], sig[64];
-    size_t slen = 0;
+    bool sm2 = is_sm2(k);
+    unsigned char sealed[ZT__SEALED_SM2_BYTES + 8], sig[ZT__SM2_SIG_MAX];
+    size_t slen = 0, siglen = 64;
     int64_t now = zt_now_ms();
     char msg[512], digest[65];
     if (!id || !sb || zt__b64url_decode(sealed, sizeof sealed, sb, strlen(sb), &slen) != ZT_OK ||
-        seal_message(msg, sizeof msg, dept, id, now, doc, len, digest) < 0) {
+        seal_message(msg, sizeof msg, dept, id, now, doc, len, sm2, digest) < 0) {
         cJSON_Delete(k);
         return ZT_EIO;
     }
-    rc = zt__seal_sign(srv->keys, sealed, slen, msg, strlen(msg), sig);
+    rc = sm2 ? zt__sm2_sign(srv->keys, sealed, slen, msg, strlen(msg), sig, &siglen)
+             : zt__seal_sign(srv->keys, sealed, slen, msg, strlen(msg), sig);
     if (rc == ZT_OK) {
-        char sigb[ZT__B64URL_LEN(64)];
-        zt__b64url_encode(sigb, sig, 64);
+        char sigb[ZT__B64URL_LEN(ZT__SM2_SIG_MAX)];
+        zt__b64url_encode(sigb, sig, siglen);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "v", 1);
-        cJSON_AddStringToObject(o, "algorithm", "Ed25519");
+        cJSON_AddStringToObject(o, "algorithm", sm2 ? ALG_SM2 : ALG_ED25519);
         cJSON_AddStringToObject(o, "department", dept);
         cJSON_AddStringToObject(o, "key_id", id);
         cJSON_AddNumberToObject(o, "time", (double)now);
@@ -304,25 +325,29 @@ int zt_seal_json(zt_req *req, const char *dept, const cJSON *doc, cJSON **seal)
  * master key (to make seals, or sign checkpoints, that verify) is not believed (ZT_EINVAL).
  * Opening it is the check (its associated data is that public key): no signature needed. */
 static int sealed_public(zt_server *srv, const unsigned char *sealed, size_t slen,
-                         unsigned char pk[32])
+                         unsigned char *pk, size_t pklen)
 {
     int rc = zt__seal_opens(srv->keys, sealed, slen);
-    if (rc == ZT_OK) memcpy(pk, sealed + 1, 32); /* the sealed form starts: version, key */
+    if (rc == ZT_OK && slen < 1 + pklen) rc = ZT_EINVAL;
+    if (rc == ZT_OK) memcpy(pk, sealed + 1, pklen); /* the sealed form starts: version, key */
     return rc;
 }
 
-/* A department key record's public key, if it is the one its sealed private key was made
- * with under this master key; ZT_EINVAL if either was changed outside Zhengtong. */
-static int key_public(zt_server *srv, const cJSON *k, unsigned char pk[32])
+/* A department key record's public key (32 bytes for Ed25519, 65 for SM2: pk holds
+ * ZT__SM2_PK_BYTES), if it is the one its sealed private key was made with under this
+ * master key, the sealed form of its algorithm; ZT_EINVAL if any was changed outside
+ * Zhengtong. */
+static int key_public(zt_server *srv, const cJSON *k, unsigned char *pk)
 {
     const char *pkhex = zt__jstr(k, "public_key"), *sb = zt__jstr(k, "sealed");
-    unsigned char shown[32], sealed[ZT__SEALED_SK_BYTES + 8];
-    size_t n = 0, slen = 0;
-    if (!pkhex || !sb || zt__hex_decode(shown, 32, pkhex, strlen(pkhex), &n) != ZT_OK || n != 32 ||
-        zt__b64url_decode(sealed, sizeof sealed, sb, strlen(sb), &slen) != ZT_OK)
+    size_t want = is_sm2(k) ? ZT__SM2_PK_BYTES : 32, n = 0, slen = 0;
+    unsigned char shown[ZT__SM2_PK_BYTES], sealed[ZT__SEALED_SM2_BYTES + 8];
+    if (!pkhex || !sb || zt__hex_decode(shown, sizeof shown, pkhex, strlen(pkhex), &n) != ZT_OK ||
+        n != want || zt__b64url_decode(sealed, sizeof sealed, sb, strlen(sb), &slen) != ZT_OK ||
+        slen != (want == 32 ? ZT__SEALED_SK_BYTES : ZT__SEALED_SM2_BYTES))
         return ZT_EINVAL;
-    int rc = sealed_public(srv, sealed, slen, pk);
-    if (rc == ZT_OK && sodium_memcmp(pk, shown, 32) != 0) rc = ZT_EINVAL;
+    int rc = sealed_public(srv, sealed, slen, pk, want);
+    if (rc == ZT_OK && sodium_memcmp(pk, shown, want) != 0) rc = ZT_EINVAL;
     return rc;
 }
 
@@ -342,8 +367,9 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
     /* what the signature does not cover must still be what was issued: a seal that says
      * another version or algorithm, or a time the signature holds only rounded (1.4 ms
      * later, or beyond what an integer holds), is not the one the node made */
-    if (!cJSON_IsNumber(v) || v->valuedouble != 1 || !alg || strcmp(alg, "Ed25519") != 0) {
-        *why = "the seal is not of version 1 (v: 1, algorithm: Ed25519)";
+    if (!cJSON_IsNumber(v) || v->valuedouble != 1 || !alg ||
+        (strcmp(alg, ALG_ED25519) != 0 && strcmp(alg, ALG_SM2) != 0)) {
+        *why = "the seal is not of version 1 (v: 1, algorithm: Ed25519 or SM2)";
         return ZT_EINVAL;
     }
     if (!(tm->valuedouble >= 0 && tm->valuedouble < 9007199254740992.0) ||
@@ -357,7 +383,8 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
         return ZT_ENOTFOUND;
     }
     int rc = ZT_EINVAL, krc;
-    unsigned char pk[32], sig[64];
+    bool sm2 = is_sm2(k);
+    unsigned char pk[ZT__SM2_PK_BYTES], sig[ZT__SM2_SIG_MAX];
     size_t n = 0;
     const char *kdept = zt__jstr(k, "department");
     const cJSON *retired = cJSON_GetObjectItemCaseSensitive(k, "retired_at");
@@ -365,6 +392,9 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
     int64_t time = (int64_t)tm->valuedouble;
     if (!kdept || strcmp(kdept, dept) != 0) {
         *why = "the key belongs to another department";
+    } else if (sm2 != (strcmp(alg, ALG_SM2) == 0)) {
+        *why = sm2 ? "the seal says Ed25519, but its key is an SM2 key"
+                   : "the seal says SM2, but its key is an Ed25519 key";
     } else if (cJSON_IsNumber(retired) && (double)time > retired->valuedouble) {
         *why = "the seal is dated after its key was retired";
     } else if ((krc = key_public(srv, k, pk)) != ZT_OK) {
@@ -378,13 +408,16 @@ int zt__seal_check(zt_server *srv, zt_txn *t, const void *doc, size_t len, const
                     id, kdept);
         else
             rc = krc;
-    } else if (zt__b64url_decode(sig, 64, sigb, strlen(sigb), &n) != ZT_OK || n != 64) {
-        *why = "the signature is not 64 bytes of base64url";
-    } else if (seal_message(msg, sizeof msg, dept, id, time, doc, len, digest) < 0) {
+    } else if (zt__b64url_decode(sig, sizeof sig, sigb, strlen(sigb), &n) != ZT_OK ||
+               (sm2 ? n < 8 : n != 64)) {
+        *why = sm2 ? "the signature is not an SM2 signature (DER, at most 72 bytes) in base64url"
+                   : "the signature is not 64 bytes of base64url";
+    } else if (seal_message(msg, sizeof msg, dept, id, time, doc, len, sm2, digest) < 0) {
         *why = "the seal's fields are too long";
     } else if (zt__jstr(seal, "digest") && strcmp(zt__jstr(seal, "digest"), digest) != 0) {
         *why = "the document is not the one that was sealed";
-    } else if (zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK) {
+    } else if (sm2 ? zt__sm2_verify(pk, msg, strlen(msg), sig, n) != ZT_OK
+                   : zt_seal_verify(pk, msg, strlen(msg), sig) != ZT_OK) {
         *why = "the signature does not match the document and the seal";
     } else {
         *why = NULL;
@@ -427,7 +460,7 @@ int zt__node_pubkey(zt_server *srv, zt_txn *t, unsigned char pk[32])
     unsigned char sealed[ZT__SEALED_SK_BYTES + 8];
     size_t slen = sizeof sealed;
     int rc = node_key(srv, t, sealed, &slen);
-    return rc ? rc : sealed_public(srv, sealed, slen, pk);
+    return rc ? rc : sealed_public(srv, sealed, slen, pk, 32);
 }
 
 /* ---- HTTP ------------------------------------------------------------------------ */
@@ -463,13 +496,20 @@ struct key_filter {
 
 /* A key of the department asked for, and one whose public key is its own: a key changed
  * outside Zhengtong is not published, for whoever checks seals with their own tools. */
-static bool key_shown(const cJSON *k, void *ud)
+static bool key_shown(cJSON *k, void *ud)
 {
     struct key_filter *f = ud;
     const char *d = zt__jstr(k, "department");
-    unsigned char pk[32];
+    unsigned char pk[ZT__SM2_PK_BYTES];
     if (f->dept && (!d || strcmp(d, f->dept) != 0)) return false;
-    if (key_public(f->srv, k, pk) == ZT_OK) return true;
+    if (key_public(f->srv, k, pk) == ZT_OK) {
+        /* an SM2 key also as PEM, made here from the key just checked (never stored:
+         * what is published is what the sealed key vouches for) */
+        char pem[512];
+        if (is_sm2(k) && zt__sm2_pem(pk, pem, sizeof pem) == ZT_OK)
+            cJSON_AddStringToObject(k, "public_key_pem", pem);
+        return true;
+    }
     zt__log(ZT_LOG_ERROR, NULL, NULL,
             "seal key %s of department %s was changed outside Zhengtong: not published",
             zt__jstr(k, "key_id") ? zt__jstr(k, "key_id") : "?", d ? d : "?");
@@ -563,11 +603,49 @@ static int h_rotate(zt_req *req, void *ud)
     int rc = rotate(srv, t, dept, &k);
     if (rc != ZT_OK) return rc;
     cJSON *o = public_key(k);
+    unsigned char pk[ZT__SM2_PK_BYTES];
+    char pem[512];
+    if (is_sm2(k) && key_public(srv, k, pk) == ZT_OK && zt__sm2_pem(pk, pem, sizeof pem) == ZT_OK)
+        cJSON_AddStringToObject(o, "public_key_pem", pem);
     zt_audit_note(req, "seal key rotation", dept);
     rc = zt_respond_json(req, 201, o);
     cJSON_Delete(o);
     cJSON_Delete(k);
     return rc;
+}
+
+/* seal.algorithm changed: the departments whose current key is of the other algorithm
+ * keep sealing with it until their key is rotated; the log says which, once a start. */
+void zt__seals_start(zt_server *srv)
+{
+    zt_seals *s = srv->seals;
+    zt_txn *t;
+    zt_cursor *c;
+    zt_kv kv;
+    zt_buf names = {0};
+    size_t n = 0;
+    if (zt__store_read_begin(srv->store, &t) != ZT_OK) return;
+    if (zt_cursor_open(t, s->current, &c) == ZT_OK) {
+        for (int rc = zt_cursor_seek(c, ZT_FIRST, NULL, 0, &kv); rc == ZT_OK;
+             rc = zt_cursor_seek(c, ZT_NEXT, NULL, 0, &kv)) {
+            cJSON *k = kv.vlen == 26 ? zt__db_get_json(t, s->keys, kv.val, 26) : NULL;
+            if (k && is_sm2(k) != srv->conf->seal_sm2 && n++ < 20)
+                zt__buf_printf(&names, "%s%.*s", n > 1 ? ", " : "", (int)kv.klen,
+                               (const char *)kv.key);
+            cJSON_Delete(k);
+        }
+        zt_cursor_close(c);
+    }
+    zt__store_end(srv->store, t, false);
+    if (n)
+        zt__log(ZT_LOG_INFO, NULL, NULL,
+                "seal.algorithm is %s, but %zu departments seal with %s keys (%.*s%s): each "
+                "goes on with its key until it is rotated (POST /admin/seal/keys "
+                "{\"department\": CODE}); their old seals stay valid",
+                srv->conf->seal_sm2 ? ALG_SM2 : ALG_ED25519, n,
+                srv->conf->seal_sm2 ? ALG_ED25519 : ALG_SM2, (int)names.len,
+                names.data ? names.data : "", n > 20 ? ", ..." : "");
+    zt__buf_free(&names);
 }
 
 int zt__seals_open(zt_server *srv, char *err, size_t errlen)

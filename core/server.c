@@ -752,6 +752,7 @@ int zt__server_listen(zt_server *srv, char *err, size_t errlen)
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
+    if (!srv->check_only && !srv->lua_tests) zt__seals_start(srv);
     int rc = zt__repl_start(srv, err, errlen);
     if (rc == ZT_OK) rc = zt__syslog_start(srv, err, errlen);
     for (size_t i = 0; rc == ZT_OK && i < srv->conf->nlisten; i++)

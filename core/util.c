@@ -423,8 +423,8 @@ const char *zt__jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(const cJSON *rec, void *arg),
-                        void *arg, const char *strip)
+int zt__respond_db_list(zt_req *req, zt_db *db, bool (*keep)(cJSON *rec, void *arg), void *arg,
+                        const char *strip)
 {
     zt_txn *t = zt_req_txn(req);
     zt_cursor *cur;

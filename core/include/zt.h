@@ -705,10 +705,13 @@ int zt_mask(const char *s, size_t front, size_t back, char *out, size_t outlen);
  * upper-case it first. */
 int zt_valid_credit_code(const char *s);
 
-/* Electronic seals (电子印章). Seal a document for department `dept` with its current
- * Ed25519 key (made on first use; private keys are stored only encrypted under the node's
- * master key). The seal is a JSON object {v, algorithm, department, key_id, time, digest,
- * signature} (*seal: new, the caller deletes it) that anyone can check with
+/* Electronic seals (电子印章). Seal a document for department `dept` with its current key
+ * (made on first use, of the config's seal.algorithm; private keys are stored only
+ * encrypted under the node's master key). The seal is a JSON object {v, algorithm,
+ * department, key_id, time, digest, signature} (*seal: new, the caller deletes it):
+ * algorithm "Ed25519" (digest: hex BLAKE2b-256 of the document; signature: 64 bytes,
+ * base64url) or "SM2" (国密: digest hex SM3; signature: SM2 with SM3 and the default
+ * distinguishing ID "1234567812345678", DER, base64url), the key's. Anyone can check it with
  * POST /seal/verify against the public keys of GET /seal/keys. Inside a writing request
  * only (ZT_EREADONLY in GET). zt_seal_json seals the canonical form of a JSON value
  * (zt_json_canonical). Errors: ZT_EINVAL, ZT_ENOTFOUND (no department dept: no key is

@@ -12,7 +12,7 @@ import subprocess
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ztnode import NodeTest, edit_db
+from ztnode import NodeTest, edit_db, run
 
 # RFC 8785 (JCS) as its Appendix suggests: ECMAScript's JSON.stringify writes numbers and
 # strings as JCS does; only the keys need sorting (JavaScript's sort compares UTF-16 code
@@ -316,6 +316,152 @@ class Seals(NodeTest):
         st, _, keys = self.shared.json("GET", "/seal/keys?department=nosuch")
         self.assertEqual((st, keys["items"]), (200, []))
 
+
+
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+SM2_ID = "1234567812345678"  # GM/T 0009-2012's default distinguishing ID
+
+
+def openssl(*args, data=None):
+    """Debian's openssl command line (a verifier that is not the node's code)."""
+    return subprocess.run([OPENSSL, *args], input=data, capture_output=True, timeout=30)
+
+
+def sm3(data):
+    r = openssl("dgst", "-sm3", "-r", data=data)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()[0].decode()
+
+
+class Sm2Seals(NodeTest):
+    """seal.algorithm = "SM2" (国密): new department keys are SM2, seals are SM2 signatures
+    over SM3 digests, and anyone checks them with OpenSSL's command line."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.n = cls.shared_node(plugins=("hello",), roles=("seal_officer",),
+                                options='seal = { algorithm = "SM2" }')
+
+    def sealed(self, body):
+        st, _, seal = self.n.json("POST", "/seal/sign", body)
+        self.assertEqual(st, 201, seal)
+        return seal
+
+    def verify(self, body):
+        st, _, d = self.n.json("POST", "/seal/verify", body, auth=False)
+        self.assertEqual(st, 200, d)
+        return d
+
+    def test_json_and_bytes_documents(self):
+        seal = self.sealed({"document": DOC})
+        self.assertEqual((seal["v"], seal["algorithm"], seal["department"]), (1, "SM2", "root"))
+        canon = jcs([json.dumps(DOC)])[0].encode()
+        self.assertEqual(seal["digest"], sm3(canon))  # SM3 of the canonical text
+        self.assertTrue(self.verify({"document": DOC, "seal": seal})["valid"])
+        d = self.verify({"document": dict(DOC, permit="B-2024-002"), "seal": seal})
+        self.assertEqual((d["valid"], d["reason"]),
+                         (False, "the document is not the one that was sealed"))
+        d = self.verify({"document": DOC, "seal": flip_signature(seal)})
+        self.assertFalse(d["valid"], d)
+        # a seal that claims the other algorithm is not the one made
+        d = self.verify({"document": DOC, "seal": dict(seal, algorithm="Ed25519")})
+        self.assertEqual((d["valid"], d["reason"]),
+                         (False, "the seal says Ed25519, but its key is an SM2 key"))
+        doc = bytes(range(256)) + "印章".encode()
+        seal = self.sealed({"document_base64": b64url(doc)})
+        self.assertEqual(seal["digest"], sm3(doc))
+        self.assertTrue(self.verify({"document_base64": b64url(doc), "seal": seal})["valid"])
+        self.assertFalse(self.verify({"document_base64": b64url(doc[:-1]), "seal": seal})["valid"])
+
+    def test_anyone_verifies_offline_with_openssl(self):
+        # the README's recipe, with nothing but the openssl command line
+        seal = self.sealed({"document": DOC})
+        st, _, keys = self.n.json("GET", "/seal/keys", auth=False)
+        self.assertEqual(st, 200, keys)
+        key = [k for k in keys["items"] if k["key_id"] == seal["key_id"]][0]
+        self.assertEqual(key["algorithm"], "SM2")
+        self.assertEqual(len(bytes.fromhex(key["public_key"])), 65)  # 04 | X | Y
+        self.assertNotIn("sealed", key)
+        tmp = self.n.dir
+        pem, msg, sig = (os.path.join(tmp, f) for f in ("sm2.pem", "msg", "sig.der"))
+        with open(pem, "w") as f:
+            f.write(key["public_key_pem"])
+        # the PEM is the hex key (openssl reads it back to the same point)
+        r = openssl("pkey", "-pubin", "-in", pem, "-noout", "-text")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        point = "".join(l.strip() for l in r.stdout.decode().split("pub:")[1].split("ASN1")[0]
+                        .splitlines()).replace(":", "")
+        self.assertEqual(point, key["public_key"])
+        digest = sm3(jcs([json.dumps(DOC)])[0].encode())
+        self.assertEqual(digest, seal["digest"])
+
+        def check(message):
+            with open(msg, "wb") as f:
+                f.write(message.encode())
+            with open(sig, "wb") as f:
+                f.write(unb64url(seal["signature"]))
+            return openssl("pkeyutl", "-verify", "-pubin", "-inkey", pem, "-rawin", "-digest",
+                           "sm3", "-pkeyopt", "distid:" + SM2_ID, "-in", msg, "-sigfile", sig)
+
+        good = "zhengtong-seal-v1\n%s\n%s\n%d\n%s" % (seal["department"], seal["key_id"],
+                                                       seal["time"], digest)
+        r = check(good)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(b"Signature Verified Successfully", r.stdout)
+        r = check(good.replace(digest, sm3(b"another document")))  # and it can fail
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+
+    def test_bad_algorithm_is_a_config_error(self):
+        n = self.node(start=False, options='seal = { algorithm = "RSA" }')
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r"zhengtong.conf:\d+: seal.algorithm: 'RSA' is not a seal "
+                                   r"algorithm: \"Ed25519\" \(the default\) or \"SM2\"")
+
+
+class SealAlgorithmChanged(NodeTest):
+    def test_a_department_switches_by_rotating_and_old_seals_stay_valid(self):
+        n = self.node(plugins=("hello",), roles=("seal_officer",))
+        st, _, old = n.json("POST", "/seal/sign", {"document": DOC})
+        self.assertEqual((st, old["algorithm"]), (201, "Ed25519"), old)
+        self.assertEqual(n.stop(), 0)
+        n._conf_text += 'seal = { algorithm = "SM2" }\n'
+        n._write_conf()
+        n.start()
+        self.assertIn("seal.algorithm is SM2, but 1 departments seal with Ed25519 keys (root): "
+                      "each goes on with its key until it is rotated", n.log())
+        st, _, same = n.json("POST", "/seal/sign", {"document": DOC})
+        self.assertEqual((st, same["algorithm"], same["key_id"]), (201, "Ed25519", old["key_id"]))
+        st, _, k = n.json("POST", "/admin/seal/keys", {"department": "root"})
+        self.assertEqual((st, k["algorithm"]), (201, "SM2"), k)
+        self.assertIn("BEGIN PUBLIC KEY", k["public_key_pem"])
+        st, _, new = n.json("POST", "/seal/sign", {"document": DOC})
+        self.assertEqual((st, new["algorithm"], new["key_id"]), (201, "SM2", k["key_id"]))
+        for seal in (old, same, new):
+            st, _, d = n.json("POST", "/seal/verify", {"document": DOC, "seal": seal}, auth=False)
+            self.assertTrue(d["valid"], (seal, d))
+        st, _, keys = n.json("GET", "/seal/keys", auth=False)
+        self.assertEqual(sorted(x["algorithm"] for x in keys["items"]), ["Ed25519", "SM2"])
+        # an SM2 key whose public key was changed in the store is neither published nor
+        # believed
+        self.assertEqual(n.stop(), 0)
+
+        def change(txn, db):
+            rec = json.loads(txn.get(k["key_id"].encode()))
+            pk = bytearray.fromhex(rec["public_key"])
+            pk[40] ^= 0x01
+            rec["public_key"] = pk.hex()
+            txn.put(k["key_id"].encode(), json.dumps(rec).encode())
+
+        edit_db(self, n, "_core/seal_keys", change)
+        n.start()
+        st, _, keys = n.json("GET", "/seal/keys", auth=False)
+        self.assertNotIn(k["key_id"], [x["key_id"] for x in keys["items"]])
+        st, _, d = n.json("POST", "/seal/verify", {"document": DOC, "seal": new}, auth=False)
+        self.assertFalse(d["valid"], d)
+        self.assertIn("changed outside Zhengtong", d["reason"])
+        st, _, d = n.json("POST", "/seal/verify", {"document": DOC, "seal": old}, auth=False)
+        self.assertTrue(d["valid"], d)
 
 
 class SealKeysChangedOutside(NodeTest):

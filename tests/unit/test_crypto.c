@@ -797,6 +797,100 @@ static void sealed_key_tampering_refused(void **state)
     assert_int_equal(zt__seal_sign(e->k, sealed, slen, "m", 1, sig), ZT_EINVAL);
 }
 
+/* The 32-byte secret of a sealed seal key whose public key is pklen bytes, opened with
+ * the master key read from the key file, as the header documents the sealed form:
+ * version | public key | nonce (24) | XChaCha20-Poly1305 (32 + 16), the first two the
+ * associated data, under the sub-key "ztseal__" 1. */
+static void unseal_by_hand(env *e, const unsigned char *sealed, size_t pklen, unsigned char out[32])
+{
+    unsigned char master[32], skey[32];
+    read_file(e->keypath, master, 32);
+    assert_int_equal(crypto_kdf_derive_from_key(skey, 32, 1, "ztseal__", master), 0);
+    unsigned long long n;
+    size_t ad = 1 + pklen;
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(out, &n, NULL, sealed + ad + 24, 48,
+                                                                sealed, ad, sealed + ad, skey),
+                     0);
+    assert_int_equal(n, 32);
+}
+
+/* SM2 (国密): a key sealed as an Ed25519 key is, signatures that verify with its public
+ * point and no other, its sealed form refused once altered or under another master key,
+ * and the private scalar (opened by hand, as documented) not in it in clear. */
+static void sm2_seal_keys(void **state)
+{
+    env *e = *state;
+    open_keys(e);
+    unsigned char pk[ZT__SM2_PK_BYTES], sealed[ZT__SEALED_SM2_BYTES], sig[ZT__SM2_SIG_MAX];
+    size_t slen = 10, siglen = 0;
+    assert_int_equal(zt__sm2_keygen(e->k, pk, sealed, &slen), ZT_ETOOBIG);
+    assert_int_equal(slen, ZT__SEALED_SM2_BYTES);
+    assert_int_equal(zt__sm2_keygen(e->k, pk, sealed, &slen), ZT_OK);
+    assert_int_equal(sealed[0], 2);
+    assert_int_equal(pk[0], 4); /* uncompressed: 04 | X | Y */
+    assert_memory_equal(sealed + 1, pk, ZT__SM2_PK_BYTES);
+    assert_int_equal(zt__seal_opens(e->k, sealed, slen), ZT_OK);
+
+    unsigned char doc[] = "zhengtong-seal-v1\nedu\nKEY\n1700000000000\nabc";
+    size_t dlen = sizeof doc - 1;
+    assert_int_equal(zt__sm2_sign(e->k, sealed, slen, doc, dlen, sig, &siglen), ZT_OK);
+    assert_true(siglen >= 8 && siglen <= ZT__SM2_SIG_MAX);
+    assert_int_equal(sig[0], 0x30); /* DER: a SEQUENCE of r and s */
+    assert_int_equal(zt__sm2_verify(pk, doc, dlen, sig, siglen), ZT_OK);
+    for (size_t i = 0; i < dlen; i++) {
+        doc[i] ^= 0x01;
+        if (zt__sm2_verify(pk, doc, dlen, sig, siglen) != ZT_EINVAL)
+            fail_msg("document byte %zu changed, yet it verified", i);
+        doc[i] ^= 0x01;
+    }
+    for (size_t i = 0; i < siglen; i++) {
+        sig[i] ^= 0x10;
+        if (zt__sm2_verify(pk, doc, dlen, sig, siglen) != ZT_EINVAL)
+            fail_msg("signature byte %zu changed, yet it verified", i);
+        sig[i] ^= 0x10;
+    }
+    assert_int_equal(zt__sm2_verify(pk, doc, dlen, sig, siglen - 1), ZT_EINVAL);
+    /* another key pair's point does not verify it; a point off the curve verifies nothing */
+    unsigned char pk2[ZT__SM2_PK_BYTES], sealed2[ZT__SEALED_SM2_BYTES];
+    size_t slen2 = sizeof sealed2;
+    assert_int_equal(zt__sm2_keygen(e->k, pk2, sealed2, &slen2), ZT_OK);
+    assert_memory_not_equal(pk, pk2, ZT__SM2_PK_BYTES);
+    assert_int_equal(zt__sm2_verify(pk2, doc, dlen, sig, siglen), ZT_EINVAL);
+    pk2[40] ^= 0x01;
+    assert_int_equal(zt__sm2_verify(pk2, doc, dlen, sig, siglen), ZT_EINVAL);
+
+    /* the sealed form: any byte altered (the point included: it is associated data) */
+    for (size_t i = 0; i < slen; i++) {
+        sealed[i] ^= 0x80;
+        if (zt__sm2_sign(e->k, sealed, slen, doc, dlen, sig, &siglen) == ZT_OK)
+            fail_msg("sealed SM2 key byte %zu altered, yet it signed", i);
+        sealed[i] ^= 0x80;
+    }
+    assert_int_equal(zt__seal_opens(e->k, sealed, slen - 1), ZT_EINVAL);
+
+    /* opened by hand with the master key, as documented */
+    unsigned char d[32];
+    unseal_by_hand(e, sealed, ZT__SM2_PK_BYTES, d);
+    for (size_t i = 0; i + 8 <= 32; i++) assert_null(memmem(sealed, slen, d + i, 8));
+
+    /* another node's master key cannot unseal it */
+    strcat(e->keypath, ".other");
+    open_keys(e);
+    assert_int_equal(zt__sm2_sign(e->k, sealed, slen, doc, dlen, sig, &siglen), ZT_EINVAL);
+    assert_int_equal(zt__seal_opens(e->k, sealed, slen), ZT_EINVAL);
+}
+
+static void sm3_vectors(void **state)
+{
+    (void)state;
+    /* GB/T 32905-2016, appendix A: "abc" */
+    unsigned char out[32];
+    char hex[65];
+    zt__sm3("abc", 3, out);
+    zt__hex(hex, out, 32);
+    assert_string_equal(hex, "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+}
+
 static void sealed_key_holds_no_clear_secret(void **state)
 {
     env *e = *state;
@@ -806,14 +900,8 @@ static void sealed_key_holds_no_clear_secret(void **state)
     assert_int_equal(zt__seal_keygen(e->k, pk, sealed, &slen), ZT_OK);
 
     /* Unseal by hand with the master key from the file, as documented. */
-    unsigned char master[32], skey[32], seed[32], pk2[32], sk[64];
-    read_file(e->keypath, master, 32);
-    assert_int_equal(crypto_kdf_derive_from_key(skey, 32, 1, "ztseal__", master), 0);
-    unsigned long long n;
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(seed, &n, NULL, sealed + 57, 48,
-                                                                sealed, 33, sealed + 33, skey),
-                     0);
-    assert_int_equal(n, 32);
+    unsigned char seed[32], pk2[32], sk[64];
+    unseal_by_hand(e, sealed, 32, seed);
     assert_int_equal(crypto_sign_seed_keypair(pk2, sk, seed), 0);
     assert_memory_equal(pk, pk2, 32); /* it really is the secret of pk */
 
@@ -1049,6 +1137,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(seal_sign_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(sealed_key_tampering_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(sealed_key_holds_no_clear_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(sm2_seal_keys, setup, teardown),
+        cmocka_unit_test(sm3_vectors),
         cmocka_unit_test(random_and_hash),
         cmocka_unit_test(hex_codec),
         cmocka_unit_test(b64url_codec),
