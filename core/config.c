@@ -70,13 +70,14 @@ enum {
     K_TRUSTED_PROXIES,
     K_REPLICATION,
     K_SEAL,
+    K_CRYPTO,
 };
 static const char *const core_keys[] = {
     /* in the order of the enum */
     "node_name",  "region_code", "listen",  "data_dir", "map_size",        "log_level",
     "plugin_dir", "lua_dir",     "web_dir", "key_file", "limits",          "lua",
     "auth",       "audit",       "bus",     "plugins",  "trusted_proxies", "replication",
-    "seal",       NULL,
+    "seal",       "crypto",      NULL,
 };
 static conf_state *state_of(lua_State *L)
 {
@@ -835,6 +836,7 @@ static void check_admin_networks(lua_State *L, zt_conf *c, int line);
 static void check_separate_duties(lua_State *L, zt_conf *c, int line);
 static void check_audit_retain(lua_State *L, zt_conf *c, int line);
 static void check_seal_algorithm(lua_State *L, zt_conf *c, int line);
+static void check_crypto_fields(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog_facility(lua_State *L, zt_conf *c, int line);
 static void check_audit_syslog_ca(lua_State *L, zt_conf *c, int line);
@@ -894,6 +896,10 @@ static const field audit_fields[] = {
 
 static const field seal_fields[] = {
     CHECKED("algorithm", check_seal_algorithm),
+    {0},
+};
+static const field crypto_fields[] = {
+    CHECKED("fields", check_crypto_fields),
     {0},
 };
 
@@ -1095,16 +1101,34 @@ static void check_syslog_tls(lua_State *L, const zt_conf *c)
              "its private key, for a collector that asks for one");
 }
 
+/* One of two names, the first the default: whether it is the second. what: the kind of
+ * name ("a seal algorithm"), means: what the second is (for the message). */
+static bool want_second(lua_State *L, int line, const char *name, const char *first,
+                        const char *second, const char *what, const char *means)
+{
+    char expect[96];
+    snprintf(expect, sizeof expect, "a string (\"%s\" or \"%s\")", first, second);
+    const char *a = want_string(L, line, name, expect);
+    if (strcmp(a, first) != 0 && strcmp(a, second) != 0)
+        fail(L, line, "%s: '%s' is not %s: \"%s\" (the default) or \"%s\" (%s)", name, a, what,
+             first, second, means);
+    return strcmp(a, second) == 0;
+}
+
 /* seal.algorithm = "Ed25519" | "SM2": the algorithm of each new department seal key */
 static void check_seal_algorithm(lua_State *L, zt_conf *c, int line)
 {
-    const char *a = want_string(L, line, "seal.algorithm", "a string (\"Ed25519\" or \"SM2\")");
-    if (strcmp(a, "Ed25519") != 0 && strcmp(a, "SM2") != 0)
-        fail(L, line,
-             "seal.algorithm: '%s' is not a seal algorithm: \"Ed25519\" (the default) or "
-             "\"SM2\" (国密 SM2 signatures over SM3 digests, GB/T 32918 and GB/T 32905)",
-             a);
-    c->seal_sm2 = strcmp(a, "SM2") == 0;
+    c->seal_sm2 = want_second(L, line, "seal.algorithm", "Ed25519", "SM2", "a seal algorithm",
+                              "国密 SM2 signatures over SM3 digests, GB/T 32918 and GB/T 32905");
+}
+
+/* crypto.fields = "XChaCha20-Poly1305" | "SM4": how new personal-data fields are
+ * encrypted (those written before stay readable either way) */
+static void check_crypto_fields(lua_State *L, zt_conf *c, int line)
+{
+    c->fields_sm4 =
+        want_second(L, line, "crypto.fields", "XChaCha20-Poly1305", "SM4", "a field cipher",
+                    "国密 SM4 with HMAC-SM3, GB/T 32907 and GB/T 32905");
 }
 
 /* auth.separate_duties = true | false */
@@ -1461,6 +1485,9 @@ static void check_core(lua_State *L, zt_conf *c, int k, int line)
         break;
     case K_SEAL:
         check_section(L, c, line, "seal", seal_fields);
+        break;
+    case K_CRYPTO:
+        check_section(L, c, line, "crypto", crypto_fields);
         break;
     default: /* plugins: checked first */
         break;

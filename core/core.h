@@ -266,6 +266,8 @@ struct zt_conf {
      * authpriv by default) */
     /* seal.algorithm: new department seal keys are SM2 (国密) rather than Ed25519 */
     bool seal_sm2;
+    /* crypto.fields = "SM4": personal-data fields are encrypted with SM4 and HMAC-SM3 */
+    bool fields_sm4;
     char *audit_syslog_host, *audit_syslog_port;
     int audit_syslog_facility;
     /* tls:// (RFC 5425): the CA file that vouches for the collector (NULL: the system's),

@@ -642,12 +642,15 @@ void zt_id(char out[27]);
  */
 
 /* Bytes zt_field_encrypt adds to a value: a version byte, a 24-byte random nonce and a
- * 16-byte authentication tag. */
+ * 16-byte authentication tag (XChaCha20-Poly1305); with crypto.fields = "SM4" (国密) a
+ * version byte, a 16-byte random IV and a 24-byte HMAC-SM3 tag over SM4-CTR, as long.
+ * zt_field_decrypt opens both, whatever the config says now. */
 #define ZT_FIELD_OVERHEAD 41
 
 /* Encrypt `len` bytes of plain for the field named `field` (a non-empty string: the
- * plugin's own name for the field, e.g. "id_number") of plugin p, with
- * XChaCha20-Poly1305 under the node's field key. Two encryptions of one value differ.
+ * plugin's own name for the field, e.g. "id_number") of plugin p, with XChaCha20-Poly1305
+ * (or SM4 and HMAC-SM3: crypto.fields) under the node's field key. Two encryptions of one
+ * value differ.
  *   out     receives len + ZT_FIELD_OVERHEAD bytes; must not overlap plain
  *   outlen  in: the room in out; out: the bytes written (or, on ZT_ETOOBIG, needed)
  * Errors: ZT_EINVAL (no field name), ZT_ETOOBIG (out is short), ZT_ESTATE (the node has

@@ -846,6 +846,14 @@ class NodeTest(unittest.TestCase):
             tail = n.log()[-6000:]
             print("\n---- zhengtong log (%s) ----\n%s" % (self.id(), tail))
 
+    def assertConfigError(self, options, pattern):
+        """`zhengtong check` refuses a config with these options: the message (a regex)
+        at the config's file and line."""
+        n = self.node(start=False, options=options)
+        r = run(["check", "-c", n.conf])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r"zhengtong.conf:\d+: " + pattern)
+
     def assertProblem(self, status, headers, body, want_status, slug=None):
         """An RFC 9457 problem: content type, fields, status, request id, stable type."""
         self.assertEqual(status, want_status, body[:500])

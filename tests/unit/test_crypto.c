@@ -336,6 +336,57 @@ static void field_round_trips(void **state)
     }
 }
 
+/* crypto.fields = "SM4": the same contract in the SM4 form (version 2, as long), and
+ * either form opens whichever the config says now. */
+static void field_sm4(void **state)
+{
+    env *e = *state;
+    open_keys(e);
+    zt_conf conf = {0};
+    e->srv->conf = &conf;
+    const char *id = "440524188001010014";
+    unsigned char v1[18 + ZT_FIELD_OVERHEAD], v2[sizeof v1], bad[sizeof v1];
+    size_t l1 = sizeof v1, l2 = sizeof v2;
+    char pt[18];
+    assert_int_equal(zt_field_encrypt(&e->alpha, "id_number", id, 18, v1, &l1), ZT_OK);
+    conf.fields_sm4 = true;
+    assert_int_equal(zt_field_encrypt(&e->alpha, "id_number", id, 18, v2, &l2), ZT_OK);
+    assert_int_equal(l2, 18 + ZT_FIELD_OVERHEAD);
+    assert_int_equal(v1[0], 1);
+    assert_int_equal(v2[0], 2);
+    assert_null(memmem(v2, l2, id, 8));
+    for (int sm4 = 0; sm4 < 2; sm4++) { /* both open, whichever the config says */
+        conf.fields_sm4 = sm4;
+        size_t plen = sizeof pt;
+        assert_int_equal(zt_field_decrypt(&e->alpha, "id_number", v1, l1, pt, &plen), ZT_OK);
+        assert_memory_equal(pt, id, 18);
+        plen = sizeof pt;
+        assert_int_equal(zt_field_decrypt(&e->alpha, "id_number", v2, l2, pt, &plen), ZT_OK);
+        assert_memory_equal(pt, id, 18);
+    }
+    for (size_t i = 0; i < l2; i++) {
+        memcpy(bad, v2, l2);
+        bad[i] ^= 0x01;
+        size_t plen = sizeof pt;
+        if (zt_field_decrypt(&e->alpha, "id_number", bad, l2, pt, &plen) == ZT_OK)
+            fail_msg("SM4 value byte %zu altered, yet it opened", i);
+    }
+    size_t plen = sizeof pt;
+    assert_int_equal(zt_field_decrypt(&e->alpha, "phone", v2, l2, pt, &plen), ZT_EINVAL);
+    assert_int_equal(zt_field_decrypt(&e->beta, "id_number", v2, l2, pt, &plen), ZT_EINVAL);
+    assert_int_equal(zt_field_decrypt(&e->alpha, "id_number", v2, l2 - 1, pt, &plen), ZT_EINVAL);
+    /* two encryptions of one value differ (a fresh IV) */
+    unsigned char v3[sizeof v1];
+    size_t l3 = sizeof v3;
+    assert_int_equal(zt_field_encrypt(&e->alpha, "id_number", id, 18, v3, &l3), ZT_OK);
+    assert_memory_not_equal(v2, v3, l2);
+    /* another node's key does not open it */
+    strcat(e->keypath, ".other");
+    open_keys(e);
+    assert_int_equal(zt_field_decrypt(&e->alpha, "id_number", v2, l2, pt, &plen), ZT_EINVAL);
+    e->srv->conf = NULL;
+}
+
 static void field_tampering_fails(void **state)
 {
     env *e = *state;
@@ -1123,6 +1174,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(racing_creators_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(field_round_trips, setup, teardown),
         cmocka_unit_test_setup_teardown(field_tampering_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(field_sm4, setup, teardown),
         cmocka_unit_test_setup_teardown(field_moved_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(field_arguments_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(blind_index_per_field, setup, teardown),
