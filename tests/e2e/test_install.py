@@ -16,7 +16,8 @@ import unittest
 
 from ztnode import HOST, env, free_port, wait_for
 
-UNITS = ("zhengtong.service", "zhengtong-backup.service", "zhengtong-backup.timer")
+UNITS = ("zhengtong.service", "zhengtong-standby.service", "zhengtong-backup.service",
+         "zhengtong-backup.timer")
 
 
 def sh(args, timeout=60, **kw):
@@ -68,6 +69,11 @@ class Installed(unittest.TestCase):
             self.assertNotRegex(text, r"@[A-Z_]+@", f)
         with open(os.path.join(self.units, "zhengtong.service")) as fh:
             self.assertIn("ExecStart=%s serve -c /etc/zhengtong/zhengtong.conf" % self.bin, fh.read())
+        with open(os.path.join(self.units, "zhengtong-standby.service")) as fh:
+            standby = fh.read()
+        self.assertIn("ExecStart=%s standby -c /etc/zhengtong/zhengtong.conf ${PRIMARY}" % self.bin,
+                      standby)
+        self.assertIn("Conflicts=zhengtong.service", standby)
 
     def test_a_plugin_is_built_outside_the_tree_with_pkg_config(self):
         """README, "Writing a plugin": the documented command, against the installed zt.h."""
