@@ -29,14 +29,20 @@
  * without the key reads the county's data off the wire or pulls it, an answer is taken
  * only for the request it names (a replayed old answer is refused), and a request never
  * passes for an answer. A request that does not open gets no answer at all. */
-#define REPL_KEY_CTX   "ztrepl__"
-#define REPL_AD        "zhengtong-replication-1"
-#define REPL_REQ       (16 + 16 + 8)
-#define REPL_HDR       (16 + 1 + 16 + 8 + 8 + 8)
-#define REPL_REPLY_MAX (4u << 20) /* change sets one answer carries (one at least) */
-#define REPL_POLL_MS   1000       /* an answer with nothing new waits this long for a commit */
+#define REPL_KEY_CTX     "ztrepl__"
+#define REPL_AD          "zhengtong-replication-1"
+#define REPL_REQ_V1      (16 + 16 + 8) /* a standby of before REPL_REQ: answers of REPL_REPLY_MAX */
+#define REPL_REQ         (16 + 16 + 8 + 4)
+#define REPL_HDR         (16 + 1 + 16 + 8 + 8 + 8)
+#define REPL_REPLY_MAX   (4u << 20)   /* change sets one answer carries (one at least) */
+#define REPL_REPLY_MIN   (64u << 10)  /* ... when the standby asks for less over a slow link */
+#define REPL_REPLY_START (256u << 10) /* what a standby asks for at first */
+#define REPL_POLL_MS     1000         /* an answer with nothing new waits this long for a commit */
 #define REPL_RECV_MS                                                                               \
-    20000 /* the standby waits this long for an answer (4 MB: 1.6 Mbit/s at least) */
+    20000 /* the standby waits this long for an answer at first (4 MB: 1.6 Mbit/s) ... */
+#define REPL_RECV_MAX                                                                              \
+    600000                   /* ... and at most, over a slow link (one change set of 4 MB at       \
+                              * 56 kbit/s, at worst) */
 #define REPL_STATUS_MS 2000  /* the standby rewrites standby.json this often when idle */
 #define REPL_LOG_MS    10000 /* progress lines at most this often */
 #define SEALED_EXTRA                                                                               \
@@ -179,7 +185,8 @@ static void answer(zt_repl *r, nng_msg *m)
     size_t n;
     char peer[80];
     peer_text(m, peer, sizeof peer);
-    if (open_msg(r->key, 'Q', nng_msg_body(m), nng_msg_len(m), &req, &n) != 0 || n != REPL_REQ) {
+    if (open_msg(r->key, 'Q', nng_msg_body(m), nng_msg_len(m), &req, &n) != 0 ||
+        (n != REPL_REQ && n != REPL_REQ_V1)) {
         nng_msg_free(m);
         free(req);
         int64_t now = mono_ms();
@@ -198,6 +205,12 @@ static void answer(zt_repl *r, nng_msg *m)
     memcpy(rid, req, 16);
     memcpy(epoch, req + 16, 16);
     uint64_t applied = zt__be64_get(req + 32);
+    /* what the standby asks for at most (less over a slow link: repl_answered) */
+    uint32_t max = REPL_REPLY_MAX;
+    if (n == REPL_REQ) {
+        max = (uint32_t)req[40] << 24 | (uint32_t)req[41] << 16 | (uint32_t)req[42] << 8 | req[43];
+        max = max < REPL_REPLY_MIN ? REPL_REPLY_MIN : max > REPL_REPLY_MAX ? REPL_REPLY_MAX : max;
+    }
     free(req);
 
     zt_buf out = {0};
@@ -207,10 +220,10 @@ static void answer(zt_repl *r, nng_msg *m)
     if (rc == ZT_OK) {
         out.len = REPL_HDR;
         uint64_t gen = current_gen(r);
-        rc = zt__store_repl_read(r->s, applied, REPL_REPLY_MAX, &out, &st, &head_time);
+        rc = zt__store_repl_read(r->s, applied, max, &out, &st, &head_time);
         if (rc == ZT_OK && st.on && applied == st.head && sodium_memcmp(epoch, st.epoch, 16) == 0) {
             wait_commit(r, gen); /* nothing new: answer as soon as there is */
-            rc = zt__store_repl_read(r->s, applied, REPL_REPLY_MAX, &out, &st, &head_time);
+            rc = zt__store_repl_read(r->s, applied, max, &out, &st, &head_time);
         }
     }
     if (rc != ZT_OK) {
@@ -396,8 +409,53 @@ typedef struct standby {
     int64_t last_contact;         /* wall clock ms; 0: never */
     int64_t status_at, logged_at; /* mono ms */
     uint64_t logged_head;
+    /* what an answer may carry and how long it may take (repl_answered, repl_slow) */
+    uint32_t max_reply;
+    int recv_ms, base_recv_ms;
+    /* connections to the primary now, and how often they came or went: an answer that
+     * does not come while one connection stayed up is a slow link, not a primary gone */
+    atomic_int pipes;
+    atomic_uint pipe_events;
     char why[512];
 } standby;
+
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    standby *sb = arg;
+    atomic_fetch_add(&sb->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    atomic_fetch_add(&sb->pipe_events, 1);
+}
+
+/* How much the standby asks for and how long it waits adapt to the link, as TCP's window
+ * does: a cancelled request's answer is not, the primary sends it all the same and it
+ * takes the line before the next (nng's REQ cannot call it back), so timeouts cost twice
+ * and the sizes are kept where none happen. An answer starts at REPL_REPLY_START and
+ * doubles while full answers come in an eighth of the time allowed, halves when one takes
+ * half of it. No answer within recv_ms over a connection that stayed up: a quarter of the
+ * size (down to REPL_REPLY_MIN), and twice the wait (up to REPL_RECV_MAX), for a change
+ * set larger alone than the line carries in the wait. */
+static void repl_slow(standby *sb)
+{
+    int waited = sb->recv_ms;
+    sb->max_reply = sb->max_reply / 4 < REPL_REPLY_MIN ? REPL_REPLY_MIN : sb->max_reply / 4;
+    sb->recv_ms = sb->recv_ms * 2 > REPL_RECV_MAX ? REPL_RECV_MAX : sb->recv_ms * 2;
+    zt__log(ZT_LOG_WARN, NULL, NULL,
+            "standby: no answer from %s within %.0f s over a connection that stayed up: the "
+            "link is slow; now asking for at most %u KB an answer, waiting up to %.0f s",
+            sb->url, waited / 1000.0, sb->max_reply >> 10, sb->recv_ms / 1000.0);
+}
+
+/* An answer of n bytes came after took ms. */
+static void repl_answered(standby *sb, int64_t took, size_t n)
+{
+    if (took * 2 > sb->recv_ms)
+        sb->max_reply = sb->max_reply / 2 < REPL_REPLY_MIN ? REPL_REPLY_MIN : sb->max_reply / 2;
+    else if (n * 2 >= sb->max_reply && took * 8 < sb->recv_ms)
+        sb->max_reply = sb->max_reply * 2 > REPL_REPLY_MAX ? REPL_REPLY_MAX : sb->max_reply * 2;
+    if (sb->recv_ms > sb->base_recv_ms && took * 4 < sb->recv_ms)
+        sb->recv_ms = sb->recv_ms / 2 < sb->base_recv_ms ? sb->base_recv_ms : sb->recv_ms / 2;
+}
 
 /* data_dir/standby.json: what `zhengtong standby status` reads (replaced whole). */
 static void write_status(standby *sb)
@@ -472,15 +530,29 @@ static int pull(standby *sb)
     memcpy(req, rid, 16);
     memcpy(req + 16, sb->st.epoch, 16);
     zt__be64_put(req + 32, sb->st.head);
+    req[40] = (unsigned char)(sb->max_reply >> 24), req[41] = (unsigned char)(sb->max_reply >> 16);
+    req[42] = (unsigned char)(sb->max_reply >> 8), req[43] = (unsigned char)sb->max_reply;
     nng_msg *m;
     if (nng_msg_alloc(&m, sizeof req + SEALED_EXTRA) != 0) return -1;
     seal_msg(sb->key, 'Q', req, sizeof req, nng_msg_body(m));
+    nng_socket_set_ms(sb->sock, NNG_OPT_RECVTIMEO, sb->recv_ms);
+    unsigned events = atomic_load(&sb->pipe_events);
+    int64_t sent_at = mono_ms();
     int nrc = nng_sendmsg(sb->sock, m, 0);
     if (nrc != 0) {
         nng_msg_free(m);
         return atomic_load(&sb->stop) ? 1 : -1;
     }
-    if ((nrc = nng_recvmsg(sb->sock, &m, 0)) != 0) return atomic_load(&sb->stop) ? 1 : -1;
+    if ((nrc = nng_recvmsg(sb->sock, &m, 0)) != 0) {
+        if (atomic_load(&sb->stop)) return 1;
+        if (nrc == NNG_ETIMEDOUT && atomic_load(&sb->pipes) > 0 &&
+            atomic_load(&sb->pipe_events) == events) {
+            repl_slow(sb);
+            return 2;
+        }
+        return -1;
+    }
+    int64_t took = mono_ms() - sent_at;
     unsigned char *a;
     size_t n;
     if (open_msg(sb->key, 'R', nng_msg_body(m), nng_msg_len(m), &a, &n) != 0 || n < REPL_HDR ||
@@ -495,6 +567,7 @@ static int pull(standby *sb)
         return -1;
     }
     nng_msg_free(m);
+    repl_answered(sb, took, n);
     sb->last_contact = zt_now_ms();
     int status = a[16];
     sb->primary_head = zt__be64_get(a + 33);
@@ -560,6 +633,7 @@ static int standby_loop(standby *sb)
     while (!atomic_load(&sb->stop)) {
         int rc = pull(sb);
         if (rc == 1) return atomic_load(&sb->stop) && !sb->why[0] ? 0 : 1;
+        if (rc == 2) continue; /* slow: asked again for less (repl_slow said so) */
         if (rc == 0) {
             if (silent_since)
                 zt__log(ZT_LOG_INFO, NULL, NULL, "standby: the primary at %s answers again",
@@ -624,8 +698,14 @@ int zt__standby_run(zt_conf *conf, const char *url)
     int lock_fd;
     if (zt__store_claim(conf->data_dir, &lock_fd, err, sizeof err) != ZT_OK)
         return standby_fail("%s", err);
-    standby sb = {.conf = conf, .url = url, .state = "connecting"};
+    standby sb = {.conf = conf, .url = url, .state = "connecting", .max_reply = REPL_REPLY_START};
     atomic_init(&sb.stop, false);
+    atomic_init(&sb.pipes, 0);
+    atomic_init(&sb.pipe_events, 0);
+    /* ZT_TEST_REPL_RECV_MS: a shorter first wait, for the tests of a slow link */
+    const char *t = getenv("ZT_TEST_REPL_RECV_MS");
+    sb.base_recv_ms = t && atoi(t) > 0 ? atoi(t) : REPL_RECV_MS;
+    sb.recv_ms = sb.base_recv_ms;
     zt_keys *keys = NULL;
     int rc = zt__store_open(&sb.s, conf->data_dir, conf->map_size, err, sizeof err);
     if (rc == ZT_OK && (rc = zt__store_repl_open(sb.s, conf->repl_keep)) != ZT_OK)
@@ -643,12 +723,18 @@ int zt__standby_run(zt_conf *conf, const char *url)
     if (rc == ZT_OK && (rc = derive_key(keys, &sb.key)) != ZT_OK)
         snprintf(err, sizeof err, "cannot derive the channel's key: %s", zt_strerror(rc));
     int nrc = 0;
-    if (rc == ZT_OK && ((nrc = nng_req0_open(&sb.sock)) != 0 ||
-                        (nrc = nng_socket_set_size(sb.sock, NNG_OPT_RECVMAXSZ, 0)) != 0 ||
-                        (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_RECVTIMEO, REPL_RECV_MS)) != 0 ||
-                        (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_SENDTIMEO, REPL_RECV_MS)) != 0 ||
-                        (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_RECONNMAXT, 2000)) != 0 ||
-                        (nrc = nng_dial(sb.sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)) {
+    if (rc == ZT_OK &&
+        ((nrc = nng_req0_open(&sb.sock)) != 0 ||
+         (nrc = nng_socket_set_size(sb.sock, NNG_OPT_RECVMAXSZ, 0)) != 0 ||
+         (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_RECVTIMEO, sb.recv_ms)) != 0 ||
+         (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_SENDTIMEO, REPL_RECV_MS)) != 0 ||
+         /* a request is sent again only after a connection is lost, never
+          * while its answer is on its way over a slow link */
+         (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_REQ_RESENDTIME, REPL_RECV_MAX + 1000)) != 0 ||
+         (nrc = nng_pipe_notify(sb.sock, NNG_PIPE_EV_ADD_POST, on_pipe, &sb)) != 0 ||
+         (nrc = nng_pipe_notify(sb.sock, NNG_PIPE_EV_REM_POST, on_pipe, &sb)) != 0 ||
+         (nrc = nng_socket_set_ms(sb.sock, NNG_OPT_RECONNMAXT, 2000)) != 0 ||
+         (nrc = nng_dial(sb.sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)) {
         snprintf(err, sizeof err, "cannot connect to %s: %s", url, nng_strerror(nrc));
         rc = ZT_EIO;
     }

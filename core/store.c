@@ -1558,6 +1558,7 @@ int zt__store_repl_read(zt_store *s, uint64_t after, size_t max, zt_buf *out, zt
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (mrc) return zt__store_errno(mrc);
     int rc = meta_read(txn, s, st);
+    size_t start = out->len; /* what the caller put before (its header) */
     if (rc == ZT_OK && st->on && st->head) *head_time = set_time(s, txn, st->head);
     if (rc == ZT_OK && st->on && after + 1 >= st->first && after < st->head) {
         MDB_cursor *c;
@@ -1567,7 +1568,10 @@ int zt__store_repl_read(zt_store *s, uint64_t after, size_t max, zt_buf *out, zt
         if ((mrc = mdb_cursor_open(txn, s->repl_log->dbi, &c)) == 0) {
             for (int op = MDB_SET_RANGE; rc == ZT_OK; op = MDB_NEXT) {
                 if ((mrc = mdb_cursor_get(c, &k, &v, op)) != 0) break;
-                if (out->len && out->len + 12 + v.mv_size > max) break; /* one at least */
+                /* one at least, however large: else a change set larger than max alone
+                 * (a 5 MB upload in one batch) would never be sent, and the standby would
+                 * ask for it forever */
+                if (out->len > start && out->len - start + 12 + v.mv_size > max) break;
                 if (v.mv_size > UINT32_MAX || zt__buf_reserve(out, 12 + v.mv_size) != ZT_OK) {
                     rc = ZT_ENOMEM;
                     break;

@@ -4,14 +4,17 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 import lmdb
 
-from ztnode import NodeTest, credit_code, free_port, lua_tree_with, run, scrape, wait_for, zt_bin
+from ztnode import (NodeTest, credit_code, free_port, lua_route, lua_tree_with, run, scrape,
+                    wait_for, zt_bin)
 
 AUTH = {"password_ops": 1, "password_memory": 8192}
 PDF = {"Content-Type": "application/pdf"}
@@ -45,19 +48,70 @@ def dump(data_dir):
         env.close()
 
 
+class SlowLink:
+    """A TCP relay from a port of its own to the primary's replication port that carries at
+    most `rate` bytes a second each way: a narrow line to the other site."""
+
+    def __init__(self, target_port, rate):
+        self.target, self.rate = target_port, rate
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                a.close()
+                continue
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self.pump, args=(src, dst), daemon=True).start()
+
+    def pump(self, src, dst):
+        chunk = max(1, self.rate // 20)
+        try:
+            while True:
+                data = src.recv(chunk)
+                if not data:
+                    break
+                dst.sendall(data)
+                time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
 class Standby:
     """`zhengtong standby` on a data folder seeded from a backup of primary."""
 
-    def __init__(self, test, primary, backup, key_file=None):
+    def __init__(self, test, primary, backup, key_file=None, url=None, env=None):
         self.node = test.node(plugins=primary.plugins, lua_dir=primary.lua_dir, auth=AUTH,
                               data_dir=None, start=False, sign_in=False)
+        self.env = dict(os.environ, **env) if env else None
         shutil.copytree(backup, self.node.data_dir)
         os.chmod(self.node.data_dir, 0o700)
         key = os.path.join(self.node.dir, "keys", "master.key")
         os.makedirs(os.path.dirname(key), mode=0o700)
         shutil.copyfile(key_file or os.path.join(primary.dir, "keys", "master.key"), key)
         os.chmod(key, 0o600)
-        self.url = primary.repl_url
+        self.url = url or primary.repl_url
         self.log_path = os.path.join(self.node.dir, "standby.log")
         self.proc = None
 
@@ -65,7 +119,7 @@ class Standby:
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([zt_bin(), "standby", "-c", self.node.conf, self.url],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf)
+                                     stderr=self.logf, env=self.env)
         return self
 
     def stop(self):
@@ -325,6 +379,59 @@ class Replication(NodeTest):
         self.assert_same_data(p, sb)
         self.assertEqual(sb.stop(), 0, sb.log())
         self.assertNotIn("cannot apply", sb.log())
+
+    def blob_primary(self):
+        """A primary with a plugin that stores request bodies of up to 8 MB."""
+        blob = ('return { version = "0.0.1", description = "large values" }\n',
+                'local kv = zt.db.open("kv")\n' + lua_route(
+                    "PUT", "/blob/:k", "kv:put(req.params.k, req.body)\nreturn 204",
+                    role="user", body_limit=8 << 20))
+        lua_dir = lua_tree_with(os.path.join(self.tmp, "lua"), {"blob": blob})
+        return self.primary(plugins=("hello", "blob"), lua_dir=lua_dir)
+
+    def put_blob(self, n, key, size):
+        st, _, b = n.request("PUT", "/blob/" + key, os.urandom(size),
+                             {"Content-Type": "application/octet-stream"})
+        self.assertEqual(st, 204, b)
+
+    def test_a_change_set_larger_than_an_answer_is_sent_whole(self):
+        # one batch of 5 MB: more than an answer carries (4 MB), so it goes alone
+        n = self.blob_primary()
+        seed = self.backup(n)
+        self.put_blob(n, "small", 1000)
+        self.put_blob(n, "scan", 5 << 20)
+        self.put_blob(n, "after", 1000)
+        sb = Standby(self, n, seed).start()
+        self.addCleanup(sb.stop)
+        self.assert_same_data(n, sb)
+        self.assertEqual(sb.stop(), 0)
+
+    def test_a_standby_over_a_slow_link_catches_up(self):
+        # 3 MB of writes, one of them a single 1.5 MB change set, over a 400 kB/s line: an
+        # answer of 4 MB would take 8 s, beyond the standby's wait (2 s here, 20 s in
+        # service): it asks for what the line carries in time and, for the change set that
+        # is larger alone, waits longer, instead of asking for the same forever
+        n = self.blob_primary()
+        seed = self.backup(n)
+        for i in range(6):
+            self.put_blob(n, "b%d" % i, 256 << 10)
+        self.put_blob(n, "big", 1536 << 10)
+        link = SlowLink(int(n.repl_url.rsplit(":", 1)[1]), 400_000)
+        self.addCleanup(link.close)
+        sb = Standby(self, n, seed, url="tcp://127.0.0.1:%d" % link.port,
+                     env={"ZT_TEST_REPL_RECV_MS": "2000"}).start()
+        self.addCleanup(sb.stop)
+        try:
+            head = wait_for("the standby over the slow link", lambda: (
+                lambda h: h if h == dump(n.data_dir)[0] else None)(dump(sb.node.data_dir)[0]),
+                timeout=120)
+        except AssertionError:
+            raise AssertionError("the standby's log:\n" + sb.log()[-4000:])
+        self.assertIsNotNone(head)
+        self.assert_same_data(n, sb)
+        self.assertRegex(sb.log(), r"the link is slow; now asking for at most \d+ KB an answer, "
+                                   r"waiting up to [48] s")  # the change set larger alone
+        self.assertEqual(sb.stop(), 0)
 
     def test_replication_at_a_port_the_node_takes_is_refused_at_its_line(self):
         n = self.node(plugins=("hello",), start=False)
