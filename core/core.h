@@ -1096,6 +1096,9 @@ zt_db *zt__core_meta(zt_server *srv);
 typedef struct zt_syslog zt_syslog;
 /* Start sending (nothing without audit.syslog); ZT_OK or why not, in err. */
 int zt__syslog_start(zt_server *srv, char *err, size_t errlen);
+/* For `check`: the TLS files of audit.syslog read as a start reads them (ZT_OK, or why
+ * not at the config's line, in err). */
+int zt__syslog_check(const zt_conf *c, char *err, size_t errlen);
 /* Keep the position the collector acknowledged and close the connection. */
 void zt__syslog_stop(zt_server *srv);
 /* A batch committed: send its records. */

@@ -169,7 +169,8 @@ static int cmd_check(zt_conf *conf)
     }
     /* the live data and its key file, as serve will open them (a backup restored without
      * its key, or with another one, passed check and then failed to start) */
-    if ((rc = zt__server_check_key(conf, err, sizeof err)) != ZT_OK) {
+    if ((rc = zt__server_check_key(conf, err, sizeof err)) != ZT_OK ||
+        (rc = zt__syslog_check(conf, err, sizeof err)) != ZT_OK) {
         fprintf(stderr, "zhengtong: %s\n", err[0] ? err : zt_strerror(rc));
         return 1;
     }

@@ -542,9 +542,8 @@ static void host_name(const zt_conf *c, char out[256])
 /* tls://: the context every connection's session is made from: TLS 1.2 or later, the
  * collector's certificate checked against audit.syslog_ca (else the system's CAs), this
  * node's own certificate when one is set. A file that cannot be used stops the start. */
-static int tls_context(zt_syslog *f, char *err, size_t errlen)
+static int tls_context(const zt_conf *c, SSL_CTX **out, char *err, size_t errlen)
 {
-    const zt_conf *c = f->srv->conf;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     const char *what = NULL, *file = NULL;
     int line = c->audit_syslog_line;
@@ -573,7 +572,7 @@ static int tls_context(zt_syslog *f, char *err, size_t errlen)
     }
     if (!what) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        f->tls = ctx;
+        *out = ctx;
         return ZT_OK;
     }
     unsigned long e = ERR_peek_last_error();
@@ -583,6 +582,14 @@ static int tls_context(zt_syslog *f, char *err, size_t errlen)
     ERR_clear_error();
     SSL_CTX_free(ctx);
     return ZT_EINVAL;
+}
+
+int zt__syslog_check(const zt_conf *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = NULL;
+    int rc = c->audit_syslog_tls ? tls_context(c, &ctx, err, errlen) : ZT_OK;
+    SSL_CTX_free(ctx);
+    return rc;
 }
 
 int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
@@ -596,7 +603,7 @@ int zt__syslog_start(zt_server *srv, char *err, size_t errlen)
     f->retry_ms = TICK_MS;
     host_name(c, f->host);
     if (c->audit_syslog_tls) {
-        int trc = tls_context(f, err, errlen);
+        int trc = tls_context(c, &f->tls, err, errlen);
         if (trc != ZT_OK) {
             free(f);
             return trc;
