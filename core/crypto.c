@@ -56,8 +56,6 @@ struct zt_keys {
     unsigned char field[KEY_BYTES];
     unsigned char index[KEY_BYTES];
     unsigned char seal[KEY_BYTES];
-    /* crypto.fields = "SM4": the field key's SM4 key and HMAC-SM3 key (HMAC-SM3 of it) */
-    unsigned char sm4_enc[16], sm4_mac[32];
     seal_secret *scratch;
 };
 
@@ -245,18 +243,21 @@ static int hmac_sm3(const unsigned char *key, size_t klen, const void *const *pa
     return ok ? ZT_OK : ZT_ERROR;
 }
 
-/* The SM4 field keys, from the field key (itself from the master key). */
-static int sm4_keys(zt_keys *k)
+/* The SM4 field keys (an SM4 key, an HMAC-SM3 key): HMAC-SM3 of the field key (itself
+ * from the master key). Made for each value, not at start: OpenSSL is then initialised
+ * only in a node that uses it (2 MB of memory otherwise); the caller wipes them. */
+typedef struct sm4_keys {
+    unsigned char enc[32], mac[32]; /* enc: its first 16 bytes */
+} sm4_keys;
+
+static int sm4_keys_make(const zt_keys *k, sm4_keys *out)
 {
     static const char enc[] = "zhengtong-field-sm4-enc", mac[] = "zhengtong-field-sm4-mac";
-    unsigned char out[32];
     const void *p[1] = {enc};
     size_t l[1] = {sizeof enc - 1};
-    int rc = hmac_sm3(k->field, KEY_BYTES, p, l, 1, out);
-    if (rc == ZT_OK) memcpy(k->sm4_enc, out, 16);
+    int rc = hmac_sm3(k->field, KEY_BYTES, p, l, 1, out->enc);
     p[0] = mac, l[0] = sizeof mac - 1;
-    if (rc == ZT_OK) rc = hmac_sm3(k->field, KEY_BYTES, p, l, 1, k->sm4_mac);
-    sodium_memzero(out, sizeof out);
+    if (rc == ZT_OK) rc = hmac_sm3(k->field, KEY_BYTES, p, l, 1, out->mac);
     return rc;
 }
 
@@ -280,11 +281,6 @@ int zt__keys_open(const char *path, zt_keys **out, char *err, size_t errlen)
          crypto_kdf_derive_from_key(k->index, KEY_BYTES, SUBKEY_ID, CTX_INDEX, k->master) != 0 ||
          crypto_kdf_derive_from_key(k->seal, KEY_BYTES, SUBKEY_ID, CTX_SEAL, k->master) != 0)) {
         snprintf(err, errlen, "key file %s: cannot derive the sub-keys", path);
-        rc = ZT_ERROR;
-    }
-    if (rc == ZT_OK && sm4_keys(k) != ZT_OK) {
-        snprintf(err, errlen, "key file %s: cannot derive the SM4 field keys (no SM3 in OpenSSL)",
-                 path);
         rc = ZT_ERROR;
     }
     if (rc == ZT_OK && !(k->scratch = sodium_malloc(sizeof *k->scratch))) {
@@ -357,20 +353,20 @@ static int field_check(const zt_plugin *p, const char *field, const zt_keys **k)
 #define SM4_TAG     24
 _Static_assert(1 + SM4_IV + SM4_TAG == ZT_FIELD_OVERHEAD, "the same overhead");
 
-static int sm4_tag(const zt_keys *k, const char *plugin, const char *field, const unsigned char *c,
+static int sm4_tag(const sm4_keys *k, const char *plugin, const char *field, const unsigned char *c,
                    size_t clen, unsigned char tag[32])
 {
     const void *parts[4] = {c, plugin, field, c + 1};
     size_t lens[4] = {1, strlen(plugin) + 1, strlen(field) + 1, clen - 1};
-    return hmac_sm3(k->sm4_mac, sizeof k->sm4_mac, parts, lens, 4, tag);
+    return hmac_sm3(k->mac, sizeof k->mac, parts, lens, 4, tag);
 }
 
 /* SM4-CTR of n bytes (the same both ways). */
-static int sm4_ctr(const zt_keys *k, const unsigned char iv[SM4_IV], const unsigned char *in,
+static int sm4_ctr(const sm4_keys *k, const unsigned char iv[SM4_IV], const unsigned char *in,
                    size_t n, unsigned char *out)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int ok = ctx && EVP_EncryptInit_ex(ctx, EVP_sm4_ctr(), NULL, k->sm4_enc, iv) == 1;
+    int ok = ctx && EVP_EncryptInit_ex(ctx, EVP_sm4_ctr(), NULL, k->enc, iv) == 1;
     for (size_t done = 0; ok && done < n;) { /* EVP takes an int length */
         int step = n - done > (1u << 30) ? 1 << 30 : (int)(n - done), got = 0;
         ok = EVP_EncryptUpdate(ctx, out + done, &got, in + done, step) == 1 && got == step;
@@ -381,26 +377,33 @@ static int sm4_ctr(const zt_keys *k, const unsigned char iv[SM4_IV], const unsig
     return ok ? ZT_OK : ZT_ERROR;
 }
 
-static int sm4_encrypt(const zt_keys *k, const char *plugin, const char *field,
+static int sm4_encrypt(const zt_keys *zk, const char *plugin, const char *field,
                        const unsigned char *plain, size_t len, unsigned char *o)
 {
     unsigned char tag[32];
+    sm4_keys k;
     o[0] = SM4_VERSION;
     randombytes_buf(o + 1, SM4_IV);
-    int rc = sm4_ctr(k, o + 1, plain, len, o + 1 + SM4_IV);
-    if (rc == ZT_OK) rc = sm4_tag(k, plugin, field, o, 1 + SM4_IV + len, tag);
+    int rc = sm4_keys_make(zk, &k);
+    if (rc == ZT_OK) rc = sm4_ctr(&k, o + 1, plain, len, o + 1 + SM4_IV);
+    if (rc == ZT_OK) rc = sm4_tag(&k, plugin, field, o, 1 + SM4_IV + len, tag);
     if (rc == ZT_OK) memcpy(o + 1 + SM4_IV + len, tag, SM4_TAG);
+    sodium_memzero(&k, sizeof k);
     return rc;
 }
 
-static int sm4_decrypt(const zt_keys *k, const char *plugin, const char *field,
+static int sm4_decrypt(const zt_keys *zk, const char *plugin, const char *field,
                        const unsigned char *c, size_t len, unsigned char *out)
 {
     unsigned char tag[32];
+    sm4_keys k;
     size_t n = len - ZT_FIELD_OVERHEAD;
-    if (sm4_tag(k, plugin, field, c, 1 + SM4_IV + n, tag) != ZT_OK) return ZT_ERROR;
-    if (sodium_memcmp(tag, c + 1 + SM4_IV + n, SM4_TAG) != 0) return ZT_EINVAL;
-    return sm4_ctr(k, c + 1, c + 1 + SM4_IV, n, out);
+    int rc = sm4_keys_make(zk, &k);
+    if (rc == ZT_OK) rc = sm4_tag(&k, plugin, field, c, 1 + SM4_IV + n, tag);
+    if (rc == ZT_OK && sodium_memcmp(tag, c + 1 + SM4_IV + n, SM4_TAG) != 0) rc = ZT_EINVAL;
+    if (rc == ZT_OK) rc = sm4_ctr(&k, c + 1, c + 1 + SM4_IV, n, out);
+    sodium_memzero(&k, sizeof k);
+    return rc;
 }
 
 static bool fields_sm4(const zt_plugin *p)
