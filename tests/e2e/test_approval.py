@@ -39,6 +39,7 @@ def food_form():
 class ApprovalTest(NodeTest):
     # the tests make many applications as one account: more than the default's 30 an hour
     OPTIONS = "approval = { applications_per_hour = 1000 }"
+    SEAL_ALGORITHM = "Ed25519"
 
     @classmethod
     def setUpClass(cls):
@@ -230,6 +231,7 @@ class Applications(ApprovalTest):
         self.assertEqual(res["decision"], "approved")
         # the decision is sealed by the responsible department, and anyone can verify it
         self.assertEqual(res["seal"]["department"], "scjg")
+        self.assertEqual(res["seal"]["algorithm"], self.SEAL_ALGORITHM)
         st, _, v = self.shared.json("POST", "/seal/verify", {"document": res["document"], "seal": res["seal"]},
                                     auth=False)
         self.assertEqual(st, 200, v)
@@ -701,6 +703,15 @@ class Applications(ApprovalTest):
         self.assertEqual(a["state"], "not_accepted")
         self.assertEqual(a["result"]["reason"], "不属于本机关职权范围")
 
+
+
+class GmApplications(Applications):
+    """The same applications on a node of 国密 settings: decisions sealed with SM2 (and
+    checked by POST /seal/verify), personal-data fields in SM4."""
+
+    OPTIONS = (ApprovalTest.OPTIONS + '\nseal = { algorithm = "SM2" }\n'
+               'crypto = { fields = "SM4" }')
+    SEAL_ALGORITHM = "SM2"
 
 
 class Labelled(ApprovalTest):
