@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -547,6 +548,8 @@ static int tls_context(const zt_conf *c, SSL_CTX **out, char *err, size_t errlen
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     const char *what = NULL, *file = NULL;
     int line = c->audit_syslog_line;
+    struct stat st;
+    char mode[4200] = "";
     if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         what = "cannot make a TLS context";
     } else if (c->audit_syslog_ca
@@ -558,6 +561,13 @@ static int tls_context(const zt_conf *c, SSL_CTX **out, char *err, size_t errlen
     } else if (c->audit_syslog_cert &&
                SSL_CTX_use_certificate_chain_file(ctx, c->audit_syslog_cert) != 1) {
         what = "cannot read the node's certificate from", file = c->audit_syslog_cert;
+        line = c->audit_syslog_cert_line;
+    } else if (c->audit_syslog_key && stat(c->audit_syslog_key, &st) == 0 && (st.st_mode & 077)) {
+        /* as the master key's: a private key others can read is another's to use */
+        snprintf(mode, sizeof mode, " (mode %04o): run `chmod 600 %s`",
+                 (unsigned)(st.st_mode & 07777), c->audit_syslog_key);
+        what = "the node's private key may be read by group or others:";
+        file = c->audit_syslog_key;
         line = c->audit_syslog_cert_line;
     } else if (c->audit_syslog_key &&
                SSL_CTX_use_PrivateKey_file(ctx, c->audit_syslog_key, SSL_FILETYPE_PEM) != 1) {
@@ -577,8 +587,11 @@ static int tls_context(const zt_conf *c, SSL_CTX **out, char *err, size_t errlen
     }
     unsigned long e = ERR_peek_last_error();
     const char *why = e && ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "failed";
-    snprintf(err, errlen, "%s:%d: audit.syslog: %s%s%s (%s)", c->file, line, what, file ? " " : "",
-             file ? file : "", why);
+    if (mode[0])
+        snprintf(err, errlen, "%s:%d: audit.syslog: %s %s%s", c->file, line, what, file, mode);
+    else
+        snprintf(err, errlen, "%s:%d: audit.syslog: %s%s%s (%s)", c->file, line, what,
+                 file ? " " : "", file ? file : "", why);
     ERR_clear_error();
     SSL_CTX_free(ctx);
     return ZT_EINVAL;

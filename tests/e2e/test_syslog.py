@@ -340,6 +340,9 @@ class OverTls(NodeTest):
         n = self.node(start=False)
         cert, key = c.pki.issue("node", "e2e-test")
         other_cert, _ = c.pki.issue("other", "other")
+        open_key = c.pki.path("open.key")  # the node's key, readable by anyone
+        shutil.copy(key, open_key)
+        os.chmod(open_key, 0o644)
         with open(n.conf) as f:
             text = f.read()
         for opts, why in (
@@ -349,7 +352,10 @@ class OverTls(NodeTest):
                 ('syslog_ca = "%s", syslog_cert = "%s", syslog_key = "%s"' % (c.pki.ca, c.pki.ca, key),
                  "audit.syslog: the private key is not the certificate's: " + key),
                 ('syslog_ca = "%s", syslog_cert = "%s", syslog_key = "%s"' % (c.pki.ca, other_cert, key),
-                 "audit.syslog: the private key is not the certificate's: " + key)):
+                 "audit.syslog: the private key is not the certificate's: " + key),
+                ('syslog_ca = "%s", syslog_cert = "%s", syslog_key = "%s"' % (c.pki.ca, cert, open_key),
+                 "audit.syslog: the node's private key may be read by group or others: %s "
+                 "(mode 0644): run `chmod 600 %s`" % (open_key, open_key))):
             with self.subTest(opts=opts):
                 with open(n.conf, "w") as f:
                     f.write(text + '\naudit = { syslog = "tls://localhost:%d", %s }\n' % (c.port, opts))
