@@ -391,6 +391,26 @@ class RawConn:
         self.close()
 
 
+def threads_of(pid):
+    """Each thread of a process: its name, the kernel function it sleeps in and the system
+    call it is in (for a process that does not stop: where it waits)."""
+    lines = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
+    except OSError as e:
+        return "(cannot read: %s)" % e
+    for tid in tids:
+        info = []
+        for name in ("comm", "wchan", "syscall"):
+            try:
+                with open("/proc/%d/task/%s/%s" % (pid, tid, name)) as f:
+                    info.append(f.read().strip().split(" ")[0])
+            except OSError:
+                info.append("?")
+        lines.append("  %s %s: in %s, syscall %s" % (tid, *info))
+    return "\n".join(lines)
+
+
 class PortTaken(Exception):
     pass
 
@@ -552,10 +572,12 @@ class Node:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            where = threads_of(self.proc.pid)  # before the kill: where each thread waits
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(
-                "zhengtong did not exit within %gs; log:\n%s" % (timeout, self.log())
+                "zhengtong did not exit within %gs; its threads:\n%s\nlog:\n%s"
+                % (timeout, where, self.log())
             )
 
     def stop(self, sig=signal.SIGTERM):
